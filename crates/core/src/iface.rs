@@ -1,0 +1,510 @@
+//! Interfaces: index + generation, strong references by lookup, addresses,
+//! flags, per-worker counters, and the destroy protocol of DESIGN.md.
+//!
+//! The table is an immutable snapshot published with `arc-swap`: workers load
+//! it once per batch and look interfaces up by index; the control thread
+//! builds a new snapshot for every change. A lookup of a detaching or
+//! destroyed interface gives nothing.
+
+use crate::link::{LinkQueue, LinkState};
+use crate::percpu::{Counter, PerWorker};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use softnet_wire::ethernet::MacAddr;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An interface index as packets and tables carry it. 0 means "none".
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct IfIndex(pub u32);
+
+impl IfIndex {
+    pub const NONE: IfIndex = IfIndex(0);
+    pub fn as_usize(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for IfIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A weak reference to an interface as routes and states hold it: the index
+/// and the generation of the interface it meant. When that interface is
+/// destroyed (and perhaps the index reused) the lookup fails cleanly.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct WeakIf {
+    pub index: IfIndex,
+    pub generation: u32,
+}
+
+/// An IPv4 address of an interface with its prefix length.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct IfAddr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl IfAddr {
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Self {
+        IfAddr { addr, prefix_len }
+    }
+    pub fn mask(&self) -> u32 {
+        prefix_mask(self.prefix_len)
+    }
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+    /// The directed broadcast address; `None` for /31 and /32 (RFC 3021).
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        if self.prefix_len >= 31 {
+            None
+        } else {
+            Some(Ipv4Addr::from(u32::from(self.addr) | !self.mask()))
+        }
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Netmask for a prefix length (0..=32).
+pub fn prefix_mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32) as u32)
+    }
+}
+
+/// Interface flags, as ifconfig shows them.
+pub mod if_flags {
+    pub const UP: u32 = 1 << 0;
+    pub const BROADCAST: u32 = 1 << 1;
+    pub const RUNNING: u32 = 1 << 6;
+    pub const MULTICAST: u32 = 1 << 15;
+}
+
+/// Per-interface counters (as `netstat -i` shows them), one set per worker.
+#[derive(Default, Debug)]
+pub struct IfStats {
+    pub ipackets: Counter,
+    pub ierrors: Counter,
+    pub idrops: Counter,
+    pub ibytes: Counter,
+    pub opackets: Counter,
+    pub oerrors: Counter,
+    pub obytes: Counter,
+}
+
+/// Totals of `IfStats` over all workers.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfStatsTotal {
+    pub ipackets: u64,
+    pub ierrors: u64,
+    pub idrops: u64,
+    pub ibytes: u64,
+    pub opackets: u64,
+    pub oerrors: u64,
+    pub obytes: u64,
+}
+
+pub struct Interface {
+    index: IfIndex,
+    generation: u32,
+    name: String,
+    mac: MacAddr,
+    mtu: AtomicU32,
+    flags: AtomicU32,
+    detaching: AtomicBool,
+    link_state: AtomicU32,
+    addrs: ArcSwap<Vec<IfAddr>>,
+    queues: Box<[Mutex<Box<dyn LinkQueue>>]>,
+    pub stats: PerWorker<IfStats>,
+    /// The owning table's count of live interfaces (decremented on drop).
+    live: Arc<AtomicUsize>,
+}
+
+impl Interface {
+    pub fn index(&self) -> IfIndex {
+        self.index
+    }
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+    pub fn weak(&self) -> WeakIf {
+        WeakIf { index: self.index, generation: self.generation }
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+    pub fn mtu(&self) -> u32 {
+        self.mtu.load(Ordering::Relaxed)
+    }
+    pub fn set_mtu(&self, mtu: u32) {
+        self.mtu.store(mtu, Ordering::Relaxed)
+    }
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+    pub fn is_up(&self) -> bool {
+        self.flags() & if_flags::UP != 0
+    }
+    pub fn set_up(&self, up: bool) {
+        if up {
+            self.flags.fetch_or(if_flags::UP | if_flags::RUNNING, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!(if_flags::UP | if_flags::RUNNING), Ordering::Relaxed);
+        }
+    }
+    pub fn is_detaching(&self) -> bool {
+        self.detaching.load(Ordering::Acquire)
+    }
+    pub fn link_state(&self) -> LinkState {
+        match self.link_state.load(Ordering::Relaxed) {
+            1 => LinkState::Up,
+            2 => LinkState::Down,
+            _ => LinkState::Unknown,
+        }
+    }
+    /// Records the carrier state; returns true if it changed.
+    pub fn set_link_state(&self, s: LinkState) -> bool {
+        let v = match s {
+            LinkState::Up => 1,
+            LinkState::Down => 2,
+            LinkState::Unknown => 0,
+        };
+        self.link_state.swap(v, Ordering::Relaxed) != v
+    }
+    /// The interface's IPv4 addresses (a snapshot).
+    pub fn addrs(&self) -> arc_swap::Guard<Arc<Vec<IfAddr>>> {
+        self.addrs.load()
+    }
+    /// Replaces the address list (control thread only; the stack adds the
+    /// routes and route messages).
+    pub fn set_addrs(&self, addrs: Vec<IfAddr>) {
+        self.addrs.store(Arc::new(addrs));
+    }
+    pub fn has_addr(&self, ip: Ipv4Addr) -> bool {
+        self.addrs.load().iter().any(|a| a.addr == ip)
+    }
+    /// The first address whose subnet contains `ip`, else the first address.
+    pub fn source_for(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        let a = self.addrs.load();
+        a.iter().find(|a| a.contains(ip)).or_else(|| a.first()).map(|a| a.addr)
+    }
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+    /// The queue worker `w` uses.
+    pub fn queue(&self, w: usize) -> &Mutex<Box<dyn LinkQueue>> {
+        &self.queues[w % self.queues.len()]
+    }
+    pub fn stats_total(&self) -> IfStatsTotal {
+        IfStatsTotal {
+            ipackets: self.stats.sum(|s| &s.ipackets),
+            ierrors: self.stats.sum(|s| &s.ierrors),
+            idrops: self.stats.sum(|s| &s.idrops),
+            ibytes: self.stats.sum(|s| &s.ibytes),
+            opackets: self.stats.sum(|s| &s.opackets),
+            oerrors: self.stats.sum(|s| &s.oerrors),
+            obytes: self.stats.sum(|s| &s.obytes),
+        }
+    }
+}
+
+impl Drop for Interface {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interface").field("index", &self.index).field("name", &self.name).finish()
+    }
+}
+
+/// What the control thread needs to create an interface.
+pub struct InterfaceConfig {
+    pub name: String,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    pub queues: Vec<Box<dyn LinkQueue>>,
+}
+
+/// The published, immutable view of all interfaces.
+#[derive(Default)]
+pub struct IfSnapshot {
+    by_index: Vec<Option<Arc<Interface>>>,
+}
+
+impl IfSnapshot {
+    /// The interface with this index, unless it is gone or detaching.
+    #[inline]
+    pub fn get(&self, idx: IfIndex) -> Option<&Arc<Interface>> {
+        match self.by_index.get(idx.as_usize()) {
+            Some(Some(ifp)) if !ifp.is_detaching() => Some(ifp),
+            _ => None,
+        }
+    }
+    /// The interface a weak reference names, if it is still that one.
+    #[inline]
+    pub fn get_weak(&self, w: WeakIf) -> Option<&Arc<Interface>> {
+        self.get(w.index).filter(|i| i.generation == w.generation)
+    }
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Interface>> {
+        self.iter().find(|i| i.name == name)
+    }
+    /// Interfaces that are not detaching, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Interface>> {
+        self.by_index.iter().flatten().filter(|i| !i.is_detaching())
+    }
+    /// The interface that has `ip` as one of its addresses.
+    pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Arc<Interface>> {
+        self.iter().find(|i| i.has_addr(ip))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IfError {
+    #[error("interface {0} already exists")]
+    Exists(String),
+    #[error("interface {0} does not exist")]
+    NoSuchInterface(String),
+    #[error("interface {0} has no link queues")]
+    NoQueues(String),
+    #[error("interface name {0:?} is invalid (1-15 characters, no '/' or whitespace)")]
+    BadName(String),
+}
+
+/// All interfaces. Readers `load()`; the control thread changes it.
+pub struct InterfaceTable {
+    snap: ArcSwap<IfSnapshot>,
+    control: Mutex<ControlState>,
+    live: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct ControlState {
+    next_generation: u32,
+}
+
+impl Default for InterfaceTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InterfaceTable {
+    pub fn new() -> Self {
+        InterfaceTable {
+            snap: ArcSwap::from_pointee(IfSnapshot::default()),
+            control: Mutex::new(ControlState::default()),
+            live: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// `Interface` objects of this table not yet freed (including ones
+    /// destroyed but still referenced).
+    pub fn live_count(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// The current snapshot; a worker loads it once per batch and drops it
+    /// at the end of the batch.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<IfSnapshot>> {
+        self.snap.load()
+    }
+
+    pub fn load_full(&self) -> Arc<IfSnapshot> {
+        self.snap.load_full()
+    }
+
+    /// Creates an interface (down, no addresses) in the lowest free index.
+    pub fn create(&self, cfg: InterfaceConfig) -> Result<Arc<Interface>, IfError> {
+        let name = cfg.name;
+        if name.is_empty() || name.len() > 15 || name.contains('/') || name.chars().any(char::is_whitespace) {
+            return Err(IfError::BadName(name));
+        }
+        if cfg.queues.is_empty() {
+            return Err(IfError::NoQueues(name));
+        }
+        let mut ctl = self.control.lock();
+        let cur = self.snap.load_full();
+        if cur.by_index.iter().flatten().any(|i| i.name == name) {
+            return Err(IfError::Exists(name));
+        }
+        ctl.next_generation = ctl.next_generation.wrapping_add(1);
+        let mut by_index = cur.by_index.clone();
+        if by_index.is_empty() {
+            by_index.push(None); // index 0 is "none"
+        }
+        let slot = by_index.iter().skip(1).position(|s| s.is_none()).map(|p| p + 1);
+        let index = slot.unwrap_or(by_index.len());
+        let ifp = Arc::new(Interface {
+            index: IfIndex(index as u32),
+            generation: ctl.next_generation,
+            name,
+            mac: cfg.mac,
+            mtu: AtomicU32::new(cfg.mtu),
+            flags: AtomicU32::new(if_flags::BROADCAST | if_flags::MULTICAST),
+            detaching: AtomicBool::new(false),
+            link_state: AtomicU32::new(0),
+            addrs: ArcSwap::from_pointee(Vec::new()),
+            queues: cfg.queues.into_iter().map(Mutex::new).collect(),
+            stats: PerWorker::new(),
+            live: self.live.clone(),
+        });
+        self.live.fetch_add(1, Ordering::SeqCst);
+        if index == by_index.len() {
+            by_index.push(Some(ifp.clone()));
+        } else {
+            by_index[index] = Some(ifp.clone());
+        }
+        self.snap.store(Arc::new(IfSnapshot { by_index }));
+        Ok(ifp)
+    }
+
+    /// First half of destroy: mark the interface detaching so that new
+    /// lookups fail. The caller then removes its addresses and routes (with
+    /// route messages) and calls `finish_destroy`.
+    pub fn begin_destroy(&self, name: &str) -> Result<Arc<Interface>, IfError> {
+        let _ctl = self.control.lock();
+        let cur = self.snap.load();
+        let ifp = cur.by_index.iter().flatten().find(|i| i.name == name && !i.is_detaching()).cloned();
+        let ifp = ifp.ok_or_else(|| IfError::NoSuchInterface(name.to_string()))?;
+        ifp.detaching.store(true, Ordering::Release);
+        ifp.set_up(false);
+        Ok(ifp)
+    }
+
+    /// Second half of destroy: unpublish the interface, then wait until the
+    /// last strong reference other than `ifp` is gone, logging what it waits
+    /// for, and free it here on the control thread.
+    pub fn finish_destroy(&self, ifp: Arc<Interface>) {
+        let old = {
+            let _ctl = self.control.lock();
+            let cur = self.snap.load_full();
+            let mut by_index = cur.by_index.clone();
+            if let Some(slot) = by_index.get_mut(ifp.index.as_usize()) {
+                if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &ifp)) {
+                    *slot = None;
+                }
+            }
+            // Trailing empty slots are trimmed so indices get reused.
+            while by_index.len() > 1 && by_index.last().is_some_and(|s| s.is_none()) {
+                by_index.pop();
+            }
+            let new = Arc::new(IfSnapshot { by_index });
+            drop(cur);
+            self.snap.swap(new)
+        };
+        // Old snapshots are freed here, never on a worker: wait until no
+        // worker still holds this one, then drop it.
+        wait_until_sole(&old, "interface snapshot");
+        drop(old);
+        wait_until_sole(&ifp, ifp.name());
+        drop(ifp);
+    }
+}
+
+/// Waits until `a` is the only strong reference, logging every second.
+pub fn wait_until_sole<T>(a: &Arc<T>, what: &str) {
+    let mut spins = 0u64;
+    loop {
+        let n = Arc::strong_count(a);
+        if n <= 1 {
+            return;
+        }
+        spins += 1;
+        if spins % 1000 == 0 {
+            tracing::info!("{what}: waiting for {} reference(s) to go", n - 1);
+        }
+        if spins < 100 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{PacketBuf, PacketPool};
+
+    struct NullQueue;
+    impl LinkQueue for NullQueue {
+        fn recv(&mut self, _: &mut PacketPool, _: &mut Vec<PacketBuf>, _: usize) -> usize {
+            0
+        }
+        fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+            let n = frames.len();
+            frames.drain(..).for_each(|p| pool.free(p));
+            n
+        }
+    }
+
+    fn cfg(name: &str) -> InterfaceConfig {
+        InterfaceConfig { name: name.into(), mac: MacAddr([2, 0, 0, 0, 0, 1]), mtu: 1500, queues: vec![Box::new(NullQueue)] }
+    }
+
+    #[test]
+    fn create_assigns_lowest_free_index_and_new_generation() {
+        let t = InterfaceTable::new();
+        let a = t.create(cfg("a")).unwrap();
+        let b = t.create(cfg("b")).unwrap();
+        assert_eq!((a.index(), b.index()), (IfIndex(1), IfIndex(2)));
+        let wa = a.weak();
+        drop(a);
+        let a = t.begin_destroy("a").unwrap();
+        t.finish_destroy(a);
+        assert!(t.load().get_weak(wa).is_none());
+        let c = t.create(cfg("c")).unwrap();
+        assert_eq!(c.index(), IfIndex(1));
+        assert_ne!(c.generation(), wa.generation);
+        assert!(t.load().get_weak(wa).is_none(), "a reused index is not the old interface");
+        assert_eq!(t.create(cfg("b")).unwrap_err(), IfError::Exists("b".into()));
+        assert!(matches!(t.create(cfg("bad name")), Err(IfError::BadName(_))));
+    }
+
+    #[test]
+    fn detaching_interface_is_not_found() {
+        let t = InterfaceTable::new();
+        let a = t.create(cfg("a")).unwrap();
+        let idx = a.index();
+        drop(a);
+        let a = t.begin_destroy("a").unwrap();
+        assert!(t.load().get(idx).is_none());
+        assert!(t.begin_destroy("a").is_err());
+        t.finish_destroy(a);
+    }
+
+    #[test]
+    fn ifaddr_network_and_broadcast() {
+        let a = IfAddr::new(Ipv4Addr::new(10, 0, 1, 1), 24);
+        assert_eq!(a.network(), Ipv4Addr::new(10, 0, 1, 0));
+        assert_eq!(a.broadcast(), Some(Ipv4Addr::new(10, 0, 1, 255)));
+        assert!(a.contains(Ipv4Addr::new(10, 0, 1, 77)));
+        assert!(!a.contains(Ipv4Addr::new(10, 0, 2, 1)));
+        assert_eq!(IfAddr::new(Ipv4Addr::new(10, 0, 0, 0), 31).broadcast(), None);
+        assert_eq!(prefix_mask(0), 0);
+        assert_eq!(prefix_mask(32), u32::MAX);
+    }
+}

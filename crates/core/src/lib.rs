@@ -1,0 +1,9 @@
+//! softnet's stack: packet buffers, interfaces, ARP, IPv4, ICMP, routes,
+//! counters and workers. Pure: no OS calls; the clock and the links are
+//! injected, so the same code runs on real devices and in memory.
+
+pub mod iface;
+pub mod link;
+pub mod packet;
+pub mod percpu;
+pub mod time;

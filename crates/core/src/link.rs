@@ -1,0 +1,35 @@
+//! The link abstraction: how frames get in and out of an interface.
+//!
+//! An interface has one or more queues; worker `w` uses queue
+//! `w % queues`. Implementations: `virtual` (in memory, here) and the OS links
+//! of `softnet-io` (TAP, AF_PACKET).
+
+use crate::packet::{PacketBuf, PacketPool};
+
+/// One queue of a link, owned by at most one worker at a time (it sits in a
+/// mutex inside the interface; a worker takes it once per batch).
+pub trait LinkQueue: Send {
+    /// Receives up to `max` frames into buffers from `pool`, appending them
+    /// to `out` (whose capacity the caller reserved). Returns how many.
+    /// Never blocks.
+    fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize;
+
+    /// Transmits and drains `frames`, returning their buffers to `pool`.
+    /// Returns how many were accepted by the link; the rest were dropped
+    /// (the caller counts them as output errors).
+    fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize;
+
+    /// A file descriptor that becomes readable when frames wait, so an idle
+    /// worker can sleep in poll(2). `None` for in-memory links.
+    fn poll_fd(&self) -> Option<i32> {
+        None
+    }
+}
+
+/// Carrier state of a link as the driver reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Up,
+    Down,
+    Unknown,
+}

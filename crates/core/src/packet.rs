@@ -1,0 +1,241 @@
+//! Packet buffers: fixed-size storage from a per-worker pool, allocated at
+//! start, with the packet's metadata inline (never in a separate tag).
+//!
+//! A `PacketBuf` owns its storage, so a buffer can move between workers (an
+//! ARP hold queue flushed by another worker); pools accept any buffer of
+//! their size and free surplus ones, so the steady state allocates nothing.
+
+use crate::iface::IfIndex;
+
+/// Bytes kept free in front of a received frame so headers can be prepended
+/// (a VLAN tag, an ICMP error's new IP header) without moving the payload.
+pub const HEADROOM: usize = 128;
+
+/// Default storage per buffer: headroom plus an Ethernet frame of MTU 1500
+/// with one 802.1Q tag, rounded up.
+pub const DEFAULT_BUF_SIZE: usize = 2048;
+
+/// Checksum facts learned about a packet, so nobody verifies twice.
+pub mod csum_flags {
+    /// The IPv4 header checksum was verified on input.
+    pub const IP_HDR_OK: u8 = 1 << 0;
+    /// The transport checksum was verified (or offload vouched for it).
+    pub const L4_OK: u8 = 1 << 1;
+}
+
+/// Per-packet metadata, carried inline in the buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Interface the frame arrived on (an index, never a reference).
+    pub rcvif: IfIndex,
+    /// Routing table the packet is looked up in.
+    pub rtable: u16,
+    /// 802.1Q VLAN id the frame carried, if any.
+    pub vlan: Option<u16>,
+    /// Flow hash (from the link or computed), for queue selection.
+    pub flow_hash: u32,
+    /// `csum_flags` bits.
+    pub csum: u8,
+    /// pf tag id (0 = none).
+    pub pf_tag: u16,
+    /// Offset of the network header from the start of `data()`.
+    pub l3_off: u16,
+}
+
+/// One packet: storage, the window of it that holds the frame, and metadata.
+pub struct PacketBuf {
+    storage: Box<[u8]>,
+    head: usize,
+    len: usize,
+    pub meta: PacketMeta,
+}
+
+impl PacketBuf {
+    /// A new buffer with `size` bytes of storage. Only pools and tests call
+    /// this: it allocates.
+    pub fn with_capacity(size: usize) -> Self {
+        assert!(size > HEADROOM, "buffer smaller than its headroom");
+        PacketBuf { storage: vec![0u8; size].into_boxed_slice(), head: HEADROOM, len: 0, meta: PacketMeta::default() }
+    }
+
+    /// A buffer holding a copy of `frame` (tests and tools; allocates).
+    pub fn from_slice(frame: &[u8]) -> Self {
+        let mut p = PacketBuf::with_capacity((HEADROOM + frame.len()).max(DEFAULT_BUF_SIZE));
+        p.set_len(frame.len()).expect("sized to fit");
+        p.data_mut().copy_from_slice(frame);
+        p
+    }
+
+    /// Empties the buffer and its metadata for reuse.
+    pub fn reset(&mut self) {
+        self.head = HEADROOM;
+        self.len = 0;
+        self.meta = PacketMeta::default();
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.storage[self.head..self.head + self.len]
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.head..self.head + self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Size of the storage behind this buffer.
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Largest frame this buffer can hold from its current start.
+    pub fn max_len(&self) -> usize {
+        self.storage.len() - self.head
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+
+    /// Sets the frame length (grow or shrink at the tail). Growing exposes
+    /// whatever bytes the storage held; callers fill them.
+    pub fn set_len(&mut self, len: usize) -> Result<(), BufferTooSmall> {
+        if self.head + len > self.storage.len() {
+            return Err(BufferTooSmall);
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Storage from the current start to the end of the buffer, for a
+    /// receive path that learns the length after writing.
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.head..]
+    }
+
+    /// Removes `n` bytes from the front (header stripped).
+    pub fn pull_front(&mut self, n: usize) -> Result<(), BufferTooSmall> {
+        if n > self.len {
+            return Err(BufferTooSmall);
+        }
+        self.head += n;
+        self.len -= n;
+        Ok(())
+    }
+
+    /// Adds `n` bytes at the front (header prepended); the caller fills them.
+    pub fn push_front(&mut self, n: usize) -> Result<(), BufferTooSmall> {
+        if n > self.head {
+            return Err(BufferTooSmall);
+        }
+        self.head -= n;
+        self.len += n;
+        Ok(())
+    }
+
+    /// Moves the start of the frame to `HEADROOM` with `len` bytes, for
+    /// building a new packet in this buffer.
+    pub fn rewind(&mut self, len: usize) -> Result<(), BufferTooSmall> {
+        self.head = HEADROOM;
+        self.set_len(len)
+    }
+}
+
+impl core::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PacketBuf").field("len", &self.len).field("meta", &self.meta).finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("packet buffer too small")]
+pub struct BufferTooSmall;
+
+/// A worker's free list of buffers. Not shared: each worker owns one.
+pub struct PacketPool {
+    free: Vec<PacketBuf>,
+    buf_size: usize,
+    limit: usize,
+    /// Times `alloc` found the pool empty.
+    pub exhausted: u64,
+}
+
+impl PacketPool {
+    /// A pool holding `count` buffers of `buf_size` bytes, all allocated now.
+    pub fn new(count: usize, buf_size: usize) -> Self {
+        let mut free = Vec::with_capacity(count);
+        for _ in 0..count {
+            free.push(PacketBuf::with_capacity(buf_size));
+        }
+        PacketPool { free, buf_size, limit: count, exhausted: 0 }
+    }
+
+    /// A clean buffer, or `None` when the pool is empty (a counted drop for
+    /// the caller; never an allocation on the data path).
+    #[inline]
+    pub fn alloc(&mut self) -> Option<PacketBuf> {
+        match self.free.pop() {
+            Some(mut p) => {
+                p.reset();
+                Some(p)
+            }
+            None => {
+                self.exhausted += 1;
+                None
+            }
+        }
+    }
+
+    /// Returns a buffer. Buffers of another size, or beyond the pool's
+    /// limit (migrated from another worker), are freed.
+    #[inline]
+    pub fn free(&mut self, p: PacketBuf) {
+        if self.free.len() < self.limit && p.capacity() == self.buf_size {
+            self.free.push(p);
+        }
+    }
+
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_recycles_buffers_and_counts_exhaustion() {
+        let mut pool = PacketPool::new(2, DEFAULT_BUF_SIZE);
+        let a = pool.alloc().unwrap();
+        let b = pool.alloc().unwrap();
+        assert!(pool.alloc().is_none());
+        assert_eq!(pool.exhausted, 1);
+        pool.free(a);
+        pool.free(b);
+        assert_eq!(pool.available(), 2);
+        pool.free(PacketBuf::with_capacity(DEFAULT_BUF_SIZE));
+        assert_eq!(pool.available(), 2, "surplus buffers are freed, not hoarded");
+    }
+
+    #[test]
+    fn push_and_pull_front_move_the_window() {
+        let mut p = PacketBuf::from_slice(&[1, 2, 3, 4]);
+        p.pull_front(2).unwrap();
+        assert_eq!(p.data(), &[3, 4]);
+        p.push_front(1).unwrap();
+        assert_eq!(p.data(), &[2, 3, 4]);
+        assert!(p.pull_front(10).is_err());
+        assert!(p.push_front(HEADROOM + 10).is_err());
+    }
+}
