@@ -2,8 +2,11 @@
 //! counters and workers. Pure: no OS calls; the clock and the links are
 //! injected, so the same code runs on real devices and in memory.
 
+pub mod filter;
+pub mod gen;
 pub mod iface;
 pub mod link;
 pub mod packet;
 pub mod percpu;
 pub mod time;
+pub mod vlink;
