@@ -1,0 +1,185 @@
+//! `softnet bench`: 64-byte UDP forwarding in memory, measured per worker.
+//!
+//! Frames are generated inside each worker (a `GeneratorQueue` on r0
+//! copies prebuilt frames into the worker's buffers, as a NIC would) and
+//! counted by a `SinkQueue` on r1, so the generator never steals the other
+//! core. Each configuration runs several times; the median is reported.
+
+use softnet_core::gen::{GeneratorQueue, SinkQueue};
+use softnet_core::host::Host;
+use softnet_core::iface::IfAddr;
+use softnet_core::link::LinkQueue;
+use softnet_core::stack::{RouteTarget, Stack, StackConfig};
+use softnet_core::time::{Clock, MonotonicClock};
+use softnet_core::topo::{A_IP, A_MAC, B_IP, B_MAC, R0_IP, R0_MAC, R1_IP, R1_MAC};
+use softnet_core::vlink;
+use softnet_core::worker::Worker;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+pub struct BenchCase {
+    pub workers: usize,
+    pub routes: usize,
+    pub flows: usize,
+}
+
+pub struct BenchResult {
+    pub case: BenchCase,
+    pub mpps: f64,
+    pub ns_per_packet: f64,
+    pub runs: Vec<f64>,
+}
+
+/// Destination of flow `j`: spread over the benchmark's prefixes.
+fn flow_dst(j: usize, routes: usize) -> Ipv4Addr {
+    let r = j % routes;
+    let host = 1 + (j / routes) as u32 % 250;
+    Ipv4Addr::from(route_prefix(r, routes) | host)
+}
+
+/// The `r`-th benchmark prefix: /24s from 11.0.0.0 for big tables, /16s
+/// from 11.0.0.0 for small ones.
+fn route_prefix(r: usize, routes: usize) -> u32 {
+    let base = u32::from(Ipv4Addr::new(11, 0, 0, 0));
+    if routes > 1000 {
+        base + (r as u32) * 256
+    } else {
+        base + (r as u32) * 65536
+    }
+}
+
+fn route_len(routes: usize) -> u8 {
+    if routes > 1000 {
+        24
+    } else {
+        16
+    }
+}
+
+fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, Vec<Arc<softnet_core::percpu::CacheAligned<softnet_core::percpu::Counter>>>)> {
+    let stack = Stack::new(StackConfig { workers: case.workers, ..StackConfig::default() });
+    // Frames from A to each flow's destination, via the router's r0 MAC.
+    let (_, a_port) = vlink::wire(1, 1);
+    let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
+    let frames: Vec<Vec<u8>> =
+        (0..case.flows).map(|j| a.udp_frame(R0_MAC, flow_dst(j, case.routes), 20000 + (j % 1000) as u16, 9000, 18)).collect();
+    let mut gens: Vec<Box<dyn LinkQueue>> = Vec::new();
+    let mut sinks: Vec<Box<dyn LinkQueue>> = Vec::new();
+    let mut counters = Vec::new();
+    for w in 0..case.workers {
+        // Each worker starts at a different point of the flow list.
+        let mut f = frames.clone();
+        f.rotate_left(w * frames.len() / case.workers);
+        gens.push(Box::new(GeneratorQueue::new(f)));
+        let s = SinkQueue::new();
+        counters.push(s.sent.clone());
+        sinks.push(Box::new(s));
+    }
+    stack.create_interface("r0", R0_MAC, 1500, gens)?;
+    stack.create_interface("r1", R1_MAC, 1500, sinks)?;
+    stack.add_address("r0", IfAddr::new(R0_IP, 24))?;
+    stack.add_address("r1", IfAddr::new(R1_IP, 24))?;
+    stack.set_up("r0", true)?;
+    stack.set_up("r1", true)?;
+    stack.arp_add_static(B_IP, B_MAC)?;
+    let len = route_len(case.routes);
+    stack.routes_batch(0, (0..case.routes).map(|r| (Ipv4Addr::from(route_prefix(r, case.routes)), len, B_IP)).collect())?;
+    let _ = RouteTarget::Gateway(B_IP);
+    Ok((stack, counters))
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: plain libc call on a zeroed cpu_set_t that we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn run_once(case: BenchCase, secs: f64) -> anyhow::Result<f64> {
+    let (stack, counters) = build(case)?;
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads: Vec<_> = (0..case.workers)
+        .map(|i| {
+            let w = Worker::new(i, stack.clone(), clock.clone());
+            let stop = stop.clone();
+            // One worker: the last core; two: one each.
+            let cpu = if case.workers == 1 { ncpu - 1 } else { i % ncpu };
+            std::thread::spawn(move || {
+                pin(cpu);
+                w.run(&stop, |_, _, _| std::hint::spin_loop())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let c0: u64 = counters.iter().map(|c| c.0.get()).sum();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let c1: u64 = counters.iter().map(|c| c.0.get()).sum();
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let forwarded = softnet_core::percpu::PerWorker::sum(&stack.stats, |s| &s.ip.forward);
+    anyhow::ensure!(forwarded > 0, "nothing was forwarded: {case:?}");
+    Ok((c1 - c0) as f64 / dt)
+}
+
+pub fn run(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
+    let mut cases = Vec::new();
+    for &routes in &[10usize, 100_000] {
+        for &flows in &[1usize, 10_000] {
+            for &workers in &[1usize, 2] {
+                cases.push(BenchCase { workers, routes, flows });
+            }
+        }
+    }
+    if quick {
+        cases.retain(|c| c.flows == 1 || c.routes == 100_000);
+    }
+    println!("softnet bench: 64-byte UDP forwarding in memory, {secs} s x {repeat} runs per case, median");
+    println!();
+    println!("| workers | routes | flows | Mpps (median) | ns/packet/worker | runs (Mpps) |");
+    println!("|---:|---:|---:|---:|---:|---|");
+    let mut results = Vec::new();
+    for case in cases {
+        let mut runs = Vec::new();
+        for _ in 0..repeat {
+            runs.push(run_once(case, secs)? / 1e6);
+        }
+        let mut sorted = runs.clone();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mpps = sorted[sorted.len() / 2];
+        let ns = case.workers as f64 * 1e3 / mpps;
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {} |",
+            case.workers,
+            case.routes,
+            case.flows,
+            mpps,
+            ns,
+            runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+        );
+        results.push(BenchResult { case, mpps, ns_per_packet: ns, runs });
+    }
+    println!();
+    for r in results.iter().filter(|r| r.case.workers == 2) {
+        if let Some(one) = results.iter().find(|o| o.case.workers == 1 && o.case.routes == r.case.routes && o.case.flows == r.case.flows) {
+            println!(
+                "scaling {} routes, {} flows: 2 workers = {:.2}x one worker",
+                r.case.routes,
+                r.case.flows,
+                r.mpps / one.mpps
+            );
+        }
+    }
+    let _ = (R1_IP, B_MAC);
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The daemon's TOML configuration (DESIGN.md "Control plane"): parsed,
+//! then validated with errors that name the file and line.
+
+use serde::Deserialize;
+use softnet_core::iface::IfAddr;
+use softnet_wire::ethernet::MacAddr;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+pub const DEFAULT_CONTROL: &str = "/run/softnet/softnet.sock";
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    workers: Option<Spanned<i64>>,
+    control: Option<String>,
+    pf: Option<Spanned<String>>,
+    log: Option<Spanned<String>>,
+    #[serde(default)]
+    interface: Vec<Spanned<RawInterface>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Spanned<String>,
+    driver: Spanned<String>,
+    device: Option<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    addr: Vec<Spanned<String>>,
+    mtu: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    dest: Spanned<String>,
+    gateway: Option<Spanned<String>>,
+    interface: Option<Spanned<String>>,
+    reject: Option<bool>,
+    blackhole: Option<bool>,
+    rtable: Option<Spanned<i64>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Tap,
+    Packet,
+    Virtual,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceConf {
+    pub name: String,
+    pub driver: Driver,
+    pub device: String,
+    pub mac: Option<MacAddr>,
+    pub addrs: Vec<IfAddr>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteVia {
+    Gateway(Ipv4Addr),
+    Interface(String),
+    Reject,
+    Blackhole,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConf {
+    pub rtable: u16,
+    pub dest: Ipv4Addr,
+    pub prefix_len: u8,
+    pub via: RouteVia,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub workers: usize,
+    pub control: PathBuf,
+    pub pf: Option<PathBuf>,
+    pub log: String,
+    pub interfaces: Vec<InterfaceConf>,
+    pub routes: Vec<RouteConf>,
+}
+
+/// A configuration error: where and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} line {line}: {msg}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub msg: String,
+}
+
+struct Ctx<'a> {
+    file: String,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.src[..offset.min(self.src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() })
+    }
+}
+
+/// Parses "a.b.c.d/len" (a missing length means /32).
+pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("bad prefix length in {s:?}"))?),
+        None => (s, 32),
+    };
+    let ip: Ipv4Addr = a.parse().map_err(|_| format!("bad IPv4 address {a:?}"))?;
+    if l > 32 {
+        return Err(format!("prefix length {l} over 32 in {s:?}"));
+    }
+    Ok((ip, l))
+}
+
+pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("bad MAC address {s:?} (expected six hex bytes: 02:00:00:00:01:01)"));
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("bad MAC address {s:?}"))?;
+    }
+    Ok(MacAddr(m))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { file: file.clone(), line: 0, msg: format!("cannot read: {e}") })?;
+        Self::parse(&src, path)
+    }
+
+    pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cx = Ctx { file: path.display().to_string(), src };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| cx.line_of(s.start)).unwrap_or(0);
+            ConfigError { file: cx.file.clone(), line, msg: e.message().to_string() }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let workers = match &raw.workers {
+            None => 1,
+            Some(w) if (1..=softnet_core::percpu::MAX_WORKERS as i64 - 1).contains(w.get_ref()) => *w.get_ref() as usize,
+            Some(w) => {
+                return cx.err(w.span(), format!("workers = {}: expected 1 to {}", w.get_ref(), softnet_core::percpu::MAX_WORKERS - 1))
+            }
+        };
+        let log = match &raw.log {
+            None => "info".to_string(),
+            Some(l) if ["error", "warn", "info", "debug", "trace"].contains(&l.get_ref().as_str()) => l.get_ref().clone(),
+            Some(l) => return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref())),
+        };
+        let mut interfaces: Vec<InterfaceConf> = Vec::new();
+        for ri in &raw.interface {
+            let i = ri.get_ref();
+            let name = i.name.get_ref().clone();
+            if name.is_empty() || name.len() > 15 || name.contains('/') || name.chars().any(char::is_whitespace) {
+                return cx.err(i.name.span(), format!("interface name {name:?} is invalid (1-15 characters, no '/' or spaces)"));
+            }
+            if interfaces.iter().any(|x| x.name == name) {
+                return cx.err(i.name.span(), format!("interface {name:?} defined twice"));
+            }
+            let driver = match i.driver.get_ref().as_str() {
+                "tap" => Driver::Tap,
+                "packet" => Driver::Packet,
+                "virtual" => Driver::Virtual,
+                "xdp" => {
+                    return cx.err(
+                        i.driver.span(),
+                        format!("interface {name:?}: driver \"xdp\" is not built yet (use tap or packet)"),
+                    )
+                }
+                other => {
+                    return cx.err(
+                        i.driver.span(),
+                        format!("interface {name:?}: unknown driver {other:?} (expected tap, packet, xdp or virtual)"),
+                    )
+                }
+            };
+            let device = i.device.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| name.clone());
+            let mac = match &i.mac {
+                None => None,
+                Some(m) => Some(parse_mac(m.get_ref()).or_else(|e| cx.err(m.span(), format!("interface {name:?}: {e}")))?),
+            };
+            let mut addrs = Vec::new();
+            for a in &i.addr {
+                let (ip, len) = parse_prefix(a.get_ref()).or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?;
+                if !a.get_ref().contains('/') {
+                    return cx.err(a.span(), format!("interface {name:?}: address {:?} needs a prefix length (10.0.1.1/24)", a.get_ref()));
+                }
+                addrs.push(IfAddr::new(ip, len));
+            }
+            let mtu = match &i.mtu {
+                None => None,
+                Some(m) if (68..=9000).contains(m.get_ref()) => Some(*m.get_ref() as u32),
+                Some(m) => return cx.err(m.span(), format!("interface {name:?}: mtu {} out of range 68-9000", m.get_ref())),
+            };
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu });
+        }
+        let mut routes = Vec::new();
+        for rr in &raw.route {
+            let r = rr.get_ref();
+            let (dest, prefix_len) = if r.dest.get_ref() == "default" {
+                (Ipv4Addr::UNSPECIFIED, 0)
+            } else {
+                parse_prefix(r.dest.get_ref()).or_else(|e| cx.err(r.dest.span(), format!("route: {e}")))?
+            };
+            let rtable = match &r.rtable {
+                None => 0,
+                Some(t) if (0..=255).contains(t.get_ref()) => *t.get_ref() as u16,
+                Some(t) => return cx.err(t.span(), format!("route: rtable {} out of range 0-255", t.get_ref())),
+            };
+            let targets = r.gateway.is_some() as u8
+                + r.interface.is_some() as u8
+                + r.reject.unwrap_or(false) as u8
+                + r.blackhole.unwrap_or(false) as u8;
+            if targets != 1 {
+                return cx.err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
+            }
+            let via = if let Some(g) = &r.gateway {
+                RouteVia::Gateway(g.get_ref().parse().or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?)
+            } else if let Some(i) = &r.interface {
+                if !interfaces.iter().any(|x| &x.name == i.get_ref()) {
+                    return cx.err(i.span(), format!("route: unknown interface {:?}", i.get_ref()));
+                }
+                RouteVia::Interface(i.get_ref().clone())
+            } else if r.reject == Some(true) {
+                RouteVia::Reject
+            } else {
+                RouteVia::Blackhole
+            };
+            routes.push(RouteConf { rtable, dest, prefix_len, via });
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            workers,
+            control: raw.control.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+            pf: raw.pf.map(|p| base.join(p.get_ref())),
+            log,
+            interfaces,
+            routes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("softnet.toml"))
+    }
+
+    const GOOD: &str = r#"
+workers = 2
+control = "/tmp/sn.sock"
+log = "debug"
+
+[[interface]]
+name = "sn-r0"
+driver = "tap"
+mac = "02:00:00:00:01:01"
+addr = ["10.0.1.1/24"]
+mtu = 1500
+
+[[interface]]
+name = "sn-r1"
+driver = "packet"
+device = "veth1"
+addr = ["10.0.2.1/24", "10.0.3.1/24"]
+
+[[route]]
+dest = "default"
+gateway = "10.0.2.254"
+
+[[route]]
+dest = "192.0.2.0/24"
+blackhole = true
+"#;
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(c.interfaces[0].device, "sn-r0", "device defaults to the name");
+        assert_eq!(c.interfaces[1].addrs.len(), 2);
+        assert_eq!(c.routes[0].prefix_len, 0);
+        assert_eq!(c.routes[1].via, RouteVia::Blackhole);
+    }
+
+    #[test]
+    fn unknown_driver_names_the_line() {
+        let src = "workers = 1\n\n[[interface]]\nname = \"sn-r0\"\ndriver = \"tun\"\n";
+        let e = parse(src).unwrap_err().to_string();
+        assert_eq!(e, "softnet.toml line 5: interface \"sn-r0\": unknown driver \"tun\" (expected tap, packet, xdp or virtual)");
+    }
+
+    #[test]
+    fn xdp_is_refused_until_built() {
+        let e = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("not built yet"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_lines() {
+        let cases = [
+            ("workers = 0\n", "line 1: workers = 0"),
+            ("bogus = 1\n", "line 1: unknown field `bogus`"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.0.300/24\"]\n", "line 4: interface \"a\": bad IPv4 address"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.0.1\"]\n", "needs a prefix length"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nmac = \"zz\"\n", "line 4: interface \"a\": bad MAC"),
+            ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
+            ("[[route]]\ndest = \"default\"\n", "exactly one of"),
+            ("workers = [\n", "line 1"),
+        ];
+        for (src, want) in cases {
+            let e = parse(src).unwrap_err().to_string();
+            assert!(e.contains(want), "{src:?}: got {e:?}, want {want:?}");
+        }
+    }
+}
