@@ -8,5 +8,7 @@ pub mod iface;
 pub mod link;
 pub mod packet;
 pub mod percpu;
+pub mod route;
+pub mod rtmsg;
 pub mod time;
 pub mod vlink;

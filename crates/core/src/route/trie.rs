@@ -1,0 +1,295 @@
+//! The lookup structure: a poptrie-like multibit trie, stride 8, four
+//! levels, not leaf-pushed.
+//!
+//! Each node has 256 slots. A slot's *leaf* holds the best route whose
+//! prefix length falls in the node's level range (level 0: /0../8, level 1:
+//! /9../16, level 2: /17../24, level 3: /25../32) and which covers the slot;
+//! a slot's *child* is the node one level down. Both are stored compactly:
+//! children as a dense vector indexed by the rank of the slot in a child
+//! bitmap; leaves run-length encoded, a bitmap marking the slots where a new
+//! run of equal values starts. A lookup walks at most four nodes, each step
+//! a couple of popcounts, keeping the best leaf seen so far.
+//!
+//! Nodes are immutable once published. The control thread updates by path
+//! copying with `Arc::make_mut`: a node shared with the published snapshot
+//! is copied, a node already copied since the last publish is changed in
+//! place, so a batch of changes copies each node at most once.
+
+use super::Route;
+use crate::iface::prefix_mask;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The table's hold on a route. The trie may repeat a route in several
+/// leaves and snapshots; they all share this one handle, so the table owns
+/// exactly one strong reference of the `Arc<Route>` inside (see `Refs` in
+/// netstat).
+pub(crate) type Held = Arc<Arc<Route>>;
+
+/// Key of the authoritative map: (network address, prefix length). Its
+/// order is the order `netstat -rn` prints.
+pub(crate) type Key = (u32, u8);
+
+const SLOTS: usize = 256;
+const LEVELS: u8 = 4;
+
+/// A 256-bit bitmap with the popcount of the words before each word, so a
+/// rank is one popcount.
+#[derive(Clone, Copy, Default, Debug)]
+struct Bits {
+    words: [u64; 4],
+    before: [u16; 4],
+}
+
+impl Bits {
+    #[inline]
+    fn test(&self, s: usize) -> bool {
+        self.words[s >> 6] & (1u64 << (s & 63)) != 0
+    }
+    /// Set bits strictly below `s`.
+    #[inline]
+    fn rank_below(&self, s: usize) -> usize {
+        let w = s >> 6;
+        let below = (1u64 << (s & 63)) - 1;
+        self.before[w] as usize + (self.words[w] & below).count_ones() as usize
+    }
+    /// Set bits at or below `s`.
+    #[inline]
+    fn rank_through(&self, s: usize) -> usize {
+        let w = s >> 6;
+        let through = u64::MAX >> (63 - (s & 63));
+        self.before[w] as usize + (self.words[w] & through).count_ones() as usize
+    }
+    fn set(&mut self, s: usize) {
+        self.words[s >> 6] |= 1u64 << (s & 63);
+        self.recount();
+    }
+    fn clear(&mut self, s: usize) {
+        self.words[s >> 6] &= !(1u64 << (s & 63));
+        self.recount();
+    }
+    fn recount(&mut self) {
+        let mut n = 0u16;
+        for w in 0..4 {
+            self.before[w] = n;
+            n += self.words[w].count_ones() as u16;
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    child_bits: Bits,
+    children: Vec<Arc<Node>>,
+    /// Bit s set where slot s starts a new run of equal leaves; bit 0 always.
+    run_bits: Bits,
+    leaves: Vec<Option<Held>>,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        let mut run_bits = Bits::default();
+        run_bits.set(0);
+        Node { child_bits: Bits::default(), children: Vec::new(), run_bits, leaves: vec![None] }
+    }
+}
+
+fn same(a: Option<&Held>, b: Option<&Held>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
+}
+
+/// Level a prefix length belongs to.
+#[inline]
+pub(crate) fn level_of(len: u8) -> u8 {
+    if len == 0 {
+        0
+    } else {
+        (len - 1) / 8
+    }
+}
+
+/// Shortest prefix length stored at `level`.
+fn level_min(level: u8) -> u8 {
+    if level == 0 {
+        0
+    } else {
+        level * 8 + 1
+    }
+}
+
+#[inline]
+fn slot(addr: u32, level: u8) -> usize {
+    ((addr >> (24 - 8 * level as u32)) & 0xff) as usize
+}
+
+/// Slots a prefix covers in the node of its level.
+fn slot_range(key: u32, len: u8) -> (usize, usize) {
+    let level = level_of(len);
+    let within = len - level * 8; // 0..=8
+    let lo = slot(key, level);
+    (lo, lo + (1usize << (8 - within)) - 1)
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.leaves.len() == 1 && self.leaves[0].is_none()
+    }
+
+    #[inline]
+    fn leaf(&self, s: usize) -> Option<&Held> {
+        self.leaves[self.run_bits.rank_through(s) - 1].as_ref()
+    }
+
+    #[inline]
+    fn child(&self, s: usize) -> Option<&Node> {
+        if self.child_bits.test(s) {
+            Some(&self.children[self.child_bits.rank_below(s)])
+        } else {
+            None
+        }
+    }
+
+    fn child_mut_or_create(&mut self, s: usize) -> &mut Node {
+        let i = self.child_bits.rank_below(s);
+        if !self.child_bits.test(s) {
+            self.children.insert(i, Arc::new(Node::default()));
+            self.child_bits.set(s);
+        }
+        Arc::make_mut(&mut self.children[i])
+    }
+
+    /// Rewrites the leaves of slots `lo..=hi`: `f(old)` gives the new value,
+    /// or `None` to keep the old one. Runs are re-encoded; only run heads
+    /// are cloned, so this costs no reference-count traffic per slot.
+    fn rewrite_leaves<'a>(&mut self, lo: usize, hi: usize, f: impl Fn(Option<&Held>) -> Option<Option<&'a Held>>) {
+        let old = std::mem::take(&mut self.leaves);
+        let mut vals: [Option<&Held>; SLOTS] = [None; SLOTS];
+        let mut run = 0usize;
+        for (s, v) in vals.iter_mut().enumerate() {
+            if s > 0 && self.run_bits.test(s) {
+                run += 1;
+            }
+            let cur = old[run].as_ref();
+            *v = if (lo..=hi).contains(&s) { f(cur).unwrap_or(cur) } else { cur };
+        }
+        let mut bits = Bits::default();
+        let mut leaves = Vec::with_capacity(old.len() + 2);
+        for s in 0..SLOTS {
+            if s == 0 || !same(vals[s], vals[s - 1]) {
+                bits.words[s >> 6] |= 1u64 << (s & 63);
+                leaves.push(vals[s].cloned());
+            }
+        }
+        bits.recount();
+        self.run_bits = bits;
+        self.leaves = leaves;
+    }
+
+    /// Number of nodes in this subtree (for tests and statistics).
+    pub(crate) fn node_count(&self) -> usize {
+        1 + self.children.iter().map(|c| c.node_count()).sum::<usize>()
+    }
+}
+
+/// Longest-prefix match from `root`: at most four nodes, no allocation.
+#[inline]
+pub(crate) fn lookup(root: &Node, dst: u32) -> Option<&Arc<Route>> {
+    let mut node = root;
+    let mut best: Option<&Held> = None;
+    let mut level = 0u8;
+    loop {
+        let s = slot(dst, level);
+        if let Some(h) = node.leaf(s) {
+            best = Some(h);
+        }
+        match node.child(s) {
+            Some(c) if level + 1 < LEVELS => {
+                node = c;
+                level += 1;
+            }
+            _ => break,
+        }
+    }
+    best.map(|h| &**h)
+}
+
+/// Puts `h` (for `key/len`) into the trie, replacing in each slot it covers
+/// a route of its level that is no more specific (an equal key is the
+/// route it replaces).
+pub(crate) fn insert(root: &mut Arc<Node>, key: u32, len: u8, h: &Held) {
+    let level = level_of(len);
+    let mut node = Arc::make_mut(root);
+    for l in 0..level {
+        node = node.child_mut_or_create(slot(key, l));
+    }
+    let (lo, hi) = slot_range(key, len);
+    node.rewrite_leaves(lo, hi, |old| match old {
+        Some(o) if o.prefix_len > len => None,
+        _ => Some(Some(h)),
+    });
+}
+
+/// Takes `gone` (for `key/len`, already removed from `map`) out of the
+/// trie: the slots that held it get the next best route of the same level
+/// from `map`; nodes left empty are pruned.
+pub(crate) fn remove(root: &mut Arc<Node>, map: &BTreeMap<Key, Held>, key: u32, len: u8, gone: &Held) {
+    let level = level_of(len);
+    // Every slot that held `gone` is inside its block, so one shorter prefix
+    // of the same level covering the block replaces it everywhere.
+    let replacement = (level_min(level)..len).rev().find_map(|l| map.get(&(key & prefix_mask(l), l)));
+    remove_at(Arc::make_mut(root), 0, key, len, gone, replacement);
+}
+
+/// Returns true when `node` is left empty.
+fn remove_at(node: &mut Node, level: u8, key: u32, len: u8, gone: &Held, replacement: Option<&Held>) -> bool {
+    if level == level_of(len) {
+        let (lo, hi) = slot_range(key, len);
+        node.rewrite_leaves(lo, hi, |old| if same(old, Some(gone)) { Some(replacement) } else { None });
+    } else {
+        let s = slot(key, level);
+        if node.child_bits.test(s) {
+            let i = node.child_bits.rank_below(s);
+            let child = Arc::make_mut(&mut node.children[i]);
+            if remove_at(child, level + 1, key, len, gone, replacement) {
+                node.children.remove(i);
+                node.child_bits.clear(s);
+            }
+        }
+    }
+    node.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_rank_counts_across_words() {
+        let mut b = Bits::default();
+        for s in [0, 63, 64, 200, 255] {
+            b.set(s);
+        }
+        assert_eq!(b.rank_below(0), 0);
+        assert_eq!(b.rank_through(0), 1);
+        assert_eq!(b.rank_below(64), 2);
+        assert_eq!(b.rank_through(64), 3);
+        assert_eq!(b.rank_through(255), 5);
+        b.clear(63);
+        assert_eq!(b.rank_through(255), 4);
+        assert!(!b.test(63) && b.test(64));
+    }
+
+    #[test]
+    fn slot_range_of_each_level() {
+        assert_eq!(slot_range(0, 0), (0, 255));
+        assert_eq!(slot_range(0x0a00_0000, 8), (10, 10));
+        assert_eq!(slot_range(0x0a80_0000, 9), (128, 255));
+        assert_eq!(slot_range(0x0a00_0100, 24), (1, 1));
+        assert_eq!(slot_range(0x0a00_01f0, 28), (0xf0, 0xff));
+        assert_eq!(slot_range(0x0a00_0107, 32), (7, 7));
+    }
+}
