@@ -493,45 +493,78 @@ fn loading_10k_routes_one_by_one_completes() {
     assert_eq!(t.snapshot(0).unwrap().len(), 10_000);
 }
 
-fn ns_per_lookup(t: &RouteTables, addrs: &[Ipv4Addr], rounds: usize) -> f64 {
+fn ns_per_lookup(t: &RouteTables, addrs: &[Ipv4Addr], rounds: usize, deref: bool) -> f64 {
     let snap = t.snapshot(0).unwrap();
-    let mut hits = 0usize;
+    let mut acc = 0usize;
     let start = Instant::now();
     for _ in 0..rounds {
         for a in addrs {
-            if let Some(r) = snap.lookup(std::hint::black_box(*a)) {
-                hits += r.prefix_len as usize;
+            let r = snap.lookup(std::hint::black_box(*a));
+            if deref {
+                acc += r.map_or(0, |r| r.prefix_len as usize);
+            } else {
+                acc += r.map_or(0, |r| Arc::as_ptr(r) as usize);
             }
         }
     }
     let el = start.elapsed();
-    std::hint::black_box(hits);
+    std::hint::black_box(acc);
     el.as_nanos() as f64 / (rounds * addrs.len()) as f64
+}
+
+fn default_via(t: &RouteTables) {
+    let mut r = Route::via(ip("0.0.0.0"), 0, ip("10.0.0.1"));
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
 }
 
 /// Prints ns per lookup for 10 and 100,000 prefixes (run with --release
 /// --ignored --nocapture). No timing assertion: the machine is shared.
+/// "uniform": 1M destinations spread over the whole address space, so the
+/// big table misses the caches on most lookups; "hot": 4096 destinations
+/// inside the table's prefixes, repeated (a busy router's working set):
+/// the trie's own cost, its depth, without memory stalls.
 #[test]
 #[ignore = "measurement; run by hand with --release"]
 fn lookup_cost_10_vs_100k_prefixes() {
     let mut x = 0x1357_9bdf_2468_ace0u64;
-    let addrs: Vec<Ipv4Addr> = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            Ipv4Addr::from((x >> 16) as u32)
-        })
-        .collect();
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let uniform: Vec<Ipv4Addr> = (0..1 << 20).map(|_| Ipv4Addr::from((next() >> 16) as u32)).collect();
+    let small_p = bgp_like_prefixes(10, 7);
+    let big_p = bgp_like_prefixes(100_000, 0x9e37_79b9_7f4a_7c15);
+    let inside = |ps: &[(u32, u8)], n: usize, next: &mut dyn FnMut() -> u64| -> Vec<Ipv4Addr> {
+        (0..n)
+            .map(|_| {
+                let (p, l) = ps[(next() % ps.len() as u64) as usize];
+                Ipv4Addr::from(p | (next() as u32 & !prefix_mask(l)))
+            })
+            .collect()
+    };
+    let hot_small = inside(&small_p, 4096, &mut next);
+    let hot_big = inside(&big_p, 4096, &mut next);
     let (small, _r1) = tables();
-    load(&small, &bgp_like_prefixes(10, 7));
-    small.add(0, { let mut r = Route::via(ip("0.0.0.0"), 0, ip("10.0.0.1")); r.ifp = ifw(1); r }).unwrap();
+    load(&small, &small_p);
+    default_via(&small);
     let (big, _r2) = tables();
-    load(&big, &bgp_like_prefixes(100_000, 0x9e37_79b9_7f4a_7c15));
-    big.add(0, { let mut r = Route::via(ip("0.0.0.0"), 0, ip("10.0.0.1")); r.ifp = ifw(1); r }).unwrap();
-    ns_per_lookup(&small, &addrs, 1);
-    ns_per_lookup(&big, &addrs, 1);
-    let s = ns_per_lookup(&small, &addrs, 8);
-    let b = ns_per_lookup(&big, &addrs, 8);
-    println!("lookup: 10 prefixes {s:.1} ns, 100k prefixes {b:.1} ns (ratio {:.2})", b / s);
+    load(&big, &big_p);
+    default_via(&big);
+    for deref in [false, true] {
+        ns_per_lookup(&small, &uniform, 1, deref);
+        ns_per_lookup(&big, &uniform, 1, deref);
+        let s = ns_per_lookup(&small, &uniform, 4, deref);
+        let b = ns_per_lookup(&big, &uniform, 4, deref);
+        let hs = ns_per_lookup(&small, &hot_small, 500, deref);
+        let hb = ns_per_lookup(&big, &hot_big, 500, deref);
+        println!(
+            "lookup{}: uniform: 10 prefixes {s:.1} ns, 100k {b:.1} ns (x{:.2}); hot: 10 prefixes {hs:.1} ns, 100k {hb:.1} ns (x{:.2})",
+            if deref { " + read route" } else { "" },
+            b / s,
+            hb / hs
+        );
+    }
 }

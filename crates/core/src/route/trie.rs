@@ -83,6 +83,10 @@ pub(crate) struct Node {
     children: Vec<Arc<Node>>,
     /// Bit s set where slot s starts a new run of equal leaves; bit 0 always.
     run_bits: Bits,
+    /// Bit s set where slot s has a route: a lookup reads `leaves` only
+    /// once, at the deepest level that has one, sparing a cache miss per
+    /// level on the way down.
+    some_bits: [u64; 4],
     leaves: Vec<Option<Held>>,
 }
 
@@ -90,7 +94,7 @@ impl Default for Node {
     fn default() -> Self {
         let mut run_bits = Bits::default();
         run_bits.set(0);
-        Node { child_bits: Bits::default(), children: Vec::new(), run_bits, leaves: vec![None] }
+        Node { child_bits: Bits::default(), children: Vec::new(), run_bits, some_bits: [0; 4], leaves: vec![None] }
     }
 }
 
@@ -177,8 +181,12 @@ impl Node {
             *v = if (lo..=hi).contains(&s) { f(cur).unwrap_or(cur) } else { cur };
         }
         let mut bits = Bits::default();
+        let mut some = [0u64; 4];
         let mut leaves = Vec::with_capacity(old.len() + 2);
         for s in 0..SLOTS {
+            if vals[s].is_some() {
+                some[s >> 6] |= 1u64 << (s & 63);
+            }
             if s == 0 || !same(vals[s], vals[s - 1]) {
                 bits.words[s >> 6] |= 1u64 << (s & 63);
                 leaves.push(vals[s].cloned());
@@ -186,6 +194,7 @@ impl Node {
         }
         bits.recount();
         self.run_bits = bits;
+        self.some_bits = some;
         self.leaves = leaves;
     }
 
@@ -199,12 +208,12 @@ impl Node {
 #[inline]
 pub(crate) fn lookup(root: &Node, dst: u32) -> Option<&Arc<Route>> {
     let mut node = root;
-    let mut best: Option<&Held> = None;
+    let mut best: Option<(&Node, usize)> = None;
     let mut level = 0u8;
     loop {
         let s = slot(dst, level);
-        if let Some(h) = node.leaf(s) {
-            best = Some(h);
+        if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+            best = Some((node, s));
         }
         match node.child(s) {
             Some(c) if level + 1 < LEVELS => {
@@ -214,7 +223,7 @@ pub(crate) fn lookup(root: &Node, dst: u32) -> Option<&Arc<Route>> {
             _ => break,
         }
     }
-    best.map(|h| &**h)
+    best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
 }
 
 /// Puts `h` (for `key/len`) into the trie, replacing in each slot it covers
