@@ -268,6 +268,8 @@ pub struct RouteSnapshot {
 
 impl RouteSnapshot {
     /// Longest-prefix match: no lock, no allocation, at most four nodes.
+    /// Use the route by reference within the batch; a worker that clones
+    /// the `Arc` may end up freeing a deleted route itself.
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Arc<Route>> {
         trie::lookup(&self.root, u32::from(dst))

@@ -52,8 +52,8 @@ pub fn format_netstat_rn(routes: &[Arc<Route>], ifname: impl Fn(WeakIf) -> Optio
     out.push_str("\n\nInternet:\n");
     let _ = writeln!(
         out,
-        "{:<18} {:<18} {:<6.6} {:>5} {:>5}  {:>4} {}",
-        "Destination", "Gateway", "Flags", "Refs", "Mtu", "Prio", "Iface"
+        "{:<18} {:<18} {:<6.6} {:>5} {:>5}  {:>4} Iface",
+        "Destination", "Gateway", "Flags", "Refs", "Mtu", "Prio"
     );
     for r in routes {
         let mtu = if r.mtu == 0 { "-".to_string() } else { r.mtu.to_string() };
