@@ -14,6 +14,10 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
+pub mod ipv4;
+pub mod tcp;
+pub mod udp;
 
 /// Why a buffer is not a valid packet of the kind asked for.
 #[derive(Debug, Copy, Clone, PartialEq, Eq, Hash, thiserror::Error)]
@@ -38,6 +42,10 @@ pub enum WireError {
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
+pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use tcp::{TcpFlags, TcpOption, TcpPacket, TcpRepr};
+pub use udp::{UdpPacket, UdpRepr};
 
 #[inline]
 pub(crate) fn get16(b: &[u8], at: usize) -> u16 {
