@@ -156,8 +156,8 @@ mod tests {
     fn ipv4_header_checksum_verifies_to_zero() {
         // A real header (Wikipedia's IPv4 checksum example): b861.
         let mut h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(checksum(&h), 0xb861);
         h[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
@@ -179,7 +179,11 @@ mod tests {
     fn update32_matches_two_update16() {
         let c = 0x1234;
         let (old, new) = (0xc0a80001u32, 0x0a000001u32);
-        let two = update16(update16(c, (old >> 16) as u16, (new >> 16) as u16), old as u16, new as u16);
+        let two = update16(
+            update16(c, (old >> 16) as u16, (new >> 16) as u16),
+            old as u16,
+            new as u16,
+        );
         assert_eq!(update32(c, old, new), two);
     }
 

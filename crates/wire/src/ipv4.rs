@@ -282,7 +282,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets DF, MF and the fragment offset (in bytes, a multiple of 8);
     /// clears the reserved bit.
     pub fn set_flags_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
-        let v = if dont_frag { FLAG_DF } else { 0 } | if more_frags { FLAG_MF } else { 0 } | ((offset >> 3) & FRAG_MASK);
+        let v =
+            if dont_frag { FLAG_DF } else { 0 } | if more_frags { FLAG_MF } else { 0 } | ((offset >> 3) & FRAG_MASK);
         put16(self.b(), field::FLAGS_FRAG, v);
     }
 
@@ -416,7 +417,11 @@ pub struct Ipv4Option<'a> {
 /// Iterates over the options area, stopping after EOL. Yields an error once
 /// (and then stops) when an option is malformed.
 pub fn options(opts: &[u8]) -> Options<'_> {
-    Options { opts, pos: 0, done: false }
+    Options {
+        opts,
+        pos: 0,
+        done: false,
+    }
 }
 
 /// Iterator returned by [`options`].
@@ -439,11 +444,13 @@ impl<'a> Iterator for Options<'a> {
         if kind == option::EOL || kind == option::NOP {
             self.pos += 1;
             self.done = kind == option::EOL;
-            return Some(Ok(Ipv4Option { kind, offset: at, bytes: &self.opts[at..at + 1] }));
+            return Some(Ok(Ipv4Option {
+                kind,
+                offset: at,
+                bytes: &self.opts[at..at + 1],
+            }));
         }
-        let bad = |offset, kind| {
-            Some(Err(OptionError { offset, kind }))
-        };
+        let bad = |offset, kind| Some(Err(OptionError { offset, kind }));
         let Some(&len) = self.opts.get(at + 1) else {
             self.done = true;
             return bad(at + 1, OptionErrorKind::BadLength);
@@ -471,7 +478,11 @@ impl<'a> Iterator for Options<'a> {
             return bad(at + 2, OptionErrorKind::BadPointer);
         }
         self.pos += len;
-        Some(Ok(Ipv4Option { kind, offset: at, bytes }))
+        Some(Ok(Ipv4Option {
+            kind,
+            offset: at,
+            bytes,
+        }))
     }
 }
 
@@ -488,7 +499,9 @@ pub fn check_options(opts: &[u8]) -> Result<(), OptionError> {
 /// Whether the options hold a loose or strict source route. Stops quietly at
 /// the first malformed option (run [`check_options`] first).
 pub fn has_source_route(opts: &[u8]) -> bool {
-    options(opts).map_while(Result::ok).any(|o| o.kind == option::LSRR || o.kind == option::SSRR)
+    options(opts)
+        .map_while(Result::ok)
+        .any(|o| o.kind == option::LSRR || o.kind == option::SSRR)
 }
 
 /// Copies the options that have the copied flag (those every fragment after
@@ -578,8 +591,8 @@ mod tests {
     // 192.168.0.1 -> 192.168.0.199, UDP, total 0x73, DF, TTL 64, sum b861.
     fn sample() -> [u8; 20] {
         [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ]
     }
 
@@ -617,7 +630,10 @@ mod tests {
 
     #[test]
     fn checked_constructor_rejects_bad_headers() {
-        assert_eq!(Ipv4Packet::new_checked(&packet(20)[..19]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&packet(20)[..19]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut b = packet(0x73);
         b[0] = 0x65;
         assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::BadVersion);
@@ -736,7 +752,16 @@ mod tests {
     }
 
     fn arb_repr() -> impl Strategy<Value = Ipv4Repr> {
-        (any::<u32>(), any::<u32>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u16>(), any::<bool>(), 0usize..200)
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u16>(),
+            any::<bool>(),
+            0usize..200,
+        )
             .prop_map(|(s, d, pr, ttl, tos, ident, df, len)| Ipv4Repr {
                 src: s.into(),
                 dst: d.into(),

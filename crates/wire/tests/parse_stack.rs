@@ -20,35 +20,72 @@ const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 /// A valid frame of kind `kind` (0 ARP, 1 ICMP echo, 2 ICMP error, 3 UDP,
 /// 4 TCP SYN with options), optionally VLAN-tagged, with `n` payload bytes.
 fn build(kind: u8, vlan: bool, n: usize) -> Vec<u8> {
-    let eth = |t| EthernetRepr { src: MacAddr([2, 0, 0, 0, 0, 1]), dst: MacAddr::BROADCAST, ethertype: t, vlan: vlan.then_some(7) };
+    let eth = |t| EthernetRepr {
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: MacAddr::BROADCAST,
+        ethertype: t,
+        vlan: vlan.then_some(7),
+    };
     let payload: Vec<u8> = (0..n).map(|i| (i * 31) as u8).collect();
     if kind == 0 {
         let e = eth(EtherType::ARP);
         let mut f = vec![0u8; e.header_len() + ArpRepr::LEN];
         e.emit(&mut f);
-        ArpRepr { operation: ArpOperation::Request, sender_hw: e.src, sender_ip: SRC, target_hw: MacAddr::ZERO, target_ip: DST }
-            .emit(&mut f[e.header_len()..]);
+        ArpRepr {
+            operation: ArpOperation::Request,
+            sender_hw: e.src,
+            sender_ip: SRC,
+            target_hw: MacAddr::ZERO,
+            target_ip: DST,
+        }
+        .emit(&mut f[e.header_len()..]);
         return f;
     }
     let mut l4 = vec![0u8; 60 + n + 40];
     let (proto, len) = match kind {
         1 => {
-            let r = Icmpv4Repr::EchoRequest { ident: 1, seq_no: 2, data: &payload };
+            let r = Icmpv4Repr::EchoRequest {
+                ident: 1,
+                seq_no: 2,
+                data: &payload,
+            };
             r.emit(&mut l4);
             (IpProtocol::ICMP, r.buffer_len())
         }
         2 => {
             // Unreachable quoting a UDP packet.
             let mut q = vec![0u8; 28];
-            Ipv4Repr { src: DST, dst: SRC, protocol: IpProtocol::UDP, ttl: 1, tos: 0, ident: 9, dont_frag: false, payload_len: 8 + n }
-                .emit(&mut q);
-            UdpRepr { src_port: 1, dst_port: 2, payload_len: n }.emit(&mut q[20..]);
-            let r = Icmpv4Repr::DstUnreachable { code: DstUnreachable::FragRequired, next_hop_mtu: 1280, data: &q };
+            Ipv4Repr {
+                src: DST,
+                dst: SRC,
+                protocol: IpProtocol::UDP,
+                ttl: 1,
+                tos: 0,
+                ident: 9,
+                dont_frag: false,
+                payload_len: 8 + n,
+            }
+            .emit(&mut q);
+            UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+                payload_len: n,
+            }
+            .emit(&mut q[20..]);
+            let r = Icmpv4Repr::DstUnreachable {
+                code: DstUnreachable::FragRequired,
+                next_hop_mtu: 1280,
+                data: &q,
+            };
             r.emit(&mut l4);
             (IpProtocol::ICMP, r.buffer_len())
         }
         3 => {
-            let r = UdpRepr { src_port: 5000, dst_port: 53, payload_len: n };
+            let r = UdpRepr {
+                src_port: 5000,
+                dst_port: 53,
+                payload_len: n,
+            };
             r.emit_with_payload(&mut l4, SRC, DST, &payload);
             (IpProtocol::UDP, r.buffer_len())
         }
@@ -72,7 +109,16 @@ fn build(kind: u8, vlan: bool, n: usize) -> Vec<u8> {
         }
     };
     let e = eth(EtherType::IPV4);
-    let ip = Ipv4Repr { src: SRC, dst: DST, protocol: proto, ttl: 64, tos: 0, ident: 1, dont_frag: true, payload_len: len };
+    let ip = Ipv4Repr {
+        src: SRC,
+        dst: DST,
+        protocol: proto,
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+        payload_len: len,
+    };
     let mut f = vec![0u8; e.header_len() + ip.buffer_len()];
     e.emit(&mut f);
     ip.emit(&mut f[e.header_len()..]);
