@@ -33,6 +33,7 @@ struct RawInterface {
     #[serde(default)]
     addr: Vec<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
+    multi_queue: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -61,6 +62,10 @@ pub struct InterfaceConf {
     pub mac: Option<MacAddr>,
     pub addrs: Vec<IfAddr>,
     pub mtu: Option<u32>,
+    /// TAP only: open the device with IFF_MULTI_QUEUE, one queue per worker.
+    pub multi_queue: bool,
+    /// Line of the `[[interface]]` entry, for errors found after parsing.
+    pub line: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,8 +154,12 @@ impl Config {
     pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
         let cx = Ctx { file: path.display().to_string(), src };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
-            let line = e.span().map(|s| cx.line_of(s.start)).unwrap_or(0);
-            ConfigError { file: cx.file.clone(), line, msg: e.message().to_string() }
+            // An error at the end of the file (an unclosed array, say) is
+            // on its last line, not on the empty one after the final newline.
+            let end = src.trim_end().len();
+            let line = e.span().map(|s| cx.line_of(s.start.min(end.saturating_sub(1)))).unwrap_or(0);
+            let msg = e.message().trim().replace('\n', ", ");
+            ConfigError { file: cx.file.clone(), line, msg }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let workers = match &raw.workers {
@@ -210,7 +219,21 @@ impl Config {
                 Some(m) if (68..=9000).contains(m.get_ref()) => Some(*m.get_ref() as u32),
                 Some(m) => return cx.err(m.span(), format!("interface {name:?}: mtu {} out of range 68-9000", m.get_ref())),
             };
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu });
+            for a in &addrs {
+                let taken = interfaces.iter().find(|x| x.addrs.iter().any(|b| b.addr == a.addr)).map(|x| x.name.clone());
+                let taken = taken.or_else(|| (addrs.iter().filter(|b| b.addr == a.addr).count() > 1).then(|| name.clone()));
+                if let Some(other) = taken {
+                    let span = i.addr.iter().find(|s| s.get_ref().starts_with(&format!("{}/", a.addr))).map(|s| s.span()).unwrap_or(ri.span());
+                    return cx.err(span, format!("interface {name:?}: address {} already configured on {other:?}", a.addr));
+                }
+            }
+            let multi_queue = match &i.multi_queue {
+                None => false,
+                Some(m) if driver == Driver::Tap => *m.get_ref(),
+                Some(m) => return cx.err(m.span(), format!("interface {name:?}: multi_queue applies to driver \"tap\" only")),
+            };
+            let line = cx.line_of(ri.span().start);
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, multi_queue, line });
         }
         let mut routes = Vec::new();
         for rr in &raw.route {
@@ -233,7 +256,12 @@ impl Config {
                 return cx.err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
             }
             let via = if let Some(g) = &r.gateway {
-                RouteVia::Gateway(g.get_ref().parse().or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?)
+                let gw: Ipv4Addr = g.get_ref().parse().or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?;
+                // route(8) accepts only a gateway on a connected network.
+                if !interfaces.iter().any(|i| i.addrs.iter().any(|a| a.contains(gw))) {
+                    return cx.err(g.span(), format!("route: gateway {gw} is not on a network of any interface"));
+                }
+                RouteVia::Gateway(gw)
             } else if let Some(i) = &r.interface {
                 if !interfaces.iter().any(|x| &x.name == i.get_ref()) {
                     return cx.err(i.span(), format!("route: unknown interface {:?}", i.get_ref()));
@@ -244,6 +272,10 @@ impl Config {
             } else {
                 RouteVia::Blackhole
             };
+            let dest = Ipv4Addr::from(u32::from(dest) & softnet_core::iface::prefix_mask(prefix_len));
+            if routes.iter().any(|x: &RouteConf| x.rtable == rtable && x.dest == dest && x.prefix_len == prefix_len) {
+                return cx.err(r.dest.span(), format!("route: {} defined twice", r.dest.get_ref()));
+            }
             routes.push(RouteConf { rtable, dest, prefix_len, via });
         }
         Ok(Config {
@@ -328,6 +360,19 @@ blackhole = true
             ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
             ("[[route]]\ndest = \"default\"\n", "exactly one of"),
             ("workers = [\n", "line 1"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"packet\"\nmulti_queue = true\n", "line 4: interface \"a\": multi_queue applies to driver \"tap\" only"),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/16\"]\n",
+                "line 8: interface \"b\": address 10.0.1.1 already configured on \"a\"",
+            ),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n[[route]]\ndest = \"default\"\ngateway = \"10.0.2.254\"\n",
+                "line 7: route: gateway 10.0.2.254 is not on a network of any interface",
+            ),
+            (
+                "[[route]]\ndest = \"10.0.0.0/8\"\nreject = true\n[[route]]\ndest = \"10.1.0.0/8\"\nblackhole = true\n",
+                "line 5: route: 10.1.0.0/8 defined twice",
+            ),
         ];
         for (src, want) in cases {
             let e = parse(src).unwrap_err().to_string();

@@ -1,20 +1,70 @@
 //! softnet: a multi-core user-space router and pf firewall.
 
+mod admin;
+mod arpops;
 mod bench;
+mod config;
+mod control;
+mod daemon;
 mod demo;
+mod links;
+mod proto;
 mod show;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "softnet", version, about = "multi-core user-space router and pf firewall")]
 struct Cli {
+    /// Control socket of the daemon the admin commands talk to
+    /// (default: $SOFTNET_SOCKET, else /run/softnet/softnet.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the router in the foreground (logs to stderr; SIGHUP reloads, SIGTERM stops).
+    Up {
+        /// Configuration file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Log level, overriding the configuration's `log`.
+        #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(daemon::LOG_LEVELS))]
+        log: Option<String>,
+    },
+    /// Validate a configuration file without starting anything.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Routing tables, as route(8): [-T rtable] show | add | delete | change | get | monitor.
+    #[command(disable_help_flag = true)]
+    Route {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// ARP table, as arp(8): -an | -s HOST MAC [temp|permanent] [pub] | -d HOST | -da.
+    #[command(disable_help_flag = true)]
+    Arp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Interfaces, as ifconfig(8): [IF [inet ADDR/LEN [delete]] [up|down] [destroy]].
+    #[command(disable_help_flag = true)]
+    Ifconfig {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Network status, as netstat(1): -rn | -s | -i.
+    #[command(disable_help_flag = true)]
+    Netstat {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run an in-memory topology (two hosts, one router) and report: no root, no setup.
     Demo {
         /// Router workers.
@@ -38,10 +88,66 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Demo { workers, flood } => demo::run(workers.max(1), flood),
-        Cmd::Bench { seconds, repeat, quick } => bench::run(seconds, repeat.max(1), quick),
+/// The admin commands take BSD syntax, which clap would misread
+/// (`arp -an`, `route add -net ...`): they are dispatched before clap.
+fn admin_dispatch(argv: &[String]) -> Option<i32> {
+    let mut i = 1;
+    let mut socket = None;
+    loop {
+        match argv.get(i).map(String::as_str) {
+            Some("--socket") => {
+                socket = Some(PathBuf::from(argv.get(i + 1)?));
+                i += 2;
+            }
+            Some(a) if a.starts_with("--socket=") => {
+                socket = Some(PathBuf::from(&a["--socket=".len()..]));
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    let tool = argv.get(i)?;
+    if !admin::TOOLS.contains(&tool.as_str()) {
+        return None;
+    }
+    let path = admin::socket_path(socket);
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    Some(admin::run(tool, &path, &argv[i + 1..], &mut out, &mut err))
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(code) = admin_dispatch(&argv) {
+        std::process::exit(code);
+    }
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            let _ = e.print();
+            std::process::exit(1);
+        }
+    };
+    let code = match cli.cmd {
+        Cmd::Up { config, log } => daemon::up(&config, log.as_deref()),
+        Cmd::Check { config } => daemon::check(&config),
+        // Reached only when the dispatch above did not take them (never).
+        Cmd::Route { .. } | Cmd::Arp { .. } | Cmd::Ifconfig { .. } | Cmd::Netstat { .. } => 1,
+        Cmd::Demo { workers, flood } => exit_code(demo::run(workers.max(1), flood)),
+        Cmd::Bench { seconds, repeat, quick } => exit_code(bench::run(seconds, repeat.max(1), quick)),
+    };
+    std::process::exit(code);
+}
+
+fn exit_code(r: anyhow::Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
     }
 }

@@ -1,0 +1,907 @@
+//! The admin commands' client side: BSD argument syntax parsed into typed
+//! requests (route(8), arp(8), ifconfig(8), netstat(1)), sent to the daemon
+//! over the control socket, and the answer printed.
+//!
+//! Parsing validates everything it can, so that a typo is a usage message
+//! here and never a request the daemon has to second-guess.
+
+use crate::config::{parse_mac, DEFAULT_CONTROL};
+use crate::proto::{
+    self, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response, RouteDest, RouteGateway, RouteOp,
+    RouteSpec,
+};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// The admin tools, as `softnet TOOL ...`.
+pub const TOOLS: &[&str] = &["route", "arp", "ifconfig", "netstat"];
+
+const ROUTE_USAGE: &str = "usage: softnet route [-nqv] [-T rtable] command [[modifiers] args]
+commands: show [-inet]
+          add [-net | -host] destination gateway [-reject | -blackhole]
+          add [-net | -host] destination -reject | -blackhole | -ifp interface
+          add [-net | -host] destination interface -iface
+          change (as add)
+          delete [-net | -host] destination [gateway]
+          get [-net | -host] destination
+          monitor
+destination: default | a.b.c.d | a.b.c.d/len | a.b.c.d -netmask m.m.m.m";
+const ARP_USAGE: &str = "usage: softnet arp [-n] hostname
+       softnet arp -a [-n]
+       softnet arp -d hostname
+       softnet arp -d -a
+       softnet arp -s hostname ether_addr [temp | permanent] [pub]";
+const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
+       softnet ifconfig interface
+       softnet ifconfig interface [inet] address/len [delete | -alias] [up | down]
+       softnet ifconfig interface [inet] address netmask mask
+       softnet ifconfig interface up | down | destroy";
+const NETSTAT_USAGE: &str = "usage: softnet netstat -r [-n] [-T rtable]
+       softnet netstat -s
+       softnet netstat -i [-n]";
+
+/// A command line that does not parse: what is wrong and the usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    pub tool: String,
+    pub msg: Option<String>,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(m) = &self.msg {
+            writeln!(f, "softnet {}: {m}", self.tool)?;
+        }
+        f.write_str(usage_of(&self.tool))
+    }
+}
+
+fn usage_of(tool: &str) -> &'static str {
+    match tool {
+        "route" => ROUTE_USAGE,
+        "arp" => ARP_USAGE,
+        "ifconfig" => IFCONFIG_USAGE,
+        _ => NETSTAT_USAGE,
+    }
+}
+
+fn usage<T>(tool: &str, msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError { tool: tool.to_string(), msg: Some(msg.into()) })
+}
+
+/// A parsed admin command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub request: Request,
+    /// `route -q`: print nothing on success.
+    pub quiet: bool,
+}
+
+/// Parses `softnet TOOL ARGS...`.
+pub fn parse(tool: &str, args: &[String]) -> Result<Parsed, UsageError> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match tool {
+        "route" => parse_route(&args),
+        "arp" => parse_arp(&args).map(|r| Parsed { request: r, quiet: false }),
+        "ifconfig" => parse_ifconfig(&args).map(|r| Parsed { request: r, quiet: false }),
+        "netstat" => parse_netstat(&args).map(|r| Parsed { request: r, quiet: false }),
+        _ => usage(tool, format!("unknown command {tool}")),
+    }
+}
+
+// ---- route(8) ---------------------------------------------------------------
+
+fn parse_rtable(tool: &str, s: Option<&&str>) -> Result<u16, UsageError> {
+    match s.map(|s| s.parse::<u16>()) {
+        Some(Ok(t)) if t <= 255 => Ok(t),
+        Some(_) => usage(tool, format!("rtable {}: expected 0 to 255", s.unwrap())),
+        None => usage(tool, "-T needs a routing table id"),
+    }
+}
+
+/// `a.b.c.d`, or a network with fewer octets and a length (`10/8`,
+/// `192.0.2/24`), as netstat prints them.
+fn parse_net(s: &str) -> Option<(Ipv4Addr, Option<u8>)> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u8>().ok().filter(|l| *l <= 32)?)),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = a.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 || (parts.len() < 4 && len.is_none()) {
+        return None;
+    }
+    let mut o = [0u8; 4];
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        o[i] = p.parse().ok()?;
+    }
+    Some((Ipv4Addr::from(o), len))
+}
+
+fn mask_len(m: Ipv4Addr) -> Option<u8> {
+    let v = u32::from(m);
+    let len = v.leading_ones();
+    (v.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+}
+
+/// The length `-net a.b.c.d` means without a mask: up to the last
+/// non-zero octet, as the classful guess of old route(8) does for the
+/// usual cases (10.0.0.0 is /8, 192.168.1.0 is /24).
+fn implied_len(a: Ipv4Addr) -> u8 {
+    let o = a.octets();
+    match o.iter().rposition(|&b| b != 0) {
+        None => 0,
+        Some(i) => (i as u8 + 1) * 8,
+    }
+}
+
+fn masked(a: Ipv4Addr, len: u8) -> Ipv4Addr {
+    let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+    Ipv4Addr::from(u32::from(a) & m)
+}
+
+#[derive(Default)]
+struct RouteArgs<'a> {
+    net: bool,
+    host: bool,
+    reject: bool,
+    blackhole: bool,
+    iface: bool,
+    ifp: Option<&'a str>,
+    netmask: Option<Ipv4Addr>,
+    words: Vec<&'a str>,
+}
+
+fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, UsageError> {
+    let mut r = RouteArgs::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if a.starts_with('-') && a.len() > 1 {
+            if !allowed.contains(&a) {
+                return usage("route", format!("unknown modifier {a}"));
+            }
+            match a {
+                "-net" => r.net = true,
+                "-host" => r.host = true,
+                "-inet" | "-static" => {}
+                "-reject" => r.reject = true,
+                "-blackhole" => r.blackhole = true,
+                "-iface" => r.iface = true,
+                "-ifp" => {
+                    i += 1;
+                    r.ifp = Some(args.get(i).copied().ok_or_else(|| UsageError { tool: "route".into(), msg: Some("-ifp needs an interface".into()) })?);
+                }
+                "-netmask" => {
+                    i += 1;
+                    let m = args.get(i).and_then(|m| m.parse::<Ipv4Addr>().ok()).filter(|m| mask_len(*m).is_some());
+                    r.netmask = Some(m.ok_or_else(|| UsageError { tool: "route".into(), msg: Some("-netmask needs a contiguous mask".into()) })?);
+                }
+                _ => unreachable!("every allowed modifier is handled"),
+            }
+        } else {
+            r.words.push(a);
+        }
+        i += 1;
+    }
+    if r.net && r.host {
+        return usage("route", "-net and -host together");
+    }
+    Ok(r)
+}
+
+fn route_dest(r: &RouteArgs, word: &str) -> Result<RouteDest, UsageError> {
+    if word == "default" {
+        if r.host || r.netmask.is_some() {
+            return usage("route", "default is a network");
+        }
+        return Ok(RouteDest { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 0 });
+    }
+    let Some((addr, len)) = parse_net(word) else {
+        return usage("route", format!("bad destination {word:?}"));
+    };
+    let len = match (len, r.netmask) {
+        (Some(_), Some(_)) => return usage("route", "a prefix length and -netmask together"),
+        (Some(l), None) => l,
+        (None, Some(m)) => mask_len(m).expect("checked contiguous"),
+        (None, None) if r.net => implied_len(addr),
+        (None, None) => 32,
+    };
+    if r.host && len != 32 {
+        return usage("route", format!("-host {word}: a host route is /32"));
+    }
+    Ok(RouteDest { addr: masked(addr, len), prefix_len: len })
+}
+
+const ADD_MODIFIERS: &[&str] = &["-net", "-host", "-inet", "-static", "-reject", "-blackhole", "-iface", "-ifp", "-netmask"];
+const DEST_MODIFIERS: &[&str] = &["-net", "-host", "-inet", "-netmask"];
+
+fn route_spec(args: &[&str]) -> Result<RouteSpec, UsageError> {
+    let r = route_args(args, ADD_MODIFIERS)?;
+    if r.reject && r.blackhole {
+        return usage("route", "-reject and -blackhole together");
+    }
+    let (dest, gw) = match r.words.as_slice() {
+        [d] => (*d, None),
+        [d, g] => (*d, Some(*g)),
+        [d, g, m] if r.netmask.is_none() => {
+            // Old syntax: `route add -net 10.0.0.0 10.0.0.1 255.0.0.0`.
+            let Some(mask) = m.parse::<Ipv4Addr>().ok().filter(|m| mask_len(*m).is_some()) else {
+                return usage("route", format!("bad netmask {m:?}"));
+            };
+            let r2 = RouteArgs { netmask: Some(mask), words: vec![], ..r };
+            let dest = route_dest(&r2, d)?;
+            return finish_spec(&r2, dest, Some(*g));
+        }
+        [] => return usage("route", "destination required"),
+        _ => return usage("route", format!("too many arguments: {}", r.words.join(" "))),
+    };
+    let d = route_dest(&r, dest)?;
+    finish_spec(&r, d, gw)
+}
+
+fn finish_spec(r: &RouteArgs, dest: RouteDest, gw: Option<&str>) -> Result<RouteSpec, UsageError> {
+    let gateway = if r.reject {
+        RouteGateway::Reject
+    } else if r.blackhole {
+        RouteGateway::Blackhole
+    } else if let Some(ifp) = r.ifp {
+        if gw.is_some() {
+            return usage("route", "-ifp and a gateway together (give one)");
+        }
+        check_ifname("route", ifp)?;
+        RouteGateway::Interface(ifp.to_string())
+    } else if r.iface {
+        let Some(g) = gw else { return usage("route", "-iface needs an interface name or address") };
+        if g.parse::<Ipv4Addr>().is_err() {
+            check_ifname("route", g)?;
+        }
+        RouteGateway::Interface(g.to_string())
+    } else {
+        let Some(g) = gw else { return usage("route", "gateway required") };
+        match g.parse::<Ipv4Addr>() {
+            Ok(a) => RouteGateway::Addr(a),
+            Err(_) => return usage("route", format!("bad gateway {g:?}")),
+        }
+    };
+    // With -reject/-blackhole a gateway (often 127.0.0.1) may be given and
+    // means nothing: such routes go nowhere.
+    if matches!(gateway, RouteGateway::Reject | RouteGateway::Blackhole) {
+        if let Some(g) = gw {
+            if g.parse::<Ipv4Addr>().is_err() {
+                return usage("route", format!("bad gateway {g:?}"));
+            }
+        }
+    }
+    Ok(RouteSpec { dest, gateway })
+}
+
+fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
+    let mut quiet = false;
+    let mut rtable = 0u16;
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with('-') {
+        let a = args[i];
+        if a == "-T" {
+            i += 1;
+            rtable = parse_rtable("route", args.get(i))?;
+        } else if let Some(t) = a.strip_prefix("-T") {
+            rtable = parse_rtable("route", Some(&t))?;
+        } else {
+            for c in a[1..].chars() {
+                match c {
+                    'n' | 'v' => {}
+                    'q' => quiet = true,
+                    _ => return usage("route", format!("unknown option -{c}")),
+                }
+            }
+            if a.len() == 1 {
+                return usage("route", "unknown option -");
+            }
+        }
+        i += 1;
+    }
+    let Some(cmd) = args.get(i) else { return usage("route", "command required") };
+    let rest = &args[i + 1..];
+    let op = match *cmd {
+        "show" => {
+            if let Some(a) = rest.iter().find(|a| **a != "-inet") {
+                return usage("route", format!("show: unexpected {a}"));
+            }
+            RouteOp::Show
+        }
+        "add" => RouteOp::Add(route_spec(rest)?),
+        "change" => RouteOp::Change(route_spec(rest)?),
+        "delete" | "del" => {
+            let r = route_args(rest, DEST_MODIFIERS)?;
+            let (d, g) = match r.words.as_slice() {
+                [d] => (*d, None),
+                [d, g] => (*d, Some(*g)),
+                [] => return usage("route", "destination required"),
+                _ => return usage("route", format!("too many arguments: {}", r.words.join(" "))),
+            };
+            let dest = route_dest(&r, d)?;
+            let gateway = match g {
+                None => None,
+                Some(g) => Some(g.parse::<Ipv4Addr>().or_else(|_| usage("route", format!("bad gateway {g:?}")))?),
+            };
+            RouteOp::Delete { dest, gateway }
+        }
+        "get" => {
+            let r = route_args(rest, DEST_MODIFIERS)?;
+            let [d] = r.words.as_slice() else {
+                return usage("route", "get takes one destination");
+            };
+            let exact = r.net || r.netmask.is_some() || d.contains('/') || *d == "default";
+            RouteOp::Get { dest: route_dest(&r, d)?, exact }
+        }
+        "monitor" => {
+            if let Some(a) = rest.iter().find(|a| **a != "-inet") {
+                return usage("route", format!("monitor: unexpected {a}"));
+            }
+            RouteOp::Monitor
+        }
+        other => return usage("route", format!("unknown command {other}")),
+    };
+    Ok(Parsed { request: Request::Route { rtable, op }, quiet })
+}
+
+// ---- arp(8) -----------------------------------------------------------------
+
+fn parse_host(tool: &str, s: &str) -> Result<Ipv4Addr, UsageError> {
+    s.parse::<Ipv4Addr>().or_else(|_| usage(tool, format!("{s}: not an IPv4 address")))
+}
+
+fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
+    let (mut a, mut d, mut s) = (false, false, false);
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
+        for c in args[i][1..].chars() {
+            match c {
+                'a' => a = true,
+                'd' => d = true,
+                's' => s = true,
+                'n' | 'v' => {}
+                _ => return usage("arp", format!("unknown option -{c}")),
+            }
+        }
+        i += 1;
+    }
+    let rest = &args[i..];
+    if let Some(x) = rest.iter().find(|x| x.starts_with('-')) {
+        return usage("arp", format!("options go before arguments: {x}"));
+    }
+    match (a, d, s) {
+        (true, _, true) | (_, true, true) => usage("arp", "-s with -a or -d"),
+        (false, false, true) => {
+            let [host, mac, mods @ ..] = rest else {
+                return usage("arp", "-s needs a hostname and an ether_addr");
+            };
+            let host = parse_host("arp", host)?;
+            let mac = parse_mac(mac).or_else(|e| usage("arp", e))?.0;
+            let (mut permanent, mut publish, mut seen_life) = (true, false, false);
+            for m in mods {
+                match *m {
+                    "temp" | "permanent" if !seen_life => {
+                        permanent = *m == "permanent";
+                        seen_life = true;
+                    }
+                    "pub" if !publish => publish = true,
+                    _ => return usage("arp", format!("-s: unexpected {m}")),
+                }
+            }
+            Ok(Request::Arp(ArpOp::Set { host, mac, permanent, publish }))
+        }
+        (true, true, false) => match rest {
+            [] => Ok(Request::Arp(ArpOp::DeleteAll)),
+            _ => usage("arp", "-d -a takes no hostname"),
+        },
+        (false, true, false) => match rest {
+            [h] => Ok(Request::Arp(ArpOp::Delete { host: parse_host("arp", h)? })),
+            _ => usage("arp", "-d needs one hostname (or -a)"),
+        },
+        (true, false, false) => match rest {
+            [] => Ok(Request::Arp(ArpOp::Show { host: None })),
+            _ => usage("arp", "-a takes no hostname"),
+        },
+        (false, false, false) => match rest {
+            [h] => Ok(Request::Arp(ArpOp::Show { host: Some(parse_host("arp", h)?) })),
+            _ => usage("arp", "a hostname or -a is required"),
+        },
+    }
+}
+
+// ---- ifconfig(8) ------------------------------------------------------------
+
+fn check_ifname(tool: &str, name: &str) -> Result<(), UsageError> {
+    if name.is_empty() || name.len() > 15 || name.starts_with('-') || name.contains('/') || name.chars().any(char::is_whitespace) {
+        return usage(tool, format!("{name:?}: not an interface name"));
+    }
+    Ok(())
+}
+
+fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
+    let u = |m: String| usage::<Request>("ifconfig", m);
+    match args {
+        [] | ["-a"] => return Ok(Request::Ifconfig(IfconfigOp::Show { name: None })),
+        [name] => {
+            check_ifname("ifconfig", name)?;
+            return Ok(Request::Ifconfig(IfconfigOp::Show { name: Some(name.to_string()) }));
+        }
+        _ => {}
+    }
+    let name = args[0];
+    check_ifname("ifconfig", name)?;
+    let mut actions = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let w = args[i];
+        match w {
+            "up" => actions.push(IfAction::Up),
+            "down" => actions.push(IfAction::Down),
+            "destroy" => {
+                if i + 1 != args.len() || !actions.is_empty() {
+                    return u("destroy goes alone".into());
+                }
+                actions.push(IfAction::Destroy);
+            }
+            _ => {
+                // [inet] ADDR[/LEN] [netmask M | prefixlen N] [alias] [delete | -alias]
+                let mut j = i;
+                if w == "inet" {
+                    j += 1;
+                }
+                let Some(a) = args.get(j) else { return u("inet needs an address".into()) };
+                let Some((addr, mut len)) = parse_net(a).filter(|(_, l)| l.is_some() || a.split('.').count() == 4) else {
+                    return u(format!("{a}: not an address or unknown argument"));
+                };
+                let mut delete = false;
+                while let Some(m) = args.get(j + 1) {
+                    match *m {
+                        "netmask" | "prefixlen" => {
+                            let Some(v) = args.get(j + 2) else { return u(format!("{m} needs a value")) };
+                            let l = if *m == "netmask" {
+                                v.parse::<Ipv4Addr>().ok().and_then(mask_len)
+                            } else {
+                                v.parse::<u8>().ok().filter(|l| *l <= 32)
+                            };
+                            match (l, len) {
+                                (Some(l), None) => len = Some(l),
+                                (Some(_), Some(_)) => return u(format!("{a}: a prefix length and {m} together")),
+                                (None, _) => return u(format!("bad {m} {v}")),
+                            }
+                            j += 2;
+                        }
+                        "alias" => j += 1,
+                        "delete" | "-alias" => {
+                            delete = true;
+                            j += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                if delete {
+                    actions.push(IfAction::DeleteAddr(addr));
+                } else {
+                    let Some(len) = len else {
+                        return u(format!("{a}: give a prefix length (10.0.1.1/24) or a netmask"));
+                    };
+                    actions.push(IfAction::AddAddr(InetAddr { addr, prefix_len: len }));
+                }
+                i = j;
+            }
+        }
+        i += 1;
+    }
+    Ok(Request::Ifconfig(IfconfigOp::Change { name: name.to_string(), actions }))
+}
+
+// ---- netstat(1) -------------------------------------------------------------
+
+fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
+    let (mut r, mut s, mut i_) = (false, false, false);
+    let mut rtable = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if !a.starts_with('-') || a.len() < 2 {
+            return usage("netstat", format!("unexpected argument {a}"));
+        }
+        if a == "-T" {
+            i += 1;
+            rtable = Some(parse_rtable("netstat", args.get(i))?);
+        } else if a == "-f" {
+            i += 1;
+            if args.get(i) != Some(&"inet") {
+                return usage("netstat", "-f: only inet");
+            }
+        } else {
+            let mut chars = a[1..].char_indices();
+            while let Some((k, c)) = chars.next() {
+                match c {
+                    'r' => r = true,
+                    's' => s = true,
+                    'i' => i_ = true,
+                    'n' => {}
+                    'T' => {
+                        // `-rnT1`
+                        let t = &a[1 + k + 1..];
+                        rtable = Some(if t.is_empty() {
+                            i += 1;
+                            parse_rtable("netstat", args.get(i))?
+                        } else {
+                            parse_rtable("netstat", Some(&t))?
+                        });
+                        break;
+                    }
+                    _ => return usage("netstat", format!("unknown option -{c}")),
+                }
+            }
+        }
+        i += 1;
+    }
+    let op = match (r, s, i_) {
+        (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0) },
+        (false, true, false) => NetstatOp::Stats,
+        (false, false, true) => NetstatOp::Interfaces,
+        (false, false, false) => return usage("netstat", "one of -r, -s, -i is required"),
+        _ => return usage("netstat", "-r, -s and -i are exclusive"),
+    };
+    if rtable.is_some() && !r {
+        return usage("netstat", "-T goes with -r");
+    }
+    Ok(Request::Netstat(op))
+}
+
+// ---- the client -------------------------------------------------------------
+
+/// The socket the admin commands use: `--socket`, else `$SOFTNET_SOCKET`,
+/// else the default.
+pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("SOFTNET_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL))
+}
+
+/// An I/O error as the C library words it ("No such file or directory"),
+/// without Rust's " (os error 2)".
+pub fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {path}: {err}")]
+    Connect { path: String, err: String },
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("daemon closed the connection")]
+    Closed,
+    #[error("unexpected answer from the daemon: {0:?}")]
+    Unexpected(Response),
+}
+
+/// A connection to the daemon.
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream =
+            UnixStream::connect(path).map_err(|e| ClientError::Connect { path: path.display().to_string(), err: strerror(&e) })?;
+        Ok(Client { stream })
+    }
+
+    /// Sends one request and waits for its answer.
+    pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+        proto::write_request(&mut self.stream, req)?;
+        match proto::read_response(&mut self.stream) {
+            Err(FrameError::Closed) => Err(ClientError::Closed),
+            r => Ok(r?),
+        }
+    }
+
+    /// `route monitor`: subscribes, calls `subscribed` once the daemon has,
+    /// then `event` for every message until it returns false or the daemon
+    /// goes away.
+    pub fn monitor(
+        &mut self,
+        rtable: u16,
+        subscribed: impl FnOnce(),
+        mut event: impl FnMut(&str) -> bool,
+    ) -> Result<(), ClientError> {
+        match self.call(&Request::Route { rtable, op: RouteOp::Monitor })? {
+            Response::Subscribed => subscribed(),
+            Response::Error(e) => return Err(ClientError::Unexpected(Response::Error(e))),
+            other => return Err(ClientError::Unexpected(other)),
+        }
+        loop {
+            match proto::read_response(&mut self.stream) {
+                Ok(Response::Event(text)) => {
+                    if !event(&text) {
+                        return Ok(());
+                    }
+                }
+                Ok(other) => return Err(ClientError::Unexpected(other)),
+                Err(FrameError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Runs `softnet TOOL ARGS...` against the daemon at `socket`, printing to
+/// `out` and `err`; returns the exit code.
+pub fn run(tool: &str, socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let parsed = match parse(tool, args) {
+        Ok(p) => p,
+        Err(u) => {
+            let _ = writeln!(err, "{u}");
+            return 1;
+        }
+    };
+    let mut client = match Client::connect(socket) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "softnet: {e}");
+            return 1;
+        }
+    };
+    if let Request::Route { rtable, op: RouteOp::Monitor } = parsed.request {
+        let r = client.monitor(rtable, || (), |text| writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok());
+        return match r {
+            Ok(()) => 0,
+            Err(ClientError::Unexpected(Response::Error(m))) => {
+                let _ = writeln!(err, "softnet: {tool}: {m}");
+                1
+            }
+            Err(e) => {
+                let _ = writeln!(err, "softnet: {tool}: {e}");
+                1
+            }
+        };
+    }
+    match client.call(&parsed.request) {
+        Ok(Response::Text(t)) => {
+            if !parsed.quiet {
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+            }
+            0
+        }
+        Ok(Response::Error(m)) => {
+            let _ = writeln!(err, "softnet: {tool}: {m}");
+            1
+        }
+        Ok(other) => {
+            let _ = writeln!(err, "softnet: {tool}: {}", ClientError::Unexpected(other));
+            1
+        }
+        Err(e) => {
+            let _ = writeln!(err, "softnet: {tool}: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(tool: &str, line: &str) -> Result<Request, UsageError> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(tool, &args).map(|p| p.request)
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn dest(s: &str, l: u8) -> RouteDest {
+        RouteDest { addr: ip(s), prefix_len: l }
+    }
+
+    fn add(d: RouteDest, g: RouteGateway) -> Request {
+        Request::Route { rtable: 0, op: RouteOp::Add(RouteSpec { dest: d, gateway: g }) }
+    }
+
+    #[test]
+    fn route_add_forms_of_route8() {
+        let gw = RouteGateway::Addr(ip("10.0.2.254"));
+        assert_eq!(p("route", "add default 10.0.2.254").unwrap(), add(dest("0.0.0.0", 0), gw.clone()));
+        let gw2 = RouteGateway::Addr(ip("10.0.2.2"));
+        let net = dest("192.0.2.0", 24);
+        for line in [
+            "add -net 192.0.2.0/24 10.0.2.2",
+            "add 192.0.2.0/24 10.0.2.2",
+            "add -inet -net 192.0.2.0 -netmask 255.255.255.0 10.0.2.2",
+            "add -net 192.0.2.0 10.0.2.2 255.255.255.0",
+            "add -net 192.0.2.0 10.0.2.2",
+            "add -net 192.0.2/24 10.0.2.2",
+            "add -net 192.0.2.77/24 10.0.2.2",
+        ] {
+            assert_eq!(p("route", line).unwrap(), add(net, gw2.clone()), "{line}");
+        }
+        assert_eq!(p("route", "add -host 192.0.2.1 10.0.2.2").unwrap(), add(dest("192.0.2.1", 32), gw2.clone()));
+        assert_eq!(p("route", "add 192.0.2.1 10.0.2.2").unwrap(), add(dest("192.0.2.1", 32), gw2.clone()));
+        assert_eq!(p("route", "add 192.0.2.0/24 -reject").unwrap(), add(net, RouteGateway::Reject));
+        assert_eq!(p("route", "add 192.0.2.0/24 127.0.0.1 -blackhole").unwrap(), add(net, RouteGateway::Blackhole));
+        assert_eq!(p("route", "add 192.0.2.0/24 -ifp sn-r0").unwrap(), add(net, RouteGateway::Interface("sn-r0".into())));
+        assert_eq!(p("route", "add 192.0.2.0/24 sn-r0 -iface").unwrap(), add(net, RouteGateway::Interface("sn-r0".into())));
+        assert_eq!(
+            p("route", "-T 3 change -net 10/8 10.0.2.2").unwrap(),
+            Request::Route { rtable: 3, op: RouteOp::Change(RouteSpec { dest: dest("10.0.0.0", 8), gateway: gw2 }) }
+        );
+        let parsed = parse("route", &["-nq".into(), "add".into(), "default".into(), "10.0.2.254".into()]).unwrap();
+        assert!(parsed.quiet);
+        assert_eq!(p("route", "-T7 show").unwrap(), Request::Route { rtable: 7, op: RouteOp::Show });
+    }
+
+    #[test]
+    fn route_delete_get_monitor() {
+        assert_eq!(
+            p("route", "delete -net 192.0.2.0/24").unwrap(),
+            Request::Route { rtable: 0, op: RouteOp::Delete { dest: dest("192.0.2.0", 24), gateway: None } }
+        );
+        assert_eq!(
+            p("route", "delete default 10.0.2.254").unwrap(),
+            Request::Route { rtable: 0, op: RouteOp::Delete { dest: dest("0.0.0.0", 0), gateway: Some(ip("10.0.2.254")) } }
+        );
+        assert_eq!(
+            p("route", "get 192.0.2.1").unwrap(),
+            Request::Route { rtable: 0, op: RouteOp::Get { dest: dest("192.0.2.1", 32), exact: false } }
+        );
+        assert_eq!(
+            p("route", "get -net 192.0.2.0/24").unwrap(),
+            Request::Route { rtable: 0, op: RouteOp::Get { dest: dest("192.0.2.0", 24), exact: true } }
+        );
+        assert_eq!(p("route", "monitor").unwrap(), Request::Route { rtable: 0, op: RouteOp::Monitor });
+    }
+
+    #[test]
+    fn bad_route_lines_are_usage_errors() {
+        for line in [
+            "",
+            "-x show",
+            "-T",
+            "-T 300 show",
+            "frobnicate",
+            "show extra",
+            "add",
+            "add default",
+            "add default nothere",
+            "add 192.0.2.0/33 10.0.2.2",
+            "add 192.0.2.300 10.0.2.2",
+            "add -host 192.0.2.0/24 10.0.2.2",
+            "add -net -host 192.0.2.0/24 10.0.2.2",
+            "add 192.0.2.0/24 -reject -blackhole",
+            "add 192.0.2.0/24 10.0.2.2 -ifp sn-r0",
+            "add 192.0.2.0/24 10.0.2.2 -bogus",
+            "add 192.0.2.0/24 10.0.2.2 junk more",
+            "add -netmask 255.0.255.0 10.0.0.0 10.0.2.2",
+            "delete",
+            "delete 192.0.2.0/24 10.0.2.2 x",
+            "delete 192.0.2.0/24 -reject",
+            "get",
+            "get 1.2.3.4 5.6.7.8",
+            "monitor now",
+        ] {
+            let e = p("route", line).expect_err(line);
+            assert!(e.to_string().contains("usage: softnet route"), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn arp_forms() {
+        assert_eq!(p("arp", "-an").unwrap(), Request::Arp(ArpOp::Show { host: None }));
+        assert_eq!(p("arp", "-a -n").unwrap(), Request::Arp(ArpOp::Show { host: None }));
+        assert_eq!(p("arp", "-n 10.0.1.2").unwrap(), Request::Arp(ArpOp::Show { host: Some(ip("10.0.1.2")) }));
+        assert_eq!(
+            p("arp", "-s 10.0.1.9 02:00:00:00:01:09").unwrap(),
+            Request::Arp(ArpOp::Set { host: ip("10.0.1.9"), mac: [2, 0, 0, 0, 1, 9], permanent: true, publish: false })
+        );
+        assert_eq!(
+            p("arp", "-s 10.0.1.9 2:0:0:0:1:9 temp pub").unwrap(),
+            Request::Arp(ArpOp::Set { host: ip("10.0.1.9"), mac: [2, 0, 0, 0, 1, 9], permanent: false, publish: true })
+        );
+        assert_eq!(p("arp", "-d 10.0.1.9").unwrap(), Request::Arp(ArpOp::Delete { host: ip("10.0.1.9") }));
+        assert_eq!(p("arp", "-da").unwrap(), Request::Arp(ArpOp::DeleteAll));
+        assert_eq!(p("arp", "-d -a").unwrap(), Request::Arp(ArpOp::DeleteAll));
+        for line in [
+            "",
+            "-x",
+            "-a 10.0.1.2",
+            "-s 10.0.1.9",
+            "-s 10.0.1.9 zz:00:00:00:00:00",
+            "-s 10.0.1.9 02:00:00:00:01:09 temp permanent",
+            "-s 10.0.1.9 02:00:00:00:01:09 forever",
+            "-sd 10.0.1.9 02:00:00:00:01:09",
+            "-d",
+            "-d host.example",
+            "-da 10.0.1.2",
+            "10.0.1.2 -n",
+            "1 2",
+        ] {
+            let e = p("arp", line).expect_err(line);
+            assert!(e.to_string().contains("usage: softnet arp"), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn ifconfig_forms() {
+        let show = |n: Option<&str>| Request::Ifconfig(IfconfigOp::Show { name: n.map(String::from) });
+        assert_eq!(p("ifconfig", "").unwrap(), show(None));
+        assert_eq!(p("ifconfig", "-a").unwrap(), show(None));
+        assert_eq!(p("ifconfig", "sn-r0").unwrap(), show(Some("sn-r0")));
+        let ch = |a: Vec<IfAction>| Request::Ifconfig(IfconfigOp::Change { name: "sn-r0".into(), actions: a });
+        let a = InetAddr { addr: ip("10.0.9.1"), prefix_len: 24 };
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1/24").unwrap(), ch(vec![IfAction::AddAddr(a)]));
+        assert_eq!(p("ifconfig", "sn-r0 10.0.9.1/24 up").unwrap(), ch(vec![IfAction::AddAddr(a), IfAction::Up]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 netmask 255.255.255.0").unwrap(), ch(vec![IfAction::AddAddr(a)]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 prefixlen 24 alias").unwrap(), ch(vec![IfAction::AddAddr(a)]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1/24 delete").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 -alias").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
+        assert_eq!(p("ifconfig", "sn-r0 down").unwrap(), ch(vec![IfAction::Down]));
+        assert_eq!(p("ifconfig", "sn-r0 destroy").unwrap(), ch(vec![IfAction::Destroy]));
+        for line in [
+            "-x",
+            "sn-r0 sideways",
+            "sn-r0 inet",
+            "sn-r0 inet 10.0.9.1",
+            "sn-r0 inet 10.0.9.1/24 netmask 255.255.255.0",
+            "sn-r0 inet 10.0.9.1 netmask 255.0.255.0",
+            "sn-r0 inet 10.0.9.1/40",
+            "sn-r0 up destroy",
+            "sn-r0 destroy now",
+            "sn-r0 create",
+            "a/b up",
+        ] {
+            let e = p("ifconfig", line).expect_err(line);
+            assert!(e.to_string().contains("usage: softnet ifconfig"), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn netstat_forms() {
+        assert_eq!(p("netstat", "-rn").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
+        assert_eq!(p("netstat", "-r -n -f inet").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
+        assert_eq!(p("netstat", "-rnT2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
+        assert_eq!(p("netstat", "-rn -T 2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
+        assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
+        assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
+        for line in ["", "-n", "-rs", "-x", "-r extra", "-s -T 1", "-f inet6 -r", "-rT"] {
+            let e = p("netstat", line).expect_err(line);
+            assert!(e.to_string().contains("usage: softnet netstat"), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn no_daemon_is_a_clear_error() {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let path = std::env::temp_dir().join(format!("softnet-nodaemon-{}.sock", std::process::id()));
+        let code = run("netstat", &path, &["-rn".to_string()], &mut out, &mut err);
+        assert_eq!(code, 1);
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(err, format!("softnet: cannot connect to {}: No such file or directory\n", path.display()));
+    }
+
+    #[test]
+    fn usage_goes_to_stderr_with_exit_1() {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = run("route", Path::new("/nonexistent"), &["bogus".to_string()], &mut out, &mut err);
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.starts_with("softnet route: unknown command bogus\nusage: softnet route"), "{err}");
+    }
+}

@@ -1,0 +1,445 @@
+//! The daemon's side of the control socket: the listener (one thread per
+//! connection, one request at a time on each) and the execution of typed
+//! requests against the stack, answered with the text the BSD tool prints.
+
+use crate::proto::{
+    self, ArpOp, FrameError, IfAction, IfconfigOp, NetstatOp, Request, Response, RouteDest, RouteGateway, RouteOp, RouteSpec,
+};
+use crate::show;
+use anyhow::{bail, Context};
+use softnet_core::iface::{if_flags, IfAddr, Interface};
+use softnet_core::link::LinkState;
+use softnet_core::route::{Route, RouteFlags};
+use softnet_core::rtmsg::{RouteFlagNames, RouteMessage, RtmBody};
+use softnet_core::stack::{RouteTarget, Stack, StackError};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a `route monitor` connection checks that its client is still
+/// there when no message comes.
+const MONITOR_CHECK: Duration = Duration::from_millis(250);
+
+/// ifconfig's IFF_SIMPLEX: an Ethernet link does not hear its own frames.
+const IFF_SIMPLEX: u32 = 0x800;
+
+/// Executes requests against one stack.
+pub struct Handler {
+    pub stack: Arc<Stack>,
+    /// Set when the daemon stops: monitor streams end.
+    pub stop: Arc<AtomicBool>,
+}
+
+fn text(s: String) -> Response {
+    Response::Text(s)
+}
+
+/// strerror-like words for a stack error, as the BSD tools print after the
+/// object: "File exists", "No such process", ...
+fn stack_strerror(e: &StackError) -> String {
+    match e {
+        StackError::Route(r) => r.strerror().to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl Handler {
+    pub fn new(stack: Arc<Stack>, stop: Arc<AtomicBool>) -> Handler {
+        Handler { stack, stop }
+    }
+
+    pub fn execute(&self, req: &Request) -> Response {
+        match req {
+            Request::Route { rtable, op } => self.route(*rtable, op),
+            Request::Arp(op) => self.arp(op),
+            Request::Ifconfig(op) => self.ifconfig(op),
+            Request::Netstat(op) => self.netstat(*op),
+        }
+    }
+
+    // ---- route ----------------------------------------------------------
+
+    fn target(&self, g: &RouteGateway) -> Result<RouteTarget, String> {
+        Ok(match g {
+            RouteGateway::Addr(a) => RouteTarget::Gateway(*a),
+            RouteGateway::Reject => RouteTarget::Reject,
+            RouteGateway::Blackhole => RouteTarget::Blackhole,
+            RouteGateway::Interface(s) => match s.parse::<Ipv4Addr>() {
+                // `-iface 10.0.1.1`: the interface that has this address.
+                Ok(a) => {
+                    let ifs = self.stack.ifaces.load();
+                    let ifp = ifs.owner_of(a).ok_or_else(|| format!("{a}: no interface has this address"))?;
+                    RouteTarget::Interface(ifp.name().to_string())
+                }
+                Err(_) => RouteTarget::Interface(s.clone()),
+            },
+        })
+    }
+
+    /// "add net 192.0.2.0/24: gateway 10.0.2.2", as route(8) echoes.
+    fn route_echo(cmd: &str, dest: &RouteDest, gw: Option<String>) -> String {
+        let kind = if dest.is_host() { "host" } else { "net" };
+        match gw {
+            Some(g) => format!("{cmd} {kind} {dest}: gateway {g}"),
+            None => format!("{cmd} {kind} {dest}"),
+        }
+    }
+
+    fn gateway_words(g: &RouteGateway) -> Option<String> {
+        match g {
+            RouteGateway::Addr(a) => Some(a.to_string()),
+            RouteGateway::Interface(i) => Some(i.clone()),
+            RouteGateway::Reject | RouteGateway::Blackhole => None,
+        }
+    }
+
+    fn route_change(&self, rtable: u16, cmd: &str, spec: &RouteSpec) -> Response {
+        let echo = Self::route_echo(cmd, &spec.dest, Self::gateway_words(&spec.gateway));
+        let target = match self.target(&spec.gateway) {
+            Ok(t) => t,
+            Err(e) => return Response::Error(format!("{echo}: {e}")),
+        };
+        let d = spec.dest;
+        let r = if cmd == "add" {
+            self.stack.add_route(rtable, d.addr, d.prefix_len, target)
+        } else {
+            self.stack.change_route(rtable, d.addr, d.prefix_len, target)
+        };
+        match r {
+            Ok(()) => text(format!("{echo}\n")),
+            Err(e) => Response::Error(format!("{echo}: {}", stack_strerror(&e))),
+        }
+    }
+
+    fn route(&self, rtable: u16, op: &RouteOp) -> Response {
+        match op {
+            RouteOp::Show => text(show::netstat_rn(&self.stack, rtable)),
+            RouteOp::Add(spec) => self.route_change(rtable, "add", spec),
+            RouteOp::Change(spec) => self.route_change(rtable, "change", spec),
+            RouteOp::Delete { dest, gateway } => {
+                let echo = Self::route_echo("delete", dest, gateway.map(|g| g.to_string()));
+                let not_found = softnet_core::route::RouteError::NotInTable.strerror();
+                if let Some(g) = gateway {
+                    match self.stack.routes.get(rtable, dest.addr, dest.prefix_len) {
+                        Some(r) if r.gateway == Some(*g) => {}
+                        _ => return Response::Error(format!("{echo}: {not_found}")),
+                    }
+                }
+                match self.stack.delete_route(rtable, dest.addr, dest.prefix_len) {
+                    Ok(()) => text(format!("{echo}\n")),
+                    Err(e) => Response::Error(format!("{echo}: {}", stack_strerror(&e))),
+                }
+            }
+            RouteOp::Get { dest, exact } => {
+                let r = if *exact {
+                    self.stack.routes.get(rtable, dest.addr, dest.prefix_len)
+                } else {
+                    self.stack.routes.lookup(rtable, dest.addr)
+                };
+                match r {
+                    Some(r) => text(self.format_route_get(dest, &r)),
+                    None => Response::Error(format!(
+                        "get {} {dest}: {}",
+                        if dest.is_host() { "host" } else { "net" },
+                        softnet_core::route::RouteError::NotInTable.strerror()
+                    )),
+                }
+            }
+            // The connection loop streams monitors; a monitor that reaches
+            // here came through a path that cannot stream.
+            RouteOp::Monitor => Response::Error("monitor: needs its own connection".into()),
+        }
+    }
+
+    /// `route get` as OpenBSD prints it.
+    fn format_route_get(&self, asked: &RouteDest, r: &Route) -> String {
+        let mut o = String::new();
+        let ifs = self.stack.ifaces.load();
+        let ifp = ifs.get_weak(r.ifp);
+        let _ = writeln!(o, "   route to: {}", asked.addr);
+        let is_default = r.prefix_len == 0 && r.dest.is_unspecified();
+        let _ = writeln!(o, "destination: {}", if is_default { "default".to_string() } else { r.dest.to_string() });
+        if !r.flags.contains(RouteFlags::HOST) {
+            let mask = Ipv4Addr::from(softnet_core::iface::prefix_mask(r.prefix_len));
+            let _ = writeln!(o, "       mask: {}", if is_default { "default".to_string() } else { mask.to_string() });
+        }
+        let gw = match (r.gateway, ifp) {
+            (Some(g), _) => Some(g.to_string()),
+            (None, Some(i)) => Some(i.name().to_string()),
+            (None, None) => None,
+        };
+        if let Some(g) = gw {
+            let _ = writeln!(o, "    gateway: {g}");
+        }
+        if let Some(i) = ifp {
+            let _ = writeln!(o, "  interface: {}", i.name());
+        }
+        if let Some(a) = r.ifa {
+            let _ = writeln!(o, " if address: {a}");
+        }
+        let prio = match r.priority {
+            softnet_core::route::prio::LOCAL => " (local)",
+            softnet_core::route::prio::CONNECTED => " (connected)",
+            softnet_core::route::prio::STATIC => " (static)",
+            _ => "",
+        };
+        let _ = writeln!(o, "   priority: {}{prio}", r.priority);
+        let _ = writeln!(o, "      flags: {}", RouteFlagNames(r.flags | RouteFlags::DONE));
+        let _ = writeln!(o, "     use       mtu    expire");
+        let _ = writeln!(o, "{:>8} {:>9} {:>9}", 0, r.mtu, 0);
+        o
+    }
+
+    // ---- arp ------------------------------------------------------------
+
+    fn arp(&self, op: &ArpOp) -> Response {
+        crate::arpops::execute(&self.stack, op)
+    }
+
+    // ---- ifconfig -------------------------------------------------------
+
+    fn ifconfig(&self, op: &IfconfigOp) -> Response {
+        match op {
+            IfconfigOp::Show { name: None } => {
+                text(self.stack.ifaces.load().iter().map(|i| format_ifconfig(i)).collect::<Vec<_>>().concat())
+            }
+            IfconfigOp::Show { name: Some(n) } => match self.stack.ifaces.load().by_name(n) {
+                Some(i) => text(format_ifconfig(i)),
+                None => Response::Error(format!("{n}: no such interface")),
+            },
+            IfconfigOp::Change { name, actions } => {
+                for a in actions {
+                    let r = match a {
+                        IfAction::AddAddr(a) => self.stack.add_address(name, IfAddr::new(a.addr, a.prefix_len)),
+                        IfAction::DeleteAddr(a) => self.stack.delete_address(name, *a),
+                        IfAction::Up => self.stack.set_up(name, true),
+                        IfAction::Down => self.stack.set_up(name, false),
+                        IfAction::Destroy => self.stack.destroy_interface(name),
+                    };
+                    if let Err(e) = r {
+                        return Response::Error(e.to_string());
+                    }
+                }
+                text(String::new())
+            }
+        }
+    }
+
+    // ---- netstat --------------------------------------------------------
+
+    fn netstat(&self, op: NetstatOp) -> Response {
+        text(match op {
+            NetstatOp::Routes { rtable } => show::netstat_rn(&self.stack, rtable),
+            NetstatOp::Stats => softnet_core::stats::format_netstat_s(&self.stack.stats),
+            NetstatOp::Interfaces => show::netstat_i(&self.stack),
+        })
+    }
+}
+
+/// One interface as OpenBSD's ifconfig prints it.
+pub fn format_ifconfig(ifp: &Interface) -> String {
+    let flags = ifp.flags() | IFF_SIMPLEX;
+    let names: Vec<&str> = [
+        (if_flags::UP, "UP"),
+        (if_flags::BROADCAST, "BROADCAST"),
+        (if_flags::RUNNING, "RUNNING"),
+        (IFF_SIMPLEX, "SIMPLEX"),
+        (if_flags::MULTICAST, "MULTICAST"),
+    ]
+    .iter()
+    .filter(|(b, _)| flags & b != 0)
+    .map(|(_, n)| *n)
+    .collect();
+    let mut o = String::new();
+    let _ = writeln!(o, "{}: flags={:x}<{}> mtu {}", ifp.name(), flags, names.join(","), ifp.mtu());
+    let _ = writeln!(o, "\tlladdr {}", ifp.mac());
+    let _ = writeln!(o, "\tindex {} priority 0 llprio 3", ifp.index());
+    match ifp.link_state() {
+        LinkState::Up => {
+            let _ = writeln!(o, "\tstatus: active");
+        }
+        LinkState::Down => {
+            let _ = writeln!(o, "\tstatus: no carrier");
+        }
+        LinkState::Unknown => {}
+    }
+    for a in ifp.addrs().iter() {
+        let _ = write!(o, "\tinet {} netmask {:#010x}", a.addr, a.mask());
+        if let Some(b) = a.broadcast() {
+            let _ = write!(o, " broadcast {b}");
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// Whether the route message goes to a monitor of `rtable`: route changes
+/// of that table, and every interface and address message.
+fn monitor_wants(m: &RouteMessage, rtable: u16) -> bool {
+    !matches!(m.body, RtmBody::Route(_)) || m.rtable == rtable
+}
+
+/// True if the peer has closed its end (EOF is readable).
+fn peer_closed(s: &UnixStream) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a valid fd and a one-byte buffer; MSG_PEEK leaves the data.
+    let n = unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    if n == 0 {
+        return true;
+    }
+    n < 0 && !matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR))
+}
+
+fn stream_monitor(h: &Handler, mut s: UnixStream, rtable: u16) {
+    let rx = h.stack.monitor.subscribe();
+    if proto::write_response(&mut s, Response::Subscribed).is_err() {
+        return;
+    }
+    loop {
+        if h.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match rx.recv_timeout(MONITOR_CHECK) {
+            Ok(m) => {
+                if monitor_wants(&m, rtable) && proto::write_response(&mut s, Response::Event(m.to_string())).is_err() {
+                    return;
+                }
+            }
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                if peer_closed(&s) {
+                    return;
+                }
+            }
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Serves one connection: requests one at a time until the client closes.
+pub fn serve_connection(h: &Handler, mut s: UnixStream) {
+    loop {
+        let req = match proto::read_request(&mut s) {
+            Ok(r) => r,
+            Err(FrameError::Closed) => return,
+            Err(e @ FrameError::Malformed(_)) => {
+                // The frame was whole: the stream is still in step.
+                let msg = format!("unsupported request ({e}); is the daemon older than this client?");
+                if proto::write_response(&mut s, Response::Error(msg)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(e @ (FrameError::Version { .. } | FrameError::TooLong(_))) => {
+                let _ = proto::write_response(&mut s, Response::Error(e.to_string()));
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("control connection: {e}");
+                return;
+            }
+        };
+        tracing::debug!("control request: {req:?}");
+        if let Request::Route { rtable, op: RouteOp::Monitor } = req {
+            return stream_monitor(h, s, rtable);
+        }
+        let resp = h.execute(&req);
+        if let Response::Error(e) = &resp {
+            tracing::info!("control: {req:?}: {e}");
+        }
+        if proto::write_response(&mut s, resp).is_err() {
+            return;
+        }
+    }
+}
+
+/// The listening control socket. Dropping it removes the socket file (if it
+/// is still the one it created).
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    ino: (u64, u64),
+    handler: Arc<Handler>,
+}
+
+impl Server {
+    /// Binds `path` (creating its directory), mode 0600. Refuses if a daemon
+    /// answers there; removes a stale socket file.
+    pub fn bind(path: &Path, handler: Arc<Handler>) -> anyhow::Result<Server> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        if let Ok(md) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !md.file_type().is_socket() {
+                bail!("{} exists and is not a socket", path.display());
+            }
+            if UnixStream::connect(path).is_ok() {
+                bail!("softnet already running on {}", path.display());
+            }
+            tracing::info!("removing stale control socket {}", path.display());
+            std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot chmod {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        let md = std::fs::metadata(path)?;
+        Ok(Server { listener, path: path.to_path_buf(), ino: (md.dev(), md.ino()), handler })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits up to `timeout` for connections and starts a thread for each.
+    pub fn accept_for(&self, timeout: Duration) {
+        let mut pfd = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+        if n <= 0 {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((s, _)) => {
+                    if s.set_nonblocking(false).is_err() {
+                        continue;
+                    }
+                    let h = self.handler.clone();
+                    let r = std::thread::Builder::new().name("softnet-ctl".into()).spawn(move || serve_connection(&h, s));
+                    if let Err(e) = r {
+                        tracing::warn!("control: cannot start a connection thread: {e}");
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("control: accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves until the handler's stop flag is set.
+    pub fn run(&self) {
+        while !self.handler.stop.load(Ordering::Relaxed) {
+            self.accept_for(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let ours = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()) == self.ino).unwrap_or(false);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

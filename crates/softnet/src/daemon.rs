@@ -1,0 +1,467 @@
+//! `softnet up` and `softnet check`: the daemon in the foreground.
+//!
+//! Threads: N workers (the data path) and the control thread, which is the
+//! main thread: it accepts control connections (each served on a thread of
+//! its own), handles signals (TERM/INT stop, HUP reloads) and runs a 1 s
+//! timer (ARP expiry, carrier polling, freeing old route snapshots).
+
+use crate::config::{Config, Driver, InterfaceConf, RouteConf, RouteVia};
+use crate::control::{Handler, Server};
+use crate::links;
+use anyhow::{anyhow, bail, Context};
+use softnet_core::iface::IfAddr;
+use softnet_core::stack::{RouteTarget, Stack, StackConfig};
+use softnet_core::time::{Clock, MonotonicClock};
+use softnet_core::worker::Worker;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Idle rounds a worker spins before it sleeps in poll(2).
+const SPIN_ROUNDS: u32 = 64;
+/// Longest a worker sleeps in poll(2): bounds how late it sees `stop` and
+/// frames on links without a descriptor.
+const POLL_TIMEOUT_MS: i32 = 10;
+const TICK: Duration = Duration::from_secs(1);
+
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+/// `softnet check -c FILE`.
+pub fn check(path: &Path) -> i32 {
+    match Config::load(path).map_err(anyhow::Error::from).and_then(|c| preflight(&c).map(|_| c)) {
+        Ok(_) => {
+            println!("configuration OK");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// What `up` refuses beyond what the parser does: in-memory links.
+fn preflight(c: &Config) -> anyhow::Result<()> {
+    for i in &c.interfaces {
+        if i.driver == Driver::Virtual {
+            bail!(
+                "{} line {}: interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap or packet",
+                c.path.display(),
+                i.line,
+                i.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).try_init();
+}
+
+/// `softnet up -c FILE [--log LEVEL]`; returns the exit code.
+pub fn up(path: &Path, log: Option<&str>) -> i32 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    init_logging(log.unwrap_or(&config.log));
+    if let Err(e) = preflight(&config) {
+        eprintln!("error: {e}");
+        return 1;
+    }
+    match Daemon::start(config) {
+        Ok(d) => {
+            d.run();
+            0
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// The running daemon.
+pub struct Daemon {
+    stack: Arc<Stack>,
+    clock: Arc<MonotonicClock>,
+    config: Config,
+    stop: Arc<AtomicBool>,
+    server: Server,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Builds everything and starts the workers; nothing is left running if
+    /// it fails.
+    pub fn start(config: Config) -> anyhow::Result<Daemon> {
+        let stack = Stack::new(StackConfig { workers: config.workers, ..StackConfig::default() });
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(Handler::new(stack.clone(), stop.clone()));
+        // The socket first: a second daemon stops here, before it touches
+        // the devices of the first.
+        let server = Server::bind(&config.control, handler)?;
+        let mut d = Daemon { stack, clock: Arc::new(MonotonicClock::new()), config, stop, server, workers: Vec::new() };
+        if let Some(pf) = &d.config.pf {
+            tracing::warn!("pf = {:?}: the packet filter is not wired into the daemon yet; forwarding without it", pf.display());
+        }
+        for ic in d.config.interfaces.clone() {
+            d.create_interface(&ic)?;
+        }
+        for rc in d.config.routes.clone() {
+            d.add_route(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
+        }
+        d.spawn_workers()?;
+        tracing::info!(
+            "softnet up: {} worker(s), {} interface(s), control socket {}",
+            d.config.workers,
+            d.config.interfaces.len(),
+            d.server.path().display()
+        );
+        Ok(d)
+    }
+
+    fn spawn_workers(&mut self) -> anyhow::Result<()> {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        for i in 0..self.config.workers {
+            let w = Worker::new(i, self.stack.clone(), clock.clone());
+            let stop = self.stop.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("softnet-w{i}"))
+                .spawn(move || w.run(&stop, poll_idle()))
+                .context("cannot start a worker thread")?;
+            self.workers.push(h);
+        }
+        Ok(())
+    }
+
+    /// Opens the link and creates, addresses and brings up one interface.
+    fn create_interface(&self, ic: &InterfaceConf) -> anyhow::Result<()> {
+        let link = links::open(ic, self.config.workers)?;
+        let mac = ic.mac.unwrap_or(link.mac);
+        let mtu = ic.mtu.unwrap_or(link.mtu);
+        let nq = link.queues.len();
+        self.stack.create_interface(&ic.name, mac, mtu, link.queues).map_err(|e| anyhow!("{e}"))?;
+        for a in &ic.addrs {
+            if let Err(e) = self.stack.add_address(&ic.name, *a) {
+                let _ = self.stack.destroy_interface(&ic.name);
+                bail!("interface {:?}: address {a}: {e}", ic.name);
+            }
+        }
+        self.stack.set_up(&ic.name, true).map_err(|e| anyhow!("{e}"))?;
+        self.stack.set_link_state(&ic.name, links::carrier(ic)).map_err(|e| anyhow!("{e}"))?;
+        tracing::info!("{}: {:?} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)", ic.name, ic.driver, ic.device, ic.addrs.len());
+        Ok(())
+    }
+
+    fn add_route(&self, rc: &RouteConf) -> anyhow::Result<()> {
+        self.stack.add_route(rc.rtable, rc.dest, rc.prefix_len, target(&rc.via)).map_err(|e| match &e {
+            softnet_core::stack::StackError::Route(r) => anyhow!("{}", r.strerror()),
+            _ => anyhow!("{e}"),
+        })
+    }
+
+    /// The control thread's loop, until SIGTERM or SIGINT.
+    pub fn run(mut self) {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot handle signals: {e}");
+                self.shutdown();
+                return;
+            }
+        };
+        let mut next_tick = Instant::now() + TICK;
+        'run: loop {
+            let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
+            self.server.accept_for(wait);
+            for sig in signals.pending() {
+                match sig {
+                    SIGHUP => self.reload(),
+                    _ => {
+                        tracing::info!("signal {sig}: stopping");
+                        break 'run;
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.tick();
+                next_tick += TICK;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + TICK;
+                }
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        tracing::info!("softnet stopped");
+        // Dropping the server removes the socket.
+    }
+
+    /// Once a second: ARP expiry, carrier changes, freeing old snapshots.
+    fn tick(&self) {
+        crate::arpops::expire(&self.stack, self.clock.now());
+        for ic in &self.config.interfaces {
+            let state = links::carrier(ic);
+            // An interface destroyed by ifconfig is simply skipped.
+            let _ = self.stack.set_link_state(&ic.name, state);
+        }
+        self.stack.routes.reap();
+    }
+
+    /// SIGHUP: re-read the configuration and apply what changed.
+    fn reload(&mut self) {
+        let new = match Config::load(&self.config.path).map_err(anyhow::Error::from).and_then(|c| preflight(&c).map(|_| c)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload: {e}; keeping the running configuration");
+                return;
+            }
+        };
+        tracing::info!("reload: {}", new.path.display());
+        let old = std::mem::replace(&mut self.config, new.clone());
+        // What cannot change while running.
+        if new.workers != old.workers {
+            tracing::warn!("reload: workers {} -> {} takes effect at the next restart", old.workers, new.workers);
+            self.config.workers = old.workers;
+        }
+        if new.control != old.control {
+            tracing::warn!("reload: control socket {} -> {} takes effect at the next restart", old.control.display(), new.control.display());
+            self.config.control = old.control.clone();
+        }
+        if new.log != old.log {
+            tracing::warn!("reload: log level {} -> {} takes effect at the next restart", old.log, new.log);
+        }
+        let plan = ReloadPlan::new(&old, &new);
+        // Routes first (they may go through interfaces about to go), then
+        // interfaces and addresses, then the new routes.
+        for rc in &plan.routes_removed {
+            match self.stack.routes.get(rc.rtable, rc.dest, rc.prefix_len) {
+                Some(_) => match self.stack.delete_route(rc.rtable, rc.dest, rc.prefix_len) {
+                    Ok(()) => tracing::info!("reload: route {} removed", route_words(rc)),
+                    Err(e) => tracing::warn!("reload: route {}: {e}", route_words(rc)),
+                },
+                None => tracing::info!("reload: route {} was already gone", route_words(rc)),
+            }
+        }
+        for name in &plan.ifaces_removed {
+            match self.stack.destroy_interface(name) {
+                Ok(()) => tracing::info!("reload: {name} destroyed"),
+                Err(e) => tracing::warn!("reload: {name}: {e}"),
+            }
+        }
+        for (name, a) in &plan.addrs_removed {
+            match self.stack.delete_address(name, a.addr) {
+                Ok(()) => tracing::info!("reload: {name}: address {a} removed"),
+                Err(e) => tracing::warn!("reload: {name}: {e}"),
+            }
+        }
+        for (name, mtu) in &plan.mtu_changed {
+            if let Some(ifp) = self.stack.ifaces.load().by_name(name) {
+                ifp.set_mtu(*mtu);
+                tracing::info!("reload: {name}: mtu {mtu}");
+            }
+        }
+        for ic in &plan.ifaces_added {
+            match self.create_interface(ic) {
+                Ok(()) => tracing::info!("reload: {} created", ic.name),
+                Err(e) => tracing::error!("reload: {e:#}"),
+            }
+        }
+        for (name, a) in &plan.addrs_added {
+            match self.stack.add_address(name, *a) {
+                Ok(()) => tracing::info!("reload: {name}: address {a} added"),
+                Err(e) => tracing::warn!("reload: {name}: {e}"),
+            }
+        }
+        // New routes, and configured routes that went missing (with an
+        // interface destroyed and created again, say). Routes added at run
+        // time with `route add` are not the configuration's business.
+        for rc in &new.routes {
+            let known = old.routes.contains(rc);
+            if known && self.stack.routes.get(rc.rtable, rc.dest, rc.prefix_len).is_some() {
+                continue;
+            }
+            match self.add_route(rc) {
+                Ok(()) => tracing::info!("reload: route {} added", route_words(rc)),
+                Err(e) => tracing::warn!("reload: route {}: {e}", route_words(rc)),
+            }
+        }
+        if new.pf != old.pf {
+            tracing::warn!("reload: pf is not wired into the daemon yet");
+        }
+    }
+}
+
+fn target(v: &RouteVia) -> RouteTarget {
+    match v {
+        RouteVia::Gateway(g) => RouteTarget::Gateway(*g),
+        RouteVia::Interface(i) => RouteTarget::Interface(i.clone()),
+        RouteVia::Reject => RouteTarget::Reject,
+        RouteVia::Blackhole => RouteTarget::Blackhole,
+    }
+}
+
+fn route_words(rc: &RouteConf) -> String {
+    let dest = if rc.prefix_len == 0 && rc.dest.is_unspecified() { "default".to_string() } else { format!("{}/{}", rc.dest, rc.prefix_len) };
+    let via = match &rc.via {
+        RouteVia::Gateway(g) => format!("gateway {g}"),
+        RouteVia::Interface(i) => format!("interface {i}"),
+        RouteVia::Reject => "reject".into(),
+        RouteVia::Blackhole => "blackhole".into(),
+    };
+    let table = if rc.rtable != 0 { format!(" (rtable {})", rc.rtable) } else { String::new() };
+    format!("{dest} {via}{table}")
+}
+
+/// What a reload changes: the difference of two configurations.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    pub routes_removed: Vec<RouteConf>,
+    /// Interfaces gone from the configuration, or whose link changed (they
+    /// are destroyed and created again).
+    pub ifaces_removed: Vec<String>,
+    pub ifaces_added: Vec<InterfaceConf>,
+    pub addrs_removed: Vec<(String, IfAddr)>,
+    pub addrs_added: Vec<(String, IfAddr)>,
+    pub mtu_changed: Vec<(String, u32)>,
+}
+
+/// Whether two entries name the same link (the rest can change in place).
+fn same_link(a: &InterfaceConf, b: &InterfaceConf) -> bool {
+    a.driver == b.driver && a.device == b.device && a.mac == b.mac && a.multi_queue == b.multi_queue
+}
+
+impl ReloadPlan {
+    pub fn new(old: &Config, new: &Config) -> ReloadPlan {
+        let mut p = ReloadPlan::default();
+        p.routes_removed = old.routes.iter().filter(|r| !new.routes.contains(r)).cloned().collect();
+        for o in &old.interfaces {
+            match new.interfaces.iter().find(|n| n.name == o.name) {
+                None => p.ifaces_removed.push(o.name.clone()),
+                Some(n) if !same_link(o, n) => {
+                    p.ifaces_removed.push(o.name.clone());
+                    p.ifaces_added.push(n.clone());
+                }
+                Some(n) => {
+                    for a in o.addrs.iter().filter(|a| !n.addrs.contains(a)) {
+                        p.addrs_removed.push((o.name.clone(), *a));
+                    }
+                    for a in n.addrs.iter().filter(|a| !o.addrs.contains(a)) {
+                        p.addrs_added.push((n.name.clone(), *a));
+                    }
+                    if n.mtu != o.mtu {
+                        if let Some(m) = n.mtu {
+                            p.mtu_changed.push((n.name.clone(), m));
+                        }
+                    }
+                }
+            }
+        }
+        for n in &new.interfaces {
+            if !old.interfaces.iter().any(|o| o.name == n.name) {
+                p.ifaces_added.push(n.clone());
+            }
+        }
+        p
+    }
+}
+
+/// A worker's idle strategy: spin a little, then sleep in poll(2) on the
+/// descriptors of the queues this worker reads, with a short timeout.
+/// Allocates once, not per idle round.
+pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(64);
+    move |stack: &Stack, id: usize, rounds: u32| {
+        if rounds < SPIN_ROUNDS {
+            std::hint::spin_loop();
+            return;
+        }
+        // Held across poll(2) so that no descriptor is closed under it (a
+        // destroy waits at most one timeout for this snapshot).
+        let ifs = stack.ifaces.load_full();
+        fds.clear();
+        for ifp in ifs.iter() {
+            let Some(q) = ifp.queue(id).try_lock() else { continue };
+            if let Some(fd) = q.poll_fd() {
+                if fds.len() < fds.capacity() {
+                    fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+                }
+            }
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_micros(200));
+            return;
+        }
+        // SAFETY: `fds` is a valid array of pollfd of that length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
+        drop(ifs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(src: &str) -> Config {
+        Config::parse(src, Path::new("softnet.toml")).unwrap()
+    }
+
+    const BASE: &str = r#"
+workers = 2
+[[interface]]
+name = "a"
+driver = "tap"
+addr = ["10.0.1.1/24"]
+[[interface]]
+name = "b"
+driver = "packet"
+addr = ["10.0.2.1/24"]
+[[route]]
+dest = "default"
+gateway = "10.0.2.254"
+[[route]]
+dest = "192.0.2.0/24"
+blackhole = true
+"#;
+
+    #[test]
+    fn reload_plan_is_the_difference() {
+        let old = cfg(BASE);
+        assert_eq!(ReloadPlan::new(&old, &old), ReloadPlan::default(), "same config, nothing to do");
+        let new = cfg(&BASE
+            .replace("addr = [\"10.0.1.1/24\"]", "addr = [\"10.0.1.1/24\", \"10.0.9.1/24\"]\nmtu = 1400")
+            .replace("[[interface]]\nname = \"b\"\ndriver = \"packet\"", "[[interface]]\nname = \"b\"\ndriver = \"tap\"")
+            .replace("dest = \"192.0.2.0/24\"\nblackhole = true", "dest = \"198.51.100.0/24\"\nreject = true"));
+        let p = ReloadPlan::new(&old, &new);
+        assert_eq!(p.routes_removed.len(), 1);
+        assert_eq!(p.routes_removed[0].via, RouteVia::Blackhole);
+        assert_eq!(p.ifaces_removed, vec!["b".to_string()], "a changed driver recreates the interface");
+        assert_eq!(p.ifaces_added.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(p.addrs_added, vec![("a".to_string(), IfAddr::new("10.0.9.1".parse().unwrap(), 24))]);
+        assert!(p.addrs_removed.is_empty());
+        assert_eq!(p.mtu_changed, vec![("a".to_string(), 1400)]);
+    }
+
+    #[test]
+    fn virtual_driver_is_refused_with_its_line() {
+        let c = cfg("workers = 1\n\n[[interface]]\nname = \"v0\"\ndriver = \"virtual\"\n");
+        let e = preflight(&c).unwrap_err().to_string();
+        assert!(e.starts_with("softnet.toml line "), "{e}");
+        assert!(e.contains("driver \"virtual\" exists only in memory"), "{e}");
+    }
+}

@@ -1,0 +1,354 @@
+//! The control protocol between the admin commands and the daemon
+//! (DESIGN.md "Control plane").
+//!
+//! A Unix stream socket carries frames: a `u32` big-endian length, then that
+//! many bytes of JSON. The client sends a `RequestFrame`, the daemon answers
+//! with one `ResponseFrame`, and the connection may carry further requests,
+//! one at a time. `route monitor` is the exception: after `Subscribed` the
+//! daemon sends one `Event` per route message until the client goes away.
+//!
+//! Every frame carries `version`. A daemon and a client of different versions
+//! refuse each other with an error that says so, rather than misreading a
+//! request. Requests are typed: the client parses the BSD syntax and
+//! validates it; the daemon executes and returns text to print.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
+
+/// Bumped whenever a request or response changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest frame either side accepts: room for `netstat -rn` of a few
+/// hundred thousand routes, and a bound on what a bad length can allocate.
+pub const MAX_FRAME: u32 = 64 << 20;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RequestFrame {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ResponseFrame {
+    pub version: u32,
+    pub response: Response,
+}
+
+/// What an admin command asks of the daemon.
+///
+/// `pfctl` gets its own variant here (`Pfctl(PfctlOp)`) with the daemon's
+/// answer in `control.rs`; a request the daemon does not know is answered
+/// with an error naming it, so adding one does not need a version bump.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    Route { rtable: u16, op: RouteOp },
+    Arp(ArpOp),
+    Ifconfig(IfconfigOp),
+    Netstat(NetstatOp),
+}
+
+/// The daemon's answer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Success; print this (possibly empty) text on stdout.
+    Text(String),
+    /// Failure; the client prints `softnet: CMD: MESSAGE` on stderr.
+    Error(String),
+    /// `route monitor`: subscribed; `Event`s follow.
+    Subscribed,
+    /// One route message, as `route monitor` prints it.
+    Event(String),
+}
+
+/// A destination as route(8) takes it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteDest {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl RouteDest {
+    pub fn is_host(&self) -> bool {
+        self.prefix_len == 32
+    }
+    pub fn is_default(&self) -> bool {
+        self.prefix_len == 0 && self.addr.is_unspecified()
+    }
+}
+
+impl std::fmt::Display for RouteDest {
+    /// As route(8) echoes it: `default`, a host's address, or `net/len`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_default() {
+            f.write_str("default")
+        } else if self.is_host() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix_len)
+        }
+    }
+}
+
+/// Where a route sends packets.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteGateway {
+    Addr(Ipv4Addr),
+    Interface(String),
+    Reject,
+    Blackhole,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub dest: RouteDest,
+    pub gateway: RouteGateway,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteOp {
+    /// `route show` (the table as `netstat -rn` prints it).
+    Show,
+    Add(RouteSpec),
+    Change(RouteSpec),
+    /// With a gateway, only a route to that gateway is deleted.
+    Delete { dest: RouteDest, gateway: Option<Ipv4Addr> },
+    /// A host: longest-prefix match; a network (`-net`): that exact route.
+    Get { dest: RouteDest, exact: bool },
+    Monitor,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArpOp {
+    /// `arp -an` (all) or `arp -n HOST`.
+    Show { host: Option<Ipv4Addr> },
+    /// `arp -s HOST MAC [temp|permanent] [pub]`.
+    Set { host: Ipv4Addr, mac: [u8; 6], permanent: bool, publish: bool },
+    Delete { host: Ipv4Addr },
+    DeleteAll,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InetAddr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// One change `ifconfig IF ...` asks for; several run in order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IfAction {
+    AddAddr(InetAddr),
+    DeleteAddr(Ipv4Addr),
+    Up,
+    Down,
+    Destroy,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IfconfigOp {
+    /// `ifconfig [-a]` (all) or `ifconfig IF`.
+    Show { name: Option<String> },
+    Change { name: String, actions: Vec<IfAction> },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NetstatOp {
+    Routes { rtable: u16 },
+    Stats,
+    Interfaces,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("message too long ({0} bytes, at most {MAX_FRAME})")]
+    TooLong(u64),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("protocol version mismatch: daemon speaks version {daemon}, client version {client}; use the same softnet binary for both")]
+    Version { daemon: u32, client: u32 },
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Writes one frame.
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+    let body = serde_json::to_vec(msg).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if body.len() as u64 > MAX_FRAME as u64 {
+        return Err(FrameError::TooLong(body.len() as u64));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame's bytes; `Closed` if the peer closed before a frame began.
+pub fn read_frame_bytes<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLong(len as u64));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// The version field of a frame, read before the rest so that a frame of
+/// another version is reported as such, not as malformed.
+fn frame_version(body: &[u8]) -> Result<u32, FrameError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    serde_json::from_slice::<Versioned>(body).map(|v| v.version).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Daemon side: reads a request; a client of another version is an error.
+pub fn read_request<R: Read>(r: &mut R) -> Result<Request, FrameError> {
+    let body = read_frame_bytes(r)?;
+    let client = frame_version(&body)?;
+    if client != PROTOCOL_VERSION {
+        return Err(FrameError::Version { daemon: PROTOCOL_VERSION, client });
+    }
+    let f: RequestFrame = serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    Ok(f.request)
+}
+
+/// Client side: reads a response; a daemon of another version is an error.
+pub fn read_response<R: Read>(r: &mut R) -> Result<Response, FrameError> {
+    let body = read_frame_bytes(r)?;
+    let daemon = frame_version(&body)?;
+    if daemon != PROTOCOL_VERSION {
+        return Err(FrameError::Version { daemon, client: PROTOCOL_VERSION });
+    }
+    let f: ResponseFrame = serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    Ok(f.response)
+}
+
+pub fn write_request<W: Write>(w: &mut W, request: &Request) -> Result<(), FrameError> {
+    write_frame(w, &RequestFrame { version: PROTOCOL_VERSION, request: request.clone() })
+}
+
+pub fn write_response<W: Write>(w: &mut W, response: Response) -> Result<(), FrameError> {
+    write_frame(w, &ResponseFrame { version: PROTOCOL_VERSION, response })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn requests() -> Vec<Request> {
+        let d = RouteDest { addr: Ipv4Addr::new(192, 0, 2, 0), prefix_len: 24 };
+        vec![
+            Request::Route { rtable: 0, op: RouteOp::Show },
+            Request::Route { rtable: 3, op: RouteOp::Add(RouteSpec { dest: d, gateway: RouteGateway::Addr(Ipv4Addr::new(10, 0, 2, 2)) }) },
+            Request::Route { rtable: 0, op: RouteOp::Change(RouteSpec { dest: d, gateway: RouteGateway::Interface("sn-r0".into()) }) },
+            Request::Route { rtable: 0, op: RouteOp::Delete { dest: d, gateway: None } },
+            Request::Route { rtable: 0, op: RouteOp::Get { dest: d, exact: true } },
+            Request::Route { rtable: 0, op: RouteOp::Monitor },
+            Request::Arp(ArpOp::Set { host: Ipv4Addr::new(10, 0, 1, 9), mac: [2, 0, 0, 0, 0, 9], permanent: false, publish: true }),
+            Request::Arp(ArpOp::DeleteAll),
+            Request::Ifconfig(IfconfigOp::Change {
+                name: "sn-r0".into(),
+                actions: vec![IfAction::AddAddr(InetAddr { addr: Ipv4Addr::new(10, 0, 9, 1), prefix_len: 24 }), IfAction::Up],
+            }),
+            Request::Netstat(NetstatOp::Routes { rtable: 0 }),
+        ]
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        for req in requests() {
+            let mut buf = Vec::new();
+            write_request(&mut buf, &req).unwrap();
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            assert_eq!(len, buf.len() - 4, "length prefix counts the body");
+            assert_eq!(read_request(&mut Cursor::new(buf)).unwrap(), req);
+        }
+        for resp in [Response::Text("a\nb\n".into()), Response::Error("x".into()), Response::Subscribed, Response::Event("e".into())] {
+            let mut buf = Vec::new();
+            write_response(&mut buf, resp.clone()).unwrap();
+            assert_eq!(read_response(&mut Cursor::new(buf)).unwrap(), resp);
+        }
+    }
+
+    #[test]
+    fn several_frames_follow_each_other_on_one_stream() {
+        let mut buf = Vec::new();
+        for r in requests() {
+            write_request(&mut buf, &r).unwrap();
+        }
+        let mut c = Cursor::new(buf);
+        for r in requests() {
+            assert_eq!(read_request(&mut c).unwrap(), r);
+        }
+        assert!(matches!(read_request(&mut c), Err(FrameError::Closed)));
+    }
+
+    #[test]
+    fn oversize_length_is_rejected_without_reading_the_body() {
+        let mut buf = (MAX_FRAME + 1).to_be_bytes().to_vec();
+        buf.extend_from_slice(b"{}");
+        let e = read_request(&mut Cursor::new(buf)).unwrap_err();
+        assert!(matches!(e, FrameError::TooLong(n) if n == MAX_FRAME as u64 + 1), "{e}");
+        let buf = u32::MAX.to_be_bytes().to_vec();
+        assert!(matches!(read_response(&mut Cursor::new(buf)), Err(FrameError::TooLong(_))));
+    }
+
+    #[test]
+    fn version_mismatch_is_reported_both_ways() {
+        let body = br#"{"version":99,"request":{"netstat":"stats"}}"#;
+        let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(body);
+        let e = read_request(&mut Cursor::new(buf)).unwrap_err();
+        assert!(matches!(e, FrameError::Version { daemon: PROTOCOL_VERSION, client: 99 }), "{e}");
+        assert!(e.to_string().contains("protocol version mismatch"), "{e}");
+
+        let body = br#"{"version":7,"response":"subscribed"}"#;
+        let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(body);
+        let e = read_response(&mut Cursor::new(buf)).unwrap_err();
+        assert!(matches!(e, FrameError::Version { daemon: 7, client: PROTOCOL_VERSION }), "{e}");
+    }
+
+    #[test]
+    fn truncated_or_garbled_frames_are_errors() {
+        let mut buf = Vec::new();
+        write_request(&mut buf, &Request::Netstat(NetstatOp::Stats)).unwrap();
+        buf.truncate(buf.len() - 2);
+        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Io(_))));
+        let body = b"not json";
+        let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(body);
+        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
+        // A request this daemon does not know (say, a newer client's pfctl).
+        let body = br#"{"version":1,"request":{"pfctl":{"show":"rules"}}}"#;
+        let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(body);
+        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
+    }
+}
