@@ -1,0 +1,97 @@
+//! Per-queue counters of an OS link.
+//!
+//! Each queue owns one `LinkStats` (cache-line aligned); only the worker
+//! holding the queue writes it, with plain relaxed load + store (no locked
+//! instruction on the data path). Anyone may read a [`LinkCounters`]
+//! snapshot through the `Arc` the queue hands out.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct LinkStats {
+    pub rx_frames: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// Frames longer than a pool buffer (e.g. GRO/GSO super-frames): dropped.
+    pub rx_oversize: AtomicU64,
+    /// Frames the kernel cut short in the ring (snaplen < len): dropped.
+    pub rx_truncated: AtomicU64,
+    /// Frames left waiting because the pool had no buffer.
+    pub rx_nobuf: AtomicU64,
+    /// Frames the kernel dropped before we saw them (ring full).
+    pub rx_kernel_drops: AtomicU64,
+    /// CHECKSUM_PARTIAL frames whose TCP/UDP checksum we filled in.
+    pub rx_csum_completed: AtomicU64,
+    /// CHECKSUM_PARTIAL frames we could not complete (not IPv4/IPv6 TCP/UDP):
+    /// delivered as they are.
+    pub rx_csum_partial: AtomicU64,
+    /// Read errors other than "nothing to read".
+    pub rx_errors: AtomicU64,
+    pub tx_frames: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Frames too long for the link (TX ring slot or device): dropped.
+    pub tx_oversize: AtomicU64,
+    /// Frames dropped because the TX ring (or device queue) was full.
+    pub tx_busy: AtomicU64,
+    /// Failed writes/sends and frames the kernel rejected.
+    pub tx_errors: AtomicU64,
+}
+
+/// A plain copy of a queue's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_oversize: u64,
+    pub rx_truncated: u64,
+    pub rx_nobuf: u64,
+    pub rx_kernel_drops: u64,
+    pub rx_csum_completed: u64,
+    pub rx_csum_partial: u64,
+    pub rx_errors: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_oversize: u64,
+    pub tx_busy: u64,
+    pub tx_errors: u64,
+}
+
+impl LinkStats {
+    pub fn snapshot(&self) -> LinkCounters {
+        LinkCounters {
+            rx_frames: self.rx_frames.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            rx_oversize: self.rx_oversize.load(Relaxed),
+            rx_truncated: self.rx_truncated.load(Relaxed),
+            rx_nobuf: self.rx_nobuf.load(Relaxed),
+            rx_kernel_drops: self.rx_kernel_drops.load(Relaxed),
+            rx_csum_completed: self.rx_csum_completed.load(Relaxed),
+            rx_csum_partial: self.rx_csum_partial.load(Relaxed),
+            rx_errors: self.rx_errors.load(Relaxed),
+            tx_frames: self.tx_frames.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            tx_oversize: self.tx_oversize.load(Relaxed),
+            tx_busy: self.tx_busy.load(Relaxed),
+            tx_errors: self.tx_errors.load(Relaxed),
+        }
+    }
+}
+
+impl std::ops::AddAssign for LinkCounters {
+    fn add_assign(&mut self, o: Self) {
+        self.rx_frames += o.rx_frames;
+        self.rx_bytes += o.rx_bytes;
+        self.rx_oversize += o.rx_oversize;
+        self.rx_truncated += o.rx_truncated;
+        self.rx_nobuf += o.rx_nobuf;
+        self.rx_kernel_drops += o.rx_kernel_drops;
+        self.rx_csum_completed += o.rx_csum_completed;
+        self.rx_csum_partial += o.rx_csum_partial;
+        self.rx_errors += o.rx_errors;
+        self.tx_frames += o.tx_frames;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_oversize += o.tx_oversize;
+        self.tx_busy += o.tx_busy;
+        self.tx_errors += o.tx_errors;
+    }
+}

@@ -1,0 +1,228 @@
+//! TAP devices through `/dev/net/tun`.
+//!
+//! Each queue is one non-blocking fd attached with `TUNSETIFF`
+//! (`IFF_TAP | IFF_NO_PI`, plus `IFF_MULTI_QUEUE` when the device has or
+//! should have several queues; the kernel spreads frames over queues by flow
+//! hash). An existing persistent TAP is attached to; a missing one is created
+//! (and removed when the last queue closes unless `persist`).
+//!
+//! Offloads: none are negotiated (no `IFF_VNET_HDR`, no `TUNSETOFFLOAD`).
+//! The kernel then treats the TAP as a device without TSO/GSO or checksum
+//! offload, so it segments and checksums everything before handing it over:
+//! each read is one MTU-sized, fully checksummed frame, which is what a
+//! router forwards. The price is that the host side pays for segmentation;
+//! a router that does not reassemble or segment would gain nothing from
+//! super-frames anyway. A frame longer than a pool buffer (the TAP's MTU was
+//! raised) is counted in `rx_oversize` and dropped.
+//!
+//! Batching: reads loop until EAGAIN or `max`; the tun driver has no batched
+//! read or write for user space (its `sendmsg` batching is vhost-only), so
+//! writes are one `write(2)` per frame.
+
+use crate::stats::LinkStats;
+use crate::sys::{bump, errno, ifreq_ioctl, IfReq};
+use crate::{ifinfo, IoError};
+use softnet_core::link::LinkQueue;
+use softnet_core::packet::{PacketBuf, PacketPool};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+const IFF_TAP: i16 = 0x0002;
+const IFF_NO_PI: i16 = 0x1000;
+const IFF_MULTI_QUEUE: i16 = 0x0100;
+const TUNSETIFF: libc::Ioctl = libc::TUNSETIFF as libc::Ioctl;
+const TUNSETPERSIST: libc::Ioctl = libc::TUNSETPERSIST as libc::Ioctl;
+/// The tun driver's queue limit (`MAX_TAP_QUEUES`).
+pub const MAX_TAP_QUEUES: usize = 256;
+
+/// How to open a TAP.
+#[derive(Debug, Clone)]
+pub struct TapOptions {
+    /// Make a TAP that this call creates persistent (it outlives the fds).
+    pub persist: bool,
+    /// Set the device administratively up after attaching (logged when it
+    /// changes anything): a down TAP drops what is written to it.
+    pub bring_up: bool,
+}
+
+impl Default for TapOptions {
+    fn default() -> Self {
+        TapOptions { persist: false, bring_up: true }
+    }
+}
+
+/// One queue of a TAP device.
+pub struct TapQueue {
+    fd: OwnedFd,
+    dev: String,
+    queue: usize,
+    stats: Arc<LinkStats>,
+    /// Catches the tail of a frame longer than the pool buffer, so such a
+    /// frame is counted as oversize rather than silently truncated.
+    overflow: Box<[u8]>,
+}
+
+/// Opens `queues` queues of TAP `dev`, boxed for the stack. See
+/// [`TapQueue::open_all`] for the typed version (with counters).
+pub fn open_tap(dev: &str, queues: usize, opts: &TapOptions) -> Result<Vec<Box<dyn LinkQueue>>, IoError> {
+    Ok(TapQueue::open_all(dev, queues, opts)?.into_iter().map(|q| Box::new(q) as Box<dyn LinkQueue>).collect())
+}
+
+fn open_one(dev: &str, flags: i16) -> Result<OwnedFd, IoError> {
+    let mut ifr = IfReq::new(dev)?;
+    // SAFETY: open(2) on a NUL-terminated path; the fd is owned at once.
+    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(IoError::last(dev, "open /dev/net/tun"));
+    }
+    // SAFETY: fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    ifr.set_short(flags);
+    ifreq_ioctl(&fd, TUNSETIFF, &mut ifr, dev, "TUNSETIFF")?;
+    Ok(fd)
+}
+
+impl TapQueue {
+    /// Opens up to `queues` queues of TAP `dev` (created if missing). If the
+    /// device exists without `multi_queue` and more than one queue was asked
+    /// for, opens one and says so in the log: the length of the result is
+    /// the real queue count.
+    pub fn open_all(dev: &str, queues: usize, opts: &TapOptions) -> Result<Vec<TapQueue>, IoError> {
+        if queues == 0 || queues > MAX_TAP_QUEUES {
+            return Err(IoError::invalid(dev, format!("TAP queue count {queues} not in 1..={MAX_TAP_QUEUES}")));
+        }
+        let existed = ifinfo::exists(dev);
+        let base = IFF_TAP | IFF_NO_PI;
+        let mut mq = queues > 1;
+        let first = match open_one(dev, if mq { base | IFF_MULTI_QUEUE } else { base }) {
+            Ok(fd) => fd,
+            // An existing device whose multi_queue flag differs from the
+            // request answers EINVAL: try the other way round.
+            Err(e) if existed && e.raw_os_error() == Some(libc::EINVAL) => {
+                match open_one(dev, if mq { base } else { base | IFF_MULTI_QUEUE }) {
+                    Ok(fd) => {
+                        if mq {
+                            tracing::info!(
+                                "{dev}: TAP exists without multi_queue; using 1 queue instead of {queues} (recreate it with multi_queue for more)"
+                            );
+                        }
+                        mq = !mq;
+                        fd
+                    }
+                    Err(_) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let count = if mq { queues } else { 1 };
+        if !existed && opts.persist {
+            // SAFETY: ioctl with an integer argument on our tun fd.
+            if unsafe { libc::ioctl(first.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
+                return Err(IoError::last(dev, "TUNSETPERSIST"));
+            }
+        }
+        let mut fds = vec![first];
+        for _ in 1..count {
+            fds.push(open_one(dev, base | IFF_MULTI_QUEUE)?);
+        }
+        if opts.bring_up && ifinfo::set_admin_up(dev, true)? {
+            tracing::info!("{dev}: set TAP up");
+        }
+        tracing::info!(
+            "{dev}: TAP attached, {count} queue(s){}; no offloads negotiated: the kernel hands over MTU-sized, checksummed frames",
+            if existed { "" } else { ", created" }
+        );
+        Ok(fds
+            .into_iter()
+            .enumerate()
+            .map(|(queue, fd)| TapQueue {
+                fd,
+                dev: dev.to_string(),
+                queue,
+                stats: Arc::new(LinkStats::default()),
+                overflow: vec![0u8; 65536].into_boxed_slice(),
+            })
+            .collect())
+    }
+
+    /// This queue's counters.
+    pub fn stats(&self) -> Arc<LinkStats> {
+        self.stats.clone()
+    }
+
+    pub fn device(&self) -> &str {
+        &self.dev
+    }
+
+    pub fn queue_index(&self) -> usize {
+        self.queue
+    }
+}
+
+impl LinkQueue for TapQueue {
+    fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(mut p) = pool.alloc() else {
+                bump(&self.stats.rx_nobuf, 1);
+                break;
+            };
+            let spare = p.spare_mut();
+            let room = spare.len();
+            let iov = [
+                libc::iovec { iov_base: spare.as_mut_ptr() as *mut libc::c_void, iov_len: room },
+                libc::iovec { iov_base: self.overflow.as_mut_ptr() as *mut libc::c_void, iov_len: self.overflow.len() },
+            ];
+            // SAFETY: both iovecs point at live, writable memory of the given lengths.
+            let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+            if r < 0 {
+                pool.free(p);
+                let e = errno();
+                if e != libc::EAGAIN && e != libc::EINTR {
+                    bump(&self.stats.rx_errors, 1);
+                }
+                break;
+            }
+            let len = r as usize;
+            if len > room {
+                bump(&self.stats.rx_oversize, 1);
+                pool.free(p);
+                continue;
+            }
+            p.set_len(len).expect("read fits the buffer");
+            bump(&self.stats.rx_bytes, len as u64);
+            out.push(p);
+            n += 1;
+        }
+        bump(&self.stats.rx_frames, n as u64);
+        n
+    }
+
+    fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        let mut sent = 0;
+        let mut bytes = 0;
+        for p in frames.drain(..) {
+            let d = p.data();
+            // SAFETY: d is a live byte slice.
+            let r = unsafe { libc::write(self.fd.as_raw_fd(), d.as_ptr() as *const libc::c_void, d.len()) };
+            if r == d.len() as isize {
+                sent += 1;
+                bytes += d.len() as u64;
+            } else if r < 0 && errno() == libc::EAGAIN {
+                bump(&self.stats.tx_busy, 1);
+            } else if r < 0 && errno() == libc::EINVAL && d.len() > 65535 {
+                bump(&self.stats.tx_oversize, 1);
+            } else {
+                bump(&self.stats.tx_errors, 1);
+            }
+            pool.free(p);
+        }
+        bump(&self.stats.tx_frames, sent as u64);
+        bump(&self.stats.tx_bytes, bytes);
+        sent
+    }
+
+    fn poll_fd(&self) -> Option<i32> {
+        Some(self.fd.as_raw_fd())
+    }
+}

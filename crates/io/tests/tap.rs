@@ -1,0 +1,119 @@
+//! TAP link against the kernel, inside namespaces the tests create (root).
+
+mod common;
+
+use common::*;
+use softnet_core::link::{LinkQueue, LinkState};
+use softnet_core::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
+use softnet_io::{ifinfo, TapOptions, TapQueue};
+use std::time::Duration;
+
+const MY_MAC: [u8; 6] = [0x02, 0, 0, 0x66, 0, 2];
+const MY_IP: [u8; 4] = [10, 66, 0, 2];
+const KERNEL_IP: [u8; 4] = [10, 66, 0, 1];
+
+#[test]
+fn kernel_answers_arp_and_ping_through_tap() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new("tap");
+    let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &TapOptions::default()).unwrap());
+    assert_eq!(qs.len(), 1);
+    ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-tap"]);
+    let (kmac, state) = ns.run(|| (ifinfo::mac_address("snio-tap").unwrap(), ifinfo::link_state("snio-tap").unwrap()));
+    assert_eq!(state, LinkState::Up, "a TAP with a queue attached and IFF_UP has carrier");
+    assert_eq!(ns.run(|| ifinfo::mtu("snio-tap").unwrap()), 1500);
+    let q = &mut qs[0];
+    let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
+
+    // ARP: who has 10.66.0.1? The kernel answers with the TAP's MAC.
+    let mut tx = vec![PacketBuf::from_slice(&arp_request(MY_MAC, MY_IP, KERNEL_IP))];
+    assert_eq!(q.send(&mut pool, &mut tx), 1);
+    assert!(tx.is_empty());
+    let mut reply = None;
+    recv_until(q, &mut pool, Duration::from_secs(3), |p| {
+        let f = p.data();
+        if f.len() >= 42 && ethertype(f) == 0x0806 && f[20..22] == [0, 2] && f[28..32] == KERNEL_IP {
+            reply = Some(f[22..28].to_vec());
+        }
+        reply.is_some()
+    });
+    assert_eq!(reply.as_deref(), Some(&kmac[..]), "ARP reply carries the TAP's MAC");
+
+    // ICMP echo to the kernel: it answers (it learned our MAC from the request).
+    let ping = ether(kmac, MY_MAC, 0x0800, &ipv4(MY_IP, KERNEL_IP, 1, &icmp_echo(0x5151, 7, b"softnet-io tap")));
+    let mut tx = vec![PacketBuf::from_slice(&ping)];
+    assert_eq!(q.send(&mut pool, &mut tx), 1);
+    let echoed = recv_until(q, &mut pool, Duration::from_secs(3), |p| {
+        let f = p.data();
+        let hit = f.len() >= 42 && ethertype(f) == 0x0800 && f[23] == 1 && f[34] == 0 && f[38..40] == [0x51, 0x51];
+        if hit {
+            assert_eq!(&f[0..6], &MY_MAC);
+            assert_eq!(csum(&f[14..34]), 0, "IP header checksum filled in");
+        }
+        hit
+    });
+    assert!(echoed, "kernel answered the echo request");
+    let s = q.stats().snapshot();
+    assert_eq!(s.tx_frames, 2);
+    assert!(s.rx_frames >= 2);
+    assert_eq!(s.rx_oversize + s.tx_errors, 0);
+}
+
+#[test]
+fn multi_queue_fallback_and_creation() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new("tapmq");
+    ns.ip(&["tuntap", "add", "dev", "snio-sq", "mode", "tap"]);
+    ns.ip(&["tuntap", "add", "dev", "snio-mq", "mode", "tap", "multi_queue"]);
+    ns.run(|| {
+        let o = TapOptions::default();
+        // Existing single-queue TAP: asked for 2, gets 1.
+        let q = TapQueue::open_all("snio-sq", 2, &o).unwrap();
+        assert_eq!(q.len(), 1);
+        drop(q);
+        // Existing multi-queue TAP: 3 queues; asked for 1, still attaches.
+        assert_eq!(TapQueue::open_all("snio-mq", 3, &o).unwrap().len(), 3);
+        assert_eq!(TapQueue::open_all("snio-mq", 1, &o).unwrap().len(), 1);
+        // Missing TAP: created multi-queue, gone when closed (not persistent).
+        let q = TapQueue::open_all("snio-new", 2, &o).unwrap();
+        assert_eq!(q.len(), 2);
+        assert!(ifinfo::exists("snio-new"));
+        drop(q);
+        assert!(!ifinfo::exists("snio-new"), "non-persistent TAP removed on close");
+        // Persistent: survives close, loses carrier.
+        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true }).unwrap();
+        assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
+        drop(q);
+        assert!(ifinfo::exists("snio-per"));
+        assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Down, "no queue attached: no carrier");
+        // Busy: a second single-queue attach to a TAP in use fails, naming it.
+        let _held = TapQueue::open_all("snio-sq", 1, &o).unwrap();
+        let e = TapQueue::open_all("snio-sq", 1, &o).err().expect("busy").to_string();
+        assert!(e.starts_with("snio-sq: TUNSETIFF: "), "{e}");
+    });
+}
+
+#[test]
+fn tap_queue_is_nonblocking_and_pollable() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new("tapnb");
+    let mut qs = ns.run(|| TapQueue::open_all("snio-nb", 1, &TapOptions::default()).unwrap());
+    let q: &mut dyn LinkQueue = &mut qs[0];
+    assert!(q.poll_fd().is_some());
+    let mut pool = PacketPool::new(8, DEFAULT_BUF_SIZE);
+    let mut out = Vec::with_capacity(8);
+    let t = std::time::Instant::now();
+    // Nothing waits (IPv6 is off in the namespace): returns at once.
+    let _ = q.recv(&mut pool, &mut out, 8);
+    assert!(t.elapsed() < Duration::from_millis(500));
+    for p in out.drain(..) {
+        pool.free(p);
+    }
+    assert_eq!(pool.available(), 8, "buffers go back to the pool");
+}
