@@ -7,8 +7,8 @@
 
 use crate::config::{parse_mac, DEFAULT_CONTROL};
 use crate::proto::{
-    self, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response, RouteDest, RouteGateway, RouteOp,
-    RouteSpec,
+    self, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response, RouteDest, RouteGateway,
+    RouteOp, RouteSpec,
 };
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -68,7 +68,10 @@ fn usage_of(tool: &str) -> &'static str {
 }
 
 fn usage<T>(tool: &str, msg: impl Into<String>) -> Result<T, UsageError> {
-    Err(UsageError { tool: tool.to_string(), msg: Some(msg.into()) })
+    Err(UsageError {
+        tool: tool.to_string(),
+        msg: Some(msg.into()),
+    })
 }
 
 /// A parsed admin command.
@@ -84,9 +87,18 @@ pub fn parse(tool: &str, args: &[String]) -> Result<Parsed, UsageError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match tool {
         "route" => parse_route(&args),
-        "arp" => parse_arp(&args).map(|r| Parsed { request: r, quiet: false }),
-        "ifconfig" => parse_ifconfig(&args).map(|r| Parsed { request: r, quiet: false }),
-        "netstat" => parse_netstat(&args).map(|r| Parsed { request: r, quiet: false }),
+        "arp" => parse_arp(&args).map(|r| Parsed {
+            request: r,
+            quiet: false,
+        }),
+        "ifconfig" => parse_ifconfig(&args).map(|r| Parsed {
+            request: r,
+            quiet: false,
+        }),
+        "netstat" => parse_netstat(&args).map(|r| Parsed {
+            request: r,
+            quiet: false,
+        }),
         _ => usage(tool, format!("unknown command {tool}")),
     }
 }
@@ -174,12 +186,21 @@ fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, U
                 "-iface" => r.iface = true,
                 "-ifp" => {
                     i += 1;
-                    r.ifp = Some(args.get(i).copied().ok_or_else(|| UsageError { tool: "route".into(), msg: Some("-ifp needs an interface".into()) })?);
+                    r.ifp = Some(args.get(i).copied().ok_or_else(|| UsageError {
+                        tool: "route".into(),
+                        msg: Some("-ifp needs an interface".into()),
+                    })?);
                 }
                 "-netmask" => {
                     i += 1;
-                    let m = args.get(i).and_then(|m| m.parse::<Ipv4Addr>().ok()).filter(|m| mask_len(*m).is_some());
-                    r.netmask = Some(m.ok_or_else(|| UsageError { tool: "route".into(), msg: Some("-netmask needs a contiguous mask".into()) })?);
+                    let m = args
+                        .get(i)
+                        .and_then(|m| m.parse::<Ipv4Addr>().ok())
+                        .filter(|m| mask_len(*m).is_some());
+                    r.netmask = Some(m.ok_or_else(|| UsageError {
+                        tool: "route".into(),
+                        msg: Some("-netmask needs a contiguous mask".into()),
+                    })?);
                 }
                 _ => unreachable!("every allowed modifier is handled"),
             }
@@ -199,7 +220,10 @@ fn route_dest(r: &RouteArgs, word: &str) -> Result<RouteDest, UsageError> {
         if r.host || r.netmask.is_some() {
             return usage("route", "default is a network");
         }
-        return Ok(RouteDest { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 0 });
+        return Ok(RouteDest {
+            addr: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+        });
     }
     let Some((addr, len)) = parse_net(word) else {
         return usage("route", format!("bad destination {word:?}"));
@@ -214,10 +238,23 @@ fn route_dest(r: &RouteArgs, word: &str) -> Result<RouteDest, UsageError> {
     if r.host && len != 32 {
         return usage("route", format!("-host {word}: a host route is /32"));
     }
-    Ok(RouteDest { addr: masked(addr, len), prefix_len: len })
+    Ok(RouteDest {
+        addr: masked(addr, len),
+        prefix_len: len,
+    })
 }
 
-const ADD_MODIFIERS: &[&str] = &["-net", "-host", "-inet", "-static", "-reject", "-blackhole", "-iface", "-ifp", "-netmask"];
+const ADD_MODIFIERS: &[&str] = &[
+    "-net",
+    "-host",
+    "-inet",
+    "-static",
+    "-reject",
+    "-blackhole",
+    "-iface",
+    "-ifp",
+    "-netmask",
+];
 const DEST_MODIFIERS: &[&str] = &["-net", "-host", "-inet", "-netmask"];
 
 fn route_spec(args: &[&str]) -> Result<RouteSpec, UsageError> {
@@ -233,7 +270,11 @@ fn route_spec(args: &[&str]) -> Result<RouteSpec, UsageError> {
             let Some(mask) = m.parse::<Ipv4Addr>().ok().filter(|m| mask_len(*m).is_some()) else {
                 return usage("route", format!("bad netmask {m:?}"));
             };
-            let r2 = RouteArgs { netmask: Some(mask), words: vec![], ..r };
+            let r2 = RouteArgs {
+                netmask: Some(mask),
+                words: vec![],
+                ..r
+            };
             let dest = route_dest(&r2, d)?;
             return finish_spec(&r2, dest, Some(*g));
         }
@@ -256,13 +297,17 @@ fn finish_spec(r: &RouteArgs, dest: RouteDest, gw: Option<&str>) -> Result<Route
         check_ifname("route", ifp)?;
         RouteGateway::Interface(ifp.to_string())
     } else if r.iface {
-        let Some(g) = gw else { return usage("route", "-iface needs an interface name or address") };
+        let Some(g) = gw else {
+            return usage("route", "-iface needs an interface name or address");
+        };
         if g.parse::<Ipv4Addr>().is_err() {
             check_ifname("route", g)?;
         }
         RouteGateway::Interface(g.to_string())
     } else {
-        let Some(g) = gw else { return usage("route", "gateway required") };
+        let Some(g) = gw else {
+            return usage("route", "gateway required");
+        };
         match g.parse::<Ipv4Addr>() {
             Ok(a) => RouteGateway::Addr(a),
             Err(_) => return usage("route", format!("bad gateway {g:?}")),
@@ -305,7 +350,9 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
         }
         i += 1;
     }
-    let Some(cmd) = args.get(i) else { return usage("route", "command required") };
+    let Some(cmd) = args.get(i) else {
+        return usage("route", "command required");
+    };
     let rest = &args[i + 1..];
     let op = match *cmd {
         "show" => {
@@ -327,7 +374,10 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
             let dest = route_dest(&r, d)?;
             let gateway = match g {
                 None => None,
-                Some(g) => Some(g.parse::<Ipv4Addr>().or_else(|_| usage("route", format!("bad gateway {g:?}")))?),
+                Some(g) => Some(
+                    g.parse::<Ipv4Addr>()
+                        .or_else(|_| usage("route", format!("bad gateway {g:?}")))?,
+                ),
             };
             RouteOp::Delete { dest, gateway }
         }
@@ -337,7 +387,10 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
                 return usage("route", "get takes one destination");
             };
             let exact = r.net || r.netmask.is_some() || d.contains('/') || *d == "default";
-            RouteOp::Get { dest: route_dest(&r, d)?, exact }
+            RouteOp::Get {
+                dest: route_dest(&r, d)?,
+                exact,
+            }
         }
         "monitor" => {
             if let Some(a) = rest.iter().find(|a| **a != "-inet") {
@@ -347,13 +400,17 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
         }
         other => return usage("route", format!("unknown command {other}")),
     };
-    Ok(Parsed { request: Request::Route { rtable, op }, quiet })
+    Ok(Parsed {
+        request: Request::Route { rtable, op },
+        quiet,
+    })
 }
 
 // ---- arp(8) -----------------------------------------------------------------
 
 fn parse_host(tool: &str, s: &str) -> Result<Ipv4Addr, UsageError> {
-    s.parse::<Ipv4Addr>().or_else(|_| usage(tool, format!("{s}: not an IPv4 address")))
+    s.parse::<Ipv4Addr>()
+        .or_else(|_| usage(tool, format!("{s}: not an IPv4 address")))
 }
 
 fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
@@ -394,14 +451,21 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
                     _ => return usage("arp", format!("-s: unexpected {m}")),
                 }
             }
-            Ok(Request::Arp(ArpOp::Set { host, mac, permanent, publish }))
+            Ok(Request::Arp(ArpOp::Set {
+                host,
+                mac,
+                permanent,
+                publish,
+            }))
         }
         (true, true, false) => match rest {
             [] => Ok(Request::Arp(ArpOp::DeleteAll)),
             _ => usage("arp", "-d -a takes no hostname"),
         },
         (false, true, false) => match rest {
-            [h] => Ok(Request::Arp(ArpOp::Delete { host: parse_host("arp", h)? })),
+            [h] => Ok(Request::Arp(ArpOp::Delete {
+                host: parse_host("arp", h)?,
+            })),
             _ => usage("arp", "-d needs one hostname (or -a)"),
         },
         (true, false, false) => match rest {
@@ -409,7 +473,9 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
             _ => usage("arp", "-a takes no hostname"),
         },
         (false, false, false) => match rest {
-            [h] => Ok(Request::Arp(ArpOp::Show { host: Some(parse_host("arp", h)?) })),
+            [h] => Ok(Request::Arp(ArpOp::Show {
+                host: Some(parse_host("arp", h)?),
+            })),
             _ => usage("arp", "a hostname or -a is required"),
         },
     }
@@ -418,7 +484,12 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
 // ---- ifconfig(8) ------------------------------------------------------------
 
 fn check_ifname(tool: &str, name: &str) -> Result<(), UsageError> {
-    if name.is_empty() || name.len() > 15 || name.starts_with('-') || name.contains('/') || name.chars().any(char::is_whitespace) {
+    if name.is_empty()
+        || name.len() > 15
+        || name.starts_with('-')
+        || name.contains('/')
+        || name.chars().any(char::is_whitespace)
+    {
         return usage(tool, format!("{name:?}: not an interface name"));
     }
     Ok(())
@@ -430,7 +501,9 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
         [] | ["-a"] => return Ok(Request::Ifconfig(IfconfigOp::Show { name: None })),
         [name] => {
             check_ifname("ifconfig", name)?;
-            return Ok(Request::Ifconfig(IfconfigOp::Show { name: Some(name.to_string()) }));
+            return Ok(Request::Ifconfig(IfconfigOp::Show {
+                name: Some(name.to_string()),
+            }));
         }
         _ => {}
     }
@@ -455,15 +528,20 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
                 if w == "inet" {
                     j += 1;
                 }
-                let Some(a) = args.get(j) else { return u("inet needs an address".into()) };
-                let Some((addr, mut len)) = parse_net(a).filter(|(_, l)| l.is_some() || a.split('.').count() == 4) else {
+                let Some(a) = args.get(j) else {
+                    return u("inet needs an address".into());
+                };
+                let Some((addr, mut len)) = parse_net(a).filter(|(_, l)| l.is_some() || a.split('.').count() == 4)
+                else {
                     return u(format!("{a}: not an address or unknown argument"));
                 };
                 let mut delete = false;
                 while let Some(m) = args.get(j + 1) {
                     match *m {
                         "netmask" | "prefixlen" => {
-                            let Some(v) = args.get(j + 2) else { return u(format!("{m} needs a value")) };
+                            let Some(v) = args.get(j + 2) else {
+                                return u(format!("{m} needs a value"));
+                            };
                             let l = if *m == "netmask" {
                                 v.parse::<Ipv4Addr>().ok().and_then(mask_len)
                             } else {
@@ -497,7 +575,10 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
         }
         i += 1;
     }
-    Ok(Request::Ifconfig(IfconfigOp::Change { name: name.to_string(), actions }))
+    Ok(Request::Ifconfig(IfconfigOp::Change {
+        name: name.to_string(),
+        actions,
+    }))
 }
 
 // ---- netstat(1) -------------------------------------------------------------
@@ -545,7 +626,9 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
         i += 1;
     }
     let op = match (r, s, i_) {
-        (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0) },
+        (true, false, false) => NetstatOp::Routes {
+            rtable: rtable.unwrap_or(0),
+        },
         (false, true, false) => NetstatOp::Stats,
         (false, false, true) => NetstatOp::Interfaces,
         (false, false, false) => return usage("netstat", "one of -r, -s, -i is required"),
@@ -562,8 +645,12 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
 /// The socket the admin commands use: `--socket`, else `$SOFTNET_SOCKET`,
 /// else the default.
 pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("SOFTNET_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL))
+    flag.or_else(|| {
+        std::env::var_os("SOFTNET_SOCKET")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL))
 }
 
 /// An I/O error as the C library words it ("No such file or directory"),
@@ -595,8 +682,10 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream =
-            UnixStream::connect(path).map_err(|e| ClientError::Connect { path: path.display().to_string(), err: strerror(&e) })?;
+        let stream = UnixStream::connect(path).map_err(|e| ClientError::Connect {
+            path: path.display().to_string(),
+            err: strerror(&e),
+        })?;
         Ok(Client { stream })
     }
 
@@ -618,7 +707,10 @@ impl Client {
         subscribed: impl FnOnce(),
         mut event: impl FnMut(&str) -> bool,
     ) -> Result<(), ClientError> {
-        match self.call(&Request::Route { rtable, op: RouteOp::Monitor })? {
+        match self.call(&Request::Route {
+            rtable,
+            op: RouteOp::Monitor,
+        })? {
             Response::Subscribed => subscribed(),
             Response::Error(e) => return Err(ClientError::Unexpected(Response::Error(e))),
             other => return Err(ClientError::Unexpected(other)),
@@ -655,8 +747,16 @@ pub fn run(tool: &str, socket: &Path, args: &[String], out: &mut dyn Write, err:
             return 1;
         }
     };
-    if let Request::Route { rtable, op: RouteOp::Monitor } = parsed.request {
-        let r = client.monitor(rtable, || (), |text| writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok());
+    if let Request::Route {
+        rtable,
+        op: RouteOp::Monitor,
+    } = parsed.request
+    {
+        let r = client.monitor(
+            rtable,
+            || (),
+            |text| writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok(),
+        );
         return match r {
             Ok(()) => 0,
             Err(ClientError::Unexpected(Response::Error(m))) => {
@@ -706,17 +806,26 @@ mod tests {
     }
 
     fn dest(s: &str, l: u8) -> RouteDest {
-        RouteDest { addr: ip(s), prefix_len: l }
+        RouteDest {
+            addr: ip(s),
+            prefix_len: l,
+        }
     }
 
     fn add(d: RouteDest, g: RouteGateway) -> Request {
-        Request::Route { rtable: 0, op: RouteOp::Add(RouteSpec { dest: d, gateway: g }) }
+        Request::Route {
+            rtable: 0,
+            op: RouteOp::Add(RouteSpec { dest: d, gateway: g }),
+        }
     }
 
     #[test]
     fn route_add_forms_of_route8() {
         let gw = RouteGateway::Addr(ip("10.0.2.254"));
-        assert_eq!(p("route", "add default 10.0.2.254").unwrap(), add(dest("0.0.0.0", 0), gw.clone()));
+        assert_eq!(
+            p("route", "add default 10.0.2.254").unwrap(),
+            add(dest("0.0.0.0", 0), gw.clone())
+        );
         let gw2 = RouteGateway::Addr(ip("10.0.2.2"));
         let net = dest("192.0.2.0", 24);
         for line in [
@@ -730,40 +839,104 @@ mod tests {
         ] {
             assert_eq!(p("route", line).unwrap(), add(net, gw2.clone()), "{line}");
         }
-        assert_eq!(p("route", "add -host 192.0.2.1 10.0.2.2").unwrap(), add(dest("192.0.2.1", 32), gw2.clone()));
-        assert_eq!(p("route", "add 192.0.2.1 10.0.2.2").unwrap(), add(dest("192.0.2.1", 32), gw2.clone()));
-        assert_eq!(p("route", "add 192.0.2.0/24 -reject").unwrap(), add(net, RouteGateway::Reject));
-        assert_eq!(p("route", "add 192.0.2.0/24 127.0.0.1 -blackhole").unwrap(), add(net, RouteGateway::Blackhole));
-        assert_eq!(p("route", "add 192.0.2.0/24 -ifp sn-r0").unwrap(), add(net, RouteGateway::Interface("sn-r0".into())));
-        assert_eq!(p("route", "add 192.0.2.0/24 sn-r0 -iface").unwrap(), add(net, RouteGateway::Interface("sn-r0".into())));
+        assert_eq!(
+            p("route", "add -host 192.0.2.1 10.0.2.2").unwrap(),
+            add(dest("192.0.2.1", 32), gw2.clone())
+        );
+        assert_eq!(
+            p("route", "add 192.0.2.1 10.0.2.2").unwrap(),
+            add(dest("192.0.2.1", 32), gw2.clone())
+        );
+        assert_eq!(
+            p("route", "add 192.0.2.0/24 -reject").unwrap(),
+            add(net, RouteGateway::Reject)
+        );
+        assert_eq!(
+            p("route", "add 192.0.2.0/24 127.0.0.1 -blackhole").unwrap(),
+            add(net, RouteGateway::Blackhole)
+        );
+        assert_eq!(
+            p("route", "add 192.0.2.0/24 -ifp sn-r0").unwrap(),
+            add(net, RouteGateway::Interface("sn-r0".into()))
+        );
+        assert_eq!(
+            p("route", "add 192.0.2.0/24 sn-r0 -iface").unwrap(),
+            add(net, RouteGateway::Interface("sn-r0".into()))
+        );
         assert_eq!(
             p("route", "-T 3 change -net 10/8 10.0.2.2").unwrap(),
-            Request::Route { rtable: 3, op: RouteOp::Change(RouteSpec { dest: dest("10.0.0.0", 8), gateway: gw2 }) }
+            Request::Route {
+                rtable: 3,
+                op: RouteOp::Change(RouteSpec {
+                    dest: dest("10.0.0.0", 8),
+                    gateway: gw2
+                })
+            }
         );
-        let parsed = parse("route", &["-nq".into(), "add".into(), "default".into(), "10.0.2.254".into()]).unwrap();
+        let parsed = parse(
+            "route",
+            &["-nq".into(), "add".into(), "default".into(), "10.0.2.254".into()],
+        )
+        .unwrap();
         assert!(parsed.quiet);
-        assert_eq!(p("route", "-T7 show").unwrap(), Request::Route { rtable: 7, op: RouteOp::Show });
+        assert_eq!(
+            p("route", "-T7 show").unwrap(),
+            Request::Route {
+                rtable: 7,
+                op: RouteOp::Show
+            }
+        );
     }
 
     #[test]
     fn route_delete_get_monitor() {
         assert_eq!(
             p("route", "delete -net 192.0.2.0/24").unwrap(),
-            Request::Route { rtable: 0, op: RouteOp::Delete { dest: dest("192.0.2.0", 24), gateway: None } }
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Delete {
+                    dest: dest("192.0.2.0", 24),
+                    gateway: None
+                }
+            }
         );
         assert_eq!(
             p("route", "delete default 10.0.2.254").unwrap(),
-            Request::Route { rtable: 0, op: RouteOp::Delete { dest: dest("0.0.0.0", 0), gateway: Some(ip("10.0.2.254")) } }
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Delete {
+                    dest: dest("0.0.0.0", 0),
+                    gateway: Some(ip("10.0.2.254"))
+                }
+            }
         );
         assert_eq!(
             p("route", "get 192.0.2.1").unwrap(),
-            Request::Route { rtable: 0, op: RouteOp::Get { dest: dest("192.0.2.1", 32), exact: false } }
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Get {
+                    dest: dest("192.0.2.1", 32),
+                    exact: false
+                }
+            }
         );
         assert_eq!(
             p("route", "get -net 192.0.2.0/24").unwrap(),
-            Request::Route { rtable: 0, op: RouteOp::Get { dest: dest("192.0.2.0", 24), exact: true } }
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Get {
+                    dest: dest("192.0.2.0", 24),
+                    exact: true
+                }
+            }
         );
-        assert_eq!(p("route", "monitor").unwrap(), Request::Route { rtable: 0, op: RouteOp::Monitor });
+        assert_eq!(
+            p("route", "monitor").unwrap(),
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Monitor
+            }
+        );
     }
 
     #[test]
@@ -803,16 +976,34 @@ mod tests {
     fn arp_forms() {
         assert_eq!(p("arp", "-an").unwrap(), Request::Arp(ArpOp::Show { host: None }));
         assert_eq!(p("arp", "-a -n").unwrap(), Request::Arp(ArpOp::Show { host: None }));
-        assert_eq!(p("arp", "-n 10.0.1.2").unwrap(), Request::Arp(ArpOp::Show { host: Some(ip("10.0.1.2")) }));
+        assert_eq!(
+            p("arp", "-n 10.0.1.2").unwrap(),
+            Request::Arp(ArpOp::Show {
+                host: Some(ip("10.0.1.2"))
+            })
+        );
         assert_eq!(
             p("arp", "-s 10.0.1.9 02:00:00:00:01:09").unwrap(),
-            Request::Arp(ArpOp::Set { host: ip("10.0.1.9"), mac: [2, 0, 0, 0, 1, 9], permanent: true, publish: false })
+            Request::Arp(ArpOp::Set {
+                host: ip("10.0.1.9"),
+                mac: [2, 0, 0, 0, 1, 9],
+                permanent: true,
+                publish: false
+            })
         );
         assert_eq!(
             p("arp", "-s 10.0.1.9 2:0:0:0:1:9 temp pub").unwrap(),
-            Request::Arp(ArpOp::Set { host: ip("10.0.1.9"), mac: [2, 0, 0, 0, 1, 9], permanent: false, publish: true })
+            Request::Arp(ArpOp::Set {
+                host: ip("10.0.1.9"),
+                mac: [2, 0, 0, 0, 1, 9],
+                permanent: false,
+                publish: true
+            })
         );
-        assert_eq!(p("arp", "-d 10.0.1.9").unwrap(), Request::Arp(ArpOp::Delete { host: ip("10.0.1.9") }));
+        assert_eq!(
+            p("arp", "-d 10.0.1.9").unwrap(),
+            Request::Arp(ArpOp::Delete { host: ip("10.0.1.9") })
+        );
         assert_eq!(p("arp", "-da").unwrap(), Request::Arp(ArpOp::DeleteAll));
         assert_eq!(p("arp", "-d -a").unwrap(), Request::Arp(ArpOp::DeleteAll));
         for line in [
@@ -837,18 +1028,48 @@ mod tests {
 
     #[test]
     fn ifconfig_forms() {
-        let show = |n: Option<&str>| Request::Ifconfig(IfconfigOp::Show { name: n.map(String::from) });
+        let show = |n: Option<&str>| {
+            Request::Ifconfig(IfconfigOp::Show {
+                name: n.map(String::from),
+            })
+        };
         assert_eq!(p("ifconfig", "").unwrap(), show(None));
         assert_eq!(p("ifconfig", "-a").unwrap(), show(None));
         assert_eq!(p("ifconfig", "sn-r0").unwrap(), show(Some("sn-r0")));
-        let ch = |a: Vec<IfAction>| Request::Ifconfig(IfconfigOp::Change { name: "sn-r0".into(), actions: a });
-        let a = InetAddr { addr: ip("10.0.9.1"), prefix_len: 24 };
-        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1/24").unwrap(), ch(vec![IfAction::AddAddr(a)]));
-        assert_eq!(p("ifconfig", "sn-r0 10.0.9.1/24 up").unwrap(), ch(vec![IfAction::AddAddr(a), IfAction::Up]));
-        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 netmask 255.255.255.0").unwrap(), ch(vec![IfAction::AddAddr(a)]));
-        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 prefixlen 24 alias").unwrap(), ch(vec![IfAction::AddAddr(a)]));
-        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1/24 delete").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
-        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 -alias").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
+        let ch = |a: Vec<IfAction>| {
+            Request::Ifconfig(IfconfigOp::Change {
+                name: "sn-r0".into(),
+                actions: a,
+            })
+        };
+        let a = InetAddr {
+            addr: ip("10.0.9.1"),
+            prefix_len: 24,
+        };
+        assert_eq!(
+            p("ifconfig", "sn-r0 inet 10.0.9.1/24").unwrap(),
+            ch(vec![IfAction::AddAddr(a)])
+        );
+        assert_eq!(
+            p("ifconfig", "sn-r0 10.0.9.1/24 up").unwrap(),
+            ch(vec![IfAction::AddAddr(a), IfAction::Up])
+        );
+        assert_eq!(
+            p("ifconfig", "sn-r0 inet 10.0.9.1 netmask 255.255.255.0").unwrap(),
+            ch(vec![IfAction::AddAddr(a)])
+        );
+        assert_eq!(
+            p("ifconfig", "sn-r0 inet 10.0.9.1 prefixlen 24 alias").unwrap(),
+            ch(vec![IfAction::AddAddr(a)])
+        );
+        assert_eq!(
+            p("ifconfig", "sn-r0 inet 10.0.9.1/24 delete").unwrap(),
+            ch(vec![IfAction::DeleteAddr(a.addr)])
+        );
+        assert_eq!(
+            p("ifconfig", "sn-r0 inet 10.0.9.1 -alias").unwrap(),
+            ch(vec![IfAction::DeleteAddr(a.addr)])
+        );
         assert_eq!(p("ifconfig", "sn-r0 down").unwrap(), ch(vec![IfAction::Down]));
         assert_eq!(p("ifconfig", "sn-r0 destroy").unwrap(), ch(vec![IfAction::Destroy]));
         for line in [
@@ -871,10 +1092,22 @@ mod tests {
 
     #[test]
     fn netstat_forms() {
-        assert_eq!(p("netstat", "-rn").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
-        assert_eq!(p("netstat", "-r -n -f inet").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
-        assert_eq!(p("netstat", "-rnT2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
-        assert_eq!(p("netstat", "-rn -T 2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
+        assert_eq!(
+            p("netstat", "-rn").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 0 })
+        );
+        assert_eq!(
+            p("netstat", "-r -n -f inet").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 0 })
+        );
+        assert_eq!(
+            p("netstat", "-rnT2").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 2 })
+        );
+        assert_eq!(
+            p("netstat", "-rn -T 2").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 2 })
+        );
         assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
         assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
         for line in ["", "-n", "-rs", "-x", "-r extra", "-s -T 1", "-f inet6 -r", "-rT"] {
@@ -891,17 +1124,32 @@ mod tests {
         let code = run("netstat", &path, &["-rn".to_string()], &mut out, &mut err);
         assert_eq!(code, 1);
         let err = String::from_utf8(err).unwrap();
-        assert_eq!(err, format!("softnet: cannot connect to {}: No such file or directory\n", path.display()));
+        assert_eq!(
+            err,
+            format!(
+                "softnet: cannot connect to {}: No such file or directory\n",
+                path.display()
+            )
+        );
     }
 
     #[test]
     fn usage_goes_to_stderr_with_exit_1() {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let code = run("route", Path::new("/nonexistent"), &["bogus".to_string()], &mut out, &mut err);
+        let code = run(
+            "route",
+            Path::new("/nonexistent"),
+            &["bogus".to_string()],
+            &mut out,
+            &mut err,
+        );
         assert_eq!(code, 1);
         assert!(out.is_empty());
         let err = String::from_utf8(err).unwrap();
-        assert!(err.starts_with("softnet route: unknown command bogus\nusage: softnet route"), "{err}");
+        assert!(
+            err.starts_with("softnet route: unknown command bogus\nusage: softnet route"),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,6 @@ struct RawInterface {
     #[serde(default)]
     addr: Vec<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
-    multi_queue: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -62,8 +61,6 @@ pub struct InterfaceConf {
     pub mac: Option<MacAddr>,
     pub addrs: Vec<IfAddr>,
     pub mtu: Option<u32>,
-    /// TAP only: open the device with IFF_MULTI_QUEUE, one queue per worker.
-    pub multi_queue: bool,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -96,13 +93,25 @@ pub struct Config {
 }
 
 /// A configuration error: where and what.
-#[derive(Debug, thiserror::Error)]
-#[error("{file} line {line}: {msg}")]
+#[derive(Debug)]
 pub struct ConfigError {
     pub file: String,
+    /// 0 when the error is about the whole file (it cannot be read).
     pub line: usize,
     pub msg: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.msg)
+        } else {
+            write!(f, "{} line {}: {}", self.file, self.line, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 struct Ctx<'a> {
     file: String,
@@ -111,10 +120,18 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+        self.src[..offset.min(self.src.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
     }
     fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
-        Err(ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() })
+        Err(ConfigError {
+            file: self.file.clone(),
+            line: self.line_of(span.start),
+            msg: msg.into(),
+        })
     }
 }
 
@@ -134,7 +151,9 @@ pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
 pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
-        return Err(format!("bad MAC address {s:?} (expected six hex bytes: 02:00:00:00:01:01)"));
+        return Err(format!(
+            "bad MAC address {s:?} (expected six hex bytes: 02:00:00:00:01:01)"
+        ));
     }
     let mut m = [0u8; 6];
     for (i, p) in parts.iter().enumerate() {
@@ -146,40 +165,72 @@ pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: file.clone(), line: 0, msg: format!("cannot read: {e}") })?;
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            msg: format!("cannot read: {}", crate::admin::strerror(&e)),
+        })?;
         Self::parse(&src, path)
     }
 
     pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cx = Ctx { file: path.display().to_string(), src };
+        let cx = Ctx {
+            file: path.display().to_string(),
+            src,
+        };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
             // An error at the end of the file (an unclosed array, say) is
             // on its last line, not on the empty one after the final newline.
             let end = src.trim_end().len();
-            let line = e.span().map(|s| cx.line_of(s.start.min(end.saturating_sub(1)))).unwrap_or(0);
+            let line = e
+                .span()
+                .map(|s| cx.line_of(s.start.min(end.saturating_sub(1))))
+                .unwrap_or(0);
             let msg = e.message().trim().replace('\n', ", ");
-            ConfigError { file: cx.file.clone(), line, msg }
+            ConfigError {
+                file: cx.file.clone(),
+                line,
+                msg,
+            }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let workers = match &raw.workers {
             None => 1,
-            Some(w) if (1..=softnet_core::percpu::MAX_WORKERS as i64 - 1).contains(w.get_ref()) => *w.get_ref() as usize,
+            Some(w) if (1..=softnet_core::percpu::MAX_WORKERS as i64 - 1).contains(w.get_ref()) => {
+                *w.get_ref() as usize
+            }
             Some(w) => {
-                return cx.err(w.span(), format!("workers = {}: expected 1 to {}", w.get_ref(), softnet_core::percpu::MAX_WORKERS - 1))
+                return cx.err(
+                    w.span(),
+                    format!(
+                        "workers = {}: expected 1 to {}",
+                        w.get_ref(),
+                        softnet_core::percpu::MAX_WORKERS - 1
+                    ),
+                )
             }
         };
         let log = match &raw.log {
             None => "info".to_string(),
-            Some(l) if ["error", "warn", "info", "debug", "trace"].contains(&l.get_ref().as_str()) => l.get_ref().clone(),
-            Some(l) => return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref())),
+            Some(l) if ["error", "warn", "info", "debug", "trace"].contains(&l.get_ref().as_str()) => {
+                l.get_ref().clone()
+            }
+            Some(l) => {
+                return cx.err(
+                    l.span(),
+                    format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()),
+                )
+            }
         };
         let mut interfaces: Vec<InterfaceConf> = Vec::new();
         for ri in &raw.interface {
             let i = ri.get_ref();
             let name = i.name.get_ref().clone();
             if name.is_empty() || name.len() > 15 || name.contains('/') || name.chars().any(char::is_whitespace) {
-                return cx.err(i.name.span(), format!("interface name {name:?} is invalid (1-15 characters, no '/' or spaces)"));
+                return cx.err(
+                    i.name.span(),
+                    format!("interface name {name:?} is invalid (1-15 characters, no '/' or spaces)"),
+                );
             }
             if interfaces.iter().any(|x| x.name == name) {
                 return cx.err(i.name.span(), format!("interface {name:?} defined twice"));
@@ -201,39 +252,72 @@ impl Config {
                     )
                 }
             };
-            let device = i.device.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| name.clone());
+            let device = i
+                .device
+                .as_ref()
+                .map(|d| d.get_ref().clone())
+                .unwrap_or_else(|| name.clone());
             let mac = match &i.mac {
                 None => None,
-                Some(m) => Some(parse_mac(m.get_ref()).or_else(|e| cx.err(m.span(), format!("interface {name:?}: {e}")))?),
+                Some(m) => {
+                    Some(parse_mac(m.get_ref()).or_else(|e| cx.err(m.span(), format!("interface {name:?}: {e}")))?)
+                }
             };
             let mut addrs = Vec::new();
             for a in &i.addr {
-                let (ip, len) = parse_prefix(a.get_ref()).or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?;
+                let (ip, len) =
+                    parse_prefix(a.get_ref()).or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?;
                 if !a.get_ref().contains('/') {
-                    return cx.err(a.span(), format!("interface {name:?}: address {:?} needs a prefix length (10.0.1.1/24)", a.get_ref()));
+                    return cx.err(
+                        a.span(),
+                        format!(
+                            "interface {name:?}: address {:?} needs a prefix length (10.0.1.1/24)",
+                            a.get_ref()
+                        ),
+                    );
                 }
                 addrs.push(IfAddr::new(ip, len));
             }
             let mtu = match &i.mtu {
                 None => None,
                 Some(m) if (68..=9000).contains(m.get_ref()) => Some(*m.get_ref() as u32),
-                Some(m) => return cx.err(m.span(), format!("interface {name:?}: mtu {} out of range 68-9000", m.get_ref())),
+                Some(m) => {
+                    return cx.err(
+                        m.span(),
+                        format!("interface {name:?}: mtu {} out of range 68-9000", m.get_ref()),
+                    )
+                }
             };
             for a in &addrs {
-                let taken = interfaces.iter().find(|x| x.addrs.iter().any(|b| b.addr == a.addr)).map(|x| x.name.clone());
-                let taken = taken.or_else(|| (addrs.iter().filter(|b| b.addr == a.addr).count() > 1).then(|| name.clone()));
+                let taken = interfaces
+                    .iter()
+                    .find(|x| x.addrs.iter().any(|b| b.addr == a.addr))
+                    .map(|x| x.name.clone());
+                let taken =
+                    taken.or_else(|| (addrs.iter().filter(|b| b.addr == a.addr).count() > 1).then(|| name.clone()));
                 if let Some(other) = taken {
-                    let span = i.addr.iter().find(|s| s.get_ref().starts_with(&format!("{}/", a.addr))).map(|s| s.span()).unwrap_or(ri.span());
-                    return cx.err(span, format!("interface {name:?}: address {} already configured on {other:?}", a.addr));
+                    let span = i
+                        .addr
+                        .iter()
+                        .find(|s| s.get_ref().starts_with(&format!("{}/", a.addr)))
+                        .map(|s| s.span())
+                        .unwrap_or(ri.span());
+                    return cx.err(
+                        span,
+                        format!("interface {name:?}: address {} already configured on {other:?}", a.addr),
+                    );
                 }
             }
-            let multi_queue = match &i.multi_queue {
-                None => false,
-                Some(m) if driver == Driver::Tap => *m.get_ref(),
-                Some(m) => return cx.err(m.span(), format!("interface {name:?}: multi_queue applies to driver \"tap\" only")),
-            };
             let line = cx.line_of(ri.span().start);
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, multi_queue, line });
+            interfaces.push(InterfaceConf {
+                name,
+                driver,
+                device,
+                mac,
+                addrs,
+                mtu,
+                line,
+            });
         }
         let mut routes = Vec::new();
         for rr in &raw.route {
@@ -253,13 +337,22 @@ impl Config {
                 + r.reject.unwrap_or(false) as u8
                 + r.blackhole.unwrap_or(false) as u8;
             if targets != 1 {
-                return cx.err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
+                return cx.err(
+                    rr.span(),
+                    "route: give exactly one of gateway, interface, reject = true, blackhole = true",
+                );
             }
             let via = if let Some(g) = &r.gateway {
-                let gw: Ipv4Addr = g.get_ref().parse().or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?;
+                let gw: Ipv4Addr = g
+                    .get_ref()
+                    .parse()
+                    .or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?;
                 // route(8) accepts only a gateway on a connected network.
                 if !interfaces.iter().any(|i| i.addrs.iter().any(|a| a.contains(gw))) {
-                    return cx.err(g.span(), format!("route: gateway {gw} is not on a network of any interface"));
+                    return cx.err(
+                        g.span(),
+                        format!("route: gateway {gw} is not on a network of any interface"),
+                    );
                 }
                 RouteVia::Gateway(gw)
             } else if let Some(i) = &r.interface {
@@ -273,15 +366,26 @@ impl Config {
                 RouteVia::Blackhole
             };
             let dest = Ipv4Addr::from(u32::from(dest) & softnet_core::iface::prefix_mask(prefix_len));
-            if routes.iter().any(|x: &RouteConf| x.rtable == rtable && x.dest == dest && x.prefix_len == prefix_len) {
+            if routes
+                .iter()
+                .any(|x: &RouteConf| x.rtable == rtable && x.dest == dest && x.prefix_len == prefix_len)
+            {
                 return cx.err(r.dest.span(), format!("route: {} defined twice", r.dest.get_ref()));
             }
-            routes.push(RouteConf { rtable, dest, prefix_len, via });
+            routes.push(RouteConf {
+                rtable,
+                dest,
+                prefix_len,
+                via,
+            });
         }
         Ok(Config {
             path: path.to_path_buf(),
             workers,
-            control: raw.control.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+            control: raw
+                .control
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
             pf: raw.pf.map(|p| base.join(p.get_ref())),
             log,
             interfaces,
@@ -340,12 +444,17 @@ blackhole = true
     fn unknown_driver_names_the_line() {
         let src = "workers = 1\n\n[[interface]]\nname = \"sn-r0\"\ndriver = \"tun\"\n";
         let e = parse(src).unwrap_err().to_string();
-        assert_eq!(e, "softnet.toml line 5: interface \"sn-r0\": unknown driver \"tun\" (expected tap, packet, xdp or virtual)");
+        assert_eq!(
+            e,
+            "softnet.toml line 5: interface \"sn-r0\": unknown driver \"tun\" (expected tap, packet, xdp or virtual)"
+        );
     }
 
     #[test]
     fn xdp_is_refused_until_built() {
-        let e = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\n").unwrap_err().to_string();
+        let e = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3") && e.contains("not built yet"), "{e}");
     }
 
@@ -360,7 +469,6 @@ blackhole = true
             ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
             ("[[route]]\ndest = \"default\"\n", "exactly one of"),
             ("workers = [\n", "line 1"),
-            ("[[interface]]\nname = \"a\"\ndriver = \"packet\"\nmulti_queue = true\n", "line 4: interface \"a\": multi_queue applies to driver \"tap\" only"),
             (
                 "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/16\"]\n",
                 "line 8: interface \"b\": address 10.0.1.1 already configured on \"a\"",

@@ -2,9 +2,10 @@
 //! softnet-io: the queues, and the MAC, MTU and carrier of the device.
 
 use crate::config::{Driver, InterfaceConf};
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use softnet_core::link::{LinkQueue, LinkState};
 use softnet_wire::ethernet::MacAddr;
+use std::hash::{Hash, Hasher};
 
 /// An opened link: its queues and what the device says about itself.
 pub struct OpenedLink {
@@ -13,20 +14,51 @@ pub struct OpenedLink {
     pub mtu: u32,
 }
 
-/// Opens `ic`'s device with up to `workers` queues.
+/// A stable, locally administered MAC for a TAP: the TAP's own address is
+/// the host side's, so the router end of the wire needs another.
+fn tap_mac(dev: &str) -> MacAddr {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("softnet-tap", dev).hash(&mut h);
+    let b = h.finish().to_be_bytes();
+    MacAddr([0x02, b[0], b[1], b[2], b[3], b[4]])
+}
+
+/// Opens `ic`'s device with one queue per worker (fewer if the device has
+/// fewer: a TAP created without multi_queue gives one, and softnet-io logs
+/// it).
 pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
-    match ic.driver {
+    let dev = ic.device.as_str();
+    let ctx = |e: softnet_io::IoError| anyhow!("interface {:?}: {e}", ic.name);
+    let (queues, mac) = match ic.driver {
         Driver::Virtual => bail!(
             "interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap or packet",
             ic.name
         ),
-        Driver::Tap | Driver::Packet => {}
+        Driver::Tap => {
+            let q = softnet_io::open_tap(dev, workers.max(1), &softnet_io::TapOptions::default()).map_err(ctx)?;
+            (q, tap_mac(dev))
+        }
+        Driver::Packet => {
+            let q = softnet_io::open_packet(dev, workers.max(1), &softnet_io::PacketOptions::default()).map_err(ctx)?;
+            (q, MacAddr(softnet_io::mac_address(dev).map_err(ctx)?))
+        }
+    };
+    if queues.len() < workers {
+        tracing::info!(
+            "{}: {} queue(s) for {workers} workers: workers share them",
+            ic.name,
+            queues.len()
+        );
     }
-    let _ = workers;
-    bail!("interface {:?}: device links are not built yet (softnet-io)", ic.name)
+    let mtu = softnet_io::mtu(dev).map_err(ctx)?;
+    Ok(OpenedLink { queues, mac, mtu })
 }
 
-/// The device's carrier, for the 1 s poll.
-pub fn carrier(_ic: &InterfaceConf) -> LinkState {
-    LinkState::Unknown
+/// The device's carrier, for the 1 s poll (unknown if it cannot be read:
+/// the device went away).
+pub fn carrier(ic: &InterfaceConf) -> LinkState {
+    match ic.driver {
+        Driver::Virtual => LinkState::Unknown,
+        Driver::Tap | Driver::Packet => softnet_io::link_state(&ic.device).unwrap_or(LinkState::Unknown),
+    }
 }

@@ -5,6 +5,8 @@ mod arpops;
 mod bench;
 mod config;
 mod control;
+#[cfg(test)]
+mod control_tests;
 mod daemon;
 mod demo;
 mod links;

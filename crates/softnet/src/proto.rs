@@ -116,9 +116,15 @@ pub enum RouteOp {
     Add(RouteSpec),
     Change(RouteSpec),
     /// With a gateway, only a route to that gateway is deleted.
-    Delete { dest: RouteDest, gateway: Option<Ipv4Addr> },
+    Delete {
+        dest: RouteDest,
+        gateway: Option<Ipv4Addr>,
+    },
     /// A host: longest-prefix match; a network (`-net`): that exact route.
-    Get { dest: RouteDest, exact: bool },
+    Get {
+        dest: RouteDest,
+        exact: bool,
+    },
     Monitor,
 }
 
@@ -126,10 +132,19 @@ pub enum RouteOp {
 #[serde(rename_all = "snake_case")]
 pub enum ArpOp {
     /// `arp -an` (all) or `arp -n HOST`.
-    Show { host: Option<Ipv4Addr> },
+    Show {
+        host: Option<Ipv4Addr>,
+    },
     /// `arp -s HOST MAC [temp|permanent] [pub]`.
-    Set { host: Ipv4Addr, mac: [u8; 6], permanent: bool, publish: bool },
-    Delete { host: Ipv4Addr },
+    Set {
+        host: Ipv4Addr,
+        mac: [u8; 6],
+        permanent: bool,
+        publish: bool,
+    },
+    Delete {
+        host: Ipv4Addr,
+    },
     DeleteAll,
 }
 
@@ -154,8 +169,13 @@ pub enum IfAction {
 #[serde(rename_all = "snake_case")]
 pub enum IfconfigOp {
     /// `ifconfig [-a]` (all) or `ifconfig IF`.
-    Show { name: Option<String> },
-    Change { name: String, actions: Vec<IfAction> },
+    Show {
+        name: Option<String>,
+    },
+    Change {
+        name: String,
+        actions: Vec<IfAction>,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +243,9 @@ fn frame_version(body: &[u8]) -> Result<u32, FrameError> {
     struct Versioned {
         version: u32,
     }
-    serde_json::from_slice::<Versioned>(body).map(|v| v.version).map_err(|e| FrameError::Malformed(e.to_string()))
+    serde_json::from_slice::<Versioned>(body)
+        .map(|v| v.version)
+        .map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
 /// Daemon side: reads a request; a client of another version is an error.
@@ -231,7 +253,10 @@ pub fn read_request<R: Read>(r: &mut R) -> Result<Request, FrameError> {
     let body = read_frame_bytes(r)?;
     let client = frame_version(&body)?;
     if client != PROTOCOL_VERSION {
-        return Err(FrameError::Version { daemon: PROTOCOL_VERSION, client });
+        return Err(FrameError::Version {
+            daemon: PROTOCOL_VERSION,
+            client,
+        });
     }
     let f: RequestFrame = serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))?;
     Ok(f.request)
@@ -242,18 +267,33 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response, FrameError> {
     let body = read_frame_bytes(r)?;
     let daemon = frame_version(&body)?;
     if daemon != PROTOCOL_VERSION {
-        return Err(FrameError::Version { daemon, client: PROTOCOL_VERSION });
+        return Err(FrameError::Version {
+            daemon,
+            client: PROTOCOL_VERSION,
+        });
     }
     let f: ResponseFrame = serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))?;
     Ok(f.response)
 }
 
 pub fn write_request<W: Write>(w: &mut W, request: &Request) -> Result<(), FrameError> {
-    write_frame(w, &RequestFrame { version: PROTOCOL_VERSION, request: request.clone() })
+    write_frame(
+        w,
+        &RequestFrame {
+            version: PROTOCOL_VERSION,
+            request: request.clone(),
+        },
+    )
 }
 
 pub fn write_response<W: Write>(w: &mut W, response: Response) -> Result<(), FrameError> {
-    write_frame(w, &ResponseFrame { version: PROTOCOL_VERSION, response })
+    write_frame(
+        w,
+        &ResponseFrame {
+            version: PROTOCOL_VERSION,
+            response,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -262,19 +302,57 @@ mod tests {
     use std::io::Cursor;
 
     fn requests() -> Vec<Request> {
-        let d = RouteDest { addr: Ipv4Addr::new(192, 0, 2, 0), prefix_len: 24 };
+        let d = RouteDest {
+            addr: Ipv4Addr::new(192, 0, 2, 0),
+            prefix_len: 24,
+        };
         vec![
-            Request::Route { rtable: 0, op: RouteOp::Show },
-            Request::Route { rtable: 3, op: RouteOp::Add(RouteSpec { dest: d, gateway: RouteGateway::Addr(Ipv4Addr::new(10, 0, 2, 2)) }) },
-            Request::Route { rtable: 0, op: RouteOp::Change(RouteSpec { dest: d, gateway: RouteGateway::Interface("sn-r0".into()) }) },
-            Request::Route { rtable: 0, op: RouteOp::Delete { dest: d, gateway: None } },
-            Request::Route { rtable: 0, op: RouteOp::Get { dest: d, exact: true } },
-            Request::Route { rtable: 0, op: RouteOp::Monitor },
-            Request::Arp(ArpOp::Set { host: Ipv4Addr::new(10, 0, 1, 9), mac: [2, 0, 0, 0, 0, 9], permanent: false, publish: true }),
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Show,
+            },
+            Request::Route {
+                rtable: 3,
+                op: RouteOp::Add(RouteSpec {
+                    dest: d,
+                    gateway: RouteGateway::Addr(Ipv4Addr::new(10, 0, 2, 2)),
+                }),
+            },
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Change(RouteSpec {
+                    dest: d,
+                    gateway: RouteGateway::Interface("sn-r0".into()),
+                }),
+            },
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Delete { dest: d, gateway: None },
+            },
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Get { dest: d, exact: true },
+            },
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Monitor,
+            },
+            Request::Arp(ArpOp::Set {
+                host: Ipv4Addr::new(10, 0, 1, 9),
+                mac: [2, 0, 0, 0, 0, 9],
+                permanent: false,
+                publish: true,
+            }),
             Request::Arp(ArpOp::DeleteAll),
             Request::Ifconfig(IfconfigOp::Change {
                 name: "sn-r0".into(),
-                actions: vec![IfAction::AddAddr(InetAddr { addr: Ipv4Addr::new(10, 0, 9, 1), prefix_len: 24 }), IfAction::Up],
+                actions: vec![
+                    IfAction::AddAddr(InetAddr {
+                        addr: Ipv4Addr::new(10, 0, 9, 1),
+                        prefix_len: 24,
+                    }),
+                    IfAction::Up,
+                ],
             }),
             Request::Netstat(NetstatOp::Routes { rtable: 0 }),
         ]
@@ -289,7 +367,12 @@ mod tests {
             assert_eq!(len, buf.len() - 4, "length prefix counts the body");
             assert_eq!(read_request(&mut Cursor::new(buf)).unwrap(), req);
         }
-        for resp in [Response::Text("a\nb\n".into()), Response::Error("x".into()), Response::Subscribed, Response::Event("e".into())] {
+        for resp in [
+            Response::Text("a\nb\n".into()),
+            Response::Error("x".into()),
+            Response::Subscribed,
+            Response::Event("e".into()),
+        ] {
             let mut buf = Vec::new();
             write_response(&mut buf, resp.clone()).unwrap();
             assert_eq!(read_response(&mut Cursor::new(buf)).unwrap(), resp);
@@ -316,7 +399,10 @@ mod tests {
         let e = read_request(&mut Cursor::new(buf)).unwrap_err();
         assert!(matches!(e, FrameError::TooLong(n) if n == MAX_FRAME as u64 + 1), "{e}");
         let buf = u32::MAX.to_be_bytes().to_vec();
-        assert!(matches!(read_response(&mut Cursor::new(buf)), Err(FrameError::TooLong(_))));
+        assert!(matches!(
+            read_response(&mut Cursor::new(buf)),
+            Err(FrameError::TooLong(_))
+        ));
     }
 
     #[test]
@@ -325,14 +411,32 @@ mod tests {
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
         let e = read_request(&mut Cursor::new(buf)).unwrap_err();
-        assert!(matches!(e, FrameError::Version { daemon: PROTOCOL_VERSION, client: 99 }), "{e}");
+        assert!(
+            matches!(
+                e,
+                FrameError::Version {
+                    daemon: PROTOCOL_VERSION,
+                    client: 99
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("protocol version mismatch"), "{e}");
 
         let body = br#"{"version":7,"response":"subscribed"}"#;
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
         let e = read_response(&mut Cursor::new(buf)).unwrap_err();
-        assert!(matches!(e, FrameError::Version { daemon: 7, client: PROTOCOL_VERSION }), "{e}");
+        assert!(
+            matches!(
+                e,
+                FrameError::Version {
+                    daemon: 7,
+                    client: PROTOCOL_VERSION
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -344,11 +448,17 @@ mod tests {
         let body = b"not json";
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
-        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            read_request(&mut Cursor::new(buf)),
+            Err(FrameError::Malformed(_))
+        ));
         // A request this daemon does not know (say, a newer client's pfctl).
         let body = br#"{"version":1,"request":{"pfctl":{"show":"rules"}}}"#;
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
-        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            read_request(&mut Cursor::new(buf)),
+            Err(FrameError::Malformed(_))
+        ));
     }
 }

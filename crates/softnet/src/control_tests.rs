@@ -1,0 +1,431 @@
+//! The control server on a temporary socket, against a stack with virtual
+//! links, driven through the real client code (`admin::run`): what each
+//! command prints, and that `route monitor` sees one message per change.
+
+use crate::admin::{self, Client};
+use crate::control::{Handler, Server};
+use crate::proto::{self, Response, PROTOCOL_VERSION};
+use softnet_core::iface::IfAddr;
+use softnet_core::stack::{Stack, StackConfig};
+use softnet_core::vlink::{self, VirtualPort};
+use softnet_wire::ethernet::MacAddr;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn temp_socket() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "softnet-ctl-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    // The server creates the directory itself.
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("softnet.sock")
+}
+
+struct Fixture {
+    stack: Arc<Stack>,
+    stop: Arc<AtomicBool>,
+    path: PathBuf,
+    server: Option<std::thread::JoinHandle<()>>,
+    _ports: Vec<VirtualPort>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let stack = Stack::new(StackConfig {
+            workers: 1,
+            pool_size: 64,
+            ..StackConfig::default()
+        });
+        let (r0, a) = vlink::wire(1, 64);
+        let (r1, b) = vlink::wire(1, 64);
+        stack
+            .create_interface("sn-r0", MacAddr([2, 0, 0, 0, 1, 1]), 1500, r0.link_queues())
+            .unwrap();
+        stack
+            .create_interface("sn-r1", MacAddr([2, 0, 0, 0, 2, 1]), 1500, r1.link_queues())
+            .unwrap();
+        stack
+            .add_address("sn-r0", IfAddr::new("10.0.1.1".parse().unwrap(), 24))
+            .unwrap();
+        stack
+            .add_address("sn-r1", IfAddr::new("10.0.2.1".parse().unwrap(), 24))
+            .unwrap();
+        stack.set_up("sn-r0", true).unwrap();
+        stack.set_up("sn-r1", true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = temp_socket();
+        let server = Server::bind(&path, Arc::new(Handler::new(stack.clone(), stop.clone()))).unwrap();
+        let server = std::thread::spawn(move || server.run());
+        Fixture {
+            stack,
+            stop,
+            path,
+            server: Some(server),
+            _ports: vec![r0, r1, a, b],
+        }
+    }
+
+    /// `softnet TOOL LINE` through the client: (exit code, stdout, stderr).
+    fn sn(&self, tool: &str, line: &str) -> (i32, String, String) {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = admin::run(tool, &self.path, &args, &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, tool: &str, line: &str) -> String {
+        let (code, out, err) = self.sn(tool, line);
+        assert_eq!(code, 0, "softnet {tool} {line}: {err}");
+        assert!(err.is_empty(), "softnet {tool} {line}: stderr {err:?}");
+        out
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn fails(&self, tool: &str, line: &str) -> String {
+        let (code, out, err) = self.sn(tool, line);
+        assert_eq!(code, 1, "softnet {tool} {line} should fail: {out}");
+        assert!(out.is_empty(), "softnet {tool} {line}: stdout {out:?}");
+        err
+    }
+
+    fn stop(mut self) -> PathBuf {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.server.take() {
+            h.join().unwrap();
+        }
+        self.path.clone()
+    }
+}
+
+/// A `route monitor` client on its own thread; messages arrive on the
+/// channel.
+fn monitor(path: &Path) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut c = Client::connect(&path).unwrap();
+        let _ = c.monitor(0, || ready_tx.send(()).unwrap(), |m| tx.send(m.to_string()).is_ok());
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("monitor subscribed");
+    rx
+}
+
+/// The messages of one change: the first within a second, then whatever
+/// else comes shortly after.
+fn messages(rx: &mpsc::Receiver<String>) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(m) = rx.recv_timeout(Duration::from_secs(2)) {
+        v.push(m);
+        while let Ok(m) = rx.recv_timeout(Duration::from_millis(150)) {
+            v.push(m);
+        }
+    }
+    v
+}
+
+fn one_message(rx: &mpsc::Receiver<String>, kind: &str) -> String {
+    let m = messages(rx);
+    assert_eq!(m.len(), 1, "one message per change, got {m:#?}");
+    assert!(m[0].starts_with(kind), "{}", m[0]);
+    m.into_iter().next().unwrap()
+}
+
+#[test]
+fn route_commands_print_like_route8_and_monitor_sees_each_change_once() {
+    let f = Fixture::new();
+    let mon = monitor(&f.path);
+
+    assert_eq!(
+        f.ok("route", "add default 10.0.2.254"),
+        "add net default: gateway 10.0.2.254\n"
+    );
+    let m = one_message(&mon, "RTM_ADD: Add Route");
+    assert!(m.contains("name sn-r1"), "{m}");
+
+    assert_eq!(
+        f.ok("route", "add -net 192.0.2.0/24 10.0.2.2"),
+        "add net 192.0.2.0/24: gateway 10.0.2.2\n"
+    );
+    one_message(&mon, "RTM_ADD");
+    assert_eq!(
+        f.ok("route", "add -host 198.51.100.7 10.0.1.2"),
+        "add host 198.51.100.7: gateway 10.0.1.2\n"
+    );
+    one_message(&mon, "RTM_ADD");
+
+    let e = f.fails("route", "add -net 192.0.2.0/24 10.0.2.2");
+    assert_eq!(
+        e,
+        "softnet: route: add net 192.0.2.0/24: gateway 10.0.2.2: File exists\n"
+    );
+    let e = f.fails("route", "add 203.0.113.0/24 10.9.9.9");
+    assert!(e.ends_with(": Network is unreachable\n"), "{e}");
+    assert!(messages(&mon).is_empty(), "a failed change announces nothing");
+
+    let get = f.ok("route", "get 192.0.2.1");
+    assert!(
+        get.starts_with(
+            "   route to: 192.0.2.1\ndestination: 192.0.2.0\n       mask: 255.255.255.0\n    gateway: 10.0.2.2\n  interface: sn-r1\n if address: 10.0.2.1\n   priority: 8 (static)\n      flags: <UP,GATEWAY,DONE,STATIC>\n"
+        ),
+        "{get}"
+    );
+    let get = f.ok("route", "get 8.8.8.8");
+    assert!(
+        get.contains("destination: default\n       mask: default\n    gateway: 10.0.2.254\n"),
+        "{get}"
+    );
+    let get = f.ok("route", "get 198.51.100.7");
+    assert!(
+        get.contains("destination: 198.51.100.7\n    gateway: 10.0.1.2\n"),
+        "host route has no mask: {get}"
+    );
+    let e = f.fails("route", "get -net 10.99.0.0/16");
+    assert!(e.contains("not in table") || e.contains("No such process"), "{e}");
+
+    let show = f.ok("route", "show");
+    assert_eq!(show, f.ok("netstat", "-rn"), "route show is netstat -rn");
+    let line = show
+        .lines()
+        .find(|l| l.starts_with("192.0.2/24"))
+        .unwrap_or_else(|| panic!("{show}"));
+    assert!(
+        line.contains("10.0.2.2") && line.contains("UGS") && line.ends_with("sn-r1"),
+        "{line}"
+    );
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("default") && l.contains("10.0.2.254")),
+        "{show}"
+    );
+
+    assert_eq!(
+        f.ok("route", "change 192.0.2.0/24 10.0.1.5"),
+        "change net 192.0.2.0/24: gateway 10.0.1.5\n"
+    );
+    one_message(&mon, "RTM_CHANGE");
+    let get = f.ok("route", "get 192.0.2.1");
+    assert!(get.contains("    gateway: 10.0.1.5\n  interface: sn-r0\n"), "{get}");
+
+    let e = f.fails("route", "delete 192.0.2.0/24 10.0.2.2");
+    assert!(
+        e.ends_with("delete net 192.0.2.0/24: gateway 10.0.2.2: No such process\n"),
+        "wrong gateway: {e}"
+    );
+    assert_eq!(f.ok("route", "delete 192.0.2.0/24"), "delete net 192.0.2.0/24\n");
+    one_message(&mon, "RTM_DELETE");
+    let e = f.fails("route", "delete 192.0.2.0/24");
+    assert_eq!(e, "softnet: route: delete net 192.0.2.0/24: No such process\n");
+
+    assert_eq!(f.ok("route", "add 192.0.2.0/24 -blackhole"), "add net 192.0.2.0/24\n");
+    one_message(&mon, "RTM_ADD");
+    let show = f.ok("netstat", "-rn");
+    let line = show.lines().find(|l| l.starts_with("192.0.2/24")).unwrap();
+    assert!(line.contains('B'), "{line}");
+    assert_eq!(
+        f.ok("route", "add 203.0.113.0/24 -ifp sn-r0"),
+        "add net 203.0.113.0/24: gateway sn-r0\n"
+    );
+    one_message(&mon, "RTM_ADD");
+
+    // Other routing tables.
+    assert_eq!(
+        f.ok("route", "-T 5 add 192.0.2.0/24 10.0.2.3"),
+        "add net 192.0.2.0/24: gateway 10.0.2.3\n"
+    );
+    let m = one_message(&mon, "RTM_ADD");
+    assert!(m.contains("table 5"), "{m}");
+    assert!(f.ok("netstat", "-rnT5").starts_with("Routing tables (rtable 5)"));
+    assert!(f.ok("route", "-T5 get 192.0.2.9").contains("gateway: 10.0.2.3"));
+
+    // -q prints nothing.
+    assert_eq!(f.ok("route", "-q -T 5 delete 192.0.2.0/24").len(), 0);
+    f.stop();
+}
+
+#[test]
+fn ifconfig_lists_changes_and_destroys_interfaces() {
+    let f = Fixture::new();
+    let all = f.ok("ifconfig", "");
+    assert!(
+        all.starts_with(
+            "sn-r0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> mtu 1500\n\tlladdr 02:00:00:00:01:01\n\tindex 1 priority 0 llprio 3\n"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("\tinet 10.0.1.1 netmask 0xffffff00 broadcast 10.0.1.255\n"),
+        "{all}"
+    );
+    assert!(all.contains("sn-r1: flags=8843"), "{all}");
+    assert_eq!(f.ok("ifconfig", "-a"), all);
+    let one = f.ok("ifconfig", "sn-r1");
+    assert!(one.starts_with("sn-r1: ") && !one.contains("sn-r0"), "{one}");
+
+    let mon = monitor(&f.path);
+    assert_eq!(f.ok("ifconfig", "sn-r0 inet 10.0.9.1/24"), "");
+    let m = messages(&mon);
+    assert!(m.iter().any(|m| m.starts_with("RTM_NEWADDR")), "{m:#?}");
+    assert!(f
+        .ok("ifconfig", "sn-r0")
+        .contains("\tinet 10.0.9.1 netmask 0xffffff00 broadcast 10.0.9.255\n"));
+    assert!(f.ok("netstat", "-rn").lines().any(|l| l.starts_with("10.0.9/24")));
+    let e = f.fails("ifconfig", "sn-r1 inet 10.0.9.1/24");
+    assert!(e.starts_with("softnet: ifconfig: ") && e.contains("10.0.9.1"), "{e}");
+    assert!(messages(&mon).is_empty());
+
+    assert_eq!(f.ok("ifconfig", "sn-r0 inet 10.0.9.1 delete"), "");
+    let m = messages(&mon);
+    assert!(m.iter().any(|m| m.starts_with("RTM_DELADDR")), "{m:#?}");
+    assert!(!f.ok("ifconfig", "sn-r0").contains("10.0.9.1"));
+    assert!(!f.ok("netstat", "-rn").contains("10.0.9"));
+    f.fails("ifconfig", "sn-r0 inet 10.0.9.1 delete");
+
+    f.ok("ifconfig", "sn-r0 down");
+    let m = one_message(&mon, "RTM_IFINFO");
+    assert!(m.contains("name sn-r0"), "{m}");
+    assert!(f
+        .ok("ifconfig", "sn-r0")
+        .starts_with("sn-r0: flags=8802<BROADCAST,SIMPLEX,MULTICAST> mtu 1500\n"));
+    assert!(
+        f.ok("netstat", "-i").lines().any(|l| l.starts_with("sn-r0*")),
+        "netstat -i marks a down interface"
+    );
+    f.ok("ifconfig", "sn-r0 down");
+    assert!(messages(&mon).is_empty(), "no change, no message");
+    f.ok("ifconfig", "sn-r0 up");
+    one_message(&mon, "RTM_IFINFO");
+
+    f.ok("route", "add 192.0.2.0/24 10.0.2.2");
+    one_message(&mon, "RTM_ADD");
+    assert_eq!(f.ok("ifconfig", "sn-r1 destroy"), "");
+    let m = messages(&mon);
+    assert!(
+        m.iter()
+            .any(|m| m.starts_with("RTM_IFANNOUNCE") && m.contains("departure")),
+        "{m:#?}"
+    );
+    assert!(
+        m.iter().any(|m| m.starts_with("RTM_DELETE") && m.contains("192.0.2.0")),
+        "{m:#?}"
+    );
+    assert!(!f.ok("ifconfig", "").contains("sn-r1"));
+    assert!(
+        !f.ok("netstat", "-rn").contains("10.0.2"),
+        "routes through sn-r1 went with it"
+    );
+    assert_eq!(
+        f.fails("ifconfig", "sn-r1"),
+        "softnet: ifconfig: sn-r1: no such interface\n"
+    );
+    assert!(f.fails("ifconfig", "sn-r1 up").contains("sn-r1"));
+    assert!(f.stack.ifaces.load().by_name("sn-r1").is_none());
+    f.stop();
+}
+
+#[test]
+fn arp_and_netstat_commands() {
+    let f = Fixture::new();
+    assert_eq!(f.ok("arp", "-s 10.0.1.9 02:00:00:00:01:09"), "");
+    let an = f.ok("arp", "-an");
+    assert!(an.starts_with("Host"), "{an}");
+    let line = an
+        .lines()
+        .find(|l| l.starts_with("10.0.1.9 "))
+        .unwrap_or_else(|| panic!("{an}"));
+    assert!(
+        line.contains("02:00:00:00:01:09") && line.contains("sn-r0") && line.contains("permanent"),
+        "{line}"
+    );
+    assert!(
+        an.lines().any(|l| l.starts_with("10.0.1.1 ")),
+        "local addresses are listed: {an}"
+    );
+    let one = f.ok("arp", "-n 10.0.1.9");
+    assert!(one.contains("02:00:00:00:01:09"), "{one}");
+
+    f.ok("arp", "-s 10.0.2.9 02:00:00:00:02:09 temp pub");
+    let e = f.fails("arp", "-s 10.7.7.7 02:00:00:00:02:09");
+    assert!(e.starts_with("softnet: arp: "), "{e}");
+
+    assert_eq!(f.ok("arp", "-d 10.0.1.9"), "10.0.1.9 (10.0.1.9) deleted\n");
+    assert!(!f.ok("arp", "-an").contains("10.0.1.9 "));
+    let e = f.fails("arp", "-d 10.0.1.9");
+    assert!(e.starts_with("softnet: arp: ") && e.contains("10.0.1.9"), "{e}");
+    let out = f.ok("arp", "-da");
+    assert!(out.contains("10.0.2.9 (10.0.2.9) deleted"), "{out}");
+    assert!(!f.ok("arp", "-an").contains("10.0.2.9 "));
+
+    let s = f.ok("netstat", "-s");
+    assert!(s.starts_with("ip:\n"), "{s}");
+    let i = f.ok("netstat", "-i");
+    assert!(
+        i.starts_with("Name") && i.lines().any(|l| l.starts_with("sn-r0 ") && l.contains("<Link>")),
+        "{i}"
+    );
+    assert!(
+        i.lines().any(|l| l.starts_with("sn-r1 ") && l.contains("10.0.2.1")),
+        "{i}"
+    );
+    f.stop();
+}
+
+#[test]
+fn socket_is_private_single_and_versioned() {
+    let f = Fixture::new();
+    let mode = std::fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // A second server on the same socket is refused.
+    let h2 = Arc::new(Handler::new(f.stack.clone(), Arc::new(AtomicBool::new(false))));
+    let e = Server::bind(&f.path, h2.clone())
+        .err()
+        .expect("second daemon refused")
+        .to_string();
+    assert_eq!(e, format!("softnet already running on {}", f.path.display()));
+
+    // A client of another protocol version gets a clear error.
+    let mut s = UnixStream::connect(&f.path).unwrap();
+    let body = br#"{"version":99,"request":{"netstat":"stats"}}"#;
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    match proto::read_response(&mut s).unwrap() {
+        Response::Error(e) => assert!(e.contains("version mismatch") && e.contains("99"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Several requests, one at a time, on one connection.
+    let mut c = Client::connect(&f.path).unwrap();
+    for _ in 0..3 {
+        let r = c.call(&proto::Request::Netstat(proto::NetstatOp::Interfaces)).unwrap();
+        assert!(matches!(r, Response::Text(t) if t.contains("sn-r0")));
+    }
+    // An oversize length ends the connection with an error, not a crash.
+    let mut s = UnixStream::connect(&f.path).unwrap();
+    s.write_all(&(proto::MAX_FRAME + 1).to_be_bytes()).unwrap();
+    assert!(matches!(proto::read_response(&mut s), Ok(Response::Error(e)) if e.contains("too long")));
+    assert!(PROTOCOL_VERSION >= 1);
+
+    let path = f.stop();
+    assert!(!path.exists(), "socket removed at stop");
+
+    // A stale socket file (a daemon that died) is replaced.
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale);
+    assert!(path.exists());
+    let s = Server::bind(&path, h2).expect("stale socket replaced");
+    drop(s);
+    assert!(!path.exists());
+}
