@@ -9,7 +9,7 @@ use crate::link::{LinkQueue, LinkState};
 use crate::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
 use crate::percpu::PerWorker;
 use crate::route::{Route, RouteError, RouteFlags, RouteTables};
-use crate::rtmsg::RouteMonitor;
+use crate::rtmsg::{IfAnnounceWhat, RouteMonitor, RtmAddr, RtmBody, RtmIfAnnounce, RtmIfInfo, RtmType};
 use crate::stats::StackStats;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
@@ -95,8 +95,15 @@ pub struct Stack {
 impl Stack {
     pub fn new(config: StackConfig) -> Arc<Stack> {
         let monitor = Arc::new(RouteMonitor::new());
-        Arc::new(Stack {
-            routes: RouteTables::new(monitor.clone()),
+        Arc::new_cyclic(|me: &std::sync::Weak<Stack>| {
+            let routes = RouteTables::new(monitor.clone());
+            let me = me.clone();
+            // Route messages name interfaces.
+            routes.set_ifname_resolver(move |w| {
+                me.upgrade().and_then(|s| s.ifaces.load().get_weak(w).map(|i| i.name().to_string()))
+            });
+            Stack {
+            routes,
             arp: ArpTable::new(config.arp.clone()),
             ifaces: InterfaceTable::new(),
             monitor,
@@ -105,6 +112,7 @@ impl Stack {
             control: Mutex::new(()),
             control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
             config,
+        }
         })
     }
 
@@ -118,7 +126,7 @@ impl Stack {
     ) -> Result<Arc<Interface>, StackError> {
         let _c = self.control.lock();
         let ifp = self.ifaces.create(InterfaceConfig { name: name.to_string(), mac, mtu, queues })?;
-        self.monitor.if_announce(&ifp, true);
+        self.announce(&ifp, IfAnnounceWhat::Arrival);
         Ok(ifp)
     }
 
@@ -132,7 +140,7 @@ impl Stack {
         let ifp = self.find(name)?;
         if ifp.is_up() != up {
             ifp.set_up(up);
-            self.monitor.if_info(&ifp);
+            self.if_info(&ifp);
             if up {
                 for a in ifp.addrs().iter() {
                     self.send_gratuitous(&ifp, a.addr);
@@ -148,7 +156,7 @@ impl Stack {
         let _c = self.control.lock();
         let ifp = self.find(name)?;
         if ifp.set_link_state(state) {
-            self.monitor.if_info(&ifp);
+            self.if_info(&ifp);
         }
         Ok(())
     }
@@ -178,50 +186,15 @@ impl Stack {
         let result = (|| -> Result<(), StackError> {
             let weak = ifp.weak();
             if a.prefix_len < 32 {
-                self.routes.add(
-                    0,
-                    Route {
-                        dest: a.network(),
-                        prefix_len: a.prefix_len,
-                        gateway: None,
-                        ifp: weak,
-                        ifa: Some(a.addr),
-                        flags: RouteFlags::UP | RouteFlags::CLONING | RouteFlags::CONNECTED,
-                        mtu: 0,
-                        priority: 4,
-                    },
-                )?;
+                self.routes.add(0, Route::connected(weak, a))?;
                 routes_added.push((a.network(), a.prefix_len));
             }
-            self.routes.add(
-                0,
-                Route {
-                    dest: a.addr,
-                    prefix_len: 32,
-                    gateway: None,
-                    ifp: weak,
-                    ifa: Some(a.addr),
-                    flags: RouteFlags::UP | RouteFlags::HOST | RouteFlags::LLINFO | RouteFlags::LOCAL,
-                    mtu: 0,
-                    priority: 1,
-                },
-            )?;
+            self.routes.add(0, Route::local(weak, a.addr))?;
             routes_added.push((a.addr, 32));
-            if let Some(b) = a.broadcast() {
-                self.routes.add(
-                    0,
-                    Route {
-                        dest: b,
-                        prefix_len: 32,
-                        gateway: None,
-                        ifp: weak,
-                        ifa: Some(a.addr),
-                        flags: RouteFlags::UP | RouteFlags::HOST | RouteFlags::BROADCAST,
-                        mtu: 0,
-                        priority: 1,
-                    },
-                )?;
-                routes_added.push((b, 32));
+            if let Some(b) = Route::broadcast(weak, a) {
+                let dest = b.dest;
+                self.routes.add(0, b)?;
+                routes_added.push((dest, 32));
             }
             Ok(())
         })();
@@ -235,7 +208,7 @@ impl Stack {
         addrs.push(a);
         ifp.set_addrs(addrs);
         self.arp.add_local(&ifp, a.addr);
-        self.monitor.new_addr(&ifp, a);
+        self.addr_msg(&ifp, a, RtmType::NewAddr);
         if ifp.is_up() {
             self.send_gratuitous(&ifp, a.addr);
         }
@@ -265,7 +238,7 @@ impl Stack {
         if a.prefix_len < 32 {
             let _ = self.routes.delete(0, a.network(), a.prefix_len, None);
         }
-        self.monitor.del_addr(ifp, a);
+        self.addr_msg(ifp, a, RtmType::DelAddr);
         Ok(())
     }
 
@@ -282,7 +255,7 @@ impl Stack {
             }
             self.routes.delete_for_interface(ifp.weak());
             self.arp.remove_interface(ifp.index());
-            self.monitor.if_announce(&ifp, false);
+            self.announce(&ifp, IfAnnounceWhat::Departure);
             ifp
         };
         self.ifaces.finish_destroy(ifp);
@@ -315,7 +288,7 @@ impl Stack {
     /// connected network (its interface is the one that reaches it).
     fn make_route(&self, dest: Ipv4Addr, prefix_len: u8, target: RouteTarget) -> Result<Route, StackError> {
         if prefix_len > 32 {
-            return Err(RouteError::BadPrefix(format!("{dest}/{prefix_len}")).into());
+            return Err(RouteError::BadPrefix(prefix_len).into());
         }
         let dest = Ipv4Addr::from(u32::from(dest) & crate::iface::prefix_mask(prefix_len));
         let mut flags = RouteFlags::UP | RouteFlags::STATIC;
@@ -328,7 +301,7 @@ impl Stack {
                 let via = ifs
                     .iter()
                     .find(|i| i.addrs().iter().any(|a| a.contains(gw)))
-                    .ok_or(RouteError::Unreachable(gw))?;
+                    .ok_or(RouteError::NetworkUnreachable)?;
                 flags = flags | RouteFlags::GATEWAY;
                 (Some(gw), via.weak(), via.source_for(gw))
             }
@@ -373,6 +346,35 @@ impl Stack {
     /// Installs or removes the packet filter (atomically).
     pub fn set_filter(&self, f: Option<Box<dyn PacketFilter>>) {
         self.filter.store(f.map(|f| Arc::new(FilterSlot(f))));
+    }
+}
+
+impl Stack {
+    fn announce(&self, ifp: &Interface, what: IfAnnounceWhat) {
+        let body = RtmBody::IfAnnounce(RtmIfAnnounce { ifindex: ifp.index(), ifname: Some(ifp.name().to_string()) });
+        self.monitor.emit(RtmType::IfAnnounce(what), 0, body);
+    }
+
+    fn if_info(&self, ifp: &Interface) {
+        let body = RtmBody::IfInfo(RtmIfInfo {
+            ifindex: ifp.index(),
+            ifname: Some(ifp.name().to_string()),
+            if_flags: ifp.flags(),
+            link_state: ifp.link_state(),
+            mtu: ifp.mtu(),
+        });
+        self.monitor.emit(RtmType::IfInfo, 0, body);
+    }
+
+    fn addr_msg(&self, ifp: &Interface, a: IfAddr, kind: RtmType) {
+        let body = RtmBody::Addr(RtmAddr {
+            ifindex: ifp.index(),
+            ifname: Some(ifp.name().to_string()),
+            addr: a,
+            if_flags: ifp.flags(),
+            metric: 0,
+        });
+        self.monitor.emit(kind, 0, body);
     }
 }
 
