@@ -1,10 +1,758 @@
-//! AF_PACKET links (in progress).
-use crate::IoError;
-use softnet_core::link::LinkQueue;
+//! AF_PACKET links on an existing Ethernet device.
+//!
+//! Each queue is two sockets bound to the device:
+//!
+//! * RX: `ETH_P_ALL`, a TPACKET_V3 ring (blocks of frames, retired by the
+//!   kernel when full or after `retire_timeout_ms`), `PACKET_IGNORE_OUTGOING`
+//!   (no copies of frames leaving the device, ours or the kernel's), the
+//!   kernel's flow hash filled in (`TP_FT_REQ_FILL_RXHASH`) and, with more
+//!   than one queue, all RX sockets in one `PACKET_FANOUT_HASH` group, so
+//!   each frame reaches exactly one queue and a flow always the same one.
+//!   Promiscuous mode by `PACKET_ADD_MEMBERSHIP` (dropped with the socket).
+//! * TX: protocol 0 (it receives nothing), a TPACKET_V2 `PACKET_TX_RING`,
+//!   `PACKET_QDISC_BYPASS`. Each slot carries a `virtio_net_hdr` with no
+//!   offload and `hdr_len` = the whole frame, which makes the kernel copy the
+//!   frame into one linear skb (without it the skb would point into the ring's
+//!   pages as fragments: slower for the receiver, and the slot could be
+//!   rewritten while a peer still holds the skb). A batch is one `sendto`.
+//!
+//! Offloads. This link does not segment in software. At attach it turns off
+//! GRO/LRO, TSO, GSO and TX checksum offload on the device (`SIOCETHTOOL`,
+//! logged) so the kernel hands over MTU-sized frames. What it cannot turn
+//! off from here (e.g. a veth peer in another namespace with TSO on) is
+//! handled without silent loss: a frame longer than a pool buffer is counted
+//! in `rx_oversize`, a frame cut short by the ring in `rx_truncated`, both
+//! dropped; a frame whose TCP/UDP checksum the sender left to offload
+//! (`TP_STATUS_CSUMNOTREADY`, CHECKSUM_PARTIAL) gets the checksum computed
+//! here (`rx_csum_completed`), so it can be forwarded as is.
+//!
+//! VLAN tags the driver stripped (`TP_STATUS_VLAN_VALID`) are put back into
+//! the frame, so the stack sees the frame as it was on the wire.
 
-#[derive(Debug, Clone, Default)]
-pub struct PacketOptions {}
-pub struct PacketQueue {}
-pub fn open_packet(dev: &str, _queues: usize, _opts: &PacketOptions) -> Result<Vec<Box<dyn LinkQueue>>, IoError> {
-    Err(IoError::invalid(dev, "AF_PACKET not built yet"))
+use crate::stats::LinkStats;
+use crate::sys::{bump, errno, setsockopt};
+use crate::{ethtool, ifinfo, IoError};
+use softnet_core::link::LinkQueue;
+use softnet_core::packet::{csum_flags, PacketBuf, PacketPool};
+use softnet_wire::checksum;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+// <linux/if_packet.h>
+const PACKET_ADD_MEMBERSHIP: i32 = 1;
+const PACKET_RX_RING: i32 = 5;
+const PACKET_STATISTICS: i32 = 6;
+const PACKET_VERSION: i32 = 10;
+const PACKET_TX_RING: i32 = 13;
+const PACKET_VNET_HDR: i32 = 15;
+const PACKET_FANOUT: i32 = 18;
+const PACKET_QDISC_BYPASS: i32 = 20;
+const PACKET_IGNORE_OUTGOING: i32 = 23;
+const PACKET_MR_PROMISC: u16 = 1;
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+const TPACKET_V2: i32 = 1;
+const TPACKET_V3: i32 = 2;
+const TP_FT_REQ_FILL_RXHASH: u32 = 1;
+
+// Frame and block status bits.
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1 << 0;
+const TP_STATUS_LOSING: u32 = 1 << 2;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+const TP_STATUS_SEND_REQUEST: u32 = 1 << 0;
+const TP_STATUS_SENDING: u32 = 1 << 1;
+const TP_STATUS_WRONG_FORMAT: u32 = 1 << 2;
+
+// `struct tpacket_block_desc` / `tpacket_hdr_v1` field offsets.
+const BD_BLOCK_STATUS: usize = 8;
+const BD_NUM_PKTS: usize = 12;
+const BD_OFFSET_TO_FIRST_PKT: usize = 16;
+// `struct tpacket3_hdr` field offsets.
+const H3_NEXT_OFFSET: usize = 0;
+const H3_SNAPLEN: usize = 12;
+const H3_LEN: usize = 16;
+const H3_STATUS: usize = 20;
+const H3_MAC: usize = 24;
+const H3_RXHASH: usize = 28;
+const H3_VLAN_TCI: usize = 32;
+const H3_VLAN_TPID: usize = 36;
+/// Where a TX frame (here: its virtio-net header) starts in a TPACKET_V2
+/// slot: `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)`.
+const TX_DATA_OFF: usize = 32;
+/// `struct virtio_net_hdr`.
+const VNET_HDR_LEN: usize = 10;
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// Ring sizes and attach choices for [`open_packet`].
+#[derive(Debug, Clone)]
+pub struct PacketOptions {
+    /// RX ring block size (page multiple). A block must hold the largest
+    /// frame to be *counted* as oversize rather than truncated: 64 KiB+.
+    pub rx_block_size: usize,
+    pub rx_block_count: usize,
+    /// How long the kernel lets a partly filled block wait before handing it
+    /// over (ms, at least 1): the latency floor under light load.
+    pub retire_timeout_ms: u32,
+    /// TX ring slots per queue.
+    pub tx_frames: usize,
+    pub promisc: bool,
+    /// Turn off GRO/LRO/TSO/GSO/TX checksum offload on the device (logged).
+    pub disable_offloads: bool,
+    pub qdisc_bypass: bool,
+    /// Join this fanout group id instead of getting a unique one.
+    pub fanout_group: Option<u16>,
+}
+
+impl Default for PacketOptions {
+    fn default() -> Self {
+        PacketOptions {
+            rx_block_size: 256 << 10,
+            rx_block_count: 16,
+            retire_timeout_ms: 1,
+            tx_frames: 512,
+            promisc: true,
+            disable_offloads: true,
+            qdisc_bypass: true,
+            fanout_group: None,
+        }
+    }
+}
+
+/// An mmap'ed ring, unmapped on drop.
+struct Ring {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Ring {
+    fn map(fd: &OwnedFd, len: usize, dev: &str) -> Result<Ring, IoError> {
+        // SAFETY: maps the socket's ring; checked for MAP_FAILED below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(IoError::last(dev, "mmap packet ring"));
+        }
+        Ok(Ring { base: p as *mut u8, len })
+    }
+
+    /// The status word at `off`, shared with the kernel.
+    #[inline]
+    fn status(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off + 4 <= self.len);
+        // SAFETY: in bounds, 4-aligned (ring headers are 16-aligned), and the
+        // kernel only accesses it as a u32.
+        unsafe { &*(self.base.add(off) as *const AtomicU32) }
+    }
+
+    #[inline]
+    fn u32_at(&self, off: usize) -> u32 {
+        debug_assert!(off + 4 <= self.len);
+        // SAFETY: in bounds; the owner of the slot (us, by its status) reads it.
+        unsafe { std::ptr::read_volatile(self.base.add(off) as *const u32) }
+    }
+
+    #[inline]
+    fn u16_at(&self, off: usize) -> u16 {
+        debug_assert!(off + 2 <= self.len);
+        // SAFETY: as u32_at.
+        unsafe { std::ptr::read_volatile(self.base.add(off) as *const u16) }
+    }
+
+    /// The bytes `off..off+len` (clamped to the ring by the caller).
+    #[inline]
+    fn bytes(&self, off: usize, len: usize) -> &[u8] {
+        assert!(off + len <= self.len, "frame outside the ring");
+        // SAFETY: in bounds; we own this slot/block until we hand it back.
+        unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
+    }
+
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    fn bytes_mut(&self, off: usize, len: usize) -> &mut [u8] {
+        assert!(off + len <= self.len, "slot outside the ring");
+        // SAFETY: in bounds; a TX slot with status AVAILABLE is ours alone.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(off), len) }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `map` mapped.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+/// One queue of an AF_PACKET link.
+pub struct PacketQueue {
+    dev: String,
+    queue: usize,
+    // Rings before fds: unmapped before the sockets close.
+    rx_ring: Ring,
+    tx_ring: Ring,
+    rx_fd: OwnedFd,
+    tx_fd: OwnedFd,
+    block_size: usize,
+    block_count: usize,
+    /// Block being read, and where in it.
+    block: usize,
+    in_block: bool,
+    pkts_left: u32,
+    pkt_off: usize,
+    tx_frame_size: usize,
+    tx_frame_count: usize,
+    tx_head: usize,
+    /// Frames handed to the ring that the kernel has not taken yet (it ran
+    /// out of socket buffer): kicked again on the next send or recv.
+    tx_pending: bool,
+    /// Longest frame the device takes (MTU + Ethernet header).
+    tx_max_frame: usize,
+    stats: Arc<LinkStats>,
+}
+
+// SAFETY: the rings are owned by this queue alone (shared only with the
+// kernel) and a queue is used by one worker at a time.
+unsafe impl Send for PacketQueue {}
+
+/// Opens `queues` AF_PACKET queues on `dev`, boxed for the stack. See
+/// [`PacketQueue::open_all`] for the typed version (with counters).
+pub fn open_packet(dev: &str, queues: usize, opts: &PacketOptions) -> Result<Vec<Box<dyn LinkQueue>>, IoError> {
+    Ok(PacketQueue::open_all(dev, queues, opts)?.into_iter().map(|q| Box::new(q) as Box<dyn LinkQueue>).collect())
+}
+
+fn packet_socket(dev: &str) -> Result<OwnedFd, IoError> {
+    // Protocol 0: no frames are queued to it before the ring exists and
+    // bind() names the protocol.
+    // SAFETY: plain socket(2); owned at once.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(IoError::last(dev, "socket(AF_PACKET)"));
+    }
+    // SAFETY: fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn bind_dev(fd: &OwnedFd, ifindex: u32, protocol: u16, dev: &str) -> Result<(), IoError> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a valid sockaddr_ll of the size passed.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(IoError::last(dev, "bind(AF_PACKET)"));
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+}
+
+#[repr(C)]
+struct TpacketReq3 {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+    retire_blk_tov: u32,
+    sizeof_priv: u32,
+    feature_req_word: u32,
+}
+
+#[repr(C)]
+struct PacketMreq {
+    ifindex: i32,
+    kind: u16,
+    alen: u16,
+    address: [u8; 8],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStatsV3 {
+    packets: u32,
+    drops: u32,
+    freeze_q_cnt: u32,
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as usize
+}
+
+impl PacketQueue {
+    /// Opens `queues` queues on `dev` (which must exist and be Ethernet).
+    /// With more than one, their RX sockets form one fanout group.
+    pub fn open_all(dev: &str, queues: usize, opts: &PacketOptions) -> Result<Vec<PacketQueue>, IoError> {
+        if queues == 0 || queues > 1024 {
+            return Err(IoError::invalid(dev, format!("queue count {queues} not in 1..=1024")));
+        }
+        let page = page_size();
+        if opts.rx_block_size == 0 || opts.rx_block_size % page != 0 || opts.rx_block_count == 0 {
+            return Err(IoError::invalid(dev, format!("RX block size must be a multiple of {page} and blocks > 0")));
+        }
+        let ifindex = ifinfo::ifindex(dev)?;
+        ifinfo::mac_address(dev)?; // Ethernet only
+        let mtu = ifinfo::mtu(dev)? as usize;
+        if opts.disable_offloads {
+            ethtool::disable_offloads(dev)?;
+        }
+        let mut out = Vec::with_capacity(queues);
+        let mut group: Option<u32> = opts.fanout_group.map(u32::from);
+        for queue in 0..queues {
+            let q = PacketQueue::open_one(dev, queue, ifindex, mtu, opts)?;
+            if queues > 1 || opts.fanout_group.is_some() {
+                group = Some(q.join_fanout(group)?);
+            }
+            out.push(q);
+        }
+        tracing::info!(
+            "{dev}: AF_PACKET attached, {queues} queue(s){}, TPACKET_V3 RX {}x{} KiB, TX ring {} slots; no software segmentation: oversized frames are counted and dropped",
+            group.map(|g| format!(", fanout hash group {g}")).unwrap_or_default(),
+            opts.rx_block_count,
+            opts.rx_block_size >> 10,
+            out[0].tx_frame_count,
+        );
+        Ok(out)
+    }
+
+    fn open_one(dev: &str, queue: usize, ifindex: u32, mtu: usize, opts: &PacketOptions) -> Result<PacketQueue, IoError> {
+        // RX: ring first, then bind, so every frame lands in the ring.
+        let rx_fd = packet_socket(dev)?;
+        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3, dev, "PACKET_VERSION")?;
+        let frame_size = 2048u32;
+        let req = TpacketReq3 {
+            block_size: opts.rx_block_size as u32,
+            block_nr: opts.rx_block_count as u32,
+            frame_size,
+            frame_nr: (opts.rx_block_size / frame_size as usize * opts.rx_block_count) as u32,
+            retire_blk_tov: opts.retire_timeout_ms.max(1),
+            sizeof_priv: 0,
+            feature_req_word: TP_FT_REQ_FILL_RXHASH,
+        };
+        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
+        let rx_ring = Ring::map(&rx_fd, opts.rx_block_size * opts.rx_block_count, dev)?;
+        bind_dev(&rx_fd, ifindex, ETH_P_ALL, dev)?;
+        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32, dev, "PACKET_IGNORE_OUTGOING")?;
+        if opts.promisc {
+            let mr = PacketMreq { ifindex: ifindex as i32, kind: PACKET_MR_PROMISC, alen: 0, address: [0; 8] };
+            setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, dev, "PACKET_ADD_MEMBERSHIP")?;
+        }
+
+        // TX: its own socket, protocol 0 so it never receives.
+        let tx_fd = packet_socket(dev)?;
+        setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
+        setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1i32, dev, "PACKET_VNET_HDR")?;
+        if opts.qdisc_bypass {
+            setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &1i32, dev, "PACKET_QDISC_BYPASS")?;
+        }
+        let tx_max_frame = mtu + ETH_HLEN + VLAN_HLEN;
+        let tx_frame_size = (TX_DATA_OFF + VNET_HDR_LEN + tx_max_frame).next_power_of_two().max(2048);
+        let page = page_size();
+        let tx_block_size = tx_frame_size.max(page).div_ceil(page) * page;
+        let per_block = tx_block_size / tx_frame_size;
+        let tx_blocks = opts.tx_frames.max(1).div_ceil(per_block);
+        let treq = TpacketReq {
+            block_size: tx_block_size as u32,
+            block_nr: tx_blocks as u32,
+            frame_size: tx_frame_size as u32,
+            frame_nr: (per_block * tx_blocks) as u32,
+        };
+        setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_TX_RING, &treq, dev, "PACKET_TX_RING")?;
+        let tx_ring = Ring::map(&tx_fd, tx_block_size * tx_blocks, dev)?;
+        bind_dev(&tx_fd, ifindex, 0, dev)?;
+
+        Ok(PacketQueue {
+            dev: dev.to_string(),
+            queue,
+            rx_ring,
+            tx_ring,
+            rx_fd,
+            tx_fd,
+            block_size: opts.rx_block_size,
+            block_count: opts.rx_block_count,
+            block: 0,
+            in_block: false,
+            pkts_left: 0,
+            pkt_off: 0,
+            tx_frame_size,
+            tx_frame_count: per_block * tx_blocks,
+            tx_head: 0,
+            tx_pending: false,
+            tx_max_frame,
+            stats: Arc::new(LinkStats::default()),
+        })
+    }
+
+    /// Joins fanout group `group`, or a fresh unique one; returns its id.
+    fn join_fanout(&self, group: Option<u32>) -> Result<u32, IoError> {
+        let arg = match group {
+            Some(g) => g | (PACKET_FANOUT_HASH << 16),
+            None => (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        };
+        setsockopt(&self.rx_fd, libc::SOL_PACKET, PACKET_FANOUT, &arg, &self.dev, "PACKET_FANOUT")?;
+        if let Some(g) = group {
+            return Ok(g);
+        }
+        let mut v: u32 = 0;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: v and len are valid for the kernel to write.
+        let r = unsafe {
+            libc::getsockopt(
+                self.rx_fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_FANOUT,
+                &mut v as *mut u32 as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(IoError::last(&self.dev, "getsockopt(PACKET_FANOUT)"));
+        }
+        Ok(v & 0xffff)
+    }
+
+    pub fn stats(&self) -> Arc<LinkStats> {
+        self.stats.clone()
+    }
+
+    pub fn device(&self) -> &str {
+        &self.dev
+    }
+
+    pub fn queue_index(&self) -> usize {
+        self.queue
+    }
+
+    /// Adds the kernel's count of frames it dropped for a full ring (the
+    /// kernel resets it on read).
+    fn collect_kernel_drops(&self) {
+        let mut st = TpacketStatsV3::default();
+        let mut len = std::mem::size_of::<TpacketStatsV3>() as libc::socklen_t;
+        // SAFETY: st and len are valid for the kernel to write.
+        let r = unsafe {
+            libc::getsockopt(
+                self.rx_fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                &mut st as *mut TpacketStatsV3 as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r == 0 {
+            bump(&self.stats.rx_kernel_drops, st.drops as u64);
+        }
+    }
+
+    /// Copies the frame whose tpacket3_hdr is at `h` into `p`; false if it
+    /// was dropped (and counted).
+    fn take_frame(&self, h: usize, p: &mut PacketBuf) -> bool {
+        let r = &self.rx_ring;
+        let snaplen = r.u32_at(h + H3_SNAPLEN) as usize;
+        let len = r.u32_at(h + H3_LEN) as usize;
+        let status = r.u32_at(h + H3_STATUS);
+        let mac = r.u16_at(h + H3_MAC) as usize;
+        let vlan = status & TP_STATUS_VLAN_VALID != 0;
+        let extra = if vlan { VLAN_HLEN } else { 0 };
+        if len + extra > p.max_len() {
+            bump(&self.stats.rx_oversize, 1);
+            return false;
+        }
+        if snaplen < len || snaplen < ETH_HLEN {
+            bump(&self.stats.rx_truncated, 1);
+            return false;
+        }
+        let src = r.bytes(h + mac, len);
+        p.set_len(len + extra).expect("checked against max_len");
+        let d = p.data_mut();
+        if vlan {
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { r.u16_at(h + H3_VLAN_TPID) } else { 0x8100 };
+            let tci = r.u32_at(h + H3_VLAN_TCI) as u16;
+            d[..12].copy_from_slice(&src[..12]);
+            d[12..14].copy_from_slice(&tpid.to_be_bytes());
+            d[14..16].copy_from_slice(&tci.to_be_bytes());
+            d[16..].copy_from_slice(&src[12..]);
+        } else {
+            d.copy_from_slice(src);
+        }
+        p.meta.flow_hash = r.u32_at(h + H3_RXHASH);
+        if status & TP_STATUS_CSUMNOTREADY != 0 {
+            if complete_l4_checksum(p.data_mut()) {
+                bump(&self.stats.rx_csum_completed, 1);
+                p.meta.csum |= csum_flags::L4_OK;
+            } else {
+                bump(&self.stats.rx_csum_partial, 1);
+            }
+        } else if status & TP_STATUS_CSUM_VALID != 0 {
+            p.meta.csum |= csum_flags::L4_OK;
+        }
+        true
+    }
+
+    /// Asks the kernel to send every slot marked SEND_REQUEST.
+    fn kick(&mut self) {
+        // SAFETY: a zero-length sendto on our own socket; no buffers passed.
+        let r = unsafe { libc::sendto(self.tx_fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        if r < 0 {
+            let e = errno();
+            // Out of socket buffer: the frames stay queued in the ring.
+            self.tx_pending = true;
+            if e != libc::EAGAIN && e != libc::ENOBUFS && e != libc::EINTR {
+                bump(&self.stats.tx_errors, 1);
+            }
+        } else {
+            self.tx_pending = false;
+        }
+    }
+
+    fn tx_slot(&self, i: usize) -> usize {
+        i * self.tx_frame_size
+    }
+}
+
+impl LinkQueue for PacketQueue {
+    fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if self.tx_pending {
+            self.kick();
+        }
+        let mut n = 0;
+        let mut bytes = 0u64;
+        'blocks: while n < max {
+            let b = self.block * self.block_size;
+            if !self.in_block {
+                let st = self.rx_ring.status(b + BD_BLOCK_STATUS).load(Ordering::Acquire);
+                if st & TP_STATUS_USER == 0 {
+                    break;
+                }
+                if st & TP_STATUS_LOSING != 0 {
+                    self.collect_kernel_drops();
+                }
+                self.in_block = true;
+                self.pkts_left = self.rx_ring.u32_at(b + BD_NUM_PKTS);
+                self.pkt_off = self.rx_ring.u32_at(b + BD_OFFSET_TO_FIRST_PKT) as usize;
+            }
+            while self.pkts_left > 0 {
+                if n == max {
+                    break 'blocks;
+                }
+                let Some(mut p) = pool.alloc() else {
+                    // Leave the frame in the ring for the next batch.
+                    bump(&self.stats.rx_nobuf, 1);
+                    break 'blocks;
+                };
+                let h = b + self.pkt_off;
+                if self.take_frame(h, &mut p) {
+                    bytes += p.len() as u64;
+                    out.push(p);
+                    n += 1;
+                } else {
+                    pool.free(p);
+                }
+                self.pkts_left -= 1;
+                self.pkt_off += self.rx_ring.u32_at(h + H3_NEXT_OFFSET) as usize;
+            }
+            // Whole block consumed: hand it back.
+            self.rx_ring.status(b + BD_BLOCK_STATUS).store(TP_STATUS_KERNEL, Ordering::Release);
+            self.in_block = false;
+            self.block = (self.block + 1) % self.block_count;
+        }
+        bump(&self.stats.rx_frames, n as u64);
+        bump(&self.stats.rx_bytes, bytes);
+        n
+    }
+
+    fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        let mut queued = 0usize;
+        let mut bytes = 0u64;
+        let mut kicked_for_room = false;
+        for p in frames.drain(..) {
+            let d = p.data();
+            let tagged = d.len() >= ETH_HLEN && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8);
+            let limit = if tagged { self.tx_max_frame } else { self.tx_max_frame - VLAN_HLEN };
+            if d.len() > limit || d.len() < ETH_HLEN {
+                bump(&self.stats.tx_oversize, 1);
+                pool.free(p);
+                continue;
+            }
+            let slot = self.tx_slot(self.tx_head);
+            let mut st = self.tx_ring.status(slot).load(Ordering::Acquire);
+            if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 && !kicked_for_room {
+                // Ring full: push out what is queued, then look again once.
+                self.kick();
+                kicked_for_room = true;
+                st = self.tx_ring.status(slot).load(Ordering::Acquire);
+            }
+            if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
+                bump(&self.stats.tx_busy, 1);
+                pool.free(p);
+                continue;
+            }
+            if st & TP_STATUS_WRONG_FORMAT != 0 {
+                bump(&self.stats.tx_errors, 1);
+            }
+            let data = self.tx_ring.bytes_mut(slot + TX_DATA_OFF, VNET_HDR_LEN + d.len());
+            // virtio_net_hdr: no checksum or GSO request; hdr_len = the whole
+            // frame, so the kernel copies it into one linear skb.
+            data[..VNET_HDR_LEN].fill(0);
+            data[2..4].copy_from_slice(&(d.len() as u16).to_le_bytes());
+            data[VNET_HDR_LEN..].copy_from_slice(d);
+            // tpacket2_hdr.tp_len (offset 4), then hand the slot over.
+            let tp_len = self.tx_ring.bytes_mut(slot + 4, 4);
+            tp_len.copy_from_slice(&((VNET_HDR_LEN + d.len()) as u32).to_ne_bytes());
+            self.tx_ring.status(slot).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.tx_head = (self.tx_head + 1) % self.tx_frame_count;
+            bytes += d.len() as u64;
+            queued += 1;
+            pool.free(p);
+        }
+        if queued > 0 || self.tx_pending {
+            self.kick();
+        }
+        bump(&self.stats.tx_frames, queued as u64);
+        bump(&self.stats.tx_bytes, bytes);
+        queued
+    }
+
+    fn poll_fd(&self) -> Option<i32> {
+        Some(self.rx_fd.as_raw_fd())
+    }
+}
+
+/// Fills in the TCP/UDP checksum of a CHECKSUM_PARTIAL frame (IPv4 or IPv6
+/// without extension headers, behind any number of VLAN tags). False if the
+/// frame is not one of those or is malformed; nothing is changed then.
+pub fn complete_l4_checksum(f: &mut [u8]) -> bool {
+    let be16 = |f: &[u8], o: usize| u16::from_be_bytes([f[o], f[o + 1]]);
+    if f.len() < ETH_HLEN {
+        return false;
+    }
+    let mut off = 12;
+    let mut et = be16(f, off);
+    while et == 0x8100 || et == 0x88a8 {
+        off += VLAN_HLEN;
+        if f.len() < off + 2 {
+            return false;
+        }
+        et = be16(f, off);
+    }
+    let l3 = off + 2;
+    let (proto, l4, end, pseudo) = match et {
+        0x0800 => {
+            if f.len() < l3 + 20 {
+                return false;
+            }
+            let ihl = (f[l3] & 0x0f) as usize * 4;
+            let total = be16(f, l3 + 2) as usize;
+            let frag = be16(f, l3 + 6) & 0x3fff;
+            if f[l3] >> 4 != 4 || ihl < 20 || total < ihl || l3 + total > f.len() || frag != 0 {
+                return false;
+            }
+            let proto = f[l3 + 9];
+            let src = std::net::Ipv4Addr::new(f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]);
+            let dst = std::net::Ipv4Addr::new(f[l3 + 16], f[l3 + 17], f[l3 + 18], f[l3 + 19]);
+            let pseudo = checksum::pseudo_header_v4(src, dst, proto, (total - ihl) as u16);
+            (proto, l3 + ihl, l3 + total, pseudo)
+        }
+        0x86dd => {
+            if f.len() < l3 + 40 {
+                return false;
+            }
+            let plen = be16(f, l3 + 4) as usize;
+            if l3 + 40 + plen > f.len() {
+                return false;
+            }
+            let proto = f[l3 + 6];
+            let pseudo = checksum::combine(checksum::sum(&f[l3 + 8..l3 + 40]), plen as u32 + proto as u32);
+            (proto, l3 + 40, l3 + 40 + plen, pseudo)
+        }
+        _ => return false,
+    };
+    let field = match proto {
+        6 => 16,
+        17 => 6,
+        _ => return false,
+    };
+    if l4 + field + 2 > end {
+        return false;
+    }
+    f[l4 + field..l4 + field + 2].fill(0);
+    let mut c = checksum::finish(checksum::combine(pseudo, checksum::sum(&f[l4..end])));
+    if proto == 17 && c == 0 {
+        c = 0xffff;
+    }
+    f[l4 + field..l4 + field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 + UDP 10.0.0.1:1000 -> 10.0.0.2:2000, payload "abc",
+    /// checksum field holding only the pseudo-header sum (as CHECKSUM_PARTIAL).
+    fn partial_udp() -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let ip = [0x45, 0, 0, 31, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 11, 0, 0, b'a', b'b', b'c']);
+        let ps = checksum::pseudo_header_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 17, 11);
+        f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&(ps as u16).to_be_bytes());
+        f.extend_from_slice(&[0; 7]); // Ethernet padding, not summed
+        f
+    }
+
+    #[test]
+    fn completes_partial_udp_checksum() {
+        let mut f = partial_udp();
+        assert!(complete_l4_checksum(&mut f));
+        // Verify: pseudo + segment sums to 0xffff.
+        let ps = checksum::pseudo_header_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 17, 11);
+        assert_eq!(checksum::finish(checksum::combine(ps, checksum::sum(&f[34..45]))), 0);
+    }
+
+    #[test]
+    fn completes_behind_vlan_tag_and_ignores_other_protocols() {
+        let plain = partial_udp();
+        let mut tagged = plain[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        tagged.extend_from_slice(&plain[12..]);
+        let mut expect = plain.clone();
+        assert!(complete_l4_checksum(&mut expect));
+        assert!(complete_l4_checksum(&mut tagged));
+        assert_eq!(&tagged[18 + 20 + 6..18 + 20 + 8], &expect[14 + 20 + 6..14 + 20 + 8]);
+        let mut arp = vec![0u8; 60];
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert!(!complete_l4_checksum(&mut arp));
+        let mut short = partial_udp();
+        short[16..18].copy_from_slice(&500u16.to_be_bytes()); // total length past the frame
+        assert!(!complete_l4_checksum(&mut short));
+    }
 }

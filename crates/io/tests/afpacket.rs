@@ -1,0 +1,335 @@
+//! AF_PACKET link over a veth pair between two namespaces the tests create
+//! (root). `bench_veth_pps` is `#[ignore]`d: run it with
+//! `cargo test --release -p softnet-io --test afpacket -- --ignored --nocapture`.
+
+mod common;
+
+use common::*;
+use softnet_core::link::LinkQueue;
+use softnet_core::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
+use softnet_io::{PacketOptions, PacketQueue};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const MAC_A: [u8; 6] = [0x02, 0, 0, 0x77, 0, 1];
+const MAC_B: [u8; 6] = [0x02, 0, 0, 0x77, 0, 2];
+const MARK: &[u8; 4] = b"snio";
+
+/// Two namespaces joined by veth `snio-a` -- `snio-b`, with fixed MACs.
+struct Pair {
+    na: Netns,
+    nb: Netns,
+}
+
+fn pair(tag: &str) -> Pair {
+    let na = Netns::new(&format!("{tag}a"));
+    let nb = Netns::new(&format!("{tag}b"));
+    veth_pair(&na, "snio-a", &nb, "snio-b");
+    na.ip(&["link", "set", "snio-a", "address", "02:00:00:77:00:01"]);
+    nb.ip(&["link", "set", "snio-b", "address", "02:00:00:77:00:02"]);
+    Pair { na, nb }
+}
+
+/// A UDP frame A -> B of flow `flow` carrying MARK + `seq`.
+fn test_frame(flow: u16, seq: u32) -> Vec<u8> {
+    let mut payload = MARK.to_vec();
+    payload.extend_from_slice(&seq.to_be_bytes());
+    let src = [10, 77, (flow >> 8) as u8, flow as u8];
+    ether(MAC_B, MAC_A, 0x0800, &ipv4(src, [10, 77, 0, 2], 17, &udp(10000 + flow, 9, &payload)))
+}
+
+/// The sequence number of one of our test frames, if it is one.
+fn test_seq(f: &[u8]) -> Option<u32> {
+    let p = 14 + 20 + 8;
+    (f.len() >= p + 8 && ethertype(f) == 0x0800 && &f[p..p + 4] == MARK)
+        .then(|| u32::from_be_bytes([f[p + 4], f[p + 5], f[p + 6], f[p + 7]]))
+}
+
+fn send_all(q: &mut dyn LinkQueue, pool: &mut PacketPool, frames: &[Vec<u8>]) -> usize {
+    let mut sent = 0;
+    for chunk in frames.chunks(32) {
+        let mut batch: Vec<PacketBuf> = chunk.iter().map(|f| PacketBuf::from_slice(f)).collect();
+        sent += q.send(pool, &mut batch);
+        assert!(batch.is_empty(), "send drains the batch");
+    }
+    sent
+}
+
+#[test]
+fn frames_cross_veth_and_no_echo_of_own_frames() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("pk");
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut pool = PacketPool::new(512, DEFAULT_BUF_SIZE);
+    let frames: Vec<Vec<u8>> = (0..200).map(|i| test_frame(1, i)).collect();
+    assert_eq!(send_all(&mut a[0], &mut pool, &frames), 200);
+
+    let mut got = Vec::new();
+    recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
+        if let Some(s) = test_seq(p.data()) {
+            assert_eq!(p.data(), &frames[s as usize][..], "frame arrives unchanged");
+            got.push(s);
+        }
+        got.len() == 200
+    });
+    assert_eq!(got, (0..200).collect::<Vec<_>>(), "all frames, in order");
+
+    // The sender's own RX queue never sees them (PACKET_IGNORE_OUTGOING).
+    let mut echoed = 0;
+    recv_until(&mut a[0], &mut pool, Duration::from_millis(200), |p| {
+        echoed += test_seq(p.data()).is_some() as usize;
+        false
+    });
+    assert_eq!(echoed, 0);
+
+    // A frame longer than the device takes is counted, not sent.
+    let mut big = test_frame(1, 999);
+    big.resize(1600, 0);
+    let mut batch = vec![PacketBuf::from_slice(&big)];
+    assert_eq!(a[0].send(&mut pool, &mut batch), 0);
+    let sa = a[0].stats().snapshot();
+    assert_eq!((sa.tx_frames, sa.tx_oversize, sa.tx_errors), (200, 1, 0));
+    let sb = b[0].stats().snapshot();
+    assert!(sb.rx_frames >= 200);
+    assert_eq!(sb.rx_oversize + sb.rx_truncated + sb.rx_kernel_drops, 0);
+    assert_eq!(pool.available(), 512, "every buffer back in the pool");
+}
+
+#[test]
+fn kernel_frames_leaving_the_device_are_not_seen() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("io");
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    p.na.ip(&["addr", "add", "10.77.0.1/24", "dev", "snio-a"]);
+    // The kernel of A sends a datagram to 10.77.0.2: an ARP request goes out.
+    p.na.run(|| {
+        let s = std::net::UdpSocket::bind("10.77.0.1:0").unwrap();
+        let _ = s.send_to(b"x", "10.77.0.2:9");
+    });
+    let is_arp_from_a = |f: &[u8]| f.len() >= 42 && ethertype(f) == 0x0806 && f[28..32] == [10, 77, 0, 1];
+    let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+    assert!(recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| is_arp_from_a(p.data())), "B sees A's ARP");
+    let mut seen_on_a = false;
+    recv_until(&mut a[0], &mut pool, Duration::from_millis(200), |p| {
+        seen_on_a |= is_arp_from_a(p.data());
+        false
+    });
+    assert!(!seen_on_a, "A's own outgoing ARP is not delivered to A's queue");
+}
+
+#[test]
+fn fanout_delivers_each_frame_to_exactly_one_queue() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("fo");
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 2, &PacketOptions::default()).unwrap());
+    assert_eq!(b.len(), 2);
+    let mut pool = PacketPool::new(1024, DEFAULT_BUF_SIZE);
+    let n = 400u32;
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| test_frame(i as u16, i)).collect();
+    assert_eq!(send_all(&mut a[0], &mut pool, &frames), n as usize);
+
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    let mut per_queue = [0usize; 2];
+    let mut total = 0;
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut batch = Vec::with_capacity(64);
+    while total < n as usize && Instant::now() < end {
+        let mut got = 0;
+        for (qi, q) in b.iter_mut().enumerate() {
+            got += q.recv(&mut pool, &mut batch, 64);
+            for p in batch.drain(..) {
+                if let Some(s) = test_seq(p.data()) {
+                    *seen.entry(s).or_default() += 1;
+                    per_queue[qi] += 1;
+                    total += 1;
+                }
+                pool.free(p);
+            }
+        }
+        if got == 0 {
+            poll_in(&b[0], 5);
+        }
+    }
+    // Late duplicates would show up after the count is reached.
+    std::thread::sleep(Duration::from_millis(50));
+    for (qi, q) in b.iter_mut().enumerate() {
+        q.recv(&mut pool, &mut batch, 64);
+        for p in batch.drain(..) {
+            if let Some(s) = test_seq(p.data()) {
+                *seen.entry(s).or_default() += 1;
+                per_queue[qi] += 1;
+            }
+            pool.free(p);
+        }
+    }
+    assert_eq!(seen.len(), n as usize, "every frame arrived");
+    assert!(seen.values().all(|&c| c == 1), "no frame arrived twice");
+    assert!(per_queue[0] > 0 && per_queue[1] > 0, "flows spread over both queues: {per_queue:?}");
+}
+
+#[test]
+fn oversized_frames_are_counted_not_lost_silently() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("ov");
+    p.na.ip(&["link", "set", "snio-a", "mtu", "9000"]);
+    p.nb.ip(&["link", "set", "snio-b", "mtu", "9000"]);
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    // The sender's pool has big buffers; the receiver's the usual 2 KiB.
+    let mut big_pool = PacketPool::new(8, 16384);
+    let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+    let mut big = test_frame(1, 1);
+    big.resize(4000, 0xee);
+    let small = test_frame(1, 2);
+    let mut batch = vec![PacketBuf::from_slice(&big), PacketBuf::from_slice(&small)];
+    assert_eq!(a[0].send(&mut big_pool, &mut batch), 2);
+    let got_small = recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
+        assert_ne!(test_seq(p.data()), Some(1), "the 4000-byte frame cannot fit a 2 KiB buffer");
+        test_seq(p.data()) == Some(2)
+    });
+    assert!(got_small);
+    assert_eq!(b[0].stats().snapshot().rx_oversize, 1);
+}
+
+#[test]
+fn partial_checksums_from_the_peer_are_completed() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("cs");
+    // Only B is ours; A's kernel keeps TX checksum offload on and sends UDP.
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let tx_csum = p.na.run(|| softnet_io::ethtool::offload_enabled("snio-a", "tx-checksum").unwrap());
+    p.na.ip(&["addr", "add", "10.78.0.1/24", "dev", "snio-a"]);
+    p.na.ip(&["neigh", "add", "10.78.0.2", "lladdr", "02:00:00:77:00:02", "dev", "snio-a", "nud", "permanent"]);
+    p.na.run(|| {
+        let s = std::net::UdpSocket::bind("10.78.0.1:4000").unwrap();
+        s.send_to(b"checksum me please", "10.78.0.2:9").unwrap();
+    });
+    let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+    let mut udp_ok = None;
+    recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
+        let f = p.data();
+        if f.len() >= 42 && ethertype(f) == 0x0800 && f[23] == 17 && f[34..36] == 4000u16.to_be_bytes() {
+            let ulen = u16::from_be_bytes([f[38], f[39]]) as usize;
+            let mut ph = Vec::new();
+            ph.extend_from_slice(&f[26..34]);
+            ph.extend_from_slice(&[0, 17]);
+            ph.extend_from_slice(&(ulen as u16).to_be_bytes());
+            ph.extend_from_slice(&f[34..34 + ulen]);
+            udp_ok = Some(csum(&ph) == 0);
+        }
+        udp_ok.is_some()
+    });
+    assert_eq!(udp_ok, Some(true), "UDP checksum is valid on delivery");
+    let s = b[0].stats().snapshot();
+    eprintln!("peer tx-checksum offload {tx_csum}, completed here: {}", s.rx_csum_completed);
+    if tx_csum {
+        assert_eq!(s.rx_csum_completed, 1, "veth with TX checksum offload hands over CHECKSUM_PARTIAL");
+    }
+}
+
+#[test]
+fn open_errors_name_the_device() {
+    if !is_root() {
+        return;
+    }
+    let ns = Netns::new("pe");
+    let e = ns.run(|| PacketQueue::open_all("snio-none", 1, &PacketOptions::default()).err().unwrap().to_string());
+    assert!(e.starts_with("snio-none: SIOCGIFINDEX: No such device"), "{e}");
+    let e = ns.run(|| PacketQueue::open_all("lo", 1, &PacketOptions::default()).err().unwrap().to_string());
+    assert!(e.starts_with("lo: not an Ethernet device"), "{e}");
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Frames per second through a veth pair: one sender queue (batches of 64
+/// through the TX ring), one receiver queue (batch recv from the V3 ring).
+#[test]
+#[ignore]
+fn bench_veth_pps() {
+    if !is_root() {
+        return;
+    }
+    let secs: u64 = std::env::var("SNIO_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let size: usize = std::env::var("SNIO_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let p = pair("bn");
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut tx = a.pop().unwrap();
+    let mut rx = b.pop().unwrap();
+    let (tx_stats, rx_stats) = (tx.stats(), rx.stats());
+    let mut template = test_frame(1, 0);
+    template.resize(size.max(template.len()), 0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let dur = Duration::from_secs(secs);
+    let (sent, received, rx_time) = std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            pin(1);
+            let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
+            let mut batch = Vec::with_capacity(64);
+            let mut n = 0u64;
+            let t0 = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = rx.recv(&mut pool, &mut batch, 64);
+                n += got as u64;
+                for p in batch.drain(..) {
+                    pool.free(p);
+                }
+                if got == 0 {
+                    poll_in(&rx, 5);
+                }
+            }
+            (n, t0.elapsed())
+        });
+        pin(0);
+        let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
+        let mut batch = Vec::with_capacity(64);
+        let mut sent = 0u64;
+        let t0 = Instant::now();
+        while t0.elapsed() < dur {
+            for _ in 0..64 {
+                let mut p = pool.alloc().unwrap();
+                p.set_len(template.len()).unwrap();
+                p.data_mut().copy_from_slice(&template);
+                batch.push(p);
+            }
+            sent += tx.send(&mut pool, &mut batch) as u64;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (n, t) = receiver.join().unwrap();
+        (sent, n, t)
+    });
+    let tx_s = tx_stats.snapshot();
+    let rx_s = rx_stats.snapshot();
+    let secs_f = dur.as_secs_f64();
+    println!(
+        "veth AF_PACKET {size}-byte frames, {secs}s: sent {:.0} f/s (tx_busy {}), received {:.0} f/s ({:.1}% of sent), kernel rx drops {}, rx time {:?}",
+        sent as f64 / secs_f,
+        tx_s.tx_busy,
+        received as f64 / secs_f,
+        100.0 * received as f64 / sent.max(1) as f64,
+        rx_s.rx_kernel_drops,
+        rx_time
+    );
+    assert!(received > 0);
+}
