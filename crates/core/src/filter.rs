@@ -12,12 +12,18 @@ pub enum Direction {
     Out,
 }
 
-/// What the filter decided about a packet.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// What the filter decided about a packet it was given.
+#[derive(Debug)]
 pub enum Verdict {
-    Pass,
-    /// Dropped; the filter has counted it (and logged it if asked).
-    Drop,
+    /// Go on with this packet (possibly another buffer than the one given:
+    /// a datagram reassembled from fragments).
+    Pass(PacketBuf),
+    /// Blocked; the filter has counted it (and logged it if asked). The
+    /// stack frees the buffer.
+    Drop(PacketBuf),
+    /// The filter kept the packet (a fragment waiting for the rest of its
+    /// datagram); nothing more to do.
+    Consumed,
 }
 
 /// Packets the filter wants sent in answer (a TCP RST, an ICMP error for
@@ -25,24 +31,35 @@ pub enum Verdict {
 /// packet the router originates.
 pub type FilterReplies = Vec<PacketBuf>;
 
-/// Where the filter gets buffers for replies; the worker's pool.
+/// Where the filter gets and returns buffers: the calling worker's pools.
 pub trait BufferSource {
+    /// A normal buffer (room for one frame).
     fn alloc(&mut self) -> Option<PacketBuf>;
+    /// A buffer for a whole IPv4 datagram (64 KiB), for reassembly.
+    fn alloc_large(&mut self) -> Option<PacketBuf>;
+    /// Returns a buffer (either size).
+    fn free(&mut self, p: PacketBuf);
 }
 
 /// A packet filter. Called once per packet per hook, on the worker's thread;
 /// it must not block and should not allocate in the steady state.
 pub trait PacketFilter: Send + Sync {
-    /// `pkt.data()` starts at the IPv4 header; `worker` is the calling
-    /// worker's id (for per-worker counters); `now` is the batch's time.
+    /// `pkt.data()` starts at the IPv4 header (validated: version, lengths,
+    /// header checksum); `worker` is the calling worker's id (for
+    /// per-worker counters); `now` is the batch's time.
+    #[allow(clippy::too_many_arguments)]
     fn test(
         &self,
         worker: usize,
         now: Instant,
         dir: Direction,
         ifp: &Interface,
-        pkt: &mut PacketBuf,
+        pkt: PacketBuf,
         bufs: &mut dyn BufferSource,
         replies: &mut FilterReplies,
     ) -> Verdict;
+
+    /// Housekeeping from the control thread about once a second: expire
+    /// states and fragments.
+    fn tick(&self, _now: Instant) {}
 }

@@ -278,6 +278,21 @@ impl Stack {
         Ok(())
     }
 
+    /// Adds many gateway routes, publishing the table once (bulk loads).
+    pub fn routes_batch(&self, rtable: u16, routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>) -> Result<(), StackError> {
+        let _c = self.control.lock();
+        let mut built = Vec::with_capacity(routes.len());
+        for (dest, len, gw) in routes {
+            built.push(self.make_route(dest, len, RouteTarget::Gateway(gw))?);
+        }
+        self.routes.batch(rtable, |b| -> Result<(), StackError> {
+            for r in built {
+                b.add(r)?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn delete_route(&self, rtable: u16, dest: Ipv4Addr, prefix_len: u8) -> Result<(), StackError> {
         let _c = self.control.lock();
         self.routes.delete(rtable, dest, prefix_len, None)?;

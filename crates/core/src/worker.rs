@@ -96,6 +96,8 @@ struct Ctx<'a> {
 struct WorkerState {
     id: usize,
     pool: PacketPool,
+    /// A few 64 KiB buffers for datagrams the filter reassembles.
+    large_pool: PacketPool,
     rx: Vec<PacketBuf>,
     /// Frames to send, per interface index.
     tx: Vec<Vec<PacketBuf>>,
@@ -116,12 +118,33 @@ pub struct Worker {
     st: WorkerState,
 }
 
-struct PoolSource<'a>(&'a mut PacketPool);
-impl BufferSource for PoolSource<'_> {
+/// The worker's pools as the filter sees them.
+struct Pools<'a> {
+    small: &'a mut PacketPool,
+    large: &'a mut PacketPool,
+}
+
+impl BufferSource for Pools<'_> {
     fn alloc(&mut self) -> Option<PacketBuf> {
-        self.0.alloc()
+        self.small.alloc()
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        self.large.alloc()
+    }
+    fn free(&mut self, p: PacketBuf) {
+        if p.capacity() == self.small.buf_size() {
+            self.small.free(p)
+        } else {
+            self.large.free(p)
+        }
     }
 }
+
+/// Size of a buffer that holds any IPv4 datagram (reassembly), with
+/// headroom for the Ethernet header.
+pub const LARGE_BUF_SIZE: usize = 65535 + crate::packet::HEADROOM + 64;
+/// Large buffers per worker.
+const LARGE_POOL: usize = 16;
 
 impl Worker {
     /// A worker with id `id` (0-based; it uses queue `id` of every
@@ -134,6 +157,7 @@ impl Worker {
         let st = WorkerState {
             id,
             pool: PacketPool::new(cfg.pool_size, cfg.buf_size),
+            large_pool: PacketPool::new(LARGE_POOL, LARGE_BUF_SIZE),
             rx: Vec::with_capacity(BATCH),
             tx: (0..64).map(|_| Vec::with_capacity(STAGE_MAX)).collect(),
             tx_pending: Vec::with_capacity(64),
@@ -280,23 +304,23 @@ impl WorkerState {
         let es = &cx.stats.ether;
         if !ifp.is_up() {
             ist.idrops.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let Ok(frame) = EthernetFrame::new_checked(p.data()) else {
             es.runts.inc();
             ist.ierrors.inc();
-            return self.pool.free(p);
+            return self.free(p);
         };
         let dst = frame.dst();
         let link_bcast = dst.is_multicast();
         if !link_bcast && dst != ifp.mac() {
             es.not_for_us.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         if frame.vlan().is_some() {
             es.vlan_dropped.inc();
             ist.idrops.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let ethertype = frame.ethertype();
         p.meta.rcvif = ifp.index();
@@ -309,12 +333,12 @@ impl WorkerState {
             EtherType::IPV6 => {
                 es.ipv6_dropped.inc();
                 ist.idrops.inc();
-                self.pool.free(p);
+                self.free(p);
             }
             _ => {
                 es.unknown_type.inc();
                 ist.idrops.inc();
-                self.pool.free(p);
+                self.free(p);
             }
         }
     }
@@ -326,7 +350,7 @@ impl WorkerState {
             Err(_) => {
                 arps.dropped_bad.inc();
                 ifp.stats.get(self.id).ierrors.inc();
-                return self.pool.free(p);
+                return self.free(p);
             }
         };
         self.arp_out.clear();
@@ -337,10 +361,10 @@ impl WorkerState {
                 arps.replies_sent.inc();
                 self.stage(cx, ifp.index(), p);
             } else {
-                self.pool.free(p);
+                self.free(p);
             }
         } else {
-            self.pool.free(p);
+            self.free(p);
         }
         let mut flushed = std::mem::take(&mut self.arp_out.flushed);
         for (ifindex, mac, mut frame) in flushed.drain(..) {
@@ -410,16 +434,17 @@ impl WorkerState {
             ips.fragments.inc();
         }
 
+        let mut p = p;
         if let Some(f) = cx.filter {
-            if self.run_filter(cx, f, Direction::In, ifp, &mut p) == Verdict::Drop {
-                ips.filtered.inc();
-                return self.pool.free(p);
+            match self.run_filter(cx, f, Direction::In, ifp, p) {
+                Some(q) => p = q,
+                None => return,
             }
         }
 
         if dst.is_multicast() {
             ips.notmember.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         if dst.is_broadcast() {
             return self.local_input(cx, ifp, p, true);
@@ -440,7 +465,7 @@ impl WorkerState {
         if link_bcast || !cx.stack.config.forwarding {
             // Never forward what arrived as a link-level broadcast.
             ips.cantforward.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         self.ip_forward(cx, ifp, p, route);
     }
@@ -448,17 +473,37 @@ impl WorkerState {
     #[inline]
     fn drop_in(&mut self, ifp: &Interface, p: PacketBuf) {
         ifp.stats.get(self.id).ierrors.inc();
-        self.pool.free(p);
+        self.free(p);
     }
 
-    fn run_filter(&mut self, cx: &Ctx, f: &FilterSlot, dir: Direction, ifp: &Interface, p: &mut PacketBuf) -> Verdict {
+    /// Runs the filter on `p`; `Some` if the packet goes on.
+    fn run_filter(&mut self, cx: &Ctx, f: &FilterSlot, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
         let mut replies = std::mem::take(&mut self.replies);
-        let v = f.0.test(self.id, cx.now, dir, ifp, p, &mut PoolSource(&mut self.pool), &mut replies);
+        let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
+        let v = f.0.test(self.id, cx.now, dir, ifp, p, &mut src, &mut replies);
         for r in replies.drain(..) {
             self.ip_output(cx, r);
         }
         self.replies = replies;
-        v
+        match v {
+            Verdict::Pass(p) => Some(p),
+            Verdict::Drop(p) => {
+                cx.stats.ip.filtered.inc();
+                self.free(p);
+                None
+            }
+            Verdict::Consumed => None,
+        }
+    }
+
+    /// Returns a buffer to the pool it came from.
+    #[inline]
+    fn free(&mut self, p: PacketBuf) {
+        if p.capacity() == self.pool.buf_size() {
+            self.pool.free(p)
+        } else {
+            self.large_pool.free(p)
+        }
     }
 
     // ---- local delivery ----------------------------------------------------
@@ -469,7 +514,7 @@ impl WorkerState {
         if ip.more_frags() || ip.frag_offset() != 0 {
             // No reassembly for the router's own traffic yet.
             ips.fragdropped.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         ips.delivered.inc();
         match ip.protocol() {
@@ -481,7 +526,7 @@ impl WorkerState {
                 if !bcast {
                     self.icmp_error(cx, Some(ifp), &p, bcast, IcmpErr::Unreach(DstUnreachable::ProtoUnreachable, 0));
                 }
-                self.pool.free(p);
+                self.free(p);
             }
         }
     }
@@ -492,11 +537,11 @@ impl WorkerState {
         let payload = &p.data()[hlen..];
         if payload.len() < ICMP_HEADER_LEN {
             ics.tooshort.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         if checksum::checksum(payload) != 0 {
             ics.checksum.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let msg_type = payload[0];
         if let Some(c) = ics.inhist.get(msg_type as usize) {
@@ -504,11 +549,11 @@ impl WorkerState {
         }
         if msg_type != icmpv4::msg_type::ECHO_REQUEST {
             // Replies and errors addressed to the router: nobody listens.
-            return self.pool.free(p);
+            return self.free(p);
         }
         if bcast && !cx.stack.config.bmcast_echo {
             ics.bmcastecho.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         // Reflect in place (icmp_reflect): strip options, swap addresses,
         // echo request → reply with an incremental checksum update.
@@ -560,17 +605,17 @@ impl WorkerState {
         let payload = &p.data()[hlen..];
         if payload.len() < UDP_HEADER_LEN {
             ts.udp_hdrops.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let ulen = u16::from_be_bytes([payload[4], payload[5]]) as usize;
         if ulen < UDP_HEADER_LEN || ulen > payload.len() {
             ts.udp_badlen.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let udp = softnet_wire::udp::UdpPacket::new_unchecked(&payload[..ulen]);
         if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
             ts.udp_badsum.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         if bcast {
             ts.udp_noportbcast.inc();
@@ -580,7 +625,7 @@ impl WorkerState {
             ts.udp_noport.inc();
             self.icmp_error(cx, Some(ifp), &p, bcast, IcmpErr::Unreach(DstUnreachable::PortUnreachable, 0));
         }
-        self.pool.free(p);
+        self.free(p);
     }
 
     fn tcp_input(&mut self, cx: &Ctx, _ifp: &Arc<Interface>, p: PacketBuf, bcast: bool) {
@@ -592,15 +637,15 @@ impl WorkerState {
         let seg = &p.data()[hlen..];
         let Ok(tcp) = TcpPacket::new_checked(seg) else {
             ts.tcp_rcvshort.inc();
-            return self.pool.free(p);
+            return self.free(p);
         };
         if !tcp.verify_checksum(src, dst) {
             ts.tcp_rcvbadsum.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let flags = tcp.flags();
         if bcast || flags.contains(TcpFlags::RST) {
-            return self.pool.free(p);
+            return self.free(p);
         }
         // RFC 793 "Reset Generation", closed port: if the segment has an
         // ACK, <SEQ=SEG.ACK><CTL=RST>; else <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
@@ -629,7 +674,7 @@ impl WorkerState {
         };
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip.odropped.inc();
-            return self.pool.free(p);
+            return self.free(p);
         };
         let ip_repr = Ipv4Repr {
             src: dst,
@@ -641,9 +686,9 @@ impl WorkerState {
             dont_frag: true,
             payload_len: TCP_MIN_HEADER,
         };
-        self.pool.free(p);
+        self.free(p);
         if r.rewind(IPV4_MIN_HEADER + TCP_MIN_HEADER).is_err() {
-            return self.pool.free(r);
+            return self.free(r);
         }
         let buf = r.data_mut();
         ip_repr.emit(&mut buf[..IPV4_MIN_HEADER]);
@@ -729,7 +774,7 @@ impl WorkerState {
         let src = src.or_else(|| cx.rt.lookup(osrc).and_then(|r| r.ifa));
         let Some(src) = src else {
             cx.stats.ip.noroute.inc();
-            return self.pool.free(e);
+            return self.free(e);
         };
         let icmp_len = repr.buffer_len();
         let ip_repr = Ipv4Repr {
@@ -743,7 +788,7 @@ impl WorkerState {
             payload_len: icmp_len,
         };
         if e.rewind(IPV4_MIN_HEADER + icmp_len).is_err() {
-            return self.pool.free(e);
+            return self.free(e);
         }
         let buf = e.data_mut();
         ip_repr.emit(&mut buf[..IPV4_MIN_HEADER]);
@@ -764,27 +809,27 @@ impl WorkerState {
         let d = dst.octets()[0];
         if src.is_unspecified() || d == 0 || d == 127 || d >= 240 {
             ips.cantforward.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         if ttl <= 1 {
             ips.ttlexceeded.inc();
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::TimeExceeded);
-            return self.pool.free(p);
+            return self.free(p);
         }
         let Some(r) = route else {
             ips.noroute.inc();
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Unreach(DstUnreachable::HostUnreachable, 0));
-            return self.pool.free(p);
+            return self.free(p);
         };
         if r.flags.contains(RouteFlags::BLACKHOLE) {
             ips.blackholed.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         let out = if r.flags.contains(RouteFlags::REJECT) { None } else { cx.ifs.get_weak(r.ifp) };
         let Some(out) = out.filter(|o| o.is_up()) else {
             ips.noroute.inc();
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Unreach(DstUnreachable::HostUnreachable, 0));
-            return self.pool.free(p);
+            return self.free(p);
         };
         let next_hop = r.gateway.unwrap_or(dst);
         Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
@@ -797,9 +842,9 @@ impl WorkerState {
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Redirect(next_hop));
         }
         if let Some(f) = cx.filter {
-            if self.run_filter(cx, f, Direction::Out, out, &mut p) == Verdict::Drop {
-                ips.filtered.inc();
-                return self.pool.free(p);
+            match self.run_filter(cx, f, Direction::Out, out, p) {
+                Some(q) => p = q,
+                None => return,
             }
         }
         let mtu = if r.mtu != 0 { r.mtu.min(out.mtu()) } else { out.mtu() } as usize;
@@ -809,7 +854,7 @@ impl WorkerState {
                 ips.cantfrag.inc();
                 let m = mtu.min(u16::MAX as usize) as u16;
                 self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Unreach(DstUnreachable::FragRequired, m));
-                return self.pool.free(p);
+                return self.free(p);
             }
             ips.forward.inc();
             return self.fragment(cx, out, next_hop, p, mtu, Some(in_ifp));
@@ -828,7 +873,7 @@ impl WorkerState {
         let out = route.filter(|r| !r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL));
         let Some((r, ifp)) = out.and_then(|r| cx.ifs.get_weak(r.ifp).map(|i| (r, i))).filter(|(_, i)| i.is_up()) else {
             ips.noroute.inc();
-            return self.pool.free(p);
+            return self.free(p);
         };
         let next_hop = r.gateway.unwrap_or(dst);
         let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() } as usize;
@@ -856,7 +901,7 @@ impl WorkerState {
         later_len = later_len.div_ceil(4) * 4;
         if mtu < hlen + 8 || mtu < later_len + 8 {
             ips.cantfrag.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         ips.fragmented.inc();
         let mut pos = 0usize;
@@ -871,7 +916,7 @@ impl WorkerState {
                 break;
             };
             if f.rewind(h + chunk).is_err() {
-                self.pool.free(f);
+                self.free(f);
                 ips.odropped.inc();
                 break;
             }
@@ -894,16 +939,33 @@ impl WorkerState {
             pos += chunk;
             first = false;
         }
-        self.pool.free(p);
+        self.free(p);
     }
 
     /// ether_output + arpresolve: Ethernet header, link destination from
     /// ARP (or broadcast), then staging. `rcvif` is set for forwarded
     /// packets, which get an ICMP host unreachable if ARP gave up.
     fn ether_out(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv4Addr, mut p: PacketBuf, rcvif: Option<&Arc<Interface>>) {
+        if p.capacity() != self.pool.buf_size() {
+            // A reassembled datagram that fits the link: move it to a normal
+            // buffer so the large one returns to its pool.
+            let Some(mut q) = self.pool.alloc() else {
+                cx.stats.ip.odropped.inc();
+                return self.free(p);
+            };
+            if q.set_len(p.len()).is_err() {
+                cx.stats.ip.odropped.inc();
+                self.free(q);
+                return self.free(p);
+            }
+            q.data_mut().copy_from_slice(p.data());
+            q.meta = p.meta;
+            self.free(p);
+            p = q;
+        }
         if prepend_ipv4_header(&mut p, ifp.mac()).is_err() {
             cx.stats.ip.odropped.inc();
-            return self.pool.free(p);
+            return self.free(p);
         }
         if next_hop.is_broadcast() || ifp.addrs().iter().any(|a| a.broadcast() == Some(next_hop)) {
             set_dst(&mut p, MacAddr::BROADCAST);
@@ -917,7 +979,7 @@ impl WorkerState {
             ArpResolve::Held { request, dropped } => {
                 if let Some(d) = dropped {
                     cx.stats.ip.odropped.inc();
-                    self.pool.free(d);
+                    self.free(d);
                 }
                 if let Some(req) = request {
                     self.send_arp_request(cx, ifp, &req);
@@ -929,11 +991,11 @@ impl WorkerState {
                     self.icmp_error(cx, Some(rcvif), &p, false, IcmpErr::Unreach(DstUnreachable::HostUnreachable, 0));
                 }
                 cx.stats.ip.noroute.inc();
-                self.pool.free(p);
+                self.free(p);
             }
             ArpResolve::Dropped(p) => {
                 cx.stats.ip.odropped.inc();
-                self.pool.free(p);
+                self.free(p);
             }
         }
     }
@@ -944,7 +1006,7 @@ impl WorkerState {
             return;
         };
         if build_arp_frame(&mut p, ifp.mac(), MacAddr::BROADCAST, req).is_err() {
-            return self.pool.free(p);
+            return self.free(p);
         }
         cx.stats.arp.requests_sent.inc();
         self.stage(cx, ifp.index(), p);
