@@ -2,6 +2,7 @@
 //! counters and workers. Pure: no OS calls; the clock and the links are
 //! injected, so the same code runs on real devices and in memory.
 
+pub mod arp;
 pub mod filter;
 pub mod gen;
 pub mod iface;
