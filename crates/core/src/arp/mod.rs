@@ -571,19 +571,21 @@ impl ArpTable {
                 }
             }
         }
-        if !shard.contains_key(&next_hop) {
-            if ifp.source_for(next_hop).is_none() {
-                stats.dropped_no_entry.inc();
-                return ArpResolve::Dropped(frame);
+        let e = match shard.entry(next_hop) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if ifp.source_for(next_hop).is_none() {
+                    stats.dropped_no_entry.inc();
+                    return ArpResolve::Dropped(frame);
+                }
+                let mut e = Entry::new(ifindex, ArpEntryKind::Incomplete, MacAddr::ZERO);
+                e.hold.reserve_exact(cfg.hold_per_entry);
+                v.insert(e)
             }
-            let mut e = Entry::new(ifindex, ArpEntryKind::Incomplete, MacAddr::ZERO);
-            e.hold.reserve_exact(cfg.hold_per_entry);
-            shard.insert(next_hop, e);
-        }
-        let e = shard.get_mut(&next_hop).expect("present");
+        };
 
         if e.is_resolved() {
-            let live = e.expire.map_or(true, |t| t > now);
+            let live = e.expire.is_none_or(|t| t > now);
             if live {
                 let mac = e.mac;
                 let mut valid_until = e.expire.unwrap_or(NEVER);
@@ -606,6 +608,7 @@ impl ArpTable {
                 return ArpResolve::Resolved(mac, frame);
             }
             // Expired but not yet reaped: resolve again.
+            e.hold.reserve_exact(cfg.hold_per_entry);
             e.kind = ArpEntryKind::Incomplete;
             e.expire = None;
             e.asked = 0;
@@ -721,8 +724,13 @@ impl ArpTable {
                 None => return,
             }
         };
-        out.reply =
-            Some(ArpRepr { operation: ArpOperation::Reply, sender_hw, sender_ip: itaddr, target_hw: sha, target_ip: spa });
+        out.reply = Some(ArpRepr {
+            operation: ArpOperation::Reply,
+            sender_hw,
+            sender_ip: itaddr,
+            target_hw: sha,
+            target_ip: spa,
+        });
     }
 
     fn published_on(&self, ip: Ipv4Addr, ifindex: IfIndex) -> Option<MacAddr> {
@@ -757,7 +765,9 @@ impl ArpTable {
                 return Ok(());
             }
             drop(shard);
-            if let Some(other) = ifs.iter().find(|i| i.index() != ifp.index() && i.addrs().iter().any(|a| a.contains(spa))) {
+            if let Some(other) =
+                ifs.iter().find(|i| i.index() != ifp.index() && i.addrs().iter().any(|a| a.contains(spa)))
+            {
                 tracing::warn!("arp: attempt to add entry for {spa} on {} by {sha} on {}", other.name(), ifp.name());
                 return Err(());
             }
@@ -859,7 +869,11 @@ impl ArpTable {
             return Err(ArpError::LocalAddress(ip));
         }
         let ifp = ifs.iter().find(|i| i.addrs().iter().any(|a| a.contains(ip))).ok_or(ArpError::NoRoute(ip))?;
-        if ifp.addrs().iter().any(|a| a.contains(ip) && a.prefix_len < 31 && (a.network() == ip || a.broadcast() == Some(ip))) {
+        if ifp
+            .addrs()
+            .iter()
+            .any(|a| a.contains(ip) && a.prefix_len < 31 && (a.network() == ip || a.broadcast() == Some(ip)))
+        {
             return Err(ArpError::CannotIntuit(ip));
         }
         let (k, expire) = match kind {

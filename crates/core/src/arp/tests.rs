@@ -89,7 +89,13 @@ fn frame(tag: u8) -> PacketBuf {
 }
 
 fn req(sha: MacAddr, spa: Ipv4Addr, tpa: Ipv4Addr) -> ArpRepr {
-    ArpRepr { operation: ArpOperation::Request, sender_hw: sha, sender_ip: spa, target_hw: MacAddr::ZERO, target_ip: tpa }
+    ArpRepr {
+        operation: ArpOperation::Request,
+        sender_hw: sha,
+        sender_ip: spa,
+        target_hw: MacAddr::ZERO,
+        target_ip: tpa,
+    }
 }
 
 fn reply(sha: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) -> ArpRepr {
@@ -183,7 +189,13 @@ fn announcement_of_own_address_is_defended_and_logged_as_duplicate() {
     let (_, log) = logged(|| r.input(req(OTHER_MAC, A1, A1)));
     assert_eq!(
         r.out.reply,
-        Some(ArpRepr { operation: ArpOperation::Reply, sender_hw: MAC1, sender_ip: A1, target_hw: OTHER_MAC, target_ip: A1 })
+        Some(ArpRepr {
+            operation: ArpOperation::Reply,
+            sender_hw: MAC1,
+            sender_ip: A1,
+            target_hw: OTHER_MAC,
+            target_ip: A1
+        })
     );
     assert!(log.contains(&format!("duplicate IP address {A1} sent from ethernet address {OTHER_MAC}")), "{log}");
     let e = entry(&r, A1);
@@ -218,7 +230,10 @@ fn request_claiming_address_of_another_interface_is_refused_as_permanent() {
     let before = entry(&r, A2);
     let (_, log) = logged(|| r.input(req(OTHER_MAC, A2, A1)));
     assert!(r.out.reply.is_none());
-    assert!(log.contains(&format!("arp: attempt to overwrite permanent entry for {A2} by {OTHER_MAC} on sn0")), "{log}");
+    assert!(
+        log.contains(&format!("arp: attempt to overwrite permanent entry for {A2} by {OTHER_MAC} on sn0")),
+        "{log}"
+    );
     assert_eq!(entry(&r, A2), before);
 }
 
@@ -338,7 +353,13 @@ fn unresolved_next_hop_holds_packet_and_sends_request() {
             assert_eq!(q.ifindex, r.if1.index());
             assert_eq!(
                 q.repr,
-                ArpRepr { operation: ArpOperation::Request, sender_hw: MAC1, sender_ip: A1, target_hw: MacAddr::ZERO, target_ip: H }
+                ArpRepr {
+                    operation: ArpOperation::Request,
+                    sender_hw: MAC1,
+                    sender_ip: A1,
+                    target_hw: MacAddr::ZERO,
+                    target_ip: H
+                }
             );
             assert_eq!((q.sender_ip, q.target_ip), (A1, H), "derefs to the message");
         }
@@ -570,7 +591,13 @@ fn gratuitous_request_announces_the_address() {
     let r = Rig::new();
     assert_eq!(
         r.arp.gratuitous(&r.if1, A1),
-        ArpRepr { operation: ArpOperation::Request, sender_hw: MAC1, sender_ip: A1, target_hw: MacAddr::ZERO, target_ip: A1 }
+        ArpRepr {
+            operation: ArpOperation::Request,
+            sender_hw: MAC1,
+            sender_ip: A1,
+            target_hw: MacAddr::ZERO,
+            target_ip: A1
+        }
     );
 }
 
@@ -616,4 +643,42 @@ fn stats_format_prints_the_arp_section() {
     assert!(s.contains("\t0 ARP replies received\n"), "{s}");
     assert!(s.contains("\t1 Duplicate IP seen\n"), "{s}");
     assert!(s.contains("\t0 ARP entries timed out\n"), "{s}");
+}
+
+#[test]
+fn concurrent_resolve_and_input_keep_hold_accounting_exact() {
+    let r = Rig::new();
+    let ifs = r.ifaces.load();
+    let hosts: Vec<Ipv4Addr> = (10..40u8).map(|h| Ipv4Addr::new(10, 0, 1, h)).collect();
+    std::thread::scope(|s| {
+        for w in 0..3u64 {
+            let (r, hosts) = (&r, &hosts);
+            s.spawn(move || {
+                let mut cache = ArpWorkerCache::new();
+                let stats = ArpStats::default();
+                for i in 0..2000u64 {
+                    let ip = hosts[((i * 7 + w) % hosts.len() as u64) as usize];
+                    let now = T0 + Duration::from_millis(i);
+                    let _ = r.arp.resolve(now, &r.if1, ip, frame(0), &mut cache, &stats);
+                    cache.drain_dropped().for_each(drop);
+                }
+            });
+        }
+        let (r, hosts, ifs) = (&r, &hosts, &ifs);
+        s.spawn(move || {
+            let mut out = ArpInput::new();
+            let stats = ArpStats::default();
+            for i in 0..2000usize {
+                let ip = hosts[i % hosts.len()];
+                let mac = MacAddr([2, 0xee, 0, 0, 0, (i % 251) as u8]);
+                r.arp.input(T0, ifs, &r.if1, &reply(mac, ip, MAC1, A1), &stats, &mut out);
+                if i % 500 == 0 {
+                    r.arp.delete_all();
+                }
+            }
+        });
+    });
+    let held: usize = r.arp.entries().iter().map(|e| e.held).sum();
+    assert_eq!(r.arp.held_total(), held);
+    assert!(held <= 100);
 }
