@@ -16,7 +16,8 @@ pub struct LinkStats {
     pub rx_oversize: AtomicU64,
     /// Frames the kernel cut short in the ring (snaplen < len): dropped.
     pub rx_truncated: AtomicU64,
-    /// Frames left waiting because the pool had no buffer.
+    /// Receives cut short because the pool had no buffer (AF_PACKET: the
+    /// frame stays in the ring for the next batch).
     pub rx_nobuf: AtomicU64,
     /// Frames the kernel dropped before we saw them (ring full).
     pub rx_kernel_drops: AtomicU64,

@@ -18,7 +18,10 @@ pub struct IfReq {
 impl IfReq {
     pub fn new(dev: &str) -> Result<Self, IoError> {
         check_name(dev)?;
-        let mut r = IfReq { name: [0; IFNAMSIZ], data: [0; 24] };
+        let mut r = IfReq {
+            name: [0; IFNAMSIZ],
+            data: [0; 24],
+        };
         r.name[..dev.len()].copy_from_slice(dev.as_bytes());
         Ok(r)
     }
@@ -44,7 +47,10 @@ impl IfReq {
 /// Device names the kernel accepts: 1..=15 bytes, no '/', no whitespace.
 pub fn check_name(dev: &str) -> Result<(), IoError> {
     if dev.is_empty() || dev.len() >= IFNAMSIZ || dev.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace()) {
-        return Err(IoError::invalid(dev, "not a valid device name (1-15 bytes, no '/' or spaces)"));
+        return Err(IoError::invalid(
+            dev,
+            "not a valid device name (1-15 bytes, no '/' or spaces)",
+        ));
     }
     Ok(())
 }
@@ -61,7 +67,13 @@ pub fn ctl_socket(dev: &str) -> Result<OwnedFd, IoError> {
 }
 
 /// `ioctl(fd, req, &mut ifreq)` with the error attributed to `dev`/`call`.
-pub fn ifreq_ioctl(fd: &OwnedFd, req: libc::Ioctl, ifr: &mut IfReq, dev: &str, call: &'static str) -> Result<(), IoError> {
+pub fn ifreq_ioctl(
+    fd: &OwnedFd,
+    req: libc::Ioctl,
+    ifr: &mut IfReq,
+    dev: &str,
+    call: &'static str,
+) -> Result<(), IoError> {
     // SAFETY: ifr is a valid, writable `struct ifreq` for the duration of the call.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, ifr as *mut IfReq) };
     if r < 0 {
@@ -70,10 +82,23 @@ pub fn ifreq_ioctl(fd: &OwnedFd, req: libc::Ioctl, ifr: &mut IfReq, dev: &str, c
     Ok(())
 }
 
-pub fn setsockopt<T>(fd: &OwnedFd, level: i32, opt: i32, val: &T, dev: &str, call: &'static str) -> Result<(), IoError> {
+pub fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: i32,
+    opt: i32,
+    val: &T,
+    dev: &str,
+    call: &'static str,
+) -> Result<(), IoError> {
     // SAFETY: val points to a live T of the size we pass.
     let r = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, opt, val as *const T as *const libc::c_void, std::mem::size_of::<T>() as libc::socklen_t)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
     };
     if r < 0 {
         return Err(IoError::last(dev, call));

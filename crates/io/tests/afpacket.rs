@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
-use softnet_io::{PacketOptions, PacketQueue};
+use softnet_io::{PacketOptions, PacketQueue, TxMode};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,12 @@ fn test_frame(flow: u16, seq: u32) -> Vec<u8> {
     let mut payload = MARK.to_vec();
     payload.extend_from_slice(&seq.to_be_bytes());
     let src = [10, 77, (flow >> 8) as u8, flow as u8];
-    ether(MAC_B, MAC_A, 0x0800, &ipv4(src, [10, 77, 0, 2], 17, &udp(10000 + flow, 9, &payload)))
+    ether(
+        MAC_B,
+        MAC_A,
+        0x0800,
+        &ipv4(src, [10, 77, 0, 2], 17, &udp(10000 + flow, 9, &payload)),
+    )
 }
 
 /// The sequence number of one of our test frames, if it is one.
@@ -61,8 +66,10 @@ fn frames_cross_veth_and_no_echo_of_own_frames() {
         return;
     }
     let p = pair("pk");
-    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a =
+        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     let mut pool = PacketPool::new(512, DEFAULT_BUF_SIZE);
     let frames: Vec<Vec<u8>> = (0..200).map(|i| test_frame(1, i)).collect();
     assert_eq!(send_all(&mut a[0], &mut pool, &frames), 200);
@@ -99,13 +106,43 @@ fn frames_cross_veth_and_no_echo_of_own_frames() {
 }
 
 #[test]
+fn sendmmsg_mode_delivers_and_counts_oversize() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("mm");
+    let o = PacketOptions {
+        tx_mode: TxMode::Sendmmsg,
+        ..Default::default()
+    };
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &o).unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
+    let mut frames: Vec<Vec<u8>> = (0..150).map(|i| test_frame(1, i)).collect();
+    frames[70].resize(1600, 0); // too long for MTU 1500: counted, the rest go
+    assert_eq!(send_all(&mut a[0], &mut pool, &frames), 149);
+    let mut got = 0;
+    recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
+        got += test_seq(p.data()).is_some() as usize;
+        got == 149
+    });
+    assert_eq!(got, 149);
+    let s = a[0].stats().snapshot();
+    assert_eq!((s.tx_frames, s.tx_oversize, s.tx_errors), (149, 1, 0));
+    assert_eq!(pool.available(), 256);
+}
+
+#[test]
 fn kernel_frames_leaving_the_device_are_not_seen() {
     if !is_root() {
         return;
     }
     let p = pair("io");
-    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a =
+        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     p.na.ip(&["addr", "add", "10.77.0.1/24", "dev", "snio-a"]);
     // The kernel of A sends a datagram to 10.77.0.2: an ARP request goes out.
     p.na.run(|| {
@@ -114,7 +151,12 @@ fn kernel_frames_leaving_the_device_are_not_seen() {
     });
     let is_arp_from_a = |f: &[u8]| f.len() >= 42 && ethertype(f) == 0x0806 && f[28..32] == [10, 77, 0, 1];
     let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
-    assert!(recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| is_arp_from_a(p.data())), "B sees A's ARP");
+    assert!(
+        recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
+            is_arp_from_a(p.data())
+        }),
+        "B sees A's ARP"
+    );
     let mut seen_on_a = false;
     recv_until(&mut a[0], &mut pool, Duration::from_millis(200), |p| {
         seen_on_a |= is_arp_from_a(p.data());
@@ -129,8 +171,10 @@ fn fanout_delivers_each_frame_to_exactly_one_queue() {
         return;
     }
     let p = pair("fo");
-    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 2, &PacketOptions::default()).unwrap());
+    let mut a =
+        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 2, &PacketOptions::default()).unwrap());
     assert_eq!(b.len(), 2);
     let mut pool = PacketPool::new(1024, DEFAULT_BUF_SIZE);
     let n = 400u32;
@@ -173,7 +217,10 @@ fn fanout_delivers_each_frame_to_exactly_one_queue() {
     }
     assert_eq!(seen.len(), n as usize, "every frame arrived");
     assert!(seen.values().all(|&c| c == 1), "no frame arrived twice");
-    assert!(per_queue[0] > 0 && per_queue[1] > 0, "flows spread over both queues: {per_queue:?}");
+    assert!(
+        per_queue[0] > 0 && per_queue[1] > 0,
+        "flows spread over both queues: {per_queue:?}"
+    );
 }
 
 #[test]
@@ -184,8 +231,10 @@ fn oversized_frames_are_counted_not_lost_silently() {
     let p = pair("ov");
     p.na.ip(&["link", "set", "snio-a", "mtu", "9000"]);
     p.nb.ip(&["link", "set", "snio-b", "mtu", "9000"]);
-    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a =
+        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     // The sender's pool has big buffers; the receiver's the usual 2 KiB.
     let mut big_pool = PacketPool::new(8, 16384);
     let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
@@ -195,7 +244,11 @@ fn oversized_frames_are_counted_not_lost_silently() {
     let mut batch = vec![PacketBuf::from_slice(&big), PacketBuf::from_slice(&small)];
     assert_eq!(a[0].send(&mut big_pool, &mut batch), 2);
     let got_small = recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
-        assert_ne!(test_seq(p.data()), Some(1), "the 4000-byte frame cannot fit a 2 KiB buffer");
+        assert_ne!(
+            test_seq(p.data()),
+            Some(1),
+            "the 4000-byte frame cannot fit a 2 KiB buffer"
+        );
         test_seq(p.data()) == Some(2)
     });
     assert!(got_small);
@@ -209,10 +262,22 @@ fn partial_checksums_from_the_peer_are_completed() {
     }
     let p = pair("cs");
     // Only B is ours; A's kernel keeps TX checksum offload on and sends UDP.
-    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
-    let tx_csum = p.na.run(|| softnet_io::ethtool::offload_enabled("snio-a", "tx-checksum").unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let tx_csum =
+        p.na.run(|| softnet_io::ethtool::offload_enabled("snio-a", "tx-checksum").unwrap());
     p.na.ip(&["addr", "add", "10.78.0.1/24", "dev", "snio-a"]);
-    p.na.ip(&["neigh", "add", "10.78.0.2", "lladdr", "02:00:00:77:00:02", "dev", "snio-a", "nud", "permanent"]);
+    p.na.ip(&[
+        "neigh",
+        "add",
+        "10.78.0.2",
+        "lladdr",
+        "02:00:00:77:00:02",
+        "dev",
+        "snio-a",
+        "nud",
+        "permanent",
+    ]);
     p.na.run(|| {
         let s = std::net::UdpSocket::bind("10.78.0.1:4000").unwrap();
         s.send_to(b"checksum me please", "10.78.0.2:9").unwrap();
@@ -234,9 +299,15 @@ fn partial_checksums_from_the_peer_are_completed() {
     });
     assert_eq!(udp_ok, Some(true), "UDP checksum is valid on delivery");
     let s = b[0].stats().snapshot();
-    eprintln!("peer tx-checksum offload {tx_csum}, completed here: {}", s.rx_csum_completed);
+    eprintln!(
+        "peer tx-checksum offload {tx_csum}, completed here: {}",
+        s.rx_csum_completed
+    );
     if tx_csum {
-        assert_eq!(s.rx_csum_completed, 1, "veth with TX checksum offload hands over CHECKSUM_PARTIAL");
+        assert_eq!(
+            s.rx_csum_completed, 1,
+            "veth with TX checksum offload hands over CHECKSUM_PARTIAL"
+        );
     }
 }
 
@@ -246,10 +317,29 @@ fn open_errors_name_the_device() {
         return;
     }
     let ns = Netns::new("pe");
-    let e = ns.run(|| PacketQueue::open_all("snio-none", 1, &PacketOptions::default()).err().unwrap().to_string());
+    let e = ns.run(|| {
+        PacketQueue::open_all("snio-none", 1, &PacketOptions::default())
+            .err()
+            .unwrap()
+            .to_string()
+    });
     assert!(e.starts_with("snio-none: SIOCGIFINDEX: No such device"), "{e}");
-    let e = ns.run(|| PacketQueue::open_all("lo", 1, &PacketOptions::default()).err().unwrap().to_string());
+    let e = ns.run(|| {
+        PacketQueue::open_all("lo", 1, &PacketOptions::default())
+            .err()
+            .unwrap()
+            .to_string()
+    });
     assert!(e.starts_with("lo: not an Ethernet device"), "{e}");
+}
+
+/// CPU seconds used by the calling thread.
+fn thread_cpu() -> f64 {
+    // SAFETY: rusage is plain data, filled by the kernel.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn pin(cpu: usize) {
@@ -269,11 +359,23 @@ fn bench_veth_pps() {
     if !is_root() {
         return;
     }
-    let secs: u64 = std::env::var("SNIO_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let size: usize = std::env::var("SNIO_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs: u64 = std::env::var("SNIO_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let size: usize = std::env::var("SNIO_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mmsg = std::env::var("SNIO_BENCH_TX").as_deref() == Ok("mmsg");
+    let tx_opts = PacketOptions {
+        tx_mode: if mmsg { TxMode::Sendmmsg } else { TxMode::Ring },
+        ..Default::default()
+    };
     let p = pair("bn");
-    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &tx_opts).unwrap());
+    let mut b =
+        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     let mut tx = a.pop().unwrap();
     let mut rx = b.pop().unwrap();
     let (tx_stats, rx_stats) = (tx.stats(), rx.stats());
@@ -287,7 +389,7 @@ fn bench_veth_pps() {
             let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
             let mut batch = Vec::with_capacity(64);
             let mut n = 0u64;
-            let t0 = Instant::now();
+            let c0 = thread_cpu();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let got = rx.recv(&mut pool, &mut batch, 64);
                 n += got as u64;
@@ -298,13 +400,14 @@ fn bench_veth_pps() {
                     poll_in(&rx, 5);
                 }
             }
-            (n, t0.elapsed())
+            (n, thread_cpu() - c0)
         });
         pin(0);
         let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
         let mut batch = Vec::with_capacity(64);
         let mut sent = 0u64;
         let t0 = Instant::now();
+        let c0 = thread_cpu();
         while t0.elapsed() < dur {
             for _ in 0..64 {
                 let mut p = pool.alloc().unwrap();
@@ -314,22 +417,25 @@ fn bench_veth_pps() {
             }
             sent += tx.send(&mut pool, &mut batch) as u64;
         }
+        let tx_cpu = thread_cpu() - c0;
         std::thread::sleep(Duration::from_millis(100));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (n, t) = receiver.join().unwrap();
-        (sent, n, t)
+        let (n, rx_cpu) = receiver.join().unwrap();
+        (sent, n, (tx_cpu, rx_cpu))
     });
     let tx_s = tx_stats.snapshot();
     let rx_s = rx_stats.snapshot();
     let secs_f = dur.as_secs_f64();
     println!(
-        "veth AF_PACKET {size}-byte frames, {secs}s: sent {:.0} f/s (tx_busy {}), received {:.0} f/s ({:.1}% of sent), kernel rx drops {}, rx time {:?}",
+        "veth AF_PACKET tx={} {size}-byte frames, {secs}s: sent {:.0} f/s (tx_busy {}), received {:.0} f/s ({:.1}% of sent), kernel rx drops {}; sender thread CPU {:.0} ns/frame (includes the veth's delivery), receiver thread CPU {:.0} ns/frame",
+        if mmsg { "sendmmsg" } else { "ring" },
         sent as f64 / secs_f,
         tx_s.tx_busy,
         received as f64 / secs_f,
         100.0 * received as f64 / sent.max(1) as f64,
         rx_s.rx_kernel_drops,
-        rx_time
+        rx_time.0 * 1e9 / sent.max(1) as f64,
+        rx_time.1 * 1e9 / received.max(1) as f64,
     );
     assert!(received > 0);
 }
