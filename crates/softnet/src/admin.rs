@@ -328,9 +328,11 @@ fn finish_spec(r: &RouteArgs, dest: RouteDest, gw: Option<&str>) -> Result<Route
 fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
     let mut quiet = false;
     let mut rtable = 0u16;
+    let mut rtable_given = false;
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
         let a = args[i];
+        rtable_given |= a.starts_with("-T");
         if a == "-T" {
             i += 1;
             rtable = parse_rtable("route", args.get(i))?;
@@ -396,7 +398,9 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
             if let Some(a) = rest.iter().find(|a| **a != "-inet") {
                 return usage("route", format!("monitor: unexpected {a}"));
             }
-            RouteOp::Monitor
+            RouteOp::Monitor {
+                table: rtable_given.then_some(rtable),
+            }
         }
         other => return usage("route", format!("unknown command {other}")),
     };
@@ -703,13 +707,13 @@ impl Client {
     /// goes away.
     pub fn monitor(
         &mut self,
-        rtable: u16,
+        table: Option<u16>,
         subscribed: impl FnOnce(),
         mut event: impl FnMut(&str) -> bool,
     ) -> Result<(), ClientError> {
         match self.call(&Request::Route {
-            rtable,
-            op: RouteOp::Monitor,
+            rtable: table.unwrap_or(0),
+            op: RouteOp::Monitor { table },
         })? {
             Response::Subscribed => subscribed(),
             Response::Error(e) => return Err(ClientError::Unexpected(Response::Error(e))),
@@ -748,12 +752,12 @@ pub fn run(tool: &str, socket: &Path, args: &[String], out: &mut dyn Write, err:
         }
     };
     if let Request::Route {
-        rtable,
-        op: RouteOp::Monitor,
+        op: RouteOp::Monitor { table },
+        ..
     } = parsed.request
     {
         let r = client.monitor(
-            rtable,
+            table,
             || (),
             |text| writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok(),
         );
@@ -934,7 +938,14 @@ mod tests {
             p("route", "monitor").unwrap(),
             Request::Route {
                 rtable: 0,
-                op: RouteOp::Monitor
+                op: RouteOp::Monitor { table: None }
+            }
+        );
+        assert_eq!(
+            p("route", "-T 0 monitor").unwrap(),
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Monitor { table: Some(0) }
             }
         );
     }

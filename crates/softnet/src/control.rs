@@ -156,7 +156,7 @@ impl Handler {
             }
             // The connection loop streams monitors; a monitor that reaches
             // here came through a path that cannot stream.
-            RouteOp::Monitor => Response::Error("monitor: needs its own connection".into()),
+            RouteOp::Monitor { .. } => Response::Error("monitor: needs its own connection".into()),
         }
     }
 
@@ -311,10 +311,11 @@ pub fn format_ifconfig(ifp: &Interface) -> String {
     o
 }
 
-/// Whether the route message goes to a monitor of `rtable`: route changes
-/// of that table, and every interface and address message.
-fn monitor_wants(m: &RouteMessage, rtable: u16) -> bool {
-    !matches!(m.body, RtmBody::Route(_)) || m.rtable == rtable
+/// Whether the route message goes to a monitor filtering on `table`: route
+/// changes of that table (or of all), and every interface and address
+/// message.
+fn monitor_wants(m: &RouteMessage, table: Option<u16>) -> bool {
+    !matches!(m.body, RtmBody::Route(_)) || table.is_none_or(|t| m.rtable == t)
 }
 
 /// True if the peer has closed its end (EOF is readable).
@@ -339,7 +340,7 @@ fn peer_closed(s: &UnixStream) -> bool {
         )
 }
 
-fn stream_monitor(h: &Handler, mut s: UnixStream, rtable: u16) {
+fn stream_monitor(h: &Handler, mut s: UnixStream, table: Option<u16>) {
     let rx = h.stack.monitor.subscribe();
     if proto::write_response(&mut s, Response::Subscribed).is_err() {
         return;
@@ -350,7 +351,7 @@ fn stream_monitor(h: &Handler, mut s: UnixStream, rtable: u16) {
         }
         match rx.recv_timeout(MONITOR_CHECK) {
             Ok(m) => {
-                if monitor_wants(&m, rtable) && proto::write_response(&mut s, Response::Event(m.to_string())).is_err() {
+                if monitor_wants(&m, table) && proto::write_response(&mut s, Response::Event(m.to_string())).is_err() {
                     return;
                 }
             }
@@ -389,11 +390,11 @@ pub fn serve_connection(h: &Handler, mut s: UnixStream) {
         };
         tracing::debug!("control request: {req:?}");
         if let Request::Route {
-            rtable,
-            op: RouteOp::Monitor,
+            op: RouteOp::Monitor { table },
+            ..
         } = req
         {
-            return stream_monitor(h, s, rtable);
+            return stream_monitor(h, s, table);
         }
         let resp = h.execute(&req);
         if let Response::Error(e) = &resp {
@@ -485,7 +486,9 @@ impl Server {
         }
     }
 
-    /// Serves until the handler's stop flag is set.
+    /// Serves until the handler's stop flag is set (the daemon runs its own
+    /// loop, with signals and the timer).
+    #[cfg(test)]
     pub fn run(&self) {
         while !self.handler.stop.load(Ordering::Relaxed) {
             self.accept_for(Duration::from_millis(100));

@@ -115,7 +115,7 @@ fn monitor(path: &Path) -> mpsc::Receiver<String> {
     let path = path.to_path_buf();
     std::thread::spawn(move || {
         let mut c = Client::connect(&path).unwrap();
-        let _ = c.monitor(0, || ready_tx.send(()).unwrap(), |m| tx.send(m.to_string()).is_ok());
+        let _ = c.monitor(None, || ready_tx.send(()).unwrap(), |m| tx.send(m.to_string()).is_ok());
     });
     ready_rx
         .recv_timeout(Duration::from_secs(5))
@@ -125,6 +125,7 @@ fn monitor(path: &Path) -> mpsc::Receiver<String> {
 
 /// The messages of one change: the first within a second, then whatever
 /// else comes shortly after.
+#[track_caller]
 fn messages(rx: &mpsc::Receiver<String>) -> Vec<String> {
     let mut v = Vec::new();
     if let Ok(m) = rx.recv_timeout(Duration::from_secs(2)) {
@@ -136,6 +137,7 @@ fn messages(rx: &mpsc::Receiver<String>) -> Vec<String> {
     v
 }
 
+#[track_caller]
 fn one_message(rx: &mpsc::Receiver<String>, kind: &str) -> String {
     let m = messages(rx);
     assert_eq!(m.len(), 1, "one message per change, got {m:#?}");

@@ -11,7 +11,7 @@ use crate::links;
 use anyhow::{anyhow, bail, Context};
 use softnet_core::iface::IfAddr;
 use softnet_core::stack::{RouteTarget, Stack, StackConfig};
-use softnet_core::time::{Clock, MonotonicClock};
+use softnet_core::time::Clock;
 use softnet_core::worker::Worker;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,7 +98,6 @@ pub fn up(path: &Path, log: Option<&str>) -> i32 {
 /// The running daemon.
 pub struct Daemon {
     stack: Arc<Stack>,
-    clock: Arc<MonotonicClock>,
     config: Config,
     stop: Arc<AtomicBool>,
     server: Server,
@@ -120,7 +119,6 @@ impl Daemon {
         let server = Server::bind(&config.control, handler)?;
         let mut d = Daemon {
             stack,
-            clock: Arc::new(MonotonicClock::new()),
             config,
             stop,
             server,
@@ -150,7 +148,8 @@ impl Daemon {
     }
 
     fn spawn_workers(&mut self) -> anyhow::Result<()> {
-        let clock: Arc<dyn Clock> = self.clock.clone();
+        // The workers' clock is the stack's: ARP times agree.
+        let clock: Arc<dyn Clock> = self.stack.clock.clone();
         for i in 0..self.config.workers {
             let w = Worker::new(i, self.stack.clone(), clock.clone());
             let stop = self.stop.clone();
@@ -249,13 +248,13 @@ impl Daemon {
 
     /// Once a second: ARP expiry, carrier changes, freeing old snapshots.
     fn tick(&self) {
-        crate::arpops::expire(&self.stack, self.clock.now());
+        // ARP expiry, old route snapshots freed, the filter's housekeeping.
+        self.stack.tick();
         for ic in &self.config.interfaces {
             let state = links::carrier(ic);
             // An interface destroyed by ifconfig is simply skipped.
             let _ = self.stack.set_link_state(&ic.name, state);
         }
-        self.stack.routes.reap();
     }
 
     /// SIGHUP: re-read the configuration and apply what changed.

@@ -125,7 +125,12 @@ pub enum RouteOp {
         dest: RouteDest,
         exact: bool,
     },
-    Monitor,
+    /// Streams route messages. `table`: only route changes of that table
+    /// (`route -T N monitor`); `None`: every table. Interface and address
+    /// messages always pass.
+    Monitor {
+        table: Option<u16>,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -335,7 +340,7 @@ mod tests {
             },
             Request::Route {
                 rtable: 0,
-                op: RouteOp::Monitor,
+                op: RouteOp::Monitor { table: Some(2) },
             },
             Request::Arp(ArpOp::Set {
                 host: Ipv4Addr::new(10, 0, 1, 9),

@@ -6,16 +6,28 @@ use std::fmt::Write;
 /// `netstat -rn` for one routing table.
 pub fn netstat_rn(stack: &Stack, rtable: u16) -> String {
     let routes = stack.routes.routes(rtable);
-    softnet_core::route::format_netstat_rn(&routes, |w| stack.ifaces.load().get_weak(w).map(|i| i.name().to_string()), rtable)
+    softnet_core::route::format_netstat_rn(
+        &routes,
+        |w| stack.ifaces.load().get_weak(w).map(|i| i.name().to_string()),
+        rtable,
+    )
 }
 
 /// `netstat -i`: one line for the link and one per address, as OpenBSD.
 pub fn netstat_i(stack: &Stack) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "{:<7} {:>5}  {:<13} {:<17} {:>10} {:>6} {:>10} {:>6} {:>6}", "Name", "Mtu", "Network", "Address", "Ipkts", "Ifail", "Opkts", "Ofail", "Idrop");
+    let _ = writeln!(
+        o,
+        "{:<7} {:>5}  {:<13} {:<17} {:>10} {:>6} {:>10} {:>6} {:>6}",
+        "Name", "Mtu", "Network", "Address", "Ipkts", "Ifail", "Opkts", "Ofail", "Idrop"
+    );
     for ifp in stack.ifaces.load().iter() {
         let s = ifp.stats_total();
-        let name = if ifp.is_up() { ifp.name().to_string() } else { format!("{}*", ifp.name()) };
+        let name = if ifp.is_up() {
+            ifp.name().to_string()
+        } else {
+            format!("{}*", ifp.name())
+        };
         let _ = writeln!(
             o,
             "{:<7} {:>5}  {:<13} {:<17} {:>10} {:>6} {:>10} {:>6} {:>6}",
@@ -30,7 +42,7 @@ pub fn netstat_i(stack: &Stack) -> String {
             s.idrops
         );
         for a in ifp.addrs().iter() {
-            let net = softnet_core::route::format_prefix(a.network(), a.prefix_len);
+            let net = softnet_core::route::netname(a.network(), a.prefix_len, softnet_core::route::RouteFlags::empty());
             let _ = writeln!(
                 o,
                 "{:<7} {:>5}  {:<13} {:<17} {:>10} {:>6} {:>10} {:>6} {:>6}",
