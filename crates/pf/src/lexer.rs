@@ -1,0 +1,359 @@
+//! Tokens of pf.conf: words, quoted strings, punctuation and newlines, with
+//! comments and backslash-newline continuations removed.
+//!
+//! Like pfctl's lexer, `$name` is expanded here: the macro's value is lexed
+//! again in place, so a macro may hold a list (`"{ a b }"`) or a whole rule
+//! fragment. Inside `{ }` newlines are skipped, so lists may span lines.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tok {
+    /// An unquoted word (names, numbers, addresses, `tcp.first`, `1000:2000`).
+    Word(String),
+    /// A "quoted" or 'quoted' string.
+    Quoted(String),
+    /// `{ } ( ) < > ! = / ,` and `!= <= >= <> ><`.
+    Punct(&'static str),
+    Newline,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub tok: Tok,
+    pub line: usize,
+}
+
+impl Token {
+    pub fn word(&self) -> Option<&str> {
+        match &self.tok {
+            Tok::Word(w) => Some(w),
+            _ => None,
+        }
+    }
+    /// Text of a word or a quoted string.
+    pub fn string(&self) -> Option<&str> {
+        match &self.tok {
+            Tok::Word(w) | Tok::Quoted(w) => Some(w),
+            _ => None,
+        }
+    }
+    pub fn is_punct(&self, p: &str) -> bool {
+        matches!(&self.tok, Tok::Punct(q) if *q == p)
+    }
+    pub fn is_word(&self, w: &str) -> bool {
+        matches!(&self.tok, Tok::Word(x) if x == w)
+    }
+    #[cfg(test)]
+    pub fn describe(&self) -> String {
+        match &self.tok {
+            Tok::Word(w) => w.clone(),
+            Tok::Quoted(w) => format!("\"{w}\""),
+            Tok::Punct(p) => p.to_string(),
+            Tok::Newline => "end of line".into(),
+        }
+    }
+}
+
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || (c.is_ascii_punctuation() && !"(){}<>!=/#,\"'".contains(c))
+}
+
+/// Characters with backslash-newline removed (anywhere, as pfctl's
+/// `lgetc` does), counting lines.
+struct Chars {
+    chars: Vec<char>,
+    pos: usize,
+    line: usize,
+}
+
+impl Chars {
+    fn skip_continuations(&mut self) {
+        while self.chars.get(self.pos) == Some(&'\\') && self.chars.get(self.pos + 1) == Some(&'\n') {
+            self.pos += 2;
+            self.line += 1;
+        }
+    }
+    fn peek(&mut self) -> Option<&char> {
+        self.skip_continuations();
+        self.chars.get(self.pos)
+    }
+    fn next(&mut self) -> Option<char> {
+        self.skip_continuations();
+        let c = self.chars.get(self.pos).copied();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+}
+
+/// Raw lexer over one text (the file, or a macro's value).
+struct Raw {
+    chars: Chars,
+}
+
+/// A lexing problem: (line, message).
+pub type LexError = (usize, String);
+
+impl Raw {
+    fn new(src: &str, line: usize) -> Raw {
+        Raw { chars: Chars { chars: src.chars().collect(), pos: 0, line } }
+    }
+
+    fn line(&self) -> usize {
+        self.chars.line
+    }
+
+    /// Next token; `None` at end of input. `Err` for an unterminated
+    /// string (the rest of the line is skipped).
+    fn next(&mut self) -> Option<Result<(Token, bool), LexError>> {
+        loop {
+            let c = *self.chars.peek()?;
+            match c {
+                ' ' | '\t' | '\r' => {
+                    self.chars.next();
+                }
+                '#' => {
+                    while let Some(&c) = self.chars.peek() {
+                        if c == '\n' {
+                            break;
+                        }
+                        self.chars.next();
+                    }
+                }
+                '\n' => {
+                    self.chars.next();
+                    let t = Token { tok: Tok::Newline, line: self.line() };
+                    self.chars.line += 1;
+                    return Some(Ok((t, false)));
+                }
+                '"' | '\'' => {
+                    self.chars.next();
+                    return Some(self.quoted(c).map(|t| (t, false)));
+                }
+                '$' => {
+                    self.chars.next();
+                    let mut name = String::new();
+                    while let Some(&c) = self.chars.peek() {
+                        if c.is_alphanumeric() || c == '_' {
+                            name.push(c);
+                            self.chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    return Some(Ok((Token { tok: Tok::Word(name), line: self.line() }, true)));
+                }
+                _ => {
+                    self.chars.next();
+                    let two = |s: &mut Self, second: char, p: &'static str| -> Option<&'static str> {
+                        if s.chars.peek() == Some(&second) {
+                            s.chars.next();
+                            Some(p)
+                        } else {
+                            None
+                        }
+                    };
+                    let p: Option<&'static str> = match c {
+                        '{' => Some("{"),
+                        '}' => Some("}"),
+                        '(' => Some("("),
+                        ')' => Some(")"),
+                        ',' => Some(","),
+                        '/' => Some("/"),
+                        '=' => Some("="),
+                        '!' => two(self, '=', "!=").or(Some("!")),
+                        '<' => two(self, '=', "<=").or_else(|| two(self, '>', "<>")).or(Some("<")),
+                        '>' => two(self, '=', ">=").or_else(|| two(self, '<', "><")).or(Some(">")),
+                        _ => None,
+                    };
+                    if let Some(p) = p {
+                        return Some(Ok((Token { tok: Tok::Punct(p), line: self.line() }, false)));
+                    }
+                    return Some(Ok((self.word(c.to_string()), false)));
+                }
+            }
+        }
+    }
+
+    fn word(&mut self, mut w: String) -> Token {
+        while let Some(&c) = self.chars.peek() {
+            if word_char(c) {
+                w.push(c);
+                self.chars.next();
+            } else {
+                break;
+            }
+        }
+        Token { tok: Tok::Word(w), line: self.line() }
+    }
+
+    fn quoted(&mut self, q: char) -> Result<Token, LexError> {
+        let line = self.line();
+        let mut s = String::new();
+        loop {
+            match self.chars.next() {
+                None => return Err((line, "unterminated quoted string".into())),
+                Some('\n') => {
+                    self.chars.line += 1;
+                    return Err((line, "unterminated quoted string".into()));
+                }
+                Some('\\') => match self.chars.next() {
+                    Some(c) if c == q => s.push(c),
+                    Some(c) => {
+                        s.push('\\');
+                        s.push(c);
+                    }
+                    None => return Err((line, "unterminated quoted string".into())),
+                },
+                Some(c) if c == q => return Ok(Token { tok: Tok::Quoted(s), line }),
+                Some(c) => s.push(c),
+            }
+        }
+    }
+}
+
+/// Splits a source into statements, expanding macros as it goes.
+pub struct Lexer {
+    raw: Raw,
+}
+
+/// One statement's tokens plus the problems met while lexing it.
+pub struct Statement {
+    pub tokens: Vec<Token>,
+    /// Line of the newline (or end of input) that ended the statement.
+    pub end_line: usize,
+    pub errors: Vec<LexError>,
+}
+
+impl Lexer {
+    pub fn new(src: &str) -> Lexer {
+        Lexer { raw: Raw::new(src, 1) }
+    }
+
+    /// The next non-empty statement, or `None` at end of input. Macros are
+    /// looked up in `macros` as they are met, so a statement may use those
+    /// defined by earlier statements.
+    pub fn statement(&mut self, macros: &HashMap<String, String>) -> Option<Statement> {
+        let mut st = Statement { tokens: vec![], end_line: self.raw.line(), errors: vec![] };
+        let mut depth = 0usize;
+        loop {
+            let Some(next) = self.raw.next() else {
+                st.end_line = self.raw.line();
+                return if st.tokens.is_empty() && st.errors.is_empty() { None } else { Some(st) };
+            };
+            match next {
+                Err(e) => {
+                    st.errors.push(e);
+                    st.end_line = self.raw.line().saturating_sub(1).max(1);
+                    return Some(st);
+                }
+                Ok((t, false)) => {
+                    if t.tok == Tok::Newline {
+                        if depth > 0 {
+                            continue;
+                        }
+                        if st.tokens.is_empty() && st.errors.is_empty() {
+                            continue;
+                        }
+                        st.end_line = t.line;
+                        return Some(st);
+                    }
+                    track_depth(&t, &mut depth);
+                    st.tokens.push(t);
+                }
+                Ok((t, true)) => {
+                    let name = t.word().unwrap_or_default().to_string();
+                    let mut seen = vec![];
+                    expand(&name, t.line, macros, &mut seen, &mut st, &mut depth);
+                }
+            }
+        }
+    }
+}
+
+fn track_depth(t: &Token, depth: &mut usize) {
+    if t.is_punct("{") {
+        *depth += 1;
+    } else if t.is_punct("}") {
+        *depth = depth.saturating_sub(1);
+    }
+}
+
+fn expand(
+    name: &str,
+    line: usize,
+    macros: &HashMap<String, String>,
+    seen: &mut Vec<String>,
+    st: &mut Statement,
+    depth: &mut usize,
+) {
+    let Some(value) = macros.get(name) else {
+        st.errors.push((line, format!("macro '{name}' not defined")));
+        return;
+    };
+    if seen.iter().any(|s| s == name) {
+        st.errors.push((line, format!("macro '{name}' expands recursively")));
+        return;
+    }
+    seen.push(name.to_string());
+    let mut raw = Raw::new(value, line);
+    while let Some(r) = raw.next() {
+        match r {
+            Err((_, m)) => st.errors.push((line, m)),
+            Ok((t, false)) => {
+                if t.tok == Tok::Newline {
+                    continue;
+                }
+                let t = Token { tok: t.tok, line };
+                track_depth(&t, depth);
+                st.tokens.push(t);
+            }
+            Ok((t, true)) => {
+                let inner = t.word().unwrap_or_default().to_string();
+                expand(&inner, line, macros, seen, st, depth);
+            }
+        }
+    }
+    seen.pop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(src: &str) -> Vec<String> {
+        let mut lx = Lexer::new(src);
+        let mut m = HashMap::new();
+        m.insert("a".to_string(), "{ 1.2.3.4 $b }".to_string());
+        m.insert("b".to_string(), "5.6.7.8".to_string());
+        let mut out = vec![];
+        while let Some(st) = lx.statement(&m) {
+            out.push(st.tokens.iter().map(|t| t.describe()).collect::<Vec<_>>().join(" "));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_statements_and_punctuation() {
+        assert_eq!(
+            words("pass in from 10.0.0.0/8 port >=1024 # c\n\nblock\\\n all\n"),
+            vec!["pass in from 10.0.0.0 / 8 port >= 1024", "block all"]
+        );
+    }
+
+    #[test]
+    fn expands_nested_macros_and_multiline_lists() {
+        assert_eq!(words("pass from $a\npass to {\n 1,\n 2 }\n"), vec![
+            "pass from { 1.2.3.4 5.6.7.8 }",
+            "pass to { 1 , 2 }"
+        ]);
+    }
+
+    #[test]
+    fn operators() {
+        assert_eq!(words("1<>2 3><4 !=5 <t>"), vec!["1 <> 2 3 >< 4 != 5 < t >"]);
+    }
+}

@@ -1,0 +1,417 @@
+//! Built-in name tables: protocols (like /etc/protocols), services (like
+//! /etc/services), ICMP and ICMPv6 types and codes, and pf's timeout names.
+//!
+//! softnet runs without the host's databases, so pf.conf names resolve from
+//! these tables; both directions (name → number for parsing, number → name
+//! for printing) use the same table so a printed ruleset parses again.
+
+/// IP protocol numbers with their canonical names first; aliases follow the
+/// canonical entry and are only used for parsing.
+const PROTOCOLS: &[(&str, u8)] = &[
+    ("ip", 0),
+    ("icmp", 1),
+    ("igmp", 2),
+    ("ggp", 3),
+    ("ipencap", 4),
+    ("st", 5),
+    ("tcp", 6),
+    ("egp", 8),
+    ("igp", 9),
+    ("pup", 12),
+    ("udp", 17),
+    ("hmp", 20),
+    ("xns-idp", 22),
+    ("rdp", 27),
+    ("iso-tp4", 29),
+    ("xtp", 36),
+    ("ddp", 37),
+    ("idpr-cmtp", 38),
+    ("ipv6", 41),
+    ("ipv6-route", 43),
+    ("ipv6-frag", 44),
+    ("idrp", 45),
+    ("rsvp", 46),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("skip", 57),
+    ("ipv6-icmp", 58),
+    ("icmp6", 58),
+    ("ipv6-nonxt", 59),
+    ("ipv6-opts", 60),
+    ("rspf", 73),
+    ("vmtp", 81),
+    ("eigrp", 88),
+    ("ospf", 89),
+    ("ipip", 94),
+    ("etherip", 97),
+    ("encap", 98),
+    ("pim", 103),
+    ("ipcomp", 108),
+    ("carp", 112),
+    ("vrrp", 112),
+    ("l2tp", 115),
+    ("sctp", 132),
+    ("mpls-in-ip", 137),
+    ("pfsync", 240),
+];
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+pub fn proto_by_name(name: &str) -> Option<u8> {
+    PROTOCOLS.iter().find(|(n, _)| *n == name).map(|&(_, p)| p)
+}
+
+pub fn proto_name(num: u8) -> Option<&'static str> {
+    PROTOCOLS.iter().find(|&&(_, p)| p == num).map(|&(n, _)| n)
+}
+
+/// TCP/UDP services. pfctl looks a name up for tcp first, then udp; the
+/// numbers below are the same for both where both exist.
+const SERVICES: &[(&str, u16)] = &[
+    ("echo", 7),
+    ("discard", 9),
+    ("daytime", 13),
+    ("ftp-data", 20),
+    ("ftp", 21),
+    ("ssh", 22),
+    ("telnet", 23),
+    ("smtp", 25),
+    ("time", 37),
+    ("whois", 43),
+    ("nicname", 43),
+    ("domain", 53),
+    ("bootps", 67),
+    ("bootpc", 68),
+    ("tftp", 69),
+    ("gopher", 70),
+    ("finger", 79),
+    ("www", 80),
+    ("http", 80),
+    ("kerberos", 88),
+    ("pop3", 110),
+    ("sunrpc", 111),
+    ("auth", 113),
+    ("nntp", 119),
+    ("ntp", 123),
+    ("netbios-ns", 137),
+    ("netbios-dgm", 138),
+    ("netbios-ssn", 139),
+    ("imap", 143),
+    ("snmp", 161),
+    ("snmp-trap", 162),
+    ("bgp", 179),
+    ("irc", 194),
+    ("ldap", 389),
+    ("https", 443),
+    ("microsoft-ds", 445),
+    ("kpasswd", 464),
+    ("isakmp", 500),
+    ("syslog", 514),
+    ("printer", 515),
+    ("submission", 587),
+    ("ldaps", 636),
+    ("rsync", 873),
+    ("imaps", 993),
+    ("pop3s", 995),
+    ("socks", 1080),
+    ("openvpn", 1194),
+    ("radius", 1812),
+    ("radacct", 1813),
+    ("nfsd", 2049),
+    ("mysql", 3306),
+    ("ipsec-nat-t", 4500),
+    ("sip", 5060),
+    ("postgresql", 5432),
+    ("x11", 6000),
+    ("http-alt", 8080),
+];
+
+pub fn service_by_name(name: &str) -> Option<u16> {
+    SERVICES.iter().find(|(n, _)| *n == name).map(|&(_, p)| p)
+}
+
+pub const ICMP_UNREACH: u8 = 3;
+pub const ICMP_UNREACH_PORT: u8 = 3;
+pub const ICMP6_DST_UNREACH: u8 = 1;
+pub const ICMP6_DST_UNREACH_NOPORT: u8 = 4;
+
+const ICMP_TYPES: &[(&str, u8)] = &[
+    ("echoreq", 8),
+    ("echorep", 0),
+    ("unreach", 3),
+    ("squench", 4),
+    ("redir", 5),
+    ("althost", 6),
+    ("routeradv", 9),
+    ("routersol", 10),
+    ("timex", 11),
+    ("paramprob", 12),
+    ("timereq", 13),
+    ("timerep", 14),
+    ("inforeq", 15),
+    ("inforep", 16),
+    ("maskreq", 17),
+    ("maskrep", 18),
+    ("trace", 30),
+    ("dataconv", 31),
+    ("mobredir", 32),
+    ("ipv6-where", 33),
+    ("ipv6-here", 34),
+    ("mobregreq", 35),
+    ("mobregrep", 36),
+    ("skip", 39),
+    ("photuris", 40),
+];
+
+const ICMP6_TYPES: &[(&str, u8)] = &[
+    ("unreach", 1),
+    ("toobig", 2),
+    ("timex", 3),
+    ("paramprob", 4),
+    ("echoreq", 128),
+    ("echorep", 129),
+    ("groupqry", 130),
+    ("listqry", 130),
+    ("grouprep", 131),
+    ("listenrep", 131),
+    ("groupterm", 132),
+    ("listendone", 132),
+    ("routersol", 133),
+    ("routeradv", 134),
+    ("neighbrsol", 135),
+    ("neighbradv", 136),
+    ("redir", 137),
+    ("routrrenum", 138),
+    ("wrureq", 139),
+    ("wrurep", 140),
+    ("fqdnreq", 139),
+    ("fqdnrep", 140),
+    ("niqry", 139),
+    ("nirep", 140),
+    ("mtraceresp", 200),
+    ("mtrace", 201),
+];
+
+/// (name, type, code)
+const ICMP_CODES: &[(&str, u8, u8)] = &[
+    ("net-unr", 3, 0),
+    ("host-unr", 3, 1),
+    ("proto-unr", 3, 2),
+    ("port-unr", 3, 3),
+    ("needfrag", 3, 4),
+    ("srcfail", 3, 5),
+    ("net-unk", 3, 6),
+    ("host-unk", 3, 7),
+    ("isolate", 3, 8),
+    ("net-prohib", 3, 9),
+    ("host-prohib", 3, 10),
+    ("net-tos", 3, 11),
+    ("host-tos", 3, 12),
+    ("filter-prohib", 3, 13),
+    ("host-preced", 3, 14),
+    ("cutoff-preced", 3, 15),
+    ("redir-net", 5, 0),
+    ("redir-host", 5, 1),
+    ("redir-tos-net", 5, 2),
+    ("redir-tos-host", 5, 3),
+    ("normal-adv", 9, 0),
+    ("common-adv", 9, 16),
+    ("transit", 11, 0),
+    ("reassemb", 11, 1),
+    ("badhead", 12, 0),
+    ("optmiss", 12, 1),
+    ("badlen", 12, 2),
+    ("unknown-ind", 40, 1),
+    ("auth-fail", 40, 2),
+    ("decrypt-fail", 40, 3),
+];
+
+const ICMP6_CODES: &[(&str, u8, u8)] = &[
+    ("admin-unr", 1, 1),
+    ("noroute-unr", 1, 0),
+    ("notnbr-unr", 1, 2),
+    ("beyond-unr", 1, 2),
+    ("addr-unr", 1, 3),
+    ("port-unr", 1, 4),
+    ("transit", 3, 0),
+    ("reassemb", 3, 1),
+    ("badhead", 4, 0),
+    ("nxthdr", 4, 1),
+    ("redironlink", 137, 0),
+    ("redirrouter", 137, 1),
+];
+
+fn types(v6: bool) -> &'static [(&'static str, u8)] {
+    if v6 {
+        ICMP6_TYPES
+    } else {
+        ICMP_TYPES
+    }
+}
+
+fn codes(v6: bool) -> &'static [(&'static str, u8, u8)] {
+    if v6 {
+        ICMP6_CODES
+    } else {
+        ICMP_CODES
+    }
+}
+
+pub fn icmp_type_by_name(name: &str, v6: bool) -> Option<u8> {
+    types(v6).iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+}
+
+pub fn icmp_type_name(ty: u8, v6: bool) -> Option<&'static str> {
+    types(v6).iter().find(|&&(_, t)| t == ty).map(|&(n, _)| n)
+}
+
+pub fn icmp_code_by_name(ty: u8, name: &str, v6: bool) -> Option<u8> {
+    codes(v6)
+        .iter()
+        .find(|&&(n, t, _)| t == ty && n == name)
+        .map(|&(_, _, c)| c)
+}
+
+pub fn icmp_code_name(ty: u8, code: u8, v6: bool) -> Option<&'static str> {
+    codes(v6)
+        .iter()
+        .find(|&&(_, t, c)| t == ty && c == code)
+        .map(|&(n, _, _)| n)
+}
+
+/// pf's state and fragment timeouts, in the kernel's index order (which is
+/// the order per-rule timeouts are printed in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timeout {
+    TcpFirst,
+    TcpOpening,
+    TcpEstablished,
+    TcpClosing,
+    TcpFinWait,
+    TcpClosed,
+    UdpFirst,
+    UdpSingle,
+    UdpMultiple,
+    IcmpFirst,
+    IcmpError,
+    OtherFirst,
+    OtherSingle,
+    OtherMultiple,
+    Frag,
+    Interval,
+    AdaptiveStart,
+    AdaptiveEnd,
+    SrcTrack,
+    TcpTsDiff,
+}
+
+impl Timeout {
+    pub const ALL: [Timeout; 20] = [
+        Timeout::TcpFirst,
+        Timeout::TcpOpening,
+        Timeout::TcpEstablished,
+        Timeout::TcpClosing,
+        Timeout::TcpFinWait,
+        Timeout::TcpClosed,
+        Timeout::UdpFirst,
+        Timeout::UdpSingle,
+        Timeout::UdpMultiple,
+        Timeout::IcmpFirst,
+        Timeout::IcmpError,
+        Timeout::OtherFirst,
+        Timeout::OtherSingle,
+        Timeout::OtherMultiple,
+        Timeout::Frag,
+        Timeout::Interval,
+        Timeout::AdaptiveStart,
+        Timeout::AdaptiveEnd,
+        Timeout::SrcTrack,
+        Timeout::TcpTsDiff,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Timeout::TcpFirst => "tcp.first",
+            Timeout::TcpOpening => "tcp.opening",
+            Timeout::TcpEstablished => "tcp.established",
+            Timeout::TcpClosing => "tcp.closing",
+            Timeout::TcpFinWait => "tcp.finwait",
+            Timeout::TcpClosed => "tcp.closed",
+            Timeout::UdpFirst => "udp.first",
+            Timeout::UdpSingle => "udp.single",
+            Timeout::UdpMultiple => "udp.multiple",
+            Timeout::IcmpFirst => "icmp.first",
+            Timeout::IcmpError => "icmp.error",
+            Timeout::OtherFirst => "other.first",
+            Timeout::OtherSingle => "other.single",
+            Timeout::OtherMultiple => "other.multiple",
+            Timeout::Frag => "frag",
+            Timeout::Interval => "interval",
+            Timeout::AdaptiveStart => "adaptive.start",
+            Timeout::AdaptiveEnd => "adaptive.end",
+            Timeout::SrcTrack => "src.track",
+            Timeout::TcpTsDiff => "tcp.tsdiff",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<Timeout> {
+        Timeout::ALL.iter().copied().find(|t| t.name() == name)
+    }
+
+    /// pf's default in seconds (adaptive.* follow the default state limit).
+    pub fn default_secs(self) -> u32 {
+        match self {
+            Timeout::TcpFirst => 120,
+            Timeout::TcpOpening => 30,
+            Timeout::TcpEstablished => 86400,
+            Timeout::TcpClosing => 900,
+            Timeout::TcpFinWait => 45,
+            Timeout::TcpClosed => 90,
+            Timeout::UdpFirst => 60,
+            Timeout::UdpSingle => 30,
+            Timeout::UdpMultiple => 60,
+            Timeout::IcmpFirst => 20,
+            Timeout::IcmpError => 10,
+            Timeout::OtherFirst => 60,
+            Timeout::OtherSingle => 30,
+            Timeout::OtherMultiple => 60,
+            Timeout::Frag => 60,
+            Timeout::Interval => 10,
+            Timeout::AdaptiveStart => 60000,
+            Timeout::AdaptiveEnd => 120000,
+            Timeout::SrcTrack => 0,
+            Timeout::TcpTsDiff => 30,
+        }
+    }
+
+    /// Only the per-connection timeouts (dotted names) may be given in a
+    /// rule's state options.
+    pub fn allowed_per_rule(self) -> bool {
+        self.name().contains('.')
+    }
+}
+
+/// TCP flag letters in pf's bit order: F S R P A U E W.
+pub const TCP_FLAG_LETTERS: &str = "FSRPAUEW";
+
+pub fn parse_tcp_flags(s: &str) -> Option<u8> {
+    let mut f = 0u8;
+    for c in s.chars() {
+        let i = TCP_FLAG_LETTERS.find(c)?;
+        f |= 1 << i;
+    }
+    Some(f)
+}
+
+pub fn format_tcp_flags(f: u8) -> String {
+    TCP_FLAG_LETTERS
+        .chars()
+        .enumerate()
+        .filter(|(i, _)| f & (1 << i) != 0)
+        .map(|(_, c)| c)
+        .collect()
+}

@@ -1,0 +1,473 @@
+//! Printing a ruleset the way OpenBSD's `pfctl -nv` does (and `-sr`), and
+//! pfctl's basic ruleset optimization (duplicate removal).
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use crate::model::*;
+use crate::names::{self, IPPROTO_TCP};
+
+/// What `pfctl` was asked to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrintOpts {
+    /// 0: rules only (`pfctl -sr`, or what `-n` loads); 1 (`-v`): also the
+    /// `set` options and table definitions; 2 (`-vv`): also rule numbers
+    /// `@N` and table/interface counters (`<t:*>`, `(em0:*)`).
+    pub verbose: u8,
+    /// `-o`; `None` means the ruleset's `set ruleset-optimization`, else
+    /// basic.
+    pub opt_level: Option<OptLevel>,
+}
+
+/// The whole ruleset, one line per option, table and rule.
+pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
+    let mut out = String::new();
+    if opts.verbose >= 1 {
+        for h in &rs.header {
+            match h {
+                HeaderItem::Set(s) => {
+                    if let Some(l) = format_set_option(s) {
+                        out.push_str(&l);
+                        out.push('\n');
+                    }
+                }
+                HeaderItem::Table(i) => {
+                    out.push_str(&format_table(&rs.tables[*i]));
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    let level = opts.opt_level.or(rs.options.ruleset_optimization).unwrap_or_default();
+    let rules = optimized_rules(&rs.rules, level);
+    for (nr, r) in rules.iter().enumerate() {
+        out.push_str(&format_rule(r, if opts.verbose >= 2 { Some(nr) } else { None }, opts.verbose));
+        out.push('\n');
+    }
+    out
+}
+
+/// Applies pfctl's ruleset optimization to a ruleset about to be loaded.
+pub fn optimize(rs: &mut Ruleset, level: OptLevel) {
+    rs.rules = optimized_rules(&rs.rules, level);
+}
+
+/// The fields pf's skip steps cover; rules that differ only in these are
+/// in the same "superblock", inside which pfctl may drop duplicates
+/// without changing what the ruleset does.
+fn superblock_key(r: &Rule) -> Rule {
+    let mut k = r.clone();
+    k.interface = None;
+    k.direction = Direction::Both;
+    k.af = None;
+    k.proto = None;
+    k.src = Endpoint::default();
+    k.dst = Endpoint::default();
+    k.line = 0;
+    k
+}
+
+fn optimized_rules(rules: &[Rule], level: OptLevel) -> Vec<Rule> {
+    if level == OptLevel::None {
+        return rules.to_vec();
+    }
+    let mut out: Vec<Rule> = Vec::with_capacity(rules.len());
+    let mut block_start = 0;
+    for r in rules {
+        if let Some(prev) = out.last() {
+            if superblock_key(prev) != superblock_key(r) {
+                block_start = out.len();
+            }
+        }
+        if out[block_start..].iter().any(|o| o.same_as(r)) {
+            continue;
+        }
+        out.push(r.clone());
+    }
+    out
+}
+
+pub fn format_set_option(s: &SetOption) -> Option<String> {
+    Some(match s {
+        SetOption::Skip(ifs) if ifs.is_empty() => "set skip on none".to_string(),
+        SetOption::Skip(ifs) => format!("set skip on {{ {} }}", ifs.join(" ")),
+        SetOption::BlockPolicy(BlockPolicy::Drop) => "set block-policy drop".into(),
+        SetOption::BlockPolicy(BlockPolicy::Return) => "set block-policy return".into(),
+        SetOption::StatePolicy(StatePolicy::Floating) => "set state-policy floating".into(),
+        SetOption::StatePolicy(StatePolicy::IfBound) => "set state-policy if-bound".into(),
+        SetOption::Limit(l, v) => format!("set limit {} {}", l.name(), v),
+        SetOption::Timeout(t, v) => format!("set timeout {} {}", t.name(), v),
+        SetOption::LogInterface(None) => "set loginterface none".into(),
+        SetOption::LogInterface(Some(i)) => format!("set loginterface {i}"),
+        SetOption::Optimization(o) => format!("set optimization {}", o.name()),
+        SetOption::HostId(h) => format!("set hostid 0x{h:08x}"),
+        SetOption::Debug(d) => format!("set debug {d}"),
+        // pfctl applies it silently
+        SetOption::RulesetOptimization(_) => return None,
+    })
+}
+
+pub fn format_table(t: &TableDef) -> String {
+    let mut s = format!("table <{}>", t.name);
+    if t.constant {
+        s.push_str(" const");
+    }
+    if t.persist {
+        s.push_str(" persist");
+    }
+    if t.counters {
+        s.push_str(" counters");
+    }
+    let mut i = 0;
+    while i < t.init.len() {
+        match &t.init[i] {
+            TableInit::File(f) => {
+                let _ = write!(s, " file \"{f}\"");
+                i += 1;
+            }
+            TableInit::Entries(_) => {
+                // consecutive lists print as one
+                s.push_str(" {");
+                while let Some(TableInit::Entries(es)) = t.init.get(i) {
+                    for e in es {
+                        s.push_str(if e.negated { " !" } else { " " });
+                        s.push_str(&format_addr(&Addr::Net(e.net), 0));
+                    }
+                    i += 1;
+                }
+                s.push_str(" }");
+            }
+        }
+    }
+    s
+}
+
+fn is_any(a: &Addr) -> bool {
+    match a {
+        Addr::Any => true,
+        Addr::Net(n) => n.prefix == 0 && n.addr.is_unspecified(),
+        _ => false,
+    }
+}
+
+fn format_ip(a: IpAddr) -> String {
+    a.to_string()
+}
+
+/// pfctl's `print_addr`.
+pub fn format_addr(a: &Addr, verbose: u8) -> String {
+    match a {
+        Addr::Any => "any".into(),
+        Addr::Net(_) if is_any(a) => "any".into(),
+        Addr::Net(n) => {
+            if n.is_host() {
+                format_ip(n.addr)
+            } else {
+                format!("{}/{}", format_ip(n.addr), n.prefix)
+            }
+        }
+        Addr::Range(lo, hi) => format!("{} - {}", format_ip(*lo), format_ip(*hi)),
+        Addr::Table(t) => {
+            if verbose >= 2 {
+                format!("<{t}:*>")
+            } else {
+                format!("<{t}>")
+            }
+        }
+        Addr::Dynamic { ifname, modifier, no_alias } => {
+            let mut s = format!("({ifname}");
+            s.push_str(match modifier {
+                IfAddrModifier::Address => "",
+                IfAddrModifier::Network => ":network",
+                IfAddrModifier::Broadcast => ":broadcast",
+                IfAddrModifier::Peer => ":peer",
+            });
+            if *no_alias {
+                s.push_str(":0");
+            }
+            if verbose >= 2 {
+                s.push_str(":*");
+            }
+            s.push(')');
+            s
+        }
+        Addr::NoRoute => "no-route".into(),
+        Addr::UrpfFailed => "urpf-failed".into(),
+    }
+}
+
+fn format_port(p: &PortOp) -> String {
+    match *p {
+        PortOp::Eq(a) => format!(" port = {a}"),
+        PortOp::Ne(a) => format!(" port != {a}"),
+        PortOp::Lt(a) => format!(" port < {a}"),
+        PortOp::Le(a) => format!(" port <= {a}"),
+        PortOp::Gt(a) => format!(" port > {a}"),
+        PortOp::Ge(a) => format!(" port >= {a}"),
+        PortOp::Range(a, b) => format!(" port {a}:{b}"),
+        PortOp::Inside(a, b) => format!(" port {a} >< {b}"),
+        PortOp::Outside(a, b) => format!(" port {a} <> {b}"),
+    }
+}
+
+fn format_endpoint(s: &mut String, e: &Endpoint, verbose: u8) {
+    if e.negated {
+        s.push_str("! ");
+    }
+    s.push_str(&format_addr(&e.addr, verbose));
+    if let Some(p) = &e.port {
+        s.push_str(&format_port(p));
+    }
+}
+
+fn icmp_code_text(ty: u8, code: u8, v6: bool) -> String {
+    names::icmp_code_name(ty, code, v6).map(str::to_string).unwrap_or_else(|| code.to_string())
+}
+
+fn format_redir(r: &RedirSpec) -> String {
+    let mut s = if r.targets.len() == 1 { r.targets[0].clone() } else { format!("{{ {} }}", r.targets.join(", ")) };
+    if let Some(p) = &r.port {
+        let _ = write!(s, " port {p}");
+    }
+    for o in &r.pool_opts {
+        s.push(' ');
+        s.push_str(o);
+    }
+    s
+}
+
+/// pfctl prints tag names bare; one with blanks or punctuation would not
+/// parse again, so those are quoted.
+fn quote_if_needed(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_-.:".contains(c)) {
+        s.to_string()
+    } else {
+        format!("\"{s}\"")
+    }
+}
+
+/// pfctl's `print_rule`: one rule, no newline.
+pub fn format_rule(r: &Rule, nr: Option<usize>, verbose: u8) -> String {
+    let mut s = String::new();
+    if let Some(n) = nr {
+        let _ = write!(s, "@{n} ");
+    }
+    match r.action {
+        Action::Pass => s.push_str("pass"),
+        Action::Match => s.push_str("match"),
+        Action::Block(b) => {
+            s.push_str("block");
+            match b {
+                BlockAction::Drop => s.push_str(" drop"),
+                BlockAction::Return => s.push_str(" return"),
+                BlockAction::ReturnRst { ttl: 0 } => s.push_str(" return-rst"),
+                BlockAction::ReturnRst { ttl } => {
+                    let _ = write!(s, " return-rst(ttl {ttl})");
+                }
+                BlockAction::ReturnIcmp { code, code6 } => {
+                    let c4 = icmp_code_text(names::ICMP_UNREACH, code, false);
+                    let c6 = icmp_code_text(names::ICMP6_DST_UNREACH, code6, true);
+                    match r.af {
+                        Some(AddressFamily::Inet) => {
+                            let _ = write!(s, " return-icmp({c4})");
+                        }
+                        Some(AddressFamily::Inet6) => {
+                            let _ = write!(s, " return-icmp6({c6})");
+                        }
+                        None => {
+                            let _ = write!(s, " return-icmp({c4}, {c6})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match r.direction {
+        Direction::In => s.push_str(" in"),
+        Direction::Out => s.push_str(" out"),
+        Direction::Both => {}
+    }
+    if let Some(l) = &r.log {
+        s.push_str(" log");
+        let mut parts = vec![];
+        if l.all {
+            parts.push("all".to_string());
+        }
+        if l.matches {
+            parts.push("matches".into());
+        }
+        if l.user {
+            parts.push("user".into());
+        }
+        if let Some(n) = l.to_pflog {
+            parts.push(format!("to pflog{n}"));
+        }
+        if !parts.is_empty() {
+            let _ = write!(s, " ({})", parts.join(", "));
+        }
+    }
+    if r.quick {
+        s.push_str(" quick");
+    }
+    if let Some(i) = &r.interface {
+        if i.negated {
+            let _ = write!(s, " on ! {}", i.name);
+        } else {
+            let _ = write!(s, " on {}", i.name);
+        }
+    }
+    if let Some(af) = r.af {
+        s.push(' ');
+        s.push_str(af.keyword());
+    }
+    if let Some(p) = r.proto {
+        match names::proto_name(p) {
+            Some(n) => {
+                let _ = write!(s, " proto {n}");
+            }
+            None => {
+                let _ = write!(s, " proto {p}");
+            }
+        }
+    }
+    let all = is_any(&r.src.addr)
+        && is_any(&r.dst.addr)
+        && !r.src.negated
+        && !r.dst.negated
+        && r.src.port.is_none()
+        && r.dst.port.is_none();
+    if all {
+        s.push_str(" all");
+    } else {
+        s.push_str(" from ");
+        format_endpoint(&mut s, &r.src, verbose);
+        s.push_str(" to ");
+        format_endpoint(&mut s, &r.dst, verbose);
+    }
+    if !r.flags.is_any() {
+        let _ = write!(s, " flags {}/{}", names::format_tcp_flags(r.flags.set), names::format_tcp_flags(r.flags.mask));
+    } else if matches!(r.action, Action::Pass | Action::Match)
+        && (r.proto.is_none() || r.proto == Some(IPPROTO_TCP))
+        && r.keep_state != StateMode::NoState
+    {
+        s.push_str(" flags any");
+    }
+    if let Some(icmp) = &r.icmp {
+        let v6 = r.af == Some(AddressFamily::Inet6);
+        s.push_str(if v6 { " icmp6-type" } else { " icmp-type" });
+        match names::icmp_type_name(icmp.icmp_type, v6) {
+            Some(n) => {
+                let _ = write!(s, " {n}");
+            }
+            None => {
+                let _ = write!(s, " {}", icmp.icmp_type);
+            }
+        }
+        if let Some(c) = icmp.code {
+            let _ = write!(s, " code {}", icmp_code_text(icmp.icmp_type, c, v6));
+        }
+    }
+    if let Some(t) = r.tos {
+        let _ = write!(s, " tos 0x{t:02x}");
+    }
+    let o = &r.state_opts;
+    let ropts = o.any();
+    match r.keep_state {
+        StateMode::NoState if r.action == Action::Pass => s.push_str(" no state"),
+        StateMode::Keep if ropts => s.push_str(" keep state"),
+        StateMode::Modulate => s.push_str(" modulate state"),
+        StateMode::Synproxy => s.push_str(" synproxy state"),
+        _ => {}
+    }
+    if ropts {
+        let mut parts: Vec<String> = vec![];
+        if let Some(m) = o.max {
+            parts.push(format!("max {m}"));
+        }
+        if o.no_sync {
+            parts.push("no-sync".into());
+        }
+        if let Some(st) = o.source_track {
+            parts.push(match st {
+                SourceTrack::Rule => "source-track rule".into(),
+                SourceTrack::Global => "source-track global".into(),
+            });
+        }
+        if let Some(m) = o.max_src_states {
+            parts.push(format!("max-src-states {m}"));
+        }
+        if let Some(m) = o.max_src_conn {
+            parts.push(format!("max-src-conn {m}"));
+        }
+        if let Some((n, sec)) = o.max_src_conn_rate {
+            parts.push(format!("max-src-conn-rate {n}/{sec}"));
+        }
+        if let Some(m) = o.max_src_nodes {
+            parts.push(format!("max-src-nodes {m}"));
+        }
+        if let Some(ov) = &o.overload {
+            let mut t = format!("overload <{}>", ov.table);
+            if ov.flush {
+                t.push_str(" flush");
+            }
+            if ov.flush_global {
+                t.push_str(" global");
+            }
+            parts.push(t);
+        }
+        if o.if_bound {
+            parts.push("if-bound".into());
+        }
+        if o.floating {
+            parts.push("floating".into());
+        }
+        if o.sloppy {
+            parts.push("sloppy".into());
+        }
+        if o.pflow {
+            parts.push("pflow".into());
+        }
+        for (t, v) in &o.timeouts {
+            parts.push(format!("{} {v}", t.name()));
+        }
+        let _ = write!(s, " ({})", parts.join(", "));
+    }
+    if r.allow_opts {
+        s.push_str(" allow-opts");
+    }
+    if let Some(l) = &r.label {
+        let _ = write!(s, " label \"{l}\"");
+    }
+    if let Some(t) = &r.tag {
+        let _ = write!(s, " tag {}", quote_if_needed(t));
+    }
+    if let Some(t) = &r.tagged {
+        if t.negated {
+            s.push_str(" !");
+        }
+        let _ = write!(s, " tagged {}", quote_if_needed(&t.name));
+    }
+    if let Some(t) = r.rtable {
+        let _ = write!(s, " rtable {t}");
+    }
+    match &r.translation {
+        Some(Translation::AfTo { af, from, to }) => {
+            let _ = write!(s, " af-to {} from {}", af.keyword(), format_redir(from));
+            if let Some(to) = to {
+                let _ = write!(s, " to {}", format_redir(to));
+            }
+        }
+        Some(t) => {
+            let spec = match t {
+                Translation::NatTo(x) | Translation::RdrTo(x) | Translation::BinatTo(x) => x,
+                Translation::AfTo { .. } => unreachable!(),
+            };
+            let _ = write!(s, " {} {}", t.keyword(), format_redir(spec));
+        }
+        None => {}
+    }
+    if let Some(rt) = &r.route {
+        let _ = write!(s, " {} {}", rt.kind.keyword(), format_redir(&rt.spec));
+    }
+    s
+}
