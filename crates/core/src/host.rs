@@ -219,6 +219,9 @@ impl Host {
 
     /// Sends a complete IP packet, resolving the next hop by ARP.
     pub fn send_ip_packet(&mut self, dst: Ipv4Addr, pkt: Vec<u8>) {
+        if dst.is_broadcast() || self.addr.broadcast() == Some(dst) {
+            return self.send_frame_to(MacAddr::BROADCAST, &pkt);
+        }
         let Some(nh) = self.next_hop(dst) else { return };
         match self.arp.get(&nh) {
             Some(&mac) => self.send_frame_to(mac, &pkt),

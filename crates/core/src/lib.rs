@@ -3,13 +3,19 @@
 //! injected, so the same code runs on real devices and in memory.
 
 pub mod arp;
+pub mod ether;
 pub mod filter;
 pub mod gen;
+pub mod host;
 pub mod iface;
 pub mod link;
 pub mod packet;
 pub mod percpu;
 pub mod route;
 pub mod rtmsg;
+pub mod stack;
+pub mod stats;
 pub mod time;
+pub mod topo;
 pub mod vlink;
+pub mod worker;

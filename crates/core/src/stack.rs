@@ -2,7 +2,7 @@
 //! configuration, and the control-plane operations that change them (each
 //! with its route messages). Workers read it; the control thread writes it.
 
-use crate::arp::{ArpConfig, ArpTable};
+use crate::arp::{ArpConfig, ArpError, ArpStaticKind, ArpTable};
 use crate::filter::PacketFilter;
 use crate::iface::{IfAddr, IfError, IfIndex, Interface, InterfaceConfig, InterfaceTable};
 use crate::link::{LinkQueue, LinkState};
@@ -11,6 +11,7 @@ use crate::percpu::PerWorker;
 use crate::route::{Route, RouteError, RouteFlags, RouteTables};
 use crate::rtmsg::{IfAnnounceWhat, RouteMonitor, RtmAddr, RtmBody, RtmIfAnnounce, RtmIfInfo, RtmType};
 use crate::stats::StackStats;
+use crate::time::Clock;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use softnet_wire::ethernet::MacAddr;
@@ -86,6 +87,9 @@ pub struct Stack {
     pub monitor: Arc<RouteMonitor>,
     pub stats: PerWorker<StackStats>,
     pub filter: ArcSwapOption<FilterSlot>,
+    /// The clock the control side uses (workers get theirs in `Worker::new`;
+    /// both should be the same clock).
+    pub clock: Arc<dyn Clock>,
     /// Serializes control operations (one change at a time).
     control: Mutex<()>,
     /// Buffers for frames the control thread sends (gratuitous ARP).
@@ -93,7 +97,12 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack on the monotonic clock.
     pub fn new(config: StackConfig) -> Arc<Stack> {
+        Self::with_clock(config, Arc::new(crate::time::MonotonicClock::new()))
+    }
+
+    pub fn with_clock(config: StackConfig, clock: Arc<dyn Clock>) -> Arc<Stack> {
         let monitor = Arc::new(RouteMonitor::new());
         Arc::new_cyclic(|me: &std::sync::Weak<Stack>| {
             let routes = RouteTables::new(monitor.clone());
@@ -104,6 +113,7 @@ impl Stack {
             });
             Stack {
             routes,
+            clock,
             arp: ArpTable::new(config.arp.clone()),
             ifaces: InterfaceTable::new(),
             monitor,
@@ -351,6 +361,36 @@ impl Stack {
             st.oerrors.inc();
         }
         self.stats.get(crate::percpu::CONTROL_SLOT).arp.requests_sent.inc();
+    }
+
+    /// `arp -s HOST MAC` (static, not published), for setups and tests.
+    pub fn arp_add_static(&self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), ArpError> {
+        self.arp_set(ip, mac, ArpStaticKind::Static, false)
+    }
+
+    /// `arp -s HOST MAC [temp|permanent] [pub]`.
+    pub fn arp_set(&self, ip: Ipv4Addr, mac: MacAddr, kind: ArpStaticKind, publish: bool) -> Result<(), ArpError> {
+        let _c = self.control.lock();
+        let now = self.clock.now();
+        self.arp.add_static(now, &self.ifaces.load(), ip, mac, kind, publish).map(|_| ())
+    }
+
+    /// `arp -an`.
+    pub fn arp_show(&self) -> String {
+        let ifs = self.ifaces.load();
+        crate::arp::format_arp_an(&self.arp.entries(), |i| ifs.get(i).map(|x| x.name().to_string()), self.clock.now())
+    }
+
+    /// The control thread's timer (about once a second): ARP expiry, old
+    /// route snapshots freed, the filter's housekeeping.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let freed = self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp);
+        drop(freed);
+        self.routes.reap();
+        if let Some(f) = self.filter.load().as_ref() {
+            f.0.tick(now);
+        }
     }
 
     /// The interface name for an index, for printing.

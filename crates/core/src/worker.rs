@@ -105,6 +105,9 @@ struct WorkerState {
     tx_pending: Vec<IfIndex>,
     arp_cache: ArpWorkerCache,
     arp_out: ArpInput,
+    /// Scratch for what ARP hands back each batch (capacity reserved).
+    arp_dropped: Vec<PacketBuf>,
+    arp_requests: Vec<crate::arp::ArpRequest>,
     /// Packets the filter asked to send (block return).
     replies: Vec<PacketBuf>,
     icmp_bucket: TokenBucket,
@@ -163,6 +166,8 @@ impl Worker {
             tx_pending: Vec::with_capacity(64),
             arp_cache: ArpWorkerCache::new(),
             arp_out: ArpInput::new(),
+            arp_dropped: Vec::with_capacity(256),
+            arp_requests: Vec::with_capacity(64),
             replies: Vec::with_capacity(16),
             icmp_bucket: TokenBucket::new(rate, burst),
             ip_id: 0x9e37_79b9u32.wrapping_mul(id as u32 + 1),
@@ -243,8 +248,29 @@ impl WorkerState {
             }
             self.rx = rx;
         }
+        self.arp_housekeeping(cx);
         self.flush_tx(cx);
         total
+    }
+
+    /// What ARP left for this worker during the batch: frames it gave up on
+    /// (returned to the pool) and refresh requests to broadcast.
+    fn arp_housekeeping(&mut self, cx: &Ctx) {
+        let mut dropped = std::mem::take(&mut self.arp_dropped);
+        dropped.extend(self.arp_cache.drain_dropped());
+        for p in dropped.drain(..) {
+            cx.stats.ip.odropped.inc();
+            self.free(p);
+        }
+        self.arp_dropped = dropped;
+        let mut requests = std::mem::take(&mut self.arp_requests);
+        requests.extend(self.arp_cache.drain_requests());
+        for req in requests.drain(..) {
+            if let Some(ifp) = cx.ifs.get(req.ifindex) {
+                self.send_arp_request(cx, ifp, &req.repr);
+            }
+        }
+        self.arp_requests = requests;
     }
 
     // ---- transmit staging ------------------------------------------------
@@ -982,7 +1008,7 @@ impl WorkerState {
                     self.free(d);
                 }
                 if let Some(req) = request {
-                    self.send_arp_request(cx, ifp, &req);
+                    self.send_arp_request(cx, ifp, &req.repr);
                 }
             }
             ArpResolve::Rejected(mut p) => {

@@ -343,9 +343,10 @@ fn readers_on_other_threads_always_find_a_covering_route() {
     t.add(0, Route::via(ip("0.0.0.0"), 0, ip("10.0.2.254"))).unwrap();
     let t = Arc::new(t);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let readers: Vec<_> = (0..2)
         .map(|k| {
-            let (t, stop) = (t.clone(), stop.clone());
+            let (t, stop, progress) = (t.clone(), stop.clone(), progress.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 let mut x = 0x1234_5678u32 ^ k;
@@ -360,6 +361,7 @@ fn readers_on_other_threads_always_find_a_covering_route() {
                         assert!(r.contains(dst));
                         n += 1;
                     }
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 n
             })
@@ -373,6 +375,11 @@ fn readers_on_other_threads_always_find_a_covering_route() {
         for i in 0..50u32 {
             t.delete(0, Ipv4Addr::from(0xac10_0000 | (i << 8)), 24, None).unwrap();
         }
+    }
+    // On a loaded machine the readers may not have run yet: let them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let looked: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();

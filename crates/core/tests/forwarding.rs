@@ -4,7 +4,8 @@
 use softnet_core::host::HostEvent;
 use softnet_core::iface::IfAddr;
 use softnet_core::percpu::PerWorker;
-use softnet_core::stack::{RouteTarget, StackConfig, StackStats};
+use softnet_core::stack::{RouteTarget, StackConfig};
+use softnet_core::stats::StackStats;
 use softnet_core::topo::*;
 use softnet_wire::ipv4::IpProtocol;
 use std::net::Ipv4Addr;
