@@ -6,6 +6,23 @@
 //! assert_eq!(print_ruleset(&rs, &PrintOpts::default()), "pass in proto tcp from any to any port = 22 flags S/SA\n");
 //! ```
 
+//!
+//! * [`parse::parse_ruleset`] turns pf.conf text into an expanded
+//!   [`model::Ruleset`]: one [`model::Rule`] per list combination, interface
+//!   names and `self` resolved through an [`resolver::IfResolver`], defaults
+//!   filled in. Every error is collected as `FILE:LINE: message`.
+//! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `route-to`,
+//!   `reply-to`, `dup-to` and `synproxy state` ("… not supported yet").
+//! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
+//!   (the default) drops duplicate rules.
+//!
+//! Known differences from pfctl's output: `-o basic` only removes
+//! duplicates (no reordering, no automatic tables); a rule that is floating
+//! under a final `set state-policy if-bound` prints `keep state (floating)`
+//! and tag names with blanks print quoted, so that the printed form parses
+//! back to the same ruleset; `set ruleset-optimization` is not printed.
+
 pub mod error;
 mod lexer;
 pub mod model;

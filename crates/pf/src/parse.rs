@@ -1631,3 +1631,79 @@ fn expand_label(l: &str, r: &Rule, nr: usize) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolver::StaticResolver;
+
+    fn parse(src: &str) -> Ruleset {
+        parse_ruleset(src, "t", &StaticResolver::example()).unwrap()
+    }
+
+    #[test]
+    fn model_of_a_stateful_tcp_rule() {
+        let rs = parse("pass in log quick on em0 proto tcp from 10.0.0.0/8 port > 1023 to ! 192.0.2.1 port 22\n");
+        let r = &rs.rules[0];
+        assert_eq!(r.action, Action::Pass);
+        assert_eq!(r.direction, Direction::In);
+        assert!(r.quick && r.log.is_some());
+        assert_eq!(r.interface, Some(InterfaceMatch { name: "em0".into(), negated: false }));
+        assert_eq!(r.af, Some(AddressFamily::Inet));
+        assert_eq!(r.proto, Some(IPPROTO_TCP));
+        assert_eq!(r.src.addr, Addr::Net(IpNet::new("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(r.src.port, Some(PortOp::Gt(1023)));
+        assert!(r.dst.negated);
+        assert_eq!(r.dst.port, Some(PortOp::Eq(22)));
+        assert_eq!(r.flags, TcpFlags { set: 0x02, mask: 0x12 });
+        assert_eq!(r.keep_state, StateMode::Keep);
+        assert_eq!(r.line, 1);
+    }
+
+    #[test]
+    fn options_are_effective_values() {
+        let rs = parse("set limit states 5\nset timeout { tcp.first 7 }\nset optimization aggressive\nset block-policy return\nblock all\n");
+        assert_eq!(rs.options.limit(Limit::States), 5);
+        assert_eq!(rs.options.limit(Limit::Frags), 65536);
+        // set optimization came later and overrides tcp.first
+        assert_eq!(rs.options.timeout(Timeout::TcpFirst), 30);
+        assert_eq!(rs.options.timeout(Timeout::UdpFirst), 60);
+        assert_eq!(rs.rules[0].action, Action::Block(BlockAction::Return));
+    }
+
+    #[test]
+    fn macros_are_kept_for_printing() {
+        let rs = parse("a = \"em0\"\nb = $a \"em1\"\npass on { $b }\n");
+        assert_eq!(rs.macros, vec![("a".into(), "em0".into()), ("b".into(), "em0 em1".into())]);
+        assert_eq!(rs.rules.len(), 2);
+    }
+
+    #[test]
+    fn errors_are_all_collected_with_lines() {
+        let e = parse_ruleset("pass in proto frob\npass\npass to port 1\n", "pf.conf", &StaticResolver::example())
+            .unwrap_err();
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs, vec![
+            "pf.conf:1: unknown protocol frob",
+            "pf.conf:3: port only applies to tcp/udp",
+            "pf.conf:3: skipping rule due to errors",
+        ]);
+    }
+
+    #[test]
+    fn load_refuses_translation_but_parse_accepts_it() {
+        let src = "match out on egress nat-to (egress)\n";
+        let r = StaticResolver::example();
+        assert!(parse_ruleset(src, "f", &r).is_ok());
+        let e = load_ruleset(src, "f", &r).unwrap_err();
+        assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+    }
+
+    #[test]
+    fn port_ops_match() {
+        assert!(PortOp::Range(10, 20).matches(20));
+        assert!(!PortOp::Inside(10, 20).matches(10));
+        assert!(PortOp::Outside(10, 20).matches(21));
+        assert!(!PortOp::Outside(10, 20).matches(15));
+    }
+}

@@ -182,7 +182,7 @@ impl IfResolver for StaticResolver {
             .filter(|i| {
                 (driver_group(&i.name) == group && driver_group(&i.name) != i.name)
                     || i.groups.iter().any(|g| g == group)
-                    || (group == "egress" && self.egress.iter().any(|e| *e == i.name))
+                    || (group == "egress" && self.egress.contains(&i.name))
             })
             .map(|i| i.name.clone())
             .collect()
