@@ -53,6 +53,17 @@ pub enum Driver {
     Virtual,
 }
 
+impl Driver {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Tap => "tap",
+            Driver::Packet => "packet",
+            Driver::Virtual => "virtual",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceConf {
     pub name: String,

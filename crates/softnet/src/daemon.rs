@@ -63,6 +63,7 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::new(level);
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
@@ -88,7 +89,6 @@ pub fn up(path: &Path, log: Option<&str>) -> i32 {
             0
         }
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             1
         }
@@ -182,9 +182,9 @@ impl Daemon {
             .set_link_state(&ic.name, links::carrier(ic))
             .map_err(|e| anyhow!("{e}"))?;
         tracing::info!(
-            "{}: {:?} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)",
+            "{}: {} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)",
             ic.name,
-            ic.driver,
+            ic.driver.name(),
             ic.device,
             ic.addrs.len()
         );
@@ -295,7 +295,15 @@ impl Daemon {
                 new.log
             );
         }
-        let plan = ReloadPlan::new(&old, &new);
+        let mut plan = ReloadPlan::new(&old, &new);
+        // Interfaces of the configuration destroyed at run time
+        // (`ifconfig IF destroy`) come back.
+        for n in &new.interfaces {
+            let known = plan.ifaces_added.iter().any(|i| i.name == n.name);
+            if !known && self.stack.ifaces.load().by_name(&n.name).is_none() {
+                plan.ifaces_added.push(n.clone());
+            }
+        }
         // Routes first (they may go through interfaces about to go), then
         // interfaces and addresses, then the new routes.
         for rc in &plan.routes_removed {
