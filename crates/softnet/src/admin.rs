@@ -605,8 +605,7 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
                 return usage("netstat", "-f: only inet");
             }
         } else {
-            let mut chars = a[1..].char_indices();
-            while let Some((k, c)) = chars.next() {
+            for (k, c) in a[1..].char_indices() {
                 match c {
                     'r' => r = true,
                     's' => s = true,

@@ -506,3 +506,47 @@ impl Drop for Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softnet_core::iface::IfIndex;
+    use softnet_core::rtmsg::{RtmIfAnnounce, RtmRoute, RtmType};
+
+    fn msg(rtable: u16, route: bool) -> RouteMessage {
+        let body = if route {
+            RtmBody::Route(RtmRoute {
+                dest: Ipv4Addr::new(192, 0, 2, 0),
+                prefix_len: 24,
+                gateway: None,
+                flags: RouteFlags::UP,
+                ifindex: IfIndex(1),
+                ifname: None,
+                ifa: None,
+                mtu: 0,
+                priority: 8,
+            })
+        } else {
+            RtmBody::IfAnnounce(RtmIfAnnounce {
+                ifindex: IfIndex(1),
+                ifname: None,
+            })
+        };
+        RouteMessage {
+            seq: 1,
+            kind: RtmType::Add,
+            rtable,
+            pid: 0,
+            errno: 0,
+            body,
+        }
+    }
+
+    #[test]
+    fn monitor_with_a_table_sees_that_tables_routes_and_every_interface_message() {
+        assert!(monitor_wants(&msg(5, true), None));
+        assert!(monitor_wants(&msg(5, true), Some(5)));
+        assert!(!monitor_wants(&msg(0, true), Some(5)));
+        assert!(monitor_wants(&msg(0, false), Some(5)));
+    }
+}

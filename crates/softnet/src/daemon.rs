@@ -413,8 +413,10 @@ fn same_link(a: &InterfaceConf, b: &InterfaceConf) -> bool {
 
 impl ReloadPlan {
     pub fn new(old: &Config, new: &Config) -> ReloadPlan {
-        let mut p = ReloadPlan::default();
-        p.routes_removed = old.routes.iter().filter(|r| !new.routes.contains(r)).cloned().collect();
+        let mut p = ReloadPlan {
+            routes_removed: old.routes.iter().filter(|r| !new.routes.contains(r)).cloned().collect(),
+            ..ReloadPlan::default()
+        };
         for o in &old.interfaces {
             match new.interfaces.iter().find(|n| n.name == o.name) {
                 None => p.ifaces_removed.push(o.name.clone()),
