@@ -7,8 +7,8 @@
 
 use crate::config::{parse_mac, DEFAULT_CONTROL};
 use crate::proto::{
-    self, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response, RouteDest, RouteGateway,
-    RouteOp, RouteSpec,
+    self, ArpLifetime, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response, RouteDest,
+    RouteGateway, RouteOp, RouteSpec,
 };
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -444,11 +444,15 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
             };
             let host = parse_host("arp", host)?;
             let mac = parse_mac(mac).or_else(|e| usage("arp", e))?.0;
-            let (mut permanent, mut publish, mut seen_life) = (true, false, false);
+            let (mut lifetime, mut publish, mut seen_life) = (ArpLifetime::Static, false, false);
             for m in mods {
                 match *m {
                     "temp" | "permanent" if !seen_life => {
-                        permanent = *m == "permanent";
+                        lifetime = if *m == "permanent" {
+                            ArpLifetime::Permanent
+                        } else {
+                            ArpLifetime::Temp
+                        };
                         seen_life = true;
                     }
                     "pub" if !publish => publish = true,
@@ -458,7 +462,7 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
             Ok(Request::Arp(ArpOp::Set {
                 host,
                 mac,
-                permanent,
+                lifetime,
                 publish,
             }))
         }
@@ -997,7 +1001,7 @@ mod tests {
             Request::Arp(ArpOp::Set {
                 host: ip("10.0.1.9"),
                 mac: [2, 0, 0, 0, 1, 9],
-                permanent: true,
+                lifetime: ArpLifetime::Static,
                 publish: false
             })
         );
@@ -1006,7 +1010,7 @@ mod tests {
             Request::Arp(ArpOp::Set {
                 host: ip("10.0.1.9"),
                 mac: [2, 0, 0, 0, 1, 9],
-                permanent: false,
+                lifetime: ArpLifetime::Temp,
                 publish: true
             })
         );

@@ -1,7 +1,7 @@
 //! The ARP side of the admin commands (`arp -an`, `arp -n HOST`, `-s`, `-d`,
 //! `-da`), over the stack's ARP table, worded as OpenBSD's arp(8).
 
-use crate::proto::{ArpOp, Response};
+use crate::proto::{ArpLifetime, ArpOp, Response};
 use softnet_core::arp::{format_arp_an, ArpEntryKind, ArpError, ArpStaticKind};
 use softnet_core::stack::Stack;
 use softnet_wire::ethernet::MacAddr;
@@ -22,13 +22,13 @@ pub fn execute(stack: &Stack, op: &ArpOp) -> Response {
         ArpOp::Set {
             host,
             mac,
-            permanent,
+            lifetime,
             publish,
         } => {
-            let kind = if *permanent {
-                ArpStaticKind::Permanent
-            } else {
-                ArpStaticKind::Temp
+            let kind = match lifetime {
+                ArpLifetime::Temp => ArpStaticKind::Temp,
+                ArpLifetime::Static => ArpStaticKind::Static,
+                ArpLifetime::Permanent => ArpStaticKind::Permanent,
             };
             match stack.arp_set(*host, MacAddr(*mac), kind, *publish) {
                 Ok(()) => Response::Text(String::new()),

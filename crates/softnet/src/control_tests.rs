@@ -348,13 +348,15 @@ fn arp_and_netstat_commands() {
         .find(|l| l.starts_with("10.0.1.9 "))
         .unwrap_or_else(|| panic!("{an}"));
     assert!(
-        line.contains("02:00:00:00:01:09") && line.contains("sn-r0") && line.contains("permanent"),
+        line.contains("02:00:00:00:01:09") && line.contains("sn-r0") && line.contains("static"),
         "{line}"
     );
     assert!(
         an.lines().any(|l| l.starts_with("10.0.1.1 ")),
         "local addresses are listed: {an}"
     );
+    f.ok("arp", "-s 10.0.1.10 02:00:00:00:01:0a permanent");
+    assert!(f.ok("arp", "-n 10.0.1.10").contains("permanent"));
     let one = f.ok("arp", "-n 10.0.1.9");
     assert!(one.contains("02:00:00:00:01:09"), "{one}");
 

@@ -144,13 +144,23 @@ pub enum ArpOp {
     Set {
         host: Ipv4Addr,
         mac: [u8; 6],
-        permanent: bool,
+        lifetime: ArpLifetime,
         publish: bool,
     },
     Delete {
         host: Ipv4Addr,
     },
     DeleteAll,
+}
+
+/// What `arp -s` makes: `temp` expires, the default (static) does not,
+/// `permanent` does not and the wire cannot overwrite it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArpLifetime {
+    Temp,
+    Static,
+    Permanent,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +355,7 @@ mod tests {
             Request::Arp(ArpOp::Set {
                 host: Ipv4Addr::new(10, 0, 1, 9),
                 mac: [2, 0, 0, 0, 0, 9],
-                permanent: false,
+                lifetime: ArpLifetime::Temp,
                 publish: true,
             }),
             Request::Arp(ArpOp::DeleteAll),
