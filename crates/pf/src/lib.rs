@@ -31,8 +31,20 @@ pub mod parse;
 pub mod print;
 pub mod resolver;
 
+// Evaluation: compiled rulesets, states, tables, pflog, the filter.
+pub mod compile;
+pub mod eval;
+pub mod filter;
+pub mod frag;
+pub mod pflog;
+pub mod show;
+pub mod state;
+pub mod table;
+pub mod tcp_track;
+
 pub use error::ParseError;
 pub use model::Ruleset;
 pub use parse::{check_supported, load_ruleset, parse_ruleset};
 pub use print::{print_ruleset, PrintOpts};
 pub use resolver::{IfAddr, IfResolver, StaticResolver};
+pub use filter::Pf;

@@ -1,0 +1,494 @@
+//! From a parsed `model::Ruleset` to the immutable `CompiledRuleset` the
+//! workers evaluate: rules with their skip steps (computed as pfctl's
+//! `calc_skip_steps` does), interface groups expanded, tag names turned
+//! into ids, tables attached, and the global options in arrays.
+//!
+//! A compiled ruleset is published whole (`arc-swap`): a packet sees the
+//! old one or the new one, never a mix.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use softnet_core::percpu::{Counter, PerWorker};
+
+use crate::model::{
+    Action, Addr, AddressFamily, BlockPolicy, Direction, Endpoint, IcmpMatch, IfAddrModifier, Limit, LogOpts, PortOp,
+    Rule, Ruleset, StateMode, StatePolicy, TcpFlags,
+};
+use crate::names::Timeout;
+use crate::resolver::IfResolver;
+use crate::table::Table;
+
+/// Skip-step fields, in pf's order.
+pub const SKIP_IFP: usize = 0;
+pub const SKIP_DIR: usize = 1;
+pub const SKIP_AF: usize = 2;
+pub const SKIP_PROTO: usize = 3;
+pub const SKIP_SRC_ADDR: usize = 4;
+pub const SKIP_SRC_PORT: usize = 5;
+pub const SKIP_DST_ADDR: usize = 6;
+pub const SKIP_DST_PORT: usize = 7;
+pub const SKIP_COUNT: usize = 8;
+
+pub const TIMEOUT_COUNT: usize = Timeout::ALL.len();
+
+/// Index of a timeout in `Timeout::ALL`.
+pub fn tidx(t: Timeout) -> usize {
+    Timeout::ALL.iter().position(|x| *x == t).expect("listed")
+}
+
+/// Per-rule counters, one set per worker.
+#[derive(Default)]
+pub struct RuleCounters {
+    pub evaluations: Counter,
+    pub packets: Counter,
+    pub bytes: Counter,
+    pub states_created: Counter,
+}
+
+/// An interface spec: the names it stands for (a group expanded at load).
+#[derive(Debug, Clone)]
+pub struct IfMatch {
+    pub name: String,
+    pub members: Vec<String>,
+    pub negated: bool,
+}
+
+impl IfMatch {
+    #[inline]
+    pub fn matches(&self, ifname: &str) -> bool {
+        let inside = self.name == ifname || self.members.iter().any(|m| m == ifname);
+        inside != self.negated
+    }
+}
+
+/// A rule address as evaluated.
+#[derive(Debug, Clone)]
+pub enum AddrMatch {
+    Any,
+    Net { net: u32, mask: u32 },
+    Range(u32, u32),
+    Table(Arc<Table>),
+    Dynamic { ifname: String, modifier: IfAddrModifier, no_alias: bool },
+    /// IPv6 or unsupported (`no-route`, `urpf-failed`): never matches an
+    /// IPv4 packet.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointMatch {
+    pub addr: AddrMatch,
+    pub negated: bool,
+    pub port: Option<PortOp>,
+}
+
+/// One compiled rule.
+pub struct CRule {
+    pub nr: u32,
+    pub rule: Rule,
+    pub action: Action,
+    /// `None`: both directions.
+    pub dir: Option<softnet_core::filter::Direction>,
+    pub quick: bool,
+    pub log: Option<LogOpts>,
+    pub ifm: Option<IfMatch>,
+    /// Only IPv4 (`None` or `inet`) rules can match: `inet6` ones never do.
+    pub inet6_only: bool,
+    pub proto: Option<u8>,
+    pub src: EndpointMatch,
+    pub dst: EndpointMatch,
+    pub flags: TcpFlags,
+    pub icmp: Option<IcmpMatch>,
+    pub tos: Option<u8>,
+    pub allow_opts: bool,
+    pub tag: u16,
+    pub tagged: Option<(u16, bool)>,
+    pub rtable: Option<u16>,
+    pub keep_state: StateMode,
+    pub if_bound: bool,
+    pub sloppy: bool,
+    pub max_states: Option<u32>,
+    /// Index into `TimeoutSets` (0: the rule sets none).
+    pub timeout_set: u16,
+    pub label: Option<String>,
+    pub skip: [u32; SKIP_COUNT],
+    pub counters: PerWorker<RuleCounters>,
+    /// States this rule created that are still in the table.
+    pub states_cur: std::sync::atomic::AtomicU64,
+}
+
+/// Global options in the form the data path reads.
+#[derive(Debug, Clone)]
+pub struct GlobalOpts {
+    pub block_policy: BlockPolicy,
+    pub state_policy: StatePolicy,
+    pub timeouts: [u32; TIMEOUT_COUNT],
+    pub limits: [u32; Limit::ALL.len()],
+    pub skip: Vec<String>,
+    pub debug: String,
+    pub hostid: u32,
+}
+
+impl GlobalOpts {
+    pub fn timeout(&self, t: Timeout) -> u32 {
+        self.timeouts[tidx(t)]
+    }
+    pub fn limit(&self, l: Limit) -> u32 {
+        self.limits[Limit::ALL.iter().position(|x| *x == l).expect("listed")]
+    }
+}
+
+impl Default for GlobalOpts {
+    fn default() -> Self {
+        GlobalOpts::from_options(&crate::model::Options::default(), &[])
+    }
+}
+
+impl GlobalOpts {
+    fn from_options(o: &crate::model::Options, skip: &[String]) -> GlobalOpts {
+        GlobalOpts {
+            block_policy: o.block_policy,
+            state_policy: o.state_policy,
+            timeouts: std::array::from_fn(|i| o.timeout(Timeout::ALL[i])),
+            limits: std::array::from_fn(|i| o.limit(Limit::ALL[i])),
+            skip: skip.to_vec(),
+            debug: o.debug.clone().unwrap_or_else(|| "err".to_string()),
+            hostid: o.hostid.unwrap_or(0),
+        }
+    }
+}
+
+/// Per-rule timeout overrides, interned: states refer to a set by index so
+/// they can outlive the ruleset that made them. Index 0 is "none".
+#[derive(Default)]
+pub struct TimeoutSets {
+    sets: Mutex<Vec<[u32; TIMEOUT_COUNT]>>,
+}
+
+impl TimeoutSets {
+    pub fn new() -> TimeoutSets {
+        TimeoutSets { sets: Mutex::new(vec![[0; TIMEOUT_COUNT]]) }
+    }
+    /// The index of `set` (0 if all zero), adding it if new.
+    pub fn intern(&self, set: [u32; TIMEOUT_COUNT]) -> u16 {
+        if set.iter().all(|v| *v == 0) {
+            return 0;
+        }
+        let mut g = self.sets.lock();
+        if let Some(i) = g.iter().position(|s| *s == set) {
+            return i as u16;
+        }
+        if g.len() >= u16::MAX as usize {
+            return 0;
+        }
+        g.push(set);
+        (g.len() - 1) as u16
+    }
+    pub fn get(&self, i: u16) -> [u32; TIMEOUT_COUNT] {
+        self.sets.lock().get(i as usize).copied().unwrap_or([0; TIMEOUT_COUNT])
+    }
+    pub fn all(&self) -> Vec<[u32; TIMEOUT_COUNT]> {
+        self.sets.lock().clone()
+    }
+}
+
+/// pf tag names ↔ ids, stable across ruleset loads.
+#[derive(Default)]
+pub struct TagNames {
+    names: Mutex<HashMap<String, u16>>,
+}
+
+impl TagNames {
+    pub fn id(&self, name: &str) -> u16 {
+        let mut g = self.names.lock();
+        let n = g.len() as u16 + 1;
+        *g.entry(name.to_string()).or_insert(n)
+    }
+    pub fn name(&self, id: u16) -> Option<String> {
+        self.names.lock().iter().find(|(_, v)| **v == id).map(|(k, _)| k.clone())
+    }
+}
+
+pub struct CompiledRuleset {
+    /// Generation (1 for the first load; 0 is the empty default ruleset).
+    pub gen: u32,
+    pub source: Ruleset,
+    pub rules: Vec<CRule>,
+    pub opts: GlobalOpts,
+    pub tables: HashMap<String, Arc<Table>>,
+}
+
+impl CompiledRuleset {
+    /// No rules: everything passes (without state, as pf's default rule).
+    pub fn empty() -> CompiledRuleset {
+        CompiledRuleset {
+            gen: 0,
+            source: Ruleset::default(),
+            rules: vec![],
+            opts: GlobalOpts::default(),
+            tables: HashMap::new(),
+        }
+    }
+
+    pub fn is_skipped(&self, ifname: &str) -> bool {
+        !self.opts.skip.is_empty() && self.opts.skip.iter().any(|s| s == ifname)
+    }
+}
+
+/// Errors a ruleset can fail to load with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{file}:{line}: table <{name}> is not defined")]
+    UnknownTable { file: String, line: usize, name: String },
+    #[error("{file}:{line}: {what} not supported")]
+    Unsupported { file: String, line: usize, what: String },
+}
+
+/// What compiling needs from the world besides the ruleset.
+pub struct CompileCx<'a> {
+    pub resolver: &'a dyn IfResolver,
+    pub tags: &'a TagNames,
+    pub timeout_sets: &'a TimeoutSets,
+    /// Tables that already exist (persistent ones and those of the running
+    /// ruleset): kept when the new ruleset defines or uses the same name.
+    pub existing_tables: &'a HashMap<String, Arc<Table>>,
+    pub gen: u32,
+}
+
+fn v4net(a: IpAddr, prefix: u8) -> AddrMatch {
+    match a {
+        IpAddr::V4(a) => {
+            let mask = softnet_core::iface::prefix_mask(prefix);
+            AddrMatch::Net { net: u32::from(a) & mask, mask }
+        }
+        IpAddr::V6(_) => AddrMatch::Never,
+    }
+}
+
+fn endpoint(
+    e: &Endpoint,
+    tables: &mut HashMap<String, Arc<Table>>,
+    existing: &HashMap<String, Arc<Table>>,
+) -> Result<EndpointMatch, CompileError> {
+    let addr = match &e.addr {
+        Addr::Any => AddrMatch::Any,
+        Addr::Net(n) => v4net(n.addr, n.prefix),
+        Addr::Range(a, b) => match (a, b) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => AddrMatch::Range(u32::from(*a), u32::from(*b)),
+            _ => AddrMatch::Never,
+        },
+        Addr::Table(name) => {
+            // pfctl creates a table a rule names without defining it.
+            let t = tables
+                .entry(name.clone())
+                .or_insert_with(|| existing.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name))))
+                .clone();
+            AddrMatch::Table(t)
+        }
+        Addr::Dynamic { ifname, modifier, no_alias } => {
+            AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
+        }
+        // Without the route table, `no-route` and `urpf-failed` match nothing.
+        Addr::NoRoute | Addr::UrpfFailed => AddrMatch::Never,
+    };
+    Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
+}
+
+/// Compiles a ruleset. Tables are created (or reused from
+/// `existing_tables`, refilled from the definition).
+pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
+    let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
+    for td in &rs.tables {
+        let t = match cx.existing_tables.get(&td.name) {
+            Some(t) => t.clone(),
+            None => {
+                let mut t = Table::new(&td.name);
+                t.persist = td.persist;
+                t.constant = td.constant;
+                t.counters = td.counters;
+                Arc::new(t)
+            }
+        };
+        let entries: Vec<_> = td.entries().cloned().collect();
+        t.replace(&entries);
+        tables.insert(td.name.clone(), t);
+    }
+    // Persistent tables of the running ruleset stay.
+    for (n, t) in cx.existing_tables {
+        if t.persist && !tables.contains_key(n) {
+            tables.insert(n.clone(), t.clone());
+        }
+    }
+    let mut rules = Vec::with_capacity(rs.rules.len());
+    for (nr, r) in rs.rules.iter().enumerate() {
+        if let Some(tr) = &r.translation {
+            return Err(CompileError::Unsupported {
+                file: rs.filename.clone(),
+                line: r.line,
+                what: tr.keyword().to_string(),
+            });
+        }
+        let ifm = r.interface.as_ref().map(|i| IfMatch {
+            name: i.name.clone(),
+            members: cx.resolver.group_members(&i.name),
+            negated: i.negated,
+        });
+        let mut tset = [0u32; TIMEOUT_COUNT];
+        for (t, v) in &r.state_opts.timeouts {
+            tset[tidx(*t)] = *v;
+        }
+        let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
+        let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
+        rules.push(CRule {
+            nr: nr as u32,
+            rule: r.clone(),
+            action: r.action,
+            dir: match r.direction {
+                Direction::Both => None,
+                Direction::In => Some(softnet_core::filter::Direction::In),
+                Direction::Out => Some(softnet_core::filter::Direction::Out),
+            },
+            quick: r.quick,
+            log: r.log,
+            ifm,
+            inet6_only: r.af == Some(AddressFamily::Inet6),
+            proto: r.proto,
+            src,
+            dst,
+            flags: r.flags,
+            icmp: r.icmp,
+            tos: r.tos,
+            allow_opts: r.allow_opts,
+            tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
+            tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
+            rtable: r.rtable.map(|t| t as u16),
+            keep_state: r.keep_state,
+            if_bound: r.state_opts.if_bound,
+            sloppy: r.state_opts.sloppy,
+            max_states: r.state_opts.max,
+            timeout_set: cx.timeout_sets.intern(tset),
+            label: r.label.clone(),
+            skip: [0; SKIP_COUNT],
+            counters: PerWorker::new(),
+            states_cur: Default::default(),
+        });
+    }
+    calc_skip_steps(&mut rules);
+    let mut skip = vec![];
+    for s in &rs.options.skip {
+        skip.push(s.clone());
+        skip.extend(cx.resolver.group_members(s));
+    }
+    Ok(CompiledRuleset { gen: cx.gen, source: rs.clone(), rules, opts: GlobalOpts::from_options(&rs.options, &skip), tables })
+}
+
+fn same_field(a: &CRule, b: &CRule, f: usize) -> bool {
+    match f {
+        SKIP_IFP => match (&a.ifm, &b.ifm) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.name == y.name && x.negated == y.negated,
+            _ => false,
+        },
+        SKIP_DIR => a.dir == b.dir,
+        SKIP_AF => a.rule.af == b.rule.af,
+        SKIP_PROTO => a.proto == b.proto,
+        SKIP_SRC_ADDR => a.rule.src.addr == b.rule.src.addr && a.rule.src.negated == b.rule.src.negated,
+        SKIP_SRC_PORT => a.rule.src.port == b.rule.src.port,
+        SKIP_DST_ADDR => a.rule.dst.addr == b.rule.dst.addr && a.rule.dst.negated == b.rule.dst.negated,
+        SKIP_DST_PORT => a.rule.dst.port == b.rule.dst.port,
+        _ => unreachable!(),
+    }
+}
+
+/// pfctl's `calc_skip_steps`: for each field, every rule of a run of
+/// consecutive rules equal in that field skips to the first rule after
+/// the run (the rule count when the run reaches the end).
+pub fn calc_skip_steps(rules: &mut [CRule]) {
+    let n = rules.len();
+    for f in 0..SKIP_COUNT {
+        let mut head = 0;
+        for cur in 1..=n {
+            if cur == n || !same_field(&rules[head], &rules[cur], f) {
+                for r in &mut rules[head..cur] {
+                    r.skip[f] = cur as u32;
+                }
+                head = cur;
+            }
+        }
+    }
+}
+
+impl AddrMatch {
+    /// Whether `a` matches (before the rule's negation). `ifp` is the
+    /// packet's interface, used for `(if)` when it names that interface;
+    /// `lookup_if` finds other interfaces' addresses.
+    #[inline]
+    pub fn matches(&self, a: Ipv4Addr, dyn_addrs: &dyn Fn(&str) -> Option<Vec<softnet_core::iface::IfAddr>>) -> bool {
+        let x = u32::from(a);
+        match self {
+            AddrMatch::Any => true,
+            AddrMatch::Net { net, mask } => x & mask == *net,
+            AddrMatch::Range(lo, hi) => x >= *lo && x <= *hi,
+            AddrMatch::Table(t) => t.contains(a),
+            AddrMatch::Dynamic { ifname, modifier, no_alias } => {
+                let Some(addrs) = dyn_addrs(ifname) else { return false };
+                let n = if *no_alias { addrs.len().min(1) } else { addrs.len() };
+                addrs[..n].iter().any(|ia| match modifier {
+                    IfAddrModifier::Address => ia.addr == a,
+                    IfAddrModifier::Network => ia.contains(a),
+                    IfAddrModifier::Broadcast => ia.broadcast() == Some(a),
+                    IfAddrModifier::Peer => false,
+                })
+            }
+            AddrMatch::Never => false,
+        }
+    }
+}
+
+/// Whether a rule keeps state.
+pub fn keeps_state(r: &CRule) -> bool {
+    r.action == Action::Pass && r.keep_state != StateMode::NoState
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolver::StaticResolver;
+
+    fn compile_text(text: &str) -> CompiledRuleset {
+        let res = StaticResolver::example();
+        let rs = crate::parse::parse_ruleset(text, "t", &res).unwrap();
+        let tags = TagNames::default();
+        let ts = TimeoutSets::new();
+        let ex = HashMap::new();
+        compile(&rs, &CompileCx { resolver: &res, tags: &tags, timeout_sets: &ts, existing_tables: &ex, gen: 1 })
+            .unwrap()
+    }
+
+    #[test]
+    fn skip_steps_jump_over_runs_that_share_a_field() {
+        let c = compile_text(
+            "block in proto tcp from 10.0.0.1 to any port 22\n\
+             block in proto tcp from 10.0.0.1 to any port 23\n\
+             block in proto udp from 10.0.0.2 to any port 53\n\
+             pass out proto udp from 10.0.0.2 to any\n",
+        );
+        let s: Vec<[u32; SKIP_COUNT]> = c.rules.iter().map(|r| r.skip).collect();
+        // ifp: all "any"; dir: in,in,in,out; proto: tcp,tcp,udp,udp
+        assert_eq!(s[0][SKIP_IFP], 4);
+        assert_eq!(s[0][SKIP_DIR], 3);
+        assert_eq!(s[3][SKIP_DIR], 4);
+        assert_eq!(s[0][SKIP_PROTO], 2);
+        assert_eq!(s[1][SKIP_PROTO], 2);
+        assert_eq!(s[2][SKIP_PROTO], 4);
+        assert_eq!(s[0][SKIP_SRC_ADDR], 2);
+        assert_eq!(s[2][SKIP_SRC_ADDR], 4);
+        assert_eq!(s[0][SKIP_DST_PORT], 1);
+        assert_eq!(s[1][SKIP_DST_PORT], 2);
+        assert_eq!(s[2][SKIP_DST_PORT], 3);
+        assert_eq!(s[3][SKIP_DST_PORT], 4);
+        assert_eq!(s[0][SKIP_AF], 4);
+    }
+}

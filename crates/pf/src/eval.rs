@@ -1,0 +1,1011 @@
+//! pf_test: one packet through normalization (fragment reassembly), the
+//! state table, and the rules.
+
+use std::net::Ipv4Addr;
+
+use softnet_core::filter::{BufferSource, Direction, FilterReplies, Verdict};
+use softnet_core::iface::Interface;
+use softnet_core::packet::PacketBuf;
+use softnet_core::time::Instant;
+use softnet_wire::checksum;
+use softnet_wire::icmpv4::{self, Icmpv4Packet};
+use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+use softnet_wire::udp::UdpPacket;
+
+use crate::compile::{keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch};
+use crate::filter::PfInner;
+use crate::frag::{FragDrop, FragResult};
+use crate::model::{Action, BlockAction, Limit, StateMode};
+use crate::names::Timeout;
+use crate::pflog::{self, LogMeta};
+use crate::state::{sflags, tcps, udps, StateData, StateKey, DIR_IN, DIR_OUT};
+use crate::tcp_track::{self, Track, TcpSeg, TH_ACK, TH_FIN, TH_RST, TH_SYN};
+
+/// pf's `PFRES_*` reasons, the `-si` counters, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Match = 0,
+    BadOffset,
+    Fragment,
+    Short,
+    Normalize,
+    Memory,
+    BadTimestamp,
+    Congestion,
+    IpOption,
+    ProtoCksum,
+    StateMismatch,
+    StateInsert,
+    StateLimit,
+    SrcLimit,
+    Synproxy,
+    Translate,
+    NoRoute,
+}
+
+pub const REASON_COUNT: usize = 17;
+pub const REASON_NAMES: [&str; REASON_COUNT] = [
+    "match",
+    "bad-offset",
+    "fragment",
+    "short",
+    "normalize",
+    "memory",
+    "bad-timestamp",
+    "congestion",
+    "ip-option",
+    "proto-cksum",
+    "state-mismatch",
+    "state-insert",
+    "state-limit",
+    "src-limit",
+    "synproxy",
+    "translate",
+    "no-route",
+];
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_ICMP: u8 = 1;
+const DEFAULT_TTL: u8 = 64;
+
+/// The packet description (pf's `pf_pdesc`).
+#[derive(Debug, Clone, Copy)]
+pub struct Pd {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub tos: u8,
+    pub hlen: usize,
+    pub tot_len: usize,
+    /// IP options other than NOP/EOL.
+    pub badopts: bool,
+    /// Ports for TCP/UDP; for ICMP the virtual id/type in key order.
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp: TcpSeg,
+    pub tcp_hlen: usize,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub icmp_id: u16,
+}
+
+/// `pf_icmp_mapping`: (is an error, dir of a query: In for requests, the
+/// virtual type that keys the state).
+fn icmp_mapping(ty: u8) -> (bool, Direction, u8) {
+    use icmpv4::msg_type as t;
+    match ty {
+        t::ECHO_REQUEST => (false, Direction::In, t::ECHO_REQUEST),
+        t::ECHO_REPLY => (false, Direction::Out, t::ECHO_REQUEST),
+        t::TIMESTAMP => (false, Direction::In, t::TIMESTAMP),
+        t::TIMESTAMP_REPLY => (false, Direction::Out, t::TIMESTAMP),
+        t::INFO_REQUEST => (false, Direction::In, t::INFO_REQUEST),
+        t::INFO_REPLY => (false, Direction::Out, t::INFO_REQUEST),
+        t::MASK_REQUEST => (false, Direction::In, t::MASK_REQUEST),
+        t::MASK_REPLY => (false, Direction::Out, t::MASK_REQUEST),
+        t::ROUTER_SOLICIT => (false, Direction::In, t::ROUTER_SOLICIT),
+        t::ROUTER_ADVERT => (false, Direction::Out, t::ROUTER_SOLICIT),
+        t::DST_UNREACHABLE | t::SOURCE_QUENCH | t::REDIRECT | t::TIME_EXCEEDED | t::PARAM_PROBLEM => {
+            (true, Direction::In, ty)
+        }
+        _ => (false, Direction::In, ty),
+    }
+}
+
+/// Parses the headers pf looks at. `Err` carries the drop reason.
+pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
+    let ip = Ipv4Packet::new_checked(data).map_err(|_| Reason::Short)?;
+    let hlen = ip.header_len() as usize;
+    let tot = (ip.total_len() as usize).min(data.len());
+    let mut pd = Pd {
+        src: ip.src(),
+        dst: ip.dst(),
+        proto: ip.protocol().0,
+        tos: ip.tos(),
+        hlen,
+        tot_len: tot,
+        badopts: false,
+        sport: 0,
+        dport: 0,
+        tcp: TcpSeg::default(),
+        tcp_hlen: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        icmp_id: 0,
+    };
+    if hlen > 20 {
+        pd.badopts = softnet_wire::ipv4::options(ip.options())
+            .any(|o| o.map(|o| o.kind != softnet_wire::ipv4::option::NOP && o.kind != softnet_wire::ipv4::option::EOL).unwrap_or(true));
+    }
+    let l4 = &data[hlen..tot];
+    match pd.proto {
+        PROTO_TCP => {
+            if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            let off = (l4[12] >> 4) as usize * 4;
+            if off < softnet_wire::tcp::MIN_HEADER_LEN {
+                return Err(Reason::BadOffset);
+            }
+            if off > l4.len() {
+                return Err(Reason::Short);
+            }
+            let t = TcpPacket::new_checked(l4).map_err(|_| Reason::Short)?;
+            pd.sport = t.src_port();
+            pd.dport = t.dst_port();
+            pd.tcp_hlen = off;
+            let flags = t.flags().bits();
+            let mut wscale = None;
+            if flags & TH_SYN != 0 {
+                for o in t.option_iter() {
+                    if let Ok(softnet_wire::tcp::TcpOption::WindowScale(s)) = o {
+                        wscale = Some(s.min(14));
+                    }
+                }
+            }
+            pd.tcp = TcpSeg {
+                flags,
+                seq: t.seq_number(),
+                ack: t.ack_number(),
+                win: t.window(),
+                len: (l4.len() - off) as u32,
+                wscale,
+            };
+        }
+        PROTO_UDP => {
+            if l4.len() < softnet_wire::udp::HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            let ulen = u16::from_be_bytes([l4[4], l4[5]]) as usize;
+            if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            pd.sport = u16::from_be_bytes([l4[0], l4[1]]);
+            pd.dport = u16::from_be_bytes([l4[2], l4[3]]);
+        }
+        PROTO_ICMP => {
+            if l4.len() < icmpv4::HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            pd.icmp_type = l4[0];
+            pd.icmp_code = l4[1];
+            pd.icmp_id = u16::from_be_bytes([l4[4], l4[5]]);
+            let (_, idir, vtype) = icmp_mapping(pd.icmp_type);
+            // The key's "ports": id on the requester's side.
+            if idir == Direction::In {
+                pd.sport = pd.icmp_id;
+                pd.dport = vtype as u16;
+            } else {
+                pd.sport = vtype as u16;
+                pd.dport = pd.icmp_id;
+            }
+        }
+        _ => {}
+    }
+    Ok(pd)
+}
+
+#[inline]
+fn pkt_key(pd: &Pd, dir: Direction) -> StateKey {
+    let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
+    let mut k = StateKey { proto: pd.proto, ..StateKey::empty() };
+    k.addr[s] = pd.src;
+    k.addr[d] = pd.dst;
+    k.port[s] = pd.sport;
+    k.port[d] = pd.dport;
+    k
+}
+
+fn dir_code(dir: Direction) -> u8 {
+    match dir {
+        Direction::In => DIR_IN,
+        Direction::Out => DIR_OUT,
+    }
+}
+
+/// Everything one `test` call works with.
+pub struct Cx<'a> {
+    pub pf: &'a PfInner,
+    pub rs: &'a CompiledRuleset,
+    pub worker: usize,
+    pub now: Instant,
+    pub dir: Direction,
+    pub ifp: &'a Interface,
+}
+
+impl Cx<'_> {
+    fn count(&self, r: Reason) {
+        self.pf.counters.get(self.worker).reasons[r as usize].inc();
+    }
+
+    fn log(&self, rule: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
+        if let Some(q) = self.pf.pflog.load().as_ref() {
+            let m = LogMeta {
+                action,
+                reason: reason as u8,
+                ifname: self.ifp.name(),
+                rulenr: rule,
+                dir: if self.dir == Direction::In { pflog::PF_IN } else { pflog::PF_OUT },
+                src: pd.src,
+                dst: pd.dst,
+                sport: if pd.proto == PROTO_ICMP { 0 } else { pd.sport },
+                dport: if pd.proto == PROTO_ICMP { 0 } else { pd.dport },
+            };
+            q.push(&m, data, self.now.as_nanos());
+        }
+    }
+
+    /// Finds the state for `key` usable on this interface and runs `f` on it
+    /// under its lock. `None` when no state matches.
+    fn with_state<R>(&self, key: &StateKey, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+        self.pf.counters.get(self.worker).searches.inc();
+        let ifidx = self.ifp.index().0;
+        let ids = self.pf.states.lookup(key);
+        let mut f = Some(f);
+        for id in ids {
+            if id == u32::MAX {
+                continue;
+            }
+            let Some(slot) = self.pf.states.slot(id) else { continue };
+            let mut st = slot.lock();
+            if !st.live || st.key != *key || st.timeout == crate::state::TIMEOUT_PURGE {
+                continue;
+            }
+            if st.kif != 0 && st.kif != ifidx {
+                continue;
+            }
+            return Some((f.take().expect("once"))(&mut st));
+        }
+        None
+    }
+}
+
+/// What the state step decided.
+enum StateVerdict {
+    /// No state: evaluate the rules.
+    NoState,
+    Pass { rule: Option<(u32, u32)>, log: bool, tag: u16, rtable: Option<u16>, allow_opts: bool },
+    Drop(Option<Reason>),
+}
+
+pub fn test(
+    cx: &Cx,
+    mut pkt: PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Verdict {
+    // Normalization: reassemble fragments first.
+    let is_frag = {
+        let ip = Ipv4Packet::new_unchecked(pkt.data());
+        pkt.len() >= 20 && ip.is_fragment()
+    };
+    if is_frag {
+        let limit = cx.rs.opts.limit(Limit::Frags) as usize;
+        match cx.pf.frags.input(pkt, cx.now.as_nanos(), limit, bufs) {
+            FragResult::Kept => return Verdict::Consumed,
+            FragResult::Done(p) => pkt = p,
+            FragResult::Drop(p, why) => {
+                cx.count(match why {
+                    FragDrop::BadOffset => Reason::BadOffset,
+                    FragDrop::Normalize => Reason::Normalize,
+                    FragDrop::Overlap => Reason::Fragment,
+                    FragDrop::Memory => Reason::Memory,
+                });
+                return Verdict::Drop(p);
+            }
+        }
+    }
+    let pd = match parse_pd(pkt.data()) {
+        Ok(pd) => pd,
+        Err(r) => {
+            cx.count(r);
+            return Verdict::Drop(pkt);
+        }
+    };
+
+    let sv = match pd.proto {
+        PROTO_TCP => test_state_tcp(cx, &pd, &mut pkt, bufs, replies),
+        PROTO_ICMP => test_state_icmp(cx, &pd, pkt.data()),
+        _ => test_state_other(cx, &pd),
+    };
+    match sv {
+        StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
+            if let Some((gen, nr)) = rule {
+                if gen == cx.rs.gen {
+                    if let Some(r) = cx.rs.rules.get(nr as usize) {
+                        let c = r.counters.get(cx.worker);
+                        c.packets.inc();
+                        c.bytes.add(pd.tot_len as u64);
+                    }
+                }
+            }
+            if pd.badopts && !allow_opts {
+                cx.count(Reason::IpOption);
+                if log {
+                    cx.log(rule.map(|r| r.1), pflog::PF_DROP, Reason::IpOption, &pd, pkt.data());
+                }
+                return Verdict::Drop(pkt);
+            }
+            if tag != 0 {
+                pkt.meta.pf_tag = tag;
+            }
+            if let Some(t) = rtable {
+                pkt.meta.rtable = t;
+            }
+            if log {
+                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::Match, &pd, pkt.data());
+            }
+            Verdict::Pass(pkt)
+        }
+        StateVerdict::Drop(reason) => {
+            if let Some(r) = reason {
+                cx.count(r);
+            }
+            Verdict::Drop(pkt)
+        }
+        StateVerdict::NoState => test_rule(cx, &pd, pkt, bufs, replies),
+    }
+}
+
+fn state_pass(st: &StateData, fwd: bool) -> StateVerdict {
+    StateVerdict::Pass {
+        rule: Some((st.ruleset_gen, st.rule_nr)),
+        log: st.flags & sflags::LOG_ALL != 0,
+        tag: st.tag,
+        rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
+        allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
+    }
+}
+
+fn account(st: &mut StateData, fwd: bool, bytes: usize) {
+    let i = if fwd { 0 } else { 1 };
+    st.packets[i] += 1;
+    st.bytes[i] += bytes as u64;
+}
+
+fn set_timeout(st: &mut StateData, now: Instant, t: Timeout) {
+    st.expire = now.as_nanos();
+    st.timeout = tidx(t) as u8;
+}
+
+enum TcpOutcome {
+    Pass(StateVerdict, Option<(u32, u32)>),
+    Drop(Option<Reason>, Option<TcpReply>),
+    Reuse,
+}
+
+struct TcpReply {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+}
+
+fn test_state_tcp(
+    cx: &Cx,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> StateVerdict {
+    let key = pkt_key(pd, cx.dir);
+    let dirc = dir_code(cx.dir);
+    let seg = pd.tcp;
+    let pf = cx.pf;
+    let now = cx.now;
+    let out = cx.with_state(&key, |st| {
+        let fwd = st.direction == dirc;
+        let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
+        if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
+            if dst.state >= tcps::FIN_WAIT_2 && src.state >= tcps::FIN_WAIT_2 {
+                // State reuse: the old connection is over, a new one starts.
+                st.timeout = crate::state::TIMEOUT_PURGE;
+                return TcpOutcome::Reuse;
+            } else if dst.state >= tcps::ESTABLISHED && src.state >= tcps::ESTABLISHED {
+                // SYN on an established connection (a rebooted peer):
+                // answer with a challenge ACK on behalf of the destination.
+                return TcpOutcome::Drop(None, Some(TcpReply { seq: dst.seqlo, ack: src.seqlo, flags: TH_ACK }));
+            }
+        }
+        if tcp_track::is_sloppy(st) {
+            let t = tcp_track::track_sloppy(st, fwd, &seg);
+            set_timeout(st, now, t);
+            account(st, fwd, pd.tot_len);
+            return TcpOutcome::Pass(state_pass(st, fwd), None);
+        }
+        let (track, t) = tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now));
+        match track {
+            Track::Pass { rewrite } => {
+                if let Some(t) = t {
+                    set_timeout(st, now, t);
+                }
+                account(st, fwd, pd.tot_len);
+                TcpOutcome::Pass(state_pass(st, fwd), rewrite)
+            }
+            Track::Drop { rst } => TcpOutcome::Drop(
+                Some(Reason::StateMismatch),
+                rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }),
+            ),
+        }
+    });
+    match out {
+        None | Some(TcpOutcome::Reuse) => StateVerdict::NoState,
+        Some(TcpOutcome::Pass(v, rewrite)) => {
+            if let Some((seq, ack)) = rewrite {
+                patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            v
+        }
+        Some(TcpOutcome::Drop(reason, reply)) => {
+            if let Some(r) = reply {
+                if let Some(p) = build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL) {
+                    replies.push(p);
+                }
+            }
+            StateVerdict::Drop(reason)
+        }
+    }
+}
+
+/// Rewrites a TCP segment's sequence and acknowledgment numbers with
+/// incremental checksum updates (RFC 1624).
+fn patch_seq_ack(pkt: &mut PacketBuf, hlen: usize, seq: u32, ack: u32) {
+    let d = &mut pkt.data_mut()[hlen..];
+    let mut t = TcpPacket::new_unchecked(d);
+    let mut c = t.checksum();
+    c = checksum::update32(c, t.seq_number(), seq);
+    c = checksum::update32(c, t.ack_number(), ack);
+    t.set_seq_number(seq);
+    t.set_ack_number(ack);
+    t.set_checksum(c);
+}
+
+fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
+    let key = pkt_key(pd, cx.dir);
+    let dirc = dir_code(cx.dir);
+    let udp = pd.proto == PROTO_UDP;
+    cx.with_state(&key, |st| {
+        let fwd = st.direction == dirc;
+        let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
+        if src.state < udps::SINGLE {
+            src.state = udps::SINGLE;
+        }
+        if dst.state == udps::SINGLE {
+            dst.state = udps::MULTIPLE;
+        }
+        let multiple = src.state == udps::MULTIPLE && dst.state == udps::MULTIPLE;
+        let t = match (udp, multiple) {
+            (true, true) => Timeout::UdpMultiple,
+            (true, false) => Timeout::UdpSingle,
+            (false, true) => Timeout::OtherMultiple,
+            (false, false) => Timeout::OtherSingle,
+        };
+        set_timeout(st, cx.now, t);
+        account(st, fwd, pd.tot_len);
+        state_pass(st, fwd)
+    })
+    .unwrap_or(StateVerdict::NoState)
+}
+
+fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
+    let (is_error, icmp_dir, _) = icmp_mapping(pd.icmp_type);
+    let dirc = dir_code(cx.dir);
+    if !is_error {
+        let key = pkt_key(pd, cx.dir);
+        return cx
+            .with_state(&key, |st| {
+                let fwd = st.direction == dirc;
+                // A request must flow in the state's direction, a reply against it.
+                let flow = if fwd { Direction::In } else { Direction::Out };
+                if flow != icmp_dir {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+                set_timeout(st, cx.now, Timeout::IcmpError);
+                account(st, fwd, pd.tot_len);
+                state_pass(st, fwd)
+            })
+            .unwrap_or(StateVerdict::NoState);
+    }
+    // An error: find the state of the packet it quotes.
+    let inner = &data[pd.hlen + icmpv4::HEADER_LEN..pd.tot_len];
+    let Ok(ip2) = Ipv4Packet::new_checked(inner) else {
+        return StateVerdict::Drop(Some(Reason::Short));
+    };
+    if ip2.frag_offset() != 0 {
+        return StateVerdict::Drop(Some(Reason::Fragment));
+    }
+    let h2 = ip2.header_len() as usize;
+    if h2 > inner.len() {
+        return StateVerdict::Drop(Some(Reason::Short));
+    }
+    let (isrc, idst, iproto) = (ip2.src(), ip2.dst(), ip2.protocol().0);
+    if pd.dst != isrc {
+        return StateVerdict::Drop(Some(Reason::StateMismatch));
+    }
+    let l4 = &inner[h2..];
+    // The quoted packet went the other way: its source sits at index 1
+    // for an inbound error.
+    let (s, d) = if cx.dir == Direction::In { (1, 0) } else { (0, 1) };
+    let mut key = StateKey { proto: iproto, ..StateKey::empty() };
+    key.addr[s] = isrc;
+    key.addr[d] = idst;
+    match iproto {
+        PROTO_TCP | PROTO_UDP => {
+            if l4.len() < 8 {
+                return StateVerdict::Drop(Some(Reason::Short));
+            }
+            key.port[s] = u16::from_be_bytes([l4[0], l4[1]]);
+            key.port[d] = u16::from_be_bytes([l4[2], l4[3]]);
+        }
+        PROTO_ICMP => {
+            if l4.len() < icmpv4::HEADER_LEN {
+                return StateVerdict::Drop(Some(Reason::Short));
+            }
+            let (ierr, idir, vtype) = icmp_mapping(l4[0]);
+            if ierr {
+                return StateVerdict::Drop(Some(Reason::StateMismatch));
+            }
+            let id = u16::from_be_bytes([l4[4], l4[5]]);
+            let (ps, pdp) = if idir == Direction::In { (id, vtype as u16) } else { (vtype as u16, id) };
+            key.port[s] = ps;
+            key.port[d] = pdp;
+        }
+        _ => {}
+    }
+    let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
+    cx.with_state(&key, |st| {
+        if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
+            // The quoted packet is from the state's src when this error
+            // flows against the state's direction.
+            let quoted_fwd = st.direction != dirc;
+            if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
+                return StateVerdict::Drop(Some(Reason::StateMismatch));
+            }
+        }
+        let fwd = st.direction == dirc;
+        account(st, fwd, pd.tot_len);
+        state_pass(st, fwd)
+    })
+    .unwrap_or(StateVerdict::NoState)
+}
+
+#[inline]
+fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr) -> bool {
+    let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+    e.addr.matches(a, &lookup) != e.negated
+}
+
+/// pf_match_rule + the tail of pf_test_rule.
+fn test_rule(
+    cx: &Cx,
+    pd: &Pd,
+    mut pkt: PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Verdict {
+    let rules = &cx.rs.rules;
+    let ifname = cx.ifp.name();
+    let mut tag = pkt.meta.pf_tag;
+    let mut rtable: Option<u16> = None;
+    let mut log_match = false;
+    let mut matched: Option<&CRule> = None;
+    let n = rules.len();
+    let mut i = 0usize;
+    let w = cx.worker;
+    let is_tcp_udp = pd.proto == PROTO_TCP || pd.proto == PROTO_UDP;
+    while i < n {
+        let r = &rules[i];
+        r.counters.get(w).evaluations.inc();
+        if let Some(m) = &r.ifm {
+            if !m.matches(ifname) {
+                i = r.skip[crate::compile::SKIP_IFP] as usize;
+                continue;
+            }
+        }
+        if r.dir.is_some_and(|d| d != cx.dir) {
+            i = r.skip[crate::compile::SKIP_DIR] as usize;
+            continue;
+        }
+        if r.inet6_only {
+            i = r.skip[crate::compile::SKIP_AF] as usize;
+            continue;
+        }
+        if r.proto.is_some_and(|p| p != pd.proto) {
+            i = r.skip[crate::compile::SKIP_PROTO] as usize;
+            continue;
+        }
+        if !endpoint_matches(cx, &r.src, pd.src) {
+            i = r.skip[crate::compile::SKIP_SRC_ADDR] as usize;
+            continue;
+        }
+        if !endpoint_matches(cx, &r.dst, pd.dst) {
+            i = r.skip[crate::compile::SKIP_DST_ADDR] as usize;
+            continue;
+        }
+        if is_tcp_udp {
+            if r.src.port.is_some_and(|op| !op.matches(pd.sport)) {
+                i = r.skip[crate::compile::SKIP_SRC_PORT] as usize;
+                continue;
+            }
+            if r.dst.port.is_some_and(|op| !op.matches(pd.dport)) {
+                i = r.skip[crate::compile::SKIP_DST_PORT] as usize;
+                continue;
+            }
+        } else if r.src.port.is_some() || r.dst.port.is_some() {
+            i += 1;
+            continue;
+        }
+        if let Some(im) = r.icmp {
+            if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code) {
+                i += 1;
+                continue;
+            }
+        }
+        if r.tos.is_some_and(|t| t != pd.tos) {
+            i += 1;
+            continue;
+        }
+        if pd.proto == PROTO_TCP && !r.flags.is_any() && (pd.tcp.flags & r.flags.mask) != r.flags.set {
+            i += 1;
+            continue;
+        }
+        if let Some((id, neg)) = r.tagged {
+            if (tag == id) == neg {
+                i += 1;
+                continue;
+            }
+        }
+        // The rule matches.
+        if r.tag != 0 {
+            tag = r.tag;
+        }
+        if let Some(t) = r.rtable {
+            rtable = Some(t);
+        }
+        if r.action == Action::Match {
+            let c = r.counters.get(w);
+            c.packets.inc();
+            c.bytes.add(pd.tot_len as u64);
+            if r.log.is_some() {
+                log_match = true;
+                cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
+            }
+            i += 1;
+            continue;
+        }
+        matched = Some(r);
+        if r.quick {
+            break;
+        }
+        i += 1;
+    }
+    let _ = log_match;
+    let Some(r) = matched else {
+        // pf's default rule: pass, no state.
+        if pd.badopts {
+            cx.count(Reason::IpOption);
+            return Verdict::Drop(pkt);
+        }
+        if tag != 0 {
+            pkt.meta.pf_tag = tag;
+        }
+        if let Some(t) = rtable {
+            pkt.meta.rtable = t;
+        }
+        return Verdict::Pass(pkt);
+    };
+    cx.count(Reason::Match);
+    let c = r.counters.get(w);
+    c.packets.inc();
+    c.bytes.add(pd.tot_len as u64);
+    let logged = r.log.is_some();
+    match r.action {
+        Action::Block(how) => {
+            if logged {
+                cx.log(Some(r.nr), pflog::PF_DROP, Reason::Match, pd, pkt.data());
+            }
+            send_return(cx, r, how, pd, &pkt, bufs, replies);
+            Verdict::Drop(pkt)
+        }
+        Action::Pass | Action::Match => {
+            if pd.badopts && !r.allow_opts {
+                cx.count(Reason::IpOption);
+                if logged {
+                    cx.log(Some(r.nr), pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
+                }
+                return Verdict::Drop(pkt);
+            }
+            if keeps_state(r) {
+                if let Err(reason) = create_state(cx, r, pd, &mut pkt, tag, rtable) {
+                    cx.count(reason);
+                    if logged {
+                        cx.log(Some(r.nr), pflog::PF_DROP, reason, pd, pkt.data());
+                    }
+                    return Verdict::Drop(pkt);
+                }
+            }
+            if logged {
+                cx.log(Some(r.nr), pflog::PF_PASS, Reason::Match, pd, pkt.data());
+            }
+            if tag != 0 {
+                pkt.meta.pf_tag = tag;
+            }
+            if let Some(t) = rtable {
+                pkt.meta.rtable = t;
+            }
+            Verdict::Pass(pkt)
+        }
+    }
+}
+
+fn create_state(
+    cx: &Cx,
+    r: &CRule,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    tag: u16,
+    rtable: Option<u16>,
+) -> Result<(), Reason> {
+    if let Some(max) = r.max_states {
+        if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
+            return Err(Reason::StateLimit);
+        }
+    }
+    let now = cx.now.as_nanos();
+    let mut st = StateData {
+        key: pkt_key(pd, cx.dir),
+        kif: if r.if_bound { cx.ifp.index().0 } else { 0 },
+        direction: dir_code(cx.dir),
+        flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
+            | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
+        timeout_set: r.timeout_set,
+        rule_nr: r.nr,
+        ruleset_gen: cx.rs.gen,
+        tag,
+        rtable: rtable.map(|t| t as i16).unwrap_or(-1),
+        creation: now,
+        expire: now,
+        packets: [1, 0],
+        bytes: [pd.tot_len as u64, 0],
+        ..StateData::default()
+    };
+    let mut rewrite = None;
+    match pd.proto {
+        PROTO_TCP => {
+            let iss = (r.keep_state == StateMode::Modulate).then(|| cx.pf.iss(pd, cx.now));
+            rewrite = tcp_track::init_state(&mut st, &pd.tcp, iss);
+            st.timeout = tidx(Timeout::TcpFirst) as u8;
+        }
+        PROTO_UDP => {
+            st.src.state = udps::SINGLE;
+            st.dst.state = udps::NO_TRAFFIC;
+            st.timeout = tidx(Timeout::UdpFirst) as u8;
+        }
+        PROTO_ICMP => {
+            st.timeout = tidx(Timeout::IcmpFirst) as u8;
+        }
+        _ => {
+            st.src.state = udps::SINGLE;
+            st.dst.state = udps::NO_TRAFFIC;
+            st.timeout = tidx(Timeout::OtherFirst) as u8;
+        }
+    }
+    match cx.pf.states.insert(st) {
+        Ok(_) => {
+            r.states_cur.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            r.counters.get(cx.worker).states_created.inc();
+            if r.if_bound {
+                cx.pf.note_ifname(cx.ifp);
+            }
+            if let Some(seq) = rewrite {
+                let ack = pd.tcp.ack;
+                patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            Ok(())
+        }
+        Err(crate::state::InsertError::Limit) => Err(Reason::Memory),
+        Err(crate::state::InsertError::Conflict) => Err(Reason::StateInsert),
+    }
+}
+
+/// `block return…`: a RST for TCP, an ICMP unreachable otherwise.
+fn send_return(
+    cx: &Cx,
+    r: &CRule,
+    how: BlockAction,
+    pd: &Pd,
+    pkt: &PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
+    let data = pkt.data();
+    let (rst, icmp_code, ttl) = match how {
+        BlockAction::Drop => return,
+        BlockAction::Return => (pd.proto == PROTO_TCP, icmpv4::DstUnreachable::PortUnreachable as u8, 0),
+        BlockAction::ReturnRst { ttl } => (true, 0, ttl),
+        BlockAction::ReturnIcmp { code, .. } => (false, code, 0),
+    };
+    let _ = r;
+    if rst {
+        if pd.proto != PROTO_TCP || pd.tcp.flags & TH_RST != 0 {
+            return;
+        }
+        let l4 = &data[pd.hlen..pd.tot_len];
+        if !TcpPacket::new_unchecked(l4).verify_checksum(pd.src, pd.dst) {
+            cx.count(Reason::ProtoCksum);
+            return;
+        }
+        let s = pd.tcp;
+        let (seq, ack, flags) = rst_numbers(&s);
+        let ttl = if ttl == 0 { DEFAULT_TTL } else { ttl };
+        if let Some(p) = build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, seq, ack, flags, 0, ttl) {
+            replies.push(p);
+        }
+        return;
+    }
+    // ICMP errors are not sent about ICMP errors, non-first fragments
+    // (never seen here: reassembled), or broadcast/multicast.
+    if pd.proto == PROTO_ICMP && icmpv4::is_error(pd.icmp_type) {
+        return;
+    }
+    if pd.dst.is_broadcast() || pd.dst.is_multicast() || pd.src.is_broadcast() || pd.src.is_multicast() {
+        return;
+    }
+    let l4 = &data[pd.hlen..pd.tot_len];
+    let ck_ok = match pd.proto {
+        PROTO_TCP => TcpPacket::new_unchecked(l4).verify_checksum(pd.src, pd.dst),
+        PROTO_UDP => {
+            let u = UdpPacket::new_unchecked(l4);
+            u.checksum() == 0 || u.verify_checksum(pd.src, pd.dst)
+        }
+        _ => true,
+    };
+    if !ck_ok {
+        cx.count(Reason::ProtoCksum);
+        return;
+    }
+    let src = cx.ifp.source_for(pd.src).unwrap_or(pd.dst);
+    if let Some(p) = build_icmp_unreach(bufs, src, pd.src, icmp_code, &data[..pd.tot_len], pd.hlen) {
+        replies.push(p);
+    }
+}
+
+/// Sequence numbers of a RST answering segment `s`: with an ACK the RST
+/// takes its sequence number from the ACK field (RFC 9293 3.10.7.1);
+/// otherwise it has sequence 0 and acknowledges everything the segment
+/// occupied. pf sets ACK on both.
+pub fn rst_numbers(s: &TcpSeg) -> (u32, u32, u8) {
+    let mut ack = s.seq.wrapping_add(s.len);
+    if s.flags & TH_SYN != 0 {
+        ack = ack.wrapping_add(1);
+    }
+    if s.flags & TH_FIN != 0 {
+        ack = ack.wrapping_add(1);
+    }
+    let seq = if s.flags & TH_ACK != 0 { s.ack } else { 0 };
+    (seq, ack, TH_RST | TH_ACK)
+}
+
+/// An IPv4 + TCP segment without payload (pf_send_tcp).
+#[allow(clippy::too_many_arguments)]
+pub fn build_tcp(
+    bufs: &mut dyn BufferSource,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    win: u16,
+    ttl: u8,
+) -> Option<PacketBuf> {
+    let mut p = bufs.alloc()?;
+    let tr = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq,
+        ack,
+        flags: TcpFlags::from_bits(flags),
+        window: win,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload_len: 0,
+    };
+    let ir = Ipv4Repr {
+        src,
+        dst,
+        protocol: IpProtocol::TCP,
+        ttl,
+        tos: 0,
+        ident: (seq ^ ack) as u16,
+        dont_frag: false,
+        payload_len: tr.buffer_len(),
+    };
+    if p.rewind(ir.buffer_len()).is_err() {
+        bufs.free(p);
+        return None;
+    }
+    let d = p.data_mut();
+    ir.emit(&mut d[..20]);
+    tr.emit_with_payload(&mut d[20..], src, dst, &[]);
+    Some(p)
+}
+
+/// An ICMP destination unreachable quoting the offending packet's header
+/// and the first 8 bytes of its payload.
+fn build_icmp_unreach(
+    bufs: &mut dyn BufferSource,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    code: u8,
+    orig: &[u8],
+    orig_hlen: usize,
+) -> Option<PacketBuf> {
+    let quote = &orig[..(orig_hlen + 8).min(orig.len())];
+    let icmp_len = icmpv4::HEADER_LEN + quote.len();
+    let mut p = bufs.alloc()?;
+    let ir = Ipv4Repr {
+        src,
+        dst,
+        protocol: IpProtocol::ICMP,
+        ttl: DEFAULT_TTL,
+        tos: 0,
+        ident: u16::from_be_bytes([orig[4], orig[5]]).rotate_left(3),
+        dont_frag: false,
+        payload_len: icmp_len,
+    };
+    if p.rewind(ir.buffer_len()).is_err() {
+        bufs.free(p);
+        return None;
+    }
+    let d = p.data_mut();
+    ir.emit(&mut d[..20]);
+    let mut ic = Icmpv4Packet::new_unchecked(&mut d[20..20 + icmp_len]);
+    ic.set_msg_type(icmpv4::msg_type::DST_UNREACHABLE);
+    ic.set_code(code);
+    ic.set_rest_of_header([0; 4]);
+    ic.data_mut()[..quote.len()].copy_from_slice(quote);
+    ic.fill_checksum();
+    Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rst_answers_an_ack_with_its_ack_number_and_a_syn_with_seq_plus_one() {
+        let syn = TcpSeg { flags: TH_SYN, seq: 1000, ack: 0, win: 0, len: 0, wscale: None };
+        assert_eq!(rst_numbers(&syn), (0, 1001, TH_RST | TH_ACK));
+        let data = TcpSeg { flags: TH_ACK, seq: 5000, ack: 7777, win: 0, len: 100, wscale: None };
+        assert_eq!(rst_numbers(&data), (7777, 5100, TH_RST | TH_ACK));
+        let fin = TcpSeg { flags: TH_FIN | TH_ACK, seq: 5000, ack: 7777, win: 0, len: 10, wscale: None };
+        assert_eq!(rst_numbers(&fin), (7777, 5011, TH_RST | TH_ACK));
+    }
+}

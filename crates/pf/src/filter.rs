@@ -1,0 +1,456 @@
+//! `Pf`: the packet filter the stack calls (`PacketFilter`) and the
+//! control API `softnet pfctl` uses.
+//!
+//! ```text
+//! let pf = Pf::new();                                   // enabled, empty ruleset (pass all)
+//! pf.load(&ruleset, &resolver)?;                        // pfctl -f: atomic swap, states kept
+//! stack.set_filter(Some(Box::new(pf.clone())));         // the stack's hook
+//! pf.set_pflog(Some(queue.clone()));                    // pflog: daemon drains `queue` to a pcap file
+//! pf.set_if_lookup(Arc::new(move |name| …));            // (if) addresses of other interfaces
+//! pf.show_states(false, now)                            // pfctl -ss
+//! ```
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
+use siphasher::sip::SipHasher13;
+use softnet_core::filter::{BufferSource, Direction, FilterReplies, PacketFilter, Verdict};
+use softnet_core::iface::{IfAddr, Interface};
+use softnet_core::packet::PacketBuf;
+use softnet_core::percpu::{Counter, PerWorker};
+use softnet_core::time::Instant;
+
+use crate::compile::{compile, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
+use crate::eval::{self, Cx, Pd, REASON_COUNT};
+use crate::model::{Limit, Ruleset};
+use crate::names::Timeout;
+use crate::pflog::PflogQueue;
+use crate::resolver::IfResolver;
+use crate::state::{StateData, StateTable, TIMEOUT_PURGE};
+use crate::table::Table;
+
+/// Per-worker pf counters (`pfctl -si`).
+#[derive(Default)]
+pub struct PfCounters {
+    pub reasons: [Counter; REASON_COUNT],
+    pub searches: Counter,
+}
+
+/// Finds an interface's current addresses by name (for `(if)` rules).
+pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
+
+pub struct PfInner {
+    pub(crate) enabled: AtomicBool,
+    /// Clock time (ns) when pf was last enabled or disabled.
+    pub(crate) since: AtomicU64,
+    pub(crate) ruleset: ArcSwap<CompiledRuleset>,
+    pub(crate) states: StateTable,
+    pub(crate) tags: TagNames,
+    pub(crate) timeout_sets: TimeoutSets,
+    pub(crate) counters: PerWorker<PfCounters>,
+    pub(crate) frags: crate::frag::FragCache,
+    pub(crate) pflog: ArcSwapOption<PflogQueue>,
+    pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    /// Names of interfaces states are bound to (index → name).
+    ifnames: Mutex<HashMap<u32, String>>,
+    gen: AtomicU32,
+    iss_key: (u64, u64),
+    /// Latest time seen by `tick`.
+    last_now: AtomicU64,
+    /// Serializes loads and flushes.
+    load_lock: Mutex<()>,
+    /// Tables created by `-T add` that no ruleset defines.
+    extra: Mutex<HashMap<String, Arc<Table>>>,
+}
+
+impl PfInner {
+    /// RFC 6528 initial sequence number for `modulate state`: a keyed hash
+    /// of the connection plus a 4 µs clock.
+    pub(crate) fn iss(&self, pd: &Pd, now: Instant) -> u32 {
+        use std::hash::Hasher;
+        let mut h = SipHasher13::new_with_keys(self.iss_key.0, self.iss_key.1);
+        h.write(&pd.src.octets());
+        h.write(&pd.dst.octets());
+        h.write_u16(pd.sport);
+        h.write_u16(pd.dport);
+        (h.finish() as u32).wrapping_add((now.as_nanos() / 4000) as u32)
+    }
+
+    pub(crate) fn note_ifname(&self, ifp: &Interface) {
+        let mut g = self.ifnames.lock();
+        if g.get(&ifp.index().0).map(|s| s.as_str()) != Some(ifp.name()) {
+            g.insert(ifp.index().0, ifp.name().to_string());
+        }
+    }
+
+    /// Addresses of interface `name`: the packet's own interface directly,
+    /// others through the lookup the daemon installed.
+    pub(crate) fn if_addrs(&self, name: &str, ifp: &Interface) -> Option<Vec<IfAddr>> {
+        if ifp.name() == name {
+            return Some(ifp.addrs().to_vec());
+        }
+        let l = self.if_lookup.load();
+        l.as_ref().and_then(|f| f(name))
+    }
+
+    /// When a state expires (ns), as `pf_state_expires`, adaptive
+    /// timeouts included. 0: already.
+    pub(crate) fn expires_at(&self, st: &StateData, rs: &CompiledRuleset) -> u64 {
+        if st.timeout == TIMEOUT_PURGE {
+            return 0;
+        }
+        let t = st.timeout as usize;
+        let set = if st.timeout_set != 0 { Some(self.timeout_sets.get(st.timeout_set)) } else { None };
+        let pick = |i: usize| set.map(|s| s[i]).filter(|v| *v != 0).unwrap_or(rs.opts.timeouts[i]);
+        let mut timeout = pick(t) as u64;
+        let start_rule = set.map(|s| s[tidx(Timeout::AdaptiveStart)]).unwrap_or(0);
+        let (start, end, states) = if start_rule != 0 {
+            let states = if st.ruleset_gen == rs.gen {
+                rs.rules.get(st.rule_nr as usize).map(|r| r.states_cur.load(Ordering::Relaxed)).unwrap_or(0)
+            } else {
+                0
+            };
+            (start_rule as u64, pick(tidx(Timeout::AdaptiveEnd)) as u64, states)
+        } else {
+            (
+                rs.opts.timeout(Timeout::AdaptiveStart) as u64,
+                rs.opts.timeout(Timeout::AdaptiveEnd) as u64,
+                self.states.len() as u64,
+            )
+        };
+        if end != 0 && states > start && start < end {
+            if states >= end {
+                return 0;
+            }
+            timeout = timeout * (end - states) / (end - start);
+        }
+        st.expire + timeout * 1_000_000_000
+    }
+
+    fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
+        if st.ruleset_gen == rs.gen {
+            if let Some(r) = rs.rules.get(st.rule_nr as usize) {
+                let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            }
+        }
+    }
+}
+
+/// The packet filter. Cheap to clone (a handle): give one clone to the
+/// stack and keep another for control.
+#[derive(Clone)]
+pub struct Pf {
+    pub(crate) inner: Arc<PfInner>,
+}
+
+impl Default for Pf {
+    fn default() -> Self {
+        Pf::new()
+    }
+}
+
+/// Text a table command prints (pfctl writes these to stderr).
+pub type TableMsg = String;
+
+impl Pf {
+    /// A filter that is enabled with an empty ruleset (everything passes,
+    /// as pf's default rule).
+    pub fn new() -> Pf {
+        let s = crate::state::random_seed();
+        let inner = PfInner {
+            enabled: AtomicBool::new(true),
+            since: AtomicU64::new(0),
+            ruleset: ArcSwap::from_pointee(CompiledRuleset::empty()),
+            states: StateTable::new(Limit::States.default_value() as usize),
+            tags: TagNames::default(),
+            timeout_sets: TimeoutSets::new(),
+            counters: PerWorker::new(),
+            frags: crate::frag::FragCache::new(),
+            pflog: ArcSwapOption::empty(),
+            if_lookup: ArcSwapOption::empty(),
+            ifnames: Mutex::new(HashMap::new()),
+            gen: AtomicU32::new(0),
+            iss_key: (s, s.rotate_left(29) ^ 0x6a09_e667_f3bc_c908),
+            last_now: AtomicU64::new(0),
+            load_lock: Mutex::new(()),
+            extra: Mutex::new(HashMap::new()),
+        };
+        Pf { inner: Arc::new(inner) }
+    }
+
+    /// `pfctl -f`: compiles and publishes `rs` atomically. States are kept;
+    /// on error nothing changes.
+    pub fn load(&self, rs: &Ruleset, resolver: &dyn IfResolver) -> Result<(), CompileError> {
+        let _g = self.inner.load_lock.lock();
+        let cur = self.inner.ruleset.load_full();
+        let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
+        let mut existing = self.inner.extra.lock().clone();
+        existing.extend(cur.tables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let compiled = compile(
+            rs,
+            &CompileCx {
+                resolver,
+                tags: &self.inner.tags,
+                timeout_sets: &self.inner.timeout_sets,
+                existing_tables: &existing,
+                gen,
+            },
+        )?;
+        self.inner.extra.lock().retain(|k, _| !compiled.tables.contains_key(k));
+        self.inner.gen.store(gen, Ordering::Relaxed);
+        self.inner.states.set_limit(compiled.opts.limit(Limit::States) as usize);
+        self.inner.ruleset.store(Arc::new(compiled));
+        Ok(())
+    }
+
+    /// The ruleset in use.
+    pub fn ruleset(&self) -> Arc<CompiledRuleset> {
+        self.inner.ruleset.load_full()
+    }
+
+    /// `pfctl -e`. `Err` with pfctl's message when already enabled.
+    pub fn enable(&self, now: Instant) -> Result<&'static str, &'static str> {
+        if self.inner.enabled.swap(true, Ordering::AcqRel) {
+            return Err("pfctl: pf already enabled");
+        }
+        self.inner.since.store(now.as_nanos(), Ordering::Relaxed);
+        Ok("pf enabled")
+    }
+
+    /// `pfctl -d`: everything passes until enabled again.
+    pub fn disable(&self, now: Instant) -> Result<&'static str, &'static str> {
+        if !self.inner.enabled.swap(false, Ordering::AcqRel) {
+            return Err("pfctl: pf not enabled");
+        }
+        self.inner.since.store(now.as_nanos(), Ordering::Relaxed);
+        Ok("pf disabled")
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled.load(Ordering::Acquire)
+    }
+
+    /// `pfctl -F rules`: an empty ruleset (options kept), states kept.
+    /// Returns the number of rules flushed.
+    pub fn flush_rules(&self) -> usize {
+        let _g = self.inner.load_lock.lock();
+        let cur = self.inner.ruleset.load_full();
+        let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
+        self.inner.gen.store(gen, Ordering::Relaxed);
+        let mut source = cur.source.clone();
+        source.rules.clear();
+        let rs = CompiledRuleset {
+            gen,
+            source,
+            rules: vec![],
+            opts: cur.opts.clone(),
+            tables: cur.tables.clone(),
+        };
+        self.inner.ruleset.store(Arc::new(rs));
+        cur.rules.len()
+    }
+
+    /// `pfctl -F states`: returns how many were removed.
+    pub fn flush_states(&self) -> usize {
+        let rs = self.inner.ruleset.load_full();
+        self.inner.states.remove_if(|st| {
+            self.inner.state_removed(st, &rs);
+            true
+        })
+    }
+
+    /// `pfctl -F all`: rules, states, tables (non-persistent contents) and fragments.
+    pub fn flush_all(&self) -> (usize, usize) {
+        let s = self.flush_states();
+        let r = self.flush_rules();
+        for t in self.inner.ruleset.load().tables.values() {
+            if !t.persist {
+                t.flush();
+            }
+        }
+        self.inner.frags.flush();
+        (r, s)
+    }
+
+    /// `pfctl -k host [-k dst]`: kills states from `src` (to `dst`, if
+    /// given); returns how many. Either end of the state's key counts as
+    /// the source, as pfctl matches the state's wire key from both sides.
+    pub fn kill_states(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
+        let rs = self.inner.ruleset.load_full();
+        self.inner.states.remove_if(|st| {
+            let hit = |s: usize, d: usize| st.key.addr[s] == src && dst.is_none_or(|x| st.key.addr[d] == x);
+            // The key's source side is index 0 for inbound states, 1 for outbound.
+            let (s, d) = if st.direction == crate::state::DIR_IN { (0, 1) } else { (1, 0) };
+            let kill = hit(s, d) || hit(d, s);
+            if kill {
+                self.inner.state_removed(st, &rs);
+            }
+            kill
+        })
+    }
+
+    /// Number of states.
+    pub fn state_count(&self) -> usize {
+        self.inner.states.len()
+    }
+
+    /// Installs (or removes) the pflog queue.
+    pub fn set_pflog(&self, q: Option<Arc<PflogQueue>>) {
+        self.inner.pflog.store(q);
+    }
+
+    /// Installs the lookup `(if)` rules use for interfaces other than the
+    /// packet's own.
+    pub fn set_if_lookup(&self, f: IfLookup) {
+        self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// Removes expired states (all of them, not incrementally) and expired
+    /// fragments; returns the number of states removed.
+    pub fn expire_states(&self, now: Instant) -> usize {
+        let rs = self.inner.ruleset.load_full();
+        let n = now.as_nanos();
+        let inner = &self.inner;
+        inner.states.remove_if(|st| {
+            let dead = inner.expires_at(st, &rs) <= n;
+            if dead {
+                inner.state_removed(st, &rs);
+            }
+            dead
+        })
+    }
+
+    /// A table by name: the ruleset's.
+    pub fn table(&self, name: &str) -> Option<Arc<Table>> {
+        self.inner.ruleset.load().tables.get(name).cloned()
+    }
+
+    /// `-T add` on a table the ruleset does not have creates it (kept
+    /// aside, and handed to the next ruleset that names it).
+    fn table_or_create(&self, name: &str) -> Arc<Table> {
+        if let Some(t) = self.table(name) {
+            return t;
+        }
+        let mut g = self.inner.extra.lock();
+        g.entry(name.to_string()).or_insert_with(|| Arc::new(Table::new(name))).clone()
+    }
+
+    pub fn table_add(&self, name: &str, entries: &[crate::model::TableEntry]) -> TableMsg {
+        let t = self.table_or_create(name);
+        let n = t.add(entries);
+        format!("{}/{} addresses added.", n, entries.len())
+    }
+
+    pub fn table_delete(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
+        let t = self.find_table(name)?;
+        let n = t.delete(entries);
+        Ok(format!("{}/{} addresses deleted.", n, entries.len()))
+    }
+
+    pub fn table_replace(&self, name: &str, entries: &[crate::model::TableEntry]) -> TableMsg {
+        let t = self.table_or_create(name);
+        let (a, d) = t.replace(entries);
+        let mut s = String::new();
+        if a > 0 {
+            s.push_str(&format!("{a} addresses added.\n"));
+        }
+        if d > 0 {
+            s.push_str(&format!("{d} addresses deleted.\n"));
+        }
+        if s.is_empty() {
+            s.push_str("no changes.\n");
+        }
+        s.trim_end().to_string()
+    }
+
+    pub fn table_flush(&self, name: &str) -> Result<TableMsg, TableMsg> {
+        let t = self.find_table(name)?;
+        Ok(format!("{} addresses deleted.", t.flush()))
+    }
+
+    /// `-T test`: (message, all matched).
+    pub fn table_test(&self, name: &str, addrs: &[Ipv4Addr]) -> Result<(TableMsg, bool), TableMsg> {
+        let t = self.find_table(name)?;
+        let n = t.test(addrs);
+        Ok((format!("{}/{} addresses match.", n, addrs.len()), n == addrs.len()))
+    }
+
+    pub fn table_show(&self, name: &str, verbose: bool) -> Result<String, TableMsg> {
+        Ok(self.find_table(name)?.show_text(verbose))
+    }
+
+    fn find_table(&self, name: &str) -> Result<Arc<Table>, TableMsg> {
+        self.table(name)
+            .or_else(|| self.inner.extra.lock().get(name).cloned())
+            .ok_or_else(|| "pfctl: Table does not exist.".to_string())
+    }
+
+    /// All table names (`-sT`).
+    pub fn table_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.ruleset.load().tables.keys().cloned().collect();
+        v.extend(self.inner.extra.lock().keys().cloned());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub(crate) fn inner_ifnames(&self) -> HashMap<u32, String> {
+        self.inner.ifnames.lock().clone()
+    }
+
+    pub fn pflog_queue(&self) -> Option<Arc<PflogQueue>> {
+        self.inner.pflog.load_full()
+    }
+
+    /// A counter from `-si` by name (for tests and monitoring).
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let i = crate::eval::REASON_NAMES.iter().position(|n| *n == name)?;
+        Some(self.inner.counters.sum(|c| &c.reasons[i]))
+    }
+}
+
+impl PacketFilter for Pf {
+    fn test(
+        &self,
+        worker: usize,
+        now: Instant,
+        dir: Direction,
+        ifp: &Interface,
+        pkt: PacketBuf,
+        bufs: &mut dyn BufferSource,
+        replies: &mut FilterReplies,
+    ) -> Verdict {
+        let inner = &*self.inner;
+        if !inner.enabled.load(Ordering::Relaxed) {
+            return Verdict::Pass(pkt);
+        }
+        let rs = inner.ruleset.load();
+        if rs.is_skipped(ifp.name()) {
+            return Verdict::Pass(pkt);
+        }
+        let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        eval::test(&cx, pkt, bufs, replies)
+    }
+
+    fn tick(&self, now: Instant) {
+        let inner = &*self.inner;
+        inner.last_now.store(now.as_nanos(), Ordering::Relaxed);
+        let rs = inner.ruleset.load_full();
+        let interval = rs.opts.timeout(Timeout::Interval).max(1);
+        let hw = inner.states.high_water();
+        let budget = hw.div_ceil(interval).max(1024);
+        let n = now.as_nanos();
+        inner.states.purge_some(budget, |st| {
+            let dead = inner.expires_at(st, &rs) <= n;
+            if dead {
+                inner.state_removed(st, &rs);
+            }
+            dead
+        });
+        inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
+    }
+}

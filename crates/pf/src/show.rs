@@ -1,0 +1,227 @@
+//! The `pfctl -s…` views, in OpenBSD pfctl's formats.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use softnet_core::time::Instant;
+
+use crate::compile::TIMEOUT_COUNT;
+use crate::eval::{REASON_COUNT, REASON_NAMES};
+use crate::filter::Pf;
+use crate::model::Limit;
+use crate::names::{self, Timeout};
+use crate::state::{tcps, udps, StateData, DIR_OUT, WSCALE_MASK};
+
+/// pfctl's timeout order for `-st`.
+const SHOW_TIMEOUTS: [Timeout; TIMEOUT_COUNT] = [
+    Timeout::TcpFirst,
+    Timeout::TcpOpening,
+    Timeout::TcpEstablished,
+    Timeout::TcpClosing,
+    Timeout::TcpFinWait,
+    Timeout::TcpClosed,
+    Timeout::TcpTsDiff,
+    Timeout::UdpFirst,
+    Timeout::UdpSingle,
+    Timeout::UdpMultiple,
+    Timeout::IcmpFirst,
+    Timeout::IcmpError,
+    Timeout::OtherFirst,
+    Timeout::OtherSingle,
+    Timeout::OtherMultiple,
+    Timeout::Frag,
+    Timeout::Interval,
+    Timeout::SrcTrack,
+    Timeout::AdaptiveStart,
+    Timeout::AdaptiveEnd,
+];
+
+fn hms(secs: u64) -> String {
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+impl Pf {
+    /// `pfctl -sr [-v]`.
+    pub fn show_rules(&self, verbose: bool) -> String {
+        let rs = self.inner.ruleset.load();
+        let mut out = String::new();
+        for r in &rs.rules {
+            out.push_str(&crate::print::format_rule(&r.rule, None, 0));
+            out.push('\n');
+            if verbose {
+                let ev = r.counters.sum(|c| &c.evaluations);
+                let pk = r.counters.sum(|c| &c.packets);
+                let by = r.counters.sum(|c| &c.bytes);
+                let st = r.states_cur.load(Ordering::Relaxed);
+                let _ = writeln!(out, "  [ Evaluations: {ev:<8}  Packets: {pk:<8}  Bytes: {by:<10}  States: {st:<6}]");
+                let created = r.counters.sum(|c| &c.states_created);
+                let _ = writeln!(out, "  [ Inserted: uid 0 pid {} State Creations: {created:<6}]", std::process::id());
+            }
+        }
+        out
+    }
+
+    fn state_line(&self, st: &StateData, ifname: &str) -> String {
+        let proto = names::proto_name(st.key.proto).map(|s| s.to_string()).unwrap_or_else(|| st.key.proto.to_string());
+        let icmp = st.key.proto == 1;
+        let host = |i: usize| {
+            let port = if icmp {
+                // The echo id sits on the requester's side of the key.
+                if st.key.port[0] == 8 { st.key.port[1] } else if st.key.port[1] == 8 { st.key.port[0] } else { st.key.port[i] }
+            } else {
+                st.key.port[i]
+            };
+            if port != 0 || icmp {
+                format!("{}:{}", st.key.addr[i], port)
+            } else {
+                st.key.addr[i].to_string()
+            }
+        };
+        let arrow = if st.direction == DIR_OUT { "->" } else { "<-" };
+        let states = match st.key.proto {
+            6 if st.src.state <= tcps::TIME_WAIT && st.dst.state <= tcps::TIME_WAIT => {
+                format!("{}:{}", tcps::NAMES[st.src.state as usize], tcps::NAMES[st.dst.state as usize])
+            }
+            1 => format!("{}:{}", st.src.state, st.dst.state),
+            _ if st.src.state <= udps::MULTIPLE && st.dst.state <= udps::MULTIPLE => {
+                format!("{}:{}", udps::NAMES[st.src.state as usize], udps::NAMES[st.dst.state as usize])
+            }
+            _ => format!("{}:{}", st.src.state, st.dst.state),
+        };
+        format!("{} {} {} {} {}       {}", ifname, proto, host(1), arrow, host(0), states)
+    }
+
+    /// `pfctl -ss [-v]`. `now` is the clock's current time (for ages).
+    pub fn show_states(&self, verbose: bool, now: Instant) -> String {
+        let rs = self.inner.ruleset.load_full();
+        let names = self.ifnames_snapshot();
+        let mut out = String::new();
+        for (_, st) in self.inner.states.snapshot() {
+            let ifname = if st.kif == 0 {
+                "all".to_string()
+            } else {
+                names.get(&st.kif).cloned().unwrap_or_else(|| format!("if{}", st.kif))
+            };
+            out.push_str(&self.state_line(&st, &ifname));
+            out.push('\n');
+            if verbose {
+                if st.key.proto == 6 {
+                    let seq = |p: &crate::state::Peer| {
+                        if p.seqdiff != 0 {
+                            format!("[{} + {}](+{})", p.seqlo, p.seqhi.wrapping_sub(p.seqlo), p.seqdiff)
+                        } else {
+                            format!("[{} + {}]", p.seqlo, p.seqhi.wrapping_sub(p.seqlo))
+                        }
+                    };
+                    let both = st.src.wscale != 0 && st.dst.wscale != 0;
+                    let ws = |p: &crate::state::Peer| if both { format!(" wscale {}", p.wscale & WSCALE_MASK) } else { String::new() };
+                    let _ = writeln!(out, "   {}{}  {}{}", seq(&st.src), ws(&st.src), seq(&st.dst), ws(&st.dst));
+                }
+                let age = now.as_nanos().saturating_sub(st.creation) / 1_000_000_000;
+                let exp = self.inner.expires_at(&st, &rs).saturating_sub(now.as_nanos()) / 1_000_000_000;
+                let _ = write!(
+                    out,
+                    "   age {}, expires in {}, {}:{} pkts, {}:{} bytes",
+                    hms(age),
+                    hms(exp),
+                    st.packets[0],
+                    st.packets[1],
+                    st.bytes[0],
+                    st.bytes[1]
+                );
+                let _ = write!(out, ", rule {}", st.rule_nr);
+                if st.flags & crate::state::sflags::SLOPPY != 0 {
+                    out.push_str(", sloppy");
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn ifnames_snapshot(&self) -> std::collections::HashMap<u32, String> {
+        self.inner_ifnames()
+    }
+
+    /// `pfctl -si`. `now` is the clock's current time.
+    pub fn show_info(&self, now: Instant) -> String {
+        let inner = &self.inner;
+        let rs = inner.ruleset.load();
+        let running = if self.is_enabled() { "Enabled" } else { "Disabled" };
+        let runtime = now.as_nanos().saturating_sub(inner.since.load(Ordering::Relaxed)) / 1_000_000_000;
+        let status = if runtime > 0 {
+            let (d, h, m, s) = (runtime / 86400, runtime % 86400 / 3600, runtime % 3600 / 60, runtime % 60);
+            format!("Status: {running} for {d} days {h:02}:{m:02}:{s:02}")
+        } else {
+            format!("Status: {running}")
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<44}{:>15}\n", status, format!("Debug: {}", rs.opts.debug));
+        let rate = |v: u64| {
+            if runtime > 0 {
+                format!("{:>14.1}/s", v as f64 / runtime as f64)
+            } else {
+                format!("{:>14}", "")
+            }
+        };
+        let _ = writeln!(out, "{:<27} {:>14} {:>16}", "State Table", "Total", "Rate");
+        let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", inner.states.len(), "");
+        let searches = inner.counters.sum(|c| &c.searches);
+        let inserts = inner.states.inserts.load(Ordering::Relaxed);
+        let removals = inner.states.removals.load(Ordering::Relaxed);
+        for (n, v) in [("searches", searches), ("inserts", inserts), ("removals", removals)] {
+            let _ = writeln!(out, "  {:<25} {:>14} {}", n, v, rate(v));
+        }
+        out.push_str("Counters\n");
+        for i in 0..REASON_COUNT {
+            let v = inner.counters.sum(|c| &c.reasons[i]);
+            let _ = writeln!(out, "  {:<25} {:>14} {}", REASON_NAMES[i], v, rate(v));
+        }
+        out
+    }
+
+    /// `pfctl -st`.
+    pub fn show_timeouts(&self) -> String {
+        let rs = self.inner.ruleset.load();
+        let mut out = String::new();
+        for t in SHOW_TIMEOUTS {
+            let v = rs.opts.timeout(t);
+            let unit = if matches!(t, Timeout::AdaptiveStart | Timeout::AdaptiveEnd) { " states" } else { "s" };
+            let _ = writeln!(out, "{:<20} {:>10}{}", t.name(), v, unit);
+        }
+        out
+    }
+
+    /// `pfctl -sm`.
+    pub fn show_memory(&self) -> String {
+        let rs = self.inner.ruleset.load();
+        let mut out = String::new();
+        for l in Limit::ALL {
+            let _ = writeln!(out, "{:<13} hard limit {:>8}", l.name(), rs.opts.limit(l));
+        }
+        out
+    }
+
+    /// `pfctl -sT`.
+    pub fn show_tables(&self) -> String {
+        self.table_names().into_iter().map(|n| n + "\n").collect()
+    }
+
+    /// `pfctl -sa`: everything, in pfctl's order.
+    pub fn show_all(&self, now: Instant) -> String {
+        let mut out = String::new();
+        out.push_str("FILTER RULES:\n");
+        out.push_str(&self.show_rules(false));
+        out.push_str("\nSTATES:\n");
+        out.push_str(&self.show_states(false, now));
+        out.push_str("\nINFO:\n");
+        out.push_str(&self.show_info(now));
+        out.push_str("\nTIMEOUTS:\n");
+        out.push_str(&self.show_timeouts());
+        out.push_str("\nLIMITS:\n");
+        out.push_str(&self.show_memory());
+        out.push_str("\nTABLES:\n");
+        out.push_str(&self.show_tables());
+        out
+    }
+}
