@@ -1,0 +1,506 @@
+"""Shared helpers for softnet's end-to-end tests (not a test itself).
+
+Network namespaces as peers: `Topo` makes namespaces, veths and TAPs (all
+names carry a per-run tag, so two runs never collide) and removes them on
+`close()`; `Daemon` starts `softnet up` in a namespace with a temporary
+config and control socket, captures its stderr, runs admin commands and
+stops it. Every wait is bounded in rounds and seconds.
+
+Usage, as in the tests:
+
+    with Topo("fw") as t:
+        net = t.router_topology(driver="packet")
+        d = t.daemon(net.config())
+        t.step("ping A -> B")
+        t.ns_run(net.a, "ping -c 3 -W 2 10.0.2.2")
+
+Environment: SOFTNET_BIN (default target/release/softnet under the repo),
+SNE2E_KEEP=1 keeps the temp dir (config, daemon log) for a look afterwards.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# MACs of the topology (router ports, hosts).
+MAC_R0 = "02:00:00:00:01:01"
+MAC_R1 = "02:00:00:00:02:01"
+MAC_R2 = "02:00:00:00:03:01"
+MAC_A = "02:00:00:00:01:02"
+MAC_B = "02:00:00:00:02:02"
+MAC_C = "02:00:00:00:02:03"
+MAC_D = "02:00:00:00:03:02"
+
+OFFLOADS = ["tso", "gso", "gro", "lro", "tx-checksumming", "rx-gro-list", "rx-udp-gro-forwarding"]
+
+
+def softnet_bin():
+    b = os.environ.get("SOFTNET_BIN") or os.path.join(REPO, "target", "release", "softnet")
+    if not os.path.isabs(b):
+        b = os.path.join(REPO, b)
+    if not os.access(b, os.X_OK):
+        raise SystemExit(
+            f"softnet binary not found at {b}: build it (cargo build --release --bins) or set SOFTNET_BIN"
+        )
+    return b
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def require_root():
+    if os.geteuid() != 0:
+        print("SKIP: end-to-end tests need root", flush=True)
+        sys.exit(0)
+
+
+def run(cmd, check_rc=True, timeout=60, input=None):
+    """Runs a command (a string is split with shlex); returns CompletedProcess
+    with text stdout/stderr."""
+    args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    try:
+        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input)
+    except subprocess.TimeoutExpired as e:
+        raise TestFailure(f"timed out after {timeout}s: {' '.join(args)}\n{e.stdout or ''}{e.stderr or ''}")
+    if check_rc and p.returncode != 0:
+        raise TestFailure(
+            f"exit {p.returncode}: {' '.join(args)}\nstdout: {p.stdout.strip()}\nstderr: {p.stderr.strip()}"
+        )
+    return p
+
+
+def wait_until(what, fn, timeout=20.0, interval=0.2):
+    """Calls fn until it returns a truthy value (returned), at most `timeout`
+    seconds; raises TestFailure naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    rounds = int(timeout / interval) + 2
+    for _ in range(rounds):
+        try:
+            v = fn()
+            if v:
+                return v
+            last = v
+        except TestFailure as e:
+            last = e
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise TestFailure(f"timed out waiting for {what} (last: {last})")
+
+
+class Net:
+    """What router_topology built: namespace and interface names."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def config(self, extra_iface=None, routes="", workers=2, log="info", mtu_b=None, extra=""):
+        """A daemon config for this topology (socket filled in by Daemon)."""
+        ifs = [
+            ("r0", self.dev_r0, MAC_R0, "10.0.1.1/24", None),
+            ("r1", self.dev_r1, MAC_R1, "10.0.2.1/24", mtu_b),
+        ]
+        if getattr(self, "dev_r2", None):
+            ifs.append(("r2", self.dev_r2, MAC_R2, "10.0.3.1/24", None))
+        s = f'workers = {workers}\ncontrol = "@SOCKET@"\nlog = "{log}"\n{extra}\n'
+        for name, dev, mac, addr, mtu in ifs:
+            s += (
+                f'\n[[interface]]\nname = "{name}"\ndriver = "{self.driver}"\ndevice = "{dev}"\n'
+                f'mac = "{mac}"\naddr = ["{addr}"]\n'
+            )
+            if mtu:
+                s += f"mtu = {mtu}\n"
+        return s + routes
+
+
+class Topo:
+    """Namespaces, links and processes of one test; removes all of it on close."""
+
+    def __init__(self, tag):
+        require_root()
+        self.tag = f"sne2e-{tag}{os.getpid() % 100000}"
+        self.namespaces = []
+        self.procs = []
+        self.daemons = []
+        self.tmp = tempfile.mkdtemp(prefix=f"{self.tag}-")
+        self.bin = softnet_bin()
+        self.failed = False
+
+    # ---- context -----------------------------------------------------------
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is not None:
+            self.failed = True
+            print(f"\nFAILED: {et.__name__}: {ev}", flush=True)
+            for d in self.daemons:
+                d.print_tail()
+        self.close()
+        return False
+
+    def step(self, msg):
+        log(msg)
+
+    def close(self):
+        for p in reversed(self.procs):
+            self._kill(p)
+        for d in self.daemons:
+            d.stop(quiet=True)
+        for ns in reversed(self.namespaces):
+            # Anything still running inside (a forgotten child) goes first.
+            pids = run(["ip", "netns", "pids", ns], check_rc=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            run(["ip", "netns", "del", ns], check_rc=False)
+        if os.environ.get("SNE2E_KEEP") == "1" or self.failed:
+            log(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @staticmethod
+    def _kill(p):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+
+    # ---- namespaces and links ----------------------------------------------
+
+    def ns(self, short):
+        name = f"{self.tag}-{short}"
+        run(["ip", "netns", "add", name])
+        self.namespaces.append(name)
+        self.ns_run(name, "ip link set lo up")
+        self.ns_run(name, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+        return name
+
+    def ns_run(self, ns, cmd, check_rc=True, timeout=60, input=None):
+        args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        return run(["ip", "netns", "exec", ns] + args, check_rc=check_rc, timeout=timeout, input=input)
+
+    def ns_spawn(self, ns, cmd, stdout=None, stderr=None):
+        """A background process in `ns`, killed at close (or by kill())."""
+        args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", ns] + args,
+            stdout=stdout if stdout is not None else subprocess.DEVNULL,
+            stderr=stderr if stderr is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        self.procs.append(p)
+        return p
+
+    def wait_listen(self, ns, port, proto="t", timeout=20):
+        """Waits until something listens on `port` in `ns` (ss -ltn / -lun)."""
+        def listening():
+            out = self.ns_run(ns, f"ss -Hn{'l' if proto == 't' else ''}{proto}", check_rc=False).stdout
+            return re.search(rf":{port}\b", out)
+        wait_until(f"port {port} listening in {ns}", listening, timeout=timeout)
+
+    def kill(self, p):
+        self._kill(p)
+
+    def veth(self, ns1, if1, mac1, ns2, if2, mac2):
+        run(
+            ["ip", "-n", ns1, "link", "add", if1, "address", mac1, "type", "veth",
+             "peer", "name", if2, "address", mac2, "netns", ns2]
+        )
+        for ns, ifc in ((ns1, if1), (ns2, if2)):
+            self.offloads_off(ns, ifc)
+            self.ns_run(ns, f"ip link set {ifc} up")
+
+    def offloads_off(self, ns, ifc):
+        for f in OFFLOADS:
+            self.ns_run(ns, f"ethtool -K {ifc} {f} off", check_rc=False)
+
+    def host(self, ns, ifc, addr, gw=None):
+        self.ns_run(ns, f"ip addr add {addr} dev {ifc}")
+        self.ns_run(ns, f"ip link set {ifc} up")
+        if gw:
+            self.ns_run(ns, f"ip route add default via {gw}")
+
+    def router_port(self, nsr, driver, port, veth_end):
+        """Makes the router's end of a wire. packet: the veth end itself, no
+        address, and an nftables ingress drop after the packet taps so that
+        the kernel does no IP work on it. tap: a TAP `port` whose kernel side
+        is wired to the veth end with nftables netdev fwd both ways.
+        Returns the device the daemon attaches to."""
+        if driver == "packet":
+            self.ns_run(
+                nsr, "nft -f -",
+                input=(f"table netdev sne2e_drop_{veth_end} {{\n"
+                       f"  chain in {{ type filter hook ingress device \"{veth_end}\" priority 0; drop; }}\n}}\n"),
+            )
+            return veth_end
+        self.ns_run(nsr, f"ip tuntap add dev {port} mode tap multi_queue")
+        self.ns_run(nsr, f"ip link set {port} up")
+        self.ns_run(
+            nsr, "nft -f -",
+            input=(f"table netdev sne2e_wire_{port} {{\n"
+                   f"  chain w_in {{ type filter hook ingress device \"{veth_end}\" priority 0; fwd to \"{port}\"; }}\n"
+                   f"  chain t_in {{ type filter hook ingress device \"{port}\" priority 0; fwd to \"{veth_end}\"; }}\n"
+                   f"}}\n"),
+        )
+        return port
+
+    def router_topology(self, driver="packet", third=False, host_c=False):
+        """A (10.0.1.2) -- r0 [R: 10.0.1.1 | 10.0.2.1] r1 -- B (10.0.2.2);
+        with host_c, C (10.0.2.3) shares B's side through a bridge in ns `sw`;
+        with third, D (10.0.3.2) on a third router port r2 (10.0.3.1)."""
+        check(driver in ("packet", "tap"), driver)
+        a, r, b = self.ns("a"), self.ns("r"), self.ns("b")
+        net = Net(driver=driver, a=a, r=r, b=b, c=None, d=None, dev_r2=None)
+        # Router-side veth ends: used directly (packet) or wired to TAPs (tap).
+        self.veth(a, "a0", MAC_A, r, "ra", "02:00:00:00:01:fd")
+        if host_c:
+            # B and C behind a switch (a bridge in its own namespace).
+            sw = self.ns("sw")
+            c = self.ns("c")
+            net.c = c
+            self.ns_run(sw, "ip link add br0 type bridge stp_state 0 forward_delay 0")
+            self.ns_run(sw, "ip link set br0 up")
+            self.veth(r, "rb", "02:00:00:00:02:fd", sw, "s0", "02:00:00:00:02:f0")
+            self.veth(b, "b0", MAC_B, sw, "s1", "02:00:00:00:02:f1")
+            self.veth(c, "c0", MAC_C, sw, "s2", "02:00:00:00:02:f2")
+            for p in ("s0", "s1", "s2"):
+                self.ns_run(sw, f"ip link set {p} master br0")
+            self.host(c, "c0", "10.0.2.3/24", "10.0.2.1")
+        else:
+            self.veth(b, "b0", MAC_B, r, "rb", "02:00:00:00:02:fd")
+        self.host(a, "a0", "10.0.1.2/24", "10.0.1.1")
+        self.host(b, "b0", "10.0.2.2/24", "10.0.2.1")
+        net.dev_r0 = self.router_port(r, driver, "t0", "ra")
+        net.dev_r1 = self.router_port(r, driver, "t1", "rb")
+        if third:
+            d = self.ns("d")
+            net.d = d
+            self.veth(d, "d0", MAC_D, r, "rd", "02:00:00:00:03:fd")
+            self.host(d, "d0", "10.0.3.2/24", "10.0.3.1")
+            net.dev_r2 = self.router_port(r, driver, "t2", "rd")
+        return net
+
+    # ---- daemon -------------------------------------------------------------
+
+    def daemon(self, config, ns=None, net=None, name="softnet", wait=True, log_level=None):
+        d = Daemon(self, config, ns or (net.r if net else None), name=name, log_level=log_level)
+        self.daemons.append(d)
+        d.start(wait=wait)
+        return d
+
+
+class Daemon:
+    def __init__(self, topo, config, ns, name="softnet", log_level=None):
+        self.topo = topo
+        self.ns = ns
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-", dir=topo.tmp)
+        self.socket = os.path.join(self.dir, "softnet.sock")
+        self.cfg = os.path.join(self.dir, "softnet.toml")
+        self.logfile = os.path.join(self.dir, "softnet.log")
+        self.log_level = log_level
+        self.write_config(config)
+        self.proc = None
+        self._logf = None
+
+    def write_config(self, config):
+        with open(self.cfg + ".new", "w") as f:
+            f.write(config.replace("@SOCKET@", self.socket))
+        os.replace(self.cfg + ".new", self.cfg)
+
+    def start(self, wait=True):
+        self._logf = open(self.logfile, "ab")
+        args = [self.topo.bin, "up", "-c", self.cfg]
+        if self.log_level:
+            args += ["--log", self.log_level]
+        if self.ns:
+            args = ["ip", "netns", "exec", self.ns] + args
+        log(f"start daemon: {' '.join(args)}")
+        # ip netns exec execs the command: the pid is the daemon's.
+        self.proc = subprocess.Popen(args, stdout=self._logf, stderr=self._logf, stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=30):
+        def ready():
+            if self.proc.poll() is not None:
+                raise TestFailure(f"daemon exited with {self.proc.returncode}:\n{self.log_text()}")
+            return self.admin("ifconfig", check_rc=False).returncode == 0
+
+        wait_until("the daemon's control socket", ready, timeout=timeout, interval=0.2)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def admin(self, *args, check_rc=True, timeout=30):
+        if len(args) == 1 and isinstance(args[0], str) and " " in args[0]:
+            args = shlex.split(args[0])
+        return run([self.topo.bin, "--socket", self.socket] + list(args), check_rc=check_rc, timeout=timeout)
+
+    def out(self, *args, **kw):
+        return self.admin(*args, **kw).stdout
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, quiet=False, timeout=15):
+        """SIGTERM, wait; SIGKILL if it does not go. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            if not quiet:
+                log("stop daemon (SIGTERM)")
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log("daemon did not stop on SIGTERM: SIGKILL")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                if not quiet:
+                    raise TestFailure("daemon did not stop within 15 s of SIGTERM")
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+        return self.proc.returncode
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self):
+        return self.log_text().splitlines()
+
+    def wait_log(self, pattern, start=0, timeout=10):
+        """Waits for a log line matching regex `pattern` among lines[start:]."""
+        rx = re.compile(pattern)
+
+        def found():
+            return [l for l in self.log_lines()[start:] if rx.search(l)]
+
+        return wait_until(f"log line /{pattern}/", found, timeout=timeout)
+
+    def print_tail(self, n=60):
+        lines = self.log_lines()
+        print(f"---- daemon log ({self.logfile}), last {min(n, len(lines))} of {len(lines)} lines ----")
+        for l in lines[-n:]:
+            print("  " + l)
+        print("---- end of daemon log ----", flush=True)
+
+
+# ---- parsing what the admin commands print ----------------------------------
+
+
+def _stat_key(k):
+    """A counter's description without the plural (netstat prints "1 packet",
+    "2 packets", "1 ARP reply", "2 ARP replies")."""
+    words = []
+    for w in k.lower().split():
+        if w.endswith("ies"):
+            w = w[:-3] + "y"
+        elif w.endswith("s") and len(w) > 2:
+            w = w[:-1]
+        words.append(w)
+    return " ".join(words)
+
+
+class Counters(dict):
+    """netstat -s counters: c["ip: packets forwarded"] (section: description,
+    plural or not) or c["packets forwarded"] (the first section that has it)."""
+
+    def __getitem__(self, k):
+        nk = _stat_key(k)
+        if dict.__contains__(self, nk):
+            return dict.__getitem__(self, nk)
+        raise TestFailure(f"netstat -s has no counter {k!r}; it has: {sorted(self)}")
+
+    def get(self, k, default=None):
+        return dict.get(self, _stat_key(k), default)
+
+
+def netstat_s_counters(text):
+    out = Counters()
+    section = ""
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith((" ", "\t")):
+            section = line.strip().rstrip(":")
+            continue
+        m = re.match(r"\s*(\d+)\s+(.*)$", line)
+        if m:
+            n, desc = int(m.group(1)), m.group(2).strip()
+            dict.__setitem__(out, _stat_key(f"{section}: {desc}"), n)
+            dict.setdefault(out, _stat_key(desc), n)
+    return out
+
+
+def arp_table(text):
+    """arp -an: list of dicts with host, mac, netif, expire, flags."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("Host"):
+            continue
+        parts = line.split()
+        row = {"host": parts[0], "mac": parts[1] if len(parts) > 1 else "",
+               "netif": parts[2] if len(parts) > 2 else "",
+               "expire": parts[3] if len(parts) > 3 else "",
+               "flags": parts[4] if len(parts) > 4 else "", "line": line}
+        rows.append(row)
+    return rows
+
+
+def arp_entry(text, host):
+    for r in arp_table(text):
+        if r["host"] == host:
+            return r
+    return None
+
+
+def main(fn):
+    """Runs a test function; exit 0/1 with a last line saying which."""
+    name = os.path.basename(sys.argv[0])
+    t0 = time.monotonic()
+    try:
+        fn()
+    except SystemExit:
+        raise
+    except BaseException:
+        # The Topo context already printed the daemon's log tail.
+        traceback.print_exc()
+        print(f"FAIL {name} ({time.monotonic() - t0:.0f} s)", flush=True)
+        sys.exit(1)
+    print(f"PASS {name} ({time.monotonic() - t0:.0f} s)", flush=True)
+    sys.exit(0)
