@@ -529,15 +529,17 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
     }
     // An error: find the state of the packet it quotes.
     let inner = &data[pd.hlen + icmpv4::HEADER_LEN..pd.tot_len];
-    let Ok(ip2) = Ipv4Packet::new_checked(inner) else {
+    // The quote is truncated: check only what is read.
+    if inner.len() < softnet_wire::ipv4::MIN_HEADER_LEN || inner[0] >> 4 != 4 {
         return StateVerdict::Drop(Some(Reason::Short));
-    };
+    }
+    let ip2 = Ipv4Packet::new_unchecked(inner);
+    let h2 = ip2.header_len() as usize;
+    if h2 < softnet_wire::ipv4::MIN_HEADER_LEN || h2 > inner.len() {
+        return StateVerdict::Drop(Some(Reason::Short));
+    }
     if ip2.frag_offset() != 0 {
         return StateVerdict::Drop(Some(Reason::Fragment));
-    }
-    let h2 = ip2.header_len() as usize;
-    if h2 > inner.len() {
-        return StateVerdict::Drop(Some(Reason::Short));
     }
     let (isrc, idst, iproto) = (ip2.src(), ip2.dst(), ip2.protocol().0);
     if pd.dst != isrc {

@@ -87,7 +87,7 @@ impl FragCache {
             let tot = (ip.total_len() as usize).min(pkt.len());
             (
                 FragKey { src: ip.src(), dst: ip.dst(), id: ip.ident(), proto: ip.protocol().0 },
-                ip.frag_offset() as usize * 8,
+                ip.frag_offset() as usize,
                 tot.saturating_sub(hlen),
                 ip.more_frags(),
                 hlen,
