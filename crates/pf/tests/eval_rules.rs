@@ -1,0 +1,223 @@
+//! Rule options through `PacketFilter::test`: tags, rtable, allow-opts,
+//! interfaces, dynamic addresses, tables, timeouts (per rule and
+//! adaptive), and the pfctl text views.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::iface::{IfAddr, Interface, InterfaceConfig, InterfaceTable};
+use softnet_core::packet::PacketBuf;
+use softnet_core::time::Instant;
+use softnet_core::vlink;
+use softnet_pf::model::{IpNet, TableEntry};
+use softnet_pf::{parse_ruleset, Pf, StaticResolver};
+use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+use softnet_wire::udp::UdpRepr;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+
+struct Bufs;
+impl BufferSource for Bufs {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        Some(PacketBuf::with_capacity(2048))
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        Some(PacketBuf::with_capacity(65535 + 256))
+    }
+    fn free(&mut self, _p: PacketBuf) {}
+}
+
+struct Net {
+    _t: InterfaceTable,
+    em0: Arc<Interface>,
+    em1: Arc<Interface>,
+    res: StaticResolver,
+}
+
+fn net() -> Net {
+    let t = InterfaceTable::new();
+    let mk = |name: &str, a: Ipv4Addr| {
+        let (p, _q) = vlink::wire(1, 4);
+        let i = t
+            .create(InterfaceConfig { name: name.into(), mac: Default::default(), mtu: 1500, queues: p.link_queues() })
+            .unwrap();
+        i.set_addrs(vec![IfAddr::new(a, 24)]);
+        i
+    };
+    let em0 = mk("em0", Ipv4Addr::new(10, 0, 1, 1));
+    let em1 = mk("em1", Ipv4Addr::new(10, 0, 2, 1));
+    let res = StaticResolver::new()
+        .with_interface("em0", &["10.0.1.1/24"])
+        .with_interface("em1", &["10.0.2.1/24"])
+        .with_egress("em1");
+    Net { _t: t, em0, em1, res }
+}
+
+fn pf(n: &Net, text: &str) -> Pf {
+    let rs = parse_ruleset(text, "pf.conf", &n.res).unwrap_or_else(|e| panic!("{e:?}"));
+    let pf = Pf::new();
+    pf.load(&rs, &n.res).unwrap();
+    pf
+}
+
+fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {
+    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: 4 };
+    let i = Ipv4Repr {
+        src,
+        dst,
+        protocol: IpProtocol::UDP,
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_frag: false,
+        payload_len: u.buffer_len(),
+    };
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    u.emit_with_payload(&mut b[20..], src, dst, b"data");
+    PacketBuf::from_slice(&b)
+}
+
+/// A UDP packet with a record-route option (IP options).
+fn udp_with_options(src: Ipv4Addr, dst: Ipv4Addr) -> PacketBuf {
+    let p = udp(src, dst, 1000, 53);
+    let d = p.data();
+    let mut b = Vec::new();
+    b.extend_from_slice(&d[..20]);
+    b.extend_from_slice(&[7, 7, 4, 0, 0, 0, 0, 1]); // RR, len 7, ptr 4, + NOP pad
+    b.extend_from_slice(&d[20..]);
+    let total = b.len() as u16;
+    let mut ip = Ipv4Packet::new_unchecked(&mut b[..]);
+    ip.set_header_len(28);
+    ip.set_total_len(total);
+    ip.fill_checksum();
+    PacketBuf::from_slice(&b)
+}
+
+fn test(pf: &Pf, now: Instant, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
+    let mut r = vec![];
+    match pf.test(0, now, dir, ifp, p, &mut Bufs, &mut r) {
+        Verdict::Pass(p) => Some(p),
+        _ => None,
+    }
+}
+
+#[test]
+fn tag_tagged_and_rtable_follow_the_rules() {
+    let n = net();
+    let pf = pf(&n, "match in on em0 tag FROM_LAN\npass out tagged FROM_LAN\nblock out on em1 proto udp to port 9\npass in proto udp to port 7 rtable 3 no state\n");
+    let t = Instant::from_secs(1);
+    let p = test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 7)).unwrap();
+    assert_ne!(p.meta.pf_tag, 0);
+    assert_eq!(p.meta.rtable, 3);
+    // Tagged packets pass out; the block for port 9 comes after and wins
+    // (last match) for untagged packets only when it matches.
+    let tagged = test(&pf, t, Direction::Out, &n.em1, p).unwrap();
+    assert_ne!(tagged.meta.pf_tag, 0);
+    assert!(test(&pf, t, Direction::Out, &n.em1, udp(A, B, 1, 9)).is_none());
+}
+
+#[test]
+fn ip_options_are_blocked_unless_allow_opts() {
+    let n = net();
+    let pf1 = pf(&n, "pass in proto udp\n");
+    assert!(test(&pf1, Instant::from_secs(1), Direction::In, &n.em0, udp_with_options(A, B)).is_none());
+    assert_eq!(pf1.counter("ip-option"), Some(1));
+    let pf2 = pf(&n, "pass in proto udp allow-opts\n");
+    assert!(test(&pf2, Instant::from_secs(1), Direction::In, &n.em0, udp_with_options(A, B)).is_some());
+}
+
+#[test]
+fn interfaces_groups_negation_and_dynamic_addresses() {
+    let n = net();
+    let pf = pf(&n, "block all\npass in on ! em0 proto udp\npass in on egress proto udp to port 5\npass in proto udp to (em0) port 6\n");
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 3, 2)).is_none());
+    // (em0) follows em0's current address.
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, "10.0.1.1".parse().unwrap(), 1, 6)).is_some());
+    // (New source ports: the first packet left a state.)
+    n.em0.set_addrs(vec![IfAddr::new("10.0.9.1".parse().unwrap(), 24)]);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, "10.0.1.1".parse().unwrap(), 2, 6)).is_none());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, "10.0.9.1".parse().unwrap(), 3, 6)).is_some());
+}
+
+#[test]
+fn tables_match_and_change_at_run_time() {
+    let n = net();
+    let pf = pf(&n, "table <bad> { 10.0.1.0/24 !10.0.1.2 }\nblock in quick from <bad>\npass\n");
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp("10.0.1.3".parse().unwrap(), B, 1, 2)).is_none());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    let e = TableEntry { negated: false, net: IpNet::new("10.0.1.2".parse().unwrap(), 32) };
+    let ne = TableEntry { negated: true, net: IpNet::new("10.0.1.2".parse().unwrap(), 32) };
+    assert_eq!(pf.table_delete("bad", &[ne]).unwrap(), "1/1 addresses deleted.");
+    assert_eq!(pf.table_add("bad", &[e]), "1/1 addresses added.");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 3)).is_none());
+    assert_eq!(pf.table_test("bad", &[A]).unwrap(), ("1/1 addresses match.".to_string(), true));
+    assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
+    assert_eq!(pf.show_tables(), "bad\n");
+    assert!(pf.table_show("nope", false).is_err());
+}
+
+#[test]
+fn per_rule_and_adaptive_timeouts() {
+    let n = net();
+    let pf = pf(&n, "pass out proto udp keep state (udp.first 5)\npass in proto udp\n");
+    let t = Instant::from_secs(100);
+    test(&pf, t, Direction::Out, &n.em1, udp(A, B, 1, 2)).unwrap();
+    test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).unwrap();
+    assert_eq!(pf.state_count(), 2);
+    assert_eq!(pf.expire_states(Instant::from_secs(106)), 1, "udp.first 5 for the first rule's state");
+    assert_eq!(pf.expire_states(Instant::from_secs(159)), 0);
+    assert_eq!(pf.expire_states(Instant::from_secs(161)), 1);
+
+    // Adaptive: with 3 states, start 2 and end 4, timeouts are halved.
+    let pf = pf_with_opts(&n, "set timeout { adaptive.start 2, adaptive.end 4 }\npass\n");
+    for p in 1..=3 {
+        test(&pf, t, Direction::In, &n.em0, udp(A, B, p, 2)).unwrap();
+    }
+    // udp.first 60 × (4 − 3) / (4 − 2) = 30.
+    assert_eq!(pf.expire_states(Instant::from_secs(129)), 0);
+    // The first state to go lowers the count below adaptive.start: the
+    // others are back on the full timeout (pf_state_expires does the same).
+    assert_eq!(pf.expire_states(Instant::from_secs(131)), 1);
+    assert_eq!(pf.expire_states(Instant::from_secs(161)), 2);
+}
+
+fn pf_with_opts(n: &Net, text: &str) -> Pf {
+    pf(n, text)
+}
+
+#[test]
+fn state_limit_is_enforced() {
+    let n = net();
+    let pf = pf(&n, "set limit states 2\npass\n");
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 2, 2)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 3, 2)).is_none());
+    assert_eq!(pf.counter("memory"), Some(1));
+    assert!(pf.show_memory().starts_with("states        hard limit        2\n"), "{}", pf.show_memory());
+}
+
+#[test]
+fn pfctl_views_have_pfctl_layouts() {
+    let n = net();
+    let pf = pf(&n, "set timeout udp.first 61\npass\n");
+    let st = pf.show_timeouts();
+    assert!(st.starts_with("tcp.first                   120s\n"), "{st}");
+    assert!(st.contains("udp.first                    61s\n"), "{st}");
+    assert!(st.contains("adaptive.start            60000 states\n"), "{st}");
+    let t = Instant::from_secs(1);
+    test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).unwrap();
+    let ssv = pf.show_states(true, Instant::from_secs(11));
+    assert!(ssv.contains("   age 00:00:10, expires in 00:00:51, 1:0 pkts, 32:0 bytes, rule 0\n"), "{ssv}");
+    let all = pf.show_all(t);
+    assert!(all.contains("FILTER RULES:\npass all flags S/SA\n") || all.contains("FILTER RULES:\npass all"), "{all}");
+    assert_eq!(pf.flush_states(), 1);
+    assert_eq!(pf.flush_rules(), 1);
+    assert_eq!(pf.show_rules(false), "");
+}
