@@ -80,12 +80,24 @@ pub const TIMEOUT_PURGE: TimeoutId = u8::MAX;
 /// The lookup key of a state, as pf's `pf_state_key`: addresses and ports
 /// in the order of the packet that created the state for an inbound
 /// state (index 0 is the source), reversed for an outbound one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateKey {
     pub addr: [Ipv4Addr; 2],
     pub port: [u16; 2],
     pub proto: u8,
     pub rtable: u16,
+}
+
+impl std::hash::Hash for StateKey {
+    /// Two words instead of the derived per-byte walk: the index hashes
+    /// every packet's key.
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let a = (u32::from(self.addr[0]) as u64) << 32 | u32::from(self.addr[1]) as u64;
+        let b = (self.port[0] as u64) << 48 | (self.port[1] as u64) << 32 | (self.proto as u64) << 16 | self.rtable as u64;
+        h.write_u64(a);
+        h.write_u64(b);
+    }
 }
 
 impl Default for StateKey {
