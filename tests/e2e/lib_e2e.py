@@ -504,3 +504,64 @@ def main(fn):
         sys.exit(1)
     print(f"PASS {name} ({time.monotonic() - t0:.0f} s)", flush=True)
     sys.exit(0)
+
+
+class Monitor:
+    """`softnet route monitor` in the background, its output in a file."""
+
+    def __init__(self, topo, daemon, args=()):
+        self.path = os.path.join(daemon.dir, f"monitor-{len(topo.procs)}.txt")
+        self.f = open(self.path, "wb")
+        self.proc = subprocess.Popen(
+            [topo.bin, "--socket", daemon.socket, "route", *args, "monitor"],
+            stdout=self.f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        topo.procs.append(self.proc)
+
+    def text(self):
+        with open(self.path, errors="replace") as f:
+            return f.read()
+
+    def messages(self):
+        """[{type, seq, dst, ifname, what, text}] in order of arrival."""
+        out = []
+        for block in re.split(r"\n\s*\n", self.text()):
+            block = block.strip("\n")
+            m = re.match(r"(RTM_[A-Z]+):", block)
+            if not m:
+                continue
+            seq = re.search(r"\bseq (\d+)", block)
+            msg = {"type": m.group(1), "seq": int(seq.group(1)) if seq else None, "text": block,
+                   "dst": None, "gateway": None}
+            lines = block.splitlines()
+            for i, l in enumerate(lines):
+                sm = re.match(r"sockaddrs: <([A-Z,]+)>", l)
+                if sm and i + 1 < len(lines):
+                    names, vals = sm.group(1).split(","), lines[i + 1].split()
+                    for n, v in zip(names, vals):
+                        msg[n.lower()] = v
+            nm = re.search(r"\bname (\S+?),", block)
+            msg["ifname"] = nm.group(1) if nm else None
+            wm = re.search(r"what: (\w+)", block)
+            msg["what"] = wm.group(1) if wm else None
+            out.append(msg)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.f.close()
+
+
+def nft_counters(topo, ns, table):
+    """{counter-rule comment: packets} from `nft list table inet TABLE`."""
+    out = topo.ns_run(ns, f"nft list table inet {table}").stdout
+    res = {}
+    for m in re.finditer(r'counter packets (\d+) bytes \d+\s+comment "([^"]+)"', out):
+        res[m.group(2)] = int(m.group(1))
+    return res

@@ -1,0 +1,212 @@
+"""Routes changed while traffic flows, `route monitor`, and `ifconfig IF
+destroy` under load.
+
+    A 10.0.1.2 -- r0 [softnet] r1 -- switch -- B 10.0.2.2, C 10.0.2.3
+                          r2 -- D 10.0.3.2
+
+B and C both own 10.9.9.9 (on lo). A pings 10.9.9.9 all along; nftables
+counters in B and C show who gets the echo requests:
+
+* route add -net 10.9.9.0/24 10.0.2.2        -> B
+* route add -host 10.9.9.9 10.0.2.3          -> C (longest prefix)
+* route change -host 10.9.9.9 10.0.2.2 / back to 10.0.2.3 -> B, then C
+* route delete -host 10.9.9.9                -> B
+* route delete -net 10.9.9.0/24              -> nobody (no route counted)
+* ifconfig r2 inet 10.0.4.1/24 (and delete)  -> address and route messages
+
+Each of these appears exactly once in `softnet route monitor` (running in
+the background). Then `ifconfig r1 destroy` while iperf3 runs A -> B: the
+command returns, the daemon stays up, A still reaches the router and D, the
+monitor shows one departure. SIGHUP brings r1 back (it is in the config).
+"""
+
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_e2e import (Monitor, Topo, TestFailure, check, log, main, netstat_s_counters,  # noqa: E402
+                     nft_counters, wait_until)
+
+TARGET = "10.9.9.9"
+
+
+def counts(t, net):
+    return {"B": nft_counters(t, net.b, "sne2e_cnt").get("echo", 0),
+            "C": nft_counters(t, net.c, "sne2e_cnt").get("echo", 0)}
+
+
+def goes_to(t, net, who, what):
+    """Waits until echo requests reach `who` (B, C or None), then checks for
+    a second that they reach only `who`."""
+    other = {"B": "C", "C": "B"}
+    if who:
+        base = counts(t, net)
+        wait_until(f"echo requests to reach {who} after {what}",
+                   lambda: counts(t, net)[who] >= base[who] + 3, timeout=20, interval=0.2)
+    else:
+        time.sleep(1.0)
+    c0 = counts(t, net)
+    time.sleep(1.5)
+    c1 = counts(t, net)
+    for h in ("B", "C"):
+        if h == who:
+            check(c1[h] > c0[h], f"after {what}: {h} stopped getting echo requests ({c0} -> {c1})")
+        else:
+            check(c1[h] == c0[h], f"after {what}: {h} still gets echo requests ({c0} -> {c1})")
+    log(f"  {what}: echo requests go to {who or 'nobody'} ({c0} -> {c1})")
+
+
+def find(msgs, typ, **kw):
+    return [m for m in msgs if m["type"] == typ and all(m.get(k) == v for k, v in kw.items())]
+
+
+def run_test():
+    with Topo("rm") as t:
+        t.step("topology: A -- softnet (packet) -- switch(B, C); D on a third port")
+        net = t.router_topology("packet", third=True, host_c=True)
+        for ns in (net.b, net.c):
+            t.ns_run(ns, f"ip addr add {TARGET}/32 dev lo")
+            t.ns_run(ns, "nft -f -", input=(
+                "table inet sne2e_cnt {\n chain in { type filter hook input priority 0;\n"
+                f'  ip daddr {TARGET} icmp type echo-request counter comment "echo"\n }}\n}}\n'))
+        d = t.daemon(net.config(), net=net)
+
+        t.step("all hosts reachable through the router")
+        for ns, dst in ((net.a, "10.0.2.2"), (net.a, "10.0.2.3"), (net.a, "10.0.3.2"), (net.d, "10.0.2.2")):
+            t.ns_run(ns, f"ping -n -c 2 -i 0.3 -W 3 {dst}")
+
+        t.step("route monitor in the background; wait until it is subscribed")
+        mon = Monitor(t, d)
+        probe = None
+        for k in range(1, 21):
+            d.admin("route", "add", f"198.51.100.{k}/32", "-blackhole")
+            try:
+                wait_until("the monitor's first message",
+                           lambda: find(mon.messages(), "RTM_ADD", dst=f"198.51.100.{k}"), timeout=1.5)
+                probe = k
+                break
+            except TestFailure:
+                check(mon.proc.poll() is None, f"route monitor exited:\n{mon.text()}")
+        check(probe, "route monitor never showed a route added")
+        seq0 = find(mon.messages(), "RTM_ADD", dst=f"198.51.100.{probe}")[0]["seq"]
+        log(f"  subscribed (probe route 198.51.100.{probe}, seq {seq0})")
+        d.admin("route", "delete", f"198.51.100.{probe}/32")
+
+        t.step(f"A pings {TARGET} in the background (every 0.1 s)")
+        t.ns_spawn(net.a, f"ping -n -i 0.1 -c 900 -W 1 {TARGET}")
+        goes_to(t, net, None, "no route yet")
+
+        changes = [
+            ("route add -net 10.9.9.0/24 10.0.2.2", "B", ("RTM_ADD", "10.9.9.0", "10.0.2.2")),
+            ("route add -host 10.9.9.9 10.0.2.3", "C", ("RTM_ADD", "10.9.9.9", "10.0.2.3")),
+            ("route change -host 10.9.9.9 10.0.2.2", "B", ("RTM_CHANGE", "10.9.9.9", "10.0.2.2")),
+            ("route change -host 10.9.9.9 10.0.2.3", "C", ("RTM_CHANGE", "10.9.9.9", "10.0.2.3")),
+            ("route delete -host 10.9.9.9", "B", ("RTM_DELETE", "10.9.9.9", None)),
+            ("route delete -net 10.9.9.0/24", None, ("RTM_DELETE", "10.9.9.0", None)),
+        ]
+        expected = []
+        for cmd, who, msg in changes:
+            t.step(f"{cmd}: traffic goes to {who or 'nobody'}")
+            out = d.out(*cmd.split())
+            log(f"  softnet {cmd}: {out.strip()}")
+            expected.append(msg)
+            goes_to(t, net, who, cmd)
+            typ, dst, gw = msg
+            wait_until(f"{typ} {dst} in the monitor", lambda: find(mon.messages(), typ, dst=dst), timeout=5)
+        c = netstat_s_counters(d.out("netstat", "-s"))
+        check(c["ip: output packets discarded due to no route"] > 0, "no-route drops not counted")
+
+        t.step("route get / show agree: no 10.9.9.9 route left")
+        p = d.admin("route", "get", TARGET, check_rc=False)
+        check(p.returncode == 1 and "No such process" in p.stderr, f"route get {TARGET}: {p.returncode} {p.stderr!r}")
+
+        t.step("ifconfig r2 inet 10.0.4.1/24, then delete it")
+        d.admin("ifconfig", "r2", "inet", "10.0.4.1/24")
+        check("inet 10.0.4.1 netmask 0xffffff00" in d.out("ifconfig", "r2"), "address not shown")
+        wait_until("RTM_NEWADDR", lambda: find(mon.messages(), "RTM_NEWADDR", ifa="10.0.4.1"), timeout=5)
+        d.admin("ifconfig", "r2", "inet", "10.0.4.1/24", "delete")
+        check("10.0.4.1" not in d.out("ifconfig", "r2"), "address still shown")
+        wait_until("RTM_DELADDR", lambda: find(mon.messages(), "RTM_DELADDR", ifa="10.0.4.1"), timeout=5)
+
+        t.step("every change appeared exactly once in the monitor, in order")
+        time.sleep(1)
+        msgs = [m for m in mon.messages() if m["seq"] is not None and m["seq"] >= seq0]
+        seqs = [m["seq"] for m in msgs]
+        check(seqs == sorted(set(seqs)), f"monitor sequence numbers not increasing/unique: {seqs}")
+        order = []
+        for typ, dst, gw in expected:
+            got = find(msgs, typ, dst=dst)
+            if typ == "RTM_CHANGE":
+                got = [m for m in got if m.get("gateway") == gw]
+            check(len(got) == 1, f"{typ} {dst} {gw or ''}: {len(got)} messages, want 1:\n"
+                  + "\n\n".join(m["text"] for m in got))
+            if gw:
+                check(got[0].get("gateway") == gw, f"{typ} {dst}: gateway {got[0].get('gateway')}, want {gw}")
+            order.append(got[0]["seq"])
+        check(order == sorted(order), f"messages out of order: {order}")
+        for typ in ("RTM_NEWADDR", "RTM_DELADDR"):
+            got = find(msgs, typ, ifa="10.0.4.1")
+            check(len(got) == 1, f"{typ} 10.0.4.1: {len(got)} messages, want 1")
+        for typ in ("RTM_ADD", "RTM_DELETE"):
+            got = find(msgs, typ, dst="10.0.4.0")
+            check(len(got) == 1, f"{typ} 10.0.4.0 (connected route): {len(got)} messages, want 1")
+        got = find(msgs, "RTM_DELETE", dst=f"198.51.100.{probe}")
+        check(len(got) == 1, f"RTM_DELETE of the probe: {len(got)} messages")
+        log(f"  {len(msgs)} messages since the probe, seq {seqs[0]}..{seqs[-1]}")
+
+        t.step("ifconfig r1 destroy while iperf3 runs A -> B")
+        t.ns_spawn(net.b, "iperf3 -s -B 10.0.2.2 -p 5201")
+        t.wait_listen(net.b, 5201)
+        ilog = open(os.path.join(t.tmp, "iperf-client.txt"), "wb")
+        client = t.ns_spawn(net.a, "timeout 60 iperf3 -c 10.0.2.2 -p 5201 -t 15 -P 2", stdout=ilog, stderr=ilog)
+        fwd0 = netstat_s_counters(d.out("netstat", "-s"))["ip: packets forwarded"]
+        wait_until("iperf3 traffic through the router",
+                   lambda: netstat_s_counters(d.out("netstat", "-s"))["ip: packets forwarded"] > fwd0 + 2000,
+                   timeout=20)
+        t0 = time.monotonic()
+        p = d.admin("ifconfig", "r1", "destroy", check_rc=False, timeout=60)
+        check(p.returncode == 0, f"ifconfig r1 destroy: exit {p.returncode}: {p.stderr}")
+        log(f"  ifconfig r1 destroy returned in {time.monotonic() - t0:.1f} s")
+        check(d.alive(), "daemon died on destroy")
+
+        t.step("the rest keeps forwarding: A -> R, A -> D, D -> A")
+        for ns, dst in ((net.a, "10.0.1.1"), (net.a, "10.0.3.2"), (net.d, "10.0.1.2"), (net.d, "10.0.3.1")):
+            t.ns_run(ns, f"ping -n -c 2 -i 0.3 -W 3 {dst}")
+        ifc = d.out("ifconfig")
+        check("r1:" not in ifc and "r0:" in ifc and "r2:" in ifc, f"ifconfig after destroy:\n{ifc}")
+        rn = d.out("netstat", "-rn")
+        check(" r1\n" not in rn and "10.0.2" not in rn, f"routes of r1 left:\n{rn}")
+        p = d.admin("ifconfig", "r1", check_rc=False)
+        check(p.returncode == 1 and "no such interface" in p.stderr, f"ifconfig r1: {p.stderr!r}")
+        wait_until("RTM_IFANNOUNCE departure of r1",
+                   lambda: find(mon.messages(), "RTM_IFANNOUNCE", ifname="r1", what="departure"), timeout=5)
+        time.sleep(0.5)
+        msgs = mon.messages()
+        check(len(find(msgs, "RTM_IFANNOUNCE", ifname="r1", what="departure")) == 1, "departure not exactly once")
+        check(len(find(msgs, "RTM_DELADDR", ifa="10.0.2.1")) == 1, "r1's address removal not exactly once")
+        check(len(find(msgs, "RTM_DELETE", dst="10.0.2.0")) == 1, "r1's connected route removal not exactly once")
+        t.kill(client)
+        ilog.close()
+
+        t.step("SIGHUP: r1 (in the config) comes back; A -> B works again")
+        start = len(d.log_lines())
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"reload: r1 created", start=start, timeout=15)
+        wait_until("r1 in ifconfig", lambda: "r1:" in d.out("ifconfig"), timeout=10)
+        for i in range(3):
+            if t.ns_run(net.a, "ping -n -c 3 -i 0.3 -W 3 10.0.2.2", check_rc=False).returncode == 0:
+                break
+            log(f"  no reply from B yet (try {i + 1}/3)")
+        else:
+            raise TestFailure("A -> B does not work after r1 came back")
+        wait_until("RTM_IFANNOUNCE arrival of r1",
+                   lambda: find(mon.messages(), "RTM_IFANNOUNCE", ifname="r1", what="arrival"), timeout=5)
+        check(d.alive(), "daemon died")
+        mon.stop()
+        check(d.stop() == 0, "daemon did not exit 0")
+
+
+if __name__ == "__main__":
+    main(run_test)
