@@ -16,6 +16,7 @@ struct RawConfig {
     workers: Option<Spanned<i64>>,
     control: Option<String>,
     pf: Option<Spanned<String>>,
+    pflog: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
@@ -98,6 +99,8 @@ pub struct Config {
     pub workers: usize,
     pub control: PathBuf,
     pub pf: Option<PathBuf>,
+    /// pcap file (DLT_PFLOG) for packets of rules with `log`.
+    pub pflog: Option<PathBuf>,
     pub log: String,
     pub interfaces: Vec<InterfaceConf>,
     pub routes: Vec<RouteConf>,
@@ -398,6 +401,7 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
             pf: raw.pf.map(|p| base.join(p.get_ref())),
+            pflog: raw.pflog.map(|p| base.join(p.get_ref())),
             log,
             interfaces,
             routes,

@@ -33,6 +33,8 @@ const IFF_SIMPLEX: u32 = 0x800;
 /// Executes requests against one stack.
 pub struct Handler {
     pub stack: Arc<Stack>,
+    /// pf: rules, states, tables; enabled by installing it in the stack.
+    pub pf: Arc<crate::pfglue::PfService>,
     /// Set when the daemon stops: monitor streams end.
     pub stop: Arc<AtomicBool>,
 }
@@ -52,7 +54,8 @@ fn stack_strerror(e: &StackError) -> String {
 
 impl Handler {
     pub fn new(stack: Arc<Stack>, stop: Arc<AtomicBool>) -> Handler {
-        Handler { stack, stop }
+        let pf = Arc::new(crate::pfglue::PfService::new(stack.clone()));
+        Handler { stack, pf, stop }
     }
 
     pub fn execute(&self, req: &Request) -> Response {
@@ -61,6 +64,7 @@ impl Handler {
             Request::Arp(op) => self.arp(op),
             Request::Ifconfig(op) => self.ifconfig(op),
             Request::Netstat(op) => self.netstat(*op),
+            Request::Pfctl(op) => self.pf.execute(op),
         }
     }
 

@@ -56,6 +56,15 @@ fn preflight(c: &Config) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(pf) = &c.pf {
+        // The ruleset is checked offline against the configured interfaces
+        // (at start it is loaded against the live ones).
+        let text = std::fs::read_to_string(pf).map_err(|e| anyhow!("{}: {e}", pf.display()))?;
+        let resolver = crate::pfctl::resolver_from_config(c);
+        if let Err(errs) = softnet_pf::load_ruleset(&text, &pf.display().to_string(), &resolver) {
+            bail!("{}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
+        }
+    }
     Ok(())
 }
 
@@ -102,6 +111,7 @@ pub struct Daemon {
     stop: Arc<AtomicBool>,
     server: Server,
     workers: Vec<std::thread::JoinHandle<()>>,
+    pf: Arc<crate::pfglue::PfService>,
 }
 
 impl Daemon {
@@ -114,6 +124,7 @@ impl Daemon {
         });
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(Handler::new(stack.clone(), stop.clone()));
+        let pf = handler.pf.clone();
         // The socket first: a second daemon stops here, before it touches
         // the devices of the first.
         let server = Server::bind(&config.control, handler)?;
@@ -123,19 +134,28 @@ impl Daemon {
             stop,
             server,
             workers: Vec::new(),
+            pf,
         };
-        if let Some(pf) = &d.config.pf {
-            tracing::warn!(
-                "pf = {:?}: the packet filter is not wired into the daemon yet; forwarding without it",
-                pf.display()
-            );
-        }
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
         for rc in d.config.routes.clone() {
             d.add_route(&rc)
                 .with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
+        }
+        if let Some(path) = d.config.pf.clone() {
+            // After the interfaces: the ruleset may name them.
+            d.pf.load_file(&path).map_err(|e| anyhow!("{}", e.trim_end()))?;
+            let _ = d.pf.enable();
+            tracing::info!("pf: {} loaded, pf enabled", path.display());
+        }
+        if let Some(path) = d.config.pflog.clone() {
+            let queue = Arc::new(softnet_pf::pflog::PflogQueue::new(4096));
+            d.pf.pf.set_pflog(Some(queue.clone()));
+            let h = crate::pfglue::spawn_pflog_writer(queue, path.clone(), d.stack.clone(), d.stop.clone())
+                .with_context(|| format!("pflog {}", path.display()))?;
+            d.workers.push(h);
+            tracing::info!("pflog: logging to {}", path.display());
         }
         d.spawn_workers()?;
         tracing::info!(
@@ -358,8 +378,18 @@ impl Daemon {
                 Err(e) => tracing::warn!("reload: route {}: {e}", route_words(rc)),
             }
         }
-        if new.pf != old.pf {
-            tracing::warn!("reload: pf is not wired into the daemon yet");
+        if let Some(path) = &new.pf {
+            // pfctl -f semantics: atomic, states kept; a bad ruleset changes nothing.
+            match self.pf.load_file(path) {
+                Ok(()) => {
+                    let _ = self.pf.enable();
+                    tracing::info!("reload: pf: {} loaded", path.display());
+                }
+                Err(e) => tracing::warn!("reload: pf: {}: ruleset kept", e.trim_end()),
+            }
+        } else if old.pf.is_some() {
+            let _ = self.pf.disable();
+            tracing::info!("reload: pf disabled (no pf in the configuration)");
         }
     }
 }

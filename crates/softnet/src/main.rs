@@ -10,6 +10,8 @@ mod control_tests;
 mod daemon;
 mod demo;
 mod links;
+mod pfctl;
+mod pfglue;
 mod proto;
 mod show;
 
@@ -67,6 +69,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// pf, as pfctl(8): -f FILE | -nvf FILE | -sr [-v] | -ss | -si | -st | -sm | -sT | -sa | -F ... | -k HOST | -t T -T ... | -e | -d.
+    #[command(disable_help_flag = true)]
+    Pfctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run an in-memory topology (two hosts, one router) and report: no root, no setup.
     Demo {
         /// Router workers.
@@ -109,6 +117,11 @@ fn admin_dispatch(argv: &[String]) -> Option<i32> {
         }
     }
     let tool = argv.get(i)?;
+    if tool == "pfctl" {
+        let path = admin::socket_path(socket);
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+        return Some(pfctl::run(&path, &argv[i + 1..], &mut out, &mut err));
+    }
     if !admin::TOOLS.contains(&tool.as_str()) {
         return None;
     }
@@ -137,7 +150,7 @@ fn main() {
         Cmd::Up { config, log } => daemon::up(&config, log.as_deref()),
         Cmd::Check { config } => daemon::check(&config),
         // Reached only when the dispatch above did not take them (never).
-        Cmd::Route { .. } | Cmd::Arp { .. } | Cmd::Ifconfig { .. } | Cmd::Netstat { .. } => 1,
+        Cmd::Route { .. } | Cmd::Arp { .. } | Cmd::Ifconfig { .. } | Cmd::Netstat { .. } | Cmd::Pfctl { .. } => 1,
         Cmd::Demo { workers, flood } => exit_code(demo::run(workers.max(1), flood)),
         Cmd::Bench { seconds, repeat, quick } => exit_code(bench::run(seconds, repeat.max(1), quick)),
     };

@@ -47,6 +47,7 @@ pub enum Request {
     Arp(ArpOp),
     Ifconfig(IfconfigOp),
     Netstat(NetstatOp),
+    Pfctl(PfctlOp),
 }
 
 /// The daemon's answer.
@@ -476,4 +477,65 @@ mod tests {
             Err(FrameError::Malformed(_))
         ));
     }
+}
+
+/// `softnet pfctl`: what the daemon does for it (the `-n` forms run in the
+/// client and never reach the daemon).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PfctlOp {
+    /// `-f FILE`: the file's text travels (the daemon may not see the
+    /// client's files); loaded atomically, states kept.
+    Load { filename: String, text: String, opt_level: Option<String> },
+    Show { what: PfShow, verbose: bool },
+    Flush(PfFlush),
+    /// `-k SRC [-k DST]`.
+    Kill { src: Ipv4Addr, dst: Option<Ipv4Addr> },
+    /// `-t TABLE -T CMD [ADDRESS ...]`.
+    Table { name: String, cmd: PfTableCmd, addrs: Vec<String>, verbose: bool },
+    Enable,
+    Disable,
+    /// The daemon's interfaces, addresses and groups as JSON, so that
+    /// `pfctl -nf` resolves `self` and interface names like the daemon.
+    Interfaces,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PfShow {
+    Rules,
+    States,
+    Info,
+    Timeouts,
+    Memory,
+    Tables,
+    All,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PfFlush {
+    Rules,
+    States,
+    All,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PfTableCmd {
+    Add,
+    Delete,
+    Show,
+    Test,
+    Flush,
+    Replace,
+}
+
+/// One interface as `PfctlOp::Interfaces` describes it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PfInterface {
+    pub name: String,
+    /// "a.b.c.d/len"
+    pub addrs: Vec<String>,
+    pub groups: Vec<String>,
 }

@@ -1,0 +1,405 @@
+//! `softnet pfctl`: pfctl(8)'s command line. The `-n` forms parse (and with
+//! `-v` print) a ruleset here, offline; everything else goes to the daemon.
+//!
+//! Options are read the way pfctl's getopt reads them: letters may be
+//! grouped (`-nvf pf.conf`, `-sr`, `-vsr`) and an option's argument may be
+//! attached or follow.
+
+use crate::admin::Client;
+use crate::config::Config;
+use crate::proto::{PfFlush, PfInterface, PfShow, PfTableCmd, PfctlOp, Request, Response};
+use softnet_pf::model::OptLevel;
+use softnet_pf::print::{print_ruleset, PrintOpts};
+use softnet_pf::resolver::StaticResolver;
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub const USAGE: &str = "usage: softnet pfctl [-denv] [-c config] [-F modifier] [-f file] [-k host] [-o level]
+              [-s modifier] [-T command [address ...]] [-t table]
+  -f FILE|-      load the ruleset (with -n: parse and check only)
+  -s r|s|i|t|m|T|a  show rules, states, info, timeouts, memory limits, tables, all
+  -F rules|states|all  flush
+  -k HOST [-k HOST]  kill states from HOST [to HOST]
+  -t TABLE -T add|delete|show|test|flush|replace [ADDRESS ...]
+  -e | -d        enable | disable
+  -o none|basic|profile  ruleset optimization
+  -c FILE        with -n: resolve interfaces from this softnet.toml
+  -v             verbose";
+
+/// What the command line asked for.
+#[derive(Debug, Default, PartialEq)]
+pub struct PfctlArgs {
+    pub noaction: bool,
+    pub verbose: u8,
+    pub file: Option<String>,
+    pub show: Option<PfShow>,
+    pub flush: Option<PfFlush>,
+    pub kill: Vec<Ipv4Addr>,
+    pub table: Option<String>,
+    pub table_cmd: Option<PfTableCmd>,
+    pub table_args: Vec<String>,
+    pub enable: bool,
+    pub disable: bool,
+    pub opt_level: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+fn bad(msg: impl Into<String>) -> String {
+    format!("softnet pfctl: {}\n{USAGE}", msg.into())
+}
+
+/// Parses pfctl's options (getopt "c:deF:f:k:no:s:T:t:v").
+pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
+    let mut a = PfctlArgs::default();
+    let mut i = 0;
+    let mut operands: Vec<String> = Vec::new();
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            operands.extend(args[i..].iter().cloned());
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            operands.push(arg.clone());
+            continue;
+        }
+        let letters: Vec<char> = arg[1..].chars().collect();
+        let mut k = 0;
+        while k < letters.len() {
+            let c = letters[k];
+            k += 1;
+            let takes_arg = "cFfkostT".contains(c);
+            let optarg = if takes_arg {
+                if k < letters.len() {
+                    let v: String = letters[k..].iter().collect();
+                    k = letters.len();
+                    Some(v)
+                } else if i < args.len() {
+                    i += 1;
+                    Some(args[i - 1].clone())
+                } else {
+                    return Err(bad(format!("option requires an argument -- {c}")));
+                }
+            } else {
+                None
+            };
+            match (c, optarg) {
+                ('n', _) => a.noaction = true,
+                ('v', _) => a.verbose += 1,
+                ('e', _) => a.enable = true,
+                ('d', _) => a.disable = true,
+                ('f', Some(f)) => a.file = Some(f),
+                ('c', Some(f)) => a.config = Some(PathBuf::from(f)),
+                ('o', Some(o)) => {
+                    if !["none", "basic", "profile"].contains(&o.as_str()) {
+                        return Err(bad(format!("unknown optimization level {o:?}")));
+                    }
+                    a.opt_level = Some(o)
+                }
+                ('s', Some(m)) => {
+                    a.show = Some(match m.as_str() {
+                        "r" | "rules" => PfShow::Rules,
+                        "s" | "states" => PfShow::States,
+                        "i" | "info" => PfShow::Info,
+                        "t" | "timeouts" => PfShow::Timeouts,
+                        "m" | "memory" => PfShow::Memory,
+                        "T" | "Tables" => PfShow::Tables,
+                        "a" | "all" => PfShow::All,
+                        _ => return Err(bad(format!("unknown show modifier '{m}'"))),
+                    })
+                }
+                ('F', Some(m)) => {
+                    a.flush = Some(match m.as_str() {
+                        "r" | "rules" => PfFlush::Rules,
+                        "s" | "states" => PfFlush::States,
+                        "a" | "all" => PfFlush::All,
+                        _ => return Err(bad(format!("unknown flush modifier '{m}'"))),
+                    })
+                }
+                ('k', Some(h)) => {
+                    if a.kill.len() == 2 {
+                        return Err(bad("can only specify -k twice"));
+                    }
+                    a.kill.push(h.parse().map_err(|_| bad(format!("bad host {h:?} (an IPv4 address)")))?)
+                }
+                ('t', Some(t)) => a.table = Some(t),
+                ('T', Some(cmd)) => {
+                    a.table_cmd = Some(match cmd.as_str() {
+                        "add" => PfTableCmd::Add,
+                        "delete" => PfTableCmd::Delete,
+                        "show" => PfTableCmd::Show,
+                        "test" => PfTableCmd::Test,
+                        "flush" => PfTableCmd::Flush,
+                        "replace" => PfTableCmd::Replace,
+                        _ => return Err(bad(format!("unknown table command {cmd:?}"))),
+                    })
+                }
+                (c, _) => return Err(bad(format!("unknown option -- {c}"))),
+            }
+        }
+    }
+    if a.table_cmd.is_some() {
+        if a.table.is_none() {
+            return Err(bad("-T needs -t TABLE"));
+        }
+        a.table_args = operands;
+    } else if !operands.is_empty() {
+        return Err(bad(format!("unexpected argument {:?}", operands[0])));
+    } else if a.table.is_some() {
+        return Err(bad("-t needs -T COMMAND"));
+    }
+    if a.enable && a.disable {
+        return Err(bad("-e and -d together"));
+    }
+    let actions = a.file.is_some() as u8
+        + a.show.is_some() as u8
+        + a.flush.is_some() as u8
+        + !a.kill.is_empty() as u8
+        + a.table_cmd.is_some() as u8;
+    if actions == 0 && !a.enable && !a.disable {
+        return Err(bad("nothing to do"));
+    }
+    if a.noaction && a.file.is_none() {
+        return Err(bad("-n needs -f FILE"));
+    }
+    Ok(a)
+}
+
+/// A resolver built from the daemon's answer to `PfctlOp::Interfaces`.
+fn resolver_from(ifs: &[PfInterface]) -> StaticResolver {
+    let mut r = StaticResolver::new();
+    for i in ifs {
+        let addrs: Vec<&str> = i.addrs.iter().map(String::as_str).collect();
+        r = r.with_interface(&i.name, &addrs);
+        for g in &i.groups {
+            r = if g == "egress" { r.with_egress(&i.name) } else { r.with_group(&i.name, g) };
+        }
+    }
+    r
+}
+
+/// A resolver built from a softnet.toml: interfaces, addresses, and the
+/// egress group (interfaces that reach a configured default gateway).
+pub fn resolver_from_config(c: &Config) -> StaticResolver {
+    let gw: Option<Ipv4Addr> = c.routes.iter().find(|r| r.prefix_len == 0).and_then(|r| match r.via {
+        crate::config::RouteVia::Gateway(g) => Some(g),
+        _ => None,
+    });
+    let ifs: Vec<PfInterface> = c
+        .interfaces
+        .iter()
+        .map(|i| PfInterface {
+            name: i.name.clone(),
+            addrs: i.addrs.iter().map(|a| format!("{}/{}", a.addr, a.prefix_len)).collect(),
+            groups: if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) { vec!["egress".into()] } else { vec![] },
+        })
+        .collect();
+    resolver_from(&ifs)
+}
+
+fn read_ruleset(file: &str) -> Result<(String, String), String> {
+    if file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("stdin: {e}"))?;
+        Ok(("stdin".to_string(), s))
+    } else {
+        let s = std::fs::read_to_string(file).map_err(|e| format!("{file}: {}", crate::admin::strerror(&e)))?;
+        Ok((file.to_string(), s))
+    }
+}
+
+fn opt_level(s: &Option<String>) -> Option<OptLevel> {
+    match s.as_deref() {
+        Some("none") => Some(OptLevel::None),
+        Some("basic") => Some(OptLevel::Basic),
+        Some("profile") => Some(OptLevel::Profile),
+        _ => None,
+    }
+}
+
+/// `pfctl -nf FILE [-v]`: parse offline with interfaces from `-c CONFIG`,
+/// else from the running daemon, else none known.
+fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let file = a.file.as_deref().unwrap_or("-");
+    let (name, text) = match read_ruleset(file) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(err, "softnet pfctl: {e}");
+            return 1;
+        }
+    };
+    let resolver = if let Some(cfg) = &a.config {
+        match Config::load(cfg) {
+            Ok(c) => resolver_from_config(&c),
+            Err(e) => {
+                let _ = writeln!(err, "softnet pfctl: {e}");
+                return 1;
+            }
+        }
+    } else {
+        let from_daemon = Client::connect(socket).ok().and_then(|mut c| {
+            match c.call(&Request::Pfctl(PfctlOp::Interfaces)).ok()? {
+                Response::Text(json) => serde_json::from_str::<Vec<PfInterface>>(&json).ok(),
+                _ => None,
+            }
+        });
+        resolver_from(&from_daemon.unwrap_or_default())
+    };
+    match softnet_pf::parse_ruleset(&text, &name, &resolver) {
+        Ok(rs) => {
+            if a.verbose > 0 {
+                let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
+                let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());
+            }
+            0
+        }
+        Err(errors) => {
+            for e in errors {
+                let _ = writeln!(err, "{e}");
+            }
+            1
+        }
+    }
+}
+
+/// Runs `softnet pfctl ARGS`; returns the exit code.
+pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let a = match parse_args(args) {
+        Ok(a) => a,
+        Err(u) => {
+            let _ = writeln!(err, "{u}");
+            return 1;
+        }
+    };
+    if a.noaction {
+        return check_offline(&a, socket, out, err);
+    }
+    let mut ops: Vec<PfctlOp> = Vec::new();
+    if let Some(f) = a.flush {
+        ops.push(PfctlOp::Flush(f));
+    }
+    if let Some(file) = &a.file {
+        match read_ruleset(file) {
+            Ok((filename, text)) => ops.push(PfctlOp::Load { filename, text, opt_level: a.opt_level.clone() }),
+            Err(e) => {
+                let _ = writeln!(err, "softnet pfctl: {e}");
+                return 1;
+            }
+        }
+    }
+    if a.enable {
+        ops.push(PfctlOp::Enable);
+    }
+    if a.disable {
+        ops.push(PfctlOp::Disable);
+    }
+    if !a.kill.is_empty() {
+        ops.push(PfctlOp::Kill { src: a.kill[0], dst: a.kill.get(1).copied() });
+    }
+    if let (Some(name), Some(cmd)) = (&a.table, a.table_cmd) {
+        ops.push(PfctlOp::Table { name: name.clone(), cmd, addrs: a.table_args.clone(), verbose: a.verbose > 0 });
+    }
+    if let Some(what) = a.show {
+        ops.push(PfctlOp::Show { what, verbose: a.verbose > 0 });
+    }
+    let mut client = match Client::connect(socket) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "softnet: {e}");
+            return 1;
+        }
+    };
+    for op in ops {
+        match client.call(&Request::Pfctl(op)) {
+            // pfctl prints results on stdout and notes ("pf enabled",
+            // "2 addresses added.") on stderr; the daemon marks the latter
+            // with a leading NOTE_MARK.
+            Ok(Response::Text(t)) => {
+                if let Some(note) = t.strip_prefix(NOTE_MARK) {
+                    let _ = err.write_all(note.as_bytes());
+                } else {
+                    let _ = out.write_all(t.as_bytes());
+                }
+            }
+            Ok(Response::Error(e)) => {
+                let _ = write!(err, "{e}");
+                if !e.ends_with('\n') {
+                    let _ = writeln!(err);
+                }
+                return 1;
+            }
+            Ok(other) => {
+                let _ = writeln!(err, "softnet pfctl: unexpected answer {other:?}");
+                return 1;
+            }
+            Err(e) => {
+                let _ = writeln!(err, "softnet pfctl: {e}");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+/// Marks a daemon answer that pfctl prints on stderr.
+pub const NOTE_MARK: &str = "\u{1}note\u{1}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn grouped_letters_and_attached_arguments() {
+        let a = parse_args(&args("-nvf pf.conf")).unwrap();
+        assert!(a.noaction);
+        assert_eq!(a.verbose, 1);
+        assert_eq!(a.file.as_deref(), Some("pf.conf"));
+        assert_eq!(parse_args(&args("-sr -v")).unwrap().show, Some(PfShow::Rules));
+        assert_eq!(parse_args(&args("-vsr")).unwrap().verbose, 1);
+        assert_eq!(parse_args(&args("-s states")).unwrap().show, Some(PfShow::States));
+        assert_eq!(parse_args(&args("-Fs")).unwrap().flush, Some(PfFlush::States));
+        assert_eq!(parse_args(&args("-o none -nvf -")).unwrap().opt_level.as_deref(), Some("none"));
+        let k = parse_args(&args("-k 10.0.1.2 -k 10.0.2.2")).unwrap();
+        assert_eq!(k.kill, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
+        let t = parse_args(&args("-t bad -T add 10.0.0.0/8 !10.1.0.0/16")).unwrap();
+        assert_eq!(t.table_cmd, Some(PfTableCmd::Add));
+        assert_eq!(t.table_args, vec!["10.0.0.0/8", "!10.1.0.0/16"]);
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        for bad in ["", "-x", "-s", "-sz", "-F bogus", "-k notanip", "-T add 1.2.3.4", "-t t", "-e -d", "-n", "stray", "-o fast -sr"] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn offline_check_prints_normalized_rules_and_reports_errors() {
+        let dir = std::env::temp_dir().join(format!("sn-pfctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pf.conf");
+        std::fs::write(&f, "ext = \"sn0\"\nblock\npass in on $ext proto tcp to port ssh\n").unwrap();
+        let cfg = dir.join("softnet.toml");
+        std::fs::write(&cfg, "[[interface]]\nname = \"sn0\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n").unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let argv = vec!["-c".into(), cfg.display().to_string(), "-nvf".into(), f.display().to_string()];
+        let code = run(Path::new("/nonexistent.sock"), &argv, &mut out, &mut err);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("block drop all"), "{out}");
+        assert!(out.contains("pass in on sn0 proto tcp from any to any port = 22 flags S/SA"), "{out}");
+        std::fs::write(&f, "pass in proto icmp to port 22\n").unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let argv = vec!["-nf".into(), f.display().to_string()];
+        assert_eq!(run(Path::new("/nonexistent.sock"), &argv, &mut out, &mut err), 1);
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("pf.conf:1: "), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,282 @@
+//! pf in the daemon: the resolver that answers the parser from the live
+//! stack, the pfctl requests, enabling (installing the filter in the stack's
+//! hook) and the pflog writer.
+
+use crate::pfctl::NOTE_MARK;
+use crate::proto::{PfFlush, PfInterface, PfShow, PfTableCmd, PfctlOp, Response};
+use softnet_core::iface::IfSnapshot;
+use softnet_core::stack::Stack;
+use softnet_pf::model::{IpNet, OptLevel, TableEntry};
+use softnet_pf::pflog::PflogQueue;
+use softnet_pf::print::optimize;
+use softnet_pf::resolver::{IfAddr as PfIfAddr, IfResolver};
+use softnet_pf::Pf;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Answers the pf parser from the running stack: interface names, their
+/// addresses, and the `egress` group (the interfaces of the default route).
+pub struct StackResolver {
+    ifs: Arc<IfSnapshot>,
+    egress: Vec<String>,
+}
+
+impl StackResolver {
+    pub fn new(stack: &Stack) -> StackResolver {
+        let ifs = stack.ifaces.load_full();
+        let egress = stack
+            .routes
+            .get(0, Ipv4Addr::UNSPECIFIED, 0)
+            .and_then(|r| ifs.get_weak(r.ifp).map(|i| i.name().to_string()))
+            .into_iter()
+            .collect();
+        StackResolver { ifs, egress }
+    }
+
+    /// The same facts as the control protocol carries them.
+    pub fn describe(&self) -> Vec<PfInterface> {
+        self.ifs
+            .iter()
+            .map(|i| PfInterface {
+                name: i.name().to_string(),
+                addrs: i.addrs().iter().map(|a| a.to_string()).collect(),
+                groups: if self.egress.iter().any(|e| e == i.name()) { vec!["egress".into()] } else { vec![] },
+            })
+            .collect()
+    }
+}
+
+impl IfResolver for StackResolver {
+    fn interfaces(&self) -> Vec<String> {
+        self.ifs.iter().map(|i| i.name().to_string()).collect()
+    }
+    fn addresses(&self, ifname: &str) -> Vec<PfIfAddr> {
+        self.ifs
+            .by_name(ifname)
+            .map(|i| i.addrs().iter().map(|a| PfIfAddr::new(IpAddr::V4(a.addr), a.prefix_len)).collect())
+            .unwrap_or_default()
+    }
+    fn is_loopback(&self, _ifname: &str) -> bool {
+        false
+    }
+    fn group_members(&self, group: &str) -> Vec<String> {
+        if group == "egress" {
+            self.egress.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// pf as the daemon runs it.
+pub struct PfService {
+    pub pf: Pf,
+    stack: Arc<Stack>,
+    /// Whether the filter is installed in the stack's hook (pf enabled).
+    installed: AtomicBool,
+}
+
+impl PfService {
+    /// A disabled pf with an empty ruleset.
+    pub fn new(stack: Arc<Stack>) -> PfService {
+        let pf = Pf::new();
+        let _ = pf.disable(stack.clock.now());
+        let ifs_stack = Arc::downgrade(&stack);
+        pf.set_if_lookup(Arc::new(move |name: &str| {
+            let s = ifs_stack.upgrade()?;
+            let ifs = s.ifaces.load();
+            ifs.by_name(name).map(|i| i.addrs().as_ref().clone())
+        }));
+        PfService { pf, stack, installed: AtomicBool::new(false) }
+    }
+
+    /// `pfctl -e`: pf on, and its hook in the data path.
+    pub fn enable(&self) -> Result<&'static str, &'static str> {
+        let r = self.pf.enable(self.stack.clock.now());
+        if !self.installed.swap(true, Ordering::AcqRel) {
+            self.stack.set_filter(Some(Box::new(self.pf.clone())));
+        }
+        r
+    }
+
+    /// `pfctl -d`: the hook leaves the data path (no cost per packet).
+    pub fn disable(&self) -> Result<&'static str, &'static str> {
+        let r = self.pf.disable(self.stack.clock.now());
+        if self.installed.swap(false, Ordering::AcqRel) {
+            self.stack.set_filter(None);
+        }
+        r
+    }
+
+    /// Parses, checks and loads a ruleset atomically; on any error nothing
+    /// changes and every message is returned (`FILE:LINE: message`).
+    pub fn load_text(&self, filename: &str, text: &str, opt: Option<&str>) -> Result<(), String> {
+        let resolver = StackResolver::new(&self.stack);
+        let mut rs = softnet_pf::load_ruleset(text, filename, &resolver)
+            .map_err(|errs| errs.iter().map(|e| format!("{e}\n")).collect::<String>())?;
+        let level = match opt {
+            Some("none") => Some(OptLevel::None),
+            Some("profile") => Some(OptLevel::Profile),
+            Some("basic") | None => Some(OptLevel::Basic),
+            Some(_) => None,
+        };
+        if let Some(l) = level {
+            optimize(&mut rs, l);
+        }
+        self.pf.load(&rs, &resolver).map_err(|e| format!("{e}\n"))
+    }
+
+    /// Loads a ruleset file (the config's `pf`).
+    pub fn load_file(&self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.load_text(&path.display().to_string(), &text, None)
+    }
+
+    pub fn execute(&self, op: &PfctlOp) -> Response {
+        let now = self.stack.clock.now();
+        let note = |s: String| Response::Text(format!("{NOTE_MARK}{s}"));
+        match op {
+            PfctlOp::Load { filename, text, opt_level } => match self.load_text(filename, text, opt_level.as_deref()) {
+                Ok(()) => Response::Text(String::new()),
+                Err(e) => Response::Error(e),
+            },
+            PfctlOp::Enable => match self.enable() {
+                Ok(m) => note(format!("{m}\n")),
+                Err(m) => Response::Error(m.to_string()),
+            },
+            PfctlOp::Disable => match self.disable() {
+                Ok(m) => note(format!("{m}\n")),
+                Err(m) => Response::Error(m.to_string()),
+            },
+            PfctlOp::Flush(PfFlush::Rules) => {
+                let n = self.pf.flush_rules();
+                note(format!("rules cleared ({n})\n"))
+            }
+            PfctlOp::Flush(PfFlush::States) => {
+                let n = self.pf.flush_states();
+                note(format!("{n} states cleared\n"))
+            }
+            PfctlOp::Flush(PfFlush::All) => {
+                let (r, s) = self.pf.flush_all();
+                note(format!("rules cleared ({r})\n{s} states cleared\n"))
+            }
+            PfctlOp::Kill { src, dst } => {
+                let n = self.pf.kill_states(*src, *dst);
+                note(format!("killed {n} states from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
+            }
+            PfctlOp::Show { what, verbose } => Response::Text(match what {
+                PfShow::Rules => self.pf.show_rules(*verbose),
+                PfShow::States => self.pf.show_states(*verbose, now),
+                PfShow::Info => self.pf.show_info(now),
+                PfShow::Timeouts => self.pf.show_timeouts(),
+                PfShow::Memory => self.pf.show_memory(),
+                PfShow::Tables => self.pf.show_tables(),
+                PfShow::All => self.pf.show_all(now),
+            }),
+            PfctlOp::Table { name, cmd, addrs, verbose } => self.table(name, *cmd, addrs, *verbose),
+            PfctlOp::Interfaces => match serde_json::to_string(&StackResolver::new(&self.stack).describe()) {
+                Ok(j) => Response::Text(j),
+                Err(e) => Response::Error(e.to_string()),
+            },
+        }
+    }
+
+    fn table(&self, name: &str, cmd: PfTableCmd, addrs: &[String], verbose: bool) -> Response {
+        let entries = match parse_entries(addrs) {
+            Ok(e) => e,
+            Err(e) => return Response::Error(e),
+        };
+        let note = |s: String| Response::Text(format!("{NOTE_MARK}{s}\n"));
+        match cmd {
+            PfTableCmd::Add => note(self.pf.table_add(name, &entries)),
+            PfTableCmd::Delete => match self.pf.table_delete(name, &entries) {
+                Ok(m) => note(m),
+                Err(m) => Response::Error(m),
+            },
+            PfTableCmd::Replace => note(self.pf.table_replace(name, &entries)),
+            PfTableCmd::Flush => match self.pf.table_flush(name) {
+                Ok(m) => note(m),
+                Err(m) => Response::Error(m),
+            },
+            PfTableCmd::Show => match self.pf.table_show(name, verbose) {
+                Ok(t) => Response::Text(t),
+                Err(m) => Response::Error(m),
+            },
+            PfTableCmd::Test => {
+                let ips: Vec<Ipv4Addr> = entries
+                    .iter()
+                    .filter_map(|e| match e.net.addr {
+                        IpAddr::V4(a) => Some(a),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                match self.pf.table_test(name, &ips) {
+                    Ok((m, _)) => note(m),
+                    Err(m) => Response::Error(m),
+                }
+            }
+        }
+    }
+}
+
+/// `ADDR[/LEN]` or `!ADDR[/LEN]` as pfctl -T takes them.
+fn parse_entries(addrs: &[String]) -> Result<Vec<TableEntry>, String> {
+    addrs
+        .iter()
+        .map(|s| {
+            let (negated, rest) = match s.strip_prefix('!') {
+                Some(r) => (true, r),
+                None => (false, s.as_str()),
+            };
+            let (a, len) = match rest.split_once('/') {
+                Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| format!("pfctl: {s}: bad prefix length"))?)),
+                None => (rest, None),
+            };
+            let ip: IpAddr = a.parse().map_err(|_| format!("pfctl: {s}: not an IP address"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = len.unwrap_or(max);
+            if len > max {
+                return Err(format!("pfctl: {s}: bad prefix length"));
+            }
+            Ok(TableEntry { negated, net: IpNet::new(ip, len) })
+        })
+        .collect()
+}
+
+/// Drains pflog records into a pcap file every 100 ms until `stop`.
+pub fn spawn_pflog_writer(
+    queue: Arc<PflogQueue>,
+    path: PathBuf,
+    stack: Arc<Stack>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut file = softnet_pf::pflog::open_pcap(&path)?;
+    // Clock nanoseconds → Unix nanoseconds.
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let offset = wall - stack.clock.now().as_nanos() as i128;
+    std::thread::Builder::new().name("softnet-pflog".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if let Err(e) = queue.drain_to(&mut file, offset) {
+                tracing::warn!("pflog {}: {e}", path.display());
+            }
+        }
+        let _ = queue.drain_to(&mut file, offset);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_entries_parse_like_pfctl() {
+        let e = parse_entries(&["10.0.0.0/8".into(), "!10.1.2.3".into()]).unwrap();
+        assert_eq!(e[0].net.prefix, 8);
+        assert!(e[1].negated && e[1].net.prefix == 32);
+        assert!(parse_entries(&["10.0.0.0/40".into()]).is_err());
+        assert!(parse_entries(&["bogus".into()]).is_err());
+    }
+}
