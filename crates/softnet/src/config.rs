@@ -14,6 +14,11 @@ pub const DEFAULT_CONTROL: &str = "/run/softnet/softnet.sock";
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     workers: Option<Spanned<i64>>,
+    forwarding: Option<bool>,
+    redirects: Option<bool>,
+    directed_broadcast: Option<bool>,
+    icmp_errors_per_second: Option<Spanned<i64>>,
+    broadcast_echo: Option<bool>,
     control: Option<String>,
     pf: Option<Spanned<String>>,
     pflog: Option<Spanned<String>>,
@@ -97,6 +102,16 @@ pub struct RouteConf {
 pub struct Config {
     pub path: PathBuf,
     pub workers: usize,
+    /// IP tunables (OpenBSD sysctl names in comments): net.inet.ip.forwarding
+    pub forwarding: bool,
+    /// net.inet.ip.redirect (off by default, unlike OpenBSD)
+    pub redirects: bool,
+    /// net.inet.ip.directed-broadcast
+    pub directed_broadcast: bool,
+    /// net.inet.icmp.errppslimit
+    pub icmp_errors_per_second: u32,
+    /// net.inet.icmp.bmcastecho
+    pub broadcast_echo: bool,
     pub control: PathBuf,
     pub pf: Option<PathBuf>,
     /// pcap file (DLT_PFLOG) for packets of rules with `log`.
@@ -223,6 +238,11 @@ impl Config {
                     ),
                 )
             }
+        };
+        let icmp_errors_per_second = match &raw.icmp_errors_per_second {
+            None => 100,
+            Some(v) if (0..=1_000_000).contains(v.get_ref()) => *v.get_ref() as u32,
+            Some(v) => return cx.err(v.span(), format!("icmp_errors_per_second = {}: expected 0 to 1000000", v.get_ref())),
         };
         let log = match &raw.log {
             None => "info".to_string(),
@@ -396,6 +416,11 @@ impl Config {
         Ok(Config {
             path: path.to_path_buf(),
             workers,
+            forwarding: raw.forwarding.unwrap_or(true),
+            redirects: raw.redirects.unwrap_or(false),
+            directed_broadcast: raw.directed_broadcast.unwrap_or(false),
+            icmp_errors_per_second,
+            broadcast_echo: raw.broadcast_echo.unwrap_or(false),
             control: raw
                 .control
                 .map(PathBuf::from)
@@ -420,6 +445,8 @@ mod tests {
     const GOOD: &str = r#"
 workers = 2
 control = "/tmp/sn.sock"
+redirects = true
+icmp_errors_per_second = 50
 log = "debug"
 
 [[interface]]
@@ -448,6 +475,8 @@ blackhole = true
     fn a_full_config_parses() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.workers, 2);
+        assert!(c.redirects && c.forwarding && !c.directed_broadcast);
+        assert_eq!(c.icmp_errors_per_second, 50);
         assert_eq!(c.interfaces.len(), 2);
         assert_eq!(c.interfaces[0].device, "sn-r0", "device defaults to the name");
         assert_eq!(c.interfaces[1].addrs.len(), 2);

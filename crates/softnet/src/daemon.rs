@@ -120,6 +120,11 @@ impl Daemon {
     pub fn start(config: Config) -> anyhow::Result<Daemon> {
         let stack = Stack::new(StackConfig {
             workers: config.workers,
+            forwarding: config.forwarding,
+            send_redirects: config.redirects,
+            directed_broadcast: config.directed_broadcast,
+            icmp_err_rate: config.icmp_errors_per_second,
+            bmcast_echo: config.broadcast_echo,
             ..StackConfig::default()
         });
         let stop = Arc::new(AtomicBool::new(false));
