@@ -8,10 +8,9 @@ import hashlib
 import json
 import os
 import re
-import socket
 import time
 
-from lib_e2e import (MAC_R0, MAC_R1, Topo, TestFailure, check, log, netstat_s_counters, run, wait_until)
+from lib_e2e import (MAC_R0, MAC_R1, Topo, TestFailure, check, log, netstat_s_counters, wait_until)
 
 FILE_MB = 100
 

@@ -20,6 +20,7 @@ SNE2E_KEEP=1 keeps the temp dir (config, daemon log) for a look afterwards.
 
 import os
 import re
+import ctypes
 import shlex
 import shutil
 import signal
@@ -41,6 +42,42 @@ MAC_C = "02:00:00:00:02:03"
 MAC_D = "02:00:00:00:03:02"
 
 OFFLOADS = ["tso", "gso", "gro", "lro", "tx-checksumming", "rx-gro-list", "rx-udp-gro-forwarding"]
+
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def setns(path):
+    """Moves the calling thread into the network namespace at `path`
+    (/run/netns/NAME or /proc/self/fd/N). Sockets keep the namespace they
+    were made in; threads started afterwards inherit the new one."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns {path}: {os.strerror(e)}")
+    finally:
+        os.close(fd)
+
+
+class in_netns:
+    """with in_netns(name): ... runs the block (this thread) in namespace `name`."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.back = os.open("/proc/self/ns/net", os.O_RDONLY)
+        setns(f"/run/netns/{self.name}")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            setns(f"/proc/self/fd/{self.back}")
+        finally:
+            os.close(self.back)
+        return False
 
 
 def softnet_bin():
@@ -114,10 +151,10 @@ class Net:
     def __init__(self, **kw):
         self.__dict__.update(kw)
 
-    def config(self, extra_iface=None, routes="", workers=2, log="info", mtu_b=None, extra=""):
+    def config(self, routes="", workers=2, log="info", mtu_a=None, mtu_b=None, extra=""):
         """A daemon config for this topology (socket filled in by Daemon)."""
         ifs = [
-            ("r0", self.dev_r0, MAC_R0, "10.0.1.1/24", None),
+            ("r0", self.dev_r0, MAC_R0, "10.0.1.1/24", mtu_a),
             ("r1", self.dev_r1, MAC_R1, "10.0.2.1/24", mtu_b),
         ]
         if getattr(self, "dev_r2", None):

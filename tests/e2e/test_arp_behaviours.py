@@ -21,7 +21,6 @@ address on A's side, r0), A2 = 10.0.2.1 (on B's side, r1).
 14 request for A2 arriving on A1's interface: no reply
 """
 
-import ctypes
 import os
 import re
 import sys
@@ -29,22 +28,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import (MAC_A, MAC_B, MAC_R0, MAC_R1, Topo, TestFailure, arp_entry, check, log, main,  # noqa: E402
-                     netstat_s_counters, wait_until)
+                     netstat_s_counters, setns, wait_until)
 
 A1, A2 = "10.0.1.1", "10.0.2.1"
 BCAST = "ff:ff:ff:ff:ff:ff"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def setns(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"setns {path}: {os.strerror(e)}")
-    finally:
-        os.close(fd)
 
 
 def fake_mac(n):

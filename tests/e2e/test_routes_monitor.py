@@ -40,7 +40,6 @@ def counts(t, net):
 def goes_to(t, net, who, what):
     """Waits until echo requests reach `who` (B, C or None), then checks for
     a second that they reach only `who`."""
-    other = {"B": "C", "C": "B"}
     if who:
         base = counts(t, net)
         wait_until(f"echo requests to reach {who} after {what}",
