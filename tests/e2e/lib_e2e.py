@@ -478,13 +478,16 @@ class Counters(dict):
     plural or not) or c["packets forwarded"] (the first section that has it)."""
 
     def __getitem__(self, k):
-        nk = _stat_key(k)
-        if dict.__contains__(self, nk):
-            return dict.__getitem__(self, nk)
-        raise TestFailure(f"netstat -s has no counter {k!r}; it has: {sorted(self)}")
+        for key in (k, _stat_key(k)):
+            if dict.__contains__(self, key):
+                return dict.__getitem__(self, key)
+        raise TestFailure(f"netstat -s has no counter {k!r} ({_stat_key(k)!r})")
 
     def get(self, k, default=None):
-        return dict.get(self, _stat_key(k), default)
+        try:
+            return self[k]
+        except TestFailure:
+            return default
 
 
 def netstat_s_counters(text):
