@@ -137,7 +137,9 @@ class PfLab:
         for p in TCP_PORTS:
             t.wait_listen(self.net.b, p)
         for p in UDP_PORTS:
-            t.wait_listen(self.net.b, p, proto="u")
+            # (lib_e2e's wait_listen asks `ss -un`, which lists connected UDP sockets only.)
+            wait_until(f"UDP port {p} bound in B", lambda: re.search(
+                rf":{p}\b", t.ns_run(self.net.b, "ss -Hnlu", check_rc=False).stdout), timeout=20)
         if iperf:
             t.ns_spawn(self.net.b, f"iperf3 -s -p {IPERF_PORT}")
             t.wait_listen(self.net.b, IPERF_PORT)

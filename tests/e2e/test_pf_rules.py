@@ -1,0 +1,142 @@
+"""pf in the data path: a default-deny ruleset loaded from the config.
+
+    A 10.0.1.2 -- r0 [softnet + pf] r1 -- B 10.0.2.2 (echo servers)
+
+The ruleset is lib_pf.DEFAULT_DENY (`block log all`, `pass out`, `pass in
+on r0 proto tcp to port { ssh 5201 }`, `pass proto icmp`, return-rst on
+telnet, return-icmp on UDP 9999). Checks:
+
+1. TCP to B:22 works and shows a pair of ESTABLISHED:ESTABLISHED states
+   (in on r0, out on r1) in `pfctl -ss`; TCP to B:80 is dropped (the
+   client times out although B listens); ping passes with ICMP states;
+   `ping -s 4000` passes the stateful ICMP rule: pf sees whole datagrams
+   (state counts 1 packet per echo, 4028 bytes) and the router
+   re-fragments them.
+2. Blocked packets are counted (`-sr -v` Packets of `block drop log all`,
+   `-si` match, netstat -s "blocked by the packet filter") and logged:
+   `tcpdump -n -e -r pflog.pcap` decodes `rule 0/...block in on r0:
+   10.0.1.2.P > 10.0.2.2.80` lines, one per blocked SYN.
+3. `block return-rst` on port 23: connect() fails with ECONNREFUSED at once
+   (B listens on 23); `block return-icmp` on UDP 9999: a connected UDP
+   socket gets ECONNREFUSED (port unreachable) although B echoes on 9999;
+   UDP 9998 (plain block) just times out.
+"""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_e2e import Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
+
+BLOCK_ALL = "block drop log all"
+
+
+def run_test():
+    with Topo("pfr") as t:
+        t.step("topology A -- softnet -- B; pf.conf (default deny) and pflog from the config")
+        lab = PfLab(t)
+        rules = lab.rules()
+        log("  pfctl -sr:\n    " + rules.strip().replace("\n", "\n    "))
+        for want in (BLOCK_ALL, "pass out all flags S/SA", "pass in on r0 proto tcp from any to any port = 22 flags S/SA",
+                     "pass proto icmp all", "block return-rst in log on r0 proto tcp from any to any port = 23"):
+            check(want in rules.splitlines(), f"-sr has no line {want!r}:\n{rules}")
+        check(lab.info()["status"] == "Enabled", "pf not enabled after start")
+
+        # ---- 1. ssh passes and is tracked -----------------------------------
+        t.step("1. TCP to B:22 passes; the connection shows as ESTABLISHED:ESTABLISHED states")
+        lab.expect_tcp(22, "ok", "ssh port")
+        h = lab.hold(22, secs=120, gap=0.2)
+        h.wait_more(3)
+        lp = h.lport
+        st_in = rf"^all tcp {B_IP}:22 <- {A_IP}:{lp}\s+ESTABLISHED:ESTABLISHED$"
+        st_out = rf"^all tcp {A_IP}:{lp} -> {B_IP}:22\s+ESTABLISHED:ESTABLISHED$"
+        wait_until("the ssh states", lambda: lab.states_matching(st_in) and lab.states_matching(st_out), timeout=5)
+        sv = lab.pfctl("-ss", "-v").stdout
+        m = re.search(rf"^all tcp {B_IP}:22 <- {A_IP}:{lp} .*\n.*\n\s+age [\d:]+, expires in [\d:]+, (\d+):(\d+) pkts", sv,
+                      re.M)
+        check(m and int(m.group(1)) >= 3 and int(m.group(2)) >= 3, f"-ss -v: no packet counts for the ssh state:\n{sv}")
+        log(f"  states: {lab.states_matching(':%d ' % lp)}")
+        h.wait_more(2)
+        h.stop()
+
+        t.step("1. TCP to B:80 (B listens) is dropped: the client times out")
+        base_block = lab.rule_v(BLOCK_ALL)["packets"]
+        base_si = lab.info()["match"]
+        base_ns = netstat_s_counters(lab.d.out("netstat", "-s"))["ip: packets blocked by the packet filter"]
+        r = lab.expect_tcp(80, "timeout", "port 80", tmo=3.0)
+        check(r["secs"] >= 2.5, f"port 80: gave up after {r['secs']} s")
+        check(not lab.states_matching(rf"{B_IP}:80\b"), f"a state for port 80: {lab.states()}")
+
+        t.step("1. ping passes with ICMP states")
+        before = set(lab.states_matching(r"^all icmp "))
+        out = lab.ping("-c 3 -i 0.3 -W 2")
+        check(re.search(r"3 packets transmitted, 3 received", out), f"ping lost replies:\n{out}")
+        new = [s for s in lab.states_matching(rf"^all icmp {B_IP}:\d+ <- {A_IP}:\d+ ") if s not in before]
+        check(new, f"no ICMP state after ping: {lab.states()}")
+        log(f"  {new}")
+
+        t.step("1. ping -s 4000: pf filters the reassembled datagram, the router re-fragments")
+        c0 = netstat_s_counters(lab.d.out("netstat", "-s"))
+        before = set(lab.states_matching(r"^all icmp "))
+        out = lab.ping("-c 3 -i 0.3 -W 2 -s 4000")
+        check(re.search(r"4008 bytes from 10\.0\.2\.2", out), f"no 4008-byte replies:\n{out}")
+        sv = lab.pfctl("-ss", "-v").stdout
+        big = re.findall(rf"^all icmp {B_IP}:(\d+) <- {A_IP}:\d+ .*\n\s+age [\d:]+, expires in [\d:]+, "
+                         r"(\d+):(\d+) pkts, (\d+):(\d+) bytes", sv, re.M)
+        big = [b for b in big if f"all icmp {B_IP}:{b[0]} <- " not in "".join(before) and int(b[3]) >= 4028]
+        check(big, f"no ICMP state with whole 4028-byte datagrams:\n{sv}")
+        pk_in, pk_out, by_in, by_out = (int(x) for x in big[-1][1:])
+        # Each echo request and reply counted once, as a whole datagram (3 fragments on the wire).
+        check(by_in == 4028 * pk_in and by_out == 4028 * pk_out and pk_in >= 3,
+              f"fragmented ping state counts {pk_in}:{pk_out} pkts {by_in}:{by_out} bytes (want 4028 per packet)")
+        c1 = netstat_s_counters(lab.d.out("netstat", "-s"))
+        frag = c1["ip: output datagrams fragmented"] - c0["ip: output datagrams fragmented"]
+        check(frag >= 6, f"router fragmented {frag} datagrams for 3 big echoes (want >= 6: requests and replies)")
+        log(f"  state {pk_in}:{pk_out} pkts {by_in}:{by_out} bytes; router fragmented {frag} datagrams")
+
+        # ---- 2. counted and logged -------------------------------------------
+        t.step("2. the blocked SYNs are counted (-sr -v, -si, netstat -s) and logged in pflog")
+        blk = lab.rule_v(BLOCK_ALL)
+        check(blk["packets"] >= base_block + 2,
+              f"block rule packets {base_block} -> {blk['packets']} after >= 2 SYNs to port 80")
+        check(blk["evaluations"] >= blk["packets"], f"block rule: {blk}")
+        si = lab.info()
+        check(si["match"] >= base_si + 2, f"-si match {base_si} -> {si['match']}")
+        ns_blocked = netstat_s_counters(lab.d.out("netstat", "-s"))["ip: packets blocked by the packet filter"]
+        check(ns_blocked >= base_ns + 2, f"netstat -s blocked {base_ns} -> {ns_blocked}")
+        log(f"  block rule {blk}; -si match {si['match']}; netstat blocked {ns_blocked}")
+        lines = lab.wait_pflog(rf"rule 0/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.80: Flags \[S\]")
+        check(len(lines) >= 2, f"pflog: {len(lines)} SYNs to port 80 logged, want >= 2 (retransmission)")
+        log(f"  pflog: {lines[0]}")
+        # No passed traffic is logged (only `log` rules are): nothing for port 22 or ICMP.
+        everything = lab.pflog_lines()
+        check(not [l for l in everything if f"{B_IP}.22:" in l or "ICMP" in l],
+              "pflog has passed packets:\n" + "\n".join(everything))
+
+        # ---- 3. return-rst and return-icmp ------------------------------------
+        t.step("3. block return-rst on port 23: connection refused at once (B listens on 23)")
+        r = lab.expect_tcp(23, "refused", "telnet port", tmo=5.0)
+        check(r["secs"] < 1.5, f"refused only after {r['secs']} s")
+        lab.wait_pflog(rf"rule 5/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.23: Flags \[S\]")
+
+        t.step("3. block return-icmp on UDP 9999: port unreachable -> ECONNREFUSED (B echoes on 9999)")
+        r = None
+        for _ in range(3):
+            r = lab.udp(9999, tmo=3.0)
+            if r["result"] == "refused":
+                break
+        check(r["result"] == "refused" and r["secs"] < 1.5, f"UDP 9999: {r}, want refused at once")
+        lab.wait_pflog(rf"rule 6/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.9999: UDP")
+        r = lab.udp(9998, tmo=2.0)
+        check(r["result"] == "timeout", f"UDP 9998 (plain block): {r}, want timeout")
+        lab.wait_pflog(rf"rule 0/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.9998: UDP")
+
+        t.step("ssh still passes at the end; the daemon is alive")
+        lab.expect_tcp(22, "ok", "ssh port")
+        check(lab.d.alive(), "daemon died")
+
+
+if __name__ == "__main__":
+    main(run_test)
