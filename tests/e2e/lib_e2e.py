@@ -182,6 +182,8 @@ class Topo:
         self.tmp = tempfile.mkdtemp(prefix=f"{self.tag}-")
         self.bin = softnet_bin()
         self.failed = False
+        # The namespace this test started in (tests may setns() away).
+        self.home_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
 
     # ---- context -----------------------------------------------------------
 
@@ -201,6 +203,10 @@ class Topo:
         log(msg)
 
     def close(self):
+        try:
+            setns(f"/proc/self/fd/{self.home_ns}")
+        except OSError as e:
+            log(f"cannot return to the first namespace: {e}")
         for p in reversed(self.procs):
             self._kill(p)
         for d in self.daemons:
@@ -209,11 +215,14 @@ class Topo:
             # Anything still running inside (a forgotten child) goes first.
             pids = run(["ip", "netns", "pids", ns], check_rc=False).stdout.split()
             for pid in pids:
+                if pid == str(os.getpid()):
+                    continue
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except (ProcessLookupError, ValueError):
                     pass
             run(["ip", "netns", "del", ns], check_rc=False)
+        os.close(self.home_ns)
         if os.environ.get("SNE2E_KEEP") == "1" or self.failed:
             log(f"kept {self.tmp}")
         else:
@@ -261,7 +270,7 @@ class Topo:
     def wait_listen(self, ns, port, proto="t", timeout=20):
         """Waits until something listens on `port` in `ns` (ss -ltn / -lun)."""
         def listening():
-            out = self.ns_run(ns, f"ss -Hn{'l' if proto == 't' else ''}{proto}", check_rc=False).stdout
+            out = self.ns_run(ns, f"ss -Hnl{proto}", check_rc=False).stdout
             return re.search(rf":{port}\b", out)
         wait_until(f"port {port} listening in {ns}", listening, timeout=timeout)
 
