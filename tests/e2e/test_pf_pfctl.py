@@ -1,0 +1,167 @@
+"""`softnet pfctl` against a running router: ruleset checks, failed loads,
+tables, killing states, disable/enable, each seen in the traffic.
+
+    A 10.0.1.2 -- r0 [softnet + pf] r1 -- B 10.0.2.2 (echo servers)
+
+1. `pfctl -nvf good` exits 0 and prints the normalized rules; `-nvf bad`
+   and `-nf bad` exit 1 with `FILE:LINE: message` for the right lines.
+2. `pfctl -f bad` exits 1 with the same messages and changes nothing: -sr
+   is byte-for-byte the same, ssh still passes and port 80 stays blocked.
+3. Table <bad> (`block in log quick from <bad>`): -T add 10.0.1.2 blocks
+   new connections and pings from A (but not the established, stateful
+   exchange: states come before rules), -T show / -T test / -sT show it,
+   -T delete lets A in again.
+4. `pfctl -k 10.0.1.2` kills A's states: the held exchange dies (no rule
+   lets a mid-stream packet create a state), B's state count drops.
+5. `pfctl -d`: -si says Disabled, TCP 80 and UDP 9998 (blocked by rules)
+   pass; `-d` again fails; `pfctl -e` blocks them again.
+"""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
+from lib_pf import A_IP, B_IP, DEFAULT_DENY, PfLab  # noqa: E402
+
+# Two mistakes on known lines: a port on ICMP (line 4), a misspelled keyword (line 6).
+BAD = """\
+a_if = "r0"
+block log all
+pass out
+pass in on $a_if proto icmp to port 22
+pass proto icmp
+pass in on $a_if prot tcp to port ssh
+"""
+BAD_LINES = {4, 6}
+
+
+def errors_of(text, path):
+    """{line: message} for `PATH:LINE: message` lines."""
+    out = {}
+    for l in text.splitlines():
+        m = re.match(rf"^{re.escape(path)}:(\d+): (.+)$", l)
+        if m:
+            out[int(m.group(1))] = m.group(2)
+    return out
+
+
+def run_test():
+    with Topo("pfc") as t:
+        t.step("topology A -- softnet -- B; default-deny pf.conf from the config")
+        lab = PfLab(t)
+        bad = lab.file("bad.conf", BAD)
+        good = lab.file("good.conf", DEFAULT_DENY)
+
+        # ---- 1. offline checks ---------------------------------------------------
+        t.step("1. pfctl -nvf good.conf: exit 0, normalized rules")
+        p = lab.pfctl("-nvf", good)
+        for want in ("block drop log all", "pass in on r0 proto tcp from any to any port = 22 flags S/SA",
+                     "block drop in log quick from <bad> to any"):
+            check(want in p.stdout.splitlines(), f"-nvf: no line {want!r} in:\n{p.stdout}")
+        p = lab.pfctl("-nf", good)
+        check(p.stdout == "" and p.stderr == "", f"-nf good printed {p.stdout!r} {p.stderr!r}")
+
+        t.step("1. pfctl -nvf / -nf bad.conf: exit 1, FILE:LINE: message")
+        for args in (("-nvf", bad), ("-nf", bad)):
+            p = lab.pfctl(*args, check_rc=False)
+            errs = errors_of(p.stderr, bad)
+            check(p.returncode == 1, f"pfctl {' '.join(args)}: exit {p.returncode}")
+            check(set(errs) & BAD_LINES and set(errs) <= BAD_LINES,
+                  f"pfctl {' '.join(args)}: errors on lines {sorted(errs)}, want {sorted(BAD_LINES)}:\n{p.stderr}")
+            check(not re.search(r"^pass in on r0 proto icmp", p.stdout, re.M), f"bad rule printed:\n{p.stdout}")
+        log("  " + p.stderr.strip().replace("\n", "\n  "))
+
+        # ---- 2. a failed load changes nothing ---------------------------------------
+        t.step("2. pfctl -f bad.conf: exit 1, -sr unchanged, old rules in force")
+        rules0 = lab.rules()
+        p = lab.pfctl("-f", bad, check_rc=False)
+        check(p.returncode == 1 and errors_of(p.stderr, bad), f"pfctl -f bad: exit {p.returncode}: {p.stderr!r}")
+        check(lab.rules() == rules0, f"-sr changed after a failed load:\n{lab.rules()}")
+        lab.expect_tcp(22, "ok", "ssh after failed load")
+        lab.expect_tcp(80, "timeout", "port 80 after failed load")
+        check(lab.info()["status"] == "Enabled", "pf not enabled after a failed load")
+
+        # ---- 3. tables ---------------------------------------------------------------
+        t.step("3. table <bad>: -T add A blocks A's new connections and pings, not its established one")
+        h = lab.hold(22, secs=120, gap=0.2, tmo=3.0)
+        h.wait_more(3)
+        check(lab.pfctl("-t", "bad", "-T", "show").stdout.strip() == "", "table <bad> not empty at start")
+        check("bad" in lab.pfctl("-sT").stdout.split(), f"-sT: {lab.pfctl('-sT').stdout!r}")
+        p = lab.pfctl("-t", "bad", "-T", "add", A_IP)
+        check("1/1 addresses added." in p.stderr, f"-T add: {p.stderr!r}")
+        shown = lab.pfctl("-t", "bad", "-T", "show").stdout.split()
+        check(shown == [A_IP], f"-T show: {shown}")
+        p = lab.pfctl("-t", "bad", "-T", "test", A_IP)
+        check("1/1 addresses match." in p.stderr, f"-T test: {p.stderr!r}")
+        quick = "block drop in log quick from <bad> to any"
+        base = lab.rule_v(quick)["packets"]
+        lab.expect_tcp(22, "timeout", "ssh from a <bad> address")
+        p = t.ns_run(lab.net.a, f"ping -n -c 2 -i 0.3 -W 1 {B_IP}", check_rc=False)
+        check(p.returncode != 0 and "0 received" in p.stdout, f"ping from a <bad> address passed:\n{p.stdout}")
+        check(lab.rule_v(quick)["packets"] >= base + 3, f"<bad> rule counted {lab.rule_v(quick)} (base {base})")
+        lab.wait_pflog(rf"block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.22: Flags \[S\]")
+        h.wait_more(3)
+        log(f"  held exchange alive ({h.count()} echoes): its state is matched before the rules")
+
+        t.step("3. -T delete A: A gets in again; -T test no longer matches")
+        p = lab.pfctl("-t", "bad", "-T", "delete", A_IP)
+        check("1/1 addresses deleted." in p.stderr, f"-T delete: {p.stderr!r}")
+        p = lab.pfctl("-t", "bad", "-T", "test", A_IP, check_rc=False)
+        check("0/1 addresses match." in p.stderr, f"-T test after delete: {p.stderr!r}")
+        if p.returncode == 0:
+            log("  NOTE: -T test with no match exits 0 (OpenBSD pfctl exits 2)")
+        lab.expect_tcp(22, "ok", "ssh after -T delete")
+        lab.ping("-c 2 -i 0.3 -W 2")
+        lab.pfctl("-t", "bad", "-T", "add", "192.0.2.0/24", "10.9.9.9")
+        check(sorted(lab.pfctl("-t", "bad", "-T", "show").stdout.split()) == ["10.9.9.9", "192.0.2.0/24"],
+              lab.pfctl("-t", "bad", "-T", "show").stdout)
+        lab.pfctl("-t", "bad", "-T", "flush")
+        check(lab.pfctl("-t", "bad", "-T", "show").stdout.strip() == "", "-T flush left entries")
+
+        # ---- 4. -k -----------------------------------------------------------------------
+        t.step("4. pfctl -k 10.0.1.2 kills A's states: the held exchange dies")
+        lp = h.lport
+        check(lab.states_matching(rf"{A_IP}:{lp}\b"), f"no state for the held connection: {lab.states()}")
+        n0 = len(lab.states())
+        p = lab.pfctl("-k", A_IP)
+        m = re.search(r"killed (\d+) states", p.stderr)
+        check(m and int(m.group(1)) >= 2, f"-k: {p.stderr!r}")
+        log(f"  -k: {p.stderr.strip()} ({n0} states before)")
+        check(not lab.states_matching(rf"{A_IP}:{lp}\b"), f"held connection's state survived -k: {lab.states()}")
+        why = h.wait_fail(timeout=20)
+        check(why == "timeout", f"held exchange ended with {why!r}, want a timeout")
+        lab.expect_tcp(22, "ok", "ssh after -k")
+
+        # ---- 5. -d / -e ---------------------------------------------------------------------
+        t.step("5. pfctl -d: blocked traffic passes")
+        p = lab.pfctl("-d")
+        check("pf disabled" in p.stderr, f"-d: {p.stderr!r}")
+        check(lab.info()["status"] == "Disabled", lab.info()["text"])
+        lab.expect_tcp(80, "ok", "port 80 with pf disabled")
+        r = None
+        for _ in range(3):
+            r = lab.udp(9998, tmo=3.0)
+            if r["result"] == "echo":
+                break
+        check(r["result"] == "echo", f"UDP 9998 with pf disabled: {r}")
+        p = lab.pfctl("-d", check_rc=False)
+        check(p.returncode == 1 and "pf not enabled" in p.stderr, f"-d twice: {p.returncode} {p.stderr!r}")
+
+        t.step("5. pfctl -e: blocked again")
+        p = lab.pfctl("-e")
+        check("pf enabled" in p.stderr, f"-e: {p.stderr!r}")
+        check(lab.info()["status"] == "Enabled", lab.info()["text"])
+        lab.expect_tcp(80, "timeout", "port 80 after -e")
+        r = lab.udp(9998, tmo=2.0)
+        check(r["result"] == "timeout", f"UDP 9998 after -e: {r}")
+        lab.expect_tcp(22, "ok", "ssh after -e")
+        p = lab.pfctl("-e", check_rc=False)
+        check(p.returncode == 1 and "pf already enabled" in p.stderr, f"-e twice: {p.returncode} {p.stderr!r}")
+        check(lab.d.alive(), "daemon died")
+        wait_until("pflog written", lambda: len(lab.pflog_lines()) > 0, timeout=5)
+
+
+if __name__ == "__main__":
+    main(run_test)
