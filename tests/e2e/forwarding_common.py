@@ -107,6 +107,8 @@ def run_test(driver):
         c0 = counters(d)
         ping_expect(t, net.a, "-c 1 -W 3 -t 1", "10.0.2.2", r"From 10\.0\.1\.1.*Time to live exceeded")
         ping_expect(t, net.b, "-c 1 -W 3 -t 1", "10.0.1.2", r"From 10\.0\.2\.1.*Time to live exceeded")
+        t.step("ping -t 2 reaches B (the router takes exactly one off the TTL)")
+        ping(t, net.a, "-c 2 -i 0.3 -W 3 -t 2", "10.0.2.2")
         c1 = counters(d)
         check(c1["ip: packets with ttl exceeded"] > c0["ip: packets with ttl exceeded"],
               f"ttl exceeded not counted: {c0['ip: packets with ttl exceeded']} -> {c1['ip: packets with ttl exceeded']}")

@@ -13,9 +13,10 @@ counters in B and C show who gets the echo requests:
 * route delete -host 10.9.9.9                -> B
 * route delete -net 10.9.9.0/24              -> nobody (no route counted)
 * ifconfig r2 inet 10.0.4.1/24 (and delete)  -> address and route messages
+* ifconfig r2 down / up                      -> D unreachable / reachable
 
-Each of these appears exactly once in `softnet route monitor` (running in
-the background). Then `ifconfig r1 destroy` while iperf3 runs A -> B: the
+Each of these appears exactly once in `softnet route monitor` (two of them
+running in the background, one with -T 0; both see the same sequence). Then `ifconfig r1 destroy` while iperf3 runs A -> B: the
 command returns, the daemon stays up, A still reaches the router and D, the
 monitor shows one departure. SIGHUP brings r1 back (it is in the config).
 """
@@ -78,16 +79,19 @@ def run_test():
 
         t.step("route monitor in the background; wait until it is subscribed")
         mon = Monitor(t, d)
+        mon0 = Monitor(t, d, args=("-T", "0"))  # a second subscriber, filtered on table 0
         probe = None
         for k in range(1, 21):
             d.admin("route", "add", f"198.51.100.{k}/32", "-blackhole")
             try:
-                wait_until("the monitor's first message",
-                           lambda: find(mon.messages(), "RTM_ADD", dst=f"198.51.100.{k}"), timeout=1.5)
+                wait_until("the monitors' first message",
+                           lambda: all(find(m.messages(), "RTM_ADD", dst=f"198.51.100.{k}") for m in (mon, mon0)),
+                           timeout=1.5)
                 probe = k
                 break
             except TestFailure:
                 check(mon.proc.poll() is None, f"route monitor exited:\n{mon.text()}")
+                check(mon0.proc.poll() is None, f"route -T 0 monitor exited:\n{mon0.text()}")
         check(probe, "route monitor never showed a route added")
         seq0 = find(mon.messages(), "RTM_ADD", dst=f"198.51.100.{probe}")[0]["seq"]
         log(f"  subscribed (probe route 198.51.100.{probe}, seq {seq0})")
@@ -154,6 +158,29 @@ def run_test():
         got = find(msgs, "RTM_DELETE", dst=f"198.51.100.{probe}")
         check(len(got) == 1, f"RTM_DELETE of the probe: {len(got)} messages")
         log(f"  {len(msgs)} messages since the probe, seq {seqs[0]}..{seqs[-1]}")
+        seq00 = find(mon0.messages(), "RTM_ADD", dst=f"198.51.100.{probe}")[0]["seq"]
+        seqs0 = [m["seq"] for m in mon0.messages() if m["seq"] is not None and m["seq"] >= seq00]
+        check(seq00 == seq0 and seqs0 == seqs, f"the two monitors disagree: {seqs} vs {seqs0}")
+
+        t.step("ifconfig r2 down: D unreachable, one RTM_IFINFO; up: reachable again, one more")
+        n_info = len(find(mon.messages(), "RTM_IFINFO", ifname="r2"))
+        d.admin("ifconfig", "r2", "down")
+        check(d.out("netstat", "-i").count("r2*") >= 1, "netstat -i does not mark r2 down (r2*)")
+        check("UP" not in d.out("ifconfig", "r2").split(">")[0].split("<")[1].split(","), "ifconfig r2 still UP")
+        p = t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 1 10.0.3.2", check_rc=False)
+        check(p.returncode != 0, "D still reachable with r2 down")
+        wait_until("RTM_IFINFO for r2 down",
+                   lambda: len(find(mon.messages(), "RTM_IFINFO", ifname="r2")) > n_info, timeout=5)
+        d.admin("ifconfig", "r2", "up")
+        for i in range(3):
+            if t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.3.2", check_rc=False).returncode == 0:
+                break
+        else:
+            raise TestFailure("D unreachable after ifconfig r2 up")
+        time.sleep(1.5)  # a second carrier poll must not add messages
+        infos = find(mon.messages(), "RTM_IFINFO", ifname="r2")[n_info:]
+        check(len(infos) == 2, f"ifconfig r2 down/up: {len(infos)} RTM_IFINFO messages, want 2:\n"
+              + "\n\n".join(m["text"] for m in infos))
 
         t.step("ifconfig r1 destroy while iperf3 runs A -> B")
         t.ns_spawn(net.b, "iperf3 -s -B 10.0.2.2 -p 5201")
@@ -204,6 +231,7 @@ def run_test():
                    lambda: find(mon.messages(), "RTM_IFANNOUNCE", ifname="r1", what="arrival"), timeout=5)
         check(d.alive(), "daemon died")
         mon.stop()
+        mon0.stop()
         check(d.stop() == 0, "daemon did not exit 0")
 
 
