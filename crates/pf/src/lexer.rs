@@ -268,6 +268,17 @@ impl Lexer {
                     let name = t.word().unwrap_or_default().to_string();
                     let mut seen = vec![];
                     expand(&name, t.line, macros, &mut seen, &mut st, &mut depth);
+                    // pfctl expands macros textually: `$if:network` is the
+                    // macro's value followed by ":network", one word.
+                    if let Some(&c) = self.raw.chars.peek() {
+                        if c != '$' && word_char(c) {
+                            let suffix = self.raw.word(String::new());
+                            match (st.tokens.last_mut(), suffix.tok) {
+                                (Some(Token { tok: Tok::Word(w), .. }), Tok::Word(sfx)) => w.push_str(&sfx),
+                                (_, tok) => st.tokens.push(Token { tok, line: suffix.line }),
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -342,6 +353,16 @@ mod tests {
             words("pass in from 10.0.0.0/8 port >=1024 # c\n\nblock\\\n all\n"),
             vec!["pass in from 10.0.0.0 / 8 port >= 1024", "block all"]
         );
+    }
+
+    #[test]
+    fn macro_glued_to_a_suffix_is_one_word() {
+        let mut m = HashMap::new();
+        m.insert("lan".to_string(), "em0".to_string());
+        let mut lx = Lexer::new("pass from $lan:network to ($lan)\n");
+        let st = lx.statement(&m).unwrap();
+        let w: Vec<String> = st.tokens.iter().map(|t| t.describe()).collect();
+        assert_eq!(w.join(" "), "pass from em0:network to ( em0 )");
     }
 
     #[test]
