@@ -311,13 +311,19 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
             return 1;
         }
     };
+    let mut code = 0;
     for op in ops {
+        let is_test = matches!(op, PfctlOp::Table { cmd: PfTableCmd::Test, .. });
         match client.call(&Request::Pfctl(op)) {
             // pfctl prints results on stdout and notes ("pf enabled",
             // "2 addresses added.") on stderr; the daemon marks the latter
             // with a leading NOTE_MARK.
             Ok(Response::Text(t)) => {
                 if let Some(note) = t.strip_prefix(NOTE_MARK) {
+                    if is_test && !all_match(note) {
+                        // pfctl -T test exits 2 unless every address matches.
+                        code = 2;
+                    }
                     let _ = err.write_all(note.as_bytes());
                 } else {
                     let _ = out.write_all(t.as_bytes());
@@ -340,7 +346,16 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
             }
         }
     }
-    0
+    code
+}
+
+/// Whether a `-T test` note ("N/M addresses match.") says all M matched.
+fn all_match(note: &str) -> bool {
+    let counts = note.split_whitespace().next().and_then(|nm| nm.split_once('/'));
+    match counts.map(|(n, m)| (n.parse::<usize>(), m.parse::<usize>())) {
+        Some((Ok(n), Ok(m))) => n >= m,
+        _ => true,
+    }
 }
 
 /// Marks a daemon answer that pfctl prints on stderr.
@@ -370,6 +385,13 @@ mod tests {
         let t = parse_args(&args("-t bad -T add 10.0.0.0/8 !10.1.0.0/16")).unwrap();
         assert_eq!(t.table_cmd, Some(PfTableCmd::Add));
         assert_eq!(t.table_args, vec!["10.0.0.0/8", "!10.1.0.0/16"]);
+    }
+
+    #[test]
+    fn table_test_counts_decide_the_exit_code() {
+        assert!(all_match("2/2 addresses match.\n"));
+        assert!(!all_match("1/2 addresses match.\n"));
+        assert!(!all_match("0/1 addresses match.\n"));
     }
 
     #[test]
