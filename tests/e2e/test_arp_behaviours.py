@@ -27,8 +27,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import (MAC_A, MAC_B, MAC_R0, MAC_R1, Topo, TestFailure, arp_entry, check, log, main,  # noqa: E402
-                     netstat_s_counters, setns, wait_until)
+from lib_e2e import (MAC_A, MAC_B, MAC_R0, MAC_R1, Topo, TestFailure, arp_entry, arp_table, check,  # noqa: E402
+                     log, main, netstat_s_counters, setns, wait_until)
 
 A1, A2 = "10.0.1.1", "10.0.2.1"
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -299,6 +299,35 @@ def behaviours(t, net, d):
     t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.2.2")
     log("\n" + arp_an(d))
     check(d.alive(), "daemon died")
+
+    t.step("arp -n HOST, arp -d HOST, arp -s errors, arp -d -a")
+    one = d.out("arp", "-n", "10.0.1.88")
+    check(one.startswith("Host") and len(one.splitlines()) == 2 and "10.0.1.88" in one, f"arp -n 10.0.1.88:\n{one}")
+    check(d.out("arp", "-d", "10.0.1.51").strip() == "10.0.1.51 (10.0.1.51) deleted", "arp -d 10.0.1.51")
+    check(entry(d, "10.0.1.51") is None, "10.0.1.51 still there after arp -d")
+    p = d.admin("arp", "-d", "10.0.1.51", check_rc=False)
+    check(p.returncode == 1 and "cannot locate 10.0.1.51" in p.stderr, f"second arp -d: {p.stderr!r}")
+    p = d.admin("arp", "-s", A1, "02:00:00:00:99:99", check_rc=False)
+    check(p.returncode == 1 and "local address" in p.stderr, f"arp -s of the router's own address: {p.stderr!r}")
+    p = d.admin("arp", "-s", "192.0.2.1", "02:00:00:00:99:99", check_rc=False)
+    check(p.returncode == 1 and "no route to host" in p.stderr, f"arp -s off-net: {p.stderr!r}")
+    p = d.admin("arp", "-s", "10.0.1.99", "02:00:00:00:99", check_rc=False)
+    check(p.returncode == 1 and "usage" in p.stderr, f"arp -s with a bad MAC: {p.stderr!r}")
+    d.admin("arp", "-d", A1)  # the router's own: spared silently, as arp(8)
+    check_entry(d, A1, MAC_R0, "r0", "permanent", "l")
+    out = d.out("arp", "-d", "-a")
+    check("10.0.1.77 (10.0.1.77) deleted" in out and "10.0.2.2 (10.0.2.2) deleted" in out, f"arp -d -a:\n{out}")
+    rows = [r for r in arp_table(arp_an(d)) if r["flags"] != "l"]
+    check(not rows, f"arp -d -a left entries: {[r['line'] for r in rows]}")
+    check_entry(d, A1, MAC_R0, "r0", "permanent", "l")
+    check_entry(d, A2, MAC_R1, "r1", "permanent", "l")
+    t.step("after arp -d -a the router resolves B again: ping A -> B")
+    for i in range(3):
+        if t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.2.2", check_rc=False).returncode == 0:
+            break
+    else:
+        raise TestFailure("A -> B fails after arp -d -a")
+    check_entry(d, "10.0.2.2", MAC_B, "r1", DYN)
 
 
 if __name__ == "__main__":
