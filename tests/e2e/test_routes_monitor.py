@@ -22,6 +22,7 @@ monitor shows one departure. SIGHUP brings r1 back (it is in the config).
 """
 
 import os
+import re
 import signal
 import sys
 import time
@@ -124,6 +125,31 @@ def run_test():
         t.step("route get / show agree: no 10.9.9.9 route left")
         p = d.admin("route", "get", TARGET, check_rc=False)
         check(p.returncode == 1 and "No such process" in p.stderr, f"route get {TARGET}: {p.returncode} {p.stderr!r}")
+
+        t.step("route add default 10.0.2.2: A reaches 10.55.0.1 (on B) through it")
+        t.ns_run(net.b, "ip addr add 10.55.0.1/32 dev lo")
+        d.admin("route", "add", "default", "10.0.2.2")
+        check(re.search(r"^default\s+10\.0\.2\.2\s+UGS\s", d.out("netstat", "-rn"), re.M), "no default route shown")
+        t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.55.0.1")
+        t.step("route add 10.66.0.0/16 -reject: the router answers unreachable")
+        d.admin("route", "add", "10.66.0.0/16", "-reject")
+        p = t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 2 10.66.0.1", check_rc=False)
+        check(p.returncode != 0 and re.search(r"From 10\.0\.1\.1 .*Unreachable", p.stdout),
+              f"reject route: no unreachable from the router:\n{p.stdout}")
+        log("  " + [l for l in p.stdout.splitlines() if "From 10.0.1.1" in l][0])
+        t.step("route add 10.77.0.0/16 -blackhole: silently dropped and counted")
+        d.admin("route", "add", "10.77.0.0/16", "-blackhole")
+        c0 = netstat_s_counters(d.out("netstat", "-s"))
+        p = t.ns_run(net.a, "ping -n -c 3 -i 0.3 -W 1 10.77.0.1", check_rc=False)
+        check(p.returncode != 0 and "From " not in p.stdout, f"blackhole route answered:\n{p.stdout}")
+        c1 = netstat_s_counters(d.out("netstat", "-s"))
+        check(c1["ip: packets discarded by blackhole routes"] >= c0["ip: packets discarded by blackhole routes"] + 3,
+              "blackholed packets not counted")
+        rn = d.out("netstat", "-rn")
+        check(re.search(r"^10\.66/16\s+\S+\s+\S*R\S*\s", rn, re.M) and re.search(r"^10\.77/16\s+\S+\s+\S*B\S*\s", rn, re.M),
+              f"reject/blackhole flags (R, B) not shown:\n{rn}")
+        for dst in ("default", "10.66.0.0/16", "10.77.0.0/16"):
+            d.admin("route", "delete", dst)
 
         t.step("ifconfig r2 inet 10.0.4.1/24, then delete it")
         d.admin("ifconfig", "r2", "inet", "10.0.4.1/24")
