@@ -81,9 +81,11 @@ def run_test():
         p = run([t.bin, "check", "-c", os.path.join(tmp, "missing.toml")], check_rc=False)
         check(p.returncode == 1 and "cannot read: No such file or directory" in p.stderr, f"missing file: {p.stderr!r}")
 
-        t.step("topology: A -- softnet (packet) -- B")
-        net = t.router_topology("packet")
-        good = net.config()
+        t.step("topology: A -- softnet (packet) -- B, and D on a third port (not in the config at first)")
+        net = t.router_topology("packet", third=True)
+        with_r2 = net.config()
+        good = with_r2[:with_r2.index('\n[[interface]]\nname = "r2"')] + "\n"
+        check('"r2"' not in good and '"r1"' in good, "config without r2")
         path = os.path.join(tmp, "good.toml")
         write(path, good.replace("@SOCKET@", os.path.join(tmp, "unused.sock")))
         p = run([t.bin, "check", "-c", path], check_rc=False)
@@ -164,6 +166,28 @@ def run_test():
         t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.8.0.1")
         errors = [l for l in d.log_lines() if " ERROR " in l and "keeping the running configuration" not in l]
         check(not errors, "errors logged:\n" + "\n".join(errors))
+
+        t.step("SIGHUP with an interface added (r2): created, D reachable")
+        d.write_config(with_r2)
+        start = len(d.log_lines())
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"reload: r2 created", start=start, timeout=15)
+        check("inet 10.0.3.1 netmask" in d.out("ifconfig", "r2"), "r2 not configured")
+        for i in range(3):
+            if t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.3.2", check_rc=False).returncode == 0:
+                break
+        else:
+            check(False, "D unreachable after r2 was added by a reload")
+        t.step("SIGHUP with the interface removed again: destroyed, D unreachable, the rest forwards")
+        d.write_config(good)
+        start = len(d.log_lines())
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"reload: r2 destroyed", start=start, timeout=15)
+        check("r2:" not in d.out("ifconfig"), "r2 still listed")
+        p = t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 1 10.0.3.2", check_rc=False)
+        check(p.returncode != 0, "D still reachable")
+        t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.2.2")
+        check(re.search(r"^10\.8/16\s+10\.0\.2\.2\s+UGS\s", d.out("netstat", "-rn"), re.M), "route add'ed route gone")
 
         t.step("SIGTERM: exit 0, 'softnet stopped' logged, socket removed")
         check(d.stop() == 0, "exit code not 0")
