@@ -1,7 +1,7 @@
 """The router's ARP behaviours (OpenBSD in_arpinput), end to end.
 
 Frames are crafted with scapy in namespace A and sent on A's veth at the
-daemon (packet driver); the replies (every field), the daemon's log lines
+daemon (packet driver, then tap); the replies (every field), the daemon's log lines
 and `softnet arp -an` are checked. R = the router, A1 = 10.0.1.1 (its
 address on A's side, r0), A2 = 10.0.2.1 (on B's side, r1).
 
@@ -46,6 +46,7 @@ class Arp:
         from scapy.all import ARP, AsyncSniffer, Ether, conf, sendp  # noqa: F401
 
         conf.verb = 0
+        conf.ifaces.reload()  # this namespace's interfaces (a test may run several topologies)
         self.t, self.d, self.iface = t, d, iface
         self.ARP, self.Ether, self.sendp, self.AsyncSniffer = ARP, Ether, sendp, AsyncSniffer
         self.ctl = 200  # control requests: 10.0.1.200.. with fake MACs
@@ -152,9 +153,14 @@ DYN = r"\d+m\d+s|\d+s"  # a dynamic entry's time left (e.g. 19m59s)
 
 
 def run_test():
-    with Topo("arp") as t:
-        t.step("topology: A -- softnet (packet) -- B")
-        net = t.router_topology("packet")
+    for driver in ("packet", "tap"):
+        run_driver(driver)
+
+
+def run_driver(driver):
+    with Topo(f"arp{driver[0]}") as t:
+        t.step(f"topology: A -- softnet ({driver}) -- B")
+        net = t.router_topology(driver)
         d = t.daemon(net.config(), net=net)
         root_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
         try:

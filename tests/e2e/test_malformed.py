@@ -2,7 +2,7 @@
 and does not log per packet.
 
 Frames are built with scapy (and by hand where scapy would fix them) in
-namespace A and sent on A's veth to the router's MAC (packet driver):
+namespace A and sent on A's veth to the router's MAC (packet driver, then tap):
 headers cut short, bad IP version/header length/total length/checksum/
 options, multicast source, broken UDP/TCP/ICMP to the router itself, bad
 ARP, unknown ethertypes, VLAN-tagged and IPv6 frames, runts (if the kernel
@@ -113,9 +113,14 @@ def frames():
 
 
 def run_test():
-    with Topo("mal") as t:
-        t.step("topology: A -- softnet (packet) -- B; A's veth and the router's at MTU 9000 (giants)")
-        net = t.router_topology("packet")
+    for driver in ("packet", "tap"):
+        run_driver(driver)
+
+
+def run_driver(driver):
+    with Topo(f"mal{driver[0]}") as t:
+        t.step(f"topology: A -- softnet ({driver}) -- B; A's veth and the router's at MTU 9000 (giants)")
+        net = t.router_topology(driver)
         for ns, ifc in ((net.a, "a0"), (net.r, "ra")):
             t.ns_run(ns, f"ip link set {ifc} mtu 9000")
         d = t.daemon(net.config(mtu_a=1500), net=net)
