@@ -6,7 +6,7 @@ use crate::pfctl::NOTE_MARK;
 use crate::proto::{PfFlush, PfInterface, PfShow, PfTableCmd, PfctlOp, Response};
 use softnet_core::iface::IfSnapshot;
 use softnet_core::stack::Stack;
-use softnet_pf::model::{IpNet, OptLevel, TableEntry};
+use softnet_pf::model::{IpNet, OptLevel, Ruleset, TableEntry, TableInit};
 use softnet_pf::pflog::PflogQueue;
 use softnet_pf::print::optimize;
 use softnet_pf::resolver::{IfAddr as PfIfAddr, IfResolver};
@@ -116,6 +116,7 @@ impl PfService {
         let resolver = StackResolver::new(&self.stack);
         let mut rs = softnet_pf::load_ruleset(text, filename, &resolver)
             .map_err(|errs| errs.iter().map(|e| format!("{e}\n")).collect::<String>())?;
+        load_table_files(&mut rs)?;
         let level = match opt {
             Some("none") => Some(OptLevel::None),
             Some("profile") => Some(OptLevel::Profile),
@@ -221,6 +222,29 @@ impl PfService {
     }
 }
 
+/// `table <t> file "PATH"`: the parser leaves the file to its caller (as
+/// pfctl reads it): addresses separated by blanks or lines, `#` comments.
+/// A file that cannot be read or parsed fails the load (nothing changes).
+fn load_table_files(rs: &mut Ruleset) -> Result<(), String> {
+    let filename = rs.filename.clone();
+    for td in &mut rs.tables {
+        for init in &mut td.init {
+            if let TableInit::File(path) = init {
+                let at = format!("{filename}:{}", td.line);
+                let text = std::fs::read_to_string(&*path)
+                    .map_err(|e| format!("{at}: cannot load \"{path}\": {}\n", crate::admin::strerror(&e)))?;
+                let words: Vec<String> = text
+                    .lines()
+                    .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace().map(String::from))
+                    .collect();
+                let entries = parse_entries(&words).map_err(|e| format!("{at}: \"{path}\": {e}\n"))?;
+                *init = TableInit::Entries(entries);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `ADDR[/LEN]` or `!ADDR[/LEN]` as pfctl -T takes them.
 fn parse_entries(addrs: &[String]) -> Result<Vec<TableEntry>, String> {
     addrs
@@ -270,6 +294,28 @@ pub fn spawn_pflog_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_files_become_entries() {
+        let dir = std::env::temp_dir().join(format!("sn-pftab-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.txt");
+        std::fs::write(&f, "# blocklist\n10.0.1.2  192.0.2.0/24 # two\n\n!192.0.2.7\n").unwrap();
+        let res = softnet_pf::resolver::StaticResolver::new();
+        let text = format!("table <bad> persist file \"{}\"\nblock in from <bad>\n", f.display());
+        let mut rs = softnet_pf::load_ruleset(&text, "pf.conf", &res).unwrap();
+        load_table_files(&mut rs).unwrap();
+        let e: Vec<_> = rs.tables[0].entries().map(|e| (e.negated, e.net.prefix)).collect();
+        assert_eq!(e, vec![(false, 32), (false, 24), (true, 32)]);
+        std::fs::write(&f, "10.0.1.2 nonsense\n").unwrap();
+        let mut rs = softnet_pf::load_ruleset(&text, "pf.conf", &res).unwrap();
+        assert!(load_table_files(&mut rs).unwrap_err().starts_with("pf.conf:1: "));
+        let missing = text.replace("bad.txt", "missing.txt");
+        let mut rs = softnet_pf::load_ruleset(&missing, "pf.conf", &res).unwrap();
+        let err = load_table_files(&mut rs).unwrap_err();
+        assert!(err.starts_with("pf.conf:1: cannot load") && err.contains("missing.txt"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn table_entries_parse_like_pfctl() {
