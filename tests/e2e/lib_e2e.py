@@ -596,6 +596,22 @@ class Monitor:
             out.append(msg)
         return out
 
+    def wait_subscribed(self, daemon, tries=20):
+        """Adds probe routes 198.51.100.K/32 (blackhole) until one shows up
+        in this monitor (from then on it sees every change); deletes it.
+        Returns the probe's sequence number."""
+        for k in range(1, tries + 1):
+            daemon.admin("route", "add", f"198.51.100.{k}/32", "-blackhole")
+            try:
+                m = wait_until("the monitor's first message", lambda: [
+                    m for m in self.messages() if m["type"] == "RTM_ADD" and m["dst"] == f"198.51.100.{k}"],
+                    timeout=1.5)
+                daemon.admin("route", "delete", f"198.51.100.{k}/32")
+                return m[0]["seq"]
+            except TestFailure:
+                check(self.proc.poll() is None, f"route monitor exited:\n{self.text()}")
+        raise TestFailure("route monitor never showed a route added")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
