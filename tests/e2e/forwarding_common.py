@@ -14,6 +14,38 @@ from lib_e2e import (MAC_R0, MAC_R1, Topo, TestFailure, check, log, netstat_s_co
 
 FILE_MB = 100
 
+# Run in A: a UDP datagram to a closed port of the router must come back as
+# ECONNREFUSED (ICMP port unreachable), a TCP connect must be refused (RST).
+PROBE_CLOSED_PORTS = r"""
+import socket, sys
+res = []
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(2)
+u.connect(("10.0.1.1", 9))
+for i in range(3):
+    try:
+        u.send(b"x")
+        u.recv(100)
+    except ConnectionRefusedError:
+        res.append("udp refused")
+        break
+    except socket.timeout:
+        pass
+for i in range(3):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect(("10.0.1.1", 9))
+    except ConnectionRefusedError:
+        res.append("tcp refused")
+        break
+    except OSError as e:
+        res.append("tcp " + str(e))
+    finally:
+        s.close()
+print(", ".join(res))
+"""
+
 
 def ping(t, ns, args, dst, tries=3):
     """ping that a real user would retry: up to `tries` runs until one gets
@@ -88,6 +120,9 @@ def run_test(driver):
         net = t.router_topology(driver)
         d = t.daemon(net.config(), net=net)
 
+        t.step("first ping A -> B answered at once (held while ARP resolves, not dropped)")
+        p = t.ns_run(net.a, "ping -n -c 1 -W 5 10.0.2.2", check_rc=False)
+        check(p.returncode == 0, f"the first packet to B was lost (ARP hold queue?):\n{p.stdout}")
         t.step("ping A -> B and B -> A")
         ping(t, net.a, "-c 3 -i 0.3 -W 3", "10.0.2.2")
         ping(t, net.b, "-c 3 -i 0.3 -W 3", "10.0.1.2")
@@ -102,6 +137,33 @@ def run_test(driver):
         t.step("ping -s 4000 (fragments forwarded, reassembled by the host)")
         ping(t, net.a, "-c 3 -i 0.3 -W 3 -s 4000", "10.0.2.2")
         ping(t, net.b, "-c 3 -i 0.3 -W 3 -s 4000", "10.0.1.2")
+
+        t.step("ping -s 4000 to the router itself: answered, or (no local reassembly yet) dropped and counted")
+        c0 = counters(d)
+        p = t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 2 -s 4000 10.0.1.1", check_rc=False)
+        c1 = counters(d)
+        check(c1["ip: fragments received"] >= c0["ip: fragments received"] + 6, "fragments received not counted")
+        if p.returncode == 0:
+            log("  answered (the router reassembles its own traffic)")
+        else:
+            dropped = c1["ip: fragments dropped (dup or out of space)"] - c0["ip: fragments dropped (dup or out of space)"]
+            check(dropped >= 6, f"no reply and only {dropped} fragments counted as dropped")
+            log(f"  not answered: {dropped} fragments dropped and counted (worker.rs: no reassembly for the router's "
+                "own traffic yet)")
+        t.step("ping -b 10.0.1.255: broadcast echo ignored (broadcast_echo off) and counted")
+        t.ns_run(net.a, "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0")
+        p = t.ns_run(net.a, "ping -n -b -c 2 -i 0.3 -W 1 10.0.1.255", check_rc=False)
+        check("from 10.0.1.1" not in p.stdout, f"the router answered a broadcast echo:\n{p.stdout}")
+        c2 = counters(d)
+        check(c2["icmp: broadcast/multicast echo requests ignored"] >= c1["icmp: broadcast/multicast echo requests ignored"] + 2,
+              "ignored broadcast echoes not counted")
+        t.step("UDP to a closed port of the router: port unreachable; TCP: reset")
+        p = t.ns_run(net.a, ["python3", "-c", PROBE_CLOSED_PORTS], check_rc=False, timeout=30)
+        check(p.returncode == 0 and "udp refused" in p.stdout and "tcp refused" in p.stdout,
+              f"closed ports: {p.stdout} {p.stderr}")
+        c3 = counters(d)
+        check(c3["udp: dropped due to no socket"] > c2["udp: dropped due to no socket"], "udp no socket not counted")
+        check(c3["tcp: resets sent"] > c2["tcp: resets sent"], "tcp resets not counted")
 
         t.step("ping -t 1: Time to live exceeded from 10.0.1.1")
         c0 = counters(d)
