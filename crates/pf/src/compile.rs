@@ -35,8 +35,10 @@ pub const SKIP_COUNT: usize = 8;
 pub const TIMEOUT_COUNT: usize = Timeout::ALL.len();
 
 /// Index of a timeout in `Timeout::ALL`.
-pub fn tidx(t: Timeout) -> usize {
-    Timeout::ALL.iter().position(|x| *x == t).expect("listed")
+/// (`Timeout::ALL` lists the variants in declaration order: a test checks.)
+#[inline]
+pub const fn tidx(t: Timeout) -> usize {
+    t as usize
 }
 
 /// Per-rule counters, one set per worker.
@@ -456,6 +458,13 @@ pub fn keeps_state(r: &CRule) -> bool {
 mod tests {
     use super::*;
     use crate::resolver::StaticResolver;
+
+    #[test]
+    fn timeout_index_is_the_position_in_all() {
+        for (i, t) in Timeout::ALL.iter().enumerate() {
+            assert_eq!(tidx(*t), i, "{t:?}");
+        }
+    }
 
     fn compile_text(text: &str) -> CompiledRuleset {
         let res = StaticResolver::example();

@@ -19,7 +19,7 @@ use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
-use crate::state::{sflags, tcps, udps, StateData, StateKey, DIR_IN, DIR_OUT};
+use crate::state::{sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT};
 use crate::tcp_track::{self, Track, TcpSeg, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 /// pf's `PFRES_*` reasons, the `-si` counters, in order.
@@ -208,6 +208,97 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
 }
 
 #[inline]
+fn be16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+#[inline]
+fn be32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+/// `parse_pd` for the packets most traffic is made of: a 20-byte IPv4
+/// header (no options), not a fragment, UDP or TCP without SYN (no
+/// options to look at). `None`: anything else, or anything `parse_pd`
+/// would reject; the caller then takes the full path, so both give the
+/// same `Pd` for every packet this accepts.
+#[inline]
+pub fn parse_fast(d: &[u8]) -> Option<Pd> {
+    if d.len() < 20 || d[0] != 0x45 {
+        return None;
+    }
+    let tot = be16(d, 2) as usize;
+    if tot < 20 || tot > d.len() || be16(d, 6) & 0x3fff != 0 {
+        return None;
+    }
+    let proto = d[9];
+    let l4 = &d[20..tot];
+    let mut pd = Pd {
+        src: Ipv4Addr::from(be32(d, 12)),
+        dst: Ipv4Addr::from(be32(d, 16)),
+        proto,
+        tos: d[1],
+        hlen: 20,
+        tot_len: tot,
+        badopts: false,
+        sport: 0,
+        dport: 0,
+        tcp: TcpSeg::default(),
+        tcp_hlen: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        icmp_id: 0,
+    };
+    match proto {
+        PROTO_UDP => {
+            if l4.len() < softnet_wire::udp::HEADER_LEN {
+                return None;
+            }
+            let ulen = be16(l4, 4) as usize;
+            if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
+                return None;
+            }
+        }
+        PROTO_TCP => {
+            if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
+                return None;
+            }
+            let off = (l4[12] >> 4) as usize * 4;
+            let flags = l4[13];
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || flags & TH_SYN != 0 {
+                return None;
+            }
+            pd.tcp_hlen = off;
+            pd.tcp = TcpSeg {
+                flags,
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                win: be16(l4, 14),
+                len: (l4.len() - off) as u32,
+                wscale: None,
+            };
+        }
+        _ => return None,
+    }
+    pd.sport = be16(l4, 0);
+    pd.dport = be16(l4, 2);
+    Some(pd)
+}
+
+/// `pkt_key(pd, dir).words()`, without the trip through memory.
+#[inline]
+fn pkt_key_words(pd: &Pd, dir: Direction) -> (u64, u64) {
+    let (s, d) = (u32::from(pd.src) as u64, u32::from(pd.dst) as u64);
+    let (sp, dp) = (pd.sport as u64, pd.dport as u64);
+    let proto = (pd.proto as u64) << 16;
+    if dir == Direction::In {
+        (s << 32 | d, sp << 48 | dp << 32 | proto)
+    } else {
+        (d << 32 | s, dp << 48 | sp << 32 | proto)
+    }
+}
+
+#[inline]
 fn pkt_key(pd: &Pd, dir: Direction) -> StateKey {
     let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
     let mut k = StateKey { proto: pd.proto, ..StateKey::empty() };
@@ -259,26 +350,19 @@ impl Cx<'_> {
 
     /// Finds the state for `key` usable on this interface and runs `f` on it
     /// under its lock. `None` when no state matches.
-    fn with_state<R>(&self, key: &StateKey, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+    #[inline]
+    fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
-        let ifidx = self.ifp.index().0;
-        let ids = self.pf.states.lookup(key);
-        let mut f = Some(f);
-        for id in ids {
-            if id == u32::MAX {
-                continue;
-            }
-            let Some(slot) = self.pf.states.slot(id) else { continue };
-            let mut st = slot.lock();
-            if !st.live || st.key != *key || st.timeout == crate::state::TIMEOUT_PURGE {
-                continue;
-            }
-            if st.kif != 0 && st.kif != ifidx {
-                continue;
-            }
-            return Some((f.take().expect("once"))(&mut st));
-        }
-        None
+        self.pf.states.with_state(key, self.ifp.index().0, f)
+    }
+
+    /// The lock-free look at the state for the packet (counted as a
+    /// search). The key goes as words built in registers: a `StateKey`
+    /// written field by field and read back whole stalls store forwarding.
+    #[inline]
+    fn probe(&self, pd: &Pd) -> Probe {
+        self.pf.counters.get(self.worker).searches.inc();
+        self.pf.states.probe(pkt_key_words(pd, self.dir), self.ifp.index().0)
     }
 }
 
@@ -296,6 +380,11 @@ pub fn test(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) -> Verdict {
+    // The common case (no options, not a fragment, UDP or non-SYN TCP)
+    // parsed in a few loads; anything else takes the full parse.
+    if let Some(pd) = parse_fast(pkt.data()) {
+        return test_pd(cx, pd, pkt, bufs, replies);
+    }
     // Normalization: reassemble fragments first.
     let is_frag = {
         let ip = Ipv4Packet::new_unchecked(pkt.data());
@@ -324,6 +413,18 @@ pub fn test(
             return Verdict::Drop(pkt);
         }
     };
+    test_pd(cx, pd, pkt, bufs, replies)
+}
+
+/// States, then rules, for a parsed packet.
+#[inline]
+fn test_pd(
+    cx: &Cx,
+    pd: Pd,
+    mut pkt: PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Verdict {
 
     let sv = match pd.proto {
         PROTO_TCP => test_state_tcp(cx, &pd, &mut pkt, bufs, replies),
@@ -379,6 +480,16 @@ fn state_pass(st: &StateData, fwd: bool) -> StateVerdict {
     }
 }
 
+fn view_pass(v: &StateView, fwd: bool) -> StateVerdict {
+    StateVerdict::Pass {
+        rule: Some((v.ruleset_gen, v.rule_nr)),
+        log: v.flags & sflags::LOG_ALL != 0,
+        tag: v.tag,
+        rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
+        allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
+    }
+}
+
 fn account(st: &mut StateData, fwd: bool, bytes: usize) {
     let i = if fwd { 0 } else { 1 };
     st.packets[i] += 1;
@@ -409,12 +520,12 @@ fn test_state_tcp(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) -> StateVerdict {
-    let key = pkt_key(pd, cx.dir);
+    let key = pkt_key_words(pd, cx.dir);
     let dirc = dir_code(cx.dir);
     let seg = pd.tcp;
     let pf = cx.pf;
     let now = cx.now;
-    let out = cx.with_state(&key, |st| {
+    let out = cx.with_state(key, |st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
@@ -481,40 +592,81 @@ fn patch_seq_ack(pkt: &mut PacketBuf, hlen: usize, seq: u32, ack: u32) {
     t.set_checksum(c);
 }
 
+/// UDP and other protocols' peer states and timeout after a packet from
+/// `src` toward `dst` (pf_test_state, the non-TCP, non-ICMP part).
+#[inline]
+fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
+    if *src < udps::SINGLE {
+        *src = udps::SINGLE;
+    }
+    if *dst == udps::SINGLE {
+        *dst = udps::MULTIPLE;
+    }
+    let multiple = *src == udps::MULTIPLE && *dst == udps::MULTIPLE;
+    match (udp, multiple) {
+        (true, true) => Timeout::UdpMultiple,
+        (true, false) => Timeout::UdpSingle,
+        (false, true) => Timeout::OtherMultiple,
+        (false, false) => Timeout::OtherSingle,
+    }
+}
+
 fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
-    let key = pkt_key(pd, cx.dir);
+    let key = pkt_key_words(pd, cx.dir);
     let dirc = dir_code(cx.dir);
     let udp = pd.proto == PROTO_UDP;
-    cx.with_state(&key, |st| {
-        let fwd = st.direction == dirc;
-        let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
-        if src.state < udps::SINGLE {
-            src.state = udps::SINGLE;
+    // Fast path: the packet changes neither the peer states nor the
+    // timeout (every packet of an established flow), so only the counters
+    // and the activity time move, without the state's lock.
+    match cx.probe(pd) {
+        Probe::Miss => return StateVerdict::NoState,
+        Probe::Hit(v) => {
+            let fwd = v.direction == dirc;
+            let (mut s, mut d) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+            let t = other_step(udp, &mut s, &mut d);
+            let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+            if s == s0 && d == d0 && v.timeout == tidx(t) as u8 {
+                cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                return view_pass(&v, fwd);
+            }
         }
-        if dst.state == udps::SINGLE {
-            dst.state = udps::MULTIPLE;
-        }
-        let multiple = src.state == udps::MULTIPLE && dst.state == udps::MULTIPLE;
-        let t = match (udp, multiple) {
-            (true, true) => Timeout::UdpMultiple,
-            (true, false) => Timeout::UdpSingle,
-            (false, true) => Timeout::OtherMultiple,
-            (false, false) => Timeout::OtherSingle,
-        };
-        set_timeout(st, cx.now, t);
-        account(st, fwd, pd.tot_len);
-        state_pass(st, fwd)
-    })
-    .unwrap_or(StateVerdict::NoState)
+        Probe::Busy => {}
+    }
+    cx.pf
+        .states
+        .with_state(key, cx.ifp.index().0, |st| {
+            let fwd = st.direction == dirc;
+            let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
+            let t = other_step(udp, &mut src.state, &mut dst.state);
+            set_timeout(st, cx.now, t);
+            account(st, fwd, pd.tot_len);
+            state_pass(st, fwd)
+        })
+        .unwrap_or(StateVerdict::NoState)
 }
 
 fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
     let (is_error, icmp_dir, _) = icmp_mapping(pd.icmp_type);
     let dirc = dir_code(cx.dir);
     if !is_error {
-        let key = pkt_key(pd, cx.dir);
+        let key = pkt_key_words(pd, cx.dir);
+        match cx.probe(pd) {
+            Probe::Miss => return StateVerdict::NoState,
+            Probe::Hit(v) if v.timeout == tidx(Timeout::IcmpError) as u8 => {
+                let fwd = v.direction == dirc;
+                let flow = if fwd { Direction::In } else { Direction::Out };
+                if flow != icmp_dir {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+                cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                return view_pass(&v, fwd);
+            }
+            _ => {}
+        }
         return cx
-            .with_state(&key, |st| {
+            .pf
+            .states
+            .with_state(key, cx.ifp.index().0, |st| {
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -576,7 +728,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
         _ => {}
     }
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
-    cx.with_state(&key, |st| {
+    cx.with_state(key.words(), |st| {
         if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
             // The quoted packet is from the state's src when this error
             // flows against the state's direction.
@@ -1000,6 +1152,53 @@ fn build_icmp_unreach(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every packet the fast parse accepts, the full parse accepts too and
+    /// describes the same way: valid packets and every one-byte corruption
+    /// of them (lengths, offsets, flags, version).
+    #[test]
+    fn fast_parse_agrees_with_the_full_parse() {
+        let mut packets = vec![];
+        let ip = |proto: u8, l4: &[u8]| {
+            let mut p = vec![0x45, 0, 0, 0, 0, 7, 0, 0, 64, proto, 0, 0, 10, 0, 1, 2, 10, 0, 2, 2];
+            let tot = (20 + l4.len()) as u16;
+            p[2..4].copy_from_slice(&tot.to_be_bytes());
+            p.extend_from_slice(l4);
+            p
+        };
+        let udp = [0x13, 0x88, 0, 53, 0, 10, 0, 0, 0x61, 0x62];
+        packets.push(ip(PROTO_UDP, &udp));
+        let mut tcp = vec![0x9c, 0x40, 0, 22, 0, 0, 3, 0xe9, 0, 0, 0x13, 0x89, 0x50, TH_ACK, 0x20, 0, 0, 0, 0, 0];
+        tcp.extend_from_slice(b"data");
+        packets.push(ip(PROTO_TCP, &tcp));
+        let mut tcp_opts = tcp.clone();
+        tcp_opts[12] = 0x60;
+        tcp_opts.splice(20..20, [1, 1, 1, 0]);
+        packets.push(ip(PROTO_TCP, &tcp_opts));
+        let mut all = packets.clone();
+        for p in &packets {
+            for i in 0..p.len() {
+                for v in [0u8, 1, 2, 0x0f, 0x10, 0x20, 0x40, 0x45, 0x46, 0x50, 0x80, 0xff] {
+                    let mut q = p.clone();
+                    q[i] = v;
+                    all.push(q.clone());
+                    q.truncate(q.len() - 3);
+                    all.push(q);
+                }
+            }
+        }
+        let mut accepted = 0;
+        for p in &all {
+            if let Some(fast) = parse_fast(p) {
+                accepted += 1;
+                let full = parse_pd(p).unwrap_or_else(|r| panic!("{p:?}: fast accepted, full says {r:?}"));
+                assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{p:?}");
+                let ip = Ipv4Packet::new_unchecked(&p[..]);
+                assert!(!ip.is_fragment());
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
+    }
 
     #[test]
     fn rst_answers_an_ack_with_its_ack_number_and_a_syn_with_seq_plus_one() {

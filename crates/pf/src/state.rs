@@ -1,19 +1,23 @@
 //! The state table: states in a slab of fixed-size slots, found through a
-//! sharded hash index keyed by `StateKey`.
+//! hash index keyed by `StateKey` that workers read without locks.
 //!
 //! * Slab: chunks of `CHUNK` slots allocated on demand and never moved or
 //!   freed while the table lives, so a slot index stays valid and workers
 //!   reach a slot without any table-wide lock. Each slot holds one
-//!   `StateData` (plain `Copy` data, no boxes) behind its own small mutex:
-//!   the same state can be hit by two workers at once (one per direction).
-//! * Index: `SHARDS` maps from key to the (at most `PER_KEY`) states that
-//!   hang off it, if-bound ones first. A lookup takes one shard lock for a
-//!   few nanoseconds; inserts and removals take it to change the map.
+//!   `StateData` (plain `Copy` data, no boxes) behind its own spin lock
+//!   (a sequence lock: TCP tracking and state changes take it), plus
+//!   atomic copies of what the per-packet path reads and the counters it
+//!   bumps, so an established UDP/ICMP packet touches no lock at all.
+//! * Index: `BUCKETS` chains threaded through the slots (`Slot::next`),
+//!   read without locks: a probe walks the chain comparing atomic key
+//!   words and trusts a miss only if the shard's version did not move
+//!   meanwhile; writers (insert, remove) take the shard's lock. At most
+//!   `PER_KEY` states per key; if-bound ones are found before floating ones.
 //! * Key/state split: a state has a wire key and a stack key, equal unless
 //!   NAT rewrites the packet. NAT is not built, so both are the same key
 //!   and only one is indexed; `StateData::key` is that key.
 
-use std::collections::HashMap;
+use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -110,6 +114,12 @@ impl StateKey {
     pub const fn empty() -> StateKey {
         StateKey { addr: [Ipv4Addr::UNSPECIFIED; 2], port: [0; 2], proto: 0, rtable: 0 }
     }
+
+    /// The key as two words, as the index compares and hashes it.
+    #[inline]
+    pub fn words(&self) -> (u64, u64) {
+        pack(self)
+    }
 }
 
 /// One side of a connection, as pf's `pf_state_peer`.
@@ -197,8 +207,221 @@ impl Default for StateData {
     }
 }
 
-/// One slab slot.
-pub type Slot = Mutex<StateData>;
+/// Key words as the index compares them (and hashes them).
+#[inline]
+fn pack(k: &StateKey) -> (u64, u64) {
+    let a = (u32::from(k.addr[0]) as u64) << 32 | u32::from(k.addr[1]) as u64;
+    let b = (k.port[0] as u64) << 48 | (k.port[1] as u64) << 32 | (k.proto as u64) << 16 | k.rtable as u64;
+    (a, b)
+}
+
+/// `bind` word: kif | direction << 32 | flags << 40 | timeout << 48 | live << 56.
+const BIND_LIVE: u64 = 1 << 56;
+
+#[inline]
+fn bind_word(st: &StateData) -> u64 {
+    st.kif as u64
+        | (st.direction as u64) << 32
+        | (st.flags as u64) << 40
+        | (st.timeout as u64) << 48
+        | if st.live { BIND_LIVE } else { 0 }
+}
+
+#[inline]
+fn extra_word(st: &StateData) -> u64 {
+    st.tag as u64 | (st.rtable as u16 as u64) << 16 | (st.src.state as u64) << 32 | (st.dst.state as u64) << 40
+}
+
+/// Whether a state with this `bind` word is live, not purged, and usable
+/// on interface `ifidx`: `Some(true)` bound to it, `Some(false)` floating.
+#[inline]
+fn usable(bind: u64, ifidx: u32) -> Option<bool> {
+    if bind & BIND_LIVE == 0 || (bind >> 48) as u8 == TIMEOUT_PURGE {
+        return None;
+    }
+    let kif = bind as u32;
+    if kif == 0 {
+        Some(false)
+    } else if kif == ifidx {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// One slab slot: the state behind a per-slot lock, plus atomic copies of
+/// what the per-packet fast path reads (so it reads without the lock and
+/// without a data race) and the counters it bumps.
+///
+/// `seq` is a sequence lock: odd while a writer holds the slot. Writers
+/// (`lock`) change `data` and republish the mirrors before releasing;
+/// readers of the mirrors check `seq` before and after.
+#[repr(C)]
+pub struct Slot {
+    seq: AtomicU32,
+    /// Next state in the index bucket's chain (slot index + 1; 0 ends it).
+    next: AtomicU32,
+    k0: AtomicU64,
+    k1: AtomicU64,
+    bind: AtomicU64,
+    /// rule_nr | ruleset_gen << 32.
+    rule: AtomicU64,
+    /// tag | rtable << 16 | src.state << 32 | dst.state << 40.
+    extra: AtomicU64,
+    /// Authoritative last-activity time and counters (`data`'s copies are
+    /// filled in under the lock).
+    expire: AtomicU64,
+    packets: [AtomicU64; 2],
+    bytes: [AtomicU64; 2],
+    data: UnsafeCell<StateData>,
+}
+
+// SAFETY: `data` is only touched while `seq` is odd and held by the
+// toucher (see `SlotGuard`); everything else is atomic.
+unsafe impl Sync for Slot {}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            seq: AtomicU32::new(0),
+            next: AtomicU32::new(0),
+            k0: AtomicU64::new(0),
+            k1: AtomicU64::new(0),
+            bind: AtomicU64::new(0),
+            rule: AtomicU64::new(0),
+            extra: AtomicU64::new(0),
+            expire: AtomicU64::new(0),
+            packets: [AtomicU64::new(0), AtomicU64::new(0)],
+            bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            data: UnsafeCell::new(StateData::default()),
+        }
+    }
+}
+
+/// A slot held by its writer: derefs to the state, with `expire`,
+/// `packets` and `bytes` read from the atomics; changes to them and the
+/// mirrored fields are published on drop.
+pub struct SlotGuard<'a> {
+    slot: &'a Slot,
+    seq: u32,
+    before: (u64, [u64; 2], [u64; 2]),
+}
+
+impl Slot {
+    /// Takes the slot's writer lock (a spin: holders keep it for a few
+    /// dozen nanoseconds).
+    pub fn lock(&self) -> SlotGuard<'_> {
+        let mut spins = 0u32;
+        let seq = loop {
+            let s = self.seq.load(Ordering::Relaxed);
+            if s & 1 == 0 && self.seq.compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                break s + 1;
+            }
+            spins += 1;
+            if spins > 64 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        };
+        // SAFETY: we hold the lock.
+        let d = unsafe { &mut *self.data.get() };
+        d.expire = self.expire.load(Ordering::Relaxed);
+        for i in 0..2 {
+            d.packets[i] = self.packets[i].load(Ordering::Relaxed);
+            d.bytes[i] = self.bytes[i].load(Ordering::Relaxed);
+        }
+        let before = (d.expire, d.packets, d.bytes);
+        SlotGuard { slot: self, seq, before }
+    }
+
+    /// The slot's key words, bind word and (for a consistent read) `seq`.
+    #[inline]
+    fn key_words(&self) -> (u64, u64) {
+        (self.k0.load(Ordering::Acquire), self.k1.load(Ordering::Acquire))
+    }
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = StateData;
+    fn deref(&self) -> &StateData {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.slot.data.get() }
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut StateData {
+        // SAFETY: the guard holds the lock.
+        unsafe { &mut *self.slot.data.get() }
+    }
+}
+
+impl SlotGuard<'_> {
+    /// Publishes the key and rule mirrors too (a new state in the slot).
+    fn publish_all(&self) {
+        let s = self.slot;
+        let (a, b) = pack(&self.key);
+        s.k0.store(a, Ordering::Relaxed);
+        s.k1.store(b, Ordering::Relaxed);
+        s.rule.store(self.rule_nr as u64 | (self.ruleset_gen as u64) << 32, Ordering::Relaxed);
+        s.expire.store(self.expire, Ordering::Relaxed);
+        for i in 0..2 {
+            s.packets[i].store(self.packets[i], Ordering::Relaxed);
+            s.bytes[i].store(self.bytes[i], Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let s = self.slot;
+        // SAFETY: still held.
+        let d = unsafe { &*s.data.get() };
+        // Only what changed goes back, so a lock-free bump of the other
+        // direction's counters in the meantime is not undone.
+        if d.expire != self.before.0 {
+            s.expire.store(d.expire, Ordering::Relaxed);
+        }
+        for i in 0..2 {
+            if d.packets[i] != self.before.1[i] {
+                s.packets[i].store(d.packets[i], Ordering::Relaxed);
+            }
+            if d.bytes[i] != self.before.2[i] {
+                s.bytes[i].store(d.bytes[i], Ordering::Relaxed);
+            }
+        }
+        s.bind.store(bind_word(d), Ordering::Relaxed);
+        s.extra.store(extra_word(d), Ordering::Relaxed);
+        s.seq.store(self.seq.wrapping_add(1), Ordering::Release);
+    }
+}
+
+/// What the lock-free path read of a state (a consistent snapshot of the
+/// mirrored fields).
+#[derive(Debug, Clone, Copy)]
+pub struct StateView {
+    pub idx: u32,
+    pub direction: u8,
+    pub flags: u8,
+    pub timeout: TimeoutId,
+    pub src_state: u8,
+    pub dst_state: u8,
+    pub rule_nr: u32,
+    pub ruleset_gen: u32,
+    pub tag: u16,
+    pub rtable: i16,
+}
+
+/// Result of a lock-free probe.
+pub enum Probe {
+    /// No state for the key on this interface.
+    Miss,
+    Hit(StateView),
+    /// A writer is busy with the state (or the index changed under the
+    /// probe): take the locked path.
+    Busy,
+}
 
 /// Keyed hasher for the index (seeded per table, so flows cannot be
 /// chosen to collide).
@@ -209,12 +432,7 @@ pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ (x >> 33)
+        fmix(self.0)
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
@@ -238,6 +456,15 @@ impl Hasher for KeyHasher {
     }
 }
 
+#[inline]
+fn fmix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
 impl BuildHasher for KeyHasherBuilder {
     type Hasher = KeyHasher;
     fn build_hasher(&self) -> KeyHasher {
@@ -253,7 +480,20 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
-type Shard = Mutex<HashMap<StateKey, [u32; PER_KEY], KeyHasherBuilder>>;
+/// Writers' lock over the index buckets `b` with `b % SHARDS == shard`,
+/// and a sequence the lock-free readers check: it moves (odd while in
+/// progress) whenever a state leaves one of the shard's chains, the only
+/// change that can send a reader astray.
+#[repr(align(64))]
+struct Shard {
+    lock: Mutex<()>,
+    version: AtomicU32,
+}
+
+/// Index buckets (a power of two): chain heads, `slot + 1` (0: empty).
+pub const BUCKETS: usize = 1 << 20;
+/// Longest chain a lock-free probe walks before it takes the shard lock.
+const MAX_HOPS: u32 = 64;
 
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,8 +509,9 @@ pub struct StateTable {
     /// Slots handed out so far (high-water mark).
     next: AtomicU32,
     free: Mutex<Vec<u32>>,
+    buckets: Box<[AtomicU32]>,
     shards: Box<[Shard]>,
-    hasher: KeyHasherBuilder,
+    seed: u64,
     count: AtomicUsize,
     limit: AtomicUsize,
     next_id: AtomicU64,
@@ -282,14 +523,13 @@ pub struct StateTable {
 
 impl StateTable {
     pub fn new(limit: usize) -> StateTable {
-        let seed = random_seed();
-        let hasher = KeyHasherBuilder(seed);
         StateTable {
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next: AtomicU32::new(0),
             free: Mutex::new(Vec::new()),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::with_hasher(hasher.clone()))).collect(),
-            hasher,
+            buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            shards: (0..SHARDS).map(|_| Shard { lock: Mutex::new(()), version: AtomicU32::new(0) }).collect(),
+            seed: random_seed(),
             count: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
             next_id: AtomicU64::new(1),
@@ -328,16 +568,156 @@ impl StateTable {
     }
 
     #[inline]
-    fn shard(&self, key: &StateKey) -> &Shard {
-        let h = self.hasher.hash_one(key);
-        &self.shards[(h >> 58) as usize & (SHARDS - 1)]
+    fn bucket_of(&self, k: (u64, u64)) -> usize {
+        let h = fmix((k.0 ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23) ^ k.1);
+        h as usize & (BUCKETS - 1)
     }
 
-    /// The states hanging off `key` (if-bound first), as slot indices.
     #[inline]
-    pub fn lookup(&self, key: &StateKey) -> [u32; PER_KEY] {
-        let g = self.shard(key).lock();
-        g.get(key).copied().unwrap_or([NONE; PER_KEY])
+    fn shard_of(&self, bucket: usize) -> &Shard {
+        &self.shards[bucket & (SHARDS - 1)]
+    }
+
+    /// Walks bucket `b`'s chain for the state usable on `ifidx` (bound to
+    /// it first, else floating). `None` in the second place: the walk was
+    /// cut short.
+    #[inline]
+    fn walk(&self, b: usize, k: (u64, u64), ifidx: u32) -> (u32, bool) {
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        let mut floating = NONE;
+        let mut hops = 0;
+        while cur != 0 {
+            let idx = cur - 1;
+            let Some(s) = self.slot(idx) else { return (NONE, false) };
+            if s.key_words() == k {
+                match usable(s.bind.load(Ordering::Acquire), ifidx) {
+                    Some(true) => return (idx, true),
+                    Some(false) if floating == NONE => floating = idx,
+                    _ => {}
+                }
+            }
+            cur = s.next.load(Ordering::Acquire);
+            hops += 1;
+            if hops >= MAX_HOPS {
+                return (NONE, false);
+            }
+        }
+        (floating, true)
+    }
+
+    /// The state for `key` usable on interface `ifidx` (if-bound to it
+    /// before floating), as a slot index. Lock-free unless the shard
+    /// changes under the walk; the caller checks the slot's key again.
+    #[inline]
+    pub fn find(&self, key: &StateKey, ifidx: u32) -> Option<u32> {
+        self.find_words(pack(key), ifidx)
+    }
+
+    /// `find` by key words (`StateKey::words`).
+    #[inline]
+    pub fn find_words(&self, k: (u64, u64), ifidx: u32) -> Option<u32> {
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        for _ in 0..4 {
+            let v1 = shard.version.load(Ordering::Acquire);
+            if v1 & 1 == 0 {
+                let (idx, complete) = self.walk(b, k, ifidx);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if complete && shard.version.load(Ordering::Relaxed) == v1 {
+                    return (idx != NONE).then_some(idx);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let _g = shard.lock.lock();
+        let (idx, _) = self.walk(b, k, ifidx);
+        (idx != NONE).then_some(idx)
+    }
+
+    /// All live states on `key` (tests).
+    pub fn lookup_all(&self, key: &StateKey) -> Vec<u32> {
+        let k = pack(key);
+        let b = self.bucket_of(k);
+        let _g = self.shard_of(b).lock.lock();
+        let mut v = vec![];
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        while cur != 0 {
+            let s = self.slot(cur - 1).expect("linked");
+            if s.key_words() == k && s.bind.load(Ordering::Relaxed) & BIND_LIVE != 0 {
+                v.push(cur - 1);
+            }
+            cur = s.next.load(Ordering::Acquire);
+        }
+        v
+    }
+
+    /// Lock-free read of the state for `key` on `ifidx`.
+    #[inline]
+    pub fn probe(&self, key: (u64, u64), ifidx: u32) -> Probe {
+        let Some(idx) = self.find_words(key, ifidx) else { return Probe::Miss };
+        let Some(s) = self.slot(idx) else { return Probe::Busy };
+        let s1 = s.seq.load(Ordering::Acquire);
+        if s1 & 1 != 0 {
+            return Probe::Busy;
+        }
+        let k = s.key_words();
+        let bind = s.bind.load(Ordering::Relaxed);
+        let rule = s.rule.load(Ordering::Relaxed);
+        let extra = s.extra.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        if s.seq.load(Ordering::Relaxed) != s1 || k != key || usable(bind, ifidx).is_none() {
+            return Probe::Busy;
+        }
+        Probe::Hit(StateView {
+            idx,
+            direction: (bind >> 32) as u8,
+            flags: (bind >> 40) as u8,
+            timeout: (bind >> 48) as u8,
+            src_state: (extra >> 32) as u8,
+            dst_state: (extra >> 40) as u8,
+            rule_nr: rule as u32,
+            ruleset_gen: (rule >> 32) as u32,
+            tag: extra as u16,
+            rtable: (extra >> 16) as u16 as i16,
+        })
+    }
+
+    /// Lock-free per-packet update after a `Hit`: counters of direction
+    /// `fwd` and the last-activity time, written only when it moved by a
+    /// second or more (pf keeps it in seconds) so workers hitting the same
+    /// state do not trade its cache line for nothing. The counters are
+    /// plain load + store (no locked RMW): exact while one worker carries
+    /// a direction of a flow.
+    #[inline]
+    pub fn touch(&self, idx: u32, fwd: bool, bytes: u64, now: u64) {
+        let Some(s) = self.slot(idx) else { return };
+        let i = if fwd { 0 } else { 1 };
+        s.packets[i].store(s.packets[i].load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        s.bytes[i].store(s.bytes[i].load(Ordering::Relaxed).wrapping_add(bytes), Ordering::Relaxed);
+        let e = s.expire.load(Ordering::Relaxed);
+        if now >= e.saturating_add(1_000_000_000) {
+            s.expire.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `f` on the state for `key` usable on `ifidx`, under the slot's
+    /// lock. `None` when there is none.
+    pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+        for _ in 0..4 {
+            let idx = self.find_words(k, ifidx)?;
+            let Some(s) = self.slot(idx) else { continue };
+            let mut g = s.lock();
+            if g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx) {
+                return Some(f(&mut g));
+            }
+        }
+        // The slot kept changing under us: walk with the shard held.
+        let b = self.bucket_of(k);
+        let _sg = self.shard_of(b).lock.lock();
+        let (idx, _) = self.walk(b, k, ifidx);
+        let s = self.slot(idx)?;
+        let mut g = s.lock();
+        Some(f(&mut g))
     }
 
     fn alloc_slot(&self) -> Option<u32> {
@@ -350,13 +730,13 @@ impl StateTable {
             self.next.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        self.chunks[chunk].get_or_init(|| (0..CHUNK).map(|_| Mutex::new(StateData::default())).collect());
+        self.chunks[chunk].get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
         Some(i)
     }
 
-    /// Inserts a state; returns its slot index. `conflict` decides whether
-    /// an existing state on the same key forbids this one (it is called
-    /// with the existing state's data).
+    /// Inserts a state; returns its slot index. An existing live state on
+    /// the same key with the same interface and direction (or `PER_KEY`
+    /// of them) is a conflict, as pf_state_key_attach.
     pub fn insert(&self, mut st: StateData) -> Result<u32, InsertError> {
         let n = self.count.fetch_add(1, Ordering::AcqRel);
         if n >= self.limit() {
@@ -369,93 +749,106 @@ impl StateTable {
         };
         st.live = true;
         st.id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let key = st.key;
-        let bound = st.kif != 0;
-        let mut shard = self.shard(&key).lock();
-        let ent = shard.entry(key).or_insert([NONE; PER_KEY]);
-        // pf_state_key_attach: same interface and direction is a conflict
-        // unless the old state is closed down or dead.
-        let mut free_pos = None;
-        for (pos, &i) in ent.iter().enumerate() {
-            if i == NONE {
-                if free_pos.is_none() {
-                    free_pos = Some(pos);
+        let k = pack(&st.key);
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        let sg = shard.lock.lock();
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        let mut on_key = 0;
+        let mut conflict = false;
+        while cur != 0 {
+            let s = self.slot(cur - 1).expect("linked");
+            if s.key_words() == k {
+                let bind = s.bind.load(Ordering::Acquire);
+                if bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
+                    on_key += 1;
+                    if bind as u32 == st.kif && (bind >> 32) as u8 == st.direction {
+                        conflict = true;
+                    }
                 }
-                continue;
             }
-            let Some(s) = self.slot(i) else { continue };
-            let o = s.lock();
-            if !o.live || o.key != key || o.timeout == TIMEOUT_PURGE {
-                if free_pos.is_none() {
-                    free_pos = Some(pos);
-                }
-                continue;
-            }
-            if o.kif == st.kif && o.direction == st.direction {
-                drop(o);
-                drop(shard);
-                self.count.fetch_sub(1, Ordering::AcqRel);
-                self.free.lock().push(idx);
-                return Err(InsertError::Conflict);
-            }
+            cur = s.next.load(Ordering::Acquire);
         }
-        let Some(pos) = free_pos else {
-            drop(shard);
+        if conflict || on_key >= PER_KEY {
+            drop(sg);
             self.count.fetch_sub(1, Ordering::AcqRel);
             self.free.lock().push(idx);
             return Err(InsertError::Conflict);
-        };
-        *self.slot(idx).expect("allocated").lock() = st;
-        ent[pos] = idx;
-        // If-bound states before floating ones.
-        if bound && pos > 0 {
-            ent.swap(0, pos);
         }
-        drop(shard);
+        let s = self.slot(idx).expect("allocated");
+        {
+            let mut g = s.lock();
+            *g = st;
+            g.publish_all();
+            g.before = (st.expire, st.packets, st.bytes);
+            s.next.store(self.buckets[b].load(Ordering::Relaxed), Ordering::Release);
+        }
+        self.buckets[b].store(idx + 1, Ordering::Release);
+        drop(sg);
         self.inserts.fetch_add(1, Ordering::Relaxed);
         Ok(idx)
     }
 
-    /// Removes the state in slot `idx` (if still live and still `key`).
+    /// Removes the state in slot `idx` (if still live).
     pub fn remove(&self, idx: u32) -> bool {
+        self.remove_id(idx, None)
+    }
+
+    /// Removes the state in slot `idx` if it is still live (and still
+    /// state `id`, when given: the slot may have been reused since).
+    fn remove_id(&self, idx: u32, id: Option<u64>) -> bool {
         let Some(slot) = self.slot(idx) else { return false };
-        let key = {
-            let mut s = slot.lock();
-            if !s.live {
+        let k = slot.key_words();
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        let sg = shard.lock.lock();
+        {
+            let mut g = slot.lock();
+            if !g.live || pack(&g.key) != k || id.is_some_and(|id| g.id != id) {
                 return false;
             }
-            s.live = false;
-            s.timeout = TIMEOUT_PURGE;
-            s.key
-        };
-        {
-            let mut shard = self.shard(&key).lock();
-            if let Some(ent) = shard.get_mut(&key) {
-                for i in ent.iter_mut() {
-                    if *i == idx {
-                        *i = NONE;
-                    }
+            g.live = false;
+            g.timeout = TIMEOUT_PURGE;
+        }
+        // Unlink; readers walking the chain see the version move.
+        let v = shard.version.load(Ordering::Relaxed);
+        shard.version.store(v.wrapping_add(1), Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        let next = slot.next.load(Ordering::Relaxed);
+        let mut cur = self.buckets[b].load(Ordering::Relaxed);
+        if cur == idx + 1 {
+            self.buckets[b].store(next, Ordering::Release);
+        } else {
+            while cur != 0 {
+                let s = self.slot(cur - 1).expect("linked");
+                let n = s.next.load(Ordering::Relaxed);
+                if n == idx + 1 {
+                    s.next.store(next, Ordering::Release);
+                    break;
                 }
-                if ent.iter().all(|i| *i == NONE) {
-                    shard.remove(&key);
-                }
+                cur = n;
             }
         }
+        shard.version.store(v.wrapping_add(2), Ordering::Release);
+        drop(sg);
         self.free.lock().push(idx);
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::Relaxed);
         true
     }
 
+    /// A copy of the state in slot `idx`, if live.
+    pub fn get(&self, idx: u32) -> Option<StateData> {
+        let g = self.slot(idx)?.lock();
+        g.live.then_some(*g)
+    }
+
     /// Copies of all live states with their slot indices.
     pub fn snapshot(&self) -> Vec<(u32, StateData)> {
         let mut v = vec![];
         for i in 0..self.high_water() {
-            if let Some(s) = self.slot(i) {
-                let d = *s.lock();
-                if d.live {
-                    v.push((i, d));
-                }
+            if let Some(d) = self.get(i) {
+                v.push((i, d));
             }
         }
         v.sort_by_key(|(_, d)| d.id);
@@ -466,14 +859,8 @@ impl StateTable {
     pub fn remove_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.high_water() {
-            let kill = match self.slot(i) {
-                Some(s) => {
-                    let d = s.lock();
-                    d.live && pred(&d)
-                }
-                None => false,
-            };
-            if kill && self.remove(i) {
+            let kill = self.get(i).filter(|d| pred(d)).map(|d| d.id);
+            if kill.is_some() && self.remove_id(i, kill) {
                 n += 1;
             }
         }
@@ -491,14 +878,8 @@ impl StateTable {
         let mut at = self.purge_cursor.load(Ordering::Relaxed) % hw;
         let mut n = 0;
         for _ in 0..budget.min(hw) {
-            let kill = match self.slot(at) {
-                Some(s) => {
-                    let d = s.lock();
-                    d.live && (d.timeout == TIMEOUT_PURGE || expired(&d))
-                }
-                None => false,
-            };
-            if kill && self.remove(at) {
+            let kill = self.get(at).filter(|d| d.timeout == TIMEOUT_PURGE || expired(d)).map(|d| d.id);
+            if kill.is_some() && self.remove_id(at, kill) {
                 n += 1;
             }
             at = (at + 1) % hw;
@@ -519,16 +900,16 @@ mod tests {
     #[test]
     fn a_million_states_fit_in_256_mb() {
         let per_state = std::mem::size_of::<Slot>();
-        // Index: one map entry (key + slots + hash overhead, generously).
-        let index = std::mem::size_of::<(StateKey, [u32; PER_KEY])>() * 2;
-        assert!((per_state + index) * 1_000_000 <= 256 << 20, "slot {per_state} B + index {index} B per state");
+        // Index: the bucket array (fixed size) plus the chain link in the slot.
+        let index = BUCKETS * std::mem::size_of::<AtomicU32>();
+        assert!(per_state * 1_000_000 + index <= 256 << 20, "slot {per_state} B per state + index {index} B");
     }
 
     #[test]
     fn insert_lookup_remove_and_limit() {
         let t = StateTable::new(2);
         let a = t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }).unwrap();
-        assert_eq!(t.lookup(&key(1))[0], a);
+        assert_eq!(t.find(&key(1), 0), Some(a));
         assert_eq!(
             t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }),
             Err(InsertError::Conflict)
@@ -539,7 +920,8 @@ mod tests {
         assert_eq!(t.insert(StateData { key: key(2), ..Default::default() }), Err(InsertError::Limit));
         assert!(t.remove(a));
         assert!(!t.remove(a));
-        assert_eq!(t.lookup(&key(1)), [NONE, b]);
+        assert_eq!(t.lookup_all(&key(1)), vec![b]);
+        assert_eq!(t.find(&key(1), 0), Some(b));
         assert_eq!(t.len(), 1);
         assert_eq!(t.remove_if(|_| true), 1);
         assert!(t.is_empty());
@@ -550,6 +932,48 @@ mod tests {
         let t = StateTable::new(10);
         let f = t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }).unwrap();
         let b = t.insert(StateData { key: key(1), direction: DIR_IN, kif: 3, ..Default::default() }).unwrap();
-        assert_eq!(t.lookup(&key(1)), [b, f]);
+        assert_eq!(t.find(&key(1), 3), Some(b));
+        assert_eq!(t.find(&key(1), 4), Some(f));
+        assert_eq!(t.find(&key(1), 0), Some(f));
+    }
+
+    #[test]
+    fn lock_free_lookups_never_miss_a_live_state_under_churn() {
+        let t = std::sync::Arc::new(StateTable::new(1 << 20));
+        let keep: Vec<u32> = (0..2000u16).map(|p| t.insert(StateData { key: key(p), direction: DIR_IN, ..Default::default() }).unwrap()).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let ids: Vec<u32> = (0..500u16)
+                        .filter_map(|p| {
+                            let mut k = key(p);
+                            k.port[1] = 23;
+                            t.insert(StateData { key: k, direction: DIR_OUT, ..Default::default() }).ok()
+                        })
+                        .collect();
+                    for i in ids {
+                        assert!(t.remove(i));
+                    }
+                    n += 1;
+                }
+                n
+            })
+        };
+        for round in 0..200 {
+            for (p, &idx) in keep.iter().enumerate() {
+                assert_eq!(t.find(&key(p as u16), 0), Some(idx), "round {round}");
+                match t.probe(key(p as u16).words(), 0) {
+                    Probe::Hit(v) => assert_eq!(v.idx, idx),
+                    Probe::Busy => {}
+                    Probe::Miss => panic!("miss on a live state"),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(churn.join().unwrap() > 0);
+        assert_eq!(t.len(), 2000);
     }
 }
