@@ -115,6 +115,29 @@ def run_test():
         routes0 = d.out("netstat", "-rn")
         ifc0 = d.out("ifconfig")
 
+        t.step("control socket: mode 0600; admin commands via --socket and $SOFTNET_SOCKET; usage errors")
+        mode = os.stat(d.socket).st_mode & 0o777
+        check(mode == 0o600, f"control socket mode {mode:o}, want 600")
+        env = dict(os.environ, SOFTNET_SOCKET=d.socket)
+        p = subprocess.run([t.bin, "netstat", "-rn"], capture_output=True, text=True, env=env, timeout=30)
+        check(p.returncode == 0 and p.stdout == routes0, f"SOFTNET_SOCKET: {p.returncode} {p.stderr!r}")
+        nosock = os.path.join(tmp, "nobody.sock")
+        p = run([t.bin, "--socket", nosock, "route", "show"], check_rc=False)
+        check(p.returncode == 1 and f"cannot connect to {nosock}" in p.stderr, f"no daemon: {p.returncode} {p.stderr!r}")
+        for args, words in ((["route", "add"], "destination required"), (["route", "frobnicate"], "unknown command"),
+                            (["arp", "-s", "10.0.1.9"], "-s needs a hostname and an ether_addr"),
+                            (["netstat"], "one of -r, -s, -i is required"),
+                            (["ifconfig", "r0", "inet", "10.0.1.300/24"], "")):
+            p = d.admin(*args, check_rc=False)
+            check(p.returncode == 1 and words in p.stderr and "usage" in p.stderr,
+                  f"softnet {' '.join(args)}: {p.returncode} {p.stderr!r}")
+        p = d.admin("route", "add", "-net", "10.8.0.0/16", "10.0.2.2", check_rc=False)
+        check(p.returncode == 1 and "File exists" in p.stderr, f"duplicate route add: {p.stderr!r}")
+        p = d.admin("route", "add", "-net", "10.9.0.0/16", "192.0.2.1", check_rc=False)
+        check(p.returncode == 1, f"route via an unreachable gateway accepted: {p.stdout!r}")
+        log(f"  {p.stderr.strip()}")
+        check(d.out("netstat", "-rn") == routes0, "failed commands changed the routes")
+
         t.step("a second daemon on the same socket is refused; the first goes on")
         p = t.ns_run(net.r, [t.bin, "up", "-c", d.cfg], check_rc=False, timeout=30)
         check(p.returncode == 1 and "already running" in p.stderr, f"second daemon: {p.returncode} {p.stderr!r}")
