@@ -57,13 +57,20 @@ fn route_len(routes: usize) -> u8 {
     }
 }
 
-fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, Vec<Arc<softnet_core::percpu::CacheAligned<softnet_core::percpu::Counter>>>)> {
-    let stack = Stack::new(StackConfig { workers: case.workers, ..StackConfig::default() });
+type SinkCounters = Vec<Arc<softnet_core::percpu::CacheAligned<softnet_core::percpu::Counter>>>;
+
+fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, SinkCounters)> {
     // Frames from A to each flow's destination, via the router's r0 MAC.
     let (_, a_port) = vlink::wire(1, 1);
     let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
     let frames: Vec<Vec<u8>> =
         (0..case.flows).map(|j| a.udp_frame(R0_MAC, flow_dst(j, case.routes), 20000 + (j % 1000) as u16, 9000, 18)).collect();
+    build_with(case, frames)
+}
+
+/// The router of `build`, fed `frames`.
+fn build_with(case: BenchCase, frames: Vec<Vec<u8>>) -> anyhow::Result<(Arc<Stack>, SinkCounters)> {
+    let stack = Stack::new(StackConfig { workers: case.workers, ..StackConfig::default() });
     let mut gens: Vec<Box<dyn LinkQueue>> = Vec::new();
     let mut sinks: Vec<Box<dyn LinkQueue>> = Vec::new();
     let mut counters = Vec::new();
@@ -99,6 +106,11 @@ fn pin(cpu: usize) {
 
 fn run_once(case: BenchCase, secs: f64) -> anyhow::Result<f64> {
     let (stack, counters) = build(case)?;
+    measure(case, secs, stack, counters)
+}
+
+/// Runs the workers of a built router; packets per second out of r1.
+fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: SinkCounters) -> anyhow::Result<f64> {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let stop = Arc::new(AtomicBool::new(false));
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -176,6 +188,186 @@ pub fn run(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
                 r.mpps / one.mpps
             );
         }
+    }
+    Ok(())
+}
+
+// pf: the same forwarding with the filter in the stack's hooks.
+
+/// What the filter is given in a pf benchmark case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PfCase {
+    /// (a) `pass all` (keep state): every packet hits an established state
+    /// at pf in and at pf out.
+    Stateful,
+    /// (b) 1,000 rules, `no state`, only the last one matching.
+    Rules1000,
+    /// (c) `block from <t>` with 100,000 prefixes, not matching; then pass.
+    Table100k,
+    /// (d) a new flow each packet: states created per second.
+    Create,
+}
+
+impl PfCase {
+    fn label(self) -> &'static str {
+        match self {
+            PfCase::Stateful => "(a) pass keep state, 10k flows",
+            PfCase::Rules1000 => "(b) 1,000 rules, last matches",
+            PfCase::Table100k => "(c) table of 100k prefixes",
+            PfCase::Create => "(d) new state per packet",
+        }
+    }
+
+    fn ruleset(self, states: usize) -> String {
+        match self {
+            PfCase::Stateful => "pass all\n".to_string(),
+            PfCase::Rules1000 => {
+                let mut t: String = (1..1000).map(|i| format!("pass proto udp to port {} no state\n", 10_000 + i)).collect();
+                t.push_str("pass proto udp to port 9000 no state\n");
+                t
+            }
+            PfCase::Table100k => "table <t> persist\nblock from <t>\npass all no state\n".to_string(),
+            PfCase::Create => format!("set limit states {}\npass in all\npass out all no state\n", states + 1000),
+        }
+    }
+}
+
+/// Frames of `n` distinct UDP flows (source and destination ports vary)
+/// toward the benchmark prefixes.
+fn pf_frames(n: usize, routes: usize) -> Vec<Vec<u8>> {
+    let (_, a_port) = vlink::wire(1, 1);
+    let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
+    (0..n)
+        .map(|j| a.udp_frame(R0_MAC, flow_dst(j, routes), 1024 + (j % 50_000) as u16, 9000 + (j / 50_000) as u16, 18))
+        .collect()
+}
+
+/// Loads `case`'s ruleset (and table) into a new pf and installs it in the
+/// stack's hook, as the daemon does.
+fn pf_install(stack: &Stack, case: PfCase, states: usize) -> anyhow::Result<softnet_pf::Pf> {
+    use softnet_pf::model::{IpNet, TableEntry};
+    let resolver = softnet_pf::StaticResolver::new()
+        .with_interface("r0", &["10.0.1.1/24"])
+        .with_interface("r1", &["10.0.2.1/24"])
+        .with_egress("r1");
+    let rs = softnet_pf::parse_ruleset(&case.ruleset(states), "bench.conf", &resolver)
+        .map_err(|e| anyhow::anyhow!("bench ruleset: {e:?}"))?;
+    let pf = softnet_pf::Pf::new();
+    pf.load(&rs, &resolver)?;
+    if case == PfCase::Table100k {
+        // 100,000 /24s from 20.0.0.0: none holds A.
+        let base = u32::from(Ipv4Addr::new(20, 0, 0, 0));
+        let entries: Vec<TableEntry> = (0..100_000u32)
+            .map(|i| TableEntry { negated: false, net: IpNet::new(Ipv4Addr::from(base + i * 256).into(), 24) })
+            .collect();
+        pf.table_add("t", &entries);
+    }
+    stack.set_filter(Some(Box::new(pf.clone())));
+    Ok(pf)
+}
+
+/// (d): time until every one of `n` new flows has its state; new states
+/// per second.
+fn create_once(workers: usize, n: usize) -> anyhow::Result<f64> {
+    let case = BenchCase { workers, routes: 10, flows: n };
+    let (stack, _) = build_with(case, pf_frames(n, case.routes))?;
+    let pf = pf_install(&stack, PfCase::Create, n)?;
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..workers)
+        .map(|i| {
+            let w = Worker::new(i, stack.clone(), clock.clone());
+            let stop = stop.clone();
+            let cpu = if workers == 1 { ncpu - 1 } else { i % ncpu };
+            std::thread::spawn(move || {
+                pin(cpu);
+                w.run(&stop, |_, _, _| std::hint::spin_loop())
+            })
+        })
+        .collect();
+    while pf.state_count() < n && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    anyhow::ensure!(pf.state_count() >= n, "only {} of {n} states created", pf.state_count());
+    Ok(n as f64 / dt)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// `softnet bench --pf`: the pf cases against the same forwarding without
+/// pf; ns/packet/worker and the difference pf makes.
+pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
+    const FLOWS: usize = 10_000;
+    const NEW_FLOWS: usize = 200_000;
+    let workers_list: &[usize] = if quick { &[1] } else { &[1, 2] };
+    println!("softnet bench --pf: 64-byte UDP forwarding in memory with pf, {secs} s x {repeat} runs per case, median");
+    println!("(pf is called twice per forwarded packet: pf in on r0, pf out on r1)");
+    println!();
+    println!("| case | workers | Mpps | ns/packet/worker | without pf: Mpps | ns/packet/worker | pf cost ns/packet | runs (Mpps) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for &workers in workers_list {
+        let case = BenchCase { workers, routes: 10, flows: FLOWS };
+        let mut base = Vec::new();
+        for _ in 0..repeat {
+            let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
+            base.push(measure(case, secs, stack, counters)? / 1e6);
+        }
+        let base_mpps = median(base);
+        let base_ns = workers as f64 * 1e3 / base_mpps;
+        for pc in [PfCase::Stateful, PfCase::Rules1000, PfCase::Table100k] {
+            let mut runs = Vec::new();
+            for _ in 0..repeat {
+                let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
+                let _pf = pf_install(&stack, pc, FLOWS)?;
+                runs.push(measure(case, secs, stack, counters)? / 1e6);
+            }
+            let mpps = median(runs.clone());
+            let ns = workers as f64 * 1e3 / mpps;
+            println!(
+                "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {} |",
+                pc.label(),
+                workers,
+                mpps,
+                ns,
+                base_mpps,
+                base_ns,
+                ns - base_ns,
+                runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+            );
+        }
+        // (d) against forwarding the same number of distinct flows.
+        let dcase = BenchCase { workers, routes: 10, flows: NEW_FLOWS };
+        let mut base = Vec::new();
+        let mut runs = Vec::new();
+        for _ in 0..repeat {
+            let (stack, counters) = build_with(dcase, pf_frames(NEW_FLOWS, dcase.routes))?;
+            base.push(measure(dcase, secs, stack, counters)? / 1e6);
+            runs.push(create_once(workers, NEW_FLOWS)? / 1e6);
+        }
+        let (mpps, base_mpps) = (median(runs.clone()), median(base));
+        let (ns, base_ns) = (workers as f64 * 1e3 / mpps, workers as f64 * 1e3 / base_mpps);
+        println!(
+            "| {} ({}k states/s) | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {} |",
+            PfCase::Create.label(),
+            (mpps * 1e3).round(),
+            workers,
+            mpps,
+            ns,
+            base_mpps,
+            base_ns,
+            ns - base_ns,
+            runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+        );
     }
     Ok(())
 }

@@ -95,6 +95,9 @@ enum Cmd {
         /// Fewer cases.
         #[arg(long)]
         quick: bool,
+        /// pf cases instead: keep state, 1,000 rules, a 100k-prefix table, state creation.
+        #[arg(long)]
+        pf: bool,
     },
 }
 
@@ -152,7 +155,8 @@ fn main() {
         // Reached only when the dispatch above did not take them (never).
         Cmd::Route { .. } | Cmd::Arp { .. } | Cmd::Ifconfig { .. } | Cmd::Netstat { .. } | Cmd::Pfctl { .. } => 1,
         Cmd::Demo { workers, flood } => exit_code(demo::run(workers.max(1), flood)),
-        Cmd::Bench { seconds, repeat, quick } => exit_code(bench::run(seconds, repeat.max(1), quick)),
+        Cmd::Bench { seconds, repeat, quick, pf: false } => exit_code(bench::run(seconds, repeat.max(1), quick)),
+        Cmd::Bench { seconds, repeat, quick, pf: true } => exit_code(bench::run_pf(seconds, repeat.max(1), quick)),
     };
     std::process::exit(code);
 }
