@@ -216,8 +216,8 @@ class PfLab:
         """TCP connect + echo from A: ok, refused, timeout..."""
         return self._peer("connect", host, port, tmo)
 
-    def udp(self, port, tmo=2.0, host=B_IP):
-        return self._peer("udp", host, port, tmo)
+    def udp(self, port, tmo=2.0, host=B_IP, size=4):
+        return self._peer("udp", host, port, tmo, size)
 
     def expect_tcp(self, port, want, what, tries=3, tmo=2.0):
         """Connects until the result is `want` (a lost SYN on a noisy box is

@@ -4,7 +4,7 @@ time and prints one JSON object per line on stdout.
 
     serve TCPPORTS UDPPORTS SECS   echo servers (ports comma-separated), for SECS at most
     connect HOST PORT TIMEOUT      TCP connect + one echo: {"result": ok|refused|timeout|error, "secs"}
-    udp HOST PORT TIMEOUT          connected UDP send + recv: {"result": echo|refused|timeout|error}
+    udp HOST PORT TIMEOUT [SIZE]   connected UDP send + recv: {"result": echo|refused|timeout|error}
     hold HOST PORT SECS GAP TMO    one TCP connection, an echo every GAP s for SECS s; each
                                    exchange must answer within TMO s. Prints {"connected": lport},
                                    {"ok": n} per exchange, then {"done": n} or {"fail": why, "n": n}
@@ -91,15 +91,16 @@ def connect(host, port, tmo):
     out(result=res, secs=round(time.monotonic() - t0, 3))
 
 
-def udp(host, port, tmo):
+def udp(host, port, tmo, size=4):
     t0 = time.monotonic()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(tmo)
+    msg = (b"ping" * (size // 4 + 1))[:size]
     try:
         s.connect((host, port))
-        s.send(b"ping")
-        b = s.recv(64)
-        res = "echo" if b == b"ping" else f"error: {b!r}"
+        s.send(msg)
+        b = s.recv(65536)
+        res = "echo" if b == msg else f"error: {b[:16]!r}... ({len(b)} bytes)"
     except OSError as e:
         res = classify(e)
     finally:
@@ -145,7 +146,7 @@ def main():
     elif mode == "connect":
         connect(args[0], int(args[1]), float(args[2]))
     elif mode == "udp":
-        udp(args[0], int(args[1]), float(args[2]))
+        udp(args[0], int(args[1]), float(args[2]), int(args[3]) if len(args) > 3 else 4)
     elif mode == "hold":
         hold(args[0], int(args[1]), float(args[2]), float(args[3]), float(args[4]))
     else:

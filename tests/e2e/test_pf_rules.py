@@ -19,7 +19,9 @@ telnet, return-icmp on UDP 9999). Checks:
 3. `block return-rst` on port 23: connect() fails with ECONNREFUSED at once
    (B listens on 23); `block return-icmp` on UDP 9999: a connected UDP
    socket gets ECONNREFUSED (port unreachable) although B echoes on 9999;
-   UDP 9998 (plain block) just times out.
+   a 4000-byte datagram to 9999 (3 fragments) is refused as a whole and
+   none of its fragments reaches B (pf reassembles before filtering); UDP
+   9998 (plain block) just times out.
 """
 
 import os
@@ -27,7 +29,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_e2e import Topo, check, log, main, netstat_s_counters, nft_counters, wait_until  # noqa: E402
 from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
 
 BLOCK_ALL = "block drop log all"
@@ -130,6 +132,19 @@ def run_test():
                 break
         check(r["result"] == "refused" and r["secs"] < 1.5, f"UDP 9999: {r}, want refused at once")
         lab.wait_pflog(rf"rule 6/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.9999: UDP")
+        t.step("3. a fragmented 4000-byte datagram to UDP 9999: refused as a whole, no fragment reaches B")
+        t.ns_run(lab.net.b, "nft -f -", input=(
+            "table inet snpf_frag {\n chain pre {\n  type filter hook prerouting priority -450;\n"
+            '  ip saddr 10.0.1.2 ip frag-off & 0x3fff != 0 counter comment "frag"\n }\n}\n'))
+        r = None
+        for _ in range(3):
+            r = lab.udp(9999, tmo=3.0, size=4000)
+            if r["result"] == "refused":
+                break
+        check(r["result"] == "refused", f"fragmented UDP 9999: {r}, want refused")
+        lab.wait_pflog(rf"rule 6/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.9999: UDP, length 4000")
+        frags = nft_counters(t, lab.net.b, "snpf_frag").get("frag")
+        check(frags == 0, f"{frags} fragments of blocked datagrams reached B")
         r = lab.udp(9998, tmo=2.0)
         check(r["result"] == "timeout", f"UDP 9998 (plain block): {r}, want timeout")
         lab.wait_pflog(rf"rule 0/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.9998: UDP")
