@@ -17,6 +17,8 @@ tables, killing states, disable/enable, each seen in the traffic.
    lets a mid-stream packet create a state), B's state count drops.
 5. `pfctl -d`: -si says Disabled, TCP 80 and UDP 9998 (blocked by rules)
    pass; `-d` again fails; `pfctl -e` blocks them again.
+6. -st, -sm, -sa print pfctl's sections; -F all leaves no rules and no
+   states (everything passes) until -f.
 """
 
 import os
@@ -207,6 +209,22 @@ def run_test():
         check(p.returncode == 1 and "pf already enabled" in p.stderr, f"-e twice: {p.returncode} {p.stderr!r}")
         check(lab.d.alive(), "daemon died")
         wait_until("pflog written", lambda: len(lab.pflog_lines()) > 0, timeout=5)
+
+        # ---- 6. the other views, -F all -----------------------------------------------------
+        t.step("6. -st, -sm, -sa show pfctl's sections; -F all clears rules and states")
+        st = lab.pfctl("-st").stdout
+        check(re.search(r"^tcp\.established\s+86400s$", st, re.M) and re.search(r"^frag\s+60s$", st, re.M), st)
+        check(re.search(r"^states\s+hard limit\s+\d+$", lab.pfctl("-sm").stdout, re.M), lab.pfctl("-sm").stdout)
+        sa = lab.pfctl("-sa").stdout
+        heads = [h for h in ("FILTER RULES:", "STATES:", "INFO:", "TIMEOUTS:", "LIMITS:", "TABLES:") if h in sa]
+        check(len(heads) == 6 and sa.index("FILTER RULES:") < sa.index("TABLES:"), f"-sa sections: {heads}")
+        check("block drop log all" in sa, "-sa without the rules")
+        p = lab.pfctl("-F", "all")
+        check(re.search(r"rules cleared", p.stderr) and re.search(r"\d+ states cleared", p.stderr), p.stderr)
+        check(lab.rules().strip() == "" and not lab.states(), f"after -F all: {lab.rules()!r} {lab.states()}")
+        lab.expect_tcp(80, "ok", "port 80 after -F all (no rules: pass)")
+        lab.pfctl("-f", lab.conf)
+        lab.expect_tcp(80, "timeout", "port 80 after -f again")
 
 
 if __name__ == "__main__":
