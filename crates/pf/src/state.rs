@@ -256,7 +256,10 @@ fn usable(bind: u64, ifidx: u32) -> Option<bool> {
 /// `seq` is a sequence lock: odd while a writer holds the slot. Writers
 /// (`lock`) change `data` and republish the mirrors before releasing;
 /// readers of the mirrors check `seq` before and after.
-#[repr(C)]
+///
+/// Layout: one cache line holds everything the lock-free path reads and
+/// the time it writes; the counters sit on the next line; `data` after.
+#[repr(C, align(64))]
 pub struct Slot {
     seq: AtomicU32,
     /// Next state in the index bucket's chain (slot index + 1; 0 ends it).
@@ -271,6 +274,7 @@ pub struct Slot {
     /// Authoritative last-activity time and counters (`data`'s copies are
     /// filled in under the lock).
     expire: AtomicU64,
+    _line: u64,
     packets: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
     data: UnsafeCell<StateData>,
@@ -291,6 +295,7 @@ impl Default for Slot {
             rule: AtomicU64::new(0),
             extra: AtomicU64::new(0),
             expire: AtomicU64::new(0),
+            _line: 0,
             packets: [AtomicU64::new(0), AtomicU64::new(0)],
             bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             data: UnsafeCell::new(StateData::default()),
@@ -903,6 +908,7 @@ mod tests {
         // Index: the bucket array (fixed size) plus the chain link in the slot.
         let index = BUCKETS * std::mem::size_of::<AtomicU32>();
         assert!(per_state * 1_000_000 + index <= 256 << 20, "slot {per_state} B per state + index {index} B");
+        assert_eq!(std::mem::offset_of!(Slot, packets), 64, "the fast path's fields fill the first line");
     }
 
     #[test]
