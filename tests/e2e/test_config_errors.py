@@ -14,9 +14,12 @@
   taken over by the next one.
 """
 
+import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -62,6 +65,60 @@ BAD = [
 def write(path, text):
     with open(path, "w") as f:
         f.write(text)
+
+
+def frame(body):
+    return struct.pack("!I", len(body)) + body
+
+
+def read_frame(s):
+    """One response frame (4-byte length, JSON), or None if the daemon closed."""
+    hdr = b""
+    while len(hdr) < 4:
+        b = s.recv(4 - len(hdr))
+        if not b:
+            return None
+        hdr += b
+    n = struct.unpack("!I", hdr)[0]
+    body = b""
+    while len(body) < n:
+        b = s.recv(n - len(body))
+        if not b:
+            break
+        body += b
+    return json.loads(body)
+
+
+def control_abuse(d):
+    def conn():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(d.socket)
+        return s
+
+    idle = [conn() for _ in range(20)]
+    try:
+        check(d.admin("netstat", "-rn").returncode == 0, "admin blocked by idle connections")
+        s = conn()
+        s.sendall(frame(b"hello, daemon"))
+        r = read_frame(s)
+        check(r is not None and "error" in r.get("response", {}), f"garbage frame: {r}")
+        s.sendall(frame(b'{"version": 99, "request": {}}'))
+        r = read_frame(s)
+        check(r is not None and "99" in json.dumps(r) and "error" in r.get("response", {}), f"wrong version: {r}")
+        s.close()
+        s = conn()
+        s.sendall(b"\xff\xff\xff\xff")
+        r = read_frame(s)
+        check(r is None or "too long" in json.dumps(r), f"huge length: {r}")
+        s.close()
+        s = conn()
+        s.sendall(b"\x00\x00\x01\x00{")  # a frame cut short, then the client goes
+        s.close()
+        log("  garbage and wrong version answered with errors; idle connections did not block")
+    finally:
+        for s in idle:
+            s.close()
 
 
 def run_test():
@@ -137,6 +194,10 @@ def run_test():
         check(p.returncode == 1, f"route via an unreachable gateway accepted: {p.stdout!r}")
         log(f"  {p.stderr.strip()}")
         check(d.out("netstat", "-rn") == routes0, "failed commands changed the routes")
+
+        t.step("control socket abuse: garbage, a wrong version, a huge length, idle connections")
+        control_abuse(d)
+        check(d.alive() and d.out("netstat", "-rn") == routes0, "daemon hurt by control socket abuse")
 
         t.step("a second daemon on the same socket is refused; the first goes on")
         p = t.ns_run(net.r, [t.bin, "up", "-c", d.cfg], check_rc=False, timeout=30)
