@@ -32,6 +32,7 @@ from lib_e2e import (Monitor, Topo, TestFailure, check, log, main, netstat_s_cou
                      nft_counters, wait_until)
 
 TARGET = "10.9.9.9"
+BULK = 300
 
 
 def counts(t, net):
@@ -78,6 +79,7 @@ def run_test():
         for ns, dst in ((net.a, "10.0.2.2"), (net.a, "10.0.2.3"), (net.a, "10.0.3.2"), (net.d, "10.0.2.2")):
             t.ns_run(ns, f"ping -n -c 2 -i 0.3 -W 3 {dst}")
 
+        n_threads = len(os.listdir(f"/proc/{d.proc.pid}/task"))
         t.step("route monitor in the background; wait until it is subscribed")
         mon = Monitor(t, d)
         mon0 = Monitor(t, d, args=("-T", "0"))  # a second subscriber, filtered on table 0
@@ -188,6 +190,28 @@ def run_test():
         seqs0 = [m["seq"] for m in mon0.messages() if m["seq"] is not None and m["seq"] >= seq00]
         check(seq00 == seq0 and seqs0 == seqs, f"the two monitors disagree: {seqs} vs {seqs0}")
 
+        t.step(f"{BULK} routes added and deleted in a burst: {2 * BULK} messages, each exactly once, in both monitors")
+        last = max(m["seq"] for m in mon.messages() if m["seq"] is not None)
+        for i in range(BULK):
+            d.admin("route", "-q", "add", f"10.200.{i // 250}.{i % 250 + 1}/32", "10.0.2.2")
+        for i in range(BULK):
+            d.admin("route", "-q", "delete", f"10.200.{i // 250}.{i % 250 + 1}/32")
+
+        def bulk(m):
+            return [x for x in m.messages() if x["seq"] is not None and x["seq"] > last
+                    and (x.get("dst") or "").startswith("10.200.")]
+
+        wait_until(f"{2 * BULK} messages in the monitors",
+                   lambda: len(bulk(mon)) >= 2 * BULK and len(bulk(mon0)) >= 2 * BULK, timeout=20)
+        time.sleep(0.5)
+        for m in (mon, mon0):
+            b = bulk(m)
+            keys = [(x["type"], x["dst"]) for x in b]
+            check(len(b) == 2 * BULK and len(set(keys)) == 2 * BULK,
+                  f"{len(b)} bulk messages ({len(set(keys))} distinct), want {2 * BULK}")
+            check([x["seq"] for x in b] == sorted(x["seq"] for x in b), "bulk messages out of order")
+        check("10.200." not in d.out("netstat", "-rn"), "bulk routes left")
+
         t.step("ifconfig r2 down: D unreachable, one RTM_IFINFO; up: reachable again, one more")
         n_info = len(find(mon.messages(), "RTM_IFINFO", ifname="r2"))
         d.admin("ifconfig", "r2", "down")
@@ -256,8 +280,18 @@ def run_test():
         wait_until("RTM_IFANNOUNCE arrival of r1",
                    lambda: find(mon.messages(), "RTM_IFANNOUNCE", ifname="r1", what="arrival"), timeout=5)
         check(d.alive(), "daemon died")
+        t.step("monitors that go away leave no thread behind")
         mon.stop()
         mon0.stop()
+        threads = lambda: len(os.listdir(f"/proc/{d.proc.pid}/task"))  # noqa: E731
+        base = wait_until("monitor threads to end", lambda: threads() if threads() <= n_threads else 0, timeout=10)
+        extra = [Monitor(t, d) for _ in range(5)]
+        for m in extra:
+            m.wait_subscribed(d)
+        check(threads() >= base + 5, f"threads {threads()} with 5 monitors, {base} before")
+        for m in extra:
+            m.stop()
+        wait_until("the 5 monitor threads to end", lambda: threads() <= base, timeout=10)
         check(d.stop() == 0, "daemon did not exit 0")
 
 
