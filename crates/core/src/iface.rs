@@ -214,11 +214,18 @@ impl Interface {
     pub fn queue(&self, w: usize) -> &Mutex<Box<dyn LinkQueue>> {
         &self.queues[w % self.queues.len()]
     }
+    /// Counters summed over workers, plus what the link lost on receive
+    /// before the stack saw it (each queue is locked briefly: control
+    /// thread only).
     pub fn stats_total(&self) -> IfStatsTotal {
+        let lost = self.queues.iter().fold(crate::link::RxLosses::default(), |acc, q| {
+            let l = q.lock().rx_losses();
+            crate::link::RxLosses { errors: acc.errors + l.errors, dropped: acc.dropped + l.dropped }
+        });
         IfStatsTotal {
             ipackets: self.stats.sum(|s| &s.ipackets),
-            ierrors: self.stats.sum(|s| &s.ierrors),
-            idrops: self.stats.sum(|s| &s.idrops),
+            ierrors: self.stats.sum(|s| &s.ierrors) + lost.errors,
+            idrops: self.stats.sum(|s| &s.idrops) + lost.dropped,
             ibytes: self.stats.sum(|s| &s.ibytes),
             opackets: self.stats.sum(|s| &s.opackets),
             oerrors: self.stats.sum(|s| &s.oerrors),

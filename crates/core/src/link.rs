@@ -19,11 +19,26 @@ pub trait LinkQueue: Send {
     /// (the caller counts them as output errors).
     fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize;
 
+    /// Frames the link itself lost on receive, which the stack never saw:
+    /// `errors` (too long for a buffer, truncated, read errors) and
+    /// `dropped` (no buffer, or the kernel's ring overflowed). Added to the
+    /// interface's input errors and drops (`netstat -i` Ifail and Idrop).
+    fn rx_losses(&self) -> RxLosses {
+        RxLosses::default()
+    }
+
     /// A file descriptor that becomes readable when frames wait, so an idle
     /// worker can sleep in poll(2). `None` for in-memory links.
     fn poll_fd(&self) -> Option<i32> {
         None
     }
+}
+
+/// Receive losses a link counted on its own (see `LinkQueue::rx_losses`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxLosses {
+    pub errors: u64,
+    pub dropped: u64,
 }
 
 /// Carrier state of a link as the driver reports it.
