@@ -12,7 +12,7 @@ tables, killing states, disable/enable, each seen in the traffic.
    exchange: states come before rules), -T show / -T test / -sT show it,
    -T delete lets A in again (-T test then exits 2, as OpenBSD's pfctl).
    `table <bad> persist file "F"` is loaded from F (and re-read by -f); a
-   missing F fails the load and changes nothing.
+   missing F fails the load (and -nf) and changes nothing.
 4. `pfctl -k 10.0.1.2` kills A's states: the held exchange dies (no rule
    lets a mid-stream packet create a state), B's state count drops.
 5. `pfctl -d`: -si says Disabled, TCP 80 and UDP 9998 (blocked by rules)
@@ -140,6 +140,10 @@ def run_test():
         rules_before = lab.rules()
         missing = lab.file("pf-missing.conf", DEFAULT_DENY.replace("table <bad> persist",
                                                                    'table <bad> persist file "/nonexistent/sne2e-bl"'))
+        p = lab.pfctl("-nf", missing, check_rc=False)
+        check(p.returncode == 1 and "cannot load" in p.stderr, f"-nf with a missing table file: {p.returncode} {p.stderr!r}")
+        p = lab.pfctl("-nvf", from_file)
+        check(f'file "{blk}"' in p.stdout, f"-nvf of a table file:\n{p.stdout}")
         p = lab.pfctl("-f", missing, check_rc=False)
         check(p.returncode == 1 and errors_of(p.stderr, missing), f"-f with a missing table file: {p.returncode} {p.stderr!r}")
         check(lab.pfctl("-t", "bad", "-T", "show").stdout.split() == ["192.0.2.0/24"] and lab.rules() == rules_before,

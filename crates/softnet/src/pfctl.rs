@@ -249,6 +249,11 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
     };
     match softnet_pf::parse_ruleset(&text, &name, &resolver) {
         Ok(rs) => {
+            // Table files are read as a load reads them (printed as `file "…"`).
+            if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
+                let _ = err.write_all(e.as_bytes());
+                return 1;
+            }
             if a.verbose > 0 {
                 let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
                 let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());

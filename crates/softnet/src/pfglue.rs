@@ -225,7 +225,7 @@ impl PfService {
 /// `table <t> file "PATH"`: the parser leaves the file to its caller (as
 /// pfctl reads it): addresses separated by blanks or lines, `#` comments.
 /// A file that cannot be read or parsed fails the load (nothing changes).
-fn load_table_files(rs: &mut Ruleset) -> Result<(), String> {
+pub(crate) fn load_table_files(rs: &mut Ruleset) -> Result<(), String> {
     let filename = rs.filename.clone();
     for td in &mut rs.tables {
         for init in &mut td.init {
