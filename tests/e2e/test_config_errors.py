@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import Topo, check, log, main, run, wait_until  # noqa: E402
+from lib_e2e import MAC_R0, Topo, check, log, main, run, wait_until  # noqa: E402
 
 GOOD_IFACES = """
 [[interface]]
@@ -272,6 +272,21 @@ def run_test():
         check(p.returncode != 0, "D still reachable")
         t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.2.2")
         check(re.search(r"^10\.8/16\s+10\.0\.2\.2\s+UGS\s", d.out("netstat", "-rn"), re.M), "route add'ed route gone")
+
+        t.step("SIGHUP with r0's MAC changed: r0 recreated, A learns the new MAC (gratuitous ARP), forwards")
+        time.sleep(1.2)  # past Linux's neighbour locktime (1 s): an announcement may override A's entry
+        d.write_config(good.replace(MAC_R0, "02:00:00:00:01:99"))
+        start = len(d.log_lines())
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"reload: r0 created", start=start, timeout=15)
+        check("lladdr 02:00:00:00:01:99" in d.out("ifconfig", "r0"), "r0 MAC not changed")
+        wait_until("A's neighbour entry for 10.0.1.1 to show the new MAC", lambda: "02:00:00:00:01:99" in t.ns_run(
+            net.a, "ip neigh show 10.0.1.1").stdout, timeout=10, interval=0.3)
+        t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.2.2")
+        d.write_config(good)
+        start = len(d.log_lines())
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"reload: r0 created", start=start, timeout=15)
 
         t.step("SIGTERM: exit 0, 'softnet stopped' logged, socket removed")
         check(d.stop() == 0, "exit code not 0")
