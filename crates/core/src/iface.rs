@@ -440,7 +440,7 @@ pub fn wait_until_sole<T>(a: &Arc<T>, what: &str) {
             return;
         }
         spins += 1;
-        if spins % 1000 == 0 {
+        if spins.is_multiple_of(1000) {
             tracing::info!("{what}: waiting for {} reference(s) to go", n - 1);
         }
         if spins < 100 {

@@ -318,7 +318,7 @@ impl Stack {
         let dest = Ipv4Addr::from(u32::from(dest) & crate::iface::prefix_mask(prefix_len));
         let mut flags = RouteFlags::UP | RouteFlags::STATIC;
         if prefix_len == 32 {
-            flags = flags | RouteFlags::HOST;
+            flags |= RouteFlags::HOST;
         }
         let ifs = self.ifaces.load();
         let (gateway, ifp, ifa) = match target {
@@ -327,7 +327,7 @@ impl Stack {
                     .iter()
                     .find(|i| i.addrs().iter().any(|a| a.contains(gw)))
                     .ok_or(RouteError::NetworkUnreachable)?;
-                flags = flags | RouteFlags::GATEWAY;
+                flags |= RouteFlags::GATEWAY;
                 (Some(gw), via.weak(), via.source_for(gw))
             }
             RouteTarget::Interface(ref name) => {
@@ -335,7 +335,7 @@ impl Stack {
                 (None, via.weak(), via.addrs().first().map(|a| a.addr))
             }
             RouteTarget::Reject | RouteTarget::Blackhole => {
-                flags = flags | if matches!(target, RouteTarget::Reject) { RouteFlags::REJECT } else { RouteFlags::BLACKHOLE };
+                flags |= if matches!(target, RouteTarget::Reject) { RouteFlags::REJECT } else { RouteFlags::BLACKHOLE };
                 (None, crate::iface::WeakIf::default(), None)
             }
         };
