@@ -313,8 +313,13 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
                 Arc::new(t)
             }
         };
-        let entries: Vec<_> = td.entries().cloned().collect();
-        t.replace(&entries);
+        // As pfr_commit_ktable: a definition without any address list
+        // (`table <bad> persist`) keeps what the running table holds, so
+        // addresses added with `pfctl -T add` survive a reload.
+        if !td.init.is_empty() {
+            let entries: Vec<_> = td.entries().cloned().collect();
+            t.replace(&entries);
+        }
         tables.insert(td.name.clone(), t);
     }
     // Persistent tables of the running ruleset stay.

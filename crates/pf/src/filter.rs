@@ -267,25 +267,24 @@ impl Pf {
     pub fn flush_all(&self) -> (usize, usize) {
         let s = self.flush_states();
         let r = self.flush_rules();
+        // `-F all` flushes tables too, persistent ones included.
         for t in self.inner.ruleset.load().tables.values() {
-            if !t.persist {
-                t.flush();
-            }
+            t.flush();
         }
         self.inner.frags.flush();
         (r, s)
     }
 
-    /// `pfctl -k host [-k dst]`: kills states from `src` (to `dst`, if
-    /// given); returns how many. Either end of the state's key counts as
-    /// the source, as pfctl matches the state's wire key from both sides.
+    /// `pfctl -k host [-k dst]`: kills states originating from `src` (to
+    /// `dst`, if given), as DIOCKILLSTATES matches the wire key's source
+    /// side for the state's direction; returns how many.
     pub fn kill_states(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
         let rs = self.inner.ruleset.load_full();
         self.inner.states.remove_if(|st| {
             let hit = |s: usize, d: usize| st.key.addr[s] == src && dst.is_none_or(|x| st.key.addr[d] == x);
             // The key's source side is index 0 for inbound states, 1 for outbound.
             let (s, d) = if st.direction == crate::state::DIR_IN { (0, 1) } else { (1, 0) };
-            let kill = hit(s, d) || hit(d, s);
+            let kill = hit(s, d);
             if kill {
                 self.inner.state_removed(st, &rs);
             }

@@ -387,7 +387,11 @@ impl Daemon {
             // pfctl -f semantics: atomic, states kept; a bad ruleset changes nothing.
             match self.pf.load_file(path) {
                 Ok(()) => {
-                    let _ = self.pf.enable();
+                    // A ruleset newly configured is enabled; otherwise pf
+                    // stays as pfctl -e/-d left it.
+                    if old.pf.is_none() {
+                        let _ = self.pf.enable();
+                    }
                     tracing::info!("reload: pf: {} loaded", path.display());
                 }
                 Err(e) => tracing::warn!("reload: pf: {}: ruleset kept", e.trim_end()),
