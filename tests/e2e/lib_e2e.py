@@ -597,19 +597,22 @@ class Monitor:
         return out
 
     def wait_subscribed(self, daemon, tries=20):
-        """Adds probe routes 198.51.100.K/32 (blackhole) until one shows up
-        in this monitor (from then on it sees every change); deletes it.
-        Returns the probe's sequence number."""
-        for k in range(1, tries + 1):
-            daemon.admin("route", "add", f"198.51.100.{k}/32", "-blackhole")
+        """Adds probe routes 198.51.100.K/32 (blackhole, K new each time)
+        until one shows up in this monitor (from then on it sees every
+        change); every probe is deleted again. Returns the sequence number
+        of the probe seen."""
+        for _ in range(tries):
+            daemon.probes = getattr(daemon, "probes", 0) + 1
+            dst = f"198.51.{100 + daemon.probes // 250}.{daemon.probes % 250 + 1}"
+            daemon.admin("route", "add", f"{dst}/32", "-blackhole")
             try:
                 m = wait_until("the monitor's first message", lambda: [
-                    m for m in self.messages() if m["type"] == "RTM_ADD" and m["dst"] == f"198.51.100.{k}"],
-                    timeout=1.5)
-                daemon.admin("route", "delete", f"198.51.100.{k}/32")
+                    m for m in self.messages() if m["type"] == "RTM_ADD" and m["dst"] == dst], timeout=1.5)
                 return m[0]["seq"]
             except TestFailure:
                 check(self.proc.poll() is None, f"route monitor exited:\n{self.text()}")
+            finally:
+                daemon.admin("route", "delete", f"{dst}/32", check_rc=False)
         raise TestFailure("route monitor never showed a route added")
 
     def stop(self):

@@ -95,10 +95,12 @@ def run_test():
             except TestFailure:
                 check(mon.proc.poll() is None, f"route monitor exited:\n{mon.text()}")
                 check(mon0.proc.poll() is None, f"route -T 0 monitor exited:\n{mon0.text()}")
+            finally:
+                d.admin("route", "delete", f"198.51.100.{k}/32")
         check(probe, "route monitor never showed a route added")
         seq0 = find(mon.messages(), "RTM_ADD", dst=f"198.51.100.{probe}")[0]["seq"]
         log(f"  subscribed (probe route 198.51.100.{probe}, seq {seq0})")
-        d.admin("route", "delete", f"198.51.100.{probe}/32")
+        d.probes = 100  # Monitor.wait_subscribed's probes from here on: other addresses
 
         t.step(f"A pings {TARGET} in the background (every 0.1 s)")
         t.ns_spawn(net.a, f"ping -n -i 0.1 -c 900 -W 1 {TARGET}")
