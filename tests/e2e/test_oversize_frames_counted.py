@@ -5,9 +5,9 @@ netstat -s counter).
 A's veth and the router's veth are set to MTU 9000 (the router's interface
 stays at 1500 in the config), so 4000- and 8000-byte frames reach the
 daemon's AF_PACKET ring. softnet-io drops them (longer than the 2048-byte
-pool buffer) and counts them in its own LinkStats.rx_oversize, which the
-daemon shows nowhere: netstat -i and netstat -s do not move. OpenBSD counts
-such frames in the interface's input errors (Ifail).
+pool buffer); they must show in the interface's Ifail/Idrop, as OpenBSD
+counts such frames in the input errors. (Found by this test: the drops were
+counted only in softnet-io's LinkStats, shown nowhere; fixed in 09f5f50.)
 """
 
 import os
