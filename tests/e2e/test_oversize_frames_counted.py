@@ -67,7 +67,7 @@ def run_test():
         dropped = (i1["ifail"] - i0["ifail"]) + (i1["idrop"] - i0["idrop"])
         check(dropped >= COUNT,
               f"{2 * COUNT} oversize frames dropped, but r0's Ifail+Idrop grew by {dropped} "
-              "(softnet-io counts them in LinkStats.rx_oversize, which netstat does not show)")
+              "(dropped by the link but not shown in netstat)")
         check(d.stop() == 0, "daemon did not exit 0")
 
 
