@@ -8,7 +8,8 @@ options, multicast source, broken UDP/TCP/ICMP to the router itself, bad
 ARP, unknown ethertypes, VLAN-tagged and IPv6 frames, runts (if the kernel
 lets them out) and giants (A's veth and the router's are set to MTU 9000,
 the router's interface to 1500). Each kind is sent COUNT times; then
-`netstat -s` must show each kind's counter grown, `ping` A <-> B must
+`netstat -s` must show each kind's counter grown (and 1000 TTL-1 packets at
+once must hit the ICMP error rate limit), `ping` A <-> B must
 still work, and the daemon's log must not have grown by a line per frame.
 """
 
@@ -22,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import (MAC_A, MAC_R0, Topo, check, in_netns, log, main, netstat_s_counters)  # noqa: E402
 
 COUNT = 10
+TTL_FLOOD = 1000
 A, B, R = "10.0.1.2", "10.0.2.2", "10.0.1.1"
 
 
@@ -159,6 +161,14 @@ def run_driver(driver):
                     s.send(fr)
                     sent += 1
             t.step(f"{sent} bad frames sent ({runts} runts)")
+
+            t.step(f"{TTL_FLOOD} packets with TTL 1 at once: ICMP time exceeded rate-limited, all counted")
+            c_ttl = netstat_s_counters(d.out("netstat", "-s"))
+            icmp = b"\x08\0\0\0\0\x09\0\x01" + b"t" * 32
+            fr = ether(ipv4(icmp, ttl=1))
+            for _ in range(TTL_FLOOD):
+                s.send(fr)
+                sent += 1
         finally:
             s.close()
 
@@ -175,6 +185,12 @@ def run_driver(driver):
 
         t.step("netstat -s: each kind's drop counter grew")
         c1 = netstat_s_counters(d.out("netstat", "-s"))
+        ttl = c1["ip: packets with ttl exceeded"] - c_ttl["ip: packets with ttl exceeded"]
+        limited = (c1["icmp: errors not generated because of rate limitation"]
+                   - c_ttl["icmp: errors not generated because of rate limitation"])
+        log(f"  ttl exceeded: +{ttl}, ICMP errors not sent (rate limit): +{limited}")
+        check(ttl >= TTL_FLOOD // 2, f"TTL 1 packets counted: {ttl} of {TTL_FLOOD}")
+        check(limited > 0, f"no ICMP error rate limitation for {TTL_FLOOD} TTL-expired packets")
         want = {}
         for counter, what, _ in kinds:
             want.setdefault(counter, []).append(what)
