@@ -574,4 +574,20 @@ fn lookup_cost_10_vs_100k_prefixes() {
             hb / hs
         );
     }
+    // The forwarding benchmark's layout: 100,000 /24s from 11.0.0.0
+    // (dense, as real tables cluster) against 10 /16s from 11.0.0.0, with
+    // destinations inside the prefixes.
+    let dense_big: Vec<(u32, u8)> = (0..100_000u32).map(|i| (0x0b00_0000 + i * 256, 24)).collect();
+    let dense_small: Vec<(u32, u8)> = (0..10u32).map(|i| (0x0b00_0000 + i * 65536, 16)).collect();
+    let (dsmall, _r3) = tables();
+    load(&dsmall, &dense_small);
+    let (dbig, _r4) = tables();
+    load(&dbig, &dense_big);
+    let in_small = inside(&dense_small, 1 << 20, &mut next);
+    let in_big = inside(&dense_big, 1 << 20, &mut next);
+    ns_per_lookup(&dsmall, &in_small, 1, true);
+    ns_per_lookup(&dbig, &in_big, 1, true);
+    let s = ns_per_lookup(&dsmall, &in_small, 4, true);
+    let b = ns_per_lookup(&dbig, &in_big, 4, true);
+    println!("dense /24s + read route, random destinations: 10 prefixes {s:.1} ns, 100k {b:.1} ns (x{:.2})", b / s);
 }
