@@ -57,6 +57,12 @@ impl Sub<Instant> for Instant {
 /// Where the stack gets the time from.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
+
+    /// Milliseconds since midnight UT, for the IP Timestamp option
+    /// (RFC 791). Clocks without a calendar count from their epoch.
+    fn ms_since_midnight_ut(&self) -> u32 {
+        (self.now().as_nanos() / 1_000_000 % 86_400_000) as u32
+    }
 }
 
 /// The real monotonic clock (CLOCK_MONOTONIC through `std::time::Instant`).
@@ -80,6 +86,11 @@ impl Clock for MonotonicClock {
     fn now(&self) -> Instant {
         // Start at 1 s so that "never" (zero) is always in the past.
         Instant(self.origin.elapsed().as_nanos() as u64 + 1_000_000_000)
+    }
+
+    fn ms_since_midnight_ut(&self) -> u32 {
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        (ms % 86_400_000) as u32
     }
 }
 
