@@ -353,8 +353,20 @@ impl Daemon {
             }
         }
         for (name, mtu) in &plan.mtu_changed {
+            let device = self.config.interfaces.iter().find(|i| &i.name == name).map(|i| i.device.clone());
+            let mtu = match (mtu, device) {
+                (Some(m), _) => *m,
+                (None, Some(dev)) => match softnet_io::mtu(&dev) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("reload: {name}: mtu of {dev}: {e}");
+                        continue;
+                    }
+                },
+                (None, None) => continue,
+            };
             if let Some(ifp) = self.stack.ifaces.load().by_name(name) {
-                ifp.set_mtu(*mtu);
+                ifp.set_mtu(mtu);
                 tracing::info!("reload: {name}: mtu {mtu}");
             }
         }
@@ -442,7 +454,9 @@ pub struct ReloadPlan {
     pub ifaces_added: Vec<InterfaceConf>,
     pub addrs_removed: Vec<(String, IfAddr)>,
     pub addrs_added: Vec<(String, IfAddr)>,
-    pub mtu_changed: Vec<(String, u32)>,
+    /// New MTU per interface; `None`: the `mtu` line went away, back to
+    /// the device's MTU (what a restart would give).
+    pub mtu_changed: Vec<(String, Option<u32>)>,
 }
 
 /// Whether two entries name the same link (the rest can change in place).
@@ -471,9 +485,7 @@ impl ReloadPlan {
                         p.addrs_added.push((n.name.clone(), *a));
                     }
                     if n.mtu != o.mtu {
-                        if let Some(m) = n.mtu {
-                            p.mtu_changed.push((n.name.clone(), m));
-                        }
+                        p.mtu_changed.push((n.name.clone(), n.mtu));
                     }
                 }
             }
@@ -587,7 +599,7 @@ blackhole = true
             vec![("a".to_string(), IfAddr::new("10.0.9.1".parse().unwrap(), 24))]
         );
         assert!(p.addrs_removed.is_empty());
-        assert_eq!(p.mtu_changed, vec![("a".to_string(), 1400)]);
+        assert_eq!(p.mtu_changed, vec![("a".to_string(), Some(1400))]);
     }
 
     #[test]
