@@ -31,7 +31,8 @@ pub struct StackConfig {
     pub directed_broadcast: bool,
     /// net.inet.icmp.errppslimit: ICMP errors per second (all workers).
     pub icmp_err_rate: u32,
-    /// Burst of ICMP errors allowed above the rate.
+    /// ICMP errors that may go out at once. OpenBSD's ppsratecheck allows
+    /// the whole second's quota in a burst, so the default equals the rate.
     pub icmp_err_burst: u32,
     /// net.inet.icmp.bmcastecho: answer echo requests sent to broadcast.
     pub bmcast_echo: bool,
@@ -52,7 +53,7 @@ impl Default for StackConfig {
             send_redirects: false,
             directed_broadcast: false,
             icmp_err_rate: 100,
-            icmp_err_burst: 20,
+            icmp_err_burst: 100,
             bmcast_echo: false,
             default_ttl: 64,
             pool_size: 4096,

@@ -124,6 +124,7 @@ impl Daemon {
             send_redirects: config.redirects,
             directed_broadcast: config.directed_broadcast,
             icmp_err_rate: config.icmp_errors_per_second,
+            icmp_err_burst: config.icmp_errors_per_second,
             bmcast_echo: config.broadcast_echo,
             ..StackConfig::default()
         });
