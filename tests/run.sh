@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 cargo build --release --bins
 cargo test --workspace --release
 
+# The README's first command, as a smoke test: the demo must run and report.
+out=$(target/release/softnet demo --flood 20000)
+for want in "is-at 02:00:00:00:01:01" "icmp_seq=5" "time exceeded" "packets/s forwarded" "UHLl" "Output histogram"; do
+    grep -q "$want" <<<"$out" || { echo "demo output lacks: $want"; echo "$out"; exit 1; }
+done
+echo "demo: ok"
+
 if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run.sh: not root: end-to-end tests (tests/e2e) skipped"
     exit 0
