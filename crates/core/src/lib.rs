@@ -11,6 +11,7 @@ pub mod iface;
 pub mod link;
 pub mod packet;
 pub mod percpu;
+pub mod reass;
 pub mod route;
 pub mod rtmsg;
 pub mod stack;

@@ -88,6 +88,8 @@ pub struct Stack {
     pub monitor: Arc<RouteMonitor>,
     pub stats: PerWorker<StackStats>,
     pub filter: ArcSwapOption<FilterSlot>,
+    /// Fragments of datagrams addressed to the router, being reassembled.
+    pub reass: crate::reass::Reassembly,
     /// The clock the control side uses (workers get theirs in `Worker::new`;
     /// both should be the same clock).
     pub clock: Arc<dyn Clock>,
@@ -120,6 +122,7 @@ impl Stack {
             monitor,
             stats: PerWorker::new(),
             filter: ArcSwapOption::empty(),
+            reass: crate::reass::Reassembly::new(),
             control: Mutex::new(()),
             control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
             config,
@@ -389,6 +392,8 @@ impl Stack {
         let freed = self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp);
         drop(freed);
         self.routes.reap();
+        let timed_out = self.reass.expire(now) as u64;
+        self.stats.get(crate::percpu::CONTROL_SLOT).ip.fragtimeout.add(timed_out);
         if let Some(f) = self.filter.load().as_ref() {
             f.0.tick(now);
         }

@@ -17,6 +17,8 @@ pub struct IpStats {
     pub badvers: Counter,
     pub fragments: Counter,
     pub fragdropped: Counter,
+    pub fragtimeout: Counter,
+    pub reassembled: Counter,
     pub delivered: Counter,
     pub noproto: Counter,
     pub forward: Counter,
@@ -144,6 +146,8 @@ pub fn format_netstat_s(stats: &PerWorker<StackStats>) -> String {
     p(&mut o, s(&|w| &w.ip.badvers), "\t%u with incorrect version number");
     p(&mut o, s(&|w| &w.ip.fragments), "\t%u fragment%s received");
     p(&mut o, s(&|w| &w.ip.fragdropped), "\t%u fragment%s dropped (dup or out of space)");
+    p(&mut o, s(&|w| &w.ip.fragtimeout), "\t%u fragment%s dropped after timeout");
+    p(&mut o, s(&|w| &w.ip.reassembled), "\t%u packet%s reassembled ok");
     p(&mut o, s(&|w| &w.ip.delivered), "\t%u packet%s for this host");
     p(&mut o, s(&|w| &w.ip.noproto), "\t%u packet%s for unknown/unsupported protocol");
     p(&mut o, s(&|w| &w.ip.forward), "\t%u packet%s forwarded");

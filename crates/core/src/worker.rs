@@ -16,6 +16,7 @@ use crate::ether::{build_arp_frame, prepend_ipv4_header, set_dst};
 use crate::filter::{BufferSource, Direction, Verdict};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
 use crate::packet::{csum_flags, PacketBuf, PacketPool};
+use crate::reass::ReassResult;
 use crate::route::{Route, RouteFlags, RouteSnapshot};
 use crate::stack::{FilterSlot, Stack};
 use crate::stats::StackStats;
@@ -539,14 +540,17 @@ impl WorkerState {
 
     fn local_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, bcast: bool) {
         let ips = &cx.stats.ip;
-        let ip = Ipv4Packet::new_unchecked(p.data());
-        if ip.more_frags() || ip.frag_offset() != 0 {
-            // No reassembly for the router's own traffic yet.
-            ips.fragdropped.inc();
-            return self.free(p);
+        let is_frag = Ipv4Packet::new_unchecked(p.data()).is_fragment();
+        let mut p = p;
+        if is_frag {
+            match self.reassemble(cx, p) {
+                Some(whole) => p = whole,
+                None => return,
+            }
         }
         ips.delivered.inc();
-        match ip.protocol() {
+        let proto = Ipv4Packet::new_unchecked(p.data()).protocol();
+        match proto {
             IpProtocol::ICMP => self.icmp_input(cx, ifp, p, bcast),
             IpProtocol::UDP => self.udp_input(cx, ifp, p, bcast),
             IpProtocol::TCP => self.tcp_input(cx, ifp, p, bcast),
@@ -558,6 +562,42 @@ impl WorkerState {
                 self.free(p);
             }
         }
+    }
+
+    /// A fragment for the router itself: kept until its datagram is whole
+    /// (then returned in one large buffer), or dropped and counted.
+    fn reassemble(&mut self, cx: &Ctx, p: PacketBuf) -> Option<PacketBuf> {
+        let ips = &cx.stats.ip;
+        let result = cx.stack.reass.add(cx.now, p.data());
+        let meta = p.meta;
+        self.free(p);
+        let (header, payload) = match result {
+            ReassResult::Held => return None,
+            ReassResult::Dropped => {
+                ips.fragdropped.inc();
+                return None;
+            }
+            ReassResult::Complete { header, payload } => (header, payload),
+        };
+        let Some(mut whole) = self.large_pool.alloc() else {
+            ips.fragdropped.inc();
+            return None;
+        };
+        let len = header.len() + payload.len();
+        if whole.set_len(len).is_err() {
+            ips.fragdropped.inc();
+            self.free(whole);
+            return None;
+        }
+        whole.data_mut()[..header.len()].copy_from_slice(&header);
+        whole.data_mut()[header.len()..].copy_from_slice(&payload);
+        whole.meta = meta;
+        let mut ip = Ipv4Packet::new_unchecked(whole.data_mut());
+        ip.set_total_len(len as u16);
+        ip.set_flags_frag(false, false, 0);
+        ip.fill_checksum();
+        ips.reassembled.inc();
+        Some(whole)
     }
 
     fn icmp_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut p: PacketBuf, bcast: bool) {
