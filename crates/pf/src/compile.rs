@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use softnet_core::percpu::{Counter, PerWorker};
+use softnet_core::percpu::{CacheAligned, Counter, MAX_WORKERS};
 
 use crate::model::{
     Action, Addr, AddressFamily, BlockPolicy, Direction, Endpoint, IcmpMatch, IfAddrModifier, Limit, LogOpts, PortOp,
@@ -41,13 +41,99 @@ pub const fn tidx(t: Timeout) -> usize {
     t as usize
 }
 
-/// Per-rule counters, one set per worker.
+/// A rule's packet counters as one worker keeps them.
 #[derive(Default)]
-pub struct RuleCounters {
-    pub evaluations: Counter,
+pub struct RuleStats {
     pub packets: Counter,
     pub bytes: Counter,
     pub states_created: Counter,
+}
+
+/// One worker's rule counters: contiguous arrays indexed by rule number,
+/// allocated with the ruleset.
+///
+/// Evaluations are kept as a difference array: a packet that evaluates
+/// the consecutive rules `a..b` adds 1 at `a` and subtracts 1 at `b`
+/// (wrapping), so a run of rules costs two writes however long it is; a
+/// rule's count is the prefix sum up to it.
+pub struct WorkerRuleCounters {
+    evals: Box<[Counter]>,
+    stats: Box<[RuleStats]>,
+}
+
+/// Per-rule counters of a ruleset, one `WorkerRuleCounters` per worker
+/// (each cache-line aligned, written only by its worker).
+pub struct RuleCounters {
+    workers: Box<[CacheAligned<WorkerRuleCounters>]>,
+}
+
+impl RuleCounters {
+    pub fn new(rules: usize) -> RuleCounters {
+        RuleCounters {
+            workers: (0..MAX_WORKERS)
+                .map(|_| {
+                    CacheAligned(WorkerRuleCounters {
+                        evals: (0..=rules).map(|_| Counter::default()).collect(),
+                        stats: (0..rules).map(|_| RuleStats::default()).collect(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Worker `w`'s counters (`w` wraps at `MAX_WORKERS`, as `PerWorker`).
+    #[inline]
+    pub fn get(&self, w: usize) -> &WorkerRuleCounters {
+        &self.workers[w % MAX_WORKERS].0
+    }
+
+    /// Evaluations of rule `nr`, all workers.
+    pub fn evaluations(&self, nr: usize) -> u64 {
+        self.workers
+            .iter()
+            .map(|c| c.0.evals.iter().take(nr + 1).fold(0u64, |a, x| a.wrapping_add(x.get())))
+            .fold(0u64, |a, x| a.wrapping_add(x))
+    }
+
+    /// Evaluations of every rule, all workers (one pass).
+    pub fn all_evaluations(&self) -> Vec<u64> {
+        let n = self.workers.first().map(|c| c.0.stats.len()).unwrap_or(0);
+        let mut diff = vec![0u64; n];
+        for c in self.workers.iter() {
+            for (d, x) in diff.iter_mut().zip(c.0.evals.iter()) {
+                *d = d.wrapping_add(x.get());
+            }
+        }
+        let mut acc = 0u64;
+        diff.iter()
+            .map(|d| {
+                acc = acc.wrapping_add(*d);
+                acc
+            })
+            .collect()
+    }
+
+    /// A counter of rule `nr`, summed over workers.
+    pub fn sum(&self, nr: usize, f: impl Fn(&RuleStats) -> &Counter) -> u64 {
+        self.workers.iter().filter_map(|c| c.0.stats.get(nr)).map(|s| f(s).get()).sum()
+    }
+}
+
+impl WorkerRuleCounters {
+    /// Counts one evaluation of each rule in `a..b`.
+    #[inline]
+    pub fn evaluated(&self, a: usize, b: usize) {
+        if a < b {
+            self.evals[a].add(1);
+            self.evals[b].add(u64::MAX);
+        }
+    }
+
+    /// Rule `nr`'s packet counters.
+    #[inline]
+    pub fn rule(&self, nr: usize) -> Option<&RuleStats> {
+        self.stats.get(nr)
+    }
 }
 
 /// An interface spec: the names it stands for (a group expanded at load).
@@ -116,9 +202,73 @@ pub struct CRule {
     pub timeout_set: u16,
     pub label: Option<String>,
     pub skip: [u32; SKIP_COUNT],
-    pub counters: PerWorker<RuleCounters>,
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+}
+
+/// `HotRule::flags`: the rule has an interface to match.
+pub const HOT_IFM: u8 = 1;
+/// `inet6` rule: never matches IPv4.
+pub const HOT_INET6: u8 = 2;
+/// The source address is not a plain (non-negated) `any` or network:
+/// match it with the full `CRule`.
+pub const HOT_SRC_SLOW: u8 = 4;
+pub const HOT_DST_SLOW: u8 = 8;
+/// ICMP type, TOS, TCP flags or `tagged` to check in the full `CRule`.
+pub const HOT_REST: u8 = 16;
+
+/// The fields the rule walk reads for every rule, packed so that walking
+/// N rules reads N small consecutive records instead of N big `CRule`s.
+#[derive(Debug, Clone, Copy)]
+pub struct HotRule {
+    pub skip: [u32; SKIP_COUNT],
+    /// (network, mask) for a fast address: `any` is (0, 0).
+    pub src: (u32, u32),
+    pub dst: (u32, u32),
+    pub src_port: Option<PortOp>,
+    pub dst_port: Option<PortOp>,
+    pub proto: Option<u8>,
+    pub dir: Option<softnet_core::filter::Direction>,
+    pub flags: u8,
+}
+
+impl HotRule {
+    fn of(r: &CRule) -> HotRule {
+        let fast = |e: &EndpointMatch| match e.addr {
+            _ if e.negated => None,
+            AddrMatch::Any => Some((0, 0)),
+            AddrMatch::Net { net, mask } => Some((net, mask)),
+            _ => None,
+        };
+        let mut flags = 0;
+        if r.ifm.is_some() {
+            flags |= HOT_IFM;
+        }
+        if r.inet6_only {
+            flags |= HOT_INET6;
+        }
+        let src = fast(&r.src).unwrap_or_else(|| {
+            flags |= HOT_SRC_SLOW;
+            (0, 0)
+        });
+        let dst = fast(&r.dst).unwrap_or_else(|| {
+            flags |= HOT_DST_SLOW;
+            (0, 0)
+        });
+        if r.icmp.is_some() || r.tos.is_some() || !r.flags.is_any() || r.tagged.is_some() {
+            flags |= HOT_REST;
+        }
+        HotRule {
+            skip: r.skip,
+            src,
+            dst,
+            src_port: r.src.port,
+            dst_port: r.dst.port,
+            proto: r.proto,
+            dir: r.dir,
+            flags,
+        }
+    }
 }
 
 /// Global options in the form the data path reads.
@@ -218,6 +368,10 @@ pub struct CompiledRuleset {
     pub gen: u32,
     pub source: Ruleset,
     pub rules: Vec<CRule>,
+    /// `rules`' hot fields, same order.
+    pub hot: Vec<HotRule>,
+    /// Per-worker counters of `rules`, by rule number.
+    pub counters: RuleCounters,
     pub opts: GlobalOpts,
     pub tables: HashMap<String, Arc<Table>>,
 }
@@ -229,6 +383,8 @@ impl CompiledRuleset {
             gen: 0,
             source: Ruleset::default(),
             rules: vec![],
+            hot: vec![],
+            counters: RuleCounters::new(0),
             opts: GlobalOpts::default(),
             tables: HashMap::new(),
         }
@@ -378,7 +534,6 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             timeout_set: cx.timeout_sets.intern(tset),
             label: r.label.clone(),
             skip: [0; SKIP_COUNT],
-            counters: PerWorker::new(),
             states_cur: Default::default(),
         });
     }
@@ -388,7 +543,9 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         skip.push(s.clone());
         skip.extend(cx.resolver.group_members(s));
     }
-    Ok(CompiledRuleset { gen: cx.gen, source: rs.clone(), rules, opts: GlobalOpts::from_options(&rs.options, &skip), tables })
+    let counters = RuleCounters::new(rules.len());
+    let hot = rules.iter().map(HotRule::of).collect();
+    Ok(CompiledRuleset { gen: cx.gen, source: rs.clone(), rules, hot, counters, opts: GlobalOpts::from_options(&rs.options, &skip), tables })
 }
 
 fn same_field(a: &CRule, b: &CRule, f: usize) -> bool {

@@ -13,7 +13,10 @@ use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use softnet_wire::udp::UdpPacket;
 
-use crate::compile::{keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch};
+use crate::compile::{
+    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, HOT_DST_SLOW, HOT_IFM, HOT_INET6, HOT_REST,
+    HOT_SRC_SLOW, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
+};
 use crate::filter::PfInner;
 use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
@@ -435,8 +438,7 @@ fn test_pd(
         StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
             if let Some((gen, nr)) = rule {
                 if gen == cx.rs.gen {
-                    if let Some(r) = cx.rs.rules.get(nr as usize) {
-                        let c = r.counters.get(cx.worker);
+                    if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
                         c.packets.inc();
                         c.bytes.add(pd.tot_len as u64);
                     }
@@ -768,66 +770,91 @@ fn test_rule(
     let mut i = 0usize;
     let w = cx.worker;
     let is_tcp_udp = pd.proto == PROTO_TCP || pd.proto == PROTO_UDP;
+    let counters = cx.rs.counters.get(w);
+    let hot = &cx.rs.hot[..n];
+    let (src, dst) = (u32::from(pd.src), u32::from(pd.dst));
+    // Evaluations are counted per run of consecutive rules: `run..next`
+    // is the run so far (`next`: one past the last rule evaluated).
+    let mut run = 0usize;
+    let mut next = 0usize;
     while i < n {
-        let r = &rules[i];
-        r.counters.get(w).evaluations.inc();
-        if let Some(m) = &r.ifm {
-            if !m.matches(ifname) {
-                i = r.skip[crate::compile::SKIP_IFP] as usize;
+        if i != next {
+            counters.evaluated(run, next);
+            run = i;
+        }
+        next = i + 1;
+        let h = &hot[i];
+        if h.flags != 0 {
+            let r = &rules[i];
+            if h.flags & HOT_IFM != 0 && !r.ifm.as_ref().is_some_and(|m| m.matches(ifname)) {
+                i = h.skip[SKIP_IFP] as usize;
                 continue;
             }
         }
-        if r.dir.is_some_and(|d| d != cx.dir) {
-            i = r.skip[crate::compile::SKIP_DIR] as usize;
+        if h.dir.is_some_and(|d| d != cx.dir) {
+            i = h.skip[SKIP_DIR] as usize;
             continue;
         }
-        if r.inet6_only {
-            i = r.skip[crate::compile::SKIP_AF] as usize;
+        if h.flags & HOT_INET6 != 0 {
+            i = h.skip[SKIP_AF] as usize;
             continue;
         }
-        if r.proto.is_some_and(|p| p != pd.proto) {
-            i = r.skip[crate::compile::SKIP_PROTO] as usize;
+        if h.proto.is_some_and(|p| p != pd.proto) {
+            i = h.skip[SKIP_PROTO] as usize;
             continue;
         }
-        if !endpoint_matches(cx, &r.src, pd.src) {
-            i = r.skip[crate::compile::SKIP_SRC_ADDR] as usize;
+        let src_ok = if h.flags & HOT_SRC_SLOW != 0 {
+            endpoint_matches(cx, &rules[i].src, pd.src)
+        } else {
+            src & h.src.1 == h.src.0
+        };
+        if !src_ok {
+            i = h.skip[SKIP_SRC_ADDR] as usize;
             continue;
         }
-        if !endpoint_matches(cx, &r.dst, pd.dst) {
-            i = r.skip[crate::compile::SKIP_DST_ADDR] as usize;
+        let dst_ok = if h.flags & HOT_DST_SLOW != 0 {
+            endpoint_matches(cx, &rules[i].dst, pd.dst)
+        } else {
+            dst & h.dst.1 == h.dst.0
+        };
+        if !dst_ok {
+            i = h.skip[SKIP_DST_ADDR] as usize;
             continue;
         }
         if is_tcp_udp {
-            if r.src.port.is_some_and(|op| !op.matches(pd.sport)) {
-                i = r.skip[crate::compile::SKIP_SRC_PORT] as usize;
+            if h.src_port.is_some_and(|op| !op.matches(pd.sport)) {
+                i = h.skip[SKIP_SRC_PORT] as usize;
                 continue;
             }
-            if r.dst.port.is_some_and(|op| !op.matches(pd.dport)) {
-                i = r.skip[crate::compile::SKIP_DST_PORT] as usize;
+            if h.dst_port.is_some_and(|op| !op.matches(pd.dport)) {
+                i = h.skip[SKIP_DST_PORT] as usize;
                 continue;
             }
-        } else if r.src.port.is_some() || r.dst.port.is_some() {
+        } else if h.src_port.is_some() || h.dst_port.is_some() {
             i += 1;
             continue;
         }
-        if let Some(im) = r.icmp {
-            if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code) {
+        let r = &rules[i];
+        if h.flags & HOT_REST != 0 {
+            if let Some(im) = r.icmp {
+                if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code) {
+                    i += 1;
+                    continue;
+                }
+            }
+            if r.tos.is_some_and(|t| t != pd.tos) {
                 i += 1;
                 continue;
             }
-        }
-        if r.tos.is_some_and(|t| t != pd.tos) {
-            i += 1;
-            continue;
-        }
-        if pd.proto == PROTO_TCP && !r.flags.is_any() && (pd.tcp.flags & r.flags.mask) != r.flags.set {
-            i += 1;
-            continue;
-        }
-        if let Some((id, neg)) = r.tagged {
-            if (tag == id) == neg {
+            if pd.proto == PROTO_TCP && !r.flags.is_any() && (pd.tcp.flags & r.flags.mask) != r.flags.set {
                 i += 1;
                 continue;
+            }
+            if let Some((id, neg)) = r.tagged {
+                if (tag == id) == neg {
+                    i += 1;
+                    continue;
+                }
             }
         }
         // The rule matches.
@@ -838,9 +865,10 @@ fn test_rule(
             rtable = Some(t);
         }
         if r.action == Action::Match {
-            let c = r.counters.get(w);
-            c.packets.inc();
-            c.bytes.add(pd.tot_len as u64);
+            if let Some(c) = counters.rule(i) {
+                c.packets.inc();
+                c.bytes.add(pd.tot_len as u64);
+            }
             if r.log.is_some() {
                 log_match = true;
                 cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
@@ -854,6 +882,7 @@ fn test_rule(
         }
         i += 1;
     }
+    counters.evaluated(run, next);
     let _ = log_match;
     let Some(r) = matched else {
         // pf's default rule: pass, no state.
@@ -870,9 +899,10 @@ fn test_rule(
         return Verdict::Pass(pkt);
     };
     cx.count(Reason::Match);
-    let c = r.counters.get(w);
-    c.packets.inc();
-    c.bytes.add(pd.tot_len as u64);
+    if let Some(c) = counters.rule(r.nr as usize) {
+        c.packets.inc();
+        c.bytes.add(pd.tot_len as u64);
+    }
     let logged = r.log.is_some();
     match r.action {
         Action::Block(how) => {
@@ -969,7 +999,9 @@ fn create_state(
     match cx.pf.states.insert(st) {
         Ok(_) => {
             r.states_cur.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            r.counters.get(cx.worker).states_created.inc();
+            if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
+                c.states_created.inc();
+            }
             if r.if_bound {
                 cx.pf.note_ifname(cx.ifp);
             }

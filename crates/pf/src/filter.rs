@@ -247,6 +247,8 @@ impl Pf {
             gen,
             source,
             rules: vec![],
+            hot: vec![],
+            counters: crate::compile::RuleCounters::new(0),
             opts: cur.opts.clone(),
             tables: cur.tables.clone(),
         };

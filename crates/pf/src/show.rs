@@ -45,16 +45,17 @@ impl Pf {
     pub fn show_rules(&self, verbose: bool) -> String {
         let rs = self.inner.ruleset.load();
         let mut out = String::new();
-        for r in &rs.rules {
+        let evals = if verbose { rs.counters.all_evaluations() } else { vec![] };
+        for (nr, r) in rs.rules.iter().enumerate() {
             out.push_str(&crate::print::format_rule(&r.rule, None, 0));
             out.push('\n');
             if verbose {
-                let ev = r.counters.sum(|c| &c.evaluations);
-                let pk = r.counters.sum(|c| &c.packets);
-                let by = r.counters.sum(|c| &c.bytes);
+                let ev = evals[nr];
+                let pk = rs.counters.sum(nr, |c| &c.packets);
+                let by = rs.counters.sum(nr, |c| &c.bytes);
                 let st = r.states_cur.load(Ordering::Relaxed);
                 let _ = writeln!(out, "  [ Evaluations: {ev:<8}  Packets: {pk:<8}  Bytes: {by:<10}  States: {st:<6}]");
-                let created = r.counters.sum(|c| &c.states_created);
+                let created = rs.counters.sum(nr, |c| &c.states_created);
                 let _ = writeln!(out, "  [ Inserted: uid 0 pid {} State Creations: {created:<6}]", std::process::id());
             }
         }

@@ -2,17 +2,32 @@
 //! negated entries (`!10.1.0.0/16` inside `10.0.0.0/8` carves a hole), as
 //! pf's radix tables do, and per-entry counters (`pfctl -T show -v`).
 //!
-//! The lookup structure is one hash map per prefix length, probed from
-//! the longest length that holds entries down to the shortest: at most 33
-//! probes, usually a handful. Tables are changed by the control thread
-//! (`pfctl -T add …`) under a write lock; workers take the read lock.
+//! Workers read a table without a lock: its entries are an immutable
+//! snapshot published with `arc-swap`. The control thread (`pfctl -T add
+//! …`) edits the authoritative entry list under a mutex, builds a new
+//! snapshot and swaps it in; a packet sees the old set or the new one.
+//!
+//! The lookup structure is one open-addressing hash array per prefix
+//! length (network address → entry position), probed from the longest
+//! length that holds entries down to the shortest: one probe per length
+//! present, usually one or a handful.
+//!
+//! Counters are per worker (single writer, no locked read-modify-write):
+//! per-entry counters live in the snapshot, one array per worker indexed
+//! by the entry's position, allocated the first time that worker counts.
+//! When a snapshot is replaced, the control thread waits for the workers
+//! to let go of the old one, then folds its counts into the entry list, so
+//! entries that stay keep their counters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use softnet_core::percpu::{Counter, PerWorker, MAX_WORKERS};
 
 use crate::model::{IpNet, TableEntry};
 
@@ -28,45 +43,129 @@ pub enum TableOp {
     XPass = 2,
 }
 
-#[derive(Debug, Default)]
-struct EntryStats {
-    packets: [AtomicU64; STAT_SLOTS],
-    bytes: [AtomicU64; STAT_SLOTS],
-    /// Seconds since the epoch when the counters were last cleared.
-    cleared: AtomicU64,
+/// One entry's counters as one worker keeps them.
+#[derive(Default)]
+struct EntryCounters {
+    packets: [Counter; STAT_SLOTS],
+    bytes: [Counter; STAT_SLOTS],
 }
 
-#[derive(Debug)]
-struct Entry {
+/// One entry in the control thread's list, with the counts folded in from
+/// snapshots that are gone.
+#[derive(Debug, Clone, Copy)]
+struct EntryCtl {
     negated: bool,
-    stats: EntryStats,
+    packets: [u64; STAT_SLOTS],
+    bytes: [u64; STAT_SLOTS],
+    /// Seconds since the epoch when the counters were last cleared.
+    cleared: u64,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    /// `by_len[l]`: network address (host bits clear) → entry.
-    by_len: Vec<HashMap<u32, Entry>>,
-    /// Bit `l` set when `by_len[l]` is not empty.
-    lens: u64,
-    count: usize,
+impl EntryCtl {
+    fn new(negated: bool) -> EntryCtl {
+        EntryCtl { negated, packets: [0; STAT_SLOTS], bytes: [0; STAT_SLOTS], cleared: 0 }
+    }
 }
 
-impl Inner {
-    fn new() -> Inner {
-        Inner { by_len: (0..=32).map(|_| HashMap::new()).collect(), lens: 0, count: 0 }
+/// Empty slot marker in a `LenMap`.
+const NO_POS: u32 = u32::MAX;
+
+/// Network address → entry position for one prefix length: open
+/// addressing, linear probing, at most half full.
+#[derive(Default)]
+struct LenMap {
+    shift: u32,
+    slots: Box<[(u32, u32)]>,
+}
+
+impl LenMap {
+    fn build(items: &[(u32, u32)]) -> LenMap {
+        if items.is_empty() {
+            return LenMap::default();
+        }
+        let bits = (items.len() * 2).next_power_of_two().trailing_zeros().max(1);
+        let mut slots = vec![(0u32, NO_POS); 1usize << bits].into_boxed_slice();
+        let m = LenMap { shift: 32 - bits, slots: Box::new([]) };
+        let mask = slots.len() - 1;
+        for &(net, pos) in items {
+            let mut i = m.home(net);
+            while slots[i].1 != NO_POS {
+                i = (i + 1) & mask;
+            }
+            slots[i] = (net, pos);
+        }
+        LenMap { slots, ..m }
     }
 
-    fn lookup(&self, a: u32) -> Option<(u32, u8, &Entry)> {
+    #[inline]
+    fn home(&self, net: u32) -> usize {
+        (net.wrapping_mul(0x9e37_79b1) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, net: u32) -> Option<u32> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = self.home(net);
+        loop {
+            let (k, pos) = *self.slots.get(i)?;
+            if pos == NO_POS {
+                return None;
+            }
+            if k == net {
+                return Some(pos);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// What workers read: the entries and the lookup structure, immutable,
+/// plus the per-worker counters of this snapshot's entries.
+struct Snapshot {
+    /// (network, prefix length, negated), in `show` order.
+    entries: Box<[(u32, u8, bool)]>,
+    /// Bit `l` set when some entry has prefix length `l`.
+    lens: u64,
+    by_len: Box<[LenMap]>,
+    /// Per worker: counters by entry position, allocated the first time
+    /// that worker counts a packet.
+    stats: Box<[OnceLock<Box<[EntryCounters]>>]>,
+}
+
+impl Snapshot {
+    fn build(ctl: &BTreeMap<(u32, u8), EntryCtl>) -> Snapshot {
+        let entries: Box<[(u32, u8, bool)]> = ctl.iter().map(|(&(n, l), e)| (n, l, e.negated)).collect();
+        let mut per_len: Vec<Vec<(u32, u32)>> = vec![vec![]; 33];
+        let mut lens = 0u64;
+        for (pos, &(net, l, _)) in entries.iter().enumerate() {
+            per_len[l as usize].push((net, pos as u32));
+            lens |= 1u64 << l;
+        }
+        Snapshot {
+            entries,
+            lens,
+            by_len: per_len.iter().map(|v| LenMap::build(v)).collect(),
+            stats: (0..MAX_WORKERS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Position of the longest prefix holding `a`.
+    #[inline]
+    fn lookup(&self, a: u32) -> Option<usize> {
         let mut lens = self.lens;
         while lens != 0 {
-            let l = 63 - lens.leading_zeros() as u8;
+            let l = 63 - lens.leading_zeros();
             lens &= !(1u64 << l);
-            let net = a & mask(l);
-            if let Some(e) = self.by_len[l as usize].get(&net) {
-                return Some((net, l, e));
+            if let Some(pos) = self.by_len[l as usize].get(a & mask(l as u8)) {
+                return Some(pos as usize);
             }
         }
         None
+    }
+
+    /// Worker `w`'s counters for entry `pos`, this snapshot's.
+    fn counts(&self, w: usize, pos: usize) -> Option<&EntryCounters> {
+        self.stats.get(w % MAX_WORKERS)?.get()?.get(pos)
     }
 }
 
@@ -79,15 +178,22 @@ fn mask(len: u8) -> u32 {
 }
 
 /// A pf table.
-#[derive(Debug)]
 pub struct Table {
     pub name: String,
     pub persist: bool,
     pub constant: bool,
     pub counters: bool,
-    inner: RwLock<Inner>,
-    /// Lookups that found no entry (or a negated one), for `-T show -v`.
-    pub no_match: AtomicU64,
+    snap: ArcSwap<Snapshot>,
+    /// The authoritative entries (control thread), in `show` order.
+    ctl: Mutex<BTreeMap<(u32, u8), EntryCtl>>,
+    /// Lookups that found no entry, for `-T show -v`: per worker.
+    no_match: PerWorker<Counter>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("name", &self.name).field("entries", &self.len()).finish()
+    }
 }
 
 /// One entry as `show` lists it.
@@ -104,6 +210,10 @@ fn v4(net: &IpNet) -> Option<(u32, u8)> {
     }
 }
 
+/// How long `publish` waits for workers to drop an old snapshot before
+/// folding its counters anyway (a worker holds one for one packet).
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 impl Table {
     pub fn new(name: &str) -> Table {
         Table {
@@ -111,96 +221,141 @@ impl Table {
             persist: false,
             constant: false,
             counters: false,
-            inner: RwLock::new(Inner::new()),
-            no_match: AtomicU64::new(0),
+            snap: ArcSwap::from_pointee(Snapshot::build(&BTreeMap::new())),
+            ctl: Mutex::new(BTreeMap::new()),
+            no_match: PerWorker::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.inner.read().count
+        self.snap.load().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Builds a snapshot of `ctl` and publishes it; then waits for readers
+    /// to drop the old one and (with `carry`) folds its counters into
+    /// `ctl`, so entries still present keep them. The old snapshot is
+    /// freed here, on the control thread.
+    fn publish(&self, ctl: &mut BTreeMap<(u32, u8), EntryCtl>, carry: bool) {
+        let old = self.snap.swap(Arc::new(Snapshot::build(ctl)));
+        // `swap` turned every outstanding reader guard into a strong count.
+        let t0 = Instant::now();
+        while Arc::strong_count(&old) > 1 && t0.elapsed() < DRAIN_WAIT {
+            std::thread::yield_now();
+        }
+        if !carry {
+            return;
+        }
+        for stats in old.stats.iter().filter_map(|s| s.get()) {
+            for (&(net, l, _), c) in old.entries.iter().zip(stats.iter()) {
+                let Some(e) = ctl.get_mut(&(net, l)) else { continue };
+                for i in 0..STAT_SLOTS {
+                    e.packets[i] += c.packets[i].get();
+                    e.bytes[i] += c.bytes[i].get();
+                }
+            }
+        }
+    }
+
+    fn add_locked(ctl: &mut BTreeMap<(u32, u8), EntryCtl>, entries: &[TableEntry]) -> usize {
+        let mut n = 0;
+        for e in entries {
+            let Some(key) = v4(&e.net) else { continue };
+            if let std::collections::btree_map::Entry::Vacant(v) = ctl.entry(key) {
+                v.insert(EntryCtl::new(e.negated));
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Adds entries; returns how many were new. IPv6 entries are ignored
     /// (this router filters IPv4).
     pub fn add(&self, entries: &[TableEntry]) -> usize {
-        let mut g = self.inner.write();
-        let mut n = 0;
-        for e in entries {
-            let Some((net, l)) = v4(&e.net) else { continue };
-            let m = &mut g.by_len[l as usize];
-            if let std::collections::hash_map::Entry::Vacant(v) = m.entry(net) {
-                v.insert(Entry { negated: e.negated, stats: EntryStats::default() });
-                n += 1;
-            }
-            g.lens |= 1u64 << l;
+        let mut ctl = self.ctl.lock();
+        let n = Self::add_locked(&mut ctl, entries);
+        if n > 0 {
+            self.publish(&mut ctl, true);
         }
-        g.count += n;
         n
     }
 
     /// Deletes entries (negation must match); returns how many went.
     pub fn delete(&self, entries: &[TableEntry]) -> usize {
-        let mut g = self.inner.write();
+        let mut ctl = self.ctl.lock();
         let mut n = 0;
         for e in entries {
-            let Some((net, l)) = v4(&e.net) else { continue };
-            let m = &mut g.by_len[l as usize];
-            if m.get(&net).is_some_and(|x| x.negated == e.negated) {
-                m.remove(&net);
+            let Some(key) = v4(&e.net) else { continue };
+            if ctl.get(&key).is_some_and(|x| x.negated == e.negated) {
+                ctl.remove(&key);
                 n += 1;
-                if m.is_empty() {
-                    g.lens &= !(1u64 << l);
-                }
             }
         }
-        g.count -= n;
+        if n > 0 {
+            self.publish(&mut ctl, true);
+        }
         n
     }
 
-    /// Replaces the contents; returns (added, deleted).
+    /// Replaces the contents; returns (added, deleted). Readers see the
+    /// old set or the new one, never a mix.
     pub fn replace(&self, entries: &[TableEntry]) -> (usize, usize) {
-        let before: Vec<TableEntry> =
-            self.show().into_iter().map(|s| TableEntry { negated: s.negated, net: s.net }).collect();
-        let gone: Vec<TableEntry> = before.iter().filter(|b| !entries.contains(b)).cloned().collect();
-        let deleted = self.delete(&gone);
-        let added = self.add(entries);
+        let mut ctl = self.ctl.lock();
+        let keep: HashSet<(u32, u8, bool)> =
+            entries.iter().filter_map(|e| v4(&e.net).map(|(n, l)| (n, l, e.negated))).collect();
+        let before = ctl.len();
+        ctl.retain(|&(n, l), e| keep.contains(&(n, l, e.negated)));
+        let deleted = before - ctl.len();
+        let added = Self::add_locked(&mut ctl, entries);
+        if added + deleted > 0 {
+            self.publish(&mut ctl, true);
+        }
         (added, deleted)
     }
 
     /// Removes every entry; returns how many there were.
     pub fn flush(&self) -> usize {
-        let mut g = self.inner.write();
-        let n = g.count;
-        *g = Inner::new();
+        let mut ctl = self.ctl.lock();
+        let n = ctl.len();
+        ctl.clear();
+        self.publish(&mut ctl, false);
         n
     }
 
     /// Whether `a` is in the table: the longest matching prefix exists and
-    /// is not negated.
+    /// is not negated. No lock, no shared write.
+    #[inline]
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        let g = self.inner.read();
-        matches!(g.lookup(u32::from(a)), Some((_, _, e)) if !e.negated)
+        let s = self.snap.load();
+        matches!(s.lookup(u32::from(a)), Some(pos) if !s.entries[pos].2)
     }
 
-    /// `contains` that also counts the packet on the matching entry.
-    pub fn match_and_count(&self, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
-        let g = self.inner.read();
-        match g.lookup(u32::from(a)) {
-            Some((_, _, e)) => {
+    /// `contains` that also counts the packet on the matching entry (or as
+    /// no match), in worker `worker`'s counters.
+    pub fn match_and_count(&self, worker: usize, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
+        let s = self.snap.load();
+        match s.lookup(u32::from(a)) {
+            Some(pos) => {
                 let slot = if out { 3 } else { 0 } + op as usize;
-                e.stats.packets[slot].fetch_add(1, Ordering::Relaxed);
-                e.stats.bytes[slot].fetch_add(bytes, Ordering::Relaxed);
-                !e.negated
+                let stats = s.stats[worker % MAX_WORKERS]
+                    .get_or_init(|| (0..s.entries.len()).map(|_| EntryCounters::default()).collect());
+                stats[pos].packets[slot].inc();
+                stats[pos].bytes[slot].add(bytes);
+                !s.entries[pos].2
             }
             None => {
-                self.no_match.fetch_add(1, Ordering::Relaxed);
+                self.no_match.get(worker).inc();
                 false
             }
         }
+    }
+
+    /// Lookups that found no entry, summed over workers.
+    pub fn no_match(&self) -> u64 {
+        self.no_match.sum(|c| c)
     }
 
     /// `pfctl -T test`: how many of `addrs` match.
@@ -210,58 +365,51 @@ impl Table {
 
     /// Entries sorted by address then prefix length.
     pub fn show(&self) -> Vec<ShownEntry> {
-        let g = self.inner.read();
-        let mut v: Vec<(u32, u8, bool)> = vec![];
-        for (l, m) in g.by_len.iter().enumerate() {
-            for (net, e) in m {
-                v.push((*net, l as u8, e.negated));
-            }
-        }
-        v.sort();
-        v.into_iter()
-            .map(|(net, l, negated)| ShownEntry { net: IpNet::new(IpAddr::V4(net.into()), l), negated })
+        self.snap
+            .load()
+            .entries
+            .iter()
+            .map(|&(net, l, negated)| ShownEntry { net: IpNet::new(IpAddr::V4(net.into()), l), negated })
             .collect()
     }
 
     /// `pfctl -t T -T show [-v]` text.
     pub fn show_text(&self, verbose: bool) -> String {
-        let g = self.inner.read();
+        let ctl = self.ctl.lock();
+        let s = self.snap.load();
         let mut out = String::new();
-        for s in self.show() {
-            let text = if s.net.is_host() { s.net.addr.to_string() } else { format!("{}/{}", s.net.addr, s.net.prefix) };
-            let _ = writeln!(out, "  {}{}", if s.negated { '!' } else { ' ' }, text);
+        for (pos, (&(net, l), e)) in ctl.iter().enumerate() {
+            let addr = Ipv4Addr::from(net);
+            let text = if l == 32 { addr.to_string() } else { format!("{addr}/{l}") };
+            let _ = writeln!(out, "  {}{}", if e.negated { '!' } else { ' ' }, text);
             if verbose {
-                let Some((net, l)) = v4(&s.net) else { continue };
-                let Some(e) = g.by_len[l as usize].get(&net) else { continue };
-                let _ = writeln!(out, "\tCleared:     {}", ctime(e.stats.cleared.load(Ordering::Relaxed)));
+                let _ = writeln!(out, "\tCleared:     {}", ctime(e.cleared));
                 const NAMES: [&str; STAT_SLOTS] =
                     ["In/Block:", "In/Pass:", "In/XPass:", "Out/Block:", "Out/Pass:", "Out/XPass:"];
                 for (i, name) in NAMES.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "\t{:<12} [ Packets: {:<18} Bytes: {:<18} ]",
-                        name,
-                        e.stats.packets[i].load(Ordering::Relaxed),
-                        e.stats.bytes[i].load(Ordering::Relaxed)
-                    );
+                    let (mut p, mut b) = (e.packets[i], e.bytes[i]);
+                    for w in 0..MAX_WORKERS {
+                        if let Some(c) = s.counts(w, pos) {
+                            p += c.packets[i].get();
+                            b += c.bytes[i].get();
+                        }
+                    }
+                    let _ = writeln!(out, "\t{:<12} [ Packets: {:<18} Bytes: {:<18} ]", name, p, b);
                 }
             }
         }
         out
     }
 
-    /// Clears the per-entry counters (`-T zero`), stamping `now_epoch`.
+    /// Clears the per-entry counters (`-T zero`), stamping `now_epoch`:
+    /// a fresh snapshot with fresh counters (workers' counters are theirs
+    /// to write, so they are replaced rather than reset).
     pub fn zero(&self, now_epoch: u64) {
-        let g = self.inner.read();
-        for m in &g.by_len {
-            for e in m.values() {
-                for i in 0..STAT_SLOTS {
-                    e.stats.packets[i].store(0, Ordering::Relaxed);
-                    e.stats.bytes[i].store(0, Ordering::Relaxed);
-                }
-                e.stats.cleared.store(now_epoch, Ordering::Relaxed);
-            }
+        let mut ctl = self.ctl.lock();
+        for e in ctl.values_mut() {
+            *e = EntryCtl { cleared: now_epoch, ..EntryCtl::new(e.negated) };
         }
+        self.publish(&mut ctl, false);
     }
 }
 
@@ -329,9 +477,75 @@ mod tests {
         let t = Table::new("t");
         t.add(&[e("10.0.0.0/8", false), e("10.1.0.0/16", true), e("192.168.1.1", false)]);
         assert_eq!(t.show_text(false), "   10.0.0.0/8\n  !10.1.0.0/16\n   192.168.1.1\n");
-        t.match_and_count("192.168.1.1".parse().unwrap(), false, TableOp::Pass, 60);
+        t.match_and_count(0, "192.168.1.1".parse().unwrap(), false, TableOp::Pass, 60);
         let v = t.show_text(true);
         assert!(v.contains("\tCleared:     Thu Jan  1 00:00:00 1970\n"), "{v}");
         assert!(v.contains("\tIn/Pass:     [ Packets: 1                  Bytes: 60                 ]\n"), "{v}");
+    }
+
+    #[test]
+    fn counters_are_per_worker_summed_and_survive_changes_to_other_entries() {
+        let t = Table::new("t");
+        t.add(&[e("10.0.0.0/8", false), e("192.168.1.1", false)]);
+        let a: Ipv4Addr = "10.1.2.3".parse().unwrap();
+        assert!(t.match_and_count(0, a, false, TableOp::Pass, 100));
+        assert!(t.match_and_count(1, a, false, TableOp::Pass, 50));
+        assert!(t.match_and_count(1, a, true, TableOp::Block, 7));
+        assert!(!t.match_and_count(1, "11.0.0.1".parse().unwrap(), false, TableOp::Pass, 7));
+        assert_eq!(t.no_match(), 1);
+        let pass = "\tIn/Pass:     [ Packets: 2                  Bytes: 150                ]\n";
+        let block = "\tOut/Block:   [ Packets: 1                  Bytes: 7                  ]\n";
+        assert!(t.show_text(true).contains(pass), "{}", t.show_text(true));
+        // A new snapshot (add, delete) keeps the counts of entries that stay.
+        t.add(&[e("172.16.0.0/12", false)]);
+        assert_eq!(t.delete(&[e("192.168.1.1", false)]), 1);
+        assert!(t.match_and_count(0, a, false, TableOp::Pass, 1));
+        let v = t.show_text(true);
+        assert!(v.contains("\tIn/Pass:     [ Packets: 3                  Bytes: 151                ]\n"), "{v}");
+        assert!(v.contains(block), "{v}");
+        // Deleted and added again: counters start over.
+        t.delete(&[e("10.0.0.0/8", false)]);
+        t.add(&[e("10.0.0.0/8", false)]);
+        assert!(!t.show_text(true).contains(block));
+        t.match_and_count(0, a, false, TableOp::Pass, 1);
+        t.zero(86400);
+        let v = t.show_text(true);
+        assert!(v.contains("\tCleared:     Fri Jan  2 00:00:00 1970\n"), "{v}");
+        assert!(!v.contains("Packets: 1 "), "{v}");
+    }
+
+    /// The hash-per-length lookup against a linear longest-prefix scan, on
+    /// a table big enough to have collisions and many lengths.
+    #[test]
+    fn lookup_agrees_with_a_linear_scan() {
+        let mut x = 0x1234_5678u32;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let t = Table::new("t");
+        let mut all = vec![];
+        for _ in 0..5000 {
+            let l = (rnd() % 33) as u8;
+            let net = rnd() & mask(l) & 0x3fff_ffff;
+            let neg = rnd() % 5 == 0;
+            all.push((net, l, neg));
+            t.add(&[TableEntry { negated: neg, net: IpNet::new(IpAddr::V4(net.into()), l) }]);
+        }
+        let mut uniq: BTreeMap<(u32, u8), bool> = BTreeMap::new();
+        for (n, l, g) in all {
+            uniq.entry((n, l)).or_insert(g);
+        }
+        for i in 0..20000u32 {
+            let a = if i % 2 == 0 { rnd() & 0x3fff_ffff } else { rnd() };
+            let want = uniq
+                .iter()
+                .filter(|((n, l), _)| a & mask(*l) == *n)
+                .max_by_key(|((_, l), _)| *l)
+                .is_some_and(|(_, neg)| !neg);
+            assert_eq!(t.contains(a.into()), want, "{}", Ipv4Addr::from(a));
+        }
     }
 }

@@ -221,3 +221,44 @@ fn pfctl_views_have_pfctl_layouts() {
     assert_eq!(pf.flush_rules(), 1);
     assert_eq!(pf.show_rules(false), "");
 }
+
+/// Evaluations count exactly the rules looked at: skip steps jump over
+/// rules (not counted), `quick` stops the walk, last match wins.
+#[test]
+fn evaluations_count_only_rules_looked_at() {
+    let n = net();
+    let pf = pf(
+        &n,
+        "block in on em1 proto tcp\n\
+         block in on em1 proto tcp to port 80\n\
+         pass in proto udp to port 7 no state\n\
+         pass in proto udp to port 8 no state\n\
+         block out all\n\
+         pass in quick proto udp to port 9 no state\n\
+         pass in proto udp no state\n",
+    );
+    let t = Instant::from_secs(1);
+    // em0, port 9: 0 (skips 1 by interface), 2, 3, 4, 5 (quick).
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 9)).is_some());
+    // em1, port 7: 0 (skips 1 by proto), 2 (matches), 3, 4, 5, 6 (wins).
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1, 7)).is_some());
+    let sr = pf.show_rules(true);
+    let counts: Vec<(u64, u64, u64)> = sr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  [ Evaluations: "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].parse().unwrap(), f[2].parse().unwrap(), f[4].parse().unwrap())
+        })
+        .collect();
+    let evals: Vec<u64> = counts.iter().map(|c| c.0).collect();
+    let packets: Vec<u64> = counts.iter().map(|c| c.1).collect();
+    assert_eq!(evals, [2, 0, 2, 2, 2, 2, 1], "{sr}");
+    assert_eq!(packets, [0, 0, 0, 0, 0, 1, 1], "{sr}");
+    assert_eq!(counts[5].2, 32, "{sr}");
+    // Another worker's counts add up.
+    let mut r = vec![];
+    assert!(matches!(pf.test(3, t, Direction::In, &n.em0, udp(A, B, 1, 9), &mut Bufs, &mut r), Verdict::Pass(_)));
+    let sr = pf.show_rules(true);
+    assert!(sr.contains("pass in quick proto udp from any to any port = 9 no state\n  [ Evaluations: 3 "), "{sr}");
+}
