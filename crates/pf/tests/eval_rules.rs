@@ -160,6 +160,13 @@ fn tables_match_and_change_at_run_time() {
     assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
     assert_eq!(pf.show_tables(), "bad\n");
     assert!(pf.table_show("nope", false).is_err());
+    // The deciding rule's table counts the packets per entry (-T show -v):
+    // two blocked from 10.0.1.3 (10.0.1.0/24), one from 10.0.1.2 (its own).
+    assert!(test(&pf, t, Direction::In, &n.em0, udp("10.0.1.3".parse().unwrap(), B, 1, 4)).is_none());
+    let v = pf.table_show("bad", true).unwrap();
+    let net_part = v.split("10.0.1.2").next().unwrap();
+    assert!(net_part.contains("In/Block:    [ Packets: 2 "), "{v}");
+    assert!(v.split("10.0.1.2").nth(1).unwrap().contains("In/Block:    [ Packets: 1 "), "{v}");
 }
 
 #[test]
