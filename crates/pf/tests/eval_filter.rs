@@ -2,16 +2,18 @@
 //! ruleset passing ssh and ping with states, block return, fragments,
 //! ICMP errors, expiry and pflog.
 
+mod common;
+use common::{net, pf_with};
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
-use softnet_core::iface::{IfAddr, Interface, InterfaceConfig, InterfaceTable};
+use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
-use softnet_core::vlink;
 use softnet_pf::pflog::PflogQueue;
-use softnet_pf::{parse_ruleset, Pf, StaticResolver};
+use softnet_pf::{parse_ruleset, Pf};
 use softnet_wire::icmpv4::Icmpv4Repr;
 use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
@@ -31,39 +33,6 @@ impl BufferSource for Bufs {
     fn free(&mut self, _p: PacketBuf) {}
 }
 
-struct Net {
-    _table: InterfaceTable,
-    em0: Arc<Interface>,
-    em1: Arc<Interface>,
-    resolver: StaticResolver,
-}
-
-fn net() -> Net {
-    let table = InterfaceTable::new();
-    let mk = |name: &str, addr: Ipv4Addr| {
-        let (a, _b) = vlink::wire(1, 16);
-        let i = table
-            .create(InterfaceConfig { name: name.into(), mac: Default::default(), mtu: 1500, queues: a.link_queues() })
-            .unwrap();
-        i.set_addrs(vec![IfAddr::new(addr, 24)]);
-        i.set_up(true);
-        i
-    };
-    let em0 = mk("em0", Ipv4Addr::new(10, 0, 1, 1));
-    let em1 = mk("em1", Ipv4Addr::new(10, 0, 2, 1));
-    let resolver = StaticResolver::new()
-        .with_interface("em0", &["10.0.1.1/24"])
-        .with_interface("em1", &["10.0.2.1/24"])
-        .with_egress("em1");
-    Net { _table: table, em0, em1, resolver }
-}
-
-fn pf_with(n: &Net, text: &str) -> Pf {
-    let rs = parse_ruleset(text, "pf.conf", &n.resolver).unwrap();
-    let pf = Pf::new();
-    pf.load(&rs, &n.resolver).unwrap();
-    pf
-}
 
 fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
     Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }

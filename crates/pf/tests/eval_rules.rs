@@ -2,16 +2,17 @@
 //! interfaces, dynamic addresses, tables, timeouts (per rule and
 //! adaptive), and the pfctl text views.
 
+mod common;
+use common::{net, Net};
+
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
-use softnet_core::iface::{IfAddr, Interface, InterfaceConfig, InterfaceTable};
+use softnet_core::iface::{IfAddr, Interface};
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
-use softnet_core::vlink;
 use softnet_pf::model::{IpNet, TableEntry};
-use softnet_pf::{parse_ruleset, Pf, StaticResolver};
+use softnet_pf::Pf;
 use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use softnet_wire::udp::UdpRepr;
 
@@ -29,37 +30,8 @@ impl BufferSource for Bufs {
     fn free(&mut self, _p: PacketBuf) {}
 }
 
-struct Net {
-    _t: InterfaceTable,
-    em0: Arc<Interface>,
-    em1: Arc<Interface>,
-    res: StaticResolver,
-}
-
-fn net() -> Net {
-    let t = InterfaceTable::new();
-    let mk = |name: &str, a: Ipv4Addr| {
-        let (p, _q) = vlink::wire(1, 4);
-        let i = t
-            .create(InterfaceConfig { name: name.into(), mac: Default::default(), mtu: 1500, queues: p.link_queues() })
-            .unwrap();
-        i.set_addrs(vec![IfAddr::new(a, 24)]);
-        i
-    };
-    let em0 = mk("em0", Ipv4Addr::new(10, 0, 1, 1));
-    let em1 = mk("em1", Ipv4Addr::new(10, 0, 2, 1));
-    let res = StaticResolver::new()
-        .with_interface("em0", &["10.0.1.1/24"])
-        .with_interface("em1", &["10.0.2.1/24"])
-        .with_egress("em1");
-    Net { _t: t, em0, em1, res }
-}
-
 fn pf(n: &Net, text: &str) -> Pf {
-    let rs = parse_ruleset(text, "pf.conf", &n.res).unwrap_or_else(|e| panic!("{e:?}"));
-    let pf = Pf::new();
-    pf.load(&rs, &n.res).unwrap();
-    pf
+    common::pf_with(n, text)
 }
 
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {
