@@ -111,6 +111,12 @@ fn multi_queue_fallback_and_creation() {
         assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
         drop(q);
         assert!(ifinfo::exists("snio-per"));
+        // The kernel drops the carrier when the last queue detaches; on a
+        // loaded machine the change can take a moment to show (bounded wait).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while ifinfo::link_state("snio-per").unwrap() != LinkState::Down && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(
             ifinfo::link_state("snio-per").unwrap(),
             LinkState::Down,
