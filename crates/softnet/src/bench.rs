@@ -75,9 +75,17 @@ fn build_with(case: BenchCase, frames: Vec<Vec<u8>>) -> anyhow::Result<(Arc<Stac
     let mut sinks: Vec<Box<dyn LinkQueue>> = Vec::new();
     let mut counters = Vec::new();
     for w in 0..case.workers {
-        // Each worker starts at a different point of the flow list.
-        let mut f = frames.clone();
-        f.rotate_left(w * frames.len() / case.workers);
+        // As a NIC's RSS would: each flow on one worker's queue (flow j on
+        // worker j % workers), so workers never share a flow's state; with
+        // fewer flows than workers every worker sends all of them, each
+        // starting at a different point of the list.
+        let f: Vec<Vec<u8>> = if frames.len() >= case.workers {
+            frames.iter().skip(w).step_by(case.workers).cloned().collect()
+        } else {
+            let mut f = frames.clone();
+            f.rotate_left(w * frames.len() / case.workers);
+            f
+        };
         gens.push(Box::new(GeneratorQueue::new(f)));
         let s = SinkQueue::new();
         counters.push(s.sent.clone());
