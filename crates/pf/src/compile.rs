@@ -160,8 +160,13 @@ pub enum AddrMatch {
     Range(u32, u32),
     Table(Arc<Table>),
     Dynamic { ifname: String, modifier: IfAddrModifier, no_alias: bool },
-    /// IPv6 or unsupported (`no-route`, `urpf-failed`): never matches an
-    /// IPv4 packet.
+    /// `no-route`: an address with no route in the packet's routing table
+    /// (evaluated with the route lookup, see `eval::endpoint_matches`).
+    NoRoute,
+    /// `urpf-failed`: an address whose route does not go out the packet's
+    /// interface (strict uRPF).
+    UrpfFailed,
+    /// IPv6: never matches an IPv4 packet.
     Never,
 }
 
@@ -448,8 +453,8 @@ fn endpoint(
         Addr::Dynamic { ifname, modifier, no_alias } => {
             AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
         }
-        // Without the route table, `no-route` and `urpf-failed` match nothing.
-        Addr::NoRoute | Addr::UrpfFailed => AddrMatch::Never,
+        Addr::NoRoute => AddrMatch::NoRoute,
+        Addr::UrpfFailed => AddrMatch::UrpfFailed,
     };
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
@@ -606,7 +611,9 @@ impl AddrMatch {
                     IfAddrModifier::Peer => false,
                 })
             }
-            AddrMatch::Never => false,
+            // These need the route table: the rule walk asks it
+            // (`eval::endpoint_matches`); without it they match nothing.
+            AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
         }
     }
 }

@@ -746,10 +746,21 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
     .unwrap_or(StateVerdict::NoState)
 }
 
+/// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
+/// routed in so far (a `match ... rtable` before, else its own), the one
+/// `no-route` and `urpf-failed` look in.
 #[inline]
-fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr) -> bool {
-    let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-    e.addr.matches(a, &lookup) != e.negated
+fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: u16) -> bool {
+    use crate::compile::AddrMatch;
+    let hit = match e.addr {
+        AddrMatch::NoRoute => cx.pf.routable(a, rtable, None) == Some(false),
+        AddrMatch::UrpfFailed => cx.pf.routable(a, rtable, Some(cx.ifp)) == Some(false),
+        _ => {
+            let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            e.addr.matches(a, &lookup)
+        }
+    };
+    hit != e.negated
 }
 
 /// pf_match_rule + the tail of pf_test_rule.
@@ -804,7 +815,7 @@ fn test_rule(
             continue;
         }
         let src_ok = if h.flags & HOT_SRC_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].src, pd.src)
+            endpoint_matches(cx, &rules[i].src, pd.src, rtable.unwrap_or(pkt.meta.rtable))
         } else {
             src & h.src.1 == h.src.0
         };
@@ -813,7 +824,7 @@ fn test_rule(
             continue;
         }
         let dst_ok = if h.flags & HOT_DST_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].dst, pd.dst)
+            endpoint_matches(cx, &rules[i].dst, pd.dst, rtable.unwrap_or(pkt.meta.rtable))
         } else {
             dst & h.dst.1 == h.dst.0
         };

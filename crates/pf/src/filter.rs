@@ -7,6 +7,7 @@
 //! stack.set_filter(Some(Box::new(pf.clone())));         // the stack's hook
 //! pf.set_pflog(Some(queue.clone()));                    // pflog: daemon drains `queue` to a pcap file
 //! pf.set_if_lookup(Arc::new(move |name| …));            // (if) addresses of other interfaces
+//! pf.set_route_lookup(Arc::new(move |rtable, addr| …));  // no-route, urpf-failed
 //! pf.show_states(false, now)                            // pfctl -ss
 //! ```
 
@@ -19,7 +20,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
 use softnet_core::filter::{BufferSource, Direction, FilterReplies, PacketFilter, Verdict};
-use softnet_core::iface::{IfAddr, Interface};
+use softnet_core::iface::{IfAddr, Interface, WeakIf};
 use softnet_core::packet::PacketBuf;
 use softnet_core::percpu::{Counter, PerWorker};
 use softnet_core::time::Instant;
@@ -43,6 +44,12 @@ pub struct PfCounters {
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
 
+/// Finds the route for an address in a routing table, as `pf_routable`'s
+/// `rtalloc`: `None` when the table has no route for it (or no such
+/// table), else the interface the route goes out of. Reject and blackhole
+/// routes are routes (OpenBSD's `rtalloc` returns them too).
+pub type RouteLookup = Arc<dyn Fn(u16, Ipv4Addr) -> Option<WeakIf> + Send + Sync>;
+
 pub struct PfInner {
     pub(crate) enabled: AtomicBool,
     /// Clock time (ns) when pf was last enabled or disabled.
@@ -55,6 +62,7 @@ pub struct PfInner {
     pub(crate) frags: crate::frag::FragCache,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
     /// Names of interfaces states are bound to (index → name).
     ifnames: Mutex<HashMap<u32, String>>,
     gen: AtomicU32,
@@ -95,6 +103,17 @@ impl PfInner {
         }
         let l = self.if_lookup.load();
         l.as_ref().and_then(|f| f(name))
+    }
+
+    /// `pf_routable`: whether `addr` has a route in `rtable`; with `kif`,
+    /// whether that route goes out `kif` (strict uRPF: the route back to
+    /// the source leaves by the interface the packet came in on). `None`
+    /// without a route lookup installed: nothing to tell.
+    pub(crate) fn routable(&self, addr: Ipv4Addr, rtable: u16, kif: Option<&Interface>) -> Option<bool> {
+        let l = self.route_lookup.load();
+        let f = l.as_ref()?;
+        let Some(out) = f(rtable, addr) else { return Some(false) };
+        Some(kif.is_none_or(|ifp| out == ifp.weak()))
     }
 
     /// When a state expires (ns), as `pf_state_expires`, adaptive
@@ -172,6 +191,7 @@ impl Pf {
             frags: crate::frag::FragCache::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
             gen: AtomicU32::new(0),
             iss_key: (s, s.rotate_left(29) ^ 0x6a09_e667_f3bc_c908),
@@ -308,6 +328,12 @@ impl Pf {
     /// packet's own.
     pub fn set_if_lookup(&self, f: IfLookup) {
         self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// Installs the route lookup `no-route` and `urpf-failed` need; until
+    /// one is installed they match nothing.
+    pub fn set_route_lookup(&self, f: RouteLookup) {
+        self.inner.route_lookup.store(Some(Arc::new(f)));
     }
 
     /// Removes expired states (all of them, not incrementally) and expired

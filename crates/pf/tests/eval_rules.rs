@@ -241,3 +241,92 @@ fn evaluations_count_only_rules_looked_at() {
     let sr = pf.show_rules(true);
     assert!(sr.contains("pass in quick proto udp from any to any port = 9 no state\n  [ Evaluations: 3 "), "{sr}");
 }
+
+/// Routing table 0 with em0's and em1's connected routes, and the lookup
+/// pf uses (as the daemon installs it).
+fn routes_of(n: &Net) -> std::sync::Arc<softnet_core::route::RouteTables> {
+    use softnet_core::route::{Route, RouteTables};
+    use softnet_core::rtmsg::RouteMonitor;
+    let t = std::sync::Arc::new(RouteTables::new(std::sync::Arc::new(RouteMonitor::new())));
+    t.add(0, Route::connected(n.em0.weak(), IfAddr::new("10.0.1.1".parse().unwrap(), 24))).unwrap();
+    t.add(0, Route::connected(n.em1.weak(), IfAddr::new("10.0.2.1".parse().unwrap(), 24))).unwrap();
+    t
+}
+
+fn install_routes(pf: &Pf, t: &std::sync::Arc<softnet_core::route::RouteTables>) {
+    let t = t.clone();
+    pf.set_route_lookup(std::sync::Arc::new(move |rtable, addr| t.snapshot(rtable)?.lookup(addr).map(|r| r.ifp)));
+}
+
+const FAR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+
+#[test]
+fn no_route_matches_addresses_the_routing_table_cannot_reach() {
+    use softnet_core::route::{Route, RouteFlags};
+    let n = net();
+    let pf = pf(&n, "block in quick from no-route\nblock in quick to no-route\npass no state\n");
+    let t = Instant::from_secs(1);
+    // No route lookup yet: no-route matches nothing (as before).
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_some());
+    let rt = routes_of(&n);
+    install_routes(&pf, &rt);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none(), "source without a route");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, FAR, 1, 2)).is_none(), "destination without a route");
+    // A blackhole route is a route (pf_routable: rtalloc finds it).
+    let mut bh = Route::via("192.0.2.0".parse().unwrap(), 24, "127.0.0.1".parse().unwrap());
+    bh.gateway = None;
+    bh.flags = RouteFlags::UP | RouteFlags::STATIC | RouteFlags::BLACKHOLE;
+    rt.add(0, bh).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_some());
+    // So is a default route.
+    rt.delete(0, "192.0.2.0".parse().unwrap(), 24, None).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 3)).is_none());
+    rt.add(0, Route::via(Ipv4Addr::UNSPECIFIED, 0, "10.0.2.254".parse().unwrap())).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 4)).is_some());
+}
+
+#[test]
+fn negated_no_route_and_the_rtable_of_a_match_rule() {
+    let n = net();
+    let rt = routes_of(&n);
+    // Packets with a route pass; a packet put in table 1 (which does not
+    // exist) has no route there.
+    let pf1 = pf(&n, "block all\npass in from ! no-route no state\n");
+    install_routes(&pf1, &rt);
+    let t = Instant::from_secs(1);
+    assert!(test(&pf1, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf1, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none());
+    let pf2 = pf(&n, "match in proto udp to port 9 rtable 1\nblock in quick from no-route\npass no state\n");
+    install_routes(&pf2, &rt);
+    assert!(test(&pf2, t, Direction::In, &n.em0, udp(A, B, 1, 8)).is_some());
+    assert!(test(&pf2, t, Direction::In, &n.em0, udp(A, B, 1, 9)).is_none(), "looked up in rtable 1");
+    let mut p = udp(A, B, 1, 8);
+    p.meta.rtable = 1;
+    assert!(test(&pf2, t, Direction::In, &n.em0, p).is_none(), "the packet's own rtable");
+}
+
+#[test]
+fn urpf_failed_matches_sources_whose_route_leaves_by_another_interface() {
+    let n = net();
+    let rt = routes_of(&n);
+    let pf = pf(&n, "block in quick from urpf-failed\npass no state\n");
+    install_routes(&pf, &rt);
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some(), "10.0.1.2 is behind em0");
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1, 2)).is_none(), "10.0.1.2 is not behind em1");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none(), "no route back at all");
+    rt.add(0, softnet_core::route::Route::via(Ipv4Addr::UNSPECIFIED, 0, "10.0.2.254".parse().unwrap())).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(FAR, B, 1, 2)).is_some(), "the default route leaves by em1");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none());
+    // `! urpf-failed`: only sources that pass the check.
+    let pf2 = pf_neg(&n, &rt);
+    assert!(test(&pf2, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf2, t, Direction::In, &n.em1, udp(A, B, 1, 2)).is_none());
+}
+
+fn pf_neg(n: &Net, rt: &std::sync::Arc<softnet_core::route::RouteTables>) -> Pf {
+    let p = pf(n, "block all\npass in from ! urpf-failed no state\n");
+    install_routes(&p, rt);
+    p
+}

@@ -89,6 +89,12 @@ impl PfService {
             let ifs = s.ifaces.load();
             ifs.by_name(name).map(|i| i.addrs().as_ref().clone())
         }));
+        let rt_stack = Arc::downgrade(&stack);
+        pf.set_route_lookup(Arc::new(move |rtable, addr| {
+            let s = rt_stack.upgrade()?;
+            let snap = s.routes.snapshot(rtable)?;
+            snap.lookup(addr).map(|r| r.ifp)
+        }));
         PfService { pf, stack, installed: AtomicBool::new(false) }
     }
 
