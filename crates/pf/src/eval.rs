@@ -330,6 +330,15 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// What if-bound states record of the packet's interface: its
+    /// generation, which (unlike its index, reused by an interface created
+    /// later) names this interface only, so a state bound to a destroyed
+    /// interface never matches on a new one.
+    #[inline]
+    fn kif(&self) -> u32 {
+        self.ifp.generation()
+    }
+
     fn count(&self, r: Reason) {
         self.pf.counters.get(self.worker).reasons[r as usize].inc();
     }
@@ -356,7 +365,7 @@ impl Cx<'_> {
     #[inline]
     fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
-        self.pf.states.with_state(key, self.ifp.index().0, f)
+        self.pf.states.with_state(key, self.kif(), f)
     }
 
     /// The lock-free look at the state for the packet (counted as a
@@ -365,7 +374,7 @@ impl Cx<'_> {
     #[inline]
     fn probe(&self, pd: &Pd) -> Probe {
         self.pf.counters.get(self.worker).searches.inc();
-        self.pf.states.probe(pkt_key_words(pd, self.dir), self.ifp.index().0)
+        self.pf.states.probe(pkt_key_words(pd, self.dir), self.kif())
     }
 }
 
@@ -636,7 +645,7 @@ fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
     }
     cx.pf
         .states
-        .with_state(key, cx.ifp.index().0, |st| {
+        .with_state(key, cx.kif(), |st| {
             let fwd = st.direction == dirc;
             let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
             let t = other_step(udp, &mut src.state, &mut dst.state);
@@ -668,7 +677,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
         return cx
             .pf
             .states
-            .with_state(key, cx.ifp.index().0, |st| {
+            .with_state(key, cx.kif(), |st| {
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -971,7 +980,7 @@ fn create_state(
     let now = cx.now.as_nanos();
     let mut st = StateData {
         key: pkt_key(pd, cx.dir),
-        kif: if r.if_bound { cx.ifp.index().0 } else { 0 },
+        kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })

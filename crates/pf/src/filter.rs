@@ -63,7 +63,7 @@ pub struct PfInner {
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
-    /// Names of interfaces states are bound to (index → name).
+    /// Names of interfaces states are bound to (generation → name).
     ifnames: Mutex<HashMap<u32, String>>,
     gen: AtomicU32,
     iss_key: (u64, u64),
@@ -88,10 +88,12 @@ impl PfInner {
         (h.finish() as u32).wrapping_add((now.as_nanos() / 4000) as u32)
     }
 
+    /// Remembers the name of an interface states are bound to, by the
+    /// generation the states record (`StateData::kif`).
     pub(crate) fn note_ifname(&self, ifp: &Interface) {
         let mut g = self.ifnames.lock();
-        if g.get(&ifp.index().0).map(|s| s.as_str()) != Some(ifp.name()) {
-            g.insert(ifp.index().0, ifp.name().to_string());
+        if !g.contains_key(&ifp.generation()) {
+            g.insert(ifp.generation(), ifp.name().to_string());
         }
     }
 

@@ -330,3 +330,39 @@ fn pf_neg(n: &Net, rt: &std::sync::Arc<softnet_core::route::RouteTables>) -> Pf 
     install_routes(&p, rt);
     p
 }
+
+#[test]
+fn if_bound_state_does_not_match_a_new_interface_that_reuses_the_index() {
+    use softnet_core::iface::{InterfaceConfig, InterfaceTable};
+    use softnet_core::vlink;
+    let table = InterfaceTable::new();
+    let mk = |name: &str| {
+        let (a, _b) = vlink::wire(1, 16);
+        let i = table
+            .create(InterfaceConfig { name: name.into(), mac: Default::default(), mtu: 1500, queues: a.link_queues() })
+            .unwrap();
+        i.set_addrs(vec![IfAddr::new("10.0.1.1".parse().unwrap(), 24)]);
+        i.set_up(true);
+        i
+    };
+    let n = net();
+    let pf = pf(&n, "block all\npass in proto udp keep state (if-bound)\n");
+    let t = Instant::from_secs(1);
+    let tun0 = mk("tun0");
+    let (old_index, old_gen) = (tun0.index(), tun0.generation());
+    assert!(test(&pf, t, Direction::In, &tun0, udp(A, B, 1000, 53)).is_some());
+    assert!(test(&pf, t, Direction::Out, &tun0, udp(B, A, 53, 1000)).is_some(), "the reply matches the state on tun0");
+    assert!(test(&pf, t, Direction::Out, &n.em1, udp(B, A, 53, 1000)).is_none(), "bound: not on another interface");
+    let ifp = table.begin_destroy("tun0").unwrap();
+    drop(tun0);
+    table.finish_destroy(ifp);
+    let tun1 = mk("tun1");
+    assert_eq!(tun1.index(), old_index, "the index is reused");
+    assert_ne!(tun1.generation(), old_gen);
+    assert!(
+        test(&pf, t, Direction::Out, &tun1, udp(B, A, 53, 1000)).is_none(),
+        "a state bound to the destroyed tun0 must not match on tun1"
+    );
+    assert_eq!(pf.state_count(), 1);
+    assert!(pf.show_states(false, t).starts_with("tun0 udp"), "{}", pf.show_states(false, t));
+}
