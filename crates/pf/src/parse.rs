@@ -838,6 +838,12 @@ impl<'r> Parser<'r> {
             }
         }
         self.filter_opts(c, &mut spec)?;
+        // pfctl: flags on a rule whose protocol list names no tcp.
+        let has_flags = spec.flags.is_some_and(|f| f.set != 0 || f.mask != 0);
+        let any_proto = spec.protos.iter().any(|p| p.is_none());
+        if has_flags && !any_proto && !spec.protos.contains(&Some(IPPROTO_TCP)) {
+            return Err((c.end_line, "flags only apply to tcp".into()));
+        }
         self.expand(spec, c.end_line);
         Ok(())
     }
@@ -1502,8 +1508,8 @@ fn rule_consistent(r: &Rule) -> Vec<String> {
     if r.action != Action::Pass && r.keep_state != StateMode::NoState {
         p.push("keep state is great, but only for pass rules".into());
     }
-    if r.keep_state == StateMode::Synproxy && r.state_opts.sloppy {
-        p.push("sloppy state matching cannot be used with synproxy state".into());
+    if matches!(r.keep_state, StateMode::Synproxy | StateMode::Modulate) && r.state_opts.sloppy {
+        p.push("sloppy state matching cannot be used with synproxy state or modulate state".into());
     }
     if matches!(r.translation, Some(Translation::NatTo(_) | Translation::RdrTo(_)))
         && r.action != Action::Match
