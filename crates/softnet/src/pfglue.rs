@@ -323,6 +323,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The daemon's pf looks routes up in the stack's tables: `no-route`
+    /// and `urpf-failed` follow the routes the stack has.
+    #[test]
+    fn no_route_and_urpf_failed_see_the_stacks_routes() {
+        use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+        use softnet_core::iface::IfAddr;
+        use softnet_core::packet::PacketBuf;
+        use softnet_core::stack::{RouteTarget, StackConfig};
+        use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
+        struct Bufs;
+        impl BufferSource for Bufs {
+            fn alloc(&mut self) -> Option<PacketBuf> {
+                Some(PacketBuf::with_capacity(2048))
+            }
+            fn alloc_large(&mut self) -> Option<PacketBuf> {
+                None
+            }
+            fn free(&mut self, _p: PacketBuf) {}
+        }
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
+        let (r0, _a) = softnet_core::vlink::wire(1, 64);
+        let (r1, _b) = softnet_core::vlink::wire(1, 64);
+        stack.create_interface("sn-r0", Default::default(), 1500, r0.link_queues()).unwrap();
+        stack.create_interface("sn-r1", Default::default(), 1500, r1.link_queues()).unwrap();
+        stack.add_address("sn-r0", IfAddr::new("10.0.1.1".parse().unwrap(), 24)).unwrap();
+        stack.add_address("sn-r1", IfAddr::new("10.0.2.1".parse().unwrap(), 24)).unwrap();
+        let svc = PfService::new(stack.clone());
+        svc.load_text("pf.conf", "block in quick from no-route\nblock in quick from urpf-failed\npass no state\n", None)
+            .unwrap();
+        let _ = svc.pf.enable(stack.clock.now());
+        let pkt = |src: &str| {
+            let i = Ipv4Repr {
+                src: src.parse().unwrap(),
+                dst: "10.0.2.2".parse().unwrap(),
+                protocol: IpProtocol(253),
+                ttl: 64,
+                tos: 0,
+                ident: 1,
+                dont_frag: false,
+                payload_len: 4,
+            };
+            let mut b = vec![0u8; i.buffer_len()];
+            i.emit(&mut b);
+            PacketBuf::from_slice(&b)
+        };
+        let passes = |ifname: &str, src: &str| {
+            let ifs = stack.ifaces.load();
+            let ifp = ifs.by_name(ifname).unwrap();
+            let v = svc.pf.test(0, stack.clock.now(), Direction::In, ifp, pkt(src), &mut Bufs, &mut vec![]);
+            matches!(v, Verdict::Pass(_))
+        };
+        assert!(passes("sn-r0", "10.0.1.2"));
+        assert!(!passes("sn-r1", "10.0.1.2"), "urpf-failed: 10.0.1.0/24 is behind sn-r0");
+        assert!(!passes("sn-r1", "192.0.2.1"), "no-route");
+        stack.add_route(0, "0.0.0.0".parse().unwrap(), 0, RouteTarget::Gateway("10.0.2.254".parse().unwrap())).unwrap();
+        assert!(passes("sn-r1", "192.0.2.1"), "the default route goes out sn-r1");
+        assert!(!passes("sn-r0", "192.0.2.1"), "urpf-failed on sn-r0");
+    }
+
     #[test]
     fn table_entries_parse_like_pfctl() {
         let e = parse_entries(&["10.0.0.0/8".into(), "!10.1.2.3".into()]).unwrap();
