@@ -135,7 +135,8 @@ impl PfInner {
             } else {
                 0
             };
-            (start_rule as u64, pick(tidx(Timeout::AdaptiveEnd)) as u64, states)
+            // The rule's own end, 0 included (no adaptation), as pf_state_expires.
+            (start_rule as u64, set.map(|s| s[tidx(Timeout::AdaptiveEnd)]).unwrap_or(0) as u64, states)
         } else {
             (
                 rs.opts.timeout(Timeout::AdaptiveStart) as u64,

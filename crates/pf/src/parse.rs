@@ -1218,6 +1218,17 @@ impl<'r> Parser<'r> {
                 }
             }
         }
+        // pfctl: a rule limited to `max` states adapts its states' timeouts
+        // to its own count, from 60% to 120% of the limit, unless it says
+        // otherwise (u_int32 arithmetic, as pfctl's).
+        let adaptive = o.timeouts.iter().any(|(k, _)| matches!(k, Timeout::AdaptiveStart | Timeout::AdaptiveEnd));
+        if let (false, Some(max)) = (adaptive, o.max) {
+            for (t, v) in [(Timeout::AdaptiveStart, (max / 10).wrapping_mul(6)), (Timeout::AdaptiveEnd, (max / 10).wrapping_mul(12))] {
+                if v != 0 {
+                    o.timeouts.push((t, v));
+                }
+            }
+        }
         o.timeouts.sort();
         // max-src-* limits need per-source tracking; pfctl turns it on
         if o.max_src_conn.is_some() || o.max_src_conn_rate.is_some() {

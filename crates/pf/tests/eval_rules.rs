@@ -366,3 +366,26 @@ fn if_bound_state_does_not_match_a_new_interface_that_reuses_the_index() {
     assert_eq!(pf.state_count(), 1);
     assert!(pf.show_states(false, t).starts_with("tun0 udp"), "{}", pf.show_states(false, t));
 }
+
+#[test]
+fn max_states_per_rule_is_enforced_and_adapts_the_rules_timeouts() {
+    let n = net();
+    // max 10: pfctl adds adaptive.start 6, adaptive.end 12 for the rule.
+    let pf = pf(&n, "pass in proto udp keep state (max 10)\n");
+    assert!(pf.show_rules(false).contains("keep state (max 10, adaptive.start 6, adaptive.end 12)"), "{}", pf.show_rules(false));
+    let t = Instant::from_secs(100);
+    for p in 1..=10 {
+        assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, p, 53)).is_some());
+    }
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 11, 53)).is_none(), "the 11th state is refused");
+    assert_eq!(pf.counter("state-limit"), Some(1));
+    assert_eq!(pf.state_count(), 10);
+    // 10 states of the rule: udp.first 60 × (12 − 10) / (12 − 6) = 20 s.
+    assert_eq!(pf.expire_states(Instant::from_secs(119)), 0);
+    // The first to go leaves 9: 60 × 3 / 6 = 30 s for the others.
+    assert_eq!(pf.expire_states(Instant::from_secs(121)), 1);
+    // Its slot in the rule's count is free again.
+    assert!(test(&pf, Instant::from_secs(121), Direction::In, &n.em0, udp(A, B, 11, 53)).is_some());
+    assert!(test(&pf, Instant::from_secs(121), Direction::In, &n.em0, udp(A, B, 12, 53)).is_none());
+    assert_eq!(pf.counter("state-limit"), Some(2));
+}
