@@ -298,6 +298,22 @@ fn disabled_pf_passes_everything_and_reload_keeps_states() {
 }
 
 #[test]
+fn sloppy_state_passes_segments_outside_the_window() {
+    let n = net();
+    for (rules, passes) in [("pass proto tcp keep state\n", false), ("pass proto tcp keep state (sloppy)\n", true)] {
+        let pf = pf_with(&n, rules);
+        let t = Instant::from_secs(1);
+        assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0)));
+        assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
+        assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 0)));
+        let far = tcp(CLIENT, SERVER, 40000, 22, ACK, 900_000, 5001, 10);
+        assert_eq!(run(&pf, t, Direction::In, &n.em0, far), passes, "{rules}");
+        assert_eq!(pf.counter("state-mismatch"), Some(if passes { 0 } else { 1 }));
+        assert_eq!(pf.state_count(), 1);
+    }
+}
+
+#[test]
 fn syn_on_an_established_state_gets_a_challenge_ack() {
     let n = net();
     let pf = pf_with(&n, "pass\n");
