@@ -286,6 +286,8 @@ pub struct GlobalOpts {
     pub skip: Vec<String>,
     pub debug: String,
     pub hostid: u32,
+    /// `set loginterface`: the interface whose traffic `pfctl -si` shows.
+    pub loginterface: Option<String>,
 }
 
 impl GlobalOpts {
@@ -313,6 +315,7 @@ impl GlobalOpts {
             skip: skip.to_vec(),
             debug: o.debug.clone().unwrap_or_else(|| "err".to_string()),
             hostid: o.hostid.unwrap_or(0),
+            loginterface: o.loginterface.clone(),
         }
     }
 }

@@ -27,7 +27,7 @@ use softnet_core::time::Instant;
 
 use crate::compile::{compile, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
 use crate::eval::{self, Cx, Pd, REASON_COUNT};
-use crate::model::{Limit, Ruleset};
+use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
@@ -39,7 +39,15 @@ use crate::table::Table;
 pub struct PfCounters {
     pub reasons: [Counter; REASON_COUNT],
     pub searches: Counter,
+    /// `set loginterface` packets: [in pass, in block, out pass, out block].
+    pub logif_packets: [Counter; 4],
+    /// `set loginterface` bytes, passed and blocked: [in, out].
+    pub logif_bytes: [Counter; 2],
 }
+
+/// Sums of the `set loginterface` counters, in `PfCounters` order:
+/// packets (4) then bytes (2).
+pub(crate) type LogIfSums = [u64; 6];
 
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
@@ -71,6 +79,9 @@ pub struct PfInner {
     last_now: AtomicU64,
     /// Serializes loads and flushes.
     load_lock: Mutex<()>,
+    /// The interface `set loginterface` named last and the counters'
+    /// sums when it was named: `-si` shows what came since.
+    logif: Mutex<(Option<String>, LogIfSums)>,
     /// Tables created by `-T add` that no ruleset defines.
     extra: Mutex<HashMap<String, Arc<Table>>>,
 }
@@ -153,6 +164,22 @@ impl PfInner {
         st.expire + timeout * 1_000_000_000
     }
 
+    pub(crate) fn logif_sums(&self) -> LogIfSums {
+        let c = &self.counters;
+        let p = |i: usize| c.sum(|x| &x.logif_packets[i]);
+        let b = |i: usize| c.sum(|x| &x.logif_bytes[i]);
+        [p(0), p(1), p(2), p(3), b(0), b(1)]
+    }
+
+    /// `set loginterface` counters since the interface was named (`None`
+    /// without one).
+    pub(crate) fn logif_counters(&self) -> Option<(String, LogIfSums)> {
+        let g = self.logif.lock();
+        let name = g.0.clone()?;
+        let now = self.logif_sums();
+        Some((name, std::array::from_fn(|i| now[i].wrapping_sub(g.1[i]))))
+    }
+
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
         if st.ruleset_gen == rs.gen {
             if let Some(r) = rs.rules.get(st.rule_nr as usize) {
@@ -200,6 +227,7 @@ impl Pf {
             iss_key: (s, s.rotate_left(29) ^ 0x6a09_e667_f3bc_c908),
             last_now: AtomicU64::new(0),
             load_lock: Mutex::new(()),
+            logif: Mutex::new((None, [0; 6])),
             extra: Mutex::new(HashMap::new()),
         };
         Pf { inner: Arc::new(inner) }
@@ -213,7 +241,7 @@ impl Pf {
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
         let mut existing = self.inner.extra.lock().clone();
         existing.extend(cur.tables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let compiled = compile(
+        let mut compiled = compile(
             rs,
             &CompileCx {
                 resolver,
@@ -223,9 +251,21 @@ impl Pf {
                 gen,
             },
         )?;
+        // As pfctl, which sets the status interface only when the ruleset
+        // says `set loginterface`: otherwise the current one stays.
+        let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
+        if !names_logif {
+            compiled.opts.loginterface = cur.opts.loginterface.clone();
+        }
         self.inner.extra.lock().retain(|k, _| !compiled.tables.contains_key(k));
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.states.set_limit(compiled.opts.limit(Limit::States) as usize);
+        {
+            let mut l = self.inner.logif.lock();
+            if l.0 != compiled.opts.loginterface {
+                *l = (compiled.opts.loginterface.clone(), self.inner.logif_sums());
+            }
+        }
         self.inner.ruleset.store(Arc::new(compiled));
         Ok(())
     }
@@ -463,6 +503,9 @@ impl PacketFilter for Pf {
             return Verdict::Pass(pkt);
         }
         let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        if rs.opts.loginterface.as_deref() == Some(ifp.name()) {
+            return count_logif(inner, worker, dir, pkt, |p| eval::test(&cx, p, bufs, replies));
+        }
         eval::test(&cx, pkt, bufs, replies)
     }
 
@@ -483,4 +526,26 @@ impl PacketFilter for Pf {
         });
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
     }
+}
+
+/// pf_counters_inc's per-interface counts, for the `set loginterface`
+/// interface only: packets by direction and verdict, bytes (IP total
+/// length) by direction. A fragment kept for reassembly counts as passed.
+#[cold]
+fn count_logif(
+    inner: &PfInner,
+    worker: usize,
+    dir: Direction,
+    pkt: PacketBuf,
+    f: impl FnOnce(PacketBuf) -> Verdict,
+) -> Verdict {
+    let d = pkt.data();
+    let len = if d.len() >= 4 { u16::from_be_bytes([d[2], d[3]]) as u64 } else { d.len() as u64 };
+    let v = f(pkt);
+    let out = (dir == Direction::Out) as usize;
+    let blocked = matches!(v, Verdict::Drop(_)) as usize;
+    let c = inner.counters.get(worker);
+    c.logif_packets[out * 2 + blocked].inc();
+    c.logif_bytes[out].add(len);
+    v
 }

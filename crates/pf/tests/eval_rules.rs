@@ -389,3 +389,40 @@ fn max_states_per_rule_is_enforced_and_adapts_the_rules_timeouts() {
     assert!(test(&pf, Instant::from_secs(121), Direction::In, &n.em0, udp(A, B, 12, 53)).is_none());
     assert_eq!(pf.counter("state-limit"), Some(2));
 }
+
+#[test]
+fn loginterface_traffic_shows_in_pfctl_si() {
+    let n = net();
+    let pf = pf(&n, "set loginterface em0\nblock in proto udp to port 9\npass in proto udp to port 7 no state\npass out no state\n");
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 7)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 2, 7)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 3, 9)).is_none());
+    assert!(test(&pf, t, Direction::Out, &n.em0, udp(B, A, 7, 1)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 1)).is_some(), "not the log interface");
+    let si = pf.show_info(t);
+    let want = "Interface Stats for em0               IPv4             IPv6
+  Bytes In                              96                0
+  Bytes Out                             32                0
+  Packets In
+    Passed                               2                0
+    Blocked                              1                0
+  Packets Out
+    Passed                               1                0
+    Blocked                              0                0
+
+State Table ";
+    assert!(si.contains(want), "{si}");
+    // A ruleset that does not name one keeps it (as pfctl); `none` drops
+    // it; naming another interface starts from zero.
+    let res = &n.resolver;
+    pf.load(&softnet_pf::parse_ruleset("pass no state\n", "pf.conf", res).unwrap(), res).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 4, 7)).is_some());
+    assert!(pf.show_info(t).contains("  Bytes In                             128 "), "{}", pf.show_info(t));
+    pf.load(&softnet_pf::parse_ruleset("set loginterface none\npass\n", "pf.conf", res).unwrap(), res).unwrap();
+    assert!(!pf.show_info(t).contains("Interface Stats"));
+    pf.load(&softnet_pf::parse_ruleset("set loginterface em1\npass no state\n", "pf.conf", res).unwrap(), res).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 2)).is_some());
+    let si = pf.show_info(t);
+    assert!(si.contains("Interface Stats for em1 ") && si.contains("  Bytes In                              32 "), "{si}");
+}
