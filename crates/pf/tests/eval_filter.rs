@@ -211,6 +211,40 @@ fn block_return_rst_answers_with_the_right_sequence_numbers() {
 }
 
 #[test]
+fn block_return_icmp_sends_the_code_the_rule_names() {
+    let n = net();
+    let pf = pf_with(&n, "block return-icmp(host-unr) in proto udp to port 8\nblock return-icmp(net-unr) in proto tcp to port 9\nblock return-icmp in proto udp to port 10\n");
+    let t = Instant::from_secs(1);
+    let answer = |p: PacketBuf| {
+        let mut replies = vec![];
+        assert!(matches!(pf.test(0, t, Direction::In, &n.em0, p, &mut Bufs, &mut replies), Verdict::Drop(_)));
+        assert_eq!(replies.len(), 1);
+        let r = Ipv4Packet::new_checked(replies[0].data()).unwrap();
+        assert_eq!((r.dst(), r.protocol()), (CLIENT, IpProtocol::ICMP));
+        // Type, code, and the quoted header's source.
+        let q = Ipv4Packet::new_unchecked(&r.payload()[8..]);
+        (r.payload()[0], r.payload()[1], q.src())
+    };
+    assert_eq!(answer(PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 8, b"q"))), (3, 1, CLIENT));
+    // return-icmp answers TCP with ICMP too, not with a RST.
+    assert_eq!(answer(tcp(CLIENT, SERVER, 40000, 9, SYN, 1, 0, 0)), (3, 0, CLIENT));
+    assert_eq!(answer(PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 10, b"q"))), (3, 3, CLIENT));
+}
+
+#[test]
+fn echo_reply_must_carry_the_id_of_the_request() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in on em0 inet proto icmp icmp-type echoreq\n");
+    let t = Instant::from_secs(1);
+    let req = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"ping" };
+    assert!(run(&pf, t, Direction::In, &n.em0, icmp(CLIENT, SERVER, req)));
+    let other = Icmpv4Repr::EchoReply { ident: 8, seq_no: 1, data: b"ping" };
+    assert!(!run(&pf, t, Direction::Out, &n.em0, icmp(SERVER, CLIENT, other)), "another id: no state");
+    let rep = Icmpv4Repr::EchoReply { ident: 7, seq_no: 1, data: b"ping" };
+    assert!(run(&pf, t, Direction::Out, &n.em0, icmp(SERVER, CLIENT, rep)));
+}
+
+#[test]
 fn udp_state_expires_after_its_timeout() {
     let n = net();
     let pf = pf_with(&n, "block all\npass out proto udp\n");
