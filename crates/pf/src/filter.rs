@@ -205,6 +205,9 @@ impl Default for Pf {
 /// Text a table command prints (pfctl writes these to stderr).
 pub type TableMsg = String;
 
+/// pfctl's report of ENOMEM from a table ioctl (a pool limit reached).
+const NO_MEMORY: &str = "pfctl: Cannot allocate memory";
+
 impl Pf {
     /// A filter that is enabled with an empty ruleset (everything passes,
     /// as pf's default rule).
@@ -400,19 +403,45 @@ impl Pf {
     }
 
     /// `-T add` on a table the ruleset does not have creates it (kept
-    /// aside, and handed to the next ruleset that names it).
-    fn table_or_create(&self, name: &str) -> Arc<Table> {
+    /// aside, and handed to the next ruleset that names it), unless that
+    /// would go over `set limit tables`.
+    fn table_or_create(&self, name: &str) -> Result<Arc<Table>, TableMsg> {
         if let Some(t) = self.table(name) {
-            return t;
+            return Ok(t);
         }
+        let (count, _) = self.table_usage();
         let mut g = self.inner.extra.lock();
-        g.entry(name.to_string()).or_insert_with(|| Arc::new(Table::new(name))).clone()
+        if let Some(t) = g.get(name) {
+            return Ok(t.clone());
+        }
+        if count >= self.inner.ruleset.load().opts.limit(Limit::Tables) as usize {
+            return Err(NO_MEMORY.to_string());
+        }
+        Ok(g.entry(name.to_string()).or_insert_with(|| Arc::new(Table::new(name))).clone())
     }
 
-    pub fn table_add(&self, name: &str, entries: &[crate::model::TableEntry]) -> TableMsg {
-        let t = self.table_or_create(name);
-        let n = t.add(entries);
-        format!("{}/{} addresses added.", n, entries.len())
+    /// Number of tables and of entries in all of them (what `set limit
+    /// tables` and `set limit table-entries` bound).
+    fn table_usage(&self) -> (usize, usize) {
+        let rs = self.inner.ruleset.load();
+        let extra = self.inner.extra.lock();
+        let all = rs.tables.values().chain(extra.values());
+        all.fold((0, 0), |(k, e), t| (k + 1, e + t.len()))
+    }
+
+    /// Entries that fit before `set limit table-entries`.
+    fn table_room(&self) -> usize {
+        let limit = self.inner.ruleset.load().opts.limit(Limit::TableEntries) as usize;
+        limit.saturating_sub(self.table_usage().1)
+    }
+
+    /// `-T add`: all the entries or, over `set limit table-entries`,
+    /// none (pf's entry pool is full).
+    pub fn table_add(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
+        let _g = self.inner.load_lock.lock();
+        let t = self.table_or_create(name)?;
+        let n = t.add_within(entries, self.table_room()).ok_or_else(|| NO_MEMORY.to_string())?;
+        Ok(format!("{}/{} addresses added.", n, entries.len()))
     }
 
     pub fn table_delete(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
@@ -421,9 +450,10 @@ impl Pf {
         Ok(format!("{}/{} addresses deleted.", n, entries.len()))
     }
 
-    pub fn table_replace(&self, name: &str, entries: &[crate::model::TableEntry]) -> TableMsg {
-        let t = self.table_or_create(name);
-        let (a, d) = t.replace(entries);
+    pub fn table_replace(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
+        let _g = self.inner.load_lock.lock();
+        let t = self.table_or_create(name)?;
+        let (a, d) = t.replace_within(entries, self.table_room()).ok_or_else(|| NO_MEMORY.to_string())?;
         let mut s = String::new();
         if a > 0 {
             s.push_str(&format!("{a} addresses added.\n"));
@@ -434,7 +464,7 @@ impl Pf {
         if s.is_empty() {
             s.push_str("no changes.\n");
         }
-        s.trim_end().to_string()
+        Ok(s.trim_end().to_string())
     }
 
     pub fn table_flush(&self, name: &str) -> Result<TableMsg, TableMsg> {

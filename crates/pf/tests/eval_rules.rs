@@ -126,7 +126,7 @@ fn tables_match_and_change_at_run_time() {
     let e = TableEntry { negated: false, net: IpNet::new("10.0.1.2".parse().unwrap(), 32) };
     let ne = TableEntry { negated: true, net: IpNet::new("10.0.1.2".parse().unwrap(), 32) };
     assert_eq!(pf.table_delete("bad", &[ne]).unwrap(), "1/1 addresses deleted.");
-    assert_eq!(pf.table_add("bad", &[e]), "1/1 addresses added.");
+    assert_eq!(pf.table_add("bad", &[e]).unwrap(), "1/1 addresses added.");
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 3)).is_none());
     assert_eq!(pf.table_test("bad", &[A]).unwrap(), ("1/1 addresses match.".to_string(), true));
     assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
@@ -425,4 +425,39 @@ State Table ";
     assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 2)).is_some());
     let si = pf.show_info(t);
     assert!(si.contains("Interface Stats for em1 ") && si.contains("  Bytes In                              32 "), "{si}");
+}
+
+fn entry(a: &str) -> TableEntry {
+    TableEntry { negated: false, net: IpNet::new(a.parse().unwrap(), 32) }
+}
+
+#[test]
+fn table_limits_refuse_what_goes_over_and_change_nothing() {
+    let n = net();
+    let res = &n.resolver;
+    let load = |pf: &Pf, text: &str| {
+        let rs = softnet_pf::parse_ruleset(text, "pf.conf", res).unwrap();
+        pf.load(&rs, res).map_err(|e| e.to_string())
+    };
+    let pf = pf(&n, "set limit table-entries 4\ntable <a> persist { 10.0.0.1 10.0.0.2 }\ntable <b> { 10.0.0.3 }\npass\n");
+    // One entry of room left.
+    assert_eq!(pf.table_add("b", &[entry("10.0.0.4"), entry("10.0.0.5")]).unwrap_err(), "pfctl: Cannot allocate memory");
+    assert_eq!(pf.table_show("b", false).unwrap(), "   10.0.0.3\n", "nothing added");
+    assert_eq!(pf.table_add("b", &[entry("10.0.0.3"), entry("10.0.0.4")]).unwrap(), "1/2 addresses added.");
+    assert!(pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8"), entry("10.0.0.9")]).is_err());
+    assert_eq!(pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8")]).unwrap(), "2 addresses added.\n2 addresses deleted.");
+    // A ruleset over the limit loads nothing: <a> keeps its entries.
+    let e = load(&pf, "set limit table-entries 4\ntable <a> persist { 10.0.1.1 10.0.1.2 10.0.1.3 }\ntable <b> { 10.0.0.3 10.0.0.4 }\npass\n");
+    assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table b: Cannot allocate memory");
+    assert_eq!(pf.table_show("a", false).unwrap(), "   10.0.0.1\n   10.0.0.2\n");
+    // A translation is refused before any table changes too.
+    let e = load(&pf, "table <a> persist { 10.0.9.9 }\npass out nat-to 10.0.2.1\n");
+    assert!(e.unwrap_err().contains("nat-to"));
+    assert_eq!(pf.table_show("a", false).unwrap(), "   10.0.0.1\n   10.0.0.2\n");
+    // set limit tables: the second table is one too many, at load and by -T add.
+    let e = load(&pf, "set limit tables 1\ntable <a> persist { 10.0.0.1 }\ntable <c> { 10.0.0.3 }\npass\n");
+    assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table c: Cannot allocate memory");
+    load(&pf, "set limit tables 1\ntable <a> persist { 10.0.0.1 }\npass\n").unwrap();
+    assert_eq!(pf.table_add("new", &[entry("10.0.0.1")]).unwrap_err(), "pfctl: Cannot allocate memory");
+    assert!(pf.table_show("new", false).is_err());
 }

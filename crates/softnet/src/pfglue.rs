@@ -197,12 +197,18 @@ impl PfService {
         };
         let note = |s: String| Response::Text(format!("{NOTE_MARK}{s}\n"));
         match cmd {
-            PfTableCmd::Add => note(self.pf.table_add(name, &entries)),
+            PfTableCmd::Add => match self.pf.table_add(name, &entries) {
+                Ok(m) => note(m),
+                Err(m) => Response::Error(m),
+            },
             PfTableCmd::Delete => match self.pf.table_delete(name, &entries) {
                 Ok(m) => note(m),
                 Err(m) => Response::Error(m),
             },
-            PfTableCmd::Replace => note(self.pf.table_replace(name, &entries)),
+            PfTableCmd::Replace => match self.pf.table_replace(name, &entries) {
+                Ok(m) => note(m),
+                Err(m) => Response::Error(m),
+            },
             PfTableCmd::Flush => match self.pf.table_flush(name) {
                 Ok(m) => note(m),
                 Err(m) => Response::Error(m),
