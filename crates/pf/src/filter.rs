@@ -102,10 +102,7 @@ impl PfInner {
     /// Remembers the name of an interface states are bound to, by the
     /// generation the states record (`StateData::kif`).
     pub(crate) fn note_ifname(&self, ifp: &Interface) {
-        let mut g = self.ifnames.lock();
-        if !g.contains_key(&ifp.generation()) {
-            g.insert(ifp.generation(), ifp.name().to_string());
-        }
+        self.ifnames.lock().entry(ifp.generation()).or_insert_with(|| ifp.name().to_string());
     }
 
     /// Addresses of interface `name`: the packet's own interface directly,
