@@ -232,6 +232,27 @@ fn block_return_icmp_sends_the_code_the_rule_names() {
 }
 
 #[test]
+fn block_policy_return_makes_plain_block_answer() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (rules, answers) in [("block in all\n", 0), ("set block-policy return\nblock in all\n", 1)] {
+        let pf = pf_with(&n, rules);
+        let mut replies = vec![];
+        pf.test(0, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1, 0, 0), &mut Bufs, &mut replies);
+        let u = PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 53, b"q"));
+        pf.test(0, t, Direction::In, &n.em0, u, &mut Bufs, &mut replies);
+        assert_eq!(replies.len(), 2 * answers, "{rules}");
+        if answers == 1 {
+            // TCP gets a RST, UDP a port unreachable.
+            let r = Ipv4Packet::new_checked(replies[0].data()).unwrap();
+            assert!(TcpPacket::new_checked(r.payload()).unwrap().flags().contains(TcpFlags::RST));
+            let r = Ipv4Packet::new_checked(replies[1].data()).unwrap();
+            assert_eq!(&r.payload()[..2], &[3, 3]);
+        }
+    }
+}
+
+#[test]
 fn echo_reply_must_carry_the_id_of_the_request() {
     let n = net();
     let pf = pf_with(&n, "block all\npass in on em0 inet proto icmp icmp-type echoreq\n");
