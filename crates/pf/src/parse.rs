@@ -86,6 +86,20 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
+        // Source tracking (and what needs it) would otherwise load and
+        // protect nothing.
+        let o = &r.state_opts;
+        let src_track = [
+            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
+            (o.max_src_conn.is_some(), "max-src-conn"),
+            (o.max_src_nodes.is_some(), "max-src-nodes"),
+            (o.max_src_states.is_some(), "max-src-states"),
+            (o.overload.is_some(), "overload"),
+            (o.source_track.is_some(), "source-track"),
+        ];
+        if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
+            refuse(what);
+        }
     }
     if errs.is_empty() {
         Ok(())
@@ -1714,6 +1728,12 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        // Source tracking parses (pfctl -nf prints it) but does not load.
+        let src = "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
+                   pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
+        assert!(parse_ruleset(src, "f", &r).is_ok());
+        let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
     }
 
     #[test]
