@@ -132,6 +132,12 @@ impl PfService {
         if let Some(l) = level {
             optimize(&mut rs, l);
         }
+        // As pf's DIOCADDRULE: a rule may only name a routing table that
+        // exists (EBUSY otherwise).
+        let tables = self.stack.routes.table_ids();
+        if rs.rules.iter().any(|r| r.rtable.is_some_and(|t| !tables.iter().any(|&id| id as u32 == t))) {
+            return Err("pfctl: DIOCADDRULE: Device busy\n".into());
+        }
         self.pf.load(&rs, &resolver).map_err(|e| format!("{e}\n"))
     }
 
@@ -386,6 +392,19 @@ mod tests {
         stack.add_route(0, "0.0.0.0".parse().unwrap(), 0, RouteTarget::Gateway("10.0.2.254".parse().unwrap())).unwrap();
         assert!(passes("sn-r1", "192.0.2.1"), "the default route goes out sn-r1");
         assert!(!passes("sn-r0", "192.0.2.1"), "urpf-failed on sn-r0");
+    }
+
+    #[test]
+    fn rules_may_only_name_routing_tables_that_exist() {
+        use softnet_core::stack::{RouteTarget, StackConfig};
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
+        let svc = PfService::new(stack.clone());
+        let rules = "pass in proto udp rtable 3\n";
+        assert_eq!(svc.load_text("pf.conf", rules, None).unwrap_err(), "pfctl: DIOCADDRULE: Device busy\n");
+        assert_eq!(svc.pf.ruleset().rules.len(), 0, "nothing loaded");
+        stack.add_route(3, "192.0.2.0".parse().unwrap(), 24, RouteTarget::Blackhole).unwrap();
+        svc.load_text("pf.conf", rules, None).unwrap();
+        assert_eq!(svc.pf.ruleset().rules.len(), 1);
     }
 
     #[test]
