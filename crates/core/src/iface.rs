@@ -357,7 +357,8 @@ impl InterfaceTable {
         if cur.by_index.iter().flatten().any(|i| i.name == name) {
             return Err(IfError::Exists(name));
         }
-        ctl.next_generation = ctl.next_generation.wrapping_add(1);
+        // Never 0: pf uses 0 for "bound to no interface".
+        ctl.next_generation = ctl.next_generation.wrapping_add(1).max(1);
         let mut by_index = cur.by_index.clone();
         if by_index.is_empty() {
             by_index.push(None); // index 0 is "none"

@@ -479,7 +479,15 @@ impl WorkerState {
         if dst.is_broadcast() {
             return self.local_input(cx, ifp, p, true);
         }
-        let route = cx.rt.lookup(dst);
+        // A filter may have put the packet in another routing table (pf's
+        // `rtable`): everything after is looked up there, as OpenBSD's
+        // ip_input with ph_rtableid. A table that does not exist routes
+        // nothing.
+        let other = (p.meta.rtable != 0).then(|| cx.stack.routes.snapshot(p.meta.rtable));
+        let route = match &other {
+            None => cx.rt.lookup(dst),
+            Some(table) => table.as_ref().and_then(|t| t.lookup(dst)),
+        };
         if let Some(r) = route {
             if r.flags.contains(RouteFlags::LOCAL) {
                 return self.local_input(cx, ifp, p, false);

@@ -53,21 +53,30 @@ fn destroy_waits_for_strong_refs_while_forwarding() {
         })
         .collect();
 
+    let forwarded = || PerWorker::sum(&stack.stats, |s| &s.ip.forward);
+    let dropped =
+        || PerWorker::sum(&stack.stats, |s| &s.ip.noroute) + PerWorker::sum(&stack.stats, |s| &s.ip.odropped);
+    // At least 1,000 rounds, and on until the workers have both forwarded
+    // and dropped: on a busy machine 1,000 rounds can end before a worker
+    // thread first runs.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    for i in 0..1000 {
+    let mut i = 0;
+    while i < 1000 || forwarded() == 0 || dropped() == 0 {
         assert!(std::time::Instant::now() < deadline, "iteration {i}: too slow, something hangs");
         stack.destroy_interface("r1").unwrap();
         assert!(stack.ifaces.load().by_name("r1").is_none());
         bring_up_r1(&stack);
+        i += 1;
+        if i >= 1000 {
+            std::thread::yield_now();
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().expect("worker panicked");
     }
-    let forwarded = PerWorker::sum(&stack.stats, |s| &s.ip.forward);
-    let dropped = PerWorker::sum(&stack.stats, |s| &s.ip.noroute) + PerWorker::sum(&stack.stats, |s| &s.ip.odropped);
-    assert!(forwarded > 0, "workers forwarded while r1 came and went");
-    assert!(dropped > 0, "packets caught while r1 was gone were counted");
+    assert!(forwarded() > 0, "workers forwarded while r1 came and went");
+    assert!(dropped() > 0, "packets caught while r1 was gone were counted");
     stack.destroy_interface("r1").unwrap();
     stack.destroy_interface("r0").unwrap();
     assert_eq!(stack.ifaces.live_count(), 0, "every interface was freed");

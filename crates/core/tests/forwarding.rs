@@ -309,3 +309,43 @@ fn address_on_another_subnet_adds_connected_local_and_broadcast_routes() {
     t.stack.delete_address("r1", Ipv4Addr::new(172, 16, 0, 1)).unwrap();
     assert!(t.stack.routes.snapshot(0).unwrap().lookup(Ipv4Addr::new(172, 16, 9, 9)).is_none());
 }
+
+/// A filter that puts every packet from A in routing table 1 (as pf's
+/// `pass in from A rtable 1` does).
+struct RtableOne;
+impl softnet_core::filter::PacketFilter for RtableOne {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: softnet_core::time::Instant,
+        dir: softnet_core::filter::Direction,
+        _ifp: &softnet_core::iface::Interface,
+        mut pkt: softnet_core::packet::PacketBuf,
+        _bufs: &mut dyn softnet_core::filter::BufferSource,
+        _replies: &mut softnet_core::filter::FilterReplies,
+    ) -> softnet_core::filter::Verdict {
+        let src = softnet_wire::ipv4::Ipv4Packet::new_unchecked(pkt.data()).src();
+        if dir == softnet_core::filter::Direction::In && src == A_IP {
+            pkt.meta.rtable = 1;
+        }
+        softnet_core::filter::Verdict::Pass(pkt)
+    }
+}
+
+#[test]
+fn a_packet_a_filter_puts_in_another_rtable_is_routed_there() {
+    let mut t = TwoHosts::new(1);
+    t.stack.set_filter(Some(Box::new(RtableOne)));
+    // Table 1 does not exist: no route for B there, although table 0 has one.
+    t.a.ping(B_IP, 1, 1, 64, 8);
+    t.settle();
+    let ev = t.a.take_events();
+    assert!(ev.iter().any(|e| matches!(e, HostEvent::Unreachable { code: 1, orig_dst, .. } if *orig_dst == B_IP)), "{ev:?}");
+    assert!(echo_replies(&ev).is_empty());
+    // A route to B's network in table 1: the ping goes through (the reply,
+    // from B, is routed in table 0).
+    t.stack.add_route(1, Ipv4Addr::new(10, 0, 2, 0), 24, RouteTarget::Interface("r1".into())).unwrap();
+    t.a.ping(B_IP, 1, 2, 64, 8);
+    t.settle();
+    assert_eq!(echo_replies(&t.a.take_events()).len(), 1);
+}

@@ -160,8 +160,13 @@ pub enum AddrMatch {
     Range(u32, u32),
     Table(Arc<Table>),
     Dynamic { ifname: String, modifier: IfAddrModifier, no_alias: bool },
-    /// IPv6 or unsupported (`no-route`, `urpf-failed`): never matches an
-    /// IPv4 packet.
+    /// `no-route`: an address with no route in the packet's routing table
+    /// (evaluated with the route lookup, see `eval::endpoint_matches`).
+    NoRoute,
+    /// `urpf-failed`: an address whose route does not go out the packet's
+    /// interface (strict uRPF).
+    UrpfFailed,
+    /// IPv6: never matches an IPv4 packet.
     Never,
 }
 
@@ -281,6 +286,8 @@ pub struct GlobalOpts {
     pub skip: Vec<String>,
     pub debug: String,
     pub hostid: u32,
+    /// `set loginterface`: the interface whose traffic `pfctl -si` shows.
+    pub loginterface: Option<String>,
 }
 
 impl GlobalOpts {
@@ -308,6 +315,7 @@ impl GlobalOpts {
             skip: skip.to_vec(),
             debug: o.debug.clone().unwrap_or_else(|| "err".to_string()),
             hostid: o.hostid.unwrap_or(0),
+            loginterface: o.loginterface.clone(),
         }
     }
 }
@@ -402,6 +410,10 @@ pub enum CompileError {
     UnknownTable { file: String, line: usize, name: String },
     #[error("{file}:{line}: {what} not supported")]
     Unsupported { file: String, line: usize, what: String },
+    /// Over `set limit tables` or `set limit table-entries` (pf's pools
+    /// are full: ENOMEM, as pfctl reports it).
+    #[error("{file}:{line}: cannot define table {name}: Cannot allocate memory")]
+    TableMemory { file: String, line: usize, name: String },
 }
 
 /// What compiling needs from the world besides the ruleset.
@@ -448,8 +460,8 @@ fn endpoint(
         Addr::Dynamic { ifname, modifier, no_alias } => {
             AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
         }
-        // Without the route table, `no-route` and `urpf-failed` match nothing.
-        Addr::NoRoute | Addr::UrpfFailed => AddrMatch::Never,
+        Addr::NoRoute => AddrMatch::NoRoute,
+        Addr::UrpfFailed => AddrMatch::UrpfFailed,
     };
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
@@ -457,6 +469,13 @@ fn endpoint(
 /// Compiles a ruleset. Tables are created (or reused from
 /// `existing_tables`, refilled from the definition).
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
+    // What can fail is checked before any table changes: a ruleset with an
+    // error loads nothing, running tables included.
+    if let Some(r) = rs.rules.iter().find(|r| r.translation.is_some()) {
+        let what = r.translation.as_ref().map(|t| t.keyword().to_string()).unwrap_or_default();
+        return Err(CompileError::Unsupported { file: rs.filename.clone(), line: r.line, what });
+    }
+    check_table_limits(rs, cx)?;
     let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
     for td in &rs.tables {
         let t = match cx.existing_tables.get(&td.name) {
@@ -486,13 +505,6 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
     }
     let mut rules = Vec::with_capacity(rs.rules.len());
     for (nr, r) in rs.rules.iter().enumerate() {
-        if let Some(tr) = &r.translation {
-            return Err(CompileError::Unsupported {
-                file: rs.filename.clone(),
-                line: r.line,
-                what: tr.keyword().to_string(),
-            });
-        }
         let ifm = r.interface.as_ref().map(|i| IfMatch {
             name: i.name.clone(),
             members: cx.resolver.group_members(&i.name),
@@ -546,6 +558,33 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
     let counters = RuleCounters::new(rules.len());
     let hot = rules.iter().map(HotRule::of).collect();
     Ok(CompiledRuleset { gen: cx.gen, source: rs.clone(), rules, hot, counters, opts: GlobalOpts::from_options(&rs.options, &skip), tables })
+}
+
+/// `set limit tables` and `set limit table-entries` over the tables the
+/// ruleset would leave: persistent ones kept from the running ruleset and
+/// the ones it defines (refilled, or kept as they are without an address
+/// list). pf's pools refuse the table that goes over.
+fn check_table_limits(rs: &Ruleset, cx: &CompileCx) -> Result<(), CompileError> {
+    let max_tables = rs.options.limit(Limit::Tables) as usize;
+    let max_entries = rs.options.limit(Limit::TableEntries) as usize;
+    let defined: std::collections::HashSet<&str> = rs.tables.iter().map(|t| t.name.as_str()).collect();
+    let (mut tables, mut entries) = cx
+        .existing_tables
+        .iter()
+        .filter(|(n, t)| t.persist && !defined.contains(n.as_str()))
+        .fold((0, 0), |(k, e), (_, t)| (k + 1, e + t.len()));
+    for td in &rs.tables {
+        tables += 1;
+        entries += if td.init.is_empty() {
+            cx.existing_tables.get(&td.name).map_or(0, |t| t.len())
+        } else {
+            crate::table::count_distinct(&td.entries().cloned().collect::<Vec<_>>())
+        };
+        if tables > max_tables || entries > max_entries {
+            return Err(CompileError::TableMemory { file: rs.filename.clone(), line: td.line, name: td.name.clone() });
+        }
+    }
+    Ok(())
 }
 
 fn same_field(a: &CRule, b: &CRule, f: usize) -> bool {
@@ -606,7 +645,9 @@ impl AddrMatch {
                     IfAddrModifier::Peer => false,
                 })
             }
-            AddrMatch::Never => false,
+            // These need the route table: the rule walk asks it
+            // (`eval::endpoint_matches`); without it they match nothing.
+            AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
         }
     }
 }

@@ -330,6 +330,15 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// What if-bound states record of the packet's interface: its
+    /// generation, which (unlike its index, reused by an interface created
+    /// later) names this interface only, so a state bound to a destroyed
+    /// interface never matches on a new one.
+    #[inline]
+    fn kif(&self) -> u32 {
+        self.ifp.generation()
+    }
+
     fn count(&self, r: Reason) {
         self.pf.counters.get(self.worker).reasons[r as usize].inc();
     }
@@ -356,7 +365,7 @@ impl Cx<'_> {
     #[inline]
     fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
-        self.pf.states.with_state(key, self.ifp.index().0, f)
+        self.pf.states.with_state(key, self.kif(), f)
     }
 
     /// The lock-free look at the state for the packet (counted as a
@@ -365,7 +374,7 @@ impl Cx<'_> {
     #[inline]
     fn probe(&self, pd: &Pd) -> Probe {
         self.pf.counters.get(self.worker).searches.inc();
-        self.pf.states.probe(pkt_key_words(pd, self.dir), self.ifp.index().0)
+        self.pf.states.probe(pkt_key_words(pd, self.dir), self.kif())
     }
 }
 
@@ -636,7 +645,7 @@ fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
     }
     cx.pf
         .states
-        .with_state(key, cx.ifp.index().0, |st| {
+        .with_state(key, cx.kif(), |st| {
             let fwd = st.direction == dirc;
             let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
             let t = other_step(udp, &mut src.state, &mut dst.state);
@@ -668,7 +677,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
         return cx
             .pf
             .states
-            .with_state(key, cx.ifp.index().0, |st| {
+            .with_state(key, cx.kif(), |st| {
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -746,10 +755,21 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
     .unwrap_or(StateVerdict::NoState)
 }
 
+/// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
+/// routed in so far (a `match ... rtable` before, else its own), the one
+/// `no-route` and `urpf-failed` look in.
 #[inline]
-fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr) -> bool {
-    let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-    e.addr.matches(a, &lookup) != e.negated
+fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: u16) -> bool {
+    use crate::compile::AddrMatch;
+    let hit = match e.addr {
+        AddrMatch::NoRoute => cx.pf.routable(a, rtable, None) == Some(false),
+        AddrMatch::UrpfFailed => cx.pf.routable(a, rtable, Some(cx.ifp)) == Some(false),
+        _ => {
+            let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            e.addr.matches(a, &lookup)
+        }
+    };
+    hit != e.negated
 }
 
 /// pf_match_rule + the tail of pf_test_rule.
@@ -804,7 +824,7 @@ fn test_rule(
             continue;
         }
         let src_ok = if h.flags & HOT_SRC_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].src, pd.src)
+            endpoint_matches(cx, &rules[i].src, pd.src, rtable.unwrap_or(pkt.meta.rtable))
         } else {
             src & h.src.1 == h.src.0
         };
@@ -813,7 +833,7 @@ fn test_rule(
             continue;
         }
         let dst_ok = if h.flags & HOT_DST_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].dst, pd.dst)
+            endpoint_matches(cx, &rules[i].dst, pd.dst, rtable.unwrap_or(pkt.meta.rtable))
         } else {
             dst & h.dst.1 == h.dst.0
         };
@@ -960,7 +980,7 @@ fn create_state(
     let now = cx.now.as_nanos();
     let mut st = StateData {
         key: pkt_key(pd, cx.dir),
-        kif: if r.if_bound { cx.ifp.index().0 } else { 0 },
+        kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })

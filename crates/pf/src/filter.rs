@@ -7,6 +7,7 @@
 //! stack.set_filter(Some(Box::new(pf.clone())));         // the stack's hook
 //! pf.set_pflog(Some(queue.clone()));                    // pflog: daemon drains `queue` to a pcap file
 //! pf.set_if_lookup(Arc::new(move |name| …));            // (if) addresses of other interfaces
+//! pf.set_route_lookup(Arc::new(move |rtable, addr| …));  // no-route, urpf-failed
 //! pf.show_states(false, now)                            // pfctl -ss
 //! ```
 
@@ -19,14 +20,14 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
 use softnet_core::filter::{BufferSource, Direction, FilterReplies, PacketFilter, Verdict};
-use softnet_core::iface::{IfAddr, Interface};
+use softnet_core::iface::{IfAddr, Interface, WeakIf};
 use softnet_core::packet::PacketBuf;
 use softnet_core::percpu::{Counter, PerWorker};
 use softnet_core::time::Instant;
 
 use crate::compile::{compile, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
 use crate::eval::{self, Cx, Pd, REASON_COUNT};
-use crate::model::{Limit, Ruleset};
+use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
@@ -38,10 +39,24 @@ use crate::table::Table;
 pub struct PfCounters {
     pub reasons: [Counter; REASON_COUNT],
     pub searches: Counter,
+    /// `set loginterface` packets: [in pass, in block, out pass, out block].
+    pub logif_packets: [Counter; 4],
+    /// `set loginterface` bytes, passed and blocked: [in, out].
+    pub logif_bytes: [Counter; 2],
 }
+
+/// Sums of the `set loginterface` counters, in `PfCounters` order:
+/// packets (4) then bytes (2).
+pub(crate) type LogIfSums = [u64; 6];
 
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
+
+/// Finds the route for an address in a routing table, as `pf_routable`'s
+/// `rtalloc`: `None` when the table has no route for it (or no such
+/// table), else the interface the route goes out of. Reject and blackhole
+/// routes are routes (OpenBSD's `rtalloc` returns them too).
+pub type RouteLookup = Arc<dyn Fn(u16, Ipv4Addr) -> Option<WeakIf> + Send + Sync>;
 
 pub struct PfInner {
     pub(crate) enabled: AtomicBool,
@@ -55,7 +70,8 @@ pub struct PfInner {
     pub(crate) frags: crate::frag::FragCache,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
-    /// Names of interfaces states are bound to (index → name).
+    pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
+    /// Names of interfaces states are bound to (generation → name).
     ifnames: Mutex<HashMap<u32, String>>,
     gen: AtomicU32,
     iss_key: (u64, u64),
@@ -63,6 +79,9 @@ pub struct PfInner {
     last_now: AtomicU64,
     /// Serializes loads and flushes.
     load_lock: Mutex<()>,
+    /// The interface `set loginterface` named last and the counters'
+    /// sums when it was named: `-si` shows what came since.
+    logif: Mutex<(Option<String>, LogIfSums)>,
     /// Tables created by `-T add` that no ruleset defines.
     extra: Mutex<HashMap<String, Arc<Table>>>,
 }
@@ -80,11 +99,10 @@ impl PfInner {
         (h.finish() as u32).wrapping_add((now.as_nanos() / 4000) as u32)
     }
 
+    /// Remembers the name of an interface states are bound to, by the
+    /// generation the states record (`StateData::kif`).
     pub(crate) fn note_ifname(&self, ifp: &Interface) {
-        let mut g = self.ifnames.lock();
-        if g.get(&ifp.index().0).map(|s| s.as_str()) != Some(ifp.name()) {
-            g.insert(ifp.index().0, ifp.name().to_string());
-        }
+        self.ifnames.lock().entry(ifp.generation()).or_insert_with(|| ifp.name().to_string());
     }
 
     /// Addresses of interface `name`: the packet's own interface directly,
@@ -95,6 +113,17 @@ impl PfInner {
         }
         let l = self.if_lookup.load();
         l.as_ref().and_then(|f| f(name))
+    }
+
+    /// `pf_routable`: whether `addr` has a route in `rtable`; with `kif`,
+    /// whether that route goes out `kif` (strict uRPF: the route back to
+    /// the source leaves by the interface the packet came in on). `None`
+    /// without a route lookup installed: nothing to tell.
+    pub(crate) fn routable(&self, addr: Ipv4Addr, rtable: u16, kif: Option<&Interface>) -> Option<bool> {
+        let l = self.route_lookup.load();
+        let f = l.as_ref()?;
+        let Some(out) = f(rtable, addr) else { return Some(false) };
+        Some(kif.is_none_or(|ifp| out == ifp.weak()))
     }
 
     /// When a state expires (ns), as `pf_state_expires`, adaptive
@@ -114,7 +143,8 @@ impl PfInner {
             } else {
                 0
             };
-            (start_rule as u64, pick(tidx(Timeout::AdaptiveEnd)) as u64, states)
+            // The rule's own end, 0 included (no adaptation), as pf_state_expires.
+            (start_rule as u64, set.map(|s| s[tidx(Timeout::AdaptiveEnd)]).unwrap_or(0) as u64, states)
         } else {
             (
                 rs.opts.timeout(Timeout::AdaptiveStart) as u64,
@@ -129,6 +159,22 @@ impl PfInner {
             timeout = timeout * (end - states) / (end - start);
         }
         st.expire + timeout * 1_000_000_000
+    }
+
+    pub(crate) fn logif_sums(&self) -> LogIfSums {
+        let c = &self.counters;
+        let p = |i: usize| c.sum(|x| &x.logif_packets[i]);
+        let b = |i: usize| c.sum(|x| &x.logif_bytes[i]);
+        [p(0), p(1), p(2), p(3), b(0), b(1)]
+    }
+
+    /// `set loginterface` counters since the interface was named (`None`
+    /// without one).
+    pub(crate) fn logif_counters(&self) -> Option<(String, LogIfSums)> {
+        let g = self.logif.lock();
+        let name = g.0.clone()?;
+        let now = self.logif_sums();
+        Some((name, std::array::from_fn(|i| now[i].wrapping_sub(g.1[i]))))
     }
 
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
@@ -156,6 +202,9 @@ impl Default for Pf {
 /// Text a table command prints (pfctl writes these to stderr).
 pub type TableMsg = String;
 
+/// pfctl's report of ENOMEM from a table ioctl (a pool limit reached).
+const NO_MEMORY: &str = "pfctl: Cannot allocate memory";
+
 impl Pf {
     /// A filter that is enabled with an empty ruleset (everything passes,
     /// as pf's default rule).
@@ -172,11 +221,13 @@ impl Pf {
             frags: crate::frag::FragCache::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
             gen: AtomicU32::new(0),
             iss_key: (s, s.rotate_left(29) ^ 0x6a09_e667_f3bc_c908),
             last_now: AtomicU64::new(0),
             load_lock: Mutex::new(()),
+            logif: Mutex::new((None, [0; 6])),
             extra: Mutex::new(HashMap::new()),
         };
         Pf { inner: Arc::new(inner) }
@@ -190,7 +241,7 @@ impl Pf {
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
         let mut existing = self.inner.extra.lock().clone();
         existing.extend(cur.tables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let compiled = compile(
+        let mut compiled = compile(
             rs,
             &CompileCx {
                 resolver,
@@ -200,9 +251,21 @@ impl Pf {
                 gen,
             },
         )?;
+        // As pfctl, which sets the status interface only when the ruleset
+        // says `set loginterface`: otherwise the current one stays.
+        let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
+        if !names_logif {
+            compiled.opts.loginterface = cur.opts.loginterface.clone();
+        }
         self.inner.extra.lock().retain(|k, _| !compiled.tables.contains_key(k));
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.states.set_limit(compiled.opts.limit(Limit::States) as usize);
+        {
+            let mut l = self.inner.logif.lock();
+            if l.0 != compiled.opts.loginterface {
+                *l = (compiled.opts.loginterface.clone(), self.inner.logif_sums());
+            }
+        }
         self.inner.ruleset.store(Arc::new(compiled));
         Ok(())
     }
@@ -310,6 +373,12 @@ impl Pf {
         self.inner.if_lookup.store(Some(Arc::new(f)));
     }
 
+    /// Installs the route lookup `no-route` and `urpf-failed` need; until
+    /// one is installed they match nothing.
+    pub fn set_route_lookup(&self, f: RouteLookup) {
+        self.inner.route_lookup.store(Some(Arc::new(f)));
+    }
+
     /// Removes expired states (all of them, not incrementally) and expired
     /// fragments; returns the number of states removed.
     pub fn expire_states(&self, now: Instant) -> usize {
@@ -331,19 +400,45 @@ impl Pf {
     }
 
     /// `-T add` on a table the ruleset does not have creates it (kept
-    /// aside, and handed to the next ruleset that names it).
-    fn table_or_create(&self, name: &str) -> Arc<Table> {
+    /// aside, and handed to the next ruleset that names it), unless that
+    /// would go over `set limit tables`.
+    fn table_or_create(&self, name: &str) -> Result<Arc<Table>, TableMsg> {
         if let Some(t) = self.table(name) {
-            return t;
+            return Ok(t);
         }
+        let (count, _) = self.table_usage();
         let mut g = self.inner.extra.lock();
-        g.entry(name.to_string()).or_insert_with(|| Arc::new(Table::new(name))).clone()
+        if let Some(t) = g.get(name) {
+            return Ok(t.clone());
+        }
+        if count >= self.inner.ruleset.load().opts.limit(Limit::Tables) as usize {
+            return Err(NO_MEMORY.to_string());
+        }
+        Ok(g.entry(name.to_string()).or_insert_with(|| Arc::new(Table::new(name))).clone())
     }
 
-    pub fn table_add(&self, name: &str, entries: &[crate::model::TableEntry]) -> TableMsg {
-        let t = self.table_or_create(name);
-        let n = t.add(entries);
-        format!("{}/{} addresses added.", n, entries.len())
+    /// Number of tables and of entries in all of them (what `set limit
+    /// tables` and `set limit table-entries` bound).
+    fn table_usage(&self) -> (usize, usize) {
+        let rs = self.inner.ruleset.load();
+        let extra = self.inner.extra.lock();
+        let all = rs.tables.values().chain(extra.values());
+        all.fold((0, 0), |(k, e), t| (k + 1, e + t.len()))
+    }
+
+    /// Entries that fit before `set limit table-entries`.
+    fn table_room(&self) -> usize {
+        let limit = self.inner.ruleset.load().opts.limit(Limit::TableEntries) as usize;
+        limit.saturating_sub(self.table_usage().1)
+    }
+
+    /// `-T add`: all the entries or, over `set limit table-entries`,
+    /// none (pf's entry pool is full).
+    pub fn table_add(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
+        let _g = self.inner.load_lock.lock();
+        let t = self.table_or_create(name)?;
+        let n = t.add_within(entries, self.table_room()).ok_or_else(|| NO_MEMORY.to_string())?;
+        Ok(format!("{}/{} addresses added.", n, entries.len()))
     }
 
     pub fn table_delete(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
@@ -352,9 +447,10 @@ impl Pf {
         Ok(format!("{}/{} addresses deleted.", n, entries.len()))
     }
 
-    pub fn table_replace(&self, name: &str, entries: &[crate::model::TableEntry]) -> TableMsg {
-        let t = self.table_or_create(name);
-        let (a, d) = t.replace(entries);
+    pub fn table_replace(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
+        let _g = self.inner.load_lock.lock();
+        let t = self.table_or_create(name)?;
+        let (a, d) = t.replace_within(entries, self.table_room()).ok_or_else(|| NO_MEMORY.to_string())?;
         let mut s = String::new();
         if a > 0 {
             s.push_str(&format!("{a} addresses added.\n"));
@@ -365,7 +461,7 @@ impl Pf {
         if s.is_empty() {
             s.push_str("no changes.\n");
         }
-        s.trim_end().to_string()
+        Ok(s.trim_end().to_string())
     }
 
     pub fn table_flush(&self, name: &str) -> Result<TableMsg, TableMsg> {
@@ -434,6 +530,9 @@ impl PacketFilter for Pf {
             return Verdict::Pass(pkt);
         }
         let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        if rs.opts.loginterface.as_deref() == Some(ifp.name()) {
+            return count_logif(inner, worker, dir, pkt, |p| eval::test(&cx, p, bufs, replies));
+        }
         eval::test(&cx, pkt, bufs, replies)
     }
 
@@ -454,4 +553,26 @@ impl PacketFilter for Pf {
         });
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
     }
+}
+
+/// pf_counters_inc's per-interface counts, for the `set loginterface`
+/// interface only: packets by direction and verdict, bytes (IP total
+/// length) by direction. A fragment kept for reassembly counts as passed.
+#[cold]
+fn count_logif(
+    inner: &PfInner,
+    worker: usize,
+    dir: Direction,
+    pkt: PacketBuf,
+    f: impl FnOnce(PacketBuf) -> Verdict,
+) -> Verdict {
+    let d = pkt.data();
+    let len = if d.len() >= 4 { u16::from_be_bytes([d[2], d[3]]) as u64 } else { d.len() as u64 };
+    let v = f(pkt);
+    let out = (dir == Direction::Out) as usize;
+    let blocked = matches!(v, Verdict::Drop(_)) as usize;
+    let c = inner.counters.get(worker);
+    c.logif_packets[out * 2 + blocked].inc();
+    c.logif_bytes[out].add(len);
+    v
 }

@@ -86,6 +86,20 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
+        // Source tracking (and what needs it) would otherwise load and
+        // protect nothing.
+        let o = &r.state_opts;
+        let src_track = [
+            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
+            (o.max_src_conn.is_some(), "max-src-conn"),
+            (o.max_src_nodes.is_some(), "max-src-nodes"),
+            (o.max_src_states.is_some(), "max-src-states"),
+            (o.overload.is_some(), "overload"),
+            (o.source_track.is_some(), "source-track"),
+        ];
+        if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
+            refuse(what);
+        }
     }
     if errs.is_empty() {
         Ok(())
@@ -838,6 +852,12 @@ impl<'r> Parser<'r> {
             }
         }
         self.filter_opts(c, &mut spec)?;
+        // pfctl: flags on a rule whose protocol list names no tcp.
+        let has_flags = spec.flags.is_some_and(|f| f.set != 0 || f.mask != 0);
+        let any_proto = spec.protos.iter().any(|p| p.is_none());
+        if has_flags && !any_proto && !spec.protos.contains(&Some(IPPROTO_TCP)) {
+            return Err((c.end_line, "flags only apply to tcp".into()));
+        }
         self.expand(spec, c.end_line);
         Ok(())
     }
@@ -1212,6 +1232,17 @@ impl<'r> Parser<'r> {
                 }
             }
         }
+        // pfctl: a rule limited to `max` states adapts its states' timeouts
+        // to its own count, from 60% to 120% of the limit, unless it says
+        // otherwise (u_int32 arithmetic, as pfctl's).
+        let adaptive = o.timeouts.iter().any(|(k, _)| matches!(k, Timeout::AdaptiveStart | Timeout::AdaptiveEnd));
+        if let (false, Some(max)) = (adaptive, o.max) {
+            for (t, v) in [(Timeout::AdaptiveStart, (max / 10).wrapping_mul(6)), (Timeout::AdaptiveEnd, (max / 10).wrapping_mul(12))] {
+                if v != 0 {
+                    o.timeouts.push((t, v));
+                }
+            }
+        }
         o.timeouts.sort();
         // max-src-* limits need per-source tracking; pfctl turns it on
         if o.max_src_conn.is_some() || o.max_src_conn_rate.is_some() {
@@ -1502,8 +1533,8 @@ fn rule_consistent(r: &Rule) -> Vec<String> {
     if r.action != Action::Pass && r.keep_state != StateMode::NoState {
         p.push("keep state is great, but only for pass rules".into());
     }
-    if r.keep_state == StateMode::Synproxy && r.state_opts.sloppy {
-        p.push("sloppy state matching cannot be used with synproxy state".into());
+    if matches!(r.keep_state, StateMode::Synproxy | StateMode::Modulate) && r.state_opts.sloppy {
+        p.push("sloppy state matching cannot be used with synproxy state or modulate state".into());
     }
     if matches!(r.translation, Some(Translation::NatTo(_) | Translation::RdrTo(_)))
         && r.action != Action::Match
@@ -1697,6 +1728,12 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        // Source tracking parses (pfctl -nf prints it) but does not load.
+        let src = "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
+                   pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
+        assert!(parse_ruleset(src, "f", &r).is_ok());
+        let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
     }
 
     #[test]

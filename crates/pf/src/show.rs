@@ -165,6 +165,18 @@ impl Pf {
                 format!("{:>14}", "")
             }
         };
+        if let Some((name, c)) = inner.logif_counters() {
+            // pfctl's print_status; IPv6 is never counted here.
+            let _ = writeln!(out, "Interface Stats for {:<16} {:>5} {:>16}", name, "IPv4", "IPv6");
+            let _ = writeln!(out, "  {:<25} {:>14} {:>16}", "Bytes In", c[4], 0);
+            let _ = writeln!(out, "  {:<25} {:>14} {:>16}", "Bytes Out", c[5], 0);
+            out.push_str("  Packets In\n");
+            let _ = writeln!(out, "    {:<23} {:>14} {:>16}", "Passed", c[0], 0);
+            let _ = writeln!(out, "    {:<23} {:>14} {:>16}", "Blocked", c[1], 0);
+            out.push_str("  Packets Out\n");
+            let _ = writeln!(out, "    {:<23} {:>14} {:>16}", "Passed", c[2], 0);
+            let _ = writeln!(out, "    {:<23} {:>14} {:>16}\n", "Blocked", c[3], 0);
+        }
         let _ = writeln!(out, "{:<27} {:>14} {:>16}", "State Table", "Total", "Rate");
         let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", inner.states.len(), "");
         let searches = inner.counters.sum(|c| &c.searches);

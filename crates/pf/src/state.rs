@@ -155,7 +155,8 @@ pub const DIR_OUT: u8 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateData {
     pub key: StateKey,
-    /// Interface index the state is bound to; 0 = floating (`all`).
+    /// Interface the state is bound to, by generation (unique for the
+    /// interface's life, unlike its index); 0 = floating (`all`).
     pub kif: u32,
     pub direction: u8,
     pub flags: u8,

@@ -210,6 +210,12 @@ fn v4(net: &IpNet) -> Option<(u32, u8)> {
     }
 }
 
+/// How many entries a table holding exactly `entries` has (IPv4, one per
+/// prefix).
+pub fn count_distinct(entries: &[TableEntry]) -> usize {
+    entries.iter().filter_map(|e| v4(&e.net)).collect::<HashSet<_>>().len()
+}
+
 /// How long `publish` waits for workers to drop an old snapshot before
 /// folding its counters anyway (a worker holds one for one packet).
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
@@ -270,6 +276,30 @@ impl Table {
             }
         }
         n
+    }
+
+    /// `add` within pf's entry pool: adds nothing and gives `None` when
+    /// more than `room` entries would be new.
+    pub fn add_within(&self, entries: &[TableEntry], room: usize) -> Option<usize> {
+        let mut ctl = self.ctl.lock();
+        let new: HashSet<(u32, u8)> = entries.iter().filter_map(|e| v4(&e.net)).filter(|k| !ctl.contains_key(k)).collect();
+        if new.len() > room {
+            return None;
+        }
+        let n = Self::add_locked(&mut ctl, entries);
+        if n > 0 {
+            self.publish(&mut ctl, true);
+        }
+        Some(n)
+    }
+
+    /// `replace` within pf's entry pool: changes nothing and gives `None`
+    /// when the table would grow by more than `room` entries.
+    pub fn replace_within(&self, entries: &[TableEntry], room: usize) -> Option<(usize, usize)> {
+        if count_distinct(entries).saturating_sub(self.len()) > room {
+            return None;
+        }
+        Some(self.replace(entries))
     }
 
     /// Adds entries; returns how many were new. IPv6 entries are ignored

@@ -211,6 +211,61 @@ fn block_return_rst_answers_with_the_right_sequence_numbers() {
 }
 
 #[test]
+fn block_return_icmp_sends_the_code_the_rule_names() {
+    let n = net();
+    let pf = pf_with(&n, "block return-icmp(host-unr) in proto udp to port 8\nblock return-icmp(net-unr) in proto tcp to port 9\nblock return-icmp in proto udp to port 10\n");
+    let t = Instant::from_secs(1);
+    let answer = |p: PacketBuf| {
+        let mut replies = vec![];
+        assert!(matches!(pf.test(0, t, Direction::In, &n.em0, p, &mut Bufs, &mut replies), Verdict::Drop(_)));
+        assert_eq!(replies.len(), 1);
+        let r = Ipv4Packet::new_checked(replies[0].data()).unwrap();
+        assert_eq!((r.dst(), r.protocol()), (CLIENT, IpProtocol::ICMP));
+        // Type, code, and the quoted header's source.
+        let q = Ipv4Packet::new_unchecked(&r.payload()[8..]);
+        (r.payload()[0], r.payload()[1], q.src())
+    };
+    assert_eq!(answer(PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 8, b"q"))), (3, 1, CLIENT));
+    // return-icmp answers TCP with ICMP too, not with a RST.
+    assert_eq!(answer(tcp(CLIENT, SERVER, 40000, 9, SYN, 1, 0, 0)), (3, 0, CLIENT));
+    assert_eq!(answer(PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 10, b"q"))), (3, 3, CLIENT));
+}
+
+#[test]
+fn block_policy_return_makes_plain_block_answer() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (rules, answers) in [("block in all\n", 0), ("set block-policy return\nblock in all\n", 1)] {
+        let pf = pf_with(&n, rules);
+        let mut replies = vec![];
+        pf.test(0, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1, 0, 0), &mut Bufs, &mut replies);
+        let u = PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 53, b"q"));
+        pf.test(0, t, Direction::In, &n.em0, u, &mut Bufs, &mut replies);
+        assert_eq!(replies.len(), 2 * answers, "{rules}");
+        if answers == 1 {
+            // TCP gets a RST, UDP a port unreachable.
+            let r = Ipv4Packet::new_checked(replies[0].data()).unwrap();
+            assert!(TcpPacket::new_checked(r.payload()).unwrap().flags().contains(TcpFlags::RST));
+            let r = Ipv4Packet::new_checked(replies[1].data()).unwrap();
+            assert_eq!(&r.payload()[..2], &[3, 3]);
+        }
+    }
+}
+
+#[test]
+fn echo_reply_must_carry_the_id_of_the_request() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in on em0 inet proto icmp icmp-type echoreq\n");
+    let t = Instant::from_secs(1);
+    let req = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"ping" };
+    assert!(run(&pf, t, Direction::In, &n.em0, icmp(CLIENT, SERVER, req)));
+    let other = Icmpv4Repr::EchoReply { ident: 8, seq_no: 1, data: b"ping" };
+    assert!(!run(&pf, t, Direction::Out, &n.em0, icmp(SERVER, CLIENT, other)), "another id: no state");
+    let rep = Icmpv4Repr::EchoReply { ident: 7, seq_no: 1, data: b"ping" };
+    assert!(run(&pf, t, Direction::Out, &n.em0, icmp(SERVER, CLIENT, rep)));
+}
+
+#[test]
 fn udp_state_expires_after_its_timeout() {
     let n = net();
     let pf = pf_with(&n, "block all\npass out proto udp\n");
@@ -295,6 +350,22 @@ fn disabled_pf_passes_everything_and_reload_keeps_states() {
     pf.enable(t).unwrap();
     assert_eq!(pf.kill_states(CLIENT, None), 1);
     assert_eq!(pf.state_count(), 0);
+}
+
+#[test]
+fn sloppy_state_passes_segments_outside_the_window() {
+    let n = net();
+    for (rules, passes) in [("pass proto tcp keep state\n", false), ("pass proto tcp keep state (sloppy)\n", true)] {
+        let pf = pf_with(&n, rules);
+        let t = Instant::from_secs(1);
+        assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0)));
+        assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
+        assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 0)));
+        let far = tcp(CLIENT, SERVER, 40000, 22, ACK, 900_000, 5001, 10);
+        assert_eq!(run(&pf, t, Direction::In, &n.em0, far), passes, "{rules}");
+        assert_eq!(pf.counter("state-mismatch"), Some(if passes { 0 } else { 1 }));
+        assert_eq!(pf.state_count(), 1);
+    }
 }
 
 #[test]

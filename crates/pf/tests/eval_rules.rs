@@ -126,7 +126,7 @@ fn tables_match_and_change_at_run_time() {
     let e = TableEntry { negated: false, net: IpNet::new("10.0.1.2".parse().unwrap(), 32) };
     let ne = TableEntry { negated: true, net: IpNet::new("10.0.1.2".parse().unwrap(), 32) };
     assert_eq!(pf.table_delete("bad", &[ne]).unwrap(), "1/1 addresses deleted.");
-    assert_eq!(pf.table_add("bad", &[e]), "1/1 addresses added.");
+    assert_eq!(pf.table_add("bad", &[e]).unwrap(), "1/1 addresses added.");
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 3)).is_none());
     assert_eq!(pf.table_test("bad", &[A]).unwrap(), ("1/1 addresses match.".to_string(), true));
     assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
@@ -240,4 +240,224 @@ fn evaluations_count_only_rules_looked_at() {
     assert!(matches!(pf.test(3, t, Direction::In, &n.em0, udp(A, B, 1, 9), &mut Bufs, &mut r), Verdict::Pass(_)));
     let sr = pf.show_rules(true);
     assert!(sr.contains("pass in quick proto udp from any to any port = 9 no state\n  [ Evaluations: 3 "), "{sr}");
+}
+
+/// Routing table 0 with em0's and em1's connected routes, and the lookup
+/// pf uses (as the daemon installs it).
+fn routes_of(n: &Net) -> std::sync::Arc<softnet_core::route::RouteTables> {
+    use softnet_core::route::{Route, RouteTables};
+    use softnet_core::rtmsg::RouteMonitor;
+    let t = std::sync::Arc::new(RouteTables::new(std::sync::Arc::new(RouteMonitor::new())));
+    t.add(0, Route::connected(n.em0.weak(), IfAddr::new("10.0.1.1".parse().unwrap(), 24))).unwrap();
+    t.add(0, Route::connected(n.em1.weak(), IfAddr::new("10.0.2.1".parse().unwrap(), 24))).unwrap();
+    t
+}
+
+fn install_routes(pf: &Pf, t: &std::sync::Arc<softnet_core::route::RouteTables>) {
+    let t = t.clone();
+    pf.set_route_lookup(std::sync::Arc::new(move |rtable, addr| t.snapshot(rtable)?.lookup(addr).map(|r| r.ifp)));
+}
+
+const FAR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+
+#[test]
+fn no_route_matches_addresses_the_routing_table_cannot_reach() {
+    use softnet_core::route::{Route, RouteFlags};
+    let n = net();
+    let pf = pf(&n, "block in quick from no-route\nblock in quick to no-route\npass no state\n");
+    let t = Instant::from_secs(1);
+    // No route lookup yet: no-route matches nothing (as before).
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_some());
+    let rt = routes_of(&n);
+    install_routes(&pf, &rt);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none(), "source without a route");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, FAR, 1, 2)).is_none(), "destination without a route");
+    // A blackhole route is a route (pf_routable: rtalloc finds it).
+    let mut bh = Route::via("192.0.2.0".parse().unwrap(), 24, "127.0.0.1".parse().unwrap());
+    bh.gateway = None;
+    bh.flags = RouteFlags::UP | RouteFlags::STATIC | RouteFlags::BLACKHOLE;
+    rt.add(0, bh).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_some());
+    // So is a default route.
+    rt.delete(0, "192.0.2.0".parse().unwrap(), 24, None).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 3)).is_none());
+    rt.add(0, Route::via(Ipv4Addr::UNSPECIFIED, 0, "10.0.2.254".parse().unwrap())).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 4)).is_some());
+}
+
+#[test]
+fn negated_no_route_and_the_rtable_of_a_match_rule() {
+    let n = net();
+    let rt = routes_of(&n);
+    // Packets with a route pass; a packet put in table 1 (which does not
+    // exist) has no route there.
+    let pf1 = pf(&n, "block all\npass in from ! no-route no state\n");
+    install_routes(&pf1, &rt);
+    let t = Instant::from_secs(1);
+    assert!(test(&pf1, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf1, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none());
+    let pf2 = pf(&n, "match in proto udp to port 9 rtable 1\nblock in quick from no-route\npass no state\n");
+    install_routes(&pf2, &rt);
+    assert!(test(&pf2, t, Direction::In, &n.em0, udp(A, B, 1, 8)).is_some());
+    assert!(test(&pf2, t, Direction::In, &n.em0, udp(A, B, 1, 9)).is_none(), "looked up in rtable 1");
+    let mut p = udp(A, B, 1, 8);
+    p.meta.rtable = 1;
+    assert!(test(&pf2, t, Direction::In, &n.em0, p).is_none(), "the packet's own rtable");
+}
+
+#[test]
+fn urpf_failed_matches_sources_whose_route_leaves_by_another_interface() {
+    let n = net();
+    let rt = routes_of(&n);
+    let pf = pf(&n, "block in quick from urpf-failed\npass no state\n");
+    install_routes(&pf, &rt);
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some(), "10.0.1.2 is behind em0");
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1, 2)).is_none(), "10.0.1.2 is not behind em1");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none(), "no route back at all");
+    rt.add(0, softnet_core::route::Route::via(Ipv4Addr::UNSPECIFIED, 0, "10.0.2.254".parse().unwrap())).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(FAR, B, 1, 2)).is_some(), "the default route leaves by em1");
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none());
+    // `! urpf-failed`: only sources that pass the check.
+    let pf2 = pf_neg(&n, &rt);
+    assert!(test(&pf2, t, Direction::In, &n.em0, udp(A, B, 1, 2)).is_some());
+    assert!(test(&pf2, t, Direction::In, &n.em1, udp(A, B, 1, 2)).is_none());
+}
+
+fn pf_neg(n: &Net, rt: &std::sync::Arc<softnet_core::route::RouteTables>) -> Pf {
+    let p = pf(n, "block all\npass in from ! urpf-failed no state\n");
+    install_routes(&p, rt);
+    p
+}
+
+#[test]
+fn if_bound_state_does_not_match_a_new_interface_that_reuses_the_index() {
+    use softnet_core::iface::{InterfaceConfig, InterfaceTable};
+    use softnet_core::vlink;
+    let table = InterfaceTable::new();
+    let mk = |name: &str| {
+        let (a, _b) = vlink::wire(1, 16);
+        let i = table
+            .create(InterfaceConfig { name: name.into(), mac: Default::default(), mtu: 1500, queues: a.link_queues() })
+            .unwrap();
+        i.set_addrs(vec![IfAddr::new("10.0.1.1".parse().unwrap(), 24)]);
+        i.set_up(true);
+        i
+    };
+    let n = net();
+    let pf = pf(&n, "block all\npass in proto udp keep state (if-bound)\n");
+    let t = Instant::from_secs(1);
+    let tun0 = mk("tun0");
+    let (old_index, old_gen) = (tun0.index(), tun0.generation());
+    assert!(test(&pf, t, Direction::In, &tun0, udp(A, B, 1000, 53)).is_some());
+    assert!(test(&pf, t, Direction::Out, &tun0, udp(B, A, 53, 1000)).is_some(), "the reply matches the state on tun0");
+    assert!(test(&pf, t, Direction::Out, &n.em1, udp(B, A, 53, 1000)).is_none(), "bound: not on another interface");
+    let ifp = table.begin_destroy("tun0").unwrap();
+    drop(tun0);
+    table.finish_destroy(ifp);
+    let tun1 = mk("tun1");
+    assert_eq!(tun1.index(), old_index, "the index is reused");
+    assert_ne!(tun1.generation(), old_gen);
+    assert!(
+        test(&pf, t, Direction::Out, &tun1, udp(B, A, 53, 1000)).is_none(),
+        "a state bound to the destroyed tun0 must not match on tun1"
+    );
+    assert_eq!(pf.state_count(), 1);
+    assert!(pf.show_states(false, t).starts_with("tun0 udp"), "{}", pf.show_states(false, t));
+}
+
+#[test]
+fn max_states_per_rule_is_enforced_and_adapts_the_rules_timeouts() {
+    let n = net();
+    // max 10: pfctl adds adaptive.start 6, adaptive.end 12 for the rule.
+    let pf = pf(&n, "pass in proto udp keep state (max 10)\n");
+    assert!(pf.show_rules(false).contains("keep state (max 10, adaptive.start 6, adaptive.end 12)"), "{}", pf.show_rules(false));
+    let t = Instant::from_secs(100);
+    for p in 1..=10 {
+        assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, p, 53)).is_some());
+    }
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 11, 53)).is_none(), "the 11th state is refused");
+    assert_eq!(pf.counter("state-limit"), Some(1));
+    assert_eq!(pf.state_count(), 10);
+    // 10 states of the rule: udp.first 60 × (12 − 10) / (12 − 6) = 20 s.
+    assert_eq!(pf.expire_states(Instant::from_secs(119)), 0);
+    // The first to go leaves 9: 60 × 3 / 6 = 30 s for the others.
+    assert_eq!(pf.expire_states(Instant::from_secs(121)), 1);
+    // Its slot in the rule's count is free again.
+    assert!(test(&pf, Instant::from_secs(121), Direction::In, &n.em0, udp(A, B, 11, 53)).is_some());
+    assert!(test(&pf, Instant::from_secs(121), Direction::In, &n.em0, udp(A, B, 12, 53)).is_none());
+    assert_eq!(pf.counter("state-limit"), Some(2));
+}
+
+#[test]
+fn loginterface_traffic_shows_in_pfctl_si() {
+    let n = net();
+    let pf = pf(&n, "set loginterface em0\nblock in proto udp to port 9\npass in proto udp to port 7 no state\npass out no state\n");
+    let t = Instant::from_secs(1);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 7)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 2, 7)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 3, 9)).is_none());
+    assert!(test(&pf, t, Direction::Out, &n.em0, udp(B, A, 7, 1)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 1)).is_some(), "not the log interface");
+    let si = pf.show_info(t);
+    let want = "Interface Stats for em0               IPv4             IPv6
+  Bytes In                              96                0
+  Bytes Out                             32                0
+  Packets In
+    Passed                               2                0
+    Blocked                              1                0
+  Packets Out
+    Passed                               1                0
+    Blocked                              0                0
+
+State Table ";
+    assert!(si.contains(want), "{si}");
+    // A ruleset that does not name one keeps it (as pfctl); `none` drops
+    // it; naming another interface starts from zero.
+    let res = &n.resolver;
+    pf.load(&softnet_pf::parse_ruleset("pass no state\n", "pf.conf", res).unwrap(), res).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 4, 7)).is_some());
+    assert!(pf.show_info(t).contains("  Bytes In                             128 "), "{}", pf.show_info(t));
+    pf.load(&softnet_pf::parse_ruleset("set loginterface none\npass\n", "pf.conf", res).unwrap(), res).unwrap();
+    assert!(!pf.show_info(t).contains("Interface Stats"));
+    pf.load(&softnet_pf::parse_ruleset("set loginterface em1\npass no state\n", "pf.conf", res).unwrap(), res).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 2)).is_some());
+    let si = pf.show_info(t);
+    assert!(si.contains("Interface Stats for em1 ") && si.contains("  Bytes In                              32 "), "{si}");
+}
+
+fn entry(a: &str) -> TableEntry {
+    TableEntry { negated: false, net: IpNet::new(a.parse().unwrap(), 32) }
+}
+
+#[test]
+fn table_limits_refuse_what_goes_over_and_change_nothing() {
+    let n = net();
+    let res = &n.resolver;
+    let load = |pf: &Pf, text: &str| {
+        let rs = softnet_pf::parse_ruleset(text, "pf.conf", res).unwrap();
+        pf.load(&rs, res).map_err(|e| e.to_string())
+    };
+    let pf = pf(&n, "set limit table-entries 4\ntable <a> persist { 10.0.0.1 10.0.0.2 }\ntable <b> { 10.0.0.3 }\npass\n");
+    // One entry of room left.
+    assert_eq!(pf.table_add("b", &[entry("10.0.0.4"), entry("10.0.0.5")]).unwrap_err(), "pfctl: Cannot allocate memory");
+    assert_eq!(pf.table_show("b", false).unwrap(), "   10.0.0.3\n", "nothing added");
+    assert_eq!(pf.table_add("b", &[entry("10.0.0.3"), entry("10.0.0.4")]).unwrap(), "1/2 addresses added.");
+    assert!(pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8"), entry("10.0.0.9")]).is_err());
+    assert_eq!(pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8")]).unwrap(), "2 addresses added.\n2 addresses deleted.");
+    // A ruleset over the limit loads nothing: <a> keeps its entries.
+    let e = load(&pf, "set limit table-entries 4\ntable <a> persist { 10.0.1.1 10.0.1.2 10.0.1.3 }\ntable <b> { 10.0.0.3 10.0.0.4 }\npass\n");
+    assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table b: Cannot allocate memory");
+    assert_eq!(pf.table_show("a", false).unwrap(), "   10.0.0.1\n   10.0.0.2\n");
+    // A translation is refused before any table changes too.
+    let e = load(&pf, "table <a> persist { 10.0.9.9 }\npass out nat-to 10.0.2.1\n");
+    assert!(e.unwrap_err().contains("nat-to"));
+    assert_eq!(pf.table_show("a", false).unwrap(), "   10.0.0.1\n   10.0.0.2\n");
+    // set limit tables: the second table is one too many, at load and by -T add.
+    let e = load(&pf, "set limit tables 1\ntable <a> persist { 10.0.0.1 }\ntable <c> { 10.0.0.3 }\npass\n");
+    assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table c: Cannot allocate memory");
+    load(&pf, "set limit tables 1\ntable <a> persist { 10.0.0.1 }\npass\n").unwrap();
+    assert_eq!(pf.table_add("new", &[entry("10.0.0.1")]).unwrap_err(), "pfctl: Cannot allocate memory");
+    assert!(pf.table_show("new", false).is_err());
 }

@@ -268,7 +268,7 @@ fn pf_install(stack: &Stack, case: PfCase, states: usize) -> anyhow::Result<soft
         let entries: Vec<TableEntry> = (0..100_000u32)
             .map(|i| TableEntry { negated: false, net: IpNet::new(Ipv4Addr::from(base + i * 256).into(), 24) })
             .collect();
-        pf.table_add("t", &entries);
+        pf.table_add("t", &entries).map_err(|e| anyhow::anyhow!(e))?;
     }
     stack.set_filter(Some(Box::new(pf.clone())));
     Ok(pf)

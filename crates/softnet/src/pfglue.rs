@@ -89,6 +89,12 @@ impl PfService {
             let ifs = s.ifaces.load();
             ifs.by_name(name).map(|i| i.addrs().as_ref().clone())
         }));
+        let rt_stack = Arc::downgrade(&stack);
+        pf.set_route_lookup(Arc::new(move |rtable, addr| {
+            let s = rt_stack.upgrade()?;
+            let snap = s.routes.snapshot(rtable)?;
+            snap.lookup(addr).map(|r| r.ifp)
+        }));
         PfService { pf, stack, installed: AtomicBool::new(false) }
     }
 
@@ -125,6 +131,12 @@ impl PfService {
         };
         if let Some(l) = level {
             optimize(&mut rs, l);
+        }
+        // As pf's DIOCADDRULE: a rule may only name a routing table that
+        // exists (EBUSY otherwise).
+        let tables = self.stack.routes.table_ids();
+        if rs.rules.iter().any(|r| r.rtable.is_some_and(|t| !tables.iter().any(|&id| id as u32 == t))) {
+            return Err("pfctl: DIOCADDRULE: Device busy\n".into());
         }
         self.pf.load(&rs, &resolver).map_err(|e| format!("{e}\n"))
     }
@@ -191,12 +203,18 @@ impl PfService {
         };
         let note = |s: String| Response::Text(format!("{NOTE_MARK}{s}\n"));
         match cmd {
-            PfTableCmd::Add => note(self.pf.table_add(name, &entries)),
+            PfTableCmd::Add => match self.pf.table_add(name, &entries) {
+                Ok(m) => note(m),
+                Err(m) => Response::Error(m),
+            },
             PfTableCmd::Delete => match self.pf.table_delete(name, &entries) {
                 Ok(m) => note(m),
                 Err(m) => Response::Error(m),
             },
-            PfTableCmd::Replace => note(self.pf.table_replace(name, &entries)),
+            PfTableCmd::Replace => match self.pf.table_replace(name, &entries) {
+                Ok(m) => note(m),
+                Err(m) => Response::Error(m),
+            },
             PfTableCmd::Flush => match self.pf.table_flush(name) {
                 Ok(m) => note(m),
                 Err(m) => Response::Error(m),
@@ -315,6 +333,78 @@ mod tests {
         let err = load_table_files(&mut rs).unwrap_err();
         assert!(err.starts_with("pf.conf:1: cannot load") && err.contains("missing.txt"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The daemon's pf looks routes up in the stack's tables: `no-route`
+    /// and `urpf-failed` follow the routes the stack has.
+    #[test]
+    fn no_route_and_urpf_failed_see_the_stacks_routes() {
+        use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+        use softnet_core::iface::IfAddr;
+        use softnet_core::packet::PacketBuf;
+        use softnet_core::stack::{RouteTarget, StackConfig};
+        use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
+        struct Bufs;
+        impl BufferSource for Bufs {
+            fn alloc(&mut self) -> Option<PacketBuf> {
+                Some(PacketBuf::with_capacity(2048))
+            }
+            fn alloc_large(&mut self) -> Option<PacketBuf> {
+                None
+            }
+            fn free(&mut self, _p: PacketBuf) {}
+        }
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
+        let (r0, _a) = softnet_core::vlink::wire(1, 64);
+        let (r1, _b) = softnet_core::vlink::wire(1, 64);
+        stack.create_interface("sn-r0", Default::default(), 1500, r0.link_queues()).unwrap();
+        stack.create_interface("sn-r1", Default::default(), 1500, r1.link_queues()).unwrap();
+        stack.add_address("sn-r0", IfAddr::new("10.0.1.1".parse().unwrap(), 24)).unwrap();
+        stack.add_address("sn-r1", IfAddr::new("10.0.2.1".parse().unwrap(), 24)).unwrap();
+        let svc = PfService::new(stack.clone());
+        svc.load_text("pf.conf", "block in quick from no-route\nblock in quick from urpf-failed\npass no state\n", None)
+            .unwrap();
+        let _ = svc.pf.enable(stack.clock.now());
+        let pkt = |src: &str| {
+            let i = Ipv4Repr {
+                src: src.parse().unwrap(),
+                dst: "10.0.2.2".parse().unwrap(),
+                protocol: IpProtocol(253),
+                ttl: 64,
+                tos: 0,
+                ident: 1,
+                dont_frag: false,
+                payload_len: 4,
+            };
+            let mut b = vec![0u8; i.buffer_len()];
+            i.emit(&mut b);
+            PacketBuf::from_slice(&b)
+        };
+        let passes = |ifname: &str, src: &str| {
+            let ifs = stack.ifaces.load();
+            let ifp = ifs.by_name(ifname).unwrap();
+            let v = svc.pf.test(0, stack.clock.now(), Direction::In, ifp, pkt(src), &mut Bufs, &mut vec![]);
+            matches!(v, Verdict::Pass(_))
+        };
+        assert!(passes("sn-r0", "10.0.1.2"));
+        assert!(!passes("sn-r1", "10.0.1.2"), "urpf-failed: 10.0.1.0/24 is behind sn-r0");
+        assert!(!passes("sn-r1", "192.0.2.1"), "no-route");
+        stack.add_route(0, "0.0.0.0".parse().unwrap(), 0, RouteTarget::Gateway("10.0.2.254".parse().unwrap())).unwrap();
+        assert!(passes("sn-r1", "192.0.2.1"), "the default route goes out sn-r1");
+        assert!(!passes("sn-r0", "192.0.2.1"), "urpf-failed on sn-r0");
+    }
+
+    #[test]
+    fn rules_may_only_name_routing_tables_that_exist() {
+        use softnet_core::stack::{RouteTarget, StackConfig};
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
+        let svc = PfService::new(stack.clone());
+        let rules = "pass in proto udp rtable 3\n";
+        assert_eq!(svc.load_text("pf.conf", rules, None).unwrap_err(), "pfctl: DIOCADDRULE: Device busy\n");
+        assert_eq!(svc.pf.ruleset().rules.len(), 0, "nothing loaded");
+        stack.add_route(3, "192.0.2.0".parse().unwrap(), 24, RouteTarget::Blackhole).unwrap();
+        svc.load_text("pf.conf", rules, None).unwrap();
+        assert_eq!(svc.pf.ruleset().rules.len(), 1);
     }
 
     #[test]
