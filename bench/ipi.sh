@@ -28,6 +28,7 @@ bin=${SOFTNET_BIN:-$repo/target/release/softnet}
 cal() { awk '/^ *CAL:/ { print $2, $3 }' /proc/interrupts; }
 
 pid=""
+breakdown=$(mktemp)
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     bash "$harness/topo.sh" down >/dev/null 2>&1 || true
@@ -72,6 +73,15 @@ for mode in $modes; do
             awk '/x2apic_send_IPI/ && !done { gsub("%", "", $1); print $1; done = 1 }' || true)
         share=${share:-0}
     fi
+    if [ -s "$perfdata" ]; then
+        # Inclusive shares of the router CPU's samples, for the breakdown.
+        perf report -i "$perfdata" --children --sort sym --stdio -g none 2>/dev/null |
+            awk -v m="$mode" '
+                $NF ~ /^(x2apic_send_IPI|packet_sendmsg|tpacket_rcv|tun_get_user|tun_do_read|__netif_receive_skb_core[.a-z0-9]*|ip_forward|nft_do_chain|handle_softirqs|entry_SYSCALL_64_after_hwframe)$/ {
+                    printf "%s %s %s\n", m, $NF, $1 }' >>"$breakdown" || true
+        perf report -i "$perfdata" --sort dso --stdio -g none 2>/dev/null |
+            awk -v m="$mode" '$NF == "softnet" { printf "%s softnet-user-space %s\n", m, $1 }' >>"$breakdown" || true
+    fi
     ppi="n/a"
     [ "${ipi0:-0}" -gt 0 ] && ppi=$((pps / ipi0))
     ipins="n/a"
@@ -84,3 +94,7 @@ for mode in $modes; do
         pid=""
     fi
 done
+echo
+echo "inclusive share of the router CPU's samples (perf -C 1, children included):"
+sort -k1,1 -s "$breakdown" | awk '{ printf "  %-8s %-36s %s\n", $1, $2, $3 }'
+rm -f "$breakdown"
