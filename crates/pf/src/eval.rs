@@ -301,6 +301,13 @@ fn pkt_key_words(pd: &Pd, dir: Direction) -> (u64, u64) {
     }
 }
 
+/// The in hook's key words for an IPv4 packet `parse_fast` takes
+/// (for prefetching; anything else: `None`).
+#[inline]
+pub(crate) fn in_key_words(ip: &[u8]) -> Option<(u64, u64)> {
+    parse_fast(ip).map(|pd| pkt_key_words(&pd, Direction::In))
+}
+
 #[inline]
 fn pkt_key(pd: &Pd, dir: Direction) -> StateKey {
     let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };

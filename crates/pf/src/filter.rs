@@ -525,6 +525,21 @@ impl PacketFilter for Pf {
         eval::test(&cx, pkt, bufs, replies)
     }
 
+    fn prefetch_rounds(&self) -> u32 {
+        if self.inner.enabled.load(Ordering::Relaxed) {
+            3
+        } else {
+            3
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, _ifp: &Interface, ip: &[u8], round: u32) {
+        if let Some(k) = eval::in_key_words(ip) {
+            self.inner.states.prefetch(k, round);
+        }
+    }
+
     fn tick(&self, now: Instant) {
         let inner = &*self.inner;
         inner.last_now.store(now.as_nanos(), Ordering::Relaxed);

@@ -34,12 +34,12 @@ use parking_lot::Mutex;
 
 /// Index shards (a power of two).
 pub const SHARDS: usize = 64;
-/// Slots per slab chunk.
-pub const CHUNK: usize = 4096;
+/// Slots per slab chunk (256 B each: one 2 MiB huge page).
+pub const CHUNK: usize = 8192;
 /// Most states per key (if-bound and floating, in and out).
 pub const PER_KEY: usize = 2;
-/// Most chunks: 4096 × 4096 = 16 M states.
-const MAX_CHUNKS: usize = 4096;
+/// Most chunks: 2048 × 8192 = 16 M states.
+const MAX_CHUNKS: usize = 2048;
 const NONE: u32 = u32::MAX;
 
 /// TCP peer states, as pf's `TCPS_*`.
@@ -503,6 +503,87 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Asks the CPU to start loading `p`'s cache line.
+#[inline(always)]
+fn prefetch_line<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch never faults and has no visible effect.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The two lines of a slot the per-packet path touches (the mirrors and
+/// the counters).
+#[inline(always)]
+fn prefetch_slot(s: &Slot) {
+    prefetch_line(s);
+    prefetch_line(&s.packets);
+}
+
+/// A fixed-size array in memory aligned to 2 MiB and marked for
+/// transparent huge pages: the bucket array and the slab chunks are hit at
+/// random by every packet, and with 4 KiB pages each of those hits is also
+/// a TLB miss (the 4 MiB bucket array alone spans 1,024 pages).
+pub(crate) struct HugeArray<T> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: owns its elements like a `Box<[T]>`.
+unsafe impl<T: Send> Send for HugeArray<T> {}
+unsafe impl<T: Sync> Sync for HugeArray<T> {}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+impl<T> HugeArray<T> {
+    fn layout(len: usize) -> std::alloc::Layout {
+        let size = (std::mem::size_of::<T>() * len).max(1).next_multiple_of(HUGE_PAGE);
+        std::alloc::Layout::from_size_align(size, HUGE_PAGE.max(std::mem::align_of::<T>())).expect("array layout")
+    }
+
+    fn new(len: usize, mut init: impl FnMut() -> T) -> Self {
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc(layout) } as *mut T;
+        let Some(ptr) = std::ptr::NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        // Advice only: without huge pages the array works the same.
+        #[cfg(target_os = "linux")]
+        // SAFETY: the range is our own fresh allocation.
+        unsafe {
+            libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
+        }
+        for i in 0..len {
+            // SAFETY: in bounds of the allocation, written once each.
+            unsafe { p.add(i).write(init()) };
+        }
+        HugeArray { ptr, len }
+    }
+}
+
+impl<T> std::ops::Deref for HugeArray<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised elements live at `ptr` until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> Drop for HugeArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: the elements were initialised in `new`; the layout is
+        // the one they were allocated with.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len));
+            std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.len));
+        }
+    }
+}
+
 /// Writers' lock over the index buckets `b` with `b % SHARDS == shard`,
 /// and a sequence the lock-free readers check: it moves (odd while in
 /// progress) whenever a state leaves one of the shard's chains, the only
@@ -528,11 +609,11 @@ pub enum InsertError {
 }
 
 pub struct StateTable {
-    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    chunks: Box<[OnceLock<HugeArray<Slot>>]>,
     /// Slots handed out so far (high-water mark).
     next: AtomicU32,
     free: Mutex<Vec<u32>>,
-    buckets: Box<[AtomicU32]>,
+    buckets: HugeArray<AtomicU32>,
     shards: Box<[Shard]>,
     seed: u64,
     count: AtomicUsize,
@@ -550,7 +631,7 @@ impl StateTable {
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next: AtomicU32::new(0),
             free: Mutex::new(Vec::new()),
-            buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            buckets: HugeArray::new(BUCKETS, || AtomicU32::new(0)),
             shards: (0..SHARDS).map(|_| Shard { lock: Mutex::new(()), version: AtomicU32::new(0) }).collect(),
             seed: random_seed(),
             count: AtomicUsize::new(0),
@@ -732,6 +813,29 @@ impl StateTable {
         })
     }
 
+    /// Starts loading what a lookup of key `k` on the in hook will read,
+    /// one step per `round` (the stack runs each round over a whole batch,
+    /// so the misses overlap): 0, the bucket; 1, the chain's first slot;
+    /// 2, if that slot holds `k`, the slot its reverse link names (what
+    /// pf out will read). Reads only; a wrong guess costs a wasted load.
+    #[inline]
+    pub fn prefetch(&self, k: (u64, u64), round: u32) {
+        let b = self.bucket_of(k);
+        if round == 0 {
+            prefetch_line(&self.buckets[b]);
+            return;
+        }
+        let head = self.buckets[b].load(Ordering::Relaxed);
+        let Some(s) = head.checked_sub(1).and_then(|i| self.slot(i)) else { return };
+        if round == 1 {
+            prefetch_slot(s);
+        } else if s.key_words() == k {
+            if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
+                prefetch_slot(r);
+            }
+        }
+    }
+
     /// Slot `idx`'s reverse link (`Slot::rev`).
     #[inline]
     pub fn rev(&self, idx: u32) -> u32 {
@@ -820,7 +924,7 @@ impl StateTable {
             self.next.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        self.chunks[chunk].get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
+        self.chunks[chunk].get_or_init(|| HugeArray::new(CHUNK, Slot::default));
         Some(i)
     }
 

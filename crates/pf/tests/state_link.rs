@@ -161,3 +161,29 @@ fn a_link_to_a_state_of_another_key_is_refused_and_the_search_decides() {
     let s = state_lines(&pf);
     assert_eq!(s.matches("3:0 pkts").count(), 2, "{s}");
 }
+
+#[test]
+fn prefetch_takes_any_bytes_and_changes_nothing() {
+    let n = net();
+    let pf = pf_with(&n, RULES);
+    let p = pf_in(&pf, &n, udp(5000, 53));
+    pf_out(&pf, &n, p).unwrap();
+    let before = state_lines(&pf);
+    let frame = udp(5000, 53);
+    let mut junk = frame.data().to_vec();
+    let mut x = 0x9e37_79b9u32;
+    for len in 0..junk.len() + 1 {
+        for round in 0..pf.prefetch_rounds() + 1 {
+            pf.prefetch(&n.em0, &frame.data()[..len], round);
+            pf.prefetch(&n.em0, &junk[..len], round);
+        }
+        for b in junk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+    }
+    assert_eq!(pf.prefetch_rounds(), 3);
+    assert_eq!(before, state_lines(&pf));
+}
