@@ -529,7 +529,7 @@ impl PacketFilter for Pf {
         if self.inner.enabled.load(Ordering::Relaxed) {
             3
         } else {
-            3
+            0
         }
     }
 

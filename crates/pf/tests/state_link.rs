@@ -186,4 +186,6 @@ fn prefetch_takes_any_bytes_and_changes_nothing() {
     }
     assert_eq!(pf.prefetch_rounds(), 3);
     assert_eq!(before, state_lines(&pf));
+    pf.disable(Instant::from_secs(10)).unwrap();
+    assert_eq!(pf.prefetch_rounds(), 0, "disabled: nothing to prefetch");
 }
