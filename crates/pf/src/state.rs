@@ -34,12 +34,12 @@ use parking_lot::Mutex;
 
 /// Index shards (a power of two).
 pub const SHARDS: usize = 64;
-/// Slots per slab chunk (256 B each: one 2 MiB huge page).
-pub const CHUNK: usize = 8192;
+/// Slots per slab chunk.
+pub const CHUNK: usize = 4096;
 /// Most states per key (if-bound and floating, in and out).
 pub const PER_KEY: usize = 2;
-/// Most chunks: 2048 × 8192 = 16 M states.
-const MAX_CHUNKS: usize = 2048;
+/// Most chunks: 4096 × 4096 = 16 M states.
+const MAX_CHUNKS: usize = 4096;
 const NONE: u32 = u32::MAX;
 
 /// TCP peer states, as pf's `TCPS_*`.
@@ -503,6 +503,14 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Key words with the two sides swapped: `StateKey::words` of the same
+/// packet seen by the other hook.
+#[inline]
+fn reversed(k: (u64, u64)) -> (u64, u64) {
+    let (p0, p1) = ((k.1 >> 48) & 0xffff, (k.1 >> 32) & 0xffff);
+    (k.0.rotate_left(32), p1 << 48 | p0 << 32 | (k.1 & 0xffff_ffff))
+}
+
 /// Asks the CPU to start loading `p`'s cache line.
 #[inline(always)]
 fn prefetch_line<T>(p: &T) {
@@ -524,31 +532,38 @@ fn prefetch_slot(s: &Slot) {
     prefetch_line(&s.packets);
 }
 
-/// A fixed-size array in memory aligned to 2 MiB and marked for
-/// transparent huge pages: the bucket array and the slab chunks are hit at
-/// random by every packet, and with 4 KiB pages each of those hits is also
-/// a TLB miss (the 4 MiB bucket array alone spans 1,024 pages).
-pub(crate) struct HugeArray<T> {
+/// A fixed-size array of zeroes in memory aligned to 2 MiB and marked for
+/// transparent huge pages, for the bucket array: every packet reads it at
+/// random, and with 4 KiB pages each of those reads is also a TLB miss
+/// (4 MiB spans 1,024 pages). Allocated zeroed, so parts never written
+/// cost no memory and read as the zero page. (Not the slab: a huge page
+/// fault may compact memory, a stall a worker should not take when it
+/// allocates a chunk.)
+pub(crate) struct HugeArray<T: Zeroable> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
 }
 
 // SAFETY: owns its elements like a `Box<[T]>`.
-unsafe impl<T: Send> Send for HugeArray<T> {}
-unsafe impl<T: Sync> Sync for HugeArray<T> {}
+unsafe impl<T: Zeroable + Send> Send for HugeArray<T> {}
+unsafe impl<T: Zeroable + Sync> Sync for HugeArray<T> {}
 
 const HUGE_PAGE: usize = 2 << 20;
 
-impl<T> HugeArray<T> {
+/// Types for which all-zero bytes are a valid value.
+pub(crate) trait Zeroable {}
+impl Zeroable for AtomicU32 {}
+
+impl<T: Zeroable> HugeArray<T> {
     fn layout(len: usize) -> std::alloc::Layout {
         let size = (std::mem::size_of::<T>() * len).max(1).next_multiple_of(HUGE_PAGE);
         std::alloc::Layout::from_size_align(size, HUGE_PAGE.max(std::mem::align_of::<T>())).expect("array layout")
     }
 
-    fn new(len: usize, mut init: impl FnMut() -> T) -> Self {
+    fn zeroed(len: usize) -> Self {
         let layout = Self::layout(len);
         // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) } as *mut T;
+        let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
         let Some(ptr) = std::ptr::NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
         // Advice only: without huge pages the array works the same.
         #[cfg(target_os = "linux")]
@@ -556,15 +571,11 @@ impl<T> HugeArray<T> {
         unsafe {
             libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
         }
-        for i in 0..len {
-            // SAFETY: in bounds of the allocation, written once each.
-            unsafe { p.add(i).write(init()) };
-        }
         HugeArray { ptr, len }
     }
 }
 
-impl<T> std::ops::Deref for HugeArray<T> {
+impl<T: Zeroable> std::ops::Deref for HugeArray<T> {
     type Target = [T];
     #[inline]
     fn deref(&self) -> &[T] {
@@ -573,10 +584,10 @@ impl<T> std::ops::Deref for HugeArray<T> {
     }
 }
 
-impl<T> Drop for HugeArray<T> {
+impl<T: Zeroable> Drop for HugeArray<T> {
     fn drop(&mut self) {
-        // SAFETY: the elements were initialised in `new`; the layout is
-        // the one they were allocated with.
+        // SAFETY: the layout is the one the array was allocated with; the
+        // elements (atomics) need no drop.
         unsafe {
             std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len));
             std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.len));
@@ -609,7 +620,7 @@ pub enum InsertError {
 }
 
 pub struct StateTable {
-    chunks: Box<[OnceLock<HugeArray<Slot>>]>,
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
     /// Slots handed out so far (high-water mark).
     next: AtomicU32,
     free: Mutex<Vec<u32>>,
@@ -631,7 +642,7 @@ impl StateTable {
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next: AtomicU32::new(0),
             free: Mutex::new(Vec::new()),
-            buckets: HugeArray::new(BUCKETS, || AtomicU32::new(0)),
+            buckets: HugeArray::zeroed(BUCKETS),
             shards: (0..SHARDS).map(|_| Shard { lock: Mutex::new(()), version: AtomicU32::new(0) }).collect(),
             seed: random_seed(),
             count: AtomicUsize::new(0),
@@ -817,7 +828,8 @@ impl StateTable {
     /// one step per `round` (the stack runs each round over a whole batch,
     /// so the misses overlap): 0, the bucket; 1, the chain's first slot;
     /// 2, if that slot holds `k`, the slot its reverse link names (what
-    /// pf out will read). Reads only; a wrong guess costs a wasted load.
+    /// pf out will read), else the bucket pf out will probe. Reads only; a
+    /// wrong guess costs a wasted load.
     #[inline]
     pub fn prefetch(&self, k: (u64, u64), round: u32) {
         let b = self.bucket_of(k);
@@ -826,13 +838,19 @@ impl StateTable {
             return;
         }
         let head = self.buckets[b].load(Ordering::Relaxed);
-        let Some(s) = head.checked_sub(1).and_then(|i| self.slot(i)) else { return };
-        if round == 1 {
-            prefetch_slot(s);
-        } else if s.key_words() == k {
-            if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
-                prefetch_slot(r);
+        let s = head.checked_sub(1).and_then(|i| self.slot(i));
+        match (round, s) {
+            (1, Some(s)) => prefetch_slot(s),
+            (1, None) => {}
+            (_, Some(s)) if s.key_words() == k => {
+                if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
+                    prefetch_slot(r);
+                }
             }
+            // No state found at the chain's head: pf out will search too,
+            // with the reversed key (no NAT: the outbound key of a
+            // forwarded packet is its inbound key reversed).
+            _ => prefetch_line(&self.buckets[self.bucket_of(reversed(k))]),
         }
     }
 
@@ -924,7 +942,7 @@ impl StateTable {
             self.next.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        self.chunks[chunk].get_or_init(|| HugeArray::new(CHUNK, Slot::default));
+        self.chunks[chunk].get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
         Some(i)
     }
 
@@ -1291,5 +1309,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn reversed_key_words_are_the_other_sides_key() {
+        let k = key(1234);
+        let mut r = k;
+        r.addr.swap(0, 1);
+        r.port.swap(0, 1);
+        assert_eq!(reversed(k.words()), r.words());
+        assert_eq!(reversed(reversed(k.words())), k.words());
     }
 }
