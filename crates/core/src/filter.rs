@@ -62,4 +62,19 @@ pub trait PacketFilter: Send + Sync {
     /// Housekeeping from the control thread about once a second: expire
     /// states and fragments.
     fn tick(&self, _now: Instant) {}
+
+    /// How many `prefetch` rounds the stack should run over a received
+    /// batch before processing it (0: none).
+    fn prefetch_rounds(&self) -> u32 {
+        0
+    }
+
+    /// A hint before a batch is processed: `ip` is what follows the
+    /// Ethernet header of one received frame (not validated; it may not
+    /// even be IPv4) that will go through the `In` hook of `ifp`. The
+    /// stack calls round 0 for every frame of the batch, then round 1,
+    /// and so on, so each round's memory loads overlap over the batch
+    /// instead of stalling one packet at a time. Must only read, and must
+    /// not fail on any input.
+    fn prefetch(&self, _ifp: &Interface, _ip: &[u8], _round: u32) {}
 }

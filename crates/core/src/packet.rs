@@ -40,6 +40,9 @@ pub struct PacketMeta {
     pub pf_tag: u16,
     /// Offset of the network header from the start of `data()`.
     pub l3_off: u16,
+    /// pf's handle of the state the packet matched at pf in, for pf out
+    /// (OpenBSD's `m_pkthdr.pf.statekey`); opaque to the stack, 0 = none.
+    pub pf_link: u64,
 }
 
 /// One packet: storage, the window of it that holds the frame, and metadata.

@@ -301,6 +301,13 @@ fn pkt_key_words(pd: &Pd, dir: Direction) -> (u64, u64) {
     }
 }
 
+/// The in hook's key words for an IPv4 packet `parse_fast` takes
+/// (for prefetching; anything else: `None`).
+#[inline]
+pub(crate) fn in_key_words(ip: &[u8]) -> Option<(u64, u64)> {
+    parse_fast(ip).map(|pd| pkt_key_words(&pd, Direction::In))
+}
+
 #[inline]
 fn pkt_key(pd: &Pd, dir: Direction) -> StateKey {
     let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
@@ -366,6 +373,61 @@ impl Cx<'_> {
     fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
         self.pf.states.with_state(key, self.kif(), f)
+    }
+
+    /// `with_state`, by the packet's reverse link first; `link` is then
+    /// updated as `relink` says.
+    #[inline]
+    fn with_state_linked<R>(&self, key: (u64, u64), link: &mut u64, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+        self.pf.counters.get(self.worker).searches.inc();
+        let (idx, (rev, r)) =
+            self.pf.states.with_state_linked(self.link_hint(*link), key, self.kif(), |rev, st| (rev, f(st)))?;
+        self.relink(link, idx, rev);
+        Some(r)
+    }
+
+    /// The reverse link to try first: on the out hook, the link the in hook
+    /// left in the packet (`PacketMeta::pf_link`, high half); none on in.
+    #[inline]
+    fn link_hint(&self, link: u64) -> u32 {
+        if self.dir == Direction::Out {
+            (link >> 32) as u32
+        } else {
+            0
+        }
+    }
+
+    /// After the state in slot `idx` (reverse link `rev`) matched: on the
+    /// in hook, the packet's link for the out hook (this state and its
+    /// reverse link); on the out hook, the inbound state's reverse link is
+    /// pointed at this state when it pointed elsewhere (pf.c
+    /// `pf_state_key_link_reverse`).
+    #[inline]
+    fn relink(&self, link: &mut u64, idx: u32, rev: u32) {
+        match self.dir {
+            Direction::In => *link = (rev as u64) << 32 | (idx as u64 + 1),
+            Direction::Out => {
+                let (in_slot, hint) = (*link as u32, (*link >> 32) as u32);
+                if in_slot != 0 && hint != idx + 1 {
+                    self.pf.states.set_rev(in_slot - 1, idx + 1);
+                    *link = (idx as u64 + 1) << 32 | in_slot as u64;
+                }
+            }
+        }
+    }
+
+    /// The lock-free look at the state for the packet, by the packet's
+    /// reverse link first (both counted as a search, as pf_find_state).
+    #[inline]
+    fn probe_linked(&self, pd: &Pd, link: u64) -> Probe {
+        let hint = self.link_hint(link);
+        if hint != 0 {
+            if let Some(v) = self.pf.states.probe_linked(hint, pkt_key_words(pd, self.dir), self.kif()) {
+                self.pf.counters.get(self.worker).searches.inc();
+                return Probe::Hit(v);
+            }
+        }
+        self.probe(pd)
     }
 
     /// The lock-free look at the state for the packet (counted as a
@@ -437,12 +499,15 @@ fn test_pd(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) -> Verdict {
-
+    // The link between this packet's inbound and outbound states: set at
+    // pf in, followed (and repaired) at pf out.
+    let mut link = if cx.dir == Direction::In { 0 } else { pkt.meta.pf_link };
     let sv = match pd.proto {
-        PROTO_TCP => test_state_tcp(cx, &pd, &mut pkt, bufs, replies),
-        PROTO_ICMP => test_state_icmp(cx, &pd, pkt.data()),
-        _ => test_state_other(cx, &pd),
+        PROTO_TCP => test_state_tcp(cx, &pd, &mut pkt, &mut link, bufs, replies),
+        PROTO_ICMP => test_state_icmp(cx, &pd, pkt.data(), &mut link),
+        _ => test_state_other(cx, &pd, &mut link),
     };
+    pkt.meta.pf_link = link;
     match sv {
         StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
             if let Some((gen, nr)) = rule {
@@ -528,6 +593,7 @@ fn test_state_tcp(
     cx: &Cx,
     pd: &Pd,
     pkt: &mut PacketBuf,
+    link: &mut u64,
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) -> StateVerdict {
@@ -536,7 +602,7 @@ fn test_state_tcp(
     let seg = pd.tcp;
     let pf = cx.pf;
     let now = cx.now;
-    let out = cx.with_state(key, |st| {
+    let out = cx.with_state_linked(key, link, |st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
@@ -622,14 +688,14 @@ fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
     }
 }
 
-fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
+fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
     let key = pkt_key_words(pd, cx.dir);
     let dirc = dir_code(cx.dir);
     let udp = pd.proto == PROTO_UDP;
     // Fast path: the packet changes neither the peer states nor the
     // timeout (every packet of an established flow), so only the counters
     // and the activity time move, without the state's lock.
-    match cx.probe(pd) {
+    match cx.probe_linked(pd, *link) {
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
@@ -638,14 +704,13 @@ fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
             let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
             if s == s0 && d == d0 && v.timeout == tidx(t) as u8 {
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                cx.relink(link, v.idx, v.rev);
                 return view_pass(&v, fwd);
             }
         }
         Probe::Busy => {}
     }
-    cx.pf
-        .states
-        .with_state(key, cx.kif(), |st| {
+    cx.with_state_linked(key, link, |st| {
             let fwd = st.direction == dirc;
             let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
             let t = other_step(udp, &mut src.state, &mut dst.state);
@@ -656,12 +721,12 @@ fn test_state_other(cx: &Cx, pd: &Pd) -> StateVerdict {
         .unwrap_or(StateVerdict::NoState)
 }
 
-fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
+fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdict {
     let (is_error, icmp_dir, _) = icmp_mapping(pd.icmp_type);
     let dirc = dir_code(cx.dir);
     if !is_error {
         let key = pkt_key_words(pd, cx.dir);
-        match cx.probe(pd) {
+        match cx.probe_linked(pd, *link) {
             Probe::Miss => return StateVerdict::NoState,
             Probe::Hit(v) if v.timeout == tidx(Timeout::IcmpError) as u8 => {
                 let fwd = v.direction == dirc;
@@ -670,14 +735,13 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
                     return StateVerdict::Drop(Some(Reason::StateMismatch));
                 }
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                cx.relink(link, v.idx, v.rev);
                 return view_pass(&v, fwd);
             }
             _ => {}
         }
         return cx
-            .pf
-            .states
-            .with_state(key, cx.kif(), |st| {
+            .with_state_linked(key, link, |st| {
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -1018,7 +1082,12 @@ fn create_state(
         }
     }
     match cx.pf.states.insert(st) {
-        Ok(_) => {
+        Ok(idx) => {
+            // Link the packet's inbound state to the new outbound one, or
+            // leave the new inbound state in the packet for pf out.
+            let mut link = if cx.dir == Direction::In { 0 } else { pkt.meta.pf_link };
+            cx.relink(&mut link, idx, 0);
+            pkt.meta.pf_link = link;
             r.states_cur.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
                 c.states_created.inc();

@@ -11,6 +11,7 @@
 //! pf.show_states(false, now)                            // pfctl -ss
 //! ```
 
+use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -84,6 +85,86 @@ pub struct PfInner {
     logif: Mutex<(Option<String>, LogIfSums)>,
     /// Tables created by `-T add` that no ruleset defines.
     extra: Mutex<HashMap<String, Arc<Table>>>,
+    /// This filter's identity for the workers' ruleset caches.
+    id: u64,
+    /// Moves (after the store) each time `ruleset` is replaced.
+    rs_seq: AtomicU64,
+    /// Replaced rulesets, freed by `tick` on the control thread once no
+    /// worker's cache holds them.
+    retired: Mutex<Vec<Arc<CompiledRuleset>>>,
+}
+
+/// A worker thread's handle on the ruleset in use: `ArcSwap::load` costs
+/// a SeqCst store and a locked compare-exchange per call (a fifth of an
+/// established packet's time); this costs a load of `rs_seq` and two
+/// thread-local flag writes.
+struct RulesetCache {
+    pf: Cell<u64>,
+    seq: Cell<u64>,
+    /// A `RsRef` from this cache is alive: `rs` must not be replaced.
+    busy: Cell<bool>,
+    rs: UnsafeCell<Option<Arc<CompiledRuleset>>>,
+}
+
+thread_local! {
+    static RS_CACHE: RulesetCache = const {
+        RulesetCache { pf: Cell::new(0), seq: Cell::new(0), busy: Cell::new(false), rs: UnsafeCell::new(None) }
+    };
+}
+
+static NEXT_PF_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The ruleset for one packet: this thread's cached one, or (re-entered,
+/// or while the thread exits) a plain `ArcSwap` guard.
+pub(crate) enum RsRef<'a> {
+    Cached(&'a CompiledRuleset),
+    Loaded(arc_swap::Guard<Arc<CompiledRuleset>>),
+}
+
+impl Drop for RsRef<'_> {
+    fn drop(&mut self) {
+        if let RsRef::Cached(_) = self {
+            let _ = RS_CACHE.try_with(|c| c.busy.set(false));
+        }
+    }
+}
+
+impl PfInner {
+    /// Replaces the ruleset; the old one is retired (freed later by `tick`).
+    fn publish(&self, rs: CompiledRuleset) {
+        let old = self.ruleset.swap(Arc::new(rs));
+        self.rs_seq.fetch_add(1, Ordering::Release);
+        self.retired.lock().push(old);
+    }
+
+    /// The ruleset in use, from this thread's cache when it is current.
+    #[inline]
+    pub(crate) fn ruleset_ref(&self) -> RsRef<'_> {
+        let seq = self.rs_seq.load(Ordering::Acquire);
+        let cached = RS_CACHE.try_with(|c| {
+            if c.busy.get() {
+                return None;
+            }
+            // SAFETY: `rs` is only touched here, on its own thread, and
+            // never while a reference handed out from it is alive (`busy`).
+            let slot = unsafe { &mut *c.rs.get() };
+            if c.pf.get() != self.id || c.seq.get() != seq || slot.is_none() {
+                // The old handle is dropped here; the retired list keeps
+                // the ruleset itself until `tick` frees it.
+                *slot = Some(self.ruleset.load_full());
+                c.pf.set(self.id);
+                c.seq.set(seq);
+            }
+            c.busy.set(true);
+            slot.as_ref().map(Arc::as_ptr)
+        });
+        match cached {
+            // SAFETY: the Arc in the cache is not replaced or dropped while
+            // `busy` is set, which lasts until this `RsRef` is dropped.
+            Ok(Some(p)) => RsRef::Cached(unsafe { &*p }),
+            _ => RsRef::Loaded(self.ruleset.load()),
+        }
+    }
 }
 
 impl PfInner {
@@ -229,6 +310,9 @@ impl Pf {
             load_lock: Mutex::new(()),
             logif: Mutex::new((None, [0; 6])),
             extra: Mutex::new(HashMap::new()),
+            id: NEXT_PF_ID.fetch_add(1, Ordering::Relaxed),
+            rs_seq: AtomicU64::new(0),
+            retired: Mutex::new(Vec::new()),
         };
         Pf { inner: Arc::new(inner) }
     }
@@ -266,7 +350,7 @@ impl Pf {
                 *l = (compiled.opts.loginterface.clone(), self.inner.logif_sums());
             }
         }
-        self.inner.ruleset.store(Arc::new(compiled));
+        self.inner.publish(compiled);
         Ok(())
     }
 
@@ -315,7 +399,7 @@ impl Pf {
             opts: cur.opts.clone(),
             tables: cur.tables.clone(),
         };
-        self.inner.ruleset.store(Arc::new(rs));
+        self.inner.publish(rs);
         cur.rules.len()
     }
 
@@ -525,15 +609,34 @@ impl PacketFilter for Pf {
         if !inner.enabled.load(Ordering::Relaxed) {
             return Verdict::Pass(pkt);
         }
-        let rs = inner.ruleset.load();
+        let guard = inner.ruleset_ref();
+        let rs: &CompiledRuleset = match &guard {
+            RsRef::Cached(rs) => rs,
+            RsRef::Loaded(g) => g,
+        };
         if rs.is_skipped(ifp.name()) {
             return Verdict::Pass(pkt);
         }
-        let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        let cx = Cx { pf: inner, rs, worker, now, dir, ifp };
         if rs.opts.loginterface.as_deref() == Some(ifp.name()) {
             return count_logif(inner, worker, dir, pkt, |p| eval::test(&cx, p, bufs, replies));
         }
         eval::test(&cx, pkt, bufs, replies)
+    }
+
+    fn prefetch_rounds(&self) -> u32 {
+        if self.inner.enabled.load(Ordering::Relaxed) {
+            3
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, _ifp: &Interface, ip: &[u8], round: u32) {
+        if let Some(k) = eval::in_key_words(ip) {
+            self.inner.states.prefetch(k, round);
+        }
     }
 
     fn tick(&self, now: Instant) {
@@ -552,6 +655,8 @@ impl PacketFilter for Pf {
             dead
         });
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
+        // Old rulesets no worker holds any more are freed here, not on a worker.
+        inner.retired.lock().retain(|r| Arc::strong_count(r) > 1);
     }
 }
 

@@ -13,6 +13,13 @@
 //!   words and trusts a miss only if the shard's version did not move
 //!   meanwhile; writers (insert, remove) take the shard's lock. At most
 //!   `PER_KEY` states per key; if-bound ones are found before floating ones.
+//! * Reverse links: pf in leaves the inbound state's slot in the packet
+//!   (`PacketMeta::pf_link`), and that state keeps the slot of the
+//!   outbound state pf out found for it last (`Slot::rev`), so pf out
+//!   reads the outbound state without a hash probe, as pf.c's
+//!   `pf_find_state` follows `pf.statekey->sk_reverse`. The link is a
+//!   hint checked in full (key, liveness, interface, and `Slot::solo`:
+//!   the only state on its key, so the one a probe would find).
 //! * Key/state split: a state has a wire key and a stack key, equal unless
 //!   NAT rewrites the packet. NAT is not built, so both are the same key
 //!   and only one is indexed; `StateData::key` is that key.
@@ -275,7 +282,15 @@ pub struct Slot {
     /// Authoritative last-activity time and counters (`data`'s copies are
     /// filled in under the lock).
     expire: AtomicU64,
-    _line: u64,
+    /// For an inbound state: slot + 1 of the state the out hook last found
+    /// for this state's packets (0: none), the reverse link of pf.c's
+    /// `sk_reverse`. Only a hint: written without the lock, always
+    /// verified before use (`probe_linked`).
+    rev: AtomicU32,
+    /// 1 while this is the only state indexed under its key, so that a
+    /// usable state found by a link is the one a probe would find.
+    /// Written under the slot's lock (readers check `seq`).
+    solo: AtomicU32,
     packets: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
     data: UnsafeCell<StateData>,
@@ -296,7 +311,8 @@ impl Default for Slot {
             rule: AtomicU64::new(0),
             extra: AtomicU64::new(0),
             expire: AtomicU64::new(0),
-            _line: 0,
+            rev: AtomicU32::new(0),
+            solo: AtomicU32::new(0),
             packets: [AtomicU64::new(0), AtomicU64::new(0)],
             bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             data: UnsafeCell::new(StateData::default()),
@@ -417,6 +433,8 @@ pub struct StateView {
     pub ruleset_gen: u32,
     pub tag: u16,
     pub rtable: i16,
+    /// The state's reverse link (`Slot::rev`): slot + 1, 0 none.
+    pub rev: u32,
 }
 
 /// Result of a lock-free probe.
@@ -486,6 +504,98 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Key words with the two sides swapped: `StateKey::words` of the same
+/// packet seen by the other hook.
+#[inline]
+fn reversed(k: (u64, u64)) -> (u64, u64) {
+    let (p0, p1) = ((k.1 >> 48) & 0xffff, (k.1 >> 32) & 0xffff);
+    (k.0.rotate_left(32), p1 << 48 | p0 << 32 | (k.1 & 0xffff_ffff))
+}
+
+/// Asks the CPU to start loading `p`'s cache line.
+#[inline(always)]
+fn prefetch_line<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch never faults and has no visible effect.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The two lines of a slot the per-packet path touches (the mirrors and
+/// the counters).
+#[inline(always)]
+fn prefetch_slot(s: &Slot) {
+    prefetch_line(s);
+    prefetch_line(&s.packets);
+}
+
+/// A fixed-size array of zeroes in memory aligned to 2 MiB and marked for
+/// transparent huge pages, for the bucket array: every packet reads it at
+/// random, and with 4 KiB pages each of those reads is also a TLB miss
+/// (4 MiB spans 1,024 pages). Allocated zeroed, so parts never written
+/// cost no memory and read as the zero page. (Not the slab: a huge page
+/// fault may compact memory, a stall a worker should not take when it
+/// allocates a chunk.)
+pub(crate) struct HugeArray<T: Zeroable> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: owns its elements like a `Box<[T]>`.
+unsafe impl<T: Zeroable + Send> Send for HugeArray<T> {}
+unsafe impl<T: Zeroable + Sync> Sync for HugeArray<T> {}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Types for which all-zero bytes are a valid value.
+pub(crate) trait Zeroable {}
+impl Zeroable for AtomicU32 {}
+
+impl<T: Zeroable> HugeArray<T> {
+    fn layout(len: usize) -> std::alloc::Layout {
+        let size = (std::mem::size_of::<T>() * len).max(1).next_multiple_of(HUGE_PAGE);
+        std::alloc::Layout::from_size_align(size, HUGE_PAGE.max(std::mem::align_of::<T>())).expect("array layout")
+    }
+
+    fn zeroed(len: usize) -> Self {
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+        let Some(ptr) = std::ptr::NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        // Advice only: without huge pages the array works the same.
+        #[cfg(target_os = "linux")]
+        // SAFETY: the range is our own fresh allocation.
+        unsafe {
+            libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
+        }
+        HugeArray { ptr, len }
+    }
+}
+
+impl<T: Zeroable> std::ops::Deref for HugeArray<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised elements live at `ptr` until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> Drop for HugeArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: the layout is the one the array was allocated with; the
+        // elements (atomics) need no drop.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len));
+            std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.len));
+        }
+    }
+}
+
 /// Writers' lock over the index buckets `b` with `b % SHARDS == shard`,
 /// and a sequence the lock-free readers check: it moves (odd while in
 /// progress) whenever a state leaves one of the shard's chains, the only
@@ -515,7 +625,7 @@ pub struct StateTable {
     /// Slots handed out so far (high-water mark).
     next: AtomicU32,
     free: Mutex<Vec<u32>>,
-    buckets: Box<[AtomicU32]>,
+    buckets: HugeArray<AtomicU32>,
     shards: Box<[Shard]>,
     seed: u64,
     count: AtomicUsize,
@@ -533,7 +643,7 @@ impl StateTable {
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next: AtomicU32::new(0),
             free: Mutex::new(Vec::new()),
-            buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            buckets: HugeArray::zeroed(BUCKETS),
             shards: (0..SHARDS).map(|_| Shard { lock: Mutex::new(()), version: AtomicU32::new(0) }).collect(),
             seed: random_seed(),
             count: AtomicUsize::new(0),
@@ -661,20 +771,46 @@ impl StateTable {
     #[inline]
     pub fn probe(&self, key: (u64, u64), ifidx: u32) -> Probe {
         let Some(idx) = self.find_words(key, ifidx) else { return Probe::Miss };
-        let Some(s) = self.slot(idx) else { return Probe::Busy };
+        match self.read_view(idx, key, ifidx, false) {
+            Some(v) => Probe::Hit(v),
+            None => Probe::Busy,
+        }
+    }
+
+    /// The state in slot `link - 1` if it is the one `probe(key, ifidx)`
+    /// would find: live, usable on `ifidx`, holding `key`, and the only
+    /// state on that key. `None` (take `probe`) otherwise. This follows a
+    /// reverse link (pf.c `pf_find_state`, which goes from the packet's
+    /// `pf.statekey` to `sk_reverse` instead of searching the tree); the
+    /// link is only a hint, so a removed state, a slot reused for another
+    /// key or a key that gained a second state all fall back to the
+    /// search.
+    #[inline]
+    pub fn probe_linked(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<StateView> {
+        let idx = link.checked_sub(1)?;
+        self.read_view(idx, key, ifidx, true)
+    }
+
+    /// A consistent read of slot `idx`'s mirrors, if it holds `key` and is
+    /// usable on `ifidx` (and, with `solo`, is alone on its key).
+    #[inline]
+    fn read_view(&self, idx: u32, key: (u64, u64), ifidx: u32, solo: bool) -> Option<StateView> {
+        let s = self.slot(idx)?;
         let s1 = s.seq.load(Ordering::Acquire);
         if s1 & 1 != 0 {
-            return Probe::Busy;
+            return None;
         }
         let k = s.key_words();
         let bind = s.bind.load(Ordering::Relaxed);
         let rule = s.rule.load(Ordering::Relaxed);
         let extra = s.extra.load(Ordering::Relaxed);
+        let alone = s.solo.load(Ordering::Relaxed) != 0;
+        let rev = s.rev.load(Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::Acquire);
-        if s.seq.load(Ordering::Relaxed) != s1 || k != key || usable(bind, ifidx).is_none() {
-            return Probe::Busy;
+        if s.seq.load(Ordering::Relaxed) != s1 || k != key || usable(bind, ifidx).is_none() || (solo && !alone) {
+            return None;
         }
-        Probe::Hit(StateView {
+        Some(StateView {
             idx,
             direction: (bind >> 32) as u8,
             flags: (bind >> 40) as u8,
@@ -685,7 +821,55 @@ impl StateTable {
             ruleset_gen: (rule >> 32) as u32,
             tag: extra as u16,
             rtable: (extra >> 16) as u16 as i16,
+            rev,
         })
+    }
+
+    /// Starts loading what a lookup of key `k` on the in hook will read,
+    /// one step per `round` (the stack runs each round over a whole batch,
+    /// so the misses overlap): 0, the bucket; 1, the chain's first slot;
+    /// 2, if that slot holds `k`, the slot its reverse link names (what
+    /// pf out will read), else the bucket pf out will probe. Reads only; a
+    /// wrong guess costs a wasted load.
+    #[inline]
+    pub fn prefetch(&self, k: (u64, u64), round: u32) {
+        let b = self.bucket_of(k);
+        if round == 0 {
+            prefetch_line(&self.buckets[b]);
+            return;
+        }
+        let head = self.buckets[b].load(Ordering::Relaxed);
+        let s = head.checked_sub(1).and_then(|i| self.slot(i));
+        match (round, s) {
+            (1, Some(s)) => prefetch_slot(s),
+            (1, None) => {}
+            (_, Some(s)) if s.key_words() == k => {
+                if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
+                    prefetch_slot(r);
+                }
+            }
+            // No state found at the chain's head: pf out will search too,
+            // with the reversed key (no NAT: the outbound key of a
+            // forwarded packet is its inbound key reversed).
+            _ => prefetch_line(&self.buckets[self.bucket_of(reversed(k))]),
+        }
+    }
+
+    /// Slot `idx`'s reverse link (`Slot::rev`).
+    #[inline]
+    pub fn rev(&self, idx: u32) -> u32 {
+        self.slot(idx).map_or(0, |s| s.rev.load(Ordering::Relaxed))
+    }
+
+    /// Points slot `idx`'s reverse link at slot `to_link - 1` (written only
+    /// when it changes, so a stable flow leaves the line clean).
+    #[inline]
+    pub fn set_rev(&self, idx: u32, to_link: u32) {
+        if let Some(s) = self.slot(idx) {
+            if s.rev.load(Ordering::Relaxed) != to_link {
+                s.rev.store(to_link, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Lock-free per-packet update after a `Hit`: counters of direction
@@ -709,12 +893,34 @@ impl StateTable {
     /// Runs `f` on the state for `key` usable on `ifidx`, under the slot's
     /// lock. `None` when there is none.
     pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+        self.with_state_linked(0, k, ifidx, |_, st| f(st)).map(|(_, r)| r)
+    }
+
+    /// `with_state`, trying the reverse link `link` (slot + 1, 0: none)
+    /// first as `probe_linked` does; `f` also gets the slot's reverse
+    /// link. Returns the slot index with `f`'s result.
+    pub fn with_state_linked<R>(
+        &self,
+        link: u32,
+        k: (u64, u64),
+        ifidx: u32,
+        f: impl FnOnce(u32, &mut StateData) -> R,
+    ) -> Option<(u32, R)> {
+        let ok = |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
+        if let Some(s) = link.checked_sub(1).and_then(|i| self.slot(i)) {
+            let mut g = s.lock();
+            if ok(&g) && s.solo.load(Ordering::Relaxed) != 0 {
+                let rev = s.rev.load(Ordering::Relaxed);
+                return Some((link - 1, f(rev, &mut g)));
+            }
+        }
         for _ in 0..4 {
             let idx = self.find_words(k, ifidx)?;
             let Some(s) = self.slot(idx) else { continue };
             let mut g = s.lock();
-            if g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx) {
-                return Some(f(&mut g));
+            if ok(&g) {
+                let rev = s.rev.load(Ordering::Relaxed);
+                return Some((idx, f(rev, &mut g)));
             }
         }
         // The slot kept changing under us: walk with the shard held.
@@ -723,7 +929,8 @@ impl StateTable {
         let (idx, _) = self.walk(b, k, ifidx);
         let s = self.slot(idx)?;
         let mut g = s.lock();
-        Some(f(&mut g))
+        let rev = s.rev.load(Ordering::Relaxed);
+        Some((idx, f(rev, &mut g)))
     }
 
     fn alloc_slot(&self) -> Option<u32> {
@@ -761,10 +968,13 @@ impl StateTable {
         let sg = shard.lock.lock();
         let mut cur = self.buckets[b].load(Ordering::Acquire);
         let mut on_key = 0;
+        // Every state indexed on the key, purge-marked ones included.
+        let mut on_key_all = 0;
         let mut conflict = false;
         while cur != 0 {
             let s = self.slot(cur - 1).expect("linked");
             if s.key_words() == k {
+                on_key_all += 1;
                 let bind = s.bind.load(Ordering::Acquire);
                 if bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
                     on_key += 1;
@@ -781,11 +991,25 @@ impl StateTable {
             self.free.lock().push(idx);
             return Err(InsertError::Conflict);
         }
+        // The states already on the key are no longer alone on it.
+        if on_key_all > 0 {
+            let mut cur = self.buckets[b].load(Ordering::Acquire);
+            while cur != 0 {
+                let s = self.slot(cur - 1).expect("linked");
+                if s.key_words() == k {
+                    let _g = s.lock();
+                    s.solo.store(0, Ordering::Relaxed);
+                }
+                cur = s.next.load(Ordering::Acquire);
+            }
+        }
         let s = self.slot(idx).expect("allocated");
         {
             let mut g = s.lock();
             *g = st;
             g.publish_all();
+            s.solo.store((on_key_all == 0) as u32, Ordering::Relaxed);
+            s.rev.store(0, Ordering::Relaxed);
             g.before = (st.expire, st.packets, st.bytes);
             s.next.store(self.buckets[b].load(Ordering::Relaxed), Ordering::Release);
         }
@@ -836,6 +1060,22 @@ impl StateTable {
             }
         }
         shard.version.store(v.wrapping_add(2), Ordering::Release);
+        // A state left alone on the key can be found by its link again.
+        let mut left = None;
+        let mut others = 0;
+        let mut cur = self.buckets[b].load(Ordering::Relaxed);
+        while cur != 0 {
+            let s = self.slot(cur - 1).expect("linked");
+            if s.key_words() == k {
+                others += 1;
+                left = Some(s);
+            }
+            cur = s.next.load(Ordering::Relaxed);
+        }
+        if let (1, Some(s)) = (others, left) {
+            let _g = s.lock();
+            s.solo.store(1, Ordering::Relaxed);
+        }
         drop(sg);
         self.free.lock().push(idx);
         self.count.fetch_sub(1, Ordering::AcqRel);
@@ -982,5 +1222,103 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         assert!(churn.join().unwrap() > 0);
         assert_eq!(t.len(), 2000);
+    }
+
+    #[test]
+    fn a_link_finds_only_the_state_a_probe_would_find() {
+        let t = StateTable::new(100);
+        let a = t.insert(StateData { key: key(1), direction: DIR_OUT, ..Default::default() }).unwrap();
+        let v = t.probe_linked(a + 1, key(1).words(), 7).expect("alone and usable");
+        assert_eq!(v.idx, a);
+        assert!(t.probe_linked(0, key(1).words(), 7).is_none(), "no link");
+        assert!(t.probe_linked(a + 1, key(2).words(), 7).is_none(), "another key");
+        assert!(t.probe_linked(a + 100, key(1).words(), 7).is_none(), "a slot never used");
+        // A second state on the key: the link no longer decides.
+        let b = t.insert(StateData { key: key(1), direction: DIR_IN, kif: 7, ..Default::default() }).unwrap();
+        assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none());
+        assert!(t.probe_linked(b + 1, key(1).words(), 7).is_none());
+        assert!(matches!(t.probe(key(1).words(), 7), Probe::Hit(v) if v.idx == b), "if-bound first");
+        // Alone again once the other goes.
+        assert!(t.remove(b));
+        assert_eq!(t.probe_linked(a + 1, key(1).words(), 7).map(|v| v.idx), Some(a));
+        // Bound elsewhere: not usable here.
+        let c = t.insert(StateData { key: key(3), direction: DIR_OUT, kif: 5, ..Default::default() }).unwrap();
+        assert!(t.probe_linked(c + 1, key(3).words(), 7).is_none());
+        assert_eq!(t.probe_linked(c + 1, key(3).words(), 5).map(|v| v.idx), Some(c));
+        // Removed, then the slot reused for another key.
+        assert!(t.remove(a));
+        assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none(), "removed");
+        let d = t.insert(StateData { key: key(4), direction: DIR_OUT, ..Default::default() }).unwrap();
+        assert_eq!(d, a, "the free slot is reused");
+        assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none(), "reused for another key");
+        assert_eq!(t.probe_linked(a + 1, key(4).words(), 7).map(|v| v.idx), Some(d));
+        // Purge-marked (TCP state reuse): never found.
+        t.with_state(key(4).words(), 7, |st| st.timeout = TIMEOUT_PURGE).unwrap();
+        assert!(t.probe_linked(d + 1, key(4).words(), 7).is_none());
+        // The reverse link is a plain hint on the slot, cleared on reuse.
+        t.set_rev(c, d + 1);
+        assert_eq!(t.rev(c), d + 1);
+        assert!(t.remove(c));
+        let e = t.insert(StateData { key: key(5), direction: DIR_IN, ..Default::default() }).unwrap();
+        assert_eq!(e, c);
+        assert_eq!(t.rev(e), 0);
+    }
+
+    #[test]
+    fn links_never_disagree_with_probes_under_random_churn() {
+        // Few keys, interfaces and directions, so keys often hold two
+        // states and slots are reused for other keys.
+        let t = StateTable::new(64);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut live: Vec<u32> = vec![];
+        for _ in 0..20_000 {
+            let r = next();
+            if r % 3 != 0 || live.is_empty() {
+                let st = StateData {
+                    key: key((r >> 8) as u16 % 6),
+                    direction: if r & 16 != 0 { DIR_IN } else { DIR_OUT },
+                    kif: (r >> 20) as u32 % 3,
+                    timeout: if r % 29 == 0 { TIMEOUT_PURGE } else { 0 },
+                    ..Default::default()
+                };
+                if let Ok(i) = t.insert(st) {
+                    live.push(i);
+                }
+            } else {
+                let i = live.swap_remove((r >> 8) as usize % live.len());
+                assert!(t.remove(i));
+            }
+            for slot in 0..t.high_water() {
+                for p in 0..6 {
+                    for ifidx in 0..3 {
+                        let k = key(p).words();
+                        if let Some(v) = t.probe_linked(slot + 1, k, ifidx) {
+                            match t.probe(k, ifidx) {
+                                Probe::Hit(w) => assert_eq!(v.idx, w.idx, "slot {slot} key {p} if {ifidx}"),
+                                _ => panic!("link found slot {slot} for key {p} on {ifidx}, probe did not"),
+                            }
+                        }
+                        let locked = t.with_state_linked(slot + 1, k, ifidx, |_, _| ()).map(|(i, _)| i);
+                        assert_eq!(locked, t.find(&key(p), ifidx), "locked path, slot {slot} key {p} if {ifidx}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reversed_key_words_are_the_other_sides_key() {
+        let k = key(1234);
+        let mut r = k;
+        r.addr.swap(0, 1);
+        r.port.swap(0, 1);
+        assert_eq!(reversed(k.words()), r.words());
+        assert_eq!(reversed(reversed(k.words())), k.words());
     }
 }

@@ -135,11 +135,32 @@ fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: SinkCounters
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
+    // SOFTNET_BENCH_CPUTIME=1: divide by the workers' CPU time instead of
+    // the wall clock, so time the scheduler gave to other processes on a
+    // shared machine does not count (for A/B comparisons).
+    let cputime = std::env::var_os("SOFTNET_BENCH_CPUTIME").is_some_and(|v| v == "1");
+    let cpu = || -> f64 {
+        use std::os::unix::thread::JoinHandleExt;
+        threads
+            .iter()
+            .map(|t| {
+                let mut id: libc::clockid_t = 0;
+                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                // SAFETY: the threads are alive until joined below.
+                unsafe {
+                    libc::pthread_getcpuclockid(t.as_pthread_t(), &mut id);
+                    libc::clock_gettime(id, &mut ts);
+                }
+                ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+            })
+            .sum::<f64>()
+            / threads.len() as f64
+    };
     let c0: u64 = counters.iter().map(|c| c.0.get()).sum();
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), cpu());
     std::thread::sleep(Duration::from_secs_f64(secs));
     let c1: u64 = counters.iter().map(|c| c.0.get()).sum();
-    let dt = t0.elapsed().as_secs_f64();
+    let dt = if cputime { cpu() - cpu0 } else { t0.elapsed().as_secs_f64() };
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
@@ -332,7 +353,12 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
         }
         let base_mpps = median(base);
         let base_ns = workers as f64 * 1e3 / base_mpps;
-        for pc in [PfCase::Stateful, PfCase::Rules1000, PfCase::Table100k] {
+        // SOFTNET_BENCH_PF_CASES=ac: only those cases (for A/B runs).
+        let only = std::env::var("SOFTNET_BENCH_PF_CASES").unwrap_or_else(|_| "abcd".into());
+        for (pc, _) in [(PfCase::Stateful, 'a'), (PfCase::Rules1000, 'b'), (PfCase::Table100k, 'c')]
+            .into_iter()
+            .filter(|(_, c)| only.contains(*c))
+        {
             let mut runs = Vec::new();
             for _ in 0..repeat {
                 let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
@@ -352,6 +378,9 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
                 ns - base_ns,
                 runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
             );
+        }
+        if !only.contains('d') {
+            continue;
         }
         // (d) against forwarding the same number of distinct flows.
         let dcase = BenchCase { workers, routes: 10, flows: NEW_FLOWS };
