@@ -253,7 +253,8 @@ impl WorkerState {
                 for round in 0..f.0.prefetch_rounds() {
                     for p in rx.iter() {
                         let d = p.data();
-                        if d.len() > HEADER_LEN && d[12..14] == [0x08, 0x00] {
+                        let ether_type = d.get(HEADER_LEN - 2..HEADER_LEN).map(|t| u16::from_be_bytes([t[0], t[1]]));
+                        if d.len() > HEADER_LEN && ether_type == Some(EtherType::IPV4.0) {
                             f.0.prefetch(ifp, &d[HEADER_LEN..], round);
                         }
                     }
