@@ -78,7 +78,7 @@ impl Reassembly {
         let e = t.entry(key).or_insert_with(|| Partial { header: None, pieces: Vec::new(), total: None, expires: now + REASS_TIMEOUT });
         let end = off + payload.len();
         let bad = end > MAX_DATAGRAM - hlen
-            || (more && payload.len() % 8 != 0)
+            || (more && !payload.len().is_multiple_of(8))
             || (!more && e.total.is_some_and(|t| t != end))
             || e.total.is_some_and(|t| end > t)
             || e.pieces.iter().any(|(o, d)| off < o + d.len() && *o < end);

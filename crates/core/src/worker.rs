@@ -1240,7 +1240,7 @@ mod tests {
     fn header_with(opts: &[u8]) -> Vec<u8> {
         let mut h = vec![0u8; IPV4_MIN_HEADER];
         h.extend_from_slice(opts);
-        while h.len() % 4 != 0 {
+        while !h.len().is_multiple_of(4) {
             h.push(IPOPT_EOL);
         }
         h

@@ -218,7 +218,7 @@ pub fn track_full(st: &mut StateData, fwd: bool, seg: &TcpSeg, new_iss: impl FnO
         data_end = seq;
     }
     let ackskew = dst.seqlo.wrapping_sub(ack) as i32 as i64;
-    let back = ((dst.max_win as u32) << dws) as u32;
+    let back = (dst.max_win as u32) << dws;
 
     let rst_ok = !seg.has(TH_RST)
         || orig_seq == src.seqlo
