@@ -179,6 +179,12 @@ impl Pf {
         }
         let _ = writeln!(out, "{:<27} {:>14} {:>16}", "State Table", "Total", "Rate");
         let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", inner.states.len(), "");
+        // pf_status.states_halfopen: TCP states whose initiator is past
+        // CLOSED but not yet ESTABLISHED (pf_set_protostate).
+        let halfopen = inner.states.count_if(|st| {
+            st.key.proto == 6 && st.src.state != tcps::CLOSED && st.src.state < tcps::ESTABLISHED
+        });
+        let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "half-open tcp", halfopen, "");
         let searches = inner.counters.sum(|c| &c.searches);
         let inserts = inner.states.inserts.load(Ordering::Relaxed);
         let removals = inner.states.removals.load(Ordering::Relaxed);

@@ -483,3 +483,26 @@ fn log_all_on_a_match_rule_logs_every_packet_of_the_state() {
         assert_eq!(drain_log(&q).len(), logged, "{rules}");
     }
 }
+
+#[test]
+fn pfctl_si_counts_half_open_tcp_states() {
+    let n = net();
+    let pf = pf_with(&n, "pass proto { tcp udp }\n");
+    let t = Instant::from_secs(1);
+    let half = |pf: &Pf| {
+        let si = pf.show_info(t);
+        let l = si.lines().find(|l| l.starts_with("  half-open tcp")).unwrap_or_else(|| panic!("{si}")).to_string();
+        // pfctl: "  %-25s %14u %14s" right after "current entries"
+        let prev = si.lines().take_while(|x| !x.starts_with("  half-open tcp")).last().unwrap().to_string();
+        assert!(prev.starts_with("  current entries"), "{si}");
+        assert_eq!(l.len(), 2 + 25 + 1 + 14 + 1 + 14, "{l:?}");
+        l[28..42].trim().parse::<usize>().unwrap()
+    };
+    assert_eq!(half(&pf), 0);
+    assert!(run(&pf, t, Direction::Out, &n.em1, PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 53, b"q"))));
+    assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0)));
+    assert_eq!(half(&pf), 1);
+    assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
+    assert_eq!(half(&pf), 0);
+    assert_eq!(pf.state_count(), 2);
+}
