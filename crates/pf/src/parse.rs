@@ -522,7 +522,10 @@ impl<'r> Parser<'r> {
                 let w = c.word()?;
                 const LEVELS: &[&str] =
                     &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "none", "urgent", "misc", "loud"];
-                if !LEVELS.contains(&w.as_str()) {
+                // pfctl's string_to_loglevel also takes syslog's deprecated
+                // names and a level number 0..7.
+                const MORE: &[&str] = &["error", "panic", "warn", "0", "1", "2", "3", "4", "5", "6", "7"];
+                if !LEVELS.contains(&w.as_str()) && !MORE.contains(&w.as_str()) {
                     return Err((line, format!("unknown debug level {w}")));
                 }
                 self.rs.options.debug = Some(w.clone());

@@ -506,3 +506,16 @@ fn pfctl_si_counts_half_open_tcp_states() {
     assert_eq!(half(&pf), 0);
     assert_eq!(pf.state_count(), 2);
 }
+
+#[test]
+fn pfctl_si_names_the_debug_level_as_pfctl_does() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (set, shown) in [("", "err"), ("set debug warning\n", "warn"), ("set debug 7\n", "debug")] {
+        let pf = pf_with(&n, &format!("{set}pass\n"));
+        let si = pf.show_info(t);
+        let first = si.lines().next().unwrap();
+        assert_eq!(first.len(), 44 + 15, "{first:?}");
+        assert!(first.ends_with(&format!("Debug: {shown}")), "{set}: {first:?}");
+    }
+}
