@@ -848,7 +848,12 @@ fn test_rule(
     let ifname = cx.ifp.name();
     let mut tag = pkt.meta.pf_tag;
     let mut rtable: Option<u16> = None;
-    let mut log_match = false;
+    // pf_rule_actions' log bits, gathered from the `match` rules passed:
+    // `log (all)` on any of them makes the state log all its packets;
+    // each `log (matches)` one makes every later matching rule log the
+    // packet once more (pf_log_matches).
+    let mut act_log_all = false;
+    let mut log_matches = 0u32;
     let mut matched: Option<&CRule> = None;
     let n = rules.len();
     let mut i = 0usize;
@@ -953,12 +958,21 @@ fn test_rule(
                 c.packets.inc();
                 c.bytes.add(pd.tot_len as u64);
             }
-            if r.log.is_some() {
-                log_match = true;
+            if let Some(l) = r.log {
                 cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
+                act_log_all |= l.all;
+                if l.matches {
+                    log_matches += 1;
+                }
+            }
+            if log_matches > 0 {
+                log_later_match(cx, r, log_matches, pd, &pkt);
             }
             i += 1;
             continue;
+        }
+        if log_matches > 0 {
+            log_later_match(cx, r, log_matches, pd, &pkt);
         }
         matched = Some(r);
         if r.quick {
@@ -967,7 +981,6 @@ fn test_rule(
         i += 1;
     }
     counters.evaluated(run, next);
-    let _ = log_match;
     let Some(r) = matched else {
         // pf's default rule: pass, no state.
         if pd.badopts {
@@ -1006,7 +1019,7 @@ fn test_rule(
                 return Verdict::Drop(pkt);
             }
             if keeps_state(r) {
-                if let Err(reason) = create_state(cx, r, pd, &mut pkt, tag, rtable) {
+                if let Err(reason) = create_state(cx, r, pd, &mut pkt, tag, rtable, act_log_all) {
                     cx.count(reason);
                     if logged {
                         cx.log(Some(r.nr), pflog::PF_DROP, reason, pd, pkt.data());
@@ -1028,6 +1041,25 @@ fn test_rule(
     }
 }
 
+/// pf_log_matches: after a `match ... log (matches)` rule, every rule the
+/// packet goes on to match logs it, once per such `match` rule, under its
+/// own number and action; a rule with `log (matches)` itself was logged
+/// already.
+#[cold]
+fn log_later_match(cx: &Cx, r: &CRule, times: u32, pd: &Pd, pkt: &PacketBuf) {
+    if r.log.is_some_and(|l| l.matches) {
+        return;
+    }
+    let action = match r.action {
+        Action::Match => pflog::PF_MATCH,
+        Action::Pass => pflog::PF_PASS,
+        Action::Block(_) => pflog::PF_DROP,
+    };
+    for _ in 0..times {
+        cx.log(Some(r.nr), action, Reason::Match, pd, pkt.data());
+    }
+}
+
 fn create_state(
     cx: &Cx,
     r: &CRule,
@@ -1035,6 +1067,7 @@ fn create_state(
     pkt: &mut PacketBuf,
     tag: u16,
     rtable: Option<u16>,
+    act_log_all: bool,
 ) -> Result<(), Reason> {
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
@@ -1047,7 +1080,7 @@ fn create_state(
         kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
-            | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if act_log_all || r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
         timeout_set: r.timeout_set,
         rule_nr: r.nr,

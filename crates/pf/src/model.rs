@@ -221,9 +221,17 @@ pub enum Action {
 pub struct LogOpts {
     /// `all`: log every packet of the state, not only the first.
     pub all: bool,
+    /// `matches` (PF_LOG_MATCHES): on a `match` rule, every later rule the
+    /// packet matches logs it too.
     pub matches: bool,
+    /// `user` (PF_LOG_USER): pf records the uid/pid of the local socket in
+    /// the pflog header. softnet forwards only and has no local sockets, so
+    /// this is parsed and printed but records nothing extra (the header's
+    /// uid/pid stay "unknown").
     pub user: bool,
-    /// `to pflogN`
+    /// `to pflogN`, N in 1..=255; `to pflog0` is the default and is stored as
+    /// `None`, as pfctl stores logif 0. softnet has only pflog0, so loading a
+    /// rule with `Some(_)` is refused.
     pub to_pflog: Option<u32>,
 }
 

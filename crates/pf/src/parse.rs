@@ -70,6 +70,15 @@ pub fn load_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Res
 pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     let mut errs = vec![];
     for r in &rs.rules {
+        // softnet has a single pflog output, pflog0 (`to pflog0` is parsed
+        // as no `to` at all, like pfctl's logif 0).
+        if let Some(n) = r.log.and_then(|l| l.to_pflog) {
+            errs.push(ParseError {
+                file: rs.filename.clone(),
+                line: r.line,
+                message: format!("log to pflog{n}: no such interface, softnet logs to pflog0 only"),
+            });
+        }
         let mut refuse = |what: &str| {
             errs.push(ParseError {
                 file: rs.filename.clone(),
@@ -513,7 +522,10 @@ impl<'r> Parser<'r> {
                 let w = c.word()?;
                 const LEVELS: &[&str] =
                     &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "none", "urgent", "misc", "loud"];
-                if !LEVELS.contains(&w.as_str()) {
+                // pfctl's string_to_loglevel also takes syslog's deprecated
+                // names and a level number 0..7.
+                const MORE: &[&str] = &["error", "panic", "warn", "0", "1", "2", "3", "4", "5", "6", "7"];
+                if !LEVELS.contains(&w.as_str()) && !MORE.contains(&w.as_str()) {
                     return Err((line, format!("unknown debug level {w}")));
                 }
                 self.rs.options.debug = Some(w.clone());
@@ -937,9 +949,19 @@ impl<'r> Parser<'r> {
                     "matches" => l.matches = true,
                     "user" => l.user = true,
                     "to" => {
+                        // pfctl: `pflog` followed by 0..255; `to pflog0` is
+                        // the default and is kept as no interface at all, so
+                        // it prints (and compares) like plain `log`.
                         let w = c.word()?;
-                        let n = w.strip_prefix("pflog").and_then(parse_number).and_then(|n| u32::try_from(n).ok());
-                        l.to_pflog = Some(n.ok_or((line, format!("{w}: invalid log interface")))?);
+                        let Some(num) = w.strip_prefix("pflog") else {
+                            return Err((line, format!("{w}: should be a pflog interface")));
+                        };
+                        let n = match parse_number(num) {
+                            Some(n) if n <= 255 => n as u32,
+                            Some(_) => return Err((line, format!("{w}: too large"))),
+                            None => return Err((line, format!("{w}: invalid"))),
+                        };
+                        l.to_pflog = (n != 0).then_some(n);
                     }
                     _ => return Err((line, "syntax error".into())),
                 }

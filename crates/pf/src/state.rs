@@ -1101,6 +1101,21 @@ impl StateTable {
         v
     }
 
+    /// How many live states `pred` picks (each looked at under its lock,
+    /// nothing copied).
+    pub fn count_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.high_water() {
+            if let Some(slot) = self.slot(i) {
+                let g = slot.lock();
+                if g.live && pred(&*g) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Removes the states `pred` picks; returns how many.
     pub fn remove_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
         let mut n = 0;

@@ -424,3 +424,98 @@ fn measure_established_state_lookup() {
     let ns = start.elapsed().as_nanos() as f64 / iters as f64;
     eprintln!("established-state packet: {ns:.1} ns");
 }
+
+/// (rule number, action) of each pflog record in the queue.
+fn drain_log(q: &PflogQueue) -> Vec<(u32, u8)> {
+    let mut out = vec![];
+    q.drain_to(&mut out, 0).unwrap();
+    let mut recs = vec![];
+    let mut b = &out[..];
+    while b.len() >= 16 {
+        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+        let rec = &b[16..16 + len];
+        recs.push((u32::from_be_bytes(rec[36..40].try_into().unwrap()), rec[2]));
+        b = &b[16 + len..];
+    }
+    recs
+}
+
+#[test]
+fn log_matches_logs_the_packet_at_every_later_matching_rule() {
+    let n = net();
+    let rules = "match in log (matches) proto tcp\npass in proto tcp no state\nblock in proto tcp to port 23\n";
+    let pf = pf_with(&n, rules);
+    let q = Arc::new(PflogQueue::new(16));
+    pf.set_pflog(Some(q.clone()));
+    let t = Instant::from_secs(1);
+    assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1, 0, 0)));
+    // the match rule, then the pass rule
+    let got = drain_log(&q);
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(got[1].1, softnet_pf::pflog::PF_PASS);
+    assert_eq!(got[0].1, softnet_pf::pflog::PF_MATCH);
+    assert!(!run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 23, SYN, 1, 0, 0)));
+    let got = drain_log(&q);
+    assert_eq!(got, [(0, softnet_pf::pflog::PF_MATCH), (1, softnet_pf::pflog::PF_PASS), (2, softnet_pf::pflog::PF_DROP)]);
+    // Without `matches` only the match rule itself logs.
+    let pf = pf_with(&n, &rules.replace("log (matches)", "log"));
+    pf.set_pflog(Some(q.clone()));
+    assert!(!run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 23, SYN, 1, 0, 0)));
+    assert_eq!(drain_log(&q), [(0, softnet_pf::pflog::PF_MATCH)]);
+}
+
+#[test]
+fn log_all_on_a_match_rule_logs_every_packet_of_the_state() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (rules, logged) in [
+        // the SYN by the match rule, then the state's two packets
+        ("match in log (all) proto tcp\npass proto tcp\n", 3),
+        ("match in log proto tcp\npass proto tcp\n", 1),
+        ("pass log (all) proto tcp\n", 3),
+    ] {
+        let pf = pf_with(&n, rules);
+        let q = Arc::new(PflogQueue::new(16));
+        pf.set_pflog(Some(q.clone()));
+        assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0)));
+        assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
+        assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 0)));
+        assert_eq!(drain_log(&q).len(), logged, "{rules}");
+    }
+}
+
+#[test]
+fn pfctl_si_counts_half_open_tcp_states() {
+    let n = net();
+    let pf = pf_with(&n, "pass proto { tcp udp }\n");
+    let t = Instant::from_secs(1);
+    let half = |pf: &Pf| {
+        let si = pf.show_info(t);
+        let l = si.lines().find(|l| l.starts_with("  half-open tcp")).unwrap_or_else(|| panic!("{si}")).to_string();
+        // pfctl: "  %-25s %14u %14s" right after "current entries"
+        let prev = si.lines().take_while(|x| !x.starts_with("  half-open tcp")).last().unwrap().to_string();
+        assert!(prev.starts_with("  current entries"), "{si}");
+        assert_eq!(l.len(), 2 + 25 + 1 + 14 + 1 + 14, "{l:?}");
+        l[28..42].trim().parse::<usize>().unwrap()
+    };
+    assert_eq!(half(&pf), 0);
+    assert!(run(&pf, t, Direction::Out, &n.em1, PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 53, b"q"))));
+    assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0)));
+    assert_eq!(half(&pf), 1);
+    assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
+    assert_eq!(half(&pf), 0);
+    assert_eq!(pf.state_count(), 2);
+}
+
+#[test]
+fn pfctl_si_names_the_debug_level_as_pfctl_does() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (set, shown) in [("", "err"), ("set debug warning\n", "warn"), ("set debug 7\n", "debug")] {
+        let pf = pf_with(&n, &format!("{set}pass\n"));
+        let si = pf.show_info(t);
+        let first = si.lines().next().unwrap();
+        assert_eq!(first.len(), 44 + 15, "{first:?}");
+        assert!(first.ends_with(&format!("Debug: {shown}")), "{set}: {first:?}");
+    }
+}
