@@ -1304,6 +1304,27 @@ fn build_icmp_unreach(
     Some(p)
 }
 
+/// pfr_update_stats: the tables in the deciding rule's addresses count the
+/// packet against the entry holding the address (`pfctl -T show -v`): Block
+/// or Pass, or XPass when the rule passed on a table miss (a negated table
+/// or a negated entry), and the table's no-match count otherwise.
+fn count_tables(cx: &Cx, r: &crate::compile::CRule, pd: &Pd) {
+    let out = cx.dir == Direction::Out;
+    let blocked = matches!(r.action, Action::Block(_));
+    for (ep, addr) in [(&r.src, pd.src), (&r.dst, pd.dst)] {
+        if let crate::compile::AddrMatch::Table(t) = &ep.addr {
+            let op = if blocked {
+                crate::table::TableOp::Block
+            } else if ep.negated {
+                crate::table::TableOp::XPass
+            } else {
+                crate::table::TableOp::Pass
+            };
+            t.match_and_count(cx.worker, addr, out, op, pd.tot_len as u64);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1363,26 +1384,5 @@ mod tests {
         assert_eq!(rst_numbers(&data), (7777, 5100, TH_RST | TH_ACK));
         let fin = TcpSeg { flags: TH_FIN | TH_ACK, seq: 5000, ack: 7777, win: 0, len: 10, wscale: None };
         assert_eq!(rst_numbers(&fin), (7777, 5011, TH_RST | TH_ACK));
-    }
-}
-
-/// pfr_update_stats: the tables in the deciding rule's addresses count the
-/// packet against the entry holding the address (`pfctl -T show -v`): Block
-/// or Pass, or XPass when the rule passed on a table miss (a negated table
-/// or a negated entry), and the table's no-match count otherwise.
-fn count_tables(cx: &Cx, r: &crate::compile::CRule, pd: &Pd) {
-    let out = cx.dir == Direction::Out;
-    let blocked = matches!(r.action, Action::Block(_));
-    for (ep, addr) in [(&r.src, pd.src), (&r.dst, pd.dst)] {
-        if let crate::compile::AddrMatch::Table(t) = &ep.addr {
-            let op = if blocked {
-                crate::table::TableOp::Block
-            } else if ep.negated {
-                crate::table::TableOp::XPass
-            } else {
-                crate::table::TableOp::Pass
-            };
-            t.match_and_count(cx.worker, addr, out, op, pd.tot_len as u64);
-        }
     }
 }

@@ -220,9 +220,9 @@ impl Pf {
             let _ = writeln!(out, "  {:<25} {:>14} {}", n, v, rate(v));
         }
         out.push_str("Counters\n");
-        for i in 0..REASON_COUNT {
+        for (i, name) in REASON_NAMES.iter().enumerate().take(REASON_COUNT) {
             let v = inner.counters.sum(|c| &c.reasons[i]);
-            let _ = writeln!(out, "  {:<25} {:>14} {}", REASON_NAMES[i], v, rate(v));
+            let _ = writeln!(out, "  {:<25} {:>14} {}", name, v, rate(v));
         }
         out
     }

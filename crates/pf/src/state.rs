@@ -1108,7 +1108,7 @@ impl StateTable {
         for i in 0..self.high_water() {
             if let Some(slot) = self.slot(i) {
                 let g = slot.lock();
-                if g.live && pred(&*g) {
+                if g.live && pred(&g) {
                     n += 1;
                 }
             }
