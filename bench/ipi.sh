@@ -9,7 +9,7 @@
 #   * the share of the router CPU's samples spent sending IPIs
 #     (perf: time under x2apic_send_IPI, children included),
 #     if perf is installed.
-# Root. Usage: bash bench/ipi.sh [-t SECS] [-m "kernel user tap"]
+# Root. Usage: bash bench/ipi.sh [-t SECS] [-m "kernel user tap xdp"]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -24,6 +24,20 @@ while getopts "t:m:" o; do
 done
 bin=${SOFTNET_BIN:-$repo/target/release/softnet}
 [ -x "$bin" ] || (cd "$repo" && cargo build --release --bins)
+
+# "xdp" runs in the "user" topology (bare veth ends), attached with AF_XDP.
+topo_of() { if [ "$1" = xdp ]; then echo user; else echo "$1"; fi; }
+# With native XDP the veth's NAPI runs on the sending CPU (the generator's):
+# make it a thread and pin that to the router's CPU, so the router CPU pays
+# for it (../shared/bench README, "AF_XDP").
+napi_to_router_cpu() {
+    [ "$1" = xdp ] || return 0
+    for dev in sn-r0 sn-r1; do
+        ip netns exec sn-r sh -c "echo 1 > /sys/class/net/$dev/threaded"
+    done
+    sleep 0.5
+    ps -eo pid=,comm= | awk '$2 ~ /^napi\/sn-r/ { print $1 }' | while read -r p; do taskset -pc 1 "$p" >/dev/null; done
+}
 
 cal() { awk '/^ *CAL:/ { print $2, $3 }' /proc/interrupts; }
 
@@ -42,12 +56,13 @@ for mode in $modes; do
         OFFLOADS=off bash "$harness/topo.sh" up kernel >/dev/null
         pid=""
     else
-        bash "$harness/topo.sh" up "$mode" >/dev/null
+        bash "$harness/topo.sh" up "$(topo_of "$mode")" >/dev/null
         mkdir -p /run/sn-bench
         ip netns exec sn-r taskset -c 1 "$bin" up -c "$here/softnet-$mode.toml" 2>/run/sn-bench/softnet.log &
         pid=$!
         sleep 2
         kill -0 "$pid" || { cat /run/sn-bench/softnet.log; exit 1; }
+        napi_to_router_cpu "$mode"
     fi
     out=$(mktemp) perfdata=$(mktemp)
     (
@@ -77,7 +92,7 @@ for mode in $modes; do
         # Inclusive shares of the router CPU's samples, for the breakdown.
         perf report -i "$perfdata" --children --sort sym --stdio -g none 2>/dev/null |
             awk -v m="$mode" '
-                $NF ~ /^(x2apic_send_IPI|packet_sendmsg|tpacket_rcv|tun_get_user|tun_do_read|__netif_receive_skb_core[.a-z0-9]*|ip_forward|nft_do_chain|handle_softirqs|entry_SYSCALL_64_after_hwframe)$/ {
+                $NF ~ /^(x2apic_send_IPI|packet_sendmsg|tpacket_rcv|tun_get_user|tun_do_read|xsk_sendmsg|veth_poll|__netif_receive_skb_core[.a-z0-9]*|ip_forward|nft_do_chain|handle_softirqs|entry_SYSCALL_64_after_hwframe)$/ {
                     printf "%s %s %s\n", m, $NF, $1 }' >>"$breakdown" || true
         perf report -i "$perfdata" --sort dso --stdio -g none 2>/dev/null |
             awk -v m="$mode" '$NF == "softnet" { printf "%s softnet-user-space %s\n", m, $1 }' >>"$breakdown" || true

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # softnet against the Linux kernel router (with and without nftables) in the
 # same run, with ../shared/bench. Root. Usage:
-#   bash bench/vs_kernel.sh [-t SECS] [-n REPS] [-m "user tap"]
+#   bash bench/vs_kernel.sh [-t SECS] [-n REPS] [-m "user tap xdp"]
 # Prints the kernel table, then one softnet row per attach mode.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,18 +19,33 @@ done
 bin=${SOFTNET_BIN:-$repo/target/release/softnet}
 [ -x "$bin" ] || (cd "$repo" && cargo build --release --bins)
 
+# "xdp" runs in the "user" topology (bare veth ends), attached with AF_XDP.
+topo_of() { if [ "$1" = xdp ]; then echo user; else echo "$1"; fi; }
+# With native XDP the veth's NAPI runs on the sending CPU (the generator's):
+# make it a thread and pin that to the router's CPU, so the router CPU pays
+# for it (../shared/bench README, "AF_XDP").
+napi_to_router_cpu() {
+    [ "$1" = xdp ] || return 0
+    for dev in sn-r0 sn-r1; do
+        ip netns exec sn-r sh -c "echo 1 > /sys/class/net/$dev/threaded"
+    done
+    sleep 0.5
+    ps -eo pid=,comm= | awk '$2 ~ /^napi\/sn-r/ { print $1 }' | while read -r p; do taskset -pc 1 "$p" >/dev/null; done
+}
+
 echo "== kernel router (offloads off, as the user-space rows), no rules / nft 1 / nft 100"
 bash "$harness/bench.sh" -t "$secs" -n "$reps" -c "off 1 100" -o off
 
 for mode in $modes; do
     echo "== softnet ($mode)"
-    bash "$harness/topo.sh" up "$mode"
+    bash "$harness/topo.sh" up "$(topo_of "$mode")"
     mkdir -p /run/sn-bench
     ip netns exec sn-r taskset -c 1 "$bin" up -c "$here/softnet-$mode.toml" 2>/run/sn-bench/softnet.log &
     pid=$!
     trap 'kill $pid 2>/dev/null || true; bash "$harness/topo.sh" down || true' EXIT
     sleep 2
     kill -0 $pid || { cat /run/sn-bench/softnet.log; exit 1; }
+    napi_to_router_cpu "$mode"
     bash "$harness/bench.sh" -a -p $pid -l "softnet ($mode)" -t "$secs" -n "$reps" || true
     ip netns exec sn-r "$bin" --socket /run/sn-bench/softnet.sock netstat -i || true
     kill $pid; wait $pid 2>/dev/null || true
