@@ -710,16 +710,31 @@ fn open_socket(dev: &str, ifindex: u32, queue: u32, frames: usize) -> Result<(Ow
         queue_id: queue,
         shared_umem_fd: 0,
     };
-    // SAFETY: sa is a valid sockaddr_xdp of the size passed.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &sa as *const SockaddrXdp as *const libc::sockaddr,
-            std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(IoError::last(dev, "bind(AF_XDP)"));
+    // A queue a closed socket was bound to is released by deferred kernel
+    // work: EBUSY right after a close (e.g. a reopen) clears within
+    // milliseconds, so retry for up to a second before reporting it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        // SAFETY: sa is a valid sockaddr_xdp of the size passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const SockaddrXdp as *const libc::sockaddr,
+                std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= deadline {
+            return Err(IoError::Os {
+                dev: dev.to_string(),
+                call: "bind(AF_XDP)",
+                source: err,
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Ok((fd, SockParts { rx, tx, fill, comp, umem }))
 }
