@@ -24,7 +24,8 @@
 //! than a pool buffer are counted in `rx_oversize` and dropped; frames that
 //! do not fit the device (or are shorter than an Ethernet header) in
 //! `tx_oversize`; a full TX side in `tx_busy`; the kernel's own drops
-//! (`XDP_STATISTICS`: RX ring full, no fill buffer) in `rx_kernel_drops`.
+//! (`XDP_STATISTICS`: RX ring full, no fill buffer, frame too long for a
+//! chunk) in `rx_kernel_drops`.
 
 use crate::stats::LinkStats;
 use crate::sys::{bump, errno, setsockopt};
@@ -237,31 +238,51 @@ struct Attached {
     mode: &'static str,
 }
 
-fn attach(dev: &str, prog: OwnedFd, map: OwnedFd, ifindex: u32, force_skb: bool) -> Result<Attached, IoError> {
-    if !force_skb {
-        let r = link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE);
+/// `link_create`, retried for up to a second while the device still has
+/// the program of a link being closed (EBUSY right after a reopen).
+fn link_create_retry(prog: &OwnedFd, ifindex: u32, flags: u32) -> Result<OwnedFd, std::io::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let r = link_create(prog, ifindex, flags);
         if r >= 0 {
-            return Ok(Attached {
-                link: fd_from(r),
-                _prog: prog,
-                _map: map,
-                mode: "native",
-            });
+            return Ok(fd_from(r));
         }
-        tracing::info!(
-            "{dev}: native XDP refused ({}); attaching in generic (SKB) mode",
-            std::io::Error::last_os_error()
-        );
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= deadline {
+            return Err(err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let r = link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE);
-    if r < 0 {
-        return Err(IoError::last(dev, "bpf(BPF_LINK_CREATE XDP)"));
-    }
+}
+
+fn attach(dev: &str, prog: OwnedFd, map: OwnedFd, ifindex: u32, force_skb: bool) -> Result<Attached, IoError> {
+    let os = |source: std::io::Error| IoError::Os {
+        dev: dev.to_string(),
+        call: "bpf(BPF_LINK_CREATE XDP)",
+        source,
+    };
+    let mut mode = "generic";
+    let link = if force_skb {
+        link_create_retry(&prog, ifindex, XDP_FLAGS_SKB_MODE).map_err(os)?
+    } else {
+        match link_create_retry(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
+            Ok(l) => {
+                mode = "native";
+                l
+            }
+            // Another program holds the device: no point in another mode.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST)) => return Err(os(e)),
+            Err(e) => {
+                tracing::info!("{dev}: native XDP refused ({e}); attaching in generic (SKB) mode");
+                link_create_retry(&prog, ifindex, XDP_FLAGS_SKB_MODE).map_err(os)?
+            }
+        }
+    };
     Ok(Attached {
-        link: fd_from(r),
+        link,
         _prog: prog,
         _map: map,
-        mode: "generic",
+        mode,
     })
 }
 
@@ -322,7 +343,9 @@ struct SockaddrXdp {
     shared_umem_fd: u32,
 }
 
-/// `struct xdp_statistics` (the fields up to `rx_fill_ring_empty_descs`).
+/// `struct xdp_statistics` (the fields up to `tx_ring_empty_descs`). A frame
+/// dropped for want of a fill buffer counts in both `rx_dropped` and
+/// `rx_fill_ring_empty_descs`: only `rx_dropped + rx_ring_full` are drops.
 #[repr(C)]
 #[derive(Default)]
 struct XdpStatistics {
@@ -728,9 +751,14 @@ fn open_socket(dev: &str, ifindex: u32, queue: u32, frames: usize) -> Result<(Ow
         }
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= deadline {
+            let call = if err.raw_os_error() == Some(libc::EBUSY) {
+                "bind(AF_XDP) (queue taken by another AF_XDP socket?)"
+            } else {
+                "bind(AF_XDP)"
+            };
             return Err(IoError::Os {
                 dev: dev.to_string(),
-                call: "bind(AF_XDP)",
+                call,
                 source: err,
             });
         }
@@ -745,7 +773,7 @@ impl LinkQueue for XdpQueue {
             // An absolute value from the kernel: a store, not an add.
             self.stats
                 .rx_kernel_drops
-                .store(k.rx_dropped + k.rx_ring_full + k.rx_fill_ring_empty_descs, Ordering::Relaxed);
+                .store(k.rx_dropped + k.rx_ring_full, Ordering::Relaxed);
         }
         let c = self.stats.snapshot();
         softnet_core::link::RxLosses {

@@ -365,3 +365,25 @@ fn generic_mode_works_too() {
     });
     assert_eq!(got, 50);
 }
+
+#[test]
+fn a_device_already_attached_is_a_clear_error() {
+    if !is_root() {
+        return;
+    }
+    let p = pair("bz", 1);
+    let Some(a) = open_xdp(&p, 1, &XdpOptions::default()) else {
+        return;
+    };
+    let t = Instant::now();
+    let e = p
+        .na
+        .run(|| XdpQueue::open_all("snxd-a", 1, &XdpOptions::default()))
+        .err()
+        .expect("the queue is taken");
+    let m = e.to_string();
+    assert!(m.starts_with("snxd-a: "), "{m}");
+    assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{m}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    drop(a);
+}
