@@ -810,8 +810,8 @@ impl LinkQueue for XdpQueue {
                 // SAFETY: addr..addr+len lies in the UMEM (checked against
                 // the chunk above; chunks lie inside the mapping), and this
                 // chunk is ours until it goes back to the fill ring.
-                let src = unsafe { std::slice::from_raw_parts(self.umem.base.add(d.addr as usize), len) };
                 debug_assert!(d.addr as usize + len <= self.umem.len);
+                let src = unsafe { std::slice::from_raw_parts(self.umem.base.add(d.addr as usize), len) };
                 p.set_len(len).expect("checked against max_len");
                 p.data_mut().copy_from_slice(src);
                 bytes += len as u64;
