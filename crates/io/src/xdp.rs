@@ -187,7 +187,10 @@ fn map_update(dev: &str, map: &OwnedFd, key: u32, value: u32) -> Result<(), IoEr
 }
 
 fn load_program(dev: &str, map: &OwnedFd) -> Result<OwnedFd, IoError> {
-    let insns = program(map.as_raw_fd());
+    load_insns(dev, &program(map.as_raw_fd()))
+}
+
+fn load_insns(dev: &str, insns: &[[u8; 8]]) -> Result<OwnedFd, IoError> {
     let license = b"GPL\0";
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut a = BpfAttr::new();
@@ -904,6 +907,20 @@ mod tests {
         assert_eq!(p[3], [0xb7, 0x03, 0, 0, 2, 0, 0, 0]);
         assert_eq!(p[4], [0x85, 0, 0, 0, 51, 0, 0, 0]);
         assert_eq!(p[5], [0x95, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_rejected_program_reports_the_verifier_log() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (bpf)");
+            return;
+        }
+        // r0 = 2 without an exit: the verifier refuses to fall off the end.
+        let e = load_insns("test0", &[insn(0xb7, 0, 0, 0, 2)]).unwrap_err().to_string();
+        assert!(e.starts_with("test0: bpf(BPF_PROG_LOAD XDP): "), "{e}");
+        assert!(e.contains("verifier log: ") && !e.contains("(empty)"), "{e}");
+        eprintln!("{e}");
     }
 
     #[test]
