@@ -17,6 +17,12 @@
 //!   chunks. Half the chunks circulate through the fill/RX rings, the other
 //!   half through a TX free list and the TX/completion rings.
 //!
+//! Unlike AF_PACKET, which gets copies, XDP takes the frames: the kernel's
+//! own stack no longer sees what arrives on a queue that has a socket (all
+//! of them, normally), which is what a router wants. Reopening right after
+//! a close (SIGHUP reload) waits up to a second for the kernel to release
+//! the queue and the old program (EBUSY), then reports it.
+//!
 //! Offloads are turned off at attach as for AF_PACKET (`ethtool`). XDP hands
 //! over no checksum state: a frame a local sender left CHECKSUM_PARTIAL
 //! (e.g. a veth peer with TX checksum offload on) arrives with its checksum
