@@ -295,17 +295,25 @@ fn attach(dev: &str, prog: OwnedFd, map: OwnedFd, ifindex: u32, force_skb: bool)
     })
 }
 
-/// RX queues of `dev` (`ETHTOOL_GCHANNELS`: rx or combined channels), or 1
-/// when the driver does not say.
-pub fn rx_queue_count(dev: &str) -> Result<usize, IoError> {
+/// How many AF_XDP queues `dev` can take: a socket binds to a queue id that
+/// must exist both ways, so the smaller of its RX and TX queue counts
+/// (`ETHTOOL_GCHANNELS`: rx/tx or combined channels), or 1 when the driver
+/// does not say.
+pub fn queue_count(dev: &str) -> Result<usize, IoError> {
     let s = crate::sys::ctl_socket(dev)?;
+    // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined,
+    // rx_count, tx_count, other_count, combined_count.
     let mut ch = [0u32; 9];
     ch[0] = ETHTOOL_GCHANNELS;
     let mut ifr = crate::sys::IfReq::new(dev)?;
     ifr.set_ptr(ch.as_mut_ptr());
     match crate::sys::ifreq_ioctl(&s, SIOCETHTOOL, &mut ifr, dev, "SIOCETHTOOL ETHTOOL_GCHANNELS") {
-        // rx_count (5), combined_count (8)
-        Ok(()) => Ok((ch[5].max(ch[8]) as usize).max(1)),
+        Ok(()) => {
+            let rx = ch[5].max(ch[8]) as usize;
+            let tx = ch[6].max(ch[8]) as usize;
+            let n = if tx == 0 { rx } else { rx.min(tx) };
+            Ok(n.max(1))
+        }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)) => Ok(1),
         Err(e) => Err(e),
     }
@@ -522,10 +530,10 @@ impl XdpQueue {
         let ifindex = ifinfo::ifindex(dev)?;
         ifinfo::mac_address(dev)?; // Ethernet only
         let mtu = ifinfo::mtu(dev)? as usize;
-        let have = rx_queue_count(dev)?;
+        let have = queue_count(dev)?;
         let n = queues.min(have);
         if n < queues {
-            tracing::info!("{dev}: device has {have} RX queue(s); using {n} AF_XDP queue(s) instead of {queues}");
+            tracing::info!("{dev}: device has {have} queue(s); using {n} AF_XDP queue(s) instead of {queues}");
         }
         if opts.disable_offloads {
             ethtool::disable_offloads(dev)?;

@@ -307,6 +307,26 @@ fn queues_are_capped_at_the_device_queue_count() {
 }
 
 #[test]
+fn queues_are_capped_at_the_smaller_of_rx_and_tx_queues() {
+    if !is_root() {
+        return;
+    }
+    let na = Netns::new("uqa");
+    let nb = Netns::new("uqb");
+    na.ip(&[
+        "link", "add", "snxd-a", "numtxqueues", "1", "numrxqueues", "3", "type", "veth", "peer", "name", "snxd-b",
+        "netns", &nb.name,
+    ]);
+    na.ip(&["link", "set", "snxd-a", "up"]);
+    nb.ip(&["link", "set", "snxd-b", "up"]);
+    let p = Pair { na, nb };
+    let Some(a) = open_xdp(&p, 4, &XdpOptions::default()) else {
+        return;
+    };
+    assert_eq!(a.len(), 1, "3 RX queues but 1 TX queue: one AF_XDP queue");
+}
+
+#[test]
 fn open_errors_name_the_device() {
     if !is_root() {
         return;
