@@ -5,6 +5,9 @@
 //! * [`packet`]: an existing device through AF_PACKET sockets: a TPACKET_V3
 //!   RX ring per queue (queues joined in a `PACKET_FANOUT_HASH` group) and a
 //!   TPACKET_V2 TX ring per queue.
+//! * [`xdp`]: an existing device through AF_XDP sockets (copy mode), one
+//!   per RX queue, fed by a hand-assembled XDP redirect program attached
+//!   with a BPF link (detached when the queues are dropped).
 //! * [`ifinfo`]: carrier, MTU, MAC and index of a device, for defaults and
 //!   for the daemon's link-state polling.
 //!
@@ -19,11 +22,13 @@ pub mod packet;
 pub mod stats;
 mod sys;
 pub mod tap;
+pub mod xdp;
 
 pub use ifinfo::{ifindex, link_state, mac_address, mtu};
 pub use packet::{open_packet, PacketOptions, PacketQueue, TxMode};
 pub use stats::{LinkCounters, LinkStats};
 pub use tap::{open_tap, TapOptions, TapQueue};
+pub use xdp::{open_xdp, XdpOptions, XdpQueue};
 
 /// An error from opening or configuring an OS link. It names the device and
 /// the call that failed, e.g. `sn-r0: TUNSETIFF: Device or resource busy`.

@@ -56,6 +56,7 @@ struct RawRoute {
 pub enum Driver {
     Tap,
     Packet,
+    Xdp,
     Virtual,
 }
 
@@ -65,6 +66,7 @@ impl Driver {
         match self {
             Driver::Tap => "tap",
             Driver::Packet => "packet",
+            Driver::Xdp => "xdp",
             Driver::Virtual => "virtual",
         }
     }
@@ -273,12 +275,7 @@ impl Config {
                 "tap" => Driver::Tap,
                 "packet" => Driver::Packet,
                 "virtual" => Driver::Virtual,
-                "xdp" => {
-                    return cx.err(
-                        i.driver.span(),
-                        format!("interface {name:?}: driver \"xdp\" is not built yet (use tap or packet)"),
-                    )
-                }
+                "xdp" => Driver::Xdp,
                 other => {
                     return cx.err(
                         i.driver.span(),
@@ -495,11 +492,11 @@ blackhole = true
     }
 
     #[test]
-    fn xdp_is_refused_until_built() {
-        let e = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 3") && e.contains("not built yet"), "{e}");
+    fn xdp_is_accepted() {
+        let c = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\ndevice = \"veth0\"\n").unwrap();
+        assert_eq!(c.interfaces[0].driver, Driver::Xdp);
+        assert_eq!(c.interfaces[0].driver.name(), "xdp");
+        assert_eq!(c.interfaces[0].device, "veth0");
     }
 
     #[test]

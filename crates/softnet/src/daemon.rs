@@ -49,7 +49,7 @@ fn preflight(c: &Config) -> anyhow::Result<()> {
     for i in &c.interfaces {
         if i.driver == Driver::Virtual {
             bail!(
-                "{} line {}: interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap or packet",
+                "{} line {}: interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap, packet or xdp",
                 c.path.display(),
                 i.line,
                 i.name

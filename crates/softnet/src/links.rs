@@ -24,14 +24,14 @@ fn tap_mac(dev: &str) -> MacAddr {
 }
 
 /// Opens `ic`'s device with one queue per worker (fewer if the device has
-/// fewer: a TAP created without multi_queue gives one, and softnet-io logs
-/// it).
+/// fewer: a TAP created without multi_queue gives one, an AF_XDP link one
+/// per RX queue of the device, and softnet-io logs it).
 pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
     let dev = ic.device.as_str();
     let ctx = |e: softnet_io::IoError| anyhow!("interface {:?}: {e}", ic.name);
     let (queues, mac) = match ic.driver {
         Driver::Virtual => bail!(
-            "interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap or packet",
+            "interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap, packet or xdp",
             ic.name
         ),
         Driver::Tap => {
@@ -40,6 +40,12 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
         }
         Driver::Packet => {
             let q = softnet_io::open_packet(dev, workers.max(1), &softnet_io::PacketOptions::default()).map_err(ctx)?;
+            (q, MacAddr(softnet_io::mac_address(dev).map_err(ctx)?))
+        }
+        Driver::Xdp => {
+            // One AF_XDP socket per device RX queue, up to one per worker
+            // (softnet-io logs it when the device has fewer).
+            let q = softnet_io::open_xdp(dev, workers.max(1), &softnet_io::XdpOptions::default()).map_err(ctx)?;
             (q, MacAddr(softnet_io::mac_address(dev).map_err(ctx)?))
         }
     };
@@ -59,6 +65,6 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
 pub fn carrier(ic: &InterfaceConf) -> LinkState {
     match ic.driver {
         Driver::Virtual => LinkState::Unknown,
-        Driver::Tap | Driver::Packet => softnet_io::link_state(&ic.device).unwrap_or(LinkState::Unknown),
+        Driver::Tap | Driver::Packet | Driver::Xdp => softnet_io::link_state(&ic.device).unwrap_or(LinkState::Unknown),
     }
 }
