@@ -1,5 +1,6 @@
-"""The forwarding end-to-end test, for one driver (packet or tap); run by
-test_forwarding_packet.py and test_forwarding_tap.py.
+"""The forwarding end-to-end test, for one driver (packet, tap or xdp); run
+by test_forwarding_packet.py, test_forwarding_tap.py and
+test_forwarding_xdp.py.
 
 A (10.0.1.2) -- [r0 10.0.1.1 | softnet | 10.0.2.1 r1] -- B (10.0.2.2)
 """

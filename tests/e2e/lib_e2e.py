@@ -301,7 +301,10 @@ class Topo:
         address, and an nftables ingress drop after the packet taps so that
         the kernel does no IP work on it. tap: a TAP `port` whose kernel side
         is wired to the veth end with nftables netdev fwd both ways.
+        xdp: the veth end itself (XDP takes the frames from the kernel).
         Returns the device the daemon attaches to."""
+        if driver == "xdp":
+            return veth_end
         if driver == "packet":
             self.ns_run(
                 nsr, "nft -f -",
@@ -324,7 +327,7 @@ class Topo:
         """A (10.0.1.2) -- r0 [R: 10.0.1.1 | 10.0.2.1] r1 -- B (10.0.2.2);
         with host_c, C (10.0.2.3) shares B's side through a bridge in ns `sw`;
         with third, D (10.0.3.2) on a third router port r2 (10.0.3.1)."""
-        check(driver in ("packet", "tap"), driver)
+        check(driver in ("packet", "tap", "xdp"), driver)
         a, r, b = self.ns("a"), self.ns("r"), self.ns("b")
         net = Net(driver=driver, a=a, r=r, b=b, c=None, d=None, dev_r2=None)
         # Router-side veth ends: used directly (packet) or wired to TAPs (tap).
