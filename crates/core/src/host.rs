@@ -116,7 +116,8 @@ impl Host {
             self.send_arp(repr.sender_hw, &reply);
         }
         // Flush what waited for this address.
-        let ready: Vec<_> = self.waiting.iter().filter(|(nh, _)| *nh == repr.sender_ip).map(|(_, p)| p.clone()).collect();
+        let ready: Vec<_> =
+            self.waiting.iter().filter(|(nh, _)| *nh == repr.sender_ip).map(|(_, p)| p.clone()).collect();
         self.waiting.retain(|(nh, _)| *nh != repr.sender_ip);
         for p in ready {
             self.send_frame_to(repr.sender_hw, &p);
@@ -157,7 +158,12 @@ impl Host {
                     }
                     Icmpv4Repr::DstUnreachable { code, next_hop_mtu, data } => {
                         let orig_dst = quoted_dst(data);
-                        self.events.push(HostEvent::Unreachable { from, code: code.into(), mtu: next_hop_mtu, orig_dst });
+                        self.events.push(HostEvent::Unreachable {
+                            from,
+                            code: code.into(),
+                            mtu: next_hop_mtu,
+                            orig_dst,
+                        });
                     }
                     _ => {}
                 }
@@ -277,7 +283,14 @@ impl Host {
 
     /// A complete Ethernet frame carrying one UDP datagram from this host to
     /// `dst` through `next_hop_mac` (for generators).
-    pub fn udp_frame(&mut self, next_hop_mac: MacAddr, dst: Ipv4Addr, src_port: u16, dst_port: u16, len: usize) -> Vec<u8> {
+    pub fn udp_frame(
+        &mut self,
+        next_hop_mac: MacAddr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        len: usize,
+    ) -> Vec<u8> {
         let udp = udp_datagram(self.addr.addr, dst, src_port, dst_port, len);
         let ip = self.build_ip(dst, IpProtocol::UDP, 64, &udp, false);
         let mut f = vec![0u8; HEADER_LEN + ip.len()];

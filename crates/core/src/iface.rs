@@ -470,7 +470,12 @@ mod tests {
     }
 
     fn cfg(name: &str) -> InterfaceConfig {
-        InterfaceConfig { name: name.into(), mac: MacAddr([2, 0, 0, 0, 0, 1]), mtu: 1500, queues: vec![Box::new(NullQueue)] }
+        InterfaceConfig {
+            name: name.into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            mtu: 1500,
+            queues: vec![Box::new(NullQueue)],
+        }
     }
 
     #[test]

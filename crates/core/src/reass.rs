@@ -75,7 +75,12 @@ impl Reassembly {
         if !t.contains_key(&key) && t.len() >= MAX_DATAGRAMS {
             return ReassResult::Dropped;
         }
-        let e = t.entry(key).or_insert_with(|| Partial { header: None, pieces: Vec::new(), total: None, expires: now + REASS_TIMEOUT });
+        let e = t.entry(key).or_insert_with(|| Partial {
+            header: None,
+            pieces: Vec::new(),
+            total: None,
+            expires: now + REASS_TIMEOUT,
+        });
         let end = off + payload.len();
         let bad = end > MAX_DATAGRAM - hlen
             || (more && !payload.len().is_multiple_of(8))

@@ -387,10 +387,18 @@ mod tests {
         let rx = m.subscribe();
         m.emit(RtmType::Add, 0, route_body());
         let text = rx.recv().unwrap().to_string();
-        assert!(text.starts_with("RTM_ADD: Add Route: priority 8, table 0, if# 2, name sn-r1, pid: 0, seq 1, errno 0\n"), "{text}");
+        assert!(
+            text.starts_with("RTM_ADD: Add Route: priority 8, table 0, if# 2, name sn-r1, pid: 0, seq 1, errno 0\n"),
+            "{text}"
+        );
         assert!(text.contains("\nflags:<UP,GATEWAY,DONE,STATIC>\n"), "{text}");
         assert!(text.contains("\nlocks:  inits: \n"), "{text}");
-        assert!(text.ends_with("sockaddrs: <DST,GATEWAY,NETMASK,IFP,IFA>\n 10.0.1.0 10.0.2.254 255.255.255.0 sn-r1 10.0.2.1"), "{text}");
+        assert!(
+            text.ends_with(
+                "sockaddrs: <DST,GATEWAY,NETMASK,IFP,IFA>\n 10.0.1.0 10.0.2.254 255.255.255.0 sn-r1 10.0.2.1"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -426,8 +434,19 @@ mod tests {
         );
         let t: Vec<String> = rx.try_iter().map(|m| m.to_string()).collect();
         assert_eq!(t[0], "RTM_IFANNOUNCE: iface arrival/departure: if# 3, name sn-x, seq 1, what: departure");
-        assert_eq!(t[1], "RTM_IFINFO: iface status change: if# 3, name link#3, seq 2, link: active, mtu: 1500, flags:<UP,RUNNING>");
-        assert!(t[2].starts_with("RTM_NEWADDR: address being added to iface: table 0, if# 3, name sn-x, seq 3"), "{}", t[2]);
-        assert!(t[2].ends_with("sockaddrs: <NETMASK,IFP,IFA,BRD>\n 255.255.255.0 sn-x 10.0.1.1 10.0.1.255"), "{}", t[2]);
+        assert_eq!(
+            t[1],
+            "RTM_IFINFO: iface status change: if# 3, name link#3, seq 2, link: active, mtu: 1500, flags:<UP,RUNNING>"
+        );
+        assert!(
+            t[2].starts_with("RTM_NEWADDR: address being added to iface: table 0, if# 3, name sn-x, seq 3"),
+            "{}",
+            t[2]
+        );
+        assert!(
+            t[2].ends_with("sockaddrs: <NETMASK,IFP,IFA,BRD>\n 255.255.255.0 sn-x 10.0.1.1 10.0.1.255"),
+            "{}",
+            t[2]
+        );
     }
 }

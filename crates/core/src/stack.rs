@@ -115,18 +115,18 @@ impl Stack {
                 me.upgrade().and_then(|s| s.ifaces.load().get_weak(w).map(|i| i.name().to_string()))
             });
             Stack {
-            routes,
-            clock,
-            arp: ArpTable::new(config.arp.clone()),
-            ifaces: InterfaceTable::new(),
-            monitor,
-            stats: PerWorker::new(),
-            filter: ArcSwapOption::empty(),
-            reass: crate::reass::Reassembly::new(),
-            control: Mutex::new(()),
-            control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
-            config,
-        }
+                routes,
+                clock,
+                arp: ArpTable::new(config.arp.clone()),
+                ifaces: InterfaceTable::new(),
+                monitor,
+                stats: PerWorker::new(),
+                filter: ArcSwapOption::empty(),
+                reass: crate::reass::Reassembly::new(),
+                control: Mutex::new(()),
+                control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
+                config,
+            }
         })
     }
 
@@ -277,7 +277,13 @@ impl Stack {
     }
 
     /// Adds a static route (`route add`).
-    pub fn add_route(&self, rtable: u16, dest: Ipv4Addr, prefix_len: u8, gateway: RouteTarget) -> Result<(), StackError> {
+    pub fn add_route(
+        &self,
+        rtable: u16,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: RouteTarget,
+    ) -> Result<(), StackError> {
         let _c = self.control.lock();
         let r = self.make_route(dest, prefix_len, gateway)?;
         self.routes.add(rtable, r)?;
@@ -285,7 +291,13 @@ impl Stack {
     }
 
     /// Changes a route's gateway or flags (`route change`).
-    pub fn change_route(&self, rtable: u16, dest: Ipv4Addr, prefix_len: u8, gateway: RouteTarget) -> Result<(), StackError> {
+    pub fn change_route(
+        &self,
+        rtable: u16,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: RouteTarget,
+    ) -> Result<(), StackError> {
         let _c = self.control.lock();
         let r = self.make_route(dest, prefix_len, gateway)?;
         self.routes.change(rtable, r)?;

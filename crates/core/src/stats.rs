@@ -169,7 +169,11 @@ pub fn format_netstat_s(stats: &PerWorker<StackStats>) -> String {
     p(&mut o, s(&|w| &w.icmp.error), "\t%u call%s to icmp_error");
     p(&mut o, s(&|w| &w.icmp.oldicmp), "\t%u error%s not generated because old message was icmp");
     p(&mut o, s(&|w| &w.icmp.oldshort), "\t%u error%s not generated because old ip message was too short");
-    p(&mut o, s(&|w| &w.icmp.bmcast), "\t%u error%s not generated because of broadcast/multicast or non-first fragment");
+    p(
+        &mut o,
+        s(&|w| &w.icmp.bmcast),
+        "\t%u error%s not generated because of broadcast/multicast or non-first fragment",
+    );
     p(&mut o, s(&|w| &w.icmp.toofreq), "\t%u error%s not generated because of rate limitation");
     hist(&mut o, "Output histogram", stats, |w| &w.icmp.outhist);
     p(&mut o, s(&|w| &w.icmp.badcode), "\t%u message%s with bad code fields");

@@ -528,7 +528,14 @@ impl WorkerState {
     }
 
     /// Runs the filter on `p`; `Some` if the packet goes on.
-    fn run_filter(&mut self, cx: &Ctx, f: &FilterSlot, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
+    fn run_filter(
+        &mut self,
+        cx: &Ctx,
+        f: &FilterSlot,
+        dir: Direction,
+        ifp: &Interface,
+        p: PacketBuf,
+    ) -> Option<PacketBuf> {
         let mut replies = std::mem::take(&mut self.replies);
         let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
         let v = f.0.test(self.id, cx.now, dir, ifp, p, &mut src, &mut replies);
@@ -740,9 +747,8 @@ impl WorkerState {
         // RFC 793 "Reset Generation", closed port: if the segment has an
         // ACK, <SEQ=SEG.ACK><CTL=RST>; else <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
         // <CTL=RST,ACK>, where SEG.LEN counts SYN and FIN.
-        let seg_len = tcp.payload().len() as u32
-            + flags.contains(TcpFlags::SYN) as u32
-            + flags.contains(TcpFlags::FIN) as u32;
+        let seg_len =
+            tcp.payload().len() as u32 + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
         let (seq, ack, rflags) = if flags.contains(TcpFlags::ACK) {
             (tcp.ack_number(), 0, TcpFlags::RST)
         } else {
@@ -839,10 +845,9 @@ impl WorkerState {
         };
         let quote = &o[..o.len().min(ICMP_ERROR_MAX - IPV4_MIN_HEADER - ICMP_HEADER_LEN)];
         let (repr, msg_type) = match why {
-            IcmpErr::Unreach(code, mtu) => (
-                Icmpv4Repr::DstUnreachable { code, next_hop_mtu: mtu, data: quote },
-                icmpv4::msg_type::DST_UNREACHABLE,
-            ),
+            IcmpErr::Unreach(code, mtu) => {
+                (Icmpv4Repr::DstUnreachable { code, next_hop_mtu: mtu, data: quote }, icmpv4::msg_type::DST_UNREACHABLE)
+            }
             IcmpErr::TimeExceeded => (
                 Icmpv4Repr::TimeExceeded { code: TimeExceeded::TtlExpired, data: quote },
                 icmpv4::msg_type::TIME_EXCEEDED,
@@ -993,7 +998,15 @@ impl WorkerState {
     /// RFC 791 fragmentation (ip_fragment): the first fragment keeps all
     /// options, the others only those with the copy flag; payloads are
     /// multiples of 8 bytes; the last fragment keeps the original MF.
-    fn fragment(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv4Addr, p: PacketBuf, mtu: usize, rcvif: Option<&Arc<Interface>>) {
+    fn fragment(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        next_hop: Ipv4Addr,
+        p: PacketBuf,
+        mtu: usize,
+        rcvif: Option<&Arc<Interface>>,
+    ) {
         let ips = &cx.stats.ip;
         let d = p.data();
         let ip = Ipv4Packet::new_unchecked(d);
@@ -1004,7 +1017,8 @@ impl WorkerState {
         // Header of the later fragments: base header + copied options.
         let mut later_hdr = [0u8; 60];
         later_hdr[..IPV4_MIN_HEADER].copy_from_slice(&d[..IPV4_MIN_HEADER]);
-        let mut later_len = IPV4_MIN_HEADER + ipv4::copy_options(&d[IPV4_MIN_HEADER..hlen], &mut later_hdr[IPV4_MIN_HEADER..]);
+        let mut later_len =
+            IPV4_MIN_HEADER + ipv4::copy_options(&d[IPV4_MIN_HEADER..hlen], &mut later_hdr[IPV4_MIN_HEADER..]);
         later_len = later_len.div_ceil(4) * 4;
         if mtu < hlen + 8 || mtu < later_len + 8 {
             ips.cantfrag.inc();
@@ -1052,7 +1066,14 @@ impl WorkerState {
     /// ether_output + arpresolve: Ethernet header, link destination from
     /// ARP (or broadcast), then staging. `rcvif` is set for forwarded
     /// packets, which get an ICMP host unreachable if ARP gave up.
-    fn ether_out(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv4Addr, mut p: PacketBuf, rcvif: Option<&Arc<Interface>>) {
+    fn ether_out(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        next_hop: Ipv4Addr,
+        mut p: PacketBuf,
+        rcvif: Option<&Arc<Interface>>,
+    ) {
         if p.capacity() != self.pool.buf_size() {
             // A reassembled datagram that fits the link: move it to a normal
             // buffer so the large one returns to its pool.

@@ -7,7 +7,7 @@ use softnet_core::host::Host;
 use softnet_core::iface::IfAddr;
 use softnet_core::link::LinkQueue;
 use softnet_core::stack::{RouteTarget, Stack, StackConfig};
-use softnet_core::time::{Clock, ManualClock, Instant};
+use softnet_core::time::{Clock, Instant, ManualClock};
 use softnet_core::topo::*;
 use softnet_core::vlink;
 use softnet_core::worker::Worker;
@@ -43,7 +43,9 @@ fn forwarding_allocates_nothing_per_packet_in_steady_state() {
     let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
     // 1,000 flows over 100 routes.
     let frames: Vec<Vec<u8>> = (0..1000u32)
-        .map(|j| a.udp_frame(R0_MAC, Ipv4Addr::from(0x0b00_0000 + (j % 100) * 256 + 1 + j / 100), 20000 + j as u16, 9000, 18))
+        .map(|j| {
+            a.udp_frame(R0_MAC, Ipv4Addr::from(0x0b00_0000 + (j % 100) * 256 + 1 + j / 100), 20000 + j as u16, 9000, 18)
+        })
         .collect();
     let gen = GeneratorQueue::new(frames);
     let generated = gen.generated.clone();

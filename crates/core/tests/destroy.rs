@@ -54,8 +54,7 @@ fn destroy_waits_for_strong_refs_while_forwarding() {
         .collect();
 
     let forwarded = || PerWorker::sum(&stack.stats, |s| &s.ip.forward);
-    let dropped =
-        || PerWorker::sum(&stack.stats, |s| &s.ip.noroute) + PerWorker::sum(&stack.stats, |s| &s.ip.odropped);
+    let dropped = || PerWorker::sum(&stack.stats, |s| &s.ip.noroute) + PerWorker::sum(&stack.stats, |s| &s.ip.odropped);
     // At least 1,000 rounds, and on until the workers have both forwarded
     // and dropped: on a busy machine 1,000 rounds can end before a worker
     // thread first runs.

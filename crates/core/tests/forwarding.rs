@@ -90,12 +90,14 @@ fn udp_to_the_router_gets_port_unreachable_and_tcp_gets_rst() {
 fn need_frag_when_df_and_egress_mtu_is_smaller() {
     let mut t = TwoHosts::new(1);
     t.stack.ifaces.load().by_name("r1").unwrap().set_mtu(1000);
-    let pkt = t.a.build_ip(B_IP, IpProtocol::UDP, 64, &softnet_core::host::udp_datagram(A_IP, B_IP, 1, 2, 1192)[..], true);
+    let pkt =
+        t.a.build_ip(B_IP, IpProtocol::UDP, 64, &softnet_core::host::udp_datagram(A_IP, B_IP, 1, 2, 1192)[..], true);
     t.a.send_ip_packet(B_IP, pkt);
     t.settle();
     let ev = t.a.take_events();
     assert!(
-        ev.iter().any(|e| matches!(e, HostEvent::Unreachable { code: 4, mtu: 1000, orig_dst, .. } if *orig_dst == B_IP)),
+        ev.iter()
+            .any(|e| matches!(e, HostEvent::Unreachable { code: 4, mtu: 1000, orig_dst, .. } if *orig_dst == B_IP)),
         "{ev:?}"
     );
     assert_eq!(sum(&t.stack.stats, |s| &s.ip.cantfrag), 1);
@@ -176,7 +178,9 @@ fn no_icmp_error_about_an_icmp_error() {
     t.a.take_events();
     // An ICMP time-exceeded with TTL 1 addressed through the router.
     let mut icmp = vec![11u8, 0, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 1, 17, 0, 0, 10, 0, 2, 2, 10, 0, 1, 2, 0, 1, 0, 2, 0, 8, 0, 0]);
+    icmp.extend_from_slice(&[
+        0x45, 0, 0, 28, 0, 0, 0, 0, 1, 17, 0, 0, 10, 0, 2, 2, 10, 0, 1, 2, 0, 1, 0, 2, 0, 8, 0, 0,
+    ]);
     let c = softnet_wire::checksum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     t.a.send_ip(B_IP, IpProtocol::ICMP, 1, &icmp);
@@ -187,7 +191,13 @@ fn no_icmp_error_about_an_icmp_error() {
 
 #[test]
 fn icmp_errors_are_rate_limited() {
-    let mut t = TwoHosts::with_config(StackConfig { workers: 1, icmp_err_rate: 10, icmp_err_burst: 5, pool_size: 1024, ..StackConfig::default() });
+    let mut t = TwoHosts::with_config(StackConfig {
+        workers: 1,
+        icmp_err_rate: 10,
+        icmp_err_burst: 5,
+        pool_size: 1024,
+        ..StackConfig::default()
+    });
     for i in 0..20 {
         t.a.ping(B_IP, 1, i, 1, 8);
     }
@@ -211,7 +221,10 @@ fn no_route_gets_host_unreachable_and_static_routes_steer() {
     t.a.ping(far, 1, 1, 64, 8);
     t.settle();
     let ev = t.a.take_events();
-    assert!(ev.iter().any(|e| matches!(e, HostEvent::Unreachable { code: 1, orig_dst, .. } if *orig_dst == far)), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(e, HostEvent::Unreachable { code: 1, orig_dst, .. } if *orig_dst == far)),
+        "{ev:?}"
+    );
     // A route via B: now B sees the packet (and does not answer for it).
     t.stack.add_route(0, Ipv4Addr::new(192, 0, 2, 0), 24, RouteTarget::Gateway(B_IP)).unwrap();
     t.a.ping(far, 1, 2, 64, 8);
@@ -266,7 +279,12 @@ fn broadcast_ping_is_ignored_by_default_and_never_forwarded() {
 #[test]
 fn redirects_are_off_by_default_and_sent_when_enabled() {
     for enabled in [false, true] {
-        let mut t = TwoHosts::with_config(StackConfig { workers: 1, send_redirects: enabled, pool_size: 1024, ..StackConfig::default() });
+        let mut t = TwoHosts::with_config(StackConfig {
+            workers: 1,
+            send_redirects: enabled,
+            pool_size: 1024,
+            ..StackConfig::default()
+        });
         // A second host on A's subnet is the better gateway for 192.0.2/24.
         let c_ip = Ipv4Addr::new(10, 0, 1, 3);
         t.stack.arp_add_static(c_ip, softnet_wire::ethernet::MacAddr([2, 0, 0, 0, 1, 3])).unwrap();
@@ -340,7 +358,10 @@ fn a_packet_a_filter_puts_in_another_rtable_is_routed_there() {
     t.a.ping(B_IP, 1, 1, 64, 8);
     t.settle();
     let ev = t.a.take_events();
-    assert!(ev.iter().any(|e| matches!(e, HostEvent::Unreachable { code: 1, orig_dst, .. } if *orig_dst == B_IP)), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(e, HostEvent::Unreachable { code: 1, orig_dst, .. } if *orig_dst == B_IP)),
+        "{ev:?}"
+    );
     assert!(echo_replies(&ev).is_empty());
     // A route to B's network in table 1: the ping goes through (the reply,
     // from B, is routed in table 0).

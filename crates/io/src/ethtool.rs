@@ -60,12 +60,7 @@ pub fn disable_offloads(dev: &str) -> Result<OffloadsChanged, IoError> {
         ("gro", ETHTOOL_GGRO, ETHTOOL_SGRO, "SIOCETHTOOL ETHTOOL_SGRO"),
         ("tso", ETHTOOL_GTSO, ETHTOOL_STSO, "SIOCETHTOOL ETHTOOL_STSO"),
         ("gso", ETHTOOL_GGSO, ETHTOOL_SGSO, "SIOCETHTOOL ETHTOOL_SGSO"),
-        (
-            "tx-checksum",
-            ETHTOOL_GTXCSUM,
-            ETHTOOL_STXCSUM,
-            "SIOCETHTOOL ETHTOOL_STXCSUM",
-        ),
+        ("tx-checksum", ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM, "SIOCETHTOOL ETHTOOL_STXCSUM"),
     ];
     for (name, get, set, call) in features {
         match ethtool(dev, get, 0, "SIOCETHTOOL get") {

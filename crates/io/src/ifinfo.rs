@@ -56,11 +56,7 @@ pub fn set_admin_up(dev: &str, up: bool) -> Result<bool, IoError> {
     let s = ctl_socket(dev)?;
     ifreq_ioctl(&s, libc::SIOCGIFFLAGS as libc::Ioctl, &mut ifr, dev, "SIOCGIFFLAGS")?;
     let old = ifr.short();
-    let new = if up {
-        old | libc::IFF_UP as i16
-    } else {
-        old & !(libc::IFF_UP as i16)
-    };
+    let new = if up { old | libc::IFF_UP as i16 } else { old & !(libc::IFF_UP as i16) };
     if new == old {
         return Ok(false);
     }
@@ -85,10 +81,7 @@ pub fn mac_address(dev: &str) -> Result<[u8; 6], IoError> {
     // The union holds a `struct sockaddr`: family, then the address bytes.
     let family = u16::from_ne_bytes([ifr.data[0], ifr.data[1]]);
     if family != libc::ARPHRD_ETHER {
-        return Err(IoError::invalid(
-            dev,
-            format!("not an Ethernet device (hardware type {family})"),
-        ));
+        return Err(IoError::invalid(dev, format!("not an Ethernet device (hardware type {family})")));
     }
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&ifr.data[2..8]);

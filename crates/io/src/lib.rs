@@ -48,18 +48,11 @@ pub enum IoError {
 impl IoError {
     /// The OS error of the last failed call (`errno`), attributed to `dev`.
     pub(crate) fn last(dev: &str, call: &'static str) -> Self {
-        IoError::Os {
-            dev: dev.to_string(),
-            call,
-            source: std::io::Error::last_os_error(),
-        }
+        IoError::Os { dev: dev.to_string(), call, source: std::io::Error::last_os_error() }
     }
 
     pub(crate) fn invalid(dev: &str, msg: impl Into<String>) -> Self {
-        IoError::Invalid {
-            dev: dev.to_string(),
-            msg: msg.into(),
-        }
+        IoError::Invalid { dev: dev.to_string(), msg: msg.into() }
     }
 
     /// The `errno` behind this error, if it came from the OS.

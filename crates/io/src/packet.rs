@@ -164,10 +164,7 @@ impl Ring {
         if p == libc::MAP_FAILED {
             return Err(IoError::last(dev, "mmap packet ring"));
         }
-        Ok(Ring {
-            base: p as *mut u8,
-            len,
-        })
+        Ok(Ring { base: p as *mut u8, len })
     }
 
     /// The status word at `off`, shared with the kernel.
@@ -257,23 +254,14 @@ unsafe impl Send for PacketQueue {}
 /// Opens `queues` AF_PACKET queues on `dev`, boxed for the stack. See
 /// [`PacketQueue::open_all`] for the typed version (with counters).
 pub fn open_packet(dev: &str, queues: usize, opts: &PacketOptions) -> Result<Vec<Box<dyn LinkQueue>>, IoError> {
-    Ok(PacketQueue::open_all(dev, queues, opts)?
-        .into_iter()
-        .map(|q| Box::new(q) as Box<dyn LinkQueue>)
-        .collect())
+    Ok(PacketQueue::open_all(dev, queues, opts)?.into_iter().map(|q| Box::new(q) as Box<dyn LinkQueue>).collect())
 }
 
 fn packet_socket(dev: &str) -> Result<OwnedFd, IoError> {
     // Protocol 0: no frames are queued to it before the ring exists and
     // bind() names the protocol.
     // SAFETY: plain socket(2); owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
     if fd < 0 {
         return Err(IoError::last(dev, "socket(AF_PACKET)"));
     }
@@ -350,10 +338,7 @@ impl PacketQueue {
         }
         let page = page_size();
         if opts.rx_block_size == 0 || !opts.rx_block_size.is_multiple_of(page) || opts.rx_block_count == 0 {
-            return Err(IoError::invalid(
-                dev,
-                format!("RX block size must be a multiple of {page} and blocks > 0"),
-            ));
+            return Err(IoError::invalid(dev, format!("RX block size must be a multiple of {page} and blocks > 0")));
         }
         let ifindex = ifinfo::ifindex(dev)?;
         ifinfo::mac_address(dev)?; // Ethernet only
@@ -392,14 +377,7 @@ impl PacketQueue {
     ) -> Result<PacketQueue, IoError> {
         // RX: ring first, then bind, so every frame lands in the ring.
         let rx_fd = packet_socket(dev)?;
-        setsockopt(
-            &rx_fd,
-            libc::SOL_PACKET,
-            PACKET_VERSION,
-            &TPACKET_V3,
-            dev,
-            "PACKET_VERSION",
-        )?;
+        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3, dev, "PACKET_VERSION")?;
         let frame_size = 2048u32;
         let req = TpacketReq3 {
             block_size: opts.rx_block_size as u32,
@@ -413,71 +391,25 @@ impl PacketQueue {
         setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
         let rx_ring = Ring::map(&rx_fd, opts.rx_block_size * opts.rx_block_count, dev)?;
         bind_dev(&rx_fd, ifindex, ETH_P_ALL, dev)?;
-        setsockopt(
-            &rx_fd,
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &1i32,
-            dev,
-            "PACKET_IGNORE_OUTGOING",
-        )?;
+        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32, dev, "PACKET_IGNORE_OUTGOING")?;
         if opts.promisc {
-            let mr = PacketMreq {
-                ifindex: ifindex as i32,
-                kind: PACKET_MR_PROMISC,
-                alen: 0,
-                address: [0; 8],
-            };
-            setsockopt(
-                &rx_fd,
-                libc::SOL_PACKET,
-                PACKET_ADD_MEMBERSHIP,
-                &mr,
-                dev,
-                "PACKET_ADD_MEMBERSHIP",
-            )?;
+            let mr = PacketMreq { ifindex: ifindex as i32, kind: PACKET_MR_PROMISC, alen: 0, address: [0; 8] };
+            setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, dev, "PACKET_ADD_MEMBERSHIP")?;
         }
 
         // TX: its own socket, protocol 0 so it never receives.
         let tx_fd = packet_socket(dev)?;
         if opts.qdisc_bypass {
-            setsockopt(
-                &tx_fd,
-                libc::SOL_PACKET,
-                PACKET_QDISC_BYPASS,
-                &1i32,
-                dev,
-                "PACKET_QDISC_BYPASS",
-            )?;
+            setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &1i32, dev, "PACKET_QDISC_BYPASS")?;
         }
         let tx_max_frame = mtu + ETH_HLEN + VLAN_HLEN;
         if opts.tx_mode == TxMode::Sendmmsg {
             bind_dev(&tx_fd, ifindex, 0, dev)?;
-            return Ok(PacketQueue::new(
-                dev,
-                queue,
-                opts,
-                rx_ring,
-                None,
-                rx_fd,
-                tx_fd,
-                0,
-                0,
-                tx_max_frame,
-            ));
+            return Ok(PacketQueue::new(dev, queue, opts, rx_ring, None, rx_fd, tx_fd, 0, 0, tx_max_frame));
         }
-        setsockopt(
-            &tx_fd,
-            libc::SOL_PACKET,
-            PACKET_VERSION,
-            &TPACKET_V2,
-            dev,
-            "PACKET_VERSION",
-        )?;
+        setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
         setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1i32, dev, "PACKET_VNET_HDR")?;
-        let tx_frame_size = (TX_DATA_OFF + VNET_HDR_LEN + tx_max_frame)
-            .next_power_of_two()
-            .max(2048);
+        let tx_frame_size = (TX_DATA_OFF + VNET_HDR_LEN + tx_max_frame).next_power_of_two().max(2048);
         let page = page_size();
         let tx_block_size = tx_frame_size.max(page).div_ceil(page) * page;
         let per_block = tx_block_size / tx_frame_size;
@@ -549,14 +481,7 @@ impl PacketQueue {
             Some(g) => g | (PACKET_FANOUT_HASH << 16),
             None => (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         };
-        setsockopt(
-            &self.rx_fd,
-            libc::SOL_PACKET,
-            PACKET_FANOUT,
-            &arg,
-            &self.dev,
-            "PACKET_FANOUT",
-        )?;
+        setsockopt(&self.rx_fd, libc::SOL_PACKET, PACKET_FANOUT, &arg, &self.dev, "PACKET_FANOUT")?;
         if let Some(g) = group {
             return Ok(g);
         }
@@ -632,11 +557,7 @@ impl PacketQueue {
         p.set_len(len + extra).expect("checked against max_len");
         let d = p.data_mut();
         if vlan {
-            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                r.u16_at(h + H3_VLAN_TPID)
-            } else {
-                0x8100
-            };
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { r.u16_at(h + H3_VLAN_TPID) } else { 0x8100 };
             let tci = r.u32_at(h + H3_VLAN_TCI) as u16;
             d[..12].copy_from_slice(&src[..12]);
             d[12..14].copy_from_slice(&tpid.to_be_bytes());
@@ -663,14 +584,7 @@ impl PacketQueue {
     fn kick(&mut self) {
         // SAFETY: a zero-length sendto on our own socket; no buffers passed.
         let r = unsafe {
-            libc::sendto(
-                self.tx_fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
+            libc::sendto(self.tx_fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
         };
         if r < 0 {
             let e = errno();
@@ -739,9 +653,7 @@ impl LinkQueue for PacketQueue {
                 self.pkt_off += self.rx_ring.u32_at(h + H3_NEXT_OFFSET) as usize;
             }
             // Whole block consumed: hand it back.
-            self.rx_ring
-                .status(b + BD_BLOCK_STATUS)
-                .store(TP_STATUS_KERNEL, Ordering::Release);
+            self.rx_ring.status(b + BD_BLOCK_STATUS).store(TP_STATUS_KERNEL, Ordering::Release);
             self.in_block = false;
             self.block = (self.block + 1) % self.block_count;
         }
@@ -767,11 +679,7 @@ impl PacketQueue {
     /// Whether `d` fits the device (MTU + header, + a tag if it has one).
     fn fits(&self, d: &[u8]) -> bool {
         let tagged = d.len() >= ETH_HLEN && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8);
-        let limit = if tagged {
-            self.tx_max_frame
-        } else {
-            self.tx_max_frame - VLAN_HLEN
-        };
+        let limit = if tagged { self.tx_max_frame } else { self.tx_max_frame - VLAN_HLEN };
         d.len() <= limit && d.len() >= ETH_HLEN
     }
 
@@ -793,12 +701,7 @@ impl PacketQueue {
                 // Ring full: push out what is queued, then look again once.
                 self.kick();
                 kicked_for_room = true;
-                st = self
-                    .tx_ring
-                    .as_ref()
-                    .expect("ring mode")
-                    .status(slot)
-                    .load(Ordering::Acquire);
+                st = self.tx_ring.as_ref().expect("ring mode").status(slot).load(Ordering::Acquire);
             }
             if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
                 bump(&self.stats.tx_busy, 1);
@@ -846,10 +749,7 @@ impl PacketQueue {
                     continue;
                 }
                 bytes += d.len() as u64;
-                self.iov.push(libc::iovec {
-                    iov_base: d.as_ptr() as *mut libc::c_void,
-                    iov_len: d.len(),
-                });
+                self.iov.push(libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() });
             }
             self.msgs.clear();
             for v in &self.iov {

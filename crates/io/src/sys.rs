@@ -18,10 +18,7 @@ pub struct IfReq {
 impl IfReq {
     pub fn new(dev: &str) -> Result<Self, IoError> {
         check_name(dev)?;
-        let mut r = IfReq {
-            name: [0; IFNAMSIZ],
-            data: [0; 24],
-        };
+        let mut r = IfReq { name: [0; IFNAMSIZ], data: [0; 24] };
         r.name[..dev.len()].copy_from_slice(dev.as_bytes());
         Ok(r)
     }
@@ -47,10 +44,7 @@ impl IfReq {
 /// Device names the kernel accepts: 1..=15 bytes, no '/', no whitespace.
 pub fn check_name(dev: &str) -> Result<(), IoError> {
     if dev.is_empty() || dev.len() >= IFNAMSIZ || dev.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace()) {
-        return Err(IoError::invalid(
-            dev,
-            "not a valid device name (1-15 bytes, no '/' or spaces)",
-        ));
+        return Err(IoError::invalid(dev, "not a valid device name (1-15 bytes, no '/' or spaces)"));
     }
     Ok(())
 }

@@ -47,10 +47,7 @@ pub struct TapOptions {
 
 impl Default for TapOptions {
     fn default() -> Self {
-        TapOptions {
-            persist: false,
-            bring_up: true,
-        }
+        TapOptions { persist: false, bring_up: true }
     }
 }
 
@@ -68,21 +65,13 @@ pub struct TapQueue {
 /// Opens `queues` queues of TAP `dev`, boxed for the stack. See
 /// [`TapQueue::open_all`] for the typed version (with counters).
 pub fn open_tap(dev: &str, queues: usize, opts: &TapOptions) -> Result<Vec<Box<dyn LinkQueue>>, IoError> {
-    Ok(TapQueue::open_all(dev, queues, opts)?
-        .into_iter()
-        .map(|q| Box::new(q) as Box<dyn LinkQueue>)
-        .collect())
+    Ok(TapQueue::open_all(dev, queues, opts)?.into_iter().map(|q| Box::new(q) as Box<dyn LinkQueue>).collect())
 }
 
 fn open_one(dev: &str, flags: i16) -> Result<OwnedFd, IoError> {
     let mut ifr = IfReq::new(dev)?;
     // SAFETY: open(2) on a NUL-terminated path; the fd is owned at once.
-    let fd = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(IoError::last(dev, "open /dev/net/tun"));
     }
@@ -100,10 +89,7 @@ impl TapQueue {
     /// the real queue count.
     pub fn open_all(dev: &str, queues: usize, opts: &TapOptions) -> Result<Vec<TapQueue>, IoError> {
         if queues == 0 || queues > MAX_TAP_QUEUES {
-            return Err(IoError::invalid(
-                dev,
-                format!("TAP queue count {queues} not in 1..={MAX_TAP_QUEUES}"),
-            ));
+            return Err(IoError::invalid(dev, format!("TAP queue count {queues} not in 1..={MAX_TAP_QUEUES}")));
         }
         let existed = ifinfo::exists(dev);
         let base = IFF_TAP | IFF_NO_PI;
@@ -192,14 +178,8 @@ impl LinkQueue for TapQueue {
             let spare = p.spare_mut();
             let room = spare.len();
             let iov = [
-                libc::iovec {
-                    iov_base: spare.as_mut_ptr() as *mut libc::c_void,
-                    iov_len: room,
-                },
-                libc::iovec {
-                    iov_base: self.overflow.as_mut_ptr() as *mut libc::c_void,
-                    iov_len: self.overflow.len(),
-                },
+                libc::iovec { iov_base: spare.as_mut_ptr() as *mut libc::c_void, iov_len: room },
+                libc::iovec { iov_base: self.overflow.as_mut_ptr() as *mut libc::c_void, iov_len: self.overflow.len() },
             ];
             // SAFETY: both iovecs point at live, writable memory of the given lengths.
             let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };

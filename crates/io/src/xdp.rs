@@ -98,11 +98,7 @@ pub struct XdpOptions {
 
 impl Default for XdpOptions {
     fn default() -> Self {
-        XdpOptions {
-            frames: 4096,
-            disable_offloads: true,
-            force_skb_mode: false,
-        }
+        XdpOptions { frames: 4096, disable_offloads: true, force_skb_mode: false }
     }
 }
 
@@ -132,14 +128,7 @@ impl BpfAttr {
 fn bpf(cmd: i32, attr: &mut BpfAttr) -> i64 {
     // SAFETY: attr is a zero-filled bpf_attr of the size passed; the
     // pointers in it point to live buffers of the caller.
-    unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut BpfAttr,
-            std::mem::size_of::<BpfAttr>() as u32,
-        )
-    }
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut BpfAttr, std::mem::size_of::<BpfAttr>() as u32) }
 }
 
 /// One `struct bpf_insn`.
@@ -182,10 +171,7 @@ fn create_xskmap(dev: &str, entries: u32) -> Result<OwnedFd, IoError> {
 
 fn map_update(dev: &str, map: &OwnedFd, key: u32, value: u32) -> Result<(), IoError> {
     let mut a = BpfAttr::new();
-    a.u32(0, map.as_raw_fd() as u32)
-        .u64(8, &key as *const u32 as u64)
-        .u64(16, &value as *const u32 as u64)
-        .u64(24, 0); // BPF_ANY
+    a.u32(0, map.as_raw_fd() as u32).u64(8, &key as *const u32 as u64).u64(16, &value as *const u32 as u64).u64(24, 0); // BPF_ANY
     if bpf(BPF_MAP_UPDATE_ELEM, &mut a) < 0 {
         return Err(IoError::last(dev, "bpf(BPF_MAP_UPDATE_ELEM XSKMAP)"));
     }
@@ -265,11 +251,7 @@ fn link_create_retry(prog: &OwnedFd, ifindex: u32, flags: u32) -> Result<OwnedFd
 }
 
 fn attach(dev: &str, prog: OwnedFd, map: OwnedFd, ifindex: u32, force_skb: bool) -> Result<Attached, IoError> {
-    let os = |source: std::io::Error| IoError::Os {
-        dev: dev.to_string(),
-        call: "bpf(BPF_LINK_CREATE XDP)",
-        source,
-    };
+    let os = |source: std::io::Error| IoError::Os { dev: dev.to_string(), call: "bpf(BPF_LINK_CREATE XDP)", source };
     let mut mode = "generic";
     let link = if force_skb {
         link_create_retry(&prog, ifindex, XDP_FLAGS_SKB_MODE).map_err(os)?
@@ -287,12 +269,7 @@ fn attach(dev: &str, prog: OwnedFd, map: OwnedFd, ifindex: u32, force_skb: bool)
             }
         }
     };
-    Ok(Attached {
-        link,
-        _prog: prog,
-        _map: map,
-        mode,
-    })
+    Ok(Attached { link, _prog: prog, _map: map, mode })
 }
 
 /// How many AF_XDP queues `dev` can take: a socket binds to a queue id that
@@ -388,14 +365,7 @@ impl Mapping {
         };
         // SAFETY: a fresh mapping; checked for MAP_FAILED below.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                raw,
-                pgoff as libc::off_t,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, raw, pgoff as libc::off_t)
         };
         if p == libc::MAP_FAILED {
             return Err(IoError::last(dev, call));
@@ -423,7 +393,14 @@ struct XRing<T> {
 }
 
 impl<T: Copy> XRing<T> {
-    fn map(fd: &OwnedFd, off: &RingOffset, size: u32, pgoff: i64, dev: &str, call: &'static str) -> Result<Self, IoError> {
+    fn map(
+        fd: &OwnedFd,
+        off: &RingOffset,
+        size: u32,
+        pgoff: i64,
+        dev: &str,
+        call: &'static str,
+    ) -> Result<Self, IoError> {
         let len = off.desc as usize + size as usize * std::mem::size_of::<T>();
         let map = Mapping::new(Some(fd), len, pgoff, dev, call)?;
         // SAFETY: the kernel's offsets lie inside the mapping it sized.
@@ -507,10 +484,7 @@ unsafe impl Send for XdpQueue {}
 /// Opens up to `queues` AF_XDP queues on `dev`, boxed for the stack. See
 /// [`XdpQueue::open_all`] for the typed version (with counters).
 pub fn open_xdp(dev: &str, queues: usize, opts: &XdpOptions) -> Result<Vec<Box<dyn LinkQueue>>, IoError> {
-    Ok(XdpQueue::open_all(dev, queues, opts)?
-        .into_iter()
-        .map(|q| Box::new(q) as Box<dyn LinkQueue>)
-        .collect())
+    Ok(XdpQueue::open_all(dev, queues, opts)?.into_iter().map(|q| Box::new(q) as Box<dyn LinkQueue>).collect())
 }
 
 impl XdpQueue {
@@ -617,11 +591,7 @@ impl XdpQueue {
     /// Whether `d` fits the device (MTU + header, + a tag if it has one).
     fn fits(&self, d: &[u8]) -> bool {
         let tagged = d.len() >= ETH_HLEN && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8);
-        let limit = if tagged {
-            self.tx_max_frame
-        } else {
-            self.tx_max_frame - VLAN_HLEN
-        };
+        let limit = if tagged { self.tx_max_frame } else { self.tx_max_frame - VLAN_HLEN };
         d.len() <= limit && d.len() >= ETH_HLEN && d.len() <= FRAME_SIZE
     }
 
@@ -650,14 +620,7 @@ impl XdpQueue {
             }
             // SAFETY: a zero-length sendto on our own socket.
             let r = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null(),
-                    0,
-                )
+                libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
             };
             if r < 0 {
                 let e = errno();
@@ -773,11 +736,7 @@ fn open_socket(dev: &str, ifindex: u32, queue: u32, frames: usize) -> Result<(Ow
             } else {
                 "bind(AF_XDP)"
             };
-            return Err(IoError::Os {
-                dev: dev.to_string(),
-                call,
-                source: err,
-            });
+            return Err(IoError::Os { dev: dev.to_string(), call, source: err });
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -788,9 +747,7 @@ impl LinkQueue for XdpQueue {
     fn rx_losses(&self) -> softnet_core::link::RxLosses {
         if let Some(k) = self.kernel_stats() {
             // An absolute value from the kernel: a store, not an add.
-            self.stats
-                .rx_kernel_drops
-                .store(k.rx_dropped + k.rx_ring_full, Ordering::Relaxed);
+            self.stats.rx_kernel_drops.store(k.rx_dropped + k.rx_ring_full, Ordering::Relaxed);
         }
         let c = self.stats.snapshot();
         softnet_core::link::RxLosses {
@@ -880,14 +837,7 @@ impl LinkQueue for XdpQueue {
             dst.copy_from_slice(d);
             // The TX ring has as many slots as there are TX chunks, so a
             // free chunk means a free slot.
-            self.tx.set(
-                self.tx_prod,
-                XdpDesc {
-                    addr,
-                    len: d.len() as u32,
-                    options: 0,
-                },
-            );
+            self.tx.set(self.tx_prod, XdpDesc { addr, len: d.len() as u32, options: 0 });
             self.tx_prod = self.tx_prod.wrapping_add(1);
             bytes += d.len() as u64;
             queued += 1;

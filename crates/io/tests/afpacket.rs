@@ -35,12 +35,7 @@ fn test_frame(flow: u16, seq: u32) -> Vec<u8> {
     let mut payload = MARK.to_vec();
     payload.extend_from_slice(&seq.to_be_bytes());
     let src = [10, 77, (flow >> 8) as u8, flow as u8];
-    ether(
-        MAC_B,
-        MAC_A,
-        0x0800,
-        &ipv4(src, [10, 77, 0, 2], 17, &udp(10000 + flow, 9, &payload)),
-    )
+    ether(MAC_B, MAC_A, 0x0800, &ipv4(src, [10, 77, 0, 2], 17, &udp(10000 + flow, 9, &payload)))
 }
 
 /// The sequence number of one of our test frames, if it is one.
@@ -66,10 +61,8 @@ fn frames_cross_veth_and_no_echo_of_own_frames() {
         return;
     }
     let p = pair("pk");
-    let mut a =
-        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     let mut pool = PacketPool::new(512, DEFAULT_BUF_SIZE);
     let frames: Vec<Vec<u8>> = (0..200).map(|i| test_frame(1, i)).collect();
     assert_eq!(send_all(&mut a[0], &mut pool, &frames), 200);
@@ -111,13 +104,9 @@ fn sendmmsg_mode_delivers_and_counts_oversize() {
         return;
     }
     let p = pair("mm");
-    let o = PacketOptions {
-        tx_mode: TxMode::Sendmmsg,
-        ..Default::default()
-    };
+    let o = PacketOptions { tx_mode: TxMode::Sendmmsg, ..Default::default() };
     let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &o).unwrap());
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
     let mut frames: Vec<Vec<u8>> = (0..150).map(|i| test_frame(1, i)).collect();
     frames[70].resize(1600, 0); // too long for MTU 1500: counted, the rest go
@@ -139,10 +128,8 @@ fn kernel_frames_leaving_the_device_are_not_seen() {
         return;
     }
     let p = pair("io");
-    let mut a =
-        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     p.na.ip(&["addr", "add", "10.77.0.1/24", "dev", "snio-a"]);
     // The kernel of A sends a datagram to 10.77.0.2: an ARP request goes out.
     p.na.run(|| {
@@ -152,9 +139,7 @@ fn kernel_frames_leaving_the_device_are_not_seen() {
     let is_arp_from_a = |f: &[u8]| f.len() >= 42 && ethertype(f) == 0x0806 && f[28..32] == [10, 77, 0, 1];
     let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
     assert!(
-        recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
-            is_arp_from_a(p.data())
-        }),
+        recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| { is_arp_from_a(p.data()) }),
         "B sees A's ARP"
     );
     let mut seen_on_a = false;
@@ -171,10 +156,8 @@ fn fanout_delivers_each_frame_to_exactly_one_queue() {
         return;
     }
     let p = pair("fo");
-    let mut a =
-        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 2, &PacketOptions::default()).unwrap());
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 2, &PacketOptions::default()).unwrap());
     assert_eq!(b.len(), 2);
     let mut pool = PacketPool::new(1024, DEFAULT_BUF_SIZE);
     let n = 400u32;
@@ -217,10 +200,7 @@ fn fanout_delivers_each_frame_to_exactly_one_queue() {
     }
     assert_eq!(seen.len(), n as usize, "every frame arrived");
     assert!(seen.values().all(|&c| c == 1), "no frame arrived twice");
-    assert!(
-        per_queue[0] > 0 && per_queue[1] > 0,
-        "flows spread over both queues: {per_queue:?}"
-    );
+    assert!(per_queue[0] > 0 && per_queue[1] > 0, "flows spread over both queues: {per_queue:?}");
 }
 
 #[test]
@@ -231,10 +211,8 @@ fn oversized_frames_are_counted_not_lost_silently() {
     let p = pair("ov");
     p.na.ip(&["link", "set", "snio-a", "mtu", "9000"]);
     p.nb.ip(&["link", "set", "snio-b", "mtu", "9000"]);
-    let mut a =
-        p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     // The sender's pool has big buffers; the receiver's the usual 2 KiB.
     let mut big_pool = PacketPool::new(8, 16384);
     let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
@@ -244,11 +222,7 @@ fn oversized_frames_are_counted_not_lost_silently() {
     let mut batch = vec![PacketBuf::from_slice(&big), PacketBuf::from_slice(&small)];
     assert_eq!(a[0].send(&mut big_pool, &mut batch), 2);
     let got_small = recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| {
-        assert_ne!(
-            test_seq(p.data()),
-            Some(1),
-            "the 4000-byte frame cannot fit a 2 KiB buffer"
-        );
+        assert_ne!(test_seq(p.data()), Some(1), "the 4000-byte frame cannot fit a 2 KiB buffer");
         test_seq(p.data()) == Some(2)
     });
     assert!(got_small);
@@ -262,22 +236,10 @@ fn partial_checksums_from_the_peer_are_completed() {
     }
     let p = pair("cs");
     // Only B is ours; A's kernel keeps TX checksum offload on and sends UDP.
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
-    let tx_csum =
-        p.na.run(|| softnet_io::ethtool::offload_enabled("snio-a", "tx-checksum").unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let tx_csum = p.na.run(|| softnet_io::ethtool::offload_enabled("snio-a", "tx-checksum").unwrap());
     p.na.ip(&["addr", "add", "10.78.0.1/24", "dev", "snio-a"]);
-    p.na.ip(&[
-        "neigh",
-        "add",
-        "10.78.0.2",
-        "lladdr",
-        "02:00:00:77:00:02",
-        "dev",
-        "snio-a",
-        "nud",
-        "permanent",
-    ]);
+    p.na.ip(&["neigh", "add", "10.78.0.2", "lladdr", "02:00:00:77:00:02", "dev", "snio-a", "nud", "permanent"]);
     p.na.run(|| {
         let s = std::net::UdpSocket::bind("10.78.0.1:4000").unwrap();
         s.send_to(b"checksum me please", "10.78.0.2:9").unwrap();
@@ -299,15 +261,9 @@ fn partial_checksums_from_the_peer_are_completed() {
     });
     assert_eq!(udp_ok, Some(true), "UDP checksum is valid on delivery");
     let s = b[0].stats().snapshot();
-    eprintln!(
-        "peer tx-checksum offload {tx_csum}, completed here: {}",
-        s.rx_csum_completed
-    );
+    eprintln!("peer tx-checksum offload {tx_csum}, completed here: {}", s.rx_csum_completed);
     if tx_csum {
-        assert_eq!(
-            s.rx_csum_completed, 1,
-            "veth with TX checksum offload hands over CHECKSUM_PARTIAL"
-        );
+        assert_eq!(s.rx_csum_completed, 1, "veth with TX checksum offload hands over CHECKSUM_PARTIAL");
     }
 }
 
@@ -317,19 +273,9 @@ fn open_errors_name_the_device() {
         return;
     }
     let ns = Netns::new("pe");
-    let e = ns.run(|| {
-        PacketQueue::open_all("snio-none", 1, &PacketOptions::default())
-            .err()
-            .unwrap()
-            .to_string()
-    });
+    let e = ns.run(|| PacketQueue::open_all("snio-none", 1, &PacketOptions::default()).err().unwrap().to_string());
     assert!(e.starts_with("snio-none: SIOCGIFINDEX: No such device"), "{e}");
-    let e = ns.run(|| {
-        PacketQueue::open_all("lo", 1, &PacketOptions::default())
-            .err()
-            .unwrap()
-            .to_string()
-    });
+    let e = ns.run(|| PacketQueue::open_all("lo", 1, &PacketOptions::default()).err().unwrap().to_string());
     assert!(e.starts_with("lo: not an Ethernet device"), "{e}");
 }
 
@@ -359,23 +305,13 @@ fn bench_veth_pps() {
     if !is_root() {
         return;
     }
-    let secs: u64 = std::env::var("SNIO_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let size: usize = std::env::var("SNIO_BENCH_SIZE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let secs: u64 = std::env::var("SNIO_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let size: usize = std::env::var("SNIO_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let mmsg = std::env::var("SNIO_BENCH_TX").as_deref() == Ok("mmsg");
-    let tx_opts = PacketOptions {
-        tx_mode: if mmsg { TxMode::Sendmmsg } else { TxMode::Ring },
-        ..Default::default()
-    };
+    let tx_opts = PacketOptions { tx_mode: if mmsg { TxMode::Sendmmsg } else { TxMode::Ring }, ..Default::default() };
     let p = pair("bn");
     let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &tx_opts).unwrap());
-    let mut b =
-        p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
     let mut tx = a.pop().unwrap();
     let mut rx = b.pop().unwrap();
     let (tx_stats, rx_stats) = (tx.stats(), rx.stats());

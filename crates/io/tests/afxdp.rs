@@ -27,8 +27,24 @@ fn pair(tag: &str, queues: usize) -> Pair {
     let nb = Netns::new(&format!("{tag}b"));
     let q = queues.to_string();
     na.ip(&[
-        "link", "add", "snxd-a", "numtxqueues", &q, "numrxqueues", &q, "type", "veth", "peer", "name", "snxd-b",
-        "numtxqueues", &q, "numrxqueues", &q, "netns", &nb.name,
+        "link",
+        "add",
+        "snxd-a",
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "snxd-b",
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "netns",
+        &nb.name,
     ]);
     na.ip(&["link", "set", "snxd-a", "address", "02:00:00:78:00:01"]);
     nb.ip(&["link", "set", "snxd-b", "address", "02:00:00:78:00:02"]);
@@ -43,10 +59,7 @@ fn open_xdp(p: &Pair, queues: usize, opts: &XdpOptions) -> Option<Vec<XdpQueue>>
     match p.na.run(|| XdpQueue::open_all("snxd-a", queues, opts)) {
         Ok(q) => Some(q),
         Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EAFNOSUPPORT) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
-            ) =>
+            if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)) =>
         {
             eprintln!("SKIPPED: the kernel refuses AF_XDP/BPF here: {e}");
             None
@@ -56,9 +69,7 @@ fn open_xdp(p: &Pair, queues: usize, opts: &XdpOptions) -> Option<Vec<XdpQueue>>
 }
 
 fn peer(p: &Pair) -> PacketQueue {
-    p.nb.run(|| PacketQueue::open_all("snxd-b", 1, &PacketOptions::default()).unwrap())
-        .pop()
-        .unwrap()
+    p.nb.run(|| PacketQueue::open_all("snxd-b", 1, &PacketOptions::default()).unwrap()).pop().unwrap()
 }
 
 /// A UDP frame (`to` from `from`) of flow `flow` carrying MARK + `seq`.
@@ -87,10 +98,7 @@ fn send_all(q: &mut dyn LinkQueue, pool: &mut PacketPool, frames: &[Vec<u8>]) ->
 
 /// Whether `ip -d link show snxd-a` shows an XDP program.
 fn xdp_attached(p: &Pair) -> bool {
-    let o = Command::new("ip")
-        .args(["-n", &p.na.name, "-d", "link", "show", "snxd-a"])
-        .output()
-        .unwrap();
+    let o = Command::new("ip").args(["-n", &p.na.name, "-d", "link", "show", "snxd-a"]).output().unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
     s.contains("prog/xdp")
 }
@@ -148,10 +156,7 @@ fn tx_chunks_are_recycled_through_the_completion_ring() {
     }
     let p = pair("cq", 1);
     // 64 chunks: 32 for TX, far fewer than the frames sent.
-    let opts = XdpOptions {
-        frames: 64,
-        ..Default::default()
-    };
+    let opts = XdpOptions { frames: 64, ..Default::default() };
     let Some(mut a) = open_xdp(&p, 1, &opts) else {
         return;
     };
@@ -314,8 +319,20 @@ fn queues_are_capped_at_the_smaller_of_rx_and_tx_queues() {
     let na = Netns::new("uqa");
     let nb = Netns::new("uqb");
     na.ip(&[
-        "link", "add", "snxd-a", "numtxqueues", "1", "numrxqueues", "3", "type", "veth", "peer", "name", "snxd-b",
-        "netns", &nb.name,
+        "link",
+        "add",
+        "snxd-a",
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "3",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "snxd-b",
+        "netns",
+        &nb.name,
     ]);
     na.ip(&["link", "set", "snxd-a", "up"]);
     nb.ip(&["link", "set", "snxd-b", "up"]);
@@ -332,18 +349,13 @@ fn open_errors_name_the_device() {
         return;
     }
     let ns = Netns::new("xe");
-    let e = ns
-        .run(|| XdpQueue::open_all("snxd-nope", 1, &XdpOptions::default()))
-        .err()
-        .expect("no such device");
+    let e = ns.run(|| XdpQueue::open_all("snxd-nope", 1, &XdpOptions::default())).err().expect("no such device");
     let m = e.to_string();
     assert!(m.starts_with("snxd-nope: "), "{m}");
     assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{m}");
     let e = XdpQueue::open_all("bad/name", 1, &XdpOptions::default()).err().unwrap();
     assert!(e.to_string().contains("not a valid device name"), "{e}");
-    let e = XdpQueue::open_all("lo", 1, &XdpOptions { frames: 3, ..Default::default() })
-        .err()
-        .unwrap();
+    let e = XdpQueue::open_all("lo", 1, &XdpOptions { frames: 3, ..Default::default() }).err().unwrap();
     assert!(e.to_string().contains("power of two"), "{e}");
 }
 
@@ -353,18 +365,12 @@ fn generic_mode_works_too() {
         return;
     }
     let p = pair("sk", 1);
-    let opts = XdpOptions {
-        force_skb_mode: true,
-        ..Default::default()
-    };
+    let opts = XdpOptions { force_skb_mode: true, ..Default::default() };
     let Some(mut a) = open_xdp(&p, 1, &opts) else {
         return;
     };
     assert!(!a[0].native());
-    let o = Command::new("ip")
-        .args(["-n", &p.na.name, "-d", "link", "show", "snxd-a"])
-        .output()
-        .unwrap();
+    let o = Command::new("ip").args(["-n", &p.na.name, "-d", "link", "show", "snxd-a"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("xdpgeneric"), "generic mode shown by ip");
     let mut b = peer(&p);
     let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
@@ -396,11 +402,7 @@ fn a_device_already_attached_is_a_clear_error() {
         return;
     };
     let t = Instant::now();
-    let e = p
-        .na
-        .run(|| XdpQueue::open_all("snxd-a", 1, &XdpOptions::default()))
-        .err()
-        .expect("the queue is taken");
+    let e = p.na.run(|| XdpQueue::open_all("snxd-a", 1, &XdpOptions::default())).err().expect("the queue is taken");
     let m = e.to_string();
     assert!(m.starts_with("snxd-a: "), "{m}");
     assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{m}");

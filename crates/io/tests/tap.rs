@@ -21,17 +21,8 @@ fn kernel_answers_arp_and_ping_through_tap() {
     let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &TapOptions::default()).unwrap());
     assert_eq!(qs.len(), 1);
     ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-tap"]);
-    let (kmac, state) = ns.run(|| {
-        (
-            ifinfo::mac_address("snio-tap").unwrap(),
-            ifinfo::link_state("snio-tap").unwrap(),
-        )
-    });
-    assert_eq!(
-        state,
-        LinkState::Up,
-        "a TAP with a queue attached and IFF_UP has carrier"
-    );
+    let (kmac, state) = ns.run(|| (ifinfo::mac_address("snio-tap").unwrap(), ifinfo::link_state("snio-tap").unwrap()));
+    assert_eq!(state, LinkState::Up, "a TAP with a queue attached and IFF_UP has carrier");
     assert_eq!(ns.run(|| ifinfo::mtu("snio-tap").unwrap()), 1500);
     let q = &mut qs[0];
     let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
@@ -51,12 +42,7 @@ fn kernel_answers_arp_and_ping_through_tap() {
     assert_eq!(reply.as_deref(), Some(&kmac[..]), "ARP reply carries the TAP's MAC");
 
     // ICMP echo to the kernel: it answers (it learned our MAC from the request).
-    let ping = ether(
-        kmac,
-        MY_MAC,
-        0x0800,
-        &ipv4(MY_IP, KERNEL_IP, 1, &icmp_echo(0x5151, 7, b"softnet-io tap")),
-    );
+    let ping = ether(kmac, MY_MAC, 0x0800, &ipv4(MY_IP, KERNEL_IP, 1, &icmp_echo(0x5151, 7, b"softnet-io tap")));
     let mut tx = vec![PacketBuf::from_slice(&ping)];
     assert_eq!(q.send(&mut pool, &mut tx), 1);
     let echoed = recv_until(q, &mut pool, Duration::from_secs(3), |p| {
@@ -99,15 +85,7 @@ fn multi_queue_fallback_and_creation() {
         drop(q);
         assert!(!ifinfo::exists("snio-new"), "non-persistent TAP removed on close");
         // Persistent: survives close, loses carrier.
-        let q = TapQueue::open_all(
-            "snio-per",
-            1,
-            &TapOptions {
-                persist: true,
-                bring_up: true,
-            },
-        )
-        .unwrap();
+        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true }).unwrap();
         assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
         drop(q);
         assert!(ifinfo::exists("snio-per"));
@@ -117,11 +95,7 @@ fn multi_queue_fallback_and_creation() {
         while ifinfo::link_state("snio-per").unwrap() != LinkState::Down && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert_eq!(
-            ifinfo::link_state("snio-per").unwrap(),
-            LinkState::Down,
-            "no queue attached: no carrier"
-        );
+        assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Down, "no queue attached: no carrier");
         // Busy: a second single-queue attach to a TAP in use fails, naming it.
         let _held = TapQueue::open_all("snio-sq", 1, &o).unwrap();
         let e = TapQueue::open_all("snio-sq", 1, &o).err().expect("busy").to_string();

@@ -156,10 +156,17 @@ impl IfMatch {
 #[derive(Debug, Clone)]
 pub enum AddrMatch {
     Any,
-    Net { net: u32, mask: u32 },
+    Net {
+        net: u32,
+        mask: u32,
+    },
     Range(u32, u32),
     Table(Arc<Table>),
-    Dynamic { ifname: String, modifier: IfAddrModifier, no_alias: bool },
+    Dynamic {
+        ifname: String,
+        modifier: IfAddrModifier,
+        no_alias: bool,
+    },
     /// `no-route`: an address with no route in the packet's routing table
     /// (evaluated with the route lookup, see `eval::endpoint_matches`).
     NoRoute,
@@ -557,7 +564,15 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
     }
     let counters = RuleCounters::new(rules.len());
     let hot = rules.iter().map(HotRule::of).collect();
-    Ok(CompiledRuleset { gen: cx.gen, source: rs.clone(), rules, hot, counters, opts: GlobalOpts::from_options(&rs.options, &skip), tables })
+    Ok(CompiledRuleset {
+        gen: cx.gen,
+        source: rs.clone(),
+        rules,
+        hot,
+        counters,
+        opts: GlobalOpts::from_options(&rs.options, &skip),
+        tables,
+    })
 }
 
 /// `set limit tables` and `set limit table-entries` over the tables the

@@ -14,8 +14,8 @@ use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use softnet_wire::udp::UdpPacket;
 
 use crate::compile::{
-    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, HOT_DST_SLOW, HOT_IFM, HOT_INET6, HOT_REST,
-    HOT_SRC_SLOW, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
+    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, HOT_DST_SLOW, HOT_IFM, HOT_INET6, HOT_REST, HOT_SRC_SLOW,
+    SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
 };
 use crate::filter::PfInner;
 use crate::frag::{FragDrop, FragResult};
@@ -23,7 +23,7 @@ use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
 use crate::state::{sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT};
-use crate::tcp_track::{self, Track, TcpSeg, TH_ACK, TH_FIN, TH_RST, TH_SYN};
+use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 /// pf's `PFRES_*` reasons, the `-si` counters, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +139,10 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
         icmp_id: 0,
     };
     if hlen > 20 {
-        pd.badopts = softnet_wire::ipv4::options(ip.options())
-            .any(|o| o.map(|o| o.kind != softnet_wire::ipv4::option::NOP && o.kind != softnet_wire::ipv4::option::EOL).unwrap_or(true));
+        pd.badopts = softnet_wire::ipv4::options(ip.options()).any(|o| {
+            o.map(|o| o.kind != softnet_wire::ipv4::option::NOP && o.kind != softnet_wire::ipv4::option::EOL)
+                .unwrap_or(true)
+        });
     }
     let l4 = &data[hlen..tot];
     match pd.proto {
@@ -444,16 +446,17 @@ impl Cx<'_> {
 enum StateVerdict {
     /// No state: evaluate the rules.
     NoState,
-    Pass { rule: Option<(u32, u32)>, log: bool, tag: u16, rtable: Option<u16>, allow_opts: bool },
+    Pass {
+        rule: Option<(u32, u32)>,
+        log: bool,
+        tag: u16,
+        rtable: Option<u16>,
+        allow_opts: bool,
+    },
     Drop(Option<Reason>),
 }
 
-pub fn test(
-    cx: &Cx,
-    mut pkt: PacketBuf,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Verdict {
+pub fn test(cx: &Cx, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Verdict {
     // The common case (no options, not a fragment, UDP or non-SYN TCP)
     // parsed in a few loads; anything else takes the full parse.
     if let Some(pd) = parse_fast(pkt.data()) {
@@ -492,13 +495,7 @@ pub fn test(
 
 /// States, then rules, for a parsed packet.
 #[inline]
-fn test_pd(
-    cx: &Cx,
-    pd: Pd,
-    mut pkt: PacketBuf,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Verdict {
+fn test_pd(cx: &Cx, pd: Pd, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Verdict {
     // The link between this packet's inbound and outbound states: set at
     // pf in, followed (and repaired) at pf out.
     let mut link = if cx.dir == Direction::In { 0 } else { pkt.meta.pf_link };
@@ -631,10 +628,9 @@ fn test_state_tcp(
                 account(st, fwd, pd.tot_len);
                 TcpOutcome::Pass(state_pass(st, fwd), rewrite)
             }
-            Track::Drop { rst } => TcpOutcome::Drop(
-                Some(Reason::StateMismatch),
-                rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }),
-            ),
+            Track::Drop { rst } => {
+                TcpOutcome::Drop(Some(Reason::StateMismatch), rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }))
+            }
         }
     });
     match out {
@@ -647,7 +643,9 @@ fn test_state_tcp(
         }
         Some(TcpOutcome::Drop(reason, reply)) => {
             if let Some(r) = reply {
-                if let Some(p) = build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL) {
+                if let Some(p) =
+                    build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL)
+                {
                     replies.push(p);
                 }
             }
@@ -711,14 +709,14 @@ fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
         Probe::Busy => {}
     }
     cx.with_state_linked(key, link, |st| {
-            let fwd = st.direction == dirc;
-            let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
-            let t = other_step(udp, &mut src.state, &mut dst.state);
-            set_timeout(st, cx.now, t);
-            account(st, fwd, pd.tot_len);
-            state_pass(st, fwd)
-        })
-        .unwrap_or(StateVerdict::NoState)
+        let fwd = st.direction == dirc;
+        let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
+        let t = other_step(udp, &mut src.state, &mut dst.state);
+        set_timeout(st, cx.now, t);
+        account(st, fwd, pd.tot_len);
+        state_pass(st, fwd)
+    })
+    .unwrap_or(StateVerdict::NoState)
 }
 
 fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdict {
@@ -926,7 +924,8 @@ fn test_rule(
         let r = &rules[i];
         if h.flags & HOT_REST != 0 {
             if let Some(im) = r.icmp {
-                if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code) {
+                if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code)
+                {
                     i += 1;
                     continue;
                 }

@@ -56,8 +56,7 @@ impl Token {
 }
 
 fn word_char(c: char) -> bool {
-    c.is_alphanumeric()
-        || (c.is_ascii_punctuation() && !"(){}<>!=/#,\"'".contains(c))
+    c.is_alphanumeric() || (c.is_ascii_punctuation() && !"(){}<>!=/#,\"'".contains(c))
 }
 
 /// Characters with backslash-newline removed (anywhere, as pfctl's
@@ -367,10 +366,10 @@ mod tests {
 
     #[test]
     fn expands_nested_macros_and_multiline_lists() {
-        assert_eq!(words("pass from $a\npass to {\n 1,\n 2 }\n"), vec![
-            "pass from { 1.2.3.4 5.6.7.8 }",
-            "pass to { 1 , 2 }"
-        ]);
+        assert_eq!(
+            words("pass from $a\npass to {\n 1,\n 2 }\n"),
+            vec!["pass from { 1.2.3.4 5.6.7.8 }", "pass to { 1 , 2 }"]
+        );
     }
 
     #[test]

@@ -44,8 +44,8 @@ pub mod table;
 pub mod tcp_track;
 
 pub use error::ParseError;
+pub use filter::Pf;
 pub use model::Ruleset;
 pub use parse::{check_supported, load_ruleset, parse_ruleset};
 pub use print::{print_ruleset, PrintOpts};
 pub use resolver::{IfAddr, IfResolver, StaticResolver};
-pub use filter::Pf;

@@ -203,10 +203,15 @@ pub enum BlockAction {
     /// TCP RST for TCP, ICMP port unreachable otherwise.
     Return,
     /// `return-rst [(ttl N)]`; ttl 0 means the default.
-    ReturnRst { ttl: u8 },
+    ReturnRst {
+        ttl: u8,
+    },
     /// `return-icmp(code[, code6])` / `return-icmp6(code)`: the codes are
     /// under "destination unreachable" (type 3 for IPv4, 1 for IPv6).
-    ReturnIcmp { code: u8, code6: u8 },
+    ReturnIcmp {
+        code: u8,
+        code6: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -342,7 +347,11 @@ pub enum Translation {
     RdrTo(RedirSpec),
     BinatTo(RedirSpec),
     /// `af-to inet|inet6 from X [to Y]`
-    AfTo { af: AddressFamily, from: RedirSpec, to: Option<RedirSpec> },
+    AfTo {
+        af: AddressFamily,
+        from: RedirSpec,
+        to: Option<RedirSpec>,
+    },
 }
 
 impl Translation {
@@ -468,8 +477,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 5] =
-        [Limit::States, Limit::SrcNodes, Limit::Frags, Limit::Tables, Limit::TableEntries];
+    pub const ALL: [Limit; 5] = [Limit::States, Limit::SrcNodes, Limit::Frags, Limit::Tables, Limit::TableEntries];
     pub fn name(self) -> &'static str {
         match self {
             Limit::States => "states",

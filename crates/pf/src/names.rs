@@ -270,17 +270,11 @@ pub fn icmp_type_name(ty: u8, v6: bool) -> Option<&'static str> {
 }
 
 pub fn icmp_code_by_name(ty: u8, name: &str, v6: bool) -> Option<u8> {
-    codes(v6)
-        .iter()
-        .find(|&&(n, t, _)| t == ty && n == name)
-        .map(|&(_, _, c)| c)
+    codes(v6).iter().find(|&&(n, t, _)| t == ty && n == name).map(|&(_, _, c)| c)
 }
 
 pub fn icmp_code_name(ty: u8, code: u8, v6: bool) -> Option<&'static str> {
-    codes(v6)
-        .iter()
-        .find(|&&(_, t, c)| t == ty && c == code)
-        .map(|&(n, _, _)| n)
+    codes(v6).iter().find(|&&(_, t, c)| t == ty && c == code).map(|&(n, _, _)| n)
 }
 
 /// pf's state and fragment timeouts, in the kernel's index order (which is
@@ -408,10 +402,5 @@ pub fn parse_tcp_flags(s: &str) -> Option<u8> {
 }
 
 pub fn format_tcp_flags(f: u8) -> String {
-    TCP_FLAG_LETTERS
-        .chars()
-        .enumerate()
-        .filter(|(i, _)| f & (1 << i) != 0)
-        .map(|(_, c)| c)
-        .collect()
+    TCP_FLAG_LETTERS.chars().enumerate().filter(|(i, _)| f & (1 << i) != 0).map(|(_, c)| c).collect()
 }

@@ -250,9 +250,41 @@ fn parse_number_or_hex(w: &str) -> Option<u64> {
 }
 
 const RESERVED: &[&str] = &[
-    "pass", "block", "match", "set", "table", "antispoof", "in", "out", "on", "from", "to", "all", "any", "proto",
-    "inet", "inet6", "quick", "log", "port", "flags", "label", "tag", "tagged", "keep", "modulate", "synproxy",
-    "state", "no", "self", "rtable", "tos", "return", "drop", "anchor", "include",
+    "pass",
+    "block",
+    "match",
+    "set",
+    "table",
+    "antispoof",
+    "in",
+    "out",
+    "on",
+    "from",
+    "to",
+    "all",
+    "any",
+    "proto",
+    "inet",
+    "inet6",
+    "quick",
+    "log",
+    "port",
+    "flags",
+    "label",
+    "tag",
+    "tagged",
+    "keep",
+    "modulate",
+    "synproxy",
+    "state",
+    "no",
+    "self",
+    "rtable",
+    "tos",
+    "return",
+    "drop",
+    "anchor",
+    "include",
 ];
 
 /// One source or destination choice before expansion.
@@ -520,8 +552,10 @@ impl<'r> Parser<'r> {
             }
             "debug" => {
                 let w = c.word()?;
-                const LEVELS: &[&str] =
-                    &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "none", "urgent", "misc", "loud"];
+                const LEVELS: &[&str] = &[
+                    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "none", "urgent", "misc",
+                    "loud",
+                ];
                 // pfctl's string_to_loglevel also takes syslog's deprecated
                 // names and a level number 0..7.
                 const MORE: &[&str] = &["error", "panic", "warn", "0", "1", "2", "3", "4", "5", "6", "7"];
@@ -553,7 +587,8 @@ impl<'r> Parser<'r> {
         if name.len() >= 32 {
             return Err((line, format!("table name too long: {name}")));
         }
-        let mut def = TableDef { name: name.clone(), persist: false, constant: false, counters: false, init: vec![], line };
+        let mut def =
+            TableDef { name: name.clone(), persist: false, constant: false, counters: false, init: vec![], line };
         while let Some(t) = c.peek() {
             if c.eat_word("persist") {
                 def.persist = true;
@@ -672,7 +707,8 @@ impl<'r> Parser<'r> {
     /// pfctl's `host()`: an interface (with modifiers) or `self`, a literal
     /// address, or nothing (no DNS here).
     fn resolve_host(&mut self, name: &str, mask: Option<u8>, line: usize) -> PResult<Vec<HostItem>> {
-        let hosts = |nets: Vec<IpNet>| nets.into_iter().map(|n| HostItem { addr: Addr::Net(n), negated: false }).collect();
+        let hosts =
+            |nets: Vec<IpNet>| nets.into_iter().map(|n| HostItem { addr: Addr::Net(n), negated: false }).collect();
         if let Some(r) = split_if_modifiers(name) {
             let (ifname, modifier, no_alias) = r.map_err(|m| (line, m.1))?;
             if ifname == "self" || self.resolver.exists(&ifname) {
@@ -823,12 +859,11 @@ impl<'r> Parser<'r> {
             }
         }
         if c.eat_word("on") {
-            spec.interfaces = c
-                .list(|c| {
-                    let negated = c.eat_punct("!");
-                    let name = c.string()?;
-                    Ok(Some(InterfaceMatch { name, negated }))
-                })?;
+            spec.interfaces = c.list(|c| {
+                let negated = c.eat_punct("!");
+                let name = c.string()?;
+                Ok(Some(InterfaceMatch { name, negated }))
+            })?;
         }
         if c.eat_word("inet") {
             spec.af = Some(AddressFamily::Inet);
@@ -876,7 +911,8 @@ impl<'r> Parser<'r> {
 
     fn block_spec(&mut self, c: &mut Cursor) -> PResult<BlockAction> {
         let line = c.line();
-        let default_icmp = BlockAction::ReturnIcmp { code: names::ICMP_UNREACH_PORT, code6: names::ICMP6_DST_UNREACH_NOPORT };
+        let default_icmp =
+            BlockAction::ReturnIcmp { code: names::ICMP_UNREACH_PORT, code6: names::ICMP6_DST_UNREACH_NOPORT };
         Ok(match c.peek_word() {
             Some("drop") => {
                 c.next();
@@ -1259,7 +1295,10 @@ impl<'r> Parser<'r> {
         // otherwise (u_int32 arithmetic, as pfctl's).
         let adaptive = o.timeouts.iter().any(|(k, _)| matches!(k, Timeout::AdaptiveStart | Timeout::AdaptiveEnd));
         if let (false, Some(max)) = (adaptive, o.max) {
-            for (t, v) in [(Timeout::AdaptiveStart, (max / 10).wrapping_mul(6)), (Timeout::AdaptiveEnd, (max / 10).wrapping_mul(12))] {
+            for (t, v) in [
+                (Timeout::AdaptiveStart, (max / 10).wrapping_mul(6)),
+                (Timeout::AdaptiveEnd, (max / 10).wrapping_mul(12)),
+            ] {
                 if v != 0 {
                     o.timeouts.push((t, v));
                 }
@@ -1426,11 +1465,8 @@ impl<'r> Parser<'r> {
     fn expand_inner(&mut self, spec: RuleSpec, line: usize, complain_if_empty: bool) {
         let mut added = 0;
         let mut failed = false;
-        let keep_state = spec.keep_state.unwrap_or(if spec.action == Action::Pass {
-            StateMode::Keep
-        } else {
-            StateMode::NoState
-        });
+        let keep_state =
+            spec.keep_state.unwrap_or(if spec.action == Action::Pass { StateMode::Keep } else { StateMode::NoState });
         let mut state_opts = spec.state_opts.clone();
         let statelock = spec.statelock;
         if keep_state != StateMode::NoState {
@@ -1736,11 +1772,14 @@ mod tests {
         let e = parse_ruleset("pass in proto frob\npass\npass to port 1\n", "pf.conf", &StaticResolver::example())
             .unwrap_err();
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
-        assert_eq!(msgs, vec![
-            "pf.conf:1: unknown protocol frob",
-            "pf.conf:3: port only applies to tcp/udp",
-            "pf.conf:3: skipping rule due to errors",
-        ]);
+        assert_eq!(
+            msgs,
+            vec![
+                "pf.conf:1: unknown protocol frob",
+                "pf.conf:3: port only applies to tcp/udp",
+                "pf.conf:3: skipping rule due to errors",
+            ]
+        );
     }
 
     #[test]
@@ -1751,7 +1790,8 @@ mod tests {
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
         // Source tracking parses (pfctl -nf prints it) but does not load.
-        let src = "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
+        let src =
+            "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
                    pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();

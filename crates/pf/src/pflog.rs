@@ -55,7 +55,7 @@ pub fn write_header(m: &LogMeta, out: &mut [u8; PFLOG_HDRLEN]) {
     out[3] = m.reason;
     let n = m.ifname.len().min(15);
     out[4..4 + n].copy_from_slice(&m.ifname.as_bytes()[..n]); // ifname[16]
-    // ruleset[16] at 20: empty (main ruleset)
+                                                              // ruleset[16] at 20: empty (main ruleset)
     out[36..40].copy_from_slice(&m.rulenr.unwrap_or(u32::MAX).to_be_bytes()); // rulenr
     out[40..44].copy_from_slice(&u32::MAX.to_be_bytes()); // subrulenr: not in an anchor
     out[44..48].copy_from_slice(&u32::MAX.to_be_bytes()); // uid: none

@@ -96,7 +96,13 @@ impl Pf {
         let host = |i: usize| {
             let port = if icmp {
                 // The echo id sits on the requester's side of the key.
-                if st.key.port[0] == 8 { st.key.port[1] } else if st.key.port[1] == 8 { st.key.port[0] } else { st.key.port[i] }
+                if st.key.port[0] == 8 {
+                    st.key.port[1]
+                } else if st.key.port[1] == 8 {
+                    st.key.port[0]
+                } else {
+                    st.key.port[i]
+                }
             } else {
                 st.key.port[i]
             };
@@ -143,7 +149,13 @@ impl Pf {
                         }
                     };
                     let both = st.src.wscale != 0 && st.dst.wscale != 0;
-                    let ws = |p: &crate::state::Peer| if both { format!(" wscale {}", p.wscale & WSCALE_MASK) } else { String::new() };
+                    let ws = |p: &crate::state::Peer| {
+                        if both {
+                            format!(" wscale {}", p.wscale & WSCALE_MASK)
+                        } else {
+                            String::new()
+                        }
+                    };
                     let _ = writeln!(out, "   {}{}  {}{}", seq(&st.src), ws(&st.src), seq(&st.dst), ws(&st.dst));
                 }
                 let age = now.as_nanos().saturating_sub(st.creation) / 1_000_000_000;
@@ -209,9 +221,9 @@ impl Pf {
         let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", inner.states.len(), "");
         // pf_status.states_halfopen: TCP states whose initiator is past
         // CLOSED but not yet ESTABLISHED (pf_set_protostate).
-        let halfopen = inner.states.count_if(|st| {
-            st.key.proto == 6 && st.src.state != tcps::CLOSED && st.src.state < tcps::ESTABLISHED
-        });
+        let halfopen = inner
+            .states
+            .count_if(|st| st.key.proto == 6 && st.src.state != tcps::CLOSED && st.src.state < tcps::ESTABLISHED);
         let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "half-open tcp", halfopen, "");
         let searches = inner.counters.sum(|c| &c.searches);
         let inserts = inner.states.inserts.load(Ordering::Relaxed);

@@ -105,7 +105,8 @@ impl std::hash::Hash for StateKey {
     #[inline]
     fn hash<H: Hasher>(&self, h: &mut H) {
         let a = (u32::from(self.addr[0]) as u64) << 32 | u32::from(self.addr[1]) as u64;
-        let b = (self.port[0] as u64) << 48 | (self.port[1] as u64) << 32 | (self.proto as u64) << 16 | self.rtable as u64;
+        let b =
+            (self.port[0] as u64) << 48 | (self.port[1] as u64) << 32 | (self.proto as u64) << 16 | self.rtable as u64;
         h.write_u64(a);
         h.write_u64(b);
     }
@@ -906,7 +907,8 @@ impl StateTable {
         ifidx: u32,
         f: impl FnOnce(u32, &mut StateData) -> R,
     ) -> Option<(u32, R)> {
-        let ok = |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
+        let ok =
+            |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
         if let Some(s) = link.checked_sub(1).and_then(|i| self.slot(i)) {
             let mut g = s.lock();
             if ok(&g) && s.solo.load(Ordering::Relaxed) != 0 {
@@ -1155,7 +1157,12 @@ mod tests {
     use super::*;
 
     fn key(p: u16) -> StateKey {
-        StateKey { addr: ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()], port: [p, 22], proto: 6, rtable: 0 }
+        StateKey {
+            addr: ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+            port: [p, 22],
+            proto: 6,
+            rtable: 0,
+        }
     }
 
     #[test]
@@ -1202,7 +1209,9 @@ mod tests {
     #[test]
     fn lock_free_lookups_never_miss_a_live_state_under_churn() {
         let t = std::sync::Arc::new(StateTable::new(1 << 20));
-        let keep: Vec<u32> = (0..2000u16).map(|p| t.insert(StateData { key: key(p), direction: DIR_IN, ..Default::default() }).unwrap()).collect();
+        let keep: Vec<u32> = (0..2000u16)
+            .map(|p| t.insert(StateData { key: key(p), direction: DIR_IN, ..Default::default() }).unwrap())
+            .collect();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let churn = {
             let (t, stop) = (t.clone(), stop.clone());

@@ -282,7 +282,8 @@ impl Table {
     /// more than `room` entries would be new.
     pub fn add_within(&self, entries: &[TableEntry], room: usize) -> Option<usize> {
         let mut ctl = self.ctl.lock();
-        let new: HashSet<(u32, u8)> = entries.iter().filter_map(|e| v4(&e.net)).filter(|k| !ctl.contains_key(k)).collect();
+        let new: HashSet<(u32, u8)> =
+            entries.iter().filter_map(|e| v4(&e.net)).filter(|k| !ctl.contains_key(k)).collect();
         if new.len() > room {
             return None;
         }

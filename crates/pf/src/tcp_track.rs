@@ -125,15 +125,19 @@ pub fn timeout_for(src: u8, dst: u8) -> Timeout {
 /// `new_iss` supplies a random ISN for the deferred modulator of the
 /// answering side. On `Pass`, the caller updates `st.expire` and sets the
 /// timeout returned in `timeout`.
-pub fn track_full(st: &mut StateData, fwd: bool, seg: &TcpSeg, new_iss: impl FnOnce() -> u32) -> (Track, Option<Timeout>) {
+pub fn track_full(
+    st: &mut StateData,
+    fwd: bool,
+    seg: &TcpSeg,
+    new_iss: impl FnOnce() -> u32,
+) -> (Track, Option<Timeout>) {
     let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
     let mut win = seg.win as u32;
-    let (mut sws, mut dws) =
-        if src.wscale != 0 && dst.wscale != 0 && !seg.has(TH_SYN) {
-            ((src.wscale & WSCALE_MASK) as u32, (dst.wscale & WSCALE_MASK) as u32)
-        } else {
-            (0, 0)
-        };
+    let (mut sws, mut dws) = if src.wscale != 0 && dst.wscale != 0 && !seg.has(TH_SYN) {
+        ((src.wscale & WSCALE_MASK) as u32, (dst.wscale & WSCALE_MASK) as u32)
+    } else {
+        (0, 0)
+    };
     let orig_seq = seg.seq;
     let mut seq = seg.seq;
     let ack_raw = seg.ack;
@@ -166,8 +170,7 @@ pub fn track_full(st: &mut StateData, fwd: bool, seg: &TcpSeg, new_iss: impl FnO
                     dws = (dst.wscale & WSCALE_MASK) as u32;
                 } else {
                     // The other side's window was scaled for nothing.
-                    dst.max_win =
-                        TCP_MAXWIN.min((dst.max_win as u32) << (dst.wscale & WSCALE_MASK)) as u16;
+                    dst.max_win = TCP_MAXWIN.min((dst.max_win as u32) << (dst.wscale & WSCALE_MASK)) as u16;
                     dst.wscale = 0;
                 }
             }

@@ -33,13 +33,21 @@ impl BufferSource for Bufs {
     fn free(&mut self, _p: PacketBuf) {}
 }
 
-
 fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
     Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32, len: usize) -> PacketBuf {
+fn tcp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    len: usize,
+) -> PacketBuf {
     let t = TcpRepr {
         src_port: sport,
         dst_port: dport,
@@ -91,7 +99,8 @@ fn run(pf: &Pf, now: Instant, dir: Direction, ifp: &Interface, p: PacketBuf) -> 
     matches!(pf.test(0, now, dir, ifp, p, &mut Bufs, &mut replies), Verdict::Pass(_))
 }
 
-const RULES: &str = "block all\npass out all\npass in proto tcp to port ssh\npass in on em0 inet proto icmp icmp-type echoreq\n";
+const RULES: &str =
+    "block all\npass out all\npass in proto tcp to port ssh\npass in on em0 inet proto icmp icmp-type echoreq\n";
 
 #[test]
 fn default_deny_passes_ssh_and_ping_with_states() {
@@ -183,7 +192,8 @@ fn block_return_rst_answers_with_the_right_sequence_numbers() {
     let pf = pf_with(&n, "block return-rst in proto tcp to port 23\nblock return in proto udp\n");
     let t = Instant::from_secs(1);
     let mut replies = vec![];
-    let v = pf.test(0, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40001, 23, SYN, 1000, 0, 0), &mut Bufs, &mut replies);
+    let v =
+        pf.test(0, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40001, 23, SYN, 1000, 0, 0), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Drop(_)));
     assert_eq!(replies.len(), 1);
     let r = Ipv4Packet::new_checked(replies[0].data()).unwrap();
@@ -377,7 +387,8 @@ fn syn_on_an_established_state_gets_a_challenge_ack() {
     assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
     assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 0)));
     let mut replies = vec![];
-    let v = pf.test(0, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 77, 0, 0), &mut Bufs, &mut replies);
+    let v =
+        pf.test(0, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 77, 0, 0), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Drop(_)));
     assert_eq!(replies.len(), 1);
     let r = Ipv4Packet::new_checked(replies[0].data()).unwrap();
@@ -394,7 +405,15 @@ fn modulate_state_rewrites_the_isn_with_a_valid_checksum() {
     let n = net();
     let pf = pf_with(&n, "pass in proto tcp modulate state\n");
     let mut replies = vec![];
-    let v = pf.test(0, Instant::from_secs(1), Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0), &mut Bufs, &mut replies);
+    let v = pf.test(
+        0,
+        Instant::from_secs(1),
+        Direction::In,
+        &n.em0,
+        tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0),
+        &mut Bufs,
+        &mut replies,
+    );
     let Verdict::Pass(p) = v else { panic!() };
     let r = Ipv4Packet::new_checked(p.data()).unwrap();
     let th = TcpPacket::new_checked(r.payload()).unwrap();
@@ -456,7 +475,10 @@ fn log_matches_logs_the_packet_at_every_later_matching_rule() {
     assert_eq!(got[0].1, softnet_pf::pflog::PF_MATCH);
     assert!(!run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 23, SYN, 1, 0, 0)));
     let got = drain_log(&q);
-    assert_eq!(got, [(0, softnet_pf::pflog::PF_MATCH), (1, softnet_pf::pflog::PF_PASS), (2, softnet_pf::pflog::PF_DROP)]);
+    assert_eq!(
+        got,
+        [(0, softnet_pf::pflog::PF_MATCH), (1, softnet_pf::pflog::PF_PASS), (2, softnet_pf::pflog::PF_DROP)]
+    );
     // Without `matches` only the match rule itself logs.
     let pf = pf_with(&n, &rules.replace("log (matches)", "log"));
     pf.set_pflog(Some(q.clone()));

@@ -372,7 +372,11 @@ fn max_states_per_rule_is_enforced_and_adapts_the_rules_timeouts() {
     let n = net();
     // max 10: pfctl adds adaptive.start 6, adaptive.end 12 for the rule.
     let pf = pf(&n, "pass in proto udp keep state (max 10)\n");
-    assert!(pf.show_rules(false).contains("keep state (max 10, adaptive.start 6, adaptive.end 12)"), "{}", pf.show_rules(false));
+    assert!(
+        pf.show_rules(false).contains("keep state (max 10, adaptive.start 6, adaptive.end 12)"),
+        "{}",
+        pf.show_rules(false)
+    );
     let t = Instant::from_secs(100);
     for p in 1..=10 {
         assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, p, 53)).is_some());
@@ -393,7 +397,10 @@ fn max_states_per_rule_is_enforced_and_adapts_the_rules_timeouts() {
 #[test]
 fn loginterface_traffic_shows_in_pfctl_si() {
     let n = net();
-    let pf = pf(&n, "set loginterface em0\nblock in proto udp to port 9\npass in proto udp to port 7 no state\npass out no state\n");
+    let pf = pf(
+        &n,
+        "set loginterface em0\nblock in proto udp to port 9\npass in proto udp to port 7 no state\npass out no state\n",
+    );
     let t = Instant::from_secs(1);
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 7)).is_some());
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 2, 7)).is_some());
@@ -424,7 +431,10 @@ State Table ";
     pf.load(&softnet_pf::parse_ruleset("set loginterface em1\npass no state\n", "pf.conf", res).unwrap(), res).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 2)).is_some());
     let si = pf.show_info(t);
-    assert!(si.contains("Interface Stats for em1 ") && si.contains("  Bytes In                              32 "), "{si}");
+    assert!(
+        si.contains("Interface Stats for em1 ") && si.contains("  Bytes In                              32 "),
+        "{si}"
+    );
 }
 
 fn entry(a: &str) -> TableEntry {
@@ -439,13 +449,20 @@ fn table_limits_refuse_what_goes_over_and_change_nothing() {
         let rs = softnet_pf::parse_ruleset(text, "pf.conf", res).unwrap();
         pf.load(&rs, res).map_err(|e| e.to_string())
     };
-    let pf = pf(&n, "set limit table-entries 4\ntable <a> persist { 10.0.0.1 10.0.0.2 }\ntable <b> { 10.0.0.3 }\npass\n");
+    let pf =
+        pf(&n, "set limit table-entries 4\ntable <a> persist { 10.0.0.1 10.0.0.2 }\ntable <b> { 10.0.0.3 }\npass\n");
     // One entry of room left.
-    assert_eq!(pf.table_add("b", &[entry("10.0.0.4"), entry("10.0.0.5")]).unwrap_err(), "pfctl: Cannot allocate memory");
+    assert_eq!(
+        pf.table_add("b", &[entry("10.0.0.4"), entry("10.0.0.5")]).unwrap_err(),
+        "pfctl: Cannot allocate memory"
+    );
     assert_eq!(pf.table_show("b", false).unwrap(), "   10.0.0.3\n", "nothing added");
     assert_eq!(pf.table_add("b", &[entry("10.0.0.3"), entry("10.0.0.4")]).unwrap(), "1/2 addresses added.");
     assert!(pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8"), entry("10.0.0.9")]).is_err());
-    assert_eq!(pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8")]).unwrap(), "2 addresses added.\n2 addresses deleted.");
+    assert_eq!(
+        pf.table_replace("b", &[entry("10.0.0.7"), entry("10.0.0.8")]).unwrap(),
+        "2 addresses added.\n2 addresses deleted."
+    );
     // A ruleset over the limit loads nothing: <a> keeps its entries.
     let e = load(&pf, "set limit table-entries 4\ntable <a> persist { 10.0.1.1 10.0.1.2 10.0.1.3 }\ntable <b> { 10.0.0.3 10.0.0.4 }\npass\n");
     assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table b: Cannot allocate memory");

@@ -65,7 +65,6 @@ impl BufferSource for Bufs {
     fn free(&mut self, _p: PacketBuf) {}
 }
 
-
 fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
     Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }
 }
@@ -103,7 +102,14 @@ fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: TcpFlags, se
     PacketBuf::from_slice(&b)
 }
 
-fn pass(pf: &Pf, now: Instant, dir: Direction, ifp: &Interface, p: PacketBuf, replies: &mut Vec<PacketBuf>) -> PacketBuf {
+fn pass(
+    pf: &Pf,
+    now: Instant,
+    dir: Direction,
+    ifp: &Interface,
+    p: PacketBuf,
+    replies: &mut Vec<PacketBuf>,
+) -> PacketBuf {
     match pf.test(0, now, dir, ifp, p, &mut Bufs, replies) {
         Verdict::Pass(p) => p,
         v => panic!("{v:?}"),

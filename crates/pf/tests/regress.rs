@@ -16,8 +16,11 @@ use softnet_pf::{error::format_errors, load_ruleset, parse_ruleset, print_rulese
 
 fn inputs(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(dir);
-    let mut v: Vec<PathBuf> =
-        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "in")).collect();
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "in"))
+        .collect();
     v.sort();
     v
 }
@@ -82,7 +85,9 @@ fn cases() {
                         failures.push(format!("{}: round trip\n--- first\n{got}--- second\n{again}", path.display()));
                     }
                 }
-                Err(e) => failures.push(format!("{}: printed form does not parse:\n{}", path.display(), format_errors(&e))),
+                Err(e) => {
+                    failures.push(format!("{}: printed form does not parse:\n{}", path.display(), format_errors(&e)))
+                }
             }
         }
     }

@@ -44,7 +44,15 @@ fn endpoint(kw: &'static str) -> impl Strategy<Value = String> {
 
 fn rule() -> impl Strategy<Value = String> {
     let head = (
-        pick(&["pass", "block", "block drop", "block return", "block return-rst(ttl 3)", "match", "block return-icmp(host-unr, 3)"]),
+        pick(&[
+            "pass",
+            "block",
+            "block drop",
+            "block return",
+            "block return-rst(ttl 3)",
+            "match",
+            "block return-icmp(host-unr, 3)",
+        ]),
         pick(&["", "in", "out"]),
         pick(&["", "log", "log (all, matches)"]),
         pick(&["", "quick"]),
@@ -74,9 +82,8 @@ fn rule() -> impl Strategy<Value = String> {
         ]),
         0..4,
     );
-    (head, endpoint("from"), endpoint("to"), opts).prop_map(|((a, d, l, q, on, af, p), f, t, o)| {
-        format!("{a} {d} {l} {q} {on} {af} {p} {f} {t} {}", o.join(" "))
-    })
+    (head, endpoint("from"), endpoint("to"), opts)
+        .prop_map(|((a, d, l, q, on, af, p), f, t, o)| format!("{a} {d} {l} {q} {on} {af} {p} {f} {t} {}", o.join(" ")))
 }
 
 proptest! {

@@ -28,7 +28,8 @@ impl BufferSource for Bufs {
 fn udp(dport: u16) -> PacketBuf {
     let (src, dst) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));
     let u = UdpRepr { src_port: 5000, dst_port: dport, payload_len: 0 };
-    let i = Ipv4Repr { src, dst, protocol: IpProtocol::UDP, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len: 8 };
+    let i =
+        Ipv4Repr { src, dst, protocol: IpProtocol::UDP, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len: 8 };
     let mut b = vec![0u8; i.buffer_len()];
     i.emit(&mut b);
     u.emit_with_payload(&mut b[20..], src, dst, &[]);
@@ -36,7 +37,10 @@ fn udp(dport: u16) -> PacketBuf {
 }
 
 fn passes(pf: &Pf, n: &common::Net, dport: u16) -> bool {
-    matches!(pf.test(0, Instant::from_secs(1), Direction::In, &n.em0, udp(dport), &mut Bufs, &mut vec![]), Verdict::Pass(_))
+    matches!(
+        pf.test(0, Instant::from_secs(1), Direction::In, &n.em0, udp(dport), &mut Bufs, &mut vec![]),
+        Verdict::Pass(_)
+    )
 }
 
 #[test]
@@ -45,7 +49,8 @@ fn a_reload_is_seen_by_the_next_packet_on_the_same_thread() {
     let pf = pf_with(&n, "block all\npass in proto udp to port 53 no state\n");
     assert!(passes(&pf, &n, 53));
     assert!(!passes(&pf, &n, 54));
-    let rs = softnet_pf::parse_ruleset("block all\npass in proto udp to port 54 no state\n", "pf.conf", &n.resolver).unwrap();
+    let rs = softnet_pf::parse_ruleset("block all\npass in proto udp to port 54 no state\n", "pf.conf", &n.resolver)
+        .unwrap();
     pf.load(&rs, &n.resolver).unwrap();
     assert!(!passes(&pf, &n, 53));
     assert!(passes(&pf, &n, 54));

@@ -68,10 +68,7 @@ fn usage_of(tool: &str) -> &'static str {
 }
 
 fn usage<T>(tool: &str, msg: impl Into<String>) -> Result<T, UsageError> {
-    Err(UsageError {
-        tool: tool.to_string(),
-        msg: Some(msg.into()),
-    })
+    Err(UsageError { tool: tool.to_string(), msg: Some(msg.into()) })
 }
 
 /// A parsed admin command.
@@ -87,18 +84,9 @@ pub fn parse(tool: &str, args: &[String]) -> Result<Parsed, UsageError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match tool {
         "route" => parse_route(&args),
-        "arp" => parse_arp(&args).map(|r| Parsed {
-            request: r,
-            quiet: false,
-        }),
-        "ifconfig" => parse_ifconfig(&args).map(|r| Parsed {
-            request: r,
-            quiet: false,
-        }),
-        "netstat" => parse_netstat(&args).map(|r| Parsed {
-            request: r,
-            quiet: false,
-        }),
+        "arp" => parse_arp(&args).map(|r| Parsed { request: r, quiet: false }),
+        "ifconfig" => parse_ifconfig(&args).map(|r| Parsed { request: r, quiet: false }),
+        "netstat" => parse_netstat(&args).map(|r| Parsed { request: r, quiet: false }),
         _ => usage(tool, format!("unknown command {tool}")),
     }
 }
@@ -193,10 +181,7 @@ fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, U
                 }
                 "-netmask" => {
                     i += 1;
-                    let m = args
-                        .get(i)
-                        .and_then(|m| m.parse::<Ipv4Addr>().ok())
-                        .filter(|m| mask_len(*m).is_some());
+                    let m = args.get(i).and_then(|m| m.parse::<Ipv4Addr>().ok()).filter(|m| mask_len(*m).is_some());
                     r.netmask = Some(m.ok_or_else(|| UsageError {
                         tool: "route".into(),
                         msg: Some("-netmask needs a contiguous mask".into()),
@@ -220,10 +205,7 @@ fn route_dest(r: &RouteArgs, word: &str) -> Result<RouteDest, UsageError> {
         if r.host || r.netmask.is_some() {
             return usage("route", "default is a network");
         }
-        return Ok(RouteDest {
-            addr: Ipv4Addr::UNSPECIFIED,
-            prefix_len: 0,
-        });
+        return Ok(RouteDest { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 0 });
     }
     let Some((addr, len)) = parse_net(word) else {
         return usage("route", format!("bad destination {word:?}"));
@@ -238,23 +220,11 @@ fn route_dest(r: &RouteArgs, word: &str) -> Result<RouteDest, UsageError> {
     if r.host && len != 32 {
         return usage("route", format!("-host {word}: a host route is /32"));
     }
-    Ok(RouteDest {
-        addr: masked(addr, len),
-        prefix_len: len,
-    })
+    Ok(RouteDest { addr: masked(addr, len), prefix_len: len })
 }
 
-const ADD_MODIFIERS: &[&str] = &[
-    "-net",
-    "-host",
-    "-inet",
-    "-static",
-    "-reject",
-    "-blackhole",
-    "-iface",
-    "-ifp",
-    "-netmask",
-];
+const ADD_MODIFIERS: &[&str] =
+    &["-net", "-host", "-inet", "-static", "-reject", "-blackhole", "-iface", "-ifp", "-netmask"];
 const DEST_MODIFIERS: &[&str] = &["-net", "-host", "-inet", "-netmask"];
 
 fn route_spec(args: &[&str]) -> Result<RouteSpec, UsageError> {
@@ -270,11 +240,7 @@ fn route_spec(args: &[&str]) -> Result<RouteSpec, UsageError> {
             let Some(mask) = m.parse::<Ipv4Addr>().ok().filter(|m| mask_len(*m).is_some()) else {
                 return usage("route", format!("bad netmask {m:?}"));
             };
-            let r2 = RouteArgs {
-                netmask: Some(mask),
-                words: vec![],
-                ..r
-            };
+            let r2 = RouteArgs { netmask: Some(mask), words: vec![], ..r };
             let dest = route_dest(&r2, d)?;
             return finish_spec(&r2, dest, Some(*g));
         }
@@ -376,10 +342,7 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
             let dest = route_dest(&r, d)?;
             let gateway = match g {
                 None => None,
-                Some(g) => Some(
-                    g.parse::<Ipv4Addr>()
-                        .or_else(|_| usage("route", format!("bad gateway {g:?}")))?,
-                ),
+                Some(g) => Some(g.parse::<Ipv4Addr>().or_else(|_| usage("route", format!("bad gateway {g:?}")))?),
             };
             RouteOp::Delete { dest, gateway }
         }
@@ -389,32 +352,23 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
                 return usage("route", "get takes one destination");
             };
             let exact = r.net || r.netmask.is_some() || d.contains('/') || *d == "default";
-            RouteOp::Get {
-                dest: route_dest(&r, d)?,
-                exact,
-            }
+            RouteOp::Get { dest: route_dest(&r, d)?, exact }
         }
         "monitor" => {
             if let Some(a) = rest.iter().find(|a| **a != "-inet") {
                 return usage("route", format!("monitor: unexpected {a}"));
             }
-            RouteOp::Monitor {
-                table: rtable_given.then_some(rtable),
-            }
+            RouteOp::Monitor { table: rtable_given.then_some(rtable) }
         }
         other => return usage("route", format!("unknown command {other}")),
     };
-    Ok(Parsed {
-        request: Request::Route { rtable, op },
-        quiet,
-    })
+    Ok(Parsed { request: Request::Route { rtable, op }, quiet })
 }
 
 // ---- arp(8) -----------------------------------------------------------------
 
 fn parse_host(tool: &str, s: &str) -> Result<Ipv4Addr, UsageError> {
-    s.parse::<Ipv4Addr>()
-        .or_else(|_| usage(tool, format!("{s}: not an IPv4 address")))
+    s.parse::<Ipv4Addr>().or_else(|_| usage(tool, format!("{s}: not an IPv4 address")))
 }
 
 fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
@@ -448,32 +402,21 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
             for m in mods {
                 match *m {
                     "temp" | "permanent" if !seen_life => {
-                        lifetime = if *m == "permanent" {
-                            ArpLifetime::Permanent
-                        } else {
-                            ArpLifetime::Temp
-                        };
+                        lifetime = if *m == "permanent" { ArpLifetime::Permanent } else { ArpLifetime::Temp };
                         seen_life = true;
                     }
                     "pub" if !publish => publish = true,
                     _ => return usage("arp", format!("-s: unexpected {m}")),
                 }
             }
-            Ok(Request::Arp(ArpOp::Set {
-                host,
-                mac,
-                lifetime,
-                publish,
-            }))
+            Ok(Request::Arp(ArpOp::Set { host, mac, lifetime, publish }))
         }
         (true, true, false) => match rest {
             [] => Ok(Request::Arp(ArpOp::DeleteAll)),
             _ => usage("arp", "-d -a takes no hostname"),
         },
         (false, true, false) => match rest {
-            [h] => Ok(Request::Arp(ArpOp::Delete {
-                host: parse_host("arp", h)?,
-            })),
+            [h] => Ok(Request::Arp(ArpOp::Delete { host: parse_host("arp", h)? })),
             _ => usage("arp", "-d needs one hostname (or -a)"),
         },
         (true, false, false) => match rest {
@@ -481,9 +424,7 @@ fn parse_arp(args: &[&str]) -> Result<Request, UsageError> {
             _ => usage("arp", "-a takes no hostname"),
         },
         (false, false, false) => match rest {
-            [h] => Ok(Request::Arp(ArpOp::Show {
-                host: Some(parse_host("arp", h)?),
-            })),
+            [h] => Ok(Request::Arp(ArpOp::Show { host: Some(parse_host("arp", h)?) })),
             _ => usage("arp", "a hostname or -a is required"),
         },
     }
@@ -509,9 +450,7 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
         [] | ["-a"] => return Ok(Request::Ifconfig(IfconfigOp::Show { name: None })),
         [name] => {
             check_ifname("ifconfig", name)?;
-            return Ok(Request::Ifconfig(IfconfigOp::Show {
-                name: Some(name.to_string()),
-            }));
+            return Ok(Request::Ifconfig(IfconfigOp::Show { name: Some(name.to_string()) }));
         }
         _ => {}
     }
@@ -583,10 +522,7 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
         }
         i += 1;
     }
-    Ok(Request::Ifconfig(IfconfigOp::Change {
-        name: name.to_string(),
-        actions,
-    }))
+    Ok(Request::Ifconfig(IfconfigOp::Change { name: name.to_string(), actions }))
 }
 
 // ---- netstat(1) -------------------------------------------------------------
@@ -633,9 +569,7 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
         i += 1;
     }
     let op = match (r, s, i_) {
-        (true, false, false) => NetstatOp::Routes {
-            rtable: rtable.unwrap_or(0),
-        },
+        (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0) },
         (false, true, false) => NetstatOp::Stats,
         (false, false, true) => NetstatOp::Interfaces,
         (false, false, false) => return usage("netstat", "one of -r, -s, -i is required"),
@@ -652,12 +586,8 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
 /// The socket the admin commands use: `--socket`, else `$SOFTNET_SOCKET`,
 /// else the default.
 pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| {
-        std::env::var_os("SOFTNET_SOCKET")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    })
-    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL))
+    flag.or_else(|| std::env::var_os("SOFTNET_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL))
 }
 
 /// An I/O error as the C library words it ("No such file or directory"),
@@ -689,10 +619,8 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|e| ClientError::Connect {
-            path: path.display().to_string(),
-            err: strerror(&e),
-        })?;
+        let stream = UnixStream::connect(path)
+            .map_err(|e| ClientError::Connect { path: path.display().to_string(), err: strerror(&e) })?;
         Ok(Client { stream })
     }
 
@@ -714,10 +642,7 @@ impl Client {
         subscribed: impl FnOnce(),
         mut event: impl FnMut(&str) -> bool,
     ) -> Result<(), ClientError> {
-        match self.call(&Request::Route {
-            rtable: table.unwrap_or(0),
-            op: RouteOp::Monitor { table },
-        })? {
+        match self.call(&Request::Route { rtable: table.unwrap_or(0), op: RouteOp::Monitor { table } })? {
             Response::Subscribed => subscribed(),
             Response::Error(e) => return Err(ClientError::Unexpected(Response::Error(e))),
             other => return Err(ClientError::Unexpected(other)),
@@ -754,16 +679,8 @@ pub fn run(tool: &str, socket: &Path, args: &[String], out: &mut dyn Write, err:
             return 1;
         }
     };
-    if let Request::Route {
-        op: RouteOp::Monitor { table },
-        ..
-    } = parsed.request
-    {
-        let r = client.monitor(
-            table,
-            || (),
-            |text| writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok(),
-        );
+    if let Request::Route { op: RouteOp::Monitor { table }, .. } = parsed.request {
+        let r = client.monitor(table, || (), |text| writeln!(out, "{text}\n").and_then(|_| out.flush()).is_ok());
         return match r {
             Ok(()) => 0,
             Err(ClientError::Unexpected(Response::Error(m))) => {
@@ -813,26 +730,17 @@ mod tests {
     }
 
     fn dest(s: &str, l: u8) -> RouteDest {
-        RouteDest {
-            addr: ip(s),
-            prefix_len: l,
-        }
+        RouteDest { addr: ip(s), prefix_len: l }
     }
 
     fn add(d: RouteDest, g: RouteGateway) -> Request {
-        Request::Route {
-            rtable: 0,
-            op: RouteOp::Add(RouteSpec { dest: d, gateway: g }),
-        }
+        Request::Route { rtable: 0, op: RouteOp::Add(RouteSpec { dest: d, gateway: g }) }
     }
 
     #[test]
     fn route_add_forms_of_route8() {
         let gw = RouteGateway::Addr(ip("10.0.2.254"));
-        assert_eq!(
-            p("route", "add default 10.0.2.254").unwrap(),
-            add(dest("0.0.0.0", 0), gw.clone())
-        );
+        assert_eq!(p("route", "add default 10.0.2.254").unwrap(), add(dest("0.0.0.0", 0), gw.clone()));
         let gw2 = RouteGateway::Addr(ip("10.0.2.2"));
         let net = dest("192.0.2.0", 24);
         for line in [
@@ -846,22 +754,10 @@ mod tests {
         ] {
             assert_eq!(p("route", line).unwrap(), add(net, gw2.clone()), "{line}");
         }
-        assert_eq!(
-            p("route", "add -host 192.0.2.1 10.0.2.2").unwrap(),
-            add(dest("192.0.2.1", 32), gw2.clone())
-        );
-        assert_eq!(
-            p("route", "add 192.0.2.1 10.0.2.2").unwrap(),
-            add(dest("192.0.2.1", 32), gw2.clone())
-        );
-        assert_eq!(
-            p("route", "add 192.0.2.0/24 -reject").unwrap(),
-            add(net, RouteGateway::Reject)
-        );
-        assert_eq!(
-            p("route", "add 192.0.2.0/24 127.0.0.1 -blackhole").unwrap(),
-            add(net, RouteGateway::Blackhole)
-        );
+        assert_eq!(p("route", "add -host 192.0.2.1 10.0.2.2").unwrap(), add(dest("192.0.2.1", 32), gw2.clone()));
+        assert_eq!(p("route", "add 192.0.2.1 10.0.2.2").unwrap(), add(dest("192.0.2.1", 32), gw2.clone()));
+        assert_eq!(p("route", "add 192.0.2.0/24 -reject").unwrap(), add(net, RouteGateway::Reject));
+        assert_eq!(p("route", "add 192.0.2.0/24 127.0.0.1 -blackhole").unwrap(), add(net, RouteGateway::Blackhole));
         assert_eq!(
             p("route", "add 192.0.2.0/24 -ifp sn-r0").unwrap(),
             add(net, RouteGateway::Interface("sn-r0".into()))
@@ -872,84 +768,38 @@ mod tests {
         );
         assert_eq!(
             p("route", "-T 3 change -net 10/8 10.0.2.2").unwrap(),
-            Request::Route {
-                rtable: 3,
-                op: RouteOp::Change(RouteSpec {
-                    dest: dest("10.0.0.0", 8),
-                    gateway: gw2
-                })
-            }
+            Request::Route { rtable: 3, op: RouteOp::Change(RouteSpec { dest: dest("10.0.0.0", 8), gateway: gw2 }) }
         );
-        let parsed = parse(
-            "route",
-            &["-nq".into(), "add".into(), "default".into(), "10.0.2.254".into()],
-        )
-        .unwrap();
+        let parsed = parse("route", &["-nq".into(), "add".into(), "default".into(), "10.0.2.254".into()]).unwrap();
         assert!(parsed.quiet);
-        assert_eq!(
-            p("route", "-T7 show").unwrap(),
-            Request::Route {
-                rtable: 7,
-                op: RouteOp::Show
-            }
-        );
+        assert_eq!(p("route", "-T7 show").unwrap(), Request::Route { rtable: 7, op: RouteOp::Show });
     }
 
     #[test]
     fn route_delete_get_monitor() {
         assert_eq!(
             p("route", "delete -net 192.0.2.0/24").unwrap(),
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Delete {
-                    dest: dest("192.0.2.0", 24),
-                    gateway: None
-                }
-            }
+            Request::Route { rtable: 0, op: RouteOp::Delete { dest: dest("192.0.2.0", 24), gateway: None } }
         );
         assert_eq!(
             p("route", "delete default 10.0.2.254").unwrap(),
             Request::Route {
                 rtable: 0,
-                op: RouteOp::Delete {
-                    dest: dest("0.0.0.0", 0),
-                    gateway: Some(ip("10.0.2.254"))
-                }
+                op: RouteOp::Delete { dest: dest("0.0.0.0", 0), gateway: Some(ip("10.0.2.254")) }
             }
         );
         assert_eq!(
             p("route", "get 192.0.2.1").unwrap(),
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Get {
-                    dest: dest("192.0.2.1", 32),
-                    exact: false
-                }
-            }
+            Request::Route { rtable: 0, op: RouteOp::Get { dest: dest("192.0.2.1", 32), exact: false } }
         );
         assert_eq!(
             p("route", "get -net 192.0.2.0/24").unwrap(),
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Get {
-                    dest: dest("192.0.2.0", 24),
-                    exact: true
-                }
-            }
+            Request::Route { rtable: 0, op: RouteOp::Get { dest: dest("192.0.2.0", 24), exact: true } }
         );
-        assert_eq!(
-            p("route", "monitor").unwrap(),
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Monitor { table: None }
-            }
-        );
+        assert_eq!(p("route", "monitor").unwrap(), Request::Route { rtable: 0, op: RouteOp::Monitor { table: None } });
         assert_eq!(
             p("route", "-T 0 monitor").unwrap(),
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Monitor { table: Some(0) }
-            }
+            Request::Route { rtable: 0, op: RouteOp::Monitor { table: Some(0) } }
         );
     }
 
@@ -990,12 +840,7 @@ mod tests {
     fn arp_forms() {
         assert_eq!(p("arp", "-an").unwrap(), Request::Arp(ArpOp::Show { host: None }));
         assert_eq!(p("arp", "-a -n").unwrap(), Request::Arp(ArpOp::Show { host: None }));
-        assert_eq!(
-            p("arp", "-n 10.0.1.2").unwrap(),
-            Request::Arp(ArpOp::Show {
-                host: Some(ip("10.0.1.2"))
-            })
-        );
+        assert_eq!(p("arp", "-n 10.0.1.2").unwrap(), Request::Arp(ArpOp::Show { host: Some(ip("10.0.1.2")) }));
         assert_eq!(
             p("arp", "-s 10.0.1.9 02:00:00:00:01:09").unwrap(),
             Request::Arp(ArpOp::Set {
@@ -1014,10 +859,7 @@ mod tests {
                 publish: true
             })
         );
-        assert_eq!(
-            p("arp", "-d 10.0.1.9").unwrap(),
-            Request::Arp(ArpOp::Delete { host: ip("10.0.1.9") })
-        );
+        assert_eq!(p("arp", "-d 10.0.1.9").unwrap(), Request::Arp(ArpOp::Delete { host: ip("10.0.1.9") }));
         assert_eq!(p("arp", "-da").unwrap(), Request::Arp(ArpOp::DeleteAll));
         assert_eq!(p("arp", "-d -a").unwrap(), Request::Arp(ArpOp::DeleteAll));
         for line in [
@@ -1042,48 +884,18 @@ mod tests {
 
     #[test]
     fn ifconfig_forms() {
-        let show = |n: Option<&str>| {
-            Request::Ifconfig(IfconfigOp::Show {
-                name: n.map(String::from),
-            })
-        };
+        let show = |n: Option<&str>| Request::Ifconfig(IfconfigOp::Show { name: n.map(String::from) });
         assert_eq!(p("ifconfig", "").unwrap(), show(None));
         assert_eq!(p("ifconfig", "-a").unwrap(), show(None));
         assert_eq!(p("ifconfig", "sn-r0").unwrap(), show(Some("sn-r0")));
-        let ch = |a: Vec<IfAction>| {
-            Request::Ifconfig(IfconfigOp::Change {
-                name: "sn-r0".into(),
-                actions: a,
-            })
-        };
-        let a = InetAddr {
-            addr: ip("10.0.9.1"),
-            prefix_len: 24,
-        };
-        assert_eq!(
-            p("ifconfig", "sn-r0 inet 10.0.9.1/24").unwrap(),
-            ch(vec![IfAction::AddAddr(a)])
-        );
-        assert_eq!(
-            p("ifconfig", "sn-r0 10.0.9.1/24 up").unwrap(),
-            ch(vec![IfAction::AddAddr(a), IfAction::Up])
-        );
-        assert_eq!(
-            p("ifconfig", "sn-r0 inet 10.0.9.1 netmask 255.255.255.0").unwrap(),
-            ch(vec![IfAction::AddAddr(a)])
-        );
-        assert_eq!(
-            p("ifconfig", "sn-r0 inet 10.0.9.1 prefixlen 24 alias").unwrap(),
-            ch(vec![IfAction::AddAddr(a)])
-        );
-        assert_eq!(
-            p("ifconfig", "sn-r0 inet 10.0.9.1/24 delete").unwrap(),
-            ch(vec![IfAction::DeleteAddr(a.addr)])
-        );
-        assert_eq!(
-            p("ifconfig", "sn-r0 inet 10.0.9.1 -alias").unwrap(),
-            ch(vec![IfAction::DeleteAddr(a.addr)])
-        );
+        let ch = |a: Vec<IfAction>| Request::Ifconfig(IfconfigOp::Change { name: "sn-r0".into(), actions: a });
+        let a = InetAddr { addr: ip("10.0.9.1"), prefix_len: 24 };
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1/24").unwrap(), ch(vec![IfAction::AddAddr(a)]));
+        assert_eq!(p("ifconfig", "sn-r0 10.0.9.1/24 up").unwrap(), ch(vec![IfAction::AddAddr(a), IfAction::Up]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 netmask 255.255.255.0").unwrap(), ch(vec![IfAction::AddAddr(a)]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 prefixlen 24 alias").unwrap(), ch(vec![IfAction::AddAddr(a)]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1/24 delete").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
+        assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 -alias").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
         assert_eq!(p("ifconfig", "sn-r0 down").unwrap(), ch(vec![IfAction::Down]));
         assert_eq!(p("ifconfig", "sn-r0 destroy").unwrap(), ch(vec![IfAction::Destroy]));
         for line in [
@@ -1106,22 +918,10 @@ mod tests {
 
     #[test]
     fn netstat_forms() {
-        assert_eq!(
-            p("netstat", "-rn").unwrap(),
-            Request::Netstat(NetstatOp::Routes { rtable: 0 })
-        );
-        assert_eq!(
-            p("netstat", "-r -n -f inet").unwrap(),
-            Request::Netstat(NetstatOp::Routes { rtable: 0 })
-        );
-        assert_eq!(
-            p("netstat", "-rnT2").unwrap(),
-            Request::Netstat(NetstatOp::Routes { rtable: 2 })
-        );
-        assert_eq!(
-            p("netstat", "-rn -T 2").unwrap(),
-            Request::Netstat(NetstatOp::Routes { rtable: 2 })
-        );
+        assert_eq!(p("netstat", "-rn").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
+        assert_eq!(p("netstat", "-r -n -f inet").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
+        assert_eq!(p("netstat", "-rnT2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
+        assert_eq!(p("netstat", "-rn -T 2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
         assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
         assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
         for line in ["", "-n", "-rs", "-x", "-r extra", "-s -T 1", "-f inet6 -r", "-rT"] {
@@ -1138,32 +938,17 @@ mod tests {
         let code = run("netstat", &path, &["-rn".to_string()], &mut out, &mut err);
         assert_eq!(code, 1);
         let err = String::from_utf8(err).unwrap();
-        assert_eq!(
-            err,
-            format!(
-                "softnet: cannot connect to {}: No such file or directory\n",
-                path.display()
-            )
-        );
+        assert_eq!(err, format!("softnet: cannot connect to {}: No such file or directory\n", path.display()));
     }
 
     #[test]
     fn usage_goes_to_stderr_with_exit_1() {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let code = run(
-            "route",
-            Path::new("/nonexistent"),
-            &["bogus".to_string()],
-            &mut out,
-            &mut err,
-        );
+        let code = run("route", Path::new("/nonexistent"), &["bogus".to_string()], &mut out, &mut err);
         assert_eq!(code, 1);
         assert!(out.is_empty());
         let err = String::from_utf8(err).unwrap();
-        assert!(
-            err.starts_with("softnet route: unknown command bogus\nusage: softnet route"),
-            "{err}"
-        );
+        assert!(err.starts_with("softnet route: unknown command bogus\nusage: softnet route"), "{err}");
     }
 }

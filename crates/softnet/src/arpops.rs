@@ -19,12 +19,7 @@ pub fn execute(stack: &Stack, op: &ArpOp) -> Response {
             Some(e) => Response::Text(format_arp_an(&[e], |i| stack.ifname(i), stack.clock.now())),
             None => Response::Error(format!("{ip} ({ip}) -- no entry")),
         },
-        ArpOp::Set {
-            host,
-            mac,
-            lifetime,
-            publish,
-        } => {
+        ArpOp::Set { host, mac, lifetime, publish } => {
             let kind = match lifetime {
                 ArpLifetime::Temp => ArpStaticKind::Temp,
                 ArpLifetime::Static => ArpStaticKind::Static,
@@ -43,12 +38,7 @@ pub fn execute(stack: &Stack, op: &ArpOp) -> Response {
         },
         ArpOp::DeleteAll => {
             let mut out = String::new();
-            for e in stack
-                .arp
-                .entries()
-                .into_iter()
-                .filter(|e| e.kind != ArpEntryKind::Local)
-            {
+            for e in stack.arp.entries().into_iter().filter(|e| e.kind != ArpEntryKind::Local) {
                 if let Ok(true) = stack.arp.delete(e.ip) {
                     out.push_str(&format!("{} ({}) deleted\n", e.ip, e.ip));
                 }

@@ -63,8 +63,9 @@ fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, SinkCounters)> {
     // Frames from A to each flow's destination, via the router's r0 MAC.
     let (_, a_port) = vlink::wire(1, 1);
     let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
-    let frames: Vec<Vec<u8>> =
-        (0..case.flows).map(|j| a.udp_frame(R0_MAC, flow_dst(j, case.routes), 20000 + (j % 1000) as u16, 9000, 18)).collect();
+    let frames: Vec<Vec<u8>> = (0..case.flows)
+        .map(|j| a.udp_frame(R0_MAC, flow_dst(j, case.routes), 20000 + (j % 1000) as u16, 9000, 18))
+        .collect();
     build_with(case, frames)
 }
 
@@ -99,7 +100,10 @@ fn build_with(case: BenchCase, frames: Vec<Vec<u8>>) -> anyhow::Result<(Arc<Stac
     stack.set_up("r1", true)?;
     stack.arp_add_static(B_IP, B_MAC)?;
     let len = route_len(case.routes);
-    stack.routes_batch(0, (0..case.routes).map(|r| (Ipv4Addr::from(route_prefix(r, case.routes)), len, B_IP)).collect())?;
+    stack.routes_batch(
+        0,
+        (0..case.routes).map(|r| (Ipv4Addr::from(route_prefix(r, case.routes)), len, B_IP)).collect(),
+    )?;
     Ok((stack, counters))
 }
 
@@ -209,7 +213,10 @@ pub fn run(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
     }
     println!();
     for r in results.iter().filter(|r| r.case.workers == 2) {
-        if let Some(one) = results.iter().find(|o| o.case.workers == 1 && o.case.routes == r.case.routes && o.case.flows == r.case.flows) {
+        if let Some(one) = results
+            .iter()
+            .find(|o| o.case.workers == 1 && o.case.routes == r.case.routes && o.case.flows == r.case.flows)
+        {
             println!(
                 "scaling {} routes, {} flows: 2 workers = {:.2}x one worker",
                 r.case.routes,
@@ -251,7 +258,8 @@ impl PfCase {
         match self {
             PfCase::Stateful => "pass all\n".to_string(),
             PfCase::Rules1000 => {
-                let mut t: String = (1..1000).map(|i| format!("pass proto udp to port {} no state\n", 10_000 + i)).collect();
+                let mut t: String =
+                    (1..1000).map(|i| format!("pass proto udp to port {} no state\n", 10_000 + i)).collect();
                 t.push_str("pass proto udp to port 9000 no state\n");
                 t
             }

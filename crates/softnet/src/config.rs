@@ -151,18 +151,10 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())]
-            .bytes()
-            .filter(|&b| b == b'\n')
-            .count()
-            + 1
+        self.src[..offset.min(self.src.len())].bytes().filter(|&b| b == b'\n').count() + 1
     }
     fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
-        Err(ConfigError {
-            file: self.file.clone(),
-            line: self.line_of(span.start),
-            msg: msg.into(),
-        })
+        Err(ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() })
     }
 }
 
@@ -182,9 +174,7 @@ pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
 pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
-        return Err(format!(
-            "bad MAC address {s:?} (expected six hex bytes: 02:00:00:00:01:01)"
-        ));
+        return Err(format!("bad MAC address {s:?} (expected six hex bytes: 02:00:00:00:01:01)"));
     }
     let mut m = [0u8; 6];
     for (i, p) in parts.iter().enumerate() {
@@ -205,24 +195,14 @@ impl Config {
     }
 
     pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cx = Ctx {
-            file: path.display().to_string(),
-            src,
-        };
+        let cx = Ctx { file: path.display().to_string(), src };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
             // An error at the end of the file (an unclosed array, say) is
             // on its last line, not on the empty one after the final newline.
             let end = src.trim_end().len();
-            let line = e
-                .span()
-                .map(|s| cx.line_of(s.start.min(end.saturating_sub(1))))
-                .unwrap_or(0);
+            let line = e.span().map(|s| cx.line_of(s.start.min(end.saturating_sub(1)))).unwrap_or(0);
             let msg = e.message().trim().replace('\n', ", ");
-            ConfigError {
-                file: cx.file.clone(),
-                line,
-                msg,
-            }
+            ConfigError { file: cx.file.clone(), line, msg }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let workers = match &raw.workers {
@@ -233,18 +213,16 @@ impl Config {
             Some(w) => {
                 return cx.err(
                     w.span(),
-                    format!(
-                        "workers = {}: expected 1 to {}",
-                        w.get_ref(),
-                        softnet_core::percpu::MAX_WORKERS - 1
-                    ),
+                    format!("workers = {}: expected 1 to {}", w.get_ref(), softnet_core::percpu::MAX_WORKERS - 1),
                 )
             }
         };
         let icmp_errors_per_second = match &raw.icmp_errors_per_second {
             None => 100,
             Some(v) if (0..=1_000_000).contains(v.get_ref()) => *v.get_ref() as u32,
-            Some(v) => return cx.err(v.span(), format!("icmp_errors_per_second = {}: expected 0 to 1000000", v.get_ref())),
+            Some(v) => {
+                return cx.err(v.span(), format!("icmp_errors_per_second = {}: expected 0 to 1000000", v.get_ref()))
+            }
         };
         let log = match &raw.log {
             None => "info".to_string(),
@@ -252,10 +230,7 @@ impl Config {
                 l.get_ref().clone()
             }
             Some(l) => {
-                return cx.err(
-                    l.span(),
-                    format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()),
-                )
+                return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()))
             }
         };
         let mut interfaces: Vec<InterfaceConf> = Vec::new();
@@ -283,11 +258,7 @@ impl Config {
                     )
                 }
             };
-            let device = i
-                .device
-                .as_ref()
-                .map(|d| d.get_ref().clone())
-                .unwrap_or_else(|| name.clone());
+            let device = i.device.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| name.clone());
             let mac = match &i.mac {
                 None => None,
                 Some(m) => {
@@ -301,10 +272,7 @@ impl Config {
                 if !a.get_ref().contains('/') {
                     return cx.err(
                         a.span(),
-                        format!(
-                            "interface {name:?}: address {:?} needs a prefix length (10.0.1.1/24)",
-                            a.get_ref()
-                        ),
+                        format!("interface {name:?}: address {:?} needs a prefix length (10.0.1.1/24)", a.get_ref()),
                     );
                 }
                 addrs.push(IfAddr::new(ip, len));
@@ -313,17 +281,12 @@ impl Config {
                 None => None,
                 Some(m) if (68..=9000).contains(m.get_ref()) => Some(*m.get_ref() as u32),
                 Some(m) => {
-                    return cx.err(
-                        m.span(),
-                        format!("interface {name:?}: mtu {} out of range 68-9000", m.get_ref()),
-                    )
+                    return cx.err(m.span(), format!("interface {name:?}: mtu {} out of range 68-9000", m.get_ref()))
                 }
             };
             for a in &addrs {
-                let taken = interfaces
-                    .iter()
-                    .find(|x| x.addrs.iter().any(|b| b.addr == a.addr))
-                    .map(|x| x.name.clone());
+                let taken =
+                    interfaces.iter().find(|x| x.addrs.iter().any(|b| b.addr == a.addr)).map(|x| x.name.clone());
                 let taken =
                     taken.or_else(|| (addrs.iter().filter(|b| b.addr == a.addr).count() > 1).then(|| name.clone()));
                 if let Some(other) = taken {
@@ -333,22 +296,12 @@ impl Config {
                         .find(|s| s.get_ref().starts_with(&format!("{}/", a.addr)))
                         .map(|s| s.span())
                         .unwrap_or(ri.span());
-                    return cx.err(
-                        span,
-                        format!("interface {name:?}: address {} already configured on {other:?}", a.addr),
-                    );
+                    return cx
+                        .err(span, format!("interface {name:?}: address {} already configured on {other:?}", a.addr));
                 }
             }
             let line = cx.line_of(ri.span().start);
-            interfaces.push(InterfaceConf {
-                name,
-                driver,
-                device,
-                mac,
-                addrs,
-                mtu,
-                line,
-            });
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, line });
         }
         let mut routes = Vec::new();
         for rr in &raw.route {
@@ -368,10 +321,8 @@ impl Config {
                 + r.reject.unwrap_or(false) as u8
                 + r.blackhole.unwrap_or(false) as u8;
             if targets != 1 {
-                return cx.err(
-                    rr.span(),
-                    "route: give exactly one of gateway, interface, reject = true, blackhole = true",
-                );
+                return cx
+                    .err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
             }
             let via = if let Some(g) = &r.gateway {
                 let gw: Ipv4Addr = g
@@ -380,10 +331,7 @@ impl Config {
                     .or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?;
                 // route(8) accepts only a gateway on a connected network.
                 if !interfaces.iter().any(|i| i.addrs.iter().any(|a| a.contains(gw))) {
-                    return cx.err(
-                        g.span(),
-                        format!("route: gateway {gw} is not on a network of any interface"),
-                    );
+                    return cx.err(g.span(), format!("route: gateway {gw} is not on a network of any interface"));
                 }
                 RouteVia::Gateway(gw)
             } else if let Some(i) = &r.interface {
@@ -397,18 +345,10 @@ impl Config {
                 RouteVia::Blackhole
             };
             let dest = Ipv4Addr::from(u32::from(dest) & softnet_core::iface::prefix_mask(prefix_len));
-            if routes
-                .iter()
-                .any(|x: &RouteConf| x.rtable == rtable && x.dest == dest && x.prefix_len == prefix_len)
-            {
+            if routes.iter().any(|x: &RouteConf| x.rtable == rtable && x.dest == dest && x.prefix_len == prefix_len) {
                 return cx.err(r.dest.span(), format!("route: {} defined twice", r.dest.get_ref()));
             }
-            routes.push(RouteConf {
-                rtable,
-                dest,
-                prefix_len,
-                via,
-            });
+            routes.push(RouteConf { rtable, dest, prefix_len, via });
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -418,10 +358,7 @@ impl Config {
             directed_broadcast: raw.directed_broadcast.unwrap_or(false),
             icmp_errors_per_second,
             broadcast_echo: raw.broadcast_echo.unwrap_or(false),
-            control: raw
-                .control
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
+            control: raw.control.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL)),
             pf: raw.pf.map(|p| base.join(p.get_ref())),
             pflog: raw.pflog.map(|p| base.join(p.get_ref())),
             log,

@@ -79,9 +79,7 @@ impl Handler {
                 // `-iface 10.0.1.1`: the interface that has this address.
                 Ok(a) => {
                     let ifs = self.stack.ifaces.load();
-                    let ifp = ifs
-                        .owner_of(a)
-                        .ok_or_else(|| format!("{a}: no interface has this address"))?;
+                    let ifp = ifs.owner_of(a).ok_or_else(|| format!("{a}: no interface has this address"))?;
                     RouteTarget::Interface(ifp.name().to_string())
                 }
                 Err(_) => RouteTarget::Interface(s.clone()),
@@ -171,26 +169,10 @@ impl Handler {
         let ifp = ifs.get_weak(r.ifp);
         let _ = writeln!(o, "   route to: {}", asked.addr);
         let is_default = r.prefix_len == 0 && r.dest.is_unspecified();
-        let _ = writeln!(
-            o,
-            "destination: {}",
-            if is_default {
-                "default".to_string()
-            } else {
-                r.dest.to_string()
-            }
-        );
+        let _ = writeln!(o, "destination: {}", if is_default { "default".to_string() } else { r.dest.to_string() });
         if !r.flags.contains(RouteFlags::HOST) {
             let mask = Ipv4Addr::from(softnet_core::iface::prefix_mask(r.prefix_len));
-            let _ = writeln!(
-                o,
-                "       mask: {}",
-                if is_default {
-                    "default".to_string()
-                } else {
-                    mask.to_string()
-                }
-            );
+            let _ = writeln!(o, "       mask: {}", if is_default { "default".to_string() } else { mask.to_string() });
         }
         let gw = match (r.gateway, ifp) {
             (Some(g), _) => Some(g.to_string()),
@@ -229,15 +211,9 @@ impl Handler {
 
     fn ifconfig(&self, op: &IfconfigOp) -> Response {
         match op {
-            IfconfigOp::Show { name: None } => text(
-                self.stack
-                    .ifaces
-                    .load()
-                    .iter()
-                    .map(|i| format_ifconfig(i))
-                    .collect::<Vec<_>>()
-                    .concat(),
-            ),
+            IfconfigOp::Show { name: None } => {
+                text(self.stack.ifaces.load().iter().map(|i| format_ifconfig(i)).collect::<Vec<_>>().concat())
+            }
             IfconfigOp::Show { name: Some(n) } => match self.stack.ifaces.load().by_name(n) {
                 Some(i) => text(format_ifconfig(i)),
                 None => Response::Error(format!("{n}: no such interface")),
@@ -286,14 +262,7 @@ pub fn format_ifconfig(ifp: &Interface) -> String {
     .map(|(_, n)| *n)
     .collect();
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{}: flags={:x}<{}> mtu {}",
-        ifp.name(),
-        flags,
-        names.join(","),
-        ifp.mtu()
-    );
+    let _ = writeln!(o, "{}: flags={:x}<{}> mtu {}", ifp.name(), flags, names.join(","), ifp.mtu());
     let _ = writeln!(o, "\tlladdr {}", ifp.mac());
     let _ = writeln!(o, "\tindex {} priority 0 llprio 3", ifp.index());
     match ifp.link_state() {
@@ -326,22 +295,11 @@ fn monitor_wants(m: &RouteMessage, table: Option<u16>) -> bool {
 fn peer_closed(s: &UnixStream) -> bool {
     let mut b = [0u8; 1];
     // SAFETY: a valid fd and a one-byte buffer; MSG_PEEK leaves the data.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
     if n == 0 {
         return true;
     }
-    n < 0
-        && !matches!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::EAGAIN) | Some(libc::EINTR)
-        )
+    n < 0 && !matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR))
 }
 
 fn stream_monitor(h: &Handler, mut s: UnixStream, table: Option<u16>) {
@@ -393,11 +351,7 @@ pub fn serve_connection(h: &Handler, mut s: UnixStream) {
             }
         };
         tracing::debug!("control request: {req:?}");
-        if let Request::Route {
-            op: RouteOp::Monitor { table },
-            ..
-        } = req
-        {
+        if let Request::Route { op: RouteOp::Monitor { table }, .. } = req {
             return stream_monitor(h, s, table);
         }
         let resp = h.execute(&req);
@@ -442,12 +396,7 @@ impl Server {
             .with_context(|| format!("cannot chmod {}", path.display()))?;
         listener.set_nonblocking(true)?;
         let md = std::fs::metadata(path)?;
-        Ok(Server {
-            listener,
-            path: path.to_path_buf(),
-            ino: (md.dev(), md.ino()),
-            handler,
-        })
+        Ok(Server { listener, path: path.to_path_buf(), ino: (md.dev(), md.ino()), handler })
     }
 
     pub fn path(&self) -> &Path {
@@ -456,11 +405,7 @@ impl Server {
 
     /// Waits up to `timeout` for connections and starts a thread for each.
     pub fn accept_for(&self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
         if n <= 0 {
@@ -473,9 +418,8 @@ impl Server {
                         continue;
                     }
                     let h = self.handler.clone();
-                    let r = std::thread::Builder::new()
-                        .name("softnet-ctl".into())
-                        .spawn(move || serve_connection(&h, s));
+                    let r =
+                        std::thread::Builder::new().name("softnet-ctl".into()).spawn(move || serve_connection(&h, s));
                     if let Err(e) = r {
                         tracing::warn!("control: cannot start a connection thread: {e}");
                     }
@@ -502,9 +446,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let ours = std::fs::metadata(&self.path)
-            .map(|m| (m.dev(), m.ino()) == self.ino)
-            .unwrap_or(false);
+        let ours = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()) == self.ino).unwrap_or(false);
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -531,19 +473,9 @@ mod tests {
                 priority: 8,
             })
         } else {
-            RtmBody::IfAnnounce(RtmIfAnnounce {
-                ifindex: IfIndex(1),
-                ifname: None,
-            })
+            RtmBody::IfAnnounce(RtmIfAnnounce { ifindex: IfIndex(1), ifname: None })
         };
-        RouteMessage {
-            seq: 1,
-            kind: RtmType::Add,
-            rtable,
-            pid: 0,
-            errno: 0,
-            body,
-        }
+        RouteMessage { seq: 1, kind: RtmType::Add, rtable, pid: 0, errno: 0, body }
     }
 
     #[test]

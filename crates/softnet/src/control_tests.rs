@@ -40,38 +40,20 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let stack = Stack::new(StackConfig {
-            workers: 1,
-            pool_size: 64,
-            ..StackConfig::default()
-        });
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
         let (r0, a) = vlink::wire(1, 64);
         let (r1, b) = vlink::wire(1, 64);
-        stack
-            .create_interface("sn-r0", MacAddr([2, 0, 0, 0, 1, 1]), 1500, r0.link_queues())
-            .unwrap();
-        stack
-            .create_interface("sn-r1", MacAddr([2, 0, 0, 0, 2, 1]), 1500, r1.link_queues())
-            .unwrap();
-        stack
-            .add_address("sn-r0", IfAddr::new("10.0.1.1".parse().unwrap(), 24))
-            .unwrap();
-        stack
-            .add_address("sn-r1", IfAddr::new("10.0.2.1".parse().unwrap(), 24))
-            .unwrap();
+        stack.create_interface("sn-r0", MacAddr([2, 0, 0, 0, 1, 1]), 1500, r0.link_queues()).unwrap();
+        stack.create_interface("sn-r1", MacAddr([2, 0, 0, 0, 2, 1]), 1500, r1.link_queues()).unwrap();
+        stack.add_address("sn-r0", IfAddr::new("10.0.1.1".parse().unwrap(), 24)).unwrap();
+        stack.add_address("sn-r1", IfAddr::new("10.0.2.1".parse().unwrap(), 24)).unwrap();
         stack.set_up("sn-r0", true).unwrap();
         stack.set_up("sn-r1", true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let path = temp_socket();
         let server = Server::bind(&path, Arc::new(Handler::new(stack.clone(), stop.clone()))).unwrap();
         let server = std::thread::spawn(move || server.run());
-        Fixture {
-            stack,
-            stop,
-            path,
-            server: Some(server),
-            _ports: vec![r0, r1, a, b],
-        }
+        Fixture { stack, stop, path, server: Some(server), _ports: vec![r0, r1, a, b] }
     }
 
     /// `softnet TOOL LINE` through the client: (exit code, stdout, stderr).
@@ -117,9 +99,7 @@ fn monitor(path: &Path) -> mpsc::Receiver<String> {
         let mut c = Client::connect(&path).unwrap();
         let _ = c.monitor(None, || ready_tx.send(()).unwrap(), |m| tx.send(m.to_string()).is_ok());
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("monitor subscribed");
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("monitor subscribed");
     rx
 }
 
@@ -150,29 +130,17 @@ fn route_commands_print_like_route8_and_monitor_sees_each_change_once() {
     let f = Fixture::new();
     let mon = monitor(&f.path);
 
-    assert_eq!(
-        f.ok("route", "add default 10.0.2.254"),
-        "add net default: gateway 10.0.2.254\n"
-    );
+    assert_eq!(f.ok("route", "add default 10.0.2.254"), "add net default: gateway 10.0.2.254\n");
     let m = one_message(&mon, "RTM_ADD: Add Route");
     assert!(m.contains("name sn-r1"), "{m}");
 
-    assert_eq!(
-        f.ok("route", "add -net 192.0.2.0/24 10.0.2.2"),
-        "add net 192.0.2.0/24: gateway 10.0.2.2\n"
-    );
+    assert_eq!(f.ok("route", "add -net 192.0.2.0/24 10.0.2.2"), "add net 192.0.2.0/24: gateway 10.0.2.2\n");
     one_message(&mon, "RTM_ADD");
-    assert_eq!(
-        f.ok("route", "add -host 198.51.100.7 10.0.1.2"),
-        "add host 198.51.100.7: gateway 10.0.1.2\n"
-    );
+    assert_eq!(f.ok("route", "add -host 198.51.100.7 10.0.1.2"), "add host 198.51.100.7: gateway 10.0.1.2\n");
     one_message(&mon, "RTM_ADD");
 
     let e = f.fails("route", "add -net 192.0.2.0/24 10.0.2.2");
-    assert_eq!(
-        e,
-        "softnet: route: add net 192.0.2.0/24: gateway 10.0.2.2: File exists\n"
-    );
+    assert_eq!(e, "softnet: route: add net 192.0.2.0/24: gateway 10.0.2.2: File exists\n");
     let e = f.fails("route", "add 203.0.113.0/24 10.9.9.9");
     assert!(e.ends_with(": Network is unreachable\n"), "{e}");
     assert!(messages(&mon).is_empty(), "a failed change announces nothing");
@@ -185,47 +153,25 @@ fn route_commands_print_like_route8_and_monitor_sees_each_change_once() {
         "{get}"
     );
     let get = f.ok("route", "get 8.8.8.8");
-    assert!(
-        get.contains("destination: default\n       mask: default\n    gateway: 10.0.2.254\n"),
-        "{get}"
-    );
+    assert!(get.contains("destination: default\n       mask: default\n    gateway: 10.0.2.254\n"), "{get}");
     let get = f.ok("route", "get 198.51.100.7");
-    assert!(
-        get.contains("destination: 198.51.100.7\n    gateway: 10.0.1.2\n"),
-        "host route has no mask: {get}"
-    );
+    assert!(get.contains("destination: 198.51.100.7\n    gateway: 10.0.1.2\n"), "host route has no mask: {get}");
     let e = f.fails("route", "get -net 10.99.0.0/16");
     assert!(e.contains("not in table") || e.contains("No such process"), "{e}");
 
     let show = f.ok("route", "show");
     assert_eq!(show, f.ok("netstat", "-rn"), "route show is netstat -rn");
-    let line = show
-        .lines()
-        .find(|l| l.starts_with("192.0.2/24"))
-        .unwrap_or_else(|| panic!("{show}"));
-    assert!(
-        line.contains("10.0.2.2") && line.contains("UGS") && line.ends_with("sn-r1"),
-        "{line}"
-    );
-    assert!(
-        show.lines()
-            .any(|l| l.starts_with("default") && l.contains("10.0.2.254")),
-        "{show}"
-    );
+    let line = show.lines().find(|l| l.starts_with("192.0.2/24")).unwrap_or_else(|| panic!("{show}"));
+    assert!(line.contains("10.0.2.2") && line.contains("UGS") && line.ends_with("sn-r1"), "{line}");
+    assert!(show.lines().any(|l| l.starts_with("default") && l.contains("10.0.2.254")), "{show}");
 
-    assert_eq!(
-        f.ok("route", "change 192.0.2.0/24 10.0.1.5"),
-        "change net 192.0.2.0/24: gateway 10.0.1.5\n"
-    );
+    assert_eq!(f.ok("route", "change 192.0.2.0/24 10.0.1.5"), "change net 192.0.2.0/24: gateway 10.0.1.5\n");
     one_message(&mon, "RTM_CHANGE");
     let get = f.ok("route", "get 192.0.2.1");
     assert!(get.contains("    gateway: 10.0.1.5\n  interface: sn-r0\n"), "{get}");
 
     let e = f.fails("route", "delete 192.0.2.0/24 10.0.2.2");
-    assert!(
-        e.ends_with("delete net 192.0.2.0/24: gateway 10.0.2.2: No such process\n"),
-        "wrong gateway: {e}"
-    );
+    assert!(e.ends_with("delete net 192.0.2.0/24: gateway 10.0.2.2: No such process\n"), "wrong gateway: {e}");
     assert_eq!(f.ok("route", "delete 192.0.2.0/24"), "delete net 192.0.2.0/24\n");
     one_message(&mon, "RTM_DELETE");
     let e = f.fails("route", "delete 192.0.2.0/24");
@@ -236,17 +182,11 @@ fn route_commands_print_like_route8_and_monitor_sees_each_change_once() {
     let show = f.ok("netstat", "-rn");
     let line = show.lines().find(|l| l.starts_with("192.0.2/24")).unwrap();
     assert!(line.contains('B'), "{line}");
-    assert_eq!(
-        f.ok("route", "add 203.0.113.0/24 -ifp sn-r0"),
-        "add net 203.0.113.0/24: gateway sn-r0\n"
-    );
+    assert_eq!(f.ok("route", "add 203.0.113.0/24 -ifp sn-r0"), "add net 203.0.113.0/24: gateway sn-r0\n");
     one_message(&mon, "RTM_ADD");
 
     // Other routing tables.
-    assert_eq!(
-        f.ok("route", "-T 5 add 192.0.2.0/24 10.0.2.3"),
-        "add net 192.0.2.0/24: gateway 10.0.2.3\n"
-    );
+    assert_eq!(f.ok("route", "-T 5 add 192.0.2.0/24 10.0.2.3"), "add net 192.0.2.0/24: gateway 10.0.2.3\n");
     let m = one_message(&mon, "RTM_ADD");
     assert!(m.contains("table 5"), "{m}");
     assert!(f.ok("netstat", "-rnT5").starts_with("Routing tables (rtable 5)"));
@@ -267,10 +207,7 @@ fn ifconfig_lists_changes_and_destroys_interfaces() {
         ),
         "{all}"
     );
-    assert!(
-        all.contains("\tinet 10.0.1.1 netmask 0xffffff00 broadcast 10.0.1.255\n"),
-        "{all}"
-    );
+    assert!(all.contains("\tinet 10.0.1.1 netmask 0xffffff00 broadcast 10.0.1.255\n"), "{all}");
     assert!(all.contains("sn-r1: flags=8843"), "{all}");
     assert_eq!(f.ok("ifconfig", "-a"), all);
     let one = f.ok("ifconfig", "sn-r1");
@@ -280,9 +217,7 @@ fn ifconfig_lists_changes_and_destroys_interfaces() {
     assert_eq!(f.ok("ifconfig", "sn-r0 inet 10.0.9.1/24"), "");
     let m = messages(&mon);
     assert!(m.iter().any(|m| m.starts_with("RTM_NEWADDR")), "{m:#?}");
-    assert!(f
-        .ok("ifconfig", "sn-r0")
-        .contains("\tinet 10.0.9.1 netmask 0xffffff00 broadcast 10.0.9.255\n"));
+    assert!(f.ok("ifconfig", "sn-r0").contains("\tinet 10.0.9.1 netmask 0xffffff00 broadcast 10.0.9.255\n"));
     assert!(f.ok("netstat", "-rn").lines().any(|l| l.starts_with("10.0.9/24")));
     let e = f.fails("ifconfig", "sn-r1 inet 10.0.9.1/24");
     assert!(e.starts_with("softnet: ifconfig: ") && e.contains("10.0.9.1"), "{e}");
@@ -298,13 +233,8 @@ fn ifconfig_lists_changes_and_destroys_interfaces() {
     f.ok("ifconfig", "sn-r0 down");
     let m = one_message(&mon, "RTM_IFINFO");
     assert!(m.contains("name sn-r0"), "{m}");
-    assert!(f
-        .ok("ifconfig", "sn-r0")
-        .starts_with("sn-r0: flags=8802<BROADCAST,SIMPLEX,MULTICAST> mtu 1500\n"));
-    assert!(
-        f.ok("netstat", "-i").lines().any(|l| l.starts_with("sn-r0*")),
-        "netstat -i marks a down interface"
-    );
+    assert!(f.ok("ifconfig", "sn-r0").starts_with("sn-r0: flags=8802<BROADCAST,SIMPLEX,MULTICAST> mtu 1500\n"));
+    assert!(f.ok("netstat", "-i").lines().any(|l| l.starts_with("sn-r0*")), "netstat -i marks a down interface");
     f.ok("ifconfig", "sn-r0 down");
     assert!(messages(&mon).is_empty(), "no change, no message");
     f.ok("ifconfig", "sn-r0 up");
@@ -314,24 +244,11 @@ fn ifconfig_lists_changes_and_destroys_interfaces() {
     one_message(&mon, "RTM_ADD");
     assert_eq!(f.ok("ifconfig", "sn-r1 destroy"), "");
     let m = messages(&mon);
-    assert!(
-        m.iter()
-            .any(|m| m.starts_with("RTM_IFANNOUNCE") && m.contains("departure")),
-        "{m:#?}"
-    );
-    assert!(
-        m.iter().any(|m| m.starts_with("RTM_DELETE") && m.contains("192.0.2.0")),
-        "{m:#?}"
-    );
+    assert!(m.iter().any(|m| m.starts_with("RTM_IFANNOUNCE") && m.contains("departure")), "{m:#?}");
+    assert!(m.iter().any(|m| m.starts_with("RTM_DELETE") && m.contains("192.0.2.0")), "{m:#?}");
     assert!(!f.ok("ifconfig", "").contains("sn-r1"));
-    assert!(
-        !f.ok("netstat", "-rn").contains("10.0.2"),
-        "routes through sn-r1 went with it"
-    );
-    assert_eq!(
-        f.fails("ifconfig", "sn-r1"),
-        "softnet: ifconfig: sn-r1: no such interface\n"
-    );
+    assert!(!f.ok("netstat", "-rn").contains("10.0.2"), "routes through sn-r1 went with it");
+    assert_eq!(f.fails("ifconfig", "sn-r1"), "softnet: ifconfig: sn-r1: no such interface\n");
     assert!(f.fails("ifconfig", "sn-r1 up").contains("sn-r1"));
     assert!(f.stack.ifaces.load().by_name("sn-r1").is_none());
     f.stop();
@@ -343,18 +260,9 @@ fn arp_and_netstat_commands() {
     assert_eq!(f.ok("arp", "-s 10.0.1.9 02:00:00:00:01:09"), "");
     let an = f.ok("arp", "-an");
     assert!(an.starts_with("Host"), "{an}");
-    let line = an
-        .lines()
-        .find(|l| l.starts_with("10.0.1.9 "))
-        .unwrap_or_else(|| panic!("{an}"));
-    assert!(
-        line.contains("02:00:00:00:01:09") && line.contains("sn-r0") && line.contains("static"),
-        "{line}"
-    );
-    assert!(
-        an.lines().any(|l| l.starts_with("10.0.1.1 ")),
-        "local addresses are listed: {an}"
-    );
+    let line = an.lines().find(|l| l.starts_with("10.0.1.9 ")).unwrap_or_else(|| panic!("{an}"));
+    assert!(line.contains("02:00:00:00:01:09") && line.contains("sn-r0") && line.contains("static"), "{line}");
+    assert!(an.lines().any(|l| l.starts_with("10.0.1.1 ")), "local addresses are listed: {an}");
     f.ok("arp", "-s 10.0.1.10 02:00:00:00:01:0a permanent");
     assert!(f.ok("arp", "-n 10.0.1.10").contains("permanent"));
     let one = f.ok("arp", "-n 10.0.1.9");
@@ -375,14 +283,8 @@ fn arp_and_netstat_commands() {
     let s = f.ok("netstat", "-s");
     assert!(s.starts_with("ip:\n"), "{s}");
     let i = f.ok("netstat", "-i");
-    assert!(
-        i.starts_with("Name") && i.lines().any(|l| l.starts_with("sn-r0 ") && l.contains("<Link>")),
-        "{i}"
-    );
-    assert!(
-        i.lines().any(|l| l.starts_with("sn-r1 ") && l.contains("10.0.2.1")),
-        "{i}"
-    );
+    assert!(i.starts_with("Name") && i.lines().any(|l| l.starts_with("sn-r0 ") && l.contains("<Link>")), "{i}");
+    assert!(i.lines().any(|l| l.starts_with("sn-r1 ") && l.contains("10.0.2.1")), "{i}");
     f.stop();
 }
 
@@ -394,10 +296,7 @@ fn socket_is_private_single_and_versioned() {
 
     // A second server on the same socket is refused.
     let h2 = Arc::new(Handler::new(f.stack.clone(), Arc::new(AtomicBool::new(false))));
-    let e = Server::bind(&f.path, h2.clone())
-        .err()
-        .expect("second daemon refused")
-        .to_string();
+    let e = Server::bind(&f.path, h2.clone()).err().expect("second daemon refused").to_string();
     assert_eq!(e, format!("softnet already running on {}", f.path.display()));
 
     // A client of another protocol version gets a clear error.

@@ -29,10 +29,7 @@ pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
 /// `softnet check -c FILE`.
 pub fn check(path: &Path) -> i32 {
-    match Config::load(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|c| preflight(&c).map(|_| c))
-    {
+    match Config::load(path).map_err(anyhow::Error::from).and_then(|c| preflight(&c).map(|_| c)) {
         Ok(_) => {
             println!("configuration OK");
             0
@@ -134,20 +131,12 @@ impl Daemon {
         // The socket first: a second daemon stops here, before it touches
         // the devices of the first.
         let server = Server::bind(&config.control, handler)?;
-        let mut d = Daemon {
-            stack,
-            config,
-            stop,
-            server,
-            workers: Vec::new(),
-            pf,
-        };
+        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf };
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
         for rc in d.config.routes.clone() {
-            d.add_route(&rc)
-                .with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
+            d.add_route(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
         }
         if let Some(path) = d.config.pf.clone() {
             // After the interfaces: the ruleset may name them.
@@ -194,9 +183,7 @@ impl Daemon {
         let mac = ic.mac.unwrap_or(link.mac);
         let mtu = ic.mtu.unwrap_or(link.mtu);
         let nq = link.queues.len();
-        self.stack
-            .create_interface(&ic.name, mac, mtu, link.queues)
-            .map_err(|e| anyhow!("{e}"))?;
+        self.stack.create_interface(&ic.name, mac, mtu, link.queues).map_err(|e| anyhow!("{e}"))?;
         for a in &ic.addrs {
             if let Err(e) = self.stack.add_address(&ic.name, *a) {
                 let _ = self.stack.destroy_interface(&ic.name);
@@ -204,9 +191,7 @@ impl Daemon {
             }
         }
         self.stack.set_up(&ic.name, true).map_err(|e| anyhow!("{e}"))?;
-        self.stack
-            .set_link_state(&ic.name, links::carrier(ic))
-            .map_err(|e| anyhow!("{e}"))?;
+        self.stack.set_link_state(&ic.name, links::carrier(ic)).map_err(|e| anyhow!("{e}"))?;
         tracing::info!(
             "{}: {} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)",
             ic.name,
@@ -218,12 +203,10 @@ impl Daemon {
     }
 
     fn add_route(&self, rc: &RouteConf) -> anyhow::Result<()> {
-        self.stack
-            .add_route(rc.rtable, rc.dest, rc.prefix_len, target(&rc.via))
-            .map_err(|e| match &e {
-                softnet_core::stack::StackError::Route(r) => anyhow!("{}", r.strerror()),
-                _ => anyhow!("{e}"),
-            })
+        self.stack.add_route(rc.rtable, rc.dest, rc.prefix_len, target(&rc.via)).map_err(|e| match &e {
+            softnet_core::stack::StackError::Route(r) => anyhow!("{}", r.strerror()),
+            _ => anyhow!("{e}"),
+        })
     }
 
     /// The control thread's loop, until SIGTERM or SIGINT.
@@ -239,9 +222,7 @@ impl Daemon {
         };
         let mut next_tick = Instant::now() + TICK;
         'run: loop {
-            let wait = next_tick
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(200));
+            let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
             self.server.accept_for(wait);
             for sig in signals.pending() {
                 match sig {
@@ -285,25 +266,19 @@ impl Daemon {
 
     /// SIGHUP: re-read the configuration and apply what changed.
     fn reload(&mut self) {
-        let new = match Config::load(&self.config.path)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| preflight(&c).map(|_| c))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("reload: {e}; keeping the running configuration");
-                return;
-            }
-        };
+        let new =
+            match Config::load(&self.config.path).map_err(anyhow::Error::from).and_then(|c| preflight(&c).map(|_| c)) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("reload: {e}; keeping the running configuration");
+                    return;
+                }
+            };
         tracing::info!("reload: {}", new.path.display());
         let old = std::mem::replace(&mut self.config, new.clone());
         // What cannot change while running.
         if new.workers != old.workers {
-            tracing::warn!(
-                "reload: workers {} -> {} takes effect at the next restart",
-                old.workers,
-                new.workers
-            );
+            tracing::warn!("reload: workers {} -> {} takes effect at the next restart", old.workers, new.workers);
             self.config.workers = old.workers;
         }
         if new.control != old.control {
@@ -315,11 +290,7 @@ impl Daemon {
             self.config.control = old.control.clone();
         }
         if new.log != old.log {
-            tracing::warn!(
-                "reload: log level {} -> {} takes effect at the next restart",
-                old.log,
-                new.log
-            );
+            tracing::warn!("reload: log level {} -> {} takes effect at the next restart", old.log, new.log);
         }
         let mut plan = ReloadPlan::new(&old, &new);
         // Interfaces of the configuration destroyed at run time
@@ -437,11 +408,7 @@ fn route_words(rc: &RouteConf) -> String {
         RouteVia::Reject => "reject".into(),
         RouteVia::Blackhole => "blackhole".into(),
     };
-    let table = if rc.rtable != 0 {
-        format!(" (rtable {})", rc.rtable)
-    } else {
-        String::new()
-    };
+    let table = if rc.rtable != 0 { format!(" (rtable {})", rc.rtable) } else { String::new() };
     format!("{dest} {via}{table}")
 }
 
@@ -518,11 +485,7 @@ pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
             let Some(q) = ifp.queue(id).try_lock() else { continue };
             if let Some(fd) = q.poll_fd() {
                 if fds.len() < fds.capacity() {
-                    fds.push(libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
+                    fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
                 }
             }
         }
@@ -565,40 +528,20 @@ blackhole = true
     #[test]
     fn reload_plan_is_the_difference() {
         let old = cfg(BASE);
-        assert_eq!(
-            ReloadPlan::new(&old, &old),
-            ReloadPlan::default(),
-            "same config, nothing to do"
-        );
+        assert_eq!(ReloadPlan::new(&old, &old), ReloadPlan::default(), "same config, nothing to do");
         let new = cfg(&BASE
-            .replace(
-                "addr = [\"10.0.1.1/24\"]",
-                "addr = [\"10.0.1.1/24\", \"10.0.9.1/24\"]\nmtu = 1400",
-            )
+            .replace("addr = [\"10.0.1.1/24\"]", "addr = [\"10.0.1.1/24\", \"10.0.9.1/24\"]\nmtu = 1400")
             .replace(
                 "[[interface]]\nname = \"b\"\ndriver = \"packet\"",
                 "[[interface]]\nname = \"b\"\ndriver = \"tap\"",
             )
-            .replace(
-                "dest = \"192.0.2.0/24\"\nblackhole = true",
-                "dest = \"198.51.100.0/24\"\nreject = true",
-            ));
+            .replace("dest = \"192.0.2.0/24\"\nblackhole = true", "dest = \"198.51.100.0/24\"\nreject = true"));
         let p = ReloadPlan::new(&old, &new);
         assert_eq!(p.routes_removed.len(), 1);
         assert_eq!(p.routes_removed[0].via, RouteVia::Blackhole);
-        assert_eq!(
-            p.ifaces_removed,
-            vec!["b".to_string()],
-            "a changed driver recreates the interface"
-        );
-        assert_eq!(
-            p.ifaces_added.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
-            vec!["b"]
-        );
-        assert_eq!(
-            p.addrs_added,
-            vec![("a".to_string(), IfAddr::new("10.0.9.1".parse().unwrap(), 24))]
-        );
+        assert_eq!(p.ifaces_removed, vec!["b".to_string()], "a changed driver recreates the interface");
+        assert_eq!(p.ifaces_added.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(p.addrs_added, vec![("a".to_string(), IfAddr::new("10.0.9.1".parse().unwrap(), 24))]);
         assert!(p.addrs_removed.is_empty());
         assert_eq!(p.mtu_changed, vec![("a".to_string(), Some(1400))]);
     }

@@ -123,7 +123,11 @@ pub fn run(workers: usize, flood: u64) -> anyhow::Result<()> {
         let min = rtts.iter().cloned().fold(f64::MAX, f64::min);
         let max = rtts.iter().cloned().fold(0.0, f64::max);
         let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
-        writeln!(out, "  5 packets transmitted, {} received; round-trip min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms", rtts.len())?;
+        writeln!(
+            out,
+            "  5 packets transmitted, {} received; round-trip min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms",
+            rtts.len()
+        )?;
     }
 
     // 3. Traceroute: TTL 1 expires at the router, TTL 2 reaches B.

@@ -50,11 +50,7 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
         }
     };
     if queues.len() < workers {
-        tracing::info!(
-            "{}: {} queue(s) for {workers} workers: workers share them",
-            ic.name,
-            queues.len()
-        );
+        tracing::info!("{}: {} queue(s) for {workers} workers: workers share them", ic.name, queues.len());
     }
     let mtu = softnet_io::mtu(dev).map_err(ctx)?;
     Ok(OpenedLink { queues, mac, mtu })

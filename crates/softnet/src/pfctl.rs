@@ -193,7 +193,11 @@ pub fn resolver_from_config(c: &Config) -> StaticResolver {
         .map(|i| PfInterface {
             name: i.name.clone(),
             addrs: i.addrs.iter().map(|a| format!("{}/{}", a.addr, a.prefix_len)).collect(),
-            groups: if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) { vec!["egress".into()] } else { vec![] },
+            groups: if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) {
+                vec!["egress".into()]
+            } else {
+                vec![]
+            },
         })
         .collect();
     resolver_from(&ifs)
@@ -239,12 +243,11 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
             }
         }
     } else {
-        let from_daemon = Client::connect(socket).ok().and_then(|mut c| {
-            match c.call(&Request::Pfctl(PfctlOp::Interfaces)).ok()? {
+        let from_daemon =
+            Client::connect(socket).ok().and_then(|mut c| match c.call(&Request::Pfctl(PfctlOp::Interfaces)).ok()? {
                 Response::Text(json) => serde_json::from_str::<Vec<PfInterface>>(&json).ok(),
                 _ => None,
-            }
-        });
+            });
         resolver_from(&from_daemon.unwrap_or_default())
     };
     match softnet_pf::parse_ruleset(&text, &name, &resolver) {
@@ -401,7 +404,20 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_usage_errors() {
-        for bad in ["", "-x", "-s", "-sz", "-F bogus", "-k notanip", "-T add 1.2.3.4", "-t t", "-e -d", "-n", "stray", "-o fast -sr"] {
+        for bad in [
+            "",
+            "-x",
+            "-s",
+            "-sz",
+            "-F bogus",
+            "-k notanip",
+            "-T add 1.2.3.4",
+            "-t t",
+            "-e -d",
+            "-n",
+            "stray",
+            "-o fast -sr",
+        ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?} should be refused");
         }
     }

@@ -296,7 +296,8 @@ pub fn spawn_pflog_writer(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut file = softnet_pf::pflog::open_pcap(&path)?;
     // Clock nanoseconds → Unix nanoseconds.
-    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let wall =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
     let offset = wall - stack.clock.now().as_nanos() as i128;
     std::thread::Builder::new().name("softnet-pflog".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
@@ -362,8 +363,12 @@ mod tests {
         stack.add_address("sn-r0", IfAddr::new("10.0.1.1".parse().unwrap(), 24)).unwrap();
         stack.add_address("sn-r1", IfAddr::new("10.0.2.1".parse().unwrap(), 24)).unwrap();
         let svc = PfService::new(stack.clone());
-        svc.load_text("pf.conf", "block in quick from no-route\nblock in quick from urpf-failed\npass no state\n", None)
-            .unwrap();
+        svc.load_text(
+            "pf.conf",
+            "block in quick from no-route\nblock in quick from urpf-failed\npass no state\n",
+            None,
+        )
+        .unwrap();
         let _ = svc.pf.enable(stack.clock.now());
         let pkt = |src: &str| {
             let i = Ipv4Repr {

@@ -259,9 +259,7 @@ fn frame_version(body: &[u8]) -> Result<u32, FrameError> {
     struct Versioned {
         version: u32,
     }
-    serde_json::from_slice::<Versioned>(body)
-        .map(|v| v.version)
-        .map_err(|e| FrameError::Malformed(e.to_string()))
+    serde_json::from_slice::<Versioned>(body).map(|v| v.version).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
 /// Daemon side: reads a request; a client of another version is an error.
@@ -269,10 +267,7 @@ pub fn read_request<R: Read>(r: &mut R) -> Result<Request, FrameError> {
     let body = read_frame_bytes(r)?;
     let client = frame_version(&body)?;
     if client != PROTOCOL_VERSION {
-        return Err(FrameError::Version {
-            daemon: PROTOCOL_VERSION,
-            client,
-        });
+        return Err(FrameError::Version { daemon: PROTOCOL_VERSION, client });
     }
     let f: RequestFrame = serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))?;
     Ok(f.request)
@@ -283,33 +278,18 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response, FrameError> {
     let body = read_frame_bytes(r)?;
     let daemon = frame_version(&body)?;
     if daemon != PROTOCOL_VERSION {
-        return Err(FrameError::Version {
-            daemon,
-            client: PROTOCOL_VERSION,
-        });
+        return Err(FrameError::Version { daemon, client: PROTOCOL_VERSION });
     }
     let f: ResponseFrame = serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))?;
     Ok(f.response)
 }
 
 pub fn write_request<W: Write>(w: &mut W, request: &Request) -> Result<(), FrameError> {
-    write_frame(
-        w,
-        &RequestFrame {
-            version: PROTOCOL_VERSION,
-            request: request.clone(),
-        },
-    )
+    write_frame(w, &RequestFrame { version: PROTOCOL_VERSION, request: request.clone() })
 }
 
 pub fn write_response<W: Write>(w: &mut W, response: Response) -> Result<(), FrameError> {
-    write_frame(
-        w,
-        &ResponseFrame {
-            version: PROTOCOL_VERSION,
-            response,
-        },
-    )
+    write_frame(w, &ResponseFrame { version: PROTOCOL_VERSION, response })
 }
 
 #[cfg(test)]
@@ -318,41 +298,20 @@ mod tests {
     use std::io::Cursor;
 
     fn requests() -> Vec<Request> {
-        let d = RouteDest {
-            addr: Ipv4Addr::new(192, 0, 2, 0),
-            prefix_len: 24,
-        };
+        let d = RouteDest { addr: Ipv4Addr::new(192, 0, 2, 0), prefix_len: 24 };
         vec![
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Show,
-            },
+            Request::Route { rtable: 0, op: RouteOp::Show },
             Request::Route {
                 rtable: 3,
-                op: RouteOp::Add(RouteSpec {
-                    dest: d,
-                    gateway: RouteGateway::Addr(Ipv4Addr::new(10, 0, 2, 2)),
-                }),
+                op: RouteOp::Add(RouteSpec { dest: d, gateway: RouteGateway::Addr(Ipv4Addr::new(10, 0, 2, 2)) }),
             },
             Request::Route {
                 rtable: 0,
-                op: RouteOp::Change(RouteSpec {
-                    dest: d,
-                    gateway: RouteGateway::Interface("sn-r0".into()),
-                }),
+                op: RouteOp::Change(RouteSpec { dest: d, gateway: RouteGateway::Interface("sn-r0".into()) }),
             },
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Delete { dest: d, gateway: None },
-            },
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Get { dest: d, exact: true },
-            },
-            Request::Route {
-                rtable: 0,
-                op: RouteOp::Monitor { table: Some(2) },
-            },
+            Request::Route { rtable: 0, op: RouteOp::Delete { dest: d, gateway: None } },
+            Request::Route { rtable: 0, op: RouteOp::Get { dest: d, exact: true } },
+            Request::Route { rtable: 0, op: RouteOp::Monitor { table: Some(2) } },
             Request::Arp(ArpOp::Set {
                 host: Ipv4Addr::new(10, 0, 1, 9),
                 mac: [2, 0, 0, 0, 0, 9],
@@ -363,10 +322,7 @@ mod tests {
             Request::Ifconfig(IfconfigOp::Change {
                 name: "sn-r0".into(),
                 actions: vec![
-                    IfAction::AddAddr(InetAddr {
-                        addr: Ipv4Addr::new(10, 0, 9, 1),
-                        prefix_len: 24,
-                    }),
+                    IfAction::AddAddr(InetAddr { addr: Ipv4Addr::new(10, 0, 9, 1), prefix_len: 24 }),
                     IfAction::Up,
                 ],
             }),
@@ -415,10 +371,7 @@ mod tests {
         let e = read_request(&mut Cursor::new(buf)).unwrap_err();
         assert!(matches!(e, FrameError::TooLong(n) if n == MAX_FRAME as u64 + 1), "{e}");
         let buf = u32::MAX.to_be_bytes().to_vec();
-        assert!(matches!(
-            read_response(&mut Cursor::new(buf)),
-            Err(FrameError::TooLong(_))
-        ));
+        assert!(matches!(read_response(&mut Cursor::new(buf)), Err(FrameError::TooLong(_))));
     }
 
     #[test]
@@ -427,32 +380,14 @@ mod tests {
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
         let e = read_request(&mut Cursor::new(buf)).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                FrameError::Version {
-                    daemon: PROTOCOL_VERSION,
-                    client: 99
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, FrameError::Version { daemon: PROTOCOL_VERSION, client: 99 }), "{e}");
         assert!(e.to_string().contains("protocol version mismatch"), "{e}");
 
         let body = br#"{"version":7,"response":"subscribed"}"#;
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
         let e = read_response(&mut Cursor::new(buf)).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                FrameError::Version {
-                    daemon: 7,
-                    client: PROTOCOL_VERSION
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, FrameError::Version { daemon: 7, client: PROTOCOL_VERSION }), "{e}");
     }
 
     #[test]
@@ -464,18 +399,12 @@ mod tests {
         let body = b"not json";
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
-        assert!(matches!(
-            read_request(&mut Cursor::new(buf)),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
         // A request this daemon does not know (say, a newer client's pfctl).
         let body = br#"{"version":1,"request":{"pfctl":{"show":"rules"}}}"#;
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
-        assert!(matches!(
-            read_request(&mut Cursor::new(buf)),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
     }
 }
 
@@ -486,13 +415,28 @@ mod tests {
 pub enum PfctlOp {
     /// `-f FILE`: the file's text travels (the daemon may not see the
     /// client's files); loaded atomically, states kept.
-    Load { filename: String, text: String, opt_level: Option<String> },
-    Show { what: PfShow, verbose: bool },
+    Load {
+        filename: String,
+        text: String,
+        opt_level: Option<String>,
+    },
+    Show {
+        what: PfShow,
+        verbose: bool,
+    },
     Flush(PfFlush),
     /// `-k SRC [-k DST]`.
-    Kill { src: Ipv4Addr, dst: Option<Ipv4Addr> },
+    Kill {
+        src: Ipv4Addr,
+        dst: Option<Ipv4Addr>,
+    },
     /// `-t TABLE -T CMD [ADDRESS ...]`.
-    Table { name: String, cmd: PfTableCmd, addrs: Vec<String>, verbose: bool },
+    Table {
+        name: String,
+        cmd: PfTableCmd,
+        addrs: Vec<String>,
+        verbose: bool,
+    },
     Enable,
     Disable,
     /// The daemon's interfaces, addresses and groups as JSON, so that

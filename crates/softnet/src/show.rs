@@ -23,11 +23,7 @@ pub fn netstat_i(stack: &Stack) -> String {
     );
     for ifp in stack.ifaces.load().iter() {
         let s = ifp.stats_total();
-        let name = if ifp.is_up() {
-            ifp.name().to_string()
-        } else {
-            format!("{}*", ifp.name())
-        };
+        let name = if ifp.is_up() { ifp.name().to_string() } else { format!("{}*", ifp.name()) };
         let _ = writeln!(
             o,
             "{:<7} {:>5}  {:<13} {:<17} {:>10} {:>6} {:>10} {:>6} {:>6}",

@@ -265,10 +265,7 @@ mod tests {
 
     #[test]
     fn short_packets_are_truncated() {
-        assert_eq!(
-            ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(), WireError::Truncated);
         assert_eq!(ArpPacket::new_checked(&REQUEST[..3]).unwrap_err(), WireError::Truncated);
     }
 
@@ -281,20 +278,15 @@ mod tests {
     }
 
     fn arb_repr() -> impl Strategy<Value = ArpRepr> {
-        (
-            any::<u16>(),
-            any::<[u8; 6]>(),
-            any::<u32>(),
-            any::<[u8; 6]>(),
-            any::<u32>(),
-        )
-            .prop_map(|(op, sh, si, th, ti)| ArpRepr {
+        (any::<u16>(), any::<[u8; 6]>(), any::<u32>(), any::<[u8; 6]>(), any::<u32>()).prop_map(
+            |(op, sh, si, th, ti)| ArpRepr {
                 operation: op.into(),
                 sender_hw: MacAddr(sh),
                 sender_ip: si.into(),
                 target_hw: MacAddr(th),
                 target_ip: ti.into(),
-            })
+            },
+        )
     }
 
     proptest! {

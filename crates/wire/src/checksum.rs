@@ -179,11 +179,7 @@ mod tests {
     fn update32_matches_two_update16() {
         let c = 0x1234;
         let (old, new) = (0xc0a80001u32, 0x0a000001u32);
-        let two = update16(
-            update16(c, (old >> 16) as u16, (new >> 16) as u16),
-            old as u16,
-            new as u16,
-        );
+        let two = update16(update16(c, (old >> 16) as u16, (new >> 16) as u16), old as u16, new as u16);
         assert_eq!(update32(c, old, new), two);
     }
 

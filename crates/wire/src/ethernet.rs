@@ -24,11 +24,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -236,12 +232,7 @@ pub struct EthernetRepr {
 
 impl EthernetRepr {
     pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Result<Self, WireError> {
-        Ok(EthernetRepr {
-            src: frame.src(),
-            dst: frame.dst(),
-            ethertype: frame.ethertype(),
-            vlan: frame.vlan(),
-        })
+        Ok(EthernetRepr { src: frame.src(), dst: frame.dst(), ethertype: frame.ethertype(), vlan: frame.vlan() })
     }
 
     pub const fn header_len(&self) -> usize {
@@ -313,10 +304,7 @@ mod tests {
 
     #[test]
     fn short_frames_are_truncated() {
-        assert_eq!(
-            EthernetFrame::new_checked(&FRAME[..13]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(EthernetFrame::new_checked(&FRAME[..13]).unwrap_err(), WireError::Truncated);
         let mut t = [0u8; 17];
         t[12] = 0x81;
         assert_eq!(EthernetFrame::new_checked(&t[..]).unwrap_err(), WireError::Truncated);

@@ -44,10 +44,7 @@ pub fn is_error(msg_type: u8) -> bool {
 /// Whether `msg_type` is a query answered by a reply (echo, timestamp,
 /// information, address mask requests).
 pub fn is_query(msg_type: u8) -> bool {
-    matches!(
-        msg_type,
-        msg_type::ECHO_REQUEST | msg_type::TIMESTAMP | msg_type::INFO_REQUEST | msg_type::MASK_REQUEST
-    )
+    matches!(msg_type, msg_type::ECHO_REQUEST | msg_type::TIMESTAMP | msg_type::INFO_REQUEST | msg_type::MASK_REQUEST)
 }
 
 macro_rules! code_enum {
@@ -311,44 +308,25 @@ impl<'a> Icmpv4Repr<'a> {
         let b: &'a [u8] = T::as_ref(p.buf);
         let data = &b[field::DATA..];
         let (t, code) = (p.msg_type(), p.code());
-        let other = Icmpv4Repr::Other {
-            msg_type: t,
-            code,
-            data: &b[4..],
-        };
+        let other = Icmpv4Repr::Other { msg_type: t, code, data: &b[4..] };
         Ok(match t {
-            msg_type::ECHO_REQUEST if code == 0 => Icmpv4Repr::EchoRequest {
-                ident: p.echo_ident(),
-                seq_no: p.echo_seq_no(),
-                data,
-            },
-            msg_type::ECHO_REPLY if code == 0 => Icmpv4Repr::EchoReply {
-                ident: p.echo_ident(),
-                seq_no: p.echo_seq_no(),
-                data,
-            },
+            msg_type::ECHO_REQUEST if code == 0 => {
+                Icmpv4Repr::EchoRequest { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data }
+            }
+            msg_type::ECHO_REPLY if code == 0 => {
+                Icmpv4Repr::EchoReply { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data }
+            }
             msg_type::DST_UNREACHABLE => match DstUnreachable::from_code(code) {
-                Some(code) => Icmpv4Repr::DstUnreachable {
-                    code,
-                    next_hop_mtu: p.next_hop_mtu(),
-                    data,
-                },
+                Some(code) => Icmpv4Repr::DstUnreachable { code, next_hop_mtu: p.next_hop_mtu(), data },
                 None => other,
             },
             msg_type::TIME_EXCEEDED => match TimeExceeded::from_code(code) {
                 Some(code) => Icmpv4Repr::TimeExceeded { code, data },
                 None => other,
             },
-            msg_type::PARAM_PROBLEM if code == 0 => Icmpv4Repr::ParamProblem {
-                pointer: p.pointer(),
-                data,
-            },
+            msg_type::PARAM_PROBLEM if code == 0 => Icmpv4Repr::ParamProblem { pointer: p.pointer(), data },
             msg_type::REDIRECT => match Redirect::from_code(code) {
-                Some(code) => Icmpv4Repr::Redirect {
-                    code,
-                    gateway: p.gateway(),
-                    data,
-                },
+                Some(code) => Icmpv4Repr::Redirect { code, gateway: p.gateway(), data },
                 None => other,
             },
             _ => other,
@@ -446,11 +424,7 @@ mod tests {
     #[test]
     fn echo_request_round_trips_and_verifies() {
         let data = b"abcdefgh";
-        let r = Icmpv4Repr::EchoRequest {
-            ident: 0x1234,
-            seq_no: 7,
-            data,
-        };
+        let r = Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 7, data };
         let mut b = [0u8; 16];
         assert_eq!(r.buffer_len(), 16);
         r.emit(&mut b);
@@ -462,11 +436,7 @@ mod tests {
 
     #[test]
     fn bad_checksum_is_rejected() {
-        let r = Icmpv4Repr::EchoReply {
-            ident: 1,
-            seq_no: 2,
-            data: &[],
-        };
+        let r = Icmpv4Repr::EchoReply { ident: 1, seq_no: 2, data: &[] };
         let mut b = [0u8; 8];
         r.emit(&mut b);
         b[7] ^= 1;
@@ -477,11 +447,7 @@ mod tests {
     #[test]
     fn frag_required_carries_the_mtu() {
         let quote = [0x45u8; 28];
-        let r = Icmpv4Repr::DstUnreachable {
-            code: DstUnreachable::FragRequired,
-            next_hop_mtu: 1400,
-            data: &quote,
-        };
+        let r = Icmpv4Repr::DstUnreachable { code: DstUnreachable::FragRequired, next_hop_mtu: 1400, data: &quote };
         let mut b = [0u8; 36];
         r.emit(&mut b);
         assert_eq!(&b[..2], &[3, 4]);
@@ -515,112 +481,59 @@ mod tests {
 
     #[test]
     fn unknown_types_and_codes_parse_as_other() {
-        let r = Icmpv4Repr::Other {
-            msg_type: 3,
-            code: 99,
-            data: &[0, 0, 0, 0, 0x45],
-        };
+        let r = Icmpv4Repr::Other { msg_type: 3, code: 99, data: &[0, 0, 0, 0, 0x45] };
         let mut b = [0u8; 9];
         r.emit(&mut b);
         let p = Icmpv4Packet::new_checked(&b[..]).unwrap();
         assert_eq!(Icmpv4Repr::parse(&p).unwrap(), r);
-        let r = Icmpv4Repr::Other {
-            msg_type: 13,
-            code: 0,
-            data: &[1, 2, 3, 4, 5, 6, 7, 8],
-        };
+        let r = Icmpv4Repr::Other { msg_type: 13, code: 0, data: &[1, 2, 3, 4, 5, 6, 7, 8] };
         let mut b = [0u8; 12];
         r.emit(&mut b);
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()).unwrap(),
-            r
-        );
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
     }
 
     #[test]
     fn redirect_and_param_problem_fields() {
-        let r = Icmpv4Repr::Redirect {
-            code: Redirect::Host,
-            gateway: Ipv4Addr::new(10, 0, 0, 254),
-            data: &[0x45; 28],
-        };
+        let r = Icmpv4Repr::Redirect { code: Redirect::Host, gateway: Ipv4Addr::new(10, 0, 0, 254), data: &[0x45; 28] };
         let mut b = [0u8; 36];
         r.emit(&mut b);
         assert_eq!(&b[4..8], &[10, 0, 0, 254]);
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()).unwrap(),
-            r
-        );
-        let r = Icmpv4Repr::ParamProblem {
-            pointer: 21,
-            data: &[0x46; 28],
-        };
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
+        let r = Icmpv4Repr::ParamProblem { pointer: 21, data: &[0x46; 28] };
         r.emit(&mut b);
         assert_eq!(&b[..8], &[12, 0, b[2], b[3], 21, 0, 0, 0]);
-        assert_eq!(
-            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()).unwrap(),
-            r
-        );
+        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
     }
 
     #[test]
     fn short_messages_are_truncated() {
-        assert_eq!(
-            Icmpv4Packet::new_checked(&[0u8; 7][..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(Icmpv4Packet::new_checked(&[0u8; 7][..]).unwrap_err(), WireError::Truncated);
     }
 
     fn arb_repr(data: &[u8]) -> impl Strategy<Value = Icmpv4Repr<'_>> {
-        (
-            0u8..7,
-            any::<u16>(),
-            any::<u16>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u32>(),
-            0..=data.len(),
-        )
-            .prop_map(move |(kind, a, b, c8, t8, g, n)| {
+        (0u8..7, any::<u16>(), any::<u16>(), any::<u8>(), any::<u8>(), any::<u32>(), 0..=data.len()).prop_map(
+            move |(kind, a, b, c8, t8, g, n)| {
                 let all = data;
                 let data = &all[..n];
                 match kind {
-                    0 => Icmpv4Repr::EchoRequest {
-                        ident: a,
-                        seq_no: b,
-                        data,
-                    },
-                    1 => Icmpv4Repr::EchoReply {
-                        ident: a,
-                        seq_no: b,
-                        data,
-                    },
+                    0 => Icmpv4Repr::EchoRequest { ident: a, seq_no: b, data },
+                    1 => Icmpv4Repr::EchoReply { ident: a, seq_no: b, data },
                     2 => Icmpv4Repr::DstUnreachable {
                         code: DstUnreachable::from_code(c8 % 16).unwrap(),
                         next_hop_mtu: b,
                         data,
                     },
-                    3 => Icmpv4Repr::TimeExceeded {
-                        code: TimeExceeded::from_code(c8 % 2).unwrap(),
-                        data,
-                    },
+                    3 => Icmpv4Repr::TimeExceeded { code: TimeExceeded::from_code(c8 % 2).unwrap(), data },
                     4 => Icmpv4Repr::ParamProblem { pointer: c8, data },
-                    5 => Icmpv4Repr::Redirect {
-                        code: Redirect::from_code(c8 % 4).unwrap(),
-                        gateway: g.into(),
-                        data,
-                    },
+                    5 => Icmpv4Repr::Redirect { code: Redirect::from_code(c8 % 4).unwrap(), gateway: g.into(), data },
                     _ => {
                         // Types the other variants do not claim.
                         let t = [1, 2, 4, 6, 7, 9, 10, 13, 14, 15, 16, 17, 18, 40, 200][t8 as usize % 15];
-                        Icmpv4Repr::Other {
-                            msg_type: t,
-                            code: c8,
-                            data: &all[..n.max(4)],
-                        }
+                        Icmpv4Repr::Other { msg_type: t, code: c8, data: &all[..n.max(4)] }
                     }
                 }
-            })
+            },
+        )
     }
 
     static DATA: [u8; 64] = {

@@ -417,11 +417,7 @@ pub struct Ipv4Option<'a> {
 /// Iterates over the options area, stopping after EOL. Yields an error once
 /// (and then stops) when an option is malformed.
 pub fn options(opts: &[u8]) -> Options<'_> {
-    Options {
-        opts,
-        pos: 0,
-        done: false,
-    }
+    Options { opts, pos: 0, done: false }
 }
 
 /// Iterator returned by [`options`].
@@ -444,11 +440,7 @@ impl<'a> Iterator for Options<'a> {
         if kind == option::EOL || kind == option::NOP {
             self.pos += 1;
             self.done = kind == option::EOL;
-            return Some(Ok(Ipv4Option {
-                kind,
-                offset: at,
-                bytes: &self.opts[at..at + 1],
-            }));
+            return Some(Ok(Ipv4Option { kind, offset: at, bytes: &self.opts[at..at + 1] }));
         }
         let bad = |offset, kind| Some(Err(OptionError { offset, kind }));
         let Some(&len) = self.opts.get(at + 1) else {
@@ -478,11 +470,7 @@ impl<'a> Iterator for Options<'a> {
             return bad(at + 2, OptionErrorKind::BadPointer);
         }
         self.pos += len;
-        Some(Ok(Ipv4Option {
-            kind,
-            offset: at,
-            bytes,
-        }))
+        Some(Ok(Ipv4Option { kind, offset: at, bytes }))
     }
 }
 
@@ -499,9 +487,7 @@ pub fn check_options(opts: &[u8]) -> Result<(), OptionError> {
 /// Whether the options hold a loose or strict source route. Stops quietly at
 /// the first malformed option (run [`check_options`] first).
 pub fn has_source_route(opts: &[u8]) -> bool {
-    options(opts)
-        .map_while(Result::ok)
-        .any(|o| o.kind == option::LSRR || o.kind == option::SSRR)
+    options(opts).map_while(Result::ok).any(|o| o.kind == option::LSRR || o.kind == option::SSRR)
 }
 
 /// Copies the options that have the copied flag (those every fragment after
@@ -630,10 +616,7 @@ mod tests {
 
     #[test]
     fn checked_constructor_rejects_bad_headers() {
-        assert_eq!(
-            Ipv4Packet::new_checked(&packet(20)[..19]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&packet(20)[..19]).unwrap_err(), WireError::Truncated);
         let mut b = packet(0x73);
         b[0] = 0x65;
         assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::BadVersion);
@@ -752,16 +735,7 @@ mod tests {
     }
 
     fn arb_repr() -> impl Strategy<Value = Ipv4Repr> {
-        (
-            any::<u32>(),
-            any::<u32>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u16>(),
-            any::<bool>(),
-            0usize..200,
-        )
+        (any::<u32>(), any::<u32>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u16>(), any::<bool>(), 0usize..200)
             .prop_map(|(s, d, pr, ttl, tos, ident, df, len)| Ipv4Repr {
                 src: s.into(),
                 dst: d.into(),

@@ -31,16 +31,8 @@ impl TcpFlags {
     pub const CWR: TcpFlags = TcpFlags(0x80);
 
     /// pf's letters, in pf's order: F S R P A U E W.
-    const LETTERS: [(u8, char); 8] = [
-        (0x01, 'F'),
-        (0x02, 'S'),
-        (0x04, 'R'),
-        (0x08, 'P'),
-        (0x10, 'A'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'W'),
-    ];
+    const LETTERS: [(u8, char); 8] =
+        [(0x01, 'F'), (0x02, 'S'), (0x04, 'R'), (0x08, 'P'), (0x10, 'A'), (0x20, 'U'), (0x40, 'E'), (0x80, 'W')];
 
     pub const fn empty() -> TcpFlags {
         TcpFlags(0)
@@ -426,10 +418,7 @@ impl<'a> TcpOption<'a> {
                 if data.len() != 8 {
                     return Err(WireError::Malformed);
                 }
-                TcpOption::Timestamp {
-                    tsval: get32(data, 0),
-                    tsecr: get32(data, 4),
-                }
+                TcpOption::Timestamp { tsval: get32(data, 0), tsecr: get32(data, 4) }
             }
             _ => TcpOption::Unknown { kind, data },
         };
@@ -651,11 +640,7 @@ impl TcpRepr {
     /// Writes header and `payload` and fills the checksum. Panics if
     /// `payload.len() != payload_len` or `buf` is too short.
     pub fn emit_with_payload(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
-        assert_eq!(
-            payload.len(),
-            self.payload_len,
-            "TCP payload length differs from the Repr's"
-        );
+        assert_eq!(payload.len(), self.payload_len, "TCP payload length differs from the Repr's");
         let buf = &mut buf[..self.buffer_len()];
         self.emit(buf);
         buf[self.header_len()..].copy_from_slice(payload);
@@ -744,14 +729,8 @@ mod tests {
         assert_eq!(TcpOption::parse(&[30, 1]).unwrap_err(), WireError::Malformed);
         assert_eq!(TcpOption::parse(&[30, 0]).unwrap_err(), WireError::Malformed);
         assert_eq!(TcpOption::parse(&[5, 2]).unwrap_err(), WireError::Malformed);
-        assert_eq!(
-            TcpOption::parse(&[5, 9, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(),
-            WireError::Malformed
-        );
-        assert_eq!(
-            TcpOption::parse(&[8, 9, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(TcpOption::parse(&[5, 9, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(), WireError::Malformed);
+        assert_eq!(TcpOption::parse(&[8, 9, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(), WireError::Malformed);
         assert_eq!(TcpOption::parse(&[]).unwrap_err(), WireError::Truncated);
         let (rest, o) = TcpOption::parse(&[30, 3, 9, 1]).unwrap();
         assert_eq!(o, TcpOption::Unknown { kind: 30, data: &[9] });
@@ -772,10 +751,7 @@ mod tests {
             o.extend_from_slice(&(i * 100).to_be_bytes());
         }
         let (_, opt) = TcpOption::parse(&o).unwrap();
-        assert_eq!(
-            opt,
-            TcpOption::SackRange([Some((0, 100)), Some((200, 300)), Some((400, 500))])
-        );
+        assert_eq!(opt, TcpOption::SackRange([Some((0, 100)), Some((200, 300)), Some((400, 500))]));
     }
 
     #[test]
@@ -830,14 +806,7 @@ mod tests {
 
     fn arb_repr() -> impl Strategy<Value = TcpRepr> {
         (
-            (
-                any::<u16>(),
-                any::<u16>(),
-                any::<u32>(),
-                any::<u32>(),
-                any::<u8>(),
-                any::<u16>(),
-            ),
+            (any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u8>(), any::<u16>()),
             (
                 proptest::option::of(any::<u16>()),
                 proptest::option::of(any::<u8>()),

@@ -136,11 +136,7 @@ impl UdpRepr {
     /// Parses a checked datagram. The checksum is not verified here (it
     /// needs the addresses): use [`UdpPacket::verify_checksum`].
     pub fn parse<T: AsRef<[u8]>>(p: &UdpPacket<T>) -> Result<Self, WireError> {
-        Ok(UdpRepr {
-            src_port: p.src_port(),
-            dst_port: p.dst_port(),
-            payload_len: p.len() as usize - HEADER_LEN,
-        })
+        Ok(UdpRepr { src_port: p.src_port(), dst_port: p.dst_port(), payload_len: p.len() as usize - HEADER_LEN })
     }
 
     pub const fn header_len(&self) -> usize {
@@ -168,11 +164,7 @@ impl UdpRepr {
     /// `payload.len() != payload_len` or `buf` is shorter than
     /// `buffer_len()`.
     pub fn emit_with_payload(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
-        assert_eq!(
-            payload.len(),
-            self.payload_len,
-            "UDP payload length differs from the Repr's"
-        );
+        assert_eq!(payload.len(), self.payload_len, "UDP payload length differs from the Repr's");
         let buf = &mut buf[..self.buffer_len()];
         self.emit(buf);
         buf[HEADER_LEN..].copy_from_slice(payload);
@@ -190,11 +182,7 @@ mod tests {
 
     #[test]
     fn emit_with_payload_verifies_and_parses() {
-        let r = UdpRepr {
-            src_port: 5353,
-            dst_port: 53,
-            payload_len: 5,
-        };
+        let r = UdpRepr { src_port: 5353, dst_port: 53, payload_len: 5 };
         let mut b = [0u8; 13];
         r.emit_with_payload(&mut b, SRC, DST, b"hello");
         let p = UdpPacket::new_checked(&b[..]).unwrap();
@@ -210,11 +198,7 @@ mod tests {
         // pseudo: 0a00+0001+0a00+0002+0011+000a = 0x141e
         // header: 0400+0035+000a = 0x043f; payload 0x6162.
         // sum = 0x141e+0x043f+0x6162 = 0x79bf -> checksum 0x8640.
-        let r = UdpRepr {
-            src_port: 1024,
-            dst_port: 53,
-            payload_len: 2,
-        };
+        let r = UdpRepr { src_port: 1024, dst_port: 53, payload_len: 2 };
         let mut b = [0u8; 10];
         r.emit_with_payload(&mut b, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), b"ab");
         assert_eq!(UdpPacket::new_checked(&b[..]).unwrap().checksum(), 0x8640);
@@ -223,12 +207,7 @@ mod tests {
     #[test]
     fn zero_checksum_means_none() {
         let mut b = [0u8; 12];
-        UdpRepr {
-            src_port: 1,
-            dst_port: 2,
-            payload_len: 4,
-        }
-        .emit(&mut b);
+        UdpRepr { src_port: 1, dst_port: 2, payload_len: 4 }.emit(&mut b);
         b[8] = 0xff;
         let p = UdpPacket::new_checked(&b[..]).unwrap();
         assert!(p.verify_checksum(SRC, DST));
@@ -238,12 +217,7 @@ mod tests {
     fn computed_zero_is_sent_as_ffff() {
         // Choose a payload word that makes the sum 0xFFFF.
         let mut b = [0u8; 10];
-        UdpRepr {
-            src_port: 0,
-            dst_port: 0,
-            payload_len: 2,
-        }
-        .emit(&mut b);
+        UdpRepr { src_port: 0, dst_port: 0, payload_len: 2 }.emit(&mut b);
         let ph = checksum::pseudo_header_v4(SRC, DST, 17, 10);
         let partial = checksum::combine(ph, checksum::sum(&b));
         let w = !(partial as u16);
@@ -257,12 +231,7 @@ mod tests {
     #[test]
     fn length_field_is_checked() {
         let mut b = [0u8; 12];
-        UdpRepr {
-            src_port: 1,
-            dst_port: 2,
-            payload_len: 4,
-        }
-        .emit(&mut b);
+        UdpRepr { src_port: 1, dst_port: 2, payload_len: 4 }.emit(&mut b);
         assert!(UdpPacket::new_checked(&b[..]).is_ok());
         assert_eq!(UdpPacket::new_checked(&b[..11]).unwrap_err(), WireError::Truncated);
         assert_eq!(UdpPacket::new_checked(&b[..7]).unwrap_err(), WireError::Truncated);

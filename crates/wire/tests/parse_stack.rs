@@ -44,11 +44,7 @@ fn build(kind: u8, vlan: bool, n: usize) -> Vec<u8> {
     let mut l4 = vec![0u8; 60 + n + 40];
     let (proto, len) = match kind {
         1 => {
-            let r = Icmpv4Repr::EchoRequest {
-                ident: 1,
-                seq_no: 2,
-                data: &payload,
-            };
+            let r = Icmpv4Repr::EchoRequest { ident: 1, seq_no: 2, data: &payload };
             r.emit(&mut l4);
             (IpProtocol::ICMP, r.buffer_len())
         }
@@ -66,26 +62,13 @@ fn build(kind: u8, vlan: bool, n: usize) -> Vec<u8> {
                 payload_len: 8 + n,
             }
             .emit(&mut q);
-            UdpRepr {
-                src_port: 1,
-                dst_port: 2,
-                payload_len: n,
-            }
-            .emit(&mut q[20..]);
-            let r = Icmpv4Repr::DstUnreachable {
-                code: DstUnreachable::FragRequired,
-                next_hop_mtu: 1280,
-                data: &q,
-            };
+            UdpRepr { src_port: 1, dst_port: 2, payload_len: n }.emit(&mut q[20..]);
+            let r = Icmpv4Repr::DstUnreachable { code: DstUnreachable::FragRequired, next_hop_mtu: 1280, data: &q };
             r.emit(&mut l4);
             (IpProtocol::ICMP, r.buffer_len())
         }
         3 => {
-            let r = UdpRepr {
-                src_port: 5000,
-                dst_port: 53,
-                payload_len: n,
-            };
+            let r = UdpRepr { src_port: 5000, dst_port: 53, payload_len: n };
             r.emit_with_payload(&mut l4, SRC, DST, &payload);
             (IpProtocol::UDP, r.buffer_len())
         }
@@ -109,16 +92,8 @@ fn build(kind: u8, vlan: bool, n: usize) -> Vec<u8> {
         }
     };
     let e = eth(EtherType::IPV4);
-    let ip = Ipv4Repr {
-        src: SRC,
-        dst: DST,
-        protocol: proto,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        payload_len: len,
-    };
+    let ip =
+        Ipv4Repr { src: SRC, dst: DST, protocol: proto, ttl: 64, tos: 0, ident: 1, dont_frag: true, payload_len: len };
     let mut f = vec![0u8; e.header_len() + ip.buffer_len()];
     e.emit(&mut f);
     ip.emit(&mut f[e.header_len()..]);

@@ -390,7 +390,13 @@ impl RouteTables {
 
     /// Deletes the route for `dest/prefix_len`; with a gateway, only if the
     /// route goes there.
-    pub fn delete(&self, rtable: u16, dest: Ipv4Addr, prefix_len: u8, gateway: Option<Ipv4Addr>) -> Result<Arc<Route>, RouteError> {
+    pub fn delete(
+        &self,
+        rtable: u16,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<Arc<Route>, RouteError> {
         self.batch(rtable, |b| b.delete(dest, prefix_len, gateway))
     }
 
@@ -533,7 +539,12 @@ impl RouteBatch<'_> {
         Ok(self.install(RtmType::Change, r))
     }
 
-    pub fn delete(&mut self, dest: Ipv4Addr, prefix_len: u8, gateway: Option<Ipv4Addr>) -> Result<Arc<Route>, RouteError> {
+    pub fn delete(
+        &mut self,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<Arc<Route>, RouteError> {
         check_len(prefix_len)?;
         let key = (u32::from(dest) & prefix_mask(prefix_len), prefix_len);
         let held = self.st.map.get(&key).ok_or(RouteError::NotInTable)?;

@@ -51,7 +51,9 @@ fn flags_print_in_openbsd_netstat_order() {
 #[test]
 fn longest_prefix_wins_at_every_level() {
     let (t, _rx) = tables();
-    for (d, l) in [("0.0.0.0", 0), ("10.0.0.0", 8), ("10.0.0.0", 12), ("10.0.1.0", 24), ("10.0.1.128", 25), ("10.0.1.200", 32)] {
+    for (d, l) in
+        [("0.0.0.0", 0), ("10.0.0.0", 8), ("10.0.0.0", 12), ("10.0.1.0", 24), ("10.0.1.128", 25), ("10.0.1.200", 32)]
+    {
         let mut r = Route::via(ip(d), l, ip("192.0.2.1"));
         r.ifp = ifw(1);
         t.add(0, r).unwrap();
@@ -482,7 +484,12 @@ fn loading_100k_routes_one_by_one_completes() {
     load(&t, &prefixes);
     let took = start.elapsed();
     let snap = t.snapshot(0).unwrap();
-    println!("loaded {} routes one by one (a publish each) in {:?}; {} trie nodes", snap.len(), took, snap.node_count());
+    println!(
+        "loaded {} routes one by one (a publish each) in {:?}; {} trie nodes",
+        snap.len(),
+        took,
+        snap.node_count()
+    );
     assert_eq!(snap.len(), 100_000);
     assert_eq!(snap.version(), 100_000);
     assert_eq!(t.reap(), 0);

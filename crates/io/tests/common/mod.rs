@@ -28,11 +28,7 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let name = format!(
-            "snio-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("snio-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         sh("ip", &["netns", "add", &name]);
         let ns = Netns { name };
@@ -89,11 +85,7 @@ pub fn veth_pair(na: &Netns, a: &str, nb: &Netns, b: &str) {
 
 pub fn sh(cmd: &str, args: &[&str]) {
     let o = Command::new(cmd).args(args).output().expect("spawn");
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Receives from `q` until `each` returns true for a frame or `timeout`
@@ -123,11 +115,7 @@ pub fn recv_until(
 /// Sleeps until `q` has something to read or `ms` pass.
 pub fn poll_in(q: &dyn LinkQueue, ms: i32) {
     if let Some(fd) = q.poll_fd() {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, ms) };
     } else {

@@ -22,10 +22,7 @@ pub fn frame(data: &[u8]) {
     let r = EthernetRepr::parse(&f).unwrap();
     let mut h = [0u8; 18];
     r.emit(&mut h);
-    assert_eq!(
-        EthernetRepr::parse(&EthernetFrame::new_checked(&h[..r.header_len()]).unwrap()).unwrap(),
-        r
-    );
+    assert_eq!(EthernetRepr::parse(&EthernetFrame::new_checked(&h[..r.header_len()]).unwrap()).unwrap(), r);
     match f.ethertype() {
         EtherType::ARP => arp(f.payload()),
         EtherType::IPV4 => ip(f.payload()),
@@ -72,10 +69,7 @@ fn icmp(b: &[u8]) {
     let Ok(r) = Icmpv4Repr::parse(&p) else { return };
     let mut out = vec![0u8; r.buffer_len()];
     r.emit(&mut out);
-    assert_eq!(
-        Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&out[..]).unwrap()).unwrap(),
-        r
-    );
+    assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&out[..]).unwrap()).unwrap(), r);
     // An error quotes an IP header: parse it too (it is usually cut short).
     if r.is_error() {
         ip(r.data());
