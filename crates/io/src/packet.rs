@@ -605,11 +605,7 @@ impl PacketQueue {
 
 impl LinkQueue for PacketQueue {
     fn rx_losses(&self) -> softnet_core::link::RxLosses {
-        let c = self.stats.snapshot();
-        softnet_core::link::RxLosses {
-            errors: c.rx_oversize + c.rx_truncated + c.rx_errors,
-            dropped: c.rx_nobuf + c.rx_kernel_drops,
-        }
+        self.stats.rx_losses()
     }
 
     fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {

@@ -58,6 +58,16 @@ pub struct LinkCounters {
 }
 
 impl LinkStats {
+    /// What the stack counts as input errors (frames received but unusable)
+    /// and input drops (frames lost for want of room), for `netstat -i`.
+    pub fn rx_losses(&self) -> softnet_core::link::RxLosses {
+        let c = self.snapshot();
+        softnet_core::link::RxLosses {
+            errors: c.rx_oversize + c.rx_truncated + c.rx_errors,
+            dropped: c.rx_nobuf + c.rx_kernel_drops,
+        }
+    }
+
     pub fn snapshot(&self) -> LinkCounters {
         LinkCounters {
             rx_frames: self.rx_frames.load(Relaxed),

@@ -161,11 +161,7 @@ impl TapQueue {
 
 impl LinkQueue for TapQueue {
     fn rx_losses(&self) -> softnet_core::link::RxLosses {
-        let c = self.stats.snapshot();
-        softnet_core::link::RxLosses {
-            errors: c.rx_oversize + c.rx_truncated + c.rx_errors,
-            dropped: c.rx_nobuf + c.rx_kernel_drops,
-        }
+        self.stats.rx_losses()
     }
 
     fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {

@@ -749,11 +749,7 @@ impl LinkQueue for XdpQueue {
             // An absolute value from the kernel: a store, not an add.
             self.stats.rx_kernel_drops.store(k.rx_dropped + k.rx_ring_full, Ordering::Relaxed);
         }
-        let c = self.stats.snapshot();
-        softnet_core::link::RxLosses {
-            errors: c.rx_oversize + c.rx_truncated + c.rx_errors,
-            dropped: c.rx_nobuf + c.rx_kernel_drops,
-        }
+        self.stats.rx_losses()
     }
 
     fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
