@@ -26,6 +26,20 @@ pub enum Verdict {
     Consumed,
 }
 
+/// What the filter decided about a packet it was handed in place
+/// (`test_batch`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on with the packet in the slot (possibly another buffer than the
+    /// one given: a datagram reassembled from fragments).
+    Pass,
+    /// Blocked; the filter has counted it. The stack frees the buffer.
+    Drop,
+    /// The filter took the packet (a fragment waiting for the rest of
+    /// its datagram); the slot is empty.
+    Consumed,
+}
+
 /// Packets the filter wants sent in answer (a TCP RST, an ICMP error for
 /// `block return`): complete IPv4 packets, routed by the stack like any
 /// packet the router originates.
@@ -63,18 +77,44 @@ pub trait PacketFilter: Send + Sync {
     /// states and fragments.
     fn tick(&self, _now: Instant) {}
 
-    /// How many `prefetch` rounds the stack should run over a received
-    /// batch before processing it (0: none).
-    fn prefetch_rounds(&self) -> u32 {
-        0
+    /// The hook over a batch of packets that all go through `dir` of `ifp`
+    /// (the `In` hook over one received batch, the `Out` hook over the
+    /// batch's forwarded packets leaving by one interface), in order, in
+    /// place: `decisions[i]` is set for `pkts[i]` (`Consumed` empties the
+    /// slot; a `Pass` may leave another buffer in it, as `test` may
+    /// return). One call per batch lets a filter check its configuration
+    /// once and overlap the memory loads of the batch's state lookups
+    /// (VPP-style) instead of stalling one packet at a time, and no
+    /// packet is moved in and out of the call. The default calls `test`
+    /// per packet.
+    #[allow(clippy::too_many_arguments)]
+    fn test_batch(
+        &self,
+        worker: usize,
+        now: Instant,
+        dir: Direction,
+        ifp: &Interface,
+        pkts: &mut [Option<PacketBuf>],
+        decisions: &mut [Decision],
+        bufs: &mut dyn BufferSource,
+        replies: &mut FilterReplies,
+    ) {
+        for (slot, d) in pkts.iter_mut().zip(decisions.iter_mut()) {
+            let Some(p) = slot.take() else {
+                *d = Decision::Consumed;
+                continue;
+            };
+            *d = match self.test(worker, now, dir, ifp, p, bufs, replies) {
+                Verdict::Pass(p) => {
+                    *slot = Some(p);
+                    Decision::Pass
+                }
+                Verdict::Drop(p) => {
+                    *slot = Some(p);
+                    Decision::Drop
+                }
+                Verdict::Consumed => Decision::Consumed,
+            };
+        }
     }
-
-    /// A hint before a batch is processed: `ip` is what follows the
-    /// Ethernet header of one received frame (not validated; it may not
-    /// even be IPv4) that will go through the `In` hook of `ifp`. The
-    /// stack calls round 0 for every frame of the batch, then round 1,
-    /// and so on, so each round's memory loads overlap over the batch
-    /// instead of stalling one packet at a time. Must only read, and must
-    /// not fail on any input.
-    fn prefetch(&self, _ifp: &Interface, _ip: &[u8], _round: u32) {}
 }

@@ -23,6 +23,13 @@ pub mod csum_flags {
     pub const L4_OK: u8 = 1 << 1;
 }
 
+/// Packet flags (OpenBSD's `m_flags`).
+pub mod mflags {
+    /// Received as a link-level broadcast or multicast (`M_BCAST|M_MCAST`):
+    /// never forwarded.
+    pub const LINK_BCAST: u8 = 1 << 0;
+}
+
 /// Per-packet metadata, carried inline in the buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketMeta {
@@ -36,6 +43,8 @@ pub struct PacketMeta {
     pub flow_hash: u32,
     /// `csum_flags` bits.
     pub csum: u8,
+    /// `mflags` bits.
+    pub flags: u8,
     /// pf tag id (0 = none).
     pub pf_tag: u16,
     /// Offset of the network header from the start of `data()`.

@@ -13,9 +13,9 @@
 
 use crate::arp::{ArpInput, ArpResolve, ArpWorkerCache};
 use crate::ether::{build_arp_frame, prepend_ipv4_header, set_dst};
-use crate::filter::{BufferSource, Direction, Verdict};
+use crate::filter::{BufferSource, Decision, Direction};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
-use crate::packet::{csum_flags, PacketBuf, PacketPool};
+use crate::packet::{csum_flags, mflags, PacketBuf, PacketPool};
 use crate::reass::ReassResult;
 use crate::route::{Route, RouteFlags, RouteSnapshot};
 use crate::stack::{FilterSlot, Stack};
@@ -95,6 +95,15 @@ struct Ctx<'a> {
     ts_ms: u32,
 }
 
+/// Where a forwarded packet waiting for pf out goes (`ip_forward`'s
+/// decisions, for `forward_out`).
+struct FwdInfo {
+    out: IfIndex,
+    in_if: IfIndex,
+    next_hop: Ipv4Addr,
+    mtu: u32,
+}
+
 /// A worker's private state.
 struct WorkerState {
     id: usize,
@@ -113,6 +122,14 @@ struct WorkerState {
     arp_requests: Vec<crate::arp::ArpRequest>,
     /// Packets the filter asked to send (block return).
     replies: Vec<PacketBuf>,
+    /// IPv4 packets of the batch being received, waiting for pf in; what
+    /// the filter passed; what it blocked.
+    ipq: Vec<Option<PacketBuf>>,
+    decisions: Vec<Decision>,
+    /// Forwarded packets of the batch waiting for pf out, and where each
+    /// goes.
+    fwdq: Vec<Option<PacketBuf>>,
+    fwdinfo: Vec<FwdInfo>,
     icmp_bucket: TokenBucket,
     ip_id: u32,
 }
@@ -172,6 +189,10 @@ impl Worker {
             arp_dropped: Vec::with_capacity(256),
             arp_requests: Vec::with_capacity(64),
             replies: Vec::with_capacity(16),
+            ipq: Vec::with_capacity(BATCH),
+            decisions: Vec::with_capacity(BATCH),
+            fwdq: Vec::with_capacity(BATCH),
+            fwdinfo: Vec::with_capacity(BATCH),
             icmp_bucket: TokenBucket::new(rate, burst),
             ip_id: 0x9e37_79b9u32.wrapping_mul(id as u32 + 1),
         };
@@ -247,23 +268,14 @@ impl WorkerState {
             }
             total += n;
             let mut rx = std::mem::take(&mut self.rx);
-            if let Some(f) = cx.filter {
-                // Let the filter start its state lookups' memory loads for
-                // the whole batch (IPv4 frames without a VLAN tag).
-                for round in 0..f.0.prefetch_rounds() {
-                    for p in rx.iter() {
-                        let d = p.data();
-                        let ether_type = d.get(HEADER_LEN - 2..HEADER_LEN).map(|t| u16::from_be_bytes([t[0], t[1]]));
-                        if d.len() > HEADER_LEN && ether_type == Some(EtherType::IPV4.0) {
-                            f.0.prefetch(ifp, &d[HEADER_LEN..], round);
-                        }
-                    }
-                }
-            }
+            // Link and IP input checks for the whole batch; the IPv4
+            // packets that pass them wait in `ipq` for the filter's in
+            // hook, which takes them as one batch.
             for p in rx.drain(..) {
                 self.ether_input(cx, ifp, p);
             }
             self.rx = rx;
+            self.ip_input_batch(cx, ifp);
         }
         self.arp_housekeeping(cx);
         self.flush_tx(cx);
@@ -450,7 +462,7 @@ impl WorkerState {
             ips.tooshort.inc();
             return self.drop_in(ifp, p);
         }
-        let (src, dst) = (ip.src(), ip.dst());
+        let src = ip.src();
         let is_frag = ip.more_frags() || ip.frag_offset() != 0;
         // Trim Ethernet padding.
         let _ = p.set_len(total);
@@ -477,14 +489,120 @@ impl WorkerState {
             ips.fragments.inc();
         }
 
-        let mut p = p;
+        if link_bcast {
+            p.meta.flags |= mflags::LINK_BCAST;
+        }
+        self.ipq.push(Some(p));
+    }
+
+    /// The rest of IP input for the batch `ip_input` left in `ipq`: pf in
+    /// over the whole batch, then delivery or forwarding per packet, then
+    /// pf out over the forwarded packets (`forward_batch`).
+    fn ip_input_batch(&mut self, cx: &Ctx, ifp: &Arc<Interface>) {
+        if self.ipq.is_empty() {
+            return;
+        }
+        let mut ipq = std::mem::take(&mut self.ipq);
+        let mut decisions = std::mem::take(&mut self.decisions);
         if let Some(f) = cx.filter {
-            match self.run_filter(cx, f, Direction::In, ifp, p) {
-                Some(q) => p = q,
-                None => return,
+            self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, &mut decisions);
+        } else {
+            decisions.clear();
+            decisions.resize(ipq.len(), Decision::Pass);
+        }
+        for (slot, &d) in ipq.iter_mut().zip(decisions.iter()) {
+            if let Some(p) = self.decided(cx, slot, d) {
+                self.ip_input_filtered(cx, ifp, p);
             }
         }
+        ipq.clear();
+        self.ipq = ipq;
+        self.decisions = decisions;
+        self.forward_batch(cx);
+    }
 
+    /// Runs the filter over a batch in place (`decisions` sized to it);
+    /// the replies it asks for are sent.
+    fn filter_batch(
+        &mut self,
+        cx: &Ctx,
+        f: &FilterSlot,
+        dir: Direction,
+        ifp: &Interface,
+        pkts: &mut [Option<PacketBuf>],
+        decisions: &mut Vec<Decision>,
+    ) {
+        decisions.clear();
+        decisions.resize(pkts.len(), Decision::Consumed);
+        let mut replies = std::mem::take(&mut self.replies);
+        let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
+        f.0.test_batch(self.id, cx.now, dir, ifp, pkts, decisions, &mut src, &mut replies);
+        for r in replies.drain(..) {
+            self.ip_output(cx, r);
+        }
+        self.replies = replies;
+    }
+
+    /// The packet in `slot` if the filter passed it; a blocked one is
+    /// counted and freed.
+    #[inline]
+    fn decided(&mut self, cx: &Ctx, slot: &mut Option<PacketBuf>, d: Decision) -> Option<PacketBuf> {
+        let p = slot.take()?;
+        match d {
+            Decision::Pass => Some(p),
+            Decision::Drop => {
+                cx.stats.ip.filtered.inc();
+                self.free(p);
+                None
+            }
+            // Consumed empties its slot; a filter that says so and leaves
+            // a buffer gets it freed, not forwarded.
+            Decision::Consumed => {
+                self.free(p);
+                None
+            }
+        }
+    }
+
+    /// pf out over the packets `ip_forward` left in `fwdq`, one filter
+    /// call per run of packets leaving by the same interface, then each
+    /// goes on to `forward_out`.
+    fn forward_batch(&mut self, cx: &Ctx) {
+        let Some(f) = cx.filter else { return };
+        if self.fwdq.is_empty() {
+            return;
+        }
+        let mut fwdq = std::mem::take(&mut self.fwdq);
+        let info = std::mem::take(&mut self.fwdinfo);
+        let mut decisions = std::mem::take(&mut self.decisions);
+        let mut start = 0;
+        while start < info.len() {
+            let out_idx = info[start].out;
+            let end = info[start..].iter().position(|i| i.out != out_idx).map_or(info.len(), |n| start + n);
+            // The snapshot is the batch's: interfaces stay as they were.
+            let out = cx.ifs.get(out_idx).expect("forwarded this batch");
+            self.filter_batch(cx, f, Direction::Out, out, &mut fwdq[start..end], &mut decisions);
+            for ((slot, &d), i) in fwdq[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {
+                if let Some(p) = self.decided(cx, slot, d) {
+                    let in_ifp = cx.ifs.get(i.in_if).expect("received this batch");
+                    self.forward_out(cx, out, i.next_hop, i.mtu as usize, in_ifp, p);
+                }
+            }
+            start = end;
+        }
+        fwdq.clear();
+        let mut info = info;
+        info.clear();
+        self.fwdq = fwdq;
+        self.fwdinfo = info;
+        self.decisions = decisions;
+    }
+
+    /// IP input after pf in: local delivery or forwarding.
+    fn ip_input_filtered(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf) {
+        let ips = &cx.stats.ip;
+        let link_bcast = p.meta.flags & mflags::LINK_BCAST != 0;
+        let dst = Ipv4Packet::new_unchecked(p.data()).dst();
         if dst.is_multicast() {
             ips.notmember.inc();
             return self.free(p);
@@ -525,33 +643,6 @@ impl WorkerState {
     fn drop_in(&mut self, ifp: &Interface, p: PacketBuf) {
         ifp.stats.get(self.id).ierrors.inc();
         self.free(p);
-    }
-
-    /// Runs the filter on `p`; `Some` if the packet goes on.
-    fn run_filter(
-        &mut self,
-        cx: &Ctx,
-        f: &FilterSlot,
-        dir: Direction,
-        ifp: &Interface,
-        p: PacketBuf,
-    ) -> Option<PacketBuf> {
-        let mut replies = std::mem::take(&mut self.replies);
-        let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
-        let v = f.0.test(self.id, cx.now, dir, ifp, p, &mut src, &mut replies);
-        for r in replies.drain(..) {
-            self.ip_output(cx, r);
-        }
-        self.replies = replies;
-        match v {
-            Verdict::Pass(p) => Some(p),
-            Verdict::Drop(p) => {
-                cx.stats.ip.filtered.inc();
-                self.free(p);
-                None
-            }
-            Verdict::Consumed => None,
-        }
     }
 
     /// Returns a buffer to the pool it came from.
@@ -953,13 +1044,28 @@ impl WorkerState {
             ips.redirectsent.inc();
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Redirect(next_hop));
         }
-        if let Some(f) = cx.filter {
-            match self.run_filter(cx, f, Direction::Out, out, p) {
-                Some(q) => p = q,
-                None => return,
-            }
-        }
         let mtu = if r.mtu != 0 { r.mtu.min(out.mtu()) } else { out.mtu() } as usize;
+        if cx.filter.is_some() {
+            // pf out runs over the batch's forwarded packets together.
+            self.fwdq.push(Some(p));
+            self.fwdinfo.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop, mtu: mtu as u32 });
+            return;
+        }
+        self.forward_out(cx, out, next_hop, mtu, in_ifp, p);
+    }
+
+    /// ip_forward after pf out: fragment if needed (or refuse with DF),
+    /// then out.
+    fn forward_out(
+        &mut self,
+        cx: &Ctx,
+        out: &Arc<Interface>,
+        next_hop: Ipv4Addr,
+        mtu: usize,
+        in_ifp: &Arc<Interface>,
+        p: PacketBuf,
+    ) {
+        let ips = &cx.stats.ip;
         if p.len() > mtu {
             let df = Ipv4Packet::new_unchecked(p.data()).dont_frag();
             if df {

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Direction, FilterReplies, Verdict};
+use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -303,11 +303,10 @@ fn pkt_key_words(pd: &Pd, dir: Direction) -> (u64, u64) {
     }
 }
 
-/// The in hook's key words for an IPv4 packet `parse_fast` takes
-/// (for prefetching; anything else: `None`).
+/// The in hook's key words for a packet `parse_fast` took.
 #[inline]
-pub(crate) fn in_key_words(ip: &[u8]) -> Option<(u64, u64)> {
-    parse_fast(ip).map(|pd| pkt_key_words(&pd, Direction::In))
+pub(crate) fn in_key_words(pd: &Pd) -> (u64, u64) {
+    pkt_key_words(pd, Direction::In)
 }
 
 #[inline]
@@ -388,15 +387,12 @@ impl Cx<'_> {
         Some(r)
     }
 
-    /// The reverse link to try first: on the out hook, the link the in hook
-    /// left in the packet (`PacketMeta::pf_link`, high half); none on in.
+    /// The slot to try first (slot + 1, 0: none), the high half of `link`:
+    /// on the out hook the reverse link the in hook left in the packet
+    /// (`PacketMeta::pf_link`); on the in hook the batch prefetch's guess.
     #[inline]
     fn link_hint(&self, link: u64) -> u32 {
-        if self.dir == Direction::Out {
-            (link >> 32) as u32
-        } else {
-            0
-        }
+        (link >> 32) as u32
     }
 
     /// After the state in slot `idx` (reverse link `rev`) matched: on the
@@ -456,11 +452,38 @@ enum StateVerdict {
     Drop(Option<Reason>),
 }
 
-pub fn test(cx: &Cx, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Verdict {
+pub fn test(cx: &Cx, pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Verdict {
+    let fast = parse_fast(pkt.data());
+    let mut slot = Some(pkt);
+    let d = test_parsed(cx, fast, &mut slot, 0, bufs, replies);
+    match (d, slot) {
+        (Decision::Pass, Some(p)) => Verdict::Pass(p),
+        (Decision::Drop, Some(p)) => Verdict::Drop(p),
+        _ => Verdict::Consumed,
+    }
+}
+
+/// The packet in `slot`, in place: `fast` is what `parse_fast` made of
+/// it; `hint` is a guess at its state on the in hook, slot + 1 of a state
+/// that held the packet's key when the batch was prefetched (0: none),
+/// verified in full before use as a reverse link is
+/// (`StateTable::probe_linked`). A fragment kept for reassembly leaves
+/// the slot empty (`Consumed`); the fragment completing a datagram leaves
+/// the whole datagram there.
+#[inline]
+pub fn test_parsed(
+    cx: &Cx,
+    fast: Option<Pd>,
+    slot: &mut Option<PacketBuf>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let Some(pkt) = slot.as_mut() else { return Decision::Consumed };
     // The common case (no options, not a fragment, UDP or non-SYN TCP)
     // parsed in a few loads; anything else takes the full parse.
-    if let Some(pd) = parse_fast(pkt.data()) {
-        return test_pd(cx, pd, pkt, bufs, replies);
+    if let Some(pd) = fast {
+        return test_pd(cx, pd, pkt, hint, bufs, replies);
     }
     // Normalization: reassemble fragments first.
     let is_frag = {
@@ -469,41 +492,57 @@ pub fn test(cx: &Cx, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &
     };
     if is_frag {
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
-        match cx.pf.frags.input(pkt, cx.now.as_nanos(), limit, bufs) {
-            FragResult::Kept => return Verdict::Consumed,
-            FragResult::Done(p) => pkt = p,
+        let frag = slot.take().expect("checked above");
+        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, bufs) {
+            FragResult::Kept => return Decision::Consumed,
+            FragResult::Done(p) => *slot = Some(p),
             FragResult::Drop(p, why) => {
+                *slot = Some(p);
                 cx.count(match why {
                     FragDrop::BadOffset => Reason::BadOffset,
                     FragDrop::Normalize => Reason::Normalize,
                     FragDrop::Overlap => Reason::Fragment,
                     FragDrop::Memory => Reason::Memory,
                 });
-                return Verdict::Drop(p);
+                return Decision::Drop;
             }
         }
     }
+    let pkt = slot.as_mut().expect("put back above");
     let pd = match parse_pd(pkt.data()) {
         Ok(pd) => pd,
         Err(r) => {
             cx.count(r);
-            return Verdict::Drop(pkt);
+            return Decision::Drop;
         }
     };
-    test_pd(cx, pd, pkt, bufs, replies)
+    test_pd(cx, pd, pkt, 0, bufs, replies)
 }
 
 /// States, then rules, for a parsed packet.
 #[inline]
-fn test_pd(cx: &Cx, pd: Pd, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Verdict {
+fn test_pd(
+    cx: &Cx,
+    pd: Pd,
+    pkt: &mut PacketBuf,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
     // The link between this packet's inbound and outbound states: set at
-    // pf in, followed (and repaired) at pf out.
-    let mut link = if cx.dir == Direction::In { 0 } else { pkt.meta.pf_link };
+    // pf in, followed (and repaired) at pf out. On the in hook it starts
+    // as the batch prefetch's guess (high half), replaced by what matched.
+    let inbound = cx.dir == Direction::In;
+    let mut link = if inbound { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let sv = match pd.proto {
-        PROTO_TCP => test_state_tcp(cx, &pd, &mut pkt, &mut link, bufs, replies),
+        PROTO_TCP => test_state_tcp(cx, &pd, pkt, &mut link, bufs, replies),
         PROTO_ICMP => test_state_icmp(cx, &pd, pkt.data(), &mut link),
         _ => test_state_other(cx, &pd, &mut link),
     };
+    if inbound && link as u32 == 0 {
+        // No inbound state matched: nothing for pf out to follow.
+        link = 0;
+    }
     pkt.meta.pf_link = link;
     match sv {
         StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
@@ -520,7 +559,7 @@ fn test_pd(cx: &Cx, pd: Pd, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, rep
                 if log {
                     cx.log(rule.map(|r| r.1), pflog::PF_DROP, Reason::IpOption, &pd, pkt.data());
                 }
-                return Verdict::Drop(pkt);
+                return Decision::Drop;
             }
             if tag != 0 {
                 pkt.meta.pf_tag = tag;
@@ -531,13 +570,13 @@ fn test_pd(cx: &Cx, pd: Pd, mut pkt: PacketBuf, bufs: &mut dyn BufferSource, rep
             if log {
                 cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::Match, &pd, pkt.data());
             }
-            Verdict::Pass(pkt)
+            Decision::Pass
         }
         StateVerdict::Drop(reason) => {
             if let Some(r) = reason {
                 cx.count(r);
             }
-            Verdict::Drop(pkt)
+            Decision::Drop
         }
         StateVerdict::NoState => test_rule(cx, &pd, pkt, bufs, replies),
     }
@@ -838,10 +877,10 @@ fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: u16) -> boo
 fn test_rule(
     cx: &Cx,
     pd: &Pd,
-    mut pkt: PacketBuf,
+    pkt: &mut PacketBuf,
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
-) -> Verdict {
+) -> Decision {
     let rules = &cx.rs.rules;
     let ifname = cx.ifp.name();
     let mut tag = pkt.meta.pf_tag;
@@ -965,13 +1004,13 @@ fn test_rule(
                 }
             }
             if log_matches > 0 {
-                log_later_match(cx, r, log_matches, pd, &pkt);
+                log_later_match(cx, r, log_matches, pd, pkt);
             }
             i += 1;
             continue;
         }
         if log_matches > 0 {
-            log_later_match(cx, r, log_matches, pd, &pkt);
+            log_later_match(cx, r, log_matches, pd, pkt);
         }
         matched = Some(r);
         if r.quick {
@@ -984,7 +1023,7 @@ fn test_rule(
         // pf's default rule: pass, no state.
         if pd.badopts {
             cx.count(Reason::IpOption);
-            return Verdict::Drop(pkt);
+            return Decision::Drop;
         }
         if tag != 0 {
             pkt.meta.pf_tag = tag;
@@ -992,7 +1031,7 @@ fn test_rule(
         if let Some(t) = rtable {
             pkt.meta.rtable = t;
         }
-        return Verdict::Pass(pkt);
+        return Decision::Pass;
     };
     cx.count(Reason::Match);
     if let Some(c) = counters.rule(r.nr as usize) {
@@ -1006,8 +1045,8 @@ fn test_rule(
             if logged {
                 cx.log(Some(r.nr), pflog::PF_DROP, Reason::Match, pd, pkt.data());
             }
-            send_return(cx, r, how, pd, &pkt, bufs, replies);
-            Verdict::Drop(pkt)
+            send_return(cx, r, how, pd, pkt, bufs, replies);
+            Decision::Drop
         }
         Action::Pass | Action::Match => {
             if pd.badopts && !r.allow_opts {
@@ -1015,15 +1054,15 @@ fn test_rule(
                 if logged {
                     cx.log(Some(r.nr), pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
                 }
-                return Verdict::Drop(pkt);
+                return Decision::Drop;
             }
             if keeps_state(r) {
-                if let Err(reason) = create_state(cx, r, pd, &mut pkt, tag, rtable, act_log_all) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, act_log_all) {
                     cx.count(reason);
                     if logged {
                         cx.log(Some(r.nr), pflog::PF_DROP, reason, pd, pkt.data());
                     }
-                    return Verdict::Drop(pkt);
+                    return Decision::Drop;
                 }
             }
             if logged {
@@ -1035,7 +1074,7 @@ fn test_rule(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
-            Verdict::Pass(pkt)
+            Decision::Pass
         }
     }
 }

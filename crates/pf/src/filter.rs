@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
-use softnet_core::filter::{BufferSource, Direction, FilterReplies, PacketFilter, Verdict};
+use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, PacketFilter, Verdict};
 use softnet_core::iface::{IfAddr, Interface, WeakIf};
 use softnet_core::packet::PacketBuf;
 use softnet_core::percpu::{Counter, PerWorker};
@@ -32,7 +32,7 @@ use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
-use crate::state::{StateData, StateTable, TIMEOUT_PURGE};
+use crate::state::{StateData, StateTable, HINT_BATCH, TIMEOUT_PURGE};
 use crate::table::Table;
 
 /// Per-worker pf counters (`pfctl -si`).
@@ -605,37 +605,73 @@ impl PacketFilter for Pf {
         bufs: &mut dyn BufferSource,
         replies: &mut FilterReplies,
     ) -> Verdict {
-        let inner = &*self.inner;
-        if !inner.enabled.load(Ordering::Relaxed) {
-            return Verdict::Pass(pkt);
+        // One packet is a batch of one (the stack calls `test_batch`).
+        let mut slot = [Some(pkt)];
+        let mut d = [Decision::Consumed];
+        self.test_batch(worker, now, dir, ifp, &mut slot, &mut d, bufs, replies);
+        match (d[0], slot[0].take()) {
+            (Decision::Pass, Some(p)) => Verdict::Pass(p),
+            (Decision::Drop, Some(p)) => Verdict::Drop(p),
+            _ => Verdict::Consumed,
         }
+    }
+
+    fn test_batch(
+        &self,
+        worker: usize,
+        now: Instant,
+        dir: Direction,
+        ifp: &Interface,
+        pkts: &mut [Option<PacketBuf>],
+        decisions: &mut [Decision],
+        bufs: &mut dyn BufferSource,
+        replies: &mut FilterReplies,
+    ) {
+        let inner = &*self.inner;
+        let pass_all = |pkts: &[Option<PacketBuf>], decisions: &mut [Decision]| {
+            for (p, d) in pkts.iter().zip(decisions.iter_mut()) {
+                *d = if p.is_some() { Decision::Pass } else { Decision::Consumed };
+            }
+        };
+        if !inner.enabled.load(Ordering::Relaxed) {
+            return pass_all(pkts, decisions);
+        }
+        // The ruleset, `set skip` and `set loginterface` once per batch.
         let guard = inner.ruleset_ref();
         let rs: &CompiledRuleset = match &guard {
             RsRef::Cached(rs) => rs,
             RsRef::Loaded(g) => g,
         };
         if rs.is_skipped(ifp.name()) {
-            return Verdict::Pass(pkt);
+            return pass_all(pkts, decisions);
         }
         let cx = Cx { pf: inner, rs, worker, now, dir, ifp };
-        if rs.opts.loginterface.as_deref() == Some(ifp.name()) {
-            return count_logif(inner, worker, dir, pkt, |p| eval::test(&cx, p, bufs, replies));
-        }
-        eval::test(&cx, pkt, bufs, replies)
-    }
-
-    fn prefetch_rounds(&self) -> u32 {
-        if self.inner.enabled.load(Ordering::Relaxed) {
-            3
-        } else {
-            0
-        }
-    }
-
-    #[inline]
-    fn prefetch(&self, _ifp: &Interface, ip: &[u8], round: u32) {
-        if let Some(k) = eval::in_key_words(ip) {
-            self.inner.states.prefetch(k, round);
+        let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
+        for (pkts, decisions) in pkts.chunks_mut(HINT_BATCH).zip(decisions.chunks_mut(HINT_BATCH)) {
+            // Each packet parsed once; on the in hook the lookups of the
+            // whole chunk start together (and the states pf out will follow).
+            let n = pkts.len();
+            let mut pds = [None; HINT_BATCH];
+            let mut hints = [0u32; HINT_BATCH];
+            for (pd, p) in pds.iter_mut().zip(pkts.iter()) {
+                *pd = p.as_ref().and_then(|p| eval::parse_fast(p.data()));
+            }
+            if dir == Direction::In {
+                let mut keys = [None; HINT_BATCH];
+                for (k, pd) in keys.iter_mut().zip(&pds[..n]) {
+                    *k = pd.as_ref().map(eval::in_key_words);
+                }
+                inner.states.lookup_hints(&keys[..n], &mut hints);
+            }
+            for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
+                *d = if logif {
+                    count_logif(inner, worker, dir, slot, |slot| {
+                        eval::test_parsed(&cx, pds[i], slot, hints[i], bufs, replies)
+                    })
+                } else {
+                    eval::test_parsed(&cx, pds[i], slot, hints[i], bufs, replies)
+                };
+            }
         }
     }
 
@@ -668,14 +704,20 @@ fn count_logif(
     inner: &PfInner,
     worker: usize,
     dir: Direction,
-    pkt: PacketBuf,
-    f: impl FnOnce(PacketBuf) -> Verdict,
-) -> Verdict {
-    let d = pkt.data();
-    let len = if d.len() >= 4 { u16::from_be_bytes([d[2], d[3]]) as u64 } else { d.len() as u64 };
-    let v = f(pkt);
+    slot: &mut Option<PacketBuf>,
+    f: impl FnOnce(&mut Option<PacketBuf>) -> Decision,
+) -> Decision {
+    let len = slot.as_ref().map_or(0, |p| {
+        let d = p.data();
+        if d.len() >= 4 {
+            u16::from_be_bytes([d[2], d[3]]) as u64
+        } else {
+            d.len() as u64
+        }
+    });
+    let v = f(slot);
     let out = (dir == Direction::Out) as usize;
-    let blocked = matches!(v, Verdict::Drop(_)) as usize;
+    let blocked = (v == Decision::Drop) as usize;
     let c = inner.counters.get(worker);
     c.logif_packets[out * 2 + blocked].inc();
     c.logif_bytes[out].add(len);

@@ -609,6 +609,8 @@ struct Shard {
 
 /// Index buckets (a power of two): chain heads, `slot + 1` (0: empty).
 pub const BUCKETS: usize = 1 << 20;
+/// Most keys `lookup_hints` takes at once.
+pub const HINT_BATCH: usize = 64;
 /// Longest chain a lock-free probe walks before it takes the shard lock.
 const MAX_HOPS: u32 = 64;
 
@@ -826,33 +828,52 @@ impl StateTable {
         })
     }
 
-    /// Starts loading what a lookup of key `k` on the in hook will read,
-    /// one step per `round` (the stack runs each round over a whole batch,
-    /// so the misses overlap): 0, the bucket; 1, the chain's first slot;
-    /// 2, if that slot holds `k`, the slot its reverse link names (what
-    /// pf out will read), else the bucket pf out will probe. Reads only; a
-    /// wrong guess costs a wasted load.
-    #[inline]
-    pub fn prefetch(&self, k: (u64, u64), round: u32) {
-        let b = self.bucket_of(k);
-        if round == 0 {
-            prefetch_line(&self.buckets[b]);
-            return;
+    /// Lookup guesses for a batch of in-hook keys, with their memory loads
+    /// overlapped: every key's bucket is prefetched first, then every
+    /// chain's first slot, then, where that slot holds the key, the slot
+    /// its reverse link names (what pf out will read), else the bucket pf
+    /// out will probe. `hints[i]` becomes slot + 1 of the first slot when
+    /// it holds `keys[i]` (0 otherwise); a hint is only a guess, verified
+    /// in full before use. `keys[i] == None` (a packet the fast parse does
+    /// not take) gets 0. Reads only.
+    pub fn lookup_hints(&self, keys: &[Option<(u64, u64)>], hints: &mut [u32]) {
+        let n = keys.len().min(hints.len());
+        let mut bucket = [0u32; HINT_BATCH];
+        let n = n.min(HINT_BATCH);
+        for i in 0..n {
+            if let Some(k) = keys[i] {
+                let b = self.bucket_of(k);
+                bucket[i] = b as u32;
+                prefetch_line(&self.buckets[b]);
+            }
         }
-        let head = self.buckets[b].load(Ordering::Relaxed);
-        let s = head.checked_sub(1).and_then(|i| self.slot(i));
-        match (round, s) {
-            (1, Some(s)) => prefetch_slot(s),
-            (1, None) => {}
-            (_, Some(s)) if s.key_words() == k => {
-                if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
-                    prefetch_slot(r);
+        for i in 0..n {
+            hints[i] = 0;
+            if keys[i].is_some() {
+                let head = self.buckets[bucket[i] as usize].load(Ordering::Relaxed);
+                if let Some(s) = head.checked_sub(1).and_then(|i| self.slot(i)) {
+                    prefetch_slot(s);
+                    hints[i] = head;
                 }
             }
-            // No state found at the chain's head: pf out will search too,
-            // with the reversed key (no NAT: the outbound key of a
-            // forwarded packet is its inbound key reversed).
-            _ => prefetch_line(&self.buckets[self.bucket_of(reversed(k))]),
+        }
+        for i in 0..n {
+            let Some(k) = keys[i] else { continue };
+            let s = hints[i].checked_sub(1).and_then(|i| self.slot(i));
+            match s {
+                Some(s) if s.key_words() == k => {
+                    if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
+                        prefetch_slot(r);
+                    }
+                }
+                // No state for the key at the chain's head: pf out will
+                // search too, with the reversed key (no NAT: the outbound
+                // key of a forwarded packet is its inbound key reversed).
+                _ => {
+                    hints[i] = 0;
+                    prefetch_line(&self.buckets[self.bucket_of(reversed(k))]);
+                }
+            }
         }
     }
 

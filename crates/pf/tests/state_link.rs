@@ -8,7 +8,7 @@ use common::{net, pf_with, Net};
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{BufferSource, Decision, Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -162,30 +162,122 @@ fn a_link_to_a_state_of_another_key_is_refused_and_the_search_decides() {
     assert_eq!(s.matches("3:0 pkts").count(), 2, "{s}");
 }
 
-#[test]
-fn prefetch_takes_any_bytes_and_changes_nothing() {
-    let n = net();
-    let pf = pf_with(&n, RULES);
-    let p = pf_in(&pf, &n, udp(5000, 53));
-    pf_out(&pf, &n, p).unwrap();
-    let before = state_lines(&pf);
-    let frame = udp(5000, 53);
-    let mut junk = frame.data().to_vec();
-    let mut x = 0x9e37_79b9u32;
-    for len in 0..junk.len() + 1 {
-        for round in 0..pf.prefetch_rounds() + 1 {
-            pf.prefetch(&n.em0, &frame.data()[..len], round);
-            pf.prefetch(&n.em0, &junk[..len], round);
-        }
-        for b in junk.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *b = x as u8;
-        }
+/// A small xorshift generator (deterministic runs).
+struct Rng(u32);
+impl Rng {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
     }
-    assert_eq!(pf.prefetch_rounds(), 3);
-    assert_eq!(before, state_lines(&pf));
+}
+
+/// The in hook over a batch (the stack's path, with the batch's lookup
+/// guesses) decides every packet as the per-packet hook does, whatever
+/// the states did in between: random flows, junk and truncated packets,
+/// flushes, kills and reloads, on two filters fed the same sequence.
+#[test]
+fn a_batch_decides_as_packets_one_by_one_under_churn() {
+    let n = net();
+    let (batched, single) = (pf_with(&n, RULES), pf_with(&n, RULES));
+    let mut rng = Rng(0x2545_f491);
+    let now = Instant::from_secs(10);
+    for round in 0..400 {
+        let len = (rng.next() % 70) as usize;
+        let mut batch = Vec::new();
+        for _ in 0..len {
+            let r = rng.next();
+            let mut p = udp(5000 + (r % 24) as u16, if r & 0x100 != 0 { 53 } else { 54 });
+            match (r >> 12) % 16 {
+                // A truncated packet, or one with a byte changed.
+                0 => {
+                    let cut = (r >> 20) as usize % p.len();
+                    p = PacketBuf::from_slice(&p.data()[..cut]);
+                }
+                1 => {
+                    let at = (r >> 20) as usize % p.len();
+                    p.data_mut()[at] ^= (r >> 8) as u8 | 1;
+                }
+                _ => {}
+            }
+            batch.push(p);
+        }
+        let copies: Vec<PacketBuf> = batch.iter().map(|p| PacketBuf::from_slice(p.data())).collect();
+        let mut slots: Vec<Option<PacketBuf>> = batch.into_iter().map(Some).collect();
+        let mut decisions = vec![Decision::Pass; len];
+        batched.test_batch(0, now, Direction::In, &n.em0, &mut slots, &mut decisions, &mut Bufs, &mut vec![]);
+        let (mut passed, mut dropped, mut consumed) = (Vec::new(), 0, 0);
+        for (slot, d) in slots.into_iter().zip(decisions) {
+            match d {
+                Decision::Pass => passed.push(slot.expect("a passed packet stays in its slot")),
+                Decision::Drop => {
+                    assert!(slot.is_some(), "a blocked packet stays in its slot");
+                    dropped += 1
+                }
+                Decision::Consumed => {
+                    assert!(slot.is_none(), "a kept fragment leaves its slot");
+                    consumed += 1
+                }
+            }
+        }
+        let (mut one_by_one, mut kept) = (Vec::new(), 0);
+        for p in copies {
+            match single.test(0, now, Direction::In, &n.em0, p, &mut Bufs, &mut vec![]) {
+                Verdict::Pass(p) => one_by_one.push(p),
+                Verdict::Drop(_) => {}
+                // A byte turned the packet into a fragment, kept.
+                Verdict::Consumed => kept += 1,
+            }
+        }
+        assert_eq!(passed.len(), one_by_one.len(), "round {round}");
+        assert_eq!(consumed, kept, "round {round}");
+        assert_eq!(dropped + passed.len() + kept, len, "round {round}");
+        for (a, b) in passed.iter().zip(&one_by_one) {
+            assert_eq!(a.data(), b.data(), "round {round}: same packets, same order");
+            assert_eq!(a.meta.pf_link, b.meta.pf_link, "round {round}: the same state found");
+        }
+        // pf out: the batch against one by one.
+        let mut slots: Vec<Option<PacketBuf>> = passed.into_iter().map(Some).collect();
+        let mut decisions = vec![Decision::Consumed; slots.len()];
+        batched.test_batch(0, now, Direction::Out, &n.em1, &mut slots, &mut decisions, &mut Bufs, &mut vec![]);
+        for (d, b) in decisions.into_iter().zip(one_by_one) {
+            assert_eq!(d == Decision::Pass, pf_out(&single, &n, b).is_ok(), "round {round}");
+        }
+        match rng.next() % 40 {
+            0 => assert_eq!(batched.flush_states(), single.flush_states()),
+            1 => {
+                let k = (CLIENT, None);
+                assert_eq!(batched.kill_states(k.0, k.1), single.kill_states(k.0, k.1));
+            }
+            2 => {
+                let text = if round % 2 == 0 { "block all\npass in all\n" } else { RULES };
+                for pf in [&batched, &single] {
+                    pf.load(&softnet_pf::parse_ruleset(text, "pf.conf", &n.resolver).unwrap(), &n.resolver).unwrap();
+                }
+            }
+            _ => {}
+        }
+        let strip = |s: String| s.lines().filter(|l| !l.contains("id:")).collect::<Vec<_>>().join("\n");
+        assert_eq!(strip(state_lines(&batched)), strip(state_lines(&single)), "round {round}");
+    }
+    assert!(batched.state_count() > 0);
+}
+
+#[test]
+fn a_disabled_filter_passes_a_whole_batch_untouched() {
+    let n = net();
+    let pf = pf_with(&n, "block all\n");
     pf.disable(Instant::from_secs(10)).unwrap();
-    assert_eq!(pf.prefetch_rounds(), 0, "disabled: nothing to prefetch");
+    let mut batch: Vec<PacketBuf> = (0..5).map(|i| udp(5000 + i, 53)).collect();
+    let mut slots: Vec<Option<PacketBuf>> = batch.drain(..).map(Some).collect();
+    slots.push(None);
+    let mut decisions = vec![Decision::Drop; 6];
+    pf.test_batch(0, Instant::from_secs(10), Direction::In, &n.em0, &mut slots, &mut decisions, &mut Bufs, &mut vec![]);
+    assert_eq!(decisions[5], Decision::Consumed, "an empty slot stays empty");
+    for (i, (slot, d)) in slots.iter().zip(&decisions).take(5).enumerate() {
+        assert_eq!(*d, Decision::Pass);
+        assert_eq!(slot.as_ref().unwrap().data(), udp(5000 + i as u16, 53).data());
+    }
+    assert_eq!(pf.state_count(), 0);
 }
