@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use softnet_wire::ethernet::MacAddr;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +120,12 @@ pub struct IfStatsTotal {
     pub obytes: u64,
 }
 
+/// `Interface::bcast_bits`' bit for an address.
+#[inline]
+fn bcast_bit(ip: Ipv4Addr) -> u64 {
+    1 << (u32::from(ip).wrapping_mul(0x9e37_79b1) >> 26)
+}
+
 pub struct Interface {
     index: IfIndex,
     generation: u32,
@@ -130,6 +136,10 @@ pub struct Interface {
     detaching: AtomicBool,
     link_state: AtomicU32,
     addrs: ArcSwap<Vec<IfAddr>>,
+    /// One bit per subnet broadcast address of `addrs` (a 64-bit Bloom
+    /// filter), so the per-packet "is the next hop a broadcast?" check
+    /// loads no snapshot for the addresses that cannot be one.
+    bcast_bits: AtomicU64,
     queues: Box<[Mutex<Box<dyn LinkQueue>>]>,
     pub stats: PerWorker<IfStats>,
     /// The owning table's count of live interfaces (decremented on drop).
@@ -197,7 +207,20 @@ impl Interface {
     /// Replaces the address list (control thread only; the stack adds the
     /// routes and route messages).
     pub fn set_addrs(&self, addrs: Vec<IfAddr>) {
+        let bits = addrs.iter().filter_map(|a| a.broadcast()).fold(0, |b, a| b | bcast_bit(a));
+        // Old and new bits while the list changes, so a reader with either
+        // list finds its broadcast addresses.
+        self.bcast_bits.fetch_or(bits, Ordering::Relaxed);
         self.addrs.store(Arc::new(addrs));
+        self.bcast_bits.store(bits, Ordering::Relaxed);
+    }
+    /// Whether `ip` is the subnet broadcast address of one of the
+    /// interface's addresses (the snapshot is loaded only when the filter
+    /// says it may be).
+    #[inline]
+    pub fn is_subnet_broadcast(&self, ip: Ipv4Addr) -> bool {
+        self.bcast_bits.load(Ordering::Relaxed) & bcast_bit(ip) != 0
+            && self.addrs.load().iter().any(|a| a.broadcast() == Some(ip))
     }
     pub fn has_addr(&self, ip: Ipv4Addr) -> bool {
         self.addrs.load().iter().any(|a| a.addr == ip)
@@ -375,6 +398,7 @@ impl InterfaceTable {
             detaching: AtomicBool::new(false),
             link_state: AtomicU32::new(0),
             addrs: ArcSwap::from_pointee(Vec::new()),
+            bcast_bits: AtomicU64::new(0),
             queues: cfg.queues.into_iter().map(Mutex::new).collect(),
             stats: PerWorker::new(),
             live: self.live.clone(),
@@ -519,5 +543,28 @@ mod tests {
         assert_eq!(IfAddr::new(Ipv4Addr::new(10, 0, 0, 0), 31).broadcast(), None);
         assert_eq!(prefix_mask(0), 0);
         assert_eq!(prefix_mask(32), u32::MAX);
+    }
+
+    #[test]
+    fn subnet_broadcasts_follow_the_address_list() {
+        let t = InterfaceTable::new();
+        let a = t.create(cfg("a")).unwrap();
+        let b1 = Ipv4Addr::new(10, 0, 1, 255);
+        assert!(!a.is_subnet_broadcast(b1), "no addresses");
+        a.set_addrs(vec![IfAddr::new(Ipv4Addr::new(10, 0, 1, 1), 24), IfAddr::new(Ipv4Addr::new(192, 168, 0, 1), 30)]);
+        assert!(a.is_subnet_broadcast(b1));
+        assert!(a.is_subnet_broadcast(Ipv4Addr::new(192, 168, 0, 3)));
+        // Every other address of the subnets (and around them) is not one,
+        // whatever bits it shares with the filter.
+        for host in 0..=255u8 {
+            let ip = Ipv4Addr::new(10, 0, 1, host);
+            assert_eq!(a.is_subnet_broadcast(ip), host == 255, "{ip}");
+            assert!(!a.is_subnet_broadcast(Ipv4Addr::new(10, 0, 2, host)));
+        }
+        a.set_addrs(vec![IfAddr::new(Ipv4Addr::new(10, 0, 2, 1), 24)]);
+        assert!(!a.is_subnet_broadcast(b1), "removed with its address");
+        assert!(a.is_subnet_broadcast(Ipv4Addr::new(10, 0, 2, 255)));
+        a.set_addrs(vec![IfAddr::new(Ipv4Addr::new(10, 0, 3, 0), 31)]);
+        assert!(!a.is_subnet_broadcast(Ipv4Addr::new(10, 0, 3, 1)), "a /31 has no broadcast address");
     }
 }

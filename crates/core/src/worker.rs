@@ -489,6 +489,10 @@ impl WorkerState {
             ips.fragments.inc();
         }
 
+        if cx.filter.is_none() {
+            return self.ip_input_filtered(cx, ifp, p, link_bcast);
+        }
+        // pf in takes the batch's packets together (`ip_input_batch`).
         if link_bcast {
             p.meta.flags |= mflags::LINK_BCAST;
         }
@@ -502,17 +506,14 @@ impl WorkerState {
         if self.ipq.is_empty() {
             return;
         }
+        let Some(f) = cx.filter else { return };
         let mut ipq = std::mem::take(&mut self.ipq);
         let mut decisions = std::mem::take(&mut self.decisions);
-        if let Some(f) = cx.filter {
-            self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, &mut decisions);
-        } else {
-            decisions.clear();
-            decisions.resize(ipq.len(), Decision::Pass);
-        }
+        self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, &mut decisions);
         for (slot, &d) in ipq.iter_mut().zip(decisions.iter()) {
             if let Some(p) = self.decided(cx, slot, d) {
-                self.ip_input_filtered(cx, ifp, p);
+                let link_bcast = p.meta.flags & mflags::LINK_BCAST != 0;
+                self.ip_input_filtered(cx, ifp, p, link_bcast);
             }
         }
         ipq.clear();
@@ -599,9 +600,8 @@ impl WorkerState {
     }
 
     /// IP input after pf in: local delivery or forwarding.
-    fn ip_input_filtered(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf) {
+    fn ip_input_filtered(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, link_bcast: bool) {
         let ips = &cx.stats.ip;
-        let link_bcast = p.meta.flags & mflags::LINK_BCAST != 0;
         let dst = Ipv4Packet::new_unchecked(p.data()).dst();
         if dst.is_multicast() {
             ips.notmember.inc();
@@ -1201,7 +1201,7 @@ impl WorkerState {
             cx.stats.ip.odropped.inc();
             return self.free(p);
         }
-        if next_hop.is_broadcast() || ifp.addrs().iter().any(|a| a.broadcast() == Some(next_hop)) {
+        if next_hop.is_broadcast() || ifp.is_subnet_broadcast(next_hop) {
             set_dst(&mut p, MacAddr::BROADCAST);
             return self.stage(cx, ifp.index(), p);
         }
