@@ -594,7 +594,8 @@ pub struct Options {
     pub optimization: Optimization,
     pub ruleset_optimization: Option<OptLevel>,
     pub hostid: Option<u32>,
-    pub debug: Option<String>,
+    /// `set debug`: a syslog level (0..=7).
+    pub debug: Option<u8>,
 }
 
 impl Options {
@@ -626,6 +627,7 @@ pub enum SetOption {
     Optimization(Optimization),
     RulesetOptimization(OptLevel),
     HostId(u32),
+    /// `set debug` as written (pfctl prints it back unchanged).
     Debug(String),
 }
 

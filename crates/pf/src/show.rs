@@ -36,34 +36,6 @@ const SHOW_TIMEOUTS: [Timeout; TIMEOUT_COUNT] = [
     Timeout::AdaptiveEnd,
 ];
 
-/// The `Debug:` word of `pfctl -si`: pfctl stores `set debug` as a syslog
-/// level and prints it back with loglevel_to_string, the first name of
-/// syslog's alphabetical prioritynames with that value (so `warning` shows
-/// as `warn`, `3` as `err`). Anything else is shown as given.
-fn debug_level_name(s: &str) -> &str {
-    const NAMES: [(&str, u8); 11] = [
-        ("alert", 1),
-        ("crit", 2),
-        ("debug", 7),
-        ("emerg", 0),
-        ("err", 3),
-        ("error", 3),
-        ("info", 6),
-        ("notice", 5),
-        ("panic", 0),
-        ("warn", 4),
-        ("warning", 4),
-    ];
-    let level = match s.parse::<u8>() {
-        Ok(n) => Some(n),
-        Err(_) => NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| *v),
-    };
-    match level {
-        Some(l) => NAMES.iter().find(|(_, v)| *v == l).map(|(n, _)| *n).unwrap_or(s),
-        None => s,
-    }
-}
-
 fn hms(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
@@ -197,7 +169,7 @@ impl Pf {
             format!("Status: {running}")
         };
         let mut out = String::new();
-        let _ = writeln!(out, "{:<44}{:>15}\n", status, format!("Debug: {}", debug_level_name(&rs.opts.debug)));
+        let _ = writeln!(out, "{:<44}{:>15}\n", status, format!("Debug: {}", names::syslog_level_name(rs.opts.debug)));
         let rate = |v: u64| {
             if runtime > 0 {
                 format!("{:>14.1}/s", v as f64 / runtime as f64)
@@ -282,19 +254,5 @@ impl Pf {
         out.push_str("\nTABLES:\n");
         out.push_str(&self.show_tables());
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::debug_level_name;
-
-    #[test]
-    fn debug_levels_print_as_pfctl_loglevel_to_string() {
-        for (given, shown) in
-            [("err", "err"), ("warning", "warn"), ("notice", "notice"), ("3", "err"), ("7", "debug"), ("misc", "misc")]
-        {
-            assert_eq!(debug_level_name(given), shown, "{given}");
-        }
     }
 }

@@ -533,7 +533,13 @@ fn pfctl_si_counts_half_open_tcp_states() {
 fn pfctl_si_names_the_debug_level_as_pfctl_does() {
     let n = net();
     let t = Instant::from_secs(1);
-    for (set, shown) in [("", "err"), ("set debug warning\n", "warn"), ("set debug 7\n", "debug")] {
+    for (set, shown) in [
+        ("", "err"),
+        ("set debug warning\n", "warn"),
+        ("set debug 7\n", "debug"),
+        ("set debug NOTICE\n", "notice"),
+        ("set debug panic\n", "emerg"),
+    ] {
         let pf = pf_with(&n, &format!("{set}pass\n"));
         let si = pf.show_info(t);
         let first = si.lines().next().unwrap();
