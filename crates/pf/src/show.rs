@@ -47,7 +47,12 @@ impl Pf {
         let mut out = String::new();
         let evals = if verbose { rs.counters.all_evaluations() } else { vec![] };
         for (nr, r) in rs.rules.iter().enumerate() {
-            out.push_str(&crate::print::format_rule(&r.rule, None, 0));
+            // pfctl prints what the kernel keeps: if-bound or not. Without
+            // the `set` lines of -nv, a rule printed with no statelock
+            // parses back floating, so -sr needs no `(floating)`.
+            let mut rule = r.rule.clone();
+            rule.state_opts.floating = false;
+            out.push_str(&crate::print::format_rule(&rule, None, 0));
             out.push('\n');
             if verbose {
                 let ev = evals[nr];

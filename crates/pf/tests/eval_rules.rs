@@ -201,6 +201,25 @@ fn pfctl_views_have_pfctl_layouts() {
     assert_eq!(pf.show_rules(false), "");
 }
 
+/// `-sr` prints a floating rule under `set state-policy if-bound` as
+/// pfctl does (no statelock option): without the `set` lines it parses
+/// back floating, and the if-bound ones say so. `-nv`, which prints the
+/// `set` line first, has to say `(floating)` instead.
+#[test]
+fn pfctl_sr_prints_floating_rules_without_an_option_and_round_trips() {
+    let n = net();
+    let text = "pass in proto tcp keep state (floating)\nset state-policy if-bound\npass out proto tcp\n";
+    let pf = pf(&n, text);
+    let sr = pf.show_rules(false);
+    assert_eq!(sr, "pass in proto tcp all flags S/SA\npass out proto tcp all flags S/SA keep state (if-bound)\n");
+    let r = softnet_pf::StaticResolver::example();
+    let again = softnet_pf::parse_ruleset(&sr, "sr", &r).unwrap();
+    assert_eq!(softnet_pf::print_ruleset(&again, &softnet_pf::PrintOpts::default()), sr);
+    let nv = softnet_pf::parse_ruleset(text, "pf.conf", &r).unwrap();
+    let nv = softnet_pf::print_ruleset(&nv, &softnet_pf::PrintOpts { verbose: 1, ..Default::default() });
+    assert!(nv.contains("pass in proto tcp all flags S/SA keep state (floating)\n"), "{nv}");
+}
+
 /// Evaluations count exactly the rules looked at: skip steps jump over
 /// rules (not counted), `quick` stops the walk, last match wins.
 #[test]
