@@ -474,10 +474,24 @@ pub enum Limit {
     Frags,
     Tables,
     TableEntries,
+    /// Packets held by `set delay` (pf's pktdelay pool). softnet has no
+    /// delay queue: the limit is kept and shown, as pfctl does.
+    PktDelayPkts,
+    /// Anchors (none in softnet yet): kept and shown.
+    Anchors,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 5] = [Limit::States, Limit::SrcNodes, Limit::Frags, Limit::Tables, Limit::TableEntries];
+    /// In pfctl's `pf_limits` order (`pfctl -sm`).
+    pub const ALL: [Limit; 7] = [
+        Limit::States,
+        Limit::SrcNodes,
+        Limit::Frags,
+        Limit::Tables,
+        Limit::TableEntries,
+        Limit::PktDelayPkts,
+        Limit::Anchors,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Limit::States => "states",
@@ -485,6 +499,8 @@ impl Limit {
             Limit::Frags => "frags",
             Limit::Tables => "tables",
             Limit::TableEntries => "table-entries",
+            Limit::PktDelayPkts => "pktdelay-pkts",
+            Limit::Anchors => "anchors",
         }
     }
     pub fn by_name(s: &str) -> Option<Limit> {
@@ -497,6 +513,9 @@ impl Limit {
             Limit::Frags => 65536,
             Limit::Tables => 1000,
             Limit::TableEntries => 200000,
+            // PF_PKTDELAY_MAXPKTS, PF_ANCHOR_HIWAT
+            Limit::PktDelayPkts => 10000,
+            Limit::Anchors => 512,
         }
     }
 }

@@ -190,13 +190,31 @@ fn pfctl_views_have_pfctl_layouts() {
     assert!(st.starts_with("tcp.first                   120s\n"), "{st}");
     assert!(st.contains("udp.first                    61s\n"), "{st}");
     assert!(st.contains("adaptive.start            60000 states\n"), "{st}");
+    // pfctl's pf_timeouts order: the adaptive pair, then src.track last.
+    assert!(
+        st.ends_with("interval                     10s\nadaptive.start            60000 states\nadaptive.end             120000 states\nsrc.track                     0s\n"),
+        "{st}"
+    );
+    let sm = pf.show_memory();
+    assert_eq!(
+        sm,
+        "states        hard limit   100000\nsrc-nodes     hard limit    10000\nfrags         hard limit    65536\n\
+         tables        hard limit     1000\ntable-entries hard limit   200000\npktdelay-pkts hard limit    10000\n\
+         anchors       hard limit      512\n"
+    );
+    let unlimited = pf_with_opts(&n, "set limit { anchors 4294967295, pktdelay-pkts 5 }\npass\n").show_memory();
+    assert!(unlimited.ends_with("pktdelay-pkts hard limit        5\nanchors       unlimited\n"), "{unlimited}");
     let t = Instant::from_secs(1);
     test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).unwrap();
     let ssv = pf.show_states(true, Instant::from_secs(11));
     assert!(ssv.contains("   age 00:00:10, expires in 00:00:51, 1:0 pkts, 32:0 bytes, rule 0\n"), "{ssv}");
     let all = pf.show_all(t);
-    assert!(all.contains("FILTER RULES:\npass all flags S/SA\n") || all.contains("FILTER RULES:\npass all"), "{all}");
-    assert_eq!(pf.flush_states(), 1);
+    assert!(all.starts_with("FILTER RULES:\npass all flags S/SA\n\nSTATES:\nall udp "), "{all}");
+    assert!(all.contains("\n\nINFO:\nStatus: ") && all.contains("\n\nLIMITS:\nstates "), "{all}");
+    // No tables: no TABLES title (nor a STATES one without states).
+    assert!(!all.contains("TABLES:"), "{all}");
+    pf.flush_states();
+    assert!(!pf.show_all(t).contains("STATES:"));
     assert_eq!(pf.flush_rules(), 1);
     assert_eq!(pf.show_rules(false), "");
 }
