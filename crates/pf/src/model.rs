@@ -653,6 +653,9 @@ pub enum SetOption {
 /// What `pfctl -nv` prints before the rules, in source order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderItem {
+    /// A macro definition: name and value (pfctl's varset prints
+    /// `name = "value"`).
+    Macro(String, String),
     Set(SetOption),
     /// Index into `Ruleset::tables`.
     Table(usize),
@@ -667,7 +670,7 @@ pub struct Ruleset {
     pub rules: Vec<Rule>,
     /// Macros as defined, in order (for printing and debugging).
     pub macros: Vec<(String, String)>,
-    /// `set` lines and table definitions in source order.
+    /// Macro definitions, `set` lines and table definitions in source order.
     pub header: Vec<HeaderItem>,
 }
 

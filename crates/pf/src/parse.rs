@@ -435,6 +435,7 @@ impl<'r> Parser<'r> {
         let value = parts.join(" ");
         self.rs.macros.retain(|(n, _)| *n != name);
         self.rs.macros.push((name.clone(), value.clone()));
+        self.rs.header.push(HeaderItem::Macro(name.clone(), value.clone()));
         self.macros.insert(name, value);
         Ok(())
     }
