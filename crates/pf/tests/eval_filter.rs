@@ -511,7 +511,10 @@ fn log_matches_follows_pf_case_by_case() {
         ),
         // A deciding rule that says `log (matches)` itself was logged by
         // its own `log` only.
-        ("match in log (matches) proto tcp\npass in log (matches) proto tcp no state\n", &[(0, PF_MATCH), (1, PF_PASS)]),
+        (
+            "match in log (matches) proto tcp\npass in log (matches) proto tcp no state\n",
+            &[(0, PF_MATCH), (1, PF_PASS)],
+        ),
         // `matches` on a pass rule is not an action: later rules are not logged.
         ("pass in log (matches) proto tcp no state\npass in proto tcp no state\n", &[]),
     ] {
