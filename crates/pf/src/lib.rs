@@ -26,7 +26,11 @@
 //! round-trips nor means the same (`-sr`, with no `set` lines, prints it as
 //! pfctl does); tag names with blanks print quoted, so that the printed form
 //! parses back to the same ruleset; `set ruleset-optimization` is not
-//! printed.
+//! printed; `block return-icmp(CODE)` without an address family prints
+//! `return-icmp(CODE, port-unr)`, where pfctl's grammar stores the IPv4
+//! default as the ICMPv6 code and prints `return-icmp(CODE, 3)` (which
+//! parses back as `addr-unr`); an unquoted number is taken by `set debug`
+//! (pfctl wants it quoted but prints it bare).
 
 pub mod error;
 mod lexer;

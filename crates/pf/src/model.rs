@@ -308,8 +308,9 @@ pub struct StateOpts {
     pub if_bound: bool,
     /// Floating although the ruleset's final `set state-policy` is
     /// if-bound (a rule before that line, or one saying `floating`). pfctl
-    /// does not print it; softnet does, so the printed ruleset, where every
-    /// `set` line comes first, means the same when parsed again.
+    /// does not print it; softnet's `-nv` does, so the printed ruleset,
+    /// where every `set` line comes first, means the same when parsed again
+    /// (`-sr`, with no `set` lines, leaves it out as pfctl does).
     pub floating: bool,
     pub sloppy: bool,
     pub pflow: bool,
