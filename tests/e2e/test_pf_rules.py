@@ -85,9 +85,11 @@ def run_test():
         out = lab.ping("-c 3 -i 0.3 -W 2 -s 4000")
         check(re.search(r"4008 bytes from 10\.0\.2\.2", out), f"no 4008-byte replies:\n{out}")
         sv = lab.pfctl("-ss", "-v").stdout
-        big = re.findall(rf"^all icmp {B_IP}:(\d+) <- {A_IP}:\d+ .*\n\s+age [\d:]+, expires in [\d:]+, "
+        # pfctl prints an echo state's key: B's side carries the type (8),
+        # A's side the echo id, which tells this ping's state from older ones.
+        big = re.findall(rf"^all icmp {B_IP}:\d+ <- {A_IP}:(\d+) .*\n\s+age [\d:]+, expires in [\d:]+, "
                          r"(\d+):(\d+) pkts, (\d+):(\d+) bytes", sv, re.M)
-        big = [b for b in big if f"all icmp {B_IP}:{b[0]} <- " not in "".join(before) and int(b[3]) >= 4028]
+        big = [b for b in big if f"<- {A_IP}:{b[0]} " not in "".join(before) and int(b[3]) >= 4028]
         check(big, f"no ICMP state with whole 4028-byte datagrams:\n{sv}")
         pk_in, pk_out, by_in, by_out = (int(x) for x in big[-1][1:])
         # Each echo request and reply counted once, as a whole datagram (3 fragments on the wire).

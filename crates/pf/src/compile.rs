@@ -291,7 +291,8 @@ pub struct GlobalOpts {
     pub timeouts: [u32; TIMEOUT_COUNT],
     pub limits: [u32; Limit::ALL.len()],
     pub skip: Vec<String>,
-    pub debug: String,
+    /// `set debug`: a syslog level.
+    pub debug: u8,
     pub hostid: u32,
     /// `set loginterface`: the interface whose traffic `pfctl -si` shows.
     pub loginterface: Option<String>,
@@ -320,7 +321,7 @@ impl GlobalOpts {
             timeouts: std::array::from_fn(|i| o.timeout(Timeout::ALL[i])),
             limits: std::array::from_fn(|i| o.limit(Limit::ALL[i])),
             skip: skip.to_vec(),
-            debug: o.debug.clone().unwrap_or_else(|| "err".to_string()),
+            debug: o.debug.unwrap_or(crate::names::LOG_ERR),
             hostid: o.hostid.unwrap_or(0),
             loginterface: o.loginterface.clone(),
         }

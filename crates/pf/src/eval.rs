@@ -1020,7 +1020,11 @@ fn test_rule(
     }
     counters.evaluated(run, next);
     let Some(r) = matched else {
-        // pf's default rule: pass, no state.
+        // pf's default rule: pass, no state. pf_test_rule still runs
+        // pf_log_matches on it (rule number -1).
+        if log_matches > 0 {
+            log_default_rule_matches(cx, log_matches, pd, pkt);
+        }
         if pd.badopts {
             cx.count(Reason::IpOption);
             return Decision::Drop;
@@ -1040,11 +1044,19 @@ fn test_rule(
     }
     count_tables(cx, r, pd);
     let logged = r.log.is_some();
+    // pf_test_rule logs the rule that decided (under its own action)
+    // before anything can still drop the packet, then runs
+    // pf_log_matches on it once more: with `log (matches)` the deciding
+    // rule is logged twice per such `match` rule, once in the walk and
+    // once here.
+    if logged {
+        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+    }
+    if log_matches > 0 {
+        log_later_match(cx, r, log_matches, pd, pkt);
+    }
     match r.action {
         Action::Block(how) => {
-            if logged {
-                cx.log(Some(r.nr), pflog::PF_DROP, Reason::Match, pd, pkt.data());
-            }
             send_return(cx, r, how, pd, pkt, bufs, replies);
             Decision::Drop
         }
@@ -1057,16 +1069,12 @@ fn test_rule(
                 return Decision::Drop;
             }
             if keeps_state(r) {
+                // A state that cannot be made drops the packet without a
+                // log record of its own (pf: counted, not logged).
                 if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, act_log_all) {
                     cx.count(reason);
-                    if logged {
-                        cx.log(Some(r.nr), pflog::PF_DROP, reason, pd, pkt.data());
-                    }
                     return Decision::Drop;
                 }
-            }
-            if logged {
-                cx.log(Some(r.nr), pflog::PF_PASS, Reason::Match, pd, pkt.data());
             }
             if tag != 0 {
                 pkt.meta.pf_tag = tag;
@@ -1081,20 +1089,34 @@ fn test_rule(
 
 /// pf_log_matches: after a `match ... log (matches)` rule, every rule the
 /// packet goes on to match logs it, once per such `match` rule, under its
-/// own number and action; a rule with `log (matches)` itself was logged
-/// already.
+/// own number and action (the deciding rule again after the walk); a rule
+/// with `log (matches)` itself was logged already.
 #[cold]
 fn log_later_match(cx: &Cx, r: &CRule, times: u32, pd: &Pd, pkt: &PacketBuf) {
     if r.log.is_some_and(|l| l.matches) {
         return;
     }
-    let action = match r.action {
+    for _ in 0..times {
+        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+    }
+}
+
+/// pf_log_matches on pf's default rule (number -1, pass) when no rule
+/// decided.
+#[cold]
+fn log_default_rule_matches(cx: &Cx, times: u32, pd: &Pd, pkt: &PacketBuf) {
+    for _ in 0..times {
+        cx.log(None, pflog::PF_PASS, Reason::Match, pd, pkt.data());
+    }
+}
+
+/// The action a pflog header carries for a rule (pflog_packet: the
+/// rule's own action).
+fn log_action(r: &CRule) -> u8 {
+    match r.action {
         Action::Match => pflog::PF_MATCH,
         Action::Pass => pflog::PF_PASS,
         Action::Block(_) => pflog::PF_DROP,
-    };
-    for _ in 0..times {
-        cx.log(Some(r.nr), action, Reason::Match, pd, pkt.data());
     }
 }
 

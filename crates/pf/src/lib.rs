@@ -19,10 +19,18 @@
 //!   (the default) drops duplicate rules.
 //!
 //! Known differences from pfctl's output: `-o basic` only removes
-//! duplicates (no reordering, no automatic tables); a rule that is floating
-//! under a final `set state-policy if-bound` prints `keep state (floating)`
-//! and tag names with blanks print quoted, so that the printed form parses
-//! back to the same ruleset; `set ruleset-optimization` is not printed.
+//! duplicates (no reordering, no automatic tables); in `-nv` output (where
+//! every `set` line comes before the rules) a rule that is floating under a
+//! final `set state-policy if-bound` prints `keep state (floating)`, which
+//! pfctl leaves out: pfctl's text would parse back if-bound, so it neither
+//! round-trips nor means the same (`-sr`, with no `set` lines, prints it as
+//! pfctl does); tag names with blanks print quoted, so that the printed form
+//! parses back to the same ruleset; `set ruleset-optimization` is not
+//! printed; `block return-icmp(CODE)` without an address family prints
+//! `return-icmp(CODE, port-unr)`, where pfctl's grammar stores the IPv4
+//! default as the ICMPv6 code and prints `return-icmp(CODE, 3)` (which
+//! parses back as `addr-unr`); an unquoted number is taken by `set debug`
+//! (pfctl wants it quoted but prints it bare).
 
 pub mod error;
 mod lexer;

@@ -308,8 +308,9 @@ pub struct StateOpts {
     pub if_bound: bool,
     /// Floating although the ruleset's final `set state-policy` is
     /// if-bound (a rule before that line, or one saying `floating`). pfctl
-    /// does not print it; softnet does, so the printed ruleset, where every
-    /// `set` line comes first, means the same when parsed again.
+    /// does not print it; softnet's `-nv` does, so the printed ruleset,
+    /// where every `set` line comes first, means the same when parsed again
+    /// (`-sr`, with no `set` lines, leaves it out as pfctl does).
     pub floating: bool,
     pub sloppy: bool,
     pub pflow: bool,
@@ -474,10 +475,24 @@ pub enum Limit {
     Frags,
     Tables,
     TableEntries,
+    /// Packets held by `set delay` (pf's pktdelay pool). softnet has no
+    /// delay queue: the limit is kept and shown, as pfctl does.
+    PktDelayPkts,
+    /// Anchors (none in softnet yet): kept and shown.
+    Anchors,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 5] = [Limit::States, Limit::SrcNodes, Limit::Frags, Limit::Tables, Limit::TableEntries];
+    /// In pfctl's `pf_limits` order (`pfctl -sm`).
+    pub const ALL: [Limit; 7] = [
+        Limit::States,
+        Limit::SrcNodes,
+        Limit::Frags,
+        Limit::Tables,
+        Limit::TableEntries,
+        Limit::PktDelayPkts,
+        Limit::Anchors,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Limit::States => "states",
@@ -485,6 +500,8 @@ impl Limit {
             Limit::Frags => "frags",
             Limit::Tables => "tables",
             Limit::TableEntries => "table-entries",
+            Limit::PktDelayPkts => "pktdelay-pkts",
+            Limit::Anchors => "anchors",
         }
     }
     pub fn by_name(s: &str) -> Option<Limit> {
@@ -497,6 +514,9 @@ impl Limit {
             Limit::Frags => 65536,
             Limit::Tables => 1000,
             Limit::TableEntries => 200000,
+            // PF_PKTDELAY_MAXPKTS, PF_ANCHOR_HIWAT
+            Limit::PktDelayPkts => 10000,
+            Limit::Anchors => 512,
         }
     }
 }
@@ -594,7 +614,8 @@ pub struct Options {
     pub optimization: Optimization,
     pub ruleset_optimization: Option<OptLevel>,
     pub hostid: Option<u32>,
-    pub debug: Option<String>,
+    /// `set debug`: a syslog level (0..=7).
+    pub debug: Option<u8>,
 }
 
 impl Options {
@@ -626,12 +647,16 @@ pub enum SetOption {
     Optimization(Optimization),
     RulesetOptimization(OptLevel),
     HostId(u32),
+    /// `set debug` as written (pfctl prints it back unchanged).
     Debug(String),
 }
 
 /// What `pfctl -nv` prints before the rules, in source order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderItem {
+    /// A macro definition: name and value (pfctl's varset prints
+    /// `name = "value"`).
+    Macro(String, String),
     Set(SetOption),
     /// Index into `Ruleset::tables`.
     Table(usize),
@@ -646,7 +671,7 @@ pub struct Ruleset {
     pub rules: Vec<Rule>,
     /// Macros as defined, in order (for printing and debugging).
     pub macros: Vec<(String, String)>,
-    /// `set` lines and table definitions in source order.
+    /// Macro definitions, `set` lines and table definitions in source order.
     pub header: Vec<HeaderItem>,
 }
 

@@ -404,3 +404,58 @@ pub fn parse_tcp_flags(s: &str) -> Option<u8> {
 pub fn format_tcp_flags(f: u8) -> String {
     TCP_FLAG_LETTERS.chars().enumerate().filter(|(i, _)| f & (1 << i) != 0).map(|(_, c)| c).collect()
 }
+
+/// syslog's priority names in `<syslog.h>`'s `prioritynames` order, which
+/// is the order pfctl's `loglevel_to_string` searches (so level 3 prints
+/// as `err`, 4 as `warn`, 0 as `emerg`). syslog's `none` is left out:
+/// pfctl refuses it.
+const SYSLOG_LEVELS: &[(&str, u8)] = &[
+    ("alert", 1),
+    ("crit", 2),
+    ("debug", 7),
+    ("emerg", 0),
+    ("err", 3),
+    ("error", 3),
+    ("info", 6),
+    ("notice", 5),
+    ("panic", 0),
+    ("warn", 4),
+    ("warning", 4),
+];
+
+/// syslog's `LOG_ERR`: pf's debug level until `set debug` changes it.
+pub const LOG_ERR: u8 = 3;
+
+/// pfctl's `string_to_loglevel` for `set debug`: a number 0..=7, or a
+/// syslog priority name in any case.
+pub fn syslog_level_by_name(s: &str) -> Option<u8> {
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        return s.parse::<u8>().ok().filter(|l| *l <= 7);
+    }
+    let lower = s.to_ascii_lowercase();
+    SYSLOG_LEVELS.iter().find(|(n, _)| *n == lower).map(|&(_, l)| l)
+}
+
+/// pfctl's `loglevel_to_string`: the `Debug:` word of `pfctl -si`.
+pub fn syslog_level_name(level: u8) -> &'static str {
+    SYSLOG_LEVELS.iter().find(|(_, l)| *l == level).map(|(n, _)| *n).unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_levels_are_read_and_named_as_pfctl_does() {
+        for (given, level) in [("err", 3), ("ERR", 3), ("Warning", 4), ("panic", 0), ("7", 7), ("07", 7)] {
+            assert_eq!(syslog_level_by_name(given), Some(level), "{given}");
+        }
+        // syslog's "none" and pf's old names are refused, as are numbers
+        // beyond LOG_DEBUG.
+        for bad in ["none", "misc", "loud", "urgent", "8", "3x", ""] {
+            assert_eq!(syslog_level_by_name(bad), None, "{bad}");
+        }
+        let shown: Vec<&str> = (0..=7).map(syslog_level_name).collect();
+        assert_eq!(shown, ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"]);
+    }
+}

@@ -435,6 +435,7 @@ impl<'r> Parser<'r> {
         let value = parts.join(" ");
         self.rs.macros.retain(|(n, _)| *n != name);
         self.rs.macros.push((name.clone(), value.clone()));
+        self.rs.header.push(HeaderItem::Macro(name.clone(), value.clone()));
         self.macros.insert(name, value);
         Ok(())
     }
@@ -551,18 +552,17 @@ impl<'r> Parser<'r> {
                 sets.push(SetOption::HostId(v));
             }
             "debug" => {
-                let w = c.word()?;
-                const LEVELS: &[&str] = &[
-                    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "none", "urgent", "misc",
-                    "loud",
-                ];
-                // pfctl's string_to_loglevel also takes syslog's deprecated
-                // names and a level number 0..7.
-                const MORE: &[&str] = &["error", "panic", "warn", "0", "1", "2", "3", "4", "5", "6", "7"];
-                if !LEVELS.contains(&w.as_str()) && !MORE.contains(&w.as_str()) {
-                    return Err((line, format!("unknown debug level {w}")));
-                }
-                self.rs.options.debug = Some(w.clone());
+                // pfctl: `set debug STRING` through string_to_loglevel (a
+                // syslog priority name in any case, or "0".."7"); the line
+                // prints back as written. An unquoted number is a syntax
+                // error in pfctl (a NUMBER token); softnet takes it so that
+                // the printed `set debug 3` parses again.
+                let w = c.string()?;
+                let Some(level) = names::syslog_level_by_name(&w) else {
+                    self.error(line, format!("unknown debug level \"{w}\""));
+                    return Err((line, format!("error setting debuglevel {w}")));
+                };
+                self.rs.options.debug = Some(level);
                 sets.push(SetOption::Debug(w));
             }
             "reassemble" | "fingerprints" | "state-defaults" | "keepcounters" | "syncookies" | "require-order" => {

@@ -25,6 +25,9 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
     if opts.verbose >= 1 {
         for h in &rs.header {
             match h {
+                HeaderItem::Macro(name, value) => {
+                    let _ = writeln!(out, "{name} = \"{value}\"");
+                }
                 HeaderItem::Set(s) => {
                     if let Some(l) = format_set_option(s) {
                         out.push_str(&l);

@@ -12,7 +12,7 @@ use crate::model::Limit;
 use crate::names::{self, Timeout};
 use crate::state::{tcps, udps, StateData, DIR_OUT, WSCALE_MASK};
 
-/// pfctl's timeout order for `-st`.
+/// pfctl's timeout order for `-st` (its `pf_timeouts` table).
 const SHOW_TIMEOUTS: [Timeout; TIMEOUT_COUNT] = [
     Timeout::TcpFirst,
     Timeout::TcpOpening,
@@ -31,38 +31,10 @@ const SHOW_TIMEOUTS: [Timeout; TIMEOUT_COUNT] = [
     Timeout::OtherMultiple,
     Timeout::Frag,
     Timeout::Interval,
-    Timeout::SrcTrack,
     Timeout::AdaptiveStart,
     Timeout::AdaptiveEnd,
+    Timeout::SrcTrack,
 ];
-
-/// The `Debug:` word of `pfctl -si`: pfctl stores `set debug` as a syslog
-/// level and prints it back with loglevel_to_string, the first name of
-/// syslog's alphabetical prioritynames with that value (so `warning` shows
-/// as `warn`, `3` as `err`). Anything else is shown as given.
-fn debug_level_name(s: &str) -> &str {
-    const NAMES: [(&str, u8); 11] = [
-        ("alert", 1),
-        ("crit", 2),
-        ("debug", 7),
-        ("emerg", 0),
-        ("err", 3),
-        ("error", 3),
-        ("info", 6),
-        ("notice", 5),
-        ("panic", 0),
-        ("warn", 4),
-        ("warning", 4),
-    ];
-    let level = match s.parse::<u8>() {
-        Ok(n) => Some(n),
-        Err(_) => NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| *v),
-    };
-    match level {
-        Some(l) => NAMES.iter().find(|(_, v)| *v == l).map(|(n, _)| *n).unwrap_or(s),
-        None => s,
-    }
-}
 
 fn hms(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
@@ -75,7 +47,12 @@ impl Pf {
         let mut out = String::new();
         let evals = if verbose { rs.counters.all_evaluations() } else { vec![] };
         for (nr, r) in rs.rules.iter().enumerate() {
-            out.push_str(&crate::print::format_rule(&r.rule, None, 0));
+            // pfctl prints what the kernel keeps: if-bound or not. Without
+            // the `set` lines of -nv, a rule printed with no statelock
+            // parses back floating, so -sr needs no `(floating)`.
+            let mut rule = r.rule.clone();
+            rule.state_opts.floating = false;
+            out.push_str(&crate::print::format_rule(&rule, None, 0));
             out.push('\n');
             if verbose {
                 let ev = evals[nr];
@@ -92,21 +69,12 @@ impl Pf {
 
     fn state_line(&self, st: &StateData, ifname: &str) -> String {
         let proto = names::proto_name(st.key.proto).map(|s| s.to_string()).unwrap_or_else(|| st.key.proto.to_string());
-        let icmp = st.key.proto == 1;
+        // print_host: the key's address and port, the port only when not
+        // zero. An ICMP query's key holds the id on the requester's side
+        // and the query type (8 for echo) on the other, as pf keys it.
         let host = |i: usize| {
-            let port = if icmp {
-                // The echo id sits on the requester's side of the key.
-                if st.key.port[0] == 8 {
-                    st.key.port[1]
-                } else if st.key.port[1] == 8 {
-                    st.key.port[0]
-                } else {
-                    st.key.port[i]
-                }
-            } else {
-                st.key.port[i]
-            };
-            if port != 0 || icmp {
+            let port = st.key.port[i];
+            if port != 0 {
                 format!("{}:{}", st.key.addr[i], port)
             } else {
                 st.key.addr[i].to_string()
@@ -117,6 +85,7 @@ impl Pf {
             6 if st.src.state <= tcps::TIME_WAIT && st.dst.state <= tcps::TIME_WAIT => {
                 format!("{}:{}", tcps::NAMES[st.src.state as usize], tcps::NAMES[st.dst.state as usize])
             }
+            6 => format!("<BAD STATE LEVELS {}:{}>", st.src.state, st.dst.state),
             1 => format!("{}:{}", st.src.state, st.dst.state),
             _ if st.src.state <= udps::MULTIPLE && st.dst.state <= udps::MULTIPLE => {
                 format!("{}:{}", udps::NAMES[st.src.state as usize], udps::NAMES[st.dst.state as usize])
@@ -197,7 +166,7 @@ impl Pf {
             format!("Status: {running}")
         };
         let mut out = String::new();
-        let _ = writeln!(out, "{:<44}{:>15}\n", status, format!("Debug: {}", debug_level_name(&rs.opts.debug)));
+        let _ = writeln!(out, "{:<44}{:>15}\n", status, format!("Debug: {}", names::syslog_level_name(rs.opts.debug)));
         let rate = |v: u64| {
             if runtime > 0 {
                 format!("{:>14.1}/s", v as f64 / runtime as f64)
@@ -256,7 +225,14 @@ impl Pf {
         let rs = self.inner.ruleset.load();
         let mut out = String::new();
         for l in Limit::ALL {
-            let _ = writeln!(out, "{:<13} hard limit {:>8}", l.name(), rs.opts.limit(l));
+            match rs.opts.limit(l) {
+                u32::MAX => {
+                    let _ = writeln!(out, "{:<13} unlimited", l.name());
+                }
+                v => {
+                    let _ = writeln!(out, "{:<13} hard limit {:>8}", l.name(), v);
+                }
+            }
         }
         out
     }
@@ -266,35 +242,29 @@ impl Pf {
         self.table_names().into_iter().map(|n| n + "\n").collect()
     }
 
-    /// `pfctl -sa`: everything, in pfctl's order.
+    /// `pfctl -sa`: everything, in pfctl's order. As pfctl_print_title,
+    /// a blank line before every title but the first; STATES and TABLES
+    /// have a title only when there is something to show.
     pub fn show_all(&self, now: Instant) -> String {
         let mut out = String::new();
         out.push_str("FILTER RULES:\n");
         out.push_str(&self.show_rules(false));
-        out.push_str("\nSTATES:\n");
-        out.push_str(&self.show_states(false, now));
+        let states = self.show_states(false, now);
+        if !states.is_empty() {
+            out.push_str("\nSTATES:\n");
+            out.push_str(&states);
+        }
         out.push_str("\nINFO:\n");
         out.push_str(&self.show_info(now));
         out.push_str("\nTIMEOUTS:\n");
         out.push_str(&self.show_timeouts());
         out.push_str("\nLIMITS:\n");
         out.push_str(&self.show_memory());
-        out.push_str("\nTABLES:\n");
-        out.push_str(&self.show_tables());
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::debug_level_name;
-
-    #[test]
-    fn debug_levels_print_as_pfctl_loglevel_to_string() {
-        for (given, shown) in
-            [("err", "err"), ("warning", "warn"), ("notice", "notice"), ("3", "err"), ("7", "debug"), ("misc", "misc")]
-        {
-            assert_eq!(debug_level_name(given), shown, "{given}");
+        let tables = self.show_tables();
+        if !tables.is_empty() {
+            out.push_str("\nTABLES:\n");
+            out.push_str(&tables);
         }
+        out
     }
 }

@@ -12,7 +12,7 @@ use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
-use softnet_pf::pflog::PflogQueue;
+use softnet_pf::pflog::{PflogQueue, PF_DROP, PF_MATCH, PF_PASS};
 use softnet_pf::{parse_ruleset, Pf};
 use softnet_wire::icmpv4::Icmpv4Repr;
 use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
@@ -139,7 +139,10 @@ fn default_deny_passes_ssh_and_ping_with_states() {
     let req2 = Icmpv4Repr::EchoRequest { ident: 9, seq_no: 1, data: b"x" };
     assert!(!run(&pf, t, Direction::In, &n.em1, icmp(SERVER, CLIENT, req2)));
     let ss = pf.show_states(false, t);
-    assert!(ss.contains("all icmp 10.0.1.2:7 -> 10.0.2.2:7       0:0\n"), "{ss}");
+    // As pf keys an echo: the id on the requester's side, the type (8) on
+    // the other; pfctl prints the key as it is.
+    assert!(ss.contains("all icmp 10.0.2.2:8 <- 10.0.1.2:7       0:0\n"), "{ss}");
+    assert!(ss.contains("all icmp 10.0.1.2:7 -> 10.0.2.2:8       0:0\n"), "{ss}");
 
     // Rule counters.
     let sr = pf.show_rules(true);
@@ -468,22 +471,75 @@ fn log_matches_logs_the_packet_at_every_later_matching_rule() {
     pf.set_pflog(Some(q.clone()));
     let t = Instant::from_secs(1);
     assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1, 0, 0)));
-    // the match rule, then the pass rule
-    let got = drain_log(&q);
-    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1]);
-    assert_eq!(got[1].1, softnet_pf::pflog::PF_PASS);
-    assert_eq!(got[0].1, softnet_pf::pflog::PF_MATCH);
+    // The match rule; the pass rule when the walk reaches it, and again
+    // when pf_test_rule logs the deciding rule's matches.
+    assert_eq!(drain_log(&q), [(0, PF_MATCH), (1, PF_PASS), (1, PF_PASS)]);
     assert!(!run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 23, SYN, 1, 0, 0)));
-    let got = drain_log(&q);
-    assert_eq!(
-        got,
-        [(0, softnet_pf::pflog::PF_MATCH), (1, softnet_pf::pflog::PF_PASS), (2, softnet_pf::pflog::PF_DROP)]
-    );
+    // A pass rule that does not decide is logged once, the block twice.
+    assert_eq!(drain_log(&q), [(0, PF_MATCH), (1, PF_PASS), (2, PF_DROP), (2, PF_DROP)]);
     // Without `matches` only the match rule itself logs.
     let pf = pf_with(&n, &rules.replace("log (matches)", "log"));
     pf.set_pflog(Some(q.clone()));
     assert!(!run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 23, SYN, 1, 0, 0)));
-    assert_eq!(drain_log(&q), [(0, softnet_pf::pflog::PF_MATCH)]);
+    assert_eq!(drain_log(&q), [(0, PF_MATCH)]);
+}
+
+/// pf_log_matches case by case, as pf_match_rule and pf_test_rule call it.
+#[test]
+fn log_matches_follows_pf_case_by_case() {
+    const DEFAULT_RULE: u32 = u32::MAX;
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (rules, want) in [
+        // No rule decides: pf's default rule (-1, pass) is logged.
+        ("match in log (matches) proto tcp\n", &[(0, PF_MATCH), (DEFAULT_RULE, PF_PASS)][..]),
+        // Two `log (matches)` rules: each logs itself once; every later
+        // match logs once per such rule (the deciding one twice over).
+        (
+            "match in log (matches) proto tcp\nmatch in log (matches) proto tcp\npass in proto tcp no state\n",
+            &[(0, PF_MATCH), (1, PF_MATCH), (2, PF_PASS), (2, PF_PASS), (2, PF_PASS), (2, PF_PASS)],
+        ),
+        // A later `match` rule without `log` is logged by the matches rule.
+        (
+            "match in log (matches) proto tcp\nmatch in proto tcp tag X\npass in proto tcp no state\n",
+            &[(0, PF_MATCH), (1, PF_MATCH), (2, PF_PASS), (2, PF_PASS)],
+        ),
+        // A logged `quick` rule: in the walk, its own `log`, its matches.
+        (
+            "match in log (matches) proto tcp\npass in log quick proto tcp no state\nblock in proto tcp\n",
+            &[(0, PF_MATCH), (1, PF_PASS), (1, PF_PASS), (1, PF_PASS)],
+        ),
+        // A deciding rule that says `log (matches)` itself was logged by
+        // its own `log` only.
+        (
+            "match in log (matches) proto tcp\npass in log (matches) proto tcp no state\n",
+            &[(0, PF_MATCH), (1, PF_PASS)],
+        ),
+        // `matches` on a pass rule is not an action: later rules are not logged.
+        ("pass in log (matches) proto tcp no state\npass in proto tcp no state\n", &[]),
+    ] {
+        let pf = pf_with(&n, rules);
+        let q = Arc::new(PflogQueue::new(16));
+        pf.set_pflog(Some(q.clone()));
+        run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1, 0, 0));
+        assert_eq!(drain_log(&q), want, "{rules}");
+    }
+}
+
+/// pf logs the deciding rule before it makes the state; a state it cannot
+/// make drops the packet without a second record.
+#[test]
+fn a_logged_pass_rule_over_its_state_limit_logs_the_match_only() {
+    let n = net();
+    let pf = pf_with(&n, "pass in log proto tcp keep state (max 1)\n");
+    let q = Arc::new(PflogQueue::new(16));
+    pf.set_pflog(Some(q.clone()));
+    let t = Instant::from_secs(1);
+    assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1, 0, 0)));
+    assert_eq!(drain_log(&q), [(0, PF_PASS)]);
+    assert!(!run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40001, 22, SYN, 1, 0, 0)));
+    assert_eq!(drain_log(&q), [(0, PF_PASS)]);
+    assert_eq!(pf.counter("state-limit"), Some(1));
 }
 
 #[test]
@@ -533,7 +589,13 @@ fn pfctl_si_counts_half_open_tcp_states() {
 fn pfctl_si_names_the_debug_level_as_pfctl_does() {
     let n = net();
     let t = Instant::from_secs(1);
-    for (set, shown) in [("", "err"), ("set debug warning\n", "warn"), ("set debug 7\n", "debug")] {
+    for (set, shown) in [
+        ("", "err"),
+        ("set debug warning\n", "warn"),
+        ("set debug 7\n", "debug"),
+        ("set debug NOTICE\n", "notice"),
+        ("set debug panic\n", "emerg"),
+    ] {
         let pf = pf_with(&n, &format!("{set}pass\n"));
         let si = pf.show_info(t);
         let first = si.lines().next().unwrap();

@@ -190,15 +190,52 @@ fn pfctl_views_have_pfctl_layouts() {
     assert!(st.starts_with("tcp.first                   120s\n"), "{st}");
     assert!(st.contains("udp.first                    61s\n"), "{st}");
     assert!(st.contains("adaptive.start            60000 states\n"), "{st}");
+    // pfctl's pf_timeouts order: the adaptive pair, then src.track last.
+    assert!(
+        st.ends_with("interval                     10s\nadaptive.start            60000 states\nadaptive.end             120000 states\nsrc.track                     0s\n"),
+        "{st}"
+    );
+    let sm = pf.show_memory();
+    assert_eq!(
+        sm,
+        "states        hard limit   100000\nsrc-nodes     hard limit    10000\nfrags         hard limit    65536\n\
+         tables        hard limit     1000\ntable-entries hard limit   200000\npktdelay-pkts hard limit    10000\n\
+         anchors       hard limit      512\n"
+    );
+    let unlimited = pf_with_opts(&n, "set limit { anchors 4294967295, pktdelay-pkts 5 }\npass\n").show_memory();
+    assert!(unlimited.ends_with("pktdelay-pkts hard limit        5\nanchors       unlimited\n"), "{unlimited}");
     let t = Instant::from_secs(1);
     test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).unwrap();
     let ssv = pf.show_states(true, Instant::from_secs(11));
     assert!(ssv.contains("   age 00:00:10, expires in 00:00:51, 1:0 pkts, 32:0 bytes, rule 0\n"), "{ssv}");
     let all = pf.show_all(t);
-    assert!(all.contains("FILTER RULES:\npass all flags S/SA\n") || all.contains("FILTER RULES:\npass all"), "{all}");
-    assert_eq!(pf.flush_states(), 1);
+    assert!(all.starts_with("FILTER RULES:\npass all flags S/SA\n\nSTATES:\nall udp "), "{all}");
+    assert!(all.contains("\n\nINFO:\nStatus: ") && all.contains("\n\nLIMITS:\nstates "), "{all}");
+    // No tables: no TABLES title (nor a STATES one without states).
+    assert!(!all.contains("TABLES:"), "{all}");
+    pf.flush_states();
+    assert!(!pf.show_all(t).contains("STATES:"));
     assert_eq!(pf.flush_rules(), 1);
     assert_eq!(pf.show_rules(false), "");
+}
+
+/// `-sr` prints a floating rule under `set state-policy if-bound` as
+/// pfctl does (no statelock option): without the `set` lines it parses
+/// back floating, and the if-bound ones say so. `-nv`, which prints the
+/// `set` line first, has to say `(floating)` instead.
+#[test]
+fn pfctl_sr_prints_floating_rules_without_an_option_and_round_trips() {
+    let n = net();
+    let text = "pass in proto tcp keep state (floating)\nset state-policy if-bound\npass out proto tcp\n";
+    let pf = pf(&n, text);
+    let sr = pf.show_rules(false);
+    assert_eq!(sr, "pass in proto tcp all flags S/SA\npass out proto tcp all flags S/SA keep state (if-bound)\n");
+    let r = softnet_pf::StaticResolver::example();
+    let again = softnet_pf::parse_ruleset(&sr, "sr", &r).unwrap();
+    assert_eq!(softnet_pf::print_ruleset(&again, &softnet_pf::PrintOpts::default()), sr);
+    let nv = softnet_pf::parse_ruleset(text, "pf.conf", &r).unwrap();
+    let nv = softnet_pf::print_ruleset(&nv, &softnet_pf::PrintOpts { verbose: 1, ..Default::default() });
+    assert!(nv.contains("pass in proto tcp all flags S/SA keep state (floating)\n"), "{nv}");
 }
 
 /// Evaluations count exactly the rules looked at: skip steps jump over
