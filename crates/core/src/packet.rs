@@ -54,12 +54,34 @@ pub struct PacketMeta {
     pub pf_link: u64,
 }
 
-/// One packet: storage, the window of it that holds the frame, and metadata.
-pub struct PacketBuf {
+/// One packet: a handle (one pointer) on its buffer, as an mbuf pointer
+/// is. The packet moves between functions, queues and the filter by that
+/// pointer: the storage, the window of it that holds the frame and the
+/// metadata (`PacketData`, reached through `Deref`) stay where they are.
+pub struct PacketBuf(Box<PacketData>);
+
+/// What a `PacketBuf` points at: storage, the window of it that holds
+/// the frame, and metadata.
+pub struct PacketData {
     storage: Box<[u8]>,
     head: usize,
     len: usize,
     pub meta: PacketMeta,
+}
+
+impl std::ops::Deref for PacketBuf {
+    type Target = PacketData;
+    #[inline(always)]
+    fn deref(&self) -> &PacketData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PacketBuf {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut PacketData {
+        &mut self.0
+    }
 }
 
 impl PacketBuf {
@@ -67,7 +89,12 @@ impl PacketBuf {
     /// this: it allocates.
     pub fn with_capacity(size: usize) -> Self {
         assert!(size > HEADROOM, "buffer smaller than its headroom");
-        PacketBuf { storage: vec![0u8; size].into_boxed_slice(), head: HEADROOM, len: 0, meta: PacketMeta::default() }
+        PacketBuf(Box::new(PacketData {
+            storage: vec![0u8; size].into_boxed_slice(),
+            head: HEADROOM,
+            len: 0,
+            meta: PacketMeta::default(),
+        }))
     }
 
     /// A buffer holding a copy of `frame` (tests and tools; allocates).
@@ -77,7 +104,9 @@ impl PacketBuf {
         p.data_mut().copy_from_slice(frame);
         p
     }
+}
 
+impl PacketData {
     /// Empties the buffer and its metadata for reuse.
     pub fn reset(&mut self) {
         self.head = HEADROOM;
