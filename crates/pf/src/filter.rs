@@ -13,6 +13,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -605,11 +606,28 @@ impl PacketFilter for Pf {
         bufs: &mut dyn BufferSource,
         replies: &mut FilterReplies,
     ) -> Verdict {
-        // One packet is a batch of one (the stack calls `test_batch`).
-        let mut slot = [Some(pkt)];
-        let mut d = [Decision::Consumed];
-        self.test_batch(worker, now, dir, ifp, &mut slot, &mut d, bufs, replies);
-        match (d[0], slot[0].take()) {
+        // One packet alone (the stack calls `test_batch`): no lookup hint.
+        let inner = &*self.inner;
+        if !inner.enabled.load(Ordering::Relaxed) {
+            return Verdict::Pass(pkt);
+        }
+        let guard = inner.ruleset_ref();
+        let rs: &CompiledRuleset = match &guard {
+            RsRef::Cached(rs) => rs,
+            RsRef::Loaded(g) => g,
+        };
+        if rs.is_skipped(ifp.name()) {
+            return Verdict::Pass(pkt);
+        }
+        let cx = Cx { pf: inner, rs, worker, now, dir, ifp };
+        let pd = eval::parse_fast(pkt.data());
+        let mut slot = Some(pkt);
+        let d = if rs.opts.loginterface.as_deref() == Some(ifp.name()) {
+            count_logif(inner, worker, dir, &mut slot, |slot| eval::test_parsed(&cx, pd, slot, 0, bufs, replies))
+        } else {
+            eval::test_parsed(&cx, pd, &mut slot, 0, bufs, replies)
+        };
+        match (d, slot) {
             (Decision::Pass, Some(p)) => Verdict::Pass(p),
             (Decision::Drop, Some(p)) => Verdict::Drop(p),
             _ => Verdict::Consumed,
@@ -651,25 +669,29 @@ impl PacketFilter for Pf {
             // Each packet parsed once; on the in hook the lookups of the
             // whole chunk start together (and the states pf out will follow).
             let n = pkts.len();
-            let mut pds = [None; HINT_BATCH];
+            // Only the first `n` entries are written and read: a small
+            // batch does not pay for clearing 64 descriptions.
+            let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
             let mut hints = [0u32; HINT_BATCH];
             for (pd, p) in pds.iter_mut().zip(pkts.iter()) {
-                *pd = p.as_ref().and_then(|p| eval::parse_fast(p.data()));
+                pd.write(p.as_ref().and_then(|p| eval::parse_fast(p.data())));
             }
+            // SAFETY: entries 0..n were written just above.
+            let pd_at = |i: usize| unsafe { pds[i].assume_init() };
             if dir == Direction::In {
                 let mut keys = [None; HINT_BATCH];
-                for (k, pd) in keys.iter_mut().zip(&pds[..n]) {
-                    *k = pd.as_ref().map(eval::in_key_words);
+                for (i, k) in keys[..n].iter_mut().enumerate() {
+                    *k = pd_at(i).as_ref().map(eval::in_key_words);
                 }
                 inner.states.lookup_hints(&keys[..n], &mut hints);
             }
             for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
                 *d = if logif {
                     count_logif(inner, worker, dir, slot, |slot| {
-                        eval::test_parsed(&cx, pds[i], slot, hints[i], bufs, replies)
+                        eval::test_parsed(&cx, pd_at(i), slot, hints[i], bufs, replies)
                     })
                 } else {
-                    eval::test_parsed(&cx, pds[i], slot, hints[i], bufs, replies)
+                    eval::test_parsed(&cx, pd_at(i), slot, hints[i], bufs, replies)
                 };
             }
         }
