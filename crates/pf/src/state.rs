@@ -889,7 +889,7 @@ impl StateTable {
                 // key of a forwarded packet is its inbound key reversed).
                 _ => {
                     hints[i] = 0;
-                    prefetch_line(&self.buckets[self.bucket_of(reversed(k))]);
+                    prefetch_line_l2(&self.buckets[self.bucket_of(reversed(k))]);
                 }
             }
         }
