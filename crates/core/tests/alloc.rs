@@ -1,6 +1,12 @@
 //! The steady-state data path allocates nothing: a counting global
 //! allocator watches a worker forward thousands of packets (with ARP
 //! resolved, routes in place, ICMP errors not involved).
+//!
+//! Only the test's own thread is counted: the worker runs on it, and
+//! libtest's main thread allocates after it spawns the test thread
+//! (its running-tests map, the timeout queue, the channel it waits on).
+//! Under load those allocations landed inside the measured window and
+//! failed the test now and then ("4 allocations while forwarding ...").
 
 use softnet_core::gen::{GeneratorQueue, SinkQueue};
 use softnet_core::host::Host;
@@ -19,16 +25,27 @@ use std::sync::Arc;
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Set on the thread that runs the worker while it is measured.
+    static WATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note() {
+    if WATCHED.with(|w| w.get()) {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        note();
         System.alloc(l)
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         System.dealloc(p, l)
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        note();
         System.realloc(p, l, n)
     }
 }
@@ -68,6 +85,7 @@ fn forwarding_allocates_nothing_per_packet_in_steady_state() {
     for _ in 0..200 {
         w.poll();
     }
+    WATCHED.with(|w| w.set(true));
     let before = ALLOCS.load(Ordering::SeqCst);
     let sent_before = sent.0.get();
     for i in 0..2000 {
@@ -77,6 +95,7 @@ fn forwarding_allocates_nothing_per_packet_in_steady_state() {
         w.poll();
     }
     let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    WATCHED.with(|w| w.set(false));
     let forwarded = sent.0.get() - sent_before;
     assert!(forwarded >= 2000 * 60, "forwarded only {forwarded} of {}", generated.0.get());
     assert_eq!(allocs, 0, "{allocs} allocations while forwarding {forwarded} packets");
