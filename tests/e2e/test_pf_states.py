@@ -15,6 +15,10 @@ state limits, block-policy return, a bad pf.conf on SIGHUP, rule flushes.
 4. SIGHUP with a syntax error in pf.conf keeps the running ruleset (-sr
    unchanged, the daemon logs FILE:LINE); `pfctl -F rules` leaves an empty
    ruleset (everything passes: pf's default is pass), `pfctl -f` restores it.
+5. pf out filters what the router sends itself (OpenBSD's ip_output runs
+   pf_test(PF_OUT)): with `block out log on r0` and a stateless pass in, A's
+   ping to the router gets no echo reply and pflog shows the reply blocked
+   out on r0; with a stateful pass in the reply goes out through the state.
 """
 
 import os
@@ -24,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
-from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
+from lib_pf import A_IP, B_IP, R_A, PfLab  # noqa: E402
 
 NO_ICMP = """\
 a_if = "r0"
@@ -48,6 +52,16 @@ a_if = "r0"
 block log all
 pass out
 pass in on $a_if proto tcp to port ssh
+"""
+
+OWN_OUT_NO_STATE = """\
+pass in all no state
+block out log on r0 all
+"""
+
+OWN_OUT_STATE = """\
+pass in all
+block out log on r0 all
 """
 
 RETURN = """\
@@ -149,6 +163,18 @@ def run_test():
         lab.pfctl("-f", lab.file("return2.conf", RETURN))
         lab.expect_tcp(80, "refused", "TCP 80 after -f", tmo=5.0)
         wait_until("the daemon alive", lab.d.alive, timeout=1)
+
+        # ---- 5. the router's own packets through pf out ---------------------------------
+        t.step("5. block out on r0, stateless pass in: the router's echo reply to A is blocked and logged")
+        lab.pfctl("-Fs")
+        lab.pfctl("-f", lab.file("own-out-nostate.conf", OWN_OUT_NO_STATE))
+        p = t.ns_run(lab.net.a, f"ping -n -c 2 -i 0.3 -W 1 {R_A}", check_rc=False)
+        check(p.returncode != 0 and "0 received" in p.stdout, f"the router's echo reply passed block out:\n{p.stdout}")
+        lab.wait_pflog(rf"block out on r0: {re.escape(R_A)} > {re.escape(A_IP)}: ICMP echo reply")
+        t.step("5. with a stateful pass in the echo reply goes out through the request's state")
+        lab.pfctl("-f", lab.file("own-out-state.conf", OWN_OUT_STATE))
+        out = lab.ping("-c 2 -i 0.3 -W 2", dst=R_A)
+        log(f"  {out.strip().splitlines()[-2]}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! The packet filter hook. `core` knows nothing of pf internals: it calls
 //! this trait at the pf points of the data path (in on the receiving
-//! interface, out on the sending one) and `softnet-pf` implements it.
+//! interface, out on the sending one, for forwarded packets and for those
+//! the router sends itself) and `softnet-pf` implements it.
 
 use crate::iface::Interface;
 use crate::packet::PacketBuf;
@@ -42,7 +43,9 @@ pub enum Decision {
 
 /// Packets the filter wants sent in answer (a TCP RST, an ICMP error for
 /// `block return`): complete IPv4 packets, routed by the stack like any
-/// packet the router originates.
+/// packet the router originates. The filter marks them
+/// `mflags::PF_GENERATED`, and the stack then sends them without calling
+/// the filter's out hook (pf's `PF_TAG_GENERATED`).
 pub type FilterReplies = Vec<PacketBuf>;
 
 /// Where the filter gets and returns buffers: the calling worker's pools.

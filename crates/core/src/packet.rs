@@ -28,6 +28,10 @@ pub mod mflags {
     /// Received as a link-level broadcast or multicast (`M_BCAST|M_MCAST`):
     /// never forwarded.
     pub const LINK_BCAST: u8 = 1 << 0;
+    /// Made by the packet filter itself (a `block return` RST or ICMP
+    /// error; pf's `PF_TAG_GENERATED`): it passes the filter's hooks
+    /// untested, and an ICMP error about it is marked the same.
+    pub const PF_GENERATED: u8 = 1 << 1;
 }
 
 /// Per-packet metadata, carried inline in the buffer.

@@ -10,12 +10,15 @@
 //! ether_input → arp_input | ip_input [ipv4_input] → pf in → local
 //! delivery [ip_ours] or ip_forward → pf out → if_output (fragment,
 //! [ip_fragment]) → ether_out [ether_output + arpresolve] → staging.
+//! What the router sends itself (echo replies, ICMP errors, RSTs) goes
+//! ip_output → pf out on the outgoing interface → the same way out; the
+//! filter's own replies (`mflags::PF_GENERATED`) skip pf out.
 
 use crate::arp::{ArpInput, ArpResolve, ArpWorkerCache};
 use crate::ether::{build_arp_frame, prepend_ipv4_header, set_dst};
-use crate::filter::{BufferSource, Decision, Direction};
+use crate::filter::{BufferSource, Decision, Direction, Verdict};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
-use crate::packet::{csum_flags, mflags, PacketBuf, PacketPool};
+use crate::packet::{csum_flags, mflags, PacketBuf, PacketMeta, PacketPool};
 use crate::reass::ReassResult;
 use crate::route::{Route, RouteFlags, RouteSnapshot};
 use crate::stack::{FilterSlot, Stack};
@@ -779,6 +782,11 @@ impl WorkerState {
             ip.set_flags_frag(false, false, 0);
             ip.fill_checksum();
         }
+        // icmp_reflect (m_resethdr): a new packet now; only its routing
+        // table and pf's generated mark stay (not pf's link to the
+        // request's state, nor the request's link-level broadcast).
+        p.meta =
+            PacketMeta { rtable: p.meta.rtable, flags: p.meta.flags & mflags::PF_GENERATED, ..PacketMeta::default() };
         ics.outhist[icmpv4::msg_type::ECHO_REPLY as usize].inc();
         ics.reflect.inc();
         self.ip_output(cx, p);
@@ -979,6 +987,8 @@ impl WorkerState {
         let buf = e.data_mut();
         ip_repr.emit(&mut buf[..IPV4_MIN_HEADER]);
         repr.emit(&mut buf[IPV4_MIN_HEADER..]);
+        // icmp_do_error: an error about a packet pf made is pf's too.
+        e.meta.flags |= orig.meta.flags & mflags::PF_GENERATED;
         if let Some(c) = ics.outhist.get(msg_type as usize) {
             c.inc();
         }
@@ -1082,7 +1092,8 @@ impl WorkerState {
     }
 
     /// Sends a packet the router originates (an ICMP message, a RST, a
-    /// filter's reply): route it, then out as forwarding would.
+    /// filter's reply): route it, pf out (not for the filter's replies),
+    /// then out as forwarding would.
     fn ip_output(&mut self, cx: &Ctx, p: PacketBuf) {
         let ips = &cx.stats.ip;
         ips.localout.inc();
@@ -1095,10 +1106,42 @@ impl WorkerState {
         };
         let next_hop = r.gateway.unwrap_or(dst);
         let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() } as usize;
+        let p = match cx.filter {
+            Some(f) if p.meta.flags & mflags::PF_GENERATED == 0 => match self.local_out_filter(cx, f, ifp, p) {
+                Some(p) => p,
+                None => return,
+            },
+            _ => p,
+        };
         if p.len() > mtu {
             return self.fragment(cx, ifp, next_hop, p, mtu, None);
         }
         self.ether_out(cx, ifp, next_hop, p, None);
+    }
+
+    /// pf out on `ifp` for a packet the router originates, as OpenBSD's
+    /// ip_output calls pf_test(PF_OUT) before fragmenting; one packet at a
+    /// time (a cold path). The filter's own replies (`PF_GENERATED`) never
+    /// get here. The packet if the filter passed it.
+    #[cold]
+    fn local_out_filter(&mut self, cx: &Ctx, f: &FilterSlot, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
+        let mut replies = std::mem::take(&mut self.replies);
+        let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
+        let verdict = f.0.test(self.id, cx.now, Direction::Out, ifp, p, &mut src, &mut replies);
+        // What the filter answers with is marked generated: no recursion.
+        for r in replies.drain(..) {
+            self.ip_output(cx, r);
+        }
+        self.replies = replies;
+        match verdict {
+            Verdict::Pass(p) => Some(p),
+            Verdict::Drop(p) => {
+                cx.stats.ip.filtered.inc();
+                self.free(p);
+                None
+            }
+            Verdict::Consumed => None,
+        }
     }
 
     /// RFC 791 fragmentation (ip_fragment): the first fragment keeps all

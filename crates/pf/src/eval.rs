@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, Verdict};
 use softnet_core::iface::Interface;
-use softnet_core::packet::PacketBuf;
+use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::time::Instant;
 use softnet_wire::checksum;
 use softnet_wire::icmpv4::{self, Icmpv4Packet};
@@ -1323,6 +1323,8 @@ pub fn build_tcp(
     let d = p.data_mut();
     ir.emit(&mut d[..20]);
     tr.emit_with_payload(&mut d[20..], src, dst, &[]);
+    // pf_send_tcp: PF_TAG_GENERATED, so pf out lets it by untested.
+    p.meta.flags |= mflags::PF_GENERATED;
     Some(p)
 }
 
@@ -1361,6 +1363,8 @@ fn build_icmp_unreach(
     ic.set_rest_of_header([0; 4]);
     ic.data_mut()[..quote.len()].copy_from_slice(quote);
     ic.fill_checksum();
+    // pf_send_icmp: PF_TAG_GENERATED, as for the RST.
+    p.meta.flags |= mflags::PF_GENERATED;
     Some(p)
 }
 

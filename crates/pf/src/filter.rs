@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
 use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, PacketFilter, Verdict};
 use softnet_core::iface::{IfAddr, Interface, WeakIf};
-use softnet_core::packet::PacketBuf;
+use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::percpu::{Counter, PerWorker};
 use softnet_core::time::Instant;
 
@@ -606,6 +606,10 @@ impl PacketFilter for Pf {
         bufs: &mut dyn BufferSource,
         replies: &mut FilterReplies,
     ) -> Verdict {
+        if pkt.meta.flags & mflags::PF_GENERATED != 0 {
+            // pf_test: what pf sent itself passes untouched.
+            return Verdict::Pass(pkt);
+        }
         // One packet alone (the stack calls `test_batch`): no lookup hint.
         let inner = &*self.inner;
         if !inner.enabled.load(Ordering::Relaxed) {
