@@ -22,6 +22,10 @@ telnet, return-icmp on UDP 9999). Checks:
    a 4000-byte datagram to 9999 (3 fragments) is refused as a whole and
    none of its fragments reaches B (pf reassembles before filtering); UDP
    9998 (plain block) just times out.
+4. IP options without allow-opts: `ping -R` (Record Route) gets no reply,
+   and pflog shows the echo request although `pass proto icmp` does not
+   log: pf logs packets it drops for IP options in any case (pf_test's
+   PF_LOG_FORCE), under the rule that passed them, with reason ip-option.
 """
 
 import os
@@ -150,6 +154,13 @@ def run_test():
         r = lab.udp(9998, tmo=2.0)
         check(r["result"] == "timeout", f"UDP 9998 (plain block): {r}, want timeout")
         lab.wait_pflog(rf"rule 0/.*block in on r0: {re.escape(A_IP)}\.\d+ > {re.escape(B_IP)}\.9998: UDP")
+
+        # ---- 4. forced logging ------------------------------------------------
+        t.step("4. ping -R (IP options) is dropped and logged without a log rule (reason ip-option)")
+        p = t.ns_run(lab.net.a, f"ping -n -R -c 1 -W 1 {B_IP}", check_rc=False)
+        check(p.returncode != 0, f"ping -R passed:\n{p.stdout}")
+        lines = lab.wait_pflog(rf"rule 4/.*\(ip-option\): pass in on r0: {re.escape(A_IP)} > {re.escape(B_IP)}: ICMP echo request")
+        log(f"  pflog: {lines[0]}")
 
         t.step("ssh still passes at the end; the daemon is alive")
         lab.expect_tcp(22, "ok", "ssh port")

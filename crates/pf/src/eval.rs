@@ -497,13 +497,15 @@ pub fn test_parsed(
             FragResult::Kept => return Decision::Consumed,
             FragResult::Done(p) => *slot = Some(p),
             FragResult::Drop(p, why) => {
-                *slot = Some(p);
-                cx.count(match why {
+                let reason = match why {
                     FragDrop::BadOffset => Reason::BadOffset,
                     FragDrop::Normalize => Reason::Normalize,
                     FragDrop::Overlap => Reason::Fragment,
                     FragDrop::Memory => Reason::Memory,
-                });
+                };
+                cx.count(reason);
+                log_forced(cx, reason, p.data());
+                *slot = Some(p);
                 return Decision::Drop;
             }
         }
@@ -513,6 +515,7 @@ pub fn test_parsed(
         Ok(pd) => pd,
         Err(r) => {
             cx.count(r);
+            log_forced(cx, r, pkt.data());
             return Decision::Drop;
         }
     };
@@ -556,9 +559,8 @@ fn test_pd(
             }
             if pd.badopts && !allow_opts {
                 cx.count(Reason::IpOption);
-                if log {
-                    cx.log(rule.map(|r| r.1), pflog::PF_DROP, Reason::IpOption, &pd, pkt.data());
-                }
+                // PF_LOG_FORCE: logged whether or not the state logs.
+                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::IpOption, &pd, pkt.data());
                 return Decision::Drop;
             }
             if tag != 0 {
@@ -1027,6 +1029,8 @@ fn test_rule(
         }
         if pd.badopts {
             cx.count(Reason::IpOption);
+            // PF_LOG_FORCE, under the default rule: a drop (pflog_packet).
+            cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
         if tag != 0 {
@@ -1063,9 +1067,10 @@ fn test_rule(
         Action::Pass | Action::Match => {
             if pd.badopts && !r.allow_opts {
                 cx.count(Reason::IpOption);
-                if logged {
-                    cx.log(Some(r.nr), pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
-                }
+                // PF_LOG_FORCE: logged with or without `log` on the rule,
+                // under the rule's own action as pflog_packet writes it
+                // (only the default rule's records say block).
+                cx.log(Some(r.nr), log_action(r), Reason::IpOption, pd, pkt.data());
                 return Decision::Drop;
             }
             if keeps_state(r) {
@@ -1108,6 +1113,36 @@ fn log_default_rule_matches(cx: &Cx, times: u32, pd: &Pd, pkt: &PacketBuf) {
     for _ in 0..times {
         cx.log(None, pflog::PF_PASS, Reason::Match, pd, pkt.data());
     }
+}
+
+/// pf_test's PF_LOG_FORCE for a packet dropped before any rule or state
+/// saw it: malformed (pf_setup_pdesc) or refused by fragment reassembly
+/// (pf_normalize_ip). Logged under pf's default rule (-1) as a block,
+/// with the addresses when the IPv4 header holds them and no ports, as
+/// pf's `pf_pdesc` has them at that point; nothing without pflog.
+#[cold]
+fn log_forced(cx: &Cx, reason: Reason, data: &[u8]) {
+    let (src, dst, proto) = match Ipv4Packet::new_checked(data) {
+        Ok(ip) => (ip.src(), ip.dst(), ip.protocol().0),
+        Err(_) => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0),
+    };
+    let pd = Pd {
+        src,
+        dst,
+        proto,
+        tos: 0,
+        hlen: 0,
+        tot_len: data.len(),
+        badopts: false,
+        sport: 0,
+        dport: 0,
+        tcp: TcpSeg::default(),
+        tcp_hlen: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        icmp_id: 0,
+    };
+    cx.log(None, pflog::PF_DROP, reason, &pd, data);
 }
 
 /// The action a pflog header carries for a rule (pflog_packet: the

@@ -603,3 +603,113 @@ fn pfctl_si_names_the_debug_level_as_pfctl_does() {
         assert!(first.ends_with(&format!("Debug: {shown}")), "{set}: {first:?}");
     }
 }
+
+/// (rule number, action, reason, source address) of each pflog record.
+fn drain_log_reasons(q: &PflogQueue) -> Vec<(u32, u8, u8, Ipv4Addr)> {
+    let mut out = vec![];
+    q.drain_to(&mut out, 0).unwrap();
+    let mut recs = vec![];
+    let mut b = &out[..];
+    while b.len() >= 16 {
+        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+        let rec = &b[16..16 + len];
+        let src = Ipv4Addr::new(rec[64], rec[65], rec[66], rec[67]);
+        recs.push((u32::from_be_bytes(rec[36..40].try_into().unwrap()), rec[2], rec[3], src));
+        b = &b[16 + len..];
+    }
+    recs
+}
+
+/// `udp(...)` with a Router Alert option in its IPv4 header.
+fn udp_with_options(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {
+    let plain = udp(src, dst, sport, dport, b"opt");
+    let mut b = plain[..20].to_vec();
+    b.extend_from_slice(&[0x94, 0x04, 0x00, 0x00]);
+    b.extend_from_slice(&plain[20..]);
+    let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+    p.set_header_len(24);
+    p.set_total_len((plain.len() + 4) as u16);
+    p.fill_checksum();
+    PacketBuf::from_slice(&b)
+}
+
+const DEFAULT_RULE_NR: u32 = u32::MAX;
+const REASON_FRAGMENT: u8 = 2;
+const REASON_SHORT: u8 = 3;
+const REASON_IP_OPTION: u8 = 8;
+
+/// pf_test's PF_LOG_FORCE: malformed packets and fragments reassembly
+/// refuses are logged without `log` on any rule, under the default rule
+/// as blocks.
+#[test]
+fn malformed_packets_and_refused_fragments_are_logged_without_a_log_rule() {
+    let n = net();
+    let pf = pf_with(&n, "pass all\n");
+    let q = Arc::new(PflogQueue::new(16));
+    pf.set_pflog(Some(q.clone()));
+    let t = Instant::from_secs(1);
+    // A UDP length past the end of the datagram: short.
+    let mut bad = udp(CLIENT, SERVER, 5000, 53, b"q");
+    bad[24..26].copy_from_slice(&200u16.to_be_bytes());
+    assert!(!run(&pf, t, Direction::In, &n.em0, PacketBuf::from_slice(&bad)));
+    assert_eq!(drain_log_reasons(&q), [(DEFAULT_RULE_NR, PF_DROP, REASON_SHORT, CLIENT)]);
+    // Overlapping fragments: the second is refused (fragment).
+    let whole = udp(CLIENT, SERVER, 5000, 53, &[0x5a; 100]);
+    let frag = |off: usize, data: &[u8], more: bool| {
+        let mut b = whole[..20].to_vec();
+        b.extend_from_slice(data);
+        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+        p.set_total_len((20 + data.len()) as u16);
+        p.set_flags_frag(false, more, off as u16);
+        p.fill_checksum();
+        PacketBuf::from_slice(&b)
+    };
+    let mut replies = vec![];
+    let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &whole[20 + 64..], false), &mut Bufs, &mut replies);
+    assert!(matches!(v, Verdict::Consumed));
+    let v = pf.test(0, t, Direction::In, &n.em0, frag(56, &whole[20 + 56..20 + 72], true), &mut Bufs, &mut replies);
+    assert!(matches!(v, Verdict::Drop(_)), "{v:?}");
+    assert_eq!(drain_log_reasons(&q), [(DEFAULT_RULE_NR, PF_DROP, REASON_FRAGMENT, CLIENT)]);
+    // Good packets pass unlogged.
+    assert!(run(&pf, t, Direction::In, &n.em0, PacketBuf::from_slice(&udp(CLIENT, SERVER, 5001, 53, b"q"))));
+    assert!(drain_log_reasons(&q).is_empty());
+    // Without pflog nothing is written, and the drops are counted still.
+    pf.set_pflog(None);
+    assert!(!run(&pf, t, Direction::In, &n.em0, PacketBuf::from_slice(&bad)));
+    assert_eq!(pf.counter("short"), Some(2));
+}
+
+/// IP options without `allow-opts`: dropped and logged whatever the
+/// rules say about logging, once, under the rule or state that passed
+/// the packet (as pf's header writes it: that rule's action) or the
+/// default rule (a block).
+#[test]
+fn packets_dropped_for_ip_options_are_always_logged() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    for (rules, want) in [
+        // pf's default rule passes; the options drop the packet.
+        ("", &[(DEFAULT_RULE_NR, PF_DROP, REASON_IP_OPTION, CLIENT)][..]),
+        ("pass in all no state\n", &[(0, PF_PASS, REASON_IP_OPTION, CLIENT)]),
+        // A logged rule: its own record, then the forced one.
+        ("pass in log all no state\n", &[(0, PF_PASS, 0, CLIENT), (0, PF_PASS, REASON_IP_OPTION, CLIENT)]),
+        ("block in log all\npass in all no state\n", &[(1, PF_PASS, REASON_IP_OPTION, CLIENT)]),
+    ] {
+        let pf = pf_with(&n, rules);
+        let q = Arc::new(PflogQueue::new(16));
+        pf.set_pflog(Some(q.clone()));
+        assert!(!run(&pf, t, Direction::In, &n.em0, udp_with_options(CLIENT, SERVER, 5000, 53)), "{rules}");
+        assert_eq!(drain_log_reasons(&q), want, "{rules:?}");
+        assert_eq!(pf.counter("ip-option"), Some(1));
+    }
+    // Through a state, logged or not: one record under the state's rule.
+    for rules in ["block all\npass in proto udp\n", "block all\npass in log proto udp\n"] {
+        let pf = pf_with(&n, rules);
+        let q = Arc::new(PflogQueue::new(16));
+        pf.set_pflog(Some(q.clone()));
+        assert!(run(&pf, t, Direction::In, &n.em0, PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 53, b"q"))));
+        drain_log_reasons(&q);
+        assert!(!run(&pf, t, Direction::In, &n.em0, udp_with_options(CLIENT, SERVER, 5000, 53)));
+        assert_eq!(drain_log_reasons(&q), [(1, PF_PASS, REASON_IP_OPTION, CLIENT)], "{rules:?}");
+    }
+}
