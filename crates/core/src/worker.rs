@@ -16,7 +16,7 @@
 
 use crate::arp::{ArpInput, ArpResolve, ArpWorkerCache};
 use crate::ether::{build_arp_frame, prepend_ipv4_header, set_dst};
-use crate::filter::{BufferSource, Decision, Direction, Verdict};
+use crate::filter::{BufferSource, Decision, Direction};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
 use crate::packet::{csum_flags, mflags, PacketBuf, PacketMeta, PacketPool};
 use crate::reass::ReassResult;
@@ -96,6 +96,14 @@ struct Ctx<'a> {
     now: Instant,
     /// The batch's time for IP Timestamp options (ms since midnight UT).
     ts_ms: u32,
+}
+
+/// `v` as `n` decisions for a filter call (capacity kept: no allocation
+/// once it has held a batch).
+fn decisions_for(v: &mut Vec<Decision>, n: usize) -> &mut [Decision] {
+    v.clear();
+    v.resize(n, Decision::Consumed);
+    v
 }
 
 /// Where a forwarded packet waiting for pf out goes (`ip_forward`'s
@@ -512,7 +520,8 @@ impl WorkerState {
         let Some(f) = cx.filter else { return };
         let mut ipq = std::mem::take(&mut self.ipq);
         let mut decisions = std::mem::take(&mut self.decisions);
-        self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, &mut decisions);
+        let all = decisions_for(&mut decisions, ipq.len());
+        self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, all);
         for (slot, &d) in ipq.iter_mut().zip(decisions.iter()) {
             if let Some(p) = self.decided(cx, slot, d) {
                 let link_bcast = p.meta.flags & mflags::LINK_BCAST != 0;
@@ -525,8 +534,8 @@ impl WorkerState {
         self.forward_batch(cx);
     }
 
-    /// Runs the filter over a batch in place (`decisions` sized to it);
-    /// the replies it asks for are sent.
+    /// Runs the filter over a batch in place (`decisions` as long as
+    /// `pkts`); the replies it asks for are sent.
     fn filter_batch(
         &mut self,
         cx: &Ctx,
@@ -534,10 +543,8 @@ impl WorkerState {
         dir: Direction,
         ifp: &Interface,
         pkts: &mut [Option<PacketBuf>],
-        decisions: &mut Vec<Decision>,
+        decisions: &mut [Decision],
     ) {
-        decisions.clear();
-        decisions.resize(pkts.len(), Decision::Consumed);
         let mut replies = std::mem::take(&mut self.replies);
         let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
         f.0.test_batch(self.id, cx.now, dir, ifp, pkts, decisions, &mut src, &mut replies);
@@ -577,7 +584,7 @@ impl WorkerState {
             return;
         }
         let mut fwdq = std::mem::take(&mut self.fwdq);
-        let info = std::mem::take(&mut self.fwdinfo);
+        let mut info = std::mem::take(&mut self.fwdinfo);
         let mut decisions = std::mem::take(&mut self.decisions);
         let mut start = 0;
         while start < info.len() {
@@ -585,7 +592,8 @@ impl WorkerState {
             let end = info[start..].iter().position(|i| i.out != out_idx).map_or(info.len(), |n| start + n);
             // The snapshot is the batch's: interfaces stay as they were.
             let out = cx.ifs.get(out_idx).expect("forwarded this batch");
-            self.filter_batch(cx, f, Direction::Out, out, &mut fwdq[start..end], &mut decisions);
+            let run = decisions_for(&mut decisions, end - start);
+            self.filter_batch(cx, f, Direction::Out, out, &mut fwdq[start..end], run);
             for ((slot, &d), i) in fwdq[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {
                 if let Some(p) = self.decided(cx, slot, d) {
                     let in_ifp = cx.ifs.get(i.in_if).expect("received this batch");
@@ -595,7 +603,6 @@ impl WorkerState {
             start = end;
         }
         fwdq.clear();
-        let mut info = info;
         info.clear();
         self.fwdq = fwdq;
         self.fwdinfo = info;
@@ -1125,23 +1132,13 @@ impl WorkerState {
     /// get here. The packet if the filter passed it.
     #[cold]
     fn local_out_filter(&mut self, cx: &Ctx, f: &FilterSlot, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
-        let mut replies = std::mem::take(&mut self.replies);
-        let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
-        let verdict = f.0.test(self.id, cx.now, Direction::Out, ifp, p, &mut src, &mut replies);
-        // What the filter answers with is marked generated: no recursion.
-        for r in replies.drain(..) {
-            self.ip_output(cx, r);
-        }
-        self.replies = replies;
-        match verdict {
-            Verdict::Pass(p) => Some(p),
-            Verdict::Drop(p) => {
-                cx.stats.ip.filtered.inc();
-                self.free(p);
-                None
-            }
-            Verdict::Consumed => None,
-        }
+        // A batch of one on the stack: this may run while a received
+        // batch holds the worker's queues. What the filter answers with
+        // is marked generated, so sending it does not come back here.
+        let mut slot = [Some(p)];
+        let mut d = [Decision::Consumed];
+        self.filter_batch(cx, f, Direction::Out, ifp, &mut slot, &mut d);
+        self.decided(cx, &mut slot[0], d[0])
     }
 
     /// RFC 791 fragmentation (ip_fragment): the first fragment keeps all

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, Verdict};
+use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies};
 use softnet_core::iface::Interface;
 use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::time::Instant;
@@ -95,6 +95,28 @@ pub struct Pd {
     pub icmp_id: u16,
 }
 
+impl Pd {
+    /// The description of an IP header alone: no transport fields yet.
+    fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, tos: u8, hlen: usize, tot_len: usize) -> Pd {
+        Pd {
+            src,
+            dst,
+            proto,
+            tos,
+            hlen,
+            tot_len,
+            badopts: false,
+            sport: 0,
+            dport: 0,
+            tcp: TcpSeg::default(),
+            tcp_hlen: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+        }
+    }
+}
+
 /// `pf_icmp_mapping`: (is an error, dir of a query: In for requests, the
 /// virtual type that keys the state).
 fn icmp_mapping(ty: u8) -> (bool, Direction, u8) {
@@ -122,22 +144,7 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
     let ip = Ipv4Packet::new_checked(data).map_err(|_| Reason::Short)?;
     let hlen = ip.header_len() as usize;
     let tot = (ip.total_len() as usize).min(data.len());
-    let mut pd = Pd {
-        src: ip.src(),
-        dst: ip.dst(),
-        proto: ip.protocol().0,
-        tos: ip.tos(),
-        hlen,
-        tot_len: tot,
-        badopts: false,
-        sport: 0,
-        dport: 0,
-        tcp: TcpSeg::default(),
-        tcp_hlen: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-    };
+    let mut pd = Pd::ip(ip.src(), ip.dst(), ip.protocol().0, ip.tos(), hlen, tot);
     if hlen > 20 {
         pd.badopts = softnet_wire::ipv4::options(ip.options()).any(|o| {
             o.map(|o| o.kind != softnet_wire::ipv4::option::NOP && o.kind != softnet_wire::ipv4::option::EOL)
@@ -238,22 +245,7 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
     }
     let proto = d[9];
     let l4 = &d[20..tot];
-    let mut pd = Pd {
-        src: Ipv4Addr::from(be32(d, 12)),
-        dst: Ipv4Addr::from(be32(d, 16)),
-        proto,
-        tos: d[1],
-        hlen: 20,
-        tot_len: tot,
-        badopts: false,
-        sport: 0,
-        dport: 0,
-        tcp: TcpSeg::default(),
-        tcp_hlen: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-    };
+    let mut pd = Pd::ip(Ipv4Addr::from(be32(d, 12)), Ipv4Addr::from(be32(d, 16)), proto, d[1], 20, tot);
     match proto {
         PROTO_UDP => {
             if l4.len() < softnet_wire::udp::HEADER_LEN {
@@ -450,17 +442,6 @@ enum StateVerdict {
         allow_opts: bool,
     },
     Drop(Option<Reason>),
-}
-
-pub fn test(cx: &Cx, pkt: PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Verdict {
-    let fast = parse_fast(pkt.data());
-    let mut slot = Some(pkt);
-    let d = test_parsed(cx, fast, &mut slot, 0, bufs, replies);
-    match (d, slot) {
-        (Decision::Pass, Some(p)) => Verdict::Pass(p),
-        (Decision::Drop, Some(p)) => Verdict::Drop(p),
-        _ => Verdict::Consumed,
-    }
 }
 
 /// The packet in `slot`, in place: `fast` is what `parse_fast` made of
@@ -1126,22 +1107,7 @@ fn log_forced(cx: &Cx, reason: Reason, data: &[u8]) {
         Ok(ip) => (ip.src(), ip.dst(), ip.protocol().0),
         Err(_) => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0),
     };
-    let pd = Pd {
-        src,
-        dst,
-        proto,
-        tos: 0,
-        hlen: 0,
-        tot_len: data.len(),
-        badopts: false,
-        sport: 0,
-        dport: 0,
-        tcp: TcpSeg::default(),
-        tcp_hlen: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-    };
+    let pd = Pd::ip(src, dst, proto, 0, 0, data.len());
     cx.log(None, pflog::PF_DROP, reason, &pd, data);
 }
 

@@ -122,6 +122,16 @@ pub(crate) enum RsRef<'a> {
     Loaded(arc_swap::Guard<Arc<CompiledRuleset>>),
 }
 
+impl std::ops::Deref for RsRef<'_> {
+    type Target = CompiledRuleset;
+    fn deref(&self) -> &CompiledRuleset {
+        match self {
+            RsRef::Cached(rs) => rs,
+            RsRef::Loaded(g) => g,
+        }
+    }
+}
+
 impl Drop for RsRef<'_> {
     fn drop(&mut self) {
         if let RsRef::Cached(_) = self {
@@ -169,6 +179,17 @@ impl PfInner {
 }
 
 impl PfInner {
+    /// The ruleset a hook call on `ifp` evaluates: `None` while pf is
+    /// disabled or `set skip` names the interface (everything passes).
+    #[inline]
+    fn active_ruleset(&self, ifp: &Interface) -> Option<RsRef<'_>> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let rs = self.ruleset_ref();
+        (!rs.is_skipped(ifp.name())).then_some(rs)
+    }
+
     /// RFC 6528 initial sequence number for `modulate state`: a keyed hash
     /// of the connection plus a 4 µs clock.
     pub(crate) fn iss(&self, pd: &Pd, now: Instant) -> u32 {
@@ -606,32 +627,14 @@ impl PacketFilter for Pf {
         bufs: &mut dyn BufferSource,
         replies: &mut FilterReplies,
     ) -> Verdict {
-        if pkt.meta.flags & mflags::PF_GENERATED != 0 {
-            // pf_test: what pf sent itself passes untouched.
-            return Verdict::Pass(pkt);
-        }
         // One packet alone (the stack calls `test_batch`): no lookup hint.
         let inner = &*self.inner;
-        if !inner.enabled.load(Ordering::Relaxed) {
-            return Verdict::Pass(pkt);
-        }
-        let guard = inner.ruleset_ref();
-        let rs: &CompiledRuleset = match &guard {
-            RsRef::Cached(rs) => rs,
-            RsRef::Loaded(g) => g,
-        };
-        if rs.is_skipped(ifp.name()) {
-            return Verdict::Pass(pkt);
-        }
-        let cx = Cx { pf: inner, rs, worker, now, dir, ifp };
+        let Some(rs) = inner.active_ruleset(ifp) else { return Verdict::Pass(pkt) };
+        let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         let pd = eval::parse_fast(pkt.data());
         let mut slot = Some(pkt);
-        let d = if rs.opts.loginterface.as_deref() == Some(ifp.name()) {
-            count_logif(inner, worker, dir, &mut slot, |slot| eval::test_parsed(&cx, pd, slot, 0, bufs, replies))
-        } else {
-            eval::test_parsed(&cx, pd, &mut slot, 0, bufs, replies)
-        };
-        match (d, slot) {
+        match (decide(&cx, logif, &mut slot, pd, 0, bufs, replies), slot) {
             (Decision::Pass, Some(p)) => Verdict::Pass(p),
             (Decision::Drop, Some(p)) => Verdict::Drop(p),
             _ => Verdict::Consumed,
@@ -650,24 +653,14 @@ impl PacketFilter for Pf {
         replies: &mut FilterReplies,
     ) {
         let inner = &*self.inner;
-        let pass_all = |pkts: &[Option<PacketBuf>], decisions: &mut [Decision]| {
+        // The ruleset, `set skip` and `set loginterface` once per batch.
+        let Some(rs) = inner.active_ruleset(ifp) else {
             for (p, d) in pkts.iter().zip(decisions.iter_mut()) {
                 *d = if p.is_some() { Decision::Pass } else { Decision::Consumed };
             }
+            return;
         };
-        if !inner.enabled.load(Ordering::Relaxed) {
-            return pass_all(pkts, decisions);
-        }
-        // The ruleset, `set skip` and `set loginterface` once per batch.
-        let guard = inner.ruleset_ref();
-        let rs: &CompiledRuleset = match &guard {
-            RsRef::Cached(rs) => rs,
-            RsRef::Loaded(g) => g,
-        };
-        if rs.is_skipped(ifp.name()) {
-            return pass_all(pkts, decisions);
-        }
-        let cx = Cx { pf: inner, rs, worker, now, dir, ifp };
+        let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         for (pkts, decisions) in pkts.chunks_mut(HINT_BATCH).zip(decisions.chunks_mut(HINT_BATCH)) {
             // Each packet parsed once; on the in hook the lookups of the
@@ -690,13 +683,7 @@ impl PacketFilter for Pf {
                 inner.states.lookup_hints(&keys[..n], &mut hints);
             }
             for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
-                *d = if logif {
-                    count_logif(inner, worker, dir, slot, |slot| {
-                        eval::test_parsed(&cx, pd_at(i), slot, hints[i], bufs, replies)
-                    })
-                } else {
-                    eval::test_parsed(&cx, pd_at(i), slot, hints[i], bufs, replies)
-                };
+                *d = decide(&cx, logif, slot, pd_at(i), hints[i], bufs, replies);
             }
         }
     }
@@ -719,6 +706,32 @@ impl PacketFilter for Pf {
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
         // Old rulesets no worker holds any more are freed here, not on a worker.
         inner.retired.lock().retain(|r| Arc::strong_count(r) > 1);
+    }
+}
+
+/// One packet of a hook call, in place: what pf itself sent passes
+/// untouched (pf_test and `PF_TAG_GENERATED`); the `set loginterface`
+/// interface's packets are counted.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    pd: Option<Pd>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    match slot {
+        None => return Decision::Consumed,
+        Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => return Decision::Pass,
+        Some(_) => {}
+    }
+    if logif {
+        count_logif(cx.pf, cx.worker, cx.dir, slot, |slot| eval::test_parsed(cx, pd, slot, hint, bufs, replies))
+    } else {
+        eval::test_parsed(cx, pd, slot, hint, bufs, replies)
     }
 }
 
