@@ -3,12 +3,12 @@
 //! ICMP errors, expiry and pflog.
 
 mod common;
-use common::{net, pf_with};
+use common::{net, pf_with, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -21,17 +21,6 @@ use softnet_wire::udp::UdpRepr;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-struct Bufs;
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::with_capacity(2048))
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::with_capacity(65535 + 256))
-    }
-    fn free(&mut self, _p: PacketBuf) {}
-}
 
 fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
     Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }

@@ -3,11 +3,11 @@
 //! adaptive), and the pfctl text views.
 
 mod common;
-use common::{net, Net};
+use common::{net, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::iface::{IfAddr, Interface};
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -18,17 +18,6 @@ use softnet_wire::udp::UdpRepr;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-struct Bufs;
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::with_capacity(2048))
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::with_capacity(65535 + 256))
-    }
-    fn free(&mut self, _p: PacketBuf) {}
-}
 
 fn pf(n: &Net, text: &str) -> Pf {
     common::pf_with(n, text)

@@ -5,13 +5,13 @@
 //! `cargo test --release -p softnet-pf --test hot_path -- --ignored --nocapture`
 
 mod common;
-use common::{net, pf_with, Net};
+use common::{net, pf_with, Net, NoBufs as Bufs};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -53,17 +53,6 @@ static GLOBAL: Counting = Counting;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-struct Bufs;
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn free(&mut self, _p: PacketBuf) {}
-}
 
 fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
     Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }

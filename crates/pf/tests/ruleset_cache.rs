@@ -3,27 +3,16 @@
 //! and replaced rulesets are freed by `tick`, not by the workers.
 
 mod common;
-use common::{net, pf_with};
+use common::{net, pf_with, NoBufs as Bufs};
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
 use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
 use softnet_wire::udp::UdpRepr;
-
-struct Bufs;
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn free(&mut self, _p: PacketBuf) {}
-}
 
 fn udp(dport: u16) -> PacketBuf {
     let (src, dst) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));

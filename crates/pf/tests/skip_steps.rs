@@ -6,28 +6,17 @@
 //! knows nothing of skip steps.
 
 mod common;
-use common::{net, pf_with};
+use common::{net, pf_with, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
-use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
 use softnet_wire::tcp::{TcpFlags, TcpRepr};
 use softnet_wire::udp::UdpRepr;
-
-struct Bufs;
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::with_capacity(2048))
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::with_capacity(65535 + 256))
-    }
-    fn free(&mut self, _p: PacketBuf) {}
-}
 
 /// One address choice: its pf.conf text and what it matches.
 #[derive(Debug, Clone, Copy)]

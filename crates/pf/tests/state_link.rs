@@ -4,11 +4,11 @@
 //! search of the state table would.
 
 mod common;
-use common::{net, pf_with, Net};
+use common::{net, pf_with, Net, NoBufs as Bufs};
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Decision, Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Decision, Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -18,17 +18,6 @@ use softnet_wire::udp::UdpRepr;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-struct Bufs;
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn free(&mut self, _p: PacketBuf) {}
-}
 
 fn udp(sport: u16, dport: u16) -> PacketBuf {
     let payload = [0u8; 18];

@@ -6,7 +6,9 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use softnet_core::filter::BufferSource;
 use softnet_core::iface::{IfAddr, Interface, InterfaceConfig, InterfaceTable};
+use softnet_core::packet::PacketBuf;
 use softnet_core::vlink;
 use softnet_pf::{parse_ruleset, Pf, StaticResolver};
 
@@ -43,4 +45,29 @@ pub fn pf_with(n: &Net, text: &str) -> Pf {
     let pf = Pf::new();
     pf.load(&rs, &n.resolver).unwrap();
     pf
+}
+
+/// A buffer source that never has a buffer (the per-packet path of an
+/// established state needs none; a test that watches allocations uses it).
+pub struct NoBufs;
+impl BufferSource for NoBufs {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn free(&mut self, _p: PacketBuf) {}
+}
+
+/// A buffer source that allocates each buffer (replies, reassembly).
+pub struct HeapBufs;
+impl BufferSource for HeapBufs {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        Some(PacketBuf::with_capacity(2048))
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        Some(PacketBuf::with_capacity(65535 + 256))
+    }
+    fn free(&mut self, _p: PacketBuf) {}
 }
