@@ -852,9 +852,8 @@ impl StateTable {
     /// in full before use. `keys[i] == None` (a packet the fast parse does
     /// not take) gets 0. Reads only.
     pub fn lookup_hints(&self, keys: &[Option<(u64, u64)>], hints: &mut [u32]) {
-        let n = keys.len().min(hints.len());
+        let n = keys.len().min(hints.len()).min(HINT_BATCH);
         let mut bucket = [0u32; HINT_BATCH];
-        let n = n.min(HINT_BATCH);
         for i in 0..n {
             if let Some(k) = keys[i] {
                 let b = self.bucket_of(k);
