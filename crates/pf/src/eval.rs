@@ -408,7 +408,7 @@ impl Cx<'_> {
 
     /// The lock-free look at the state for the packet, by the packet's
     /// reverse link first (both counted as a search, as pf_find_state).
-    #[inline]
+    #[inline(always)]
     fn probe_linked(&self, pd: &Pd, link: u64) -> Probe {
         let hint = self.link_hint(link);
         if hint != 0 {
@@ -423,24 +423,28 @@ impl Cx<'_> {
     /// The lock-free look at the state for the packet (counted as a
     /// search). The key goes as words built in registers: a `StateKey`
     /// written field by field and read back whole stalls store forwarding.
-    #[inline]
+    #[inline(never)]
     fn probe(&self, pd: &Pd) -> Probe {
         self.pf.counters.get(self.worker).searches.inc();
         self.pf.states.probe(pkt_key_words(pd, self.dir), self.kif())
     }
 }
 
+/// What a state that passes a packet gives it.
+struct Passed {
+    /// (ruleset generation, number) of the rule that made the state.
+    rule: Option<(u32, u32)>,
+    log: bool,
+    tag: u16,
+    rtable: Option<u16>,
+    allow_opts: bool,
+}
+
 /// What the state step decided.
 enum StateVerdict {
     /// No state: evaluate the rules.
     NoState,
-    Pass {
-        rule: Option<(u32, u32)>,
-        log: bool,
-        tag: u16,
-        rtable: Option<u16>,
-        allow_opts: bool,
-    },
+    Pass(Passed),
     Drop(Option<Reason>),
 }
 
@@ -454,7 +458,7 @@ enum StateVerdict {
 #[inline]
 pub fn test_parsed(
     cx: &Cx,
-    fast: Option<Pd>,
+    fast: Option<&Pd>,
     slot: &mut Option<PacketBuf>,
     hint: u32,
     bufs: &mut dyn BufferSource,
@@ -500,14 +504,14 @@ pub fn test_parsed(
             return Decision::Drop;
         }
     };
-    test_pd(cx, pd, pkt, 0, bufs, replies)
+    test_pd(cx, &pd, pkt, 0, bufs, replies)
 }
 
 /// States, then rules, for a parsed packet.
 #[inline]
 fn test_pd(
     cx: &Cx,
-    pd: Pd,
+    pd: &Pd,
     pkt: &mut PacketBuf,
     hint: u32,
     bufs: &mut dyn BufferSource,
@@ -518,10 +522,15 @@ fn test_pd(
     // as the batch prefetch's guess (high half), replaced by what matched.
     let inbound = cx.dir == Direction::In;
     let mut link = if inbound { (hint as u64) << 32 } else { pkt.meta.pf_link };
+    if pd.proto != PROTO_TCP && pd.proto != PROTO_ICMP {
+        if let Some(d) = established_other(cx, pd, pkt, link) {
+            return d;
+        }
+    }
     let sv = match pd.proto {
-        PROTO_TCP => test_state_tcp(cx, &pd, pkt, &mut link, bufs, replies),
-        PROTO_ICMP => test_state_icmp(cx, &pd, pkt.data(), &mut link),
-        _ => test_state_other(cx, &pd, &mut link),
+        PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
+        PROTO_ICMP => test_state_icmp(cx, pd, pkt.data(), &mut link),
+        _ => test_state_other(cx, pd, &mut link),
     };
     if inbound && link as u32 == 0 {
         // No inbound state matched: nothing for pf out to follow.
@@ -529,54 +538,91 @@ fn test_pd(
     }
     pkt.meta.pf_link = link;
     match sv {
-        StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
-            if let Some((gen, nr)) = rule {
-                if gen == cx.rs.gen {
-                    if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
-                        c.packets.inc();
-                        c.bytes.add(pd.tot_len as u64);
-                    }
-                }
-            }
-            if pd.badopts && !allow_opts {
-                cx.count(Reason::IpOption);
-                // PF_LOG_FORCE: logged whether or not the state logs.
-                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::IpOption, &pd, pkt.data());
-                return Decision::Drop;
-            }
-            if tag != 0 {
-                pkt.meta.pf_tag = tag;
-            }
-            if let Some(t) = rtable {
-                pkt.meta.rtable = t;
-            }
-            if log {
-                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::Match, &pd, pkt.data());
-            }
-            Decision::Pass
-        }
+        StateVerdict::Pass(p) => state_passed(cx, pd, pkt, &p),
         StateVerdict::Drop(reason) => {
             if let Some(r) = reason {
                 cx.count(r);
             }
             Decision::Drop
         }
-        StateVerdict::NoState => test_rule(cx, &pd, pkt, bufs, replies),
+        StateVerdict::NoState => test_rule(cx, pd, pkt, bufs, replies),
     }
 }
 
+/// A packet its state passes: the state's rule counts it (while that
+/// rule's ruleset is loaded), IP options are refused unless the rule
+/// allowed them, the state's tag and routing table go with the packet,
+/// `log (all)` logs it.
+#[inline(always)]
+fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
+    let Passed { rule, log, tag, rtable, allow_opts } = *p;
+    if let Some((gen, nr)) = rule {
+        if gen == cx.rs.gen {
+            if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
+                c.packets.inc();
+                c.bytes.add(pd.tot_len as u64);
+            }
+        }
+    }
+    if pd.badopts && !allow_opts {
+        cx.count(Reason::IpOption);
+        // PF_LOG_FORCE: logged whether or not the state logs.
+        cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::IpOption, pd, pkt.data());
+        return Decision::Drop;
+    }
+    if tag != 0 {
+        pkt.meta.pf_tag = tag;
+    }
+    if let Some(t) = rtable {
+        pkt.meta.rtable = t;
+    }
+    if log {
+        cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::Match, pd, pkt.data());
+    }
+    Decision::Pass
+}
+
+/// The common case whole and inline, so that the state's view and the
+/// verdict stay in registers (returned through memory from calls they
+/// cost a store-forwarding stall per packet): a UDP or other non-TCP,
+/// non-ICMP packet whose state the packet's link names (pf out: the
+/// reverse link pf in left; pf in: the batch's guess) and which changes
+/// neither the peer states nor the timeout. `None`: anything else, which
+/// the general path (`test_state_other`) takes from the start.
+#[inline(always)]
+fn established_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, mut link: u64) -> Option<Decision> {
+    let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
+    let fwd = v.direction == dir_code(cx.dir);
+    let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+    let (mut s, mut d) = (s0, d0);
+    let t = other_step(pd.proto == PROTO_UDP, &mut s, &mut d);
+    if s != s0 || d != d0 || v.timeout != tidx(t) as u8 {
+        return None;
+    }
+    cx.pf.counters.get(cx.worker).searches.inc();
+    cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+    cx.relink(&mut link, v.idx, v.rev);
+    pkt.meta.pf_link = link;
+    Some(state_passed(cx, pd, pkt, &view_passed(&v, fwd)))
+}
+
 fn state_pass(st: &StateData, fwd: bool) -> StateVerdict {
-    StateVerdict::Pass {
+    StateVerdict::Pass(Passed {
         rule: Some((st.ruleset_gen, st.rule_nr)),
         log: st.flags & sflags::LOG_ALL != 0,
         tag: st.tag,
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
-    }
+    })
 }
 
 fn view_pass(v: &StateView, fwd: bool) -> StateVerdict {
-    StateVerdict::Pass {
+    StateVerdict::Pass(view_passed(v, fwd))
+}
+
+#[inline(always)]
+fn view_passed(v: &StateView, fwd: bool) -> Passed {
+    Passed {
         rule: Some((v.ruleset_gen, v.rule_nr)),
         log: v.flags & sflags::LOG_ALL != 0,
         tag: v.tag,

@@ -1,9 +1,11 @@
 //! The state table: states in a slab of fixed-size slots, found through a
 //! hash index keyed by `StateKey` that workers read without locks.
 //!
-//! * Slab: chunks of `CHUNK` slots allocated on demand and never moved or
-//!   freed while the table lives, so a slot index stays valid and workers
-//!   reach a slot without any table-wide lock. Each slot holds one
+//! * Slab: one address range reserved for every slot the table may ever
+//!   have, made usable `CHUNK` slots at a time on demand and never moved
+//!   or freed while the table lives, so a slot index stays valid and
+//!   workers reach a slot with one multiply-add from the slab's base,
+//!   without any table-wide lock. Each slot holds one
 //!   `StateData` (plain `Copy` data, no boxes) behind its own spin lock
 //!   (a sequence lock: TCP tracking and state changes take it), plus
 //!   atomic copies of what the per-packet path reads and the counters it
@@ -28,17 +30,17 @@ use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
 /// Index shards (a power of two).
 pub const SHARDS: usize = 64;
-/// Slots per slab chunk.
+/// Slots per slab chunk (the slab is made usable a chunk at a time).
 pub const CHUNK: usize = 4096;
 /// Most states per key (if-bound and floating, in and out).
 pub const PER_KEY: usize = 2;
-/// Most chunks: 4096 × 4096 = 16 M states.
+/// Most chunks: 4096 × 4096 = 16 M states (4 GiB of address space
+/// reserved, memory used only for the chunks made usable).
 const MAX_CHUNKS: usize = 4096;
 const NONE: u32 = u32::MAX;
 
@@ -612,6 +614,94 @@ impl<T: Zeroable> Drop for HugeArray<T> {
     }
 }
 
+/// The slots: `MAX_CHUNKS × CHUNK` of them reserved as one inaccessible
+/// private mapping at start (no memory, no commit charge), each chunk
+/// made readable and writable when the slab first grows into it. Fresh
+/// pages read as zeroes, and an all-zero `Slot` is a free slot. A slot is
+/// at `base + idx`: one step from the table, where chunk pointers cost
+/// the per-packet path two dependent loads more.
+struct Slab {
+    base: std::ptr::NonNull<Slot>,
+    /// Slots made usable so far (whole chunks); only grows.
+    usable: AtomicU32,
+    grow: Mutex<()>,
+}
+
+// SAFETY: the slots are `Sync` (atomics and a lock-guarded cell); the
+// mapping is owned by the slab and unmapped only on drop.
+unsafe impl Send for Slab {}
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    const BYTES: usize = MAX_CHUNKS * CHUNK * std::mem::size_of::<Slot>();
+
+    fn new() -> Slab {
+        // SAFETY: a fresh anonymous mapping, owned by the slab.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::BYTES,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "cannot reserve {} bytes of address space for the state slab", Self::BYTES);
+        let base = std::ptr::NonNull::new(p as *mut Slot).expect("mmap returned null");
+        Slab { base, usable: AtomicU32::new(0), grow: Mutex::new(()) }
+    }
+
+    #[inline]
+    fn get(&self, idx: u32) -> Option<&Slot> {
+        if idx < self.usable.load(Ordering::Acquire) {
+            // SAFETY: slots below `usable` are mapped read-write, and zero
+            // bytes are a valid `Slot`; the mapping outlives `&self`.
+            Some(unsafe { &*self.base.as_ptr().add(idx as usize) })
+        } else {
+            None
+        }
+    }
+
+    /// Makes slot `idx` (and its whole chunk) usable; false when the
+    /// reservation is used up or the kernel refuses the memory.
+    fn ensure(&self, idx: u32) -> bool {
+        if idx < self.usable.load(Ordering::Acquire) {
+            return true;
+        }
+        let _g = self.grow.lock();
+        let have = self.usable.load(Ordering::Acquire) as usize;
+        if (idx as usize) < have {
+            return true;
+        }
+        let want = (idx as usize / CHUNK + 1) * CHUNK;
+        if want > MAX_CHUNKS * CHUNK {
+            return false;
+        }
+        let size = std::mem::size_of::<Slot>();
+        // SAFETY: the range lies inside our reservation.
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.as_ptr().add(have) as *mut libc::c_void,
+                (want - have) * size,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return false;
+        }
+        self.usable.store(want as u32, Ordering::Release);
+        true
+    }
+}
+
+impl Drop for Slab {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no slot reference outlives the slab.
+        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, Self::BYTES) };
+    }
+}
+
 /// Writers' lock over the index buckets `b` with `b % SHARDS == shard`,
 /// and a sequence the lock-free readers check: it moves (odd while in
 /// progress) whenever a state leaves one of the shard's chains, the only
@@ -639,7 +729,7 @@ pub enum InsertError {
 }
 
 pub struct StateTable {
-    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    slab: Slab,
     /// Slots handed out so far (high-water mark).
     next: AtomicU32,
     free: Mutex<Vec<u32>>,
@@ -658,7 +748,7 @@ pub struct StateTable {
 impl StateTable {
     pub fn new(limit: usize) -> StateTable {
         StateTable {
-            chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
+            slab: Slab::new(),
             next: AtomicU32::new(0),
             free: Mutex::new(Vec::new()),
             buckets: HugeArray::zeroed(BUCKETS),
@@ -697,8 +787,7 @@ impl StateTable {
 
     #[inline]
     pub fn slot(&self, idx: u32) -> Option<&Slot> {
-        let c = self.chunks.get(idx as usize / CHUNK)?.get()?;
-        c.get(idx as usize % CHUNK)
+        self.slab.get(idx)
     }
 
     #[inline]
@@ -803,7 +892,7 @@ impl StateTable {
     /// link is only a hint, so a removed state, a slot reused for another
     /// key or a key that gained a second state all fall back to the
     /// search.
-    #[inline]
+    #[inline(always)]
     pub fn probe_linked(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<StateView> {
         let idx = link.checked_sub(1)?;
         self.read_view(idx, key, ifidx, true)
@@ -811,7 +900,7 @@ impl StateTable {
 
     /// A consistent read of slot `idx`'s mirrors, if it holds `key` and is
     /// usable on `ifidx` (and, with `solo`, is alone on its key).
-    #[inline]
+    #[inline(always)]
     fn read_view(&self, idx: u32, key: (u64, u64), ifidx: u32, solo: bool) -> Option<StateView> {
         let s = self.slot(idx)?;
         let s1 = s.seq.load(Ordering::Acquire);
@@ -978,12 +1067,10 @@ impl StateTable {
             return Some(i);
         }
         let i = self.next.fetch_add(1, Ordering::AcqRel);
-        let chunk = i as usize / CHUNK;
-        if chunk >= MAX_CHUNKS {
+        if !self.slab.ensure(i) {
             self.next.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        self.chunks[chunk].get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
         Some(i)
     }
 
