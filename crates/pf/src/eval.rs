@@ -140,6 +140,13 @@ fn icmp_mapping(ty: u8) -> (bool, Direction, u8) {
 }
 
 /// Parses the headers pf looks at. `Err` carries the drop reason.
+///
+/// pf.c `pf_setup_pdesc` drops as `short`: a TCP segment whose header
+/// (the 20 fixed bytes, or its data offset) does not fit in the IP
+/// datagram or whose data offset is below 5, a UDP datagram whose
+/// `uh_ulen` is below 8 or past the IP datagram, an ICMP message shorter
+/// than 8 bytes, and a TCP or UDP packet to destination port 0 (the
+/// source port may be 0).
 pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
     let ip = Ipv4Packet::new_checked(data).map_err(|_| Reason::Short)?;
     let hlen = ip.header_len() as usize;
@@ -158,15 +165,15 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
                 return Err(Reason::Short);
             }
             let off = (l4[12] >> 4) as usize * 4;
-            if off < softnet_wire::tcp::MIN_HEADER_LEN {
-                return Err(Reason::BadOffset);
-            }
-            if off > l4.len() {
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() {
                 return Err(Reason::Short);
             }
             let t = TcpPacket::new_checked(l4).map_err(|_| Reason::Short)?;
             pd.sport = t.src_port();
             pd.dport = t.dst_port();
+            if pd.dport == 0 {
+                return Err(Reason::Short);
+            }
             pd.tcp_hlen = off;
             let flags = t.flags().bits();
             let mut wscale = None;
@@ -196,6 +203,9 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
             }
             pd.sport = u16::from_be_bytes([l4[0], l4[1]]);
             pd.dport = u16::from_be_bytes([l4[2], l4[3]]);
+            if pd.dport == 0 {
+                return Err(Reason::Short);
+            }
         }
         PROTO_ICMP => {
             if l4.len() < icmpv4::HEADER_LEN {
@@ -279,6 +289,10 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
     }
     pd.sport = be16(l4, 0);
     pd.dport = be16(l4, 2);
+    // pf_setup_pdesc: to port 0 is short; the full path drops it.
+    if pd.dport == 0 {
+        return None;
+    }
     Some(pd)
 }
 
