@@ -239,11 +239,26 @@ fn be32(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
 }
 
+#[inline]
+fn be64(d: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5], d[at + 6], d[at + 7]])
+}
+
+/// Bytes 12..20 of a TCP header as one big-endian word: data offset and
+/// `th_x2` (bits 63..56), flags (55..48), window, checksum, urgent
+/// pointer (15..0). The bits that show a segment `pf_normalize_tcp`
+/// leaves alone whatever its other flags: `th_x2`, SYN, ACK and the
+/// urgent pointer; and their values then: ACK set, the rest zero. (With
+/// ACK set and SYN clear no flag combination is illegal or rewritten.)
+const TCP_PLAIN_MASK: u64 = 0x0f << 56 | ((TH_SYN | TH_ACK) as u64) << 48 | 0xffff;
+const TCP_PLAIN: u64 = (TH_ACK as u64) << 48;
+
 /// `parse_pd` for the packets most traffic is made of: a 20-byte IPv4
-/// header (no options), not a fragment, UDP or TCP without SYN (no
-/// options to look at). `None`: anything else, or anything `parse_pd`
-/// would reject; the caller then takes the full path, so both give the
-/// same `Pd` for every packet this accepts.
+/// header (no options), not a fragment, UDP, or TCP with ACK and without
+/// SYN (no options to look at) that `pf_normalize_tcp` has nothing to do
+/// with. `None`: anything else, or anything `parse_pd` would reject; the
+/// caller then takes the full path, so both give the same `Pd` for every
+/// packet this accepts.
 #[inline]
 pub fn parse_fast(d: &[u8]) -> Option<Pd> {
     if d.len() < 20 || d[0] != 0x45 {
@@ -270,17 +285,19 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
             if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
                 return None;
             }
-            let off = (l4[12] >> 4) as usize * 4;
-            let flags = l4[13];
-            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || flags & TH_SYN != 0 {
+            let w = be64(l4, 12);
+            let off = (w >> 60) as usize * 4;
+            // One compare for SYN (options to read), the reserved bits,
+            // and the flags and urgent pointer pf_normalize_tcp looks at.
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || w & TCP_PLAIN_MASK != TCP_PLAIN {
                 return None;
             }
             pd.tcp_hlen = off;
             pd.tcp = TcpSeg {
-                flags,
+                flags: (w >> 48) as u8,
                 seq: be32(l4, 4),
                 ack: be32(l4, 8),
-                win: be16(l4, 14),
+                win: (w >> 32) as u16,
                 len: (l4.len() - off) as u32,
                 wscale: None,
             };
@@ -506,7 +523,7 @@ pub fn test_parsed(
         }
     }
     let pkt = slot.as_mut().expect("put back above");
-    let pd = match parse_pd(pkt.data()) {
+    let mut pd = match parse_pd(pkt.data()) {
         Ok(pd) => pd,
         Err(r) => {
             cx.count(r);
@@ -514,7 +531,63 @@ pub fn test_parsed(
             return Decision::Drop;
         }
     };
+    // pf_test runs pf_normalize_tcp on every TCP segment, scrub rule or
+    // not, before the state lookup; `parse_fast` only takes segments it
+    // would leave alone. Its drops are counted, not logged: the reason
+    // is pf_normalize_tcp's own and pf_test does not force a log record.
+    if pd.proto == PROTO_TCP {
+        let d = pkt.data_mut();
+        match normalize_tcp(&mut d[pd.hlen..pd.tot_len]) {
+            Some(flags) => pd.tcp.flags = flags,
+            None => {
+                cx.count(Reason::Normalize);
+                return Decision::Drop;
+            }
+        }
+    }
     test_pd(cx, pd, pkt, 0, bufs, replies)
+}
+
+/// pf_norm.c `pf_normalize_tcp` on a TCP segment (header checked by
+/// `parse_pd`): `None` drops it (SYN with RST; neither SYN, ACK nor RST;
+/// FIN, PUSH or URG without ACK). Otherwise FIN is cleared on a SYN, the
+/// reserved bits (`th_x2`) are cleared, and so is the urgent pointer when
+/// URG is not set, each with an RFC 1624 update of the checksum; the
+/// flags after that are returned.
+fn normalize_tcp(seg: &mut [u8]) -> Option<u8> {
+    const TH_PUSH: u8 = TcpFlags::PSH.bits();
+    const TH_URG: u8 = TcpFlags::URG.bits();
+    let mut t = TcpPacket::new_unchecked(seg);
+    let old_flags = t.flags().bits();
+    let mut flags = old_flags;
+    if flags & TH_SYN != 0 {
+        if flags & TH_RST != 0 {
+            return None;
+        }
+        flags &= !TH_FIN;
+    } else if flags & (TH_ACK | TH_RST) == 0 {
+        return None;
+    }
+    if flags & TH_ACK == 0 && flags & (TH_FIN | TH_PUSH | TH_URG) != 0 {
+        return None;
+    }
+    let mut sum = t.checksum();
+    let x2 = t.reserved();
+    if flags != old_flags || x2 != 0 {
+        let hlen = t.header_len();
+        // Data offset, th_x2 and flags are one 16-bit word of the sum.
+        let word = |x2: u8, f: u8| u16::from_be_bytes([(hlen / 4) << 4 | x2, f]);
+        sum = checksum::update16(sum, word(x2, old_flags), word(0, flags));
+        t.set_header_len(hlen);
+        t.set_flags(TcpFlags::from_bits(flags));
+    }
+    let urp = t.urgent();
+    if flags & TH_URG == 0 && urp != 0 {
+        sum = checksum::update16(sum, urp, 0);
+        t.set_urgent(0);
+    }
+    t.set_checksum(sum);
+    Some(flags)
 }
 
 /// States, then rules, for a parsed packet.
@@ -1450,9 +1523,63 @@ mod tests {
                 assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{p:?}");
                 let ip = Ipv4Packet::new_unchecked(&p[..]);
                 assert!(!ip.is_fragment());
+                // What the fast path takes, pf_normalize_tcp leaves alone.
+                if fast.proto == PROTO_TCP {
+                    let mut q = p.clone();
+                    assert_eq!(normalize_tcp(&mut q[20..fast.tot_len]), Some(fast.tcp.flags), "{p:?}");
+                    assert_eq!(&q, p);
+                }
             }
         }
         assert!(accepted > 100, "{accepted}");
+    }
+
+    /// Every flag combination and reserved nibble, with and without an
+    /// urgent pointer, against pf_normalize_tcp's rules written out; the
+    /// checksum stays valid whatever is rewritten.
+    #[test]
+    fn normalize_tcp_drops_and_rewrites_as_pf_normalize_tcp() {
+        const FIN: u8 = 0x01;
+        const SYN: u8 = 0x02;
+        const RST: u8 = 0x04;
+        const PSH: u8 = 0x08;
+        const ACK: u8 = 0x10;
+        const URG: u8 = 0x20;
+        let (src, dst) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));
+        for flags in 0..=255u8 {
+            for x2 in [0u8, 1, 0x0e, 0x0f] {
+                for urp in [0u16, 7] {
+                    let mut seg = vec![0x9c, 0x40, 0, 22, 0, 0, 3, 0xe9, 0, 0, 0x13, 0x89, 0x50 | x2, flags];
+                    seg.extend_from_slice(&[0x20, 0, 0, 0]);
+                    seg.extend_from_slice(&urp.to_be_bytes());
+                    seg.extend_from_slice(b"data");
+                    TcpPacket::new_unchecked(&mut seg[..]).fill_checksum(src, dst);
+                    let before = seg.clone();
+                    let got = normalize_tcp(&mut seg);
+                    // FIN is cleared on a SYN before the ACK-only flags are
+                    // checked: SYN+FIN passes as a SYN.
+                    let want = if flags & SYN != 0 { flags & !FIN } else { flags };
+                    let illegal = (flags & SYN != 0 && flags & RST != 0)
+                        || (flags & SYN == 0 && flags & (ACK | RST) == 0)
+                        || (want & ACK == 0 && want & (FIN | PSH | URG) != 0);
+                    if illegal {
+                        assert_eq!(got, None, "{flags:#x}");
+                        assert_eq!(seg, before);
+                        continue;
+                    }
+                    assert_eq!(got, Some(want), "{flags:#x}");
+                    let t = TcpPacket::new_checked(&seg[..]).unwrap();
+                    assert_eq!(t.flags().bits(), want);
+                    assert_eq!((t.header_len(), t.reserved()), (20, 0));
+                    assert_eq!(t.urgent(), if want & URG != 0 { urp } else { 0 }, "{flags:#x}");
+                    assert!(t.verify_checksum(src, dst), "{flags:#x} {x2:#x} {urp}");
+                    // Nothing else moves.
+                    assert_eq!(seg[..12], before[..12]);
+                    assert_eq!(seg[14..16], before[14..16]);
+                    assert_eq!(seg[20..], before[20..]);
+                }
+            }
+        }
     }
 
     #[test]

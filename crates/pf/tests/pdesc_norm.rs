@@ -184,3 +184,143 @@ fn headers_that_fit_exactly_pass() {
     let (passed, _) = both("pass all\n", &raw(IpProtocol::ICMP, &[8, 0, 0xf7, 0xf8, 0, 7, 0, 0]));
     assert!(passed);
 }
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+const URG: u8 = 0x20;
+
+/// `tcp(...)` with the reserved bits and urgent pointer set as given and
+/// the checksum made valid again.
+fn tcp_x(flags: u8, x2: u8, urp: u16) -> Vec<u8> {
+    let mut p = tcp(40000, 22, flags, 10);
+    p[32] |= x2;
+    p[38..40].copy_from_slice(&urp.to_be_bytes());
+    TcpPacket::new_unchecked(&mut p[20..]).fill_checksum(CLIENT, SERVER);
+    p
+}
+
+/// One packet through `test` and through `test_batch` (on a second
+/// filter loaded with the same rules); both must agree. The packet as it
+/// leaves when passed.
+fn through(rules: &str, p: &[u8]) -> (Option<Vec<u8>>, Pf) {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let pf = pf_with(&n, rules);
+    let mut replies = vec![];
+    let one = match pf.test(0, t, Direction::In, &n.em0, PacketBuf::from_slice(p), &mut Bufs, &mut replies) {
+        Verdict::Pass(p) => Some(p.data().to_vec()),
+        _ => None,
+    };
+    let other = pf_with(&n, rules);
+    let mut pkts = [Some(PacketBuf::from_slice(p))];
+    let mut d = [Decision::Consumed];
+    other.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut replies);
+    let batch = (d[0] == Decision::Pass).then(|| pkts[0].as_ref().unwrap().data().to_vec());
+    assert_eq!(one, batch, "test and test_batch disagree on {p:?}");
+    (one, pf)
+}
+
+#[test]
+fn illegal_tcp_flag_combinations_are_dropped_as_normalize_before_any_rule() {
+    for (what, flags) in [
+        ("null scan", 0),
+        ("FIN scan", FIN),
+        ("Xmas without ACK", FIN | PSH | URG),
+        ("SYN+RST", SYN | RST),
+        ("SYN+ACK+RST", SYN | ACK | RST),
+        ("PUSH without ACK", PSH),
+        ("URG without ACK", URG),
+        ("RST+FIN without ACK", RST | FIN),
+        ("SYN+FIN+PUSH without ACK", SYN | FIN | PSH),
+    ] {
+        // Even a logged pass-everything rule never sees it: counted, not logged.
+        let n = net();
+        let pf = pf_with(&n, "pass log all\n");
+        let q = Arc::new(PflogQueue::new(16));
+        pf.set_pflog(Some(q.clone()));
+        let v = pf.test(
+            0,
+            Instant::from_secs(1),
+            Direction::In,
+            &n.em0,
+            PacketBuf::from_slice(&tcp_x(flags, 0, 0)),
+            &mut Bufs,
+            &mut vec![],
+        );
+        assert!(matches!(v, Verdict::Drop(_)), "{what}");
+        assert_eq!(pf.counter("normalize"), Some(1), "{what}");
+        assert_eq!(pf.counter("match"), Some(0), "{what}");
+        assert_eq!(pf.state_count(), 0, "{what}");
+        assert!(drain(&q).is_empty(), "{what}");
+        let (passed, pf) = through("pass all\n", &tcp_x(flags, 0, 0));
+        assert_eq!(passed, None, "{what}");
+        assert_eq!(pf.counter("normalize"), Some(1), "{what}");
+    }
+    // Legal ones pass: RST alone, and each flag with ACK.
+    for flags in [RST, ACK, FIN | ACK, PSH | ACK, URG | ACK, RST | ACK, SYN, SYN | ACK] {
+        let (passed, pf) = through("pass all\n", &tcp_x(flags, 0, 0));
+        assert!(passed.is_some(), "{flags:#x}");
+        assert_eq!(pf.counter("normalize"), Some(0));
+    }
+}
+
+/// pf_test normalizes before it looks the state up: a FIN without ACK on
+/// an established connection is a normalize drop, not a state mismatch.
+#[test]
+fn normalization_comes_before_the_state_lookup() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in proto tcp\n");
+    let t = Instant::from_secs(1);
+    let run = |p: Vec<u8>, dir: Direction| {
+        matches!(pf.test(0, t, dir, &n.em0, PacketBuf::from_slice(&p), &mut Bufs, &mut vec![]), Verdict::Pass(_))
+    };
+    assert!(run(tcp(40000, 22, SYN, 0), Direction::In));
+    assert_eq!(pf.state_count(), 1);
+    assert!(!run(tcp(40000, 22, FIN, 0), Direction::In));
+    assert_eq!(pf.counter("normalize"), Some(1));
+    assert_eq!(pf.counter("state-mismatch"), Some(0));
+}
+
+#[test]
+fn syn_fin_is_passed_as_a_syn_with_fin_cleared_and_a_valid_checksum() {
+    let p = tcp_x(SYN | FIN, 0, 0);
+    let (out, pf) = through("pass all\n", &p);
+    let out = out.expect("passed");
+    let t = TcpPacket::new_checked(&out[20..]).unwrap();
+    assert_eq!(t.flags().bits(), SYN);
+    assert!(t.verify_checksum(CLIENT, SERVER));
+    assert_eq!(out[..33], p[..33]);
+    assert_eq!(out[34..36], p[34..36]);
+    assert_eq!(out[38..], p[38..]);
+    assert_eq!(pf.counter("normalize"), Some(0));
+    // The state is made from the segment as rewritten: a SYN (no FIN in its sequence space).
+    let ss = pf.show_states(false, Instant::from_secs(1));
+    assert!(ss.contains("SYN_SENT:CLOSED"), "{ss}");
+}
+
+#[test]
+fn reserved_bits_and_an_urgent_pointer_without_urg_are_cleared() {
+    for (flags, x2, urp, want_x2, want_urp) in [
+        (ACK, 0x0f, 0, 0, 0),
+        (ACK, 0x01, 0, 0, 0),
+        (ACK | PSH, 0, 1234, 0, 0),
+        (ACK, 0x0a, 0xffff, 0, 0),
+        // URG set: its pointer is kept.
+        (ACK | URG, 0, 1234, 0, 1234),
+        (ACK | URG, 0x02, 1234, 0, 1234),
+        (SYN, 0x04, 9, 0, 0),
+    ] {
+        let p = tcp_x(flags, x2, urp);
+        let (out, _) = through("pass all\n", &p);
+        let out = out.unwrap_or_else(|| panic!("{flags:#x} {x2:#x} {urp}: dropped"));
+        let t = TcpPacket::new_checked(&out[20..]).unwrap();
+        assert_eq!((t.flags().bits(), t.header_len(), t.reserved(), t.urgent()), (flags, 20, want_x2, want_urp));
+        assert!(t.verify_checksum(CLIENT, SERVER), "{flags:#x} {x2:#x} {urp}");
+        if x2 == 0 && urp == want_urp {
+            assert_eq!(out, p, "nothing to do, nothing done");
+        }
+    }
+}
