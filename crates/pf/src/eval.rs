@@ -22,7 +22,9 @@ use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
-use crate::state::{sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT};
+use crate::state::{
+    sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
+};
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 /// pf's `PFRES_*` reasons, the `-si` counters, in order.
@@ -392,9 +394,9 @@ impl Cx<'_> {
     }
 
     /// Finds the state for `key` usable on this interface and runs `f` on it
-    /// under its lock. `None` when no state matches.
+    /// (and its slot index) under its lock. `None` when no state matches.
     #[inline]
-    fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+    fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(u32, &mut StateData) -> R) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
         self.pf.states.with_state(key, self.kif(), f)
     }
@@ -402,10 +404,17 @@ impl Cx<'_> {
     /// `with_state`, by the packet's reverse link first; `link` is then
     /// updated as `relink` says.
     #[inline]
-    fn with_state_linked<R>(&self, key: (u64, u64), link: &mut u64, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+    fn with_state_linked<R>(
+        &self,
+        key: (u64, u64),
+        link: &mut u64,
+        f: impl FnOnce(u32, &mut StateData) -> R,
+    ) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
         let (idx, (rev, r)) =
-            self.pf.states.with_state_linked(self.link_hint(*link), key, self.kif(), |rev, st| (rev, f(st)))?;
+            self.pf
+                .states
+                .with_state_linked(self.link_hint(*link), key, self.kif(), |idx, rev, st| (rev, f(idx, st)))?;
         self.relink(link, idx, rev);
         Some(r)
     }
@@ -467,7 +476,10 @@ enum StateVerdict {
     NoState,
     Pass {
         rule: Option<(u32, u32)>,
-        log: bool,
+        /// The state's `sflags::LOG_ALL | sflags::LOG_MATCHES_ALL` bits.
+        log: u8,
+        /// The state's slot (for its `log_match` rules).
+        slot: u32,
         tag: u16,
         rtable: Option<u16>,
         allow_opts: bool,
@@ -571,7 +583,8 @@ fn normalize_tcp(seg: &mut [u8]) -> Option<u8> {
     if flags & TH_ACK == 0 && flags & (TH_FIN | TH_PUSH | TH_URG) != 0 {
         return None;
     }
-    let mut sum = t.checksum();
+    let old_sum = t.checksum();
+    let mut sum = old_sum;
     let x2 = t.reserved();
     if flags != old_flags || x2 != 0 {
         let hlen = t.header_len();
@@ -586,7 +599,9 @@ fn normalize_tcp(seg: &mut [u8]) -> Option<u8> {
         sum = checksum::update16(sum, urp, 0);
         t.set_urgent(0);
     }
-    t.set_checksum(sum);
+    if sum != old_sum {
+        t.set_checksum(sum);
+    }
     Some(flags)
 }
 
@@ -616,7 +631,7 @@ fn test_pd(
     }
     pkt.meta.pf_link = link;
     match sv {
-        StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
+        StateVerdict::Pass { rule, log, slot, tag, rtable, allow_opts } => {
             if let Some((gen, nr)) = rule {
                 if gen == cx.rs.gen {
                     if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
@@ -628,7 +643,7 @@ fn test_pd(
             if pd.badopts && !allow_opts {
                 cx.count(Reason::IpOption);
                 // PF_LOG_FORCE: logged whether or not the state logs.
-                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::IpOption, &pd, pkt.data());
+                log_state_packet(cx, rule, log, true, slot, Reason::IpOption, &pd, pkt);
                 return Decision::Drop;
             }
             if tag != 0 {
@@ -637,8 +652,8 @@ fn test_pd(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
-            if log {
-                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::Match, &pd, pkt.data());
+            if log != 0 {
+                log_state_packet(cx, rule, log, false, slot, Reason::Match, &pd, pkt);
             }
             Decision::Pass
         }
@@ -652,10 +667,14 @@ fn test_pd(
     }
 }
 
-fn state_pass(st: &StateData, fwd: bool) -> StateVerdict {
+/// The state bits that have its packets logged.
+const STATE_LOG: u8 = sflags::LOG_ALL | sflags::LOG_MATCHES_ALL;
+
+fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
     StateVerdict::Pass {
         rule: Some((st.ruleset_gen, st.rule_nr)),
-        log: st.flags & sflags::LOG_ALL != 0,
+        log: st.flags & STATE_LOG,
+        slot,
         tag: st.tag,
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
@@ -665,7 +684,8 @@ fn state_pass(st: &StateData, fwd: bool) -> StateVerdict {
 fn view_pass(v: &StateView, fwd: bool) -> StateVerdict {
     StateVerdict::Pass {
         rule: Some((v.ruleset_gen, v.rule_nr)),
-        log: v.flags & sflags::LOG_ALL != 0,
+        log: v.flags & STATE_LOG,
+        slot: v.idx,
         tag: v.tag,
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
@@ -708,7 +728,7 @@ fn test_state_tcp(
     let seg = pd.tcp;
     let pf = cx.pf;
     let now = cx.now;
-    let out = cx.with_state_linked(key, link, |st| {
+    let out = cx.with_state_linked(key, link, |slot, st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
@@ -726,7 +746,7 @@ fn test_state_tcp(
             let t = tcp_track::track_sloppy(st, fwd, &seg);
             set_timeout(st, now, t);
             account(st, fwd, pd.tot_len);
-            return TcpOutcome::Pass(state_pass(st, fwd), None);
+            return TcpOutcome::Pass(state_pass(st, slot, fwd), None);
         }
         let (track, t) = tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now));
         match track {
@@ -735,7 +755,7 @@ fn test_state_tcp(
                     set_timeout(st, now, t);
                 }
                 account(st, fwd, pd.tot_len);
-                TcpOutcome::Pass(state_pass(st, fwd), rewrite)
+                TcpOutcome::Pass(state_pass(st, slot, fwd), rewrite)
             }
             Track::Drop { rst } => {
                 TcpOutcome::Drop(Some(Reason::StateMismatch), rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }))
@@ -817,13 +837,13 @@ fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
         }
         Probe::Busy => {}
     }
-    cx.with_state_linked(key, link, |st| {
+    cx.with_state_linked(key, link, |slot, st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
         let t = other_step(udp, &mut src.state, &mut dst.state);
         set_timeout(st, cx.now, t);
         account(st, fwd, pd.tot_len);
-        state_pass(st, fwd)
+        state_pass(st, slot, fwd)
     })
     .unwrap_or(StateVerdict::NoState)
 }
@@ -848,7 +868,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
             _ => {}
         }
         return cx
-            .with_state_linked(key, link, |st| {
+            .with_state_linked(key, link, |slot, st| {
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -857,7 +877,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len);
-                state_pass(st, fwd)
+                state_pass(st, slot, fwd)
             })
             .unwrap_or(StateVerdict::NoState);
     }
@@ -910,7 +930,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
         _ => {}
     }
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
-    cx.with_state(key.words(), |st| {
+    cx.with_state(key.words(), |slot, st| {
         if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
             // The quoted packet is from the state's src when this error
             // flows against the state's direction.
@@ -921,7 +941,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
         }
         let fwd = st.direction == dirc;
         account(st, fwd, pd.tot_len);
-        state_pass(st, fwd)
+        state_pass(st, slot, fwd)
     })
     .unwrap_or(StateVerdict::NoState)
 }
@@ -956,10 +976,11 @@ fn test_rule(
     let mut tag = pkt.meta.pf_tag;
     let mut rtable: Option<u16> = None;
     // pf_rule_actions' log bits, gathered from the `match` rules passed:
-    // `log (all)` on any of them makes the state log all its packets;
-    // each `log (matches)` one makes every later matching rule log the
-    // packet once more (pf_log_matches).
-    let mut act_log_all = false;
+    // a state logs each of its packets under every `log (all)` one (the
+    // state's match_rules); each `log (matches)` one makes every later
+    // matching rule log the packet once more (pf_log_matches).
+    let mut log_match = [NO_RULE; LOG_MATCH_MAX];
+    let mut log_match_n = 0usize;
     let mut log_matches = 0u32;
     let mut matched: Option<&CRule> = None;
     let n = rules.len();
@@ -1068,7 +1089,10 @@ fn test_rule(
             }
             if let Some(l) = r.log {
                 cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
-                act_log_all |= l.all;
+                if l.all && log_match_n < LOG_MATCH_MAX {
+                    log_match[log_match_n] = r.nr;
+                    log_match_n += 1;
+                }
                 if l.matches {
                     log_matches += 1;
                 }
@@ -1144,7 +1168,7 @@ fn test_rule(
             if keeps_state(r) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, act_log_all) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -1157,6 +1181,40 @@ fn test_rule(
             }
             Decision::Pass
         }
+    }
+}
+
+/// pf_test's log records for a packet of a state (`pd.pflog |= st->log`):
+/// under the state's rule (as a pass) when the record is forced or that
+/// rule says `log (all)`, then under each `match … log (all)` rule the
+/// state's creating packet matched, latest first as pf walks the state's
+/// `match_rules`, all with the packet's reason. The `match` rules are read
+/// from the state in `slot`, if it is still the state the packet matched
+/// (live, same rule); a state removed meanwhile has no records for them.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+fn log_state_packet(
+    cx: &Cx,
+    rule: Option<(u32, u32)>,
+    log: u8,
+    forced: bool,
+    slot: u32,
+    reason: Reason,
+    pd: &Pd,
+    pkt: &PacketBuf,
+) {
+    if forced || log & sflags::LOG_ALL != 0 {
+        cx.log(rule.map(|r| r.1), pflog::PF_PASS, reason, pd, pkt.data());
+    }
+    if log & sflags::LOG_MATCHES_ALL == 0 {
+        return;
+    }
+    let Some(st) = cx.pf.states.get(slot) else { return };
+    if Some((st.ruleset_gen, st.rule_nr)) != rule {
+        return;
+    }
+    for &nr in st.log_match.iter().rev().filter(|&&nr| nr != NO_RULE) {
+        cx.log(Some(nr), pflog::PF_MATCH, reason, pd, pkt.data());
     }
 }
 
@@ -1215,7 +1273,7 @@ fn create_state(
     pkt: &mut PacketBuf,
     tag: u16,
     rtable: Option<u16>,
-    act_log_all: bool,
+    log_match: [u32; LOG_MATCH_MAX],
 ) -> Result<(), Reason> {
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
@@ -1228,11 +1286,13 @@ fn create_state(
         kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
-            | (if act_log_all || r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
             | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
         timeout_set: r.timeout_set,
         rule_nr: r.nr,
         ruleset_gen: cx.rs.gen,
+        log_match,
         tag,
         rtable: rtable.map(|t| t as i16).unwrap_or(-1),
         creation: now,
