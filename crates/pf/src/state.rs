@@ -150,11 +150,21 @@ pub struct Peer {
 /// State flags.
 pub mod sflags {
     pub const SLOPPY: u8 = 1 << 0;
-    /// `log (all)`: log every packet of the state.
+    /// `log (all)` on the state's own rule: every packet of the state is
+    /// logged under that rule.
     pub const LOG_ALL: u8 = 1 << 1;
     /// The creating rule allowed IP options.
     pub const ALLOW_OPTS: u8 = 1 << 2;
+    /// The creating packet matched `match … log (all)` rules: every packet
+    /// of the state is logged under each of them (`StateData::log_match`).
+    pub const LOG_MATCHES_ALL: u8 = 1 << 3;
 }
+
+/// Most `match … log (all)` rules a state remembers for its packets' log
+/// records; pf keeps every `match` rule in the state's `match_rules`.
+pub const LOG_MATCH_MAX: usize = 4;
+/// An unused entry of `StateData::log_match`.
+pub const NO_RULE: u32 = u32::MAX;
 
 /// Packet direction as states record it (pf's `PF_IN`/`PF_OUT`).
 pub const DIR_IN: u8 = 1;
@@ -178,6 +188,11 @@ pub struct StateData {
     /// Number of the rule that created the state in the ruleset of `ruleset_gen`.
     pub rule_nr: u32,
     pub ruleset_gen: u32,
+    /// The `match … log (all)` rules the creating packet matched (numbers
+    /// in the ruleset of `ruleset_gen`, in the order matched, the first
+    /// `LOG_MATCH_MAX` of them; `NO_RULE` after the last): pf.c's
+    /// `match_rules` as pf_test walks them to log each packet of the state.
+    pub log_match: [u32; LOG_MATCH_MAX],
     /// pf tag id given to the state's packets (0 = none).
     pub tag: u16,
     /// Routing table for the state's packets; -1 = unchanged.
@@ -206,6 +221,7 @@ impl Default for StateData {
             dst: Peer::default(),
             rule_nr: 0,
             ruleset_gen: 0,
+            log_match: [NO_RULE; LOG_MATCH_MAX],
             tag: 0,
             rtable: -1,
             creation: 0,
@@ -1019,20 +1035,20 @@ impl StateTable {
     }
 
     /// Runs `f` on the state for `key` usable on `ifidx`, under the slot's
-    /// lock. `None` when there is none.
-    pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
-        self.with_state_linked(0, k, ifidx, |_, st| f(st)).map(|(_, r)| r)
+    /// lock; `f` gets the slot index too. `None` when there is none.
+    pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(u32, &mut StateData) -> R) -> Option<R> {
+        self.with_state_linked(0, k, ifidx, |idx, _, st| f(idx, st)).map(|(_, r)| r)
     }
 
     /// `with_state`, trying the reverse link `link` (slot + 1, 0: none)
-    /// first as `probe_linked` does; `f` also gets the slot's reverse
-    /// link. Returns the slot index with `f`'s result.
+    /// first as `probe_linked` does; `f` gets the slot index and the
+    /// slot's reverse link. Returns the slot index with `f`'s result.
     pub fn with_state_linked<R>(
         &self,
         link: u32,
         k: (u64, u64),
         ifidx: u32,
-        f: impl FnOnce(u32, &mut StateData) -> R,
+        f: impl FnOnce(u32, u32, &mut StateData) -> R,
     ) -> Option<(u32, R)> {
         let ok =
             |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
@@ -1040,7 +1056,7 @@ impl StateTable {
             let mut g = s.lock();
             if ok(&g) && s.solo.load(Ordering::Relaxed) != 0 {
                 let rev = s.rev.load(Ordering::Relaxed);
-                return Some((link - 1, f(rev, &mut g)));
+                return Some((link - 1, f(link - 1, rev, &mut g)));
             }
         }
         for _ in 0..4 {
@@ -1049,7 +1065,7 @@ impl StateTable {
             let mut g = s.lock();
             if ok(&g) {
                 let rev = s.rev.load(Ordering::Relaxed);
-                return Some((idx, f(rev, &mut g)));
+                return Some((idx, f(idx, rev, &mut g)));
             }
         }
         // The slot kept changing under us: walk with the shard held.
@@ -1059,7 +1075,7 @@ impl StateTable {
         let s = self.slot(idx)?;
         let mut g = s.lock();
         let rev = s.rev.load(Ordering::Relaxed);
-        Some((idx, f(rev, &mut g)))
+        Some((idx, f(idx, rev, &mut g)))
     }
 
     fn alloc_slot(&self) -> Option<u32> {
@@ -1402,7 +1418,7 @@ mod tests {
         assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none(), "reused for another key");
         assert_eq!(t.probe_linked(a + 1, key(4).words(), 7).map(|v| v.idx), Some(d));
         // Purge-marked (TCP state reuse): never found.
-        t.with_state(key(4).words(), 7, |st| st.timeout = TIMEOUT_PURGE).unwrap();
+        t.with_state(key(4).words(), 7, |_, st| st.timeout = TIMEOUT_PURGE).unwrap();
         assert!(t.probe_linked(d + 1, key(4).words(), 7).is_none());
         // The reverse link is a plain hint on the slot, cleared on reuse.
         t.set_rev(c, d + 1);
@@ -1453,7 +1469,7 @@ mod tests {
                                 _ => panic!("link found slot {slot} for key {p} on {ifidx}, probe did not"),
                             }
                         }
-                        let locked = t.with_state_linked(slot + 1, k, ifidx, |_, _| ()).map(|(i, _)| i);
+                        let locked = t.with_state_linked(slot + 1, k, ifidx, |_, _, _| ()).map(|(i, _)| i);
                         assert_eq!(locked, t.find(&key(p), ifidx), "locked path, slot {slot} key {p} if {ifidx}");
                     }
                 }
