@@ -624,11 +624,6 @@ fn test_pd(
     // as the batch prefetch's guess (high half), replaced by what matched.
     let inbound = cx.dir == Direction::In;
     let mut link = if inbound { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    if pd.proto != PROTO_TCP && pd.proto != PROTO_ICMP {
-        if let Some(d) = established_other(cx, pd, pkt, link) {
-            return d;
-        }
-    }
     let sv = match pd.proto {
         PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
         PROTO_ICMP => test_state_icmp(cx, pd, pkt.data(), &mut link),
@@ -684,15 +679,20 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     Decision::Pass
 }
 
-/// The common case whole and inline, so that the state's view and the
-/// verdict stay in registers (returned through memory from calls they
-/// cost a store-forwarding stall per packet): a UDP or other non-TCP,
-/// non-ICMP packet whose state the packet's link names (pf out: the
-/// reverse link pf in left; pf in: the batch's guess) and which changes
-/// neither the peer states nor the timeout. `None`: anything else, which
-/// the general path (`test_state_other`) takes from the start.
+/// The common case whole and inline in the hook's loop, so that the
+/// state's view and the verdict stay in registers (returned through
+/// memory from calls they cost a store-forwarding stall per packet): a
+/// UDP or other non-TCP, non-ICMP packet `parse_fast` took, whose state
+/// the packet's link names (pf out: the reverse link pf in left; pf in:
+/// `hint`, the batch's guess) and which changes neither the peer states
+/// nor the timeout. `None`: anything else, for `test_parsed` (which then
+/// decides it from the start).
 #[inline(always)]
-fn established_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, mut link: u64) -> Option<Decision> {
+pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
+    if pd.proto == PROTO_TCP || pd.proto == PROTO_ICMP {
+        return None;
+    }
+    let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };

@@ -711,8 +711,9 @@ impl PacketFilter for Pf {
 
 /// One packet of a hook call, in place: what pf itself sent passes
 /// untouched (pf_test and `PF_TAG_GENERATED`); the `set loginterface`
-/// interface's packets are counted.
-#[inline]
+/// interface's packets are counted; an established packet is decided
+/// right here (`eval::test_established`, inline in the hook's loop).
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn decide(
     cx: &Cx,
@@ -729,10 +730,16 @@ fn decide(
         Some(_) => {}
     }
     if logif {
-        count_logif(cx.pf, cx.worker, cx.dir, slot, |slot| eval::test_parsed(cx, pd, slot, hint, bufs, replies))
-    } else {
-        eval::test_parsed(cx, pd, slot, hint, bufs, replies)
+        return count_logif(cx.pf, cx.worker, cx.dir, slot, |slot| {
+            eval::test_parsed(cx, pd, slot, hint, bufs, replies)
+        });
     }
+    if let (Some(pd), Some(p)) = (pd, slot.as_mut()) {
+        if let Some(d) = eval::test_established(cx, pd, p, hint) {
+            return d;
+        }
+    }
+    eval::test_parsed(cx, pd, slot, hint, bufs, replies)
 }
 
 /// pf_counters_inc's per-interface counts, for the `set loginterface`
