@@ -706,6 +706,14 @@ impl Slab {
         if rc != 0 {
             return false;
         }
+        // Fault the chunk in now, all at once, rather than a page at a
+        // time under the index locks as states land in it.
+        let start = self.base.as_ptr() as usize + have * size;
+        for page in (start..self.base.as_ptr() as usize + want * size).step_by(4096) {
+            // SAFETY: inside the range just made writable; the byte is a
+            // zero of a slot nobody uses yet, written back as zero.
+            unsafe { std::ptr::write_volatile(page as *mut u8, 0) };
+        }
         self.usable.store(want as u32, Ordering::Release);
         true
     }
