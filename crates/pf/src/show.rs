@@ -37,6 +37,17 @@ const SHOW_TIMEOUTS: [Timeout; TIMEOUT_COUNT] = [
     Timeout::SrcTrack,
 ];
 
+/// The state's peers in print_state's order: the initiator's first for
+/// an outbound state, the other way round for an inbound one (pfctl
+/// prints `dst:src` for those).
+fn peers(st: &StateData) -> (&crate::state::Peer, &crate::state::Peer) {
+    if st.direction == DIR_OUT {
+        (&st.src, &st.dst)
+    } else {
+        (&st.dst, &st.src)
+    }
+}
+
 fn hms(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
@@ -131,16 +142,17 @@ impl Pf {
             }
         };
         let arrow = if st.direction == DIR_OUT { "->" } else { "<-" };
+        let (src, dst) = peers(st);
         let states = match st.key.proto {
-            6 if st.src.state <= tcps::TIME_WAIT && st.dst.state <= tcps::TIME_WAIT => {
-                format!("{}:{}", tcps::NAMES[st.src.state as usize], tcps::NAMES[st.dst.state as usize])
+            6 if src.state <= tcps::TIME_WAIT && dst.state <= tcps::TIME_WAIT => {
+                format!("{}:{}", tcps::NAMES[src.state as usize], tcps::NAMES[dst.state as usize])
             }
-            6 => format!("<BAD STATE LEVELS {}:{}>", st.src.state, st.dst.state),
-            1 => format!("{}:{}", st.src.state, st.dst.state),
-            _ if st.src.state <= udps::MULTIPLE && st.dst.state <= udps::MULTIPLE => {
-                format!("{}:{}", udps::NAMES[st.src.state as usize], udps::NAMES[st.dst.state as usize])
+            6 => format!("<BAD STATE LEVELS {}:{}>", src.state, dst.state),
+            1 => format!("{}:{}", src.state, dst.state),
+            _ if src.state <= udps::MULTIPLE && dst.state <= udps::MULTIPLE => {
+                format!("{}:{}", udps::NAMES[src.state as usize], udps::NAMES[dst.state as usize])
             }
-            _ => format!("{}:{}", st.src.state, st.dst.state),
+            _ => format!("{}:{}", src.state, dst.state),
         };
         format!("{} {} {} {} {}       {}", ifname, proto, host(1), arrow, host(0), states)
     }
@@ -159,6 +171,7 @@ impl Pf {
             out.push_str(&self.state_line(&st, &ifname));
             out.push('\n');
             if verbose > 0 {
+                let (src, dst) = peers(&st);
                 if st.key.proto == 6 {
                     let seq = |p: &crate::state::Peer| {
                         if p.seqdiff != 0 {
@@ -167,7 +180,7 @@ impl Pf {
                             format!("[{} + {}]", p.seqlo, p.seqhi.wrapping_sub(p.seqlo))
                         }
                     };
-                    let both = st.src.wscale != 0 && st.dst.wscale != 0;
+                    let both = src.wscale != 0 && dst.wscale != 0;
                     let ws = |p: &crate::state::Peer| {
                         if both {
                             format!(" wscale {}", p.wscale & WSCALE_MASK)
@@ -175,7 +188,7 @@ impl Pf {
                             String::new()
                         }
                     };
-                    let _ = writeln!(out, "   {}{}  {}{}", seq(&st.src), ws(&st.src), seq(&st.dst), ws(&st.dst));
+                    let _ = writeln!(out, "   {}{}  {}{}", seq(src), ws(src), seq(dst), ws(dst));
                 }
                 let age = now.as_nanos().saturating_sub(st.creation) / 1_000_000_000;
                 let exp = self.inner.expires_at(&st, &rs).saturating_sub(now.as_nanos()) / 1_000_000_000;
