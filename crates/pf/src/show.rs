@@ -1,4 +1,23 @@
-//! The `pfctl -s…` views, in OpenBSD pfctl's formats.
+//! The `pfctl -s…` views, in OpenBSD pfctl's formats (pfctl.c's
+//! pfctl_show_*, pfctl_parser.c's print_status and print_rule,
+//! pf_print_state.c's print_state), at the `-v` counts pfctl knows: 0, 1
+//! (`PF_OPT_VERBOSE`) and 2 (`PF_OPT_VERBOSE2`).
+//!
+//! Where the text still differs from OpenBSD's pfctl, and why:
+//! * `-sr -v`: `Inserted: uid 0 pid N` names the daemon, which loads the
+//!   rules on `softnet pfctl -f`'s behalf; pf records the uid and pid of
+//!   the pfctl process that issued DIOCADDRULE.
+//! * `-si -v`: no "Adaptive Syncookies Watermarks" section (softnet has no
+//!   syncookies); the "Source Tracking Table" is always zeros and of the
+//!   "Limit Counters" only "max states per rule" ever moves (no source
+//!   tracking, overload tables or syncookies); the Checksum hashes
+//!   pf_hash_rule's fields rebuilt from our rules (see `chksum`), so it
+//!   is not promised to equal an OpenBSD kernel's for the same pf.conf;
+//!   the IPv6 column of the interface stats is 0 (IPv4 only).
+//! * `-ss -vv`: every state's creator id is this host's (no pfsync); no
+//!   `(rdomain)` prefixes or ` {gateway}` (no rdomains in state keys, no
+//!   route-to).
+//! * No anchors: no `anchor` lines, no per-anchor views.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
