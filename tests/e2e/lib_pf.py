@@ -247,6 +247,17 @@ class PfLab:
     def hold(self, port=22, **kw):
         return Hold(self, port, **kw)
 
+    def scapy(self, code, timeout=60):
+        """Runs `code` with scapy imported in namespace A (crafted packets
+        the socket peers cannot send); returns the JSON value its last
+        `print(json.dumps(...))` line gives (None if it prints none)."""
+        prog = "import json\nfrom scapy.all import *\nconf.verb = 0\n" + code
+        p = self.t.ns_run(self.net.a, ["python3", "-c", prog], timeout=timeout, check_rc=False)
+        if p.returncode != 0:
+            raise TestFailure(f"scapy in A: exit {p.returncode}: {p.stderr.strip()[-2000:]}")
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        return json.loads(lines[-1]) if lines else None
+
     # ---- pflog --------------------------------------------------------------------
 
     def pflog_lines(self, expr=""):

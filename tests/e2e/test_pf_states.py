@@ -19,6 +19,11 @@ state limits, block-policy return, a bad pf.conf on SIGHUP, rule flushes.
    pf_test(PF_OUT)): with `block out log on r0` and a stateless pass in, A's
    ping to the router gets no echo reply and pflog shows the reply blocked
    out on r0; with a stateful pass in the reply goes out through the state.
+6. `match in on r0 log (all)` before an unlogged `pass in on r0` for ssh:
+   every packet of the connection's state on r0, both ways, is in pflog
+   under the match rule's number with its action (as pf_test logs a
+   state's packets for each `log (all)` rule in its match_rules), none
+   under the pass rule; the state r1's `pass out` made logs nothing.
 """
 
 import os
@@ -62,6 +67,14 @@ block out log on r0 all
 OWN_OUT_STATE = """\
 pass in all
 block out log on r0 all
+"""
+
+MATCH_LOG_ALL = """\
+a_if = "r0"
+block all
+pass out
+match in log (all) on $a_if proto tcp to port ssh
+pass in on $a_if proto tcp to port ssh
 """
 
 RETURN = """\
@@ -175,6 +188,32 @@ def run_test():
         lab.pfctl("-f", lab.file("own-out-state.conf", OWN_OUT_STATE))
         out = lab.ping("-c 2 -i 0.3 -W 2", dst=R_A)
         log(f"  {out.strip().splitlines()[-2]}")
+
+        # ---- 6. match log (all) ----------------------------------------------------------
+        t.step("6. match in on r0 log (all): each packet of the ssh state on r0 logged under the match rule")
+        lab.pfctl("-Fs")
+        lab.pfctl("-f", lab.file("match-log-all.conf", MATCH_LOG_ALL))
+        rules = lab.rules().splitlines()
+        check(rules[2] == "match in log (all) on r0 proto tcp from any to any port = 22"
+              and rules[3].startswith("pass in on r0 proto tcp"), f"-sr:\n{lab.rules()}")
+        n0 = len(lab.pflog_lines())
+        h = lab.hold(22, secs=60, gap=0.2)
+        h.wait_more(5)
+        lp = h.lport
+        fwd, rev = f"{A_IP}.{lp} > {B_IP}.22:", f"{B_IP}.22 > {A_IP}.{lp}:"
+        # Requests and their ACKs in on r0; the echoes out on r0, through the same state.
+        wait_until("pflog records of the connection both ways", lambda: (
+            len([l for l in lab.pflog_lines()[n0:] if fwd in l]) >= 6
+            and len([l for l in lab.pflog_lines()[n0:] if rev in l]) >= 5), timeout=10, interval=0.3)
+        h.stop()
+        new = [l for l in lab.pflog_lines()[n0:] if fwd in l or rev in l]
+        # Action PF_MATCH (12): tcpdump's table knows no "match" and prints unkn(12).
+        bad = [l for l in new if not re.search(r" rule 2/0\(match\): (?:match|unkn\(12\)) (in|out) on r0: ", l)]
+        check(not bad, "records not under the match rule (or not on r0):\n" + "\n".join(bad))
+        ins = [l for l in new if fwd in l and " in on r0: " in l]
+        outs = [l for l in new if rev in l and " out on r0: " in l]
+        check(ins and outs, "pflog lacks one direction:\n" + "\n".join(new))
+        log(f"  {len(new)} records, e.g.\n    {ins[0]}\n    {outs[0]}")
 
 
 if __name__ == "__main__":

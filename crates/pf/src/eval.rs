@@ -22,7 +22,9 @@ use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
-use crate::state::{sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT};
+use crate::state::{
+    sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
+};
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 /// pf's `PFRES_*` reasons, the `-si` counters, in order.
@@ -156,6 +158,13 @@ fn icmp_mapping(ty: u8) -> (bool, Direction, u8) {
 }
 
 /// Parses the headers pf looks at. `Err` carries the drop reason.
+///
+/// pf.c `pf_setup_pdesc` drops as `short`: a TCP segment whose header
+/// (the 20 fixed bytes, or its data offset) does not fit in the IP
+/// datagram or whose data offset is below 5, a UDP datagram whose
+/// `uh_ulen` is below 8 or past the IP datagram, an ICMP message shorter
+/// than 8 bytes, and a TCP or UDP packet to destination port 0 (the
+/// source port may be 0).
 pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
     let ip = Ipv4Packet::new_checked(data).map_err(|_| Reason::Short)?;
     let hlen = ip.header_len() as usize;
@@ -174,15 +183,15 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
                 return Err(Reason::Short);
             }
             let off = (l4[12] >> 4) as usize * 4;
-            if off < softnet_wire::tcp::MIN_HEADER_LEN {
-                return Err(Reason::BadOffset);
-            }
-            if off > l4.len() {
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() {
                 return Err(Reason::Short);
             }
             let t = TcpPacket::new_checked(l4).map_err(|_| Reason::Short)?;
             pd.sport = t.src_port();
             pd.dport = t.dst_port();
+            if pd.dport == 0 {
+                return Err(Reason::Short);
+            }
             pd.tcp_hlen = off;
             let flags = t.flags().bits();
             let mut wscale = None;
@@ -212,6 +221,9 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
             }
             pd.sport = u16::from_be_bytes([l4[0], l4[1]]);
             pd.dport = u16::from_be_bytes([l4[2], l4[3]]);
+            if pd.dport == 0 {
+                return Err(Reason::Short);
+            }
         }
         PROTO_ICMP => {
             if l4.len() < icmpv4::HEADER_LEN {
@@ -245,11 +257,26 @@ fn be32(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
 }
 
+#[inline]
+fn be64(d: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5], d[at + 6], d[at + 7]])
+}
+
+/// Bytes 12..20 of a TCP header as one big-endian word: data offset and
+/// `th_x2` (bits 63..56), flags (55..48), window, checksum, urgent
+/// pointer (15..0). The bits that show a segment `pf_normalize_tcp`
+/// leaves alone whatever its other flags: `th_x2`, SYN, ACK and the
+/// urgent pointer; and their values then: ACK set, the rest zero. (With
+/// ACK set and SYN clear no flag combination is illegal or rewritten.)
+const TCP_PLAIN_MASK: u64 = 0x0f << 56 | ((TH_SYN | TH_ACK) as u64) << 48 | 0xffff;
+const TCP_PLAIN: u64 = (TH_ACK as u64) << 48;
+
 /// `parse_pd` for the packets most traffic is made of: a 20-byte IPv4
-/// header (no options), not a fragment, UDP or TCP without SYN (no
-/// options to look at). `None`: anything else, or anything `parse_pd`
-/// would reject; the caller then takes the full path, so both give the
-/// same `Pd` for every packet this accepts.
+/// header (no options), not a fragment, UDP, or TCP with ACK and without
+/// SYN (no options to look at) that `pf_normalize_tcp` has nothing to do
+/// with. `None`: anything else, or anything `parse_pd` would reject; the
+/// caller then takes the full path, so both give the same `Pd` for every
+/// packet this accepts.
 #[inline]
 pub fn parse_fast(d: &[u8]) -> Option<Pd> {
     if d.len() < 20 || d[0] != 0x45 {
@@ -276,17 +303,19 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
             if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
                 return None;
             }
-            let off = (l4[12] >> 4) as usize * 4;
-            let flags = l4[13];
-            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || flags & TH_SYN != 0 {
+            let w = be64(l4, 12);
+            let off = (w >> 60) as usize * 4;
+            // One compare for SYN (options to read), the reserved bits,
+            // and the flags and urgent pointer pf_normalize_tcp looks at.
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || w & TCP_PLAIN_MASK != TCP_PLAIN {
                 return None;
             }
             pd.tcp_hlen = off;
             pd.tcp = TcpSeg {
-                flags,
+                flags: (w >> 48) as u8,
                 seq: be32(l4, 4),
                 ack: be32(l4, 8),
-                win: be16(l4, 14),
+                win: (w >> 32) as u16,
                 len: (l4.len() - off) as u32,
                 wscale: None,
             };
@@ -295,6 +324,10 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
     }
     pd.sport = be16(l4, 0);
     pd.dport = be16(l4, 2);
+    // pf_setup_pdesc: to port 0 is short; the full path drops it.
+    if pd.dport == 0 {
+        return None;
+    }
     Some(pd)
 }
 
@@ -377,9 +410,9 @@ impl Cx<'_> {
     }
 
     /// Finds the state for `key` usable on this interface and runs `f` on it
-    /// under its lock. `None` when no state matches.
+    /// (and its slot index) under its lock. `None` when no state matches.
     #[inline]
-    fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+    fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(u32, &mut StateData) -> R) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
         self.pf.states.with_state(key, self.kif(), f)
     }
@@ -387,10 +420,17 @@ impl Cx<'_> {
     /// `with_state`, by the packet's reverse link first; `link` is then
     /// updated as `relink` says.
     #[inline]
-    fn with_state_linked<R>(&self, key: (u64, u64), link: &mut u64, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
+    fn with_state_linked<R>(
+        &self,
+        key: (u64, u64),
+        link: &mut u64,
+        f: impl FnOnce(u32, &mut StateData) -> R,
+    ) -> Option<R> {
         self.pf.counters.get(self.worker).searches.inc();
         let (idx, (rev, r)) =
-            self.pf.states.with_state_linked(self.link_hint(*link), key, self.kif(), |rev, st| (rev, f(st)))?;
+            self.pf
+                .states
+                .with_state_linked(self.link_hint(*link), key, self.kif(), |idx, rev, st| (rev, f(idx, st)))?;
         self.relink(link, idx, rev);
         Some(r)
     }
@@ -424,7 +464,7 @@ impl Cx<'_> {
 
     /// The lock-free look at the state for the packet, by the packet's
     /// reverse link first (both counted as a search, as pf_find_state).
-    #[inline]
+    #[inline(always)]
     fn probe_linked(&self, pd: &Pd, link: u64) -> Probe {
         let hint = self.link_hint(link);
         if hint != 0 {
@@ -439,24 +479,31 @@ impl Cx<'_> {
     /// The lock-free look at the state for the packet (counted as a
     /// search). The key goes as words built in registers: a `StateKey`
     /// written field by field and read back whole stalls store forwarding.
-    #[inline]
+    #[inline(never)]
     fn probe(&self, pd: &Pd) -> Probe {
         self.pf.counters.get(self.worker).searches.inc();
         self.pf.states.probe(pkt_key_words(pd, self.dir), self.kif())
     }
 }
 
+/// What a state that passes a packet gives it.
+struct Passed {
+    /// (ruleset generation, number) of the rule that made the state.
+    rule: Option<(u32, u32)>,
+    /// The state's `sflags::LOG_ALL | sflags::LOG_MATCHES_ALL` bits.
+    log: u8,
+    /// The state's slot (for its `log_match` rules).
+    slot: u32,
+    tag: u16,
+    rtable: Option<u16>,
+    allow_opts: bool,
+}
+
 /// What the state step decided.
 enum StateVerdict {
     /// No state: evaluate the rules.
     NoState,
-    Pass {
-        rule: Option<(u32, u32)>,
-        log: bool,
-        tag: u16,
-        rtable: Option<u16>,
-        allow_opts: bool,
-    },
+    Pass(Passed),
     Drop(Option<Reason>),
 }
 
@@ -470,7 +517,7 @@ enum StateVerdict {
 #[inline]
 pub fn test_parsed(
     cx: &Cx,
-    fast: Option<Pd>,
+    fast: Option<&Pd>,
     slot: &mut Option<PacketBuf>,
     hint: u32,
     bufs: &mut dyn BufferSource,
@@ -508,7 +555,7 @@ pub fn test_parsed(
         }
     }
     let pkt = slot.as_mut().expect("put back above");
-    let pd = match parse_pd(pkt.data()) {
+    let mut pd = match parse_pd(pkt.data()) {
         Ok(pd) => pd,
         Err(r) => {
             cx.count(r);
@@ -516,14 +563,73 @@ pub fn test_parsed(
             return Decision::Drop;
         }
     };
-    test_pd(cx, pd, pkt, 0, bufs, replies)
+    // pf_test runs pf_normalize_tcp on every TCP segment, scrub rule or
+    // not, before the state lookup; `parse_fast` only takes segments it
+    // would leave alone. Its drops are counted, not logged: the reason
+    // is pf_normalize_tcp's own and pf_test does not force a log record.
+    if pd.proto == PROTO_TCP {
+        let d = pkt.data_mut();
+        match normalize_tcp(&mut d[pd.hlen..pd.tot_len]) {
+            Some(flags) => pd.tcp.flags = flags,
+            None => {
+                cx.count(Reason::Normalize);
+                return Decision::Drop;
+            }
+        }
+    }
+    test_pd(cx, &pd, pkt, 0, bufs, replies)
+}
+
+/// pf_norm.c `pf_normalize_tcp` on a TCP segment (header checked by
+/// `parse_pd`): `None` drops it (SYN with RST; neither SYN, ACK nor RST;
+/// FIN, PUSH or URG without ACK). Otherwise FIN is cleared on a SYN, the
+/// reserved bits (`th_x2`) are cleared, and so is the urgent pointer when
+/// URG is not set, each with an RFC 1624 update of the checksum; the
+/// flags after that are returned.
+fn normalize_tcp(seg: &mut [u8]) -> Option<u8> {
+    const TH_PUSH: u8 = TcpFlags::PSH.bits();
+    const TH_URG: u8 = TcpFlags::URG.bits();
+    let mut t = TcpPacket::new_unchecked(seg);
+    let old_flags = t.flags().bits();
+    let mut flags = old_flags;
+    if flags & TH_SYN != 0 {
+        if flags & TH_RST != 0 {
+            return None;
+        }
+        flags &= !TH_FIN;
+    } else if flags & (TH_ACK | TH_RST) == 0 {
+        return None;
+    }
+    if flags & TH_ACK == 0 && flags & (TH_FIN | TH_PUSH | TH_URG) != 0 {
+        return None;
+    }
+    let old_sum = t.checksum();
+    let mut sum = old_sum;
+    let x2 = t.reserved();
+    if flags != old_flags || x2 != 0 {
+        let hlen = t.header_len();
+        // Data offset, th_x2 and flags are one 16-bit word of the sum.
+        let word = |x2: u8, f: u8| u16::from_be_bytes([(hlen / 4) << 4 | x2, f]);
+        sum = checksum::update16(sum, word(x2, old_flags), word(0, flags));
+        t.set_header_len(hlen);
+        t.set_flags(TcpFlags::from_bits(flags));
+    }
+    let urp = t.urgent();
+    if flags & TH_URG == 0 && urp != 0 {
+        sum = checksum::update16(sum, urp, 0);
+        t.set_urgent(0);
+    }
+    if sum != old_sum {
+        t.set_checksum(sum);
+    }
+    Some(flags)
 }
 
 /// States, then rules, for a parsed packet.
 #[inline]
 fn test_pd(
     cx: &Cx,
-    pd: Pd,
+    pd: &Pd,
     pkt: &mut PacketBuf,
     hint: u32,
     bufs: &mut dyn BufferSource,
@@ -534,10 +640,15 @@ fn test_pd(
     // as the batch prefetch's guess (high half), replaced by what matched.
     let inbound = cx.dir == Direction::In;
     let mut link = if inbound { (hint as u64) << 32 } else { pkt.meta.pf_link };
+    if pd.proto != PROTO_TCP && pd.proto != PROTO_ICMP {
+        if let Some(d) = established_other(cx, pd, pkt, link) {
+            return d;
+        }
+    }
     let sv = match pd.proto {
-        PROTO_TCP => test_state_tcp(cx, &pd, pkt, &mut link, bufs, replies),
-        PROTO_ICMP => test_state_icmp(cx, &pd, pkt.data(), &mut link),
-        _ => test_state_other(cx, &pd, &mut link),
+        PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
+        PROTO_ICMP => test_state_icmp(cx, pd, pkt.data(), &mut link),
+        _ => test_state_other(cx, pd, &mut link),
     };
     if inbound && link as u32 == 0 {
         // No inbound state matched: nothing for pf out to follow.
@@ -545,55 +656,97 @@ fn test_pd(
     }
     pkt.meta.pf_link = link;
     match sv {
-        StateVerdict::Pass { rule, log, tag, rtable, allow_opts } => {
-            if let Some((gen, nr)) = rule {
-                if gen == cx.rs.gen {
-                    if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
-                        c.count(cx.dir, pd.tot_len as u64);
-                    }
-                }
-            }
-            if pd.badopts && !allow_opts {
-                cx.count(Reason::IpOption);
-                // PF_LOG_FORCE: logged whether or not the state logs.
-                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::IpOption, &pd, pkt.data());
-                return Decision::Drop;
-            }
-            if tag != 0 {
-                pkt.meta.pf_tag = tag;
-            }
-            if let Some(t) = rtable {
-                pkt.meta.rtable = t;
-            }
-            if log {
-                cx.log(rule.map(|r| r.1), pflog::PF_PASS, Reason::Match, &pd, pkt.data());
-            }
-            Decision::Pass
-        }
+        StateVerdict::Pass(p) => state_passed(cx, pd, pkt, &p),
         StateVerdict::Drop(reason) => {
             if let Some(r) = reason {
                 cx.count(r);
             }
             Decision::Drop
         }
-        StateVerdict::NoState => test_rule(cx, &pd, pkt, bufs, replies),
+        StateVerdict::NoState => test_rule(cx, pd, pkt, bufs, replies),
     }
 }
 
-fn state_pass(st: &StateData, fwd: bool) -> StateVerdict {
-    StateVerdict::Pass {
+/// A packet its state passes: the state's rule counts it (while that
+/// rule's ruleset is loaded), IP options are refused unless the rule
+/// allowed them, the state's tag and routing table go with the packet,
+/// `log (all)` logs it.
+#[inline(always)]
+fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
+    let Passed { rule, log, slot, tag, rtable, allow_opts } = *p;
+    if let Some((gen, nr)) = rule {
+        if gen == cx.rs.gen {
+            if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
+                c.count(cx.dir, pd.tot_len as u64);
+            }
+        }
+    }
+    if pd.badopts && !allow_opts {
+        cx.count(Reason::IpOption);
+        // PF_LOG_FORCE: logged whether or not the state logs.
+        log_state_packet(cx, rule, log, true, slot, Reason::IpOption, pd, pkt);
+        return Decision::Drop;
+    }
+    if tag != 0 {
+        pkt.meta.pf_tag = tag;
+    }
+    if let Some(t) = rtable {
+        pkt.meta.rtable = t;
+    }
+    if log != 0 {
+        log_state_packet(cx, rule, log, false, slot, Reason::Match, pd, pkt);
+    }
+    Decision::Pass
+}
+
+/// The common case whole and inline, so that the state's view and the
+/// verdict stay in registers (returned through memory from calls they
+/// cost a store-forwarding stall per packet): a UDP or other non-TCP,
+/// non-ICMP packet whose state the packet's link names (pf out: the
+/// reverse link pf in left; pf in: the batch's guess) and which changes
+/// neither the peer states nor the timeout. `None`: anything else, which
+/// the general path (`test_state_other`) takes from the start.
+#[inline(always)]
+fn established_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, mut link: u64) -> Option<Decision> {
+    let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
+    let fwd = v.direction == dir_code(cx.dir);
+    let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+    let (mut s, mut d) = (s0, d0);
+    let t = other_step(pd.proto == PROTO_UDP, &mut s, &mut d);
+    if s != s0 || d != d0 || v.timeout != tidx(t) as u8 {
+        return None;
+    }
+    cx.pf.counters.get(cx.worker).searches.inc();
+    cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+    cx.relink(&mut link, v.idx, v.rev);
+    pkt.meta.pf_link = link;
+    Some(state_passed(cx, pd, pkt, &view_passed(&v, fwd)))
+}
+
+/// The state bits that have its packets logged.
+const STATE_LOG: u8 = sflags::LOG_ALL | sflags::LOG_MATCHES_ALL;
+
+fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
+    StateVerdict::Pass(Passed {
         rule: Some((st.ruleset_gen, st.rule_nr)),
-        log: st.flags & sflags::LOG_ALL != 0,
+        log: st.flags & STATE_LOG,
+        slot,
         tag: st.tag,
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
-    }
+    })
 }
 
 fn view_pass(v: &StateView, fwd: bool) -> StateVerdict {
-    StateVerdict::Pass {
+    StateVerdict::Pass(view_passed(v, fwd))
+}
+
+#[inline(always)]
+fn view_passed(v: &StateView, fwd: bool) -> Passed {
+    Passed {
         rule: Some((v.ruleset_gen, v.rule_nr)),
-        log: v.flags & sflags::LOG_ALL != 0,
+        log: v.flags & STATE_LOG,
+        slot: v.idx,
         tag: v.tag,
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
@@ -636,7 +789,7 @@ fn test_state_tcp(
     let seg = pd.tcp;
     let pf = cx.pf;
     let now = cx.now;
-    let out = cx.with_state_linked(key, link, |st| {
+    let out = cx.with_state_linked(key, link, |slot, st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
@@ -654,7 +807,7 @@ fn test_state_tcp(
             let t = tcp_track::track_sloppy(st, fwd, &seg);
             set_timeout(st, now, t);
             account(st, fwd, pd.tot_len);
-            return TcpOutcome::Pass(state_pass(st, fwd), None);
+            return TcpOutcome::Pass(state_pass(st, slot, fwd), None);
         }
         let (track, t) = tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now));
         match track {
@@ -663,7 +816,7 @@ fn test_state_tcp(
                     set_timeout(st, now, t);
                 }
                 account(st, fwd, pd.tot_len);
-                TcpOutcome::Pass(state_pass(st, fwd), rewrite)
+                TcpOutcome::Pass(state_pass(st, slot, fwd), rewrite)
             }
             Track::Drop { rst } => {
                 TcpOutcome::Drop(Some(Reason::StateMismatch), rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }))
@@ -745,13 +898,13 @@ fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
         }
         Probe::Busy => {}
     }
-    cx.with_state_linked(key, link, |st| {
+    cx.with_state_linked(key, link, |slot, st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
         let t = other_step(udp, &mut src.state, &mut dst.state);
         set_timeout(st, cx.now, t);
         account(st, fwd, pd.tot_len);
-        state_pass(st, fwd)
+        state_pass(st, slot, fwd)
     })
     .unwrap_or(StateVerdict::NoState)
 }
@@ -776,7 +929,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
             _ => {}
         }
         return cx
-            .with_state_linked(key, link, |st| {
+            .with_state_linked(key, link, |slot, st| {
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -785,7 +938,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len);
-                state_pass(st, fwd)
+                state_pass(st, slot, fwd)
             })
             .unwrap_or(StateVerdict::NoState);
     }
@@ -838,7 +991,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
         _ => {}
     }
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
-    cx.with_state(key.words(), |st| {
+    cx.with_state(key.words(), |slot, st| {
         if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
             // The quoted packet is from the state's src when this error
             // flows against the state's direction.
@@ -849,7 +1002,7 @@ fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdic
         }
         let fwd = st.direction == dirc;
         account(st, fwd, pd.tot_len);
-        state_pass(st, fwd)
+        state_pass(st, slot, fwd)
     })
     .unwrap_or(StateVerdict::NoState)
 }
@@ -884,10 +1037,11 @@ fn test_rule(
     let mut tag = pkt.meta.pf_tag;
     let mut rtable: Option<u16> = None;
     // pf_rule_actions' log bits, gathered from the `match` rules passed:
-    // `log (all)` on any of them makes the state log all its packets;
-    // each `log (matches)` one makes every later matching rule log the
-    // packet once more (pf_log_matches).
-    let mut act_log_all = false;
+    // a state logs each of its packets under every `log (all)` one (the
+    // state's match_rules); each `log (matches)` one makes every later
+    // matching rule log the packet once more (pf_log_matches).
+    let mut log_match = [NO_RULE; LOG_MATCH_MAX];
+    let mut log_match_n = 0usize;
     let mut log_matches = 0u32;
     let mut matched: Option<&CRule> = None;
     let n = rules.len();
@@ -995,7 +1149,10 @@ fn test_rule(
             }
             if let Some(l) = r.log {
                 cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
-                act_log_all |= l.all;
+                if l.all && log_match_n < LOG_MATCH_MAX {
+                    log_match[log_match_n] = r.nr;
+                    log_match_n += 1;
+                }
                 if l.matches {
                     log_matches += 1;
                 }
@@ -1070,7 +1227,7 @@ fn test_rule(
             if keeps_state(r) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, act_log_all) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -1083,6 +1240,40 @@ fn test_rule(
             }
             Decision::Pass
         }
+    }
+}
+
+/// pf_test's log records for a packet of a state (`pd.pflog |= st->log`):
+/// under the state's rule (as a pass) when the record is forced or that
+/// rule says `log (all)`, then under each `match … log (all)` rule the
+/// state's creating packet matched, latest first as pf walks the state's
+/// `match_rules`, all with the packet's reason. The `match` rules are read
+/// from the state in `slot`, if it is still the state the packet matched
+/// (live, same rule); a state removed meanwhile has no records for them.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+fn log_state_packet(
+    cx: &Cx,
+    rule: Option<(u32, u32)>,
+    log: u8,
+    forced: bool,
+    slot: u32,
+    reason: Reason,
+    pd: &Pd,
+    pkt: &PacketBuf,
+) {
+    if forced || log & sflags::LOG_ALL != 0 {
+        cx.log(rule.map(|r| r.1), pflog::PF_PASS, reason, pd, pkt.data());
+    }
+    if log & sflags::LOG_MATCHES_ALL == 0 {
+        return;
+    }
+    let Some(st) = cx.pf.states.get(slot) else { return };
+    if Some((st.ruleset_gen, st.rule_nr)) != rule {
+        return;
+    }
+    for &nr in st.log_match.iter().rev().filter(|&&nr| nr != NO_RULE) {
+        cx.log(Some(nr), pflog::PF_MATCH, reason, pd, pkt.data());
     }
 }
 
@@ -1141,7 +1332,7 @@ fn create_state(
     pkt: &mut PacketBuf,
     tag: u16,
     rtable: Option<u16>,
-    act_log_all: bool,
+    log_match: [u32; LOG_MATCH_MAX],
 ) -> Result<(), Reason> {
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
@@ -1155,11 +1346,13 @@ fn create_state(
         kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
-            | (if act_log_all || r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
             | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
         timeout_set: r.timeout_set,
         rule_nr: r.nr,
         ruleset_gen: cx.rs.gen,
+        log_match,
         tag,
         rtable: rtable.map(|t| t as i16).unwrap_or(-1),
         creation: now,
@@ -1451,9 +1644,63 @@ mod tests {
                 assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{p:?}");
                 let ip = Ipv4Packet::new_unchecked(&p[..]);
                 assert!(!ip.is_fragment());
+                // What the fast path takes, pf_normalize_tcp leaves alone.
+                if fast.proto == PROTO_TCP {
+                    let mut q = p.clone();
+                    assert_eq!(normalize_tcp(&mut q[20..fast.tot_len]), Some(fast.tcp.flags), "{p:?}");
+                    assert_eq!(&q, p);
+                }
             }
         }
         assert!(accepted > 100, "{accepted}");
+    }
+
+    /// Every flag combination and reserved nibble, with and without an
+    /// urgent pointer, against pf_normalize_tcp's rules written out; the
+    /// checksum stays valid whatever is rewritten.
+    #[test]
+    fn normalize_tcp_drops_and_rewrites_as_pf_normalize_tcp() {
+        const FIN: u8 = 0x01;
+        const SYN: u8 = 0x02;
+        const RST: u8 = 0x04;
+        const PSH: u8 = 0x08;
+        const ACK: u8 = 0x10;
+        const URG: u8 = 0x20;
+        let (src, dst) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));
+        for flags in 0..=255u8 {
+            for x2 in [0u8, 1, 0x0e, 0x0f] {
+                for urp in [0u16, 7] {
+                    let mut seg = vec![0x9c, 0x40, 0, 22, 0, 0, 3, 0xe9, 0, 0, 0x13, 0x89, 0x50 | x2, flags];
+                    seg.extend_from_slice(&[0x20, 0, 0, 0]);
+                    seg.extend_from_slice(&urp.to_be_bytes());
+                    seg.extend_from_slice(b"data");
+                    TcpPacket::new_unchecked(&mut seg[..]).fill_checksum(src, dst);
+                    let before = seg.clone();
+                    let got = normalize_tcp(&mut seg);
+                    // FIN is cleared on a SYN before the ACK-only flags are
+                    // checked: SYN+FIN passes as a SYN.
+                    let want = if flags & SYN != 0 { flags & !FIN } else { flags };
+                    let illegal = (flags & SYN != 0 && flags & RST != 0)
+                        || (flags & SYN == 0 && flags & (ACK | RST) == 0)
+                        || (want & ACK == 0 && want & (FIN | PSH | URG) != 0);
+                    if illegal {
+                        assert_eq!(got, None, "{flags:#x}");
+                        assert_eq!(seg, before);
+                        continue;
+                    }
+                    assert_eq!(got, Some(want), "{flags:#x}");
+                    let t = TcpPacket::new_checked(&seg[..]).unwrap();
+                    assert_eq!(t.flags().bits(), want);
+                    assert_eq!((t.header_len(), t.reserved()), (20, 0));
+                    assert_eq!(t.urgent(), if want & URG != 0 { urp } else { 0 }, "{flags:#x}");
+                    assert!(t.verify_checksum(src, dst), "{flags:#x} {x2:#x} {urp}");
+                    // Nothing else moves.
+                    assert_eq!(seg[..12], before[..12]);
+                    assert_eq!(seg[14..16], before[14..16]);
+                    assert_eq!(seg[20..], before[20..]);
+                }
+            }
+        }
     }
 
     #[test]

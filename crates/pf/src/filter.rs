@@ -668,7 +668,7 @@ impl PacketFilter for Pf {
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         let pd = eval::parse_fast(pkt.data());
         let mut slot = Some(pkt);
-        match (decide(&cx, logif, &mut slot, pd, 0, bufs, replies), slot) {
+        match (decide(&cx, logif, &mut slot, pd.as_ref(), 0, bufs, replies), slot) {
             (Decision::Pass, Some(p)) => Verdict::Pass(p),
             (Decision::Drop, Some(p)) => Verdict::Drop(p),
             _ => Verdict::Consumed,
@@ -708,11 +708,11 @@ impl PacketFilter for Pf {
                 pd.write(p.as_ref().and_then(|p| eval::parse_fast(p.data())));
             }
             // SAFETY: entries 0..n were written just above.
-            let pd_at = |i: usize| unsafe { pds[i].assume_init() };
+            let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };
             if dir == Direction::In {
                 let mut keys = [None; HINT_BATCH];
                 for (i, k) in keys[..n].iter_mut().enumerate() {
-                    *k = pd_at(i).as_ref().map(eval::in_key_words);
+                    *k = pd_at(i).map(eval::in_key_words);
                 }
                 inner.states.lookup_hints(&keys[..n], &mut hints);
             }
@@ -752,7 +752,7 @@ fn decide(
     cx: &Cx,
     logif: bool,
     slot: &mut Option<PacketBuf>,
-    pd: Option<Pd>,
+    pd: Option<&Pd>,
     hint: u32,
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,

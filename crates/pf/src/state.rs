@@ -1,9 +1,11 @@
 //! The state table: states in a slab of fixed-size slots, found through a
 //! hash index keyed by `StateKey` that workers read without locks.
 //!
-//! * Slab: chunks of `CHUNK` slots allocated on demand and never moved or
-//!   freed while the table lives, so a slot index stays valid and workers
-//!   reach a slot without any table-wide lock. Each slot holds one
+//! * Slab: one address range reserved for every slot the table may ever
+//!   have, made usable `CHUNK` slots at a time on demand and never moved
+//!   or freed while the table lives, so a slot index stays valid and
+//!   workers reach a slot with one multiply-add from the slab's base,
+//!   without any table-wide lock. Each slot holds one
 //!   `StateData` (plain `Copy` data, no boxes) behind its own spin lock
 //!   (a sequence lock: TCP tracking and state changes take it), plus
 //!   atomic copies of what the per-packet path reads and the counters it
@@ -28,17 +30,17 @@ use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
 /// Index shards (a power of two).
 pub const SHARDS: usize = 64;
-/// Slots per slab chunk.
+/// Slots per slab chunk (the slab is made usable a chunk at a time).
 pub const CHUNK: usize = 4096;
 /// Most states per key (if-bound and floating, in and out).
 pub const PER_KEY: usize = 2;
-/// Most chunks: 4096 × 4096 = 16 M states.
+/// Most chunks: 4096 × 4096 = 16 M states (4 GiB of address space
+/// reserved, memory used only for the chunks made usable).
 const MAX_CHUNKS: usize = 4096;
 const NONE: u32 = u32::MAX;
 
@@ -148,11 +150,21 @@ pub struct Peer {
 /// State flags.
 pub mod sflags {
     pub const SLOPPY: u8 = 1 << 0;
-    /// `log (all)`: log every packet of the state.
+    /// `log (all)` on the state's own rule: every packet of the state is
+    /// logged under that rule.
     pub const LOG_ALL: u8 = 1 << 1;
     /// The creating rule allowed IP options.
     pub const ALLOW_OPTS: u8 = 1 << 2;
+    /// The creating packet matched `match … log (all)` rules: every packet
+    /// of the state is logged under each of them (`StateData::log_match`).
+    pub const LOG_MATCHES_ALL: u8 = 1 << 3;
 }
+
+/// Most `match … log (all)` rules a state remembers for its packets' log
+/// records; pf keeps every `match` rule in the state's `match_rules`.
+pub const LOG_MATCH_MAX: usize = 4;
+/// An unused entry of `StateData::log_match`.
+pub const NO_RULE: u32 = u32::MAX;
 
 /// Packet direction as states record it (pf's `PF_IN`/`PF_OUT`).
 pub const DIR_IN: u8 = 1;
@@ -176,6 +188,11 @@ pub struct StateData {
     /// Number of the rule that created the state in the ruleset of `ruleset_gen`.
     pub rule_nr: u32,
     pub ruleset_gen: u32,
+    /// The `match … log (all)` rules the creating packet matched (numbers
+    /// in the ruleset of `ruleset_gen`, in the order matched, the first
+    /// `LOG_MATCH_MAX` of them; `NO_RULE` after the last): pf.c's
+    /// `match_rules` as pf_test walks them to log each packet of the state.
+    pub log_match: [u32; LOG_MATCH_MAX],
     /// pf tag id given to the state's packets (0 = none).
     pub tag: u16,
     /// Routing table for the state's packets; -1 = unchanged.
@@ -208,6 +225,7 @@ impl Default for StateData {
             dst: Peer::default(),
             rule_nr: 0,
             ruleset_gen: 0,
+            log_match: [NO_RULE; LOG_MATCH_MAX],
             tag: 0,
             rtable: -1,
             creation: 0,
@@ -617,6 +635,94 @@ impl<T: Zeroable> Drop for HugeArray<T> {
     }
 }
 
+/// The slots: `MAX_CHUNKS × CHUNK` of them reserved as one inaccessible
+/// private mapping at start (no memory, no commit charge), each chunk
+/// made readable and writable when the slab first grows into it. Fresh
+/// pages read as zeroes, and an all-zero `Slot` is a free slot. A slot is
+/// at `base + idx`: one step from the table, where chunk pointers cost
+/// the per-packet path two dependent loads more.
+struct Slab {
+    base: std::ptr::NonNull<Slot>,
+    /// Slots made usable so far (whole chunks); only grows.
+    usable: AtomicU32,
+    grow: Mutex<()>,
+}
+
+// SAFETY: the slots are `Sync` (atomics and a lock-guarded cell); the
+// mapping is owned by the slab and unmapped only on drop.
+unsafe impl Send for Slab {}
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    const BYTES: usize = MAX_CHUNKS * CHUNK * std::mem::size_of::<Slot>();
+
+    fn new() -> Slab {
+        // SAFETY: a fresh anonymous mapping, owned by the slab.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::BYTES,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "cannot reserve {} bytes of address space for the state slab", Self::BYTES);
+        let base = std::ptr::NonNull::new(p as *mut Slot).expect("mmap returned null");
+        Slab { base, usable: AtomicU32::new(0), grow: Mutex::new(()) }
+    }
+
+    #[inline]
+    fn get(&self, idx: u32) -> Option<&Slot> {
+        if idx < self.usable.load(Ordering::Acquire) {
+            // SAFETY: slots below `usable` are mapped read-write, and zero
+            // bytes are a valid `Slot`; the mapping outlives `&self`.
+            Some(unsafe { &*self.base.as_ptr().add(idx as usize) })
+        } else {
+            None
+        }
+    }
+
+    /// Makes slot `idx` (and its whole chunk) usable; false when the
+    /// reservation is used up or the kernel refuses the memory.
+    fn ensure(&self, idx: u32) -> bool {
+        if idx < self.usable.load(Ordering::Acquire) {
+            return true;
+        }
+        let _g = self.grow.lock();
+        let have = self.usable.load(Ordering::Acquire) as usize;
+        if (idx as usize) < have {
+            return true;
+        }
+        let want = (idx as usize / CHUNK + 1) * CHUNK;
+        if want > MAX_CHUNKS * CHUNK {
+            return false;
+        }
+        let size = std::mem::size_of::<Slot>();
+        // SAFETY: the range lies inside our reservation.
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.as_ptr().add(have) as *mut libc::c_void,
+                (want - have) * size,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return false;
+        }
+        self.usable.store(want as u32, Ordering::Release);
+        true
+    }
+}
+
+impl Drop for Slab {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no slot reference outlives the slab.
+        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, Self::BYTES) };
+    }
+}
+
 /// Writers' lock over the index buckets `b` with `b % SHARDS == shard`,
 /// and a sequence the lock-free readers check: it moves (odd while in
 /// progress) whenever a state leaves one of the shard's chains, the only
@@ -644,7 +750,7 @@ pub enum InsertError {
 }
 
 pub struct StateTable {
-    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    slab: Slab,
     /// Slots handed out so far (high-water mark).
     next: AtomicU32,
     free: Mutex<Vec<u32>>,
@@ -663,7 +769,7 @@ pub struct StateTable {
 impl StateTable {
     pub fn new(limit: usize) -> StateTable {
         StateTable {
-            chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
+            slab: Slab::new(),
             next: AtomicU32::new(0),
             free: Mutex::new(Vec::new()),
             buckets: HugeArray::zeroed(BUCKETS),
@@ -708,8 +814,7 @@ impl StateTable {
 
     #[inline]
     pub fn slot(&self, idx: u32) -> Option<&Slot> {
-        let c = self.chunks.get(idx as usize / CHUNK)?.get()?;
-        c.get(idx as usize % CHUNK)
+        self.slab.get(idx)
     }
 
     #[inline]
@@ -814,7 +919,7 @@ impl StateTable {
     /// link is only a hint, so a removed state, a slot reused for another
     /// key or a key that gained a second state all fall back to the
     /// search.
-    #[inline]
+    #[inline(always)]
     pub fn probe_linked(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<StateView> {
         let idx = link.checked_sub(1)?;
         self.read_view(idx, key, ifidx, true)
@@ -822,7 +927,7 @@ impl StateTable {
 
     /// A consistent read of slot `idx`'s mirrors, if it holds `key` and is
     /// usable on `ifidx` (and, with `solo`, is alone on its key).
-    #[inline]
+    #[inline(always)]
     fn read_view(&self, idx: u32, key: (u64, u64), ifidx: u32, solo: bool) -> Option<StateView> {
         let s = self.slot(idx)?;
         let s1 = s.seq.load(Ordering::Acquire);
@@ -941,20 +1046,20 @@ impl StateTable {
     }
 
     /// Runs `f` on the state for `key` usable on `ifidx`, under the slot's
-    /// lock. `None` when there is none.
-    pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(&mut StateData) -> R) -> Option<R> {
-        self.with_state_linked(0, k, ifidx, |_, st| f(st)).map(|(_, r)| r)
+    /// lock; `f` gets the slot index too. `None` when there is none.
+    pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(u32, &mut StateData) -> R) -> Option<R> {
+        self.with_state_linked(0, k, ifidx, |idx, _, st| f(idx, st)).map(|(_, r)| r)
     }
 
     /// `with_state`, trying the reverse link `link` (slot + 1, 0: none)
-    /// first as `probe_linked` does; `f` also gets the slot's reverse
-    /// link. Returns the slot index with `f`'s result.
+    /// first as `probe_linked` does; `f` gets the slot index and the
+    /// slot's reverse link. Returns the slot index with `f`'s result.
     pub fn with_state_linked<R>(
         &self,
         link: u32,
         k: (u64, u64),
         ifidx: u32,
-        f: impl FnOnce(u32, &mut StateData) -> R,
+        f: impl FnOnce(u32, u32, &mut StateData) -> R,
     ) -> Option<(u32, R)> {
         let ok =
             |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
@@ -962,7 +1067,7 @@ impl StateTable {
             let mut g = s.lock();
             if ok(&g) && s.solo.load(Ordering::Relaxed) != 0 {
                 let rev = s.rev.load(Ordering::Relaxed);
-                return Some((link - 1, f(rev, &mut g)));
+                return Some((link - 1, f(link - 1, rev, &mut g)));
             }
         }
         for _ in 0..4 {
@@ -971,7 +1076,7 @@ impl StateTable {
             let mut g = s.lock();
             if ok(&g) {
                 let rev = s.rev.load(Ordering::Relaxed);
-                return Some((idx, f(rev, &mut g)));
+                return Some((idx, f(idx, rev, &mut g)));
             }
         }
         // The slot kept changing under us: walk with the shard held.
@@ -981,7 +1086,7 @@ impl StateTable {
         let s = self.slot(idx)?;
         let mut g = s.lock();
         let rev = s.rev.load(Ordering::Relaxed);
-        Some((idx, f(rev, &mut g)))
+        Some((idx, f(idx, rev, &mut g)))
     }
 
     fn alloc_slot(&self) -> Option<u32> {
@@ -989,12 +1094,10 @@ impl StateTable {
             return Some(i);
         }
         let i = self.next.fetch_add(1, Ordering::AcqRel);
-        let chunk = i as usize / CHUNK;
-        if chunk >= MAX_CHUNKS {
+        if !self.slab.ensure(i) {
             self.next.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        self.chunks[chunk].get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
         Some(i)
     }
 
@@ -1326,7 +1429,7 @@ mod tests {
         assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none(), "reused for another key");
         assert_eq!(t.probe_linked(a + 1, key(4).words(), 7).map(|v| v.idx), Some(d));
         // Purge-marked (TCP state reuse): never found.
-        t.with_state(key(4).words(), 7, |st| st.timeout = TIMEOUT_PURGE).unwrap();
+        t.with_state(key(4).words(), 7, |_, st| st.timeout = TIMEOUT_PURGE).unwrap();
         assert!(t.probe_linked(d + 1, key(4).words(), 7).is_none());
         // The reverse link is a plain hint on the slot, cleared on reuse.
         t.set_rev(c, d + 1);
@@ -1377,7 +1480,7 @@ mod tests {
                                 _ => panic!("link found slot {slot} for key {p} on {ifidx}, probe did not"),
                             }
                         }
-                        let locked = t.with_state_linked(slot + 1, k, ifidx, |_, _| ()).map(|(i, _)| i);
+                        let locked = t.with_state_linked(slot + 1, k, ifidx, |_, _, _| ()).map(|(i, _)| i);
                         assert_eq!(locked, t.find(&key(p), ifidx), "locked path, slot {slot} key {p} if {ifidx}");
                     }
                 }

@@ -8,7 +8,7 @@ use common::{net, pf_with, HeapBufs as Bufs};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use softnet_core::filter::{Direction, PacketFilter, Verdict};
+use softnet_core::filter::{Decision, Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
@@ -531,24 +531,88 @@ fn a_logged_pass_rule_over_its_state_limit_logs_the_match_only() {
     assert_eq!(pf.counter("state-limit"), Some(1));
 }
 
+/// pf_test logs each packet of a state (`pd.pflog |= st->log`) under the
+/// state's rule if that rule says `log (all)`, then under every `match`
+/// rule with `log (all)` the creating packet matched (the state's
+/// `match_rules`, latest first): a `match log (all)` rule's records carry
+/// its own number and action, not the pass rule's.
 #[test]
-fn log_all_on_a_match_rule_logs_every_packet_of_the_state() {
+fn log_all_on_a_match_rule_logs_every_packet_of_the_state_under_the_match_rule() {
     let n = net();
     let t = Instant::from_secs(1);
-    for (rules, logged) in [
-        // the SYN by the match rule, then the state's two packets
-        ("match in log (all) proto tcp\npass proto tcp\n", 3),
-        ("match in log proto tcp\npass proto tcp\n", 1),
-        ("pass log (all) proto tcp\n", 3),
-    ] {
+    type Recs = &'static [(u32, u8)];
+    let cases: [(&str, Recs, Recs); 6] = [
+        ("match in log (all) proto tcp\npass proto tcp\n", &[(0, PF_MATCH)], &[(0, PF_MATCH)]),
+        ("match in log proto tcp\npass proto tcp\n", &[(0, PF_MATCH)], &[]),
+        ("pass log (all) proto tcp\n", &[(0, PF_PASS)], &[(0, PF_PASS)]),
+        // A plain `log` on the pass rule logs the first packet only.
+        ("match in log (all) proto tcp\npass log proto tcp\n", &[(0, PF_MATCH), (1, PF_PASS)], &[(0, PF_MATCH)]),
+        (
+            "match in log (all) proto tcp\npass log (all) proto tcp\n",
+            &[(0, PF_MATCH), (1, PF_PASS)],
+            &[(1, PF_PASS), (0, PF_MATCH)],
+        ),
+        // Two of them, and one without `all`: the state's rules latest first.
+        (
+            "match in log (all) proto tcp\nmatch in log proto tcp\nmatch in log (all) proto tcp to port 22\npass proto tcp\n",
+            &[(0, PF_MATCH), (1, PF_MATCH), (2, PF_MATCH)],
+            &[(2, PF_MATCH), (0, PF_MATCH)],
+        ),
+    ];
+    for (rules, first, later) in cases {
         let pf = pf_with(&n, rules);
         let q = Arc::new(PflogQueue::new(16));
         pf.set_pflog(Some(q.clone()));
         assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, SYN, 1000, 0, 0)));
+        assert_eq!(drain_log(&q), first, "{rules}");
         assert!(run(&pf, t, Direction::Out, &n.em0, tcp(SERVER, CLIENT, 22, 40000, flags(SYN, ACK), 5000, 1001, 0)));
+        assert_eq!(drain_log(&q), later, "{rules}: reply");
         assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 0)));
-        assert_eq!(drain_log(&q).len(), logged, "{rules}");
+        assert_eq!(drain_log(&q), later, "{rules}: ack");
     }
+}
+
+/// The same through the lock-free path of an established UDP state, both
+/// hook entry points, and an ICMP error matched to the state.
+#[test]
+fn match_log_all_records_follow_udp_states_and_icmp_errors() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let pf = pf_with(&n, "block all\nmatch in log (all) proto udp\npass proto udp\npass proto icmp no state\n");
+    let q = Arc::new(PflogQueue::new(64));
+    pf.set_pflog(Some(q.clone()));
+    let out = |p: Vec<u8>| PacketBuf::from_slice(&p);
+    assert!(run(&pf, t, Direction::In, &n.em0, out(udp(CLIENT, SERVER, 5000, 53, b"q"))));
+    assert_eq!(drain_log(&q), [(1, PF_MATCH)]);
+    // Same direction again: the state does not change (no lock taken).
+    assert!(run(&pf, t, Direction::In, &n.em0, out(udp(CLIENT, SERVER, 5000, 53, b"q"))));
+    assert_eq!(drain_log(&q), [(1, PF_MATCH)]);
+    let mut pkts = [Some(out(udp(CLIENT, SERVER, 5000, 53, b"a"))), Some(out(udp(CLIENT, SERVER, 5000, 53, b"b")))];
+    let mut d = [Decision::Consumed; 2];
+    pf.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut vec![]);
+    assert_eq!(d, [Decision::Pass; 2]);
+    assert_eq!(drain_log(&q), [(1, PF_MATCH), (1, PF_MATCH)]);
+    // The reply, out through the same state.
+    assert!(run(&pf, t, Direction::Out, &n.em0, out(udp(SERVER, CLIENT, 53, 5000, b"r"))));
+    assert_eq!(drain_log(&q), [(1, PF_MATCH)]);
+    // A port unreachable about the datagram, going back out em0: the
+    // state's packet, logged under the match rule; a `pass … no state`
+    // rule would not have logged it.
+    let quoted = udp(CLIENT, SERVER, 5000, 53, b"q")[..28].to_vec();
+    let err = Icmpv4Repr::DstUnreachable {
+        code: softnet_wire::icmpv4::DstUnreachable::PortUnreachable,
+        next_hop_mtu: 0,
+        data: &quoted,
+    };
+    assert!(run(&pf, t, Direction::Out, &n.em0, icmp(SERVER, CLIENT, err)));
+    assert_eq!(drain_log(&q), [(1, PF_MATCH)]);
+    // IP options on a state that does not allow them: the forced record
+    // under the state's rule, then the match rule's, both for ip-option.
+    assert!(!run(&pf, t, Direction::In, &n.em0, udp_with_options(CLIENT, SERVER, 5000, 53)));
+    assert_eq!(
+        drain_log_reasons(&q),
+        [(2, PF_PASS, REASON_IP_OPTION, CLIENT), (1, PF_MATCH, REASON_IP_OPTION, CLIENT)]
+    );
 }
 
 #[test]

@@ -354,12 +354,15 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for &workers in workers_list {
         let case = BenchCase { workers, routes: 10, flows: FLOWS };
+        // SOFTNET_BENCH_PF_ONLY=1: skip the runs without pf (for profiling
+        // pf alone); the table then shows no baseline.
+        let pf_only = std::env::var_os("SOFTNET_BENCH_PF_ONLY").is_some_and(|v| v == "1");
         let mut base = Vec::new();
-        for _ in 0..repeat {
+        for _ in 0..if pf_only { 0 } else { repeat } {
             let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
             base.push(measure(case, secs, stack, counters)? / 1e6);
         }
-        let base_mpps = median(base);
+        let base_mpps = if pf_only { f64::NAN } else { median(base) };
         let base_ns = workers as f64 * 1e3 / base_mpps;
         // SOFTNET_BENCH_PF_CASES=ac: only those cases (for A/B runs).
         let only = std::env::var("SOFTNET_BENCH_PF_CASES").unwrap_or_else(|_| "abcd".into());

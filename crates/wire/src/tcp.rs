@@ -234,6 +234,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         TcpFlags(self.buf.as_ref()[field::FLAGS])
     }
 
+    /// The four bits between the data offset and the control bits (BSD's
+    /// `th_x2`: three reserved bits and the NS/AE bit).
+    pub fn reserved(&self) -> u8 {
+        self.buf.as_ref()[field::DATA_OFF] & 0x0F
+    }
+
     pub fn window(&self) -> u16 {
         get16(self.buf.as_ref(), field::WINDOW)
     }
@@ -686,6 +692,17 @@ mod tests {
         assert!(f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::SYN | TcpFlags::FIN));
         assert!(f.intersects(TcpFlags::SYN | TcpFlags::FIN));
         assert_eq!(f & !TcpFlags::ACK, TcpFlags::SYN);
+    }
+
+    #[test]
+    fn reserved_bits_sit_between_offset_and_flags_and_set_header_len_clears_them() {
+        let mut b = [0u8; 24];
+        b[12] = 0x6b;
+        b[13] = 0x12;
+        let mut p = TcpPacket::new_checked(&mut b[..]).unwrap();
+        assert_eq!((p.header_len(), p.reserved(), p.flags()), (24, 0x0b, TcpFlags::SYN | TcpFlags::ACK));
+        p.set_header_len(24);
+        assert_eq!((p.header_len(), p.reserved(), p.flags()), (24, 0, TcpFlags::SYN | TcpFlags::ACK));
     }
 
     #[test]
