@@ -19,6 +19,12 @@ tables, killing states, disable/enable, each seen in the traffic.
    pass; `-d` again fails; `pfctl -e` blocks them again.
 6. -st, -sm, -sa print pfctl's sections; -F all leaves no rules and no
    states (everything passes) until -f.
+7. The verbose views with real traffic through labelled rules: -sl splits
+   each label's packets and bytes into in and out (in + out = the -sr -v
+   totals); -sr -vv numbers the rules (@N) and counts table addresses;
+   -ss -vv gives every state a unique id and the -si -v host id as its
+   creator; -si -v shows Hostid, Checksum (same rules, same sum; labels
+   change it) and the verbose sections.
 """
 
 import os
@@ -226,6 +232,92 @@ def run_test():
         lab.expect_tcp(80, "ok", "port 80 after -F all (no rules: pass)")
         lab.pfctl("-f", lab.conf)
         lab.expect_tcp(80, "timeout", "port 80 after -f again")
+
+        # ---- 7. verbose views: -sl, -sr -vv, -ss -vv, -si -v -------------------------------
+        t.step("7. -si -v: Hostid, Checksum and pfctl's verbose sections")
+        si = lab.pfctl("-si", "-v").stdout
+        m = re.search(r"^Hostid:   0x([0-9a-f]{8})$", si, re.M)
+        check(m, f"-si -v without a Hostid line:\n{si}")
+        hostid = m.group(1)
+        sum0 = re.search(r"^Checksum: 0x([0-9a-f]{32})$", si, re.M)
+        check(sum0, f"-si -v without a Checksum line:\n{si}")
+        sections = ["State Table", "Source Tracking Table", "Fragments", "Counters", "Limit Counters"]
+        at = [si.find("\n" + h) for h in sections]
+        check(all(a >= 0 for a in at) and at == sorted(at), f"-si -v sections {list(zip(sections, at))}:\n{si}")
+        check(re.search(r"^  max states per rule\s+\d+", si, re.M), si)
+        check("Hostid" not in lab.pfctl("-si").stdout, "-si (no -v) printed the verbose lines")
+        lab.pfctl("-f", lab.conf)
+        sum1 = re.search(r"^Checksum: 0x([0-9a-f]{32})$", lab.pfctl("-si", "-v").stdout, re.M)
+        check(sum1 and sum1.group(1) == sum0.group(1), "the same ruleset loaded again changed the checksum")
+
+        t.step("7. labelled rules and one TCP exchange: -sl splits in and out, totals match -sr -v")
+        labelled = lab.file("pf-labels.conf", DEFAULT_DENY
+                            .replace("pass out\n", 'pass out label "out"\n')
+                            .replace("pass in on $a_if proto tcp to port $tcp_in",
+                                     'pass in on $a_if proto tcp to port $tcp_in label "tcp-in"'))
+        lab.pfctl("-f", labelled)
+        si = lab.pfctl("-si", "-v").stdout
+        sum2 = re.search(r"^Checksum: 0x([0-9a-f]{32})$", si, re.M)
+        check(sum2 and sum2.group(1) != sum0.group(1), "labels did not change the ruleset checksum")
+        lab.expect_tcp(22, "ok", "ssh through the labelled rules")
+
+        def labels():
+            out = {}
+            for line in lab.pfctl("-sl").stdout.splitlines():
+                f = line.split()
+                check(len(f) == 9 and all(x.isdigit() for x in f[1:]), f"-sl line {line!r}")
+                # The first rule of a label (tcp-in expands to ports 22 and 5201).
+                out.setdefault(f[0], [int(x) for x in f[1:]])
+            return out
+
+        for _ in range(5):
+            sl = labels()
+            sr = {r["rule"]: r for r in lab.rules_v()}
+            if labels() == sl:
+                break
+        check(set(sl) == {"out", "tcp-in"}, f"-sl labels: {sorted(sl)}")
+        for name, text in (("tcp-in", 'pass in on r0 proto tcp from any to any port = 22 flags S/SA label "tcp-in"'),
+                           ("out", 'pass out all flags S/SA label "out"')):
+            ev, pk, by, pin, bin_, pout, bout, st = sl[name]
+            check(pin > 0 and pout > 0 and bin_ > 0 and bout > 0,
+                  f"-sl {name}: no traffic both ways: {sl[name]}")
+            check(pk == pin + pout and by == bin_ + bout, f"-sl {name}: totals are not in + out: {sl[name]}")
+            check(st >= 1, f"-sl {name}: no state created: {sl[name]}")
+            check(text in sr, f"no rule {text!r} in -sr -v: {sorted(sr)}")
+            check((sr[text]["evaluations"], sr[text]["packets"], sr[text]["bytes"]) == (ev, pk, by),
+                  f"-sr -v {sr[text]} and -sl {name} {sl[name]} disagree")
+            log(f"  -sl {name}: {ev} evaluations, in {pin} pkts/{bin_} B, out {pout} pkts/{bout} B, {st} states")
+
+        t.step("7. -sr -vv numbers the rules and counts table addresses; -ss -vv shows ids and creator ids")
+        plain = lab.rules().splitlines()
+        vv = lab.pfctl("-sr", "-vv").stdout.splitlines()
+        heads = [l for l in vv if not l.startswith(" ")]
+        check(len(heads) == len(plain), f"-sr -vv has {len(heads)} rules, -sr {len(plain)}")
+        for nr, (h, r) in enumerate(zip(heads, plain)):
+            want = re.sub(r"<bad>", r"<bad:0>", r)
+            check(h == f"@{nr} {want}", f"-sr -vv rule {nr}: {h!r}, want '@{nr} {want}'")
+        counters = [l for l in vv if l.startswith("  [ ")]
+        check(len(counters) == 2 * len(heads) and all(
+            re.match(r"  \[ (Evaluations: \d+ +Packets: \d+ +Bytes: \d+ +States: \d+ *|"
+                     r"Inserted: uid 0 pid \d+ State Creations: \d+ *)\]$", l) for l in counters),
+            "-sr -vv counter lines:\n" + "\n".join(counters))
+        h = lab.hold(22, secs=30, gap=0.2, tmo=3.0)
+        h.wait_more(3)
+        ss = lab.pfctl("-ss", "-vv").stdout.splitlines()
+        firsts = [i for i, l in enumerate(ss) if not l.startswith(" ")]
+        check(firsts, "-ss -vv: no states")
+        ids = []
+        for a, b in zip(firsts, firsts[1:] + [len(ss)]):
+            m = [re.match(r"   id: ([0-9a-f]{16}) creatorid: ([0-9a-f]{8})$", l) for l in ss[a + 1:b]]
+            m = [x for x in m if x]
+            check(len(m) == 1, f"-ss -vv state without one id line: {ss[a:b]}")
+            check(m[0].group(2) == hostid, f"creatorid {m[0].group(2)} is not the host id {hostid}")
+            ids.append(m[0].group(1))
+        check(len(set(ids)) == len(ids), f"-ss -vv: state ids repeat: {ids}")
+        check(all("   id: " not in l for l in lab.pfctl("-ss", "-v").stdout.splitlines()), "-ss -v printed ids")
+        log(f"  {len(ids)} states, ids {ids[0]}..{ids[-1]}, creatorid {hostid}")
+        h.stop()
+        lab.pfctl("-f", lab.conf)
 
 
 if __name__ == "__main__":

@@ -41,12 +41,29 @@ pub const fn tidx(t: Timeout) -> usize {
     t as usize
 }
 
-/// A rule's packet counters as one worker keeps them.
+/// Index of the inbound half of `RuleStats::packets` and `bytes`.
+pub const DIR_IN: usize = 0;
+/// Index of the outbound half.
+pub const DIR_OUT: usize = 1;
+
+/// A rule's packet counters as one worker keeps them. Packets and bytes
+/// are split by the packet's direction, as pf's `packets[2]`/`bytes[2]`
+/// (`[DIR_IN]`, `[DIR_OUT]`, pf_counters_inc's `pd->dir == PF_OUT`).
 #[derive(Default)]
 pub struct RuleStats {
-    pub packets: Counter,
-    pub bytes: Counter,
+    pub packets: [Counter; 2],
+    pub bytes: [Counter; 2],
     pub states_created: Counter,
+}
+
+impl RuleStats {
+    /// Counts one packet of `len` bytes going `dir`.
+    #[inline]
+    pub fn count(&self, dir: softnet_core::filter::Direction, len: u64) {
+        let d = (dir == softnet_core::filter::Direction::Out) as usize;
+        self.packets[d].inc();
+        self.bytes[d].add(len);
+    }
 }
 
 /// One worker's rule counters: contiguous arrays indexed by rule number,
@@ -115,7 +132,17 @@ impl RuleCounters {
 
     /// A counter of rule `nr`, summed over workers.
     pub fn sum(&self, nr: usize, f: impl Fn(&RuleStats) -> &Counter) -> u64 {
-        self.workers.iter().filter_map(|c| c.0.stats.get(nr)).map(|s| f(s).get()).sum()
+        self.workers.iter().filter_map(|c| c.0.stats.get(nr)).fold(0u64, |a, s| a.wrapping_add(f(s).get()))
+    }
+
+    /// Rule `nr`'s packets, [in, out], all workers.
+    pub fn packets(&self, nr: usize) -> [u64; 2] {
+        [self.sum(nr, |c| &c.packets[DIR_IN]), self.sum(nr, |c| &c.packets[DIR_OUT])]
+    }
+
+    /// Rule `nr`'s bytes, [in, out], all workers.
+    pub fn bytes(&self, nr: usize) -> [u64; 2] {
+        [self.sum(nr, |c| &c.bytes[DIR_IN]), self.sum(nr, |c| &c.bytes[DIR_OUT])]
     }
 }
 

@@ -71,6 +71,22 @@ pub const REASON_NAMES: [&str; REASON_COUNT] = [
     "no-route",
 ];
 
+/// pf's limit counters (`LCNT_*`, `pfctl -si -v` "Limit Counters").
+pub const LCNT_STATES: usize = 0;
+pub const LCNT_COUNT: usize = 10;
+pub const LCNT_NAMES: [&str; LCNT_COUNT] = [
+    "max states per rule",
+    "max-src-states",
+    "max-src-nodes",
+    "max-src-conn",
+    "max-src-conn-rate",
+    "overload table insertion",
+    "overload flush states",
+    "synfloods detected",
+    "syncookies sent",
+    "syncookies validated",
+];
+
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 const PROTO_ICMP: u8 = 1;
@@ -656,8 +672,7 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     if let Some((gen, nr)) = rule {
         if gen == cx.rs.gen {
             if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
-                c.packets.inc();
-                c.bytes.add(pd.tot_len as u64);
+                c.count(cx.dir, pd.tot_len as u64);
             }
         }
     }
@@ -1130,8 +1145,7 @@ fn test_rule(
         }
         if r.action == Action::Match {
             if let Some(c) = counters.rule(i) {
-                c.packets.inc();
-                c.bytes.add(pd.tot_len as u64);
+                c.count(cx.dir, pd.tot_len as u64);
             }
             if let Some(l) = r.log {
                 cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
@@ -1181,8 +1195,7 @@ fn test_rule(
     };
     cx.count(Reason::Match);
     if let Some(c) = counters.rule(r.nr as usize) {
-        c.packets.inc();
-        c.bytes.add(pd.tot_len as u64);
+        c.count(cx.dir, pd.tot_len as u64);
     }
     count_tables(cx, r, pd);
     let logged = r.log.is_some();
@@ -1323,6 +1336,7 @@ fn create_state(
 ) -> Result<(), Reason> {
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
+            cx.pf.counters.get(cx.worker).lcounters[LCNT_STATES].inc();
             return Err(Reason::StateLimit);
         }
     }
@@ -1345,6 +1359,7 @@ fn create_state(
         expire: now,
         packets: [1, 0],
         bytes: [pd.tot_len as u64, 0],
+        creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
     };
     let mut rewrite = None;

@@ -8,7 +8,7 @@
 //! pf.set_pflog(Some(queue.clone()));                    // pflog: daemon drains `queue` to a pcap file
 //! pf.set_if_lookup(Arc::new(move |name| …));            // (if) addresses of other interfaces
 //! pf.set_route_lookup(Arc::new(move |rtable, addr| …));  // no-route, urpf-failed
-//! pf.show_states(false, now)                            // pfctl -ss
+//! pf.show_states(0, now)                            // pfctl -ss
 //! ```
 
 use std::cell::{Cell, UnsafeCell};
@@ -28,7 +28,7 @@ use softnet_core::percpu::{Counter, PerWorker};
 use softnet_core::time::Instant;
 
 use crate::compile::{compile, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
-use crate::eval::{self, Cx, Pd, REASON_COUNT};
+use crate::eval::{self, Cx, Pd, LCNT_COUNT, REASON_COUNT};
 use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
 use crate::pflog::PflogQueue;
@@ -40,6 +40,8 @@ use crate::table::Table;
 #[derive(Default)]
 pub struct PfCounters {
     pub reasons: [Counter; REASON_COUNT],
+    /// pf's `lcounters` (`pfctl -si -v` "Limit Counters", `LCNT_*`).
+    pub lcounters: [Counter; LCNT_COUNT],
     pub searches: Counter,
     /// `set loginterface` packets: [in pass, in block, out pass, out block].
     pub logif_packets: [Counter; 4],
@@ -69,6 +71,9 @@ pub struct PfInner {
     pub(crate) tags: TagNames,
     pub(crate) timeout_sets: TimeoutSets,
     pub(crate) counters: PerWorker<PfCounters>,
+    /// pf's `hostid`: random at start, or the last `set hostid`; new
+    /// states take it as their creator id.
+    pub(crate) hostid: AtomicU32,
     pub(crate) frags: crate::frag::FragCache,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
@@ -85,7 +90,7 @@ pub struct PfInner {
     /// sums when it was named: `-si` shows what came since.
     logif: Mutex<(Option<String>, LogIfSums)>,
     /// Tables created by `-T add` that no ruleset defines.
-    extra: Mutex<HashMap<String, Arc<Table>>>,
+    pub(crate) extra: Mutex<HashMap<String, Arc<Table>>>,
     /// This filter's identity for the workers' ruleset caches.
     id: u64,
     /// Moves (after the store) each time `ruleset` is replaced.
@@ -302,6 +307,16 @@ impl Default for Pf {
     }
 }
 
+/// A random nonzero host id, as pf draws one (arc4random) when none is set.
+fn random_hostid() -> u32 {
+    loop {
+        let v = crate::state::random_seed() as u32;
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
 /// Text a table command prints (pfctl writes these to stderr).
 pub type TableMsg = String;
 
@@ -321,6 +336,7 @@ impl Pf {
             tags: TagNames::default(),
             timeout_sets: TimeoutSets::new(),
             counters: PerWorker::new(),
+            hostid: AtomicU32::new(random_hostid()),
             frags: crate::frag::FragCache::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
@@ -336,7 +352,20 @@ impl Pf {
             rs_seq: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
         };
+        // pf_attach: state ids start at the time shifted left 32 bits.
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        inner.states.set_next_id((secs << 32).max(1));
         Pf { inner: Arc::new(inner) }
+    }
+
+    /// pf's host id (`pfctl -si -v` "Hostid", states' creator id).
+    pub fn hostid(&self) -> u32 {
+        self.inner.hostid.load(Ordering::Relaxed)
+    }
+
+    /// The id the next state gets (ids then count up by one per state).
+    pub fn set_next_state_id(&self, id: u64) {
+        self.inner.states.set_next_id(id);
     }
 
     /// `pfctl -f`: compiles and publishes `rs` atomically. States are kept;
@@ -362,6 +391,11 @@ impl Pf {
         let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
         if !names_logif {
             compiled.opts.loginterface = cur.opts.loginterface.clone();
+        }
+        // DIOCSETHOSTID: only when the ruleset says `set hostid`; 0 draws
+        // a new random one.
+        if let Some(h) = rs.options.hostid {
+            self.inner.hostid.store(if h == 0 { random_hostid() } else { h }, Ordering::Relaxed);
         }
         self.inner.extra.lock().retain(|k, _| !compiled.tables.contains_key(k));
         self.inner.gen.store(gen, Ordering::Relaxed);

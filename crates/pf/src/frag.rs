@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::Mutex;
 use softnet_core::filter::BufferSource;
 use softnet_core::packet::PacketBuf;
@@ -63,6 +65,12 @@ pub enum FragResult {
 pub struct FragCache {
     map: Mutex<HashMap<FragKey, Datagram>>,
     held: std::sync::atomic::AtomicUsize,
+    /// pf's `ncounters` (`pfctl -si -v` "Fragments"): lookups of a
+    /// fragment's datagram, fragments queued, fragments taken off a queue
+    /// (reassembled, expired or flushed). Written under `map`'s lock.
+    pub searches: AtomicU64,
+    pub inserts: AtomicU64,
+    pub removals: AtomicU64,
 }
 
 impl FragCache {
@@ -72,7 +80,7 @@ impl FragCache {
 
     /// Fragments held.
     pub fn len(&self) -> usize {
-        self.held.load(std::sync::atomic::Ordering::Relaxed)
+        self.held.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,6 +112,7 @@ impl FragCache {
             return FragResult::Drop(pkt, FragDrop::Memory);
         }
         let mut map = self.map.lock();
+        self.searches.fetch_add(1, Ordering::Relaxed);
         let d = map.entry(key).or_insert_with(|| Datagram { frags: Vec::new(), total: None, created: now_ns });
         if d.frags.iter().any(|f| off < f.off + f.len && f.off < off + len) {
             return FragResult::Drop(pkt, FragDrop::Overlap);
@@ -118,7 +127,8 @@ impl FragCache {
         }
         let pos = d.frags.partition_point(|f| f.off < off);
         d.frags.insert(pos, Frag { off, len, more, pkt });
-        self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.held.fetch_add(1, Ordering::Relaxed);
+        self.inserts.fetch_add(1, Ordering::Relaxed);
         // Complete when the fragments cover 0..total without holes.
         let Some(total) = d.total else { return FragResult::Kept };
         let mut at = 0;
@@ -136,7 +146,8 @@ impl FragCache {
         };
         let d = map.remove(&key).expect("present");
         drop(map);
-        self.held.fetch_sub(d.frags.len(), std::sync::atomic::Ordering::Relaxed);
+        self.held.fetch_sub(d.frags.len(), Ordering::Relaxed);
+        self.removals.fetch_add(d.frags.len() as u64, Ordering::Relaxed);
         let first = &d.frags[0].pkt;
         let fhlen = Ipv4Packet::new_unchecked(first.data()).header_len() as usize;
         if big.rewind(fhlen + total).is_err() {
@@ -176,7 +187,8 @@ impl FragCache {
             }
             keep
         });
-        self.held.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.held.fetch_sub(n, Ordering::Relaxed);
+        self.removals.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 

@@ -34,6 +34,7 @@
 
 pub mod error;
 mod lexer;
+pub mod md5;
 pub mod model;
 pub mod names;
 pub mod parse;
@@ -41,6 +42,7 @@ pub mod print;
 pub mod resolver;
 
 // Evaluation: compiled rulesets, states, tables, pflog, the filter.
+pub mod chksum;
 pub mod compile;
 pub mod eval;
 pub mod filter;

@@ -157,8 +157,26 @@ fn format_ip(a: IpAddr) -> String {
     a.to_string()
 }
 
+/// How many addresses a table or `(if)` holds, for `print_addr` at
+/// `-vv` (`<t:N>`, `(if:N)`); `None` prints `:*`, as pfctl does when it
+/// has no kernel object to ask (`-nvv`) or the object is not active.
+pub type AddrCount<'a> = &'a dyn Fn(&Addr) -> Option<usize>;
+
 /// pfctl's `print_addr`.
 pub fn format_addr(a: &Addr, verbose: u8) -> String {
+    format_addr_with(a, verbose, &|_| None)
+}
+
+/// `print_addr` with the counts of a loaded ruleset (`pfctl -sr -vv`).
+pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
+    let counted = |s: &mut String| match count(a) {
+        Some(n) if n > 0 => {
+            let _ = write!(s, ":{n}");
+        }
+        // pfi_dynaddr's count of 0 prints as `*` too; a table's 0 is a count.
+        Some(0) if matches!(a, Addr::Table(_)) => s.push_str(":0"),
+        _ => s.push_str(":*"),
+    };
     match a {
         Addr::Any => "any".into(),
         Addr::Net(_) if is_any(a) => "any".into(),
@@ -172,7 +190,10 @@ pub fn format_addr(a: &Addr, verbose: u8) -> String {
         Addr::Range(lo, hi) => format!("{} - {}", format_ip(*lo), format_ip(*hi)),
         Addr::Table(t) => {
             if verbose >= 2 {
-                format!("<{t}:*>")
+                let mut s = format!("<{t}");
+                counted(&mut s);
+                s.push('>');
+                s
             } else {
                 format!("<{t}>")
             }
@@ -189,7 +210,7 @@ pub fn format_addr(a: &Addr, verbose: u8) -> String {
                 s.push_str(":0");
             }
             if verbose >= 2 {
-                s.push_str(":*");
+                counted(&mut s);
             }
             s.push(')');
             s
@@ -213,11 +234,11 @@ fn format_port(p: &PortOp) -> String {
     }
 }
 
-fn format_endpoint(s: &mut String, e: &Endpoint, verbose: u8) {
+fn format_endpoint(s: &mut String, e: &Endpoint, verbose: u8, count: AddrCount) {
     if e.negated {
         s.push_str("! ");
     }
-    s.push_str(&format_addr(&e.addr, verbose));
+    s.push_str(&format_addr_with(&e.addr, verbose, count));
     if let Some(p) = &e.port {
         s.push_str(&format_port(p));
     }
@@ -251,6 +272,12 @@ fn quote_if_needed(s: &str) -> String {
 
 /// pfctl's `print_rule`: one rule, no newline.
 pub fn format_rule(r: &Rule, nr: Option<usize>, verbose: u8) -> String {
+    format_rule_with(r, nr, verbose, &|_| None)
+}
+
+/// `print_rule` for a loaded rule: at `-vv` tables and `(if)` addresses
+/// show how many addresses they hold (`count`).
+pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCount) -> String {
     let mut s = String::new();
     if let Some(n) = nr {
         let _ = write!(s, "@{n} ");
@@ -343,9 +370,9 @@ pub fn format_rule(r: &Rule, nr: Option<usize>, verbose: u8) -> String {
         s.push_str(" all");
     } else {
         s.push_str(" from ");
-        format_endpoint(&mut s, &r.src, verbose);
+        format_endpoint(&mut s, &r.src, verbose, count);
         s.push_str(" to ");
-        format_endpoint(&mut s, &r.dst, verbose);
+        format_endpoint(&mut s, &r.dst, verbose, count);
     }
     if !r.flags.is_any() {
         let _ = write!(s, " flags {}/{}", names::format_tcp_flags(r.flags.set), names::format_tcp_flags(r.flags.mask));

@@ -1,4 +1,23 @@
-//! The `pfctl -s…` views, in OpenBSD pfctl's formats.
+//! The `pfctl -s…` views, in OpenBSD pfctl's formats (pfctl.c's
+//! pfctl_show_*, pfctl_parser.c's print_status and print_rule,
+//! pf_print_state.c's print_state), at the `-v` counts pfctl knows: 0, 1
+//! (`PF_OPT_VERBOSE`) and 2 (`PF_OPT_VERBOSE2`).
+//!
+//! Where the text still differs from OpenBSD's pfctl, and why:
+//! * `-sr -v`: `Inserted: uid 0 pid N` names the daemon, which loads the
+//!   rules on `softnet pfctl -f`'s behalf; pf records the uid and pid of
+//!   the pfctl process that issued DIOCADDRULE.
+//! * `-si -v`: no "Adaptive Syncookies Watermarks" section (softnet has no
+//!   syncookies); the "Source Tracking Table" is always zeros and of the
+//!   "Limit Counters" only "max states per rule" ever moves (no source
+//!   tracking, overload tables or syncookies); the Checksum hashes
+//!   pf_hash_rule's fields rebuilt from our rules (see `chksum`), so it
+//!   is not promised to equal an OpenBSD kernel's for the same pf.conf;
+//!   the IPv6 column of the interface stats is 0 (IPv4 only).
+//! * `-ss -vv`: every state's creator id is this host's (no pfsync); no
+//!   `(rdomain)` prefixes or ` {gateway}` (no rdomains in state keys, no
+//!   route-to).
+//! * No anchors: no `anchor` lines, no per-anchor views.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -6,9 +25,10 @@ use std::sync::atomic::Ordering;
 use softnet_core::time::Instant;
 
 use crate::compile::TIMEOUT_COUNT;
+use crate::eval::{LCNT_COUNT, LCNT_NAMES};
 use crate::eval::{REASON_COUNT, REASON_NAMES};
 use crate::filter::Pf;
-use crate::model::Limit;
+use crate::model::{Addr, IfAddrModifier, Limit};
 use crate::names::{self, Timeout};
 use crate::state::{tcps, udps, StateData, DIR_OUT, WSCALE_MASK};
 
@@ -36,33 +56,93 @@ const SHOW_TIMEOUTS: [Timeout; TIMEOUT_COUNT] = [
     Timeout::SrcTrack,
 ];
 
+/// The state's peers in print_state's order: the initiator's first for
+/// an outbound state, the other way round for an inbound one (pfctl
+/// prints `dst:src` for those).
+fn peers(st: &StateData) -> (&crate::state::Peer, &crate::state::Peer) {
+    if st.direction == DIR_OUT {
+        (&st.src, &st.dst)
+    } else {
+        (&st.dst, &st.src)
+    }
+}
+
 fn hms(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 impl Pf {
-    /// `pfctl -sr [-v]`.
-    pub fn show_rules(&self, verbose: bool) -> String {
+    /// `pfctl -sr`, `-sr -v`, `-sr -vv` (`verbose` is the `-v` count):
+    /// pfctl_show_rules with print_rule and pfctl_print_rule_counters.
+    /// At `-v` each rule is followed by its counters (packets and bytes
+    /// summed over both directions, as pfctl prints them; `-sl` splits
+    /// them); at `-vv` each rule starts with `@N` and tables and `(if)`
+    /// addresses show how many addresses they hold.
+    pub fn show_rules(&self, verbose: u8) -> String {
         let rs = self.inner.ruleset.load();
         let mut out = String::new();
-        let evals = if verbose { rs.counters.all_evaluations() } else { vec![] };
+        let evals = if verbose > 0 { rs.counters.all_evaluations() } else { vec![] };
+        let count = |a: &Addr| self.addr_count(&rs, a);
         for (nr, r) in rs.rules.iter().enumerate() {
             // pfctl prints what the kernel keeps: if-bound or not. Without
             // the `set` lines of -nv, a rule printed with no statelock
             // parses back floating, so -sr needs no `(floating)`.
             let mut rule = r.rule.clone();
             rule.state_opts.floating = false;
-            out.push_str(&crate::print::format_rule(&rule, None, 0));
+            out.push_str(&crate::print::format_rule_with(&rule, (verbose >= 2).then_some(nr), verbose, &count));
             out.push('\n');
-            if verbose {
+            if verbose > 0 {
                 let ev = evals[nr];
-                let pk = rs.counters.sum(nr, |c| &c.packets);
-                let by = rs.counters.sum(nr, |c| &c.bytes);
+                let [pi, po] = rs.counters.packets(nr);
+                let [bi, bo] = rs.counters.bytes(nr);
+                let (pk, by) = (pi.wrapping_add(po), bi.wrapping_add(bo));
                 let st = r.states_cur.load(Ordering::Relaxed);
                 let _ = writeln!(out, "  [ Evaluations: {ev:<8}  Packets: {pk:<8}  Bytes: {by:<10}  States: {st:<6}]");
                 let created = rs.counters.sum(nr, |c| &c.states_created);
+                // pf records the loading process's uid and pid (cuid,
+                // cpid); the rules are loaded by this daemon (root) on
+                // `softnet pfctl -f`'s behalf, so it names itself.
                 let _ = writeln!(out, "  [ Inserted: uid 0 pid {} State Creations: {created:<6}]", std::process::id());
             }
+        }
+        out
+    }
+
+    /// How many addresses a table or `(if)` address of the loaded ruleset
+    /// holds (pfctl's `tblcnt` / `dyncnt` at `-vv`); `None`: unknown.
+    fn addr_count(&self, rs: &crate::compile::CompiledRuleset, a: &Addr) -> Option<usize> {
+        match a {
+            Addr::Table(t) => rs.tables.get(t).or(self.inner.extra.lock().get(t)).map(|t| t.len()),
+            Addr::Dynamic { ifname, modifier, no_alias } => {
+                let l = self.inner.if_lookup.load();
+                let addrs = l.as_ref().and_then(|f| f(ifname))?;
+                // No point-to-point interfaces: `:peer` has no address.
+                let n = if *modifier == IfAddrModifier::Peer { 0 } else { addrs.len() };
+                Some(if *no_alias { n.min(1) } else { n })
+            }
+            _ => None,
+        }
+    }
+
+    /// `pfctl -sl`: per labelled rule, `label evaluations packets bytes
+    /// in-packets in-bytes out-packets out-bytes state-creations`
+    /// (pfctl_show_rules' PFCTL_SHOW_LABELS).
+    pub fn show_labels(&self) -> String {
+        let rs = self.inner.ruleset.load();
+        let mut out = String::new();
+        let evals = rs.counters.all_evaluations();
+        for (nr, r) in rs.rules.iter().enumerate() {
+            let Some(label) = &r.rule.label else { continue };
+            let [pi, po] = rs.counters.packets(nr);
+            let [bi, bo] = rs.counters.bytes(nr);
+            let created = rs.counters.sum(nr, |c| &c.states_created);
+            let _ = writeln!(
+                out,
+                "{label} {} {} {} {pi} {bi} {po} {bo} {created}",
+                evals[nr],
+                pi.wrapping_add(po),
+                bi.wrapping_add(bo)
+            );
         }
         out
     }
@@ -81,22 +161,23 @@ impl Pf {
             }
         };
         let arrow = if st.direction == DIR_OUT { "->" } else { "<-" };
+        let (src, dst) = peers(st);
         let states = match st.key.proto {
-            6 if st.src.state <= tcps::TIME_WAIT && st.dst.state <= tcps::TIME_WAIT => {
-                format!("{}:{}", tcps::NAMES[st.src.state as usize], tcps::NAMES[st.dst.state as usize])
+            6 if src.state <= tcps::TIME_WAIT && dst.state <= tcps::TIME_WAIT => {
+                format!("{}:{}", tcps::NAMES[src.state as usize], tcps::NAMES[dst.state as usize])
             }
-            6 => format!("<BAD STATE LEVELS {}:{}>", st.src.state, st.dst.state),
-            1 => format!("{}:{}", st.src.state, st.dst.state),
-            _ if st.src.state <= udps::MULTIPLE && st.dst.state <= udps::MULTIPLE => {
-                format!("{}:{}", udps::NAMES[st.src.state as usize], udps::NAMES[st.dst.state as usize])
+            6 => format!("<BAD STATE LEVELS {}:{}>", src.state, dst.state),
+            1 => format!("{}:{}", src.state, dst.state),
+            _ if src.state <= udps::MULTIPLE && dst.state <= udps::MULTIPLE => {
+                format!("{}:{}", udps::NAMES[src.state as usize], udps::NAMES[dst.state as usize])
             }
-            _ => format!("{}:{}", st.src.state, st.dst.state),
+            _ => format!("{}:{}", src.state, dst.state),
         };
         format!("{} {} {} {} {}       {}", ifname, proto, host(1), arrow, host(0), states)
     }
 
-    /// `pfctl -ss [-v]`. `now` is the clock's current time (for ages).
-    pub fn show_states(&self, verbose: bool, now: Instant) -> String {
+    /// `pfctl -ss [-v[v]]`. `now` is the clock's current time (for ages).
+    pub fn show_states(&self, verbose: u8, now: Instant) -> String {
         let rs = self.inner.ruleset.load_full();
         let names = self.ifnames_snapshot();
         let mut out = String::new();
@@ -108,7 +189,8 @@ impl Pf {
             };
             out.push_str(&self.state_line(&st, &ifname));
             out.push('\n');
-            if verbose {
+            if verbose > 0 {
+                let (src, dst) = peers(&st);
                 if st.key.proto == 6 {
                     let seq = |p: &crate::state::Peer| {
                         if p.seqdiff != 0 {
@@ -117,7 +199,7 @@ impl Pf {
                             format!("[{} + {}]", p.seqlo, p.seqhi.wrapping_sub(p.seqlo))
                         }
                     };
-                    let both = st.src.wscale != 0 && st.dst.wscale != 0;
+                    let both = src.wscale != 0 && dst.wscale != 0;
                     let ws = |p: &crate::state::Peer| {
                         if both {
                             format!(" wscale {}", p.wscale & WSCALE_MASK)
@@ -125,7 +207,7 @@ impl Pf {
                             String::new()
                         }
                     };
-                    let _ = writeln!(out, "   {}{}  {}{}", seq(&st.src), ws(&st.src), seq(&st.dst), ws(&st.dst));
+                    let _ = writeln!(out, "   {}{}  {}{}", seq(src), ws(src), seq(dst), ws(dst));
                 }
                 let age = now.as_nanos().saturating_sub(st.creation) / 1_000_000_000;
                 let exp = self.inner.expires_at(&st, &rs).saturating_sub(now.as_nanos()) / 1_000_000_000;
@@ -145,6 +227,12 @@ impl Pf {
                 }
                 out.push('\n');
             }
+            if verbose >= 2 {
+                // print_state at PF_OPT_VERBOSE2. (pf prints no tag or
+                // rtable here; a route-to state's gateway would go on the
+                // first line as ` {addr}`, and softnet has no route-to.)
+                let _ = writeln!(out, "   id: {:016x} creatorid: {:08x}", st.id, st.creatorid);
+            }
         }
         out
     }
@@ -153,8 +241,8 @@ impl Pf {
         self.inner_ifnames()
     }
 
-    /// `pfctl -si`. `now` is the clock's current time.
-    pub fn show_info(&self, now: Instant) -> String {
+    /// `pfctl -si [-v]`: print_status. `now` is the clock's current time.
+    pub fn show_info(&self, verbose: u8, now: Instant) -> String {
         let inner = &self.inner;
         let rs = inner.ruleset.load();
         let running = if self.is_enabled() { "Enabled" } else { "Disabled" };
@@ -167,6 +255,11 @@ impl Pf {
         };
         let mut out = String::new();
         let _ = writeln!(out, "{:<44}{:>15}\n", status, format!("Debug: {}", names::syslog_level_name(rs.opts.debug)));
+        if verbose > 0 {
+            let _ = writeln!(out, "Hostid:   0x{:08x}", self.hostid());
+            let sum: String = crate::chksum::ruleset_checksum(&rs).iter().map(|b| format!("{b:02x}")).collect();
+            let _ = writeln!(out, "Checksum: 0x{sum}\n");
+        }
         let rate = |v: u64| {
             if runtime > 0 {
                 format!("{:>14.1}/s", v as f64 / runtime as f64)
@@ -200,10 +293,40 @@ impl Pf {
         for (n, v) in [("searches", searches), ("inserts", inserts), ("removals", removals)] {
             let _ = writeln!(out, "  {:<25} {:>14} {}", n, v, rate(v));
         }
+        if verbose > 0 {
+            // No source tracking here: no source nodes, never searched
+            // (what pfctl shows of a pf whose rules never track sources).
+            out.push_str("Source Tracking Table\n");
+            let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", 0, "");
+            for n in ["searches", "inserts", "removals"] {
+                let _ = writeln!(out, "  {:<25} {:>14} {}", n, 0, rate(0));
+            }
+            let f = &inner.frags;
+            out.push_str("Fragments\n");
+            let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", f.len(), "");
+            for (n, c) in [("searches", &f.searches), ("inserts", &f.inserts), ("removals", &f.removals)] {
+                let v = c.load(Ordering::Relaxed);
+                let _ = writeln!(out, "  {:<25} {:>14} {}", n, v, rate(v));
+            }
+        }
         out.push_str("Counters\n");
         for (i, name) in REASON_NAMES.iter().enumerate().take(REASON_COUNT) {
             let v = inner.counters.sum(|c| &c.reasons[i]);
             let _ = writeln!(out, "  {:<25} {:>14} {}", name, v, rate(v));
+        }
+        if verbose > 0 {
+            // Only "max states per rule" can move here: the source-node
+            // limits, overload and syncookies are features softnet does
+            // not have, so their counters stay 0.
+            out.push_str("Limit Counters\n");
+            for (i, name) in LCNT_NAMES.iter().enumerate().take(LCNT_COUNT) {
+                let v = inner.counters.sum(|c| &c.lcounters[i]);
+                let _ = writeln!(out, "  {:<25} {:>14} {}", name, v, rate(v));
+            }
+            // pfctl ends with "Adaptive Syncookies Watermarks" (start and
+            // end, in states). softnet has no syncookies (`set syncookies`
+            // is refused), so there are no watermarks to show and the
+            // section is left out.
         }
         out
     }
@@ -242,20 +365,26 @@ impl Pf {
         self.table_names().into_iter().map(|n| n + "\n").collect()
     }
 
-    /// `pfctl -sa`: everything, in pfctl's order. As pfctl_print_title,
-    /// a blank line before every title but the first; STATES and TABLES
-    /// have a title only when there is something to show.
-    pub fn show_all(&self, now: Instant) -> String {
+    /// `pfctl -sa [-v[v]]`: everything, in pfctl's order. As
+    /// pfctl_print_title, a blank line before every title but the first;
+    /// STATES, LABEL COUNTERS and TABLES have a title only when there is
+    /// something to show.
+    pub fn show_all(&self, verbose: u8, now: Instant) -> String {
         let mut out = String::new();
         out.push_str("FILTER RULES:\n");
-        out.push_str(&self.show_rules(false));
-        let states = self.show_states(false, now);
+        out.push_str(&self.show_rules(verbose));
+        let states = self.show_states(verbose, now);
         if !states.is_empty() {
             out.push_str("\nSTATES:\n");
             out.push_str(&states);
         }
         out.push_str("\nINFO:\n");
-        out.push_str(&self.show_info(now));
+        out.push_str(&self.show_info(verbose, now));
+        let labels = self.show_labels();
+        if !labels.is_empty() {
+            out.push_str("\nLABEL COUNTERS:\n");
+            out.push_str(&labels);
+        }
         out.push_str("\nTIMEOUTS:\n");
         out.push_str(&self.show_timeouts());
         out.push_str("\nLIMITS:\n");

@@ -203,7 +203,11 @@ pub struct StateData {
     /// [0]: packets in the state's direction, [1]: the other way.
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// pf's state id: unique among this host's states, given at insert.
     pub id: u64,
+    /// pf's `creatorid`: the host id (`set hostid`) of the pf that made
+    /// the state. Cold: read by `pfctl -ss -vv` only.
+    pub creatorid: u32,
     /// Slot in use.
     pub live: bool,
 }
@@ -229,6 +233,7 @@ impl Default for StateData {
             packets: [0; 2],
             bytes: [0; 2],
             id: 0,
+            creatorid: 0,
             live: false,
         }
     }
@@ -785,6 +790,12 @@ impl StateTable {
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
+    }
+
+    /// The id the next inserted state gets (pf starts its ids at the
+    /// boot time shifted left 32 bits, so ids do not repeat across boots).
+    pub fn set_next_id(&self, id: u64) {
+        self.next_id.store(id, Ordering::Relaxed);
     }
 
     pub fn set_limit(&self, limit: usize) {

@@ -105,7 +105,7 @@ fn default_deny_passes_ssh_and_ping_with_states() {
     assert!(run(&pf, t, Direction::Out, &n.em1, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 0)));
     assert!(run(&pf, t, Direction::In, &n.em0, tcp(CLIENT, SERVER, 40000, 22, ACK, 1001, 5001, 100)));
     assert_eq!(pf.state_count(), 2);
-    let ss = pf.show_states(false, t);
+    let ss = pf.show_states(0, t);
     assert!(ss.contains("all tcp 10.0.2.2:22 <- 10.0.1.2:40000       ESTABLISHED:ESTABLISHED\n"), "{ss}");
     assert!(ss.contains("all tcp 10.0.1.2:40000 -> 10.0.2.2:22       ESTABLISHED:ESTABLISHED\n"), "{ss}");
 
@@ -127,16 +127,16 @@ fn default_deny_passes_ssh_and_ping_with_states() {
     // An echo request from the server side has no state and no rule.
     let req2 = Icmpv4Repr::EchoRequest { ident: 9, seq_no: 1, data: b"x" };
     assert!(!run(&pf, t, Direction::In, &n.em1, icmp(SERVER, CLIENT, req2)));
-    let ss = pf.show_states(false, t);
+    let ss = pf.show_states(0, t);
     // As pf keys an echo: the id on the requester's side, the type (8) on
     // the other; pfctl prints the key as it is.
     assert!(ss.contains("all icmp 10.0.2.2:8 <- 10.0.1.2:7       0:0\n"), "{ss}");
     assert!(ss.contains("all icmp 10.0.1.2:7 -> 10.0.2.2:8       0:0\n"), "{ss}");
 
     // Rule counters.
-    let sr = pf.show_rules(true);
+    let sr = pf.show_rules(1);
     assert!(sr.contains("pass in proto tcp from any to any port = 22 flags S/SA\n  [ Evaluations: "), "{sr}");
-    let si = pf.show_info(t);
+    let si = pf.show_info(0, t);
     assert!(si.contains(&format!("  {:<25} {:>14}", "current entries", 4)), "{si}");
 }
 
@@ -273,11 +273,11 @@ fn udp_state_expires_after_its_timeout() {
     let pf = pf_with(&n, "block all\npass out proto udp\n");
     let t = Instant::from_secs(10);
     assert!(run(&pf, t, Direction::Out, &n.em1, PacketBuf::from_slice(&udp(CLIENT, SERVER, 5000, 53, b"q"))));
-    let ss = pf.show_states(false, t);
+    let ss = pf.show_states(0, t);
     assert_eq!(ss, "all udp 10.0.1.2:5000 -> 10.0.2.2:53       SINGLE:NO_TRAFFIC\n");
     // The answer passes through the state.
     assert!(run(&pf, t, Direction::In, &n.em1, PacketBuf::from_slice(&udp(SERVER, CLIENT, 53, 5000, b"a"))));
-    assert!(pf.show_states(false, t).contains("MULTIPLE:SINGLE"));
+    assert!(pf.show_states(0, t).contains("MULTIPLE:SINGLE"));
     // udp.single is 30 s after the last packet.
     assert_eq!(pf.expire_states(Instant::from_secs(39)), 0);
     assert_eq!(pf.expire_states(Instant::from_secs(41)), 1);
@@ -621,7 +621,7 @@ fn pfctl_si_counts_half_open_tcp_states() {
     let pf = pf_with(&n, "pass proto { tcp udp }\n");
     let t = Instant::from_secs(1);
     let half = |pf: &Pf| {
-        let si = pf.show_info(t);
+        let si = pf.show_info(0, t);
         let l = si.lines().find(|l| l.starts_with("  half-open tcp")).unwrap_or_else(|| panic!("{si}")).to_string();
         // pfctl: "  %-25s %14u %14s" right after "current entries"
         let prev = si.lines().take_while(|x| !x.starts_with("  half-open tcp")).last().unwrap().to_string();
@@ -650,7 +650,7 @@ fn pfctl_si_names_the_debug_level_as_pfctl_does() {
         ("set debug panic\n", "emerg"),
     ] {
         let pf = pf_with(&n, &format!("{set}pass\n"));
-        let si = pf.show_info(t);
+        let si = pf.show_info(0, t);
         let first = si.lines().next().unwrap();
         assert_eq!(first.len(), 44 + 15, "{first:?}");
         assert!(first.ends_with(&format!("Debug: {shown}")), "{set}: {first:?}");

@@ -195,17 +195,17 @@ fn pfctl_views_have_pfctl_layouts() {
     assert!(unlimited.ends_with("pktdelay-pkts hard limit        5\nanchors       unlimited\n"), "{unlimited}");
     let t = Instant::from_secs(1);
     test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 2)).unwrap();
-    let ssv = pf.show_states(true, Instant::from_secs(11));
+    let ssv = pf.show_states(1, Instant::from_secs(11));
     assert!(ssv.contains("   age 00:00:10, expires in 00:00:51, 1:0 pkts, 32:0 bytes, rule 0\n"), "{ssv}");
-    let all = pf.show_all(t);
+    let all = pf.show_all(0, t);
     assert!(all.starts_with("FILTER RULES:\npass all flags S/SA\n\nSTATES:\nall udp "), "{all}");
     assert!(all.contains("\n\nINFO:\nStatus: ") && all.contains("\n\nLIMITS:\nstates "), "{all}");
     // No tables: no TABLES title (nor a STATES one without states).
     assert!(!all.contains("TABLES:"), "{all}");
     pf.flush_states();
-    assert!(!pf.show_all(t).contains("STATES:"));
+    assert!(!pf.show_all(0, t).contains("STATES:"));
     assert_eq!(pf.flush_rules(), 1);
-    assert_eq!(pf.show_rules(false), "");
+    assert_eq!(pf.show_rules(0), "");
 }
 
 /// `-sr` prints a floating rule under `set state-policy if-bound` as
@@ -217,7 +217,7 @@ fn pfctl_sr_prints_floating_rules_without_an_option_and_round_trips() {
     let n = net();
     let text = "pass in proto tcp keep state (floating)\nset state-policy if-bound\npass out proto tcp\n";
     let pf = pf(&n, text);
-    let sr = pf.show_rules(false);
+    let sr = pf.show_rules(0);
     assert_eq!(sr, "pass in proto tcp all flags S/SA\npass out proto tcp all flags S/SA keep state (if-bound)\n");
     let r = softnet_pf::StaticResolver::example();
     let again = softnet_pf::parse_ruleset(&sr, "sr", &r).unwrap();
@@ -247,7 +247,7 @@ fn evaluations_count_only_rules_looked_at() {
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 9)).is_some());
     // em1, port 7: 0 (skips 1 by proto), 2 (matches), 3, 4, 5, 6 (wins).
     assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1, 7)).is_some());
-    let sr = pf.show_rules(true);
+    let sr = pf.show_rules(1);
     let counts: Vec<(u64, u64, u64)> = sr
         .lines()
         .filter_map(|l| l.strip_prefix("  [ Evaluations: "))
@@ -264,7 +264,7 @@ fn evaluations_count_only_rules_looked_at() {
     // Another worker's counts add up.
     let mut r = vec![];
     assert!(matches!(pf.test(3, t, Direction::In, &n.em0, udp(A, B, 1, 9), &mut Bufs, &mut r), Verdict::Pass(_)));
-    let sr = pf.show_rules(true);
+    let sr = pf.show_rules(1);
     assert!(sr.contains("pass in quick proto udp from any to any port = 9 no state\n  [ Evaluations: 3 "), "{sr}");
 }
 
@@ -390,7 +390,7 @@ fn if_bound_state_does_not_match_a_new_interface_that_reuses_the_index() {
         "a state bound to the destroyed tun0 must not match on tun1"
     );
     assert_eq!(pf.state_count(), 1);
-    assert!(pf.show_states(false, t).starts_with("tun0 udp"), "{}", pf.show_states(false, t));
+    assert!(pf.show_states(0, t).starts_with("tun0 udp"), "{}", pf.show_states(0, t));
 }
 
 #[test]
@@ -399,9 +399,9 @@ fn max_states_per_rule_is_enforced_and_adapts_the_rules_timeouts() {
     // max 10: pfctl adds adaptive.start 6, adaptive.end 12 for the rule.
     let pf = pf(&n, "pass in proto udp keep state (max 10)\n");
     assert!(
-        pf.show_rules(false).contains("keep state (max 10, adaptive.start 6, adaptive.end 12)"),
+        pf.show_rules(0).contains("keep state (max 10, adaptive.start 6, adaptive.end 12)"),
         "{}",
-        pf.show_rules(false)
+        pf.show_rules(0)
     );
     let t = Instant::from_secs(100);
     for p in 1..=10 {
@@ -433,7 +433,7 @@ fn loginterface_traffic_shows_in_pfctl_si() {
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 3, 9)).is_none());
     assert!(test(&pf, t, Direction::Out, &n.em0, udp(B, A, 7, 1)).is_some());
     assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 1)).is_some(), "not the log interface");
-    let si = pf.show_info(t);
+    let si = pf.show_info(0, t);
     let want = "Interface Stats for em0               IPv4             IPv6
   Bytes In                              96                0
   Bytes Out                             32                0
@@ -451,12 +451,12 @@ State Table ";
     let res = &n.resolver;
     pf.load(&softnet_pf::parse_ruleset("pass no state\n", "pf.conf", res).unwrap(), res).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 4, 7)).is_some());
-    assert!(pf.show_info(t).contains("  Bytes In                             128 "), "{}", pf.show_info(t));
+    assert!(pf.show_info(0, t).contains("  Bytes In                             128 "), "{}", pf.show_info(0, t));
     pf.load(&softnet_pf::parse_ruleset("set loginterface none\npass\n", "pf.conf", res).unwrap(), res).unwrap();
-    assert!(!pf.show_info(t).contains("Interface Stats"));
+    assert!(!pf.show_info(0, t).contains("Interface Stats"));
     pf.load(&softnet_pf::parse_ruleset("set loginterface em1\npass no state\n", "pf.conf", res).unwrap(), res).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em1, udp(B, A, 7, 2)).is_some());
-    let si = pf.show_info(t);
+    let si = pf.show_info(0, t);
     assert!(
         si.contains("Interface Stats for em1 ") && si.contains("  Bytes In                              32 "),
         "{si}"

@@ -296,9 +296,10 @@ fn syn_fin_is_passed_as_a_syn_with_fin_cleared_and_a_valid_checksum() {
     assert_eq!(out[34..36], p[34..36]);
     assert_eq!(out[38..], p[38..]);
     assert_eq!(pf.counter("normalize"), Some(0));
-    // The state is made from the segment as rewritten: a SYN (no FIN in its sequence space).
-    let ss = pf.show_states(false, Instant::from_secs(1));
-    assert!(ss.contains("SYN_SENT:CLOSED"), "{ss}");
+    // The state is made from the segment as rewritten: a SYN (no FIN in
+    // its sequence space). Inbound: pfctl prints the responder first.
+    let ss = pf.show_states(0, Instant::from_secs(1));
+    assert!(ss.contains("<- 10.0.1.2:40000       CLOSED:SYN_SENT"), "{ss}");
 }
 
 #[test]

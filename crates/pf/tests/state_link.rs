@@ -56,7 +56,7 @@ fn pf_out(pf: &Pf, n: &Net, p: PacketBuf) -> Result<PacketBuf, ()> {
 
 /// Packets counted on each state, in `pfctl -ss -v` order.
 fn state_lines(pf: &Pf) -> String {
-    pf.show_states(true, Instant::from_secs(10))
+    pf.show_states(1, Instant::from_secs(10))
 }
 
 /// Only udp to port 53 may leave on em1; anything may come in.

@@ -18,14 +18,16 @@ use std::path::{Path, PathBuf};
 pub const USAGE: &str = "usage: softnet pfctl [-denv] [-c config] [-F modifier] [-f file] [-k host] [-o level]
               [-s modifier] [-T command [address ...]] [-t table]
   -f FILE|-      load the ruleset (with -n: parse and check only)
-  -s r|s|i|t|m|T|a  show rules, states, info, timeouts, memory limits, tables, all
+  -s r|s|i|l|t|m|T|a  show rules, states, info, labels, timeouts, memory limits,
+                 tables, all
+                 (-v: counters, -vv: rule numbers, state ids; see pfctl(8))
   -F rules|states|all  flush
   -k HOST [-k HOST]  kill states from HOST [to HOST]
   -t TABLE -T add|delete|show|test|flush|replace [ADDRESS ...]
   -e | -d        enable | disable
   -o none|basic|profile  ruleset optimization
   -c FILE        with -n: resolve interfaces from this softnet.toml
-  -v             verbose";
+  -v             verbose (twice: more verbose)";
 
 /// What the command line asked for.
 #[derive(Debug, Default, PartialEq)]
@@ -87,7 +89,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
             };
             match (c, optarg) {
                 ('n', _) => a.noaction = true,
-                ('v', _) => a.verbose += 1,
+                ('v', _) => a.verbose = a.verbose.saturating_add(1),
                 ('e', _) => a.enable = true,
                 ('d', _) => a.disable = true,
                 ('f', Some(f)) => a.file = Some(f),
@@ -103,6 +105,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "r" | "rules" => PfShow::Rules,
                         "s" | "states" => PfShow::States,
                         "i" | "info" => PfShow::Info,
+                        "l" | "labels" => PfShow::Labels,
                         "t" | "timeouts" => PfShow::Timeouts,
                         "m" | "memory" => PfShow::Memory,
                         "T" | "Tables" => PfShow::Tables,
@@ -307,10 +310,11 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
         ops.push(PfctlOp::Kill { src: a.kill[0], dst: a.kill.get(1).copied() });
     }
     if let (Some(name), Some(cmd)) = (&a.table, a.table_cmd) {
-        ops.push(PfctlOp::Table { name: name.clone(), cmd, addrs: a.table_args.clone(), verbose: a.verbose > 0 });
+        ops.push(PfctlOp::Table { name: name.clone(), cmd, addrs: a.table_args.clone(), verbose: a.verbose.min(2) });
     }
     if let Some(what) = a.show {
-        ops.push(PfctlOp::Show { what, verbose: a.verbose > 0 });
+        // pfctl knows two levels: PF_OPT_VERBOSE, then PF_OPT_VERBOSE2.
+        ops.push(PfctlOp::Show { what, verbose: a.verbose.min(2) });
     }
     let mut client = match Client::connect(socket) {
         Ok(c) => c,
@@ -385,6 +389,10 @@ mod tests {
         assert_eq!(a.file.as_deref(), Some("pf.conf"));
         assert_eq!(parse_args(&args("-sr -v")).unwrap().show, Some(PfShow::Rules));
         assert_eq!(parse_args(&args("-vsr")).unwrap().verbose, 1);
+        assert_eq!(parse_args(&args("-sr -vv")).unwrap().verbose, 2);
+        assert_eq!(parse_args(&args("-v -ss -v")).unwrap().verbose, 2);
+        assert_eq!(parse_args(&args("-sl")).unwrap().show, Some(PfShow::Labels));
+        assert_eq!(parse_args(&args("-s labels")).unwrap().show, Some(PfShow::Labels));
         assert_eq!(parse_args(&args("-s states")).unwrap().show, Some(PfShow::States));
         assert_eq!(parse_args(&args("-Fs")).unwrap().flush, Some(PfFlush::States));
         assert_eq!(parse_args(&args("-o none -nvf -")).unwrap().opt_level.as_deref(), Some("none"));

@@ -182,11 +182,12 @@ impl PfService {
             PfctlOp::Show { what, verbose } => Response::Text(match what {
                 PfShow::Rules => self.pf.show_rules(*verbose),
                 PfShow::States => self.pf.show_states(*verbose, now),
-                PfShow::Info => self.pf.show_info(now),
+                PfShow::Info => self.pf.show_info(*verbose, now),
+                PfShow::Labels => self.pf.show_labels(),
                 PfShow::Timeouts => self.pf.show_timeouts(),
                 PfShow::Memory => self.pf.show_memory(),
                 PfShow::Tables => self.pf.show_tables(),
-                PfShow::All => self.pf.show_all(now),
+                PfShow::All => self.pf.show_all(*verbose, now),
             }),
             PfctlOp::Table { name, cmd, addrs, verbose } => self.table(name, *cmd, addrs, *verbose),
             PfctlOp::Interfaces => match serde_json::to_string(&StackResolver::new(&self.stack).describe()) {
@@ -196,7 +197,7 @@ impl PfService {
         }
     }
 
-    fn table(&self, name: &str, cmd: PfTableCmd, addrs: &[String], verbose: bool) -> Response {
+    fn table(&self, name: &str, cmd: PfTableCmd, addrs: &[String], verbose: u8) -> Response {
         let entries = match parse_entries(addrs) {
             Ok(e) => e,
             Err(e) => return Response::Error(e),
@@ -219,7 +220,7 @@ impl PfService {
                 Ok(m) => note(m),
                 Err(m) => Response::Error(m),
             },
-            PfTableCmd::Show => match self.pf.table_show(name, verbose) {
+            PfTableCmd::Show => match self.pf.table_show(name, verbose > 0) {
                 Ok(t) => Response::Text(t),
                 Err(m) => Response::Error(m),
             },

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
 
-/// Bumped whenever a request or response changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped whenever a request or response changes shape (2: pfctl's
+/// `verbose` is the `-v` count, not a flag).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest frame either side accepts: room for `netstat -rn` of a few
 /// hundred thousand routes, and a bound on what a bad length can allocate.
@@ -401,7 +402,7 @@ mod tests {
         buf.extend_from_slice(body);
         assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
         // A request this daemon does not know (say, a newer client's pfctl).
-        let body = br#"{"version":1,"request":{"pfctl":{"show":"rules"}}}"#;
+        let body = br#"{"version":2,"request":{"pfctl":{"show":"rules"}}}"#;
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
         assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
@@ -420,9 +421,11 @@ pub enum PfctlOp {
         text: String,
         opt_level: Option<String>,
     },
+    /// `-s WHAT`; `verbose` is how many `-v` were given (pfctl's
+    /// `PF_OPT_VERBOSE` at 1, `PF_OPT_VERBOSE2` at 2 and more).
     Show {
         what: PfShow,
-        verbose: bool,
+        verbose: u8,
     },
     Flush(PfFlush),
     /// `-k SRC [-k DST]`.
@@ -435,7 +438,7 @@ pub enum PfctlOp {
         name: String,
         cmd: PfTableCmd,
         addrs: Vec<String>,
-        verbose: bool,
+        verbose: u8,
     },
     Enable,
     Disable,
@@ -453,6 +456,8 @@ pub enum PfShow {
     Timeouts,
     Memory,
     Tables,
+    /// `-sl`: label counters.
+    Labels,
     All,
 }
 
