@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 
 use crate::compile::CompiledRuleset;
-use crate::md5::Md5;
+use md5::{Digest, Md5};
 use crate::model::{
     Action, Addr, AddressFamily, BlockAction, Direction, Endpoint, IfAddrModifier, PortOp, Rule, StateMode,
 };
@@ -239,5 +239,5 @@ pub fn ruleset_checksum(rs: &CompiledRuleset) -> [u8; 16] {
     for r in &rs.rules {
         hash_rule(&mut m, &r.rule, r.tagged.map_or(0, |t| t.0));
     }
-    m.finish()
+    m.finalize().into()
 }

@@ -34,7 +34,6 @@
 
 pub mod error;
 mod lexer;
-pub mod md5;
 pub mod model;
 pub mod names;
 pub mod parse;
