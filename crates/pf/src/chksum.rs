@@ -56,7 +56,7 @@ fn padded(m: &mut Md5, s: &str, n: usize) {
     let mut b = vec![0u8; n];
     let k = s.len().min(n - 1);
     b[..k].copy_from_slice(&s.as_bytes()[..k]);
-    m.update(&b);
+    m.update(b);
 }
 
 /// A `struct pf_addr`: 16 bytes, an IPv4 address in the first four.
@@ -66,7 +66,7 @@ fn pf_addr(m: &mut Md5, a: IpAddr) {
         IpAddr::V4(v) => b[..4].copy_from_slice(&v.octets()),
         IpAddr::V6(v) => b = v.octets(),
     }
-    m.update(&b);
+    m.update(b);
 }
 
 fn mask(m: &mut Md5, a: IpAddr, prefix: u8) {
@@ -83,7 +83,7 @@ fn mask(m: &mut Md5, a: IpAddr, prefix: u8) {
             v.to_be_bytes()
         }
     };
-    m.update(&b);
+    m.update(b);
 }
 
 /// pf_hash_rule_addr.
