@@ -17,10 +17,10 @@
 use std::net::IpAddr;
 
 use crate::compile::CompiledRuleset;
-use md5::{Digest, Md5};
 use crate::model::{
     Action, Addr, AddressFamily, BlockAction, Direction, Endpoint, IfAddrModifier, PortOp, Rule, StateMode,
 };
+use md5::{Digest, Md5};
 
 // pfvar.h values.
 const PF_ADDR_ADDRMASK: u8 = 0;
@@ -90,16 +90,16 @@ fn mask(m: &mut Md5, a: IpAddr, prefix: u8) {
 fn hash_endpoint(m: &mut Md5, e: &Endpoint) {
     match &e.addr {
         Addr::Any => {
-            m.update(&[PF_ADDR_ADDRMASK]);
-            m.update(&[0; 32]);
+            m.update([PF_ADDR_ADDRMASK]);
+            m.update([0; 32]);
         }
         Addr::Net(n) => {
-            m.update(&[PF_ADDR_ADDRMASK]);
+            m.update([PF_ADDR_ADDRMASK]);
             pf_addr(m, n.addr);
             mask(m, n.addr, n.prefix);
         }
         Addr::Dynamic { ifname, modifier, no_alias } => {
-            m.update(&[PF_ADDR_DYNIFTL]);
+            m.update([PF_ADDR_DYNIFTL]);
             padded(m, ifname, IFNAMSIZ);
             let flags = match modifier {
                 IfAddrModifier::Address => 0,
@@ -107,16 +107,16 @@ fn hash_endpoint(m: &mut Md5, e: &Endpoint) {
                 IfAddrModifier::Broadcast => PFI_AFLAG_BROADCAST,
                 IfAddrModifier::Peer => PFI_AFLAG_PEER,
             } | if *no_alias { PFI_AFLAG_NOALIAS } else { 0 };
-            m.update(&[flags]);
+            m.update([flags]);
         }
         Addr::Table(t) => {
-            m.update(&[PF_ADDR_TABLE]);
+            m.update([PF_ADDR_TABLE]);
             padded(m, t, PF_TABLE_NAME_SIZE);
         }
         // pf_hash_rule_addr hashes only the type of these.
-        Addr::Range(..) => m.update(&[PF_ADDR_RANGE]),
-        Addr::NoRoute => m.update(&[PF_ADDR_NOROUTE]),
-        Addr::UrpfFailed => m.update(&[PF_ADDR_URPFFAILED]),
+        Addr::Range(..) => m.update([PF_ADDR_RANGE]),
+        Addr::NoRoute => m.update([PF_ADDR_NOROUTE]),
+        Addr::UrpfFailed => m.update([PF_ADDR_URPFFAILED]),
     }
     // PF_OP_*: ports in network order; a unary operator stores its port twice.
     let (op, p0, p1) = match e.port {
@@ -131,9 +131,9 @@ fn hash_endpoint(m: &mut Md5, e: &Endpoint) {
         Some(PortOp::Outside(a, b)) => (8, a, b),
         Some(PortOp::Range(a, b)) => (9, a, b),
     };
-    m.update(&p0.to_be_bytes());
-    m.update(&p1.to_be_bytes());
-    m.update(&[e.negated as u8, op]);
+    m.update(p0.to_be_bytes());
+    m.update(p1.to_be_bytes());
+    m.update([e.negated as u8, op]);
 }
 
 /// pf_hash_rule, for one rule; `tag_id` is the kernel's id of the rule's
@@ -145,13 +145,13 @@ fn hash_rule(m: &mut Md5, r: &Rule, tag_id: u16) {
     m.update(r.interface.as_ref().map_or("", |i| i.name.as_str()).as_bytes());
     // rcv_ifname: `received-on` is not a rule option here.
     m.update(r.tagged.as_ref().map_or("", |t| t.name.as_str()).as_bytes());
-    m.update(&tag_id.to_be_bytes());
+    m.update(tag_id.to_be_bytes());
     // os_fingerprint (PF_OSFP_ANY), prob, uid[2], uid.op, gid[2], gid.op: none here.
-    m.update(&[0; 8]);
-    m.update(&[0; 8]);
-    m.update(&[0]);
-    m.update(&[0; 8]);
-    m.update(&[0]);
+    m.update([0; 8]);
+    m.update([0; 8]);
+    m.update([0]);
+    m.update([0; 8]);
+    m.update([0]);
     let so = &r.state_opts;
     let mut flags = match r.action {
         Action::Block(BlockAction::ReturnRst { .. }) => PFRULE_RETURNRST,
@@ -176,7 +176,7 @@ fn hash_rule(m: &mut Md5, r: &Rule, tag_id: u16) {
     if so.pflow {
         flags |= PFRULE_PFLOW;
     }
-    m.update(&flags.to_be_bytes());
+    m.update(flags.to_be_bytes());
     let action = match r.action {
         Action::Pass => PF_PASS,
         Action::Block(_) => PF_DROP,
@@ -209,7 +209,7 @@ fn hash_rule(m: &mut Md5, r: &Rule, tag_id: u16) {
         Some(crate::model::RouteKind::DupTo) => 2,
         Some(crate::model::RouteKind::ReplyTo) => 3,
     };
-    m.update(&[
+    m.update([
         action,
         direction,
         af,
