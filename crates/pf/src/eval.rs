@@ -710,10 +710,7 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
-    let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
-    let (mut s, mut d) = (s0, d0);
-    let t = other_step(pd.proto == PROTO_UDP, &mut s, &mut d);
-    if s != s0 || d != d0 || v.timeout != tidx(t) as u8 {
+    if !other_steady(&v, fwd, pd.proto == PROTO_UDP) {
         return None;
     }
     cx.pf.counters.get(cx.worker).searches.inc();
@@ -876,6 +873,18 @@ fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
     }
 }
 
+/// Whether a packet (`fwd`: in the state's direction) leaves the state
+/// the view shows as it is: peer states and timeout unchanged by
+/// `other_step`, as for every packet of an established flow, so only the
+/// counters and the activity time move (`StateTable::touch`, no lock).
+#[inline(always)]
+fn other_steady(v: &StateView, fwd: bool, udp: bool) -> bool {
+    let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+    let (mut s, mut d) = (s0, d0);
+    let t = other_step(udp, &mut s, &mut d);
+    s == s0 && d == d0 && v.timeout == tidx(t) as u8
+}
+
 fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
     let key = pkt_key_words(pd, cx.dir);
     let dirc = dir_code(cx.dir);
@@ -887,10 +896,7 @@ fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
-            let (mut s, mut d) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
-            let t = other_step(udp, &mut s, &mut d);
-            let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
-            if s == s0 && d == d0 && v.timeout == tidx(t) as u8 {
+            if other_steady(&v, fwd, udp) {
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
                 return view_pass(&v, fwd);
