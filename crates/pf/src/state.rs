@@ -536,32 +536,39 @@ fn reversed(k: (u64, u64)) -> (u64, u64) {
     (k.0.rotate_left(32), p1 << 48 | p0 << 32 | (k.1 & 0xffff_ffff))
 }
 
-/// Asks the CPU to start loading `p`'s cache line.
+/// `_mm_prefetch` hints: into every cache level, or into L2 and below.
+#[cfg(target_arch = "x86_64")]
+const TO_L1: i32 = std::arch::x86_64::_MM_HINT_T0;
+#[cfg(target_arch = "x86_64")]
+const TO_L2: i32 = std::arch::x86_64::_MM_HINT_T1;
+#[cfg(not(target_arch = "x86_64"))]
+const TO_L1: i32 = 0;
+#[cfg(not(target_arch = "x86_64"))]
+const TO_L2: i32 = 0;
+
+/// Asks the CPU to start loading `p`'s cache line, as far in as `HINT`
+/// says (`TO_L1`; `TO_L2` for what is read later in the batch, so it does
+/// not push the batch's working set out of L1 meanwhile).
 #[inline(always)]
-fn prefetch_line<T>(p: &T) {
+fn prefetch<const HINT: i32, T>(p: &T) {
     #[cfg(target_arch = "x86_64")]
     #[allow(unused_unsafe)]
     // SAFETY: a prefetch never faults and has no visible effect.
     unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0)
+        std::arch::x86_64::_mm_prefetch::<HINT>(p as *const T as *const i8)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
 
-/// Asks the CPU to start loading `p`'s cache line into L2 only (for what
-/// is read later in the batch, so it does not push the batch's working
-/// set out of L1 meanwhile).
+#[inline(always)]
+fn prefetch_line<T>(p: &T) {
+    prefetch::<TO_L1, T>(p)
+}
+
 #[inline(always)]
 fn prefetch_line_l2<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unused_unsafe)]
-    // SAFETY: a prefetch never faults and has no visible effect.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const T as *const i8, std::arch::x86_64::_MM_HINT_T1)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    prefetch::<TO_L2, T>(p)
 }
 
 /// The two lines of a slot the per-packet path touches (the mirrors and
