@@ -267,6 +267,14 @@ impl Pf {
                 format!("{:>14}", "")
             }
         };
+        // print_status's two line shapes: a count with its rate per
+        // second, and a current number of entries.
+        let counter = |out: &mut String, name: &str, v: u64| {
+            let _ = writeln!(out, "  {:<25} {:>14} {}", name, v, rate(v));
+        };
+        let entries = |out: &mut String, name: &str, n: usize| {
+            let _ = writeln!(out, "  {:<25} {:>14} {:>14}", name, n, "");
+        };
         if let Some((name, c)) = inner.logif_counters() {
             // pfctl's print_status; IPv6 is never counted here.
             let _ = writeln!(out, "Interface Stats for {:<16} {:>5} {:>16}", name, "IPv4", "IPv6");
@@ -280,39 +288,39 @@ impl Pf {
             let _ = writeln!(out, "    {:<23} {:>14} {:>16}\n", "Blocked", c[3], 0);
         }
         let _ = writeln!(out, "{:<27} {:>14} {:>16}", "State Table", "Total", "Rate");
-        let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", inner.states.len(), "");
+        entries(&mut out, "current entries", inner.states.len());
         // pf_status.states_halfopen: TCP states whose initiator is past
         // CLOSED but not yet ESTABLISHED (pf_set_protostate).
         let halfopen = inner
             .states
             .count_if(|st| st.key.proto == 6 && st.src.state != tcps::CLOSED && st.src.state < tcps::ESTABLISHED);
-        let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "half-open tcp", halfopen, "");
+        entries(&mut out, "half-open tcp", halfopen);
         let searches = inner.counters.sum(|c| &c.searches);
         let inserts = inner.states.inserts.load(Ordering::Relaxed);
         let removals = inner.states.removals.load(Ordering::Relaxed);
         for (n, v) in [("searches", searches), ("inserts", inserts), ("removals", removals)] {
-            let _ = writeln!(out, "  {:<25} {:>14} {}", n, v, rate(v));
+            counter(&mut out, n, v);
         }
         if verbose > 0 {
             // No source tracking here: no source nodes, never searched
             // (what pfctl shows of a pf whose rules never track sources).
             out.push_str("Source Tracking Table\n");
-            let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", 0, "");
+            entries(&mut out, "current entries", 0);
             for n in ["searches", "inserts", "removals"] {
-                let _ = writeln!(out, "  {:<25} {:>14} {}", n, 0, rate(0));
+                counter(&mut out, n, 0);
             }
             let f = &inner.frags;
             out.push_str("Fragments\n");
-            let _ = writeln!(out, "  {:<25} {:>14} {:>14}", "current entries", f.len(), "");
+            entries(&mut out, "current entries", f.len());
             for (n, c) in [("searches", &f.searches), ("inserts", &f.inserts), ("removals", &f.removals)] {
                 let v = c.load(Ordering::Relaxed);
-                let _ = writeln!(out, "  {:<25} {:>14} {}", n, v, rate(v));
+                counter(&mut out, n, v);
             }
         }
         out.push_str("Counters\n");
         for (i, name) in REASON_NAMES.iter().enumerate().take(REASON_COUNT) {
             let v = inner.counters.sum(|c| &c.reasons[i]);
-            let _ = writeln!(out, "  {:<25} {:>14} {}", name, v, rate(v));
+            counter(&mut out, name, v);
         }
         if verbose > 0 {
             // Only "max states per rule" can move here: the source-node
@@ -321,7 +329,7 @@ impl Pf {
             out.push_str("Limit Counters\n");
             for (i, name) in LCNT_NAMES.iter().enumerate().take(LCNT_COUNT) {
                 let v = inner.counters.sum(|c| &c.lcounters[i]);
-                let _ = writeln!(out, "  {:<25} {:>14} {}", name, v, rate(v));
+                counter(&mut out, name, v);
             }
             // pfctl ends with "Adaptive Syncookies Watermarks" (start and
             // end, in states). softnet has no syncookies (`set syncookies`
