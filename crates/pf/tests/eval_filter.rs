@@ -3,7 +3,7 @@
 //! ICMP errors, expiry and pflog.
 
 mod common;
-use common::{net, pf_with, HeapBufs as Bufs};
+use common::{ip_repr, net, pf_with, pflog_records, tcp_bytes, udp_bytes, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -15,16 +15,11 @@ use softnet_core::time::Instant;
 use softnet_pf::pflog::{PflogQueue, PF_DROP, PF_MATCH, PF_PASS};
 use softnet_pf::{parse_ruleset, Pf};
 use softnet_wire::icmpv4::Icmpv4Repr;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
-use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
-use softnet_wire::udp::UdpRepr;
+use softnet_wire::ipv4::{IpProtocol, Ipv4Packet};
+use softnet_wire::tcp::{TcpFlags, TcpPacket};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
-    Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }
-}
 
 #[allow(clippy::too_many_arguments)]
 fn tcp(
@@ -37,38 +32,15 @@ fn tcp(
     ack: u32,
     len: usize,
 ) -> PacketBuf {
-    let t = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags,
-        window: 8192,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload_len: len,
-    };
-    let i = ip(src, dst, IpProtocol::TCP, t.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    t.emit_with_payload(&mut b[20..], src, dst, &vec![0x61; len]);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&tcp_bytes(src, dst, sport, dport, flags, seq, ack, len))
 }
 
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let i = ip(src, dst, IpProtocol::UDP, u.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], src, dst, payload);
-    b
+    udp_bytes(src, dst, sport, dport, payload)
 }
 
 fn icmp(src: Ipv4Addr, dst: Ipv4Addr, r: Icmpv4Repr) -> PacketBuf {
-    let i = ip(src, dst, IpProtocol::ICMP, r.buffer_len());
+    let i = ip_repr(src, dst, IpProtocol::ICMP, r.buffer_len());
     let mut b = vec![0u8; i.buffer_len()];
     i.emit(&mut b);
     r.emit(&mut b[20..]);
@@ -285,6 +257,18 @@ fn udp_state_expires_after_its_timeout() {
     assert!(!run(&pf, t, Direction::In, &n.em1, PacketBuf::from_slice(&udp(SERVER, CLIENT, 53, 5000, b"a"))));
 }
 
+/// A fragment of the datagram `whole` (20-byte header): `data` at byte
+/// offset `off` of its payload, more fragments to come or not.
+fn fragment(whole: &[u8], off: usize, data: &[u8], more: bool) -> PacketBuf {
+    let mut b = whole[..20].to_vec();
+    b.extend_from_slice(data);
+    let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+    p.set_total_len((20 + data.len()) as u16);
+    p.set_flags_frag(false, more, off as u16);
+    p.fill_checksum();
+    PacketBuf::from_slice(&b)
+}
+
 #[test]
 fn fragments_are_reassembled_before_filtering() {
     let n = net();
@@ -292,15 +276,7 @@ fn fragments_are_reassembled_before_filtering() {
     let t = Instant::from_secs(1);
     let whole = udp(CLIENT, SERVER, 5000, 53, &[0x5a; 100]);
     let payload = &whole[20..];
-    let frag = |off: usize, data: &[u8], more: bool| {
-        let mut b = whole[..20].to_vec();
-        b.extend_from_slice(data);
-        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
-        p.set_total_len((20 + data.len()) as u16);
-        p.set_flags_frag(false, more, off as u16);
-        p.fill_checksum();
-        PacketBuf::from_slice(&b)
-    };
+    let frag = |off: usize, data: &[u8], more: bool| fragment(&whole, off, data, more);
     let mut replies = vec![];
     let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &payload[64..], false), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Consumed));
@@ -438,17 +414,7 @@ fn measure_established_state_lookup() {
 
 /// (rule number, action) of each pflog record in the queue.
 fn drain_log(q: &PflogQueue) -> Vec<(u32, u8)> {
-    let mut out = vec![];
-    q.drain_to(&mut out, 0).unwrap();
-    let mut recs = vec![];
-    let mut b = &out[..];
-    while b.len() >= 16 {
-        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
-        let rec = &b[16..16 + len];
-        recs.push((u32::from_be_bytes(rec[36..40].try_into().unwrap()), rec[2]));
-        b = &b[16 + len..];
-    }
-    recs
+    pflog_records(q).into_iter().map(|r| (r.rule, r.action)).collect()
 }
 
 #[test]
@@ -659,18 +625,7 @@ fn pfctl_si_names_the_debug_level_as_pfctl_does() {
 
 /// (rule number, action, reason, source address) of each pflog record.
 fn drain_log_reasons(q: &PflogQueue) -> Vec<(u32, u8, u8, Ipv4Addr)> {
-    let mut out = vec![];
-    q.drain_to(&mut out, 0).unwrap();
-    let mut recs = vec![];
-    let mut b = &out[..];
-    while b.len() >= 16 {
-        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
-        let rec = &b[16..16 + len];
-        let src = Ipv4Addr::new(rec[64], rec[65], rec[66], rec[67]);
-        recs.push((u32::from_be_bytes(rec[36..40].try_into().unwrap()), rec[2], rec[3], src));
-        b = &b[16 + len..];
-    }
-    recs
+    pflog_records(q).into_iter().map(|r| (r.rule, r.action, r.reason, r.src)).collect()
 }
 
 /// `udp(...)` with a Router Alert option in its IPv4 header.
@@ -708,15 +663,7 @@ fn malformed_packets_and_refused_fragments_are_logged_without_a_log_rule() {
     assert_eq!(drain_log_reasons(&q), [(DEFAULT_RULE_NR, PF_DROP, REASON_SHORT, CLIENT)]);
     // Overlapping fragments: the second is refused (fragment).
     let whole = udp(CLIENT, SERVER, 5000, 53, &[0x5a; 100]);
-    let frag = |off: usize, data: &[u8], more: bool| {
-        let mut b = whole[..20].to_vec();
-        b.extend_from_slice(data);
-        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
-        p.set_total_len((20 + data.len()) as u16);
-        p.set_flags_frag(false, more, off as u16);
-        p.fill_checksum();
-        PacketBuf::from_slice(&b)
-    };
+    let frag = |off: usize, data: &[u8], more: bool| fragment(&whole, off, data, more);
     let mut replies = vec![];
     let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &whole[20 + 64..], false), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Consumed));

@@ -5,7 +5,7 @@
 //! `cargo test --release -p softnet-pf --test hot_path -- --ignored --nocapture`
 
 mod common;
-use common::{net, pf_with, Net, NoBufs as Bufs};
+use common::{net, pf_with, tcp_bytes, udp_bytes, Net, NoBufs as Bufs};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
@@ -16,9 +16,7 @@ use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
-use softnet_wire::tcp::{TcpFlags, TcpRepr};
-use softnet_wire::udp::UdpRepr;
+use softnet_wire::tcp::TcpFlags;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -54,41 +52,12 @@ static GLOBAL: Counting = Counting;
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
-fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
-    Ipv4Repr { src, dst, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }
-}
-
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {
-    let payload = [0u8; 18];
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let i = ip(src, dst, IpProtocol::UDP, u.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], src, dst, &payload);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&udp_bytes(src, dst, sport, dport, &[0u8; 18]))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32) -> PacketBuf {
-    let t = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags,
-        window: 8192,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload_len: 0,
-    };
-    let i = ip(src, dst, IpProtocol::TCP, t.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    t.emit_with_payload(&mut b[20..], src, dst, &[]);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&tcp_bytes(src, dst, sport, dport, flags, seq, ack, 0))
 }
 
 fn pass(

@@ -3,7 +3,7 @@
 //! `short` drops and pf_norm.c `pf_normalize_tcp`.
 
 mod common;
-use common::{net, pf_with, HeapBufs as Bufs};
+use common::{ip_repr, net, pf_with, pflog_records, tcp_bytes, udp_bytes, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -13,55 +13,28 @@ use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::pflog::{PflogQueue, PF_DROP};
 use softnet_pf::Pf;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
-use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
-use softnet_wire::udp::UdpRepr;
+use softnet_wire::ipv4::{IpProtocol, Ipv4Packet};
+use softnet_wire::tcp::{TcpFlags, TcpPacket};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 const DEFAULT_RULE_NR: u32 = u32::MAX;
 const REASON_SHORT: u8 = 3;
 
-fn ip(proto: IpProtocol, payload_len: usize) -> Ipv4Repr {
-    Ipv4Repr { src: CLIENT, dst: SERVER, protocol: proto, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }
-}
-
 /// An IPv4 + TCP segment with a valid checksum and `len` bytes of data.
 fn tcp(sport: u16, dport: u16, flags: u8, len: usize) -> Vec<u8> {
-    let t = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq: 1000,
-        ack: if flags & TcpFlags::ACK.bits() != 0 { 5001 } else { 0 },
-        flags: TcpFlags::from_bits(flags),
-        window: 8192,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload_len: len,
-    };
-    let i = ip(IpProtocol::TCP, t.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    t.emit_with_payload(&mut b[20..], CLIENT, SERVER, &vec![0x61; len]);
-    b
+    let ack = if flags & TcpFlags::ACK.bits() != 0 { 5001 } else { 0 };
+    tcp_bytes(CLIENT, SERVER, sport, dport, TcpFlags::from_bits(flags), 1000, ack, len)
 }
 
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let i = ip(IpProtocol::UDP, u.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], CLIENT, SERVER, payload);
-    b
+    udp_bytes(CLIENT, SERVER, sport, dport, payload)
 }
 
 /// An IP header for protocol `proto` around `l4` as it is (lengths and
 /// checksums of `l4` left alone).
 fn raw(proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
-    let i = ip(proto, l4.len());
+    let i = ip_repr(CLIENT, SERVER, proto, l4.len());
     let mut b = vec![0u8; i.buffer_len()];
     i.emit(&mut b);
     b[20..].copy_from_slice(l4);
@@ -91,17 +64,7 @@ fn both(rules: &str, p: &[u8]) -> (bool, Pf) {
 
 /// (rule number, action, reason) of each pflog record.
 fn drain(q: &PflogQueue) -> Vec<(u32, u8, u8)> {
-    let mut out = vec![];
-    q.drain_to(&mut out, 0).unwrap();
-    let mut recs = vec![];
-    let mut b = &out[..];
-    while b.len() >= 16 {
-        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
-        let rec = &b[16..16 + len];
-        recs.push((u32::from_be_bytes(rec[36..40].try_into().unwrap()), rec[2], rec[3]));
-        b = &b[16 + len..];
-    }
-    recs
+    pflog_records(q).into_iter().map(|r| (r.rule, r.action, r.reason)).collect()
 }
 
 #[test]

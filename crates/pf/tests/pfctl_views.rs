@@ -3,7 +3,7 @@
 //! counters behind them.
 
 mod common;
-use common::{net, pf_with, HeapBufs as Bufs, Net};
+use common::{net, pf_with, udp_bytes, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -13,31 +13,12 @@ use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
-use softnet_wire::udp::UdpRepr;
+use softnet_wire::ipv4::Ipv4Packet;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
 /// A UDP datagram with a 4-byte payload: 32 bytes on the wire.
-fn udp_bytes(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let i = Ipv4Repr {
-        src,
-        dst,
-        protocol: IpProtocol::UDP,
-        ttl: 64,
-        tos: 0,
-        ident: 7,
-        dont_frag: false,
-        payload_len: u.buffer_len(),
-    };
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], src, dst, payload);
-    b
-}
-
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {
     PacketBuf::from_slice(&udp_bytes(src, dst, sport, dport, b"data"))
 }

@@ -11,18 +11,9 @@ use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
-use softnet_wire::udp::UdpRepr;
 
 fn udp(dport: u16) -> PacketBuf {
-    let (src, dst) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));
-    let u = UdpRepr { src_port: 5000, dst_port: dport, payload_len: 0 };
-    let i =
-        Ipv4Repr { src, dst, protocol: IpProtocol::UDP, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len: 8 };
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], src, dst, &[]);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&common::udp_bytes(Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2), 5000, dport, &[]))
 }
 
 fn passes(pf: &Pf, n: &common::Net, dport: u16) -> bool {

@@ -4,7 +4,7 @@
 //! search of the state table would.
 
 mod common;
-use common::{net, pf_with, Net, NoBufs as Bufs};
+use common::{net, pf_with, udp_bytes, Net, NoBufs as Bufs};
 
 use std::net::Ipv4Addr;
 
@@ -13,29 +13,12 @@ use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
-use softnet_wire::udp::UdpRepr;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
 fn udp(sport: u16, dport: u16) -> PacketBuf {
-    let payload = [0u8; 18];
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let i = Ipv4Repr {
-        src: CLIENT,
-        dst: SERVER,
-        protocol: IpProtocol::UDP,
-        ttl: 64,
-        tos: 0,
-        ident: 7,
-        dont_frag: false,
-        payload_len: u.buffer_len(),
-    };
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], CLIENT, SERVER, &payload);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&udp_bytes(CLIENT, SERVER, sport, dport, &[0u8; 18]))
 }
 
 fn hook(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> Result<PacketBuf, ()> {

@@ -10,7 +10,11 @@ use softnet_core::filter::BufferSource;
 use softnet_core::iface::{IfAddr, Interface, InterfaceConfig, InterfaceTable};
 use softnet_core::packet::PacketBuf;
 use softnet_core::vlink;
+use softnet_pf::pflog::PflogQueue;
 use softnet_pf::{parse_ruleset, Pf, StaticResolver};
+use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
+use softnet_wire::tcp::{TcpFlags, TcpRepr};
+use softnet_wire::udp::UdpRepr;
 
 pub struct Net {
     _table: InterfaceTable,
@@ -70,4 +74,83 @@ impl BufferSource for HeapBufs {
         Some(PacketBuf::with_capacity(65535 + 256))
     }
     fn free(&mut self, _p: PacketBuf) {}
+}
+
+/// The IPv4 header the tests' packets carry (TTL 64, id 7, no options).
+pub fn ip_repr(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload_len: usize) -> Ipv4Repr {
+    Ipv4Repr { src, dst, protocol, ttl: 64, tos: 0, ident: 7, dont_frag: false, payload_len }
+}
+
+/// An IPv4 + UDP datagram with valid checksums.
+pub fn udp_bytes(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
+    let i = ip_repr(src, dst, IpProtocol::UDP, u.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    u.emit_with_payload(&mut b[20..], src, dst, payload);
+    b
+}
+
+/// An IPv4 + TCP segment (window 8192, no options) with valid checksums
+/// and `len` bytes of data ('a's).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_bytes(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    len: usize,
+) -> Vec<u8> {
+    let t = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq,
+        ack,
+        flags,
+        window: 8192,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload_len: len,
+    };
+    let i = ip_repr(src, dst, IpProtocol::TCP, t.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    t.emit_with_payload(&mut b[20..], src, dst, &vec![0x61; len]);
+    b
+}
+
+/// One pflog record as the tests look at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRec {
+    pub rule: u32,
+    pub action: u8,
+    pub reason: u8,
+    /// The logged packet's source address.
+    pub src: Ipv4Addr,
+}
+
+/// Drains `q` (pcap records of PFLOG headers) into its records.
+pub fn pflog_records(q: &PflogQueue) -> Vec<LogRec> {
+    let mut out = vec![];
+    q.drain_to(&mut out, 0).unwrap();
+    let mut recs = vec![];
+    let mut b = &out[..];
+    while b.len() >= 16 {
+        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+        let rec = &b[16..16 + len];
+        recs.push(LogRec {
+            rule: u32::from_be_bytes(rec[36..40].try_into().unwrap()),
+            action: rec[2],
+            reason: rec[3],
+            src: Ipv4Addr::new(rec[64], rec[65], rec[66], rec[67]),
+        });
+        b = &b[16 + len..];
+    }
+    recs
 }
