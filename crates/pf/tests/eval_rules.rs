@@ -13,8 +13,7 @@ use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::model::{IpNet, TableEntry};
 use softnet_pf::Pf;
-use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
-use softnet_wire::udp::UdpRepr;
+use softnet_wire::ipv4::Ipv4Packet;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -24,21 +23,7 @@ fn pf(n: &Net, text: &str) -> Pf {
 }
 
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: 4 };
-    let i = Ipv4Repr {
-        src,
-        dst,
-        protocol: IpProtocol::UDP,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: false,
-        payload_len: u.buffer_len(),
-    };
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    u.emit_with_payload(&mut b[20..], src, dst, b"data");
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&common::udp_bytes(src, dst, sport, dport, b"data"))
 }
 
 /// A UDP packet with a record-route option (IP options).
