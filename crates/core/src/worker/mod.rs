@@ -16,7 +16,7 @@
 
 use crate::arp::{ArpInput, ArpResolve, ArpWorkerCache};
 use crate::ether::{build_arp_frame, prepend_ipv4_header, set_dst};
-use crate::filter::{BufferSource, Decision, Direction};
+use crate::filter::{BufferSource, Decision, Direction, RouteDecision};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
 use crate::packet::{csum_flags, mflags, PacketBuf, PacketMeta, PacketPool};
 use crate::reass::ReassResult;
@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 mod options;
 mod output;
+mod pf_route;
 
 use options::record_options;
 
@@ -528,7 +529,14 @@ impl WorkerState {
         let all = decisions_for(&mut decisions, ipq.len());
         self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, all);
         for (slot, &d) in ipq.iter_mut().zip(decisions.iter()) {
-            if let Some(p) = self.decided(cx, slot, d) {
+            if let Some(mut p) = self.decided(cx, slot, d) {
+                if p.meta.pf_route != RouteDecision::None {
+                    // route-to, reply-to, dup-to (pf_route after pf in).
+                    p = match self.pf_route_in(cx, ifp, p) {
+                        Some(p) => p,
+                        None => continue,
+                    };
+                }
                 let link_bcast = p.meta.flags & mflags::LINK_BCAST != 0;
                 self.ip_input_filtered(cx, ifp, p, link_bcast);
             }
@@ -600,8 +608,15 @@ impl WorkerState {
             let run = decisions_for(&mut decisions, end - start);
             self.filter_batch(cx, f, Direction::Out, out, &mut fwdq[start..end], run);
             for ((slot, &d), i) in fwdq[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {
-                if let Some(p) = self.decided(cx, slot, d) {
+                if let Some(mut p) = self.decided(cx, slot, d) {
                     let in_ifp = cx.ifs.get(i.in_if).expect("received this batch");
+                    if p.meta.pf_route != RouteDecision::None {
+                        // pf_route after pf out: re-routed, or copied.
+                        p = match self.pf_route_out(cx, Some(in_ifp), p) {
+                            Some(p) => p,
+                            None => continue,
+                        };
+                    }
                     self.forward_out(cx, out, i.next_hop, i.mtu as usize, in_ifp, p);
                 }
             }

@@ -127,6 +127,15 @@ impl WorkerState {
             },
             _ => p,
         };
+        let p = if p.meta.pf_route != RouteDecision::None {
+            // route-to, reply-to, dup-to on the router's own packet.
+            match self.pf_route_out(cx, None, p) {
+                Some(p) => p,
+                None => return,
+            }
+        } else {
+            p
+        };
         if p.len() > mtu {
             return self.fragment(cx, ifp, next_hop, p, mtu, None);
         }
