@@ -240,6 +240,9 @@ pub struct CRule {
     /// Index into `TimeoutSets` (0: the rule sets none).
     pub timeout_set: u16,
     pub label: Option<String>,
+    /// `route-to`, `reply-to`, `dup-to` of a `pass` rule (a `match` rule's
+    /// is not used: pf takes a state's route from the state's own rule).
+    pub route: Option<crate::route::CRoute>,
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
@@ -551,6 +554,16 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         }
         let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
         let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
+        let route = match (&r.route, r.action) {
+            (Some(rt), Action::Pass) => {
+                Some(crate::route::CRoute::compile(rt).map_err(|e| CompileError::Unsupported {
+                    file: rs.filename.clone(),
+                    line: r.line,
+                    what: e.0,
+                })?)
+            }
+            _ => None,
+        };
         rules.push(CRule {
             nr: nr as u32,
             rule: r.clone(),
@@ -580,6 +593,7 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             max_states: r.state_opts.max,
             timeout_set: cx.timeout_sets.intern(tset),
             label: r.label.clone(),
+            route,
             skip: [0; SKIP_COUNT],
             states_cur: Default::default(),
         });

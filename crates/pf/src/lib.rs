@@ -47,6 +47,7 @@ pub mod eval;
 pub mod filter;
 pub mod frag;
 pub mod pflog;
+pub mod route;
 pub mod show;
 pub mod state;
 pub mod table;
