@@ -240,8 +240,8 @@ pub struct CRule {
     /// Index into `TimeoutSets` (0: the rule sets none).
     pub timeout_set: u16,
     pub label: Option<String>,
-    /// `route-to`, `reply-to`, `dup-to` of a `pass` rule (a `match` rule's
-    /// is not used: pf takes a state's route from the state's own rule).
+    /// `route-to`, `reply-to`, `dup-to` of a `pass` rule (pfctl allows them
+    /// on no other rule).
     pub route: Option<crate::route::CRoute>,
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.

@@ -12,8 +12,8 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `route-to`,
-//!   `reply-to`, `dup-to`, `synproxy state` and source tracking
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, pools of
+//!   `route-to`/`reply-to`/`dup-to` next hops, `synproxy state` and source tracking
 //!   (`source-track`, `max-src-*`, `overload`) ("… not supported yet").
 //! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
 //!   (the default) drops duplicate rules.

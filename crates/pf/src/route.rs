@@ -5,8 +5,8 @@
 //! (pf_route's `rtalloc_mpath(st->rt_addr)`). When a rule with one creates
 //! a state, the state remembers the option and the next hop chosen from
 //! the rule's pool (pf_set_rt_ifp: `st->rt`, `st->rt_addr`, from the
-//! state's own rule only, so the option of a `match` rule is not taken, as
-//! in pf). Every packet the state passes afterwards gets the decision
+//! state's own rule only; pfctl refuses the options on `match` and `block`
+//! rules and on rules without state). Every packet the state passes afterwards gets the decision
 //! pf_route makes for it (`decision`), which the stack carries out
 //! (`softnet_core::filter::RouteDecision`):
 //!

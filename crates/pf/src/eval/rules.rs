@@ -358,6 +358,18 @@ pub(super) fn create_state(
         creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
     };
+    // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
+    // the state is not made (PFRES_NOROUTE).
+    let route = match &r.route {
+        Some(rt) => {
+            let nh = rt.next_hop(pd.src).ok_or(Reason::NoRoute)?;
+            st.rt = crate::route::kind_code(Some(rt.kind));
+            st.rt_addr = nh;
+            st.flags |= sflags::ROUTED;
+            Some((rt.kind, nh))
+        }
+        None => None,
+    };
     let mut rewrite = None;
     match pd.proto {
         PROTO_TCP => {
@@ -396,6 +408,11 @@ pub(super) fn create_state(
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            if let Some((kind, nh)) = route {
+                // The creating packet goes the state's way.
+                let d = dir_code(cx.dir);
+                pkt.meta.pf_route = crate::route::decision(kind, nh, d, d);
             }
             Ok(())
         }

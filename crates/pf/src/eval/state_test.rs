@@ -40,6 +40,7 @@ pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
         tag: st.tag,
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
+        routed: st.flags & sflags::ROUTED != 0,
     })
 }
 
@@ -56,6 +57,7 @@ pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
         tag: v.tag,
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
+        routed: v.flags & sflags::ROUTED != 0,
     }
 }
 

@@ -238,6 +238,19 @@ pub(super) fn rule_consistent(r: &Rule) -> Vec<String> {
     {
         p.push("nat-to and rdr-to require keep state".into());
     }
+    if r.route.is_some() {
+        // pf takes a state's route from the state's own rule only
+        // (pf_set_rt_ifp), so pfctl refuses it where it would do nothing.
+        if r.action == Action::Match {
+            p.push("route-to, reply-to and dup-to are not supported on match rules".into());
+        }
+        if r.keep_state == StateMode::NoState {
+            p.push("route-to, reply-to and dup-to require keep state".into());
+        }
+        if matches!(r.action, Action::Block(_)) {
+            p.push("route-to, reply-to and dup-to are not supported on block rules".into());
+        }
+    }
     p
 }
 

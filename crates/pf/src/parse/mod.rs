@@ -100,7 +100,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             refuse(t.keyword());
         }
         if let Some(rt) = &r.route {
-            refuse(rt.kind.keyword());
+            if let Err(e) = crate::route::CRoute::compile(rt) {
+                refuse(&e.0);
+            }
         }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");

@@ -158,6 +158,9 @@ pub mod sflags {
     /// The creating packet matched `match … log (all)` rules: every packet
     /// of the state is logged under each of them (`StateData::log_match`).
     pub const LOG_MATCHES_ALL: u8 = 1 << 3;
+    /// The state has a routing option (`StateData::rt`): its packets get
+    /// pf_route's decision (`crate::route`).
+    pub const ROUTED: u8 = 1 << 4;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log
@@ -197,6 +200,11 @@ pub struct StateData {
     pub tag: u16,
     /// Routing table for the state's packets; -1 = unchanged.
     pub rtable: i16,
+    /// pf's `st->rt` (`crate::route::kind_code`: 0 none, else `route-to`,
+    /// `reply-to` or `dup-to`) and `st->rt_addr`, the next hop chosen when
+    /// the state was made. Set once, before insert.
+    pub rt: u8,
+    pub rt_addr: Ipv4Addr,
     /// Creation and last activity (nanoseconds of the injected clock).
     pub creation: u64,
     pub expire: u64,
@@ -228,6 +236,8 @@ impl Default for StateData {
             log_match: [NO_RULE; LOG_MATCH_MAX],
             tag: 0,
             rtable: -1,
+            rt: 0,
+            rt_addr: Ipv4Addr::UNSPECIFIED,
             creation: 0,
             expire: 0,
             packets: [0; 2],
