@@ -17,8 +17,9 @@ router sent to D and with which TTL. D's kernel does not forward.
    UDP flow is dropped and counted, pings between A and B are unharmed;
    the interface r2 destroyed while a state routes to it: counted no-route
    drops, the daemon and other traffic fine; a ruleset with the pre-6.9
-   `route-to (if addr)` form is refused (syntax error) and the running one
-   is kept.
+   `route-to (if addr)` form is refused (syntax error), as are route-to on
+   a block rule or a stateless one (pfctl's messages) and a pool of next
+   hops (not built yet); the running ruleset is kept.
 """
 
 import json
@@ -219,6 +220,17 @@ def run_test():
         p = lab.pfctl("-f", bad, check_rc=False)
         check(p.returncode != 0 and "bad.conf:1: syntax error" in p.stderr, f"pfctl -f: {p.returncode} {p.stderr}")
         check(lab.rules() == before, "rules unchanged")
+        for text, msg in [
+            ("block in on r0 route-to 10.0.3.2\n", "are not supported on block rules"),
+            ("pass in on r0 route-to 10.0.3.2 no state\n", "require keep state"),
+            ("pass in on r0 route-to { 10.0.3.2, 10.0.3.3 }\n", "not supported yet"),
+        ]:
+            bad = lab.write_rules(text, os.path.join(t.tmp, "bad.conf"))
+            p = lab.pfctl("-f", bad, check_rc=False)
+            check(p.returncode != 0 and f"bad.conf:1: route-to" in p.stderr and msg in p.stderr,
+                  f"pfctl -f {text!r}: {p.returncode} {p.stderr}")
+            check(lab.rules() == before, "rules unchanged")
+        check(ping(lab, net.a, B_IP, 1) == 1, "pings A -> B")
 
 
 if __name__ == "__main__":
