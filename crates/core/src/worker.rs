@@ -149,6 +149,8 @@ pub struct Worker {
     stack: Arc<Stack>,
     clock: Arc<dyn Clock>,
     st: WorkerState,
+    /// This worker's generator is installed on the thread that polls it.
+    rng_installed: bool,
 }
 
 /// The worker's pools as the filter sees them.
@@ -205,7 +207,7 @@ impl Worker {
             fwdinfo: Vec::with_capacity(BATCH),
             icmp_bucket: TokenBucket::new(rate, burst),
         };
-        Worker { stack, clock, st }
+        Worker { stack, clock, st, rng_installed: false }
     }
 
     pub fn id(&self) -> usize {
@@ -222,9 +224,15 @@ impl Worker {
     pub fn poll(&mut self) -> usize {
         let now = self.clock.now();
         let stack = &*self.stack;
-        // The thread's random generator: installed at the first batch,
-        // stirred at every one after (crate::rng).
-        crate::rng::stir(now, &*stack.entropy, self.st.id);
+        // The thread's random generator: this worker's, seeded from the
+        // stack's entropy at its first batch, stirred at every one after
+        // (crate::rng).
+        if self.rng_installed {
+            crate::rng::stir(now, &*stack.entropy, self.st.id);
+        } else {
+            crate::rng::install(crate::rng::WorkerRng::from_seed(stack.entropy.seed(self.st.id), now));
+            self.rng_installed = true;
+        }
         let ifs = stack.ifaces.load();
         let Some(rt) = stack.routes.snapshot(0) else { return 0 };
         let filter = stack.filter.load();
