@@ -46,6 +46,7 @@ pub mod compile;
 pub mod eval;
 pub mod filter;
 pub mod frag;
+pub mod ipopt;
 pub mod pflog;
 pub mod show;
 pub mod state;
