@@ -49,6 +49,7 @@ pub mod frag;
 pub mod ipopt;
 pub mod pflog;
 pub mod show;
+pub mod srcnode;
 pub mod state;
 pub mod table;
 pub mod tcp_track;
