@@ -95,20 +95,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
-        // Source tracking (and what needs it) would otherwise load and
-        // protect nothing.
-        let o = &r.state_opts;
-        let src_track = [
-            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
-            (o.max_src_conn.is_some(), "max-src-conn"),
-            (o.max_src_nodes.is_some(), "max-src-nodes"),
-            (o.max_src_states.is_some(), "max-src-states"),
-            (o.overload.is_some(), "overload"),
-            (o.source_track.is_some(), "source-track"),
-        ];
-        if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
-            refuse(what);
-        }
     }
     if errs.is_empty() {
         Ok(())
@@ -118,6 +104,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
 }
 
 type PResult<T> = Result<T, (usize, String)>;
+
+/// pfvar.h `PF_THRESHOLD_MAX`: 0xffffffff / `PF_THRESHOLD_MULT` (1000).
+const PF_THRESHOLD_MAX: u32 = u32::MAX / 1000;
 
 struct Cursor<'t> {
     toks: &'t [Token],
@@ -298,7 +287,8 @@ struct HostItem {
 enum StateOptItem {
     Max(u32),
     NoSync,
-    SourceTrack(SourceTrack),
+    /// `None`: `source-track` alone (global, but not said so).
+    SourceTrack(Option<SourceTrack>),
     MaxSrcStates(u32),
     MaxSrcNodes(u32),
     MaxSrcConn(u32),
@@ -1187,10 +1177,11 @@ impl<'r> Parser<'r> {
             "no-sync" => StateOptItem::NoSync,
             "source-track" => {
                 if c.eat_word("rule") {
-                    StateOptItem::SourceTrack(SourceTrack::Rule)
+                    StateOptItem::SourceTrack(Some(SourceTrack::Rule))
+                } else if c.eat_word("global") {
+                    StateOptItem::SourceTrack(Some(SourceTrack::Global))
                 } else {
-                    c.eat_word("global");
-                    StateOptItem::SourceTrack(SourceTrack::Global)
+                    StateOptItem::SourceTrack(None)
                 }
             }
             "max-src-states" => StateOptItem::MaxSrcStates(c.u32("max-src-states")?),
@@ -1228,6 +1219,7 @@ impl<'r> Parser<'r> {
     fn state_opts(items: Vec<StateOptItem>, line: usize) -> PResult<(StateOpts, Option<bool>)> {
         let mut o = StateOpts::default();
         let mut statelock: Option<bool> = None;
+        let mut srctrack: Option<Option<SourceTrack>> = None;
         let dup = |what: &str| Err((line, format!("state option '{what}' multiple definitions")));
         for it in items {
             match it {
@@ -1239,14 +1231,17 @@ impl<'r> Parser<'r> {
                 }
                 StateOptItem::NoSync => o.no_sync = true,
                 StateOptItem::SourceTrack(s) => {
-                    if o.source_track.is_some() {
+                    if srctrack.is_some() {
                         return dup("source-track");
                     }
-                    o.source_track = Some(s)
+                    srctrack = Some(s)
                 }
                 StateOptItem::MaxSrcStates(n) => {
                     if o.max_src_states.is_some() {
                         return dup("max-src-states");
+                    }
+                    if n == 0 {
+                        return Err((line, "'max-src-states' must be > 0".into()));
                     }
                     o.max_src_states = Some(n)
                 }
@@ -1254,17 +1249,29 @@ impl<'r> Parser<'r> {
                     if o.max_src_nodes.is_some() {
                         return dup("max-src-nodes");
                     }
+                    if n == 0 {
+                        return Err((line, "'max-src-nodes' must be > 0".into()));
+                    }
                     o.max_src_nodes = Some(n)
                 }
                 StateOptItem::MaxSrcConn(n) => {
                     if o.max_src_conn.is_some() {
                         return dup("max-src-conn");
                     }
+                    if n == 0 {
+                        return Err((line, "'max-src-conn' must be > 0".into()));
+                    }
                     o.max_src_conn = Some(n)
                 }
                 StateOptItem::MaxSrcConnRate(n, s) => {
                     if o.max_src_conn_rate.is_some() {
                         return dup("max-src-conn-rate");
+                    }
+                    if n == 0 || s == 0 {
+                        return Err((line, "'max-src-conn-rate' values must be > 0".into()));
+                    }
+                    if n > PF_THRESHOLD_MAX {
+                        return Err((line, format!("'max-src-conn-rate' maximum rate must be < {PF_THRESHOLD_MAX}")));
                     }
                     o.max_src_conn_rate = Some((n, s))
                 }
@@ -1304,17 +1311,35 @@ impl<'r> Parser<'r> {
                 }
             }
         }
-        o.timeouts.sort();
-        // max-src-* limits need per-source tracking; pfctl turns it on
-        if o.max_src_conn.is_some() || o.max_src_conn_rate.is_some() {
+        // pfctl's parse.y: max-src-states turns source tracking on,
+        // max-src-nodes, max-src-conn and max-src-conn-rate turn on
+        // tracking per rule, which an explicit `source-track global`
+        // contradicts; a connection rate keeps nodes at least its seconds.
+        let per_rule = o.max_src_nodes.is_some() || o.max_src_conn.is_some() || o.max_src_conn_rate.is_some();
+        if srctrack == Some(Some(SourceTrack::Global)) {
+            for (on, what) in [
+                (o.max_src_nodes.is_some(), "max-src-nodes"),
+                (o.max_src_conn.is_some(), "max-src-conn"),
+                (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
+            ] {
+                if on {
+                    return Err((line, format!("'{what}' is incompatible with 'source-track global'")));
+                }
+            }
+        }
+        if per_rule || srctrack == Some(Some(SourceTrack::Rule)) {
             o.source_track = Some(SourceTrack::Rule);
-        }
-        if o.max_src_nodes.is_some() && o.source_track == Some(SourceTrack::Global) {
-            return Err((line, "'max-src-nodes' is incompatible with 'source-track global'".into()));
-        }
-        if (o.max_src_states.is_some() || o.max_src_nodes.is_some()) && o.source_track.is_none() {
+        } else if srctrack.is_some() || o.max_src_states.is_some() {
             o.source_track = Some(SourceTrack::Global);
         }
+        if let (Some(_), Some((_, secs))) = (o.source_track, o.max_src_conn_rate) {
+            match o.timeouts.iter_mut().find(|(t, _)| *t == Timeout::SrcTrack) {
+                Some((_, v)) if *v < secs => *v = secs,
+                Some(_) => {}
+                None => o.timeouts.push((Timeout::SrcTrack, secs)),
+            }
+        }
+        o.timeouts.sort();
         if o.overload.is_some() && o.max_src_conn.is_none() && o.max_src_conn_rate.is_none() {
             return Err((line, "overload requires max-src-conn or max-src-conn-rate".into()));
         }
@@ -1789,13 +1814,46 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
-        // Source tracking parses (pfctl -nf prints it) but does not load.
+        // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
                    pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
-        assert!(parse_ruleset(src, "f", &r).is_ok());
-        let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
-        assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
+        assert!(load_ruleset(src, "f", &r).is_ok());
+    }
+
+    /// pfctl's parse.y: which options turn tracking on, per rule or
+    /// global, what contradicts `source-track global`, the bad values, and
+    /// the src.track timeout a connection rate raises.
+    #[test]
+    fn source_tracking_options_as_pfctl_folds_them() {
+        let r = StaticResolver::example();
+        let opts = |o: &str| {
+            let rs = parse_ruleset(&format!("pass in proto tcp keep state ({o})\n"), "f", &r).map_err(|e| e[0].to_string())?;
+            Ok::<_, String>(rs.rules[0].state_opts.clone())
+        };
+        let track = |o: &str| opts(o).unwrap().source_track;
+        assert_eq!(track("source-track"), Some(SourceTrack::Global));
+        assert_eq!(track("max-src-states 3"), Some(SourceTrack::Global));
+        assert_eq!(track("source-track, max-src-nodes 10"), Some(SourceTrack::Rule));
+        assert_eq!(track("max-src-conn 10"), Some(SourceTrack::Rule));
+        assert_eq!(track("source-track rule, max-src-states 3"), Some(SourceTrack::Rule));
+        assert_eq!(track("max 10"), None);
+        for (o, e) in [
+            ("source-track global, max-src-nodes 10", "f:1: 'max-src-nodes' is incompatible with 'source-track global'"),
+            ("source-track global, max-src-conn 10", "f:1: 'max-src-conn' is incompatible with 'source-track global'"),
+            ("source-track global, max-src-conn-rate 1/2", "f:1: 'max-src-conn-rate' is incompatible with 'source-track global'"),
+            ("max-src-states 0", "f:1: 'max-src-states' must be > 0"),
+            ("max-src-conn-rate 0/5", "f:1: 'max-src-conn-rate' values must be > 0"),
+            ("max-src-conn-rate 4294968/5", "f:1: 'max-src-conn-rate' maximum rate must be < 4294967"),
+            ("overload <bad> flush", "f:1: overload requires max-src-conn or max-src-conn-rate"),
+            ("source-track, source-track rule", "f:1: state option 'source-track' multiple definitions"),
+        ] {
+            assert_eq!(opts(o).unwrap_err(), e, "{o}");
+        }
+        let o = opts("max-src-conn-rate 3/99").unwrap();
+        assert_eq!(o.timeouts, [(Timeout::SrcTrack, 99)]);
+        let o = opts("max-src-conn-rate 3/99, src.track 200").unwrap();
+        assert_eq!(o.timeouts, [(Timeout::SrcTrack, 200)]);
     }
 
     #[test]
