@@ -1828,7 +1828,8 @@ mod tests {
     fn source_tracking_options_as_pfctl_folds_them() {
         let r = StaticResolver::example();
         let opts = |o: &str| {
-            let rs = parse_ruleset(&format!("pass in proto tcp keep state ({o})\n"), "f", &r).map_err(|e| e[0].to_string())?;
+            let rs = parse_ruleset(&format!("pass in proto tcp keep state ({o})\n"), "f", &r)
+                .map_err(|e| e[0].to_string())?;
             Ok::<_, String>(rs.rules[0].state_opts.clone())
         };
         let track = |o: &str| opts(o).unwrap().source_track;
@@ -1839,9 +1840,15 @@ mod tests {
         assert_eq!(track("source-track rule, max-src-states 3"), Some(SourceTrack::Rule));
         assert_eq!(track("max 10"), None);
         for (o, e) in [
-            ("source-track global, max-src-nodes 10", "f:1: 'max-src-nodes' is incompatible with 'source-track global'"),
+            (
+                "source-track global, max-src-nodes 10",
+                "f:1: 'max-src-nodes' is incompatible with 'source-track global'",
+            ),
             ("source-track global, max-src-conn 10", "f:1: 'max-src-conn' is incompatible with 'source-track global'"),
-            ("source-track global, max-src-conn-rate 1/2", "f:1: 'max-src-conn-rate' is incompatible with 'source-track global'"),
+            (
+                "source-track global, max-src-conn-rate 1/2",
+                "f:1: 'max-src-conn-rate' is incompatible with 'source-track global'",
+            ),
             ("max-src-states 0", "f:1: 'max-src-states' must be > 0"),
             ("max-src-conn-rate 0/5", "f:1: 'max-src-conn-rate' values must be > 0"),
             ("max-src-conn-rate 4294968/5", "f:1: 'max-src-conn-rate' maximum rate must be < 4294967"),
