@@ -1341,7 +1341,7 @@ impl<'r> Parser<'r> {
         }
         o.timeouts.sort();
         if o.overload.is_some() && o.max_src_conn.is_none() && o.max_src_conn_rate.is_none() {
-            return Err((line, "overload requires max-src-conn or max-src-conn-rate".into()));
+            return Err((line, "'overload' requires 'max-src-conn' or 'max-src-conn-rate'".into()));
         }
         Ok((o, statelock))
     }
@@ -1852,7 +1852,7 @@ mod tests {
             ("max-src-states 0", "f:1: 'max-src-states' must be > 0"),
             ("max-src-conn-rate 0/5", "f:1: 'max-src-conn-rate' values must be > 0"),
             ("max-src-conn-rate 4294968/5", "f:1: 'max-src-conn-rate' maximum rate must be < 4294967"),
-            ("overload <bad> flush", "f:1: overload requires max-src-conn or max-src-conn-rate"),
+            ("overload <bad> flush", "f:1: 'overload' requires 'max-src-conn' or 'max-src-conn-rate'"),
             ("source-track, source-track rule", "f:1: state option 'source-track' multiple definitions"),
         ] {
             assert_eq!(opts(o).unwrap_err(), e, "{o}");

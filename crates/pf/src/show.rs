@@ -8,15 +8,17 @@
 //!   rules on `softnet pfctl -f`'s behalf; pf records the uid and pid of
 //!   the pfctl process that issued DIOCADDRULE.
 //! * `-si -v`: no "Adaptive Syncookies Watermarks" section (softnet has no
-//!   syncookies); the "Source Tracking Table" is always zeros and of the
-//!   "Limit Counters" only "max states per rule" ever moves (no source
-//!   tracking, overload tables or syncookies); the Checksum hashes
+//!   syncookies) and the syncookie "Limit Counters" stay 0; the Checksum hashes
 //!   pf_hash_rule's fields rebuilt from our rules (see `chksum`), so it
 //!   is not promised to equal an OpenBSD kernel's for the same pf.conf;
 //!   the IPv6 column of the interface stats is 0 (IPv4 only).
 //! * `-ss -vv`: every state's creator id is this host's (no pfsync); no
 //!   `(rdomain)` prefixes or ` {gateway}` (no rdomains in state keys, no
 //!   route-to).
+//! * `-sS -v`: a node of a rule tracking globally prints no `rule N`
+//!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
+//!   one node per source for `source-track global`, as pf.conf(5) says);
+//!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
 //! * No anchors: no `anchor` lines, no per-anchor views.
 
 use std::fmt::Write;
