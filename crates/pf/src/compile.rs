@@ -243,6 +243,9 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+    /// Source tracking (`source-track`, `max-src-*`, `overload`): what
+    /// the rule's states' nodes count and limit (`crate::srcnode`).
+    pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
 }
 
 /// `HotRule::flags`: the rule has an interface to match.
@@ -551,6 +554,32 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         }
         let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
         let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
+        let o = &r.state_opts;
+        let src_track = o.source_track.map(|track| {
+            // The overload table, created as a rule's table is if the
+            // ruleset does not define it.
+            let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
+                table: tables
+                    .entry(ov.table.clone())
+                    .or_insert_with(|| {
+                        cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
+                    })
+                    .clone(),
+                flush: ov.flush,
+                flush_global: ov.flush_global,
+            });
+            Arc::new(crate::srcnode::SrcRule {
+                gen: cx.gen,
+                nr: nr as u32,
+                global: track == crate::model::SourceTrack::Global,
+                max_src_nodes: o.max_src_nodes,
+                max_src_states: o.max_src_states,
+                max_src_conn: o.max_src_conn,
+                max_src_conn_rate: o.max_src_conn_rate,
+                overload,
+                nodes: Default::default(),
+            })
+        });
         rules.push(CRule {
             nr: nr as u32,
             rule: r.clone(),
@@ -582,6 +611,7 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             label: r.label.clone(),
             skip: [0; SKIP_COUNT],
             states_cur: Default::default(),
+            src_track,
         });
     }
     calc_skip_steps(&mut rules);
