@@ -18,23 +18,18 @@
 //! `pfctl -ss` shows nothing of it (print_state prints no route).
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use softnet_core::filter::RouteDecision;
 
-use crate::model::{Route, RouteKind};
+use crate::lb::{CPool, IfAddrs};
+use crate::model::{Addr, PoolType, Route, RouteKind};
+use crate::table::Table;
 
-/// A rule's routing option compiled (pf_rule's `rt` and `route` pool).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A rule's routing option compiled: pf_rule's `rt` and its `route` pool.
 pub struct CRoute {
     pub kind: RouteKind,
-    pub target: RouteTarget,
-}
-
-/// Where a routing option sends packets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteTarget {
-    /// One next hop.
-    Host(Ipv4Addr),
+    pub pool: CPool,
 }
 
 /// Why a routing option cannot be loaded yet (`check_supported` says
@@ -43,29 +38,43 @@ pub enum RouteTarget {
 pub struct Unsupported(pub String);
 
 impl CRoute {
-    /// The routing option of a parsed rule, or what of it softnet does not
-    /// do yet: a pool of several addresses, a table, an interface's
-    /// address, a pool type.
-    pub fn compile(r: &Route) -> Result<CRoute, Unsupported> {
+    /// What of a routing option softnet does not do yet: IPv6 next hops,
+    /// `least-states` (pf counts states per next hop until they end) and
+    /// `sticky-address` (source nodes for route pools).
+    pub fn check(r: &Route) -> Result<(), Unsupported> {
         let kw = r.kind.keyword();
-        let s = &r.spec;
-        let pool = || Unsupported(format!("{kw} with an address pool"));
-        if s.targets.len() != 1 || !s.pool_opts.is_empty() || s.port.is_some() {
-            return Err(pool());
+        let p = &r.pool;
+        if matches!(&p.addr, Addr::Net(n) if n.addr.is_ipv6()) || matches!(&p.addr, Addr::Range(a, _) if a.is_ipv6()) {
+            return Err(Unsupported(format!("{kw} to an IPv6 address")));
         }
-        let t = &s.targets[0];
-        let host = t.strip_suffix("/32").unwrap_or(t);
-        let addr: Ipv4Addr = host.parse().map_err(|_| pool())?;
-        Ok(CRoute { kind: r.kind, target: RouteTarget::Host(addr) })
+        if p.kind == PoolType::LeastStates {
+            return Err(Unsupported(format!("{kw} with least-states")));
+        }
+        if p.sticky {
+            return Err(Unsupported(format!("{kw} with sticky-address")));
+        }
+        if p.ifname.is_some() {
+            return Err(Unsupported(format!("{kw} through a named interface ((if addr), addr@if)")));
+        }
+        Ok(())
     }
 
-    /// The next hop a new state remembers (pf_set_rt_ifp's pf_map_addr on
-    /// the rule's route pool). `None`: the pool has no address to give
-    /// (pf: the state is not made, reason `no-route`).
-    pub fn next_hop(&self, _src: Ipv4Addr) -> Option<Ipv4Addr> {
-        match self.target {
-            RouteTarget::Host(a) => Some(a),
-        }
+    /// The routing option of a `pass` rule; `tables` finds the ruleset's
+    /// tables (a list of next hops is one, `<__automatic_N>`, as pfctl
+    /// makes it).
+    pub fn compile(r: &Route, tables: &dyn Fn(&str) -> Option<Arc<Table>>) -> Result<CRoute, Unsupported> {
+        Self::check(r)?;
+        let pool =
+            CPool::new(&r.pool, tables).ok_or_else(|| Unsupported(format!("{} to this address", r.kind.keyword())))?;
+        Ok(CRoute { kind: r.kind, pool })
+    }
+
+    /// The next hop a new state from `src` remembers (pf_set_rt_ifp's
+    /// pf_map_addr on the rule's route pool). `None`: the pool has no
+    /// address to give (an empty table, an interface with no peer
+    /// address); pf then makes no state (reason `no-route`).
+    pub fn next_hop(&self, if_addrs: IfAddrs, src: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.pool.map(if_addrs, u32::from(src), None).map(Ipv4Addr::from)
     }
 }
 
@@ -107,18 +116,22 @@ pub fn kind_of(code: u8) -> Option<RouteKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::RedirSpec;
+    use crate::model::{IfAddrModifier, IpNet, Pool, PoolRole};
     use crate::state::{DIR_IN, DIR_OUT};
 
-    fn route(kind: RouteKind, targets: &[&str], opts: &[&str]) -> Route {
-        Route {
-            kind,
-            spec: RedirSpec {
-                targets: targets.iter().map(|s| s.to_string()).collect(),
-                port: None,
-                pool_opts: opts.iter().map(|s| s.to_string()).collect(),
-            },
-        }
+    fn route(kind: RouteKind, addr: Addr, pool_kind: PoolType) -> Route {
+        let mut pool = Pool::single(addr, PoolRole::Route);
+        pool.kind = pool_kind;
+        Route { kind, pool }
+    }
+
+    fn net(s: &str) -> Addr {
+        let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+        Addr::Net(IpNet { addr: a.parse().unwrap(), prefix: p.parse().unwrap() })
+    }
+
+    fn no_ifs(_: &str) -> Option<Vec<softnet_core::iface::IfAddr>> {
+        None
     }
 
     #[test]
@@ -135,21 +148,39 @@ mod tests {
     }
 
     #[test]
-    fn one_address_compiles_and_pools_are_refused_for_now() {
-        let r = CRoute::compile(&route(RouteKind::ReplyTo, &["10.0.3.2"], &[])).unwrap();
-        assert_eq!(r.target, RouteTarget::Host(Ipv4Addr::new(10, 0, 3, 2)));
-        assert_eq!(r.next_hop(Ipv4Addr::new(10, 0, 1, 2)), Some(Ipv4Addr::new(10, 0, 3, 2)));
-        assert!(CRoute::compile(&route(RouteKind::RouteTo, &["10.0.3.2/32"], &[])).is_ok());
-        for (t, o) in [
-            (&["10.0.3.0/24"][..], &[][..]),
-            (&["10.0.3.2", "10.0.3.3"], &[]),
-            (&["<gw>"], &[]),
-            (&["(sn-r2:peer)"], &[]),
-            (&["10.0.3.2"], &["round-robin"]),
-        ] {
-            let e = CRoute::compile(&route(RouteKind::DupTo, t, o)).unwrap_err();
-            assert_eq!(e.0, "dup-to with an address pool", "{t:?} {o:?}");
-        }
+    fn next_hops_come_from_the_pool_as_pf_map_addr_gives_them() {
+        let tables = |_: &str| None;
+        let src = Ipv4Addr::new(10, 0, 1, 77);
+        let one = CRoute::compile(&route(RouteKind::RouteTo, net("10.0.3.2"), PoolType::None), &tables).unwrap();
+        assert_eq!(one.next_hop(&no_ifs, src), Some(Ipv4Addr::new(10, 0, 3, 2)));
+        // bitmask: the pool's network bits, the source's host bits.
+        let bm = CRoute::compile(&route(RouteKind::RouteTo, net("10.0.3.0/24"), PoolType::Bitmask), &tables).unwrap();
+        assert_eq!(bm.next_hop(&no_ifs, src), Some(Ipv4Addr::new(10, 0, 3, 77)));
+        // round-robin over a table's entries, in turn.
+        let t = Arc::new(Table::new("gw"));
+        let host = |s: &str| crate::model::TableEntry { negated: false, net: IpNet::host(s.parse().unwrap()) };
+        t.add(&[host("10.0.3.2"), host("10.0.3.3")]);
+        let tables = |n: &str| (n == "gw").then(|| t.clone());
+        let rr =
+            CRoute::compile(&route(RouteKind::DupTo, Addr::Table("gw".into()), PoolType::RoundRobin), &tables).unwrap();
+        let got: Vec<_> = (0..3).map(|_| rr.next_hop(&no_ifs, src).unwrap()).collect();
+        assert_eq!(got, [Ipv4Addr::new(10, 0, 3, 2), Ipv4Addr::new(10, 0, 3, 3), Ipv4Addr::new(10, 0, 3, 2)]);
+        // (if:peer): softnet's interfaces have no peer address: nothing.
+        let dynif = Addr::Dynamic { ifname: "r2".into(), modifier: IfAddrModifier::Peer, no_alias: false };
+        let peer = CRoute::compile(&route(RouteKind::RouteTo, dynif, PoolType::RoundRobin), &tables).unwrap();
+        let r2 = |_: &str| Some(vec![softnet_core::iface::IfAddr::new(Ipv4Addr::new(10, 0, 3, 1), 24)]);
+        assert_eq!(peer.next_hop(&r2, src), None);
+    }
+
+    #[test]
+    fn least_states_sticky_address_and_ipv6_are_refused_for_now() {
+        let e = CRoute::check(&route(RouteKind::RouteTo, net("10.0.3.0/24"), PoolType::LeastStates)).unwrap_err();
+        assert_eq!(e.0, "route-to with least-states");
+        let mut r = route(RouteKind::ReplyTo, net("10.0.3.0/24"), PoolType::RoundRobin);
+        r.pool.sticky = true;
+        assert_eq!(CRoute::check(&r).unwrap_err().0, "reply-to with sticky-address");
+        let e = CRoute::check(&route(RouteKind::DupTo, net("fec0::1"), PoolType::None)).unwrap_err();
+        assert_eq!(e.0, "dup-to to an IPv6 address");
     }
 
     #[test]
