@@ -12,8 +12,8 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, pools of
-//!   `route-to`/`reply-to`/`dup-to` next hops and `synproxy state`
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `least-states` and
+//!   `sticky-address` on `route-to`/`reply-to`/`dup-to` and `synproxy state`
 //!   ("… not supported yet").
 //! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
 //!   (the default) drops duplicate rules.

@@ -385,9 +385,11 @@ pub(super) fn create_state(
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
+            let nh = rt.next_hop(&lookup, &if_ref, pd.src).ok_or(Reason::NoRoute)?;
             st.rt = crate::route::kind_code(Some(rt.kind));
-            st.rt_addr = nh;
+            st.rt_addr = nh.addr;
+            st.rt_if = nh.ifp.unwrap_or_default();
             st.flags |= sflags::ROUTED;
             Some((rt.kind, nh))
         }
