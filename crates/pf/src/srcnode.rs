@@ -404,6 +404,20 @@ impl SrcNodes {
         keys
     }
 
+    /// DIOCCLRSRCNODES (`pfctl -F Sources`): removes every node; returns
+    /// how many.
+    pub fn clear(&self) -> usize {
+        let mut n = 0;
+        for s in &self.shards {
+            let mut g = s.lock();
+            for (_, node) in g.drain() {
+                self.forget(&node);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Every node (`pfctl -sS`), sorted by address then rule; `live` adds
     /// the packets and bytes of the live states referring to each.
     pub fn snapshot(&self, live: &HashMap<NodeKey, (u64, u64)>) -> Vec<NodeView> {

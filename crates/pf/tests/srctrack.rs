@@ -247,3 +247,17 @@ fn kill_removes_the_sources_nodes_and_its_states_live_on() {
     pf.kill_states(A, None);
     assert_eq!(pf.show_src_nodes(0, t).lines().next(), Some("10.0.1.2 ( states 0, connections 0, rate 0.0/0s )"));
 }
+
+#[test]
+fn flush_sources_clears_every_node_and_the_states_live_on() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in on em0 proto udp keep state (max-src-states 1)\n");
+    let t = Instant::from_secs(1);
+    assert!(udp(&pf, &n, t, A, 1));
+    assert!(udp(&pf, &n, t, A2, 1));
+    assert_eq!(pf.flush_src_nodes(), 2);
+    assert_eq!((pf.src_node_count(), pf.state_count()), (0, 2));
+    assert!(udp(&pf, &n, t, A, 2), "A starts over");
+    pf.flush_all();
+    assert_eq!((pf.src_node_count(), pf.state_count()), (0, 0));
+}
