@@ -244,11 +244,7 @@ impl FragCache {
             }
             freed.push(d.remove(pos));
         }
-        let new = match d.insert(pos, new) {
-            Ok(()) => None,
-            Err(new) => Some(new),
-        };
-        if let Some(new) = new {
+        if let Err(new) = d.insert(pos, new) {
             // The queue would grow too long: no way to recover, the whole
             // datagram goes (pf's free_fragment).
             let d = map.remove(&key).expect("present");
