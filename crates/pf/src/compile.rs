@@ -509,8 +509,8 @@ fn endpoint(
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
-    if let Some(r) = rs.rules.iter().find(|r| r.translation.is_some()) {
-        let what = r.translation.as_ref().map(|t| t.keyword().to_string()).unwrap_or_default();
+    if let Some(r) = rs.rules.iter().find(|r| !r.translation.is_empty()) {
+        let what = r.translation.keyword().unwrap_or_default().to_string();
         return Err(CompileError::Unsupported { file: rs.filename.clone(), line: r.line, what });
     }
     check_table_limits(rs, cx)?;

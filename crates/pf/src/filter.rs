@@ -334,7 +334,7 @@ impl Default for Pf {
 /// A random nonzero host id, as pf draws one (arc4random) when none is set.
 fn random_hostid() -> u32 {
     loop {
-        let v = crate::state::random_seed() as u32;
+        let v = softnet_core::rng::random_u32();
         if v != 0 {
             return v;
         }
@@ -377,9 +377,11 @@ impl Pf {
             rs_seq: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
         };
-        // pf_attach: state ids start at the time shifted left 32 bits.
+        // pf_attach: state ids start at the time shifted left 32 bits (so
+        // they do not repeat across boots); the low half is random, so the
+        // ids of the states to come cannot be guessed from the boot time.
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        inner.states.set_next_id((secs << 32).max(1));
+        inner.states.set_next_id((secs << 32 | softnet_core::rng::random_u32() as u64).max(1));
         Pf { inner: Arc::new(inner) }
     }
 

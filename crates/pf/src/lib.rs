@@ -32,6 +32,7 @@
 //! (pfctl wants it quoted but prints it bare).
 
 pub mod error;
+pub mod lb;
 mod lexer;
 pub mod model;
 pub mod names;

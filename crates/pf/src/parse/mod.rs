@@ -37,6 +37,7 @@ pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Re
         macros: HashMap::new(),
         rs: Ruleset { filename: filename.to_string(), ..Ruleset::default() },
         errors: vec![],
+        auto_tables: 0,
     };
     let mut lexer = Lexer::new(src);
     while let Some(st) = lexer.statement(&p.macros) {
@@ -96,8 +97,8 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        if let Some(t) = &r.translation {
-            refuse(t.keyword());
+        if let Some(t) = r.translation.keyword() {
+            refuse(t);
         }
         if let Some(rt) = &r.route {
             refuse(rt.kind.keyword());
@@ -169,8 +170,12 @@ struct RuleSpec {
     state_opts: StateOpts,
     /// `if-bound` / `floating` given in the rule (else `set state-policy`).
     statelock: Option<bool>,
-    translation: Option<Translation>,
-    route: Option<Route>,
+    /// nat-to / binat-to (or af-to's `from`), rdr-to (af-to's `to`), as
+    /// written: pools are made per expansion.
+    nat: Option<pool::RedirSpec>,
+    rdr: Option<pool::RedirSpec>,
+    af_to: Option<AddressFamily>,
+    route: Option<(RouteKind, pool::RedirSpec)>,
 }
 
 impl RuleSpec {
@@ -198,7 +203,9 @@ impl RuleSpec {
             keep_state: None,
             state_opts: StateOpts::default(),
             statelock: None,
-            translation: None,
+            nat: None,
+            rdr: None,
+            af_to: None,
             route: None,
         }
     }
@@ -209,6 +216,8 @@ struct Parser<'r> {
     macros: HashMap<String, String>,
     rs: Ruleset,
     errors: Vec<ParseError>,
+    /// Tables made of pool lists so far (`<__automatic_N>`).
+    auto_tables: usize,
 }
 
 impl<'r> Parser<'r> {
@@ -330,6 +339,8 @@ mod tests {
                 "pf.conf:1: unknown protocol frob",
                 "pf.conf:3: port only applies to tcp/udp",
                 "pf.conf:3: skipping rule due to errors",
+                // pfctl says so whenever no rule came of the line
+                "pf.conf:3: rule expands to no valid combination",
             ]
         );
     }
