@@ -102,7 +102,8 @@ impl Datagram {
 /// Why a fragment was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragDrop {
-    /// `pf_fillup_fragment`'s bad fragments (`fragment`): empty, not a
+    /// `pf_fillup_fragment`'s bad fragments (`fragment`): with DF set
+    /// (pf_normalize_ip), empty, not a
     /// multiple of 8 octets with more to come, past 65535 octets, in
     /// conflict with the datagram's end, or over the entry-point limit
     /// (which drops the held fragments too).
@@ -165,7 +166,7 @@ impl FragCache {
 
     /// Takes one fragment (`pkt.data()` starts at its IPv4 header).
     pub fn input(&self, pkt: PacketBuf, now_ns: u64, limit: usize, bufs: &mut dyn BufferSource) -> FragResult {
-        let (key, off, len, more, hlen) = {
+        let (key, off, len, more, hlen, df) = {
             let ip = Ipv4Packet::new_unchecked(pkt.data());
             let hlen = ip.header_len() as usize;
             let tot = (ip.total_len() as usize).min(pkt.len());
@@ -175,10 +176,13 @@ impl FragCache {
                 tot.saturating_sub(hlen),
                 ip.more_frags(),
                 hlen,
+                ip.dont_frag(),
             )
         };
-        // pf_fillup_fragment's checks of the fragment alone.
-        if len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
+        // pf_normalize_ip: a fragment with IP_DF does not enter the cache
+        // (`set reassemble yes no-df`, which would clear it, is not
+        // built); then pf_fillup_fragment's checks of the fragment alone.
+        if df || len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
             return FragResult::Drop(pkt, FragDrop::Bad);
         }
         if self.len() >= limit {
@@ -474,6 +478,14 @@ mod tests {
         assert_eq!(dropped(input(&c, &mut b, frag(1, 24, &[1; 8], true))), Some(FragDrop::Bad));
         assert_eq!(dropped(input(&c, &mut b, frag(1, 8, &[1; 16], true))), Some(FragDrop::Bad));
         assert_eq!(dropped(input(&c, &mut b, frag(1, 0, &[1; 8], false))), Some(FragDrop::Bad));
+        // With DF (pf_normalize_ip).
+        let mut df = frag(3, 0, &[1; 8], true);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(df.data_mut());
+            ip.set_flags_frag(true, true, 0);
+            ip.fill_checksum();
+        }
+        assert_eq!(dropped(input(&c, &mut b, df)), Some(FragDrop::Bad));
         // Alone: empty, unaligned with more to come, past 65535.
         assert_eq!(dropped(input(&c, &mut b, frag(2, 0, &[], true))), Some(FragDrop::Bad));
         assert_eq!(dropped(input(&c, &mut b, frag(2, 0, &[1; 12], true))), Some(FragDrop::Bad));
