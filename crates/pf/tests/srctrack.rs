@@ -261,3 +261,22 @@ fn flush_sources_clears_every_node_and_the_states_live_on() {
     pf.flush_all();
     assert_eq!((pf.src_node_count(), pf.state_count()), (0, 0));
 }
+
+#[test]
+fn an_outbound_rule_tracks_the_packets_source_and_releases_it() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in all no state\npass out on em1 proto udp keep state (max-src-states 1)\n");
+    let t = Instant::from_secs(1);
+    pf.tick(t);
+    let out = |sport: u16| run(&pf, t, Direction::Out, &n.em1, udp_bytes(A, SERVER, sport, 53, b"q"));
+    assert!(out(1));
+    assert!(!out(2), "A's second outbound state");
+    assert_eq!(pf.show_src_nodes(0, t), "10.0.1.2 ( states 1, connections 0, rate 0.0/0s )\n");
+    // The answer passes through the state; the state's removal frees the node.
+    assert!(run(&pf, t, Direction::In, &n.em1, udp_bytes(SERVER, A, 53, 1, b"a")));
+    pf.kill_states(A, None);
+    assert_eq!(pf.show_src_nodes(0, t), "10.0.1.2 ( states 0, connections 0, rate 0.0/0s )\n");
+    pf.tick(Instant::from_secs(2));
+    assert_eq!(pf.src_node_count(), 0);
+    assert!(out(3));
+}
