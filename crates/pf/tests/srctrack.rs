@@ -63,6 +63,9 @@ fn max_src_states_refuses_the_next_state_of_that_source_and_ss_shows_the_nodes()
         pf.show_src_nodes(0, t),
         "10.0.1.2 ( states 2, connections 0, rate 0.0/0s )\n10.0.1.3 ( states 1, connections 0, rate 0.0/0s )\n"
     );
+    // -ss -v says which states count on a node.
+    let ss = pf.show_states(1, t);
+    assert_eq!(ss.matches(", rule 1, source-track\n").count(), 3, "{ss}");
     // -v: age, packets and bytes (of the live states), no rule: global.
     let v = pf.show_src_nodes(1, Instant::from_secs(75));
     assert!(
@@ -239,6 +242,9 @@ fn kill_removes_the_sources_nodes_and_its_states_live_on() {
     assert_eq!(pf.kill_src_nodes(A, Some(Ipv4Addr::new(10, 9, 9, 9))), 0, "no node redirects there");
     assert_eq!(pf.kill_src_nodes(A, None), 1);
     assert_eq!(pf.kill_src_nodes(A, None), 0);
+    // A's state no longer counts on a node.
+    let ss = pf.show_states(1, t);
+    assert_eq!(ss.matches(", source-track\n").count(), 1, "{ss}");
     assert_eq!(pf.show_src_nodes(0, t), "10.0.1.3 ( states 1, connections 0, rate 0.0/0s )\n");
     assert_eq!(pf.state_count(), 2);
     // A starts over: a new node, and the old state no longer counts.
