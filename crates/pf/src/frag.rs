@@ -63,6 +63,8 @@ struct Datagram {
     /// Fragments per entry point (`fr_entries`).
     entries: [u8; PF_FRAG_ENTRY_POINTS],
     created: u64,
+    /// Last fragment seen (pf keeps its queue of datagrams in this order).
+    used: u64,
 }
 
 impl Datagram {
@@ -114,7 +116,8 @@ pub enum FragDrop {
     Duplicate,
     /// The datagram joined is longer than 65535 octets (`short`).
     TooBig,
-    /// The frags limit or no large buffer (`memory`).
+    /// The frags limit even after pf_flush_fragments, or no large buffer
+    /// (`memory`).
     Memory,
 }
 
@@ -185,14 +188,27 @@ impl FragCache {
         if df || len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
             return FragResult::Drop(pkt, FragDrop::Bad);
         }
-        if self.len() >= limit {
-            return FragResult::Drop(pkt, FragDrop::Memory);
-        }
         let mut new = Frag { off, len, more, start: hlen, pkt };
         let mut map = self.map.lock();
+        // pf_create_fragment: at the frags limit, pf_flush_fragments
+        // frees the least recently used datagrams down to 90% first.
+        if self.len() >= limit {
+            self.flush_lru(&mut map, bufs);
+            if self.len() >= limit {
+                return FragResult::Drop(new.pkt, FragDrop::Memory);
+            }
+        }
         self.searches.fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = map.get_mut(&key) {
+            d.used = now_ns;
+        }
         let Some(d) = map.get_mut(&key) else {
-            let mut d = Datagram { frags: Vec::with_capacity(4), entries: [0; PF_FRAG_ENTRY_POINTS], created: now_ns };
+            let mut d = Datagram {
+                frags: Vec::with_capacity(4),
+                entries: [0; PF_FRAG_ENTRY_POINTS],
+                created: now_ns,
+                used: now_ns,
+            };
             let _ = d.insert(0, new);
             map.insert(key, d);
             self.held.fetch_add(1, Ordering::Relaxed);
@@ -313,6 +329,21 @@ impl FragCache {
             ip.fill_checksum();
         }
         FragResult::Done(big)
+    }
+
+    /// pf_flush_fragments: frees whole datagrams, least recently used
+    /// first, until at most 90% of the fragments held are left.
+    fn flush_lru(&self, map: &mut HashMap<FragKey, Datagram>, bufs: &mut dyn BufferSource) {
+        let goal = self.len() * 9 / 10;
+        let mut lru: Vec<(u64, FragKey)> = map.iter().map(|(k, d)| (d.used, *k)).collect();
+        lru.sort_unstable_by_key(|(used, _)| *used);
+        for (_, k) in lru {
+            if self.len() <= goal {
+                break;
+            }
+            let d = map.remove(&k).expect("listed");
+            self.release(bufs, d.frags);
+        }
     }
 
     /// Drops datagrams older than `timeout_ns`; returns fragments freed.
@@ -517,13 +548,40 @@ mod tests {
     }
 
     #[test]
-    fn lone_fragments_expire_and_the_limit_refuses_more() {
+    fn lone_fragments_expire() {
         let c = FragCache::new();
         let mut b = Bufs::default();
-        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 1, &mut b)));
-        assert_eq!(dropped(c.input(frag(2, 8, &[1; 8], false), 0, 1, &mut b)), Some(FragDrop::Memory));
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 100, &mut b)));
         assert_eq!(c.expire(30_000_000_000, 60_000_000_000), 0);
         assert_eq!(c.expire(61_000_000_000, 60_000_000_000), 1);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn at_the_limit_the_least_recently_used_datagrams_make_room() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        // Ten datagrams of two fragments each fill a limit of 20; datagram
+        // 0 is used again last.
+        for id in 0..10u16 {
+            assert!(is_kept(c.input(frag(id, 0, &[1; 8], true), id as u64, 20, &mut b)));
+            assert!(is_kept(c.input(frag(id, 16, &[1; 8], true), id as u64, 20, &mut b)));
+        }
+        assert!(is_kept(c.input(frag(0, 32, &[1; 8], true), 50, 21, &mut b)));
+        assert_eq!(c.len(), 21);
+        // Full: datagrams 1 and 2 (least recently used) go, down to 90%.
+        assert!(is_kept(c.input(frag(20, 0, &[1; 8], true), 60, 21, &mut b)));
+        assert_eq!(c.len(), 17 + 1);
+        assert_eq!(b.freed, 4);
+        assert_eq!(c.removals.load(Ordering::Relaxed), 4);
+        // Datagram 0 is still there and completes.
+        assert!(is_kept(c.input(frag(0, 8, &[1; 8], true), 61, 21, &mut b)));
+        assert!(is_kept(c.input(frag(0, 24, &[1; 8], true), 61, 21, &mut b)));
+        assert!(matches!(c.input(frag(0, 40, &[1; 8], false), 61, 21, &mut b), FragResult::Done(_)));
+        // Datagram 1 is gone: its last fragment starts a new one.
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 62, 21, &mut b)));
+        // A limit of 0 holds nothing.
+        let c = FragCache::new();
+        assert_eq!(dropped(c.input(frag(1, 8, &[1; 8], false), 0, 0, &mut b)), Some(FragDrop::Memory));
     }
 }
