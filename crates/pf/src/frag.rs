@@ -63,6 +63,8 @@ struct Datagram {
     /// Fragments per entry point (`fr_entries`).
     entries: [u8; PF_FRAG_ENTRY_POINTS],
     created: u64,
+    /// Generation among its node's datagrams (`fr_gen`).
+    gen: u32,
     /// Last fragment seen (pf keeps its queue of datagrams in this order).
     used: u64,
 }
@@ -129,9 +131,65 @@ pub enum FragResult {
     Drop(PacketBuf, FragDrop),
 }
 
+/// pf_norm.c's `pf_frnode`: the datagrams of one (source, destination,
+/// protocol), counted, and the generation the next one gets.
+#[derive(Default, Clone, Copy)]
+struct FragNode {
+    gen: u32,
+    datagrams: u32,
+}
+
+/// The datagrams being reassembled and their nodes; every datagram goes
+/// in and out through `insert`/`remove`, which keep the nodes' counts.
+#[derive(Default)]
+struct Queues {
+    dgrams: HashMap<FragKey, Datagram>,
+    nodes: HashMap<(Ipv4Addr, Ipv4Addr, u8), FragNode>,
+}
+
+impl Queues {
+    fn node_key(k: &FragKey) -> (Ipv4Addr, Ipv4Addr, u8) {
+        (k.src, k.dst, k.proto)
+    }
+
+    fn insert(&mut self, k: FragKey, mut d: Datagram) {
+        let n = self.nodes.entry(Self::node_key(&k)).or_default();
+        d.gen = n.gen;
+        n.gen = n.gen.wrapping_add(1);
+        n.datagrams += 1;
+        self.dgrams.insert(k, d);
+    }
+
+    fn remove(&mut self, k: &FragKey) -> Option<Datagram> {
+        let d = self.dgrams.remove(k)?;
+        let nk = Self::node_key(k);
+        if let Some(n) = self.nodes.get_mut(&nk) {
+            n.datagrams -= 1;
+            if n.datagrams == 0 {
+                self.nodes.remove(&nk);
+            }
+        }
+        Some(d)
+    }
+
+    /// pf_find_fragment's staleness (RFC 4963): a datagram `stale` or
+    /// more generations older than its node's newest is dropped when it
+    /// is looked up.
+    fn is_stale(&self, k: &FragKey, stale: u32) -> bool {
+        match (self.dgrams.get(k), self.nodes.get(&Self::node_key(k))) {
+            (Some(d), Some(n)) => n.gen.wrapping_sub(d.gen) >= stale,
+            _ => false,
+        }
+    }
+}
+
+/// pfvar.h `PF_FRAG_STALE`: the `frag` timeout counts in multiples of
+/// this many datagrams per (source, destination, protocol).
+pub const PF_FRAG_STALE: u32 = 200;
+
 #[derive(Default)]
 pub struct FragCache {
-    map: Mutex<HashMap<FragKey, Datagram>>,
+    map: Mutex<Queues>,
     held: std::sync::atomic::AtomicUsize,
     /// pf's `ncounters` (`pfctl -si -v` "Fragments"): lookups of a
     /// fragment's datagram, fragments queued, fragments taken off a queue
@@ -168,7 +226,16 @@ impl FragCache {
     }
 
     /// Takes one fragment (`pkt.data()` starts at its IPv4 header).
-    pub fn input(&self, pkt: PacketBuf, now_ns: u64, limit: usize, bufs: &mut dyn BufferSource) -> FragResult {
+    /// `limit` is `set limit frags`; `timeout_s` the `frag` timeout, which
+    /// also bounds a datagram's age in generations (`PF_FRAG_STALE`).
+    pub fn input(
+        &self,
+        pkt: PacketBuf,
+        now_ns: u64,
+        limit: usize,
+        timeout_s: u32,
+        bufs: &mut dyn BufferSource,
+    ) -> FragResult {
         let (key, off, len, more, hlen, df) = {
             let ip = Ipv4Packet::new_unchecked(pkt.data());
             let hlen = ip.header_len() as usize;
@@ -199,14 +266,19 @@ impl FragCache {
             }
         }
         self.searches.fetch_add(1, Ordering::Relaxed);
-        if let Some(d) = map.get_mut(&key) {
+        if map.is_stale(&key, timeout_s.saturating_mul(PF_FRAG_STALE)) {
+            let d = map.remove(&key).expect("present");
+            self.release(bufs, d.frags);
+        }
+        if let Some(d) = map.dgrams.get_mut(&key) {
             d.used = now_ns;
         }
-        let Some(d) = map.get_mut(&key) else {
+        let Some(d) = map.dgrams.get_mut(&key) else {
             let mut d = Datagram {
                 frags: Vec::with_capacity(4),
                 entries: [0; PF_FRAG_ENTRY_POINTS],
                 created: now_ns,
+                gen: 0,
                 used: now_ns,
             };
             let _ = d.insert(0, new);
@@ -333,9 +405,9 @@ impl FragCache {
 
     /// pf_flush_fragments: frees whole datagrams, least recently used
     /// first, until at most 90% of the fragments held are left.
-    fn flush_lru(&self, map: &mut HashMap<FragKey, Datagram>, bufs: &mut dyn BufferSource) {
+    fn flush_lru(&self, map: &mut Queues, bufs: &mut dyn BufferSource) {
         let goal = self.len() * 9 / 10;
-        let mut lru: Vec<(u64, FragKey)> = map.iter().map(|(k, d)| (d.used, *k)).collect();
+        let mut lru: Vec<(u64, FragKey)> = map.dgrams.iter().map(|(k, d)| (d.used, *k)).collect();
         lru.sort_unstable_by_key(|(used, _)| *used);
         for (_, k) in lru {
             if self.len() <= goal {
@@ -349,14 +421,16 @@ impl FragCache {
     /// Drops datagrams older than `timeout_ns`; returns fragments freed.
     pub fn expire(&self, now_ns: u64, timeout_ns: u64) -> usize {
         let mut map = self.map.lock();
+        let dead: Vec<FragKey> = map
+            .dgrams
+            .iter()
+            .filter(|(_, d)| now_ns.saturating_sub(d.created) >= timeout_ns)
+            .map(|(k, _)| *k)
+            .collect();
         let mut n = 0;
-        map.retain(|_, d| {
-            let keep = now_ns.saturating_sub(d.created) < timeout_ns;
-            if !keep {
-                n += d.frags.len();
-            }
-            keep
-        });
+        for k in dead {
+            n += map.remove(&k).expect("listed").frags.len();
+        }
         self.held.fetch_sub(n, Ordering::Relaxed);
         self.removals.fetch_add(n as u64, Ordering::Relaxed);
         n
@@ -409,7 +483,7 @@ mod tests {
     }
 
     fn input(c: &FragCache, b: &mut Bufs, p: PacketBuf) -> FragResult {
-        c.input(p, 0, 5000, b)
+        c.input(p, 0, 5000, 60, b)
     }
 
     fn payload(r: FragResult) -> Vec<u8> {
@@ -548,10 +622,34 @@ mod tests {
     }
 
     #[test]
+    fn a_datagram_200_generations_old_per_second_of_timeout_is_stale() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        let input = |c: &FragCache, b: &mut Bufs, p| c.input(p, 0, 5000, 1, b);
+        assert!(is_kept(input(&c, &mut b, frag(1, 0, &[1; 8], true))));
+        // 198 newer datagrams between the same hosts (the next one would
+        // be generation 199): datagram 1 lives.
+        for id in 2..200 {
+            assert!(is_kept(input(&c, &mut b, frag(id, 8, &[1; 8], false))));
+        }
+        assert!(is_kept(input(&c, &mut b, frag(1, 16, &[1; 8], true))));
+        assert_eq!(c.removals.load(Ordering::Relaxed), 0);
+        // One more: the next generation is 200 past datagram 1's, which
+        // goes at its next fragment; that one starts a datagram of its own.
+        assert!(is_kept(input(&c, &mut b, frag(200, 8, &[1; 8], false))));
+        assert!(is_kept(input(&c, &mut b, frag(1, 8, &[1; 8], true))));
+        assert_eq!(c.removals.load(Ordering::Relaxed), 2);
+        assert_eq!(c.len(), 199 + 1);
+        // Other hosts' datagrams have generations of their own.
+        c.flush();
+        assert!(c.map.lock().nodes.is_empty());
+    }
+
+    #[test]
     fn lone_fragments_expire() {
         let c = FragCache::new();
         let mut b = Bufs::default();
-        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 100, &mut b)));
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 100, 60, &mut b)));
         assert_eq!(c.expire(30_000_000_000, 60_000_000_000), 0);
         assert_eq!(c.expire(61_000_000_000, 60_000_000_000), 1);
         assert!(c.is_empty());
@@ -564,24 +662,24 @@ mod tests {
         // Ten datagrams of two fragments each fill a limit of 20; datagram
         // 0 is used again last.
         for id in 0..10u16 {
-            assert!(is_kept(c.input(frag(id, 0, &[1; 8], true), id as u64, 20, &mut b)));
-            assert!(is_kept(c.input(frag(id, 16, &[1; 8], true), id as u64, 20, &mut b)));
+            assert!(is_kept(c.input(frag(id, 0, &[1; 8], true), id as u64, 20, 60, &mut b)));
+            assert!(is_kept(c.input(frag(id, 16, &[1; 8], true), id as u64, 20, 60, &mut b)));
         }
-        assert!(is_kept(c.input(frag(0, 32, &[1; 8], true), 50, 21, &mut b)));
+        assert!(is_kept(c.input(frag(0, 32, &[1; 8], true), 50, 21, 60, &mut b)));
         assert_eq!(c.len(), 21);
         // Full: datagrams 1 and 2 (least recently used) go, down to 90%.
-        assert!(is_kept(c.input(frag(20, 0, &[1; 8], true), 60, 21, &mut b)));
+        assert!(is_kept(c.input(frag(20, 0, &[1; 8], true), 60, 21, 60, &mut b)));
         assert_eq!(c.len(), 17 + 1);
         assert_eq!(b.freed, 4);
         assert_eq!(c.removals.load(Ordering::Relaxed), 4);
         // Datagram 0 is still there and completes.
-        assert!(is_kept(c.input(frag(0, 8, &[1; 8], true), 61, 21, &mut b)));
-        assert!(is_kept(c.input(frag(0, 24, &[1; 8], true), 61, 21, &mut b)));
-        assert!(matches!(c.input(frag(0, 40, &[1; 8], false), 61, 21, &mut b), FragResult::Done(_)));
+        assert!(is_kept(c.input(frag(0, 8, &[1; 8], true), 61, 21, 60, &mut b)));
+        assert!(is_kept(c.input(frag(0, 24, &[1; 8], true), 61, 21, 60, &mut b)));
+        assert!(matches!(c.input(frag(0, 40, &[1; 8], false), 61, 21, 60, &mut b), FragResult::Done(_)));
         // Datagram 1 is gone: its last fragment starts a new one.
-        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 62, 21, &mut b)));
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 62, 21, 60, &mut b)));
         // A limit of 0 holds nothing.
         let c = FragCache::new();
-        assert_eq!(dropped(c.input(frag(1, 8, &[1; 8], false), 0, 0, &mut b)), Some(FragDrop::Memory));
+        assert_eq!(dropped(c.input(frag(1, 8, &[1; 8], false), 0, 0, 60, &mut b)), Some(FragDrop::Memory));
     }
 }
