@@ -7,7 +7,11 @@
 //! does). A fragment wholly inside one already held is dropped. More than
 //! `PF_FRAG_ENTRY_LIMIT` (64) fragments in one 4096-octet stretch of a
 //! datagram (`PF_FRAG_ENTRY_POINTS`, 16 of them) drops the datagram.
-//! Incomplete datagrams expire after the `frag` timeout.
+//! A fragment with DF set is refused (pf_normalize_ip). Incomplete
+//! datagrams expire after the `frag` timeout, or sooner when `PF_FRAG_STALE`
+//! newer datagrams per second of it came between the same hosts
+//! (pf_find_fragment); at the `frags` limit the least recently used ones
+//! make room (pf_flush_fragments).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
