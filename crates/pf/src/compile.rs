@@ -240,6 +240,9 @@ pub struct CRule {
     /// Index into `TimeoutSets` (0: the rule sets none).
     pub timeout_set: u16,
     pub label: Option<String>,
+    /// `route-to`, `reply-to`, `dup-to` of a `pass` rule (pfctl allows them
+    /// on no other rule).
+    pub route: Option<crate::route::CRoute>,
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
@@ -554,6 +557,23 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         }
         let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
         let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
+        let route = match (&r.route, r.action) {
+            (Some(rt), Action::Pass) => {
+                if let Addr::Table(name) = &rt.pool.addr {
+                    // pfctl creates a table a rule names without defining it.
+                    tables.entry(name.clone()).or_insert_with(|| {
+                        cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                    });
+                }
+                let find = |name: &str| tables.get(name).cloned();
+                Some(crate::route::CRoute::compile(rt, &find).map_err(|e| CompileError::Unsupported {
+                    file: rs.filename.clone(),
+                    line: r.line,
+                    what: e.0,
+                })?)
+            }
+            _ => None,
+        };
         let o = &r.state_opts;
         let src_track = o.source_track.map(|track| {
             // The overload table, created as a rule's table is if the
@@ -609,6 +629,7 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             max_states: r.state_opts.max,
             timeout_set: cx.timeout_sets.intern(tset),
             label: r.label.clone(),
+            route,
             skip: [0; SKIP_COUNT],
             states_cur: Default::default(),
             src_track,

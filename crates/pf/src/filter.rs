@@ -293,7 +293,7 @@ impl PfInner {
                 let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
             }
         }
-        if st.flags & crate::state::sflags::SRC_NODE != 0 {
+        if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
             // `src.track`, else the ruleset's.
             let i = tidx(Timeout::SrcTrack);
@@ -540,7 +540,7 @@ impl Pf {
             // pf_state_rm_src_node on every state of the nodes.
             self.inner.states.update_if(
                 |st| crate::srcnode::NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)),
-                |st| st.flags &= !(crate::state::sflags::SRC_NODE | crate::state::sflags::SRC_GLOBAL),
+                |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
             );
         }
         keys.len()
@@ -551,8 +551,8 @@ impl Pf {
     pub fn flush_src_nodes(&self) -> usize {
         let n = self.inner.srcnodes.clear();
         self.inner.states.update_if(
-            |st| st.flags & crate::state::sflags::SRC_NODE != 0,
-            |st| st.flags &= !(crate::state::sflags::SRC_NODE | crate::state::sflags::SRC_GLOBAL),
+            |st| st.src_flags & crate::state::srcflags::SRC_NODE != 0,
+            |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
         );
         n
     }

@@ -12,8 +12,9 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `route-to`,
-//!   `reply-to`, `dup-to` and `synproxy state` ("… not supported yet").
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, pools of
+//!   `route-to`/`reply-to`/`dup-to` next hops and `synproxy state`
+//!   ("… not supported yet").
 //! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
 //!   (the default) drops duplicate rules.
 //!
@@ -48,6 +49,7 @@ pub mod filter;
 pub mod frag;
 pub mod ipopt;
 pub mod pflog;
+pub mod route;
 pub mod show;
 pub mod srcnode;
 pub mod state;

@@ -229,15 +229,15 @@ impl Pf {
                 }
                 // print_state's PFSYNC_FLAG_SRCNODE: the state counts on a
                 // source node.
-                if st.flags & crate::state::sflags::SRC_NODE != 0 {
+                if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
                     out.push_str(", source-track");
                 }
                 out.push('\n');
             }
             if verbose >= 2 {
-                // print_state at PF_OPT_VERBOSE2. (pf prints no tag or
-                // rtable here; a route-to state's gateway would go on the
-                // first line as ` {addr}`, and softnet has no route-to.)
+                // print_state at PF_OPT_VERBOSE2. (pf prints no tag,
+                // rtable or route-to/reply-to/dup-to next hop here or
+                // anywhere in print_state.)
                 let _ = writeln!(out, "   id: {:016x} creatorid: {:08x}", st.id, st.creatorid);
             }
         }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::state::{sflags, StateData, DIR_IN};
+use crate::state::{srcflags, StateData, DIR_IN};
 use crate::table::Table;
 
 /// Shards of the node table (a power of two).
@@ -95,11 +95,12 @@ impl NodeKey {
     /// first address for an inbound state, the second for an outbound
     /// one) and its rule.
     pub fn of_state(st: &StateData) -> Option<NodeKey> {
-        if st.flags & sflags::SRC_NODE == 0 {
+        if st.src_flags & srcflags::SRC_NODE == 0 {
             return None;
         }
         let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
-        let rule = if st.flags & sflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
+        let rule =
+            if st.src_flags & srcflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
         Some(NodeKey { addr, rule })
     }
 }
@@ -368,7 +369,7 @@ impl SrcNodes {
         let Some(k) = NodeKey::of_state(st) else { return };
         let mut g = self.shard(&k).lock();
         let Some(n) = g.get_mut(&k) else { return };
-        if st.flags & sflags::TCP_EST != 0 {
+        if st.src_flags & srcflags::TCP_EST != 0 {
             n.conn = n.conn.saturating_sub(1);
         }
         n.packets += st.packets[0] + st.packets[1];
@@ -520,7 +521,7 @@ mod tests {
             direction: DIR_IN,
             rule_nr: r.nr,
             ruleset_gen: r.gen,
-            flags: sflags::SRC_NODE | if r.global { sflags::SRC_GLOBAL } else { 0 },
+            src_flags: srcflags::SRC_NODE | if r.global { srcflags::SRC_GLOBAL } else { 0 },
             ..StateData::default()
         };
         st.src.state = tcps::ESTABLISHED;
@@ -632,7 +633,7 @@ mod tests {
         assert!(Arc::ptr_eq(&o[0].0, &table) && o[0].1 == A);
         // A closed connection counts no more.
         let mut st = state(&r, A, 0);
-        st.flags |= sflags::TCP_EST;
+        st.src_flags |= srcflags::TCP_EST;
         t.state_removed(&st, 0, 0);
         assert_eq!(t.snapshot(&HashMap::new())[0].conn, 2);
     }

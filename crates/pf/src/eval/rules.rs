@@ -361,12 +361,12 @@ pub(super) fn create_state(
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
-            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 })
-            | match &r.src_track {
-                Some(s) if s.global => sflags::SRC_NODE | sflags::SRC_GLOBAL,
-                Some(_) => sflags::SRC_NODE,
-                None => 0,
-            },
+            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
+        src_flags: match &r.src_track {
+            Some(s) if s.global => srcflags::SRC_NODE | srcflags::SRC_GLOBAL,
+            Some(_) => srcflags::SRC_NODE,
+            None => 0,
+        },
         timeout_set: r.timeout_set,
         rule_nr: r.nr,
         ruleset_gen: cx.rs.gen,
@@ -379,6 +379,19 @@ pub(super) fn create_state(
         bytes: [pd.tot_len as u64, 0],
         creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
+    };
+    // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
+    // the state is not made (PFRES_NOROUTE).
+    let route = match &r.route {
+        Some(rt) => {
+            let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            st.rt = crate::route::kind_code(Some(rt.kind));
+            st.rt_addr = nh;
+            st.flags |= sflags::ROUTED;
+            Some((rt.kind, nh))
+        }
+        None => None,
     };
     let mut rewrite = None;
     match pd.proto {
@@ -418,6 +431,11 @@ pub(super) fn create_state(
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            if let Some((kind, nh)) = route {
+                // The creating packet goes the state's way.
+                let d = dir_code(cx.dir);
+                pkt.meta.pf_route = crate::route::decision(kind, nh, d, d);
             }
             Ok(())
         }

@@ -101,7 +101,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             refuse(t);
         }
         if let Some(rt) = &r.route {
-            refuse(rt.kind.keyword());
+            if let Err(e) = crate::route::CRoute::check(rt) {
+                refuse(&e.0);
+            }
         }
         // pf_map_addr keeps a sticky address in the source's node, which
         // does not carry one yet (`crate::srcnode`): refused, rather than
