@@ -32,6 +32,7 @@
 //! parses back as `addr-unr`); an unquoted number is taken by `set debug`
 //! (pfctl wants it quoted but prints it bare).
 
+pub mod anchor;
 pub mod error;
 mod lexer;
 pub mod model;

@@ -1525,6 +1525,7 @@ impl<'r> Parser<'r> {
                                         state_opts: state_opts.clone(),
                                         translation: spec.translation.clone(),
                                         route: spec.route.clone(),
+                                        anchor: None,
                                         line,
                                     };
                                     let mut problems = vec![];
