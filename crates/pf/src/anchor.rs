@@ -216,6 +216,15 @@ pub fn apply_load(sources: &mut AnchorSources, rs: &Ruleset) {
     }
 }
 
+/// `apply_load` for `rs` and, after it, every ruleset its `load anchor`
+/// lines loaded (pfctl_load_anchors, in the same transaction).
+pub fn apply_load_all(sources: &mut AnchorSources, rs: &Ruleset) {
+    apply_load(sources, rs);
+    for la in &rs.load_anchors {
+        apply_load_all(sources, &la.ruleset);
+    }
+}
+
 /// Drops empty anchors nothing keeps (pf_remove_if_empty_ruleset).
 pub fn prune(sources: &mut AnchorSources) {
     let live = existing(sources);

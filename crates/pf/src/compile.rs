@@ -13,6 +13,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use softnet_core::percpu::{CacheAligned, Counter, MAX_WORKERS};
 
+use crate::anchor::{self, AnchorSources};
 use crate::model::{
     Action, Addr, AddressFamily, BlockPolicy, Direction, Endpoint, IcmpMatch, IfAddrModifier, Limit, LogOpts, PortOp,
     Rule, Ruleset, StateMode, StatePolicy, TcpFlags,
@@ -213,7 +214,15 @@ pub struct EndpointMatch {
 
 /// One compiled rule.
 pub struct CRule {
+    /// Index in the tree's flat `rules` (counters, states' rule).
     pub nr: u32,
+    /// Number within its own ruleset (what pfctl shows as `@N`, pflog's
+    /// rule number).
+    pub local_nr: u32,
+    /// The ruleset (`CompiledRuleset::nodes` index) the rule is in.
+    pub node: u32,
+    /// `anchor …`: the ruleset it calls.
+    pub anchor: Option<AnchorTarget>,
     pub rule: Rule,
     pub action: Action,
     /// `None`: both directions.
@@ -243,6 +252,27 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+}
+
+/// Where an anchor rule steps into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorTarget {
+    /// Index into `CompiledRuleset::nodes`.
+    pub node: u32,
+    /// Evaluate every child of `node` in turn instead of `node`.
+    pub wildcard: bool,
+}
+
+/// One ruleset of the tree: the main one (`nodes[0]`) or an anchor, its
+/// rules the range `start..end` of the tree's flat arrays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CNode {
+    /// "" for the main ruleset.
+    pub path: String,
+    pub start: u32,
+    pub end: u32,
+    /// The anchors directly below, in pf's order (by path).
+    pub children: Vec<u32>,
 }
 
 /// `HotRule::flags`: the rule has an interface to match.
@@ -409,7 +439,14 @@ impl TagNames {
 pub struct CompiledRuleset {
     /// Generation (1 for the first load; 0 is the empty default ruleset).
     pub gen: u32,
+    /// The main ruleset as loaded (options, tables, its rules).
     pub source: Ruleset,
+    /// Every loaded ruleset's rules by path ("" is the main one's), as
+    /// they were loaded: what a later load of one of them starts from.
+    pub sources: AnchorSources,
+    /// The main ruleset (`nodes[0]`) and every anchor that exists.
+    pub nodes: Vec<CNode>,
+    /// The rules of every node, node after node (`CNode::start..end`).
     pub rules: Vec<CRule>,
     /// `rules`' hot fields, same order.
     pub hot: Vec<HotRule>,
@@ -425,6 +462,8 @@ impl CompiledRuleset {
         CompiledRuleset {
             gen: 0,
             source: Ruleset::default(),
+            sources: AnchorSources::new(),
+            nodes: vec![CNode { path: String::new(), start: 0, end: 0, children: vec![] }],
             rules: vec![],
             hot: vec![],
             counters: RuleCounters::new(0),
@@ -436,6 +475,21 @@ impl CompiledRuleset {
     pub fn is_skipped(&self, ifname: &str) -> bool {
         !self.opts.skip.is_empty() && self.opts.skip.iter().any(|s| s == ifname)
     }
+
+    /// The node of the anchor at `path` ("" the main ruleset).
+    pub fn node(&self, path: &str) -> Option<&CNode> {
+        self.nodes.iter().find(|n| n.path == path)
+    }
+
+    /// The compiled rules of `node`.
+    pub fn node_rules(&self, node: &CNode) -> &[CRule] {
+        &self.rules[node.start as usize..node.end as usize]
+    }
+
+    /// Every anchor that exists (the nodes but the main one).
+    pub fn anchor_paths(&self) -> std::collections::BTreeSet<String> {
+        self.nodes.iter().skip(1).map(|n| n.path.clone()).collect()
+    }
 }
 
 /// Errors a ruleset can fail to load with.
@@ -445,6 +499,13 @@ pub enum CompileError {
     UnknownTable { file: String, line: usize, name: String },
     #[error("{file}:{line}: {what} not supported")]
     Unsupported { file: String, line: usize, what: String },
+    /// An anchor rule calls a path pf cannot create (pf_anchor_setup
+    /// fails: DIOCADDRULE's EINVAL).
+    #[error("{file}:{line}: anchor \"{name}\": {why}")]
+    Anchor { file: String, line: usize, name: String, why: String },
+    /// More anchors than `set limit anchors` (pf_anchor_pl is full).
+    #[error("{file}: {count} anchors: over the limit of {limit} (set limit anchors): Cannot allocate memory")]
+    TooManyAnchors { file: String, count: usize, limit: u32 },
     /// Over `set limit tables` or `set limit table-entries` (pf's pools
     /// are full: ENOMEM, as pfctl reports it).
     #[error("{file}:{line}: cannot define table {name}: Cannot allocate memory")]
@@ -501,18 +562,55 @@ fn endpoint(
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
 
-/// Compiles a ruleset. Tables are created (or reused from
-/// `existing_tables`, refilled from the definition).
+/// Compiles a ruleset and the inline anchors it brings; anchors it only
+/// calls are empty. Tables are created (or reused from `existing_tables`,
+/// refilled from the definition).
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
+    let mut sources = AnchorSources::new();
+    anchor::apply_load(&mut sources, rs);
+    compile_tree(rs, &sources, true, cx)
+}
+
+/// Compiles the whole tree: `main` (options, tables) and every ruleset of
+/// `sources` by path (the main one's rules at ""). `define_tables`: the
+/// main ruleset's table definitions fill their tables (a main ruleset
+/// load); otherwise the tables are left as they are (an anchor load).
+pub fn compile_tree(
+    main: &Ruleset,
+    sources: &AnchorSources,
+    define_tables: bool,
+    cx: &CompileCx,
+) -> Result<CompiledRuleset, CompileError> {
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
-    if let Some(r) = rs.rules.iter().find(|r| r.translation.is_some()) {
-        let what = r.translation.as_ref().map(|t| t.keyword().to_string()).unwrap_or_default();
-        return Err(CompileError::Unsupported { file: rs.filename.clone(), line: r.line, what });
+    for (path, rules) in sources {
+        if let Some(r) = rules.iter().find(|r| r.translation.is_some()) {
+            let what = r.translation.as_ref().map(|t| t.keyword().to_string()).unwrap_or_default();
+            return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
+        }
+        for r in rules {
+            if let Some(a) = &r.anchor {
+                if let Err(why) = anchor::resolve(path, &a.name) {
+                    return Err(CompileError::Anchor {
+                        file: main.filename.clone(),
+                        line: r.line,
+                        name: a.name.clone(),
+                        why,
+                    });
+                }
+            }
+        }
     }
-    check_table_limits(rs, cx)?;
+    let existing = anchor::existing(sources);
+    let limit = main.options.limit(Limit::Anchors);
+    if existing.len() > limit as usize {
+        return Err(CompileError::TooManyAnchors { file: main.filename.clone(), count: existing.len(), limit });
+    }
+    if define_tables {
+        check_table_limits(main, cx)?;
+    }
     let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
-    for td in &rs.tables {
+    for td in &main.tables {
         let t = match cx.existing_tables.get(&td.name) {
             Some(t) => t.clone(),
             None => {
@@ -526,7 +624,7 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         // As pfr_commit_ktable: a definition without any address list
         // (`table <bad> persist`) keeps what the running table holds, so
         // addresses added with `pfctl -T add` survive a reload.
-        if !td.init.is_empty() {
+        if define_tables && !td.init.is_empty() {
             let entries: Vec<_> = td.entries().cloned().collect();
             t.replace(&entries);
         }
@@ -538,68 +636,114 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             tables.insert(n.clone(), t.clone());
         }
     }
-    let mut rules = Vec::with_capacity(rs.rules.len());
-    for (nr, r) in rs.rules.iter().enumerate() {
-        let ifm = r.interface.as_ref().map(|i| IfMatch {
-            name: i.name.clone(),
-            members: cx.resolver.group_members(&i.name),
-            negated: i.negated,
-        });
-        let mut tset = [0u32; TIMEOUT_COUNT];
-        for (t, v) in &r.state_opts.timeouts {
-            tset[tidx(*t)] = *v;
+    // The nodes: the main ruleset, then every anchor in path order.
+    let paths: Vec<&str> = std::iter::once("").chain(existing.iter().map(String::as_str)).collect();
+    let index: HashMap<&str, u32> = paths.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+    let empty: Vec<Rule> = vec![];
+    let total: usize = paths.iter().map(|p| sources.get(*p).map_or(0, Vec::len)).sum();
+    let mut rules = Vec::with_capacity(total);
+    let mut nodes = Vec::with_capacity(paths.len());
+    for (ni, path) in paths.iter().enumerate() {
+        let start = rules.len();
+        for (local, r) in sources.get(*path).unwrap_or(&empty).iter().enumerate() {
+            let target = match &r.anchor {
+                Some(a) => {
+                    let (p, wildcard) = anchor::resolve(path, &a.name).expect("checked above");
+                    Some(AnchorTarget { node: index[p.as_str()], wildcard })
+                }
+                None => None,
+            };
+            let mut c = compile_rule(r, rules.len(), &mut tables, cx)?;
+            c.local_nr = local as u32;
+            c.node = ni as u32;
+            c.anchor = target;
+            rules.push(c);
         }
-        let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
-        let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
-        rules.push(CRule {
-            nr: nr as u32,
-            rule: r.clone(),
-            action: r.action,
-            dir: match r.direction {
-                Direction::Both => None,
-                Direction::In => Some(softnet_core::filter::Direction::In),
-                Direction::Out => Some(softnet_core::filter::Direction::Out),
-            },
-            quick: r.quick,
-            log: r.log,
-            ifm,
-            inet6_only: r.af == Some(AddressFamily::Inet6),
-            proto: r.proto,
-            src,
-            dst,
-            flags: r.flags,
-            icmp: r.icmp,
-            tos: r.tos,
-            allow_opts: r.allow_opts,
-            tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
-            tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
-            rtable: r.rtable.map(|t| t as u16),
-            keep_state: r.keep_state,
-            if_bound: r.state_opts.if_bound,
-            sloppy: r.state_opts.sloppy,
-            max_states: r.state_opts.max,
-            timeout_set: cx.timeout_sets.intern(tset),
-            label: r.label.clone(),
-            skip: [0; SKIP_COUNT],
-            states_cur: Default::default(),
-        });
+        calc_skip_steps(&mut rules[start..]);
+        for r in &mut rules[start..] {
+            for s in &mut r.skip {
+                *s += start as u32;
+            }
+        }
+        let children = anchor::children(&existing, path).map(|c| index[c.as_str()]).collect();
+        nodes.push(CNode { path: path.to_string(), start: start as u32, end: rules.len() as u32, children });
     }
-    calc_skip_steps(&mut rules);
     let mut skip = vec![];
-    for s in &rs.options.skip {
+    for s in &main.options.skip {
         skip.push(s.clone());
         skip.extend(cx.resolver.group_members(s));
     }
     let counters = RuleCounters::new(rules.len());
     let hot = rules.iter().map(HotRule::of).collect();
+    let mut source = main.clone();
+    source.rules = sources.get("").cloned().unwrap_or_default();
+    let mut kept = sources.clone();
+    anchor::prune(&mut kept);
     Ok(CompiledRuleset {
         gen: cx.gen,
-        source: rs.clone(),
+        source,
+        sources: kept,
+        nodes,
         rules,
         hot,
         counters,
-        opts: GlobalOpts::from_options(&rs.options, &skip),
+        opts: GlobalOpts::from_options(&main.options, &skip),
         tables,
+    })
+}
+
+/// One rule, numbered `nr` in the tree's flat arrays.
+fn compile_rule(
+    r: &Rule,
+    nr: usize,
+    tables: &mut HashMap<String, Arc<Table>>,
+    cx: &CompileCx,
+) -> Result<CRule, CompileError> {
+    let ifm = r.interface.as_ref().map(|i| IfMatch {
+        name: i.name.clone(),
+        members: cx.resolver.group_members(&i.name),
+        negated: i.negated,
+    });
+    let mut tset = [0u32; TIMEOUT_COUNT];
+    for (t, v) in &r.state_opts.timeouts {
+        tset[tidx(*t)] = *v;
+    }
+    let src = endpoint(&r.src, tables, cx.existing_tables)?;
+    let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    Ok(CRule {
+        nr: nr as u32,
+        local_nr: 0,
+        node: 0,
+        anchor: None,
+        rule: r.clone(),
+        action: r.action,
+        dir: match r.direction {
+            Direction::Both => None,
+            Direction::In => Some(softnet_core::filter::Direction::In),
+            Direction::Out => Some(softnet_core::filter::Direction::Out),
+        },
+        quick: r.quick,
+        log: r.log,
+        ifm,
+        inet6_only: r.af == Some(AddressFamily::Inet6),
+        proto: r.proto,
+        src,
+        dst,
+        flags: r.flags,
+        icmp: r.icmp,
+        tos: r.tos,
+        allow_opts: r.allow_opts,
+        tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
+        tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
+        rtable: r.rtable.map(|t| t as u16),
+        keep_state: r.keep_state,
+        if_bound: r.state_opts.if_bound,
+        sloppy: r.state_opts.sloppy,
+        max_states: r.state_opts.max,
+        timeout_set: cx.timeout_sets.intern(tset),
+        label: r.label.clone(),
+        skip: [0; SKIP_COUNT],
+        states_cur: Default::default(),
     })
 }
 

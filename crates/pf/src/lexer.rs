@@ -293,8 +293,11 @@ impl Lexer {
                             && st.tokens.get(sub_start).is_some_and(|t| t.is_word("anchor"))
                             && self.raw.rest_of_line_blank();
                         frames.push(body);
+                        let line = t.line;
                         st.tokens.push(t);
                         if body {
+                            // A body's `{` is the one a newline follows.
+                            st.tokens.push(Token { tok: Tok::Newline, line });
                             sub_start = st.tokens.len();
                         }
                         continue;
@@ -425,7 +428,7 @@ mod tests {
         assert_eq!(
             words("anchor \"a\" on { x y } { # c\n pass to {\n 1 2 }\n\n anchor {\n block\n }\n}\npass\n"),
             vec![
-                "anchor \"a\" on { x y } { pass to { 1 2 } end of line anchor { block end of line } end of line }",
+                "anchor \"a\" on { x y } { end of line pass to { 1 2 } end of line anchor { end of line block end of line } end of line }",
                 "pass"
             ]
         );

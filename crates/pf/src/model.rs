@@ -705,6 +705,8 @@ pub struct LoadAnchor {
     pub path: String,
     pub file: String,
     pub line: usize,
+    /// The file, parsed for the anchor.
+    pub ruleset: Box<Ruleset>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
