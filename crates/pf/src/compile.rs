@@ -692,6 +692,24 @@ pub fn compile_tree(
     })
 }
 
+/// The anchor calls of a ruleset about to be loaded (its own rules, its
+/// inline anchors', its `load anchor` rulesets') as pf_anchor_setup takes
+/// them, errors named after the file they are in.
+pub fn check_anchor_calls(rs: &Ruleset) -> Result<(), CompileError> {
+    let own = std::iter::once((rs.anchor_path.as_str(), &rs.rules));
+    for (path, rules) in own.chain(rs.anchors.iter().map(|b| (b.path.as_str(), &b.rules))) {
+        for r in rules {
+            if let Some(a) = &r.anchor {
+                if let Err(why) = anchor::resolve(path, &a.name) {
+                    let (file, line, name) = (rs.filename.clone(), r.line, a.name.clone());
+                    return Err(CompileError::Anchor { file, line, name, why });
+                }
+            }
+        }
+    }
+    rs.load_anchors.iter().try_for_each(|la| check_anchor_calls(&la.ruleset))
+}
+
 /// One rule, numbered `nr` in the tree's flat arrays.
 fn compile_rule(
     r: &Rule,

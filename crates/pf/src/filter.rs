@@ -400,6 +400,7 @@ impl Pf {
     /// Anchors loaded before (`pfctl -a NAME -f`) stay, as in pf. States
     /// are kept; on error nothing changes.
     pub fn load(&self, rs: &Ruleset, resolver: &dyn IfResolver) -> Result<(), CompileError> {
+        crate::compile::check_anchor_calls(rs)?;
         let _g = self.inner.load_lock.lock();
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();
@@ -434,6 +435,7 @@ impl Pf {
     /// its inline and `load anchor` anchors) replaced, every other ruleset
     /// and the options as they are; one swap, states kept.
     pub fn load_anchor(&self, rs: &Ruleset, resolver: &dyn IfResolver) -> Result<(), CompileError> {
+        crate::compile::check_anchor_calls(rs)?;
         let _g = self.inner.load_lock.lock();
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();

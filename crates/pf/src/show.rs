@@ -80,22 +80,22 @@ impl Pf {
     /// them); at `-vv` each rule starts with `@N` and tables and `(if)`
     /// addresses show how many addresses they hold.
     pub fn show_rules(&self, verbose: u8) -> String {
-        self.show_anchor_rules("", false, verbose).unwrap_or_default()
+        self.show_anchor_rules("", false, false, verbose).unwrap_or_default()
     }
 
     /// `pfctl [-a PATH] -sr`: the rules of the ruleset at `path` ("" the
     /// main one). An anchor rule is followed by its anchor's rules in
     /// braces when the anchor is an unnamed inline one, or with
-    /// `recurse` (`-a 'PATH/*'`), where a wildcard anchor lists each
-    /// child as `anchor "name" all { … }` (pfctl_show_rules). `Err`: no
-    /// such anchor.
-    pub fn show_anchor_rules(&self, path: &str, recurse: bool, verbose: u8) -> Result<String, String> {
+    /// `recurse` (`-a 'PATH*'`), where a wildcard anchor (and `path` with
+    /// `wildcard`, `-a 'PATH/*'`) lists each child as `anchor "name" all
+    /// { … }` (pfctl_show_rules). `Err`: no such anchor.
+    pub fn show_anchor_rules(&self, path: &str, recurse: bool, wildcard: bool, verbose: u8) -> Result<String, String> {
         let rs = self.inner.ruleset.load();
         let node = rs.node(path).ok_or_else(|| "pfctl: Anchor does not exist".to_string())?;
         let mut out = String::new();
         let evals = if verbose > 0 { rs.counters.all_evaluations() } else { vec![] };
         let idx = rs.nodes.iter().position(|n| n.path == node.path).unwrap_or(0);
-        self.show_node(&rs, idx, 0, recurse, recurse, &evals, verbose, &mut out);
+        self.show_node(&rs, idx, 0, wildcard, recurse, &evals, verbose, &mut out);
         Ok(out)
     }
 
@@ -296,7 +296,13 @@ impl Pf {
                     st.bytes[0],
                     st.bytes[1]
                 );
-                let _ = write!(out, ", rule {}", st.rule_nr);
+                // The rule's number in its own ruleset (pf_state_export's
+                // `rule.ptr->nr`) while the ruleset it was made by is loaded.
+                let nr = match rs.rules.get(st.rule_nr as usize) {
+                    Some(r) if st.ruleset_gen == rs.gen => r.local_nr,
+                    _ => st.rule_nr,
+                };
+                let _ = write!(out, ", rule {nr}");
                 if st.flags & crate::state::sflags::SLOPPY != 0 {
                     out.push_str(", sloppy");
                 }

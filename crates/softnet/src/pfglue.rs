@@ -224,7 +224,7 @@ impl PfService {
             PfctlOp::Show { what, verbose, anchor: Some(a) } if matches!(what, PfShow::Rules | PfShow::Anchors) => {
                 let shown = softnet_pf::anchor::command_line_anchor(a, false).and_then(|(p, recurse)| match what {
                     PfShow::Anchors => self.pf.show_anchors(&p, *verbose),
-                    _ => self.pf.show_anchor_rules(&p, recurse, *verbose),
+                    _ => self.pf.show_anchor_rules(&p, recurse, a.ends_with("/*"), *verbose),
                 });
                 match shown {
                     Ok(t) => Response::Text(t),
