@@ -480,7 +480,8 @@ pub enum Limit {
     /// Packets held by `set delay` (pf's pktdelay pool). softnet has no
     /// delay queue: the limit is kept and shown, as pfctl does.
     PktDelayPkts,
-    /// Anchors (none in softnet yet): kept and shown.
+    /// Anchors that may exist at once (pf_anchor_pl's hard limit): a
+    /// load that would make more fails.
     Anchors,
 }
 
