@@ -192,3 +192,13 @@ fn unnamed_inline_anchors_print_their_rules_in_sr() {
         "anchor in all {\n  pass quick all no state\n}\nanchor \"named\" all {\n  block drop all\n}\n"
     );
 }
+
+#[test]
+fn set_limit_anchors_bounds_how_many_exist() {
+    let n = net();
+    let pf = common::pf_with(&n, "set limit anchors 2\nanchor \"a\"\nanchor \"b\"\npass no state\n");
+    let rs = parse_ruleset_in("anchor \"c\"\n", "stdin", "a", &n.resolver, &FsFiles::default()).unwrap();
+    let e = pf.load_anchor(&rs, &n.resolver).unwrap_err().to_string();
+    assert!(e.contains("3 anchors: over the limit of 2"), "{e}");
+    assert_eq!(pf.show_anchors("", 0).unwrap(), "  a\n  b\n", "nothing changed");
+}

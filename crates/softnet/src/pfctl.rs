@@ -174,9 +174,12 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     }
     if let Some(name) = &a.anchor {
         // pfctl's main: what -a applies to, and which names it refuses.
-        let applies = a.file.is_some() || a.show.is_some() || a.flush.is_some();
+        let applies = a.file.is_some() || a.show.is_some() || a.flush.is_some() || a.table_cmd.is_some();
         if !applies && !name.is_empty() {
             return Err(bad("anchors apply to -f, -F, -s, and -T only"));
+        }
+        if a.table_cmd.is_some() && !name.is_empty() {
+            return Err(bad("-a with -T: tables inside anchors not supported yet"));
         }
         let modify = (a.file.is_some() && !a.noaction) || a.flush.is_some();
         softnet_pf::anchor::command_line_anchor(name, modify)?;
@@ -524,6 +527,7 @@ mod tests {
             "-a _1 -F rules",
             "-a _x/y -f pf.conf",
             "-a a//b -sr",
+            "-a foo -t bad -T show",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?} should be refused");
         }

@@ -354,7 +354,7 @@ impl Parser<'_> {
                 }
             };
             match super::parse_ruleset_in(&text, &la.file, &la.path, self.resolver, self.files) {
-                Ok(rs) => la.ruleset = Box::new(rs),
+                Ok(rs) => *la.ruleset = rs,
                 Err(errs) => self.errors.extend(errs),
             }
         }
