@@ -486,6 +486,17 @@ impl CompiledRuleset {
         &self.rules[node.start as usize..node.end as usize]
     }
 
+    /// The first rule that steps into `node` (directly or as a child of a
+    /// wildcard): the anchor rule pflog names for the node's rules.
+    pub fn caller_of(&self, node: usize) -> Option<&CRule> {
+        let parent = self.nodes.iter().position(|n| n.children.contains(&(node as u32)));
+        self.rules.iter().find(|r| match r.anchor {
+            Some(t) if t.wildcard => Some(t.node as usize) == parent,
+            Some(t) => t.node as usize == node,
+            None => false,
+        })
+    }
+
     /// Every anchor that exists (the nodes but the main one).
     pub fn anchor_paths(&self) -> std::collections::BTreeSet<String> {
         self.nodes.iter().skip(1).map(|n| n.path.clone()).collect()

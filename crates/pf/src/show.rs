@@ -17,8 +17,8 @@
 //! * `-ss -vv`: every state's creator id is this host's (no pfsync); no
 //!   `(rdomain)` prefixes or ` {gateway}` (no rdomains in state keys, no
 //!   route-to).
-//! * pflog records of rules inside anchors carry the rule's own number,
-//!   not pf's anchor rule number, subrule number and ruleset name.
+//! * pflog records of a rule inside an anchor name the first anchor rule
+//!   that calls the anchor (pf names the one the packet went through).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;

@@ -202,3 +202,29 @@ fn set_limit_anchors_bounds_how_many_exist() {
     assert!(e.contains("3 anchors: over the limit of 2"), "{e}");
     assert_eq!(pf.show_anchors("", 0).unwrap(), "  a\n  b\n", "nothing changed");
 }
+
+#[test]
+fn pflog_names_the_anchor_rule_the_subrule_and_the_anchor() {
+    let n = net();
+    let pf = common::pf_with(&n, "block log all\nanchor \"relayd/*\"\n");
+    load_anchor(&pf, &n, "relayd/web", "pass proto tcp\nblock log quick proto udp to port 9\n");
+    let q = std::sync::Arc::new(softnet_pf::pflog::PflogQueue::new(16));
+    pf.set_pflog(Some(q.clone()));
+    assert!(!passes_in(&pf, &n, 9));
+    assert!(!passes_in(&pf, &n, 0x1234 >> 4), "port 291: the main block, no anchor rule matched last");
+    let mut out = vec![];
+    q.drain_to(&mut out, 0).unwrap();
+    let mut recs = vec![];
+    let mut b = &out[..];
+    while b.len() >= 16 {
+        let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+        let rec = &b[16..16 + len];
+        let name: String = rec[20..36].iter().take_while(|c| **c != 0).map(|c| *c as char).collect();
+        let word = |at: usize| i32::from_be_bytes(rec[at..at + 4].try_into().unwrap());
+        recs.push((name, word(36), word(40)));
+        b = &b[16 + len..];
+    }
+    // pflog_packet: rulenr is the anchor rule's (1 in main), subrulenr the
+    // rule's own (1 in relayd/web), ruleset the anchor's name.
+    assert_eq!(recs, vec![("web".to_string(), 1, 1), (String::new(), 0, -1)]);
+}

@@ -126,13 +126,28 @@ impl Cx<'_> {
         self.pf.counters.get(self.worker).reasons[r as usize].inc();
     }
 
+    /// A pflog record for the packet under the rule at `rule` (its index
+    /// in the ruleset tree; `None`: pf's default rule). A rule inside an
+    /// anchor is logged as pflog_packet does: the anchor rule's number,
+    /// the rule's own as the subrule, the anchor's name as the ruleset.
     fn log(&self, rule: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
         if let Some(q) = self.pf.pflog.load().as_ref() {
+            let (rulenr, subrulenr, ruleset) = match rule.and_then(|i| self.rs.rules.get(i as usize)) {
+                Some(r) if r.node != 0 => {
+                    let node = &self.rs.nodes[r.node as usize];
+                    let caller = self.rs.caller_of(r.node as usize).map(|c| c.local_nr);
+                    (caller, Some(r.local_nr), node.path.rsplit('/').next().unwrap_or_default())
+                }
+                Some(r) => (Some(r.local_nr), None, ""),
+                None => (rule, None, ""),
+            };
             let m = LogMeta {
                 action,
                 reason: reason as u8,
                 ifname: self.ifp.name(),
-                rulenr: rule,
+                rulenr,
+                subrulenr,
+                ruleset,
                 dir: if self.dir == Direction::In { pflog::PF_IN } else { pflog::PF_OUT },
                 src: pd.src,
                 dst: pd.dst,
