@@ -252,6 +252,9 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+    /// Source tracking (`source-track`, `max-src-*`, `overload`): what
+    /// the rule's states' nodes count and limit (`crate::srcnode`).
+    pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
 }
 
 /// Where an anchor rule steps into.
@@ -595,8 +598,8 @@ pub fn compile_tree(
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
     for (path, rules) in sources {
-        if let Some(r) = rules.iter().find(|r| r.translation.is_some()) {
-            let what = r.translation.as_ref().map(|t| t.keyword().to_string()).unwrap_or_default();
+        if let Some(r) = rules.iter().find(|r| !r.translation.is_empty()) {
+            let what = r.translation.keyword().unwrap_or_default().to_string();
             return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
         }
         for r in rules {
@@ -739,6 +742,32 @@ fn compile_rule(
     }
     let src = endpoint(&r.src, tables, cx.existing_tables)?;
     let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    let o = &r.state_opts;
+    let src_track = o.source_track.map(|track| {
+        // The overload table, created as a rule's table is if the
+        // ruleset does not define it.
+        let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
+            table: tables
+                .entry(ov.table.clone())
+                .or_insert_with(|| {
+                    cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
+                })
+                .clone(),
+            flush: ov.flush,
+            flush_global: ov.flush_global,
+        });
+        Arc::new(crate::srcnode::SrcRule {
+            gen: cx.gen,
+            nr: nr as u32,
+            global: track == crate::model::SourceTrack::Global,
+            max_src_nodes: o.max_src_nodes,
+            max_src_states: o.max_src_states,
+            max_src_conn: o.max_src_conn,
+            max_src_conn_rate: o.max_src_conn_rate,
+            overload,
+            nodes: Default::default(),
+        })
+    });
     Ok(CRule {
         nr: nr as u32,
         local_nr: 0,
@@ -773,6 +802,7 @@ fn compile_rule(
         label: r.label.clone(),
         skip: [0; SKIP_COUNT],
         states_cur: Default::default(),
+        src_track,
     })
 }
 

@@ -221,6 +221,10 @@ impl PfService {
                 let n = self.pf.kill_states(*src, *dst);
                 note(format!("killed {n} states from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
+            PfctlOp::KillSrcNodes { src, dst } => {
+                let n = self.pf.kill_src_nodes(*src, *dst);
+                note(format!("killed {n} src nodes from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
+            }
             PfctlOp::Show { what, verbose, anchor: Some(a) } if matches!(what, PfShow::Rules | PfShow::Anchors) => {
                 let shown = softnet_pf::anchor::command_line_anchor(a, false).and_then(|(p, recurse)| match what {
                     PfShow::Anchors => self.pf.show_anchors(&p, *verbose),
@@ -235,6 +239,7 @@ impl PfService {
                 PfShow::Anchors => self.pf.show_anchors("", *verbose).unwrap_or_default(),
                 PfShow::Rules => self.pf.show_rules(*verbose),
                 PfShow::States => self.pf.show_states(*verbose, now),
+                PfShow::SrcNodes => self.pf.show_src_nodes(*verbose, now),
                 PfShow::Info => self.pf.show_info(*verbose, now),
                 PfShow::Labels => self.pf.show_labels(),
                 PfShow::Timeouts => self.pf.show_timeouts(),

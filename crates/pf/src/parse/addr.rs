@@ -42,6 +42,10 @@ impl Parser<'_> {
         if c.eat_punct("(") {
             let spec = c.string()?;
             c.expect_punct(")")?;
+            // parse.y's dynaddr: an interface name starts with a letter
+            if !spec.starts_with(|ch: char| ch.is_ascii_alphabetic()) {
+                return Err((line, format!("invalid interface name '{spec}'")));
+            }
             let (ifname, modifier, no_alias) = split_if_modifiers(&spec).ok_or((line, "syntax error".into()))??;
             return one(Addr::Dynamic { ifname, modifier, no_alias });
         }

@@ -267,7 +267,9 @@ impl Parser<'_> {
             return Err((end, "cannot specify route handling on anchors".into()));
         }
         // expand_rule is given no translation for an anchor rule.
-        spec.translation = None;
+        spec.nat = None;
+        spec.rdr = None;
+        spec.af_to = None;
         spec.keep_state = Some(StateMode::NoState);
         if inline {
             self.anchor_body(c, brace, &call)?;

@@ -288,35 +288,50 @@ impl Parser<'_> {
                         spec.statelock = statelock;
                     }
                 }
-                "nat-to" | "rdr-to" | "binat-to" => {
-                    once(spec.translation.is_some(), line, "translation")?;
-                    let r = Self::redir_spec(c)?;
-                    spec.translation = Some(match w.as_str() {
-                        "nat-to" => Translation::NatTo(r),
-                        "rdr-to" => Translation::RdrTo(r),
-                        _ => Translation::BinatTo(r),
-                    });
+                "nat-to" | "binat-to" => {
+                    if spec.nat.is_some() {
+                        return Err((line, "cannot respecify nat-to/binat-to".into()));
+                    }
+                    let mut r = self.redir_spec(c, false)?;
+                    if w == "binat-to" {
+                        r.binat = true;
+                        r.opts.static_port = true;
+                    }
+                    spec.nat = Some(r);
+                }
+                "rdr-to" => {
+                    if spec.rdr.is_some() {
+                        return Err((line, "cannot respecify rdr-to".into()));
+                    }
+                    spec.rdr = Some(self.redir_spec(c, false)?);
                 }
                 "af-to" => {
-                    once(spec.translation.is_some(), line, "translation")?;
-                    let af = match c.word()?.as_str() {
-                        "inet" => AddressFamily::Inet,
-                        "inet6" => AddressFamily::Inet6,
-                        _ => return Err((line, "syntax error".into())),
+                    if spec.nat.is_some() {
+                        return Err((line, "cannot respecify af-to".into()));
+                    }
+                    let af = match c.peek_word() {
+                        Some("inet") => AddressFamily::Inet,
+                        Some("inet6") => AddressFamily::Inet6,
+                        _ => return Err((line, "no target address family specified".into())),
                     };
+                    c.next();
                     c.expect_word("from")?;
-                    let from = Self::redir_spec(c)?;
-                    let to = if c.eat_word("to") { Some(Self::redir_spec(c)?) } else { None };
-                    spec.translation = Some(Translation::AfTo { af, from, to });
+                    spec.nat = Some(self.redir_spec(c, false)?);
+                    if c.eat_word("to") {
+                        spec.rdr = Some(self.redir_spec(c, false)?);
+                    }
+                    spec.af_to = Some(af);
                 }
                 "route-to" | "reply-to" | "dup-to" => {
-                    once(spec.route.is_some(), line, "route")?;
+                    if spec.route.is_some() {
+                        return Err((line, "cannot respecify route-to/reply-to/dup-to".into()));
+                    }
                     let kind = match w.as_str() {
                         "route-to" => RouteKind::RouteTo,
                         "reply-to" => RouteKind::ReplyTo,
                         _ => RouteKind::DupTo,
                     };
-                    spec.route = Some(Route { kind, spec: Self::redir_spec(c)? });
+                    spec.route = Some((kind, self.redir_spec(c, true)?));
                 }
                 "divert-to" | "divert-reply" | "divert-packet" | "queue" | "set" | "prio" | "once" | "probability"
                 | "user" | "group" | "fragment" | "scrub" | "received-on" | "max-pkt-rate" | "os" => {
