@@ -292,3 +292,20 @@ mod tests {
         assert_eq!(show_anchors(&set, "", true), "  _1\n  _1/x\n  a\n  a/b\n  a-c\n");
     }
 }
+
+#[cfg(test)]
+mod print_tests {
+    use crate::print::{print_ruleset, PrintOpts};
+
+    #[test]
+    fn an_inline_body_prints_once_after_the_first_rule_of_a_list() {
+        let rs = crate::parse::parse_ruleset(
+            "anchor \"a\" proto { tcp udp } {\n pass\n}\n",
+            "t",
+            &crate::resolver::StaticResolver::example(),
+        )
+        .unwrap();
+        let out = print_ruleset(&rs, &PrintOpts { verbose: 1, opt_level: Some(crate::model::OptLevel::None) });
+        assert_eq!(out, "anchor \"a\" proto tcp all {\n  pass all flags S/SA\n}\nanchor \"a\" proto udp all\n");
+    }
+}

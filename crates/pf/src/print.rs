@@ -44,7 +44,7 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
         }
     }
     let level = opts.opt_level.or(rs.options.ruleset_optimization).unwrap_or_default();
-    print_rules(&mut out, rs, &rs.rules, 0, level, opts.verbose);
+    print_rules(&mut out, rs, &rs.rules, 0, level, opts.verbose, &mut vec![]);
     for la in &rs.load_anchors {
         out.push_str(&print_ruleset(&la.ruleset, opts));
     }
@@ -52,8 +52,18 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
 }
 
 /// One ruleset's rules at `depth` (indented two spaces a level, except at
-/// `-vv`, as pfctl's INDENT), inline anchors' bodies after their rule.
-fn print_rules(out: &mut String, rs: &Ruleset, rules: &[Rule], depth: usize, level: OptLevel, verbose: u8) {
+/// `-vv`, as pfctl's INDENT), inline anchors' bodies after their rule;
+/// a body is printed once, after the first rule of an expanded list
+/// (pfctl_load_ruleset takes the rules out of the anchor as it goes).
+fn print_rules(
+    out: &mut String,
+    rs: &Ruleset,
+    rules: &[Rule],
+    depth: usize,
+    level: OptLevel,
+    verbose: u8,
+    printed: &mut Vec<String>,
+) {
     for (nr, r) in optimized_rules(rules, level).iter().enumerate() {
         if verbose < 2 {
             out.push_str(&"  ".repeat(depth));
@@ -61,9 +71,10 @@ fn print_rules(out: &mut String, rs: &Ruleset, rules: &[Rule], depth: usize, lev
         out.push_str(&format_rule(r, if verbose >= 2 { Some(nr) } else { None }, verbose));
         let body = r.anchor.as_ref().filter(|a| a.inline).and_then(|a| rs.anchor_body(&a.path));
         match body {
-            Some(b) if !b.rules.is_empty() => {
+            Some(b) if !b.rules.is_empty() && !printed.contains(&b.path) => {
+                printed.push(b.path.clone());
                 out.push_str(" {\n");
-                print_rules(out, rs, &b.rules, depth + 1, level, verbose);
+                print_rules(out, rs, &b.rules, depth + 1, level, verbose, printed);
                 out.push_str(&"  ".repeat(depth));
                 out.push_str("}\n");
             }
