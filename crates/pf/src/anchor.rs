@@ -207,22 +207,28 @@ fn walk(anchors: &BTreeSet<String>, parent: &str, verbose: bool, out: &mut Strin
 /// (`rs.anchor_path`), and each inline anchor of it with rules to its own
 /// path, as pfctl opens a transaction for each (pfctl_load_ruleset: an
 /// inline anchor without rules is not part of the load).
-pub fn apply_load(sources: &mut AnchorSources, rs: &Ruleset) {
+/// Returns the paths replaced.
+pub fn apply_load(sources: &mut AnchorSources, rs: &Ruleset) -> BTreeSet<String> {
+    let mut replaced = BTreeSet::new();
     sources.insert(rs.anchor_path.clone(), rs.rules.clone());
+    replaced.insert(rs.anchor_path.clone());
     for b in &rs.anchors {
         if !b.rules.is_empty() {
             sources.insert(b.path.clone(), b.rules.clone());
+            replaced.insert(b.path.clone());
         }
     }
+    replaced
 }
 
 /// `apply_load` for `rs` and, after it, every ruleset its `load anchor`
 /// lines loaded (pfctl_load_anchors, in the same transaction).
-pub fn apply_load_all(sources: &mut AnchorSources, rs: &Ruleset) {
-    apply_load(sources, rs);
+pub fn apply_load_all(sources: &mut AnchorSources, rs: &Ruleset) -> BTreeSet<String> {
+    let mut replaced = apply_load(sources, rs);
     for la in &rs.load_anchors {
-        apply_load_all(sources, &la.ruleset);
+        replaced.extend(apply_load_all(sources, &la.ruleset));
     }
+    replaced
 }
 
 /// Drops empty anchors nothing keeps (pf_remove_if_empty_ruleset).

@@ -99,6 +99,37 @@ impl RuleCounters {
         }
     }
 
+    /// Takes over `old`'s counts for the rules `(old index, new index)`
+    /// (a ruleset a load left alone): into worker 0's counters, while no
+    /// worker uses these yet.
+    pub fn carry(&self, old: &RuleCounters, pairs: &[(usize, usize)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let w = &self.workers[0].0;
+        let evals = old.all_evaluations();
+        let mut vals = vec![0u64; w.stats.len()];
+        for &(o, n) in pairs {
+            vals[n] = evals.get(o).copied().unwrap_or(0);
+            let s = &w.stats[n];
+            let [pi, po] = old.packets(o);
+            let [bi, bo] = old.bytes(o);
+            s.packets[DIR_IN].add(pi);
+            s.packets[DIR_OUT].add(po);
+            s.bytes[DIR_IN].add(bi);
+            s.bytes[DIR_OUT].add(bo);
+            s.states_created.add(old.sum(o, |c| &c.states_created));
+        }
+        // Evaluations are a difference array: rule i's count is the sum
+        // of entries 0..=i.
+        let mut prev = 0u64;
+        for (i, v) in vals.iter().enumerate() {
+            w.evals[i].add(v.wrapping_sub(prev));
+            prev = *v;
+        }
+        w.evals[vals.len()].add(0u64.wrapping_sub(prev));
+    }
+
     /// Worker `w`'s counters (`w` wraps at `MAX_WORKERS`, as `PerWorker`).
     #[inline]
     pub fn get(&self, w: usize) -> &WorkerRuleCounters {
@@ -272,6 +303,10 @@ pub struct AnchorTarget {
 pub struct CNode {
     /// "" for the main ruleset.
     pub path: String,
+    /// The ruleset's identity: the tree generation it was loaded in, kept
+    /// by later loads that leave it alone (states name their rule by this
+    /// and the rule's number in the ruleset).
+    pub gen: u32,
     pub start: u32,
     pub end: u32,
     /// The anchors directly below, in pf's order (by path).
@@ -449,6 +484,8 @@ pub struct CompiledRuleset {
     pub sources: AnchorSources,
     /// The main ruleset (`nodes[0]`) and every anchor that exists.
     pub nodes: Vec<CNode>,
+    /// `CNode::gen` → index in `nodes`.
+    pub by_gen: HashMap<u32, u32>,
     /// The rules of every node, node after node (`CNode::start..end`).
     pub rules: Vec<CRule>,
     /// `rules`' hot fields, same order.
@@ -466,7 +503,8 @@ impl CompiledRuleset {
             gen: 0,
             source: Ruleset::default(),
             sources: AnchorSources::new(),
-            nodes: vec![CNode { path: String::new(), start: 0, end: 0, children: vec![] }],
+            nodes: vec![CNode { path: String::new(), gen: 0, start: 0, end: 0, children: vec![] }],
+            by_gen: HashMap::new(),
             rules: vec![],
             hot: vec![],
             counters: RuleCounters::new(0),
@@ -477,6 +515,20 @@ impl CompiledRuleset {
 
     pub fn is_skipped(&self, ifname: &str) -> bool {
         !self.opts.skip.is_empty() && self.opts.skip.iter().any(|s| s == ifname)
+    }
+
+    /// The rule a state names (`StateData::ruleset_gen`, `rule_nr`: its
+    /// ruleset's identity and its number there), while that ruleset is
+    /// loaded.
+    #[inline]
+    pub fn state_rule(&self, gen: u32, nr: u32) -> Option<&CRule> {
+        let main = &self.nodes[0];
+        let node = if gen == main.gen { main } else { &self.nodes[*self.by_gen.get(&gen)? as usize] };
+        if nr < node.end - node.start {
+            self.rules.get((node.start + nr) as usize)
+        } else {
+            None
+        }
     }
 
     /// The node of the anchor at `path` ("" the main ruleset).
@@ -582,7 +634,16 @@ fn endpoint(
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
     let mut sources = AnchorSources::new();
     anchor::apply_load(&mut sources, rs);
-    compile_tree(rs, &sources, true, cx)
+    compile_tree(rs, &sources, true, None, cx)
+}
+
+/// The running tree and the rulesets a load replaces: every other ruleset
+/// keeps its identity, its rules' counters, state counts and
+/// source-tracking nodes, as pf leaves the rulesets a load does not touch
+/// alone.
+pub struct Prev<'a> {
+    pub tree: &'a CompiledRuleset,
+    pub replaced: &'a std::collections::BTreeSet<String>,
 }
 
 /// Compiles the whole tree: `main` (options, tables) and every ruleset of
@@ -593,6 +654,7 @@ pub fn compile_tree(
     main: &Ruleset,
     sources: &AnchorSources,
     define_tables: bool,
+    prev: Option<&Prev>,
     cx: &CompileCx,
 ) -> Result<CompiledRuleset, CompileError> {
     // What can fail is checked before any table changes: a ruleset with an
@@ -657,9 +719,18 @@ pub fn compile_tree(
     let total: usize = paths.iter().map(|p| sources.get(*p).map_or(0, Vec::len)).sum();
     let mut rules = Vec::with_capacity(total);
     let mut nodes = Vec::with_capacity(paths.len());
+    // (old index, new index) of the rules of rulesets the load leaves alone.
+    let mut carried: Vec<(usize, usize)> = vec![];
     for (ni, path) in paths.iter().enumerate() {
         let start = rules.len();
-        for (local, r) in sources.get(*path).unwrap_or(&empty).iter().enumerate() {
+        let src = sources.get(*path).unwrap_or(&empty);
+        let kept = prev.and_then(|p| {
+            let n = p.tree.node(path)?;
+            let same = !p.replaced.contains(*path) && p.tree.sources.get(*path).unwrap_or(&empty) == src;
+            same.then_some((p.tree, n))
+        });
+        let node_gen = kept.map_or_else(new_node_gen, |(_, n)| n.gen);
+        for (local, r) in src.iter().enumerate() {
             let target = match &r.anchor {
                 Some(a) => {
                     let (p, wildcard) = anchor::resolve(path, &a.name).expect("checked above");
@@ -667,10 +738,19 @@ pub fn compile_tree(
                 }
                 None => None,
             };
-            let mut c = compile_rule(r, rules.len(), &mut tables, cx)?;
+            let mut c = compile_rule(r, rules.len(), (node_gen, local as u32), &mut tables, cx)?;
             c.local_nr = local as u32;
             c.node = ni as u32;
             c.anchor = target;
+            if let Some((old, n)) = kept {
+                let o = &old.rules[n.start as usize + local];
+                c.src_track = o.src_track.clone();
+                c.states_cur.store(
+                    o.states_cur.load(std::sync::atomic::Ordering::Relaxed),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                carried.push((o.nr as usize, c.nr as usize));
+            }
             rules.push(c);
         }
         calc_skip_steps(&mut rules[start..]);
@@ -680,7 +760,13 @@ pub fn compile_tree(
             }
         }
         let children = anchor::children(&existing, path).map(|c| index[c.as_str()]).collect();
-        nodes.push(CNode { path: path.to_string(), start: start as u32, end: rules.len() as u32, children });
+        nodes.push(CNode {
+            path: path.to_string(),
+            gen: node_gen,
+            start: start as u32,
+            end: rules.len() as u32,
+            children,
+        });
     }
     let mut skip = vec![];
     for s in &main.options.skip {
@@ -688,6 +774,10 @@ pub fn compile_tree(
         skip.extend(cx.resolver.group_members(s));
     }
     let counters = RuleCounters::new(rules.len());
+    if let Some(p) = prev {
+        counters.carry(&p.tree.counters, &carried);
+    }
+    let by_gen = nodes.iter().enumerate().map(|(i, n)| (n.gen, i as u32)).collect();
     let hot = rules.iter().map(HotRule::of).collect();
     let mut source = main.clone();
     source.rules = sources.get("").cloned().unwrap_or_default();
@@ -698,6 +788,7 @@ pub fn compile_tree(
         source,
         sources: kept,
         nodes,
+        by_gen,
         rules,
         hot,
         counters,
@@ -724,10 +815,24 @@ pub fn check_anchor_calls(rs: &Ruleset) -> Result<(), CompileError> {
     rs.load_anchors.iter().try_for_each(|la| check_anchor_calls(&la.ruleset))
 }
 
-/// One rule, numbered `nr` in the tree's flat arrays.
+/// A ruleset identity no other ruleset (of any tree, any `Pf`) has had;
+/// never 0 (the empty ruleset's).
+fn new_node_gen() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    loop {
+        let g = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if g != 0 {
+            return g;
+        }
+    }
+}
+
+/// One rule, numbered `nr` in the tree's flat arrays; `id` is what its
+/// states will name it by (its ruleset's generation, its number there).
 fn compile_rule(
     r: &Rule,
     nr: usize,
+    id: (u32, u32),
     tables: &mut HashMap<String, Arc<Table>>,
     cx: &CompileCx,
 ) -> Result<CRule, CompileError> {
@@ -757,8 +862,8 @@ fn compile_rule(
             flush_global: ov.flush_global,
         });
         Arc::new(crate::srcnode::SrcRule {
-            gen: cx.gen,
-            nr: nr as u32,
+            gen: id.0,
+            nr: id.1,
             global: track == crate::model::SourceTrack::Global,
             max_src_nodes: o.max_src_nodes,
             max_src_states: o.max_src_states,

@@ -248,11 +248,8 @@ impl PfInner {
         let mut timeout = pick(t) as u64;
         let start_rule = set.map(|s| s[tidx(Timeout::AdaptiveStart)]).unwrap_or(0);
         let (start, end, states) = if start_rule != 0 {
-            let states = if st.ruleset_gen == rs.gen {
-                rs.rules.get(st.rule_nr as usize).map(|r| r.states_cur.load(Ordering::Relaxed)).unwrap_or(0)
-            } else {
-                0
-            };
+            let states =
+                rs.state_rule(st.ruleset_gen, st.rule_nr).map(|r| r.states_cur.load(Ordering::Relaxed)).unwrap_or(0);
             // The rule's own end, 0 included (no adaptation), as pf_state_expires.
             (start_rule as u64, set.map(|s| s[tidx(Timeout::AdaptiveEnd)]).unwrap_or(0) as u64, states)
         } else {
@@ -288,10 +285,8 @@ impl PfInner {
     }
 
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
-        if st.ruleset_gen == rs.gen {
-            if let Some(r) = rs.rules.get(st.rule_nr as usize) {
-                let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-            }
+        if let Some(r) = rs.state_rule(st.ruleset_gen, st.rule_nr) {
+            let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
         }
         if st.flags & crate::state::sflags::SRC_NODE != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
@@ -431,9 +426,9 @@ impl Pf {
         let _g = self.inner.load_lock.lock();
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();
-        crate::anchor::apply_load_all(&mut sources, rs);
+        let replaced = crate::anchor::apply_load_all(&mut sources, rs);
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut compiled = self.compile_with(rs, &sources, true, resolver, gen, &cur)?;
+        let mut compiled = self.compile_with(rs, &sources, &replaced, true, resolver, gen, &cur)?;
         // As pfctl, which sets the status interface only when the ruleset
         // says `set loginterface`: otherwise the current one stays.
         let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
@@ -466,8 +461,8 @@ impl Pf {
         let _g = self.inner.load_lock.lock();
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();
-        crate::anchor::apply_load_all(&mut sources, rs);
-        self.replace_tree(&cur, &sources, resolver)
+        let replaced = crate::anchor::apply_load_all(&mut sources, rs);
+        self.replace_tree(&cur, &sources, &replaced, resolver)
     }
 
     /// `pfctl -a NAME -F rules`: the anchor's rules removed (the anchor
@@ -478,7 +473,8 @@ impl Pf {
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();
         let n = sources.insert(path.to_string(), vec![]).map_or(0, |r| r.len());
-        self.replace_tree(&cur, &sources, &KnownGroups::of(&cur))?;
+        let replaced = std::iter::once(path.to_string()).collect();
+        self.replace_tree(&cur, &sources, &replaced, &KnownGroups::of(&cur))?;
         Ok(n)
     }
 
@@ -488,20 +484,23 @@ impl Pf {
         &self,
         cur: &CompiledRuleset,
         sources: &crate::anchor::AnchorSources,
+        replaced: &std::collections::BTreeSet<String>,
         resolver: &dyn IfResolver,
     ) -> Result<(), CompileError> {
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut compiled = self.compile_with(&cur.source, sources, false, resolver, gen, cur)?;
+        let mut compiled = self.compile_with(&cur.source, sources, replaced, false, resolver, gen, cur)?;
         compiled.opts = cur.opts.clone();
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.publish(compiled);
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn compile_with(
         &self,
         main: &Ruleset,
         sources: &crate::anchor::AnchorSources,
+        replaced: &std::collections::BTreeSet<String>,
         define_tables: bool,
         resolver: &dyn IfResolver,
         gen: u32,
@@ -513,6 +512,7 @@ impl Pf {
             main,
             sources,
             define_tables,
+            Some(&crate::compile::Prev { tree: cur, replaced }),
             &CompileCx {
                 resolver,
                 tags: &self.inner.tags,

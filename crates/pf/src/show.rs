@@ -299,12 +299,8 @@ impl Pf {
                     st.bytes[1]
                 );
                 // The rule's number in its own ruleset (pf_state_export's
-                // `rule.ptr->nr`) while the ruleset it was made by is loaded.
-                let nr = match rs.rules.get(st.rule_nr as usize) {
-                    Some(r) if st.ruleset_gen == rs.gen => r.local_nr,
-                    _ => st.rule_nr,
-                };
-                let _ = write!(out, ", rule {nr}");
+                // `rule.ptr->nr`).
+                let _ = write!(out, ", rule {}", st.rule_nr);
                 if st.flags & crate::state::sflags::SLOPPY != 0 {
                     out.push_str(", sloppy");
                 }

@@ -228,3 +228,29 @@ fn pflog_names_the_anchor_rule_the_subrule_and_the_anchor() {
     // rule's own (1 in relayd/web), ruleset the anchor's name.
     assert_eq!(recs, vec![("web".to_string(), 1, 1), (String::new(), 0, -1)]);
 }
+
+#[test]
+fn an_anchor_load_leaves_the_other_rulesets_counters_and_states_alone() {
+    let n = net();
+    let pf = common::pf_with(&n, "anchor \"a\"\npass in proto udp keep state (max 1)\n");
+    assert!(passes_in(&pf, &n, 7));
+    assert!(!passes_in(&pf, &n, 8), "max 1: a second flow is refused");
+    load_anchor(&pf, &n, "a", "block in proto udp to port 9\n");
+    // The main ruleset is untouched: its rule still holds its state (max 1
+    // still refuses a new flow), its counters went on, and the state's
+    // packets still count for it.
+    assert!(!passes_in(&pf, &n, 10), "max 1 after the anchor load");
+    assert!(passes_in(&pf, &n, 7), "the state passes its flow");
+    let sr = pf.show_rules(1);
+    let main_rule = sr.lines().skip_while(|l| !l.starts_with("pass in")).nth(1).unwrap_or_default().to_string();
+    assert!(main_rule.contains("Packets: 4 ") && main_rule.contains("States: 1 "), "{sr}");
+    let anchor_rule = sr.lines().nth(1).unwrap_or_default();
+    assert!(anchor_rule.contains("Packets: 0 "), "the main rule is not found under the anchor: {sr}");
+    let ss = pf.show_states(1, Instant::from_secs(1));
+    assert!(ss.contains("rule 1"), "{ss}");
+    // A main reload replaces the main ruleset: a new rule, no states yet.
+    let rs = softnet_pf::parse_ruleset("anchor \"a\"\npass in proto udp keep state (max 1)\n", "pf.conf", &n.resolver)
+        .unwrap();
+    pf.load(&rs, &n.resolver).unwrap();
+    assert!(pf.show_rules(1).contains("States: 0 "), "{}", pf.show_rules(1));
+}

@@ -207,8 +207,10 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
 
 /// pf_match_rule's anchor step (pf_anchor_stack_push / _pop): the
 /// ruleset the anchor rule `r` calls, or each child of it for a
-/// wildcard; after each, a `quick` anchor rule stops the evaluation when
-/// the last rule that matched was found right under it (`*ctx->am == r`).
+/// wildcard, with `r` as the anchor rule the rules inside are found
+/// under (`ctx->a`, restored when the step ends); after each, a `quick`
+/// anchor rule stops the evaluation when the last rule that matched was
+/// found right under it (`*ctx->am == r`).
 #[inline(never)]
 fn step_into_anchor<'a>(
     cx: &Cx<'a>,
@@ -218,31 +220,36 @@ fn step_into_anchor<'a>(
     target: AnchorTarget,
     w: &mut Walk<'a>,
 ) -> Flow {
-    w.a = Some(r.nr);
     if w.depth >= PF_ANCHOR_STACK_MAX {
         return Flow::Fail;
     }
     w.depth += 1;
-    let quick_here = |w: &Walk| r.quick && w.am == Some(r.nr);
+    let outer = w.a;
+    let mut step = |w: &mut Walk<'a>, node: usize| {
+        w.a = Some(r.nr);
+        let flow = match_rules(cx, pd, pkt, node, w);
+        if flow != Flow::Ok {
+            return flow;
+        }
+        w.a = outer;
+        if r.quick && w.am == Some(r.nr) {
+            Flow::Quick
+        } else {
+            Flow::Ok
+        }
+    };
     let node = target.node as usize;
-    let flow = if target.wildcard {
-        let mut flow = Flow::Ok;
+    let mut flow = Flow::Ok;
+    if target.wildcard {
         for &child in &cx.rs.nodes[node].children {
-            flow = match match_rules(cx, pd, pkt, child as usize, w) {
-                Flow::Ok if quick_here(w) => Flow::Quick,
-                f => f,
-            };
+            flow = step(w, child as usize);
             if flow != Flow::Ok {
                 break;
             }
         }
-        flow
     } else {
-        match match_rules(cx, pd, pkt, node, w) {
-            Flow::Ok if quick_here(w) => Flow::Quick,
-            f => f,
-        }
-    };
+        flow = step(w, node);
+    }
     w.depth -= 1;
     flow
 }
@@ -373,7 +380,8 @@ pub(super) fn log_state_packet(
     pkt: &PacketBuf,
 ) {
     if forced || log & sflags::LOG_ALL != 0 {
-        cx.log(rule.map(|r| r.1), pflog::PF_PASS, reason, pd, pkt.data());
+        let nr = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)).map(|r| r.nr);
+        cx.log(nr, pflog::PF_PASS, reason, pd, pkt.data());
     }
     if log & sflags::LOG_MATCHES_ALL == 0 {
         return;
@@ -482,8 +490,8 @@ pub(super) fn create_state(
                 None => 0,
             },
         timeout_set: r.timeout_set,
-        rule_nr: r.nr,
-        ruleset_gen: cx.rs.gen,
+        rule_nr: r.local_nr,
+        ruleset_gen: cx.rs.nodes[r.node as usize].gen,
         log_match,
         tag,
         rtable: rtable.map(|t| t as i16).unwrap_or(-1),
