@@ -225,7 +225,7 @@ fn step_into_anchor<'a>(
     }
     w.depth += 1;
     let outer = w.a;
-    let mut step = |w: &mut Walk<'a>, node: usize| {
+    let step = |w: &mut Walk<'a>, node: usize| {
         w.a = Some(r.nr);
         let flow = match_rules(cx, pd, pkt, node, w);
         if flow != Flow::Ok {
