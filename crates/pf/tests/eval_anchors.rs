@@ -254,3 +254,20 @@ fn an_anchor_load_leaves_the_other_rulesets_counters_and_states_alone() {
     pf.load(&rs, &n.resolver).unwrap();
     assert!(pf.show_rules(1).contains("States: 0 "), "{}", pf.show_rules(1));
 }
+
+#[test]
+fn recursive_sr_lists_wildcard_children_as_pfctl_show_rules() {
+    let n = net();
+    let pf = common::pf_with(&n, "anchor \"relayd/*\"\npass no state\n");
+    load_anchor(&pf, &n, "relayd/a", "pass in quick proto udp to port 7 no state\n");
+    // pfctl -a 'relayd/*' -sr
+    assert_eq!(
+        pf.show_anchor_rules("relayd", true, true, 0).unwrap(),
+        "anchor \"a\" all {\n  pass in quick proto udp from any to any port = 7 no state\n}\n"
+    );
+    // pfctl -a '*' -sr: the main ruleset, into every anchor.
+    assert_eq!(
+        pf.show_anchor_rules("", true, false, 0).unwrap(),
+        "anchor \"relayd/*\" all {\n  anchor \"a\" all {\n    pass in quick proto udp from any to any port = 7 no state\n  }\n}\npass all no state\n"
+    );
+}
