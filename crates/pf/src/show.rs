@@ -19,8 +19,9 @@
 //!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
 //!   one node per source for `source-track global`, as pf.conf(5) says);
 //!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
-//! * pflog records of a rule inside an anchor name the first anchor rule
-//!   that calls the anchor (pf names the one the packet went through).
+//! * pflog records of a state's packets under a rule inside an anchor
+//!   name the first anchor rule that calls the anchor (pf keeps the one
+//!   the creating packet went through, `st->anchor`).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;

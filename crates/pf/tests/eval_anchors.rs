@@ -271,3 +271,19 @@ fn recursive_sr_lists_wildcard_children_as_pfctl_show_rules() {
         "anchor \"relayd/*\" all {\n  anchor \"a\" all {\n    pass in quick proto udp from any to any port = 7 no state\n  }\n}\npass all no state\n"
     );
 }
+
+#[test]
+fn pflog_names_the_anchor_rule_the_packet_went_through() {
+    let n = net();
+    let pf = common::pf_with(&n, "pass all no state\nanchor \"x\" in on em1\nanchor \"x\" out\n");
+    load_anchor(&pf, &n, "x", "block log quick proto udp to port 9\n");
+    let q = std::sync::Arc::new(softnet_pf::pflog::PflogQueue::new(16));
+    pf.set_pflog(Some(q.clone()));
+    assert!(!passes(&pf, Direction::Out, &n.em0, A, B, 9));
+    let mut out = vec![];
+    q.drain_to(&mut out, 0).unwrap();
+    let rec = &out[16..];
+    let name: String = rec[20..36].iter().take_while(|c| **c != 0).map(|c| *c as char).collect();
+    let word = |at: usize| i32::from_be_bytes(rec[at..at + 4].try_into().unwrap());
+    assert_eq!((name.as_str(), word(36), word(40)), ("x", 2, 0), "under the second anchor rule, @2");
+}

@@ -127,15 +127,24 @@ impl Cx<'_> {
     }
 
     /// A pflog record for the packet under the rule at `rule` (its index
-    /// in the ruleset tree; `None`: pf's default rule). A rule inside an
-    /// anchor is logged as pflog_packet does: the anchor rule's number,
-    /// the rule's own as the subrule, the anchor's name as the ruleset.
+    /// in the ruleset tree; `None`: pf's default rule), for a rule inside
+    /// an anchor under the first anchor rule that calls it.
     fn log(&self, rule: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
+        self.log_under(rule, None, action, reason, pd, data)
+    }
+
+    /// `log` for a rule found under the anchor rule `anchor` (tree
+    /// indices): as pflog_packet, the anchor rule's number, the rule's
+    /// own as the subrule, the anchor's name as the ruleset.
+    fn log_under(&self, rule: Option<u32>, anchor: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
         if let Some(q) = self.pf.pflog.load().as_ref() {
             let (rulenr, subrulenr, ruleset) = match rule.and_then(|i| self.rs.rules.get(i as usize)) {
                 Some(r) if r.node != 0 => {
                     let node = &self.rs.nodes[r.node as usize];
-                    let caller = self.rs.caller_of(r.node as usize).map(|c| c.local_nr);
+                    let caller = anchor
+                        .and_then(|a| self.rs.rules.get(a as usize))
+                        .or_else(|| self.rs.caller_of(r.node as usize))
+                        .map(|c| c.local_nr);
                     (caller, Some(r.local_nr), node.path.rsplit('/').next().unwrap_or_default())
                 }
                 Some(r) => (Some(r.local_nr), None, ""),

@@ -177,7 +177,7 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 c.count(cx.dir, pd.tot_len as u64);
             }
             if let Some(l) = r.log {
-                cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
+                cx.log_under(Some(r.nr), w.a, pflog::PF_MATCH, Reason::Match, pd, pkt.data());
                 if l.all && w.log_match_n < LOG_MATCH_MAX {
                     w.log_match[w.log_match_n] = r.nr;
                     w.log_match_n += 1;
@@ -187,13 +187,13 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 }
             }
             if w.log_matches > 0 {
-                log_later_match(cx, r, w.log_matches, pd, pkt);
+                log_later_match(cx, r, w.a, w.log_matches, pd, pkt);
             }
             i += 1;
             continue;
         }
         if w.log_matches > 0 {
-            log_later_match(cx, r, w.log_matches, pd, pkt);
+            log_later_match(cx, r, w.a, w.log_matches, pd, pkt);
         }
         w.matched = Some(r);
         w.am = w.a;
@@ -322,10 +322,10 @@ pub(super) fn test_rule(
     // rule is logged twice per such `match` rule, once in the walk and
     // once here.
     if logged {
-        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+        cx.log_under(Some(r.nr), am, log_action(r), Reason::Match, pd, pkt.data());
     }
     if log_matches > 0 {
-        log_later_match(cx, r, log_matches, pd, pkt);
+        log_later_match(cx, r, am, log_matches, pd, pkt);
     }
     match r.action {
         Action::Block(how) => {
@@ -338,7 +338,7 @@ pub(super) fn test_rule(
                 // PF_LOG_FORCE: logged with or without `log` on the rule,
                 // under the rule's own action as pflog_packet writes it
                 // (only the default rule's records say block).
-                cx.log(Some(r.nr), log_action(r), Reason::IpOption, pd, pkt.data());
+                cx.log_under(Some(r.nr), am, log_action(r), Reason::IpOption, pd, pkt.data());
                 return Decision::Drop;
             }
             if keeps_state(r) {
@@ -400,12 +400,12 @@ pub(super) fn log_state_packet(
 /// own number and action (the deciding rule again after the walk); a rule
 /// with `log (matches)` itself was logged already.
 #[cold]
-pub(super) fn log_later_match(cx: &Cx, r: &CRule, times: u32, pd: &Pd, pkt: &PacketBuf) {
+pub(super) fn log_later_match(cx: &Cx, r: &CRule, anchor: Option<u32>, times: u32, pd: &Pd, pkt: &PacketBuf) {
     if r.log.is_some_and(|l| l.matches) {
         return;
     }
     for _ in 0..times {
-        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+        cx.log_under(Some(r.nr), anchor, log_action(r), Reason::Match, pd, pkt.data());
     }
 }
 
