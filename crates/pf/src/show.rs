@@ -19,6 +19,10 @@
 //!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
 //!   one node per source for `source-track global`, as pf.conf(5) says);
 //!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
+//! * `-sr -v`: an anchor rule counts the packets decided under it, not
+//!   the later packets of the states made there (pf also counts those,
+//!   through the state's `anchor`); a state does not remember its anchor
+//!   rule.
 //! * pflog records of a state's packets under a rule inside an anchor
 //!   name the first anchor rule that calls the anchor (pf keeps the one
 //!   the creating packet went through, `st->anchor`).
