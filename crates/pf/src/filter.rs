@@ -565,9 +565,11 @@ impl Pf {
         })
     }
 
-    /// `pfctl -F all`: rules, states, tables (non-persistent contents) and fragments.
+    /// `pfctl -F all`: rules, states, source nodes, tables (non-persistent
+    /// contents) and fragments.
     pub fn flush_all(&self) -> (usize, usize) {
         let s = self.flush_states();
+        self.flush_src_nodes();
         let r = self.flush_rules();
         // `-F all` flushes tables too, persistent ones included.
         for t in self.inner.ruleset.load().tables.values() {
@@ -612,6 +614,17 @@ impl Pf {
             );
         }
         keys.len()
+    }
+
+    /// `pfctl -F Sources`: DIOCCLRSRCNODES, every node goes and the
+    /// states live on without them. Returns how many nodes there were.
+    pub fn flush_src_nodes(&self) -> usize {
+        let n = self.inner.srcnodes.clear();
+        self.inner.states.update_if(
+            |st| st.flags & crate::state::sflags::SRC_NODE != 0,
+            |st| st.flags &= !(crate::state::sflags::SRC_NODE | crate::state::sflags::SRC_GLOBAL),
+        );
+        n
     }
 
     /// Number of source-tracking nodes.

@@ -309,6 +309,11 @@ impl Pf {
                 if st.flags & crate::state::sflags::SLOPPY != 0 {
                     out.push_str(", sloppy");
                 }
+                // print_state's PFSYNC_FLAG_SRCNODE: the state counts on a
+                // source node.
+                if st.flags & crate::state::sflags::SRC_NODE != 0 {
+                    out.push_str(", source-track");
+                }
                 out.push('\n');
             }
             if verbose >= 2 {

@@ -183,10 +183,22 @@ impl SrcFail {
 /// handshake.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ConnLimit {
-    /// `LCNT_*` entries to count.
-    pub lcounters: Vec<usize>,
+    /// `LCNT_*` entries to count, as bits (`1 << LCNT_*`): nothing is
+    /// allocated on the data path.
+    pub lcounters: u16,
     /// Over a limit: the state is killed and the packet dropped.
     pub bad: bool,
+}
+
+impl ConnLimit {
+    /// The `LCNT_*` entries to count.
+    pub fn lcounters(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..16).filter(|i| self.lcounters & 1 << i != 0)
+    }
+
+    fn count(&mut self, lcnt: usize) {
+        self.lcounters |= 1 << lcnt;
+    }
 }
 
 /// One node as `pfctl -sS` shows it.
@@ -322,11 +334,11 @@ impl SrcNodes {
             n.conn_rate.add(now / NS);
             let Some(rule) = n.rule.clone() else { return out };
             if rule.max_src_conn.is_some_and(|m| m < n.conn) {
-                out.lcounters.push(LCNT_SRCCONN);
+                out.count(LCNT_SRCCONN);
                 out.bad = true;
             }
             if rule.max_src_conn_rate.is_some() && n.conn_rate.exceeded() {
-                out.lcounters.push(LCNT_SRCCONNRATE);
+                out.count(LCNT_SRCCONNRATE);
                 out.bad = true;
             }
             rule
@@ -335,10 +347,10 @@ impl SrcNodes {
             return out;
         }
         if let Some(o) = &rule.overload {
-            out.lcounters.push(LCNT_OVERLOAD_TABLE);
+            out.count(LCNT_OVERLOAD_TABLE);
             self.overloads.lock().push((o.table.clone(), k.addr));
             if o.flush {
-                out.lcounters.push(LCNT_OVERLOAD_FLUSH);
+                out.count(LCNT_OVERLOAD_FLUSH);
                 flush(k.addr, o.flush_global);
             }
         }
@@ -402,6 +414,20 @@ impl SrcNodes {
             });
         }
         keys
+    }
+
+    /// DIOCCLRSRCNODES (`pfctl -F Sources`): removes every node; returns
+    /// how many.
+    pub fn clear(&self) -> usize {
+        let mut n = 0;
+        for s in &self.shards {
+            let mut g = s.lock();
+            for (_, node) in g.drain() {
+                self.forget(&node);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Every node (`pfctl -sS`), sorted by address then rule; `live` adds
@@ -598,10 +624,8 @@ mod tests {
         }
         t.acquire(&r, A, 0, 100).unwrap();
         let out = t.connlimit(&state(&r, A, 2), 0, |a, g| flushed.push((a, g)));
-        assert_eq!(
-            out,
-            ConnLimit { lcounters: vec![LCNT_SRCCONN, LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH], bad: true }
-        );
+        assert!(out.bad);
+        assert_eq!(out.lcounters().collect::<Vec<_>>(), [LCNT_SRCCONN, LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH]);
         assert_eq!(flushed, [(A, false)]);
         let o = t.take_overloads();
         assert_eq!(o.len(), 1);

@@ -23,7 +23,7 @@ pub const USAGE: &str =
   -s r|s|S|i|l|t|m|T|A|a  show rules, states, source-tracking nodes, info, labels,
                  timeouts, memory limits, tables, anchors, all
                  (-v: counters, -vv: rule numbers, state ids; see pfctl(8))
-  -F rules|states|all  flush
+  -F rules|states|Sources|all  flush
   -k HOST [-k HOST]  kill states from HOST [to HOST]
   -K HOST [-K HOST]  kill source-tracking nodes of HOST [redirected to HOST]
   -t TABLE -T add|delete|show|test|flush|replace [ADDRESS ...]
@@ -128,6 +128,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "r" | "rules" => PfFlush::Rules,
                         "s" | "states" => PfFlush::States,
                         "a" | "all" => PfFlush::All,
+                        "S" | "Sources" => PfFlush::Sources,
                         _ => return Err(bad(format!("unknown flush modifier '{m}'"))),
                     })
                 }
@@ -509,6 +510,7 @@ mod tests {
         let k = parse_args(&args("-k 10.0.1.2 -k 10.0.2.2")).unwrap();
         assert_eq!(k.kill, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
         assert_eq!(parse_args(&args("-sS")).unwrap().show, Some(PfShow::SrcNodes));
+        assert_eq!(parse_args(&args("-FS")).unwrap().flush, Some(PfFlush::Sources));
         assert_eq!(parse_args(&args("-s Sources -v")).unwrap().show, Some(PfShow::SrcNodes));
         let k = parse_args(&args("-K 10.0.1.2 -K10.0.2.2")).unwrap();
         assert_eq!(k.kill_src, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);

@@ -209,13 +209,17 @@ impl PfService {
                 let n = self.pf.flush_rules();
                 note(format!("rules cleared ({n})\n"))
             }
+            PfctlOp::Flush(PfFlush::Sources) => {
+                self.pf.flush_src_nodes();
+                note("source tracking entries cleared\n".to_string())
+            }
             PfctlOp::Flush(PfFlush::States) => {
                 let n = self.pf.flush_states();
                 note(format!("{n} states cleared\n"))
             }
             PfctlOp::Flush(PfFlush::All) => {
                 let (r, s) = self.pf.flush_all();
-                note(format!("rules cleared ({r})\n{s} states cleared\n"))
+                note(format!("rules cleared ({r})\n{s} states cleared\nsource tracking entries cleared\n"))
             }
             PfctlOp::Kill { src, dst } => {
                 let n = self.pf.kill_states(*src, *dst);

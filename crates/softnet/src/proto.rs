@@ -490,6 +490,8 @@ pub enum PfShow {
 pub enum PfFlush {
     Rules,
     States,
+    /// `-F Sources`: source-tracking nodes.
+    Sources,
     All,
 }
 

@@ -295,7 +295,8 @@ pub fn test_parsed(
     if is_frag {
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
         let frag = slot.take().expect("checked above");
-        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, bufs) {
+        let timeout = cx.rs.opts.timeout(Timeout::Frag);
+        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, timeout, bufs) {
             FragResult::Kept => return Decision::Consumed,
             FragResult::Done(p) => *slot = Some(p),
             FragResult::Drop(p, why) => {

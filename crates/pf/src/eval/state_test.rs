@@ -112,7 +112,7 @@ pub(super) fn test_state_tcp(
         let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::Ipv4Addr, bool)>| {
             st.flags |= sflags::TCP_EST;
             let c = pf.srcnodes.connlimit(st, now.as_nanos(), |a, g| *flush = Some((*st, a, g)));
-            for i in c.lcounters {
+            for i in c.lcounters() {
                 pf.counters.get(cx.worker).lcounters[i].inc();
             }
             if c.bad {

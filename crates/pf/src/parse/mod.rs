@@ -127,6 +127,13 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if let Some(rt) = &r.route {
             refuse(rt.kind.keyword());
         }
+        // pf_map_addr keeps a sticky address in the source's node, which
+        // does not carry one yet (`crate::srcnode`): refused, rather than
+        // loaded and not sticky, whichever pool says it.
+        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref(), r.route.as_ref().map(|rt| &rt.pool)];
+        if pools.iter().flatten().any(|p| p.sticky) {
+            refuse("sticky-address");
+        }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
@@ -430,6 +437,12 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        let e: Vec<String> = load_ruleset("match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n", "f", &r)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(e, ["f:1: nat-to not supported yet", "f:1: sticky-address not supported yet"]);
         // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\

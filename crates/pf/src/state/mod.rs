@@ -159,13 +159,13 @@ pub mod sflags {
     /// of the state is logged under each of them (`StateData::log_match`).
     pub const LOG_MATCHES_ALL: u8 = 1 << 3;
     /// The state counts on a source-tracking node (`crate::srcnode`) of
-    /// its rule and source ...
-    pub const SRC_NODE: u8 = 1 << 4;
+    /// its rule and source ... (bit 4 is the nat work's `NAT`)
+    pub const SRC_NODE: u8 = 1 << 5;
     /// ... the global one for its source (`source-track global`).
-    pub const SRC_GLOBAL: u8 = 1 << 5;
+    pub const SRC_GLOBAL: u8 = 1 << 6;
     /// Its TCP handshake completed and counts in the node's connections
     /// (pf's `src.tcp_est`).
-    pub const TCP_EST: u8 = 1 << 6;
+    pub const TCP_EST: u8 = 1 << 7;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log
