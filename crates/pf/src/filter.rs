@@ -302,6 +302,9 @@ impl PfInner {
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
         if let Some(r) = rs.state_rule(st.ruleset_gen, st.rule_nr) {
             let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            if let (Some(rt), true) = (&r.route, st.rt != 0) {
+                rt.released(st.rt_addr);
+            }
         }
         if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's

@@ -44,20 +44,13 @@ pub struct CRoute {
 pub struct Unsupported(pub String);
 
 impl CRoute {
-    /// What of a routing option softnet does not do yet: IPv6 next hops,
-    /// `least-states` (pf counts states per next hop until they end) and
-    /// `sticky-address` (source nodes for route pools).
+    /// What of a routing option softnet does not do yet: IPv6 next hops
+    /// (`sticky-address`, on any pool, `check_supported` refuses).
     pub fn check(r: &Route) -> Result<(), Unsupported> {
         let kw = r.kind.keyword();
         let p = &r.pool;
         if matches!(&p.addr, Addr::Net(n) if n.addr.is_ipv6()) || matches!(&p.addr, Addr::Range(a, _) if a.is_ipv6()) {
             return Err(Unsupported(format!("{kw} to an IPv6 address")));
-        }
-        if p.kind == PoolType::LeastStates {
-            return Err(Unsupported(format!("{kw} with least-states")));
-        }
-        if p.sticky {
-            return Err(Unsupported(format!("{kw} with sticky-address")));
         }
         Ok(())
     }
@@ -77,7 +70,8 @@ impl CRoute {
     /// address to give (an empty table, an interface with no peer
     /// address); pf then makes no state (reason `no-route`).
     /// With an interface named, that interface as it is now (`if_ref`):
-    /// none, no state.
+    /// none, no state. A `least-states` pool counts the state on the
+    /// address it gave until `released`.
     pub fn next_hop(
         &self,
         if_addrs: IfAddrs,
@@ -89,6 +83,16 @@ impl CRoute {
             Some(name) => NextHop::on(if_ref(name)?, addr),
             None => NextHop::routed(addr),
         })
+    }
+}
+
+impl CRoute {
+    /// A state that had next hop `addr` from this pool is gone (or was
+    /// never made): `least-states` counts it no more (pfr_states_decrease).
+    pub fn released(&self, addr: Ipv4Addr) {
+        if self.pool.kind == PoolType::LeastStates {
+            self.pool.loads.decrease(u32::from(addr));
+        }
     }
 }
 
@@ -191,14 +195,26 @@ mod tests {
     }
 
     #[test]
-    fn least_states_sticky_address_and_ipv6_are_refused_for_now() {
-        let e = CRoute::check(&route(RouteKind::RouteTo, net("10.0.3.0/24"), PoolType::LeastStates)).unwrap_err();
-        assert_eq!(e.0, "route-to with least-states");
-        let mut r = route(RouteKind::ReplyTo, net("10.0.3.0/24"), PoolType::RoundRobin);
-        r.pool.sticky = true;
-        assert_eq!(CRoute::check(&r).unwrap_err().0, "reply-to with sticky-address");
+    fn ipv6_next_hops_are_refused_for_now() {
         let e = CRoute::check(&route(RouteKind::DupTo, net("fec0::1"), PoolType::None)).unwrap_err();
         assert_eq!(e.0, "dup-to to an IPv6 address");
+    }
+
+    #[test]
+    fn least_states_gives_the_next_hop_with_fewest_states_and_counts_them_off() {
+        let t = Arc::new(Table::new("gw"));
+        let host = |s: &str| crate::model::TableEntry { negated: false, net: IpNet::host(s.parse().unwrap()) };
+        t.add(&[host("10.0.3.2"), host("10.0.3.3")]);
+        let tables = |n: &str| (n == "gw").then(|| t.clone());
+        let r = CRoute::compile(&route(RouteKind::RouteTo, Addr::Table("gw".into()), PoolType::LeastStates), &tables)
+            .unwrap();
+        let src = Ipv4Addr::new(10, 0, 1, 2);
+        let a = r.next_hop(&no_ifs, &no_refs, src).unwrap().addr;
+        let b = r.next_hop(&no_ifs, &no_refs, src).unwrap().addr;
+        assert_ne!(a, b, "each next hop has one state");
+        // a's state ends: a has the fewest again.
+        r.released(a);
+        assert_eq!(r.next_hop(&no_ifs, &no_refs, src).unwrap().addr, a);
     }
 
     #[test]

@@ -212,3 +212,16 @@ fn route_to_an_address_on_a_named_interface_goes_out_there() {
     let e = parse_ruleset("pass in route-to (r9 10.0.3.2)\n", "pf.conf", &resolver).unwrap_err();
     assert_eq!(e[0].to_string(), "pf.conf:1: routeto: unknown interface r9");
 }
+
+#[test]
+fn a_state_not_made_for_want_of_a_next_hop_counts_on_no_source_node() {
+    let (mut h, pf) = lab(
+        "table <gw> persist\npass\npass in on r0 proto icmp route-to <gw> keep state (source-track rule, max-src-states 5)\n",
+    );
+    h.t.a.ping(B_IP, 1, 1, 64, 8);
+    h.settle();
+    assert_eq!(echo_replies(&h.t.a.take_events()), 0);
+    // The node acquired for the state counts no state (it was undone).
+    let ss = pf.show_src_nodes(0, h.t.clock.now());
+    assert!(ss.lines().all(|l| l.contains("states 0")), "{ss}");
+}

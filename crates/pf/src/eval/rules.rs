@@ -508,7 +508,10 @@ pub(super) fn create_state(
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
             let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
-            let nh = rt.next_hop(&lookup, &if_ref, pd.src).ok_or(Reason::NoRoute)?;
+            let Some(nh) = rt.next_hop(&lookup, &if_ref, pd.src) else {
+                undo_src();
+                return Err(Reason::NoRoute);
+            };
             st.rt = crate::route::kind_code(Some(rt.kind));
             st.rt_addr = nh.addr;
             st.rt_if = nh.ifp.unwrap_or_default();
@@ -565,6 +568,9 @@ pub(super) fn create_state(
         }
         Err(e) => {
             undo_src();
+            if let (Some(rt), Some((_, nh))) = (&r.route, route) {
+                rt.released(nh.addr);
+            }
             Err(match e {
                 crate::state::InsertError::Limit => Reason::Memory,
                 crate::state::InsertError::Conflict => Reason::StateInsert,
