@@ -286,3 +286,21 @@ fn an_outbound_rule_tracks_the_packets_source_and_releases_it() {
     assert_eq!(pf.src_node_count(), 0);
     assert!(out(3));
 }
+
+#[test]
+fn a_state_refused_for_want_of_a_next_hop_gives_its_node_back() {
+    let n = net();
+    let pf = pf_with(
+        &n,
+        "table <hops> persist\nblock all\npass in on em0 proto udp route-to <hops> keep state (max-src-states 1)\n",
+    );
+    let t = Instant::from_secs(1);
+    pf.tick(t);
+    for sport in 1..=3 {
+        assert!(!udp(&pf, &n, t, A, sport));
+    }
+    assert_eq!(pf.counter("no-route"), Some(3), "no-route each time, not src-limit");
+    assert_eq!(pf.counter("src-limit"), Some(0));
+    pf.tick(Instant::from_secs(2));
+    assert_eq!(pf.src_node_count(), 0);
+}

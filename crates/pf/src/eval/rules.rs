@@ -507,7 +507,10 @@ pub(super) fn create_state(
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            let Some(nh) = rt.next_hop(&lookup, pd.src) else {
+                undo_src();
+                return Err(Reason::NoRoute);
+            };
             st.rt = crate::route::kind_code(Some(rt.kind));
             st.rt_addr = nh;
             st.flags |= sflags::ROUTED;
