@@ -38,9 +38,10 @@ pub struct CRoute {
 pub struct Unsupported(pub String);
 
 impl CRoute {
-    /// What of a routing option softnet does not do yet: IPv6 next hops,
-    /// `least-states` (pf counts states per next hop until they end) and
-    /// `sticky-address` (source nodes for route pools).
+    /// What of a routing option softnet does not do yet: IPv6 next hops
+    /// and `least-states` (pf counts states per next hop until they end).
+    /// (`sticky-address` keeps the next hop in a source node:
+    /// `crate::srcnode`, at state creation.)
     pub fn check(r: &Route) -> Result<(), Unsupported> {
         let kw = r.kind.keyword();
         let p = &r.pool;
@@ -49,9 +50,6 @@ impl CRoute {
         }
         if p.kind == PoolType::LeastStates {
             return Err(Unsupported(format!("{kw} with least-states")));
-        }
-        if p.sticky {
-            return Err(Unsupported(format!("{kw} with sticky-address")));
         }
         if p.ifname.is_some() {
             return Err(Unsupported(format!("{kw} through a named interface ((if addr), addr@if)")));
@@ -173,12 +171,12 @@ mod tests {
     }
 
     #[test]
-    fn least_states_sticky_address_and_ipv6_are_refused_for_now() {
+    fn least_states_and_ipv6_are_refused_for_now() {
         let e = CRoute::check(&route(RouteKind::RouteTo, net("10.0.3.0/24"), PoolType::LeastStates)).unwrap_err();
         assert_eq!(e.0, "route-to with least-states");
         let mut r = route(RouteKind::ReplyTo, net("10.0.3.0/24"), PoolType::RoundRobin);
         r.pool.sticky = true;
-        assert_eq!(CRoute::check(&r).unwrap_err().0, "reply-to with sticky-address");
+        assert!(CRoute::check(&r).is_ok(), "sticky-address: source nodes keep the next hop");
         let e = CRoute::check(&route(RouteKind::DupTo, net("fec0::1"), PoolType::None)).unwrap_err();
         assert_eq!(e.0, "dup-to to an IPv6 address");
     }
