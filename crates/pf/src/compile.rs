@@ -869,7 +869,11 @@ fn compile_rule(
         _ => None,
     };
     let o = &r.state_opts;
-    let src_track = o.source_track.map(|track| {
+    // A rule has nodes when it tracks sources, or when its routing pool
+    // is sticky (pf_map_addr keeps the address in a node of its own).
+    let sticky_route = r.route.as_ref().is_some_and(|rt| rt.pool.sticky);
+    let tracking = o.source_track.or(sticky_route.then_some(crate::model::SourceTrack::Rule));
+    let src_track = tracking.map(|track| {
         // The overload table, created as a rule's table is if the
         // ruleset does not define it.
         let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
@@ -885,6 +889,7 @@ fn compile_rule(
         Arc::new(crate::srcnode::SrcRule {
             gen: id.0,
             nr: id.1,
+            track: o.source_track.is_some(),
             global: track == crate::model::SourceTrack::Global,
             max_src_nodes: o.max_src_nodes,
             max_src_states: o.max_src_states,

@@ -306,7 +306,7 @@ impl PfInner {
                 rt.released(st.rt_addr);
             }
         }
-        if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
+        if st.src_flags & (crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_ROUTE) != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
             // `src.track`, else the ruleset's.
             let i = tidx(Timeout::SrcTrack);
@@ -616,20 +616,25 @@ impl Pf {
     }
 
     /// `pfctl -K host [-K host2]`: DIOCKILLSRCNODES, the nodes of source
-    /// `src` whose redirection address is `dst` (none without `dst`:
-    /// softnet's nodes have no redirection address yet, so a `dst` other
-    /// than 0.0.0.0 matches none). Their states live on without them.
-    /// Returns how many were killed.
+    /// `src` whose sticky address is `dst` (without `dst`, those with
+    /// none, as pf's zero address and full mask match). Their states live
+    /// on without them. Returns how many were killed.
     pub fn kill_src_nodes(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
-        if dst.is_some_and(|d| !d.is_unspecified()) {
-            return 0;
-        }
-        let keys = self.inner.srcnodes.kill(src);
+        use crate::srcnode::NodeKey;
+        use crate::state::srcflags;
+        let keys = self.inner.srcnodes.kill(src, dst);
         if !keys.is_empty() {
             // pf_state_rm_src_node on every state of the nodes.
             self.inner.states.update_if(
-                |st| crate::srcnode::NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)),
-                |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
+                |st| [NodeKey::of_state(st), NodeKey::route_of_state(st)].iter().flatten().any(|k| keys.contains(k)),
+                |st| {
+                    if NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)) {
+                        st.src_flags &= !(srcflags::SRC_NODE | srcflags::SRC_GLOBAL);
+                    }
+                    if NodeKey::route_of_state(st).is_some_and(|k| keys.contains(&k)) {
+                        st.src_flags &= !srcflags::SRC_ROUTE;
+                    }
+                },
             );
         }
         keys.len()
@@ -640,8 +645,11 @@ impl Pf {
     pub fn flush_src_nodes(&self) -> usize {
         let n = self.inner.srcnodes.clear();
         self.inner.states.update_if(
-            |st| st.src_flags & crate::state::srcflags::SRC_NODE != 0,
-            |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
+            |st| st.src_flags & (crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_ROUTE) != 0,
+            |st| {
+                use crate::state::srcflags;
+                st.src_flags &= !(srcflags::SRC_NODE | srcflags::SRC_GLOBAL | srcflags::SRC_ROUTE)
+            },
         );
         n
     }

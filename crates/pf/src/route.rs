@@ -45,7 +45,8 @@ pub struct Unsupported(pub String);
 
 impl CRoute {
     /// What of a routing option softnet does not do yet: IPv6 next hops
-    /// (`sticky-address`, on any pool, `check_supported` refuses).
+    /// (`sticky-address` keeps the next hop in a source node:
+    /// `crate::srcnode`, at state creation.)
     pub fn check(r: &Route) -> Result<(), Unsupported> {
         let kw = r.kind.keyword();
         let p = &r.pool;
@@ -79,6 +80,13 @@ impl CRoute {
         src: Ipv4Addr,
     ) -> Option<NextHop> {
         let addr = Ipv4Addr::from(self.pool.map(if_addrs, u32::from(src), None)?);
+        self.hop_to(addr, if_ref)
+    }
+
+    /// The next hop `addr` of this option's pool (one the pool gave, or a
+    /// source node kept for `sticky-address`): on the option's interface
+    /// if it names one, else reached by the route to it.
+    pub fn hop_to(&self, addr: Ipv4Addr, if_ref: &dyn Fn(&str) -> Option<WeakIf>) -> Option<NextHop> {
         Some(match &self.ifname {
             Some(name) => NextHop::on(if_ref(name)?, addr),
             None => NextHop::routed(addr),
@@ -196,6 +204,9 @@ mod tests {
 
     #[test]
     fn ipv6_next_hops_are_refused_for_now() {
+        let mut r = route(RouteKind::ReplyTo, net("10.0.3.0/24"), PoolType::RoundRobin);
+        r.pool.sticky = true;
+        assert!(CRoute::check(&r).is_ok(), "sticky-address: source nodes keep the next hop");
         let e = CRoute::check(&route(RouteKind::DupTo, net("fec0::1"), PoolType::None)).unwrap_err();
         assert_eq!(e.0, "dup-to to an IPv6 address");
     }

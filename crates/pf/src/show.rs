@@ -18,7 +18,8 @@
 //! * `-sS -v`: a node of a rule tracking globally prints no `rule N`
 //!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
 //!   one node per source for `source-track global`, as pf.conf(5) says);
-//!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
+//!   ` route-to ADDR` for a sticky route pool's node, no ` nat-to`/
+//!   ` rdr-to` (sticky-address on those pools is refused at load).
 //! * `-sr -v`: an anchor rule counts the packets decided under it, not
 //!   the later packets of the states made there (pf also counts those,
 //!   through the state's `anchor`); a state does not remember its anchor

@@ -4,6 +4,7 @@
 use super::*;
 use crate::anchor::PF_ANCHOR_STACK_MAX;
 use crate::compile::AnchorTarget;
+use crate::srcnode::SN_ROUTE;
 
 /// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
 /// routed in so far (a `match ... rtable` before, else its own), the one
@@ -455,8 +456,9 @@ pub(super) fn create_state(
     let now = cx.now.as_nanos();
     // pf_test_rule: the source's node first (pf_insert_src_node), then
     // the rule's `max`.
-    if let Some(src) = &r.src_track {
-        let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+    let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+    let tracked = r.src_track.as_ref().filter(|s| s.track);
+    if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src, now, limit) {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
@@ -465,7 +467,7 @@ pub(super) fn create_state(
         }
     }
     let undo_src = || {
-        if let Some(src) = &r.src_track {
+        if let Some(src) = tracked {
             cx.pf.srcnodes.undo(src, pd.src, now);
         }
     };
@@ -484,7 +486,7 @@ pub(super) fn create_state(
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
             | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
-        src_flags: match &r.src_track {
+        src_flags: match tracked {
             Some(s) if s.global => srcflags::SRC_NODE | srcflags::SRC_GLOBAL,
             Some(_) => srcflags::SRC_NODE,
             None => 0,
@@ -504,14 +506,32 @@ pub(super) fn create_state(
     };
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
     // the state is not made (PFRES_NOROUTE).
+    // With `sticky-address` (pf_map_addr), the address the source's node
+    // keeps, else the pool's pick, which the node then keeps; a node that
+    // cannot be had makes pf_map_addr fail, so no-route too.
+    let sticky = r.src_track.as_ref().filter(|_| r.rule.route.as_ref().is_some_and(|rt| rt.pool.sticky));
+    let undo_sticky = || {
+        if let Some(src) = sticky {
+            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, pd.src, now);
+        }
+    };
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
             let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
-            let Some(nh) = rt.next_hop(&lookup, &if_ref, pd.src) else {
+            let kept =
+                sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, pd.src)).and_then(|a| rt.hop_to(a, &if_ref));
+            let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src)) else {
                 undo_src();
                 return Err(Reason::NoRoute);
             };
+            if let Some(src) = sticky {
+                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, pd.src, Some(nh.addr), now, limit).is_err() {
+                    undo_src();
+                    return Err(Reason::NoRoute);
+                }
+                st.src_flags |= srcflags::SRC_ROUTE;
+            }
             st.rt = crate::route::kind_code(Some(rt.kind));
             st.rt_addr = nh.addr;
             st.rt_if = nh.ifp.unwrap_or_default();
@@ -568,6 +588,7 @@ pub(super) fn create_state(
         }
         Err(e) => {
             undo_src();
+            undo_sticky();
             if let (Some(rt), Some((_, nh))) = (&r.route, route) {
                 rt.released(nh.addr);
             }

@@ -129,10 +129,11 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 refuse(&e.0);
             }
         }
-        // pf_map_addr keeps a sticky address in the source's node, which
-        // does not carry one yet (`crate::srcnode`): refused, rather than
-        // loaded and not sticky, whichever pool says it.
-        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref(), r.route.as_ref().map(|rt| &rt.pool)];
+        // pf_map_addr keeps a sticky address in the source's node; for
+        // nat-to and rdr-to pools softnet does not yet: refused, rather
+        // than loaded and not sticky.
+        // (Route pools keep theirs: `crate::srcnode`'s SN_ROUTE nodes.)
+        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref()];
         if pools.iter().flatten().any(|p| p.sticky) {
             refuse("sticky-address");
         }

@@ -175,6 +175,8 @@ pub mod srcflags {
     /// Its TCP handshake completed and counts in the node's connections
     /// (pf's `src.tcp_est`).
     pub const TCP_EST: u8 = 1 << 2;
+    /// The state counts on its routing pool's `sticky-address` node.
+    pub const SRC_ROUTE: u8 = 1 << 3;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log
