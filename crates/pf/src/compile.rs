@@ -243,6 +243,12 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+    /// `nat-to` and `rdr-to` pools at run time (pf_lb.c).
+    pub nat: Option<crate::lb::CPool>,
+    pub rdr: Option<crate::lb::CPool>,
+    /// The first destination port of the rule (rdr-to maps a port range
+    /// from it).
+    pub dst_port_lo: u16,
 }
 
 /// `HotRule::flags`: the rule has an interface to match.
@@ -506,8 +512,8 @@ fn endpoint(
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
-    if let Some(r) = rs.rules.iter().find(|r| !r.translation.is_empty()) {
-        let what = r.translation.keyword().unwrap_or_default().to_string();
+    if let Some(r) = rs.rules.iter().find(|r| r.translation.af_to.is_some()) {
+        let what = "af-to".to_string();
         return Err(CompileError::Unsupported { file: rs.filename.clone(), line: r.line, what });
     }
     check_table_limits(rs, cx)?;
@@ -551,6 +557,26 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         }
         let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
         let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
+        let mut pool = |p: &Option<crate::model::Pool>| {
+            p.as_ref().and_then(|p| {
+                crate::lb::CPool::new(p, &mut |name| {
+                    // pfctl creates a table a pool names without defining it
+                    Some(
+                        tables
+                            .entry(name.to_string())
+                            .or_insert_with(|| {
+                                cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                            })
+                            .clone(),
+                    )
+                })
+            })
+        };
+        let (nat, rdr) = (pool(&r.translation.nat), pool(&r.translation.rdr));
+        let dst_port_lo = match r.dst.port {
+            Some(PortOp::Eq(a) | PortOp::Range(a, _) | PortOp::Inside(a, _) | PortOp::Outside(a, _)) => a,
+            _ => 0,
+        };
         rules.push(CRule {
             nr: nr as u32,
             rule: r.clone(),
@@ -582,6 +608,9 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             label: r.label.clone(),
             skip: [0; SKIP_COUNT],
             states_cur: Default::default(),
+            nat,
+            rdr,
+            dst_port_lo,
         });
     }
     calc_skip_steps(&mut rules);

@@ -40,6 +40,11 @@ pub(super) fn test_rule(
     let mut log_match_n = 0usize;
     let mut log_matches = 0u32;
     let mut matched: Option<&CRule> = None;
+    // The last rules with a nat-to and an rdr-to the packet matched: a
+    // `match` rule's translation holds until a later rule gives another
+    // (pf_match_rule runs pf_get_transaddr on each; the last one stands).
+    let mut nat_rule: Option<usize> = None;
+    let mut rdr_rule: Option<usize> = None;
     let n = rules.len();
     let mut i = 0usize;
     let w = cx.worker;
@@ -140,6 +145,12 @@ pub(super) fn test_rule(
             rtable = Some(t);
         }
         if r.action == Action::Match {
+            if r.nat.is_some() {
+                nat_rule = Some(i);
+            }
+            if r.rdr.is_some() {
+                rdr_rule = Some(i);
+            }
             if let Some(c) = counters.rule(i) {
                 c.count(cx.dir, pd.tot_len as u64);
             }
@@ -181,6 +192,23 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
+        if nat_rule.is_some() || rdr_rule.is_some() {
+            // A translation from a `match` rule makes a state even under
+            // the default rule (pf_test_rule: `nr != NULL`); softnet names
+            // the translating rule as the state's.
+            let xl = match nat::transaddr(cx, pd, nat_rule.map(|i| &rules[i]), rdr_rule.map(|i| &rules[i])) {
+                Ok(e) => e,
+                Err(reason) => {
+                    cx.count(reason);
+                    return Decision::Drop;
+                }
+            };
+            let owner = &rules[nat_rule.or(rdr_rule).expect("one of them")];
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, log_match, Some(xl)) {
+                cx.count(reason);
+                return Decision::Drop;
+            }
+        }
         if tag != 0 {
             pkt.meta.pf_tag = tag;
         }
@@ -220,10 +248,28 @@ pub(super) fn test_rule(
                 cx.log(Some(r.nr), log_action(r), Reason::IpOption, pd, pkt.data());
                 return Decision::Drop;
             }
-            if keeps_state(r) {
+            if r.nat.is_some() {
+                nat_rule = Some(r.nr as usize);
+            }
+            if r.rdr.is_some() {
+                rdr_rule = Some(r.nr as usize);
+            }
+            let xl = if nat_rule.is_some() || rdr_rule.is_some() {
+                match nat::transaddr(cx, pd, nat_rule.map(|i| &rules[i]), rdr_rule.map(|i| &rules[i])) {
+                    Ok(e) => Some(e),
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                }
+            } else {
+                None
+            };
+            // A translated packet always gets a state (pf_test_rule: `nr`).
+            if keeps_state(r) || xl.is_some() {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match, xl) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -321,6 +367,10 @@ pub(super) fn log_action(r: &CRule) -> u8 {
     }
 }
 
+/// pf_create_state: a state for the packet (keyed as it came, and also
+/// under `xlate`'s key when it is translated), and the packet rewritten
+/// to `xlate`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn create_state(
     cx: &Cx,
     r: &CRule,
@@ -329,6 +379,7 @@ pub(super) fn create_state(
     tag: u16,
     rtable: Option<u16>,
     log_match: [u32; LOG_MATCH_MAX],
+    xlate: Option<nat::Endpoints>,
 ) -> Result<(), Reason> {
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
@@ -379,7 +430,7 @@ pub(super) fn create_state(
             st.timeout = tidx(Timeout::OtherFirst) as u8;
         }
     }
-    match cx.pf.states.insert(st) {
+    match cx.pf.states.insert_nat(st, xlate.map(|e| e.key(pd.proto, cx.dir))) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.
@@ -396,6 +447,9 @@ pub(super) fn create_state(
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            if let Some(to) = xlate {
+                nat::translate(pkt, pd, &to);
             }
             Ok(())
         }

@@ -97,8 +97,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        if let Some(t) = r.translation.keyword() {
-            refuse(t);
+        // af-to comes with IPv6.
+        if r.translation.af_to.is_some() {
+            refuse("af-to");
         }
         if let Some(rt) = &r.route {
             refuse(rt.kind.keyword());
@@ -356,12 +357,13 @@ mod tests {
     }
 
     #[test]
-    fn load_refuses_translation_but_parse_accepts_it() {
-        let src = "match out on egress nat-to (egress)\n";
+    fn load_refuses_af_to_but_parse_accepts_it() {
         let r = StaticResolver::example();
+        assert!(load_ruleset("match out on egress nat-to (egress)\n", "f", &r).is_ok());
+        let src = "pass in inet af-to inet6 from 2001:db8::1 to 2001:db8::2\n";
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
-        assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        assert_eq!(e[0].to_string(), "f:1: af-to not supported yet");
         // Source tracking parses (pfctl -nf prints it) but does not load.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
