@@ -240,6 +240,9 @@ pub struct CRule {
     /// Index into `TimeoutSets` (0: the rule sets none).
     pub timeout_set: u16,
     pub label: Option<String>,
+    /// `route-to`, `reply-to`, `dup-to` of a `pass` rule (pfctl allows them
+    /// on no other rule).
+    pub route: Option<crate::route::CRoute>,
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
@@ -249,6 +252,9 @@ pub struct CRule {
     /// The first destination port of the rule (rdr-to maps a port range
     /// from it).
     pub dst_port_lo: u16,
+    /// Source tracking (`source-track`, `max-src-*`, `overload`): what
+    /// the rule's states' nodes count and limit (`crate::srcnode`).
+    pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
 }
 
 /// `HotRule::flags`: the rule has an interface to match.
@@ -577,6 +583,49 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             Some(PortOp::Eq(a) | PortOp::Range(a, _) | PortOp::Inside(a, _) | PortOp::Outside(a, _)) => a,
             _ => 0,
         };
+        let route = match (&r.route, r.action) {
+            (Some(rt), Action::Pass) => {
+                if let Addr::Table(name) = &rt.pool.addr {
+                    // pfctl creates a table a rule names without defining it.
+                    tables.entry(name.clone()).or_insert_with(|| {
+                        cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                    });
+                }
+                let find = |name: &str| tables.get(name).cloned();
+                Some(crate::route::CRoute::compile(rt, &find).map_err(|e| CompileError::Unsupported {
+                    file: rs.filename.clone(),
+                    line: r.line,
+                    what: e.0,
+                })?)
+            }
+            _ => None,
+        };
+        let o = &r.state_opts;
+        let src_track = o.source_track.map(|track| {
+            // The overload table, created as a rule's table is if the
+            // ruleset does not define it.
+            let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
+                table: tables
+                    .entry(ov.table.clone())
+                    .or_insert_with(|| {
+                        cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
+                    })
+                    .clone(),
+                flush: ov.flush,
+                flush_global: ov.flush_global,
+            });
+            Arc::new(crate::srcnode::SrcRule {
+                gen: cx.gen,
+                nr: nr as u32,
+                global: track == crate::model::SourceTrack::Global,
+                max_src_nodes: o.max_src_nodes,
+                max_src_states: o.max_src_states,
+                max_src_conn: o.max_src_conn,
+                max_src_conn_rate: o.max_src_conn_rate,
+                overload,
+                nodes: Default::default(),
+            })
+        });
         rules.push(CRule {
             nr: nr as u32,
             rule: r.clone(),
@@ -606,11 +655,13 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             max_states: r.state_opts.max,
             timeout_set: cx.timeout_sets.intern(tset),
             label: r.label.clone(),
+            route,
             skip: [0; SKIP_COUNT],
             states_cur: Default::default(),
             nat,
             rdr,
             dst_port_lo,
+            src_track,
         });
     }
     calc_skip_steps(&mut rules);

@@ -12,9 +12,9 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `route-to`,
-//!   `reply-to`, `dup-to`, `synproxy state` and source tracking
-//!   (`source-track`, `max-src-*`, `overload`) ("… not supported yet").
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, pools of
+//!   `route-to`/`reply-to`/`dup-to` next hops and `synproxy state`
+//!   ("… not supported yet").
 //! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
 //!   (the default) drops duplicate rules.
 //!
@@ -47,8 +47,11 @@ pub mod compile;
 pub mod eval;
 pub mod filter;
 pub mod frag;
+pub mod ipopt;
 pub mod pflog;
+pub mod route;
 pub mod show;
+pub mod srcnode;
 pub mod state;
 pub mod table;
 pub mod tcp_track;

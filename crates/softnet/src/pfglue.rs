@@ -167,21 +167,30 @@ impl PfService {
                 let n = self.pf.flush_rules();
                 note(format!("rules cleared ({n})\n"))
             }
+            PfctlOp::Flush(PfFlush::Sources) => {
+                self.pf.flush_src_nodes();
+                note("source tracking entries cleared\n".to_string())
+            }
             PfctlOp::Flush(PfFlush::States) => {
                 let n = self.pf.flush_states();
                 note(format!("{n} states cleared\n"))
             }
             PfctlOp::Flush(PfFlush::All) => {
                 let (r, s) = self.pf.flush_all();
-                note(format!("rules cleared ({r})\n{s} states cleared\n"))
+                note(format!("rules cleared ({r})\n{s} states cleared\nsource tracking entries cleared\n"))
             }
             PfctlOp::Kill { src, dst } => {
                 let n = self.pf.kill_states(*src, *dst);
                 note(format!("killed {n} states from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
+            PfctlOp::KillSrcNodes { src, dst } => {
+                let n = self.pf.kill_src_nodes(*src, *dst);
+                note(format!("killed {n} src nodes from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
+            }
             PfctlOp::Show { what, verbose } => Response::Text(match what {
                 PfShow::Rules => self.pf.show_rules(*verbose),
                 PfShow::States => self.pf.show_states(*verbose, now),
+                PfShow::SrcNodes => self.pf.show_src_nodes(*verbose, now),
                 PfShow::Info => self.pf.show_info(*verbose, now),
                 PfShow::Labels => self.pf.show_labels(),
                 PfShow::Timeouts => self.pf.show_timeouts(),

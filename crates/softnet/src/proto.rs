@@ -433,6 +433,11 @@ pub enum PfctlOp {
         src: Ipv4Addr,
         dst: Option<Ipv4Addr>,
     },
+    /// `-K SRC [-K DST]`: source-tracking nodes of SRC (redirected to DST).
+    KillSrcNodes {
+        src: Ipv4Addr,
+        dst: Option<Ipv4Addr>,
+    },
     /// `-t TABLE -T CMD [ADDRESS ...]`.
     Table {
         name: String,
@@ -452,6 +457,8 @@ pub enum PfctlOp {
 pub enum PfShow {
     Rules,
     States,
+    /// `-sS`: source-tracking nodes.
+    SrcNodes,
     Info,
     Timeouts,
     Memory,
@@ -466,6 +473,8 @@ pub enum PfShow {
 pub enum PfFlush {
     Rules,
     States,
+    /// `-F Sources`: source-tracking nodes.
+    Sources,
     All,
 }
 

@@ -23,7 +23,7 @@ use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
 use crate::state::{
-    sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
+    sflags, srcflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
 };
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
@@ -234,6 +234,8 @@ struct Passed {
     allow_opts: bool,
     /// A translating state's rewrite of the packet.
     xlate: Option<nat::Endpoints>,
+    /// The state has a routing option (`sflags::ROUTED`).
+    routed: bool,
 }
 
 /// What the state step decided.
@@ -274,14 +276,14 @@ pub fn test_parsed(
     if is_frag {
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
         let frag = slot.take().expect("checked above");
-        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, bufs) {
+        let timeout = cx.rs.opts.timeout(Timeout::Frag);
+        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, timeout, bufs) {
             FragResult::Kept => return Decision::Consumed,
             FragResult::Done(p) => *slot = Some(p),
             FragResult::Drop(p, why) => {
                 let reason = match why {
-                    FragDrop::BadOffset => Reason::BadOffset,
-                    FragDrop::Normalize => Reason::Normalize,
-                    FragDrop::Overlap => Reason::Fragment,
+                    FragDrop::Bad | FragDrop::Duplicate => Reason::Fragment,
+                    FragDrop::TooBig => Reason::Short,
                     FragDrop::Memory => Reason::Memory,
                 };
                 cx.count(reason);
@@ -360,7 +362,7 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate } = *p;
+    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed } = *p;
     if let Some((gen, nr)) = rule {
         if gen == cx.rs.gen {
             if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
@@ -386,7 +388,22 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     if let Some(to) = xlate {
         nat::translate(pkt, pd, &to);
     }
+    if routed {
+        route_state_packet(cx, rule, slot, pkt);
+    }
     Decision::Pass
+}
+
+/// pf_test's `if (st && st->rt) pf_route(...)` for a packet its state
+/// passed: the decision pf_route makes, for the stack to carry out.
+#[cold]
+fn route_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pkt: &mut PacketBuf) {
+    let Some(rule) = rule else { return };
+    if let Some((rt, addr, state_dir)) = cx.pf.states.route_of(slot, rule) {
+        if let Some(kind) = crate::route::kind_of(rt) {
+            pkt.meta.pf_route = crate::route::decision(kind, addr, state_dir, dir_code(cx.dir));
+        }
+    }
 }
 
 /// pfr_update_stats: the tables in the deciding rule's addresses count the

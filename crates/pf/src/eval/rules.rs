@@ -381,13 +381,30 @@ pub(super) fn create_state(
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<nat::Endpoints>,
 ) -> Result<(), Reason> {
+    let now = cx.now.as_nanos();
+    // pf_test_rule: the source's node first (pf_insert_src_node), then
+    // the rule's `max`.
+    if let Some(src) = &r.src_track {
+        let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+        if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src, now, limit) {
+            if let Some(i) = e.lcounter() {
+                cx.pf.counters.get(cx.worker).lcounters[i].inc();
+            }
+            return Err(Reason::SrcLimit);
+        }
+    }
+    let undo_src = || {
+        if let Some(src) = &r.src_track {
+            cx.pf.srcnodes.undo(src, pd.src, now);
+        }
+    };
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
             cx.pf.counters.get(cx.worker).lcounters[LCNT_STATES].inc();
+            undo_src();
             return Err(Reason::StateLimit);
         }
     }
-    let now = cx.now.as_nanos();
     let mut st = StateData {
         key: pkt_key(pd, cx.dir),
         kif: if r.if_bound { cx.kif() } else { 0 },
@@ -396,6 +413,11 @@ pub(super) fn create_state(
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
             | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
+        src_flags: match &r.src_track {
+            Some(s) if s.global => srcflags::SRC_NODE | srcflags::SRC_GLOBAL,
+            Some(_) => srcflags::SRC_NODE,
+            None => 0,
+        },
         timeout_set: r.timeout_set,
         rule_nr: r.nr,
         ruleset_gen: cx.rs.gen,
@@ -408,6 +430,19 @@ pub(super) fn create_state(
         bytes: [pd.tot_len as u64, 0],
         creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
+    };
+    // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
+    // the state is not made (PFRES_NOROUTE).
+    let route = match &r.route {
+        Some(rt) => {
+            let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            st.rt = crate::route::kind_code(Some(rt.kind));
+            st.rt_addr = nh;
+            st.flags |= sflags::ROUTED;
+            Some((rt.kind, nh))
+        }
+        None => None,
     };
     let mut rewrite = None;
     match pd.proto {
@@ -451,9 +486,19 @@ pub(super) fn create_state(
             if let Some(to) = xlate {
                 nat::translate(pkt, pd, &to);
             }
+            if let Some((kind, nh)) = route {
+                // The creating packet goes the state's way.
+                let d = dir_code(cx.dir);
+                pkt.meta.pf_route = crate::route::decision(kind, nh, d, d);
+            }
             Ok(())
         }
-        Err(crate::state::InsertError::Limit) => Err(Reason::Memory),
-        Err(crate::state::InsertError::Conflict) => Err(Reason::StateInsert),
+        Err(e) => {
+            undo_src();
+            Err(match e {
+                crate::state::InsertError::Limit => Reason::Memory,
+                crate::state::InsertError::Conflict => Reason::StateInsert,
+            })
+        }
     }
 }

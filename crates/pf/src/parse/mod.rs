@@ -102,24 +102,19 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             refuse("af-to");
         }
         if let Some(rt) = &r.route {
-            refuse(rt.kind.keyword());
+            if let Err(e) = crate::route::CRoute::check(rt) {
+                refuse(&e.0);
+            }
+        }
+        // pf_map_addr keeps a sticky address in the source's node, which
+        // does not carry one yet (`crate::srcnode`): refused, rather than
+        // loaded and not sticky, whichever pool says it.
+        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref(), r.route.as_ref().map(|rt| &rt.pool)];
+        if pools.iter().flatten().any(|p| p.sticky) {
+            refuse("sticky-address");
         }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
-        }
-        // Source tracking (and what needs it) would otherwise load and
-        // protect nothing.
-        let o = &r.state_opts;
-        let src_track = [
-            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
-            (o.max_src_conn.is_some(), "max-src-conn"),
-            (o.max_src_nodes.is_some(), "max-src-nodes"),
-            (o.max_src_states.is_some(), "max-src-states"),
-            (o.overload.is_some(), "overload"),
-            (o.source_track.is_some(), "source-track"),
-        ];
-        if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
-            refuse(what);
         }
     }
     if errs.is_empty() {
@@ -130,6 +125,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
 }
 
 type PResult<T> = Result<T, (usize, String)>;
+
+/// pfvar.h `PF_THRESHOLD_MAX`: 0xffffffff / `PF_THRESHOLD_MULT` (1000).
+const PF_THRESHOLD_MAX: u32 = u32::MAX / 1000;
 
 /// One source or destination choice before expansion.
 #[derive(Debug, Clone)]
@@ -142,7 +140,8 @@ struct HostItem {
 enum StateOptItem {
     Max(u32),
     NoSync,
-    SourceTrack(SourceTrack),
+    /// `None`: `source-track` alone (global, but not said so).
+    SourceTrack(Option<SourceTrack>),
     MaxSrcStates(u32),
     MaxSrcNodes(u32),
     MaxSrcConn(u32),
@@ -364,13 +363,59 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: af-to not supported yet");
-        // Source tracking parses (pfctl -nf prints it) but does not load.
+        let e: Vec<String> = load_ruleset("match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n", "f", &r)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(e, ["f:1: sticky-address not supported yet"]);
+        // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
                    pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
-        assert!(parse_ruleset(src, "f", &r).is_ok());
-        let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
-        assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
+        assert!(load_ruleset(src, "f", &r).is_ok());
+    }
+
+    /// pfctl's parse.y: which options turn tracking on, per rule or
+    /// global, what contradicts `source-track global`, the bad values, and
+    /// the src.track timeout a connection rate raises.
+    #[test]
+    fn source_tracking_options_as_pfctl_folds_them() {
+        let r = StaticResolver::example();
+        let opts = |o: &str| {
+            let rs = parse_ruleset(&format!("pass in proto tcp keep state ({o})\n"), "f", &r)
+                .map_err(|e| e[0].to_string())?;
+            Ok::<_, String>(rs.rules[0].state_opts.clone())
+        };
+        let track = |o: &str| opts(o).unwrap().source_track;
+        assert_eq!(track("source-track"), Some(SourceTrack::Global));
+        assert_eq!(track("max-src-states 3"), Some(SourceTrack::Global));
+        assert_eq!(track("source-track, max-src-nodes 10"), Some(SourceTrack::Rule));
+        assert_eq!(track("max-src-conn 10"), Some(SourceTrack::Rule));
+        assert_eq!(track("source-track rule, max-src-states 3"), Some(SourceTrack::Rule));
+        assert_eq!(track("max 10"), None);
+        for (o, e) in [
+            (
+                "source-track global, max-src-nodes 10",
+                "f:1: 'max-src-nodes' is incompatible with 'source-track global'",
+            ),
+            ("source-track global, max-src-conn 10", "f:1: 'max-src-conn' is incompatible with 'source-track global'"),
+            (
+                "source-track global, max-src-conn-rate 1/2",
+                "f:1: 'max-src-conn-rate' is incompatible with 'source-track global'",
+            ),
+            ("max-src-states 0", "f:1: 'max-src-states' must be > 0"),
+            ("max-src-conn-rate 0/5", "f:1: 'max-src-conn-rate' values must be > 0"),
+            ("max-src-conn-rate 4294968/5", "f:1: 'max-src-conn-rate' maximum rate must be < 4294967"),
+            ("overload <bad> flush", "f:1: 'overload' requires 'max-src-conn' or 'max-src-conn-rate'"),
+            ("source-track, source-track rule", "f:1: state option 'source-track' multiple definitions"),
+        ] {
+            assert_eq!(opts(o).unwrap_err(), e, "{o}");
+        }
+        let o = opts("max-src-conn-rate 3/99").unwrap();
+        assert_eq!(o.timeouts, [(Timeout::SrcTrack, 99)]);
+        let o = opts("max-src-conn-rate 3/99, src.track 200").unwrap();
+        assert_eq!(o.timeouts, [(Timeout::SrcTrack, 200)]);
     }
 
     #[test]
