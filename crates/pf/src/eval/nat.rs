@@ -128,6 +128,27 @@ pub(super) fn state_target(
     Some(Some(Endpoints::from_key(&target, dir)))
 }
 
+/// `state_target` for the lock-free path: from the words of a state's
+/// keys (`StateTable::keys`) and whether the packet goes the state's way.
+#[inline]
+pub(super) fn view_target(
+    keys: ((u64, u64), Option<(u64, u64)>),
+    pkt: (u64, u64),
+    fwd: bool,
+    dir: Direction,
+) -> Option<Option<Endpoints>> {
+    let (own, nat) = keys;
+    let Some(nat) = nat else { return Some(None) };
+    let target = if pkt == own && fwd {
+        nat
+    } else if pkt == nat && !fwd {
+        own
+    } else {
+        return None;
+    };
+    Some(Some(Endpoints::from_key(&crate::state::unpack(target), dir)))
+}
+
 /// pf_translate: rewrites the packet's addresses and ports (TCP, UDP,
 /// the ICMP query id) to `to`, updating the IP, TCP, UDP and ICMP
 /// checksums incrementally.

@@ -17,20 +17,22 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
         return None;
     }
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
-    if v.flags & sflags::NAT != 0 {
-        // a translating state rewrites the packet: the general path
-        return None;
-    }
+    let key = pkt_key_words(pd, cx.dir);
+    let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     if !other_steady(&v, fwd, pd.proto == PROTO_UDP) {
         return None;
     }
+    // A translating state: the rewrite from its keys' words, no lock.
+    let to =
+        if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
     cx.pf.counters.get(cx.worker).searches.inc();
     cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
-    Some(state_passed(cx, pd, pkt, &view_passed(&v, fwd)))
+    let mut p = view_passed(&v, fwd);
+    p.xlate = to;
+    Some(state_passed(cx, pd, pkt, &p))
 }
 
 /// The state bits that have its packets logged.
@@ -260,10 +262,20 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
-            if v.flags & sflags::NAT == 0 && other_steady(&v, fwd, udp) {
+            if other_steady(&v, fwd, udp) {
+                let to = if v.flags & sflags::NAT != 0 {
+                    match cx.pf.states.keys(v.idx).and_then(|k| nat::view_target(k, key, fwd, cx.dir)) {
+                        Some(to) => to,
+                        None => return StateVerdict::NoState,
+                    }
+                } else {
+                    None
+                };
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
-                return view_pass(&v, fwd);
+                let mut p = view_passed(&v, fwd);
+                p.xlate = to;
+                return StateVerdict::Pass(p);
             }
         }
         Probe::Busy => {}

@@ -33,7 +33,9 @@ pub struct NatSlot {
     next: AtomicU32,
 }
 
-impl Zeroable for NatSlot {}
+/// The translated keys of one slab chunk's slots, made with the chunk's
+/// first translating state.
+type NatChunk = std::sync::OnceLock<Box<[NatSlot]>>;
 
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +59,9 @@ pub struct StateTable {
     pub(super) next_id: AtomicU64,
     /// Where the incremental purge goes on from.
     pub(super) purge_cursor: AtomicU32,
-    /// Translated keys and links by slot, made at the first translating
-    /// state (untouched parts cost no memory).
-    pub(super) nat: std::sync::OnceLock<HugeArray<NatSlot>>,
+    /// Translated keys and links by slot, a chunk of them made at the
+    /// chunk's first translating state.
+    pub(super) nat: Box<[NatChunk]>,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
 }
@@ -77,7 +79,7 @@ impl StateTable {
             limit: AtomicUsize::new(limit),
             next_id: AtomicU64::new(1),
             purge_cursor: AtomicU32::new(0),
-            nat: std::sync::OnceLock::new(),
+            nat: (0..MAX_CHUNKS).map(|_| NatChunk::new()).collect(),
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
@@ -130,7 +132,7 @@ impl StateTable {
     /// Slot `idx`'s translated key entry, if there is a side array.
     #[inline]
     fn nat_slot(&self, idx: u32) -> Option<&NatSlot> {
-        self.nat.get()?.get(idx as usize)
+        self.nat.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)
     }
 
     /// The key a chain link reaches its slot by, and the chain's next
@@ -157,6 +159,16 @@ impl StateTable {
         }
         let n = self.nat_slot(idx)?;
         Some((n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire)))
+    }
+
+    /// Slot `idx`'s own key words and, for a translating state, its
+    /// translated ones: what the lock-free path rewrites a packet by (both
+    /// stay for the state's life; a caller matches them against its
+    /// packet, so a slot reused meanwhile shows as no match).
+    #[inline]
+    pub fn keys(&self, idx: u32) -> Option<((u64, u64), Option<(u64, u64)>)> {
+        let s = self.slot(idx)?;
+        Some((s.key_words(), self.nat_key(idx)))
     }
 
     /// Whether any live state has `k` as a key (its own or its translated
@@ -570,8 +582,8 @@ impl StateTable {
         }
         let s = self.slot(idx).expect("allocated");
         if let Some(nk) = nk {
-            let nat = self.nat.get_or_init(|| HugeArray::zeroed(MAX_CHUNKS * CHUNK));
-            let e = &nat[idx as usize];
+            let chunk = self.nat[idx as usize / CHUNK].get_or_init(|| (0..CHUNK).map(|_| NatSlot::default()).collect());
+            let e = &chunk[idx as usize % CHUNK];
             e.k0.store(nk.0, Ordering::Relaxed);
             e.k1.store(nk.1, Ordering::Relaxed);
             let b2 = b2.expect("with nk");
