@@ -16,11 +16,12 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub const USAGE: &str =
-    "usage: softnet pfctl [-denv] [-c config] [-F modifier] [-f file] [-K host] [-k host] [-o level]
-              [-s modifier] [-T command [address ...]] [-t table]
+    "usage: softnet pfctl [-denv] [-a anchor] [-c config] [-F modifier] [-f file] [-K host] [-k host]
+              [-o level] [-s modifier] [-T command [address ...]] [-t table]
+  -a ANCHOR      -f, -F rules, -sr, -sA act on this anchor (ANCHOR/*: and below)
   -f FILE|-      load the ruleset (with -n: parse and check only)
-  -s r|s|S|i|l|t|m|T|a  show rules, states, source-tracking nodes, info, labels,
-                 timeouts, memory limits, tables, all
+  -s r|s|S|i|l|t|m|T|A|a  show rules, states, source-tracking nodes, info, labels,
+                 timeouts, memory limits, tables, anchors, all
                  (-v: counters, -vv: rule numbers, state ids; see pfctl(8))
   -F rules|states|Sources|all  flush
   -k HOST [-k HOST]  kill states from HOST [to HOST]
@@ -49,13 +50,15 @@ pub struct PfctlArgs {
     pub disable: bool,
     pub opt_level: Option<String>,
     pub config: Option<PathBuf>,
+    /// `-a NAME`.
+    pub anchor: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> String {
     format!("softnet pfctl: {}\n{USAGE}", msg.into())
 }
 
-/// Parses pfctl's options (getopt "c:deF:f:k:no:s:T:t:v").
+/// Parses pfctl's options (getopt "a:c:deF:f:k:no:s:T:t:v").
 pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     let mut a = PfctlArgs::default();
     let mut i = 0;
@@ -76,7 +79,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
         while k < letters.len() {
             let c = letters[k];
             k += 1;
-            let takes_arg = "cFfKkostT".contains(c);
+            let takes_arg = "acFfKkostT".contains(c);
             let optarg = if takes_arg {
                 if k < letters.len() {
                     let v: String = letters[k..].iter().collect();
@@ -97,6 +100,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                 ('e', _) => a.enable = true,
                 ('d', _) => a.disable = true,
                 ('f', Some(f)) => a.file = Some(f),
+                ('a', Some(n)) => a.anchor = Some(n),
                 ('c', Some(f)) => a.config = Some(PathBuf::from(f)),
                 ('o', Some(o)) => {
                     if !["none", "basic", "profile"].contains(&o.as_str()) {
@@ -114,6 +118,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "t" | "timeouts" => PfShow::Timeouts,
                         "m" | "memory" => PfShow::Memory,
                         "T" | "Tables" => PfShow::Tables,
+                        "A" | "Anchors" => PfShow::Anchors,
                         "a" | "all" => PfShow::All,
                         _ => return Err(bad(format!("unknown show modifier '{m}'"))),
                     })
@@ -179,6 +184,18 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     }
     if a.noaction && a.file.is_none() {
         return Err(bad("-n needs -f FILE"));
+    }
+    if let Some(name) = &a.anchor {
+        // pfctl's main: what -a applies to, and which names it refuses.
+        let applies = a.file.is_some() || a.show.is_some() || a.flush.is_some() || a.table_cmd.is_some();
+        if !applies && !name.is_empty() {
+            return Err(bad("anchors apply to -f, -F, -s, and -T only"));
+        }
+        if a.table_cmd.is_some() && !name.is_empty() {
+            return Err(bad("-a with -T: tables inside anchors not supported yet"));
+        }
+        let modify = (a.file.is_some() && !a.noaction) || a.flush.is_some();
+        softnet_pf::anchor::command_line_anchor(name, modify)?;
     }
     Ok(a)
 }
@@ -266,8 +283,22 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
             });
         resolver_from(&from_daemon.unwrap_or_default())
     };
-    match softnet_pf::parse_ruleset(&text, &name, &resolver) {
+    let anchor = match &a.anchor {
+        Some(n) => match softnet_pf::anchor::command_line_anchor(n, false) {
+            Ok((p, _)) => p,
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                return 1;
+            }
+        },
+        None => String::new(),
+    };
+    let files = softnet_pf::parse::FsFiles::default();
+    match softnet_pf::parse::parse_ruleset_in(&text, &name, &anchor, &resolver, &files) {
         Ok(rs) => {
+            if a.verbose > 0 {
+                note_load_anchors(&rs, err);
+            }
             // Table files are read as a load reads them (printed as `file "…"`).
             if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
                 let _ = err.write_all(e.as_bytes());
@@ -288,6 +319,50 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
     }
 }
 
+/// pfctl_load_anchors' note on stderr for each `load anchor` (at `-v`).
+fn note_load_anchors(rs: &softnet_pf::Ruleset, err: &mut dyn Write) {
+    for la in &rs.load_anchors {
+        let _ = writeln!(err, "\nLoading anchor {} from {}", la.path, la.file);
+        note_load_anchors(&la.ruleset, err);
+    }
+}
+
+/// Reads the files a ruleset includes (`include`, `load anchor`) the way
+/// the daemon's parse will ask for them, so that they travel with the
+/// text: the daemon may not see the client's files.
+struct Recorder {
+    fs: softnet_pf::parse::FsFiles,
+    seen: std::cell::RefCell<Vec<(String, Result<String, String>)>>,
+}
+
+impl softnet_pf::parse::FileSource for Recorder {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let r = self.fs.read(path);
+        let mut seen = self.seen.borrow_mut();
+        if !seen.iter().any(|(p, _)| p == path) {
+            seen.push((path.to_string(), r.clone()));
+        }
+        r
+    }
+}
+
+/// The files `text` names, read here (parsed with the daemon's interfaces
+/// so that the parse goes as far as the daemon's will).
+fn included_files(socket: &Path, filename: &str, text: &str, anchor: &str) -> Vec<(String, Result<String, String>)> {
+    if !text.contains("include") && !text.contains("load") {
+        return vec![];
+    }
+    let from_daemon =
+        Client::connect(socket).ok().and_then(|mut c| match c.call(&Request::Pfctl(PfctlOp::Interfaces)).ok()? {
+            Response::Text(json) => serde_json::from_str::<Vec<PfInterface>>(&json).ok(),
+            _ => None,
+        });
+    let resolver = resolver_from(&from_daemon.unwrap_or_default());
+    let rec = Recorder { fs: softnet_pf::parse::FsFiles::default(), seen: Default::default() };
+    let _ = softnet_pf::parse::parse_ruleset_in(text, filename, anchor, &resolver, &rec);
+    rec.seen.into_inner()
+}
+
 /// Runs `softnet pfctl ARGS`; returns the exit code.
 pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let a = match parse_args(args) {
@@ -301,12 +376,32 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
         return check_offline(&a, socket, out, err);
     }
     let mut ops: Vec<PfctlOp> = Vec::new();
+    let anchor = a.anchor.clone().filter(|n| !n.is_empty());
     if let Some(f) = a.flush {
-        ops.push(PfctlOp::Flush(f));
+        match (&anchor, f) {
+            // pfctl: -F rules (and the rules part of -F all) of the anchor;
+            // states are not per anchor.
+            (Some(n), PfFlush::Rules | PfFlush::All) => ops.push(PfctlOp::FlushAnchor { anchor: n.clone() }),
+            _ => ops.push(PfctlOp::Flush(f)),
+        }
     }
     if let Some(file) = &a.file {
         match read_ruleset(file) {
-            Ok((filename, text)) => ops.push(PfctlOp::Load { filename, text, opt_level: a.opt_level.clone() }),
+            Ok((filename, text)) => {
+                let path = anchor
+                    .as_deref()
+                    .and_then(|n| softnet_pf::anchor::command_line_anchor(n, true).ok())
+                    .map(|(p, _)| p)
+                    .unwrap_or_default();
+                let files = included_files(socket, &filename, &text, &path);
+                ops.push(PfctlOp::Load {
+                    filename,
+                    text,
+                    opt_level: a.opt_level.clone(),
+                    anchor: anchor.clone(),
+                    files,
+                })
+            }
             Err(e) => {
                 let _ = writeln!(err, "softnet pfctl: {e}");
                 return 1;
@@ -330,7 +425,7 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
     }
     if let Some(what) = a.show {
         // pfctl knows two levels: PF_OPT_VERBOSE, then PF_OPT_VERBOSE2.
-        ops.push(PfctlOp::Show { what, verbose: a.verbose.min(2) });
+        ops.push(PfctlOp::Show { what, verbose: a.verbose.min(2), anchor: anchor.clone() });
     }
     let mut client = match Client::connect(socket) {
         Ok(c) => c,
@@ -425,6 +520,9 @@ mod tests {
         let t = parse_args(&args("-t bad -T add 10.0.0.0/8 !10.1.0.0/16")).unwrap();
         assert_eq!(t.table_cmd, Some(PfTableCmd::Add));
         assert_eq!(t.table_args, vec!["10.0.0.0/8", "!10.1.0.0/16"]);
+        let a = parse_args(&args("-a relayd/* -sA")).unwrap();
+        assert_eq!((a.anchor.as_deref(), a.show), (Some("relayd/*"), Some(PfShow::Anchors)));
+        assert_eq!(parse_args(&args("-a _1 -sr")).unwrap().anchor.as_deref(), Some("_1"));
     }
 
     #[test]
@@ -449,6 +547,11 @@ mod tests {
             "-n",
             "stray",
             "-o fast -sr",
+            "-a foo -e",
+            "-a _1 -F rules",
+            "-a _x/y -f pf.conf",
+            "-a a//b -sr",
+            "-a foo -t bad -T show",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?} should be refused");
         }

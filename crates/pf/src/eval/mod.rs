@@ -127,13 +127,37 @@ impl Cx<'_> {
         self.pf.counters.get(self.worker).reasons[r as usize].inc();
     }
 
+    /// A pflog record for the packet under the rule at `rule` (its index
+    /// in the ruleset tree; `None`: pf's default rule), for a rule inside
+    /// an anchor under the first anchor rule that calls it.
     fn log(&self, rule: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
+        self.log_under(rule, None, action, reason, pd, data)
+    }
+
+    /// `log` for a rule found under the anchor rule `anchor` (tree
+    /// indices): as pflog_packet, the anchor rule's number, the rule's
+    /// own as the subrule, the anchor's name as the ruleset.
+    fn log_under(&self, rule: Option<u32>, anchor: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
         if let Some(q) = self.pf.pflog.load().as_ref() {
+            let (rulenr, subrulenr, ruleset) = match rule.and_then(|i| self.rs.rules.get(i as usize)) {
+                Some(r) if r.node != 0 => {
+                    let node = &self.rs.nodes[r.node as usize];
+                    let caller = anchor
+                        .and_then(|a| self.rs.rules.get(a as usize))
+                        .or_else(|| self.rs.caller_of(r.node as usize))
+                        .map(|c| c.local_nr);
+                    (caller, Some(r.local_nr), node.path.rsplit('/').next().unwrap_or_default())
+                }
+                Some(r) => (Some(r.local_nr), None, ""),
+                None => (rule, None, ""),
+            };
             let m = LogMeta {
                 action,
                 reason: reason as u8,
                 ifname: self.ifp.name(),
-                rulenr: rule,
+                rulenr,
+                subrulenr,
+                ruleset,
                 dir: if self.dir == Direction::In { pflog::PF_IN } else { pflog::PF_OUT },
                 src: pd.src,
                 dst: pd.dst,
@@ -363,11 +387,9 @@ fn test_pd(
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed } = *p;
-    if let Some((gen, nr)) = rule {
-        if gen == cx.rs.gen {
-            if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
-                c.count(cx.dir, pd.tot_len as u64);
-            }
+    if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
+        if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
+            c.count(cx.dir, pd.tot_len as u64);
         }
     }
     if pd.badopts && !allow_opts {

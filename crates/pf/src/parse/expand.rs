@@ -193,6 +193,7 @@ impl Parser<'_> {
                                         state_opts: state_opts.clone(),
                                         translation: Translation { af_to: spec.af_to, ..Translation::default() },
                                         route: None,
+                                        anchor: spec.anchor.clone(),
                                         line,
                                     };
                                     if let Some((p, _)) = icmp {
@@ -218,7 +219,8 @@ impl Parser<'_> {
                                             .map(|pool| Route { kind: *kind, pool });
                                     }
                                     if let Some(l) = &spec.label {
-                                        let l = expand_label(l, &r, self.rs.rules.len());
+                                        let nr = self.dest().len();
+                                        let l = expand_label(l, &r, nr);
                                         if l.len() >= 64 {
                                             problems.push("rule label too long (max 63 chars)".into());
                                         }
@@ -234,10 +236,10 @@ impl Parser<'_> {
                                     }
                                     let inbound =
                                         if binat { Some(self.binat_rdr_rule(&r, &spec, src, line)) } else { None };
-                                    self.rs.rules.push(r);
+                                    self.dest().push(r);
                                     added += 1;
                                     if let Some(Some(rb)) = inbound {
-                                        self.rs.rules.push(rb);
+                                        self.dest().push(rb);
                                     }
                                 }
                             }

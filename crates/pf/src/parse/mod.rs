@@ -17,6 +17,7 @@ use crate::names::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP}
 use crate::resolver::IfResolver;
 
 mod addr;
+mod anchor_stmt;
 mod cursor;
 mod expand;
 mod options;
@@ -26,41 +27,52 @@ mod state_opts;
 
 use cursor::*;
 
+pub use anchor_stmt::{all_rules, FileSource, FsFiles};
+
 /// Parses a whole pf.conf. `filename` is what errors are reported against
-/// (pfctl says `stdin` for `-f -`).
+/// (pfctl says `stdin` for `-f -`). `include` and `load anchor` files are
+/// read from the file system, relative to the working directory as pfctl
+/// reads them.
 ///
 /// Translation and routing options (`nat-to`, `rdr-to`, `route-to`, …) parse
 /// here so `-n` can print them; `load_ruleset` refuses them.
 pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Result<Ruleset, Vec<ParseError>> {
+    parse_ruleset_in(src, filename, "", resolver, &FsFiles::default())
+}
+
+/// `parse_ruleset` for the anchor at `anchor_path` ("" the main ruleset:
+/// `pfctl -a NAME -f`), reading included files through `files`.
+pub fn parse_ruleset_in(
+    src: &str,
+    filename: &str,
+    anchor_path: &str,
+    resolver: &dyn IfResolver,
+    files: &dyn FileSource,
+) -> Result<Ruleset, Vec<ParseError>> {
     let mut p = Parser {
         resolver,
         macros: HashMap::new(),
-        rs: Ruleset { filename: filename.to_string(), ..Ruleset::default() },
+        rs: Ruleset { filename: filename.to_string(), anchor_path: anchor_path.to_string(), ..Ruleset::default() },
         errors: vec![],
+        files,
+        file: filename.to_string(),
+        includes: vec![],
+        bodies: vec![],
+        braces: 0,
         auto_tables: 0,
     };
-    let mut lexer = Lexer::new(src);
-    while let Some(st) = lexer.statement(&p.macros) {
-        if !st.errors.is_empty() {
-            for (line, msg) in st.errors {
-                p.error(line, msg);
-            }
-            // pfctl's lexer turns a bad macro into an error token, which the
-            // grammar then rejects.
-            p.error(st.end_line, "syntax error");
-            continue;
-        }
-        let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
-        if let Err(e) = p.statement(&mut c) {
-            p.error(e.0, e.1);
-        }
+    p.parse_text(src);
+    // `load anchor` files are parsed once the ruleset parsed cleanly, as
+    // pfctl_load_anchors does after parse_config.
+    if p.errors.is_empty() {
+        p.load_anchor_files();
     }
     // Printed rules come after every `set` line, so a floating rule must
     // say so when the final state-policy is if-bound.
     if p.rs.options.state_policy == StatePolicy::IfBound {
-        for r in &mut p.rs.rules {
-            r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
-        }
+        let fix = |r: &mut Rule| r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
+        p.rs.rules.iter_mut().for_each(fix);
+        p.rs.anchors.iter_mut().flat_map(|b| b.rules.iter_mut()).for_each(fix);
     }
     if p.errors.is_empty() {
         Ok(p.rs)
@@ -80,7 +92,19 @@ pub fn load_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Res
 /// Errors for every rule using a feature the evaluator does not have yet.
 pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     let mut errs = vec![];
-    for r in &rs.rules {
+    if !rs.anchor_path.is_empty() && !rs.tables.is_empty() {
+        errs.push(ParseError {
+            file: rs.filename.clone(),
+            line: rs.tables[0].line,
+            message: "tables inside anchors not supported yet".into(),
+        });
+    }
+    for la in &rs.load_anchors {
+        if let Err(e) = check_supported(&la.ruleset) {
+            errs.extend(e);
+        }
+    }
+    for r in anchor_stmt::all_rules(rs) {
         // softnet has a single pflog output, pflog0 (`to pflog0` is parsed
         // as no `to` at all, like pfctl's logif 0).
         if let Some(n) = r.log.and_then(|l| l.to_pflog) {
@@ -186,6 +210,7 @@ struct RuleSpec {
     rdr: Option<pool::RedirSpec>,
     af_to: Option<AddressFamily>,
     route: Option<(RouteKind, pool::RedirSpec)>,
+    anchor: Option<AnchorCall>,
 }
 
 impl RuleSpec {
@@ -217,6 +242,7 @@ impl RuleSpec {
             rdr: None,
             af_to: None,
             route: None,
+            anchor: None,
         }
     }
 }
@@ -226,16 +252,65 @@ struct Parser<'r> {
     macros: HashMap<String, String>,
     rs: Ruleset,
     errors: Vec<ParseError>,
+    /// Where `include` and `load anchor` files come from.
+    files: &'r dyn FileSource,
+    /// The file being read (errors name it).
+    file: String,
+    /// The files being included, outermost first (a loop is an error).
+    includes: Vec<String>,
+    /// The inline anchor bodies being read, outermost first.
+    bodies: Vec<anchor_stmt::Body>,
+    /// Inline anchors met so far (pfctl's `pf->bn`: unnamed ones are `_N`).
+    braces: usize,
     /// Tables made of pool lists so far (`<__automatic_N>`).
     auto_tables: usize,
 }
 
 impl<'r> Parser<'r> {
     fn error(&mut self, line: usize, msg: impl Into<String>) {
-        self.errors.push(ParseError { file: self.rs.filename.clone(), line, message: msg.into() });
+        self.errors.push(ParseError { file: self.file.clone(), line, message: msg.into() });
+    }
+
+    /// Every statement of `src` (the file, or an included one).
+    fn parse_text(&mut self, src: &str) {
+        let mut lexer = Lexer::new(src);
+        while let Some(st) = lexer.statement(&self.macros) {
+            if !st.errors.is_empty() {
+                for (line, msg) in st.errors {
+                    self.error(line, msg);
+                }
+                // pfctl's lexer turns a bad macro into an error token, which the
+                // grammar then rejects.
+                self.error(st.end_line, "syntax error");
+                continue;
+            }
+            let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
+            if let Err(e) = self.statement(&mut c) {
+                self.error(e.0, e.1);
+            }
+        }
+    }
+
+    /// The rules being added to: the innermost inline anchor's, else the
+    /// ruleset's.
+    fn dest(&mut self) -> &mut Vec<Rule> {
+        match self.bodies.last_mut() {
+            Some(b) => &mut b.rules,
+            None => &mut self.rs.rules,
+        }
     }
 
     fn statement(&mut self, c: &mut Cursor) -> PResult<()> {
+        if !self.bodies.is_empty() {
+            // parse.y `pfa_anchorlist`: rules, anchors, tables, includes.
+            return match c.peek_word() {
+                Some("pass" | "block" | "match") => self.rule(c),
+                Some("anchor") => self.anchor_rule(c),
+                Some("include") => self.include(c),
+                Some("table") => Err((c.line(), "tables inside anchors not supported yet".into())),
+                _ => c.syntax(),
+            };
+        }
         if c.peek_at(1).is_some_and(|t| t.is_punct("=")) {
             return self.macro_def(c);
         }
@@ -257,7 +332,10 @@ impl<'r> Parser<'r> {
                 c.next();
                 self.antispoof(c)
             }
-            "anchor" | "load" | "include" | "queue" => Err((line, format!("{w} not supported yet"))),
+            "anchor" => self.anchor_rule(c),
+            "load" => self.load_anchor(c),
+            "include" => self.include(c),
+            "queue" => Err((line, format!("{w} not supported yet"))),
             _ => c.syntax(),
         }
     }

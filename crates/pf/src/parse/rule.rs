@@ -27,6 +27,15 @@ impl Parser<'_> {
                 spec.quick = true;
             }
         }
+        self.rule_match(c, &mut spec)?;
+        self.expand(spec, c.end_line);
+        Ok(())
+    }
+
+    /// A rule's words after `in|out`, `log` and `quick`: `on`, the
+    /// address family, `proto`, `from … to …` and the filter options
+    /// (shared by `pass`/`block`/`match` and `anchor` rules).
+    pub(super) fn rule_match(&mut self, c: &mut Cursor, spec: &mut RuleSpec) -> PResult<()> {
         if c.eat_word("on") {
             spec.interfaces = c.list(|c| {
                 let negated = c.eat_punct("!");
@@ -67,14 +76,13 @@ impl Parser<'_> {
                 spec.dst_ports = p;
             }
         }
-        self.filter_opts(c, &mut spec)?;
+        self.filter_opts(c, spec)?;
         // pfctl: flags on a rule whose protocol list names no tcp.
         let has_flags = spec.flags.is_some_and(|f| f.set != 0 || f.mask != 0);
         let any_proto = spec.protos.iter().any(|p| p.is_none());
         if has_flags && !any_proto && !spec.protos.contains(&Some(IPPROTO_TCP)) {
             return Err((c.end_line, "flags only apply to tcp".into()));
         }
-        self.expand(spec, c.end_line);
         Ok(())
     }
 
