@@ -132,7 +132,7 @@ pub(super) fn state_target(
 /// keys (`StateTable::keys`) and whether the packet goes the state's way.
 #[inline]
 pub(super) fn view_target(
-    keys: ((u64, u64), Option<(u64, u64)>),
+    keys: crate::state::StateKeys,
     pkt: (u64, u64),
     fwd: bool,
     dir: Direction,

@@ -20,6 +20,9 @@ pub const HINT_BATCH: usize = 64;
 /// Longest chain a lock-free probe walks before it takes the shard lock.
 pub(super) const MAX_HOPS: u32 = 64;
 
+/// A state's own key words and its translated ones, if it translates.
+pub type StateKeys = ((u64, u64), Option<(u64, u64)>);
+
 /// A chain link (slot + 1) with this bit reaches the slot by its
 /// translated key (`NatSlot`), and goes on by `NatSlot::next`.
 pub const NAT_LINK: u32 = 1 << 31;
@@ -166,7 +169,7 @@ impl StateTable {
     /// stay for the state's life; a caller matches them against its
     /// packet, so a slot reused meanwhile shows as no match).
     #[inline]
-    pub fn keys(&self, idx: u32) -> Option<((u64, u64), Option<(u64, u64)>)> {
+    pub fn keys(&self, idx: u32) -> Option<StateKeys> {
         let s = self.slot(idx)?;
         Some((s.key_words(), self.nat_key(idx)))
     }
