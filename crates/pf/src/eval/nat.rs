@@ -308,3 +308,96 @@ pub(super) fn translate_icmp_error(pkt: &mut PacketBuf, pd: &Pd, h2: usize, ipro
 fn be16(b: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([b[off], b[off + 1]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use softnet_wire::ipv4::Ipv4Repr;
+    use softnet_wire::tcp::TcpRepr;
+    use softnet_wire::udp::UdpRepr;
+
+    fn ip(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, len: usize) -> Ipv4Repr {
+        Ipv4Repr { src, dst, protocol, ttl: 64, tos: 0, ident: 1, dont_frag: false, payload_len: len }
+    }
+
+    fn packet(proto: u8, e: &Endpoints, payload: &[u8]) -> PacketBuf {
+        let mut b;
+        match proto {
+            PROTO_UDP => {
+                let u = UdpRepr { src_port: e.sport, dst_port: e.dport, payload_len: payload.len() };
+                let i = ip(e.src, e.dst, IpProtocol::UDP, u.buffer_len());
+                b = vec![0u8; i.buffer_len()];
+                i.emit(&mut b);
+                u.emit_with_payload(&mut b[20..], e.src, e.dst, payload);
+            }
+            PROTO_TCP => {
+                let t = TcpRepr {
+                    src_port: e.sport,
+                    dst_port: e.dport,
+                    seq: 7,
+                    ack: 9,
+                    flags: TcpFlags::ACK,
+                    window: 100,
+                    max_seg_size: None,
+                    window_scale: None,
+                    sack_permitted: false,
+                    sack_ranges: [None; 3],
+                    timestamp: None,
+                    payload_len: payload.len(),
+                };
+                let i = ip(e.src, e.dst, IpProtocol::TCP, t.buffer_len());
+                b = vec![0u8; i.buffer_len()];
+                i.emit(&mut b);
+                t.emit_with_payload(&mut b[20..], e.src, e.dst, payload);
+            }
+            _ => unreachable!(),
+        }
+        PacketBuf::from_slice(&b)
+    }
+
+    fn ends(proto: u8) -> impl Strategy<Value = Endpoints> {
+        (any::<u32>(), 1u16.., any::<u32>(), 1u16..).prop_map(move |(s, sp, d, dp)| Endpoints {
+            src: Ipv4Addr::from(s),
+            sport: if proto == PROTO_UDP || proto == PROTO_TCP { sp } else { 0 },
+            dst: Ipv4Addr::from(d),
+            dport: dp,
+        })
+    }
+
+    proptest! {
+        /// pf_translate's incremental updates (RFC 1624) give the checksums
+        /// a full re-sum gives, for any addresses and ports.
+        #[test]
+        fn translated_checksums_equal_a_full_resum(
+            from in ends(PROTO_UDP), to in ends(PROTO_UDP), tcp in any::<bool>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let mut p = packet(proto, &from, &payload);
+            let pd = parse_pd(p.data()).unwrap();
+            translate(&mut p, &pd, &to);
+            let want = packet(proto, &to, &payload);
+            prop_assert_eq!(p.data(), want.data());
+        }
+
+        /// An echo request's id translated, and the ICMP checksum with it.
+        #[test]
+        fn translated_echo_ids_keep_the_icmp_checksum(id in any::<u16>(), nid in any::<u16>(), s in any::<u32>(), ns in any::<u32>()) {
+            let mk = |src: u32, ident: u16| {
+                let r = softnet_wire::icmpv4::Icmpv4Repr::EchoRequest { ident, seq_no: 3, data: b"abc" };
+                let i = ip(Ipv4Addr::from(src), Ipv4Addr::new(10, 0, 2, 2), IpProtocol::ICMP, r.buffer_len());
+                let mut b = vec![0u8; i.buffer_len()];
+                i.emit(&mut b);
+                r.emit(&mut b[20..]);
+                PacketBuf::from_slice(&b)
+            };
+            let mut p = mk(s, id);
+            let pd = parse_pd(p.data()).unwrap();
+            let to = Endpoints { src: Ipv4Addr::from(ns), sport: nid, dst: pd.dst, dport: pd.dport };
+            translate(&mut p, &pd, &to);
+            let want = mk(ns, nid);
+            prop_assert_eq!(p.data(), want.data());
+        }
+    }
+}
