@@ -137,6 +137,13 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if pools.iter().flatten().any(|p| p.sticky) {
             refuse("sticky-address");
         }
+        // pf_lb.c counts a least-states pool's states per address and
+        // gives them back as states go (pf_postprocess_addr); the purge
+        // does not tell the pools yet, so the counts would only grow.
+        let xlate = [r.translation.nat.as_ref(), r.translation.rdr.as_ref()];
+        if xlate.iter().flatten().any(|p| p.kind == PoolType::LeastStates) {
+            refuse("least-states");
+        }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
