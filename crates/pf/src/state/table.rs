@@ -179,16 +179,44 @@ impl StateTable {
     /// tuple is free.
     pub fn key_in_use(&self, k: (u64, u64)) -> bool {
         let b = self.bucket_of(k);
-        let _g = self.shard_of(b).lock.lock();
+        let shard = self.shard_of(b);
+        // Lock-free as `find_words`; a tuple taken meanwhile is caught by
+        // `insert_nat`'s conflict check.
+        for _ in 0..4 {
+            let v1 = shard.version.load(Ordering::Acquire);
+            if v1 & 1 == 0 {
+                let r = self.any_live(b, k);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if let Some(found) = r {
+                    if shard.version.load(Ordering::Relaxed) == v1 {
+                        return found;
+                    }
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let _g = shard.lock.lock();
+        self.any_live(b, k).unwrap_or(true)
+    }
+
+    /// Whether bucket `b`'s chain holds a live state on `k` (`None`: the
+    /// walk was cut short).
+    fn any_live(&self, b: usize, k: (u64, u64)) -> Option<bool> {
         let mut cur = self.buckets[b].load(Ordering::Acquire);
-        while let Some((_, s, key, next)) = self.chain_at(cur) {
+        let mut hops = 0;
+        while cur != 0 {
+            let (_, s, key, next) = self.chain_at(cur)?;
             let bind = s.bind.load(Ordering::Acquire);
             if key == k && bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
-                return true;
+                return Some(true);
             }
             cur = next;
+            hops += 1;
+            if hops >= MAX_HOPS * 4 {
+                return None;
+            }
         }
-        false
+        Some(false)
     }
 
     /// Walks bucket `b`'s chain for the state usable on `ifidx` (bound to
