@@ -289,6 +289,12 @@ pub struct CRule {
     /// Source tracking (`source-track`, `max-src-*`, `overload`): what
     /// the rule's states' nodes count and limit (`crate::srcnode`).
     pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
+    /// `nat-to` and `rdr-to` pools at run time (pf_lb.c).
+    pub nat: Option<crate::lb::CPool>,
+    pub rdr: Option<crate::lb::CPool>,
+    /// The first destination port of the rule (rdr-to maps a port range
+    /// from it).
+    pub dst_port_lo: u16,
 }
 
 /// Where an anchor rule steps into.
@@ -663,8 +669,8 @@ pub fn compile_tree(
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
     for (path, rules) in sources {
-        if let Some(r) = rules.iter().find(|r| !r.translation.is_empty()) {
-            let what = r.translation.keyword().unwrap_or_default().to_string();
+        if let Some(r) = rules.iter().find(|r| r.translation.af_to.is_some()) {
+            let what = "af-to".to_string();
             return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
         }
         for r in rules {
@@ -851,6 +857,26 @@ fn compile_rule(
     }
     let src = endpoint(&r.src, tables, cx.existing_tables)?;
     let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    let mut pool = |p: &Option<crate::model::Pool>| {
+        p.as_ref().and_then(|p| {
+            crate::lb::CPool::new(p, &mut |name| {
+                // pfctl creates a table a pool names without defining it
+                Some(
+                    tables
+                        .entry(name.to_string())
+                        .or_insert_with(|| {
+                            cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                        })
+                        .clone(),
+                )
+            })
+        })
+    };
+    let (nat, rdr) = (pool(&r.translation.nat), pool(&r.translation.rdr));
+    let dst_port_lo = match r.dst.port {
+        Some(PortOp::Eq(a) | PortOp::Range(a, _) | PortOp::Inside(a, _) | PortOp::Outside(a, _)) => a,
+        _ => 0,
+    };
     let route = match (&r.route, r.action) {
         (Some(rt), Action::Pass) => {
             if let Addr::Table(name) = &rt.pool.addr {
@@ -935,6 +961,9 @@ fn compile_rule(
         skip: [0; SKIP_COUNT],
         states_cur: Default::default(),
         src_track,
+        nat,
+        rdr,
+        dst_port_lo,
     })
 }
 

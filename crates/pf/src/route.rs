@@ -61,8 +61,8 @@ impl CRoute {
     /// makes it).
     pub fn compile(r: &Route, tables: &dyn Fn(&str) -> Option<Arc<Table>>) -> Result<CRoute, Unsupported> {
         Self::check(r)?;
-        let pool =
-            CPool::new(&r.pool, tables).ok_or_else(|| Unsupported(format!("{} to this address", r.kind.keyword())))?;
+        let pool = CPool::new(&r.pool, &mut |name| tables(name))
+            .ok_or_else(|| Unsupported(format!("{} to this address", r.kind.keyword())))?;
         Ok(CRoute { kind: r.kind, pool, ifname: r.pool.ifname.clone() })
     }
 

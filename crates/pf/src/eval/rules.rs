@@ -37,6 +37,12 @@ struct Walk<'a> {
     log_matches: u32,
     /// The last pass/block rule that matched (`ctx->rm`).
     matched: Option<&'a CRule>,
+    /// The last `match` rules with a nat-to and an rdr-to the packet
+    /// matched: their translation holds unless the deciding rule has its
+    /// own (pf_match_rule runs pf_get_transaddr on each match rule, and
+    /// pf_test_rule on the deciding one).
+    nat: Option<&'a CRule>,
+    rdr: Option<&'a CRule>,
     /// The anchor rule last stepped into (`ctx->a`, which pf does not
     /// restore when it steps out), and the one `matched` was found under
     /// (`ctx->am`).
@@ -174,6 +180,12 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             w.rtable = Some(t);
         }
         if r.action == Action::Match {
+            if r.nat.is_some() {
+                w.nat = Some(r);
+            }
+            if r.rdr.is_some() {
+                w.rdr = Some(r);
+            }
             if let Some(c) = counters.rule(i) {
                 c.count(cx.dir, pd.tot_len as u64);
             }
@@ -272,6 +284,8 @@ pub(super) fn test_rule(
         log_match_n: 0,
         log_matches: 0,
         matched: None,
+        nat: None,
+        rdr: None,
         a: None,
         am: None,
         depth: 0,
@@ -285,7 +299,7 @@ pub(super) fn test_rule(
         cx.count(Reason::Match);
         return Decision::Drop;
     }
-    let Walk { tag, rtable, log_match, log_matches, matched, am, .. } = w;
+    let Walk { tag, rtable, log_match, log_matches, matched, am, nat, rdr, .. } = w;
     let Some(r) = matched else {
         // pf's default rule: pass, no state. pf_test_rule still runs
         // pf_log_matches on it (rule number -1).
@@ -297,6 +311,23 @@ pub(super) fn test_rule(
             // PF_LOG_FORCE, under the default rule: a drop (pflog_packet).
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
+        }
+        if nat.is_some() || rdr.is_some() {
+            // A translation from a `match` rule makes a state even under
+            // the default rule (pf_test_rule: `nr != NULL`); softnet names
+            // the translating rule as the state's.
+            let xl = match nat::transaddr(cx, pd, nat, rdr) {
+                Ok(e) => e,
+                Err(reason) => {
+                    cx.count(reason);
+                    return Decision::Drop;
+                }
+            };
+            let owner = nat.or(rdr).expect("one of them");
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, log_match, Some(xl)) {
+                cx.count(reason);
+                return Decision::Drop;
+            }
         }
         if tag != 0 {
             pkt.meta.pf_tag = tag;
@@ -342,10 +373,24 @@ pub(super) fn test_rule(
                 cx.log_under(Some(r.nr), am, log_action(r), Reason::IpOption, pd, pkt.data());
                 return Decision::Drop;
             }
-            if keeps_state(r) {
+            let nat = if r.nat.is_some() { Some(r) } else { nat };
+            let rdr = if r.rdr.is_some() { Some(r) } else { rdr };
+            let xl = if nat.is_some() || rdr.is_some() {
+                match nat::transaddr(cx, pd, nat, rdr) {
+                    Ok(e) => Some(e),
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                }
+            } else {
+                None
+            };
+            // A translated packet always gets a state (pf_test_rule: `nr`).
+            if keeps_state(r) || xl.is_some() {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match, xl) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -444,6 +489,10 @@ pub(super) fn log_action(r: &CRule) -> u8 {
     }
 }
 
+/// pf_create_state: a state for the packet (keyed as it came, and also
+/// under `xlate`'s key when it is translated), and the packet rewritten
+/// to `xlate`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn create_state(
     cx: &Cx,
     r: &CRule,
@@ -452,6 +501,7 @@ pub(super) fn create_state(
     tag: u16,
     rtable: Option<u16>,
     log_match: [u32; LOG_MATCH_MAX],
+    xlate: Option<nat::Endpoints>,
 ) -> Result<(), Reason> {
     let now = cx.now.as_nanos();
     // pf_test_rule: the source's node first (pf_insert_src_node), then
@@ -561,7 +611,7 @@ pub(super) fn create_state(
             st.timeout = tidx(Timeout::OtherFirst) as u8;
         }
     }
-    match cx.pf.states.insert(st) {
+    match cx.pf.states.insert_nat(st, xlate.map(|e| e.key(pd.proto, cx.dir))) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.
@@ -578,6 +628,9 @@ pub(super) fn create_state(
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            if let Some(to) = xlate {
+                nat::translate(pkt, pd, &to);
             }
             if let Some((kind, nh)) = route {
                 // The creating packet goes the state's way.
