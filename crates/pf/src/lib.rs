@@ -39,6 +39,8 @@ pub mod names;
 pub mod parse;
 pub mod print;
 pub mod resolver;
+pub mod rule_opts;
+mod services;
 
 // Evaluation: compiled rulesets, states, tables, pflog, the filter.
 pub mod chksum;

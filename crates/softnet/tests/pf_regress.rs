@@ -79,8 +79,13 @@ fn is_family(stem: &str, prefix: &str) -> bool {
 /// Runs one case; `Err` says why it failed.
 fn run_case(bin: &Path, dir: &Path, c: &Case) -> Result<(), String> {
     let config = regress_dir().join("interfaces.toml");
-    let mut args: Vec<String> = vec!["pfctl".into(), "-c".into(), config.display().to_string(), "-o".into(), "none".into()];
-    args.extend(if c.family == Family::Pfsimple { vec!["-nf", "-"] } else { vec!["-nv", "-f", "-"] }.into_iter().map(String::from));
+    let mut args: Vec<String> =
+        vec!["pfctl".into(), "-c".into(), config.display().to_string(), "-o".into(), "none".into()];
+    args.extend(
+        if c.family == Family::Pfsimple { vec!["-nf", "-"] } else { vec!["-nv", "-f", "-"] }
+            .into_iter()
+            .map(String::from),
+    );
     if c.family == Family::Pfopt {
         let opts = fs::read_to_string(dir.join(format!("{}.opts", c.stem))).unwrap_or_default();
         args.extend(opts.split_whitespace().map(String::from));
@@ -219,10 +224,7 @@ fn openbsd_pfctl_regress_cases() {
         eprintln!("{f:?}: {p} passed, {n} failed");
     }
     if !unlisted.is_empty() {
-        eprintln!(
-            "these cases pass but are not in tests/pf-regress/passing (add them):\n  {}",
-            unlisted.join("\n  ")
-        );
+        eprintln!("these cases pass but are not in tests/pf-regress/passing (add them):\n  {}", unlisted.join("\n  "));
     }
     assert!(
         regressions.is_empty(),
