@@ -15,8 +15,8 @@ use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub const USAGE: &str = "usage: softnet pfctl [-denv] [-c config] [-F modifier] [-f file] [-k host] [-o level]
-              [-s modifier] [-T command [address ...]] [-t table]
+pub const USAGE: &str = "usage: softnet pfctl [-deOnqv] [-a anchor] [-c config] [-D macro=value] [-F modifier]
+              [-f file] [-k host] [-o level] [-s modifier] [-T command [address ...]] [-t table]
   -f FILE|-      load the ruleset (with -n: parse and check only)
   -s r|s|i|l|t|m|T|a  show rules, states, info, labels, timeouts, memory limits,
                  tables, all
@@ -27,6 +27,9 @@ pub const USAGE: &str = "usage: softnet pfctl [-denv] [-c config] [-F modifier] 
   -e | -d        enable | disable
   -o none|basic|profile  ruleset optimization
   -c FILE        with -n: resolve interfaces from this softnet.toml
+  -D MACRO=VALUE define a macro; the file's own definition does not override it
+  -O             with -n: only the options (set ...) of the file
+  -q             only print errors and warnings
   -v             verbose (twice: more verbose)";
 
 /// What the command line asked for.
@@ -45,13 +48,20 @@ pub struct PfctlArgs {
     pub disable: bool,
     pub opt_level: Option<String>,
     pub config: Option<PathBuf>,
+    /// `-D name=value`, in command-line order.
+    pub defines: Vec<(String, String)>,
+    /// `-O`: load only the options.
+    pub options_only: bool,
+    pub quiet: bool,
+    /// `-a anchor`.
+    pub anchor: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> String {
     format!("softnet pfctl: {}\n{USAGE}", msg.into())
 }
 
-/// Parses pfctl's options (getopt "c:deF:f:k:no:s:T:t:v").
+/// Parses pfctl's options (getopt "a:c:D:deF:f:k:nOo:qs:T:t:v").
 pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     let mut a = PfctlArgs::default();
     let mut i = 0;
@@ -72,7 +82,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
         while k < letters.len() {
             let c = letters[k];
             k += 1;
-            let takes_arg = "cFfkostT".contains(c);
+            let takes_arg = "acDFfkostT".contains(c);
             let optarg = if takes_arg {
                 if k < letters.len() {
                     let v: String = letters[k..].iter().collect();
@@ -94,6 +104,15 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                 ('d', _) => a.disable = true,
                 ('f', Some(f)) => a.file = Some(f),
                 ('c', Some(f)) => a.config = Some(PathBuf::from(f)),
+                // pfctl_cmdline_symset: the name is what comes before the
+                // last '='.
+                ('D', Some(d)) => match d.rsplit_once('=') {
+                    Some((n, v)) => a.defines.push((n.to_string(), v.to_string())),
+                    None => return Err(bad(format!("could not parse macro definition {d}"))),
+                },
+                ('O', _) => a.options_only = true,
+                ('q', _) => a.quiet = true,
+                ('a', Some(n)) => a.anchor = Some(n),
                 ('o', Some(o)) => {
                     if !["none", "basic", "profile"].contains(&o.as_str()) {
                         return Err(bad(format!("unknown optimization level {o:?}")));
@@ -167,6 +186,15 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     if a.noaction && a.file.is_none() {
         return Err(bad("-n needs -f FILE"));
     }
+    if a.anchor.is_some() {
+        return Err(bad("-a: anchors not supported yet"));
+    }
+    if a.options_only && !a.noaction {
+        return Err(bad("-O without -n not supported yet"));
+    }
+    if !a.defines.is_empty() && a.file.is_none() {
+        return Err(bad("-D needs -f FILE"));
+    }
     Ok(a)
 }
 
@@ -183,8 +211,9 @@ fn resolver_from(ifs: &[PfInterface]) -> StaticResolver {
     r
 }
 
-/// A resolver built from a softnet.toml: interfaces, addresses, and the
-/// egress group (interfaces that reach a configured default gateway).
+/// A resolver built from a softnet.toml: interfaces, addresses, their
+/// groups, and the egress group (interfaces that reach a configured default
+/// gateway).
 pub fn resolver_from_config(c: &Config) -> StaticResolver {
     let gw: Option<Ipv4Addr> = c.routes.iter().find(|r| r.prefix_len == 0).and_then(|r| match r.via {
         crate::config::RouteVia::Gateway(g) => Some(g),
@@ -196,10 +225,12 @@ pub fn resolver_from_config(c: &Config) -> StaticResolver {
         .map(|i| PfInterface {
             name: i.name.clone(),
             addrs: i.addrs.iter().map(|a| format!("{}/{}", a.addr, a.prefix_len)).collect(),
-            groups: if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) {
-                vec!["egress".into()]
-            } else {
-                vec![]
+            groups: {
+                let mut g = i.groups.clone();
+                if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) {
+                    g.push("egress".into());
+                }
+                g
             },
         })
         .collect();

@@ -16,8 +16,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The `egress` group: the interfaces the default route goes out of.
+pub fn egress_interfaces(stack: &Stack) -> Vec<String> {
+    let ifs = stack.ifaces.load();
+    stack
+        .routes
+        .get(0, Ipv4Addr::UNSPECIFIED, 0)
+        .and_then(|r| ifs.get_weak(r.ifp).map(|i| i.name().to_string()))
+        .into_iter()
+        .collect()
+}
+
 /// Answers the pf parser from the running stack: interface names, their
-/// addresses, and the `egress` group (the interfaces of the default route).
+/// addresses, and their groups: those `ifconfig IF group NAME` set, `egress`
+/// (the interfaces of the default route) and `all` (every interface).
 pub struct StackResolver {
     ifs: Arc<IfSnapshot>,
     egress: Vec<String>,
@@ -25,24 +37,23 @@ pub struct StackResolver {
 
 impl StackResolver {
     pub fn new(stack: &Stack) -> StackResolver {
-        let ifs = stack.ifaces.load_full();
-        let egress = stack
-            .routes
-            .get(0, Ipv4Addr::UNSPECIFIED, 0)
-            .and_then(|r| ifs.get_weak(r.ifp).map(|i| i.name().to_string()))
-            .into_iter()
-            .collect();
-        StackResolver { ifs, egress }
+        StackResolver { ifs: stack.ifaces.load_full(), egress: egress_interfaces(stack) }
     }
 
     /// The same facts as the control protocol carries them.
     pub fn describe(&self) -> Vec<PfInterface> {
         self.ifs
             .iter()
-            .map(|i| PfInterface {
-                name: i.name().to_string(),
-                addrs: i.addrs().iter().map(|a| a.to_string()).collect(),
-                groups: if self.egress.iter().any(|e| e == i.name()) { vec!["egress".into()] } else { vec![] },
+            .map(|i| {
+                let mut groups = i.groups();
+                if self.egress.iter().any(|e| e == i.name()) {
+                    groups.push("egress".into());
+                }
+                PfInterface {
+                    name: i.name().to_string(),
+                    addrs: i.addrs().iter().map(|a| a.to_string()).collect(),
+                    groups,
+                }
             })
             .collect()
     }
@@ -62,10 +73,15 @@ impl IfResolver for StackResolver {
         false
     }
     fn group_members(&self, group: &str) -> Vec<String> {
-        if group == "egress" {
-            self.egress.clone()
-        } else {
-            Vec::new()
+        match group {
+            "egress" => self.egress.clone(),
+            "all" => self.interfaces(),
+            _ => self
+                .ifs
+                .iter()
+                .filter(|i| i.groups().iter().any(|g| g == group))
+                .map(|i| i.name().to_string())
+                .collect(),
         }
     }
 }
