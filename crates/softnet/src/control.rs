@@ -234,6 +234,11 @@ impl Handler {
                         return Response::Error(e.to_string());
                     }
                 }
+                if actions.iter().any(|a| matches!(a, IfAction::AddGroup(_) | IfAction::DelGroup(_))) {
+                    if let Err(e) = self.pf.groups_changed() {
+                        return Response::Error(format!("pf: ruleset kept: {e}"));
+                    }
+                }
                 text(String::new())
             }
         }

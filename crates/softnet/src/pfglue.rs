@@ -157,6 +157,18 @@ impl PfService {
         self.pf.load(&rs, &resolver).map_err(|e| format!("{e}\n"))
     }
 
+    /// After `ifconfig IF [-]group NAME`: the running ruleset compiled
+    /// again (atomically, states kept) so that `on NAME` covers the group's
+    /// members now, as pf follows group changes (the compiled rules hold
+    /// a group's members, expanded at load).
+    pub fn groups_changed(&self) -> Result<(), String> {
+        let cur = self.pf.ruleset();
+        if cur.gen == 0 {
+            return Ok(());
+        }
+        self.pf.load(&cur.source, &StackResolver::new(&self.stack)).map_err(|e| format!("{e}\n"))
+    }
+
     /// Loads a ruleset file (the config's `pf`).
     pub fn load_file(&self, path: &Path) -> Result<(), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -351,6 +363,33 @@ mod tests {
         let err = load_table_files(&mut rs).unwrap_err();
         assert!(err.starts_with("pf.conf:1: cannot load") && err.contains("missing.txt"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `on GROUP` follows `ifconfig IF group NAME`: the compiled rule's
+    /// members are the group's members after each change.
+    #[test]
+    fn rules_on_a_group_follow_group_changes() {
+        use softnet_core::stack::StackConfig;
+        use softnet_core::vlink;
+        use softnet_wire::ethernet::MacAddr;
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
+        let (r0, _a) = vlink::wire(1, 64);
+        let (r1, _b) = vlink::wire(1, 64);
+        stack.create_interface("sn-r0", MacAddr([2, 0, 0, 0, 1, 1]), 1500, r0.link_queues()).unwrap();
+        stack.create_interface("sn-r1", MacAddr([2, 0, 0, 0, 2, 1]), 1500, r1.link_queues()).unwrap();
+        let svc = PfService::new(stack.clone());
+        svc.groups_changed().unwrap(); // nothing loaded: nothing to do
+        stack.add_group("sn-r1", "lan").unwrap();
+        svc.load_text("pf.conf", "block in on lan\npass out on sn-r0\n", None).unwrap();
+        let members = |svc: &PfService| svc.pf.ruleset().rules[0].ifm.as_ref().unwrap().members.clone();
+        assert_eq!(members(&svc), ["sn-r1"]);
+        stack.add_group("sn-r0", "lan").unwrap();
+        svc.groups_changed().unwrap();
+        assert_eq!(members(&svc), ["sn-r0", "sn-r1"]);
+        stack.del_group("sn-r1", "lan").unwrap();
+        svc.groups_changed().unwrap();
+        assert_eq!(members(&svc), ["sn-r0"]);
+        assert_eq!(svc.pf.ruleset().rules.len(), 2);
     }
 
     /// The daemon's pf looks routes up in the stack's tables: `no-route`
