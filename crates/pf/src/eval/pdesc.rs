@@ -1,0 +1,326 @@
+//! pf_setup_pdesc and pf_normalize_tcp: the packet description pf
+//! evaluates (full parse and the fast parse of the common case), and the
+//! state keys it gives.
+
+use super::*;
+
+/// The packet description (pf's `pf_pdesc`).
+#[derive(Debug, Clone, Copy)]
+pub struct Pd {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub tos: u8,
+    pub hlen: usize,
+    pub tot_len: usize,
+    /// IP options other than NOP/EOL.
+    pub badopts: bool,
+    /// Ports for TCP/UDP; for ICMP the virtual id/type in key order.
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp: TcpSeg,
+    pub tcp_hlen: usize,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub icmp_id: u16,
+}
+
+impl Pd {
+    /// The description of an IP header alone: no transport fields yet.
+    pub(crate) fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, tos: u8, hlen: usize, tot_len: usize) -> Pd {
+        Pd {
+            src,
+            dst,
+            proto,
+            tos,
+            hlen,
+            tot_len,
+            badopts: false,
+            sport: 0,
+            dport: 0,
+            tcp: TcpSeg::default(),
+            tcp_hlen: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+        }
+    }
+}
+
+/// `pf_icmp_mapping`: (is an error, dir of a query: In for requests, the
+/// virtual type that keys the state).
+pub(super) fn icmp_mapping(ty: u8) -> (bool, Direction, u8) {
+    use icmpv4::msg_type as t;
+    match ty {
+        t::ECHO_REQUEST => (false, Direction::In, t::ECHO_REQUEST),
+        t::ECHO_REPLY => (false, Direction::Out, t::ECHO_REQUEST),
+        t::TIMESTAMP => (false, Direction::In, t::TIMESTAMP),
+        t::TIMESTAMP_REPLY => (false, Direction::Out, t::TIMESTAMP),
+        t::INFO_REQUEST => (false, Direction::In, t::INFO_REQUEST),
+        t::INFO_REPLY => (false, Direction::Out, t::INFO_REQUEST),
+        t::MASK_REQUEST => (false, Direction::In, t::MASK_REQUEST),
+        t::MASK_REPLY => (false, Direction::Out, t::MASK_REQUEST),
+        t::ROUTER_SOLICIT => (false, Direction::In, t::ROUTER_SOLICIT),
+        t::ROUTER_ADVERT => (false, Direction::Out, t::ROUTER_SOLICIT),
+        t::DST_UNREACHABLE | t::SOURCE_QUENCH | t::REDIRECT | t::TIME_EXCEEDED | t::PARAM_PROBLEM => {
+            (true, Direction::In, ty)
+        }
+        _ => (false, Direction::In, ty),
+    }
+}
+
+/// Parses the headers pf looks at. `Err` carries the drop reason.
+///
+/// pf.c `pf_setup_pdesc` drops as `short`: a TCP segment whose header
+/// (the 20 fixed bytes, or its data offset) does not fit in the IP
+/// datagram or whose data offset is below 5, a UDP datagram whose
+/// `uh_ulen` is below 8 or past the IP datagram, an ICMP message shorter
+/// than 8 bytes, and a TCP or UDP packet to destination port 0 (the
+/// source port may be 0).
+pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
+    let ip = Ipv4Packet::new_checked(data).map_err(|_| Reason::Short)?;
+    let hlen = ip.header_len() as usize;
+    let tot = (ip.total_len() as usize).min(data.len());
+    let mut pd = Pd::ip(ip.src(), ip.dst(), ip.protocol().0, ip.tos(), hlen, tot);
+    if hlen > 20 {
+        pd.badopts = softnet_wire::ipv4::options(ip.options()).any(|o| {
+            o.map(|o| o.kind != softnet_wire::ipv4::option::NOP && o.kind != softnet_wire::ipv4::option::EOL)
+                .unwrap_or(true)
+        });
+    }
+    let l4 = &data[hlen..tot];
+    match pd.proto {
+        PROTO_TCP => {
+            if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            let off = (l4[12] >> 4) as usize * 4;
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() {
+                return Err(Reason::Short);
+            }
+            let t = TcpPacket::new_checked(l4).map_err(|_| Reason::Short)?;
+            pd.sport = t.src_port();
+            pd.dport = t.dst_port();
+            if pd.dport == 0 {
+                return Err(Reason::Short);
+            }
+            pd.tcp_hlen = off;
+            let flags = t.flags().bits();
+            let mut wscale = None;
+            if flags & TH_SYN != 0 {
+                for o in t.option_iter() {
+                    if let Ok(softnet_wire::tcp::TcpOption::WindowScale(s)) = o {
+                        wscale = Some(s.min(14));
+                    }
+                }
+            }
+            pd.tcp = TcpSeg {
+                flags,
+                seq: t.seq_number(),
+                ack: t.ack_number(),
+                win: t.window(),
+                len: (l4.len() - off) as u32,
+                wscale,
+            };
+        }
+        PROTO_UDP => {
+            if l4.len() < softnet_wire::udp::HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            let ulen = u16::from_be_bytes([l4[4], l4[5]]) as usize;
+            if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            pd.sport = u16::from_be_bytes([l4[0], l4[1]]);
+            pd.dport = u16::from_be_bytes([l4[2], l4[3]]);
+            if pd.dport == 0 {
+                return Err(Reason::Short);
+            }
+        }
+        PROTO_ICMP => {
+            if l4.len() < icmpv4::HEADER_LEN {
+                return Err(Reason::Short);
+            }
+            pd.icmp_type = l4[0];
+            pd.icmp_code = l4[1];
+            pd.icmp_id = u16::from_be_bytes([l4[4], l4[5]]);
+            let (_, idir, vtype) = icmp_mapping(pd.icmp_type);
+            // The key's "ports": id on the requester's side.
+            if idir == Direction::In {
+                pd.sport = pd.icmp_id;
+                pd.dport = vtype as u16;
+            } else {
+                pd.sport = vtype as u16;
+                pd.dport = pd.icmp_id;
+            }
+        }
+        _ => {}
+    }
+    Ok(pd)
+}
+
+#[inline]
+pub(super) fn be16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+#[inline]
+pub(super) fn be32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+#[inline]
+pub(super) fn be64(d: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5], d[at + 6], d[at + 7]])
+}
+
+/// Bytes 12..20 of a TCP header as one big-endian word: data offset and
+/// `th_x2` (bits 63..56), flags (55..48), window, checksum, urgent
+/// pointer (15..0). The bits that show a segment `pf_normalize_tcp`
+/// leaves alone whatever its other flags: `th_x2`, SYN, ACK and the
+/// urgent pointer; and their values then: ACK set, the rest zero. (With
+/// ACK set and SYN clear no flag combination is illegal or rewritten.)
+pub(super) const TCP_PLAIN_MASK: u64 = 0x0f << 56 | ((TH_SYN | TH_ACK) as u64) << 48 | 0xffff;
+pub(super) const TCP_PLAIN: u64 = (TH_ACK as u64) << 48;
+
+/// `parse_pd` for the packets most traffic is made of: a 20-byte IPv4
+/// header (no options), not a fragment, UDP, or TCP with ACK and without
+/// SYN (no options to look at) that `pf_normalize_tcp` has nothing to do
+/// with. `None`: anything else, or anything `parse_pd` would reject; the
+/// caller then takes the full path, so both give the same `Pd` for every
+/// packet this accepts.
+#[inline]
+pub fn parse_fast(d: &[u8]) -> Option<Pd> {
+    if d.len() < 20 || d[0] != 0x45 {
+        return None;
+    }
+    let tot = be16(d, 2) as usize;
+    if tot < 20 || tot > d.len() || be16(d, 6) & 0x3fff != 0 {
+        return None;
+    }
+    let proto = d[9];
+    let l4 = &d[20..tot];
+    let mut pd = Pd::ip(Ipv4Addr::from(be32(d, 12)), Ipv4Addr::from(be32(d, 16)), proto, d[1], 20, tot);
+    match proto {
+        PROTO_UDP => {
+            if l4.len() < softnet_wire::udp::HEADER_LEN {
+                return None;
+            }
+            let ulen = be16(l4, 4) as usize;
+            if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
+                return None;
+            }
+        }
+        PROTO_TCP => {
+            if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
+                return None;
+            }
+            let w = be64(l4, 12);
+            let off = (w >> 60) as usize * 4;
+            // One compare for SYN (options to read), the reserved bits,
+            // and the flags and urgent pointer pf_normalize_tcp looks at.
+            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || w & TCP_PLAIN_MASK != TCP_PLAIN {
+                return None;
+            }
+            pd.tcp_hlen = off;
+            pd.tcp = TcpSeg {
+                flags: (w >> 48) as u8,
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                win: (w >> 32) as u16,
+                len: (l4.len() - off) as u32,
+                wscale: None,
+            };
+        }
+        _ => return None,
+    }
+    pd.sport = be16(l4, 0);
+    pd.dport = be16(l4, 2);
+    // pf_setup_pdesc: to port 0 is short; the full path drops it.
+    if pd.dport == 0 {
+        return None;
+    }
+    Some(pd)
+}
+
+/// `pkt_key(pd, dir).words()`, without the trip through memory.
+#[inline]
+pub(super) fn pkt_key_words(pd: &Pd, dir: Direction) -> (u64, u64) {
+    let (s, d) = (u32::from(pd.src) as u64, u32::from(pd.dst) as u64);
+    let (sp, dp) = (pd.sport as u64, pd.dport as u64);
+    let proto = (pd.proto as u64) << 16;
+    if dir == Direction::In {
+        (s << 32 | d, sp << 48 | dp << 32 | proto)
+    } else {
+        (d << 32 | s, dp << 48 | sp << 32 | proto)
+    }
+}
+
+/// The in hook's key words for a packet `parse_fast` took.
+#[inline]
+pub(crate) fn in_key_words(pd: &Pd) -> (u64, u64) {
+    pkt_key_words(pd, Direction::In)
+}
+
+#[inline]
+pub(super) fn pkt_key(pd: &Pd, dir: Direction) -> StateKey {
+    let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
+    let mut k = StateKey { proto: pd.proto, ..StateKey::empty() };
+    k.addr[s] = pd.src;
+    k.addr[d] = pd.dst;
+    k.port[s] = pd.sport;
+    k.port[d] = pd.dport;
+    k
+}
+
+pub(super) fn dir_code(dir: Direction) -> u8 {
+    match dir {
+        Direction::In => DIR_IN,
+        Direction::Out => DIR_OUT,
+    }
+}
+
+/// pf_norm.c `pf_normalize_tcp` on a TCP segment (header checked by
+/// `parse_pd`): `None` drops it (SYN with RST; neither SYN, ACK nor RST;
+/// FIN, PUSH or URG without ACK). Otherwise FIN is cleared on a SYN, the
+/// reserved bits (`th_x2`) are cleared, and so is the urgent pointer when
+/// URG is not set, each with an RFC 1624 update of the checksum; the
+/// flags after that are returned.
+pub(super) fn normalize_tcp(seg: &mut [u8]) -> Option<u8> {
+    const TH_PUSH: u8 = TcpFlags::PSH.bits();
+    const TH_URG: u8 = TcpFlags::URG.bits();
+    let mut t = TcpPacket::new_unchecked(seg);
+    let old_flags = t.flags().bits();
+    let mut flags = old_flags;
+    if flags & TH_SYN != 0 {
+        if flags & TH_RST != 0 {
+            return None;
+        }
+        flags &= !TH_FIN;
+    } else if flags & (TH_ACK | TH_RST) == 0 {
+        return None;
+    }
+    if flags & TH_ACK == 0 && flags & (TH_FIN | TH_PUSH | TH_URG) != 0 {
+        return None;
+    }
+    let old_sum = t.checksum();
+    let mut sum = old_sum;
+    let x2 = t.reserved();
+    if flags != old_flags || x2 != 0 {
+        let hlen = t.header_len();
+        // Data offset, th_x2 and flags are one 16-bit word of the sum.
+        let word = |x2: u8, f: u8| u16::from_be_bytes([(hlen / 4) << 4 | x2, f]);
+        sum = checksum::update16(sum, word(x2, old_flags), word(0, flags));
+        t.set_header_len(hlen);
+        t.set_flags(TcpFlags::from_bits(flags));
+    }
+    let urp = t.urgent();
+    if flags & TH_URG == 0 && urp != 0 {
+        sum = checksum::update16(sum, urp, 0);
+        t.set_urgent(0);
+    }
+    if sum != old_sum {
+        t.set_checksum(sum);
+    }
+    Some(flags)
+}

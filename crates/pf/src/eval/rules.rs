@@ -1,0 +1,405 @@
+//! pf_test_rule / pf_match_rule: the rule walk with skip steps, logging
+//! of matches, and state creation.
+
+use super::*;
+
+/// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
+/// routed in so far (a `match ... rtable` before, else its own), the one
+/// `no-route` and `urpf-failed` look in.
+#[inline]
+pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: u16) -> bool {
+    use crate::compile::AddrMatch;
+    let hit = match e.addr {
+        AddrMatch::NoRoute => cx.pf.routable(a, rtable, None) == Some(false),
+        AddrMatch::UrpfFailed => cx.pf.routable(a, rtable, Some(cx.ifp)) == Some(false),
+        _ => {
+            let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            e.addr.matches(a, &lookup)
+        }
+    };
+    hit != e.negated
+}
+
+/// pf_match_rule + the tail of pf_test_rule.
+pub(super) fn test_rule(
+    cx: &Cx,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let rules = &cx.rs.rules;
+    let ifname = cx.ifp.name();
+    let mut tag = pkt.meta.pf_tag;
+    let mut rtable: Option<u16> = None;
+    // pf_rule_actions' log bits, gathered from the `match` rules passed:
+    // a state logs each of its packets under every `log (all)` one (the
+    // state's match_rules); each `log (matches)` one makes every later
+    // matching rule log the packet once more (pf_log_matches).
+    let mut log_match = [NO_RULE; LOG_MATCH_MAX];
+    let mut log_match_n = 0usize;
+    let mut log_matches = 0u32;
+    let mut matched: Option<&CRule> = None;
+    let n = rules.len();
+    let mut i = 0usize;
+    let w = cx.worker;
+    let is_tcp_udp = pd.proto == PROTO_TCP || pd.proto == PROTO_UDP;
+    let counters = cx.rs.counters.get(w);
+    let hot = &cx.rs.hot[..n];
+    let (src, dst) = (u32::from(pd.src), u32::from(pd.dst));
+    // Evaluations are counted per run of consecutive rules: `run..next`
+    // is the run so far (`next`: one past the last rule evaluated).
+    let mut run = 0usize;
+    let mut next = 0usize;
+    while i < n {
+        if i != next {
+            counters.evaluated(run, next);
+            run = i;
+        }
+        next = i + 1;
+        let h = &hot[i];
+        if h.flags != 0 {
+            let r = &rules[i];
+            if h.flags & HOT_IFM != 0 && !r.ifm.as_ref().is_some_and(|m| m.matches(ifname)) {
+                i = h.skip[SKIP_IFP] as usize;
+                continue;
+            }
+        }
+        if h.dir.is_some_and(|d| d != cx.dir) {
+            i = h.skip[SKIP_DIR] as usize;
+            continue;
+        }
+        if h.flags & HOT_INET6 != 0 {
+            i = h.skip[SKIP_AF] as usize;
+            continue;
+        }
+        if h.proto.is_some_and(|p| p != pd.proto) {
+            i = h.skip[SKIP_PROTO] as usize;
+            continue;
+        }
+        let src_ok = if h.flags & HOT_SRC_SLOW != 0 {
+            endpoint_matches(cx, &rules[i].src, pd.src, rtable.unwrap_or(pkt.meta.rtable))
+        } else {
+            src & h.src.1 == h.src.0
+        };
+        if !src_ok {
+            i = h.skip[SKIP_SRC_ADDR] as usize;
+            continue;
+        }
+        let dst_ok = if h.flags & HOT_DST_SLOW != 0 {
+            endpoint_matches(cx, &rules[i].dst, pd.dst, rtable.unwrap_or(pkt.meta.rtable))
+        } else {
+            dst & h.dst.1 == h.dst.0
+        };
+        if !dst_ok {
+            i = h.skip[SKIP_DST_ADDR] as usize;
+            continue;
+        }
+        if is_tcp_udp {
+            if h.src_port.is_some_and(|op| !op.matches(pd.sport)) {
+                i = h.skip[SKIP_SRC_PORT] as usize;
+                continue;
+            }
+            if h.dst_port.is_some_and(|op| !op.matches(pd.dport)) {
+                i = h.skip[SKIP_DST_PORT] as usize;
+                continue;
+            }
+        } else if h.src_port.is_some() || h.dst_port.is_some() {
+            i += 1;
+            continue;
+        }
+        let r = &rules[i];
+        if h.flags & HOT_REST != 0 {
+            if let Some(im) = r.icmp {
+                if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code)
+                {
+                    i += 1;
+                    continue;
+                }
+            }
+            if r.tos.is_some_and(|t| t != pd.tos) {
+                i += 1;
+                continue;
+            }
+            if pd.proto == PROTO_TCP && !r.flags.is_any() && (pd.tcp.flags & r.flags.mask) != r.flags.set {
+                i += 1;
+                continue;
+            }
+            if let Some((id, neg)) = r.tagged {
+                if (tag == id) == neg {
+                    i += 1;
+                    continue;
+                }
+            }
+        }
+        // The rule matches.
+        if r.tag != 0 {
+            tag = r.tag;
+        }
+        if let Some(t) = r.rtable {
+            rtable = Some(t);
+        }
+        if r.action == Action::Match {
+            if let Some(c) = counters.rule(i) {
+                c.count(cx.dir, pd.tot_len as u64);
+            }
+            if let Some(l) = r.log {
+                cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
+                if l.all && log_match_n < LOG_MATCH_MAX {
+                    log_match[log_match_n] = r.nr;
+                    log_match_n += 1;
+                }
+                if l.matches {
+                    log_matches += 1;
+                }
+            }
+            if log_matches > 0 {
+                log_later_match(cx, r, log_matches, pd, pkt);
+            }
+            i += 1;
+            continue;
+        }
+        if log_matches > 0 {
+            log_later_match(cx, r, log_matches, pd, pkt);
+        }
+        matched = Some(r);
+        if r.quick {
+            break;
+        }
+        i += 1;
+    }
+    counters.evaluated(run, next);
+    let Some(r) = matched else {
+        // pf's default rule: pass, no state. pf_test_rule still runs
+        // pf_log_matches on it (rule number -1).
+        if log_matches > 0 {
+            log_default_rule_matches(cx, log_matches, pd, pkt);
+        }
+        if pd.badopts {
+            cx.count(Reason::IpOption);
+            // PF_LOG_FORCE, under the default rule: a drop (pflog_packet).
+            cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
+            return Decision::Drop;
+        }
+        if tag != 0 {
+            pkt.meta.pf_tag = tag;
+        }
+        if let Some(t) = rtable {
+            pkt.meta.rtable = t;
+        }
+        return Decision::Pass;
+    };
+    cx.count(Reason::Match);
+    if let Some(c) = counters.rule(r.nr as usize) {
+        c.count(cx.dir, pd.tot_len as u64);
+    }
+    count_tables(cx, r, pd);
+    let logged = r.log.is_some();
+    // pf_test_rule logs the rule that decided (under its own action)
+    // before anything can still drop the packet, then runs
+    // pf_log_matches on it once more: with `log (matches)` the deciding
+    // rule is logged twice per such `match` rule, once in the walk and
+    // once here.
+    if logged {
+        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+    }
+    if log_matches > 0 {
+        log_later_match(cx, r, log_matches, pd, pkt);
+    }
+    match r.action {
+        Action::Block(how) => {
+            send_return(cx, r, how, pd, pkt, bufs, replies);
+            Decision::Drop
+        }
+        Action::Pass | Action::Match => {
+            if pd.badopts && !r.allow_opts {
+                cx.count(Reason::IpOption);
+                // PF_LOG_FORCE: logged with or without `log` on the rule,
+                // under the rule's own action as pflog_packet writes it
+                // (only the default rule's records say block).
+                cx.log(Some(r.nr), log_action(r), Reason::IpOption, pd, pkt.data());
+                return Decision::Drop;
+            }
+            if keeps_state(r) {
+                // A state that cannot be made drops the packet without a
+                // log record of its own (pf: counted, not logged).
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match) {
+                    cx.count(reason);
+                    return Decision::Drop;
+                }
+            }
+            if tag != 0 {
+                pkt.meta.pf_tag = tag;
+            }
+            if let Some(t) = rtable {
+                pkt.meta.rtable = t;
+            }
+            Decision::Pass
+        }
+    }
+}
+
+/// pf_test's log records for a packet of a state (`pd.pflog |= st->log`):
+/// under the state's rule (as a pass) when the record is forced or that
+/// rule says `log (all)`, then under each `match … log (all)` rule the
+/// state's creating packet matched, latest first as pf walks the state's
+/// `match_rules`, all with the packet's reason. The `match` rules are read
+/// from the state in `slot`, if it is still the state the packet matched
+/// (live, same rule); a state removed meanwhile has no records for them.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn log_state_packet(
+    cx: &Cx,
+    rule: Option<(u32, u32)>,
+    log: u8,
+    forced: bool,
+    slot: u32,
+    reason: Reason,
+    pd: &Pd,
+    pkt: &PacketBuf,
+) {
+    if forced || log & sflags::LOG_ALL != 0 {
+        cx.log(rule.map(|r| r.1), pflog::PF_PASS, reason, pd, pkt.data());
+    }
+    if log & sflags::LOG_MATCHES_ALL == 0 {
+        return;
+    }
+    let Some(st) = cx.pf.states.get(slot) else { return };
+    if Some((st.ruleset_gen, st.rule_nr)) != rule {
+        return;
+    }
+    for &nr in st.log_match.iter().rev().filter(|&&nr| nr != NO_RULE) {
+        cx.log(Some(nr), pflog::PF_MATCH, reason, pd, pkt.data());
+    }
+}
+
+/// pf_log_matches: after a `match ... log (matches)` rule, every rule the
+/// packet goes on to match logs it, once per such `match` rule, under its
+/// own number and action (the deciding rule again after the walk); a rule
+/// with `log (matches)` itself was logged already.
+#[cold]
+pub(super) fn log_later_match(cx: &Cx, r: &CRule, times: u32, pd: &Pd, pkt: &PacketBuf) {
+    if r.log.is_some_and(|l| l.matches) {
+        return;
+    }
+    for _ in 0..times {
+        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+    }
+}
+
+/// pf_log_matches on pf's default rule (number -1, pass) when no rule
+/// decided.
+#[cold]
+pub(super) fn log_default_rule_matches(cx: &Cx, times: u32, pd: &Pd, pkt: &PacketBuf) {
+    for _ in 0..times {
+        cx.log(None, pflog::PF_PASS, Reason::Match, pd, pkt.data());
+    }
+}
+
+/// pf_test's PF_LOG_FORCE for a packet dropped before any rule or state
+/// saw it: malformed (pf_setup_pdesc) or refused by fragment reassembly
+/// (pf_normalize_ip). Logged under pf's default rule (-1) as a block,
+/// with the addresses when the IPv4 header holds them and no ports, as
+/// pf's `pf_pdesc` has them at that point; nothing without pflog.
+#[cold]
+pub(super) fn log_forced(cx: &Cx, reason: Reason, data: &[u8]) {
+    let (src, dst, proto) = match Ipv4Packet::new_checked(data) {
+        Ok(ip) => (ip.src(), ip.dst(), ip.protocol().0),
+        Err(_) => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0),
+    };
+    let pd = Pd::ip(src, dst, proto, 0, 0, data.len());
+    cx.log(None, pflog::PF_DROP, reason, &pd, data);
+}
+
+/// The action a pflog header carries for a rule (pflog_packet: the
+/// rule's own action).
+pub(super) fn log_action(r: &CRule) -> u8 {
+    match r.action {
+        Action::Match => pflog::PF_MATCH,
+        Action::Pass => pflog::PF_PASS,
+        Action::Block(_) => pflog::PF_DROP,
+    }
+}
+
+pub(super) fn create_state(
+    cx: &Cx,
+    r: &CRule,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    tag: u16,
+    rtable: Option<u16>,
+    log_match: [u32; LOG_MATCH_MAX],
+) -> Result<(), Reason> {
+    if let Some(max) = r.max_states {
+        if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
+            cx.pf.counters.get(cx.worker).lcounters[LCNT_STATES].inc();
+            return Err(Reason::StateLimit);
+        }
+    }
+    let now = cx.now.as_nanos();
+    let mut st = StateData {
+        key: pkt_key(pd, cx.dir),
+        kif: if r.if_bound { cx.kif() } else { 0 },
+        direction: dir_code(cx.dir),
+        flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
+            | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
+            | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
+            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
+        timeout_set: r.timeout_set,
+        rule_nr: r.nr,
+        ruleset_gen: cx.rs.gen,
+        log_match,
+        tag,
+        rtable: rtable.map(|t| t as i16).unwrap_or(-1),
+        creation: now,
+        expire: now,
+        packets: [1, 0],
+        bytes: [pd.tot_len as u64, 0],
+        creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
+        ..StateData::default()
+    };
+    let mut rewrite = None;
+    match pd.proto {
+        PROTO_TCP => {
+            let iss = (r.keep_state == StateMode::Modulate).then(|| cx.pf.iss(pd, cx.now));
+            rewrite = tcp_track::init_state(&mut st, &pd.tcp, iss);
+            st.timeout = tidx(Timeout::TcpFirst) as u8;
+        }
+        PROTO_UDP => {
+            st.src.state = udps::SINGLE;
+            st.dst.state = udps::NO_TRAFFIC;
+            st.timeout = tidx(Timeout::UdpFirst) as u8;
+        }
+        PROTO_ICMP => {
+            st.timeout = tidx(Timeout::IcmpFirst) as u8;
+        }
+        _ => {
+            st.src.state = udps::SINGLE;
+            st.dst.state = udps::NO_TRAFFIC;
+            st.timeout = tidx(Timeout::OtherFirst) as u8;
+        }
+    }
+    match cx.pf.states.insert(st) {
+        Ok(idx) => {
+            // Link the packet's inbound state to the new outbound one, or
+            // leave the new inbound state in the packet for pf out.
+            let mut link = if cx.dir == Direction::In { 0 } else { pkt.meta.pf_link };
+            cx.relink(&mut link, idx, 0);
+            pkt.meta.pf_link = link;
+            r.states_cur.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
+                c.states_created.inc();
+            }
+            if r.if_bound {
+                cx.pf.note_ifname(cx.ifp);
+            }
+            if let Some(seq) = rewrite {
+                let ack = pd.tcp.ack;
+                patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            Ok(())
+        }
+        Err(crate::state::InsertError::Limit) => Err(Reason::Memory),
+        Err(crate::state::InsertError::Conflict) => Err(Reason::StateInsert),
+    }
+}

@@ -1,0 +1,323 @@
+//! pf_test_state_*: a packet against the state table (TCP, UDP/other,
+//! ICMP), including the inline established path.
+
+use super::*;
+
+/// The common case whole and inline in the hook's loop, so that the
+/// state's view and the verdict stay in registers (returned through
+/// memory from calls they cost a store-forwarding stall per packet): a
+/// UDP or other non-TCP, non-ICMP packet `parse_fast` took, whose state
+/// the packet's link names (pf out: the reverse link pf in left; pf in:
+/// `hint`, the batch's guess) and which changes neither the peer states
+/// nor the timeout. `None`: anything else, for `test_parsed` (which then
+/// decides it from the start).
+#[inline(always)]
+pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
+    if pd.proto == PROTO_TCP || pd.proto == PROTO_ICMP {
+        return None;
+    }
+    let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
+    let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
+    let fwd = v.direction == dir_code(cx.dir);
+    if !other_steady(&v, fwd, pd.proto == PROTO_UDP) {
+        return None;
+    }
+    cx.pf.counters.get(cx.worker).searches.inc();
+    cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+    cx.relink(&mut link, v.idx, v.rev);
+    pkt.meta.pf_link = link;
+    Some(state_passed(cx, pd, pkt, &view_passed(&v, fwd)))
+}
+
+/// The state bits that have its packets logged.
+pub(super) const STATE_LOG: u8 = sflags::LOG_ALL | sflags::LOG_MATCHES_ALL;
+
+pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
+    StateVerdict::Pass(Passed {
+        rule: Some((st.ruleset_gen, st.rule_nr)),
+        log: st.flags & STATE_LOG,
+        slot,
+        tag: st.tag,
+        rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
+        allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
+    })
+}
+
+pub(super) fn view_pass(v: &StateView, fwd: bool) -> StateVerdict {
+    StateVerdict::Pass(view_passed(v, fwd))
+}
+
+#[inline(always)]
+pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
+    Passed {
+        rule: Some((v.ruleset_gen, v.rule_nr)),
+        log: v.flags & STATE_LOG,
+        slot: v.idx,
+        tag: v.tag,
+        rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
+        allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
+    }
+}
+
+pub(super) fn account(st: &mut StateData, fwd: bool, bytes: usize) {
+    let i = if fwd { 0 } else { 1 };
+    st.packets[i] += 1;
+    st.bytes[i] += bytes as u64;
+}
+
+pub(super) fn set_timeout(st: &mut StateData, now: Instant, t: Timeout) {
+    st.expire = now.as_nanos();
+    st.timeout = tidx(t) as u8;
+}
+
+pub(super) enum TcpOutcome {
+    Pass(StateVerdict, Option<(u32, u32)>),
+    Drop(Option<Reason>, Option<TcpReply>),
+    Reuse,
+}
+
+pub(super) struct TcpReply {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+}
+
+pub(super) fn test_state_tcp(
+    cx: &Cx,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    link: &mut u64,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> StateVerdict {
+    let key = pkt_key_words(pd, cx.dir);
+    let dirc = dir_code(cx.dir);
+    let seg = pd.tcp;
+    let pf = cx.pf;
+    let now = cx.now;
+    let out = cx.with_state_linked(key, link, |slot, st| {
+        let fwd = st.direction == dirc;
+        let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
+        if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
+            if dst.state >= tcps::FIN_WAIT_2 && src.state >= tcps::FIN_WAIT_2 {
+                // State reuse: the old connection is over, a new one starts.
+                st.timeout = crate::state::TIMEOUT_PURGE;
+                return TcpOutcome::Reuse;
+            } else if dst.state >= tcps::ESTABLISHED && src.state >= tcps::ESTABLISHED {
+                // SYN on an established connection (a rebooted peer):
+                // answer with a challenge ACK on behalf of the destination.
+                return TcpOutcome::Drop(None, Some(TcpReply { seq: dst.seqlo, ack: src.seqlo, flags: TH_ACK }));
+            }
+        }
+        if tcp_track::is_sloppy(st) {
+            let t = tcp_track::track_sloppy(st, fwd, &seg);
+            set_timeout(st, now, t);
+            account(st, fwd, pd.tot_len);
+            return TcpOutcome::Pass(state_pass(st, slot, fwd), None);
+        }
+        let (track, t) = tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now));
+        match track {
+            Track::Pass { rewrite } => {
+                if let Some(t) = t {
+                    set_timeout(st, now, t);
+                }
+                account(st, fwd, pd.tot_len);
+                TcpOutcome::Pass(state_pass(st, slot, fwd), rewrite)
+            }
+            Track::Drop { rst } => {
+                TcpOutcome::Drop(Some(Reason::StateMismatch), rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }))
+            }
+        }
+    });
+    match out {
+        None | Some(TcpOutcome::Reuse) => StateVerdict::NoState,
+        Some(TcpOutcome::Pass(v, rewrite)) => {
+            if let Some((seq, ack)) = rewrite {
+                patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            v
+        }
+        Some(TcpOutcome::Drop(reason, reply)) => {
+            if let Some(r) = reply {
+                if let Some(p) =
+                    build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL)
+                {
+                    replies.push(p);
+                }
+            }
+            StateVerdict::Drop(reason)
+        }
+    }
+}
+
+/// Rewrites a TCP segment's sequence and acknowledgment numbers with
+/// incremental checksum updates (RFC 1624).
+pub(super) fn patch_seq_ack(pkt: &mut PacketBuf, hlen: usize, seq: u32, ack: u32) {
+    let d = &mut pkt.data_mut()[hlen..];
+    let mut t = TcpPacket::new_unchecked(d);
+    let mut c = t.checksum();
+    c = checksum::update32(c, t.seq_number(), seq);
+    c = checksum::update32(c, t.ack_number(), ack);
+    t.set_seq_number(seq);
+    t.set_ack_number(ack);
+    t.set_checksum(c);
+}
+
+/// UDP and other protocols' peer states and timeout after a packet from
+/// `src` toward `dst` (pf_test_state, the non-TCP, non-ICMP part).
+#[inline]
+pub(super) fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
+    if *src < udps::SINGLE {
+        *src = udps::SINGLE;
+    }
+    if *dst == udps::SINGLE {
+        *dst = udps::MULTIPLE;
+    }
+    let multiple = *src == udps::MULTIPLE && *dst == udps::MULTIPLE;
+    match (udp, multiple) {
+        (true, true) => Timeout::UdpMultiple,
+        (true, false) => Timeout::UdpSingle,
+        (false, true) => Timeout::OtherMultiple,
+        (false, false) => Timeout::OtherSingle,
+    }
+}
+
+/// Whether a packet (`fwd`: in the state's direction) leaves the state
+/// the view shows as it is: peer states and timeout unchanged by
+/// `other_step`, as for every packet of an established flow, so only the
+/// counters and the activity time move (`StateTable::touch`, no lock).
+#[inline(always)]
+pub(super) fn other_steady(v: &StateView, fwd: bool, udp: bool) -> bool {
+    let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+    let (mut s, mut d) = (s0, d0);
+    let t = other_step(udp, &mut s, &mut d);
+    s == s0 && d == d0 && v.timeout == tidx(t) as u8
+}
+
+pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
+    let key = pkt_key_words(pd, cx.dir);
+    let dirc = dir_code(cx.dir);
+    let udp = pd.proto == PROTO_UDP;
+    // Fast path: the packet changes neither the peer states nor the
+    // timeout (every packet of an established flow), so only the counters
+    // and the activity time move, without the state's lock.
+    match cx.probe_linked(pd, *link) {
+        Probe::Miss => return StateVerdict::NoState,
+        Probe::Hit(v) => {
+            let fwd = v.direction == dirc;
+            if other_steady(&v, fwd, udp) {
+                cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                cx.relink(link, v.idx, v.rev);
+                return view_pass(&v, fwd);
+            }
+        }
+        Probe::Busy => {}
+    }
+    cx.with_state_linked(key, link, |slot, st| {
+        let fwd = st.direction == dirc;
+        let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
+        let t = other_step(udp, &mut src.state, &mut dst.state);
+        set_timeout(st, cx.now, t);
+        account(st, fwd, pd.tot_len);
+        state_pass(st, slot, fwd)
+    })
+    .unwrap_or(StateVerdict::NoState)
+}
+
+pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdict {
+    let (is_error, icmp_dir, _) = icmp_mapping(pd.icmp_type);
+    let dirc = dir_code(cx.dir);
+    if !is_error {
+        let key = pkt_key_words(pd, cx.dir);
+        match cx.probe_linked(pd, *link) {
+            Probe::Miss => return StateVerdict::NoState,
+            Probe::Hit(v) if v.timeout == tidx(Timeout::IcmpError) as u8 => {
+                let fwd = v.direction == dirc;
+                let flow = if fwd { Direction::In } else { Direction::Out };
+                if flow != icmp_dir {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+                cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                cx.relink(link, v.idx, v.rev);
+                return view_pass(&v, fwd);
+            }
+            _ => {}
+        }
+        return cx
+            .with_state_linked(key, link, |slot, st| {
+                let fwd = st.direction == dirc;
+                // A request must flow in the state's direction, a reply against it.
+                let flow = if fwd { Direction::In } else { Direction::Out };
+                if flow != icmp_dir {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+                set_timeout(st, cx.now, Timeout::IcmpError);
+                account(st, fwd, pd.tot_len);
+                state_pass(st, slot, fwd)
+            })
+            .unwrap_or(StateVerdict::NoState);
+    }
+    // An error: find the state of the packet it quotes.
+    let inner = &data[pd.hlen + icmpv4::HEADER_LEN..pd.tot_len];
+    // The quote is truncated: check only what is read.
+    if inner.len() < softnet_wire::ipv4::MIN_HEADER_LEN || inner[0] >> 4 != 4 {
+        return StateVerdict::Drop(Some(Reason::Short));
+    }
+    let ip2 = Ipv4Packet::new_unchecked(inner);
+    let h2 = ip2.header_len() as usize;
+    if h2 < softnet_wire::ipv4::MIN_HEADER_LEN || h2 > inner.len() {
+        return StateVerdict::Drop(Some(Reason::Short));
+    }
+    if ip2.frag_offset() != 0 {
+        return StateVerdict::Drop(Some(Reason::Fragment));
+    }
+    let (isrc, idst, iproto) = (ip2.src(), ip2.dst(), ip2.protocol().0);
+    if pd.dst != isrc {
+        return StateVerdict::Drop(Some(Reason::StateMismatch));
+    }
+    let l4 = &inner[h2..];
+    // The quoted packet went the other way: its source sits at index 1
+    // for an inbound error.
+    let (s, d) = if cx.dir == Direction::In { (1, 0) } else { (0, 1) };
+    let mut key = StateKey { proto: iproto, ..StateKey::empty() };
+    key.addr[s] = isrc;
+    key.addr[d] = idst;
+    match iproto {
+        PROTO_TCP | PROTO_UDP => {
+            if l4.len() < 8 {
+                return StateVerdict::Drop(Some(Reason::Short));
+            }
+            key.port[s] = u16::from_be_bytes([l4[0], l4[1]]);
+            key.port[d] = u16::from_be_bytes([l4[2], l4[3]]);
+        }
+        PROTO_ICMP => {
+            if l4.len() < icmpv4::HEADER_LEN {
+                return StateVerdict::Drop(Some(Reason::Short));
+            }
+            let (ierr, idir, vtype) = icmp_mapping(l4[0]);
+            if ierr {
+                return StateVerdict::Drop(Some(Reason::StateMismatch));
+            }
+            let id = u16::from_be_bytes([l4[4], l4[5]]);
+            let (ps, pdp) = if idir == Direction::In { (id, vtype as u16) } else { (vtype as u16, id) };
+            key.port[s] = ps;
+            key.port[d] = pdp;
+        }
+        _ => {}
+    }
+    let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
+    cx.with_state(key.words(), |slot, st| {
+        if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
+            // The quoted packet is from the state's src when this error
+            // flows against the state's direction.
+            let quoted_fwd = st.direction != dirc;
+            if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
+                return StateVerdict::Drop(Some(Reason::StateMismatch));
+            }
+        }
+        let fwd = st.direction == dirc;
+        account(st, fwd, pd.tot_len);
+        state_pass(st, slot, fwd)
+    })
+    .unwrap_or(StateVerdict::NoState)
+}

@@ -1,0 +1,264 @@
+//! Addresses and ports: hosts, interface addresses, tables, port
+//! operators (parse.y's `host`, `ipspec`, `port_item`).
+
+use super::*;
+
+impl Parser<'_> {
+    // ----- addresses -----
+
+    /// One `[!] host` element; may resolve to several addresses.
+    pub(super) fn xhost(&mut self, c: &mut Cursor) -> PResult<Vec<HostItem>> {
+        let neg = c.eat_punct("!");
+        let mut hs = self.host(c)?;
+        for h in &mut hs {
+            h.negated ^= neg;
+        }
+        Ok(hs)
+    }
+
+    /// `any | xhost | { xhost … }`
+    pub(super) fn ipspec(&mut self, c: &mut Cursor) -> PResult<Vec<HostItem>> {
+        if c.eat_word("any") {
+            return Ok(vec![HostItem { addr: Addr::Any, negated: false }]);
+        }
+        if c.peek().is_some_and(|t| t.is_punct("{")) {
+            let lists = c.list(|c| self.xhost(c))?;
+            return Ok(lists.into_iter().flatten().collect());
+        }
+        self.xhost(c)
+    }
+
+    pub(super) fn host(&mut self, c: &mut Cursor) -> PResult<Vec<HostItem>> {
+        let line = c.line();
+        let one = |addr| Ok(vec![HostItem { addr, negated: false }]);
+        if c.eat_punct("<") {
+            let name = c.string()?;
+            c.expect_punct(">")?;
+            if name.len() >= 32 {
+                return Err((line, format!("table name too long: {name}")));
+            }
+            return one(Addr::Table(name));
+        }
+        if c.eat_punct("(") {
+            let spec = c.string()?;
+            c.expect_punct(")")?;
+            let (ifname, modifier, no_alias) = split_if_modifiers(&spec).ok_or((line, "syntax error".into()))??;
+            return one(Addr::Dynamic { ifname, modifier, no_alias });
+        }
+        if c.eat_word("no-route") {
+            return one(Addr::NoRoute);
+        }
+        if c.eat_word("urpf-failed") {
+            return one(Addr::UrpfFailed);
+        }
+        let name = c.string()?;
+        if matches!(name.as_str(), "any" | "all") {
+            return Err((line, "syntax error".into()));
+        }
+        // address range: a - b
+        if c.peek().is_some_and(|t| t.is_word("-")) {
+            c.next();
+            let hi = c.string()?;
+            return match (name.parse::<IpAddr>(), hi.parse::<IpAddr>()) {
+                (Ok(a), Ok(b)) if a.is_ipv4() == b.is_ipv4() => one(Addr::Range(a, b)),
+                _ => Err((line, format!("invalid address range {name} - {hi}"))),
+            };
+        }
+        let mask = if c.eat_punct("/") {
+            let l = c.line();
+            let n = c.number()?;
+            if n > 128 {
+                return Err((l, format!("invalid netmask '/{n}'")));
+            }
+            Some(n as u8)
+        } else {
+            None
+        };
+        self.resolve_host(&name, mask, line)
+    }
+
+    /// pfctl's `host()`: an interface (with modifiers) or `self`, a literal
+    /// address, or nothing (no DNS here).
+    pub(super) fn resolve_host(&mut self, name: &str, mask: Option<u8>, line: usize) -> PResult<Vec<HostItem>> {
+        let hosts =
+            |nets: Vec<IpNet>| nets.into_iter().map(|n| HostItem { addr: Addr::Net(n), negated: false }).collect();
+        if let Some(r) = split_if_modifiers(name) {
+            let (ifname, modifier, no_alias) = r.map_err(|m| (line, m.1))?;
+            if ifname == "self" || self.resolver.exists(&ifname) {
+                if mask.is_some() && matches!(modifier, IfAddrModifier::Network | IfAddrModifier::Broadcast) {
+                    return Err((line, "network or broadcast lookup, but extra netmask given".into()));
+                }
+                let mut nets = self.if_lookup(&ifname, modifier, no_alias);
+                if let Some(m) = mask {
+                    nets = nets.into_iter().map(|n| IpNet::new(n.addr, m.min(max_prefix(n.addr)))).collect();
+                }
+                if nets.is_empty() {
+                    return Err((line, format!("no IP address found for {name}")));
+                }
+                return Ok(hosts(nets));
+            }
+            if name.contains(':') && modifier != IfAddrModifier::Address || no_alias {
+                return Err((line, format!("unknown interface {ifname}")));
+            }
+        }
+        if let Ok(a) = name.parse::<IpAddr>() {
+            let p = mask.unwrap_or(max_prefix(a));
+            if a.is_ipv4() && p > 32 {
+                return Err((line, format!("netmask {p} invalid for IPv4 address")));
+            }
+            return Ok(hosts(vec![IpNet::new(a, p)]));
+        }
+        // "10/8", "192.168/16": inet_net_pton's short forms need a mask
+        if let (Some(m), Some(a)) = (mask, short_v4(name)) {
+            if m > 32 {
+                return Err((line, format!("netmask {m} invalid for IPv4 address")));
+            }
+            return Ok(hosts(vec![IpNet::new(IpAddr::V4(a), m)]));
+        }
+        Err((line, format!("no IP address found for {name}")))
+    }
+
+    /// pfctl's `ifa_lookup`: the addresses of an interface, group or `self`.
+    pub(super) fn if_lookup(&self, name: &str, modifier: IfAddrModifier, no_alias: bool) -> Vec<IpNet> {
+        let ifs = if name == "self" { self.resolver.interfaces() } else { self.resolver.expand(name) };
+        let mut out = vec![];
+        for ifname in ifs {
+            let (mut got4, mut got6) = (false, false);
+            for a in self.resolver.addresses(&ifname) {
+                let net = match modifier {
+                    IfAddrModifier::Broadcast => match a.broadcast() {
+                        Some(b) if !self.resolver.is_loopback(&ifname) && a.peer.is_none() => IpNet::host(b),
+                        _ => continue,
+                    },
+                    IfAddrModifier::Peer => match a.peer {
+                        Some(p) => IpNet::host(p),
+                        None => continue,
+                    },
+                    IfAddrModifier::Network => {
+                        if a.is_scoped() {
+                            continue;
+                        }
+                        a.network()
+                    }
+                    IfAddrModifier::Address => IpNet::host(a.addr),
+                };
+                let v4 = a.addr.is_ipv4();
+                if no_alias && ((v4 && got4) || (!v4 && got6)) {
+                    continue;
+                }
+                if v4 {
+                    got4 = true;
+                } else {
+                    got6 = true;
+                }
+                out.push(net);
+            }
+        }
+        out
+    }
+
+    // ----- ports -----
+
+    pub(super) fn port_value(c: &mut Cursor) -> PResult<u16> {
+        let line = c.line();
+        let w = c.string()?;
+        port_number(&w).map_err(|m| (line, m))
+    }
+
+    pub(super) fn port_item(c: &mut Cursor) -> PResult<PortOp> {
+        let line = c.line();
+        let unary = ["=", "!=", "<", "<=", ">", ">="].into_iter().find(|p| c.peek().is_some_and(|t| t.is_punct(p)));
+        if let Some(op) = unary {
+            c.next();
+            let v = Self::port_value(c)?;
+            return Ok(match op {
+                "=" => PortOp::Eq(v),
+                "!=" => PortOp::Ne(v),
+                "<" => PortOp::Lt(v),
+                "<=" => PortOp::Le(v),
+                ">" => PortOp::Gt(v),
+                _ => PortOp::Ge(v),
+            });
+        }
+        let w = c.string()?;
+        if let Some((a, b)) = w.split_once(':') {
+            let a = port_number(a).map_err(|m| (line, m))?;
+            let b = port_number(b).map_err(|m| (line, m))?;
+            return Ok(PortOp::Range(a, b));
+        }
+        let a = port_number(&w).map_err(|m| (line, m))?;
+        if c.eat_punct("><") {
+            return Ok(PortOp::Inside(a, Self::port_value(c)?));
+        }
+        if c.eat_punct("<>") {
+            return Ok(PortOp::Outside(a, Self::port_value(c)?));
+        }
+        Ok(PortOp::Eq(a))
+    }
+
+    /// `[ipspec] [port portspec]`
+    pub(super) fn ipportspec(&mut self, c: &mut Cursor) -> PResult<(Vec<HostItem>, Vec<Option<PortOp>>)> {
+        let hosts = if c.peek().is_some_and(|t| t.is_word("port")) {
+            vec![HostItem { addr: Addr::Any, negated: false }]
+        } else {
+            self.ipspec(c)?
+        };
+        let ports =
+            if c.eat_word("port") { c.list(Self::port_item)?.into_iter().map(Some).collect() } else { vec![None] };
+        Ok((hosts, ports))
+    }
+}
+
+/// Splits `em0:network:0` into the name and its modifiers. `None` if the
+/// text has no interface-like form (e.g. an IPv6 address); `Some(Err)` for a
+/// bad combination.
+#[allow(clippy::type_complexity)]
+pub(super) fn split_if_modifiers(s: &str) -> Option<Result<(String, IfAddrModifier, bool), (usize, String)>> {
+    let mut parts = s.split(':');
+    let name = parts.next()?;
+    if name.is_empty() || name.parse::<IpAddr>().is_ok() || s.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let mut modifier = IfAddrModifier::Address;
+    let mut no_alias = false;
+    for m in parts {
+        let new = match m {
+            "network" => IfAddrModifier::Network,
+            "broadcast" => IfAddrModifier::Broadcast,
+            "peer" => IfAddrModifier::Peer,
+            "0" => {
+                no_alias = true;
+                continue;
+            }
+            _ => return None,
+        };
+        if modifier != IfAddrModifier::Address {
+            return Some(Err((0, "illegal combination of interface modifiers".into())));
+        }
+        modifier = new;
+    }
+    Some(Ok((name.to_string(), modifier, no_alias)))
+}
+
+pub(super) fn short_v4(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut o = [0u8; 4];
+    for (i, p) in parts.iter().enumerate() {
+        o[i] = p.parse().ok()?;
+    }
+    Some(Ipv4Addr::from(o))
+}
+
+pub(super) fn port_number(w: &str) -> Result<u16, String> {
+    match parse_number(w) {
+        Some(n) if n > 65535 => Err(format!("illegal port value {n}")),
+        Some(n) => Ok(n as u16),
+        None => names::service_by_name(w).ok_or_else(|| format!("unknown port {w}")),
+    }
+}

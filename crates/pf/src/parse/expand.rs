@@ -1,0 +1,306 @@
+//! `antispoof`, expansion of lists into rules, pfctl's `rule_consistent`,
+//! and label macros.
+
+use super::*;
+
+impl Parser<'_> {
+    // ----- antispoof -----
+
+    pub(super) fn antispoof(&mut self, c: &mut Cursor) -> PResult<()> {
+        let mut log = None;
+        let mut quick = false;
+        for _ in 0..2 {
+            if log.is_none() && c.eat_word("log") {
+                log = Some(Self::log_opts(c)?);
+            } else if !quick && c.eat_word("quick") {
+                quick = true;
+            }
+        }
+        c.expect_word("for")?;
+        let ifs = c.list(|c| {
+            let line = c.line();
+            if c.eat_punct("(") {
+                let n = c.string()?;
+                c.expect_punct(")")?;
+                Ok((n, true, line))
+            } else {
+                Ok((c.string()?, false, line))
+            }
+        })?;
+        let af = if c.eat_word("inet") {
+            Some(AddressFamily::Inet)
+        } else if c.eat_word("inet6") {
+            Some(AddressFamily::Inet6)
+        } else {
+            None
+        };
+        let mut label = None;
+        let mut rtable = None;
+        while !c.at_end() {
+            let line = c.line();
+            if c.eat_word("label") {
+                label = Some(c.string()?);
+            } else if c.eat_word("rtable") {
+                let n = c.number()?;
+                if n > 255 {
+                    return Err((line, "invalid rtable id".into()));
+                }
+                rtable = Some(n as u32);
+            } else {
+                return c.syntax();
+            }
+        }
+        for (name, dynamic, line) in ifs {
+            if !dynamic && !self.resolver.exists(&name) {
+                return Err((line, format!("unknown interface {name}")));
+            }
+            let base = || {
+                let mut s = RuleSpec::new(Action::Block(BlockAction::Drop));
+                s.direction = Direction::In;
+                s.log = log;
+                s.quick = quick;
+                s.af = af;
+                s.label = label.clone();
+                s.rtable = rtable;
+                s
+            };
+            let hosts = |addrs: Vec<Addr>| addrs.into_iter().map(|addr| HostItem { addr, negated: false }).collect();
+            let mut r1 = base();
+            r1.interfaces = vec![Some(InterfaceMatch { name: name.clone(), negated: true })];
+            let (nets, own) = if dynamic {
+                let d = |modifier| Addr::Dynamic { ifname: name.clone(), modifier, no_alias: false };
+                (vec![d(IfAddrModifier::Network)], vec![d(IfAddrModifier::Address)])
+            } else {
+                let f = |m| self.if_lookup(&name, m, false).into_iter().map(Addr::Net).collect::<Vec<_>>();
+                (f(IfAddrModifier::Network), f(IfAddrModifier::Address))
+            };
+            if !nets.is_empty() {
+                r1.src_hosts = hosts(nets);
+                self.expand_quiet(r1, c.end_line);
+            }
+            let loopback = !dynamic && self.resolver.interface_exists(&name) && self.resolver.is_loopback(&name);
+            if !loopback && !own.is_empty() {
+                let mut r2 = base();
+                r2.src_hosts = hosts(own);
+                self.expand_quiet(r2, c.end_line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Expansion for generated rules: combinations of the wrong family are
+    /// simply dropped.
+    pub(super) fn expand_quiet(&mut self, spec: RuleSpec, line: usize) {
+        self.expand_inner(spec, line, false);
+    }
+
+    pub(super) fn expand(&mut self, spec: RuleSpec, line: usize) {
+        self.expand_inner(spec, line, true);
+    }
+
+    // ----- expansion -----
+
+    pub(super) fn expand_inner(&mut self, spec: RuleSpec, line: usize, complain_if_empty: bool) {
+        let mut added = 0;
+        let mut failed = false;
+        let keep_state =
+            spec.keep_state.unwrap_or(if spec.action == Action::Pass { StateMode::Keep } else { StateMode::NoState });
+        let mut state_opts = spec.state_opts.clone();
+        let statelock = spec.statelock;
+        if keep_state != StateMode::NoState {
+            let policy_if_bound = self.rs.options.state_policy == StatePolicy::IfBound;
+            state_opts.if_bound = statelock.unwrap_or(policy_if_bound);
+        }
+        // pfctl: 'flags S/SA' by default on stateful pass rules
+        let default_flags = if spec.flags.is_none() && spec.action == Action::Pass && keep_state != StateMode::NoState {
+            TcpFlags { set: 0x02, mask: 0x12 }
+        } else {
+            spec.flags.unwrap_or_default()
+        };
+        for ifm in &spec.interfaces {
+            for proto in &spec.protos {
+                for icmp in &spec.icmp {
+                    for src in &spec.src_hosts {
+                        for sport in &spec.src_ports {
+                            for dst in &spec.dst_hosts {
+                                for dport in &spec.dst_ports {
+                                    let (sa, da) = (src.addr.family(), dst.addr.family());
+                                    if let (Some(a), Some(b)) = (sa, da) {
+                                        if a != b {
+                                            continue;
+                                        }
+                                    }
+                                    if let Some(af) = spec.af {
+                                        if sa.is_some_and(|a| a != af) || da.is_some_and(|a| a != af) {
+                                            continue;
+                                        }
+                                    }
+                                    let af = spec.af.or(sa).or(da);
+                                    let is_tcp = proto.is_none() || *proto == Some(IPPROTO_TCP);
+                                    let mut ks = keep_state;
+                                    if matches!(ks, StateMode::Modulate | StateMode::Synproxy) && !is_tcp {
+                                        ks = StateMode::Keep;
+                                    }
+                                    let mut r = Rule {
+                                        action: spec.action,
+                                        direction: spec.direction,
+                                        log: spec.log,
+                                        quick: spec.quick,
+                                        interface: ifm.clone(),
+                                        af,
+                                        proto: *proto,
+                                        src: Endpoint { addr: src.addr.clone(), negated: src.negated, port: *sport },
+                                        dst: Endpoint { addr: dst.addr.clone(), negated: dst.negated, port: *dport },
+                                        flags: if is_tcp { default_flags } else { TcpFlags::default() },
+                                        icmp: icmp.map(|(_, m)| m),
+                                        tos: spec.tos,
+                                        allow_opts: spec.allow_opts,
+                                        label: None,
+                                        tag: spec.tag.clone(),
+                                        tagged: spec.tagged.clone(),
+                                        rtable: spec.rtable,
+                                        keep_state: ks,
+                                        state_opts: state_opts.clone(),
+                                        translation: spec.translation.clone(),
+                                        route: spec.route.clone(),
+                                        line,
+                                    };
+                                    let mut problems = vec![];
+                                    if let Some((p, _)) = icmp {
+                                        if r.proto != Some(*p) {
+                                            problems.push("icmp-type mismatch".to_string());
+                                        }
+                                    }
+                                    if let Some(l) = &spec.label {
+                                        let l = expand_label(l, &r, self.rs.rules.len());
+                                        if l.len() >= 64 {
+                                            problems.push("rule label too long (max 63 chars)".into());
+                                        }
+                                        r.label = Some(l);
+                                    }
+                                    problems.extend(rule_consistent(&r));
+                                    if problems.is_empty() {
+                                        self.rs.rules.push(r);
+                                        added += 1;
+                                    } else {
+                                        failed = true;
+                                        for p in problems {
+                                            self.error(line, p);
+                                        }
+                                        self.error(line, "skipping rule due to errors");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if added == 0 && !failed && complain_if_empty {
+            self.error(line, "rule expands to no valid combination");
+        }
+    }
+}
+
+/// pfctl's `rule_consistent`.
+pub(super) fn rule_consistent(r: &Rule) -> Vec<String> {
+    let mut p = vec![];
+    let proto = r.proto.unwrap_or(0);
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP && (r.src.port.is_some() || r.dst.port.is_some()) {
+        p.push("port only applies to tcp/udp".into());
+    }
+    if proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6 && r.icmp.is_some() {
+        p.push("icmp-type/code only applies to icmp".into());
+    }
+    if r.af.is_none() && r.icmp.is_some() {
+        p.push("must indicate address family with icmp-type/code".into());
+    }
+    if (proto == IPPROTO_ICMP && r.af == Some(AddressFamily::Inet6))
+        || (proto == IPPROTO_ICMPV6 && r.af == Some(AddressFamily::Inet))
+    {
+        p.push(format!("proto {} doesn't match address family", if proto == IPPROTO_ICMP { "icmp" } else { "icmp6" }));
+    }
+    if matches!(r.action, Action::Block(BlockAction::ReturnRst { .. })) && proto != IPPROTO_TCP {
+        p.push("return-rst can only be applied to TCP rules".into());
+    }
+    if r.allow_opts && !matches!(r.action, Action::Pass | Action::Match) {
+        p.push("allow-opts can only be specified for pass or match rules".into());
+    }
+    if r.action != Action::Pass && r.keep_state != StateMode::NoState {
+        p.push("keep state is great, but only for pass rules".into());
+    }
+    if matches!(r.keep_state, StateMode::Synproxy | StateMode::Modulate) && r.state_opts.sloppy {
+        p.push("sloppy state matching cannot be used with synproxy state or modulate state".into());
+    }
+    if matches!(r.translation, Some(Translation::NatTo(_) | Translation::RdrTo(_)))
+        && r.action != Action::Match
+        && r.keep_state == StateMode::NoState
+    {
+        p.push("nat-to and rdr-to require keep state".into());
+    }
+    p
+}
+
+pub(super) fn label_addr(e: &Endpoint) -> String {
+    let a = match &e.addr {
+        Addr::Any => "any".to_string(),
+        a => crate::print::format_addr(a, 0),
+    };
+    if e.negated {
+        format!("!{a}")
+    } else {
+        a
+    }
+}
+
+pub(super) fn label_port(p: &Option<PortOp>) -> String {
+    match p {
+        None => String::new(),
+        Some(PortOp::Eq(a)) => a.to_string(),
+        Some(PortOp::Ne(a)) => format!("!={a}"),
+        Some(PortOp::Lt(a)) => format!("<{a}"),
+        Some(PortOp::Le(a)) => format!("<={a}"),
+        Some(PortOp::Gt(a)) => format!(">{a}"),
+        Some(PortOp::Ge(a)) => format!(">={a}"),
+        Some(PortOp::Range(a, b)) => format!("{a}:{b}"),
+        Some(PortOp::Inside(a, b)) => format!("{a}><{b}"),
+        Some(PortOp::Outside(a, b)) => format!("{a}<>{b}"),
+    }
+}
+
+/// Label macros, expanded per rule: `$if $srcaddr $dstaddr $srcport
+/// $dstport $proto $nr`.
+pub(super) fn expand_label(l: &str, r: &Rule, nr: usize) -> String {
+    let proto = match r.proto {
+        None => String::new(),
+        Some(p) => names::proto_name(p).map(str::to_string).unwrap_or_else(|| p.to_string()),
+    };
+    let iface = r.interface.as_ref().map(|i| i.name.clone()).unwrap_or_else(|| "any".into());
+    // longest names first so $srcaddr is not read as $src…
+    let subs = [
+        ("$srcaddr", label_addr(&r.src)),
+        ("$dstaddr", label_addr(&r.dst)),
+        ("$srcport", label_port(&r.src.port)),
+        ("$dstport", label_port(&r.dst.port)),
+        ("$proto", proto),
+        ("$if", iface),
+        ("$nr", nr.to_string()),
+    ];
+    let mut out = String::new();
+    let mut rest = l;
+    'outer: while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        for (k, v) in &subs {
+            if rest.starts_with(k) {
+                out.push_str(v);
+                rest = &rest[k.len()..];
+                continue 'outer;
+            }
+        }
+        out.push('$');
+        rest = &rest[1..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,370 @@
+//! pf.conf parser: statements → expanded `Ruleset`.
+//!
+//! The grammar and the checks follow OpenBSD's pfctl (parse.y): a rule's
+//! words come in a fixed order up to `from … to …` and in any order after;
+//! lists expand to one rule per combination (interface × proto × icmp-type
+//! × source × source port × destination × destination port); interface
+//! names and `self` in addresses resolve through an `IfResolver`. Errors are
+//! collected, one statement's error does not stop the next statement.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::error::ParseError;
+use crate::lexer::{Lexer, Tok, Token};
+use crate::model::*;
+use crate::names::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::resolver::IfResolver;
+
+mod addr;
+mod cursor;
+mod expand;
+mod options;
+mod pool;
+mod rule;
+mod state_opts;
+
+use cursor::*;
+
+/// Parses a whole pf.conf. `filename` is what errors are reported against
+/// (pfctl says `stdin` for `-f -`).
+///
+/// Translation and routing options (`nat-to`, `rdr-to`, `route-to`, …) parse
+/// here so `-n` can print them; `load_ruleset` refuses them.
+pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Result<Ruleset, Vec<ParseError>> {
+    let mut p = Parser {
+        resolver,
+        macros: HashMap::new(),
+        rs: Ruleset { filename: filename.to_string(), ..Ruleset::default() },
+        errors: vec![],
+    };
+    let mut lexer = Lexer::new(src);
+    while let Some(st) = lexer.statement(&p.macros) {
+        if !st.errors.is_empty() {
+            for (line, msg) in st.errors {
+                p.error(line, msg);
+            }
+            // pfctl's lexer turns a bad macro into an error token, which the
+            // grammar then rejects.
+            p.error(st.end_line, "syntax error");
+            continue;
+        }
+        let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
+        if let Err(e) = p.statement(&mut c) {
+            p.error(e.0, e.1);
+        }
+    }
+    // Printed rules come after every `set` line, so a floating rule must
+    // say so when the final state-policy is if-bound.
+    if p.rs.options.state_policy == StatePolicy::IfBound {
+        for r in &mut p.rs.rules {
+            r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
+        }
+    }
+    if p.errors.is_empty() {
+        Ok(p.rs)
+    } else {
+        Err(p.errors)
+    }
+}
+
+/// Parses and then refuses what the packet filter cannot do yet: the form
+/// to use when a ruleset is to be loaded rather than only printed.
+pub fn load_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Result<Ruleset, Vec<ParseError>> {
+    let rs = parse_ruleset(src, filename, resolver)?;
+    check_supported(&rs)?;
+    Ok(rs)
+}
+
+/// Errors for every rule using a feature the evaluator does not have yet.
+pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
+    let mut errs = vec![];
+    for r in &rs.rules {
+        // softnet has a single pflog output, pflog0 (`to pflog0` is parsed
+        // as no `to` at all, like pfctl's logif 0).
+        if let Some(n) = r.log.and_then(|l| l.to_pflog) {
+            errs.push(ParseError {
+                file: rs.filename.clone(),
+                line: r.line,
+                message: format!("log to pflog{n}: no such interface, softnet logs to pflog0 only"),
+            });
+        }
+        let mut refuse = |what: &str| {
+            errs.push(ParseError {
+                file: rs.filename.clone(),
+                line: r.line,
+                message: format!("{what} not supported yet"),
+            })
+        };
+        if let Some(t) = &r.translation {
+            refuse(t.keyword());
+        }
+        if let Some(rt) = &r.route {
+            refuse(rt.kind.keyword());
+        }
+        if r.keep_state == StateMode::Synproxy {
+            refuse("synproxy state");
+        }
+        // Source tracking (and what needs it) would otherwise load and
+        // protect nothing.
+        let o = &r.state_opts;
+        let src_track = [
+            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
+            (o.max_src_conn.is_some(), "max-src-conn"),
+            (o.max_src_nodes.is_some(), "max-src-nodes"),
+            (o.max_src_states.is_some(), "max-src-states"),
+            (o.overload.is_some(), "overload"),
+            (o.source_track.is_some(), "source-track"),
+        ];
+        if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
+            refuse(what);
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+type PResult<T> = Result<T, (usize, String)>;
+
+/// One source or destination choice before expansion.
+#[derive(Debug, Clone)]
+struct HostItem {
+    addr: Addr,
+    negated: bool,
+}
+
+#[derive(Debug, Clone)]
+enum StateOptItem {
+    Max(u32),
+    NoSync,
+    SourceTrack(SourceTrack),
+    MaxSrcStates(u32),
+    MaxSrcNodes(u32),
+    MaxSrcConn(u32),
+    MaxSrcConnRate(u32, u32),
+    Overload(Overload),
+    IfBound,
+    Floating,
+    Sloppy,
+    Pflow,
+    Timeout(Timeout, u32),
+}
+
+/// A rule as written, lists not yet expanded.
+#[derive(Debug, Clone)]
+struct RuleSpec {
+    action: Action,
+    direction: Direction,
+    log: Option<LogOpts>,
+    quick: bool,
+    interfaces: Vec<Option<InterfaceMatch>>,
+    af: Option<AddressFamily>,
+    protos: Vec<Option<u8>>,
+    src_hosts: Vec<HostItem>,
+    src_ports: Vec<Option<PortOp>>,
+    dst_hosts: Vec<HostItem>,
+    dst_ports: Vec<Option<PortOp>>,
+    flags: Option<TcpFlags>,
+    icmp: Vec<Option<(u8, IcmpMatch)>>,
+    tos: Option<u8>,
+    allow_opts: bool,
+    label: Option<String>,
+    tag: Option<String>,
+    tagged: Option<TagMatch>,
+    rtable: Option<u32>,
+    keep_state: Option<StateMode>,
+    state_opts: StateOpts,
+    /// `if-bound` / `floating` given in the rule (else `set state-policy`).
+    statelock: Option<bool>,
+    translation: Option<Translation>,
+    route: Option<Route>,
+}
+
+impl RuleSpec {
+    fn new(action: Action) -> RuleSpec {
+        RuleSpec {
+            action,
+            direction: Direction::Both,
+            log: None,
+            quick: false,
+            interfaces: vec![None],
+            af: None,
+            protos: vec![None],
+            src_hosts: vec![HostItem { addr: Addr::Any, negated: false }],
+            src_ports: vec![None],
+            dst_hosts: vec![HostItem { addr: Addr::Any, negated: false }],
+            dst_ports: vec![None],
+            flags: None,
+            icmp: vec![None],
+            tos: None,
+            allow_opts: false,
+            label: None,
+            tag: None,
+            tagged: None,
+            rtable: None,
+            keep_state: None,
+            state_opts: StateOpts::default(),
+            statelock: None,
+            translation: None,
+            route: None,
+        }
+    }
+}
+
+struct Parser<'r> {
+    resolver: &'r dyn IfResolver,
+    macros: HashMap<String, String>,
+    rs: Ruleset,
+    errors: Vec<ParseError>,
+}
+
+impl<'r> Parser<'r> {
+    fn error(&mut self, line: usize, msg: impl Into<String>) {
+        self.errors.push(ParseError { file: self.rs.filename.clone(), line, message: msg.into() });
+    }
+
+    fn statement(&mut self, c: &mut Cursor) -> PResult<()> {
+        if c.peek_at(1).is_some_and(|t| t.is_punct("=")) {
+            return self.macro_def(c);
+        }
+        let line = c.line();
+        let Some(w) = c.peek_word() else {
+            return c.syntax();
+        };
+        match w {
+            "set" => {
+                c.next();
+                self.option(c)
+            }
+            "table" => {
+                c.next();
+                self.table(c)
+            }
+            "pass" | "block" | "match" => self.rule(c),
+            "antispoof" => {
+                c.next();
+                self.antispoof(c)
+            }
+            "anchor" | "load" | "include" | "queue" => Err((line, format!("{w} not supported yet"))),
+            _ => c.syntax(),
+        }
+    }
+
+    fn macro_def(&mut self, c: &mut Cursor) -> PResult<()> {
+        let line = c.line();
+        let name = c.word()?;
+        c.expect_punct("=")?;
+        if RESERVED.contains(&name.as_str()) {
+            return Err((line, format!("macro name cannot be a reserved word: {name}")));
+        }
+        if !name.chars().all(|ch| ch.is_alphanumeric() || ch == '_') {
+            return Err((line, format!("invalid macro name '{name}'")));
+        }
+        let mut parts = vec![];
+        while let Some(t) = c.next() {
+            match &t.tok {
+                Tok::Word(s) | Tok::Quoted(s) => parts.push(s.clone()),
+                Tok::Punct(p) => parts.push(p.to_string()),
+                Tok::Newline => {}
+            }
+        }
+        if parts.is_empty() {
+            return c.syntax();
+        }
+        let value = parts.join(" ");
+        self.rs.macros.retain(|(n, _)| *n != name);
+        self.rs.macros.push((name.clone(), value.clone()));
+        self.rs.header.push(HeaderItem::Macro(name.clone(), value.clone()));
+        self.macros.insert(name, value);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolver::StaticResolver;
+
+    fn parse(src: &str) -> Ruleset {
+        parse_ruleset(src, "t", &StaticResolver::example()).unwrap()
+    }
+
+    #[test]
+    fn model_of_a_stateful_tcp_rule() {
+        let rs = parse("pass in log quick on em0 proto tcp from 10.0.0.0/8 port > 1023 to ! 192.0.2.1 port 22\n");
+        let r = &rs.rules[0];
+        assert_eq!(r.action, Action::Pass);
+        assert_eq!(r.direction, Direction::In);
+        assert!(r.quick && r.log.is_some());
+        assert_eq!(r.interface, Some(InterfaceMatch { name: "em0".into(), negated: false }));
+        assert_eq!(r.af, Some(AddressFamily::Inet));
+        assert_eq!(r.proto, Some(IPPROTO_TCP));
+        assert_eq!(r.src.addr, Addr::Net(IpNet::new("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(r.src.port, Some(PortOp::Gt(1023)));
+        assert!(r.dst.negated);
+        assert_eq!(r.dst.port, Some(PortOp::Eq(22)));
+        assert_eq!(r.flags, TcpFlags { set: 0x02, mask: 0x12 });
+        assert_eq!(r.keep_state, StateMode::Keep);
+        assert_eq!(r.line, 1);
+    }
+
+    #[test]
+    fn options_are_effective_values() {
+        let rs = parse("set limit states 5\nset timeout { tcp.first 7 }\nset optimization aggressive\nset block-policy return\nblock all\n");
+        assert_eq!(rs.options.limit(Limit::States), 5);
+        assert_eq!(rs.options.limit(Limit::Frags), 65536);
+        // set optimization came later and overrides tcp.first
+        assert_eq!(rs.options.timeout(Timeout::TcpFirst), 30);
+        assert_eq!(rs.options.timeout(Timeout::UdpFirst), 60);
+        assert_eq!(rs.rules[0].action, Action::Block(BlockAction::Return));
+    }
+
+    #[test]
+    fn macros_are_kept_for_printing() {
+        let rs = parse("a = \"em0\"\nb = $a \"em1\"\npass on { $b }\n");
+        assert_eq!(rs.macros, vec![("a".into(), "em0".into()), ("b".into(), "em0 em1".into())]);
+        assert_eq!(rs.rules.len(), 2);
+    }
+
+    #[test]
+    fn errors_are_all_collected_with_lines() {
+        let e = parse_ruleset("pass in proto frob\npass\npass to port 1\n", "pf.conf", &StaticResolver::example())
+            .unwrap_err();
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "pf.conf:1: unknown protocol frob",
+                "pf.conf:3: port only applies to tcp/udp",
+                "pf.conf:3: skipping rule due to errors",
+            ]
+        );
+    }
+
+    #[test]
+    fn load_refuses_translation_but_parse_accepts_it() {
+        let src = "match out on egress nat-to (egress)\n";
+        let r = StaticResolver::example();
+        assert!(parse_ruleset(src, "f", &r).is_ok());
+        let e = load_ruleset(src, "f", &r).unwrap_err();
+        assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        // Source tracking parses (pfctl -nf prints it) but does not load.
+        let src =
+            "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
+                   pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
+        assert!(parse_ruleset(src, "f", &r).is_ok());
+        let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
+    }
+
+    #[test]
+    fn port_ops_match() {
+        assert!(PortOp::Range(10, 20).matches(20));
+        assert!(!PortOp::Inside(10, 20).matches(10));
+        assert!(PortOp::Outside(10, 20).matches(21));
+        assert!(!PortOp::Outside(10, 20).matches(15));
+    }
+}

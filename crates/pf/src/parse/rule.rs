@@ -1,0 +1,350 @@
+//! Filter rules: action, block/return, log, the filter options after
+//! `from … to …` (parse.y's `pfrule`, `filter_opts`).
+
+use super::*;
+
+impl Parser<'_> {
+    // ----- rules -----
+
+    pub(super) fn rule(&mut self, c: &mut Cursor) -> PResult<()> {
+        let action = match c.word()?.as_str() {
+            "pass" => Action::Pass,
+            "match" => Action::Match,
+            _ => Action::Block(self.block_spec(c)?),
+        };
+        let mut spec = RuleSpec::new(action);
+        if c.eat_word("in") {
+            spec.direction = Direction::In;
+        } else if c.eat_word("out") {
+            spec.direction = Direction::Out;
+        }
+        // log and quick, either order
+        for _ in 0..2 {
+            if c.peek_word() == Some("log") && spec.log.is_none() {
+                c.next();
+                spec.log = Some(Self::log_opts(c)?);
+            } else if !spec.quick && c.eat_word("quick") {
+                spec.quick = true;
+            }
+        }
+        if c.eat_word("on") {
+            spec.interfaces = c.list(|c| {
+                let negated = c.eat_punct("!");
+                let name = c.string()?;
+                Ok(Some(InterfaceMatch { name, negated }))
+            })?;
+        }
+        if c.eat_word("inet") {
+            spec.af = Some(AddressFamily::Inet);
+        } else if c.eat_word("inet6") {
+            spec.af = Some(AddressFamily::Inet6);
+        }
+        if c.eat_word("proto") {
+            spec.protos = c.list(|c| {
+                let line = c.line();
+                let w = c.string()?;
+                let p = match parse_number(&w) {
+                    Some(n) if n > 255 => return Err((line, "protocol outside range".into())),
+                    Some(n) => n as u8,
+                    None => names::proto_by_name(&w).ok_or((line, format!("unknown protocol {w}")))?,
+                };
+                if p == 0 {
+                    return Err((line, "proto 0 cannot be used".into()));
+                }
+                Ok(Some(p))
+            })?;
+        }
+        if c.eat_word("all") {
+        } else {
+            if c.eat_word("from") {
+                let (h, p) = self.ipportspec(c)?;
+                spec.src_hosts = h;
+                spec.src_ports = p;
+            }
+            if c.eat_word("to") {
+                let (h, p) = self.ipportspec(c)?;
+                spec.dst_hosts = h;
+                spec.dst_ports = p;
+            }
+        }
+        self.filter_opts(c, &mut spec)?;
+        // pfctl: flags on a rule whose protocol list names no tcp.
+        let has_flags = spec.flags.is_some_and(|f| f.set != 0 || f.mask != 0);
+        let any_proto = spec.protos.iter().any(|p| p.is_none());
+        if has_flags && !any_proto && !spec.protos.contains(&Some(IPPROTO_TCP)) {
+            return Err((c.end_line, "flags only apply to tcp".into()));
+        }
+        self.expand(spec, c.end_line);
+        Ok(())
+    }
+
+    pub(super) fn block_spec(&mut self, c: &mut Cursor) -> PResult<BlockAction> {
+        let line = c.line();
+        let default_icmp =
+            BlockAction::ReturnIcmp { code: names::ICMP_UNREACH_PORT, code6: names::ICMP6_DST_UNREACH_NOPORT };
+        Ok(match c.peek_word() {
+            Some("drop") => {
+                c.next();
+                BlockAction::Drop
+            }
+            Some("return") => {
+                c.next();
+                BlockAction::Return
+            }
+            Some("return-rst") => {
+                c.next();
+                let mut ttl = 0;
+                if c.eat_punct("(") {
+                    c.expect_word("ttl")?;
+                    let n = c.number()?;
+                    if n > 255 {
+                        return Err((line, "illegal ttl value".into()));
+                    }
+                    ttl = n as u8;
+                    c.expect_punct(")")?;
+                }
+                BlockAction::ReturnRst { ttl }
+            }
+            Some("return-icmp") => {
+                c.next();
+                let BlockAction::ReturnIcmp { mut code, mut code6 } = default_icmp else { unreachable!() };
+                if c.eat_punct("(") {
+                    code = Self::icmp_return_code(c, false)?;
+                    if c.eat_punct(",") {
+                        code6 = Self::icmp_return_code(c, true)?;
+                    }
+                    c.expect_punct(")")?;
+                }
+                BlockAction::ReturnIcmp { code, code6 }
+            }
+            Some("return-icmp6") => {
+                c.next();
+                let BlockAction::ReturnIcmp { code, mut code6 } = default_icmp else { unreachable!() };
+                if c.eat_punct("(") {
+                    code6 = Self::icmp_return_code(c, true)?;
+                    c.expect_punct(")")?;
+                }
+                BlockAction::ReturnIcmp { code, code6 }
+            }
+            _ => match self.rs.options.block_policy {
+                BlockPolicy::Drop => BlockAction::Drop,
+                BlockPolicy::Return => BlockAction::Return,
+            },
+        })
+    }
+
+    pub(super) fn icmp_return_code(c: &mut Cursor, v6: bool) -> PResult<u8> {
+        let line = c.line();
+        let w = c.string()?;
+        let ty = if v6 { names::ICMP6_DST_UNREACH } else { names::ICMP_UNREACH };
+        match parse_number(&w) {
+            Some(n) if n > 255 => Err((line, format!("illegal icmp-code {n}"))),
+            Some(n) => Ok(n as u8),
+            None => names::icmp_code_by_name(ty, &w, v6).ok_or((line, format!("unknown icmp-code {w}"))),
+        }
+    }
+
+    pub(super) fn log_opts(c: &mut Cursor) -> PResult<LogOpts> {
+        let mut l = LogOpts::default();
+        if c.eat_punct("(") {
+            loop {
+                let line = c.line();
+                match c.word()?.as_str() {
+                    "all" => l.all = true,
+                    "matches" => l.matches = true,
+                    "user" => l.user = true,
+                    "to" => {
+                        // pfctl: `pflog` followed by 0..255; `to pflog0` is
+                        // the default and is kept as no interface at all, so
+                        // it prints (and compares) like plain `log`.
+                        let w = c.word()?;
+                        let Some(num) = w.strip_prefix("pflog") else {
+                            return Err((line, format!("{w}: should be a pflog interface")));
+                        };
+                        let n = match parse_number(num) {
+                            Some(n) if n <= 255 => n as u32,
+                            Some(_) => return Err((line, format!("{w}: too large"))),
+                            None => return Err((line, format!("{w}: invalid"))),
+                        };
+                        l.to_pflog = (n != 0).then_some(n);
+                    }
+                    _ => return Err((line, "syntax error".into())),
+                }
+                if c.eat_punct(")") {
+                    break;
+                }
+                c.eat_punct(",");
+            }
+        }
+        Ok(l)
+    }
+
+    pub(super) fn filter_opts(&mut self, c: &mut Cursor, spec: &mut RuleSpec) -> PResult<()> {
+        let once = |set: bool, line: usize, what: &str| -> PResult<()> {
+            if set {
+                Err((line, format!("{what} cannot be redefined")))
+            } else {
+                Ok(())
+            }
+        };
+        while !c.at_end() {
+            let line = c.line();
+            if c.eat_punct("!") {
+                c.expect_word("tagged")?;
+                once(spec.tagged.is_some(), line, "tagged")?;
+                spec.tagged = Some(TagMatch { name: c.string()?, negated: true });
+                continue;
+            }
+            let w = c.word()?;
+            match w.as_str() {
+                "flags" => {
+                    once(spec.flags.is_some(), line, "flags")?;
+                    spec.flags = Some(if c.eat_word("any") {
+                        TcpFlags::default()
+                    } else {
+                        let set = if c.peek().is_some_and(|t| t.is_punct("/")) { 0 } else { Self::flag_word(c)? };
+                        c.expect_punct("/")?;
+                        let mask = Self::flag_word(c)?;
+                        TcpFlags { set, mask }
+                    });
+                }
+                "icmp-type" | "icmp6-type" => {
+                    once(spec.icmp.iter().any(|i| i.is_some()), line, "icmp-type")?;
+                    let v6 = w == "icmp6-type";
+                    let proto = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+                    spec.icmp = c.list(|c| Ok(Some((proto, Self::icmp_item(c, v6)?))))?;
+                }
+                "tos" => {
+                    once(spec.tos.is_some(), line, "tos")?;
+                    let w = c.string()?;
+                    let v = match w.as_str() {
+                        "lowdelay" => Some(0x10),
+                        "throughput" => Some(0x08),
+                        "reliability" => Some(0x04),
+                        _ => parse_number_or_hex(&w),
+                    };
+                    match v {
+                        Some(v) if v > 0 && v <= 255 => spec.tos = Some(v as u8),
+                        _ => return Err((line, format!("illegal tos value {w}"))),
+                    }
+                }
+                "allow-opts" => spec.allow_opts = true,
+                "label" => {
+                    once(spec.label.is_some(), line, "label")?;
+                    let l = c.string()?;
+                    if l.len() >= 64 {
+                        return Err((line, "rule label too long (max 63 chars)".into()));
+                    }
+                    spec.label = Some(l);
+                }
+                "tag" => {
+                    once(spec.tag.is_some(), line, "tag")?;
+                    spec.tag = Some(c.string()?);
+                }
+                "tagged" => {
+                    once(spec.tagged.is_some(), line, "tagged")?;
+                    spec.tagged = Some(TagMatch { name: c.string()?, negated: false });
+                }
+                "rtable" => {
+                    once(spec.rtable.is_some(), line, "rtable")?;
+                    let n = c.number()?;
+                    if n > 255 {
+                        return Err((line, "invalid rtable id".into()));
+                    }
+                    spec.rtable = Some(n as u32);
+                }
+                "no" => {
+                    c.expect_word("state")?;
+                    once(spec.keep_state.is_some(), line, "state")?;
+                    spec.keep_state = Some(StateMode::NoState);
+                }
+                "keep" | "modulate" | "synproxy" => {
+                    c.expect_word("state")?;
+                    once(spec.keep_state.is_some(), line, "state")?;
+                    spec.keep_state = Some(match w.as_str() {
+                        "keep" => StateMode::Keep,
+                        "modulate" => StateMode::Modulate,
+                        _ => StateMode::Synproxy,
+                    });
+                    if c.eat_punct("(") {
+                        let mut items = vec![];
+                        loop {
+                            items.push(Self::state_opt(c)?);
+                            if c.eat_punct(")") {
+                                break;
+                            }
+                            c.eat_punct(",");
+                        }
+                        let (opts, statelock) = Self::state_opts(items, line)?;
+                        spec.state_opts = opts;
+                        spec.statelock = statelock;
+                    }
+                }
+                "nat-to" | "rdr-to" | "binat-to" => {
+                    once(spec.translation.is_some(), line, "translation")?;
+                    let r = Self::redir_spec(c)?;
+                    spec.translation = Some(match w.as_str() {
+                        "nat-to" => Translation::NatTo(r),
+                        "rdr-to" => Translation::RdrTo(r),
+                        _ => Translation::BinatTo(r),
+                    });
+                }
+                "af-to" => {
+                    once(spec.translation.is_some(), line, "translation")?;
+                    let af = match c.word()?.as_str() {
+                        "inet" => AddressFamily::Inet,
+                        "inet6" => AddressFamily::Inet6,
+                        _ => return Err((line, "syntax error".into())),
+                    };
+                    c.expect_word("from")?;
+                    let from = Self::redir_spec(c)?;
+                    let to = if c.eat_word("to") { Some(Self::redir_spec(c)?) } else { None };
+                    spec.translation = Some(Translation::AfTo { af, from, to });
+                }
+                "route-to" | "reply-to" | "dup-to" => {
+                    once(spec.route.is_some(), line, "route")?;
+                    let kind = match w.as_str() {
+                        "route-to" => RouteKind::RouteTo,
+                        "reply-to" => RouteKind::ReplyTo,
+                        _ => RouteKind::DupTo,
+                    };
+                    spec.route = Some(Route { kind, spec: Self::redir_spec(c)? });
+                }
+                "divert-to" | "divert-reply" | "divert-packet" | "queue" | "set" | "prio" | "once" | "probability"
+                | "user" | "group" | "fragment" | "scrub" | "received-on" | "max-pkt-rate" | "os" => {
+                    return Err((line, format!("{w} not supported yet")));
+                }
+                _ => return Err((line, "syntax error".into())),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn flag_word(c: &mut Cursor) -> PResult<u8> {
+        let line = c.line();
+        let w = c.word()?;
+        names::parse_tcp_flags(&w).ok_or((line, format!("bad flags {w}")))
+    }
+
+    pub(super) fn icmp_item(c: &mut Cursor, v6: bool) -> PResult<IcmpMatch> {
+        let line = c.line();
+        let w = c.string()?;
+        let icmp_type = match parse_number(&w) {
+            Some(n) if n > 255 => return Err((line, format!("illegal icmp-type {n}"))),
+            Some(n) => n as u8,
+            None => names::icmp_type_by_name(&w, v6).ok_or((line, format!("unknown icmp-type {w}")))?,
+        };
+        let code = if c.eat_word("code") {
+            let line = c.line();
+            let w = c.string()?;
+            Some(match parse_number(&w) {
+                Some(n) if n > 255 => return Err((line, format!("illegal icmp-code {n}"))),
+                Some(n) => n as u8,
+                None => names::icmp_code_by_name(icmp_type, &w, v6).ok_or((line, format!("unknown icmp-code {w}")))?,
+            })
+        } else {
+            None
+        };
+        Ok(IcmpMatch { icmp_type, code })
+    }
+}

@@ -1,0 +1,271 @@
+//! The index's hasher, prefetching, and the memory behind the table:
+//! huge-page arrays and the reserved slab.
+
+use super::*;
+
+/// Keyed hasher for the index (seeded per table, so flows cannot be
+/// chosen to collide).
+#[derive(Clone)]
+pub struct KeyHasherBuilder(u64);
+
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        fmix(self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64)
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(i as u64)
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(23) ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64)
+    }
+}
+
+#[inline]
+pub(super) fn fmix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+impl BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+/// A random 64-bit seed from std's per-process keys.
+pub fn random_seed() -> u64 {
+    let s = std::collections::hash_map::RandomState::new();
+    let mut h = s.build_hasher();
+    h.write_u64(0x5eed);
+    h.finish()
+}
+
+/// Key words with the two sides swapped: `StateKey::words` of the same
+/// packet seen by the other hook.
+#[inline]
+pub(super) fn reversed(k: (u64, u64)) -> (u64, u64) {
+    let (p0, p1) = ((k.1 >> 48) & 0xffff, (k.1 >> 32) & 0xffff);
+    (k.0.rotate_left(32), p1 << 48 | p0 << 32 | (k.1 & 0xffff_ffff))
+}
+
+/// `_mm_prefetch` hints: into every cache level, or into L2 and below.
+#[cfg(target_arch = "x86_64")]
+pub(super) const TO_L1: i32 = std::arch::x86_64::_MM_HINT_T0;
+#[cfg(target_arch = "x86_64")]
+pub(super) const TO_L2: i32 = std::arch::x86_64::_MM_HINT_T1;
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) const TO_L1: i32 = 0;
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) const TO_L2: i32 = 0;
+
+/// Asks the CPU to start loading `p`'s cache line, as far in as `HINT`
+/// says (`TO_L1`; `TO_L2` for what is read later in the batch, so it does
+/// not push the batch's working set out of L1 meanwhile).
+#[inline(always)]
+pub(super) fn prefetch<const HINT: i32, T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch never faults and has no visible effect.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<HINT>(p as *const T as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[inline(always)]
+pub(super) fn prefetch_line<T>(p: &T) {
+    prefetch::<TO_L1, T>(p)
+}
+
+#[inline(always)]
+pub(super) fn prefetch_line_l2<T>(p: &T) {
+    prefetch::<TO_L2, T>(p)
+}
+
+/// The two lines of a slot the per-packet path touches (the mirrors and
+/// the counters).
+#[inline(always)]
+pub(super) fn prefetch_slot(s: &Slot) {
+    prefetch_line(s);
+    prefetch_line(&s.packets);
+}
+
+/// A fixed-size array of zeroes in memory aligned to 2 MiB and marked for
+/// transparent huge pages, for the bucket array: every packet reads it at
+/// random, and with 4 KiB pages each of those reads is also a TLB miss
+/// (4 MiB spans 1,024 pages). Allocated zeroed, so parts never written
+/// cost no memory and read as the zero page. (Not the slab: a huge page
+/// fault may compact memory, a stall a worker should not take when it
+/// allocates a chunk.)
+pub(crate) struct HugeArray<T: Zeroable> {
+    pub(super) ptr: std::ptr::NonNull<T>,
+    pub(super) len: usize,
+}
+
+// SAFETY: owns its elements like a `Box<[T]>`.
+unsafe impl<T: Zeroable + Send> Send for HugeArray<T> {}
+unsafe impl<T: Zeroable + Sync> Sync for HugeArray<T> {}
+
+pub(super) const HUGE_PAGE: usize = 2 << 20;
+
+/// Types for which all-zero bytes are a valid value.
+pub(crate) trait Zeroable {}
+impl Zeroable for AtomicU32 {}
+
+impl<T: Zeroable> HugeArray<T> {
+    pub(super) fn layout(len: usize) -> std::alloc::Layout {
+        let size = (std::mem::size_of::<T>() * len).max(1).next_multiple_of(HUGE_PAGE);
+        std::alloc::Layout::from_size_align(size, HUGE_PAGE.max(std::mem::align_of::<T>())).expect("array layout")
+    }
+
+    pub(super) fn zeroed(len: usize) -> Self {
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+        let Some(ptr) = std::ptr::NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        // Advice only: without huge pages the array works the same.
+        #[cfg(target_os = "linux")]
+        // SAFETY: the range is our own fresh allocation.
+        unsafe {
+            libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
+        }
+        HugeArray { ptr, len }
+    }
+}
+
+impl<T: Zeroable> std::ops::Deref for HugeArray<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised elements live at `ptr` until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> Drop for HugeArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: the layout is the one the array was allocated with; the
+        // elements (atomics) need no drop.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len));
+            std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.len));
+        }
+    }
+}
+
+/// The slots: `MAX_CHUNKS × CHUNK` of them reserved as one inaccessible
+/// private mapping at start (no memory, no commit charge), each chunk
+/// made readable and writable when the slab first grows into it. Fresh
+/// pages read as zeroes, and an all-zero `Slot` is a free slot. A slot is
+/// at `base + idx`: one step from the table, where chunk pointers cost
+/// the per-packet path two dependent loads more.
+pub(super) struct Slab {
+    pub(super) base: std::ptr::NonNull<Slot>,
+    /// Slots made usable so far (whole chunks); only grows.
+    pub(super) usable: AtomicU32,
+    pub(super) grow: Mutex<()>,
+}
+
+// SAFETY: the slots are `Sync` (atomics and a lock-guarded cell); the
+// mapping is owned by the slab and unmapped only on drop.
+unsafe impl Send for Slab {}
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    const BYTES: usize = MAX_CHUNKS * CHUNK * std::mem::size_of::<Slot>();
+
+    pub(super) fn new() -> Slab {
+        // SAFETY: a fresh anonymous mapping, owned by the slab.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::BYTES,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "cannot reserve {} bytes of address space for the state slab", Self::BYTES);
+        let base = std::ptr::NonNull::new(p as *mut Slot).expect("mmap returned null");
+        Slab { base, usable: AtomicU32::new(0), grow: Mutex::new(()) }
+    }
+
+    #[inline]
+    pub(super) fn get(&self, idx: u32) -> Option<&Slot> {
+        if idx < self.usable.load(Ordering::Acquire) {
+            // SAFETY: slots below `usable` are mapped read-write, and zero
+            // bytes are a valid `Slot`; the mapping outlives `&self`.
+            Some(unsafe { &*self.base.as_ptr().add(idx as usize) })
+        } else {
+            None
+        }
+    }
+
+    /// Makes slot `idx` (and its whole chunk) usable; false when the
+    /// reservation is used up or the kernel refuses the memory.
+    pub(super) fn ensure(&self, idx: u32) -> bool {
+        if idx < self.usable.load(Ordering::Acquire) {
+            return true;
+        }
+        let _g = self.grow.lock();
+        let have = self.usable.load(Ordering::Acquire) as usize;
+        if (idx as usize) < have {
+            return true;
+        }
+        let want = (idx as usize / CHUNK + 1) * CHUNK;
+        if want > MAX_CHUNKS * CHUNK {
+            return false;
+        }
+        let size = std::mem::size_of::<Slot>();
+        // SAFETY: the range lies inside our reservation.
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.as_ptr().add(have) as *mut libc::c_void,
+                (want - have) * size,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return false;
+        }
+        // Fault the chunk in now, all at once, rather than a page at a
+        // time under the index locks as states land in it.
+        let start = self.base.as_ptr() as usize + have * size;
+        for page in (start..self.base.as_ptr() as usize + want * size).step_by(4096) {
+            // SAFETY: inside the range just made writable; the byte is a
+            // zero of a slot nobody uses yet, written back as zero.
+            unsafe { std::ptr::write_volatile(page as *mut u8, 0) };
+        }
+        self.usable.store(want as u32, Ordering::Release);
+        true
+    }
+}
+
+impl Drop for Slab {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no slot reference outlives the slab.
+        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, Self::BYTES) };
+    }
+}

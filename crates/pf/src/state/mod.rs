@@ -1,0 +1,292 @@
+//! The state table: states in a slab of fixed-size slots, found through a
+//! hash index keyed by `StateKey` that workers read without locks.
+//!
+//! * Slab: one address range reserved for every slot the table may ever
+//!   have, made usable `CHUNK` slots at a time on demand and never moved
+//!   or freed while the table lives, so a slot index stays valid and
+//!   workers reach a slot with one multiply-add from the slab's base,
+//!   without any table-wide lock. Each slot holds one
+//!   `StateData` (plain `Copy` data, no boxes) behind its own spin lock
+//!   (a sequence lock: TCP tracking and state changes take it), plus
+//!   atomic copies of what the per-packet path reads and the counters it
+//!   bumps, so an established UDP/ICMP packet touches no lock at all.
+//! * Index: `BUCKETS` chains threaded through the slots (`Slot::next`),
+//!   read without locks: a probe walks the chain comparing atomic key
+//!   words and trusts a miss only if the shard's version did not move
+//!   meanwhile; writers (insert, remove) take the shard's lock. At most
+//!   `PER_KEY` states per key; if-bound ones are found before floating ones.
+//! * Reverse links: pf in leaves the inbound state's slot in the packet
+//!   (`PacketMeta::pf_link`), and that state keeps the slot of the
+//!   outbound state pf out found for it last (`Slot::rev`), so pf out
+//!   reads the outbound state without a hash probe, as pf.c's
+//!   `pf_find_state` follows `pf.statekey->sk_reverse`. The link is a
+//!   hint checked in full (key, liveness, interface, and `Slot::solo`:
+//!   the only state on its key, so the one a probe would find).
+//! * Key/state split: a state has a wire key and a stack key, equal unless
+//!   NAT rewrites the packet. NAT is not built, so both are the same key
+//!   and only one is indexed; `StateData::key` is that key.
+
+use std::cell::UnsafeCell;
+use std::hash::{BuildHasher, Hasher};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+/// Index shards (a power of two).
+pub const SHARDS: usize = 64;
+/// Slots per slab chunk (the slab is made usable a chunk at a time).
+pub const CHUNK: usize = 4096;
+/// Most states per key (if-bound and floating, in and out).
+pub const PER_KEY: usize = 2;
+/// Most chunks: 4096 × 4096 = 16 M states (4 GiB of address space
+/// reserved, memory used only for the chunks made usable).
+const MAX_CHUNKS: usize = 4096;
+const NONE: u32 = u32::MAX;
+
+/// TCP peer states, as pf's `TCPS_*`.
+pub mod tcps {
+    pub const CLOSED: u8 = 0;
+    pub const LISTEN: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECEIVED: u8 = 3;
+    pub const ESTABLISHED: u8 = 4;
+    pub const CLOSE_WAIT: u8 = 5;
+    pub const FIN_WAIT_1: u8 = 6;
+    pub const CLOSING: u8 = 7;
+    pub const LAST_ACK: u8 = 8;
+    pub const FIN_WAIT_2: u8 = 9;
+    pub const TIME_WAIT: u8 = 10;
+    pub const NAMES: [&str; 11] = [
+        "CLOSED",
+        "LISTEN",
+        "SYN_SENT",
+        "SYN_RCVD",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "FIN_WAIT_1",
+        "CLOSING",
+        "LAST_ACK",
+        "FIN_WAIT_2",
+        "TIME_WAIT",
+    ];
+}
+
+/// UDP and "other" peer states (`PFUDPS_*`, `PFOTHERS_*`).
+pub mod udps {
+    pub const NO_TRAFFIC: u8 = 0;
+    pub const SINGLE: u8 = 1;
+    pub const MULTIPLE: u8 = 2;
+    pub const NAMES: [&str; 3] = ["NO_TRAFFIC", "SINGLE", "MULTIPLE"];
+}
+
+/// `PF_WSCALE_FLAG`: the peer sent a window scale option.
+pub const WSCALE_FLAG: u8 = 0x80;
+pub const WSCALE_MASK: u8 = 0x0f;
+
+/// Which timeout a state is under (index into `Timeout::ALL` order of
+/// `crate::names::Timeout`), plus `PURGE`.
+pub type TimeoutId = u8;
+/// The state is dead: removed at the next purge, never matched.
+pub const TIMEOUT_PURGE: TimeoutId = u8::MAX;
+
+/// The lookup key of a state, as pf's `pf_state_key`: addresses and ports
+/// in the order of the packet that created the state for an inbound
+/// state (index 0 is the source), reversed for an outbound one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateKey {
+    pub addr: [Ipv4Addr; 2],
+    pub port: [u16; 2],
+    pub proto: u8,
+    pub rtable: u16,
+}
+
+impl std::hash::Hash for StateKey {
+    /// Two words instead of the derived per-byte walk: the index hashes
+    /// every packet's key.
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let a = (u32::from(self.addr[0]) as u64) << 32 | u32::from(self.addr[1]) as u64;
+        let b =
+            (self.port[0] as u64) << 48 | (self.port[1] as u64) << 32 | (self.proto as u64) << 16 | self.rtable as u64;
+        h.write_u64(a);
+        h.write_u64(b);
+    }
+}
+
+impl Default for StateKey {
+    fn default() -> Self {
+        StateKey::empty()
+    }
+}
+
+impl StateKey {
+    pub const fn empty() -> StateKey {
+        StateKey { addr: [Ipv4Addr::UNSPECIFIED; 2], port: [0; 2], proto: 0, rtable: 0 }
+    }
+
+    /// The key as two words, as the index compares and hashes it.
+    #[inline]
+    pub fn words(&self) -> (u64, u64) {
+        pack(self)
+    }
+}
+
+/// One side of a connection, as pf's `pf_state_peer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Peer {
+    pub seqlo: u32,
+    pub seqhi: u32,
+    /// Sequence number modulator (`modulate state`).
+    pub seqdiff: u32,
+    /// Largest window seen (unscaled).
+    pub max_win: u16,
+    /// `WSCALE_FLAG | shift` once the peer's SYN carried the option.
+    pub wscale: u8,
+    /// `tcps::*` or `udps::*` (ICMP: 0).
+    pub state: u8,
+}
+
+/// State flags.
+pub mod sflags {
+    pub const SLOPPY: u8 = 1 << 0;
+    /// `log (all)` on the state's own rule: every packet of the state is
+    /// logged under that rule.
+    pub const LOG_ALL: u8 = 1 << 1;
+    /// The creating rule allowed IP options.
+    pub const ALLOW_OPTS: u8 = 1 << 2;
+    /// The creating packet matched `match … log (all)` rules: every packet
+    /// of the state is logged under each of them (`StateData::log_match`).
+    pub const LOG_MATCHES_ALL: u8 = 1 << 3;
+}
+
+/// Most `match … log (all)` rules a state remembers for its packets' log
+/// records; pf keeps every `match` rule in the state's `match_rules`.
+pub const LOG_MATCH_MAX: usize = 4;
+/// An unused entry of `StateData::log_match`.
+pub const NO_RULE: u32 = u32::MAX;
+
+/// Packet direction as states record it (pf's `PF_IN`/`PF_OUT`).
+pub const DIR_IN: u8 = 1;
+pub const DIR_OUT: u8 = 2;
+
+/// One state. Plain data, fixed size: `size_of::<Slot>() × 1M` fits in
+/// 256 MB (a test checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateData {
+    pub key: StateKey,
+    /// Interface the state is bound to, by generation (unique for the
+    /// interface's life, unlike its index); 0 = floating (`all`).
+    pub kif: u32,
+    pub direction: u8,
+    pub flags: u8,
+    pub timeout: TimeoutId,
+    /// The state's own timeouts: index into `StateTable::timeout_sets` (0 = the rule had none).
+    pub timeout_set: u16,
+    pub src: Peer,
+    pub dst: Peer,
+    /// Number of the rule that created the state in the ruleset of `ruleset_gen`.
+    pub rule_nr: u32,
+    pub ruleset_gen: u32,
+    /// The `match … log (all)` rules the creating packet matched (numbers
+    /// in the ruleset of `ruleset_gen`, in the order matched, the first
+    /// `LOG_MATCH_MAX` of them; `NO_RULE` after the last): pf.c's
+    /// `match_rules` as pf_test walks them to log each packet of the state.
+    pub log_match: [u32; LOG_MATCH_MAX],
+    /// pf tag id given to the state's packets (0 = none).
+    pub tag: u16,
+    /// Routing table for the state's packets; -1 = unchanged.
+    pub rtable: i16,
+    /// Creation and last activity (nanoseconds of the injected clock).
+    pub creation: u64,
+    pub expire: u64,
+    /// [0]: packets in the state's direction, [1]: the other way.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// pf's state id: unique among this host's states, given at insert.
+    pub id: u64,
+    /// pf's `creatorid`: the host id (`set hostid`) of the pf that made
+    /// the state. Cold: read by `pfctl -ss -vv` only.
+    pub creatorid: u32,
+    /// Slot in use.
+    pub live: bool,
+}
+
+impl Default for StateData {
+    fn default() -> Self {
+        StateData {
+            key: StateKey::empty(),
+            kif: 0,
+            direction: 0,
+            flags: 0,
+            timeout: 0,
+            timeout_set: 0,
+            src: Peer::default(),
+            dst: Peer::default(),
+            rule_nr: 0,
+            ruleset_gen: 0,
+            log_match: [NO_RULE; LOG_MATCH_MAX],
+            tag: 0,
+            rtable: -1,
+            creation: 0,
+            expire: 0,
+            packets: [0; 2],
+            bytes: [0; 2],
+            id: 0,
+            creatorid: 0,
+            live: false,
+        }
+    }
+}
+
+/// Key words as the index compares them (and hashes them).
+#[inline]
+fn pack(k: &StateKey) -> (u64, u64) {
+    let a = (u32::from(k.addr[0]) as u64) << 32 | u32::from(k.addr[1]) as u64;
+    let b = (k.port[0] as u64) << 48 | (k.port[1] as u64) << 32 | (k.proto as u64) << 16 | k.rtable as u64;
+    (a, b)
+}
+
+/// `bind` word: kif | direction << 32 | flags << 40 | timeout << 48 | live << 56.
+const BIND_LIVE: u64 = 1 << 56;
+
+#[inline]
+fn bind_word(st: &StateData) -> u64 {
+    st.kif as u64
+        | (st.direction as u64) << 32
+        | (st.flags as u64) << 40
+        | (st.timeout as u64) << 48
+        | if st.live { BIND_LIVE } else { 0 }
+}
+
+#[inline]
+fn extra_word(st: &StateData) -> u64 {
+    st.tag as u64 | (st.rtable as u16 as u64) << 16 | (st.src.state as u64) << 32 | (st.dst.state as u64) << 40
+}
+
+/// Whether a state with this `bind` word is live, not purged, and usable
+/// on interface `ifidx`: `Some(true)` bound to it, `Some(false)` floating.
+#[inline]
+fn usable(bind: u64, ifidx: u32) -> Option<bool> {
+    if bind & BIND_LIVE == 0 || (bind >> 48) as u8 == TIMEOUT_PURGE {
+        return None;
+    }
+    let kif = bind as u32;
+    if kif == 0 {
+        Some(false)
+    } else if kif == ifidx {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+mod mem;
+mod slot;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use mem::*;
+pub use slot::*;
+pub use table::*;

@@ -1,0 +1,585 @@
+//! `StateTable`: the index shards, probes, reverse links, insert,
+//! remove, purge.
+
+use super::*;
+
+/// Writers' lock over the index buckets `b` with `b % SHARDS == shard`,
+/// and a sequence the lock-free readers check: it moves (odd while in
+/// progress) whenever a state leaves one of the shard's chains, the only
+/// change that can send a reader astray.
+#[repr(align(64))]
+pub(super) struct Shard {
+    pub(super) lock: Mutex<()>,
+    pub(super) version: AtomicU32,
+}
+
+/// Index buckets (a power of two): chain heads, `slot + 1` (0: empty).
+pub const BUCKETS: usize = 1 << 20;
+/// Most keys `lookup_hints` takes at once.
+pub const HINT_BATCH: usize = 64;
+/// Longest chain a lock-free probe walks before it takes the shard lock.
+pub(super) const MAX_HOPS: u32 = 64;
+
+/// Why a state could not be inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// `set limit states` reached (pf's `state-limit` / `memory`).
+    Limit,
+    /// A state with the same key, interface and direction exists.
+    Conflict,
+}
+
+pub struct StateTable {
+    pub(super) slab: Slab,
+    /// Slots handed out so far (high-water mark).
+    pub(super) next: AtomicU32,
+    pub(super) free: Mutex<Vec<u32>>,
+    pub(super) buckets: HugeArray<AtomicU32>,
+    pub(super) shards: Box<[Shard]>,
+    pub(super) seed: u64,
+    pub(super) count: AtomicUsize,
+    pub(super) limit: AtomicUsize,
+    pub(super) next_id: AtomicU64,
+    /// Where the incremental purge goes on from.
+    pub(super) purge_cursor: AtomicU32,
+    pub inserts: AtomicU64,
+    pub removals: AtomicU64,
+}
+
+impl StateTable {
+    pub fn new(limit: usize) -> StateTable {
+        StateTable {
+            slab: Slab::new(),
+            next: AtomicU32::new(0),
+            free: Mutex::new(Vec::new()),
+            buckets: HugeArray::zeroed(BUCKETS),
+            shards: (0..SHARDS).map(|_| Shard { lock: Mutex::new(()), version: AtomicU32::new(0) }).collect(),
+            seed: random_seed(),
+            count: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+            next_id: AtomicU64::new(1),
+            purge_cursor: AtomicU32::new(0),
+            inserts: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
+        }
+    }
+
+    /// The id the next inserted state gets (pf starts its ids at the
+    /// boot time shifted left 32 bits, so ids do not repeat across boots).
+    pub fn set_next_id(&self, id: u64) {
+        self.next_id.store(id, Ordering::Relaxed);
+    }
+
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// States in the table.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Slots ever handed out (the range `purge` and `for_each` visit).
+    pub fn high_water(&self) -> u32 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn slot(&self, idx: u32) -> Option<&Slot> {
+        self.slab.get(idx)
+    }
+
+    #[inline]
+    pub(super) fn bucket_of(&self, k: (u64, u64)) -> usize {
+        let h = fmix((k.0 ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23) ^ k.1);
+        h as usize & (BUCKETS - 1)
+    }
+
+    #[inline]
+    pub(super) fn shard_of(&self, bucket: usize) -> &Shard {
+        &self.shards[bucket & (SHARDS - 1)]
+    }
+
+    /// Walks bucket `b`'s chain for the state usable on `ifidx` (bound to
+    /// it first, else floating). `None` in the second place: the walk was
+    /// cut short.
+    #[inline]
+    pub(super) fn walk(&self, b: usize, k: (u64, u64), ifidx: u32) -> (u32, bool) {
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        let mut floating = NONE;
+        let mut hops = 0;
+        while cur != 0 {
+            let idx = cur - 1;
+            let Some(s) = self.slot(idx) else { return (NONE, false) };
+            if s.key_words() == k {
+                match usable(s.bind.load(Ordering::Acquire), ifidx) {
+                    Some(true) => return (idx, true),
+                    Some(false) if floating == NONE => floating = idx,
+                    _ => {}
+                }
+            }
+            cur = s.next.load(Ordering::Acquire);
+            hops += 1;
+            if hops >= MAX_HOPS {
+                return (NONE, false);
+            }
+        }
+        (floating, true)
+    }
+
+    /// The state for `key` usable on interface `ifidx` (if-bound to it
+    /// before floating), as a slot index. Lock-free unless the shard
+    /// changes under the walk; the caller checks the slot's key again.
+    #[inline]
+    pub fn find(&self, key: &StateKey, ifidx: u32) -> Option<u32> {
+        self.find_words(pack(key), ifidx)
+    }
+
+    /// `find` by key words (`StateKey::words`).
+    #[inline]
+    pub fn find_words(&self, k: (u64, u64), ifidx: u32) -> Option<u32> {
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        for _ in 0..4 {
+            let v1 = shard.version.load(Ordering::Acquire);
+            if v1 & 1 == 0 {
+                let (idx, complete) = self.walk(b, k, ifidx);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if complete && shard.version.load(Ordering::Relaxed) == v1 {
+                    return (idx != NONE).then_some(idx);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let _g = shard.lock.lock();
+        let (idx, _) = self.walk(b, k, ifidx);
+        (idx != NONE).then_some(idx)
+    }
+
+    /// All live states on `key` (tests).
+    pub fn lookup_all(&self, key: &StateKey) -> Vec<u32> {
+        let k = pack(key);
+        let b = self.bucket_of(k);
+        let _g = self.shard_of(b).lock.lock();
+        let mut v = vec![];
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        while cur != 0 {
+            let s = self.slot(cur - 1).expect("linked");
+            if s.key_words() == k && s.bind.load(Ordering::Relaxed) & BIND_LIVE != 0 {
+                v.push(cur - 1);
+            }
+            cur = s.next.load(Ordering::Acquire);
+        }
+        v
+    }
+
+    /// Lock-free read of the state for `key` on `ifidx`.
+    #[inline]
+    pub fn probe(&self, key: (u64, u64), ifidx: u32) -> Probe {
+        let Some(idx) = self.find_words(key, ifidx) else { return Probe::Miss };
+        match self.read_view(idx, key, ifidx, false) {
+            Some(v) => Probe::Hit(v),
+            None => Probe::Busy,
+        }
+    }
+
+    /// The state in slot `link - 1` if it is the one `probe(key, ifidx)`
+    /// would find: live, usable on `ifidx`, holding `key`, and the only
+    /// state on that key. `None` (take `probe`) otherwise. This follows a
+    /// reverse link (pf.c `pf_find_state`, which goes from the packet's
+    /// `pf.statekey` to `sk_reverse` instead of searching the tree); the
+    /// link is only a hint, so a removed state, a slot reused for another
+    /// key or a key that gained a second state all fall back to the
+    /// search.
+    #[inline(always)]
+    pub fn probe_linked(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<StateView> {
+        let idx = link.checked_sub(1)?;
+        self.read_view(idx, key, ifidx, true)
+    }
+
+    /// A consistent read of slot `idx`'s mirrors, if it holds `key` and is
+    /// usable on `ifidx` (and, with `solo`, is alone on its key).
+    #[inline(always)]
+    pub(super) fn read_view(&self, idx: u32, key: (u64, u64), ifidx: u32, solo: bool) -> Option<StateView> {
+        let s = self.slot(idx)?;
+        let s1 = s.seq.load(Ordering::Acquire);
+        if s1 & 1 != 0 {
+            return None;
+        }
+        let k = s.key_words();
+        let bind = s.bind.load(Ordering::Relaxed);
+        let rule = s.rule.load(Ordering::Relaxed);
+        let extra = s.extra.load(Ordering::Relaxed);
+        let alone = s.solo.load(Ordering::Relaxed) != 0;
+        let rev = s.rev.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        if s.seq.load(Ordering::Relaxed) != s1 || k != key || usable(bind, ifidx).is_none() || (solo && !alone) {
+            return None;
+        }
+        Some(StateView {
+            idx,
+            direction: (bind >> 32) as u8,
+            flags: (bind >> 40) as u8,
+            timeout: (bind >> 48) as u8,
+            src_state: (extra >> 32) as u8,
+            dst_state: (extra >> 40) as u8,
+            rule_nr: rule as u32,
+            ruleset_gen: (rule >> 32) as u32,
+            tag: extra as u16,
+            rtable: (extra >> 16) as u16 as i16,
+            rev,
+        })
+    }
+
+    /// Lookup guesses for a batch of in-hook keys, with their memory loads
+    /// overlapped: every key's bucket is prefetched first, then every
+    /// chain's first slot, then, where that slot holds the key, the slot
+    /// its reverse link names (what pf out will read), else the bucket pf
+    /// out will probe. `hints[i]` becomes slot + 1 of the first slot when
+    /// it holds `keys[i]` (0 otherwise); a hint is only a guess, verified
+    /// in full before use. `keys[i] == None` (a packet the fast parse does
+    /// not take) gets 0. Reads only.
+    pub fn lookup_hints(&self, keys: &[Option<(u64, u64)>], hints: &mut [u32]) {
+        let n = keys.len().min(hints.len()).min(HINT_BATCH);
+        let mut bucket = [0u32; HINT_BATCH];
+        for i in 0..n {
+            if let Some(k) = keys[i] {
+                let b = self.bucket_of(k);
+                bucket[i] = b as u32;
+                prefetch_line(&self.buckets[b]);
+            }
+        }
+        for i in 0..n {
+            hints[i] = 0;
+            if keys[i].is_some() {
+                let head = self.buckets[bucket[i] as usize].load(Ordering::Relaxed);
+                if let Some(s) = head.checked_sub(1).and_then(|i| self.slot(i)) {
+                    prefetch_slot(s);
+                    hints[i] = head;
+                }
+            }
+        }
+        for i in 0..n {
+            let Some(k) = keys[i] else { continue };
+            let s = hints[i].checked_sub(1).and_then(|i| self.slot(i));
+            match s {
+                Some(s) if s.key_words() == k => {
+                    if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
+                        // Read by pf out, after the whole batch went
+                        // through pf in and routing: into L2.
+                        prefetch_line_l2(r);
+                        prefetch_line_l2(&r.packets);
+                    }
+                }
+                // No state for the key at the chain's head: pf out will
+                // search too, with the reversed key (no NAT: the outbound
+                // key of a forwarded packet is its inbound key reversed).
+                _ => {
+                    hints[i] = 0;
+                    prefetch_line_l2(&self.buckets[self.bucket_of(reversed(k))]);
+                }
+            }
+        }
+    }
+
+    /// Slot `idx`'s reverse link (`Slot::rev`).
+    #[inline]
+    pub fn rev(&self, idx: u32) -> u32 {
+        self.slot(idx).map_or(0, |s| s.rev.load(Ordering::Relaxed))
+    }
+
+    /// Points slot `idx`'s reverse link at slot `to_link - 1` (written only
+    /// when it changes, so a stable flow leaves the line clean).
+    #[inline]
+    pub fn set_rev(&self, idx: u32, to_link: u32) {
+        if let Some(s) = self.slot(idx) {
+            if s.rev.load(Ordering::Relaxed) != to_link {
+                s.rev.store(to_link, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Lock-free per-packet update after a `Hit`: counters of direction
+    /// `fwd` and the last-activity time, written only when it moved by a
+    /// second or more (pf keeps it in seconds) so workers hitting the same
+    /// state do not trade its cache line for nothing. The counters are
+    /// plain load + store (no locked RMW): exact while one worker carries
+    /// a direction of a flow.
+    #[inline]
+    pub fn touch(&self, idx: u32, fwd: bool, bytes: u64, now: u64) {
+        let Some(s) = self.slot(idx) else { return };
+        let i = if fwd { 0 } else { 1 };
+        s.packets[i].store(s.packets[i].load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        s.bytes[i].store(s.bytes[i].load(Ordering::Relaxed).wrapping_add(bytes), Ordering::Relaxed);
+        let e = s.expire.load(Ordering::Relaxed);
+        if now >= e.saturating_add(1_000_000_000) {
+            s.expire.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `f` on the state for `key` usable on `ifidx`, under the slot's
+    /// lock; `f` gets the slot index too. `None` when there is none.
+    pub fn with_state<R>(&self, k: (u64, u64), ifidx: u32, f: impl FnOnce(u32, &mut StateData) -> R) -> Option<R> {
+        self.with_state_linked(0, k, ifidx, |idx, _, st| f(idx, st)).map(|(_, r)| r)
+    }
+
+    /// `with_state`, trying the reverse link `link` (slot + 1, 0: none)
+    /// first as `probe_linked` does; `f` gets the slot index and the
+    /// slot's reverse link. Returns the slot index with `f`'s result.
+    pub fn with_state_linked<R>(
+        &self,
+        link: u32,
+        k: (u64, u64),
+        ifidx: u32,
+        f: impl FnOnce(u32, u32, &mut StateData) -> R,
+    ) -> Option<(u32, R)> {
+        let ok =
+            |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
+        if let Some(s) = link.checked_sub(1).and_then(|i| self.slot(i)) {
+            let mut g = s.lock();
+            if ok(&g) && s.solo.load(Ordering::Relaxed) != 0 {
+                let rev = s.rev.load(Ordering::Relaxed);
+                return Some((link - 1, f(link - 1, rev, &mut g)));
+            }
+        }
+        for _ in 0..4 {
+            let idx = self.find_words(k, ifidx)?;
+            let Some(s) = self.slot(idx) else { continue };
+            let mut g = s.lock();
+            if ok(&g) {
+                let rev = s.rev.load(Ordering::Relaxed);
+                return Some((idx, f(idx, rev, &mut g)));
+            }
+        }
+        // The slot kept changing under us: walk with the shard held.
+        let b = self.bucket_of(k);
+        let _sg = self.shard_of(b).lock.lock();
+        let (idx, _) = self.walk(b, k, ifidx);
+        let s = self.slot(idx)?;
+        let mut g = s.lock();
+        let rev = s.rev.load(Ordering::Relaxed);
+        Some((idx, f(idx, rev, &mut g)))
+    }
+
+    pub(super) fn alloc_slot(&self) -> Option<u32> {
+        if let Some(i) = self.free.lock().pop() {
+            return Some(i);
+        }
+        let i = self.next.fetch_add(1, Ordering::AcqRel);
+        if !self.slab.ensure(i) {
+            self.next.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(i)
+    }
+
+    /// Inserts a state; returns its slot index. An existing live state on
+    /// the same key with the same interface and direction (or `PER_KEY`
+    /// of them) is a conflict, as pf_state_key_attach.
+    pub fn insert(&self, mut st: StateData) -> Result<u32, InsertError> {
+        let n = self.count.fetch_add(1, Ordering::AcqRel);
+        if n >= self.limit() {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(InsertError::Limit);
+        }
+        let Some(idx) = self.alloc_slot() else {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(InsertError::Limit);
+        };
+        st.live = true;
+        st.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let k = pack(&st.key);
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        let sg = shard.lock.lock();
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        let mut on_key = 0;
+        // Every state indexed on the key, purge-marked ones included.
+        let mut on_key_all = 0;
+        let mut conflict = false;
+        while cur != 0 {
+            let s = self.slot(cur - 1).expect("linked");
+            if s.key_words() == k {
+                on_key_all += 1;
+                let bind = s.bind.load(Ordering::Acquire);
+                if bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
+                    on_key += 1;
+                    if bind as u32 == st.kif && (bind >> 32) as u8 == st.direction {
+                        conflict = true;
+                    }
+                }
+            }
+            cur = s.next.load(Ordering::Acquire);
+        }
+        if conflict || on_key >= PER_KEY {
+            drop(sg);
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            self.free.lock().push(idx);
+            return Err(InsertError::Conflict);
+        }
+        // The states already on the key are no longer alone on it.
+        if on_key_all > 0 {
+            let mut cur = self.buckets[b].load(Ordering::Acquire);
+            while cur != 0 {
+                let s = self.slot(cur - 1).expect("linked");
+                if s.key_words() == k {
+                    let _g = s.lock();
+                    s.solo.store(0, Ordering::Relaxed);
+                }
+                cur = s.next.load(Ordering::Acquire);
+            }
+        }
+        let s = self.slot(idx).expect("allocated");
+        {
+            let mut g = s.lock();
+            *g = st;
+            g.publish_all();
+            s.solo.store((on_key_all == 0) as u32, Ordering::Relaxed);
+            s.rev.store(0, Ordering::Relaxed);
+            g.before = (st.expire, st.packets, st.bytes);
+            s.next.store(self.buckets[b].load(Ordering::Relaxed), Ordering::Release);
+        }
+        self.buckets[b].store(idx + 1, Ordering::Release);
+        drop(sg);
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+        Ok(idx)
+    }
+
+    /// Removes the state in slot `idx` (if still live).
+    pub fn remove(&self, idx: u32) -> bool {
+        self.remove_id(idx, None)
+    }
+
+    /// Removes the state in slot `idx` if it is still live (and still
+    /// state `id`, when given: the slot may have been reused since).
+    pub(super) fn remove_id(&self, idx: u32, id: Option<u64>) -> bool {
+        let Some(slot) = self.slot(idx) else { return false };
+        let k = slot.key_words();
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        let sg = shard.lock.lock();
+        {
+            let mut g = slot.lock();
+            if !g.live || pack(&g.key) != k || id.is_some_and(|id| g.id != id) {
+                return false;
+            }
+            g.live = false;
+            g.timeout = TIMEOUT_PURGE;
+        }
+        // Unlink; readers walking the chain see the version move.
+        let v = shard.version.load(Ordering::Relaxed);
+        shard.version.store(v.wrapping_add(1), Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        let next = slot.next.load(Ordering::Relaxed);
+        let mut cur = self.buckets[b].load(Ordering::Relaxed);
+        if cur == idx + 1 {
+            self.buckets[b].store(next, Ordering::Release);
+        } else {
+            while cur != 0 {
+                let s = self.slot(cur - 1).expect("linked");
+                let n = s.next.load(Ordering::Relaxed);
+                if n == idx + 1 {
+                    s.next.store(next, Ordering::Release);
+                    break;
+                }
+                cur = n;
+            }
+        }
+        shard.version.store(v.wrapping_add(2), Ordering::Release);
+        // A state left alone on the key can be found by its link again.
+        let mut left = None;
+        let mut others = 0;
+        let mut cur = self.buckets[b].load(Ordering::Relaxed);
+        while cur != 0 {
+            let s = self.slot(cur - 1).expect("linked");
+            if s.key_words() == k {
+                others += 1;
+                left = Some(s);
+            }
+            cur = s.next.load(Ordering::Relaxed);
+        }
+        if let (1, Some(s)) = (others, left) {
+            let _g = s.lock();
+            s.solo.store(1, Ordering::Relaxed);
+        }
+        drop(sg);
+        self.free.lock().push(idx);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// A copy of the state in slot `idx`, if live.
+    pub fn get(&self, idx: u32) -> Option<StateData> {
+        let g = self.slot(idx)?.lock();
+        g.live.then_some(*g)
+    }
+
+    /// Copies of all live states with their slot indices.
+    pub fn snapshot(&self) -> Vec<(u32, StateData)> {
+        let mut v = vec![];
+        for i in 0..self.high_water() {
+            if let Some(d) = self.get(i) {
+                v.push((i, d));
+            }
+        }
+        v.sort_by_key(|(_, d)| d.id);
+        v
+    }
+
+    /// How many live states `pred` picks (each looked at under its lock,
+    /// nothing copied).
+    pub fn count_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.high_water() {
+            if let Some(slot) = self.slot(i) {
+                let g = slot.lock();
+                if g.live && pred(&g) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Removes the states `pred` picks; returns how many.
+    pub fn remove_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.high_water() {
+            let kill = self.get(i).filter(|d| pred(d)).map(|d| d.id);
+            if kill.is_some() && self.remove_id(i, kill) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Visits `budget` slots from where the last call stopped, removing
+    /// the states `expired` says are over (pf's purge thread, which walks
+    /// a fraction of the table every second).
+    pub fn purge_some(&self, budget: u32, mut expired: impl FnMut(&StateData) -> bool) -> usize {
+        let hw = self.high_water();
+        if hw == 0 {
+            return 0;
+        }
+        let mut at = self.purge_cursor.load(Ordering::Relaxed) % hw;
+        let mut n = 0;
+        for _ in 0..budget.min(hw) {
+            let kill = self.get(at).filter(|d| d.timeout == TIMEOUT_PURGE || expired(d)).map(|d| d.id);
+            if kill.is_some() && self.remove_id(at, kill) {
+                n += 1;
+            }
+            at = (at + 1) % hw;
+        }
+        self.purge_cursor.store(at, Ordering::Relaxed);
+        n
+    }
+}

@@ -1,0 +1,188 @@
+//! State table tests: keys, probes, links, inserts and removals, the slab.
+
+use super::*;
+
+fn key(p: u16) -> StateKey {
+    StateKey { addr: ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()], port: [p, 22], proto: 6, rtable: 0 }
+}
+
+#[test]
+fn a_million_states_fit_in_256_mb() {
+    let per_state = std::mem::size_of::<Slot>();
+    // Index: the bucket array (fixed size) plus the chain link in the slot.
+    let index = BUCKETS * std::mem::size_of::<AtomicU32>();
+    assert!(per_state * 1_000_000 + index <= 256 << 20, "slot {per_state} B per state + index {index} B");
+    assert_eq!(std::mem::offset_of!(Slot, packets), 64, "the fast path's fields fill the first line");
+}
+
+#[test]
+fn insert_lookup_remove_and_limit() {
+    let t = StateTable::new(2);
+    let a = t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }).unwrap();
+    assert_eq!(t.find(&key(1), 0), Some(a));
+    assert_eq!(
+        t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }),
+        Err(InsertError::Conflict)
+    );
+    // Same key, other direction: both hang off the key.
+    let b = t.insert(StateData { key: key(1), direction: DIR_OUT, ..Default::default() }).unwrap();
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.insert(StateData { key: key(2), ..Default::default() }), Err(InsertError::Limit));
+    assert!(t.remove(a));
+    assert!(!t.remove(a));
+    assert_eq!(t.lookup_all(&key(1)), vec![b]);
+    assert_eq!(t.find(&key(1), 0), Some(b));
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.remove_if(|_| true), 1);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn if_bound_states_come_before_floating_ones() {
+    let t = StateTable::new(10);
+    let f = t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }).unwrap();
+    let b = t.insert(StateData { key: key(1), direction: DIR_IN, kif: 3, ..Default::default() }).unwrap();
+    assert_eq!(t.find(&key(1), 3), Some(b));
+    assert_eq!(t.find(&key(1), 4), Some(f));
+    assert_eq!(t.find(&key(1), 0), Some(f));
+}
+
+#[test]
+fn lock_free_lookups_never_miss_a_live_state_under_churn() {
+    let t = std::sync::Arc::new(StateTable::new(1 << 20));
+    let keep: Vec<u32> = (0..2000u16)
+        .map(|p| t.insert(StateData { key: key(p), direction: DIR_IN, ..Default::default() }).unwrap())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (t, stop) = (t.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let ids: Vec<u32> = (0..500u16)
+                    .filter_map(|p| {
+                        let mut k = key(p);
+                        k.port[1] = 23;
+                        t.insert(StateData { key: k, direction: DIR_OUT, ..Default::default() }).ok()
+                    })
+                    .collect();
+                for i in ids {
+                    assert!(t.remove(i));
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    for round in 0..200 {
+        for (p, &idx) in keep.iter().enumerate() {
+            assert_eq!(t.find(&key(p as u16), 0), Some(idx), "round {round}");
+            match t.probe(key(p as u16).words(), 0) {
+                Probe::Hit(v) => assert_eq!(v.idx, idx),
+                Probe::Busy => {}
+                Probe::Miss => panic!("miss on a live state"),
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(churn.join().unwrap() > 0);
+    assert_eq!(t.len(), 2000);
+}
+
+#[test]
+fn a_link_finds_only_the_state_a_probe_would_find() {
+    let t = StateTable::new(100);
+    let a = t.insert(StateData { key: key(1), direction: DIR_OUT, ..Default::default() }).unwrap();
+    let v = t.probe_linked(a + 1, key(1).words(), 7).expect("alone and usable");
+    assert_eq!(v.idx, a);
+    assert!(t.probe_linked(0, key(1).words(), 7).is_none(), "no link");
+    assert!(t.probe_linked(a + 1, key(2).words(), 7).is_none(), "another key");
+    assert!(t.probe_linked(a + 100, key(1).words(), 7).is_none(), "a slot never used");
+    // A second state on the key: the link no longer decides.
+    let b = t.insert(StateData { key: key(1), direction: DIR_IN, kif: 7, ..Default::default() }).unwrap();
+    assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none());
+    assert!(t.probe_linked(b + 1, key(1).words(), 7).is_none());
+    assert!(matches!(t.probe(key(1).words(), 7), Probe::Hit(v) if v.idx == b), "if-bound first");
+    // Alone again once the other goes.
+    assert!(t.remove(b));
+    assert_eq!(t.probe_linked(a + 1, key(1).words(), 7).map(|v| v.idx), Some(a));
+    // Bound elsewhere: not usable here.
+    let c = t.insert(StateData { key: key(3), direction: DIR_OUT, kif: 5, ..Default::default() }).unwrap();
+    assert!(t.probe_linked(c + 1, key(3).words(), 7).is_none());
+    assert_eq!(t.probe_linked(c + 1, key(3).words(), 5).map(|v| v.idx), Some(c));
+    // Removed, then the slot reused for another key.
+    assert!(t.remove(a));
+    assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none(), "removed");
+    let d = t.insert(StateData { key: key(4), direction: DIR_OUT, ..Default::default() }).unwrap();
+    assert_eq!(d, a, "the free slot is reused");
+    assert!(t.probe_linked(a + 1, key(1).words(), 7).is_none(), "reused for another key");
+    assert_eq!(t.probe_linked(a + 1, key(4).words(), 7).map(|v| v.idx), Some(d));
+    // Purge-marked (TCP state reuse): never found.
+    t.with_state(key(4).words(), 7, |_, st| st.timeout = TIMEOUT_PURGE).unwrap();
+    assert!(t.probe_linked(d + 1, key(4).words(), 7).is_none());
+    // The reverse link is a plain hint on the slot, cleared on reuse.
+    t.set_rev(c, d + 1);
+    assert_eq!(t.rev(c), d + 1);
+    assert!(t.remove(c));
+    let e = t.insert(StateData { key: key(5), direction: DIR_IN, ..Default::default() }).unwrap();
+    assert_eq!(e, c);
+    assert_eq!(t.rev(e), 0);
+}
+
+#[test]
+fn links_never_disagree_with_probes_under_random_churn() {
+    // Few keys, interfaces and directions, so keys often hold two
+    // states and slots are reused for other keys.
+    let t = StateTable::new(64);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<u32> = vec![];
+    for _ in 0..20_000 {
+        let r = next();
+        if r % 3 != 0 || live.is_empty() {
+            let st = StateData {
+                key: key((r >> 8) as u16 % 6),
+                direction: if r & 16 != 0 { DIR_IN } else { DIR_OUT },
+                kif: (r >> 20) as u32 % 3,
+                timeout: if r % 29 == 0 { TIMEOUT_PURGE } else { 0 },
+                ..Default::default()
+            };
+            if let Ok(i) = t.insert(st) {
+                live.push(i);
+            }
+        } else {
+            let i = live.swap_remove((r >> 8) as usize % live.len());
+            assert!(t.remove(i));
+        }
+        for slot in 0..t.high_water() {
+            for p in 0..6 {
+                for ifidx in 0..3 {
+                    let k = key(p).words();
+                    if let Some(v) = t.probe_linked(slot + 1, k, ifidx) {
+                        match t.probe(k, ifidx) {
+                            Probe::Hit(w) => assert_eq!(v.idx, w.idx, "slot {slot} key {p} if {ifidx}"),
+                            _ => panic!("link found slot {slot} for key {p} on {ifidx}, probe did not"),
+                        }
+                    }
+                    let locked = t.with_state_linked(slot + 1, k, ifidx, |_, _, _| ()).map(|(i, _)| i);
+                    assert_eq!(locked, t.find(&key(p), ifidx), "locked path, slot {slot} key {p} if {ifidx}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn reversed_key_words_are_the_other_sides_key() {
+    let k = key(1234);
+    let mut r = k;
+    r.addr.swap(0, 1);
+    r.port.swap(0, 1);
+    assert_eq!(reversed(k.words()), r.words());
+    assert_eq!(reversed(reversed(k.words())), k.words());
+}
