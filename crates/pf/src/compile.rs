@@ -193,6 +193,7 @@ pub enum AddrMatch {
         ifname: String,
         modifier: IfAddrModifier,
         no_alias: bool,
+        prefix: Option<u8>,
     },
     /// `no-route`: an address with no route in the packet's routing table
     /// (evaluated with the route lookup, see `eval::endpoint_matches`).
@@ -492,11 +493,13 @@ fn endpoint(
                 .clone();
             AddrMatch::Table(t)
         }
-        Addr::Dynamic { ifname, modifier, no_alias } => {
-            AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
+        Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
+            AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias, prefix: *prefix }
         }
         Addr::NoRoute => AddrMatch::NoRoute,
         Addr::UrpfFailed => AddrMatch::UrpfFailed,
+        // No route of softnet's carries a label.
+        Addr::RouteLabel(_) => AddrMatch::Never,
     };
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
@@ -678,14 +681,20 @@ impl AddrMatch {
             AddrMatch::Net { net, mask } => x & mask == *net,
             AddrMatch::Range(lo, hi) => x >= *lo && x <= *hi,
             AddrMatch::Table(t) => t.contains(a),
-            AddrMatch::Dynamic { ifname, modifier, no_alias } => {
+            AddrMatch::Dynamic { ifname, modifier, no_alias, prefix } => {
                 let Some(addrs) = dyn_addrs(ifname) else { return false };
                 let n = if *no_alias { addrs.len().min(1) } else { addrs.len() };
-                addrs[..n].iter().any(|ia| match modifier {
-                    IfAddrModifier::Address => ia.addr == a,
-                    IfAddrModifier::Network => ia.contains(a),
-                    IfAddrModifier::Broadcast => ia.broadcast() == Some(a),
-                    IfAddrModifier::Peer => false,
+                // pfi_instance_add: an explicit `/N` widens each address
+                // (the network modifier's own mask otherwise).
+                let widened = |ia: &softnet_core::iface::IfAddr, p: u8| {
+                    softnet_core::iface::IfAddr::new(ia.addr, p.min(32)).contains(a)
+                };
+                addrs[..n].iter().any(|ia| match (modifier, prefix) {
+                    (IfAddrModifier::Address | IfAddrModifier::Network, Some(p)) => widened(ia, *p),
+                    (IfAddrModifier::Address, None) => ia.addr == a,
+                    (IfAddrModifier::Network, None) => ia.contains(a),
+                    (IfAddrModifier::Broadcast, _) => ia.broadcast() == Some(a),
+                    (IfAddrModifier::Peer, _) => false,
                 })
             }
             // These need the route table: the rule walk asks it

@@ -57,6 +57,6 @@ pub mod tcp_track;
 pub use error::ParseError;
 pub use filter::Pf;
 pub use model::Ruleset;
-pub use parse::{check_supported, load_ruleset, parse_ruleset};
+pub use parse::{check_supported, load_ruleset, parse_ruleset, parse_ruleset_with, ParseOptions, Parsed};
 pub use print::{print_ruleset, PrintOpts};
 pub use resolver::{IfAddr, IfResolver, StaticResolver};

@@ -135,6 +135,7 @@ const ICMP6_TYPES: &[(&str, u8)] = &[
     ("nirep", 140),
     ("mtraceresp", 200),
     ("mtrace", 201),
+    ("listenrepv2", 143),
 ];
 
 /// (name, type, code)
@@ -174,7 +175,6 @@ const ICMP_CODES: &[(&str, u8, u8)] = &[
 const ICMP6_CODES: &[(&str, u8, u8)] = &[
     ("admin-unr", 1, 1),
     ("noroute-unr", 1, 0),
-    ("notnbr-unr", 1, 2),
     ("beyond-unr", 1, 2),
     ("addr-unr", 1, 3),
     ("port-unr", 1, 4),

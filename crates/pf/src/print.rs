@@ -41,6 +41,13 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
             }
         }
     }
+    if opts.verbose >= 1 {
+        // pfctl prints the queues as it loads them, before the rules.
+        for q in &rs.queues {
+            out.push_str(&q.format());
+            out.push('\n');
+        }
+    }
     let level = opts.opt_level.or(rs.options.ruleset_optimization).unwrap_or_default();
     let rules = optimized_rules(&rs.rules, level);
     for (nr, r) in rules.iter().enumerate() {
@@ -107,6 +114,7 @@ pub fn format_set_option(s: &SetOption) -> Option<String> {
         SetOption::Debug(d) => format!("set debug {d}"),
         // pfctl applies it silently
         SetOption::RulesetOptimization(_) => return None,
+        SetOption::Reassemble(r) => r.format(),
     })
 }
 
@@ -198,7 +206,7 @@ pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
                 format!("<{t}>")
             }
         }
-        Addr::Dynamic { ifname, modifier, no_alias } => {
+        Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
             let mut s = format!("({ifname}");
             s.push_str(match modifier {
                 IfAddrModifier::Address => "",
@@ -213,10 +221,15 @@ pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
                 counted(&mut s);
             }
             s.push(')');
+            // print_addr: the mask when shorter than the host's
+            if let Some(p) = prefix {
+                let _ = write!(s, "/{p}");
+            }
             s
         }
         Addr::NoRoute => "no-route".into(),
         Addr::UrpfFailed => "urpf-failed".into(),
+        Addr::RouteLabel(l) => format!("route \"{l}\""),
     }
 }
 
@@ -374,10 +387,20 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
         s.push_str(" to ");
         format_endpoint(&mut s, &r.dst, verbose, count);
     }
+    if let Some(rcv) = &r.received_on {
+        let _ = write!(s, " {}received-on {}", if rcv.negated { "!" } else { "" }, rcv.name);
+    }
+    if let Some(u) = &r.user {
+        s.push_str(&u.format("user"));
+    }
+    if let Some(g) = &r.group {
+        s.push_str(&g.format("group"));
+    }
     if !r.flags.is_any() {
         let _ = write!(s, " flags {}/{}", names::format_tcp_flags(r.flags.set), names::format_tcp_flags(r.flags.mask));
     } else if matches!(r.action, Action::Pass | Action::Match)
         && (r.proto.is_none() || r.proto == Some(IPPROTO_TCP))
+        && !r.fragment
         && r.keep_state != StateMode::NoState
     {
         s.push_str(" flags any");
@@ -400,6 +423,15 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
     if let Some(t) = r.tos {
         let _ = write!(s, " tos 0x{t:02x}");
     }
+    if let Some(p) = r.prio {
+        let _ = write!(s, " prio {p}");
+    }
+    if let Some((n, sec)) = r.max_pkt_rate {
+        let _ = write!(s, " max-pkt-rate {n}/{sec}");
+    }
+    if r.set.any() {
+        s.push_str(&r.set.format());
+    }
     let o = &r.state_opts;
     let ropts = o.any();
     match r.keep_state {
@@ -408,6 +440,9 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
         StateMode::Modulate => s.push_str(" modulate state"),
         StateMode::Synproxy => s.push_str(" synproxy state"),
         _ => {}
+    }
+    if let Some(p) = r.probability {
+        s.push_str(&format_probability(p));
     }
     if ropts {
         let mut parts: Vec<String> = vec![];
@@ -462,11 +497,20 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
         }
         let _ = write!(s, " ({})", parts.join(", "));
     }
+    if r.fragment {
+        s.push_str(" fragment");
+    }
+    if r.scrub.any() {
+        s.push_str(&r.scrub.format());
+    }
     if r.allow_opts {
         s.push_str(" allow-opts");
     }
     if let Some(l) = &r.label {
         let _ = write!(s, " label \"{l}\"");
+    }
+    if r.once {
+        s.push_str(" once");
     }
     if let Some(t) = &r.tag {
         let _ = write!(s, " tag {}", quote_if_needed(t));
@@ -479,6 +523,9 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
     }
     if let Some(t) = r.rtable {
         let _ = write!(s, " rtable {t}");
+    }
+    if let Some(d) = &r.divert {
+        s.push_str(&d.format());
     }
     match &r.translation {
         Some(Translation::AfTo { af, from, to }) => {

@@ -320,11 +320,13 @@ impl QueueDef {
 pub struct Reassemble {
     pub enabled: bool,
     pub no_df: bool,
+    /// Where it was set (for load-time errors); 0 for the default.
+    pub line: usize,
 }
 
 impl Default for Reassemble {
     fn default() -> Self {
-        Reassemble { enabled: true, no_df: false }
+        Reassemble { enabled: true, no_df: false, line: 0 }
     }
 }
 
@@ -384,6 +386,6 @@ mod tests {
             delay: None,
         };
         assert_eq!(a.format(), " set (prio(5, 2), queue q, tos 0x10)");
-        assert_eq!(Reassemble { enabled: false, no_df: false }.format(), "set reassemble no ");
+        assert_eq!(Reassemble { enabled: false, no_df: false, line: 1 }.format(), "set reassemble no ");
     }
 }

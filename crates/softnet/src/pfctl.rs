@@ -284,26 +284,43 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
             });
         resolver_from(&from_daemon.unwrap_or_default())
     };
-    match softnet_pf::parse_ruleset(&text, &name, &resolver) {
-        Ok(rs) => {
-            // Table files are read as a load reads them (printed as `file "…"`).
-            if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
-                let _ = err.write_all(e.as_bytes());
-                return 1;
-            }
-            if a.verbose > 0 {
-                let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
-                let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());
-            }
-            0
+    let popts = softnet_pf::ParseOptions { defines: a.defines.clone() };
+    let parsed = softnet_pf::parse_ruleset_with(&text, &name, &resolver, &popts);
+    let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
+    // pfctl writes its messages to stderr as it meets them and the ruleset
+    // to (buffered) stdout: the errors come first.
+    if !parsed.errors.is_empty() {
+        for e in &parsed.errors {
+            let _ = writeln!(err, "{e}");
         }
-        Err(errors) => {
-            for e in errors {
-                let _ = writeln!(err, "{e}");
-            }
-            1
+        // What pfctl printed while reading: macros, options, tables.
+        if a.verbose > 0 {
+            let mut head = parsed.ruleset;
+            head.rules.clear();
+            head.queues.clear();
+            let _ = out.write_all(print_ruleset(&head, &opts).as_bytes());
         }
+        return 1;
     }
+    let mut rs = parsed.ruleset;
+    // Table files are read as a load reads them (printed as `file "…"`).
+    if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
+        let _ = err.write_all(e.as_bytes());
+        return 1;
+    }
+    if let Err(e) = softnet_pf::parse::check_queues(&rs) {
+        let _ = writeln!(err, "pfctl: {e}");
+        return 1;
+    }
+    if a.options_only {
+        // -O: only the options are loaded (and printed).
+        rs.rules.clear();
+        rs.queues.clear();
+    }
+    if a.verbose > 0 {
+        let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());
+    }
+    0
 }
 
 /// Runs `softnet pfctl ARGS`; returns the exit code.

@@ -19,12 +19,15 @@ use crate::resolver::IfResolver;
 mod addr;
 mod cursor;
 mod expand;
+mod more_opts;
 mod options;
 mod pool;
+mod queue;
 mod rule;
 mod state_opts;
 
 use cursor::*;
+pub use queue::check_queues;
 
 /// Parses a whole pf.conf. `filename` is what errors are reported against
 /// (pfctl says `stdin` for `-f -`).
@@ -32,9 +35,38 @@ use cursor::*;
 /// Translation and routing options (`nat-to`, `rdr-to`, `route-to`, …) parse
 /// here so `-n` can print them; `load_ruleset` refuses them.
 pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Result<Ruleset, Vec<ParseError>> {
+    let p = parse_ruleset_with(src, filename, resolver, &ParseOptions::default());
+    if p.errors.is_empty() {
+        Ok(p.ruleset)
+    } else {
+        Err(p.errors)
+    }
+}
+
+/// What pfctl's command line adds to a parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// `-D name=value`: macros the file cannot redefine (pfctl's
+    /// persistent symbols; the file's own definition is still printed).
+    pub defines: Vec<(String, String)>,
+}
+
+/// A parse with its errors; `ruleset` holds what was read before and
+/// around them (pfctl prints the `set`, macro and table lines as it reads
+/// them, so `-nv` shows those even when the file has errors).
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub ruleset: Ruleset,
+    pub errors: Vec<ParseError>,
+}
+
+/// `parse_ruleset` with pfctl's command-line additions, keeping the
+/// partial ruleset when there are errors.
+pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, opts: &ParseOptions) -> Parsed {
     let mut p = Parser {
         resolver,
-        macros: HashMap::new(),
+        macros: opts.defines.iter().cloned().collect(),
+        defined: opts.defines.iter().map(|(n, _)| n.clone()).collect(),
         rs: Ruleset { filename: filename.to_string(), ..Ruleset::default() },
         errors: vec![],
     };
@@ -61,11 +93,7 @@ pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Re
             r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
         }
     }
-    if p.errors.is_empty() {
-        Ok(p.rs)
-    } else {
-        Err(p.errors)
-    }
+    Parsed { ruleset: p.rs, errors: p.errors }
 }
 
 /// Parses and then refuses what the packet filter cannot do yet: the form
@@ -119,6 +147,38 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
             refuse(what);
         }
+        // Options the data path does not act on yet: loading them would
+        // promise what does not happen.
+        let more = [
+            (r.received_on.is_some(), "received-on"),
+            (r.prio.is_some(), "prio"),
+            (r.max_pkt_rate.is_some(), "max-pkt-rate"),
+            (r.set.prio.is_some(), "set prio"),
+            (r.set.queue.is_some(), "queue"),
+            (r.set.tos.is_some(), "set tos"),
+            (r.set.delay.is_some(), "set delay"),
+            (r.probability.is_some(), "probability"),
+            (r.fragment, "fragment"),
+            (r.scrub.any(), "scrub"),
+            (r.once, "once"),
+        ];
+        for (_, what) in more.iter().filter(|(on, _)| *on) {
+            refuse(what);
+        }
+        if let Some(d) = &r.divert {
+            refuse(d.keyword());
+        }
+    }
+    if let Some(q) = rs.queues.first() {
+        errs.push(ParseError { file: rs.filename.clone(), line: q.line, message: "queue not supported yet".into() });
+    }
+    let re = rs.options.reassemble;
+    if !re.enabled || re.no_df {
+        errs.push(ParseError {
+            file: rs.filename.clone(),
+            line: re.line,
+            message: format!("set reassemble {} not supported yet", if re.enabled { "yes no-df" } else { "no" }),
+        });
     }
     if errs.is_empty() {
         Ok(())
@@ -134,6 +194,15 @@ type PResult<T> = Result<T, (usize, String)>;
 struct HostItem {
     addr: Addr,
     negated: bool,
+    /// An IPv4 address given a netmask over 32 bits: pfctl takes it and
+    /// refuses the rule per combination (check_netmask).
+    bad_mask: Option<u8>,
+}
+
+impl HostItem {
+    fn new(addr: Addr) -> HostItem {
+        HostItem { addr, negated: false, bad_mask: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +250,20 @@ struct RuleSpec {
     statelock: Option<bool>,
     translation: Option<Translation>,
     route: Option<Route>,
+    received_on: Option<ReceivedOn>,
+    /// `user`/`group` lists (each expands the rule, as the lists above).
+    users: Vec<IdOp>,
+    groups: Vec<IdOp>,
+    prio: Option<u8>,
+    max_pkt_rate: Option<(u32, u32)>,
+    set: SetActions,
+    probability: Option<u32>,
+    fragment: bool,
+    scrub: Scrub,
+    once: bool,
+    divert_spec: Option<more_opts::DivertSpec>,
+    /// The divert once the rule's address family is known.
+    divert: Option<Divert>,
 }
 
 impl RuleSpec {
@@ -193,9 +276,9 @@ impl RuleSpec {
             interfaces: vec![None],
             af: None,
             protos: vec![None],
-            src_hosts: vec![HostItem { addr: Addr::Any, negated: false }],
+            src_hosts: vec![HostItem::new(Addr::Any)],
             src_ports: vec![None],
-            dst_hosts: vec![HostItem { addr: Addr::Any, negated: false }],
+            dst_hosts: vec![HostItem::new(Addr::Any)],
             dst_ports: vec![None],
             flags: None,
             icmp: vec![None],
@@ -210,6 +293,18 @@ impl RuleSpec {
             statelock: None,
             translation: None,
             route: None,
+            received_on: None,
+            users: vec![],
+            groups: vec![],
+            prio: None,
+            max_pkt_rate: None,
+            set: SetActions::default(),
+            probability: None,
+            fragment: false,
+            scrub: Scrub::default(),
+            once: false,
+            divert_spec: None,
+            divert: None,
         }
     }
 }
@@ -217,6 +312,8 @@ impl RuleSpec {
 struct Parser<'r> {
     resolver: &'r dyn IfResolver,
     macros: HashMap<String, String>,
+    /// Macros from the command line (`-D`), which the file cannot change.
+    defined: Vec<String>,
     rs: Ruleset,
     errors: Vec<ParseError>,
 }
@@ -248,7 +345,11 @@ impl<'r> Parser<'r> {
                 c.next();
                 self.antispoof(c)
             }
-            "anchor" | "load" | "include" | "queue" => Err((line, format!("{w} not supported yet"))),
+            "queue" => {
+                c.next();
+                self.queue(c)
+            }
+            "anchor" | "load" | "include" => Err((line, format!("{w} not supported yet"))),
             _ => c.syntax(),
         }
     }
@@ -278,7 +379,10 @@ impl<'r> Parser<'r> {
         self.rs.macros.retain(|(n, _)| *n != name);
         self.rs.macros.push((name.clone(), value.clone()));
         self.rs.header.push(HeaderItem::Macro(name.clone(), value.clone()));
-        self.macros.insert(name, value);
+        // symset: a persistent (command-line) symbol stays.
+        if !self.defined.contains(&name) {
+            self.macros.insert(name, value);
+        }
         Ok(())
     }
 }
@@ -340,6 +444,7 @@ mod tests {
                 "pf.conf:1: unknown protocol frob",
                 "pf.conf:3: port only applies to tcp/udp",
                 "pf.conf:3: skipping rule due to errors",
+                "pf.conf:3: rule expands to no valid combination",
             ]
         );
     }
@@ -358,6 +463,30 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
         assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
+    }
+
+    #[test]
+    fn a_table_defined_twice_is_its_last_definition() {
+        let rs = parse("table <t> { 10.0.0.1 }\ntable <t> persist { 10.0.0.2 }\n");
+        let t = rs.table("t").unwrap();
+        assert!(t.persist);
+        assert_eq!(t.entries().map(|e| e.net.addr.to_string()).collect::<Vec<_>>(), ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn command_line_macros_win_over_the_files_and_errors_keep_the_header() {
+        let opts = ParseOptions { defines: vec![("ext".into(), "em1".into())] };
+        let p = parse_ruleset_with(
+            "ext = \"em0\"\nset limit states 10\npass on $ext\npass bogus\n",
+            "f",
+            &StaticResolver::example(),
+            &opts,
+        );
+        assert_eq!(p.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["f:4: syntax error"]);
+        // the file's definition is still what -nv prints
+        assert_eq!(p.ruleset.header[0], HeaderItem::Macro("ext".into(), "em0".into()));
+        assert_eq!(p.ruleset.rules[0].interface.as_ref().unwrap().name, "em1");
+        assert_eq!(p.ruleset.options.limit(Limit::States), 10);
     }
 
     #[test]
