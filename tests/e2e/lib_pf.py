@@ -71,12 +71,12 @@ class Hold:
     """A long-lived TCP echo exchange from A (pf_peer.py hold) in the
     background; its JSON lines in a file."""
 
-    def __init__(self, lab, port, secs=60, gap=0.2, tmo=3.0):
+    def __init__(self, lab, port, secs=60, gap=0.2, tmo=3.0, src=None):
         self.lab = lab
         self.path = os.path.join(lab.t.tmp, f"hold-{port}-{time.monotonic_ns()}.out")
         self.f = open(self.path, "w")
-        self.proc = lab.t.ns_spawn(lab.net.a, ["python3", PEER, "hold", B_IP, str(port), str(secs), str(gap), str(tmo)],
-                                   stdout=self.f)
+        self.proc = lab.t.ns_spawn(lab.net.a, ["python3", PEER, "hold", B_IP, str(port), str(secs), str(gap), str(tmo)]
+                                   + ([src] if src else []), stdout=self.f)
         self.lport = wait_until(f"hold connection to port {port}", lambda: self.first("connected"), timeout=10)
 
     def events(self):
@@ -212,9 +212,9 @@ class PfLab:
             raise TestFailure(f"pf_peer {args}: no answer (exit {p.returncode}): {p.stderr.strip()}")
         return json.loads(lines[-1])
 
-    def connect(self, port, tmo=2.0, host=B_IP):
-        """TCP connect + echo from A: ok, refused, timeout..."""
-        return self._peer("connect", host, port, tmo)
+    def connect(self, port, tmo=2.0, host=B_IP, src=None):
+        """TCP connect + echo from A (from address `src`): ok, refused, timeout..."""
+        return self._peer("connect", host, port, tmo, *([src] if src else []))
 
     def udp(self, port, tmo=2.0, host=B_IP, size=4):
         return self._peer("udp", host, port, tmo, size)

@@ -3,9 +3,10 @@ a namespace with `python3 pf_peer.py MODE ...`. Every mode is bounded in
 time and prints one JSON object per line on stdout.
 
     serve TCPPORTS UDPPORTS SECS   echo servers (ports comma-separated), for SECS at most
-    connect HOST PORT TIMEOUT      TCP connect + one echo: {"result": ok|refused|timeout|error, "secs"}
+    connect HOST PORT TIMEOUT [SRC]  TCP connect (from address SRC) + one echo:
+                                   {"result": ok|refused|timeout|error, "secs"}
     udp HOST PORT TIMEOUT [SIZE]   connected UDP send + recv: {"result": echo|refused|timeout|error}
-    hold HOST PORT SECS GAP TMO    one TCP connection, an echo every GAP s for SECS s; each
+    hold HOST PORT SECS GAP TMO [SRC]  one TCP connection (from SRC), an echo every GAP s for SECS s; each
                                    exchange must answer within TMO s. Prints {"connected": lport},
                                    {"ok": n} per exchange, then {"done": n} or {"fail": why, "n": n}
 """
@@ -70,11 +71,13 @@ def classify(e):
     return f"error: {e!r}"
 
 
-def connect(host, port, tmo):
+def connect(host, port, tmo, src=None):
     t0 = time.monotonic()
     s = socket.socket()
     s.settimeout(tmo)
     try:
+        if src:
+            s.bind((src, 0))
         s.connect((host, port))
         s.sendall(b"hello\n")
         b = b""
@@ -108,11 +111,13 @@ def udp(host, port, tmo, size=4):
     out(result=res, secs=round(time.monotonic() - t0, 3))
 
 
-def hold(host, port, secs, gap, tmo):
+def hold(host, port, secs, gap, tmo, src=None):
     s = socket.socket()
     s.settimeout(tmo)
     n = 0
     try:
+        if src:
+            s.bind((src, 0))
         s.connect((host, port))
         out(connected=s.getsockname()[1])
         end = time.monotonic() + secs
@@ -144,11 +149,11 @@ def main():
     if mode == "serve":
         serve(ints(args[0]), ints(args[1]), float(args[2]))
     elif mode == "connect":
-        connect(args[0], int(args[1]), float(args[2]))
+        connect(args[0], int(args[1]), float(args[2]), args[3] if len(args) > 3 else None)
     elif mode == "udp":
         udp(args[0], int(args[1]), float(args[2]), int(args[3]) if len(args) > 3 else 4)
     elif mode == "hold":
-        hold(args[0], int(args[1]), float(args[2]), float(args[3]), float(args[4]))
+        hold(args[0], int(args[1]), float(args[2]), float(args[3]), float(args[4]), args[5] if len(args) > 5 else None)
     else:
         raise SystemExit(f"unknown mode {mode}")
 

@@ -34,6 +34,13 @@ telnet, return-icmp on UDP 9999). Checks:
    with SYN-ACK; UDP and TCP to port 0 and a TCP data offset of 4 are
    dropped as pf_setup_pdesc's `short` (-si short) and logged anyway
    (PF_LOG_FORCE, reason short).
+6. pf_norm.c reassembly: an echo request in fragments that overlap (the
+   newcomer's head trimmed, held fragments it covers replaced) completes
+   and B answers; 65 fragments of 8 octets (one entry point past
+   PF_FRAG_ENTRY_LIMIT) are refused (-si fragment +1, no answer), 64 pass.
+   pf_walk_header: a ping whose options are four NOPs is dropped
+   (ip-option); IGMP with only a router alert passes `pass in proto igmp`
+   (a state appears), IGMP with NOP padding does not.
 """
 
 import os
@@ -211,6 +218,59 @@ def run_test():
                                    rf"{re.escape(A_IP)}\.{sport} > ")
             check(len(lines) == 2, f"pflog: {len(lines)} records for port {sport}, want 2:\n" + "\n".join(lines))
         log(f"  -si short {si0['short']} -> {si['short']}; pflog: {lines[0]}")
+
+        # ---- 6. pf_norm.c reassembly and pf_walk_header options ------------------
+        t.step("6. overlapping fragments are trimmed as pf_reassemble does: the echo request completes, B answers")
+        echo = ("import time\n"
+                "def echo(ident, icmp, cuts):\n"
+                "    frags = [IP(dst='" + B_IP + "', id=ident, proto=1, frag=a // 8,\n"
+                "                flags='MF' if b < len(icmp) else 0) / Raw(icmp[a:b]) for a, b in cuts]\n"
+                "    s = AsyncSniffer(lfilter=lambda p: ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident,\n"
+                "                     count=1)\n"
+                "    s.start(); time.sleep(0.5); send(frags); s.join(timeout=4)\n"
+                "    if s.running:\n"
+                "        s.stop()\n"
+                "    return len(s.results or [])\n"
+                "def icmp(ident, n):\n"
+                "    return raw(ICMP(type=8, id=ident, seq=1) / Raw(b'Q' * (n - 8)))\n")
+        # 0..16, then 8..24 (its head trimmed to 16..24), then the last 24..32:
+        # the old reassembler dropped the second one and the datagram never completed.
+        r = lab.scapy(echo + "print(json.dumps(echo(0x5151, icmp(0x5151, 32), [(0, 16), (8, 24), (24, 32)])))\n")
+        check(r == 1, f"overlapping fragments: {r} echo replies, want 1")
+        # A fragment covering held ones whole replaces them.
+        r = lab.scapy(echo + "print(json.dumps(echo(0x5152, icmp(0x5152, 32), [(8, 16), (16, 32), (0, 24)])))\n")
+        check(r == 1, f"a fragment covering held ones: {r} echo replies, want 1")
+
+        t.step("6. 65 fragments in one 4096-octet entry point drop the datagram (PF_FRAG_ENTRY_LIMIT 64); 64 pass")
+        si0 = lab.info()
+        cuts = lambda n: [(i * 8, i * 8 + 8) for i in range(n)]  # noqa: E731
+        r = lab.scapy(echo + f"print(json.dumps(echo(0x5153, icmp(0x5153, 65 * 8), {cuts(65)!r})))\n")
+        check(r == 0, f"65 fragments: {r} echo replies, want none")
+        si = lab.info()
+        check(si["fragment"] == si0["fragment"] + 1, f"-si fragment {si0['fragment']} -> {si['fragment']}, want +1")
+        r = lab.scapy(echo + f"print(json.dumps(echo(0x5154, icmp(0x5154, 64 * 8), {cuts(64)!r})))\n")
+        check(r == 1, f"64 fragments: {r} echo replies, want 1")
+        log(f"  -si fragment {si0['fragment']} -> {si['fragment']}")
+
+        t.step("6. IP options of NOP padding only are options: a ping carrying them is dropped (ip-option)")
+        si0 = lab.info()
+        r = lab.scapy(f"a = sr1(IP(dst='{B_IP}', options=[IPOption_NOP()] * 4) / ICMP(id=0x5155), timeout=2)\n"
+                      "print(json.dumps(a is not None))\n")
+        check(r is False, "a ping with NOP-only options was answered")
+        si = lab.info()
+        check(si["ip-option"] == si0["ip-option"] + 1, f"-si ip-option {si0['ip-option']} -> {si['ip-option']}, want +1")
+
+        t.step("6. IGMP with only a router alert passes a rule without allow-opts; with NOP padding it does not")
+        lab.write_rules(open(lab.conf).read() + "pass in on $a_if proto igmp\n")
+        lab.pfctl("-f", lab.conf)
+        igmp = "Raw(bytes([0x16, 0, 0, 0, 239, 1, 1, 1]))"
+        lab.scapy(f"send(IP(dst='{B_IP}', proto=2, options=[IPOption_Router_Alert()]) / {igmp})\n")
+        wait_until("a state for the IGMP report", lambda: lab.states_matching(rf"igmp {re.escape(A_IP)} -> "), timeout=5)
+        si0 = lab.info()
+        lab.scapy(f"send(IP(dst='{B_IP}', src='10.0.1.3', proto=2, options=[IPOption_NOP()] * 4) / {igmp})\n")
+        wait_until("-si ip-option +1", lambda: lab.info()["ip-option"] == si0["ip-option"] + 1, timeout=5)
+        check(not lab.states_matching(r"igmp 10\.0\.1\.3 "), f"a state for the NOP-padded IGMP: {lab.states()}")
+        log("  " + lab.states_matching(r"igmp ")[0].strip())
 
         t.step("ssh still passes at the end; the daemon is alive")
         lab.expect_tcp(22, "ok", "ssh port")

@@ -1,6 +1,8 @@
 //! softnet's stack: packet buffers, interfaces, ARP, IPv4, ICMP, routes,
-//! counters and workers. Pure: no OS calls; the clock and the links are
-//! injected, so the same code runs on real devices and in memory.
+//! counters and workers. Pure: no OS calls; the clock, the links and the
+//! entropy random generators are seeded from are injected (the default
+//! entropy, `rng::OsEntropy`, is the one system call), so the same code
+//! runs on real devices and in memory.
 
 pub mod arp;
 pub mod ether;
@@ -12,6 +14,7 @@ pub mod link;
 pub mod packet;
 pub mod percpu;
 pub mod reass;
+pub mod rng;
 pub mod route;
 pub mod rtmsg;
 pub mod stack;

@@ -95,6 +95,9 @@ pub struct Stack {
     /// The clock the control side uses (workers get theirs in `Worker::new`;
     /// both should be the same clock).
     pub clock: Arc<dyn Clock>,
+    /// Where the workers' random generators get their seeds (the OS's
+    /// entropy unless a test fixes it).
+    pub entropy: Arc<dyn crate::rng::Entropy>,
     /// Serializes control operations (one change at a time).
     control: Mutex<()>,
     /// Buffers for frames the control thread sends (gratuitous ARP).
@@ -108,6 +111,17 @@ impl Stack {
     }
 
     pub fn with_clock(config: StackConfig, clock: Arc<dyn Clock>) -> Arc<Stack> {
+        Self::with_clock_and_entropy(config, clock, Arc::new(crate::rng::OsEntropy))
+    }
+
+    /// A stack on `clock` whose workers seed their random generators from
+    /// `entropy` (a fixed seed makes a test's IP IDs and NAT ports
+    /// repeatable).
+    pub fn with_clock_and_entropy(
+        config: StackConfig,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn crate::rng::Entropy>,
+    ) -> Arc<Stack> {
         let monitor = Arc::new(RouteMonitor::new());
         Arc::new_cyclic(|me: &std::sync::Weak<Stack>| {
             let routes = RouteTables::new(monitor.clone());
@@ -119,6 +133,7 @@ impl Stack {
             Stack {
                 routes,
                 clock,
+                entropy,
                 arp: ArpTable::new(config.arp.clone()),
                 ifaces: InterfaceTable::new(),
                 monitor,

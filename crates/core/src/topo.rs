@@ -41,9 +41,14 @@ impl TwoHosts {
     }
 
     pub fn with_config(config: StackConfig) -> TwoHosts {
+        Self::with_entropy(config, Arc::new(crate::rng::OsEntropy))
+    }
+
+    /// With the workers' random generators seeded from `entropy`.
+    pub fn with_entropy(config: StackConfig, entropy: Arc<dyn crate::rng::Entropy>) -> TwoHosts {
         let clock = Arc::new(ManualClock::new(Instant::from_secs(1000)));
         let nworkers = config.workers.max(1);
-        let stack = Stack::new(config);
+        let stack = Stack::with_clock_and_entropy(config, Arc::new(crate::time::MonotonicClock::new()), entropy);
         let (r0_port, a_port) = vlink::wire(nworkers, 1024);
         let (r1_port, b_port) = vlink::wire(nworkers, 1024);
         stack.create_interface("r0", R0_MAC, 1500, r0_port.link_queues()).expect("r0");

@@ -142,7 +142,6 @@ struct WorkerState {
     fwdq: Vec<Option<PacketBuf>>,
     fwdinfo: Vec<FwdInfo>,
     icmp_bucket: TokenBucket,
-    ip_id: u32,
 }
 
 /// One worker thread's handle.
@@ -150,6 +149,8 @@ pub struct Worker {
     stack: Arc<Stack>,
     clock: Arc<dyn Clock>,
     st: WorkerState,
+    /// This worker's generator is installed on the thread that polls it.
+    rng_installed: bool,
 }
 
 /// The worker's pools as the filter sees them.
@@ -205,9 +206,8 @@ impl Worker {
             fwdq: Vec::with_capacity(BATCH),
             fwdinfo: Vec::with_capacity(BATCH),
             icmp_bucket: TokenBucket::new(rate, burst),
-            ip_id: 0x9e37_79b9u32.wrapping_mul(id as u32 + 1),
         };
-        Worker { stack, clock, st }
+        Worker { stack, clock, st, rng_installed: false }
     }
 
     pub fn id(&self) -> usize {
@@ -224,6 +224,15 @@ impl Worker {
     pub fn poll(&mut self) -> usize {
         let now = self.clock.now();
         let stack = &*self.stack;
+        // The thread's random generator: this worker's, seeded from the
+        // stack's entropy at its first batch, stirred at every one after
+        // (crate::rng).
+        if self.rng_installed {
+            crate::rng::stir(now, &*stack.entropy, self.st.id);
+        } else {
+            crate::rng::install(crate::rng::WorkerRng::from_seed(stack.entropy.seed(self.st.id), now));
+            self.rng_installed = true;
+        }
         let ifs = stack.ifaces.load();
         let Some(rt) = stack.routes.snapshot(0) else { return 0 };
         let filter = stack.filter.load();
@@ -1286,15 +1295,11 @@ impl WorkerState {
         self.stage(cx, ifp.index(), p);
     }
 
+    /// The IP ID of a packet the router sends: random (as OpenBSD's
+    /// ip_randomid), so that it tells nothing about the router's traffic.
     #[inline]
     fn next_ip_id(&mut self) -> u16 {
-        // xorshift32: cheap, per worker, not sequential across workers.
-        let mut x = self.ip_id;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.ip_id = x;
-        (x >> 16) as u16
+        crate::rng::random_u16()
     }
 }
 

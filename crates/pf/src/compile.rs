@@ -244,6 +244,9 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+    /// Source tracking (`source-track`, `max-src-*`, `overload`): what
+    /// the rule's states' nodes count and limit (`crate::srcnode`).
+    pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
 }
 
 /// `HotRule::flags`: the rule has an interface to match.
@@ -509,8 +512,8 @@ fn endpoint(
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
-    if let Some(r) = rs.rules.iter().find(|r| r.translation.is_some()) {
-        let what = r.translation.as_ref().map(|t| t.keyword().to_string()).unwrap_or_default();
+    if let Some(r) = rs.rules.iter().find(|r| !r.translation.is_empty()) {
+        let what = r.translation.keyword().unwrap_or_default().to_string();
         return Err(CompileError::Unsupported { file: rs.filename.clone(), line: r.line, what });
     }
     check_table_limits(rs, cx)?;
@@ -554,6 +557,32 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         }
         let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
         let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
+        let o = &r.state_opts;
+        let src_track = o.source_track.map(|track| {
+            // The overload table, created as a rule's table is if the
+            // ruleset does not define it.
+            let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
+                table: tables
+                    .entry(ov.table.clone())
+                    .or_insert_with(|| {
+                        cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
+                    })
+                    .clone(),
+                flush: ov.flush,
+                flush_global: ov.flush_global,
+            });
+            Arc::new(crate::srcnode::SrcRule {
+                gen: cx.gen,
+                nr: nr as u32,
+                global: track == crate::model::SourceTrack::Global,
+                max_src_nodes: o.max_src_nodes,
+                max_src_states: o.max_src_states,
+                max_src_conn: o.max_src_conn,
+                max_src_conn_rate: o.max_src_conn_rate,
+                overload,
+                nodes: Default::default(),
+            })
+        });
         rules.push(CRule {
             nr: nr as u32,
             rule: r.clone(),
@@ -585,6 +614,7 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             label: r.label.clone(),
             skip: [0; SKIP_COUNT],
             states_cur: Default::default(),
+            src_track,
         });
     }
     calc_skip_steps(&mut rules);

@@ -75,6 +75,8 @@ pub struct PfInner {
     /// states take it as their creator id.
     pub(crate) hostid: AtomicU32,
     pub(crate) frags: crate::frag::FragCache,
+    /// Source-tracking nodes (`crate::srcnode`).
+    pub(crate) srcnodes: crate::srcnode::SrcNodes,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
@@ -291,6 +293,28 @@ impl PfInner {
                 let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
             }
         }
+        if st.flags & crate::state::sflags::SRC_NODE != 0 {
+            // pf_src_tree_remove_state: the node stays the state's rule's
+            // `src.track`, else the ruleset's.
+            let i = tidx(Timeout::SrcTrack);
+            let own = if st.timeout_set != 0 { self.timeout_sets.get(st.timeout_set)[i] } else { 0 };
+            let secs = if own != 0 { own } else { rs.opts.timeouts[i] };
+            let now = self.last_now.load(Ordering::Relaxed);
+            self.srcnodes.state_removed(st, now, secs as u64 * 1_000_000_000);
+        }
+    }
+
+    /// pf_src_connlimit's `flush`: ends the states from `src` (of the
+    /// state's rule, or of every rule with `global`), as pf does by
+    /// setting their timeout to PFTM_PURGE; the purge removes them.
+    pub(crate) fn flush_source(&self, st: &StateData, src: Ipv4Addr, global: bool) -> usize {
+        self.states.update_if(
+            |o| {
+                let from = if o.direction == crate::state::DIR_IN { o.key.addr[0] } else { o.key.addr[1] };
+                from == src && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
+            },
+            |o| o.timeout = TIMEOUT_PURGE,
+        )
     }
 }
 
@@ -310,7 +334,7 @@ impl Default for Pf {
 /// A random nonzero host id, as pf draws one (arc4random) when none is set.
 fn random_hostid() -> u32 {
     loop {
-        let v = crate::state::random_seed() as u32;
+        let v = softnet_core::rng::random_u32();
         if v != 0 {
             return v;
         }
@@ -338,6 +362,7 @@ impl Pf {
             counters: PerWorker::new(),
             hostid: AtomicU32::new(random_hostid()),
             frags: crate::frag::FragCache::new(),
+            srcnodes: crate::srcnode::SrcNodes::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
@@ -352,9 +377,11 @@ impl Pf {
             rs_seq: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
         };
-        // pf_attach: state ids start at the time shifted left 32 bits.
+        // pf_attach: state ids start at the time shifted left 32 bits (so
+        // they do not repeat across boots); the low half is random, so the
+        // ids of the states to come cannot be guessed from the boot time.
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        inner.states.set_next_id((secs << 32).max(1));
+        inner.states.set_next_id((secs << 32 | softnet_core::rng::random_u32() as u64).max(1));
         Pf { inner: Arc::new(inner) }
     }
 
@@ -495,6 +522,31 @@ impl Pf {
             }
             kill
         })
+    }
+
+    /// `pfctl -K host [-K host2]`: DIOCKILLSRCNODES, the nodes of source
+    /// `src` whose redirection address is `dst` (none without `dst`:
+    /// softnet's nodes have no redirection address yet, so a `dst` other
+    /// than 0.0.0.0 matches none). Their states live on without them.
+    /// Returns how many were killed.
+    pub fn kill_src_nodes(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
+        if dst.is_some_and(|d| !d.is_unspecified()) {
+            return 0;
+        }
+        let keys = self.inner.srcnodes.kill(src);
+        if !keys.is_empty() {
+            // pf_state_rm_src_node on every state of the nodes.
+            self.inner.states.update_if(
+                |st| crate::srcnode::NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)),
+                |st| st.flags &= !(crate::state::sflags::SRC_NODE | crate::state::sflags::SRC_GLOBAL),
+            );
+        }
+        keys.len()
+    }
+
+    /// Number of source-tracking nodes.
+    pub fn src_node_count(&self) -> usize {
+        self.inner.srcnodes.len()
     }
 
     /// Number of states.
@@ -738,6 +790,16 @@ impl PacketFilter for Pf {
             dead
         });
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
+        inner.srcnodes.purge(n);
+        // `overload` insertions the workers queued (a table update waits
+        // for the table's readers: done here, on the control thread).
+        for (t, a) in inner.srcnodes.take_overloads() {
+            let e = crate::model::TableEntry {
+                net: crate::model::IpNet { addr: std::net::IpAddr::V4(a), prefix: 32 },
+                negated: false,
+            };
+            t.add(&[e]);
+        }
         // Old rulesets no worker holds any more are freed here, not on a worker.
         inner.retired.lock().retain(|r| Arc::strong_count(r) > 1);
     }

@@ -1,10 +1,13 @@
 //! Fragment reassembly before filtering, as pf does by default
-//! (`pf_normalize_ip` / `pf_reassemble`): fragments are held until their
-//! datagram is complete, then the whole datagram is filtered. Fragments
-//! that overlap one already held are dropped (pf trims partial IPv4
-//! overlaps; softnet drops the newcomer instead, which never yields a
-//! datagram pf would not also have refused to build from conflicting
-//! data). Incomplete datagrams expire after the `frag` timeout.
+//! (pf_norm.c `pf_reassemble`, `pf_fillup_fragment`, `pf_join_fragment`):
+//! fragments are held until their datagram is complete, then the whole
+//! datagram is filtered. A fragment overlapping held ones is trimmed at
+//! its head, and the held fragments it overlaps are trimmed at theirs or,
+//! when it covers them whole, dropped (IPv4 keeps the newest data, as pf
+//! does). A fragment wholly inside one already held is dropped. More than
+//! `PF_FRAG_ENTRY_LIMIT` (64) fragments in one 4096-octet stretch of a
+//! datagram (`PF_FRAG_ENTRY_POINTS`, 16 of them) drops the datagram.
+//! Incomplete datagrams expire after the `frag` timeout.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -14,9 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use softnet_core::filter::BufferSource;
 use softnet_core::packet::PacketBuf;
-use softnet_wire::ipv4::{Ipv4Packet, MIN_HEADER_LEN};
+use softnet_wire::ipv4::Ipv4Packet;
 
 const IP_MAXPACKET: usize = 65535;
+/// pfvar.h: the queue of one datagram is indexed by 16 entry points,
+/// each covering 4096 octets of the payload ...
+pub const PF_FRAG_ENTRY_POINTS: usize = 16;
+/// ... and each may hold at most this many fragments.
+pub const PF_FRAG_ENTRY_LIMIT: u8 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FragKey {
@@ -26,29 +34,85 @@ struct FragKey {
     proto: u8,
 }
 
+/// One held fragment (`pf_frent`): payload octets `off..off + len` of
+/// the datagram, found at `start` in `pkt` (past its IP header and past
+/// whatever a later fragment's overlap trimmed off its head).
 struct Frag {
     off: usize,
     len: usize,
     more: bool,
+    start: usize,
     pkt: PacketBuf,
 }
 
+impl Frag {
+    fn end(&self) -> usize {
+        self.off + self.len
+    }
+}
+
+/// `pf_frent_index`.
+fn entry_index(off: usize) -> usize {
+    off / (0x10000 / PF_FRAG_ENTRY_POINTS)
+}
+
+/// One datagram's queue (`pf_fragment`), sorted by offset, never
+/// overlapping.
 struct Datagram {
     frags: Vec<Frag>,
-    /// Total payload length, known once the last fragment arrived.
-    total: Option<usize>,
+    /// Fragments per entry point (`fr_entries`).
+    entries: [u8; PF_FRAG_ENTRY_POINTS],
     created: u64,
+}
+
+impl Datagram {
+    /// `pf_frent_insert`: refused when its entry point is full.
+    fn insert(&mut self, pos: usize, f: Frag) -> Result<(), Frag> {
+        let i = entry_index(f.off);
+        if self.entries[i] >= PF_FRAG_ENTRY_LIMIT {
+            return Err(f);
+        }
+        self.entries[i] += 1;
+        self.frags.insert(pos, f);
+        Ok(())
+    }
+
+    /// `pf_frent_remove`.
+    fn remove(&mut self, pos: usize) -> Frag {
+        let f = self.frags.remove(pos);
+        self.entries[entry_index(f.off)] -= 1;
+        f
+    }
+
+    /// No holes: the fragments cover `0..end` of the last one, which has
+    /// no more-fragments flag (pf counts `fr_holes` as it goes; the queue
+    /// is at most 16 * 64 long).
+    fn complete(&self) -> bool {
+        let mut at = 0;
+        for f in &self.frags {
+            if f.off != at {
+                return false;
+            }
+            at = f.end();
+        }
+        self.frags.last().is_some_and(|f| !f.more)
+    }
 }
 
 /// Why a fragment was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragDrop {
-    /// Offset plus length beyond 65535, or a non-last fragment whose
-    /// length is not a multiple of 8 (`bad-offset` / `normalize`).
-    BadOffset,
-    Normalize,
-    /// Overlaps a fragment already held (`fragment`).
-    Overlap,
+    /// `pf_fillup_fragment`'s bad fragments (`fragment`): empty, not a
+    /// multiple of 8 octets with more to come, past 65535 octets, in
+    /// conflict with the datagram's end, or over the entry-point limit
+    /// (which drops the held fragments too).
+    Bad,
+    /// Wholly inside a fragment already held: dropped as pf's
+    /// `drop_fragment` does (pf sets no reason; softnet counts it as
+    /// `fragment`).
+    Duplicate,
+    /// The datagram joined is longer than 65535 octets (`short`).
+    TooBig,
     /// The frags limit or no large buffer (`memory`).
     Memory,
 }
@@ -67,7 +131,8 @@ pub struct FragCache {
     held: std::sync::atomic::AtomicUsize,
     /// pf's `ncounters` (`pfctl -si -v` "Fragments"): lookups of a
     /// fragment's datagram, fragments queued, fragments taken off a queue
-    /// (reassembled, expired or flushed). Written under `map`'s lock.
+    /// (reassembled, trimmed away, expired or flushed). Written under
+    /// `map`'s lock.
     pub searches: AtomicU64,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
@@ -87,6 +152,17 @@ impl FragCache {
         self.len() == 0
     }
 
+    /// Frees held fragments taken off a queue.
+    fn release(&self, bufs: &mut dyn BufferSource, frags: impl IntoIterator<Item = Frag>) {
+        let mut n = 0;
+        for f in frags {
+            bufs.free(f.pkt);
+            n += 1;
+        }
+        self.held.fetch_sub(n, Ordering::Relaxed);
+        self.removals.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Takes one fragment (`pkt.data()` starts at its IPv4 header).
     pub fn input(&self, pkt: PacketBuf, now_ns: u64, limit: usize, bufs: &mut dyn BufferSource) -> FragResult {
         let (key, off, len, more, hlen) = {
@@ -101,68 +177,131 @@ impl FragCache {
                 hlen,
             )
         };
-        let _ = hlen;
-        if off + len > IP_MAXPACKET - MIN_HEADER_LEN {
-            return FragResult::Drop(pkt, FragDrop::BadOffset);
-        }
-        if more && (len == 0 || len % 8 != 0) {
-            return FragResult::Drop(pkt, FragDrop::Normalize);
+        // pf_fillup_fragment's checks of the fragment alone.
+        if len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
+            return FragResult::Drop(pkt, FragDrop::Bad);
         }
         if self.len() >= limit {
             return FragResult::Drop(pkt, FragDrop::Memory);
         }
+        let mut new = Frag { off, len, more, start: hlen, pkt };
         let mut map = self.map.lock();
         self.searches.fetch_add(1, Ordering::Relaxed);
-        let d = map.entry(key).or_insert_with(|| Datagram { frags: Vec::new(), total: None, created: now_ns });
-        if d.frags.iter().any(|f| off < f.off + f.len && f.off < off + len) {
-            return FragResult::Drop(pkt, FragDrop::Overlap);
+        let Some(d) = map.get_mut(&key) else {
+            let mut d = Datagram { frags: Vec::with_capacity(4), entries: [0; PF_FRAG_ENTRY_POINTS], created: now_ns };
+            let _ = d.insert(0, new);
+            map.insert(key, d);
+            self.held.fetch_add(1, Ordering::Relaxed);
+            self.inserts.fetch_add(1, Ordering::Relaxed);
+            return FragResult::Kept;
+        };
+        // Against the datagram's end as known so far.
+        let last = d.frags.last().expect("a queue is never empty");
+        let total = last.end();
+        let end = new.end();
+        if end < total && !new.more {
+            return FragResult::Drop(new.pkt, FragDrop::Bad);
         }
-        if !more {
-            if d.total.is_some() || d.frags.iter().any(|f| f.off + f.len > off + len) {
-                return FragResult::Drop(pkt, FragDrop::Overlap);
+        if !last.more {
+            if end > total || (end == total && new.more) {
+                return FragResult::Drop(new.pkt, FragDrop::Bad);
             }
-            d.total = Some(off + len);
-        } else if d.total.is_some_and(|t| off + len > t) {
-            return FragResult::Drop(pkt, FragDrop::Overlap);
+        } else if end == total && !new.more {
+            return FragResult::Drop(new.pkt, FragDrop::Bad);
         }
-        let pos = d.frags.partition_point(|f| f.off < off);
-        d.frags.insert(pos, Frag { off, len, more, pkt });
+        // The neighbours: `pos` is where the new one goes, after every
+        // fragment starting at or before it (pf_frent_previous).
+        let pos = d.frags.partition_point(|f| f.off <= new.off);
+        if pos > 0 {
+            let prev_end = d.frags[pos - 1].end();
+            if prev_end > new.off {
+                let precut = prev_end - new.off;
+                if precut >= new.len {
+                    return FragResult::Drop(new.pkt, FragDrop::Duplicate);
+                }
+                new.start += precut;
+                new.off += precut;
+                new.len -= precut;
+            }
+        }
+        let mut freed = Vec::new();
+        while pos < d.frags.len() && new.end() > d.frags[pos].off {
+            let aftercut = new.end() - d.frags[pos].off;
+            if aftercut < d.frags[pos].len {
+                // Trimmed at its head; it may move to the next entry point.
+                let mut a = d.remove(pos);
+                a.start += aftercut;
+                a.off += aftercut;
+                a.len -= aftercut;
+                if let Err(a) = d.insert(pos, a) {
+                    freed.push(a);
+                    let d = map.remove(&key).expect("present");
+                    drop(map);
+                    self.release(bufs, freed.into_iter().chain(d.frags));
+                    return FragResult::Drop(new.pkt, FragDrop::Bad);
+                }
+                break;
+            }
+            freed.push(d.remove(pos));
+        }
+        let new = match d.insert(pos, new) {
+            Ok(()) => None,
+            Err(new) => Some(new),
+        };
+        if let Some(new) = new {
+            // The queue would grow too long: no way to recover, the whole
+            // datagram goes (pf's free_fragment).
+            let d = map.remove(&key).expect("present");
+            drop(map);
+            self.release(bufs, freed.into_iter().chain(d.frags));
+            return FragResult::Drop(new.pkt, FragDrop::Bad);
+        }
         self.held.fetch_add(1, Ordering::Relaxed);
         self.inserts.fetch_add(1, Ordering::Relaxed);
-        // Complete when the fragments cover 0..total without holes.
-        let Some(total) = d.total else { return FragResult::Kept };
-        let mut at = 0;
-        for f in &d.frags {
-            if f.off != at {
-                return FragResult::Kept;
-            }
-            at += f.len;
-        }
-        if at != total {
+        let complete = d.complete();
+        if !complete {
+            drop(map);
+            self.release(bufs, freed);
             return FragResult::Kept;
         }
-        let Some(mut big) = bufs.alloc_large() else {
+        let Some(big) = bufs.alloc_large() else {
+            drop(map);
+            self.release(bufs, freed);
             return FragResult::Kept;
         };
         let d = map.remove(&key).expect("present");
         drop(map);
-        self.held.fetch_sub(d.frags.len(), Ordering::Relaxed);
-        self.removals.fetch_add(d.frags.len() as u64, Ordering::Relaxed);
+        self.release(bufs, freed);
+        self.join(d, big, bufs)
+    }
+
+    /// `pf_join_fragment` and the rest of `pf_reassemble`: the first
+    /// fragment's header, every payload in order, the length and offset
+    /// fields rewritten.
+    fn join(&self, d: Datagram, mut big: PacketBuf, bufs: &mut dyn BufferSource) -> FragResult {
+        let total = d.frags.last().expect("complete").end();
+        let n = d.frags.len();
         let first = &d.frags[0].pkt;
         let fhlen = Ipv4Packet::new_unchecked(first.data()).header_len() as usize;
-        if big.rewind(fhlen + total).is_err() {
-            for f in d.frags {
+        if fhlen + total > IP_MAXPACKET || big.rewind(fhlen + total).is_err() {
+            let why = if fhlen + total > IP_MAXPACKET { FragDrop::TooBig } else { FragDrop::Memory };
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            self.removals.fetch_add(n as u64, Ordering::Relaxed);
+            let mut frags = d.frags.into_iter();
+            let keep = frags.next().expect("complete").pkt;
+            for f in frags {
                 bufs.free(f.pkt);
             }
-            return FragResult::Drop(big, FragDrop::Memory);
+            bufs.free(big);
+            return FragResult::Drop(keep, why);
         }
         big.meta = first.meta;
         big.data_mut()[..fhlen].copy_from_slice(&first.data()[..fhlen]);
         for f in &d.frags {
-            let h = Ipv4Packet::new_unchecked(f.pkt.data()).header_len() as usize;
-            big.data_mut()[fhlen + f.off..fhlen + f.off + f.len].copy_from_slice(&f.pkt.data()[h..h + f.len]);
-            debug_assert!(f.more || f.off + f.len == total);
+            big.data_mut()[fhlen + f.off..fhlen + f.end()].copy_from_slice(&f.pkt.data()[f.start..f.start + f.len]);
         }
+        self.held.fetch_sub(n, Ordering::Relaxed);
+        self.removals.fetch_add(n as u64, Ordering::Relaxed);
         for f in d.frags {
             bufs.free(f.pkt);
         }
@@ -195,5 +334,188 @@ impl FragCache {
     /// Drops everything held.
     pub fn flush(&self) -> usize {
         self.expire(u64::MAX, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers from the heap, counting what comes back.
+    #[derive(Default)]
+    struct Bufs {
+        freed: usize,
+    }
+
+    impl BufferSource for Bufs {
+        fn alloc(&mut self) -> Option<PacketBuf> {
+            Some(PacketBuf::from_slice(&[0; 2048]))
+        }
+        fn alloc_large(&mut self) -> Option<PacketBuf> {
+            Some(PacketBuf::from_slice(&vec![0; IP_MAXPACKET + 64]))
+        }
+        fn free(&mut self, _: PacketBuf) {
+            self.freed += 1;
+        }
+    }
+
+    /// A fragment of datagram `id` (proto 17): payload octets at `off`,
+    /// each octet's value given by `fill`.
+    fn frag(id: u16, off: usize, data: &[u8], more: bool) -> PacketBuf {
+        let mut b = vec![0u8; 20 + data.len()];
+        b[20..].copy_from_slice(data);
+        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+        p.set_header_len(20);
+        p.set_total_len((20 + data.len()) as u16);
+        p.set_ident(id);
+        p.set_flags_frag(false, more, off as u16);
+        p.set_ttl(64);
+        p.set_protocol(softnet_wire::ipv4::IpProtocol(17));
+        p.set_src(Ipv4Addr::new(10, 0, 1, 2));
+        p.set_dst(Ipv4Addr::new(10, 0, 2, 2));
+        p.fill_checksum();
+        PacketBuf::from_slice(&b)
+    }
+
+    fn input(c: &FragCache, b: &mut Bufs, p: PacketBuf) -> FragResult {
+        c.input(p, 0, 5000, b)
+    }
+
+    fn payload(r: FragResult) -> Vec<u8> {
+        match r {
+            FragResult::Done(p) => {
+                let ip = Ipv4Packet::new_unchecked(p.data());
+                assert_eq!(ip.total_len() as usize, p.len());
+                assert!(!ip.more_frags() && ip.frag_offset() == 0);
+                assert!(ip.verify_checksum());
+                p.data()[20..].to_vec()
+            }
+            FragResult::Kept => panic!("kept"),
+            FragResult::Drop(_, why) => panic!("dropped {why:?}"),
+        }
+    }
+
+    fn is_kept(r: FragResult) -> bool {
+        matches!(r, FragResult::Kept)
+    }
+
+    fn dropped(r: FragResult) -> Option<FragDrop> {
+        match r {
+            FragResult::Drop(_, why) => Some(why),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn in_order_and_out_of_order_fragments_are_joined() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(input(&c, &mut b, frag(1, 16, &[2; 8], false))));
+        assert!(is_kept(input(&c, &mut b, frag(1, 0, &[0; 8], true))));
+        let got = payload(input(&c, &mut b, frag(1, 8, &[1; 8], true)));
+        assert_eq!(got, [[0u8; 8], [1; 8], [2; 8]].concat());
+        assert!(c.is_empty());
+        assert_eq!(b.freed, 3);
+    }
+
+    #[test]
+    fn a_fragment_overlapping_the_previous_one_is_trimmed_at_its_head() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(input(&c, &mut b, frag(1, 0, &[1; 16], true))));
+        // 8..24 overlaps 8..16 of the held one: the held data wins there.
+        assert!(is_kept(input(&c, &mut b, frag(1, 8, &[2; 16], true))));
+        let got = payload(input(&c, &mut b, frag(1, 24, &[3; 8], false)));
+        assert_eq!(got, [&[1u8; 16][..], &[2; 8], &[3; 8]].concat());
+    }
+
+    #[test]
+    fn a_fragment_overlapping_the_next_ones_drops_those_it_covers_and_trims_the_rest() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        // Held: 8..16 and 16..40 (last).
+        assert!(is_kept(input(&c, &mut b, frag(1, 8, &[1; 8], true))));
+        assert!(is_kept(input(&c, &mut b, frag(1, 16, &[2; 24], false))));
+        // 0..24 covers 8..16 whole (dropped) and trims 16..40 to 24..40.
+        let got = payload(input(&c, &mut b, frag(1, 0, &[9; 24], true)));
+        assert_eq!(got, [&[9u8; 24][..], &[2; 16]].concat());
+        assert_eq!(b.freed, 3);
+    }
+
+    #[test]
+    fn a_covering_fragment_completes_the_datagram_with_its_own_data() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(input(&c, &mut b, frag(1, 8, &[1; 8], true))));
+        assert!(is_kept(input(&c, &mut b, frag(1, 24, &[2; 16], false))));
+        assert_eq!(c.len(), 2);
+        // 0..32: covers 8..16 whole (dropped), trims 24..40 to 32..40.
+        let got = payload(input(&c, &mut b, frag(1, 0, &[9; 32], true)));
+        assert_eq!(got, [&[9u8; 32][..], &[2; 8]].concat());
+        assert!(c.is_empty());
+        assert_eq!(c.inserts.load(Ordering::Relaxed), 3);
+        assert_eq!(c.removals.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_duplicate_is_dropped_and_the_datagram_still_completes() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(input(&c, &mut b, frag(1, 0, &[1; 16], true))));
+        assert_eq!(dropped(input(&c, &mut b, frag(1, 8, &[7; 8], true))), Some(FragDrop::Duplicate));
+        assert_eq!(dropped(input(&c, &mut b, frag(1, 0, &[7; 16], true))), Some(FragDrop::Duplicate));
+        let got = payload(input(&c, &mut b, frag(1, 16, &[2; 4], false)));
+        assert_eq!(got, [&[1u8; 16][..], &[2; 4]].concat());
+    }
+
+    #[test]
+    fn fragments_in_conflict_with_the_end_are_bad() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(input(&c, &mut b, frag(1, 16, &[1; 8], false))));
+        // Past the end, or ending at the end with more to come, or a
+        // second last fragment ending before it.
+        assert_eq!(dropped(input(&c, &mut b, frag(1, 24, &[1; 8], true))), Some(FragDrop::Bad));
+        assert_eq!(dropped(input(&c, &mut b, frag(1, 8, &[1; 16], true))), Some(FragDrop::Bad));
+        assert_eq!(dropped(input(&c, &mut b, frag(1, 0, &[1; 8], false))), Some(FragDrop::Bad));
+        // Alone: empty, unaligned with more to come, past 65535.
+        assert_eq!(dropped(input(&c, &mut b, frag(2, 0, &[], true))), Some(FragDrop::Bad));
+        assert_eq!(dropped(input(&c, &mut b, frag(2, 0, &[1; 12], true))), Some(FragDrop::Bad));
+        assert_eq!(dropped(input(&c, &mut b, frag(2, 65528, &[1; 16], false))), Some(FragDrop::Bad));
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn sixty_five_fragments_in_one_entry_point_drop_the_datagram() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        // 64 fragments of 8 octets fill entry point 0 (octets 0..4096).
+        for i in 0..64 {
+            assert!(is_kept(input(&c, &mut b, frag(1, i * 8, &[1; 8], true))), "{i}");
+        }
+        assert_eq!(c.len(), 64);
+        assert_eq!(dropped(input(&c, &mut b, frag(1, 64 * 8, &[1; 8], false))), Some(FragDrop::Bad));
+        // Every held fragment went with it.
+        assert!(c.is_empty());
+        assert_eq!(b.freed, 64);
+        assert_eq!(c.removals.load(Ordering::Relaxed), 64);
+        // A datagram of 65 fragments spread over two entry points passes,
+        // as pf's per-entry-point limit allows.
+        for i in 0..64 {
+            assert!(is_kept(input(&c, &mut b, frag(2, i * 64, &[i as u8; 64], true))));
+        }
+        let got = payload(input(&c, &mut b, frag(2, 64 * 64, &[64; 8], false)));
+        assert_eq!(got.len(), 64 * 64 + 8);
+    }
+
+    #[test]
+    fn lone_fragments_expire_and_the_limit_refuses_more() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 1, &mut b)));
+        assert_eq!(dropped(c.input(frag(2, 8, &[1; 8], false), 0, 1, &mut b)), Some(FragDrop::Memory));
+        assert_eq!(c.expire(30_000_000_000, 60_000_000_000), 0);
+        assert_eq!(c.expire(61_000_000_000, 60_000_000_000), 1);
+        assert!(c.is_empty());
     }
 }

@@ -13,8 +13,7 @@
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
 //!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `route-to`,
-//!   `reply-to`, `dup-to`, `synproxy state` and source tracking
-//!   (`source-track`, `max-src-*`, `overload`) ("… not supported yet").
+//!   `reply-to`, `dup-to` and `synproxy state` ("… not supported yet").
 //! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
 //!   (the default) drops duplicate rules.
 //!
@@ -33,6 +32,7 @@
 //! (pfctl wants it quoted but prints it bare).
 
 pub mod error;
+pub mod lb;
 mod lexer;
 pub mod model;
 pub mod names;
@@ -48,8 +48,10 @@ pub mod compile;
 pub mod eval;
 pub mod filter;
 pub mod frag;
+pub mod ipopt;
 pub mod pflog;
 pub mod show;
+pub mod srcnode;
 pub mod state;
 pub mod table;
 pub mod tcp_track;

@@ -348,39 +348,127 @@ pub struct TagMatch {
     pub negated: bool,
 }
 
-/// Address translation and routing options. They parse and print, but the
-/// evaluator does not do them yet: `check_supported` refuses them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Translation {
-    NatTo(RedirSpec),
-    RdrTo(RedirSpec),
-    BinatTo(RedirSpec),
-    /// `af-to inet|inet6 from X [to Y]`
-    AfTo {
-        af: AddressFamily,
-        from: RedirSpec,
-        to: Option<RedirSpec>,
-    },
+/// pf's `PF_NAT_PROXY_PORT_LOW` / `_HIGH`: the source ports `nat-to` picks
+/// from when the rule names none.
+pub const NAT_PORT_LOW: u16 = 50001;
+pub const NAT_PORT_HIGH: u16 = 65535;
+
+/// How an address pool picks an address (pf's `PF_POOL_*` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PoolType {
+    /// No type given: a single address (or the network's own address).
+    #[default]
+    None,
+    /// `bitmask`: the network bits of the pool, the host bits of the packet.
+    Bitmask,
+    /// `random`: any address of the pool.
+    Random,
+    /// `source-hash [key]`: an address chosen by a keyed hash of the source.
+    SourceHash(HashKey),
+    /// `round-robin`: each address in turn.
+    RoundRobin,
+    /// `least-states`: the address with the fewest states.
+    LeastStates,
 }
 
-impl Translation {
-    pub fn keyword(&self) -> &'static str {
+impl PoolType {
+    /// pf's `PF_POOL_DYNTYPE`: the types that can walk several addresses
+    /// (a table, a list, an interface with aliases).
+    pub fn is_dynamic(self) -> bool {
+        matches!(self, PoolType::RoundRobin | PoolType::LeastStates)
+    }
+    pub fn keyword(self) -> &'static str {
         match self {
-            Translation::NatTo(_) => "nat-to",
-            Translation::RdrTo(_) => "rdr-to",
-            Translation::BinatTo(_) => "binat-to",
-            Translation::AfTo { .. } => "af-to",
+            PoolType::None => "",
+            PoolType::Bitmask => "bitmask",
+            PoolType::Random => "random",
+            PoolType::SourceHash(_) => "source-hash",
+            PoolType::RoundRobin => "round-robin",
+            PoolType::LeastStates => "least-states",
         }
     }
 }
 
-/// A translation or routing target kept as its normalized words: the
-/// addresses (or `{ … }` list), a port, and pool options.
+/// `pf_poolhashkey`: the 128-bit key of `source-hash`, as four 32-bit words
+/// (printed `0x%08x%08x%08x%08x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct HashKey(pub [u32; 4]);
+
+/// Which part of a rule a pool belongs to (pfctl's `PF_POOL_NAT`,
+/// `PF_POOL_RDR`, `PF_POOL_ROUTE`): their ports mean different things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolRole {
+    Nat,
+    Rdr,
+    Route,
+}
+
+/// An address pool: pf's `struct pf_pool`, as pfctl's `collapse_redirspec`
+/// and `apply_redirspec` leave it. A list of addresses has become a
+/// constant table (`<__automatic_N>`) by then, as pfctl makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RedirSpec {
-    pub targets: Vec<String>,
-    pub port: Option<String>,
-    pub pool_opts: Vec<String>,
+pub struct Pool {
+    /// One address or network, a range, a `<table>`, or `(if)` with its
+    /// modifiers (followed at run time).
+    pub addr: Addr,
+    /// Route options only: `(if addr)`, the interface the address is
+    /// reached through.
+    pub ifname: Option<String>,
+    /// pf's `proxy_port[2]`. nat-to: the source ports to pick from
+    /// (`NAT_PORT_LOW..=NAT_PORT_HIGH` unless given; `0, 0` is
+    /// `static-port`). rdr-to: `0, 0` keeps the port, `p, 0` sets it, `p1,
+    /// p2` maps the rule's destination port range onto `p1..=p2`.
+    pub proxy_port: [u16; 2],
+    pub kind: PoolType,
+    /// `sticky-address` (PF_POOL_STICKYADDR): a source keeps the address it
+    /// was given while it has a source node (source tracking keeps them).
+    pub sticky: bool,
+}
+
+impl Pool {
+    /// A pool of one address with no options (what a bare `nat-to ADDR`
+    /// gives).
+    pub fn single(addr: Addr, role: PoolRole) -> Pool {
+        let proxy_port = if role == PoolRole::Nat { [NAT_PORT_LOW, NAT_PORT_HIGH] } else { [0, 0] };
+        Pool { addr, ifname: None, proxy_port, kind: PoolType::None, sticky: false }
+    }
+
+    /// `static-port` on a nat-to pool: the source port is kept.
+    pub fn static_port(&self) -> bool {
+        self.proxy_port == [0, 0]
+    }
+}
+
+/// Address translation on a rule (pf's `nat`, `rdr` pools and `naf`).
+/// `binat-to` is no translation of its own: pfctl expands it into a
+/// `nat-to … static-port` rule and an `rdr-to` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Translation {
+    /// `nat-to`, or af-to's `from` pool.
+    pub nat: Option<Pool>,
+    /// `rdr-to`, or af-to's `to` pool.
+    pub rdr: Option<Pool>,
+    /// `af-to inet|inet6`: the family the packet is translated to.
+    pub af_to: Option<AddressFamily>,
+}
+
+impl Translation {
+    pub fn is_empty(&self) -> bool {
+        self.nat.is_none() && self.rdr.is_none() && self.af_to.is_none()
+    }
+
+    /// The keyword of the first translation the rule has (for messages).
+    pub fn keyword(&self) -> Option<&'static str> {
+        if self.af_to.is_some() {
+            Some("af-to")
+        } else if self.nat.is_some() {
+            Some("nat-to")
+        } else if self.rdr.is_some() {
+            Some("rdr-to")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -403,7 +491,7 @@ impl RouteKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
     pub kind: RouteKind,
-    pub spec: RedirSpec,
+    pub pool: Pool,
 }
 
 /// One filter rule after expansion.
@@ -428,7 +516,8 @@ pub struct Rule {
     pub rtable: Option<u32>,
     pub keep_state: StateMode,
     pub state_opts: StateOpts,
-    pub translation: Option<Translation>,
+    /// nat-to, rdr-to (binat-to expanded into both), af-to.
+    pub translation: Translation,
     pub route: Option<Route>,
     /// `[!] received-on IF`.
     pub received_on: Option<ReceivedOn>,

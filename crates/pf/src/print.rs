@@ -261,14 +261,51 @@ fn icmp_code_text(ty: u8, code: u8, v6: bool) -> String {
     names::icmp_code_name(ty, code, v6).map(str::to_string).unwrap_or_else(|| code.to_string())
 }
 
-fn format_redir(r: &RedirSpec) -> String {
-    let mut s = if r.targets.len() == 1 { r.targets[0].clone() } else { format!("{{ {} }}", r.targets.join(", ")) };
-    if let Some(p) = &r.port {
-        let _ = write!(s, " port {p}");
+/// pfctl's `print_pool`: the address, the ports as the pool's role
+/// reads them, the pool type and options.
+pub fn format_pool(p: &Pool, role: PoolRole, verbose: u8, count: AddrCount) -> String {
+    let mut s = match &p.ifname {
+        // a route's `addr@if` (also written `(if addr)`, as pfctl before
+        // 7.0 took it)
+        Some(ifname) => format!("{}@{ifname}", format_addr_with(&p.addr, verbose, count)),
+        None => format_addr_with(&p.addr, verbose, count),
+    };
+    let [p1, p2] = p.proxy_port;
+    match role {
+        PoolRole::Nat => {
+            if [p1, p2] != [NAT_PORT_LOW, NAT_PORT_HIGH] && [p1, p2] != [0, 0] {
+                if p1 == p2 {
+                    let _ = write!(s, " port {p1}");
+                } else {
+                    let _ = write!(s, " port {p1}:{p2}");
+                }
+            }
+        }
+        PoolRole::Rdr => {
+            if p1 != 0 {
+                let _ = write!(s, " port {p1}");
+                if p2 != 0 && p2 != p1 {
+                    let _ = write!(s, ":{p2}");
+                }
+            }
+        }
+        PoolRole::Route => {}
     }
-    for o in &r.pool_opts {
-        s.push(' ');
-        s.push_str(o);
+    match p.kind {
+        PoolType::None => {}
+        PoolType::SourceHash(HashKey(k)) => {
+            let _ = write!(s, " source-hash 0x{:08x}{:08x}{:08x}{:08x}", k[0], k[1], k[2], k[3]);
+        }
+        t => {
+            s.push(' ');
+            s.push_str(t.keyword());
+        }
+    }
+    if p.sticky {
+        s.push_str(" sticky-address");
+    }
+    if role == PoolRole::Nat && p.static_port() {
+        s.push_str(" static-port");
     }
     s
 }
@@ -527,24 +564,24 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
     if let Some(d) = &r.divert {
         s.push_str(&d.format());
     }
-    match &r.translation {
-        Some(Translation::AfTo { af, from, to }) => {
-            let _ = write!(s, " af-to {} from {}", af.keyword(), format_redir(from));
-            if let Some(to) = to {
-                let _ = write!(s, " to {}", format_redir(to));
-            }
+    let t = &r.translation;
+    if let (Some(af), Some(nat)) = (t.af_to, &t.nat) {
+        let _ = write!(s, " af-to {} from {}", af.keyword(), format_pool(nat, PoolRole::Nat, verbose, count));
+        if let Some(rdr) = &t.rdr {
+            let _ = write!(s, " to {}", format_pool(rdr, PoolRole::Rdr, verbose, count));
         }
-        Some(t) => {
-            let spec = match t {
-                Translation::NatTo(x) | Translation::RdrTo(x) | Translation::BinatTo(x) => x,
-                Translation::AfTo { .. } => unreachable!(),
-            };
-            let _ = write!(s, " {} {}", t.keyword(), format_redir(spec));
+    } else {
+        // Current pfctl prints only one of the two (`else if`); a rule
+        // may carry both, and both are printed so that it parses back.
+        if let Some(nat) = &t.nat {
+            let _ = write!(s, " nat-to {}", format_pool(nat, PoolRole::Nat, verbose, count));
         }
-        None => {}
+        if let Some(rdr) = &t.rdr {
+            let _ = write!(s, " rdr-to {}", format_pool(rdr, PoolRole::Rdr, verbose, count));
+        }
     }
     if let Some(rt) = &r.route {
-        let _ = write!(s, " {} {}", rt.kind.keyword(), format_redir(&rt.spec));
+        let _ = write!(s, " {} {}", rt.kind.keyword(), format_pool(&rt.pool, PoolRole::Route, verbose, count));
     }
     s
 }

@@ -8,15 +8,17 @@
 //!   rules on `softnet pfctl -f`'s behalf; pf records the uid and pid of
 //!   the pfctl process that issued DIOCADDRULE.
 //! * `-si -v`: no "Adaptive Syncookies Watermarks" section (softnet has no
-//!   syncookies); the "Source Tracking Table" is always zeros and of the
-//!   "Limit Counters" only "max states per rule" ever moves (no source
-//!   tracking, overload tables or syncookies); the Checksum hashes
+//!   syncookies) and the syncookie "Limit Counters" stay 0; the Checksum hashes
 //!   pf_hash_rule's fields rebuilt from our rules (see `chksum`), so it
 //!   is not promised to equal an OpenBSD kernel's for the same pf.conf;
 //!   the IPv6 column of the interface stats is 0 (IPv4 only).
 //! * `-ss -vv`: every state's creator id is this host's (no pfsync); no
 //!   `(rdomain)` prefixes or ` {gateway}` (no rdomains in state keys, no
 //!   route-to).
+//! * `-sS -v`: a node of a rule tracking globally prints no `rule N`
+//!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
+//!   one node per source for `source-track global`, as pf.conf(5) says);
+//!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
 //! * No anchors: no `anchor` lines, no per-anchor views.
 
 use std::fmt::Write;
@@ -237,6 +239,25 @@ impl Pf {
         out
     }
 
+    /// `pfctl -sS [-v]`: pfctl_show_src_nodes, print_src_node for each.
+    pub fn show_src_nodes(&self, verbose: u8, now: Instant) -> String {
+        // The packets and bytes of the live states count on their nodes
+        // (pf counts every packet on the node; the gone states' are kept
+        // in the node).
+        let mut live = std::collections::HashMap::new();
+        if verbose > 0 {
+            for (_, st) in self.inner.states.snapshot() {
+                if let Some(k) = crate::srcnode::NodeKey::of_state(&st) {
+                    let e = live.entry(k).or_insert((0, 0));
+                    e.0 += st.packets[0] + st.packets[1];
+                    e.1 += st.bytes[0] + st.bytes[1];
+                }
+            }
+        }
+        let nodes = self.inner.srcnodes.snapshot(&live);
+        nodes.iter().map(|n| crate::srcnode::print_node(n, now.as_nanos(), verbose)).collect()
+    }
+
     fn ifnames_snapshot(&self) -> std::collections::HashMap<u32, String> {
         self.inner_ifnames()
     }
@@ -302,12 +323,11 @@ impl Pf {
             counter(&mut out, n, v);
         }
         if verbose > 0 {
-            // No source tracking here: no source nodes, never searched
-            // (what pfctl shows of a pf whose rules never track sources).
+            let sn = &inner.srcnodes;
             out.push_str("Source Tracking Table\n");
-            entries(&mut out, "current entries", 0);
-            for n in ["searches", "inserts", "removals"] {
-                counter(&mut out, n, 0);
+            entries(&mut out, "current entries", sn.len());
+            for (n, c) in [("searches", &sn.searches), ("inserts", &sn.inserts), ("removals", &sn.removals)] {
+                counter(&mut out, n, c.load(Ordering::Relaxed));
             }
             let f = &inner.frags;
             out.push_str("Fragments\n");
@@ -323,9 +343,8 @@ impl Pf {
             counter(&mut out, name, v);
         }
         if verbose > 0 {
-            // Only "max states per rule" can move here: the source-node
-            // limits, overload and syncookies are features softnet does
-            // not have, so their counters stay 0.
+            // Syncookies are a feature softnet does not have: their
+            // counters stay 0.
             out.push_str("Limit Counters\n");
             for (i, name) in LCNT_NAMES.iter().enumerate().take(LCNT_COUNT) {
                 let v = inner.counters.sum(|c| &c.lcounters[i]);
@@ -385,6 +404,11 @@ impl Pf {
         if !states.is_empty() {
             out.push_str("\nSTATES:\n");
             out.push_str(&states);
+        }
+        let nodes = self.show_src_nodes(verbose, now);
+        if !nodes.is_empty() {
+            out.push_str("\nSOURCE TRACKING NODES:\n");
+            out.push_str(&nodes);
         }
         out.push_str("\nINFO:\n");
         out.push_str(&self.show_info(verbose, now));

@@ -394,6 +394,13 @@ impl Table {
         addrs.iter().filter(|a| self.contains(**a)).count()
     }
 
+    /// The table as an address pool reads it (pf_lb.c's `pfr_pool_get`):
+    /// the snapshot of the moment, so a connection is mapped against one
+    /// consistent set of entries while the control thread may change them.
+    pub fn pool_view(&self) -> TablePool {
+        TablePool { snap: self.snap.load_full() }
+    }
+
     /// Entries sorted by address then prefix length.
     pub fn show(&self) -> Vec<ShownEntry> {
         self.snap
@@ -475,6 +482,30 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A table's entries as an address pool (`crate::lb::AddrBlocks`): the
+/// entries that are not negated, in order; `count` is every entry (pf's
+/// `pfrkt_cnt`).
+pub struct TablePool {
+    snap: Arc<Snapshot>,
+}
+
+impl crate::lb::AddrBlocks for TablePool {
+    fn count(&self) -> usize {
+        self.snap.entries.len()
+    }
+    fn block(&self, idx: usize) -> Option<(u32, u32)> {
+        self.snap.entries.iter().filter(|e| !e.2).nth(idx).map(|&(n, l, _)| (n, mask(l)))
+    }
+    fn nested(&self, a: u32, idx: usize) -> Option<(u32, u32)> {
+        let pos = self.snap.lookup(a)?;
+        let own = self.snap.entries.iter().enumerate().filter(|e| !e.1 .2).nth(idx)?.0;
+        (pos != own).then(|| {
+            let (n, l, _) = self.snap.entries[pos];
+            (n, mask(l))
+        })
+    }
 }
 
 #[cfg(test)]

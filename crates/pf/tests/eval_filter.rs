@@ -280,8 +280,12 @@ fn fragments_are_reassembled_before_filtering() {
     let mut replies = vec![];
     let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &payload[64..], false), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Consumed));
-    // An overlapping fragment is dropped.
+    // A fragment overlapping the held one is kept (pf_reassemble trims
+    // the held one's head: the newer data wins there); one wholly inside
+    // a held one is dropped.
     let v = pf.test(0, t, Direction::In, &n.em0, frag(56, &payload[56..72], true), &mut Bufs, &mut replies);
+    assert!(matches!(v, Verdict::Consumed), "{v:?}");
+    let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &payload[64..72], true), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Drop(_)), "{v:?}");
     assert_eq!(pf.counter("fragment"), Some(1));
     let v = pf.test(0, t, Direction::In, &n.em0, frag(0, &payload[..64], true), &mut Bufs, &mut replies);
@@ -661,13 +665,14 @@ fn malformed_packets_and_refused_fragments_are_logged_without_a_log_rule() {
     bad[24..26].copy_from_slice(&200u16.to_be_bytes());
     assert!(!run(&pf, t, Direction::In, &n.em0, PacketBuf::from_slice(&bad)));
     assert_eq!(drain_log_reasons(&q), [(DEFAULT_RULE_NR, PF_DROP, REASON_SHORT, CLIENT)]);
-    // Overlapping fragments: the second is refused (fragment).
+    // A fragment past the end of a datagram whose last fragment is held
+    // is refused (fragment).
     let whole = udp(CLIENT, SERVER, 5000, 53, &[0x5a; 100]);
     let frag = |off: usize, data: &[u8], more: bool| fragment(&whole, off, data, more);
     let mut replies = vec![];
     let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &whole[20 + 64..], false), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Consumed));
-    let v = pf.test(0, t, Direction::In, &n.em0, frag(56, &whole[20 + 56..20 + 72], true), &mut Bufs, &mut replies);
+    let v = pf.test(0, t, Direction::In, &n.em0, frag(104, &[0x5a; 16], true), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Drop(_)), "{v:?}");
     assert_eq!(drain_log_reasons(&q), [(DEFAULT_RULE_NR, PF_DROP, REASON_FRAGMENT, CLIENT)]);
     // Good packets pass unlogged.

@@ -15,14 +15,16 @@ use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub const USAGE: &str = "usage: softnet pfctl [-deOnqv] [-a anchor] [-c config] [-D macro=value] [-F modifier]
-              [-f file] [-k host] [-o level] [-s modifier] [-T command [address ...]] [-t table]
+pub const USAGE: &str =
+    "usage: softnet pfctl [-deOnqv] [-a anchor] [-c config] [-D macro=value] [-F modifier] [-f file]
+              [-K host] [-k host] [-o level] [-s modifier] [-T command [address ...]] [-t table]
   -f FILE|-      load the ruleset (with -n: parse and check only)
-  -s r|s|i|l|t|m|T|a  show rules, states, info, labels, timeouts, memory limits,
-                 tables, all
+  -s r|s|S|i|l|t|m|T|a  show rules, states, source-tracking nodes, info, labels,
+                 timeouts, memory limits, tables, all
                  (-v: counters, -vv: rule numbers, state ids; see pfctl(8))
   -F rules|states|all  flush
   -k HOST [-k HOST]  kill states from HOST [to HOST]
+  -K HOST [-K HOST]  kill source-tracking nodes of HOST [redirected to HOST]
   -t TABLE -T add|delete|show|test|flush|replace [ADDRESS ...]
   -e | -d        enable | disable
   -o none|basic|profile  ruleset optimization
@@ -41,6 +43,8 @@ pub struct PfctlArgs {
     pub show: Option<PfShow>,
     pub flush: Option<PfFlush>,
     pub kill: Vec<Ipv4Addr>,
+    /// `-K`: source-tracking nodes to kill.
+    pub kill_src: Vec<Ipv4Addr>,
     pub table: Option<String>,
     pub table_cmd: Option<PfTableCmd>,
     pub table_args: Vec<String>,
@@ -82,7 +86,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
         while k < letters.len() {
             let c = letters[k];
             k += 1;
-            let takes_arg = "acDFfkostT".contains(c);
+            let takes_arg = "acDFfKkostT".contains(c);
             let optarg = if takes_arg {
                 if k < letters.len() {
                     let v: String = letters[k..].iter().collect();
@@ -123,6 +127,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                     a.show = Some(match m.as_str() {
                         "r" | "rules" => PfShow::Rules,
                         "s" | "states" => PfShow::States,
+                        "S" | "Sources" => PfShow::SrcNodes,
                         "i" | "info" => PfShow::Info,
                         "l" | "labels" => PfShow::Labels,
                         "t" | "timeouts" => PfShow::Timeouts,
@@ -145,6 +150,12 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         return Err(bad("can only specify -k twice"));
                     }
                     a.kill.push(h.parse().map_err(|_| bad(format!("bad host {h:?} (an IPv4 address)")))?)
+                }
+                ('K', Some(h)) => {
+                    if a.kill_src.len() == 2 {
+                        return Err(bad("can only specify -K twice"));
+                    }
+                    a.kill_src.push(h.parse().map_err(|_| bad(format!("bad host {h:?} (an IPv4 address)")))?)
                 }
                 ('t', Some(t)) => a.table = Some(t),
                 ('T', Some(cmd)) => {
@@ -179,6 +190,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
         + a.show.is_some() as u8
         + a.flush.is_some() as u8
         + !a.kill.is_empty() as u8
+        + !a.kill_src.is_empty() as u8
         + a.table_cmd.is_some() as u8;
     if actions == 0 && !a.enable && !a.disable {
         return Err(bad("nothing to do"));
@@ -357,6 +369,9 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
     if !a.kill.is_empty() {
         ops.push(PfctlOp::Kill { src: a.kill[0], dst: a.kill.get(1).copied() });
     }
+    if !a.kill_src.is_empty() {
+        ops.push(PfctlOp::KillSrcNodes { src: a.kill_src[0], dst: a.kill_src.get(1).copied() });
+    }
     if let (Some(name), Some(cmd)) = (&a.table, a.table_cmd) {
         ops.push(PfctlOp::Table { name: name.clone(), cmd, addrs: a.table_args.clone(), verbose: a.verbose.min(2) });
     }
@@ -446,6 +461,13 @@ mod tests {
         assert_eq!(parse_args(&args("-o none -nvf -")).unwrap().opt_level.as_deref(), Some("none"));
         let k = parse_args(&args("-k 10.0.1.2 -k 10.0.2.2")).unwrap();
         assert_eq!(k.kill, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
+        assert_eq!(parse_args(&args("-sS")).unwrap().show, Some(PfShow::SrcNodes));
+        assert_eq!(parse_args(&args("-s Sources -v")).unwrap().show, Some(PfShow::SrcNodes));
+        let k = parse_args(&args("-K 10.0.1.2 -K10.0.2.2")).unwrap();
+        assert_eq!(k.kill_src, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
+        assert!(parse_args(&args("-K 10.0.1.2 -K 10.0.2.2 -K 10.0.3.2"))
+            .unwrap_err()
+            .contains("can only specify -K twice"));
         let t = parse_args(&args("-t bad -T add 10.0.0.0/8 !10.1.0.0/16")).unwrap();
         assert_eq!(t.table_cmd, Some(PfTableCmd::Add));
         assert_eq!(t.table_args, vec!["10.0.0.0/8", "!10.1.0.0/16"]);

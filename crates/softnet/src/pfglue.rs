@@ -207,9 +207,14 @@ impl PfService {
                 let n = self.pf.kill_states(*src, *dst);
                 note(format!("killed {n} states from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
+            PfctlOp::KillSrcNodes { src, dst } => {
+                let n = self.pf.kill_src_nodes(*src, *dst);
+                note(format!("killed {n} src nodes from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
+            }
             PfctlOp::Show { what, verbose } => Response::Text(match what {
                 PfShow::Rules => self.pf.show_rules(*verbose),
                 PfShow::States => self.pf.show_states(*verbose, now),
+                PfShow::SrcNodes => self.pf.show_src_nodes(*verbose, now),
                 PfShow::Info => self.pf.show_info(*verbose, now),
                 PfShow::Labels => self.pf.show_labels(),
                 PfShow::Timeouts => self.pf.show_timeouts(),

@@ -437,6 +437,11 @@ pub enum PfctlOp {
         src: Ipv4Addr,
         dst: Option<Ipv4Addr>,
     },
+    /// `-K SRC [-K DST]`: source-tracking nodes of SRC (redirected to DST).
+    KillSrcNodes {
+        src: Ipv4Addr,
+        dst: Option<Ipv4Addr>,
+    },
     /// `-t TABLE -T CMD [ADDRESS ...]`.
     Table {
         name: String,
@@ -456,6 +461,8 @@ pub enum PfctlOp {
 pub enum PfShow {
     Rules,
     States,
+    /// `-sS`: source-tracking nodes.
+    SrcNodes,
     Info,
     Timeouts,
     Memory,

@@ -276,9 +276,8 @@ pub fn test_parsed(
             FragResult::Done(p) => *slot = Some(p),
             FragResult::Drop(p, why) => {
                 let reason = match why {
-                    FragDrop::BadOffset => Reason::BadOffset,
-                    FragDrop::Normalize => Reason::Normalize,
-                    FragDrop::Overlap => Reason::Fragment,
+                    FragDrop::Bad | FragDrop::Duplicate => Reason::Fragment,
+                    FragDrop::TooBig => Reason::Short,
                     FragDrop::Memory => Reason::Memory,
                 };
                 cx.count(reason);

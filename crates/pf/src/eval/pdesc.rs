@@ -13,7 +13,8 @@ pub struct Pd {
     pub tos: u8,
     pub hlen: usize,
     pub tot_len: usize,
-    /// IP options other than NOP/EOL.
+    /// IP options (`pf_walk_header`: padding alone counts, an IGMP
+    /// router alert does not).
     pub badopts: bool,
     /// Ports for TCP/UDP; for ICMP the virtual id/type in key order.
     pub sport: u16,
@@ -82,12 +83,7 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
     let hlen = ip.header_len() as usize;
     let tot = (ip.total_len() as usize).min(data.len());
     let mut pd = Pd::ip(ip.src(), ip.dst(), ip.protocol().0, ip.tos(), hlen, tot);
-    if hlen > 20 {
-        pd.badopts = softnet_wire::ipv4::options(ip.options()).any(|o| {
-            o.map(|o| o.kind != softnet_wire::ipv4::option::NOP && o.kind != softnet_wire::ipv4::option::EOL)
-                .unwrap_or(true)
-        });
-    }
+    pd.badopts = crate::ipopt::walk_header(ip.options(), pd.proto, ip.ttl(), pd.dst)?;
     let l4 = &data[hlen..tot];
     match pd.proto {
         PROTO_TCP => {

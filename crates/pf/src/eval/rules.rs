@@ -330,13 +330,30 @@ pub(super) fn create_state(
     rtable: Option<u16>,
     log_match: [u32; LOG_MATCH_MAX],
 ) -> Result<(), Reason> {
+    let now = cx.now.as_nanos();
+    // pf_test_rule: the source's node first (pf_insert_src_node), then
+    // the rule's `max`.
+    if let Some(src) = &r.src_track {
+        let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+        if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src, now, limit) {
+            if let Some(i) = e.lcounter() {
+                cx.pf.counters.get(cx.worker).lcounters[i].inc();
+            }
+            return Err(Reason::SrcLimit);
+        }
+    }
+    let undo_src = || {
+        if let Some(src) = &r.src_track {
+            cx.pf.srcnodes.undo(src, pd.src, now);
+        }
+    };
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
             cx.pf.counters.get(cx.worker).lcounters[LCNT_STATES].inc();
+            undo_src();
             return Err(Reason::StateLimit);
         }
     }
-    let now = cx.now.as_nanos();
     let mut st = StateData {
         key: pkt_key(pd, cx.dir),
         kif: if r.if_bound { cx.kif() } else { 0 },
@@ -344,7 +361,12 @@ pub(super) fn create_state(
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
-            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
+            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 })
+            | match &r.src_track {
+                Some(s) if s.global => sflags::SRC_NODE | sflags::SRC_GLOBAL,
+                Some(_) => sflags::SRC_NODE,
+                None => 0,
+            },
         timeout_set: r.timeout_set,
         rule_nr: r.nr,
         ruleset_gen: cx.rs.gen,
@@ -399,7 +421,12 @@ pub(super) fn create_state(
             }
             Ok(())
         }
-        Err(crate::state::InsertError::Limit) => Err(Reason::Memory),
-        Err(crate::state::InsertError::Conflict) => Err(Reason::StateInsert),
+        Err(e) => {
+            undo_src();
+            Err(match e {
+                crate::state::InsertError::Limit => Reason::Memory,
+                crate::state::InsertError::Conflict => Reason::StateInsert,
+            })
+        }
     }
 }

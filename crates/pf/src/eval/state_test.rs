@@ -95,9 +95,32 @@ pub(super) fn test_state_tcp(
     let seg = pd.tcp;
     let pf = cx.pf;
     let now = cx.now;
+    // pf_src_connlimit's flush of the source's other states, done once
+    // this state's lock is released: (the state, its source, global).
+    let mut flush: Option<(StateData, std::net::Ipv4Addr, bool)> = None;
     let out = cx.with_state_linked(key, link, |slot, st| {
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
+        // The handshake completes when this packet leaves both peers
+        // established: the source node counts the connection.
+        let completes = |st: &StateData| {
+            st.flags & (sflags::SRC_NODE | sflags::TCP_EST) == sflags::SRC_NODE
+                && !(src.state == tcps::ESTABLISHED && dst.state == tcps::ESTABLISHED)
+                && st.src.state == tcps::ESTABLISHED
+                && st.dst.state == tcps::ESTABLISHED
+        };
+        let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::Ipv4Addr, bool)>| {
+            st.flags |= sflags::TCP_EST;
+            let c = pf.srcnodes.connlimit(st, now.as_nanos(), |a, g| *flush = Some((*st, a, g)));
+            for i in c.lcounters {
+                pf.counters.get(cx.worker).lcounters[i].inc();
+            }
+            if c.bad {
+                // pf_src_connlimit kills this state.
+                st.timeout = crate::state::TIMEOUT_PURGE;
+            }
+            c.bad
+        };
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
             if dst.state >= tcps::FIN_WAIT_2 && src.state >= tcps::FIN_WAIT_2 {
                 // State reuse: the old connection is over, a new one starts.
@@ -112,6 +135,9 @@ pub(super) fn test_state_tcp(
         if tcp_track::is_sloppy(st) {
             let t = tcp_track::track_sloppy(st, fwd, &seg);
             set_timeout(st, now, t);
+            if completes(st) && connlimit(st, &mut flush) {
+                return TcpOutcome::Drop(Some(Reason::SrcLimit), None);
+            }
             account(st, fwd, pd.tot_len);
             return TcpOutcome::Pass(state_pass(st, slot, fwd), None);
         }
@@ -121,6 +147,9 @@ pub(super) fn test_state_tcp(
                 if let Some(t) = t {
                     set_timeout(st, now, t);
                 }
+                if completes(st) && connlimit(st, &mut flush) {
+                    return TcpOutcome::Drop(Some(Reason::SrcLimit), None);
+                }
                 account(st, fwd, pd.tot_len);
                 TcpOutcome::Pass(state_pass(st, slot, fwd), rewrite)
             }
@@ -129,6 +158,9 @@ pub(super) fn test_state_tcp(
             }
         }
     });
+    if let Some((st, src, global)) = flush {
+        pf.flush_source(&st, src, global);
+    }
     match out {
         None | Some(TcpOutcome::Reuse) => StateVerdict::NoState,
         Some(TcpOutcome::Pass(v, rewrite)) => {

@@ -82,24 +82,34 @@ impl Parser<'_> {
             };
         }
         let mask = if c.eat_punct("/") { Some(c.number()?) } else { None };
-        let text = match mask {
-            Some(m) => format!("{name}/{m}"),
-            None => name.clone(),
-        };
         match mask {
             // host(): strtonum(mask, 0, 128)
-            Some(m) if m > 128 => self.note(format!("netmask is too large: /{m}")),
-            _ => match self.resolve_host(&name, mask.map(|m| m as u8)) {
-                Ok(hosts) if !hosts.is_empty() => return Ok(hosts),
-                Ok(_) => self.note(format!("no IP address found for {text}")),
-                Err(notes) => {
-                    for n in notes {
-                        self.note(n);
-                    }
-                    self.note(format!("no IP address found for {text}"));
-                }
-            },
+            Some(m) if m > 128 => {
+                self.note(format!("netmask is too large: /{m}"));
+                Err((line, "could not parse host specification".into()))
+            }
+            _ => self.host_or_error(&name, mask.map(|m| m as u8), line),
         }
+    }
+
+    /// pfctl's `host()` and its caller's error: the addresses, or the notes
+    /// (`no IP address found for …`) and "could not parse host
+    /// specification".
+    pub(super) fn host_or_error(&mut self, name: &str, mask: Option<u8>, line: usize) -> PResult<Vec<HostItem>> {
+        let text = match mask {
+            Some(m) => format!("{name}/{m}"),
+            None => name.to_string(),
+        };
+        match self.resolve_host(name, mask) {
+            Ok(hosts) if !hosts.is_empty() => return Ok(hosts),
+            Ok(_) => {}
+            Err(notes) => {
+                for n in notes {
+                    self.note(n);
+                }
+            }
+        }
+        self.note(format!("no IP address found for {text}"));
         Err((line, "could not parse host specification".into()))
     }
 

@@ -101,8 +101,17 @@ impl Parser<'_> {
     // ----- expansion -----
 
     pub(super) fn expand_inner(&mut self, spec: RuleSpec, line: usize, complain_if_empty: bool) {
+        if spec.af_to.is_some() && spec.route.is_some() {
+            self.error(line, "af-to cannot be used together with route-to, reply-to, dup-to");
+            return;
+        }
+        if let Some((kind, _)) = &spec.route {
+            if *kind != RouteKind::DupTo && spec.direction == Direction::Both {
+                self.error(line, "direction must be explicit with rules that specify routing");
+                return;
+            }
+        }
         let mut added = 0;
-        let mut failed = false;
         let keep_state =
             spec.keep_state.unwrap_or(if spec.action == Action::Pass { StateMode::Keep } else { StateMode::NoState });
         let mut state_opts = spec.state_opts.clone();
@@ -121,6 +130,9 @@ impl Parser<'_> {
         } else {
             spec.flags.unwrap_or_default()
         };
+        // pfctl's decide_address_family: a rule without `inet`/`inet6`
+        // takes the family all its sources (else destinations) share.
+        let decided = spec.af.or_else(|| decide_af(&spec.src_hosts)).or_else(|| decide_af(&spec.dst_hosts));
         // No `user`/`group` is one combination without the match.
         let users: Vec<Option<IdOp>> =
             if spec.users.is_empty() { vec![None] } else { spec.users.iter().copied().map(Some).collect() };
@@ -128,143 +140,246 @@ impl Parser<'_> {
             if spec.groups.is_empty() { vec![None] } else { spec.groups.iter().copied().map(Some).collect() };
         // parse.y's expand_rule loops: interface, proto, icmp-type, source,
         // destination, source port, destination port, user, group.
-        for ifm in &spec.interfaces {
-            for proto in &spec.protos {
-                for icmp in &spec.icmp {
-                    for src in &spec.src_hosts {
-                        for dst in &spec.dst_hosts {
-                            for sport in &spec.src_ports {
-                                for dport in &spec.dst_ports {
-                                    for user in &users {
-                                        for group in &groups {
-                                            let (sa, da) = (src.addr.family(), dst.addr.family());
-                                            if let (Some(a), Some(b)) = (sa, da) {
-                                                if a != b {
-                                                    continue;
-                                                }
-                                            }
-                                            if let Some(af) = spec.af {
-                                                if sa.is_some_and(|a| a != af) || da.is_some_and(|a| a != af) {
-                                                    continue;
-                                                }
-                                            }
-                                            let af = spec.af.or(sa).or(da);
-                                            let is_tcp = proto.is_none() || *proto == Some(IPPROTO_TCP);
-                                            let mut ks = keep_state;
-                                            if matches!(ks, StateMode::Modulate | StateMode::Synproxy) && !is_tcp {
-                                                ks = StateMode::Keep;
-                                            }
-                                            let mut r = Rule {
-                                                action: spec.action,
-                                                direction: spec.direction,
-                                                log: spec.log,
-                                                quick: spec.quick,
-                                                interface: ifm.clone(),
-                                                af,
-                                                proto: *proto,
-                                                src: Endpoint {
-                                                    addr: src.addr.clone(),
-                                                    negated: src.negated,
-                                                    port: *sport,
-                                                },
-                                                dst: Endpoint {
-                                                    addr: dst.addr.clone(),
-                                                    negated: dst.negated,
-                                                    port: *dport,
-                                                },
-                                                flags: if is_tcp { default_flags } else { TcpFlags::default() },
-                                                icmp: icmp.map(|(_, m)| m),
-                                                tos: spec.tos,
-                                                allow_opts: spec.allow_opts,
-                                                label: None,
-                                                tag: None,
-                                                tagged: None,
-                                                rtable: spec.rtable,
-                                                keep_state: ks,
-                                                state_opts: state_opts.clone(),
-                                                translation: spec.translation.clone(),
-                                                route: spec.route.clone(),
-                                                received_on: spec.received_on.clone(),
-                                                user: *user,
-                                                group: *group,
-                                                prio: spec.prio,
-                                                max_pkt_rate: spec.max_pkt_rate,
-                                                set: spec.set.clone(),
-                                                probability: spec.probability,
-                                                fragment: spec.fragment,
-                                                scrub: spec.scrub,
-                                                once: spec.once,
-                                                divert: spec.divert,
-                                                line,
-                                            };
-                                            // gen_dynnode: an inet rule's `(if)/N` is at most /32
-                                            for e in [&mut r.src, &mut r.dst] {
-                                                if let Addr::Dynamic { prefix: p @ Some(_), .. } = &mut e.addr {
-                                                    let full = if af == Some(AddressFamily::Inet) { 32 } else { 128 };
-                                                    if p.is_some_and(|n| n >= full) {
-                                                        *p = None;
-                                                    }
-                                                }
-                                            }
-                                            let mut problems = vec![];
-                                            // check_netmask: noted before the rule's other problems
-                                            let mut bad_mask = false;
-                                            for h in [src, dst] {
-                                                if let Some(m) = h.bad_mask {
-                                                    self.note(format!("netmask {m} invalid for IPv4 address"));
-                                                    bad_mask = true;
-                                                }
-                                            }
-                                            if let Some((p, _)) = icmp {
-                                                if r.proto != Some(*p) {
-                                                    problems.push("icmp-type mismatch".to_string());
-                                                }
-                                            }
-                                            // labels and tags expand the same macros
-                                            let nr = self.rs.rules.len();
-                                            if let Some(l) = &spec.label {
-                                                let l = expand_label(l, &r, nr);
-                                                if l.len() >= 64 {
-                                                    problems.push("rule label too long (max 63 chars)".into());
-                                                }
-                                                // an empty label is no label
-                                                r.label = (!l.is_empty()).then_some(l);
-                                            }
-                                            r.tag = spec.tag.as_ref().map(|t| expand_label(t, &r, nr));
-                                            r.tagged = spec.tagged.as_ref().map(|t| TagMatch {
-                                                name: expand_label(&t.name, &r, nr),
-                                                negated: t.negated,
-                                            });
-                                            problems.extend(rule_consistent(&r));
-                                            if problems.is_empty() && !bad_mask {
-                                                self.rs.rules.push(r);
-                                                added += 1;
-                                            } else {
-                                                failed = true;
-                                                for p in problems {
-                                                    self.error(line, p);
-                                                }
-                                                self.error(line, "skipping rule due to errors");
-                                            }
-                                        }
-                                    }
-                                }
+        let mut combos = vec![];
+        for src in &spec.src_hosts {
+            for dst in &spec.dst_hosts {
+                for sport in &spec.src_ports {
+                    for dport in &spec.dst_ports {
+                        for user in &users {
+                            for group in &groups {
+                                combos.push((src, dst, sport, dport, *user, *group));
                             }
                         }
                     }
                 }
             }
         }
-        // pfctl says so even after "skipping rule due to errors".
-        let _ = failed;
+        for ifm in &spec.interfaces {
+            for proto in &spec.protos {
+                for icmp in &spec.icmp {
+                    for &(src, dst, sport, dport, user, group) in &combos {
+                        // collapse_redirspec comes first: it may
+                        // give the rule its family, and what it
+                        // reports stands even when this
+                        // combination is then left out.
+                        let mut af = decided;
+                        let mut problems = vec![];
+                        let naf = spec.af_to;
+                        let rdr = spec
+                            .rdr
+                            .as_ref()
+                            .map(|rs| self.collapse_pool(rs, false, naf, &mut af, &mut problems, line));
+                        let nat = spec
+                            .nat
+                            .as_ref()
+                            .map(|rs| self.collapse_pool(rs, false, naf, &mut af, &mut problems, line));
+                        let route = spec
+                            .route
+                            .as_ref()
+                            .map(|(_, rs)| self.collapse_pool(rs, true, None, &mut af, &mut problems, line));
+                        let (sa, da) = (src.addr.family(), dst.addr.family());
+                        let mixed = matches!((sa, da), (Some(a), Some(b)) if a != b)
+                            || af.is_some_and(|af| sa.is_some_and(|a| a != af) || da.is_some_and(|a| a != af));
+                        if mixed {
+                            for p in problems {
+                                self.error(line, p);
+                            }
+                            continue;
+                        }
+                        let af = af.or(sa).or(da);
+                        let is_tcp = proto.is_none() || *proto == Some(IPPROTO_TCP);
+                        let mut ks = keep_state;
+                        if matches!(ks, StateMode::Modulate | StateMode::Synproxy) && !is_tcp {
+                            ks = StateMode::Keep;
+                        }
+                        let mut r = Rule {
+                            action: spec.action,
+                            direction: spec.direction,
+                            log: spec.log,
+                            quick: spec.quick,
+                            interface: ifm.clone(),
+                            af,
+                            proto: *proto,
+                            src: Endpoint { addr: src.addr.clone(), negated: src.negated, port: *sport },
+                            dst: Endpoint { addr: dst.addr.clone(), negated: dst.negated, port: *dport },
+                            flags: if is_tcp { default_flags } else { TcpFlags::default() },
+                            icmp: icmp.map(|(_, m)| m),
+                            tos: spec.tos,
+                            allow_opts: spec.allow_opts,
+                            label: None,
+                            tag: None,
+                            tagged: None,
+                            rtable: spec.rtable,
+                            keep_state: ks,
+                            state_opts: state_opts.clone(),
+                            translation: Translation { af_to: spec.af_to, ..Translation::default() },
+                            route: None,
+                            received_on: spec.received_on.clone(),
+                            user,
+                            group,
+                            prio: spec.prio,
+                            max_pkt_rate: spec.max_pkt_rate,
+                            set: spec.set.clone(),
+                            probability: spec.probability,
+                            fragment: spec.fragment,
+                            scrub: spec.scrub,
+                            once: spec.once,
+                            divert: spec.divert,
+                            line,
+                        };
+                        // gen_dynnode: an inet rule's `(if)/N` is at most /32
+                        for e in [&mut r.src, &mut r.dst] {
+                            if let Addr::Dynamic { prefix: p @ Some(_), .. } = &mut e.addr {
+                                let full = if af == Some(AddressFamily::Inet) { 32 } else { 128 };
+                                if p.is_some_and(|n| n >= full) {
+                                    *p = None;
+                                }
+                            }
+                        }
+                        // check_netmask: noted before the rule's other problems
+                        let mut bad_mask = false;
+                        for h in [src, dst] {
+                            if let Some(m) = h.bad_mask {
+                                self.note(format!("netmask {m} invalid for IPv4 address"));
+                                bad_mask = true;
+                            }
+                        }
+                        if let Some((p, _)) = icmp {
+                            if r.proto != Some(*p) {
+                                problems.push("icmp-type mismatch".to_string());
+                            }
+                        }
+                        let binat = spec.nat.as_ref().is_some_and(|n| n.binat);
+                        if binat {
+                            let nat_addr = nat.clone().flatten().map_or(Addr::Any, |c| c.addr);
+                            problems.extend(pool::binat_errors(&r.src, &nat_addr, decided, spec.direction));
+                            // the outbound half first
+                            r.direction = Direction::Out;
+                        }
+                        if let (Some(Some(c)), Some(rs)) = (nat, &spec.nat) {
+                            r.translation.nat = pool::apply(c, rs, PoolRole::Nat, *dport, &mut problems);
+                        }
+                        if let (Some(Some(c)), Some(rs)) = (rdr, &spec.rdr) {
+                            r.translation.rdr = pool::apply(c, rs, PoolRole::Rdr, *dport, &mut problems);
+                        }
+                        if let (Some(Some(c)), Some((kind, rs))) = (route, &spec.route) {
+                            r.route = pool::apply(c, rs, PoolRole::Route, *dport, &mut problems)
+                                .map(|pool| Route { kind: *kind, pool });
+                        }
+                        // labels and tags expand the same macros
+                        let nr = self.rs.rules.len();
+                        if let Some(l) = &spec.label {
+                            let l = expand_label(l, &r, nr);
+                            if l.len() >= 64 {
+                                problems.push("rule label too long (max 63 chars)".into());
+                            }
+                            // an empty label is no label
+                            r.label = (!l.is_empty()).then_some(l);
+                        }
+                        r.tag = spec.tag.as_ref().map(|t| expand_label(t, &r, nr));
+                        r.tagged = spec
+                            .tagged
+                            .as_ref()
+                            .map(|t| TagMatch { name: expand_label(&t.name, &r, nr), negated: t.negated });
+                        problems.extend(rule_consistent(&r, spec.route.is_some()));
+                        if !problems.is_empty() || bad_mask {
+                            for p in problems {
+                                self.error(line, p);
+                            }
+                            self.error(line, "skipping rule due to errors");
+                            continue;
+                        }
+                        let inbound = if binat { Some(self.binat_rdr_rule(&r, &spec, src, line)) } else { None };
+                        self.rs.rules.push(r);
+                        added += 1;
+                        if let Some(Some(rb)) = inbound {
+                            self.rs.rules.push(rb);
+                        }
+                    }
+                }
+            }
+        }
         if added == 0 && complain_if_empty {
             self.error(line, "rule expands to no valid combination");
         }
     }
+
+    /// A pool's addresses for one expansion (`pool::collapse`), lists made
+    /// into tables here.
+    fn collapse_pool(
+        &mut self,
+        rs: &pool::RedirSpec,
+        routing: bool,
+        naf: Option<AddressFamily>,
+        af: &mut Option<AddressFamily>,
+        problems: &mut Vec<String>,
+        line: usize,
+    ) -> Option<pool::Collapsed> {
+        pool::collapse(rs, routing, naf, af, problems, &mut |nets| self.automatic_table(nets, line))
+    }
+
+    /// pfctl's `add_opt_table` for a pool list: a constant table
+    /// `<__automatic_N>`, printed with the tables (`-nv`).
+    fn automatic_table(&mut self, nets: Vec<IpNet>, line: usize) -> String {
+        let name = format!("__automatic_{}", self.auto_tables);
+        self.auto_tables += 1;
+        let entries = nets.into_iter().map(|net| TableEntry { negated: false, net }).collect();
+        self.rs.header.push(HeaderItem::Table(self.rs.tables.len()));
+        self.rs.tables.push(TableDef {
+            name: name.clone(),
+            persist: false,
+            constant: true,
+            counters: false,
+            init: vec![TableInit::Entries(entries)],
+            line,
+        });
+        name
+    }
+
+    /// binat-to's inbound half (pfctl's `expand_rule` makes it after the
+    /// outbound `nat-to … static-port` rule `r`): from the outbound rule's
+    /// destination to its nat address, redirected to its source. `None`
+    /// when it is inconsistent (its errors are reported).
+    fn binat_rdr_rule(&mut self, r: &Rule, spec: &RuleSpec, src: &HostItem, line: usize) -> Option<Rule> {
+        let nat = r.translation.nat.as_ref()?;
+        let nat_spec = spec.nat.as_ref()?;
+        let mut rb = r.clone();
+        rb.direction = Direction::In;
+        rb.src = Endpoint { addr: r.dst.addr.clone(), negated: r.dst.negated, port: r.dst.port };
+        rb.dst = Endpoint { addr: nat.addr.clone(), negated: false, port: r.src.port };
+        let rs = pool::RedirSpec {
+            hosts: vec![pool::RedirHost { addr: src.addr.clone(), ifname: None }],
+            port: nat_spec.port,
+            opts: pool::PoolOpts { static_port: false, ..nat_spec.opts },
+            binat: false,
+        };
+        let mut problems = vec![];
+        let mut af = rb.af;
+        let c = self.collapse_pool(&rs, false, None, &mut af, &mut problems, line);
+        rb.translation = Translation::default();
+        rb.translation.rdr = c.and_then(|c| pool::apply(c, &rs, PoolRole::Rdr, rb.dst.port, &mut problems));
+        problems.extend(rule_consistent(&rb, rb.route.is_some()));
+        if problems.is_empty() {
+            return Some(rb);
+        }
+        for p in problems {
+            self.error(line, p);
+        }
+        self.error(line, "skipping rule due to errors");
+        None
+    }
 }
 
-/// pfctl's `rule_consistent`.
-pub(super) fn rule_consistent(r: &Rule) -> Vec<String> {
+/// pfctl's `decide_address_family` over one side's list: the family every
+/// item has, if they share one.
+pub(super) fn decide_af(hosts: &[HostItem]) -> Option<AddressFamily> {
+    let first = hosts.first()?.addr.family()?;
+    hosts.iter().all(|h| h.addr.family() == Some(first)).then_some(first)
+}
+
+/// pfctl's `rule_consistent`. `routed`: the rule says route-to, reply-to
+/// or dup-to (even when its pool was refused).
+pub(super) fn rule_consistent(r: &Rule, routed: bool) -> Vec<String> {
     let mut p = vec![];
     let proto = r.proto.unwrap_or(0);
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP && (r.src.port.is_some() || r.dst.port.is_some()) {
@@ -303,20 +418,38 @@ pub(super) fn rule_consistent(r: &Rule) -> Vec<String> {
     if r.action != Action::Pass && r.keep_state != StateMode::NoState {
         p.push("keep state is great, but only for pass rules".into());
     }
+    if routed && r.keep_state == StateMode::NoState {
+        p.push("route-to, reply-to and dup-to require keep state".into());
+    }
     if matches!(r.keep_state, StateMode::Synproxy | StateMode::Modulate) && r.state_opts.sloppy {
         p.push("sloppy state matching cannot be used with synproxy state or modulate state".into());
     }
-    if matches!(r.translation, Some(Translation::NatTo(_) | Translation::RdrTo(_)))
-        && r.action != Action::Match
-        && r.keep_state == StateMode::NoState
-    {
+    let translates = r.translation.nat.is_some() || r.translation.rdr.is_some();
+    if translates && r.action != Action::Match && r.keep_state == StateMode::NoState {
         p.push("nat-to and rdr-to require keep state".into());
+    }
+    if translates && r.direction == Direction::Both {
+        p.push("nat-to and rdr-to require a direction".into());
     }
     if r.af == Some(AddressFamily::Inet6) && (r.scrub.no_df || r.scrub.random_id) {
         p.push("address family inet6 does not support scrub options no-df, random-id".into());
     }
-    if r.action == Action::Match && r.divert.is_some() {
-        p.push("divert is not supported on match rules".into());
+    match r.action {
+        Action::Match => {
+            if r.divert.is_some() {
+                p.push("divert is not supported on match rules".into());
+            }
+            if routed {
+                p.push("route-to, reply-to and dup-to are not supported on match rules".into());
+            }
+            if r.translation.af_to.is_some() {
+                p.push("af-to is not supported on match rules".into());
+            }
+        }
+        Action::Block(_) if routed => {
+            p.push("route-to, reply-to and dup-to are not supported on block rules".into());
+        }
+        _ => {}
     }
     p
 }

@@ -69,6 +69,7 @@ pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, 
         defined: opts.defines.iter().map(|(n, _)| n.clone()).collect(),
         rs: Ruleset { filename: filename.to_string(), ..Ruleset::default() },
         errors: vec![],
+        auto_tables: 0,
     };
     let mut lexer = Lexer::new(src);
     while let Some(st) = lexer.statement(&p.macros) {
@@ -124,28 +125,14 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        if let Some(t) = &r.translation {
-            refuse(t.keyword());
+        if let Some(t) = r.translation.keyword() {
+            refuse(t);
         }
         if let Some(rt) = &r.route {
             refuse(rt.kind.keyword());
         }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
-        }
-        // Source tracking (and what needs it) would otherwise load and
-        // protect nothing.
-        let o = &r.state_opts;
-        let src_track = [
-            (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
-            (o.max_src_conn.is_some(), "max-src-conn"),
-            (o.max_src_nodes.is_some(), "max-src-nodes"),
-            (o.max_src_states.is_some(), "max-src-states"),
-            (o.overload.is_some(), "overload"),
-            (o.source_track.is_some(), "source-track"),
-        ];
-        if let Some((_, what)) = src_track.iter().find(|(on, _)| *on) {
-            refuse(what);
         }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
@@ -189,6 +176,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
 
 type PResult<T> = Result<T, (usize, String)>;
 
+/// pfvar.h `PF_THRESHOLD_MAX`: 0xffffffff / `PF_THRESHOLD_MULT` (1000).
+const PF_THRESHOLD_MAX: u32 = u32::MAX / 1000;
+
 /// One source or destination choice before expansion.
 #[derive(Debug, Clone)]
 struct HostItem {
@@ -209,7 +199,8 @@ impl HostItem {
 enum StateOptItem {
     Max(u32),
     NoSync,
-    SourceTrack(SourceTrack),
+    /// `None`: `source-track` alone (global, but not said so).
+    SourceTrack(Option<SourceTrack>),
     MaxSrcStates(u32),
     MaxSrcNodes(u32),
     MaxSrcConn(u32),
@@ -248,8 +239,12 @@ struct RuleSpec {
     state_opts: StateOpts,
     /// `if-bound` / `floating` given in the rule (else `set state-policy`).
     statelock: Option<bool>,
-    translation: Option<Translation>,
-    route: Option<Route>,
+    /// nat-to / binat-to (or af-to's `from`), rdr-to (af-to's `to`), as
+    /// written: pools are made per expansion.
+    nat: Option<pool::RedirSpec>,
+    rdr: Option<pool::RedirSpec>,
+    af_to: Option<AddressFamily>,
+    route: Option<(RouteKind, pool::RedirSpec)>,
     received_on: Option<ReceivedOn>,
     /// `user`/`group` lists (each expands the rule, as the lists above).
     users: Vec<IdOp>,
@@ -291,7 +286,9 @@ impl RuleSpec {
             keep_state: None,
             state_opts: StateOpts::default(),
             statelock: None,
-            translation: None,
+            nat: None,
+            rdr: None,
+            af_to: None,
             route: None,
             received_on: None,
             users: vec![],
@@ -316,6 +313,8 @@ struct Parser<'r> {
     defined: Vec<String>,
     rs: Ruleset,
     errors: Vec<ParseError>,
+    /// Tables made of pool lists so far (`<__automatic_N>`).
+    auto_tables: usize,
 }
 
 impl<'r> Parser<'r> {
@@ -444,6 +443,7 @@ mod tests {
                 "pf.conf:1: unknown protocol frob",
                 "pf.conf:3: port only applies to tcp/udp",
                 "pf.conf:3: skipping rule due to errors",
+                // pfctl says so whenever no rule came of the line
                 "pf.conf:3: rule expands to no valid combination",
             ]
         );
@@ -456,13 +456,53 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
-        // Source tracking parses (pfctl -nf prints it) but does not load.
+        // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
                    pass in proto tcp keep state (source-track rule)\npass in proto tcp keep state (max 5, no-sync)\n";
-        assert!(parse_ruleset(src, "f", &r).is_ok());
-        let e: Vec<String> = load_ruleset(src, "f", &r).unwrap_err().iter().map(|e| e.to_string()).collect();
-        assert_eq!(e, ["f:1: max-src-conn-rate not supported yet", "f:2: source-track not supported yet"]);
+        assert!(load_ruleset(src, "f", &r).is_ok());
+    }
+
+    /// pfctl's parse.y: which options turn tracking on, per rule or
+    /// global, what contradicts `source-track global`, the bad values, and
+    /// the src.track timeout a connection rate raises.
+    #[test]
+    fn source_tracking_options_as_pfctl_folds_them() {
+        let r = StaticResolver::example();
+        let opts = |o: &str| {
+            let rs = parse_ruleset(&format!("pass in proto tcp keep state ({o})\n"), "f", &r)
+                .map_err(|e| e[0].to_string())?;
+            Ok::<_, String>(rs.rules[0].state_opts.clone())
+        };
+        let track = |o: &str| opts(o).unwrap().source_track;
+        assert_eq!(track("source-track"), Some(SourceTrack::Global));
+        assert_eq!(track("max-src-states 3"), Some(SourceTrack::Global));
+        assert_eq!(track("source-track, max-src-nodes 10"), Some(SourceTrack::Rule));
+        assert_eq!(track("max-src-conn 10"), Some(SourceTrack::Rule));
+        assert_eq!(track("source-track rule, max-src-states 3"), Some(SourceTrack::Rule));
+        assert_eq!(track("max 10"), None);
+        for (o, e) in [
+            (
+                "source-track global, max-src-nodes 10",
+                "f:1: 'max-src-nodes' is incompatible with 'source-track global'",
+            ),
+            ("source-track global, max-src-conn 10", "f:1: 'max-src-conn' is incompatible with 'source-track global'"),
+            (
+                "source-track global, max-src-conn-rate 1/2",
+                "f:1: 'max-src-conn-rate' is incompatible with 'source-track global'",
+            ),
+            ("max-src-states 0", "f:1: 'max-src-states' must be > 0"),
+            ("max-src-conn-rate 0/5", "f:1: 'max-src-conn-rate' values must be > 0"),
+            ("max-src-conn-rate 4294968/5", "f:1: 'max-src-conn-rate' maximum rate must be < 4294967"),
+            ("overload <bad> flush", "f:1: 'overload' requires 'max-src-conn' or 'max-src-conn-rate'"),
+            ("source-track, source-track rule", "f:1: state option 'source-track' multiple definitions"),
+        ] {
+            assert_eq!(opts(o).unwrap_err(), e, "{o}");
+        }
+        let o = opts("max-src-conn-rate 3/99").unwrap();
+        assert_eq!(o.timeouts, [(Timeout::SrcTrack, 99)]);
+        let o = opts("max-src-conn-rate 3/99, src.track 200").unwrap();
+        assert_eq!(o.timeouts, [(Timeout::SrcTrack, 200)]);
     }
 
     #[test]

@@ -85,7 +85,10 @@ impl Parser<'_> {
         }
         if let Some(d) = &spec.divert_spec {
             // decide_address_family, then expand_divertspec
-            let af = spec.af.or_else(|| decide_af(&spec.src_hosts)).or_else(|| decide_af(&spec.dst_hosts));
+            let af = spec
+                .af
+                .or_else(|| super::expand::decide_af(&spec.src_hosts))
+                .or_else(|| super::expand::decide_af(&spec.dst_hosts));
             let (divert, af) = more_opts::expand_divert(d, spec.direction, af).map_err(|m| (c.end_line, m))?;
             spec.divert = Some(divert);
             spec.af = spec.af.or(af);
@@ -288,35 +291,50 @@ impl Parser<'_> {
                         spec.statelock = statelock;
                     }
                 }
-                "nat-to" | "rdr-to" | "binat-to" => {
-                    once(spec.translation.is_some(), line, "translation")?;
-                    let r = Self::redir_spec(c)?;
-                    spec.translation = Some(match w.as_str() {
-                        "nat-to" => Translation::NatTo(r),
-                        "rdr-to" => Translation::RdrTo(r),
-                        _ => Translation::BinatTo(r),
-                    });
+                "nat-to" | "binat-to" => {
+                    if spec.nat.is_some() {
+                        return Err((line, "cannot respecify nat-to/binat-to".into()));
+                    }
+                    let mut r = self.redir_spec(c, false)?;
+                    if w == "binat-to" {
+                        r.binat = true;
+                        r.opts.static_port = true;
+                    }
+                    spec.nat = Some(r);
+                }
+                "rdr-to" => {
+                    if spec.rdr.is_some() {
+                        return Err((line, "cannot respecify rdr-to".into()));
+                    }
+                    spec.rdr = Some(self.redir_spec(c, false)?);
                 }
                 "af-to" => {
-                    once(spec.translation.is_some(), line, "translation")?;
-                    let af = match c.word()?.as_str() {
-                        "inet" => AddressFamily::Inet,
-                        "inet6" => AddressFamily::Inet6,
-                        _ => return Err((line, "syntax error".into())),
+                    if spec.nat.is_some() {
+                        return Err((line, "cannot respecify af-to".into()));
+                    }
+                    let af = match c.peek_word() {
+                        Some("inet") => AddressFamily::Inet,
+                        Some("inet6") => AddressFamily::Inet6,
+                        _ => return Err((line, "no target address family specified".into())),
                     };
+                    c.next();
                     c.expect_word("from")?;
-                    let from = Self::redir_spec(c)?;
-                    let to = if c.eat_word("to") { Some(Self::redir_spec(c)?) } else { None };
-                    spec.translation = Some(Translation::AfTo { af, from, to });
+                    spec.nat = Some(self.redir_spec(c, false)?);
+                    if c.eat_word("to") {
+                        spec.rdr = Some(self.redir_spec(c, false)?);
+                    }
+                    spec.af_to = Some(af);
                 }
                 "route-to" | "reply-to" | "dup-to" => {
-                    once(spec.route.is_some(), line, "route")?;
+                    if spec.route.is_some() {
+                        return Err((line, "cannot respecify route-to/reply-to/dup-to".into()));
+                    }
                     let kind = match w.as_str() {
                         "route-to" => RouteKind::RouteTo,
                         "reply-to" => RouteKind::ReplyTo,
                         _ => RouteKind::DupTo,
                     };
-                    spec.route = Some(Route { kind, spec: Self::redir_spec(c)? });
+                    spec.route = Some((kind, self.redir_spec(c, true)?));
                 }
                 "os" => return Err((line, format!("{w} not supported yet"))),
                 other if self.more_filter_opt(c, spec, other, line, false)? => {}
@@ -364,11 +382,4 @@ impl Parser<'_> {
         };
         Ok(IcmpMatch { icmp_type, code })
     }
-}
-
-/// parse.y's decide_address_family: the family all hosts of a list share,
-/// if they do.
-fn decide_af(hosts: &[HostItem]) -> Option<AddressFamily> {
-    let first = hosts.first()?.addr.family()?;
-    hosts.iter().all(|h| h.addr.family() == Some(first)).then_some(first)
 }

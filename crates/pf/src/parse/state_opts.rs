@@ -11,10 +11,11 @@ impl Parser<'_> {
             "no-sync" => StateOptItem::NoSync,
             "source-track" => {
                 if c.eat_word("rule") {
-                    StateOptItem::SourceTrack(SourceTrack::Rule)
+                    StateOptItem::SourceTrack(Some(SourceTrack::Rule))
+                } else if c.eat_word("global") {
+                    StateOptItem::SourceTrack(Some(SourceTrack::Global))
                 } else {
-                    c.eat_word("global");
-                    StateOptItem::SourceTrack(SourceTrack::Global)
+                    StateOptItem::SourceTrack(None)
                 }
             }
             "max-src-states" => StateOptItem::MaxSrcStates(c.u32("max-src-states")?),
@@ -52,6 +53,7 @@ impl Parser<'_> {
     pub(super) fn state_opts(items: Vec<StateOptItem>, line: usize) -> PResult<(StateOpts, Option<bool>)> {
         let mut o = StateOpts::default();
         let mut statelock: Option<bool> = None;
+        let mut srctrack: Option<Option<SourceTrack>> = None;
         let dup = |what: &str| Err((line, format!("state option '{what}' multiple definitions")));
         for it in items {
             match it {
@@ -63,14 +65,17 @@ impl Parser<'_> {
                 }
                 StateOptItem::NoSync => o.no_sync = true,
                 StateOptItem::SourceTrack(s) => {
-                    if o.source_track.is_some() {
+                    if srctrack.is_some() {
                         return dup("source-track");
                     }
-                    o.source_track = Some(s)
+                    srctrack = Some(s)
                 }
                 StateOptItem::MaxSrcStates(n) => {
                     if o.max_src_states.is_some() {
                         return dup("max-src-states");
+                    }
+                    if n == 0 {
+                        return Err((line, "'max-src-states' must be > 0".into()));
                     }
                     o.max_src_states = Some(n)
                 }
@@ -78,17 +83,29 @@ impl Parser<'_> {
                     if o.max_src_nodes.is_some() {
                         return dup("max-src-nodes");
                     }
+                    if n == 0 {
+                        return Err((line, "'max-src-nodes' must be > 0".into()));
+                    }
                     o.max_src_nodes = Some(n)
                 }
                 StateOptItem::MaxSrcConn(n) => {
                     if o.max_src_conn.is_some() {
                         return dup("max-src-conn");
                     }
+                    if n == 0 {
+                        return Err((line, "'max-src-conn' must be > 0".into()));
+                    }
                     o.max_src_conn = Some(n)
                 }
                 StateOptItem::MaxSrcConnRate(n, s) => {
                     if o.max_src_conn_rate.is_some() {
                         return dup("max-src-conn-rate");
+                    }
+                    if n == 0 || s == 0 {
+                        return Err((line, "'max-src-conn-rate' values must be > 0".into()));
+                    }
+                    if n > PF_THRESHOLD_MAX {
+                        return Err((line, format!("'max-src-conn-rate' maximum rate must be < {PF_THRESHOLD_MAX}")));
                     }
                     o.max_src_conn_rate = Some((n, s))
                 }
@@ -128,19 +145,37 @@ impl Parser<'_> {
                 }
             }
         }
-        o.timeouts.sort();
-        // max-src-* limits need per-source tracking; pfctl turns it on
-        if o.max_src_conn.is_some() || o.max_src_conn_rate.is_some() {
+        // pfctl's parse.y: max-src-states turns source tracking on,
+        // max-src-nodes, max-src-conn and max-src-conn-rate turn on
+        // tracking per rule, which an explicit `source-track global`
+        // contradicts; a connection rate keeps nodes at least its seconds.
+        let per_rule = o.max_src_nodes.is_some() || o.max_src_conn.is_some() || o.max_src_conn_rate.is_some();
+        if srctrack == Some(Some(SourceTrack::Global)) {
+            for (on, what) in [
+                (o.max_src_nodes.is_some(), "max-src-nodes"),
+                (o.max_src_conn.is_some(), "max-src-conn"),
+                (o.max_src_conn_rate.is_some(), "max-src-conn-rate"),
+            ] {
+                if on {
+                    return Err((line, format!("'{what}' is incompatible with 'source-track global'")));
+                }
+            }
+        }
+        if per_rule || srctrack == Some(Some(SourceTrack::Rule)) {
             o.source_track = Some(SourceTrack::Rule);
-        }
-        if o.max_src_nodes.is_some() && o.source_track == Some(SourceTrack::Global) {
-            return Err((line, "'max-src-nodes' is incompatible with 'source-track global'".into()));
-        }
-        if (o.max_src_states.is_some() || o.max_src_nodes.is_some()) && o.source_track.is_none() {
+        } else if srctrack.is_some() || o.max_src_states.is_some() {
             o.source_track = Some(SourceTrack::Global);
         }
+        if let (Some(_), Some((_, secs))) = (o.source_track, o.max_src_conn_rate) {
+            match o.timeouts.iter_mut().find(|(t, _)| *t == Timeout::SrcTrack) {
+                Some((_, v)) if *v < secs => *v = secs,
+                Some(_) => {}
+                None => o.timeouts.push((Timeout::SrcTrack, secs)),
+            }
+        }
+        o.timeouts.sort();
         if o.overload.is_some() && o.max_src_conn.is_none() && o.max_src_conn_rate.is_none() {
-            return Err((line, "overload requires max-src-conn or max-src-conn-rate".into()));
+            return Err((line, "'overload' requires 'max-src-conn' or 'max-src-conn-rate'".into()));
         }
         Ok((o, statelock))
     }

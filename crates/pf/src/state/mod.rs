@@ -158,6 +158,14 @@ pub mod sflags {
     /// The creating packet matched `match … log (all)` rules: every packet
     /// of the state is logged under each of them (`StateData::log_match`).
     pub const LOG_MATCHES_ALL: u8 = 1 << 3;
+    /// The state counts on a source-tracking node (`crate::srcnode`) of
+    /// its rule and source ...
+    pub const SRC_NODE: u8 = 1 << 4;
+    /// ... the global one for its source (`source-track global`).
+    pub const SRC_GLOBAL: u8 = 1 << 5;
+    /// Its TCP handshake completed and counts in the node's connections
+    /// (pf's `src.tcp_est`).
+    pub const TCP_EST: u8 = 1 << 6;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log

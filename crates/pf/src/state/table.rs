@@ -562,6 +562,23 @@ impl StateTable {
         n
     }
 
+    /// Changes, under each one's lock, the live states `pred` picks;
+    /// returns how many. (pf marks states to end this way, for the purge
+    /// to remove them: a worker may call it.)
+    pub fn update_if(&self, mut pred: impl FnMut(&StateData) -> bool, mut f: impl FnMut(&mut StateData)) -> usize {
+        let mut n = 0;
+        for i in 0..self.high_water() {
+            if let Some(slot) = self.slot(i) {
+                let mut g = slot.lock();
+                if g.live && pred(&g) {
+                    f(&mut g);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Visits `budget` slots from where the last call stopped, removing
     /// the states `expired` says are over (pf's purge thread, which walks
     /// a fraction of the table every second).
@@ -573,7 +590,9 @@ impl StateTable {
         let mut at = self.purge_cursor.load(Ordering::Relaxed) % hw;
         let mut n = 0;
         for _ in 0..budget.min(hw) {
-            let kill = self.get(at).filter(|d| d.timeout == TIMEOUT_PURGE || expired(d)).map(|d| d.id);
+            // `expired` sees purge-marked states too (the caller counts
+            // every state removed).
+            let kill = self.get(at).filter(|d| expired(d)).map(|d| d.id);
             if kill.is_some() && self.remove_id(at, kill) {
                 n += 1;
             }

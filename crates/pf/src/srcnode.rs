@@ -1,0 +1,657 @@
+//! Source tracking: pf's `pf_src_node` tree (pf.c `pf_insert_src_node`,
+//! `pf_src_connlimit`, `pf_src_tree_remove_state`,
+//! `pf_purge_expired_src_nodes`; `pfctl -sS` as pfctl's `print_src_node`).
+//!
+//! A rule with `source-track` (or a `max-src-*` option, which turns it
+//! on) gives every state it creates a node for the state's source
+//! address: one per rule (`source-track rule`, and every rule with
+//! `max-src-nodes`, `max-src-conn` or `max-src-conn-rate`) or one shared
+//! by every rule tracking globally. The node counts the states that
+//! refer to it (`max-src-states`), the TCP connections among them that
+//! completed their handshake (`max-src-conn`) and the rate at which they
+//! did (`max-src-conn-rate`); a rule counts its nodes (`max-src-nodes`)
+//! and `set limit src-nodes` bounds them all. Once no state refers to a
+//! node it expires after `src.track` seconds.
+//!
+//! The table is sharded by address: the data path takes one shard's lock
+//! when a state is created or completes a TCP handshake, never per
+//! packet, and never a table-wide lock. Removals happen on the control
+//! thread (state purge), which also expires nodes.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::state::{sflags, StateData, DIR_IN};
+use crate::table::Table;
+
+/// Shards of the node table (a power of two).
+const SHARDS: usize = 16;
+/// pf's `PF_THRESHOLD_MULT`: connection rates are counted in thousandths.
+const THRESHOLD_MULT: u64 = 1000;
+const NS: u64 = 1_000_000_000;
+
+/// The limits counted in pf's `lcounters` that source tracking hits.
+pub const LCNT_SRCSTATES: usize = 1;
+pub const LCNT_SRCNODES: usize = 2;
+pub const LCNT_SRCCONN: usize = 3;
+pub const LCNT_SRCCONNRATE: usize = 4;
+pub const LCNT_OVERLOAD_TABLE: usize = 5;
+pub const LCNT_OVERLOAD_FLUSH: usize = 6;
+
+/// `overload <table> [flush [global]]`.
+pub struct Overload {
+    pub table: Arc<Table>,
+    pub flush: bool,
+    pub flush_global: bool,
+}
+
+/// What one rule asks of source tracking, compiled. Nodes of the rule
+/// hold it, so a node outlives a reload of the ruleset with its rule's
+/// limits, as pf keeps a rule referred to by nodes.
+pub struct SrcRule {
+    /// (ruleset generation, rule number): the rule's identity.
+    pub gen: u32,
+    pub nr: u32,
+    /// `source-track global`: one node per address for every rule
+    /// tracking globally.
+    pub global: bool,
+    pub max_src_nodes: Option<u32>,
+    pub max_src_states: Option<u32>,
+    pub max_src_conn: Option<u32>,
+    /// `max-src-conn-rate N/S`.
+    pub max_src_conn_rate: Option<(u32, u32)>,
+    pub overload: Option<Overload>,
+    /// Nodes of this rule in the table (pf's `rule->src_nodes`).
+    pub nodes: AtomicU32,
+}
+
+impl SrcRule {
+    /// The key of this rule's nodes for `addr`.
+    pub fn key(&self, addr: Ipv4Addr) -> NodeKey {
+        NodeKey { addr, rule: if self.global { GLOBAL } else { rule_word(self.gen, self.nr) } }
+    }
+}
+
+/// The rule part of a node's key for a global node.
+const GLOBAL: u64 = u64::MAX;
+
+fn rule_word(gen: u32, nr: u32) -> u64 {
+    (gen as u64) << 32 | nr as u64
+}
+
+/// A node's identity: the source address and its rule (or global).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeKey {
+    pub addr: Ipv4Addr,
+    rule: u64,
+}
+
+impl NodeKey {
+    /// The node a state refers to, if it has one: its source (the key's
+    /// first address for an inbound state, the second for an outbound
+    /// one) and its rule.
+    pub fn of_state(st: &StateData) -> Option<NodeKey> {
+        if st.flags & sflags::SRC_NODE == 0 {
+            return None;
+        }
+        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
+        let rule = if st.flags & sflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
+        Some(NodeKey { addr, rule })
+    }
+}
+
+/// pf's `pf_threshold`: a count in thousandths that decays linearly over
+/// `seconds` (`pf_add_threshold`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Threshold {
+    limit: u64,
+    seconds: u64,
+    count: u64,
+    last: u64,
+}
+
+impl Threshold {
+    fn new(limit: u32, seconds: u32, now_s: u64) -> Threshold {
+        Threshold { limit: limit as u64 * THRESHOLD_MULT, seconds: seconds as u64, count: 0, last: now_s }
+    }
+
+    fn add(&mut self, now_s: u64) {
+        let diff = now_s.saturating_sub(self.last);
+        if diff >= self.seconds {
+            self.count = 0;
+        } else {
+            self.count -= self.count * diff / self.seconds;
+        }
+        self.count += THRESHOLD_MULT;
+        self.last = now_s;
+    }
+
+    fn exceeded(&self) -> bool {
+        self.count > self.limit
+    }
+}
+
+struct Node {
+    /// The rule of a per-rule node; `None` for a global one.
+    rule: Option<Arc<SrcRule>>,
+    states: u32,
+    conn: u32,
+    conn_rate: Threshold,
+    creation: u64,
+    /// When the last state referring to it went (ns), and for how long
+    /// it stays after that.
+    released: Option<(u64, u64)>,
+    /// Packets and bytes of the states gone (live states' are added for
+    /// display).
+    packets: u64,
+    bytes: u64,
+}
+
+impl Node {
+    fn expires_at(&self) -> Option<u64> {
+        self.released.map(|(at, after)| at.saturating_add(after))
+    }
+}
+
+/// Why a state could not have its node (`src-limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrcFail {
+    /// The rule's `max-src-states` (`LCNT_SRCSTATES`).
+    MaxStates,
+    /// The rule's `max-src-nodes` (`LCNT_SRCNODES`).
+    MaxNodes,
+    /// `set limit src-nodes` (pf's pool is exhausted: no limit counter).
+    Limit,
+}
+
+impl SrcFail {
+    /// The `lcounters` entry pf counts, if any.
+    pub fn lcounter(self) -> Option<usize> {
+        match self {
+            SrcFail::MaxStates => Some(LCNT_SRCSTATES),
+            SrcFail::MaxNodes => Some(LCNT_SRCNODES),
+            SrcFail::Limit => None,
+        }
+    }
+}
+
+/// What `pf_src_connlimit` decided about a connection that completed its
+/// handshake.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConnLimit {
+    /// `LCNT_*` entries to count.
+    pub lcounters: Vec<usize>,
+    /// Over a limit: the state is killed and the packet dropped.
+    pub bad: bool,
+}
+
+/// One node as `pfctl -sS` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub addr: Ipv4Addr,
+    pub states: u32,
+    pub conn: u32,
+    /// The connection rate's count in thousandths, and its seconds.
+    pub rate: (u64, u64),
+    pub creation: u64,
+    /// Remaining time once no state refers to it (ns).
+    pub expires_at: Option<u64>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The rule's number for a per-rule node.
+    pub rule: Option<u32>,
+}
+
+#[derive(Default)]
+pub struct SrcNodes {
+    shards: [Mutex<HashMap<NodeKey, Node>>; SHARDS],
+    count: AtomicUsize,
+    /// pf's `scounters` (`pfctl -si -v` "Source Tracking Table"):
+    /// searches, inserts, removals.
+    pub searches: AtomicU64,
+    pub inserts: AtomicU64,
+    pub removals: AtomicU64,
+    /// `overload` insertions for the control thread (`take_overloads`):
+    /// a table update waits for the table's readers, which a worker must
+    /// not do.
+    overloads: Mutex<Vec<(Arc<Table>, Ipv4Addr)>>,
+}
+
+impl SrcNodes {
+    pub fn new() -> SrcNodes {
+        SrcNodes::default()
+    }
+
+    fn shard(&self, k: &NodeKey) -> &Mutex<HashMap<NodeKey, Node>> {
+        let a = u32::from(k.addr);
+        &self.shards[((a ^ a >> 16 ^ k.rule as u32) as usize) % SHARDS]
+    }
+
+    /// Nodes in the table.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// pf_insert_src_node, then the node's count of states (pf_create_state):
+    /// finds or creates `addr`'s node for `rule` and counts one more state
+    /// on it. `limit` is `set limit src-nodes`.
+    pub fn acquire(&self, rule: &Arc<SrcRule>, addr: Ipv4Addr, now: u64, limit: usize) -> Result<(), SrcFail> {
+        let k = rule.key(addr);
+        let mut g = self.shard(&k).lock();
+        self.searches.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = g.get_mut(&k) {
+            if rule.max_src_states.is_some_and(|m| n.states >= m) {
+                return Err(SrcFail::MaxStates);
+            }
+            n.states += 1;
+            n.released = None;
+            return Ok(());
+        }
+        if rule.max_src_nodes.is_some_and(|m| rule.nodes.load(Ordering::Relaxed) >= m) {
+            return Err(SrcFail::MaxNodes);
+        }
+        if self.count.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(SrcFail::Limit);
+        }
+        let (n, s) = rule.max_src_conn_rate.unwrap_or((0, 0));
+        g.insert(
+            k,
+            Node {
+                rule: (!rule.global).then(|| rule.clone()),
+                states: 1,
+                conn: 0,
+                conn_rate: Threshold::new(n, s, now / NS),
+                creation: now,
+                released: None,
+                packets: 0,
+                bytes: 0,
+            },
+        );
+        if !rule.global {
+            rule.nodes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Undoes `acquire` for a state that could not be inserted after all
+    /// (pf_create_state's `csfailed`): a node left with no state goes at
+    /// the next purge.
+    pub fn undo(&self, rule: &SrcRule, addr: Ipv4Addr, now: u64) {
+        let k = rule.key(addr);
+        let mut g = self.shard(&k).lock();
+        if let Some(n) = g.get_mut(&k) {
+            n.states = n.states.saturating_sub(1);
+            if n.states == 0 {
+                n.released = Some((now, 0));
+            }
+        }
+    }
+
+    fn forget(&self, n: &Node) {
+        if let Some(r) = &n.rule {
+            let _ = r.nodes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// pf_src_connlimit: the state's TCP connection completed its
+    /// handshake. Counts it on the node (and in its rate); over
+    /// `max-src-conn` or `max-src-conn-rate` the state is to be killed,
+    /// and with `overload` the source goes into the table (queued for the
+    /// control thread) and, with `flush`, `flush` is called with the
+    /// source and whether every rule's states go (`flush global`) to end
+    /// the source's other states.
+    pub fn connlimit(&self, st: &StateData, now: u64, flush: impl FnOnce(Ipv4Addr, bool)) -> ConnLimit {
+        let mut out = ConnLimit::default();
+        let Some(k) = NodeKey::of_state(st) else { return out };
+        let rule = {
+            let mut g = self.shard(&k).lock();
+            let Some(n) = g.get_mut(&k) else { return out };
+            n.conn += 1;
+            n.conn_rate.add(now / NS);
+            let Some(rule) = n.rule.clone() else { return out };
+            if rule.max_src_conn.is_some_and(|m| m < n.conn) {
+                out.lcounters.push(LCNT_SRCCONN);
+                out.bad = true;
+            }
+            if rule.max_src_conn_rate.is_some() && n.conn_rate.exceeded() {
+                out.lcounters.push(LCNT_SRCCONNRATE);
+                out.bad = true;
+            }
+            rule
+        };
+        if !out.bad {
+            return out;
+        }
+        if let Some(o) = &rule.overload {
+            out.lcounters.push(LCNT_OVERLOAD_TABLE);
+            self.overloads.lock().push((o.table.clone(), k.addr));
+            if o.flush {
+                out.lcounters.push(LCNT_OVERLOAD_FLUSH);
+                flush(k.addr, o.flush_global);
+            }
+        }
+        out
+    }
+
+    /// Overload insertions waiting for the control thread.
+    pub fn take_overloads(&self) -> Vec<(Arc<Table>, Ipv4Addr)> {
+        std::mem::take(&mut *self.overloads.lock())
+    }
+
+    /// pf_src_tree_remove_state: a state referring to a node is gone; the
+    /// node stays `timeout_ns` after its last state.
+    pub fn state_removed(&self, st: &StateData, now: u64, timeout_ns: u64) {
+        let Some(k) = NodeKey::of_state(st) else { return };
+        let mut g = self.shard(&k).lock();
+        let Some(n) = g.get_mut(&k) else { return };
+        if st.flags & sflags::TCP_EST != 0 {
+            n.conn = n.conn.saturating_sub(1);
+        }
+        n.packets += st.packets[0] + st.packets[1];
+        n.bytes += st.bytes[0] + st.bytes[1];
+        n.states = n.states.saturating_sub(1);
+        if n.states == 0 {
+            n.released = Some((now, timeout_ns));
+        }
+    }
+
+    /// pf_purge_expired_src_nodes: removes the nodes no state refers to
+    /// whose time is up; returns how many.
+    pub fn purge(&self, now: u64) -> usize {
+        let mut removed = 0;
+        for s in &self.shards {
+            let mut g = s.lock();
+            g.retain(|_, n| {
+                let keep = n.states > 0 || n.expires_at().is_none_or(|t| t > now);
+                if !keep {
+                    self.forget(n);
+                    removed += 1;
+                }
+                keep
+            });
+        }
+        removed
+    }
+
+    /// DIOCKILLSRCNODES (`pfctl -K host`): removes the nodes of `addr`;
+    /// the states referring to them live on without them (the caller
+    /// detaches them). Returns the keys removed.
+    pub fn kill(&self, addr: Ipv4Addr) -> Vec<NodeKey> {
+        let mut keys = vec![];
+        for s in &self.shards {
+            let mut g = s.lock();
+            g.retain(|k, n| {
+                let hit = k.addr == addr;
+                if hit {
+                    self.forget(n);
+                    keys.push(*k);
+                }
+                !hit
+            });
+        }
+        keys
+    }
+
+    /// Every node (`pfctl -sS`), sorted by address then rule; `live` adds
+    /// the packets and bytes of the live states referring to each.
+    pub fn snapshot(&self, live: &HashMap<NodeKey, (u64, u64)>) -> Vec<NodeView> {
+        let mut v: Vec<(NodeKey, NodeView)> = vec![];
+        for s in &self.shards {
+            for (k, n) in s.lock().iter() {
+                let (p, b) = live.get(k).copied().unwrap_or((0, 0));
+                v.push((
+                    *k,
+                    NodeView {
+                        addr: k.addr,
+                        states: n.states,
+                        conn: n.conn,
+                        rate: (n.conn_rate.count, n.conn_rate.seconds),
+                        creation: n.creation,
+                        expires_at: if n.states == 0 { n.expires_at() } else { None },
+                        packets: n.packets + p,
+                        bytes: n.bytes + b,
+                        rule: n.rule.as_ref().map(|r| r.nr),
+                    },
+                ));
+            }
+        }
+        v.sort_by_key(|(k, _)| (u32::from(k.addr), k.rule));
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+}
+
+/// `HH:MM:SS` of a number of seconds, as print_src_node's `%.2u`.
+fn hms(secs: u64) -> String {
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// pfctl's `print_src_node`: one node, with `-v` a second line.
+pub fn print_node(n: &NodeView, now: u64, verbose: u8) -> String {
+    let mut s = format!(
+        "{} ( states {}, connections {}, rate {}.{}/{}s )\n",
+        n.addr,
+        n.states,
+        n.conn,
+        n.rate.0 / 1000,
+        (n.rate.0 % 1000) / 100,
+        n.rate.1
+    );
+    if verbose > 0 {
+        s += &format!("   age {}", hms(now.saturating_sub(n.creation) / NS));
+        if n.states == 0 {
+            let left = n.expires_at.map_or(0, |t| t.saturating_sub(now) / NS);
+            s += &format!(", expires in {}", hms(left));
+        }
+        s += &format!(", {} pkts, {} bytes", n.packets, n.bytes);
+        if let Some(nr) = n.rule {
+            s += &format!(", rule {nr}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{tcps, StateKey, DIR_OUT};
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 3);
+    const S: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    const SEC: u64 = NS;
+
+    fn rule(nr: u32) -> SrcRule {
+        SrcRule {
+            gen: 1,
+            nr,
+            global: false,
+            max_src_nodes: None,
+            max_src_states: None,
+            max_src_conn: None,
+            max_src_conn_rate: None,
+            overload: None,
+            nodes: AtomicU32::new(0),
+        }
+    }
+
+    /// An inbound TCP state of `r` from `src`.
+    fn state(r: &SrcRule, src: Ipv4Addr, sport: u16) -> StateData {
+        let mut st = StateData {
+            key: StateKey { addr: [src, S], port: [sport, 80], proto: 6, rtable: 0 },
+            direction: DIR_IN,
+            rule_nr: r.nr,
+            ruleset_gen: r.gen,
+            flags: sflags::SRC_NODE | if r.global { sflags::SRC_GLOBAL } else { 0 },
+            ..StateData::default()
+        };
+        st.src.state = tcps::ESTABLISHED;
+        st.dst.state = tcps::ESTABLISHED;
+        st
+    }
+
+    #[test]
+    fn a_node_counts_its_states_and_expires_src_track_after_the_last() {
+        let t = SrcNodes::new();
+        let r = Arc::new(rule(3));
+        t.acquire(&r, A, 0, 100).unwrap();
+        t.acquire(&r, A, 0, 100).unwrap();
+        t.acquire(&r, B, 0, 100).unwrap();
+        assert_eq!((t.len(), r.nodes.load(Ordering::Relaxed)), (2, 2));
+        let v = t.snapshot(&HashMap::new());
+        assert_eq!((v[0].addr, v[0].states, v[0].rule), (A, 2, Some(3)));
+        // Both of A's states go at 10 s; its node stays src.track (30 s).
+        let mut st = state(&r, A, 1000);
+        st.packets = [3, 2];
+        st.bytes = [300, 200];
+        t.state_removed(&st, 10 * SEC, 30 * SEC);
+        t.state_removed(&state(&r, A, 1001), 10 * SEC, 30 * SEC);
+        assert_eq!(t.purge(39 * SEC), 0);
+        let v = t.snapshot(&HashMap::new());
+        assert_eq!((v[0].states, v[0].expires_at, v[0].packets, v[0].bytes), (0, Some(40 * SEC), 5, 500));
+        assert_eq!(
+            print_node(&v[0], 39 * SEC, 1),
+            "10.0.1.2 ( states 0, connections 0, rate 0.0/0s )\n   age 00:00:39, expires in 00:00:01, 5 pkts, 500 bytes, rule 3\n"
+        );
+        assert_eq!(t.purge(40 * SEC), 1);
+        assert_eq!((t.len(), r.nodes.load(Ordering::Relaxed)), (1, 1));
+        assert_eq!(t.removals.load(Ordering::Relaxed), 1);
+        // A new state before expiry keeps the node.
+        t.state_removed(&state(&r, B, 1), 50 * SEC, 30 * SEC);
+        t.acquire(&r, B, 60 * SEC, 100).unwrap();
+        assert_eq!(t.purge(100 * SEC), 0);
+    }
+
+    #[test]
+    fn max_src_states_refuses_the_next_state_of_the_source_only() {
+        let t = SrcNodes::new();
+        let r = Arc::new(SrcRule { max_src_states: Some(2), ..rule(0) });
+        t.acquire(&r, A, 0, 100).unwrap();
+        t.acquire(&r, A, 0, 100).unwrap();
+        assert_eq!(t.acquire(&r, A, 0, 100), Err(SrcFail::MaxStates));
+        t.acquire(&r, B, 0, 100).unwrap();
+        t.state_removed(&state(&r, A, 1), 0, 0);
+        t.acquire(&r, A, 0, 100).unwrap();
+    }
+
+    #[test]
+    fn max_src_nodes_and_the_src_nodes_limit_refuse_new_sources() {
+        let t = SrcNodes::new();
+        let r = Arc::new(SrcRule { max_src_nodes: Some(1), ..rule(0) });
+        t.acquire(&r, A, 0, 100).unwrap();
+        assert_eq!(t.acquire(&r, B, 0, 100), Err(SrcFail::MaxNodes));
+        t.acquire(&r, A, 0, 100).unwrap();
+        let r2 = Arc::new(rule(1));
+        assert_eq!(t.acquire(&r2, B, 0, 1), Err(SrcFail::Limit));
+        assert_eq!(SrcFail::Limit.lcounter(), None);
+        t.acquire(&r2, B, 0, 2).unwrap();
+        assert_eq!(t.len(), 2);
+        // A failed state insert gives the fresh node back.
+        t.undo(&r2, B, 5);
+        assert_eq!(t.purge(5), 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn global_nodes_are_shared_by_the_rules_tracking_globally() {
+        let t = SrcNodes::new();
+        let g1 = Arc::new(SrcRule { global: true, max_src_states: Some(3), ..rule(0) });
+        let g2 = Arc::new(SrcRule { global: true, max_src_states: Some(2), ..rule(1) });
+        t.acquire(&g1, A, 0, 100).unwrap();
+        t.acquire(&g2, A, 0, 100).unwrap();
+        // Both count toward each rule's own limit.
+        assert_eq!(t.acquire(&g2, A, 0, 100), Err(SrcFail::MaxStates));
+        t.acquire(&g1, A, 0, 100).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.snapshot(&HashMap::new())[0].rule, None);
+        // The state's own flags find the shared node.
+        t.state_removed(&state(&g2, A, 1), 0, 0);
+        assert_eq!(t.snapshot(&HashMap::new())[0].states, 2);
+    }
+
+    #[test]
+    fn max_src_conn_counts_completed_handshakes_and_overloads() {
+        let t = SrcNodes::new();
+        let table = Arc::new(Table::new("bad"));
+        let r = Arc::new(SrcRule {
+            max_src_conn: Some(2),
+            overload: Some(Overload { table: table.clone(), flush: true, flush_global: false }),
+            ..rule(0)
+        });
+        let mut flushed = vec![];
+        for i in 0..2 {
+            t.acquire(&r, A, 0, 100).unwrap();
+            let out = t.connlimit(&state(&r, A, i), 0, |a, g| flushed.push((a, g)));
+            assert!(!out.bad);
+        }
+        t.acquire(&r, A, 0, 100).unwrap();
+        let out = t.connlimit(&state(&r, A, 2), 0, |a, g| flushed.push((a, g)));
+        assert_eq!(
+            out,
+            ConnLimit { lcounters: vec![LCNT_SRCCONN, LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH], bad: true }
+        );
+        assert_eq!(flushed, [(A, false)]);
+        let o = t.take_overloads();
+        assert_eq!(o.len(), 1);
+        assert!(Arc::ptr_eq(&o[0].0, &table) && o[0].1 == A);
+        // A closed connection counts no more.
+        let mut st = state(&r, A, 0);
+        st.flags |= sflags::TCP_EST;
+        t.state_removed(&st, 0, 0);
+        assert_eq!(t.snapshot(&HashMap::new())[0].conn, 2);
+    }
+
+    #[test]
+    fn max_src_conn_rate_decays_over_its_seconds() {
+        let t = SrcNodes::new();
+        let r = Arc::new(SrcRule { max_src_conn_rate: Some((3, 10)), ..rule(0) });
+        let conn = |at: u64| {
+            t.acquire(&r, A, at, 100).unwrap();
+            t.connlimit(&state(&r, A, 1), at, |_, _| {}).bad
+        };
+        // 3 in 10 s are allowed, a 4th in the same second is over.
+        assert!(!conn(0) && !conn(0) && !conn(0));
+        assert!(conn(0));
+        let v = t.snapshot(&HashMap::new());
+        assert_eq!(print_node(&v[0], 0, 0), "10.0.1.2 ( states 4, connections 4, rate 4.0/10s )\n");
+        // Half the window later the count has decayed by half (4 -> 2) + 1.
+        assert!(!conn(5 * SEC));
+        assert_eq!(t.snapshot(&HashMap::new())[0].rate, (3000, 10));
+        // A whole window later it starts over.
+        assert!(!conn(20 * SEC));
+        assert_eq!(t.snapshot(&HashMap::new())[0].rate.0, 1000);
+    }
+
+    #[test]
+    fn an_outbound_state_tracks_its_second_address_and_kill_removes_nodes() {
+        let t = SrcNodes::new();
+        let r = Arc::new(rule(0));
+        t.acquire(&r, A, 0, 100).unwrap();
+        let mut st = state(&r, S, 1);
+        st.direction = DIR_OUT;
+        st.key.addr = [S, A];
+        assert_eq!(NodeKey::of_state(&st), Some(r.key(A)));
+        let mut none = st;
+        none.flags = 0;
+        assert_eq!(NodeKey::of_state(&none), None);
+        assert_eq!(t.kill(B), vec![]);
+        assert_eq!(t.kill(A), vec![r.key(A)]);
+        assert!(t.is_empty());
+        assert_eq!(r.nodes.load(Ordering::Relaxed), 0);
+        // The state's removal later finds no node and changes nothing.
+        t.state_removed(&st, 0, 0);
+        assert!(t.is_empty());
+    }
+}
