@@ -866,8 +866,12 @@ mod tests {
         ]);
         let addr = match text {
             "table" => Addr::Table("pool".into()),
-            "if" => Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: false, prefix: None },
-            "if0" => Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: true, prefix: None },
+            "if" => {
+                Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: false, prefix: None }
+            }
+            "if0" => {
+                Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: true, prefix: None }
+            }
             _ => Addr::Net(IpNet::new(IpAddr::V4(text.parse().unwrap()), 32)),
         };
         let kind = if text.starts_with("if") && text != "if0" || text == "table" {

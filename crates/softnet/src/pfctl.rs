@@ -301,7 +301,7 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
     let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
     // pfctl writes its messages to stderr as it meets them and the ruleset
     // to (buffered) stdout: the errors come first.
-    if !parsed.errors.is_empty() {
+    if !parsed.errors.is_empty() || parsed.silent_errors > 0 {
         for e in &parsed.errors {
             let _ = writeln!(err, "{e}");
         }

@@ -144,24 +144,31 @@ impl Parser<'_> {
                 }
             }
         }
-        // host_ip
-        if let Ok(a) = name.parse::<IpAddr>() {
-            let p = mask.unwrap_or(max_prefix(a));
-            if a.is_ipv4() && p > 32 {
-                return Ok(vec![HostItem { addr: Addr::Net(IpNet::new(a, 32)), negated: false, bad_mask: Some(p) }]);
+        // host_ip: a numeric address; an IPv6 one may name its scope
+        // (`fe80::1%em0`, which getaddrinfo takes for an existing interface)
+        let (literal, scope) = match name.split_once('%') {
+            Some((a, ifname)) if a.parse::<std::net::Ipv6Addr>().is_ok() && self.resolver.interface_exists(ifname) => {
+                (a, Some(ifname.to_string()))
             }
-            return Ok(hosts(vec![IpNet::new(a, p)]));
+            Some(_) => ("", None),
+            None => (name, None),
+        };
+        if let Ok(a) = literal.parse::<IpAddr>() {
+            let p = mask.unwrap_or(max_prefix(a));
+            let mut h = HostItem::new(Addr::Net(IpNet::new(a, p.min(max_prefix(a)))));
+            if a.is_ipv4() && p > 32 {
+                h.bad_mask = Some(p);
+            }
+            h.scope = scope;
+            return Ok(vec![h]);
         }
         // "10/8", "192.168/16": inet_net_pton's short forms need a mask
         if let (Some(m), Some(a)) = (mask, short_v4(name)) {
+            let mut h = HostItem::new(Addr::Net(IpNet::new(IpAddr::V4(a), m.min(32))));
             if m > 32 {
-                return Ok(vec![HostItem {
-                    addr: Addr::Net(IpNet::new(IpAddr::V4(a), 32)),
-                    negated: false,
-                    bad_mask: Some(m),
-                }]);
+                h.bad_mask = Some(m);
             }
-            return Ok(hosts(vec![IpNet::new(IpAddr::V4(a), m)]));
+            return Ok(vec![h]);
         }
         // host_dns
         let found = self.resolver.host_addresses(name);

@@ -78,7 +78,8 @@ impl Parser<'_> {
                 r1.src_hosts = hosts(nets);
                 self.expand_quiet(r1, c.end_line);
             }
-            let loopback = !dynamic && self.resolver.interface_exists(&name) && self.resolver.is_loopback(&name);
+            // pfctl looks the interface's flags up for `(if)` too
+            let loopback = self.resolver.interface_exists(&name) && self.resolver.is_loopback(&name);
             if !loopback && !own.is_empty() {
                 let mut r2 = base();
                 r2.src_hosts = hosts(own);
@@ -158,6 +159,19 @@ impl Parser<'_> {
             for proto in &spec.protos {
                 for icmp in &spec.icmp {
                     for &(src, dst, sport, dport, user, group) in &combos {
+                        // a scoped address (fe80::1%em0) is on its
+                        // interface: the rule's, or the rule gets it
+                        let scopes: Vec<&String> = [src, dst].iter().filter_map(|h| h.scope.as_ref()).collect();
+                        if scopes.windows(2).any(|w| w[0] != w[1])
+                            || ifm.as_ref().is_some_and(|i| scopes.iter().any(|s| **s != i.name))
+                        {
+                            continue;
+                        }
+                        let scoped_if = match (ifm, scopes.first()) {
+                            (None, Some(s)) => Some(InterfaceMatch { name: (*s).clone(), negated: false }),
+                            _ => ifm.clone(),
+                        };
+                        let ifm = &scoped_if;
                         // collapse_redirspec comes first: it may
                         // give the rule its family, and what it
                         // reports stands even when this

@@ -36,7 +36,7 @@ pub use queue::check_queues;
 /// here so `-n` can print them; `load_ruleset` refuses them.
 pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Result<Ruleset, Vec<ParseError>> {
     let p = parse_ruleset_with(src, filename, resolver, &ParseOptions::default());
-    if p.errors.is_empty() {
+    if p.errors.is_empty() && p.silent_errors == 0 {
         Ok(p.ruleset)
     } else {
         Err(p.errors)
@@ -58,6 +58,10 @@ pub struct ParseOptions {
 pub struct Parsed {
     pub ruleset: Ruleset,
     pub errors: Vec<ParseError>,
+    /// Syntax errors pfctl's parser does not report (yacc reports none
+    /// until three tokens were read after the last error) but that still
+    /// make the file fail.
+    pub silent_errors: usize,
 }
 
 /// `parse_ruleset` with pfctl's command-line additions, keeping the
@@ -72,7 +76,16 @@ pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, 
         auto_tables: 0,
     };
     let mut lexer = Lexer::new(src);
+    // byacc's error recovery: after an error it reports no syntax error
+    // until it has shifted three tokens: the failed line's newline, then
+    // one per blank line and per token. `quiet` counts what is left.
+    let mut quiet = 0usize;
+    let mut silent_errors = 0;
+    let mut prev_end = 0;
     while let Some(st) = lexer.statement(&p.macros) {
+        let first = st.tokens.first().map_or(st.end_line, |t| t.line);
+        quiet = quiet.saturating_sub(first.saturating_sub(prev_end + 1));
+        prev_end = st.end_line;
         if !st.errors.is_empty() {
             for (line, msg) in st.errors {
                 p.error(line, msg);
@@ -80,11 +93,20 @@ pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, 
             // pfctl's lexer turns a bad macro into an error token, which the
             // grammar then rejects.
             p.error(st.end_line, "syntax error");
+            quiet = 2;
             continue;
         }
         let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
-        if let Err(e) = p.statement(&mut c) {
-            p.error(e.0, e.1);
+        match p.statement(&mut c) {
+            Ok(()) => quiet = 0,
+            Err(e) => {
+                if e.1 == "syntax error" && c.pos < quiet {
+                    silent_errors += 1;
+                } else {
+                    p.error(e.0, e.1);
+                }
+                quiet = 2;
+            }
         }
     }
     // Printed rules come after every `set` line, so a floating rule must
@@ -94,7 +116,7 @@ pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, 
             r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
         }
     }
-    Parsed { ruleset: p.rs, errors: p.errors }
+    Parsed { ruleset: p.rs, errors: p.errors, silent_errors }
 }
 
 /// Parses and then refuses what the packet filter cannot do yet: the form
@@ -187,11 +209,14 @@ struct HostItem {
     /// An IPv4 address given a netmask over 32 bits: pfctl takes it and
     /// refuses the rule per combination (check_netmask).
     bad_mask: Option<u8>,
+    /// `fe80::1%em0`: the interface of a scoped address (its ifindex in
+    /// pfctl), which the rule's interface must be.
+    scope: Option<String>,
 }
 
 impl HostItem {
     fn new(addr: Addr) -> HostItem {
-        HostItem { addr, negated: false, bad_mask: None }
+        HostItem { addr, negated: false, bad_mask: None, scope: None }
     }
 }
 

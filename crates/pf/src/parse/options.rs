@@ -212,6 +212,17 @@ impl Parser<'_> {
                 return c.syntax();
             }
         }
+        // process_tabledef reads the files while parsing (pfr_buf_load);
+        // their contents are loaded with the ruleset.
+        for i in &def.init {
+            if let TableInit::File(f) = i {
+                if let Err(e) = std::fs::File::open(f) {
+                    let msg = e.to_string();
+                    let msg = msg.split(" (os error").next().unwrap_or(&msg);
+                    return Err((line, format!("cannot load \"{f}\": {msg}")));
+                }
+            }
+        }
         // Defined again: pfctl defines it again in the same transaction,
         // and the kernel keeps the last definition.
         self.rs.header.push(HeaderItem::Table(self.rs.tables.len()));

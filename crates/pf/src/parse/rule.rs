@@ -338,7 +338,11 @@ impl Parser<'_> {
                 }
                 "os" => return Err((line, format!("{w} not supported yet"))),
                 other if self.more_filter_opt(c, spec, other, line, false)? => {}
-                _ => return Err((line, "syntax error".into())),
+                // the word is where the grammar failed
+                _ => {
+                    c.pos -= 1;
+                    return c.syntax();
+                }
             }
         }
         Ok(())
