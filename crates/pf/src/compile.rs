@@ -257,7 +257,8 @@ pub const HOT_INET6: u8 = 2;
 /// match it with the full `CRule`.
 pub const HOT_SRC_SLOW: u8 = 4;
 pub const HOT_DST_SLOW: u8 = 8;
-/// ICMP type, TOS, TCP flags or `tagged` to check in the full `CRule`.
+/// ICMP type, TOS, TCP flags, `tagged`, `user` or `group` to check in the
+/// full `CRule`.
 pub const HOT_REST: u8 = 16;
 
 /// The fields the rule walk reads for every rule, packed so that walking
@@ -298,7 +299,13 @@ impl HotRule {
             flags |= HOT_DST_SLOW;
             (0, 0)
         });
-        if r.icmp.is_some() || r.tos.is_some() || !r.flags.is_any() || r.tagged.is_some() {
+        if r.icmp.is_some()
+            || r.tos.is_some()
+            || !r.flags.is_any()
+            || r.tagged.is_some()
+            || r.rule.user.is_some()
+            || r.rule.group.is_some()
+        {
             flags |= HOT_REST;
         }
         HotRule {

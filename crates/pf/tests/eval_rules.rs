@@ -489,3 +489,22 @@ fn table_limits_refuse_what_goes_over_and_change_nothing() {
     assert_eq!(pf.table_add("new", &[entry("10.0.0.1")]).unwrap_err(), "pfctl: Cannot allocate memory");
     assert!(pf.table_show("new", false).is_err());
 }
+
+/// `user`/`group` compare with the socket that owns a packet (pf's
+/// pf_socket_lookup); forwarded traffic has none, so its ids are unknown:
+/// `user N` never matches it, `user unknown` and `user != N` always do.
+#[test]
+fn user_and_group_never_match_forwarded_packets_except_unknown_and_ne() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let verdict = |rules: &str| test(&pf(&n, rules), t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_some();
+    assert!(!verdict("block in\npass in proto udp user root\npass in proto udp group wheel\n"));
+    assert!(!verdict("block in\npass in proto udp user >= 0\n"));
+    assert!(!verdict("block in\npass in proto udp user 0 >< 70000\n"));
+    assert!(verdict("block in\npass in proto udp user unknown\n"));
+    assert!(verdict("block in\npass in proto udp user != 0\n"));
+    assert!(verdict("block in\npass in proto udp group != wheel\n"));
+    assert!(!verdict("block in\npass in proto udp user unknown group bin\n"));
+    // a block rule on a user does not touch forwarded traffic
+    assert!(verdict("pass in\nblock in proto udp user { root, bin, www }\n"));
+}

@@ -131,6 +131,15 @@ pub(super) fn test_rule(
                     continue;
                 }
             }
+            // pf_socket_lookup: the packet's socket owner. softnet has no
+            // local sockets, so no packet has one (uid and gid unknown):
+            // only `user unknown` and `user != N` match, as in pf for
+            // forwarded traffic.
+            let unknown = crate::rule_opts::ID_UNKNOWN;
+            if r.rule.user.is_some_and(|u| !u.matches(unknown)) || r.rule.group.is_some_and(|g| !g.matches(unknown)) {
+                i += 1;
+                continue;
+            }
         }
         // The rule matches.
         if r.tag != 0 {
