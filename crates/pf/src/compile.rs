@@ -305,6 +305,7 @@ impl HotRule {
             || r.tagged.is_some()
             || r.rule.user.is_some()
             || r.rule.group.is_some()
+            || r.rule.fragment
         {
             flags |= HOT_REST;
         }

@@ -135,6 +135,13 @@ pub(super) fn test_rule(
             // local sockets, so no packet has one (uid and gid unknown):
             // only `user unknown` and `user != N` match, as in pf for
             // forwarded traffic.
+            // `fragment`: pf_test_rule's PFRULE_FRAGMENT wants a packet
+            // left in fragments; softnet reassembles every fragment first
+            // (`set reassemble yes`, the only setting it loads), so none is.
+            if r.rule.fragment {
+                i += 1;
+                continue;
+            }
             let unknown = crate::rule_opts::ID_UNKNOWN;
             if r.rule.user.is_some_and(|u| !u.matches(unknown)) || r.rule.group.is_some_and(|g| !g.matches(unknown)) {
                 i += 1;

@@ -167,7 +167,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             (r.set.tos.is_some(), "set tos"),
             (r.set.delay.is_some(), "set delay"),
             (r.probability.is_some(), "probability"),
-            (r.fragment, "fragment"),
             (r.scrub.any(), "scrub"),
             (r.once, "once"),
         ];
