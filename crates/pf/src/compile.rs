@@ -306,6 +306,7 @@ impl HotRule {
             || r.rule.user.is_some()
             || r.rule.group.is_some()
             || r.rule.fragment
+            || r.rule.probability.is_some()
         {
             flags |= HOT_REST;
         }

@@ -508,3 +508,24 @@ fn user_and_group_never_match_forwarded_packets_except_unknown_and_ne() {
     // a block rule on a user does not touch forwarded traffic
     assert!(verdict("pass in\nblock in proto udp user { root, bin, www }\n"));
 }
+
+/// `probability`: the rule matches that share of the packets it is asked
+/// about (pf draws a random number per rule), with the worker's generator
+/// (seeded here for a fixed sequence).
+#[test]
+fn probability_matches_that_share_of_packets() {
+    softnet_core::rng::install(softnet_core::rng::WorkerRng::seeded(7));
+    let n = net();
+    let t = Instant::from_secs(1);
+    let passed = |rules: &str| {
+        let pf = pf(&n, rules);
+        (0..2000u16).filter(|i| test(&pf, t, Direction::In, &n.em0, udp(A, B, 1000 + i, 53)).is_some()).count()
+    };
+    let half = passed("block in\npass in proto udp probability 50% no state\n");
+    assert!((900..1100).contains(&half), "{half} of 2000 at 50%");
+    let tenth = passed("block in\npass in proto udp probability 0.1 no state\n");
+    assert!((140..260).contains(&tenth), "{tenth} of 2000 at 10%");
+    assert_eq!(passed("block in\npass in proto udp probability 100% no state\n"), 2000);
+    // the smallest probability pfctl stores is 1 in 2^32: practically never
+    assert_eq!(passed("block in\npass in proto udp probability 0% no state\n"), 0);
+}

@@ -142,6 +142,16 @@ pub(super) fn test_rule(
                 i += 1;
                 continue;
             }
+            // `probability`: pf_test_rule draws arc4random_uniform(UINT_MAX
+            // - 1) + 1 per rule looked at and goes on when `prob` is not
+            // above it.
+            if let Some(p) = r.rule.probability {
+                let x = softnet_core::rng::with(|g| g.uniform(u32::MAX - 1)) + 1;
+                if p <= x {
+                    i += 1;
+                    continue;
+                }
+            }
             let unknown = crate::rule_opts::ID_UNKNOWN;
             if r.rule.user.is_some_and(|u| !u.matches(unknown)) || r.rule.group.is_some_and(|g| !g.matches(unknown)) {
                 i += 1;

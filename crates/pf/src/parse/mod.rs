@@ -166,7 +166,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             (r.set.queue.is_some(), "queue"),
             (r.set.tos.is_some(), "set tos"),
             (r.set.delay.is_some(), "set delay"),
-            (r.probability.is_some(), "probability"),
             (r.scrub.any(), "scrub"),
             (r.once, "once"),
         ];
