@@ -121,10 +121,11 @@ class Hold:
 class PfLab:
     """The topology, the daemon with pf and pflog, the servers in B."""
 
-    def __init__(self, t: Topo, rules=DEFAULT_DENY, iperf=False):
+    def __init__(self, t: Topo, rules=DEFAULT_DENY, iperf=False, third=False):
         ensure_tools()
         self.t = t
-        self.net = t.router_topology("packet")
+        # third: host D (10.0.3.2) on a third router port r2 (10.0.3.1).
+        self.net = t.router_topology("packet", third=third)
         self.conf = os.path.join(t.tmp, "pf.conf")
         self.pflog = os.path.join(t.tmp, "pflog.pcap")
         self.write_rules(rules)

@@ -37,7 +37,8 @@ telnet, return-icmp on UDP 9999). Checks:
 6. pf_norm.c reassembly: an echo request in fragments that overlap (the
    newcomer's head trimmed, held fragments it covers replaced) completes
    and B answers; 65 fragments of 8 octets (one entry point past
-   PF_FRAG_ENTRY_LIMIT) are refused (-si fragment +1, no answer), 64 pass.
+   PF_FRAG_ENTRY_LIMIT) are refused (-si fragment +1, no answer), 64 pass;
+   fragments with DF set are refused (pf_normalize_ip).
    pf_walk_header: a ping whose options are four NOPs is dropped
    (ip-option); IGMP with only a router alert passes `pass in proto igmp`
    (a state appears), IGMP with NOP padding does not.
@@ -222,9 +223,9 @@ def run_test():
         # ---- 6. pf_norm.c reassembly and pf_walk_header options ------------------
         t.step("6. overlapping fragments are trimmed as pf_reassemble does: the echo request completes, B answers")
         echo = ("import time\n"
-                "def echo(ident, icmp, cuts):\n"
+                "def echo(ident, icmp, cuts, df=0):\n"
                 "    frags = [IP(dst='" + B_IP + "', id=ident, proto=1, frag=a // 8,\n"
-                "                flags='MF' if b < len(icmp) else 0) / Raw(icmp[a:b]) for a, b in cuts]\n"
+                "                flags=(1 if b < len(icmp) else 0) | df) / Raw(icmp[a:b]) for a, b in cuts]\n"
                 "    s = AsyncSniffer(lfilter=lambda p: ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident,\n"
                 "                     count=1)\n"
                 "    s.start(); time.sleep(0.5); send(frags); s.join(timeout=4)\n"
@@ -251,6 +252,13 @@ def run_test():
         r = lab.scapy(echo + f"print(json.dumps(echo(0x5154, icmp(0x5154, 64 * 8), {cuts(64)!r})))\n")
         check(r == 1, f"64 fragments: {r} echo replies, want 1")
         log(f"  -si fragment {si0['fragment']} -> {si['fragment']}")
+
+        t.step("6. fragments with DF set are refused (pf_normalize_ip), counted as fragment")
+        si0 = lab.info()
+        r = lab.scapy(echo + "print(json.dumps(echo(0x5156, icmp(0x5156, 32), [(0, 16), (16, 32)], df=2)))\n")
+        check(r == 0, f"DF fragments: {r} echo replies, want none")
+        si = lab.info()
+        check(si["fragment"] == si0["fragment"] + 2, f"-si fragment {si0['fragment']} -> {si['fragment']}, want +2")
 
         t.step("6. IP options of NOP padding only are options: a ping carrying them is dropped (ip-option)")
         si0 = lab.info()

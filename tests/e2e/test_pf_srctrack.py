@@ -21,6 +21,8 @@
 4. Bad input: a ruleset with `overload` but neither max-src-conn nor
    max-src-conn-rate is refused with pfctl's message, the running one
    stays (-sr unchanged).
+5. `pfctl -F Sources` clears every node; with `set limit src-nodes 1`, A's
+   connection takes the one node and A2's SYN is dropped (-si src-limit).
 """
 
 import os
@@ -138,9 +140,26 @@ def run_test():
               f"pfctl -f: {p.stdout!r} {p.stderr!r}")
         check(lab.rules() == before, "the running ruleset changed")
         a2_80.wait_more(2)
-        check(lab.d.alive(), "daemon died")
+
+        # ---- 5. set limit src-nodes -------------------------------------------
+        t.step("5. -F Sources clears the nodes; with set limit src-nodes 1 a second source is refused (src-limit)")
         for h in holds + [a2, a2_80]:
             h.stop()
+        p = lab.pfctl("-F", "Sources")
+        check("source tracking entries cleared" in p.stderr + p.stdout, f"-F Sources: {p.stdout!r} {p.stderr!r}")
+        check(node_lines(lab) == [], f"-sS after -F Sources:\n{node_lines(lab)}")
+        lab.pfctl("-t", "bad", "-T", "flush")
+        lab.write_rules("set limit src-nodes 1\n" + RULES)
+        lab.pfctl("-f", lab.conf)
+        lab.expect_tcp(22, "ok", "A's ssh, the one node")
+        si0 = lab.info()
+        r = lab.connect(22, tmo=2.0, src=A2_IP)
+        check(r["result"] == "timeout", f"A2's connection past the src-nodes limit: {r}, want timeout")
+        si = lab.info()
+        check(si["src-limit"] > si0["src-limit"], f"-si src-limit {si0['src-limit']} -> {si['src-limit']}")
+        nodes = node_lines(lab)
+        check(len(nodes) == 1 and nodes[0].startswith(A_IP + " "), f"-sS: {nodes}")
+        check(lab.d.alive(), "daemon died")
 
 
 if __name__ == "__main__":

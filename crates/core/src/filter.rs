@@ -6,11 +6,34 @@
 use crate::iface::Interface;
 use crate::packet::PacketBuf;
 use crate::time::Instant;
+use std::net::Ipv4Addr;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     In,
     Out,
+}
+
+/// Where the filter wants a packet it passed sent, other than where the
+/// routing table would send it: pf's `route-to`, `reply-to` and `dup-to`
+/// (pf.c `pf_route`). The filter leaves it in `PacketMeta::pf_route`; the
+/// stack acts on it right after the hook and clears it. As in OpenBSD
+/// since 6.9, the filter names a next hop and the route to that next hop
+/// picks the interface (`rtalloc_mpath(rt_addr)`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// Routed by its destination, as usual.
+    #[default]
+    None,
+    /// Send the packet to this next hop instead. After pf in the stack
+    /// decrements the TTL (time exceeded when it runs out), runs pf out on
+    /// the next hop's interface and sends it there; after pf out it sends
+    /// it there without another pf out. No route to the next hop, or its
+    /// interface down or gone: host unreachable and an `ip.noroute` drop.
+    To(Ipv4Addr),
+    /// Send a copy to this next hop (no pf out on the copy, never an ICMP
+    /// error about it); the packet itself goes its way.
+    Dup(Ipv4Addr),
 }
 
 /// What the filter decided about a packet it was given.

@@ -16,14 +16,53 @@ use std::net::Ipv4Addr;
 /// Something the host saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostEvent {
-    ArpLearned { ip: Ipv4Addr, mac: MacAddr },
-    EchoReply { from: Ipv4Addr, ident: u16, seq: u16, ttl: u8, len: usize },
-    EchoRequestAnswered { from: Ipv4Addr },
-    TimeExceeded { from: Ipv4Addr, orig_dst: Ipv4Addr },
-    Unreachable { from: Ipv4Addr, code: u8, mtu: u16, orig_dst: Ipv4Addr },
-    Udp { from: Ipv4Addr, src_port: u16, dst_port: u16, len: usize },
-    Tcp { from: Ipv4Addr, src_port: u16, dst_port: u16, flags: u8 },
-    Other { ethertype: u16 },
+    ArpLearned {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    EchoReply {
+        from: Ipv4Addr,
+        ident: u16,
+        seq: u16,
+        ttl: u8,
+        len: usize,
+    },
+    EchoRequestAnswered {
+        from: Ipv4Addr,
+    },
+    TimeExceeded {
+        from: Ipv4Addr,
+        orig_dst: Ipv4Addr,
+    },
+    Unreachable {
+        from: Ipv4Addr,
+        code: u8,
+        mtu: u16,
+        orig_dst: Ipv4Addr,
+    },
+    Udp {
+        from: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        len: usize,
+    },
+    Tcp {
+        from: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        flags: u8,
+    },
+    Other {
+        ethertype: u16,
+    },
+    /// An IPv4 packet for another address came to this host's MAC (a
+    /// router sent it here as a next hop); a host does not forward it.
+    Transit {
+        from: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        ttl: u8,
+    },
 }
 
 pub struct Host {
@@ -126,7 +165,14 @@ impl Host {
 
     fn ip_input(&mut self, b: &[u8]) {
         let Ok(ip) = Ipv4Packet::new_checked(b) else { return };
-        if ip.dst() != self.addr.addr || !ip.verify_checksum() {
+        if !ip.verify_checksum() {
+            return;
+        }
+        if ip.dst() != self.addr.addr {
+            if !ip.dst().is_broadcast() && !ip.dst().is_multicast() && self.addr.broadcast() != Some(ip.dst()) {
+                let (from, dst, proto, ttl) = (ip.src(), ip.dst(), ip.protocol().0, ip.ttl());
+                self.events.push(HostEvent::Transit { from, dst, proto, ttl });
+            }
             return;
         }
         let hlen = ip.header_len() as usize;

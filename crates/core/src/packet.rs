@@ -5,6 +5,7 @@
 //! ARP hold queue flushed by another worker); pools accept any buffer of
 //! their size and free surplus ones, so the steady state allocates nothing.
 
+use crate::filter::RouteDecision;
 use crate::iface::IfIndex;
 
 /// Bytes kept free in front of a received frame so headers can be prepended
@@ -56,6 +57,9 @@ pub struct PacketMeta {
     /// pf's handle of the state the packet matched at pf in, for pf out
     /// (OpenBSD's `m_pkthdr.pf.statekey`); opaque to the stack, 0 = none.
     pub pf_link: u64,
+    /// pf's routing decision (`route-to`, `reply-to`, `dup-to`), set by the
+    /// filter's hook and cleared by the stack when it acts on it.
+    pub pf_route: RouteDecision,
 }
 
 /// One packet: a handle (one pointer) on its buffer, as an mbuf pointer

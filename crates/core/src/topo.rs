@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  host A 10.0.1.2/24 ── r0 10.0.1.1/24 [router] r1 10.0.2.1/24 ── host B 10.0.2.2/24
+//!                                          r2 10.0.3.1/24 ── host C 10.0.3.2/24  (ThreeHosts)
 //! ```
 
 use crate::host::Host;
@@ -24,6 +25,10 @@ pub const R0_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
 pub const R1_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+pub const R2_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x03, 0x01]);
+pub const C_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x03, 0x02]);
+pub const R2_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 1);
+pub const C_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
 
 /// Two hosts and a router between them.
 pub struct TwoHosts {
@@ -87,5 +92,43 @@ impl TwoHosts {
 
     pub fn advance(&mut self, d: std::time::Duration) {
         self.clock.advance(d);
+    }
+}
+
+/// `TwoHosts` plus a third host C behind a third router interface r2 (a
+/// second next hop, for pf's route-to, reply-to and dup-to).
+pub struct ThreeHosts {
+    pub t: TwoHosts,
+    pub c: Host,
+}
+
+impl ThreeHosts {
+    pub fn new(workers: usize) -> ThreeHosts {
+        let t = TwoHosts::new(workers);
+        let (r2_port, c_port) = vlink::wire(workers.max(1), 1024);
+        t.stack.create_interface("r2", R2_MAC, 1500, r2_port.link_queues()).expect("r2");
+        t.stack.add_address("r2", IfAddr::new(R2_IP, 24)).expect("r2 addr");
+        t.stack.set_up("r2", true).expect("up");
+        let c = Host::new("C", C_MAC, IfAddr::new(C_IP, 24), Some(R2_IP), c_port);
+        let mut h = ThreeHosts { t, c };
+        h.settle();
+        h.t.a.take_events();
+        h.t.b.take_events();
+        h.c.take_events();
+        h
+    }
+
+    /// Runs hosts and workers until nothing moves (bounded).
+    pub fn settle(&mut self) -> usize {
+        let mut total = 0;
+        for _ in 0..1000 {
+            let mut n = self.c.poll() + self.t.settle();
+            n += self.c.poll();
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        total
     }
 }

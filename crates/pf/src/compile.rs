@@ -13,6 +13,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use softnet_core::percpu::{CacheAligned, Counter, MAX_WORKERS};
 
+use crate::anchor::{self, AnchorSources};
 use crate::model::{
     Action, Addr, AddressFamily, BlockPolicy, Direction, Endpoint, IcmpMatch, IfAddrModifier, Limit, LogOpts, PortOp,
     Rule, Ruleset, StateMode, StatePolicy, TcpFlags,
@@ -96,6 +97,37 @@ impl RuleCounters {
                 })
                 .collect(),
         }
+    }
+
+    /// Takes over `old`'s counts for the rules `(old index, new index)`
+    /// (a ruleset a load left alone): into worker 0's counters, while no
+    /// worker uses these yet.
+    pub fn carry(&self, old: &RuleCounters, pairs: &[(usize, usize)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let w = &self.workers[0].0;
+        let evals = old.all_evaluations();
+        let mut vals = vec![0u64; w.stats.len()];
+        for &(o, n) in pairs {
+            vals[n] = evals.get(o).copied().unwrap_or(0);
+            let s = &w.stats[n];
+            let [pi, po] = old.packets(o);
+            let [bi, bo] = old.bytes(o);
+            s.packets[DIR_IN].add(pi);
+            s.packets[DIR_OUT].add(po);
+            s.bytes[DIR_IN].add(bi);
+            s.bytes[DIR_OUT].add(bo);
+            s.states_created.add(old.sum(o, |c| &c.states_created));
+        }
+        // Evaluations are a difference array: rule i's count is the sum
+        // of entries 0..=i.
+        let mut prev = 0u64;
+        for (i, v) in vals.iter().enumerate() {
+            w.evals[i].add(v.wrapping_sub(prev));
+            prev = *v;
+        }
+        w.evals[vals.len()].add(0u64.wrapping_sub(prev));
     }
 
     /// Worker `w`'s counters (`w` wraps at `MAX_WORKERS`, as `PerWorker`).
@@ -214,7 +246,15 @@ pub struct EndpointMatch {
 
 /// One compiled rule.
 pub struct CRule {
+    /// Index in the tree's flat `rules` (counters, states' rule).
     pub nr: u32,
+    /// Number within its own ruleset (what pfctl shows as `@N`, pflog's
+    /// rule number).
+    pub local_nr: u32,
+    /// The ruleset (`CompiledRuleset::nodes` index) the rule is in.
+    pub node: u32,
+    /// `anchor …`: the ruleset it calls.
+    pub anchor: Option<AnchorTarget>,
     pub rule: Rule,
     pub action: Action,
     /// `None`: both directions.
@@ -241,12 +281,40 @@ pub struct CRule {
     /// Index into `TimeoutSets` (0: the rule sets none).
     pub timeout_set: u16,
     pub label: Option<String>,
+    /// `route-to`, `reply-to`, `dup-to` of a `pass` rule (pfctl allows them
+    /// on no other rule).
+    pub route: Option<crate::route::CRoute>,
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
     /// Source tracking (`source-track`, `max-src-*`, `overload`): what
     /// the rule's states' nodes count and limit (`crate::srcnode`).
     pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
+}
+
+/// Where an anchor rule steps into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorTarget {
+    /// Index into `CompiledRuleset::nodes`.
+    pub node: u32,
+    /// Evaluate every child of `node` in turn instead of `node`.
+    pub wildcard: bool,
+}
+
+/// One ruleset of the tree: the main one (`nodes[0]`) or an anchor, its
+/// rules the range `start..end` of the tree's flat arrays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CNode {
+    /// "" for the main ruleset.
+    pub path: String,
+    /// The ruleset's identity: the tree generation it was loaded in, kept
+    /// by later loads that leave it alone (states name their rule by this
+    /// and the rule's number in the ruleset).
+    pub gen: u32,
+    pub start: u32,
+    pub end: u32,
+    /// The anchors directly below, in pf's order (by path).
+    pub children: Vec<u32>,
 }
 
 /// `HotRule::flags`: the rule has an interface to match.
@@ -422,7 +490,16 @@ impl TagNames {
 pub struct CompiledRuleset {
     /// Generation (1 for the first load; 0 is the empty default ruleset).
     pub gen: u32,
+    /// The main ruleset as loaded (options, tables, its rules).
     pub source: Ruleset,
+    /// Every loaded ruleset's rules by path ("" is the main one's), as
+    /// they were loaded: what a later load of one of them starts from.
+    pub sources: AnchorSources,
+    /// The main ruleset (`nodes[0]`) and every anchor that exists.
+    pub nodes: Vec<CNode>,
+    /// `CNode::gen` → index in `nodes`.
+    pub by_gen: HashMap<u32, u32>,
+    /// The rules of every node, node after node (`CNode::start..end`).
     pub rules: Vec<CRule>,
     /// `rules`' hot fields, same order.
     pub hot: Vec<HotRule>,
@@ -438,6 +515,9 @@ impl CompiledRuleset {
         CompiledRuleset {
             gen: 0,
             source: Ruleset::default(),
+            sources: AnchorSources::new(),
+            nodes: vec![CNode { path: String::new(), gen: 0, start: 0, end: 0, children: vec![] }],
+            by_gen: HashMap::new(),
             rules: vec![],
             hot: vec![],
             counters: RuleCounters::new(0),
@@ -449,6 +529,46 @@ impl CompiledRuleset {
     pub fn is_skipped(&self, ifname: &str) -> bool {
         !self.opts.skip.is_empty() && self.opts.skip.iter().any(|s| s == ifname)
     }
+
+    /// The rule a state names (`StateData::ruleset_gen`, `rule_nr`: its
+    /// ruleset's identity and its number there), while that ruleset is
+    /// loaded.
+    #[inline]
+    pub fn state_rule(&self, gen: u32, nr: u32) -> Option<&CRule> {
+        let main = &self.nodes[0];
+        let node = if gen == main.gen { main } else { &self.nodes[*self.by_gen.get(&gen)? as usize] };
+        if nr < node.end - node.start {
+            self.rules.get((node.start + nr) as usize)
+        } else {
+            None
+        }
+    }
+
+    /// The node of the anchor at `path` ("" the main ruleset).
+    pub fn node(&self, path: &str) -> Option<&CNode> {
+        self.nodes.iter().find(|n| n.path == path)
+    }
+
+    /// The compiled rules of `node`.
+    pub fn node_rules(&self, node: &CNode) -> &[CRule] {
+        &self.rules[node.start as usize..node.end as usize]
+    }
+
+    /// The first rule that steps into `node` (directly or as a child of a
+    /// wildcard): the anchor rule pflog names for the node's rules.
+    pub fn caller_of(&self, node: usize) -> Option<&CRule> {
+        let parent = self.nodes.iter().position(|n| n.children.contains(&(node as u32)));
+        self.rules.iter().find(|r| match r.anchor {
+            Some(t) if t.wildcard => Some(t.node as usize) == parent,
+            Some(t) => t.node as usize == node,
+            None => false,
+        })
+    }
+
+    /// Every anchor that exists (the nodes but the main one).
+    pub fn anchor_paths(&self) -> std::collections::BTreeSet<String> {
+        self.nodes.iter().skip(1).map(|n| n.path.clone()).collect()
+    }
 }
 
 /// Errors a ruleset can fail to load with.
@@ -458,6 +578,13 @@ pub enum CompileError {
     UnknownTable { file: String, line: usize, name: String },
     #[error("{file}:{line}: {what} not supported")]
     Unsupported { file: String, line: usize, what: String },
+    /// An anchor rule calls a path pf cannot create (pf_anchor_setup
+    /// fails: DIOCADDRULE's EINVAL).
+    #[error("{file}:{line}: anchor \"{name}\": {why}")]
+    Anchor { file: String, line: usize, name: String, why: String },
+    /// More anchors than `set limit anchors` (pf_anchor_pl is full).
+    #[error("{file}: {count} anchors: over the limit of {limit} (set limit anchors): Cannot allocate memory")]
+    TooManyAnchors { file: String, count: usize, limit: u32 },
     /// Over `set limit tables` or `set limit table-entries` (pf's pools
     /// are full: ENOMEM, as pfctl reports it).
     #[error("{file}:{line}: cannot define table {name}: Cannot allocate memory")]
@@ -516,18 +643,65 @@ fn endpoint(
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
 
-/// Compiles a ruleset. Tables are created (or reused from
-/// `existing_tables`, refilled from the definition).
+/// Compiles a ruleset and the inline anchors it brings; anchors it only
+/// calls are empty. Tables are created (or reused from `existing_tables`,
+/// refilled from the definition).
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
+    let mut sources = AnchorSources::new();
+    anchor::apply_load(&mut sources, rs);
+    compile_tree(rs, &sources, true, None, cx)
+}
+
+/// The running tree and the rulesets a load replaces: every other ruleset
+/// keeps its identity, its rules' counters, state counts and
+/// source-tracking nodes, as pf leaves the rulesets a load does not touch
+/// alone.
+pub struct Prev<'a> {
+    pub tree: &'a CompiledRuleset,
+    pub replaced: &'a std::collections::BTreeSet<String>,
+}
+
+/// Compiles the whole tree: `main` (options, tables) and every ruleset of
+/// `sources` by path (the main one's rules at ""). `define_tables`: the
+/// main ruleset's table definitions fill their tables (a main ruleset
+/// load); otherwise the tables are left as they are (an anchor load).
+pub fn compile_tree(
+    main: &Ruleset,
+    sources: &AnchorSources,
+    define_tables: bool,
+    prev: Option<&Prev>,
+    cx: &CompileCx,
+) -> Result<CompiledRuleset, CompileError> {
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
-    if let Some(r) = rs.rules.iter().find(|r| !r.translation.is_empty()) {
-        let what = r.translation.keyword().unwrap_or_default().to_string();
-        return Err(CompileError::Unsupported { file: rs.filename.clone(), line: r.line, what });
+    for (path, rules) in sources {
+        if let Some(r) = rules.iter().find(|r| !r.translation.is_empty()) {
+            let what = r.translation.keyword().unwrap_or_default().to_string();
+            return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
+        }
+        for r in rules {
+            if let Some(a) = &r.anchor {
+                if let Err(why) = anchor::resolve(path, &a.name) {
+                    return Err(CompileError::Anchor {
+                        file: main.filename.clone(),
+                        line: r.line,
+                        name: a.name.clone(),
+                        why,
+                    });
+                }
+            }
+        }
     }
-    check_table_limits(rs, cx)?;
+    let existing = anchor::existing(sources);
+    let limit = main.options.limit(Limit::Anchors);
+    if existing.len() > limit as usize {
+        return Err(CompileError::TooManyAnchors { file: main.filename.clone(), count: existing.len(), limit });
+    }
+    if define_tables {
+        check_table_limits(main, cx)?;
+    }
     let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
-    for td in &rs.tables {
+    for td in &main.tables {
         let t = match cx.existing_tables.get(&td.name) {
             Some(t) => t.clone(),
             None => {
@@ -541,7 +715,7 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
         // As pfr_commit_ktable: a definition without any address list
         // (`table <bad> persist`) keeps what the running table holds, so
         // addresses added with `pfctl -T add` survive a reload.
-        if !td.init.is_empty() {
+        if define_tables && !td.init.is_empty() {
             let entries: Vec<_> = td.entries().cloned().collect();
             t.replace(&entries);
         }
@@ -553,95 +727,221 @@ pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileE
             tables.insert(n.clone(), t.clone());
         }
     }
-    let mut rules = Vec::with_capacity(rs.rules.len());
-    for (nr, r) in rs.rules.iter().enumerate() {
-        let ifm = r.interface.as_ref().map(|i| IfMatch {
-            name: i.name.clone(),
-            members: cx.resolver.group_members(&i.name),
-            negated: i.negated,
+    // The nodes: the main ruleset, then every anchor in path order.
+    let paths: Vec<&str> = std::iter::once("").chain(existing.iter().map(String::as_str)).collect();
+    let index: HashMap<&str, u32> = paths.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+    let empty: Vec<Rule> = vec![];
+    let total: usize = paths.iter().map(|p| sources.get(*p).map_or(0, Vec::len)).sum();
+    let mut rules = Vec::with_capacity(total);
+    let mut nodes = Vec::with_capacity(paths.len());
+    // (old index, new index) of the rules of rulesets the load leaves alone.
+    let mut carried: Vec<(usize, usize)> = vec![];
+    for (ni, path) in paths.iter().enumerate() {
+        let start = rules.len();
+        let src = sources.get(*path).unwrap_or(&empty);
+        let kept = prev.and_then(|p| {
+            let n = p.tree.node(path)?;
+            let same = !p.replaced.contains(*path) && p.tree.sources.get(*path).unwrap_or(&empty) == src;
+            same.then_some((p.tree, n))
         });
-        let mut tset = [0u32; TIMEOUT_COUNT];
-        for (t, v) in &r.state_opts.timeouts {
-            tset[tidx(*t)] = *v;
+        let node_gen = kept.map_or_else(new_node_gen, |(_, n)| n.gen);
+        for (local, r) in src.iter().enumerate() {
+            let target = match &r.anchor {
+                Some(a) => {
+                    let (p, wildcard) = anchor::resolve(path, &a.name).expect("checked above");
+                    Some(AnchorTarget { node: index[p.as_str()], wildcard })
+                }
+                None => None,
+            };
+            let mut c = compile_rule(r, &main.filename, rules.len(), (node_gen, local as u32), &mut tables, cx)?;
+            c.local_nr = local as u32;
+            c.node = ni as u32;
+            c.anchor = target;
+            if let Some((old, n)) = kept {
+                let o = &old.rules[n.start as usize + local];
+                c.src_track = o.src_track.clone();
+                c.states_cur.store(
+                    o.states_cur.load(std::sync::atomic::Ordering::Relaxed),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                carried.push((o.nr as usize, c.nr as usize));
+            }
+            rules.push(c);
         }
-        let src = endpoint(&r.src, &mut tables, cx.existing_tables)?;
-        let dst = endpoint(&r.dst, &mut tables, cx.existing_tables)?;
-        let o = &r.state_opts;
-        let src_track = o.source_track.map(|track| {
-            // The overload table, created as a rule's table is if the
-            // ruleset does not define it.
-            let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
-                table: tables
-                    .entry(ov.table.clone())
-                    .or_insert_with(|| {
-                        cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
-                    })
-                    .clone(),
-                flush: ov.flush,
-                flush_global: ov.flush_global,
-            });
-            Arc::new(crate::srcnode::SrcRule {
-                gen: cx.gen,
-                nr: nr as u32,
-                global: track == crate::model::SourceTrack::Global,
-                max_src_nodes: o.max_src_nodes,
-                max_src_states: o.max_src_states,
-                max_src_conn: o.max_src_conn,
-                max_src_conn_rate: o.max_src_conn_rate,
-                overload,
-                nodes: Default::default(),
-            })
-        });
-        rules.push(CRule {
-            nr: nr as u32,
-            rule: r.clone(),
-            action: r.action,
-            dir: match r.direction {
-                Direction::Both => None,
-                Direction::In => Some(softnet_core::filter::Direction::In),
-                Direction::Out => Some(softnet_core::filter::Direction::Out),
-            },
-            quick: r.quick,
-            log: r.log,
-            ifm,
-            inet6_only: r.af == Some(AddressFamily::Inet6),
-            proto: r.proto,
-            src,
-            dst,
-            flags: r.flags,
-            icmp: r.icmp,
-            tos: r.tos,
-            allow_opts: r.allow_opts,
-            tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
-            tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
-            rtable: r.rtable.map(|t| t as u16),
-            keep_state: r.keep_state,
-            if_bound: r.state_opts.if_bound,
-            sloppy: r.state_opts.sloppy,
-            max_states: r.state_opts.max,
-            timeout_set: cx.timeout_sets.intern(tset),
-            label: r.label.clone(),
-            skip: [0; SKIP_COUNT],
-            states_cur: Default::default(),
-            src_track,
+        calc_skip_steps(&mut rules[start..]);
+        for r in &mut rules[start..] {
+            for s in &mut r.skip {
+                *s += start as u32;
+            }
+        }
+        let children = anchor::children(&existing, path).map(|c| index[c.as_str()]).collect();
+        nodes.push(CNode {
+            path: path.to_string(),
+            gen: node_gen,
+            start: start as u32,
+            end: rules.len() as u32,
+            children,
         });
     }
-    calc_skip_steps(&mut rules);
     let mut skip = vec![];
-    for s in &rs.options.skip {
+    for s in &main.options.skip {
         skip.push(s.clone());
         skip.extend(cx.resolver.group_members(s));
     }
     let counters = RuleCounters::new(rules.len());
+    if let Some(p) = prev {
+        counters.carry(&p.tree.counters, &carried);
+    }
+    let by_gen = nodes.iter().enumerate().map(|(i, n)| (n.gen, i as u32)).collect();
     let hot = rules.iter().map(HotRule::of).collect();
+    let mut source = main.clone();
+    source.rules = sources.get("").cloned().unwrap_or_default();
+    let mut kept = sources.clone();
+    anchor::prune(&mut kept);
     Ok(CompiledRuleset {
         gen: cx.gen,
-        source: rs.clone(),
+        source,
+        sources: kept,
+        nodes,
+        by_gen,
         rules,
         hot,
         counters,
-        opts: GlobalOpts::from_options(&rs.options, &skip),
+        opts: GlobalOpts::from_options(&main.options, &skip),
         tables,
+    })
+}
+
+/// The anchor calls of a ruleset about to be loaded (its own rules, its
+/// inline anchors', its `load anchor` rulesets') as pf_anchor_setup takes
+/// them, errors named after the file they are in.
+pub fn check_anchor_calls(rs: &Ruleset) -> Result<(), CompileError> {
+    let own = std::iter::once((rs.anchor_path.as_str(), &rs.rules));
+    for (path, rules) in own.chain(rs.anchors.iter().map(|b| (b.path.as_str(), &b.rules))) {
+        for r in rules {
+            if let Some(a) = &r.anchor {
+                if let Err(why) = anchor::resolve(path, &a.name) {
+                    let (file, line, name) = (rs.filename.clone(), r.line, a.name.clone());
+                    return Err(CompileError::Anchor { file, line, name, why });
+                }
+            }
+        }
+    }
+    rs.load_anchors.iter().try_for_each(|la| check_anchor_calls(&la.ruleset))
+}
+
+/// A ruleset identity no other ruleset (of any tree, any `Pf`) has had;
+/// never 0 (the empty ruleset's).
+fn new_node_gen() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    loop {
+        let g = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if g != 0 {
+            return g;
+        }
+    }
+}
+
+/// One rule, numbered `nr` in the tree's flat arrays; `id` is what its
+/// states will name it by (its ruleset's generation, its number there).
+fn compile_rule(
+    r: &Rule,
+    filename: &str,
+    nr: usize,
+    id: (u32, u32),
+    tables: &mut HashMap<String, Arc<Table>>,
+    cx: &CompileCx,
+) -> Result<CRule, CompileError> {
+    let ifm = r.interface.as_ref().map(|i| IfMatch {
+        name: i.name.clone(),
+        members: cx.resolver.group_members(&i.name),
+        negated: i.negated,
+    });
+    let mut tset = [0u32; TIMEOUT_COUNT];
+    for (t, v) in &r.state_opts.timeouts {
+        tset[tidx(*t)] = *v;
+    }
+    let src = endpoint(&r.src, tables, cx.existing_tables)?;
+    let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    let route = match (&r.route, r.action) {
+        (Some(rt), Action::Pass) => {
+            if let Addr::Table(name) = &rt.pool.addr {
+                // pfctl creates a table a rule names without defining it.
+                tables.entry(name.clone()).or_insert_with(|| {
+                    cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                });
+            }
+            let find = |name: &str| tables.get(name).cloned();
+            Some(crate::route::CRoute::compile(rt, &find).map_err(|e| CompileError::Unsupported {
+                file: filename.to_string(),
+                line: r.line,
+                what: e.0,
+            })?)
+        }
+        _ => None,
+    };
+    let o = &r.state_opts;
+    let src_track = o.source_track.map(|track| {
+        // The overload table, created as a rule's table is if the
+        // ruleset does not define it.
+        let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
+            table: tables
+                .entry(ov.table.clone())
+                .or_insert_with(|| {
+                    cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
+                })
+                .clone(),
+            flush: ov.flush,
+            flush_global: ov.flush_global,
+        });
+        Arc::new(crate::srcnode::SrcRule {
+            gen: id.0,
+            nr: id.1,
+            global: track == crate::model::SourceTrack::Global,
+            max_src_nodes: o.max_src_nodes,
+            max_src_states: o.max_src_states,
+            max_src_conn: o.max_src_conn,
+            max_src_conn_rate: o.max_src_conn_rate,
+            overload,
+            nodes: Default::default(),
+        })
+    });
+    Ok(CRule {
+        nr: nr as u32,
+        local_nr: 0,
+        node: 0,
+        anchor: None,
+        rule: r.clone(),
+        action: r.action,
+        dir: match r.direction {
+            Direction::Both => None,
+            Direction::In => Some(softnet_core::filter::Direction::In),
+            Direction::Out => Some(softnet_core::filter::Direction::Out),
+        },
+        quick: r.quick,
+        log: r.log,
+        ifm,
+        inet6_only: r.af == Some(AddressFamily::Inet6),
+        proto: r.proto,
+        src,
+        dst,
+        flags: r.flags,
+        icmp: r.icmp,
+        tos: r.tos,
+        allow_opts: r.allow_opts,
+        tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
+        tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
+        rtable: r.rtable.map(|t| t as u16),
+        keep_state: r.keep_state,
+        if_bound: r.state_opts.if_bound,
+        sloppy: r.state_opts.sloppy,
+        max_states: r.state_opts.max,
+        timeout_set: cx.timeout_sets.intern(tset),
+        label: r.label.clone(),
+        route,
+        skip: [0; SKIP_COUNT],
+        states_cur: Default::default(),
+        src_track,
     })
 }
 

@@ -27,7 +27,7 @@ use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::percpu::{Counter, PerWorker};
 use softnet_core::time::Instant;
 
-use crate::compile::{compile, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
+use crate::compile::{compile_tree, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
 use crate::eval::{self, Cx, Pd, LCNT_COUNT, REASON_COUNT};
 use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
@@ -248,11 +248,8 @@ impl PfInner {
         let mut timeout = pick(t) as u64;
         let start_rule = set.map(|s| s[tidx(Timeout::AdaptiveStart)]).unwrap_or(0);
         let (start, end, states) = if start_rule != 0 {
-            let states = if st.ruleset_gen == rs.gen {
-                rs.rules.get(st.rule_nr as usize).map(|r| r.states_cur.load(Ordering::Relaxed)).unwrap_or(0)
-            } else {
-                0
-            };
+            let states =
+                rs.state_rule(st.ruleset_gen, st.rule_nr).map(|r| r.states_cur.load(Ordering::Relaxed)).unwrap_or(0);
             // The rule's own end, 0 included (no adaptation), as pf_state_expires.
             (start_rule as u64, set.map(|s| s[tidx(Timeout::AdaptiveEnd)]).unwrap_or(0) as u64, states)
         } else {
@@ -288,12 +285,10 @@ impl PfInner {
     }
 
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
-        if st.ruleset_gen == rs.gen {
-            if let Some(r) = rs.rules.get(st.rule_nr as usize) {
-                let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-            }
+        if let Some(r) = rs.state_rule(st.ruleset_gen, st.rule_nr) {
+            let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
         }
-        if st.flags & crate::state::sflags::SRC_NODE != 0 {
+        if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
             // `src.track`, else the ruleset's.
             let i = tidx(Timeout::SrcTrack);
@@ -315,6 +310,33 @@ impl PfInner {
             },
             |o| o.timeout = TIMEOUT_PURGE,
         )
+    }
+}
+
+/// Interface groups as the running rules expanded them: what a flush,
+/// which compiles the rules left again without asking the stack, uses.
+struct KnownGroups(HashMap<String, Vec<String>>);
+
+impl KnownGroups {
+    fn of(rs: &CompiledRuleset) -> KnownGroups {
+        KnownGroups(
+            rs.rules.iter().filter_map(|r| r.ifm.as_ref()).map(|m| (m.name.clone(), m.members.clone())).collect(),
+        )
+    }
+}
+
+impl IfResolver for KnownGroups {
+    fn interfaces(&self) -> Vec<String> {
+        vec![]
+    }
+    fn addresses(&self, _ifname: &str) -> Vec<crate::resolver::IfAddr> {
+        vec![]
+    }
+    fn is_loopback(&self, _ifname: &str) -> bool {
+        false
+    }
+    fn group_members(&self, group: &str) -> Vec<String> {
+        self.0.get(group).cloned().unwrap_or_default()
     }
 }
 
@@ -395,24 +417,18 @@ impl Pf {
         self.inner.states.set_next_id(id);
     }
 
-    /// `pfctl -f`: compiles and publishes `rs` atomically. States are kept;
-    /// on error nothing changes.
+    /// `pfctl -f`: compiles and publishes `rs` atomically, with the inline
+    /// anchors it brings and the anchors its `load anchor` lines loaded.
+    /// Anchors loaded before (`pfctl -a NAME -f`) stay, as in pf. States
+    /// are kept; on error nothing changes.
     pub fn load(&self, rs: &Ruleset, resolver: &dyn IfResolver) -> Result<(), CompileError> {
+        crate::compile::check_anchor_calls(rs)?;
         let _g = self.inner.load_lock.lock();
         let cur = self.inner.ruleset.load_full();
+        let mut sources = cur.sources.clone();
+        let replaced = crate::anchor::apply_load_all(&mut sources, rs);
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut existing = self.inner.extra.lock().clone();
-        existing.extend(cur.tables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let mut compiled = compile(
-            rs,
-            &CompileCx {
-                resolver,
-                tags: &self.inner.tags,
-                timeout_sets: &self.inner.timeout_sets,
-                existing_tables: &existing,
-                gen,
-            },
-        )?;
+        let mut compiled = self.compile_with(rs, &sources, &replaced, true, resolver, gen, &cur)?;
         // As pfctl, which sets the status interface only when the ruleset
         // says `set loginterface`: otherwise the current one stays.
         let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
@@ -435,6 +451,76 @@ impl Pf {
         }
         self.inner.publish(compiled);
         Ok(())
+    }
+
+    /// `pfctl -a NAME -f`: the rules of the anchor `rs.anchor_path` (and
+    /// its inline and `load anchor` anchors) replaced, every other ruleset
+    /// and the options as they are; one swap, states kept.
+    pub fn load_anchor(&self, rs: &Ruleset, resolver: &dyn IfResolver) -> Result<(), CompileError> {
+        crate::compile::check_anchor_calls(rs)?;
+        let _g = self.inner.load_lock.lock();
+        let cur = self.inner.ruleset.load_full();
+        let mut sources = cur.sources.clone();
+        let replaced = crate::anchor::apply_load_all(&mut sources, rs);
+        self.replace_tree(&cur, &sources, &replaced, resolver)
+    }
+
+    /// `pfctl -a NAME -F rules`: the anchor's rules removed (the anchor
+    /// stays while a rule calls it or an anchor below it exists). Returns
+    /// how many rules it had.
+    pub fn flush_anchor(&self, path: &str) -> Result<usize, CompileError> {
+        let _g = self.inner.load_lock.lock();
+        let cur = self.inner.ruleset.load_full();
+        let mut sources = cur.sources.clone();
+        let n = sources.insert(path.to_string(), vec![]).map_or(0, |r| r.len());
+        let replaced = std::iter::once(path.to_string()).collect();
+        self.replace_tree(&cur, &sources, &replaced, &KnownGroups::of(&cur))?;
+        Ok(n)
+    }
+
+    /// A new tree from `sources` with the running main ruleset's options
+    /// and tables.
+    fn replace_tree(
+        &self,
+        cur: &CompiledRuleset,
+        sources: &crate::anchor::AnchorSources,
+        replaced: &std::collections::BTreeSet<String>,
+        resolver: &dyn IfResolver,
+    ) -> Result<(), CompileError> {
+        let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
+        let mut compiled = self.compile_with(&cur.source, sources, replaced, false, resolver, gen, cur)?;
+        compiled.opts = cur.opts.clone();
+        self.inner.gen.store(gen, Ordering::Relaxed);
+        self.inner.publish(compiled);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compile_with(
+        &self,
+        main: &Ruleset,
+        sources: &crate::anchor::AnchorSources,
+        replaced: &std::collections::BTreeSet<String>,
+        define_tables: bool,
+        resolver: &dyn IfResolver,
+        gen: u32,
+        cur: &CompiledRuleset,
+    ) -> Result<CompiledRuleset, CompileError> {
+        let mut existing = self.inner.extra.lock().clone();
+        existing.extend(cur.tables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        compile_tree(
+            main,
+            sources,
+            define_tables,
+            Some(&crate::compile::Prev { tree: cur, replaced }),
+            &CompileCx {
+                resolver,
+                tags: &self.inner.tags,
+                timeout_sets: &self.inner.timeout_sets,
+                existing_tables: &existing,
+                gen,
+            },
+        )
     }
 
     /// The ruleset in use.
@@ -464,26 +550,10 @@ impl Pf {
         self.inner.enabled.load(Ordering::Acquire)
     }
 
-    /// `pfctl -F rules`: an empty ruleset (options kept), states kept.
-    /// Returns the number of rules flushed.
+    /// `pfctl -F rules`: an empty main ruleset (options and anchors
+    /// kept), states kept. Returns the number of rules flushed.
     pub fn flush_rules(&self) -> usize {
-        let _g = self.inner.load_lock.lock();
-        let cur = self.inner.ruleset.load_full();
-        let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        self.inner.gen.store(gen, Ordering::Relaxed);
-        let mut source = cur.source.clone();
-        source.rules.clear();
-        let rs = CompiledRuleset {
-            gen,
-            source,
-            rules: vec![],
-            hot: vec![],
-            counters: crate::compile::RuleCounters::new(0),
-            opts: cur.opts.clone(),
-            tables: cur.tables.clone(),
-        };
-        self.inner.publish(rs);
-        cur.rules.len()
+        self.flush_anchor("").unwrap_or(0)
     }
 
     /// `pfctl -F states`: returns how many were removed.
@@ -495,9 +565,11 @@ impl Pf {
         })
     }
 
-    /// `pfctl -F all`: rules, states, tables (non-persistent contents) and fragments.
+    /// `pfctl -F all`: rules, states, source nodes, tables (non-persistent
+    /// contents) and fragments.
     pub fn flush_all(&self) -> (usize, usize) {
         let s = self.flush_states();
+        self.flush_src_nodes();
         let r = self.flush_rules();
         // `-F all` flushes tables too, persistent ones included.
         for t in self.inner.ruleset.load().tables.values() {
@@ -538,10 +610,21 @@ impl Pf {
             // pf_state_rm_src_node on every state of the nodes.
             self.inner.states.update_if(
                 |st| crate::srcnode::NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)),
-                |st| st.flags &= !(crate::state::sflags::SRC_NODE | crate::state::sflags::SRC_GLOBAL),
+                |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
             );
         }
         keys.len()
+    }
+
+    /// `pfctl -F Sources`: DIOCCLRSRCNODES, every node goes and the
+    /// states live on without them. Returns how many nodes there were.
+    pub fn flush_src_nodes(&self) -> usize {
+        let n = self.inner.srcnodes.clear();
+        self.inner.states.update_if(
+            |st| st.src_flags & crate::state::srcflags::SRC_NODE != 0,
+            |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
+        );
+        n
     }
 
     /// Number of source-tracking nodes.

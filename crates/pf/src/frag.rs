@@ -7,7 +7,11 @@
 //! does). A fragment wholly inside one already held is dropped. More than
 //! `PF_FRAG_ENTRY_LIMIT` (64) fragments in one 4096-octet stretch of a
 //! datagram (`PF_FRAG_ENTRY_POINTS`, 16 of them) drops the datagram.
-//! Incomplete datagrams expire after the `frag` timeout.
+//! A fragment with DF set is refused (pf_normalize_ip). Incomplete
+//! datagrams expire after the `frag` timeout, or sooner when `PF_FRAG_STALE`
+//! newer datagrams per second of it came between the same hosts
+//! (pf_find_fragment); at the `frags` limit the least recently used ones
+//! make room (pf_flush_fragments).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -63,6 +67,10 @@ struct Datagram {
     /// Fragments per entry point (`fr_entries`).
     entries: [u8; PF_FRAG_ENTRY_POINTS],
     created: u64,
+    /// Generation among its node's datagrams (`fr_gen`).
+    gen: u32,
+    /// Last fragment seen (pf keeps its queue of datagrams in this order).
+    used: u64,
 }
 
 impl Datagram {
@@ -102,7 +110,8 @@ impl Datagram {
 /// Why a fragment was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragDrop {
-    /// `pf_fillup_fragment`'s bad fragments (`fragment`): empty, not a
+    /// `pf_fillup_fragment`'s bad fragments (`fragment`): with DF set
+    /// (pf_normalize_ip), empty, not a
     /// multiple of 8 octets with more to come, past 65535 octets, in
     /// conflict with the datagram's end, or over the entry-point limit
     /// (which drops the held fragments too).
@@ -113,7 +122,8 @@ pub enum FragDrop {
     Duplicate,
     /// The datagram joined is longer than 65535 octets (`short`).
     TooBig,
-    /// The frags limit or no large buffer (`memory`).
+    /// The frags limit even after pf_flush_fragments, or no large buffer
+    /// (`memory`).
     Memory,
 }
 
@@ -125,9 +135,65 @@ pub enum FragResult {
     Drop(PacketBuf, FragDrop),
 }
 
+/// pf_norm.c's `pf_frnode`: the datagrams of one (source, destination,
+/// protocol), counted, and the generation the next one gets.
+#[derive(Default, Clone, Copy)]
+struct FragNode {
+    gen: u32,
+    datagrams: u32,
+}
+
+/// The datagrams being reassembled and their nodes; every datagram goes
+/// in and out through `insert`/`remove`, which keep the nodes' counts.
+#[derive(Default)]
+struct Queues {
+    dgrams: HashMap<FragKey, Datagram>,
+    nodes: HashMap<(Ipv4Addr, Ipv4Addr, u8), FragNode>,
+}
+
+impl Queues {
+    fn node_key(k: &FragKey) -> (Ipv4Addr, Ipv4Addr, u8) {
+        (k.src, k.dst, k.proto)
+    }
+
+    fn insert(&mut self, k: FragKey, mut d: Datagram) {
+        let n = self.nodes.entry(Self::node_key(&k)).or_default();
+        d.gen = n.gen;
+        n.gen = n.gen.wrapping_add(1);
+        n.datagrams += 1;
+        self.dgrams.insert(k, d);
+    }
+
+    fn remove(&mut self, k: &FragKey) -> Option<Datagram> {
+        let d = self.dgrams.remove(k)?;
+        let nk = Self::node_key(k);
+        if let Some(n) = self.nodes.get_mut(&nk) {
+            n.datagrams -= 1;
+            if n.datagrams == 0 {
+                self.nodes.remove(&nk);
+            }
+        }
+        Some(d)
+    }
+
+    /// pf_find_fragment's staleness (RFC 4963): a datagram `stale` or
+    /// more generations older than its node's newest is dropped when it
+    /// is looked up.
+    fn is_stale(&self, k: &FragKey, stale: u32) -> bool {
+        match (self.dgrams.get(k), self.nodes.get(&Self::node_key(k))) {
+            (Some(d), Some(n)) => n.gen.wrapping_sub(d.gen) >= stale,
+            _ => false,
+        }
+    }
+}
+
+/// pfvar.h `PF_FRAG_STALE`: the `frag` timeout counts in multiples of
+/// this many datagrams per (source, destination, protocol).
+pub const PF_FRAG_STALE: u32 = 200;
+
 #[derive(Default)]
 pub struct FragCache {
-    map: Mutex<HashMap<FragKey, Datagram>>,
+    map: Mutex<Queues>,
     held: std::sync::atomic::AtomicUsize,
     /// pf's `ncounters` (`pfctl -si -v` "Fragments"): lookups of a
     /// fragment's datagram, fragments queued, fragments taken off a queue
@@ -164,8 +230,17 @@ impl FragCache {
     }
 
     /// Takes one fragment (`pkt.data()` starts at its IPv4 header).
-    pub fn input(&self, pkt: PacketBuf, now_ns: u64, limit: usize, bufs: &mut dyn BufferSource) -> FragResult {
-        let (key, off, len, more, hlen) = {
+    /// `limit` is `set limit frags`; `timeout_s` the `frag` timeout, which
+    /// also bounds a datagram's age in generations (`PF_FRAG_STALE`).
+    pub fn input(
+        &self,
+        pkt: PacketBuf,
+        now_ns: u64,
+        limit: usize,
+        timeout_s: u32,
+        bufs: &mut dyn BufferSource,
+    ) -> FragResult {
+        let (key, off, len, more, hlen, df) = {
             let ip = Ipv4Packet::new_unchecked(pkt.data());
             let hlen = ip.header_len() as usize;
             let tot = (ip.total_len() as usize).min(pkt.len());
@@ -175,20 +250,41 @@ impl FragCache {
                 tot.saturating_sub(hlen),
                 ip.more_frags(),
                 hlen,
+                ip.dont_frag(),
             )
         };
-        // pf_fillup_fragment's checks of the fragment alone.
-        if len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
+        // pf_normalize_ip: a fragment with IP_DF does not enter the cache
+        // (`set reassemble yes no-df`, which would clear it, is not
+        // built); then pf_fillup_fragment's checks of the fragment alone.
+        if df || len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
             return FragResult::Drop(pkt, FragDrop::Bad);
-        }
-        if self.len() >= limit {
-            return FragResult::Drop(pkt, FragDrop::Memory);
         }
         let mut new = Frag { off, len, more, start: hlen, pkt };
         let mut map = self.map.lock();
+        // pf_create_fragment: at the frags limit, pf_flush_fragments
+        // frees the least recently used datagrams down to 90% first.
+        if self.len() >= limit {
+            self.flush_lru(&mut map, bufs);
+            if self.len() >= limit {
+                return FragResult::Drop(new.pkt, FragDrop::Memory);
+            }
+        }
         self.searches.fetch_add(1, Ordering::Relaxed);
-        let Some(d) = map.get_mut(&key) else {
-            let mut d = Datagram { frags: Vec::with_capacity(4), entries: [0; PF_FRAG_ENTRY_POINTS], created: now_ns };
+        if map.is_stale(&key, timeout_s.saturating_mul(PF_FRAG_STALE)) {
+            let d = map.remove(&key).expect("present");
+            self.release(bufs, d.frags);
+        }
+        if let Some(d) = map.dgrams.get_mut(&key) {
+            d.used = now_ns;
+        }
+        let Some(d) = map.dgrams.get_mut(&key) else {
+            let mut d = Datagram {
+                frags: Vec::with_capacity(4),
+                entries: [0; PF_FRAG_ENTRY_POINTS],
+                created: now_ns,
+                gen: 0,
+                used: now_ns,
+            };
             let _ = d.insert(0, new);
             map.insert(key, d);
             self.held.fetch_add(1, Ordering::Relaxed);
@@ -244,11 +340,7 @@ impl FragCache {
             }
             freed.push(d.remove(pos));
         }
-        let new = match d.insert(pos, new) {
-            Ok(()) => None,
-            Err(new) => Some(new),
-        };
-        if let Some(new) = new {
+        if let Err(new) = d.insert(pos, new) {
             // The queue would grow too long: no way to recover, the whole
             // datagram goes (pf's free_fragment).
             let d = map.remove(&key).expect("present");
@@ -315,17 +407,34 @@ impl FragCache {
         FragResult::Done(big)
     }
 
+    /// pf_flush_fragments: frees whole datagrams, least recently used
+    /// first, until at most 90% of the fragments held are left.
+    fn flush_lru(&self, map: &mut Queues, bufs: &mut dyn BufferSource) {
+        let goal = self.len() * 9 / 10;
+        let mut lru: Vec<(u64, FragKey)> = map.dgrams.iter().map(|(k, d)| (d.used, *k)).collect();
+        lru.sort_unstable_by_key(|(used, _)| *used);
+        for (_, k) in lru {
+            if self.len() <= goal {
+                break;
+            }
+            let d = map.remove(&k).expect("listed");
+            self.release(bufs, d.frags);
+        }
+    }
+
     /// Drops datagrams older than `timeout_ns`; returns fragments freed.
     pub fn expire(&self, now_ns: u64, timeout_ns: u64) -> usize {
         let mut map = self.map.lock();
+        let dead: Vec<FragKey> = map
+            .dgrams
+            .iter()
+            .filter(|(_, d)| now_ns.saturating_sub(d.created) >= timeout_ns)
+            .map(|(k, _)| *k)
+            .collect();
         let mut n = 0;
-        map.retain(|_, d| {
-            let keep = now_ns.saturating_sub(d.created) < timeout_ns;
-            if !keep {
-                n += d.frags.len();
-            }
-            keep
-        });
+        for k in dead {
+            n += map.remove(&k).expect("listed").frags.len();
+        }
         self.held.fetch_sub(n, Ordering::Relaxed);
         self.removals.fetch_add(n as u64, Ordering::Relaxed);
         n
@@ -378,7 +487,7 @@ mod tests {
     }
 
     fn input(c: &FragCache, b: &mut Bufs, p: PacketBuf) -> FragResult {
-        c.input(p, 0, 5000, b)
+        c.input(p, 0, 5000, 60, b)
     }
 
     fn payload(r: FragResult) -> Vec<u8> {
@@ -478,6 +587,14 @@ mod tests {
         assert_eq!(dropped(input(&c, &mut b, frag(1, 24, &[1; 8], true))), Some(FragDrop::Bad));
         assert_eq!(dropped(input(&c, &mut b, frag(1, 8, &[1; 16], true))), Some(FragDrop::Bad));
         assert_eq!(dropped(input(&c, &mut b, frag(1, 0, &[1; 8], false))), Some(FragDrop::Bad));
+        // With DF (pf_normalize_ip).
+        let mut df = frag(3, 0, &[1; 8], true);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(df.data_mut());
+            ip.set_flags_frag(true, true, 0);
+            ip.fill_checksum();
+        }
+        assert_eq!(dropped(input(&c, &mut b, df)), Some(FragDrop::Bad));
         // Alone: empty, unaligned with more to come, past 65535.
         assert_eq!(dropped(input(&c, &mut b, frag(2, 0, &[], true))), Some(FragDrop::Bad));
         assert_eq!(dropped(input(&c, &mut b, frag(2, 0, &[1; 12], true))), Some(FragDrop::Bad));
@@ -509,13 +626,64 @@ mod tests {
     }
 
     #[test]
-    fn lone_fragments_expire_and_the_limit_refuses_more() {
+    fn a_datagram_200_generations_old_per_second_of_timeout_is_stale() {
         let c = FragCache::new();
         let mut b = Bufs::default();
-        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 1, &mut b)));
-        assert_eq!(dropped(c.input(frag(2, 8, &[1; 8], false), 0, 1, &mut b)), Some(FragDrop::Memory));
+        let input = |c: &FragCache, b: &mut Bufs, p| c.input(p, 0, 5000, 1, b);
+        assert!(is_kept(input(&c, &mut b, frag(1, 0, &[1; 8], true))));
+        // 198 newer datagrams between the same hosts (the next one would
+        // be generation 199): datagram 1 lives.
+        for id in 2..200 {
+            assert!(is_kept(input(&c, &mut b, frag(id, 8, &[1; 8], false))));
+        }
+        assert!(is_kept(input(&c, &mut b, frag(1, 16, &[1; 8], true))));
+        assert_eq!(c.removals.load(Ordering::Relaxed), 0);
+        // One more: the next generation is 200 past datagram 1's, which
+        // goes at its next fragment; that one starts a datagram of its own.
+        assert!(is_kept(input(&c, &mut b, frag(200, 8, &[1; 8], false))));
+        assert!(is_kept(input(&c, &mut b, frag(1, 8, &[1; 8], true))));
+        assert_eq!(c.removals.load(Ordering::Relaxed), 2);
+        assert_eq!(c.len(), 199 + 1);
+        // Other hosts' datagrams have generations of their own.
+        c.flush();
+        assert!(c.map.lock().nodes.is_empty());
+    }
+
+    #[test]
+    fn lone_fragments_expire() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 100, 60, &mut b)));
         assert_eq!(c.expire(30_000_000_000, 60_000_000_000), 0);
         assert_eq!(c.expire(61_000_000_000, 60_000_000_000), 1);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn at_the_limit_the_least_recently_used_datagrams_make_room() {
+        let c = FragCache::new();
+        let mut b = Bufs::default();
+        // Ten datagrams of two fragments each fill a limit of 20; datagram
+        // 0 is used again last.
+        for id in 0..10u16 {
+            assert!(is_kept(c.input(frag(id, 0, &[1; 8], true), id as u64, 20, 60, &mut b)));
+            assert!(is_kept(c.input(frag(id, 16, &[1; 8], true), id as u64, 20, 60, &mut b)));
+        }
+        assert!(is_kept(c.input(frag(0, 32, &[1; 8], true), 50, 21, 60, &mut b)));
+        assert_eq!(c.len(), 21);
+        // Full: datagrams 1 and 2 (least recently used) go, down to 90%.
+        assert!(is_kept(c.input(frag(20, 0, &[1; 8], true), 60, 21, 60, &mut b)));
+        assert_eq!(c.len(), 17 + 1);
+        assert_eq!(b.freed, 4);
+        assert_eq!(c.removals.load(Ordering::Relaxed), 4);
+        // Datagram 0 is still there and completes.
+        assert!(is_kept(c.input(frag(0, 8, &[1; 8], true), 61, 21, 60, &mut b)));
+        assert!(is_kept(c.input(frag(0, 24, &[1; 8], true), 61, 21, 60, &mut b)));
+        assert!(matches!(c.input(frag(0, 40, &[1; 8], false), 61, 21, 60, &mut b), FragResult::Done(_)));
+        // Datagram 1 is gone: its last fragment starts a new one.
+        assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 62, 21, 60, &mut b)));
+        // A limit of 0 holds nothing.
+        let c = FragCache::new();
+        assert_eq!(dropped(c.input(frag(1, 8, &[1; 8], false), 0, 0, 60, &mut b)), Some(FragDrop::Memory));
     }
 }

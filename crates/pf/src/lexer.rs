@@ -121,6 +121,18 @@ impl Raw {
         self.chars.line
     }
 
+    /// Whether only blanks or a comment follow on this line.
+    fn rest_of_line_blank(&self) -> bool {
+        for &c in &self.chars.chars[self.chars.pos..] {
+            match c {
+                ' ' | '\t' | '\r' => continue,
+                '\n' | '#' => return true,
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Next token; `None` at end of input. `Err` for an unterminated
     /// string (the rest of the line is skipped).
     fn next(&mut self) -> Option<Result<(Token, bool), LexError>> {
@@ -266,9 +278,17 @@ impl Lexer {
     /// The next non-empty statement, or `None` at end of input. Macros are
     /// looked up in `macros` as they are met, so a statement may use those
     /// defined by earlier statements.
+    ///
+    /// Inside `{ }` a newline ends nothing: a list may span lines. The
+    /// body of an inline anchor (`anchor … {` at the end of a line, as
+    /// parse.y's `pfa_anchor` wants it) holds statements of its own, so
+    /// there newlines are kept as `Tok::Newline` tokens between them.
     pub fn statement(&mut self, macros: &HashMap<String, String>) -> Option<Statement> {
         let mut st = Statement { tokens: vec![], end_line: self.raw.line(), errors: vec![] };
-        let mut depth = 0usize;
+        // Open braces: true for an anchor body, false for a list.
+        let mut frames: Vec<bool> = vec![];
+        // Where the statement inside the innermost anchor body starts.
+        let mut sub_start = 0usize;
         loop {
             let Some(next) = self.raw.next() else {
                 st.end_line = self.raw.line();
@@ -282,8 +302,16 @@ impl Lexer {
                 }
                 Ok((t, false)) => {
                     if t.tok == Tok::Newline {
-                        if depth > 0 {
-                            continue;
+                        match frames.last() {
+                            Some(true) => {
+                                if st.tokens.len() > sub_start {
+                                    st.tokens.push(t);
+                                }
+                                sub_start = st.tokens.len();
+                                continue;
+                            }
+                            Some(false) => continue,
+                            None => {}
                         }
                         if st.tokens.is_empty() && st.errors.is_empty() {
                             continue;
@@ -291,13 +319,35 @@ impl Lexer {
                         st.end_line = t.line;
                         return Some(st);
                     }
-                    track_depth(&t, &mut depth);
+                    if t.is_punct("{") {
+                        let body = frames.last() != Some(&false)
+                            && st.tokens.get(sub_start).is_some_and(|t| t.is_word("anchor"))
+                            && self.raw.rest_of_line_blank();
+                        frames.push(body);
+                        let line = t.line;
+                        st.tokens.push(t);
+                        if body {
+                            // A body's `{` is the one a newline follows.
+                            st.tokens.push(Token { tok: Tok::Newline, line });
+                            sub_start = st.tokens.len();
+                        }
+                        continue;
+                    }
+                    if t.is_punct("}") {
+                        if frames.pop() == Some(true) {
+                            // The anchor rule this body ends goes on to the
+                            // newline, which the enclosing body keeps.
+                            sub_start = st.tokens.len();
+                        }
+                        st.tokens.push(t);
+                        continue;
+                    }
                     st.tokens.push(t);
                 }
                 Ok((t, true)) => {
                     let name = t.word().unwrap_or_default().to_string();
                     let mut seen = vec![];
-                    expand(&name, t.line, macros, &mut seen, &mut st, &mut depth);
+                    expand(&name, t.line, macros, &mut seen, &mut st, &mut frames);
                     // pfctl expands macros textually: `$if:network` is the
                     // macro's value followed by ":network", one word.
                     if let Some(&c) = self.raw.chars.peek() {
@@ -315,11 +365,12 @@ impl Lexer {
     }
 }
 
-fn track_depth(t: &Token, depth: &mut usize) {
+/// Braces a macro's value opens or closes are lists.
+fn track_depth(t: &Token, frames: &mut Vec<bool>) {
     if t.is_punct("{") {
-        *depth += 1;
+        frames.push(false);
     } else if t.is_punct("}") {
-        *depth = depth.saturating_sub(1);
+        frames.pop();
     }
 }
 
@@ -329,7 +380,7 @@ fn expand(
     macros: &HashMap<String, String>,
     seen: &mut Vec<String>,
     st: &mut Statement,
-    depth: &mut usize,
+    depth: &mut Vec<bool>,
 ) {
     let Some(value) = macros.get(name) else {
         st.errors.push((line, format!("macro '{name}' not defined")));
@@ -400,6 +451,17 @@ mod tests {
         assert_eq!(
             words("pass from $a\npass to {\n 1,\n 2 }\n"),
             vec!["pass from { 1.2.3.4 5.6.7.8 }", "pass to { 1 , 2 }"]
+        );
+    }
+
+    #[test]
+    fn anchor_bodies_keep_their_newlines_lists_do_not() {
+        assert_eq!(
+            words("anchor \"a\" on { x y } { # c\n pass to {\n 1 2 }\n\n anchor {\n block\n }\n}\npass\n"),
+            vec![
+                "anchor \"a\" on { x y } { end of line pass to { 1 2 } end of line anchor { end of line block end of line } end of line }",
+                "pass"
+            ]
         );
     }
 

@@ -12,8 +12,14 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `route-to`,
-//!   `reply-to`, `dup-to` and `synproxy state` ("… not supported yet").
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, pools of
+//!   `route-to`/`reply-to`/`dup-to` next hops and `synproxy state`
+//!   ("… not supported yet"), and tables defined inside anchors.
+//! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor
+//!   path (`pfctl -a`) with `include` and `load anchor` files from a
+//!   [`parse::FileSource`]; [`anchor`] resolves anchor paths as pf does;
+//!   [`Pf::load_anchor`] and [`Pf::flush_anchor`] change one anchor of the
+//!   running tree in one swap.
 //! * [`print::print_ruleset`] prints like OpenBSD `pfctl -nv`; `-o basic`
 //!   (the default) drops duplicate rules.
 //!
@@ -31,6 +37,7 @@
 //! parses back as `addr-unr`); an unquoted number is taken by `set debug`
 //! (pfctl wants it quoted but prints it bare).
 
+pub mod anchor;
 pub mod error;
 pub mod lb;
 mod lexer;
@@ -50,6 +57,7 @@ pub mod filter;
 pub mod frag;
 pub mod ipopt;
 pub mod pflog;
+pub mod route;
 pub mod show;
 pub mod srcnode;
 pub mod state;

@@ -519,6 +519,8 @@ pub struct Rule {
     /// nat-to, rdr-to (binat-to expanded into both), af-to.
     pub translation: Translation,
     pub route: Option<Route>,
+    /// `anchor …`: the rule calls another ruleset instead of deciding.
+    pub anchor: Option<AnchorCall>,
     /// `[!] received-on IF`.
     pub received_on: Option<ReceivedOn>,
     /// `user`, `group`: one comparison each after expansion.
@@ -594,7 +596,8 @@ pub enum Limit {
     /// Packets held by `set delay` (pf's pktdelay pool). softnet has no
     /// delay queue: the limit is kept and shown, as pfctl does.
     PktDelayPkts,
-    /// Anchors (none in softnet yet): kept and shown.
+    /// Anchors that may exist at once (pf_anchor_pl's hard limit): a
+    /// load that would make more fails.
     Anchors,
 }
 
@@ -780,10 +783,62 @@ pub enum HeaderItem {
     Table(usize),
 }
 
+/// What an `anchor` rule calls (pf.conf(5) ANCHORS; pfctl's
+/// `pf_anchor_setup`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AnchorCall {
+    /// What pfctl prints after `anchor` (`pfctl_load_rule`'s name): the
+    /// name as written for an anchor without braces (`"/1/2/3"`,
+    /// `"ftp-proxy/*"`), the last path component for an inline one, and
+    /// `_N` (printed as a bare `anchor`) for an unnamed inline one.
+    pub name: String,
+    /// The anchor's absolute path, without a leading `/` or a trailing
+    /// `/*`.
+    pub path: String,
+    /// `…/*`: every child of `path` is evaluated, not `path` itself.
+    pub wildcard: bool,
+    /// Written with a `{ … }` body; its rules are `Ruleset::anchors`
+    /// under `path` and load with the ruleset.
+    pub inline: bool,
+}
+
+impl AnchorCall {
+    /// An unnamed inline anchor (`anchor { … }`) has a reserved `_N` name.
+    pub fn is_unnamed(&self) -> bool {
+        self.name.rsplit('/').next().is_some_and(|n| n.starts_with('_'))
+    }
+}
+
+/// The rules of one inline anchor (`anchor "name" { … }`), by path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnchorBody {
+    /// Absolute path (`foo/bar`).
+    pub path: String,
+    pub rules: Vec<Rule>,
+}
+
+/// `load anchor NAME from FILE`: loaded with (and after) the ruleset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadAnchor {
+    /// Absolute path of the anchor.
+    pub path: String,
+    pub file: String,
+    pub line: usize,
+    /// The file, parsed for the anchor.
+    pub ruleset: Box<Ruleset>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ruleset {
     /// The file name errors are reported against.
     pub filename: String,
+    /// The anchor this ruleset is for (`pfctl -a`); empty: the main one.
+    pub anchor_path: String,
+    /// Inline anchors' rules, in the order their `{` were read; nested ones
+    /// too (each rule's `AnchorCall::path` finds its body).
+    pub anchors: Vec<AnchorBody>,
+    /// `load anchor` lines, in order.
+    pub load_anchors: Vec<LoadAnchor>,
     pub options: Options,
     pub tables: Vec<TableDef>,
     pub rules: Vec<Rule>,
@@ -800,5 +855,10 @@ impl Ruleset {
         // a table defined twice is its last definition (pfr_ina_define
         // replaces the shadow table)
         self.tables.iter().rev().find(|t| t.name == name)
+    }
+
+    /// The rules of the inline anchor at `path`.
+    pub fn anchor_body(&self, path: &str) -> Option<&AnchorBody> {
+        self.anchors.iter().find(|b| b.path == path)
     }
 }

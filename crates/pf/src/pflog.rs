@@ -37,8 +37,13 @@ pub struct LogMeta<'a> {
     pub action: u8,
     pub reason: u8,
     pub ifname: &'a str,
-    /// Rule number; `None` for the default rule (logged as -1).
+    /// Rule number; `None` for the default rule (logged as -1). For a
+    /// rule inside an anchor, the anchor rule's number.
     pub rulenr: Option<u32>,
+    /// The rule's number inside its anchor; `None` in the main ruleset.
+    pub subrulenr: Option<u32>,
+    /// The anchor's name (its last path component); "" for the main ruleset.
+    pub ruleset: &'a str,
     pub dir: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
@@ -55,9 +60,10 @@ pub fn write_header(m: &LogMeta, out: &mut [u8; PFLOG_HDRLEN]) {
     out[3] = m.reason;
     let n = m.ifname.len().min(15);
     out[4..4 + n].copy_from_slice(&m.ifname.as_bytes()[..n]); // ifname[16]
-                                                              // ruleset[16] at 20: empty (main ruleset)
+    let n = m.ruleset.len().min(15);
+    out[20..20 + n].copy_from_slice(&m.ruleset.as_bytes()[..n]); // ruleset[16]
     out[36..40].copy_from_slice(&m.rulenr.unwrap_or(u32::MAX).to_be_bytes()); // rulenr
-    out[40..44].copy_from_slice(&u32::MAX.to_be_bytes()); // subrulenr: not in an anchor
+    out[40..44].copy_from_slice(&m.subrulenr.unwrap_or(u32::MAX).to_be_bytes()); // subrulenr
     out[44..48].copy_from_slice(&u32::MAX.to_be_bytes()); // uid: none
     out[48..52].copy_from_slice(&(-1i32).to_be_bytes()); // pid: none
     out[52..56].copy_from_slice(&0u32.to_be_bytes()); // rule_uid
@@ -195,6 +201,8 @@ mod tests {
             reason: 0,
             ifname: "em0",
             rulenr: Some(3),
+            subrulenr: None,
+            ruleset: "",
             dir: PF_IN,
             src: "10.0.1.2".parse().unwrap(),
             dst: "10.0.2.2".parse().unwrap(),
@@ -223,6 +231,8 @@ mod tests {
             reason: 0,
             ifname: "em0",
             rulenr: Some(0),
+            subrulenr: None,
+            ruleset: "",
             dir: PF_OUT,
             src: Ipv4Addr::LOCALHOST,
             dst: Ipv4Addr::LOCALHOST,

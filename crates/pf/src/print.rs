@@ -19,7 +19,9 @@ pub struct PrintOpts {
     pub opt_level: Option<OptLevel>,
 }
 
-/// The whole ruleset, one line per option, table and rule.
+/// The whole ruleset, one line per option, table and rule; inline anchors
+/// with their rules in braces, then the rulesets of `load anchor` lines
+/// (pfctl_load_ruleset / pfctl_load_anchors with `-v`).
 pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
     let mut out = String::new();
     if opts.verbose >= 1 {
@@ -49,17 +51,56 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
         }
     }
     let level = opts.opt_level.or(rs.options.ruleset_optimization).unwrap_or_default();
-    let rules = optimized_rules(&rs.rules, level);
-    for (nr, r) in rules.iter().enumerate() {
-        out.push_str(&format_rule(r, if opts.verbose >= 2 { Some(nr) } else { None }, opts.verbose));
-        out.push('\n');
+    print_rules(&mut out, rs, &rs.rules, 0, level, opts.verbose, &mut vec![]);
+    for la in &rs.load_anchors {
+        out.push_str(&print_ruleset(&la.ruleset, opts));
     }
     out
 }
 
-/// Applies pfctl's ruleset optimization to a ruleset about to be loaded.
+/// One ruleset's rules at `depth` (indented two spaces a level, except at
+/// `-vv`, as pfctl's INDENT), inline anchors' bodies after their rule;
+/// a body is printed once, after the first rule of an expanded list
+/// (pfctl_load_ruleset takes the rules out of the anchor as it goes).
+fn print_rules(
+    out: &mut String,
+    rs: &Ruleset,
+    rules: &[Rule],
+    depth: usize,
+    level: OptLevel,
+    verbose: u8,
+    printed: &mut Vec<String>,
+) {
+    for (nr, r) in optimized_rules(rules, level).iter().enumerate() {
+        if verbose < 2 {
+            out.push_str(&"  ".repeat(depth));
+        }
+        out.push_str(&format_rule(r, if verbose >= 2 { Some(nr) } else { None }, verbose));
+        let body = r.anchor.as_ref().filter(|a| a.inline).and_then(|a| rs.anchor_body(&a.path));
+        match body {
+            Some(b) if !b.rules.is_empty() && !printed.contains(&b.path) => {
+                printed.push(b.path.clone());
+                out.push_str(" {\n");
+                print_rules(out, rs, &b.rules, depth + 1, level, verbose, printed);
+                out.push_str(&"  ".repeat(depth));
+                out.push_str("}\n");
+            }
+            _ => out.push('\n'),
+        }
+    }
+}
+
+/// Applies pfctl's ruleset optimization to a ruleset about to be loaded
+/// (each inline anchor and `load anchor` ruleset on its own, as
+/// pfctl_load_ruleset optimizes each).
 pub fn optimize(rs: &mut Ruleset, level: OptLevel) {
     rs.rules = optimized_rules(&rs.rules, level);
+    for b in &mut rs.anchors {
+        b.rules = optimized_rules(&b.rules, level);
+    }
+    for la in &mut rs.load_anchors {
+        optimize(&mut la.ruleset, level);
+    }
 }
 
 /// The fields pf's skip steps cover; rules that differ only in these are
@@ -84,6 +125,12 @@ fn optimized_rules(rules: &[Rule], level: OptLevel) -> Vec<Rule> {
     let mut out: Vec<Rule> = Vec::with_capacity(rules.len());
     let mut block_start = 0;
     for r in rules {
+        // An anchor rule is never a duplicate and ends a superblock.
+        if r.anchor.is_some() {
+            out.push(r.clone());
+            block_start = out.len();
+            continue;
+        }
         if let Some(prev) = out.last() {
             if superblock_key(prev) != superblock_key(r) {
                 block_start = out.len();
@@ -332,7 +379,19 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
     if let Some(n) = nr {
         let _ = write!(s, "@{n} ");
     }
-    match r.action {
+    match (&r.anchor, r.action) {
+        // print_rule: an unnamed inline anchor (`_N`) is a bare `anchor`.
+        (Some(a), _) if a.is_unnamed() => s.push_str("anchor"),
+        (Some(a), _) => {
+            let _ = write!(s, "anchor \"{}\"", a.name);
+        }
+        (None, action) => format_action(&mut s, r, action),
+    }
+    format_rule_rest(s, r, verbose, count)
+}
+
+fn format_action(s: &mut String, r: &Rule, action: Action) {
+    match action {
         Action::Pass => s.push_str("pass"),
         Action::Match => s.push_str("match"),
         Action::Block(b) => {
@@ -362,6 +421,9 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
             }
         }
     }
+}
+
+fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> String {
     match r.direction {
         Direction::In => s.push_str(" in"),
         Direction::Out => s.push_str(" out"),
@@ -439,6 +501,7 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
         && (r.proto.is_none() || r.proto == Some(IPPROTO_TCP))
         && !r.fragment
         && r.keep_state != StateMode::NoState
+        && r.anchor.is_none()
     {
         s.push_str(" flags any");
     }
@@ -472,7 +535,7 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
     let o = &r.state_opts;
     let ropts = o.any();
     match r.keep_state {
-        StateMode::NoState if r.action == Action::Pass => s.push_str(" no state"),
+        StateMode::NoState if r.action == Action::Pass && r.anchor.is_none() => s.push_str(" no state"),
         StateMode::Keep if ropts => s.push_str(" keep state"),
         StateMode::Modulate => s.push_str(" modulate state"),
         StateMode::Synproxy => s.push_str(" synproxy state"),

@@ -19,7 +19,13 @@
 //!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
 //!   one node per source for `source-track global`, as pf.conf(5) says);
 //!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
-//! * No anchors: no `anchor` lines, no per-anchor views.
+//! * `-sr -v`: an anchor rule counts the packets decided under it, not
+//!   the later packets of the states made there (pf also counts those,
+//!   through the state's `anchor`); a state does not remember its anchor
+//!   rule.
+//! * pflog records of a state's packets under a rule inside an anchor
+//!   name the first anchor rule that calls the anchor (pf keeps the one
+//!   the creating packet went through, `st->anchor`).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -81,33 +87,107 @@ impl Pf {
     /// them); at `-vv` each rule starts with `@N` and tables and `(if)`
     /// addresses show how many addresses they hold.
     pub fn show_rules(&self, verbose: u8) -> String {
+        self.show_anchor_rules("", false, false, verbose).unwrap_or_default()
+    }
+
+    /// `pfctl [-a PATH] -sr`: the rules of the ruleset at `path` ("" the
+    /// main one). An anchor rule is followed by its anchor's rules in
+    /// braces when the anchor is an unnamed inline one, or with
+    /// `recurse` (`-a 'PATH*'`), where a wildcard anchor (and `path` with
+    /// `wildcard`, `-a 'PATH/*'`) lists each child as `anchor "name" all
+    /// { … }` (pfctl_show_rules). `Err`: no such anchor.
+    pub fn show_anchor_rules(&self, path: &str, recurse: bool, wildcard: bool, verbose: u8) -> Result<String, String> {
         let rs = self.inner.ruleset.load();
+        let node = rs.node(path).ok_or_else(|| "pfctl: Anchor does not exist".to_string())?;
         let mut out = String::new();
         let evals = if verbose > 0 { rs.counters.all_evaluations() } else { vec![] };
-        let count = |a: &Addr| self.addr_count(&rs, a);
-        for (nr, r) in rs.rules.iter().enumerate() {
+        let idx = rs.nodes.iter().position(|n| n.path == node.path).unwrap_or(0);
+        self.show_node(&rs, idx, 0, wildcard, recurse, &evals, verbose, &mut out);
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn show_node(
+        &self,
+        rs: &crate::compile::CompiledRuleset,
+        node: usize,
+        depth: usize,
+        wildcard: bool,
+        recurse: bool,
+        evals: &[u64],
+        verbose: u8,
+        out: &mut String,
+    ) {
+        if depth > crate::anchor::PF_ANCHOR_STACK_MAX {
+            return;
+        }
+        let count = |a: &Addr| self.addr_count(rs, a);
+        let indent = if verbose == 0 { "  ".repeat(depth) } else { String::new() };
+        let n = &rs.nodes[node];
+        for r in rs.node_rules(n) {
             // pfctl prints what the kernel keeps: if-bound or not. Without
             // the `set` lines of -nv, a rule printed with no statelock
             // parses back floating, so -sr needs no `(floating)`.
             let mut rule = r.rule.clone();
             rule.state_opts.floating = false;
-            out.push_str(&crate::print::format_rule_with(&rule, (verbose >= 2).then_some(nr), verbose, &count));
-            out.push('\n');
-            if verbose > 0 {
-                let ev = evals[nr];
-                let [pi, po] = rs.counters.packets(nr);
-                let [bi, bo] = rs.counters.bytes(nr);
-                let (pk, by) = (pi.wrapping_add(po), bi.wrapping_add(bo));
-                let st = r.states_cur.load(Ordering::Relaxed);
-                let _ = writeln!(out, "  [ Evaluations: {ev:<8}  Packets: {pk:<8}  Bytes: {by:<10}  States: {st:<6}]");
-                let created = rs.counters.sum(nr, |c| &c.states_created);
-                // pf records the loading process's uid and pid (cuid,
-                // cpid); the rules are loaded by this daemon (root) on
-                // `softnet pfctl -f`'s behalf, so it names itself.
-                let _ = writeln!(out, "  [ Inserted: uid 0 pid {} State Creations: {created:<6}]", std::process::id());
+            out.push_str(&indent);
+            let nr = (verbose >= 2).then_some(r.local_nr as usize);
+            out.push_str(&crate::print::format_rule_with(&rule, nr, verbose, &count));
+            let into = r.anchor.filter(|_| r.rule.anchor.as_ref().is_some_and(|a| a.is_unnamed()) || recurse);
+            if let Some(t) = into {
+                out.push_str(" {\n");
+                self.rule_counters(rs, r, evals, verbose, out);
+                self.show_node(rs, t.node as usize, depth + 1, t.wildcard, recurse, evals, verbose, out);
+                out.push_str(&indent);
+                out.push_str("}\n");
+            } else {
+                out.push('\n');
+                self.rule_counters(rs, r, evals, verbose, out);
             }
         }
-        out
+        if wildcard && recurse {
+            for &c in &n.children {
+                let name = rs.nodes[c as usize].path.rsplit('/').next().unwrap_or_default().to_string();
+                let _ = writeln!(out, "{indent}anchor \"{name}\" all {{");
+                self.show_node(rs, c as usize, depth + 1, false, recurse, evals, verbose, out);
+                let _ = writeln!(out, "{indent}}}");
+            }
+        }
+    }
+
+    /// pfctl_print_rule_counters at `-v`.
+    fn rule_counters(
+        &self,
+        rs: &crate::compile::CompiledRuleset,
+        r: &crate::compile::CRule,
+        evals: &[u64],
+        verbose: u8,
+        out: &mut String,
+    ) {
+        if verbose == 0 {
+            return;
+        }
+        let nr = r.nr as usize;
+        let ev = evals[nr];
+        let [pi, po] = rs.counters.packets(nr);
+        let [bi, bo] = rs.counters.bytes(nr);
+        let (pk, by) = (pi.wrapping_add(po), bi.wrapping_add(bo));
+        let st = r.states_cur.load(Ordering::Relaxed);
+        let _ = writeln!(out, "  [ Evaluations: {ev:<8}  Packets: {pk:<8}  Bytes: {by:<10}  States: {st:<6}]");
+        let created = rs.counters.sum(nr, |c| &c.states_created);
+        // pf records the loading process's uid and pid (cuid, cpid); the
+        // rules are loaded by this daemon (root) on `softnet pfctl -f`'s
+        // behalf, so it names itself.
+        let _ = writeln!(out, "  [ Inserted: uid 0 pid {} State Creations: {created:<6}]", std::process::id());
+    }
+
+    /// `pfctl [-a PATH] -s Anchors [-v]`: the anchors below `path`.
+    pub fn show_anchors(&self, path: &str, verbose: u8) -> Result<String, String> {
+        let rs = self.inner.ruleset.load();
+        if rs.node(path).is_none() {
+            return Err("pfctl: Anchor does not exist".into());
+        }
+        Ok(crate::anchor::show_anchors(&rs.anchor_paths(), path, verbose > 0))
     }
 
     /// How many addresses a table or `(if)` address of the loaded ruleset
@@ -223,16 +303,23 @@ impl Pf {
                     st.bytes[0],
                     st.bytes[1]
                 );
+                // The rule's number in its own ruleset (pf_state_export's
+                // `rule.ptr->nr`).
                 let _ = write!(out, ", rule {}", st.rule_nr);
                 if st.flags & crate::state::sflags::SLOPPY != 0 {
                     out.push_str(", sloppy");
                 }
+                // print_state's PFSYNC_FLAG_SRCNODE: the state counts on a
+                // source node.
+                if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
+                    out.push_str(", source-track");
+                }
                 out.push('\n');
             }
             if verbose >= 2 {
-                // print_state at PF_OPT_VERBOSE2. (pf prints no tag or
-                // rtable here; a route-to state's gateway would go on the
-                // first line as ` {addr}`, and softnet has no route-to.)
+                // print_state at PF_OPT_VERBOSE2. (pf prints no tag,
+                // rtable or route-to/reply-to/dup-to next hop here or
+                // anywhere in print_state.)
                 let _ = writeln!(out, "   id: {:016x} creatorid: {:08x}", st.id, st.creatorid);
             }
         }

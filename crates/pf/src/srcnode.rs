@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::state::{sflags, StateData, DIR_IN};
+use crate::state::{srcflags, StateData, DIR_IN};
 use crate::table::Table;
 
 /// Shards of the node table (a power of two).
@@ -95,11 +95,12 @@ impl NodeKey {
     /// first address for an inbound state, the second for an outbound
     /// one) and its rule.
     pub fn of_state(st: &StateData) -> Option<NodeKey> {
-        if st.flags & sflags::SRC_NODE == 0 {
+        if st.src_flags & srcflags::SRC_NODE == 0 {
             return None;
         }
         let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
-        let rule = if st.flags & sflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
+        let rule =
+            if st.src_flags & srcflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
         Some(NodeKey { addr, rule })
     }
 }
@@ -183,10 +184,22 @@ impl SrcFail {
 /// handshake.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ConnLimit {
-    /// `LCNT_*` entries to count.
-    pub lcounters: Vec<usize>,
+    /// `LCNT_*` entries to count, as bits (`1 << LCNT_*`): nothing is
+    /// allocated on the data path.
+    pub lcounters: u16,
     /// Over a limit: the state is killed and the packet dropped.
     pub bad: bool,
+}
+
+impl ConnLimit {
+    /// The `LCNT_*` entries to count.
+    pub fn lcounters(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..16).filter(|i| self.lcounters & 1 << i != 0)
+    }
+
+    fn count(&mut self, lcnt: usize) {
+        self.lcounters |= 1 << lcnt;
+    }
 }
 
 /// One node as `pfctl -sS` shows it.
@@ -322,11 +335,11 @@ impl SrcNodes {
             n.conn_rate.add(now / NS);
             let Some(rule) = n.rule.clone() else { return out };
             if rule.max_src_conn.is_some_and(|m| m < n.conn) {
-                out.lcounters.push(LCNT_SRCCONN);
+                out.count(LCNT_SRCCONN);
                 out.bad = true;
             }
             if rule.max_src_conn_rate.is_some() && n.conn_rate.exceeded() {
-                out.lcounters.push(LCNT_SRCCONNRATE);
+                out.count(LCNT_SRCCONNRATE);
                 out.bad = true;
             }
             rule
@@ -335,10 +348,10 @@ impl SrcNodes {
             return out;
         }
         if let Some(o) = &rule.overload {
-            out.lcounters.push(LCNT_OVERLOAD_TABLE);
+            out.count(LCNT_OVERLOAD_TABLE);
             self.overloads.lock().push((o.table.clone(), k.addr));
             if o.flush {
-                out.lcounters.push(LCNT_OVERLOAD_FLUSH);
+                out.count(LCNT_OVERLOAD_FLUSH);
                 flush(k.addr, o.flush_global);
             }
         }
@@ -356,7 +369,7 @@ impl SrcNodes {
         let Some(k) = NodeKey::of_state(st) else { return };
         let mut g = self.shard(&k).lock();
         let Some(n) = g.get_mut(&k) else { return };
-        if st.flags & sflags::TCP_EST != 0 {
+        if st.src_flags & srcflags::TCP_EST != 0 {
             n.conn = n.conn.saturating_sub(1);
         }
         n.packets += st.packets[0] + st.packets[1];
@@ -402,6 +415,20 @@ impl SrcNodes {
             });
         }
         keys
+    }
+
+    /// DIOCCLRSRCNODES (`pfctl -F Sources`): removes every node; returns
+    /// how many.
+    pub fn clear(&self) -> usize {
+        let mut n = 0;
+        for s in &self.shards {
+            let mut g = s.lock();
+            for (_, node) in g.drain() {
+                self.forget(&node);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Every node (`pfctl -sS`), sorted by address then rule; `live` adds
@@ -494,7 +521,7 @@ mod tests {
             direction: DIR_IN,
             rule_nr: r.nr,
             ruleset_gen: r.gen,
-            flags: sflags::SRC_NODE | if r.global { sflags::SRC_GLOBAL } else { 0 },
+            src_flags: srcflags::SRC_NODE | if r.global { srcflags::SRC_GLOBAL } else { 0 },
             ..StateData::default()
         };
         st.src.state = tcps::ESTABLISHED;
@@ -598,17 +625,15 @@ mod tests {
         }
         t.acquire(&r, A, 0, 100).unwrap();
         let out = t.connlimit(&state(&r, A, 2), 0, |a, g| flushed.push((a, g)));
-        assert_eq!(
-            out,
-            ConnLimit { lcounters: vec![LCNT_SRCCONN, LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH], bad: true }
-        );
+        assert!(out.bad);
+        assert_eq!(out.lcounters().collect::<Vec<_>>(), [LCNT_SRCCONN, LCNT_OVERLOAD_TABLE, LCNT_OVERLOAD_FLUSH]);
         assert_eq!(flushed, [(A, false)]);
         let o = t.take_overloads();
         assert_eq!(o.len(), 1);
         assert!(Arc::ptr_eq(&o[0].0, &table) && o[0].1 == A);
         // A closed connection counts no more.
         let mut st = state(&r, A, 0);
-        st.flags |= sflags::TCP_EST;
+        st.src_flags |= srcflags::TCP_EST;
         t.state_removed(&st, 0, 0);
         assert_eq!(t.snapshot(&HashMap::new())[0].conn, 2);
     }

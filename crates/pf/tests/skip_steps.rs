@@ -3,7 +3,9 @@
 //! is pass). Rulesets are generated from fields that skip steps cover
 //! (interface, direction, protocol, addresses, ports), stateless so that
 //! each packet is decided by the rules alone; the reference walk below
-//! knows nothing of skip steps.
+//! knows nothing of skip steps. The same with inline anchors (nested,
+//! `quick` or not, filtered on direction, interface or protocol) against a
+//! reference of current pf.c's pf_match_rule over the tree.
 
 mod common;
 use common::{net, pf_with, HeapBufs as Bufs};
@@ -218,6 +220,149 @@ proptest! {
             let v = pf.test(0, Instant::from_secs(1), p.dir, ifp, wire(p), &mut Bufs, &mut replies);
             let passed = matches!(v, Verdict::Pass(_));
             prop_assert_eq!(passed, reference(&rules, p), "{:?}\n{}", p, text);
+        }
+    }
+}
+
+/// A rule or an inline anchor (its rule's match fields, `quick`, and the
+/// rules and anchors inside it).
+#[derive(Debug, Clone)]
+enum Item {
+    Rule(Rule),
+    Anchor { quick: bool, on: Rule, body: Vec<Item> },
+}
+
+fn item_text(items: &[Item], out: &mut String) {
+    for it in items {
+        match it {
+            Item::Rule(r) => {
+                out.push_str(&r.text());
+                out.push('\n');
+            }
+            Item::Anchor { quick, on, body } => {
+                // The anchor rule's words are the rule's, after `anchor`.
+                let words = on.text();
+                let words = words.trim_start_matches("pass").trim_start_matches("block drop");
+                let words = words.trim_end_matches(" no state");
+                let words = words.replacen(" quick", "", 1);
+                let (dir, rest) = match words.strip_prefix(" in") {
+                    Some(r) => (" in", r.to_string()),
+                    None => match words.strip_prefix(" out") {
+                        Some(r) => (" out", r.to_string()),
+                        None => ("", words.clone()),
+                    },
+                };
+                out.push_str(&format!("anchor{dir}{}{rest} {{\n", if *quick { " quick" } else { "" }));
+                item_text(body, out);
+                out.push_str("}\n");
+            }
+        }
+    }
+}
+
+/// pf_match_rule over a tree of inline anchors (current pf.c): last match
+/// wins, a matching `quick` rule ends everything, a `quick` anchor ends it
+/// after the anchor when the last match was found right under it (with
+/// `ctx->a` restored as the anchor stack pops).
+fn reference_tree(items: &[Item], p: &Packet) -> bool {
+    struct St {
+        pass: bool,
+        a: Option<usize>,
+        am: Option<usize>,
+        next_id: usize,
+    }
+    fn walk(items: &[Item], p: &Packet, st: &mut St) -> bool {
+        for it in items {
+            let id = st.next_id;
+            st.next_id += 1;
+            match it {
+                Item::Rule(r) => {
+                    if r.matches(p) {
+                        st.pass = r.pass;
+                        st.am = st.a;
+                        if r.quick {
+                            return true;
+                        }
+                    }
+                }
+                Item::Anchor { quick, on, body } => {
+                    let before = st.next_id;
+                    if on.matches(p) {
+                        let outer = st.a;
+                        st.a = Some(id);
+                        if walk(body, p, st) {
+                            return true;
+                        }
+                        st.a = outer;
+                        if *quick && st.am == Some(id) {
+                            return true;
+                        }
+                    }
+                    // Ids stay the same whether the body was walked or not.
+                    st.next_id = before + count(body);
+                }
+            }
+        }
+        false
+    }
+    fn count(items: &[Item]) -> usize {
+        items.iter().map(|i| 1 + if let Item::Anchor { body, .. } = i { count(body) } else { 0 }).sum()
+    }
+    let mut st = St { pass: true, a: None, am: None, next_id: 0 };
+    walk(items, p, &mut st);
+    st.pass
+}
+
+/// An anchor rule's match fields: often none, else one of direction,
+/// interface or protocol (so that anchors are stepped into often).
+fn anchor_filter() -> impl Strategy<Value = Rule> {
+    (rule(), 0..5usize).prop_map(|(mut r, keep)| {
+        let any = HOSTS[0];
+        (r.src, r.dst, r.sport, r.dport) = (any, any, 0, 0);
+        r.quick = false;
+        if keep != 1 {
+            r.dir = None;
+        }
+        if keep != 2 {
+            r.on = None;
+        }
+        if keep != 3 {
+            r.proto = None;
+        }
+        r
+    })
+}
+
+fn items() -> impl Strategy<Value = Vec<Item>> {
+    let leaf = rule().prop_map(Item::Rule);
+    let tree = leaf.prop_recursive(3, 32, 5, |inner| {
+        prop_oneof![
+            2 => rule().prop_map(Item::Rule),
+            1 => (any::<bool>(), anchor_filter(), proptest::collection::vec(inner, 0..6))
+                .prop_map(|(quick, on, body)| Item::Anchor { quick, on, body }),
+        ]
+    });
+    proptest::collection::vec(tree, 1..10)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn anchors_decide_as_pf_match_rule_walks_them(
+        tree in items(),
+        packets in proptest::collection::vec(packet(), 1..24),
+    ) {
+        let n = net();
+        let mut text = String::new();
+        item_text(&tree, &mut text);
+        let pf = pf_with(&n, &text);
+        for p in &packets {
+            let ifp = if p.ifname == "em0" { &n.em0 } else { &n.em1 };
+            let mut replies = vec![];
+            let v = pf.test(0, Instant::from_secs(1), p.dir, ifp, wire(p), &mut Bufs, &mut replies);
+            let passed = matches!(v, Verdict::Pass(_));
+            prop_assert_eq!(passed, reference_tree(&tree, p), "{:?}\n{}", p, text);
         }
     }
 }

@@ -63,6 +63,9 @@ fn max_src_states_refuses_the_next_state_of_that_source_and_ss_shows_the_nodes()
         pf.show_src_nodes(0, t),
         "10.0.1.2 ( states 2, connections 0, rate 0.0/0s )\n10.0.1.3 ( states 1, connections 0, rate 0.0/0s )\n"
     );
+    // -ss -v says which states count on a node.
+    let ss = pf.show_states(1, t);
+    assert_eq!(ss.matches(", rule 1, source-track\n").count(), 3, "{ss}");
     // -v: age, packets and bytes (of the live states), no rule: global.
     let v = pf.show_src_nodes(1, Instant::from_secs(75));
     assert!(
@@ -239,6 +242,9 @@ fn kill_removes_the_sources_nodes_and_its_states_live_on() {
     assert_eq!(pf.kill_src_nodes(A, Some(Ipv4Addr::new(10, 9, 9, 9))), 0, "no node redirects there");
     assert_eq!(pf.kill_src_nodes(A, None), 1);
     assert_eq!(pf.kill_src_nodes(A, None), 0);
+    // A's state no longer counts on a node.
+    let ss = pf.show_states(1, t);
+    assert_eq!(ss.matches(", source-track\n").count(), 1, "{ss}");
     assert_eq!(pf.show_src_nodes(0, t), "10.0.1.3 ( states 1, connections 0, rate 0.0/0s )\n");
     assert_eq!(pf.state_count(), 2);
     // A starts over: a new node, and the old state no longer counts.
@@ -246,4 +252,37 @@ fn kill_removes_the_sources_nodes_and_its_states_live_on() {
     assert!(!udp(&pf, &n, t, A, 3));
     pf.kill_states(A, None);
     assert_eq!(pf.show_src_nodes(0, t).lines().next(), Some("10.0.1.2 ( states 0, connections 0, rate 0.0/0s )"));
+}
+
+#[test]
+fn flush_sources_clears_every_node_and_the_states_live_on() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in on em0 proto udp keep state (max-src-states 1)\n");
+    let t = Instant::from_secs(1);
+    assert!(udp(&pf, &n, t, A, 1));
+    assert!(udp(&pf, &n, t, A2, 1));
+    assert_eq!(pf.flush_src_nodes(), 2);
+    assert_eq!((pf.src_node_count(), pf.state_count()), (0, 2));
+    assert!(udp(&pf, &n, t, A, 2), "A starts over");
+    pf.flush_all();
+    assert_eq!((pf.src_node_count(), pf.state_count()), (0, 0));
+}
+
+#[test]
+fn an_outbound_rule_tracks_the_packets_source_and_releases_it() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in all no state\npass out on em1 proto udp keep state (max-src-states 1)\n");
+    let t = Instant::from_secs(1);
+    pf.tick(t);
+    let out = |sport: u16| run(&pf, t, Direction::Out, &n.em1, udp_bytes(A, SERVER, sport, 53, b"q"));
+    assert!(out(1));
+    assert!(!out(2), "A's second outbound state");
+    assert_eq!(pf.show_src_nodes(0, t), "10.0.1.2 ( states 1, connections 0, rate 0.0/0s )\n");
+    // The answer passes through the state; the state's removal frees the node.
+    assert!(run(&pf, t, Direction::In, &n.em1, udp_bytes(SERVER, A, 53, 1, b"a")));
+    pf.kill_states(A, None);
+    assert_eq!(pf.show_src_nodes(0, t), "10.0.1.2 ( states 0, connections 0, rate 0.0/0s )\n");
+    pf.tick(Instant::from_secs(2));
+    assert_eq!(pf.src_node_count(), 0);
+    assert!(out(3));
 }

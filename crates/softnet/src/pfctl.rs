@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 pub const USAGE: &str =
     "usage: softnet pfctl [-deOnqv] [-a anchor] [-c config] [-D macro=value] [-F modifier] [-f file]
               [-K host] [-k host] [-o level] [-s modifier] [-T command [address ...]] [-t table]
+  -a ANCHOR      -f, -F rules, -sr, -sA act on this anchor (ANCHOR/*: and below)
   -f FILE|-      load the ruleset (with -n: parse and check only)
-  -s r|s|S|i|l|t|m|T|a  show rules, states, source-tracking nodes, info, labels,
-                 timeouts, memory limits, tables, all
+  -s r|s|S|i|l|t|m|T|A|a  show rules, states, source-tracking nodes, info, labels,
+                 timeouts, memory limits, tables, anchors, all
                  (-v: counters, -vv: rule numbers, state ids; see pfctl(8))
-  -F rules|states|all  flush
+  -F rules|states|Sources|all  flush
   -k HOST [-k HOST]  kill states from HOST [to HOST]
   -K HOST [-K HOST]  kill source-tracking nodes of HOST [redirected to HOST]
   -t TABLE -T add|delete|show|test|flush|replace [ADDRESS ...]
@@ -52,20 +53,20 @@ pub struct PfctlArgs {
     pub disable: bool,
     pub opt_level: Option<String>,
     pub config: Option<PathBuf>,
+    /// `-a NAME`.
+    pub anchor: Option<String>,
     /// `-D name=value`, in command-line order.
     pub defines: Vec<(String, String)>,
     /// `-O`: load only the options.
     pub options_only: bool,
     pub quiet: bool,
-    /// `-a anchor`.
-    pub anchor: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> String {
     format!("softnet pfctl: {}\n{USAGE}", msg.into())
 }
 
-/// Parses pfctl's options (getopt "a:c:D:deF:f:k:nOo:qs:T:t:v").
+/// Parses pfctl's options (getopt "a:c:D:deF:f:K:k:nOo:qs:T:t:v").
 pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     let mut a = PfctlArgs::default();
     let mut i = 0;
@@ -107,6 +108,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                 ('e', _) => a.enable = true,
                 ('d', _) => a.disable = true,
                 ('f', Some(f)) => a.file = Some(f),
+                ('a', Some(n)) => a.anchor = Some(n),
                 ('c', Some(f)) => a.config = Some(PathBuf::from(f)),
                 // pfctl_cmdline_symset: the name is what comes before the
                 // last '='.
@@ -116,7 +118,6 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                 },
                 ('O', _) => a.options_only = true,
                 ('q', _) => a.quiet = true,
-                ('a', Some(n)) => a.anchor = Some(n),
                 ('o', Some(o)) => {
                     if !["none", "basic", "profile"].contains(&o.as_str()) {
                         return Err(bad(format!("unknown optimization level {o:?}")));
@@ -133,6 +134,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "t" | "timeouts" => PfShow::Timeouts,
                         "m" | "memory" => PfShow::Memory,
                         "T" | "Tables" => PfShow::Tables,
+                        "A" | "Anchors" => PfShow::Anchors,
                         "a" | "all" => PfShow::All,
                         _ => return Err(bad(format!("unknown show modifier '{m}'"))),
                     })
@@ -142,6 +144,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "r" | "rules" => PfFlush::Rules,
                         "s" | "states" => PfFlush::States,
                         "a" | "all" => PfFlush::All,
+                        "S" | "Sources" => PfFlush::Sources,
                         _ => return Err(bad(format!("unknown flush modifier '{m}'"))),
                     })
                 }
@@ -198,14 +201,26 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     if a.noaction && a.file.is_none() {
         return Err(bad("-n needs -f FILE"));
     }
-    if a.anchor.is_some() {
-        return Err(bad("-a: anchors not supported yet"));
-    }
     if a.options_only && !a.noaction {
         return Err(bad("-O without -n not supported yet"));
     }
     if !a.defines.is_empty() && a.file.is_none() {
         return Err(bad("-D needs -f FILE"));
+    }
+    if !a.defines.is_empty() && !a.noaction {
+        return Err(bad("-D without -n not supported yet"));
+    }
+    if let Some(name) = &a.anchor {
+        // pfctl's main: what -a applies to, and which names it refuses.
+        let applies = a.file.is_some() || a.show.is_some() || a.flush.is_some() || a.table_cmd.is_some();
+        if !applies && !name.is_empty() {
+            return Err(bad("anchors apply to -f, -F, -s, and -T only"));
+        }
+        if a.table_cmd.is_some() && !name.is_empty() {
+            return Err(bad("-a with -T: tables inside anchors not supported yet"));
+        }
+        let modify = (a.file.is_some() && !a.noaction) || a.flush.is_some();
+        softnet_pf::anchor::command_line_anchor(name, modify)?;
     }
     Ok(a)
 }
@@ -223,9 +238,8 @@ fn resolver_from(ifs: &[PfInterface]) -> StaticResolver {
     r
 }
 
-/// A resolver built from a softnet.toml: interfaces, addresses, their
-/// groups, and the egress group (interfaces that reach a configured default
-/// gateway).
+/// A resolver built from a softnet.toml: interfaces, addresses, and the
+/// egress group (interfaces that reach a configured default gateway).
 pub fn resolver_from_config(c: &Config) -> StaticResolver {
     let gw: Option<Ipv4Addr> = c.routes.iter().find(|r| r.prefix_len == 0).and_then(|r| match r.via {
         crate::config::RouteVia::Gateway(g) => Some(g),
@@ -237,12 +251,10 @@ pub fn resolver_from_config(c: &Config) -> StaticResolver {
         .map(|i| PfInterface {
             name: i.name.clone(),
             addrs: i.addrs.iter().map(|a| format!("{}/{}", a.addr, a.prefix_len)).collect(),
-            groups: {
-                let mut g = i.groups.clone();
-                if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) {
-                    g.push("egress".into());
-                }
-                g
+            groups: if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) {
+                vec!["egress".into()]
+            } else {
+                vec![]
             },
         })
         .collect();
@@ -296,12 +308,23 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
             });
         resolver_from(&from_daemon.unwrap_or_default())
     };
-    let popts = softnet_pf::ParseOptions { defines: a.defines.clone() };
-    let parsed = softnet_pf::parse_ruleset_with(&text, &name, &resolver, &popts);
+    let anchor = match &a.anchor {
+        Some(n) => match softnet_pf::anchor::command_line_anchor(n, false) {
+            Ok((p, _)) => p,
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                return 1;
+            }
+        },
+        None => String::new(),
+    };
+    let files = softnet_pf::parse::FsFiles::default();
+    let popts = softnet_pf::ParseOptions { defines: a.defines.clone(), ..Default::default() };
+    let parsed = softnet_pf::parse::parse_ruleset_full(&text, &name, &anchor, &resolver, &files, &popts);
     let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
     // pfctl writes its messages to stderr as it meets them and the ruleset
     // to (buffered) stdout: the errors come first.
-    if !parsed.errors.is_empty() || parsed.silent_errors > 0 {
+    if parsed.failed() {
         for e in &parsed.errors {
             let _ = writeln!(err, "{e}");
         }
@@ -310,11 +333,16 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
             let mut head = parsed.ruleset;
             head.rules.clear();
             head.queues.clear();
+            head.anchors.clear();
+            head.load_anchors.clear();
             let _ = out.write_all(print_ruleset(&head, &opts).as_bytes());
         }
         return 1;
     }
     let mut rs = parsed.ruleset;
+    if a.verbose > 0 {
+        note_load_anchors(&rs, err);
+    }
     // Table files are read as a load reads them (printed as `file "…"`).
     if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
         let _ = err.write_all(e.as_bytes());
@@ -328,11 +356,57 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
         // -O: only the options are loaded (and printed).
         rs.rules.clear();
         rs.queues.clear();
+        rs.anchors.clear();
+        rs.load_anchors.clear();
     }
     if a.verbose > 0 {
         let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());
     }
     0
+}
+
+/// pfctl_load_anchors' note on stderr for each `load anchor` (at `-v`).
+fn note_load_anchors(rs: &softnet_pf::Ruleset, err: &mut dyn Write) {
+    for la in &rs.load_anchors {
+        let _ = writeln!(err, "\nLoading anchor {} from {}", la.path, la.file);
+        note_load_anchors(&la.ruleset, err);
+    }
+}
+
+/// Reads the files a ruleset includes (`include`, `load anchor`) the way
+/// the daemon's parse will ask for them, so that they travel with the
+/// text: the daemon may not see the client's files.
+struct Recorder {
+    fs: softnet_pf::parse::FsFiles,
+    seen: std::cell::RefCell<Vec<(String, Result<String, String>)>>,
+}
+
+impl softnet_pf::parse::FileSource for Recorder {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let r = self.fs.read(path);
+        let mut seen = self.seen.borrow_mut();
+        if !seen.iter().any(|(p, _)| p == path) {
+            seen.push((path.to_string(), r.clone()));
+        }
+        r
+    }
+}
+
+/// The files `text` names, read here (parsed with the daemon's interfaces
+/// so that the parse goes as far as the daemon's will).
+fn included_files(socket: &Path, filename: &str, text: &str, anchor: &str) -> Vec<(String, Result<String, String>)> {
+    if !text.contains("include") && !text.contains("load") {
+        return vec![];
+    }
+    let from_daemon =
+        Client::connect(socket).ok().and_then(|mut c| match c.call(&Request::Pfctl(PfctlOp::Interfaces)).ok()? {
+            Response::Text(json) => serde_json::from_str::<Vec<PfInterface>>(&json).ok(),
+            _ => None,
+        });
+    let resolver = resolver_from(&from_daemon.unwrap_or_default());
+    let rec = Recorder { fs: softnet_pf::parse::FsFiles::default(), seen: Default::default() };
+    let _ = softnet_pf::parse::parse_ruleset_in(text, filename, anchor, &resolver, &rec);
+    rec.seen.into_inner()
 }
 
 /// Runs `softnet pfctl ARGS`; returns the exit code.
@@ -348,12 +422,32 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
         return check_offline(&a, socket, out, err);
     }
     let mut ops: Vec<PfctlOp> = Vec::new();
+    let anchor = a.anchor.clone().filter(|n| !n.is_empty());
     if let Some(f) = a.flush {
-        ops.push(PfctlOp::Flush(f));
+        match (&anchor, f) {
+            // pfctl: -F rules (and the rules part of -F all) of the anchor;
+            // states are not per anchor.
+            (Some(n), PfFlush::Rules | PfFlush::All) => ops.push(PfctlOp::FlushAnchor { anchor: n.clone() }),
+            _ => ops.push(PfctlOp::Flush(f)),
+        }
     }
     if let Some(file) = &a.file {
         match read_ruleset(file) {
-            Ok((filename, text)) => ops.push(PfctlOp::Load { filename, text, opt_level: a.opt_level.clone() }),
+            Ok((filename, text)) => {
+                let path = anchor
+                    .as_deref()
+                    .and_then(|n| softnet_pf::anchor::command_line_anchor(n, true).ok())
+                    .map(|(p, _)| p)
+                    .unwrap_or_default();
+                let files = included_files(socket, &filename, &text, &path);
+                ops.push(PfctlOp::Load {
+                    filename,
+                    text,
+                    opt_level: a.opt_level.clone(),
+                    anchor: anchor.clone(),
+                    files,
+                })
+            }
             Err(e) => {
                 let _ = writeln!(err, "softnet pfctl: {e}");
                 return 1;
@@ -377,7 +471,7 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
     }
     if let Some(what) = a.show {
         // pfctl knows two levels: PF_OPT_VERBOSE, then PF_OPT_VERBOSE2.
-        ops.push(PfctlOp::Show { what, verbose: a.verbose.min(2) });
+        ops.push(PfctlOp::Show { what, verbose: a.verbose.min(2), anchor: anchor.clone() });
     }
     let mut client = match Client::connect(socket) {
         Ok(c) => c,
@@ -462,6 +556,7 @@ mod tests {
         let k = parse_args(&args("-k 10.0.1.2 -k 10.0.2.2")).unwrap();
         assert_eq!(k.kill, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
         assert_eq!(parse_args(&args("-sS")).unwrap().show, Some(PfShow::SrcNodes));
+        assert_eq!(parse_args(&args("-FS")).unwrap().flush, Some(PfFlush::Sources));
         assert_eq!(parse_args(&args("-s Sources -v")).unwrap().show, Some(PfShow::SrcNodes));
         let k = parse_args(&args("-K 10.0.1.2 -K10.0.2.2")).unwrap();
         assert_eq!(k.kill_src, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
@@ -471,6 +566,9 @@ mod tests {
         let t = parse_args(&args("-t bad -T add 10.0.0.0/8 !10.1.0.0/16")).unwrap();
         assert_eq!(t.table_cmd, Some(PfTableCmd::Add));
         assert_eq!(t.table_args, vec!["10.0.0.0/8", "!10.1.0.0/16"]);
+        let a = parse_args(&args("-a relayd/* -sA")).unwrap();
+        assert_eq!((a.anchor.as_deref(), a.show), (Some("relayd/*"), Some(PfShow::Anchors)));
+        assert_eq!(parse_args(&args("-a _1 -sr")).unwrap().anchor.as_deref(), Some("_1"));
     }
 
     #[test]
@@ -495,6 +593,11 @@ mod tests {
             "-n",
             "stray",
             "-o fast -sr",
+            "-a foo -e",
+            "-a _1 -F rules",
+            "-a _x/y -f pf.conf",
+            "-a a//b -sr",
+            "-a foo -t bad -T show",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?} should be refused");
         }

@@ -134,10 +134,32 @@ impl PfService {
 
     /// Parses, checks and loads a ruleset atomically; on any error nothing
     /// changes and every message is returned (`FILE:LINE: message`).
+    /// Included files are read from the file system (the config's `pf`).
     pub fn load_text(&self, filename: &str, text: &str, opt: Option<&str>) -> Result<(), String> {
+        let dir = Path::new(filename).parent().map(Path::to_path_buf);
+        self.load_into(filename, text, opt, None, &softnet_pf::parse::FsFiles { cwd: dir })
+    }
+
+    /// `load_text` for the anchor `anchor` (`pfctl -a NAME -f`), or the main
+    /// ruleset, with `include` and `load anchor` files from `files`.
+    pub fn load_into(
+        &self,
+        filename: &str,
+        text: &str,
+        opt: Option<&str>,
+        anchor: Option<&str>,
+        files: &dyn softnet_pf::parse::FileSource,
+    ) -> Result<(), String> {
         let resolver = StackResolver::new(&self.stack);
-        let mut rs = softnet_pf::load_ruleset(text, filename, &resolver)
-            .map_err(|errs| errs.iter().map(|e| format!("{e}\n")).collect::<String>())?;
+        let path = match anchor {
+            Some(a) => {
+                softnet_pf::anchor::command_line_anchor(a, true).map(|(p, _)| p).map_err(|e| format!("{e}\n"))?
+            }
+            None => String::new(),
+        };
+        let errs = |errs: Vec<softnet_pf::ParseError>| errs.iter().map(|e| format!("{e}\n")).collect::<String>();
+        let mut rs = softnet_pf::parse::parse_ruleset_in(text, filename, &path, &resolver, files).map_err(errs)?;
+        softnet_pf::check_supported(&rs).map_err(errs)?;
         load_table_files(&mut rs)?;
         let level = match opt {
             Some("none") => Some(OptLevel::None),
@@ -151,10 +173,17 @@ impl PfService {
         // As pf's DIOCADDRULE: a rule may only name a routing table that
         // exists (EBUSY otherwise).
         let tables = self.stack.routes.table_ids();
-        if rs.rules.iter().any(|r| r.rtable.is_some_and(|t| !tables.iter().any(|&id| id as u32 == t))) {
+        let bad_rtable = |rs: &Ruleset| {
+            softnet_pf::parse::all_rules(rs).any(|r| r.rtable.is_some_and(|t| !tables.iter().any(|&id| id as u32 == t)))
+        };
+        if bad_rtable(&rs) || rs.load_anchors.iter().any(|la| bad_rtable(&la.ruleset)) {
             return Err("pfctl: DIOCADDRULE: Device busy\n".into());
         }
-        self.pf.load(&rs, &resolver).map_err(|e| format!("{e}\n"))
+        if path.is_empty() {
+            self.pf.load(&rs, &resolver).map_err(|e| format!("{e}\n"))
+        } else {
+            self.pf.load_anchor(&rs, &resolver).map_err(|e| format!("{e}\n"))
+        }
     }
 
     /// After `ifconfig IF [-]group NAME`: the running ruleset compiled
@@ -179,10 +208,23 @@ impl PfService {
         let now = self.stack.clock.now();
         let note = |s: String| Response::Text(format!("{NOTE_MARK}{s}"));
         match op {
-            PfctlOp::Load { filename, text, opt_level } => match self.load_text(filename, text, opt_level.as_deref()) {
-                Ok(()) => Response::Text(String::new()),
-                Err(e) => Response::Error(e),
-            },
+            PfctlOp::Load { filename, text, opt_level, anchor, files } => {
+                let files = SentFiles(files);
+                match self.load_into(filename, text, opt_level.as_deref(), anchor.as_deref(), &files) {
+                    Ok(()) => Response::Text(String::new()),
+                    Err(e) => Response::Error(e),
+                }
+            }
+            PfctlOp::FlushAnchor { anchor } => {
+                let path = match softnet_pf::anchor::command_line_anchor(anchor, true) {
+                    Ok((p, _)) => p,
+                    Err(e) => return Response::Error(e),
+                };
+                match self.pf.flush_anchor(&path) {
+                    Ok(n) => note(format!("rules cleared ({n})\n")),
+                    Err(e) => Response::Error(format!("{e}\n")),
+                }
+            }
             PfctlOp::Enable => match self.enable() {
                 Ok(m) => note(format!("{m}\n")),
                 Err(m) => Response::Error(m.to_string()),
@@ -195,13 +237,17 @@ impl PfService {
                 let n = self.pf.flush_rules();
                 note(format!("rules cleared ({n})\n"))
             }
+            PfctlOp::Flush(PfFlush::Sources) => {
+                self.pf.flush_src_nodes();
+                note("source tracking entries cleared\n".to_string())
+            }
             PfctlOp::Flush(PfFlush::States) => {
                 let n = self.pf.flush_states();
                 note(format!("{n} states cleared\n"))
             }
             PfctlOp::Flush(PfFlush::All) => {
                 let (r, s) = self.pf.flush_all();
-                note(format!("rules cleared ({r})\n{s} states cleared\n"))
+                note(format!("rules cleared ({r})\n{s} states cleared\nsource tracking entries cleared\n"))
             }
             PfctlOp::Kill { src, dst } => {
                 let n = self.pf.kill_states(*src, *dst);
@@ -211,7 +257,18 @@ impl PfService {
                 let n = self.pf.kill_src_nodes(*src, *dst);
                 note(format!("killed {n} src nodes from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
-            PfctlOp::Show { what, verbose } => Response::Text(match what {
+            PfctlOp::Show { what, verbose, anchor: Some(a) } if matches!(what, PfShow::Rules | PfShow::Anchors) => {
+                let shown = softnet_pf::anchor::command_line_anchor(a, false).and_then(|(p, recurse)| match what {
+                    PfShow::Anchors => self.pf.show_anchors(&p, *verbose),
+                    _ => self.pf.show_anchor_rules(&p, recurse, a.ends_with("/*"), *verbose),
+                });
+                match shown {
+                    Ok(t) => Response::Text(t),
+                    Err(e) => Response::Error(e),
+                }
+            }
+            PfctlOp::Show { what, verbose, .. } => Response::Text(match what {
+                PfShow::Anchors => self.pf.show_anchors("", *verbose).unwrap_or_default(),
                 PfShow::Rules => self.pf.show_rules(*verbose),
                 PfShow::States => self.pf.show_states(*verbose, now),
                 PfShow::SrcNodes => self.pf.show_src_nodes(*verbose, now),
@@ -270,6 +327,19 @@ impl PfService {
                     Err(m) => Response::Error(m),
                 }
             }
+        }
+    }
+}
+
+/// The `include` and `load anchor` files a `softnet pfctl -f` read and
+/// sent with the ruleset.
+struct SentFiles<'a>(&'a [(String, Result<String, String>)]);
+
+impl softnet_pf::parse::FileSource for SentFiles<'_> {
+    fn read(&self, path: &str) -> Result<String, String> {
+        match self.0.iter().find(|(p, _)| p == path) {
+            Some((_, r)) => r.clone(),
+            None => Err("No such file or directory".into()),
         }
     }
 }

@@ -17,8 +17,9 @@ use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
 
 /// Bumped whenever a request or response changes shape (2: pfctl's
-/// `verbose` is the `-v` count, not a flag).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// `verbose` is the `-v` count, not a flag; 3: pfctl's `-a` anchor and the
+/// files a ruleset includes).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Longest frame either side accepts: room for `netstat -rn` of a few
 /// hundred thousand routes, and a bound on what a bad length can allocate.
@@ -406,7 +407,7 @@ mod tests {
         buf.extend_from_slice(body);
         assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
         // A request this daemon does not know (say, a newer client's pfctl).
-        let body = br#"{"version":2,"request":{"pfctl":{"show":"rules"}}}"#;
+        let body = br#"{"version":3,"request":{"pfctl":{"show":"rules"}}}"#;
         let mut buf = (body.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(body);
         assert!(matches!(read_request(&mut Cursor::new(buf)), Err(FrameError::Malformed(_))));
@@ -424,14 +425,28 @@ pub enum PfctlOp {
         filename: String,
         text: String,
         opt_level: Option<String>,
+        /// `-a NAME`: the anchor loaded (None: the main ruleset).
+        #[serde(default)]
+        anchor: Option<String>,
+        /// The `include` and `load anchor` files the ruleset names, as the
+        /// client read them (text, or why it could not).
+        #[serde(default)]
+        files: Vec<(String, Result<String, String>)>,
     },
     /// `-s WHAT`; `verbose` is how many `-v` were given (pfctl's
     /// `PF_OPT_VERBOSE` at 1, `PF_OPT_VERBOSE2` at 2 and more).
     Show {
         what: PfShow,
         verbose: u8,
+        /// `-a NAME` (`NAME/*`: with the anchors below).
+        #[serde(default)]
+        anchor: Option<String>,
     },
     Flush(PfFlush),
+    /// `-a NAME -F rules`.
+    FlushAnchor {
+        anchor: String,
+    },
     /// `-k SRC [-k DST]`.
     Kill {
         src: Ipv4Addr,
@@ -469,6 +484,8 @@ pub enum PfShow {
     Tables,
     /// `-sl`: label counters.
     Labels,
+    /// `-sA`: anchors.
+    Anchors,
     All,
 }
 
@@ -477,6 +494,8 @@ pub enum PfShow {
 pub enum PfFlush {
     Rules,
     States,
+    /// `-F Sources`: source-tracking nodes.
+    Sources,
     All,
 }
 

@@ -23,7 +23,7 @@ use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
 use crate::state::{
-    sflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
+    sflags, srcflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
 };
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
@@ -126,13 +126,37 @@ impl Cx<'_> {
         self.pf.counters.get(self.worker).reasons[r as usize].inc();
     }
 
+    /// A pflog record for the packet under the rule at `rule` (its index
+    /// in the ruleset tree; `None`: pf's default rule), for a rule inside
+    /// an anchor under the first anchor rule that calls it.
     fn log(&self, rule: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
+        self.log_under(rule, None, action, reason, pd, data)
+    }
+
+    /// `log` for a rule found under the anchor rule `anchor` (tree
+    /// indices): as pflog_packet, the anchor rule's number, the rule's
+    /// own as the subrule, the anchor's name as the ruleset.
+    fn log_under(&self, rule: Option<u32>, anchor: Option<u32>, action: u8, reason: Reason, pd: &Pd, data: &[u8]) {
         if let Some(q) = self.pf.pflog.load().as_ref() {
+            let (rulenr, subrulenr, ruleset) = match rule.and_then(|i| self.rs.rules.get(i as usize)) {
+                Some(r) if r.node != 0 => {
+                    let node = &self.rs.nodes[r.node as usize];
+                    let caller = anchor
+                        .and_then(|a| self.rs.rules.get(a as usize))
+                        .or_else(|| self.rs.caller_of(r.node as usize))
+                        .map(|c| c.local_nr);
+                    (caller, Some(r.local_nr), node.path.rsplit('/').next().unwrap_or_default())
+                }
+                Some(r) => (Some(r.local_nr), None, ""),
+                None => (rule, None, ""),
+            };
             let m = LogMeta {
                 action,
                 reason: reason as u8,
                 ifname: self.ifp.name(),
-                rulenr: rule,
+                rulenr,
+                subrulenr,
+                ruleset,
                 dir: if self.dir == Direction::In { pflog::PF_IN } else { pflog::PF_OUT },
                 src: pd.src,
                 dst: pd.dst,
@@ -231,6 +255,8 @@ struct Passed {
     tag: u16,
     rtable: Option<u16>,
     allow_opts: bool,
+    /// The state has a routing option (`sflags::ROUTED`).
+    routed: bool,
 }
 
 /// What the state step decided.
@@ -271,7 +297,8 @@ pub fn test_parsed(
     if is_frag {
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
         let frag = slot.take().expect("checked above");
-        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, bufs) {
+        let timeout = cx.rs.opts.timeout(Timeout::Frag);
+        match cx.pf.frags.input(frag, cx.now.as_nanos(), limit, timeout, bufs) {
             FragResult::Kept => return Decision::Consumed,
             FragResult::Done(p) => *slot = Some(p),
             FragResult::Drop(p, why) => {
@@ -356,12 +383,10 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts } = *p;
-    if let Some((gen, nr)) = rule {
-        if gen == cx.rs.gen {
-            if let Some(c) = cx.rs.counters.get(cx.worker).rule(nr as usize) {
-                c.count(cx.dir, pd.tot_len as u64);
-            }
+    let Passed { rule, log, slot, tag, rtable, allow_opts, routed } = *p;
+    if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
+        if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
+            c.count(cx.dir, pd.tot_len as u64);
         }
     }
     if pd.badopts && !allow_opts {
@@ -379,7 +404,22 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     if log != 0 {
         log_state_packet(cx, rule, log, false, slot, Reason::Match, pd, pkt);
     }
+    if routed {
+        route_state_packet(cx, rule, slot, pkt);
+    }
     Decision::Pass
+}
+
+/// pf_test's `if (st && st->rt) pf_route(...)` for a packet its state
+/// passed: the decision pf_route makes, for the stack to carry out.
+#[cold]
+fn route_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pkt: &mut PacketBuf) {
+    let Some(rule) = rule else { return };
+    if let Some((rt, addr, state_dir)) = cx.pf.states.route_of(slot, rule) {
+        if let Some(kind) = crate::route::kind_of(rt) {
+            pkt.meta.pf_route = crate::route::decision(kind, addr, state_dir, dir_code(cx.dir));
+        }
+    }
 }
 
 /// pfr_update_stats: the tables in the deciding rule's addresses count the

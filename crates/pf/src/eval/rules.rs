@@ -2,6 +2,8 @@
 //! of matches, and state creation.
 
 use super::*;
+use crate::anchor::PF_ANCHOR_STACK_MAX;
+use crate::compile::AnchorTarget;
 
 /// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
 /// routed in so far (a `match ... rtable` before, else its own), the one
@@ -20,43 +22,66 @@ pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: 
     hit != e.negated
 }
 
-/// pf_match_rule + the tail of pf_test_rule.
-pub(super) fn test_rule(
-    cx: &Cx,
-    pd: &Pd,
-    pkt: &mut PacketBuf,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Decision {
-    let rules = &cx.rs.rules;
+/// What pf_match_rule gathers on its way through the rulesets
+/// (`pf_test_ctx`).
+struct Walk<'a> {
+    tag: u16,
+    rtable: Option<u16>,
+    /// pf_rule_actions' log bits, gathered from the `match` rules passed:
+    /// a state logs each of its packets under every `log (all)` one (the
+    /// state's match_rules); each `log (matches)` one makes every later
+    /// matching rule log the packet once more (pf_log_matches).
+    log_match: [u32; LOG_MATCH_MAX],
+    log_match_n: usize,
+    log_matches: u32,
+    /// The last pass/block rule that matched (`ctx->rm`).
+    matched: Option<&'a CRule>,
+    /// The anchor rule last stepped into (`ctx->a`, which pf does not
+    /// restore when it steps out), and the one `matched` was found under
+    /// (`ctx->am`).
+    a: Option<u32>,
+    am: Option<u32>,
+    /// Anchors stepped into (pf's anchor stack).
+    depth: usize,
+    /// Evaluations are counted per run of consecutive rules: `run..next`
+    /// is the run so far (`next`: one past the last rule evaluated).
+    run: usize,
+    next: usize,
+}
+
+/// How a ruleset's walk ended (`enum pf_test_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The end of the ruleset: go on after the anchor rule.
+    Ok,
+    /// A `quick` rule matched (or a rule inside a `quick` anchor): stop.
+    Quick,
+    /// Anchors nested deeper than PF_ANCHOR_STACK_MAX: the packet is
+    /// dropped.
+    Fail,
+}
+
+/// pf_match_rule over the ruleset `node`: its rules with their skip
+/// steps, stepping into anchors as pf_match_rule does (a wildcard anchor
+/// evaluates each child anchor in turn; a `quick` anchor rule ends the
+/// evaluation after the anchor when the rule that matched last was found
+/// under it).
+fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut Walk<'a>) -> Flow {
+    let rs: &'a CompiledRuleset = cx.rs;
+    let rules = &rs.rules;
+    let hot = &rs.hot;
     let ifname = cx.ifp.name();
-    let mut tag = pkt.meta.pf_tag;
-    let mut rtable: Option<u16> = None;
-    // pf_rule_actions' log bits, gathered from the `match` rules passed:
-    // a state logs each of its packets under every `log (all)` one (the
-    // state's match_rules); each `log (matches)` one makes every later
-    // matching rule log the packet once more (pf_log_matches).
-    let mut log_match = [NO_RULE; LOG_MATCH_MAX];
-    let mut log_match_n = 0usize;
-    let mut log_matches = 0u32;
-    let mut matched: Option<&CRule> = None;
-    let n = rules.len();
-    let mut i = 0usize;
-    let w = cx.worker;
     let is_tcp_udp = pd.proto == PROTO_TCP || pd.proto == PROTO_UDP;
-    let counters = cx.rs.counters.get(w);
-    let hot = &cx.rs.hot[..n];
+    let counters = rs.counters.get(cx.worker);
     let (src, dst) = (u32::from(pd.src), u32::from(pd.dst));
-    // Evaluations are counted per run of consecutive rules: `run..next`
-    // is the run so far (`next`: one past the last rule evaluated).
-    let mut run = 0usize;
-    let mut next = 0usize;
-    while i < n {
-        if i != next {
-            counters.evaluated(run, next);
-            run = i;
+    let n = &rs.nodes[node];
+    let (mut i, end) = (n.start as usize, n.end as usize);
+    while i < end {
+        if i != w.next {
+            counters.evaluated(w.run, w.next);
+            w.run = i;
         }
-        next = i + 1;
+        w.next = i + 1;
         let h = &hot[i];
         if h.flags != 0 {
             let r = &rules[i];
@@ -78,7 +103,7 @@ pub(super) fn test_rule(
             continue;
         }
         let src_ok = if h.flags & HOT_SRC_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].src, pd.src, rtable.unwrap_or(pkt.meta.rtable))
+            endpoint_matches(cx, &rules[i].src, pd.src, w.rtable.unwrap_or(pkt.meta.rtable))
         } else {
             src & h.src.1 == h.src.0
         };
@@ -87,7 +112,7 @@ pub(super) fn test_rule(
             continue;
         }
         let dst_ok = if h.flags & HOT_DST_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].dst, pd.dst, rtable.unwrap_or(pkt.meta.rtable))
+            endpoint_matches(cx, &rules[i].dst, pd.dst, w.rtable.unwrap_or(pkt.meta.rtable))
         } else {
             dst & h.dst.1 == h.dst.0
         };
@@ -108,7 +133,7 @@ pub(super) fn test_rule(
             i += 1;
             continue;
         }
-        let r = &rules[i];
+        let r: &'a CRule = &rules[i];
         if h.flags & HOT_REST != 0 {
             if let Some(im) = r.icmp {
                 if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code)
@@ -126,7 +151,7 @@ pub(super) fn test_rule(
                 continue;
             }
             if let Some((id, neg)) = r.tagged {
-                if (tag == id) == neg {
+                if (w.tag == id) == neg {
                     i += 1;
                     continue;
                 }
@@ -160,41 +185,132 @@ pub(super) fn test_rule(
         }
         // The rule matches.
         if r.tag != 0 {
-            tag = r.tag;
+            w.tag = r.tag;
+        }
+        if let Some(target) = r.anchor {
+            let flow = step_into_anchor(cx, pd, pkt, r, target, w);
+            if flow != Flow::Ok {
+                return flow;
+            }
+            i += 1;
+            continue;
         }
         if let Some(t) = r.rtable {
-            rtable = Some(t);
+            w.rtable = Some(t);
         }
         if r.action == Action::Match {
             if let Some(c) = counters.rule(i) {
                 c.count(cx.dir, pd.tot_len as u64);
             }
             if let Some(l) = r.log {
-                cx.log(Some(r.nr), pflog::PF_MATCH, Reason::Match, pd, pkt.data());
-                if l.all && log_match_n < LOG_MATCH_MAX {
-                    log_match[log_match_n] = r.nr;
-                    log_match_n += 1;
+                cx.log_under(Some(r.nr), w.a, pflog::PF_MATCH, Reason::Match, pd, pkt.data());
+                if l.all && w.log_match_n < LOG_MATCH_MAX {
+                    w.log_match[w.log_match_n] = r.nr;
+                    w.log_match_n += 1;
                 }
                 if l.matches {
-                    log_matches += 1;
+                    w.log_matches += 1;
                 }
             }
-            if log_matches > 0 {
-                log_later_match(cx, r, log_matches, pd, pkt);
+            if w.log_matches > 0 {
+                log_later_match(cx, r, w.a, w.log_matches, pd, pkt);
             }
             i += 1;
             continue;
         }
-        if log_matches > 0 {
-            log_later_match(cx, r, log_matches, pd, pkt);
+        if w.log_matches > 0 {
+            log_later_match(cx, r, w.a, w.log_matches, pd, pkt);
         }
-        matched = Some(r);
+        w.matched = Some(r);
+        w.am = w.a;
         if r.quick {
-            break;
+            return Flow::Quick;
         }
         i += 1;
     }
-    counters.evaluated(run, next);
+    Flow::Ok
+}
+
+/// pf_match_rule's anchor step (pf_anchor_stack_push / _pop): the
+/// ruleset the anchor rule `r` calls, or each child of it for a
+/// wildcard, with `r` as the anchor rule the rules inside are found
+/// under (`ctx->a`, restored when the step ends); after each, a `quick`
+/// anchor rule stops the evaluation when the last rule that matched was
+/// found right under it (`*ctx->am == r`).
+#[inline(never)]
+fn step_into_anchor<'a>(
+    cx: &Cx<'a>,
+    pd: &Pd,
+    pkt: &PacketBuf,
+    r: &'a CRule,
+    target: AnchorTarget,
+    w: &mut Walk<'a>,
+) -> Flow {
+    if w.depth >= PF_ANCHOR_STACK_MAX {
+        return Flow::Fail;
+    }
+    w.depth += 1;
+    let outer = w.a;
+    let step = |w: &mut Walk<'a>, node: usize| {
+        w.a = Some(r.nr);
+        let flow = match_rules(cx, pd, pkt, node, w);
+        if flow != Flow::Ok {
+            return flow;
+        }
+        w.a = outer;
+        if r.quick && w.am == Some(r.nr) {
+            Flow::Quick
+        } else {
+            Flow::Ok
+        }
+    };
+    let node = target.node as usize;
+    let mut flow = Flow::Ok;
+    if target.wildcard {
+        for &child in &cx.rs.nodes[node].children {
+            flow = step(w, child as usize);
+            if flow != Flow::Ok {
+                break;
+            }
+        }
+    } else {
+        flow = step(w, node);
+    }
+    w.depth -= 1;
+    flow
+}
+
+/// pf_test_rule: the walk from the main ruleset, then what the rule that
+/// matched last (or pf's default rule) decides.
+pub(super) fn test_rule(
+    cx: &Cx,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let counters = cx.rs.counters.get(cx.worker);
+    let mut w = Walk {
+        tag: pkt.meta.pf_tag,
+        rtable: None,
+        log_match: [NO_RULE; LOG_MATCH_MAX],
+        log_match_n: 0,
+        log_matches: 0,
+        matched: None,
+        a: None,
+        am: None,
+        depth: 0,
+        run: 0,
+        next: 0,
+    };
+    let flow = match_rules(cx, pd, pkt, 0, &mut w);
+    counters.evaluated(w.run, w.next);
+    if flow == Flow::Fail {
+        // pf_test_rule's PF_TEST_FAIL: dropped with the reason it had.
+        cx.count(Reason::Match);
+        return Decision::Drop;
+    }
+    let Walk { tag, rtable, log_match, log_matches, matched, am, .. } = w;
     let Some(r) = matched else {
         // pf's default rule: pass, no state. pf_test_rule still runs
         // pf_log_matches on it (rule number -1).
@@ -219,6 +335,11 @@ pub(super) fn test_rule(
     if let Some(c) = counters.rule(r.nr as usize) {
         c.count(cx.dir, pd.tot_len as u64);
     }
+    // pf_counters_inc: the anchor rule the deciding rule was found under
+    // counts the packet too.
+    if let Some(c) = am.and_then(|a| counters.rule(a as usize)) {
+        c.count(cx.dir, pd.tot_len as u64);
+    }
     count_tables(cx, r, pd);
     let logged = r.log.is_some();
     // pf_test_rule logs the rule that decided (under its own action)
@@ -227,10 +348,10 @@ pub(super) fn test_rule(
     // rule is logged twice per such `match` rule, once in the walk and
     // once here.
     if logged {
-        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+        cx.log_under(Some(r.nr), am, log_action(r), Reason::Match, pd, pkt.data());
     }
     if log_matches > 0 {
-        log_later_match(cx, r, log_matches, pd, pkt);
+        log_later_match(cx, r, am, log_matches, pd, pkt);
     }
     match r.action {
         Action::Block(how) => {
@@ -243,7 +364,7 @@ pub(super) fn test_rule(
                 // PF_LOG_FORCE: logged with or without `log` on the rule,
                 // under the rule's own action as pflog_packet writes it
                 // (only the default rule's records say block).
-                cx.log(Some(r.nr), log_action(r), Reason::IpOption, pd, pkt.data());
+                cx.log_under(Some(r.nr), am, log_action(r), Reason::IpOption, pd, pkt.data());
                 return Decision::Drop;
             }
             if keeps_state(r) {
@@ -285,7 +406,8 @@ pub(super) fn log_state_packet(
     pkt: &PacketBuf,
 ) {
     if forced || log & sflags::LOG_ALL != 0 {
-        cx.log(rule.map(|r| r.1), pflog::PF_PASS, reason, pd, pkt.data());
+        let nr = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)).map(|r| r.nr);
+        cx.log(nr, pflog::PF_PASS, reason, pd, pkt.data());
     }
     if log & sflags::LOG_MATCHES_ALL == 0 {
         return;
@@ -304,12 +426,12 @@ pub(super) fn log_state_packet(
 /// own number and action (the deciding rule again after the walk); a rule
 /// with `log (matches)` itself was logged already.
 #[cold]
-pub(super) fn log_later_match(cx: &Cx, r: &CRule, times: u32, pd: &Pd, pkt: &PacketBuf) {
+pub(super) fn log_later_match(cx: &Cx, r: &CRule, anchor: Option<u32>, times: u32, pd: &Pd, pkt: &PacketBuf) {
     if r.log.is_some_and(|l| l.matches) {
         return;
     }
     for _ in 0..times {
-        cx.log(Some(r.nr), log_action(r), Reason::Match, pd, pkt.data());
+        cx.log_under(Some(r.nr), anchor, log_action(r), Reason::Match, pd, pkt.data());
     }
 }
 
@@ -387,15 +509,15 @@ pub(super) fn create_state(
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
-            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 })
-            | match &r.src_track {
-                Some(s) if s.global => sflags::SRC_NODE | sflags::SRC_GLOBAL,
-                Some(_) => sflags::SRC_NODE,
-                None => 0,
-            },
+            | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
+        src_flags: match &r.src_track {
+            Some(s) if s.global => srcflags::SRC_NODE | srcflags::SRC_GLOBAL,
+            Some(_) => srcflags::SRC_NODE,
+            None => 0,
+        },
         timeout_set: r.timeout_set,
-        rule_nr: r.nr,
-        ruleset_gen: cx.rs.gen,
+        rule_nr: r.local_nr,
+        ruleset_gen: cx.rs.nodes[r.node as usize].gen,
         log_match,
         tag,
         rtable: rtable.map(|t| t as i16).unwrap_or(-1),
@@ -405,6 +527,19 @@ pub(super) fn create_state(
         bytes: [pd.tot_len as u64, 0],
         creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
+    };
+    // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
+    // the state is not made (PFRES_NOROUTE).
+    let route = match &r.route {
+        Some(rt) => {
+            let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            st.rt = crate::route::kind_code(Some(rt.kind));
+            st.rt_addr = nh;
+            st.flags |= sflags::ROUTED;
+            Some((rt.kind, nh))
+        }
+        None => None,
     };
     let mut rewrite = None;
     match pd.proto {
@@ -444,6 +579,11 @@ pub(super) fn create_state(
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
+            }
+            if let Some((kind, nh)) = route {
+                // The creating packet goes the state's way.
+                let d = dir_code(cx.dir);
+                pkt.meta.pf_route = crate::route::decision(kind, nh, d, d);
             }
             Ok(())
         }

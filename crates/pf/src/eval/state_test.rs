@@ -40,6 +40,7 @@ pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
         tag: st.tag,
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
+        routed: st.flags & sflags::ROUTED != 0,
     })
 }
 
@@ -56,6 +57,7 @@ pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
         tag: v.tag,
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
+        routed: v.flags & sflags::ROUTED != 0,
     }
 }
 
@@ -104,15 +106,15 @@ pub(super) fn test_state_tcp(
         // The handshake completes when this packet leaves both peers
         // established: the source node counts the connection.
         let completes = |st: &StateData| {
-            st.flags & (sflags::SRC_NODE | sflags::TCP_EST) == sflags::SRC_NODE
+            st.src_flags & (srcflags::SRC_NODE | srcflags::TCP_EST) == srcflags::SRC_NODE
                 && !(src.state == tcps::ESTABLISHED && dst.state == tcps::ESTABLISHED)
                 && st.src.state == tcps::ESTABLISHED
                 && st.dst.state == tcps::ESTABLISHED
         };
         let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::Ipv4Addr, bool)>| {
-            st.flags |= sflags::TCP_EST;
+            st.src_flags |= srcflags::TCP_EST;
             let c = pf.srcnodes.connlimit(st, now.as_nanos(), |a, g| *flush = Some((*st, a, g)));
-            for i in c.lcounters {
+            for i in c.lcounters() {
                 pf.counters.get(cx.worker).lcounters[i].inc();
             }
             if c.bad {

@@ -228,6 +228,7 @@ impl Parser<'_> {
                             state_opts: state_opts.clone(),
                             translation: Translation { af_to: spec.af_to, ..Translation::default() },
                             route: None,
+                            anchor: spec.anchor.clone(),
                             received_on: spec.received_on.clone(),
                             user,
                             group,
@@ -281,7 +282,7 @@ impl Parser<'_> {
                                 .map(|pool| Route { kind: *kind, pool });
                         }
                         // labels and tags expand the same macros
-                        let nr = self.rs.rules.len();
+                        let nr = self.dest().len();
                         if let Some(l) = &spec.label {
                             let l = expand_label(l, &r, nr);
                             if l.len() >= 64 {
@@ -304,10 +305,10 @@ impl Parser<'_> {
                             continue;
                         }
                         let inbound = if binat { Some(self.binat_rdr_rule(&r, &spec, src, line)) } else { None };
-                        self.rs.rules.push(r);
+                        self.dest().push(r);
                         added += 1;
                         if let Some(Some(rb)) = inbound {
-                            self.rs.rules.push(rb);
+                            self.dest().push(rb);
                         }
                     }
                 }

@@ -17,6 +17,7 @@ use crate::names::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP}
 use crate::resolver::IfResolver;
 
 mod addr;
+mod anchor_stmt;
 mod cursor;
 mod expand;
 mod more_opts;
@@ -27,20 +28,19 @@ mod rule;
 mod state_opts;
 
 use cursor::*;
+
+pub use anchor_stmt::{all_rules, FileSource, FsFiles};
 pub use queue::check_queues;
 
 /// Parses a whole pf.conf. `filename` is what errors are reported against
-/// (pfctl says `stdin` for `-f -`).
+/// (pfctl says `stdin` for `-f -`). `include` and `load anchor` files are
+/// read from the file system, relative to the working directory as pfctl
+/// reads them.
 ///
 /// Translation and routing options (`nat-to`, `rdr-to`, `route-to`, …) parse
 /// here so `-n` can print them; `load_ruleset` refuses them.
 pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Result<Ruleset, Vec<ParseError>> {
-    let p = parse_ruleset_with(src, filename, resolver, &ParseOptions::default());
-    if p.errors.is_empty() && p.silent_errors == 0 {
-        Ok(p.ruleset)
-    } else {
-        Err(p.errors)
-    }
+    parse_ruleset_in(src, filename, "", resolver, &FsFiles::default())
 }
 
 /// What pfctl's command line adds to a parse.
@@ -49,6 +49,9 @@ pub struct ParseOptions {
     /// `-D name=value`: macros the file cannot redefine (pfctl's
     /// persistent symbols; the file's own definition is still printed).
     pub defines: Vec<(String, String)>,
+    /// Queues defined before (a `load anchor` file's rules may assign
+    /// packets to the main ruleset's queues: pfctl's queue list is one).
+    pub queues: Vec<String>,
 }
 
 /// A parse with its errors; `ruleset` holds what was read before and
@@ -64,59 +67,73 @@ pub struct Parsed {
     pub silent_errors: usize,
 }
 
+impl Parsed {
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty() || self.silent_errors > 0
+    }
+}
+
 /// `parse_ruleset` with pfctl's command-line additions, keeping the
 /// partial ruleset when there are errors.
 pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, opts: &ParseOptions) -> Parsed {
+    parse_ruleset_full(src, filename, "", resolver, &FsFiles::default(), opts)
+}
+
+/// `parse_ruleset` for the anchor at `anchor_path` ("" the main ruleset:
+/// `pfctl -a NAME -f`), reading included files through `files`.
+pub fn parse_ruleset_in(
+    src: &str,
+    filename: &str,
+    anchor_path: &str,
+    resolver: &dyn IfResolver,
+    files: &dyn FileSource,
+) -> Result<Ruleset, Vec<ParseError>> {
+    let p = parse_ruleset_full(src, filename, anchor_path, resolver, files, &ParseOptions::default());
+    if p.failed() {
+        Err(p.errors)
+    } else {
+        Ok(p.ruleset)
+    }
+}
+
+/// The parse all the entry points share.
+pub fn parse_ruleset_full(
+    src: &str,
+    filename: &str,
+    anchor_path: &str,
+    resolver: &dyn IfResolver,
+    files: &dyn FileSource,
+    opts: &ParseOptions,
+) -> Parsed {
     let mut p = Parser {
         resolver,
         macros: opts.defines.iter().cloned().collect(),
         defined: opts.defines.iter().map(|(n, _)| n.clone()).collect(),
-        rs: Ruleset { filename: filename.to_string(), ..Ruleset::default() },
+        known_queues: opts.queues.clone(),
+        silent_errors: 0,
+        rs: Ruleset { filename: filename.to_string(), anchor_path: anchor_path.to_string(), ..Ruleset::default() },
         errors: vec![],
+        files,
+        file: filename.to_string(),
+        includes: vec![],
+        bodies: vec![],
+        braces: 0,
         auto_tables: 0,
     };
-    let mut lexer = Lexer::new(src);
-    // byacc's error recovery: after an error it reports no syntax error
-    // until it has shifted three tokens: the failed line's newline, then
-    // one per blank line and per token. `quiet` counts what is left.
-    let mut quiet = 0usize;
-    let mut silent_errors = 0;
-    let mut prev_end = 0;
-    while let Some(st) = lexer.statement(&p.macros) {
-        let first = st.tokens.first().map_or(st.end_line, |t| t.line);
-        quiet = quiet.saturating_sub(first.saturating_sub(prev_end + 1));
-        prev_end = st.end_line;
-        if !st.errors.is_empty() {
-            for (line, msg) in st.errors {
-                p.error(line, msg);
-            }
-            // pfctl's lexer turns a bad macro into an error token, which the
-            // grammar then rejects.
-            p.error(st.end_line, "syntax error");
-            quiet = 2;
-            continue;
-        }
-        let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
-        match p.statement(&mut c) {
-            Ok(()) => quiet = 0,
-            Err(e) => {
-                if e.1 == "syntax error" && c.pos < quiet {
-                    silent_errors += 1;
-                } else {
-                    p.error(e.0, e.1);
-                }
-                quiet = 2;
-            }
-        }
+    p.parse_text(src);
+    // `load anchor` files are parsed once the ruleset parsed cleanly, as
+    // pfctl_load_anchors does after parse_config.
+    if p.errors.is_empty() && p.silent_errors == 0 {
+        p.load_anchor_files();
     }
     // Printed rules come after every `set` line, so a floating rule must
     // say so when the final state-policy is if-bound.
     if p.rs.options.state_policy == StatePolicy::IfBound {
-        for r in &mut p.rs.rules {
-            r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
-        }
+        let fix = |r: &mut Rule| r.state_opts.floating = r.keep_state != StateMode::NoState && !r.state_opts.if_bound;
+        p.rs.rules.iter_mut().for_each(fix);
+        p.rs.anchors.iter_mut().flat_map(|b| b.rules.iter_mut()).for_each(fix);
     }
-    Parsed { ruleset: p.rs, errors: p.errors, silent_errors }
+    Parsed { ruleset: p.rs, errors: p.errors, silent_errors: p.silent_errors }
 }
 
 /// Parses and then refuses what the packet filter cannot do yet: the form
@@ -130,7 +147,19 @@ pub fn load_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Res
 /// Errors for every rule using a feature the evaluator does not have yet.
 pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     let mut errs = vec![];
-    for r in &rs.rules {
+    if !rs.anchor_path.is_empty() && !rs.tables.is_empty() {
+        errs.push(ParseError {
+            file: rs.filename.clone(),
+            line: rs.tables[0].line,
+            message: "tables inside anchors not supported yet".into(),
+        });
+    }
+    for la in &rs.load_anchors {
+        if let Err(e) = check_supported(&la.ruleset) {
+            errs.extend(e);
+        }
+    }
+    for r in anchor_stmt::all_rules(rs) {
         // softnet has a single pflog output, pflog0 (`to pflog0` is parsed
         // as no `to` at all, like pfctl's logif 0).
         if let Some(n) = r.log.and_then(|l| l.to_pflog) {
@@ -151,7 +180,16 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             refuse(t);
         }
         if let Some(rt) = &r.route {
-            refuse(rt.kind.keyword());
+            if let Err(e) = crate::route::CRoute::check(rt) {
+                refuse(&e.0);
+            }
+        }
+        // pf_map_addr keeps a sticky address in the source's node, which
+        // does not carry one yet (`crate::srcnode`): refused, rather than
+        // loaded and not sticky, whichever pool says it.
+        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref(), r.route.as_ref().map(|rt| &rt.pool)];
+        if pools.iter().flatten().any(|p| p.sticky) {
+            refuse("sticky-address");
         }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
@@ -268,6 +306,7 @@ struct RuleSpec {
     rdr: Option<pool::RedirSpec>,
     af_to: Option<AddressFamily>,
     route: Option<(RouteKind, pool::RedirSpec)>,
+    anchor: Option<AnchorCall>,
     received_on: Option<ReceivedOn>,
     /// `user`/`group` lists (each expands the rule, as the lists above).
     users: Vec<IdOp>,
@@ -313,6 +352,7 @@ impl RuleSpec {
             rdr: None,
             af_to: None,
             route: None,
+            anchor: None,
             received_on: None,
             users: vec![],
             groups: vec![],
@@ -334,22 +374,91 @@ struct Parser<'r> {
     macros: HashMap<String, String>,
     /// Macros from the command line (`-D`), which the file cannot change.
     defined: Vec<String>,
+    /// Syntax errors yacc's recovery kept quiet (see `parse_text`).
+    silent_errors: usize,
+    /// Queues defined outside this file (`ParseOptions::queues`).
+    known_queues: Vec<String>,
     rs: Ruleset,
     errors: Vec<ParseError>,
+    /// Where `include` and `load anchor` files come from.
+    files: &'r dyn FileSource,
+    /// The file being read (errors name it).
+    file: String,
+    /// The files being included, outermost first (a loop is an error).
+    includes: Vec<String>,
+    /// The inline anchor bodies being read, outermost first.
+    bodies: Vec<anchor_stmt::Body>,
+    /// Inline anchors met so far (pfctl's `pf->bn`: unnamed ones are `_N`).
+    braces: usize,
     /// Tables made of pool lists so far (`<__automatic_N>`).
     auto_tables: usize,
 }
 
 impl<'r> Parser<'r> {
     fn error(&mut self, line: usize, msg: impl Into<String>) {
-        self.errors.push(ParseError { file: self.rs.filename.clone(), line, message: msg.into() });
+        self.errors.push(ParseError { file: self.file.clone(), line, message: msg.into() });
+    }
+
+    /// Every statement of `src` (the file, or an included one).
+    fn parse_text(&mut self, src: &str) {
+        let mut lexer = Lexer::new(src);
+        // byacc's error recovery: after an error it reports no syntax error
+        // until it has shifted three tokens: the failed line's newline, then
+        // one per blank line and per token. `quiet` counts what is left.
+        let mut quiet = 0usize;
+        let mut prev_end = 0;
+        while let Some(st) = lexer.statement(&self.macros) {
+            let first = st.tokens.first().map_or(st.end_line, |t| t.line);
+            quiet = quiet.saturating_sub(first.saturating_sub(prev_end + 1));
+            prev_end = st.end_line;
+            if !st.errors.is_empty() {
+                for (line, msg) in st.errors {
+                    self.error(line, msg);
+                }
+                // pfctl's lexer turns a bad macro into an error token, which the
+                // grammar then rejects.
+                self.error(st.end_line, "syntax error");
+                quiet = 2;
+                continue;
+            }
+            let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
+            match self.statement(&mut c) {
+                Ok(()) => quiet = 0,
+                Err(e) => {
+                    if e.1 == "syntax error" && c.pos < quiet {
+                        self.silent_errors += 1;
+                    } else {
+                        self.error(e.0, e.1);
+                    }
+                    quiet = 2;
+                }
+            }
+        }
+    }
+
+    /// The rules being added to: the innermost inline anchor's, else the
+    /// ruleset's.
+    fn dest(&mut self) -> &mut Vec<Rule> {
+        match self.bodies.last_mut() {
+            Some(b) => &mut b.rules,
+            None => &mut self.rs.rules,
+        }
     }
 
     fn statement(&mut self, c: &mut Cursor) -> PResult<()> {
+        if !self.bodies.is_empty() {
+            // parse.y `pfa_anchorlist`: rules, anchors, tables, includes.
+            return match c.peek_word() {
+                Some("pass" | "block" | "match") => self.rule(c),
+                Some("anchor") => self.anchor_rule(c),
+                Some("include") => self.include(c),
+                Some("table") => Err((c.line(), "tables inside anchors not supported yet".into())),
+                _ => c.syntax(),
+            };
+        }
         if c.peek_at(1).is_some_and(|t| t.is_punct("=")) {
             return self.macro_def(c);
         }
-        let line = c.line();
         let Some(w) = c.peek_word() else {
             return c.syntax();
         };
@@ -367,11 +476,13 @@ impl<'r> Parser<'r> {
                 c.next();
                 self.antispoof(c)
             }
+            "anchor" => self.anchor_rule(c),
+            "load" => self.load_anchor(c),
+            "include" => self.include(c),
             "queue" => {
                 c.next();
                 self.queue(c)
             }
-            "anchor" | "load" | "include" => Err((line, format!("{w} not supported yet"))),
             _ => c.syntax(),
         }
     }
@@ -479,6 +590,12 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        let e: Vec<String> = load_ruleset("match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n", "f", &r)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(e, ["f:1: nat-to not supported yet", "f:1: sticky-address not supported yet"]);
         // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\
@@ -538,7 +655,7 @@ mod tests {
 
     #[test]
     fn command_line_macros_win_over_the_files_and_errors_keep_the_header() {
-        let opts = ParseOptions { defines: vec![("ext".into(), "em1".into())] };
+        let opts = ParseOptions { defines: vec![("ext".into(), "em1".into())], ..ParseOptions::default() };
         let p = parse_ruleset_with(
             "ext = \"em0\"\nset limit states 10\npass on $ext\npass bogus\n",
             "f",

@@ -155,7 +155,7 @@ impl Parser<'_> {
     fn queue_name(&mut self, c: &mut Cursor) -> PResult<QueueAssign> {
         let line = c.line();
         let defined = |p: &Self, n: &str| -> PResult<()> {
-            if p.rs.queues.iter().any(|q| q.name == n) {
+            if p.rs.queues.iter().any(|q| q.name == n) || p.known_queues.iter().any(|q| q == n) {
                 Ok(())
             } else {
                 Err((line, format!("queue {n} is not defined")))

@@ -27,6 +27,25 @@ impl Parser<'_> {
                 spec.quick = true;
             }
         }
+        self.rule_match(c, &mut spec)?;
+        if let Some(d) = &spec.divert_spec {
+            // decide_address_family, then expand_divertspec
+            let af = spec
+                .af
+                .or_else(|| super::expand::decide_af(&spec.src_hosts))
+                .or_else(|| super::expand::decide_af(&spec.dst_hosts));
+            let (divert, af) = more_opts::expand_divert(d, spec.direction, af).map_err(|m| (c.end_line, m))?;
+            spec.divert = Some(divert);
+            spec.af = spec.af.or(af);
+        }
+        self.expand(spec, c.end_line);
+        Ok(())
+    }
+
+    /// A rule's words after `in|out`, `log` and `quick`: `on`, the
+    /// address family, `proto`, `from … to …` and the filter options
+    /// (shared by `pass`/`block`/`match` and `anchor` rules).
+    pub(super) fn rule_match(&mut self, c: &mut Cursor, spec: &mut RuleSpec) -> PResult<()> {
         if c.eat_word("on") {
             spec.interfaces = c.list(|c| {
                 let negated = c.eat_punct("!");
@@ -67,9 +86,9 @@ impl Parser<'_> {
                 spec.dst_ports = p;
             }
         }
-        self.filter_opts(c, &mut spec)?;
+        self.filter_opts(c, spec)?;
         // parse.y's filteropts_to_rule
-        if spec.once && !matches!(spec.action, Action::Pass | Action::Block(_)) {
+        if spec.once && (!matches!(spec.action, Action::Pass | Action::Block(_)) || spec.anchor.is_some()) {
             return Err((c.end_line, "'once' only applies to pass/block rules".into()));
         }
         if let Some(f) = spec.flags {
@@ -83,17 +102,6 @@ impl Parser<'_> {
         if has_flags && !any_proto && !spec.protos.contains(&Some(IPPROTO_TCP)) {
             return Err((c.end_line, "flags only apply to tcp".into()));
         }
-        if let Some(d) = &spec.divert_spec {
-            // decide_address_family, then expand_divertspec
-            let af = spec
-                .af
-                .or_else(|| super::expand::decide_af(&spec.src_hosts))
-                .or_else(|| super::expand::decide_af(&spec.dst_hosts));
-            let (divert, af) = more_opts::expand_divert(d, spec.direction, af).map_err(|m| (c.end_line, m))?;
-            spec.divert = Some(divert);
-            spec.af = spec.af.or(af);
-        }
-        self.expand(spec, c.end_line);
         Ok(())
     }
 

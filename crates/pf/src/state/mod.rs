@@ -158,14 +158,23 @@ pub mod sflags {
     /// The creating packet matched `match … log (all)` rules: every packet
     /// of the state is logged under each of them (`StateData::log_match`).
     pub const LOG_MATCHES_ALL: u8 = 1 << 3;
+    /// The state has a routing option (`StateData::rt`): its packets get
+    /// pf_route's decision (`crate::route`). (Bit 4 is the nat work's.)
+    pub const ROUTED: u8 = 1 << 5;
+}
+
+/// Source-tracking flags (`StateData::src_flags`): read and written under
+/// the state's lock only, so they are not mirrored for the lock-free path
+/// (whose flag byte has no room left).
+pub mod srcflags {
     /// The state counts on a source-tracking node (`crate::srcnode`) of
     /// its rule and source ...
-    pub const SRC_NODE: u8 = 1 << 4;
+    pub const SRC_NODE: u8 = 1 << 0;
     /// ... the global one for its source (`source-track global`).
-    pub const SRC_GLOBAL: u8 = 1 << 5;
+    pub const SRC_GLOBAL: u8 = 1 << 1;
     /// Its TCP handshake completed and counts in the node's connections
     /// (pf's `src.tcp_est`).
-    pub const TCP_EST: u8 = 1 << 6;
+    pub const TCP_EST: u8 = 1 << 2;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log
@@ -188,6 +197,8 @@ pub struct StateData {
     pub kif: u32,
     pub direction: u8,
     pub flags: u8,
+    /// `srcflags::*`.
+    pub src_flags: u8,
     pub timeout: TimeoutId,
     /// The state's own timeouts: index into `StateTable::timeout_sets` (0 = the rule had none).
     pub timeout_set: u16,
@@ -205,6 +216,11 @@ pub struct StateData {
     pub tag: u16,
     /// Routing table for the state's packets; -1 = unchanged.
     pub rtable: i16,
+    /// pf's `st->rt` (`crate::route::kind_code`: 0 none, else `route-to`,
+    /// `reply-to` or `dup-to`) and `st->rt_addr`, the next hop chosen when
+    /// the state was made. Set once, before insert.
+    pub rt: u8,
+    pub rt_addr: Ipv4Addr,
     /// Creation and last activity (nanoseconds of the injected clock).
     pub creation: u64,
     pub expire: u64,
@@ -227,6 +243,7 @@ impl Default for StateData {
             kif: 0,
             direction: 0,
             flags: 0,
+            src_flags: 0,
             timeout: 0,
             timeout_set: 0,
             src: Peer::default(),
@@ -236,6 +253,8 @@ impl Default for StateData {
             log_match: [NO_RULE; LOG_MATCH_MAX],
             tag: 0,
             rtable: -1,
+            rt: 0,
+            rt_addr: Ipv4Addr::UNSPECIFIED,
             creation: 0,
             expire: 0,
             packets: [0; 2],

@@ -1,0 +1,233 @@
+"""pf's routing options end to end: route-to, reply-to, dup-to.
+
+    A 10.0.1.2 -- r0 [softnet + pf] r1 -- B 10.0.2.2
+                                    r2 -- D 10.0.3.2  (a second next hop)
+
+D runs a raw-socket sniffer on its link (AF_PACKET): it shows what the
+router sent to D and with which TTL. D's kernel does not forward.
+
+1. `route-to 10.0.3.2` on A's pings to B: every echo request arrives at D
+   (TTL 63: forwarded once), none at B; `-sr` prints the rule as pfctl;
+   TCP from A to B (another rule) still reaches B.
+2. `reply-to 10.0.3.2` on B's pings to A (rule in on r1): A answers, the
+   replies leave by r2 to D, B gets none.
+3. `dup-to 10.0.3.2` on A's pings: A gets every reply from B, and D gets a
+   copy of each request and of each reply.
+4. Bad input: a next hop that never answers ARP (10.0.3.99): the routed
+   UDP flow is dropped and counted, pings between A and B are unharmed;
+   the interface r2 destroyed while a state routes to it: counted no-route
+   drops, the daemon and other traffic fine; route-to through an interface
+   that does not exist, on a block rule or on a stateless one is refused
+   at load with pfctl's messages, and the running ruleset is kept.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_e2e import Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
+
+D_IP = "10.0.3.2"
+
+# Counts the IPv4 packets src -> dst of protocol proto that arrive on ifc
+# for secs seconds (or until want of them); one JSON line at the start
+# ({"ready": 1}) and one at the end ({"seen": [{"ttl", "type"}...]}).
+SNIFF = r"""
+import json, socket, sys, time
+ifc, src, dst, proto, secs, want = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind((ifc, 0))
+s.settimeout(0.2)
+print(json.dumps({"ready": 1}), flush=True)
+seen = []
+end = time.time() + secs
+while time.time() < end and len(seen) < want:
+    try:
+        f, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if addr[2] == socket.PACKET_OUTGOING:
+        continue
+    ip = f[14:]
+    if len(ip) < 20 or ip[9] != proto:
+        continue
+    if socket.inet_ntoa(ip[12:16]) != src or socket.inet_ntoa(ip[16:20]) != dst:
+        continue
+    hl = (ip[0] & 15) * 4
+    seen.append({"ttl": ip[8], "type": ip[hl] if proto == 1 and len(ip) > hl else None})
+print(json.dumps({"seen": seen}), flush=True)
+"""
+
+ROUTE_TO = """\
+pass
+pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to 10.0.3.2
+"""
+
+REPLY_TO = """\
+pass
+pass in on r1 inet proto icmp from 10.0.2.2 reply-to 10.0.3.2
+"""
+
+DUP_TO = """\
+pass
+pass in on r0 inet proto icmp from 10.0.1.2 dup-to 10.0.3.2
+"""
+
+NO_ARP = """\
+pass
+pass in on r0 inet proto udp from 10.0.1.2 to port 7 route-to 10.0.3.99
+"""
+
+UDP_TO_D = """\
+pass
+pass in on r0 inet proto udp from 10.0.1.2 to port 7 route-to 10.0.3.2
+"""
+
+
+class Sniffer:
+    """SNIFF in D's namespace, in the background."""
+
+    def __init__(self, lab, src, dst, proto, secs=15, want=1000):
+        self.lab = lab
+        self.path = os.path.join(lab.t.tmp, f"sniff-{time.monotonic_ns()}.out")
+        self.f = open(self.path, "w")
+        self.proc = lab.t.ns_spawn(lab.net.d, ["python3", "-c", SNIFF, "d0", src, dst, str(proto), str(secs),
+                                               str(want)], stdout=self.f)
+        wait_until("the sniffer in D", lambda: self.lines(), timeout=10)
+
+    def lines(self):
+        with open(self.path) as f:
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+
+    def result(self, timeout=30):
+        """The packets seen (waits for the sniffer to end)."""
+        self.proc.wait(timeout=timeout)
+        self.f.close()
+        for l in self.lines():
+            if "seen" in l:
+                return l["seen"]
+        raise AssertionError(f"sniffer gave no result: {self.lines()}")
+
+
+def load(lab, rules):
+    path = lab.write_rules(rules, os.path.join(lab.t.tmp, f"pf-{time.monotonic_ns()}.conf"))
+    p = lab.pfctl("-f", path, check_rc=False)
+    check(p.returncode == 0, f"pfctl -f: {p.stderr}")
+    lab.pfctl("-F", "states")
+
+
+def ping(lab, ns, dst, count=3):
+    p = lab.t.ns_run(ns, f"ping -n -c {count} -i 0.3 -W 1 {dst}", check_rc=False, timeout=60)
+    m = re.search(r"(\d+) received", p.stdout)
+    return int(m.group(1)) if m else 0
+
+
+def udp_send(lab, n=5, port=7, gap=0.2):
+    code = ("import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for i in range({n}):\n    s.sendto(b'route-to', ('{B_IP}', {port}))\n    time.sleep({gap})\n")
+    lab.t.ns_run(lab.net.a, ["python3", "-c", code], timeout=60)
+
+
+ODROP = "output packets dropped due to no bufs, etc."
+NOROUTE = "output packets discarded due to no route"
+NOARP = "arp: total packets dropped due to no ARP entry"
+
+
+def cnt(c, k):
+    """A netstat -s counter (netstat leaves out the ones at zero)."""
+    return c.get(k, 0)
+
+
+def counters(lab):
+    return netstat_s_counters(lab.d.out("netstat", "-s"))
+
+
+def run_test():
+    with Topo("route") as t:
+        lab = PfLab(t, rules=ROUTE_TO, third=True)
+        net = lab.net
+        # Everyone knows everyone's MAC before the counting starts.
+        check(ping(lab, net.a, B_IP, 1) == 0, "A's ping to B is routed to D")
+        check(ping(lab, net.d, "10.0.3.1", 1) == 1, "D reaches the router")
+
+        t.step("1. route-to: A's pings to B go to D")
+        sn = Sniffer(lab, A_IP, B_IP, 1, want=3)
+        got = ping(lab, net.a, B_IP, 3)
+        seen = sn.result()
+        check(got == 0, f"B answered {got} routed pings")
+        check(len(seen) == 3 and all(s["ttl"] == 63 and s["type"] == 8 for s in seen), f"D saw {seen}")
+        sr = lab.rules()
+        check("pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to 10.0.3.2" in sr, sr)
+        lab.expect_tcp(22, "ok", "TCP A -> B, not routed")
+        log(f"  D got {len(seen)} echo requests, TTL {seen[0]['ttl']}")
+
+        t.step("2. reply-to: A's replies to B's pings leave by r2 to D")
+        load(lab, REPLY_TO)
+        sn = Sniffer(lab, A_IP, B_IP, 1, want=3)
+        got = ping(lab, net.b, A_IP, 3)
+        seen = sn.result()
+        check(got == 0, f"B got {got} replies")
+        check(len(seen) == 3 and all(s["type"] == 0 and s["ttl"] == 63 for s in seen), f"D saw {seen}")
+        log(f"  D got {len(seen)} echo replies from A to B")
+
+        t.step("3. dup-to: copies at D, the originals answered by B")
+        load(lab, DUP_TO)
+        req = Sniffer(lab, A_IP, B_IP, 1, want=3, secs=10)
+        rep = Sniffer(lab, B_IP, A_IP, 1, want=3, secs=10)
+        got = ping(lab, net.a, B_IP, 3)
+        sreq, srep = req.result(), rep.result()
+        check(got == 3, f"A got {got} of 3 replies")
+        check(len(sreq) == 3 and all(s["type"] == 8 and s["ttl"] == 63 for s in sreq), f"requests at D: {sreq}")
+        check(len(srep) == 3 and all(s["type"] == 0 for s in srep), f"replies at D: {srep}")
+        log(f"  D got {len(sreq)} request copies and {len(srep)} reply copies")
+
+        t.step("4a. a next hop that never answers ARP: counted drops, pings fine")
+        load(lab, NO_ARP)
+        c0 = counters(lab)
+        udp_send(lab, n=8, gap=0.5)
+        check(ping(lab, net.a, B_IP, 3) == 3, "pings A -> B")
+
+        def dropped():
+            c = counters(lab)
+            n = sum(cnt(c, k) - cnt(c0, k) for k in (ODROP, NOROUTE, NOARP))
+            return n if n >= 7 else None
+        n = wait_until("the routed UDP datagrams dropped", dropped, timeout=20)
+        log(f"  {n} datagrams for 10.0.3.99 dropped and counted (no ARP entry)")
+
+        t.step("4b. r2 destroyed while a state routes to D: counted, the rest fine")
+        load(lab, UDP_TO_D)
+        sn = Sniffer(lab, A_IP, B_IP, 17, want=2, secs=10)
+        udp_send(lab, n=2, gap=0.2)
+        check(len(sn.result()) == 2, "UDP routed to D")
+        check(lab.states_matching(r"udp 10\.0\.2\.2:7 <- 10\.0\.1\.2"), f"state: {lab.states()}")
+        c0 = counters(lab)
+        lab.d.admin("ifconfig", "r2", "destroy")
+        udp_send(lab, n=4, gap=0.2)
+        nr = cnt(counters(lab), NOROUTE) - cnt(c0, NOROUTE)
+        check(nr >= 4, f"no-route drops {nr}")
+        check(lab.d.alive(), "the daemon runs")
+        check(ping(lab, net.a, B_IP, 3) == 3, "pings A -> B after r2 is gone")
+        log(f"  {nr} no-route drops after r2 was destroyed")
+
+        t.step("4c. bad routing options are refused at load, the ruleset kept")
+        before = lab.rules()
+        for text, msg in [
+            ("pass in on r0 route-to (nosuch0 10.0.3.2)\n", "bad.conf:1: routeto: unknown interface nosuch0"),
+            ("block in on r0 route-to 10.0.3.2\n", "bad.conf:1: route-to, reply-to and dup-to are not supported "
+                                                  "on block rules"),
+            ("pass in on r0 route-to 10.0.3.2 no state\n", "bad.conf:1: route-to, reply-to and dup-to require keep "
+                                                          "state"),
+        ]:
+            bad = lab.write_rules(text, os.path.join(t.tmp, "bad.conf"))
+            p = lab.pfctl("-f", bad, check_rc=False)
+            check(p.returncode != 0 and msg in p.stderr, f"pfctl -f {text!r}: {p.returncode} {p.stderr}")
+            check(lab.rules() == before, "rules unchanged")
+        check(ping(lab, net.a, B_IP, 1) == 1, "pings A -> B")
+
+
+if __name__ == "__main__":
+    main(run_test)
