@@ -493,7 +493,10 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
                         // pfctl -T test exits 2 unless every address matches.
                         code = 2;
                     }
-                    let _ = err.write_all(note.as_bytes());
+                    // -q: pfctl's PF_OPT_QUIET keeps its notes to itself
+                    if !a.quiet {
+                        let _ = err.write_all(note.as_bytes());
+                    }
                 } else {
                     let _ = out.write_all(t.as_bytes());
                 }
@@ -553,6 +556,9 @@ mod tests {
         assert_eq!(parse_args(&args("-s states")).unwrap().show, Some(PfShow::States));
         assert_eq!(parse_args(&args("-Fs")).unwrap().flush, Some(PfFlush::States));
         assert_eq!(parse_args(&args("-o none -nvf -")).unwrap().opt_level.as_deref(), Some("none"));
+        let d = parse_args(&args("-Dext=em0 -D a=b=c -O -q -nvf -")).unwrap();
+        assert_eq!(d.defines, [("ext".to_string(), "em0".to_string()), ("a=b".to_string(), "c".to_string())]);
+        assert!(d.options_only && d.quiet);
         let k = parse_args(&args("-k 10.0.1.2 -k 10.0.2.2")).unwrap();
         assert_eq!(k.kill, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
         assert_eq!(parse_args(&args("-sS")).unwrap().show, Some(PfShow::SrcNodes));
@@ -593,6 +599,9 @@ mod tests {
             "-n",
             "stray",
             "-o fast -sr",
+            "-D novalue -nvf -",
+            "-O -f pf.conf",
+            "-Dx=y -sr",
             "-a foo -e",
             "-a _1 -F rules",
             "-a _x/y -f pf.conf",
