@@ -228,7 +228,7 @@ impl Bandwidth {
         let mut rate = self.absolute;
         let units = [' ', 'K', 'M', 'G'];
         let mut i = 0;
-        while rate >= 1000 && i <= 3 && rate % 1000 == 0 {
+        while rate >= 1000 && i <= 3 && rate.is_multiple_of(1000) {
             rate /= 1000;
             i += 1;
         }

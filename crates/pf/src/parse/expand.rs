@@ -64,7 +64,7 @@ impl Parser<'_> {
                 s.rtable = rtable;
                 s
             };
-            let hosts = |addrs: Vec<Addr>| addrs.into_iter().map(|addr| HostItem::new(addr)).collect();
+            let hosts = |addrs: Vec<Addr>| addrs.into_iter().map(HostItem::new).collect();
             let mut r1 = base();
             r1.interfaces = vec![Some(InterfaceMatch { name: name.clone(), negated: true })];
             let (nets, own) = if dynamic {
