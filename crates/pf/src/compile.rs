@@ -262,6 +262,8 @@ pub struct CRule {
     pub quick: bool,
     pub log: Option<LogOpts>,
     pub ifm: Option<IfMatch>,
+    /// `received-on`: the interface the packet came in on.
+    pub rcv: Option<IfMatch>,
     /// Only IPv4 (`None` or `inet`) rules can match: `inet6` ones never do.
     pub inet6_only: bool,
     pub proto: Option<u8>,
@@ -375,6 +377,7 @@ impl HotRule {
             || r.rule.group.is_some()
             || r.rule.fragment
             || r.rule.probability.is_some()
+            || r.rcv.is_some()
         {
             flags |= HOT_REST;
         }
@@ -857,6 +860,12 @@ fn compile_rule(
         members: cx.resolver.group_members(&i.name),
         negated: i.negated,
     });
+    // `received-on`: an interface or group, as `on`
+    let rcv = r.received_on.as_ref().map(|i| IfMatch {
+        name: i.name.clone(),
+        members: cx.resolver.group_members(&i.name),
+        negated: i.negated,
+    });
     let mut tset = [0u32; TIMEOUT_COUNT];
     for (t, v) in &r.state_opts.timeouts {
         tset[tidx(*t)] = *v;
@@ -921,6 +930,7 @@ fn compile_rule(
         quick: r.quick,
         log: r.log,
         ifm,
+        rcv,
         inet6_only: r.af == Some(AddressFamily::Inet6),
         proto: r.proto,
         src,

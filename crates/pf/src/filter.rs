@@ -56,6 +56,10 @@ pub(crate) type LogIfSums = [u64; 6];
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
 
+/// The name of the interface with an index (a packet's receiving
+/// interface, for `received-on`); `None` when there is none.
+pub type IfNameLookup = Arc<dyn Fn(softnet_core::iface::IfIndex) -> Option<String> + Send + Sync>;
+
 /// Finds the route for an address in a routing table, as `pf_routable`'s
 /// `rtalloc`: `None` when the table has no route for it (or no such
 /// table), else the interface the route goes out of. Reject and blackhole
@@ -79,6 +83,7 @@ pub struct PfInner {
     pub(crate) srcnodes: crate::srcnode::SrcNodes,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    pub(crate) ifname_lookup: ArcSwapOption<IfNameLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
     /// Names of interfaces states are bound to (generation → name).
     ifnames: Mutex<HashMap<u32, String>>,
@@ -387,6 +392,7 @@ impl Pf {
             srcnodes: crate::srcnode::SrcNodes::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            ifname_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
             gen: AtomicU32::new(0),
@@ -646,6 +652,13 @@ impl Pf {
     /// packet's own.
     pub fn set_if_lookup(&self, f: IfLookup) {
         self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// Installs the index-to-name lookup `received-on` needs for packets
+    /// going out (the receiving interface is then another one); without
+    /// it, such a rule sees only packets coming in.
+    pub fn set_ifname_lookup(&self, f: IfNameLookup) {
+        self.inner.ifname_lookup.store(Some(Arc::new(f)));
     }
 
     /// Installs the route lookup `no-route` and `urpf-failed` need; until

@@ -529,3 +529,34 @@ fn probability_matches_that_share_of_packets() {
     // the smallest probability pfctl stores is 1 in 2^32: practically never
     assert_eq!(passed("block in\npass in proto udp probability 0% no state\n"), 0);
 }
+
+/// `received-on`: the interface a packet came in on, whatever interface
+/// the rule sees it on (pf_match_rcvif); a group names its members.
+#[test]
+fn received_on_matches_the_receiving_interface_in_and_out() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let pf = pf(&n, "block all\npass in on em0 no state\npass out received-on em0 no state\n");
+    let (em0, em1) = (n.em0.index(), n.em1.index());
+    pf.set_ifname_lookup(std::sync::Arc::new(move |i| {
+        [(em0, "em0"), (em1, "em1")].iter().find(|(x, _)| *x == i).map(|(_, s)| s.to_string())
+    }));
+    let from = |rcvif| {
+        let mut p = udp(A, B, 1000, 53);
+        p.meta.rcvif = rcvif;
+        p
+    };
+    // came in on em0, goes out em1: passes
+    assert!(test(&pf, t, Direction::Out, &n.em1, from(em0)).is_some());
+    // came in on em1 (or the router made it): blocked
+    assert!(test(&pf, t, Direction::Out, &n.em1, from(em1)).is_none());
+    assert!(test(&pf, t, Direction::Out, &n.em1, from(softnet_core::iface::IfIndex::NONE)).is_none());
+    // negated, and inbound (the receiving interface is the rule's own)
+    let pf = pf_neg_rcv(&n);
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1000, 53)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_none());
+}
+
+fn pf_neg_rcv(n: &Net) -> Pf {
+    pf(n, "block all\npass in ! received-on em0 no state\n")
+}

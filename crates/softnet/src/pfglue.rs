@@ -105,6 +105,12 @@ impl PfService {
             let ifs = s.ifaces.load();
             ifs.by_name(name).map(|i| i.addrs().as_ref().clone())
         }));
+        let name_stack = Arc::downgrade(&stack);
+        pf.set_ifname_lookup(Arc::new(move |idx| {
+            let s = name_stack.upgrade()?;
+            let ifs = s.ifaces.load();
+            ifs.get(idx).map(|i| i.name().to_string())
+        }));
         let rt_stack = Arc::downgrade(&stack);
         pf.set_route_lookup(Arc::new(move |rtable, addr| {
             let s = rt_stack.upgrade()?;

@@ -167,6 +167,20 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 i += 1;
                 continue;
             }
+            // `received-on`: pf_match_rcvif, the interface the packet
+            // came in on (this one, inbound); a packet the router made
+            // came in on none.
+            if let Some(m) = &r.rcv {
+                let name = if cx.dir == Direction::In {
+                    Some(cx.ifp.name().to_string())
+                } else {
+                    cx.pf.ifname_lookup.load().as_ref().and_then(|f| f(pkt.meta.rcvif))
+                };
+                if !name.is_some_and(|n| m.matches(&n)) {
+                    i += 1;
+                    continue;
+                }
+            }
             // `probability`: pf_test_rule draws arc4random_uniform(UINT_MAX
             // - 1) + 1 per rule looked at and goes on when `prob` is not
             // above it.

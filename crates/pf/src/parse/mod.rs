@@ -197,7 +197,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
         let more = [
-            (r.received_on.is_some(), "received-on"),
             (r.prio.is_some(), "prio"),
             (r.max_pkt_rate.is_some(), "max-pkt-rate"),
             (r.set.prio.is_some(), "set prio"),
