@@ -164,7 +164,13 @@ impl PfService {
             None => String::new(),
         };
         let errs = |errs: Vec<softnet_pf::ParseError>| errs.iter().map(|e| format!("{e}\n")).collect::<String>();
-        let mut rs = softnet_pf::parse::parse_ruleset_in(text, filename, &path, &resolver, files).map_err(errs)?;
+        // pfctl_rules ends a failed parse with this line when loading
+        // (the only one when yacc's recovery kept the error quiet).
+        let parse_errs = |e: Vec<softnet_pf::ParseError>| {
+            format!("{}pfctl: Syntax error in config file: pf rules not loaded\n", errs(e))
+        };
+        let mut rs =
+            softnet_pf::parse::parse_ruleset_in(text, filename, &path, &resolver, files).map_err(parse_errs)?;
         softnet_pf::check_supported(&rs).map_err(errs)?;
         load_table_files(&mut rs)?;
         let level = match opt {
@@ -473,6 +479,13 @@ mod tests {
         stack.del_group("sn-r1", "lan").unwrap();
         svc.groups_changed().unwrap();
         assert_eq!(members(&svc), ["sn-r0"]);
+        assert_eq!(svc.pf.ruleset().rules.len(), 2);
+        // a load with syntax errors (the second one yacc keeps quiet) ends
+        // as pfctl's does, and changes nothing
+        assert_eq!(
+            svc.load_text("pf.conf", "pass in label 88\npass 57\n", None).unwrap_err(),
+            "pf.conf:1: syntax error\npfctl: Syntax error in config file: pf rules not loaded\n"
+        );
         assert_eq!(svc.pf.ruleset().rules.len(), 2);
     }
 
