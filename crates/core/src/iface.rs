@@ -79,6 +79,22 @@ impl fmt::Display for IfAddr {
     }
 }
 
+/// A group name as ifconfig(8) and if_addgroup accept it: shorter than
+/// IFNAMSIZ, not ending in a digit (so it cannot be taken for an
+/// interface), not one of the groups the stack keeps itself.
+pub fn check_group_name(group: &str) -> Result<(), IfError> {
+    if group.is_empty() || group.len() > 15 || group.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(IfError::BadGroup(group.to_string(), "not a group name"));
+    }
+    if group.ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(IfError::BadGroup(group.to_string(), "group names may not end in a digit"));
+    }
+    if group == "all" || group == "egress" {
+        return Err(IfError::BadGroup(group.to_string(), "group is kept by the stack"));
+    }
+    Ok(())
+}
+
 /// Netmask for a prefix length (0..=32).
 pub fn prefix_mask(len: u8) -> u32 {
     if len == 0 {
@@ -141,6 +157,9 @@ pub struct Interface {
     /// loads no snapshot for the addresses that cannot be one.
     bcast_bits: AtomicU64,
     queues: Box<[Mutex<Box<dyn LinkQueue>>]>,
+    /// Interface groups set by `ifconfig IF group NAME` (if_addgroup), in
+    /// the order added. `all` and `egress` are implied, not stored.
+    groups: Mutex<Vec<String>>,
     pub stats: PerWorker<IfStats>,
     /// The owning table's count of live interfaces (decremented on drop).
     live: Arc<AtomicUsize>,
@@ -233,6 +252,28 @@ impl Interface {
     pub fn queue_count(&self) -> usize {
         self.queues.len()
     }
+    /// The groups `ifconfig IF group NAME` put this interface in.
+    pub fn groups(&self) -> Vec<String> {
+        self.groups.lock().clone()
+    }
+    /// Adds a group (if_addgroup); false if the interface is already in it.
+    pub fn add_group(&self, group: &str) -> Result<bool, IfError> {
+        check_group_name(group)?;
+        let mut g = self.groups.lock();
+        if g.iter().any(|x| x == group) {
+            return Ok(false);
+        }
+        g.push(group.to_string());
+        Ok(true)
+    }
+    /// Removes a group (if_delgroup); false if it was not a member.
+    pub fn del_group(&self, group: &str) -> bool {
+        let mut g = self.groups.lock();
+        let before = g.len();
+        g.retain(|x| x != group);
+        g.len() != before
+    }
+
     /// The queue worker `w` uses.
     pub fn queue(&self, w: usize) -> &Mutex<Box<dyn LinkQueue>> {
         &self.queues[w % self.queues.len()]
@@ -320,6 +361,8 @@ pub enum IfError {
     NoQueues(String),
     #[error("interface name {0:?} is invalid (1-15 characters, no '/' or whitespace)")]
     BadName(String),
+    #[error("{0}: {1}")]
+    BadGroup(String, &'static str),
 }
 
 /// All interfaces. Readers `load()`; the control thread changes it.
@@ -400,6 +443,7 @@ impl InterfaceTable {
             addrs: ArcSwap::from_pointee(Vec::new()),
             bcast_bits: AtomicU64::new(0),
             queues: cfg.queues.into_iter().map(Mutex::new).collect(),
+            groups: Mutex::new(Vec::new()),
             stats: PerWorker::new(),
             live: self.live.clone(),
         });
@@ -500,6 +544,22 @@ mod tests {
             mtu: 1500,
             queues: vec![Box::new(NullQueue)],
         }
+    }
+
+    #[test]
+    fn groups_are_added_once_removed_and_checked_as_ifconfig_does() {
+        let t = InterfaceTable::new();
+        let a = t.create(cfg("em0")).unwrap();
+        assert!(a.add_group("lan").unwrap());
+        assert!(a.add_group("dmz").unwrap());
+        assert!(!a.add_group("lan").unwrap());
+        assert_eq!(a.groups(), ["lan", "dmz"]);
+        for bad in ["", "lan0", "all", "egress", "a b", "sixteen-chars-xx"] {
+            assert!(matches!(a.add_group(bad), Err(IfError::BadGroup(..))), "{bad:?}");
+        }
+        assert!(a.del_group("lan"));
+        assert!(!a.del_group("lan"));
+        assert_eq!(a.groups(), ["dmz"]);
     }
 
     #[test]

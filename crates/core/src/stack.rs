@@ -75,6 +75,8 @@ pub enum StackError {
     NoSuchAddr(String, Ipv4Addr),
     #[error("{0}: bad address {1}: {2}")]
     BadAddr(String, IfAddr, &'static str),
+    #[error("{0}: not in group {1}")]
+    NotInGroup(String, String),
 }
 
 /// A filter slot that can be swapped atomically (a reload).
@@ -177,6 +179,24 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// `ifconfig IF group NAME` (if_addgroup). Adding a group the
+    /// interface is already in is not an error, as in OpenBSD.
+    pub fn add_group(&self, name: &str, group: &str) -> Result<(), StackError> {
+        let _c = self.control.lock();
+        self.find(name)?.add_group(group)?;
+        Ok(())
+    }
+
+    /// `ifconfig IF -group NAME` (if_delgroup).
+    pub fn del_group(&self, name: &str, group: &str) -> Result<(), StackError> {
+        let _c = self.control.lock();
+        if self.find(name)?.del_group(group) {
+            Ok(())
+        } else {
+            Err(StackError::NotInGroup(name.into(), group.into()))
+        }
     }
 
     /// Records a carrier change reported by the link; one message if it

@@ -27,7 +27,10 @@ const PF_ADDR_ADDRMASK: u8 = 0;
 const PF_ADDR_NOROUTE: u8 = 1;
 const PF_ADDR_DYNIFTL: u8 = 2;
 const PF_ADDR_TABLE: u8 = 3;
+const PF_ADDR_RTLABEL: u8 = 4;
 const PF_ADDR_URPFFAILED: u8 = 5;
+/// RTLABEL_LEN
+const RTLABEL_LEN: usize = 32;
 const PF_ADDR_RANGE: u8 = 6;
 const PFI_AFLAG_NETWORK: u8 = 0x01;
 const PFI_AFLAG_BROADCAST: u8 = 0x02;
@@ -98,7 +101,7 @@ fn hash_endpoint(m: &mut Md5, e: &Endpoint) {
             pf_addr(m, n.addr);
             mask(m, n.addr, n.prefix);
         }
-        Addr::Dynamic { ifname, modifier, no_alias } => {
+        Addr::Dynamic { ifname, modifier, no_alias, .. } => {
             m.update([PF_ADDR_DYNIFTL]);
             padded(m, ifname, IFNAMSIZ);
             let flags = match modifier {
@@ -117,6 +120,10 @@ fn hash_endpoint(m: &mut Md5, e: &Endpoint) {
         Addr::Range(..) => m.update([PF_ADDR_RANGE]),
         Addr::NoRoute => m.update([PF_ADDR_NOROUTE]),
         Addr::UrpfFailed => m.update([PF_ADDR_URPFFAILED]),
+        Addr::RouteLabel(l) => {
+            m.update([PF_ADDR_RTLABEL]);
+            padded(m, l, RTLABEL_LEN);
+        }
     }
     // PF_OP_*: ports in network order; a unary operator stores its port twice.
     let (op, p0, p1) = match e.port {

@@ -225,6 +225,7 @@ pub enum AddrMatch {
         ifname: String,
         modifier: IfAddrModifier,
         no_alias: bool,
+        prefix: Option<u8>,
     },
     /// `no-route`: an address with no route in the packet's routing table
     /// (evaluated with the route lookup, see `eval::endpoint_matches`).
@@ -261,6 +262,8 @@ pub struct CRule {
     pub quick: bool,
     pub log: Option<LogOpts>,
     pub ifm: Option<IfMatch>,
+    /// `received-on`: the interface the packet came in on.
+    pub rcv: Option<IfMatch>,
     /// Only IPv4 (`None` or `inet`) rules can match: `inet6` ones never do.
     pub inet6_only: bool,
     pub proto: Option<u8>,
@@ -330,7 +333,8 @@ pub const HOT_INET6: u8 = 2;
 /// match it with the full `CRule`.
 pub const HOT_SRC_SLOW: u8 = 4;
 pub const HOT_DST_SLOW: u8 = 8;
-/// ICMP type, TOS, TCP flags or `tagged` to check in the full `CRule`.
+/// ICMP type, TOS, TCP flags, `tagged`, `user` or `group` to check in the
+/// full `CRule`.
 pub const HOT_REST: u8 = 16;
 
 /// The fields the rule walk reads for every rule, packed so that walking
@@ -371,7 +375,16 @@ impl HotRule {
             flags |= HOT_DST_SLOW;
             (0, 0)
         });
-        if r.icmp.is_some() || r.tos.is_some() || !r.flags.is_any() || r.tagged.is_some() {
+        if r.icmp.is_some()
+            || r.tos.is_some()
+            || !r.flags.is_any()
+            || r.tagged.is_some()
+            || r.rule.user.is_some()
+            || r.rule.group.is_some()
+            || r.rule.fragment
+            || r.rule.probability.is_some()
+            || r.rcv.is_some()
+        {
             flags |= HOT_REST;
         }
         HotRule {
@@ -628,11 +641,13 @@ fn endpoint(
                 .clone();
             AddrMatch::Table(t)
         }
-        Addr::Dynamic { ifname, modifier, no_alias } => {
-            AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
+        Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
+            AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias, prefix: *prefix }
         }
         Addr::NoRoute => AddrMatch::NoRoute,
         Addr::UrpfFailed => AddrMatch::UrpfFailed,
+        // No route of softnet's carries a label.
+        Addr::RouteLabel(_) => AddrMatch::Never,
     };
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
@@ -851,6 +866,12 @@ fn compile_rule(
         members: cx.resolver.group_members(&i.name),
         negated: i.negated,
     });
+    // `received-on`: an interface or group, as `on`
+    let rcv = r.received_on.as_ref().map(|i| IfMatch {
+        name: i.name.clone(),
+        members: cx.resolver.group_members(&i.name),
+        negated: i.negated,
+    });
     let mut tset = [0u32; TIMEOUT_COUNT];
     for (t, v) in &r.state_opts.timeouts {
         tset[tidx(*t)] = *v;
@@ -940,6 +961,7 @@ fn compile_rule(
         quick: r.quick,
         log: r.log,
         ifm,
+        rcv,
         inet6_only: r.af == Some(AddressFamily::Inet6),
         proto: r.proto,
         src,
@@ -1042,14 +1064,20 @@ impl AddrMatch {
             AddrMatch::Net { net, mask } => x & mask == *net,
             AddrMatch::Range(lo, hi) => x >= *lo && x <= *hi,
             AddrMatch::Table(t) => t.contains(a),
-            AddrMatch::Dynamic { ifname, modifier, no_alias } => {
+            AddrMatch::Dynamic { ifname, modifier, no_alias, prefix } => {
                 let Some(addrs) = dyn_addrs(ifname) else { return false };
                 let n = if *no_alias { addrs.len().min(1) } else { addrs.len() };
-                addrs[..n].iter().any(|ia| match modifier {
-                    IfAddrModifier::Address => ia.addr == a,
-                    IfAddrModifier::Network => ia.contains(a),
-                    IfAddrModifier::Broadcast => ia.broadcast() == Some(a),
-                    IfAddrModifier::Peer => false,
+                // pfi_instance_add: an explicit `/N` widens each address
+                // (the network modifier's own mask otherwise).
+                let widened = |ia: &softnet_core::iface::IfAddr, p: u8| {
+                    softnet_core::iface::IfAddr::new(ia.addr, p.min(32)).contains(a)
+                };
+                addrs[..n].iter().any(|ia| match (modifier, prefix) {
+                    (IfAddrModifier::Address | IfAddrModifier::Network, Some(p)) => widened(ia, *p),
+                    (IfAddrModifier::Address, None) => ia.addr == a,
+                    (IfAddrModifier::Network, None) => ia.contains(a),
+                    (IfAddrModifier::Broadcast, _) => ia.broadcast() == Some(a),
+                    (IfAddrModifier::Peer, _) => false,
                 })
             }
             // These need the route table: the rule walk asks it

@@ -60,6 +60,9 @@ pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
 /// Finds an interface by name (for `route-to (if addr)`): a weak
 /// reference, which fails once that interface is destroyed.
 pub type IfRefLookup = Arc<dyn Fn(&str) -> Option<WeakIf> + Send + Sync>;
+/// The name of the interface with an index (a packet's receiving
+/// interface, for `received-on`); `None` when there is none.
+pub type IfNameLookup = Arc<dyn Fn(softnet_core::iface::IfIndex) -> Option<String> + Send + Sync>;
 
 /// Finds the route for an address in a routing table, as `pf_routable`'s
 /// `rtalloc`: `None` when the table has no route for it (or no such
@@ -85,6 +88,7 @@ pub struct PfInner {
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
     pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
+    pub(crate) ifname_lookup: ArcSwapOption<IfNameLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
     /// Names of interfaces states are bound to (generation → name).
     ifnames: Mutex<HashMap<u32, String>>,
@@ -406,6 +410,7 @@ impl Pf {
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
             if_ref_lookup: ArcSwapOption::empty(),
+            ifname_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
             gen: AtomicU32::new(0),
@@ -680,6 +685,13 @@ impl Pf {
     /// packet's own interface.
     pub fn set_if_ref_lookup(&self, f: IfRefLookup) {
         self.inner.if_ref_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// Installs the index-to-name lookup `received-on` needs for packets
+    /// going out (the receiving interface is then another one); without
+    /// it, such a rule sees only packets coming in.
+    pub fn set_ifname_lookup(&self, f: IfNameLookup) {
+        self.inner.ifname_lookup.store(Some(Arc::new(f)));
     }
 
     /// Installs the route lookup `no-route` and `urpf-failed` need; until

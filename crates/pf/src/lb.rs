@@ -536,7 +536,7 @@ impl CPool {
             },
             Addr::Range(IpAddr::V4(lo), _) => PoolSource::Single { addr: u32::from(*lo), mask: u32::MAX },
             Addr::Table(t) => PoolSource::Table(tables(t)?),
-            Addr::Dynamic { ifname, modifier, no_alias } => {
+            Addr::Dynamic { ifname, modifier, no_alias, prefix: None } => {
                 PoolSource::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
             }
             _ => return None,
@@ -866,8 +866,12 @@ mod tests {
         ]);
         let addr = match text {
             "table" => Addr::Table("pool".into()),
-            "if" => Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: false },
-            "if0" => Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: true },
+            "if" => {
+                Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: false, prefix: None }
+            }
+            "if0" => {
+                Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: true, prefix: None }
+            }
             _ => Addr::Net(IpNet::new(IpAddr::V4(text.parse().unwrap()), 32)),
         };
         let kind = if text.starts_with("if") && text != "if0" || text == "table" {

@@ -44,6 +44,18 @@ impl Token {
     pub fn is_word(&self, w: &str) -> bool {
         matches!(&self.tok, Tok::Word(x) if x == w)
     }
+    /// pfctl's lexer makes an unquoted run of digits (with an optional
+    /// leading `-`) a NUMBER token, which the grammar refuses where it
+    /// wants a STRING (`label 88`, `tag 57`).
+    pub fn is_number(&self) -> bool {
+        match &self.tok {
+            Tok::Word(w) => {
+                let d = w.strip_prefix('-').unwrap_or(w);
+                !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+            }
+            _ => false,
+        }
+    }
     #[cfg(test)]
     pub fn describe(&self) -> String {
         match &self.tok {
@@ -54,6 +66,10 @@ impl Token {
         }
     }
 }
+
+/// pfctl's lexer reads a token into an 8096-byte buffer; a longer one is
+/// "string too long" (a quoted string needs room for its NUL).
+const MAX_TOKEN: usize = 8096;
 
 fn word_char(c: char) -> bool {
     c.is_alphanumeric() || (c.is_ascii_punctuation() && !"(){}<>!=/#,\"'".contains(c))
@@ -201,27 +217,42 @@ impl Raw {
         Token { tok: Tok::Word(w), line: self.line() }
     }
 
+    /// Skips the rest of the line and its newline, as pfctl's `findeol`.
+    fn skip_line(&mut self) {
+        while let Some(c) = self.chars.next() {
+            if c == '\n' {
+                self.chars.line += 1;
+                return;
+            }
+        }
+    }
+
     fn quoted(&mut self, q: char) -> Result<Token, LexError> {
         let line = self.line();
         let mut s = String::new();
         loop {
-            match self.chars.next() {
+            let c = match self.chars.next() {
                 None => return Err((line, "unterminated quoted string".into())),
                 Some('\n') => {
                     self.chars.line += 1;
                     return Err((line, "unterminated quoted string".into()));
                 }
                 Some('\\') => match self.chars.next() {
-                    Some(c) if c == q => s.push(c),
+                    Some(c) if c == q => c,
                     Some(c) => {
                         s.push('\\');
-                        s.push(c);
+                        c
                     }
                     None => return Err((line, "unterminated quoted string".into())),
                 },
                 Some(c) if c == q => return Ok(Token { tok: Tok::Quoted(s), line }),
-                Some(c) => s.push(c),
+                Some(c) => c,
+            };
+            if s.len() + 2 >= MAX_TOKEN {
+                self.skip_line();
+                return Err((line, "string too long".into()));
             }
+            s.push(c);
         }
     }
 }
@@ -437,5 +468,30 @@ mod tests {
     #[test]
     fn operators() {
         assert_eq!(words("1<>2 3><4 !=5 <t>"), vec!["1 <> 2 3 >< 4 != 5 < t >"]);
+    }
+
+    #[test]
+    fn a_string_over_pfctls_buffer_is_too_long_and_the_line_is_skipped() {
+        let long = "x".repeat(MAX_TOKEN);
+        let src = format!("block\nblock to \"{long}\" port 1\npass\n");
+        let mut lx = Lexer::new(&src);
+        let m = HashMap::new();
+        assert!(lx.statement(&m).unwrap().errors.is_empty());
+        let st = lx.statement(&m).unwrap();
+        assert_eq!(st.errors, vec![(2, "string too long".to_string())]);
+        assert_eq!(st.end_line, 2);
+        let st = lx.statement(&m).unwrap();
+        assert_eq!(st.tokens.iter().map(|t| t.describe()).collect::<Vec<_>>(), ["pass"]);
+        // 8093 characters fit
+        let ok = format!("label \"{}\"\n", "y".repeat(MAX_TOKEN - 3));
+        assert!(Lexer::new(&ok).statement(&m).unwrap().errors.is_empty());
+    }
+
+    #[test]
+    fn unquoted_digits_are_numbers() {
+        let mut lx = Lexer::new("tag 57 -1 \"57\" 10.0.0.1 1Mb\n");
+        let st = lx.statement(&HashMap::new()).unwrap();
+        let n: Vec<bool> = st.tokens.iter().map(|t| t.is_number()).collect();
+        assert_eq!(n, [false, true, true, false, false, false]);
     }
 }

@@ -46,6 +46,8 @@ pub mod names;
 pub mod parse;
 pub mod print;
 pub mod resolver;
+pub mod rule_opts;
+mod services;
 
 // Evaluation: compiled rulesets, states, tables, pflog, the filter.
 pub mod chksum;
@@ -65,6 +67,6 @@ pub mod tcp_track;
 pub use error::ParseError;
 pub use filter::Pf;
 pub use model::Ruleset;
-pub use parse::{check_supported, load_ruleset, parse_ruleset};
+pub use parse::{check_supported, load_ruleset, parse_ruleset, parse_ruleset_with, ParseOptions, Parsed};
 pub use print::{print_ruleset, PrintOpts};
 pub use resolver::{IfAddr, IfResolver, StaticResolver};

@@ -8,6 +8,8 @@
 
 use std::net::IpAddr;
 
+pub use crate::rule_opts::*;
+
 pub use crate::names::Timeout;
 
 /// An address with a prefix length, host bits cleared.
@@ -117,11 +119,17 @@ pub enum Addr {
         modifier: IfAddrModifier,
         /// `:0`: only the first address of each family, no aliases.
         no_alias: bool,
+        /// `(if)/N`: each address widened to a network of N bits.
+        prefix: Option<u8>,
     },
     /// `no-route`: addresses with no route.
     NoRoute,
     /// `urpf-failed`: sources failing the unicast reverse path check.
     UrpfFailed,
+    /// `route "label"`: addresses whose route carries the label (pf's
+    /// PF_ADDR_RTLABEL). softnet's routes carry no labels, so it matches
+    /// no address, as in pf with no route so labelled.
+    RouteLabel(String),
 }
 
 impl Addr {
@@ -513,6 +521,25 @@ pub struct Rule {
     pub route: Option<Route>,
     /// `anchor …`: the rule calls another ruleset instead of deciding.
     pub anchor: Option<AnchorCall>,
+    /// `[!] received-on IF`.
+    pub received_on: Option<ReceivedOn>,
+    /// `user`, `group`: one comparison each after expansion.
+    pub user: Option<IdOp>,
+    pub group: Option<IdOp>,
+    /// `prio N`: the packet's priority to match.
+    pub prio: Option<u8>,
+    /// `max-pkt-rate N/S`.
+    pub max_pkt_rate: Option<(u32, u32)>,
+    /// `set (prio, queue, tos, delay)`.
+    pub set: SetActions,
+    /// `probability`, as pf's fraction of 2^32.
+    pub probability: Option<u32>,
+    /// `fragment`: the rule matches fragments.
+    pub fragment: bool,
+    pub scrub: Scrub,
+    /// `once`: the rule is removed after its first match.
+    pub once: bool,
+    pub divert: Option<Divert>,
     /// Line in the source the rule ended on (for load-time errors).
     pub line: usize,
 }
@@ -708,6 +735,7 @@ pub struct Options {
     pub hostid: Option<u32>,
     /// `set debug`: a syslog level (0..=7).
     pub debug: Option<u8>,
+    pub reassemble: Reassemble,
 }
 
 impl Options {
@@ -741,6 +769,7 @@ pub enum SetOption {
     HostId(u32),
     /// `set debug` as written (pfctl prints it back unchanged).
     Debug(String),
+    Reassemble(Reassemble),
 }
 
 /// What `pfctl -nv` prints before the rules, in source order.
@@ -817,11 +846,15 @@ pub struct Ruleset {
     pub macros: Vec<(String, String)>,
     /// Macro definitions, `set` lines and table definitions in source order.
     pub header: Vec<HeaderItem>,
+    /// `queue` definitions, in the order pfctl loads (and prints) them.
+    pub queues: Vec<QueueDef>,
 }
 
 impl Ruleset {
     pub fn table(&self, name: &str) -> Option<&TableDef> {
-        self.tables.iter().find(|t| t.name == name)
+        // a table defined twice is its last definition (pfr_ina_define
+        // replaces the shadow table)
+        self.tables.iter().rev().find(|t| t.name == name)
     }
 
     /// The rules of the inline anchor at `path`.

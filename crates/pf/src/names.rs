@@ -69,69 +69,10 @@ pub fn proto_name(num: u8) -> Option<&'static str> {
     PROTOCOLS.iter().find(|&&(_, p)| p == num).map(|&(n, _)| n)
 }
 
-/// TCP/UDP services. pfctl looks a name up for tcp first, then udp; the
-/// numbers below are the same for both where both exist.
-const SERVICES: &[(&str, u16)] = &[
-    ("echo", 7),
-    ("discard", 9),
-    ("daytime", 13),
-    ("ftp-data", 20),
-    ("ftp", 21),
-    ("ssh", 22),
-    ("telnet", 23),
-    ("smtp", 25),
-    ("time", 37),
-    ("whois", 43),
-    ("nicname", 43),
-    ("domain", 53),
-    ("bootps", 67),
-    ("bootpc", 68),
-    ("tftp", 69),
-    ("gopher", 70),
-    ("finger", 79),
-    ("www", 80),
-    ("http", 80),
-    ("kerberos", 88),
-    ("pop3", 110),
-    ("sunrpc", 111),
-    ("auth", 113),
-    ("nntp", 119),
-    ("ntp", 123),
-    ("netbios-ns", 137),
-    ("netbios-dgm", 138),
-    ("netbios-ssn", 139),
-    ("imap", 143),
-    ("snmp", 161),
-    ("snmp-trap", 162),
-    ("bgp", 179),
-    ("irc", 194),
-    ("ldap", 389),
-    ("https", 443),
-    ("microsoft-ds", 445),
-    ("kpasswd", 464),
-    ("isakmp", 500),
-    ("syslog", 514),
-    ("printer", 515),
-    ("submission", 587),
-    ("ldaps", 636),
-    ("rsync", 873),
-    ("imaps", 993),
-    ("pop3s", 995),
-    ("socks", 1080),
-    ("openvpn", 1194),
-    ("radius", 1812),
-    ("radacct", 1813),
-    ("nfsd", 2049),
-    ("mysql", 3306),
-    ("ipsec-nat-t", 4500),
-    ("sip", 5060),
-    ("postgresql", 5432),
-    ("x11", 6000),
-    ("http-alt", 8080),
-];
-
+/// A service name's port as pfctl's getservice finds it (OpenBSD's
+/// /etc/services, TCP entry first).
 pub fn service_by_name(name: &str) -> Option<u16> {
-    SERVICES.iter().find(|(n, _)| *n == name).map(|&(_, p)| p)
+    crate::services::port_by_name(name)
 }
 
 pub const ICMP_UNREACH: u8 = 3;
@@ -194,6 +135,7 @@ const ICMP6_TYPES: &[(&str, u8)] = &[
     ("nirep", 140),
     ("mtraceresp", 200),
     ("mtrace", 201),
+    ("listenrepv2", 143),
 ];
 
 /// (name, type, code)
@@ -233,7 +175,6 @@ const ICMP_CODES: &[(&str, u8, u8)] = &[
 const ICMP6_CODES: &[(&str, u8, u8)] = &[
     ("admin-unr", 1, 1),
     ("noroute-unr", 1, 0),
-    ("notnbr-unr", 1, 2),
     ("beyond-unr", 1, 2),
     ("addr-unr", 1, 3),
     ("port-unr", 1, 4),
@@ -439,6 +380,58 @@ pub fn syslog_level_by_name(s: &str) -> Option<u8> {
 /// pfctl's `loglevel_to_string`: the `Debug:` word of `pfctl -si`.
 pub fn syslog_level_name(level: u8) -> &'static str {
     SYSLOG_LEVELS.iter().find(|(_, l)| *l == level).map(|(n, _)| *n).unwrap_or("unknown")
+}
+
+/// OpenBSD's base system accounts (/etc/master.passwd), for `user NAME`.
+/// pfctl asks the host's password database (uid_from_user); softnet uses
+/// this fixed table so that a ruleset means the same on every host: the
+/// ids only ever meet local sockets, which the router's traffic has none of.
+const USERS: &[(&str, u32)] = &[
+    ("root", 0),
+    ("daemon", 1),
+    ("operator", 2),
+    ("bin", 3),
+    ("build", 21),
+    ("sshd", 27),
+    ("www", 67),
+    ("_pflogd", 74),
+    ("nobody", 32767),
+];
+
+/// OpenBSD's base groups (/etc/group), for `group NAME`.
+const GROUPS: &[(&str, u32)] = &[
+    ("wheel", 0),
+    ("daemon", 1),
+    ("kmem", 2),
+    ("sys", 3),
+    ("tty", 4),
+    ("operator", 5),
+    ("bin", 7),
+    ("wsrc", 9),
+    ("users", 10),
+    ("auth", 11),
+    ("games", 13),
+    ("staff", 20),
+    ("wobj", 21),
+    ("sshd", 27),
+    ("guest", 31),
+    ("utmp", 45),
+    ("crontab", 66),
+    ("www", 67),
+    ("network", 69),
+    ("authpf", 72),
+    ("_pflogd", 74),
+    ("dialer", 117),
+    ("nogroup", 32766),
+    ("nobody", 32767),
+];
+
+pub fn uid_by_name(name: &str) -> Option<u32> {
+    USERS.iter().find(|(n, _)| *n == name).map(|&(_, id)| id)
+}
+
+pub fn gid_by_name(name: &str) -> Option<u32> {
+    GROUPS.iter().find(|(n, _)| *n == name).map(|&(_, id)| id)
 }
 
 #[cfg(test)]

@@ -43,6 +43,13 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
             }
         }
     }
+    if opts.verbose >= 1 {
+        // pfctl prints the queues as it loads them, before the rules.
+        for q in &rs.queues {
+            out.push_str(&q.format());
+            out.push('\n');
+        }
+    }
     let level = opts.opt_level.or(rs.options.ruleset_optimization).unwrap_or_default();
     print_rules(&mut out, rs, &rs.rules, 0, level, opts.verbose, &mut vec![]);
     for la in &rs.load_anchors {
@@ -154,6 +161,7 @@ pub fn format_set_option(s: &SetOption) -> Option<String> {
         SetOption::Debug(d) => format!("set debug {d}"),
         // pfctl applies it silently
         SetOption::RulesetOptimization(_) => return None,
+        SetOption::Reassemble(r) => r.format(),
     })
 }
 
@@ -245,7 +253,7 @@ pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
                 format!("<{t}>")
             }
         }
-        Addr::Dynamic { ifname, modifier, no_alias } => {
+        Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
             let mut s = format!("({ifname}");
             s.push_str(match modifier {
                 IfAddrModifier::Address => "",
@@ -260,10 +268,15 @@ pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
                 counted(&mut s);
             }
             s.push(')');
+            // print_addr: the mask when shorter than the host's
+            if let Some(p) = prefix {
+                let _ = write!(s, "/{p}");
+            }
             s
         }
         Addr::NoRoute => "no-route".into(),
         Addr::UrpfFailed => "urpf-failed".into(),
+        Addr::RouteLabel(l) => format!("route \"{l}\""),
     }
 }
 
@@ -473,10 +486,20 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
         s.push_str(" to ");
         format_endpoint(&mut s, &r.dst, verbose, count);
     }
+    if let Some(rcv) = &r.received_on {
+        let _ = write!(s, " {}received-on {}", if rcv.negated { "!" } else { "" }, rcv.name);
+    }
+    if let Some(u) = &r.user {
+        s.push_str(&u.format("user"));
+    }
+    if let Some(g) = &r.group {
+        s.push_str(&g.format("group"));
+    }
     if !r.flags.is_any() {
         let _ = write!(s, " flags {}/{}", names::format_tcp_flags(r.flags.set), names::format_tcp_flags(r.flags.mask));
     } else if matches!(r.action, Action::Pass | Action::Match)
         && (r.proto.is_none() || r.proto == Some(IPPROTO_TCP))
+        && !r.fragment
         && r.keep_state != StateMode::NoState
         && r.anchor.is_none()
     {
@@ -500,6 +523,15 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
     if let Some(t) = r.tos {
         let _ = write!(s, " tos 0x{t:02x}");
     }
+    if let Some(p) = r.prio {
+        let _ = write!(s, " prio {p}");
+    }
+    if let Some((n, sec)) = r.max_pkt_rate {
+        let _ = write!(s, " max-pkt-rate {n}/{sec}");
+    }
+    if r.set.any() {
+        s.push_str(&r.set.format());
+    }
     let o = &r.state_opts;
     let ropts = o.any();
     match r.keep_state {
@@ -508,6 +540,9 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
         StateMode::Modulate => s.push_str(" modulate state"),
         StateMode::Synproxy => s.push_str(" synproxy state"),
         _ => {}
+    }
+    if let Some(p) = r.probability {
+        s.push_str(&format_probability(p));
     }
     if ropts {
         let mut parts: Vec<String> = vec![];
@@ -562,11 +597,20 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
         }
         let _ = write!(s, " ({})", parts.join(", "));
     }
+    if r.fragment {
+        s.push_str(" fragment");
+    }
+    if r.scrub.any() {
+        s.push_str(&r.scrub.format());
+    }
     if r.allow_opts {
         s.push_str(" allow-opts");
     }
     if let Some(l) = &r.label {
         let _ = write!(s, " label \"{l}\"");
+    }
+    if r.once {
+        s.push_str(" once");
     }
     if let Some(t) = &r.tag {
         let _ = write!(s, " tag {}", quote_if_needed(t));
@@ -579,6 +623,9 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
     }
     if let Some(t) = r.rtable {
         let _ = write!(s, " rtable {t}");
+    }
+    if let Some(d) = &r.divert {
+        s.push_str(&d.format());
     }
     let t = &r.translation;
     if let (Some(af), Some(nat)) = (t.af_to, &t.nat) {

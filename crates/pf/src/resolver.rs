@@ -71,6 +71,17 @@ pub trait IfResolver {
         self.interface_exists(name) || !self.group_members(name).is_empty()
     }
 
+    /// The addresses of a host name, as pfctl's host_dns gets them from
+    /// getaddrinfo. softnet answers only the names of OpenBSD's default
+    /// /etc/hosts, so that a ruleset never depends on DNS or on the host
+    /// it is loaded on: `localhost` is 127.0.0.1, then ::1.
+    fn host_addresses(&self, name: &str) -> Vec<IpAddr> {
+        match name {
+            "localhost" => vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)],
+            _ => vec![],
+        }
+    }
+
     /// The interfaces a name stands for: itself, or a group's members.
     fn expand(&self, name: &str) -> Vec<String> {
         if self.interface_exists(name) {
@@ -86,8 +97,9 @@ pub trait IfResolver {
 pub struct InterfaceInfo {
     pub name: String,
     pub addrs: Vec<IfAddr>,
-    /// Extra groups; the driver group (name without the unit number) and
-    /// `egress` (from `StaticResolver::egress`) are implied.
+    /// Extra groups; the driver group (name without the unit number),
+    /// `all` (every interface, as OpenBSD's IFG_ALL) and `egress` (from
+    /// `StaticResolver::egress`) are implied.
     pub groups: Vec<String>,
     pub loopback: bool,
 }
@@ -180,7 +192,8 @@ impl IfResolver for StaticResolver {
         self.interfaces
             .iter()
             .filter(|i| {
-                (driver_group(&i.name) == group && driver_group(&i.name) != i.name)
+                group == "all"
+                    || (driver_group(&i.name) == group && driver_group(&i.name) != i.name)
                     || i.groups.iter().any(|g| g == group)
                     || (group == "egress" && self.egress.contains(&i.name))
             })

@@ -196,7 +196,8 @@ mod tests {
         let got: Vec<_> = (0..3).map(|_| rr.next_hop(&no_ifs, &no_refs, src).unwrap().addr).collect();
         assert_eq!(got, [Ipv4Addr::new(10, 0, 3, 2), Ipv4Addr::new(10, 0, 3, 3), Ipv4Addr::new(10, 0, 3, 2)]);
         // (if:peer): softnet's interfaces have no peer address: nothing.
-        let dynif = Addr::Dynamic { ifname: "r2".into(), modifier: IfAddrModifier::Peer, no_alias: false };
+        let dynif =
+            Addr::Dynamic { ifname: "r2".into(), modifier: IfAddrModifier::Peer, no_alias: false, prefix: None };
         let peer = CRoute::compile(&route(RouteKind::RouteTo, dynif, PoolType::RoundRobin), &tables).unwrap();
         let r2 = |_: &str| Some(vec![softnet_core::iface::IfAddr::new(Ipv4Addr::new(10, 0, 3, 1), 24)]);
         assert_eq!(peer.next_hop(&r2, &no_refs, src), None);

@@ -196,7 +196,7 @@ impl Pf {
     fn addr_count(&self, rs: &crate::compile::CompiledRuleset, a: &Addr) -> Option<usize> {
         match a {
             Addr::Table(t) => rs.tables.get(t).or(self.inner.extra.lock().get(t)).map(|t| t.len()),
-            Addr::Dynamic { ifname, modifier, no_alias } => {
+            Addr::Dynamic { ifname, modifier, no_alias, .. } => {
                 let l = self.inner.if_lookup.load();
                 let addrs = l.as_ref().and_then(|f| f(ifname))?;
                 // No point-to-point interfaces: `:peer` has no address.

@@ -269,6 +269,24 @@ fn fragment(whole: &[u8], off: usize, data: &[u8], more: bool) -> PacketBuf {
     PacketBuf::from_slice(&b)
 }
 
+/// With reassembly on, pf's rules see whole datagrams: a `fragment` rule
+/// matches none, fragmented or not.
+#[test]
+fn fragment_rules_never_see_reassembled_datagrams() {
+    let n = net();
+    let pf = pf_with(&n, "pass in\nblock in fragment\n");
+    let t = Instant::from_secs(1);
+    let whole = udp(CLIENT, SERVER, 5000, 53, &[0x5a; 100]);
+    let payload = &whole[20..];
+    let mut replies = vec![];
+    let v = pf.test(0, t, Direction::In, &n.em0, fragment(&whole, 64, &payload[64..], false), &mut Bufs, &mut replies);
+    assert!(matches!(v, Verdict::Consumed));
+    let v = pf.test(0, t, Direction::In, &n.em0, fragment(&whole, 0, &payload[..64], true), &mut Bufs, &mut replies);
+    assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
+    let v = pf.test(0, t, Direction::In, &n.em0, PacketBuf::from_slice(&whole), &mut Bufs, &mut replies);
+    assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
+}
+
 #[test]
 fn fragments_are_reassembled_before_filtering() {
     let n = net();

@@ -489,3 +489,74 @@ fn table_limits_refuse_what_goes_over_and_change_nothing() {
     assert_eq!(pf.table_add("new", &[entry("10.0.0.1")]).unwrap_err(), "pfctl: Cannot allocate memory");
     assert!(pf.table_show("new", false).is_err());
 }
+
+/// `user`/`group` compare with the socket that owns a packet (pf's
+/// pf_socket_lookup); forwarded traffic has none, so its ids are unknown:
+/// `user N` never matches it, `user unknown` and `user != N` always do.
+#[test]
+fn user_and_group_never_match_forwarded_packets_except_unknown_and_ne() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let verdict = |rules: &str| test(&pf(&n, rules), t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_some();
+    assert!(!verdict("block in\npass in proto udp user root\npass in proto udp group wheel\n"));
+    assert!(!verdict("block in\npass in proto udp user >= 0\n"));
+    assert!(!verdict("block in\npass in proto udp user 0 >< 70000\n"));
+    assert!(verdict("block in\npass in proto udp user unknown\n"));
+    assert!(verdict("block in\npass in proto udp user != 0\n"));
+    assert!(verdict("block in\npass in proto udp group != wheel\n"));
+    assert!(!verdict("block in\npass in proto udp user unknown group bin\n"));
+    // a block rule on a user does not touch forwarded traffic
+    assert!(verdict("pass in\nblock in proto udp user { root, bin, www }\n"));
+}
+
+/// `probability`: the rule matches that share of the packets it is asked
+/// about (pf draws a random number per rule), with the worker's generator
+/// (seeded here for a fixed sequence).
+#[test]
+fn probability_matches_that_share_of_packets() {
+    softnet_core::rng::install(softnet_core::rng::WorkerRng::seeded(7));
+    let n = net();
+    let t = Instant::from_secs(1);
+    let passed = |rules: &str| {
+        let pf = pf(&n, rules);
+        (0..2000u16).filter(|i| test(&pf, t, Direction::In, &n.em0, udp(A, B, 1000 + i, 53)).is_some()).count()
+    };
+    let half = passed("block in\npass in proto udp probability 50% no state\n");
+    assert!((900..1100).contains(&half), "{half} of 2000 at 50%");
+    let tenth = passed("block in\npass in proto udp probability 0.1 no state\n");
+    assert!((140..260).contains(&tenth), "{tenth} of 2000 at 10%");
+    assert_eq!(passed("block in\npass in proto udp probability 100% no state\n"), 2000);
+    // the smallest probability pfctl stores is 1 in 2^32: practically never
+    assert_eq!(passed("block in\npass in proto udp probability 0% no state\n"), 0);
+}
+
+/// `received-on`: the interface a packet came in on, whatever interface
+/// the rule sees it on (pf_match_rcvif); a group names its members.
+#[test]
+fn received_on_matches_the_receiving_interface_in_and_out() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let pf = pf(&n, "block all\npass in on em0 no state\npass out received-on em0 no state\n");
+    let (em0, em1) = (n.em0.index(), n.em1.index());
+    pf.set_ifname_lookup(std::sync::Arc::new(move |i| {
+        [(em0, "em0"), (em1, "em1")].iter().find(|(x, _)| *x == i).map(|(_, s)| s.to_string())
+    }));
+    let from = |rcvif| {
+        let mut p = udp(A, B, 1000, 53);
+        p.meta.rcvif = rcvif;
+        p
+    };
+    // came in on em0, goes out em1: passes
+    assert!(test(&pf, t, Direction::Out, &n.em1, from(em0)).is_some());
+    // came in on em1 (or the router made it): blocked
+    assert!(test(&pf, t, Direction::Out, &n.em1, from(em1)).is_none());
+    assert!(test(&pf, t, Direction::Out, &n.em1, from(softnet_core::iface::IfIndex::NONE)).is_none());
+    // negated, and inbound (the receiving interface is the rule's own)
+    let pf = pf_neg_rcv(&n);
+    assert!(test(&pf, t, Direction::In, &n.em1, udp(A, B, 1000, 53)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_none());
+}
+
+fn pf_neg_rcv(n: &Net) -> Pf {
+    pf(n, "block all\npass in ! received-on em0 no state\n")
+}

@@ -37,7 +37,8 @@ const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
        softnet ifconfig interface
        softnet ifconfig interface [inet] address/len [delete | -alias] [up | down]
        softnet ifconfig interface [inet] address netmask mask
-       softnet ifconfig interface up | down | destroy";
+       softnet ifconfig interface up | down | destroy
+       softnet ifconfig interface group name | -group name";
 const NETSTAT_USAGE: &str = "usage: softnet netstat -r [-n] [-T rtable]
        softnet netstat -s
        softnet netstat -i [-n]";
@@ -463,6 +464,20 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
         match w {
             "up" => actions.push(IfAction::Up),
             "down" => actions.push(IfAction::Down),
+            "group" | "-group" => {
+                let Some(g) = args.get(i + 1) else {
+                    return u(format!("{w} needs a group name"));
+                };
+                if let Err(e) = softnet_core::iface::check_group_name(g) {
+                    return u(e.to_string());
+                }
+                actions.push(if w == "group" {
+                    IfAction::AddGroup(g.to_string())
+                } else {
+                    IfAction::DelGroup(g.to_string())
+                });
+                i += 1;
+            }
             "destroy" => {
                 if i + 1 != args.len() || !actions.is_empty() {
                     return u("destroy goes alone".into());
@@ -898,6 +913,10 @@ mod tests {
         assert_eq!(p("ifconfig", "sn-r0 inet 10.0.9.1 -alias").unwrap(), ch(vec![IfAction::DeleteAddr(a.addr)]));
         assert_eq!(p("ifconfig", "sn-r0 down").unwrap(), ch(vec![IfAction::Down]));
         assert_eq!(p("ifconfig", "sn-r0 destroy").unwrap(), ch(vec![IfAction::Destroy]));
+        assert_eq!(
+            p("ifconfig", "sn-r0 group lan -group dmz").unwrap(),
+            ch(vec![IfAction::AddGroup("lan".into()), IfAction::DelGroup("dmz".into())])
+        );
         for line in [
             "-x",
             "sn-r0 sideways",
@@ -910,6 +929,9 @@ mod tests {
             "sn-r0 destroy now",
             "sn-r0 create",
             "a/b up",
+            "sn-r0 group",
+            "sn-r0 group lan0",
+            "sn-r0 -group egress",
         ] {
             let e = p("ifconfig", line).expect_err(line);
             assert!(e.to_string().contains("usage: softnet ifconfig"), "{line}: {e}");

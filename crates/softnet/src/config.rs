@@ -39,6 +39,8 @@ struct RawInterface {
     #[serde(default)]
     addr: Vec<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -80,6 +82,8 @@ pub struct InterfaceConf {
     pub mac: Option<MacAddr>,
     pub addrs: Vec<IfAddr>,
     pub mtu: Option<u32>,
+    /// Interface groups (`ifconfig IF group NAME`), e.g. for `pass on lan`.
+    pub groups: Vec<String>,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -300,8 +304,16 @@ impl Config {
                         .err(span, format!("interface {name:?}: address {} already configured on {other:?}", a.addr));
                 }
             }
+            let mut groups: Vec<String> = Vec::new();
+            for g in &i.groups {
+                softnet_core::iface::check_group_name(g.get_ref())
+                    .or_else(|e| cx.err(g.span(), format!("interface {name:?}: group {e}")))?;
+                if !groups.contains(g.get_ref()) {
+                    groups.push(g.get_ref().clone());
+                }
+            }
             let line = cx.line_of(ri.span().start);
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, line });
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, groups, line });
         }
         let mut routes = Vec::new();
         for rr in &raw.route {
@@ -426,6 +438,17 @@ blackhole = true
             e,
             "softnet.toml line 5: interface \"sn-r0\": unknown driver \"tun\" (expected tap, packet, xdp or virtual)"
         );
+    }
+
+    #[test]
+    fn interface_groups_are_read_and_checked() {
+        let c = parse("[[interface]]\nname = \"a\"\ndriver = \"tap\"\ngroups = [\"lan\", \"dmz\", \"lan\"]\n").unwrap();
+        assert_eq!(c.interfaces[0].groups, ["lan", "dmz"]);
+        for (g, msg) in [("lan0", "group names may not end in a digit"), ("egress", "kept by the stack")] {
+            let e = parse(&format!("[[interface]]\nname = \"a\"\ndriver = \"tap\"\ngroups = [\"{g}\"]\n")).unwrap_err();
+            let e = e.to_string();
+            assert!(e.contains("line 4: interface \"a\": group ") && e.contains(msg), "{e}");
+        }
     }
 
     #[test]

@@ -212,10 +212,11 @@ impl Handler {
     fn ifconfig(&self, op: &IfconfigOp) -> Response {
         match op {
             IfconfigOp::Show { name: None } => {
-                text(self.stack.ifaces.load().iter().map(|i| format_ifconfig(i)).collect::<Vec<_>>().concat())
+                let egress = crate::pfglue::egress_interfaces(&self.stack);
+                text(self.stack.ifaces.load().iter().map(|i| format_ifconfig(i, &egress)).collect::<Vec<_>>().concat())
             }
             IfconfigOp::Show { name: Some(n) } => match self.stack.ifaces.load().by_name(n) {
-                Some(i) => text(format_ifconfig(i)),
+                Some(i) => text(format_ifconfig(i, &crate::pfglue::egress_interfaces(&self.stack))),
                 None => Response::Error(format!("{n}: no such interface")),
             },
             IfconfigOp::Change { name, actions } => {
@@ -226,9 +227,16 @@ impl Handler {
                         IfAction::Up => self.stack.set_up(name, true),
                         IfAction::Down => self.stack.set_up(name, false),
                         IfAction::Destroy => self.stack.destroy_interface(name),
+                        IfAction::AddGroup(g) => self.stack.add_group(name, g),
+                        IfAction::DelGroup(g) => self.stack.del_group(name, g),
                     };
                     if let Err(e) = r {
                         return Response::Error(e.to_string());
+                    }
+                }
+                if actions.iter().any(|a| matches!(a, IfAction::AddGroup(_) | IfAction::DelGroup(_))) {
+                    if let Err(e) = self.pf.groups_changed() {
+                        return Response::Error(format!("pf: ruleset kept: {e}"));
                     }
                 }
                 text(String::new())
@@ -247,8 +255,9 @@ impl Handler {
     }
 }
 
-/// One interface as OpenBSD's ifconfig prints it.
-pub fn format_ifconfig(ifp: &Interface) -> String {
+/// One interface as OpenBSD's ifconfig prints it; `egress` names the
+/// interfaces of the default route (the `egress` group).
+pub fn format_ifconfig(ifp: &Interface, egress: &[String]) -> String {
     let flags = ifp.flags() | IFF_SIMPLEX;
     let names: Vec<&str> = [
         (if_flags::UP, "UP"),
@@ -265,6 +274,14 @@ pub fn format_ifconfig(ifp: &Interface) -> String {
     let _ = writeln!(o, "{}: flags={:x}<{}> mtu {}", ifp.name(), flags, names.join(","), ifp.mtu());
     let _ = writeln!(o, "\tlladdr {}", ifp.mac());
     let _ = writeln!(o, "\tindex {} priority 0 llprio 3", ifp.index());
+    // ifconfig lists the groups but `all`, which every interface is in.
+    let mut groups = ifp.groups();
+    if egress.iter().any(|e| e == ifp.name()) {
+        groups.push("egress".into());
+    }
+    if !groups.is_empty() {
+        let _ = writeln!(o, "\tgroups: {}", groups.join(" "));
+    }
     match ifp.link_state() {
         LinkState::Up => {
             let _ = writeln!(o, "\tstatus: active");

@@ -332,3 +332,39 @@ fn socket_is_private_single_and_versioned() {
     drop(s);
     assert!(!path.exists());
 }
+
+#[test]
+fn ifconfig_groups_are_shown_and_name_interfaces_for_pf() {
+    let f = Fixture::new();
+    assert_eq!(f.ok("ifconfig", "sn-r1 group lan"), "");
+    assert_eq!(f.ok("ifconfig", "sn-r1 group lan"), "", "adding a group twice is not an error");
+    assert!(f.ok("ifconfig", "sn-r1").contains("\tindex 2 priority 0 llprio 3\n\tgroups: lan\n"));
+    assert!(!f.ok("ifconfig", "sn-r0").contains("groups:"));
+    assert!(f.fails("ifconfig", "sn-r0 -group lan").contains("sn-r0: not in group lan"));
+    // egress: the interfaces of the default route
+    f.ok("route", "add default 10.0.1.254");
+    assert!(f.ok("ifconfig", "sn-r0").contains("\tgroups: egress\n"));
+
+    // pf resolves groups through the daemon (`lan:network`); `on lan` and
+    // `on egress` stay group names in the rule, as pfctl keeps them.
+    let dir = std::env::temp_dir().join(format!("sn-groups-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("pf.conf");
+    std::fs::write(&conf, "pass in on lan from lan:network\npass out on egress\n").unwrap();
+    let pfctl = |args: &str| {
+        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = crate::pfctl::run(&f.path, &args, &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    };
+    let (code, out, err) = pfctl(&format!("-nvf {}", conf.display()));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "pass in on lan inet from 10.0.2.0/24 to any flags S/SA\npass out on egress all flags S/SA\n");
+    // leaving the group: the name no longer stands for the interface
+    assert_eq!(f.ok("ifconfig", "sn-r1 -group lan"), "");
+    let (code, _, err) = pfctl(&format!("-nf {}", conf.display()));
+    assert_eq!(code, 1);
+    assert!(err.contains("pf.conf:1: ") && err.contains("lan"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    f.stop();
+}

@@ -190,6 +190,9 @@ impl Daemon {
                 bail!("interface {:?}: address {a}: {e}", ic.name);
             }
         }
+        for g in &ic.groups {
+            self.stack.add_group(&ic.name, g).map_err(|e| anyhow!("interface {:?}: {e}", ic.name))?;
+        }
         self.stack.set_up(&ic.name, true).map_err(|e| anyhow!("{e}"))?;
         self.stack.set_link_state(&ic.name, links::carrier(ic)).map_err(|e| anyhow!("{e}"))?;
         tracing::info!(
@@ -340,6 +343,23 @@ impl Daemon {
             if let Some(ifp) = self.stack.ifaces.load().by_name(name) {
                 ifp.set_mtu(mtu);
                 tracing::info!("reload: {name}: mtu {mtu}");
+            }
+        }
+        // Groups of interfaces kept: the configuration's changes only (a
+        // group added at run time with ifconfig stays).
+        for n in &new.interfaces {
+            let Some(o) = old.interfaces.iter().find(|o| o.name == n.name) else { continue };
+            for g in o.groups.iter().filter(|g| !n.groups.contains(g)) {
+                match self.stack.del_group(&n.name, g) {
+                    Ok(()) => tracing::info!("reload: {}: group {g} removed", n.name),
+                    Err(e) => tracing::warn!("reload: {e}"),
+                }
+            }
+            for g in n.groups.iter().filter(|g| !o.groups.contains(g)) {
+                match self.stack.add_group(&n.name, g) {
+                    Ok(()) => tracing::info!("reload: {}: group {g} added", n.name),
+                    Err(e) => tracing::warn!("reload: {e}"),
+                }
             }
         }
         for ic in &plan.ifaces_added {

@@ -16,8 +16,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub const USAGE: &str =
-    "usage: softnet pfctl [-denv] [-a anchor] [-c config] [-F modifier] [-f file] [-K host] [-k host]
-              [-o level] [-s modifier] [-T command [address ...]] [-t table]
+    "usage: softnet pfctl [-deOnqv] [-a anchor] [-c config] [-D macro=value] [-F modifier] [-f file]
+              [-K host] [-k host] [-o level] [-s modifier] [-T command [address ...]] [-t table]
   -a ANCHOR      -f, -F rules, -sr, -sA act on this anchor (ANCHOR/*: and below)
   -f FILE|-      load the ruleset (with -n: parse and check only)
   -s r|s|S|i|l|t|m|T|A|a  show rules, states, source-tracking nodes, info, labels,
@@ -30,6 +30,9 @@ pub const USAGE: &str =
   -e | -d        enable | disable
   -o none|basic|profile  ruleset optimization
   -c FILE        with -n: resolve interfaces from this softnet.toml
+  -D MACRO=VALUE define a macro; the file's own definition does not override it
+  -O             with -n: only the options (set ...) of the file
+  -q             only print errors and warnings
   -v             verbose (twice: more verbose)";
 
 /// What the command line asked for.
@@ -52,13 +55,18 @@ pub struct PfctlArgs {
     pub config: Option<PathBuf>,
     /// `-a NAME`.
     pub anchor: Option<String>,
+    /// `-D name=value`, in command-line order.
+    pub defines: Vec<(String, String)>,
+    /// `-O`: load only the options.
+    pub options_only: bool,
+    pub quiet: bool,
 }
 
 fn bad(msg: impl Into<String>) -> String {
     format!("softnet pfctl: {}\n{USAGE}", msg.into())
 }
 
-/// Parses pfctl's options (getopt "a:c:deF:f:k:no:s:T:t:v").
+/// Parses pfctl's options (getopt "a:c:D:deF:f:K:k:nOo:qs:T:t:v").
 pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     let mut a = PfctlArgs::default();
     let mut i = 0;
@@ -79,7 +87,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
         while k < letters.len() {
             let c = letters[k];
             k += 1;
-            let takes_arg = "acFfKkostT".contains(c);
+            let takes_arg = "acDFfKkostT".contains(c);
             let optarg = if takes_arg {
                 if k < letters.len() {
                     let v: String = letters[k..].iter().collect();
@@ -102,6 +110,14 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                 ('f', Some(f)) => a.file = Some(f),
                 ('a', Some(n)) => a.anchor = Some(n),
                 ('c', Some(f)) => a.config = Some(PathBuf::from(f)),
+                // pfctl_cmdline_symset: the name is what comes before the
+                // last '='.
+                ('D', Some(d)) => match d.rsplit_once('=') {
+                    Some((n, v)) => a.defines.push((n.to_string(), v.to_string())),
+                    None => return Err(bad(format!("could not parse macro definition {d}"))),
+                },
+                ('O', _) => a.options_only = true,
+                ('q', _) => a.quiet = true,
                 ('o', Some(o)) => {
                     if !["none", "basic", "profile"].contains(&o.as_str()) {
                         return Err(bad(format!("unknown optimization level {o:?}")));
@@ -184,6 +200,15 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
     }
     if a.noaction && a.file.is_none() {
         return Err(bad("-n needs -f FILE"));
+    }
+    if a.options_only && !a.noaction {
+        return Err(bad("-O without -n not supported yet"));
+    }
+    if !a.defines.is_empty() && a.file.is_none() {
+        return Err(bad("-D needs -f FILE"));
+    }
+    if !a.defines.is_empty() && !a.noaction {
+        return Err(bad("-D without -n not supported yet"));
     }
     if let Some(name) = &a.anchor {
         // pfctl's main: what -a applies to, and which names it refuses.
@@ -294,29 +319,50 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
         None => String::new(),
     };
     let files = softnet_pf::parse::FsFiles::default();
-    match softnet_pf::parse::parse_ruleset_in(&text, &name, &anchor, &resolver, &files) {
-        Ok(rs) => {
-            if a.verbose > 0 {
-                note_load_anchors(&rs, err);
-            }
-            // Table files are read as a load reads them (printed as `file "…"`).
-            if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
-                let _ = err.write_all(e.as_bytes());
-                return 1;
-            }
-            if a.verbose > 0 {
-                let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
-                let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());
-            }
-            0
+    let popts = softnet_pf::ParseOptions { defines: a.defines.clone(), ..Default::default() };
+    let parsed = softnet_pf::parse::parse_ruleset_full(&text, &name, &anchor, &resolver, &files, &popts);
+    let opts = PrintOpts { verbose: a.verbose, opt_level: opt_level(&a.opt_level) };
+    // pfctl writes its messages to stderr as it meets them and the ruleset
+    // to (buffered) stdout: the errors come first.
+    if parsed.failed() {
+        for e in &parsed.errors {
+            let _ = writeln!(err, "{e}");
         }
-        Err(errors) => {
-            for e in errors {
-                let _ = writeln!(err, "{e}");
-            }
-            1
+        // What pfctl printed while reading: macros, options, tables.
+        if a.verbose > 0 {
+            let mut head = parsed.ruleset;
+            head.rules.clear();
+            head.queues.clear();
+            head.anchors.clear();
+            head.load_anchors.clear();
+            let _ = out.write_all(print_ruleset(&head, &opts).as_bytes());
         }
+        return 1;
     }
+    let mut rs = parsed.ruleset;
+    if a.verbose > 0 {
+        note_load_anchors(&rs, err);
+    }
+    // Table files are read as a load reads them (printed as `file "…"`).
+    if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
+        let _ = err.write_all(e.as_bytes());
+        return 1;
+    }
+    if let Err(e) = softnet_pf::parse::check_queues(&rs) {
+        let _ = writeln!(err, "pfctl: {e}");
+        return 1;
+    }
+    if a.options_only {
+        // -O: only the options are loaded (and printed).
+        rs.rules.clear();
+        rs.queues.clear();
+        rs.anchors.clear();
+        rs.load_anchors.clear();
+    }
+    if a.verbose > 0 {
+        let _ = out.write_all(print_ruleset(&rs, &opts).as_bytes());
+    }
+    0
 }
 
 /// pfctl_load_anchors' note on stderr for each `load anchor` (at `-v`).
@@ -447,7 +493,10 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
                         // pfctl -T test exits 2 unless every address matches.
                         code = 2;
                     }
-                    let _ = err.write_all(note.as_bytes());
+                    // -q: pfctl's PF_OPT_QUIET keeps its notes to itself
+                    if !a.quiet {
+                        let _ = err.write_all(note.as_bytes());
+                    }
                 } else {
                     let _ = out.write_all(t.as_bytes());
                 }
@@ -507,6 +556,9 @@ mod tests {
         assert_eq!(parse_args(&args("-s states")).unwrap().show, Some(PfShow::States));
         assert_eq!(parse_args(&args("-Fs")).unwrap().flush, Some(PfFlush::States));
         assert_eq!(parse_args(&args("-o none -nvf -")).unwrap().opt_level.as_deref(), Some("none"));
+        let d = parse_args(&args("-Dext=em0 -D a=b=c -O -q -nvf -")).unwrap();
+        assert_eq!(d.defines, [("ext".to_string(), "em0".to_string()), ("a=b".to_string(), "c".to_string())]);
+        assert!(d.options_only && d.quiet);
         let k = parse_args(&args("-k 10.0.1.2 -k 10.0.2.2")).unwrap();
         assert_eq!(k.kill, vec![Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)]);
         assert_eq!(parse_args(&args("-sS")).unwrap().show, Some(PfShow::SrcNodes));
@@ -547,6 +599,9 @@ mod tests {
             "-n",
             "stray",
             "-o fast -sr",
+            "-D novalue -nvf -",
+            "-O -f pf.conf",
+            "-Dx=y -sr",
             "-a foo -e",
             "-a _1 -F rules",
             "-a _x/y -f pf.conf",

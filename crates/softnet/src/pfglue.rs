@@ -16,8 +16,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The `egress` group: the interfaces the default route goes out of.
+pub fn egress_interfaces(stack: &Stack) -> Vec<String> {
+    let ifs = stack.ifaces.load();
+    stack
+        .routes
+        .get(0, Ipv4Addr::UNSPECIFIED, 0)
+        .and_then(|r| ifs.get_weak(r.ifp).map(|i| i.name().to_string()))
+        .into_iter()
+        .collect()
+}
+
 /// Answers the pf parser from the running stack: interface names, their
-/// addresses, and the `egress` group (the interfaces of the default route).
+/// addresses, and their groups: those `ifconfig IF group NAME` set, `egress`
+/// (the interfaces of the default route) and `all` (every interface).
 pub struct StackResolver {
     ifs: Arc<IfSnapshot>,
     egress: Vec<String>,
@@ -25,24 +37,23 @@ pub struct StackResolver {
 
 impl StackResolver {
     pub fn new(stack: &Stack) -> StackResolver {
-        let ifs = stack.ifaces.load_full();
-        let egress = stack
-            .routes
-            .get(0, Ipv4Addr::UNSPECIFIED, 0)
-            .and_then(|r| ifs.get_weak(r.ifp).map(|i| i.name().to_string()))
-            .into_iter()
-            .collect();
-        StackResolver { ifs, egress }
+        StackResolver { ifs: stack.ifaces.load_full(), egress: egress_interfaces(stack) }
     }
 
     /// The same facts as the control protocol carries them.
     pub fn describe(&self) -> Vec<PfInterface> {
         self.ifs
             .iter()
-            .map(|i| PfInterface {
-                name: i.name().to_string(),
-                addrs: i.addrs().iter().map(|a| a.to_string()).collect(),
-                groups: if self.egress.iter().any(|e| e == i.name()) { vec!["egress".into()] } else { vec![] },
+            .map(|i| {
+                let mut groups = i.groups();
+                if self.egress.iter().any(|e| e == i.name()) {
+                    groups.push("egress".into());
+                }
+                PfInterface {
+                    name: i.name().to_string(),
+                    addrs: i.addrs().iter().map(|a| a.to_string()).collect(),
+                    groups,
+                }
             })
             .collect()
     }
@@ -62,10 +73,15 @@ impl IfResolver for StackResolver {
         false
     }
     fn group_members(&self, group: &str) -> Vec<String> {
-        if group == "egress" {
-            self.egress.clone()
-        } else {
-            Vec::new()
+        match group {
+            "egress" => self.egress.clone(),
+            "all" => self.interfaces(),
+            _ => self
+                .ifs
+                .iter()
+                .filter(|i| i.groups().iter().any(|g| g == group))
+                .map(|i| i.name().to_string())
+                .collect(),
         }
     }
 }
@@ -94,6 +110,12 @@ impl PfService {
             let s = ref_stack.upgrade()?;
             let ifs = s.ifaces.load();
             ifs.by_name(name).map(|i| i.weak())
+        }));
+        let name_stack = Arc::downgrade(&stack);
+        pf.set_ifname_lookup(Arc::new(move |idx| {
+            let s = name_stack.upgrade()?;
+            let ifs = s.ifaces.load();
+            ifs.get(idx).map(|i| i.name().to_string())
         }));
         let rt_stack = Arc::downgrade(&stack);
         pf.set_route_lookup(Arc::new(move |rtable, addr| {
@@ -148,7 +170,13 @@ impl PfService {
             None => String::new(),
         };
         let errs = |errs: Vec<softnet_pf::ParseError>| errs.iter().map(|e| format!("{e}\n")).collect::<String>();
-        let mut rs = softnet_pf::parse::parse_ruleset_in(text, filename, &path, &resolver, files).map_err(errs)?;
+        // pfctl_rules ends a failed parse with this line when loading
+        // (the only one when yacc's recovery kept the error quiet).
+        let parse_errs = |e: Vec<softnet_pf::ParseError>| {
+            format!("{}pfctl: Syntax error in config file: pf rules not loaded\n", errs(e))
+        };
+        let mut rs =
+            softnet_pf::parse::parse_ruleset_in(text, filename, &path, &resolver, files).map_err(parse_errs)?;
         softnet_pf::check_supported(&rs).map_err(errs)?;
         load_table_files(&mut rs)?;
         let level = match opt {
@@ -174,6 +202,18 @@ impl PfService {
         } else {
             self.pf.load_anchor(&rs, &resolver).map_err(|e| format!("{e}\n"))
         }
+    }
+
+    /// After `ifconfig IF [-]group NAME`: the running ruleset compiled
+    /// again (atomically, states kept) so that `on NAME` covers the group's
+    /// members now, as pf follows group changes (the compiled rules hold
+    /// a group's members, expanded at load).
+    pub fn groups_changed(&self) -> Result<(), String> {
+        let cur = self.pf.ruleset();
+        if cur.gen == 0 {
+            return Ok(());
+        }
+        self.pf.load(&cur.source, &StackResolver::new(&self.stack)).map_err(|e| format!("{e}\n"))
     }
 
     /// Loads a ruleset file (the config's `pf`).
@@ -411,11 +451,48 @@ mod tests {
         std::fs::write(&f, "10.0.1.2 nonsense\n").unwrap();
         let mut rs = softnet_pf::load_ruleset(&text, "pf.conf", &res).unwrap();
         assert!(load_table_files(&mut rs).unwrap_err().starts_with("pf.conf:1: "));
+        // pfctl reads the files while parsing: a missing one is a parse error
         let missing = text.replace("bad.txt", "missing.txt");
-        let mut rs = softnet_pf::load_ruleset(&missing, "pf.conf", &res).unwrap();
-        let err = load_table_files(&mut rs).unwrap_err();
-        assert!(err.starts_with("pf.conf:1: cannot load") && err.contains("missing.txt"), "{err}");
+        let err = softnet_pf::load_ruleset(&missing, "pf.conf", &res).unwrap_err()[0].to_string();
+        assert!(
+            err.starts_with("pf.conf:1: cannot load \"") && err.ends_with("missing.txt\": No such file or directory"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `on GROUP` follows `ifconfig IF group NAME`: the compiled rule's
+    /// members are the group's members after each change.
+    #[test]
+    fn rules_on_a_group_follow_group_changes() {
+        use softnet_core::stack::StackConfig;
+        use softnet_core::vlink;
+        use softnet_wire::ethernet::MacAddr;
+        let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
+        let (r0, _a) = vlink::wire(1, 64);
+        let (r1, _b) = vlink::wire(1, 64);
+        stack.create_interface("sn-r0", MacAddr([2, 0, 0, 0, 1, 1]), 1500, r0.link_queues()).unwrap();
+        stack.create_interface("sn-r1", MacAddr([2, 0, 0, 0, 2, 1]), 1500, r1.link_queues()).unwrap();
+        let svc = PfService::new(stack.clone());
+        svc.groups_changed().unwrap(); // nothing loaded: nothing to do
+        stack.add_group("sn-r1", "lan").unwrap();
+        svc.load_text("pf.conf", "block in on lan\npass out on sn-r0\n", None).unwrap();
+        let members = |svc: &PfService| svc.pf.ruleset().rules[0].ifm.as_ref().unwrap().members.clone();
+        assert_eq!(members(&svc), ["sn-r1"]);
+        stack.add_group("sn-r0", "lan").unwrap();
+        svc.groups_changed().unwrap();
+        assert_eq!(members(&svc), ["sn-r0", "sn-r1"]);
+        stack.del_group("sn-r1", "lan").unwrap();
+        svc.groups_changed().unwrap();
+        assert_eq!(members(&svc), ["sn-r0"]);
+        assert_eq!(svc.pf.ruleset().rules.len(), 2);
+        // a load with syntax errors (the second one yacc keeps quiet) ends
+        // as pfctl's does, and changes nothing
+        assert_eq!(
+            svc.load_text("pf.conf", "pass in label 88\npass 57\n", None).unwrap_err(),
+            "pf.conf:1: syntax error\npfctl: Syntax error in config file: pf rules not loaded\n"
+        );
+        assert_eq!(svc.pf.ruleset().rules.len(), 2);
     }
 
     /// The daemon's pf looks routes up in the stack's tables: `no-route`

@@ -181,6 +181,10 @@ pub enum IfAction {
     Up,
     Down,
     Destroy,
+    /// `group NAME`
+    AddGroup(String),
+    /// `-group NAME`
+    DelGroup(String),
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

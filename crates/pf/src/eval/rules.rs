@@ -163,6 +163,46 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                     continue;
                 }
             }
+            // pf_socket_lookup: the packet's socket owner. softnet has no
+            // local sockets, so no packet has one (uid and gid unknown):
+            // only `user unknown` and `user != N` match, as in pf for
+            // forwarded traffic.
+            // `fragment`: pf_test_rule's PFRULE_FRAGMENT wants a packet
+            // left in fragments; softnet reassembles every fragment first
+            // (`set reassemble yes`, the only setting it loads), so none is.
+            if r.rule.fragment {
+                i += 1;
+                continue;
+            }
+            // `received-on`: pf_match_rcvif, the interface the packet
+            // came in on (this one, inbound); a packet the router made
+            // came in on none.
+            if let Some(m) = &r.rcv {
+                let name = if cx.dir == Direction::In {
+                    Some(cx.ifp.name().to_string())
+                } else {
+                    cx.pf.ifname_lookup.load().as_ref().and_then(|f| f(pkt.meta.rcvif))
+                };
+                if !name.is_some_and(|n| m.matches(&n)) {
+                    i += 1;
+                    continue;
+                }
+            }
+            // `probability`: pf_test_rule draws arc4random_uniform(UINT_MAX
+            // - 1) + 1 per rule looked at and goes on when `prob` is not
+            // above it.
+            if let Some(p) = r.rule.probability {
+                let x = softnet_core::rng::with(|g| g.uniform(u32::MAX - 1)) + 1;
+                if p <= x {
+                    i += 1;
+                    continue;
+                }
+            }
+            let unknown = crate::rule_opts::ID_UNKNOWN;
+            if r.rule.user.is_some_and(|u| !u.matches(unknown)) || r.rule.group.is_some_and(|g| !g.matches(unknown)) {
+                i += 1;
+                continue;
+            }
         }
         // The rule matches.
         if r.tag != 0 {

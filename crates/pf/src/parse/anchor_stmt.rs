@@ -355,9 +355,14 @@ impl Parser<'_> {
                     continue;
                 }
             };
-            match super::parse_ruleset_in(&text, &la.file, &la.path, self.resolver, self.files) {
-                Ok(rs) => *la.ruleset = rs,
-                Err(errs) => self.errors.extend(errs),
+            let mut queues = self.known_queues.clone();
+            queues.extend(self.rs.queues.iter().map(|q| q.name.clone()));
+            let opts = super::ParseOptions { queues, ..super::ParseOptions::default() };
+            let p = super::parse_ruleset_full(&text, &la.file, &la.path, self.resolver, self.files, &opts);
+            if p.failed() {
+                self.errors.extend(p.errors);
+            } else {
+                *la.ruleset = p.ruleset;
             }
         }
         self.rs.load_anchors = loads;

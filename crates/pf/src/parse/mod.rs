@@ -20,14 +20,17 @@ mod addr;
 mod anchor_stmt;
 mod cursor;
 mod expand;
+mod more_opts;
 mod options;
 mod pool;
+mod queue;
 mod rule;
 mod state_opts;
 
 use cursor::*;
 
 pub use anchor_stmt::{all_rules, FileSource, FsFiles};
+pub use queue::check_queues;
 
 /// Parses a whole pf.conf. `filename` is what errors are reported against
 /// (pfctl says `stdin` for `-f -`). `include` and `load anchor` files are
@@ -40,6 +43,42 @@ pub fn parse_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Re
     parse_ruleset_in(src, filename, "", resolver, &FsFiles::default())
 }
 
+/// What pfctl's command line adds to a parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// `-D name=value`: macros the file cannot redefine (pfctl's
+    /// persistent symbols; the file's own definition is still printed).
+    pub defines: Vec<(String, String)>,
+    /// Queues defined before (a `load anchor` file's rules may assign
+    /// packets to the main ruleset's queues: pfctl's queue list is one).
+    pub queues: Vec<String>,
+}
+
+/// A parse with its errors; `ruleset` holds what was read before and
+/// around them (pfctl prints the `set`, macro and table lines as it reads
+/// them, so `-nv` shows those even when the file has errors).
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub ruleset: Ruleset,
+    pub errors: Vec<ParseError>,
+    /// Syntax errors pfctl's parser does not report (yacc reports none
+    /// until three tokens were read after the last error) but that still
+    /// make the file fail.
+    pub silent_errors: usize,
+}
+
+impl Parsed {
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty() || self.silent_errors > 0
+    }
+}
+
+/// `parse_ruleset` with pfctl's command-line additions, keeping the
+/// partial ruleset when there are errors.
+pub fn parse_ruleset_with(src: &str, filename: &str, resolver: &dyn IfResolver, opts: &ParseOptions) -> Parsed {
+    parse_ruleset_full(src, filename, "", resolver, &FsFiles::default(), opts)
+}
+
 /// `parse_ruleset` for the anchor at `anchor_path` ("" the main ruleset:
 /// `pfctl -a NAME -f`), reading included files through `files`.
 pub fn parse_ruleset_in(
@@ -49,9 +88,29 @@ pub fn parse_ruleset_in(
     resolver: &dyn IfResolver,
     files: &dyn FileSource,
 ) -> Result<Ruleset, Vec<ParseError>> {
+    let p = parse_ruleset_full(src, filename, anchor_path, resolver, files, &ParseOptions::default());
+    if p.failed() {
+        Err(p.errors)
+    } else {
+        Ok(p.ruleset)
+    }
+}
+
+/// The parse all the entry points share.
+pub fn parse_ruleset_full(
+    src: &str,
+    filename: &str,
+    anchor_path: &str,
+    resolver: &dyn IfResolver,
+    files: &dyn FileSource,
+    opts: &ParseOptions,
+) -> Parsed {
     let mut p = Parser {
         resolver,
-        macros: HashMap::new(),
+        macros: opts.defines.iter().cloned().collect(),
+        defined: opts.defines.iter().map(|(n, _)| n.clone()).collect(),
+        known_queues: opts.queues.clone(),
+        silent_errors: 0,
         rs: Ruleset { filename: filename.to_string(), anchor_path: anchor_path.to_string(), ..Ruleset::default() },
         errors: vec![],
         files,
@@ -64,7 +123,7 @@ pub fn parse_ruleset_in(
     p.parse_text(src);
     // `load anchor` files are parsed once the ruleset parsed cleanly, as
     // pfctl_load_anchors does after parse_config.
-    if p.errors.is_empty() {
+    if p.errors.is_empty() && p.silent_errors == 0 {
         p.load_anchor_files();
     }
     // Printed rules come after every `set` line, so a floating rule must
@@ -74,11 +133,7 @@ pub fn parse_ruleset_in(
         p.rs.rules.iter_mut().for_each(fix);
         p.rs.anchors.iter_mut().flat_map(|b| b.rules.iter_mut()).for_each(fix);
     }
-    if p.errors.is_empty() {
-        Ok(p.rs)
-    } else {
-        Err(p.errors)
-    }
+    Parsed { ruleset: p.rs, errors: p.errors, silent_errors: p.silent_errors }
 }
 
 /// Parses and then refuses what the packet filter cannot do yet: the form
@@ -148,6 +203,35 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
+        // Options the data path does not act on yet: loading them would
+        // promise what does not happen.
+        let more = [
+            (r.prio.is_some(), "prio"),
+            (r.max_pkt_rate.is_some(), "max-pkt-rate"),
+            (r.set.prio.is_some(), "set prio"),
+            (r.set.queue.is_some(), "queue"),
+            (r.set.tos.is_some(), "set tos"),
+            (r.set.delay.is_some(), "set delay"),
+            (r.scrub.any(), "scrub"),
+            (r.once, "once"),
+        ];
+        for (_, what) in more.iter().filter(|(on, _)| *on) {
+            refuse(what);
+        }
+        if let Some(d) = &r.divert {
+            refuse(d.keyword());
+        }
+    }
+    if let Some(q) = rs.queues.first() {
+        errs.push(ParseError { file: rs.filename.clone(), line: q.line, message: "queue not supported yet".into() });
+    }
+    let re = rs.options.reassemble;
+    if !re.enabled || re.no_df {
+        errs.push(ParseError {
+            file: rs.filename.clone(),
+            line: re.line,
+            message: format!("set reassemble {} not supported yet", if re.enabled { "yes no-df" } else { "no" }),
+        });
     }
     if errs.is_empty() {
         Ok(())
@@ -166,6 +250,18 @@ const PF_THRESHOLD_MAX: u32 = u32::MAX / 1000;
 struct HostItem {
     addr: Addr,
     negated: bool,
+    /// An IPv4 address given a netmask over 32 bits: pfctl takes it and
+    /// refuses the rule per combination (check_netmask).
+    bad_mask: Option<u8>,
+    /// `fe80::1%em0`: the interface of a scoped address (its ifindex in
+    /// pfctl), which the rule's interface must be.
+    scope: Option<String>,
+}
+
+impl HostItem {
+    fn new(addr: Addr) -> HostItem {
+        HostItem { addr, negated: false, bad_mask: None, scope: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +315,20 @@ struct RuleSpec {
     af_to: Option<AddressFamily>,
     route: Option<(RouteKind, pool::RedirSpec)>,
     anchor: Option<AnchorCall>,
+    received_on: Option<ReceivedOn>,
+    /// `user`/`group` lists (each expands the rule, as the lists above).
+    users: Vec<IdOp>,
+    groups: Vec<IdOp>,
+    prio: Option<u8>,
+    max_pkt_rate: Option<(u32, u32)>,
+    set: SetActions,
+    probability: Option<u32>,
+    fragment: bool,
+    scrub: Scrub,
+    once: bool,
+    divert_spec: Option<more_opts::DivertSpec>,
+    /// The divert once the rule's address family is known.
+    divert: Option<Divert>,
 }
 
 impl RuleSpec {
@@ -231,9 +341,9 @@ impl RuleSpec {
             interfaces: vec![None],
             af: None,
             protos: vec![None],
-            src_hosts: vec![HostItem { addr: Addr::Any, negated: false }],
+            src_hosts: vec![HostItem::new(Addr::Any)],
             src_ports: vec![None],
-            dst_hosts: vec![HostItem { addr: Addr::Any, negated: false }],
+            dst_hosts: vec![HostItem::new(Addr::Any)],
             dst_ports: vec![None],
             flags: None,
             icmp: vec![None],
@@ -251,6 +361,18 @@ impl RuleSpec {
             af_to: None,
             route: None,
             anchor: None,
+            received_on: None,
+            users: vec![],
+            groups: vec![],
+            prio: None,
+            max_pkt_rate: None,
+            set: SetActions::default(),
+            probability: None,
+            fragment: false,
+            scrub: Scrub::default(),
+            once: false,
+            divert_spec: None,
+            divert: None,
         }
     }
 }
@@ -258,6 +380,12 @@ impl RuleSpec {
 struct Parser<'r> {
     resolver: &'r dyn IfResolver,
     macros: HashMap<String, String>,
+    /// Macros from the command line (`-D`), which the file cannot change.
+    defined: Vec<String>,
+    /// Syntax errors yacc's recovery kept quiet (see `parse_text`).
+    silent_errors: usize,
+    /// Queues defined outside this file (`ParseOptions::queues`).
+    known_queues: Vec<String>,
     rs: Ruleset,
     errors: Vec<ParseError>,
     /// Where `include` and `load anchor` files come from.
@@ -282,7 +410,15 @@ impl<'r> Parser<'r> {
     /// Every statement of `src` (the file, or an included one).
     fn parse_text(&mut self, src: &str) {
         let mut lexer = Lexer::new(src);
+        // byacc's error recovery: after an error it reports no syntax error
+        // until it has shifted three tokens: the failed line's newline, then
+        // one per blank line and per token. `quiet` counts what is left.
+        let mut quiet = 0usize;
+        let mut prev_end = 0;
         while let Some(st) = lexer.statement(&self.macros) {
+            let first = st.tokens.first().map_or(st.end_line, |t| t.line);
+            quiet = quiet.saturating_sub(first.saturating_sub(prev_end + 1));
+            prev_end = st.end_line;
             if !st.errors.is_empty() {
                 for (line, msg) in st.errors {
                     self.error(line, msg);
@@ -290,11 +426,20 @@ impl<'r> Parser<'r> {
                 // pfctl's lexer turns a bad macro into an error token, which the
                 // grammar then rejects.
                 self.error(st.end_line, "syntax error");
+                quiet = 2;
                 continue;
             }
             let mut c = Cursor { toks: &st.tokens, pos: 0, end_line: st.end_line };
-            if let Err(e) = self.statement(&mut c) {
-                self.error(e.0, e.1);
+            match self.statement(&mut c) {
+                Ok(()) => quiet = 0,
+                Err(e) => {
+                    if e.1 == "syntax error" && c.pos < quiet {
+                        self.silent_errors += 1;
+                    } else {
+                        self.error(e.0, e.1);
+                    }
+                    quiet = 2;
+                }
             }
         }
     }
@@ -322,7 +467,6 @@ impl<'r> Parser<'r> {
         if c.peek_at(1).is_some_and(|t| t.is_punct("=")) {
             return self.macro_def(c);
         }
-        let line = c.line();
         let Some(w) = c.peek_word() else {
             return c.syntax();
         };
@@ -343,7 +487,10 @@ impl<'r> Parser<'r> {
             "anchor" => self.anchor_rule(c),
             "load" => self.load_anchor(c),
             "include" => self.include(c),
-            "queue" => Err((line, format!("{w} not supported yet"))),
+            "queue" => {
+                c.next();
+                self.queue(c)
+            }
             _ => c.syntax(),
         }
     }
@@ -373,7 +520,10 @@ impl<'r> Parser<'r> {
         self.rs.macros.retain(|(n, _)| *n != name);
         self.rs.macros.push((name.clone(), value.clone()));
         self.rs.header.push(HeaderItem::Macro(name.clone(), value.clone()));
-        self.macros.insert(name, value);
+        // symset: a persistent (command-line) symbol stays.
+        if !self.defined.contains(&name) {
+            self.macros.insert(name, value);
+        }
         Ok(())
     }
 }
@@ -502,6 +652,30 @@ mod tests {
         assert_eq!(o.timeouts, [(Timeout::SrcTrack, 99)]);
         let o = opts("max-src-conn-rate 3/99, src.track 200").unwrap();
         assert_eq!(o.timeouts, [(Timeout::SrcTrack, 200)]);
+    }
+
+    #[test]
+    fn a_table_defined_twice_is_its_last_definition() {
+        let rs = parse("table <t> { 10.0.0.1 }\ntable <t> persist { 10.0.0.2 }\n");
+        let t = rs.table("t").unwrap();
+        assert!(t.persist);
+        assert_eq!(t.entries().map(|e| e.net.addr.to_string()).collect::<Vec<_>>(), ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn command_line_macros_win_over_the_files_and_errors_keep_the_header() {
+        let opts = ParseOptions { defines: vec![("ext".into(), "em1".into())], ..ParseOptions::default() };
+        let p = parse_ruleset_with(
+            "ext = \"em0\"\nset limit states 10\npass on $ext\npass bogus\n",
+            "f",
+            &StaticResolver::example(),
+            &opts,
+        );
+        assert_eq!(p.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["f:4: syntax error"]);
+        // the file's definition is still what -nv prints
+        assert_eq!(p.ruleset.header[0], HeaderItem::Macro("ext".into(), "em0".into()));
+        assert_eq!(p.ruleset.rules[0].interface.as_ref().unwrap().name, "em1");
+        assert_eq!(p.ruleset.options.limit(Limit::States), 10);
     }
 
     #[test]

@@ -107,11 +107,11 @@ impl Parser<'_> {
                 sets.push(SetOption::RulesetOptimization(o));
             }
             "hostid" => {
-                let w = c.word()?;
-                let v = parse_number_or_hex(&w)
-                    .and_then(|v| u32::try_from(v).ok())
-                    .filter(|v| *v != 0)
-                    .ok_or((line, "illegal hostid value".to_string()))?;
+                // parse.y's `number`: a NUMBER, or a STRING strtoul reads
+                let w = c.string()?;
+                let v = parse_number_or_hex(&w).ok_or((line, format!("{w} is not a number")))?;
+                let v =
+                    u32::try_from(v).ok().filter(|v| *v != 0).ok_or((line, "hostid must be non-zero".to_string()))?;
                 self.rs.options.hostid = Some(v);
                 sets.push(SetOption::HostId(v));
             }
@@ -129,15 +129,28 @@ impl Parser<'_> {
                 self.rs.options.debug = Some(level);
                 sets.push(SetOption::Debug(w));
             }
-            "reassemble" | "fingerprints" | "state-defaults" | "keepcounters" | "syncookies" | "require-order" => {
+            "reassemble" => {
+                let on = match c.word()?.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => return Err((line, format!("invalid value '{other}', expected 'yes' or 'no'"))),
+                };
+                let no_df = c.eat_word("no-df");
+                let r = Reassemble { enabled: on, no_df, line };
+                self.rs.options.reassemble = r;
+                sets.push(SetOption::Reassemble(r));
+            }
+            "fingerprints" | "state-defaults" | "keepcounters" | "syncookies" | "require-order" => {
                 return Err((line, format!("set {what} not supported yet")));
             }
             _ => return Err((line, "syntax error".into())),
         }
+        // pfctl prints (and applies) each option as its grammar action
+        // runs, so what came before a syntax error still shows.
+        self.rs.header.extend(sets.into_iter().map(HeaderItem::Set));
         if !c.at_end() {
             return c.syntax();
         }
-        self.rs.header.extend(sets.into_iter().map(HeaderItem::Set));
         Ok(())
     }
 
@@ -149,7 +162,7 @@ impl Parser<'_> {
         let name = c.string()?;
         c.expect_punct(">")?;
         if name.len() >= 32 {
-            return Err((line, format!("table name too long: {name}")));
+            return Err((line, "table name too long, max 31 chars".into()));
         }
         let mut def =
             TableDef { name: name.clone(), persist: false, constant: false, counters: false, init: vec![], line };
@@ -175,21 +188,43 @@ impl Parser<'_> {
                     let line = c.line();
                     let negated = c.eat_punct("!");
                     for h in self.host(c)? {
-                        match h.addr {
-                            Addr::Net(net) => entries.push(TableEntry { negated: negated ^ h.negated, net }),
-                            _ => return Err((line, "invalid table entry".into())),
-                        }
+                        let why = match h.addr {
+                            Addr::Net(net) if h.bad_mask.is_none() => {
+                                entries.push(TableEntry { negated: negated ^ h.negated, net });
+                                continue;
+                            }
+                            Addr::Net(_) | Addr::Any => "invalid table entry",
+                            Addr::Range(..) => "address ranges are not permitted inside tables",
+                            Addr::Dynamic { .. } => "dynamic addresses are not permitted inside tables",
+                            Addr::Table(_) => "tables cannot contain tables",
+                            Addr::NoRoute => "\"no-route\" is not permitted inside tables",
+                            Addr::UrpfFailed => "\"urpf-failed\" is not permitted inside tables",
+                            Addr::RouteLabel(_) => "unknown address type 4",
+                        };
+                        return Err((line, why.into()));
                     }
                     c.eat_punct(",");
                 }
                 def.init.push(TableInit::Entries(entries));
+            } else if let Some(w) = t.word() {
+                return Err((line, format!("invalid table option '{w}'")));
             } else {
                 return c.syntax();
             }
         }
-        if self.rs.tables.iter().any(|t| t.name == name) {
-            return Err((line, format!("table <{name}> redefined")));
+        // process_tabledef reads the files while parsing (pfr_buf_load);
+        // their contents are loaded with the ruleset.
+        for i in &def.init {
+            if let TableInit::File(f) = i {
+                if let Err(e) = std::fs::File::open(f) {
+                    let msg = e.to_string();
+                    let msg = msg.split(" (os error").next().unwrap_or(&msg);
+                    return Err((line, format!("cannot load \"{f}\": {msg}")));
+                }
+            }
         }
+        // Defined again: pfctl defines it again in the same transaction,
+        // and the kernel keeps the last definition.
         self.rs.header.push(HeaderItem::Table(self.rs.tables.len()));
         self.rs.tables.push(def);
         Ok(())

@@ -532,7 +532,7 @@ impl Parser<'_> {
             let (a, ifname) = (a.to_string(), ifname.to_string());
             c.next();
             let mask = if c.eat_punct("/") { Some(c.number()?.min(255) as u8) } else { None };
-            let hs = self.resolve_host(&a, mask, line)?;
+            let hs = self.host_or_error(&a, mask, line)?;
             return Ok(hs.into_iter().map(|h| RedirHost { addr: h.addr, ifname: Some(ifname.clone()) }).collect());
         }
         Ok(self.host(c)?.into_iter().map(|h| RedirHost { addr: h.addr, ifname: None }).collect())

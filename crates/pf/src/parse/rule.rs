@@ -28,6 +28,16 @@ impl Parser<'_> {
             }
         }
         self.rule_match(c, &mut spec)?;
+        if let Some(d) = &spec.divert_spec {
+            // decide_address_family, then expand_divertspec
+            let af = spec
+                .af
+                .or_else(|| super::expand::decide_af(&spec.src_hosts))
+                .or_else(|| super::expand::decide_af(&spec.dst_hosts));
+            let (divert, af) = more_opts::expand_divert(d, spec.direction, af).map_err(|m| (c.end_line, m))?;
+            spec.divert = Some(divert);
+            spec.af = spec.af.or(af);
+        }
         self.expand(spec, c.end_line);
         Ok(())
     }
@@ -77,6 +87,15 @@ impl Parser<'_> {
             }
         }
         self.filter_opts(c, spec)?;
+        // parse.y's filteropts_to_rule
+        if spec.once && (!matches!(spec.action, Action::Pass | Action::Block(_)) || spec.anchor.is_some()) {
+            return Err((c.end_line, "'once' only applies to pass/block rules".into()));
+        }
+        if let Some(f) = spec.flags {
+            if f.set & f.mask != f.set {
+                return Err((c.end_line, "flags always false".into()));
+            }
+        }
         // pfctl: flags on a rule whose protocol list names no tcp.
         let has_flags = spec.flags.is_some_and(|f| f.set != 0 || f.mask != 0);
         let any_proto = spec.protos.iter().any(|p| p.is_none());
@@ -198,10 +217,15 @@ impl Parser<'_> {
         while !c.at_end() {
             let line = c.line();
             if c.eat_punct("!") {
-                c.expect_word("tagged")?;
-                once(spec.tagged.is_some(), line, "tagged")?;
-                spec.tagged = Some(TagMatch { name: c.string()?, negated: true });
-                continue;
+                // `! tagged NAME`, `! received-on IF`
+                if c.eat_word("tagged") {
+                    spec.tagged = Some(TagMatch { name: Self::tag_name(c)?, negated: true });
+                    continue;
+                }
+                if c.eat_word("received-on") && self.more_filter_opt(c, spec, "received-on", line, true)? {
+                    continue;
+                }
+                return c.syntax();
             }
             let w = c.word()?;
             match w.as_str() {
@@ -223,36 +247,23 @@ impl Parser<'_> {
                     spec.icmp = c.list(|c| Ok(Some((proto, Self::icmp_item(c, v6)?))))?;
                 }
                 "tos" => {
+                    let v = Self::tos_value(c)?;
                     once(spec.tos.is_some(), line, "tos")?;
-                    let w = c.string()?;
-                    let v = match w.as_str() {
-                        "lowdelay" => Some(0x10),
-                        "throughput" => Some(0x08),
-                        "reliability" => Some(0x04),
-                        _ => parse_number_or_hex(&w),
-                    };
-                    match v {
-                        Some(v) if v > 0 && v <= 255 => spec.tos = Some(v as u8),
-                        _ => return Err((line, format!("illegal tos value {w}"))),
-                    }
+                    // pf matches on a non-zero tos only
+                    spec.tos = (v != 0).then_some(v);
                 }
                 "allow-opts" => spec.allow_opts = true,
                 "label" => {
+                    let l = Self::string_token(c)?;
                     once(spec.label.is_some(), line, "label")?;
-                    let l = c.string()?;
                     if l.len() >= 64 {
                         return Err((line, "rule label too long (max 63 chars)".into()));
                     }
                     spec.label = Some(l);
                 }
-                "tag" => {
-                    once(spec.tag.is_some(), line, "tag")?;
-                    spec.tag = Some(c.string()?);
-                }
-                "tagged" => {
-                    once(spec.tagged.is_some(), line, "tagged")?;
-                    spec.tagged = Some(TagMatch { name: c.string()?, negated: false });
-                }
+                // pfctl: a later tag or tagged replaces an earlier one.
+                "tag" => spec.tag = Some(Self::tag_name(c)?),
+                "tagged" => spec.tagged = Some(TagMatch { name: Self::tag_name(c)?, negated: false }),
                 "rtable" => {
                     once(spec.rtable.is_some(), line, "rtable")?;
                     let n = c.number()?;
@@ -333,14 +344,27 @@ impl Parser<'_> {
                     };
                     spec.route = Some((kind, self.redir_spec(c, true)?));
                 }
-                "divert-to" | "divert-reply" | "divert-packet" | "queue" | "set" | "prio" | "once" | "probability"
-                | "user" | "group" | "fragment" | "scrub" | "received-on" | "max-pkt-rate" | "os" => {
-                    return Err((line, format!("{w} not supported yet")));
+                "os" => return Err((line, format!("{w} not supported yet"))),
+                other if self.more_filter_opt(c, spec, other, line, false)? => {}
+                // the word is where the grammar failed
+                _ => {
+                    c.pos -= 1;
+                    return c.syntax();
                 }
-                _ => return Err((line, "syntax error".into())),
             }
         }
         Ok(())
+    }
+
+    /// A `tag`/`tagged` name: a STRING of at most 63 characters
+    /// (PF_TAG_NAME_SIZE).
+    fn tag_name(c: &mut Cursor) -> PResult<String> {
+        let line = c.line();
+        let t = Self::string_token(c)?;
+        if t.len() >= 64 {
+            return Err((line, "tag too long, max 63 chars".into()));
+        }
+        Ok(t)
     }
 
     pub(super) fn flag_word(c: &mut Cursor) -> PResult<u8> {
