@@ -2,7 +2,8 @@
 //! owned `Repr`s that parse and emit. No I/O, no allocation.
 //!
 //! Each protocol has a view (`EthernetFrame`, `ArpPacket`, `Ipv4Packet`,
-//! `Icmpv4Packet`, `UdpPacket`, `TcpPacket`) over any `T: AsRef<[u8]>`.
+//! `Icmpv4Packet`, `UdpPacket`, `TcpPacket`, `Ipv6Packet`, the IPv6
+//! extension headers, `Icmpv6Packet`; NDP and MLD messages are ICMPv6) over any `T: AsRef<[u8]>`.
 //! `new_checked` validates every length the accessors rely on, so after it
 //! succeeds no accessor panics. `new_unchecked` skips the checks: accessors
 //! may then panic on a short buffer (the caller has checked already).
@@ -16,6 +17,8 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ipv6ext;
 pub mod tcp;
 pub mod udp;
 
@@ -44,6 +47,7 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6AddrExt, Ipv6Packet, Ipv6Repr};
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
 

@@ -1,9 +1,9 @@
-//! TCP (RFC 9293) segments over IPv4, with the options of RFC 9293, RFC
+//! TCP (RFC 9293) segments over IPv4 and IPv6 (RFC 8200 §8.1 pseudo-header), with the options of RFC 9293, RFC
 //! 7323 (window scale, timestamps) and RFC 2018 (SACK).
 
 use core::fmt;
 use core::ops::{BitAnd, BitAndAssign, BitOr, BitOrAssign, Not};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::checksum;
 use crate::ipv4::IpProtocol;
@@ -283,6 +283,18 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         checksum::finish(self.sum_with_pseudo(src, dst)) == 0
     }
+
+    fn sum_with_pseudo_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
+        let b = self.buf.as_ref();
+        let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::TCP.0, b.len() as u32);
+        checksum::combine(ph, checksum::sum(b))
+    }
+
+    /// Verifies the checksum over the whole buffer with the IPv6
+    /// pseudo-header (`dst` is the final destination).
+    pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
+        checksum::finish(self.sum_with_pseudo_v6(src, dst)) == 0
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
@@ -337,6 +349,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
         let c = checksum::finish(self.sum_with_pseudo(src, dst));
+        self.set_checksum(c);
+    }
+    /// Computes the checksum over the whole buffer with the IPv6
+    /// pseudo-header.
+    pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
+        self.set_checksum(0);
+        let c = checksum::finish(self.sum_with_pseudo_v6(src, dst));
         self.set_checksum(c);
     }
 }
@@ -651,6 +670,15 @@ impl TcpRepr {
         self.emit(buf);
         buf[self.header_len()..].copy_from_slice(payload);
         TcpPacket::new_unchecked(buf).fill_checksum(src, dst);
+    }
+
+    /// [`emit_with_payload`](Self::emit_with_payload) over IPv6.
+    pub fn emit_with_payload_v6(&self, buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) {
+        assert_eq!(payload.len(), self.payload_len, "TCP payload length differs from the Repr's");
+        let buf = &mut buf[..self.buffer_len()];
+        self.emit(buf);
+        buf[self.header_len()..].copy_from_slice(payload);
+        TcpPacket::new_unchecked(buf).fill_checksum_v6(src, dst);
     }
 }
 

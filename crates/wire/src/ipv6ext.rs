@@ -1,0 +1,1102 @@
+//! IPv6 extension headers (RFC 8200 §4): hop-by-hop and destination
+//! options with their TLV walker, the routing header (type 0 identified so
+//! it can be refused as RFC 5095 requires), the fragment header, AH passed
+//! over by its length, and a walker over the whole chain.
+//!
+//! Offsets in items and errors count from the first byte of the IPv6
+//! packet, so an [`ExtError`]'s offset is the ICMPv6 parameter problem
+//! pointer (RFC 4443 §3.4).
+
+use crate::ipv4::IpProtocol;
+use crate::ipv6::{NEXT_HEADER_OFFSET, PAYLOAD_LEN_OFFSET};
+use crate::{get16, get32, put16, put32, WireError};
+
+/// The most extension headers the chain walker accepts, as pf.c's
+/// `PF_HDR_LIMIT` (pf_walk_header6).
+pub const MAX_EXT_HEADERS: usize = 20;
+/// The fragment header's fixed size.
+pub const FRAGMENT_HEADER_LEN: usize = 8;
+/// Offset of the routing type inside a routing header: the pointer of the
+/// parameter problem for an unrecognized (or type 0) routing header.
+pub const ROUTING_TYPE_OFFSET: usize = 2;
+/// Offset of the segments left field inside a routing header.
+pub const SEGMENTS_LEFT_OFFSET: usize = 3;
+/// Offset of the fragment offset field inside a fragment header.
+pub const FRAG_OFFSET_OFFSET: usize = 2;
+
+/// Whether `p` is an extension header the chain walker steps over
+/// (hop-by-hop, routing, fragment, destination options, AH). ESP and "no
+/// next header" end the chain like an upper-layer protocol.
+pub fn is_ext_header(p: IpProtocol) -> bool {
+    matches!(
+        p,
+        IpProtocol::HOPOPT | IpProtocol::IPV6_ROUTE | IpProtocol::IPV6_FRAG | IpProtocol::IPV6_OPTS | IpProtocol::AH
+    )
+}
+
+// ---- hop-by-hop and destination options ------------------------------------
+
+/// A hop-by-hop or destination options header: next header, length in
+/// 8-byte units beyond the first, then options (RFC 8200 §4.3, §4.6).
+#[derive(Debug, Clone)]
+pub struct OptionsHeader<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> OptionsHeader<T> {
+    pub const fn new_unchecked(buf: T) -> Self {
+        OptionsHeader { buf }
+    }
+
+    /// Checks the two fixed bytes and the whole header are in the buffer.
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        if b.len() < 2 || (b[1] as usize + 1) * 8 > b.len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(OptionsHeader { buf })
+    }
+
+    pub fn next_header(&self) -> IpProtocol {
+        IpProtocol(self.buf.as_ref()[0])
+    }
+
+    /// The header length in bytes ((length field + 1) × 8).
+    pub fn header_len(&self) -> usize {
+        (self.buf.as_ref()[1] as usize + 1) * 8
+    }
+
+    /// The options area (after the two fixed bytes).
+    pub fn options(&self) -> &[u8] {
+        &self.buf.as_ref()[2..self.header_len()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> OptionsHeader<T> {
+    pub fn set_next_header(&mut self, p: IpProtocol) {
+        self.buf.as_mut()[0] = p.0;
+    }
+    /// Sets the length field from a length in bytes (a multiple of 8, ≥ 8).
+    pub fn set_header_len(&mut self, len: usize) {
+        self.buf.as_mut()[1] = (len / 8 - 1) as u8;
+    }
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let h = self.header_len();
+        &mut self.buf.as_mut()[2..h]
+    }
+}
+
+/// A hop-by-hop or destination options header, borrowing its options.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub struct OptionsRepr<'a> {
+    pub next_header: IpProtocol,
+    /// The options area, padding included: 6 + 8k bytes.
+    pub options: &'a [u8],
+}
+
+impl<'a> OptionsRepr<'a> {
+    /// Parses a checked header; a malformed option is `Malformed`.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(h: &OptionsHeader<&'a T>) -> Result<Self, WireError> {
+        let b: &'a [u8] = T::as_ref(h.buf);
+        let options = &b[2..h.header_len()];
+        check_options(options, 2).map_err(|_| WireError::Malformed)?;
+        Ok(OptionsRepr { next_header: h.next_header(), options })
+    }
+
+    pub fn header_len(&self) -> usize {
+        2 + self.options.len()
+    }
+
+    /// Writes the header. Panics if `options.len()` is not 6 + 8k or `buf`
+    /// is shorter than `header_len()`.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let len = self.header_len();
+        assert!(len % 8 == 0 && len <= 2048, "options area must be 6 + 8k bytes");
+        let mut h = OptionsHeader::new_unchecked(&mut buf[..len]);
+        h.set_next_header(self.next_header);
+        h.set_header_len(len);
+        h.options_mut().copy_from_slice(self.options);
+    }
+}
+
+/// The hop-by-hop header Linux and OpenBSD put on MLD messages: a router
+/// alert with value 0 (MLD, RFC 2711) and a two-byte PadN.
+pub const fn router_alert_hop_by_hop(next_header: IpProtocol) -> [u8; 8] {
+    [next_header.0, 0, option_type::ROUTER_ALERT, 2, 0, 0, option_type::PADN, 0]
+}
+
+/// Option types (RFC 8200 §4.2, IANA "Destination Options and Hop-by-Hop
+/// Options"). The two high bits say what to do with an unknown option, the
+/// third whether its data may change en route.
+pub mod option_type {
+    pub const PAD1: u8 = 0x00;
+    pub const PADN: u8 = 0x01;
+    /// Tunnel encapsulation limit (RFC 2473), destination options.
+    pub const TUNNEL_LIMIT: u8 = 0x04;
+    /// Router alert (RFC 2711): value 0 is MLD.
+    pub const ROUTER_ALERT: u8 = 0x05;
+    /// Jumbo payload (RFC 2675).
+    pub const JUMBO: u8 = 0xC2;
+    /// Home address (RFC 6275), destination options.
+    pub const HOME_ADDRESS: u8 = 0xC9;
+}
+
+/// What a node must do with an option it does not recognize: the two high
+/// bits of the option type (RFC 8200 §4.2).
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub enum UnknownOptionAction {
+    /// 00: skip the option and keep processing the header.
+    Skip,
+    /// 01: discard the packet.
+    Discard,
+    /// 10: discard and send a parameter problem, code 2, pointing at the
+    /// option type, whatever the destination.
+    DiscardSendIcmp,
+    /// 11: as 10, but only if the destination was not multicast.
+    DiscardSendIcmpUnlessMulticast,
+}
+
+impl UnknownOptionAction {
+    pub fn of(option_type: u8) -> UnknownOptionAction {
+        match option_type >> 6 {
+            0 => UnknownOptionAction::Skip,
+            1 => UnknownOptionAction::Discard,
+            2 => UnknownOptionAction::DiscardSendIcmp,
+            _ => UnknownOptionAction::DiscardSendIcmpUnlessMulticast,
+        }
+    }
+}
+
+/// One option from [`options`].
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub struct Ipv6Option<'a> {
+    /// The option type.
+    pub kind: u8,
+    /// Offset of the option type byte (from `base`, see [`options`]).
+    pub offset: usize,
+    /// The option data (empty for Pad1).
+    pub data: &'a [u8],
+}
+
+impl Ipv6Option<'_> {
+    /// What to do if this option is not recognized.
+    pub fn unknown_action(&self) -> UnknownOptionAction {
+        UnknownOptionAction::of(self.kind)
+    }
+
+    /// The option's data may change en route (third-highest bit).
+    pub fn may_change(&self) -> bool {
+        self.kind & 0x20 != 0
+    }
+
+    /// Pad1 or PadN.
+    pub fn is_padding(&self) -> bool {
+        self.kind == option_type::PAD1 || self.kind == option_type::PADN
+    }
+}
+
+/// A malformed option: `offset` points at its length byte (for a length
+/// that runs past the header, or the wrong length for a known option).
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("bad IPv6 option length at offset {offset}")]
+pub struct OptionError {
+    pub offset: usize,
+}
+
+/// Iterates over an options area. `base` is added to every offset (2 plus
+/// the header's offset in the packet gives packet offsets). Yields one
+/// error and stops on a malformed option. Known options with a fixed
+/// length (router alert 2, jumbo payload 4) are checked.
+pub fn options(opts: &[u8], base: usize) -> Options<'_> {
+    Options { opts, pos: 0, base, done: false }
+}
+
+/// Iterator returned by [`options`].
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    opts: &'a [u8],
+    pos: usize,
+    base: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Options<'a> {
+    type Item = Result<Ipv6Option<'a>, OptionError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.pos >= self.opts.len() {
+            return None;
+        }
+        let at = self.pos;
+        let kind = self.opts[at];
+        if kind == option_type::PAD1 {
+            self.pos += 1;
+            return Some(Ok(Ipv6Option { kind, offset: self.base + at, data: &[] }));
+        }
+        let bad = Some(Err(OptionError { offset: self.base + at + 1 }));
+        let Some(&len) = self.opts.get(at + 1) else {
+            self.done = true;
+            return bad;
+        };
+        let len = len as usize;
+        let fixed = match kind {
+            option_type::ROUTER_ALERT => Some(2),
+            option_type::JUMBO => Some(4),
+            _ => None,
+        };
+        if at + 2 + len > self.opts.len() || fixed.is_some_and(|f| f != len) {
+            self.done = true;
+            return bad;
+        }
+        self.pos += 2 + len;
+        Some(Ok(Ipv6Option { kind, offset: self.base + at, data: &self.opts[at + 2..at + 2 + len] }))
+    }
+}
+
+/// Walks the options area; the first malformed option's error.
+pub fn check_options(opts: &[u8], base: usize) -> Result<(), OptionError> {
+    for o in options(opts, base) {
+        o?;
+    }
+    Ok(())
+}
+
+/// The router alert value, if the options carry one (RFC 2711). Stops
+/// quietly at a malformed option.
+pub fn router_alert(opts: &[u8]) -> Option<u16> {
+    options(opts, 0).map_while(Result::ok).find(|o| o.kind == option_type::ROUTER_ALERT).map(|o| get16(o.data, 0))
+}
+
+/// An option to emit.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub enum Ipv6OptionRepr<'a> {
+    Pad1,
+    /// PadN with this many zero data bytes.
+    PadN(u8),
+    RouterAlert(u16),
+    Other {
+        kind: u8,
+        data: &'a [u8],
+    },
+}
+
+impl<'a> Ipv6OptionRepr<'a> {
+    pub fn parse(o: &Ipv6Option<'a>) -> Self {
+        match o.kind {
+            option_type::PAD1 => Ipv6OptionRepr::Pad1,
+            option_type::PADN if o.data.len() <= u8::MAX as usize => Ipv6OptionRepr::PadN(o.data.len() as u8),
+            option_type::ROUTER_ALERT if o.data.len() == 2 => Ipv6OptionRepr::RouterAlert(get16(o.data, 0)),
+            kind => Ipv6OptionRepr::Other { kind, data: o.data },
+        }
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Ipv6OptionRepr::Pad1 => 1,
+            Ipv6OptionRepr::PadN(n) => 2 + *n as usize,
+            Ipv6OptionRepr::RouterAlert(_) => 4,
+            Ipv6OptionRepr::Other { data, .. } => 2 + data.len(),
+        }
+    }
+
+    /// Writes the option at the start of `buf`; returns its length. Panics
+    /// if `buf` is too short or `Other` data is over 255 bytes.
+    pub fn emit(&self, buf: &mut [u8]) -> usize {
+        let n = self.buffer_len();
+        match *self {
+            Ipv6OptionRepr::Pad1 => buf[0] = option_type::PAD1,
+            Ipv6OptionRepr::PadN(len) => {
+                buf[0] = option_type::PADN;
+                buf[1] = len;
+                buf[2..n].fill(0);
+            }
+            Ipv6OptionRepr::RouterAlert(v) => {
+                buf[0] = option_type::ROUTER_ALERT;
+                buf[1] = 2;
+                put16(buf, 2, v);
+            }
+            Ipv6OptionRepr::Other { kind, data } => {
+                buf[0] = kind;
+                buf[1] = u8::try_from(data.len()).expect("option data over 255 bytes");
+                buf[2..n].copy_from_slice(data);
+            }
+        }
+        n
+    }
+}
+
+/// Fills `buf` with padding: nothing, one Pad1, or one PadN.
+pub fn pad_options(buf: &mut [u8]) {
+    match buf.len() {
+        0 => {}
+        1 => buf[0] = option_type::PAD1,
+        n => {
+            Ipv6OptionRepr::PadN((n - 2) as u8).emit(buf);
+        }
+    }
+}
+
+// ---- routing header ----------------------------------------------------------
+
+/// Routing types (IANA "Routing Types").
+pub mod routing_type {
+    /// Type 0, source route: deprecated, must be treated as unrecognized
+    /// (RFC 5095 §3).
+    pub const SOURCE_ROUTE: u8 = 0;
+    /// Type 2, Mobile IPv6 (RFC 6275).
+    pub const TYPE2: u8 = 2;
+    /// RPL source route (RFC 6554).
+    pub const RPL: u8 = 3;
+    /// Segment routing header (RFC 8754).
+    pub const SEGMENT_ROUTING: u8 = 4;
+}
+
+/// A routing header (RFC 8200 §4.4): next header, length, routing type,
+/// segments left, type-specific data.
+#[derive(Debug, Clone)]
+pub struct RoutingHeader<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> RoutingHeader<T> {
+    pub const fn new_unchecked(buf: T) -> Self {
+        RoutingHeader { buf }
+    }
+
+    /// Checks the whole header ((length + 1) × 8 ≥ 8 bytes) is in the buffer.
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        if b.len() < 8 || (b[1] as usize + 1) * 8 > b.len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(RoutingHeader { buf })
+    }
+
+    pub fn next_header(&self) -> IpProtocol {
+        IpProtocol(self.buf.as_ref()[0])
+    }
+
+    pub fn header_len(&self) -> usize {
+        (self.buf.as_ref()[1] as usize + 1) * 8
+    }
+
+    pub fn routing_type(&self) -> u8 {
+        self.buf.as_ref()[ROUTING_TYPE_OFFSET]
+    }
+
+    pub fn segments_left(&self) -> u8 {
+        self.buf.as_ref()[SEGMENTS_LEFT_OFFSET]
+    }
+
+    /// Type 0: the stack drops it (RFC 5095 §3: as an unrecognized type,
+    /// i.e. a parameter problem pointing at the type when segments left is
+    /// not zero, ignored when it is).
+    pub fn is_type0(&self) -> bool {
+        self.routing_type() == routing_type::SOURCE_ROUTE
+    }
+
+    /// The type-specific data (after the 4 fixed bytes).
+    pub fn data(&self) -> &[u8] {
+        &self.buf.as_ref()[4..self.header_len()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> RoutingHeader<T> {
+    /// Segments left minus one, as a node that processes the header does.
+    pub fn set_segments_left(&mut self, n: u8) {
+        self.buf.as_mut()[SEGMENTS_LEFT_OFFSET] = n;
+    }
+}
+
+/// A routing header, borrowing its type-specific data.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub struct RoutingRepr<'a> {
+    pub next_header: IpProtocol,
+    pub routing_type: u8,
+    pub segments_left: u8,
+    /// 4 + 8k bytes.
+    pub data: &'a [u8],
+}
+
+impl<'a> RoutingRepr<'a> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(h: &RoutingHeader<&'a T>) -> Result<Self, WireError> {
+        let b: &'a [u8] = T::as_ref(h.buf);
+        Ok(RoutingRepr {
+            next_header: h.next_header(),
+            routing_type: h.routing_type(),
+            segments_left: h.segments_left(),
+            data: &b[4..h.header_len()],
+        })
+    }
+
+    pub fn header_len(&self) -> usize {
+        4 + self.data.len()
+    }
+
+    /// Panics if `data.len()` is not 4 + 8k or `buf` is too short.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let len = self.header_len();
+        assert!(len % 8 == 0 && len <= 2048, "routing data must be 4 + 8k bytes");
+        buf[0] = self.next_header.0;
+        buf[1] = (len / 8 - 1) as u8;
+        buf[ROUTING_TYPE_OFFSET] = self.routing_type;
+        buf[SEGMENTS_LEFT_OFFSET] = self.segments_left;
+        buf[4..len].copy_from_slice(self.data);
+    }
+}
+
+// ---- fragment header ---------------------------------------------------------
+
+const FRAG_MASK: u16 = 0xFFF8;
+const FLAG_M: u16 = 0x0001;
+
+/// A fragment header (RFC 8200 §4.5): next header, reserved, 13-bit offset
+/// in 8-byte units + 2 reserved bits + M, 32-bit identification.
+#[derive(Debug, Clone)]
+pub struct FragmentHeader<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> FragmentHeader<T> {
+    pub const fn new_unchecked(buf: T) -> Self {
+        FragmentHeader { buf }
+    }
+
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        if buf.as_ref().len() < FRAGMENT_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(FragmentHeader { buf })
+    }
+
+    pub fn next_header(&self) -> IpProtocol {
+        IpProtocol(self.buf.as_ref()[0])
+    }
+
+    /// Fragment offset in bytes (the field × 8).
+    pub fn frag_offset(&self) -> u16 {
+        get16(self.buf.as_ref(), FRAG_OFFSET_OFFSET) & FRAG_MASK
+    }
+
+    pub fn more_frags(&self) -> bool {
+        get16(self.buf.as_ref(), FRAG_OFFSET_OFFSET) & FLAG_M != 0
+    }
+
+    pub fn ident(&self) -> u32 {
+        get32(self.buf.as_ref(), 4)
+    }
+
+    /// Offset 0 and no more fragments: an atomic fragment (RFC 6946: the
+    /// whole packet; processed in isolation, never reassembled with others).
+    pub fn is_atomic(&self) -> bool {
+        self.frag_offset() == 0 && !self.more_frags()
+    }
+}
+
+/// A fragment header.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub struct FragmentRepr {
+    pub next_header: IpProtocol,
+    /// In bytes, a multiple of 8.
+    pub frag_offset: u16,
+    pub more_frags: bool,
+    pub ident: u32,
+}
+
+impl FragmentRepr {
+    pub fn parse<T: AsRef<[u8]>>(h: &FragmentHeader<T>) -> Result<Self, WireError> {
+        Ok(FragmentRepr {
+            next_header: h.next_header(),
+            frag_offset: h.frag_offset(),
+            more_frags: h.more_frags(),
+            ident: h.ident(),
+        })
+    }
+
+    pub const fn header_len(&self) -> usize {
+        FRAGMENT_HEADER_LEN
+    }
+
+    pub fn is_atomic(&self) -> bool {
+        self.frag_offset == 0 && !self.more_frags
+    }
+
+    /// Writes the 8 bytes (reserved fields zero). Panics if `buf` is short.
+    pub fn emit(&self, buf: &mut [u8]) {
+        buf[0] = self.next_header.0;
+        buf[1] = 0;
+        put16(buf, FRAG_OFFSET_OFFSET, (self.frag_offset & FRAG_MASK) | self.more_frags as u16);
+        put32(buf, 4, self.ident);
+    }
+}
+
+// ---- the chain -----------------------------------------------------------------
+
+/// One extension header from [`ExtHeaders`].
+#[derive(Debug, Copy, Clone, PartialEq, Eq)]
+pub struct ExtHeader<'a> {
+    /// Which header this is (the next header value that named it).
+    pub kind: IpProtocol,
+    /// Its offset from the start of the packet.
+    pub offset: usize,
+    /// The whole header.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> ExtHeader<'a> {
+    pub fn next_header(&self) -> IpProtocol {
+        IpProtocol(self.bytes[0])
+    }
+
+    /// The options of a hop-by-hop or destination options header, with
+    /// packet offsets (already checked by the chain walker).
+    pub fn options(&self) -> Option<Options<'a>> {
+        matches!(self.kind, IpProtocol::HOPOPT | IpProtocol::IPV6_OPTS)
+            .then(|| options(&self.bytes[2..], self.offset + 2))
+    }
+
+    pub fn routing(&self) -> Option<RoutingHeader<&'a [u8]>> {
+        (self.kind == IpProtocol::IPV6_ROUTE).then(|| RoutingHeader::new_unchecked(self.bytes))
+    }
+
+    pub fn fragment(&self) -> Option<FragmentRepr> {
+        (self.kind == IpProtocol::IPV6_FRAG)
+            .then(|| FragmentRepr::parse(&FragmentHeader::new_unchecked(self.bytes)).expect("infallible"))
+    }
+}
+
+/// What is wrong with a header chain.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub enum ExtErrorKind {
+    /// A header runs past the end of the packet (offset: its start). In a
+    /// first fragment this is [`IncompleteChain`](Self::IncompleteChain).
+    Truncated,
+    /// The first fragment does not hold the whole chain and the upper-layer
+    /// header (RFC 7112 §5): parameter problem code 3, pointer 0.
+    IncompleteChain,
+    /// A hop-by-hop header anywhere but first (RFC 8200 §4.1); offset: the
+    /// next header field that named it: parameter problem code 1.
+    HopByHopNotFirst,
+    /// More than [`MAX_EXT_HEADERS`] headers; offset: the header past it.
+    TooManyHeaders,
+    /// An option's length is wrong (offset: its length byte): code 0.
+    BadOption,
+    /// A fragment with M set whose data is not a multiple of 8 bytes (RFC
+    /// 8200 §4.5); offset: the payload length field: code 0.
+    FragmentLength,
+    /// Fragment offset plus data past 65535 bytes (RFC 8200 §4.5); offset:
+    /// the fragment offset field: code 0.
+    FragmentOverflow,
+}
+
+/// A bad header chain: which header, which byte.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("bad IPv6 {header} header ({kind:?}) at offset {offset}")]
+pub struct ExtError {
+    pub kind: ExtErrorKind,
+    /// The header in which the error was found.
+    pub header: IpProtocol,
+    /// The byte at fault, from the start of the packet.
+    pub offset: usize,
+}
+
+/// The result of walking a whole chain.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+pub struct HeaderChain {
+    /// What follows the extension headers: an upper-layer protocol, ESP, or
+    /// "no next header"; for a later fragment, the fragment's next header.
+    pub upper: IpProtocol,
+    /// Where `upper` begins (for a later fragment: the fragment data).
+    pub upper_offset: usize,
+    /// Offset of the next header byte that names `upper`: the pointer of a
+    /// parameter problem code 1 for an unknown protocol.
+    pub nh_offset: usize,
+    /// Offset and contents of the fragment header, if any.
+    pub fragment: Option<(usize, FragmentRepr)>,
+    /// Offset of the (first) routing header, if any.
+    pub routing: Option<usize>,
+    /// Whether a hop-by-hop header is present (it is always at 40).
+    pub hop_by_hop: bool,
+    /// Number of extension headers.
+    pub count: usize,
+}
+
+impl HeaderChain {
+    /// A fragment with a non-zero offset: the bytes after the fragment
+    /// header are fragment data, not an upper-layer header.
+    pub fn is_later_fragment(&self) -> bool {
+        self.fragment.is_some_and(|(_, f)| f.frag_offset != 0)
+    }
+
+    /// A real fragment (not atomic, RFC 6946).
+    pub fn is_fragment(&self) -> bool {
+        self.fragment.is_some_and(|(_, f)| !f.is_atomic())
+    }
+}
+
+/// Walks a header chain (RFC 8200 §4.1 order rules, RFC 7112 limits), as
+/// ip6_input.c's loop and pf.c's pf_walk_header6 do. Yields each extension
+/// header, one error then nothing on a bad chain. It stops at ESP, "no next
+/// header", any other protocol (the upper layer), or after the fragment
+/// header of a later fragment. AH is stepped over by its length.
+#[derive(Debug, Clone)]
+pub struct ExtHeaders<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    next: IpProtocol,
+    nh_offset: usize,
+    count: usize,
+    done: bool,
+    failed: bool,
+    fragment: Option<(usize, FragmentRepr)>,
+    routing: Option<usize>,
+    hop_by_hop: bool,
+}
+
+impl<'a> ExtHeaders<'a> {
+    /// `buf` is the IPv6 packet from its first byte up to the end of its
+    /// payload; `first` the fixed header's next header; `start` where the
+    /// first extension header begins (40). The next header field naming
+    /// the first one is assumed at byte 6.
+    pub fn new(first: IpProtocol, buf: &'a [u8], start: usize) -> Self {
+        ExtHeaders {
+            buf,
+            pos: start,
+            next: first,
+            nh_offset: NEXT_HEADER_OFFSET,
+            count: 0,
+            done: false,
+            failed: false,
+            fragment: None,
+            routing: None,
+            hop_by_hop: false,
+        }
+    }
+
+    /// Walks the whole chain.
+    pub fn walk(mut self) -> Result<HeaderChain, ExtError> {
+        for h in self.by_ref() {
+            h?;
+        }
+        Ok(self.summary().expect("walked without error"))
+    }
+
+    /// After the iterator returned `None` without an error: the summary.
+    pub fn summary(&self) -> Option<HeaderChain> {
+        (self.done && !self.failed).then_some(HeaderChain {
+            upper: self.next,
+            upper_offset: self.pos,
+            nh_offset: self.nh_offset,
+            fragment: self.fragment,
+            routing: self.routing,
+            hop_by_hop: self.hop_by_hop,
+            count: self.count,
+        })
+    }
+
+    fn fail(&mut self, kind: ExtErrorKind, offset: usize) -> Option<Result<ExtHeader<'a>, ExtError>> {
+        self.done = true;
+        self.failed = true;
+        Some(Err(ExtError { kind, header: self.next, offset }))
+    }
+
+    /// Truncation, or an incomplete chain in a first fragment.
+    fn short(&mut self) -> Option<Result<ExtHeader<'a>, ExtError>> {
+        if self.fragment.is_some_and(|(_, f)| f.frag_offset == 0 && f.more_frags) {
+            self.fail(ExtErrorKind::IncompleteChain, 0)
+        } else {
+            let at = self.pos;
+            self.fail(ExtErrorKind::Truncated, at)
+        }
+    }
+}
+
+impl<'a> Iterator for ExtHeaders<'a> {
+    type Item = Result<ExtHeader<'a>, ExtError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let kind = self.next;
+        let at = self.pos;
+        let rest = &self.buf[at.min(self.buf.len())..];
+        if !is_ext_header(kind) {
+            self.done = true;
+            // RFC 7112: a first fragment must reach the upper-layer header.
+            if self.fragment.is_some_and(|(_, f)| f.frag_offset == 0 && f.more_frags)
+                && kind != IpProtocol::IPV6_NONXT
+                && rest.is_empty()
+            {
+                return self.fail(ExtErrorKind::IncompleteChain, 0);
+            }
+            return None;
+        }
+        if kind == IpProtocol::HOPOPT && self.count > 0 {
+            let nh = self.nh_offset;
+            return self.fail(ExtErrorKind::HopByHopNotFirst, nh);
+        }
+        if self.count == MAX_EXT_HEADERS {
+            return self.fail(ExtErrorKind::TooManyHeaders, at);
+        }
+        let len = match kind {
+            IpProtocol::IPV6_FRAG => FRAGMENT_HEADER_LEN,
+            IpProtocol::AH => match rest.get(1) {
+                Some(&l) => (l as usize + 2) * 4,
+                None => return self.short(),
+            },
+            _ => match rest.get(1) {
+                Some(&l) => (l as usize + 1) * 8,
+                None => return self.short(),
+            },
+        };
+        if len > rest.len() {
+            return self.short();
+        }
+        let bytes = &rest[..len];
+        match kind {
+            IpProtocol::HOPOPT | IpProtocol::IPV6_OPTS => {
+                if let Err(e) = check_options(&bytes[2..], at + 2) {
+                    return self.fail(ExtErrorKind::BadOption, e.offset);
+                }
+                self.hop_by_hop |= kind == IpProtocol::HOPOPT;
+            }
+            IpProtocol::IPV6_ROUTE => {
+                if len < 8 {
+                    return self.short();
+                }
+                self.routing.get_or_insert(at);
+            }
+            IpProtocol::IPV6_FRAG => {
+                let f = FragmentRepr::parse(&FragmentHeader::new_unchecked(bytes)).expect("infallible");
+                let data = rest.len() - len;
+                if f.more_frags && data % 8 != 0 {
+                    return self.fail(ExtErrorKind::FragmentLength, PAYLOAD_LEN_OFFSET);
+                }
+                if f.frag_offset as usize + data > u16::MAX as usize {
+                    return self.fail(ExtErrorKind::FragmentOverflow, at + FRAG_OFFSET_OFFSET);
+                }
+                self.fragment = Some((at, f));
+            }
+            _ => {}
+        }
+        self.count += 1;
+        self.nh_offset = at;
+        self.next = IpProtocol(bytes[0]);
+        self.pos = at + len;
+        // A later fragment: what follows is fragment data.
+        if kind == IpProtocol::IPV6_FRAG && self.fragment.is_some_and(|(_, f)| f.frag_offset != 0) {
+            self.done = true;
+        }
+        Some(Ok(ExtHeader { kind, offset: at, bytes }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipv6::{Ipv6Packet, Ipv6Repr};
+    use proptest::prelude::*;
+    use std::net::Ipv6Addr;
+
+    /// An IPv6 packet: the fixed header naming `first`, then `rest`.
+    fn pkt(first: IpProtocol, rest: &[u8]) -> Vec<u8> {
+        let r = Ipv6Repr {
+            src: Ipv6Addr::LOCALHOST,
+            dst: Ipv6Addr::LOCALHOST,
+            next_header: first,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: rest.len(),
+        };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b);
+        b[40..].copy_from_slice(rest);
+        b
+    }
+
+    fn walk(b: &[u8]) -> Result<HeaderChain, ExtError> {
+        Ipv6Packet::new_checked(b).unwrap().ext_headers().walk()
+    }
+
+    const UDP8: [u8; 8] = [0, 1, 0, 2, 0, 8, 0, 0];
+
+    #[test]
+    fn no_extension_headers_points_at_the_fixed_next_header() {
+        let c = walk(&pkt(IpProtocol::UDP, &UDP8)).unwrap();
+        assert_eq!((c.upper, c.upper_offset, c.nh_offset, c.count), (IpProtocol::UDP, 40, 6, 0));
+        assert!(c.fragment.is_none() && c.routing.is_none() && !c.hop_by_hop);
+    }
+
+    #[test]
+    fn linux_mld_report_hop_by_hop_is_walked() {
+        // Linux's MLDv2 report: HBH with router alert 0 and PadN(0).
+        let hbh = [0x3a, 0x00, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00];
+        assert_eq!(hbh, router_alert_hop_by_hop(IpProtocol::ICMPV6));
+        let mut rest = hbh.to_vec();
+        rest.extend_from_slice(&[0x8f, 0, 0, 0, 0, 0, 0, 0]);
+        let b = pkt(IpProtocol::HOPOPT, &rest);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        let hs: Vec<_> = p.ext_headers().map(Result::unwrap).collect();
+        assert_eq!(hs.len(), 1);
+        assert_eq!((hs[0].kind, hs[0].offset, hs[0].next_header()), (IpProtocol::HOPOPT, 40, IpProtocol::ICMPV6));
+        let opts: Vec<_> = hs[0].options().unwrap().map(Result::unwrap).collect();
+        assert_eq!(opts.len(), 2);
+        assert_eq!((opts[0].kind, opts[0].offset, opts[0].data), (5, 42, &[0u8, 0][..]));
+        assert_eq!((opts[1].kind, opts[1].offset, opts[1].data.len()), (1, 46, 0));
+        assert_eq!(router_alert(&hbh[2..]), Some(0));
+        let c = walk(&b).unwrap();
+        assert_eq!((c.upper, c.upper_offset, c.nh_offset, c.hop_by_hop), (IpProtocol::ICMPV6, 48, 40, true));
+        let h = OptionsHeader::new_checked(&hbh[..]).unwrap();
+        let r = OptionsRepr::parse(&h).unwrap();
+        let mut out = [0u8; 8];
+        r.emit(&mut out);
+        assert_eq!(out, hbh);
+    }
+
+    #[test]
+    fn hop_by_hop_after_another_header_points_at_the_naming_field() {
+        // Dest opts (empty, PadN 4) naming hop-by-hop.
+        let rest = [0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0];
+        let e = walk(&pkt(IpProtocol::IPV6_OPTS, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::HopByHopNotFirst, IpProtocol::HOPOPT, 40));
+        // Hop-by-hop twice: the second names... the same error.
+        let rest = [0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0];
+        let e = walk(&pkt(IpProtocol::HOPOPT, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.offset), (ExtErrorKind::HopByHopNotFirst, 40));
+    }
+
+    #[test]
+    fn every_option_length_edge() {
+        // Pad1s only.
+        assert_eq!(check_options(&[0; 6], 0), Ok(()));
+        // PadN exactly filling.
+        assert_eq!(check_options(&[1, 4, 0, 0, 0, 0], 0), Ok(()));
+        // PadN one byte too long.
+        assert_eq!(check_options(&[1, 5, 0, 0, 0, 0], 42), Err(OptionError { offset: 43 }));
+        // Type as the last byte: its length is missing.
+        assert_eq!(check_options(&[0, 0, 0, 0, 0, 1], 0), Err(OptionError { offset: 6 }));
+        // Router alert of length 3 (must be 2) and 1.
+        assert_eq!(check_options(&[5, 3, 0, 0, 0, 1], 0), Err(OptionError { offset: 1 }));
+        assert_eq!(check_options(&[5, 1, 0, 1, 1, 0], 0), Err(OptionError { offset: 1 }));
+        // Jumbo must be 4.
+        assert_eq!(check_options(&[0xc2, 4, 0, 1, 0, 0], 0), Ok(()));
+        assert_eq!(check_options(&[0xc2, 2, 0, 1, 1, 0], 0), Err(OptionError { offset: 1 }));
+        // An unknown option of length 0 is fine.
+        assert_eq!(check_options(&[0x3e, 0, 1, 2, 0, 0], 0), Ok(()));
+        // The chain walker reports it with the packet offset.
+        let rest = [17, 0, 1, 5, 0, 0, 0, 0];
+        let e = walk(&pkt(IpProtocol::HOPOPT, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::BadOption, IpProtocol::HOPOPT, 43));
+    }
+
+    #[test]
+    fn unknown_option_actions_follow_the_high_bits() {
+        assert_eq!(UnknownOptionAction::of(0x1e), UnknownOptionAction::Skip);
+        assert_eq!(UnknownOptionAction::of(0x5e), UnknownOptionAction::Discard);
+        assert_eq!(UnknownOptionAction::of(0x9e), UnknownOptionAction::DiscardSendIcmp);
+        assert_eq!(UnknownOptionAction::of(0xde), UnknownOptionAction::DiscardSendIcmpUnlessMulticast);
+        let rest = [17, 0, 0x9e, 0, 0x3e, 0, 0, 0];
+        let b = pkt(IpProtocol::IPV6_OPTS, &rest);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        let h = p.ext_headers().next().unwrap().unwrap();
+        let o: Vec<_> = h.options().unwrap().map(Result::unwrap).collect();
+        assert_eq!((o[0].offset, o[0].unknown_action()), (42, UnknownOptionAction::DiscardSendIcmp));
+        assert!(o[1].may_change() && !o[0].may_change() && o[2].is_padding());
+    }
+
+    #[test]
+    fn options_emit_and_pad() {
+        let mut b = [0u8; 14];
+        let mut at = Ipv6OptionRepr::RouterAlert(0).emit(&mut b);
+        at += Ipv6OptionRepr::Other { kind: 0x1e, data: &[9] }.emit(&mut b[at..]);
+        pad_options(&mut b[at..]);
+        let got: Vec<_> = options(&b, 0).map(|o| Ipv6OptionRepr::parse(&o.unwrap())).collect();
+        assert_eq!(
+            got,
+            [Ipv6OptionRepr::RouterAlert(0), Ipv6OptionRepr::Other { kind: 0x1e, data: &[9] }, Ipv6OptionRepr::PadN(5)]
+        );
+        let mut one = [9u8];
+        pad_options(&mut one);
+        assert_eq!(one, [0]);
+    }
+
+    #[test]
+    fn routing_header_type0_is_identified_with_segments_left() {
+        // RH0 with one address, segments left 1, then UDP.
+        let mut rest = vec![17, 2, 0, 1, 0, 0, 0, 0];
+        rest.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        rest.extend_from_slice(&UDP8);
+        let b = pkt(IpProtocol::IPV6_ROUTE, &rest);
+        let c = walk(&b).unwrap();
+        assert_eq!((c.routing, c.upper, c.upper_offset, c.nh_offset), (Some(40), IpProtocol::UDP, 64, 40));
+        let rh = RoutingHeader::new_checked(&b[40..64]).unwrap();
+        assert!(rh.is_type0());
+        assert_eq!((rh.segments_left(), rh.header_len(), rh.data().len()), (1, 24, 20));
+        let r = RoutingRepr::parse(&rh).unwrap();
+        let mut out = [0u8; 24];
+        r.emit(&mut out);
+        assert_eq!(&out[..], &b[40..64]);
+        assert_eq!(40 + ROUTING_TYPE_OFFSET, 42);
+        // A routing header whose length runs past the packet.
+        let e = walk(&pkt(IpProtocol::IPV6_ROUTE, &rest[..20])).unwrap_err();
+        assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::Truncated, IpProtocol::IPV6_ROUTE, 40));
+        assert_eq!(RoutingHeader::new_checked(&rest[..7]).unwrap_err(), WireError::Truncated);
+    }
+
+    fn frag(nh: u8, off: u16, m: bool, id: u32) -> [u8; 8] {
+        let mut f = [0u8; 8];
+        FragmentRepr { next_header: IpProtocol(nh), frag_offset: off, more_frags: m, ident: id }.emit(&mut f);
+        f
+    }
+
+    #[test]
+    fn fragment_header_fields() {
+        let f = frag(17, 1448, true, 0xdeadbeef);
+        assert_eq!(f, [17, 0, 0x05, 0xa9, 0xde, 0xad, 0xbe, 0xef]);
+        let h = FragmentHeader::new_checked(&f[..]).unwrap();
+        assert_eq!((h.frag_offset(), h.more_frags(), h.ident(), h.is_atomic()), (1448, true, 0xdeadbeef, false));
+        assert!(FragmentHeader::new_checked(&frag(17, 0, false, 1)[..]).unwrap().is_atomic());
+        assert_eq!(FragmentHeader::new_checked(&f[..7]).unwrap_err(), WireError::Truncated);
+        // The two reserved bits are ignored.
+        let mut g = f;
+        g[3] |= 0x06;
+        assert_eq!(FragmentRepr::parse(&FragmentHeader::new_checked(&g[..]).unwrap()).unwrap().frag_offset, 1448);
+    }
+
+    #[test]
+    fn first_fragment_must_hold_the_whole_chain() {
+        // First fragment: frag, then dest opts that run past the packet.
+        let mut rest = frag(60, 0, true, 1).to_vec();
+        rest.extend_from_slice(&[17, 1, 1, 4, 0, 0, 0, 0]); // says 16 bytes, has 8
+        let e = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::IncompleteChain, IpProtocol::IPV6_OPTS, 0));
+        // First fragment with nothing after the fragment header.
+        let e = walk(&pkt(IpProtocol::IPV6_FRAG, &frag(17, 0, true, 1))).unwrap_err();
+        assert_eq!(e.kind, ExtErrorKind::IncompleteChain);
+        // The same truncation in an unfragmented packet is Truncated.
+        let e = walk(&pkt(IpProtocol::IPV6_OPTS, &rest[8..])).unwrap_err();
+        assert_eq!((e.kind, e.offset), (ExtErrorKind::Truncated, 40));
+    }
+
+    #[test]
+    fn later_fragment_stops_at_the_fragment_header() {
+        let mut rest = frag(6, 1232, false, 7).to_vec();
+        rest.extend_from_slice(&[0xab; 20]);
+        let c = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap();
+        assert!(c.is_later_fragment() && c.is_fragment());
+        assert_eq!((c.upper, c.upper_offset, c.fragment.unwrap().0), (IpProtocol::TCP, 48, 40));
+        // An atomic fragment is not a fragment for reassembly.
+        let mut rest = frag(17, 0, false, 7).to_vec();
+        rest.extend_from_slice(&UDP8);
+        let c = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap();
+        assert!(!c.is_fragment() && !c.is_later_fragment());
+        assert_eq!((c.upper, c.upper_offset, c.nh_offset), (IpProtocol::UDP, 48, 40));
+    }
+
+    #[test]
+    fn fragment_length_and_overflow_are_parameter_problems() {
+        // M set, 12 data bytes: pointer to the payload length field.
+        let mut rest = frag(17, 0, true, 1).to_vec();
+        rest.extend_from_slice(&[0; 12]);
+        let e = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.offset), (ExtErrorKind::FragmentLength, 4));
+        // Last fragment at offset 65528 with 16 bytes: past 65535.
+        let mut rest = frag(17, 65528, false, 1).to_vec();
+        rest.extend_from_slice(&[0; 16]);
+        let e = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::FragmentOverflow, IpProtocol::IPV6_FRAG, 42));
+        // Exactly 65535 is fine.
+        let mut rest = frag(17, 65528, false, 1).to_vec();
+        rest.extend_from_slice(&[0; 7]);
+        assert!(walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).is_ok());
+    }
+
+    #[test]
+    fn ah_is_passed_over_and_esp_ends_the_chain() {
+        // AH with payload len 4 (24 bytes), then ESP.
+        let mut rest = vec![50, 4, 0, 0];
+        rest.extend_from_slice(&[0xaa; 20]);
+        rest.extend_from_slice(&[0xee; 16]);
+        let c = walk(&pkt(IpProtocol::AH, &rest)).unwrap();
+        assert_eq!((c.upper, c.upper_offset, c.nh_offset, c.count), (IpProtocol::ESP, 64, 40, 1));
+        let e = walk(&pkt(IpProtocol::AH, &rest[..20])).unwrap_err();
+        assert_eq!((e.kind, e.header), (ExtErrorKind::Truncated, IpProtocol::AH));
+        // No next header ends the chain with nothing after it.
+        let c = walk(&pkt(IpProtocol::IPV6_NONXT, &[])).unwrap();
+        assert_eq!((c.upper, c.upper_offset), (IpProtocol::IPV6_NONXT, 40));
+    }
+
+    #[test]
+    fn too_many_headers_are_refused() {
+        let mut rest = Vec::new();
+        for _ in 0..MAX_EXT_HEADERS {
+            rest.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        rest.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        let e = walk(&pkt(IpProtocol::IPV6_OPTS, &rest)).unwrap_err();
+        assert_eq!((e.kind, e.offset), (ExtErrorKind::TooManyHeaders, 40 + 8 * MAX_EXT_HEADERS));
+        let n = rest.len();
+        rest[n - 16] = 17;
+        let c = walk(&pkt(IpProtocol::IPV6_OPTS, &rest[..n - 8])).unwrap();
+        assert_eq!(c.count, MAX_EXT_HEADERS);
+    }
+
+    #[test]
+    fn header_missing_its_length_byte_is_truncated() {
+        let e = walk(&pkt(IpProtocol::IPV6_OPTS, &[17])).unwrap_err();
+        assert_eq!((e.kind, e.offset), (ExtErrorKind::Truncated, 40));
+        let e = walk(&pkt(IpProtocol::IPV6_FRAG, &[17, 0, 0, 0])).unwrap_err();
+        assert_eq!((e.kind, e.header), (ExtErrorKind::Truncated, IpProtocol::IPV6_FRAG));
+        let e = walk(&pkt(IpProtocol::HOPOPT, &[])).unwrap_err();
+        assert_eq!(e.kind, ExtErrorKind::Truncated);
+        assert_eq!(OptionsHeader::new_checked(&[17u8, 1, 0, 0, 0, 0, 0, 0][..]).unwrap_err(), WireError::Truncated);
+    }
+
+    proptest! {
+        #[test]
+        fn walker_never_panics_and_offsets_stay_inside(first in any::<u8>(), rest in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let b = pkt(IpProtocol(first), &rest);
+            let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+            let mut it = p.ext_headers();
+            let mut last_end = 40;
+            for h in it.by_ref() {
+                match h {
+                    Ok(h) => {
+                        prop_assert_eq!(h.offset, last_end);
+                        last_end = h.offset + h.bytes.len();
+                        prop_assert!(last_end <= b.len());
+                        if let Some(o) = h.options() { for x in o { prop_assert!(x.is_ok()); } }
+                        let _ = (h.routing().map(|r| r.segments_left()), h.fragment());
+                    }
+                    Err(e) => prop_assert!(e.offset < b.len().max(41)),
+                }
+            }
+            if let Some(c) = it.summary() {
+                prop_assert_eq!(c.upper_offset, last_end);
+                prop_assert!(c.nh_offset < c.upper_offset);
+            }
+        }
+
+        #[test]
+        fn options_round_trip(kinds in proptest::collection::vec((2u8..=255, proptest::collection::vec(any::<u8>(), 0..10)), 0..5)) {
+            let reprs: Vec<Ipv6OptionRepr> = kinds.iter()
+                .filter(|(k, _)| *k != option_type::ROUTER_ALERT && *k != option_type::JUMBO)
+                .map(|(k, d)| Ipv6OptionRepr::Other { kind: *k, data: d }).collect();
+            let mut b = vec![0u8; reprs.iter().map(|r| r.buffer_len()).sum::<usize>()];
+            let mut at = 0;
+            for r in &reprs { at += r.emit(&mut b[at..]); }
+            let got: Vec<_> = options(&b, 0).map(|o| Ipv6OptionRepr::parse(&o.unwrap())).collect();
+            prop_assert_eq!(got, reprs);
+        }
+
+        #[test]
+        fn fragment_repr_round_trips(nh in any::<u8>(), off in 0u16..8192, m in any::<bool>(), id in any::<u32>()) {
+            let r = FragmentRepr { next_header: IpProtocol(nh), frag_offset: off * 8, more_frags: m, ident: id };
+            let mut b = [0u8; 8];
+            r.emit(&mut b);
+            prop_assert_eq!(FragmentRepr::parse(&FragmentHeader::new_checked(&b[..]).unwrap()).unwrap(), r);
+        }
+    }
+}
