@@ -402,7 +402,7 @@ pub fn multicast_mac(group: Ipv6Addr) -> MacAddr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
