@@ -291,6 +291,16 @@ mod tests {
     }
 
     #[test]
+    fn linux_datagram_over_ipv6_gets_the_checksum_tcpdump_computed() {
+        // Linux fd00::a.35646 -> fd00::b.53 "hello": tcpdump's sum 0x3678.
+        let (s, d): (Ipv6Addr, Ipv6Addr) = ("fd00::a".parse().unwrap(), "fd00::b".parse().unwrap());
+        let r = UdpRepr { src_port: 35646, dst_port: 53, payload_len: 5 };
+        let mut b = [0u8; 13];
+        r.emit_with_payload_v6(&mut b, s, d, b"hello");
+        assert_eq!(&b[..8], &[0x8b, 0x3e, 0x00, 0x35, 0x00, 0x0d, 0x36, 0x78]);
+    }
+
+    #[test]
     fn zero_checksum_is_invalid_over_ipv6() {
         let mut b = [0u8; 12];
         UdpRepr { src_port: 1, dst_port: 2, payload_len: 4 }.emit(&mut b);
