@@ -459,8 +459,8 @@ pub(crate) mod tests {
         let mut p = Ipv6Packet::new_checked(&mut b[..]).unwrap();
         p.set_traffic_class(0xb8);
         assert_eq!((p.traffic_class(), p.dscp(), p.ecn(), p.flow_label()), (0xb8, 46, 0, 0xf965f));
-        p.set_flow_label(0x1_2345_6);
-        assert_eq!((p.traffic_class(), p.flow_label(), p.version()), (0xb8, 0x2_3456, 6));
+        p.set_flow_label(0x0123_4567); // masked to 20 bits
+        assert_eq!((p.traffic_class(), p.flow_label(), p.version()), (0xb8, 0x3_4567, 6));
         assert_eq!(p.decrement_hop_limit(), 63);
         p.set_hop_limit(0);
         assert_eq!(p.decrement_hop_limit(), 0);

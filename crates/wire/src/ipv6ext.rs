@@ -111,7 +111,7 @@ impl<'a> OptionsRepr<'a> {
     /// is shorter than `header_len()`.
     pub fn emit(&self, buf: &mut [u8]) {
         let len = self.header_len();
-        assert!(len % 8 == 0 && len <= 2048, "options area must be 6 + 8k bytes");
+        assert!(len.is_multiple_of(8) && len <= 2048, "options area must be 6 + 8k bytes");
         let mut h = OptionsHeader::new_unchecked(&mut buf[..len]);
         h.set_next_header(self.next_header);
         h.set_header_len(len);
@@ -436,7 +436,7 @@ impl<'a> RoutingRepr<'a> {
     /// Panics if `data.len()` is not 4 + 8k or `buf` is too short.
     pub fn emit(&self, buf: &mut [u8]) {
         let len = self.header_len();
-        assert!(len % 8 == 0 && len <= 2048, "routing data must be 4 + 8k bytes");
+        assert!(len.is_multiple_of(8) && len <= 2048, "routing data must be 4 + 8k bytes");
         buf[0] = self.next_header.0;
         buf[1] = (len / 8 - 1) as u8;
         buf[ROUTING_TYPE_OFFSET] = self.routing_type;
@@ -770,7 +770,7 @@ impl<'a> Iterator for ExtHeaders<'a> {
             IpProtocol::IPV6_FRAG => {
                 let f = FragmentRepr::parse(&FragmentHeader::new_unchecked(bytes)).expect("infallible");
                 let data = rest.len() - len;
-                if f.more_frags && data % 8 != 0 {
+                if f.more_frags && !data.is_multiple_of(8) {
                     return self.fail(ExtErrorKind::FragmentLength, PAYLOAD_LEN_OFFSET);
                 }
                 if f.frag_offset as usize + data > u16::MAX as usize {

@@ -743,15 +743,15 @@ mod tests {
         // Length 0: the message is invalid.
         let mut z = m.to_vec();
         z[25] = 0;
-        assert_eq!(parse_ndp(s, d, &fix(s, d, &mut z)).unwrap_err(), WireError::Malformed);
+        assert_eq!(parse_ndp(s, d, fix(s, d, &mut z)).unwrap_err(), WireError::Malformed);
         // Length 2 (16 bytes) with 8 present: truncated.
         let mut t = m.to_vec();
         t[25] = 2;
-        assert_eq!(parse_ndp(s, d, &fix(s, d, &mut t)).unwrap_err(), WireError::Truncated);
+        assert_eq!(parse_ndp(s, d, fix(s, d, &mut t)).unwrap_err(), WireError::Truncated);
         // A lone type byte with no length.
         let mut l = m.to_vec();
         l.push(1);
-        assert_eq!(parse_ndp(s, d, &fix(s, d, &mut l)).unwrap_err(), WireError::Truncated);
+        assert_eq!(parse_ndp(s, d, fix(s, d, &mut l)).unwrap_err(), WireError::Truncated);
         // A source lladdr of length 2 parses (framing is fine) but the
         // link-layer address is refused, as nd6.c does.
         let mut w = m.to_vec();
@@ -801,7 +801,7 @@ mod tests {
     }
 
     /// Recomputes the checksum of an edited message.
-    fn fix<'a>(s: Ipv6Addr, d: Ipv6Addr, m: &'a mut [u8]) -> &'a [u8] {
+    fn fix(s: Ipv6Addr, d: Ipv6Addr, m: &mut [u8]) -> &[u8] {
         Icmpv6Packet::new_unchecked(&mut *m).fill_checksum(s, d);
         m
     }
