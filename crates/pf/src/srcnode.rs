@@ -669,7 +669,7 @@ mod tests {
         st.key.addr = [S, A];
         assert_eq!(NodeKey::of_state(&st), Some(r.key(A)));
         let mut none = st;
-        none.flags = 0;
+        none.src_flags = 0;
         assert_eq!(NodeKey::of_state(&none), None);
         assert_eq!(t.kill(B), vec![]);
         assert_eq!(t.kill(A), vec![r.key(A)]);
