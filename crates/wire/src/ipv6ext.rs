@@ -1079,6 +1079,65 @@ mod tests {
             }
         }
 
+        /// Chains built from random headers (hop-by-hop only first) walk to
+        /// exactly what was built: each header's offset, the upper layer,
+        /// the byte that names it, the fragment and routing offsets.
+        #[test]
+        fn built_chains_walk_to_what_was_built(
+            hbh in any::<bool>(),
+            kinds in proptest::collection::vec((0u8..4, 0u8..4), 0..8),
+            upper in prop_oneof![Just(6u8), Just(17), Just(58), Just(50), Just(59), Just(132)],
+        ) {
+            let mut spec: Vec<(IpProtocol, usize)> = Vec::new();
+            if hbh { spec.push((IpProtocol::HOPOPT, 8)); }
+            for (k, n) in &kinds {
+                let n = *n as usize;
+                spec.push(match k {
+                    0 => (IpProtocol::IPV6_OPTS, 8 * (n + 1)),
+                    1 => (IpProtocol::IPV6_ROUTE, 8 * (n + 1)),
+                    2 => (IpProtocol::IPV6_FRAG, 8),
+                    _ => (IpProtocol::AH, 4 * (n + 3)),
+                });
+            }
+            let mut body = Vec::new();
+            let mut offsets = Vec::new();
+            for (i, &(kind, len)) in spec.iter().enumerate() {
+                let next = spec.get(i + 1).map_or(upper, |s| s.0 .0);
+                let at = body.len();
+                offsets.push(40 + at);
+                body.resize(at + len, 0);
+                let h = &mut body[at..];
+                h[0] = next;
+                match kind {
+                    IpProtocol::IPV6_FRAG => {}
+                    IpProtocol::AH => h[1] = (len / 4 - 2) as u8,
+                    _ => {
+                        h[1] = (len / 8 - 1) as u8;
+                        if kind != IpProtocol::IPV6_ROUTE {
+                            pad_options(&mut h[2..len]);
+                        }
+                    }
+                }
+            }
+            body.extend_from_slice(&[0u8; 8]);
+            let first = spec.first().map_or(IpProtocol(upper), |s| s.0);
+            let b = pkt(first, &body);
+            let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+            let got: Vec<(IpProtocol, usize)> = p.ext_headers().map(|h| { let h = h.unwrap(); (h.kind, h.offset) }).collect();
+            let want: Vec<(IpProtocol, usize)> = spec.iter().zip(&offsets).map(|(s, &o)| (s.0, o)).collect();
+            prop_assert_eq!(got, want);
+            let c = walk(&b).unwrap();
+            prop_assert_eq!(c.upper, IpProtocol(upper));
+            prop_assert_eq!(c.upper_offset, b.len() - 8);
+            prop_assert_eq!(c.nh_offset, offsets.last().copied().unwrap_or(6));
+            prop_assert_eq!(c.count, spec.len());
+            prop_assert_eq!(c.hop_by_hop, hbh);
+            let frag = spec.iter().position(|s| s.0 == IpProtocol::IPV6_FRAG).map(|i| offsets[i]);
+            prop_assert_eq!(c.fragment.map(|f| f.0), spec.iter().rposition(|s| s.0 == IpProtocol::IPV6_FRAG).map(|i| offsets[i]));
+            prop_assert!(frag.is_none() || !c.is_fragment());
+            prop_assert_eq!(c.routing, spec.iter().position(|s| s.0 == IpProtocol::IPV6_ROUTE).map(|i| offsets[i]));
+        }
+
         #[test]
         fn options_round_trip(kinds in proptest::collection::vec((2u8..=255, proptest::collection::vec(any::<u8>(), 0..10)), 0..5)) {
             let reprs: Vec<Ipv6OptionRepr> = kinds.iter()
