@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use crate::checksum;
 use crate::ipv4::IpProtocol;
-use crate::ipv6::{HEADER_LEN as IPV6_HEADER_LEN, MIN_MTU};
+use crate::ipv6::{Ipv6Packet, HEADER_LEN as IPV6_HEADER_LEN, MIN_MTU};
 use crate::mld::MldRepr;
 use crate::ndp::NdpRepr;
 use crate::{get16, get32, put16, put32, WireError};
@@ -47,6 +47,44 @@ pub fn is_error(msg_type: u8) -> bool {
 /// the minimum MTU (RFC 4443 §2.4 (c)).
 pub fn error_quote(invoking: &[u8]) -> &[u8] {
     &invoking[..invoking.len().min(MAX_ERROR_QUOTE)]
+}
+
+/// Whether `error` may be sent about the packet `invoking` (the IPv6
+/// packet from its first byte), per RFC 4443 §2.4 (e): never about an
+/// ICMPv6 error or a redirect (e.1, e.2), nor about a packet whose source
+/// does not identify one node (unspecified or multicast, e.6); about a
+/// packet to a multicast address or received as link-layer multicast or
+/// broadcast (`link_multicast`) only a packet too big, or a parameter
+/// problem code 2 for an option whose type has the high bits 10 (e.3 to
+/// e.5). An invoking packet that does not parse gets no error. Rate
+/// limiting (e.7 / §2.4 (f)) is the caller's.
+pub fn error_allowed(invoking: &[u8], link_multicast: bool, error: &Icmpv6Repr<'_>) -> bool {
+    let Ok(p) = Ipv6Packet::new_checked(invoking) else { return false };
+    let (src, dst) = (p.src(), p.dst());
+    if src.is_unspecified() || src.is_multicast() {
+        return false;
+    }
+    // (e.1, e.2): the invoking packet is itself an ICMPv6 error or redirect.
+    // A chain that does not walk cannot be an error we know of.
+    if let Ok(c) = p.ext_headers().walk() {
+        if c.upper == IpProtocol::ICMPV6 && !c.is_later_fragment() {
+            if let Some(&t) = p.packet().get(c.upper_offset) {
+                if is_error(t) || t == msg_type::REDIRECT {
+                    return false;
+                }
+            }
+        }
+    }
+    if dst.is_multicast() || link_multicast {
+        return match *error {
+            Icmpv6Repr::PacketTooBig { .. } => true,
+            Icmpv6Repr::ParamProblem { code: ParamProblem::UnrecognizedOption, pointer, .. } => {
+                p.packet().get(pointer as usize).is_some_and(|&t| t >> 6 == 2)
+            }
+            _ => false,
+        };
+    }
+    true
 }
 
 code_enum! {
@@ -394,7 +432,7 @@ impl<'a> Icmpv6Repr<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::ipv6::Ipv6Packet;
+    use crate::ipv6::Ipv6Repr;
     use proptest::prelude::*;
 
     pub(crate) fn a(s: &str) -> Ipv6Addr {
@@ -510,6 +548,60 @@ pub(crate) mod tests {
             assert_eq!(Icmpv6Repr::parse(s, d, &Icmpv6Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
         }
         assert_eq!(Icmpv6Packet::new_checked(&[0u8; 7][..]).unwrap_err(), WireError::Truncated);
+    }
+
+    /// An IPv6 packet from `s` to `d` carrying `l4` as `nh`.
+    fn packet(s: &str, d: &str, nh: IpProtocol, l4: &[u8]) -> Vec<u8> {
+        let r = Ipv6Repr {
+            src: a(s),
+            dst: a(d),
+            next_header: nh,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: l4.len(),
+        };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b);
+        b[40..].copy_from_slice(l4);
+        b
+    }
+
+    #[test]
+    fn errors_are_not_sent_where_rfc4443_forbids() {
+        let unreach = Icmpv6Repr::DstUnreachable { code: DstUnreachable::NoRoute, data: &[] };
+        let ptb = Icmpv6Repr::PacketTooBig { mtu: 1280, data: &[] };
+        let udp = [0u8; 8];
+        // A unicast UDP packet: any error.
+        let u = packet("fd00::1", "fd00::2", IpProtocol::UDP, &udp);
+        assert!(error_allowed(&u, false, &unreach));
+        // Received as link-layer multicast: only packet too big.
+        assert!(!error_allowed(&u, true, &unreach));
+        assert!(error_allowed(&u, true, &ptb));
+        // To a multicast group: the same.
+        let m = packet("fd00::1", "ff0e::1", IpProtocol::UDP, &udp);
+        assert!(!error_allowed(&m, false, &unreach) && error_allowed(&m, false, &ptb));
+        // From :: or from a multicast source: nothing.
+        assert!(!error_allowed(&packet("::", "fd00::2", IpProtocol::UDP, &udp), false, &ptb));
+        assert!(!error_allowed(&packet("ff02::1", "fd00::2", IpProtocol::UDP, &udp), false, &unreach));
+        // About an ICMPv6 error or a redirect: nothing; about an echo: yes.
+        let err = packet("fd00::1", "fd00::2", IpProtocol::ICMPV6, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(!error_allowed(&err, false, &unreach));
+        let redirect = packet("fe80::1", "fd00::2", IpProtocol::ICMPV6, &[137, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(!error_allowed(&redirect, false, &unreach));
+        let echo = packet("fd00::1", "fd00::2", IpProtocol::ICMPV6, &[128, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(error_allowed(&echo, false, &unreach));
+        // To multicast, an unknown option whose type has high bits 10 gets
+        // its parameter problem; 11 does not.
+        for (t, want) in [(0x9e, true), (0xde, false)] {
+            let hbh = [17, 0, t, 0, 1, 2, 0, 0, 0, 1, 0, 2, 0, 8, 0, 0];
+            let m = packet("fd00::1", "ff0e::1", IpProtocol::HOPOPT, &hbh);
+            let pp = Icmpv6Repr::ParamProblem { code: ParamProblem::UnrecognizedOption, pointer: 42, data: &[] };
+            assert_eq!(error_allowed(&m, false, &pp), want, "{t:#x}");
+            assert!(error_allowed(&packet("fd00::1", "fd00::2", IpProtocol::HOPOPT, &hbh), false, &pp));
+        }
+        // Garbage gets nothing.
+        assert!(!error_allowed(&[0x60; 20], false, &ptb));
     }
 
     static DATA: [u8; 64] = {

@@ -6,7 +6,7 @@
 
 use std::net::Ipv6Addr;
 
-use softnet_wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
+use softnet_wire::icmpv6::{self, Icmpv6Packet, Icmpv6Repr, ParamProblem};
 use softnet_wire::ipv4::IpProtocol;
 use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use softnet_wire::ipv6ext::{
@@ -31,6 +31,10 @@ pub fn ip6(b: &[u8]) {
     r.emit(&mut out);
     assert_eq!(Ipv6Repr::parse(&Ipv6Packet::new_unchecked(&out[..])).unwrap(), r);
     let pkt = p.packet();
+    for pointer in [0, 42, 70000] {
+        let pp = Icmpv6Repr::ParamProblem { code: ParamProblem::UnrecognizedOption, pointer, data: &[] };
+        let _ = icmpv6::error_allowed(b, pointer == 42, &pp);
+    }
     let mut it = p.ext_headers();
     for h in it.by_ref() {
         let h = match h {
