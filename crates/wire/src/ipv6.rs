@@ -4,7 +4,7 @@
 //!
 //! Extension headers are in [`crate::ipv6ext`].
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ethernet::MacAddr;
 use crate::ipv4::IpProtocol;
@@ -401,6 +401,41 @@ pub fn multicast_mac(group: Ipv6Addr) -> MacAddr {
     MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
 }
 
+/// Where the four IPv4 octets sit in an IPv4-embedded IPv6 address for
+/// each prefix length RFC 6052 §2.2 allows (octet 8, bits 64..71, is
+/// always zero).
+fn nat64_octets(prefix_len: u8) -> Option<[usize; 4]> {
+    Some(match prefix_len {
+        32 => [4, 5, 6, 7],
+        40 => [5, 6, 7, 9],
+        48 => [6, 7, 9, 10],
+        56 => [7, 9, 10, 11],
+        64 => [9, 10, 11, 12],
+        96 => [12, 13, 14, 15],
+        _ => return None,
+    })
+}
+
+/// The IPv4-embedded IPv6 address of `v4` under `prefix`/`prefix_len`
+/// (RFC 6052 §2.2; pf.c inet_nat46's direction), suffix zero. `None` for a
+/// prefix length other than 32, 40, 48, 56, 64 or 96.
+pub fn nat64_embed(prefix: Ipv6Addr, prefix_len: u8, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+    let at = nat64_octets(prefix_len)?;
+    let mut o = prefix.mask(prefix_len).octets();
+    for (i, b) in at.iter().zip(v4.octets()) {
+        o[*i] = b;
+    }
+    Some(Ipv6Addr::from(o))
+}
+
+/// The IPv4 address embedded in `addr` under a prefix of `prefix_len`
+/// (RFC 6052 §2.3; pf.c inet_nat64's direction).
+pub fn nat64_extract(addr: Ipv6Addr, prefix_len: u8) -> Option<Ipv4Addr> {
+    let at = nat64_octets(prefix_len)?;
+    let o = addr.octets();
+    Some(Ipv4Addr::new(o[at[0]], o[at[1]], o[at[2]], o[at[3]]))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -518,6 +553,26 @@ pub(crate) mod tests {
         assert_eq!(x.mask(200), x);
     }
 
+    #[test]
+    fn nat64_addresses_per_rfc6052_table() {
+        // RFC 6052 §2.4, every row for 192.0.2.33.
+        let v4 = Ipv4Addr::new(192, 0, 2, 33);
+        for (prefix, len, want) in [
+            ("2001:db8::", 32, "2001:db8:c000:221::"),
+            ("2001:db8:100::", 40, "2001:db8:1c0:2:21::"),
+            ("2001:db8:122::", 48, "2001:db8:122:c000:2:2100::"),
+            ("2001:db8:122:300::", 56, "2001:db8:122:3c0:0:221::"),
+            ("2001:db8:122:344::", 64, "2001:db8:122:344:c0:2:2100:0"),
+            ("2001:db8:122:344::", 96, "2001:db8:122:344::192.0.2.33"),
+            ("64:ff9b::", 96, "64:ff9b::192.0.2.33"),
+        ] {
+            assert_eq!(nat64_embed(a(prefix), len, v4), Some(a(want)), "/{len}");
+            assert_eq!(nat64_extract(a(want), len), Some(v4), "/{len}");
+        }
+        assert_eq!(nat64_embed(NAT64_WELL_KNOWN_PREFIX, 80, v4), None);
+        assert_eq!(nat64_extract(a("64:ff9b::1"), 33), None);
+    }
+
     fn arb_repr() -> impl Strategy<Value = Ipv6Repr> {
         (any::<u128>(), any::<u128>(), any::<u8>(), any::<u8>(), any::<u8>(), 0u32..0x10_0000, 0usize..300).prop_map(
             |(s, d, nh, hl, tc, fl, len)| Ipv6Repr {
@@ -555,6 +610,18 @@ pub(crate) mod tests {
                     let _ = h;
                 }
             }
+        }
+
+        #[test]
+        fn nat64_embed_then_extract_is_identity(p in any::<u128>(), v in any::<u32>(), i in 0usize..6) {
+            let len = [32u8, 40, 48, 56, 64, 96][i];
+            let x = nat64_embed(Ipv6Addr::from(p), len, Ipv4Addr::from(v)).unwrap();
+            prop_assert_eq!(nat64_extract(x, len), Some(Ipv4Addr::from(v)));
+            // Octet 8 (the "u" octet) is zero unless the /96 prefix covers it.
+            if len < 96 {
+                prop_assert_eq!(x.octets()[8], 0);
+            }
+            prop_assert_eq!(x.mask(len), Ipv6Addr::from(p).mask(len));
         }
 
         #[test]

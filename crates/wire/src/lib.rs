@@ -3,7 +3,8 @@
 //!
 //! Each protocol has a view (`EthernetFrame`, `ArpPacket`, `Ipv4Packet`,
 //! `Icmpv4Packet`, `UdpPacket`, `TcpPacket`, `Ipv6Packet`, the IPv6
-//! extension headers, `Icmpv6Packet`; NDP and MLD messages are ICMPv6) over any `T: AsRef<[u8]>`.
+//! extension headers, `Icmpv6Packet`; NDP and MLD messages are ICMPv6)
+//! over any `T: AsRef<[u8]>`.
 //! `new_checked` validates every length the accessors rely on, so after it
 //! succeeds no accessor panics. `new_unchecked` skips the checks: accessors
 //! may then panic on a short buffer (the caller has checked already).
