@@ -25,6 +25,13 @@ pub mod option_kind {
     pub const PREFIX_INFO: u8 = 3;
     pub const REDIRECTED_HEADER: u8 = 4;
     pub const MTU: u8 = 5;
+    /// Nonce (RFC 3971 §5.3.2), used by DAD to spot its own looped-back
+    /// solicitations (RFC 7527).
+    pub const NONCE: u8 = 14;
+    /// Recursive DNS servers (RFC 8106 §5.1).
+    pub const RDNSS: u8 = 25;
+    /// DNS search list (RFC 8106 §5.2).
+    pub const DNSSL: u8 = 31;
 }
 
 mod field {
@@ -92,6 +99,18 @@ pub enum NdpOption<'a> {
     /// padded with zeros to 8 on emit).
     RedirectedHeader(&'a [u8]),
     Mtu(u32),
+    /// The nonce bytes (6 + 8k).
+    Nonce(&'a [u8]),
+    /// DNS servers, 16 bytes each; lifetime in seconds.
+    Rdnss {
+        lifetime: u32,
+        servers: &'a [u8],
+    },
+    /// DNS search list in DNS name encoding, zero padded; lifetime in seconds.
+    Dnssl {
+        lifetime: u32,
+        domains: &'a [u8],
+    },
     /// Any other type: the bytes after type and length (8k − 2 bytes on
     /// parse; padded with zeros on emit).
     Unknown {
@@ -109,7 +128,8 @@ pub enum NdpOptionErrorKind {
     /// missing.
     Truncated,
     /// A known option with the wrong length (a link-layer address that is
-    /// not 6 bytes, prefix information not 32, MTU not 8).
+    /// not 6 bytes, prefix information not 32, MTU not 8, RDNSS not 8 + 16n
+    /// with n ≥ 1, DNSSL under 16).
     BadLength,
 }
 
@@ -187,9 +207,17 @@ impl<'a> Iterator for NdpOptions<'a> {
                 prefix: get_ip6(o, 16),
             }),
             option_kind::MTU if len == 8 => NdpOption::Mtu(get32(o, 4)),
-            option_kind::SOURCE_LLADDR | option_kind::TARGET_LLADDR | option_kind::PREFIX_INFO | option_kind::MTU => {
-                return bad
+            option_kind::RDNSS if len >= 24 && units % 2 == 1 => {
+                NdpOption::Rdnss { lifetime: get32(o, 4), servers: &o[8..] }
             }
+            option_kind::DNSSL if len >= 16 => NdpOption::Dnssl { lifetime: get32(o, 4), domains: &o[8..] },
+            option_kind::SOURCE_LLADDR
+            | option_kind::TARGET_LLADDR
+            | option_kind::PREFIX_INFO
+            | option_kind::MTU
+            | option_kind::RDNSS
+            | option_kind::DNSSL => return bad,
+            option_kind::NONCE => NdpOption::Nonce(&o[2..]),
             option_kind::REDIRECTED_HEADER => NdpOption::RedirectedHeader(&o[8..]),
             kind => NdpOption::Unknown { kind, data: &o[2..] },
         }))
@@ -215,7 +243,9 @@ impl NdpOption<'_> {
             NdpOption::SourceLinkAddr(_) | NdpOption::TargetLinkAddr(_) | NdpOption::Mtu(_) => 8,
             NdpOption::PrefixInfo(_) => 32,
             NdpOption::RedirectedHeader(d) => 8 + d.len().div_ceil(8) * 8,
-            NdpOption::Unknown { data, .. } => (2 + data.len()).div_ceil(8) * 8,
+            NdpOption::Rdnss { servers, .. } => 8 + servers.len().div_ceil(16) * 16,
+            NdpOption::Dnssl { domains, .. } => 8 + domains.len().div_ceil(8) * 8,
+            NdpOption::Nonce(data) | NdpOption::Unknown { data, .. } => (2 + data.len()).div_ceil(8) * 8,
         }
     }
 
@@ -251,6 +281,20 @@ impl NdpOption<'_> {
             NdpOption::Mtu(m) => {
                 o[0] = option_kind::MTU;
                 put32(o, 4, m);
+            }
+            NdpOption::Nonce(data) => {
+                o[0] = option_kind::NONCE;
+                o[2..2 + data.len()].copy_from_slice(data);
+            }
+            NdpOption::Rdnss { lifetime, servers } => {
+                o[0] = option_kind::RDNSS;
+                put32(o, 4, lifetime);
+                o[8..8 + servers.len()].copy_from_slice(servers);
+            }
+            NdpOption::Dnssl { lifetime, domains } => {
+                o[0] = option_kind::DNSSL;
+                put32(o, 4, lifetime);
+                o[8..8 + domains.len()].copy_from_slice(domains);
             }
             NdpOption::Unknown { kind, data } => {
                 o[0] = kind;
@@ -653,7 +697,7 @@ mod tests {
         assert!(s.is_unspecified());
         assert_eq!(r.lladdr(), Ok(None));
         let o: Vec<_> = r.options().collect();
-        assert_eq!(o, [Ok(NdpOption::Unknown { kind: 14, data: &[0xe8, 0xa3, 0x07, 0x46, 0xb7, 0xd6] })]);
+        assert_eq!(o, [Ok(NdpOption::Nonce(&[0xe8, 0xa3, 0x07, 0x46, 0xb7, 0xd6]))]);
         assert_eq!(r.validate(s, d, 255), Ok(()));
         // DAD to a non-solicited-node group, or with a lladdr, is invalid.
         assert_eq!(r.validate(s, ipv6::ALL_NODES, 255), Err(NdpInvalid::UnspecifiedSourceNotSolicitedNode));
@@ -774,6 +818,34 @@ mod tests {
     }
 
     #[test]
+    fn rdnss_and_dnssl_options() {
+        let servers: Vec<u8> = [a("2001:db8::53"), a("2001:db8::54")].iter().flat_map(|x| x.octets()).collect();
+        // "example.com" in DNS encoding, padded to 16.
+        let mut domains = [0u8; 16];
+        domains[..13].copy_from_slice(b"\x07example\x03com\x00");
+        let opts = [
+            NdpOption::Rdnss { lifetime: 600, servers: &servers },
+            NdpOption::Dnssl { lifetime: 600, domains: &domains },
+        ];
+        let mut b = [0u8; 64];
+        let n = emit_options(&opts, &mut b);
+        assert_eq!(n, 40 + 24);
+        assert_eq!(&b[..8], &[25, 5, 0, 0, 0, 0, 0x02, 0x58]);
+        assert_eq!(&b[40..42], &[31, 3]);
+        let back: Vec<_> = options(&b[..n], 0).map(Result::unwrap).collect();
+        assert_eq!(back, opts);
+        // RDNSS with no server (length 1) or an even length is bad; DNSSL
+        // of length 1 too.
+        for bad in [[25u8, 1, 0, 0, 0, 0, 0, 0], [31, 1, 0, 0, 0, 0, 0, 0]] {
+            let e = options(&bad, 16).next().unwrap().unwrap_err();
+            assert_eq!((e.kind, e.offset), (NdpOptionErrorKind::BadLength, 16));
+        }
+        let mut even = [0u8; 32];
+        even[..2].copy_from_slice(&[25, 4]);
+        assert_eq!(options(&even, 0).next().unwrap().unwrap_err().kind, NdpOptionErrorKind::BadLength);
+    }
+
+    #[test]
     fn bad_length_prefix_is_skipped_and_mtu_checked() {
         // Prefix info of length 3 and MTU of length 2: both BadLength; the
         // framing is fine so the RA parses, and prefixes() skips it.
@@ -820,7 +892,8 @@ mod tests {
                 2 => NdpOption::PrefixInfo(PrefixInfo { prefix_len: l, on_link: f, autonomous: !f,
                     valid_lifetime: x, preferred_lifetime: y, prefix: Ipv6Addr::from(((x as u128) << 96) | y as u128) }),
                 3 => NdpOption::Mtu(x),
-                _ => NdpOption::Unknown { kind: 6 + l % 200, data: &data[..(l as usize % 4) * 8 + 6] },
+                4 if f => NdpOption::Nonce(&data[..(l as usize % 3) * 8 + 6]),
+                _ => NdpOption::Unknown { kind: [6, 7, 8, 9, 13, 15, 24, 26, 200][l as usize % 9], data: &data[..(l as usize % 4) * 8 + 6] },
             }).collect();
             let mut b = vec![0u8; opts.iter().map(|o| o.buffer_len()).sum()];
             let n = emit_options(&opts, &mut b);
