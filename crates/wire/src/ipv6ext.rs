@@ -7,6 +7,7 @@
 //! packet, so an [`ExtError`]'s offset is the ICMPv6 parameter problem
 //! pointer (RFC 4443 §3.4).
 
+use crate::icmpv6::ParamProblem;
 use crate::ipv4::IpProtocol;
 use crate::ipv6::{NEXT_HEADER_OFFSET, PAYLOAD_LEN_OFFSET};
 use crate::{get16, get32, put16, put32, WireError};
@@ -388,9 +389,8 @@ impl<T: AsRef<[u8]>> RoutingHeader<T> {
         self.buf.as_ref()[SEGMENTS_LEFT_OFFSET]
     }
 
-    /// Type 0: the stack drops it (RFC 5095 §3: as an unrecognized type,
-    /// i.e. a parameter problem pointing at the type when segments left is
-    /// not zero, ignored when it is).
+    /// Type 0, deprecated by RFC 5095. OpenBSD refuses it whatever its
+    /// segments left (see [`HeaderChain::bad_routing`]).
     pub fn is_type0(&self) -> bool {
         self.routing_type() == routing_type::SOURCE_ROUTE
     }
@@ -600,6 +600,23 @@ pub struct ExtError {
     pub offset: usize,
 }
 
+impl ExtError {
+    /// The parameter problem the stack answers with (RFC 8200 §4, RFC 7112
+    /// §5): code and pointer. `None` where the packet is only dropped (a
+    /// truncated packet, or more headers than the limit, as pf drops them).
+    pub fn param_problem(&self) -> Option<(ParamProblem, u32)> {
+        let at = self.offset as u32;
+        Some(match self.kind {
+            ExtErrorKind::Truncated | ExtErrorKind::TooManyHeaders => return None,
+            ExtErrorKind::IncompleteChain => (ParamProblem::IncompleteChain, 0),
+            ExtErrorKind::HopByHopNotFirst => (ParamProblem::UnrecognizedNextHeader, at),
+            ExtErrorKind::BadOption | ExtErrorKind::FragmentLength | ExtErrorKind::FragmentOverflow => {
+                (ParamProblem::ErroneousHeader, at)
+            }
+        })
+    }
+}
+
 /// The result of walking a whole chain.
 #[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
 pub struct HeaderChain {
@@ -615,6 +632,12 @@ pub struct HeaderChain {
     pub fragment: Option<(usize, FragmentRepr)>,
     /// Offset of the (first) routing header, if any.
     pub routing: Option<usize>,
+    /// Why OpenBSD refuses the packet for its routing headers, as a
+    /// parameter problem (code 0) pointer: the routing type byte of a type
+    /// 0 header (RFC 5095, whatever its segments left), or the start of a
+    /// second routing header, whichever comes first (ip6_check_rh0hdr in
+    /// ip6_input.c; pf_walk_header6 drops both too).
+    pub bad_routing: Option<usize>,
     /// Whether a hop-by-hop header is present (it is always at 40).
     pub hop_by_hop: bool,
     /// Number of extension headers.
@@ -650,6 +673,7 @@ pub struct ExtHeaders<'a> {
     failed: bool,
     fragment: Option<(usize, FragmentRepr)>,
     routing: Option<usize>,
+    bad_routing: Option<usize>,
     hop_by_hop: bool,
 }
 
@@ -669,6 +693,7 @@ impl<'a> ExtHeaders<'a> {
             failed: false,
             fragment: None,
             routing: None,
+            bad_routing: None,
             hop_by_hop: false,
         }
     }
@@ -689,6 +714,7 @@ impl<'a> ExtHeaders<'a> {
             nh_offset: self.nh_offset,
             fragment: self.fragment,
             routing: self.routing,
+            bad_routing: self.bad_routing,
             hop_by_hop: self.hop_by_hop,
             count: self.count,
         })
@@ -762,10 +788,13 @@ impl<'a> Iterator for ExtHeaders<'a> {
                 self.hop_by_hop |= kind == IpProtocol::HOPOPT;
             }
             IpProtocol::IPV6_ROUTE => {
-                if len < 8 {
-                    return self.short();
+                if self.routing.is_some() {
+                    self.bad_routing.get_or_insert(at);
                 }
                 self.routing.get_or_insert(at);
+                if bytes[ROUTING_TYPE_OFFSET] == routing_type::SOURCE_ROUTE {
+                    self.bad_routing.get_or_insert(at + ROUTING_TYPE_OFFSET);
+                }
             }
             IpProtocol::IPV6_FRAG => {
                 let f = FragmentRepr::parse(&FragmentHeader::new_unchecked(bytes)).expect("infallible");
@@ -861,6 +890,7 @@ mod tests {
         let rest = [0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0];
         let e = walk(&pkt(IpProtocol::IPV6_OPTS, &rest)).unwrap_err();
         assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::HopByHopNotFirst, IpProtocol::HOPOPT, 40));
+        assert_eq!(e.param_problem(), Some((ParamProblem::UnrecognizedNextHeader, 40)));
         // Hop-by-hop twice: the second names... the same error.
         let rest = [0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0];
         let e = walk(&pkt(IpProtocol::HOPOPT, &rest)).unwrap_err();
@@ -889,6 +919,7 @@ mod tests {
         let rest = [17, 0, 1, 5, 0, 0, 0, 0];
         let e = walk(&pkt(IpProtocol::HOPOPT, &rest)).unwrap_err();
         assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::BadOption, IpProtocol::HOPOPT, 43));
+        assert_eq!(e.param_problem(), Some((ParamProblem::ErroneousHeader, 43)));
     }
 
     #[test]
@@ -931,6 +962,21 @@ mod tests {
         let b = pkt(IpProtocol::IPV6_ROUTE, &rest);
         let c = walk(&b).unwrap();
         assert_eq!((c.routing, c.upper, c.upper_offset, c.nh_offset), (Some(40), IpProtocol::UDP, 64, 40));
+        assert_eq!(c.bad_routing, Some(42));
+        // Segments left 0 is refused as well (ip6_check_rh0hdr).
+        let mut z = b.clone();
+        z[43] = 0;
+        assert_eq!(walk(&z).unwrap().bad_routing, Some(42));
+        // A type 2 routing header is fine ...
+        let mut t2 = b.clone();
+        t2[42] = routing_type::TYPE2;
+        assert_eq!(walk(&t2).unwrap().bad_routing, None);
+        // ... but not two routing headers: the pointer is the second one.
+        let mut two = vec![IpProtocol::IPV6_ROUTE.0, 0, routing_type::TYPE2, 0, 0, 0, 0, 0];
+        two.extend_from_slice(&[17, 0, routing_type::SEGMENT_ROUTING, 0, 0, 0, 0, 0]);
+        two.extend_from_slice(&UDP8);
+        let c = walk(&pkt(IpProtocol::IPV6_ROUTE, &two)).unwrap();
+        assert_eq!((c.routing, c.bad_routing, c.upper_offset), (Some(40), Some(48), 56));
         let rh = RoutingHeader::new_checked(&b[40..64]).unwrap();
         assert!(rh.is_type0());
         assert_eq!((rh.segments_left(), rh.header_len(), rh.data().len()), (1, 24, 20));
@@ -972,12 +1018,14 @@ mod tests {
         rest.extend_from_slice(&[17, 1, 1, 4, 0, 0, 0, 0]); // says 16 bytes, has 8
         let e = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap_err();
         assert_eq!((e.kind, e.header, e.offset), (ExtErrorKind::IncompleteChain, IpProtocol::IPV6_OPTS, 0));
+        assert_eq!(e.param_problem(), Some((ParamProblem::IncompleteChain, 0)));
         // First fragment with nothing after the fragment header.
         let e = walk(&pkt(IpProtocol::IPV6_FRAG, &frag(17, 0, true, 1))).unwrap_err();
         assert_eq!(e.kind, ExtErrorKind::IncompleteChain);
         // The same truncation in an unfragmented packet is Truncated.
         let e = walk(&pkt(IpProtocol::IPV6_OPTS, &rest[8..])).unwrap_err();
         assert_eq!((e.kind, e.offset), (ExtErrorKind::Truncated, 40));
+        assert_eq!(e.param_problem(), None);
     }
 
     #[test]
@@ -1002,6 +1050,7 @@ mod tests {
         rest.extend_from_slice(&[0; 12]);
         let e = walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).unwrap_err();
         assert_eq!((e.kind, e.offset), (ExtErrorKind::FragmentLength, 4));
+        assert_eq!(e.param_problem(), Some((ParamProblem::ErroneousHeader, 4)));
         // Last fragment at offset 65528 with 16 bytes: past 65535.
         let mut rest = frag(17, 65528, false, 1).to_vec();
         rest.extend_from_slice(&[0; 16]);
@@ -1136,6 +1185,8 @@ mod tests {
             prop_assert_eq!(c.fragment.map(|f| f.0), spec.iter().rposition(|s| s.0 == IpProtocol::IPV6_FRAG).map(|i| offsets[i]));
             prop_assert!(frag.is_none() || !c.is_fragment());
             prop_assert_eq!(c.routing, spec.iter().position(|s| s.0 == IpProtocol::IPV6_ROUTE).map(|i| offsets[i]));
+            // The routing headers built here have type 0 (zeroed bytes).
+            prop_assert_eq!(c.bad_routing, c.routing.map(|o| o + ROUTING_TYPE_OFFSET));
         }
 
         #[test]
