@@ -71,6 +71,32 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ok(Ipv6Packet { buf })
     }
 
+    /// For the packet an ICMPv6 error quotes, which is usually cut short
+    /// (RFC 4443 §2.4 (c)): checks the 40-byte header and version 6 only.
+    /// The payload length may run past the buffer; [`payload`](Self::payload),
+    /// [`packet`](Self::packet) and the header walk stop at the buffer's end.
+    pub fn new_quoted(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b[field::VER_TC_FLOW] >> 4 != 6 {
+            return Err(WireError::BadVersion);
+        }
+        Ok(Ipv6Packet { buf })
+    }
+
+    /// Whether the buffer holds fewer bytes than the payload length says
+    /// (only possible with [`new_quoted`](Self::new_quoted)).
+    pub fn is_cut(&self) -> bool {
+        self.total_len() > self.buf.as_ref().len()
+    }
+
+    /// End of the packet's bytes: the payload length, clamped to the buffer.
+    fn end(&self) -> usize {
+        self.total_len().min(self.buf.as_ref().len())
+    }
+
     pub fn into_inner(self) -> T {
         self.buf
     }
@@ -135,21 +161,24 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         &self.buf.as_ref()[..HEADER_LEN]
     }
 
-    /// The payload up to the payload length (padding excluded).
+    /// The payload up to the payload length (padding excluded; for a
+    /// quoted packet, up to the end of the quote).
     pub fn payload(&self) -> &[u8] {
-        &self.buf.as_ref()[HEADER_LEN..self.total_len()]
+        &self.buf.as_ref()[HEADER_LEN..self.end()]
     }
 
-    /// The packet up to the payload length (padding excluded).
+    /// The packet up to the payload length (padding excluded; for a quoted
+    /// packet, up to the end of the quote).
     pub fn packet(&self) -> &[u8] {
-        &self.buf.as_ref()[..self.total_len()]
+        &self.buf.as_ref()[..self.end()]
     }
 
     /// The extension header chain, walked from the fixed header's next
     /// header. Offsets in its items and errors are from the start of this
     /// packet, so an error's offset is the ICMPv6 parameter problem pointer.
+    /// A cut quote (see [`new_quoted`](Self::new_quoted)) is walked as one.
     pub fn ext_headers(&self) -> ExtHeaders<'_> {
-        ExtHeaders::new(self.next_header(), self.packet(), HEADER_LEN)
+        ExtHeaders::new(self.next_header(), self.packet(), HEADER_LEN).cut(self.is_cut())
     }
 }
 
@@ -203,9 +232,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
         h
     }
 
-    /// The payload up to the payload length.
+    /// The payload up to the payload length (or the end of a quote).
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let end = self.total_len();
+        let end = self.end();
         &mut self.b()[HEADER_LEN..end]
     }
 }
@@ -489,6 +518,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn quoted_packets_may_be_cut() {
+        let b = LINUX_ECHO_REQUEST;
+        assert_eq!(Ipv6Packet::new_checked(&b[..48]).unwrap_err(), WireError::Truncated);
+        let q = Ipv6Packet::new_quoted(&b[..48]).unwrap();
+        assert!(q.is_cut());
+        assert_eq!((q.payload_len(), q.payload().len(), q.packet().len()), (16, 8, 48));
+        let c = q.ext_headers().walk().unwrap();
+        assert_eq!((c.upper, c.upper_offset), (IpProtocol::ICMPV6, 40));
+        assert!(!Ipv6Packet::new_quoted(&b[..]).unwrap().is_cut());
+        assert_eq!(Ipv6Packet::new_quoted(&b[..39]).unwrap_err(), WireError::Truncated);
+        let mut v4 = b;
+        v4[0] = 0x45;
+        assert_eq!(Ipv6Packet::new_quoted(&v4[..]).unwrap_err(), WireError::BadVersion);
+    }
+
+    #[test]
     fn traffic_class_and_flow_label_setters_keep_each_other() {
         let mut b = LINUX_ECHO_REQUEST;
         let mut p = Ipv6Packet::new_checked(&mut b[..]).unwrap();
@@ -594,6 +639,14 @@ pub(crate) mod tests {
             r.emit(&mut b);
             let p = Ipv6Packet::new_checked(&b[..]).unwrap();
             prop_assert_eq!(Ipv6Repr::parse(&p).unwrap(), r);
+        }
+
+        #[test]
+        fn quoted_random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..120)) {
+            if let Ok(p) = Ipv6Packet::new_quoted(&b[..]) {
+                prop_assert!(p.packet().len() <= b.len());
+                let _ = (p.payload().len(), p.is_cut(), p.ext_headers().walk());
+            }
         }
 
         #[test]

@@ -675,6 +675,7 @@ pub struct ExtHeaders<'a> {
     routing: Option<usize>,
     bad_routing: Option<usize>,
     hop_by_hop: bool,
+    cut: bool,
 }
 
 impl<'a> ExtHeaders<'a> {
@@ -695,7 +696,21 @@ impl<'a> ExtHeaders<'a> {
             routing: None,
             bad_routing: None,
             hop_by_hop: false,
+            cut: false,
         }
+    }
+
+    /// Marks `buf` as a cut quote (an ICMPv6 error's invoking packet): the
+    /// fragment length checks and RFC 7112's are skipped, as the bytes
+    /// after the quote are missing, and running out is `Truncated`.
+    pub fn cut(mut self, cut: bool) -> Self {
+        self.cut = cut;
+        self
+    }
+
+    /// A first fragment whose chain must be whole (RFC 7112).
+    fn in_first_fragment(&self) -> bool {
+        !self.cut && self.fragment.is_some_and(|(_, f)| f.frag_offset == 0 && f.more_frags)
     }
 
     /// Walks the whole chain.
@@ -728,7 +743,7 @@ impl<'a> ExtHeaders<'a> {
 
     /// Truncation, or an incomplete chain in a first fragment.
     fn short(&mut self) -> Option<Result<ExtHeader<'a>, ExtError>> {
-        if self.fragment.is_some_and(|(_, f)| f.frag_offset == 0 && f.more_frags) {
+        if self.in_first_fragment() {
             self.fail(ExtErrorKind::IncompleteChain, 0)
         } else {
             let at = self.pos;
@@ -750,10 +765,7 @@ impl<'a> Iterator for ExtHeaders<'a> {
         if !is_ext_header(kind) {
             self.done = true;
             // RFC 7112: a first fragment must reach the upper-layer header.
-            if self.fragment.is_some_and(|(_, f)| f.frag_offset == 0 && f.more_frags)
-                && kind != IpProtocol::IPV6_NONXT
-                && rest.is_empty()
-            {
+            if self.in_first_fragment() && kind != IpProtocol::IPV6_NONXT && rest.is_empty() {
                 return self.fail(ExtErrorKind::IncompleteChain, 0);
             }
             return None;
@@ -799,10 +811,10 @@ impl<'a> Iterator for ExtHeaders<'a> {
             IpProtocol::IPV6_FRAG => {
                 let f = FragmentRepr::parse(&FragmentHeader::new_unchecked(bytes)).expect("infallible");
                 let data = rest.len() - len;
-                if f.more_frags && !data.is_multiple_of(8) {
+                if !self.cut && f.more_frags && !data.is_multiple_of(8) {
                     return self.fail(ExtErrorKind::FragmentLength, PAYLOAD_LEN_OFFSET);
                 }
-                if f.frag_offset as usize + data > u16::MAX as usize {
+                if !self.cut && f.frag_offset as usize + data > u16::MAX as usize {
                     return self.fail(ExtErrorKind::FragmentOverflow, at + FRAG_OFFSET_OFFSET);
                 }
                 self.fragment = Some((at, f));
@@ -1060,6 +1072,16 @@ mod tests {
         let mut rest = frag(17, 65528, false, 1).to_vec();
         rest.extend_from_slice(&[0; 7]);
         assert!(walk(&pkt(IpProtocol::IPV6_FRAG, &rest)).is_ok());
+        // In a cut quote the data length says nothing: no length checks.
+        let mut rest = frag(17, 0, true, 1).to_vec();
+        rest.extend_from_slice(&[0; 20]);
+        let b = pkt(IpProtocol::IPV6_FRAG, &rest);
+        let q = Ipv6Packet::new_quoted(&b[..60]).unwrap();
+        let c = q.ext_headers().walk().unwrap();
+        assert_eq!((c.upper, c.upper_offset), (IpProtocol::UDP, 48));
+        // And a chain cut inside a quoted first fragment is Truncated.
+        let q = Ipv6Packet::new_quoted(&b[..44]).unwrap();
+        assert_eq!(q.ext_headers().walk().unwrap_err().kind, ExtErrorKind::Truncated);
     }
 
     #[test]

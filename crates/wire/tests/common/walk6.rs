@@ -25,6 +25,7 @@ pub const DST: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 2);
 /// a bug: an accessor that panicked after a checked constructor, an offset
 /// outside the packet, or a Repr that does not survive emit → parse.
 pub fn ip6(b: &[u8]) {
+    quoted(b);
     let Ok(p) = Ipv6Packet::new_checked(b) else { return };
     let r = Ipv6Repr::parse(&p).unwrap();
     let mut out = [0u8; 40];
@@ -106,8 +107,19 @@ pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, b: &[u8]) {
         _ => {
             if let (true, Some(d)) = (r.is_error(), r.data()) {
                 ip6(d);
+                quoted(d);
             }
         }
+    }
+}
+
+/// A quoted packet, cut or not: the view and the walk stay in the quote.
+fn quoted(d: &[u8]) {
+    let Ok(q) = Ipv6Packet::new_quoted(d) else { return };
+    assert!(q.packet().len() <= d.len());
+    match q.ext_headers().walk() {
+        Ok(c) => assert!(c.upper_offset <= q.packet().len()),
+        Err(e) => assert!(e.offset <= q.packet().len()),
     }
 }
 
