@@ -50,6 +50,7 @@ mod field {
 
 const RA_MANAGED: u8 = 0x80;
 const RA_OTHER: u8 = 0x40;
+const RA_PRF_SHIFT: u8 = 3;
 const NA_ROUTER: u8 = 0x80;
 const NA_SOLICITED: u8 = 0x40;
 const NA_OVERRIDE: u8 = 0x20;
@@ -314,6 +315,37 @@ pub fn emit_options(opts: &[NdpOption<'_>], buf: &mut [u8]) -> usize {
     at
 }
 
+/// Default router preference (RFC 4191 §2.2), the RA's Prf bits.
+#[derive(Debug, Copy, Clone, PartialEq, Eq, Hash, Default)]
+pub enum RouterPreference {
+    #[default]
+    Medium,
+    High,
+    Low,
+    /// 10: must not be sent; a receiver treats it as medium.
+    Reserved,
+}
+
+impl RouterPreference {
+    fn from_bits(b: u8) -> Self {
+        match b & 3 {
+            0 => RouterPreference::Medium,
+            1 => RouterPreference::High,
+            3 => RouterPreference::Low,
+            _ => RouterPreference::Reserved,
+        }
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            RouterPreference::Medium => 0,
+            RouterPreference::High => 1,
+            RouterPreference::Low => 3,
+            RouterPreference::Reserved => 2,
+        }
+    }
+}
+
 /// Neighbor advertisement flags (RFC 4861 §4.4).
 #[derive(Debug, Copy, Clone, PartialEq, Eq, Hash, Default)]
 pub struct NaFlags {
@@ -338,6 +370,8 @@ pub enum NdpRepr<'a> {
         managed: bool,
         /// O: other configuration via DHCPv6.
         other: bool,
+        /// Prf (RFC 4191).
+        preference: RouterPreference,
         /// Seconds; 0: not a default router.
         router_lifetime: u16,
         /// Milliseconds; 0: unspecified.
@@ -410,6 +444,7 @@ impl<'a> NdpRepr<'a> {
                 hop_limit: b[field::CUR_HOP_LIMIT],
                 managed: b[field::RA_FLAGS] & RA_MANAGED != 0,
                 other: b[field::RA_FLAGS] & RA_OTHER != 0,
+                preference: RouterPreference::from_bits(b[field::RA_FLAGS] >> RA_PRF_SHIFT),
                 router_lifetime: get16(b, field::ROUTER_LIFETIME),
                 reachable_time: get32(b, field::REACHABLE_TIME),
                 retrans_timer: get32(b, field::RETRANS_TIMER),
@@ -581,10 +616,19 @@ impl<'a> NdpRepr<'a> {
         match *self {
             NdpRepr::RouterSolicit { .. } => {}
             NdpRepr::RouterAdvert {
-                hop_limit, managed, other, router_lifetime, reachable_time, retrans_timer, ..
+                hop_limit,
+                managed,
+                other,
+                preference,
+                router_lifetime,
+                reachable_time,
+                retrans_timer,
+                ..
             } => {
                 b[field::CUR_HOP_LIMIT] = hop_limit;
-                b[field::RA_FLAGS] = if managed { RA_MANAGED } else { 0 } | if other { RA_OTHER } else { 0 };
+                b[field::RA_FLAGS] = if managed { RA_MANAGED } else { 0 }
+                    | if other { RA_OTHER } else { 0 }
+                    | preference.bits() << RA_PRF_SHIFT;
                 put16(b, field::ROUTER_LIFETIME, router_lifetime);
                 put32(b, field::REACHABLE_TIME, reachable_time);
                 put32(b, field::RETRANS_TIMER, retrans_timer);
@@ -743,6 +787,7 @@ mod tests {
             hop_limit: 64,
             managed: false,
             other: true,
+            preference: RouterPreference::Medium,
             router_lifetime: 1800,
             reachable_time: 0,
             retrans_timer: 0,
@@ -858,6 +903,7 @@ mod tests {
             hop_limit: 0,
             managed: true,
             other: false,
+            preference: RouterPreference::Low,
             router_lifetime: 0,
             reachable_time: 30_000,
             retrans_timer: 1000,
@@ -911,7 +957,7 @@ mod tests {
             let options = &o[..nopts * 8];
             let r = match t {
                 0 => NdpRepr::RouterSolicit { options },
-                1 => NdpRepr::RouterAdvert { hop_limit: fl, managed: fl & 1 != 0, other: fl & 2 != 0, router_lifetime: lt,
+                1 => NdpRepr::RouterAdvert { hop_limit: fl, managed: fl & 1 != 0, other: fl & 2 != 0, preference: RouterPreference::from_bits(fl >> 2), router_lifetime: lt,
                     reachable_time: w, retrans_timer: !w, options },
                 2 => NdpRepr::NeighborSolicit { target: x.into(), options },
                 3 => NdpRepr::NeighborAdvert { flags: NaFlags { router: fl & 1 != 0, solicited: fl & 2 != 0, override_: fl & 4 != 0 },

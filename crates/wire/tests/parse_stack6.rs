@@ -13,7 +13,7 @@ use softnet_wire::ipv4::IpProtocol;
 use softnet_wire::ipv6::{self, Ipv6AddrExt, Ipv6Repr};
 use softnet_wire::ipv6ext::{self, FragmentRepr};
 use softnet_wire::mld::{self, record_type, MldRecordRepr, MldRepr};
-use softnet_wire::ndp::{self, NaFlags, NdpOption, NdpRepr, PrefixInfo};
+use softnet_wire::ndp::{self, NaFlags, NdpOption, NdpRepr, PrefixInfo, RouterPreference};
 use softnet_wire::tcp::{TcpFlags, TcpRepr};
 use softnet_wire::udp::UdpRepr;
 
@@ -72,6 +72,7 @@ fn build(kind: u8, n: usize) -> Vec<u8> {
                         hop_limit: 64,
                         managed: false,
                         other: false,
+                        preference: RouterPreference::Medium,
                         router_lifetime: 1800,
                         reachable_time: 0,
                         retrans_timer: 0,
