@@ -9,6 +9,9 @@ router sent to D and with which TTL. D's kernel does not forward.
 1. `route-to 10.0.3.2` on A's pings to B: every echo request arrives at D
    (TTL 63: forwarded once), none at B; `-sr` prints the rule as pfctl;
    TCP from A to B (another rule) still reaches B.
+   A pool `{ 10.0.3.2, 10.0.2.2 } round-robin`: each new ping flow gets
+   the next next hop (B, D, B: a list is a table, in address order);
+   `route-to (r2 10.0.3.2)` sends to D through the named interface.
 2. `reply-to 10.0.3.2` on B's pings to A (rule in on r1): A answers, the
    replies leave by r2 to D, B gets none.
 3. `dup-to 10.0.3.2` on A's pings: A gets every reply from B, and D gets a
@@ -65,6 +68,16 @@ print(json.dumps({"seen": seen}), flush=True)
 ROUTE_TO = """\
 pass
 pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to 10.0.3.2
+"""
+
+POOL = """\
+pass
+pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to { 10.0.3.2, 10.0.2.2 } round-robin
+"""
+
+ON_IF = """\
+pass
+pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to (r2 10.0.3.2)
 """
 
 REPLY_TO = """\
@@ -164,6 +177,23 @@ def run_test():
         check("pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to 10.0.3.2" in sr, sr)
         lab.expect_tcp(22, "ok", "TCP A -> B, not routed")
         log(f"  D got {len(seen)} echo requests, TTL {seen[0]['ttl']}")
+
+        t.step("1b. a pool of next hops, round-robin: each new state the next one")
+        load(lab, POOL)
+        sn = Sniffer(lab, A_IP, B_IP, 1, want=1, secs=8)
+        got = [ping(lab, net.a, B_IP, 1) for _ in range(3)]
+        seen = sn.result()
+        # The list is a table, walked in address order: B (10.0.2.2) first.
+        check(got == [1, 0, 1], f"replies per ping flow: {got}")
+        check(len(seen) == 1, f"D saw {seen}")
+        log("  flows 1 and 3 went to B, flow 2 to D")
+
+        t.step("1c. route-to (r2 10.0.3.2): the next hop on a named interface")
+        load(lab, ON_IF)
+        sn = Sniffer(lab, A_IP, B_IP, 1, want=2)
+        got = ping(lab, net.a, B_IP, 2)
+        seen = sn.result()
+        check(got == 0 and len(seen) == 2, f"B answered {got}, D saw {seen}")
 
         t.step("2. reply-to: A's replies to B's pings leave by r2 to D")
         load(lab, REPLY_TO)

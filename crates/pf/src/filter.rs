@@ -7,6 +7,7 @@
 //! stack.set_filter(Some(Box::new(pf.clone())));         // the stack's hook
 //! pf.set_pflog(Some(queue.clone()));                    // pflog: daemon drains `queue` to a pcap file
 //! pf.set_if_lookup(Arc::new(move |name| …));            // (if) addresses of other interfaces
+//! pf.set_if_ref_lookup(Arc::new(move |name| …));        // route-to (if addr): the interface
 //! pf.set_route_lookup(Arc::new(move |rtable, addr| …));  // no-route, urpf-failed
 //! pf.show_states(0, now)                            // pfctl -ss
 //! ```
@@ -56,6 +57,10 @@ pub(crate) type LogIfSums = [u64; 6];
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
 
+/// Finds an interface by name (for `route-to (if addr)`): a weak
+/// reference, which fails once that interface is destroyed.
+pub type IfRefLookup = Arc<dyn Fn(&str) -> Option<WeakIf> + Send + Sync>;
+
 /// Finds the route for an address in a routing table, as `pf_routable`'s
 /// `rtalloc`: `None` when the table has no route for it (or no such
 /// table), else the interface the route goes out of. Reject and blackhole
@@ -79,6 +84,7 @@ pub struct PfInner {
     pub(crate) srcnodes: crate::srcnode::SrcNodes,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
     /// Names of interfaces states are bound to (generation → name).
     ifnames: Mutex<HashMap<u32, String>>,
@@ -217,6 +223,15 @@ impl PfInner {
 
     /// Addresses of interface `name`: the packet's own interface directly,
     /// others through the lookup the daemon installed.
+    /// The interface called `name` (`ifp` itself when it is).
+    pub(crate) fn if_ref(&self, name: &str, ifp: &Interface) -> Option<WeakIf> {
+        if ifp.name() == name {
+            return Some(ifp.weak());
+        }
+        let l = self.if_ref_lookup.load();
+        l.as_ref().and_then(|f| f(name))
+    }
+
     pub(crate) fn if_addrs(&self, name: &str, ifp: &Interface) -> Option<Vec<IfAddr>> {
         if ifp.name() == name {
             return Some(ifp.addrs().to_vec());
@@ -287,6 +302,9 @@ impl PfInner {
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
         if let Some(r) = rs.state_rule(st.ruleset_gen, st.rule_nr) {
             let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            if let (Some(rt), true) = (&r.route, st.rt != 0) {
+                rt.released(st.rt_addr);
+            }
         }
         if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
@@ -387,6 +405,7 @@ impl Pf {
             srcnodes: crate::srcnode::SrcNodes::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            if_ref_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
             gen: AtomicU32::new(0),
@@ -646,6 +665,13 @@ impl Pf {
     /// packet's own.
     pub fn set_if_lookup(&self, f: IfLookup) {
         self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// Installs the interface lookup `route-to (if addr)` needs; until one
+    /// is installed such a rule makes no state (no-route) except for the
+    /// packet's own interface.
+    pub fn set_if_ref_lookup(&self, f: IfRefLookup) {
+        self.inner.if_ref_lookup.store(Some(Arc::new(f)));
     }
 
     /// Installs the route lookup `no-route` and `urpf-failed` need; until

@@ -507,9 +507,14 @@ pub(super) fn create_state(
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
+            let Some(nh) = rt.next_hop(&lookup, &if_ref, pd.src) else {
+                undo_src();
+                return Err(Reason::NoRoute);
+            };
             st.rt = crate::route::kind_code(Some(rt.kind));
-            st.rt_addr = nh;
+            st.rt_addr = nh.addr;
+            st.rt_if = nh.ifp.unwrap_or_default();
             st.flags |= sflags::ROUTED;
             Some((rt.kind, nh))
         }
@@ -563,6 +568,9 @@ pub(super) fn create_state(
         }
         Err(e) => {
             undo_src();
+            if let (Some(rt), Some((_, nh))) = (&r.route, route) {
+                rt.released(nh.addr);
+            }
             Err(match e {
                 crate::state::InsertError::Limit => Reason::Memory,
                 crate::state::InsertError::Conflict => Reason::StateInsert,

@@ -221,6 +221,9 @@ pub struct StateData {
     /// the state was made. Set once, before insert.
     pub rt: u8,
     pub rt_addr: Ipv4Addr,
+    /// `route-to (if addr)`: the interface `rt_addr` is on (pf's
+    /// `rt_kif`), held weakly; the default (index 0) names none.
+    pub rt_if: softnet_core::iface::WeakIf,
     /// Creation and last activity (nanoseconds of the injected clock).
     pub creation: u64,
     pub expire: u64,
@@ -255,6 +258,7 @@ impl Default for StateData {
             rtable: -1,
             rt: 0,
             rt_addr: Ipv4Addr::UNSPECIFIED,
+            rt_if: softnet_core::iface::WeakIf::default(),
             creation: 0,
             expire: 0,
             packets: [0; 2],

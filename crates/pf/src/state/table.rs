@@ -523,12 +523,14 @@ impl StateTable {
         g.live.then_some(*g)
     }
 
-    /// The routing option of the state in slot `idx` (`rt`, `rt_addr`,
+    /// The routing option of the state in slot `idx` (`rt`, its next hop,
     /// `direction`), if it is live and still the state of `rule` (ruleset
     /// generation, number) that a packet matched.
-    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, Ipv4Addr, u8)> {
+    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, softnet_core::filter::NextHop, u8)> {
         let g = self.slot(idx)?.lock();
-        (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, g.rt_addr, g.direction))
+        let ifp = (g.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(g.rt_if);
+        let nh = softnet_core::filter::NextHop { addr: g.rt_addr, ifp };
+        (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, nh, g.direction))
     }
 
     /// Copies of all live states with their slot indices.
