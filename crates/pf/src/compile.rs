@@ -273,6 +273,8 @@ pub struct CRule {
     pub icmp: Option<IcmpMatch>,
     pub tos: Option<u8>,
     pub allow_opts: bool,
+    /// `scrub (…)` and `set tos` (pf_rule_to_actions' scrub part).
+    pub scrub: crate::scrub::ScrubActs,
     pub tag: u16,
     pub tagged: Option<(u16, bool)>,
     pub rtable: Option<u16>,
@@ -970,6 +972,7 @@ fn compile_rule(
         icmp: r.icmp,
         tos: r.tos,
         allow_opts: r.allow_opts,
+        scrub: crate::scrub::ScrubActs::of_rule(&r.scrub, r.set.tos),
         tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
         tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
         rtable: r.rtable.map(|t| t as u16),

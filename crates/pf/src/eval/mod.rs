@@ -22,6 +22,7 @@ use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
+use crate::scrub::ScrubActs;
 use crate::state::{
     sflags, srcflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
 };
@@ -260,6 +261,8 @@ struct Passed {
     xlate: Option<nat::Endpoints>,
     /// The state has a routing option (`sflags::ROUTED`).
     routed: bool,
+    /// The state scrubs its packets (`sflags::SCRUB`).
+    scrub: bool,
 }
 
 /// What the state step decided.
@@ -386,7 +389,7 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed } = *p;
+    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed, scrub } = *p;
     if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
         if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
             c.count(cx.dir, pd.tot_len as u64);
@@ -410,10 +413,32 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     if let Some(to) = xlate {
         nat::translate(pkt, pd, &to);
     }
+    if scrub {
+        scrub_state_packet(cx, rule, slot, pd, pkt);
+    }
     if routed {
         route_state_packet(cx, rule, slot, pkt);
     }
     Decision::Pass
+}
+
+/// pf_test's pf_scrub (and pf_normalize_mss) with the values of the
+/// state that passed the packet.
+#[cold]
+fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt: &mut PacketBuf) {
+    let Some(rule) = rule else { return };
+    if let Some(a) = cx.pf.states.scrub_of(slot, rule) {
+        scrub_packet(pkt, pd, &a);
+    }
+}
+
+/// pf_scrub and pf_normalize_mss on a passed packet, with the scrub
+/// values `a` of its rules or its state (nothing when there are none).
+#[inline]
+fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
+    if a.any() {
+        crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+    }
 }
 
 /// pf_test's `if (st && st->rt) pf_route(...)` for a packet its state

@@ -28,6 +28,8 @@ pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: 
 struct Walk<'a> {
     tag: u16,
     rtable: Option<u16>,
+    /// pf_rule_to_actions' scrub values, from every rule that matched.
+    scrub: ScrubActs,
     /// pf_rule_actions' log bits, gathered from the `match` rules passed:
     /// a state logs each of its packets under every `log (all)` one (the
     /// state's match_rules); each `log (matches)` one makes every later
@@ -219,6 +221,7 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
         if let Some(t) = r.rtable {
             w.rtable = Some(t);
         }
+        w.scrub.add(&r.scrub);
         if r.action == Action::Match {
             if r.nat.is_some() {
                 w.nat = Some(r);
@@ -320,6 +323,7 @@ pub(super) fn test_rule(
     let mut w = Walk {
         tag: pkt.meta.pf_tag,
         rtable: None,
+        scrub: ScrubActs::default(),
         log_match: [NO_RULE; LOG_MATCH_MAX],
         log_match_n: 0,
         log_matches: 0,
@@ -339,7 +343,7 @@ pub(super) fn test_rule(
         cx.count(Reason::Match);
         return Decision::Drop;
     }
-    let Walk { tag, rtable, log_match, log_matches, matched, am, nat, rdr, .. } = w;
+    let Walk { tag, rtable, scrub, log_match, log_matches, matched, am, nat, rdr, .. } = w;
     let Some(r) = matched else {
         // pf's default rule: pass, no state. pf_test_rule still runs
         // pf_log_matches on it (rule number -1).
@@ -364,7 +368,7 @@ pub(super) fn test_rule(
                 }
             };
             let owner = nat.or(rdr).expect("one of them");
-            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, log_match, Some(xl)) {
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, scrub, log_match, Some(xl)) {
                 cx.count(reason);
                 return Decision::Drop;
             }
@@ -375,6 +379,7 @@ pub(super) fn test_rule(
         if let Some(t) = rtable {
             pkt.meta.rtable = t;
         }
+        scrub_packet(pkt, pd, &scrub);
         return Decision::Pass;
     };
     cx.count(Reason::Match);
@@ -430,7 +435,7 @@ pub(super) fn test_rule(
             if keeps_state(r) || xl.is_some() {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match, xl) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -441,6 +446,7 @@ pub(super) fn test_rule(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
+            scrub_packet(pkt, pd, &scrub);
             Decision::Pass
         }
     }
@@ -540,6 +546,7 @@ pub(super) fn create_state(
     pkt: &mut PacketBuf,
     tag: u16,
     rtable: Option<u16>,
+    scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<nat::Endpoints>,
 ) -> Result<(), Reason> {
@@ -651,7 +658,7 @@ pub(super) fn create_state(
             st.timeout = tidx(Timeout::OtherFirst) as u8;
         }
     }
-    match cx.pf.states.insert_nat(st, xlate.map(|e| e.key(pd.proto, cx.dir))) {
+    match cx.pf.states.insert_scrubbed(st, xlate.map(|e| e.key(pd.proto, cx.dir)), scrub) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.

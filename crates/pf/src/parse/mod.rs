@@ -210,9 +210,10 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             (r.max_pkt_rate.is_some(), "max-pkt-rate"),
             (r.set.prio.is_some(), "set prio"),
             (r.set.queue.is_some(), "queue"),
-            (r.set.tos.is_some(), "set tos"),
             (r.set.delay.is_some(), "set delay"),
-            (r.scrub.any(), "scrub"),
+            // pf_normalize_tcp_init / _stateful: timestamp modulation and
+            // TTL tracking on the state are not built.
+            (r.scrub.reassemble_tcp, "scrub (reassemble tcp)"),
             (r.once, "once"),
         ];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
