@@ -415,6 +415,9 @@ pub struct GlobalOpts {
     pub hostid: u32,
     /// `set loginterface`: the interface whose traffic `pfctl -si` shows.
     pub loginterface: Option<String>,
+    /// `set reassemble yes no-df`: fragments with DF have it cleared
+    /// and are reassembled (pf_status.reass's PF_REASS_NODF).
+    pub reassemble_no_df: bool,
 }
 
 impl GlobalOpts {
@@ -443,6 +446,7 @@ impl GlobalOpts {
             debug: o.debug.unwrap_or(crate::names::LOG_ERR),
             hostid: o.hostid.unwrap_or(0),
             loginterface: o.loginterface.clone(),
+            reassemble_no_df: o.reassemble.no_df,
         }
     }
 }

@@ -113,6 +113,17 @@ pub fn apply(d: &mut [u8], hlen: usize, tot_len: usize, a: &ScrubActs, rand16: i
     }
 }
 
+/// pf_normalize_ip under `set reassemble yes no-df`: the DF bit of a
+/// fragment is cleared before reassembly, which would refuse it.
+pub fn clear_df(d: &mut [u8]) {
+    let off = be16(d, 6);
+    if off & IP_DF != 0 {
+        put16(d, 6, off & !IP_DF);
+        let sum = update16(be16(d, 10), off, off & !IP_DF);
+        put16(d, 10, sum);
+    }
+}
+
 /// pf_normalize_mss: every MSS option of the segment above `max` is
 /// lowered to it, the TCP checksum updated.
 fn normalize_mss(seg: &mut [u8], max: u16) {

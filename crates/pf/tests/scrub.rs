@@ -201,6 +201,50 @@ fn reassemble_tcp_is_refused_at_load_and_the_rest_loads() {
     let n = net();
     let e = softnet_pf::parse::load_ruleset("pass all scrub (reassemble tcp)\n", "pf.conf", &n.resolver).unwrap_err();
     assert_eq!(e[0].to_string(), "pf.conf:1: scrub (reassemble tcp) not supported yet");
-    let ok = "match all scrub (no-df random-id min-ttl 5 max-mss 1400) set tos 0x10\npass all\n";
+    let e = softnet_pf::parse::load_ruleset("set reassemble no\npass all\n", "pf.conf", &n.resolver).unwrap_err();
+    assert_eq!(e[0].to_string(), "pf.conf:1: set reassemble no not supported yet");
+    let ok =
+        "set reassemble yes no-df\nmatch all scrub (no-df random-id min-ttl 5 max-mss 1400) set tos 0x10\npass all\n";
     assert!(softnet_pf::parse::load_ruleset(ok, "pf.conf", &n.resolver).is_ok());
+}
+
+/// A fragment of the datagram `whole` (20-byte header): `data` at byte
+/// offset `off` of its payload, with DF.
+fn df_fragment(whole: &[u8], off: usize, data: &[u8], more: bool) -> PacketBuf {
+    let mut b = whole[..20].to_vec();
+    b.extend_from_slice(data);
+    let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+    p.set_total_len((20 + data.len()) as u16);
+    p.set_flags_frag(true, more, off as u16);
+    p.fill_checksum();
+    PacketBuf::from_slice(&b)
+}
+
+/// pf_normalize_ip: a fragment with DF is refused, unless `set
+/// reassemble yes no-df` clears DF first; the datagram is then
+/// reassembled and passes without DF.
+#[test]
+fn reassemble_no_df_takes_fragments_with_df() {
+    let mut whole = common::udp_bytes(A, B, 5000, 53, &[0x5a; 100]);
+    let payload = whole[20..].to_vec();
+    let n = net();
+    let run = |pf: &Pf, p: PacketBuf| {
+        let mut r = vec![];
+        pf.test(0, Instant::from_secs(1), Direction::In, &n.em0, p, &mut Bufs, &mut r)
+    };
+    let plain = pf(&n, "pass all\n");
+    assert!(matches!(run(&plain, df_fragment(&whole, 64, &payload[64..], false)), Verdict::Drop(_)));
+    assert_eq!(plain.counter("fragment"), Some(1));
+
+    let nodf = pf(&n, "set reassemble yes no-df\npass all\n");
+    assert!(matches!(run(&nodf, df_fragment(&whole, 64, &payload[64..], false)), Verdict::Consumed));
+    let Verdict::Pass(p) = run(&nodf, df_fragment(&whole, 0, &payload[..64], true)) else {
+        panic!("the reassembled datagram passes")
+    };
+    assert_sums(&p);
+    assert!(!ip(&p).dont_frag());
+    // The datagram as sent, DF clear either way.
+    Ipv4Packet::new_unchecked(&mut whole[..]).fill_checksum();
+    assert_eq!(p.data(), &whole[..]);
+    assert_eq!(nodf.counter("fragment"), Some(0));
 }

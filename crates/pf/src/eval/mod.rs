@@ -301,6 +301,9 @@ pub fn test_parsed(
         pkt.len() >= 20 && ip.is_fragment()
     };
     if is_frag {
+        if cx.rs.opts.reassemble_no_df {
+            crate::scrub::clear_df(pkt.data_mut());
+        }
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
         let frag = slot.take().expect("checked above");
         let timeout = cx.rs.opts.timeout(Timeout::Frag);
