@@ -418,6 +418,8 @@ pub struct GlobalOpts {
     /// `set reassemble yes no-df`: fragments with DF have it cleared
     /// and are reassembled (pf_status.reass's PF_REASS_NODF).
     pub reassemble_no_df: bool,
+    /// `set reassemble no`: fragments go to the rules as they are.
+    pub reassemble: bool,
 }
 
 impl GlobalOpts {
@@ -447,6 +449,7 @@ impl GlobalOpts {
             hostid: o.hostid.unwrap_or(0),
             loginterface: o.loginterface.clone(),
             reassemble_no_df: o.reassemble.no_df,
+            reassemble: o.reassemble.enabled,
         }
     }
 }

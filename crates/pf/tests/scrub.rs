@@ -201,8 +201,6 @@ fn reassemble_tcp_is_refused_at_load_and_the_rest_loads() {
     let n = net();
     let e = softnet_pf::parse::load_ruleset("pass all scrub (reassemble tcp)\n", "pf.conf", &n.resolver).unwrap_err();
     assert_eq!(e[0].to_string(), "pf.conf:1: scrub (reassemble tcp) not supported yet");
-    let e = softnet_pf::parse::load_ruleset("set reassemble no\npass all\n", "pf.conf", &n.resolver).unwrap_err();
-    assert_eq!(e[0].to_string(), "pf.conf:1: set reassemble no not supported yet");
     let ok =
         "set reassemble yes no-df\nmatch all scrub (no-df random-id min-ttl 5 max-mss 1400) set tos 0x10\npass all\n";
     assert!(softnet_pf::parse::load_ruleset(ok, "pf.conf", &n.resolver).is_ok());

@@ -304,6 +304,9 @@ pub fn test_parsed(
         if cx.rs.opts.reassemble_no_df {
             crate::scrub::clear_df(pkt.data_mut());
         }
+        if !cx.rs.opts.reassemble {
+            return test_fragment(cx, pkt, bufs, replies);
+        }
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
         let frag = slot.take().expect("checked above");
         let timeout = cx.rs.opts.timeout(Timeout::Frag);
@@ -347,6 +350,33 @@ pub fn test_parsed(
         }
     }
     test_pd(cx, &pd, pkt, 0, bufs, replies)
+}
+
+/// pf_test's PF_VPROTO_FRAGMENT under `set reassemble no`: a fragment
+/// with DF is refused (pf_normalize_ip), any other goes to the rules
+/// alone, without a state lookup and never making a state; a drop is
+/// counted as `fragment` too.
+#[cold]
+fn test_fragment(cx: &Cx, pkt: &mut PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Decision {
+    pkt.meta.pf_link = 0;
+    if Ipv4Packet::new_unchecked(pkt.data()).dont_frag() {
+        cx.count(Reason::Fragment);
+        log_forced(cx, Reason::Fragment, pkt.data());
+        return Decision::Drop;
+    }
+    let pd = match parse_fragment(pkt.data()) {
+        Ok(pd) => pd,
+        Err(r) => {
+            cx.count(r);
+            log_forced(cx, r, pkt.data());
+            return Decision::Drop;
+        }
+    };
+    let d = test_rule(cx, &pd, pkt, bufs, replies);
+    if matches!(d, Decision::Drop) {
+        cx.count(Reason::Fragment);
+    }
+    d
 }
 
 /// States, then rules, for a parsed packet.

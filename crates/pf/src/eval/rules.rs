@@ -80,7 +80,9 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
     let rules = &rs.rules;
     let hot = &rs.hot;
     let ifname = cx.ifp.name();
-    let is_tcp_udp = pd.proto == PROTO_TCP || pd.proto == PROTO_UDP;
+    // A fragment (PF_VPROTO_FRAGMENT) has no ports: rules with port
+    // ops do not match it.
+    let is_tcp_udp = !pd.frag && (pd.proto == PROTO_TCP || pd.proto == PROTO_UDP);
     let counters = rs.counters.get(cx.worker);
     let (src, dst) = (u32::from(pd.src), u32::from(pd.dst));
     let n = &rs.nodes[node];
@@ -144,6 +146,17 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
         }
         let r: &'a CRule = &rules[i];
         if h.flags & HOT_REST != 0 {
+            // pf_match_rule's PF_VPROTO_FRAGMENT: no TCP flags, ICMP type
+            // or code, user or group to match a fragment by.
+            if pd.frag
+                && ((pd.proto == PROTO_TCP && !r.flags.is_any())
+                    || r.icmp.is_some()
+                    || r.rule.user.is_some()
+                    || r.rule.group.is_some())
+            {
+                i += 1;
+                continue;
+            }
             if let Some(im) = r.icmp {
                 if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code)
                 {
@@ -169,10 +182,9 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             // local sockets, so no packet has one (uid and gid unknown):
             // only `user unknown` and `user != N` match, as in pf for
             // forwarded traffic.
-            // `fragment`: pf_test_rule's PFRULE_FRAGMENT wants a packet
-            // left in fragments; softnet reassembles every fragment first
-            // (`set reassemble yes`, the only setting it loads), so none is.
-            if r.rule.fragment {
+            // `fragment`: PFRULE_FRAGMENT wants a packet left in fragments
+            // (`set reassemble no`); with reassembly on, none is.
+            if r.rule.fragment && !pd.frag {
                 i += 1;
                 continue;
             }
@@ -356,7 +368,7 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if nat.is_some() || rdr.is_some() {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
@@ -406,7 +418,10 @@ pub(super) fn test_rule(
     }
     match r.action {
         Action::Block(how) => {
-            send_return(cx, r, how, pd, pkt, bufs, replies);
+            // No RST or ICMP error answers a fragment.
+            if !pd.frag {
+                send_return(cx, r, how, pd, pkt, bufs, replies);
+            }
             Decision::Drop
         }
         Action::Pass | Action::Match => {
@@ -420,7 +435,10 @@ pub(super) fn test_rule(
             }
             let nat = if r.nat.is_some() { Some(r) } else { nat };
             let rdr = if r.rdr.is_some() { Some(r) } else { rdr };
-            let xl = if nat.is_some() || rdr.is_some() {
+            // A fragment is neither translated nor tracked (pf_test_rule
+            // makes no state for PF_VPROTO_FRAGMENT, and translates only
+            // through one).
+            let xl = if !pd.frag && (nat.is_some() || rdr.is_some()) {
                 match nat::transaddr(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
@@ -432,7 +450,7 @@ pub(super) fn test_rule(
                 None
             };
             // A translated packet always gets a state (pf_test_rule: `nr`).
-            if keeps_state(r) || xl.is_some() {
+            if !pd.frag && (keeps_state(r) || xl.is_some()) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
                 if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {

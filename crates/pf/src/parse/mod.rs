@@ -226,16 +226,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     if let Some(q) = rs.queues.first() {
         errs.push(ParseError { file: rs.filename.clone(), line: q.line, message: "queue not supported yet".into() });
     }
-    // Fragments passed to the rules unreassembled (PF_VPROTO_FRAGMENT)
-    // are not built; `set reassemble yes no-df` is.
-    let re = rs.options.reassemble;
-    if !re.enabled {
-        errs.push(ParseError {
-            file: rs.filename.clone(),
-            line: re.line,
-            message: format!("set reassemble no{} not supported yet", if re.no_df { " no-df" } else { "" }),
-        });
-    }
     if errs.is_empty() {
         Ok(())
     } else {
