@@ -18,6 +18,9 @@ summed again in B):
 7. `scrub (reassemble tcp)` is refused at load with the ruleset kept;
    `set reassemble yes no-df` loads, and fragments with DF then pass
    (reassembled, DF cleared): B answers a fragmented echo request.
+8. `set reassemble no` with `block in proto icmp fragment`: a ping that
+   fits one frame is answered, `ping -s 4000` (fragments) is not and
+   counts as `fragment`.
 """
 
 import json
@@ -145,6 +148,19 @@ def run_test():
         lab.pfctl("-f", nodf)
         check(lab.scapy(echo) == 1, "DF fragments not answered with set reassemble yes no-df")
         log("  DF fragments: dropped, then reassembled under no-df")
+
+        t.step("8. set reassemble no: fragments meet the rules alone; a fragment rule blocks them")
+        nore = os.path.join(t.tmp, "nore.conf")
+        lab.write_rules("set reassemble no\npass\nblock in on r0 proto icmp fragment\n", nore)
+        lab.pfctl("-f", nore)
+        lab.ping("-c 2 -i 0.3 -W 2")
+        si0 = lab.info()
+        p = t.ns_run(lab.net.a, f"ping -n -c 2 -i 0.3 -W 2 -s 4000 {B_IP}", check_rc=False, timeout=30)
+        check(p.returncode != 0 and " 0 received" in p.stdout, f"ping -s 4000 answered:\n{p.stdout}")
+        si = lab.info()
+        # Three fragments per request.
+        check(si["fragment"] >= si0["fragment"] + 6, f"-si fragment {si0['fragment']} -> {si['fragment']}, want +6")
+        log(f"  -si fragment {si0['fragment']} -> {si['fragment']}")
 
 
 if __name__ == "__main__":
