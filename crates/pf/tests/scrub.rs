@@ -246,3 +246,16 @@ fn reassemble_no_df_takes_fragments_with_df() {
     assert_eq!(p.data(), &whole[..]);
     assert_eq!(nodf.counter("fragment"), Some(0));
 }
+
+/// pf_rule_to_actions runs for `match` rules and the deciding rule only:
+/// a `pass` rule a later one overrides gives nothing.
+#[test]
+fn an_overridden_pass_rule_does_not_scrub() {
+    let n = net();
+    let pf = pf(&n, "pass all scrub (min-ttl 100 no-df)\npass all\n");
+    let p = forward_out(&pf, &n, udp(A, B, 0, true, 9));
+    assert_eq!((ip(&p).ttl(), ip(&p).dont_frag()), (9, true));
+    let pf = self::pf(&n, "pass all\npass all scrub (min-ttl 100 no-df)\n");
+    let p = forward_out(&pf, &n, udp(A, B, 0, true, 9));
+    assert_eq!((ip(&p).ttl(), ip(&p).dont_frag()), (100, false));
+}

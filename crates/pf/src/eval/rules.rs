@@ -28,7 +28,8 @@ pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: 
 struct Walk<'a> {
     tag: u16,
     rtable: Option<u16>,
-    /// pf_rule_to_actions' scrub values, from every rule that matched.
+    /// pf_rule_to_actions' scrub values of the `match` rules that
+    /// matched (the deciding rule's are added after the walk).
     scrub: ScrubActs,
     /// pf_rule_actions' log bits, gathered from the `match` rules passed:
     /// a state logs each of its packets under every `log (all)` one (the
@@ -233,8 +234,8 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
         if let Some(t) = r.rtable {
             w.rtable = Some(t);
         }
-        w.scrub.add(&r.scrub);
         if r.action == Action::Match {
+            w.scrub.add(&r.scrub);
             if r.nat.is_some() {
                 w.nat = Some(r);
             }
@@ -394,6 +395,9 @@ pub(super) fn test_rule(
         scrub_packet(pkt, pd, &scrub);
         return Decision::Pass;
     };
+    // pf_test_rule: pf_rule_to_actions for the deciding rule too.
+    let mut scrub = scrub;
+    scrub.add(&r.scrub);
     cx.count(Reason::Match);
     if let Some(c) = counters.rule(r.nr as usize) {
         c.count(cx.dir, pd.tot_len as u64);
