@@ -289,6 +289,9 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+    /// `once`: set by the first packet the rule decides (pf's
+    /// PFRULE_EXPIRED); the rule walk then passes it by.
+    pub expired: std::sync::atomic::AtomicBool,
     /// Source tracking (`source-track`, `max-src-*`, `overload`): what
     /// the rule's states' nodes count and limit (`crate::srcnode`).
     pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
@@ -378,6 +381,7 @@ impl HotRule {
             || r.rule.fragment
             || r.rule.probability.is_some()
             || r.rcv.is_some()
+            || r.rule.once
         {
             flags |= HOT_REST;
         }
@@ -951,6 +955,7 @@ fn compile_rule(
         route,
         skip: [0; SKIP_COUNT],
         states_cur: Default::default(),
+        expired: Default::default(),
         src_track,
     })
 }

@@ -560,3 +560,22 @@ fn received_on_matches_the_receiving_interface_in_and_out() {
 fn pf_neg_rcv(n: &Net) -> Pf {
     pf(n, "block all\npass in ! received-on em0 no state\n")
 }
+
+/// `once`: the rule decides one packet, then the walk passes it by
+/// (PFRULE_EXPIRED); `-sr` marks it `# expired`; a reload brings it back.
+#[test]
+fn a_once_rule_decides_one_packet() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let text = "block all\npass in proto udp to port 53 once no state\n";
+    let pf = pf(&n, text);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1001, 53)).is_none());
+    assert_eq!(
+        pf.show_rules(0),
+        "block drop all\npass in proto udp from any to any port = 53 no state once # expired\n"
+    );
+    let rs = softnet_pf::parse_ruleset(text, "pf.conf", &n.resolver).unwrap();
+    pf.load(&rs, &n.resolver).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1002, 53)).is_some());
+}

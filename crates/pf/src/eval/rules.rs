@@ -167,6 +167,11 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 i += 1;
                 continue;
             }
+            // an expired `once` rule (PFRULE_EXPIRED)
+            if r.rule.once && r.expired.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                continue;
+            }
             // `received-on`: pf_match_rcvif, the interface the packet
             // came in on (this one, inbound); a packet the router made
             // came in on none.
@@ -346,6 +351,12 @@ pub(super) fn test_rule(
         return Decision::Pass;
     };
     cx.count(Reason::Match);
+    // `once`: the first packet the rule decides expires it (pf_test_rule's
+    // compare-and-swap picks one winner; a packet that met it in the same
+    // moment is still decided by it).
+    if r.rule.once {
+        r.expired.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Some(c) = counters.rule(r.nr as usize) {
         c.count(cx.dir, pd.tot_len as u64);
     }

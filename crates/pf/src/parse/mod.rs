@@ -204,7 +204,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             (r.set.tos.is_some(), "set tos"),
             (r.set.delay.is_some(), "set delay"),
             (r.scrub.any(), "scrub"),
-            (r.once, "once"),
         ];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
             refuse(what);
