@@ -292,6 +292,9 @@ pub struct CRule {
     /// `once`: set by the first packet the rule decides (pf's
     /// PFRULE_EXPIRED); the rule walk then passes it by.
     pub expired: std::sync::atomic::AtomicBool,
+    /// `max-pkt-rate`: the packets the rule matched, decaying (shared by
+    /// the workers: only rules that say it take the lock).
+    pub(crate) pktrate: Option<parking_lot::Mutex<crate::srcnode::Threshold>>,
     /// Source tracking (`source-track`, `max-src-*`, `overload`): what
     /// the rule's states' nodes count and limit (`crate::srcnode`).
     pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
@@ -382,6 +385,7 @@ impl HotRule {
             || r.rule.probability.is_some()
             || r.rcv.is_some()
             || r.rule.once
+            || r.pktrate.is_some()
         {
             flags |= HOT_REST;
         }
@@ -956,6 +960,10 @@ fn compile_rule(
         skip: [0; SKIP_COUNT],
         states_cur: Default::default(),
         expired: Default::default(),
+        pktrate: r
+            .max_pkt_rate
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, s)| parking_lot::Mutex::new(crate::srcnode::Threshold::new(n, s, 0))),
         src_track,
     })
 }

@@ -579,3 +579,17 @@ fn a_once_rule_decides_one_packet() {
     pf.load(&rs, &n.resolver).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1002, 53)).is_some());
 }
+
+/// `max-pkt-rate N/S`: the rule matches at most N packets in S seconds
+/// (a decaying count, pf_threshold); past that, later rules decide.
+#[test]
+fn max_pkt_rate_stops_matching_over_the_rate() {
+    let n = net();
+    let pf = pf(&n, "block all\npass in proto udp max-pkt-rate 3/10 no state\n");
+    let at = |s: u64, port: u16| test(&pf, Instant::from_secs(s), Direction::In, &n.em0, udp(A, B, port, 53)).is_some();
+    assert!(at(100, 1) && at(100, 2) && at(100, 3));
+    assert!(!at(100, 4), "a fourth packet in the same second is over the rate");
+    // the count decays over the 10 seconds, and is gone after them
+    assert!(!at(101, 5));
+    assert!(at(120, 6));
+}

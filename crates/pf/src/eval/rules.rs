@@ -201,6 +201,17 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 i += 1;
                 continue;
             }
+            // `max-pkt-rate`: every packet the rule would match counts;
+            // over the rate it no longer matches (pf_add_threshold, then
+            // pf_check_threshold).
+            if let Some(t) = &r.pktrate {
+                let mut t = t.lock();
+                t.add(cx.now.as_secs());
+                if t.exceeded() {
+                    i += 1;
+                    continue;
+                }
+            }
         }
         // The rule matches.
         if r.tag != 0 {

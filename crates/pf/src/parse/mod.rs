@@ -198,7 +198,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         // promise what does not happen.
         let more = [
             (r.prio.is_some(), "prio"),
-            (r.max_pkt_rate.is_some(), "max-pkt-rate"),
             (r.set.prio.is_some(), "set prio"),
             (r.set.queue.is_some(), "queue"),
             (r.set.tos.is_some(), "set tos"),
