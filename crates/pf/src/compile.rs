@@ -386,6 +386,7 @@ impl HotRule {
             || r.rcv.is_some()
             || r.rule.once
             || r.pktrate.is_some()
+            || r.rule.prio.is_some()
         {
             flags |= HOT_REST;
         }

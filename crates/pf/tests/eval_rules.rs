@@ -593,3 +593,15 @@ fn max_pkt_rate_stops_matching_over_the_rate() {
     assert!(!at(101, 5));
     assert!(at(120, 6));
 }
+
+/// `prio N` matches the packet's priority: 3 (IFQ_DEFPRIO) for every
+/// packet, as nothing in softnet sets another (`set prio` is refused).
+#[test]
+fn prio_matches_the_default_priority_only() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let verdict = |rules: &str| test(&pf(&n, rules), t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_some();
+    assert!(verdict("block all\npass in prio 3 no state\n"));
+    assert!(!verdict("block all\npass in prio 0 no state\n"));
+    assert!(!verdict("block all\npass in prio 7 no state\n"));
+}

@@ -5,6 +5,10 @@ use super::*;
 use crate::anchor::PF_ANCHOR_STACK_MAX;
 use crate::compile::AnchorTarget;
 
+/// The priority a packet has unless a rule sets one (OpenBSD's
+/// IFQ_DEFPRIO).
+const IFQ_DEFPRIO: u8 = 3;
+
 /// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
 /// routed in so far (a `match ... rtable` before, else its own), the one
 /// `no-route` and `urpf-failed` look in.
@@ -164,6 +168,13 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             // left in fragments; softnet reassembles every fragment first
             // (`set reassemble yes`, the only setting it loads), so none is.
             if r.rule.fragment {
+                i += 1;
+                continue;
+            }
+            // `prio N`: the packet's priority, IFQ_DEFPRIO (3) for every
+            // packet here: softnet has no `set prio` (refused at load) and
+            // no VLAN priorities to take one from.
+            if r.rule.prio.is_some_and(|p| p != IFQ_DEFPRIO) {
                 i += 1;
                 continue;
             }

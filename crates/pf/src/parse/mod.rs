@@ -197,7 +197,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
         let more = [
-            (r.prio.is_some(), "prio"),
             (r.set.prio.is_some(), "set prio"),
             (r.set.queue.is_some(), "queue"),
             (r.set.tos.is_some(), "set tos"),
