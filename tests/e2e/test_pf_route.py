@@ -9,10 +9,18 @@ router sent to D and with which TTL. D's kernel does not forward.
 1. `route-to 10.0.3.2` on A's pings to B: every echo request arrives at D
    (TTL 63: forwarded once), none at B; `-sr` prints the rule as pfctl;
    TCP from A to B (another rule) still reaches B.
+   A pool `{ 10.0.3.2, 10.0.2.2 } round-robin`: each new ping flow gets
+   the next next hop (B, D, B: a list is a table, in address order);
+   `route-to (r2 10.0.3.2)` sends to D through the named interface.
 2. `reply-to 10.0.3.2` on B's pings to A (rule in on r1): A answers, the
    replies leave by r2 to D, B gets none.
 3. `dup-to 10.0.3.2` on A's pings: A gets every reply from B, and D gets a
    copy of each request and of each reply.
+3b. `route-to { 10.0.2.2, 10.0.3.2 } round-robin sticky-address`: A's
+   three ping runs (three states) all go to the next hop the first got
+   (B answers them, D does not), A2's (a second address of A's) to the
+   other; `-sS` shows `10.0.1.2 route-to HOP ( states 3, ... )` and
+   `-K 10.0.1.2 -K HOP` kills that node.
 4. Bad input: a next hop that never answers ARP (10.0.3.99): the routed
    UDP flow is dropped and counted, pings between A and B are unharmed;
    the interface r2 destroyed while a state routes to it: counted no-route
@@ -67,6 +75,16 @@ pass
 pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to 10.0.3.2
 """
 
+POOL = """\
+pass
+pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to { 10.0.3.2, 10.0.2.2 } round-robin
+"""
+
+ON_IF = """\
+pass
+pass in on r0 inet proto icmp from 10.0.1.2 to 10.0.2.2 route-to (r2 10.0.3.2)
+"""
+
 REPLY_TO = """\
 pass
 pass in on r1 inet proto icmp from 10.0.2.2 reply-to 10.0.3.2
@@ -81,6 +99,13 @@ NO_ARP = """\
 pass
 pass in on r0 inet proto udp from 10.0.1.2 to port 7 route-to 10.0.3.99
 """
+
+STICKY = """\
+pass
+pass in on r0 inet proto icmp to 10.0.2.2 route-to { 10.0.2.2, 10.0.3.2 } round-robin sticky-address
+"""
+
+A2_IP = "10.0.1.3"
 
 UDP_TO_D = """\
 pass
@@ -165,6 +190,23 @@ def run_test():
         lab.expect_tcp(22, "ok", "TCP A -> B, not routed")
         log(f"  D got {len(seen)} echo requests, TTL {seen[0]['ttl']}")
 
+        t.step("1b. a pool of next hops, round-robin: each new state the next one")
+        load(lab, POOL)
+        sn = Sniffer(lab, A_IP, B_IP, 1, want=1, secs=8)
+        got = [ping(lab, net.a, B_IP, 1) for _ in range(3)]
+        seen = sn.result()
+        # The list is a table, walked in address order: B (10.0.2.2) first.
+        check(got == [1, 0, 1], f"replies per ping flow: {got}")
+        check(len(seen) == 1, f"D saw {seen}")
+        log("  flows 1 and 3 went to B, flow 2 to D")
+
+        t.step("1c. route-to (r2 10.0.3.2): the next hop on a named interface")
+        load(lab, ON_IF)
+        sn = Sniffer(lab, A_IP, B_IP, 1, want=2)
+        got = ping(lab, net.a, B_IP, 2)
+        seen = sn.result()
+        check(got == 0 and len(seen) == 2, f"B answered {got}, D saw {seen}")
+
         t.step("2. reply-to: A's replies to B's pings leave by r2 to D")
         load(lab, REPLY_TO)
         sn = Sniffer(lab, A_IP, B_IP, 1, want=3)
@@ -184,6 +226,25 @@ def run_test():
         check(len(sreq) == 3 and all(s["type"] == 8 and s["ttl"] == 63 for s in sreq), f"requests at D: {sreq}")
         check(len(srep) == 3 and all(s["type"] == 0 for s in srep), f"replies at D: {srep}")
         log(f"  D got {len(sreq)} request copies and {len(srep)} reply copies")
+
+        t.step("3b. sticky-address: a source keeps the next hop its first state got (-sS), another gets the next")
+        load(lab, STICKY)
+        t.ns_run(net.a, f"ip addr add {A2_IP}/24 dev a0")
+        first = ping(lab, net.a, B_IP, 2)
+        again = [ping(lab, net.a, B_IP, 2) for _ in range(2)]
+        p = t.ns_run(net.a, f"ping -n -c 2 -i 0.3 -W 1 -I {A2_IP} {B_IP}", check_rc=False, timeout=60)
+        m = re.search(r"(\d+) received", p.stdout)
+        other = int(m.group(1)) if m else 0
+        # B as next hop answers; D does not forward.
+        check(first in (0, 2) and again == [first, first], f"A's pings answered {first} then {again}: not sticky")
+        check(other == 2 - first, f"A2's pings answered {other}, A's {first}: want the other next hop")
+        hop = B_IP if first else D_IP
+        nodes = [l for l in lab.pfctl("-sS").stdout.splitlines() if l.strip()]
+        check(f"{A_IP} route-to {hop} ( states 3, connections 0, rate 0.0/0s )" in nodes, f"-sS: {nodes}")
+        check(any(l.startswith(f"{A2_IP} route-to ") for l in nodes), f"-sS: {nodes}")
+        p = lab.pfctl("-K", A_IP, "-K", hop)
+        check("killed 1 src nodes from 1 sources and 1 destinations" in p.stderr + p.stdout, f"-K: {p.stderr!r}")
+        log(f"  A's pings answered {first}, {again}; A2's {other}; -sS: {nodes}")
 
         t.step("4a. a next hop that never answers ARP: counted drops, pings fine")
         load(lab, NO_ARP)

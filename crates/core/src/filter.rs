@@ -3,7 +3,7 @@
 //! interface, out on the sending one, for forwarded packets and for those
 //! the router sends itself) and `softnet-pf` implements it.
 
-use crate::iface::Interface;
+use crate::iface::{Interface, WeakIf};
 use crate::packet::PacketBuf;
 use crate::time::Instant;
 use std::net::Ipv4Addr;
@@ -17,9 +17,7 @@ pub enum Direction {
 /// Where the filter wants a packet it passed sent, other than where the
 /// routing table would send it: pf's `route-to`, `reply-to` and `dup-to`
 /// (pf.c `pf_route`). The filter leaves it in `PacketMeta::pf_route`; the
-/// stack acts on it right after the hook and clears it. As in OpenBSD
-/// since 6.9, the filter names a next hop and the route to that next hop
-/// picks the interface (`rtalloc_mpath(rt_addr)`).
+/// stack acts on it right after the hook and clears it.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum RouteDecision {
     /// Routed by its destination, as usual.
@@ -30,10 +28,31 @@ pub enum RouteDecision {
     /// the next hop's interface and sends it there; after pf out it sends
     /// it there without another pf out. No route to the next hop, or its
     /// interface down or gone: host unreachable and an `ip.noroute` drop.
-    To(Ipv4Addr),
+    To(NextHop),
     /// Send a copy to this next hop (no pf out on the copy, never an ICMP
     /// error about it); the packet itself goes its way.
-    Dup(Ipv4Addr),
+    Dup(NextHop),
+}
+
+/// A `RouteDecision`'s next hop: an address, reached by the route to it
+/// (OpenBSD since 6.9: `rtalloc_mpath(rt_addr)`), or on a named interface
+/// (`route-to (if addr)`, pf's `rt_kif`: the address is taken to be on
+/// that interface's link, no route lookup).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    pub addr: Ipv4Addr,
+    pub ifp: Option<WeakIf>,
+}
+
+impl NextHop {
+    /// `addr`, reached by the route to it.
+    pub fn routed(addr: Ipv4Addr) -> NextHop {
+        NextHop { addr, ifp: None }
+    }
+    /// `addr` on the link of `ifp`.
+    pub fn on(ifp: WeakIf, addr: Ipv4Addr) -> NextHop {
+        NextHop { addr, ifp: Some(ifp) }
+    }
 }
 
 /// What the filter decided about a packet it was given.

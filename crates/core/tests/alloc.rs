@@ -70,10 +70,11 @@ impl softnet_core::filter::PacketFilter for RouteAll {
         _bufs: &mut dyn softnet_core::filter::BufferSource,
         _replies: &mut softnet_core::filter::FilterReplies,
     ) -> softnet_core::filter::Verdict {
-        use softnet_core::filter::RouteDecision;
+        use softnet_core::filter::{NextHop, RouteDecision};
         if dir == softnet_core::filter::Direction::In {
             let dup = self.0.fetch_xor(true, Ordering::Relaxed);
-            pkt.meta.pf_route = if dup { RouteDecision::Dup(B_IP) } else { RouteDecision::To(B_IP) };
+            pkt.meta.pf_route =
+                if dup { RouteDecision::Dup(NextHop::routed(B_IP)) } else { RouteDecision::To(NextHop::routed(B_IP)) };
         }
         softnet_core::filter::Verdict::Pass(pkt)
     }

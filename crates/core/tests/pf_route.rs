@@ -3,7 +3,7 @@
 //! packet (or a copy) to that next hop, as pf.c's pf_route does.
 //! Topology: A -- r0 [router] r1 -- B, r2 -- C (ThreeHosts).
 
-use softnet_core::filter::{BufferSource, Direction, FilterReplies, PacketFilter, RouteDecision, Verdict};
+use softnet_core::filter::{BufferSource, Direction, FilterReplies, NextHop, PacketFilter, RouteDecision, Verdict};
 use softnet_core::host::{udp_datagram, HostEvent};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
@@ -80,7 +80,7 @@ fn out_hooks(seen: &Seen) -> Vec<String> {
 
 #[test]
 fn route_to_after_pf_in_goes_to_the_next_hop_with_pf_out_on_its_interface() {
-    let (mut h, seen) = with_filter(Direction::In, A_IP, RouteDecision::To(C_IP));
+    let (mut h, seen) = with_filter(Direction::In, A_IP, RouteDecision::To(NextHop::routed(C_IP)));
     h.t.a.ping(B_IP, 1, 1, 64, 8);
     h.settle();
     assert_eq!(transits(&h.c.take_events()), [(A_IP, B_IP, 63)], "C got A's packet for B, TTL down by one");
@@ -91,7 +91,7 @@ fn route_to_after_pf_in_goes_to_the_next_hop_with_pf_out_on_its_interface() {
 
 #[test]
 fn route_to_after_pf_out_is_resent_without_another_pf_out() {
-    let (mut h, seen) = with_filter(Direction::Out, A_IP, RouteDecision::To(C_IP));
+    let (mut h, seen) = with_filter(Direction::Out, A_IP, RouteDecision::To(NextHop::routed(C_IP)));
     h.t.a.ping(B_IP, 1, 1, 64, 8);
     h.settle();
     assert_eq!(transits(&h.c.take_events()), [(A_IP, B_IP, 63)]);
@@ -100,7 +100,7 @@ fn route_to_after_pf_out_is_resent_without_another_pf_out() {
 
 #[test]
 fn dup_to_copies_to_the_next_hop_and_the_original_reaches_its_destination() {
-    let (mut h, seen) = with_filter(Direction::In, A_IP, RouteDecision::Dup(C_IP));
+    let (mut h, seen) = with_filter(Direction::In, A_IP, RouteDecision::Dup(NextHop::routed(C_IP)));
     for seq in 0..3 {
         h.t.a.ping(B_IP, 1, seq, 64, 8);
     }
@@ -115,7 +115,7 @@ fn dup_to_copies_to_the_next_hop_and_the_original_reaches_its_destination() {
 
 #[test]
 fn route_to_with_ttl_one_gets_time_exceeded() {
-    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(C_IP));
+    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(NextHop::routed(C_IP)));
     h.t.a.ping(B_IP, 1, 1, 1, 8);
     h.settle();
     let ev = h.t.a.take_events();
@@ -127,7 +127,7 @@ fn route_to_with_ttl_one_gets_time_exceeded() {
 #[test]
 fn route_to_a_next_hop_without_a_route_is_host_unreachable_and_counted() {
     let ghost = Ipv4Addr::new(192, 168, 9, 9);
-    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(ghost));
+    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(NextHop::routed(ghost)));
     h.t.a.ping(B_IP, 1, 1, 64, 8);
     h.settle();
     let ev = h.t.a.take_events();
@@ -141,7 +141,7 @@ fn route_to_a_next_hop_without_a_route_is_host_unreachable_and_counted() {
 
 #[test]
 fn route_to_an_interface_down_or_destroyed_is_a_counted_drop() {
-    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(C_IP));
+    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(NextHop::routed(C_IP)));
     h.t.stack.set_up("r2", false).unwrap();
     h.t.a.ping(B_IP, 1, 1, 64, 8);
     h.settle();
@@ -160,7 +160,7 @@ fn route_to_an_interface_down_or_destroyed_is_a_counted_drop() {
 
 #[test]
 fn route_to_needs_fragmentation_by_the_chosen_interfaces_mtu() {
-    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(C_IP));
+    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(NextHop::routed(C_IP)));
     h.t.stack.ifaces.load().by_name("r2").unwrap().set_mtu(1000);
     let pkt = h.t.a.build_ip(B_IP, IpProtocol::UDP, 64, &udp_datagram(A_IP, B_IP, 1, 2, 1192)[..], true);
     h.t.a.send_ip_packet(B_IP, pkt);
@@ -183,7 +183,7 @@ fn route_to_needs_fragmentation_by_the_chosen_interfaces_mtu() {
 #[test]
 fn route_to_a_next_hop_that_never_answers_arp_drops_it_and_other_traffic_flows() {
     let ghost = Ipv4Addr::new(10, 0, 3, 99);
-    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(ghost));
+    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::To(NextHop::routed(ghost)));
     for s in 0..7u16 {
         h.t.a.ping(B_IP, 1, s, 64, 8);
         h.settle();
@@ -201,7 +201,7 @@ fn route_to_a_next_hop_that_never_answers_arp_drops_it_and_other_traffic_flows()
 #[test]
 fn dup_to_an_unroutable_next_hop_drops_only_the_copy_silently() {
     let ghost = Ipv4Addr::new(192, 168, 9, 9);
-    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::Dup(ghost));
+    let (mut h, _) = with_filter(Direction::In, A_IP, RouteDecision::Dup(NextHop::routed(ghost)));
     h.t.a.ping(B_IP, 1, 1, 64, 8);
     h.settle();
     let ev = h.t.a.take_events();
@@ -214,9 +214,30 @@ fn dup_to_an_unroutable_next_hop_drops_only_the_copy_silently() {
 fn the_routers_own_packets_follow_a_route_decision_of_pf_out() {
     // The router's echo reply from R1_IP to A would leave by r0; pf out
     // sends it to C instead.
-    let (mut h, _) = with_filter(Direction::Out, R1_IP, RouteDecision::To(C_IP));
+    let (mut h, _) = with_filter(Direction::Out, R1_IP, RouteDecision::To(NextHop::routed(C_IP)));
     h.t.a.ping(R1_IP, 1, 1, 64, 8);
     h.settle();
     assert_eq!(echo_replies(&h.t.a.take_events()), 0);
     assert_eq!(transits(&h.c.take_events()), [(R1_IP, A_IP, 255)]);
+}
+
+#[test]
+fn a_next_hop_on_a_named_interface_goes_out_there_and_not_once_it_is_gone() {
+    let h = ThreeHosts::new(1);
+    let r2 = h.t.stack.ifaces.load().by_name("r2").unwrap().weak();
+    let seen = Seen::default();
+    let decision = RouteDecision::To(NextHop::on(r2, C_IP));
+    h.t.stack.set_filter(Some(Box::new(RouteFilter { dir: Direction::In, src: A_IP, decision, seen: seen.clone() })));
+    let mut h = h;
+    h.t.a.ping(B_IP, 1, 1, 64, 8);
+    h.settle();
+    assert_eq!(transits(&h.c.take_events()), [(A_IP, B_IP, 63)]);
+    // A new r2 is another interface: the old one's next hop is gone.
+    h.t.stack.destroy_interface("r2").unwrap();
+    let (port, _c) = softnet_core::vlink::wire(1, 64);
+    h.t.stack.create_interface("r2", R2_MAC, 1500, port.link_queues()).unwrap();
+    h.t.stack.set_up("r2", true).unwrap();
+    h.t.a.ping(B_IP, 1, 2, 64, 8);
+    h.settle();
+    assert_eq!(sum(&h.t.stack.stats, |s| &s.ip.noroute), 1);
 }

@@ -298,6 +298,12 @@ pub struct CRule {
     /// Source tracking (`source-track`, `max-src-*`, `overload`): what
     /// the rule's states' nodes count and limit (`crate::srcnode`).
     pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
+    /// `nat-to` and `rdr-to` pools at run time (pf_lb.c).
+    pub nat: Option<crate::lb::CPool>,
+    pub rdr: Option<crate::lb::CPool>,
+    /// The first destination port of the rule (rdr-to maps a port range
+    /// from it).
+    pub dst_port_lo: u16,
 }
 
 /// Where an anchor rule steps into.
@@ -687,8 +693,8 @@ pub fn compile_tree(
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
     for (path, rules) in sources {
-        if let Some(r) = rules.iter().find(|r| !r.translation.is_empty()) {
-            let what = r.translation.keyword().unwrap_or_default().to_string();
+        if let Some(r) = rules.iter().find(|r| r.translation.af_to.is_some()) {
+            let what = "af-to".to_string();
             return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
         }
         for r in rules {
@@ -881,6 +887,26 @@ fn compile_rule(
     }
     let src = endpoint(&r.src, tables, cx.existing_tables)?;
     let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    let mut pool = |p: &Option<crate::model::Pool>| {
+        p.as_ref().and_then(|p| {
+            crate::lb::CPool::new(p, &mut |name| {
+                // pfctl creates a table a pool names without defining it
+                Some(
+                    tables
+                        .entry(name.to_string())
+                        .or_insert_with(|| {
+                            cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                        })
+                        .clone(),
+                )
+            })
+        })
+    };
+    let (nat, rdr) = (pool(&r.translation.nat), pool(&r.translation.rdr));
+    let dst_port_lo = match r.dst.port {
+        Some(PortOp::Eq(a) | PortOp::Range(a, _) | PortOp::Inside(a, _) | PortOp::Outside(a, _)) => a,
+        _ => 0,
+    };
     let route = match (&r.route, r.action) {
         (Some(rt), Action::Pass) => {
             if let Addr::Table(name) = &rt.pool.addr {
@@ -899,7 +925,11 @@ fn compile_rule(
         _ => None,
     };
     let o = &r.state_opts;
-    let src_track = o.source_track.map(|track| {
+    // A rule has nodes when it tracks sources, or when its routing pool
+    // is sticky (pf_map_addr keeps the address in a node of its own).
+    let sticky_route = r.route.as_ref().is_some_and(|rt| rt.pool.sticky);
+    let tracking = o.source_track.or(sticky_route.then_some(crate::model::SourceTrack::Rule));
+    let src_track = tracking.map(|track| {
         // The overload table, created as a rule's table is if the
         // ruleset does not define it.
         let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
@@ -915,6 +945,7 @@ fn compile_rule(
         Arc::new(crate::srcnode::SrcRule {
             gen: id.0,
             nr: id.1,
+            track: o.source_track.is_some(),
             global: track == crate::model::SourceTrack::Global,
             max_src_nodes: o.max_src_nodes,
             max_src_states: o.max_src_states,
@@ -966,6 +997,9 @@ fn compile_rule(
             .filter(|(n, _)| *n > 0)
             .map(|(n, s)| parking_lot::Mutex::new(crate::srcnode::Threshold::new(n, s, 0))),
         src_track,
+        nat,
+        rdr,
+        dst_port_lo,
     })
 }
 

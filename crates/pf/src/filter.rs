@@ -7,6 +7,7 @@
 //! stack.set_filter(Some(Box::new(pf.clone())));         // the stack's hook
 //! pf.set_pflog(Some(queue.clone()));                    // pflog: daemon drains `queue` to a pcap file
 //! pf.set_if_lookup(Arc::new(move |name| …));            // (if) addresses of other interfaces
+//! pf.set_if_ref_lookup(Arc::new(move |name| …));        // route-to (if addr): the interface
 //! pf.set_route_lookup(Arc::new(move |rtable, addr| …));  // no-route, urpf-failed
 //! pf.show_states(0, now)                            // pfctl -ss
 //! ```
@@ -56,6 +57,9 @@ pub(crate) type LogIfSums = [u64; 6];
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
 
+/// Finds an interface by name (for `route-to (if addr)`): a weak
+/// reference, which fails once that interface is destroyed.
+pub type IfRefLookup = Arc<dyn Fn(&str) -> Option<WeakIf> + Send + Sync>;
 /// The name of the interface with an index (a packet's receiving
 /// interface, for `received-on`); `None` when there is none.
 pub type IfNameLookup = Arc<dyn Fn(softnet_core::iface::IfIndex) -> Option<String> + Send + Sync>;
@@ -83,6 +87,7 @@ pub struct PfInner {
     pub(crate) srcnodes: crate::srcnode::SrcNodes,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
     pub(crate) ifname_lookup: ArcSwapOption<IfNameLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
     /// Names of interfaces states are bound to (generation → name).
@@ -222,6 +227,15 @@ impl PfInner {
 
     /// Addresses of interface `name`: the packet's own interface directly,
     /// others through the lookup the daemon installed.
+    /// The interface called `name` (`ifp` itself when it is).
+    pub(crate) fn if_ref(&self, name: &str, ifp: &Interface) -> Option<WeakIf> {
+        if ifp.name() == name {
+            return Some(ifp.weak());
+        }
+        let l = self.if_ref_lookup.load();
+        l.as_ref().and_then(|f| f(name))
+    }
+
     pub(crate) fn if_addrs(&self, name: &str, ifp: &Interface) -> Option<Vec<IfAddr>> {
         if ifp.name() == name {
             return Some(ifp.addrs().to_vec());
@@ -292,8 +306,11 @@ impl PfInner {
     fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
         if let Some(r) = rs.state_rule(st.ruleset_gen, st.rule_nr) {
             let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            if let (Some(rt), true) = (&r.route, st.rt != 0) {
+                rt.released(st.rt_addr);
+            }
         }
-        if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {
+        if st.src_flags & (crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_ROUTE) != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
             // `src.track`, else the ruleset's.
             let i = tidx(Timeout::SrcTrack);
@@ -392,6 +409,7 @@ impl Pf {
             srcnodes: crate::srcnode::SrcNodes::new(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            if_ref_lookup: ArcSwapOption::empty(),
             ifname_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
@@ -603,20 +621,25 @@ impl Pf {
     }
 
     /// `pfctl -K host [-K host2]`: DIOCKILLSRCNODES, the nodes of source
-    /// `src` whose redirection address is `dst` (none without `dst`:
-    /// softnet's nodes have no redirection address yet, so a `dst` other
-    /// than 0.0.0.0 matches none). Their states live on without them.
-    /// Returns how many were killed.
+    /// `src` whose sticky address is `dst` (without `dst`, those with
+    /// none, as pf's zero address and full mask match). Their states live
+    /// on without them. Returns how many were killed.
     pub fn kill_src_nodes(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
-        if dst.is_some_and(|d| !d.is_unspecified()) {
-            return 0;
-        }
-        let keys = self.inner.srcnodes.kill(src);
+        use crate::srcnode::NodeKey;
+        use crate::state::srcflags;
+        let keys = self.inner.srcnodes.kill(src, dst);
         if !keys.is_empty() {
             // pf_state_rm_src_node on every state of the nodes.
             self.inner.states.update_if(
-                |st| crate::srcnode::NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)),
-                |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
+                |st| [NodeKey::of_state(st), NodeKey::route_of_state(st)].iter().flatten().any(|k| keys.contains(k)),
+                |st| {
+                    if NodeKey::of_state(st).is_some_and(|k| keys.contains(&k)) {
+                        st.src_flags &= !(srcflags::SRC_NODE | srcflags::SRC_GLOBAL);
+                    }
+                    if NodeKey::route_of_state(st).is_some_and(|k| keys.contains(&k)) {
+                        st.src_flags &= !srcflags::SRC_ROUTE;
+                    }
+                },
             );
         }
         keys.len()
@@ -627,8 +650,11 @@ impl Pf {
     pub fn flush_src_nodes(&self) -> usize {
         let n = self.inner.srcnodes.clear();
         self.inner.states.update_if(
-            |st| st.src_flags & crate::state::srcflags::SRC_NODE != 0,
-            |st| st.src_flags &= !(crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_GLOBAL),
+            |st| st.src_flags & (crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_ROUTE) != 0,
+            |st| {
+                use crate::state::srcflags;
+                st.src_flags &= !(srcflags::SRC_NODE | srcflags::SRC_GLOBAL | srcflags::SRC_ROUTE)
+            },
         );
         n
     }
@@ -652,6 +678,13 @@ impl Pf {
     /// packet's own.
     pub fn set_if_lookup(&self, f: IfLookup) {
         self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// Installs the interface lookup `route-to (if addr)` needs; until one
+    /// is installed such a rule makes no state (no-route) except for the
+    /// packet's own interface.
+    pub fn set_if_ref_lookup(&self, f: IfRefLookup) {
+        self.inner.if_ref_lookup.store(Some(Arc::new(f)));
     }
 
     /// Installs the index-to-name lookup `received-on` needs for packets

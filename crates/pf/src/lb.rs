@@ -525,7 +525,7 @@ const DYN_MAX: usize = 16;
 impl CPool {
     /// The pool of `p` (IPv4; `None` for an IPv6 pool). `tables` has the
     /// ruleset's tables by name.
-    pub fn new(p: &Pool, tables: &dyn Fn(&str) -> Option<Arc<Table>>) -> Option<CPool> {
+    pub fn new(p: &Pool, tables: &mut dyn FnMut(&str) -> Option<Arc<Table>>) -> Option<CPool> {
         let source = match &p.addr {
             Addr::Net(n) => match n.addr {
                 IpAddr::V4(a) => {
@@ -881,7 +881,7 @@ mod tests {
         };
         let p = Pool { addr, ifname: None, proxy_port: [NAT_PORT_LOW, NAT_PORT_HIGH], kind, sticky: false };
         let tc = t.clone();
-        (CPool::new(&p, &|n| (n == "pool").then(|| tc.clone())).unwrap(), Some(t))
+        (CPool::new(&p, &mut |n| (n == "pool").then(|| tc.clone())).unwrap(), Some(t))
     }
 
     #[test]

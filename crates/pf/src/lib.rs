@@ -12,8 +12,8 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, pools of
-//!   `route-to`/`reply-to`/`dup-to` next hops and `synproxy state`
+//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `sticky-address`
+//!   and `synproxy state`
 //!   ("… not supported yet"), and tables defined inside anchors.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor
 //!   path (`pfctl -a`) with `include` and `load anchor` files from a

@@ -18,7 +18,8 @@
 //! * `-sS -v`: a node of a rule tracking globally prints no `rule N`
 //!   (pf.c keys every node by its rule since pf_sn_types; softnet keeps
 //!   one node per source for `source-track global`, as pf.conf(5) says);
-//!   no ` nat-to`/`rdr-to`/`route-to` address (no translation yet).
+//!   ` route-to ADDR` for a sticky route pool's node, no ` nat-to`/
+//!   ` rdr-to` (sticky-address on those pools is refused at load).
 //! * `-sr -v`: an anchor rule counts the packets decided under it, not
 //!   the later packets of the states made there (pf also counts those,
 //!   through the state's `anchor`); a state does not remember its anchor
@@ -234,17 +235,35 @@ impl Pf {
         out
     }
 
-    fn state_line(&self, st: &StateData, ifname: &str) -> String {
+    /// print_state's first line. `nat`: a translating state's translated
+    /// key; pf prints the wire key's side and, where the stack key
+    /// differs, the stack side in parentheses (`10.0.2.1:61234
+    /// (10.0.1.2:43110) -> 10.0.2.2:80`).
+    fn state_line(&self, st: &StateData, nat: Option<crate::state::StateKey>, ifname: &str) -> String {
         let proto = names::proto_name(st.key.proto).map(|s| s.to_string()).unwrap_or_else(|| st.key.proto.to_string());
+        // The state's own key is the stack key of an outbound state and
+        // the wire key of an inbound one.
+        let (wire, stack) = match nat {
+            Some(n) if st.direction == DIR_OUT => (n, st.key),
+            Some(n) => (st.key, n),
+            None => (st.key, st.key),
+        };
         // print_host: the key's address and port, the port only when not
         // zero. An ICMP query's key holds the id on the requester's side
         // and the query type (8 for echo) on the other, as pf keys it.
-        let host = |i: usize| {
-            let port = st.key.port[i];
+        let one = |k: &crate::state::StateKey, i: usize| {
+            let port = k.port[i];
             if port != 0 {
-                format!("{}:{}", st.key.addr[i], port)
+                format!("{}:{}", k.addr[i], port)
             } else {
-                st.key.addr[i].to_string()
+                k.addr[i].to_string()
+            }
+        };
+        let host = |i: usize| {
+            if wire.addr[i] != stack.addr[i] || wire.port[i] != stack.port[i] {
+                format!("{} ({})", one(&wire, i), one(&stack, i))
+            } else {
+                one(&wire, i)
             }
         };
         let arrow = if st.direction == DIR_OUT { "->" } else { "<-" };
@@ -268,13 +287,14 @@ impl Pf {
         let rs = self.inner.ruleset.load_full();
         let names = self.ifnames_snapshot();
         let mut out = String::new();
-        for (_, st) in self.inner.states.snapshot() {
+        for (idx, st) in self.inner.states.snapshot() {
             let ifname = if st.kif == 0 {
                 "all".to_string()
             } else {
                 names.get(&st.kif).cloned().unwrap_or_else(|| format!("if{}", st.kif))
             };
-            out.push_str(&self.state_line(&st, &ifname));
+            let nat = self.inner.states.nat_key(idx).map(crate::state::unpack);
+            out.push_str(&self.state_line(&st, nat, &ifname));
             out.push('\n');
             if verbose > 0 {
                 let (src, dst) = peers(&st);

@@ -56,6 +56,10 @@ pub struct SrcRule {
     /// (ruleset generation, rule number): the rule's identity.
     pub gen: u32,
     pub nr: u32,
+    /// The rule tracks its states' sources (`source-track`, `max-src-*`;
+    /// pf's PFRULE_SRCTRACK). A rule with only a `sticky-address` pool
+    /// has nodes of that pool's kind alone.
+    pub track: bool,
     /// `source-track global`: one node per address for every rule
     /// tracking globally.
     pub global: bool,
@@ -70,11 +74,25 @@ pub struct SrcRule {
 }
 
 impl SrcRule {
-    /// The key of this rule's nodes for `addr`.
+    /// The key of this rule's node of `kind` for `addr` (a `sticky-address`
+    /// pool's nodes are always the rule's own).
+    pub fn key_of(&self, kind: u8, addr: Ipv4Addr) -> NodeKey {
+        let rule = if self.global && kind == SN_NONE { GLOBAL } else { rule_word(self.gen, self.nr) };
+        NodeKey { addr, rule, kind }
+    }
+
+    /// The key of this rule's source-tracking node for `addr`.
     pub fn key(&self, addr: Ipv4Addr) -> NodeKey {
-        NodeKey { addr, rule: if self.global { GLOBAL } else { rule_word(self.gen, self.nr) } }
+        self.key_of(SN_NONE, addr)
     }
 }
+
+/// pf's `pf_sn_types`: a node tracks a source for the rule's limits
+/// (`PF_SN_NONE`), or keeps the address a `sticky-address` pool gave it
+/// (`PF_SN_ROUTE` for route-to/reply-to/dup-to; nat-to and rdr-to pools
+/// are refused with sticky-address until their nodes are built).
+pub const SN_NONE: u8 = 0;
+pub const SN_ROUTE: u8 = 3;
 
 /// The rule part of a node's key for a global node.
 const GLOBAL: u64 = u64::MAX;
@@ -88,6 +106,8 @@ fn rule_word(gen: u32, nr: u32) -> u64 {
 pub struct NodeKey {
     pub addr: Ipv4Addr,
     rule: u64,
+    /// `SN_NONE` or `SN_ROUTE`.
+    pub kind: u8,
 }
 
 impl NodeKey {
@@ -101,7 +121,16 @@ impl NodeKey {
         let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
         let rule =
             if st.src_flags & srcflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
-        Some(NodeKey { addr, rule })
+        Some(NodeKey { addr, rule, kind: SN_NONE })
+    }
+
+    /// The `sticky-address` node of the state's routing pool, if it has one.
+    pub fn route_of_state(st: &StateData) -> Option<NodeKey> {
+        if st.src_flags & srcflags::SRC_ROUTE == 0 {
+            return None;
+        }
+        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
+        Some(NodeKey { addr, rule: rule_word(st.ruleset_gen, st.rule_nr), kind: SN_ROUTE })
     }
 }
 
@@ -139,6 +168,8 @@ impl Threshold {
 struct Node {
     /// The rule of a per-rule node; `None` for a global one.
     rule: Option<Arc<SrcRule>>,
+    /// The address a `sticky-address` pool gave the source (pf's `raddr`).
+    raddr: Option<Ipv4Addr>,
     states: u32,
     conn: u32,
     conn_rate: Threshold,
@@ -206,6 +237,9 @@ impl ConnLimit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
     pub addr: Ipv4Addr,
+    /// The kind (`SN_*`) and, for a sticky pool's node, its address.
+    pub kind: u8,
+    pub raddr: Option<Ipv4Addr>,
     pub states: u32,
     pub conn: u32,
     /// The connection rate's count in thousandths, and its seconds.
@@ -257,7 +291,20 @@ impl SrcNodes {
     /// finds or creates `addr`'s node for `rule` and counts one more state
     /// on it. `limit` is `set limit src-nodes`.
     pub fn acquire(&self, rule: &Arc<SrcRule>, addr: Ipv4Addr, now: u64, limit: usize) -> Result<(), SrcFail> {
-        let k = rule.key(addr);
+        self.acquire_kind(rule, SN_NONE, addr, None, now, limit)
+    }
+
+    /// `acquire` for a node of `kind`; a sticky pool's node keeps `raddr`.
+    pub fn acquire_kind(
+        &self,
+        rule: &Arc<SrcRule>,
+        kind: u8,
+        addr: Ipv4Addr,
+        raddr: Option<Ipv4Addr>,
+        now: u64,
+        limit: usize,
+    ) -> Result<(), SrcFail> {
+        let k = rule.key_of(kind, addr);
         let mut g = self.shard(&k).lock();
         self.searches.fetch_add(1, Ordering::Relaxed);
         if let Some(n) = g.get_mut(&k) {
@@ -266,6 +313,9 @@ impl SrcNodes {
             }
             n.states += 1;
             n.released = None;
+            if raddr.is_some() {
+                n.raddr = raddr;
+            }
             return Ok(());
         }
         if rule.max_src_nodes.is_some_and(|m| rule.nodes.load(Ordering::Relaxed) >= m) {
@@ -279,7 +329,8 @@ impl SrcNodes {
         g.insert(
             k,
             Node {
-                rule: (!rule.global).then(|| rule.clone()),
+                rule: (!rule.global || kind != SN_NONE).then(|| rule.clone()),
+                raddr,
                 states: 1,
                 conn: 0,
                 conn_rate: Threshold::new(n, s, now / NS),
@@ -289,18 +340,31 @@ impl SrcNodes {
                 bytes: 0,
             },
         );
-        if !rule.global {
+        if !rule.global || kind != SN_NONE {
             rule.nodes.fetch_add(1, Ordering::Relaxed);
         }
         self.inserts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// pf_map_addr with `sticky-address`: the address the source's node
+    /// of `kind` keeps for `rule`, if it has one.
+    pub fn sticky(&self, rule: &SrcRule, kind: u8, addr: Ipv4Addr) -> Option<Ipv4Addr> {
+        let k = rule.key_of(kind, addr);
+        self.searches.fetch_add(1, Ordering::Relaxed);
+        self.shard(&k).lock().get(&k).and_then(|n| n.raddr)
+    }
+
     /// Undoes `acquire` for a state that could not be inserted after all
     /// (pf_create_state's `csfailed`): a node left with no state goes at
     /// the next purge.
     pub fn undo(&self, rule: &SrcRule, addr: Ipv4Addr, now: u64) {
-        let k = rule.key(addr);
+        self.undo_kind(rule, SN_NONE, addr, now)
+    }
+
+    /// `undo` for a node of `kind`.
+    pub fn undo_kind(&self, rule: &SrcRule, kind: u8, addr: Ipv4Addr, now: u64) {
+        let k = rule.key_of(kind, addr);
         let mut g = self.shard(&k).lock();
         if let Some(n) = g.get_mut(&k) {
             n.states = n.states.saturating_sub(1);
@@ -366,17 +430,18 @@ impl SrcNodes {
     /// pf_src_tree_remove_state: a state referring to a node is gone; the
     /// node stays `timeout_ns` after its last state.
     pub fn state_removed(&self, st: &StateData, now: u64, timeout_ns: u64) {
-        let Some(k) = NodeKey::of_state(st) else { return };
-        let mut g = self.shard(&k).lock();
-        let Some(n) = g.get_mut(&k) else { return };
-        if st.src_flags & srcflags::TCP_EST != 0 {
-            n.conn = n.conn.saturating_sub(1);
-        }
-        n.packets += st.packets[0] + st.packets[1];
-        n.bytes += st.bytes[0] + st.bytes[1];
-        n.states = n.states.saturating_sub(1);
-        if n.states == 0 {
-            n.released = Some((now, timeout_ns));
+        for k in [NodeKey::of_state(st), NodeKey::route_of_state(st)].into_iter().flatten() {
+            let mut g = self.shard(&k).lock();
+            let Some(n) = g.get_mut(&k) else { continue };
+            if k.kind == SN_NONE && st.src_flags & srcflags::TCP_EST != 0 {
+                n.conn = n.conn.saturating_sub(1);
+            }
+            n.packets += st.packets[0] + st.packets[1];
+            n.bytes += st.bytes[0] + st.bytes[1];
+            n.states = n.states.saturating_sub(1);
+            if n.states == 0 {
+                n.released = Some((now, timeout_ns));
+            }
         }
     }
 
@@ -398,15 +463,17 @@ impl SrcNodes {
         removed
     }
 
-    /// DIOCKILLSRCNODES (`pfctl -K host`): removes the nodes of `addr`;
-    /// the states referring to them live on without them (the caller
-    /// detaches them). Returns the keys removed.
-    pub fn kill(&self, addr: Ipv4Addr) -> Vec<NodeKey> {
+    /// DIOCKILLSRCNODES (`pfctl -K host [-K host2]`): removes the nodes
+    /// of `addr` whose sticky address is `raddr` (with no `-K host2`, pf
+    /// matches the nodes that have none); the states referring to them
+    /// live on without them (the caller detaches them). Returns the keys
+    /// removed.
+    pub fn kill(&self, addr: Ipv4Addr, raddr: Option<Ipv4Addr>) -> Vec<NodeKey> {
         let mut keys = vec![];
         for s in &self.shards {
             let mut g = s.lock();
             g.retain(|k, n| {
-                let hit = k.addr == addr;
+                let hit = k.addr == addr && n.raddr == raddr.filter(|a| !a.is_unspecified());
                 if hit {
                     self.forget(n);
                     keys.push(*k);
@@ -442,6 +509,8 @@ impl SrcNodes {
                     *k,
                     NodeView {
                         addr: k.addr,
+                        kind: k.kind,
+                        raddr: n.raddr,
                         states: n.states,
                         conn: n.conn,
                         rate: (n.conn_rate.count, n.conn_rate.seconds),
@@ -454,7 +523,7 @@ impl SrcNodes {
                 ));
             }
         }
-        v.sort_by_key(|(k, _)| (u32::from(k.addr), k.rule));
+        v.sort_by_key(|(k, _)| (u32::from(k.addr), k.rule, k.kind));
         v.into_iter().map(|(_, n)| n).collect()
     }
 }
@@ -466,8 +535,12 @@ fn hms(secs: u64) -> String {
 
 /// pfctl's `print_src_node`: one node, with `-v` a second line.
 pub fn print_node(n: &NodeView, now: u64, verbose: u8) -> String {
+    let raddr = match (n.raddr, n.kind) {
+        (Some(a), SN_ROUTE) => format!(" route-to {a}"),
+        _ => String::new(),
+    };
     let mut s = format!(
-        "{} ( states {}, connections {}, rate {}.{}/{}s )\n",
+        "{}{raddr} ( states {}, connections {}, rate {}.{}/{}s )\n",
         n.addr,
         n.states,
         n.conn,
@@ -504,6 +577,7 @@ mod tests {
         SrcRule {
             gen: 1,
             nr,
+            track: true,
             global: false,
             max_src_nodes: None,
             max_src_states: None,
@@ -671,12 +745,40 @@ mod tests {
         let mut none = st;
         none.src_flags = 0;
         assert_eq!(NodeKey::of_state(&none), None);
-        assert_eq!(t.kill(B), vec![]);
-        assert_eq!(t.kill(A), vec![r.key(A)]);
+        assert_eq!(t.kill(B, None), vec![]);
+        assert_eq!(t.kill(A, None), vec![r.key(A)]);
         assert!(t.is_empty());
         assert_eq!(r.nodes.load(Ordering::Relaxed), 0);
         // The state's removal later finds no node and changes nothing.
         t.state_removed(&st, 0, 0);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_sticky_node_keeps_the_address_its_pool_gave_the_source() {
+        let t = SrcNodes::new();
+        // A rule with a sticky route pool and no source tracking.
+        let r = Arc::new(SrcRule { track: false, ..rule(2) });
+        let hop = Ipv4Addr::new(10, 0, 2, 3);
+        assert_eq!(t.sticky(&r, SN_ROUTE, A), None);
+        t.acquire_kind(&r, SN_ROUTE, A, Some(hop), 0, 100).unwrap();
+        assert_eq!(t.sticky(&r, SN_ROUTE, A), Some(hop));
+        assert_eq!(t.sticky(&r, SN_ROUTE, B), None);
+        assert_eq!(t.sticky(&r, SN_NONE, A), None, "no source-tracking node");
+        t.acquire_kind(&r, SN_ROUTE, A, Some(hop), 0, 100).unwrap();
+        let v = t.snapshot(&HashMap::new());
+        assert_eq!(print_node(&v[0], 0, 0), "10.0.1.2 route-to 10.0.2.3 ( states 2, connections 0, rate 0.0/0s )\n");
+        // The state's flag finds the node.
+        let mut st = state(&r, A, 1);
+        st.src_flags = srcflags::SRC_ROUTE;
+        assert_eq!(NodeKey::route_of_state(&st), Some(r.key_of(SN_ROUTE, A)));
+        assert_eq!(NodeKey::of_state(&st), None);
+        t.state_removed(&st, 0, 0);
+        assert_eq!(t.snapshot(&HashMap::new())[0].states, 1);
+        // -K A alone matches nodes without a sticky address; -K A -K hop this one.
+        assert_eq!(t.kill(A, None), vec![]);
+        assert_eq!(t.kill(A, Some(Ipv4Addr::new(10, 9, 9, 9))), vec![]);
+        assert_eq!(t.kill(A, Some(hop)), vec![r.key_of(SN_ROUTE, A)]);
         assert!(t.is_empty());
     }
 }

@@ -21,6 +21,8 @@ fn lab(rules: &str) -> (ThreeHosts, Pf) {
     let rs = parse_ruleset(rules, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{e:?}"));
     let pf = Pf::new();
     pf.load(&rs, &resolver).unwrap();
+    let stack = h.t.stack.clone();
+    pf.set_if_ref_lookup(std::sync::Arc::new(move |name| stack.ifaces.load().by_name(name).map(|i| i.weak())));
     h.t.stack.set_filter(Some(Box::new(pf.clone())));
     (h, pf)
 }
@@ -188,4 +190,38 @@ fn udp_of_an_established_state_is_routed_on_the_lock_free_path_too() {
     }
     assert_eq!(transits(&h.c.take_events()), [(A_IP, B_IP, 63); 4]);
     assert!(h.t.b.take_events().iter().all(|e| !matches!(e, HostEvent::Udp { .. })));
+}
+
+#[test]
+fn route_to_an_address_on_a_named_interface_goes_out_there() {
+    let (mut h, _pf) =
+        lab("pass\npass in on r0 proto icmp route-to (r2 10.0.3.2)\npass in on r0 proto udp route-to 10.0.3.2@r2\n");
+    h.t.a.ping(B_IP, 1, 1, 64, 8);
+    h.t.a.send_udp(B_IP, 5000, 53, 10, 64);
+    h.settle();
+    let mut got = transits(&h.c.take_events());
+    got.sort();
+    assert_eq!(got, [(A_IP, B_IP, 63); 2]);
+    // The interface destroyed: the states' next hop is gone with it.
+    h.t.stack.destroy_interface("r2").unwrap();
+    h.t.a.ping(B_IP, 1, 2, 64, 8);
+    h.settle();
+    assert_eq!(sum(&h, |s| &s.ip.noroute), 1);
+    // An interface that does not exist is a load error, as pfctl's.
+    let resolver = StaticResolver::new().with_interface("r2", &["10.0.3.1/24"]);
+    let e = parse_ruleset("pass in route-to (r9 10.0.3.2)\n", "pf.conf", &resolver).unwrap_err();
+    assert_eq!(e[0].to_string(), "pf.conf:1: routeto: unknown interface r9");
+}
+
+#[test]
+fn a_state_not_made_for_want_of_a_next_hop_counts_on_no_source_node() {
+    let (mut h, pf) = lab(
+        "table <gw> persist\npass\npass in on r0 proto icmp route-to <gw> keep state (source-track rule, max-src-states 5)\n",
+    );
+    h.t.a.ping(B_IP, 1, 1, 64, 8);
+    h.settle();
+    assert_eq!(echo_replies(&h.t.a.take_events()), 0);
+    // The node acquired for the state counts no state (it was undone).
+    let ss = pf.show_src_nodes(0, h.t.clock.now());
+    assert!(ss.lines().all(|l| l.contains("states 0")), "{ss}");
 }

@@ -286,3 +286,69 @@ fn an_outbound_rule_tracks_the_packets_source_and_releases_it() {
     assert_eq!(pf.src_node_count(), 0);
     assert!(out(3));
 }
+
+#[test]
+fn a_state_refused_for_want_of_a_next_hop_gives_its_node_back() {
+    let n = net();
+    let pf = pf_with(
+        &n,
+        "table <hops> persist\nblock all\npass in on em0 proto udp route-to <hops> keep state (max-src-states 1)\n",
+    );
+    let t = Instant::from_secs(1);
+    pf.tick(t);
+    for sport in 1..=3 {
+        assert!(!udp(&pf, &n, t, A, sport));
+    }
+    assert_eq!(pf.counter("no-route"), Some(3), "no-route each time, not src-limit");
+    assert_eq!(pf.counter("src-limit"), Some(0));
+    pf.tick(Instant::from_secs(2));
+    assert_eq!(pf.src_node_count(), 0);
+}
+
+/// The next hop pf gave a UDP packet from `src` (route-to), if it passed.
+fn next_hop(pf: &Pf, n: &Net, t: Instant, src: Ipv4Addr, sport: u16) -> Option<Ipv4Addr> {
+    let mut replies = vec![];
+    let p = PacketBuf::from_slice(&udp_bytes(src, SERVER, sport, 53, b"q"));
+    match pf.test(0, t, Direction::In, &n.em0, p, &mut HeapBufs, &mut replies) {
+        Verdict::Pass(p) => match p.meta.pf_route {
+            softnet_core::filter::RouteDecision::To(a) => Some(a.addr),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[test]
+fn sticky_address_keeps_a_sources_next_hop_in_its_node() {
+    let n = net();
+    let text = "block all\npass in on em0 proto udp route-to { 10.0.2.3, 10.0.2.4 } round-robin sticky-address\n";
+    assert!(softnet_pf::load_ruleset(text, "pf.conf", &n.resolver).is_ok(), "loads, not refused");
+    let pf = pf_with(&n, text);
+    let t = Instant::from_secs(1);
+    pf.tick(t);
+    let a = next_hop(&pf, &n, t, A, 1).expect("routed");
+    // Round-robin would give A's second state the other hop; the node
+    // keeps the first. A2 gets the pool's next one.
+    assert_eq!(next_hop(&pf, &n, t, A, 2), Some(a));
+    let a2 = next_hop(&pf, &n, t, A2, 1).expect("routed");
+    assert_ne!(a, a2);
+    assert_eq!(
+        pf.show_src_nodes(0, t),
+        format!(
+            "10.0.1.2 route-to {a} ( states 2, connections 0, rate 0.0/0s )\n\
+             10.0.1.3 route-to {a2} ( states 1, connections 0, rate 0.0/0s )\n"
+        )
+    );
+    // The rule does not track sources: no node of that kind, no limits.
+    assert!(!pf.show_states(1, t).contains("source-track"));
+    // -K A alone matches nodes with no sticky address; with the hop it
+    // kills A's, and A's next state gets the pool's next hop.
+    assert_eq!(pf.kill_src_nodes(A, None), 0);
+    assert_eq!(pf.kill_src_nodes(A, Some(a)), 1);
+    assert_eq!(next_hop(&pf, &n, t, A, 3), Some(a));
+    assert_eq!(next_hop(&pf, &n, t, A, 4), Some(a), "sticky again");
+    // States gone, nodes go (src.track 0).
+    pf.flush_states();
+    pf.tick(Instant::from_secs(2));
+    assert_eq!(pf.src_node_count(), 0);
+}

@@ -242,6 +242,11 @@ enum PfCase {
     Table100k,
     /// (d) a new flow each packet: states created per second.
     Create,
+    /// (e) as (a), with `nat-to` on r1: pf out finds each packet's
+    /// translating state and rewrites its source.
+    Nat,
+    /// (f) as (d), each new flow translated (a source port found free).
+    NatCreate,
 }
 
 impl PfCase {
@@ -251,6 +256,8 @@ impl PfCase {
             PfCase::Rules1000 => "(b) 1,000 rules, last matches",
             PfCase::Table100k => "(c) table of 100k prefixes",
             PfCase::Create => "(d) new state per packet",
+            PfCase::Nat => "(e) nat-to, 10k flows",
+            PfCase::NatCreate => "(f) new nat-to state per packet",
         }
     }
 
@@ -265,6 +272,12 @@ impl PfCase {
             }
             PfCase::Table100k => "table <t> persist\nblock from <t>\npass all no state\n".to_string(),
             PfCase::Create => format!("set limit states {}\npass in all\npass out all no state\n", states + 1000),
+            PfCase::Nat => "match out on r1 nat-to 10.0.2.1\npass all\n".to_string(),
+            // a translated packet always gets a state, `no state` or not
+            PfCase::NatCreate => format!(
+                "set limit states {}\nmatch out on r1 nat-to 10.0.2.1\npass in all no state\npass out all no state\n",
+                states + 1000
+            ),
         }
     }
 }
@@ -303,12 +316,12 @@ fn pf_install(stack: &Stack, case: PfCase, states: usize) -> anyhow::Result<soft
     Ok(pf)
 }
 
-/// (d): time until every one of `n` new flows has its state; new states
-/// per second.
-fn create_once(workers: usize, n: usize) -> anyhow::Result<f64> {
+/// (d), (f): time until every one of `n` new flows has its state; new
+/// states per second.
+fn create_once(workers: usize, n: usize, pc: PfCase) -> anyhow::Result<f64> {
     let case = BenchCase { workers, routes: 10, flows: n };
     let (stack, _) = build_with(case, pf_frames(n, case.routes))?;
-    let pf = pf_install(&stack, PfCase::Create, n)?;
+    let pf = pf_install(&stack, pc, n)?;
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let stop = Arc::new(AtomicBool::new(false));
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -365,8 +378,8 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
         let base_mpps = if pf_only { f64::NAN } else { median(base) };
         let base_ns = workers as f64 * 1e3 / base_mpps;
         // SOFTNET_BENCH_PF_CASES=ac: only those cases (for A/B runs).
-        let only = std::env::var("SOFTNET_BENCH_PF_CASES").unwrap_or_else(|_| "abcd".into());
-        for (pc, _) in [(PfCase::Stateful, 'a'), (PfCase::Rules1000, 'b'), (PfCase::Table100k, 'c')]
+        let only = std::env::var("SOFTNET_BENCH_PF_CASES").unwrap_or_else(|_| "abcdef".into());
+        for (pc, _) in [(PfCase::Stateful, 'a'), (PfCase::Rules1000, 'b'), (PfCase::Table100k, 'c'), (PfCase::Nat, 'e')]
             .into_iter()
             .filter(|(_, c)| only.contains(*c))
         {
@@ -390,32 +403,34 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
                 runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
             );
         }
-        if !only.contains('d') {
-            continue;
+        for (pc, c) in [(PfCase::Create, 'd'), (PfCase::NatCreate, 'f')] {
+            if !only.contains(c) {
+                continue;
+            }
+            // against forwarding the same number of distinct flows.
+            let dcase = BenchCase { workers, routes: 10, flows: NEW_FLOWS };
+            let mut base = Vec::new();
+            let mut runs = Vec::new();
+            for _ in 0..repeat {
+                let (stack, counters) = build_with(dcase, pf_frames(NEW_FLOWS, dcase.routes))?;
+                base.push(measure(dcase, secs, stack, counters)? / 1e6);
+                runs.push(create_once(workers, NEW_FLOWS, pc)? / 1e6);
+            }
+            let (mpps, base_mpps) = (median(runs.clone()), median(base));
+            let (ns, base_ns) = (workers as f64 * 1e3 / mpps, workers as f64 * 1e3 / base_mpps);
+            println!(
+                "| {} ({}k states/s) | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {} |",
+                pc.label(),
+                (mpps * 1e3).round(),
+                workers,
+                mpps,
+                ns,
+                base_mpps,
+                base_ns,
+                ns - base_ns,
+                runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+            );
         }
-        // (d) against forwarding the same number of distinct flows.
-        let dcase = BenchCase { workers, routes: 10, flows: NEW_FLOWS };
-        let mut base = Vec::new();
-        let mut runs = Vec::new();
-        for _ in 0..repeat {
-            let (stack, counters) = build_with(dcase, pf_frames(NEW_FLOWS, dcase.routes))?;
-            base.push(measure(dcase, secs, stack, counters)? / 1e6);
-            runs.push(create_once(workers, NEW_FLOWS)? / 1e6);
-        }
-        let (mpps, base_mpps) = (median(runs.clone()), median(base));
-        let (ns, base_ns) = (workers as f64 * 1e3 / mpps, workers as f64 * 1e3 / base_mpps);
-        println!(
-            "| {} ({}k states/s) | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {} |",
-            PfCase::Create.label(),
-            (mpps * 1e3).round(),
-            workers,
-            mpps,
-            ns,
-            base_mpps,
-            base_ns,
-            ns - base_ns,
-            runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
-        );
     }
     Ok(())
 }

@@ -105,6 +105,12 @@ impl PfService {
             let ifs = s.ifaces.load();
             ifs.by_name(name).map(|i| i.addrs().as_ref().clone())
         }));
+        let ref_stack = Arc::downgrade(&stack);
+        pf.set_if_ref_lookup(Arc::new(move |name: &str| {
+            let s = ref_stack.upgrade()?;
+            let ifs = s.ifaces.load();
+            ifs.by_name(name).map(|i| i.weak())
+        }));
         let name_stack = Arc::downgrade(&stack);
         pf.set_ifname_lookup(Arc::new(move |idx| {
             let s = name_stack.upgrade()?;

@@ -1,12 +1,13 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 //!
-//! A *partial sum* (`u32`, from [`sum`], [`pseudo_header_v4`], [`combine`])
+//! A *partial sum* (`u32`, from [`sum`], [`pseudo_header_v4`],
+//! [`pseudo_header_v6`], [`combine`])
 //! is the ones-complement sum of 16-bit big-endian words, folded to at most
 //! `0xFFFF`. Partial sums of pieces add up with [`combine`] as long as every
 //! piece but the last has even length. [`finish`] turns a partial sum into
 //! the checksum field value.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Folds a sum with end-around carries down to 16 bits.
 ///
@@ -91,6 +92,35 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u3
         + proto as u64
         + len as u64;
     fold(words) as u32
+}
+
+/// Partial sum of the IPv6 pseudo-header used by TCP, UDP and ICMPv6 (RFC
+/// 8200 §8.1): source, destination, 32-bit upper-layer packet length, three
+/// zero bytes and the next header. `next_header` is the upper-layer protocol
+/// (not the value in the IPv6 header when extension headers sit between),
+/// and `dst` the final destination when a routing header is present.
+#[inline]
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32 {
+    let mut words: u64 = 0;
+    for a in [src.octets(), dst.octets()] {
+        for w in a.chunks_exact(2) {
+            words += u16::from_be_bytes([w[0], w[1]]) as u64;
+        }
+    }
+    words += (len >> 16) as u64 + (len & 0xFFFF) as u64 + next_header as u64;
+    fold(words) as u32
+}
+
+/// [`update16`] for a 128-bit field (an IPv6 address, e.g. rewritten by NAT)
+/// at an even offset: eight word updates.
+#[inline]
+pub fn update128(old_csum: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let (o, n) = (old.segments(), new.segments());
+    let mut s = !old_csum as u64;
+    for i in 0..8 {
+        s += !o[i] as u64 + n[i] as u64;
+    }
+    !fold(s)
 }
 
 /// RFC 1624 eqn. 3: the new checksum field after a 16-bit word of the covered
@@ -195,7 +225,47 @@ mod tests {
         assert_eq!(pseudo_header_v4(src, dst, 17, 1234), sum(&ph));
     }
 
+    #[test]
+    fn pseudo_header_v6_matches_summing_the_bytes() {
+        let src: Ipv6Addr = "fe80::1:2ff:fe00:1".parse().unwrap();
+        let dst: Ipv6Addr = "ff02::1:ff00:2".parse().unwrap();
+        let mut ph = [0u8; 40];
+        ph[0..16].copy_from_slice(&src.octets());
+        ph[16..32].copy_from_slice(&dst.octets());
+        ph[32..36].copy_from_slice(&0x0001_2345u32.to_be_bytes());
+        ph[39] = 58;
+        assert_eq!(pseudo_header_v6(src, dst, 58, 0x0001_2345), sum(&ph));
+    }
+
     proptest! {
+        #[test]
+        fn pseudo_header_v6_equals_byte_sum(s in any::<u128>(), d in any::<u128>(), nh in any::<u8>(), len in any::<u32>()) {
+            let (src, dst) = (Ipv6Addr::from(s), Ipv6Addr::from(d));
+            let mut ph = [0u8; 40];
+            ph[0..16].copy_from_slice(&src.octets());
+            ph[16..32].copy_from_slice(&dst.octets());
+            ph[32..36].copy_from_slice(&len.to_be_bytes());
+            ph[39] = nh;
+            prop_assert_eq!(pseudo_header_v6(src, dst, nh, len), sum(&ph));
+        }
+
+        #[test]
+        fn update128_verifies(mut data in proptest::collection::vec(any::<u8>(), 18..80), new in any::<u128>()) {
+            let len = data.len() & !1;
+            data.truncate(len);
+            data[0] = 0;
+            data[1] = 0;
+            let c = checksum(&data);
+            data[0..2].copy_from_slice(&c.to_be_bytes());
+            let old = Ipv6Addr::from(<[u8; 16]>::try_from(&data[2..18]).unwrap());
+            let new = Ipv6Addr::from(new);
+            data[2..18].copy_from_slice(&new.octets());
+            prop_assume!(data[2..].iter().any(|&b| b != 0));
+            let upd = update128(c, old, new);
+            data[0..2].copy_from_slice(&upd.to_be_bytes());
+            prop_assert_eq!(checksum(&data), 0);
+        }
+
         #[test]
         fn fast_sum_equals_naive(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
             prop_assert_eq!(sum(&data), naive_sum(&data));

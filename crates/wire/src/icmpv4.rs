@@ -47,33 +47,6 @@ pub fn is_query(msg_type: u8) -> bool {
     matches!(msg_type, msg_type::ECHO_REQUEST | msg_type::TIMESTAMP | msg_type::INFO_REQUEST | msg_type::MASK_REQUEST)
 }
 
-macro_rules! code_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $n:expr,)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum $name { $($(#[$vm])* $v = $n,)* }
-
-        impl $name {
-            /// The variant for a code, if it is a known one.
-            pub fn from_code(code: u8) -> Option<Self> {
-                match code { $($n => Some($name::$v),)* _ => None }
-            }
-        }
-
-        impl From<$name> for u8 {
-            fn from(c: $name) -> u8 { c as u8 }
-        }
-
-        impl TryFrom<u8> for $name {
-            type Error = WireError;
-            fn try_from(c: u8) -> Result<Self, WireError> {
-                $name::from_code(c).ok_or(WireError::Unsupported)
-            }
-        }
-    };
-}
-
 code_enum! {
     /// Destination unreachable codes (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1).
     DstUnreachable {

@@ -2,7 +2,9 @@
 //! owned `Repr`s that parse and emit. No I/O, no allocation.
 //!
 //! Each protocol has a view (`EthernetFrame`, `ArpPacket`, `Ipv4Packet`,
-//! `Icmpv4Packet`, `UdpPacket`, `TcpPacket`) over any `T: AsRef<[u8]>`.
+//! `Icmpv4Packet`, `UdpPacket`, `TcpPacket`, `Ipv6Packet`, the IPv6
+//! extension headers, `Icmpv6Packet`; NDP and MLD messages are ICMPv6)
+//! over any `T: AsRef<[u8]>`.
 //! `new_checked` validates every length the accessors rely on, so after it
 //! succeeds no accessor panics. `new_unchecked` skips the checks: accessors
 //! may then panic on a short buffer (the caller has checked already).
@@ -11,11 +13,45 @@
 //! buffer is shorter than the Repr's `header_len()` / `buffer_len()`: that is
 //! a programming error, not bad input.
 
+/// An enum of ICMP / ICMPv6 codes with `from_code`, `From<_> for u8` and
+/// `TryFrom<u8>`.
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $n:expr,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Copy, Clone, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vm])* $v = $n,)* }
+
+        impl $name {
+            /// The variant for a code, if it is a known one.
+            pub fn from_code(code: u8) -> Option<Self> {
+                match code { $($n => Some($name::$v),)* _ => None }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(c: $name) -> u8 { c as u8 }
+        }
+
+        impl TryFrom<u8> for $name {
+            type Error = $crate::WireError;
+            fn try_from(c: u8) -> Result<Self, $crate::WireError> {
+                $name::from_code(c).ok_or($crate::WireError::Unsupported)
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ipv6ext;
+pub mod mld;
+pub mod ndp;
 pub mod tcp;
 pub mod udp;
 
@@ -43,7 +79,11 @@ pub enum WireError {
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
+pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6AddrExt, Ipv6Packet, Ipv6Repr};
+pub use mld::MldRepr;
+pub use ndp::NdpRepr;
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
 

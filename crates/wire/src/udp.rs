@@ -1,6 +1,7 @@
-//! UDP (RFC 768) over IPv4.
+//! UDP (RFC 768) over IPv4 and IPv6 (RFC 8200 §8.1: the checksum is
+//! mandatory over IPv6).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::checksum;
 use crate::ipv4::IpProtocol;
@@ -93,6 +94,18 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         let ph = checksum::pseudo_header_v4(src, dst, IpProtocol::UDP.0, d.len() as u16);
         checksum::finish(checksum::combine(ph, checksum::sum(d))) == 0
     }
+
+    /// Verifies the checksum with the IPv6 pseudo-header (`dst` is the final
+    /// destination). A zero checksum does not verify: RFC 8200 §8.1 makes
+    /// the UDP checksum mandatory over IPv6 and has receivers discard it.
+    pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
+        if self.checksum() == 0 {
+            return false;
+        }
+        let d = &self.buf.as_ref()[..self.end()];
+        let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::UDP.0, d.len() as u32);
+        checksum::finish(checksum::combine(ph, checksum::sum(d))) == 0
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
@@ -119,6 +132,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         let end = self.end();
         let d = &self.buf.as_ref()[..end];
         let ph = checksum::pseudo_header_v4(src, dst, IpProtocol::UDP.0, end as u16);
+        let c = checksum::finish(checksum::combine(ph, checksum::sum(d)));
+        self.set_checksum(if c == 0 { 0xFFFF } else { c });
+    }
+    /// [`fill_checksum`](Self::fill_checksum) with the IPv6 pseudo-header;
+    /// a computed zero is sent as 0xFFFF (RFC 8200 §8.1).
+    pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
+        self.set_checksum(0);
+        let end = self.end();
+        let d = &self.buf.as_ref()[..end];
+        let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::UDP.0, end as u32);
         let c = checksum::finish(checksum::combine(ph, checksum::sum(d)));
         self.set_checksum(if c == 0 { 0xFFFF } else { c });
     }
@@ -169,6 +192,15 @@ impl UdpRepr {
         self.emit(buf);
         buf[HEADER_LEN..].copy_from_slice(payload);
         UdpPacket::new_unchecked(buf).fill_checksum(src, dst);
+    }
+
+    /// [`emit_with_payload`](Self::emit_with_payload) over IPv6.
+    pub fn emit_with_payload_v6(&self, buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) {
+        assert_eq!(payload.len(), self.payload_len, "UDP payload length differs from the Repr's");
+        let buf = &mut buf[..self.buffer_len()];
+        self.emit(buf);
+        buf[HEADER_LEN..].copy_from_slice(payload);
+        UdpPacket::new_unchecked(buf).fill_checksum_v6(src, dst);
     }
 }
 
@@ -242,7 +274,53 @@ mod tests {
         assert_eq!(UdpPacket::new_checked(&b[..]).unwrap().payload().len(), 1);
     }
 
+    #[test]
+    fn known_datagram_checksum_over_ipv6() {
+        // fe80::1:1024 -> fe80::2:53, payload "ab", by hand:
+        // pseudo: fe80+0001+fe80+0002+000a+0011 = 0x1fd1e -> 0xfd1f
+        // header: 0400+0035+000a = 0x043f; payload 0x6162.
+        // 0xfd1f+0x043f+0x6162 = 0x162c0 -> 0x62c1 -> checksum 0x9d3e.
+        let (s, d): (Ipv6Addr, Ipv6Addr) = ("fe80::1".parse().unwrap(), "fe80::2".parse().unwrap());
+        let r = UdpRepr { src_port: 1024, dst_port: 53, payload_len: 2 };
+        let mut b = [0u8; 10];
+        r.emit_with_payload_v6(&mut b, s, d, b"ab");
+        let p = UdpPacket::new_checked(&b[..]).unwrap();
+        assert_eq!(p.checksum(), 0x9d3e);
+        assert!(p.verify_checksum_v6(s, d));
+        assert!(!p.verify_checksum_v6(d, "fe80::3".parse().unwrap()));
+    }
+
+    #[test]
+    fn linux_datagram_over_ipv6_gets_the_checksum_tcpdump_computed() {
+        // Linux fd00::a.35646 -> fd00::b.53 "hello": tcpdump's sum 0x3678.
+        let (s, d): (Ipv6Addr, Ipv6Addr) = ("fd00::a".parse().unwrap(), "fd00::b".parse().unwrap());
+        let r = UdpRepr { src_port: 35646, dst_port: 53, payload_len: 5 };
+        let mut b = [0u8; 13];
+        r.emit_with_payload_v6(&mut b, s, d, b"hello");
+        assert_eq!(&b[..8], &[0x8b, 0x3e, 0x00, 0x35, 0x00, 0x0d, 0x36, 0x78]);
+    }
+
+    #[test]
+    fn zero_checksum_is_invalid_over_ipv6() {
+        let mut b = [0u8; 12];
+        UdpRepr { src_port: 1, dst_port: 2, payload_len: 4 }.emit(&mut b);
+        let p = UdpPacket::new_checked(&b[..]).unwrap();
+        assert!(!p.verify_checksum_v6(Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST));
+    }
+
     proptest! {
+        #[test]
+        fn repr_round_trips_over_ipv6(sp in any::<u16>(), dp in any::<u16>(), payload in proptest::collection::vec(any::<u8>(), 0..100),
+                                      s in any::<u128>(), d in any::<u128>()) {
+            let (s, d) = (Ipv6Addr::from(s), Ipv6Addr::from(d));
+            let r = UdpRepr { src_port: sp, dst_port: dp, payload_len: payload.len() };
+            let mut b = vec![0u8; r.buffer_len()];
+            r.emit_with_payload_v6(&mut b, s, d, &payload);
+            let p = UdpPacket::new_checked(&b[..]).unwrap();
+            prop_assert!(p.verify_checksum_v6(s, d));
+            prop_assert_eq!(UdpRepr::parse(&p).unwrap(), r);
+        }
+
         #[test]
         fn repr_round_trips(sp in any::<u16>(), dp in any::<u16>(), payload in proptest::collection::vec(any::<u8>(), 0..100),
                             s in any::<u32>(), d in any::<u32>()) {

@@ -24,12 +24,18 @@
 //! The plain path pays one compare of `meta.pf_route` per packet.
 
 use super::*;
-use crate::filter::RouteDecision;
+use crate::filter::{NextHop, RouteDecision};
 
 /// The interface and link-level next hop that reach a route-to target
-/// `nh` in routing table `rtable`, if its route is usable and the
-/// interface is there and up.
-fn route_target<'a>(cx: &Ctx<'a>, rtable: u16, nh: Ipv4Addr) -> Option<(&'a Arc<Interface>, Ipv4Addr)> {
+/// `nh` in routing table `rtable`: its named interface, or the route to
+/// it if that is usable; the interface must be there and up.
+fn route_target<'a>(cx: &Ctx<'a>, rtable: u16, nh: NextHop) -> Option<(&'a Arc<Interface>, Ipv4Addr)> {
+    let ifs: &'a IfSnapshot = cx.ifs;
+    if let Some(w) = nh.ifp {
+        let out = ifs.get_weak(w)?;
+        return out.is_up().then_some((out, nh.addr));
+    }
+    let nh = nh.addr;
     let usable = |r: &Route| {
         (!r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL))
             .then(|| (r.ifp, r.gateway.unwrap_or(nh)))
@@ -39,7 +45,6 @@ fn route_target<'a>(cx: &Ctx<'a>, rtable: u16, nh: Ipv4Addr) -> Option<(&'a Arc<
     } else {
         cx.stack.routes.snapshot(rtable).and_then(|t| t.lookup(nh).and_then(|r| usable(r)))?
     };
-    let ifs: &'a IfSnapshot = cx.ifs;
     let out = ifs.get_weak(w)?;
     out.is_up().then_some((out, hop))
 }
@@ -92,7 +97,7 @@ impl WorkerState {
 
     /// `route-to`/`reply-to` after pf in: TTL, the next hop's route, then
     /// pf out on its interface with the batch's forwarded packets.
-    fn pf_route_to_in(&mut self, cx: &Ctx, in_ifp: &Arc<Interface>, mut p: PacketBuf, nh: Ipv4Addr) {
+    fn pf_route_to_in(&mut self, cx: &Ctx, in_ifp: &Arc<Interface>, mut p: PacketBuf, nh: NextHop) {
         let ips = &cx.stats.ip;
         if Ipv4Packet::new_unchecked(p.data()).ttl() <= 1 {
             ips.ttlexceeded.inc();
@@ -126,7 +131,7 @@ impl WorkerState {
     /// `dup-to`: a copy of `p` to `nh` (TTL down by one after pf in), with
     /// no filter and no ICMP error about it; every failure is a counted
     /// drop of the copy only.
-    fn pf_dup(&mut self, cx: &Ctx, p: &PacketBuf, nh: Ipv4Addr, after_in: bool) {
+    fn pf_dup(&mut self, cx: &Ctx, p: &PacketBuf, nh: NextHop, after_in: bool) {
         let ips = &cx.stats.ip;
         let buf = if p.len() <= self.pool.buf_size() - crate::packet::HEADROOM {
             self.pool.alloc()

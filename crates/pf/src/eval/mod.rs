@@ -27,6 +27,7 @@ use crate::state::{
 };
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
+mod nat;
 mod pdesc;
 mod reply;
 mod rules;
@@ -255,6 +256,8 @@ struct Passed {
     tag: u16,
     rtable: Option<u16>,
     allow_opts: bool,
+    /// A translating state's rewrite of the packet.
+    xlate: Option<nat::Endpoints>,
     /// The state has a routing option (`sflags::ROUTED`).
     routed: bool,
 }
@@ -357,7 +360,7 @@ fn test_pd(
     let mut link = if inbound { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let sv = match pd.proto {
         PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
-        PROTO_ICMP => test_state_icmp(cx, pd, pkt.data(), &mut link),
+        PROTO_ICMP => test_state_icmp(cx, pd, pkt, &mut link),
         _ => test_state_other(cx, pd, &mut link),
     };
     if inbound && link as u32 == 0 {
@@ -383,7 +386,7 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts, routed } = *p;
+    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed } = *p;
     if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
         if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
             c.count(cx.dir, pd.tot_len as u64);
@@ -403,6 +406,9 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     }
     if log != 0 {
         log_state_packet(cx, rule, log, false, slot, Reason::Match, pd, pkt);
+    }
+    if let Some(to) = xlate {
+        nat::translate(pkt, pd, &to);
     }
     if routed {
         route_state_packet(cx, rule, slot, pkt);

@@ -4,6 +4,7 @@
 use super::*;
 use crate::anchor::PF_ANCHOR_STACK_MAX;
 use crate::compile::AnchorTarget;
+use crate::srcnode::SN_ROUTE;
 
 /// The priority a packet has unless a rule sets one (OpenBSD's
 /// IFQ_DEFPRIO).
@@ -40,6 +41,12 @@ struct Walk<'a> {
     log_matches: u32,
     /// The last pass/block rule that matched (`ctx->rm`).
     matched: Option<&'a CRule>,
+    /// The last `match` rules with a nat-to and an rdr-to the packet
+    /// matched: their translation holds unless the deciding rule has its
+    /// own (pf_match_rule runs pf_get_transaddr on each match rule, and
+    /// pf_test_rule on the deciding one).
+    nat: Option<&'a CRule>,
+    rdr: Option<&'a CRule>,
     /// The anchor rule last stepped into (`ctx->a`, which pf does not
     /// restore when it steps out), and the one `matched` was found under
     /// (`ctx->am`).
@@ -240,6 +247,12 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             w.rtable = Some(t);
         }
         if r.action == Action::Match {
+            if r.nat.is_some() {
+                w.nat = Some(r);
+            }
+            if r.rdr.is_some() {
+                w.rdr = Some(r);
+            }
             if let Some(c) = counters.rule(i) {
                 c.count(cx.dir, pd.tot_len as u64);
             }
@@ -338,6 +351,8 @@ pub(super) fn test_rule(
         log_match_n: 0,
         log_matches: 0,
         matched: None,
+        nat: None,
+        rdr: None,
         a: None,
         am: None,
         depth: 0,
@@ -351,7 +366,7 @@ pub(super) fn test_rule(
         cx.count(Reason::Match);
         return Decision::Drop;
     }
-    let Walk { tag, rtable, log_match, log_matches, matched, am, .. } = w;
+    let Walk { tag, rtable, log_match, log_matches, matched, am, nat, rdr, .. } = w;
     let Some(r) = matched else {
         // pf's default rule: pass, no state. pf_test_rule still runs
         // pf_log_matches on it (rule number -1).
@@ -363,6 +378,23 @@ pub(super) fn test_rule(
             // PF_LOG_FORCE, under the default rule: a drop (pflog_packet).
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
+        }
+        if nat.is_some() || rdr.is_some() {
+            // A translation from a `match` rule makes a state even under
+            // the default rule (pf_test_rule: `nr != NULL`); softnet names
+            // the translating rule as the state's.
+            let xl = match nat::transaddr(cx, pd, nat, rdr) {
+                Ok(e) => e,
+                Err(reason) => {
+                    cx.count(reason);
+                    return Decision::Drop;
+                }
+            };
+            let owner = nat.or(rdr).expect("one of them");
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, log_match, Some(xl)) {
+                cx.count(reason);
+                return Decision::Drop;
+            }
         }
         if tag != 0 {
             pkt.meta.pf_tag = tag;
@@ -414,10 +446,24 @@ pub(super) fn test_rule(
                 cx.log_under(Some(r.nr), am, log_action(r), Reason::IpOption, pd, pkt.data());
                 return Decision::Drop;
             }
-            if keeps_state(r) {
+            let nat = if r.nat.is_some() { Some(r) } else { nat };
+            let rdr = if r.rdr.is_some() { Some(r) } else { rdr };
+            let xl = if nat.is_some() || rdr.is_some() {
+                match nat::transaddr(cx, pd, nat, rdr) {
+                    Ok(e) => Some(e),
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                }
+            } else {
+                None
+            };
+            // A translated packet always gets a state (pf_test_rule: `nr`).
+            if keeps_state(r) || xl.is_some() {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match, xl) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -516,6 +562,10 @@ pub(super) fn log_action(r: &CRule) -> u8 {
     }
 }
 
+/// pf_create_state: a state for the packet (keyed as it came, and also
+/// under `xlate`'s key when it is translated), and the packet rewritten
+/// to `xlate`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn create_state(
     cx: &Cx,
     r: &CRule,
@@ -524,12 +574,14 @@ pub(super) fn create_state(
     tag: u16,
     rtable: Option<u16>,
     log_match: [u32; LOG_MATCH_MAX],
+    xlate: Option<nat::Endpoints>,
 ) -> Result<(), Reason> {
     let now = cx.now.as_nanos();
     // pf_test_rule: the source's node first (pf_insert_src_node), then
     // the rule's `max`.
-    if let Some(src) = &r.src_track {
-        let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+    let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+    let tracked = r.src_track.as_ref().filter(|s| s.track);
+    if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src, now, limit) {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
@@ -538,7 +590,7 @@ pub(super) fn create_state(
         }
     }
     let undo_src = || {
-        if let Some(src) = &r.src_track {
+        if let Some(src) = tracked {
             cx.pf.srcnodes.undo(src, pd.src, now);
         }
     };
@@ -557,7 +609,7 @@ pub(super) fn create_state(
             | (if r.log.is_some_and(|l| l.all) { sflags::LOG_ALL } else { 0 })
             | (if log_match[0] != NO_RULE { sflags::LOG_MATCHES_ALL } else { 0 })
             | (if r.allow_opts { sflags::ALLOW_OPTS } else { 0 }),
-        src_flags: match &r.src_track {
+        src_flags: match tracked {
             Some(s) if s.global => srcflags::SRC_NODE | srcflags::SRC_GLOBAL,
             Some(_) => srcflags::SRC_NODE,
             None => 0,
@@ -577,12 +629,35 @@ pub(super) fn create_state(
     };
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
     // the state is not made (PFRES_NOROUTE).
+    // With `sticky-address` (pf_map_addr), the address the source's node
+    // keeps, else the pool's pick, which the node then keeps; a node that
+    // cannot be had makes pf_map_addr fail, so no-route too.
+    let sticky = r.src_track.as_ref().filter(|_| r.rule.route.as_ref().is_some_and(|rt| rt.pool.sticky));
+    let undo_sticky = || {
+        if let Some(src) = sticky {
+            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, pd.src, now);
+        }
+    };
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-            let nh = rt.next_hop(&lookup, pd.src).ok_or(Reason::NoRoute)?;
+            let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
+            let kept =
+                sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, pd.src)).and_then(|a| rt.hop_to(a, &if_ref));
+            let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src)) else {
+                undo_src();
+                return Err(Reason::NoRoute);
+            };
+            if let Some(src) = sticky {
+                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, pd.src, Some(nh.addr), now, limit).is_err() {
+                    undo_src();
+                    return Err(Reason::NoRoute);
+                }
+                st.src_flags |= srcflags::SRC_ROUTE;
+            }
             st.rt = crate::route::kind_code(Some(rt.kind));
-            st.rt_addr = nh;
+            st.rt_addr = nh.addr;
+            st.rt_if = nh.ifp.unwrap_or_default();
             st.flags |= sflags::ROUTED;
             Some((rt.kind, nh))
         }
@@ -609,7 +684,7 @@ pub(super) fn create_state(
             st.timeout = tidx(Timeout::OtherFirst) as u8;
         }
     }
-    match cx.pf.states.insert(st) {
+    match cx.pf.states.insert_nat(st, xlate.map(|e| e.key(pd.proto, cx.dir))) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.
@@ -627,6 +702,9 @@ pub(super) fn create_state(
                 let ack = pd.tcp.ack;
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
             }
+            if let Some(to) = xlate {
+                nat::translate(pkt, pd, &to);
+            }
             if let Some((kind, nh)) = route {
                 // The creating packet goes the state's way.
                 let d = dir_code(cx.dir);
@@ -636,6 +714,10 @@ pub(super) fn create_state(
         }
         Err(e) => {
             undo_src();
+            undo_sticky();
+            if let (Some(rt), Some((_, nh))) = (&r.route, route) {
+                rt.released(nh.addr);
+            }
             Err(match e {
                 crate::state::InsertError::Limit => Reason::Memory,
                 crate::state::InsertError::Conflict => Reason::StateInsert,

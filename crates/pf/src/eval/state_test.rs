@@ -17,16 +17,22 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
         return None;
     }
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let v = cx.pf.states.probe_linked(cx.link_hint(link), pkt_key_words(pd, cx.dir), cx.kif())?;
+    let key = pkt_key_words(pd, cx.dir);
+    let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     if !other_steady(&v, fwd, pd.proto == PROTO_UDP) {
         return None;
     }
+    // A translating state: the rewrite from its keys' words, no lock.
+    let to =
+        if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
     cx.pf.counters.get(cx.worker).searches.inc();
     cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
-    Some(state_passed(cx, pd, pkt, &view_passed(&v, fwd)))
+    let mut p = view_passed(&v, fwd);
+    p.xlate = to;
+    Some(state_passed(cx, pd, pkt, &p))
 }
 
 /// The state bits that have its packets logged.
@@ -40,8 +46,18 @@ pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
         tag: st.tag,
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
+        xlate: None,
         routed: st.flags & sflags::ROUTED != 0,
     })
+}
+
+/// `state_pass` for a packet a translating state rewrites (`to`).
+pub(super) fn state_pass_xlate(st: &StateData, slot: u32, fwd: bool, to: Option<nat::Endpoints>) -> StateVerdict {
+    let mut v = state_pass(st, slot, fwd);
+    if let StateVerdict::Pass(p) = &mut v {
+        p.xlate = to;
+    }
+    v
 }
 
 pub(super) fn view_pass(v: &StateView, fwd: bool) -> StateVerdict {
@@ -57,6 +73,7 @@ pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
         tag: v.tag,
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
+        xlate: None,
         routed: v.flags & sflags::ROUTED != 0,
     }
 }
@@ -76,6 +93,9 @@ pub(super) enum TcpOutcome {
     Pass(StateVerdict, Option<(u32, u32)>),
     Drop(Option<Reason>, Option<TcpReply>),
     Reuse,
+    /// A translating state this packet may not use (wrong key for its
+    /// direction): as no state.
+    NotFound,
 }
 
 pub(super) struct TcpReply {
@@ -101,6 +121,9 @@ pub(super) fn test_state_tcp(
     // this state's lock is released: (the state, its source, global).
     let mut flush: Option<(StateData, std::net::Ipv4Addr, bool)> = None;
     let out = cx.with_state_linked(key, link, |slot, st| {
+        let Some(to) = nat::state_target(st, pf.states.nat_key(slot), key, cx.dir) else {
+            return TcpOutcome::NotFound;
+        };
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         // The handshake completes when this packet leaves both peers
@@ -141,7 +164,7 @@ pub(super) fn test_state_tcp(
                 return TcpOutcome::Drop(Some(Reason::SrcLimit), None);
             }
             account(st, fwd, pd.tot_len);
-            return TcpOutcome::Pass(state_pass(st, slot, fwd), None);
+            return TcpOutcome::Pass(state_pass_xlate(st, slot, fwd, to), None);
         }
         let (track, t) = tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now));
         match track {
@@ -153,7 +176,7 @@ pub(super) fn test_state_tcp(
                     return TcpOutcome::Drop(Some(Reason::SrcLimit), None);
                 }
                 account(st, fwd, pd.tot_len);
-                TcpOutcome::Pass(state_pass(st, slot, fwd), rewrite)
+                TcpOutcome::Pass(state_pass_xlate(st, slot, fwd, to), rewrite)
             }
             Track::Drop { rst } => {
                 TcpOutcome::Drop(Some(Reason::StateMismatch), rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }))
@@ -164,7 +187,7 @@ pub(super) fn test_state_tcp(
         pf.flush_source(&st, src, global);
     }
     match out {
-        None | Some(TcpOutcome::Reuse) => StateVerdict::NoState,
+        None | Some(TcpOutcome::Reuse) | Some(TcpOutcome::NotFound) => StateVerdict::NoState,
         Some(TcpOutcome::Pass(v, rewrite)) => {
             if let Some((seq, ack)) = rewrite {
                 patch_seq_ack(pkt, pd.hlen, seq, ack);
@@ -240,32 +263,46 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
             if other_steady(&v, fwd, udp) {
+                let to = if v.flags & sflags::NAT != 0 {
+                    match cx.pf.states.keys(v.idx).and_then(|k| nat::view_target(k, key, fwd, cx.dir)) {
+                        Some(to) => to,
+                        None => return StateVerdict::NoState,
+                    }
+                } else {
+                    None
+                };
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
-                return view_pass(&v, fwd);
+                let mut p = view_passed(&v, fwd);
+                p.xlate = to;
+                return StateVerdict::Pass(p);
             }
         }
         Probe::Busy => {}
     }
     cx.with_state_linked(key, link, |slot, st| {
+        let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+            return StateVerdict::NoState;
+        };
         let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
         let t = other_step(udp, &mut src.state, &mut dst.state);
         set_timeout(st, cx.now, t);
         account(st, fwd, pd.tot_len);
-        state_pass(st, slot, fwd)
+        state_pass_xlate(st, slot, fwd, to)
     })
     .unwrap_or(StateVerdict::NoState)
 }
 
-pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> StateVerdict {
+pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut u64) -> StateVerdict {
+    let data = pkt.data();
     let (is_error, icmp_dir, _) = icmp_mapping(pd.icmp_type);
     let dirc = dir_code(cx.dir);
     if !is_error {
         let key = pkt_key_words(pd, cx.dir);
         match cx.probe_linked(pd, *link) {
             Probe::Miss => return StateVerdict::NoState,
-            Probe::Hit(v) if v.timeout == tidx(Timeout::IcmpError) as u8 => {
+            Probe::Hit(v) if v.timeout == tidx(Timeout::IcmpError) as u8 && v.flags & sflags::NAT == 0 => {
                 let fwd = v.direction == dirc;
                 let flow = if fwd { Direction::In } else { Direction::Out };
                 if flow != icmp_dir {
@@ -279,6 +316,9 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> 
         }
         return cx
             .with_state_linked(key, link, |slot, st| {
+                let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                    return StateVerdict::NoState;
+                };
                 let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
@@ -287,7 +327,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> 
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len);
-                state_pass(st, slot, fwd)
+                state_pass_xlate(st, slot, fwd, to)
             })
             .unwrap_or(StateVerdict::NoState);
     }
@@ -340,18 +380,38 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, data: &[u8], link: &mut u64) -> 
         _ => {}
     }
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
-    cx.with_state(key.words(), |slot, st| {
-        if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
-            // The quoted packet is from the state's src when this error
-            // flows against the state's direction.
-            let quoted_fwd = st.direction != dirc;
-            if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
-                return StateVerdict::Drop(Some(Reason::StateMismatch));
+    let kw = key.words();
+    let mut back = None;
+    let v = cx
+        .with_state(kw, |slot, st| {
+            // A translating state: the error travels as the packets of its
+            // direction do (inbound by the wire key), and its quote goes back
+            // to what it is on this side.
+            let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+                return StateVerdict::NoState;
+            };
+            if let Some(to) = to {
+                // `to` is the quote's key side seen as an inbound/outbound packet
+                // of this direction; the quote itself went the other way.
+                let (qs, qd) = (to.dst, to.src);
+                let (qsp, qdp) = (to.dport, to.sport);
+                back = Some(nat::Endpoints { src: qs, sport: qsp, dst: qd, dport: qdp });
             }
-        }
-        let fwd = st.direction == dirc;
-        account(st, fwd, pd.tot_len);
-        state_pass(st, slot, fwd)
-    })
-    .unwrap_or(StateVerdict::NoState)
+            if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) {
+                // The quoted packet is from the state's src when this error
+                // flows against the state's direction.
+                let quoted_fwd = st.direction != dirc;
+                if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+            }
+            let fwd = st.direction == dirc;
+            account(st, fwd, pd.tot_len);
+            state_pass(st, slot, fwd)
+        })
+        .unwrap_or(StateVerdict::NoState);
+    if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
+        nat::translate_icmp_error(pkt, pd, h2, iproto, &to);
+    }
+    v
 }

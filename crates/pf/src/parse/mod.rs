@@ -176,20 +176,29 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        if let Some(t) = r.translation.keyword() {
-            refuse(t);
+        // af-to comes with IPv6.
+        if r.translation.af_to.is_some() {
+            refuse("af-to");
         }
         if let Some(rt) = &r.route {
             if let Err(e) = crate::route::CRoute::check(rt) {
                 refuse(&e.0);
             }
         }
-        // pf_map_addr keeps a sticky address in the source's node, which
-        // does not carry one yet (`crate::srcnode`): refused, rather than
-        // loaded and not sticky, whichever pool says it.
-        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref(), r.route.as_ref().map(|rt| &rt.pool)];
+        // pf_map_addr keeps a sticky address in the source's node; for
+        // nat-to and rdr-to pools softnet does not yet: refused, rather
+        // than loaded and not sticky.
+        // (Route pools keep theirs: `crate::srcnode`'s SN_ROUTE nodes.)
+        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref()];
         if pools.iter().flatten().any(|p| p.sticky) {
             refuse("sticky-address");
+        }
+        // pf_lb.c counts a least-states pool's states per address and
+        // gives them back as states go (pf_postprocess_addr); the purge
+        // does not tell the pools yet, so the counts would only grow.
+        let xlate = [r.translation.nat.as_ref(), r.translation.rdr.as_ref()];
+        if xlate.iter().flatten().any(|p| p.kind == PoolType::LeastStates) {
+            refuse("least-states");
         }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
@@ -580,18 +589,19 @@ mod tests {
     }
 
     #[test]
-    fn load_refuses_translation_but_parse_accepts_it() {
-        let src = "match out on egress nat-to (egress)\n";
+    fn load_refuses_af_to_but_parse_accepts_it() {
         let r = StaticResolver::example();
+        assert!(load_ruleset("match out on egress nat-to (egress)\n", "f", &r).is_ok());
+        let src = "pass in inet af-to inet6 from 2001:db8::1 to 2001:db8::2\n";
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
-        assert_eq!(e[0].to_string(), "f:1: nat-to not supported yet");
+        assert_eq!(e[0].to_string(), "f:1: af-to not supported yet");
         let e: Vec<String> = load_ruleset("match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n", "f", &r)
             .unwrap_err()
             .iter()
             .map(|e| e.to_string())
             .collect();
-        assert_eq!(e, ["f:1: nat-to not supported yet", "f:1: sticky-address not supported yet"]);
+        assert_eq!(e, ["f:1: sticky-address not supported yet"]);
         // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\

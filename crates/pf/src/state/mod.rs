@@ -23,8 +23,12 @@
 //!   hint checked in full (key, liveness, interface, and `Slot::solo`:
 //!   the only state on its key, so the one a probe would find).
 //! * Key/state split: a state has a wire key and a stack key, equal unless
-//!   NAT rewrites the packet. NAT is not built, so both are the same key
-//!   and only one is indexed; `StateData::key` is that key.
+//!   NAT rewrites the packet. `StateData::key` is the creating packet's
+//!   key before translation (the stack key of an outbound state, the wire
+//!   key of an inbound one); a translating state (`sflags::NAT`) also has
+//!   the translated key, kept with its chain link in a side array
+//!   (`NatSlot`, so that a slot stays four cache lines) and indexed too: a
+//!   chain link with `NAT_LINK` set reaches a slot by its translated key.
 
 use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
@@ -158,8 +162,12 @@ pub mod sflags {
     /// The creating packet matched `match … log (all)` rules: every packet
     /// of the state is logged under each of them (`StateData::log_match`).
     pub const LOG_MATCHES_ALL: u8 = 1 << 3;
+    /// The state translates (NAT): besides its key (the creating packet's,
+    /// untranslated) it is indexed under its translated key
+    /// (`StateTable::nat_key`), as pf's wire and stack keys.
+    pub const NAT: u8 = 1 << 4;
     /// The state has a routing option (`StateData::rt`): its packets get
-    /// pf_route's decision (`crate::route`). (Bit 4 is the nat work's.)
+    /// pf_route's decision (`crate::route`).
     pub const ROUTED: u8 = 1 << 5;
 }
 
@@ -175,6 +183,8 @@ pub mod srcflags {
     /// Its TCP handshake completed and counts in the node's connections
     /// (pf's `src.tcp_est`).
     pub const TCP_EST: u8 = 1 << 2;
+    /// The state counts on its routing pool's `sticky-address` node.
+    pub const SRC_ROUTE: u8 = 1 << 3;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log
@@ -221,6 +231,9 @@ pub struct StateData {
     /// the state was made. Set once, before insert.
     pub rt: u8,
     pub rt_addr: Ipv4Addr,
+    /// `route-to (if addr)`: the interface `rt_addr` is on (pf's
+    /// `rt_kif`), held weakly; the default (index 0) names none.
+    pub rt_if: softnet_core::iface::WeakIf,
     /// Creation and last activity (nanoseconds of the injected clock).
     pub creation: u64,
     pub expire: u64,
@@ -255,6 +268,7 @@ impl Default for StateData {
             rtable: -1,
             rt: 0,
             rt_addr: Ipv4Addr::UNSPECIFIED,
+            rt_if: softnet_core::iface::WeakIf::default(),
             creation: 0,
             expire: 0,
             packets: [0; 2],
@@ -272,6 +286,17 @@ fn pack(k: &StateKey) -> (u64, u64) {
     let a = (u32::from(k.addr[0]) as u64) << 32 | u32::from(k.addr[1]) as u64;
     let b = (k.port[0] as u64) << 48 | (k.port[1] as u64) << 32 | (k.proto as u64) << 16 | k.rtable as u64;
     (a, b)
+}
+
+/// The key of index words (`pack`'s inverse).
+#[inline]
+pub fn unpack(w: (u64, u64)) -> StateKey {
+    StateKey {
+        addr: [Ipv4Addr::from((w.0 >> 32) as u32), Ipv4Addr::from(w.0 as u32)],
+        port: [(w.1 >> 48) as u16, (w.1 >> 32) as u16],
+        proto: (w.1 >> 16) as u8,
+        rtable: w.1 as u16,
+    }
 }
 
 /// `bind` word: kif | direction << 32 | flags << 40 | timeout << 48 | live << 56.

@@ -20,6 +20,26 @@ pub const HINT_BATCH: usize = 64;
 /// Longest chain a lock-free probe walks before it takes the shard lock.
 pub(super) const MAX_HOPS: u32 = 64;
 
+/// A state's own key words and its translated ones, if it translates.
+pub type StateKeys = ((u64, u64), Option<(u64, u64)>);
+
+/// A chain link (slot + 1) with this bit reaches the slot by its
+/// translated key (`NatSlot`), and goes on by `NatSlot::next`.
+pub const NAT_LINK: u32 = 1 << 31;
+
+/// A translating state's second index entry: its translated key words
+/// and its link in that key's chain. Slot `i`'s is `nat[i]`.
+#[derive(Default)]
+pub struct NatSlot {
+    k0: AtomicU64,
+    k1: AtomicU64,
+    next: AtomicU32,
+}
+
+/// The translated keys of one slab chunk's slots, made with the chunk's
+/// first translating state.
+type NatChunk = std::sync::OnceLock<Box<[NatSlot]>>;
+
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
@@ -42,6 +62,9 @@ pub struct StateTable {
     pub(super) next_id: AtomicU64,
     /// Where the incremental purge goes on from.
     pub(super) purge_cursor: AtomicU32,
+    /// Translated keys and links by slot, a chunk of them made at the
+    /// chunk's first translating state.
+    pub(super) nat: Box<[NatChunk]>,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
 }
@@ -59,6 +82,7 @@ impl StateTable {
             limit: AtomicUsize::new(limit),
             next_id: AtomicU64::new(1),
             purge_cursor: AtomicU32::new(0),
+            nat: (0..MAX_CHUNKS).map(|_| NatChunk::new()).collect(),
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
@@ -108,6 +132,93 @@ impl StateTable {
         &self.shards[bucket & (SHARDS - 1)]
     }
 
+    /// Slot `idx`'s translated key entry, if there is a side array.
+    #[inline]
+    fn nat_slot(&self, idx: u32) -> Option<&NatSlot> {
+        self.nat.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)
+    }
+
+    /// The key a chain link reaches its slot by, and the chain's next
+    /// link after it. `None`: no such slot.
+    #[inline]
+    pub(super) fn chain_at(&self, link: u32) -> Option<(u32, &Slot, (u64, u64), u32)> {
+        let idx = (link & !NAT_LINK).checked_sub(1)?;
+        let s = self.slot(idx)?;
+        if link & NAT_LINK == 0 {
+            return Some((idx, s, s.key_words(), s.next.load(Ordering::Acquire)));
+        }
+        let n = self.nat_slot(idx)?;
+        let k = (n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire));
+        Some((idx, s, k, n.next.load(Ordering::Acquire)))
+    }
+
+    /// The translated key of the state in slot `idx` (a translating
+    /// state's), as index words.
+    #[inline]
+    pub fn nat_key(&self, idx: u32) -> Option<(u64, u64)> {
+        let s = self.slot(idx)?;
+        if (s.bind.load(Ordering::Acquire) >> 40) as u8 & sflags::NAT == 0 {
+            return None;
+        }
+        let n = self.nat_slot(idx)?;
+        Some((n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire)))
+    }
+
+    /// Slot `idx`'s own key words and, for a translating state, its
+    /// translated ones: what the lock-free path rewrites a packet by (both
+    /// stay for the state's life; a caller matches them against its
+    /// packet, so a slot reused meanwhile shows as no match).
+    #[inline]
+    pub fn keys(&self, idx: u32) -> Option<StateKeys> {
+        let s = self.slot(idx)?;
+        Some((s.key_words(), self.nat_key(idx)))
+    }
+
+    /// Whether any live state has `k` as a key (its own or its translated
+    /// one), whatever its interface: pf_get_sport's test that a translated
+    /// tuple is free.
+    pub fn key_in_use(&self, k: (u64, u64)) -> bool {
+        let b = self.bucket_of(k);
+        let shard = self.shard_of(b);
+        // Lock-free as `find_words`; a tuple taken meanwhile is caught by
+        // `insert_nat`'s conflict check.
+        for _ in 0..4 {
+            let v1 = shard.version.load(Ordering::Acquire);
+            if v1 & 1 == 0 {
+                let r = self.any_live(b, k);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if let Some(found) = r {
+                    if shard.version.load(Ordering::Relaxed) == v1 {
+                        return found;
+                    }
+                }
+            }
+            std::hint::spin_loop();
+        }
+        let _g = shard.lock.lock();
+        self.any_live(b, k).unwrap_or(true)
+    }
+
+    /// Whether bucket `b`'s chain holds a live state on `k` (`None`: the
+    /// walk was cut short).
+    fn any_live(&self, b: usize, k: (u64, u64)) -> Option<bool> {
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        let mut hops = 0;
+        while cur != 0 {
+            let (_, s, key, next) = self.chain_at(cur)?;
+            let bind = s.bind.load(Ordering::Acquire);
+            if key == k && bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
+                return Some(true);
+            }
+            cur = next;
+            hops += 1;
+            if hops >= MAX_HOPS * 4 {
+                return None;
+            }
+        }
+        Some(false)
+    }
+
     /// Walks bucket `b`'s chain for the state usable on `ifidx` (bound to
     /// it first, else floating). `None` in the second place: the walk was
     /// cut short.
@@ -117,16 +228,15 @@ impl StateTable {
         let mut floating = NONE;
         let mut hops = 0;
         while cur != 0 {
-            let idx = cur - 1;
-            let Some(s) = self.slot(idx) else { return (NONE, false) };
-            if s.key_words() == k {
+            let Some((idx, s, key, next)) = self.chain_at(cur) else { return (NONE, false) };
+            if key == k {
                 match usable(s.bind.load(Ordering::Acquire), ifidx) {
                     Some(true) => return (idx, true),
                     Some(false) if floating == NONE => floating = idx,
                     _ => {}
                 }
             }
-            cur = s.next.load(Ordering::Acquire);
+            cur = next;
             hops += 1;
             if hops >= MAX_HOPS {
                 return (NONE, false);
@@ -171,12 +281,11 @@ impl StateTable {
         let _g = self.shard_of(b).lock.lock();
         let mut v = vec![];
         let mut cur = self.buckets[b].load(Ordering::Acquire);
-        while cur != 0 {
-            let s = self.slot(cur - 1).expect("linked");
-            if s.key_words() == k && s.bind.load(Ordering::Relaxed) & BIND_LIVE != 0 {
-                v.push(cur - 1);
+        while let Some((idx, s, key, next)) = self.chain_at(cur) {
+            if key == k && s.bind.load(Ordering::Relaxed) & BIND_LIVE != 0 {
+                v.push(idx);
             }
-            cur = s.next.load(Ordering::Acquire);
+            cur = next;
         }
         v
     }
@@ -220,8 +329,15 @@ impl StateTable {
         let extra = s.extra.load(Ordering::Relaxed);
         let alone = s.solo.load(Ordering::Relaxed) != 0;
         let rev = s.rev.load(Ordering::Relaxed);
+        // a translating state found by its translated key (never by a
+        // link: `solo` speaks of its own key)
+        let by_nat = k != key && !solo && (bind >> 40) as u8 & sflags::NAT != 0 && self.nat_key_is(idx, key);
         std::sync::atomic::fence(Ordering::Acquire);
-        if s.seq.load(Ordering::Relaxed) != s1 || k != key || usable(bind, ifidx).is_none() || (solo && !alone) {
+        if s.seq.load(Ordering::Relaxed) != s1
+            || (k != key && !by_nat)
+            || usable(bind, ifidx).is_none()
+            || (solo && !alone)
+        {
             return None;
         }
         Some(StateView {
@@ -237,6 +353,12 @@ impl StateTable {
             rtable: (extra >> 16) as u16 as i16,
             rev,
         })
+    }
+
+    #[inline]
+    fn nat_key_is(&self, idx: u32, key: (u64, u64)) -> bool {
+        self.nat_slot(idx)
+            .is_some_and(|n| n.k0.load(Ordering::Acquire) == key.0 && n.k1.load(Ordering::Acquire) == key.1)
     }
 
     /// Lookup guesses for a batch of in-hook keys, with their memory loads
@@ -341,11 +463,15 @@ impl StateTable {
         ifidx: u32,
         f: impl FnOnce(u32, u32, &mut StateData) -> R,
     ) -> Option<(u32, R)> {
-        let ok =
-            |g: &SlotGuard| g.live && pack(&g.key) == k && g.timeout != TIMEOUT_PURGE && (g.kif == 0 || g.kif == ifidx);
+        let ok = |idx: u32, g: &SlotGuard| {
+            g.live
+                && (pack(&g.key) == k || (g.flags & sflags::NAT != 0 && self.nat_key_is(idx, k)))
+                && g.timeout != TIMEOUT_PURGE
+                && (g.kif == 0 || g.kif == ifidx)
+        };
         if let Some(s) = link.checked_sub(1).and_then(|i| self.slot(i)) {
             let mut g = s.lock();
-            if ok(&g) && s.solo.load(Ordering::Relaxed) != 0 {
+            if pack(&g.key) == k && ok(link - 1, &g) && s.solo.load(Ordering::Relaxed) != 0 {
                 let rev = s.rev.load(Ordering::Relaxed);
                 return Some((link - 1, f(link - 1, rev, &mut g)));
             }
@@ -354,7 +480,7 @@ impl StateTable {
             let idx = self.find_words(k, ifidx)?;
             let Some(s) = self.slot(idx) else { continue };
             let mut g = s.lock();
-            if ok(&g) {
+            if ok(idx, &g) {
                 let rev = s.rev.load(Ordering::Relaxed);
                 return Some((idx, f(idx, rev, &mut g)));
             }
@@ -384,7 +510,66 @@ impl StateTable {
     /// Inserts a state; returns its slot index. An existing live state on
     /// the same key with the same interface and direction (or `PER_KEY`
     /// of them) is a conflict, as pf_state_key_attach.
-    pub fn insert(&self, mut st: StateData) -> Result<u32, InsertError> {
+    pub fn insert(&self, st: StateData) -> Result<u32, InsertError> {
+        self.insert_nat(st, None)
+    }
+
+    /// The shards of buckets `b` and `b2` locked in a fixed order (one
+    /// lock when they share a shard).
+    fn lock_two(
+        &self,
+        b: usize,
+        b2: Option<usize>,
+    ) -> (parking_lot::MutexGuard<'_, ()>, Option<parking_lot::MutexGuard<'_, ()>>) {
+        let s1 = b & (SHARDS - 1);
+        match b2.map(|b2| b2 & (SHARDS - 1)) {
+            Some(s2) if s2 != s1 => {
+                let (lo, hi) = if s1 < s2 { (s1, s2) } else { (s2, s1) };
+                let g1 = self.shards[lo].lock.lock();
+                let g2 = self.shards[hi].lock.lock();
+                (g1, Some(g2))
+            }
+            _ => (self.shards[s1].lock.lock(), None),
+        }
+    }
+
+    /// Live states on `k` in bucket `b`: (all indexed, live and usable,
+    /// whether one has `kif` and `direction`).
+    fn on_key(&self, b: usize, k: (u64, u64), kif: u32, direction: u8) -> (u32, u32, bool) {
+        let (mut all, mut live, mut conflict) = (0, 0, false);
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        while let Some((_, s, key, next)) = self.chain_at(cur) {
+            if key == k {
+                all += 1;
+                let bind = s.bind.load(Ordering::Acquire);
+                if bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
+                    live += 1;
+                    if bind as u32 == kif && (bind >> 32) as u8 == direction {
+                        conflict = true;
+                    }
+                }
+            }
+            cur = next;
+        }
+        (all, live, conflict)
+    }
+
+    /// Marks the states indexed on `k` by their own key as no longer alone.
+    fn clear_solo(&self, b: usize, k: (u64, u64)) {
+        let mut cur = self.buckets[b].load(Ordering::Acquire);
+        while let Some((_, s, key, next)) = self.chain_at(cur) {
+            if key == k && cur & NAT_LINK == 0 {
+                let _g = s.lock();
+                s.solo.store(0, Ordering::Relaxed);
+            }
+            cur = next;
+        }
+    }
+
+    /// `insert` of a state that translates: also indexed under `nat_key`
+    /// (the translated key), which must be free as its own key is.
+    pub fn insert_nat(&self, mut st: StateData, nat_key: Option<StateKey>) -> Result<u32, InsertError> {
+        let nk = nat_key.map(|k| pack(&k)).filter(|&nk| nk != pack(&st.key));
         let n = self.count.fetch_add(1, Ordering::AcqRel);
         if n >= self.limit() {
             self.count.fetch_sub(1, Ordering::AcqRel);
@@ -396,59 +581,59 @@ impl StateTable {
         };
         st.live = true;
         st.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if nk.is_some() {
+            st.flags |= sflags::NAT;
+        } else {
+            st.flags &= !sflags::NAT;
+        }
         let k = pack(&st.key);
         let b = self.bucket_of(k);
-        let shard = self.shard_of(b);
-        let sg = shard.lock.lock();
-        let mut cur = self.buckets[b].load(Ordering::Acquire);
-        let mut on_key = 0;
-        // Every state indexed on the key, purge-marked ones included.
-        let mut on_key_all = 0;
-        let mut conflict = false;
-        while cur != 0 {
-            let s = self.slot(cur - 1).expect("linked");
-            if s.key_words() == k {
-                on_key_all += 1;
-                let bind = s.bind.load(Ordering::Acquire);
-                if bind & BIND_LIVE != 0 && (bind >> 48) as u8 != TIMEOUT_PURGE {
-                    on_key += 1;
-                    if bind as u32 == st.kif && (bind >> 32) as u8 == st.direction {
-                        conflict = true;
-                    }
-                }
+        let b2 = nk.map(|nk| self.bucket_of(nk));
+        let locks = self.lock_two(b, b2);
+        let (all, live, conflict) = self.on_key(b, k, st.kif, st.direction);
+        let (nat_all, nat_conflict) = match nk {
+            Some(nk) => {
+                let (a, l, c) = self.on_key(b2.expect("with nk"), nk, st.kif, st.direction);
+                (a, c || l >= PER_KEY as u32)
             }
-            cur = s.next.load(Ordering::Acquire);
-        }
-        if conflict || on_key >= PER_KEY {
-            drop(sg);
+            None => (0, false),
+        };
+        if conflict || live >= PER_KEY as u32 || nat_conflict {
+            drop(locks);
             self.count.fetch_sub(1, Ordering::AcqRel);
             self.free.lock().push(idx);
             return Err(InsertError::Conflict);
         }
-        // The states already on the key are no longer alone on it.
-        if on_key_all > 0 {
-            let mut cur = self.buckets[b].load(Ordering::Acquire);
-            while cur != 0 {
-                let s = self.slot(cur - 1).expect("linked");
-                if s.key_words() == k {
-                    let _g = s.lock();
-                    s.solo.store(0, Ordering::Relaxed);
-                }
-                cur = s.next.load(Ordering::Acquire);
-            }
+        // The states already on the keys are no longer alone on them.
+        if all > 0 {
+            self.clear_solo(b, k);
+        }
+        if let (Some(nk), true) = (nk, nat_all > 0) {
+            self.clear_solo(b2.expect("with nk"), nk);
         }
         let s = self.slot(idx).expect("allocated");
+        if let Some(nk) = nk {
+            let chunk = self.nat[idx as usize / CHUNK].get_or_init(|| (0..CHUNK).map(|_| NatSlot::default()).collect());
+            let e = &chunk[idx as usize % CHUNK];
+            e.k0.store(nk.0, Ordering::Relaxed);
+            e.k1.store(nk.1, Ordering::Relaxed);
+            let b2 = b2.expect("with nk");
+            e.next.store(self.buckets[b2].load(Ordering::Relaxed), Ordering::Release);
+        }
         {
             let mut g = s.lock();
             *g = st;
             g.publish_all();
-            s.solo.store((on_key_all == 0) as u32, Ordering::Relaxed);
+            s.solo.store((all == 0) as u32, Ordering::Relaxed);
             s.rev.store(0, Ordering::Relaxed);
             g.before = (st.expire, st.packets, st.bytes);
             s.next.store(self.buckets[b].load(Ordering::Relaxed), Ordering::Release);
         }
         self.buckets[b].store(idx + 1, Ordering::Release);
-        drop(sg);
+        if let Some(b2) = b2 {
+            self.buckets[b2].store((idx + 1) | NAT_LINK, Ordering::Release);
+        }
+        drop(locks);
         self.inserts.fetch_add(1, Ordering::Relaxed);
         Ok(idx)
     }
@@ -458,59 +643,90 @@ impl StateTable {
         self.remove_id(idx, None)
     }
 
+    /// Takes `link` out of bucket `b`'s chain (the shard is held and its
+    /// version odd).
+    fn unlink(&self, b: usize, link: u32) {
+        let Some((_, _, _, after)) = self.chain_at(link) else { return };
+        let mut cur = self.buckets[b].load(Ordering::Relaxed);
+        if cur == link {
+            self.buckets[b].store(after, Ordering::Release);
+            return;
+        }
+        while let Some((idx, s, _, next)) = self.chain_at(cur) {
+            if next == link {
+                if cur & NAT_LINK == 0 {
+                    s.next.store(after, Ordering::Release);
+                } else if let Some(n) = self.nat_slot(idx) {
+                    n.next.store(after, Ordering::Release);
+                }
+                return;
+            }
+            cur = next;
+        }
+    }
+
+    /// After a state left key `k`'s chain in bucket `b`: a state left
+    /// alone on its own key can be found by its link again.
+    fn restore_solo(&self, b: usize, k: (u64, u64)) {
+        let mut left = None;
+        let mut others = 0;
+        let mut cur = self.buckets[b].load(Ordering::Relaxed);
+        while let Some((_, s, key, next)) = self.chain_at(cur) {
+            if key == k {
+                others += 1;
+                left = (cur & NAT_LINK == 0).then_some(s);
+            }
+            cur = next;
+        }
+        if let (1, Some(s)) = (others, left) {
+            let _g = s.lock();
+            s.solo.store(1, Ordering::Relaxed);
+        }
+    }
+
     /// Removes the state in slot `idx` if it is still live (and still
     /// state `id`, when given: the slot may have been reused since).
     pub(super) fn remove_id(&self, idx: u32, id: Option<u64>) -> bool {
         let Some(slot) = self.slot(idx) else { return false };
         let k = slot.key_words();
         let b = self.bucket_of(k);
-        let shard = self.shard_of(b);
-        let sg = shard.lock.lock();
+        // A state's translated key is set at insert and kept for its life.
+        let nk = self.nat_key(idx);
+        let b2 = nk.map(|nk| self.bucket_of(nk));
+        let locks = self.lock_two(b, b2);
         {
             let mut g = slot.lock();
             if !g.live || pack(&g.key) != k || id.is_some_and(|id| g.id != id) {
                 return false;
             }
+            if (g.flags & sflags::NAT != 0) != nk.is_some() {
+                return false;
+            }
             g.live = false;
             g.timeout = TIMEOUT_PURGE;
         }
-        // Unlink; readers walking the chain see the version move.
-        let v = shard.version.load(Ordering::Relaxed);
-        shard.version.store(v.wrapping_add(1), Ordering::Relaxed);
+        // Unlink; readers walking the chains see the versions move.
+        let shards: Vec<&Shard> = match b2.map(|b2| b2 & (SHARDS - 1)) {
+            Some(s2) if s2 != b & (SHARDS - 1) => vec![self.shard_of(b), &self.shards[s2]],
+            _ => vec![self.shard_of(b)],
+        };
+        let vs: Vec<u32> = shards.iter().map(|sh| sh.version.load(Ordering::Relaxed)).collect();
+        for (sh, v) in shards.iter().zip(&vs) {
+            sh.version.store(v.wrapping_add(1), Ordering::Relaxed);
+        }
         std::sync::atomic::fence(Ordering::Release);
-        let next = slot.next.load(Ordering::Relaxed);
-        let mut cur = self.buckets[b].load(Ordering::Relaxed);
-        if cur == idx + 1 {
-            self.buckets[b].store(next, Ordering::Release);
-        } else {
-            while cur != 0 {
-                let s = self.slot(cur - 1).expect("linked");
-                let n = s.next.load(Ordering::Relaxed);
-                if n == idx + 1 {
-                    s.next.store(next, Ordering::Release);
-                    break;
-                }
-                cur = n;
-            }
+        self.unlink(b, idx + 1);
+        if let Some(b2) = b2 {
+            self.unlink(b2, (idx + 1) | NAT_LINK);
         }
-        shard.version.store(v.wrapping_add(2), Ordering::Release);
-        // A state left alone on the key can be found by its link again.
-        let mut left = None;
-        let mut others = 0;
-        let mut cur = self.buckets[b].load(Ordering::Relaxed);
-        while cur != 0 {
-            let s = self.slot(cur - 1).expect("linked");
-            if s.key_words() == k {
-                others += 1;
-                left = Some(s);
-            }
-            cur = s.next.load(Ordering::Relaxed);
+        for (sh, v) in shards.iter().zip(&vs) {
+            sh.version.store(v.wrapping_add(2), Ordering::Release);
         }
-        if let (1, Some(s)) = (others, left) {
-            let _g = s.lock();
-            s.solo.store(1, Ordering::Relaxed);
+        self.restore_solo(b, k);
+        if let (Some(b2), Some(nk)) = (b2, nk) {
+            self.restore_solo(b2, nk);
         }
-        drop(sg);
+        drop(locks);
         self.free.lock().push(idx);
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::Relaxed);
@@ -523,12 +739,14 @@ impl StateTable {
         g.live.then_some(*g)
     }
 
-    /// The routing option of the state in slot `idx` (`rt`, `rt_addr`,
+    /// The routing option of the state in slot `idx` (`rt`, its next hop,
     /// `direction`), if it is live and still the state of `rule` (ruleset
     /// generation, number) that a packet matched.
-    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, Ipv4Addr, u8)> {
+    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, softnet_core::filter::NextHop, u8)> {
         let g = self.slot(idx)?.lock();
-        (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, g.rt_addr, g.direction))
+        let ifp = (g.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(g.rt_if);
+        let nh = softnet_core::filter::NextHop { addr: g.rt_addr, ifp };
+        (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, nh, g.direction))
     }
 
     /// Copies of all live states with their slot indices.

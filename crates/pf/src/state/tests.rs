@@ -186,3 +186,79 @@ fn reversed_key_words_are_the_other_sides_key() {
     assert_eq!(reversed(k.words()), r.words());
     assert_eq!(reversed(reversed(k.words())), k.words());
 }
+
+fn nat_key(p: u16) -> StateKey {
+    StateKey {
+        addr: ["10.0.0.1".parse().unwrap(), "192.0.2.1".parse().unwrap()],
+        port: [p, 50001],
+        proto: 6,
+        rtable: 0,
+    }
+}
+
+#[test]
+fn a_translating_state_is_found_by_both_keys_and_leaves_both() {
+    let t = StateTable::new(10);
+    let a =
+        t.insert_nat(StateData { key: key(1), direction: DIR_OUT, ..Default::default() }, Some(nat_key(1))).unwrap();
+    assert_eq!(t.find(&key(1), 0), Some(a));
+    assert_eq!(t.find(&nat_key(1), 0), Some(a));
+    assert_eq!(t.nat_key(a), Some(nat_key(1).words()));
+    assert!(t.get(a).unwrap().flags & sflags::NAT != 0);
+    assert!(t.key_in_use(key(1).words()) && t.key_in_use(nat_key(1).words()));
+    assert!(matches!(t.probe(nat_key(1).words(), 0), Probe::Hit(v) if v.idx == a));
+    // the translated tuple is taken: another state cannot have it
+    assert_eq!(
+        t.insert_nat(StateData { key: key(2), direction: DIR_OUT, ..Default::default() }, Some(nat_key(1))),
+        Err(InsertError::Conflict)
+    );
+    assert_eq!(t.with_state(nat_key(1).words(), 0, |i, _| i), Some(a));
+    assert!(t.remove(a));
+    assert_eq!(t.find(&key(1), 0), None);
+    assert_eq!(t.find(&nat_key(1), 0), None);
+    assert!(!t.key_in_use(nat_key(1).words()));
+    // a translation to the same key is no translation
+    let b = t.insert_nat(StateData { key: key(3), ..Default::default() }, Some(key(3))).unwrap();
+    assert_eq!(t.nat_key(b), None);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Inserts and removals of translating and plain states against a
+    /// reference map: every live key (own or translated) finds its state,
+    /// every other key nothing, whatever chains the keys share.
+    #[test]
+    fn both_keys_index_like_a_map(ops in proptest::collection::vec((0u16..40, 0u16..40, proptest::bool::ANY, proptest::bool::ANY), 1..120)) {
+        use std::collections::HashMap;
+        let t = StateTable::new(1000);
+        let mut by_key: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut keys_of: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+        for (p, q, nat, remove) in ops {
+            if remove {
+                if let Some(&idx) = by_key.get(&key(p).words()) {
+                    proptest::prop_assert!(t.remove(idx));
+                    for k in keys_of.remove(&idx).unwrap() {
+                        by_key.remove(&k);
+                    }
+                }
+                continue;
+            }
+            let nk = nat.then(|| nat_key(q));
+            let ks: Vec<(u64, u64)> = std::iter::once(key(p).words()).chain(nk.map(|k| k.words())).collect();
+            let free = ks.iter().all(|k| !by_key.contains_key(k));
+            let r = t.insert_nat(StateData { key: key(p), direction: DIR_OUT, ..Default::default() }, nk);
+            proptest::prop_assert_eq!(r.is_ok(), free);
+            if let Ok(idx) = r {
+                for k in &ks {
+                    by_key.insert(*k, idx);
+                }
+                keys_of.insert(idx, ks);
+            }
+            for x in 0..40u16 {
+                for k in [key(x), nat_key(x)] {
+                    proptest::prop_assert_eq!(t.find(&k, 0), by_key.get(&k.words()).copied());
+                }
+            }
+        }
+    }
+}

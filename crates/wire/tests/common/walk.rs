@@ -1,4 +1,4 @@
-//! The cross-layer parse walk shared by the `parse_stack` property test and
+//! The cross-layer parse walk (IPv6 in walk6.rs) shared by the `parse_stack` property test and
 //! the `parse_frame` fuzz target (fuzz/), which includes this file.
 #![allow(dead_code)]
 
@@ -9,6 +9,9 @@ use softnet_wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
 use softnet_wire::tcp::{TcpOptions, TcpPacket, TcpRepr};
 use softnet_wire::udp::{UdpPacket, UdpRepr};
 
+#[path = "walk6.rs"]
+pub mod walk6;
+
 /// Parses `data` as an Ethernet frame and everything beneath it, and also
 /// as a bare IPv4 packet. Panics only on a bug: an accessor that panicked
 /// after a checked constructor, or a Repr that does not survive emit → parse.
@@ -16,6 +19,7 @@ pub fn frame(data: &[u8]) {
     // Also treat the input as a bare IPv4 packet, so the fuzzer does not
     // have to find an Ethernet header first.
     ip(data);
+    walk6::ip6(data);
     let Ok(f) = EthernetFrame::new_checked(data) else {
         return;
     };
@@ -26,6 +30,7 @@ pub fn frame(data: &[u8]) {
     match f.ethertype() {
         EtherType::ARP => arp(f.payload()),
         EtherType::IPV4 => ip(f.payload()),
+        EtherType::IPV6 => walk6::ip6(f.payload()),
         _ => {}
     }
 }

@@ -1,0 +1,403 @@
+//! Translation in the data path: pf_get_transaddr for a new connection
+//! (the pools of the last `nat-to` and `rdr-to` rules that matched),
+//! pf_translate on its packets and on the packets of its state, and the
+//! translation of ICMP errors about it (pf_test_state_icmp). Every
+//! checksum is updated incrementally (RFC 1624).
+
+use softnet_wire::icmpv4::msg_type;
+
+use super::*;
+use crate::lb::{self, SportResult};
+
+/// `static-port` exhausted, a pool with no address: logged at most this
+/// often (pf logs each with DPFPRINTF at LOG_NOTICE).
+const EXHAUSTED_LOG_NS: u64 = 10_000_000_000;
+static LAST_EXHAUSTED_LOG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The addresses and ports a packet is rewritten to: (src, sport, dst,
+/// dport) as on the wire after translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Endpoints {
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+impl Endpoints {
+    pub fn of(pd: &Pd) -> Endpoints {
+        Endpoints { src: pd.src, sport: pd.sport, dst: pd.dst, dport: pd.dport }
+    }
+
+    /// The state key a packet with these endpoints has in direction `dir`
+    /// (`pkt_key`'s layout).
+    pub fn key(&self, proto: u8, dir: Direction) -> StateKey {
+        let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
+        let mut k = StateKey { proto, ..StateKey::empty() };
+        k.addr[s] = self.src;
+        k.addr[d] = self.dst;
+        k.port[s] = self.sport;
+        k.port[d] = self.dport;
+        k
+    }
+
+    /// The endpoints of a packet in direction `dir` whose key is `k`.
+    pub fn from_key(k: &StateKey, dir: Direction) -> Endpoints {
+        let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
+        Endpoints { src: k.addr[s], sport: k.port[s], dst: k.addr[d], dport: k.port[d] }
+    }
+}
+
+/// pf_get_transaddr: where a new connection's packet goes after the
+/// translation of `nat` (its `nat-to` rule) and `rdr` (its `rdr-to`
+/// rule). `Err(Translate)` when a pool has no address or every port is
+/// in use (counted by the caller; logged here once per interval).
+pub(super) fn transaddr(cx: &Cx, pd: &Pd, nat: Option<&CRule>, rdr: Option<&CRule>) -> Result<Endpoints, Reason> {
+    let mut e = Endpoints::of(pd);
+    let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+    if let Some(pool) = nat.and_then(|r| r.nat.as_ref()) {
+        let icmp_echo = pd.proto == PROTO_ICMP && pd.icmp_type == msg_type::ECHO_REQUEST;
+        let states = &cx.pf.states;
+        let (proto, dir, dst, dport) = (pd.proto, cx.dir, e.dst, e.dport);
+        let mut in_use = |a: u32, p: u16| {
+            let k = Endpoints { src: Ipv4Addr::from(a), sport: p, dst, dport }.key(proto, dir);
+            states.key_in_use(k.words())
+        };
+        match pool.get_sport(&if_addrs, pd.proto, icmp_echo, u32::from(pd.src), pd.sport, None, &mut in_use) {
+            SportResult::Found { addr, port } => {
+                e.src = Ipv4Addr::from(addr);
+                e.sport = port;
+            }
+            SportResult::Exhausted => {
+                log_exhausted(cx, pool.proxy_port);
+                return Err(Reason::Translate);
+            }
+        }
+    }
+    if let (Some(r), Some(pool)) = (rdr, rdr.and_then(|r| r.rdr.as_ref())) {
+        let Some(mut a) = pool.map(&if_addrs, u32::from(e.src), None) else {
+            log_exhausted(cx, pool.proxy_port);
+            return Err(Reason::Translate);
+        };
+        if let (crate::model::PoolType::Bitmask, lb::PoolSource::Single { addr, mask }) = (pool.kind, &pool.source) {
+            // pf_get_transaddr: rdr-to bitmask keeps the destination's host bits
+            a = lb::poolmask(*addr, *mask, u32::from(e.dst));
+        }
+        e.dst = Ipv4Addr::from(a);
+        if pd.proto == PROTO_TCP || pd.proto == PROTO_UDP {
+            e.dport = lb::rdr_port(pool.proxy_port, r.dst_port_lo, e.dport);
+        }
+    }
+    Ok(e)
+}
+
+#[cold]
+fn log_exhausted(cx: &Cx, ports: [u16; 2]) {
+    let now = cx.now.as_nanos();
+    let last = LAST_EXHAUSTED_LOG.load(std::sync::atomic::Ordering::Relaxed);
+    if last == 0 || now >= last.saturating_add(EXHAUSTED_LOG_NS) {
+        LAST_EXHAUSTED_LOG.store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!("pf: NAT proxy port allocation ({}-{}) failed", ports[0], ports[1]);
+    }
+}
+
+/// What a translating state does to a packet it matched: `None` when the
+/// packet may not use the state (pf_find_state: an inbound packet finds
+/// a state by its wire key, an outbound one by its stack key), else the
+/// endpoints to rewrite the packet to (`Some(None)`: none to change).
+/// `pkt` is the packet's key words; `nat` the state's translated key.
+#[inline]
+pub(super) fn state_target(
+    st: &StateData,
+    nat: Option<(u64, u64)>,
+    pkt: (u64, u64),
+    dir: Direction,
+) -> Option<Option<Endpoints>> {
+    let Some(nat) = nat.filter(|_| st.flags & sflags::NAT != 0) else { return Some(None) };
+    let fwd = st.direction == dir_code(dir);
+    // The state's own key is the creating packet's, untranslated: its
+    // direction's packets carry it; the other way they carry the
+    // translated one.
+    let target = if pkt == st.key.words() && fwd {
+        crate::state::unpack(nat)
+    } else if pkt == nat && !fwd {
+        st.key
+    } else {
+        return None;
+    };
+    Some(Some(Endpoints::from_key(&target, dir)))
+}
+
+/// `state_target` for the lock-free path: from the words of a state's
+/// keys (`StateTable::keys`) and whether the packet goes the state's way.
+#[inline]
+pub(super) fn view_target(
+    keys: crate::state::StateKeys,
+    pkt: (u64, u64),
+    fwd: bool,
+    dir: Direction,
+) -> Option<Option<Endpoints>> {
+    let (own, nat) = keys;
+    let Some(nat) = nat else { return Some(None) };
+    let target = if pkt == own && fwd {
+        nat
+    } else if pkt == nat && !fwd {
+        own
+    } else {
+        return None;
+    };
+    Some(Some(Endpoints::from_key(&crate::state::unpack(target), dir)))
+}
+
+/// pf_translate: rewrites the packet's addresses and ports (TCP, UDP,
+/// the ICMP query id) to `to`, updating the IP, TCP, UDP and ICMP
+/// checksums incrementally.
+pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
+    let from = Endpoints::of(pd);
+    if from == *to {
+        return;
+    }
+    let d = pkt.data_mut();
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut d[..]);
+        if from.src != to.src {
+            ip.set_src_incremental(to.src);
+        }
+        if from.dst != to.dst {
+            ip.set_dst_incremental(to.dst);
+        }
+    }
+    let l4 = &mut d[pd.hlen..pd.tot_len];
+    let (os, od, ns, nd) = (u32::from(from.src), u32::from(from.dst), u32::from(to.src), u32::from(to.dst));
+    match pd.proto {
+        PROTO_TCP => {
+            let mut t = TcpPacket::new_unchecked(l4);
+            let mut c = t.checksum();
+            c = checksum::update32(c, os, ns);
+            c = checksum::update32(c, od, nd);
+            c = checksum::update16(c, from.sport, to.sport);
+            c = checksum::update16(c, from.dport, to.dport);
+            t.set_src_port(to.sport);
+            t.set_dst_port(to.dport);
+            t.set_checksum(c);
+        }
+        PROTO_UDP => {
+            let mut u = UdpPacket::new_unchecked(l4);
+            let old = u.checksum();
+            u.set_src_port(to.sport);
+            u.set_dst_port(to.dport);
+            // no checksum (0) stays none
+            if old != 0 {
+                let mut c = checksum::update32(old, os, ns);
+                c = checksum::update32(c, od, nd);
+                c = checksum::update16(c, from.sport, to.sport);
+                c = checksum::update16(c, from.dport, to.dport);
+                u.set_checksum(if c == 0 { 0xffff } else { c });
+            }
+        }
+        PROTO_ICMP => {
+            // a query's id is its "port" on one side (the other is the
+            // type, which stays); no pseudo-header
+            let (old_id, new_id) = if from.sport != to.sport { (from.sport, to.sport) } else { (from.dport, to.dport) };
+            if old_id != new_id && !icmpv4::is_error(pd.icmp_type) {
+                let mut p = Icmpv4Packet::new_unchecked(l4);
+                let c = checksum::update16(p.checksum(), old_id, new_id);
+                p.set_echo_ident(new_id);
+                p.set_checksum(c);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A 16-bit word at `off` (even, inside the ICMP message) changed: the
+/// ICMP checksum follows.
+fn icmp_word(msg: &mut [u8], off: usize, new: u16) {
+    let old = u16::from_be_bytes([msg[off], msg[off + 1]]);
+    if old == new {
+        return;
+    }
+    msg[off..off + 2].copy_from_slice(&new.to_be_bytes());
+    let mut p = Icmpv4Packet::new_unchecked(&mut msg[..]);
+    let c = checksum::update16(p.checksum(), old, new);
+    p.set_checksum(c);
+}
+
+/// Offsets in an ICMP error of the quoted packet's fields pf rewrites.
+const Q_IP: usize = icmpv4::HEADER_LEN;
+const Q_CKSUM: usize = Q_IP + 10;
+const Q_SRC: usize = Q_IP + 12;
+const Q_DST: usize = Q_IP + 16;
+
+/// pf_test_state_icmp for an error about a translated connection: the
+/// quoted packet (source `qs`, destination `qd` as quoted) goes back to
+/// what it was on this side (`to`: its endpoints here), and so does the
+/// outer address that names it (the destination when the quoted source
+/// changed, the source when the quoted destination did). IP, quoted IP,
+/// quoted TCP/UDP (as far as quoted) and ICMP checksums follow.
+pub(super) fn translate_icmp_error(pkt: &mut PacketBuf, pd: &Pd, h2: usize, iproto: u8, to: &Endpoints) {
+    let d = pkt.data_mut();
+    let (osrc, odst) = {
+        let ip = Ipv4Packet::new_unchecked(&d[..]);
+        (ip.src(), ip.dst())
+    };
+    let msg = &mut d[pd.hlen..pd.tot_len];
+    let qip = Ipv4Packet::new_unchecked(&msg[Q_IP..]);
+    let (qs, qd) = (qip.src(), qip.dst());
+    let l4 = Q_IP + h2;
+    let quoted_ports = matches!(iproto, PROTO_TCP | PROTO_UDP) && msg.len() >= l4 + 4;
+    let (qsp, qdp) = if quoted_ports { (be16(msg, l4), be16(msg, l4 + 2)) } else { (0, 0) };
+    // the quoted packet's IP header: addresses and its own checksum
+    let mut qsum = be16(msg, Q_CKSUM);
+    for (off, old, new) in [(Q_SRC, qs, to.src), (Q_DST, qd, to.dst)] {
+        if old != new {
+            qsum = checksum::update32(qsum, u32::from(old), u32::from(new));
+            let n = new.octets();
+            icmp_word(msg, off, u16::from_be_bytes([n[0], n[1]]));
+            icmp_word(msg, off + 2, u16::from_be_bytes([n[2], n[3]]));
+        }
+    }
+    icmp_word(msg, Q_CKSUM, qsum);
+    match iproto {
+        PROTO_TCP | PROTO_UDP if quoted_ports => {
+            // the quoted transport checksum, where quoted (UDP's in the
+            // first 8 bytes, TCP's at 16)
+            let cks_off = if iproto == PROTO_UDP { l4 + 6 } else { l4 + 16 };
+            if msg.len() >= cks_off + 2 {
+                let old = be16(msg, cks_off);
+                if old != 0 || iproto == PROTO_TCP {
+                    let mut c = checksum::update32(old, u32::from(qs), u32::from(to.src));
+                    c = checksum::update32(c, u32::from(qd), u32::from(to.dst));
+                    c = checksum::update16(c, qsp, to.sport);
+                    c = checksum::update16(c, qdp, to.dport);
+                    if iproto == PROTO_UDP && c == 0 {
+                        c = 0xffff;
+                    }
+                    icmp_word(msg, cks_off, c);
+                }
+            }
+            icmp_word(msg, l4, to.sport);
+            icmp_word(msg, l4 + 2, to.dport);
+        }
+        PROTO_ICMP if msg.len() >= l4 + icmpv4::HEADER_LEN => {
+            // a quoted query: its id is the request's source "port", the
+            // reply's destination one (and the quoted ICMP checksum)
+            let (_, idir, _) = icmp_mapping(msg[l4]);
+            let new_id = if idir == Direction::In { to.sport } else { to.dport };
+            let old_id = be16(msg, l4 + 4);
+            if old_id != new_id {
+                let c = checksum::update16(be16(msg, l4 + 2), old_id, new_id);
+                icmp_word(msg, l4 + 4, new_id);
+                icmp_word(msg, l4 + 2, c);
+            }
+        }
+        _ => {}
+    }
+    // the outer header: the error goes to the quoted packet's source and
+    // comes from its destination, as they are on this side
+    let mut ip = Ipv4Packet::new_unchecked(&mut d[..]);
+    if qs != to.src && odst == qs {
+        ip.set_dst_incremental(to.src);
+    }
+    if qd != to.dst && osrc == qd {
+        ip.set_src_incremental(to.dst);
+    }
+}
+
+#[inline]
+fn be16(b: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use softnet_wire::ipv4::Ipv4Repr;
+    use softnet_wire::tcp::TcpRepr;
+    use softnet_wire::udp::UdpRepr;
+
+    fn ip(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, len: usize) -> Ipv4Repr {
+        Ipv4Repr { src, dst, protocol, ttl: 64, tos: 0, ident: 1, dont_frag: false, payload_len: len }
+    }
+
+    fn packet(proto: u8, e: &Endpoints, payload: &[u8]) -> PacketBuf {
+        let mut b;
+        match proto {
+            PROTO_UDP => {
+                let u = UdpRepr { src_port: e.sport, dst_port: e.dport, payload_len: payload.len() };
+                let i = ip(e.src, e.dst, IpProtocol::UDP, u.buffer_len());
+                b = vec![0u8; i.buffer_len()];
+                i.emit(&mut b);
+                u.emit_with_payload(&mut b[20..], e.src, e.dst, payload);
+            }
+            PROTO_TCP => {
+                let t = TcpRepr {
+                    src_port: e.sport,
+                    dst_port: e.dport,
+                    seq: 7,
+                    ack: 9,
+                    flags: TcpFlags::ACK,
+                    window: 100,
+                    max_seg_size: None,
+                    window_scale: None,
+                    sack_permitted: false,
+                    sack_ranges: [None; 3],
+                    timestamp: None,
+                    payload_len: payload.len(),
+                };
+                let i = ip(e.src, e.dst, IpProtocol::TCP, t.buffer_len());
+                b = vec![0u8; i.buffer_len()];
+                i.emit(&mut b);
+                t.emit_with_payload(&mut b[20..], e.src, e.dst, payload);
+            }
+            _ => unreachable!(),
+        }
+        PacketBuf::from_slice(&b)
+    }
+
+    fn ends(proto: u8) -> impl Strategy<Value = Endpoints> {
+        (any::<u32>(), 1u16.., any::<u32>(), 1u16..).prop_map(move |(s, sp, d, dp)| Endpoints {
+            src: Ipv4Addr::from(s),
+            sport: if proto == PROTO_UDP || proto == PROTO_TCP { sp } else { 0 },
+            dst: Ipv4Addr::from(d),
+            dport: dp,
+        })
+    }
+
+    proptest! {
+        /// pf_translate's incremental updates (RFC 1624) give the checksums
+        /// a full re-sum gives, for any addresses and ports.
+        #[test]
+        fn translated_checksums_equal_a_full_resum(
+            from in ends(PROTO_UDP), to in ends(PROTO_UDP), tcp in any::<bool>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let mut p = packet(proto, &from, &payload);
+            let pd = parse_pd(p.data()).unwrap();
+            translate(&mut p, &pd, &to);
+            let want = packet(proto, &to, &payload);
+            prop_assert_eq!(p.data(), want.data());
+        }
+
+        /// An echo request's id translated, and the ICMP checksum with it.
+        #[test]
+        fn translated_echo_ids_keep_the_icmp_checksum(id in any::<u16>(), nid in any::<u16>(), s in any::<u32>(), ns in any::<u32>()) {
+            let mk = |src: u32, ident: u16| {
+                let r = softnet_wire::icmpv4::Icmpv4Repr::EchoRequest { ident, seq_no: 3, data: b"abc" };
+                let i = ip(Ipv4Addr::from(src), Ipv4Addr::new(10, 0, 2, 2), IpProtocol::ICMP, r.buffer_len());
+                let mut b = vec![0u8; i.buffer_len()];
+                i.emit(&mut b);
+                r.emit(&mut b[20..]);
+                PacketBuf::from_slice(&b)
+            };
+            let mut p = mk(s, id);
+            let pd = parse_pd(p.data()).unwrap();
+            let to = Endpoints { src: Ipv4Addr::from(ns), sport: nid, dst: pd.dst, dport: pd.dport };
+            translate(&mut p, &pd, &to);
+            let want = mk(ns, nid);
+            prop_assert_eq!(p.data(), want.data());
+        }
+    }
+}

@@ -1,0 +1,246 @@
+"""pf translation through softnet, seen from Linux peers.
+
+    A 10.0.1.2 (and 10.0.1.3) -- r0 [softnet + pf] r1 10.0.2.1 -- B 10.0.2.2
+
+1. nat-to (r1:0): A's connections reach B from 10.0.2.1 only (B's sockets
+   show the router's address), on source ports in 50001-65535 that do not
+   count up; `pfctl -ss` prints the translated state as print_state does.
+2. A UDP datagram to a closed port on B: B's port unreachable is
+   translated back and A's socket gets ECONNREFUSED. Traceroute through
+   the NAT (scapy): TTL 1 gets the router's time exceeded, TTL 2 B's port
+   unreachable quoting A's own packet.
+3. Two hosts behind the NAT (10.0.1.2 and 10.0.1.3) ping B with the same
+   ICMP id: each gets its own replies, with its own id.
+4. 256 KB through the NAT and back (TCP echo) with the same SHA-256, and
+   iperf3 TCP and UDP.
+5. The NAT states survive a ruleset reload under traffic (a held
+   connection goes on).
+6. rdr-to: B reaches A's server through the router's port 2222.
+7. binat-to 192.0.2.50 both ways: A's connections come from it, B's
+   connections to it reach A (ports kept).
+8. Every NAT port in use (a two-port range): the third flow is dropped
+   and counted as `translate`, while other traffic works.
+9. A pool table emptied at run time: new flows are dropped as
+   `translate`, flows made before go on; refilled, new flows work again.
+10. `(if)` with no address: nothing to translate to, dropped as
+    `translate`.
+"""
+
+import hashlib
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
+from lib_pf import A_IP, B_IP, IPERF_PORT, PEER, PfLab  # noqa: E402
+
+R_B = "10.0.2.1"
+A2_IP = "10.0.1.3"
+BINAT = "192.0.2.50"
+
+NAT = """\
+match out on r1 from 10.0.1.0/24 nat-to (r1:0)
+pass
+"""
+
+RDR = """\
+match out on r1 from 10.0.1.0/24 nat-to (r1:0)
+pass
+pass in on r1 proto tcp to 10.0.2.1 port 2222 rdr-to 10.0.1.2 port 22
+"""
+
+BINAT_RULES = f"""\
+pass
+pass on r1 from {A_IP} binat-to {BINAT}
+"""
+
+EXHAUST = """\
+pass
+match out on r1 proto udp from 10.0.1.0/24 nat-to (r1:0) port 60000:60001
+match out on r1 proto tcp from 10.0.1.0/24 nat-to (r1:0)
+"""
+
+POOL = """\
+table <pool> { 10.0.2.1 }
+pass
+match out on r1 from 10.0.1.0/24 nat-to <pool>
+"""
+
+NO_ADDR = """\
+pass
+match out on r1 proto udp from 10.0.1.0/24 nat-to (sn-none)
+"""
+
+# Sends 4 MB to B's echo port and reads them back: the digests of what went
+# and what came.
+SHA = """
+import hashlib, os, socket, threading
+data = os.urandom(256 << 10)
+s = socket.create_connection(("%s", 8080), timeout=90)
+got = bytearray()
+def reader():
+    while len(got) < len(data):
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        got.extend(b)
+th = threading.Thread(target=reader, daemon=True)
+th.start()
+s.sendall(data)
+th.join(90)
+print(hashlib.sha256(data).hexdigest(), hashlib.sha256(bytes(got)).hexdigest(), len(got))
+""" % B_IP
+
+
+def peers_in_b(t, lab, port):
+    """The remote ends B's kernel sees on TCP port `port`."""
+    out = t.ns_run(lab.net.b, f"ss -Htn state established sport = :{port}", check_rc=False).stdout
+    return [l.split()[-1] for l in out.splitlines() if l.strip()]
+
+
+def translate_count(lab):
+    return lab.info().get("translate", 0)
+
+
+def run_test():
+    with Topo("nat") as t:
+        lab = PfLab(t, rules=NAT, iperf=True)
+
+        # ---- 1. nat-to ------------------------------------------------------------------
+        t.step("1. nat-to (r1:0): B sees the router's address, ports random in 50001-65535")
+        h = lab.hold(22, secs=120, gap=0.2)
+        h.wait_more(3)
+        seen = peers_in_b(t, lab, 22)
+        check(seen and all(p.startswith(R_B + ":") for p in seen), f"B's peers: {seen}")
+        ports = []
+        for _ in range(6):
+            lab.expect_tcp(22, "ok", "connect through NAT")
+        states = lab.states_matching(rf"^all tcp {re.escape(R_B)}:\d+ \({re.escape(A_IP)}:\d+\) -> {re.escape(B_IP)}:22")
+        check(len(states) >= 7, "translated states in -ss:\n" + "\n".join(lab.states()))
+        for s in states:
+            ports.append(int(re.match(rf"all tcp {re.escape(R_B)}:(\d+)", s).group(1)))
+        check(all(50001 <= p <= 65535 for p in ports), f"ports {ports}")
+        ordered = sorted(ports)
+        check(sum(1 for a, b in zip(ordered, ordered[1:]) if b == a + 1) < 3, f"ports count up: {ports}")
+        log(f"  e.g. {states[0]}")
+
+        # ---- 2. ICMP errors ---------------------------------------------------------------
+        t.step("2. UDP to a closed port on B: A gets connection refused through the NAT")
+        r = lab.udp(7777, tmo=3.0)
+        check(r["result"] == "refused", f"udp to a closed port: {r}")
+        t.step("2. traceroute through the NAT (scapy): the router at TTL 1, B's port unreachable at TTL 2")
+        tr = lab.scapy(f"""
+out = []
+for ttl in (1, 2):
+    a = sr1(IP(dst="{B_IP}", ttl=ttl)/UDP(sport=40000 + ttl, dport=33434), timeout=3)
+    # scapy decodes the quote as IPerror / UDPerror
+    q = a[IPerror] if a is not None and IPerror in a else None
+    out.append(None if a is None else [a[IP].src, a[ICMP].type, a[ICMP].code,
+              q.src if q is not None else None,
+              q[UDPerror].sport if q is not None and UDPerror in q else None])
+print(json.dumps(out))
+""")
+        check(tr[0] and tr[0][0] == "10.0.1.1" and tr[0][1] == 11, f"TTL 1: {tr}")
+        check(tr[1] and tr[1][:3] == [B_IP, 3, 3] and tr[1][3] == A_IP and tr[1][4] == 40002, f"TTL 2: {tr}")
+        log(f"  hops: {tr}")
+
+        # ---- 3. same ICMP id from two hosts -------------------------------------------------
+        t.step("3. two hosts behind the NAT ping B with the same ICMP id")
+        t.ns_run(lab.net.a, f"ip addr add {A2_IP}/24 dev a0")
+        pong = lab.scapy(f"""
+import threading
+got = []
+def sniffer():
+    got.extend(sniff(filter="icmp and icmp[0] == 0", timeout=4, iface="a0"))
+th = threading.Thread(target=sniffer); th.start()
+import time; time.sleep(0.5)
+for src in ("{A_IP}", "{A2_IP}"):
+    send(IP(src=src, dst="{B_IP}")/ICMP(id=4242, seq=1)/b"same-id")
+th.join()
+print(json.dumps(sorted([p[IP].dst, p[ICMP].id] for p in got)))
+""")
+        check(pong == [[A_IP, 4242], [A2_IP, 4242]], f"echo replies: {pong}")
+
+        # ---- 4. bulk and iperf3 --------------------------------------------------------
+        t.step("4. 256 KB through the NAT and back, SHA-256 compared; iperf3 TCP and UDP")
+        p = t.ns_run(lab.net.a, ["python3", "-c", SHA], timeout=200)
+        sent, got, n = p.stdout.split()
+        check(sent == got and int(n) == 256 << 10, f"digests differ: {p.stdout}")
+        for args in ("-t 3", "-u -b 50M -t 3"):
+            p = t.ns_run(lab.net.a, f"iperf3 -c {B_IP} -p {IPERF_PORT} {args}", timeout=60, check_rc=False)
+            check(p.returncode == 0, f"iperf3 {args}: {p.stdout[-500:]} {p.stderr[-500:]}")
+            log(f"  iperf3 {args}: {[l for l in p.stdout.splitlines() if 'receiver' in l or 'sender' in l][-1:]}")
+
+        # ---- 5. reload ------------------------------------------------------------------
+        t.step("5. the NAT states survive a ruleset reload under traffic")
+        h.wait_more(3)
+        lab.pfctl("-f", lab.conf)
+        h.wait_more(5)
+        h.stop()
+
+        # ---- 6. rdr-to --------------------------------------------------------------------
+        t.step("6. rdr-to: B reaches A's server through the router's port 2222")
+        lab.pfctl("-f", lab.file("rdr.conf", RDR))
+        t.ns_spawn(lab.net.a, ["python3", PEER, "serve", "22", "", "120"])
+        t.wait_listen(lab.net.a, 22)
+        r = t.ns_run(lab.net.b, ["python3", PEER, "connect", R_B, "2222", "3"], check_rc=False)
+        check('"ok"' in r.stdout, f"B to 10.0.2.1:2222: {r.stdout} {r.stderr}")
+        check(lab.states_matching(rf"<- {re.escape(B_IP)}:\d+") , "-ss:\n" + "\n".join(lab.states()))
+
+        # ---- 7. binat-to ---------------------------------------------------------------
+        t.step(f"7. binat-to {BINAT} both ways")
+        lab.pfctl("-Fs")
+        lab.pfctl("-f", lab.file("binat.conf", BINAT_RULES))
+        t.ns_run(lab.net.b, f"ip route add {BINAT}/32 via {R_B}")
+        h = lab.hold(22, secs=30, gap=0.2)
+        h.wait_more(2)
+        seen = peers_in_b(t, lab, 22)
+        check(seen and all(p == f"{BINAT}:{h.lport}" for p in seen), f"B's peers: {seen} (A's port {h.lport})")
+        h.stop()
+        r = t.ns_run(lab.net.b, ["python3", PEER, "connect", BINAT, "22", "3"], check_rc=False)
+        check('"ok"' in r.stdout, f"B to {BINAT}:22: {r.stdout} {r.stderr}")
+
+        # ---- 8. ports run out -------------------------------------------------------
+        t.step("8. every NAT port in use: the third UDP flow is dropped as translate, TCP goes on")
+        lab.pfctl("-Fs")
+        lab.pfctl("-f", lab.file("exhaust.conf", EXHAUST))
+        before = translate_count(lab)
+        lab.scapy(f"""
+for sport in (41001, 41002, 41003):
+    send(IP(dst="{B_IP}")/UDP(sport=sport, dport=9998)/b"x")
+print(json.dumps(0))
+""")
+        wait_until("translate counted", lambda: translate_count(lab) >= before + 1, timeout=5)
+        nat_states = lab.states_matching(r"^all udp 10\.0\.2\.1:6000[01] ")
+        check(len(nat_states) == 2, "states:\n" + "\n".join(lab.states()))
+        lab.expect_tcp(22, "ok", "TCP while the UDP ports are used up")
+        log(f"  translate {before} -> {translate_count(lab)}")
+
+        # ---- 9. pool table emptied --------------------------------------------------------
+        t.step("9. a pool table emptied at run time")
+        lab.pfctl("-Fs")
+        lab.pfctl("-f", lab.file("pool.conf", POOL))
+        h = lab.hold(22, secs=60, gap=0.2)
+        h.wait_more(2)
+        lab.pfctl("-t", "pool", "-T", "flush")
+        before = translate_count(lab)
+        r = lab.connect(22, tmo=2.0)
+        check(r["result"] == "timeout", f"a new connection without pool addresses: {r}")
+        check(translate_count(lab) > before, f"translate {before} -> {translate_count(lab)}")
+        h.wait_more(3)
+        lab.pfctl("-t", "pool", "-T", "add", R_B)
+        lab.expect_tcp(22, "ok", "with the pool refilled")
+        h.stop()
+
+        # ---- 10. (if) without address ---------------------------------------------------
+        t.step("10. (if) with no address: nothing to translate to")
+        lab.pfctl("-f", lab.file("noaddr.conf", NO_ADDR))
+        before = translate_count(lab)
+        r = lab.udp(9998, tmo=1.0)
+        check(r["result"] == "timeout", f"udp through an address-less nat-to: {r}")
+        check(translate_count(lab) > before, f"translate {before} -> {translate_count(lab)}")
+
+
+if __name__ == "__main__":
+    main(run_test)
