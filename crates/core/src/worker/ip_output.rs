@@ -1,0 +1,112 @@
+//! IPv4 output (OpenBSD's ip_output.c): `ip_output` for what the router
+//! sends itself (route, pf out, fragment or not) and `fragment`
+//! (ip_fragment, RFC 791); both end in `ether_out`.
+
+use super::*;
+
+impl WorkerState {
+    /// Sends a packet the router originates (an ICMP message, a RST, a
+    /// filter's reply): route it, pf out (not for the filter's replies),
+    /// then out as forwarding would.
+    pub(super) fn ip_output(&mut self, cx: &Ctx, p: PacketBuf) {
+        let ips = &cx.stats.ip;
+        ips.localout.inc();
+        let dst = Ipv4Packet::new_unchecked(p.data()).dst();
+        let route = cx.rt.lookup(dst);
+        let out = route.filter(|r| !r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL));
+        let Some((r, ifp)) = out.and_then(|r| cx.ifs.get_weak(r.ifp).map(|i| (r, i))).filter(|(_, i)| i.is_up()) else {
+            ips.noroute.inc();
+            return self.free(p);
+        };
+        let next_hop = r.gateway.unwrap_or(dst);
+        let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() } as usize;
+        let p = match cx.filter {
+            Some(f) if p.meta.flags & mflags::PF_GENERATED == 0 => match self.local_out_filter(cx, f, ifp, p) {
+                Some(p) => p,
+                None => return,
+            },
+            _ => p,
+        };
+        let p = if p.meta.pf_route != RouteDecision::None {
+            // route-to, reply-to, dup-to on the router's own packet.
+            match self.pf_route_out(cx, None, p) {
+                Some(p) => p,
+                None => return,
+            }
+        } else {
+            p
+        };
+        if p.len() > mtu {
+            return self.fragment(cx, ifp, next_hop, p, mtu, None);
+        }
+        self.ether_out(cx, ifp, next_hop, p, None);
+    }
+
+    /// RFC 791 fragmentation (ip_fragment): the first fragment keeps all
+    /// options, the others only those with the copy flag; payloads are
+    /// multiples of 8 bytes; the last fragment keeps the original MF.
+    pub(super) fn fragment(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        next_hop: Ipv4Addr,
+        p: PacketBuf,
+        mtu: usize,
+        rcvif: Option<&Arc<Interface>>,
+    ) {
+        let ips = &cx.stats.ip;
+        let d = p.data();
+        let ip = Ipv4Packet::new_unchecked(d);
+        let hlen = ip.header_len() as usize;
+        let orig_off = ip.frag_offset() as usize;
+        let orig_mf = ip.more_frags();
+        let payload = &d[hlen..];
+        // Header of the later fragments: base header + copied options.
+        let mut later_hdr = [0u8; 60];
+        later_hdr[..IPV4_MIN_HEADER].copy_from_slice(&d[..IPV4_MIN_HEADER]);
+        let mut later_len =
+            IPV4_MIN_HEADER + ipv4::copy_options(&d[IPV4_MIN_HEADER..hlen], &mut later_hdr[IPV4_MIN_HEADER..]);
+        later_len = later_len.div_ceil(4) * 4;
+        if mtu < hlen + 8 || mtu < later_len + 8 {
+            ips.cantfrag.inc();
+            return self.free(p);
+        }
+        ips.fragmented.inc();
+        let mut pos = 0usize;
+        let mut first = true;
+        while pos < payload.len() {
+            let h = if first { hlen } else { later_len };
+            let room = (mtu - h) & !7;
+            let chunk = room.min(payload.len() - pos);
+            let last = pos + chunk == payload.len();
+            let Some(mut f) = self.pool.alloc() else {
+                ips.odropped.inc();
+                break;
+            };
+            if f.rewind(h + chunk).is_err() {
+                self.free(f);
+                ips.odropped.inc();
+                break;
+            }
+            let fb = f.data_mut();
+            if first {
+                fb[..h].copy_from_slice(&d[..h]);
+            } else {
+                fb[..h].copy_from_slice(&later_hdr[..h]);
+            }
+            fb[h..].copy_from_slice(&payload[pos..pos + chunk]);
+            {
+                let mut fip = Ipv4Packet::new_unchecked(&mut fb[..]);
+                fip.set_header_len(h as u8);
+                fip.set_total_len((h + chunk) as u16);
+                fip.set_flags_frag(false, !last || orig_mf, (orig_off + pos) as u16);
+                fip.fill_checksum();
+            }
+            ips.ofragments.inc();
+            self.ether_out(cx, ifp, next_hop, f, rcvif);
+            pos += chunk;
+            first = false;
+        }
+        self.free(p);
+    }
+}

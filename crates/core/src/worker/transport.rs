@@ -1,0 +1,112 @@
+//! The transport protocols' input for packets addressed to the router,
+//! which runs no services: udp_input answers port unreachable,
+//! tcp_input a closed-port RST (RFC 793), after verifying checksums.
+
+use super::*;
+
+const TCP_MIN_HEADER: usize = 20;
+const UDP_HEADER_LEN: usize = 8;
+
+impl WorkerState {
+    pub(super) fn udp_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, bcast: bool) {
+        let ts = &cx.stats.transport;
+        ts.udp_ipackets.inc();
+        let ip = Ipv4Packet::new_unchecked(p.data());
+        let (src, dst) = (ip.src(), ip.dst());
+        let hlen = ip.header_len() as usize;
+        let payload = &p.data()[hlen..];
+        if payload.len() < UDP_HEADER_LEN {
+            ts.udp_hdrops.inc();
+            return self.free(p);
+        }
+        let ulen = u16::from_be_bytes([payload[4], payload[5]]) as usize;
+        if ulen < UDP_HEADER_LEN || ulen > payload.len() {
+            ts.udp_badlen.inc();
+            return self.free(p);
+        }
+        let udp = softnet_wire::udp::UdpPacket::new_unchecked(&payload[..ulen]);
+        if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
+            ts.udp_badsum.inc();
+            return self.free(p);
+        }
+        if bcast {
+            ts.udp_noportbcast.inc();
+        } else {
+            // Nothing listens on the router: port unreachable (traceroute's
+            // last hop when it targets the router).
+            ts.udp_noport.inc();
+            self.icmp_error(cx, Some(ifp), &p, bcast, IcmpErr::Unreach(DstUnreachable::PortUnreachable, 0));
+        }
+        self.free(p);
+    }
+
+    pub(super) fn tcp_input(&mut self, cx: &Ctx, _ifp: &Arc<Interface>, p: PacketBuf, bcast: bool) {
+        let ts = &cx.stats.transport;
+        ts.tcp_rcvtotal.inc();
+        let ip = Ipv4Packet::new_unchecked(p.data());
+        let (src, dst) = (ip.src(), ip.dst());
+        let hlen = ip.header_len() as usize;
+        let seg = &p.data()[hlen..];
+        let Ok(tcp) = TcpPacket::new_checked(seg) else {
+            ts.tcp_rcvshort.inc();
+            return self.free(p);
+        };
+        if !tcp.verify_checksum(src, dst) {
+            ts.tcp_rcvbadsum.inc();
+            return self.free(p);
+        }
+        let flags = tcp.flags();
+        if bcast || flags.contains(TcpFlags::RST) {
+            return self.free(p);
+        }
+        // RFC 793 "Reset Generation", closed port: if the segment has an
+        // ACK, <SEQ=SEG.ACK><CTL=RST>; else <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
+        // <CTL=RST,ACK>, where SEG.LEN counts SYN and FIN.
+        let seg_len =
+            tcp.payload().len() as u32 + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
+        let (seq, ack, rflags) = if flags.contains(TcpFlags::ACK) {
+            (tcp.ack_number(), 0, TcpFlags::RST)
+        } else {
+            (0, tcp.seq_number().wrapping_add(seg_len), TcpFlags::RST | TcpFlags::ACK)
+        };
+        let repr = TcpRepr {
+            src_port: tcp.dst_port(),
+            dst_port: tcp.src_port(),
+            seq,
+            ack,
+            flags: rflags,
+            window: 0,
+            max_seg_size: None,
+            window_scale: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload_len: 0,
+        };
+        let Some(mut r) = self.pool.alloc() else {
+            cx.stats.ip.odropped.inc();
+            return self.free(p);
+        };
+        let ip_repr = Ipv4Repr {
+            src: dst,
+            dst: src,
+            protocol: IpProtocol::TCP,
+            ttl: cx.stack.config.default_ttl,
+            tos: 0,
+            ident: self.next_ip_id(),
+            dont_frag: true,
+            payload_len: TCP_MIN_HEADER,
+        };
+        self.free(p);
+        if r.rewind(IPV4_MIN_HEADER + TCP_MIN_HEADER).is_err() {
+            return self.free(r);
+        }
+        let buf = r.data_mut();
+        ip_repr.emit(&mut buf[..IPV4_MIN_HEADER]);
+        repr.emit(&mut buf[IPV4_MIN_HEADER..]);
+        let mut t = TcpPacket::new_unchecked(&mut buf[IPV4_MIN_HEADER..]);
+        t.fill_checksum(dst, src);
+        ts.tcp_sndrst.inc();
+        self.ip_output(cx, r);
+    }
+}
