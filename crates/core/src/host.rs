@@ -9,6 +9,7 @@ use softnet_wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use softnet_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr, HEADER_LEN};
 use softnet_wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
 use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+use softnet_wire::tcp::{TcpPacket, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 use softnet_wire::udp::{UdpPacket, UdpRepr};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -226,12 +227,13 @@ impl Host {
                     });
                 }
             }
-            IpProtocol::TCP if payload.len() >= 20 => {
+            IpProtocol::TCP if payload.len() >= TCP_MIN_HEADER_LEN => {
+                let tcp = TcpPacket::new_unchecked(payload);
                 self.events.push(HostEvent::Tcp {
                     from,
-                    src_port: u16::from_be_bytes([payload[0], payload[1]]),
-                    dst_port: u16::from_be_bytes([payload[2], payload[3]]),
-                    flags: payload[13],
+                    src_port: tcp.src_port(),
+                    dst_port: tcp.dst_port(),
+                    flags: tcp.flags().bits(),
                 });
             }
             _ => {}
@@ -369,8 +371,8 @@ pub fn udp_datagram(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, 
 
 /// Destination address of the IP header quoted in an ICMP error.
 fn quoted_dst(data: &[u8]) -> Ipv4Addr {
-    if data.len() >= 20 {
-        Ipv4Addr::new(data[16], data[17], data[18], data[19])
+    if data.len() >= softnet_wire::ipv4::MIN_HEADER_LEN {
+        Ipv4Packet::new_unchecked(data).dst()
     } else {
         Ipv4Addr::UNSPECIFIED
     }

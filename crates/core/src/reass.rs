@@ -69,7 +69,7 @@ impl Reassembly {
         let key = Key { src: p.src(), dst: p.dst(), ident: p.ident(), proto: p.protocol().0 };
         let off = p.frag_offset() as usize;
         let more = p.more_frags();
-        let payload = &ip[hlen..p.total_len() as usize];
+        let payload = p.payload();
         let mut t = self.table.lock();
         t.retain(|_, e| e.expires > now);
         if !t.contains_key(&key) && t.len() >= MAX_DATAGRAMS {

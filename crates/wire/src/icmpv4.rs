@@ -225,6 +225,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
         let c = checksum::checksum(self.buf.as_ref());
         self.set_checksum(c);
     }
+
+    /// Turns the message into an echo reply in place: the type becomes
+    /// `ECHO_REPLY` and the checksum is updated incrementally (RFC 1624)
+    /// for the changed type/code word, so a reply costs no re-sum of the
+    /// echo data (icmp_input's ICMP_ECHO case before icmp_reflect). The
+    /// code and everything after the checksum are kept.
+    pub fn make_echo_reply(&mut self) {
+        let code = self.code();
+        let old_word = u16::from_be_bytes([self.msg_type(), code]);
+        let new_word = u16::from_be_bytes([msg_type::ECHO_REPLY, code]);
+        self.set_msg_type(msg_type::ECHO_REPLY);
+        let c = checksum::update16(self.checksum(), old_word, new_word);
+        self.set_checksum(c);
+    }
 }
 
 /// An ICMP message, borrowing its data.
@@ -548,5 +562,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn make_echo_reply_changes_the_type_and_keeps_the_checksum_valid() {
+        let data = [1u8, 2, 3, 4, 5];
+        let req = Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 7, data: &data };
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.emit(&mut buf);
+        buf[1] = 3; // an odd code is kept, and still summed right
+        Icmpv4Packet::new_unchecked(&mut buf[..]).fill_checksum();
+        let mut p = Icmpv4Packet::new_unchecked(&mut buf[..]);
+        p.make_echo_reply();
+        assert_eq!(p.msg_type(), msg_type::ECHO_REPLY);
+        assert_eq!(p.code(), 3);
+        assert_eq!((p.echo_ident(), p.echo_seq_no()), (0x1234, 7));
+        assert_eq!(p.data(), &data);
+        assert!(p.verify_checksum());
+        let incremental = p.checksum();
+        p.fill_checksum();
+        assert_eq!(checksum::checksum(&buf), 0);
+        // RFC 1624's update gives the same checksum as a full re-sum here.
+        assert_eq!(Icmpv4Packet::new_unchecked(&buf[..]).checksum(), incremental);
     }
 }

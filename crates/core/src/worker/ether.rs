@@ -55,7 +55,9 @@ impl WorkerState {
 
     pub(super) fn arp_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut p: PacketBuf) {
         let arps = &cx.stats.arp;
-        let repr = match ArpPacket::new_checked(&p.data()[HEADER_LEN..]).and_then(|a| ArpRepr::parse(&a)) {
+        let repr = match ArpPacket::new_checked(EthernetFrame::new_unchecked(p.data()).payload())
+            .and_then(|a| ArpRepr::parse(&a))
+        {
             Ok(r) => r,
             Err(_) => {
                 arps.dropped_bad.inc();

@@ -5,11 +5,11 @@
 //! file (icmp6.rs), not in it.
 
 use super::*;
+use softnet_wire::icmpv4::{Icmpv4Packet, HEADER_LEN as ICMP_HEADER_LEN};
 
 /// RFC 1812 §4.3.2.3: an ICMP error quotes as much of the original as fits
 /// in 576 bytes.
 const ICMP_ERROR_MAX: usize = 576;
-const ICMP_HEADER_LEN: usize = 8;
 /// TTL of ICMP errors and replies the router reflects (OpenBSD icmp_reflect
 /// uses MAXTTL).
 const ICMP_REFLECT_TTL: u8 = 255;
@@ -54,17 +54,17 @@ impl TokenBucket {
 impl WorkerState {
     pub(super) fn icmp_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut p: PacketBuf, bcast: bool) {
         let ics = &cx.stats.icmp;
-        let hlen = Ipv4Packet::new_unchecked(p.data()).header_len() as usize;
-        let payload = &p.data()[hlen..];
-        if payload.len() < ICMP_HEADER_LEN {
+        let ip = Ipv4Packet::new_unchecked(p.data());
+        let hlen = ip.header_len() as usize;
+        let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
             ics.tooshort.inc();
             return self.free(p);
-        }
-        if checksum::checksum(payload) != 0 {
+        };
+        if !icmp.verify_checksum() {
             ics.checksum.inc();
             return self.free(p);
         }
-        let msg_type = payload[0];
+        let msg_type = icmp.msg_type();
         if let Some(c) = ics.inhist.get(msg_type as usize) {
             c.inc();
         }
@@ -92,16 +92,7 @@ impl WorkerState {
             (ip.src(), ip.dst())
         };
         let reply_src = if bcast { ifp.source_for(orig_src).unwrap_or(orig_dst) } else { orig_dst };
-        let code = p.data()[IPV4_MIN_HEADER + 1];
-        {
-            let icmp = &mut p.data_mut()[IPV4_MIN_HEADER..];
-            let old_word = u16::from_be_bytes([icmpv4::msg_type::ECHO_REQUEST, code]);
-            let new_word = u16::from_be_bytes([icmpv4::msg_type::ECHO_REPLY, code]);
-            icmp[0] = icmpv4::msg_type::ECHO_REPLY;
-            let old_csum = u16::from_be_bytes([icmp[2], icmp[3]]);
-            let c = checksum::update16(old_csum, old_word, new_word);
-            icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        }
+        Icmpv4Packet::new_unchecked(Ipv4Packet::new_unchecked(p.data_mut()).payload_mut()).make_echo_reply();
         let id = self.next_ip_id();
         {
             let mut ip = Ipv4Packet::new_unchecked(p.data_mut());
@@ -138,7 +129,6 @@ impl WorkerState {
         ics.error.inc();
         let o = orig.data();
         let oip = Ipv4Packet::new_unchecked(o);
-        let hlen = oip.header_len() as usize;
         let (osrc, odst) = (oip.src(), oip.dst());
         if oip.frag_offset() != 0 || link_bcast || odst.is_multicast() || odst.is_broadcast() {
             ics.bmcast.inc();
@@ -155,7 +145,7 @@ impl WorkerState {
             }
         }
         if oip.protocol() == IpProtocol::ICMP && !matches!(why, IcmpErr::Redirect(_)) {
-            match o.get(hlen) {
+            match oip.payload().first() {
                 Some(&t) if icmpv4::is_error(t) => {
                     ics.oldicmp.inc();
                     return;

@@ -24,7 +24,7 @@ impl WorkerState {
             ips.badhlen.inc();
             return self.drop_in(ifp, p);
         }
-        if checksum::checksum(&data[..hlen]) != 0 {
+        if !ip.verify_checksum() {
             ips.badsum.inc();
             return self.drop_in(ifp, p);
         }
@@ -47,13 +47,14 @@ impl WorkerState {
             return self.drop_in(ifp, p);
         }
         if hlen > IPV4_MIN_HEADER {
-            if let Err(e) = ipv4::check_options(&p.data()[IPV4_MIN_HEADER..hlen]) {
+            let ip = Ipv4Packet::new_unchecked(p.data());
+            if let Err(e) = ipv4::check_options(ip.options()) {
                 ips.badoptions.inc();
                 let pointer = (IPV4_MIN_HEADER + e.offset()) as u8;
                 self.icmp_error(cx, Some(ifp), &p, link_bcast, IcmpErr::ParamProblem(pointer));
                 return self.drop_in(ifp, p);
             }
-            if ipv4::has_source_route(&p.data()[IPV4_MIN_HEADER..hlen]) {
+            if ipv4::has_source_route(ip.options()) {
                 // OpenBSD's default (net.inet.ip.sourceroute=0): refuse.
                 ips.badoptions.inc();
                 self.icmp_error(cx, Some(ifp), &p, link_bcast, IcmpErr::Unreach(DstUnreachable::SrcRouteFailed, 0));

@@ -60,12 +60,11 @@ impl WorkerState {
         let hlen = ip.header_len() as usize;
         let orig_off = ip.frag_offset() as usize;
         let orig_mf = ip.more_frags();
-        let payload = &d[hlen..];
+        let payload = ip.payload();
         // Header of the later fragments: base header + copied options.
         let mut later_hdr = [0u8; 60];
         later_hdr[..IPV4_MIN_HEADER].copy_from_slice(&d[..IPV4_MIN_HEADER]);
-        let mut later_len =
-            IPV4_MIN_HEADER + ipv4::copy_options(&d[IPV4_MIN_HEADER..hlen], &mut later_hdr[IPV4_MIN_HEADER..]);
+        let mut later_len = IPV4_MIN_HEADER + ipv4::copy_options(ip.options(), &mut later_hdr[IPV4_MIN_HEADER..]);
         later_len = later_len.div_ceil(4) * 4;
         if mtu < hlen + 8 || mtu < later_len + 8 {
             ips.cantfrag.inc();

@@ -34,7 +34,6 @@ use crate::stack::{FilterSlot, Stack};
 use crate::stats::StackStats;
 use crate::time::{Clock, Instant};
 use softnet_wire::arp::{ArpPacket, ArpRepr};
-use softnet_wire::checksum;
 use softnet_wire::ethernet::{EtherType, EthernetFrame, MacAddr, HEADER_LEN};
 use softnet_wire::icmpv4::{self, DstUnreachable, Icmpv4Repr, TimeExceeded};
 use softnet_wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
@@ -62,7 +61,7 @@ use pf_hook::decisions_for;
 pub const BATCH: usize = 64;
 /// Frames staged for one interface before it is flushed early.
 const STAGE_MAX: usize = 256;
-const IPV4_MIN_HEADER: usize = 20;
+use softnet_wire::ipv4::MIN_HEADER_LEN as IPV4_MIN_HEADER;
 
 /// Everything a packet is processed against during one batch.
 struct Ctx<'a> {

@@ -3,9 +3,8 @@
 //! tcp_input a closed-port RST (RFC 793), after verifying checksums.
 
 use super::*;
-
-const TCP_MIN_HEADER: usize = 20;
-const UDP_HEADER_LEN: usize = 8;
+use softnet_wire::tcp::MIN_HEADER_LEN as TCP_MIN_HEADER;
+use softnet_wire::udp::{self, UdpPacket};
 
 impl WorkerState {
     pub(super) fn udp_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, bcast: bool) {
@@ -13,18 +12,17 @@ impl WorkerState {
         ts.udp_ipackets.inc();
         let ip = Ipv4Packet::new_unchecked(p.data());
         let (src, dst) = (ip.src(), ip.dst());
-        let hlen = ip.header_len() as usize;
-        let payload = &p.data()[hlen..];
-        if payload.len() < UDP_HEADER_LEN {
+        let payload = ip.payload();
+        if payload.len() < udp::HEADER_LEN {
             ts.udp_hdrops.inc();
             return self.free(p);
         }
-        let ulen = u16::from_be_bytes([payload[4], payload[5]]) as usize;
-        if ulen < UDP_HEADER_LEN || ulen > payload.len() {
+        let ulen = UdpPacket::new_unchecked(payload).len() as usize;
+        if ulen < udp::HEADER_LEN || ulen > payload.len() {
             ts.udp_badlen.inc();
             return self.free(p);
         }
-        let udp = softnet_wire::udp::UdpPacket::new_unchecked(&payload[..ulen]);
+        let udp = UdpPacket::new_unchecked(&payload[..ulen]);
         if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
             ts.udp_badsum.inc();
             return self.free(p);
@@ -45,9 +43,7 @@ impl WorkerState {
         ts.tcp_rcvtotal.inc();
         let ip = Ipv4Packet::new_unchecked(p.data());
         let (src, dst) = (ip.src(), ip.dst());
-        let hlen = ip.header_len() as usize;
-        let seg = &p.data()[hlen..];
-        let Ok(tcp) = TcpPacket::new_checked(seg) else {
+        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
             ts.tcp_rcvshort.inc();
             return self.free(p);
         };
