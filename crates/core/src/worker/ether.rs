@@ -6,6 +6,29 @@
 
 use super::*;
 
+/// The Ethernet layer's ARP state on this worker: a direct-mapped cache in
+/// front of the shared table, and scratch for what ARP hands back (all
+/// capacity reserved at start).
+pub(super) struct ArpGlue {
+    pub(super) cache: ArpWorkerCache,
+    pub(super) out: ArpInput,
+    /// Frames ARP gave up on during the batch.
+    pub(super) dropped: Vec<PacketBuf>,
+    /// Requests to broadcast after the batch.
+    pub(super) requests: Vec<crate::arp::ArpRequest>,
+}
+
+impl ArpGlue {
+    pub(super) fn new() -> Self {
+        ArpGlue {
+            cache: ArpWorkerCache::new(),
+            out: ArpInput::new(),
+            dropped: Vec::with_capacity(256),
+            requests: Vec::with_capacity(64),
+        }
+    }
+}
+
 impl WorkerState {
     pub(super) fn ether_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut p: PacketBuf) {
         let ist = ifp.stats.get(self.id);
@@ -65,9 +88,9 @@ impl WorkerState {
                 return self.free(p);
             }
         };
-        self.arp_out.clear();
-        cx.stack.arp.input(cx.now, cx.ifs, ifp, &repr, arps, &mut self.arp_out);
-        if let Some(reply) = self.arp_out.reply.take() {
+        self.arp.out.clear();
+        cx.stack.arp.input(cx.now, cx.ifs, ifp, &repr, arps, &mut self.arp.out);
+        if let Some(reply) = self.arp.out.reply.take() {
             // Reuse the request's buffer for the reply.
             if build_arp_frame(&mut p, ifp.mac(), reply.target_hw, &reply).is_ok() {
                 arps.replies_sent.inc();
@@ -78,32 +101,32 @@ impl WorkerState {
         } else {
             self.free(p);
         }
-        let mut flushed = std::mem::take(&mut self.arp_out.flushed);
+        let mut flushed = std::mem::take(&mut self.arp.out.flushed);
         for (ifindex, mac, mut frame) in flushed.drain(..) {
             set_dst(&mut frame, mac);
             self.stage(cx, ifindex, frame);
         }
-        self.arp_out.flushed = flushed;
+        self.arp.out.flushed = flushed;
     }
 
     /// What ARP left for this worker during the batch: frames it gave up on
     /// (returned to the pool) and refresh requests to broadcast.
     pub(super) fn arp_housekeeping(&mut self, cx: &Ctx) {
-        let mut dropped = std::mem::take(&mut self.arp_dropped);
-        dropped.extend(self.arp_cache.drain_dropped());
+        let mut dropped = std::mem::take(&mut self.arp.dropped);
+        dropped.extend(self.arp.cache.drain_dropped());
         for p in dropped.drain(..) {
             cx.stats.ip.odropped.inc();
             self.free(p);
         }
-        self.arp_dropped = dropped;
-        let mut requests = std::mem::take(&mut self.arp_requests);
-        requests.extend(self.arp_cache.drain_requests());
+        self.arp.dropped = dropped;
+        let mut requests = std::mem::take(&mut self.arp.requests);
+        requests.extend(self.arp.cache.drain_requests());
         for req in requests.drain(..) {
             if let Some(ifp) = cx.ifs.get(req.ifindex) {
                 self.send_arp_request(cx, ifp, &req.repr);
             }
         }
-        self.arp_requests = requests;
+        self.arp.requests = requests;
     }
 
     /// ether_output + arpresolve: Ethernet header, link destination from
@@ -142,7 +165,7 @@ impl WorkerState {
             set_dst(&mut p, MacAddr::BROADCAST);
             return self.stage(cx, ifp.index(), p);
         }
-        match cx.stack.arp.resolve(cx.now, ifp, next_hop, p, &mut self.arp_cache, &cx.stats.arp) {
+        match cx.stack.arp.resolve(cx.now, ifp, next_hop, p, &mut self.arp.cache, &cx.stats.arp) {
             ArpResolve::Resolved(mac, mut p) => {
                 set_dst(&mut p, mac);
                 self.stage(cx, ifp.index(), p);

@@ -24,7 +24,7 @@ pub(super) enum IcmpErr {
 }
 
 /// Token bucket for ICMP errors, refilled from the batch clock.
-pub(super) struct TokenBucket {
+struct TokenBucket {
     /// Tokens times 1e9, so that refills need no division.
     tokens_ns: u64,
     capacity_ns: u64,
@@ -48,6 +48,18 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+/// ICMP's state on this worker: the error rate limit (its share of
+/// `icmp_err_rate` / `icmp_err_burst`).
+pub(super) struct IcmpState {
+    bucket: TokenBucket,
+}
+
+impl IcmpState {
+    pub(super) fn new(rate: u64, burst: u64) -> Self {
+        IcmpState { bucket: TokenBucket::new(rate, burst) }
     }
 }
 
@@ -157,7 +169,7 @@ impl WorkerState {
                 _ => {}
             }
         }
-        if !self.icmp_bucket.take(cx.now) {
+        if !self.icmp.bucket.take(cx.now) {
             ics.toofreq.inc();
             return;
         }

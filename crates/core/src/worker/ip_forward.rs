@@ -14,6 +14,18 @@ pub(super) struct FwdInfo {
     pub(super) mtu: u32,
 }
 
+/// Forwarded packets of the batch waiting for pf out, and where each goes.
+pub(super) struct FwdQueue {
+    pub(super) pkts: Vec<Option<PacketBuf>>,
+    pub(super) info: Vec<FwdInfo>,
+}
+
+impl FwdQueue {
+    pub(super) fn new() -> Self {
+        FwdQueue { pkts: Vec::with_capacity(BATCH), info: Vec::with_capacity(BATCH) }
+    }
+}
+
 impl WorkerState {
     pub(super) fn ip_forward(
         &mut self,
@@ -81,8 +93,8 @@ impl WorkerState {
         let mtu = if r.mtu != 0 { r.mtu.min(out.mtu()) } else { out.mtu() } as usize;
         if cx.filter.is_some() {
             // pf out runs over the batch's forwarded packets together.
-            self.fwdq.push(Some(p));
-            self.fwdinfo.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop, mtu: mtu as u32 });
+            self.fwd.pkts.push(Some(p));
+            self.fwd.info.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop, mtu: mtu as u32 });
             return;
         }
         self.forward_out(cx, out, next_hop, mtu, in_ifp, p);
@@ -93,12 +105,12 @@ impl WorkerState {
     /// goes on to `forward_out`.
     pub(super) fn forward_batch(&mut self, cx: &Ctx) {
         let Some(f) = cx.filter else { return };
-        if self.fwdq.is_empty() {
+        if self.fwd.pkts.is_empty() {
             return;
         }
-        let mut fwdq = std::mem::take(&mut self.fwdq);
-        let mut info = std::mem::take(&mut self.fwdinfo);
-        let mut decisions = std::mem::take(&mut self.decisions);
+        let mut fwdq = std::mem::take(&mut self.fwd.pkts);
+        let mut info = std::mem::take(&mut self.fwd.info);
+        let mut decisions = std::mem::take(&mut self.hook.decisions);
         let mut start = 0;
         while start < info.len() {
             let out_idx = info[start].out;
@@ -124,9 +136,9 @@ impl WorkerState {
         }
         fwdq.clear();
         info.clear();
-        self.fwdq = fwdq;
-        self.fwdinfo = info;
-        self.decisions = decisions;
+        self.fwd.pkts = fwdq;
+        self.fwd.info = info;
+        self.hook.decisions = decisions;
     }
 
     /// ip_forward after pf out: fragment if needed (or refuse with DF),

@@ -84,7 +84,7 @@ impl WorkerState {
         }
         let Some(f) = cx.filter else { return };
         let mut ipq = std::mem::take(&mut self.ipq);
-        let mut decisions = std::mem::take(&mut self.decisions);
+        let mut decisions = std::mem::take(&mut self.hook.decisions);
         let all = decisions_for(&mut decisions, ipq.len());
         self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, all);
         for (slot, &d) in ipq.iter_mut().zip(decisions.iter()) {
@@ -102,7 +102,7 @@ impl WorkerState {
         }
         ipq.clear();
         self.ipq = ipq;
-        self.decisions = decisions;
+        self.hook.decisions = decisions;
         self.forward_batch(cx);
     }
 

@@ -52,10 +52,11 @@ mod pf_hook;
 mod pf_route;
 mod transport;
 
-use icmp::{IcmpErr, TokenBucket};
-use ip_forward::FwdInfo;
+use ether::ArpGlue;
+use icmp::{IcmpErr, IcmpState};
+use ip_forward::{FwdInfo, FwdQueue};
 use options::record_options;
-use pf_hook::decisions_for;
+use pf_hook::{decisions_for, HookScratch};
 
 /// Most frames received from one queue in one batch.
 pub const BATCH: usize = 64;
@@ -86,22 +87,17 @@ struct WorkerState {
     tx: Vec<Vec<PacketBuf>>,
     /// Interface indices with staged frames.
     tx_pending: Vec<IfIndex>,
-    arp_cache: ArpWorkerCache,
-    arp_out: ArpInput,
-    /// Scratch for what ARP hands back each batch (capacity reserved).
-    arp_dropped: Vec<PacketBuf>,
-    arp_requests: Vec<crate::arp::ArpRequest>,
-    /// Packets the filter asked to send (block return).
-    replies: Vec<PacketBuf>,
-    /// IPv4 packets of the batch being received, waiting for pf in; what
-    /// the filter passed; what it blocked.
+    /// The Ethernet layer's ARP cache and scratch (`ether`).
+    arp: ArpGlue,
+    /// IPv4 packets of the batch being received, waiting for pf in
+    /// (`ip_input`).
     ipq: Vec<Option<PacketBuf>>,
-    decisions: Vec<Decision>,
-    /// Forwarded packets of the batch waiting for pf out, and where each
-    /// goes.
-    fwdq: Vec<Option<PacketBuf>>,
-    fwdinfo: Vec<FwdInfo>,
-    icmp_bucket: TokenBucket,
+    /// The filter hooks' scratch (`pf_hook`).
+    hook: HookScratch,
+    /// Forwarded packets waiting for pf out (`ip_forward`).
+    fwd: FwdQueue,
+    /// ICMP's rate limit (`icmp`).
+    icmp: IcmpState,
 }
 
 /// One worker thread's handle.
@@ -134,16 +130,11 @@ impl Worker {
             rx: Vec::with_capacity(BATCH),
             tx: (0..64).map(|_| Vec::with_capacity(STAGE_MAX)).collect(),
             tx_pending: Vec::with_capacity(64),
-            arp_cache: ArpWorkerCache::new(),
-            arp_out: ArpInput::new(),
-            arp_dropped: Vec::with_capacity(256),
-            arp_requests: Vec::with_capacity(64),
-            replies: Vec::with_capacity(16),
+            arp: ArpGlue::new(),
             ipq: Vec::with_capacity(BATCH),
-            decisions: Vec::with_capacity(BATCH),
-            fwdq: Vec::with_capacity(BATCH),
-            fwdinfo: Vec::with_capacity(BATCH),
-            icmp_bucket: TokenBucket::new(rate, burst),
+            hook: HookScratch::new(),
+            fwd: FwdQueue::new(),
+            icmp: IcmpState::new(rate, burst),
         };
         Worker { stack, clock, st, rng_installed: false }
     }

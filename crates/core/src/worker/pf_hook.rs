@@ -35,6 +35,19 @@ impl BufferSource for Pools<'_> {
     }
 }
 
+/// The hooks' scratch: the filter's replies (block return) and the
+/// decisions of one call (capacity kept between batches).
+pub(super) struct HookScratch {
+    pub(super) replies: Vec<PacketBuf>,
+    pub(super) decisions: Vec<Decision>,
+}
+
+impl HookScratch {
+    pub(super) fn new() -> Self {
+        HookScratch { replies: Vec::with_capacity(16), decisions: Vec::with_capacity(BATCH) }
+    }
+}
+
 impl WorkerState {
     /// Runs the filter over a batch in place (`decisions` as long as
     /// `pkts`); the replies it asks for are sent.
@@ -47,13 +60,13 @@ impl WorkerState {
         pkts: &mut [Option<PacketBuf>],
         decisions: &mut [Decision],
     ) {
-        let mut replies = std::mem::take(&mut self.replies);
+        let mut replies = std::mem::take(&mut self.hook.replies);
         let mut src = Pools { small: &mut self.pool, large: &mut self.large_pool };
         f.0.test_batch(self.id, cx.now, dir, ifp, pkts, decisions, &mut src, &mut replies);
         for r in replies.drain(..) {
             self.ip_output(cx, r);
         }
-        self.replies = replies;
+        self.hook.replies = replies;
     }
 
     /// The packet in `slot` if the filter passed it; a blocked one is

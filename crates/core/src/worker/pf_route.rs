@@ -111,8 +111,8 @@ impl WorkerState {
         Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
         let mtu = out.mtu();
         if cx.filter.is_some() {
-            self.fwdq.push(Some(p));
-            self.fwdinfo.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop: hop, mtu });
+            self.fwd.pkts.push(Some(p));
+            self.fwd.info.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop: hop, mtu });
             return;
         }
         // A decision without a filter (a test's hook): straight out.
