@@ -415,6 +415,15 @@ pub fn get_sport(
     let Some(mut naddr) = map_addr(pool, cursor, loads, saddr, Some(&mut init), sticky, rng) else {
         return SportResult::Exhausted;
     };
+    // A least-states pool counted a state on the address it gave (not on
+    // a sticky one): an address given up on gets its count back.
+    let least = pool.kind == PoolType::LeastStates;
+    let mut counted = least && !(pool.sticky && sticky.is_some());
+    let give_back = |a: u32, counted: bool| {
+        if let (true, Some(l)) = (counted, loads) {
+            l.decrease(a);
+        }
+    };
     let (mut low, mut high) = range;
     let mut tried = 1usize;
     if proto == crate::names::IPPROTO_ICMP {
@@ -449,17 +458,20 @@ pub fn get_sport(
                 }
             }
         }
+        give_back(naddr, counted);
         match pool.kind {
             PoolType::Random | PoolType::RoundRobin | PoolType::LeastStates => {
                 // another address; sticky no longer applies
                 let Some(a) = map_addr(pool, cursor, loads, saddr, Some(&mut init), None, rng) else {
                     return SportResult::Exhausted;
                 };
+                counted = least;
                 // pf goes on until it is back at the first address; a
                 // network pool's round-robin counter may never come back
                 // to it, so the walk is also bounded
                 tried += 1;
                 if a == init || a == naddr || tried > MAX_ADDRS_TRIED {
+                    give_back(a, counted);
                     return SportResult::Exhausted;
                 }
                 naddr = a;

@@ -63,6 +63,7 @@ pub mod srcnode;
 pub mod state;
 pub mod table;
 pub mod tcp_track;
+pub mod xlhold;
 
 pub use error::ParseError;
 pub use filter::Pf;
