@@ -175,12 +175,15 @@ print(json.dumps(sorted([p[IP].dst, p[ICMP].id] for p in got)))
                                "--directory", t.tmp])
         t.wait_listen(lab.net.b, HTTP_PORT)
         t0 = time.monotonic()
-        p = t.ns_run(lab.net.a, ["sh", "-c", f"curl -sS --max-time 60 http://{B_IP}:{HTTP_PORT}/big.bin | sha256sum"],
-                     timeout=70, check_rc=False)
+        try:
+            p = t.ns_run(lab.net.a, ["sh", "-c", f"curl -sS --max-time 60 http://{B_IP}:{HTTP_PORT}/big.bin | sha256sum"],
+                         timeout=70, check_rc=False)
+        finally:
+            # a failed run keeps its directory: not the 100 MB
+            os.unlink(path)
         got = p.stdout.split()[0] if p.stdout.split() else ""
         check(got == digest, f"100 MB through NAT: sha256 {got!r}, want {digest} ({p.stderr[-300:]})")
         log(f"  100 MB in {time.monotonic() - t0:.1f} s, sha256 {digest[:16]}… on both ends")
-        os.unlink(path)
         for args in ("-t 3", "-u -b 50M -t 3"):
             p = t.ns_run(lab.net.a, f"iperf3 -c {B_IP} -p {IPERF_PORT} {args}", timeout=60, check_rc=False)
             check(p.returncode == 0, f"iperf3 {args}: {p.stdout[-500:]} {p.stderr[-500:]}")
