@@ -79,7 +79,7 @@ pub(super) fn transaddr(
             SportResult::Found { addr, port } => {
                 e.src = Ipv4Addr::from(addr);
                 e.sport = port;
-                holds[0] = Some(hold(cx, r, pool, SN_NAT, pd.src, addr, sticky)?);
+                holds[0] = hold(cx, r, pool, SN_NAT, pd.src, addr, sticky)?;
             }
             SportResult::Exhausted => {
                 log_exhausted(cx, pool.proxy_port);
@@ -95,7 +95,7 @@ pub(super) fn transaddr(
             return Err(Reason::Translate);
         };
         match hold(cx, r, pool, SN_RDR, e.src, a, sticky) {
-            Ok(h) => holds[1] = Some(h),
+            Ok(h) => holds[1] = h,
             Err(reason) => {
                 release(cx, &holds);
                 return Err(reason);
@@ -124,7 +124,8 @@ fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) ->
 /// `least-states` count the pool took (not when the address was the
 /// sticky node's), and with `sticky-address` the source's node, which
 /// keeps `addr` (pf_map_addr's pf_insert_src_node). A node that cannot
-/// be had fails the translation (the count goes back).
+/// be had fails the translation (the count goes back). `None`: the state
+/// holds nothing of the pool (most pools), and is not in `xlholds`.
 fn hold(
     cx: &Cx,
     r: &CRule,
@@ -133,7 +134,7 @@ fn hold(
     src: Ipv4Addr,
     addr: u32,
     sticky: Option<u32>,
-) -> Result<PoolHold, Reason> {
+) -> Result<Option<PoolHold>, Reason> {
     let counted = pool.kind == crate::model::PoolType::LeastStates && sticky != Some(addr);
     let mut h = PoolHold {
         gen: cx.rs.nodes[r.node as usize].gen,
@@ -154,7 +155,7 @@ fn hold(
         }
         h.node = Some(s.key_of(kind, src));
     }
-    Ok(h)
+    Ok((h.counted || h.node.is_some()).then_some(h))
 }
 
 /// Gives back what `holds` took, for a state that is not made
