@@ -273,6 +273,8 @@ pub struct CRule {
     pub icmp: Option<IcmpMatch>,
     pub tos: Option<u8>,
     pub allow_opts: bool,
+    /// `scrub (…)` and `set tos` (pf_rule_to_actions' scrub part).
+    pub scrub: crate::scrub::ScrubActs,
     pub tag: u16,
     pub tagged: Option<(u16, bool)>,
     pub rtable: Option<u16>,
@@ -413,6 +415,11 @@ pub struct GlobalOpts {
     pub hostid: u32,
     /// `set loginterface`: the interface whose traffic `pfctl -si` shows.
     pub loginterface: Option<String>,
+    /// `set reassemble yes no-df`: fragments with DF have it cleared
+    /// and are reassembled (pf_status.reass's PF_REASS_NODF).
+    pub reassemble_no_df: bool,
+    /// `set reassemble no`: fragments go to the rules as they are.
+    pub reassemble: bool,
 }
 
 impl GlobalOpts {
@@ -441,6 +448,8 @@ impl GlobalOpts {
             debug: o.debug.unwrap_or(crate::names::LOG_ERR),
             hostid: o.hostid.unwrap_or(0),
             loginterface: o.loginterface.clone(),
+            reassemble_no_df: o.reassemble.no_df,
+            reassemble: o.reassemble.enabled,
         }
     }
 }
@@ -972,6 +981,7 @@ fn compile_rule(
         icmp: r.icmp,
         tos: r.tos,
         allow_opts: r.allow_opts,
+        scrub: crate::scrub::ScrubActs::of_rule(&r.scrub, r.set.tos),
         tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
         tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
         rtable: r.rtable.map(|t| t as u16),

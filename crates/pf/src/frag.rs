@@ -254,8 +254,8 @@ impl FragCache {
             )
         };
         // pf_normalize_ip: a fragment with IP_DF does not enter the cache
-        // (`set reassemble yes no-df`, which would clear it, is not
-        // built); then pf_fillup_fragment's checks of the fragment alone.
+        // (`set reassemble yes no-df` cleared it before: `scrub::clear_df`);
+        // then pf_fillup_fragment's checks of the fragment alone.
         if df || len == 0 || (more && len % 8 != 0) || off + len > IP_MAXPACKET {
             return FragResult::Drop(pkt, FragDrop::Bad);
         }

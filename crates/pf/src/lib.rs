@@ -58,6 +58,7 @@ pub mod frag;
 pub mod ipopt;
 pub mod pflog;
 pub mod route;
+pub mod scrub;
 pub mod show;
 pub mod srcnode;
 pub mod state;

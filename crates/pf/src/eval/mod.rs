@@ -22,6 +22,7 @@ use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
 use crate::pflog::{self, LogMeta};
+use crate::scrub::ScrubActs;
 use crate::state::{
     sflags, srcflags, tcps, udps, Probe, StateData, StateKey, StateView, DIR_IN, DIR_OUT, LOG_MATCH_MAX, NO_RULE,
 };
@@ -260,6 +261,8 @@ struct Passed {
     xlate: Option<nat::Endpoints>,
     /// The state has a routing option (`sflags::ROUTED`).
     routed: bool,
+    /// The state scrubs its packets (`sflags::SCRUB`).
+    scrub: bool,
 }
 
 /// What the state step decided.
@@ -298,6 +301,12 @@ pub fn test_parsed(
         pkt.len() >= 20 && ip.is_fragment()
     };
     if is_frag {
+        if cx.rs.opts.reassemble_no_df {
+            crate::scrub::clear_df(pkt.data_mut());
+        }
+        if !cx.rs.opts.reassemble {
+            return test_fragment(cx, pkt, bufs, replies);
+        }
         let limit = cx.rs.opts.limit(Limit::Frags) as usize;
         let frag = slot.take().expect("checked above");
         let timeout = cx.rs.opts.timeout(Timeout::Frag);
@@ -343,6 +352,33 @@ pub fn test_parsed(
     test_pd(cx, &pd, pkt, 0, bufs, replies)
 }
 
+/// pf_test's PF_VPROTO_FRAGMENT under `set reassemble no`: a fragment
+/// with DF is refused (pf_normalize_ip), any other goes to the rules
+/// alone, without a state lookup and never making a state; a drop is
+/// counted as `fragment` too.
+#[cold]
+fn test_fragment(cx: &Cx, pkt: &mut PacketBuf, bufs: &mut dyn BufferSource, replies: &mut FilterReplies) -> Decision {
+    pkt.meta.pf_link = 0;
+    if Ipv4Packet::new_unchecked(pkt.data()).dont_frag() {
+        cx.count(Reason::Fragment);
+        log_forced(cx, Reason::Fragment, pkt.data());
+        return Decision::Drop;
+    }
+    let pd = match parse_fragment(pkt.data()) {
+        Ok(pd) => pd,
+        Err(r) => {
+            cx.count(r);
+            log_forced(cx, r, pkt.data());
+            return Decision::Drop;
+        }
+    };
+    let d = test_rule(cx, &pd, pkt, bufs, replies);
+    if matches!(d, Decision::Drop) {
+        cx.count(Reason::Fragment);
+    }
+    d
+}
+
 /// States, then rules, for a parsed packet.
 #[inline]
 fn test_pd(
@@ -386,7 +422,7 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed } = *p;
+    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed, scrub } = *p;
     if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
         if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
             c.count(cx.dir, pd.tot_len as u64);
@@ -410,10 +446,32 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     if let Some(to) = xlate {
         nat::translate(pkt, pd, &to);
     }
+    if scrub {
+        scrub_state_packet(cx, rule, slot, pd, pkt);
+    }
     if routed {
         route_state_packet(cx, rule, slot, pkt);
     }
     Decision::Pass
+}
+
+/// pf_test's pf_scrub (and pf_normalize_mss) with the values of the
+/// state that passed the packet.
+#[cold]
+fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt: &mut PacketBuf) {
+    let Some(rule) = rule else { return };
+    if let Some(a) = cx.pf.states.scrub_of(slot, rule) {
+        scrub_packet(pkt, pd, &a);
+    }
+}
+
+/// pf_scrub and pf_normalize_mss on a passed packet, with the scrub
+/// values `a` of its rules or its state (nothing when there are none).
+#[inline]
+fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
+    if a.any() {
+        crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+    }
 }
 
 /// pf_test's `if (st && st->rt) pf_route(...)` for a packet its state

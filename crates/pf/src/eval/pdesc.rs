@@ -24,6 +24,9 @@ pub struct Pd {
     pub icmp_type: u8,
     pub icmp_code: u8,
     pub icmp_id: u16,
+    /// A fragment left unreassembled (`set reassemble no`): pf's
+    /// PF_VPROTO_FRAGMENT, no transport header looked at.
+    pub frag: bool,
 }
 
 impl Pd {
@@ -44,6 +47,7 @@ impl Pd {
             icmp_type: 0,
             icmp_code: 0,
             icmp_id: 0,
+            frag: false,
         }
     }
 }
@@ -152,6 +156,18 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
         }
         _ => {}
     }
+    Ok(pd)
+}
+
+/// pf_setup_pdesc for a fragment pf does not reassemble
+/// (PF_VPROTO_FRAGMENT): the IP header alone.
+pub fn parse_fragment(data: &[u8]) -> Result<Pd, Reason> {
+    let ip = Ipv4Packet::new_checked(data).map_err(|_| Reason::Short)?;
+    let hlen = ip.header_len() as usize;
+    let tot = (ip.total_len() as usize).min(data.len());
+    let mut pd = Pd::ip(ip.src(), ip.dst(), ip.protocol().0, ip.tos(), hlen, tot);
+    pd.badopts = crate::ipopt::walk_header(ip.options(), pd.proto, ip.ttl(), pd.dst)?;
+    pd.frag = true;
     Ok(pd)
 }
 

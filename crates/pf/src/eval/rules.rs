@@ -29,6 +29,9 @@ pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: 
 struct Walk<'a> {
     tag: u16,
     rtable: Option<u16>,
+    /// pf_rule_to_actions' scrub values of the `match` rules that
+    /// matched (the deciding rule's are added after the walk).
+    scrub: ScrubActs,
     /// pf_rule_actions' log bits, gathered from the `match` rules passed:
     /// a state logs each of its packets under every `log (all)` one (the
     /// state's match_rules); each `log (matches)` one makes every later
@@ -79,7 +82,9 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
     let rules = &rs.rules;
     let hot = &rs.hot;
     let ifname = cx.ifp.name();
-    let is_tcp_udp = pd.proto == PROTO_TCP || pd.proto == PROTO_UDP;
+    // A fragment (PF_VPROTO_FRAGMENT) has no ports: rules with port
+    // ops do not match it.
+    let is_tcp_udp = !pd.frag && (pd.proto == PROTO_TCP || pd.proto == PROTO_UDP);
     let counters = rs.counters.get(cx.worker);
     let (src, dst) = (u32::from(pd.src), u32::from(pd.dst));
     let n = &rs.nodes[node];
@@ -143,6 +148,17 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
         }
         let r: &'a CRule = &rules[i];
         if h.flags & HOT_REST != 0 {
+            // pf_match_rule's PF_VPROTO_FRAGMENT: no TCP flags, ICMP type
+            // or code, user or group to match a fragment by.
+            if pd.frag
+                && ((pd.proto == PROTO_TCP && !r.flags.is_any())
+                    || r.icmp.is_some()
+                    || r.rule.user.is_some()
+                    || r.rule.group.is_some())
+            {
+                i += 1;
+                continue;
+            }
             if let Some(im) = r.icmp {
                 if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code)
                 {
@@ -168,10 +184,9 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             // local sockets, so no packet has one (uid and gid unknown):
             // only `user unknown` and `user != N` match, as in pf for
             // forwarded traffic.
-            // `fragment`: pf_test_rule's PFRULE_FRAGMENT wants a packet
-            // left in fragments; softnet reassembles every fragment first
-            // (`set reassemble yes`, the only setting it loads), so none is.
-            if r.rule.fragment {
+            // `fragment`: PFRULE_FRAGMENT wants a packet left in fragments
+            // (`set reassemble no`); with reassembly on, none is.
+            if r.rule.fragment && !pd.frag {
                 i += 1;
                 continue;
             }
@@ -221,6 +236,7 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             w.rtable = Some(t);
         }
         if r.action == Action::Match {
+            w.scrub.add(&r.scrub);
             if r.nat.is_some() {
                 w.nat = Some(r);
             }
@@ -321,6 +337,7 @@ pub(super) fn test_rule(
     let mut w = Walk {
         tag: pkt.meta.pf_tag,
         rtable: None,
+        scrub: ScrubActs::default(),
         log_match: [NO_RULE; LOG_MATCH_MAX],
         log_match_n: 0,
         log_matches: 0,
@@ -340,7 +357,7 @@ pub(super) fn test_rule(
         cx.count(Reason::Match);
         return Decision::Drop;
     }
-    let Walk { tag, rtable, log_match, log_matches, matched, am, nat, rdr, .. } = w;
+    let Walk { tag, rtable, scrub, log_match, log_matches, matched, am, nat, rdr, .. } = w;
     let Some(r) = matched else {
         // pf's default rule: pass, no state. pf_test_rule still runs
         // pf_log_matches on it (rule number -1).
@@ -353,7 +370,7 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if nat.is_some() || rdr.is_some() {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
@@ -365,7 +382,7 @@ pub(super) fn test_rule(
                 }
             };
             let owner = nat.or(rdr).expect("one of them");
-            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, log_match, Some(xl)) {
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, scrub, log_match, Some(xl)) {
                 cx.count(reason);
                 return Decision::Drop;
             }
@@ -376,8 +393,12 @@ pub(super) fn test_rule(
         if let Some(t) = rtable {
             pkt.meta.rtable = t;
         }
+        scrub_packet(pkt, pd, &scrub);
         return Decision::Pass;
     };
+    // pf_test_rule: pf_rule_to_actions for the deciding rule too.
+    let mut scrub = scrub;
+    scrub.add(&r.scrub);
     cx.count(Reason::Match);
     if let Some(c) = counters.rule(r.nr as usize) {
         c.count(cx.dir, pd.tot_len as u64);
@@ -402,7 +423,10 @@ pub(super) fn test_rule(
     }
     match r.action {
         Action::Block(how) => {
-            send_return(cx, r, how, pd, pkt, bufs, replies);
+            // No RST or ICMP error answers a fragment.
+            if !pd.frag {
+                send_return(cx, r, how, pd, pkt, bufs, replies);
+            }
             Decision::Drop
         }
         Action::Pass | Action::Match => {
@@ -416,7 +440,10 @@ pub(super) fn test_rule(
             }
             let nat = if r.nat.is_some() { Some(r) } else { nat };
             let rdr = if r.rdr.is_some() { Some(r) } else { rdr };
-            let xl = if nat.is_some() || rdr.is_some() {
+            // A fragment is neither translated nor tracked (pf_test_rule
+            // makes no state for PF_VPROTO_FRAGMENT, and translates only
+            // through one).
+            let xl = if !pd.frag && (nat.is_some() || rdr.is_some()) {
                 match nat::transaddr(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
@@ -428,10 +455,10 @@ pub(super) fn test_rule(
                 None
             };
             // A translated packet always gets a state (pf_test_rule: `nr`).
-            if keeps_state(r) || xl.is_some() {
+            if !pd.frag && (keeps_state(r) || xl.is_some()) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, log_match, xl) {
+                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
                     cx.count(reason);
                     return Decision::Drop;
                 }
@@ -442,6 +469,7 @@ pub(super) fn test_rule(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
+            scrub_packet(pkt, pd, &scrub);
             Decision::Pass
         }
     }
@@ -541,12 +569,13 @@ pub(super) fn create_state(
     pkt: &mut PacketBuf,
     tag: u16,
     rtable: Option<u16>,
+    scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<(nat::Endpoints, Holds)>,
 ) -> Result<(), Reason> {
     let holds = xlate.map_or([None, None], |x| x.1);
     let xlate = xlate.map(|x| x.0);
-    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, log_match, xlate, &holds);
+    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, scrub, log_match, xlate, &holds);
     match made {
         Ok(idx) if holds.iter().any(Option::is_some) => {
             // The holds go with the state, by its id; a state ended in the
@@ -582,6 +611,7 @@ fn create_state_holding(
     pkt: &mut PacketBuf,
     tag: u16,
     rtable: Option<u16>,
+    scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<nat::Endpoints>,
     holds: &Holds,
@@ -697,7 +727,7 @@ fn create_state_holding(
             st.timeout = tidx(Timeout::OtherFirst) as u8;
         }
     }
-    match cx.pf.states.insert_nat(st, xlate.map(|e| e.key(pd.proto, cx.dir))) {
+    match cx.pf.states.insert_scrubbed(st, xlate.map(|e| e.key(pd.proto, cx.dir)), scrub) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.

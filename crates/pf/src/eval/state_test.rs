@@ -48,6 +48,7 @@ pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
         xlate: None,
         routed: st.flags & sflags::ROUTED != 0,
+        scrub: st.flags & sflags::SCRUB != 0,
     })
 }
 
@@ -75,6 +76,7 @@ pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
         xlate: None,
         routed: v.flags & sflags::ROUTED != 0,
+        scrub: v.flags & sflags::SCRUB != 0,
     }
 }
 

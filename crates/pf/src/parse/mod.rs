@@ -195,9 +195,10 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             (r.max_pkt_rate.is_some(), "max-pkt-rate"),
             (r.set.prio.is_some(), "set prio"),
             (r.set.queue.is_some(), "queue"),
-            (r.set.tos.is_some(), "set tos"),
             (r.set.delay.is_some(), "set delay"),
-            (r.scrub.any(), "scrub"),
+            // pf_normalize_tcp_init / _stateful: timestamp modulation and
+            // TTL tracking on the state are not built.
+            (r.scrub.reassemble_tcp, "scrub (reassemble tcp)"),
             (r.once, "once"),
         ];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
@@ -209,14 +210,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     }
     if let Some(q) = rs.queues.first() {
         errs.push(ParseError { file: rs.filename.clone(), line: q.line, message: "queue not supported yet".into() });
-    }
-    let re = rs.options.reassemble;
-    if !re.enabled || re.no_df {
-        errs.push(ParseError {
-            file: rs.filename.clone(),
-            line: re.line,
-            message: format!("set reassemble {} not supported yet", if re.enabled { "yes no-df" } else { "no" }),
-        });
     }
     if errs.is_empty() {
         Ok(())

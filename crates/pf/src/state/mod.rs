@@ -169,6 +169,9 @@ pub mod sflags {
     /// The state has a routing option (`StateData::rt`): its packets get
     /// pf_route's decision (`crate::route`).
     pub const ROUTED: u8 = 1 << 5;
+    /// The state scrubs its packets (pf_scrub with the values kept in
+    /// `StateTable::scrub_of`'s side array).
+    pub const SCRUB: u8 = 1 << 6;
 }
 
 /// Source-tracking flags (`StateData::src_flags`): read and written under

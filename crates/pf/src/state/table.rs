@@ -40,6 +40,11 @@ pub struct NatSlot {
 /// first translating state.
 type NatChunk = std::sync::OnceLock<Box<[NatSlot]>>;
 
+/// The scrub values (`ScrubActs::pack`) of one slab chunk's slots, made
+/// with the chunk's first scrubbing state: kept beside the slots, whose
+/// state data fills its cache lines to the byte.
+type ScrubChunk = std::sync::OnceLock<Box<[AtomicU64]>>;
+
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
@@ -65,6 +70,8 @@ pub struct StateTable {
     /// Translated keys and links by slot, a chunk of them made at the
     /// chunk's first translating state.
     pub(super) nat: Box<[NatChunk]>,
+    /// Scrub values by slot, for states with `sflags::SCRUB`.
+    pub(super) scrub: Box<[ScrubChunk]>,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
 }
@@ -83,6 +90,7 @@ impl StateTable {
             next_id: AtomicU64::new(1),
             purge_cursor: AtomicU32::new(0),
             nat: (0..MAX_CHUNKS).map(|_| NatChunk::new()).collect(),
+            scrub: (0..MAX_CHUNKS).map(|_| ScrubChunk::new()).collect(),
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
@@ -568,7 +576,18 @@ impl StateTable {
 
     /// `insert` of a state that translates: also indexed under `nat_key`
     /// (the translated key), which must be free as its own key is.
-    pub fn insert_nat(&self, mut st: StateData, nat_key: Option<StateKey>) -> Result<u32, InsertError> {
+    pub fn insert_nat(&self, st: StateData, nat_key: Option<StateKey>) -> Result<u32, InsertError> {
+        self.insert_scrubbed(st, nat_key, crate::scrub::ScrubActs::default())
+    }
+
+    /// `insert_nat` of a state that also scrubs its packets with `scrub`
+    /// (none: `ScrubActs::default()`), which `sflags::SCRUB` then says.
+    pub fn insert_scrubbed(
+        &self,
+        mut st: StateData,
+        nat_key: Option<StateKey>,
+        scrub: crate::scrub::ScrubActs,
+    ) -> Result<u32, InsertError> {
         let nk = nat_key.map(|k| pack(&k)).filter(|&nk| nk != pack(&st.key));
         let n = self.count.fetch_add(1, Ordering::AcqRel);
         if n >= self.limit() {
@@ -585,6 +604,11 @@ impl StateTable {
             st.flags |= sflags::NAT;
         } else {
             st.flags &= !sflags::NAT;
+        }
+        if scrub.any() {
+            st.flags |= sflags::SCRUB;
+        } else {
+            st.flags &= !sflags::SCRUB;
         }
         let k = pack(&st.key);
         let b = self.bucket_of(k);
@@ -619,6 +643,12 @@ impl StateTable {
             e.k1.store(nk.1, Ordering::Relaxed);
             let b2 = b2.expect("with nk");
             e.next.store(self.buckets[b2].load(Ordering::Relaxed), Ordering::Release);
+        }
+        if scrub.any() {
+            // Written before the state is published (the bucket store).
+            let chunk =
+                self.scrub[idx as usize / CHUNK].get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect());
+            chunk[idx as usize % CHUNK].store(scrub.pack(), Ordering::Relaxed);
         }
         {
             let mut g = s.lock();
@@ -747,6 +777,17 @@ impl StateTable {
         let ifp = (g.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(g.rt_if);
         let nh = softnet_core::filter::NextHop { addr: g.rt_addr, ifp };
         (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, nh, g.direction))
+    }
+
+    /// The scrubbing of the state in slot `idx` if it is still the state
+    /// of `rule` (pf_test's pf_scrub with the state's values).
+    pub fn scrub_of(&self, idx: u32, rule: (u32, u32)) -> Option<crate::scrub::ScrubActs> {
+        let g = self.slot(idx)?.lock();
+        if !g.live || g.flags & sflags::SCRUB == 0 || (g.ruleset_gen, g.rule_nr) != rule {
+            return None;
+        }
+        let e = self.scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
+        Some(crate::scrub::ScrubActs::unpack(e.load(Ordering::Relaxed)))
     }
 
     /// Copies of all live states with their slot indices.
