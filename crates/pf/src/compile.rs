@@ -291,6 +291,12 @@ pub struct CRule {
     pub skip: [u32; SKIP_COUNT],
     /// States this rule created that are still in the table.
     pub states_cur: std::sync::atomic::AtomicU64,
+    /// `once`: set by the first packet the rule decides (pf's
+    /// PFRULE_EXPIRED); the rule walk then passes it by.
+    pub expired: std::sync::atomic::AtomicBool,
+    /// `max-pkt-rate`: the packets the rule matched, decaying (shared by
+    /// the workers: only rules that say it take the lock).
+    pub(crate) pktrate: Option<parking_lot::Mutex<crate::srcnode::Threshold>>,
     /// Source tracking (`source-track`, `max-src-*`, `overload`): what
     /// the rule's states' nodes count and limit (`crate::srcnode`).
     pub src_track: Option<Arc<crate::srcnode::SrcRule>>,
@@ -386,6 +392,9 @@ impl HotRule {
             || r.rule.fragment
             || r.rule.probability.is_some()
             || r.rcv.is_some()
+            || r.rule.once
+            || r.pktrate.is_some()
+            || r.rule.prio.is_some()
         {
             flags |= HOT_REST;
         }
@@ -994,6 +1003,11 @@ fn compile_rule(
         route,
         skip: [0; SKIP_COUNT],
         states_cur: Default::default(),
+        expired: Default::default(),
+        pktrate: r
+            .max_pkt_rate
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, s)| parking_lot::Mutex::new(crate::srcnode::Threshold::new(n, s, 0))),
         src_track,
         nat,
         rdr,

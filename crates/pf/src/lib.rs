@@ -12,9 +12,10 @@
 //!   names and `self` resolved through an [`resolver::IfResolver`], defaults
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
-//!   refuses `nat-to`, `rdr-to`, `binat-to`, `af-to`, `sticky-address`
-//!   and `synproxy state`
-//!   ("… not supported yet"), and tables defined inside anchors.
+//!   refuses what the packet filter does not do yet ("… not supported
+//!   yet"): `af-to`, `synproxy state`, `scrub (reassemble tcp)`, queues, `set
+//!   prio`/`set delay`, divert-*, IPv6 next hops, and tables defined
+//!   inside anchors.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor
 //!   path (`pfctl -a`) with `include` and `load anchor` files from a
 //!   [`parse::FileSource`]; [`anchor`] resolves anchor paths as pf does;

@@ -134,6 +134,11 @@ impl Pf {
             out.push_str(&indent);
             let nr = (verbose >= 2).then_some(r.local_nr as usize);
             out.push_str(&crate::print::format_rule_with(&rule, nr, verbose, &count));
+            // print_rule's mark of a `once` rule that matched (pf purges
+            // it from the ruleset later; softnet keeps it until a reload)
+            if r.expired.load(std::sync::atomic::Ordering::Relaxed) {
+                out.push_str(" # expired");
+            }
             let into = r.anchor.filter(|_| r.rule.anchor.as_ref().is_some_and(|a| a.is_unnamed()) || recurse);
             if let Some(t) = into {
                 out.push_str(" {\n");

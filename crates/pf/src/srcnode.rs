@@ -144,9 +144,9 @@ impl NodeKey {
 }
 
 /// pf's `pf_threshold`: a count in thousandths that decays linearly over
-/// `seconds` (`pf_add_threshold`).
+/// `seconds` (`pf_add_threshold`). Also a rule's `max-pkt-rate`.
 #[derive(Debug, Clone, Copy, Default)]
-struct Threshold {
+pub(crate) struct Threshold {
     limit: u64,
     seconds: u64,
     count: u64,
@@ -154,11 +154,11 @@ struct Threshold {
 }
 
 impl Threshold {
-    fn new(limit: u32, seconds: u32, now_s: u64) -> Threshold {
+    pub(crate) fn new(limit: u32, seconds: u32, now_s: u64) -> Threshold {
         Threshold { limit: limit as u64 * THRESHOLD_MULT, seconds: seconds as u64, count: 0, last: now_s }
     }
 
-    fn add(&mut self, now_s: u64) {
+    pub(crate) fn add(&mut self, now_s: u64) {
         let diff = now_s.saturating_sub(self.last);
         if diff >= self.seconds {
             self.count = 0;
@@ -169,7 +169,7 @@ impl Threshold {
         self.last = now_s;
     }
 
-    fn exceeded(&self) -> bool {
+    pub(crate) fn exceeded(&self) -> bool {
         self.count > self.limit
     }
 }

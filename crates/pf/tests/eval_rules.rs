@@ -560,3 +560,48 @@ fn received_on_matches_the_receiving_interface_in_and_out() {
 fn pf_neg_rcv(n: &Net) -> Pf {
     pf(n, "block all\npass in ! received-on em0 no state\n")
 }
+
+/// `once`: the rule decides one packet, then the walk passes it by
+/// (PFRULE_EXPIRED); `-sr` marks it `# expired`; a reload brings it back.
+#[test]
+fn a_once_rule_decides_one_packet() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let text = "block all\npass in proto udp to port 53 once no state\n";
+    let pf = pf(&n, text);
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_some());
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1001, 53)).is_none());
+    assert_eq!(
+        pf.show_rules(0),
+        "block drop all\npass in proto udp from any to any port = 53 no state once # expired\n"
+    );
+    let rs = softnet_pf::parse_ruleset(text, "pf.conf", &n.resolver).unwrap();
+    pf.load(&rs, &n.resolver).unwrap();
+    assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1002, 53)).is_some());
+}
+
+/// `max-pkt-rate N/S`: the rule matches at most N packets in S seconds
+/// (a decaying count, pf_threshold); past that, later rules decide.
+#[test]
+fn max_pkt_rate_stops_matching_over_the_rate() {
+    let n = net();
+    let pf = pf(&n, "block all\npass in proto udp max-pkt-rate 3/10 no state\n");
+    let at = |s: u64, port: u16| test(&pf, Instant::from_secs(s), Direction::In, &n.em0, udp(A, B, port, 53)).is_some();
+    assert!(at(100, 1) && at(100, 2) && at(100, 3));
+    assert!(!at(100, 4), "a fourth packet in the same second is over the rate");
+    // the count decays over the 10 seconds, and is gone after them
+    assert!(!at(101, 5));
+    assert!(at(120, 6));
+}
+
+/// `prio N` matches the packet's priority: 3 (IFQ_DEFPRIO) for every
+/// packet, as nothing in softnet sets another (`set prio` is refused).
+#[test]
+fn prio_matches_the_default_priority_only() {
+    let n = net();
+    let t = Instant::from_secs(1);
+    let verdict = |rules: &str| test(&pf(&n, rules), t, Direction::In, &n.em0, udp(A, B, 1000, 53)).is_some();
+    assert!(verdict("block all\npass in prio 3 no state\n"));
+    assert!(!verdict("block all\npass in prio 0 no state\n"));
+    assert!(!verdict("block all\npass in prio 7 no state\n"));
+}

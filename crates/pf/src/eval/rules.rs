@@ -7,6 +7,10 @@ use crate::compile::AnchorTarget;
 use crate::srcnode::SN_ROUTE;
 use crate::xlhold::Holds;
 
+/// The priority a packet has unless a rule sets one (OpenBSD's
+/// IFQ_DEFPRIO).
+const IFQ_DEFPRIO: u8 = 3;
+
 /// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
 /// routed in so far (a `match ... rtable` before, else its own), the one
 /// `no-route` and `urpf-failed` look in.
@@ -190,6 +194,18 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 i += 1;
                 continue;
             }
+            // `prio N`: the packet's priority, IFQ_DEFPRIO (3) for every
+            // packet here: softnet has no `set prio` (refused at load) and
+            // no VLAN priorities to take one from.
+            if r.rule.prio.is_some_and(|p| p != IFQ_DEFPRIO) {
+                i += 1;
+                continue;
+            }
+            // an expired `once` rule (PFRULE_EXPIRED)
+            if r.rule.once && r.expired.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                continue;
+            }
             // `received-on`: pf_match_rcvif, the interface the packet
             // came in on (this one, inbound); a packet the router made
             // came in on none.
@@ -218,6 +234,17 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             if r.rule.user.is_some_and(|u| !u.matches(unknown)) || r.rule.group.is_some_and(|g| !g.matches(unknown)) {
                 i += 1;
                 continue;
+            }
+            // `max-pkt-rate`: every packet the rule would match counts;
+            // over the rate it no longer matches (pf_add_threshold, then
+            // pf_check_threshold).
+            if let Some(t) = &r.pktrate {
+                let mut t = t.lock();
+                t.add(cx.now.as_secs());
+                if t.exceeded() {
+                    i += 1;
+                    continue;
+                }
             }
         }
         // The rule matches.
@@ -400,6 +427,12 @@ pub(super) fn test_rule(
     let mut scrub = scrub;
     scrub.add(&r.scrub);
     cx.count(Reason::Match);
+    // `once`: the first packet the rule decides expires it (pf_test_rule's
+    // compare-and-swap picks one winner; a packet that met it in the same
+    // moment is still decided by it).
+    if r.rule.once {
+        r.expired.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Some(c) = counters.rule(r.nr as usize) {
         c.count(cx.dir, pd.tot_len as u64);
     }

@@ -191,15 +191,12 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
         let more = [
-            (r.prio.is_some(), "prio"),
-            (r.max_pkt_rate.is_some(), "max-pkt-rate"),
             (r.set.prio.is_some(), "set prio"),
             (r.set.queue.is_some(), "queue"),
             (r.set.delay.is_some(), "set delay"),
             // pf_normalize_tcp_init / _stateful: timestamp modulation and
             // TTL tracking on the state are not built.
             (r.scrub.reassemble_tcp, "scrub (reassemble tcp)"),
-            (r.once, "once"),
         ];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
             refuse(what);
