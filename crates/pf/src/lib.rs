@@ -66,6 +66,7 @@ pub mod srcnode;
 pub mod state;
 pub mod table;
 pub mod tcp_track;
+pub mod tcpnorm;
 
 pub use error::ParseError;
 pub use filter::Pf;
