@@ -14,7 +14,7 @@
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
 //!   refuses what the packet filter does not do yet ("… not supported
 //!   yet"): `af-to`, `sticky-address` and `least-states` on nat-to/rdr-to
-//!   pools, `synproxy state`, `scrub (reassemble tcp)`, queues, `set
+//!   pools, `synproxy state`, queues, `set
 //!   prio`/`set delay`, divert-*, IPv6 next hops, and tables defined
 //!   inside anchors.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor

@@ -333,3 +333,104 @@ pub fn on_create(
     stateful(ip, hlen, &mut src, &mut dst, &cx)?;
     Ok([src, dst])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softnet_wire::checksum::checksum;
+
+    /// IPv4 + TCP with `opts`, both checksums filled.
+    fn pkt(opts: &[u8], ttl: u8) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, ttl, 6, 0, 0, 10, 0, 1, 2, 10, 0, 2, 2];
+        let doff = (20 + opts.len()) / 4;
+        p.extend_from_slice(&[
+            0x9c,
+            0x40,
+            0,
+            80,
+            0,
+            0,
+            3,
+            0xe9,
+            0,
+            0,
+            0,
+            0,
+            (doff as u8) << 4,
+            0x02,
+            0x20,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        p.extend_from_slice(opts);
+        let tot = p.len() as u16;
+        p[2..4].copy_from_slice(&tot.to_be_bytes());
+        let s = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&s.to_be_bytes());
+        let s = tcp_sum(&p);
+        p[36..38].copy_from_slice(&s.to_be_bytes());
+        p
+    }
+
+    fn tcp_sum(p: &[u8]) -> u16 {
+        let mut ph = p[12..20].to_vec();
+        ph.extend_from_slice(&[0, 6]);
+        ph.extend_from_slice(&((p.len() - 20) as u16).to_be_bytes());
+        let mut seg = p[20..].to_vec();
+        seg[16] = 0;
+        seg[17] = 0;
+        ph.extend_from_slice(&seg);
+        checksum(&ph)
+    }
+
+    fn cx() -> Ctx {
+        Ctx { src_state: 2, dst_state: 0, payload: 0, now: 5, created: 5, ts_fudge: 30 }
+    }
+
+    #[test]
+    fn timestamps_at_an_odd_offset_keep_the_checksum() {
+        // NOP, TS, then 1 byte of padding: the TS values start at byte 23.
+        let mut o = vec![1, 8, 10];
+        o.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        o.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes());
+        o.push(0);
+        let mut p = pkt(&o, 64);
+        let mut src = init(&p, 20, 5, || 0x1111_2222);
+        assert_eq!((src.flags & pfss::TIMESTAMP, src.tsval0, src.tsecr), (pfss::TIMESTAMP, 0x0102_0304, 0x0a0b_0c0d));
+        let mut dst = PeerScrub { flags: pfss::LIVE | pfss::TIMESTAMP, ts_mod: 0x0a00_0000, ..PeerScrub::default() };
+        stateful(&mut p, 20, &mut src, &mut dst, &cx()).unwrap();
+        assert_eq!(be32(&p, 43), 0x0102_0304 + 0x1111_2222);
+        assert_eq!(be32(&p, 47), 0x000b_0c0d);
+        assert_eq!(tcp_sum(&p), u16::from_be_bytes([p[36], p[37]]));
+    }
+
+    #[test]
+    fn peers_survive_their_packing() {
+        let p = PeerScrub {
+            flags: pfss::LIVE | pfss::PAWS,
+            ttl: 9,
+            ts_mod: 0xdead_beef,
+            tsval0: 1,
+            tsval: u32::MAX,
+            tsecr: 3,
+            last: u64::MAX - 7,
+        };
+        assert_eq!(PeerScrub::unpack(p.pack()), p);
+    }
+
+    #[test]
+    fn a_ttl_above_the_highest_becomes_it_and_the_ip_checksum_follows() {
+        let mut p = pkt(&[], 30);
+        let mut src = PeerScrub { flags: pfss::LIVE, ttl: 64, ..PeerScrub::default() };
+        let mut dst = PeerScrub::default();
+        stateful(&mut p, 20, &mut src, &mut dst, &cx()).unwrap();
+        assert_eq!(p[8], 64);
+        assert_eq!(checksum(&p[..20]), 0);
+        // Truncated TCP headers are left alone (the parse refused them before).
+        let mut short = p[..30].to_vec();
+        assert!(stateful(&mut short, 20, &mut src, &mut dst, &cx()).is_ok());
+    }
+}

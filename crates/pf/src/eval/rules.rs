@@ -717,7 +717,8 @@ pub(super) fn create_state(
     // pf_create_state fails the state (`bad-timestamp`) if it refuses.
     let peers = if pd.proto == PROTO_TCP && scrub.flags & crate::scrub::scrubflags::SCRUB_TCP != 0 {
         let fudge = ts_fudge(cx, &st);
-        match crate::tcpnorm::on_create(pkt.data_mut(), pd.hlen, &st, pd.tcp.len, fudge, softnet_core::rng::random_u32) {
+        match crate::tcpnorm::on_create(pkt.data_mut(), pd.hlen, &st, pd.tcp.len, fudge, softnet_core::rng::random_u32)
+        {
             Ok(p) => Some(p),
             Err(_) => {
                 undo_src();

@@ -243,8 +243,7 @@ fn track_normalized(
         &pd.tcp,
         || pf.iss(pd, cx.now),
         |src_state, dst_state| {
-            let ncx =
-                crate::tcpnorm::Ctx { src_state, dst_state, payload: pd.tcp.len, now, created, ts_fudge: fudge };
+            let ncx = crate::tcpnorm::Ctx { src_state, dst_state, payload: pd.tcp.len, now, created, ts_fudge: fudge };
             let [mut s, mut d] = [peers[si], peers[di]];
             let r = crate::tcpnorm::stateful(ip, pd.hlen, &mut s, &mut d, &ncx);
             peers[si] = s;

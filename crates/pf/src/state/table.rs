@@ -841,7 +841,8 @@ impl StateTable {
     /// Stores what `tcp_scrub_load` gave, changed; the caller holds the
     /// slot's lock.
     pub fn tcp_scrub_store(&self, idx: u32, p: &[crate::tcpnorm::PeerScrub; 2]) {
-        let Some(e) = self.tcp_scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK))
+        let Some(e) =
+            self.tcp_scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK))
         else {
             return;
         };
