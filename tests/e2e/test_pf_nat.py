@@ -11,10 +11,11 @@
    unreachable quoting A's own packet.
 3. Two hosts behind the NAT (10.0.1.2 and 10.0.1.3) ping B with the same
    ICMP id: each gets its own replies, with its own id.
-4. 256 KB through the NAT and back (TCP echo) with the same SHA-256, and
-   iperf3 TCP and UDP.
-5. The NAT states survive a ruleset reload under traffic (a held
-   connection goes on).
+4. 100 MB from a file server in B through the NAT (curl), the same
+   SHA-256 on both ends; iperf3 TCP and UDP.
+5. The NAT states survive a ruleset reload (`pfctl -f`) under iperf3:
+   the `-ss` states keep their translated ports, iperf3 keeps moving data
+   (every interval after the reload too), a held connection goes on.
 6. rdr-to: B reaches A's server through the router's port 2222.
 7. binat-to 192.0.2.50 both ways: A's connections come from it, B's
    connections to it reach A (ports kept).
@@ -24,12 +25,17 @@
    `translate`, flows made before go on; refilled, new flows work again.
 10. `(if)` with no address: nothing to translate to, dropped as
     `translate`.
+11. sticky-address on a round-robin nat-to pool of two addresses: each of
+    A's connections leaves from one address, A2's from the other, and
+    `-sS` shows `SRC nat-to ADDR` for each source.
 """
 
 import hashlib
+import json
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
@@ -72,25 +78,25 @@ pass
 match out on r1 proto udp from 10.0.1.0/24 nat-to (sn-none)
 """
 
-# Sends 4 MB to B's echo port and reads them back: the digests of what went
-# and what came.
-SHA = """
-import hashlib, os, socket, threading
-data = os.urandom(256 << 10)
-s = socket.create_connection(("%s", 8080), timeout=90)
-got = bytearray()
-def reader():
-    while len(got) < len(data):
-        b = s.recv(1 << 20)
-        if not b:
-            break
-        got.extend(b)
-th = threading.Thread(target=reader, daemon=True)
-th.start()
-s.sendall(data)
-th.join(90)
-print(hashlib.sha256(data).hexdigest(), hashlib.sha256(bytes(got)).hexdigest(), len(got))
-""" % B_IP
+STICKY = """\
+match out on r1 from 10.0.1.0/24 nat-to { 10.0.2.1, 10.0.2.9 } round-robin sticky-address
+pass
+"""
+
+BIG = 100 << 20
+HTTP_PORT = 8000
+
+
+def big_file(t):
+    """A 100 MB file of random bytes in the run's directory, and its SHA-256."""
+    path = os.path.join(t.tmp, "big.bin")
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(BIG >> 20):
+            b = os.urandom(1 << 20)
+            h.update(b)
+            f.write(b)
+    return path, h.hexdigest()
 
 
 def peers_in_b(t, lab, port):
@@ -163,20 +169,55 @@ print(json.dumps(sorted([p[IP].dst, p[ICMP].id] for p in got)))
         check(pong == [[A_IP, 4242], [A2_IP, 4242]], f"echo replies: {pong}")
 
         # ---- 4. bulk and iperf3 --------------------------------------------------------
-        t.step("4. 256 KB through the NAT and back, SHA-256 compared; iperf3 TCP and UDP")
-        p = t.ns_run(lab.net.a, ["python3", "-c", SHA], timeout=200)
-        sent, got, n = p.stdout.split()
-        check(sent == got and int(n) == 256 << 10, f"digests differ: {p.stdout}")
+        t.step("4. 100 MB from B's file server through the NAT, SHA-256 compared; iperf3 TCP and UDP")
+        path, digest = big_file(t)
+        t.ns_spawn(lab.net.b, ["python3", "-m", "http.server", str(HTTP_PORT), "--bind", B_IP,
+                               "--directory", t.tmp])
+        t.wait_listen(lab.net.b, HTTP_PORT)
+        t0 = time.monotonic()
+        try:
+            p = t.ns_run(lab.net.a, ["sh", "-c", f"curl -sS --max-time 60 http://{B_IP}:{HTTP_PORT}/big.bin | sha256sum"],
+                         timeout=70, check_rc=False)
+        finally:
+            # a failed run keeps its directory: not the 100 MB
+            os.unlink(path)
+        got = p.stdout.split()[0] if p.stdout.split() else ""
+        check(got == digest, f"100 MB through NAT: sha256 {got!r}, want {digest} ({p.stderr[-300:]})")
+        log(f"  100 MB in {time.monotonic() - t0:.1f} s, sha256 {digest[:16]}… on both ends")
         for args in ("-t 3", "-u -b 50M -t 3"):
             p = t.ns_run(lab.net.a, f"iperf3 -c {B_IP} -p {IPERF_PORT} {args}", timeout=60, check_rc=False)
             check(p.returncode == 0, f"iperf3 {args}: {p.stdout[-500:]} {p.stderr[-500:]}")
             log(f"  iperf3 {args}: {[l for l in p.stdout.splitlines() if 'receiver' in l or 'sender' in l][-1:]}")
 
         # ---- 5. reload ------------------------------------------------------------------
-        t.step("5. the NAT states survive a ruleset reload under traffic")
-        h.wait_more(3)
+        t.step("5. the NAT states survive a ruleset reload under iperf3 (translated ports kept)")
+        out = os.path.join(t.tmp, "iperf-reload.json")
+        with open(out, "w") as f:
+            ip = t.ns_spawn(lab.net.a, f"iperf3 -c {B_IP} -p {IPERF_PORT} -t 6 -i 1 -J", stdout=f)
+        pat = rf"^all tcp {re.escape(R_B)}:\d+ \({re.escape(A_IP)}:\d+\) -> {re.escape(B_IP)}:{IPERF_PORT} "
+
+        def iperf_states():
+            return sorted(" ".join(s.split()[:6]) for s in lab.states_matching(pat))
+        wait_until("iperf3's two connections in -ss", lambda: len(iperf_states()) >= 2, timeout=10)
+        time.sleep(1.5)
+        before = iperf_states()
+        h.wait_more(2)
         lab.pfctl("-f", lab.conf)
-        h.wait_more(5)
+        reloaded = time.time()
+        after = iperf_states()
+        check(before == after, f"translated states before the reload {before}, after {after}")
+        try:
+            ip.wait(timeout=30)
+        except Exception:
+            check(False, "iperf3 did not finish within 30 s after the reload")
+        check(ip.returncode == 0, f"iperf3 across the reload: rc {ip.returncode}")
+        with open(out) as f:
+            res = json.load(f)
+        bps = [i["sum"]["bits_per_second"] for i in res["intervals"]]
+        check(len(bps) >= 6 and all(b > 0 for b in bps), f"iperf3 intervals across the reload (bit/s): {bps}")
+        log(f"  states kept: {after}; intervals (Mbit/s): {[round(b / 1e6) for b in bps]}"
+            f" (reload {reloaded - res['start']['timestamp']['timesecs']:.1f} s in)")
+        h.wait_more(3)
         h.stop()
 
         # ---- 6. rdr-to --------------------------------------------------------------------
@@ -240,6 +281,27 @@ print(json.dumps(0))
         r = lab.udp(9998, tmo=1.0)
         check(r["result"] == "timeout", f"udp through an address-less nat-to: {r}")
         check(translate_count(lab) > before, f"translate {before} -> {translate_count(lab)}")
+
+        # ---- 11. sticky-address -----------------------------------------------------------
+        t.step("11. sticky-address: a round-robin nat-to pool of two keeps each source on one address")
+        lab.pfctl("-Fs")
+        lab.pfctl("-f", lab.file("sticky.conf", STICKY))
+        t.ns_run(lab.net.b, f"ip route add 10.0.2.9/32 via {R_B}")
+        for _ in range(4):
+            lab.expect_tcp(22, "ok", "A through the sticky pool")
+            r = lab.connect(22, src=A2_IP)
+            check(r["result"] == "ok", f"A2 through the sticky pool: {r}")
+
+        def used(src):
+            pat = rf"^all tcp (10\.0\.2\.[19]):\d+ \({re.escape(src)}:\d+\) -> {re.escape(B_IP)}:22 "
+            return {re.match(pat, s).group(1) for s in lab.states_matching(pat)}
+        a, a2 = used(A_IP), used(A2_IP)
+        check(len(a) == 1 and len(a2) == 1 and a != a2, f"A left from {a}, A2 from {a2}:\n" + "\n".join(lab.states()))
+        nodes = lab.pfctl("-sS").stdout
+        for src, addr in ((A_IP, a), (A2_IP, a2)):
+            check(re.search(rf"^{re.escape(src)} nat-to {re.escape(addr.pop())} \( states \d+,", nodes, re.M),
+                  f"-sS:\n{nodes}")
+        log(f"  -sS: {nodes.strip()}")
 
 
 if __name__ == "__main__":

@@ -934,10 +934,12 @@ fn compile_rule(
         _ => None,
     };
     let o = &r.state_opts;
-    // A rule has nodes when it tracks sources, or when its routing pool
-    // is sticky (pf_map_addr keeps the address in a node of its own).
+    // A rule has nodes when it tracks sources, or when its routing,
+    // nat-to or rdr-to pool is sticky (pf_map_addr keeps the address in
+    // a node of its own).
     let sticky_route = r.route.as_ref().is_some_and(|rt| rt.pool.sticky);
-    let tracking = o.source_track.or(sticky_route.then_some(crate::model::SourceTrack::Rule));
+    let sticky_xlate = [&r.translation.nat, &r.translation.rdr].into_iter().flatten().any(|p| p.sticky);
+    let tracking = o.source_track.or((sticky_route || sticky_xlate).then_some(crate::model::SourceTrack::Rule));
     let src_track = tracking.map(|track| {
         // The overload table, created as a rule's table is if the
         // ruleset does not define it.

@@ -85,6 +85,8 @@ pub struct PfInner {
     pub(crate) frags: crate::frag::FragCache,
     /// Source-tracking nodes (`crate::srcnode`).
     pub(crate) srcnodes: crate::srcnode::SrcNodes,
+    /// What translating states hold of their pools (`crate::xlhold`).
+    pub(crate) xlholds: crate::xlhold::XlHolds,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
     pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
@@ -310,7 +312,8 @@ impl PfInner {
                 rt.released(st.rt_addr);
             }
         }
-        if st.src_flags & (crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_ROUTE) != 0 {
+        use crate::state::srcflags::{SRC_NODE, SRC_ROUTE, XLATE};
+        if st.src_flags & (SRC_NODE | SRC_ROUTE | XLATE) != 0 {
             // pf_src_tree_remove_state: the node stays the state's rule's
             // `src.track`, else the ruleset's.
             let i = tidx(Timeout::SrcTrack);
@@ -318,6 +321,17 @@ impl PfInner {
             let secs = if own != 0 { own } else { rs.opts.timeouts[i] };
             let now = self.last_now.load(Ordering::Relaxed);
             self.srcnodes.state_removed(st, now, secs as u64 * 1_000_000_000);
+            // pf_postprocess_addr: the nat-to/rdr-to pools' holds too.
+            if st.src_flags & XLATE != 0 {
+                for (which, h) in self.xlholds.take(st.id).into_iter().flat_map(|h| h.into_iter().enumerate()) {
+                    if let Some(h) = h {
+                        h.give_back(rs, which);
+                        if let Some(k) = h.node {
+                            self.srcnodes.release(k, st, now, secs as u64 * 1_000_000_000);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -407,6 +421,7 @@ impl Pf {
             hostid: AtomicU32::new(random_hostid()),
             frags: crate::frag::FragCache::new(),
             srcnodes: crate::srcnode::SrcNodes::new(),
+            xlholds: Default::default(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
             if_ref_lookup: ArcSwapOption::empty(),
@@ -629,6 +644,7 @@ impl Pf {
         use crate::state::srcflags;
         let keys = self.inner.srcnodes.kill(src, dst);
         if !keys.is_empty() {
+            self.inner.xlholds.detach(|k| keys.contains(k));
             // pf_state_rm_src_node on every state of the nodes.
             self.inner.states.update_if(
                 |st| [NodeKey::of_state(st), NodeKey::route_of_state(st)].iter().flatten().any(|k| keys.contains(k)),
@@ -649,6 +665,7 @@ impl Pf {
     /// states live on without them. Returns how many nodes there were.
     pub fn flush_src_nodes(&self) -> usize {
         let n = self.inner.srcnodes.clear();
+        self.inner.xlholds.detach(|_| true);
         self.inner.states.update_if(
             |st| st.src_flags & (crate::state::srcflags::SRC_NODE | crate::state::srcflags::SRC_ROUTE) != 0,
             |st| {

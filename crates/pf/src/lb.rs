@@ -415,58 +415,91 @@ pub fn get_sport(
     let Some(mut naddr) = map_addr(pool, cursor, loads, saddr, Some(&mut init), sticky, rng) else {
         return SportResult::Exhausted;
     };
-    let (mut low, mut high) = range;
-    let mut tried = 1usize;
-    if proto == crate::names::IPPROTO_ICMP {
-        if !icmp_echo {
-            // pf leaves other ICMP alone
-            return SportResult::Found { addr: naddr, port: sport };
+    // A least-states pool counted a state on each address it gave (not
+    // on a sticky one): the addresses given up on get their counts back
+    // once the walk is over (while it goes on, their counts move the
+    // pool to its next address, as pf's do).
+    let least = pool.kind == PoolType::LeastStates && loads.is_some();
+    let mut counted = least && !(pool.sticky && sticky.is_some());
+    let mut passed = [0u32; 64];
+    let mut n_passed = 0usize;
+    let mut pass = |a: u32, counted: bool| {
+        if !counted {
+            return;
         }
-        (low, high) = (1, 65535);
-    }
-    loop {
-        if !nat_changes_port(proto) || (low == 0 && high == 0) {
-            if !in_use(naddr, sport) {
+        if n_passed < passed.len() {
+            passed[n_passed] = a;
+            n_passed += 1;
+        } else if let Some(l) = loads {
+            l.decrease(a);
+        }
+    };
+    let give_back = |passed: &[u32]| {
+        if let Some(l) = loads {
+            for &a in passed {
+                l.decrease(a);
+            }
+        }
+    };
+    let res = (|| {
+        let (mut low, mut high) = range;
+        let mut tried = 1usize;
+        if proto == crate::names::IPPROTO_ICMP {
+            if !icmp_echo {
+                // pf leaves other ICMP alone
                 return SportResult::Found { addr: naddr, port: sport };
             }
-        } else if low == high {
-            if !in_use(naddr, low) {
-                return SportResult::Found { addr: naddr, port: low };
-            }
-        } else {
-            if low > high {
-                std::mem::swap(&mut low, &mut high);
-            }
-            let cut = rng(1 + high as u32 - low as u32) + low as u32;
-            for p in cut..=high as u32 {
-                if !in_use(naddr, p as u16) {
-                    return SportResult::Found { addr: naddr, port: p as u16 };
+            (low, high) = (1, 65535);
+        }
+        loop {
+            if !nat_changes_port(proto) || (low == 0 && high == 0) {
+                if !in_use(naddr, sport) {
+                    return SportResult::Found { addr: naddr, port: sport };
+                }
+            } else if low == high {
+                if !in_use(naddr, low) {
+                    return SportResult::Found { addr: naddr, port: low };
+                }
+            } else {
+                if low > high {
+                    std::mem::swap(&mut low, &mut high);
+                }
+                let cut = rng(1 + high as u32 - low as u32) + low as u32;
+                for p in cut..=high as u32 {
+                    if !in_use(naddr, p as u16) {
+                        return SportResult::Found { addr: naddr, port: p as u16 };
+                    }
+                }
+                for p in (low as u32..cut).rev() {
+                    if !in_use(naddr, p as u16) {
+                        return SportResult::Found { addr: naddr, port: p as u16 };
+                    }
                 }
             }
-            for p in (low as u32..cut).rev() {
-                if !in_use(naddr, p as u16) {
-                    return SportResult::Found { addr: naddr, port: p as u16 };
+            pass(naddr, counted);
+            match pool.kind {
+                PoolType::Random | PoolType::RoundRobin | PoolType::LeastStates => {
+                    // another address; sticky no longer applies
+                    let Some(a) = map_addr(pool, cursor, loads, saddr, Some(&mut init), None, rng) else {
+                        return SportResult::Exhausted;
+                    };
+                    counted = least;
+                    // pf goes on until it is back at the first address; a
+                    // network pool's round-robin counter may never come back
+                    // to it, so the walk is also bounded
+                    tried += 1;
+                    if a == init || a == naddr || tried > MAX_ADDRS_TRIED {
+                        pass(a, counted);
+                        return SportResult::Exhausted;
+                    }
+                    naddr = a;
                 }
+                _ => return SportResult::Exhausted,
             }
         }
-        match pool.kind {
-            PoolType::Random | PoolType::RoundRobin | PoolType::LeastStates => {
-                // another address; sticky no longer applies
-                let Some(a) = map_addr(pool, cursor, loads, saddr, Some(&mut init), None, rng) else {
-                    return SportResult::Exhausted;
-                };
-                // pf goes on until it is back at the first address; a
-                // network pool's round-robin counter may never come back
-                // to it, so the walk is also bounded
-                tried += 1;
-                if a == init || a == naddr || tried > MAX_ADDRS_TRIED {
-                    return SportResult::Exhausted;
-                }
-                naddr = a;
-            }
-            _ => return SportResult::Exhausted,
-        }
-    }
+    })();
+    give_back(&passed[..n_passed]);
+    res
 }
 
 /// rdr-to's destination port (pf_get_transaddr): `proxy_port` `p1, p2`
@@ -744,6 +777,27 @@ mod tests {
         }
         loads.decrease(ip(10, 0, 0, 2));
         assert_eq!(map_addr(&p, &c, Some(&loads), 1, None, None, &mut r), Some(ip(10, 0, 0, 2)));
+    }
+
+    #[test]
+    fn get_sport_gives_back_the_count_of_an_address_it_moves_past() {
+        let blocks = [(ip(10, 0, 0, 1), u32::MAX), (ip(10, 0, 0, 2), u32::MAX)];
+        let bl = BlockList(&blocks[..]);
+        let p = pool(PoolType::LeastStates, PoolAddrs::Blocks(&bl));
+        let c = PoolCursor::new();
+        let loads = PoolLoads::default();
+        let mut r = seq_rng(vec![0]);
+        // 10.0.0.1 (the first pick) has no free port: 10.0.0.2 is taken,
+        // and only it counts the state.
+        let full = ip(10, 0, 0, 1);
+        let got =
+            get_sport(&p, &c, Some(&loads), 17, false, 1, 1000, (5000, 5001), None, &mut r, &mut |a, _| a == full);
+        assert_eq!(got, SportResult::Found { addr: ip(10, 0, 0, 2), port: 5000 });
+        assert_eq!((loads.get(full), loads.get(ip(10, 0, 0, 2))), (0, 1));
+        // Every port of both in use: nothing is left counted.
+        let got = get_sport(&p, &c, Some(&loads), 17, false, 1, 1000, (5000, 5001), None, &mut r, &mut |_, _| true);
+        assert_eq!(got, SportResult::Exhausted);
+        assert_eq!((loads.get(full), loads.get(ip(10, 0, 0, 2))), (0, 1));
     }
 
     #[test]

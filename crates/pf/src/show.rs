@@ -359,7 +359,8 @@ impl Pf {
         let mut live = std::collections::HashMap::new();
         if verbose > 0 {
             for (_, st) in self.inner.states.snapshot() {
-                if let Some(k) = crate::srcnode::NodeKey::of_state(&st) {
+                let xl = (st.src_flags & crate::state::srcflags::XLATE != 0).then(|| self.inner.xlholds.nodes(st.id));
+                for k in crate::srcnode::NodeKey::of_state(&st).into_iter().chain(xl.into_iter().flatten()) {
                     let e = live.entry(k).or_insert((0, 0));
                     e.0 += st.packets[0] + st.packets[1];
                     e.1 += st.bytes[0] + st.bytes[1];

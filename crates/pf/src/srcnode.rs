@@ -89,9 +89,11 @@ impl SrcRule {
 
 /// pf's `pf_sn_types`: a node tracks a source for the rule's limits
 /// (`PF_SN_NONE`), or keeps the address a `sticky-address` pool gave it
-/// (`PF_SN_ROUTE` for route-to/reply-to/dup-to; nat-to and rdr-to pools
-/// are refused with sticky-address until their nodes are built).
+/// (`PF_SN_NAT`, `PF_SN_RDR` for the rule's nat-to and rdr-to pools,
+/// `PF_SN_ROUTE` for route-to/reply-to/dup-to).
 pub const SN_NONE: u8 = 0;
+pub const SN_NAT: u8 = 1;
+pub const SN_RDR: u8 = 2;
 pub const SN_ROUTE: u8 = 3;
 
 /// The rule part of a node's key for a global node.
@@ -131,6 +133,13 @@ impl NodeKey {
         }
         let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
         Some(NodeKey { addr, rule: rule_word(st.ruleset_gen, st.rule_nr), kind: SN_ROUTE })
+    }
+
+    /// The `sticky-address` node of kind `kind` that the translation rule
+    /// (`gen`, `nr`) keeps for `addr` (`crate::xlhold` remembers it for
+    /// the state).
+    pub fn of_rule(gen: u32, nr: u32, kind: u8, addr: Ipv4Addr) -> NodeKey {
+        NodeKey { addr, rule: rule_word(gen, nr), kind }
     }
 }
 
@@ -364,7 +373,11 @@ impl SrcNodes {
 
     /// `undo` for a node of `kind`.
     pub fn undo_kind(&self, rule: &SrcRule, kind: u8, addr: Ipv4Addr, now: u64) {
-        let k = rule.key_of(kind, addr);
+        self.undo_key(rule.key_of(kind, addr), now)
+    }
+
+    /// `undo` for the node `k`.
+    pub fn undo_key(&self, k: NodeKey, now: u64) {
         let mut g = self.shard(&k).lock();
         if let Some(n) = g.get_mut(&k) {
             n.states = n.states.saturating_sub(1);
@@ -431,17 +444,22 @@ impl SrcNodes {
     /// node stays `timeout_ns` after its last state.
     pub fn state_removed(&self, st: &StateData, now: u64, timeout_ns: u64) {
         for k in [NodeKey::of_state(st), NodeKey::route_of_state(st)].into_iter().flatten() {
-            let mut g = self.shard(&k).lock();
-            let Some(n) = g.get_mut(&k) else { continue };
-            if k.kind == SN_NONE && st.src_flags & srcflags::TCP_EST != 0 {
-                n.conn = n.conn.saturating_sub(1);
-            }
-            n.packets += st.packets[0] + st.packets[1];
-            n.bytes += st.bytes[0] + st.bytes[1];
-            n.states = n.states.saturating_sub(1);
-            if n.states == 0 {
-                n.released = Some((now, timeout_ns));
-            }
+            self.release(k, st, now, timeout_ns);
+        }
+    }
+
+    /// `state_removed` for one node `k` the state referred to.
+    pub fn release(&self, k: NodeKey, st: &StateData, now: u64, timeout_ns: u64) {
+        let mut g = self.shard(&k).lock();
+        let Some(n) = g.get_mut(&k) else { return };
+        if k.kind == SN_NONE && st.src_flags & srcflags::TCP_EST != 0 {
+            n.conn = n.conn.saturating_sub(1);
+        }
+        n.packets += st.packets[0] + st.packets[1];
+        n.bytes += st.bytes[0] + st.bytes[1];
+        n.states = n.states.saturating_sub(1);
+        if n.states == 0 {
+            n.released = Some((now, timeout_ns));
         }
     }
 
@@ -536,7 +554,10 @@ fn hms(secs: u64) -> String {
 /// pfctl's `print_src_node`: one node, with `-v` a second line.
 pub fn print_node(n: &NodeView, now: u64, verbose: u8) -> String {
     let raddr = match (n.raddr, n.kind) {
+        (Some(a), SN_NAT) => format!(" nat-to {a}"),
+        (Some(a), SN_RDR) => format!(" rdr-to {a}"),
         (Some(a), SN_ROUTE) => format!(" route-to {a}"),
+        (Some(a), kind) => format!(" ??? ({kind}) {a}"),
         _ => String::new(),
     };
     let mut s = format!(

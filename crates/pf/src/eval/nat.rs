@@ -8,6 +8,8 @@ use softnet_wire::icmpv4::msg_type;
 
 use super::*;
 use crate::lb::{self, SportResult};
+use crate::srcnode::{SN_NAT, SN_RDR};
+use crate::xlhold::{Holds, PoolHold};
 
 /// `static-port` exhausted, a pool with no address: logged at most this
 /// often (pf logs each with DPFPRINTF at LOG_NOTICE).
@@ -50,12 +52,21 @@ impl Endpoints {
 
 /// pf_get_transaddr: where a new connection's packet goes after the
 /// translation of `nat` (its `nat-to` rule) and `rdr` (its `rdr-to`
-/// rule). `Err(Translate)` when a pool has no address or every port is
-/// in use (counted by the caller; logged here once per interval).
-pub(super) fn transaddr(cx: &Cx, pd: &Pd, nat: Option<&CRule>, rdr: Option<&CRule>) -> Result<Endpoints, Reason> {
+/// rule), and what the state to be made holds of their pools
+/// (`crate::xlhold`: given back by `release` if no state is made).
+/// `Err(Translate)` when a pool has no address or every port is in use
+/// (counted by the caller; logged here once per interval), or a
+/// `sticky-address` node cannot be had.
+pub(super) fn transaddr(
+    cx: &Cx,
+    pd: &Pd,
+    nat: Option<&CRule>,
+    rdr: Option<&CRule>,
+) -> Result<(Endpoints, Holds), Reason> {
     let mut e = Endpoints::of(pd);
+    let mut holds: Holds = [None, None];
     let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-    if let Some(pool) = nat.and_then(|r| r.nat.as_ref()) {
+    if let (Some(r), Some(pool)) = (nat, nat.and_then(|r| r.nat.as_ref())) {
         let icmp_echo = pd.proto == PROTO_ICMP && pd.icmp_type == msg_type::ECHO_REQUEST;
         let states = &cx.pf.states;
         let (proto, dir, dst, dport) = (pd.proto, cx.dir, e.dst, e.dport);
@@ -63,10 +74,12 @@ pub(super) fn transaddr(cx: &Cx, pd: &Pd, nat: Option<&CRule>, rdr: Option<&CRul
             let k = Endpoints { src: Ipv4Addr::from(a), sport: p, dst, dport }.key(proto, dir);
             states.key_in_use(k.words())
         };
-        match pool.get_sport(&if_addrs, pd.proto, icmp_echo, u32::from(pd.src), pd.sport, None, &mut in_use) {
+        let sticky = sticky_addr(cx, r, pool, SN_NAT, pd.src);
+        match pool.get_sport(&if_addrs, pd.proto, icmp_echo, u32::from(pd.src), pd.sport, sticky, &mut in_use) {
             SportResult::Found { addr, port } => {
                 e.src = Ipv4Addr::from(addr);
                 e.sport = port;
+                holds[0] = hold(cx, r, pool, SN_NAT, pd.src, addr, sticky)?;
             }
             SportResult::Exhausted => {
                 log_exhausted(cx, pool.proxy_port);
@@ -75,10 +88,19 @@ pub(super) fn transaddr(cx: &Cx, pd: &Pd, nat: Option<&CRule>, rdr: Option<&CRul
         }
     }
     if let (Some(r), Some(pool)) = (rdr, rdr.and_then(|r| r.rdr.as_ref())) {
-        let Some(mut a) = pool.map(&if_addrs, u32::from(e.src), None) else {
+        let sticky = sticky_addr(cx, r, pool, SN_RDR, e.src);
+        let Some(mut a) = pool.map(&if_addrs, u32::from(e.src), sticky) else {
             log_exhausted(cx, pool.proxy_port);
+            release(cx, &holds);
             return Err(Reason::Translate);
         };
+        match hold(cx, r, pool, SN_RDR, e.src, a, sticky) {
+            Ok(h) => holds[1] = h,
+            Err(reason) => {
+                release(cx, &holds);
+                return Err(reason);
+            }
+        }
         if let (crate::model::PoolType::Bitmask, lb::PoolSource::Single { addr, mask }) = (pool.kind, &pool.source) {
             // pf_get_transaddr: rdr-to bitmask keeps the destination's host bits
             a = lb::poolmask(*addr, *mask, u32::from(e.dst));
@@ -88,7 +110,66 @@ pub(super) fn transaddr(cx: &Cx, pd: &Pd, nat: Option<&CRule>, rdr: Option<&CRul
             e.dport = lb::rdr_port(pool.proxy_port, r.dst_port_lo, e.dport);
         }
     }
-    Ok(e)
+    Ok((e, holds))
+}
+
+/// pf_map_addr with `sticky-address`: the address `src`'s node of `kind`
+/// keeps for the rule, if the pool is sticky and the node is there.
+fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) -> Option<u32> {
+    let s = r.src_track.as_ref().filter(|_| pool.sticky)?;
+    cx.pf.srcnodes.sticky(s, kind, src).map(u32::from)
+}
+
+/// What the state holds of `r`'s pool that gave `addr` to `src`: the
+/// `least-states` count the pool took (not when the address was the
+/// sticky node's), and with `sticky-address` the source's node, which
+/// keeps `addr` (pf_map_addr's pf_insert_src_node). A node that cannot
+/// be had fails the translation (the count goes back). `None`: the state
+/// holds nothing of the pool (most pools), and is not in `xlholds`.
+fn hold(
+    cx: &Cx,
+    r: &CRule,
+    pool: &lb::CPool,
+    kind: u8,
+    src: Ipv4Addr,
+    addr: u32,
+    sticky: Option<u32>,
+) -> Result<Option<PoolHold>, Reason> {
+    let counted = pool.kind == crate::model::PoolType::LeastStates && sticky != Some(addr);
+    let mut h = PoolHold {
+        gen: cx.rs.nodes[r.node as usize].gen,
+        nr: r.local_nr,
+        addr: Ipv4Addr::from(addr),
+        counted,
+        node: None,
+    };
+    if let Some(s) = r.src_track.as_ref().filter(|_| pool.sticky) {
+        let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+        let now = cx.now.as_nanos();
+        if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, src, Some(h.addr), now, limit) {
+            if let Some(i) = e.lcounter() {
+                cx.pf.counters.get(cx.worker).lcounters[i].inc();
+            }
+            h.give_back(cx.rs, kind as usize - 1);
+            return Err(Reason::Translate);
+        }
+        h.node = Some(s.key_of(kind, src));
+    }
+    Ok((h.counted || h.node.is_some()).then_some(h))
+}
+
+/// Gives back what `holds` took, for a state that is not made
+/// (pf_create_state's `csfailed`): the `least-states` counts, the nodes
+/// (a node left with no state goes at the next purge).
+pub(super) fn release(cx: &Cx, holds: &Holds) {
+    for (which, h) in holds.iter().enumerate() {
+        if let Some(h) = h {
+            h.give_back(cx.rs, which);
+            if let Some(k) = h.node {
+                cx.pf.srcnodes.undo_key(k, cx.now.as_nanos());
+            }
+        }
+    }
 }
 
 #[cold]

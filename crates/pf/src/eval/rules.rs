@@ -5,6 +5,7 @@ use super::*;
 use crate::anchor::PF_ANCHOR_STACK_MAX;
 use crate::compile::AnchorTarget;
 use crate::srcnode::SN_ROUTE;
+use crate::xlhold::Holds;
 
 /// The priority a packet has unless a rule sets one (OpenBSD's
 /// IFQ_DEFPRIO).
@@ -603,8 +604,51 @@ pub(super) fn create_state(
     rtable: Option<u16>,
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
-    xlate: Option<nat::Endpoints>,
+    xlate: Option<(nat::Endpoints, Holds)>,
 ) -> Result<(), Reason> {
+    let holds = xlate.map_or([None, None], |x| x.1);
+    let xlate = xlate.map(|x| x.0);
+    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, scrub, log_match, xlate, &holds);
+    match made {
+        Ok(idx) if holds.iter().any(Option::is_some) => {
+            // The holds go with the state, by its id; a state ended in the
+            // meantime (its end found none) gives them back here.
+            match cx.pf.states.get(idx).map(|d| d.id) {
+                Some(id) => {
+                    cx.pf.xlholds.put(id, holds);
+                    if cx.pf.states.get(idx).map(|d| d.id) != Some(id) {
+                        if let Some(h) = cx.pf.xlholds.take(id) {
+                            nat::release(cx, &h);
+                        }
+                    }
+                }
+                None => nat::release(cx, &holds),
+            }
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            nat::release(cx, &holds);
+            Err(e)
+        }
+    }
+}
+
+/// `create_state` for a packet whose translation holds `holds`: the new
+/// state's slot.
+#[allow(clippy::too_many_arguments)]
+fn create_state_holding(
+    cx: &Cx,
+    r: &CRule,
+    pd: &Pd,
+    pkt: &mut PacketBuf,
+    tag: u16,
+    rtable: Option<u16>,
+    scrub: ScrubActs,
+    log_match: [u32; LOG_MATCH_MAX],
+    xlate: Option<nat::Endpoints>,
+    holds: &Holds,
+) -> Result<u32, Reason> {
     let now = cx.now.as_nanos();
     // pf_test_rule: the source's node first (pf_insert_src_node), then
     // the rule's `max`.
@@ -656,6 +700,9 @@ pub(super) fn create_state(
         creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
     };
+    if holds.iter().any(Option::is_some) {
+        st.src_flags |= srcflags::XLATE;
+    }
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
     // the state is not made (PFRES_NOROUTE).
     // With `sticky-address` (pf_map_addr), the address the source's node
@@ -758,7 +805,7 @@ pub(super) fn create_state(
                 let d = dir_code(cx.dir);
                 pkt.meta.pf_route = crate::route::decision(kind, nh, d, d);
             }
-            Ok(())
+            Ok(idx)
         }
         Err(e) => {
             undo_src();

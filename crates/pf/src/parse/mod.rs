@@ -185,21 +185,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 refuse(&e.0);
             }
         }
-        // pf_map_addr keeps a sticky address in the source's node; for
-        // nat-to and rdr-to pools softnet does not yet: refused, rather
-        // than loaded and not sticky.
-        // (Route pools keep theirs: `crate::srcnode`'s SN_ROUTE nodes.)
-        let pools = [r.translation.nat.as_ref(), r.translation.rdr.as_ref()];
-        if pools.iter().flatten().any(|p| p.sticky) {
-            refuse("sticky-address");
-        }
-        // pf_lb.c counts a least-states pool's states per address and
-        // gives them back as states go (pf_postprocess_addr); the purge
-        // does not tell the pools yet, so the counts would only grow.
-        let xlate = [r.translation.nat.as_ref(), r.translation.rdr.as_ref()];
-        if xlate.iter().flatten().any(|p| p.kind == PoolType::LeastStates) {
-            refuse("least-states");
-        }
         if r.keep_state == StateMode::Synproxy {
             refuse("synproxy state");
         }
@@ -586,12 +571,10 @@ mod tests {
         assert!(parse_ruleset(src, "f", &r).is_ok());
         let e = load_ruleset(src, "f", &r).unwrap_err();
         assert_eq!(e[0].to_string(), "f:1: af-to not supported yet");
-        let e: Vec<String> = load_ruleset("match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n", "f", &r)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
-        assert_eq!(e, ["f:1: sticky-address not supported yet"]);
+        // sticky-address and least-states on nat-to/rdr-to pools load.
+        let src = "match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n\
+                   pass in on em0 rdr-to { 10.0.0.1, 10.0.0.2 } least-states sticky-address\n";
+        assert!(load_ruleset(src, "f", &r).is_ok());
         // Source tracking loads.
         let src =
             "pass in proto tcp to port 22 keep state (max-src-conn 10, max-src-conn-rate 5/30, overload <bf> flush)\n\

@@ -188,6 +188,9 @@ pub mod srcflags {
     pub const TCP_EST: u8 = 1 << 2;
     /// The state counts on its routing pool's `sticky-address` node.
     pub const SRC_ROUTE: u8 = 1 << 3;
+    /// It holds something of its nat-to or rdr-to pool (a `least-states`
+    /// count, a `sticky-address` node): `crate::xlhold`, by its id.
+    pub const XLATE: u8 = 1 << 4;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log
