@@ -243,15 +243,10 @@ pub fn stateful(
         {
             return Err(BadTimestamp);
         }
-    } else if !got_ts
-        && flags & TH_RST == 0
-        && ((cx.src_state == ESTABLISHED && cx.dst_state == ESTABLISHED) || cx.payload > 0 || flags & TH_SYN != 0)
-        && both_paws
-        && cx.payload > 0
-        && src.has(pfss::DATA_TS)
-    {
+    } else if !got_ts && flags & TH_RST == 0 && cx.payload > 0 && both_paws && src.has(pfss::DATA_TS) {
         // A data packet without the timestamp its sender always put on
-        // data: an insertion.
+        // data: an insertion. (pf's wider test, established or data or
+        // SYN, only drops data packets.)
         return Err(BadTimestamp);
     }
 
@@ -284,7 +279,7 @@ pub fn stateful(
 /// checksum `sum` updated (an option starts on any byte: at an odd
 /// offset the value spans three checksum words).
 fn put32(th: &mut [u8], at: usize, v: u32, sum: u16) -> u16 {
-    if at % 2 == 0 {
+    if at.is_multiple_of(2) {
         let old = be32(th, at);
         th[at..at + 4].copy_from_slice(&v.to_be_bytes());
         return update32(sum, old, v);
