@@ -278,3 +278,15 @@ fn states_without_reassemble_tcp_rewrite_nothing() {
     let p = l.through(true, seg(true, 3, TcpFlags::ACK, A_ISN + 1, B_ISN + 1, 0, Some((101, 7000)))).unwrap();
     assert_eq!(ttl_of(&p), 3);
 }
+
+#[test]
+fn pfctl_ss_v_names_the_state_flags() {
+    let l = Lab::new("match in all scrub (reassemble tcp no-df random-id) set tos 0x10\npass all\n");
+    l.through(true, seg(true, 64, TcpFlags::SYN, A_ISN, 0, 0, Some((100, 0)))).unwrap();
+    let ss = l.pf.show_states(1, Instant::from_secs(2));
+    let lines: Vec<&str> = ss.lines().filter(|l| l.contains(", rule ")).collect();
+    assert_eq!(lines.len(), 2, "{ss}");
+    // The inbound state has the match rule's scrub, the outbound none.
+    assert!(lines[0].ends_with(", rule 1, no-df, set-tos 0x10, random-id, reassemble-tcp"), "{ss}");
+    assert!(lines[1].ends_with(", rule 1"), "{ss}");
+}
