@@ -15,12 +15,16 @@ summed again in B):
    other ids.
 5. set tos 0x10: a datagram with TOS 0x01 (ECN bits) arrives with 0x11.
 6. A port no rule scrubs: DF, TOS and id arrive as sent (TTL 4).
-7. `scrub (reassemble tcp)` is refused at load with the ruleset kept;
-   `set reassemble yes no-df` loads, and fragments with DF then pass
+7. `set reassemble yes no-df` loads, and fragments with DF then pass
    (reassembled, DF cleared): B answers a fragmented echo request.
 8. `set reassemble no` with `block in proto icmp fragment`: a ping that
    fits one frame is answered, `ping -s 4000` (fragments) is not and
    counts as `fragment`.
+9. `match in on r0 proto tcp to port 22 scrub (reassemble tcp)`: a TCP
+   echo exchange from A works; sniffed in A and B, every timestamp A sent
+   arrives in B moved by one nonzero offset (pf_normalize_tcp_stateful's
+   modulation), B's echoes of them arrive in A as A sent them, and B's
+   checksums sum right.
 """
 
 import json
@@ -29,7 +33,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
-from lib_pf import B_IP, PfLab  # noqa: E402
+from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
 
 RULES = """\
 match in on r0 proto udp to port 7001 scrub (no-df)
@@ -75,6 +79,40 @@ for i in range(8):
 send(IP(dst='{B_IP}', tos=0x01) / UDP(sport=40005, dport=7005) / b'tos')
 send(IP(dst='{B_IP}', flags='DF', ttl=5, tos=0x01, id=4321) / UDP(sport=40006, dport=7006) / b'plain')
 """
+
+
+# What one end of the connection sends and receives on port 22.
+TS_SNIFF = """\
+import json, sys
+from scapy.all import *
+conf.verb = 0
+def ok_l4(p):
+    q = IP(raw(p[IP])); c = q[TCP].chksum; del q[TCP].chksum
+    return IP(raw(q))[TCP].chksum == c
+def ts(p):
+    return dict((k, v) for k, v in p[TCP].options if k == 'Timestamp').get('Timestamp')
+got = sniff(iface=sys.argv[1], filter='tcp port 22', timeout=float(sys.argv[3]),
+            started_callback=lambda: open(sys.argv[2], 'w').close())
+print(json.dumps([{'src': p[IP].src, 'seq': p[TCP].seq, 'flags': str(p[TCP].flags), 'ts': ts(p), 'l4_ok': ok_l4(p)}
+                  for p in got if TCP in p]))
+"""
+
+
+def check_modulated(a_seen, b_seen):
+    """Timestamps A sent, as B saw them: one nonzero offset; what B echoes
+    arrives in A as A's own values."""
+    sent = {(p["seq"], p["flags"]): p["ts"] for p in a_seen if p["src"] == A_IP and p["ts"]}
+    arrived = [(p, sent.get((p["seq"], p["flags"]))) for p in b_seen if p["src"] == A_IP and p["ts"]]
+    pairs = [(b["ts"][0], a[0]) for b, a in arrived if a]
+    check(len(pairs) >= 3, f"too few of A's timestamped segments matched in B: A {a_seen} B {b_seen}")
+    offs = {(b - a) % 2**32 for b, a in pairs}
+    check(len(offs) == 1 and 0 not in offs, f"A's timestamps not moved by one offset in B: {pairs}")
+    for p in b_seen:
+        check(p["l4_ok"], f"bad TCP checksum at B: {p}")
+    a_vals = {v[0] for v in sent.values()}
+    echoes = [p["ts"][1] for p in a_seen if p["src"] == B_IP and p["ts"] and p["ts"][1]]
+    check(echoes and all(e in a_vals for e in echoes), f"B's echoes in A {echoes} are not A's values {a_vals}")
+    return offs.pop(), len(pairs), len(echoes)
 
 
 def run_test():
@@ -125,13 +163,7 @@ def run_test():
         check(p["df"] and p["tos"] == 0x01 and p["id"] == 4321 and p["ttl"] == 4, f"unscrubbed port changed: {p}")
         log(f"  6. untouched: {p}")
 
-        t.step("7. scrub (reassemble tcp) refused, the ruleset kept; set reassemble yes no-df takes DF fragments")
-        bad = os.path.join(t.tmp, "bad.conf")
-        lab.write_rules("pass all scrub (reassemble tcp)\n", bad)
-        r = lab.pfctl("-f", bad, check_rc=False)
-        check(r.returncode != 0 and "scrub (reassemble tcp) not supported yet" in r.stderr,
-              f"pfctl -f: rc {r.returncode}: {r.stderr}")
-        check(lab.rules() == rules, f"the ruleset changed:\n{lab.rules()}")
+        t.step("7. set reassemble yes no-df takes DF fragments")
         echo = ("import time\n"
                 "icmp = raw(ICMP(type=8, id=0x5157, seq=1) / Raw(b'Q' * 24))\n"
                 "frags = [IP(dst='" + B_IP + "', id=0x5157, proto=1, frag=a // 8, flags=(1 if b < 32 else 0) | 2)"
@@ -161,6 +193,27 @@ def run_test():
         # Three fragments per request.
         check(si["fragment"] >= si0["fragment"] + 6, f"-si fragment {si0['fragment']} -> {si['fragment']}, want +6")
         log(f"  -si fragment {si0['fragment']} -> {si['fragment']}")
+
+        t.step("9. scrub (reassemble tcp): a TCP echo works, its timestamps modulated between A and B")
+        tcpn = os.path.join(t.tmp, "tcpnorm.conf")
+        lab.write_rules("match in on r0 proto tcp to port 22 scrub (reassemble tcp)\n" + RULES, tcpn)
+        lab.pfctl("-f", tcpn)
+        check("match in on r0 proto tcp from any to any port = 22 scrub (reassemble tcp)" in lab.rules().splitlines(),
+              f"-sr:\n{lab.rules()}")
+        seen = {}
+        procs = []
+        for side, ns, ifname in (("a", lab.net.a, "a0"), ("b", lab.net.b, "b0")):
+            ready = os.path.join(t.tmp, f"ts-{side}.ready")
+            out = open(os.path.join(t.tmp, f"ts-{side}.json"), "w+")
+            procs.append((side, out, t.ns_spawn(ns, ["python3", "-c", TS_SNIFF, ifname, ready, "8"], stdout=out)))
+            wait_until(f"the sniffer in {side}", lambda: os.path.exists(ready), timeout=20)
+        lab.expect_tcp(22, "ok", "reassemble tcp")
+        for side, out, p in procs:
+            p.wait(timeout=30)
+            out.seek(0)
+            seen[side] = json.loads(out.read().strip().splitlines()[-1])
+        off, n, m = check_modulated(seen["a"], seen["b"])
+        log(f"  {n} of A's timestamps arrived moved by {off:#x}; {m} echoes from B restored in A")
 
 
 if __name__ == "__main__":

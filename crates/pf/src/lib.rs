@@ -13,7 +13,7 @@
 //!   filled in. Every error is collected as `FILE:LINE: message`.
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
 //!   refuses what the packet filter does not do yet ("… not supported
-//!   yet"): `af-to`, `synproxy state`, `scrub (reassemble tcp)`, queues, `set
+//!   yet"): `af-to`, `synproxy state`, queues, `set
 //!   prio`/`set delay`, divert-*, IPv6 next hops, and tables defined
 //!   inside anchors.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor
@@ -65,6 +65,7 @@ pub mod srcnode;
 pub mod state;
 pub mod table;
 pub mod tcp_track;
+pub mod tcpnorm;
 pub mod xlhold;
 
 pub use error::ParseError;

@@ -14,6 +14,8 @@ pub mod scrubflags {
     pub const NODF: u8 = 1 << 0;
     pub const RANDOMID: u8 = 1 << 1;
     pub const SETTOS: u8 = 1 << 2;
+    /// `PFSTATE_SCRUB_TCP`: `reassemble tcp` (`crate::tcpnorm`).
+    pub const SCRUB_TCP: u8 = 1 << 3;
 }
 
 /// `IPTOS_ECN_MASK`: the ECN bits `set tos` leaves as they are.
@@ -41,7 +43,8 @@ impl ScrubActs {
     pub fn of_rule(s: &Scrub, tos: Option<u8>) -> ScrubActs {
         let flags = (if s.no_df { scrubflags::NODF } else { 0 })
             | (if s.random_id { scrubflags::RANDOMID } else { 0 })
-            | (if tos.is_some() { scrubflags::SETTOS } else { 0 });
+            | (if tos.is_some() { scrubflags::SETTOS } else { 0 })
+            | (if s.reassemble_tcp { scrubflags::SCRUB_TCP } else { 0 });
         ScrubActs { flags, min_ttl: s.min_ttl.unwrap_or(0), set_tos: tos.unwrap_or(0), max_mss: s.max_mss.unwrap_or(0) }
     }
 

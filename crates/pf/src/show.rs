@@ -334,6 +334,23 @@ impl Pf {
                 if st.flags & crate::state::sflags::SLOPPY != 0 {
                     out.push_str(", sloppy");
                 }
+                if st.flags & crate::state::sflags::SCRUB != 0 {
+                    // print_state's PFSTATE_NODF, _SETTOS, _RANDOMID, _SCRUB_TCP.
+                    use crate::scrub::scrubflags as f;
+                    let a = self.inner.states.scrub_word(idx);
+                    if a.flags & f::NODF != 0 {
+                        out.push_str(", no-df");
+                    }
+                    if a.flags & f::SETTOS != 0 {
+                        let _ = write!(out, ", set-tos 0x{:02x}", a.set_tos);
+                    }
+                    if a.flags & f::RANDOMID != 0 {
+                        out.push_str(", random-id");
+                    }
+                    if a.flags & f::SCRUB_TCP != 0 {
+                        out.push_str(", reassemble-tcp");
+                    }
+                }
                 // print_state's PFSYNC_FLAG_SRCNODE: the state counts on a
                 // source node.
                 if st.src_flags & crate::state::srcflags::SRC_NODE != 0 {

@@ -66,6 +66,9 @@ pub enum Track {
     /// Out of window (`state-mismatch`). `rst` asks for a RST to the
     /// sender with this sequence number (a mismatch during the handshake).
     Drop { rst: Option<u32> },
+    /// `scrub (reassemble tcp)`'s timestamp checks refused it
+    /// (`bad-timestamp`, pf_normalize_tcp_stateful).
+    DropTs,
 }
 
 /// Initializes a new TCP state from its first packet (pf_create_state).
@@ -130,6 +133,21 @@ pub fn track_full(
     fwd: bool,
     seg: &TcpSeg,
     new_iss: impl FnOnce() -> u32,
+) -> (Track, Option<Timeout>) {
+    track_full_norm(st, fwd, seg, new_iss, |_, _| false)
+}
+
+/// `track_full` of a state with `scrub (reassemble tcp)`: `norm` is
+/// pf_normalize_tcp_stateful, run where pf_tcp_track_full runs it (on a
+/// segment in the window, or loosely matched, before the peers are
+/// updated) with the peers' TCP states (sender, receiver); true drops
+/// the segment (`Track::DropTs`).
+pub fn track_full_norm(
+    st: &mut StateData,
+    fwd: bool,
+    seg: &TcpSeg,
+    new_iss: impl FnOnce() -> u32,
+    norm: impl FnOnce(u8, u8) -> bool,
 ) -> (Track, Option<Timeout>) {
     let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
     let mut win = seg.win as u32;
@@ -238,6 +256,9 @@ pub fn track_full(
         && ackskew <= (MAX_ACK_WINDOW << sws)
         && rst_ok
     {
+        if norm(src.state, dst.state) {
+            return (Track::DropTs, None);
+        }
         if (src.max_win as u32) < win {
             src.max_win = win.min(u16::MAX as u32) as u16;
         }
@@ -274,6 +295,9 @@ pub fn track_full(
         // Loose match: shotgunned SYNs, a connection picked up after the
         // state was lost, funky packets right after a close. The timeout is
         // not refreshed, so floods of these do not keep a state alive.
+        if norm(src.state, dst.state) {
+            return (Track::DropTs, None);
+        }
         if (src.max_win as u32) < win {
             src.max_win = win.min(u16::MAX as u32) as u16;
         }

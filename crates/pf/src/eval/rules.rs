@@ -760,7 +760,26 @@ fn create_state_holding(
             st.timeout = tidx(Timeout::OtherFirst) as u8;
         }
     }
-    match cx.pf.states.insert_scrubbed(st, xlate.map(|e| e.key(pd.proto, cx.dir)), scrub) {
+    // `scrub (reassemble tcp)`: the creating packet's normalization;
+    // pf_create_state fails the state (`bad-timestamp`) if it refuses.
+    let peers = if pd.proto == PROTO_TCP && scrub.flags & crate::scrub::scrubflags::SCRUB_TCP != 0 {
+        let fudge = ts_fudge(cx, &st);
+        match crate::tcpnorm::on_create(pkt.data_mut(), pd.hlen, &st, pd.tcp.len, fudge, softnet_core::rng::random_u32)
+        {
+            Ok(p) => Some(p),
+            Err(_) => {
+                undo_src();
+                undo_sticky();
+                if let (Some(rt), Some((_, nh))) = (&r.route, route) {
+                    rt.released(nh.addr);
+                }
+                return Err(Reason::BadTimestamp);
+            }
+        }
+    } else {
+        None
+    };
+    match cx.pf.states.insert_scrubbed_tcp(st, xlate.map(|e| e.key(pd.proto, cx.dir)), scrub, peers) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.
@@ -799,5 +818,17 @@ fn create_state_holding(
                 crate::state::InsertError::Conflict => Reason::StateInsert,
             })
         }
+    }
+}
+
+/// `tcp.tsdiff` of the state `st`: its rule's own, else the ruleset's
+/// (pf_normalize_tcp_stateful's `ts_fudge`).
+pub(super) fn ts_fudge(cx: &Cx, st: &StateData) -> u32 {
+    let i = tidx(Timeout::TcpTsDiff);
+    let own = if st.timeout_set != 0 { cx.pf.timeout_sets.get(st.timeout_set)[i] } else { 0 };
+    if own != 0 {
+        own
+    } else {
+        cx.rs.opts.timeouts[i]
     }
 }

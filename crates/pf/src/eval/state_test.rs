@@ -168,7 +168,13 @@ pub(super) fn test_state_tcp(
             account(st, fwd, pd.tot_len);
             return TcpOutcome::Pass(state_pass_xlate(st, slot, fwd, to), None);
         }
-        let (track, t) = tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now));
+        let (track, t) = if st.flags & sflags::SCRUB != 0
+            && pf.states.scrub_word(slot).flags & crate::scrub::scrubflags::SCRUB_TCP != 0
+        {
+            track_normalized(cx, pd, pkt.data_mut(), slot, st, fwd, src.seqlo == 0)
+        } else {
+            tcp_track::track_full(st, fwd, &seg, || pf.iss(pd, now))
+        };
         match track {
             Track::Pass { rewrite } => {
                 if let Some(t) = t {
@@ -180,6 +186,7 @@ pub(super) fn test_state_tcp(
                 account(st, fwd, pd.tot_len);
                 TcpOutcome::Pass(state_pass_xlate(st, slot, fwd, to), rewrite)
             }
+            Track::DropTs => TcpOutcome::Drop(Some(Reason::BadTimestamp), None),
             Track::Drop { rst } => {
                 TcpOutcome::Drop(Some(Reason::StateMismatch), rst.map(|seq| TcpReply { seq, ack: 0, flags: TH_RST }))
             }
@@ -207,6 +214,45 @@ pub(super) fn test_state_tcp(
             StateVerdict::Drop(reason)
         }
     }
+}
+
+/// pf_tcp_track_full of a `scrub (reassemble tcp)` state (in slot
+/// `slot`, locked) on the IPv4 packet `ip`: the sender's peer starts at
+/// its first packet (`first`, pf_normalize_tcp_init), and the segment is
+/// normalized where pf does (pf_normalize_tcp_stateful).
+fn track_normalized(
+    cx: &Cx,
+    pd: &Pd,
+    ip: &mut [u8],
+    slot: u32,
+    st: &mut StateData,
+    fwd: bool,
+    first: bool,
+) -> (Track, Option<Timeout>) {
+    let pf = cx.pf;
+    let now = cx.now.as_nanos();
+    let mut peers = pf.states.tcp_scrub_load(slot).unwrap_or_default();
+    let (si, di) = if fwd { (0, 1) } else { (1, 0) };
+    if first && !peers[si].live() {
+        peers[si] = crate::tcpnorm::init(ip, pd.hlen, now, softnet_core::rng::random_u32);
+    }
+    let (created, fudge) = (st.creation, super::rules::ts_fudge(cx, st));
+    let out = tcp_track::track_full_norm(
+        st,
+        fwd,
+        &pd.tcp,
+        || pf.iss(pd, cx.now),
+        |src_state, dst_state| {
+            let ncx = crate::tcpnorm::Ctx { src_state, dst_state, payload: pd.tcp.len, now, created, ts_fudge: fudge };
+            let [mut s, mut d] = [peers[si], peers[di]];
+            let r = crate::tcpnorm::stateful(ip, pd.hlen, &mut s, &mut d, &ncx);
+            peers[si] = s;
+            peers[di] = d;
+            r.is_err()
+        },
+    );
+    pf.states.tcp_scrub_store(slot, &peers);
+    out
 }
 
 /// Rewrites a TCP segment's sequence and acknowledgment numbers with

@@ -194,9 +194,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             (r.set.prio.is_some(), "set prio"),
             (r.set.queue.is_some(), "queue"),
             (r.set.delay.is_some(), "set delay"),
-            // pf_normalize_tcp_init / _stateful: timestamp modulation and
-            // TTL tracking on the state are not built.
-            (r.scrub.reassemble_tcp, "scrub (reassemble tcp)"),
         ];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
             refuse(what);

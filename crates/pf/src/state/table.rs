@@ -44,6 +44,9 @@ type NatChunk = std::sync::OnceLock<Box<[NatSlot]>>;
 /// with the chunk's first scrubbing state: kept beside the slots, whose
 /// state data fills its cache lines to the byte.
 type ScrubChunk = std::sync::OnceLock<Box<[AtomicU64]>>;
+/// `scrub (reassemble tcp)` peers by slot (`crate::tcpnorm::PeerScrub`,
+/// four words each: the state's source, then its destination).
+type TcpScrubChunk = std::sync::OnceLock<Box<[[AtomicU64; 8]]>>;
 
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,9 @@ pub struct StateTable {
     pub(super) nat: Box<[NatChunk]>,
     /// Scrub values by slot, for states with `sflags::SCRUB`.
     pub(super) scrub: Box<[ScrubChunk]>,
+    /// TCP normalization by slot, for states whose scrub values have
+    /// `scrubflags::SCRUB_TCP`.
+    pub(super) tcp_scrub: Box<[TcpScrubChunk]>,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
 }
@@ -91,6 +97,7 @@ impl StateTable {
             purge_cursor: AtomicU32::new(0),
             nat: (0..MAX_CHUNKS).map(|_| NatChunk::new()).collect(),
             scrub: (0..MAX_CHUNKS).map(|_| ScrubChunk::new()).collect(),
+            tcp_scrub: (0..MAX_CHUNKS).map(|_| TcpScrubChunk::new()).collect(),
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
@@ -584,9 +591,22 @@ impl StateTable {
     /// (none: `ScrubActs::default()`), which `sflags::SCRUB` then says.
     pub fn insert_scrubbed(
         &self,
+        st: StateData,
+        nat_key: Option<StateKey>,
+        scrub: crate::scrub::ScrubActs,
+    ) -> Result<u32, InsertError> {
+        self.insert_scrubbed_tcp(st, nat_key, scrub, None)
+    }
+
+    /// `insert_scrubbed` of a `reassemble tcp` state (`scrub` has
+    /// `SCRUB_TCP`) with its peers' normalization as the creating packet
+    /// left it (`crate::tcpnorm::on_create`).
+    pub fn insert_scrubbed_tcp(
+        &self,
         mut st: StateData,
         nat_key: Option<StateKey>,
         scrub: crate::scrub::ScrubActs,
+        peers: Option<[crate::tcpnorm::PeerScrub; 2]>,
     ) -> Result<u32, InsertError> {
         let nk = nat_key.map(|k| pack(&k)).filter(|&nk| nk != pack(&st.key));
         let n = self.count.fetch_add(1, Ordering::AcqRel);
@@ -649,6 +669,19 @@ impl StateTable {
             let chunk =
                 self.scrub[idx as usize / CHUNK].get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect());
             chunk[idx as usize % CHUNK].store(scrub.pack(), Ordering::Relaxed);
+        }
+        if scrub.flags & crate::scrub::scrubflags::SCRUB_TCP != 0 {
+            // A slot's previous peers are replaced here
+            // (pf_normalize_tcp_cleanup's part): both start as none.
+            let chunk = self.tcp_scrub[idx as usize / CHUNK]
+                .get_or_init(|| (0..CHUNK).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect());
+            let e = &chunk[idx as usize % CHUNK];
+            let p = peers.unwrap_or_default();
+            for (k, peer) in p.iter().enumerate() {
+                for (i, w) in peer.pack().into_iter().enumerate() {
+                    e[k * 4 + i].store(w, Ordering::Relaxed);
+                }
+            }
         }
         {
             let mut g = s.lock();
@@ -788,6 +821,45 @@ impl StateTable {
         }
         let e = self.scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
         Some(crate::scrub::ScrubActs::unpack(e.load(Ordering::Relaxed)))
+    }
+
+    /// The scrub values of slot `idx` as inserted, read without the
+    /// slot's lock (the caller holds it, or reads a value fixed at insert).
+    pub fn scrub_word(&self, idx: u32) -> crate::scrub::ScrubActs {
+        let e = self.scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK));
+        crate::scrub::ScrubActs::unpack(e.map_or(0, |e| e.load(Ordering::Relaxed)))
+    }
+
+    /// The `reassemble tcp` peers (source, destination) of slot `idx`;
+    /// the caller holds the slot's lock. None: the state has none.
+    pub fn tcp_scrub_load(&self, idx: u32) -> Option<[crate::tcpnorm::PeerScrub; 2]> {
+        let e = self.tcp_scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
+        let w = |k: usize| std::array::from_fn(|i| e[k * 4 + i].load(Ordering::Relaxed));
+        Some([crate::tcpnorm::PeerScrub::unpack(w(0)), crate::tcpnorm::PeerScrub::unpack(w(1))])
+    }
+
+    /// Stores what `tcp_scrub_load` gave, changed; the caller holds the
+    /// slot's lock.
+    pub fn tcp_scrub_store(&self, idx: u32, p: &[crate::tcpnorm::PeerScrub; 2]) {
+        let Some(e) =
+            self.tcp_scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK))
+        else {
+            return;
+        };
+        for (k, peer) in p.iter().enumerate() {
+            for (i, w) in peer.pack().into_iter().enumerate() {
+                e[k * 4 + i].store(w, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `f` on the live state in slot `idx` under its lock.
+    pub fn with_slot<R>(&self, idx: u32, f: impl FnOnce(&StateData) -> R) -> Option<R> {
+        let g = self.slot(idx)?.lock();
+        if !g.live {
+            return None;
+        }
+        Some(f(&g))
     }
 
     /// Copies of all live states with their slot indices.

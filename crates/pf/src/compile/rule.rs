@@ -1,0 +1,253 @@
+//! One rule compiled: addresses, tables, pools, routing options, source
+//! tracking, timeouts; the table limits of a load.
+
+use super::*;
+
+pub(super) fn v4net(a: IpAddr, prefix: u8) -> AddrMatch {
+    match a {
+        IpAddr::V4(a) => {
+            let mask = softnet_core::iface::prefix_mask(prefix);
+            AddrMatch::Net { net: u32::from(a) & mask, mask }
+        }
+        IpAddr::V6(_) => AddrMatch::Never,
+    }
+}
+
+pub(super) fn endpoint(
+    e: &Endpoint,
+    tables: &mut HashMap<String, Arc<Table>>,
+    existing: &HashMap<String, Arc<Table>>,
+) -> Result<EndpointMatch, CompileError> {
+    let addr = match &e.addr {
+        Addr::Any => AddrMatch::Any,
+        Addr::Net(n) => v4net(n.addr, n.prefix),
+        Addr::Range(a, b) => match (a, b) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => AddrMatch::Range(u32::from(*a), u32::from(*b)),
+            _ => AddrMatch::Never,
+        },
+        Addr::Table(name) => {
+            // pfctl creates a table a rule names without defining it.
+            let t = tables
+                .entry(name.clone())
+                .or_insert_with(|| existing.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name))))
+                .clone();
+            AddrMatch::Table(t)
+        }
+        Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
+            AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias, prefix: *prefix }
+        }
+        Addr::NoRoute => AddrMatch::NoRoute,
+        Addr::UrpfFailed => AddrMatch::UrpfFailed,
+        // No route of softnet's carries a label.
+        Addr::RouteLabel(_) => AddrMatch::Never,
+    };
+    Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
+}
+
+/// One rule, numbered `nr` in the tree's flat arrays; `id` is what its
+/// states will name it by (its ruleset's generation, its number there).
+pub(super) fn compile_rule(
+    r: &Rule,
+    filename: &str,
+    nr: usize,
+    id: (u32, u32),
+    tables: &mut HashMap<String, Arc<Table>>,
+    cx: &CompileCx,
+) -> Result<CRule, CompileError> {
+    let ifm = r.interface.as_ref().map(|i| IfMatch {
+        name: i.name.clone(),
+        members: cx.resolver.group_members(&i.name),
+        negated: i.negated,
+    });
+    // `received-on`: an interface or group, as `on`
+    let rcv = r.received_on.as_ref().map(|i| IfMatch {
+        name: i.name.clone(),
+        members: cx.resolver.group_members(&i.name),
+        negated: i.negated,
+    });
+    let mut tset = [0u32; TIMEOUT_COUNT];
+    for (t, v) in &r.state_opts.timeouts {
+        tset[tidx(*t)] = *v;
+    }
+    let src = endpoint(&r.src, tables, cx.existing_tables)?;
+    let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    let mut pool = |p: &Option<crate::model::Pool>| {
+        p.as_ref().and_then(|p| {
+            crate::lb::CPool::new(p, &mut |name| {
+                // pfctl creates a table a pool names without defining it
+                Some(
+                    tables
+                        .entry(name.to_string())
+                        .or_insert_with(|| {
+                            cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                        })
+                        .clone(),
+                )
+            })
+        })
+    };
+    let (nat, rdr) = (pool(&r.translation.nat), pool(&r.translation.rdr));
+    let dst_port_lo = match r.dst.port {
+        Some(PortOp::Eq(a) | PortOp::Range(a, _) | PortOp::Inside(a, _) | PortOp::Outside(a, _)) => a,
+        _ => 0,
+    };
+    let route = match (&r.route, r.action) {
+        (Some(rt), Action::Pass) => {
+            if let Addr::Table(name) = &rt.pool.addr {
+                // pfctl creates a table a rule names without defining it.
+                tables.entry(name.clone()).or_insert_with(|| {
+                    cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
+                });
+            }
+            let find = |name: &str| tables.get(name).cloned();
+            Some(crate::route::CRoute::compile(rt, &find).map_err(|e| CompileError::Unsupported {
+                file: filename.to_string(),
+                line: r.line,
+                what: e.0,
+            })?)
+        }
+        _ => None,
+    };
+    let o = &r.state_opts;
+    // A rule has nodes when it tracks sources, or when its routing,
+    // nat-to or rdr-to pool is sticky (pf_map_addr keeps the address in
+    // a node of its own).
+    let sticky_route = r.route.as_ref().is_some_and(|rt| rt.pool.sticky);
+    let sticky_xlate = [&r.translation.nat, &r.translation.rdr].into_iter().flatten().any(|p| p.sticky);
+    let tracking = o.source_track.or((sticky_route || sticky_xlate).then_some(crate::model::SourceTrack::Rule));
+    let src_track = tracking.map(|track| {
+        // The overload table, created as a rule's table is if the
+        // ruleset does not define it.
+        let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
+            table: tables
+                .entry(ov.table.clone())
+                .or_insert_with(|| {
+                    cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
+                })
+                .clone(),
+            flush: ov.flush,
+            flush_global: ov.flush_global,
+        });
+        Arc::new(crate::srcnode::SrcRule {
+            gen: id.0,
+            nr: id.1,
+            track: o.source_track.is_some(),
+            global: track == crate::model::SourceTrack::Global,
+            max_src_nodes: o.max_src_nodes,
+            max_src_states: o.max_src_states,
+            max_src_conn: o.max_src_conn,
+            max_src_conn_rate: o.max_src_conn_rate,
+            overload,
+            nodes: Default::default(),
+        })
+    });
+    Ok(CRule {
+        nr: nr as u32,
+        local_nr: 0,
+        node: 0,
+        anchor: None,
+        rule: r.clone(),
+        action: r.action,
+        dir: match r.direction {
+            Direction::Both => None,
+            Direction::In => Some(softnet_core::filter::Direction::In),
+            Direction::Out => Some(softnet_core::filter::Direction::Out),
+        },
+        quick: r.quick,
+        log: r.log,
+        ifm,
+        rcv,
+        inet6_only: r.af == Some(AddressFamily::Inet6),
+        proto: r.proto,
+        src,
+        dst,
+        flags: r.flags,
+        icmp: r.icmp,
+        tos: r.tos,
+        allow_opts: r.allow_opts,
+        scrub: crate::scrub::ScrubActs::of_rule(&r.scrub, r.set.tos),
+        tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
+        tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
+        rtable: r.rtable.map(|t| t as u16),
+        keep_state: r.keep_state,
+        if_bound: r.state_opts.if_bound,
+        sloppy: r.state_opts.sloppy,
+        max_states: r.state_opts.max,
+        timeout_set: cx.timeout_sets.intern(tset),
+        label: r.label.clone(),
+        route,
+        skip: [0; SKIP_COUNT],
+        states_cur: Default::default(),
+        expired: Default::default(),
+        pktrate: r
+            .max_pkt_rate
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, s)| parking_lot::Mutex::new(crate::srcnode::Threshold::new(n, s, 0))),
+        src_track,
+        nat,
+        rdr,
+        dst_port_lo,
+    })
+}
+
+/// `set limit tables` and `set limit table-entries` over the tables the
+/// ruleset would leave: persistent ones kept from the running ruleset and
+/// the ones it defines (refilled, or kept as they are without an address
+/// list). pf's pools refuse the table that goes over.
+pub(super) fn check_table_limits(rs: &Ruleset, cx: &CompileCx) -> Result<(), CompileError> {
+    let max_tables = rs.options.limit(Limit::Tables) as usize;
+    let max_entries = rs.options.limit(Limit::TableEntries) as usize;
+    let defined: std::collections::HashSet<&str> = rs.tables.iter().map(|t| t.name.as_str()).collect();
+    let (mut tables, mut entries) = cx
+        .existing_tables
+        .iter()
+        .filter(|(n, t)| t.persist && !defined.contains(n.as_str()))
+        .fold((0, 0), |(k, e), (_, t)| (k + 1, e + t.len()));
+    for td in &rs.tables {
+        tables += 1;
+        entries += if td.init.is_empty() {
+            cx.existing_tables.get(&td.name).map_or(0, |t| t.len())
+        } else {
+            crate::table::count_distinct(&td.entries().cloned().collect::<Vec<_>>())
+        };
+        if tables > max_tables || entries > max_entries {
+            return Err(CompileError::TableMemory { file: rs.filename.clone(), line: td.line, name: td.name.clone() });
+        }
+    }
+    Ok(())
+}
+
+impl AddrMatch {
+    /// Whether `a` matches (before the rule's negation). `ifp` is the
+    /// packet's interface, used for `(if)` when it names that interface;
+    /// `lookup_if` finds other interfaces' addresses.
+    #[inline]
+    pub fn matches(&self, a: Ipv4Addr, dyn_addrs: &dyn Fn(&str) -> Option<Vec<softnet_core::iface::IfAddr>>) -> bool {
+        let x = u32::from(a);
+        match self {
+            AddrMatch::Any => true,
+            AddrMatch::Net { net, mask } => x & mask == *net,
+            AddrMatch::Range(lo, hi) => x >= *lo && x <= *hi,
+            AddrMatch::Table(t) => t.contains(a),
+            AddrMatch::Dynamic { ifname, modifier, no_alias, prefix } => {
+                let Some(addrs) = dyn_addrs(ifname) else { return false };
+                let n = if *no_alias { addrs.len().min(1) } else { addrs.len() };
+                // pfi_instance_add: an explicit `/N` widens each address
+                // (the network modifier's own mask otherwise).
+                let widened = |ia: &softnet_core::iface::IfAddr, p: u8| {
+                    softnet_core::iface::IfAddr::new(ia.addr, p.min(32)).contains(a)
+                };
+                addrs[..n].iter().any(|ia| match (modifier, prefix) {
+                    (IfAddrModifier::Address | IfAddrModifier::Network, Some(p)) => widened(ia, *p),
+                    (IfAddrModifier::Address, None) => ia.addr == a,
+                    (IfAddrModifier::Network, None) => ia.contains(a),
+                    (IfAddrModifier::Broadcast, _) => ia.broadcast() == Some(a),
+                    (IfAddrModifier::Peer, _) => false,
+                })
+            }
+            // These need the route table: the rule walk asks it
+            // (`eval::endpoint_matches`); without it they match nothing.
+            AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
+        }
+    }
+}
