@@ -80,7 +80,7 @@ pub(super) struct RedirSpec {
 }
 
 /// pfctl's keywords (parse.y's `lookup` table): a word that is one is not
-/// a `source-hash` key.
+/// a `source-hash` key, nor an anchor's name after `anchor`.
 const KEYWORDS: &[&str] = &[
     "af-to",
     "all",
@@ -205,6 +205,7 @@ const KEYWORDS: &[&str] = &[
     "weight",
 ];
 
+/// A pfctl keyword (`KEYWORDS`).
 pub(super) fn is_keyword(w: &str) -> bool {
     KEYWORDS.binary_search(&w).is_ok()
 }
