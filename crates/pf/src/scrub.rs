@@ -6,6 +6,7 @@
 //! incrementally (RFC 1624).
 
 use softnet_wire::checksum::update16;
+use softnet_wire::tcp::option_kind::{END as TCPOPT_EOL, MSS as TCPOPT_MAXSEG, NOP as TCPOPT_NOP};
 
 use crate::rule_opts::Scrub;
 
@@ -22,9 +23,6 @@ pub mod scrubflags {
 const IPTOS_ECN_MASK: u8 = 0x03;
 const IP_DF: u16 = 0x4000;
 const PROTO_TCP: u8 = 6;
-const TCPOPT_EOL: u8 = 0;
-const TCPOPT_NOP: u8 = 1;
-const TCPOPT_MAXSEG: u8 = 2;
 const TCPOLEN_MAXSEG: u8 = 4;
 
 /// pf's `pf_rule_actions` scrub part (and a state's `state_flags`,

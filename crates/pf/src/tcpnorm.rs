@@ -10,6 +10,10 @@
 //! never reaches this module.
 
 use softnet_wire::checksum::{update16, update32};
+use softnet_wire::tcp::option_kind::{END as TCPOPT_EOL, NOP as TCPOPT_NOP, TIMESTAMP as TCPOPT_TIMESTAMP};
+
+use crate::state::tcps::ESTABLISHED;
+use crate::tcp_track::{TH_RST, TH_SYN};
 
 /// pfvar.h `PFSS_*`: a peer's normalization flags.
 pub mod pfss {
@@ -27,14 +31,7 @@ pub mod pfss {
     pub const LIVE: u8 = 1 << 7;
 }
 
-const TCPOPT_EOL: u8 = 0;
-const TCPOPT_NOP: u8 = 1;
-const TCPOPT_TIMESTAMP: u8 = 8;
 const TCPOLEN_TIMESTAMP: usize = 10;
-const TH_SYN: u8 = 0x02;
-const TH_RST: u8 = 0x04;
-/// TCPS_ESTABLISHED.
-const ESTABLISHED: u8 = 4;
 
 /// RFC 1323's fastest timestamp clock (1 kHz) plus 10% skew.
 const TS_MAXFREQ: u64 = 1100;
