@@ -35,7 +35,6 @@ use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
 use crate::state::{StateData, StateTable, HINT_BATCH, TIMEOUT_PURGE};
-use crate::table::Table;
 
 /// Per-worker pf counters (`pfctl -si`).
 #[derive(Default)]
@@ -104,7 +103,7 @@ pub struct PfInner {
     /// sums when it was named: `-si` shows what came since.
     logif: Mutex<(Option<String>, LogIfSums)>,
     /// Tables created by `-T add` that no ruleset defines.
-    pub(crate) extra: Mutex<HashMap<String, Arc<Table>>>,
+    pub(crate) extra: Mutex<crate::table::Tables>,
     /// This filter's identity for the workers' ruleset caches.
     id: u64,
     /// Moves (after the store) each time `ruleset` is replaced.
@@ -161,6 +160,12 @@ impl Drop for RsRef<'_> {
 
 impl PfInner {
     /// Replaces the ruleset; the old one is retired (freed later by `tick`).
+    /// After a compile: the tables `-T add` made are in the tree now, and
+    /// those it left out (no longer active) are gone.
+    fn drop_extra_tables(&self, compiled: &CompiledRuleset) {
+        self.extra.lock().retain(|k, t| t.is_active() && !compiled.tables.contains_key(k));
+    }
+
     fn publish(&self, rs: CompiledRuleset) {
         let old = self.ruleset.swap(Arc::new(rs));
         self.rs_seq.fetch_add(1, Ordering::Release);
@@ -461,7 +466,8 @@ impl Pf {
         let mut sources = cur.sources.clone();
         let replaced = crate::anchor::apply_load_all(&mut sources, rs);
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut compiled = self.compile_with(rs, &sources, &replaced, true, resolver, gen, &cur)?;
+        let defs = crate::compile::table_defs(rs);
+        let mut compiled = self.compile_with(rs, &sources, &replaced, &defs, resolver, gen, &cur)?;
         // As pfctl, which sets the status interface only when the ruleset
         // says `set loginterface`: otherwise the current one stays.
         let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
@@ -473,7 +479,7 @@ impl Pf {
         if let Some(h) = rs.options.hostid {
             self.inner.hostid.store(if h == 0 { random_hostid() } else { h }, Ordering::Relaxed);
         }
-        self.inner.extra.lock().retain(|k, _| !compiled.tables.contains_key(k));
+        self.inner.drop_extra_tables(&compiled);
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.states.set_limit(compiled.opts.limit(Limit::States) as usize);
         {
@@ -495,7 +501,8 @@ impl Pf {
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();
         let replaced = crate::anchor::apply_load_all(&mut sources, rs);
-        self.replace_tree(&cur, &sources, &replaced, resolver)
+        let defs = crate::compile::table_defs(rs);
+        self.replace_tree(&cur, &sources, &replaced, &defs, resolver)
     }
 
     /// `pfctl -a NAME -F rules`: the anchor's rules removed (the anchor
@@ -507,22 +514,32 @@ impl Pf {
         let mut sources = cur.sources.clone();
         let n = sources.insert(path.to_string(), vec![]).map_or(0, |r| r.len());
         let replaced = std::iter::once(path.to_string()).collect();
-        self.replace_tree(&cur, &sources, &replaced, &KnownGroups::of(&cur))?;
+        self.replace_tree(&cur, &sources, &replaced, &[], &KnownGroups::of(&cur))?;
         Ok(n)
     }
 
-    /// A new tree from `sources` with the running main ruleset's options
-    /// and tables.
+    /// The running tree compiled again as it is (the caller holds the
+    /// load lock): after a table command made or removed tables.
+    pub(crate) fn recompile(&self) -> Result<(), CompileError> {
+        let cur = self.inner.ruleset.load_full();
+        let groups = KnownGroups::of(&cur);
+        self.replace_tree(&cur, &cur.sources, &Default::default(), &[], &groups)
+    }
+
+    /// A new tree from `sources` with the running main ruleset's options,
+    /// and its tables with `defs` defined.
     fn replace_tree(
         &self,
         cur: &CompiledRuleset,
         sources: &crate::anchor::AnchorSources,
         replaced: &std::collections::BTreeSet<String>,
+        defs: &[crate::compile::TableDefIn],
         resolver: &dyn IfResolver,
     ) -> Result<(), CompileError> {
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut compiled = self.compile_with(&cur.source, sources, replaced, false, resolver, gen, cur)?;
+        let mut compiled = self.compile_with(&cur.source, sources, replaced, defs, resolver, gen, cur)?;
         compiled.opts = cur.opts.clone();
+        self.inner.drop_extra_tables(&compiled);
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.publish(compiled);
         Ok(())
@@ -534,7 +551,7 @@ impl Pf {
         main: &Ruleset,
         sources: &crate::anchor::AnchorSources,
         replaced: &std::collections::BTreeSet<String>,
-        define_tables: bool,
+        defs: &[crate::compile::TableDefIn],
         resolver: &dyn IfResolver,
         gen: u32,
         cur: &CompiledRuleset,
@@ -544,7 +561,7 @@ impl Pf {
         compile_tree(
             main,
             sources,
-            define_tables,
+            defs,
             Some(&crate::compile::Prev { tree: cur, replaced }),
             &CompileCx {
                 resolver,
