@@ -278,6 +278,9 @@ impl Pf {
             6 if src.state <= tcps::TIME_WAIT && dst.state <= tcps::TIME_WAIT => {
                 format!("{}:{}", tcps::NAMES[src.state as usize], tcps::NAMES[dst.state as usize])
             }
+            // print_state names a proxied handshake from either peer.
+            6 if src.state == tcps::PROXY_SRC || dst.state == tcps::PROXY_SRC => "PROXY:SRC".to_string(),
+            6 if src.state == tcps::PROXY_DST || dst.state == tcps::PROXY_DST => "PROXY:DST".to_string(),
             6 => format!("<BAD STATE LEVELS {}:{}>", src.state, dst.state),
             1 => format!("{}:{}", src.state, dst.state),
             _ if src.state <= udps::MULTIPLE && dst.state <= udps::MULTIPLE => {

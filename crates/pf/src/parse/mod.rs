@@ -178,9 +178,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 refuse(&e.0);
             }
         }
-        if r.keep_state == StateMode::Synproxy {
-            refuse("synproxy state");
-        }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
         let more = [
