@@ -472,11 +472,19 @@ fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt
 }
 
 /// pf_scrub and pf_normalize_mss on a passed packet, with the scrub
-/// values `a` of its rules or its state (nothing when there are none).
+/// values `a` of its rules or its state (nothing when there are none),
+/// and pf_test's `set prio`: the packet's priority for the stack's
+/// transmit (and later `prio` rules).
 #[inline]
 fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
     if a.any() {
-        crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+        let bare_ack = pd.proto == PROTO_TCP && pd.tcp.flags & TH_ACK != 0 && pd.tcp.len == 0;
+        if let Some(p) = a.prio_for(bare_ack, pd.tos) {
+            pkt.meta.set_prio(p);
+        }
+        if a.edits() {
+            crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+        }
     }
 }
 
