@@ -479,7 +479,7 @@ mod tests {
     fn msg(rtable: u16, route: bool) -> RouteMessage {
         let body = if route {
             RtmBody::Route(RtmRoute {
-                dest: Ipv4Addr::new(192, 0, 2, 0),
+                dest: Ipv4Addr::new(192, 0, 2, 0).into(),
                 prefix_len: 24,
                 gateway: None,
                 flags: RouteFlags::UP,
