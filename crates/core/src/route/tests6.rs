@@ -355,3 +355,171 @@ proptest! {
         prop_assert_eq!(t.snapshot6(0).unwrap().len(), model.len());
     }
 }
+
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// A v6 table shaped like real ones: mostly /48s, then /32../44 and
+/// /56../64, a few /128s, all under 2000::/4 (deterministic).
+fn v6_table_like_prefixes(n: usize, seed: u64) -> Vec<(u128, u8)> {
+    let mut next = xorshift(seed);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let v = next();
+        let len = match v % 100 {
+            0..=54 => 48,
+            55..=74 => 32 + 4 * ((v >> 8) % 4) as u8, // /32, /36, /40, /44
+            75..=94 => 56 + 8 * ((v >> 8) % 2) as u8, // /56, /64
+            _ => 128,
+        };
+        let hi = ((next() as u128) << 64 | next() as u128) >> 4 | (0x2u128 << 124);
+        let addr = hi & prefix_mask6(len);
+        if seen.insert((addr, len)) {
+            out.push((addr, len));
+        }
+    }
+    out
+}
+
+fn ns_per_lookup6(t: &RouteTables, addrs: &[Ipv6Addr], rounds: usize) -> f64 {
+    let snap = t.snapshot6(0).unwrap();
+    let mut acc = 0usize;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for a in addrs {
+            acc += snap.lookup(std::hint::black_box(*a)).map_or(0, |r| r.prefix_len as usize);
+        }
+    }
+    std::hint::black_box(acc);
+    start.elapsed().as_nanos() as f64 / (rounds * addrs.len()) as f64
+}
+
+fn ns_per_lookup4(t: &RouteTables, addrs: &[std::net::Ipv4Addr], rounds: usize) -> f64 {
+    let snap = t.snapshot(0).unwrap();
+    let mut acc = 0usize;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for a in addrs {
+            acc += snap.lookup(std::hint::black_box(*a)).map_or(0, |r| r.prefix_len as usize);
+        }
+    }
+    std::hint::black_box(acc);
+    start.elapsed().as_nanos() as f64 / (rounds * addrs.len()) as f64
+}
+
+fn load6(t: &RouteTables, prefixes: &[(u128, u8)]) {
+    t.batch(0, |b| {
+        for (i, (p, l)) in prefixes.iter().enumerate() {
+            let mut r = Route::via(Ipv6Addr::from(*p), *l, Ipv6Addr::from(0xfd00u128 << 112 | i as u128));
+            r.ifp = ifw(1);
+            b.add(r).unwrap();
+        }
+    });
+}
+
+/// ns per lookup of the v6 trie against the v4 trie, 100,000 routes each,
+/// destinations inside the tables' prefixes (run with --release --ignored
+/// --nocapture; the figures go in the report, no timing assertion: the
+/// machine is shared). "dense": the forwarding benchmark's layout (v4:
+/// 100,000 consecutive /24s; v6: 100,000 consecutive /48s or /64s);
+/// "table-like": v4 BGP-like lengths, v6 mostly /48 with /32../64 and /128.
+#[test]
+#[ignore = "measurement; run by hand with --release"]
+fn lookup_cost_v6_against_v4_at_100k_routes() {
+    let mut next = xorshift(0x1357_9bdf_2468_ace0);
+    let n = 100_000u32;
+    let (t4, _r4) = tables();
+    t4.batch(0, |b| {
+        for i in 0..n {
+            let mut r =
+                Route::via(std::net::Ipv4Addr::from(0x0b00_0000 + i * 256), 24, std::net::Ipv4Addr::new(10, 0, 0, 1));
+            r.ifp = ifw(1);
+            b.add(r).unwrap();
+        }
+    });
+    let d4: Vec<std::net::Ipv4Addr> =
+        (0..1 << 20).map(|_| std::net::Ipv4Addr::from(0x0b00_0000 + (next() as u32 % (n * 256)))).collect();
+    let dense = |len: u8| {
+        let (t6, r6) = tables();
+        let base = u128::from(ip6("2001:db8::"));
+        let ps: Vec<(u128, u8)> = (0..n as u128).map(|i| (base + (i << (128 - len as u32)), len)).collect();
+        load6(&t6, &ps);
+        (t6, r6, ps)
+    };
+    let inside = |ps: &[(u128, u8)], k: usize, next: &mut dyn FnMut() -> u64| -> Vec<Ipv6Addr> {
+        (0..k)
+            .map(|_| {
+                let (p, l) = ps[(next() % ps.len() as u64) as usize];
+                let host = ((next() as u128) << 64 | next() as u128) & !prefix_mask6(l);
+                Ipv6Addr::from(p | host)
+            })
+            .collect()
+    };
+    ns_per_lookup4(&t4, &d4, 1);
+    let v4 = ns_per_lookup4(&t4, &d4, 4);
+    for len in [48u8, 64] {
+        let (t6, _r, ps) = dense(len);
+        let d6 = inside(&ps, 1 << 20, &mut next);
+        ns_per_lookup6(&t6, &d6, 1);
+        let v6 = ns_per_lookup6(&t6, &d6, 4);
+        println!(
+            "dense 100k: v4 /24s {v4:.1} ns/lookup, v6 /{len}s {v6:.1} ns/lookup (x{:.2}); v6 trie {} nodes",
+            v6 / v4,
+            t6.snapshot6(0).unwrap().node_count()
+        );
+    }
+    let (tb4, _rb4) = tables();
+    tb4.batch(0, |b| {
+        let mut x = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut k = 0;
+        let mut seen = std::collections::HashSet::new();
+        while k < n {
+            let v = x();
+            let len = match v % 100 {
+                0..=59 => 24,
+                60..=84 => 17 + (v >> 8) % 7,
+                85..=94 => 8 + (v >> 8) % 9,
+                _ => 25 + (v >> 8) % 8,
+            } as u8;
+            let a = ((v >> 32) as u32) & crate::iface::prefix_mask(len);
+            if seen.insert((a, len)) {
+                let mut r = Route::via(std::net::Ipv4Addr::from(a), len, std::net::Ipv4Addr::new(10, 0, 0, 1));
+                r.ifp = ifw(1);
+                b.add(r).unwrap();
+                k += 1;
+            }
+        }
+    });
+    let rb4 = tb4.routes(0);
+    let h4: Vec<std::net::Ipv4Addr> = (0..4096)
+        .map(|_| {
+            let r = &rb4[(next() % rb4.len() as u64) as usize];
+            std::net::Ipv4Addr::from(u32::from(r.dest) | (next() as u32 & !crate::iface::prefix_mask(r.prefix_len)))
+        })
+        .collect();
+    let ps6 = v6_table_like_prefixes(n as usize, 0x9e37_79b9_7f4a_7c15);
+    let (tb6, _rb6) = tables();
+    load6(&tb6, &ps6);
+    let h6 = inside(&ps6, 4096, &mut next);
+    let u4: Vec<std::net::Ipv4Addr> = (0..1 << 20)
+        .map(|_| {
+            let r = &rb4[(next() % rb4.len() as u64) as usize];
+            std::net::Ipv4Addr::from(u32::from(r.dest) | (next() as u32 & !crate::iface::prefix_mask(r.prefix_len)))
+        })
+        .collect();
+    let u6 = inside(&ps6, 1 << 20, &mut next);
+    ns_per_lookup4(&tb4, &h4, 10);
+    ns_per_lookup6(&tb6, &h6, 10);
+    let (a, b) = (ns_per_lookup4(&tb4, &h4, 500), ns_per_lookup6(&tb6, &h6, 500));
+    println!("table-like 100k, hot 4096 destinations: v4 {a:.1} ns, v6 {b:.1} ns (x{:.2})", b / a);
+    let (a, b) = (ns_per_lookup4(&tb4, &u4, 4), ns_per_lookup6(&tb6, &u6, 4));
+    println!("table-like 100k, 1M random destinations: v4 {a:.1} ns, v6 {b:.1} ns (x{:.2})", b / a);
+}
