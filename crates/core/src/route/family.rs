@@ -27,6 +27,10 @@ pub trait RouteAddr:
     const MAX_LEN: u8;
     /// Trie levels of 8 bits each.
     const LEVELS: u8;
+    /// Whether the trie jumps over runs of nodes that hold no route and
+    /// one child (path compression): IPv6's long keys leave such runs under
+    /// nearly every prefix; IPv4's four levels are walked as they are.
+    const COMPRESS: bool;
     /// `AF_INET` or `AF_INET6`, for messages and errors.
     const FAMILY: &'static str;
 
@@ -36,6 +40,8 @@ pub trait RouteAddr:
     fn mask_bits(b: Self::Bits, len: u8) -> Self::Bits;
     /// The 8-bit slot of `b` at trie `level`.
     fn slot(b: Self::Bits, level: u8) -> usize;
+    /// `b` with slot `s` put in at trie `level`.
+    fn with_slot(b: Self::Bits, level: u8, s: usize) -> Self::Bits;
     /// Whether the address needs an interface to mean anything (KAME's
     /// IN6_IS_SCOPE_EMBED). Never for IPv4.
     fn is_scoped(self) -> bool;
@@ -76,6 +82,7 @@ impl RouteAddr for Ipv4Addr {
     type Bits = u32;
     const MAX_LEN: u8 = 32;
     const LEVELS: u8 = 4;
+    const COMPRESS: bool = false;
     const FAMILY: &'static str = "inet";
 
     #[inline]
@@ -93,6 +100,9 @@ impl RouteAddr for Ipv4Addr {
     #[inline]
     fn slot(b: u32, level: u8) -> usize {
         ((b >> (24 - 8 * level as u32)) & 0xff) as usize
+    }
+    fn with_slot(b: u32, level: u8, s: usize) -> u32 {
+        b | ((s as u32 & 0xff) << (24 - 8 * level as u32))
     }
     #[inline]
     fn is_scoped(self) -> bool {
@@ -146,6 +156,7 @@ impl RouteAddr for Ipv6Addr {
     type Bits = u128;
     const MAX_LEN: u8 = 128;
     const LEVELS: u8 = 16;
+    const COMPRESS: bool = true;
     const FAMILY: &'static str = "inet6";
 
     #[inline]
@@ -163,6 +174,9 @@ impl RouteAddr for Ipv6Addr {
     #[inline]
     fn slot(b: u128, level: u8) -> usize {
         ((b >> (120 - 8 * level as u32)) & 0xff) as usize
+    }
+    fn with_slot(b: u128, level: u8, s: usize) -> u128 {
+        b | ((s as u128 & 0xff) << (120 - 8 * level as u32))
     }
     #[inline]
     fn is_scoped(self) -> bool {

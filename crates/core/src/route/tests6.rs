@@ -319,7 +319,7 @@ fn arb_prefix6() -> impl Strategy<Value = (u128, u8)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("ROUTE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)))]
     #[test]
     fn v6_lookup_agrees_with_naive_longest_prefix_search(
         ops in proptest::collection::vec((any::<bool>(), arb_prefix6()), 1..120),
@@ -534,4 +534,32 @@ fn lookup_cost_v6_against_v4_at_100k_routes() {
     println!("table-like 100k, hot 4096 destinations: v4 {a:.1} ns, v6 {b:.1} ns (x{:.2})", b / a);
     let (a, b) = best(&mut || (ns_per_lookup4(&tb4, &u4, 1), ns_per_lookup6(&tb6, &u6, 1)));
     println!("table-like 100k, 1M random destinations: v4 {a:.1} ns, v6 {b:.1} ns (x{:.2})", b / a);
+}
+
+#[test]
+fn lookups_jump_over_runs_without_routes_and_stop_where_the_bits_differ() {
+    let (t, _rx) = two_nets();
+    t.add(0, via("::", 0, "2001:db8:1::fe")).unwrap();
+    // Alone in 2a00::/8 below level 0: levels 1..5 are a run of empty nodes.
+    t.add(0, via("2a00:1:2:3::", 64, "2001:db8:1::fe")).unwrap();
+    assert_eq!(dest_of(&t, "2a00:1:2:3::9"), Some((ip6("2a00:1:2:3::"), 64)));
+    for other in ["2a00:1:2:4::9", "2a00:1:3:3::9", "2a00:0:2:3::9", "2a01:1:2:3::9"] {
+        assert_eq!(dest_of(&t, other), Some((ip6("::"), 0)), "{other} differs inside the run");
+    }
+    // A route in the middle of the run splits it; taking it out joins it again.
+    t.add(0, via("2a00:1::", 32, "2001:db8:1::fe")).unwrap();
+    assert_eq!(dest_of(&t, "2a00:1:3:3::9"), Some((ip6("2a00:1::"), 32)));
+    assert_eq!(dest_of(&t, "2a00:1:2:3::9"), Some((ip6("2a00:1:2:3::"), 64)));
+    t.add(0, via("2a00:1:2:3:4::", 80, "2001:db8:1::fe")).unwrap();
+    t.delete(0, ip6("2a00:1::"), 32, None).unwrap();
+    assert_eq!(dest_of(&t, "2a00:1:3:3::9"), Some((ip6("::"), 0)));
+    assert_eq!(dest_of(&t, "2a00:1:2:3:4::1"), Some((ip6("2a00:1:2:3:4::"), 80)));
+    t.delete(0, ip6("2a00:1:2:3::"), 64, None).unwrap();
+    assert_eq!(dest_of(&t, "2a00:1:2:3:4::1"), Some((ip6("2a00:1:2:3:4::"), 80)));
+    assert_eq!(dest_of(&t, "2a00:1:2:3:5::1"), Some((ip6("::"), 0)));
+    // A snapshot taken before a change keeps its own runs.
+    let old = t.snapshot6(0).unwrap();
+    t.add(0, via("2a00:1:2:3:4:5::", 96, "2001:db8:1::fe")).unwrap();
+    assert_eq!(old.lookup(ip6("2a00:1:2:3:4:5::1")).unwrap().prefix_len, 80);
+    assert_eq!(t.lookup(0, ip6("2a00:1:2:3:4:5::1")).unwrap().prefix_len, 96);
 }
