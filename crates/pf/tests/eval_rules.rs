@@ -104,7 +104,7 @@ fn tables_match_and_change_at_run_time() {
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 3)).is_none());
     assert_eq!(pf.table_test("bad", &[A]).unwrap(), ("1/1 addresses match.".to_string(), true));
     assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
-    assert_eq!(pf.show_tables(), "bad\n");
+    assert_eq!(pf.show_tables(""), "bad\n");
     assert!(pf.table_show("nope", false).is_err());
     // The deciding rule's table counts the packets per entry (-T show -v):
     // two blocked from 10.0.1.3 (10.0.1.0/24), one from 10.0.1.2 (its own).

@@ -33,6 +33,7 @@ mod pdesc;
 mod reply;
 mod rules;
 mod state_test;
+mod synproxy;
 
 pub use pdesc::*;
 use reply::*;
@@ -271,6 +272,9 @@ enum StateVerdict {
     NoState,
     Pass(Passed),
     Drop(Option<Reason>),
+    /// pf's PF_SYNPROXY_DROP: `synproxy state` took the segment (and
+    /// sent what it answers); it goes no further.
+    Synproxy,
 }
 
 /// The packet in `slot`, in place: `fast` is what `parse_fast` made of
@@ -413,6 +417,10 @@ fn test_pd(
             Decision::Drop
         }
         StateVerdict::NoState => test_rule(cx, pd, pkt, bufs, replies),
+        StateVerdict::Synproxy => {
+            cx.count(Reason::Synproxy);
+            Decision::Consumed
+        }
     }
 }
 
