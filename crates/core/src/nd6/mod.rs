@@ -84,7 +84,7 @@ mod tests;
 
 pub use cache::Nd6WorkerCache;
 pub use nbr::{NaReply, Nd6Input, NdMsg};
-pub use show::format_ndp_an;
+pub use show::{format_ndp_an, neighbor_name};
 
 /// Tunables, with RFC 4861 §10's and OpenBSD's values as defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
