@@ -50,11 +50,7 @@ impl Nd6Table {
     /// The interface an `ndp -s`/`ndp -d` address belongs to: the scope's
     /// for a link-local address (`fe80::1%em0`), else the one with a
     /// prefix containing it.
-    fn interface_for<'a>(
-        ifs: &'a IfSnapshot,
-        addr: Ipv6Addr,
-        scope: Option<IfIndex>,
-    ) -> Option<&'a std::sync::Arc<Interface>> {
+    fn interface_for(ifs: &IfSnapshot, addr: Ipv6Addr, scope: Option<IfIndex>) -> Option<&std::sync::Arc<Interface>> {
         match scope {
             Some(i) => ifs.get(i),
             None => ifs.iter().find(|i| i.inet6().addrs.iter().any(|a| a.contains(addr))),

@@ -60,6 +60,38 @@
 //! §7.2.3–§7.2.5 and Appendix C; their results (an advertisement to send,
 //! held packets released, a message about one of our tentative addresses
 //! for DAD) go to an [`Nd6Input`]. DAD itself is [`dad`].
+//!
+//! # What the IPv6 data path calls (it is not built yet)
+//!
+//! * Output (nd6_resolve): for a unicast on-link next hop,
+//!   `stack.nd6.resolve(now, ifp, next_hop, ip_src, frame, &mut
+//!   nd6_cache, &stats.nd6)` with a per-worker [`Nd6WorkerCache`].
+//!   `Resolved(mac, f)`: write `mac` (`ether::set_dst`) and send.
+//!   `Held { solicit, dropped }`: send `solicit` with
+//!   `ether::build_ndp_frame(.., solicit.dst_mac(), src, solicit.dst_ip(),
+//!   NdpMsg::Ns { target, slla: Some(ifp.mac()) })`, `src` being
+//!   `solicit.src_hint` when `ifp.addr6_state(hint)` is `Preferred`, else
+//!   `ifp.source6_for(target)`; free `dropped`. `Dropped(f)`: free.
+//!   Once per batch, `nd6_cache.drain_dropped()` back to the pool.
+//!   Multicast destinations need no resolution (`ipv6::multicast_mac`).
+//! * Input (icmp6_input): an NDP message parsed by `Icmpv6Repr::parse`
+//!   goes to [`Nd6Table::input`] (validity checks counted, then NS, NA,
+//!   RS, RA, redirect). Then `out.advert`: send it with
+//!   `build_ndp_frame(.., NdpMsg::Na { target, flags, tlla })` from
+//!   `ifp.source6_for(advert.dst)` to `advert.dst` at `advert.dst_mac`
+//!   (else resolved like any packet); `out.flushed`: set each frame's MAC
+//!   and send; `out.dad`: `stack.dad_input(ifindex, addr, what)`. A frame
+//!   whose Ethernet source is the interface's own MAC is not handed in
+//!   (the input functions also skip messages carrying our MAC).
+//! * ip6_input: a destination is ours on `ifp` when
+//!   `ifp.addr6_state(dst) == Some(Dad6State::Preferred)`, or when it is
+//!   a group `ifp.is_joined6(dst)`; a tentative address takes only NS and
+//!   NA (RFC 4862 §5.4).
+//! * Timers: `Stack::tick` runs [`Nd6Table::timer`] through
+//!   `Stack::nd6_timer`, which sends the solicitations from the control
+//!   thread and returns the held packets of neighbors given up; today
+//!   the tick frees them (counted), the data path will send ICMPv6
+//!   address unreachable for each (`Nd6Timer::unreachable`).
 
 use crate::iface::{IfIndex, Interface};
 use crate::packet::PacketBuf;
@@ -310,6 +342,15 @@ pub struct Nd6Stats {
     pub timeouts: Counter,
     /// Messages from another node claiming one of our addresses.
     pub dup_addrs: Counter,
+    /// NDP messages with a hop limit other than 255 (RFC 4861 §6.1, §7.1:
+    /// not from this link).
+    pub bad_hop_limit: Counter,
+    /// NDP messages failing the other RFC 4861 validity checks (bad
+    /// link-layer option, multicast target, a DAD solicitation with a
+    /// source link-layer option or not to a solicited-node group, …).
+    pub invalid: Counter,
+    /// Redirects ignored because the router forwards (icmp6_redirect_input).
+    pub redirects_ignored: Counter,
 }
 
 pub(crate) const NEVER: Instant = Instant::from_nanos(u64::MAX);
@@ -522,16 +563,18 @@ impl Nd6Table {
         let cfg = &self.config;
         let key = (ifindex, next_hop);
         let mut shard = self.shard(next_hop).lock();
-        if !shard.contains_key(&key) {
-            if !self.reserve_entry() {
-                stats.cache_full.inc();
-                return Nd6Resolve::Dropped(frame);
+        let e = match shard.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if !self.reserve_entry() {
+                    stats.cache_full.inc();
+                    return Nd6Resolve::Dropped(frame);
+                }
+                let mut e = Entry::new(NdEntryKind::Dynamic, NdState::NoState, MacAddr::ZERO);
+                e.hold.reserve_exact(cfg.hold_per_entry);
+                v.insert(e)
             }
-            let mut e = Entry::new(NdEntryKind::Dynamic, NdState::NoState, MacAddr::ZERO);
-            e.hold.reserve_exact(cfg.hold_per_entry);
-            shard.insert(key, e);
-        }
-        let e = shard.get_mut(&key).expect("just made");
+        };
 
         // A REACHABLE entry past its time is STALE (the timer may not have
         // run yet).

@@ -12,7 +12,7 @@ use crate::packet::PacketBuf;
 use crate::time::Instant;
 use softnet_wire::ethernet::MacAddr;
 use softnet_wire::ipv6::ALL_NODES;
-use softnet_wire::ndp::NaFlags;
+use softnet_wire::ndp::{NaFlags, NdpInvalid, NdpRepr};
 use std::net::Ipv6Addr;
 
 /// The message a link-layer address came in (nd6_cache_lladdr's `type`
@@ -77,6 +77,56 @@ impl Nd6Input {
 }
 
 impl Nd6Table {
+    /// icmp6_input's NDP cases: one parsed NDP message (its checksum
+    /// verified by `Icmpv6Repr::parse`) received on `ifp` from `src` to
+    /// `dst` with `hop_limit`. Checks RFC 4861's validity rules
+    /// (`NdpRepr::validate`; a failure is counted and nothing else
+    /// happens), then: a solicitation goes to [`ns_input`](Self::ns_input),
+    /// an advertisement to [`na_input`](Self::na_input), a router
+    /// solicitation or advertisement caches its sender
+    /// ([`cache_lladdr`](Self::cache_lladdr)), a redirect is ignored when
+    /// `forwarding` (icmp6_redirect_input) and caches its target
+    /// otherwise. Results go to `out` (cleared first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn input(
+        &self,
+        now: Instant,
+        ifp: &Interface,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        msg: &NdpRepr<'_>,
+        forwarding: bool,
+        stats: &Nd6Stats,
+        out: &mut Nd6Input,
+    ) -> Result<(), NdpInvalid> {
+        out.clear();
+        if let Err(e) = msg.validate(src, dst, hop_limit) {
+            if e == NdpInvalid::HopLimit {
+                stats.bad_hop_limit.inc();
+            } else {
+                stats.invalid.inc();
+            }
+            return Err(e);
+        }
+        let lladdr = msg.lladdr()?;
+        match *msg {
+            NdpRepr::NeighborSolicit { target, .. } => self.ns_input(now, ifp, src, target, lladdr, stats, out),
+            NdpRepr::NeighborAdvert { flags, target, .. } => self.na_input(now, ifp, target, flags, lladdr, stats, out),
+            NdpRepr::RouterSolicit { .. } => self.cache_lladdr(now, ifp, src, lladdr, NdMsg::Rs, stats, out),
+            NdpRepr::RouterAdvert { .. } => self.cache_lladdr(now, ifp, src, lladdr, NdMsg::Ra, stats, out),
+            NdpRepr::Redirect { target, dest, .. } => {
+                if forwarding {
+                    stats.redirects_ignored.inc();
+                } else {
+                    let router = target != dest;
+                    self.cache_lladdr(now, ifp, target, lladdr, NdMsg::Redirect { router }, stats, out);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Releases an entry's held frames to `out` (if_output_mq).
     fn flush_locked(&self, ifindex: IfIndex, e: &mut Entry, out: &mut Nd6Input) {
         let n = e.hold.len();

@@ -654,3 +654,53 @@ fe80::99%sn0                         02:aa:00:00:00:02     sn0 23h59m50s S R
 ";
     assert_eq!(text, want, "\n{text}");
 }
+
+// ---- icmp6_input's NDP dispatch ------------------------------------------------
+
+#[test]
+fn ndp_messages_are_validated_counted_and_dispatched() {
+    use softnet_wire::ndp::{NdpInvalid, NdpOption, NdpRepr};
+    let mut r = Rig::new();
+    let ifp = r.if1.clone();
+    let mut opt = [0u8; 8];
+    NdpOption::SourceLinkAddr(HMAC).emit(&mut opt);
+    let ns = NdpRepr::NeighborSolicit { target: a1(), options: &opt };
+    let input = |r: &mut Rig, src, dst, hl, m: &NdpRepr<'_>, fwd| {
+        r.nd.input(T0, &ifp, src, dst, hl, m, fwd, &r.stats, &mut r.out)
+    };
+    // Hop limit 254: not from this link.
+    assert_eq!(input(&mut r, h(), ip("ff02::1:ff00:1"), 254, &ns, true), Err(NdpInvalid::HopLimit));
+    assert_eq!((r.stats.bad_hop_limit.get(), r.stats.ns_received.get()), (1, 0));
+    assert!(r.out.advert.is_none() && r.state(h()).is_none());
+    // A DAD solicitation must not carry a source link-layer address.
+    let e = input(&mut r, Ipv6Addr::UNSPECIFIED, ip("ff02::1:ff00:1"), 255, &ns, true);
+    assert_eq!(e, Err(NdpInvalid::UnspecifiedSourceWithLladdr));
+    assert_eq!(r.stats.invalid.get(), 1);
+    // A link-layer option of the wrong length.
+    let bad = [1u8, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let e = input(&mut r, h(), a1(), 255, &NdpRepr::NeighborSolicit { target: a1(), options: &bad }, true);
+    assert_eq!(e, Err(NdpInvalid::BadLladdr));
+    // A good one is answered.
+    assert_eq!(input(&mut r, h(), ip("ff02::1:ff00:1"), 255, &ns, true), Ok(()));
+    assert_eq!(r.out.advert.map(|a| a.target), Some(a1()));
+    assert_eq!(r.state(h()), Some(NdState::Stale));
+    // An advertisement.
+    let mut topt = [0u8; 8];
+    NdpOption::TargetLinkAddr(OTHER_MAC).emit(&mut topt);
+    let adv = NdpRepr::NeighborAdvert { flags: na(true, false, true), target: h(), options: &topt };
+    assert_eq!(input(&mut r, h(), ip("ff02::1"), 255, &adv, true), Ok(()));
+    assert_eq!((r.entry(h()).mac, r.entry(h()).router), (Some(OTHER_MAC), true));
+    // A router solicitation from a host clears the flag.
+    let rs = NdpRepr::RouterSolicit { options: &opt };
+    assert_eq!(input(&mut r, h(), ip("ff02::2"), 255, &rs, true), Ok(()));
+    assert!(!r.entry(h()).router);
+    assert_eq!(r.entry(h()).mac, Some(HMAC));
+    // A redirect: ignored while forwarding, cached otherwise.
+    let n = ip("fe80::77");
+    let rd = NdpRepr::Redirect { target: n, dest: ip("fd00:9::1"), options: &topt };
+    assert_eq!(input(&mut r, ip("fe80::1:1"), a1(), 255, &rd, true), Ok(()));
+    assert_eq!((r.stats.redirects_ignored.get(), r.state(n)), (1, None));
+    assert_eq!(input(&mut r, ip("fe80::1:1"), a1(), 255, &rd, false), Ok(()));
+    assert!(r.entry(n).router, "a redirect to a better router");
+    assert_eq!(r.entry(n).mac, Some(OTHER_MAC));
+}
