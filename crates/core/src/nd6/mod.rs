@@ -34,7 +34,8 @@
 //! its own (a REACHABLE entry's ReachableTime, a DELAY or PROBE entry's
 //! timer, never for static ones). The table keeps a generation, bumped
 //! under the shard lock whenever a resolved mapping goes away, changes
-//! its MAC or becomes STALE; the worker compares it once per call and
+//! its MAC or becomes STALE before its time (an advertisement); the
+//! worker compares it once per call and
 //! empties its cache when it moved. A hit takes no lock and allocates
 //! nothing. STALE entries are never cached, so the first packet to one
 //! takes the lock and starts NUD (STALE → DELAY, RFC 4861 §7.3.3).
@@ -409,7 +410,7 @@ pub struct Nd6Table {
     config: Nd6Config,
     shards: Box<[CachePadded<Mutex<Shard>>]>,
     /// Bumped whenever a resolved mapping goes away, changes its MAC or
-    /// becomes STALE.
+    /// becomes STALE before its time.
     generation: CachePadded<AtomicU64>,
     /// Packets held over all entries.
     hold_total: CachePadded<AtomicUsize>,
@@ -686,9 +687,10 @@ impl Nd6Table {
                         }
                     }
                     NdState::Reachable => {
+                        // No generation bump: the workers' slots for it
+                        // ended at this same deadline.
                         e.state = NdState::Stale;
                         e.timer = Some(now + cfg.gc_timer);
-                        self.bump();
                     }
                     NdState::Stale => gone.push(*key),
                     NdState::Delay => {

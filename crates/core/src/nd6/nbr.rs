@@ -192,7 +192,7 @@ impl Nd6Table {
             e.mac = m;
         }
         if let Some(s) = newstate {
-            if llchange || (e.state.is_resolved() && s == NdState::Stale && e.state != NdState::Stale) {
+            if llchange {
                 self.bump();
             }
             e.state = s;
