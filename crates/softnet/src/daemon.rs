@@ -191,6 +191,11 @@ impl Daemon {
             }
         }
         for a in &ic.addrs6 {
+            // The automatic link-local address, written out in the config.
+            let auto = softnet_wire::ipv6::link_local_from_mac(mac);
+            if a.addr == auto && a.prefix_len == 64 {
+                continue;
+            }
             if let Err(e) = self.stack.add_address6(&ic.name, a.addr, a.prefix_len) {
                 let _ = self.stack.destroy_interface(&ic.name);
                 bail!("interface {:?}: address {a}: {e}", ic.name);
