@@ -537,6 +537,28 @@ fn lookup_cost_v6_against_v4_at_100k_routes() {
 }
 
 #[test]
+fn nodes_without_routes_and_with_one_child_are_left_out() {
+    let (t, _rx) = tables();
+    let mut r = via("2a00:1:2:3::", 64, "2001:db8:1::fe");
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 2, "the root and the /64's node at level 7");
+    let mut r = via("2a00:1:2:3:4::", 80, "2001:db8:1::fe");
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 3, "the /80's node hangs right under the /64's");
+    let mut r = via("2a00:1:5:3::", 64, "2001:db8:1::fe");
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 5, "a split at level 5 where the two /64s part");
+    t.delete(0, ip6("2a00:1:2:3::"), 64, None).unwrap();
+    t.delete(0, ip6("2a00:1:5:3::"), 64, None).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 2, "the split node and the emptied /64 node gone");
+    assert_eq!(t.lookup(0, ip6("2a00:1:2:3:4::1")).unwrap().prefix_len, 80);
+    assert!(t.lookup(0, ip6("2a00:1:2:3:5::1")).is_none());
+}
+
+#[test]
 fn lookups_jump_over_runs_without_routes_and_stop_where_the_bits_differ() {
     let (t, _rx) = two_nets();
     t.add(0, via("::", 0, "2001:db8:1::fe")).unwrap();
