@@ -28,7 +28,7 @@ impl RouteSnapshot<Ipv4Addr> {
     /// the `Arc` may end up freeing a deleted route itself.
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Arc<Route>> {
-        trie::lookup(&self.root, u32::from(dst))
+        trie::lookup4(&self.root, u32::from(dst))
     }
 }
 

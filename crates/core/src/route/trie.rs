@@ -264,6 +264,32 @@ pub(crate) fn lookup<A: RouteAddr>(root: &Node<A>, dst: A::Bits) -> Option<&Arc<
     best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
 }
 
+/// The IPv4 lookup, the generic one spelled out for u32 keys: compiled on
+/// its own, LLVM keeps the branches of the pre-IPv6 code (the generic
+/// instance turned the best-route tracking into conditional moves, which
+/// made the leaf load wait for every level's bitmap: +2 ns of ~14 on a hot
+/// lookup).
+#[inline]
+pub(crate) fn lookup4(root: &Node<std::net::Ipv4Addr>, dst: u32) -> Option<&Arc<Route<std::net::Ipv4Addr>>> {
+    let mut node = root;
+    let mut best: Option<(&Node<std::net::Ipv4Addr>, usize)> = None;
+    let mut level = 0u8;
+    loop {
+        let s = ((dst >> (24 - 8 * level as u32)) & 0xff) as usize;
+        if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+            best = Some((node, s));
+        }
+        match node.child(s) {
+            Some(c) if level + 1 < 4 => {
+                node = c;
+                level += 1;
+            }
+            _ => break,
+        }
+    }
+    best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
+}
+
 /// Puts `h` (for `key/len`) into the trie, replacing in each slot it covers
 /// a route of its level that is no more specific (an equal key is the
 /// route it replaces).
