@@ -38,7 +38,7 @@ impl RouteSnapshot<Ipv6Addr> {
     /// (`fe80::/10`) this way: use `lookup_scoped` with its interface.
     #[inline]
     pub fn lookup(&self, dst: Ipv6Addr) -> Option<&Arc<Route<Ipv6Addr>>> {
-        trie::lookup(&self.root, u128::from(dst))
+        trie::lookup6(&self.root, u128::from(dst))
     }
 }
 

@@ -290,6 +290,42 @@ pub(crate) fn lookup4(root: &Node<std::net::Ipv4Addr>, dst: u32) -> Option<&Arc<
     best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
 }
 
+/// The IPv6 lookup, the generic one spelled out for u128 keys: slots are
+/// the destination's bytes (no 128-bit shifts), and a node reached over a
+/// skipping edge is checked against its position.
+#[inline]
+pub(crate) fn lookup6(root: &Node<std::net::Ipv6Addr>, dst: u128) -> Option<&Arc<Route<std::net::Ipv6Addr>>> {
+    let bytes = dst.to_be_bytes();
+    let mut node = root;
+    let mut best: Option<(&Node<std::net::Ipv6Addr>, usize)> = None;
+    let mut level = 0usize;
+    let mut s;
+    loop {
+        s = bytes[level] as usize;
+        if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+            best = Some((node, s));
+        }
+        match node.child(s) {
+            Some(c) if level + 1 < 16 => {
+                let l = c.level as usize;
+                if l != level + 1 && dst & super::family::prefix_mask6(c.level * 8) != c.pos {
+                    break;
+                }
+                node = c;
+                level = l;
+            }
+            _ => break,
+        }
+    }
+    // Mostly the last node holds the route: a branch on it lets the leaf
+    // load start without waiting for `best`, which LLVM keeps in
+    // conditional moves that depend on every level's bitmap.
+    if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+        return node.leaf(s).map(|h| &**h);
+    }
+    best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
+}
+
 /// Puts `h` (for `key/len`) into the trie, replacing in each slot it covers
 /// a route of its level that is no more specific (an equal key is the
 /// route it replaces).
