@@ -538,6 +538,11 @@ pub enum PfctlOp {
     FlushAnchor {
         anchor: String,
     },
+    /// `[-a NAME] -F Tables` (and the tables part of `-a NAME -F all`).
+    FlushTables {
+        #[serde(default)]
+        anchor: Option<String>,
+    },
     /// `-k SRC [-k DST]`.
     Kill {
         src: Ipv4Addr,
@@ -548,12 +553,15 @@ pub enum PfctlOp {
         src: Ipv4Addr,
         dst: Option<Ipv4Addr>,
     },
-    /// `-t TABLE -T CMD [ADDRESS ...]`.
+    /// `[-a NAME] -t TABLE -T CMD [ADDRESS ...]`.
     Table {
         name: String,
         cmd: PfTableCmd,
         addrs: Vec<String>,
         verbose: u8,
+        /// The anchor whose table it is (none: the main ruleset's).
+        #[serde(default)]
+        anchor: Option<String>,
     },
     Enable,
     Disable,
@@ -587,6 +595,8 @@ pub enum PfFlush {
     States,
     /// `-F Sources`: source-tracking nodes.
     Sources,
+    /// `-F Tables`: the tables (pfctl_clear_tables).
+    Tables,
     All,
 }
 
