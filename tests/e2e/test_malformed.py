@@ -110,7 +110,7 @@ def frames():
         ("ip6: packets that violated scope rules", "an IPv6 frame from a link-local source to another link",
          bytes(Ether(dst=MAC_R0, src=MAC_A) / IPv6(src="fe80::1", dst="fe80::2") / Raw(b"z" * 8))),
         ("ip6: with incorrect version number", "an IPv6 EtherType with an IPv4 header",
-         ether(ipv4(b"\0" * 8, dst=R), 0x86DD)),
+         ether(ipv4(b"\0" * 40, dst=R), 0x86DD)),
         ("ether: 802.1Q tagged frames dropped (no vlan interface)", "an 802.1Q tagged frame",
          bytes(Ether(dst=MAC_R0, src=MAC_A) / Dot1Q(vlan=5) / IP(src=A, dst=B) / ICMP())),
     ]

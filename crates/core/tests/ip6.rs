@@ -453,3 +453,41 @@ fn netstat_s_has_the_ip6_icmp6_and_nd6_sections() {
     assert!(s.contains("\tInput packet histogram:\n\t\techo: 1\n"), "{s}");
     assert!(s.contains("nd6:\n"), "{s}");
 }
+
+/// A filter that passes everything it is shown (pf has no IPv6 hook yet).
+struct PassAll;
+
+impl softnet_core::filter::PacketFilter for PassAll {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: Instant,
+        _dir: softnet_core::filter::Direction,
+        _ifp: &softnet_core::iface::Interface,
+        pkt: PacketBuf,
+        _bufs: &mut dyn softnet_core::filter::BufferSource,
+        _replies: &mut softnet_core::filter::FilterReplies,
+    ) -> softnet_core::filter::Verdict {
+        softnet_core::filter::Verdict::Pass(pkt)
+    }
+}
+
+#[test]
+fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
+    let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+    r.stack.set_filter(Some(Box::new(PassAll)));
+    r.from_a(&echo(a(), b(), 64, 8));
+    r.from_a(&echo(a(), r0(), 64, 8));
+    assert!(r.take(false).is_empty() && r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.filtered.get()), 2);
+    // A's solicitation for the router is answered.
+    let ns = NdpRepr::NeighborSolicit { target: r0(), options: &[1, 1, 2, 0, 0, 0, 1, 2] };
+    let dst = ip("ff02::1:ff00:1");
+    let m = icmp(a(), dst, &Icmpv6Repr::Ndp(ns));
+    r.a.send(0, &frame(MacAddr([0x33, 0x33, 0xff, 0, 0, 1]), A_MAC, &ipv6(a(), dst, IpProtocol::ICMPV6, 255, &m)));
+    r.run();
+    let out = r.take(true);
+    let na = icmp_of(&out[0]).unwrap();
+    assert_eq!((na.0, na.1, na.2, na.4), (A_MAC, r0(), a(), icmpv6::msg_type::NEIGHBOR_ADVERT));
+}
