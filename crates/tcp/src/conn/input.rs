@@ -201,6 +201,16 @@ impl Tcb {
         let seq = Seq(seg.seq);
         let len = seg_len(seg);
 
+        // Simultaneous open: the peer's SYN,ACK repeats the SYN we have
+        // already taken; drop the SYN bit and go on with the ACK (as
+        // tcp_input trims a duplicate SYN).
+        if self.state == State::SynReceived && f.contains(TcpFlags::SYN | TcpFlags::ACK) && seq + 1 == self.rcv_nxt {
+            let mut s = *seg;
+            s.flags.remove(TcpFlags::SYN);
+            s.seq = s.seq.wrapping_add(1);
+            return self.sync_input(now, &s, payload);
+        }
+
         // TIME_WAIT reuse (RFC 6191): a new SYN above what this connection used.
         if self.state == State::TimeWait && f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK) {
             let newer = match (self.ts_ok, seg.timestamp) {
