@@ -155,6 +155,7 @@ fn orderly_close_walks_fin_wait_close_wait_last_ack_time_wait() {
     let ack = one(drain(&mut p.b, &mut p.eb));
     deliver(&mut p.a, &mut p.ea, &ack);
     assert_eq!(p.a.state(), State::FinWait2);
+    assert!(drain(&mut p.a, &mut p.ea).is_empty(), "an acknowledged FIN is not sent again");
     p.b.close(&mut p.eb);
     assert_eq!(p.b.state(), State::LastAck);
     let fin_b = one(drain(&mut p.b, &mut p.eb));

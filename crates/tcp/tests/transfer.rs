@@ -52,6 +52,69 @@ fn transfer_survives_loss_with_newreno_and_no_sack() {
     assert!(w.a.stats().fast_recoveries > 0, "{:?}", w.a.stats());
 }
 
+/// Three segments lost from one window: SACK recovery (RFC 6675) sends
+/// exactly those three again in about one round trip, no timeout.
+#[test]
+fn sack_recovery_retransmits_only_the_holes() {
+    let mut w = World::new(7, Config::default(), Config::default(), LinkProfile::clean(10), pattern(400_000, 7));
+    w.drop_a = vec![30, 33, 36];
+    w.run(Duration::from_secs(600));
+    check_done(&w);
+    let s = w.a.stats();
+    assert_eq!((s.fast_recoveries, s.rto_expired, s.rexmt_segs), (1, 0, 3), "{s:?}");
+}
+
+/// The same losses without SACK: NewReno (RFC 6582) repairs one hole per
+/// partial ACK, still without a timeout.
+#[test]
+fn newreno_partial_acks_repair_each_hole_without_timeout() {
+    let cfg = Config { sack: false, cc: CcAlgorithm::NewReno, ..Config::default() };
+    let mut w = World::new(7, cfg.clone(), cfg, LinkProfile::clean(10), pattern(400_000, 7));
+    w.drop_a = vec![30, 33, 36];
+    w.run(Duration::from_secs(600));
+    check_done(&w);
+    let s = w.a.stats();
+    assert_eq!((s.fast_recoveries, s.rto_expired, s.rexmt_segs), (1, 0, 3), "{s:?}");
+}
+
+/// Regression: a retransmission after a timeout into a window smaller
+/// than a segment was held back by sender SWS avoidance, forever.
+#[test]
+fn retransmission_is_not_held_back_by_sws_avoidance() {
+    let seed = 11421022721185334749;
+    let cfg = Config { rx_buffer: 32 * 1024, tx_buffer: 32 * 1024, max_retries: 30, ..Config::default() };
+    let mut w = World::new(seed, cfg.clone(), cfg, lossy(0.0719, 0.0928, 0.0997), pattern(82001, seed));
+    w.run(Duration::from_secs(3600));
+    check_done(&w);
+}
+
+/// Regression: a zero window seen (from a reordered ACK) while data was
+/// outstanding left the retransmission timer sending nothing; the persist
+/// timer must take over.
+#[test]
+fn zero_window_with_data_outstanding_hands_over_to_persist() {
+    let seed = 9800536268340477968;
+    let cfg = Config {
+        sack: false,
+        nodelay: true,
+        cc: CcAlgorithm::NewReno,
+        mss: 1036,
+        rx_buffer: 4 * 1024,
+        tx_buffer: 4 * 1024,
+        max_retries: 30,
+        ..Config::default()
+    };
+    let p = LinkProfile {
+        loss: 0.036131284001083806,
+        dup: 0.026925345367328397,
+        reorder: 0.15503019962771505,
+        ..lossy(0.0, 0.0, 0.0)
+    };
+    let mut w = World::new(seed, cfg.clone(), cfg, p, pattern(102364, seed));
+    w.run(Duration::from_secs(3600));
+    check_done(&w);
+}
+
 #[test]
 fn transfer_without_timestamps_or_window_scaling() {
     let cfg = Config { timestamps: false, window_scaling: false, ..Config::default() };
@@ -84,7 +147,7 @@ fn reader_that_stalls_gets_zero_window_probes() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
     /// Whatever the link does, the bytes delivered equal the bytes sent
     /// and both ends close.
     #[test]
@@ -98,14 +161,17 @@ proptest! {
         ts in any::<bool>(),
         newreno in any::<bool>(),
         nodelay in any::<bool>(),
+        buf_kb in prop_oneof![Just(4usize), Just(32), Just(256)],
+        mss in 200u16..1460,
     ) {
         let cfg = Config {
             sack,
             timestamps: ts,
             nodelay,
             cc: if newreno { CcAlgorithm::NewReno } else { CcAlgorithm::Cubic },
-            rx_buffer: 32 * 1024,
-            tx_buffer: 32 * 1024,
+            rx_buffer: buf_kb * 1024,
+            tx_buffer: buf_kb * 1024,
+            mss,
             max_retries: 30,
             ..Config::default()
         };

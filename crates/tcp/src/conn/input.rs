@@ -391,7 +391,13 @@ impl Tcb {
                     }
                     self.recovery = Some(r);
                 }
-                None => self.cc.on_ack(now, acked as u32, self.rtt.srtt()),
+                // Grow only when the window was the limit (RFC 7661 §4.1:
+                // an application- or receiver-limited flow does not validate
+                // a larger cwnd).
+                None if flight as usize + self.smss >= self.cc.cwnd() as usize => {
+                    self.cc.on_ack(now, acked as u32, self.rtt.srtt())
+                }
+                None => {}
             }
             if fin_acked {
                 match self.state {

@@ -485,9 +485,11 @@ impl Tcb {
         (now.as_millis() as u32).wrapping_add(self.ts_offset)
     }
 
-    /// The FIN's sequence number when one is queued.
+    /// The FIN's sequence number while one is queued and not yet
+    /// acknowledged (past FIN_WAIT_1 / CLOSING / LAST_ACK it is).
     fn fin_seq(&self) -> Option<Seq> {
-        self.fin_queued.then(|| self.data_start() + self.tx.len())
+        let unacked = matches!(self.state, State::FinWait1 | State::Closing | State::LastAck);
+        (self.fin_queued && unacked).then(|| self.data_start() + self.tx.len())
     }
 
     /// The sequence number of the first byte in the send ring.

@@ -125,10 +125,25 @@ impl Tcb {
             probe = true;
         }
         self.force_probe = false;
+        if len == 0 && self.snd_wnd == 0 && avail > 0 {
+            // A zero window with data waiting: the persist timer takes over
+            // from the retransmission timer, from SND.UNA (tcp_output's
+            // sendwin == 0 case); a probe answered shows the window again.
+            self.rexmt_at = None;
+            self.rxt_shift = 0;
+            self.snd_nxt = self.snd_una;
+            if self.persist_at.is_none() {
+                self.arm_persist(now);
+            }
+            return None;
+        }
         let fin = fin_seq.is_some_and(|f| self.snd_nxt + len == f) && (len == avail);
         let send = if len == 0 {
             fin && avail == 0
-        } else if len == self.smss || probe || fin {
+        } else if len == self.smss || probe || fin || self.snd_nxt.lt(self.snd_max) {
+            // A full segment, a probe, the FIN, or a retransmission (which
+            // SWS avoidance must not hold back: tcp_output's snd_nxt <
+            // snd_max rule).
             true
         } else {
             // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1).

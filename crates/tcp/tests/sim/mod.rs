@@ -153,6 +153,9 @@ pub struct World {
     pub b_read_limit: Option<usize>,
     pub segments: u64,
     pub trace: bool,
+    /// A→B data segments to drop, counted from 1 (retransmissions count).
+    pub drop_a: Vec<u64>,
+    a_data_segs: u64,
     free_at_a: Instant,
     free_at_b: Instant,
 }
@@ -181,6 +184,8 @@ impl World {
             b_read_limit: None,
             segments: 0,
             trace: false,
+            drop_a: Vec::new(),
+            a_data_segs: 0,
             free_at_a: Instant::ZERO,
             free_at_b: Instant::ZERO,
         }
@@ -205,6 +210,12 @@ impl World {
             );
         }
         let p = self.profile.clone();
+        if to_b && !seg.payload.is_empty() {
+            self.a_data_segs += 1;
+            if self.drop_a.contains(&self.a_data_segs) {
+                return;
+            }
+        }
         if self.link_rng.chance(p.loss) {
             return;
         }
