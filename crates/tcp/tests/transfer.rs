@@ -154,9 +154,9 @@ proptest! {
     fn any_link_delivers_everything_and_closes(
         seed in any::<u64>(),
         len in 0usize..150_000,
-        loss in 0.0f64..0.15,
+        loss in 0.0f64..0.3,
         dup in 0.0f64..0.1,
-        reorder in 0.0f64..0.2,
+        reorder in 0.0f64..0.5,
         sack in any::<bool>(),
         ts in any::<bool>(),
         newreno in any::<bool>(),
@@ -176,7 +176,7 @@ proptest! {
             ..Config::default()
         };
         let mut w = World::new(seed, cfg.clone(), cfg, lossy(loss, dup, reorder), pattern(len, seed));
-        w.run(Duration::from_secs(3600));
+        w.run(Duration::from_secs(100_000));
         prop_assert_eq!(w.received.len(), w.sent.len());
         prop_assert!(w.received == w.sent);
         prop_assert_eq!(w.a.state(), State::Closed);
