@@ -581,3 +581,19 @@ fn malformed_options_never_reach_the_engine() {
     let p = TcpPacket::new_checked(&bytes[..]).unwrap();
     assert!(TcpRepr::parse(&p).is_err());
 }
+
+#[test]
+fn path_mtu_lowers_the_mss_and_resends_what_is_in_flight() {
+    let mut p = Pair::default();
+    p.a.send(&[3; 3000]).unwrap();
+    let first = drain(&mut p.a, &mut p.ea);
+    assert!(first.iter().any(|s| s.payload.len() == 1448));
+    p.a.lower_mss(600);
+    assert_eq!(p.a.mss(), 588, "less the timestamp option");
+    let again = drain(&mut p.a, &mut p.ea);
+    assert!(!again.is_empty());
+    assert!(again.iter().all(|s| s.payload.len() <= 588));
+    assert_eq!(again[0].repr.seq, first[0].repr.seq, "from SND.UNA");
+    p.a.lower_mss(1400);
+    assert_eq!(p.a.mss(), 588, "never raised by a needfrag");
+}

@@ -15,6 +15,7 @@ use crate::rtt::RttEstimator;
 use crate::sack::Scoreboard;
 use crate::{Env, Instant, Seq};
 use core::time::Duration;
+use std::sync::Arc;
 
 pub use input::{Drop, Verdict};
 
@@ -115,8 +116,8 @@ impl Default for Config {
             keepalive: None,
             msl: Duration::from_secs(30),
             fin_wait2_timeout: Duration::from_secs(60),
-            max_ooo_ranges: 32,
-            max_sack_blocks: 32,
+            max_ooo_ranges: 16,
+            max_sack_blocks: 16,
             challenge_ack_limit: 10,
         }
     }
@@ -161,7 +162,9 @@ struct PendingRst {
 
 /// A TCP connection.
 pub struct Tcb {
-    cfg: Config,
+    /// Shared by the connections of one listener or socket profile.
+    cfg: Arc<Config>,
+    nodelay: bool,
     state: State,
     local_port: u16,
     remote_port: u16,
@@ -235,7 +238,7 @@ pub struct Tcb {
 }
 
 impl Tcb {
-    fn new(cfg: Config, env: &mut dyn Env, local_port: u16, remote_port: u16, state: State) -> Tcb {
+    fn new(cfg: Arc<Config>, env: &mut dyn Env, local_port: u16, remote_port: u16, state: State) -> Tcb {
         let now = env.now();
         let rtt = RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max);
         let smss = 536;
@@ -295,14 +298,15 @@ impl Tcb {
             challenge_count: 0,
             error: None,
             stats: ConnStats::default(),
+            nodelay: cfg.nodelay,
             cfg,
         }
     }
 
     /// Active open (RFC 9293 §3.10.1): SYN_SENT; the SYN goes out at the
     /// next `output`.
-    pub fn connect(cfg: Config, env: &mut dyn Env, local_port: u16, remote_port: u16) -> Tcb {
-        let mut t = Tcb::new(cfg, env, local_port, remote_port, State::SynSent);
+    pub fn connect(cfg: impl Into<Arc<Config>>, env: &mut dyn Env, local_port: u16, remote_port: u16) -> Tcb {
+        let mut t = Tcb::new(cfg.into(), env, local_port, remote_port, State::SynSent);
         t.set_iss(env.isn(local_port, remote_port));
         t.rcv_wscale = t.wanted_wscale();
         t
@@ -311,8 +315,8 @@ impl Tcb {
     /// Passive open: LISTEN. A SYN makes this TCB SYN_RECEIVED; the socket
     /// layer keeps a fresh LISTEN TCB per listening socket and hands each
     /// SYN to a new one (its SYN cache in front).
-    pub fn listen(cfg: Config, env: &mut dyn Env, local_port: u16) -> Tcb {
-        Tcb::new(cfg, env, local_port, 0, State::Listen)
+    pub fn listen(cfg: impl Into<Arc<Config>>, env: &mut dyn Env, local_port: u16) -> Tcb {
+        Tcb::new(cfg.into(), env, local_port, 0, State::Listen)
     }
 
     fn set_iss(&mut self, iss: Seq) {
@@ -371,7 +375,7 @@ impl Tcb {
         self.tx.free()
     }
     pub fn set_nodelay(&mut self, on: bool) {
-        self.cfg.nodelay = on;
+        self.nodelay = on;
     }
     /// The connection is over and its TCB can be freed.
     pub fn is_closed(&self) -> bool {
@@ -414,6 +418,19 @@ impl Tcb {
             return Ok(0);
         }
         Err(self.error.unwrap_or(TcpError::WouldBlock))
+    }
+
+    /// Path MTU discovery lowered the MSS (RFC 1191 §6.5; OpenBSD
+    /// tcp_mtudisc): `mss` is the path MTU less the IP and TCP headers.
+    /// What is in flight goes again in segments that fit.
+    pub fn lower_mss(&mut self, mss: u16) {
+        let ts_room = if self.ts_ok { 12 } else { 0 };
+        let new = usize::from(mss).saturating_sub(ts_room).max(64);
+        if new < self.smss {
+            self.smss = new;
+            self.snd_nxt = self.snd_una;
+            self.rtt_timing = None;
+        }
     }
 
     /// shutdown(SHUT_WR): a FIN after the queued data (§3.10.4).
@@ -499,5 +516,22 @@ impl Tcb {
         } else {
             self.snd_una
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13 wants an idle connection, buffers aside, under 1 KB: the
+    /// TCB itself plus its bounded out-of-order and SACK tables.
+    #[test]
+    fn idle_connection_without_buffers_fits_in_a_kilobyte() {
+        let cfg = Config::default();
+        let tables = (cfg.max_ooo_ranges + cfg.max_sack_blocks) * core::mem::size_of::<(Seq, Seq)>()
+            + core::mem::size_of::<crate::cc::Cubic>();
+        let tcb = core::mem::size_of::<Tcb>();
+        eprintln!("Tcb {tcb} bytes, OOO and SACK tables {tables} bytes");
+        assert!(tcb + tables <= 1024, "{tcb} + {tables}");
     }
 }

@@ -148,7 +148,7 @@ impl Tcb {
         } else {
             // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1).
             let all_queued = len == avail;
-            (all_queued && (self.cfg.nodelay || outstanding == 0)) || len >= (self.max_snd_wnd as usize) / 2
+            (all_queued && (self.nodelay || outstanding == 0)) || len >= (self.max_snd_wnd as usize) / 2
         };
         if !send {
             // Data held back with nothing in flight: the persist timer
