@@ -336,6 +336,7 @@ fn listener_ignores_rst_and_answers_a_stray_ack_with_rst() {
     assert_eq!(deliver(&mut b, &mut eb, &seg(ack, b"")), Verdict::Dropped(Drop::NotSyn));
     let r = one(drain(&mut b, &mut eb));
     assert_eq!((r.repr.flags, r.repr.seq), (TcpFlags::RST, 12345));
+    assert_eq!((r.repr.src_port, r.repr.dst_port), (B_PORT, A_PORT), "to the peer that sent it");
     assert_eq!(b.state(), State::Listen);
 }
 

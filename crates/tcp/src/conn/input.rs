@@ -1,7 +1,7 @@
 //! Segment arrival (RFC 9293 §3.10.7; OpenBSD tcp_input.c), with RFC 5961's
 //! defences, RFC 7323's PAWS and RFC 6675 / RFC 6582 loss detection.
 
-use super::{PendingRst, Recovery, State, Tcb, TcpError};
+use super::{Recovery, State, Tcb, TcpError};
 use crate::{Env, Instant, Seq};
 use core::time::Duration;
 use softnet_wire::tcp::{TcpFlags, TcpRepr, MAX_WINDOW_SCALE};
@@ -63,14 +63,9 @@ impl Tcb {
 
     /// RFC 9293 §3.10.7.1: a RST answering a segment that has no connection.
     fn reset_reply(&mut self, seg: &TcpRepr) {
-        if seg.flags.contains(TcpFlags::RST) {
-            return;
+        if let Some(r) = crate::reset::reset_reply(seg) {
+            self.pending_rst = Some(r);
         }
-        self.pending_rst = Some(if seg.flags.contains(TcpFlags::ACK) {
-            PendingRst { seq: Seq(seg.ack), ack: None }
-        } else {
-            PendingRst { seq: Seq(0), ack: Some(Seq(seg.seq) + seg_len(seg)) }
-        });
     }
 
     fn take_options(&mut self, seg: &TcpRepr, now: Instant) {
@@ -529,7 +524,4 @@ impl Tcb {
     }
 }
 
-/// SEG.LEN: payload plus one for each of SYN and FIN.
-pub(crate) fn seg_len(seg: &TcpRepr) -> usize {
-    seg.payload_len + usize::from(seg.flags.contains(TcpFlags::SYN)) + usize::from(seg.flags.contains(TcpFlags::FIN))
-}
+use crate::reset::seg_len;

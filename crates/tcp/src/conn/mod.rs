@@ -15,6 +15,7 @@ use crate::rtt::RttEstimator;
 use crate::sack::Scoreboard;
 use crate::{Env, Instant, Seq};
 use core::time::Duration;
+use softnet_wire::tcp::{TcpFlags, TcpRepr};
 use std::sync::Arc;
 
 pub use input::{Drop, Verdict};
@@ -153,13 +154,6 @@ struct Recovery {
     rxt_first: bool,
 }
 
-/// A pending RST (RFC 9293 §3.10.7.1 / §3.10.7.2 forms).
-#[derive(Debug, Copy, Clone)]
-struct PendingRst {
-    seq: Seq,
-    ack: Option<Seq>,
-}
-
 /// A TCP connection.
 pub struct Tcb {
     /// Shared by the connections of one listener or socket profile.
@@ -227,7 +221,8 @@ pub struct Tcb {
     ack_now: bool,
     /// In-order segments received since the last ACK we sent.
     unacked_segs: u32,
-    pending_rst: Option<PendingRst>,
+    /// A RST to send next, ports included (a LISTEN TCB answers any peer).
+    pending_rst: Option<TcpRepr>,
     force_probe: bool,
     keep_probe: bool,
     challenge_window: Instant,
@@ -466,7 +461,22 @@ impl Tcb {
     /// abort(): RST if synchronized, then CLOSED (§3.10.5).
     pub fn abort(&mut self) {
         if matches!(self.state, State::SynReceived) || self.state.synchronized() && self.state != State::TimeWait {
-            self.pending_rst = Some(PendingRst { seq: self.snd_nxt.max(self.snd_una), ack: None });
+            // §3.10.5: <SEQ=SND.NXT><CTL=RST>, as if answering an ACK of it.
+            let me = TcpRepr {
+                src_port: self.remote_port,
+                dst_port: self.local_port,
+                seq: 0,
+                ack: self.snd_nxt.max(self.snd_una).0,
+                flags: TcpFlags::ACK,
+                window: 0,
+                max_seg_size: None,
+                window_scale: None,
+                sack_permitted: false,
+                sack_ranges: [None; 3],
+                timestamp: None,
+                payload_len: 0,
+            };
+            self.pending_rst = crate::reset::reset_reply(&me);
         }
         self.enter_closed(None);
     }

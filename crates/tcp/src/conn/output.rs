@@ -2,7 +2,7 @@
 //! what to send now, Nagle and sender-side silly-window avoidance, window
 //! updates with receiver-side SWS avoidance, RFC 6675 NextSeg in recovery.
 
-use super::{PendingRst, State, Tcb};
+use super::{State, Tcb};
 use crate::{Env, Instant, Seq};
 use softnet_wire::tcp::{TcpFlags, TcpRepr, MAX_HEADER_LEN};
 
@@ -310,27 +310,9 @@ impl Tcb {
         seg
     }
 
-    fn emit_rst(&mut self, r: PendingRst, buf: &mut [u8]) -> TcpRepr {
-        let mut flags = TcpFlags::RST;
-        if r.ack.is_some() {
-            flags |= TcpFlags::ACK;
-        }
-        let seg = TcpRepr {
-            src_port: self.local_port,
-            dst_port: self.remote_port,
-            seq: r.seq.0,
-            ack: r.ack.map_or(0, |a| a.0),
-            flags,
-            window: 0,
-            max_seg_size: None,
-            window_scale: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload_len: 0,
-        };
-        seg.emit(buf);
+    fn emit_rst(&mut self, r: TcpRepr, buf: &mut [u8]) -> TcpRepr {
+        r.emit(buf);
         self.stats.segs_out += 1;
-        seg
+        r
     }
 }
