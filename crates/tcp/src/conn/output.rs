@@ -182,6 +182,10 @@ impl Tcb {
         Some(seg)
     }
 
+    /// The persist timer: the RTO doubled per probe, between 1 s (RFC 9293
+    /// §3.8.6.2.1's SWS override wants at most 1 s) and RTO max. OpenBSD's
+    /// tcp_setpersist uses 5 s to 60 s; the lower floor lets a small window
+    /// be used sooner.
     fn arm_persist(&mut self, now: Instant) {
         let d = self.rtt.rto().max(self.cfg.rto_min) * (1 << self.persist_shift.min(6));
         self.persist_at = Some(now + d.clamp(core::time::Duration::from_secs(1), self.cfg.rto_max));
