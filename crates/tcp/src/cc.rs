@@ -17,6 +17,8 @@ pub trait CongestionControl: Send {
     fn on_recovery_end(&mut self, flight: u32);
     /// The retransmission timer expired (RFC 5681 eq. 4, loss window).
     fn on_rto(&mut self, flight: u32);
+    /// The send MSS changed (PMTU): later increments use the new one.
+    fn set_mss(&mut self, smss: u32);
 }
 
 /// Which algorithm a connection uses.
@@ -90,6 +92,9 @@ impl CongestionControl for NewReno {
         self.ssthresh = loss_ssthresh(flight, self.smss);
         self.cwnd = self.smss;
         self.acked_in_ca = 0;
+    }
+    fn set_mss(&mut self, smss: u32) {
+        self.smss = smss.max(1);
     }
 }
 
@@ -183,6 +188,16 @@ impl CongestionControl for Cubic {
         self.reduce();
         self.cwnd = 1.0;
     }
+    fn set_mss(&mut self, smss: u32) {
+        // Keep the window in bytes: rescale the segment counts.
+        let k = f64::from(self.smss) / f64::from(smss.max(1));
+        self.cwnd *= k;
+        self.ssthresh *= k;
+        self.w_max *= k;
+        self.w_est *= k;
+        self.epoch = None;
+        self.smss = smss.max(1);
+    }
 }
 
 #[cfg(test)]
@@ -233,5 +248,17 @@ mod tests {
         assert!((c.w_max - 76.5).abs() < 1e-9, "W_max = 90 * (1 + 0.7) / 2");
         c.on_rto(0);
         assert_eq!(c.cwnd(), MSS);
+    }
+
+    #[test]
+    fn a_smaller_mss_keeps_the_window_in_bytes() {
+        let mut c = Cubic::new(MSS);
+        c.cwnd = 20.0;
+        c.set_mss(500);
+        assert_eq!(c.cwnd(), 20_000);
+        let mut n = NewReno::new(MSS);
+        n.set_mss(500);
+        n.on_ack(Instant::ZERO, 1000, None);
+        assert_eq!(n.cwnd(), 4500, "slow start adds at most the new SMSS");
     }
 }

@@ -598,3 +598,53 @@ fn path_mtu_lowers_the_mss_and_resends_what_is_in_flight() {
     p.a.lower_mss(1400);
     assert_eq!(p.a.mss(), 588, "never raised by a needfrag");
 }
+
+#[test]
+fn lost_syn_and_syn_ack_are_sent_again_then_given_up() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let (mut ea, mut eb) = Pair::envs();
+    let mut a = Tcb::connect(cfg.clone(), &mut ea, A_PORT, B_PORT);
+    let syn = one(drain(&mut a, &mut ea));
+    // The SYN is lost: sent again after the initial RTO (1 s).
+    ea.now = ea.now + Duration::from_millis(999);
+    a.on_timer(&mut ea);
+    assert!(drain(&mut a, &mut ea).is_empty());
+    ea.now = ea.now + Duration::from_millis(1);
+    a.on_timer(&mut ea);
+    let again = one(drain(&mut a, &mut ea));
+    assert_eq!((again.repr.flags, again.repr.seq), (TcpFlags::SYN, syn.repr.seq));
+    // The listener's SYN,ACK is lost every time: it gives up.
+    let mut b = Tcb::listen(cfg, &mut eb, B_PORT);
+    deliver(&mut b, &mut eb, &again);
+    let mut synacks = drain(&mut b, &mut eb).len();
+    while !b.is_closed() {
+        let t = b.poll_at().expect("a timer while the handshake is pending");
+        eb.now = t;
+        b.on_timer(&mut eb);
+        synacks += drain(&mut b, &mut eb).iter().filter(|s| s.repr.flags == TcpFlags::SYN | TcpFlags::ACK).count();
+    }
+    assert_eq!(synacks, 4, "the first and three retransmissions");
+    assert_eq!(b.error(), Some(TcpError::TimedOut));
+}
+
+#[test]
+fn fin_wait_2_after_close_times_out() {
+    let mut p = Pair::default();
+    p.a.close(&mut p.ea);
+    p.exchange();
+    assert_eq!((p.a.state(), p.b.state()), (State::FinWait2, State::CloseWait));
+    // The peer never closes: FIN_WAIT_2 ends after fin_wait2_timeout.
+    p.advance(Duration::from_secs(59));
+    p.a.on_timer(&mut p.ea);
+    assert_eq!(p.a.state(), State::FinWait2);
+    p.advance(Duration::from_secs(1));
+    p.a.on_timer(&mut p.ea);
+    assert_eq!(p.a.state(), State::Closed);
+    // After shutdown() alone (the socket still open) it waits for the FIN.
+    let mut p = Pair::default();
+    p.a.shutdown();
+    p.exchange();
+    p.advance(Duration::from_secs(600));
+    p.a.on_timer(&mut p.ea);
+    assert_eq!(p.a.state(), State::FinWait2);
+}

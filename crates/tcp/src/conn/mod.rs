@@ -423,6 +423,7 @@ impl Tcb {
         let new = usize::from(mss).saturating_sub(ts_room).max(64);
         if new < self.smss {
             self.smss = new;
+            self.cc.set_mss(new as u32);
             self.snd_nxt = self.snd_una;
             self.rtt_timing = None;
         }
