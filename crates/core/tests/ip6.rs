@@ -491,3 +491,37 @@ fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
     let na = icmp_of(&out[0]).unwrap();
     assert_eq!((na.0, na.1, na.2, na.4), (A_MAC, r0(), a(), icmpv6::msg_type::NEIGHBOR_ADVERT));
 }
+
+#[test]
+fn the_routers_own_packets_over_the_mtu_are_fragmented_as_rfc_8200_says() {
+    let mut r = Rig::new(1400, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+    // B's 1,500-byte echo request to r1 (the in-memory link takes it);
+    // the reply leaves by r1, whose MTU is 1,400.
+    let req = echo(b(), r1(), 64, 1452);
+    r.b.send(0, &frame(R1_MAC, B_MAC, &req));
+    r.run();
+    let out = r.take(false);
+    assert_eq!(out.len(), 2, "two fragments");
+    let mut whole = Vec::new();
+    let mut idents = Vec::new();
+    for (i, f) in out.iter().enumerate() {
+        assert!(f.len() - HEADER_LEN <= 1400);
+        let ip = Ipv6Packet::new_checked(&f[HEADER_LEN..]).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.next_header()), (r1(), b(), IpProtocol::IPV6_FRAG));
+        let fh = ip.payload();
+        assert_eq!(fh[0], 58, "the fragment header names ICMPv6");
+        let off_m = u16::from_be_bytes([fh[2], fh[3]]);
+        assert_eq!((off_m & 1 == 1), i == 0, "M set on the first only");
+        assert_eq!((off_m & !7) as usize, whole.len(), "offsets in order, multiples of 8");
+        idents.push(u32::from_be_bytes(fh[4..8].try_into().unwrap()));
+        whole.extend_from_slice(&fh[8..]);
+    }
+    assert_eq!(idents[0], idents[1]);
+    let m = Icmpv6Packet::new_checked(&whole[..]).unwrap();
+    assert_eq!(m.msg_type(), icmpv6::msg_type::ECHO_REPLY);
+    assert!(m.verify_checksum(r1(), b()));
+    assert_eq!(whole.len(), 8 + 1452);
+    assert_eq!(r.stat(|s| s.ip6.fragmented.get()), 1);
+    assert_eq!(r.stat(|s| s.ip6.ofragments.get()), 2);
+}
