@@ -525,3 +525,48 @@ fn the_routers_own_packets_over_the_mtu_are_fragmented_as_rfc_8200_says() {
     assert_eq!(r.stat(|s| s.ip6.fragmented.get()), 1);
     assert_eq!(r.stat(|s| s.ip6.ofragments.get()), 2);
 }
+
+#[test]
+fn tcp_and_udp_to_the_router_get_a_reset_and_port_unreachable() {
+    use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+    let mut r = Rig::with_neighbors();
+    let syn = TcpRepr {
+        src_port: 40000,
+        dst_port: 22,
+        seq: 1000,
+        ack: 0,
+        flags: TcpFlags::SYN,
+        window: 1000,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload_len: 0,
+    };
+    let mut seg = vec![0u8; syn.buffer_len()];
+    syn.emit_with_payload_v6(&mut seg, a(), r0(), &[]);
+    r.from_a(&ipv6(a(), r0(), IpProtocol::TCP, 64, &seg));
+    let out = r.take(true);
+    assert_eq!(out.len(), 1);
+    let ip = Ipv6Packet::new_checked(&out[0][HEADER_LEN..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.next_header()), (r0(), a(), IpProtocol::TCP));
+    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(t.verify_checksum_v6(r0(), a()));
+    assert_eq!((t.src_port(), t.dst_port(), t.seq_number(), t.ack_number()), (22, 40000, 0, 1001));
+    assert_eq!(t.flags(), TcpFlags::RST | TcpFlags::ACK);
+    // A bad checksum gets nothing.
+    seg[16] ^= 0xff;
+    r.from_a(&ipv6(a(), r0(), IpProtocol::TCP, 64, &seg));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.transport.tcp_rcvbadsum.get()), 1);
+    // UDP: port unreachable (code 4); a zero checksum is invalid over IPv6.
+    let mut udp = vec![0x9c, 0x40, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4];
+    r.from_a(&ipv6(a(), r0(), IpProtocol::UDP, 64, &udp));
+    assert!(r.take(true).is_empty());
+    softnet_wire::udp::UdpPacket::new_unchecked(&mut udp[..]).fill_checksum_v6(a(), r0());
+    r.from_a(&ipv6(a(), r0(), IpProtocol::UDP, 64, &udp));
+    let e = icmp_of(&r.take(true)[0]).unwrap();
+    assert_eq!((e.1, e.4, e.5), (r0(), icmpv6::msg_type::DST_UNREACHABLE, 4));
+    assert_eq!(r.stat(|s| s.transport.udp_badsum.get()), 1);
+}

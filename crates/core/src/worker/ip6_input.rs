@@ -337,11 +337,7 @@ impl WorkerState {
         match chain.upper {
             IpProtocol::ICMPV6 => self.icmp6_input(cx, ifp, p, chain.upper_offset, link_mcast),
             IpProtocol::UDP => self.udp6_input(cx, ifp, p, chain.upper_offset, link_mcast),
-            IpProtocol::TCP => {
-                // No RST for IPv6 yet: counted and dropped.
-                cx.stats.transport.tcp_rcvtotal.inc();
-                self.free(p)
-            }
+            IpProtocol::TCP => self.tcp6_input(cx, p, chain.upper_offset, link_mcast),
             IpProtocol::IPV6_NONXT => self.free(p),
             _ => {
                 // RFC 8200 §4: an unrecognized next header is a parameter
@@ -352,33 +348,6 @@ impl WorkerState {
                 self.free(p)
             }
         }
-    }
-
-    /// UDP to the router: nothing listens, so a port unreachable (RFC 4443
-    /// §3.1 code 4) for a datagram with a good checksum to a unicast
-    /// address (udp6_input's ICMP6_DST_UNREACH_NOPORT).
-    fn udp6_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, off: usize, link_mcast: bool) {
-        let ts = &cx.stats.transport;
-        ts.udp_ipackets.inc();
-        let ip = Ipv6Packet::new_unchecked(p.data());
-        let (src, dst) = (ip.src(), ip.dst());
-        let Ok(udp) = softnet_wire::udp::UdpPacket::new_checked(&p.data()[off..]) else {
-            ts.udp_hdrops.inc();
-            return self.free(p);
-        };
-        // RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6.
-        if udp.checksum() == 0 || !udp.verify_checksum_v6(src, dst) {
-            ts.udp_badsum.inc();
-            return self.free(p);
-        }
-        if dst.is_multicast() || link_mcast {
-            ts.udp_noportbcast.inc();
-            return self.free(p);
-        }
-        ts.udp_noport.inc();
-        let e = Icmp6Err::Unreach(softnet_wire::icmpv6::DstUnreachable::PortUnreachable);
-        self.icmp6_error(cx, ifp, &p, link_mcast, e);
-        self.free(p)
     }
 }
 
