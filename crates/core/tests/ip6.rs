@@ -403,23 +403,47 @@ fn truncated_and_malformed_packets_are_counted() {
     assert_eq!(r.stat(|s| s.ip6.delivered.get()), 1);
 }
 
+/// A fragment of `m` (an ICMPv6 message): data `m[off..end]`, M flag.
+fn fragment(m: &[u8], ident: u8, off: usize, end: usize, more: bool) -> Vec<u8> {
+    let om = (off as u16) | more as u16;
+    let mut fr = vec![58u8, 0, (om >> 8) as u8, om as u8, 0, 0, 0, ident];
+    fr.extend_from_slice(&m[off..end]);
+    ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &fr)
+}
+
 #[test]
-fn fragments_to_the_router_are_dropped_and_atomic_ones_taken() {
+fn fragments_to_the_router_are_reassembled_overlaps_drop_the_datagram_and_atomic_ones_are_whole() {
     let mut r = Rig::with_neighbors();
-    let m = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: &[1; 16] });
-    // First fragment of two.
-    let mut fr = vec![58u8, 0, 0, 1, 0, 0, 0, 9];
-    fr.extend_from_slice(&m);
-    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &fr));
+    let data: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+    let m = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: &data });
+    // Out of order: the last fragment first.
+    r.from_a(&fragment(&m, 9, 1232, m.len(), false));
     assert!(r.take(true).is_empty());
-    assert_eq!(r.stat(|s| s.ip6.fragdropped.get()), 1);
+    r.from_a(&fragment(&m, 9, 0, 1232, true));
+    let out = r.take(true);
+    assert_eq!(out.len(), 2, "the 2,048-byte reply goes out in fragments");
+    let mut whole = Vec::new();
+    for f in &out {
+        let ip = Ipv6Packet::new_checked(&f[HEADER_LEN..]).unwrap();
+        whole.extend_from_slice(&ip.payload()[8..]);
+    }
+    assert_eq!(whole[0], icmpv6::msg_type::ECHO_REPLY);
+    assert_eq!(&whole[8..], &data[..], "the reply carries the reassembled data");
+    assert_eq!(r.stat(|s| s.ip6.reassembled.get()), 1);
+    // Overlapping fragments (RFC 5722): the whole datagram goes, and a
+    // fragment of it arriving later too.
+    r.from_a(&fragment(&m, 10, 0, 1232, true));
+    r.from_a(&fragment(&m, 10, 1224, 1232 + 8, true));
+    r.from_a(&fragment(&m, 10, 1232, m.len(), false));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.fragoverlap.get()), 2);
+    assert_eq!(r.stat(|s| s.ip6.reassembled.get()), 1);
     // An atomic fragment (offset 0, M clear, RFC 6946) is a whole packet.
-    let mut at = vec![58u8, 0, 0, 0, 0, 0, 0, 9];
-    at.extend_from_slice(&m);
-    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &at));
+    let small = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 2, data: &[1; 16] });
+    r.from_a(&fragment(&small, 11, 0, small.len(), false));
     let e = icmp_of(&r.take(true)[0]).unwrap();
     assert_eq!(e.4, icmpv6::msg_type::ECHO_REPLY);
-    assert_eq!(r.stat(|s| s.ip6.fragments.get()), 2);
+    assert_eq!(r.stat(|s| s.ip6.fragments.get()), 6);
 }
 
 #[test]

@@ -287,11 +287,12 @@ impl WorkerState {
     ) {
         let s = &cx.stats.ip6;
         if chain.is_fragment() {
-            // RFC 8200 §4.5 reassembly is not done for the router's own
-            // traffic: a fragment to the router is counted and dropped
-            // (atomic fragments, RFC 6946, are whole packets and go on).
-            s.fragdropped.inc();
-            return self.free(p);
+            // RFC 8200 §4.5 (atomic fragments, RFC 6946, are whole packets
+            // and go on as they are).
+            let Some(whole) = self.reassemble6(cx, p, chain) else { return };
+            let walked = Ipv6Packet::new_unchecked(whole.data()).ext_headers().walk();
+            let Ok(chain) = walked.map_err(|_| s.fragdropped.inc()) else { return self.free(whole) };
+            return self.ip6_local(cx, ifp, whole, &chain, link_mcast, tentative);
         }
         let dst_mcast = Ipv6Packet::new_unchecked(p.data()).dst().is_multicast();
         if chain.count > chain.hop_by_hop as usize {
@@ -358,4 +359,54 @@ fn is_nd_for_dad(pkt: &[u8], chain: &HeaderChain) -> bool {
         && pkt
             .get(chain.upper_offset)
             .is_some_and(|&t| t == icmp6w::msg_type::NEIGHBOR_SOLICIT || t == icmp6w::msg_type::NEIGHBOR_ADVERT)
+}
+
+impl WorkerState {
+    /// A fragment for the router itself: kept until its datagram is whole
+    /// (then returned in one large buffer), or dropped and counted (an
+    /// overlap drops the whole datagram, RFC 5722).
+    fn reassemble6(&mut self, cx: &Ctx, p: PacketBuf, chain: &HeaderChain) -> Option<PacketBuf> {
+        let s = &cx.stats.ip6;
+        let (frag_at, frag) = chain.fragment.expect("a fragment");
+        // The next header field that names the fragment header.
+        let mut nh_at = NEXT_HEADER_OFFSET;
+        for h in Ipv6Packet::new_unchecked(p.data()).ext_headers().flatten() {
+            if h.offset == frag_at {
+                break;
+            }
+            nh_at = h.offset;
+        }
+        let result = cx.stack.reass6.add(cx.now, p.data(), frag_at, nh_at, frag);
+        let meta = p.meta;
+        self.free(p);
+        let (header, payload) = match result {
+            crate::reass6::Reass6Result::Held => return None,
+            crate::reass6::Reass6Result::Overlap => {
+                s.fragoverlap.inc();
+                s.fragdropped.inc();
+                return None;
+            }
+            crate::reass6::Reass6Result::Dropped => {
+                s.fragdropped.inc();
+                return None;
+            }
+            crate::reass6::Reass6Result::Complete { header, payload } => (header, payload),
+        };
+        let Some(mut whole) = self.large_pool.alloc() else {
+            s.fragdropped.inc();
+            return None;
+        };
+        let len = header.len() + payload.len();
+        if whole.set_len(len).is_err() {
+            s.fragdropped.inc();
+            self.free(whole);
+            return None;
+        }
+        whole.data_mut()[..header.len()].copy_from_slice(&header);
+        whole.data_mut()[header.len()..].copy_from_slice(&payload);
+        whole.meta = meta;
+        Ipv6Packet::new_unchecked(whole.data_mut()).set_payload_len((len - IPV6_HEADER) as u16);
+        s.reassembled.inc();
+        Some(whole)
+    }
 }
