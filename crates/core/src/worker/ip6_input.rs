@@ -176,7 +176,7 @@ impl WorkerState {
                 }
             }
         }
-        if src.is_unspecified() && !(chain.upper == IpProtocol::ICMPV6 && !chain.is_later_fragment()) {
+        if src.is_unspecified() && (chain.upper != IpProtocol::ICMPV6 || chain.is_later_fragment()) {
             // Only DAD's solicitations and MLD reports come from :: (RFC
             // 4862 §5.4.2, RFC 3810 §5.2.13); those are ICMPv6.
             s.badscope.inc();
