@@ -22,6 +22,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod route6;
+pub use route6::RouteTarget6;
+
 /// Tunables of the stack, with OpenBSD's defaults unless said otherwise.
 #[derive(Clone, Debug)]
 pub struct StackConfig {

@@ -33,6 +33,7 @@ mod pdesc;
 mod reply;
 mod rules;
 mod state_test;
+mod synproxy;
 
 pub use pdesc::*;
 use reply::*;
@@ -271,6 +272,9 @@ enum StateVerdict {
     NoState,
     Pass(Passed),
     Drop(Option<Reason>),
+    /// pf's PF_SYNPROXY_DROP: `synproxy state` took the segment (and
+    /// sent what it answers); it goes no further.
+    Synproxy,
 }
 
 /// The packet in `slot`, in place: `fast` is what `parse_fast` made of
@@ -413,6 +417,10 @@ fn test_pd(
             Decision::Drop
         }
         StateVerdict::NoState => test_rule(cx, pd, pkt, bufs, replies),
+        StateVerdict::Synproxy => {
+            cx.count(Reason::Synproxy);
+            Decision::Consumed
+        }
     }
 }
 
@@ -464,11 +472,19 @@ fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt
 }
 
 /// pf_scrub and pf_normalize_mss on a passed packet, with the scrub
-/// values `a` of its rules or its state (nothing when there are none).
+/// values `a` of its rules or its state (nothing when there are none),
+/// and pf_test's `set prio`: the packet's priority for the stack's
+/// transmit (and later `prio` rules).
 #[inline]
 fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
     if a.any() {
-        crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+        let bare_ack = pd.proto == PROTO_TCP && pd.tcp.flags & TH_ACK != 0 && pd.tcp.len == 0;
+        if let Some(p) = a.prio_for(bare_ack, pd.tos) {
+            pkt.meta.set_prio(p);
+        }
+        if a.edits() {
+            crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+        }
     }
 }
 

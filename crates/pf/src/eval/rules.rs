@@ -7,10 +7,6 @@ use crate::compile::AnchorTarget;
 use crate::srcnode::SN_ROUTE;
 use crate::xlhold::Holds;
 
-/// The priority a packet has unless a rule sets one (OpenBSD's
-/// IFQ_DEFPRIO).
-const IFQ_DEFPRIO: u8 = 3;
-
 /// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
 /// routed in so far (a `match ... rtable` before, else its own), the one
 /// `no-route` and `urpf-failed` look in.
@@ -194,10 +190,10 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 i += 1;
                 continue;
             }
-            // `prio N`: the packet's priority, IFQ_DEFPRIO (3) for every
-            // packet here: softnet has no `set prio` (refused at load) and
-            // no VLAN priorities to take one from.
-            if r.rule.prio.is_some_and(|p| p != IFQ_DEFPRIO) {
+            // `prio N`: the packet's priority as it came to this hook
+            // (IFQ_DEFPRIO unless pf in's `set prio` gave it another; a
+            // `set prio` of this walk applies after it, as pf_test does).
+            if r.rule.prio.is_some_and(|p| p != pkt.meta.prio()) {
                 i += 1;
                 continue;
             }
@@ -409,7 +405,7 @@ pub(super) fn test_rule(
                 }
             };
             let owner = nat.or(rdr).expect("one of them");
-            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, scrub, log_match, Some(xl)) {
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, scrub, log_match, Some(xl)).map(|_| ()) {
                 cx.count(reason);
                 return Decision::Drop;
             }
@@ -491,9 +487,18 @@ pub(super) fn test_rule(
             if !pd.frag && (keeps_state(r) || xl.is_some()) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
-                    cx.count(reason);
-                    return Decision::Drop;
+                match create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                    // PF_SYNPROXY_DROP: pf answers the SYN itself.
+                    Ok(Some(synack)) => {
+                        synproxy::send(&[Some(synack), None], bufs, replies);
+                        cx.count(Reason::Synproxy);
+                        return Decision::Consumed;
+                    }
+                    Ok(None) => {}
                 }
             }
             if tag != 0 {
@@ -605,10 +610,11 @@ pub(super) fn create_state(
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<(nat::Endpoints, Holds)>,
-) -> Result<(), Reason> {
+) -> Result<Option<synproxy::ProxySend>, Reason> {
     let holds = xlate.map_or([None, None], |x| x.1);
     let xlate = xlate.map(|x| x.0);
-    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, scrub, log_match, xlate, &holds);
+    let mut proxy = None;
+    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, scrub, log_match, xlate, &holds, &mut proxy);
     match made {
         Ok(idx) if holds.iter().any(Option::is_some) => {
             // The holds go with the state, by its id; a state ended in the
@@ -624,9 +630,9 @@ pub(super) fn create_state(
                 }
                 None => nat::release(cx, &holds),
             }
-            Ok(())
+            Ok(proxy)
         }
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(proxy),
         Err(e) => {
             nat::release(cx, &holds);
             Err(e)
@@ -648,6 +654,7 @@ fn create_state_holding(
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<nat::Endpoints>,
     holds: &Holds,
+    proxy: &mut Option<synproxy::ProxySend>,
 ) -> Result<u32, Reason> {
     let now = cx.now.as_nanos();
     // pf_test_rule: the source's node first (pf_insert_src_node), then
@@ -745,6 +752,13 @@ fn create_state_holding(
             let iss = (r.keep_state == StateMode::Modulate).then(|| cx.pf.iss(pd, cx.now));
             rewrite = tcp_track::init_state(&mut st, &pd.tcp, iss);
             st.timeout = tidx(Timeout::TcpFirst) as u8;
+            // pf_create_state: an inbound SYN of a `synproxy state` rule
+            // is answered by pf, with its own initial sequence number.
+            let syn = pd.tcp.flags & (TH_SYN | TH_ACK) == TH_SYN;
+            if r.keep_state == StateMode::Synproxy && syn && cx.dir == Direction::In {
+                let mss = synproxy::syn_mss(pkt.data(), pd, cx.ifp.mtu());
+                *proxy = Some(synproxy::start(&mut st, pd, mss, softnet_core::rng::random_u32()));
+            }
         }
         PROTO_UDP => {
             st.src.state = udps::SINGLE;
@@ -792,6 +806,10 @@ fn create_state_holding(
             }
             if r.if_bound {
                 cx.pf.note_ifname(cx.ifp);
+            }
+            if proxy.is_some() {
+                // The SYN goes no further: nothing to rewrite or route.
+                return Ok(idx);
             }
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;

@@ -147,13 +147,6 @@ pub fn load_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Res
 /// Errors for every rule using a feature the evaluator does not have yet.
 pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     let mut errs = vec![];
-    if !rs.anchor_path.is_empty() && !rs.tables.is_empty() {
-        errs.push(ParseError {
-            file: rs.filename.clone(),
-            line: rs.tables[0].line,
-            message: "tables inside anchors not supported yet".into(),
-        });
-    }
     for la in &rs.load_anchors {
         if let Err(e) = check_supported(&la.ruleset) {
             errs.extend(e);
@@ -185,16 +178,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 refuse(&e.0);
             }
         }
-        if r.keep_state == StateMode::Synproxy {
-            refuse("synproxy state");
-        }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
-        let more = [
-            (r.set.prio.is_some(), "set prio"),
-            (r.set.queue.is_some(), "queue"),
-            (r.set.delay.is_some(), "set delay"),
-        ];
+        let more = [(r.set.queue.is_some(), "queue"), (r.set.delay.is_some(), "set delay")];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
             refuse(what);
         }
@@ -432,7 +418,10 @@ impl<'r> Parser<'r> {
                 Some("pass" | "block" | "match") => self.rule(c),
                 Some("anchor") => self.anchor_rule(c),
                 Some("include") => self.include(c),
-                Some("table") => Err((c.line(), "tables inside anchors not supported yet".into())),
+                Some("table") => {
+                    c.next();
+                    self.table(c)
+                }
                 _ => c.syntax(),
             };
         }
