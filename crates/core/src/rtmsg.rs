@@ -66,12 +66,26 @@ pub struct RtmRoute {
     pub priority: u8,
 }
 
+/// The address of an `RTM_NEWADDR` / `RTM_DELADDR`: IPv4 (with its
+/// broadcast address) or IPv6.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RtmIfa {
+    V4(IfAddr),
+    V6 { addr: std::net::Ipv6Addr, prefix_len: u8 },
+}
+
+impl From<IfAddr> for RtmIfa {
+    fn from(a: IfAddr) -> RtmIfa {
+        RtmIfa::V4(a)
+    }
+}
+
 /// An interface address added or removed (`RTM_NEWADDR`, `RTM_DELADDR`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RtmAddr {
     pub ifindex: IfIndex,
     pub ifname: Option<String>,
-    pub addr: IfAddr,
+    pub addr: RtmIfa,
     /// Interface flags (`if_flags`).
     pub if_flags: u32,
     pub metric: u32,
@@ -317,12 +331,16 @@ impl fmt::Display for RouteMessage {
                     IfFlagNames(a.if_flags)
                 )?;
                 let mut names = vec!["NETMASK", "IFP", "IFA"];
-                let mut addrs = vec![
-                    Ipv4Addr::from(a.addr.mask()).to_string(),
-                    ifname_or_link(&a.ifname, a.ifindex),
-                    a.addr.addr.to_string(),
-                ];
-                if let Some(b) = a.addr.broadcast() {
+                let (mask, ifa, brd) = match a.addr {
+                    RtmIfa::V4(v4) => (Ipv4Addr::from(v4.mask()).to_string(), v4.addr.to_string(), v4.broadcast()),
+                    RtmIfa::V6 { addr, prefix_len } => (
+                        netmask_of(IpAddr::V6(addr), prefix_len),
+                        routename(IpAddr::V6(addr), &a.ifname, a.ifindex),
+                        None,
+                    ),
+                };
+                let mut addrs = vec![mask, ifname_or_link(&a.ifname, a.ifindex), ifa];
+                if let Some(b) = brd {
                     names.push("BRD");
                     addrs.push(b.to_string());
                 }
@@ -496,7 +514,18 @@ mod tests {
             RtmBody::Addr(RtmAddr {
                 ifindex: IfIndex(3),
                 ifname: Some("sn-x".into()),
-                addr: IfAddr::new(Ipv4Addr::new(10, 0, 1, 1), 24),
+                addr: IfAddr::new(Ipv4Addr::new(10, 0, 1, 1), 24).into(),
+                if_flags: if_flags::UP,
+                metric: 0,
+            }),
+        );
+        m.emit(
+            RtmType::NewAddr,
+            0,
+            RtmBody::Addr(RtmAddr {
+                ifindex: IfIndex(3),
+                ifname: Some("sn-x".into()),
+                addr: RtmIfa::V6 { addr: "fe80::1".parse().unwrap(), prefix_len: 64 },
                 if_flags: if_flags::UP,
                 metric: 0,
             }),
@@ -517,5 +546,6 @@ mod tests {
             "{}",
             t[2]
         );
+        assert!(t[3].ends_with("sockaddrs: <NETMASK,IFP,IFA>\n ffff:ffff:ffff:ffff:: sn-x fe80::1%sn-x"), "{}", t[3]);
     }
 }

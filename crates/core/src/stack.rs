@@ -10,8 +10,8 @@ use crate::nd6::dad::{DadAction, DadConfig, DadInput, DadTable};
 use crate::nd6::{Nd6Config, Nd6Table, Nd6Timer, NdError};
 use crate::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
 use crate::percpu::PerWorker;
-use crate::route::{Route, RouteError, RouteFlags, RouteTables};
-use crate::rtmsg::{IfAnnounceWhat, RouteMonitor, RtmAddr, RtmBody, RtmIfAnnounce, RtmIfInfo, RtmType};
+use crate::route::{Route, Route6, RouteError, RouteFlags, RouteTables};
+use crate::rtmsg::{IfAnnounceWhat, RouteMonitor, RtmAddr, RtmBody, RtmIfAnnounce, RtmIfInfo, RtmIfa, RtmType};
 use crate::stats::StackStats;
 use crate::time::Clock;
 use arc_swap::ArcSwapOption;
@@ -381,11 +381,30 @@ impl Stack {
         self.add_address6_locked(&ifp, a)
     }
 
+    /// in6_update_ifa + rt_ifa_addlocal: the connected route of the
+    /// prefix (`UCn`, one per prefix and interface, link-local ones scoped
+    /// to it as `fe80::%IF/64`) and the local route (`UHLl`), each with its
+    /// route message, then the address and its RTM_NEWADDR. A route that
+    /// cannot be added changes nothing.
     fn add_address6_locked(&self, ifp: &Arc<Interface>, a: If6Addr) -> Result<(), StackError> {
+        let weak = ifp.weak();
+        let shared_prefix =
+            ifp.inet6().addrs.iter().any(|x| x.prefix_len == a.prefix_len && x.network() == a.network());
+        let connected = a.prefix_len < 128 && !shared_prefix;
+        if connected {
+            self.routes.add(0, Route6::connected6(weak, a.addr, a.prefix_len))?;
+        }
+        if let Err(e) = self.routes.add(0, Route6::local(weak, a.addr)) {
+            if connected {
+                let _ = self.routes.delete_scoped(0, a.network(), a.prefix_len, None, ifp.index());
+            }
+            return Err(e.into());
+        }
         let mut addrs = ifp.inet6().addrs.clone();
         addrs.push(a);
         ifp.set_addrs6(addrs);
         self.nd6.add_local(ifp, a.addr);
+        self.addr_msg(ifp, RtmIfa::V6 { addr: a.addr, prefix_len: a.prefix_len }, RtmType::NewAddr);
         if ifp.is_up() {
             self.dad.lock().start(self.clock.now(), ifp.index(), a.addr, Duration::ZERO);
         }
@@ -401,14 +420,20 @@ impl Stack {
 
     fn delete_address6_locked(&self, ifp: &Arc<Interface>, addr: Ipv6Addr) -> Result<(), StackError> {
         let inet6 = ifp.inet6();
-        if inet6.find(addr).is_none() {
+        let Some(a) = inet6.find(addr).copied() else {
             return Err(StackError::NoSuchAddr6(ifp.name().into(), addr));
-        }
+        };
         let rest: Vec<If6Addr> = inet6.addrs.iter().filter(|x| x.addr != addr).copied().collect();
         drop(inet6);
-        ifp.set_addrs6(rest);
+        ifp.set_addrs6(rest.clone());
         self.dad.lock().stop(ifp.index(), addr);
         self.nd6.remove_local(ifp, addr);
+        let _ = self.routes.delete_scoped(0, addr, 128, None, ifp.index());
+        let shared_prefix = rest.iter().any(|x| x.prefix_len == a.prefix_len && x.network() == a.network());
+        if a.prefix_len < 128 && !shared_prefix {
+            let _ = self.routes.delete_scoped(0, a.network(), a.prefix_len, None, ifp.index());
+        }
+        self.addr_msg(ifp, RtmIfa::V6 { addr, prefix_len: a.prefix_len }, RtmType::DelAddr);
         Ok(())
     }
 
@@ -735,11 +760,11 @@ impl Stack {
         self.monitor.emit(RtmType::IfInfo, 0, body);
     }
 
-    fn addr_msg(&self, ifp: &Interface, a: IfAddr, kind: RtmType) {
+    fn addr_msg(&self, ifp: &Interface, a: impl Into<RtmIfa>, kind: RtmType) {
         let body = RtmBody::Addr(RtmAddr {
             ifindex: ifp.index(),
             ifname: Some(ifp.name().to_string()),
-            addr: a,
+            addr: a.into(),
             if_flags: ifp.flags(),
             metric: 0,
         });

@@ -293,3 +293,113 @@ fn destroy_forgets_the_interfaces_neighbors_and_tests() {
     assert_eq!(r.stack.nd6.len(), 0);
     assert!(r.stack.dad.lock().next_deadline().is_none());
 }
+
+// ---- local and connected routes (rt_ifa_addlocal) --------------------------
+
+use softnet_core::route::{Route6, RouteFlags};
+use softnet_core::rtmsg::{RouteMessage, RtmBody, RtmType};
+
+fn kinds(rx: &crossbeam::channel::Receiver<RouteMessage>) -> Vec<(RtmType, String)> {
+    rx.try_iter()
+        .map(|m| {
+            let what = match &m.body {
+                RtmBody::Route(r) => format!("{}/{}", r.dest, r.prefix_len),
+                RtmBody::Addr(_) => m.to_string().lines().last().unwrap_or("").trim().to_string(),
+                _ => String::new(),
+            };
+            (m.kind, what)
+        })
+        .collect()
+}
+
+fn route6(stack: &Stack, dest: &str, len: u8, scope: IfIndex) -> Option<Arc<Route6>> {
+    stack.routes.get_scoped(0, ip(dest), len, scope)
+}
+
+#[test]
+fn every_ipv6_address_brings_its_local_and_connected_routes_with_messages() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let stack = Stack::with_clock_and_entropy(StackConfig::default(), clock, Arc::new(FixedEntropy::new(7)));
+    let rx = stack.monitor.subscribe();
+    let ifp = stack.create_interface("sn0", MAC, 1500, vec![Box::new(Capture::default())]).unwrap();
+    let idx = ifp.index();
+    // The link-local address: fe80::%sn0/64 (UCn) and its local route (UHLl).
+    let got = kinds(&rx);
+    assert_eq!(
+        got.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        vec![
+            RtmType::IfAnnounce(softnet_core::rtmsg::IfAnnounceWhat::Arrival),
+            RtmType::Add,
+            RtmType::Add,
+            RtmType::NewAddr
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[3].1, "ffff:ffff:ffff:ffff:: sn0 fe80::ff:fe00:101%sn0");
+    let c = route6(&stack, "fe80::", 64, idx).expect("link-local prefix");
+    assert_eq!(c.flags, RouteFlags::UP | RouteFlags::CLONING | RouteFlags::CONNECTED);
+    assert_eq!((c.ifp, c.ifa), (ifp.weak(), Some(ll())));
+    let l = route6(&stack, "fe80::ff:fe00:101", 128, idx).expect("local route");
+    assert!(l.flags.contains(RouteFlags::LOCAL | RouteFlags::HOST | RouteFlags::LLINFO), "{:?}", l.flags);
+    assert!(route6(&stack, "fe80::", 64, IfIndex(idx.0 + 1)).is_none(), "scoped to sn0");
+
+    // A global address.
+    stack.add_address6("sn0", ip("fd00:1::1"), 64).unwrap();
+    let got = kinds(&rx);
+    assert_eq!(
+        got,
+        vec![
+            (RtmType::Add, "fd00:1::/64".to_string()),
+            (RtmType::Add, "fd00:1::1/128".to_string()),
+            (RtmType::NewAddr, "ffff:ffff:ffff:ffff:: sn0 fd00:1::1".to_string())
+        ]
+    );
+    let c = stack.routes.lookup(0, ip("fd00:1::99")).expect("on-link");
+    assert_eq!((c.dest, c.prefix_len, c.ifa), (ip("fd00:1::"), 64, Some(ip("fd00:1::1"))));
+    assert!(c.flags.contains(RouteFlags::CONNECTED));
+    // A second address in the prefix adds only its local route; the
+    // prefix stays until its last address goes.
+    stack.add_address6("sn0", ip("fd00:1::2"), 64).unwrap();
+    assert_eq!(
+        kinds(&rx).iter().map(|(k, w)| (*k, w.as_str())).collect::<Vec<_>>()[..1],
+        [(RtmType::Add, "fd00:1::2/128")]
+    );
+    stack.delete_address6("sn0", ip("fd00:1::1")).unwrap();
+    assert_eq!(
+        kinds(&rx).iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        vec![RtmType::Delete, RtmType::DelAddr],
+        "only the local route goes"
+    );
+    assert!(route6(&stack, "fd00:1::", 64, IfIndex::NONE).is_some());
+    stack.delete_address6("sn0", ip("fd00:1::2")).unwrap();
+    assert_eq!(
+        kinds(&rx).iter().map(|(k, w)| (*k, w.clone())).collect::<Vec<_>>()[..2],
+        [(RtmType::Delete, "fd00:1::2/128".to_string()), (RtmType::Delete, "fd00:1::/64".to_string())]
+    );
+    assert!(stack.routes.lookup(0, ip("fd00:1::99")).is_none());
+    // A /128 has no connected route.
+    stack.add_address6("sn0", ip("fd00:9::1"), 128).unwrap();
+    assert_eq!(kinds(&rx).iter().filter(|(k, _)| *k == RtmType::Add).count(), 1);
+    // Destroy takes every route of the interface with it (and waits for
+    // the last strong reference).
+    drop(ifp);
+    stack.destroy_interface("sn0").unwrap();
+    assert!(stack.routes.routes6(0).is_empty(), "{:?}", stack.routes.routes6(0));
+}
+
+#[test]
+fn an_address_whose_route_cannot_be_added_changes_nothing() {
+    let r = Rig::new();
+    r.stack.add_address6("sn0", ip("fd00:1::1"), 64).unwrap();
+    // Another interface cannot take an address whose local route exists
+    // (it is refused earlier as configured) — a static host route in the
+    // way is the case left: the local route is refused as it exists.
+    r.stack.add_route6(0, ip("fd00:2::7"), 128, None, &softnet_core::stack::RouteTarget6::Blackhole).unwrap();
+    let before = r.stack.routes.routes6(0).len();
+    let e = r.stack.add_address6("sn0", ip("fd00:2::7"), 64).unwrap_err();
+    assert!(matches!(e, StackError::Route(_)), "{e}");
+    assert_eq!(r.stack.routes.routes6(0).len(), before, "the connected route was taken back");
+    let ifp = r.stack.ifaces.load().by_name("sn0").cloned().unwrap();
+    assert!(ifp.addr6_state(ip("fd00:2::7")).is_none());
+    assert!(r.stack.nd6.entry(ip("fd00:2::7"), None).is_empty());
+}

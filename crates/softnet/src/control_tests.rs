@@ -456,12 +456,11 @@ fn ifconfig_inet6_and_ndp_commands() {
 
 #[test]
 fn route_inet6_commands_and_the_internet6_section_of_netstat() {
-    use softnet_core::route::Route6;
     let f = Fixture::new();
     let r0 = f.stack.ifaces.load().by_name("sn-r0").unwrap().weak();
-    // The routes an IPv6 address on sn-r0 brings (the interface code's job).
-    f.stack.routes.add(0, Route6::connected6(r0, "2001:db8:1::1".parse().unwrap(), 64)).unwrap();
-    f.stack.routes.add(0, Route6::connected6(r0, "fe80::1".parse().unwrap(), 64)).unwrap();
+    // An IPv6 address on sn-r0 brings its connected route; every
+    // interface has its link-local prefix.
+    assert_eq!(f.ok("ifconfig", "sn-r0 inet6 2001:db8:1::1/64"), "");
     assert_eq!(
         f.ok("route", "add -inet6 2001:db8:9:: -prefixlen 48 2001:db8:1::fe"),
         "add net 2001:db8:9::/48: gateway 2001:db8:1::fe\n"
@@ -471,6 +470,7 @@ fn route_inet6_commands_and_the_internet6_section_of_netstat() {
     assert!(e.contains("add net 2001:db8:a::/48: gateway 2001:db8:77::1: Network is unreachable"), "{e}");
     let e = f.fails("route", "change -inet6 default fe80::fe");
     assert!(e.contains("change net default: gateway fe80::fe: Invalid argument"), "{e}");
+    assert_eq!(f.ok("ifconfig", "sn-r1 inet6 fe80::ff:fe00:201 delete"), "");
     let e = f.fails("route", "add -inet6 2001:db8:b::/48 fe80::fe%sn-r1");
     assert!(e.contains("Network is unreachable"), "no link-local prefix on sn-r1: {e}");
     let get = f.ok("route", "get -inet6 2001:db8:9::5");
