@@ -252,7 +252,6 @@ fn ipv6_forwarding_allocates_nothing_per_packet_in_steady_state() {
     stack.add_address6("r1", "fd00:2::1".parse().unwrap(), 64).unwrap();
     stack.set_up("r0", true).unwrap();
     stack.set_up("r1", true).unwrap();
-    stack.add_route6(0, "fd00:2::".parse().unwrap(), 64, None, &RouteTarget6::Interface("r1".into())).unwrap();
     stack.ndp_set(b, None, B_MAC, false, false).unwrap();
     for r in 0..100u128 {
         let dest = Ipv6Addr::from((0x2400u128 << 112) | (r << 80));

@@ -289,8 +289,8 @@ fn no_route_gets_unreachable_code_0_and_routes_are_followed() {
     let e = icmp_of(&r.take(true)[0]).unwrap();
     assert_eq!((e.4, e.5), (icmpv6::msg_type::DST_UNREACHABLE, 0));
     assert_eq!(r.stat(|s| s.ip6.noroute.get()), 1);
-    // A route via B (the gateway on r1's connected route).
-    r.stack.add_route6(0, ip("fd00:2::"), 64, None, &RouteTarget6::Interface("r1".into())).unwrap();
+    // A route via B (the gateway on r1's connected route, which its address
+    // brought).
     r.stack.add_route6(0, ip("2001:db8::"), 32, None, &RouteTarget6::Gateway(b(), None)).unwrap();
     r.send_from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
     let out = r.take(false);

@@ -9,7 +9,7 @@ use crate::bench::{self, BenchCase};
 use softnet_core::gen::{GeneratorQueue, SinkQueue};
 use softnet_core::link::LinkQueue;
 use softnet_core::route::{prio, Route6, RouteFlags};
-use softnet_core::stack::{RouteTarget6, Stack, StackConfig};
+use softnet_core::stack::{Stack, StackConfig};
 use softnet_core::topo::{A_MAC, B_MAC, R0_MAC, R1_MAC};
 use softnet_wire::ethernet::EtherType;
 use softnet_wire::ipv4::IpProtocol;
@@ -83,7 +83,6 @@ fn build6(case: BenchCase) -> anyhow::Result<(Arc<Stack>, bench::SinkCounters)> 
     stack.add_address6("r1", "fd00:2::1".parse()?, 64)?;
     stack.set_up("r0", true)?;
     stack.set_up("r1", true)?;
-    stack.add_route6(0, "fd00:2::".parse()?, 64, None, &RouteTarget6::Interface("r1".into()))?;
     stack.ndp_set(b6(), None, B_MAC, false, false)?;
     let r1 = stack.ifaces.load().by_name("r1").map(|i| i.weak()).ok_or_else(|| anyhow::anyhow!("r1"))?;
     stack.routes.batch(0, |b| -> anyhow::Result<()> {

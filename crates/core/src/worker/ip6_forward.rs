@@ -7,7 +7,7 @@
 //! the packet as it arrived (the hop limit is decremented last).
 
 use super::icmp6::Icmp6Err;
-use super::ip6_output::{onlink6, NO_ROUTE};
+use super::ip6_output::NO_ROUTE;
 use super::*;
 use crate::route::Route6;
 use softnet_wire::icmpv6::DstUnreachable as Unreach6;
@@ -15,8 +15,7 @@ use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet};
 
 impl WorkerState {
     /// ip6_forward: `route` is the lookup ip6_input made for the
-    /// destination (none: no route, or only on-link by an address's
-    /// prefix).
+    /// destination.
     pub(super) fn ip6_forward(&mut self, cx: &Ctx, in_ifp: &Arc<Interface>, mut p: PacketBuf, route: Option<&Route6>) {
         let s = &cx.stats.ip6;
         let ip = Ipv6Packet::new_unchecked(p.data());
@@ -55,14 +54,11 @@ impl WorkerState {
                 let mtu = if r.mtu != 0 { r.mtu.min(out.mtu()) } else { out.mtu() };
                 (out, r.gateway.unwrap_or(dst), mtu as usize)
             }
-            None => match onlink6(cx, dst) {
-                Some(out) => (out, dst, out.mtu() as usize),
-                None => {
-                    s.noroute.inc();
-                    self.icmp6_error(cx, in_ifp, &p, false, NO_ROUTE);
-                    return self.free(p);
-                }
-            },
+            None => {
+                s.noroute.inc();
+                self.icmp6_error(cx, in_ifp, &p, false, NO_ROUTE);
+                return self.free(p);
+            }
         };
         if p.len() > mtu {
             s.toobig.inc();

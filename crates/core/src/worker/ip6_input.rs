@@ -223,9 +223,8 @@ impl WorkerState {
             return self.ip6_forward_checked(cx, ifp, p, None, link_mcast);
         }
         let route = cx.rt6.and_then(|t| t.lookup(dst));
-        // The fast path: a route through a gateway is not one of ours (an
-        // address of ours has its local route, or is on a connected
-        // network, which a gateway route never is).
+        // The fast path: a route through a gateway is not one of ours
+        // (every address of ours has its local route, UHLl).
         let via_gateway =
             route.is_some_and(|r| r.flags.contains(RouteFlags::GATEWAY) && !r.flags.contains(RouteFlags::LOCAL));
         if !via_gateway {
@@ -234,12 +233,9 @@ impl WorkerState {
                 Some(_) => return self.ip6_local(cx, ifp, p, chain, link_mcast, true),
                 None => {}
             }
-            // An address of another interface of ours: found through its
-            // local or connected route, else (no route) by a scan.
-            let owner = match route {
-                Some(r) => cx.ifs.get_weak(r.ifp),
-                None => cx.ifs.owner_of6(dst),
-            };
+            // An address of another interface of ours: its local route
+            // (rt_ifa_addlocal) names that interface.
+            let owner = route.filter(|r| r.flags.contains(RouteFlags::LOCAL)).and_then(|r| cx.ifs.get_weak(r.ifp));
             match owner.and_then(|o| o.addr6_state(dst)) {
                 Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
                 Some(_) => {

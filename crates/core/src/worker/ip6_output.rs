@@ -1,7 +1,7 @@
 //! IPv6 output (OpenBSD's ip6_output.c with nd6_resolve): `ip6_output`
 //! for what the router sends itself (route, fragment only if it must, RFC
-//! 8200 §4.5), `route6` (the route or the on-link interface of a
-//! destination, link-local ones by their scope), `ether_out6` (Ethernet
+//! 8200 §4.5), `route6` (the route of a destination, link-local ones by
+//! their scope), `ether_out6` (Ethernet
 //! header, multicast MAC or the neighbor cache through the worker's cache,
 //! solicitations sent) and the staging.
 
@@ -14,9 +14,8 @@ use std::net::Ipv6Addr;
 
 /// The interface, next hop and MTU for `dst`: a link-local or multicast
 /// destination leaves by its scope (`scope`, the interface the packet
-/// answers); others by the longest matching route, or, without one, by
-/// the interface whose prefix holds them (on-link: until every IPv6
-/// address has its connected route in the table).
+/// answers); others by the longest matching route (an on-link one by its
+/// prefix's connected route).
 pub(super) fn route6<'a>(
     cx: &Ctx<'a>,
     dst: Ipv6Addr,
@@ -35,16 +34,8 @@ pub(super) fn route6<'a>(
             let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() } as usize;
             Some((ifp, r.gateway.unwrap_or(dst), mtu))
         }
-        None => onlink6(cx, dst).map(|i| (i, dst, i.mtu() as usize)),
+        None => None,
     }
-}
-
-/// The interface with a usable global prefix holding `dst`.
-pub(super) fn onlink6<'a>(cx: &Ctx<'a>, dst: Ipv6Addr) -> Option<&'a Arc<Interface>> {
-    cx.ifs
-        .iter()
-        .filter(|i| i.is_up())
-        .find(|i| i.inet6().addrs.iter().any(|a| a.is_usable() && !a.is_link_local() && a.contains(dst)))
 }
 
 impl WorkerState {
