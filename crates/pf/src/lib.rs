@@ -38,6 +38,7 @@
 //! parses back as `addr-unr`); an unquoted number is taken by `set debug`
 //! (pfctl wants it quoted but prints it bare).
 
+pub mod addr;
 pub mod anchor;
 pub mod error;
 pub mod lb;

@@ -364,6 +364,13 @@ impl Table {
         matches!(s.lookup(u32::from(a)), Some(pos) if !s.entries[pos].2)
     }
 
+    /// Whether an IPv6 address is in the table: never, a table holds
+    /// IPv4 entries only (`add` leaves IPv6 ones out).
+    #[inline]
+    pub fn contains6(&self, _a: std::net::Ipv6Addr) -> bool {
+        false
+    }
+
     /// `contains` that also counts the packet on the matching entry (or as
     /// no match), in worker `worker`'s counters.
     pub fn match_and_count(&self, worker: usize, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
@@ -382,6 +389,12 @@ impl Table {
                 false
             }
         }
+    }
+
+    /// `match_and_count` for an IPv6 address: no entry holds one.
+    pub fn match_and_count6(&self, worker: usize) -> bool {
+        self.no_match.get(worker).inc();
+        false
     }
 
     /// Lookups that found no entry, summed over workers.

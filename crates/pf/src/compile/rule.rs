@@ -9,7 +9,18 @@ pub(super) fn v4net(a: IpAddr, prefix: u8) -> AddrMatch {
             let mask = softnet_core::iface::prefix_mask(prefix);
             AddrMatch::Net { net: u32::from(a) & mask, mask }
         }
-        IpAddr::V6(_) => AddrMatch::Never,
+        IpAddr::V6(a) => {
+            let mask = mask6(prefix);
+            AddrMatch::Net6 { net: u128::from(a) & mask, mask }
+        }
+    }
+}
+
+/// An IPv6 netmask of `prefix` bits.
+pub fn mask6(prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p => u128::MAX << (128 - p.min(128) as u32),
     }
 }
 
@@ -23,6 +34,7 @@ pub(super) fn endpoint(
         Addr::Net(n) => v4net(n.addr, n.prefix),
         Addr::Range(a, b) => match (a, b) {
             (IpAddr::V4(a), IpAddr::V4(b)) => AddrMatch::Range(u32::from(*a), u32::from(*b)),
+            (IpAddr::V6(a), IpAddr::V6(b)) => AddrMatch::Range6(u128::from(*a), u128::from(*b)),
             _ => AddrMatch::Never,
         },
         Addr::Table(name) => {
@@ -218,16 +230,27 @@ pub(super) fn check_table_limits(rs: &Ruleset, cx: &CompileCx) -> Result<(), Com
 }
 
 impl AddrMatch {
-    /// Whether `a` matches (before the rule's negation). `ifp` is the
-    /// packet's interface, used for `(if)` when it names that interface;
-    /// `lookup_if` finds other interfaces' addresses.
+    /// Whether `a` of family `af` matches (before the rule's negation):
+    /// an address of one family never matches the other's networks
+    /// (pf_match_addr compares only within `af`). `dyn_addrs` finds an
+    /// interface's addresses for `(if)`.
     #[inline]
-    pub fn matches(&self, a: Ipv4Addr, dyn_addrs: &dyn Fn(&str) -> Option<Vec<softnet_core::iface::IfAddr>>) -> bool {
-        let x = u32::from(a);
+    pub fn matches(
+        &self,
+        af: AddressFamily,
+        a: crate::addr::PfAddr,
+        dyn_addrs: &dyn Fn(&str) -> Option<Vec<softnet_core::iface::IfAddr>>,
+    ) -> bool {
+        if af == AddressFamily::Inet6 {
+            return self.matches6(a.u128());
+        }
+        let x = a.0[0];
+        let a = a.v4();
         match self {
             AddrMatch::Any => true,
             AddrMatch::Net { net, mask } => x & mask == *net,
             AddrMatch::Range(lo, hi) => x >= *lo && x <= *hi,
+            AddrMatch::Net6 { .. } | AddrMatch::Range6(..) => false,
             AddrMatch::Table(t) => t.contains(a),
             AddrMatch::Dynamic { ifname, modifier, no_alias, prefix } => {
                 let Some(addrs) = dyn_addrs(ifname) else { return false };
@@ -247,6 +270,20 @@ impl AddrMatch {
             }
             // These need the route table: the rule walk asks it
             // (`eval::endpoint_matches`); without it they match nothing.
+            AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
+        }
+    }
+
+    /// `matches` for an IPv6 address. `(if)` holds the interface's IPv4
+    /// addresses only (interfaces have no IPv6 addresses yet), so it
+    /// matches no IPv6 address.
+    fn matches6(&self, x: u128) -> bool {
+        match self {
+            AddrMatch::Any => true,
+            AddrMatch::Net6 { net, mask } => x & mask == *net,
+            AddrMatch::Range6(lo, hi) => x >= *lo && x <= *hi,
+            AddrMatch::Table(t) => t.contains6(std::net::Ipv6Addr::from(x)),
+            AddrMatch::Net { .. } | AddrMatch::Range(..) | AddrMatch::Dynamic { .. } => false,
             AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
         }
     }

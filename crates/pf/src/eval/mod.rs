@@ -13,9 +13,10 @@ use softnet_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use softnet_wire::udp::UdpPacket;
 
+use crate::addr::{Af, PfAddr};
 use crate::compile::{
-    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, HOT_DST_SLOW, HOT_IFM, HOT_INET6, HOT_REST, HOT_SRC_SLOW,
-    SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
+    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, HOT_DST_SLOW, HOT_IFM, HOT_INET, HOT_INET6, HOT_REST,
+    HOT_SRC_SLOW, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
 };
 use crate::filter::PfInner;
 use crate::frag::{FragDrop, FragResult};
@@ -102,6 +103,7 @@ pub const LCNT_NAMES: [&str; LCNT_COUNT] = [
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
 const DEFAULT_TTL: u8 = 64;
 
 /// Everything one `test` call works with.
@@ -160,6 +162,7 @@ impl Cx<'_> {
                 subrulenr,
                 ruleset,
                 dir: if self.dir == Direction::In { pflog::PF_IN } else { pflog::PF_OUT },
+                af: pd.af,
                 src: pd.src,
                 dst: pd.dst,
                 sport: if pd.proto == PROTO_ICMP { 0 } else { pd.sport },
@@ -341,7 +344,7 @@ pub fn test_parsed(
     // is pf_normalize_tcp's own and pf_test does not force a log record.
     if pd.proto == PROTO_TCP {
         let d = pkt.data_mut();
-        match normalize_tcp(&mut d[pd.hlen..pd.tot_len]) {
+        match normalize_tcp(&mut d[pd.hlen()..pd.tot_len()]) {
             Some(flags) => pd.tcp.flags = flags,
             None => {
                 cx.count(Reason::Normalize);
@@ -425,7 +428,7 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed, scrub } = *p;
     if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
         if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
-            c.count(cx.dir, pd.tot_len as u64);
+            c.count(cx.dir, pd.tot_len() as u64);
         }
     }
     if pd.badopts && !allow_opts {
@@ -470,7 +473,7 @@ fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt
 #[inline]
 fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
     if a.any() {
-        crate::scrub::apply(pkt.data_mut(), pd.hlen, pd.tot_len, a, softnet_core::rng::random_u16);
+        crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
     }
 }
 
@@ -502,7 +505,10 @@ fn count_tables(cx: &Cx, r: &crate::compile::CRule, pd: &Pd) {
             } else {
                 crate::table::TableOp::Pass
             };
-            t.match_and_count(cx.worker, addr, out, op, pd.tot_len as u64);
+            match pd.af {
+                Af::Inet => t.match_and_count(cx.worker, addr.v4(), out, op, pd.tot_len() as u64),
+                Af::Inet6 => t.match_and_count6(cx.worker),
+            };
         }
     }
 }
@@ -556,7 +562,7 @@ mod tests {
                 // What the fast path takes, pf_normalize_tcp leaves alone.
                 if fast.proto == PROTO_TCP {
                     let mut q = p.clone();
-                    assert_eq!(normalize_tcp(&mut q[20..fast.tot_len]), Some(fast.tcp.flags), "{p:?}");
+                    assert_eq!(normalize_tcp(&mut q[20..fast.tot_len()]), Some(fast.tcp.flags), "{p:?}");
                     assert_eq!(&q, p);
                 }
             }

@@ -48,6 +48,17 @@ type ScrubChunk = std::sync::OnceLock<Box<[AtomicU64]>>;
 /// four words each: the state's source, then its destination).
 type TcpScrubChunk = std::sync::OnceLock<Box<[[AtomicU64; 8]]>>;
 
+/// A state's `StateCold` by slot: the `log (all)` match rules, the next
+/// hop's address and interface (index, generation). Written before the
+/// state is published, read without a lock after.
+#[derive(Default)]
+pub struct ColdSlot {
+    log: [AtomicU32; LOG_MATCH_MAX],
+    rt_addr: AtomicU32,
+    rt_if: AtomicU64,
+}
+type ColdChunk = std::sync::OnceLock<Box<[ColdSlot]>>;
+
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
@@ -78,6 +89,8 @@ pub struct StateTable {
     /// TCP normalization by slot, for states whose scrub values have
     /// `scrubflags::SCRUB_TCP`.
     pub(super) tcp_scrub: Box<[TcpScrubChunk]>,
+    /// `StateCold` by slot, for states with `LOG_MATCHES_ALL` or `ROUTED`.
+    pub(super) cold: Box<[ColdChunk]>,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
 }
@@ -98,6 +111,7 @@ impl StateTable {
             nat: (0..MAX_CHUNKS).map(|_| NatChunk::new()).collect(),
             scrub: (0..MAX_CHUNKS).map(|_| ScrubChunk::new()).collect(),
             tcp_scrub: (0..MAX_CHUNKS).map(|_| TcpScrubChunk::new()).collect(),
+            cold: (0..MAX_CHUNKS).map(|_| ColdChunk::new()).collect(),
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
@@ -595,7 +609,7 @@ impl StateTable {
         nat_key: Option<StateKey>,
         scrub: crate::scrub::ScrubActs,
     ) -> Result<u32, InsertError> {
-        self.insert_scrubbed_tcp(st, nat_key, scrub, None)
+        self.insert_scrubbed_tcp(st, nat_key, scrub, None, StateCold::default())
     }
 
     /// `insert_scrubbed` of a `reassemble tcp` state (`scrub` has
@@ -607,20 +621,44 @@ impl StateTable {
         nat_key: Option<StateKey>,
         scrub: crate::scrub::ScrubActs,
         peers: Option<[crate::tcpnorm::PeerScrub; 2]>,
+        cold: StateCold,
     ) -> Result<u32, InsertError> {
-        let nk = nat_key.map(|k| pack(&k)).filter(|&nk| nk != pack(&st.key));
+        // An IPv6 key's addresses get their ids first (`v6ids`); every
+        // way out without a state gives them back.
+        hold_key(&st.key);
+        let own = pack(&st.key);
+        let nk = nat_key.and_then(|k| {
+            hold_key(&k);
+            let w = pack(&k);
+            // A translated key equal to its own is not indexed twice: its
+            // second hold goes back at once.
+            if w == own {
+                release_key(w);
+                return None;
+            }
+            Some(w)
+        });
+        let give_back = || {
+            release_key(own);
+            if let Some(w) = nk {
+                release_key(w);
+            }
+        };
         let n = self.count.fetch_add(1, Ordering::AcqRel);
         if n >= self.limit() {
             self.count.fetch_sub(1, Ordering::AcqRel);
+            give_back();
             return Err(InsertError::Limit);
         }
         let Some(idx) = self.alloc_slot() else {
             self.count.fetch_sub(1, Ordering::AcqRel);
+            give_back();
             return Err(InsertError::Limit);
         };
         st.live = true;
         st.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if nk.is_some() {
+            // The translated key's ids stay held with the state's own.
             st.flags |= sflags::NAT;
         } else {
             st.flags &= !sflags::NAT;
@@ -646,6 +684,7 @@ impl StateTable {
             drop(locks);
             self.count.fetch_sub(1, Ordering::AcqRel);
             self.free.lock().push(idx);
+            give_back();
             return Err(InsertError::Conflict);
         }
         // The states already on the keys are no longer alone on them.
@@ -663,6 +702,17 @@ impl StateTable {
             e.k1.store(nk.1, Ordering::Relaxed);
             let b2 = b2.expect("with nk");
             e.next.store(self.buckets[b2].load(Ordering::Relaxed), Ordering::Release);
+        }
+        if st.flags & (sflags::LOG_MATCHES_ALL | sflags::ROUTED) != 0 {
+            // Written before the state is published (the bucket store).
+            let chunk =
+                self.cold[idx as usize / CHUNK].get_or_init(|| (0..CHUNK).map(|_| ColdSlot::default()).collect());
+            let e = &chunk[idx as usize % CHUNK];
+            for (a, v) in e.log.iter().zip(cold.log_match) {
+                a.store(v, Ordering::Relaxed);
+            }
+            e.rt_addr.store(u32::from(cold.rt_addr), Ordering::Relaxed);
+            e.rt_if.store(cold.rt_if.index.0 as u64 | (cold.rt_if.generation as u64) << 32, Ordering::Relaxed);
         }
         if scrub.any() {
             // Written before the state is published (the bucket store).
@@ -791,6 +841,11 @@ impl StateTable {
         }
         drop(locks);
         self.free.lock().push(idx);
+        // What insert held of an IPv6 key and of its translated key.
+        release_key(k);
+        if let Some(nk) = nk {
+            release_key(nk);
+        }
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::Relaxed);
         true
@@ -807,9 +862,27 @@ impl StateTable {
     /// generation, number) that a packet matched.
     pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, softnet_core::filter::NextHop, u8)> {
         let g = self.slot(idx)?.lock();
-        let ifp = (g.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(g.rt_if);
-        let nh = softnet_core::filter::NextHop { addr: g.rt_addr, ifp };
+        let c = self.cold(idx);
+        let ifp = (c.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(c.rt_if);
+        let nh = softnet_core::filter::NextHop { addr: c.rt_addr, ifp };
         (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, nh, g.direction))
+    }
+
+    /// The `StateCold` of slot `idx` (the default for a state without one).
+    pub fn cold(&self, idx: u32) -> StateCold {
+        let Some(e) = self.cold.get(idx as usize / CHUNK).and_then(|c| c.get()).map(|c| &c[idx as usize % CHUNK])
+        else {
+            return StateCold::default();
+        };
+        let w = e.rt_if.load(Ordering::Acquire);
+        StateCold {
+            log_match: std::array::from_fn(|i| e.log[i].load(Ordering::Acquire)),
+            rt_addr: Ipv4Addr::from(e.rt_addr.load(Ordering::Acquire)),
+            rt_if: softnet_core::iface::WeakIf {
+                index: softnet_core::iface::IfIndex(w as u32),
+                generation: (w >> 32) as u32,
+            },
+        }
     }
 
     /// The scrubbing of the state in slot `idx` if it is still the state
@@ -890,10 +963,10 @@ impl StateTable {
     }
 
     /// Removes the states `pred` picks; returns how many.
-    pub fn remove_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
+    pub fn remove_if(&self, mut pred: impl FnMut(u32, &StateData) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.high_water() {
-            let kill = self.get(i).filter(|d| pred(d)).map(|d| d.id);
+            let kill = self.get(i).filter(|d| pred(i, d)).map(|d| d.id);
             if kill.is_some() && self.remove_id(i, kill) {
                 n += 1;
             }
@@ -921,7 +994,7 @@ impl StateTable {
     /// Visits `budget` slots from where the last call stopped, removing
     /// the states `expired` says are over (pf's purge thread, which walks
     /// a fraction of the table every second).
-    pub fn purge_some(&self, budget: u32, mut expired: impl FnMut(&StateData) -> bool) -> usize {
+    pub fn purge_some(&self, budget: u32, mut expired: impl FnMut(u32, &StateData) -> bool) -> usize {
         let hw = self.high_water();
         if hw == 0 {
             return 0;
@@ -931,7 +1004,7 @@ impl StateTable {
         for _ in 0..budget.min(hw) {
             // `expired` sees purge-marked states too (the caller counts
             // every state removed).
-            let kill = self.get(at).filter(|d| expired(d)).map(|d| d.id);
+            let kill = self.get(at).filter(|d| expired(at, d)).map(|d| d.id);
             if kill.is_some() && self.remove_id(at, kill) {
                 n += 1;
             }
