@@ -226,6 +226,33 @@ mod tests {
         assert_eq!(&h[96..100], &[0x9c, 0x40, 0, 22]);
     }
 
+    /// An IPv6 packet's record: af and naf AF_INET6 (24), both 16-byte
+    /// addresses whole.
+    #[test]
+    fn ipv6_header_carries_af_inet6_and_whole_addresses() {
+        let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("2001:db8::1".parse().unwrap(), "2001:db8:1::2".parse().unwrap());
+        let m = LogMeta {
+            action: PF_PASS,
+            reason: 0,
+            ifname: "em0",
+            rulenr: Some(0),
+            subrulenr: None,
+            ruleset: "",
+            dir: PF_OUT,
+            af: Af::Inet6,
+            src: PfAddr::from_v6(src),
+            dst: PfAddr::from_v6(dst),
+            sport: 1,
+            dport: 2,
+        };
+        let mut h = [0u8; PFLOG_HDRLEN];
+        write_header(&m, &mut h);
+        assert_eq!((h[1], h[62]), (BSD_AF_INET6, BSD_AF_INET6));
+        assert_eq!(&h[64..80], &src.octets());
+        assert_eq!(&h[80..96], &dst.octets());
+    }
+
     #[test]
     fn queue_is_bounded_and_drains_as_pcap() {
         let q = PflogQueue::new(1);

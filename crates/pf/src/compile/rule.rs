@@ -288,3 +288,34 @@ impl AddrMatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::PfAddr;
+
+    /// pf_match_addr: a network matches addresses of its own family only;
+    /// an IPv6 prefix and range compare all 128 bits.
+    #[test]
+    fn inet6_networks_and_ranges_match_ipv6_addresses_only() {
+        let none = |_: &str| None;
+        let a6 = |s: &str| PfAddr::from_v6(s.parse().unwrap());
+        let a4 = |s: &str| PfAddr::from_v4(s.parse().unwrap());
+        let net6 = v4net("2001:db8:1::".parse().unwrap(), 48);
+        assert!(net6.matches(AddressFamily::Inet6, a6("2001:db8:1:ffff::9"), &none));
+        assert!(!net6.matches(AddressFamily::Inet6, a6("2001:db8:2::9"), &none));
+        // The IPv4 address in the same first word is not in it.
+        assert!(!net6.matches(AddressFamily::Inet, PfAddr([0x2001_0db8, 0, 0, 0]), &none));
+        let host = v4net("2001:db8::1".parse().unwrap(), 128);
+        assert!(host.matches(AddressFamily::Inet6, a6("2001:db8::1"), &none));
+        assert!(!host.matches(AddressFamily::Inet6, a6("2001:db8::1:0:0:1"), &none));
+        let net4 = v4net("10.0.0.0".parse().unwrap(), 8);
+        assert!(net4.matches(AddressFamily::Inet, a4("10.1.2.3"), &none));
+        assert!(!net4.matches(AddressFamily::Inet6, PfAddr([0x0a01_0203, 0, 0, 0]), &none));
+        let r = AddrMatch::Range6(a6("fd00::10").u128(), a6("fd00::20").u128());
+        assert!(r.matches(AddressFamily::Inet6, a6("fd00::15"), &none));
+        assert!(!r.matches(AddressFamily::Inet6, a6("fd00::21"), &none));
+        assert!(AddrMatch::Any.matches(AddressFamily::Inet6, a6("::1"), &none));
+        assert!(!AddrMatch::Never.matches(AddressFamily::Inet6, a6("::1"), &none));
+    }
+}
