@@ -29,9 +29,11 @@ const SHARDS: usize = 64;
 /// Freed ids wait behind this many others before reuse.
 const REUSE_DELAY: usize = 4096;
 
+/// Address → (id, states' keys holding it).
+type IdShard = Mutex<HashMap<u128, (u32, u32)>>;
+
 struct Ids {
-    /// address → (id, states' keys holding it)
-    shards: Box<[Mutex<HashMap<u128, (u32, u32)>>]>,
+    shards: Box<[IdShard]>,
     /// id → address (index 0 unused).
     by_id: Mutex<Vec<u128>>,
     free: Mutex<VecDeque<u32>>,
