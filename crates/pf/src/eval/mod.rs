@@ -29,13 +29,17 @@ use crate::state::{
 };
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
+mod inet6;
 mod nat;
 mod pdesc;
+mod pdesc6;
 mod reply;
 mod rules;
 mod state_test;
 
+use inet6::*;
 pub use pdesc::*;
+pub use pdesc6::{parse_pd6, walk_header6, Walk6};
 use reply::*;
 use rules::*;
 pub use state_test::*;
@@ -165,8 +169,8 @@ impl Cx<'_> {
                 af: pd.af,
                 src: pd.src,
                 dst: pd.dst,
-                sport: if pd.proto == PROTO_ICMP { 0 } else { pd.sport },
-                dport: if pd.proto == PROTO_ICMP { 0 } else { pd.dport },
+                sport: if pd.proto == PROTO_ICMP || pd.proto == PROTO_ICMPV6 { 0 } else { pd.sport },
+                dport: if pd.proto == PROTO_ICMP || pd.proto == PROTO_ICMPV6 { 0 } else { pd.dport },
             };
             q.push(&m, data, self.now.as_nanos());
         }
@@ -298,6 +302,10 @@ pub fn test_parsed(
     if let Some(pd) = fast {
         return test_pd(cx, pd, pkt, hint, bufs, replies);
     }
+    // IPv6: its own pf_setup_pdesc and normalization.
+    if pkt.data().first().is_some_and(|b| b >> 4 == 6) {
+        return test_parsed6(cx, slot, bufs, replies);
+    }
     // Normalization: reassemble fragments first.
     let is_frag = {
         let ip = Ipv4Packet::new_unchecked(pkt.data());
@@ -399,7 +407,8 @@ fn test_pd(
     let mut link = if inbound { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let sv = match pd.proto {
         PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
-        PROTO_ICMP => test_state_icmp(cx, pd, pkt, &mut link),
+        PROTO_ICMP if pd.af == Af::Inet => test_state_icmp(cx, pd, pkt, &mut link),
+        PROTO_ICMPV6 if pd.af == Af::Inet6 => test_state_icmp6(cx, pd, pkt, &mut link),
         _ => test_state_other(cx, pd, &mut link),
     };
     if inbound && link as u32 == 0 {
@@ -472,7 +481,10 @@ fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt
 /// values `a` of its rules or its state (nothing when there are none).
 #[inline]
 fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
-    if a.any() {
+    // pf_scrub for IPv6 (hop limit, traffic class) is not built: `inet6`
+    // rules with scrub options are refused at load, and an IPv6 packet
+    // on a rule of both families is not scrubbed.
+    if a.any() && pd.af == Af::Inet {
         crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
     }
 }

@@ -63,6 +63,11 @@ pub(super) fn transaddr(
     nat: Option<&CRule>,
     rdr: Option<&CRule>,
 ) -> Result<(Endpoints, Holds), Reason> {
+    // Translation pools and keys are IPv4: an IPv6 packet is not
+    // translated (`inet6` rules with nat-to/rdr-to are refused at load).
+    if pd.af == Af::Inet6 {
+        return Err(Reason::Translate);
+    }
     let mut e = Endpoints::of(pd);
     let mut holds: Holds = [None, None];
     let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);

@@ -75,6 +75,10 @@ impl Pd {
         self.tcp_hlen as usize
     }
 
+    pub(crate) fn set_tcp_hlen(&mut self, n: usize) {
+        self.tcp_hlen = n as u16;
+    }
+
     /// The source of an IPv4 packet.
     #[inline]
     pub fn src4(&self) -> Ipv4Addr {

@@ -94,6 +94,8 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
     let is_tcp_udp = !pd.frag && (pd.proto == PROTO_TCP || pd.proto == PROTO_UDP);
     let counters = rs.counters.get(cx.worker);
     let (src, dst) = (pd.src.0[0], pd.dst.0[0]);
+    // pf_match_rule: a `keep state` rule does not match an ICMPv6 reply.
+    let reply_no_state = pd.af == Af::Inet6 && icmp6_reply_no_state(pd);
     // The rules of the other family are skipped (pf_match_rule's
     // PF_TEST_ATTRIB on r->af); an IPv6 address is matched with the full
     // rule (the hot copy holds IPv4 networks).
@@ -158,6 +160,10 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             continue;
         }
         let r: &'a CRule = &rules[i];
+        if reply_no_state && keeps_state(r) && !r.sloppy {
+            i += 1;
+            continue;
+        }
         if h.flags & HOT_REST != 0 {
             // pf_match_rule's PF_VPROTO_FRAGMENT: no TCP flags, ICMP type
             // or code, user or group to match a fragment by.
@@ -406,7 +412,7 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if !pd.frag && (nat.is_some() || rdr.is_some()) {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp6_error(pd) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
@@ -466,7 +472,9 @@ pub(super) fn test_rule(
     match r.action {
         Action::Block(how) => {
             // No RST or ICMP error answers a fragment.
-            if !pd.frag {
+            if !pd.frag && pd.af == Af::Inet6 {
+                send_return6(cx, how, pd, pkt, bufs, replies);
+            } else if !pd.frag {
                 send_return(cx, r, how, pd, pkt, bufs, replies);
             }
             Decision::Drop
@@ -485,7 +493,9 @@ pub(super) fn test_rule(
             // A fragment is neither translated nor tracked (pf_test_rule
             // makes no state for PF_VPROTO_FRAGMENT, and translates only
             // through one).
-            let xl = if !pd.frag && (nat.is_some() || rdr.is_some()) {
+            // An ICMPv6 error makes no state (pf's `state_icmp`).
+            let stateless = pd.frag || icmp6_error(pd);
+            let xl = if !stateless && (nat.is_some() || rdr.is_some()) {
                 match nat::transaddr(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
@@ -497,7 +507,7 @@ pub(super) fn test_rule(
                 None
             };
             // A translated packet always gets a state (pf_test_rule: `nr`).
-            if !pd.frag && (keeps_state(r) || xl.is_some()) {
+            if !stateless && (keeps_state(r) || xl.is_some()) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
                 if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
@@ -582,11 +592,26 @@ pub(super) fn log_default_rule_matches(cx: &Cx, times: u32, pd: &Pd, pkt: &Packe
 /// pf's `pf_pdesc` has them at that point; nothing without pflog.
 #[cold]
 pub(super) fn log_forced(cx: &Cx, reason: Reason, data: &[u8]) {
+    if data.first().is_some_and(|b| b >> 4 == 6) {
+        return log_forced6(cx, reason, data);
+    }
     let (src, dst, proto) = match Ipv4Packet::new_checked(data) {
         Ok(ip) => (ip.src(), ip.dst(), ip.protocol().0),
         Err(_) => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0),
     };
     let pd = Pd::ip(src, dst, proto, 0, 0, data.len());
+    cx.log(None, pflog::PF_DROP, reason, &pd, data);
+}
+
+/// `log_forced` of an IPv6 packet: its addresses and next header as far
+/// as they are there.
+#[cold]
+fn log_forced6(cx: &Cx, reason: Reason, data: &[u8]) {
+    let mut pd = Pd::ip(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0, 0, 0, data.len());
+    pd.af = Af::Inet6;
+    if let Ok(ip) = softnet_wire::ipv6::Ipv6Packet::new_quoted(data) {
+        (pd.src, pd.dst, pd.proto) = (PfAddr::from_v6(ip.src()), PfAddr::from_v6(ip.dst()), ip.next_header().0);
+    }
     cx.log(None, pflog::PF_DROP, reason, &pd, data);
 }
 
@@ -663,6 +688,20 @@ fn create_state_holding(
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
+    // Source nodes and routing pools hold IPv4 addresses: an IPv6 state
+    // on a rule of both families with them is not made (`inet6` rules
+    // with them are refused at load).
+    if pd.af == Af::Inet6 {
+        if tracked.is_some() || r.src_track.is_some() {
+            return Err(Reason::SrcLimit);
+        }
+        if r.route.is_some() {
+            return Err(Reason::NoRoute);
+        }
+    }
+    // pf_scrub and pf_normalize_tcp_* for IPv6 are not built: an IPv6
+    // state keeps no scrub values (see `scrub_packet`).
+    let scrub = if pd.af == Af::Inet6 { ScrubActs::default() } else { scrub };
     if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src4(), now, limit) {
             if let Some(i) = e.lcounter() {
@@ -684,7 +723,7 @@ fn create_state_holding(
         }
     }
     let mut st = StateData {
-        key: pkt_key(pd, cx.dir),
+        key: if pd.af == Af::Inet6 { state_key6(pd, pkt.data(), cx.dir) } else { pkt_key(pd, cx.dir) },
         kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })

@@ -205,9 +205,12 @@ pub(super) fn test_state_tcp(
         }
         Some(TcpOutcome::Drop(reason, reply)) => {
             if let Some(r) = reply {
-                if let Some(p) =
+                let p = if pd.af == Af::Inet6 {
+                    build_tcp6(bufs, pd.dst.v6(), pd.src.v6(), pd.dport, pd.sport, r.seq, r.ack, r.flags, DEFAULT_TTL)
+                } else {
                     build_tcp(bufs, pd.dst4(), pd.src4(), pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL)
-                {
+                };
+                if let Some(p) = p {
                     replies.push(p);
                 }
             }
