@@ -349,10 +349,22 @@ impl CompiledRuleset {
     /// The rule a state names (`StateData::ruleset_gen`, `rule_nr`: its
     /// ruleset's identity and its number there), while that ruleset is
     /// loaded.
-    #[inline]
+    /// The main ruleset's rules (every established packet of a state they
+    /// made asks) inline; an anchor's through the generation map.
+    #[inline(always)]
     pub fn state_rule(&self, gen: u32, nr: u32) -> Option<&CRule> {
         let main = &self.nodes[0];
-        let node = if gen == main.gen { main } else { &self.nodes[*self.by_gen.get(&gen)? as usize] };
+        if gen == main.gen {
+            // The main ruleset is node 0 and starts the flat array.
+            return if nr < main.end { self.rules.get(nr as usize) } else { None };
+        }
+        self.anchor_state_rule(gen, nr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn anchor_state_rule(&self, gen: u32, nr: u32) -> Option<&CRule> {
+        let node = &self.nodes[*self.by_gen.get(&gen)? as usize];
         if nr < node.end - node.start {
             self.rules.get((node.start + nr) as usize)
         } else {

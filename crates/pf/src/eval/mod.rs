@@ -435,10 +435,8 @@ fn test_pd(
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed, scrub } = *p;
-    if let Some(r) = rule.and_then(|(gen, nr)| cx.rs.state_rule(gen, nr)) {
-        if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
-            c.count(cx.dir, pd.tot_len() as u64);
-        }
+    if let Some((gen, nr)) = rule {
+        state_test::count_state_rule(cx, gen, nr, pd.tot_len());
     }
     if pd.badopts && !allow_opts {
         cx.count(Reason::IpOption);

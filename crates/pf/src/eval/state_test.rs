@@ -23,6 +23,24 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     if !other_steady(&v, fwd, pd.proto == PROTO_UDP) {
         return None;
     }
+    // The plain state (no translation, logging, scrubbing, routing, tag or
+    // rtable; no bad options to judge): the rule's counters and done,
+    // without a `Passed` built in memory and read back.
+    // A translating state with nothing else to do: the same, plus the
+    // rewrite from its keys' words.
+    let extra = v.flags & PLAIN_MASK;
+    if (extra == 0 || extra == sflags::NAT) && v.tag == 0 && !(fwd && v.rtable >= 0) && !pd.badopts {
+        let to = if extra != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
+        cx.pf.counters.get(cx.worker).searches.inc();
+        cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
+        cx.relink(&mut link, v.idx, v.rev);
+        pkt.meta.pf_link = link;
+        count_state_rule(cx, v.ruleset_gen, v.rule_nr, pd.tot_len());
+        if let Some(to) = to {
+            nat::translate(pkt, pd, &to);
+        }
+        return Some(Decision::Pass);
+    }
     // A translating state: the rewrite from its keys' words, no lock.
     let to =
         if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
@@ -33,6 +51,21 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     let mut p = view_passed(&v, fwd);
     p.xlate = to;
     Some(state_passed(cx, pd, pkt, &p))
+}
+
+/// The state flags that take a packet off `test_established`'s shortest
+/// path (each asks `state_passed` for work besides counting).
+const PLAIN_MASK: u8 = STATE_LOG | sflags::NAT | sflags::SCRUB | sflags::ROUTED;
+
+/// The rule that made a state counts the packet it passed (pf_test's
+/// `pf_counters_inc` on the state's rule).
+#[inline(always)]
+pub(super) fn count_state_rule(cx: &Cx, gen: u32, nr: u32, len: usize) {
+    if let Some(r) = cx.rs.state_rule(gen, nr) {
+        if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
+            c.count(cx.dir, len as u64);
+        }
+    }
 }
 
 /// The state bits that have its packets logged.
