@@ -27,10 +27,8 @@ pub struct Pd {
     pub sport: u16,
     pub dport: u16,
     pub tcp: TcpSeg,
-    tcp_hlen: u16,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub icmp_id: u16,
     /// A fragment left unreassembled (`set reassemble no`): pf's
     /// PF_VPROTO_FRAGMENT, no transport header looked at.
     pub frag: bool,
@@ -51,10 +49,8 @@ impl Pd {
             sport: 0,
             dport: 0,
             tcp: TcpSeg::default(),
-            tcp_hlen: 0,
             icmp_type: 0,
             icmp_code: 0,
-            icmp_id: 0,
             frag: false,
         }
     }
@@ -67,16 +63,6 @@ impl Pd {
     #[inline]
     pub fn tot_len(&self) -> usize {
         self.tot_len as usize
-    }
-
-    /// The TCP header's length (0 for other protocols).
-    #[inline]
-    pub fn tcp_hlen(&self) -> usize {
-        self.tcp_hlen as usize
-    }
-
-    pub(crate) fn set_tcp_hlen(&mut self, n: usize) {
-        self.tcp_hlen = n as u16;
     }
 
     /// The source of an IPv4 packet.
@@ -144,13 +130,12 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
             if pd.dport == 0 {
                 return Err(Reason::Short);
             }
-            pd.tcp_hlen = off as u16;
             let flags = t.flags().bits();
-            let mut wscale = None;
+            let mut wscale = 0;
             if flags & TH_SYN != 0 {
                 for o in t.option_iter() {
                     if let Ok(softnet_wire::tcp::TcpOption::WindowScale(s)) = o {
-                        wscale = Some(s.min(14));
+                        wscale = crate::state::WSCALE_FLAG | s.min(14);
                     }
                 }
             }
@@ -183,15 +168,15 @@ pub fn parse_pd(data: &[u8]) -> Result<Pd, Reason> {
             }
             pd.icmp_type = l4[0];
             pd.icmp_code = l4[1];
-            pd.icmp_id = u16::from_be_bytes([l4[4], l4[5]]);
+            let icmp_id = u16::from_be_bytes([l4[4], l4[5]]);
             let (_, idir, vtype) = icmp_mapping(pd.icmp_type);
             // The key's "ports": id on the requester's side.
             if idir == Direction::In {
-                pd.sport = pd.icmp_id;
+                pd.sport = icmp_id;
                 pd.dport = vtype as u16;
             } else {
                 pd.sport = vtype as u16;
-                pd.dport = pd.icmp_id;
+                pd.dport = icmp_id;
             }
         }
         _ => {}
@@ -275,14 +260,13 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
             if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || w & TCP_PLAIN_MASK != TCP_PLAIN {
                 return None;
             }
-            pd.tcp_hlen = off as u16;
             pd.tcp = TcpSeg {
                 flags: (w >> 48) as u8,
                 seq: be32(l4, 4),
                 ack: be32(l4, 8),
                 win: (w >> 32) as u16,
                 len: (l4.len() - off) as u32,
-                wscale: None,
+                wscale: 0,
             };
         }
         _ => return None,

@@ -291,7 +291,7 @@ pub fn parse_pd6(d: &[u8]) -> Result<Pd, Reason> {
             pd.icmp_type = ty;
             pd.icmp_code = code;
             let (_, idir, vtype, _) = icmp6_mapping(ty);
-            pd.icmp_id = match ty {
+            let icmp_id = match ty {
                 t6::ECHO_REQUEST | t6::ECHO_REPLY => u16::from_be_bytes([l4[4], l4[5]]),
                 t6::MLD_QUERY | t6::MLD_REPORT | t6::NEIGHBOR_SOLICIT | t6::NEIGHBOR_ADVERT => {
                     addr_virtual_id(&l4[8..24])
@@ -299,11 +299,11 @@ pub fn parse_pd6(d: &[u8]) -> Result<Pd, Reason> {
                 _ => 0,
             };
             if idir == Direction::In {
-                pd.sport = pd.icmp_id;
+                pd.sport = icmp_id;
                 pd.dport = vtype as u16;
             } else {
                 pd.sport = vtype as u16;
-                pd.dport = pd.icmp_id;
+                pd.dport = icmp_id;
             }
         }
         _ => {}
@@ -335,13 +335,12 @@ fn transport(pd: &mut Pd, l4: &[u8]) -> Result<(), Reason> {
         }
         pd.sport = t.src_port();
         pd.dport = t.dst_port();
-        pd.set_tcp_hlen(off);
         let flags = t.flags().bits();
-        let mut wscale = None;
+        let mut wscale = 0;
         if flags & TH_SYN != 0 {
             for o in TcpPacket::new_checked(l4).map_err(|_| Reason::Short)?.option_iter() {
                 if let Ok(softnet_wire::tcp::TcpOption::WindowScale(s)) = o {
-                    wscale = Some(s.min(14));
+                    wscale = crate::state::WSCALE_FLAG | s.min(14);
                 }
             }
         }
