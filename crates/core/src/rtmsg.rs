@@ -12,7 +12,7 @@ use crate::route::RouteFlags;
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The kind of a route message, as OpenBSD's `RTM_*` types.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Hash)]
@@ -50,17 +50,18 @@ impl RtmType {
     }
 }
 
-/// A route as a message carries it (`RTM_ADD`, `RTM_DELETE`, `RTM_CHANGE`,
-/// `RTM_GET`).
+/// A route of either family as a message carries it (`RTM_ADD`,
+/// `RTM_DELETE`, `RTM_CHANGE`, `RTM_GET`). A scoped IPv6 address
+/// (link-local) is scoped to `ifindex`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RtmRoute {
-    pub dest: Ipv4Addr,
+    pub dest: IpAddr,
     pub prefix_len: u8,
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     pub flags: RouteFlags,
     pub ifindex: IfIndex,
     pub ifname: Option<String>,
-    pub ifa: Option<Ipv4Addr>,
+    pub ifa: Option<IpAddr>,
     pub mtu: u32,
     pub priority: u8,
 }
@@ -233,6 +234,25 @@ fn ifname_or_link(name: &Option<String>, index: IfIndex) -> String {
     name.clone().unwrap_or_else(|| format!("link#{index}"))
 }
 
+/// An address as route(8)'s routename prints it with -n: a scoped IPv6
+/// address (link-local) with `%` and the interface it is scoped to, as
+/// getnameinfo writes the KAME scope id.
+fn routename(a: IpAddr, ifname: &Option<String>, index: IfIndex) -> String {
+    match a {
+        IpAddr::V6(v6) if crate::route::is_scoped6(v6) => format!("{v6}%{}", ifname_or_link(ifname, index)),
+        _ => a.to_string(),
+    }
+}
+
+/// A netmask of the family of `like`, as route(8) prints a netmask
+/// sockaddr (pmsg_addrs gives it the family of the destination).
+fn netmask_of(like: IpAddr, len: u8) -> String {
+    match like {
+        IpAddr::V4(_) => Ipv4Addr::from(prefix_mask(len)).to_string(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::from(crate::route::prefix_mask6(len)).to_string(),
+    }
+}
+
 fn link_state_name(s: LinkState) -> &'static str {
     match s {
         LinkState::Up => "active",
@@ -264,15 +284,16 @@ impl fmt::Display for RouteMessage {
                 writeln!(f, "use:        0   mtu: {:>8}    expire:        0", r.mtu)?;
                 writeln!(f, "locks:  inits: ")?;
                 // Addresses in RTA_* bit order: DST, GATEWAY, NETMASK, IFP, IFA.
+                let name = |a: IpAddr| routename(a, &r.ifname, r.ifindex);
                 let mut names = vec!["DST"];
-                let mut addrs = vec![r.dest.to_string()];
+                let mut addrs = vec![name(r.dest)];
                 if let Some(g) = r.gateway {
                     names.push("GATEWAY");
-                    addrs.push(g.to_string());
+                    addrs.push(name(g));
                 }
                 if !r.flags.contains(RouteFlags::HOST) {
                     names.push("NETMASK");
-                    addrs.push(Ipv4Addr::from(prefix_mask(r.prefix_len)).to_string());
+                    addrs.push(netmask_of(r.dest, r.prefix_len));
                 }
                 if r.ifindex != IfIndex::NONE {
                     names.push("IFP");
@@ -280,7 +301,7 @@ impl fmt::Display for RouteMessage {
                 }
                 if let Some(a) = r.ifa {
                     names.push("IFA");
-                    addrs.push(a.to_string());
+                    addrs.push(name(a));
                 }
                 write!(f, "sockaddrs: <{}>\n {}", names.join(","), addrs.join(" "))
             }
@@ -342,13 +363,13 @@ mod tests {
 
     fn route_body() -> RtmBody {
         RtmBody::Route(RtmRoute {
-            dest: Ipv4Addr::new(10, 0, 1, 0),
+            dest: Ipv4Addr::new(10, 0, 1, 0).into(),
             prefix_len: 24,
-            gateway: Some(Ipv4Addr::new(10, 0, 2, 254)),
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 254).into()),
             flags: RouteFlags::UP | RouteFlags::GATEWAY | RouteFlags::DONE | RouteFlags::STATIC,
             ifindex: IfIndex(2),
             ifname: Some("sn-r1".into()),
-            ifa: Some(Ipv4Addr::new(10, 0, 2, 1)),
+            ifa: Some(Ipv4Addr::new(10, 0, 2, 1).into()),
             mtu: 0,
             priority: 8,
         })
@@ -399,6 +420,54 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ipv6_route_message_prints_v6_netmask_and_scoped_addresses() {
+        let m = RouteMonitor::new();
+        let rx = m.subscribe();
+        let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        m.emit(
+            RtmType::Add,
+            0,
+            RtmBody::Route(RtmRoute {
+                dest: v6("2001:db8::"),
+                prefix_len: 32,
+                gateway: Some(v6("fe80::1")),
+                flags: RouteFlags::UP | RouteFlags::GATEWAY | RouteFlags::DONE | RouteFlags::STATIC,
+                ifindex: IfIndex(1),
+                ifname: Some("em0".into()),
+                ifa: Some(v6("fe80::2")),
+                mtu: 0,
+                priority: 8,
+            }),
+        );
+        m.emit(
+            RtmType::Delete,
+            0,
+            RtmBody::Route(RtmRoute {
+                dest: v6("2001:db8::1"),
+                prefix_len: 128,
+                gateway: None,
+                flags: RouteFlags::UP | RouteFlags::HOST | RouteFlags::LLINFO | RouteFlags::LOCAL | RouteFlags::DONE,
+                ifindex: IfIndex(2),
+                ifname: None,
+                ifa: Some(v6("2001:db8::1")),
+                mtu: 0,
+                priority: 1,
+            }),
+        );
+        let t: Vec<String> = rx.try_iter().map(|m| m.to_string()).collect();
+        assert!(t[0].starts_with("RTM_ADD: Add Route: priority 8, table 0, if# 1, name em0, pid: 0, seq 1, errno 0\n"));
+        assert!(
+            t[0].ends_with(
+                "sockaddrs: <DST,GATEWAY,NETMASK,IFP,IFA>\n 2001:db8:: fe80::1%em0 ffff:ffff:: em0 fe80::2%em0"
+            ),
+            "{}",
+            t[0]
+        );
+        assert!(t[1].contains("flags:<UP,HOST,DONE,LLINFO,LOCAL>"), "{}", t[1]);
+        assert!(t[1].ends_with("sockaddrs: <DST,IFP,IFA>\n 2001:db8::1 link#2 2001:db8::1"), "{}", t[1]);
     }
 
     #[test]

@@ -18,6 +18,9 @@ use softnet_wire::ethernet::MacAddr;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+mod route6;
+pub use route6::RouteTarget6;
+
 /// Tunables of the stack, with OpenBSD's defaults unless said otherwise.
 #[derive(Clone, Debug)]
 pub struct StackConfig {

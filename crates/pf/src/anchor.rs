@@ -148,24 +148,27 @@ fn calls<'r>(parent: &'r str, rules: &'r [Rule]) -> impl Iterator<Item = String>
 /// path; the main ruleset ("") is not among them.
 pub fn existing(sources: &AnchorSources) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut add = |p: &str| {
-        let mut p = p.trim_start_matches('/');
-        while !p.is_empty() && out.insert(p.to_string()) {
-            match p.rfind('/') {
-                Some(i) => p = &p[..i],
-                None => break,
-            }
-        }
-    };
     for (path, rules) in sources {
         if !path.is_empty() && !rules.is_empty() {
-            add(path);
+            add_with_parents(&mut out, path);
         }
         for c in calls(path, rules) {
-            add(&c);
+            add_with_parents(&mut out, &c);
         }
     }
     out
+}
+
+/// Adds the anchor at `path` and its parents (pf_find_or_create_ruleset
+/// makes them all).
+pub fn add_with_parents(out: &mut BTreeSet<String>, path: &str) {
+    let mut p = path.trim_start_matches('/');
+    while !p.is_empty() && out.insert(p.to_string()) {
+        match p.rfind('/') {
+            Some(i) => p = &p[..i],
+            None => break,
+        }
+    }
 }
 
 /// The direct children of `parent` among `anchors`, in pf's order (by

@@ -37,7 +37,6 @@ use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
 use crate::state::{StateData, StateTable, HINT_BATCH, TIMEOUT_PURGE};
-use crate::table::Table;
 
 /// Per-worker pf counters (`pfctl -si`).
 #[derive(Default)]
@@ -101,12 +100,12 @@ pub struct PfInner {
     /// Latest time seen by `tick`.
     last_now: AtomicU64,
     /// Serializes loads and flushes.
-    load_lock: Mutex<()>,
+    pub(crate) load_lock: Mutex<()>,
     /// The interface `set loginterface` named last and the counters'
     /// sums when it was named: `-si` shows what came since.
     logif: Mutex<(Option<String>, LogIfSums)>,
     /// Tables created by `-T add` that no ruleset defines.
-    pub(crate) extra: Mutex<HashMap<String, Arc<Table>>>,
+    pub(crate) extra: Mutex<crate::table::Tables>,
     /// This filter's identity for the workers' ruleset caches.
     id: u64,
     /// Moves (after the store) each time `ruleset` is replaced.
@@ -163,6 +162,12 @@ impl Drop for RsRef<'_> {
 
 impl PfInner {
     /// Replaces the ruleset; the old one is retired (freed later by `tick`).
+    /// After a compile: the tables `-T add` made are in the tree now, and
+    /// those it left out (no longer active) are gone.
+    fn drop_extra_tables(&self, compiled: &CompiledRuleset) {
+        self.extra.lock().retain(|k, t| t.is_active() && !compiled.tables.contains_key(k));
+    }
+
     fn publish(&self, rs: CompiledRuleset) {
         let old = self.ruleset.swap(Arc::new(rs));
         self.rs_seq.fetch_add(1, Ordering::Release);
@@ -404,12 +409,6 @@ fn random_hostid() -> u32 {
     }
 }
 
-/// Text a table command prints (pfctl writes these to stderr).
-pub type TableMsg = String;
-
-/// pfctl's report of ENOMEM from a table ioctl (a pool limit reached).
-const NO_MEMORY: &str = "pfctl: Cannot allocate memory";
-
 impl Pf {
     /// A filter that is enabled with an empty ruleset (everything passes,
     /// as pf's default rule).
@@ -472,7 +471,8 @@ impl Pf {
         let mut sources = cur.sources.clone();
         let replaced = crate::anchor::apply_load_all(&mut sources, rs);
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut compiled = self.compile_with(rs, &sources, &replaced, true, resolver, gen, &cur)?;
+        let defs = crate::compile::table_defs(rs);
+        let mut compiled = self.compile_with(rs, &sources, &replaced, &defs, resolver, gen, &cur)?;
         // As pfctl, which sets the status interface only when the ruleset
         // says `set loginterface`: otherwise the current one stays.
         let names_logif = rs.header.iter().any(|h| matches!(h, HeaderItem::Set(SetOption::LogInterface(_))));
@@ -484,7 +484,7 @@ impl Pf {
         if let Some(h) = rs.options.hostid {
             self.inner.hostid.store(if h == 0 { random_hostid() } else { h }, Ordering::Relaxed);
         }
-        self.inner.extra.lock().retain(|k, _| !compiled.tables.contains_key(k));
+        self.inner.drop_extra_tables(&compiled);
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.states.set_limit(compiled.opts.limit(Limit::States) as usize);
         {
@@ -506,7 +506,8 @@ impl Pf {
         let cur = self.inner.ruleset.load_full();
         let mut sources = cur.sources.clone();
         let replaced = crate::anchor::apply_load_all(&mut sources, rs);
-        self.replace_tree(&cur, &sources, &replaced, resolver)
+        let defs = crate::compile::table_defs(rs);
+        self.replace_tree(&cur, &sources, &replaced, &defs, resolver)
     }
 
     /// `pfctl -a NAME -F rules`: the anchor's rules removed (the anchor
@@ -518,22 +519,32 @@ impl Pf {
         let mut sources = cur.sources.clone();
         let n = sources.insert(path.to_string(), vec![]).map_or(0, |r| r.len());
         let replaced = std::iter::once(path.to_string()).collect();
-        self.replace_tree(&cur, &sources, &replaced, &KnownGroups::of(&cur))?;
+        self.replace_tree(&cur, &sources, &replaced, &[], &KnownGroups::of(&cur))?;
         Ok(n)
     }
 
-    /// A new tree from `sources` with the running main ruleset's options
-    /// and tables.
+    /// The running tree compiled again as it is (the caller holds the
+    /// load lock): after a table command made or removed tables.
+    pub(crate) fn recompile(&self) -> Result<(), CompileError> {
+        let cur = self.inner.ruleset.load_full();
+        let groups = KnownGroups::of(&cur);
+        self.replace_tree(&cur, &cur.sources, &Default::default(), &[], &groups)
+    }
+
+    /// A new tree from `sources` with the running main ruleset's options,
+    /// and its tables with `defs` defined.
     fn replace_tree(
         &self,
         cur: &CompiledRuleset,
         sources: &crate::anchor::AnchorSources,
         replaced: &std::collections::BTreeSet<String>,
+        defs: &[crate::compile::TableDefIn],
         resolver: &dyn IfResolver,
     ) -> Result<(), CompileError> {
         let gen = self.inner.gen.load(Ordering::Relaxed) + 1;
-        let mut compiled = self.compile_with(&cur.source, sources, replaced, false, resolver, gen, cur)?;
+        let mut compiled = self.compile_with(&cur.source, sources, replaced, defs, resolver, gen, cur)?;
         compiled.opts = cur.opts.clone();
+        self.inner.drop_extra_tables(&compiled);
         self.inner.gen.store(gen, Ordering::Relaxed);
         self.inner.publish(compiled);
         Ok(())
@@ -545,7 +556,7 @@ impl Pf {
         main: &Ruleset,
         sources: &crate::anchor::AnchorSources,
         replaced: &std::collections::BTreeSet<String>,
-        define_tables: bool,
+        defs: &[crate::compile::TableDefIn],
         resolver: &dyn IfResolver,
         gen: u32,
         cur: &CompiledRuleset,
@@ -555,7 +566,7 @@ impl Pf {
         compile_tree(
             main,
             sources,
-            define_tables,
+            defs,
             Some(&crate::compile::Prev { tree: cur, replaced }),
             &CompileCx {
                 resolver,
@@ -738,107 +749,6 @@ impl Pf {
             }
             dead
         })
-    }
-
-    /// A table by name: the ruleset's.
-    pub fn table(&self, name: &str) -> Option<Arc<Table>> {
-        self.inner.ruleset.load().tables.get(name).cloned()
-    }
-
-    /// `-T add` on a table the ruleset does not have creates it (kept
-    /// aside, and handed to the next ruleset that names it), unless that
-    /// would go over `set limit tables`.
-    fn table_or_create(&self, name: &str) -> Result<Arc<Table>, TableMsg> {
-        if let Some(t) = self.table(name) {
-            return Ok(t);
-        }
-        let (count, _) = self.table_usage();
-        let mut g = self.inner.extra.lock();
-        if let Some(t) = g.get(name) {
-            return Ok(t.clone());
-        }
-        if count >= self.inner.ruleset.load().opts.limit(Limit::Tables) as usize {
-            return Err(NO_MEMORY.to_string());
-        }
-        Ok(g.entry(name.to_string()).or_insert_with(|| Arc::new(Table::new(name))).clone())
-    }
-
-    /// Number of tables and of entries in all of them (what `set limit
-    /// tables` and `set limit table-entries` bound).
-    fn table_usage(&self) -> (usize, usize) {
-        let rs = self.inner.ruleset.load();
-        let extra = self.inner.extra.lock();
-        let all = rs.tables.values().chain(extra.values());
-        all.fold((0, 0), |(k, e), t| (k + 1, e + t.len()))
-    }
-
-    /// Entries that fit before `set limit table-entries`.
-    fn table_room(&self) -> usize {
-        let limit = self.inner.ruleset.load().opts.limit(Limit::TableEntries) as usize;
-        limit.saturating_sub(self.table_usage().1)
-    }
-
-    /// `-T add`: all the entries or, over `set limit table-entries`,
-    /// none (pf's entry pool is full).
-    pub fn table_add(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
-        let _g = self.inner.load_lock.lock();
-        let t = self.table_or_create(name)?;
-        let n = t.add_within(entries, self.table_room()).ok_or_else(|| NO_MEMORY.to_string())?;
-        Ok(format!("{}/{} addresses added.", n, entries.len()))
-    }
-
-    pub fn table_delete(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
-        let t = self.find_table(name)?;
-        let n = t.delete(entries);
-        Ok(format!("{}/{} addresses deleted.", n, entries.len()))
-    }
-
-    pub fn table_replace(&self, name: &str, entries: &[crate::model::TableEntry]) -> Result<TableMsg, TableMsg> {
-        let _g = self.inner.load_lock.lock();
-        let t = self.table_or_create(name)?;
-        let (a, d) = t.replace_within(entries, self.table_room()).ok_or_else(|| NO_MEMORY.to_string())?;
-        let mut s = String::new();
-        if a > 0 {
-            s.push_str(&format!("{a} addresses added.\n"));
-        }
-        if d > 0 {
-            s.push_str(&format!("{d} addresses deleted.\n"));
-        }
-        if s.is_empty() {
-            s.push_str("no changes.\n");
-        }
-        Ok(s.trim_end().to_string())
-    }
-
-    pub fn table_flush(&self, name: &str) -> Result<TableMsg, TableMsg> {
-        let t = self.find_table(name)?;
-        Ok(format!("{} addresses deleted.", t.flush()))
-    }
-
-    /// `-T test`: (message, all matched).
-    pub fn table_test(&self, name: &str, addrs: &[Ipv4Addr]) -> Result<(TableMsg, bool), TableMsg> {
-        let t = self.find_table(name)?;
-        let n = t.test(addrs);
-        Ok((format!("{}/{} addresses match.", n, addrs.len()), n == addrs.len()))
-    }
-
-    pub fn table_show(&self, name: &str, verbose: bool) -> Result<String, TableMsg> {
-        Ok(self.find_table(name)?.show_text(verbose))
-    }
-
-    fn find_table(&self, name: &str) -> Result<Arc<Table>, TableMsg> {
-        self.table(name)
-            .or_else(|| self.inner.extra.lock().get(name).cloned())
-            .ok_or_else(|| "pfctl: Table does not exist.".to_string())
-    }
-
-    /// All table names (`-sT`).
-    pub fn table_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.inner.ruleset.load().tables.keys().cloned().collect();
-        v.extend(self.inner.extra.lock().keys().cloned());
-        v.sort();
-        v.dedup();
-        v
     }
 
     pub(crate) fn inner_ifnames(&self) -> HashMap<u32, String> {

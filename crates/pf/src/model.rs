@@ -569,6 +569,9 @@ pub struct TableEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableDef {
     pub name: String,
+    /// The anchor the table is defined in ("" for the main ruleset): its
+    /// namespace, as pfctl_define_table passes `pf->anchor->path`.
+    pub anchor: String,
     pub persist: bool,
     pub constant: bool,
     pub counters: bool,
@@ -854,7 +857,7 @@ impl Ruleset {
     pub fn table(&self, name: &str) -> Option<&TableDef> {
         // a table defined twice is its last definition (pfr_ina_define
         // replaces the shadow table)
-        self.tables.iter().rev().find(|t| t.name == name)
+        self.tables.iter().rev().find(|t| t.name == name && t.anchor == self.anchor_path)
     }
 
     /// The rules of the inline anchor at `path`.

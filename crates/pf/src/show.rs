@@ -122,7 +122,7 @@ impl Pf {
         if depth > crate::anchor::PF_ANCHOR_STACK_MAX {
             return;
         }
-        let count = |a: &Addr| self.addr_count(rs, a);
+        let count = |a: &Addr| self.addr_count(rs, &rs.nodes[node].path, a);
         let indent = if verbose == 0 { "  ".repeat(depth) } else { String::new() };
         let n = &rs.nodes[node];
         for r in rs.node_rules(n) {
@@ -198,9 +198,15 @@ impl Pf {
 
     /// How many addresses a table or `(if)` address of the loaded ruleset
     /// holds (pfctl's `tblcnt` / `dyncnt` at `-vv`); `None`: unknown.
-    fn addr_count(&self, rs: &crate::compile::CompiledRuleset, a: &Addr) -> Option<usize> {
+    /// A table is the one the rule's anchor resolves (pf_tbladdr_copyout:
+    /// its root when not active; unknown when neither is).
+    fn addr_count(&self, rs: &crate::compile::CompiledRuleset, path: &str, a: &Addr) -> Option<usize> {
         match a {
-            Addr::Table(t) => rs.tables.get(t).or(self.inner.extra.lock().get(t)).map(|t| t.len()),
+            Addr::Table(t) => {
+                let key = crate::table::TableKey::new(path, t);
+                let t = rs.tables.get(&key).cloned().or_else(|| self.inner.extra.lock().get(&key).cloned())?;
+                t.resolved_len()
+            }
             Addr::Dynamic { ifname, modifier, no_alias, .. } => {
                 let l = self.inner.if_lookup.load();
                 let addrs = l.as_ref().and_then(|f| f(ifname))?;
@@ -274,6 +280,9 @@ impl Pf {
             6 if src.state <= tcps::TIME_WAIT && dst.state <= tcps::TIME_WAIT => {
                 format!("{}:{}", tcps::NAMES[src.state as usize], tcps::NAMES[dst.state as usize])
             }
+            // print_state names a proxied handshake from either peer.
+            6 if src.state == tcps::PROXY_SRC || dst.state == tcps::PROXY_SRC => "PROXY:SRC".to_string(),
+            6 if src.state == tcps::PROXY_DST || dst.state == tcps::PROXY_DST => "PROXY:DST".to_string(),
             6 => format!("<BAD STATE LEVELS {}:{}>", src.state, dst.state),
             1 => format!("{}:{}", src.state, dst.state),
             _ if src.state <= udps::MULTIPLE && dst.state <= udps::MULTIPLE => {
@@ -520,8 +529,9 @@ impl Pf {
     }
 
     /// `pfctl -sT`.
-    pub fn show_tables(&self) -> String {
-        self.table_names().into_iter().map(|n| n + "\n").collect()
+    /// `[-a ANCHOR] -sT`: the active tables of the anchor's namespace.
+    pub fn show_tables(&self, anchor: &str) -> String {
+        self.table_names(anchor).into_iter().map(|n| n + "\n").collect()
     }
 
     /// `pfctl -sa [-v[v]]`: everything, in pfctl's order. As
@@ -553,7 +563,7 @@ impl Pf {
         out.push_str(&self.show_timeouts());
         out.push_str("\nLIMITS:\n");
         out.push_str(&self.show_memory());
-        let tables = self.show_tables();
+        let tables = self.show_tables("");
         if !tables.is_empty() {
             out.push_str("\nTABLES:\n");
             out.push_str(&tables);

@@ -22,10 +22,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use softnet_core::percpu::{Counter, PerWorker, MAX_WORKERS};
 
@@ -177,12 +178,48 @@ fn mask(len: u8) -> u32 {
     }
 }
 
+/// Where a table lives (pfr_table's `pfrt_anchor`, `pfrt_name`): the path
+/// of the anchor whose namespace holds it ("" for the main ruleset) and
+/// its name. Each anchor has a namespace of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableKey {
+    pub anchor: String,
+    pub name: String,
+}
+
+impl TableKey {
+    pub fn new(anchor: &str, name: &str) -> TableKey {
+        TableKey { anchor: anchor.to_string(), name: name.to_string() }
+    }
+
+    /// A table of the main ruleset.
+    pub fn main(name: &str) -> TableKey {
+        TableKey::new("", name)
+    }
+}
+
+/// Tables by where they live.
+pub type Tables = std::collections::HashMap<TableKey, Arc<Table>>;
+
 /// A pf table.
+///
+/// A table is active (PFR_TFLAG_ACTIVE) when a ruleset defines it or
+/// `pfctl -T add` made it; a table an anchor's rule only names is not,
+/// and a lookup in it goes to its root, the main ruleset's table of the
+/// same name, as pfr_match_addr and pfr_pool_get do (`pfrkt_root`). The
+/// main ruleset's tables have no root. softnet makes a table the main
+/// ruleset only names active (and empty) at once, where pf leaves it
+/// inactive until `-T add`: a lookup gives the same answer.
 pub struct Table {
     pub name: String,
-    pub persist: bool,
+    /// The anchor whose namespace holds it ("" = the main ruleset).
+    pub anchor: String,
+    persist: AtomicBool,
     pub constant: bool,
     pub counters: bool,
+    active: AtomicBool,
+    /// The main ruleset's table of this name, for an anchor's table.
+    root: ArcSwapOption<Table>,
     snap: ArcSwap<Snapshot>,
     /// The authoritative entries (control thread), in `show` order.
     ctl: Mutex<BTreeMap<(u32, u8), EntryCtl>>,
@@ -221,12 +258,21 @@ pub fn count_distinct(entries: &[TableEntry]) -> usize {
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 impl Table {
+    /// An active table of the main ruleset.
     pub fn new(name: &str) -> Table {
+        Table::in_anchor("", name, true)
+    }
+
+    /// A table in `anchor`'s namespace, active or not (pfr_create_ktable).
+    pub fn in_anchor(anchor: &str, name: &str, active: bool) -> Table {
         Table {
             name: name.to_string(),
-            persist: false,
+            anchor: anchor.to_string(),
+            persist: AtomicBool::new(false),
             constant: false,
             counters: false,
+            active: AtomicBool::new(active),
+            root: ArcSwapOption::empty(),
             snap: ArcSwap::from_pointee(Snapshot::build(&BTreeMap::new())),
             ctl: Mutex::new(BTreeMap::new()),
             no_match: PerWorker::new(),
@@ -235,6 +281,52 @@ impl Table {
 
     pub fn len(&self) -> usize {
         self.snap.load().entries.len()
+    }
+
+    pub fn key(&self) -> TableKey {
+        TableKey::new(&self.anchor, &self.name)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::Relaxed);
+    }
+
+    pub fn is_persist(&self) -> bool {
+        self.persist.load(Ordering::Relaxed)
+    }
+
+    pub fn set_persist(&self, on: bool) {
+        self.persist.store(on, Ordering::Relaxed);
+    }
+
+    /// Points an anchor's table at the main ruleset's table of its name.
+    pub fn set_root(&self, root: Option<Arc<Table>>) {
+        self.root.store(root);
+    }
+
+    pub fn root(&self) -> Option<Arc<Table>> {
+        self.root.load_full()
+    }
+
+    /// How many entries the table a lookup reads holds (this one or its
+    /// root); `None` when neither is active.
+    pub fn resolved_len(&self) -> Option<usize> {
+        self.with_resolved(|t| t.map(|t| t.len()))
+    }
+
+    /// pfr_match_addr's choice of the table a lookup reads: this one when
+    /// active, else its root when that is active, else none (no match).
+    #[inline]
+    fn with_resolved<R>(&self, f: impl FnOnce(Option<&Table>) -> R) -> R {
+        if self.active.load(Ordering::Relaxed) {
+            return f(Some(self));
+        }
+        let root = self.root.load();
+        f(root.as_deref().filter(|r| r.active.load(Ordering::Relaxed)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -358,8 +450,14 @@ impl Table {
 
     /// Whether `a` is in the table: the longest matching prefix exists and
     /// is not negated. No lock, no shared write.
+    /// An anchor's table that is not active answers from its root.
     #[inline]
     pub fn contains(&self, a: Ipv4Addr) -> bool {
+        self.with_resolved(|t| t.is_some_and(|t| t.contains_here(a)))
+    }
+
+    #[inline]
+    fn contains_here(&self, a: Ipv4Addr) -> bool {
         let s = self.snap.load();
         matches!(s.lookup(u32::from(a)), Some(pos) if !s.entries[pos].2)
     }
@@ -374,6 +472,10 @@ impl Table {
     /// `contains` that also counts the packet on the matching entry (or as
     /// no match), in worker `worker`'s counters.
     pub fn match_and_count(&self, worker: usize, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
+        self.with_resolved(|t| t.is_some_and(|t| t.match_and_count_here(worker, a, out, op, bytes)))
+    }
+
+    fn match_and_count_here(&self, worker: usize, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
         let s = self.snap.load();
         match s.lookup(u32::from(a)) {
             Some(pos) => {
@@ -404,14 +506,19 @@ impl Table {
 
     /// `pfctl -T test`: how many of `addrs` match.
     pub fn test(&self, addrs: &[Ipv4Addr]) -> usize {
-        addrs.iter().filter(|a| self.contains(**a)).count()
+        addrs.iter().filter(|a| self.contains_here(**a)).count()
     }
 
     /// The table as an address pool reads it (pf_lb.c's `pfr_pool_get`):
     /// the snapshot of the moment, so a connection is mapped against one
     /// consistent set of entries while the control thread may change them.
+    /// An anchor's table that is not active lends its root's entries
+    /// (pfr_pool_get); with neither active the pool is empty.
     pub fn pool_view(&self) -> TablePool {
-        TablePool { snap: self.snap.load_full() }
+        self.with_resolved(|t| match t {
+            Some(t) => TablePool { snap: t.snap.load_full() },
+            None => TablePool { snap: empty_snapshot() },
+        })
     }
 
     /// Entries sorted by address then prefix length.
@@ -462,6 +569,13 @@ impl Table {
         }
         self.publish(&mut ctl, false);
     }
+}
+
+/// The snapshot of a table with no entries, made once: an inactive
+/// table's pool view allocates nothing.
+fn empty_snapshot() -> Arc<Snapshot> {
+    static EMPTY: OnceLock<Arc<Snapshot>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(Snapshot::build(&BTreeMap::new()))).clone()
 }
 
 /// `ctime(3)`-style UTC text for seconds since the epoch (no newline).

@@ -104,7 +104,7 @@ fn tables_match_and_change_at_run_time() {
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 3)).is_none());
     assert_eq!(pf.table_test("bad", &[A]).unwrap(), ("1/1 addresses match.".to_string(), true));
     assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
-    assert_eq!(pf.show_tables(), "bad\n");
+    assert_eq!(pf.show_tables(""), "bad\n");
     assert!(pf.table_show("nope", false).is_err());
     // The deciding rule's table counts the packets per entry (-T show -v):
     // two blocked from 10.0.1.3 (10.0.1.0/24), one from 10.0.1.2 (its own).
@@ -285,13 +285,13 @@ fn no_route_matches_addresses_the_routing_table_cannot_reach() {
     assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none(), "source without a route");
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, FAR, 1, 2)).is_none(), "destination without a route");
     // A blackhole route is a route (pf_routable: rtalloc finds it).
-    let mut bh = Route::via("192.0.2.0".parse().unwrap(), 24, "127.0.0.1".parse().unwrap());
+    let mut bh = Route::<Ipv4Addr>::via("192.0.2.0".parse().unwrap(), 24, "127.0.0.1".parse().unwrap());
     bh.gateway = None;
     bh.flags = RouteFlags::UP | RouteFlags::STATIC | RouteFlags::BLACKHOLE;
     rt.add(0, bh).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_some());
     // So is a default route.
-    rt.delete(0, "192.0.2.0".parse().unwrap(), 24, None).unwrap();
+    rt.delete(0, "192.0.2.0".parse::<Ipv4Addr>().unwrap(), 24, None).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 3)).is_none());
     rt.add(0, Route::via(Ipv4Addr::UNSPECIFIED, 0, "10.0.2.254".parse().unwrap())).unwrap();
     assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 4)).is_some());

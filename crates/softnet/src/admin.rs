@@ -6,9 +6,11 @@
 //! here and never a request the daemon has to second-guess.
 
 use crate::config::{parse_mac, DEFAULT_CONTROL};
+mod route6;
+
 use crate::proto::{
-    self, ArpLifetime, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response, RouteDest,
-    RouteGateway, RouteOp, RouteSpec,
+    self, AddrFamily, ArpLifetime, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response,
+    RouteDest, RouteGateway, RouteOp, RouteSpec,
 };
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub const TOOLS: &[&str] = &["route", "arp", "ifconfig", "netstat"];
 
 const ROUTE_USAGE: &str = "usage: softnet route [-nqv] [-T rtable] command [[modifiers] args]
-commands: show [-inet]
+commands: show [-inet | -inet6]
           add [-net | -host] destination gateway [-reject | -blackhole]
           add [-net | -host] destination -reject | -blackhole | -ifp interface
           add [-net | -host] destination interface -iface
@@ -27,7 +29,9 @@ commands: show [-inet]
           delete [-net | -host] destination [gateway]
           get [-net | -host] destination
           monitor
-destination: default | a.b.c.d | a.b.c.d/len | a.b.c.d -netmask m.m.m.m";
+destination: default | a.b.c.d | a.b.c.d/len | a.b.c.d -netmask m.m.m.m
+IPv6 (-inet6): default | addr[%if] | addr[%if]/len | addr[%if] -prefixlen len;
+          gateway addr or fe80::...%if (a link-local gateway names its interface)";
 const ARP_USAGE: &str = "usage: softnet arp [-n] hostname
        softnet arp -a [-n]
        softnet arp -d hostname
@@ -39,7 +43,7 @@ const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
        softnet ifconfig interface [inet] address netmask mask
        softnet ifconfig interface up | down | destroy
        softnet ifconfig interface group name | -group name";
-const NETSTAT_USAGE: &str = "usage: softnet netstat -r [-n] [-T rtable]
+const NETSTAT_USAGE: &str = "usage: softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
        softnet netstat -s
        softnet netstat -i [-n]";
 
@@ -325,11 +329,17 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
     let rest = &args[i + 1..];
     let op = match *cmd {
         "show" => {
-            if let Some(a) = rest.iter().find(|a| **a != "-inet") {
-                return usage("route", format!("show: unexpected {a}"));
+            let mut af = AddrFamily::All;
+            for a in rest {
+                af = match *a {
+                    "-inet" => AddrFamily::Inet,
+                    "-inet6" => AddrFamily::Inet6,
+                    _ => return usage("route", format!("show: unexpected {a}")),
+                };
             }
-            RouteOp::Show
+            RouteOp::Show { af }
         }
+        "add" | "change" | "delete" | "del" | "get" if route6::is_inet6(rest) => route6::parse(cmd, rest)?,
         "add" => RouteOp::Add(route_spec(rest)?),
         "change" => RouteOp::Change(route_spec(rest)?),
         "delete" | "del" => {
@@ -544,6 +554,7 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
 
 fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
     let (mut r, mut s, mut i_) = (false, false, false);
+    let mut af = AddrFamily::All;
     let mut rtable = None;
     let mut i = 0;
     while i < args.len() {
@@ -556,9 +567,12 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
             rtable = Some(parse_rtable("netstat", args.get(i))?);
         } else if a == "-f" {
             i += 1;
-            if args.get(i) != Some(&"inet") {
-                return usage("netstat", "-f: only inet");
-            }
+            af = match args.get(i) {
+                Some(&"inet") => AddrFamily::Inet,
+                Some(&"inet6") => AddrFamily::Inet6,
+                Some(f) => return usage("netstat", format!("{f}: unknown address family")),
+                None => return usage("netstat", "-f needs an address family"),
+            };
         } else {
             for (k, c) in a[1..].char_indices() {
                 match c {
@@ -584,7 +598,7 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
         i += 1;
     }
     let op = match (r, s, i_) {
-        (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0) },
+        (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0), af },
         (false, true, false) => NetstatOp::Stats,
         (false, false, true) => NetstatOp::Interfaces,
         (false, false, false) => return usage("netstat", "one of -r, -s, -i is required"),
@@ -787,7 +801,10 @@ mod tests {
         );
         let parsed = parse("route", &["-nq".into(), "add".into(), "default".into(), "10.0.2.254".into()]).unwrap();
         assert!(parsed.quiet);
-        assert_eq!(p("route", "-T7 show").unwrap(), Request::Route { rtable: 7, op: RouteOp::Show });
+        assert_eq!(
+            p("route", "-T7 show").unwrap(),
+            Request::Route { rtable: 7, op: RouteOp::Show { af: AddrFamily::All } }
+        );
     }
 
     #[test]
@@ -940,13 +957,34 @@ mod tests {
 
     #[test]
     fn netstat_forms() {
-        assert_eq!(p("netstat", "-rn").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
-        assert_eq!(p("netstat", "-r -n -f inet").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 0 }));
-        assert_eq!(p("netstat", "-rnT2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
-        assert_eq!(p("netstat", "-rn -T 2").unwrap(), Request::Netstat(NetstatOp::Routes { rtable: 2 }));
+        assert_eq!(
+            p("netstat", "-rn").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 0, af: AddrFamily::All })
+        );
+        assert_eq!(
+            p("netstat", "-r -n -f inet").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 0, af: AddrFamily::Inet })
+        );
+        assert_eq!(
+            p("netstat", "-rn -f inet6").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 0, af: AddrFamily::Inet6 })
+        );
+        assert_eq!(p("netstat", "-rn -f ipx").unwrap_err().msg.unwrap(), "ipx: unknown address family");
+        assert_eq!(
+            p("route", "show -inet6").unwrap(),
+            Request::Route { rtable: 0, op: RouteOp::Show { af: AddrFamily::Inet6 } }
+        );
+        assert_eq!(
+            p("netstat", "-rnT2").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 2, af: AddrFamily::All })
+        );
+        assert_eq!(
+            p("netstat", "-rn -T 2").unwrap(),
+            Request::Netstat(NetstatOp::Routes { rtable: 2, af: AddrFamily::All })
+        );
         assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
         assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
-        for line in ["", "-n", "-rs", "-x", "-r extra", "-s -T 1", "-f inet6 -r", "-rT"] {
+        for line in ["", "-n", "-rs", "-x", "-r extra", "-s -T 1", "-f ipx -r", "-rn -f", "-rT"] {
             let e = p("netstat", line).expect_err(line);
             assert!(e.to_string().contains("usage: softnet netstat"), "{line}: {e}");
         }

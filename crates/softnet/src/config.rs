@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 use softnet_core::iface::IfAddr;
+use softnet_core::stack::RouteTarget6;
 use softnet_wire::ethernet::MacAddr;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -104,6 +105,18 @@ pub struct RouteConf {
     pub via: RouteVia,
 }
 
+/// A static IPv6 route (`[[route]]` with an IPv6 destination or gateway,
+/// e.g. `dest = "::/0"`, `gateway = "fe80::1%sn-r0"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route6Conf {
+    pub rtable: u16,
+    pub dest: Ipv6Addr,
+    pub prefix_len: u8,
+    /// The interface of a scoped destination (`fe80::%sn-r0/64`).
+    pub scope: Option<String>,
+    pub via: RouteTarget6,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub path: PathBuf,
@@ -125,6 +138,7 @@ pub struct Config {
     pub log: String,
     pub interfaces: Vec<InterfaceConf>,
     pub routes: Vec<RouteConf>,
+    pub routes6: Vec<Route6Conf>,
 }
 
 /// A configuration error: where and what.
@@ -160,6 +174,69 @@ impl Ctx<'_> {
     fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() })
     }
+}
+
+/// `ADDR[%IF]`, the interface a configured one.
+fn scoped6(s: &str, interfaces: &[InterfaceConf]) -> Result<(Ipv6Addr, Option<String>), String> {
+    let (a, scope) = match s.split_once('%') {
+        Some((a, i)) if interfaces.iter().any(|x| x.name == i) => (a, Some(i.to_string())),
+        Some((_, i)) => return Err(format!("unknown interface {i:?} in {s:?}")),
+        None => (s, None),
+    };
+    let ip: Ipv6Addr = a.parse().map_err(|_| format!("bad IPv6 address {a:?}"))?;
+    Ok((ip, scope))
+}
+
+/// A `[[route]]` for IPv6: `dest` "ADDR[%IF]/LEN" ("::/0" or "default"
+/// with an IPv6 gateway), and one of gateway ("ADDR" or "fe80::1%IF"),
+/// interface, reject, blackhole. Whether a gateway is on a connected
+/// network is for the stack to say when the route is added.
+fn route6_conf(cx: &Ctx, rr: &Spanned<RawRoute>, interfaces: &[InterfaceConf]) -> Result<Route6Conf, ConfigError> {
+    let r = rr.get_ref();
+    let (dest, prefix_len, scope) = if r.dest.get_ref() == "default" {
+        (Ipv6Addr::UNSPECIFIED, 0, None)
+    } else {
+        let d = r.dest.get_ref();
+        let (a, len) = match d.split_once('/') {
+            Some((a, l)) => match l.parse::<u8>() {
+                Ok(l) if l <= 128 => (a, l),
+                _ => return cx.err(r.dest.span(), format!("route: prefix length {l:?} over 128 in {d:?}")),
+            },
+            None => (d.as_str(), 128),
+        };
+        let (ip, scope) = scoped6(a, interfaces).or_else(|e| cx.err(r.dest.span(), format!("route: {e}")))?;
+        (Ipv6Addr::from(u128::from(ip) & softnet_core::route::prefix_mask6(len)), len, scope)
+    };
+    let rtable = match &r.rtable {
+        None => 0,
+        Some(t) if (0..=255).contains(t.get_ref()) => *t.get_ref() as u16,
+        Some(t) => return cx.err(t.span(), format!("route: rtable {} out of range 0-255", t.get_ref())),
+    };
+    let targets = r.gateway.is_some() as u8
+        + r.interface.is_some() as u8
+        + r.reject.unwrap_or(false) as u8
+        + r.blackhole.unwrap_or(false) as u8;
+    if targets != 1 {
+        return cx.err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
+    }
+    let via = if let Some(g) = &r.gateway {
+        let (gw, gscope) = scoped6(g.get_ref(), interfaces)
+            .or_else(|e| cx.err(g.span(), format!("route: bad gateway {:?}: {e}", g.get_ref())))?;
+        if softnet_core::route::is_scoped6(gw) && gscope.is_none() {
+            return cx.err(g.span(), format!("route: link-local gateway {gw} needs its interface ({gw}%IF)"));
+        }
+        RouteTarget6::Gateway(gw, gscope)
+    } else if let Some(i) = &r.interface {
+        if !interfaces.iter().any(|x| &x.name == i.get_ref()) {
+            return cx.err(i.span(), format!("route: unknown interface {:?}", i.get_ref()));
+        }
+        RouteTarget6::Interface(i.get_ref().clone())
+    } else if r.reject == Some(true) {
+        RouteTarget6::Reject
+    } else {
+        RouteTarget6::Blackhole
+    };
+    Ok(Route6Conf { rtable, dest, prefix_len, scope, via })
 }
 
 /// Parses "a.b.c.d/len" (a missing length means /32).
@@ -316,8 +393,21 @@ impl Config {
             interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, groups, line });
         }
         let mut routes = Vec::new();
+        let mut routes6: Vec<Route6Conf> = Vec::new();
         for rr in &raw.route {
             let r = rr.get_ref();
+            let v6 = r.dest.get_ref().contains(':')
+                || (r.dest.get_ref() == "default" && r.gateway.as_ref().is_some_and(|g| g.get_ref().contains(':')));
+            if v6 {
+                let rc = route6_conf(&cx, rr, &interfaces)?;
+                if routes6.iter().any(|x| {
+                    x.rtable == rc.rtable && x.dest == rc.dest && x.prefix_len == rc.prefix_len && x.scope == rc.scope
+                }) {
+                    return cx.err(r.dest.span(), format!("route: {} defined twice", r.dest.get_ref()));
+                }
+                routes6.push(rc);
+                continue;
+            }
             let (dest, prefix_len) = if r.dest.get_ref() == "default" {
                 (Ipv4Addr::UNSPECIFIED, 0)
             } else {
@@ -376,6 +466,7 @@ impl Config {
             log,
             interfaces,
             routes,
+            routes6,
         })
     }
 }
@@ -415,6 +506,19 @@ gateway = "10.0.2.254"
 [[route]]
 dest = "192.0.2.0/24"
 blackhole = true
+
+[[route]]
+dest = "default"
+gateway = "fe80::1%sn-r0"
+
+[[route]]
+dest = "2001:db8:7::9/48"
+gateway = "2001:db8:1::fe"
+rtable = 3
+
+[[route]]
+dest = "fe80::%sn-r1/64"
+interface = "sn-r1"
 "#;
 
     #[test]
@@ -428,6 +532,19 @@ blackhole = true
         assert_eq!(c.interfaces[1].addrs.len(), 2);
         assert_eq!(c.routes[0].prefix_len, 0);
         assert_eq!(c.routes[1].via, RouteVia::Blackhole);
+        assert_eq!(c.routes.len(), 2);
+        let v6: Vec<_> =
+            c.routes6.iter().map(|r| (r.rtable, r.dest.to_string(), r.prefix_len, r.scope.clone())).collect();
+        assert_eq!(
+            v6,
+            [
+                (0, "::".to_string(), 0, None),
+                (3, "2001:db8:7::".to_string(), 48, None),
+                (0, "fe80::".to_string(), 64, Some("sn-r1".to_string()))
+            ]
+        );
+        assert_eq!(c.routes6[0].via, RouteTarget6::Gateway("fe80::1".parse().unwrap(), Some("sn-r0".into())));
+        assert_eq!(c.routes6[2].via, RouteTarget6::Interface("sn-r1".into()));
     }
 
     #[test]
@@ -469,6 +586,14 @@ blackhole = true
             ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nmac = \"zz\"\n", "line 4: interface \"a\": bad MAC"),
             ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
             ("[[route]]\ndest = \"default\"\n", "exactly one of"),
+            ("[[route]]\ndest = \"2001:db8::/129\"\nreject = true\n", "line 2: route: prefix length \"129\" over 128"),
+            ("[[route]]\ndest = \"::/0\"\ngateway = \"fe80::1\"\n", "line 3: route: link-local gateway fe80::1 needs its interface"),
+            ("[[route]]\ndest = \"::/0\"\ngateway = \"fe80::1%nope\"\n", "unknown interface \"nope\""),
+            ("[[route]]\ndest = \"2001:db8::/32\"\ngateway = \"10.0.0.1\"\n", "bad gateway \"10.0.0.1\""),
+            (
+                "[[route]]\ndest = \"2001:db8::/32\"\nreject = true\n[[route]]\ndest = \"2001:db8::/32\"\nblackhole = true\n",
+                "line 5: route: 2001:db8::/32 defined twice",
+            ),
             ("workers = [\n", "line 1"),
             (
                 "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/16\"]\n",

@@ -3,18 +3,18 @@
 //! requests against the stack, answered with the text the BSD tool prints.
 
 use crate::proto::{
-    self, ArpOp, FrameError, IfAction, IfconfigOp, NetstatOp, Request, Response, RouteDest, RouteGateway, RouteOp,
-    RouteSpec,
+    self, ArpOp, FrameError, IfAction, IfconfigOp, NetstatOp, Request, Response, RouteDest, RouteDest6, RouteGateway,
+    RouteGateway6, RouteOp, RouteSpec, RouteSpec6,
 };
 use crate::show;
 use anyhow::{bail, Context};
 use softnet_core::iface::{if_flags, IfAddr, Interface};
 use softnet_core::link::LinkState;
-use softnet_core::route::{Route, RouteFlags};
+use softnet_core::route::{Route, RouteAddr, RouteFlags};
 use softnet_core::rtmsg::{RouteFlagNames, RouteMessage, RtmBody};
-use softnet_core::stack::{RouteTarget, Stack, StackError};
+use softnet_core::stack::{RouteTarget, RouteTarget6, Stack, StackError};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -124,7 +124,11 @@ impl Handler {
 
     fn route(&self, rtable: u16, op: &RouteOp) -> Response {
         match op {
-            RouteOp::Show => text(show::netstat_rn(&self.stack, rtable)),
+            RouteOp::Show { af } => text(show::netstat_rn(&self.stack, rtable, *af)),
+            RouteOp::Add6(spec) => self.route_change6(rtable, "add", spec),
+            RouteOp::Change6(spec) => self.route_change6(rtable, "change", spec),
+            RouteOp::Delete6 { dest, gateway } => self.route_delete6(rtable, dest, *gateway),
+            RouteOp::Get6 { dest, exact } => self.route_get6(rtable, dest, *exact),
             RouteOp::Add(spec) => self.route_change(rtable, "add", spec),
             RouteOp::Change(spec) => self.route_change(rtable, "change", spec),
             RouteOp::Delete { dest, gateway } => {
@@ -148,7 +152,7 @@ impl Handler {
                     self.stack.routes.lookup(rtable, dest.addr)
                 };
                 match r {
-                    Some(r) => text(self.format_route_get(dest, &r)),
+                    Some(r) => text(self.format_route_get(&dest.addr.to_string(), &r)),
                     None => Response::Error(format!(
                         "get {} {dest}: {}",
                         if dest.is_host() { "host" } else { "net" },
@@ -162,20 +166,26 @@ impl Handler {
         }
     }
 
-    /// `route get` as OpenBSD prints it.
-    fn format_route_get(&self, asked: &RouteDest, r: &Route) -> String {
+    /// `route get` as OpenBSD prints it, for either family; scoped IPv6
+    /// addresses with `%IF`.
+    fn format_route_get<A: RouteAddr>(&self, asked: &str, r: &Route<A>) -> String {
         let mut o = String::new();
         let ifs = self.stack.ifaces.load();
         let ifp = ifs.get_weak(r.ifp);
-        let _ = writeln!(o, "   route to: {}", asked.addr);
-        let is_default = r.prefix_len == 0 && r.dest.is_unspecified();
-        let _ = writeln!(o, "destination: {}", if is_default { "default".to_string() } else { r.dest.to_string() });
+        let scope = ifp.as_ref().map(|i| i.name().to_string()).unwrap_or_else(|| format!("link#{}", r.ifp.index));
+        let name = |a: A| match a.into() {
+            IpAddr::V6(v6) if softnet_core::route::is_scoped6(v6) => format!("{v6}%{scope}"),
+            other => other.to_string(),
+        };
+        let _ = writeln!(o, "   route to: {asked}");
+        let is_default = r.prefix_len == 0 && r.dest == A::from_bits(A::mask_bits(r.dest.to_bits(), 0));
+        let _ = writeln!(o, "destination: {}", if is_default { "default".to_string() } else { name(r.dest) });
         if !r.flags.contains(RouteFlags::HOST) {
-            let mask = Ipv4Addr::from(softnet_core::iface::prefix_mask(r.prefix_len));
+            let mask = A::netmask(r.prefix_len);
             let _ = writeln!(o, "       mask: {}", if is_default { "default".to_string() } else { mask.to_string() });
         }
-        let gw = match (r.gateway, ifp) {
-            (Some(g), _) => Some(g.to_string()),
+        let gw = match (r.gateway, ifp.as_ref()) {
+            (Some(g), _) => Some(name(g)),
             (None, Some(i)) => Some(i.name().to_string()),
             (None, None) => None,
         };
@@ -186,7 +196,7 @@ impl Handler {
             let _ = writeln!(o, "  interface: {}", i.name());
         }
         if let Some(a) = r.ifa {
-            let _ = writeln!(o, " if address: {a}");
+            let _ = writeln!(o, " if address: {}", name(a));
         }
         let prio = match r.priority {
             softnet_core::route::prio::LOCAL => " (local)",
@@ -199,6 +209,89 @@ impl Handler {
         let _ = writeln!(o, "     use       mtu    expire");
         let _ = writeln!(o, "{:>8} {:>9} {:>9}", 0, r.mtu, 0);
         o
+    }
+
+    // ---- route -inet6 ---------------------------------------------------
+
+    fn target6(g: &RouteGateway6) -> RouteTarget6 {
+        match g {
+            RouteGateway6::Addr(a, scope) => RouteTarget6::Gateway(*a, scope.clone()),
+            RouteGateway6::Interface(i) => RouteTarget6::Interface(i.clone()),
+            RouteGateway6::Reject => RouteTarget6::Reject,
+            RouteGateway6::Blackhole => RouteTarget6::Blackhole,
+        }
+    }
+
+    /// "add net 2001:db8::/32: gateway fe80::1%em0", as route(8) echoes.
+    fn route_echo6(cmd: &str, dest: &RouteDest6, gw: Option<String>) -> String {
+        let kind = if dest.is_host() { "host" } else { "net" };
+        match gw {
+            Some(g) => format!("{cmd} {kind} {dest}: gateway {g}"),
+            None => format!("{cmd} {kind} {dest}"),
+        }
+    }
+
+    fn route_change6(&self, rtable: u16, cmd: &str, spec: &RouteSpec6) -> Response {
+        let gw = match &spec.gateway {
+            RouteGateway6::Addr(a, Some(s)) => Some(format!("{a}%{s}")),
+            RouteGateway6::Addr(a, None) => Some(a.to_string()),
+            RouteGateway6::Interface(i) => Some(i.clone()),
+            RouteGateway6::Reject | RouteGateway6::Blackhole => None,
+        };
+        let echo = Self::route_echo6(cmd, &spec.dest, gw);
+        let d = &spec.dest;
+        let target = Self::target6(&spec.gateway);
+        let r = if cmd == "add" {
+            self.stack.add_route6(rtable, d.addr, d.prefix_len, d.scope.as_deref(), &target)
+        } else {
+            self.stack.change_route6(rtable, d.addr, d.prefix_len, d.scope.as_deref(), &target)
+        };
+        match r {
+            Ok(()) => text(format!("{echo}\n")),
+            Err(e) => Response::Error(format!("{echo}: {}", stack_strerror(&e))),
+        }
+    }
+
+    /// The interface index of a destination's scope; unknown names are
+    /// index 0 (no route is scoped there).
+    fn scope_index(&self, dest: &RouteDest6) -> softnet_core::iface::IfIndex {
+        dest.scope.as_deref().and_then(|n| self.stack.scope_index(n)).unwrap_or_default()
+    }
+
+    fn route_delete6(&self, rtable: u16, dest: &RouteDest6, gateway: Option<Ipv6Addr>) -> Response {
+        let echo = Self::route_echo6("delete", dest, gateway.map(|g| g.to_string()));
+        let not_found = softnet_core::route::RouteError::NotInTable.strerror();
+        if let Some(g) = gateway {
+            match self.stack.routes.get_scoped(rtable, dest.addr, dest.prefix_len, self.scope_index(dest)) {
+                Some(r) if r.gateway == Some(g) => {}
+                _ => return Response::Error(format!("{echo}: {not_found}")),
+            }
+        }
+        match self.stack.delete_route6(rtable, dest.addr, dest.prefix_len, dest.scope.as_deref()) {
+            Ok(()) => text(format!("{echo}\n")),
+            Err(e) => Response::Error(format!("{echo}: {}", stack_strerror(&e))),
+        }
+    }
+
+    fn route_get6(&self, rtable: u16, dest: &RouteDest6, exact: bool) -> Response {
+        let scope = self.scope_index(dest);
+        let r = if exact {
+            self.stack.routes.get_scoped(rtable, dest.addr, dest.prefix_len, scope)
+        } else {
+            self.stack.routes.lookup_scoped(rtable, dest.addr, scope)
+        };
+        let asked = match &dest.scope {
+            Some(s) => format!("{}%{s}", dest.addr),
+            None => dest.addr.to_string(),
+        };
+        match r {
+            Some(r) => text(self.format_route_get(&asked, &r)),
+            None => Response::Error(format!(
+                "get {} {dest}: {}",
+                if dest.is_host() { "host" } else { "net" },
+                softnet_core::route::RouteError::NotInTable.strerror()
+            )),
+        }
     }
 
     // ---- arp ------------------------------------------------------------
@@ -248,7 +341,7 @@ impl Handler {
 
     fn netstat(&self, op: NetstatOp) -> Response {
         text(match op {
-            NetstatOp::Routes { rtable } => show::netstat_rn(&self.stack, rtable),
+            NetstatOp::Routes { rtable, af } => show::netstat_rn(&self.stack, rtable, af),
             NetstatOp::Stats => softnet_core::stats::format_netstat_s(&self.stack.stats),
             NetstatOp::Interfaces => show::netstat_i(&self.stack),
         })
@@ -479,7 +572,7 @@ mod tests {
     fn msg(rtable: u16, route: bool) -> RouteMessage {
         let body = if route {
             RtmBody::Route(RtmRoute {
-                dest: Ipv4Addr::new(192, 0, 2, 0),
+                dest: Ipv4Addr::new(192, 0, 2, 0).into(),
                 prefix_len: 24,
                 gateway: None,
                 flags: RouteFlags::UP,

@@ -368,3 +368,54 @@ fn ifconfig_groups_are_shown_and_name_interfaces_for_pf() {
     let _ = std::fs::remove_dir_all(&dir);
     f.stop();
 }
+
+#[test]
+fn route_inet6_commands_and_the_internet6_section_of_netstat() {
+    use softnet_core::route::Route6;
+    let f = Fixture::new();
+    let r0 = f.stack.ifaces.load().by_name("sn-r0").unwrap().weak();
+    // The routes an IPv6 address on sn-r0 brings (the interface code's job).
+    f.stack.routes.add(0, Route6::connected6(r0, "2001:db8:1::1".parse().unwrap(), 64)).unwrap();
+    f.stack.routes.add(0, Route6::connected6(r0, "fe80::1".parse().unwrap(), 64)).unwrap();
+    assert_eq!(
+        f.ok("route", "add -inet6 2001:db8:9:: -prefixlen 48 2001:db8:1::fe"),
+        "add net 2001:db8:9::/48: gateway 2001:db8:1::fe\n"
+    );
+    assert_eq!(f.ok("route", "add default -inet6 fe80::fe%sn-r0"), "add net default: gateway fe80::fe%sn-r0\n");
+    let e = f.fails("route", "add -inet6 2001:db8:a::/48 2001:db8:77::1");
+    assert!(e.contains("add net 2001:db8:a::/48: gateway 2001:db8:77::1: Network is unreachable"), "{e}");
+    let e = f.fails("route", "change -inet6 default fe80::fe");
+    assert!(e.contains("change net default: gateway fe80::fe: Invalid argument"), "{e}");
+    let e = f.fails("route", "add -inet6 2001:db8:b::/48 fe80::fe%sn-r1");
+    assert!(e.contains("Network is unreachable"), "no link-local prefix on sn-r1: {e}");
+    let get = f.ok("route", "get -inet6 2001:db8:9::5");
+    for want in [
+        "   route to: 2001:db8:9::5\n",
+        "destination: 2001:db8:9::\n",
+        "       mask: ffff:ffff:ffff::\n",
+        "    gateway: 2001:db8:1::fe\n",
+        "  interface: sn-r0\n",
+        "      flags: <UP,GATEWAY,DONE,STATIC>\n",
+    ] {
+        assert!(get.contains(want), "{want:?} in {get}");
+    }
+    assert!(f.ok("route", "get fe80::99%sn-r0").contains("destination: fe80::%sn-r0\n"));
+    let n6 = f.ok("netstat", "-rn -f inet6");
+    assert!(n6.starts_with("Routing tables\n\nInternet6:\nDestination "), "{n6}");
+    assert!(
+        n6.contains(&format!("\n{:<43} {:<39} UGS        0     -     8 sn-r0\n", "default", "fe80::fe%sn-r0")),
+        "{n6}"
+    );
+    assert!(n6.contains("\nfe80::%sn-r0/64 "), "{n6}");
+    assert!(!n6.contains("Internet:"), "{n6}");
+    let n4 = f.ok("netstat", "-rn -f inet");
+    assert!(n4.contains("Internet:") && !n4.contains("Internet6"), "{n4}");
+    let both = f.ok("netstat", "-rn");
+    assert!(both.contains("\n\nInternet:\n") && both.contains("\n\nInternet6:\n"), "{both}");
+    assert_eq!(f.ok("route", "show -inet6"), n6);
+    assert_eq!(f.ok("route", "delete -inet6 2001:db8:9::/48"), "delete net 2001:db8:9::/48\n");
+    let e = f.fails("route", "delete -inet6 2001:db8:9::/48");
+    assert!(e.contains("delete net 2001:db8:9::/48: No such process"), "{e}");
+    assert_eq!(f.ok("route", "delete -inet6 fe80::%sn-r0/64"), "delete net fe80::%sn-r0/64\n");
+    assert!(f.stack.routes.get_scoped(0, "fe80::".parse::<std::net::Ipv6Addr>().unwrap(), 64, r0.index).is_none());
+}

@@ -5,12 +5,12 @@
 //! its own), handles signals (TERM/INT stop, HUP reloads) and runs a 1 s
 //! timer (ARP expiry, carrier polling, freeing old route snapshots).
 
-use crate::config::{Config, Driver, InterfaceConf, RouteConf, RouteVia};
+use crate::config::{Config, Driver, InterfaceConf, Route6Conf, RouteConf, RouteVia};
 use crate::control::{Handler, Server};
 use crate::links;
 use anyhow::{anyhow, bail, Context};
 use softnet_core::iface::IfAddr;
-use softnet_core::stack::{RouteTarget, Stack, StackConfig};
+use softnet_core::stack::{RouteTarget, RouteTarget6, Stack, StackConfig};
 use softnet_core::time::Clock;
 use softnet_core::worker::Worker;
 use std::path::Path;
@@ -138,6 +138,9 @@ impl Daemon {
         for rc in d.config.routes.clone() {
             d.add_route(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
         }
+        for rc in d.config.routes6.clone() {
+            d.add_route6(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route6_words(&rc)))?;
+        }
         if let Some(path) = d.config.pf.clone() {
             // After the interfaces: the ruleset may name them.
             d.pf.load_file(&path).map_err(|e| anyhow!("{}", e.trim_end()))?;
@@ -210,6 +213,20 @@ impl Daemon {
             softnet_core::stack::StackError::Route(r) => anyhow!("{}", r.strerror()),
             _ => anyhow!("{e}"),
         })
+    }
+
+    fn add_route6(&self, rc: &Route6Conf) -> anyhow::Result<()> {
+        let r = self.stack.add_route6(rc.rtable, rc.dest, rc.prefix_len, rc.scope.as_deref(), &rc.via);
+        r.map_err(|e| match &e {
+            softnet_core::stack::StackError::Route(r) => anyhow!("{}", r.strerror()),
+            _ => anyhow!("{e}"),
+        })
+    }
+
+    /// Whether a configured IPv6 route is in the table.
+    fn has_route6(&self, rc: &Route6Conf) -> bool {
+        let scope = rc.scope.as_deref().and_then(|n| self.stack.scope_index(n)).unwrap_or_default();
+        self.stack.routes.get_scoped(rc.rtable, rc.dest, rc.prefix_len, scope).is_some()
     }
 
     /// The control thread's loop, until SIGTERM or SIGINT.
@@ -315,6 +332,13 @@ impl Daemon {
                 None => tracing::info!("reload: route {} was already gone", route_words(rc)),
             }
         }
+        for rc in old.routes6.iter().filter(|r| !new.routes6.contains(r)) {
+            let r = self.stack.delete_route6(rc.rtable, rc.dest, rc.prefix_len, rc.scope.as_deref());
+            match r {
+                Ok(()) => tracing::info!("reload: route {} removed", route6_words(rc)),
+                Err(e) => tracing::info!("reload: route {}: {e}", route6_words(rc)),
+            }
+        }
         for name in &plan.ifaces_removed {
             match self.stack.destroy_interface(name) {
                 Ok(()) => tracing::info!("reload: {name} destroyed"),
@@ -387,6 +411,15 @@ impl Daemon {
                 Err(e) => tracing::warn!("reload: route {}: {e}", route_words(rc)),
             }
         }
+        for rc in &new.routes6 {
+            if old.routes6.contains(rc) && self.has_route6(rc) {
+                continue;
+            }
+            match self.add_route6(rc) {
+                Ok(()) => tracing::info!("reload: route {} added", route6_words(rc)),
+                Err(e) => tracing::warn!("reload: route {}: {e}", route6_words(rc)),
+            }
+        }
         if let Some(path) = &new.pf {
             // pfctl -f semantics: atomic, states kept; a bad ruleset changes nothing.
             match self.pf.load_file(path) {
@@ -427,6 +460,24 @@ fn route_words(rc: &RouteConf) -> String {
         RouteVia::Interface(i) => format!("interface {i}"),
         RouteVia::Reject => "reject".into(),
         RouteVia::Blackhole => "blackhole".into(),
+    };
+    let table = if rc.rtable != 0 { format!(" (rtable {})", rc.rtable) } else { String::new() };
+    format!("{dest} {via}{table}")
+}
+
+fn route6_words(rc: &Route6Conf) -> String {
+    let scope = rc.scope.as_ref().map(|s| format!("%{s}")).unwrap_or_default();
+    let dest = if rc.prefix_len == 0 && rc.dest.is_unspecified() {
+        "default".to_string()
+    } else {
+        format!("{}{scope}/{}", rc.dest, rc.prefix_len)
+    };
+    let via = match &rc.via {
+        RouteTarget6::Gateway(g, Some(s)) => format!("gateway {g}%{s}"),
+        RouteTarget6::Gateway(g, None) => format!("gateway {g}"),
+        RouteTarget6::Interface(i) => format!("interface {i}"),
+        RouteTarget6::Reject => "reject".into(),
+        RouteTarget6::Blackhole => "blackhole".into(),
     };
     let table = if rc.rtable != 0 { format!(" (rtable {})", rc.rtable) } else { String::new() };
     format!("{dest} {via}{table}")

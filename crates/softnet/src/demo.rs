@@ -193,7 +193,7 @@ pub fn run(workers: usize, flood: u64) -> anyhow::Result<()> {
     d.shutdown();
 
     writeln!(out, "\n== netstat -rn")?;
-    out.push_str(&crate::show::netstat_rn(&stack, 0));
+    out.push_str(&crate::show::netstat_rn(&stack, 0, crate::proto::AddrFamily::All));
     writeln!(out, "\n== netstat -i")?;
     out.push_str(&crate::show::netstat_i(&stack));
     writeln!(out, "\n== netstat -s")?;

@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 pub const USAGE: &str =
     "usage: softnet pfctl [-deOnqv] [-a anchor] [-c config] [-D macro=value] [-F modifier] [-f file]
               [-K host] [-k host] [-o level] [-s modifier] [-T command [address ...]] [-t table]
-  -a ANCHOR      -f, -F rules, -sr, -sA act on this anchor (ANCHOR/*: and below)
+  -a ANCHOR      -f, -F rules|Tables|all, -sr, -sA, -sT, -T act on this anchor (ANCHOR/*: and below)
   -f FILE|-      load the ruleset (with -n: parse and check only)
   -s r|s|S|i|l|t|m|T|A|a  show rules, states, source-tracking nodes, info, labels,
                  timeouts, memory limits, tables, anchors, all
                  (-v: counters, -vv: rule numbers, state ids; see pfctl(8))
-  -F rules|states|Sources|all  flush
+  -F rules|states|Sources|Tables|all  flush
   -k HOST [-k HOST]  kill states from HOST [to HOST]
   -K HOST [-K HOST]  kill source-tracking nodes of HOST [redirected to HOST]
   -t TABLE -T add|delete|show|test|flush|replace [ADDRESS ...]
@@ -145,6 +145,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "s" | "states" => PfFlush::States,
                         "a" | "all" => PfFlush::All,
                         "S" | "Sources" => PfFlush::Sources,
+                        "T" | "Tables" => PfFlush::Tables,
                         _ => return Err(bad(format!("unknown flush modifier '{m}'"))),
                     })
                 }
@@ -215,9 +216,6 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
         let applies = a.file.is_some() || a.show.is_some() || a.flush.is_some() || a.table_cmd.is_some();
         if !applies && !name.is_empty() {
             return Err(bad("anchors apply to -f, -F, -s, and -T only"));
-        }
-        if a.table_cmd.is_some() && !name.is_empty() {
-            return Err(bad("-a with -T: tables inside anchors not supported yet"));
         }
         let modify = (a.file.is_some() && !a.noaction) || a.flush.is_some();
         softnet_pf::anchor::command_line_anchor(name, modify)?;
@@ -427,7 +425,13 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
         match (&anchor, f) {
             // pfctl: -F rules (and the rules part of -F all) of the anchor;
             // states are not per anchor.
-            (Some(n), PfFlush::Rules | PfFlush::All) => ops.push(PfctlOp::FlushAnchor { anchor: n.clone() }),
+            (Some(n), PfFlush::Rules) => ops.push(PfctlOp::FlushAnchor { anchor: n.clone() }),
+            // -a NAME -F all: the anchor's rules, then its tables.
+            (Some(n), PfFlush::All) => {
+                ops.push(PfctlOp::FlushAnchor { anchor: n.clone() });
+                ops.push(PfctlOp::FlushTables { anchor: Some(n.clone()) });
+            }
+            (_, PfFlush::Tables) => ops.push(PfctlOp::FlushTables { anchor: anchor.clone() }),
             _ => ops.push(PfctlOp::Flush(f)),
         }
     }
@@ -467,7 +471,13 @@ pub fn run(socket: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
         ops.push(PfctlOp::KillSrcNodes { src: a.kill_src[0], dst: a.kill_src.get(1).copied() });
     }
     if let (Some(name), Some(cmd)) = (&a.table, a.table_cmd) {
-        ops.push(PfctlOp::Table { name: name.clone(), cmd, addrs: a.table_args.clone(), verbose: a.verbose.min(2) });
+        ops.push(PfctlOp::Table {
+            name: name.clone(),
+            cmd,
+            addrs: a.table_args.clone(),
+            verbose: a.verbose.min(2),
+            anchor: anchor.clone(),
+        });
     }
     if let Some(what) = a.show {
         // pfctl knows two levels: PF_OPT_VERBOSE, then PF_OPT_VERBOSE2.
@@ -575,6 +585,11 @@ mod tests {
         let a = parse_args(&args("-a relayd/* -sA")).unwrap();
         assert_eq!((a.anchor.as_deref(), a.show), (Some("relayd/*"), Some(PfShow::Anchors)));
         assert_eq!(parse_args(&args("-a _1 -sr")).unwrap().anchor.as_deref(), Some("_1"));
+        // Tables of an anchor.
+        let t = parse_args(&args("-a relayd/web -t hosts -T show")).unwrap();
+        assert_eq!((t.anchor.as_deref(), t.table.as_deref()), (Some("relayd/web"), Some("hosts")));
+        assert_eq!(parse_args(&args("-a relayd/web -F Tables")).unwrap().flush, Some(PfFlush::Tables));
+        assert_eq!(parse_args(&args("-FT")).unwrap().flush, Some(PfFlush::Tables));
     }
 
     #[test]
@@ -606,7 +621,6 @@ mod tests {
             "-a _1 -F rules",
             "-a _x/y -f pf.conf",
             "-a a//b -sr",
-            "-a foo -t bad -T show",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?} should be refused");
         }

@@ -229,7 +229,11 @@ impl PfService {
             PfctlOp::Load { filename, text, opt_level, anchor, files } => {
                 let files = SentFiles(files);
                 match self.load_into(filename, text, opt_level.as_deref(), anchor.as_deref(), &files) {
-                    Ok(()) => Response::Text(String::new()),
+                    // pfctl's main warns after a load that went in.
+                    Ok(()) => match self.pf.namespace_collisions(None) {
+                        Some(w) => note(format!("{w}\n")),
+                        None => Response::Text(String::new()),
+                    },
                     Err(e) => Response::Error(e),
                 }
             }
@@ -240,6 +244,16 @@ impl PfService {
                 };
                 match self.pf.flush_anchor(&path) {
                     Ok(n) => note(format!("rules cleared ({n})\n")),
+                    Err(e) => Response::Error(format!("{e}\n")),
+                }
+            }
+            PfctlOp::FlushTables { anchor } => {
+                let path = match anchor_path(anchor.as_deref()) {
+                    Ok(p) => p,
+                    Err(e) => return Response::Error(e),
+                };
+                match self.pf.clear_tables(&path) {
+                    Ok(n) => note(format!("{n} tables deleted.\n")),
                     Err(e) => Response::Error(format!("{e}\n")),
                 }
             }
@@ -263,6 +277,10 @@ impl PfService {
                 let n = self.pf.flush_states();
                 note(format!("{n} states cleared\n"))
             }
+            PfctlOp::Flush(PfFlush::Tables) => match self.pf.clear_tables("") {
+                Ok(n) => note(format!("{n} tables deleted.\n")),
+                Err(e) => Response::Error(format!("{e}\n")),
+            },
             PfctlOp::Flush(PfFlush::All) => {
                 let (r, s) = self.pf.flush_all();
                 note(format!("rules cleared ({r})\n{s} states cleared\nsource tracking entries cleared\n"))
@@ -275,6 +293,10 @@ impl PfService {
                 let n = self.pf.kill_src_nodes(*src, *dst);
                 note(format!("killed {n} src nodes from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
+            PfctlOp::Show { what: PfShow::Tables, anchor: Some(a), .. } => match anchor_path(Some(a)) {
+                Ok(p) => Response::Text(self.pf.show_tables(&p)),
+                Err(e) => Response::Error(e),
+            },
             PfctlOp::Show { what, verbose, anchor: Some(a) } if matches!(what, PfShow::Rules | PfShow::Anchors) => {
                 let shown = softnet_pf::anchor::command_line_anchor(a, false).and_then(|(p, recurse)| match what {
                     PfShow::Anchors => self.pf.show_anchors(&p, *verbose),
@@ -294,10 +316,13 @@ impl PfService {
                 PfShow::Labels => self.pf.show_labels(),
                 PfShow::Timeouts => self.pf.show_timeouts(),
                 PfShow::Memory => self.pf.show_memory(),
-                PfShow::Tables => self.pf.show_tables(),
+                PfShow::Tables => self.pf.show_tables(""),
                 PfShow::All => self.pf.show_all(*verbose, now),
             }),
-            PfctlOp::Table { name, cmd, addrs, verbose } => self.table(name, *cmd, addrs, *verbose),
+            PfctlOp::Table { name, cmd, addrs, verbose, anchor } => match anchor_path(anchor.as_deref()) {
+                Ok(p) => self.table(&softnet_pf::table::TableKey::new(&p, name), *cmd, addrs, *verbose),
+                Err(e) => Response::Error(e),
+            },
             PfctlOp::Interfaces => match serde_json::to_string(&StackResolver::new(&self.stack).describe()) {
                 Ok(j) => Response::Text(j),
                 Err(e) => Response::Error(e.to_string()),
@@ -305,7 +330,8 @@ impl PfService {
         }
     }
 
-    fn table(&self, name: &str, cmd: PfTableCmd, addrs: &[String], verbose: u8) -> Response {
+    fn table(&self, key: &softnet_pf::table::TableKey, cmd: PfTableCmd, addrs: &[String], verbose: u8) -> Response {
+        let name = key.clone();
         let entries = match parse_entries(addrs) {
             Ok(e) => e,
             Err(e) => return Response::Error(e),
@@ -349,6 +375,15 @@ impl PfService {
     }
 }
 
+/// The anchor path `-a NAME` names for a table command ("" without
+/// `-a`; a trailing `/*` dropped, as pfctl's main does).
+fn anchor_path(anchor: Option<&str>) -> Result<String, String> {
+    match anchor {
+        Some(a) => softnet_pf::anchor::command_line_anchor(a, false).map(|(p, _)| p),
+        None => Ok(String::new()),
+    }
+}
+
 /// The `include` and `load anchor` files a `softnet pfctl -f` read and
 /// sent with the ruleset.
 struct SentFiles<'a>(&'a [(String, Result<String, String>)]);
@@ -381,6 +416,10 @@ pub(crate) fn load_table_files(rs: &mut Ruleset) -> Result<(), String> {
                 *init = TableInit::Entries(entries);
             }
         }
+    }
+    // The tables of the `load anchor` files (each in its anchor) too.
+    for la in &mut rs.load_anchors {
+        load_table_files(&mut la.ruleset)?;
     }
     Ok(())
 }

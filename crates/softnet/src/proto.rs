@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Bumped whenever a request or response changes shape (2: pfctl's
 /// `verbose` is the `-v` count, not a flag; 3: pfctl's `-a` anchor and the
@@ -111,11 +111,77 @@ pub struct RouteSpec {
     pub gateway: RouteGateway,
 }
 
+/// An IPv6 destination as route(8) takes it (`-inet6`): a scoped one
+/// (`fe80::%em0/64`) names its interface.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RouteDest6 {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+    pub scope: Option<String>,
+}
+
+impl RouteDest6 {
+    pub fn is_host(&self) -> bool {
+        self.prefix_len == 128
+    }
+    pub fn is_default(&self) -> bool {
+        self.prefix_len == 0 && self.addr.is_unspecified()
+    }
+}
+
+impl std::fmt::Display for RouteDest6 {
+    /// As route(8) echoes it: `default`, a host's address, or `net/len`,
+    /// scoped ones with `%IF`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_default() {
+            return f.write_str("default");
+        }
+        write!(f, "{}", self.addr)?;
+        if let Some(s) = &self.scope {
+            write!(f, "%{s}")?;
+        }
+        if !self.is_host() {
+            write!(f, "/{}", self.prefix_len)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an IPv6 route sends packets. A gateway may be scoped
+/// (`fe80::1%em0`); a link-local one must be.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteGateway6 {
+    Addr(Ipv6Addr, Option<String>),
+    Interface(String),
+    Reject,
+    Blackhole,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec6 {
+    pub dest: RouteDest6,
+    pub gateway: RouteGateway6,
+}
+
+/// Which address families a table view shows (`-inet`, `-inet6`,
+/// netstat's `-f`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AddrFamily {
+    #[default]
+    All,
+    Inet,
+    Inet6,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteOp {
     /// `route show` (the table as `netstat -rn` prints it).
-    Show,
+    Show {
+        af: AddrFamily,
+    },
     Add(RouteSpec),
     Change(RouteSpec),
     /// With a gateway, only a route to that gateway is deleted.
@@ -126,6 +192,20 @@ pub enum RouteOp {
     /// A host: longest-prefix match; a network (`-net`): that exact route.
     Get {
         dest: RouteDest,
+        exact: bool,
+    },
+    /// `route add -inet6`.
+    Add6(RouteSpec6),
+    /// `route change -inet6`.
+    Change6(RouteSpec6),
+    /// `route delete -inet6`; with a gateway, only a route to it.
+    Delete6 {
+        dest: RouteDest6,
+        gateway: Option<Ipv6Addr>,
+    },
+    /// `route get -inet6`, as `Get`.
+    Get6 {
+        dest: RouteDest6,
         exact: bool,
     },
     /// Streams route messages. `table`: only route changes of that table
@@ -203,7 +283,11 @@ pub enum IfconfigOp {
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NetstatOp {
-    Routes { rtable: u16 },
+    Routes {
+        rtable: u16,
+        #[serde(default)]
+        af: AddrFamily,
+    },
     Stats,
     Interfaces,
 }
@@ -306,7 +390,14 @@ mod tests {
     fn requests() -> Vec<Request> {
         let d = RouteDest { addr: Ipv4Addr::new(192, 0, 2, 0), prefix_len: 24 };
         vec![
-            Request::Route { rtable: 0, op: RouteOp::Show },
+            Request::Route { rtable: 0, op: RouteOp::Show { af: AddrFamily::All } },
+            Request::Route {
+                rtable: 0,
+                op: RouteOp::Add6(RouteSpec6 {
+                    dest: RouteDest6 { addr: "2001:db8::".parse().unwrap(), prefix_len: 32, scope: None },
+                    gateway: RouteGateway6::Addr("fe80::1".parse().unwrap(), Some("sn-r0".into())),
+                }),
+            },
             Request::Route {
                 rtable: 3,
                 op: RouteOp::Add(RouteSpec { dest: d, gateway: RouteGateway::Addr(Ipv4Addr::new(10, 0, 2, 2)) }),
@@ -332,7 +423,7 @@ mod tests {
                     IfAction::Up,
                 ],
             }),
-            Request::Netstat(NetstatOp::Routes { rtable: 0 }),
+            Request::Netstat(NetstatOp::Routes { rtable: 0, af: AddrFamily::Inet6 }),
         ]
     }
 
@@ -447,6 +538,11 @@ pub enum PfctlOp {
     FlushAnchor {
         anchor: String,
     },
+    /// `[-a NAME] -F Tables` (and the tables part of `-a NAME -F all`).
+    FlushTables {
+        #[serde(default)]
+        anchor: Option<String>,
+    },
     /// `-k SRC [-k DST]`.
     Kill {
         src: Ipv4Addr,
@@ -457,12 +553,15 @@ pub enum PfctlOp {
         src: Ipv4Addr,
         dst: Option<Ipv4Addr>,
     },
-    /// `-t TABLE -T CMD [ADDRESS ...]`.
+    /// `[-a NAME] -t TABLE -T CMD [ADDRESS ...]`.
     Table {
         name: String,
         cmd: PfTableCmd,
         addrs: Vec<String>,
         verbose: u8,
+        /// The anchor whose table it is (none: the main ruleset's).
+        #[serde(default)]
+        anchor: Option<String>,
     },
     Enable,
     Disable,
@@ -496,6 +595,8 @@ pub enum PfFlush {
     States,
     /// `-F Sources`: source-tracking nodes.
     Sources,
+    /// `-F Tables`: the tables (pfctl_clear_tables).
+    Tables,
     All,
 }
 

@@ -1,13 +1,17 @@
 //! What the admin commands print, in the BSD tools' formats.
 
+use crate::proto::AddrFamily;
 use softnet_core::stack::Stack;
 use std::fmt::Write;
 
-/// `netstat -rn` for one routing table.
-pub fn netstat_rn(stack: &Stack, rtable: u16) -> String {
-    let routes = stack.routes.routes(rtable);
-    softnet_core::route::format_netstat_rn(
-        &routes,
+/// `netstat -rn [-f inet|inet6]` for one routing table: the `Internet:`
+/// and `Internet6:` sections as OpenBSD prints them.
+pub fn netstat_rn(stack: &Stack, rtable: u16, af: AddrFamily) -> String {
+    let v4 = (af != AddrFamily::Inet6).then(|| stack.routes.routes(rtable));
+    let v6 = (af != AddrFamily::Inet).then(|| stack.routes.routes6(rtable));
+    softnet_core::route::format_netstat_rn_families(
+        v4.as_deref(),
+        v6.as_deref(),
         |w| stack.ifaces.load().get_weak(w).map(|i| i.name().to_string()),
         rtable,
     )

@@ -1,7 +1,10 @@
 use super::*;
-use crate::rtmsg::{RouteMessage, RtmType};
+use crate::iface::{prefix_mask, IfIndex};
+use crate::rtmsg::{RouteMessage, RouteMonitor, RtmType};
 use crossbeam::channel::Receiver;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Weak;
 use std::time::Instant;
 

@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::names::Timeout;
 use crate::resolver::IfResolver;
-use crate::table::Table;
+use crate::table::{Table, TableKey, Tables};
 
 mod counters;
 mod rule;
@@ -322,7 +322,10 @@ pub struct CompiledRuleset {
     /// Per-worker counters of `rules`, by rule number.
     pub counters: RuleCounters,
     pub opts: GlobalOpts,
-    pub tables: HashMap<String, Arc<Table>>,
+    /// Every table, each in its anchor's namespace (the main ruleset's
+    /// under ""); those an anchor's rules name without defining them are
+    /// there too, not active, with their root.
+    pub tables: Tables,
 }
 
 impl CompiledRuleset {
@@ -426,8 +429,26 @@ pub struct CompileCx<'a> {
     pub timeout_sets: &'a TimeoutSets,
     /// Tables that already exist (persistent ones and those of the running
     /// ruleset): kept when the new ruleset defines or uses the same name.
-    pub existing_tables: &'a HashMap<String, Arc<Table>>,
+    pub existing_tables: &'a Tables,
     pub gen: u32,
+}
+
+/// A table definition a load brings, with the file it was read from.
+#[derive(Debug, Clone, Copy)]
+pub struct TableDefIn<'a> {
+    pub file: &'a str,
+    pub def: &'a crate::model::TableDef,
+}
+
+/// The table definitions of a ruleset about to be loaded: its own and its
+/// inline anchors' (each in its anchor's namespace), then those of the
+/// rulesets its `load anchor` lines read, in pfctl's order.
+pub fn table_defs(rs: &Ruleset) -> Vec<TableDefIn<'_>> {
+    let mut v: Vec<TableDefIn> = rs.tables.iter().map(|def| TableDefIn { file: &rs.filename, def }).collect();
+    for la in &rs.load_anchors {
+        v.extend(table_defs(&la.ruleset));
+    }
+    v
 }
 
 /// Whether a rule keeps state.

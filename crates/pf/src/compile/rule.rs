@@ -26,8 +26,9 @@ pub fn mask6(prefix: u8) -> u128 {
 
 pub(super) fn endpoint(
     e: &Endpoint,
-    tables: &mut HashMap<String, Arc<Table>>,
-    existing: &HashMap<String, Arc<Table>>,
+    path: &str,
+    tables: &mut Tables,
+    existing: &Tables,
 ) -> Result<EndpointMatch, CompileError> {
     let addr = match &e.addr {
         Addr::Any => AddrMatch::Any,
@@ -37,14 +38,7 @@ pub(super) fn endpoint(
             (IpAddr::V6(a), IpAddr::V6(b)) => AddrMatch::Range6(u128::from(*a), u128::from(*b)),
             _ => AddrMatch::Never,
         },
-        Addr::Table(name) => {
-            // pfctl creates a table a rule names without defining it.
-            let t = tables
-                .entry(name.clone())
-                .or_insert_with(|| existing.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name))))
-                .clone();
-            AddrMatch::Table(t)
-        }
+        Addr::Table(name) => AddrMatch::Table(attach(tables, existing, path, name)),
         Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
             AddrMatch::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias, prefix: *prefix }
         }
@@ -56,14 +50,52 @@ pub(super) fn endpoint(
     Ok(EndpointMatch { addr, negated: e.negated, port: e.port })
 }
 
-/// One rule, numbered `nr` in the tree's flat arrays; `id` is what its
-/// states will name it by (its ruleset's generation, its number there).
+/// pfr_attach_table: the table a rule of the ruleset at `path` names,
+/// from its anchor's namespace. A name the anchor does not have gets a
+/// table there that is not active, whose lookups go to its root, the main
+/// ruleset's table of the name (made, not active, when the main ruleset
+/// has none). A table the main ruleset names without defining it is
+/// made active and empty (see `Table`). Tables that exist keep their
+/// entries and flags.
+pub(super) fn attach(tables: &mut Tables, existing: &Tables, path: &str, name: &str) -> Arc<Table> {
+    let key = TableKey::new(path, name);
+    if let Some(t) = tables.get(&key) {
+        return t.clone();
+    }
+    let t = match existing.get(&key) {
+        Some(t) => t.clone(),
+        None => Arc::new(Table::in_anchor(path, name, path.is_empty())),
+    };
+    if !path.is_empty() {
+        t.set_root(Some(root_table(tables, existing, name)));
+    }
+    tables.insert(key, t.clone());
+    t
+}
+
+/// The root of an anchor's table `name`: the main ruleset's table of the
+/// name, made (not active) when there is none.
+pub(super) fn root_table(tables: &mut Tables, existing: &Tables, name: &str) -> Arc<Table> {
+    let key = TableKey::main(name);
+    if let Some(r) = tables.get(&key) {
+        return r.clone();
+    }
+    let r = existing.get(&key).cloned().unwrap_or_else(|| Arc::new(Table::in_anchor("", name, false)));
+    tables.insert(key, r.clone());
+    r
+}
+
+/// One rule of the ruleset at `path`, numbered `nr` in the tree's flat
+/// arrays; `id` is what its states will name it by (its ruleset's
+/// generation, its number there).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn compile_rule(
     r: &Rule,
+    path: &str,
     filename: &str,
     nr: usize,
     id: (u32, u32),
-    tables: &mut HashMap<String, Arc<Table>>,
+    tables: &mut Tables,
     cx: &CompileCx,
 ) -> Result<CRule, CompileError> {
     let ifm = r.interface.as_ref().map(|i| IfMatch {
@@ -81,22 +113,11 @@ pub(super) fn compile_rule(
     for (t, v) in &r.state_opts.timeouts {
         tset[tidx(*t)] = *v;
     }
-    let src = endpoint(&r.src, tables, cx.existing_tables)?;
-    let dst = endpoint(&r.dst, tables, cx.existing_tables)?;
+    let src = endpoint(&r.src, path, tables, cx.existing_tables)?;
+    let dst = endpoint(&r.dst, path, tables, cx.existing_tables)?;
     let mut pool = |p: &Option<crate::model::Pool>| {
-        p.as_ref().and_then(|p| {
-            crate::lb::CPool::new(p, &mut |name| {
-                // pfctl creates a table a pool names without defining it
-                Some(
-                    tables
-                        .entry(name.to_string())
-                        .or_insert_with(|| {
-                            cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
-                        })
-                        .clone(),
-                )
-            })
-        })
+        p.as_ref()
+            .and_then(|p| crate::lb::CPool::new(p, &mut |name| Some(attach(tables, cx.existing_tables, path, name))))
     };
     let (nat, rdr) = (pool(&r.translation.nat), pool(&r.translation.rdr));
     let dst_port_lo = match r.dst.port {
@@ -106,12 +127,9 @@ pub(super) fn compile_rule(
     let route = match (&r.route, r.action) {
         (Some(rt), Action::Pass) => {
             if let Addr::Table(name) = &rt.pool.addr {
-                // pfctl creates a table a rule names without defining it.
-                tables.entry(name.clone()).or_insert_with(|| {
-                    cx.existing_tables.get(name).cloned().unwrap_or_else(|| Arc::new(Table::new(name)))
-                });
+                attach(tables, cx.existing_tables, path, name);
             }
-            let find = |name: &str| tables.get(name).cloned();
+            let find = |name: &str| tables.get(&TableKey::new(path, name)).cloned();
             Some(crate::route::CRoute::compile(rt, &find).map_err(|e| CompileError::Unsupported {
                 file: filename.to_string(),
                 line: r.line,
@@ -131,12 +149,7 @@ pub(super) fn compile_rule(
         // The overload table, created as a rule's table is if the
         // ruleset does not define it.
         let overload = o.overload.as_ref().map(|ov| crate::srcnode::Overload {
-            table: tables
-                .entry(ov.table.clone())
-                .or_insert_with(|| {
-                    cx.existing_tables.get(&ov.table).cloned().unwrap_or_else(|| Arc::new(Table::new(&ov.table)))
-                })
-                .clone(),
+            table: attach(tables, cx.existing_tables, path, &ov.table),
             flush: ov.flush,
             flush_global: ov.flush_global,
         });
@@ -203,27 +216,31 @@ pub(super) fn compile_rule(
 }
 
 /// `set limit tables` and `set limit table-entries` over the tables the
-/// ruleset would leave: persistent ones kept from the running ruleset and
-/// the ones it defines (refilled, or kept as they are without an address
-/// list). pf's pools refuse the table that goes over.
-pub(super) fn check_table_limits(rs: &Ruleset, cx: &CompileCx) -> Result<(), CompileError> {
-    let max_tables = rs.options.limit(Limit::Tables) as usize;
-    let max_entries = rs.options.limit(Limit::TableEntries) as usize;
-    let defined: std::collections::HashSet<&str> = rs.tables.iter().map(|t| t.name.as_str()).collect();
-    let (mut tables, mut entries) = cx
-        .existing_tables
-        .iter()
-        .filter(|(n, t)| t.persist && !defined.contains(n.as_str()))
-        .fold((0, 0), |(k, e), (_, t)| (k + 1, e + t.len()));
-    for td in &rs.tables {
+/// load would leave: persistent ones kept from the running tree and the
+/// ones the load defines (refilled, or kept as they are without an
+/// address list). pf's pools refuse the table that goes over.
+pub(super) fn check_table_limits(
+    opts: &crate::model::Options,
+    defs: &[TableDefIn],
+    kept: &Tables,
+    cx: &CompileCx,
+) -> Result<(), CompileError> {
+    let max_tables = opts.limit(Limit::Tables) as usize;
+    let max_entries = opts.limit(Limit::TableEntries) as usize;
+    let defined: std::collections::HashSet<TableKey> =
+        defs.iter().map(|d| TableKey::new(&d.def.anchor, &d.def.name)).collect();
+    let (mut tables, mut entries) =
+        kept.iter().filter(|(k, _)| !defined.contains(*k)).fold((0, 0), |(k, e), (_, t)| (k + 1, e + t.len()));
+    for d in defs {
+        let td = d.def;
         tables += 1;
         entries += if td.init.is_empty() {
-            cx.existing_tables.get(&td.name).map_or(0, |t| t.len())
+            cx.existing_tables.get(&TableKey::new(&td.anchor, &td.name)).map_or(0, |t| t.len())
         } else {
             crate::table::count_distinct(&td.entries().cloned().collect::<Vec<_>>())
         };
         if tables > max_tables || entries > max_entries {
-            return Err(CompileError::TableMemory { file: rs.filename.clone(), line: td.line, name: td.name.clone() });
+            return Err(CompileError::TableMemory { file: d.file.to_string(), line: td.line, name: td.name.clone() });
         }
     }
     Ok(())

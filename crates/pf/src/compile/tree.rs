@@ -4,12 +4,13 @@
 use super::*;
 
 /// Compiles a ruleset and the inline anchors it brings; anchors it only
-/// calls are empty. Tables are created (or reused from `existing_tables`,
-/// refilled from the definition).
+/// calls are empty. Its tables are defined (made, or reused from
+/// `existing_tables` and refilled from the definition).
 pub fn compile(rs: &Ruleset, cx: &CompileCx) -> Result<CompiledRuleset, CompileError> {
     let mut sources = AnchorSources::new();
     anchor::apply_load(&mut sources, rs);
-    compile_tree(rs, &sources, true, None, cx)
+    let defs: Vec<TableDefIn> = rs.tables.iter().map(|def| TableDefIn { file: &rs.filename, def }).collect();
+    compile_tree(rs, &sources, &defs, None, cx)
 }
 
 /// The running tree and the rulesets a load replaces: every other ruleset
@@ -21,14 +22,19 @@ pub struct Prev<'a> {
     pub replaced: &'a std::collections::BTreeSet<String>,
 }
 
-/// Compiles the whole tree: `main` (options, tables) and every ruleset of
-/// `sources` by path (the main one's rules at ""). `define_tables`: the
-/// main ruleset's table definitions fill their tables (a main ruleset
-/// load); otherwise the tables are left as they are (an anchor load).
+/// Compiles the whole tree: `main` (options) and every ruleset of
+/// `sources` by path (the main one's rules at ""). `defs`: the table
+/// definitions the load brings, each filling its table in its anchor's
+/// namespace (none when only rules change, as `-a NAME -F rules`).
+///
+/// Tables that exist stay when they are persistent, or active in a
+/// ruleset the load leaves alone, or named by a rule (pf destroys a
+/// table once neither a rule nor `persist` keeps it; softnet keeps the
+/// main ruleset's defined tables until the next main load, as before).
 pub fn compile_tree(
     main: &Ruleset,
     sources: &AnchorSources,
-    define_tables: bool,
+    defs: &[TableDefIn],
     prev: Option<&Prev>,
     cx: &CompileCx,
 ) -> Result<CompiledRuleset, CompileError> {
@@ -52,40 +58,54 @@ pub fn compile_tree(
             }
         }
     }
-    let existing = anchor::existing(sources);
+    let replaced = |anchor: &str| prev.is_none_or(|p| p.replaced.contains(anchor));
+    let mut tables: Tables = cx
+        .existing_tables
+        .iter()
+        .filter(|(k, t)| t.is_persist() || (t.is_active() && !replaced(&k.anchor)))
+        .map(|(k, t)| (k.clone(), t.clone()))
+        .collect();
+    // An anchor exists while it has tables (pf_remove_if_empty_ruleset
+    // keeps a ruleset with `tables > 0`).
+    let mut existing = anchor::existing(sources);
+    let table_anchors = tables.keys().map(|k| k.anchor.as_str()).chain(defs.iter().map(|d| d.def.anchor.as_str()));
+    for a in table_anchors.filter(|a| !a.is_empty()) {
+        anchor::add_with_parents(&mut existing, a);
+    }
     let limit = main.options.limit(Limit::Anchors);
     if existing.len() > limit as usize {
         return Err(CompileError::TooManyAnchors { file: main.filename.clone(), count: existing.len(), limit });
     }
-    if define_tables {
-        check_table_limits(main, cx)?;
+    if !defs.is_empty() {
+        check_table_limits(&main.options, defs, &tables, cx)?;
     }
-    let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
-    for td in &main.tables {
-        let t = match cx.existing_tables.get(&td.name) {
+    for d in defs {
+        let td = d.def;
+        let key = TableKey::new(&td.anchor, &td.name);
+        let t = match tables.get(&key).or_else(|| cx.existing_tables.get(&key)) {
             Some(t) => t.clone(),
             None => {
-                let mut t = Table::new(&td.name);
-                t.persist = td.persist;
+                let mut t = Table::in_anchor(&td.anchor, &td.name, true);
                 t.constant = td.constant;
                 t.counters = td.counters;
                 Arc::new(t)
             }
         };
+        // pfr_commit_ktable: active, with the definition's flags.
+        t.set_active(true);
+        t.set_persist(td.persist);
         // As pfr_commit_ktable: a definition without any address list
         // (`table <bad> persist`) keeps what the running table holds, so
         // addresses added with `pfctl -T add` survive a reload.
-        if define_tables && !td.init.is_empty() {
+        if !td.init.is_empty() {
             let entries: Vec<_> = td.entries().cloned().collect();
             t.replace(&entries);
         }
-        tables.insert(td.name.clone(), t);
-    }
-    // Persistent tables of the running ruleset stay.
-    for (n, t) in cx.existing_tables {
-        if t.persist && !tables.contains_key(n) {
-            tables.insert(n.clone(), t.clone());
+        if !td.anchor.is_empty() {
+            // pfr_ina_define finds or makes the root table.
+            t.set_root(Some(root_table(&mut tables, cx.existing_tables, &td.name)));
         }
+        tables.insert(key, t);
     }
     // The nodes: the main ruleset, then every anchor in path order.
     let paths: Vec<&str> = std::iter::once("").chain(existing.iter().map(String::as_str)).collect();
@@ -113,7 +133,8 @@ pub fn compile_tree(
                 }
                 None => None,
             };
-            let mut c = compile_rule(r, &main.filename, rules.len(), (node_gen, local as u32), &mut tables, cx)?;
+            let id = (node_gen, local as u32);
+            let mut c = compile_rule(r, path, &main.filename, rules.len(), id, &mut tables, cx)?;
             c.local_nr = local as u32;
             c.node = ni as u32;
             c.anchor = target;

@@ -36,6 +36,7 @@ mod pdesc6;
 mod reply;
 mod rules;
 mod state_test;
+mod synproxy;
 
 use inet6::*;
 pub use pdesc::*;
@@ -278,6 +279,9 @@ enum StateVerdict {
     NoState,
     Pass(Passed),
     Drop(Option<Reason>),
+    /// pf's PF_SYNPROXY_DROP: `synproxy state` took the segment (and
+    /// sent what it answers); it goes no further.
+    Synproxy,
 }
 
 /// The packet in `slot`, in place: `fast` is what `parse_fast` made of
@@ -425,6 +429,10 @@ fn test_pd(
             Decision::Drop
         }
         StateVerdict::NoState => test_rule(cx, pd, pkt, bufs, replies),
+        StateVerdict::Synproxy => {
+            cx.count(Reason::Synproxy);
+            Decision::Consumed
+        }
     }
 }
 

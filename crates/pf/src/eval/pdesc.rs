@@ -65,6 +65,17 @@ impl Pd {
         self.tot_len as usize
     }
 
+    /// A TCP segment's header length (what is neither IP header nor
+    /// payload; 0 for other packets).
+    #[inline]
+    pub fn tcp_hlen(&self) -> usize {
+        if self.proto == PROTO_TCP && !self.frag {
+            self.tot_len().saturating_sub(self.hlen() + self.tcp.len as usize)
+        } else {
+            0
+        }
+    }
+
     /// The source of an IPv4 packet.
     #[inline]
     pub fn src4(&self) -> Ipv4Addr {

@@ -94,6 +94,24 @@ pub fn build_tcp(
     win: u16,
     ttl: u8,
 ) -> Option<PacketBuf> {
+    build_tcp_opts(bufs, src, dst, sport, dport, seq, ack, flags, win, ttl, None)
+}
+
+/// `build_tcp` with pf_send_tcp's MSS option (`synproxy state`'s SYNs).
+#[allow(clippy::too_many_arguments)]
+pub fn build_tcp_opts(
+    bufs: &mut dyn BufferSource,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    win: u16,
+    ttl: u8,
+    mss: Option<u16>,
+) -> Option<PacketBuf> {
     let mut p = bufs.alloc()?;
     let tr = TcpRepr {
         src_port: sport,
@@ -102,7 +120,7 @@ pub fn build_tcp(
         ack,
         flags: TcpFlags::from_bits(flags),
         window: win,
-        max_seg_size: None,
+        max_seg_size: mss,
         window_scale: None,
         sack_permitted: false,
         sack_ranges: [None; 3],

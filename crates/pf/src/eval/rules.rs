@@ -424,7 +424,7 @@ pub(super) fn test_rule(
                 }
             };
             let owner = nat.or(rdr).expect("one of them");
-            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, scrub, log_match, Some(xl)) {
+            if let Err(reason) = create_state(cx, owner, pd, pkt, tag, rtable, scrub, log_match, Some(xl)).map(|_| ()) {
                 cx.count(reason);
                 return Decision::Drop;
             }
@@ -510,9 +510,18 @@ pub(super) fn test_rule(
             if !stateless && (keeps_state(r) || xl.is_some()) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
-                if let Err(reason) = create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
-                    cx.count(reason);
-                    return Decision::Drop;
+                match create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                    // PF_SYNPROXY_DROP: pf answers the SYN itself.
+                    Ok(Some(synack)) => {
+                        synproxy::send(&[Some(synack), None], bufs, replies);
+                        cx.count(Reason::Synproxy);
+                        return Decision::Consumed;
+                    }
+                    Ok(None) => {}
                 }
             }
             if tag != 0 {
@@ -639,10 +648,11 @@ pub(super) fn create_state(
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<(nat::Endpoints, Holds)>,
-) -> Result<(), Reason> {
+) -> Result<Option<synproxy::ProxySend>, Reason> {
     let holds = xlate.map_or([None, None], |x| x.1);
     let xlate = xlate.map(|x| x.0);
-    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, scrub, log_match, xlate, &holds);
+    let mut proxy = None;
+    let made = create_state_holding(cx, r, pd, pkt, tag, rtable, scrub, log_match, xlate, &holds, &mut proxy);
     match made {
         Ok(idx) if holds.iter().any(Option::is_some) => {
             // The holds go with the state, by its id; a state ended in the
@@ -658,9 +668,9 @@ pub(super) fn create_state(
                 }
                 None => nat::release(cx, &holds),
             }
-            Ok(())
+            Ok(proxy)
         }
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(proxy),
         Err(e) => {
             nat::release(cx, &holds);
             Err(e)
@@ -682,21 +692,25 @@ fn create_state_holding(
     log_match: [u32; LOG_MATCH_MAX],
     xlate: Option<nat::Endpoints>,
     holds: &Holds,
+    proxy: &mut Option<synproxy::ProxySend>,
 ) -> Result<u32, Reason> {
     let now = cx.now.as_nanos();
     // pf_test_rule: the source's node first (pf_insert_src_node), then
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
-    // Source nodes and routing pools hold IPv4 addresses: an IPv6 state
-    // on a rule of both families with them is not made (`inet6` rules
-    // with them are refused at load).
+    // Source nodes, routing pools and the SYN proxy hold IPv4 addresses:
+    // an IPv6 state on a rule of both families with them is not made
+    // (`inet6` rules with them are refused at load).
     if pd.af == Af::Inet6 {
         if tracked.is_some() || r.src_track.is_some() {
             return Err(Reason::SrcLimit);
         }
         if r.route.is_some() {
             return Err(Reason::NoRoute);
+        }
+        if r.keep_state == StateMode::Synproxy {
+            return Err(Reason::Synproxy);
         }
     }
     // pf_scrub and pf_normalize_tcp_* for IPv6 are not built: an IPv6
@@ -793,6 +807,13 @@ fn create_state_holding(
             let iss = (r.keep_state == StateMode::Modulate).then(|| cx.pf.iss(pd, cx.now));
             rewrite = tcp_track::init_state(&mut st, &pd.tcp, iss);
             st.timeout = tidx(Timeout::TcpFirst) as u8;
+            // pf_create_state: an inbound SYN of a `synproxy state` rule
+            // is answered by pf, with its own initial sequence number.
+            let syn = pd.tcp.flags & (TH_SYN | TH_ACK) == TH_SYN;
+            if r.keep_state == StateMode::Synproxy && syn && cx.dir == Direction::In {
+                let mss = synproxy::syn_mss(pkt.data(), pd, cx.ifp.mtu());
+                *proxy = Some(synproxy::start(&mut st, pd, mss, softnet_core::rng::random_u32()));
+            }
         }
         PROTO_UDP => {
             st.src.state = udps::SINGLE;
@@ -846,6 +867,10 @@ fn create_state_holding(
             }
             if r.if_bound {
                 cx.pf.note_ifname(cx.ifp);
+            }
+            if proxy.is_some() {
+                // The SYN goes no further: nothing to rewrite or route.
+                return Ok(idx);
             }
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;

@@ -126,6 +126,8 @@ pub(super) fn set_timeout(st: &mut StateData, now: Instant, t: Timeout) {
 
 pub(super) enum TcpOutcome {
     Pass(StateVerdict, Option<(u32, u32)>),
+    /// A state whose handshake `synproxy state` proxies.
+    Proxy(synproxy::ProxyStep),
     Drop(Option<Reason>, Option<TcpReply>),
     Reuse,
     /// A translating state this packet may not use (wrong key for its
@@ -181,6 +183,17 @@ pub(super) fn test_state_tcp(
             }
             c.bad
         };
+        if synproxy::proxying(st) {
+            // pf_synproxy, before anything else looks at the segment.
+            let stack = pf.states.nat_key(slot).filter(|_| st.flags & sflags::NAT != 0);
+            let (wire, stack) = (st.key, stack.map_or(st.key, crate::state::unpack));
+            let limit = |st: &mut StateData| st.src_flags & srcflags::SRC_NODE != 0 && connlimit(st, &mut flush);
+            let step = synproxy::step(st, fwd, pd, &wire, &stack, softnet_core::rng::random_u32, limit);
+            if step != synproxy::ProxyStep::Drop {
+                st.expire = now.as_nanos();
+            }
+            return TcpOutcome::Proxy(step);
+        }
         if seg.flags & (TH_SYN | TH_ACK) == TH_SYN {
             if dst.state >= tcps::FIN_WAIT_2 && src.state >= tcps::FIN_WAIT_2 {
                 // State reuse: the old connection is over, a new one starts.
@@ -230,6 +243,14 @@ pub(super) fn test_state_tcp(
     }
     match out {
         None | Some(TcpOutcome::Reuse) | Some(TcpOutcome::NotFound) => StateVerdict::NoState,
+        Some(TcpOutcome::Proxy(step)) => match step {
+            synproxy::ProxyStep::Consume(sends) => {
+                synproxy::send(&sends, bufs, replies);
+                StateVerdict::Synproxy
+            }
+            synproxy::ProxyStep::Drop => StateVerdict::Drop(Some(Reason::Synproxy)),
+            synproxy::ProxyStep::SrcLimit => StateVerdict::Drop(Some(Reason::SrcLimit)),
+        },
         Some(TcpOutcome::Pass(v, rewrite)) => {
             if let Some((seq, ack)) = rewrite {
                 patch_seq_ack(pkt, pd.hlen(), seq, ack);

@@ -76,7 +76,7 @@ fn body_brace(toks: &[Token], from: usize) -> usize {
 impl Parser<'_> {
     /// The path of the ruleset being read (an inline anchor's, else the
     /// one loaded).
-    fn cur_path(&self) -> String {
+    pub(super) fn cur_path(&self) -> String {
         self.bodies.last().map(|b| b.path.clone()).unwrap_or_else(|| self.rs.anchor_path.clone())
     }
 

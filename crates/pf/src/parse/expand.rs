@@ -340,8 +340,10 @@ impl Parser<'_> {
         self.auto_tables += 1;
         let entries = nets.into_iter().map(|net| TableEntry { negated: false, net }).collect();
         self.rs.header.push(HeaderItem::Table(self.rs.tables.len()));
+        let anchor = self.cur_path();
         self.rs.tables.push(TableDef {
             name: name.clone(),
+            anchor,
             persist: false,
             constant: true,
             counters: false,

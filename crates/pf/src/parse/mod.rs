@@ -147,13 +147,6 @@ pub fn load_ruleset(src: &str, filename: &str, resolver: &dyn IfResolver) -> Res
 /// Errors for every rule using a feature the evaluator does not have yet.
 pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
     let mut errs = vec![];
-    if !rs.anchor_path.is_empty() && !rs.tables.is_empty() {
-        errs.push(ParseError {
-            file: rs.filename.clone(),
-            line: rs.tables[0].line,
-            message: "tables inside anchors not supported yet".into(),
-        });
-    }
     for la in &rs.load_anchors {
         if let Err(e) = check_supported(&la.ruleset) {
             errs.extend(e);
@@ -190,6 +183,9 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             if r.scrub.any() || r.set.tos.is_some() {
                 refuse("scrub for inet6");
             }
+            if r.keep_state == StateMode::Synproxy {
+                refuse("synproxy state for inet6");
+            }
             let so = &r.state_opts;
             if so.source_track.is_some()
                 || so.max_src_states.is_some()
@@ -205,9 +201,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             if let Err(e) = crate::route::CRoute::check(rt) {
                 refuse(&e.0);
             }
-        }
-        if r.keep_state == StateMode::Synproxy {
-            refuse("synproxy state");
         }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
@@ -453,7 +446,10 @@ impl<'r> Parser<'r> {
                 Some("pass" | "block" | "match") => self.rule(c),
                 Some("anchor") => self.anchor_rule(c),
                 Some("include") => self.include(c),
-                Some("table") => Err((c.line(), "tables inside anchors not supported yet".into())),
+                Some("table") => {
+                    c.next();
+                    self.table(c)
+                }
                 _ => c.syntax(),
             };
         }

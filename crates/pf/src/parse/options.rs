@@ -164,8 +164,16 @@ impl Parser<'_> {
         if name.len() >= 32 {
             return Err((line, "table name too long, max 31 chars".into()));
         }
-        let mut def =
-            TableDef { name: name.clone(), persist: false, constant: false, counters: false, init: vec![], line };
+        let anchor = self.cur_path();
+        let mut def = TableDef {
+            name: name.clone(),
+            anchor,
+            persist: false,
+            constant: false,
+            counters: false,
+            init: vec![],
+            line,
+        };
         while let Some(t) = c.peek() {
             if c.eat_word("persist") {
                 def.persist = true;

@@ -63,6 +63,11 @@ pub mod tcps {
     pub const LAST_ACK: u8 = 8;
     pub const FIN_WAIT_2: u8 = 9;
     pub const TIME_WAIT: u8 = 10;
+    /// `synproxy state`: pf answers the client's handshake itself
+    /// (pfvar.h PF_TCPS_PROXY_SRC, TCP_NSTATES) ...
+    pub const PROXY_SRC: u8 = 11;
+    /// ... then opens the connection to the server (PF_TCPS_PROXY_DST).
+    pub const PROXY_DST: u8 = 12;
     pub const NAMES: [&str; 11] = [
         "CLOSED",
         "LISTEN",

@@ -1,0 +1,499 @@
+//! The routing tables: the control thread's routes of each table and
+//! family, the published snapshots the workers read, and the changes.
+
+use super::family::RouteAddr;
+use super::trie::{self, Held, Key, Node};
+use super::{Route, RouteError, RouteFlags};
+use crate::iface::{IfIndex, WeakIf};
+use crate::rtmsg::{RouteMonitor, RtmBody, RtmRoute, RtmType};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// A published, immutable view of one family of one routing table.
+pub struct RouteSnapshot<A: RouteAddr = Ipv4Addr> {
+    root: Arc<Node<A>>,
+    len: usize,
+    version: u64,
+}
+
+/// The IPv6 snapshot of a table.
+pub type RouteSnapshot6 = RouteSnapshot<Ipv6Addr>;
+
+impl RouteSnapshot<Ipv4Addr> {
+    /// Longest-prefix match: no lock, no allocation, at most four nodes.
+    /// Use the route by reference within the batch; a worker that clones
+    /// the `Arc` may end up freeing a deleted route itself.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Arc<Route>> {
+        trie::lookup(&self.root, u32::from(dst))
+    }
+}
+
+impl RouteSnapshot<Ipv6Addr> {
+    /// Longest-prefix match for a global destination: no lock, no
+    /// allocation. A link-local destination matches only unscoped routes
+    /// (`fe80::/10`) this way: use `lookup_scoped` with its interface.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv6Addr) -> Option<&Arc<Route<Ipv6Addr>>> {
+        trie::lookup(&self.root, u128::from(dst))
+    }
+}
+
+impl<A: RouteAddr> RouteSnapshot<A> {
+    /// Longest-prefix match of `dst` as seen from interface `scope` (the
+    /// receiving or outgoing interface of a link-local address; ignored for
+    /// unscoped addresses and for IPv4).
+    #[inline]
+    pub fn lookup_scoped(&self, dst: A, scope: IfIndex) -> Option<&Arc<Route<A>>> {
+        trie::lookup(&self.root, A::key_bits(dst, A::MAX_LEN, scope))
+    }
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Publish count of this family of the table; grows with every publish.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    /// Trie nodes (a measure of memory use).
+    pub fn node_count(&self) -> usize {
+        self.root.node_count()
+    }
+}
+
+/// Where a table's snapshots are published, one per family.
+pub struct PublishedTable {
+    pub(super) v4: ArcSwap<RouteSnapshot<Ipv4Addr>>,
+    pub(super) v6: ArcSwap<RouteSnapshot<Ipv6Addr>>,
+}
+
+type Directory = Vec<Option<Arc<PublishedTable>>>;
+
+/// The control thread's routes of one family of one table.
+pub struct FamilyState<A: RouteAddr> {
+    map: BTreeMap<Key<A>, Held<A>>,
+    /// The working trie: shared with the published snapshot until changed.
+    root: Arc<Node<A>>,
+    dirty: bool,
+    version: u64,
+}
+
+impl<A: RouteAddr> FamilyState<A> {
+    fn new(root: Arc<Node<A>>) -> Self {
+        FamilyState { map: BTreeMap::new(), root, dirty: false, version: 0 }
+    }
+
+    /// Publishes the working trie if it changed; the old snapshot goes to
+    /// `retired`. Returns whether it did.
+    fn publish(&mut self, to: &ArcSwap<RouteSnapshot<A>>, retired: &mut Vec<Retired>) -> bool {
+        if !self.dirty {
+            return false;
+        }
+        self.dirty = false;
+        self.version += 1;
+        let snap = Arc::new(RouteSnapshot { root: self.root.clone(), len: self.map.len(), version: self.version });
+        retired.push(to.swap(snap));
+        true
+    }
+}
+
+/// The control thread's state of one table: both families.
+pub struct TableState {
+    pub(super) v4: FamilyState<Ipv4Addr>,
+    pub(super) v6: FamilyState<Ipv6Addr>,
+    published: Arc<PublishedTable>,
+}
+
+/// Something a reader may still hold (a snapshot of either family, a
+/// directory); freed here once it does not.
+type Retired = Arc<dyn Send + Sync>;
+
+type IfNameFn = dyn Fn(WeakIf) -> Option<String> + Send + Sync;
+
+struct Control {
+    tables: BTreeMap<u16, TableState>,
+    retired: Vec<Retired>,
+    ifname: Option<Box<IfNameFn>>,
+}
+
+impl Control {
+    fn reap(&mut self) -> usize {
+        // ArcSwap settles readers' borrowed loads into real counts when it
+        // swaps, so a count of 1 means nobody can reach the object any more.
+        self.retired.retain(|r| Arc::strong_count(r) > 1);
+        self.retired.len()
+    }
+}
+
+/// All routing tables of the stack. Table 0 always exists; others are
+/// created by their first change.
+///
+/// The change and query methods are generic over the family: the address
+/// type given (`Ipv4Addr` or `Ipv6Addr`) picks it.
+pub struct RouteTables {
+    directory: ArcSwap<Directory>,
+    control: Mutex<Control>,
+    monitor: Arc<RouteMonitor>,
+}
+
+impl RouteTables {
+    pub fn new(monitor: Arc<RouteMonitor>) -> Self {
+        let t = RouteTables {
+            directory: ArcSwap::from_pointee(Vec::new()),
+            control: Mutex::new(Control { tables: BTreeMap::new(), retired: Vec::new(), ifname: None }),
+            monitor,
+        };
+        t.batch(0, |_| ());
+        t
+    }
+
+    pub fn monitor(&self) -> &Arc<RouteMonitor> {
+        &self.monitor
+    }
+
+    /// How route messages name interfaces (without it they say `link#N`).
+    pub fn set_ifname_resolver(&self, f: impl Fn(WeakIf) -> Option<String> + Send + Sync + 'static) {
+        self.control.lock().ifname = Some(Box::new(f));
+    }
+
+    /// The current IPv4 snapshot of a table, for a worker to load once per
+    /// batch and drop at its end. `None` if the table does not exist.
+    #[inline]
+    pub fn snapshot(&self, rtable: u16) -> Option<arc_swap::Guard<Arc<RouteSnapshot>>> {
+        self.snapshot_of::<Ipv4Addr>(rtable)
+    }
+
+    /// The current IPv6 snapshot of a table, as `snapshot`.
+    #[inline]
+    pub fn snapshot6(&self, rtable: u16) -> Option<arc_swap::Guard<Arc<RouteSnapshot6>>> {
+        self.snapshot_of::<Ipv6Addr>(rtable)
+    }
+
+    /// The current snapshot of one family of a table.
+    #[inline]
+    pub fn snapshot_of<A: RouteAddr>(&self, rtable: u16) -> Option<arc_swap::Guard<Arc<RouteSnapshot<A>>>> {
+        let dir = self.directory.load();
+        let t = dir.get(rtable as usize)?.as_ref()?;
+        Some(A::published(t).load())
+    }
+
+    /// Ids of existing tables, ascending.
+    pub fn table_ids(&self) -> Vec<u16> {
+        self.control.lock().tables.keys().copied().collect()
+    }
+
+    /// Adds a route; `RouteError::Exists` if the table has one for the same
+    /// destination and prefix length (and scope).
+    pub fn add<A: RouteAddr>(&self, rtable: u16, r: Route<A>) -> Result<Arc<Route<A>>, RouteError> {
+        self.batch(rtable, |b| b.add(r))
+    }
+
+    /// Deletes the route for `dest/prefix_len`; with a gateway, only if the
+    /// route goes there.
+    pub fn delete<A: RouteAddr>(
+        &self,
+        rtable: u16,
+        dest: A,
+        prefix_len: u8,
+        gateway: Option<A>,
+    ) -> Result<Arc<Route<A>>, RouteError> {
+        self.batch(rtable, |b| b.delete_scoped(dest, prefix_len, gateway, IfIndex::NONE))
+    }
+
+    /// `delete` of a scoped destination (`fe80::%em0/64`): `scope` is its
+    /// interface.
+    pub fn delete_scoped<A: RouteAddr>(
+        &self,
+        rtable: u16,
+        dest: A,
+        prefix_len: u8,
+        gateway: Option<A>,
+        scope: IfIndex,
+    ) -> Result<Arc<Route<A>>, RouteError> {
+        self.batch(rtable, |b| b.delete_scoped(dest, prefix_len, gateway, scope))
+    }
+
+    /// Replaces the route for `r`'s destination and prefix length.
+    pub fn change<A: RouteAddr>(&self, rtable: u16, r: Route<A>) -> Result<Arc<Route<A>>, RouteError> {
+        self.batch(rtable, |b| b.change(r))
+    }
+
+    /// The route for exactly `dest/prefix_len`.
+    pub fn get<A: RouteAddr>(&self, rtable: u16, dest: A, prefix_len: u8) -> Option<Arc<Route<A>>> {
+        self.get_scoped(rtable, dest, prefix_len, IfIndex::NONE)
+    }
+
+    /// `get` of a scoped destination on interface `scope`.
+    pub fn get_scoped<A: RouteAddr>(
+        &self,
+        rtable: u16,
+        dest: A,
+        prefix_len: u8,
+        scope: IfIndex,
+    ) -> Option<Arc<Route<A>>> {
+        if prefix_len > A::MAX_LEN {
+            return None;
+        }
+        let ctl = self.lock();
+        let key = (A::key_bits(dest, prefix_len, scope), prefix_len);
+        A::state(ctl.tables.get(&rtable)?).map.get(&key).map(|h| (**h).clone())
+    }
+
+    /// Longest-prefix match on the published table (`route get`).
+    pub fn lookup<A: RouteAddr>(&self, rtable: u16, dst: A) -> Option<Arc<Route<A>>> {
+        self.lookup_scoped(rtable, dst, IfIndex::NONE)
+    }
+
+    /// Longest-prefix match of a destination as seen from interface `scope`.
+    pub fn lookup_scoped<A: RouteAddr>(&self, rtable: u16, dst: A, scope: IfIndex) -> Option<Arc<Route<A>>> {
+        self.snapshot_of::<A>(rtable)?.lookup_scoped(dst, scope).cloned()
+    }
+
+    /// All IPv4 routes of a table in `netstat -rn` order: by destination,
+    /// then shorter prefix first.
+    pub fn routes(&self, rtable: u16) -> Vec<Arc<Route>> {
+        self.routes_of::<Ipv4Addr>(rtable)
+    }
+
+    /// All IPv6 routes of a table in `netstat -rn` order (scoped routes by
+    /// their embedded key: after the unscoped ones of the same prefix).
+    pub fn routes6(&self, rtable: u16) -> Vec<Arc<Route<Ipv6Addr>>> {
+        self.routes_of::<Ipv6Addr>(rtable)
+    }
+
+    /// All routes of one family of a table, in `netstat -rn` order.
+    pub fn routes_of<A: RouteAddr>(&self, rtable: u16) -> Vec<Arc<Route<A>>> {
+        let ctl = self.lock();
+        ctl.tables.get(&rtable).map(|t| A::state(t).map.values().map(|h| (**h).clone()).collect()).unwrap_or_default()
+    }
+
+    /// Removes every route, in every table and family, that uses interface
+    /// `ifp`, each with its own route message. Returns how many.
+    pub fn delete_for_interface(&self, ifp: WeakIf) -> usize {
+        let ids = self.table_ids();
+        let mut n = 0;
+        for id in ids {
+            n += self.batch(id, |b| b.delete_for_interface::<Ipv4Addr>(ifp) + b.delete_for_interface::<Ipv6Addr>(ifp));
+        }
+        n
+    }
+
+    /// Runs several changes of one table (creating it if needed) and
+    /// publishes once at the end. Each change still emits its own message,
+    /// in order; a failed change changes nothing, the others stand.
+    pub fn batch<R>(&self, rtable: u16, f: impl FnOnce(&mut RouteBatch<'_>) -> R) -> R {
+        let mut guard = self.lock();
+        let ctl = &mut *guard;
+        if !ctl.tables.contains_key(&rtable) {
+            let published = Arc::new(PublishedTable {
+                v4: ArcSwap::from_pointee(RouteSnapshot { root: Arc::new(Node::default()), len: 0, version: 0 }),
+                v6: ArcSwap::from_pointee(RouteSnapshot { root: Arc::new(Node::default()), len: 0, version: 0 }),
+            });
+            let mut dir: Directory = (**self.directory.load()).clone();
+            if dir.len() <= rtable as usize {
+                dir.resize(rtable as usize + 1, None);
+            }
+            dir[rtable as usize] = Some(published.clone());
+            let old = self.directory.swap(Arc::new(dir));
+            ctl.retired.push(old);
+            let st = TableState {
+                v4: FamilyState::new(published.v4.load().root.clone()),
+                v6: FamilyState::new(published.v6.load().root.clone()),
+                published,
+            };
+            ctl.tables.insert(rtable, st);
+        }
+        let st = ctl.tables.get_mut(&rtable).expect("table just ensured");
+        let mut b = RouteBatch { rtable, st, monitor: &self.monitor, ifname: ctl.ifname.as_deref() };
+        let out = f(&mut b);
+        let st = b.st;
+        let p4 = st.v4.publish(&st.published.v4, &mut ctl.retired);
+        let p6 = st.v6.publish(&st.published.v6, &mut ctl.retired);
+        if p4 || p6 {
+            ctl.reap();
+        }
+        out
+    }
+
+    /// Frees old snapshots no reader holds any more; returns how many are
+    /// still held. Every control call does this too.
+    pub fn reap(&self) -> usize {
+        self.control.lock().reap()
+    }
+
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Control> {
+        let mut ctl = self.control.lock();
+        ctl.reap();
+        ctl
+    }
+}
+
+/// Changes to one table, published together when the batch ends.
+pub struct RouteBatch<'a> {
+    rtable: u16,
+    st: &'a mut TableState,
+    monitor: &'a RouteMonitor,
+    ifname: Option<&'a IfNameFn>,
+}
+
+fn check_len<A: RouteAddr>(len: u8) -> Result<(), RouteError> {
+    if len > A::MAX_LEN {
+        Err(A::bad_prefix(len))
+    } else {
+        Ok(())
+    }
+}
+
+impl RouteBatch<'_> {
+    pub fn rtable(&self) -> u16 {
+        self.rtable
+    }
+
+    pub fn add<A: RouteAddr>(&mut self, r: Route<A>) -> Result<Arc<Route<A>>, RouteError> {
+        let r = self.normalize(r)?;
+        if A::state(self.st).map.contains_key(&r.key()) {
+            return Err(RouteError::Exists);
+        }
+        Ok(self.install(RtmType::Add, r))
+    }
+
+    pub fn change<A: RouteAddr>(&mut self, r: Route<A>) -> Result<Arc<Route<A>>, RouteError> {
+        check_len::<A>(r.prefix_len)?;
+        if !A::state(self.st).map.contains_key(&r.key()) {
+            return Err(RouteError::NotInTable);
+        }
+        let r = self.normalize(r)?;
+        Ok(self.install(RtmType::Change, r))
+    }
+
+    pub fn delete<A: RouteAddr>(
+        &mut self,
+        dest: A,
+        prefix_len: u8,
+        gateway: Option<A>,
+    ) -> Result<Arc<Route<A>>, RouteError> {
+        self.delete_scoped(dest, prefix_len, gateway, IfIndex::NONE)
+    }
+
+    /// `delete` of a destination scoped to interface `scope`.
+    pub fn delete_scoped<A: RouteAddr>(
+        &mut self,
+        dest: A,
+        prefix_len: u8,
+        gateway: Option<A>,
+        scope: IfIndex,
+    ) -> Result<Arc<Route<A>>, RouteError> {
+        check_len::<A>(prefix_len)?;
+        let key = (A::key_bits(dest, prefix_len, scope), prefix_len);
+        let held = A::state(self.st).map.get(&key).ok_or(RouteError::NotInTable)?;
+        if let Some(g) = gateway {
+            // A directly connected route's "gateway" is its own address.
+            if held.gateway != Some(g) && (held.gateway.is_some() || held.ifa != Some(g)) {
+                return Err(RouteError::NotInTable);
+            }
+        }
+        Ok(self.remove_key(key))
+    }
+
+    fn remove_key<A: RouteAddr>(&mut self, key: Key<A>) -> Arc<Route<A>> {
+        let fam = A::state_mut(self.st);
+        let held = fam.map.remove(&key).expect("present");
+        trie::remove(&mut fam.root, &fam.map, key.0, key.1, &held);
+        fam.dirty = true;
+        let route: Arc<Route<A>> = (*held).clone();
+        self.announce(RtmType::Delete, &route);
+        route
+    }
+
+    /// Deletes this family's routes that use `ifp`; returns how many.
+    fn delete_for_interface<A: RouteAddr>(&mut self, ifp: WeakIf) -> usize {
+        let keys: Vec<Key<A>> = A::state(self.st).map.iter().filter(|(_, h)| h.ifp == ifp).map(|(k, _)| *k).collect();
+        for k in &keys {
+            self.remove_key::<A>(*k);
+        }
+        keys.len()
+    }
+
+    /// The route for exactly `dest/prefix_len`, changes of this batch included.
+    pub fn get<A: RouteAddr>(&self, dest: A, prefix_len: u8) -> Option<Arc<Route<A>>> {
+        let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), IfIndex::NONE), prefix_len);
+        A::state(self.st).map.get(&key).map(|h| (**h).clone())
+    }
+
+    /// Longest-prefix match, changes of this batch included.
+    pub fn lookup<A: RouteAddr>(&self, dst: A) -> Option<Arc<Route<A>>> {
+        trie::lookup(&A::state(self.st).root, A::key_bits(dst, A::MAX_LEN, IfIndex::NONE)).cloned()
+    }
+
+    /// Checks the prefix, clears host bits, sets `UP`, makes `GATEWAY`
+    /// agree with the gateway, and finds the interface of a gateway route
+    /// given without one. A scoped (link-local) gateway is looked up on the
+    /// interface it is scoped to, and must be reached there.
+    fn normalize<A: RouteAddr>(&self, mut r: Route<A>) -> Result<Route<A>, RouteError> {
+        check_len::<A>(r.prefix_len)?;
+        r.dest = A::from_bits(A::mask_bits(r.dest.to_bits(), r.prefix_len));
+        r.flags.insert(RouteFlags::UP);
+        r.flags.remove(RouteFlags::DONE);
+        if r.gateway.is_some() {
+            r.flags.insert(RouteFlags::GATEWAY);
+        } else {
+            r.flags.remove(RouteFlags::GATEWAY);
+        }
+        let discard = r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE);
+        if let (Some(gw), false) = (r.gateway, discard) {
+            let scoped = gw.is_scoped();
+            if scoped && r.ifp.index == IfIndex::NONE {
+                return Err(RouteError::NoScope);
+            }
+            if r.ifp.index == IfIndex::NONE || scoped {
+                // As BSD: the gateway must be on a directly connected network.
+                let key = A::key_bits(gw, A::MAX_LEN, r.ifp.index);
+                let via = trie::lookup(&A::state(self.st).root, key).ok_or(RouteError::NetworkUnreachable)?;
+                if via.flags.contains(RouteFlags::GATEWAY) || (scoped && via.ifp != r.ifp) {
+                    return Err(RouteError::NetworkUnreachable);
+                }
+                r.ifp = via.ifp;
+                r.ifa = r.ifa.or(via.ifa);
+            }
+        }
+        // A scoped destination's key embeds its interface: it needs one.
+        if r.dest.is_scoped() && r.prefix_len > 16 && r.ifp.index == IfIndex::NONE {
+            return Err(RouteError::NoScope);
+        }
+        Ok(r)
+    }
+
+    /// Puts a normalized route in (replacing one with the same key).
+    fn install<A: RouteAddr>(&mut self, kind: RtmType, r: Route<A>) -> Arc<Route<A>> {
+        let key = r.key();
+        let route = Arc::new(r);
+        let held: Held<A> = Arc::new(route.clone());
+        let fam = A::state_mut(self.st);
+        trie::insert(&mut fam.root, key.0, key.1, &held);
+        fam.map.insert(key, held);
+        fam.dirty = true;
+        self.announce(kind, &route);
+        route
+    }
+
+    fn announce<A: RouteAddr>(&self, kind: RtmType, r: &Route<A>) {
+        let body = RtmBody::Route(RtmRoute {
+            dest: r.dest.into(),
+            prefix_len: r.prefix_len,
+            gateway: r.gateway.map(Into::into),
+            flags: r.flags | RouteFlags::DONE,
+            ifindex: r.ifp.index,
+            ifname: self.ifname.and_then(|f| f(r.ifp)),
+            ifa: r.ifa.map(Into::into),
+            mtu: r.mtu,
+            priority: r.priority,
+        });
+        self.monitor.emit(kind, self.rtable, body);
+    }
+}
