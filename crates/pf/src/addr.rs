@@ -68,6 +68,14 @@ impl PfAddr {
     }
 }
 
+/// An IPv6 netmask of `prefix` bits, as one integer.
+pub fn mask6(prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p => u128::MAX << (128 - p.min(128) as u32),
+    }
+}
+
 impl std::str::FromStr for PfAddr {
     type Err = std::net::AddrParseError;
     fn from_str(s: &str) -> Result<PfAddr, Self::Err> {

@@ -339,6 +339,27 @@ fn pflog_records_ipv6_packets_with_their_family() {
     assert_eq!(rec[100] >> 4, 6);
 }
 
+/// Tables hold IPv6 prefixes beside IPv4 ones (longest prefix, negated
+/// entries) and count IPv6 packets on their entries.
+#[test]
+fn tables_match_ipv6_prefixes() {
+    let n = net();
+    let pf = pf_with(
+        &n,
+        "table <nets> { 10.0.1.0/24 2001:db8:1::/48 !2001:db8:1:bad::/64 }\nblock all\npass in inet6 proto udp from <nets>\n",
+    );
+    let mut r = run(&pf);
+    assert!(r.go(Direction::In, &n.em0, &udp6("2001:db8:1:7::1", SERVER, 5000, 53)));
+    assert!(!r.go(Direction::In, &n.em0, &udp6("2001:db8:1:bad::1", SERVER, 5000, 53)));
+    assert!(!r.go(Direction::In, &n.em0, &udp6("2001:db8:9::1", SERVER, 5000, 53)));
+    let show = pf.table_show("nets", true).unwrap();
+    assert!(show.contains("   2001:db8:1::/48\n"), "{show}");
+    assert!(show.contains("  !2001:db8:1:bad::/64\n"), "{show}");
+    assert!(show.contains("In/Pass:     [ Packets: 1 "), "{show}");
+    let (msg, all) = pf.table_test("nets", &["2001:db8:1::9".parse().unwrap(), "10.0.1.5".parse().unwrap()]).unwrap();
+    assert_eq!((msg.as_str(), all), ("2/2 addresses match.", true));
+}
+
 #[test]
 fn what_the_ipv6_path_does_not_do_is_refused_at_load() {
     let n = net();

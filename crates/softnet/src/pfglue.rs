@@ -359,13 +359,7 @@ impl PfService {
                 Err(m) => Response::Error(m),
             },
             PfTableCmd::Test => {
-                let ips: Vec<Ipv4Addr> = entries
-                    .iter()
-                    .filter_map(|e| match e.net.addr {
-                        IpAddr::V4(a) => Some(a),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect();
+                let ips: Vec<IpAddr> = entries.iter().map(|e| e.net.addr).collect();
                 match self.pf.table_test(name, &ips) {
                     Ok((m, _)) => note(m),
                     Err(m) => Response::Error(m),

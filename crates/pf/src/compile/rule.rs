@@ -16,13 +16,7 @@ pub(super) fn v4net(a: IpAddr, prefix: u8) -> AddrMatch {
     }
 }
 
-/// An IPv6 netmask of `prefix` bits.
-pub fn mask6(prefix: u8) -> u128 {
-    match prefix {
-        0 => 0,
-        p => u128::MAX << (128 - p.min(128) as u32),
-    }
-}
+pub use crate::addr::mask6;
 
 pub(super) fn endpoint(
     e: &Endpoint,

@@ -525,7 +525,7 @@ fn count_tables(cx: &Cx, r: &crate::compile::CRule, pd: &Pd) {
             };
             match pd.af {
                 Af::Inet => t.match_and_count(cx.worker, addr.v4(), out, op, pd.tot_len() as u64),
-                Af::Inet6 => t.match_and_count6(cx.worker),
+                Af::Inet6 => t.match_and_count6(cx.worker, addr.v6(), out, op, pd.tot_len() as u64),
             };
         }
     }
