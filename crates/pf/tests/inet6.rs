@@ -375,3 +375,28 @@ fn what_the_ipv6_path_does_not_do_is_refused_at_load() {
     }
     assert!(load_ruleset("pass in inet6 proto tcp to port 22\n", "pf.conf", &n.resolver).is_ok());
 }
+
+/// `antispoof for em0 inet6` with the interface's IPv6 prefix: its
+/// network arriving on another interface, or its own address arriving
+/// anywhere, is blocked.
+#[test]
+fn antispoof_blocks_an_interfaces_ipv6_network_elsewhere() {
+    let n = net();
+    let resolver = softnet_pf::StaticResolver::new()
+        .with_interface("em0", &["10.0.1.1/24", "2001:db8:1::1/64"])
+        .with_interface("em1", &["10.0.2.1/24"]);
+    let rs = softnet_pf::parse_ruleset("pass all no state\nantispoof for em0 inet6\n", "pf.conf", &resolver).unwrap();
+    let text = softnet_pf::print_ruleset(&rs, &Default::default());
+    assert!(text.contains("block drop in on ! em0 inet6 from 2001:db8:1::/64 to any"), "{text}");
+    let pf = Pf::new();
+    pf.load(&rs, &resolver).unwrap();
+    let mut r = run(&pf);
+    let from_net = udp6("2001:db8:1::5", SERVER, 5000, 53);
+    assert!(r.go(Direction::In, &n.em0, &from_net));
+    assert!(!r.go(Direction::In, &n.em1, &from_net));
+    // the interface's own address as a source, even on em0
+    assert!(!r.go(Direction::In, &n.em0, &udp6("2001:db8:1::1", SERVER, 5000, 53)));
+    // IPv4 is not antispoofed by an inet6 antispoof
+    let v4 = common::udp_bytes(Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 2, 2), 1, 2, b"x");
+    assert!(r.go(Direction::In, &n.em1, &v4));
+}
