@@ -168,6 +168,22 @@ fn keep_state_rules_do_not_match_unsolicited_replies() {
     let mut r = run(&pf);
     assert!(r.go(Direction::In, &n.em0, &echo(SERVER, CLIENT, true, 9)));
     assert_eq!(pf.state_count(), 0);
+    // The same for IPv4's echo reply; a request still makes its state.
+    let (c4, s4) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));
+    let icmp4 = |src, dst, r: softnet_wire::icmpv4::Icmpv4Repr| {
+        let i = common::ip_repr(src, dst, IpProtocol::ICMP, r.buffer_len());
+        let mut b = vec![0u8; i.buffer_len()];
+        i.emit(&mut b);
+        r.emit(&mut b[20..]);
+        b
+    };
+    let reply = icmp4(s4, c4, softnet_wire::icmpv4::Icmpv4Repr::EchoReply { ident: 9, seq_no: 1, data: b"x" });
+    let req = icmp4(c4, s4, softnet_wire::icmpv4::Icmpv4Repr::EchoRequest { ident: 9, seq_no: 1, data: b"x" });
+    let pf = pf_with(&n, "block all\npass in proto icmp\n");
+    let mut r = run(&pf);
+    assert!(!r.go(Direction::In, &n.em0, &reply));
+    assert!(r.go(Direction::In, &n.em0, &req));
+    assert_eq!(pf.state_count(), 1);
 }
 
 #[test]

@@ -205,16 +205,26 @@ fn error_state(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
     .unwrap_or(StateVerdict::NoState)
 }
 
-/// pf_test_rule's "don't create states on replies" for ICMPv6: a `keep
-/// state` rule (not sloppy) does not match a reply (an echo reply, MLD
-/// report…); a neighbor advertisement is the exception.
+/// pf_match_rule's "don't create states on replies": a `keep state`
+/// rule (not sloppy) does not match an ICMP or ICMPv6 reply (an echo
+/// reply, an MLD report…); an ICMPv6 neighbor advertisement is the
+/// exception.
 #[inline]
-pub(super) fn icmp6_reply_no_state(pd: &Pd) -> bool {
-    if pd.proto != PROTO_ICMPV6 || pd.frag {
+pub(super) fn icmp_reply_no_state(pd: &Pd) -> bool {
+    if pd.frag {
         return false;
     }
-    let (err, dir, _, _) = icmp6_mapping(pd.icmp_type);
-    !err && dir != Direction::In && pd.icmp_type != t6::NEIGHBOR_ADVERT
+    match (pd.proto, pd.af) {
+        (PROTO_ICMP, Af::Inet) => {
+            let (err, dir, _) = icmp_mapping(pd.icmp_type);
+            !err && dir != Direction::In
+        }
+        (PROTO_ICMPV6, Af::Inet6) => {
+            let (err, dir, _, _) = icmp6_mapping(pd.icmp_type);
+            !err && dir != Direction::In && pd.icmp_type != t6::NEIGHBOR_ADVERT
+        }
+        _ => false,
+    }
 }
 
 /// Whether pf makes a state for this IPv6 packet on a `keep state` rule:

@@ -94,8 +94,8 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
     let is_tcp_udp = !pd.frag && (pd.proto == PROTO_TCP || pd.proto == PROTO_UDP);
     let counters = rs.counters.get(cx.worker);
     let (src, dst) = (pd.src.0[0], pd.dst.0[0]);
-    // pf_match_rule: a `keep state` rule does not match an ICMPv6 reply.
-    let reply_no_state = pd.af == Af::Inet6 && icmp6_reply_no_state(pd);
+    // pf_match_rule: a `keep state` rule does not match an ICMP reply.
+    let reply_no_state = icmp_reply_no_state(pd);
     // The rules of the other family are skipped (pf_match_rule's
     // PF_TEST_ATTRIB on r->af); an IPv6 address is matched with the full
     // rule (the hot copy holds IPv4 networks).
