@@ -504,6 +504,35 @@ mod tests {
         assert_eq!(parse_pd6(&p).err(), Some(Reason::Fragment));
     }
 
+    proptest::proptest! {
+        /// pf_normalize_tcp's RFC 1624 updates on an IPv6 segment leave
+        /// the checksum (IPv6 pseudo-header) what a full re-sum gives, for
+        /// any addresses, flags, reserved bits, urgent pointer and data.
+        #[test]
+        fn normalized_ipv6_segments_keep_a_valid_checksum(
+            src in proptest::prelude::any::<u128>(), dst in proptest::prelude::any::<u128>(),
+            flags in proptest::prelude::any::<u8>(), x2 in 0u8..16, urp in proptest::prelude::any::<u16>(),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let (s, d) = (std::net::Ipv6Addr::from(src), std::net::Ipv6Addr::from(dst));
+            let mut seg = vec![0x9c, 0x40, 0, 22, 0, 0, 3, 0xe9, 0, 0, 0x13, 0x89, 0x50 | x2, flags, 0x20, 0, 0, 0];
+            seg.extend_from_slice(&urp.to_be_bytes());
+            seg.extend_from_slice(&data);
+            TcpPacket::new_unchecked(&mut seg[..]).fill_checksum_v6(s, d);
+            let mut p = ip6(PROTO_TCP, &seg);
+            p[8..24].copy_from_slice(&s.octets());
+            p[24..40].copy_from_slice(&d.octets());
+            let before = p.clone();
+            if normalize_tcp(&mut p[40..]).is_some() {
+                let t = TcpPacket::new_checked(&p[40..]).unwrap();
+                proptest::prop_assert!(t.verify_checksum_v6(s, d));
+                proptest::prop_assert_eq!(t.reserved(), 0);
+            } else {
+                proptest::prop_assert_eq!(p, before);
+            }
+        }
+    }
+
     /// Every one-byte corruption of valid packets parses or is refused,
     /// never panics, and a parse never points past the packet.
     #[test]
