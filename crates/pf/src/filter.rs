@@ -915,10 +915,11 @@ fn count_logif(
 ) -> Decision {
     let len = slot.as_ref().map_or(0, |p| {
         let d = p.data();
-        if d.len() >= 4 {
-            u16::from_be_bytes([d[2], d[3]]) as u64
-        } else {
-            d.len() as u64
+        match d.first().map(|b| b >> 4) {
+            // IPv6: the fixed header and its payload length
+            Some(6) if d.len() >= 6 => 40 + u16::from_be_bytes([d[4], d[5]]) as u64,
+            _ if d.len() >= 4 => u16::from_be_bytes([d[2], d[3]]) as u64,
+            _ => d.len() as u64,
         }
     });
     let v = f(slot);

@@ -95,6 +95,22 @@ pub struct StateTable {
     pub removals: AtomicU64,
 }
 
+/// The IPv6 address ids the live states hold go back with the table.
+impl Drop for StateTable {
+    fn drop(&mut self) {
+        for idx in 0..self.high_water() {
+            let Some(s) = self.slot(idx) else { continue };
+            if s.bind.load(Ordering::Relaxed) & BIND_LIVE == 0 {
+                continue;
+            }
+            release_key(s.key_words());
+            if let Some(nk) = self.nat_key(idx) {
+                release_key(nk);
+            }
+        }
+    }
+}
+
 impl StateTable {
     pub fn new(limit: usize) -> StateTable {
         StateTable {

@@ -315,3 +315,14 @@ fn ipv6_keys_are_found_by_their_whole_addresses_and_release_their_ids() {
     assert_eq!(t1.insert(StateData { key: k3, ..Default::default() }), Err(InsertError::Limit));
     assert_eq!(v6ids::lookup(k3.addr[0]), v6ids::NO_ID);
 }
+
+#[test]
+fn a_dropped_table_gives_back_its_ipv6_ids() {
+    let k = key6("2001:db8:77::1", "2001:db8:77::2", 5);
+    let t = StateTable::new(10);
+    t.insert(StateData { key: k, direction: DIR_OUT, ..Default::default() }).unwrap();
+    assert_ne!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
+    drop(t);
+    assert_eq!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
+    assert_eq!(v6ids::lookup(k.addr[1]), v6ids::NO_ID);
+}
