@@ -156,6 +156,18 @@ fn udp_and_echo_states_and_no_state_from_a_reply() {
     assert_eq!(pf.state_count(), 3);
 }
 
+/// pf_test_state_icmp's second lookup: a reply to an echo request sent to
+/// the all-nodes group finds the request's state through the group.
+#[test]
+fn an_echo_reply_finds_the_state_of_a_request_to_all_nodes() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass out inet6 proto icmp6 icmp6-type echoreq\n");
+    let mut r = run(&pf);
+    assert!(r.go(Direction::Out, &n.em0, &echo(CLIENT, "ff02::1", false, 42)));
+    assert!(r.go(Direction::In, &n.em0, &echo("fe80::9", CLIENT, true, 42)));
+    assert!(!r.go(Direction::In, &n.em0, &echo("fe80::9", CLIENT, true, 43)));
+}
+
 /// pf_match_rule: a `keep state` rule does not match an ICMPv6 reply, a
 /// `no state` one does.
 #[test]
