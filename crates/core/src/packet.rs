@@ -33,6 +33,17 @@ pub mod mflags {
     /// error; pf's `PF_TAG_GENERATED`): it passes the filter's hooks
     /// untested, and an ICMP error about it is marked the same.
     pub const PF_GENERATED: u8 = 1 << 1;
+    /// Bits 5-7: the packet's priority (`PacketMeta::prio`).
+    pub(crate) const PRIO_SHIFT: u32 = 5;
+    pub(crate) const PRIO_MASK: u8 = 0b111 << PRIO_SHIFT;
+}
+
+/// Packet priorities (OpenBSD's `m_pkthdr.pf.prio`), 0 lowest to 7.
+pub mod prio {
+    /// What a packet has until something sets another (IFQ_DEFPRIO).
+    pub const IFQ_DEFPRIO: u8 = 3;
+    /// The highest (IFQ_MAXPRIO).
+    pub const IFQ_MAXPRIO: u8 = 7;
 }
 
 /// Per-packet metadata, carried inline in the buffer.
@@ -60,6 +71,26 @@ pub struct PacketMeta {
     /// pf's routing decision (`route-to`, `reply-to`, `dup-to`), set by the
     /// filter's hook and cleared by the stack when it acts on it.
     pub pf_route: RouteDecision,
+}
+
+impl PacketMeta {
+    /// The packet's priority, 0..=7: pf's `set prio` sets it, `prio N`
+    /// rules match it, and the transmit staging sends higher priorities
+    /// first (priq). Three bits of `flags`, so the metadata does not grow;
+    /// they hold the priority XOR IFQ_DEFPRIO, so zeroed metadata (every
+    /// new or received packet) has the default.
+    #[inline]
+    pub fn prio(&self) -> u8 {
+        ((self.flags & mflags::PRIO_MASK) >> mflags::PRIO_SHIFT) ^ prio::IFQ_DEFPRIO
+    }
+
+    /// Sets the priority (values over IFQ_MAXPRIO are cut to three bits;
+    /// pf refuses them at load).
+    #[inline]
+    pub fn set_prio(&mut self, p: u8) {
+        let bits = ((p ^ prio::IFQ_DEFPRIO) << mflags::PRIO_SHIFT) & mflags::PRIO_MASK;
+        self.flags = (self.flags & !mflags::PRIO_MASK) | bits;
+    }
 }
 
 /// One packet: a handle (one pointer) on its buffer, as an mbuf pointer

@@ -51,11 +51,17 @@ impl TwoHosts {
 
     /// With the workers' random generators seeded from `entropy`.
     pub fn with_entropy(config: StackConfig, entropy: Arc<dyn crate::rng::Entropy>) -> TwoHosts {
+        Self::with_b_depth(config, entropy, 1024)
+    }
+
+    /// With B's wire `depth` frames deep each way (a link that takes
+    /// fewer frames than the router stages for it).
+    pub fn with_b_depth(config: StackConfig, entropy: Arc<dyn crate::rng::Entropy>, depth: usize) -> TwoHosts {
         let clock = Arc::new(ManualClock::new(Instant::from_secs(1000)));
         let nworkers = config.workers.max(1);
         let stack = Stack::with_clock_and_entropy(config, Arc::new(crate::time::MonotonicClock::new()), entropy);
         let (r0_port, a_port) = vlink::wire(nworkers, 1024);
-        let (r1_port, b_port) = vlink::wire(nworkers, 1024);
+        let (r1_port, b_port) = vlink::wire(nworkers, depth);
         stack.create_interface("r0", R0_MAC, 1500, r0_port.link_queues()).expect("r0");
         stack.create_interface("r1", R1_MAC, 1500, r1_port.link_queues()).expect("r1");
         stack.add_address("r0", IfAddr::new(R0_IP, 24)).expect("r0 addr");

@@ -17,7 +17,13 @@ pub mod scrubflags {
     pub const SETTOS: u8 = 1 << 2;
     /// `PFSTATE_SCRUB_TCP`: `reassemble tcp` (`crate::tcpnorm`).
     pub const SCRUB_TCP: u8 = 1 << 3;
+    /// `PFSTATE_SETPRIO`: `set prio`, the packet's priority (not a change
+    /// to the packet's bytes).
+    pub const SETPRIO: u8 = 1 << 4;
 }
+
+/// `IPTOS_LOWDELAY`: a TOS that takes `set prio`'s second value.
+const IPTOS_LOWDELAY: u8 = 0x10;
 
 /// `IPTOS_ECN_MASK`: the ECN bits `set tos` leaves as they are.
 const IPTOS_ECN_MASK: u8 = 0x03;
@@ -34,16 +40,44 @@ pub struct ScrubActs {
     pub min_ttl: u8,
     pub set_tos: u8,
     pub max_mss: u16,
+    /// `set prio (a, b)` (`set prio N` is `(N, N)`), with
+    /// `scrubflags::SETPRIO`.
+    pub prio: [u8; 2],
 }
 
 impl ScrubActs {
-    /// A rule's own: its `scrub (…)` and `set tos`.
-    pub fn of_rule(s: &Scrub, tos: Option<u8>) -> ScrubActs {
+    /// A rule's own: its `scrub (…)`, `set tos` and `set prio`.
+    pub fn of_rule(s: &Scrub, tos: Option<u8>, prio: Option<(u8, u8)>) -> ScrubActs {
         let flags = (if s.no_df { scrubflags::NODF } else { 0 })
             | (if s.random_id { scrubflags::RANDOMID } else { 0 })
             | (if tos.is_some() { scrubflags::SETTOS } else { 0 })
-            | (if s.reassemble_tcp { scrubflags::SCRUB_TCP } else { 0 });
-        ScrubActs { flags, min_ttl: s.min_ttl.unwrap_or(0), set_tos: tos.unwrap_or(0), max_mss: s.max_mss.unwrap_or(0) }
+            | (if s.reassemble_tcp { scrubflags::SCRUB_TCP } else { 0 })
+            | (if prio.is_some() { scrubflags::SETPRIO } else { 0 });
+        let prio = prio.map_or([0; 2], |(a, b)| [a, b]);
+        ScrubActs {
+            flags,
+            min_ttl: s.min_ttl.unwrap_or(0),
+            set_tos: tos.unwrap_or(0),
+            max_mss: s.max_mss.unwrap_or(0),
+            prio,
+        }
+    }
+
+    /// Whether pf_scrub changes the packet's bytes (`set prio` alone
+    /// changes only its metadata).
+    pub fn edits(&self) -> bool {
+        self.flags & !scrubflags::SETPRIO != 0 || self.min_ttl != 0 || self.max_mss != 0
+    }
+
+    /// pf_test's choice of `set prio` value: the second for a TCP segment
+    /// that acknowledges and carries no data, or a TOS with
+    /// IPTOS_LOWDELAY (pf's `pqid` case), else the first; `None` without
+    /// `set prio`.
+    pub fn prio_for(&self, tcp_bare_ack: bool, tos: u8) -> Option<u8> {
+        if self.flags & scrubflags::SETPRIO == 0 {
+            return None;
+        }
+        Some(if tcp_bare_ack || tos & IPTOS_LOWDELAY != 0 { self.prio[1] } else { self.prio[0] })
     }
 
     pub fn any(&self) -> bool {
@@ -52,11 +86,22 @@ impl ScrubActs {
 
     /// One word, as the state table keeps it.
     pub fn pack(&self) -> u64 {
-        self.flags as u64 | (self.min_ttl as u64) << 8 | (self.set_tos as u64) << 16 | (self.max_mss as u64) << 24
+        self.flags as u64
+            | (self.min_ttl as u64) << 8
+            | (self.set_tos as u64) << 16
+            | (self.max_mss as u64) << 24
+            | (self.prio[0] as u64) << 40
+            | (self.prio[1] as u64) << 48
     }
 
     pub fn unpack(w: u64) -> ScrubActs {
-        ScrubActs { flags: w as u8, min_ttl: (w >> 8) as u8, set_tos: (w >> 16) as u8, max_mss: (w >> 24) as u16 }
+        ScrubActs {
+            flags: w as u8,
+            min_ttl: (w >> 8) as u8,
+            set_tos: (w >> 16) as u8,
+            max_mss: (w >> 24) as u16,
+            prio: [(w >> 40) as u8, (w >> 48) as u8],
+        }
     }
 
     /// pf_rule_to_actions: a later rule's values replace the earlier ones
@@ -70,6 +115,9 @@ impl ScrubActs {
         }
         if r.max_mss != 0 {
             self.max_mss = r.max_mss;
+        }
+        if r.flags & scrubflags::SETPRIO != 0 {
+            self.prio = r.prio;
         }
         self.flags |= r.flags;
     }
@@ -230,6 +278,7 @@ mod tests {
                 min_ttl: 64,
                 set_tos: 0x10,
                 max_mss: 1200,
+                prio: [0; 2],
             };
             let tot = p.len();
             apply(&mut p, 20, tot, &a, || 0xbeef);
@@ -256,7 +305,7 @@ mod tests {
         let s = checksum(&p[..20]);
         p[10..12].copy_from_slice(&s.to_be_bytes());
         let before = p.clone();
-        let a = ScrubActs { flags: 0, min_ttl: 64, set_tos: 0, max_mss: 1200 };
+        let a = ScrubActs { flags: 0, min_ttl: 64, set_tos: 0, max_mss: 1200, prio: [0; 2] };
         let tot = p.len();
         apply(&mut p, 20, tot, &a, || unreachable!());
         assert_eq!(p, before);
@@ -278,18 +327,23 @@ mod tests {
 
     #[test]
     fn later_rules_replace_values_and_add_flags() {
-        let mut a = ScrubActs::of_rule(&Scrub { no_df: true, min_ttl: Some(10), ..Scrub::default() }, Some(0x10));
-        a.add(&ScrubActs::of_rule(&Scrub { random_id: true, max_mss: Some(1400), ..Scrub::default() }, None));
+        let mut a = ScrubActs::of_rule(&Scrub { no_df: true, min_ttl: Some(10), ..Scrub::default() }, Some(0x10), None);
+        a.add(&ScrubActs::of_rule(&Scrub { random_id: true, max_mss: Some(1400), ..Scrub::default() }, None, None));
         assert_eq!(
             a,
             ScrubActs {
                 flags: scrubflags::NODF | scrubflags::RANDOMID | scrubflags::SETTOS,
                 min_ttl: 10,
                 set_tos: 0x10,
-                max_mss: 1400
+                max_mss: 1400,
+                prio: [0; 2],
             }
         );
-        a.add(&ScrubActs::of_rule(&Scrub { min_ttl: Some(30), ..Scrub::default() }, Some(0x08)));
+        a.add(&ScrubActs::of_rule(&Scrub { min_ttl: Some(30), ..Scrub::default() }, Some(0x08), Some((1, 6))));
         assert_eq!((a.min_ttl, a.set_tos, a.max_mss), (30, 0x08, 1400));
+        // set prio: kept in the state's word with the rest.
+        assert_eq!(ScrubActs::unpack(a.pack()), a);
+        assert_eq!((a.prio_for(false, 0), a.prio_for(true, 0), a.prio_for(false, 0x10)), (Some(1), Some(6), Some(6)));
+        assert!(!ScrubActs::of_rule(&Scrub::default(), None, Some((2, 2))).edits(), "set prio alone edits no byte");
     }
 }

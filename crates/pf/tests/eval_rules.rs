@@ -285,7 +285,7 @@ fn no_route_matches_addresses_the_routing_table_cannot_reach() {
     assert!(test(&pf, t, Direction::In, &n.em0, udp(FAR, B, 1, 2)).is_none(), "source without a route");
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, FAR, 1, 2)).is_none(), "destination without a route");
     // A blackhole route is a route (pf_routable: rtalloc finds it).
-    let mut bh = Route::<Ipv4Addr>::via("192.0.2.0".parse().unwrap(), 24, "127.0.0.1".parse().unwrap());
+    let mut bh: Route = Route::via("192.0.2.0".parse().unwrap(), 24, "127.0.0.1".parse().unwrap());
     bh.gateway = None;
     bh.flags = RouteFlags::UP | RouteFlags::STATIC | RouteFlags::BLACKHOLE;
     rt.add(0, bh).unwrap();

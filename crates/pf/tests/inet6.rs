@@ -428,3 +428,20 @@ fn antispoof_blocks_an_interfaces_ipv6_network_elsewhere() {
     let v4 = common::udp_bytes(Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 2, 2), 1, 2, b"x");
     assert!(r.go(Direction::In, &n.em1, &v4));
 }
+
+/// `set prio` (unlike scrub) applies to IPv6 packets, by rule and by the
+/// state it made.
+#[test]
+fn set_prio_applies_to_ipv6_packets_and_their_states() {
+    let n = net();
+    let pf = pf_with(&n, "pass out proto udp set prio 6\n");
+    let go = |dir, ifp: &Interface, b: &[u8]| {
+        let mut replies = vec![];
+        match pf.test(0, Instant::from_secs(1), dir, ifp, PacketBuf::from_slice(b), &mut Bufs, &mut replies) {
+            Verdict::Pass(p) => Some(p.meta.prio()),
+            _ => None,
+        }
+    };
+    assert_eq!(go(Direction::Out, &n.em1, &udp6(CLIENT, SERVER, 5000, 53)), Some(6));
+    assert_eq!(go(Direction::In, &n.em1, &udp6(SERVER, CLIENT, 53, 5000)), Some(6));
+}

@@ -270,7 +270,7 @@ impl WorkerState {
         };
         let st = ifp.stats.get(self.id);
         let n = frames.len();
-        let bytes: usize = frames.iter().map(|p| p.len()).sum();
+        let bytes = priq_order(frames);
         let sent = ifp.queue(self.id).lock().send(&mut self.pool, frames);
         st.opackets.add(sent as u64);
         st.obytes.add(if sent == n { bytes as u64 } else { 0 });
@@ -300,5 +300,58 @@ impl WorkerState {
     #[inline]
     fn next_ip_id(&mut self) -> u16 {
         crate::rng::random_u16()
+    }
+}
+
+/// The frames staged for one interface in the order OpenBSD's priq
+/// dequeues them: higher `PacketMeta::prio` first, in arrival order
+/// within a priority (a stable sort, no allocation for a staging's worth
+/// of frames), so that what the link cannot take is the lowest priority.
+/// Frames of one priority (the usual case) are left as they are. Returns
+/// their bytes.
+#[inline]
+fn priq_order(frames: &mut [PacketBuf]) -> usize {
+    let (mut bytes, mut hi, mut lo) = (0usize, 0u8, u8::MAX);
+    for p in frames.iter() {
+        bytes += p.len();
+        let pr = p.meta.prio();
+        hi = hi.max(pr);
+        lo = lo.min(pr);
+    }
+    if hi > lo {
+        frames.sort_by_key(|p| std::cmp::Reverse(p.meta.prio()));
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod priq_tests {
+    use super::*;
+
+    #[test]
+    fn higher_priorities_go_first_in_arrival_order_within_one() {
+        let mut frames: Vec<PacketBuf> = [(1u8, 3u8), (2, 7), (3, 0), (4, 7), (5, 3)]
+            .iter()
+            .map(|&(tag, prio)| {
+                let mut p = PacketBuf::from_slice(&[tag; 10]);
+                p.meta.set_prio(prio);
+                p
+            })
+            .collect();
+        assert_eq!(priq_order(&mut frames), 50);
+        let order: Vec<(u8, u8)> = frames.iter().map(|p| (p.data()[0], p.meta.prio())).collect();
+        assert_eq!(order, [(2, 7), (4, 7), (1, 3), (5, 3), (3, 0)]);
+    }
+
+    #[test]
+    fn a_default_priority_is_what_zeroed_metadata_has() {
+        let mut p = PacketBuf::from_slice(&[0; 4]);
+        assert_eq!(p.meta.prio(), crate::packet::prio::IFQ_DEFPRIO);
+        p.meta.flags |= crate::packet::mflags::PF_GENERATED;
+        p.meta.set_prio(0);
+        assert_eq!((p.meta.prio(), p.meta.flags & crate::packet::mflags::PF_GENERATED != 0), (0, true));
+        p.meta.set_prio(7);
+        assert_eq!(p.meta.prio(), 7);
+        assert_eq!(std::mem::size_of::<crate::packet::PacketMeta>(), 48, "the priority did not grow the metadata");
     }
 }

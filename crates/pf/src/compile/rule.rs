@@ -184,7 +184,7 @@ pub(super) fn compile_rule(
         icmp: r.icmp,
         tos: r.tos,
         allow_opts: r.allow_opts,
-        scrub: crate::scrub::ScrubActs::of_rule(&r.scrub, r.set.tos),
+        scrub: crate::scrub::ScrubActs::of_rule(&r.scrub, r.set.tos, r.set.prio),
         tag: r.tag.as_deref().map(|t| cx.tags.id(t)).unwrap_or(0),
         tagged: r.tagged.as_ref().map(|t| (cx.tags.id(&t.name), t.negated)),
         rtable: r.rtable.map(|t| t as u16),

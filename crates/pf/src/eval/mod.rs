@@ -484,14 +484,22 @@ fn scrub_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pd: &Pd, pkt
 }
 
 /// pf_scrub and pf_normalize_mss on a passed packet, with the scrub
-/// values `a` of its rules or its state (nothing when there are none).
+/// values `a` of its rules or its state (nothing when there are none),
+/// and pf_test's `set prio`: the packet's priority for the stack's
+/// transmit (and later `prio` rules).
 #[inline]
 fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
-    // pf_scrub for IPv6 (hop limit, traffic class) is not built: `inet6`
-    // rules with scrub options are refused at load, and an IPv6 packet
-    // on a rule of both families is not scrubbed.
-    if a.any() && pd.af == Af::Inet {
-        crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
+    if a.any() {
+        let bare_ack = pd.proto == PROTO_TCP && pd.tcp.flags & TH_ACK != 0 && pd.tcp.len == 0;
+        if let Some(p) = a.prio_for(bare_ack, pd.tos) {
+            pkt.meta.set_prio(p);
+        }
+        // pf_scrub for IPv6 (hop limit, traffic class) is not built:
+        // `inet6` rules with scrub options are refused at load, and an
+        // IPv6 packet on a rule of both families is not scrubbed.
+        if a.edits() && pd.af == Af::Inet {
+            crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
+        }
     }
 }
 

@@ -7,10 +7,6 @@ use crate::compile::AnchorTarget;
 use crate::srcnode::SN_ROUTE;
 use crate::xlhold::Holds;
 
-/// The priority a packet has unless a rule sets one (OpenBSD's
-/// IFQ_DEFPRIO).
-const IFQ_DEFPRIO: u8 = 3;
-
 /// PF_MISMATCHAW, negated: `rtable` is the table the packet would be
 /// routed in so far (a `match ... rtable` before, else its own), the one
 /// `no-route` and `urpf-failed` look in.
@@ -209,10 +205,10 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 i += 1;
                 continue;
             }
-            // `prio N`: the packet's priority, IFQ_DEFPRIO (3) for every
-            // packet here: softnet has no `set prio` (refused at load) and
-            // no VLAN priorities to take one from.
-            if r.rule.prio.is_some_and(|p| p != IFQ_DEFPRIO) {
+            // `prio N`: the packet's priority as it came to this hook
+            // (IFQ_DEFPRIO unless pf in's `set prio` gave it another; a
+            // `set prio` of this walk applies after it, as pf_test does).
+            if r.rule.prio.is_some_and(|p| p != pkt.meta.prio()) {
                 i += 1;
                 continue;
             }
@@ -714,8 +710,13 @@ fn create_state_holding(
         }
     }
     // pf_scrub and pf_normalize_tcp_* for IPv6 are not built: an IPv6
-    // state keeps no scrub values (see `scrub_packet`).
-    let scrub = if pd.af == Af::Inet6 { ScrubActs::default() } else { scrub };
+    // state keeps only `set prio` of its scrub values (see `scrub_packet`).
+    let scrub = if pd.af == Af::Inet6 {
+        use crate::scrub::scrubflags::SETPRIO;
+        ScrubActs { flags: scrub.flags & SETPRIO, prio: scrub.prio, ..ScrubActs::default() }
+    } else {
+        scrub
+    };
     if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src4(), now, limit) {
             if let Some(i) = e.lcounter() {

@@ -204,11 +204,7 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
-        let more = [
-            (r.set.prio.is_some(), "set prio"),
-            (r.set.queue.is_some(), "queue"),
-            (r.set.delay.is_some(), "set delay"),
-        ];
+        let more = [(r.set.queue.is_some(), "queue"), (r.set.delay.is_some(), "set delay")];
         for (_, what) in more.iter().filter(|(on, _)| *on) {
             refuse(what);
         }
