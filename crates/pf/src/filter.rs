@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 
-use crate::addr::{Af, PfAddr};
+use crate::addr::PfAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -638,11 +638,22 @@ impl Pf {
     /// `dst`, if given), as DIOCKILLSTATES matches the wire key's source
     /// side for the state's direction; returns how many.
     pub fn kill_states(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
+        self.kill_states_ip(src.into(), dst.map(Into::into))
+    }
+
+    /// `kill_states` for hosts of either family: a state of the other
+    /// family than `src` is never killed (a `dst` of another family than
+    /// `src` kills nothing).
+    pub fn kill_states_ip(&self, src: std::net::IpAddr, dst: Option<std::net::IpAddr>) -> usize {
         let rs = self.inner.ruleset.load_full();
+        let af = crate::model::AddressFamily::of(src);
+        if dst.is_some_and(|d| crate::model::AddressFamily::of(d) != af) {
+            return 0;
+        }
+        let (src, dst) = (PfAddr::from_ip(src), dst.map(PfAddr::from_ip));
         self.inner.states.remove_if(|idx, st| {
-            let (src, dst) = (PfAddr::from_v4(src), dst.map(PfAddr::from_v4));
             let hit = |s: usize, d: usize| {
-                st.key.af == Af::Inet && st.key.addr[s] == src && dst.is_none_or(|x| st.key.addr[d] == x)
+                st.key.af == af && st.key.addr[s] == src && dst.is_none_or(|x| st.key.addr[d] == x)
             };
             // The key's source side is index 0 for inbound states, 1 for outbound.
             let (s, d) = if st.direction == crate::state::DIR_IN { (0, 1) } else { (1, 0) };

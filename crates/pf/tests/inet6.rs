@@ -445,3 +445,20 @@ fn set_prio_applies_to_ipv6_packets_and_their_states() {
     assert_eq!(go(Direction::Out, &n.em1, &udp6(CLIENT, SERVER, 5000, 53)), Some(6));
     assert_eq!(go(Direction::In, &n.em1, &udp6(SERVER, CLIENT, 53, 5000)), Some(6));
 }
+
+/// `pfctl -k` with IPv6 hosts: the states from that source (to that
+/// destination), of that family only.
+#[test]
+fn kill_states_by_ipv6_host() {
+    let n = net();
+    let pf = pf_with(&n, "pass all\n");
+    let mut r = run(&pf);
+    assert!(r.go(Direction::In, &n.em0, &udp6(CLIENT, SERVER, 5000, 53)));
+    assert!(r.go(Direction::In, &n.em0, &udp6(CLIENT, "2001:db8:3::3", 5000, 53)));
+    assert!(r.go(Direction::In, &n.em0, &udp6("2001:db8:1::7", SERVER, 5000, 53)));
+    assert_eq!(pf.state_count(), 3);
+    assert_eq!(pf.kill_states_ip(a6(CLIENT).into(), Some(a6(SERVER).into())), 1);
+    assert_eq!(pf.kill_states_ip(a6(CLIENT).into(), Some(Ipv4Addr::new(10, 0, 2, 2).into())), 0);
+    assert_eq!(pf.kill_states_ip(a6(CLIENT).into(), None), 1);
+    assert_eq!(pf.state_count(), 1);
+}

@@ -286,7 +286,7 @@ impl PfService {
                 note(format!("rules cleared ({r})\n{s} states cleared\nsource tracking entries cleared\n"))
             }
             PfctlOp::Kill { src, dst } => {
-                let n = self.pf.kill_states(*src, *dst);
+                let n = self.pf.kill_states_ip(*src, *dst);
                 note(format!("killed {n} states from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
             PfctlOp::KillSrcNodes { src, dst } => {
