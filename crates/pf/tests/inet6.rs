@@ -222,10 +222,22 @@ fn icmp6_errors_pass_by_the_state_of_the_packet_they_quote() {
     assert_eq!(pf.counter("state-mismatch"), Some(1));
     // a quote too short for its IPv6 header
     assert!(!r.go(Direction::In, &n.em1, &err(&out[..30], SERVER)));
-    // an error makes no state
+    // an error makes no state, ICMPv6 or ICMP
     let pf = pf_with(&n, "pass all\n");
     let mut r = run(&pf);
     assert!(r.go(Direction::In, &n.em1, &err(&out, SERVER)));
+    let (c4, s4) = (Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2));
+    let out4 = common::udp_bytes(c4, s4, 5000, 53, b"q");
+    let e4 = softnet_wire::icmpv4::Icmpv4Repr::DstUnreachable {
+        code: softnet_wire::icmpv4::DstUnreachable::PortUnreachable,
+        next_hop_mtu: 0,
+        data: &out4[..28],
+    };
+    let i = common::ip_repr(s4, c4, IpProtocol::ICMP, e4.buffer_len());
+    let mut b4 = vec![0u8; i.buffer_len()];
+    i.emit(&mut b4);
+    e4.emit(&mut b4[20..]);
+    assert!(r.go(Direction::In, &n.em1, &b4));
     assert_eq!(pf.state_count(), 0);
 }
 

@@ -227,10 +227,15 @@ pub(super) fn icmp_reply_no_state(pd: &Pd) -> bool {
     }
 }
 
-/// Whether pf makes a state for this IPv6 packet on a `keep state` rule:
-/// not for an ICMPv6 error (pf_icmp_mapping's `state_icmp`).
-pub(super) fn icmp6_error(pd: &Pd) -> bool {
-    pd.proto == PROTO_ICMPV6 && !pd.frag && icmp6_mapping(pd.icmp_type).0
+/// An ICMP or ICMPv6 error (pf_icmp_mapping's `state_icmp`): pf makes
+/// no state for it, whatever the rule says.
+pub(super) fn icmp_error(pd: &Pd) -> bool {
+    match (pd.proto, pd.af) {
+        _ if pd.frag => false,
+        (PROTO_ICMP, Af::Inet) => icmp_mapping(pd.icmp_type).0,
+        (PROTO_ICMPV6, Af::Inet6) => icmp6_mapping(pd.icmp_type).0,
+        _ => false,
+    }
 }
 
 /// The state key of a new IPv6 state (NDP keyed by its target).

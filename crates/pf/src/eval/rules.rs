@@ -408,7 +408,7 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp6_error(pd) {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp_error(pd) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
@@ -489,8 +489,8 @@ pub(super) fn test_rule(
             // A fragment is neither translated nor tracked (pf_test_rule
             // makes no state for PF_VPROTO_FRAGMENT, and translates only
             // through one).
-            // An ICMPv6 error makes no state (pf's `state_icmp`).
-            let stateless = pd.frag || icmp6_error(pd);
+            // An ICMP error makes no state (pf's `state_icmp`).
+            let stateless = pd.frag || icmp_error(pd);
             let xl = if !stateless && (nat.is_some() || rdr.is_some()) {
                 match nat::transaddr(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
