@@ -391,6 +391,7 @@ fn usable(bind: u64, ifidx: u32) -> Option<bool> {
     }
 }
 
+mod cold;
 mod mem;
 mod slot;
 mod table;
@@ -398,6 +399,7 @@ mod table;
 mod tests;
 pub mod v6ids;
 
+pub use cold::*;
 pub use mem::*;
 pub use slot::*;
 pub use table::*;
