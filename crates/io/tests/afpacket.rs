@@ -56,10 +56,9 @@ fn send_all(q: &mut dyn LinkQueue, pool: &mut PacketPool, frames: &[Vec<u8>]) ->
 }
 
 #[test]
+#[ignore = "needs root"]
 fn frames_cross_veth_and_no_echo_of_own_frames() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("pk");
     let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
     let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
@@ -99,10 +98,9 @@ fn frames_cross_veth_and_no_echo_of_own_frames() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sendmmsg_mode_delivers_and_counts_oversize() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("mm");
     let o = PacketOptions { tx_mode: TxMode::Sendmmsg, ..Default::default() };
     let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &o).unwrap());
@@ -123,10 +121,9 @@ fn sendmmsg_mode_delivers_and_counts_oversize() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_frames_leaving_the_device_are_not_seen() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("io");
     let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
     let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
@@ -151,10 +148,9 @@ fn kernel_frames_leaving_the_device_are_not_seen() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fanout_delivers_each_frame_to_exactly_one_queue() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("fo");
     let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
     let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 2, &PacketOptions::default()).unwrap());
@@ -204,10 +200,9 @@ fn fanout_delivers_each_frame_to_exactly_one_queue() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn oversized_frames_are_counted_not_lost_silently() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("ov");
     p.na.ip(&["link", "set", "snio-a", "mtu", "9000"]);
     p.nb.ip(&["link", "set", "snio-b", "mtu", "9000"]);
@@ -230,10 +225,9 @@ fn oversized_frames_are_counted_not_lost_silently() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn partial_checksums_from_the_peer_are_completed() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("cs");
     // Only B is ours; A's kernel keeps TX checksum offload on and sends UDP.
     let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &PacketOptions::default()).unwrap());
@@ -268,10 +262,9 @@ fn partial_checksums_from_the_peer_are_completed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn open_errors_name_the_device() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("pe");
     let e = ns.run(|| PacketQueue::open_all("snio-none", 1, &PacketOptions::default()).err().unwrap().to_string());
     assert!(e.starts_with("snio-none: SIOCGIFINDEX: No such device"), "{e}");
@@ -300,11 +293,9 @@ fn pin(cpu: usize) {
 /// Frames per second through a veth pair: one sender queue (batches of 64
 /// through the TX ring), one receiver queue (batch recv from the V3 ring).
 #[test]
-#[ignore]
+#[ignore = "benchmark; needs root"]
 fn bench_veth_pps() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let secs: u64 = std::env::var("SNIO_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let size: usize = std::env::var("SNIO_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let mmsg = std::env::var("SNIO_BENCH_TX").as_deref() == Ok("mmsg");

@@ -1,6 +1,6 @@
 //! AF_XDP link over a veth pair between two namespaces the tests create
-//! (root). The peer end is driven through AF_PACKET. If the kernel refuses
-//! AF_XDP or BPF altogether, each test prints why and skips.
+//! (root; `#[ignore = "needs root"]`). The peer end is driven through
+//! AF_PACKET. A kernel that refuses AF_XDP or BPF fails the tests.
 
 mod common;
 
@@ -53,17 +53,11 @@ fn pair(tag: &str, queues: usize) -> Pair {
     Pair { na, nb }
 }
 
-/// Opens XDP queues on `snxd-a`, or says why the kernel refused and
-/// returns None (the test then skips, loudly).
-fn open_xdp(p: &Pair, queues: usize, opts: &XdpOptions) -> Option<Vec<XdpQueue>> {
+/// Opens XDP queues on `snxd-a`. A kernel that refuses AF_XDP fails the
+/// test: it does not pass without having run.
+fn open_xdp(p: &Pair, queues: usize, opts: &XdpOptions) -> Vec<XdpQueue> {
     match p.na.run(|| XdpQueue::open_all("snxd-a", queues, opts)) {
-        Ok(q) => Some(q),
-        Err(e)
-            if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)) =>
-        {
-            eprintln!("SKIPPED: the kernel refuses AF_XDP/BPF here: {e}");
-            None
-        }
+        Ok(q) => q,
         Err(e) => panic!("opening AF_XDP: {e}"),
     }
 }
@@ -104,14 +98,11 @@ fn xdp_attached(p: &Pair) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn frames_in_through_xdp_and_out_to_the_peer() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("rx", 1);
-    let Some(mut a) = open_xdp(&p, 1, &XdpOptions::default()) else {
-        return;
-    };
+    let mut a = open_xdp(&p, 1, &XdpOptions::default());
     assert_eq!(a.len(), 1);
     assert!(xdp_attached(&p), "program attached");
     eprintln!("XDP attached in {} mode", if a[0].native() { "native" } else { "generic" });
@@ -150,16 +141,13 @@ fn frames_in_through_xdp_and_out_to_the_peer() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tx_chunks_are_recycled_through_the_completion_ring() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("cq", 1);
     // 64 chunks: 32 for TX, far fewer than the frames sent.
     let opts = XdpOptions { frames: 64, ..Default::default() };
-    let Some(mut a) = open_xdp(&p, 1, &opts) else {
-        return;
-    };
+    let mut a = open_xdp(&p, 1, &opts);
     let mut b = peer(&p);
     let mut pool = PacketPool::new(512, DEFAULT_BUF_SIZE);
     let mut seen = HashSet::new();
@@ -198,14 +186,11 @@ fn tx_chunks_are_recycled_through_the_completion_ring() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn oversize_and_runt_frames_are_counted() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("ov", 1);
-    let Some(mut a) = open_xdp(&p, 1, &XdpOptions::default()) else {
-        return;
-    };
+    let mut a = open_xdp(&p, 1, &XdpOptions::default());
     let mut b = peer(&p);
     // TX: a runt and a frame longer than MTU 1500 are refused and counted.
     let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
@@ -240,15 +225,12 @@ fn oversize_and_runt_frames_are_counted() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn dropping_the_queues_detaches_the_program() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("dt", 1);
     assert!(!xdp_attached(&p));
-    let Some(a) = open_xdp(&p, 1, &XdpOptions::default()) else {
-        return;
-    };
+    let a = open_xdp(&p, 1, &XdpOptions::default());
     assert!(xdp_attached(&p), "attached while the queue lives");
     drop(a);
     let end = Instant::now() + Duration::from_secs(2);
@@ -257,22 +239,17 @@ fn dropping_the_queues_detaches_the_program() {
     }
     assert!(!xdp_attached(&p), "detached once the queues are gone");
     // And it can be attached again.
-    let Some(a) = open_xdp(&p, 1, &XdpOptions::default()) else {
-        return;
-    };
+    let a = open_xdp(&p, 1, &XdpOptions::default());
     assert!(xdp_attached(&p));
     drop(a);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn queues_are_capped_at_the_device_queue_count() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("mq", 2);
-    let Some(mut a) = open_xdp(&p, 4, &XdpOptions::default()) else {
-        return;
-    };
+    let mut a = open_xdp(&p, 4, &XdpOptions::default());
     assert_eq!(a.len(), 2, "a 2-queue veth gives 2 queues for 4 workers");
     assert_eq!((a[0].queue(), a[1].queue()), (0, 1));
     // Frames of many flows from the peer all arrive, on one queue or the other.
@@ -312,10 +289,9 @@ fn queues_are_capped_at_the_device_queue_count() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn queues_are_capped_at_the_smaller_of_rx_and_tx_queues() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let na = Netns::new("uqa");
     let nb = Netns::new("uqb");
     na.ip(&[
@@ -337,17 +313,14 @@ fn queues_are_capped_at_the_smaller_of_rx_and_tx_queues() {
     na.ip(&["link", "set", "snxd-a", "up"]);
     nb.ip(&["link", "set", "snxd-b", "up"]);
     let p = Pair { na, nb };
-    let Some(a) = open_xdp(&p, 4, &XdpOptions::default()) else {
-        return;
-    };
+    let a = open_xdp(&p, 4, &XdpOptions::default());
     assert_eq!(a.len(), 1, "3 RX queues but 1 TX queue: one AF_XDP queue");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn open_errors_name_the_device() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("xe");
     let e = ns.run(|| XdpQueue::open_all("snxd-nope", 1, &XdpOptions::default())).err().expect("no such device");
     let m = e.to_string();
@@ -360,15 +333,12 @@ fn open_errors_name_the_device() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn generic_mode_works_too() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("sk", 1);
     let opts = XdpOptions { force_skb_mode: true, ..Default::default() };
-    let Some(mut a) = open_xdp(&p, 1, &opts) else {
-        return;
-    };
+    let mut a = open_xdp(&p, 1, &opts);
     assert!(!a[0].native());
     let o = Command::new("ip").args(["-n", &p.na.name, "-d", "link", "show", "snxd-a"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("xdpgeneric"), "generic mode shown by ip");
@@ -393,14 +363,11 @@ fn generic_mode_works_too() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_device_already_attached_is_a_clear_error() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let p = pair("bz", 1);
-    let Some(a) = open_xdp(&p, 1, &XdpOptions::default()) else {
-        return;
-    };
+    let a = open_xdp(&p, 1, &XdpOptions::default());
     let t = Instant::now();
     let e = p.na.run(|| XdpQueue::open_all("snxd-a", 1, &XdpOptions::default())).err().expect("the queue is taken");
     let m = e.to_string();

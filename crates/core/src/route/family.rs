@@ -27,9 +27,9 @@ pub trait RouteAddr:
     const MAX_LEN: u8;
     /// Trie levels of 8 bits each.
     const LEVELS: u8;
-    /// Whether the trie jumps over runs of nodes that hold no route and
-    /// one child (path compression): IPv6's long keys leave such runs under
-    /// nearly every prefix; IPv4's four levels are walked as they are.
+    /// Whether the trie leaves out nodes that would hold no route and have
+    /// one child (path compression): IPv6's long keys leave runs of them
+    /// under nearly every prefix; IPv4's four levels are walked as they are.
     const COMPRESS: bool;
     /// `AF_INET` or `AF_INET6`, for messages and errors.
     const FAMILY: &'static str;
@@ -40,8 +40,8 @@ pub trait RouteAddr:
     fn mask_bits(b: Self::Bits, len: u8) -> Self::Bits;
     /// The 8-bit slot of `b` at trie `level`.
     fn slot(b: Self::Bits, level: u8) -> usize;
-    /// `b` with slot `s` put in at trie `level`.
-    fn with_slot(b: Self::Bits, level: u8, s: usize) -> Self::Bits;
+    /// All bits clear (the root's position).
+    const ZERO_BITS: Self::Bits;
     /// Whether the address needs an interface to mean anything (KAME's
     /// IN6_IS_SCOPE_EMBED). Never for IPv4.
     fn is_scoped(self) -> bool;
@@ -83,6 +83,7 @@ impl RouteAddr for Ipv4Addr {
     const MAX_LEN: u8 = 32;
     const LEVELS: u8 = 4;
     const COMPRESS: bool = false;
+    const ZERO_BITS: u32 = 0;
     const FAMILY: &'static str = "inet";
 
     #[inline]
@@ -100,9 +101,6 @@ impl RouteAddr for Ipv4Addr {
     #[inline]
     fn slot(b: u32, level: u8) -> usize {
         ((b >> (24 - 8 * level as u32)) & 0xff) as usize
-    }
-    fn with_slot(b: u32, level: u8, s: usize) -> u32 {
-        b | ((s as u32 & 0xff) << (24 - 8 * level as u32))
     }
     #[inline]
     fn is_scoped(self) -> bool {
@@ -157,6 +155,7 @@ impl RouteAddr for Ipv6Addr {
     const MAX_LEN: u8 = 128;
     const LEVELS: u8 = 16;
     const COMPRESS: bool = true;
+    const ZERO_BITS: u128 = 0;
     const FAMILY: &'static str = "inet6";
 
     #[inline]
@@ -174,9 +173,6 @@ impl RouteAddr for Ipv6Addr {
     #[inline]
     fn slot(b: u128, level: u8) -> usize {
         ((b >> (120 - 8 * level as u32)) & 0xff) as usize
-    }
-    fn with_slot(b: u128, level: u8, s: usize) -> u128 {
-        b | ((s as u128 & 0xff) << (120 - 8 * level as u32))
     }
     #[inline]
     fn is_scoped(self) -> bool {

@@ -28,7 +28,7 @@ impl RouteSnapshot<Ipv4Addr> {
     /// the `Arc` may end up freeing a deleted route itself.
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Arc<Route>> {
-        trie::lookup(&self.root, u32::from(dst))
+        trie::lookup4(&self.root, u32::from(dst))
     }
 }
 
@@ -38,7 +38,7 @@ impl RouteSnapshot<Ipv6Addr> {
     /// (`fe80::/10`) this way: use `lookup_scoped` with its interface.
     #[inline]
     pub fn lookup(&self, dst: Ipv6Addr) -> Option<&Arc<Route<Ipv6Addr>>> {
-        trie::lookup(&self.root, u128::from(dst))
+        trie::lookup6(&self.root, u128::from(dst))
     }
 }
 

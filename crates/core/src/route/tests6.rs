@@ -481,10 +481,17 @@ fn lookup_cost_v6_against_v4_at_100k_routes() {
             v6 = v6.min(ns_per_lookup6(&t6, &d6, 1));
         }
         println!(
-            "dense 100k: v4 /24s {v4:.1} ns/lookup, v6 /{len}s {v6:.1} ns/lookup (x{:.2}); v6 trie {} nodes",
+            "dense 100k, 1M random destinations: v4 /24s {v4:.1} ns/lookup, v6 /{len}s {v6:.1} ns/lookup (x{:.2}); v6 trie {} nodes",
             v6 / v4,
             t6.snapshot6(0).unwrap().node_count()
         );
+        let (h4, h6) = (&d4[..4096], &d6[..4096]);
+        let (mut v4, mut v6) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            v4 = v4.min(ns_per_lookup4(&t4, h4, 200));
+            v6 = v6.min(ns_per_lookup6(&t6, h6, 200));
+        }
+        println!("dense 100k, hot 4096 destinations: v4 /24s {v4:.1} ns, v6 /{len}s {v6:.1} ns (x{:.2})", v6 / v4);
     }
     let (tb4, _rb4) = tables();
     tb4.batch(0, |b| {
@@ -537,6 +544,28 @@ fn lookup_cost_v6_against_v4_at_100k_routes() {
 }
 
 #[test]
+fn nodes_without_routes_and_with_one_child_are_left_out() {
+    let (t, _rx) = tables();
+    let mut r = via("2a00:1:2:3::", 64, "2001:db8:1::fe");
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 2, "the root and the /64's node at level 7");
+    let mut r = via("2a00:1:2:3:4::", 80, "2001:db8:1::fe");
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 3, "the /80's node hangs right under the /64's");
+    let mut r = via("2a00:1:5:3::", 64, "2001:db8:1::fe");
+    r.ifp = ifw(1);
+    t.add(0, r).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 5, "a split at level 5 where the two /64s part");
+    t.delete(0, ip6("2a00:1:2:3::"), 64, None).unwrap();
+    t.delete(0, ip6("2a00:1:5:3::"), 64, None).unwrap();
+    assert_eq!(t.snapshot6(0).unwrap().node_count(), 2, "the split node and the emptied /64 node gone");
+    assert_eq!(t.lookup(0, ip6("2a00:1:2:3:4::1")).unwrap().prefix_len, 80);
+    assert!(t.lookup(0, ip6("2a00:1:2:3:5::1")).is_none());
+}
+
+#[test]
 fn lookups_jump_over_runs_without_routes_and_stop_where_the_bits_differ() {
     let (t, _rx) = two_nets();
     t.add(0, via("::", 0, "2001:db8:1::fe")).unwrap();
@@ -562,4 +591,40 @@ fn lookups_jump_over_runs_without_routes_and_stop_where_the_bits_differ() {
     t.add(0, via("2a00:1:2:3:4:5::", 96, "2001:db8:1::fe")).unwrap();
     assert_eq!(old.lookup(ip6("2a00:1:2:3:4:5::1")).unwrap().prefix_len, 80);
     assert_eq!(t.lookup(0, ip6("2a00:1:2:3:4:5::1")).unwrap().prefix_len, 96);
+}
+
+/// Many lookups of 4096 hot destinations in a dense 100k table, for
+/// `perf stat` (ROUTE_FAMILY=4 or 6; run by hand with --release).
+#[test]
+#[ignore = "measurement; run by hand under perf stat"]
+fn hot_dense_lookups_for_perf() {
+    let six = std::env::var("ROUTE_FAMILY").map(|f| f == "6").unwrap_or(true);
+    let mut next = xorshift(7);
+    let n = 100_000u32;
+    let rounds = 20_000;
+    if six {
+        let (t6, _r) = tables();
+        let base = u128::from(ip6("2001:db8::"));
+        let ps: Vec<(u128, u8)> = (0..n as u128).map(|i| (base + (i << 80), 48)).collect();
+        load6(&t6, &ps);
+        let d: Vec<Ipv6Addr> =
+            (0..4096).map(|_| Ipv6Addr::from(base + ((next() as u128 % n as u128) << 80) + next() as u128)).collect();
+        println!("v6 {:.1} ns", ns_per_lookup6(&t6, &d, rounds));
+    } else {
+        let (t4, _r) = tables();
+        t4.batch(0, |b| {
+            for i in 0..n {
+                let mut r = Route::via(
+                    std::net::Ipv4Addr::from(0x0b00_0000 + i * 256),
+                    24,
+                    std::net::Ipv4Addr::new(10, 0, 0, 1),
+                );
+                r.ifp = ifw(1);
+                b.add(r).unwrap();
+            }
+        });
+        let d: Vec<std::net::Ipv4Addr> =
+            (0..4096).map(|_| std::net::Ipv4Addr::from(0x0b00_0000 + (next() as u32 % (n * 256)))).collect();
+        println!("v4 {:.1} ns", ns_per_lookup4(&t4, &d, rounds));
+    }
 }

@@ -17,14 +17,18 @@
 //! is copied, a node already copied since the last publish is changed in
 //! place, so a batch of changes copies each node at most once.
 //!
-//! IPv6 (`RouteAddr::COMPRESS`): a node that holds no route and has one
-//! child starts a *chain*; it keeps a reference to the first node below
-//! the run that is not such a node, and the key bits leading there. A
-//! lookup reaching the head of a chain compares the destination with those
-//! bits once and jumps: the run holds no route, so a mismatch means no
-//! deeper match. A /48 alone in its /32 costs a walk to level 3 and one
-//! jump instead of six levels. Every change recomputes the chains of the
-//! nodes on its path, bottom-up.
+//! IPv6 (`RouteAddr::COMPRESS`): paths are compressed. A node that would
+//! hold no route and have one child is left out: its parent points past it
+//! to the first node below that is not such a node. Each node knows its
+//! level and position (the key bits of the levels above it), so a lookup
+//! that arrives at a node more than one level down compares the
+//! destination with the position once: the skipped levels hold no route,
+//! so a mismatch means no deeper match. A /48 alone under its /32 then
+//! costs the walk to the /32's node and one step, and a table of /48s in
+//! one /32 (2001:db8::/32) starts at level 4. An insert splits a skipping
+//! edge with a node where its key leaves it (or where its route lives); a
+//! delete that leaves a node without routes and with one child takes it
+//! out. IPv4's four levels are walked as they are.
 
 use super::family::RouteAddr;
 use super::Route;
@@ -99,33 +103,16 @@ pub(crate) struct Node<A: RouteAddr> {
     /// level on the way down.
     some_bits: [u64; 4],
     leaves: Vec<Option<Held<A>>>,
-    /// Set when this node holds no route and has exactly one child (and
-    /// the family compresses paths): where a lookup jumps to.
-    chain: Option<Chain<A>>,
-}
-
-/// A run of nodes without routes and with one child each, seen from its
-/// first node (at level L): the run ends at `end`, at level L + `skip`,
-/// whose position is `prefix` (the key bits of the levels above it).
-#[derive(Clone, Debug)]
-struct Chain<A: RouteAddr> {
-    end: Arc<Node<A>>,
-    skip: u8,
-    prefix: A::Bits,
+    /// The level of this node, and the key bits of the levels above it
+    /// (its position): what a lookup checks after a skipping edge.
+    level: u8,
+    pos: A::Bits,
 }
 
 impl<A: RouteAddr> Default for Node<A> {
+    /// The root.
     fn default() -> Self {
-        let mut run_bits = Bits::default();
-        run_bits.set(0);
-        Node {
-            child_bits: Bits::default(),
-            children: Vec::new(),
-            run_bits,
-            some_bits: [0; 4],
-            leaves: vec![None],
-            chain: None,
-        }
+        Node::at(0, A::ZERO_BITS)
     }
 }
 
@@ -165,6 +152,26 @@ fn slot_range<A: RouteAddr>(key: A::Bits, len: u8) -> (usize, usize) {
 }
 
 impl<A: RouteAddr> Node<A> {
+    /// An empty node at `level`, position `pos`.
+    fn at(level: u8, pos: A::Bits) -> Self {
+        let mut run_bits = Bits::default();
+        run_bits.set(0);
+        Node {
+            child_bits: Bits::default(),
+            children: Vec::new(),
+            run_bits,
+            some_bits: [0; 4],
+            leaves: vec![None],
+            level,
+            pos,
+        }
+    }
+
+    /// No route and exactly one child: a node path compression leaves out.
+    fn is_passthrough(&self) -> bool {
+        self.children.len() == 1 && self.leaves.len() == 1 && self.leaves[0].is_none()
+    }
+
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.leaves.len() == 1 && self.leaves[0].is_none()
     }
@@ -181,15 +188,6 @@ impl<A: RouteAddr> Node<A> {
         } else {
             None
         }
-    }
-
-    fn child_mut_or_create(&mut self, s: usize) -> &mut Node<A> {
-        let i = self.child_bits.rank_below(s);
-        if !self.child_bits.test(s) {
-            self.children.insert(i, Arc::new(Node::default()));
-            self.child_bits.set(s);
-        }
-        Arc::make_mut(&mut self.children[i])
     }
 
     /// Rewrites the leaves of slots `lo..=hi`: `f(old)` gives the new value,
@@ -229,26 +227,6 @@ impl<A: RouteAddr> Node<A> {
         self.leaves = leaves;
     }
 
-    /// Recomputes this node's chain (it sits at `level`, `pos` the key bits
-    /// of the levels above it); its child's chain is already up to date.
-    fn recompute_chain(&mut self, level: u8, pos: A::Bits) {
-        self.chain = None;
-        if !A::COMPRESS || level == 0 || self.children.len() != 1 || self.leaves.len() != 1 || self.leaves[0].is_some()
-        {
-            return;
-        }
-        let s = (0..4)
-            .find_map(|w| {
-                (self.child_bits.words[w] != 0).then(|| w * 64 + self.child_bits.words[w].trailing_zeros() as usize)
-            })
-            .expect("one child");
-        let child = &self.children[0];
-        self.chain = Some(match &child.chain {
-            Some(c) => Chain { end: c.end.clone(), skip: c.skip + 1, prefix: c.prefix },
-            None => Chain { end: child.clone(), skip: 1, prefix: A::with_slot(pos, level, s) },
-        });
-    }
-
     /// Number of nodes in this subtree (for tests and statistics).
     pub(crate) fn node_count(&self) -> usize {
         1 + self.children.iter().map(|c| c.node_count()).sum::<usize>()
@@ -270,21 +248,80 @@ pub(crate) fn lookup<A: RouteAddr>(root: &Node<A>, dst: A::Bits) -> Option<&Arc<
         match node.child(s) {
             Some(c) if level + 1 < A::LEVELS => {
                 if A::COMPRESS {
-                    if let Some(ch) = &c.chain {
-                        let to = level + 1 + ch.skip;
-                        if A::mask_bits(dst, to * 8) != ch.prefix {
-                            break;
-                        }
-                        node = &ch.end;
-                        level = to;
-                        continue;
+                    // A skipping edge: the levels between hold no route.
+                    if c.level != level + 1 && A::mask_bits(dst, c.level * 8) != c.pos {
+                        break;
                     }
+                    level = c.level;
+                } else {
+                    level += 1;
                 }
+                node = c;
+            }
+            _ => break,
+        }
+    }
+    best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
+}
+
+/// The IPv4 lookup, the generic one spelled out for u32 keys: compiled on
+/// its own, LLVM keeps the branches of the pre-IPv6 code (the generic
+/// instance turned the best-route tracking into conditional moves, which
+/// made the leaf load wait for every level's bitmap: +2 ns of ~14 on a hot
+/// lookup).
+#[inline]
+pub(crate) fn lookup4(root: &Node<std::net::Ipv4Addr>, dst: u32) -> Option<&Arc<Route<std::net::Ipv4Addr>>> {
+    let mut node = root;
+    let mut best: Option<(&Node<std::net::Ipv4Addr>, usize)> = None;
+    let mut level = 0u8;
+    loop {
+        let s = ((dst >> (24 - 8 * level as u32)) & 0xff) as usize;
+        if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+            best = Some((node, s));
+        }
+        match node.child(s) {
+            Some(c) if level + 1 < 4 => {
                 node = c;
                 level += 1;
             }
             _ => break,
         }
+    }
+    best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
+}
+
+/// The IPv6 lookup, the generic one spelled out for u128 keys: slots are
+/// the destination's bytes (no 128-bit shifts), and a node reached over a
+/// skipping edge is checked against its position.
+#[inline]
+pub(crate) fn lookup6(root: &Node<std::net::Ipv6Addr>, dst: u128) -> Option<&Arc<Route<std::net::Ipv6Addr>>> {
+    let bytes = dst.to_be_bytes();
+    let mut node = root;
+    let mut best: Option<(&Node<std::net::Ipv6Addr>, usize)> = None;
+    let mut level = 0usize;
+    let mut s;
+    loop {
+        s = bytes[level] as usize;
+        if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+            best = Some((node, s));
+        }
+        match node.child(s) {
+            Some(c) if level + 1 < 16 => {
+                let l = c.level as usize;
+                if l != level + 1 && dst & super::family::prefix_mask6(c.level * 8) != c.pos {
+                    break;
+                }
+                node = c;
+                level = l;
+            }
+            _ => break,
+        }
+    }
+    // Mostly the last node holds the route: a branch on it lets the leaf
+    // load start without waiting for `best`, which LLVM keeps in
+    // conditional moves that depend on every level's bitmap.
+    if node.some_bits[s >> 6] & (1u64 << (s & 63)) != 0 {
+        return node.leaf(s).map(|h| &**h);
     }
     best.and_then(|(n, s)| n.leaf(s)).map(|h| &**h)
 }
@@ -297,19 +334,37 @@ pub(crate) fn insert<A: RouteAddr>(root: &mut Arc<Node<A>>, key: A::Bits, len: u
 }
 
 fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8, h: &Held<A>) {
-    // Let go of the chain first: its reference to a node below would make
-    // `make_mut` copy that node although nothing else holds it.
-    node.chain = None;
-    if level == level_of(len) {
+    let target = level_of(len);
+    if level == target {
         let (lo, hi) = slot_range::<A>(key, len);
         node.rewrite_leaves(lo, hi, |old| match old {
             Some(o) if o.prefix_len > len => None,
             _ => Some(Some(h)),
         });
-    } else {
-        insert_at(node.child_mut_or_create(A::slot(key, level)), level + 1, key, len, h);
+        return;
     }
-    node.recompute_chain(level, A::mask_bits(key, level * 8));
+    let s = A::slot(key, level);
+    let i = node.child_bits.rank_below(s);
+    if !node.child_bits.test(s) {
+        // A new branch: compressed, it starts right where the route lives.
+        let at = if A::COMPRESS { target } else { level + 1 };
+        node.children.insert(i, Arc::new(Node::at(at, A::mask_bits(key, at * 8))));
+        node.child_bits.set(s);
+    } else if A::COMPRESS {
+        let (c_level, c_pos) = (node.children[i].level, node.children[i].pos);
+        // Where the key leaves the skipping edge, or where the route lives
+        // if that is above the child: a node goes in there.
+        let split = (level + 1..c_level).find(|&l| l == target || A::slot(key, l) != A::slot(c_pos, l));
+        if let Some(m) = split {
+            let mut mid = Node::at(m, A::mask_bits(key, m * 8));
+            mid.child_bits.set(A::slot(c_pos, m));
+            mid.children.push(node.children[i].clone());
+            node.children[i] = Arc::new(mid);
+        }
+    }
+    let child = Arc::make_mut(&mut node.children[i]);
+    let l = child.level;
+    insert_at(child, l, key, len, h);
 }
 
 /// Takes `gone` (for `key/len`, already removed from `map`) out of the
@@ -338,7 +393,6 @@ fn remove_at<A: RouteAddr>(
     gone: &Held<A>,
     replacement: Option<&Held<A>>,
 ) -> bool {
-    node.chain = None;
     if level == level_of(len) {
         let (lo, hi) = slot_range::<A>(key, len);
         node.rewrite_leaves(lo, hi, |old| if same(old, Some(gone)) { Some(replacement) } else { None });
@@ -346,14 +400,23 @@ fn remove_at<A: RouteAddr>(
         let s = A::slot(key, level);
         if node.child_bits.test(s) {
             let i = node.child_bits.rank_below(s);
+            let c = &node.children[i];
+            // Past a skipping edge only if the route can be below it.
+            if c.level > level_of(len) || A::mask_bits(key, c.level * 8) != c.pos {
+                return node.is_empty();
+            }
             let child = Arc::make_mut(&mut node.children[i]);
-            if remove_at(child, level + 1, key, len, gone, replacement) {
+            let l = child.level;
+            if remove_at(child, l, key, len, gone, replacement) {
                 node.children.remove(i);
                 node.child_bits.clear(s);
+            } else if A::COMPRESS && node.children[i].is_passthrough() {
+                // Left with no route and one child: point past it.
+                let grandchild = node.children[i].children[0].clone();
+                node.children[i] = grandchild;
             }
         }
     }
-    node.recompute_chain(level, A::mask_bits(key, level * 8));
     node.is_empty()
 }
 

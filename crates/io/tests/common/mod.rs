@@ -9,13 +9,13 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub fn is_root() -> bool {
+/// The root-only tests are `#[ignore = "needs root"]` (tests/run.sh runs
+/// them with `--ignored` as root); run without root they fail loudly
+/// instead of passing without having run.
+pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: needs root (network namespaces)");
-    }
-    root
+    assert!(root, "this test needs root (network namespaces): run it as root");
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
