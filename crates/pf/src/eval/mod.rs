@@ -244,6 +244,21 @@ impl Cx<'_> {
         self.probe(pd)
     }
 
+    /// `probe_linked` by key words already made: an IPv6 packet's words
+    /// cost two address-id lookups (`state::v6ids`) each time they are
+    /// made.
+    #[cold]
+    fn probe_linked_words(&self, key: (u64, u64), link: u64) -> Probe {
+        self.pf.counters.get(self.worker).searches.inc();
+        let hint = self.link_hint(link);
+        if hint != 0 {
+            if let Some(v) = self.pf.states.probe_linked(hint, key, self.kif()) {
+                return Probe::Hit(v);
+            }
+        }
+        self.pf.states.probe(key, self.kif())
+    }
+
     /// The lock-free look at the state for the packet (counted as a
     /// search). The key goes as words built in registers: a `StateKey`
     /// written field by field and read back whole stalls store forwarding.

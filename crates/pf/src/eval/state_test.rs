@@ -363,7 +363,8 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
     // Fast path: the packet changes neither the peer states nor the
     // timeout (every packet of an established flow), so only the counters
     // and the activity time move, without the state's lock.
-    match cx.probe_linked(pd, *link) {
+    let probe = if pd.af == Af::Inet6 { cx.probe_linked_words(key, *link) } else { cx.probe_linked(pd, *link) };
+    match probe {
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;

@@ -481,15 +481,17 @@ impl StateTable {
         ifidx: u32,
         f: impl FnOnce(u32, u32, &mut StateData) -> R,
     ) -> Option<(u32, R)> {
+        // The slot's own index words stand for its key (`pack(&g.key)`,
+        // which for an IPv6 key would look its addresses' ids up again).
         let ok = |idx: u32, g: &SlotGuard| {
             g.live
-                && (pack(&g.key) == k || (g.flags & sflags::NAT != 0 && self.nat_key_is(idx, k)))
+                && (g.slot.key_words() == k || (g.flags & sflags::NAT != 0 && self.nat_key_is(idx, k)))
                 && g.timeout != TIMEOUT_PURGE
                 && (g.kif == 0 || g.kif == ifidx)
         };
         if let Some(s) = link.checked_sub(1).and_then(|i| self.slot(i)) {
             let mut g = s.lock();
-            if pack(&g.key) == k && ok(link - 1, &g) && s.solo.load(Ordering::Relaxed) != 0 {
+            if s.key_words() == k && ok(link - 1, &g) && s.solo.load(Ordering::Relaxed) != 0 {
                 let rev = s.rev.load(Ordering::Relaxed);
                 return Some((link - 1, f(link - 1, rev, &mut g)));
             }

@@ -29,8 +29,28 @@ const SHARDS: usize = 64;
 /// Freed ids wait behind this many others before reuse.
 const REUSE_DELAY: usize = 4096;
 
+/// A multiply-xorshift hash of an address: the map is keyed by addresses
+/// only, and SipHash would cost an IPv6 packet more than its lookup.
+#[derive(Default, Clone, Copy)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, a: u128) {
+        let x = (a as u64 ^ (a >> 64) as u64 ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
 /// Address → (id, states' keys holding it).
-type IdShard = Mutex<HashMap<u128, (u32, u32)>>;
+type IdShard = Mutex<HashMap<u128, (u32, u32), std::hash::BuildHasherDefault<AddrHasher>>>;
 
 struct Ids {
     shards: Box<[IdShard]>,
@@ -40,7 +60,7 @@ struct Ids {
 }
 
 static IDS: LazyLock<Ids> = LazyLock::new(|| Ids {
-    shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+    shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
     by_id: Mutex::new(vec![0]),
     free: Mutex::new(VecDeque::new()),
 });
