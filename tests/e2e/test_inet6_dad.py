@@ -8,7 +8,8 @@ does not reach DAD here; the in-memory tests cover that side.)
 1 r0 configured with fd00:1::1/64: `ifconfig r0` shows its link-local
   address (EUI-64 of the MAC, `%r0`, `scopeid 0x1`) and fd00:1::1, both
   `tentative` at first, then in use within a few seconds; r1 has only its
-  link-local address
+  link-local address; `netstat -rn -f inet6` has each address's local
+  route (UHLl) and each prefix's connected route (UCn, fe80::%IF/64)
 2 A captures one DAD solicitation per address: Ethernet 33:33:ff:xx:xx:xx
   from r0's MAC, IPv6 from :: to the target's solicited-node group, hop
   limit 255, ICMPv6 NS for the target, no source link-layer option
@@ -79,6 +80,16 @@ def run_test():
         wait_until("r1's link-local out of DAD",
                    lambda: inet6_lines(d, "r1") == [f"inet6 {ll1}%r1 prefixlen 64 scopeid 0x2"], timeout=10)
 
+        t.step("1: netstat -rn -f inet6: each address's local route and its prefix's connected route")
+        n6 = d.out("netstat", "-rn", "-f", "inet6")
+        log("  " + n6.replace("\n", "\n  "))
+        rows = {l.split()[0]: l.split() for l in n6.splitlines() if l and l[0] in "0123456789abcdef"}
+        check(rows.get("fd00:1::/64", [None, None, ""])[2] == "UCn" and rows["fd00:1::/64"][-1] == "r0", rows)
+        check("UHLl" in rows.get("fd00:1::1", []) and rows["fd00:1::1"][-1] == "r0", rows)
+        check(rows.get("fe80::%r0/64", [None, None, ""])[2] == "UCn", rows)
+        check(rows.get("fe80::%r1/64", [None, None, ""])[2] == "UCn", rows)
+        check("UHLl" in rows.get(f"{ll0}%r0", []), rows)
+
         t.step("3: ifconfig r0 inet6 fd00:1::5/64 at run time; refusals")
         check(d.out("ifconfig", "r0", "inet6", "fd00:1::5/64") == "", "ifconfig printed something")
         check("inet6 fd00:1::5 prefixlen 64 tentative" in inet6_lines(d, "r0"), inet6_lines(d, "r0"))
@@ -135,6 +146,7 @@ def run_test():
         check(d.out("ifconfig", "r0", "inet6", "fd00:1::5", "delete") == "", "delete printed something")
         check(not any("fd00:1::5" in l for l in inet6_lines(d, "r0")), inet6_lines(d, "r0"))
         check("fd00:1::5 " not in d.out("ndp", "-an"), "its local entry went with it")
+        check("fd00:1::5 " not in d.out("netstat", "-rn", "-f", "inet6"), "its local route went with it")
         check(d.stop() == 0, "daemon did not exit 0")
 
 

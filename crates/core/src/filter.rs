@@ -103,8 +103,9 @@ pub trait BufferSource {
 /// A packet filter. Called once per packet per hook, on the worker's thread;
 /// it must not block and should not allocate in the steady state.
 pub trait PacketFilter: Send + Sync {
-    /// `pkt.data()` starts at the IPv4 header (validated: version, lengths,
-    /// header checksum); `worker` is the calling worker's id (for
+    /// `pkt.data()` starts at the IP header, IPv4 (validated: version,
+    /// lengths, header checksum) or IPv6 (the version nibble tells; the
+    /// filter checks the rest); `worker` is the calling worker's id (for
     /// per-worker counters); `now` is the batch's time.
     #[allow(clippy::too_many_arguments)]
     fn test(

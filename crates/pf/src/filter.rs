@@ -16,6 +16,8 @@ use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
+
+use crate::addr::PfAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -221,6 +223,7 @@ impl PfInner {
         let mut h = SipHasher13::new_with_keys(self.iss_key.0, self.iss_key.1);
         h.write(&pd.src.octets());
         h.write(&pd.dst.octets());
+        h.write_u8(pd.af as u8);
         h.write_u16(pd.sport);
         h.write_u16(pd.dport);
         (h.finish() as u32).wrapping_add((now.as_nanos() / 4000) as u32)
@@ -310,11 +313,11 @@ impl PfInner {
         Some((name, std::array::from_fn(|i| now[i].wrapping_sub(g.1[i]))))
     }
 
-    fn state_removed(&self, st: &StateData, rs: &CompiledRuleset) {
+    fn state_removed(&self, idx: u32, st: &StateData, rs: &CompiledRuleset) {
         if let Some(r) = rs.state_rule(st.ruleset_gen, st.rule_nr) {
             let _ = r.states_cur.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
             if let (Some(rt), true) = (&r.route, st.rt != 0) {
-                rt.released(st.rt_addr);
+                rt.released(self.states.cold(idx).rt_addr);
             }
         }
         use crate::state::srcflags::{SRC_NODE, SRC_ROUTE, XLATE};
@@ -347,7 +350,9 @@ impl PfInner {
         self.states.update_if(
             |o| {
                 let from = if o.direction == crate::state::DIR_IN { o.key.addr[0] } else { o.key.addr[1] };
-                from == src && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
+                o.key.af == crate::addr::Af::Inet
+                    && from.v4() == src
+                    && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
             },
             |o| o.timeout = TIMEOUT_PURGE,
         )
@@ -609,8 +614,8 @@ impl Pf {
     /// `pfctl -F states`: returns how many were removed.
     pub fn flush_states(&self) -> usize {
         let rs = self.inner.ruleset.load_full();
-        self.inner.states.remove_if(|st| {
-            self.inner.state_removed(st, &rs);
+        self.inner.states.remove_if(|idx, st| {
+            self.inner.state_removed(idx, st, &rs);
             true
         })
     }
@@ -633,14 +638,28 @@ impl Pf {
     /// `dst`, if given), as DIOCKILLSTATES matches the wire key's source
     /// side for the state's direction; returns how many.
     pub fn kill_states(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
+        self.kill_states_ip(src.into(), dst.map(Into::into))
+    }
+
+    /// `kill_states` for hosts of either family: a state of the other
+    /// family than `src` is never killed (a `dst` of another family than
+    /// `src` kills nothing).
+    pub fn kill_states_ip(&self, src: std::net::IpAddr, dst: Option<std::net::IpAddr>) -> usize {
         let rs = self.inner.ruleset.load_full();
-        self.inner.states.remove_if(|st| {
-            let hit = |s: usize, d: usize| st.key.addr[s] == src && dst.is_none_or(|x| st.key.addr[d] == x);
+        let af = crate::model::AddressFamily::of(src);
+        if dst.is_some_and(|d| crate::model::AddressFamily::of(d) != af) {
+            return 0;
+        }
+        let (src, dst) = (PfAddr::from_ip(src), dst.map(PfAddr::from_ip));
+        self.inner.states.remove_if(|idx, st| {
+            let hit = |s: usize, d: usize| {
+                st.key.af == af && st.key.addr[s] == src && dst.is_none_or(|x| st.key.addr[d] == x)
+            };
             // The key's source side is index 0 for inbound states, 1 for outbound.
             let (s, d) = if st.direction == crate::state::DIR_IN { (0, 1) } else { (1, 0) };
             let kill = hit(s, d);
             if kill {
-                self.inner.state_removed(st, &rs);
+                self.inner.state_removed(idx, st, &rs);
             }
             kill
         })
@@ -734,10 +753,10 @@ impl Pf {
         let rs = self.inner.ruleset.load_full();
         let n = now.as_nanos();
         let inner = &self.inner;
-        inner.states.remove_if(|st| {
+        inner.states.remove_if(|idx, st| {
             let dead = inner.expires_at(st, &rs) <= n;
             if dead {
-                inner.state_removed(st, &rs);
+                inner.state_removed(idx, st, &rs);
             }
             dead
         })
@@ -838,10 +857,10 @@ impl PacketFilter for Pf {
         let hw = inner.states.high_water();
         let budget = hw.div_ceil(interval).max(1024);
         let n = now.as_nanos();
-        inner.states.purge_some(budget, |st| {
+        inner.states.purge_some(budget, |idx, st| {
             let dead = inner.expires_at(st, &rs) <= n;
             if dead {
-                inner.state_removed(st, &rs);
+                inner.state_removed(idx, st, &rs);
             }
             dead
         });
@@ -907,10 +926,11 @@ fn count_logif(
 ) -> Decision {
     let len = slot.as_ref().map_or(0, |p| {
         let d = p.data();
-        if d.len() >= 4 {
-            u16::from_be_bytes([d[2], d[3]]) as u64
-        } else {
-            d.len() as u64
+        match d.first().map(|b| b >> 4) {
+            // IPv6: the fixed header and its payload length
+            Some(6) if d.len() >= 6 => 40 + u16::from_be_bytes([d[4], d[5]]) as u64,
+            _ if d.len() >= 4 => u16::from_be_bytes([d[2], d[3]]) as u64,
+            _ => d.len() as u64,
         }
     });
     let v = f(slot);

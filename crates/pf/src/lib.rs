@@ -14,8 +14,9 @@
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
 //!   refuses what the packet filter does not do yet ("… not supported
 //!   yet"): `af-to`, `synproxy state`, queues, `set
-//!   prio`/`set delay`, divert-*, IPv6 next hops, and tables defined
-//!   inside anchors.
+//!   prio`/`set delay`, divert-*, IPv6 next hops, tables defined
+//!   inside anchors, and on `inet6` rules nat-to/rdr-to/binat-to, scrub
+//!   options and source tracking.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor
 //!   path (`pfctl -a`) with `include` and `load anchor` files from a
 //!   [`parse::FileSource`]; [`anchor`] resolves anchor paths as pf does;
@@ -38,6 +39,7 @@
 //! parses back as `addr-unr`); an unquoted number is taken by `set debug`
 //! (pfctl wants it quoted but prints it bare).
 
+pub mod addr;
 pub mod anchor;
 pub mod error;
 pub mod lb;

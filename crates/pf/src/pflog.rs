@@ -7,9 +7,9 @@
 //! queue under a short lock (dropping and counting when the queue is
 //! full); the daemon's writer thread calls `drain_to` with an open file.
 
+use crate::addr::{Af, PfAddr};
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -45,8 +45,9 @@ pub struct LogMeta<'a> {
     /// The anchor's name (its last path component); "" for the main ruleset.
     pub ruleset: &'a str,
     pub dir: u8,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub af: Af,
+    pub src: PfAddr,
+    pub dst: PfAddr,
     pub sport: u16,
     pub dport: u16,
 }
@@ -55,7 +56,8 @@ pub struct LogMeta<'a> {
 pub fn write_header(m: &LogMeta, out: &mut [u8; PFLOG_HDRLEN]) {
     out.fill(0);
     out[0] = PFLOG_HDRLEN as u8; // length
-    out[1] = BSD_AF_INET; // af
+    let af = if m.af == Af::Inet6 { BSD_AF_INET6 } else { BSD_AF_INET };
+    out[1] = af; // af
     out[2] = m.action;
     out[3] = m.reason;
     let n = m.ifname.len().min(15);
@@ -70,9 +72,9 @@ pub fn write_header(m: &LogMeta, out: &mut [u8; PFLOG_HDRLEN]) {
     out[56..60].copy_from_slice(&0u32.to_be_bytes()); // rule_pid
     out[60] = m.dir;
     // 61: rewritten, 62: naf, 63: pad
-    out[62] = BSD_AF_INET;
-    out[64..68].copy_from_slice(&m.src.octets()); // saddr (pf_addr, 16)
-    out[80..84].copy_from_slice(&m.dst.octets()); // daddr
+    out[62] = af;
+    out[64..80].copy_from_slice(&m.src.octets()); // saddr (pf_addr, 16)
+    out[80..96].copy_from_slice(&m.dst.octets()); // daddr
     out[96..98].copy_from_slice(&m.sport.to_be_bytes());
     out[98..100].copy_from_slice(&m.dport.to_be_bytes());
 }
@@ -204,6 +206,7 @@ mod tests {
             subrulenr: None,
             ruleset: "",
             dir: PF_IN,
+            af: Af::Inet,
             src: "10.0.1.2".parse().unwrap(),
             dst: "10.0.2.2".parse().unwrap(),
             sport: 40000,
@@ -223,6 +226,33 @@ mod tests {
         assert_eq!(&h[96..100], &[0x9c, 0x40, 0, 22]);
     }
 
+    /// An IPv6 packet's record: af and naf AF_INET6 (24), both 16-byte
+    /// addresses whole.
+    #[test]
+    fn ipv6_header_carries_af_inet6_and_whole_addresses() {
+        let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("2001:db8::1".parse().unwrap(), "2001:db8:1::2".parse().unwrap());
+        let m = LogMeta {
+            action: PF_PASS,
+            reason: 0,
+            ifname: "em0",
+            rulenr: Some(0),
+            subrulenr: None,
+            ruleset: "",
+            dir: PF_OUT,
+            af: Af::Inet6,
+            src: PfAddr::from_v6(src),
+            dst: PfAddr::from_v6(dst),
+            sport: 1,
+            dport: 2,
+        };
+        let mut h = [0u8; PFLOG_HDRLEN];
+        write_header(&m, &mut h);
+        assert_eq!((h[1], h[62]), (BSD_AF_INET6, BSD_AF_INET6));
+        assert_eq!(&h[64..80], &src.octets());
+        assert_eq!(&h[80..96], &dst.octets());
+    }
+
     #[test]
     fn queue_is_bounded_and_drains_as_pcap() {
         let q = PflogQueue::new(1);
@@ -234,8 +264,9 @@ mod tests {
             subrulenr: None,
             ruleset: "",
             dir: PF_OUT,
-            src: Ipv4Addr::LOCALHOST,
-            dst: Ipv4Addr::LOCALHOST,
+            af: Af::Inet,
+            src: PfAddr::from_v4(std::net::Ipv4Addr::LOCALHOST),
+            dst: PfAddr::from_v4(std::net::Ipv4Addr::LOCALHOST),
             sport: 0,
             dport: 0,
         };

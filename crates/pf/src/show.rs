@@ -259,10 +259,12 @@ impl Pf {
         // and the query type (8 for echo) on the other, as pf keys it.
         let one = |k: &crate::state::StateKey, i: usize| {
             let port = k.port[i];
-            if port != 0 {
-                format!("{}:{}", k.addr[i], port)
-            } else {
-                k.addr[i].to_string()
+            let a = k.addr[i].to_ip(k.af);
+            match (port, k.af) {
+                (0, _) => a.to_string(),
+                (_, crate::addr::Af::Inet) => format!("{a}:{port}"),
+                // print_host: an IPv6 address's port in brackets.
+                (_, crate::addr::Af::Inet6) => format!("{a}[{port}]"),
             }
         };
         let host = |i: usize| {

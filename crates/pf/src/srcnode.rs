@@ -120,7 +120,8 @@ impl NodeKey {
         if st.src_flags & srcflags::SRC_NODE == 0 {
             return None;
         }
-        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
+        // Source nodes are IPv4 (an IPv6 state never gets SRC_NODE).
+        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] }.v4();
         let rule =
             if st.src_flags & srcflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
         Some(NodeKey { addr, rule, kind: SN_NONE })
@@ -131,7 +132,7 @@ impl NodeKey {
         if st.src_flags & srcflags::SRC_ROUTE == 0 {
             return None;
         }
-        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
+        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] }.v4();
         Some(NodeKey { addr, rule: rule_word(st.ruleset_gen, st.rule_nr), kind: SN_ROUTE })
     }
 
@@ -612,7 +613,13 @@ mod tests {
     /// An inbound TCP state of `r` from `src`.
     fn state(r: &SrcRule, src: Ipv4Addr, sport: u16) -> StateData {
         let mut st = StateData {
-            key: StateKey { addr: [src, S], port: [sport, 80], proto: 6, rtable: 0 },
+            key: StateKey {
+                addr: [src.into(), S.into()],
+                port: [sport, 80],
+                proto: 6,
+                af: crate::addr::Af::Inet,
+                rtable: 0,
+            },
             direction: DIR_IN,
             rule_nr: r.nr,
             ruleset_gen: r.gen,
@@ -761,7 +768,7 @@ mod tests {
         t.acquire(&r, A, 0, 100).unwrap();
         let mut st = state(&r, S, 1);
         st.direction = DIR_OUT;
-        st.key.addr = [S, A];
+        st.key.addr = [S.into(), A.into()];
         assert_eq!(NodeKey::of_state(&st), Some(r.key(A)));
         let mut none = st;
         none.src_flags = 0;

@@ -1,4 +1,4 @@
-//! pf tables: sets of IPv4 prefixes matched by longest prefix, with
+//! pf tables: sets of IPv4 and IPv6 prefixes matched by longest prefix, with
 //! negated entries (`!10.1.0.0/16` inside `10.0.0.0/8` carves a hole), as
 //! pf's radix tables do, and per-entry counters (`pfctl -T show -v`).
 //!
@@ -71,40 +71,66 @@ impl EntryCtl {
 /// Empty slot marker in a `LenMap`.
 const NO_POS: u32 = u32::MAX;
 
-/// Network address → entry position for one prefix length: open
-/// addressing, linear probing, at most half full.
-#[derive(Default)]
-struct LenMap {
-    shift: u32,
-    slots: Box<[(u32, u32)]>,
+/// A network address a `LenMap` is keyed by: an IPv4 one, or an IPv6
+/// one as one integer.
+trait NetKey: Copy + Default + Eq {
+    /// The key's home slot in a table of `1 << bits` slots.
+    fn home(self, bits: u32) -> usize;
 }
 
-impl LenMap {
-    fn build(items: &[(u32, u32)]) -> LenMap {
+impl NetKey for u32 {
+    #[inline]
+    fn home(self, bits: u32) -> usize {
+        (self.wrapping_mul(0x9e37_79b1) >> (32 - bits)) as usize
+    }
+}
+
+impl NetKey for u128 {
+    #[inline]
+    fn home(self, bits: u32) -> usize {
+        let f = self as u64 ^ (self >> 64) as u64;
+        (f.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
+    }
+}
+
+/// Network address → entry position for one prefix length: open
+/// addressing, linear probing, at most half full.
+struct LenMap<K> {
+    bits: u32,
+    slots: Box<[(K, u32)]>,
+}
+
+impl<K> Default for LenMap<K> {
+    fn default() -> Self {
+        LenMap { bits: 1, slots: Box::new([]) }
+    }
+}
+
+impl<K: NetKey> LenMap<K> {
+    fn build(items: &[(K, u32)]) -> LenMap<K> {
         if items.is_empty() {
             return LenMap::default();
         }
         let bits = (items.len() * 2).next_power_of_two().trailing_zeros().max(1);
-        let mut slots = vec![(0u32, NO_POS); 1usize << bits].into_boxed_slice();
-        let m = LenMap { shift: 32 - bits, slots: Box::new([]) };
+        let mut slots = vec![(K::default(), NO_POS); 1usize << bits].into_boxed_slice();
         let mask = slots.len() - 1;
         for &(net, pos) in items {
-            let mut i = m.home(net);
+            let mut i = net.home(bits);
             while slots[i].1 != NO_POS {
                 i = (i + 1) & mask;
             }
             slots[i] = (net, pos);
         }
-        LenMap { slots, ..m }
+        LenMap { bits, slots }
     }
 
     #[inline]
-    fn home(&self, net: u32) -> usize {
-        (net.wrapping_mul(0x9e37_79b1) >> self.shift) as usize
+    fn home(&self, net: K) -> usize {
+        net.home(self.bits)
     }
 
     #[inline]
-    fn get(&self, net: u32) -> Option<u32> {
+    fn get(&self, net: K) -> Option<u32> {
         let mask = self.slots.len().wrapping_sub(1);
         let mut i = self.home(net);
         loop {
@@ -120,33 +146,78 @@ impl LenMap {
     }
 }
 
+/// An entry's key: its family (IPv4 entries first, as pfctl lists the
+/// IPv4 radix tree before the IPv6 one), network and prefix length; an
+/// IPv4 network in the low 32 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct EntryKey {
+    v6: bool,
+    net: u128,
+    len: u8,
+}
+
 /// What workers read: the entries and the lookup structure, immutable,
 /// plus the per-worker counters of this snapshot's entries.
 struct Snapshot {
-    /// (network, prefix length, negated), in `show` order.
-    entries: Box<[(u32, u8, bool)]>,
-    /// Bit `l` set when some entry has prefix length `l`.
+    /// (key, negated), in `show` order.
+    entries: Box<[(EntryKey, bool)]>,
+    /// Bit `l` set when some IPv4 entry has prefix length `l`.
     lens: u64,
-    by_len: Box<[LenMap]>,
+    by_len: Box<[LenMap<u32>]>,
+    /// The same for IPv6 entries: bit `l` of `lens6[l / 64]`.
+    lens6: [u64; 3],
+    by_len6: Box<[LenMap<u128>]>,
     /// Per worker: counters by entry position, allocated the first time
     /// that worker counts a packet.
     stats: Box<[OnceLock<Box<[EntryCounters]>>]>,
 }
 
 impl Snapshot {
-    fn build(ctl: &BTreeMap<(u32, u8), EntryCtl>) -> Snapshot {
-        let entries: Box<[(u32, u8, bool)]> = ctl.iter().map(|(&(n, l), e)| (n, l, e.negated)).collect();
+    fn build(ctl: &BTreeMap<EntryKey, EntryCtl>) -> Snapshot {
+        let entries: Box<[(EntryKey, bool)]> = ctl.iter().map(|(&k, e)| (k, e.negated)).collect();
         let mut per_len: Vec<Vec<(u32, u32)>> = vec![vec![]; 33];
-        let mut lens = 0u64;
-        for (pos, &(net, l, _)) in entries.iter().enumerate() {
-            per_len[l as usize].push((net, pos as u32));
-            lens |= 1u64 << l;
+        let mut per_len6: Vec<Vec<(u128, u32)>> = vec![vec![]; 129];
+        let (mut lens, mut lens6) = (0u64, [0u64; 3]);
+        for (pos, &(k, _)) in entries.iter().enumerate() {
+            if k.v6 {
+                per_len6[k.len as usize].push((k.net, pos as u32));
+                lens6[k.len as usize / 64] |= 1u64 << (k.len % 64);
+            } else {
+                per_len[k.len as usize].push((k.net as u32, pos as u32));
+                lens |= 1u64 << k.len;
+            }
         }
         Snapshot {
             entries,
             lens,
             by_len: per_len.iter().map(|v| LenMap::build(v)).collect(),
+            lens6,
+            by_len6: per_len6.iter().map(|v| LenMap::build(v)).collect(),
             stats: (0..MAX_WORKERS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Position of the longest IPv6 prefix holding `a`.
+    fn lookup6(&self, a: u128) -> Option<usize> {
+        for w in (0..3).rev() {
+            let mut lens = self.lens6[w];
+            while lens != 0 {
+                let b = 63 - lens.leading_zeros();
+                lens &= !(1u64 << b);
+                let l = w as u32 * 64 + b;
+                if let Some(pos) = self.by_len6[l as usize].get(a & crate::addr::mask6(l as u8)) {
+                    return Some(pos as usize);
+                }
+            }
+        }
+        None
+    }
+
+    /// `lookup` or `lookup6` by family.
+    fn lookup_ip(&self, a: IpAddr) -> Option<usize> {
+        match a {
+            IpAddr::V4(a) => self.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.lookup6(u128::from(a)),
         }
     }
 
@@ -222,7 +293,7 @@ pub struct Table {
     root: ArcSwapOption<Table>,
     snap: ArcSwap<Snapshot>,
     /// The authoritative entries (control thread), in `show` order.
-    ctl: Mutex<BTreeMap<(u32, u8), EntryCtl>>,
+    ctl: Mutex<BTreeMap<EntryKey, EntryCtl>>,
     /// Lookups that found no entry, for `-T show -v`: per worker.
     no_match: PerWorker<Counter>,
 }
@@ -240,17 +311,30 @@ pub struct ShownEntry {
     pub negated: bool,
 }
 
-fn v4(net: &IpNet) -> Option<(u32, u8)> {
+fn key(net: &IpNet) -> EntryKey {
     match net.addr {
-        IpAddr::V4(a) => Some((u32::from(a) & mask(net.prefix), net.prefix.min(32))),
-        IpAddr::V6(_) => None,
+        IpAddr::V4(a) => {
+            let len = net.prefix.min(32);
+            EntryKey { v6: false, net: (u32::from(a) & mask(len)) as u128, len }
+        }
+        IpAddr::V6(a) => {
+            let len = net.prefix.min(128);
+            EntryKey { v6: true, net: u128::from(a) & crate::addr::mask6(len), len }
+        }
     }
 }
 
-/// How many entries a table holding exactly `entries` has (IPv4, one per
+impl EntryKey {
+    fn net(&self) -> IpNet {
+        let addr = if self.v6 { IpAddr::V6(self.net.into()) } else { IpAddr::V4((self.net as u32).into()) };
+        IpNet::new(addr, self.len)
+    }
+}
+
+/// How many entries a table holding exactly `entries` has (one per
 /// prefix).
 pub fn count_distinct(entries: &[TableEntry]) -> usize {
-    entries.iter().filter_map(|e| v4(&e.net)).collect::<HashSet<_>>().len()
+    entries.iter().map(|e| key(&e.net)).collect::<HashSet<_>>().len()
 }
 
 /// How long `publish` waits for workers to drop an old snapshot before
@@ -337,7 +421,7 @@ impl Table {
     /// to drop the old one and (with `carry`) folds its counters into
     /// `ctl`, so entries still present keep them. The old snapshot is
     /// freed here, on the control thread.
-    fn publish(&self, ctl: &mut BTreeMap<(u32, u8), EntryCtl>, carry: bool) {
+    fn publish(&self, ctl: &mut BTreeMap<EntryKey, EntryCtl>, carry: bool) {
         let old = self.snap.swap(Arc::new(Snapshot::build(ctl)));
         // `swap` turned every outstanding reader guard into a strong count.
         let t0 = Instant::now();
@@ -348,8 +432,8 @@ impl Table {
             return;
         }
         for stats in old.stats.iter().filter_map(|s| s.get()) {
-            for (&(net, l, _), c) in old.entries.iter().zip(stats.iter()) {
-                let Some(e) = ctl.get_mut(&(net, l)) else { continue };
+            for (&(k, _), c) in old.entries.iter().zip(stats.iter()) {
+                let Some(e) = ctl.get_mut(&k) else { continue };
                 for i in 0..STAT_SLOTS {
                     e.packets[i] += c.packets[i].get();
                     e.bytes[i] += c.bytes[i].get();
@@ -358,11 +442,10 @@ impl Table {
         }
     }
 
-    fn add_locked(ctl: &mut BTreeMap<(u32, u8), EntryCtl>, entries: &[TableEntry]) -> usize {
+    fn add_locked(ctl: &mut BTreeMap<EntryKey, EntryCtl>, entries: &[TableEntry]) -> usize {
         let mut n = 0;
         for e in entries {
-            let Some(key) = v4(&e.net) else { continue };
-            if let std::collections::btree_map::Entry::Vacant(v) = ctl.entry(key) {
+            if let std::collections::btree_map::Entry::Vacant(v) = ctl.entry(key(&e.net)) {
                 v.insert(EntryCtl::new(e.negated));
                 n += 1;
             }
@@ -374,8 +457,7 @@ impl Table {
     /// more than `room` entries would be new.
     pub fn add_within(&self, entries: &[TableEntry], room: usize) -> Option<usize> {
         let mut ctl = self.ctl.lock();
-        let new: HashSet<(u32, u8)> =
-            entries.iter().filter_map(|e| v4(&e.net)).filter(|k| !ctl.contains_key(k)).collect();
+        let new: HashSet<EntryKey> = entries.iter().map(|e| key(&e.net)).filter(|k| !ctl.contains_key(k)).collect();
         if new.len() > room {
             return None;
         }
@@ -395,8 +477,7 @@ impl Table {
         Some(self.replace(entries))
     }
 
-    /// Adds entries; returns how many were new. IPv6 entries are ignored
-    /// (this router filters IPv4).
+    /// Adds entries; returns how many were new.
     pub fn add(&self, entries: &[TableEntry]) -> usize {
         let mut ctl = self.ctl.lock();
         let n = Self::add_locked(&mut ctl, entries);
@@ -411,7 +492,7 @@ impl Table {
         let mut ctl = self.ctl.lock();
         let mut n = 0;
         for e in entries {
-            let Some(key) = v4(&e.net) else { continue };
+            let key = key(&e.net);
             if ctl.get(&key).is_some_and(|x| x.negated == e.negated) {
                 ctl.remove(&key);
                 n += 1;
@@ -427,10 +508,9 @@ impl Table {
     /// old set or the new one, never a mix.
     pub fn replace(&self, entries: &[TableEntry]) -> (usize, usize) {
         let mut ctl = self.ctl.lock();
-        let keep: HashSet<(u32, u8, bool)> =
-            entries.iter().filter_map(|e| v4(&e.net).map(|(n, l)| (n, l, e.negated))).collect();
+        let keep: HashSet<(EntryKey, bool)> = entries.iter().map(|e| (key(&e.net), e.negated)).collect();
         let before = ctl.len();
-        ctl.retain(|&(n, l), e| keep.contains(&(n, l, e.negated)));
+        ctl.retain(|&k, e| keep.contains(&(k, e.negated)));
         let deleted = before - ctl.len();
         let added = Self::add_locked(&mut ctl, entries);
         if added + deleted > 0 {
@@ -459,25 +539,36 @@ impl Table {
     #[inline]
     fn contains_here(&self, a: Ipv4Addr) -> bool {
         let s = self.snap.load();
-        matches!(s.lookup(u32::from(a)), Some(pos) if !s.entries[pos].2)
+        matches!(s.lookup(u32::from(a)), Some(pos) if !s.entries[pos].1)
+    }
+
+    /// `contains` for an IPv6 address (pfr_match_addr over the table's
+    /// IPv6 entries).
+    pub fn contains6(&self, a: std::net::Ipv6Addr) -> bool {
+        self.with_resolved(|t| t.is_some_and(|t| t.contains_ip_here(IpAddr::V6(a))))
+    }
+
+    fn contains_ip_here(&self, a: IpAddr) -> bool {
+        let s = self.snap.load();
+        matches!(s.lookup_ip(a), Some(pos) if !s.entries[pos].1)
     }
 
     /// `contains` that also counts the packet on the matching entry (or as
     /// no match), in worker `worker`'s counters.
     pub fn match_and_count(&self, worker: usize, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
-        self.with_resolved(|t| t.is_some_and(|t| t.match_and_count_here(worker, a, out, op, bytes)))
+        self.with_resolved(|t| t.is_some_and(|t| t.match_and_count_here(worker, IpAddr::V4(a), out, op, bytes)))
     }
 
-    fn match_and_count_here(&self, worker: usize, a: Ipv4Addr, out: bool, op: TableOp, bytes: u64) -> bool {
+    fn match_and_count_here(&self, worker: usize, a: IpAddr, out: bool, op: TableOp, bytes: u64) -> bool {
         let s = self.snap.load();
-        match s.lookup(u32::from(a)) {
+        match s.lookup_ip(a) {
             Some(pos) => {
                 let slot = if out { 3 } else { 0 } + op as usize;
                 let stats = s.stats[worker % MAX_WORKERS]
                     .get_or_init(|| (0..s.entries.len()).map(|_| EntryCounters::default()).collect());
                 stats[pos].packets[slot].inc();
                 stats[pos].bytes[slot].add(bytes);
-                !s.entries[pos].2
+                !s.entries[pos].1
             }
             None => {
                 self.no_match.get(worker).inc();
@@ -486,14 +577,19 @@ impl Table {
         }
     }
 
+    /// `match_and_count` for an IPv6 address.
+    pub fn match_and_count6(&self, worker: usize, a: std::net::Ipv6Addr, out: bool, op: TableOp, bytes: u64) -> bool {
+        self.with_resolved(|t| t.is_some_and(|t| t.match_and_count_here(worker, IpAddr::V6(a), out, op, bytes)))
+    }
+
     /// Lookups that found no entry, summed over workers.
     pub fn no_match(&self) -> u64 {
         self.no_match.sum(|c| c)
     }
 
-    /// `pfctl -T test`: how many of `addrs` match.
-    pub fn test(&self, addrs: &[Ipv4Addr]) -> usize {
-        addrs.iter().filter(|a| self.contains_here(**a)).count()
+    /// `pfctl -T test`: how many of `addrs` (either family) match.
+    pub fn test(&self, addrs: &[IpAddr]) -> usize {
+        addrs.iter().filter(|a| self.contains_ip_here(**a)).count()
     }
 
     /// The table as an address pool reads it (pf_lb.c's `pfr_pool_get`):
@@ -510,12 +606,7 @@ impl Table {
 
     /// Entries sorted by address then prefix length.
     pub fn show(&self) -> Vec<ShownEntry> {
-        self.snap
-            .load()
-            .entries
-            .iter()
-            .map(|&(net, l, negated)| ShownEntry { net: IpNet::new(IpAddr::V4(net.into()), l), negated })
-            .collect()
+        self.snap.load().entries.iter().map(|&(k, negated)| ShownEntry { net: k.net(), negated }).collect()
     }
 
     /// `pfctl -t T -T show [-v]` text.
@@ -523,9 +614,10 @@ impl Table {
         let ctl = self.ctl.lock();
         let s = self.snap.load();
         let mut out = String::new();
-        for (pos, (&(net, l), e)) in ctl.iter().enumerate() {
-            let addr = Ipv4Addr::from(net);
-            let text = if l == 32 { addr.to_string() } else { format!("{addr}/{l}") };
+        for (pos, (k, e)) in ctl.iter().enumerate() {
+            let host = if k.v6 { 128 } else { 32 };
+            let addr = k.net().addr;
+            let text = if k.len == host { addr.to_string() } else { format!("{addr}/{}", k.len) };
             let _ = writeln!(out, "  {}{}", if e.negated { '!' } else { ' ' }, text);
             if verbose {
                 let _ = writeln!(out, "\tCleared:     {}", ctime(e.cleared));
@@ -598,26 +690,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// A table's entries as an address pool (`crate::lb::AddrBlocks`): the
-/// entries that are not negated, in order; `count` is every entry (pf's
-/// `pfrkt_cnt`).
+/// A table's IPv4 entries as an address pool (`crate::lb::AddrBlocks`,
+/// which maps IPv4 only): the entries that are not negated, in order;
+/// `count` is every IPv4 entry (pf's `pfrkt_cnt` of the pool's family).
 pub struct TablePool {
     snap: Arc<Snapshot>,
 }
 
 impl crate::lb::AddrBlocks for TablePool {
     fn count(&self) -> usize {
-        self.snap.entries.len()
+        self.snap.entries.iter().filter(|e| !e.0.v6).count()
     }
     fn block(&self, idx: usize) -> Option<(u32, u32)> {
-        self.snap.entries.iter().filter(|e| !e.2).nth(idx).map(|&(n, l, _)| (n, mask(l)))
+        self.snap.entries.iter().filter(|e| !e.0.v6 && !e.1).nth(idx).map(|&(k, _)| (k.net as u32, mask(k.len)))
     }
     fn nested(&self, a: u32, idx: usize) -> Option<(u32, u32)> {
         let pos = self.snap.lookup(a)?;
-        let own = self.snap.entries.iter().enumerate().filter(|e| !e.1 .2).nth(idx)?.0;
+        let own = self.snap.entries.iter().enumerate().filter(|e| !e.1 .0.v6 && !e.1 .1).nth(idx)?.0;
         (pos != own).then(|| {
-            let (n, l, _) = self.snap.entries[pos];
-            (n, mask(l))
+            let (k, _) = self.snap.entries[pos];
+            (k.net as u32, mask(k.len))
         })
     }
 }
@@ -640,6 +732,18 @@ mod tests {
         assert!(t.contains("10.1.2.3".parse().unwrap()));
         assert!(!t.contains("11.0.0.1".parse().unwrap()));
         assert_eq!(t.test(&["10.0.0.1".parse().unwrap(), "11.0.0.1".parse().unwrap()]), 1);
+        // IPv6 entries beside them, each family matched in its own
+        t.add(&[e("2001:db8::/32", false), e("2001:db8:1::/48", true), e("::ffff:10.0.0.0/104", false)]);
+        assert!(t.contains6("2001:db8:2::1".parse().unwrap()));
+        assert!(!t.contains6("2001:db8:1::1".parse().unwrap()));
+        assert!(!t.contains6("2001:db9::1".parse().unwrap()));
+        assert!(t.contains6("::ffff:10.1.1.1".parse().unwrap()));
+        assert!(!t.contains("32.1.13.184".parse().unwrap()), "no IPv4 address is in an IPv6 prefix");
+        assert_eq!(t.test(&["2001:db8::5".parse().unwrap(), "2001:db8:1::5".parse().unwrap()]), 1);
+        assert_eq!(
+            t.delete(&[e("2001:db8::/32", false), e("2001:db8:1::/48", true), e("::ffff:10.0.0.0/104", false)]),
+            3
+        );
         assert_eq!(t.delete(&[e("10.1.0.0/16", true)]), 1);
         assert!(t.contains("10.1.9.9".parse().unwrap()));
         assert_eq!(t.replace(&[e("192.168.0.0/24", false)]), (1, 2));

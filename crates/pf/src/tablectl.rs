@@ -7,7 +7,6 @@
 //! anchor has a namespace of its own, and a command reaches only the
 //! tables that are active there.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::filter::Pf;
@@ -192,7 +191,11 @@ impl Pf {
     }
 
     /// `-T test`: (message, all matched).
-    pub fn table_test(&self, key: impl Into<TableKey>, addrs: &[Ipv4Addr]) -> Result<(TableMsg, bool), TableMsg> {
+    pub fn table_test(
+        &self,
+        key: impl Into<TableKey>,
+        addrs: &[std::net::IpAddr],
+    ) -> Result<(TableMsg, bool), TableMsg> {
         let t = self.find_table(key)?;
         let n = t.test(addrs);
         Ok((format!("{}/{} addresses match.", n, addrs.len()), n == addrs.len()))

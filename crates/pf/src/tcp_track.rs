@@ -25,8 +25,10 @@ pub struct TcpSeg {
     pub win: u16,
     /// Payload bytes.
     pub len: u32,
-    /// Window scale option (SYNs only), already capped at 14.
-    pub wscale: Option<u8>,
+    /// The window scale option as pf_get_wscale gives it: its shift
+    /// (capped at 14) with `WSCALE_FLAG`, 0 without the option. One byte,
+    /// so that a packet description stays within a cache line.
+    pub wscale: u8,
 }
 
 impl TcpSeg {
@@ -38,7 +40,7 @@ impl TcpSeg {
 /// pf's `pf_get_wscale`: the flag plus the shift, 0 without the option.
 pub fn wscale_of(seg: &TcpSeg) -> u8 {
     if seg.has(TH_SYN) {
-        seg.wscale.map(|w| WSCALE_FLAG | w.min(14)).unwrap_or(0)
+        seg.wscale
     } else {
         0
     }
@@ -385,7 +387,7 @@ mod tests {
     const S_ISN: u32 = 5000;
 
     fn seg(flags: u8, seq: u32, ack: u32, len: u32) -> TcpSeg {
-        TcpSeg { flags, seq, ack, win: 8192, len, wscale: None }
+        TcpSeg { flags, seq, ack, win: 8192, len, wscale: 0 }
     }
 
     fn pass(t: (Track, Option<Timeout>)) -> bool {
@@ -473,7 +475,7 @@ mod tests {
     fn window_scaling_applies_only_when_both_syns_carry_it() {
         let mut st = StateData::default();
         let mut syn = seg(TH_SYN, C_ISN, 0, 0);
-        syn.wscale = Some(7);
+        syn.wscale = WSCALE_FLAG | 7;
         syn.win = 65535;
         init_state(&mut st, &syn, None);
         assert_eq!(st.src.wscale, WSCALE_FLAG | 7);
@@ -485,7 +487,7 @@ mod tests {
         let mut st = StateData::default();
         init_state(&mut st, &syn, None);
         let mut sa = seg(TH_SYN | TH_ACK, S_ISN, C_ISN + 1, 0);
-        sa.wscale = Some(2);
+        sa.wscale = WSCALE_FLAG | 2;
         assert!(pass(track_full(&mut st, false, &sa, || 0)));
         assert_eq!(st.dst.wscale, WSCALE_FLAG | 2);
         assert!(pass(track_full(&mut st, true, &seg(TH_ACK, C_ISN + 1, S_ISN + 1, 0), || 0)));

@@ -75,7 +75,10 @@ fn an_anchors_rule_uses_the_main_table_until_the_anchor_has_its_own() {
     assert!(!passes_from(&pf, &n, C, 7), "a's own <t> holds C");
     assert_eq!(pf.show_tables("a"), "t\n");
     assert_eq!(pf.table_show("t", false).unwrap(), "   10.0.1.2\n", "the main <t> unchanged");
-    assert_eq!(pf.table_test(key("a", "t"), &[C, A]).unwrap(), ("1/2 addresses match.".to_string(), false));
+    assert_eq!(
+        pf.table_test(key("a", "t"), &[C.into(), A.into()]).unwrap(),
+        ("1/2 addresses match.".to_string(), false)
+    );
     // -a a -F Tables: a's <t> stops being active; a's rule reads the main one again.
     assert_eq!(pf.clear_tables("a").unwrap(), 1);
     assert!(!passes_from(&pf, &n, A, 7));

@@ -102,7 +102,7 @@ fn tables_match_and_change_at_run_time() {
     assert_eq!(pf.table_delete("bad", &[ne]).unwrap(), "1/1 addresses deleted.");
     assert_eq!(pf.table_add("bad", &[e]).unwrap(), "1/1 addresses added.");
     assert!(test(&pf, t, Direction::In, &n.em0, udp(A, B, 1, 3)).is_none());
-    assert_eq!(pf.table_test("bad", &[A]).unwrap(), ("1/1 addresses match.".to_string(), true));
+    assert_eq!(pf.table_test("bad", &[A.into()]).unwrap(), ("1/1 addresses match.".to_string(), true));
     assert_eq!(pf.table_show("bad", false).unwrap(), "   10.0.1.0/24\n   10.0.1.2\n");
     assert_eq!(pf.show_tables(""), "bad\n");
     assert!(pf.table_show("nope", false).is_err());

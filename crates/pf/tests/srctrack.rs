@@ -125,7 +125,7 @@ fn max_src_conn_overloads_the_source_and_flushes_its_states_of_the_rule() {
     assert!(!run(&pf, t, Direction::In, &n.em0, tcp_bytes(A, SERVER, 1000, 80, ack, 1001, 5001, 10)));
     // The purge removes them; A goes into <bad> on the control thread.
     pf.tick(Instant::from_secs(11));
-    assert_eq!(pf.table("bad").unwrap().test(&[A]), 1);
+    assert_eq!(pf.table("bad").unwrap().test(&[A.into()]), 1);
     assert!(!pf.show_states(0, t).contains(":1000 "), "{}", pf.show_states(0, t));
     assert!(pf.show_states(0, t).contains("10.0.1.2:7 "), "the UDP state of the other rule stays");
     // With no state left and src.track 0 (the default) the node is gone.
@@ -173,7 +173,7 @@ fn max_src_conn_rate_overloads_a_source_opening_connections_too_fast() {
     assert_eq!(handshake(&pf, &n, Instant::from_secs(12), A, 1003), [true, true, false]);
     assert_eq!(info_value(&pf, "max-src-conn-rate", Instant::from_secs(12)), 1);
     pf.tick(Instant::from_secs(13));
-    assert_eq!(pf.table("bad").unwrap().test(&[A]), 1);
+    assert_eq!(pf.table("bad").unwrap().test(&[A.into()]), 1);
     assert_eq!(pf.state_count(), 0);
     // The slow source is fine.
     for s in [20u64, 40, 60, 80] {

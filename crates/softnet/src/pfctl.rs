@@ -43,7 +43,7 @@ pub struct PfctlArgs {
     pub file: Option<String>,
     pub show: Option<PfShow>,
     pub flush: Option<PfFlush>,
-    pub kill: Vec<Ipv4Addr>,
+    pub kill: Vec<std::net::IpAddr>,
     /// `-K`: source-tracking nodes to kill.
     pub kill_src: Vec<Ipv4Addr>,
     pub table: Option<String>,
@@ -153,7 +153,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                     if a.kill.len() == 2 {
                         return Err(bad("can only specify -k twice"));
                     }
-                    a.kill.push(h.parse().map_err(|_| bad(format!("bad host {h:?} (an IPv4 address)")))?)
+                    a.kill.push(h.parse().map_err(|_| bad(format!("bad host {h:?} (an IPv4 or IPv6 address)")))?)
                 }
                 ('K', Some(h)) => {
                     if a.kill_src.len() == 2 {

@@ -286,7 +286,7 @@ impl PfService {
                 note(format!("rules cleared ({r})\n{s} states cleared\nsource tracking entries cleared\n"))
             }
             PfctlOp::Kill { src, dst } => {
-                let n = self.pf.kill_states(*src, *dst);
+                let n = self.pf.kill_states_ip(*src, *dst);
                 note(format!("killed {n} states from 1 sources and {} destinations\n", dst.map_or(0, |_| 1)))
             }
             PfctlOp::KillSrcNodes { src, dst } => {
@@ -359,13 +359,7 @@ impl PfService {
                 Err(m) => Response::Error(m),
             },
             PfTableCmd::Test => {
-                let ips: Vec<Ipv4Addr> = entries
-                    .iter()
-                    .filter_map(|e| match e.net.addr {
-                        IpAddr::V4(a) => Some(a),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect();
+                let ips: Vec<IpAddr> = entries.iter().map(|e| e.net.addr).collect();
                 match self.pf.table_test(name, &ips) {
                     Ok((m, _)) => note(m),
                     Err(m) => Response::Error(m),

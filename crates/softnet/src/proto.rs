@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Bumped whenever a request or response changes shape (2: pfctl's
 /// `verbose` is the `-v` count, not a flag; 3: pfctl's `-a` anchor and the
@@ -598,10 +598,10 @@ pub enum PfctlOp {
         #[serde(default)]
         anchor: Option<String>,
     },
-    /// `-k SRC [-k DST]`.
+    /// `-k SRC [-k DST]` (IPv4 or IPv6 hosts).
     Kill {
-        src: Ipv4Addr,
-        dst: Option<Ipv4Addr>,
+        src: IpAddr,
+        dst: Option<IpAddr>,
     },
     /// `-K SRC [-K DST]`: source-tracking nodes of SRC (redirected to DST).
     KillSrcNodes {

@@ -7,7 +7,7 @@
 //! old one or the new one, never a mix.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -81,6 +81,12 @@ pub enum AddrMatch {
         mask: u32,
     },
     Range(u32, u32),
+    /// An IPv6 network (`net` masked) and an IPv6 range, as integers.
+    Net6 {
+        net: u128,
+        mask: u128,
+    },
+    Range6(u128, u128),
     Table(Arc<Table>),
     Dynamic {
         ifname: String,
@@ -94,7 +100,7 @@ pub enum AddrMatch {
     /// `urpf-failed`: an address whose route does not go out the packet's
     /// interface (strict uRPF).
     UrpfFailed,
-    /// IPv6: never matches an IPv4 packet.
+    /// Matches nothing (a route label: no route has one).
     Never,
 }
 

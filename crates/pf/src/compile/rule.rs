@@ -9,9 +9,14 @@ pub(super) fn v4net(a: IpAddr, prefix: u8) -> AddrMatch {
             let mask = softnet_core::iface::prefix_mask(prefix);
             AddrMatch::Net { net: u32::from(a) & mask, mask }
         }
-        IpAddr::V6(_) => AddrMatch::Never,
+        IpAddr::V6(a) => {
+            let mask = mask6(prefix);
+            AddrMatch::Net6 { net: u128::from(a) & mask, mask }
+        }
     }
 }
+
+pub use crate::addr::mask6;
 
 pub(super) fn endpoint(
     e: &Endpoint,
@@ -24,6 +29,7 @@ pub(super) fn endpoint(
         Addr::Net(n) => v4net(n.addr, n.prefix),
         Addr::Range(a, b) => match (a, b) {
             (IpAddr::V4(a), IpAddr::V4(b)) => AddrMatch::Range(u32::from(*a), u32::from(*b)),
+            (IpAddr::V6(a), IpAddr::V6(b)) => AddrMatch::Range6(u128::from(*a), u128::from(*b)),
             _ => AddrMatch::Never,
         },
         Addr::Table(name) => AddrMatch::Table(attach(tables, existing, path, name)),
@@ -235,16 +241,27 @@ pub(super) fn check_table_limits(
 }
 
 impl AddrMatch {
-    /// Whether `a` matches (before the rule's negation). `ifp` is the
-    /// packet's interface, used for `(if)` when it names that interface;
-    /// `lookup_if` finds other interfaces' addresses.
+    /// Whether `a` of family `af` matches (before the rule's negation):
+    /// an address of one family never matches the other's networks
+    /// (pf_match_addr compares only within `af`). `dyn_addrs` finds an
+    /// interface's addresses for `(if)`.
     #[inline]
-    pub fn matches(&self, a: Ipv4Addr, dyn_addrs: &dyn Fn(&str) -> Option<Vec<softnet_core::iface::IfAddr>>) -> bool {
-        let x = u32::from(a);
+    pub fn matches(
+        &self,
+        af: AddressFamily,
+        a: crate::addr::PfAddr,
+        dyn_addrs: &dyn Fn(&str) -> Option<Vec<softnet_core::iface::IfAddr>>,
+    ) -> bool {
+        if af == AddressFamily::Inet6 {
+            return self.matches6(a.u128());
+        }
+        let x = a.0[0];
+        let a = a.v4();
         match self {
             AddrMatch::Any => true,
             AddrMatch::Net { net, mask } => x & mask == *net,
             AddrMatch::Range(lo, hi) => x >= *lo && x <= *hi,
+            AddrMatch::Net6 { .. } | AddrMatch::Range6(..) => false,
             AddrMatch::Table(t) => t.contains(a),
             AddrMatch::Dynamic { ifname, modifier, no_alias, prefix } => {
                 let Some(addrs) = dyn_addrs(ifname) else { return false };
@@ -266,5 +283,50 @@ impl AddrMatch {
             // (`eval::endpoint_matches`); without it they match nothing.
             AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
         }
+    }
+
+    /// `matches` for an IPv6 address. `(if)` holds the interface's IPv4
+    /// addresses only (interfaces have no IPv6 addresses yet), so it
+    /// matches no IPv6 address.
+    fn matches6(&self, x: u128) -> bool {
+        match self {
+            AddrMatch::Any => true,
+            AddrMatch::Net6 { net, mask } => x & mask == *net,
+            AddrMatch::Range6(lo, hi) => x >= *lo && x <= *hi,
+            AddrMatch::Table(t) => t.contains6(std::net::Ipv6Addr::from(x)),
+            AddrMatch::Net { .. } | AddrMatch::Range(..) | AddrMatch::Dynamic { .. } => false,
+            AddrMatch::NoRoute | AddrMatch::UrpfFailed | AddrMatch::Never => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::PfAddr;
+
+    /// pf_match_addr: a network matches addresses of its own family only;
+    /// an IPv6 prefix and range compare all 128 bits.
+    #[test]
+    fn inet6_networks_and_ranges_match_ipv6_addresses_only() {
+        let none = |_: &str| None;
+        let a6 = |s: &str| PfAddr::from_v6(s.parse().unwrap());
+        let a4 = |s: &str| PfAddr::from_v4(s.parse().unwrap());
+        let net6 = v4net("2001:db8:1::".parse().unwrap(), 48);
+        assert!(net6.matches(AddressFamily::Inet6, a6("2001:db8:1:ffff::9"), &none));
+        assert!(!net6.matches(AddressFamily::Inet6, a6("2001:db8:2::9"), &none));
+        // The IPv4 address in the same first word is not in it.
+        assert!(!net6.matches(AddressFamily::Inet, PfAddr([0x2001_0db8, 0, 0, 0]), &none));
+        let host = v4net("2001:db8::1".parse().unwrap(), 128);
+        assert!(host.matches(AddressFamily::Inet6, a6("2001:db8::1"), &none));
+        assert!(!host.matches(AddressFamily::Inet6, a6("2001:db8::1:0:0:1"), &none));
+        let net4 = v4net("10.0.0.0".parse().unwrap(), 8);
+        assert!(net4.matches(AddressFamily::Inet, a4("10.1.2.3"), &none));
+        assert!(!net4.matches(AddressFamily::Inet6, PfAddr([0x0a01_0203, 0, 0, 0]), &none));
+        let r = AddrMatch::Range6(a6("fd00::10").u128(), a6("fd00::20").u128());
+        assert!(r.matches(AddressFamily::Inet6, a6("fd00::15"), &none));
+        assert!(!r.matches(AddressFamily::Inet6, a6("fd00::21"), &none));
+        assert!(AddrMatch::Any.matches(AddressFamily::Inet6, a6("::1"), &none));
+        assert!(!AddrMatch::Never.matches(AddressFamily::Inet6, a6("::1"), &none));
     }
 }

@@ -7,6 +7,8 @@ use super::*;
 pub const HOT_IFM: u8 = 1;
 /// `inet6` rule: never matches IPv4.
 pub const HOT_INET6: u8 = 2;
+/// `inet` rule: never matches IPv6.
+pub const HOT_INET: u8 = 32;
 /// The source address is not a plain (non-negated) `any` or network:
 /// match it with the full `CRule`.
 pub const HOT_SRC_SLOW: u8 = 4;
@@ -42,8 +44,10 @@ impl HotRule {
         if r.ifm.is_some() {
             flags |= HOT_IFM;
         }
-        if r.inet6_only {
-            flags |= HOT_INET6;
+        match r.rule.af {
+            Some(AddressFamily::Inet6) => flags |= HOT_INET6,
+            Some(AddressFamily::Inet) => flags |= HOT_INET,
+            None => {}
         }
         let src = fast(&r.src).unwrap_or_else(|| {
             flags |= HOT_SRC_SLOW;

@@ -28,7 +28,7 @@ pub(super) struct Endpoints {
 
 impl Endpoints {
     pub fn of(pd: &Pd) -> Endpoints {
-        Endpoints { src: pd.src, sport: pd.sport, dst: pd.dst, dport: pd.dport }
+        Endpoints { src: pd.src4(), sport: pd.sport, dst: pd.dst4(), dport: pd.dport }
     }
 
     /// The state key a packet with these endpoints has in direction `dir`
@@ -36,8 +36,8 @@ impl Endpoints {
     pub fn key(&self, proto: u8, dir: Direction) -> StateKey {
         let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
         let mut k = StateKey { proto, ..StateKey::empty() };
-        k.addr[s] = self.src;
-        k.addr[d] = self.dst;
+        k.addr[s] = PfAddr::from_v4(self.src);
+        k.addr[d] = PfAddr::from_v4(self.dst);
         k.port[s] = self.sport;
         k.port[d] = self.dport;
         k
@@ -46,7 +46,7 @@ impl Endpoints {
     /// The endpoints of a packet in direction `dir` whose key is `k`.
     pub fn from_key(k: &StateKey, dir: Direction) -> Endpoints {
         let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
-        Endpoints { src: k.addr[s], sport: k.port[s], dst: k.addr[d], dport: k.port[d] }
+        Endpoints { src: k.addr[s].v4(), sport: k.port[s], dst: k.addr[d].v4(), dport: k.port[d] }
     }
 }
 
@@ -63,6 +63,11 @@ pub(super) fn transaddr(
     nat: Option<&CRule>,
     rdr: Option<&CRule>,
 ) -> Result<(Endpoints, Holds), Reason> {
+    // Translation pools and keys are IPv4: an IPv6 packet is not
+    // translated (`inet6` rules with nat-to/rdr-to are refused at load).
+    if pd.af == Af::Inet6 {
+        return Err(Reason::Translate);
+    }
     let mut e = Endpoints::of(pd);
     let mut holds: Holds = [None, None];
     let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);
@@ -74,12 +79,12 @@ pub(super) fn transaddr(
             let k = Endpoints { src: Ipv4Addr::from(a), sport: p, dst, dport }.key(proto, dir);
             states.key_in_use(k.words())
         };
-        let sticky = sticky_addr(cx, r, pool, SN_NAT, pd.src);
-        match pool.get_sport(&if_addrs, pd.proto, icmp_echo, u32::from(pd.src), pd.sport, sticky, &mut in_use) {
+        let sticky = sticky_addr(cx, r, pool, SN_NAT, pd.src4());
+        match pool.get_sport(&if_addrs, pd.proto, icmp_echo, u32::from(pd.src4()), pd.sport, sticky, &mut in_use) {
             SportResult::Found { addr, port } => {
                 e.src = Ipv4Addr::from(addr);
                 e.sport = port;
-                holds[0] = hold(cx, r, pool, SN_NAT, pd.src, addr, sticky)?;
+                holds[0] = hold(cx, r, pool, SN_NAT, pd.src4(), addr, sticky)?;
             }
             SportResult::Exhausted => {
                 log_exhausted(cx, pool.proxy_port);
@@ -248,7 +253,7 @@ pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
             ip.set_dst_incremental(to.dst);
         }
     }
-    let l4 = &mut d[pd.hlen..pd.tot_len];
+    let l4 = &mut d[pd.hlen()..pd.tot_len()];
     let (os, od, ns, nd) = (u32::from(from.src), u32::from(from.dst), u32::from(to.src), u32::from(to.dst));
     match pd.proto {
         PROTO_TCP => {
@@ -322,7 +327,7 @@ pub(super) fn translate_icmp_error(pkt: &mut PacketBuf, pd: &Pd, h2: usize, ipro
         let ip = Ipv4Packet::new_unchecked(&d[..]);
         (ip.src(), ip.dst())
     };
-    let msg = &mut d[pd.hlen..pd.tot_len];
+    let msg = &mut d[pd.hlen()..pd.tot_len()];
     let qip = Ipv4Packet::new_unchecked(&msg[Q_IP..]);
     let (qs, qd) = (qip.src(), qip.dst());
     let l4 = Q_IP + h2;
@@ -475,7 +480,7 @@ mod tests {
             };
             let mut p = mk(s, id);
             let pd = parse_pd(p.data()).unwrap();
-            let to = Endpoints { src: Ipv4Addr::from(ns), sport: nid, dst: pd.dst, dport: pd.dport };
+            let to = Endpoints { src: Ipv4Addr::from(ns), sport: nid, dst: pd.dst4(), dport: pd.dport };
             translate(&mut p, &pd, &to);
             let want = mk(ns, nid);
             prop_assert_eq!(p.data(), want.data());

@@ -24,15 +24,15 @@ pub(super) fn send_return(
         if pd.proto != PROTO_TCP || pd.tcp.flags & TH_RST != 0 {
             return;
         }
-        let l4 = &data[pd.hlen..pd.tot_len];
-        if !TcpPacket::new_unchecked(l4).verify_checksum(pd.src, pd.dst) {
+        let l4 = &data[pd.hlen()..pd.tot_len()];
+        if !TcpPacket::new_unchecked(l4).verify_checksum(pd.src4(), pd.dst4()) {
             cx.count(Reason::ProtoCksum);
             return;
         }
         let s = pd.tcp;
         let (seq, ack, flags) = rst_numbers(&s);
         let ttl = if ttl == 0 { DEFAULT_TTL } else { ttl };
-        if let Some(p) = build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, seq, ack, flags, 0, ttl) {
+        if let Some(p) = build_tcp(bufs, pd.dst4(), pd.src4(), pd.dport, pd.sport, seq, ack, flags, 0, ttl) {
             replies.push(p);
         }
         return;
@@ -42,15 +42,15 @@ pub(super) fn send_return(
     if pd.proto == PROTO_ICMP && icmpv4::is_error(pd.icmp_type) {
         return;
     }
-    if pd.dst.is_broadcast() || pd.dst.is_multicast() || pd.src.is_broadcast() || pd.src.is_multicast() {
+    if pd.dst4().is_broadcast() || pd.dst4().is_multicast() || pd.src4().is_broadcast() || pd.src4().is_multicast() {
         return;
     }
-    let l4 = &data[pd.hlen..pd.tot_len];
+    let l4 = &data[pd.hlen()..pd.tot_len()];
     let ck_ok = match pd.proto {
-        PROTO_TCP => TcpPacket::new_unchecked(l4).verify_checksum(pd.src, pd.dst),
+        PROTO_TCP => TcpPacket::new_unchecked(l4).verify_checksum(pd.src4(), pd.dst4()),
         PROTO_UDP => {
             let u = UdpPacket::new_unchecked(l4);
-            u.checksum() == 0 || u.verify_checksum(pd.src, pd.dst)
+            u.checksum() == 0 || u.verify_checksum(pd.src4(), pd.dst4())
         }
         _ => true,
     };
@@ -58,8 +58,8 @@ pub(super) fn send_return(
         cx.count(Reason::ProtoCksum);
         return;
     }
-    let src = cx.ifp.source_for(pd.src).unwrap_or(pd.dst);
-    if let Some(p) = build_icmp_unreach(bufs, src, pd.src, icmp_code, &data[..pd.tot_len], pd.hlen) {
+    let src = cx.ifp.source_for(pd.src4()).unwrap_or(pd.dst4());
+    if let Some(p) = build_icmp_unreach(bufs, src, pd.src4(), icmp_code, &data[..pd.tot_len()], pd.hlen()) {
         replies.push(p);
     }
 }

@@ -11,14 +11,17 @@ use crate::xlhold::Holds;
 /// routed in so far (a `match ... rtable` before, else its own), the one
 /// `no-route` and `urpf-failed` look in.
 #[inline]
-pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, a: Ipv4Addr, rtable: u16) -> bool {
+pub(super) fn endpoint_matches(cx: &Cx, e: &EndpointMatch, af: Af, a: PfAddr, rtable: u16) -> bool {
     use crate::compile::AddrMatch;
     let hit = match e.addr {
-        AddrMatch::NoRoute => cx.pf.routable(a, rtable, None) == Some(false),
-        AddrMatch::UrpfFailed => cx.pf.routable(a, rtable, Some(cx.ifp)) == Some(false),
+        // IPv6 routes are not in pf's route lookup yet: an IPv6 address
+        // is neither routable nor not (pf_routable without an answer).
+        AddrMatch::NoRoute | AddrMatch::UrpfFailed if af == Af::Inet6 => false,
+        AddrMatch::NoRoute => cx.pf.routable(a.v4(), rtable, None) == Some(false),
+        AddrMatch::UrpfFailed => cx.pf.routable(a.v4(), rtable, Some(cx.ifp)) == Some(false),
         _ => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
-            e.addr.matches(a, &lookup)
+            e.addr.matches(af, a, &lookup)
         }
     };
     hit != e.negated
@@ -86,7 +89,13 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
     // ops do not match it.
     let is_tcp_udp = !pd.frag && (pd.proto == PROTO_TCP || pd.proto == PROTO_UDP);
     let counters = rs.counters.get(cx.worker);
-    let (src, dst) = (u32::from(pd.src), u32::from(pd.dst));
+    let (src, dst) = (pd.src.0[0], pd.dst.0[0]);
+    // pf_match_rule: a `keep state` rule does not match an ICMP reply.
+    let reply_no_state = icmp_reply_no_state(pd);
+    // The rules of the other family are skipped (pf_match_rule's
+    // PF_TEST_ATTRIB on r->af); an IPv6 address is matched with the full
+    // rule (the hot copy holds IPv4 networks).
+    let (other_af, slow) = if pd.af == Af::Inet6 { (HOT_INET, HOT_SRC_SLOW | HOT_DST_SLOW) } else { (HOT_INET6, 0) };
     let n = &rs.nodes[node];
     let (mut i, end) = (n.start as usize, n.end as usize);
     while i < end {
@@ -107,7 +116,7 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             i = h.skip[SKIP_DIR] as usize;
             continue;
         }
-        if h.flags & HOT_INET6 != 0 {
+        if h.flags & other_af != 0 {
             i = h.skip[SKIP_AF] as usize;
             continue;
         }
@@ -115,8 +124,8 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             i = h.skip[SKIP_PROTO] as usize;
             continue;
         }
-        let src_ok = if h.flags & HOT_SRC_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].src, pd.src, w.rtable.unwrap_or(pkt.meta.rtable))
+        let src_ok = if (h.flags | slow) & HOT_SRC_SLOW != 0 {
+            endpoint_matches(cx, &rules[i].src, pd.af, pd.src, w.rtable.unwrap_or(pkt.meta.rtable))
         } else {
             src & h.src.1 == h.src.0
         };
@@ -124,8 +133,8 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             i = h.skip[SKIP_SRC_ADDR] as usize;
             continue;
         }
-        let dst_ok = if h.flags & HOT_DST_SLOW != 0 {
-            endpoint_matches(cx, &rules[i].dst, pd.dst, w.rtable.unwrap_or(pkt.meta.rtable))
+        let dst_ok = if (h.flags | slow) & HOT_DST_SLOW != 0 {
+            endpoint_matches(cx, &rules[i].dst, pd.af, pd.dst, w.rtable.unwrap_or(pkt.meta.rtable))
         } else {
             dst & h.dst.1 == h.dst.0
         };
@@ -147,6 +156,10 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
             continue;
         }
         let r: &'a CRule = &rules[i];
+        if reply_no_state && keeps_state(r) && !r.sloppy {
+            i += 1;
+            continue;
+        }
         if h.flags & HOT_REST != 0 {
             // pf_match_rule's PF_VPROTO_FRAGMENT: no TCP flags, ICMP type
             // or code, user or group to match a fragment by.
@@ -160,7 +173,9 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 continue;
             }
             if let Some(im) = r.icmp {
-                if pd.proto != PROTO_ICMP || im.icmp_type != pd.icmp_type || im.code.is_some_and(|c| c != pd.icmp_code)
+                if (pd.proto != PROTO_ICMP && pd.proto != PROTO_ICMPV6)
+                    || im.icmp_type != pd.icmp_type
+                    || im.code.is_some_and(|c| c != pd.icmp_code)
                 {
                     i += 1;
                     continue;
@@ -267,7 +282,7 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                 w.rdr = Some(r);
             }
             if let Some(c) = counters.rule(i) {
-                c.count(cx.dir, pd.tot_len as u64);
+                c.count(cx.dir, pd.tot_len() as u64);
             }
             if let Some(l) = r.log {
                 cx.log_under(Some(r.nr), w.a, pflog::PF_MATCH, Reason::Match, pd, pkt.data());
@@ -393,7 +408,7 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if !pd.frag && (nat.is_some() || rdr.is_some()) {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp_error(pd) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
@@ -430,12 +445,12 @@ pub(super) fn test_rule(
         r.expired.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     if let Some(c) = counters.rule(r.nr as usize) {
-        c.count(cx.dir, pd.tot_len as u64);
+        c.count(cx.dir, pd.tot_len() as u64);
     }
     // pf_counters_inc: the anchor rule the deciding rule was found under
     // counts the packet too.
     if let Some(c) = am.and_then(|a| counters.rule(a as usize)) {
-        c.count(cx.dir, pd.tot_len as u64);
+        c.count(cx.dir, pd.tot_len() as u64);
     }
     count_tables(cx, r, pd);
     let logged = r.log.is_some();
@@ -453,7 +468,9 @@ pub(super) fn test_rule(
     match r.action {
         Action::Block(how) => {
             // No RST or ICMP error answers a fragment.
-            if !pd.frag {
+            if !pd.frag && pd.af == Af::Inet6 {
+                send_return6(cx, how, pd, pkt, bufs, replies);
+            } else if !pd.frag {
                 send_return(cx, r, how, pd, pkt, bufs, replies);
             }
             Decision::Drop
@@ -472,7 +489,9 @@ pub(super) fn test_rule(
             // A fragment is neither translated nor tracked (pf_test_rule
             // makes no state for PF_VPROTO_FRAGMENT, and translates only
             // through one).
-            let xl = if !pd.frag && (nat.is_some() || rdr.is_some()) {
+            // An ICMP error makes no state (pf's `state_icmp`).
+            let stateless = pd.frag || icmp_error(pd);
+            let xl = if !stateless && (nat.is_some() || rdr.is_some()) {
                 match nat::transaddr(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
@@ -484,7 +503,7 @@ pub(super) fn test_rule(
                 None
             };
             // A translated packet always gets a state (pf_test_rule: `nr`).
-            if !pd.frag && (keeps_state(r) || xl.is_some()) {
+            if !stateless && (keeps_state(r) || xl.is_some()) {
                 // A state that cannot be made drops the packet without a
                 // log record of its own (pf: counted, not logged).
                 match create_state(cx, r, pd, pkt, tag, rtable, scrub, log_match, xl) {
@@ -543,7 +562,7 @@ pub(super) fn log_state_packet(
     if Some((st.ruleset_gen, st.rule_nr)) != rule {
         return;
     }
-    for &nr in st.log_match.iter().rev().filter(|&&nr| nr != NO_RULE) {
+    for &nr in cx.pf.states.cold(slot).log_match.iter().rev().filter(|&&nr| nr != NO_RULE) {
         cx.log(Some(nr), pflog::PF_MATCH, reason, pd, pkt.data());
     }
 }
@@ -578,11 +597,26 @@ pub(super) fn log_default_rule_matches(cx: &Cx, times: u32, pd: &Pd, pkt: &Packe
 /// pf's `pf_pdesc` has them at that point; nothing without pflog.
 #[cold]
 pub(super) fn log_forced(cx: &Cx, reason: Reason, data: &[u8]) {
+    if data.first().is_some_and(|b| b >> 4 == 6) {
+        return log_forced6(cx, reason, data);
+    }
     let (src, dst, proto) = match Ipv4Packet::new_checked(data) {
         Ok(ip) => (ip.src(), ip.dst(), ip.protocol().0),
         Err(_) => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0),
     };
     let pd = Pd::ip(src, dst, proto, 0, 0, data.len());
+    cx.log(None, pflog::PF_DROP, reason, &pd, data);
+}
+
+/// `log_forced` of an IPv6 packet: its addresses and next header as far
+/// as they are there.
+#[cold]
+fn log_forced6(cx: &Cx, reason: Reason, data: &[u8]) {
+    let mut pd = Pd::ip(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0, 0, 0, data.len());
+    pd.af = Af::Inet6;
+    if let Ok(ip) = softnet_wire::ipv6::Ipv6Packet::new_quoted(data) {
+        (pd.src, pd.dst, pd.proto) = (PfAddr::from_v6(ip.src()), PfAddr::from_v6(ip.dst()), ip.next_header().0);
+    }
     cx.log(None, pflog::PF_DROP, reason, &pd, data);
 }
 
@@ -661,8 +695,30 @@ fn create_state_holding(
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
+    // Source nodes, routing pools and the SYN proxy hold IPv4 addresses:
+    // an IPv6 state on a rule of both families with them is not made
+    // (`inet6` rules with them are refused at load).
+    if pd.af == Af::Inet6 {
+        if tracked.is_some() || r.src_track.is_some() {
+            return Err(Reason::SrcLimit);
+        }
+        if r.route.is_some() {
+            return Err(Reason::NoRoute);
+        }
+        if r.keep_state == StateMode::Synproxy {
+            return Err(Reason::Synproxy);
+        }
+    }
+    // pf_scrub and pf_normalize_tcp_* for IPv6 are not built: an IPv6
+    // state keeps only `set prio` of its scrub values (see `scrub_packet`).
+    let scrub = if pd.af == Af::Inet6 {
+        use crate::scrub::scrubflags::SETPRIO;
+        ScrubActs { flags: scrub.flags & SETPRIO, prio: scrub.prio, ..ScrubActs::default() }
+    } else {
+        scrub
+    };
     if let Some(src) = tracked {
-        if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src, now, limit) {
+        if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src4(), now, limit) {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
             }
@@ -671,7 +727,7 @@ fn create_state_holding(
     }
     let undo_src = || {
         if let Some(src) = tracked {
-            cx.pf.srcnodes.undo(src, pd.src, now);
+            cx.pf.srcnodes.undo(src, pd.src4(), now);
         }
     };
     if let Some(max) = r.max_states {
@@ -682,7 +738,7 @@ fn create_state_holding(
         }
     }
     let mut st = StateData {
-        key: pkt_key(pd, cx.dir),
+        key: if pd.af == Af::Inet6 { state_key6(pd, pkt.data(), cx.dir) } else { pkt_key(pd, cx.dir) },
         kif: if r.if_bound { cx.kif() } else { 0 },
         direction: dir_code(cx.dir),
         flags: (if r.sloppy { sflags::SLOPPY } else { 0 })
@@ -697,19 +753,19 @@ fn create_state_holding(
         timeout_set: r.timeout_set,
         rule_nr: r.local_nr,
         ruleset_gen: cx.rs.nodes[r.node as usize].gen,
-        log_match,
         tag,
         rtable: rtable.map(|t| t as i16).unwrap_or(-1),
         creation: now,
         expire: now,
         packets: [1, 0],
-        bytes: [pd.tot_len as u64, 0],
+        bytes: [pd.tot_len() as u64, 0],
         creatorid: cx.pf.hostid.load(std::sync::atomic::Ordering::Relaxed),
         ..StateData::default()
     };
     if holds.iter().any(Option::is_some) {
         st.src_flags |= srcflags::XLATE;
     }
+    let mut cold = crate::state::StateCold { log_match, ..Default::default() };
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
     // the state is not made (PFRES_NOROUTE).
     // With `sticky-address` (pf_map_addr), the address the source's node
@@ -718,7 +774,7 @@ fn create_state_holding(
     let sticky = r.src_track.as_ref().filter(|_| r.rule.route.as_ref().is_some_and(|rt| rt.pool.sticky));
     let undo_sticky = || {
         if let Some(src) = sticky {
-            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, pd.src, now);
+            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, pd.src4(), now);
         }
     };
     let route = match &r.route {
@@ -726,21 +782,21 @@ fn create_state_holding(
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
             let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
             let kept =
-                sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, pd.src)).and_then(|a| rt.hop_to(a, &if_ref));
-            let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src)) else {
+                sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, pd.src4())).and_then(|a| rt.hop_to(a, &if_ref));
+            let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src4())) else {
                 undo_src();
                 return Err(Reason::NoRoute);
             };
             if let Some(src) = sticky {
-                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, pd.src, Some(nh.addr), now, limit).is_err() {
+                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, pd.src4(), Some(nh.addr), now, limit).is_err() {
                     undo_src();
                     return Err(Reason::NoRoute);
                 }
                 st.src_flags |= srcflags::SRC_ROUTE;
             }
             st.rt = crate::route::kind_code(Some(rt.kind));
-            st.rt_addr = nh.addr;
-            st.rt_if = nh.ifp.unwrap_or_default();
+            cold.rt_addr = nh.addr;
+            cold.rt_if = nh.ifp.unwrap_or_default();
             st.flags |= sflags::ROUTED;
             Some((rt.kind, nh))
         }
@@ -778,8 +834,14 @@ fn create_state_holding(
     // pf_create_state fails the state (`bad-timestamp`) if it refuses.
     let peers = if pd.proto == PROTO_TCP && scrub.flags & crate::scrub::scrubflags::SCRUB_TCP != 0 {
         let fudge = ts_fudge(cx, &st);
-        match crate::tcpnorm::on_create(pkt.data_mut(), pd.hlen, &st, pd.tcp.len, fudge, softnet_core::rng::random_u32)
-        {
+        match crate::tcpnorm::on_create(
+            pkt.data_mut(),
+            pd.hlen(),
+            &st,
+            pd.tcp.len,
+            fudge,
+            softnet_core::rng::random_u32,
+        ) {
             Ok(p) => Some(p),
             Err(_) => {
                 undo_src();
@@ -793,7 +855,7 @@ fn create_state_holding(
     } else {
         None
     };
-    match cx.pf.states.insert_scrubbed_tcp(st, xlate.map(|e| e.key(pd.proto, cx.dir)), scrub, peers) {
+    match cx.pf.states.insert_scrubbed_tcp(st, xlate.map(|e| e.key(pd.proto, cx.dir)), scrub, peers, cold) {
         Ok(idx) => {
             // Link the packet's inbound state to the new outbound one, or
             // leave the new inbound state in the packet for pf out.
@@ -813,7 +875,7 @@ fn create_state_holding(
             }
             if let Some(seq) = rewrite {
                 let ack = pd.tcp.ack;
-                patch_seq_ack(pkt, pd.hlen, seq, ack);
+                patch_seq_ack(pkt, pd.hlen(), seq, ack);
             }
             if let Some(to) = xlate {
                 nat::translate(pkt, pd, &to);

@@ -32,10 +32,10 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     if (extra == 0 || extra == sflags::NAT) && v.tag == 0 && !(fwd && v.rtable >= 0) && !pd.badopts {
         let to = if extra != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
         cx.pf.counters.get(cx.worker).searches.inc();
-        cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+        cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
         cx.relink(&mut link, v.idx, v.rev);
         pkt.meta.pf_link = link;
-        count_state_rule(cx, v.ruleset_gen, v.rule_nr, pd.tot_len);
+        count_state_rule(cx, v.ruleset_gen, v.rule_nr, pd.tot_len());
         if let Some(to) = to {
             nat::translate(pkt, pd, &to);
         }
@@ -45,7 +45,7 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     let to =
         if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
     cx.pf.counters.get(cx.worker).searches.inc();
-    cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+    cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
     let mut p = view_passed(&v, fwd);
@@ -211,7 +211,7 @@ pub(super) fn test_state_tcp(
             if completes(st) && connlimit(st, &mut flush) {
                 return TcpOutcome::Drop(Some(Reason::SrcLimit), None);
             }
-            account(st, fwd, pd.tot_len);
+            account(st, fwd, pd.tot_len());
             return TcpOutcome::Pass(state_pass_xlate(st, slot, fwd, to), None);
         }
         let (track, t) = if st.flags & sflags::SCRUB != 0
@@ -229,7 +229,7 @@ pub(super) fn test_state_tcp(
                 if completes(st) && connlimit(st, &mut flush) {
                     return TcpOutcome::Drop(Some(Reason::SrcLimit), None);
                 }
-                account(st, fwd, pd.tot_len);
+                account(st, fwd, pd.tot_len());
                 TcpOutcome::Pass(state_pass_xlate(st, slot, fwd, to), rewrite)
             }
             Track::DropTs => TcpOutcome::Drop(Some(Reason::BadTimestamp), None),
@@ -253,15 +253,18 @@ pub(super) fn test_state_tcp(
         },
         Some(TcpOutcome::Pass(v, rewrite)) => {
             if let Some((seq, ack)) = rewrite {
-                patch_seq_ack(pkt, pd.hlen, seq, ack);
+                patch_seq_ack(pkt, pd.hlen(), seq, ack);
             }
             v
         }
         Some(TcpOutcome::Drop(reason, reply)) => {
             if let Some(r) = reply {
-                if let Some(p) =
-                    build_tcp(bufs, pd.dst, pd.src, pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL)
-                {
+                let p = if pd.af == Af::Inet6 {
+                    build_tcp6(bufs, pd.dst.v6(), pd.src.v6(), pd.dport, pd.sport, r.seq, r.ack, r.flags, DEFAULT_TTL)
+                } else {
+                    build_tcp(bufs, pd.dst4(), pd.src4(), pd.dport, pd.sport, r.seq, r.ack, r.flags, 0, DEFAULT_TTL)
+                };
+                if let Some(p) = p {
                     replies.push(p);
                 }
             }
@@ -288,7 +291,7 @@ fn track_normalized(
     let mut peers = pf.states.tcp_scrub_load(slot).unwrap_or_default();
     let (si, di) = if fwd { (0, 1) } else { (1, 0) };
     if first && !peers[si].live() {
-        peers[si] = crate::tcpnorm::init(ip, pd.hlen, now, softnet_core::rng::random_u32);
+        peers[si] = crate::tcpnorm::init(ip, pd.hlen(), now, softnet_core::rng::random_u32);
     }
     let (created, fudge) = (st.creation, super::rules::ts_fudge(cx, st));
     let out = tcp_track::track_full_norm(
@@ -299,7 +302,7 @@ fn track_normalized(
         |src_state, dst_state| {
             let ncx = crate::tcpnorm::Ctx { src_state, dst_state, payload: pd.tcp.len, now, created, ts_fudge: fudge };
             let [mut s, mut d] = [peers[si], peers[di]];
-            let r = crate::tcpnorm::stateful(ip, pd.hlen, &mut s, &mut d, &ncx);
+            let r = crate::tcpnorm::stateful(ip, pd.hlen(), &mut s, &mut d, &ncx);
             peers[si] = s;
             peers[di] = d;
             r.is_err()
@@ -360,7 +363,8 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
     // Fast path: the packet changes neither the peer states nor the
     // timeout (every packet of an established flow), so only the counters
     // and the activity time move, without the state's lock.
-    match cx.probe_linked(pd, *link) {
+    let probe = if pd.af == Af::Inet6 { cx.probe_linked_words(key, *link) } else { cx.probe_linked(pd, *link) };
+    match probe {
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
@@ -373,7 +377,7 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
                 } else {
                     None
                 };
-                cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
                 let mut p = view_passed(&v, fwd);
                 p.xlate = to;
@@ -390,7 +394,7 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
         let t = other_step(udp, &mut src.state, &mut dst.state);
         set_timeout(st, cx.now, t);
-        account(st, fwd, pd.tot_len);
+        account(st, fwd, pd.tot_len());
         state_pass_xlate(st, slot, fwd, to)
     })
     .unwrap_or(StateVerdict::NoState)
@@ -410,7 +414,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 if flow != icmp_dir {
                     return StateVerdict::Drop(Some(Reason::StateMismatch));
                 }
-                cx.pf.states.touch(v.idx, fwd, pd.tot_len as u64, cx.now.as_nanos());
+                cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
                 return view_pass(&v, fwd);
             }
@@ -428,13 +432,13 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                     return StateVerdict::Drop(Some(Reason::StateMismatch));
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
-                account(st, fwd, pd.tot_len);
+                account(st, fwd, pd.tot_len());
                 state_pass_xlate(st, slot, fwd, to)
             })
             .unwrap_or(StateVerdict::NoState);
     }
     // An error: find the state of the packet it quotes.
-    let inner = &data[pd.hlen + icmpv4::HEADER_LEN..pd.tot_len];
+    let inner = &data[pd.hlen() + icmpv4::HEADER_LEN..pd.tot_len()];
     // The quote is truncated: check only what is read.
     if inner.len() < softnet_wire::ipv4::MIN_HEADER_LEN || inner[0] >> 4 != 4 {
         return StateVerdict::Drop(Some(Reason::Short));
@@ -448,7 +452,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
         return StateVerdict::Drop(Some(Reason::Fragment));
     }
     let (isrc, idst, iproto) = (ip2.src(), ip2.dst(), ip2.protocol().0);
-    if pd.dst != isrc {
+    if pd.dst4() != isrc {
         return StateVerdict::Drop(Some(Reason::StateMismatch));
     }
     let l4 = &inner[h2..];
@@ -456,8 +460,8 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
     // for an inbound error.
     let (s, d) = if cx.dir == Direction::In { (1, 0) } else { (0, 1) };
     let mut key = StateKey { proto: iproto, ..StateKey::empty() };
-    key.addr[s] = isrc;
-    key.addr[d] = idst;
+    key.addr[s] = PfAddr::from_v4(isrc);
+    key.addr[d] = PfAddr::from_v4(idst);
     match iproto {
         PROTO_TCP | PROTO_UDP => {
             if l4.len() < 8 {
@@ -508,7 +512,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 }
             }
             let fwd = st.direction == dirc;
-            account(st, fwd, pd.tot_len);
+            account(st, fwd, pd.tot_len());
             state_pass(st, slot, fwd)
         })
         .unwrap_or(StateVerdict::NoState);

@@ -72,7 +72,7 @@ pub(super) fn proxying(st: &StateData) -> bool {
 /// without one), bounded by what fits the MTU `mtu`, at least 64.
 pub(super) fn syn_mss(pkt: &[u8], pd: &Pd, mtu: u32) -> u16 {
     let offer = pkt
-        .get(pd.hlen..pd.hlen + pd.tcp_hlen)
+        .get(pd.hlen()..pd.hlen() + pd.tcp_hlen())
         .and_then(|h| TcpPacket::new_checked(h).ok())
         .and_then(|t| {
             t.option_iter().find_map(|o| match o {
@@ -93,8 +93,8 @@ pub(super) fn start(st: &mut StateData, pd: &Pd, mss: u16, iss: u32) -> ProxySen
     st.src.seqhi = iss;
     st.dst.max_win = mss;
     ProxySend {
-        src: pd.dst,
-        dst: pd.src,
+        src: pd.dst4(),
+        dst: pd.src4(),
         sport: pd.dport,
         dport: pd.sport,
         seq: iss,
@@ -132,8 +132,8 @@ pub(super) fn step(
                 return ProxyStep::Drop;
             }
             let again = ProxySend {
-                src: pd.dst,
-                dst: pd.src,
+                src: pd.dst4(),
+                dst: pd.src4(),
                 sport: pd.dport,
                 dport: pd.sport,
                 seq: st.src.seqhi,
@@ -170,8 +170,8 @@ pub(super) fn step(
         }
         // The SYN to the server, as if from the client.
         let syn = ProxySend {
-            src: stack.addr[0],
-            dst: stack.addr[1],
+            src: stack.addr[0].v4(),
+            dst: stack.addr[1].v4(),
             sport: stack.port[0],
             dport: stack.port[1],
             seq: st.dst.seqhi,
@@ -189,8 +189,8 @@ pub(super) fn step(
     st.dst.max_win = seg.win.max(1);
     st.dst.seqlo = seg.seq;
     let to_server = ProxySend {
-        src: pd.dst,
-        dst: pd.src,
+        src: pd.dst4(),
+        dst: pd.src4(),
         sport: pd.dport,
         dport: pd.sport,
         seq: seg.ack,
@@ -201,8 +201,8 @@ pub(super) fn step(
         generated: false,
     };
     let to_client = ProxySend {
-        src: wire.addr[1],
-        dst: wire.addr[0],
+        src: wire.addr[1].v4(),
+        dst: wire.addr[0].v4(),
         sport: wire.port[1],
         dport: wire.port[0],
         seq: st.src.seqhi.wrapping_add(1),
@@ -246,13 +246,18 @@ mod tests {
         let mut p = Pd::ip(src.parse().unwrap(), dst.parse().unwrap(), PROTO_TCP, 0, 20, 40);
         p.sport = sport;
         p.dport = dport;
-        p.tcp = TcpSeg { flags, seq, ack, win: 1000, len: 0, wscale: None };
-        p.tcp_hlen = 20;
+        p.tcp = TcpSeg { flags, seq, ack, win: 1000, len: 0, wscale: 0 };
         p
     }
 
     fn key(a: &str, pa: u16, b: &str, pb: u16) -> StateKey {
-        StateKey { addr: [a.parse().unwrap(), b.parse().unwrap()], port: [pa, pb], proto: PROTO_TCP, rtable: 0 }
+        StateKey {
+            addr: [a.parse().unwrap(), b.parse().unwrap()],
+            port: [pa, pb],
+            proto: PROTO_TCP,
+            af: Af::Inet,
+            rtable: 0,
+        }
     }
 
     #[test]
@@ -263,7 +268,7 @@ mod tests {
         crate::tcp_track::init_state(&mut st, &syn.tcp, None);
         let synack = start(&mut st, &syn, 1460, 7000);
         assert_eq!((synack.seq, synack.ack, synack.flags, synack.mss), (7000, 1001, TH_SYN | TH_ACK, Some(1460)));
-        assert_eq!((synack.src, synack.dport), (syn.dst, 40000));
+        assert_eq!((synack.src, synack.dport), (syn.dst4(), 40000));
         assert!(synack.generated);
         // Nothing from the server's side is accepted yet.
         let stray = pd("10.0.2.2", 80, "10.0.1.2", 40000, TH_SYN | TH_ACK, 5, 1001);
@@ -278,7 +283,7 @@ mod tests {
         let ProxyStep::Consume([Some(s), None]) = step(&mut st, true, &ack, &wire, &wire, || 9000, |_| false) else {
             panic!("no SYN to the server")
         };
-        assert_eq!((s.src, s.dst, s.sport, s.dport), (syn.src, syn.dst, 40000, 80));
+        assert_eq!((s.src, s.dst, s.sport, s.dport), (syn.src4(), syn.dst4(), 40000, 80));
         assert_eq!((s.seq, s.flags, s.mss, s.generated), (9000, TH_SYN, Some(1460), false));
         assert_eq!(st.src.state, tcps::PROXY_DST);
         // The server's SYN|ACK: an ACK each way, the state established.
@@ -286,8 +291,8 @@ mod tests {
         let ProxyStep::Consume([Some(a), Some(c)]) = step(&mut st, false, &sa, &wire, &wire, || 1, |_| false) else {
             panic!("no ACKs")
         };
-        assert_eq!((a.dst, a.seq, a.ack, a.flags, a.generated), (sa.src, 9001, 3001, TH_ACK, false));
-        assert_eq!((c.dst, c.dport, c.seq, c.ack, c.generated), (syn.src, 40000, 7001, 1001, true));
+        assert_eq!((a.dst, a.seq, a.ack, a.flags, a.generated), (sa.src4(), 9001, 3001, TH_ACK, false));
+        assert_eq!((c.dst, c.dport, c.seq, c.ack, c.generated), (syn.src4(), 40000, 7001, 1001, true));
         assert_eq!((st.src.state, st.dst.state), (tcps::ESTABLISHED, tcps::ESTABLISHED));
         // Client seq 1001 is server-side 9001; server seq 3001 is client-side 7001.
         assert_eq!(1001u32.wrapping_add(st.src.seqdiff), 9001);
@@ -308,14 +313,17 @@ mod tests {
 
     #[test]
     fn the_mss_offered_is_the_syns_bounded_by_the_mtu() {
-        let mut syn = pd("10.0.1.2", 1, "10.0.2.2", 80, TH_SYN, 1, 0);
+        // A 24-byte TCP header: the datagram is 44 bytes without payload.
+        let syn20 = pd("10.0.1.2", 1, "10.0.2.2", 80, TH_SYN, 1, 0);
+        let mut syn24 = Pd::ip(syn20.src4(), syn20.dst4(), PROTO_TCP, 0, 20, 44);
+        (syn24.tcp, syn24.sport, syn24.dport) = (syn20.tcp, 1, 80);
         let mut pkt = vec![0u8; 20 + 24];
         pkt[20 + 12] = 6 << 4;
         pkt[40..44].copy_from_slice(&[2, 4, 0x05, 0xb4]);
-        syn.tcp_hlen = 24;
-        assert_eq!(syn_mss(&pkt, &syn, 1500), 1460);
-        assert_eq!(syn_mss(&pkt, &syn, 1400), 1360);
-        syn.tcp_hlen = 20;
+        assert_eq!(syn24.tcp_hlen(), 24);
+        assert_eq!(syn_mss(&pkt, &syn24, 1500), 1460);
+        assert_eq!(syn_mss(&pkt, &syn24, 1400), 1360);
+        let syn = pd("10.0.1.2", 1, "10.0.2.2", 80, TH_SYN, 1, 0);
         pkt[20 + 12] = 5 << 4;
         assert_eq!(syn_mss(&pkt, &syn, 1500), TCP_MSSDFLT, "no option: tcp_mssdflt");
     }

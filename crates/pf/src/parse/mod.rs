@@ -173,6 +173,30 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.translation.af_to.is_some() {
             refuse("af-to");
         }
+        // What pf does for IPv6 that softnet's IPv6 path does not do yet:
+        // translation, scrubbing and source tracking keep IPv4 addresses
+        // and headers only.
+        if r.af == Some(AddressFamily::Inet6) && r.translation.af_to.is_none() {
+            if let Some(kw) = r.translation.keyword() {
+                refuse(&format!("{kw} for inet6"));
+            }
+            if r.scrub.any() || r.set.tos.is_some() {
+                refuse("scrub for inet6");
+            }
+            if r.keep_state == StateMode::Synproxy {
+                refuse("synproxy state for inet6");
+            }
+            let so = &r.state_opts;
+            if so.source_track.is_some()
+                || so.max_src_states.is_some()
+                || so.max_src_nodes.is_some()
+                || so.max_src_conn.is_some()
+                || so.max_src_conn_rate.is_some()
+                || so.overload.is_some()
+            {
+                refuse("source tracking for inet6");
+            }
+        }
         if let Some(rt) = &r.route {
             if let Err(e) = crate::route::CRoute::check(rt) {
                 refuse(&e.0);

@@ -33,6 +33,8 @@
 use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
+
+use crate::addr::{Af, PfAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
@@ -101,26 +103,15 @@ pub const TIMEOUT_PURGE: TimeoutId = u8::MAX;
 
 /// The lookup key of a state, as pf's `pf_state_key`: addresses and ports
 /// in the order of the packet that created the state for an inbound
-/// state (index 0 is the source), reversed for an outbound one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// state (index 0 is the source), reversed for an outbound one; the
+/// addresses are pf's 16-byte `pf_addr`s of family `af`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StateKey {
-    pub addr: [Ipv4Addr; 2],
+    pub addr: [PfAddr; 2],
     pub port: [u16; 2],
     pub proto: u8,
+    pub af: Af,
     pub rtable: u16,
-}
-
-impl std::hash::Hash for StateKey {
-    /// Two words instead of the derived per-byte walk: the index hashes
-    /// every packet's key.
-    #[inline]
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        let a = (u32::from(self.addr[0]) as u64) << 32 | u32::from(self.addr[1]) as u64;
-        let b =
-            (self.port[0] as u64) << 48 | (self.port[1] as u64) << 32 | (self.proto as u64) << 16 | self.rtable as u64;
-        h.write_u64(a);
-        h.write_u64(b);
-    }
 }
 
 impl Default for StateKey {
@@ -131,7 +122,12 @@ impl Default for StateKey {
 
 impl StateKey {
     pub const fn empty() -> StateKey {
-        StateKey { addr: [Ipv4Addr::UNSPECIFIED; 2], port: [0; 2], proto: 0, rtable: 0 }
+        StateKey { addr: [PfAddr::UNSPECIFIED; 2], port: [0; 2], proto: 0, af: Af::Inet, rtable: 0 }
+    }
+
+    /// An IPv4 key.
+    pub const fn v4(addr: [Ipv4Addr; 2], port: [u16; 2], proto: u8, rtable: u16) -> StateKey {
+        StateKey { addr: [PfAddr::from_v4(addr[0]), PfAddr::from_v4(addr[1])], port, proto, af: Af::Inet, rtable }
     }
 
     /// The key as two words, as the index compares and hashes it.
@@ -140,6 +136,10 @@ impl StateKey {
         pack(self)
     }
 }
+
+/// In a key's second word: an IPv6 key, whose first word holds its
+/// addresses' ids (`v6ids`) instead of the addresses.
+pub const KEY_INET6: u64 = 1 << 24;
 
 /// One side of a connection, as pf's `pf_state_peer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -228,23 +228,14 @@ pub struct StateData {
     /// Number of the rule that created the state in the ruleset of `ruleset_gen`.
     pub rule_nr: u32,
     pub ruleset_gen: u32,
-    /// The `match … log (all)` rules the creating packet matched (numbers
-    /// in the ruleset of `ruleset_gen`, in the order matched, the first
-    /// `LOG_MATCH_MAX` of them; `NO_RULE` after the last): pf.c's
-    /// `match_rules` as pf_test walks them to log each packet of the state.
-    pub log_match: [u32; LOG_MATCH_MAX],
     /// pf tag id given to the state's packets (0 = none).
     pub tag: u16,
     /// Routing table for the state's packets; -1 = unchanged.
     pub rtable: i16,
     /// pf's `st->rt` (`crate::route::kind_code`: 0 none, else `route-to`,
-    /// `reply-to` or `dup-to`) and `st->rt_addr`, the next hop chosen when
-    /// the state was made. Set once, before insert.
+    /// `reply-to` or `dup-to`); its next hop is in the state's
+    /// `StateCold`. Set once, before insert.
     pub rt: u8,
-    pub rt_addr: Ipv4Addr,
-    /// `route-to (if addr)`: the interface `rt_addr` is on (pf's
-    /// `rt_kif`), held weakly; the default (index 0) names none.
-    pub rt_if: softnet_core::iface::WeakIf,
     /// Creation and last activity (nanoseconds of the injected clock).
     pub creation: u64,
     pub expire: u64,
@@ -274,12 +265,9 @@ impl Default for StateData {
             dst: Peer::default(),
             rule_nr: 0,
             ruleset_gen: 0,
-            log_match: [NO_RULE; LOG_MATCH_MAX],
             tag: 0,
             rtable: -1,
             rt: 0,
-            rt_addr: Ipv4Addr::UNSPECIFIED,
-            rt_if: softnet_core::iface::WeakIf::default(),
             creation: 0,
             expire: 0,
             packets: [0; 2],
@@ -291,22 +279,81 @@ impl Default for StateData {
     }
 }
 
-/// Key words as the index compares them (and hashes them).
+/// What few states have, kept beside the slab (`StateTable::cold`) so
+/// that a slot stays four cache lines with IPv6 keys: made at insert for a
+/// state with `sflags::LOG_MATCHES_ALL` or `sflags::ROUTED`, fixed for
+/// its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateCold {
+    /// The `match … log (all)` rules the creating packet matched (numbers
+    /// in the ruleset of `ruleset_gen`, in the order matched, the first
+    /// `LOG_MATCH_MAX` of them; `NO_RULE` after the last): pf.c's
+    /// `match_rules` as pf_test walks them to log each packet of the state.
+    pub log_match: [u32; LOG_MATCH_MAX],
+    /// pf's `st->rt_addr`, the next hop chosen when the state was made.
+    pub rt_addr: Ipv4Addr,
+    /// `route-to (if addr)`: the interface `rt_addr` is on (pf's
+    /// `rt_kif`), held weakly; the default (index 0) names none.
+    pub rt_if: softnet_core::iface::WeakIf,
+}
+
+impl Default for StateCold {
+    fn default() -> Self {
+        StateCold {
+            log_match: [NO_RULE; LOG_MATCH_MAX],
+            rt_addr: Ipv4Addr::UNSPECIFIED,
+            rt_if: softnet_core::iface::WeakIf::default(),
+        }
+    }
+}
+
+/// Key words as the index compares them (and hashes them): an IPv4
+/// key's addresses, ports, protocol and routing table; an IPv6 key has
+/// its addresses' ids (`v6ids::lookup`: `NO_ID` when no state holds the
+/// address) in the first word and `KEY_INET6` in the second.
 #[inline]
 fn pack(k: &StateKey) -> (u64, u64) {
-    let a = (u32::from(k.addr[0]) as u64) << 32 | u32::from(k.addr[1]) as u64;
     let b = (k.port[0] as u64) << 48 | (k.port[1] as u64) << 32 | (k.proto as u64) << 16 | k.rtable as u64;
-    (a, b)
+    if k.af == Af::Inet6 {
+        return pack6(k, b);
+    }
+    ((k.addr[0].0[0] as u64) << 32 | k.addr[1].0[0] as u64, b)
+}
+
+#[cold]
+fn pack6(k: &StateKey, b: u64) -> (u64, u64) {
+    ((v6ids::lookup(k.addr[0]) as u64) << 32 | v6ids::lookup(k.addr[1]) as u64, b | KEY_INET6)
 }
 
 /// The key of index words (`pack`'s inverse).
 #[inline]
 pub fn unpack(w: (u64, u64)) -> StateKey {
-    StateKey {
-        addr: [Ipv4Addr::from((w.0 >> 32) as u32), Ipv4Addr::from(w.0 as u32)],
-        port: [(w.1 >> 48) as u16, (w.1 >> 32) as u16],
-        proto: (w.1 >> 16) as u8,
-        rtable: w.1 as u16,
+    let (af, addr) = if w.1 & KEY_INET6 != 0 {
+        (Af::Inet6, [v6ids::addr_of((w.0 >> 32) as u32), v6ids::addr_of(w.0 as u32)])
+    } else {
+        (Af::Inet, [PfAddr([(w.0 >> 32) as u32, 0, 0, 0]), PfAddr([w.0 as u32, 0, 0, 0])])
+    };
+    StateKey { addr, port: [(w.1 >> 48) as u16, (w.1 >> 32) as u16], proto: (w.1 >> 16) as u8, af, rtable: w.1 as u16 }
+}
+
+/// The addresses' ids an IPv6 key's words hold (none for IPv4).
+#[inline]
+pub(super) fn v6_ids(w: (u64, u64)) -> Option<[u32; 2]> {
+    (w.1 & KEY_INET6 != 0).then_some([(w.0 >> 32) as u32, w.0 as u32])
+}
+
+/// Holds ids for an IPv6 key's addresses (given back by `release_key`).
+pub(super) fn hold_key(k: &StateKey) {
+    if k.af == Af::Inet6 {
+        v6ids::acquire(k.addr[0]);
+        v6ids::acquire(k.addr[1]);
+    }
+}
+
+/// Gives back what `hold_key` took for the key of words `w`.
+pub(super) fn release_key(w: (u64, u64)) {
+    if let Some(ids) = v6_ids(w) {
+        ids.into_iter().for_each(v6ids::release);
     }
 }
 
@@ -344,12 +391,15 @@ fn usable(bind: u64, ifidx: u32) -> Option<bool> {
     }
 }
 
+mod cold;
 mod mem;
 mod slot;
 mod table;
 #[cfg(test)]
 mod tests;
+pub mod v6ids;
 
+pub use cold::*;
 pub use mem::*;
 pub use slot::*;
 pub use table::*;

@@ -78,6 +78,8 @@ pub struct StateTable {
     /// TCP normalization by slot, for states whose scrub values have
     /// `scrubflags::SCRUB_TCP`.
     pub(super) tcp_scrub: Box<[TcpScrubChunk]>,
+    /// `StateCold` by slot, for states with `LOG_MATCHES_ALL` or `ROUTED`.
+    pub(super) cold: Box<[ColdChunk]>,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
 }
@@ -98,6 +100,7 @@ impl StateTable {
             nat: (0..MAX_CHUNKS).map(|_| NatChunk::new()).collect(),
             scrub: (0..MAX_CHUNKS).map(|_| ScrubChunk::new()).collect(),
             tcp_scrub: (0..MAX_CHUNKS).map(|_| TcpScrubChunk::new()).collect(),
+            cold: (0..MAX_CHUNKS).map(|_| ColdChunk::new()).collect(),
             inserts: AtomicU64::new(0),
             removals: AtomicU64::new(0),
         }
@@ -478,6 +481,9 @@ impl StateTable {
         ifidx: u32,
         f: impl FnOnce(u32, u32, &mut StateData) -> R,
     ) -> Option<(u32, R)> {
+        // (For an IPv6 key `pack` looks its addresses' ids up again; the
+        // slot's own index words would do, but choosing between them
+        // here costs the IPv4 TCP path ~10 ns a packet.)
         let ok = |idx: u32, g: &SlotGuard| {
             g.live
                 && (pack(&g.key) == k || (g.flags & sflags::NAT != 0 && self.nat_key_is(idx, k)))
@@ -595,7 +601,7 @@ impl StateTable {
         nat_key: Option<StateKey>,
         scrub: crate::scrub::ScrubActs,
     ) -> Result<u32, InsertError> {
-        self.insert_scrubbed_tcp(st, nat_key, scrub, None)
+        self.insert_scrubbed_tcp(st, nat_key, scrub, None, StateCold::default())
     }
 
     /// `insert_scrubbed` of a `reassemble tcp` state (`scrub` has
@@ -607,20 +613,44 @@ impl StateTable {
         nat_key: Option<StateKey>,
         scrub: crate::scrub::ScrubActs,
         peers: Option<[crate::tcpnorm::PeerScrub; 2]>,
+        cold: StateCold,
     ) -> Result<u32, InsertError> {
-        let nk = nat_key.map(|k| pack(&k)).filter(|&nk| nk != pack(&st.key));
+        // An IPv6 key's addresses get their ids first (`v6ids`); every
+        // way out without a state gives them back.
+        hold_key(&st.key);
+        let own = pack(&st.key);
+        let nk = nat_key.and_then(|k| {
+            hold_key(&k);
+            let w = pack(&k);
+            // A translated key equal to its own is not indexed twice: its
+            // second hold goes back at once.
+            if w == own {
+                release_key(w);
+                return None;
+            }
+            Some(w)
+        });
+        let give_back = || {
+            release_key(own);
+            if let Some(w) = nk {
+                release_key(w);
+            }
+        };
         let n = self.count.fetch_add(1, Ordering::AcqRel);
         if n >= self.limit() {
             self.count.fetch_sub(1, Ordering::AcqRel);
+            give_back();
             return Err(InsertError::Limit);
         }
         let Some(idx) = self.alloc_slot() else {
             self.count.fetch_sub(1, Ordering::AcqRel);
+            give_back();
             return Err(InsertError::Limit);
         };
         st.live = true;
         st.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if nk.is_some() {
+            // The translated key's ids stay held with the state's own.
             st.flags |= sflags::NAT;
         } else {
             st.flags &= !sflags::NAT;
@@ -646,6 +676,7 @@ impl StateTable {
             drop(locks);
             self.count.fetch_sub(1, Ordering::AcqRel);
             self.free.lock().push(idx);
+            give_back();
             return Err(InsertError::Conflict);
         }
         // The states already on the keys are no longer alone on them.
@@ -663,6 +694,10 @@ impl StateTable {
             e.k1.store(nk.1, Ordering::Relaxed);
             let b2 = b2.expect("with nk");
             e.next.store(self.buckets[b2].load(Ordering::Relaxed), Ordering::Release);
+        }
+        if st.flags & (sflags::LOG_MATCHES_ALL | sflags::ROUTED) != 0 {
+            // Written before the state is published (the bucket store).
+            self.set_cold(idx, &cold);
         }
         if scrub.any() {
             // Written before the state is published (the bucket store).
@@ -791,6 +826,11 @@ impl StateTable {
         }
         drop(locks);
         self.free.lock().push(idx);
+        // What insert held of an IPv6 key and of its translated key.
+        release_key(k);
+        if let Some(nk) = nk {
+            release_key(nk);
+        }
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.removals.fetch_add(1, Ordering::Relaxed);
         true
@@ -807,8 +847,9 @@ impl StateTable {
     /// generation, number) that a packet matched.
     pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, softnet_core::filter::NextHop, u8)> {
         let g = self.slot(idx)?.lock();
-        let ifp = (g.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(g.rt_if);
-        let nh = softnet_core::filter::NextHop { addr: g.rt_addr, ifp };
+        let c = self.cold(idx);
+        let ifp = (c.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(c.rt_if);
+        let nh = softnet_core::filter::NextHop { addr: c.rt_addr, ifp };
         (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, nh, g.direction))
     }
 
@@ -890,10 +931,10 @@ impl StateTable {
     }
 
     /// Removes the states `pred` picks; returns how many.
-    pub fn remove_if(&self, mut pred: impl FnMut(&StateData) -> bool) -> usize {
+    pub fn remove_if(&self, mut pred: impl FnMut(u32, &StateData) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.high_water() {
-            let kill = self.get(i).filter(|d| pred(d)).map(|d| d.id);
+            let kill = self.get(i).filter(|d| pred(i, d)).map(|d| d.id);
             if kill.is_some() && self.remove_id(i, kill) {
                 n += 1;
             }
@@ -921,7 +962,7 @@ impl StateTable {
     /// Visits `budget` slots from where the last call stopped, removing
     /// the states `expired` says are over (pf's purge thread, which walks
     /// a fraction of the table every second).
-    pub fn purge_some(&self, budget: u32, mut expired: impl FnMut(&StateData) -> bool) -> usize {
+    pub fn purge_some(&self, budget: u32, mut expired: impl FnMut(u32, &StateData) -> bool) -> usize {
         let hw = self.high_water();
         if hw == 0 {
             return 0;
@@ -931,7 +972,7 @@ impl StateTable {
         for _ in 0..budget.min(hw) {
             // `expired` sees purge-marked states too (the caller counts
             // every state removed).
-            let kill = self.get(at).filter(|d| expired(d)).map(|d| d.id);
+            let kill = self.get(at).filter(|d| expired(at, d)).map(|d| d.id);
             if kill.is_some() && self.remove_id(at, kill) {
                 n += 1;
             }

@@ -3,7 +3,13 @@
 use super::*;
 
 fn key(p: u16) -> StateKey {
-    StateKey { addr: ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()], port: [p, 22], proto: 6, rtable: 0 }
+    StateKey {
+        addr: ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()],
+        port: [p, 22],
+        proto: 6,
+        af: crate::addr::Af::Inet,
+        rtable: 0,
+    }
 }
 
 #[test]
@@ -33,7 +39,7 @@ fn insert_lookup_remove_and_limit() {
     assert_eq!(t.lookup_all(&key(1)), vec![b]);
     assert_eq!(t.find(&key(1), 0), Some(b));
     assert_eq!(t.len(), 1);
-    assert_eq!(t.remove_if(|_| true), 1);
+    assert_eq!(t.remove_if(|_, _| true), 1);
     assert!(t.is_empty());
 }
 
@@ -192,6 +198,7 @@ fn nat_key(p: u16) -> StateKey {
         addr: ["10.0.0.1".parse().unwrap(), "192.0.2.1".parse().unwrap()],
         port: [p, 50001],
         proto: 6,
+        af: crate::addr::Af::Inet,
         rtable: 0,
     }
 }
@@ -261,4 +268,61 @@ proptest::proptest! {
             }
         }
     }
+}
+
+fn key6(a: &str, b: &str, p: u16) -> StateKey {
+    StateKey {
+        addr: [a.parse().unwrap(), b.parse().unwrap()],
+        port: [p, 443],
+        proto: 6,
+        af: crate::addr::Af::Inet6,
+        rtable: 0,
+    }
+}
+
+/// IPv6 keys go through the same index as IPv4 ones: found by their full
+/// addresses (an address differing in any word is another key), never
+/// equal to an IPv4 key with the same low words, and their addresses'
+/// ids go when the last state holding them goes.
+#[test]
+fn ipv6_keys_are_found_by_their_whole_addresses_and_release_their_ids() {
+    let t = StateTable::new(100);
+    let k = key6("2001:db8:a::1", "2001:db8:b::2", 1000);
+    let a = t.insert(StateData { key: k, direction: DIR_IN, ..Default::default() }).unwrap();
+    assert_eq!(t.find(&k, 0), Some(a));
+    assert_eq!(unpack(k.words()), k);
+    assert_eq!(t.get(a).unwrap().key, k);
+    // Another address in the first word only, or the last word only.
+    assert_eq!(t.find(&key6("2001:db8:c::1", "2001:db8:b::2", 1000), 0), None);
+    assert_eq!(t.find(&key6("2001:db8:a::1", "2001:db8:b::3", 1000), 0), None);
+    // The IPv4 key with the same first words is another key.
+    let mut v4 = k;
+    v4.af = crate::addr::Af::Inet;
+    assert_eq!(t.find(&v4, 0), None);
+    assert_ne!(v4.words(), k.words());
+    // Same addresses, other ports: a second state; both hold the ids.
+    let k2 = key6("2001:db8:a::1", "2001:db8:b::2", 1001);
+    let b = t.insert(StateData { key: k2, direction: DIR_IN, ..Default::default() }).unwrap();
+    assert!(t.remove(a));
+    assert_eq!(t.find(&k2, 0), Some(b));
+    assert_ne!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
+    assert!(t.remove(b));
+    assert_eq!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
+    assert_eq!(v6ids::lookup(k.addr[1]), v6ids::NO_ID);
+    // A refused insert gives its holds back too.
+    let t1 = StateTable::new(0);
+    let k3 = key6("2001:db8:d::1", "2001:db8:d::2", 7);
+    assert_eq!(t1.insert(StateData { key: k3, ..Default::default() }), Err(InsertError::Limit));
+    assert_eq!(v6ids::lookup(k3.addr[0]), v6ids::NO_ID);
+}
+
+#[test]
+fn a_dropped_table_gives_back_its_ipv6_ids() {
+    let k = key6("2001:db8:77::1", "2001:db8:77::2", 5);
+    let t = StateTable::new(10);
+    t.insert(StateData { key: k, direction: DIR_OUT, ..Default::default() }).unwrap();
+    assert_ne!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
+    drop(t);
+    assert_eq!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
+    assert_eq!(v6ids::lookup(k.addr[1]), v6ids::NO_ID);
 }
