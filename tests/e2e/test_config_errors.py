@@ -173,6 +173,8 @@ def run_test():
         t.ns_run(net.b, "ip addr add 10.8.0.1/32 dev lo")
         d.admin("route", "add", "-net", "10.8.0.0/16", "10.0.2.2")
         routes0 = d.out("netstat", "-rn")
+        # IPv6 addresses are `tentative` until DAD has run (a second or two).
+        wait_until("DAD done", lambda: "tentative" not in d.out("ifconfig"), timeout=10)
         ifc0 = d.out("ifconfig")
 
         t.step("control socket: mode 0600; admin commands via --socket and $SOFTNET_SOCKET; usage errors")

@@ -11,8 +11,9 @@ use crate::percpu::{Counter, PerWorker};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use softnet_wire::ethernet::MacAddr;
+use softnet_wire::ipv6::{Ipv6AddrExt, ALL_NODES, ALL_ROUTERS};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,108 @@ impl IfAddr {
 impl fmt::Display for IfAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// The DAD state of an IPv6 address (RFC 4862 §5.4): ifconfig's
+/// `tentative` and `duplicated` flags (IN6_IFF_TENTATIVE,
+/// IN6_IFF_DUPLICATED). Only `Preferred` addresses are used as sources or
+/// accepted as destinations.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Dad6State {
+    /// Being checked (or waiting for the interface to come up).
+    Tentative,
+    /// Another node has it: never used (RFC 4862 §5.4.5).
+    Duplicated,
+    /// Checked: in use.
+    Preferred,
+}
+
+/// An IPv6 address of an interface with its prefix length and DAD state.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct If6Addr {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+    pub state: Dad6State,
+}
+
+impl If6Addr {
+    /// A new address: tentative until DAD has run.
+    pub fn new(addr: Ipv6Addr, prefix_len: u8) -> Self {
+        If6Addr { addr, prefix_len, state: Dad6State::Tentative }
+    }
+    /// The prefix (the address with the host bits zero).
+    pub fn network(&self) -> Ipv6Addr {
+        self.addr.mask(self.prefix_len)
+    }
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        ip.mask(self.prefix_len) == self.network()
+    }
+    pub fn is_usable(&self) -> bool {
+        self.state == Dad6State::Preferred
+    }
+    /// fe80::/10: scoped to its link (ifconfig prints it with
+    /// `%IF` and `scopeid`, RFC 4007).
+    pub fn is_link_local(&self) -> bool {
+        self.addr.is_link_local_unicast()
+    }
+}
+
+impl fmt::Display for If6Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// An interface's IPv6 configuration as one snapshot: its addresses and
+/// the multicast groups they imply (in6_multi): all-nodes (ff02::1),
+/// all-routers (ff02::2, the stack is a router) and the solicited-node
+/// group of every address, tentative ones included (RFC 4862 §5.4.2:
+/// joined before DAD's solicitation goes out). `groups` is sorted, without
+/// repeats; empty while the interface has no IPv6 address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inet6 {
+    pub addrs: Vec<If6Addr>,
+    pub groups: Vec<Ipv6Addr>,
+}
+
+impl Inet6 {
+    pub fn new(addrs: Vec<If6Addr>) -> Inet6 {
+        let mut groups: Vec<Ipv6Addr> = Vec::with_capacity(addrs.len() + 2);
+        if !addrs.is_empty() {
+            groups.push(ALL_NODES);
+            groups.push(ALL_ROUTERS);
+            groups.extend(addrs.iter().map(|a| a.addr.solicited_node()));
+        }
+        groups.sort();
+        groups.dedup();
+        Inet6 { addrs, groups }
+    }
+    /// The address entry of `ip`, if it is one of these.
+    pub fn find(&self, ip: Ipv6Addr) -> Option<&If6Addr> {
+        self.addrs.iter().find(|a| a.addr == ip)
+    }
+    /// IN6_LOOKUP_MULTI: whether packets to `group` are for this interface.
+    pub fn is_joined(&self, group: Ipv6Addr) -> bool {
+        self.groups.binary_search(&group).is_ok()
+    }
+    /// The source for a packet to `dst` out of this interface (RFC 6724's
+    /// rules that matter with one interface): usable addresses only; a
+    /// link-scoped destination gets the link-local address; otherwise the
+    /// address with the longest prefix containing `dst`, else a global
+    /// address, else the link-local one.
+    pub fn source_for(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let usable = || self.addrs.iter().filter(|a| a.is_usable());
+        let ll = usable().find(|a| a.is_link_local()).map(|a| a.addr);
+        if dst.is_link_scoped() {
+            return ll;
+        }
+        usable()
+            .filter(|a| !a.is_link_local() && a.contains(dst))
+            .max_by_key(|a| a.prefix_len)
+            .or_else(|| usable().find(|a| !a.is_link_local()))
+            .map(|a| a.addr)
+            .or(ll)
     }
 }
 
@@ -152,6 +255,8 @@ pub struct Interface {
     detaching: AtomicBool,
     link_state: AtomicU32,
     addrs: ArcSwap<Vec<IfAddr>>,
+    /// IPv6 addresses and the multicast groups they imply.
+    inet6: ArcSwap<Inet6>,
     /// One bit per subnet broadcast address of `addrs` (a 64-bit Bloom
     /// filter), so the per-packet "is the next hop a broadcast?" check
     /// loads no snapshot for the addresses that cannot be one.
@@ -249,6 +354,32 @@ impl Interface {
         let a = self.addrs.load();
         a.iter().find(|a| a.contains(ip)).or_else(|| a.first()).map(|a| a.addr)
     }
+    /// The interface's IPv6 addresses and groups (a snapshot).
+    #[inline]
+    pub fn inet6(&self) -> arc_swap::Guard<Arc<Inet6>> {
+        self.inet6.load()
+    }
+    /// Replaces the IPv6 addresses (control thread only; the stack adds
+    /// the routes, neighbor entries and DAD); the groups follow.
+    pub fn set_addrs6(&self, addrs: Vec<If6Addr>) {
+        self.inet6.store(Arc::new(Inet6::new(addrs)));
+    }
+    /// The DAD state of `ip` if it is one of the interface's IPv6
+    /// addresses (the data path: "is this packet for me?" takes only a
+    /// `Preferred` answer; NS/NA about a `Tentative` one go to DAD).
+    #[inline]
+    pub fn addr6_state(&self, ip: Ipv6Addr) -> Option<Dad6State> {
+        self.inet6.load().find(ip).map(|a| a.state)
+    }
+    /// Whether the interface listens to the multicast group `group`.
+    #[inline]
+    pub fn is_joined6(&self, group: Ipv6Addr) -> bool {
+        self.inet6.load().is_joined(group)
+    }
+    /// The IPv6 source for a packet to `dst` out of this interface.
+    pub fn source6_for(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        self.inet6.load().source_for(dst)
+    }
     pub fn queue_count(&self) -> usize {
         self.queues.len()
     }
@@ -344,6 +475,12 @@ impl IfSnapshot {
     /// Interfaces that are not detaching, in index order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Interface>> {
         self.by_index.iter().flatten().filter(|i| !i.is_detaching())
+    }
+    /// The interface that has `ip` as one of its IPv6 addresses (a
+    /// link-local one is only unique with its interface: see
+    /// `Interface::addr6_state`).
+    pub fn owner_of6(&self, ip: Ipv6Addr) -> Option<&Arc<Interface>> {
+        self.iter().find(|i| i.addr6_state(ip).is_some())
     }
     /// The interface that has `ip` as one of its addresses.
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Arc<Interface>> {
@@ -441,6 +578,7 @@ impl InterfaceTable {
             detaching: AtomicBool::new(false),
             link_state: AtomicU32::new(0),
             addrs: ArcSwap::from_pointee(Vec::new()),
+            inet6: ArcSwap::from_pointee(Inet6::default()),
             bcast_bits: AtomicU64::new(0),
             queues: cfg.queues.into_iter().map(Mutex::new).collect(),
             groups: Mutex::new(Vec::new()),
@@ -626,5 +764,64 @@ mod tests {
         assert!(a.is_subnet_broadcast(Ipv4Addr::new(10, 0, 2, 255)));
         a.set_addrs(vec![IfAddr::new(Ipv4Addr::new(10, 0, 3, 0), 31)]);
         assert!(!a.is_subnet_broadcast(Ipv4Addr::new(10, 0, 3, 1)), "a /31 has no broadcast address");
+    }
+}
+
+#[cfg(test)]
+mod inet6_tests {
+    use super::*;
+
+    fn a(s: &str, len: u8, state: Dad6State) -> If6Addr {
+        If6Addr { addr: s.parse().unwrap(), prefix_len: len, state }
+    }
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn groups_are_all_nodes_all_routers_and_each_solicited_node_group_once() {
+        assert!(Inet6::new(vec![]).groups.is_empty(), "no IPv6, no groups");
+        let i = Inet6::new(vec![
+            a("fe80::200:ff:fe00:101", 64, Dad6State::Tentative),
+            a("fd00:1::200:ff:fe00:101", 64, Dad6State::Preferred),
+            a("fd00:1::1", 64, Dad6State::Duplicated),
+        ]);
+        // The two EUI-64 addresses share one solicited-node group.
+        assert_eq!(i.groups.len(), 4, "{:?}", i.groups);
+        for g in ["ff02::1", "ff02::2", "ff02::1:ff00:101", "ff02::1:ff00:1"] {
+            assert!(i.is_joined(ip(g)), "{g}");
+        }
+        for g in ["ff02::1:ff00:102", "ff05::2", "ff02::16", "fd00:1::1"] {
+            assert!(!i.is_joined(ip(g)), "{g}");
+        }
+    }
+
+    #[test]
+    fn source_selection_uses_only_preferred_addresses_of_the_right_scope() {
+        let mut i = Inet6::new(vec![
+            a("fe80::1", 64, Dad6State::Preferred),
+            a("fd00:1::1", 64, Dad6State::Preferred),
+            a("fd00:1:0:8::1", 64, Dad6State::Preferred),
+            a("2001:db8::1", 48, Dad6State::Tentative),
+        ]);
+        assert_eq!(i.source_for(ip("fe80::9")), Some(ip("fe80::1")));
+        assert_eq!(i.source_for(ip("ff02::1:ff00:9")), Some(ip("fe80::1")));
+        assert_eq!(i.source_for(ip("fd00:1:0:8::9")), Some(ip("fd00:1:0:8::1")));
+        assert_eq!(i.source_for(ip("2001:db8::9")), Some(ip("fd00:1::1")), "the tentative one is not used");
+        i = Inet6::new(vec![a("fe80::1", 64, Dad6State::Preferred), a("fd00::1", 64, Dad6State::Duplicated)]);
+        assert_eq!(i.source_for(ip("2001:db8::9")), Some(ip("fe80::1")));
+        i = Inet6::new(vec![a("fe80::1", 64, Dad6State::Tentative)]);
+        assert_eq!(i.source_for(ip("fe80::9")), None);
+    }
+
+    #[test]
+    fn prefixes_contain_their_addresses() {
+        let x = a("fd00:1::1", 64, Dad6State::Preferred);
+        assert_eq!(x.network(), ip("fd00:1::"));
+        assert!(x.contains(ip("fd00:1::ffff:1")));
+        assert!(!x.contains(ip("fd00:2::1")));
+        assert!(a("::", 0, Dad6State::Preferred).contains(ip("2001:db8::1")));
+        assert!(a("fd00::1", 128, Dad6State::Preferred).contains(ip("fd00::1")));
+        assert!(!a("fd00::1", 128, Dad6State::Preferred).contains(ip("fd00::2")));
     }
 }

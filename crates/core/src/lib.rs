@@ -11,6 +11,7 @@ pub mod gen;
 pub mod host;
 pub mod iface;
 pub mod link;
+pub mod nd6;
 pub mod packet;
 pub mod percpu;
 pub mod reass;

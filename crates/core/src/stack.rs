@@ -4,8 +4,10 @@
 
 use crate::arp::{ArpConfig, ArpError, ArpStaticKind, ArpTable};
 use crate::filter::PacketFilter;
-use crate::iface::{IfAddr, IfError, IfIndex, Interface, InterfaceConfig, InterfaceTable};
+use crate::iface::{Dad6State, If6Addr, IfAddr, IfError, IfIndex, Interface, InterfaceConfig, InterfaceTable};
 use crate::link::{LinkQueue, LinkState};
+use crate::nd6::dad::{DadAction, DadConfig, DadInput, DadTable};
+use crate::nd6::{Nd6Config, Nd6Table, Nd6Timer, NdError};
 use crate::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
 use crate::percpu::PerWorker;
 use crate::route::{Route, RouteError, RouteFlags, RouteTables};
@@ -15,8 +17,10 @@ use crate::time::Clock;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use softnet_wire::ethernet::MacAddr;
-use std::net::Ipv4Addr;
+use softnet_wire::ipv6::{link_local_from_mac, Ipv6AddrExt};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 mod route6;
 pub use route6::RouteTarget6;
@@ -46,6 +50,8 @@ pub struct StackConfig {
     /// Bytes per packet buffer.
     pub buf_size: usize,
     pub arp: ArpConfig,
+    pub nd6: Nd6Config,
+    pub dad: DadConfig,
 }
 
 impl Default for StackConfig {
@@ -62,6 +68,8 @@ impl Default for StackConfig {
             pool_size: 4096,
             buf_size: DEFAULT_BUF_SIZE,
             arp: ArpConfig::default(),
+            nd6: Nd6Config::default(),
+            dad: DadConfig::default(),
         }
     }
 }
@@ -80,6 +88,12 @@ pub enum StackError {
     BadAddr(String, IfAddr, &'static str),
     #[error("{0}: not in group {1}")]
     NotInGroup(String, String),
+    #[error("{0}: address {1} already configured")]
+    Addr6Exists(String, If6Addr),
+    #[error("{0}: address {1} not configured")]
+    NoSuchAddr6(String, Ipv6Addr),
+    #[error("{0}: bad address {1}: {2}")]
+    BadAddr6(String, If6Addr, &'static str),
 }
 
 /// A filter slot that can be swapped atomically (a reload).
@@ -90,6 +104,10 @@ pub struct Stack {
     pub ifaces: InterfaceTable,
     pub routes: RouteTables,
     pub arp: ArpTable,
+    /// The IPv6 neighbor cache.
+    pub nd6: Nd6Table,
+    /// Duplicate address detection of the interfaces' IPv6 addresses.
+    pub dad: Mutex<DadTable>,
     pub monitor: Arc<RouteMonitor>,
     pub stats: PerWorker<StackStats>,
     pub filter: ArcSwapOption<FilterSlot>,
@@ -103,9 +121,17 @@ pub struct Stack {
     pub entropy: Arc<dyn crate::rng::Entropy>,
     /// Serializes control operations (one change at a time).
     control: Mutex<()>,
-    /// Buffers for frames the control thread sends (gratuitous ARP).
+    /// Buffers for frames the control thread sends (gratuitous ARP, DAD
+    /// and neighbor solicitations).
     control_pool: Mutex<PacketPool>,
+    /// The control thread's random generator (DAD delays, ReachableTime).
+    rng: Mutex<crate::rng::WorkerRng>,
+    /// When ReachableTime was last drawn.
+    reachable_drawn: Mutex<crate::time::Instant>,
 }
+
+/// How often ReachableTime is drawn again (ND6_RECALC_REACHTM_INTERVAL).
+const RECALC_REACHABLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 impl Stack {
     /// A stack on the monotonic clock.
@@ -126,6 +152,9 @@ impl Stack {
         entropy: Arc<dyn crate::rng::Entropy>,
     ) -> Arc<Stack> {
         let monitor = Arc::new(RouteMonitor::new());
+        let now = clock.now();
+        let mut rng = crate::rng::WorkerRng::from_seed(entropy.seed(crate::percpu::CONTROL_SLOT), now);
+        let nd6 = Nd6Table::new(config.nd6.clone(), rng.next_u32());
         Arc::new_cyclic(|me: &std::sync::Weak<Stack>| {
             let routes = RouteTables::new(monitor.clone());
             let me = me.clone();
@@ -138,6 +167,10 @@ impl Stack {
                 clock,
                 entropy,
                 arp: ArpTable::new(config.arp.clone()),
+                nd6,
+                dad: Mutex::new(DadTable::new(config.dad.clone())),
+                rng: Mutex::new(rng),
+                reachable_drawn: Mutex::new(now),
                 ifaces: InterfaceTable::new(),
                 monitor,
                 stats: PerWorker::new(),
@@ -150,7 +183,10 @@ impl Stack {
         })
     }
 
-    /// Creates an interface (down, without addresses) and announces it.
+    /// Creates an interface (down, without IPv4 addresses) and announces
+    /// it. It gets its IPv6 link-local address, fe80::/64 with the MAC's
+    /// modified EUI-64 identifier (RFC 4291 App. A, RFC 4862 §5.3),
+    /// tentative until the interface is up and DAD has run.
     pub fn create_interface(
         &self,
         name: &str,
@@ -161,6 +197,7 @@ impl Stack {
         let _c = self.control.lock();
         let ifp = self.ifaces.create(InterfaceConfig { name: name.to_string(), mac, mtu, queues })?;
         self.announce(&ifp, IfAnnounceWhat::Arrival);
+        self.add_address6_locked(&ifp, If6Addr::new(link_local_from_mac(mac), 64))?;
         Ok(ifp)
     }
 
@@ -179,6 +216,18 @@ impl Stack {
                 for a in ifp.addrs().iter() {
                     self.send_gratuitous(&ifp, a.addr);
                 }
+                // RFC 4862 §5.4.2: the first solicitations of an interface
+                // coming up wait a random time up to
+                // MAX_RTR_SOLICITATION_DELAY.
+                let now = self.clock.now();
+                let max = self.config.dad.max_delay.as_millis().min(u32::MAX as u128) as u32;
+                for a in ifp.inet6().addrs.iter().filter(|a| a.state == Dad6State::Tentative) {
+                    let delay = Duration::from_millis(self.rng.lock().uniform(max) as u64);
+                    self.dad.lock().start(now, ifp.index(), a.addr, delay);
+                }
+            } else {
+                // Tentative addresses stay so; DAD starts over at the next up.
+                self.dad.lock().stop_interface(ifp.index());
             }
         }
         Ok(())
@@ -294,6 +343,192 @@ impl Stack {
         Ok(())
     }
 
+    /// `ifconfig IF inet6 ADDR/LEN`: the address (tentative; DAD starts
+    /// now if the interface is up), its neighbor cache entry (flag `l`)
+    /// and the solicited-node group it implies. An address is refused
+    /// when it is not unicast, its prefix length is not 1-128 (in6.c:
+    /// in6_update_ifa), it is configured already (a link-local one on
+    /// this interface, any other on any interface) or a link-local
+    /// address's prefix is not 64 (RFC 4291 §2.5.6).
+    pub fn add_address6(&self, name: &str, addr: Ipv6Addr, prefix_len: u8) -> Result<(), StackError> {
+        let _c = self.control.lock();
+        let ifp = self.find(name)?;
+        let a = If6Addr::new(addr, prefix_len);
+        let bad = |why| Err(StackError::BadAddr6(name.into(), a, why));
+        if prefix_len == 0 || prefix_len > 128 {
+            return bad("prefix length not 1 to 128");
+        }
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || addr.is_v4_mapped() {
+            return bad("not a unicast address");
+        }
+        if addr.is_link_local_unicast() && prefix_len != 64 {
+            return bad("a link-local address is a /64");
+        }
+        let taken = if addr.is_link_local_unicast() {
+            ifp.addr6_state(addr).is_some()
+        } else {
+            self.ifaces.load().owner_of6(addr).is_some()
+        };
+        if taken {
+            return Err(StackError::Addr6Exists(name.into(), a));
+        }
+        self.add_address6_locked(&ifp, a)
+    }
+
+    fn add_address6_locked(&self, ifp: &Arc<Interface>, a: If6Addr) -> Result<(), StackError> {
+        let mut addrs = ifp.inet6().addrs.clone();
+        addrs.push(a);
+        ifp.set_addrs6(addrs);
+        self.nd6.add_local(ifp, a.addr);
+        if ifp.is_up() {
+            self.dad.lock().start(self.clock.now(), ifp.index(), a.addr, Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// `ifconfig IF inet6 ADDR delete`: the reverse of `add_address6`.
+    pub fn delete_address6(&self, name: &str, addr: Ipv6Addr) -> Result<(), StackError> {
+        let _c = self.control.lock();
+        let ifp = self.find(name)?;
+        self.delete_address6_locked(&ifp, addr)
+    }
+
+    fn delete_address6_locked(&self, ifp: &Arc<Interface>, addr: Ipv6Addr) -> Result<(), StackError> {
+        let inet6 = ifp.inet6();
+        if inet6.find(addr).is_none() {
+            return Err(StackError::NoSuchAddr6(ifp.name().into(), addr));
+        }
+        let rest: Vec<If6Addr> = inet6.addrs.iter().filter(|x| x.addr != addr).copied().collect();
+        drop(inet6);
+        ifp.set_addrs6(rest);
+        self.dad.lock().stop(ifp.index(), addr);
+        self.nd6.remove_local(ifp, addr);
+        Ok(())
+    }
+
+    /// Marks an address's DAD state (control thread).
+    fn set_dad_state(&self, ifindex: IfIndex, addr: Ipv6Addr, state: Dad6State) -> Option<Arc<Interface>> {
+        let ifp = self.ifaces.load().get(ifindex).cloned()?;
+        let mut addrs = ifp.inet6().addrs.clone();
+        let a = addrs.iter_mut().find(|a| a.addr == addr)?;
+        a.state = state;
+        ifp.set_addrs6(addrs);
+        Some(ifp)
+    }
+
+    /// What the data path heard about one of `ifindex`'s tentative
+    /// addresses (an `Nd6Input::dad` from `ns_input` / `na_input`): DAD
+    /// marks it duplicated at its next timer run. Takes a short lock;
+    /// such messages are rare.
+    pub fn dad_input(&self, ifindex: IfIndex, addr: Ipv6Addr, what: DadInput) -> bool {
+        self.dad.lock().input(ifindex, addr, what)
+    }
+
+    /// nd6_dad_timer's results applied: addresses that passed become
+    /// preferred, duplicates are marked and logged (nd6_dad_duplicated),
+    /// solicitations due are sent (from ::, to the solicited-node group).
+    fn dad_timer(&self, now: crate::time::Instant) {
+        let mut actions = Vec::new();
+        self.dad.lock().timer(now, &mut actions);
+        for act in actions {
+            match act {
+                DadAction::SendNs { ifindex, target } => {
+                    if let Some(ifp) = self.ifaces.load().get(ifindex).cloned() {
+                        let dst = target.solicited_node();
+                        let msg = crate::ether::NdpMsg::Ns { target, slla: None };
+                        let mac = softnet_wire::ipv6::multicast_mac(dst);
+                        self.send_ndp(&ifp, mac, Ipv6Addr::UNSPECIFIED, dst, msg);
+                    }
+                }
+                DadAction::Done { ifindex, addr } => {
+                    let _c = self.control.lock();
+                    self.set_dad_state(ifindex, addr, Dad6State::Preferred);
+                }
+                DadAction::Duplicated { ifindex, addr, ns_in, na_in, ns_out } => {
+                    let _c = self.control.lock();
+                    if let Some(ifp) = self.set_dad_state(ifindex, addr, Dad6State::Duplicated) {
+                        tracing::error!(
+                            "{}: DAD detected duplicate IPv6 address {addr}: NS in/out={ns_in}/{ns_out}, NA in={na_in}",
+                            ifp.name()
+                        );
+                        tracing::error!("{}: DAD complete for {addr} - duplicate found", ifp.name());
+                        if addr.is_link_local_unicast() {
+                            tracing::error!("{}: manual intervention required", ifp.name());
+                        }
+                        self.stats.get(crate::percpu::CONTROL_SLOT).nd6.dup_addrs.inc();
+                    }
+                }
+            }
+        }
+    }
+
+    /// nd6_llinfo_timer for the neighbor cache: solicitations and NUD
+    /// probes due go out from the control thread (source: the entry's
+    /// hint if it is still a usable address of the interface, else the
+    /// interface's choice for the target). The held packets of neighbors
+    /// given up are returned, counted, for ICMPv6 address unreachable.
+    pub fn nd6_timer(&self, now: crate::time::Instant) -> Nd6Timer {
+        let mut t = self.nd6.timer(now, &self.stats.get(crate::percpu::CONTROL_SLOT).nd6);
+        let ifs = self.ifaces.load();
+        for ns in t.solicits.drain(..) {
+            let Some(ifp) = ifs.get(ns.ifindex) else { continue };
+            let inet6 = ifp.inet6();
+            let src = ns
+                .src_hint
+                .filter(|s| inet6.find(*s).is_some_and(|a| a.is_usable()))
+                .or_else(|| inet6.source_for(ns.target));
+            drop(inet6);
+            let Some(src) = src else { continue };
+            let msg = crate::ether::NdpMsg::Ns { target: ns.target, slla: Some(ifp.mac()) };
+            self.send_ndp(ifp, ns.dst_mac(), src, ns.dst_ip(), msg);
+        }
+        t
+    }
+
+    /// Sends one NDP message on `ifp` from the control thread.
+    fn send_ndp(&self, ifp: &Interface, dst_mac: MacAddr, src: Ipv6Addr, dst: Ipv6Addr, msg: crate::ether::NdpMsg) {
+        let mut pool = self.control_pool.lock();
+        let Some(mut p) = pool.alloc() else { return };
+        if crate::ether::build_ndp_frame(&mut p, ifp.mac(), dst_mac, src, dst, msg).is_err() {
+            pool.free(p);
+            return;
+        }
+        let mut frames: Vec<PacketBuf> = vec![p];
+        let sent = ifp.queue(crate::percpu::CONTROL_SLOT).lock().send(&mut pool, &mut frames);
+        let st = ifp.stats.get(crate::percpu::CONTROL_SLOT);
+        if sent == 1 {
+            st.opackets.inc();
+            self.stats.get(crate::percpu::CONTROL_SLOT).nd6.ns_sent.inc();
+        } else {
+            st.oerrors.inc();
+        }
+    }
+
+    /// `ndp -s ADDR MAC [temp] [proxy]` (`scope`: the interface of a
+    /// link-local address).
+    pub fn ndp_set(
+        &self,
+        addr: Ipv6Addr,
+        scope: Option<&str>,
+        mac: MacAddr,
+        temp: bool,
+        proxy: bool,
+    ) -> Result<(), NdError> {
+        let _c = self.control.lock();
+        let ifs = self.ifaces.load();
+        let scope = match scope {
+            Some(n) => Some(ifs.by_name(n).map(|i| i.index()).ok_or(NdError::NoRoute(addr))?),
+            None => None,
+        };
+        self.nd6.add_static(self.clock.now(), &ifs, addr, scope, mac, temp, proxy).map(|_| ())
+    }
+
+    /// `ndp -an`.
+    pub fn ndp_show(&self) -> String {
+        let ifs = self.ifaces.load();
+        crate::nd6::format_ndp_an(&self.nd6.entries(), |i| ifs.get(i).map(|x| x.name().to_string()), self.clock.now())
+    }
+
     /// `ifconfig IF destroy`: detach (lookups fail from now on), remove the
     /// addresses and every route through the interface (a message each),
     /// forget its ARP entries, announce the departure, then wait for the
@@ -305,8 +540,13 @@ impl Stack {
             for a in ifp.addrs().iter() {
                 let _ = self.delete_address_locked(&ifp, a.addr);
             }
+            for a in ifp.inet6().addrs.iter() {
+                let _ = self.delete_address6_locked(&ifp, a.addr);
+            }
             self.routes.delete_for_interface(ifp.weak());
             self.arp.remove_interface(ifp.index());
+            self.nd6.remove_interface(ifp.index());
+            self.dad.lock().stop_interface(ifp.index());
             self.announce(&ifp, IfAnnounceWhat::Departure);
             ifp
         };
@@ -441,6 +681,18 @@ impl Stack {
         let now = self.clock.now();
         let freed = self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp);
         drop(freed);
+        self.dad_timer(now);
+        // Until the IPv6 data path sends ICMPv6 errors for them, the held
+        // packets of neighbors given up are freed here (counted as
+        // dropped_no_entry).
+        drop(self.nd6_timer(now));
+        {
+            let mut drawn = self.reachable_drawn.lock();
+            if now >= *drawn + RECALC_REACHABLE {
+                *drawn = now;
+                self.nd6.set_reachable_random(self.rng.lock().next_u32());
+            }
+        }
         self.routes.reap();
         let timed_out = self.reass.expire(now) as u64;
         self.stats.get(crate::percpu::CONTROL_SLOT).ip.fragtimeout.add(timed_out);

@@ -98,6 +98,7 @@ pub struct StackStats {
     pub transport: TransportStats,
     pub ether: EtherStats,
     pub arp: crate::arp::ArpStats,
+    pub nd6: crate::nd6::Nd6Stats,
 }
 
 /// Prints one netstat line: `%u` is the value, `%s` the plural "s".

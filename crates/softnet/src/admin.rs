@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// The admin tools, as `softnet TOOL ...`.
-pub const TOOLS: &[&str] = &["route", "arp", "ifconfig", "netstat"];
+pub const TOOLS: &[&str] = &["route", "arp", "ndp", "ifconfig", "netstat"];
 
 const ROUTE_USAGE: &str = "usage: softnet route [-nqv] [-T rtable] command [[modifiers] args]
 commands: show [-inet | -inet6]
@@ -40,6 +40,7 @@ const ARP_USAGE: &str = "usage: softnet arp [-n] hostname
 const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
        softnet ifconfig interface
        softnet ifconfig interface [inet] address/len [delete | -alias] [up | down]
+       softnet ifconfig interface inet6 address[/len] [prefixlen n] [delete | -alias]
        softnet ifconfig interface [inet] address netmask mask
        softnet ifconfig interface up | down | destroy
        softnet ifconfig interface group name | -group name";
@@ -68,11 +69,12 @@ fn usage_of(tool: &str) -> &'static str {
         "route" => ROUTE_USAGE,
         "arp" => ARP_USAGE,
         "ifconfig" => IFCONFIG_USAGE,
+        "ndp" => crate::inet6cmd::NDP_USAGE,
         _ => NETSTAT_USAGE,
     }
 }
 
-fn usage<T>(tool: &str, msg: impl Into<String>) -> Result<T, UsageError> {
+pub(crate) fn usage<T>(tool: &str, msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError { tool: tool.to_string(), msg: Some(msg.into()) })
 }
 
@@ -90,6 +92,7 @@ pub fn parse(tool: &str, args: &[String]) -> Result<Parsed, UsageError> {
     match tool {
         "route" => parse_route(&args),
         "arp" => parse_arp(&args).map(|r| Parsed { request: r, quiet: false }),
+        "ndp" => crate::inet6cmd::parse_ndp(&args).map(|r| Parsed { request: r, quiet: false }),
         "ifconfig" => parse_ifconfig(&args).map(|r| Parsed { request: r, quiet: false }),
         "netstat" => parse_netstat(&args).map(|r| Parsed { request: r, quiet: false }),
         _ => usage(tool, format!("unknown command {tool}")),
@@ -493,6 +496,11 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
                     return u("destroy goes alone".into());
                 }
                 actions.push(IfAction::Destroy);
+            }
+            "inet6" => {
+                let (action, last) = crate::inet6cmd::parse_ifconfig_inet6(name, args, i)?;
+                actions.push(action);
+                i = last;
             }
             _ => {
                 // [inet] ADDR[/LEN] [netmask M | prefixlen N] [alias] [delete | -alias]

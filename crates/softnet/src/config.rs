@@ -5,6 +5,7 @@ use serde::Deserialize;
 use softnet_core::iface::IfAddr;
 use softnet_core::stack::RouteTarget6;
 use softnet_wire::ethernet::MacAddr;
+use softnet_wire::ipv6::Ipv6AddrExt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -82,11 +83,47 @@ pub struct InterfaceConf {
     pub device: String,
     pub mac: Option<MacAddr>,
     pub addrs: Vec<IfAddr>,
+    /// IPv6 addresses (besides the link-local one every interface gets).
+    pub addrs6: Vec<Addr6>,
     pub mtu: Option<u32>,
     /// Interface groups (`ifconfig IF group NAME`), e.g. for `pass on lan`.
     pub groups: Vec<String>,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
+}
+
+/// An IPv6 address of an interface as configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addr6 {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+}
+
+impl std::fmt::Display for Addr6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Parses "x:y::z/len" as `ifconfig inet6` takes it: a length of 1 to
+/// 128 (the stack's checks, in6_update_ifa's), a unicast address, a
+/// link-local one only as a /64.
+pub fn parse_prefix6(s: &str) -> Result<Addr6, String> {
+    let Some((a, l)) = s.split_once('/') else {
+        return Err(format!("address {s:?} needs a prefix length (fd00:1::1/64)"));
+    };
+    let addr: Ipv6Addr = a.parse().map_err(|_| format!("bad IPv6 address {a:?}"))?;
+    let prefix_len = l.parse::<u8>().map_err(|_| format!("bad prefix length in {s:?}"))?;
+    if prefix_len == 0 || prefix_len > 128 {
+        return Err(format!("prefix length {prefix_len} not 1 to 128 in {s:?}"));
+    }
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || addr.is_v4_mapped() {
+        return Err(format!("{addr} is not a unicast address"));
+    }
+    if addr.is_link_local_unicast() && prefix_len != 64 {
+        return Err(format!("link-local address {addr} needs prefix length 64"));
+    }
+    Ok(Addr6 { addr, prefix_len })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,7 +384,27 @@ impl Config {
                 }
             };
             let mut addrs = Vec::new();
+            let mut addrs6: Vec<Addr6> = Vec::new();
             for a in &i.addr {
+                if a.get_ref().contains(':') {
+                    let a6 =
+                        parse_prefix6(a.get_ref()).or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?;
+                    // A link-local address is unique on its link only.
+                    let other = if a6.addr.is_link_local_unicast() {
+                        None
+                    } else {
+                        interfaces.iter().find(|x| x.addrs6.iter().any(|b| b.addr == a6.addr)).map(|x| x.name.clone())
+                    };
+                    let other = other.or_else(|| addrs6.iter().any(|b| b.addr == a6.addr).then(|| name.clone()));
+                    if let Some(other) = other {
+                        return cx.err(
+                            a.span(),
+                            format!("interface {name:?}: address {} already configured on {other:?}", a6.addr),
+                        );
+                    }
+                    addrs6.push(a6);
+                    continue;
+                }
                 let (ip, len) =
                     parse_prefix(a.get_ref()).or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?;
                 if !a.get_ref().contains('/') {
@@ -390,7 +447,7 @@ impl Config {
                 }
             }
             let line = cx.line_of(ri.span().start);
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, mtu, groups, line });
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, line });
         }
         let mut routes = Vec::new();
         let mut routes6: Vec<Route6Conf> = Vec::new();
@@ -569,6 +626,18 @@ interface = "sn-r1"
     }
 
     #[test]
+    fn both_families_of_addresses_parse_and_link_local_ones_may_repeat_across_interfaces() {
+        let src = "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\", \"fd00:1::1/64\", \"fe80::1/64\"]\n\
+                   [[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"fe80::1/64\", \"2001:db8::1/48\"]\n";
+        let c = parse(src).unwrap();
+        assert_eq!(c.interfaces[0].addrs, vec![IfAddr::new(Ipv4Addr::new(10, 0, 1, 1), 24)]);
+        let six: Vec<String> = c.interfaces[0].addrs6.iter().map(|a| a.to_string()).collect();
+        assert_eq!(six, ["fd00:1::1/64", "fe80::1/64"]);
+        assert_eq!(c.interfaces[1].addrs6.len(), 2);
+        assert!(c.interfaces[1].addrs.is_empty());
+    }
+
+    #[test]
     fn xdp_is_accepted() {
         let c = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\ndevice = \"veth0\"\n").unwrap();
         assert_eq!(c.interfaces[0].driver, Driver::Xdp);
@@ -583,6 +652,20 @@ interface = "sn-r1"
             ("bogus = 1\n", "line 1: unknown field `bogus`"),
             ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.0.300/24\"]\n", "line 4: interface \"a\": bad IPv4 address"),
             ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.0.1\"]\n", "needs a prefix length"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fd00::1\"]\n", "line 4: interface \"a\": address \"fd00::1\" needs a prefix length (fd00:1::1/64)"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fd00::g/64\"]\n", "line 4: interface \"a\": bad IPv6 address \"fd00::g\""),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fd00::1/129\"]\n", "prefix length 129 not 1 to 128"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fd00::1/0\"]\n", "prefix length 0 not 1 to 128"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"ff02::1/64\"]\n", "ff02::1 is not a unicast address"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fe80::1/48\"]\n", "link-local address fe80::1 needs prefix length 64"),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fd00:1::1/64\"]\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"10.0.2.1/24\", \"fd00:1::1/48\"]\n",
+                "line 8: interface \"b\": address fd00:1::1 already configured on \"a\"",
+            ),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"fe80::1/64\", \"fe80::1/64\"]\n",
+                "line 4: interface \"a\": address fe80::1 already configured on \"a\"",
+            ),
             ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nmac = \"zz\"\n", "line 4: interface \"a\": bad MAC"),
             ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
             ("[[route]]\ndest = \"default\"\n", "exactly one of"),

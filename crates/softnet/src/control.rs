@@ -8,7 +8,7 @@ use crate::proto::{
 };
 use crate::show;
 use anyhow::{bail, Context};
-use softnet_core::iface::{if_flags, IfAddr, Interface};
+use softnet_core::iface::{if_flags, Dad6State, IfAddr, Interface};
 use softnet_core::link::LinkState;
 use softnet_core::route::{Route, RouteAddr, RouteFlags};
 use softnet_core::rtmsg::{RouteFlagNames, RouteMessage, RtmBody};
@@ -65,6 +65,7 @@ impl Handler {
             Request::Ifconfig(op) => self.ifconfig(op),
             Request::Netstat(op) => self.netstat(*op),
             Request::Pfctl(op) => self.pf.execute(op),
+            Request::Ndp(op) => crate::ndpops::execute(&self.stack, op),
         }
     }
 
@@ -317,6 +318,8 @@ impl Handler {
                     let r = match a {
                         IfAction::AddAddr(a) => self.stack.add_address(name, IfAddr::new(a.addr, a.prefix_len)),
                         IfAction::DeleteAddr(a) => self.stack.delete_address(name, *a),
+                        IfAction::AddAddr6(a) => self.stack.add_address6(name, a.addr, a.prefix_len),
+                        IfAction::DeleteAddr6(a) => self.stack.delete_address6(name, *a),
                         IfAction::Up => self.stack.set_up(name, true),
                         IfAction::Down => self.stack.set_up(name, false),
                         IfAction::Destroy => self.stack.destroy_interface(name),
@@ -388,6 +391,23 @@ pub fn format_ifconfig(ifp: &Interface, egress: &[String]) -> String {
         let _ = write!(o, "\tinet {} netmask {:#010x}", a.addr, a.mask());
         if let Some(b) = a.broadcast() {
             let _ = write!(o, " broadcast {b}");
+        }
+        o.push('\n');
+    }
+    // in6_alias: a link-local address with its scope, then its flags.
+    for a in ifp.inet6().addrs.iter() {
+        if a.is_link_local() {
+            let _ = write!(o, "\tinet6 {}%{} prefixlen {}", a.addr, ifp.name(), a.prefix_len);
+        } else {
+            let _ = write!(o, "\tinet6 {} prefixlen {}", a.addr, a.prefix_len);
+        }
+        match a.state {
+            Dad6State::Tentative => o.push_str(" tentative"),
+            Dad6State::Duplicated => o.push_str(" duplicated"),
+            Dad6State::Preferred => {}
+        }
+        if a.is_link_local() {
+            let _ = write!(o, " scopeid {:#x}", ifp.index().0);
         }
         o.push('\n');
     }

@@ -370,6 +370,91 @@ fn ifconfig_groups_are_shown_and_name_interfaces_for_pf() {
 }
 
 #[test]
+fn ifconfig_inet6_and_ndp_commands() {
+    let f = Fixture::new();
+    let ll0 = "\tinet6 fe80::ff:fe00:101%sn-r0 prefixlen 64";
+    let r0 = f.ok("ifconfig", "sn-r0");
+    assert!(r0.contains(&format!("{ll0} tentative scopeid 0x1\n")), "{r0}");
+    assert!(r0.find("\tinet 10.0.1.1").unwrap() < r0.find("\tinet6").unwrap(), "inet before inet6: {r0}");
+    assert_eq!(f.ok("ifconfig", "sn-r0 inet6 fd00:1::1/64"), "");
+    assert_eq!(f.ok("ifconfig", "sn-r0 inet6 fd00:1::2 prefixlen 80"), "");
+    assert!(f.ok("ifconfig", "sn-r0").contains("\tinet6 fd00:1::1 prefixlen 64 tentative\n"));
+    let e = f.fails("ifconfig", "sn-r1 inet6 fd00:1::1/64");
+    assert_eq!(e, "softnet: ifconfig: sn-r1: address fd00:1::1/64 already configured\n");
+    let e = f.fails("ifconfig", "sn-r0 inet6 ff02::1/64");
+    assert_eq!(e, "softnet: ifconfig: sn-r0: bad address ff02::1/64: not a unicast address\n");
+    let e = f.fails("ifconfig", "sn-r0 inet6 fd00::1/129");
+    assert!(e.starts_with("softnet ifconfig: fd00::1/129: bad prefix length\nusage:"), "{e}");
+    // DAD runs on the stack's timer: after a second or two every address
+    // is in use.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while f.ok("ifconfig", "sn-r0").contains("tentative") {
+        assert!(std::time::Instant::now() < deadline, "DAD never finished");
+        f.stack.tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r0 = f.ok("ifconfig", "sn-r0");
+    assert!(
+        r0.contains(&format!("{ll0} scopeid 0x1\n\tinet6 fd00:1::1 prefixlen 64\n\tinet6 fd00:1::2 prefixlen 80\n")),
+        "{r0}"
+    );
+    assert_eq!(f.ok("ifconfig", "sn-r0 inet6 fd00:1::2 delete"), "");
+    assert!(!f.ok("ifconfig", "sn-r0").contains("fd00:1::2"));
+    f.fails("ifconfig", "sn-r0 inet6 fd00:1::2 delete");
+
+    // ndp(8)
+    let an = f.ok("ndp", "-an");
+    assert!(
+        an.starts_with("Neighbor                             Linklayer Address   Netif Expire    S Flags\n"),
+        "{an}"
+    );
+    let row = |n: &str, ll: &str, rest: &str| format!("{n:<36} {ll:<17} {:>7} {rest}\n", "sn-r0");
+    assert!(an.contains(&row("fe80::ff:fe00:101%sn-r0", "02:00:00:00:01:01", "permanent R l")), "{an}");
+    assert!(an.contains("fd00:1::1 "), "{an}");
+    assert_eq!(f.ok("ndp", "-s fd00:1::9 02:00:00:00:01:09 proxy"), "");
+    let line = f.ok("ndp", "-n fd00:1::9");
+    assert!(line.ends_with(&row("fd00:1::9", "02:00:00:00:01:09", "permanent R p")), "{line}");
+    assert_eq!(f.fails("ndp", "-s 2001:db8::9 02:00:00:00:01:09"), "softnet: ndp: RTM_GET(2001:db8::9) failed\n");
+    assert_eq!(f.fails("ndp", "-n fd00:1::77"), "softnet: ndp: fd00:1::77 (fd00:1::77) -- no entry\n");
+    assert_eq!(f.ok("ndp", "-d fd00:1::9"), "fd00:1::9 (fd00:1::9) deleted\n");
+    assert_eq!(f.fails("ndp", "-d fd00:1::9"), "softnet: ndp: delete: cannot delete non-NDP entry\n");
+    assert_eq!(f.ok("ndp", "-d fe80::ff:fe00:101%sn-r0"), "", "a local entry is spared");
+    assert!(f.fails("ndp", "-d fe80::1%nope").contains("nope"));
+    // ndp -c: the learned entries go, the others stay.
+    let ifp = f.stack.ifaces.load().by_name("sn-r0").cloned().unwrap();
+    let mut out = softnet_core::nd6::Nd6Input::new();
+    let stats = softnet_core::nd6::Nd6Stats::default();
+    let now = f.stack.clock.now();
+    let mac = Some(MacAddr([2, 0, 0, 0, 1, 2]));
+    f.stack.nd6.cache_lladdr(
+        now,
+        &ifp,
+        "fd00:1::2".parse().unwrap(),
+        mac,
+        softnet_core::nd6::NdMsg::Ns,
+        &stats,
+        &mut out,
+    );
+    f.stack.nd6.cache_lladdr(
+        now,
+        &ifp,
+        "fe80::2".parse().unwrap(),
+        mac,
+        softnet_core::nd6::NdMsg::Ns,
+        &stats,
+        &mut out,
+    );
+    let an = f.ok("ndp", "-an");
+    let stale = row("fe80::2%sn-r0", "02:00:00:00:01:02", "23h59m59s S ");
+    let stale2 = row("fe80::2%sn-r0", "02:00:00:00:01:02", "23h59m58s S ");
+    assert!(an.contains(&stale) || an.contains(&stale2), "{an}");
+    assert_eq!(f.ok("ndp", "-c"), "fd00:1::2 (fd00:1::2) deleted\nfe80::2%sn-r0 (fe80::2%sn-r0) deleted\n");
+    assert!(!f.ok("ndp", "-an").contains("fd00:1::2 "));
+    assert!(f.ok("ndp", "-an").contains("fd00:1::1 "));
+    f.stop();
+}
+
+#[test]
 fn route_inet6_commands_and_the_internet6_section_of_netstat() {
     use softnet_core::route::Route6;
     let f = Fixture::new();

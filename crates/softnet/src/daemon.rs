@@ -5,7 +5,7 @@
 //! its own), handles signals (TERM/INT stop, HUP reloads) and runs a 1 s
 //! timer (ARP expiry, carrier polling, freeing old route snapshots).
 
-use crate::config::{Config, Driver, InterfaceConf, Route6Conf, RouteConf, RouteVia};
+use crate::config::{Addr6, Config, Driver, InterfaceConf, Route6Conf, RouteConf, RouteVia};
 use crate::control::{Handler, Server};
 use crate::links;
 use anyhow::{anyhow, bail, Context};
@@ -193,6 +193,17 @@ impl Daemon {
                 bail!("interface {:?}: address {a}: {e}", ic.name);
             }
         }
+        for a in &ic.addrs6 {
+            // The automatic link-local address, written out in the config.
+            let auto = softnet_wire::ipv6::link_local_from_mac(mac);
+            if a.addr == auto && a.prefix_len == 64 {
+                continue;
+            }
+            if let Err(e) = self.stack.add_address6(&ic.name, a.addr, a.prefix_len) {
+                let _ = self.stack.destroy_interface(&ic.name);
+                bail!("interface {:?}: address {a}: {e}", ic.name);
+            }
+        }
         for g in &ic.groups {
             self.stack.add_group(&ic.name, g).map_err(|e| anyhow!("interface {:?}: {e}", ic.name))?;
         }
@@ -203,7 +214,7 @@ impl Daemon {
             ic.name,
             ic.driver.name(),
             ic.device,
-            ic.addrs.len()
+            ic.addrs.len() + ic.addrs6.len()
         );
         Ok(())
     }
@@ -351,6 +362,12 @@ impl Daemon {
                 Err(e) => tracing::warn!("reload: {name}: {e}"),
             }
         }
+        for (name, a) in &plan.addrs6_removed {
+            match self.stack.delete_address6(name, a.addr) {
+                Ok(()) => tracing::info!("reload: {name}: address {a} removed"),
+                Err(e) => tracing::warn!("reload: {name}: {e}"),
+            }
+        }
         for (name, mtu) in &plan.mtu_changed {
             let device = self.config.interfaces.iter().find(|i| &i.name == name).map(|i| i.device.clone());
             let mtu = match (mtu, device) {
@@ -394,6 +411,12 @@ impl Daemon {
         }
         for (name, a) in &plan.addrs_added {
             match self.stack.add_address(name, *a) {
+                Ok(()) => tracing::info!("reload: {name}: address {a} added"),
+                Err(e) => tracing::warn!("reload: {name}: {e}"),
+            }
+        }
+        for (name, a) in &plan.addrs6_added {
+            match self.stack.add_address6(name, a.addr, a.prefix_len) {
                 Ok(()) => tracing::info!("reload: {name}: address {a} added"),
                 Err(e) => tracing::warn!("reload: {name}: {e}"),
             }
@@ -493,6 +516,8 @@ pub struct ReloadPlan {
     pub ifaces_added: Vec<InterfaceConf>,
     pub addrs_removed: Vec<(String, IfAddr)>,
     pub addrs_added: Vec<(String, IfAddr)>,
+    pub addrs6_removed: Vec<(String, Addr6)>,
+    pub addrs6_added: Vec<(String, Addr6)>,
     /// New MTU per interface; `None`: the `mtu` line went away, back to
     /// the device's MTU (what a restart would give).
     pub mtu_changed: Vec<(String, Option<u32>)>,
@@ -522,6 +547,12 @@ impl ReloadPlan {
                     }
                     for a in n.addrs.iter().filter(|a| !o.addrs.contains(a)) {
                         p.addrs_added.push((n.name.clone(), *a));
+                    }
+                    for a in o.addrs6.iter().filter(|a| !n.addrs6.contains(a)) {
+                        p.addrs6_removed.push((o.name.clone(), *a));
+                    }
+                    for a in n.addrs6.iter().filter(|a| !o.addrs6.contains(a)) {
+                        p.addrs6_added.push((n.name.clone(), *a));
                     }
                     if n.mtu != o.mtu {
                         p.mtu_changed.push((n.name.clone(), n.mtu));
@@ -614,7 +645,19 @@ blackhole = true
         assert_eq!(p.ifaces_added.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec!["b"]);
         assert_eq!(p.addrs_added, vec![("a".to_string(), IfAddr::new("10.0.9.1".parse().unwrap(), 24))]);
         assert!(p.addrs_removed.is_empty());
+        assert!(p.addrs6_added.is_empty() && p.addrs6_removed.is_empty());
         assert_eq!(p.mtu_changed, vec![("a".to_string(), Some(1400))]);
+    }
+
+    #[test]
+    fn reload_plan_adds_and_removes_ipv6_addresses() {
+        let old = cfg(&BASE.replace("addr = [\"10.0.1.1/24\"]", "addr = [\"10.0.1.1/24\", \"fd00:1::1/64\"]"));
+        let new = cfg(&BASE.replace("addr = [\"10.0.1.1/24\"]", "addr = [\"10.0.1.1/24\", \"fd00:9::1/64\"]"));
+        let p = ReloadPlan::new(&old, &new);
+        let a6 = |s: &str| Addr6 { addr: s.parse().unwrap(), prefix_len: 64 };
+        assert_eq!(p.addrs6_removed, vec![("a".to_string(), a6("fd00:1::1"))]);
+        assert_eq!(p.addrs6_added, vec![("a".to_string(), a6("fd00:9::1"))]);
+        assert!(p.addrs_added.is_empty() && p.addrs_removed.is_empty());
     }
 
     #[test]

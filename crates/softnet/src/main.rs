@@ -9,7 +9,9 @@ mod control;
 mod control_tests;
 mod daemon;
 mod demo;
+mod inet6cmd;
 mod links;
+mod ndpops;
 mod pfctl;
 mod pfglue;
 mod proto;
@@ -57,7 +59,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Interfaces, as ifconfig(8): [IF [inet ADDR/LEN [delete]] [up|down] [destroy]].
+    /// IPv6 neighbor cache, as ndp(8): -an | -s HOST MAC [temp] [proxy] | -d HOST | -c.
+    #[command(disable_help_flag = true)]
+    Ndp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Interfaces, as ifconfig(8): [IF [inet|inet6 ADDR/LEN [delete]] [up|down] [destroy]].
     #[command(disable_help_flag = true)]
     Ifconfig {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -153,7 +161,12 @@ fn main() {
         Cmd::Up { config, log } => daemon::up(&config, log.as_deref()),
         Cmd::Check { config } => daemon::check(&config),
         // Reached only when the dispatch above did not take them (never).
-        Cmd::Route { .. } | Cmd::Arp { .. } | Cmd::Ifconfig { .. } | Cmd::Netstat { .. } | Cmd::Pfctl { .. } => 1,
+        Cmd::Route { .. }
+        | Cmd::Arp { .. }
+        | Cmd::Ndp { .. }
+        | Cmd::Ifconfig { .. }
+        | Cmd::Netstat { .. }
+        | Cmd::Pfctl { .. } => 1,
         Cmd::Demo { workers, flood } => exit_code(demo::run(workers.max(1), flood)),
         Cmd::Bench { seconds, repeat, quick, pf: false } => exit_code(bench::run(seconds, repeat.max(1), quick)),
         Cmd::Bench { seconds, repeat, quick, pf: true } => exit_code(bench::run_pf(seconds, repeat.max(1), quick)),

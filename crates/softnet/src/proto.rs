@@ -50,6 +50,7 @@ pub enum Request {
     Ifconfig(IfconfigOp),
     Netstat(NetstatOp),
     Pfctl(PfctlOp),
+    Ndp(NdpOp),
 }
 
 /// The daemon's answer.
@@ -246,6 +247,42 @@ pub enum ArpLifetime {
     Permanent,
 }
 
+/// An IPv6 neighbor as ndp(8) names it: `fe80::1%em0` carries the
+/// interface of a link-local address.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NdpHost {
+    pub addr: Ipv6Addr,
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Display for NdpHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.scope {
+            Some(s) => write!(f, "{}%{s}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NdpOp {
+    /// `ndp -an` (all) or `ndp -n HOST`.
+    Show { host: Option<NdpHost> },
+    /// `ndp -s HOST MAC [temp] [proxy]`.
+    Set { host: NdpHost, mac: [u8; 6], temp: bool, proxy: bool },
+    /// `ndp -d HOST`.
+    Delete { host: NdpHost },
+    /// `ndp -c`: every learned entry.
+    Clear,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inet6Addr {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InetAddr {
     pub addr: Ipv4Addr,
@@ -258,6 +295,10 @@ pub struct InetAddr {
 pub enum IfAction {
     AddAddr(InetAddr),
     DeleteAddr(Ipv4Addr),
+    /// `inet6 ADDR/LEN`
+    AddAddr6(Inet6Addr),
+    /// `inet6 ADDR delete`
+    DeleteAddr6(Ipv6Addr),
     Up,
     Down,
     Destroy,
@@ -424,6 +465,20 @@ mod tests {
                 ],
             }),
             Request::Netstat(NetstatOp::Routes { rtable: 0, af: AddrFamily::Inet6 }),
+            Request::Ifconfig(IfconfigOp::Change {
+                name: "sn-r0".into(),
+                actions: vec![
+                    IfAction::AddAddr6(Inet6Addr { addr: "fd00:1::1".parse().unwrap(), prefix_len: 64 }),
+                    IfAction::DeleteAddr6("fe80::1".parse().unwrap()),
+                ],
+            }),
+            Request::Ndp(NdpOp::Set {
+                host: NdpHost { addr: "fe80::9".parse().unwrap(), scope: Some("sn-r0".into()) },
+                mac: [2, 0, 0, 0, 0, 9],
+                temp: false,
+                proxy: true,
+            }),
+            Request::Ndp(NdpOp::Clear),
         ]
     }
 

@@ -990,8 +990,8 @@ const W_ADDR: usize = 36;
 const W_LL: usize = 17;
 const W_IF: usize = 7;
 
-/// OpenBSD arp(8)'s "19m59s".
-fn sec2str(total: u64) -> String {
+/// OpenBSD arp(8)'s and ndp(8)'s "19m59s".
+pub(crate) fn sec2str(total: u64) -> String {
     let (days, hours, mins, secs) = (total / 86400, (total / 3600) % 24, (total / 60) % 60, total % 60);
     let mut s = String::new();
     let mut first = true;
