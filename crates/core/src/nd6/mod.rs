@@ -111,6 +111,7 @@ mod cache;
 mod control;
 pub mod dad;
 mod nbr;
+pub mod rtadv;
 mod show;
 #[cfg(test)]
 mod tests;
