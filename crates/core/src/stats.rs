@@ -208,6 +208,7 @@ pub fn format_netstat_s(stats: &PerWorker<StackStats>) -> String {
     p(&mut o, s(&|w| &w.ether.nobufs), "\t%u frame%s dropped for want of a packet buffer");
 
     o.push_str(&crate::arp::format_arp_stats(stats.iter().map(|w| &w.arp)));
+    o.push_str(&crate::nd6::rtadv::format_rtadv_stats(stats.iter().map(|w| &w.nd6)));
     o
 }
 

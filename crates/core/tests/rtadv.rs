@@ -191,6 +191,9 @@ fn an_advertising_interface_sends_from_its_link_local_address_after_dad_with_its
         assert!(w[1].at - w[0].at <= Duration::from_secs(16) + Duration::from_millis(100));
     }
     assert_eq!(r.counter(|s| s.ra_sent.get()), ras.len() as u64);
+    let netstat = softnet_core::stats::format_netstat_s(&r.stack.stats);
+    assert!(netstat.contains(&format!("\t{} router advertisements sent\n", ras.len())), "{netstat}");
+    assert!(netstat.contains("\t0 router solicitations received\n"), "{netstat}");
     let show = r.stack.rad_show();
     assert!(show.starts_with("interface sn0 {\n\tdefault router yes\n\thop limit 0\n"), "{show}");
     assert!(show.contains("\tmtu 1500\n\tauto prefix {\n\t\tvalid lifetime 5400\n"), "{show}");
