@@ -5,7 +5,8 @@ Frames are built with scapy (and by hand where scapy would fix them) in
 namespace A and sent on A's veth to the router's MAC (packet driver, then tap):
 headers cut short, bad IP version/header length/total length/checksum/
 options, multicast source, broken UDP/TCP/ICMP to the router itself, bad
-ARP, unknown ethertypes, VLAN-tagged and IPv6 frames, runts (if the kernel
+ARP, unknown ethertypes, VLAN-tagged frames, IPv6 frames that may not be
+forwarded or carry an IPv4 header, runts (if the kernel
 lets them out) and giants (A's veth and the router's are set to MTU 9000,
 the router's interface to 1500). Each kind is sent COUNT times; then
 `netstat -s` must show each kind's counter grown (and 1000 TTL-1 packets at
@@ -106,8 +107,10 @@ def frames():
         ("arp: malformed ARP packets dropped", "ARP for protocol 0x86dd",
          ether(arp_ok[:2] + b"\x86\xdd" + arp_ok[4:], 0x0806)),
         ("ether: frames with unknown ethertype", "ethertype 0x88b5", ether(b"\0" * 46, 0x88B5)),
-        ("ether: IPv6 frames dropped (not supported yet)", "an IPv6 frame",
+        ("ip6: packets that violated scope rules", "an IPv6 frame from a link-local source to another link",
          bytes(Ether(dst=MAC_R0, src=MAC_A) / IPv6(src="fe80::1", dst="fe80::2") / Raw(b"z" * 8))),
+        ("ip6: with incorrect version number", "an IPv6 EtherType with an IPv4 header",
+         ether(ipv4(b"\0" * 40, dst=R), 0x86DD)),
         ("ether: 802.1Q tagged frames dropped (no vlan interface)", "an 802.1Q tagged frame",
          bytes(Ether(dst=MAC_R0, src=MAC_A) / Dot1Q(vlan=5) / IP(src=A, dst=B) / ICMP())),
     ]

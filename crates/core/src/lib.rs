@@ -20,6 +20,7 @@ pub mod route;
 pub mod rtmsg;
 pub mod stack;
 pub mod stats;
+pub mod stats6;
 pub mod time;
 pub mod topo;
 pub mod vlink;

@@ -33,6 +33,8 @@ pub struct StackConfig {
     pub workers: usize,
     /// net.inet.ip.forwarding
     pub forwarding: bool,
+    /// net.inet6.ip6.forwarding
+    pub forwarding6: bool,
     /// net.inet.ip.redirect — off by default, a deliberate departure from
     /// OpenBSD: a router in front of hosts should not steer them.
     pub send_redirects: bool,
@@ -61,6 +63,7 @@ impl Default for StackConfig {
         StackConfig {
             workers: 1,
             forwarding: true,
+            forwarding6: true,
             send_redirects: false,
             directed_broadcast: false,
             icmp_err_rate: 100,

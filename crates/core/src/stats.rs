@@ -1,5 +1,6 @@
 //! Protocol counters, one set per worker, printed the way OpenBSD's
-//! `netstat -s` prints them (usr.bin/netstat/inet.c: ip_stats, icmp_stats).
+//! `netstat -s` prints them (usr.bin/netstat/inet.c: ip_stats, icmp_stats);
+//! the IPv6 sections are in `stats6.rs`.
 
 use crate::percpu::{Counter, PerWorker};
 use std::fmt::Write;
@@ -82,8 +83,6 @@ pub struct EtherStats {
     pub not_for_us: Counter,
     /// Frames with an 802.1Q tag (no VLAN interfaces configured).
     pub vlan_dropped: Counter,
-    /// IPv6 frames (not routed yet).
-    pub ipv6_dropped: Counter,
     /// Other EtherTypes.
     pub unknown_type: Counter,
     /// Frames dropped because the packet pool was empty.
@@ -99,6 +98,8 @@ pub struct StackStats {
     pub ether: EtherStats,
     pub arp: crate::arp::ArpStats,
     pub nd6: crate::nd6::Nd6Stats,
+    pub ip6: crate::stats6::Ip6Stats,
+    pub icmp6: crate::stats6::Icmp6Stats,
 }
 
 /// Prints one netstat line: `%u` is the value, `%s` the plural "s".
@@ -203,12 +204,11 @@ pub fn format_netstat_s(stats: &PerWorker<StackStats>) -> String {
     p(&mut o, s(&|w| &w.ether.runts), "\t%u frame%s shorter than an ethernet header");
     p(&mut o, s(&|w| &w.ether.not_for_us), "\t%u frame%s for another host");
     p(&mut o, s(&|w| &w.ether.vlan_dropped), "\t%u 802.1Q tagged frame%s dropped (no vlan interface)");
-    p(&mut o, s(&|w| &w.ether.ipv6_dropped), "\t%u IPv6 frame%s dropped (not supported yet)");
     p(&mut o, s(&|w| &w.ether.unknown_type), "\t%u frame%s with unknown ethertype");
     p(&mut o, s(&|w| &w.ether.nobufs), "\t%u frame%s dropped for want of a packet buffer");
 
     o.push_str(&crate::arp::format_arp_stats(stats.iter().map(|w| &w.arp)));
-    o.push_str(&crate::nd6::rtadv::format_rtadv_stats(stats.iter().map(|w| &w.nd6)));
+    crate::stats6::format_netstat_s6(stats, &mut o);
     o
 }
 

@@ -206,3 +206,76 @@ fn neighbor_resolution_allocates_nothing_for_known_neighbors() {
     assert_eq!(hits, 300 * 200);
     assert_eq!(allocs, 0, "{allocs} allocations resolving {hits} packets");
 }
+
+/// IPv6 forwarding (ip6_input, ip6_forward, ether_out6 through the
+/// worker's neighbor cache) allocates nothing per packet either.
+#[test]
+fn ipv6_forwarding_allocates_nothing_per_packet_in_steady_state() {
+    use softnet_core::stack::RouteTarget6;
+    use softnet_wire::ipv6::Ipv6Repr;
+    use std::net::Ipv6Addr;
+
+    let stack = Stack::new(StackConfig { workers: 1, pool_size: 512, ..StackConfig::default() });
+    let src: Ipv6Addr = "fd00:1::2".parse().unwrap();
+    let b: Ipv6Addr = "fd00:2::2".parse().unwrap();
+    // 1,000 flows over 100 /48s via B.
+    let frames: Vec<Vec<u8>> = (0..1000u32)
+        .map(|j| {
+            let dst = Ipv6Addr::from((0x2400u128 << 112) | (((j % 100) as u128) << 80) | (1 + j / 100) as u128);
+            let ip = Ipv6Repr {
+                src,
+                dst,
+                next_header: softnet_wire::ipv4::IpProtocol::UDP,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                payload_len: 26,
+            };
+            let mut f = vec![0u8; 14 + ip.buffer_len()];
+            f[0..6].copy_from_slice(&R0_MAC.0);
+            f[6..12].copy_from_slice(&A_MAC.0);
+            f[12..14].copy_from_slice(&[0x86, 0xdd]);
+            ip.emit(&mut f[14..]);
+            f[54..56].copy_from_slice(&(20000 + j as u16).to_be_bytes());
+            f[56..58].copy_from_slice(&9000u16.to_be_bytes());
+            f[58..60].copy_from_slice(&26u16.to_be_bytes());
+            f
+        })
+        .collect();
+    let sink = SinkQueue::new();
+    let sent = sink.sent.clone();
+    stack
+        .create_interface("r0", R0_MAC, 1500, vec![Box::new(GeneratorQueue::new(frames)) as Box<dyn LinkQueue>])
+        .unwrap();
+    stack.create_interface("r1", R1_MAC, 1500, vec![Box::new(sink) as Box<dyn LinkQueue>]).unwrap();
+    stack.add_address6("r0", "fd00:1::1".parse().unwrap(), 64).unwrap();
+    stack.add_address6("r1", "fd00:2::1".parse().unwrap(), 64).unwrap();
+    stack.set_up("r0", true).unwrap();
+    stack.set_up("r1", true).unwrap();
+    stack.add_route6(0, "fd00:2::".parse().unwrap(), 64, None, &RouteTarget6::Interface("r1".into())).unwrap();
+    stack.ndp_set(b, None, B_MAC, false, false).unwrap();
+    for r in 0..100u128 {
+        let dest = Ipv6Addr::from((0x2400u128 << 112) | (r << 80));
+        stack.add_route6(0, dest, 48, None, &RouteTarget6::Gateway(b, None)).unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(Instant::from_secs(10)));
+    let dynclock: Arc<dyn Clock> = clock.clone();
+    let mut w = Worker::new(0, stack.clone(), dynclock);
+    for _ in 0..200 {
+        w.poll();
+    }
+    WATCHED.with(|w| w.set(true));
+    let before = ALLOCS.with(|a| a.get());
+    let sent_before = sent.0.get();
+    for i in 0..2000 {
+        if i % 100 == 0 {
+            clock.advance(std::time::Duration::from_millis(1));
+        }
+        w.poll();
+    }
+    let allocs = ALLOCS.with(|a| a.get()) - before;
+    WATCHED.with(|w| w.set(false));
+    let forwarded = sent.0.get() - sent_before;
+    assert!(forwarded >= 2000 * 60, "forwarded only {forwarded}");
+    assert_eq!(allocs, 0, "{allocs} allocations while forwarding {forwarded} IPv6 packets");
+}

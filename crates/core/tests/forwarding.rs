@@ -297,7 +297,7 @@ fn redirects_are_off_by_default_and_sent_when_enabled() {
 }
 
 #[test]
-fn ipv6_and_unknown_frames_are_counted_and_dropped() {
+fn bad_ipv6_and_unknown_frames_are_counted_and_dropped() {
     let mut t = TwoHosts::new(1);
     let mut f = vec![0u8; 60];
     f[0..6].copy_from_slice(&R0_MAC.0);
@@ -309,7 +309,8 @@ fn ipv6_and_unknown_frames_are_counted_and_dropped() {
     t.a.port().send(0, &f[..10]);
     t.settle();
     let s = &t.stack.stats;
-    assert_eq!(sum(s, |s| &s.ether.ipv6_dropped), 1);
+    // An IPv6 EtherType with a zeroed header: ip6_input's version check.
+    assert_eq!(sum(s, |s| &s.ip6.badvers), 1);
     assert_eq!(sum(s, |s| &s.ether.unknown_type), 1);
     assert_eq!(sum(s, |s| &s.ether.runts), 1);
 }

@@ -194,6 +194,10 @@ fn an_advertising_interface_sends_from_its_link_local_address_after_dad_with_its
     let netstat = softnet_core::stats::format_netstat_s(&r.stack.stats);
     assert!(netstat.contains(&format!("\t{} router advertisements sent\n", ras.len())), "{netstat}");
     assert!(netstat.contains("\t0 router solicitations received\n"), "{netstat}");
+    assert!(
+        netstat.contains(&format!("\tOutput packet histogram:\n\t\trouter advertisement: {}\n", ras.len())),
+        "{netstat}"
+    );
     let show = r.stack.rad_show();
     assert!(show.starts_with("interface sn0 {\n\tdefault router yes\n\thop limit 0\n"), "{show}");
     assert!(show.contains("\tmtu 1500\n\tauto prefix {\n\t\tvalid lifetime 5400\n"), "{show}");

@@ -57,7 +57,7 @@ fn route_len(routes: usize) -> u8 {
     }
 }
 
-type SinkCounters = Vec<Arc<softnet_core::percpu::CacheAligned<softnet_core::percpu::Counter>>>;
+pub(crate) type SinkCounters = Vec<Arc<softnet_core::percpu::CacheAligned<softnet_core::percpu::Counter>>>;
 
 fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, SinkCounters)> {
     // Frames from A to each flow's destination, via the router's r0 MAC.
@@ -116,13 +116,13 @@ fn pin(cpu: usize) {
     }
 }
 
-fn run_once(case: BenchCase, secs: f64) -> anyhow::Result<f64> {
+pub(crate) fn run_once(case: BenchCase, secs: f64) -> anyhow::Result<f64> {
     let (stack, counters) = build(case)?;
     measure(case, secs, stack, counters)
 }
 
 /// Runs the workers of a built router; packets per second out of r1.
-fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: SinkCounters) -> anyhow::Result<f64> {
+pub(crate) fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: SinkCounters) -> anyhow::Result<f64> {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let stop = Arc::new(AtomicBool::new(false));
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -169,7 +169,8 @@ fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: SinkCounters
     for t in threads {
         let _ = t.join();
     }
-    let forwarded = softnet_core::percpu::PerWorker::sum(&stack.stats, |s| &s.ip.forward);
+    let forwarded = softnet_core::percpu::PerWorker::sum(&stack.stats, |s| &s.ip.forward)
+        + softnet_core::percpu::PerWorker::sum(&stack.stats, |s| &s.ip6.forward);
     anyhow::ensure!(forwarded > 0, "nothing was forwarded: {case:?}");
     Ok((c1 - c0) as f64 / dt)
 }

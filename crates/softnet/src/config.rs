@@ -17,6 +17,7 @@ pub const DEFAULT_CONTROL: &str = "/run/softnet/softnet.sock";
 struct RawConfig {
     workers: Option<Spanned<i64>>,
     forwarding: Option<bool>,
+    forwarding6: Option<bool>,
     redirects: Option<bool>,
     directed_broadcast: Option<bool>,
     icmp_errors_per_second: Option<Spanned<i64>>,
@@ -164,6 +165,8 @@ pub struct Config {
     pub workers: usize,
     /// IP tunables (OpenBSD sysctl names in comments): net.inet.ip.forwarding
     pub forwarding: bool,
+    /// net.inet6.ip6.forwarding (`forwarding6`)
+    pub forwarding6: bool,
     /// net.inet.ip.redirect (off by default, unlike OpenBSD)
     pub redirects: bool,
     /// net.inet.ip.directed-broadcast
@@ -524,6 +527,7 @@ impl Config {
             path: path.to_path_buf(),
             workers,
             forwarding: raw.forwarding.unwrap_or(true),
+            forwarding6: raw.forwarding6.unwrap_or(true),
             redirects: raw.redirects.unwrap_or(false),
             directed_broadcast: raw.directed_broadcast.unwrap_or(false),
             icmp_errors_per_second,

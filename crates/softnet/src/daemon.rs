@@ -118,6 +118,7 @@ impl Daemon {
         let stack = Stack::new(StackConfig {
             workers: config.workers,
             forwarding: config.forwarding,
+            forwarding6: config.forwarding6,
             send_redirects: config.redirects,
             directed_broadcast: config.directed_broadcast,
             icmp_err_rate: config.icmp_errors_per_second,

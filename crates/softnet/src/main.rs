@@ -3,6 +3,7 @@
 mod admin;
 mod arpops;
 mod bench;
+mod bench6;
 mod config;
 mod config_ra;
 mod control;
@@ -113,6 +114,9 @@ enum Cmd {
         /// pf cases instead: keep state, 1,000 rules, a 100k-prefix table, state creation.
         #[arg(long)]
         pf: bool,
+        /// IPv6 forwarding against IPv4's with 100,000 routes each.
+        #[arg(long)]
+        inet6: bool,
     },
 }
 
@@ -176,8 +180,9 @@ fn main() {
         | Cmd::Netstat { .. }
         | Cmd::Pfctl { .. } => 1,
         Cmd::Demo { workers, flood } => exit_code(demo::run(workers.max(1), flood)),
-        Cmd::Bench { seconds, repeat, quick, pf: false } => exit_code(bench::run(seconds, repeat.max(1), quick)),
-        Cmd::Bench { seconds, repeat, quick, pf: true } => exit_code(bench::run_pf(seconds, repeat.max(1), quick)),
+        Cmd::Bench { seconds, repeat, inet6: true, .. } => exit_code(bench6::run(seconds, repeat.max(1))),
+        Cmd::Bench { seconds, repeat, quick, pf: false, .. } => exit_code(bench::run(seconds, repeat.max(1), quick)),
+        Cmd::Bench { seconds, repeat, quick, pf: true, .. } => exit_code(bench::run_pf(seconds, repeat.max(1), quick)),
     };
     std::process::exit(code);
 }

@@ -587,24 +587,6 @@ impl Advertiser {
     }
 }
 
-/// `netstat -s`: the router's neighbor discovery lines (solicitations
-/// heard, advertisements sent).
-pub fn format_rtadv_stats<'a>(stats: impl Iterator<Item = &'a super::Nd6Stats>) -> String {
-    let (mut rs, mut dropped, mut ra) = (0u64, 0u64, 0u64);
-    for s in stats {
-        rs += s.rs_received.get();
-        dropped += s.rs_dropped.get();
-        ra += s.ra_sent.get();
-    }
-    let pl = |v: u64| if v == 1 { "" } else { "s" };
-    format!(
-        "nd6:\n\t{rs} router solicitation{} received\n\t{dropped} router solicitation{} dropped: advertiser queue full\n\t{ra} router advertisement{} sent\n",
-        pl(rs),
-        pl(dropped),
-        pl(ra)
-    )
-}
-
 #[cfg(test)]
 #[path = "rtadv_tests.rs"]
 mod tests;

@@ -127,7 +127,9 @@ impl Stack {
         let st = ifp.stats.get(CONTROL_SLOT);
         if sent == 1 {
             st.opackets.inc();
-            self.stats.get(CONTROL_SLOT).nd6.ra_sent.inc();
+            let stats = self.stats.get(CONTROL_SLOT);
+            stats.nd6.ra_sent.inc();
+            stats.icmp6.outhist[softnet_wire::icmpv6::msg_type::ROUTER_ADVERT as usize].inc();
             self.rtadv.lock().count_sent(ifp.index());
         } else {
             st.oerrors.inc();

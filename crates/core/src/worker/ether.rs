@@ -1,8 +1,8 @@
 //! Ethernet (OpenBSD's if_ethersubr.c and the ARP glue of if_ether.c):
 //! `ether_input` checks a frame and hands it to `ip_input` or `arp_input`
 //! by EtherType; `ether_out` (ether_output + arpresolve) puts the header on
-//! and finds the link destination. An IPv6 input path is a sibling
-//! (ip6_input) called from the same EtherType switch.
+//! and finds the link destination. IPv6 frames go to `ip6_input` from the
+//! same EtherType switch; their way out (nd6_resolve) is `ip6_output`'s.
 
 use super::*;
 
@@ -64,9 +64,8 @@ impl WorkerState {
             }
             EtherType::ARP => self.arp_input(cx, ifp, p),
             EtherType::IPV6 => {
-                es.ipv6_dropped.inc();
-                ist.idrops.inc();
-                self.free(p);
+                let _ = p.pull_front(HEADER_LEN);
+                self.ip6_input(cx, ifp, p, link_bcast);
             }
             _ => {
                 es.unknown_type.inc();

@@ -1,8 +1,7 @@
 //! ICMP (OpenBSD's ip_icmp.c): `icmp_input` (echo requests answered in
 //! place as icmp_reflect does, everything else counted), `icmp_error`
 //! (RFC 1122 / RFC 1812 errors about a packet, rate limited by the
-//! worker's own token bucket). An ICMPv6 counterpart belongs beside this
-//! file (icmp6.rs), not in it.
+//! worker's own token bucket). ICMPv6 is its sibling, icmp6.rs.
 
 use super::*;
 use softnet_wire::icmpv4::{Icmpv4Packet, HEADER_LEN as ICMP_HEADER_LEN};
@@ -24,7 +23,7 @@ pub(super) enum IcmpErr {
 }
 
 /// Token bucket for ICMP errors, refilled from the batch clock.
-struct TokenBucket {
+pub(super) struct TokenBucket {
     /// Tokens times 1e9, so that refills need no division.
     tokens_ns: u64,
     capacity_ns: u64,

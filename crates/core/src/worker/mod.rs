@@ -16,6 +16,10 @@
 //! (ip_dooptions), `pf_route` (pf.c pf_route); this file holds the worker
 //! itself, its batch loop and transmit staging.
 //!
+//! IPv6 (netinet6): `ip6_input` (ip6_input.c), `icmp6` (icmp6.c),
+//! `ip6_forward` (ip6_forward.c), `ip6_output` (ip6_output.c with
+//! nd6_resolve), the same shapes without pf yet (see ip6_input.rs).
+//!
 //! ether_input → arp_input | ip_input [ipv4_input] → pf in → local
 //! delivery [ip_ours] or ip_forward → pf out → if_output (fragment,
 //! [ip_fragment]) → ether_out [ether_output + arpresolve] → staging.
@@ -29,7 +33,7 @@ use crate::filter::{BufferSource, Decision, Direction, RouteDecision};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
 use crate::packet::{csum_flags, mflags, PacketBuf, PacketMeta, PacketPool};
 use crate::reass::ReassResult;
-use crate::route::{Route, RouteFlags, RouteSnapshot};
+use crate::route::{Route, RouteFlags, RouteSnapshot, RouteSnapshot6};
 use crate::stack::{FilterSlot, Stack};
 use crate::stats::StackStats;
 use crate::time::{Clock, Instant};
@@ -44,6 +48,10 @@ use std::sync::Arc;
 
 mod ether;
 mod icmp;
+mod icmp6;
+mod ip6_forward;
+mod ip6_input;
+mod ip6_output;
 mod ip_forward;
 mod ip_input;
 mod ip_output;
@@ -54,6 +62,7 @@ mod transport;
 
 use ether::ArpGlue;
 use icmp::{IcmpErr, IcmpState};
+use icmp6::{Icmp6Err, Icmp6State};
 use ip_forward::{FwdInfo, FwdQueue};
 use options::record_options;
 use pf_hook::{decisions_for, HookScratch};
@@ -69,6 +78,8 @@ struct Ctx<'a> {
     stack: &'a Stack,
     ifs: &'a IfSnapshot,
     rt: &'a RouteSnapshot,
+    /// The IPv6 routes of table 0 (none while it has no IPv6 snapshot).
+    rt6: Option<&'a RouteSnapshot6>,
     stats: &'a StackStats,
     filter: Option<&'a FilterSlot>,
     now: Instant,
@@ -98,6 +109,9 @@ struct WorkerState {
     fwd: FwdQueue,
     /// ICMP's rate limit (`icmp`).
     icmp: IcmpState,
+    /// ICMPv6's rate limit and the neighbor cache glue (`icmp6`,
+    /// `ip6_output`).
+    icmp6: Icmp6State,
 }
 
 /// One worker thread's handle.
@@ -135,6 +149,7 @@ impl Worker {
             hook: HookScratch::new(),
             fwd: FwdQueue::new(),
             icmp: IcmpState::new(rate, burst),
+            icmp6: Icmp6State::new(rate, burst),
         };
         Worker { stack, clock, st, rng_installed: false }
     }
@@ -164,11 +179,13 @@ impl Worker {
         }
         let ifs = stack.ifaces.load();
         let Some(rt) = stack.routes.snapshot(0) else { return 0 };
+        let rt6 = stack.routes.snapshot6(0);
         let filter = stack.filter.load();
         let cx = Ctx {
             stack,
             ifs: &ifs,
             rt: &rt,
+            rt6: rt6.as_deref().map(|r| &**r),
             stats: stack.stats.get(self.st.id),
             filter: filter.as_deref(),
             now,
@@ -227,6 +244,7 @@ impl WorkerState {
             self.ip_input_batch(cx, ifp);
         }
         self.arp_housekeeping(cx);
+        self.nd6_housekeeping(cx);
         self.flush_tx(cx);
         total
     }

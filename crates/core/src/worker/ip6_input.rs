@@ -1,0 +1,360 @@
+//! IPv6 input (OpenBSD's ip6_input.c): `ip6_input` (the fixed header's
+//! checks, padding trimmed, addresses that may not come from the wire, the
+//! extension header chain walked with wire's `ExtHeaders`, hop-by-hop
+//! options by their action bits, routing header type 0 refused), the choice
+//! between ours and `ip6_forward`, and local delivery (`ip6_local`:
+//! destination options, routing headers with segments left, fragments,
+//! the upper layer).
+//!
+//! pf: the IPv6 hook is not wired yet (the pf crate's IPv6 side is built
+//! on its own branch). Its call belongs where the v4 path has it: pf in
+//! over the batch's IPv6 packets between `ip6_input`'s checks and
+//! `ip6_input_filtered`'s choice (a queue like `ipq`), and pf out over
+//! the forwarded ones in `ip6_forward` before `ether_out6` (a queue like
+//! `fwd`), and for the router's own packets in `ip6_output`. Until then,
+//! with a filter installed nothing but neighbor discovery passes
+//! (`Ip6Stats::filtered`): IPv6 does not go around the firewall.
+
+use super::*;
+use crate::iface::Dad6State;
+use softnet_wire::icmpv6::{self as icmp6w, ParamProblem};
+use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet, HEADER_LEN as IPV6_HEADER};
+use softnet_wire::ipv6ext::{option_type, options, ExtErrorKind, HeaderChain, UnknownOptionAction};
+use std::net::Ipv6Addr;
+
+/// What an options header (hop-by-hop or destination options) asks for.
+enum OptVerdict {
+    Ok,
+    /// An unknown option with action 01 (or 11 to multicast).
+    Drop,
+    /// Parameter problem: code and pointer (RFC 8200 §4.2).
+    Icmp(ParamProblem, u32),
+}
+
+/// Whether `a` is an IPv4-mapped address (::ffff:0:0/96), which OpenBSD's
+/// ip6_input refuses from the wire (RFC 4038 §4.2).
+#[inline]
+fn is_v4_mapped(a: Ipv6Addr) -> bool {
+    let s = a.segments();
+    s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0xffff
+}
+
+/// The options of the hop-by-hop or destination options header at `off`
+/// (already checked for length by the chain walk) judged as
+/// ip6_process_hopopts / ip6_unknown_opt: Pad1, PadN and, in hop-by-hop,
+/// router alert are known; a jumbo payload option is refused (no
+/// jumbograms: RFC 2675 says a payload length other than 0 with it is a
+/// parameter problem pointing at the option, and we take none); the rest
+/// by their two high bits.
+fn judge_options(pkt: &[u8], off: usize, hop_by_hop: bool, dst_mcast: bool) -> OptVerdict {
+    let len = (pkt[off + 1] as usize + 1) * 8;
+    for o in options(&pkt[off + 2..off + len], off + 2) {
+        let Ok(o) = o else { return OptVerdict::Drop };
+        if o.is_padding() || (hop_by_hop && o.kind == option_type::ROUTER_ALERT) {
+            continue;
+        }
+        if hop_by_hop && o.kind == option_type::JUMBO {
+            return OptVerdict::Icmp(ParamProblem::ErroneousHeader, o.offset as u32);
+        }
+        match o.unknown_action() {
+            UnknownOptionAction::Skip => {}
+            UnknownOptionAction::Discard => return OptVerdict::Drop,
+            UnknownOptionAction::DiscardSendIcmp => {
+                return OptVerdict::Icmp(ParamProblem::UnrecognizedOption, o.offset as u32)
+            }
+            UnknownOptionAction::DiscardSendIcmpUnlessMulticast => {
+                if dst_mcast {
+                    return OptVerdict::Drop;
+                }
+                return OptVerdict::Icmp(ParamProblem::UnrecognizedOption, o.offset as u32);
+            }
+        }
+    }
+    OptVerdict::Ok
+}
+
+/// Whether the packet is a neighbor discovery message (ICMPv6 133..=137):
+/// what passes while the filter has no IPv6 hook.
+#[inline]
+fn is_ndp(pkt: &[u8], chain: &HeaderChain) -> bool {
+    chain.upper == IpProtocol::ICMPV6
+        && !chain.is_later_fragment()
+        && pkt
+            .get(chain.upper_offset)
+            .is_some_and(|&t| (icmp6w::msg_type::ROUTER_SOLICIT..=icmp6w::msg_type::REDIRECT).contains(&t))
+}
+
+impl WorkerState {
+    /// ip6_input: the checks every IPv6 packet passes, then ours or
+    /// forward. `link_mcast`: the frame came to a link-layer multicast or
+    /// broadcast address.
+    pub(super) fn ip6_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut p: PacketBuf, link_mcast: bool) {
+        let s = &cx.stats.ip6;
+        s.total.inc();
+        let data = p.data();
+        if data.len() < IPV6_HEADER {
+            s.toosmall.inc();
+            return self.drop_in(ifp, p);
+        }
+        let ip = Ipv6Packet::new_unchecked(data);
+        if ip.version() != 6 {
+            s.badvers.inc();
+            return self.drop_in(ifp, p);
+        }
+        // A payload length of 0 would be a jumbogram (RFC 2675), which we
+        // do not take: its hop-by-hop option is refused below.
+        let total = ip.total_len();
+        if total > data.len() {
+            s.tooshort.inc();
+            return self.drop_in(ifp, p);
+        }
+        let (src, dst) = (ip.src(), ip.dst());
+        // Trim Ethernet padding.
+        let _ = p.set_len(total);
+        // Addresses no packet from the wire may carry (ip6_input's
+        // "reject packets with bad source or destination").
+        if src.is_multicast()
+            || dst.is_unspecified()
+            || src.is_loopback()
+            || dst.is_loopback()
+            || is_v4_mapped(src)
+            || is_v4_mapped(dst)
+            || (dst.is_multicast() && dst.octets()[1] & 0x0f == 1)
+        {
+            s.badscope.inc();
+            return self.drop_in(ifp, p);
+        }
+        let chain = match Ipv6Packet::new_unchecked(p.data()).ext_headers().walk() {
+            Ok(c) => c,
+            Err(e) => {
+                match e.param_problem() {
+                    Some((code, pointer)) => {
+                        s.badoptions.inc();
+                        self.icmp6_error(cx, ifp, &p, link_mcast, Icmp6Err::ParamProblem(code, pointer));
+                    }
+                    None if e.kind == ExtErrorKind::TooManyHeaders => s.toomanyhdr.inc(),
+                    None => s.tooshort.inc(),
+                }
+                return self.drop_in(ifp, p);
+            }
+        };
+        if let Some(pointer) = chain.bad_routing {
+            // RFC 5095 (ip6_check_rh0hdr): type 0, or two routing headers.
+            s.badoptions.inc();
+            let pp = Icmp6Err::ParamProblem(ParamProblem::ErroneousHeader, pointer as u32);
+            self.icmp6_error(cx, ifp, &p, link_mcast, pp);
+            return self.drop_in(ifp, p);
+        }
+        if chain.hop_by_hop {
+            match judge_options(p.data(), IPV6_HEADER, true, dst.is_multicast()) {
+                OptVerdict::Ok => {}
+                OptVerdict::Drop => {
+                    s.badoptions.inc();
+                    return self.drop_in(ifp, p);
+                }
+                OptVerdict::Icmp(code, pointer) => {
+                    s.badoptions.inc();
+                    self.icmp6_error(cx, ifp, &p, link_mcast, Icmp6Err::ParamProblem(code, pointer));
+                    return self.drop_in(ifp, p);
+                }
+            }
+        }
+        if src.is_unspecified() && !(chain.upper == IpProtocol::ICMPV6 && !chain.is_later_fragment()) {
+            // Only DAD's solicitations and MLD reports come from :: (RFC
+            // 4862 §5.4.2, RFC 3810 §5.2.13); those are ICMPv6.
+            s.badscope.inc();
+            return self.drop_in(ifp, p);
+        }
+        if chain.fragment.is_some() {
+            s.fragments.inc();
+        }
+        if cx.filter.is_some() && !is_ndp(p.data(), &chain) {
+            s.filtered.inc();
+            return self.free(p);
+        }
+        self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast);
+    }
+
+    /// ip6_input after the filter (see the module docs): a group we joined
+    /// or an address of ours that DAD passed is ours; an address of ours
+    /// still tentative takes only NS and NA; anything else is forwarded.
+    fn ip6_input_filtered(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        p: PacketBuf,
+        chain: &HeaderChain,
+        link_mcast: bool,
+    ) {
+        let s = &cx.stats.ip6;
+        let dst = Ipv6Packet::new_unchecked(p.data()).dst();
+        if dst.is_multicast() {
+            if !ifp.is_joined6(dst) {
+                s.notmember.inc();
+                return self.free(p);
+            }
+            return self.ip6_local(cx, ifp, p, chain, link_mcast, false);
+        }
+        match ifp.addr6_state(dst) {
+            Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
+            Some(_) => return self.ip6_local(cx, ifp, p, chain, link_mcast, true),
+            None => {}
+        }
+        let route = if dst.is_link_local_unicast() {
+            // Another link's scope: never ours, never forwarded.
+            None
+        } else {
+            cx.rt6.and_then(|t| t.lookup(dst))
+        };
+        if let Some(r) = route {
+            if r.flags.contains(RouteFlags::LOCAL) || !r.flags.contains(RouteFlags::GATEWAY) {
+                // An address of another interface of ours (its local route,
+                // or its connected one while local routes are not made).
+                if let Some(owner) = cx.ifs.get_weak(r.ifp) {
+                    match owner.addr6_state(dst) {
+                        Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
+                        Some(_) => {
+                            s.tentative.inc();
+                            return self.free(p);
+                        }
+                        None => {}
+                    }
+                }
+            }
+        } else if !dst.is_link_local_unicast() {
+            if let Some(owner) = cx.ifs.owner_of6(dst) {
+                if owner.addr6_state(dst) == Some(Dad6State::Preferred) {
+                    return self.ip6_local(cx, ifp, p, chain, link_mcast, false);
+                }
+                s.tentative.inc();
+                return self.free(p);
+            }
+        }
+        if link_mcast || !cx.stack.config.forwarding6 {
+            // Never forward what came as link-layer multicast (RFC 4861's
+            // multicast-to-unicast tricks), nor anything when forwarding
+            // is off (a host).
+            s.cantforward.inc();
+            return self.free(p);
+        }
+        let route = route.map(|r| &**r);
+        self.ip6_forward(cx, ifp, p, route);
+    }
+
+    /// ip6_local: the rest of the chain for a packet that is ours, then
+    /// the upper layer. `tentative`: sent to an address of ours that DAD
+    /// has not passed (only NS and NA are taken, RFC 4862 §5.4).
+    fn ip6_local(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        p: PacketBuf,
+        chain: &HeaderChain,
+        link_mcast: bool,
+        tentative: bool,
+    ) {
+        let s = &cx.stats.ip6;
+        if chain.is_fragment() {
+            // RFC 8200 §4.5 reassembly is not done for the router's own
+            // traffic: a fragment to the router is counted and dropped
+            // (atomic fragments, RFC 6946, are whole packets and go on).
+            s.fragdropped.inc();
+            return self.free(p);
+        }
+        let dst_mcast = Ipv6Packet::new_unchecked(p.data()).dst().is_multicast();
+        if chain.count > chain.hop_by_hop as usize {
+            // Destination options (dest6_input) and routing headers
+            // (route6_input) are the destination's to process.
+            let mut verdict = OptVerdict::Ok;
+            {
+                let ip = Ipv6Packet::new_unchecked(p.data());
+                for h in ip.ext_headers().flatten() {
+                    if h.kind == IpProtocol::IPV6_OPTS {
+                        verdict = judge_options(p.data(), h.offset, false, dst_mcast);
+                    } else if let Some(rh) = h.routing() {
+                        if rh.segments_left() != 0 {
+                            // RFC 8200 §4.4: an unrecognized routing type
+                            // with segments left.
+                            let at = (h.offset + softnet_wire::ipv6ext::ROUTING_TYPE_OFFSET) as u32;
+                            verdict = OptVerdict::Icmp(ParamProblem::ErroneousHeader, at);
+                        }
+                    }
+                    if !matches!(verdict, OptVerdict::Ok) {
+                        break;
+                    }
+                }
+            }
+            match verdict {
+                OptVerdict::Ok => {}
+                OptVerdict::Drop => {
+                    s.badoptions.inc();
+                    return self.drop_in(ifp, p);
+                }
+                OptVerdict::Icmp(code, pointer) => {
+                    s.badoptions.inc();
+                    self.icmp6_error(cx, ifp, &p, link_mcast, Icmp6Err::ParamProblem(code, pointer));
+                    return self.drop_in(ifp, p);
+                }
+            }
+        }
+        if tentative && !is_nd_for_dad(p.data(), chain) {
+            s.tentative.inc();
+            return self.free(p);
+        }
+        s.delivered.inc();
+        match chain.upper {
+            IpProtocol::ICMPV6 => self.icmp6_input(cx, ifp, p, chain.upper_offset, link_mcast),
+            IpProtocol::UDP => self.udp6_input(cx, ifp, p, chain.upper_offset, link_mcast),
+            IpProtocol::TCP => {
+                // No RST for IPv6 yet: counted and dropped.
+                cx.stats.transport.tcp_rcvtotal.inc();
+                self.free(p)
+            }
+            IpProtocol::IPV6_NONXT => self.free(p),
+            _ => {
+                // RFC 8200 §4: an unrecognized next header is a parameter
+                // problem code 1 pointing at the field that named it.
+                s.noproto.inc();
+                let pp = Icmp6Err::ParamProblem(ParamProblem::UnrecognizedNextHeader, chain.nh_offset as u32);
+                self.icmp6_error(cx, ifp, &p, link_mcast, pp);
+                self.free(p)
+            }
+        }
+    }
+
+    /// UDP to the router: nothing listens, so a port unreachable (RFC 4443
+    /// §3.1 code 4) for a datagram with a good checksum to a unicast
+    /// address (udp6_input's ICMP6_DST_UNREACH_NOPORT).
+    fn udp6_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, off: usize, link_mcast: bool) {
+        let ts = &cx.stats.transport;
+        ts.udp_ipackets.inc();
+        let ip = Ipv6Packet::new_unchecked(p.data());
+        let (src, dst) = (ip.src(), ip.dst());
+        let Ok(udp) = softnet_wire::udp::UdpPacket::new_checked(&p.data()[off..]) else {
+            ts.udp_hdrops.inc();
+            return self.free(p);
+        };
+        // RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6.
+        if udp.checksum() == 0 || !udp.verify_checksum_v6(src, dst) {
+            ts.udp_badsum.inc();
+            return self.free(p);
+        }
+        if dst.is_multicast() || link_mcast {
+            ts.udp_noportbcast.inc();
+            return self.free(p);
+        }
+        ts.udp_noport.inc();
+        let e = Icmp6Err::Unreach(softnet_wire::icmpv6::DstUnreachable::PortUnreachable);
+        self.icmp6_error(cx, ifp, &p, link_mcast, e);
+        self.free(p)
+    }
+}
+
+/// A neighbor solicitation or advertisement: what a tentative address
+/// takes (RFC 4862 §5.4.3, §5.4.4).
+fn is_nd_for_dad(pkt: &[u8], chain: &HeaderChain) -> bool {
+    chain.upper == IpProtocol::ICMPV6
+        && pkt
+            .get(chain.upper_offset)
+            .is_some_and(|&t| t == icmp6w::msg_type::NEIGHBOR_SOLICIT || t == icmp6w::msg_type::NEIGHBOR_ADVERT)
+}

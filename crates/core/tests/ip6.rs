@@ -1,0 +1,493 @@
+//! The IPv6 data path in memory: ip6_input's checks, echo to the router's
+//! global and link-local addresses, forwarding with neighbor resolution,
+//! time exceeded, packet too big, scope, no route, bad extension header
+//! chains (RH0, unknown next header, bad options, truncation), fragments
+//! to the router, ICMPv6 error rate limiting and the netstat -s sections.
+//!
+//! ```text
+//!  A fd00:1::2 ── r0 fd00:1::1/64 [router] r1 fd00:2::1/64 ── B fd00:2::2
+//! ```
+
+use softnet_core::iface::Dad6State;
+use softnet_core::packet::PacketBuf;
+use softnet_core::rng::FixedEntropy;
+use softnet_core::stack::{RouteTarget6, Stack, StackConfig};
+use softnet_core::time::{Clock, Instant, ManualClock};
+use softnet_core::vlink::{self, VirtualPort};
+use softnet_core::worker::Worker;
+use softnet_wire::ethernet::{EtherType, MacAddr, HEADER_LEN};
+use softnet_wire::icmpv6::{self, Icmpv6Packet, Icmpv6Repr, ParamProblem};
+use softnet_wire::ipv4::IpProtocol;
+use softnet_wire::ipv6::{link_local_from_mac, Ipv6Packet, Ipv6Repr};
+use softnet_wire::ndp::{NaFlags, NdpRepr};
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const R0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+const R1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 1]);
+const A_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
+const B_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 2]);
+
+fn ip(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn r0() -> Ipv6Addr {
+    ip("fd00:1::1")
+}
+fn r1() -> Ipv6Addr {
+    ip("fd00:2::1")
+}
+fn a() -> Ipv6Addr {
+    ip("fd00:1::2")
+}
+fn b() -> Ipv6Addr {
+    ip("fd00:2::2")
+}
+
+struct Rig {
+    stack: Arc<Stack>,
+    clock: Arc<ManualClock>,
+    worker: Worker,
+    a: VirtualPort,
+    b: VirtualPort,
+}
+
+impl Rig {
+    fn new(r1_mtu: u32, config: StackConfig) -> Rig {
+        let clock = Arc::new(ManualClock::new(Instant::from_secs(1000)));
+        let stack = Stack::with_clock_and_entropy(config, clock.clone(), Arc::new(FixedEntropy::new(3)));
+        let (r0_port, a_port) = vlink::wire(1, 1024);
+        let (r1_port, b_port) = vlink::wire(1, 1024);
+        stack.create_interface("r0", R0_MAC, 1500, r0_port.link_queues()).unwrap();
+        stack.create_interface("r1", R1_MAC, r1_mtu, r1_port.link_queues()).unwrap();
+        stack.add_address6("r0", r0(), 64).unwrap();
+        stack.add_address6("r1", r1(), 64).unwrap();
+        stack.set_up("r0", true).unwrap();
+        stack.set_up("r1", true).unwrap();
+        let dynclock: Arc<dyn Clock> = clock.clone();
+        let worker = Worker::new(0, stack.clone(), dynclock);
+        let rig = Rig { stack, clock, worker, a: a_port, b: b_port };
+        // DAD: every address preferred after a few seconds of timer.
+        for _ in 0..40 {
+            rig.clock.advance(Duration::from_millis(100));
+            rig.stack.tick();
+        }
+        let ifs = rig.stack.ifaces.load();
+        for (name, addr) in [("r0", r0()), ("r1", r1()), ("r0", link_local_from_mac(R0_MAC))] {
+            assert_eq!(ifs.by_name(name).unwrap().addr6_state(addr), Some(Dad6State::Preferred), "{addr}");
+        }
+        drop(ifs);
+        rig.take(true);
+        rig.take(false);
+        rig
+    }
+
+    fn with_neighbors() -> Rig {
+        let rig = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
+        rig.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
+        rig.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+        rig
+    }
+
+    fn run(&mut self) {
+        for _ in 0..10 {
+            if self.worker.poll() == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Frames the router sent to A (`to_a`) or B.
+    fn take(&self, to_a: bool) -> Vec<Vec<u8>> {
+        let port = if to_a { &self.a } else { &self.b };
+        let mut out = Vec::new();
+        let mut p = PacketBuf::with_capacity(4096);
+        while port.recv(&mut p) {
+            out.push(p.data().to_vec());
+        }
+        out
+    }
+
+    fn from_a(&mut self, pkt: &[u8]) {
+        self.a.send(0, &frame(R0_MAC, A_MAC, pkt));
+        self.run();
+    }
+
+    fn stat(&self, f: impl Fn(&softnet_core::stats::StackStats) -> u64) -> u64 {
+        self.stack.stats.iter().map(f).sum()
+    }
+}
+
+fn frame(dst: MacAddr, src: MacAddr, pkt: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(HEADER_LEN + pkt.len());
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&EtherType::IPV6.0.to_be_bytes());
+    f.extend_from_slice(pkt);
+    f
+}
+
+/// An IPv6 packet: header naming `nh`, then `payload`.
+fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, nh: IpProtocol, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let r =
+        Ipv6Repr { src, dst, next_header: nh, hop_limit, traffic_class: 0, flow_label: 0, payload_len: payload.len() };
+    let mut b = vec![0u8; r.buffer_len()];
+    r.emit(&mut b);
+    b[40..].copy_from_slice(payload);
+    b
+}
+
+fn icmp(src: Ipv6Addr, dst: Ipv6Addr, repr: &Icmpv6Repr) -> Vec<u8> {
+    let mut m = vec![0u8; repr.buffer_len()];
+    repr.emit(src, dst, &mut m);
+    m
+}
+
+fn echo(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, size: usize) -> Vec<u8> {
+    let data = vec![0x5a; size];
+    let m = icmp(src, dst, &Icmpv6Repr::EchoRequest { ident: 7, seq_no: 1, data: &data });
+    ipv6(src, dst, IpProtocol::ICMPV6, hop_limit, &m)
+}
+
+/// The ICMPv6 message of a frame the router sent: (eth dst, ip src, ip
+/// dst, hop limit, type, code, word at 4..8).
+fn icmp_of(f: &[u8]) -> Option<(MacAddr, Ipv6Addr, Ipv6Addr, u8, u8, u8, u32)> {
+    let ip = Ipv6Packet::new_checked(&f[HEADER_LEN..]).ok()?;
+    if ip.next_header() != IpProtocol::ICMPV6 {
+        return None;
+    }
+    let m = Icmpv6Packet::new_checked(ip.payload()).ok()?;
+    assert!(m.verify_checksum(ip.src(), ip.dst()), "the router's ICMPv6 checksum");
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&f[..6]);
+    let word = u32::from_be_bytes(ip.payload()[4..8].try_into().unwrap());
+    Some((MacAddr(mac), ip.src(), ip.dst(), ip.hop_limit(), m.msg_type(), m.code(), word))
+}
+
+#[test]
+fn echo_to_the_routers_global_and_link_local_addresses_is_answered() {
+    let mut r = Rig::with_neighbors();
+    r.from_a(&echo(a(), r0(), 64, 56));
+    let out = r.take(true);
+    assert_eq!(out.len(), 1);
+    let (mac, src, dst, hl, t, code, _) = icmp_of(&out[0]).unwrap();
+    assert_eq!((mac, src, dst, hl, t, code), (A_MAC, r0(), a(), 64, icmpv6::msg_type::ECHO_REPLY, 0));
+    // The address of the other interface answers too.
+    r.from_a(&echo(a(), r1(), 64, 56));
+    let out = r.take(true);
+    assert_eq!(icmp_of(&out[0]).unwrap().1, r1());
+    // Link-local to link-local: A's fe80 address is resolved by NS.
+    let a_ll = link_local_from_mac(A_MAC);
+    let r0_ll = link_local_from_mac(R0_MAC);
+    r.from_a(&echo(a_ll, r0_ll, 64, 8));
+    let out = r.take(true);
+    let ns: Vec<_> = out.iter().filter_map(|f| icmp_of(f)).collect();
+    assert_eq!(ns.len(), 1, "a solicitation for A's link-local address");
+    assert_eq!(ns[0].4, icmpv6::msg_type::NEIGHBOR_SOLICIT);
+    assert_eq!(ns[0].2, ip("ff02::1:ff00:102"));
+    // A answers; the held reply goes out.
+    let na = NdpRepr::NeighborAdvert {
+        flags: NaFlags { router: false, solicited: true, override_: true },
+        target: a_ll,
+        options: &[2, 1, 2, 0, 0, 0, 1, 2],
+    };
+    let m = icmp(a_ll, r0_ll, &Icmpv6Repr::Ndp(na));
+    r.from_a(&ipv6(a_ll, r0_ll, IpProtocol::ICMPV6, 255, &m));
+    let out = r.take(true);
+    assert_eq!(out.len(), 1);
+    let (mac, src, dst, _, t, _, _) = icmp_of(&out[0]).unwrap();
+    assert_eq!((mac, src, dst, t), (A_MAC, r0_ll, a_ll, icmpv6::msg_type::ECHO_REPLY));
+    assert_eq!(r.stat(|s| s.icmp6.reflect.get()), 3);
+    assert_eq!(r.stat(|s| s.icmp6.inhist[128].get()), 3);
+}
+
+#[test]
+fn forwarded_packets_lose_one_hop_and_go_to_the_resolved_neighbor() {
+    let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
+    let p = echo(a(), b(), 64, 100);
+    r.from_a(&p);
+    // B is unknown: the packet is held and a solicitation goes out on r1.
+    let out = r.take(false);
+    assert_eq!(out.len(), 1);
+    let ns = icmp_of(&out[0]).unwrap();
+    assert_eq!((ns.1, ns.2, ns.3, ns.4), (r1(), ip("ff02::1:ff00:2"), 255, icmpv6::msg_type::NEIGHBOR_SOLICIT));
+    let na = NdpRepr::NeighborAdvert {
+        flags: NaFlags { router: false, solicited: true, override_: true },
+        target: b(),
+        options: &[2, 1, 2, 0, 0, 0, 2, 2],
+    };
+    let m = icmp(b(), r1(), &Icmpv6Repr::Ndp(na));
+    r.b.send(0, &frame(R1_MAC, B_MAC, &ipv6(b(), r1(), IpProtocol::ICMPV6, 255, &m)));
+    r.run();
+    let out = r.take(false);
+    assert_eq!(out.len(), 1, "the held packet");
+    assert_eq!(&out[0][..6], &B_MAC.0);
+    assert_eq!(&out[0][6..12], &R1_MAC.0);
+    let fwd = Ipv6Packet::new_checked(&out[0][HEADER_LEN..]).unwrap();
+    assert_eq!(fwd.hop_limit(), 63);
+    assert_eq!(&out[0][HEADER_LEN + 8..], &p[8..], "nothing else changed");
+    // Now resolved: the next one goes at once.
+    r.from_a(&echo(a(), b(), 64, 100));
+    assert_eq!(r.take(false).len(), 1);
+    assert_eq!(r.stat(|s| s.ip6.forward.get()), 2);
+}
+
+#[test]
+fn hop_limit_one_gets_time_exceeded_from_the_receiving_side() {
+    let mut r = Rig::with_neighbors();
+    r.from_a(&echo(a(), b(), 1, 8));
+    assert!(r.take(false).is_empty());
+    let out = r.take(true);
+    let (mac, src, dst, hl, t, code, _) = icmp_of(&out[0]).unwrap();
+    assert_eq!((mac, src, dst, hl, t, code), (A_MAC, r0(), a(), 64, icmpv6::msg_type::TIME_EXCEEDED, 0));
+    assert_eq!(r.stat(|s| s.ip6.hoplimit.get()), 1);
+}
+
+#[test]
+fn too_big_for_the_outgoing_link_gets_packet_too_big_with_its_mtu() {
+    let mut r = Rig::new(1400, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
+    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+    // ping -s 1452: 40 + 8 + 1452 = 1500 bytes.
+    r.from_a(&echo(a(), b(), 64, 1452));
+    assert!(r.take(false).is_empty(), "never fragmented");
+    let out = r.take(true);
+    let (_, src, dst, _, t, code, mtu) = icmp_of(&out[0]).unwrap();
+    assert_eq!((src, dst, t, code, mtu), (r0(), a(), icmpv6::msg_type::PACKET_TOO_BIG, 0, 1400));
+    // The quote: as much of the packet as fits in 1280 bytes.
+    assert_eq!(out[0].len() - HEADER_LEN, 1280);
+    // One that fits goes through.
+    r.from_a(&echo(a(), b(), 64, 1352));
+    assert_eq!(r.take(false).len(), 1);
+}
+
+#[test]
+fn link_local_sources_and_destinations_are_never_forwarded() {
+    let mut r = Rig::with_neighbors();
+    let a_ll = link_local_from_mac(A_MAC);
+    r.stack.ndp_set(a_ll, Some("r0"), A_MAC, false, false).unwrap();
+    r.from_a(&echo(a_ll, b(), 64, 8));
+    assert!(r.take(false).is_empty());
+    let out = r.take(true);
+    let e = icmp_of(&out[0]).unwrap();
+    assert_eq!((e.1, e.2, e.4, e.5), (link_local_from_mac(R0_MAC), a_ll, icmpv6::msg_type::DST_UNREACHABLE, 2));
+    // A link-local destination that is not ours.
+    r.from_a(&echo(a(), ip("fe80::99"), 64, 8));
+    assert!(r.take(false).is_empty());
+    let e = icmp_of(&r.take(true)[0]).unwrap();
+    assert_eq!((e.4, e.5), (icmpv6::msg_type::DST_UNREACHABLE, 2));
+    assert_eq!(r.stat(|s| s.ip6.badscope.get()), 2);
+}
+
+#[test]
+fn no_route_gets_unreachable_code_0_and_routes_are_followed() {
+    let mut r = Rig::with_neighbors();
+    r.from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
+    let e = icmp_of(&r.take(true)[0]).unwrap();
+    assert_eq!((e.4, e.5), (icmpv6::msg_type::DST_UNREACHABLE, 0));
+    assert_eq!(r.stat(|s| s.ip6.noroute.get()), 1);
+    // A route via B (the gateway on r1's connected route).
+    r.stack.add_route6(0, ip("fd00:2::"), 64, None, &RouteTarget6::Interface("r1".into())).unwrap();
+    r.stack.add_route6(0, ip("2001:db8::"), 32, None, &RouteTarget6::Gateway(b(), None)).unwrap();
+    r.from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
+    let out = r.take(false);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][..6], &B_MAC.0);
+    // Blackhole: silent.
+    r.stack.add_route6(0, ip("2001:db9::"), 32, None, &RouteTarget6::Blackhole).unwrap();
+    r.from_a(&echo(a(), ip("2001:db9::1"), 64, 8));
+    assert!(r.take(false).is_empty() && r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.blackholed.get()), 1);
+}
+
+#[test]
+fn forwarding_off_forwards_nothing_but_answers() {
+    let mut r = Rig::new(1500, StackConfig { forwarding6: false, pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
+    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+    r.from_a(&echo(a(), b(), 64, 8));
+    assert!(r.take(false).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.cantforward.get()), 1);
+    r.from_a(&echo(a(), r0(), 64, 8));
+    assert_eq!(r.take(true).len(), 1);
+}
+
+/// A parameter problem sent to A: (code, pointer).
+fn param_problem(r: &Rig) -> (u8, u32) {
+    let out = r.take(true);
+    assert_eq!(out.len(), 1, "one error");
+    let e = icmp_of(&out[0]).unwrap();
+    assert_eq!((e.2, e.4), (a(), icmpv6::msg_type::PARAM_PROBLEM));
+    (e.5, e.6)
+}
+
+#[test]
+fn routing_header_type_0_is_a_parameter_problem_at_its_type() {
+    let mut r = Rig::with_neighbors();
+    // RH0 naming UDP, one address, segments left 1.
+    let mut rh = vec![17u8, 2, 0, 1, 0, 0, 0, 0];
+    rh.extend_from_slice(&b().octets());
+    rh.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+    r.from_a(&ipv6(a(), b(), IpProtocol::IPV6_ROUTE, 64, &rh));
+    assert!(r.take(false).is_empty(), "not forwarded");
+    assert_eq!(param_problem(&r), (ParamProblem::ErroneousHeader as u8, 42));
+    assert_eq!(r.stat(|s| s.ip6.badoptions.get()), 1);
+}
+
+#[test]
+fn an_unknown_next_header_to_the_router_is_a_parameter_problem_code_1() {
+    let mut r = Rig::with_neighbors();
+    r.from_a(&ipv6(a(), r0(), IpProtocol(200), 64, &[0; 16]));
+    assert_eq!(param_problem(&r), (1, 6));
+    // After a destination options header: the pointer is that header's.
+    let dstopts = [200u8, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_OPTS, 64, &dstopts));
+    assert_eq!(param_problem(&r), (1, 40));
+    assert_eq!(r.stat(|s| s.ip6.noproto.get()), 2);
+    // Forwarded, it is not the router's business.
+    r.from_a(&ipv6(a(), b(), IpProtocol(200), 64, &[0; 16]));
+    assert_eq!(r.take(false).len(), 1);
+}
+
+#[test]
+fn hop_by_hop_options_follow_their_action_bits() {
+    let mut r = Rig::with_neighbors();
+    let hbh = |opt: u8| {
+        let mut h = vec![59u8, 0, opt, 2, 0, 0, 1, 0];
+        h.truncate(8);
+        h
+    };
+    // 00: skipped, the packet is forwarded.
+    r.from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x1e)));
+    assert_eq!(r.take(false).len(), 1);
+    // 01: dropped silently.
+    r.from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x5e)));
+    assert!(r.take(false).is_empty() && r.take(true).is_empty());
+    // 10: parameter problem code 2 at the option.
+    r.from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x9e)));
+    assert_eq!(param_problem(&r), (2, 42));
+    // 11 to multicast: dropped without an error.
+    r.from_a(&ipv6(a(), ip("ff02::1"), IpProtocol::HOPOPT, 64, &hbh(0xde)));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.badoptions.get()), 3);
+}
+
+#[test]
+fn truncated_and_malformed_packets_are_counted() {
+    let mut r = Rig::with_neighbors();
+    // Shorter than a header; a payload length past the frame; a
+    // destination options header running past the packet.
+    r.from_a(&[0x60, 0, 0, 0]);
+    let mut long = echo(a(), r0(), 64, 8);
+    long[5] = 200;
+    r.from_a(&long);
+    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_OPTS, 64, &[17, 3, 1, 0]));
+    // Sources that cannot come from the wire.
+    r.from_a(&echo(ip("ff02::1"), r0(), 64, 8));
+    r.from_a(&echo(ip("::1"), r0(), 64, 8));
+    r.from_a(&echo(Ipv6Addr::UNSPECIFIED, b(), 64, 8));
+    assert!(r.take(true).is_empty() && r.take(false).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.toosmall.get()), 1);
+    assert_eq!(r.stat(|s| s.ip6.tooshort.get()), 2);
+    assert_eq!(r.stat(|s| s.ip6.badscope.get()), 2);
+    assert_eq!(r.stat(|s| s.ip6.cantforward.get()), 1, "from :: is never forwarded");
+    // Ethernet padding is trimmed: a small packet in a 60-byte frame.
+    let small = ipv6(a(), r0(), IpProtocol::IPV6_NONXT, 64, &[]);
+    let mut f = frame(R0_MAC, A_MAC, &small);
+    f.resize(60, 0);
+    r.a.send(0, &f);
+    r.run();
+    assert_eq!(r.stat(|s| s.ip6.delivered.get()), 1);
+}
+
+#[test]
+fn fragments_to_the_router_are_dropped_and_atomic_ones_taken() {
+    let mut r = Rig::with_neighbors();
+    let m = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: &[1; 16] });
+    // First fragment of two.
+    let mut fr = vec![58u8, 0, 0, 1, 0, 0, 0, 9];
+    fr.extend_from_slice(&m);
+    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &fr));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.fragdropped.get()), 1);
+    // An atomic fragment (offset 0, M clear, RFC 6946) is a whole packet.
+    let mut at = vec![58u8, 0, 0, 0, 0, 0, 0, 9];
+    at.extend_from_slice(&m);
+    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &at));
+    let e = icmp_of(&r.take(true)[0]).unwrap();
+    assert_eq!(e.4, icmpv6::msg_type::ECHO_REPLY);
+    assert_eq!(r.stat(|s| s.ip6.fragments.get()), 2);
+}
+
+#[test]
+fn errors_are_rate_limited_and_never_about_errors() {
+    let mut r =
+        Rig::new(1500, StackConfig { icmp_err_rate: 10, icmp_err_burst: 5, pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
+    for _ in 0..20 {
+        r.from_a(&echo(a(), b(), 1, 8));
+    }
+    assert_eq!(r.take(true).len(), 5, "the burst");
+    assert_eq!(r.stat(|s| s.icmp6.toofreq.get()), 15);
+    // An error about an error: never.
+    r.clock.advance(Duration::from_secs(10));
+    let te = icmp(a(), b(), &Icmpv6Repr::TimeExceeded { code: icmpv6::TimeExceeded::HopLimitExceeded, data: &[0; 48] });
+    r.from_a(&ipv6(a(), b(), IpProtocol::ICMPV6, 1, &te));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.icmp6.canterror.get()), 1);
+}
+
+#[test]
+fn netstat_s_has_the_ip6_icmp6_and_nd6_sections() {
+    let mut r = Rig::with_neighbors();
+    r.from_a(&echo(a(), r0(), 64, 8));
+    r.from_a(&echo(a(), b(), 64, 8));
+    let s = softnet_core::stats::format_netstat_s(&r.stack.stats);
+    assert!(s.contains("ip6:\n\t2 total packets received\n"), "{s}");
+    assert!(s.contains("\t1 packet forwarded\n"), "{s}");
+    assert!(s.contains("icmp6:\n"), "{s}");
+    assert!(s.contains("\tOutput packet histogram:\n\t\techo reply: 1\n"), "{s}");
+    assert!(s.contains("\tInput packet histogram:\n\t\techo: 1\n"), "{s}");
+    assert!(s.contains("nd6:\n"), "{s}");
+}
+
+/// A filter that passes everything it is shown (pf has no IPv6 hook yet).
+struct PassAll;
+
+impl softnet_core::filter::PacketFilter for PassAll {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: Instant,
+        _dir: softnet_core::filter::Direction,
+        _ifp: &softnet_core::iface::Interface,
+        pkt: PacketBuf,
+        _bufs: &mut dyn softnet_core::filter::BufferSource,
+        _replies: &mut softnet_core::filter::FilterReplies,
+    ) -> softnet_core::filter::Verdict {
+        softnet_core::filter::Verdict::Pass(pkt)
+    }
+}
+
+#[test]
+fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
+    let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+    r.stack.set_filter(Some(Box::new(PassAll)));
+    r.from_a(&echo(a(), b(), 64, 8));
+    r.from_a(&echo(a(), r0(), 64, 8));
+    assert!(r.take(false).is_empty() && r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.filtered.get()), 2);
+    // A's solicitation for the router is answered.
+    let ns = NdpRepr::NeighborSolicit { target: r0(), options: &[1, 1, 2, 0, 0, 0, 1, 2] };
+    let dst = ip("ff02::1:ff00:1");
+    let m = icmp(a(), dst, &Icmpv6Repr::Ndp(ns));
+    r.a.send(0, &frame(MacAddr([0x33, 0x33, 0xff, 0, 0, 1]), A_MAC, &ipv6(a(), dst, IpProtocol::ICMPV6, 255, &m)));
+    r.run();
+    let out = r.take(true);
+    let na = icmp_of(&out[0]).unwrap();
+    assert_eq!((na.0, na.1, na.2, na.4), (A_MAC, r0(), a(), icmpv6::msg_type::NEIGHBOR_ADVERT));
+}
