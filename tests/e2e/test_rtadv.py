@@ -3,9 +3,7 @@ through softnet (RFC 4862 SLAAC).
 
 A's a0 has IPv6 enabled with accept_ra=1 and autoconf=1 (the topology
 disables IPv6 in its namespaces); softnet's r0 has 2001:db8:1::1/64 and an
-`[interface.ra]` table. (The IPv6 data path is not built yet, so A's router
-solicitations do not reach the advertiser here: the in-memory tests answer
-them through nd6's input; A autoconfigures from the unsolicited ones.)
+`[interface.ra]` table.
 
 1 A captures softnet's advertisements: from r0's link-local address (after
   its DAD) to ff02::1 at 33:33:00:00:00:01, hop limit 255, router lifetime
@@ -14,6 +12,9 @@ them through nd6's input; A autoconfigures from the unsolicited ones.)
 2 within 40 s A has an address in 2001:db8:1::/64 made from its MAC and a
   default route via r0's link-local address on a0 (proto ra), and takes
   the MTU 1400
+2b a0 down and up: A's router solicitation (from its link-local address,
+  with its link-layer address) is answered unicast to it within a second,
+  and A autoconfigures again
 3 `softnet rad` prints the configuration as rad -nv, with what r0
   advertises; `netstat -s` counts the advertisements sent
 4 SIGHUP with a bad `ra` (router lifetime 100): refused, logged, still
@@ -25,6 +26,7 @@ them through nd6's input; A autoconfigures from the unsolicited ones.)
 import ipaddress
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -51,11 +53,15 @@ mtu = 1400
 
 
 def router_advertisements(pcap):
-    from scapy.all import (ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, ICMPv6ND_RA, IPv6,
-                           Ether, rdpcap)
+    """The RAs in the capture, and the RSs as {"rs": True, "src", "time"}."""
+    from scapy.all import (ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, ICMPv6ND_RA, ICMPv6ND_RS,
+                           IPv6, Ether, rdpcap)
 
     out = []
     for p in rdpcap(pcap):
+        if ICMPv6ND_RS in p:
+            out.append({"rs": True, "src": p[IPv6].src, "time": float(p.time)})
+            continue
         if ICMPv6ND_RA not in p:
             continue
         ra = p[ICMPv6ND_RA]
@@ -67,6 +73,7 @@ def router_advertisements(pcap):
             k += 1
             pi = p.getlayer(ICMPv6NDOptPrefixInfo, k)
         out.append({
+            "rs": False, "time": float(p.time),
             "esrc": p[Ether].src, "edst": p[Ether].dst, "src": p[IPv6].src, "dst": p[IPv6].dst,
             "hlim": p[IPv6].hlim, "lifetime": ra.routerlifetime,
             "slla": p[ICMPv6NDOptSrcLLAddr].lladdr if ICMPv6NDOptSrcLLAddr in p else None,
@@ -78,7 +85,7 @@ def router_advertisements(pcap):
 
 def a_addrs(t, ns):
     j = json.loads(t.ns_run(ns, "ip -6 -j addr show dev a0 scope global").stdout or "[]")
-    return [a["local"] for i in j for a in i.get("addr_info", [])]
+    return [a["local"] for i in j for a in i.get("addr_info", []) if "local" in a]
 
 
 def a_default(t, ns):
@@ -93,7 +100,7 @@ def run_test():
         t.ns_run(a, "sysctl -qw net.ipv6.conf.a0.disable_ipv6=0 net.ipv6.conf.a0.forwarding=0 "
                     "net.ipv6.conf.a0.accept_ra=1 net.ipv6.conf.a0.autoconf=1 net.ipv6.conf.a0.accept_ra_mtu=1")
         pcap = os.path.join(t.tmp, "a0.pcap")
-        cap = t.ns_spawn(a, f"tcpdump -i a0 -n -U -w {pcap} icmp6")
+        cap = t.ns_spawn(a, f"tcpdump -i a0 -n -U --immediate-mode -w {pcap} icmp6")
         time.sleep(1.0)
         base = net.config().replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "2001:db8:1::1/64"]', 1)
         # The `ra` table belongs to r0: right after r0's entry.
@@ -114,6 +121,13 @@ def run_test():
         mtu = t.ns_run(a, "cat /proc/sys/net/ipv6/conf/a0/mtu").stdout.strip()
         check(mtu == "1400", f"a0's IPv6 MTU {mtu}, want 1400 from the MTU option")
 
+        t.step("2b: a0 down and up: A solicits, softnet answers unicast, A autoconfigures again")
+        t_toggle = time.time()
+        t.ns_run(a, "ip link set a0 down")
+        t.ns_run(a, "ip link set a0 up")
+        wait_until("A's SLAAC address again", lambda: str(want_addr) in a_addrs(t, a), timeout=20)
+        wait_until("A's default route again", lambda: f"via {ll0} " in a_default(t, a) + " ", timeout=10)
+
         t.step("3: softnet rad and netstat -s")
         rad = d.out("rad")
         log("  " + rad.replace("\n", "\n  "))
@@ -121,8 +135,17 @@ def run_test():
         check("\trouter lifetime 1800\n" in rad and "\tmtu 1400\n" in rad, rad)
         check("\tauto prefix {\n\t\tvalid lifetime 5400\n\t\tpreferred lifetime 2700\n" in rad, rad)
         check("# r0: advertising 2001:db8:1::/64; " in rad and "interface r1" not in rad, rad)
-        sent = netstat_s_counters(d.out("netstat", "-s"))
-        check(sent["router advertisements sent"] >= 1, sent)
+        check(" 0 solicitations heard" not in rad, rad)
+        text = d.out("netstat", "-s")
+        sent = netstat_s_counters(text)
+        check(sent["router advertisements sent"] >= 2, sent)
+        check(sent["router solicitations received"] >= 1, sent)
+        # icmp6's histograms: "\t\trouter advertisement: N" (output) and
+        # "\t\trouter solicitation: N" (input).
+        out_hist = re.search(r"Output packet histogram:\n(?:\t\t.*\n)*?\t\trouter advertisement: (\d+)", text)
+        in_hist = re.search(r"Input packet histogram:\n(?:\t\t.*\n)*?\t\trouter solicitation: (\d+)", text)
+        check(out_hist and int(out_hist.group(1)) == sent["router advertisements sent"], text)
+        check(in_hist and int(in_hist.group(1)) == sent["router solicitations received"], text)
 
         t.step("4: SIGHUP with a bad ra table: refused, still advertising")
         n = len(d.log_lines())
@@ -140,17 +163,34 @@ def run_test():
         check(d.out("rad") == "", d.out("rad"))
 
         t.step("1: what A captured")
-        time.sleep(0.5)
+        time.sleep(1.5)
         t.kill(cap)
         time.sleep(0.3)
-        ras = router_advertisements(pcap)
-        for r in ras:
-            log(f"  RA {r['src']} -> {r['dst']} lifetime {r['lifetime']} mtu {r['mtu']} {r['prefixes']}")
-        check(len(ras) >= 2, f"want the initial advertisements and the final one, got {len(ras)}")
+        msgs = router_advertisements(pcap)
+        for r in msgs:
+            if r["rs"]:
+                log(f"  {r['time']:.3f} RS from {r['src']}")
+            else:
+                log(f"  {r['time']:.3f} RA {r['src']} -> {r['dst']} lifetime {r['lifetime']} mtu {r['mtu']} "
+                    f"{r['prefixes']}")
+        ras = [r for r in msgs if not r["rs"]]
+        check(len(ras) >= 3, f"want the initial advertisements, an answer and the final one, got {len(ras)}")
+        lla = str(link_local(MAC_A))
         for r in ras:
             check(ipaddress.IPv6Address(r["src"]) == ll0, f"from {r['src']}, want {ll0}")
-            check(r["dst"] == "ff02::1" and r["edst"] == "33:33:00:00:00:01", f"to {r['dst']} / {r['edst']}")
             check(r["esrc"] == MAC_R0 and r["hlim"] == 255 and r["slla"] == MAC_R0, r)
+            to_all = r["dst"] == "ff02::1" and r["edst"] == "33:33:00:00:00:01"
+            to_a = r["dst"] == lla and r["edst"] == MAC_A
+            check(to_all or to_a, f"to {r['dst']} / {r['edst']}")
+        # Each solicitation from A's link-local address after a0 came up
+        # again (the ones before softnet started went unanswered) is
+        # answered unicast within MAX_RA_DELAY_TIME (and the control loop's
+        # 200 ms).
+        rss = [r for r in msgs if r["rs"] and r["src"] == lla and r["time"] >= t_toggle]
+        check(rss, "A sent no router solicitation from its link-local address after a0 came up")
+        for rs in rss:
+            ans = [r for r in ras if r["dst"] == lla and 0 <= r["time"] - rs["time"] <= 1.0]
+            check(ans, f"no unicast answer within 1 s to the RS at {rs['time']:.3f}")
         for r in ras[:-1]:
             check(r["lifetime"] == 1800 and r["mtu"] == 1400, r)
             check(r["prefixes"] == [("2001:db8:1::", 64, 1, 1, 5400, 2700)], r["prefixes"])
