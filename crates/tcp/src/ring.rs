@@ -1,0 +1,167 @@
+//! A fixed-size byte ring, allocated once when the connection is set up.
+//! Sending: the bytes from SND.UNA on (unacknowledged, then unsent).
+//! Receiving: the bytes delivered in order and not yet read; out-of-order
+//! data is written into the free space past them at its offset and
+//! committed when the hole before it fills.
+
+/// A byte ring of fixed capacity.
+pub struct Ring {
+    buf: Box<[u8]>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    pub fn new(capacity: usize) -> Ring {
+        Ring { buf: vec![0; capacity].into_boxed_slice(), head: 0, len: 0 }
+    }
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn free(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    fn at(&self, off: usize) -> usize {
+        let cap = self.buf.len();
+        let i = self.head + off;
+        if i >= cap {
+            i - cap
+        } else {
+            i
+        }
+    }
+
+    /// Appends as much of `data` as fits; returns how much.
+    pub fn enqueue(&mut self, data: &[u8]) -> usize {
+        let n = self.write_at(0, data);
+        self.len += n;
+        n
+    }
+
+    /// Copies up to `out.len()` bytes from the front and removes them.
+    pub fn dequeue(&mut self, out: &mut [u8]) -> usize {
+        let n = self.peek(0, out);
+        self.consume(n);
+        n
+    }
+
+    /// Removes `n` bytes from the front (n is clamped to the length).
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head = self.at(n);
+        // The head is not reset when the ring empties: out-of-order bytes
+        // may wait past the end at their offsets.
+        self.len -= n;
+    }
+
+    /// Copies bytes starting `off` bytes into the ring (within its length).
+    pub fn peek(&self, off: usize, out: &mut [u8]) -> usize {
+        if off >= self.len || self.buf.is_empty() {
+            return 0;
+        }
+        let n = out.len().min(self.len - off);
+        let start = self.at(off);
+        let first = n.min(self.buf.len() - start);
+        out[..first].copy_from_slice(&self.buf[start..start + first]);
+        out[first..n].copy_from_slice(&self.buf[..n - first]);
+        n
+    }
+
+    /// Writes `data` into the free space `off` bytes past the end, without
+    /// changing the length; returns how many bytes fit.
+    pub fn write_at(&mut self, off: usize, data: &[u8]) -> usize {
+        if off >= self.free() {
+            return 0;
+        }
+        let n = data.len().min(self.free() - off);
+        let start = self.at(self.len + off);
+        let first = n.min(self.buf.len() - start);
+        self.buf[start..start + first].copy_from_slice(&data[..first]);
+        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        n
+    }
+
+    /// Makes `n` bytes written by [`write_at`](Self::write_at) at offset 0
+    /// part of the ring.
+    pub fn commit(&mut self, n: usize) {
+        self.len += n.min(self.free());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn wraps_and_keeps_order() {
+        let mut r = Ring::new(8);
+        assert_eq!(r.enqueue(b"abcdef"), 6);
+        let mut o = [0; 4];
+        assert_eq!(r.dequeue(&mut o), 4);
+        assert_eq!(&o, b"abcd");
+        assert_eq!(r.enqueue(b"ghijklmn"), 6, "only the free space is taken");
+        let mut all = [0; 8];
+        assert_eq!(r.peek(0, &mut all), 8);
+        assert_eq!(&all, b"efghijkl");
+        assert_eq!(r.peek(6, &mut all), 2);
+        assert_eq!(&all[..2], b"kl");
+    }
+
+    #[test]
+    fn out_of_order_bytes_survive_the_ring_emptying() {
+        let mut r = Ring::new(8);
+        r.enqueue(b"abc");
+        assert_eq!(r.write_at(2, b"Z"), 1);
+        let mut o = [0; 3];
+        r.dequeue(&mut o);
+        assert_eq!(r.write_at(0, b"XY"), 2);
+        r.commit(3);
+        assert_eq!(r.dequeue(&mut o), 3);
+        assert_eq!(&o, b"XYZ");
+    }
+
+    #[test]
+    fn out_of_order_write_then_commit() {
+        let mut r = Ring::new(8);
+        r.enqueue(b"ab");
+        assert_eq!(r.write_at(2, b"EF"), 2);
+        assert_eq!(r.write_at(0, b"CD"), 2);
+        r.commit(4);
+        let mut o = [0; 8];
+        assert_eq!(r.dequeue(&mut o), 6);
+        assert_eq!(&o[..6], b"abCDEF");
+        assert_eq!(r.write_at(8, b"x"), 0, "past the free space");
+    }
+
+    proptest! {
+        /// The ring against a VecDeque: any sequence of appends and reads.
+        #[test]
+        fn behaves_as_a_queue(ops in proptest::collection::vec((any::<bool>(), 0usize..20), 0..100)) {
+            let mut r = Ring::new(16);
+            let mut model = std::collections::VecDeque::new();
+            let mut next = 0u8;
+            for (push, n) in ops {
+                if push {
+                    let data: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+                    let k = r.enqueue(&data);
+                    prop_assert_eq!(k, n.min(16 - model.len()));
+                    model.extend(&data[..k]);
+                } else {
+                    let mut o = vec![0; n];
+                    let k = r.dequeue(&mut o);
+                    let want: Vec<u8> = model.drain(..n.min(model.len())).collect();
+                    prop_assert_eq!(&o[..k], &want[..]);
+                }
+                prop_assert_eq!(r.len(), model.len());
+            }
+        }
+    }
+}
