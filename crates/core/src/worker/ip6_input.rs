@@ -18,8 +18,8 @@
 use super::*;
 use crate::iface::Dad6State;
 use softnet_wire::icmpv6::{self as icmp6w, ParamProblem};
-use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet, HEADER_LEN as IPV6_HEADER};
-use softnet_wire::ipv6ext::{option_type, options, ExtErrorKind, HeaderChain, UnknownOptionAction};
+use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet, HEADER_LEN as IPV6_HEADER, NEXT_HEADER_OFFSET};
+use softnet_wire::ipv6ext::{is_ext_header, option_type, options, ExtErrorKind, HeaderChain, UnknownOptionAction};
 use std::net::Ipv6Addr;
 
 /// What an options header (hop-by-hop or destination options) asks for.
@@ -124,7 +124,24 @@ impl WorkerState {
             s.badscope.inc();
             return self.drop_in(ifp, p);
         }
-        let chain = match Ipv6Packet::new_unchecked(p.data()).ext_headers().walk() {
+        let nh = Ipv6Packet::new_unchecked(p.data()).next_header();
+        let walked = if is_ext_header(nh) {
+            Ipv6Packet::new_unchecked(p.data()).ext_headers().walk()
+        } else {
+            // No extension header (the common case): the chain is the
+            // fixed header alone.
+            Ok(HeaderChain {
+                upper: nh,
+                upper_offset: IPV6_HEADER,
+                nh_offset: NEXT_HEADER_OFFSET,
+                fragment: None,
+                routing: None,
+                bad_routing: None,
+                hop_by_hop: false,
+                count: 0,
+            })
+        };
+        let chain = match walked {
             Ok(c) => c,
             Err(e) => {
                 match e.param_problem() {
@@ -195,41 +212,57 @@ impl WorkerState {
             }
             return self.ip6_local(cx, ifp, p, chain, link_mcast, false);
         }
-        match ifp.addr6_state(dst) {
-            Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
-            Some(_) => return self.ip6_local(cx, ifp, p, chain, link_mcast, true),
-            None => {}
-        }
-        let route = if dst.is_link_local_unicast() {
-            // Another link's scope: never ours, never forwarded.
-            None
-        } else {
-            cx.rt6.and_then(|t| t.lookup(dst))
-        };
-        if let Some(r) = route {
-            if r.flags.contains(RouteFlags::LOCAL) || !r.flags.contains(RouteFlags::GATEWAY) {
-                // An address of another interface of ours (its local route,
-                // or its connected one while local routes are not made).
-                if let Some(owner) = cx.ifs.get_weak(r.ifp) {
-                    match owner.addr6_state(dst) {
-                        Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
-                        Some(_) => {
-                            s.tentative.inc();
-                            return self.free(p);
-                        }
-                        None => {}
-                    }
-                }
+        if dst.is_link_local_unicast() {
+            // Ours only on the link it came from; another link's scope is
+            // never forwarded (ip6_forward answers beyond scope).
+            match ifp.addr6_state(dst) {
+                Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
+                Some(_) => return self.ip6_local(cx, ifp, p, chain, link_mcast, true),
+                None => {}
             }
-        } else if !dst.is_link_local_unicast() {
-            if let Some(owner) = cx.ifs.owner_of6(dst) {
-                if owner.addr6_state(dst) == Some(Dad6State::Preferred) {
-                    return self.ip6_local(cx, ifp, p, chain, link_mcast, false);
+            return self.ip6_forward_checked(cx, ifp, p, None, link_mcast);
+        }
+        let route = cx.rt6.and_then(|t| t.lookup(dst));
+        // The fast path: a route through a gateway is not one of ours (an
+        // address of ours has its local route, or is on a connected
+        // network, which a gateway route never is).
+        let via_gateway =
+            route.is_some_and(|r| r.flags.contains(RouteFlags::GATEWAY) && !r.flags.contains(RouteFlags::LOCAL));
+        if !via_gateway {
+            match ifp.addr6_state(dst) {
+                Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
+                Some(_) => return self.ip6_local(cx, ifp, p, chain, link_mcast, true),
+                None => {}
+            }
+            // An address of another interface of ours: found through its
+            // local or connected route, else (no route) by a scan.
+            let owner = match route {
+                Some(r) => cx.ifs.get_weak(r.ifp),
+                None => cx.ifs.owner_of6(dst),
+            };
+            match owner.and_then(|o| o.addr6_state(dst)) {
+                Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
+                Some(_) => {
+                    s.tentative.inc();
+                    return self.free(p);
                 }
-                s.tentative.inc();
-                return self.free(p);
+                None => {}
             }
         }
+        self.ip6_forward_checked(cx, ifp, p, route.map(|r| &**r), link_mcast)
+    }
+
+    /// Forwarding, unless it is off or the packet came as link-layer
+    /// multicast.
+    fn ip6_forward_checked(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        p: PacketBuf,
+        route: Option<&crate::route::Route6>,
+        link_mcast: bool,
+    ) {
+        let s = &cx.stats.ip6;
         if link_mcast || !cx.stack.config.forwarding6 {
             // Never forward what came as link-layer multicast (RFC 4861's
             // multicast-to-unicast tricks), nor anything when forwarding
@@ -237,7 +270,6 @@ impl WorkerState {
             s.cantforward.inc();
             return self.free(p);
         }
-        let route = route.map(|r| &**r);
         self.ip6_forward(cx, ifp, p, route);
     }
 
