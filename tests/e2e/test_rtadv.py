@@ -15,6 +15,8 @@ disables IPv6 in its namespaces); softnet's r0 has 2001:db8:1::1/64 and an
 2b a0 down and up: A's router solicitation (from its link-local address,
   with its link-layer address) is answered unicast to it within a second,
   and A autoconfigures again
+2c B autoconfigures from r1's advertisements (rad's defaults, `ra = {}`)
+  and A pings B's SLAAC address through softnet
 3 `softnet rad` prints the configuration as rad -nv, with what r0
   advertises; `netstat -s` counts the advertisements sent
 4 SIGHUP with a bad `ra` (router lifetime 100): refused, logged, still
@@ -32,7 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import MAC_A, MAC_R0, Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_e2e import MAC_A, MAC_B, MAC_R0, MAC_R1, Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
 
 
 def link_local(mac):
@@ -83,13 +85,13 @@ def router_advertisements(pcap):
     return out
 
 
-def a_addrs(t, ns):
-    j = json.loads(t.ns_run(ns, "ip -6 -j addr show dev a0 scope global").stdout or "[]")
+def a_addrs(t, ns, dev="a0"):
+    j = json.loads(t.ns_run(ns, f"ip -6 -j addr show dev {dev} scope global -tentative").stdout or "[]")
     return [a["local"] for i in j for a in i.get("addr_info", []) if "local" in a]
 
 
-def a_default(t, ns):
-    return t.ns_run(ns, "ip -6 route show default dev a0").stdout.strip()
+def a_default(t, ns, dev="a0"):
+    return t.ns_run(ns, f"ip -6 route show default dev {dev}").stdout.strip()
 
 
 def run_test():
@@ -102,7 +104,12 @@ def run_test():
         pcap = os.path.join(t.tmp, "a0.pcap")
         cap = t.ns_spawn(a, f"tcpdump -i a0 -n -U --immediate-mode -w {pcap} icmp6")
         time.sleep(1.0)
+        b = net.b
+        t.ns_run(b, "sysctl -qw net.ipv6.conf.b0.disable_ipv6=0 net.ipv6.conf.b0.forwarding=0 "
+                    "net.ipv6.conf.b0.accept_ra=1 net.ipv6.conf.b0.autoconf=1")
         base = net.config().replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "2001:db8:1::1/64"]', 1)
+        # r1 advertises 2001:db8:2::/64 with rad's defaults (the last entry).
+        base = base.replace('addr = ["10.0.2.1/24"]', 'addr = ["10.0.2.1/24", "2001:db8:2::1/64"]\nra = {}', 1)
         # The `ra` table belongs to r0: right after r0's entry.
         cut = base.index("\n[[interface]]", base.index('name = "r0"'))
         cfg = base[:cut] + RA_TABLE + base[cut:]
@@ -121,6 +128,14 @@ def run_test():
         mtu = t.ns_run(a, "cat /proc/sys/net/ipv6/conf/a0/mtu").stdout.strip()
         check(mtu == "1400", f"a0's IPv6 MTU {mtu}, want 1400 from the MTU option")
 
+        t.step("2c: B autoconfigures on r1's side; A pings B's address through softnet")
+        want_b = slaac("2001:db8:2::/64", MAC_B)
+        wait_until("B's SLAAC address", lambda: str(want_b) in a_addrs(t, b, "b0"), timeout=40)
+        wait_until("B's default route", lambda: f"via {link_local(MAC_R1)} " in a_default(t, b, "b0") + " ",
+                   timeout=10)
+        ping = t.ns_run(a, f"ping -6 -c 3 -i 0.2 -W 2 {want_b}", check_rc=False)
+        check(ping.returncode == 0 and " 0% packet loss" in ping.stdout, ping.stdout + ping.stderr)
+
         t.step("2b: a0 down and up: A solicits, softnet answers unicast, A autoconfigures again")
         t_toggle = time.time()
         t.ns_run(a, "ip link set a0 down")
@@ -134,7 +149,7 @@ def run_test():
         check(rad.startswith("interface r0 {\n\tdefault router yes\n\thop limit 0\n"), rad)
         check("\trouter lifetime 1800\n" in rad and "\tmtu 1400\n" in rad, rad)
         check("\tauto prefix {\n\t\tvalid lifetime 5400\n\t\tpreferred lifetime 2700\n" in rad, rad)
-        check("# r0: advertising 2001:db8:1::/64; " in rad and "interface r1" not in rad, rad)
+        check("# r0: advertising 2001:db8:1::/64; " in rad and "# r1: advertising 2001:db8:2::/64; " in rad, rad)
         check(" 0 solicitations heard" not in rad, rad)
         text = d.out("netstat", "-s")
         sent = netstat_s_counters(text)
@@ -160,7 +175,7 @@ def run_test():
         d.signal(signal.SIGHUP)
         d.wait_log(r"reload: r0: router advertisements stopped", start=n)
         wait_until("A's default route gone", lambda: a_default(t, a) == "", timeout=10)
-        check(d.out("rad") == "", d.out("rad"))
+        check("interface r0" not in d.out("rad") and "interface r1 {" in d.out("rad"), d.out("rad"))
 
         t.step("1: what A captured")
         time.sleep(1.5)
