@@ -20,11 +20,11 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(Instant, Vec<u8>)>>>, Arc<ManualClockRef>);
+/// Frames sent, with the time they went.
+type Frames = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
 
-#[derive(Default)]
-struct ManualClockRef(Mutex<Option<Arc<ManualClock>>>);
+#[derive(Clone)]
+struct Capture(Frames, Arc<ManualClock>);
 
 impl LinkQueue for Capture {
     fn recv(&mut self, _: &mut PacketPool, _: &mut Vec<PacketBuf>, _: usize) -> usize {
@@ -32,7 +32,7 @@ impl LinkQueue for Capture {
     }
     fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
         let n = frames.len();
-        let now = self.1 .0.lock().as_ref().map(|c| c.now()).unwrap_or(Instant::ZERO);
+        let now = self.1.now();
         for p in frames.drain(..) {
             self.0.lock().push((now, p.data().to_vec()));
             pool.free(p);
@@ -110,8 +110,7 @@ impl Rig {
         let clock = Arc::new(ManualClock::new(T0));
         let stack =
             Stack::with_clock_and_entropy(StackConfig::default(), clock.clone(), Arc::new(FixedEntropy::new(7)));
-        let cap = Capture::default();
-        *cap.1 .0.lock() = Some(clock.clone());
+        let cap = Capture(Frames::default(), clock.clone());
         stack.create_interface("sn0", MAC, 1500, vec![Box::new(cap.clone())]).unwrap();
         stack.add_address6("sn0", ip("fd00:1::1"), 64).unwrap();
         Rig { stack, clock, cap }
@@ -123,7 +122,7 @@ impl Rig {
         while self.clock.now() < end {
             self.clock.advance(Duration::from_millis(100));
             k += 1;
-            if k % 10 == 0 {
+            if k.is_multiple_of(10) {
                 self.stack.tick();
             } else {
                 self.stack.rtadv_timer();
