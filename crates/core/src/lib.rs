@@ -15,6 +15,7 @@ pub mod nd6;
 pub mod packet;
 pub mod percpu;
 pub mod reass;
+pub mod reass6;
 pub mod rng;
 pub mod route;
 pub mod rtmsg;

@@ -122,6 +122,8 @@ pub struct Stack {
     pub filter: ArcSwapOption<FilterSlot>,
     /// Fragments of datagrams addressed to the router, being reassembled.
     pub reass: crate::reass::Reassembly,
+    /// IPv6 fragments of datagrams addressed to the router.
+    pub reass6: crate::reass6::Reassembly6,
     /// The clock the control side uses (workers get theirs in `Worker::new`;
     /// both should be the same clock).
     pub clock: Arc<dyn Clock>,
@@ -186,6 +188,7 @@ impl Stack {
                 stats: PerWorker::new(),
                 filter: ArcSwapOption::empty(),
                 reass: crate::reass::Reassembly::new(),
+                reass6: crate::reass6::Reassembly6::new(),
                 control: Mutex::new(()),
                 control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
                 config,

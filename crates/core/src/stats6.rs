@@ -16,6 +16,9 @@ pub struct Ip6Stats {
     pub badvers: Counter,
     pub fragments: Counter,
     pub fragdropped: Counter,
+    /// Datagrams dropped whole for an overlapping fragment (RFC 5722).
+    pub fragoverlap: Counter,
+    pub reassembled: Counter,
     pub delivered: Counter,
     pub forward: Counter,
     pub cantforward: Counter,
@@ -147,7 +150,9 @@ pub fn format_netstat_s6(stats: &PerWorker<StackStats>, o: &mut String) {
     p(o, s(&|w| &w.ip6.badoptions), "\t%u with bad options");
     p(o, s(&|w| &w.ip6.badvers), "\t%u with incorrect version number");
     p(o, s(&|w| &w.ip6.fragments), "\t%u fragment%s received");
-    p(o, s(&|w| &w.ip6.fragdropped), "\t%u fragment%s dropped (not reassembled by the router)");
+    p(o, s(&|w| &w.ip6.fragdropped), "\t%u fragment%s dropped (dup or out of space)");
+    p(o, s(&|w| &w.ip6.fragoverlap), "\t%u datagram%s dropped for overlapping fragments");
+    p(o, s(&|w| &w.ip6.reassembled), "\t%u packet%s reassembled ok");
     p(o, s(&|w| &w.ip6.delivered), "\t%u packet%s for this host");
     p(o, s(&|w| &w.ip6.forward), "\t%u packet%s forwarded");
     p(o, s(&|w| &w.ip6.cantforward), "\t%u packet%s not forwardable");

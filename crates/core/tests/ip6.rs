@@ -110,7 +110,7 @@ impl Rig {
         out
     }
 
-    fn from_a(&mut self, pkt: &[u8]) {
+    fn send_from_a(&mut self, pkt: &[u8]) {
         self.a.send(0, &frame(R0_MAC, A_MAC, pkt));
         self.run();
     }
@@ -169,19 +169,19 @@ fn icmp_of(f: &[u8]) -> Option<(MacAddr, Ipv6Addr, Ipv6Addr, u8, u8, u8, u32)> {
 #[test]
 fn echo_to_the_routers_global_and_link_local_addresses_is_answered() {
     let mut r = Rig::with_neighbors();
-    r.from_a(&echo(a(), r0(), 64, 56));
+    r.send_from_a(&echo(a(), r0(), 64, 56));
     let out = r.take(true);
     assert_eq!(out.len(), 1);
     let (mac, src, dst, hl, t, code, _) = icmp_of(&out[0]).unwrap();
     assert_eq!((mac, src, dst, hl, t, code), (A_MAC, r0(), a(), 64, icmpv6::msg_type::ECHO_REPLY, 0));
     // The address of the other interface answers too.
-    r.from_a(&echo(a(), r1(), 64, 56));
+    r.send_from_a(&echo(a(), r1(), 64, 56));
     let out = r.take(true);
     assert_eq!(icmp_of(&out[0]).unwrap().1, r1());
     // Link-local to link-local: A's fe80 address is resolved by NS.
     let a_ll = link_local_from_mac(A_MAC);
     let r0_ll = link_local_from_mac(R0_MAC);
-    r.from_a(&echo(a_ll, r0_ll, 64, 8));
+    r.send_from_a(&echo(a_ll, r0_ll, 64, 8));
     let out = r.take(true);
     let ns: Vec<_> = out.iter().filter_map(|f| icmp_of(f)).collect();
     assert_eq!(ns.len(), 1, "a solicitation for A's link-local address");
@@ -194,7 +194,7 @@ fn echo_to_the_routers_global_and_link_local_addresses_is_answered() {
         options: &[2, 1, 2, 0, 0, 0, 1, 2],
     };
     let m = icmp(a_ll, r0_ll, &Icmpv6Repr::Ndp(na));
-    r.from_a(&ipv6(a_ll, r0_ll, IpProtocol::ICMPV6, 255, &m));
+    r.send_from_a(&ipv6(a_ll, r0_ll, IpProtocol::ICMPV6, 255, &m));
     let out = r.take(true);
     assert_eq!(out.len(), 1);
     let (mac, src, dst, _, t, _, _) = icmp_of(&out[0]).unwrap();
@@ -208,7 +208,7 @@ fn forwarded_packets_lose_one_hop_and_go_to_the_resolved_neighbor() {
     let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
     r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
     let p = echo(a(), b(), 64, 100);
-    r.from_a(&p);
+    r.send_from_a(&p);
     // B is unknown: the packet is held and a solicitation goes out on r1.
     let out = r.take(false);
     assert_eq!(out.len(), 1);
@@ -230,7 +230,7 @@ fn forwarded_packets_lose_one_hop_and_go_to_the_resolved_neighbor() {
     assert_eq!(fwd.hop_limit(), 63);
     assert_eq!(&out[0][HEADER_LEN + 8..], &p[8..], "nothing else changed");
     // Now resolved: the next one goes at once.
-    r.from_a(&echo(a(), b(), 64, 100));
+    r.send_from_a(&echo(a(), b(), 64, 100));
     assert_eq!(r.take(false).len(), 1);
     assert_eq!(r.stat(|s| s.ip6.forward.get()), 2);
 }
@@ -238,7 +238,7 @@ fn forwarded_packets_lose_one_hop_and_go_to_the_resolved_neighbor() {
 #[test]
 fn hop_limit_one_gets_time_exceeded_from_the_receiving_side() {
     let mut r = Rig::with_neighbors();
-    r.from_a(&echo(a(), b(), 1, 8));
+    r.send_from_a(&echo(a(), b(), 1, 8));
     assert!(r.take(false).is_empty());
     let out = r.take(true);
     let (mac, src, dst, hl, t, code, _) = icmp_of(&out[0]).unwrap();
@@ -252,7 +252,7 @@ fn too_big_for_the_outgoing_link_gets_packet_too_big_with_its_mtu() {
     r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
     r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
     // ping -s 1452: 40 + 8 + 1452 = 1500 bytes.
-    r.from_a(&echo(a(), b(), 64, 1452));
+    r.send_from_a(&echo(a(), b(), 64, 1452));
     assert!(r.take(false).is_empty(), "never fragmented");
     let out = r.take(true);
     let (_, src, dst, _, t, code, mtu) = icmp_of(&out[0]).unwrap();
@@ -260,7 +260,7 @@ fn too_big_for_the_outgoing_link_gets_packet_too_big_with_its_mtu() {
     // The quote: as much of the packet as fits in 1280 bytes.
     assert_eq!(out[0].len() - HEADER_LEN, 1280);
     // One that fits goes through.
-    r.from_a(&echo(a(), b(), 64, 1352));
+    r.send_from_a(&echo(a(), b(), 64, 1352));
     assert_eq!(r.take(false).len(), 1);
 }
 
@@ -269,13 +269,13 @@ fn link_local_sources_and_destinations_are_never_forwarded() {
     let mut r = Rig::with_neighbors();
     let a_ll = link_local_from_mac(A_MAC);
     r.stack.ndp_set(a_ll, Some("r0"), A_MAC, false, false).unwrap();
-    r.from_a(&echo(a_ll, b(), 64, 8));
+    r.send_from_a(&echo(a_ll, b(), 64, 8));
     assert!(r.take(false).is_empty());
     let out = r.take(true);
     let e = icmp_of(&out[0]).unwrap();
     assert_eq!((e.1, e.2, e.4, e.5), (link_local_from_mac(R0_MAC), a_ll, icmpv6::msg_type::DST_UNREACHABLE, 2));
     // A link-local destination that is not ours.
-    r.from_a(&echo(a(), ip("fe80::99"), 64, 8));
+    r.send_from_a(&echo(a(), ip("fe80::99"), 64, 8));
     assert!(r.take(false).is_empty());
     let e = icmp_of(&r.take(true)[0]).unwrap();
     assert_eq!((e.4, e.5), (icmpv6::msg_type::DST_UNREACHABLE, 2));
@@ -285,20 +285,20 @@ fn link_local_sources_and_destinations_are_never_forwarded() {
 #[test]
 fn no_route_gets_unreachable_code_0_and_routes_are_followed() {
     let mut r = Rig::with_neighbors();
-    r.from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
+    r.send_from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
     let e = icmp_of(&r.take(true)[0]).unwrap();
     assert_eq!((e.4, e.5), (icmpv6::msg_type::DST_UNREACHABLE, 0));
     assert_eq!(r.stat(|s| s.ip6.noroute.get()), 1);
     // A route via B (the gateway on r1's connected route).
     r.stack.add_route6(0, ip("fd00:2::"), 64, None, &RouteTarget6::Interface("r1".into())).unwrap();
     r.stack.add_route6(0, ip("2001:db8::"), 32, None, &RouteTarget6::Gateway(b(), None)).unwrap();
-    r.from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
+    r.send_from_a(&echo(a(), ip("2001:db8::1"), 64, 8));
     let out = r.take(false);
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0][..6], &B_MAC.0);
     // Blackhole: silent.
     r.stack.add_route6(0, ip("2001:db9::"), 32, None, &RouteTarget6::Blackhole).unwrap();
-    r.from_a(&echo(a(), ip("2001:db9::1"), 64, 8));
+    r.send_from_a(&echo(a(), ip("2001:db9::1"), 64, 8));
     assert!(r.take(false).is_empty() && r.take(true).is_empty());
     assert_eq!(r.stat(|s| s.ip6.blackholed.get()), 1);
 }
@@ -308,10 +308,10 @@ fn forwarding_off_forwards_nothing_but_answers() {
     let mut r = Rig::new(1500, StackConfig { forwarding6: false, pool_size: 1024, ..StackConfig::default() });
     r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
     r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
-    r.from_a(&echo(a(), b(), 64, 8));
+    r.send_from_a(&echo(a(), b(), 64, 8));
     assert!(r.take(false).is_empty());
     assert_eq!(r.stat(|s| s.ip6.cantforward.get()), 1);
-    r.from_a(&echo(a(), r0(), 64, 8));
+    r.send_from_a(&echo(a(), r0(), 64, 8));
     assert_eq!(r.take(true).len(), 1);
 }
 
@@ -331,7 +331,7 @@ fn routing_header_type_0_is_a_parameter_problem_at_its_type() {
     let mut rh = vec![17u8, 2, 0, 1, 0, 0, 0, 0];
     rh.extend_from_slice(&b().octets());
     rh.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
-    r.from_a(&ipv6(a(), b(), IpProtocol::IPV6_ROUTE, 64, &rh));
+    r.send_from_a(&ipv6(a(), b(), IpProtocol::IPV6_ROUTE, 64, &rh));
     assert!(r.take(false).is_empty(), "not forwarded");
     assert_eq!(param_problem(&r), (ParamProblem::ErroneousHeader as u8, 42));
     assert_eq!(r.stat(|s| s.ip6.badoptions.get()), 1);
@@ -340,15 +340,15 @@ fn routing_header_type_0_is_a_parameter_problem_at_its_type() {
 #[test]
 fn an_unknown_next_header_to_the_router_is_a_parameter_problem_code_1() {
     let mut r = Rig::with_neighbors();
-    r.from_a(&ipv6(a(), r0(), IpProtocol(200), 64, &[0; 16]));
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol(200), 64, &[0; 16]));
     assert_eq!(param_problem(&r), (1, 6));
     // After a destination options header: the pointer is that header's.
     let dstopts = [200u8, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_OPTS, 64, &dstopts));
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol::IPV6_OPTS, 64, &dstopts));
     assert_eq!(param_problem(&r), (1, 40));
     assert_eq!(r.stat(|s| s.ip6.noproto.get()), 2);
     // Forwarded, it is not the router's business.
-    r.from_a(&ipv6(a(), b(), IpProtocol(200), 64, &[0; 16]));
+    r.send_from_a(&ipv6(a(), b(), IpProtocol(200), 64, &[0; 16]));
     assert_eq!(r.take(false).len(), 1);
 }
 
@@ -361,16 +361,16 @@ fn hop_by_hop_options_follow_their_action_bits() {
         h
     };
     // 00: skipped, the packet is forwarded.
-    r.from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x1e)));
+    r.send_from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x1e)));
     assert_eq!(r.take(false).len(), 1);
     // 01: dropped silently.
-    r.from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x5e)));
+    r.send_from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x5e)));
     assert!(r.take(false).is_empty() && r.take(true).is_empty());
     // 10: parameter problem code 2 at the option.
-    r.from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x9e)));
+    r.send_from_a(&ipv6(a(), b(), IpProtocol::HOPOPT, 64, &hbh(0x9e)));
     assert_eq!(param_problem(&r), (2, 42));
     // 11 to multicast: dropped without an error.
-    r.from_a(&ipv6(a(), ip("ff02::1"), IpProtocol::HOPOPT, 64, &hbh(0xde)));
+    r.send_from_a(&ipv6(a(), ip("ff02::1"), IpProtocol::HOPOPT, 64, &hbh(0xde)));
     assert!(r.take(true).is_empty());
     assert_eq!(r.stat(|s| s.ip6.badoptions.get()), 3);
 }
@@ -380,15 +380,15 @@ fn truncated_and_malformed_packets_are_counted() {
     let mut r = Rig::with_neighbors();
     // Shorter than a header; a payload length past the frame; a
     // destination options header running past the packet.
-    r.from_a(&[0x60, 0, 0, 0]);
+    r.send_from_a(&[0x60, 0, 0, 0]);
     let mut long = echo(a(), r0(), 64, 8);
     long[5] = 200;
-    r.from_a(&long);
-    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_OPTS, 64, &[17, 3, 1, 0]));
+    r.send_from_a(&long);
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol::IPV6_OPTS, 64, &[17, 3, 1, 0]));
     // Sources that cannot come from the wire.
-    r.from_a(&echo(ip("ff02::1"), r0(), 64, 8));
-    r.from_a(&echo(ip("::1"), r0(), 64, 8));
-    r.from_a(&echo(Ipv6Addr::UNSPECIFIED, b(), 64, 8));
+    r.send_from_a(&echo(ip("ff02::1"), r0(), 64, 8));
+    r.send_from_a(&echo(ip("::1"), r0(), 64, 8));
+    r.send_from_a(&echo(Ipv6Addr::UNSPECIFIED, b(), 64, 8));
     assert!(r.take(true).is_empty() && r.take(false).is_empty());
     assert_eq!(r.stat(|s| s.ip6.toosmall.get()), 1);
     assert_eq!(r.stat(|s| s.ip6.tooshort.get()), 2);
@@ -403,23 +403,47 @@ fn truncated_and_malformed_packets_are_counted() {
     assert_eq!(r.stat(|s| s.ip6.delivered.get()), 1);
 }
 
+/// A fragment of `m` (an ICMPv6 message): data `m[off..end]`, M flag.
+fn fragment(m: &[u8], ident: u8, off: usize, end: usize, more: bool) -> Vec<u8> {
+    let om = (off as u16) | more as u16;
+    let mut fr = vec![58u8, 0, (om >> 8) as u8, om as u8, 0, 0, 0, ident];
+    fr.extend_from_slice(&m[off..end]);
+    ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &fr)
+}
+
 #[test]
-fn fragments_to_the_router_are_dropped_and_atomic_ones_taken() {
+fn fragments_to_the_router_are_reassembled_overlaps_drop_the_datagram_and_atomic_ones_are_whole() {
     let mut r = Rig::with_neighbors();
-    let m = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: &[1; 16] });
-    // First fragment of two.
-    let mut fr = vec![58u8, 0, 0, 1, 0, 0, 0, 9];
-    fr.extend_from_slice(&m);
-    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &fr));
+    let data: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+    let m = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: &data });
+    // Out of order: the last fragment first.
+    r.send_from_a(&fragment(&m, 9, 1232, m.len(), false));
     assert!(r.take(true).is_empty());
-    assert_eq!(r.stat(|s| s.ip6.fragdropped.get()), 1);
+    r.send_from_a(&fragment(&m, 9, 0, 1232, true));
+    let out = r.take(true);
+    assert_eq!(out.len(), 2, "the 2,048-byte reply goes out in fragments");
+    let mut whole = Vec::new();
+    for f in &out {
+        let ip = Ipv6Packet::new_checked(&f[HEADER_LEN..]).unwrap();
+        whole.extend_from_slice(&ip.payload()[8..]);
+    }
+    assert_eq!(whole[0], icmpv6::msg_type::ECHO_REPLY);
+    assert_eq!(&whole[8..], &data[..], "the reply carries the reassembled data");
+    assert_eq!(r.stat(|s| s.ip6.reassembled.get()), 1);
+    // Overlapping fragments (RFC 5722): the whole datagram goes, and a
+    // fragment of it arriving later too.
+    r.send_from_a(&fragment(&m, 10, 0, 1232, true));
+    r.send_from_a(&fragment(&m, 10, 1224, 1232 + 8, true));
+    r.send_from_a(&fragment(&m, 10, 1232, m.len(), false));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.ip6.fragoverlap.get()), 2);
+    assert_eq!(r.stat(|s| s.ip6.reassembled.get()), 1);
     // An atomic fragment (offset 0, M clear, RFC 6946) is a whole packet.
-    let mut at = vec![58u8, 0, 0, 0, 0, 0, 0, 9];
-    at.extend_from_slice(&m);
-    r.from_a(&ipv6(a(), r0(), IpProtocol::IPV6_FRAG, 64, &at));
+    let small = icmp(a(), r0(), &Icmpv6Repr::EchoRequest { ident: 1, seq_no: 2, data: &[1; 16] });
+    r.send_from_a(&fragment(&small, 11, 0, small.len(), false));
     let e = icmp_of(&r.take(true)[0]).unwrap();
     assert_eq!(e.4, icmpv6::msg_type::ECHO_REPLY);
-    assert_eq!(r.stat(|s| s.ip6.fragments.get()), 2);
+    assert_eq!(r.stat(|s| s.ip6.fragments.get()), 6);
 }
 
 #[test]
@@ -428,14 +452,14 @@ fn errors_are_rate_limited_and_never_about_errors() {
         Rig::new(1500, StackConfig { icmp_err_rate: 10, icmp_err_burst: 5, pool_size: 1024, ..StackConfig::default() });
     r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
     for _ in 0..20 {
-        r.from_a(&echo(a(), b(), 1, 8));
+        r.send_from_a(&echo(a(), b(), 1, 8));
     }
     assert_eq!(r.take(true).len(), 5, "the burst");
     assert_eq!(r.stat(|s| s.icmp6.toofreq.get()), 15);
     // An error about an error: never.
     r.clock.advance(Duration::from_secs(10));
     let te = icmp(a(), b(), &Icmpv6Repr::TimeExceeded { code: icmpv6::TimeExceeded::HopLimitExceeded, data: &[0; 48] });
-    r.from_a(&ipv6(a(), b(), IpProtocol::ICMPV6, 1, &te));
+    r.send_from_a(&ipv6(a(), b(), IpProtocol::ICMPV6, 1, &te));
     assert!(r.take(true).is_empty());
     assert_eq!(r.stat(|s| s.icmp6.canterror.get()), 1);
 }
@@ -443,8 +467,8 @@ fn errors_are_rate_limited_and_never_about_errors() {
 #[test]
 fn netstat_s_has_the_ip6_icmp6_and_nd6_sections() {
     let mut r = Rig::with_neighbors();
-    r.from_a(&echo(a(), r0(), 64, 8));
-    r.from_a(&echo(a(), b(), 64, 8));
+    r.send_from_a(&echo(a(), r0(), 64, 8));
+    r.send_from_a(&echo(a(), b(), 64, 8));
     let s = softnet_core::stats::format_netstat_s(&r.stack.stats);
     assert!(s.contains("ip6:\n\t2 total packets received\n"), "{s}");
     assert!(s.contains("\t1 packet forwarded\n"), "{s}");
@@ -477,8 +501,8 @@ fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
     let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
     r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
     r.stack.set_filter(Some(Box::new(PassAll)));
-    r.from_a(&echo(a(), b(), 64, 8));
-    r.from_a(&echo(a(), r0(), 64, 8));
+    r.send_from_a(&echo(a(), b(), 64, 8));
+    r.send_from_a(&echo(a(), r0(), 64, 8));
     assert!(r.take(false).is_empty() && r.take(true).is_empty());
     assert_eq!(r.stat(|s| s.ip6.filtered.get()), 2);
     // A's solicitation for the router is answered.
@@ -490,4 +514,83 @@ fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
     let out = r.take(true);
     let na = icmp_of(&out[0]).unwrap();
     assert_eq!((na.0, na.1, na.2, na.4), (A_MAC, r0(), a(), icmpv6::msg_type::NEIGHBOR_ADVERT));
+}
+
+#[test]
+fn the_routers_own_packets_over_the_mtu_are_fragmented_as_rfc_8200_says() {
+    let mut r = Rig::new(1400, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
+    // B's 1,500-byte echo request to r1 (the in-memory link takes it);
+    // the reply leaves by r1, whose MTU is 1,400.
+    let req = echo(b(), r1(), 64, 1452);
+    r.b.send(0, &frame(R1_MAC, B_MAC, &req));
+    r.run();
+    let out = r.take(false);
+    assert_eq!(out.len(), 2, "two fragments");
+    let mut whole = Vec::new();
+    let mut idents = Vec::new();
+    for (i, f) in out.iter().enumerate() {
+        assert!(f.len() - HEADER_LEN <= 1400);
+        let ip = Ipv6Packet::new_checked(&f[HEADER_LEN..]).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.next_header()), (r1(), b(), IpProtocol::IPV6_FRAG));
+        let fh = ip.payload();
+        assert_eq!(fh[0], 58, "the fragment header names ICMPv6");
+        let off_m = u16::from_be_bytes([fh[2], fh[3]]);
+        assert_eq!((off_m & 1 == 1), i == 0, "M set on the first only");
+        assert_eq!((off_m & !7) as usize, whole.len(), "offsets in order, multiples of 8");
+        idents.push(u32::from_be_bytes(fh[4..8].try_into().unwrap()));
+        whole.extend_from_slice(&fh[8..]);
+    }
+    assert_eq!(idents[0], idents[1]);
+    let m = Icmpv6Packet::new_checked(&whole[..]).unwrap();
+    assert_eq!(m.msg_type(), icmpv6::msg_type::ECHO_REPLY);
+    assert!(m.verify_checksum(r1(), b()));
+    assert_eq!(whole.len(), 8 + 1452);
+    assert_eq!(r.stat(|s| s.ip6.fragmented.get()), 1);
+    assert_eq!(r.stat(|s| s.ip6.ofragments.get()), 2);
+}
+
+#[test]
+fn tcp_and_udp_to_the_router_get_a_reset_and_port_unreachable() {
+    use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+    let mut r = Rig::with_neighbors();
+    let syn = TcpRepr {
+        src_port: 40000,
+        dst_port: 22,
+        seq: 1000,
+        ack: 0,
+        flags: TcpFlags::SYN,
+        window: 1000,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload_len: 0,
+    };
+    let mut seg = vec![0u8; syn.buffer_len()];
+    syn.emit_with_payload_v6(&mut seg, a(), r0(), &[]);
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol::TCP, 64, &seg));
+    let out = r.take(true);
+    assert_eq!(out.len(), 1);
+    let ip = Ipv6Packet::new_checked(&out[0][HEADER_LEN..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.next_header()), (r0(), a(), IpProtocol::TCP));
+    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(t.verify_checksum_v6(r0(), a()));
+    assert_eq!((t.src_port(), t.dst_port(), t.seq_number(), t.ack_number()), (22, 40000, 0, 1001));
+    assert_eq!(t.flags(), TcpFlags::RST | TcpFlags::ACK);
+    // A bad checksum gets nothing.
+    seg[16] ^= 0xff;
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol::TCP, 64, &seg));
+    assert!(r.take(true).is_empty());
+    assert_eq!(r.stat(|s| s.transport.tcp_rcvbadsum.get()), 1);
+    // UDP: port unreachable (code 4); a zero checksum is invalid over IPv6.
+    let mut udp = vec![0x9c, 0x40, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4];
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol::UDP, 64, &udp));
+    assert!(r.take(true).is_empty());
+    softnet_wire::udp::UdpPacket::new_unchecked(&mut udp[..]).fill_checksum_v6(a(), r0());
+    r.send_from_a(&ipv6(a(), r0(), IpProtocol::UDP, 64, &udp));
+    let e = icmp_of(&r.take(true)[0]).unwrap();
+    assert_eq!((e.1, e.4, e.5), (r0(), icmpv6::msg_type::DST_UNREACHABLE, 4));
+    assert_eq!(r.stat(|s| s.transport.udp_badsum.get()), 1);
 }

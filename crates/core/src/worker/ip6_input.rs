@@ -176,7 +176,7 @@ impl WorkerState {
                 }
             }
         }
-        if src.is_unspecified() && !(chain.upper == IpProtocol::ICMPV6 && !chain.is_later_fragment()) {
+        if src.is_unspecified() && (chain.upper != IpProtocol::ICMPV6 || chain.is_later_fragment()) {
             // Only DAD's solicitations and MLD reports come from :: (RFC
             // 4862 §5.4.2, RFC 3810 §5.2.13); those are ICMPv6.
             s.badscope.inc();
@@ -287,11 +287,12 @@ impl WorkerState {
     ) {
         let s = &cx.stats.ip6;
         if chain.is_fragment() {
-            // RFC 8200 §4.5 reassembly is not done for the router's own
-            // traffic: a fragment to the router is counted and dropped
-            // (atomic fragments, RFC 6946, are whole packets and go on).
-            s.fragdropped.inc();
-            return self.free(p);
+            // RFC 8200 §4.5 (atomic fragments, RFC 6946, are whole packets
+            // and go on as they are).
+            let Some(whole) = self.reassemble6(cx, p, chain) else { return };
+            let walked = Ipv6Packet::new_unchecked(whole.data()).ext_headers().walk();
+            let Ok(chain) = walked.map_err(|_| s.fragdropped.inc()) else { return self.free(whole) };
+            return self.ip6_local(cx, ifp, whole, &chain, link_mcast, tentative);
         }
         let dst_mcast = Ipv6Packet::new_unchecked(p.data()).dst().is_multicast();
         if chain.count > chain.hop_by_hop as usize {
@@ -337,11 +338,7 @@ impl WorkerState {
         match chain.upper {
             IpProtocol::ICMPV6 => self.icmp6_input(cx, ifp, p, chain.upper_offset, link_mcast),
             IpProtocol::UDP => self.udp6_input(cx, ifp, p, chain.upper_offset, link_mcast),
-            IpProtocol::TCP => {
-                // No RST for IPv6 yet: counted and dropped.
-                cx.stats.transport.tcp_rcvtotal.inc();
-                self.free(p)
-            }
+            IpProtocol::TCP => self.tcp6_input(cx, p, chain.upper_offset, link_mcast),
             IpProtocol::IPV6_NONXT => self.free(p),
             _ => {
                 // RFC 8200 §4: an unrecognized next header is a parameter
@@ -353,33 +350,6 @@ impl WorkerState {
             }
         }
     }
-
-    /// UDP to the router: nothing listens, so a port unreachable (RFC 4443
-    /// §3.1 code 4) for a datagram with a good checksum to a unicast
-    /// address (udp6_input's ICMP6_DST_UNREACH_NOPORT).
-    fn udp6_input(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, off: usize, link_mcast: bool) {
-        let ts = &cx.stats.transport;
-        ts.udp_ipackets.inc();
-        let ip = Ipv6Packet::new_unchecked(p.data());
-        let (src, dst) = (ip.src(), ip.dst());
-        let Ok(udp) = softnet_wire::udp::UdpPacket::new_checked(&p.data()[off..]) else {
-            ts.udp_hdrops.inc();
-            return self.free(p);
-        };
-        // RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6.
-        if udp.checksum() == 0 || !udp.verify_checksum_v6(src, dst) {
-            ts.udp_badsum.inc();
-            return self.free(p);
-        }
-        if dst.is_multicast() || link_mcast {
-            ts.udp_noportbcast.inc();
-            return self.free(p);
-        }
-        ts.udp_noport.inc();
-        let e = Icmp6Err::Unreach(softnet_wire::icmpv6::DstUnreachable::PortUnreachable);
-        self.icmp6_error(cx, ifp, &p, link_mcast, e);
-        self.free(p)
-    }
 }
 
 /// A neighbor solicitation or advertisement: what a tentative address
@@ -389,4 +359,54 @@ fn is_nd_for_dad(pkt: &[u8], chain: &HeaderChain) -> bool {
         && pkt
             .get(chain.upper_offset)
             .is_some_and(|&t| t == icmp6w::msg_type::NEIGHBOR_SOLICIT || t == icmp6w::msg_type::NEIGHBOR_ADVERT)
+}
+
+impl WorkerState {
+    /// A fragment for the router itself: kept until its datagram is whole
+    /// (then returned in one large buffer), or dropped and counted (an
+    /// overlap drops the whole datagram, RFC 5722).
+    fn reassemble6(&mut self, cx: &Ctx, p: PacketBuf, chain: &HeaderChain) -> Option<PacketBuf> {
+        let s = &cx.stats.ip6;
+        let (frag_at, frag) = chain.fragment.expect("a fragment");
+        // The next header field that names the fragment header.
+        let mut nh_at = NEXT_HEADER_OFFSET;
+        for h in Ipv6Packet::new_unchecked(p.data()).ext_headers().flatten() {
+            if h.offset == frag_at {
+                break;
+            }
+            nh_at = h.offset;
+        }
+        let result = cx.stack.reass6.add(cx.now, p.data(), frag_at, nh_at, frag);
+        let meta = p.meta;
+        self.free(p);
+        let (header, payload) = match result {
+            crate::reass6::Reass6Result::Held => return None,
+            crate::reass6::Reass6Result::Overlap => {
+                s.fragoverlap.inc();
+                s.fragdropped.inc();
+                return None;
+            }
+            crate::reass6::Reass6Result::Dropped => {
+                s.fragdropped.inc();
+                return None;
+            }
+            crate::reass6::Reass6Result::Complete { header, payload } => (header, payload),
+        };
+        let Some(mut whole) = self.large_pool.alloc() else {
+            s.fragdropped.inc();
+            return None;
+        };
+        let len = header.len() + payload.len();
+        if whole.set_len(len).is_err() {
+            s.fragdropped.inc();
+            self.free(whole);
+            return None;
+        }
+        whole.data_mut()[..header.len()].copy_from_slice(&header);
+        whole.data_mut()[header.len()..].copy_from_slice(&payload);
+        whole.meta = meta;
+        Ipv6Packet::new_unchecked(whole.data_mut()).set_payload_len((len - IPV6_HEADER) as u16);
+        s.reassembled.inc();
+        Some(whole)
+    }
 }

@@ -125,6 +125,24 @@ impl WorkerState {
         src: Ipv6Addr,
         mut p: PacketBuf,
     ) {
+        if p.capacity() != self.pool.buf_size() {
+            // A reassembled datagram (an echo reply to it) that fits the
+            // link: into a normal buffer, so the large one returns to its
+            // pool.
+            let Some(mut q) = self.pool.alloc() else {
+                cx.stats.ip6.odropped.inc();
+                return self.free(p);
+            };
+            if q.set_len(p.len()).is_err() {
+                cx.stats.ip6.odropped.inc();
+                self.free(q);
+                return self.free(p);
+            }
+            q.data_mut().copy_from_slice(p.data());
+            q.meta = p.meta;
+            self.free(p);
+            p = q;
+        }
         if p.push_front(HEADER_LEN).is_err() {
             cx.stats.ip6.odropped.inc();
             return self.free(p);

@@ -59,6 +59,7 @@ mod options;
 mod pf_hook;
 mod pf_route;
 mod transport;
+mod transport6;
 
 use ether::ArpGlue;
 use icmp::{IcmpErr, IcmpState};
