@@ -66,6 +66,19 @@ pub fn build_ndp_frame(
         NdpMsg::Ns { target, .. } => NdpRepr::NeighborSolicit { target, options: opts },
         NdpMsg::Na { target, flags, .. } => NdpRepr::NeighborAdvert { flags, target, options: opts },
     };
+    build_ndp_repr_frame(p, src_mac, dst_mac, src_ip, dst_ip, ndp)
+}
+
+/// Writes a whole NDP frame carrying `ndp` (any message, its options
+/// already laid out) into `p`, as [`build_ndp_frame`].
+pub fn build_ndp_repr_frame(
+    p: &mut PacketBuf,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src_ip: Ipv6Addr,
+    dst_ip: Ipv6Addr,
+    ndp: NdpRepr<'_>,
+) -> Result<(), BufferTooSmall> {
     let icmp = Icmpv6Repr::Ndp(ndp);
     let ip = Ipv6Repr {
         src: src_ip,

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod route6;
+mod rtadv;
 pub use route6::RouteTarget6;
+pub use rtadv::RaConfigError;
 
 /// Tunables of the stack, with OpenBSD's defaults unless said otherwise.
 #[derive(Clone, Debug)]
@@ -97,6 +99,8 @@ pub enum StackError {
     NoSuchAddr6(String, Ipv6Addr),
     #[error("{0}: bad address {1}: {2}")]
     BadAddr6(String, If6Addr, &'static str),
+    #[error(transparent)]
+    RouterAdv(#[from] RaConfigError),
 }
 
 /// A filter slot that can be swapped atomically (a reload).
@@ -111,6 +115,8 @@ pub struct Stack {
     pub nd6: Nd6Table,
     /// Duplicate address detection of the interfaces' IPv6 addresses.
     pub dad: Mutex<DadTable>,
+    /// Router advertisements of the interfaces configured to send them.
+    pub rtadv: Mutex<crate::nd6::rtadv::Advertiser>,
     pub monitor: Arc<RouteMonitor>,
     pub stats: PerWorker<StackStats>,
     pub filter: ArcSwapOption<FilterSlot>,
@@ -174,6 +180,7 @@ impl Stack {
                 arp: ArpTable::new(config.arp.clone()),
                 nd6,
                 dad: Mutex::new(DadTable::new(config.dad.clone())),
+                rtadv: Mutex::new(crate::nd6::rtadv::Advertiser::new()),
                 rng: Mutex::new(rng),
                 reachable_drawn: Mutex::new(now),
                 ifaces: InterfaceTable::new(),
@@ -235,6 +242,7 @@ impl Stack {
                 // Tentative addresses stay so; DAD starts over at the next up.
                 self.dad.lock().stop_interface(ifp.index());
             }
+            self.rtadv_set_up(&ifp, up);
         }
         Ok(())
     }
@@ -567,6 +575,11 @@ impl Stack {
     pub fn destroy_interface(&self, name: &str) -> Result<(), StackError> {
         let ifp = {
             let _c = self.control.lock();
+            // The final router advertisement goes while the interface and
+            // its link-local address are still there.
+            if let Some(ifp) = self.ifaces.load().by_name(name) {
+                self.rtadv_destroy(ifp);
+            }
             let ifp = self.ifaces.begin_destroy(name)?;
             for a in ifp.addrs().iter() {
                 let _ = self.delete_address_locked(&ifp, a.addr);
@@ -717,6 +730,7 @@ impl Stack {
         // packets of neighbors given up are freed here (counted as
         // dropped_no_entry).
         drop(self.nd6_timer(now));
+        self.rtadv_timer();
         {
             let mut drawn = self.reachable_drawn.lock();
             if now >= *drawn + RECALC_REACHABLE {

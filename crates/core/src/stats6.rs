@@ -200,4 +200,7 @@ pub fn format_netstat_s6(stats: &PerWorker<StackStats>, o: &mut String) {
     p(o, s(&|w| &w.nd6.timeouts), "\t%u neighbor cache timeout%s");
     p(o, s(&|w| &w.nd6.dup_addrs), "\t%u message%s claiming one of our addresses");
     p(o, s(&|w| &w.nd6.redirects_ignored), "\t%u redirect%s ignored (forwarding)");
+    p(o, s(&|w| &w.nd6.rs_received), "\t%u router solicitation%s received");
+    p(o, s(&|w| &w.nd6.rs_dropped), "\t%u router solicitation%s dropped: advertiser queue full");
+    p(o, s(&|w| &w.nd6.ra_sent), "\t%u router advertisement%s sent");
 }

@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// The admin tools, as `softnet TOOL ...`.
-pub const TOOLS: &[&str] = &["route", "arp", "ndp", "ifconfig", "netstat"];
+pub const TOOLS: &[&str] = &["route", "arp", "ndp", "ifconfig", "netstat", "rad"];
 
 const ROUTE_USAGE: &str = "usage: softnet route [-nqv] [-T rtable] command [[modifiers] args]
 commands: show [-inet | -inet6]
@@ -44,6 +44,7 @@ const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
        softnet ifconfig interface [inet] address netmask mask
        softnet ifconfig interface up | down | destroy
        softnet ifconfig interface group name | -group name";
+const RAD_USAGE: &str = "usage: softnet rad";
 const NETSTAT_USAGE: &str = "usage: softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
        softnet netstat -s
        softnet netstat -i [-n]";
@@ -70,6 +71,7 @@ fn usage_of(tool: &str) -> &'static str {
         "arp" => ARP_USAGE,
         "ifconfig" => IFCONFIG_USAGE,
         "ndp" => crate::inet6cmd::NDP_USAGE,
+        "rad" => RAD_USAGE,
         _ => NETSTAT_USAGE,
     }
 }
@@ -95,6 +97,8 @@ pub fn parse(tool: &str, args: &[String]) -> Result<Parsed, UsageError> {
         "ndp" => crate::inet6cmd::parse_ndp(&args).map(|r| Parsed { request: r, quiet: false }),
         "ifconfig" => parse_ifconfig(&args).map(|r| Parsed { request: r, quiet: false }),
         "netstat" => parse_netstat(&args).map(|r| Parsed { request: r, quiet: false }),
+        "rad" if args.is_empty() => Ok(Parsed { request: Request::Rad, quiet: false }),
+        "rad" => usage("rad", format!("unexpected {}", args[0])),
         _ => usage(tool, format!("unknown command {tool}")),
     }
 }

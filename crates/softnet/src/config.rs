@@ -44,6 +44,7 @@ struct RawInterface {
     mtu: Option<Spanned<i64>>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
+    ra: Option<crate::config_ra::RawRa>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -89,6 +90,9 @@ pub struct InterfaceConf {
     pub mtu: Option<u32>,
     /// Interface groups (`ifconfig IF group NAME`), e.g. for `pass on lan`.
     pub groups: Vec<String>,
+    /// Router advertisements sent on it (`[interface.ra]`, rad.conf's
+    /// interface block; `config_ra.rs`).
+    pub ra: Option<softnet_core::nd6::rtadv::RaConfig>,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -202,12 +206,15 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: String,
     src: &'a str,
 }
 
 impl Ctx<'_> {
+    pub(crate) fn error(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() }
+    }
     fn line_of(&self, offset: usize) -> usize {
         self.src[..offset.min(self.src.len())].bytes().filter(|&b| b == b'\n').count() + 1
     }
@@ -450,7 +457,11 @@ impl Config {
                 }
             }
             let line = cx.line_of(ri.span().start);
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, line });
+            let ra = match &i.ra {
+                None => None,
+                Some(r) => Some(crate::config_ra::ra_conf(&cx, &name, mtu, r, ri.span())?),
+            };
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, line });
         }
         let mut routes = Vec::new();
         let mut routes6: Vec<Route6Conf> = Vec::new();

@@ -66,6 +66,7 @@ impl Handler {
             Request::Netstat(op) => self.netstat(*op),
             Request::Pfctl(op) => self.pf.execute(op),
             Request::Ndp(op) => crate::ndpops::execute(&self.stack, op),
+            Request::Rad => Response::Text(self.stack.rad_show()),
         }
     }
 

@@ -210,6 +210,9 @@ impl Daemon {
         }
         self.stack.set_up(&ic.name, true).map_err(|e| anyhow!("{e}"))?;
         self.stack.set_link_state(&ic.name, links::carrier(ic)).map_err(|e| anyhow!("{e}"))?;
+        if let Some(ra) = &ic.ra {
+            self.stack.set_router_adv(&ic.name, Some(ra.clone())).map_err(|e| anyhow!("{e}"))?;
+        }
         tracing::info!(
             "{}: {} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)",
             ic.name,
@@ -265,6 +268,9 @@ impl Daemon {
                     }
                 }
             }
+            // Router advertisements answer solicitations within
+            // MAX_RA_DELAY_TIME: more often than the tick.
+            self.stack.rtadv_timer();
             if Instant::now() >= next_tick {
                 self.tick();
                 next_tick += TICK;
@@ -277,6 +283,8 @@ impl Daemon {
     }
 
     fn shutdown(mut self) {
+        // RFC 4861 §6.2.5: hosts stop using a router that goes away.
+        self.stack.rtadv_shutdown();
         self.stop.store(true, Ordering::SeqCst);
         for h in self.workers.drain(..) {
             let _ = h.join();
@@ -420,6 +428,18 @@ impl Daemon {
             match self.stack.add_address6(name, a.addr, a.prefix_len) {
                 Ok(()) => tracing::info!("reload: {name}: address {a} added"),
                 Err(e) => tracing::warn!("reload: {name}: {e}"),
+            }
+        }
+        // Router advertisements: changed, new or removed (a final one with
+        // router lifetime 0).
+        for n in &new.interfaces {
+            if self.stack.ifaces.load().by_name(&n.name).is_none() || self.stack.router_adv(&n.name) == n.ra {
+                continue;
+            }
+            match self.stack.set_router_adv(&n.name, n.ra.clone()) {
+                Ok(()) if n.ra.is_some() => tracing::info!("reload: {}: router advertisements configured", n.name),
+                Ok(()) => tracing::info!("reload: {}: router advertisements stopped", n.name),
+                Err(e) => tracing::warn!("reload: {e}"),
             }
         }
         // New routes, and configured routes that went missing (with an

@@ -5,6 +5,7 @@ mod arpops;
 mod bench;
 mod bench6;
 mod config;
+mod config_ra;
 mod control;
 #[cfg(test)]
 mod control_tests;
@@ -75,6 +76,12 @@ enum Cmd {
     /// Network status, as netstat(1): -rn | -s | -i.
     #[command(disable_help_flag = true)]
     Netstat {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Router advertisements: the running configuration as rad -nv prints it, and what each interface advertises.
+    #[command(disable_help_flag = true)]
+    Rad {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -168,6 +175,7 @@ fn main() {
         Cmd::Route { .. }
         | Cmd::Arp { .. }
         | Cmd::Ndp { .. }
+        | Cmd::Rad { .. }
         | Cmd::Ifconfig { .. }
         | Cmd::Netstat { .. }
         | Cmd::Pfctl { .. } => 1,

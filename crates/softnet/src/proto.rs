@@ -45,12 +45,18 @@ pub struct ResponseFrame {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    Route { rtable: u16, op: RouteOp },
+    Route {
+        rtable: u16,
+        op: RouteOp,
+    },
     Arp(ArpOp),
     Ifconfig(IfconfigOp),
     Netstat(NetstatOp),
     Pfctl(PfctlOp),
     Ndp(NdpOp),
+    /// `softnet rad`: the router advertisement configuration as `rad -nv`
+    /// prints it, with what each interface advertises.
+    Rad,
 }
 
 /// The daemon's answer.

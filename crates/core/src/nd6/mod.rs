@@ -111,6 +111,7 @@ mod cache;
 mod control;
 pub mod dad;
 mod nbr;
+pub mod rtadv;
 mod show;
 #[cfg(test)]
 mod tests;
@@ -352,6 +353,14 @@ pub struct Nd6Stats {
     pub invalid: Counter,
     /// Redirects ignored because the router forwards (icmp6_redirect_input).
     pub redirects_ignored: Counter,
+    /// Router solicitations received (valid ones, queued for the
+    /// advertiser).
+    pub rs_received: Counter,
+    /// Router solicitations dropped because the advertiser's queue was
+    /// full (the answers already due cover them).
+    pub rs_dropped: Counter,
+    /// Router advertisements sent (by the control thread).
+    pub ra_sent: Counter,
 }
 
 pub(crate) const NEVER: Instant = Instant::from_nanos(u64::MAX);
@@ -419,7 +428,14 @@ pub struct Nd6Table {
     /// ReachableTime in nanoseconds (randomized; see
     /// [`Nd6Table::set_reachable_random`]).
     reachable_ns: AtomicU64,
+    /// Router solicitations heard by the data path, for the control
+    /// thread's advertiser ([`Nd6Table::take_solicits`]): a bounded
+    /// lock-free queue.
+    solicits: crossbeam::queue::ArrayQueue<rtadv::RsHeard>,
 }
+
+/// Router solicitations waiting for the control thread at most.
+pub const RS_QUEUE: usize = 64;
 
 #[inline]
 fn addr_hash(a: Ipv6Addr) -> u64 {
@@ -440,6 +456,7 @@ impl Nd6Table {
             hold_total: CachePadded::new(AtomicUsize::new(0)),
             count: CachePadded::new(AtomicUsize::new(0)),
             reachable_ns: AtomicU64::new(reachable.as_nanos() as u64),
+            solicits: crossbeam::queue::ArrayQueue::new(RS_QUEUE),
         }
     }
 
@@ -729,6 +746,20 @@ impl Nd6Table {
             }
         }
         out
+    }
+
+    /// A valid router solicitation for the advertiser (RFC 4861 §6.2.6):
+    /// queued without a lock; counted and dropped when the queue is full.
+    pub fn queue_solicit(&self, rs: rtadv::RsHeard, stats: &Nd6Stats) {
+        stats.rs_received.inc();
+        if self.solicits.push(rs).is_err() {
+            stats.rs_dropped.inc();
+        }
+    }
+
+    /// The control thread takes the queued router solicitations.
+    pub fn take_solicits(&self) -> impl Iterator<Item = rtadv::RsHeard> + '_ {
+        std::iter::from_fn(|| self.solicits.pop())
     }
 
     /// Whether `addr` is a neighbor on `ifp` (nd6_is_addr_neighbor):

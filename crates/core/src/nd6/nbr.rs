@@ -84,7 +84,9 @@ impl Nd6Table {
     /// happens), then: a solicitation goes to [`ns_input`](Self::ns_input),
     /// an advertisement to [`na_input`](Self::na_input), a router
     /// solicitation or advertisement caches its sender
-    /// ([`cache_lladdr`](Self::cache_lladdr)), a redirect is ignored when
+    /// ([`cache_lladdr`](Self::cache_lladdr)) and a router solicitation
+    /// is queued for the advertiser ([`queue_solicit`](Self::queue_solicit)),
+    /// a redirect is ignored when
     /// `forwarding` (icmp6_redirect_input) and caches its target
     /// otherwise. Results go to `out` (cleared first).
     #[allow(clippy::too_many_arguments)]
@@ -113,7 +115,10 @@ impl Nd6Table {
         match *msg {
             NdpRepr::NeighborSolicit { target, .. } => self.ns_input(now, ifp, src, target, lladdr, stats, out),
             NdpRepr::NeighborAdvert { flags, target, .. } => self.na_input(now, ifp, target, flags, lladdr, stats, out),
-            NdpRepr::RouterSolicit { .. } => self.cache_lladdr(now, ifp, src, lladdr, NdMsg::Rs, stats, out),
+            NdpRepr::RouterSolicit { .. } => {
+                self.cache_lladdr(now, ifp, src, lladdr, NdMsg::Rs, stats, out);
+                self.queue_solicit(super::rtadv::RsHeard { ifindex: ifp.index(), src, slla: lladdr }, stats);
+            }
             NdpRepr::RouterAdvert { .. } => self.cache_lladdr(now, ifp, src, lladdr, NdMsg::Ra, stats, out),
             NdpRepr::Redirect { target, dest, .. } => {
                 if forwarding {
