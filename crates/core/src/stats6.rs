@@ -41,8 +41,8 @@ pub struct Ip6Stats {
     /// Packets to an address of ours that is tentative or duplicated
     /// (RFC 4862 §5.4: only NS and NA are taken).
     pub tentative: Counter,
-    /// Dropped because the packet filter is on and has no IPv6 hook yet:
-    /// nothing but neighbor discovery passes unfiltered.
+    /// Blocked by the packet filter (pf in, pf out, or a `route-to`
+    /// style decision pf cannot make for IPv6).
     pub filtered: Counter,
 }
 
@@ -170,7 +170,7 @@ pub fn format_netstat_s6(stats: &PerWorker<StackStats>, o: &mut String) {
     p(o, s(&|w| &w.ip6.toobig), "\t%u packet%s too big for the outgoing link");
     p(o, s(&|w| &w.ip6.blackholed), "\t%u packet%s discarded by blackhole routes");
     p(o, s(&|w| &w.ip6.tentative), "\t%u packet%s to a tentative or duplicated address");
-    p(o, s(&|w| &w.ip6.filtered), "\t%u packet%s dropped: the packet filter has no IPv6 yet");
+    p(o, s(&|w| &w.ip6.filtered), "\t%u packet%s blocked by the packet filter");
 
     let _ = writeln!(o, "icmp6:");
     p(o, s(&|w| &w.icmp6.error), "\t%u call%s to icmp6_error");

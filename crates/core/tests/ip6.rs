@@ -8,20 +8,21 @@
 //!  A fd00:1::2 ── r0 fd00:1::1/64 [router] r1 fd00:2::1/64 ── B fd00:2::2
 //! ```
 
+use softnet_core::filter::{BufferSource, Direction, FilterReplies, NextHop, PacketFilter, RouteDecision, Verdict};
 use softnet_core::iface::Dad6State;
-use softnet_core::packet::PacketBuf;
+use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::rng::FixedEntropy;
 use softnet_core::stack::{RouteTarget6, Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
 use softnet_core::vlink::{self, VirtualPort};
 use softnet_core::worker::Worker;
 use softnet_wire::ethernet::{EtherType, MacAddr, HEADER_LEN};
-use softnet_wire::icmpv6::{self, Icmpv6Packet, Icmpv6Repr, ParamProblem};
+use softnet_wire::icmpv6::{self, DstUnreachable as Unreach6, Icmpv6Packet, Icmpv6Repr, ParamProblem};
 use softnet_wire::ipv4::IpProtocol;
 use softnet_wire::ipv6::{link_local_from_mac, Ipv6Packet, Ipv6Repr};
 use softnet_wire::ndp::{NaFlags, NdpRepr};
 use std::net::Ipv6Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const R0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
@@ -478,34 +479,100 @@ fn netstat_s_has_the_ip6_icmp6_and_nd6_sections() {
     assert!(s.contains("nd6:\n"), "{s}");
 }
 
-/// A filter that passes everything it is shown (pf has no IPv6 hook yet).
-struct PassAll;
+/// Every hook call a filter saw: (direction, interface, src, dst, ICMPv6
+/// type or 0).
+type Seen6 = Arc<Mutex<Vec<(Direction, String, Ipv6Addr, Ipv6Addr, u8)>>>;
 
-impl softnet_core::filter::PacketFilter for PassAll {
+/// A filter for the IPv6 hooks: records what it is shown, blocks packets
+/// to `block` (answering them with an ICMPv6 unreachable of its own when
+/// `answer`, as pf's `block return`), and gives packets to `route` a
+/// `RouteDecision` (what an inet6 route-to would be).
+#[derive(Default)]
+struct Filter6 {
+    seen: Seen6,
+    block: Option<Ipv6Addr>,
+    answer: bool,
+    route: Option<Ipv6Addr>,
+}
+
+impl PacketFilter for Filter6 {
     fn test(
         &self,
         _worker: usize,
         _now: Instant,
-        _dir: softnet_core::filter::Direction,
-        _ifp: &softnet_core::iface::Interface,
-        pkt: PacketBuf,
-        _bufs: &mut dyn softnet_core::filter::BufferSource,
-        _replies: &mut softnet_core::filter::FilterReplies,
-    ) -> softnet_core::filter::Verdict {
-        softnet_core::filter::Verdict::Pass(pkt)
+        dir: Direction,
+        ifp: &softnet_core::iface::Interface,
+        mut pkt: PacketBuf,
+        bufs: &mut dyn BufferSource,
+        replies: &mut FilterReplies,
+    ) -> Verdict {
+        let ip = Ipv6Packet::new_checked(pkt.data()).expect("an IPv6 packet");
+        let (src, dst) = (ip.src(), ip.dst());
+        let t = if ip.next_header() == IpProtocol::ICMPV6 { ip.payload()[0] } else { 0 };
+        self.seen.lock().unwrap().push((dir, ifp.name().to_string(), src, dst, t));
+        if Some(dst) == self.block {
+            if self.answer {
+                let m = icmp(dst, src, &Icmpv6Repr::DstUnreachable { code: Unreach6::AdminProhibited, data: &[] });
+                let mut r = bufs.alloc().unwrap();
+                let b = ipv6(dst, src, IpProtocol::ICMPV6, 64, &m);
+                r.rewind(b.len()).unwrap();
+                r.data_mut().copy_from_slice(&b);
+                r.meta.flags |= mflags::PF_GENERATED;
+                replies.push(r);
+            }
+            return Verdict::Drop(pkt);
+        }
+        if Some(dst) == self.route {
+            pkt.meta.pf_route = RouteDecision::To(NextHop::routed(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+        }
+        Verdict::Pass(pkt)
     }
 }
 
+fn with_filter(f: Filter6) -> (Rig, Seen6) {
+    let r = Rig::with_neighbors();
+    let seen = f.seen.clone();
+    r.stack.set_filter(Some(Box::new(f)));
+    (r, seen)
+}
+
+fn hooks(seen: &Seen6) -> Vec<(Direction, String, Ipv6Addr, Ipv6Addr, u8)> {
+    std::mem::take(&mut *seen.lock().unwrap())
+}
+
 #[test]
-fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
-    let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
-    r.stack.ndp_set(b(), None, B_MAC, false, false).unwrap();
-    r.stack.set_filter(Some(Box::new(PassAll)));
+fn pf_sees_forwarded_packets_in_and_out_and_the_routers_own_out() {
+    let (mut r, seen) = with_filter(Filter6::default());
     r.send_from_a(&echo(a(), b(), 64, 8));
+    assert_eq!(r.take(false).len(), 1, "forwarded to B");
+    let e = icmpv6::msg_type::ECHO_REQUEST;
+    assert_eq!(
+        hooks(&seen),
+        vec![(Direction::In, "r0".into(), a(), b(), e), (Direction::Out, "r1".into(), a(), b(), e)]
+    );
+    // An echo to the router: pf in, then pf out on the reply.
     r.send_from_a(&echo(a(), r0(), 64, 8));
-    assert!(r.take(false).is_empty() && r.take(true).is_empty());
-    assert_eq!(r.stat(|s| s.ip6.filtered.get()), 2);
-    // A's solicitation for the router is answered.
+    let out = r.take(true);
+    assert_eq!(icmp_of(&out[0]).unwrap().4, icmpv6::msg_type::ECHO_REPLY);
+    let reply = icmpv6::msg_type::ECHO_REPLY;
+    assert_eq!(
+        hooks(&seen),
+        vec![(Direction::In, "r0".into(), a(), r0(), e), (Direction::Out, "r0".into(), r0(), a(), reply)]
+    );
+    // TCP to the router: its RST goes through pf out.
+    let t = tcp_syn(a(), r0());
+    r.send_from_a(&t);
+    assert_eq!(r.take(true).len(), 1, "the RST");
+    let h = hooks(&seen);
+    assert_eq!(
+        h.iter().map(|x| (x.0, x.2, x.3)).collect::<Vec<_>>(),
+        vec![(Direction::In, a(), r0()), (Direction::Out, r0(), a())]
+    );
+}
+
+#[test]
+fn neighbor_discovery_goes_through_pf_both_ways() {
+    let (mut r, seen) = with_filter(Filter6::default());
     let ns = NdpRepr::NeighborSolicit { target: r0(), options: &[1, 1, 2, 0, 0, 0, 1, 2] };
     let dst = ip("ff02::1:ff00:1");
     let m = icmp(a(), dst, &Icmpv6Repr::Ndp(ns));
@@ -514,6 +581,66 @@ fn with_a_filter_installed_only_neighbor_discovery_passes_unfiltered() {
     let out = r.take(true);
     let na = icmp_of(&out[0]).unwrap();
     assert_eq!((na.0, na.1, na.2, na.4), (A_MAC, r0(), a(), icmpv6::msg_type::NEIGHBOR_ADVERT));
+    let (ns_t, na_t) = (icmpv6::msg_type::NEIGHBOR_SOLICIT, icmpv6::msg_type::NEIGHBOR_ADVERT);
+    assert_eq!(
+        hooks(&seen),
+        vec![(Direction::In, "r0".into(), a(), dst, ns_t), (Direction::Out, "r0".into(), r0(), a(), na_t)]
+    );
+    // The router's own solicitation (forwarding to an unresolved
+    // neighbor) is shown to pf out too.
+    let c = ip("fd00:2::3");
+    r.send_from_a(&echo(a(), c, 64, 8));
+    let out = r.take(false);
+    assert_eq!(icmp_of(&out[0]).unwrap().4, ns_t, "{out:?}");
+    let h = hooks(&seen);
+    assert_eq!(h.last().map(|x| (x.0, x.1.as_str(), x.4)), Some((Direction::Out, "r1", ns_t)), "{h:?}");
+}
+
+#[test]
+fn a_blocking_filter_drops_and_counts_and_its_own_answer_is_sent_without_pf_out() {
+    let (mut r, seen) = with_filter(Filter6 { block: Some(b()), answer: true, ..Filter6::default() });
+    r.send_from_a(&echo(a(), b(), 64, 8));
+    assert!(r.take(false).is_empty(), "blocked in");
+    assert_eq!(r.stat(|s| s.ip6.filtered.get()), 1);
+    let out = r.take(true);
+    assert_eq!(out.len(), 1, "the filter's answer");
+    let u = icmp_of(&out[0]).unwrap();
+    assert_eq!((u.1, u.2, u.4, u.5), (b(), a(), icmpv6::msg_type::DST_UNREACHABLE, 1));
+    // One hook call: the answer is the filter's own, not shown to pf out.
+    assert_eq!(hooks(&seen).len(), 1);
+    // Blocked at pf out: the router's own echo reply.
+    let (mut r, _) = with_filter(Filter6 { block: Some(a()), ..Filter6::default() });
+    r.send_from_a(&echo(a(), r0(), 64, 8));
+    assert!(r.take(true).is_empty(), "the reply is blocked");
+    assert_eq!(r.stat(|s| s.ip6.filtered.get()), 1);
+    // IPv4 counters untouched.
+    assert_eq!(r.stat(|s| s.ip.filtered.get()), 0);
+}
+
+#[test]
+fn a_route_decision_on_an_ipv6_packet_is_dropped_and_counted() {
+    let (mut r, _) = with_filter(Filter6 { route: Some(b()), ..Filter6::default() });
+    r.send_from_a(&echo(a(), b(), 64, 8));
+    assert!(r.take(false).is_empty() && r.take(true).is_empty());
+    // Dropped after pf in: it never reaches pf out.
+    assert_eq!(r.stat(|s| s.ip6.filtered.get()), 1);
+    r.send_from_a(&echo(a(), r0(), 64, 8));
+    assert_eq!(r.take(true).len(), 1, "others pass");
+}
+
+/// A TCP SYN from `src` to `dst`.
+fn tcp_syn(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&80u16.to_be_bytes());
+    t[4..8].copy_from_slice(&1u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x02;
+    t[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    let mut p = ipv6(src, dst, IpProtocol::TCP, 64, &t);
+    let mut tcp = softnet_wire::tcp::TcpPacket::new_unchecked(&mut p[40..]);
+    tcp.fill_checksum_v6(src, dst);
+    p
 }
 
 #[test]

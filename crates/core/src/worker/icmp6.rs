@@ -175,6 +175,7 @@ impl WorkerState {
         if build_ndp_frame(&mut q, ifp.mac(), dst_mac, src, na.dst, msg).is_err() {
             return self.free(q);
         }
+        let Some(q) = self.nd_out_filter(cx, ifp, q) else { return };
         cx.stats.nd6.na_sent.inc();
         cx.stats.icmp6.outhist[icmp6w::msg_type::NEIGHBOR_ADVERT as usize].inc();
         if na.dst_mac.is_some() {
@@ -199,9 +200,30 @@ impl WorkerState {
         if build_ndp_frame(&mut q, ifp.mac(), req.dst_mac(), src, req.dst_ip(), msg).is_err() {
             return self.free(q);
         }
+        let Some(q) = self.nd_out_filter(cx, ifp, q) else { return };
         cx.stats.nd6.ns_sent.inc();
         cx.stats.icmp6.outhist[icmp6w::msg_type::NEIGHBOR_SOLICIT as usize].inc();
         self.stage(cx, ifp.index(), q);
+    }
+
+    /// pf out on `ifp` for a neighbor discovery frame built whole
+    /// (nd6_na_output and nd6_ns_output go through ip6_output, so through
+    /// pf_test): the filter sees the IPv6 packet, the Ethernet header is
+    /// put back on what it passes.
+    fn nd_out_filter(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut q: PacketBuf) -> Option<PacketBuf> {
+        let Some(f) = cx.filter else { return Some(q) };
+        let mut eth = [0u8; HEADER_LEN];
+        eth.copy_from_slice(&q.data()[..HEADER_LEN]);
+        let _ = q.pull_front(HEADER_LEN);
+        let q = self.local_out_filter(cx, f, ifp, q)?;
+        let mut q = self.pf_route6(cx, q)?;
+        if q.push_front(HEADER_LEN).is_err() {
+            cx.stats.ip6.odropped.inc();
+            self.free(q);
+            return None;
+        }
+        q.data_mut()[..HEADER_LEN].copy_from_slice(&eth);
+        Some(q)
     }
 
     /// Frames the neighbor cache gave up on during the batch, back to the

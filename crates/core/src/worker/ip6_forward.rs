@@ -4,7 +4,10 @@
 //! reject: code 6 as RFC 4443 names it; blackhole: silent), the outgoing
 //! link's MTU (packet too big, RFC 4443 §3.2: an IPv6 router never
 //! fragments, RFC 8200 §5), then out through `ether_out6`. Errors quote
-//! the packet as it arrived (the hop limit is decremented last).
+//! the packet as it arrived (the hop limit is decremented last). With a
+//! filter installed the packets that pass wait in `fwd6` for pf out over
+//! the batch (`forward6_batch`, as ip_forward.rs's `forward_batch`), one
+//! filter call per run leaving by the same interface.
 
 use super::icmp6::Icmp6Err;
 use super::ip6_output::NO_ROUTE;
@@ -12,6 +15,27 @@ use super::*;
 use crate::route::Route6;
 use softnet_wire::icmpv6::DstUnreachable as Unreach6;
 use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet};
+use std::net::Ipv6Addr;
+
+/// Where a forwarded IPv6 packet waiting for pf out goes (`ip6_forward`'s
+/// decisions, for `ether_out6`).
+pub(super) struct Fwd6Info {
+    out: IfIndex,
+    next_hop: Ipv6Addr,
+}
+
+/// Forwarded IPv6 packets of the batch waiting for pf out, and where each
+/// goes.
+pub(super) struct Fwd6Queue {
+    pkts: Vec<Option<PacketBuf>>,
+    info: Vec<Fwd6Info>,
+}
+
+impl Fwd6Queue {
+    pub(super) fn new() -> Self {
+        Fwd6Queue { pkts: Vec::with_capacity(BATCH), info: Vec::with_capacity(BATCH) }
+    }
+}
 
 impl WorkerState {
     /// ip6_forward: `route` is the lookup ip6_input made for the
@@ -67,7 +91,48 @@ impl WorkerState {
             return self.free(p);
         }
         Ipv6Packet::new_unchecked(p.data_mut()).decrement_hop_limit();
+        if cx.filter.is_some() {
+            // pf out runs over the batch's forwarded packets together.
+            self.fwd6.pkts.push(Some(p));
+            self.fwd6.info.push(Fwd6Info { out: out.index(), next_hop });
+            return;
+        }
         s.forward.inc();
         self.ether_out6(cx, out, next_hop, src, p);
+    }
+
+    /// pf out over the packets `ip6_forward` left in `fwd6`, one filter
+    /// call per run of packets leaving by the same interface, then each
+    /// one pf passes goes out.
+    pub(super) fn forward6_batch(&mut self, cx: &Ctx) {
+        let Some(f) = cx.filter else { return };
+        if self.fwd6.pkts.is_empty() {
+            return;
+        }
+        let mut q = std::mem::take(&mut self.fwd6.pkts);
+        let mut info = std::mem::take(&mut self.fwd6.info);
+        let mut decisions = std::mem::take(&mut self.hook.decisions);
+        let mut start = 0;
+        while start < info.len() {
+            let out_idx = info[start].out;
+            let end = info[start..].iter().position(|i| i.out != out_idx).map_or(info.len(), |n| start + n);
+            // The snapshot is the batch's: interfaces stay as they were.
+            let out = cx.ifs.get(out_idx).expect("forwarded this batch");
+            let run = decisions_for(&mut decisions, end - start);
+            self.filter_batch(cx, f, Direction::Out, out, &mut q[start..end], run);
+            for ((slot, &d), i) in q[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {
+                let Some(p) = self.decided(cx, slot, d) else { continue };
+                let Some(p) = self.pf_route6(cx, p) else { continue };
+                cx.stats.ip6.forward.inc();
+                let src = Ipv6Packet::new_unchecked(p.data()).src();
+                self.ether_out6(cx, out, i.next_hop, src, p);
+            }
+            start = end;
+        }
+        q.clear();
+        info.clear();
+        self.fwd6.pkts = q;
+        self.fwd6.info = info;
+        self.hook.decisions = decisions;
     }
 }

@@ -6,20 +6,21 @@
 //! destination options, routing headers with segments left, fragments,
 //! the upper layer).
 //!
-//! pf: the IPv6 hook is not wired yet (the pf crate's IPv6 side is built
-//! on its own branch). Its call belongs where the v4 path has it: pf in
-//! over the batch's IPv6 packets between `ip6_input`'s checks and
-//! `ip6_input_filtered`'s choice (a queue like `ipq`), and pf out over
-//! the forwarded ones in `ip6_forward` before `ether_out6` (a queue like
-//! `fwd`), and for the router's own packets in `ip6_output`. Until then,
-//! with a filter installed nothing but neighbor discovery passes
-//! (`Ip6Stats::filtered`): IPv6 does not go around the firewall.
+//! pf: as on the IPv4 path, with a filter installed the packets that pass
+//! `ip6_input`'s checks wait in `ip6q` and pf in takes the batch's IPv6
+//! packets together (`ip6_input_batch`); each one it passes goes on to
+//! `ip6_input_filtered`. Neighbor discovery goes through pf too (pf keys
+//! NS/NA by their target; a ruleset that blocks icmp6 blocks NDP, as on
+//! OpenBSD). pf out is `ip6_forward`'s (`forward6_batch`) and
+//! `ip6_output`'s.
 
 use super::*;
 use crate::iface::Dad6State;
 use softnet_wire::icmpv6::{self as icmp6w, ParamProblem};
 use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet, HEADER_LEN as IPV6_HEADER, NEXT_HEADER_OFFSET};
-use softnet_wire::ipv6ext::{is_ext_header, option_type, options, ExtErrorKind, HeaderChain, UnknownOptionAction};
+use softnet_wire::ipv6ext::{
+    is_ext_header, option_type, options, ExtError, ExtErrorKind, HeaderChain, UnknownOptionAction,
+};
 use std::net::Ipv6Addr;
 
 /// What an options header (hop-by-hop or destination options) asks for.
@@ -73,15 +74,26 @@ fn judge_options(pkt: &[u8], off: usize, hop_by_hop: bool, dst_mcast: bool) -> O
     OptVerdict::Ok
 }
 
-/// Whether the packet is a neighbor discovery message (ICMPv6 133..=137):
-/// what passes while the filter has no IPv6 hook.
+/// The extension header chain of an IPv6 packet (`data` at least the
+/// fixed header).
 #[inline]
-fn is_ndp(pkt: &[u8], chain: &HeaderChain) -> bool {
-    chain.upper == IpProtocol::ICMPV6
-        && !chain.is_later_fragment()
-        && pkt
-            .get(chain.upper_offset)
-            .is_some_and(|&t| (icmp6w::msg_type::ROUTER_SOLICIT..=icmp6w::msg_type::REDIRECT).contains(&t))
+fn header_chain(data: &[u8]) -> Result<HeaderChain, ExtError> {
+    let nh = Ipv6Packet::new_unchecked(data).next_header();
+    if is_ext_header(nh) {
+        return Ipv6Packet::new_unchecked(data).ext_headers().walk();
+    }
+    // No extension header (the common case): the chain is the fixed
+    // header alone.
+    Ok(HeaderChain {
+        upper: nh,
+        upper_offset: IPV6_HEADER,
+        nh_offset: NEXT_HEADER_OFFSET,
+        fragment: None,
+        routing: None,
+        bad_routing: None,
+        hop_by_hop: false,
+        count: 0,
+    })
 }
 
 impl WorkerState {
@@ -124,23 +136,7 @@ impl WorkerState {
             s.badscope.inc();
             return self.drop_in(ifp, p);
         }
-        let nh = Ipv6Packet::new_unchecked(p.data()).next_header();
-        let walked = if is_ext_header(nh) {
-            Ipv6Packet::new_unchecked(p.data()).ext_headers().walk()
-        } else {
-            // No extension header (the common case): the chain is the
-            // fixed header alone.
-            Ok(HeaderChain {
-                upper: nh,
-                upper_offset: IPV6_HEADER,
-                nh_offset: NEXT_HEADER_OFFSET,
-                fragment: None,
-                routing: None,
-                bad_routing: None,
-                hop_by_hop: false,
-                count: 0,
-            })
-        };
+        let walked = header_chain(p.data());
         let chain = match walked {
             Ok(c) => c,
             Err(e) => {
@@ -185,11 +181,46 @@ impl WorkerState {
         if chain.fragment.is_some() {
             s.fragments.inc();
         }
-        if cx.filter.is_some() && !is_ndp(p.data(), &chain) {
-            s.filtered.inc();
-            return self.free(p);
+        if cx.filter.is_none() {
+            return self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast);
         }
-        self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast);
+        // pf in takes the batch's IPv6 packets together
+        // (`ip6_input_batch`).
+        if link_mcast {
+            p.meta.flags |= mflags::LINK_BCAST;
+        }
+        self.ip6q.push(Some(p));
+    }
+
+    /// The rest of IPv6 input for the batch `ip6_input` left in `ip6q`:
+    /// pf in over the whole batch, then ours or forward per packet (the
+    /// chain walked again: pf may have rewritten the packet), then pf out
+    /// over the forwarded ones (`forward6_batch`).
+    pub(super) fn ip6_input_batch(&mut self, cx: &Ctx, ifp: &Arc<Interface>) {
+        if self.ip6q.is_empty() {
+            return;
+        }
+        let Some(f) = cx.filter else { return };
+        let mut q = std::mem::take(&mut self.ip6q);
+        let mut decisions = std::mem::take(&mut self.hook.decisions);
+        let all = decisions_for(&mut decisions, q.len());
+        self.filter_batch(cx, f, Direction::In, ifp, &mut q, all);
+        for (slot, &d) in q.iter_mut().zip(decisions.iter()) {
+            let Some(p) = self.decided(cx, slot, d) else { continue };
+            let Some(p) = self.pf_route6(cx, p) else { continue };
+            let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
+            match header_chain(p.data()) {
+                Ok(chain) => self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast),
+                Err(_) => {
+                    cx.stats.ip6.tooshort.inc();
+                    self.free(p);
+                }
+            }
+        }
+        q.clear();
+        self.ip6q = q;
+        self.hook.decisions = decisions;
+        self.forward6_batch(cx);
     }
 
     /// ip6_input after the filter (see the module docs): a group we joined

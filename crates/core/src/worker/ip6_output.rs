@@ -40,7 +40,9 @@ pub(super) fn route6<'a>(
 
 impl WorkerState {
     /// Sends a packet the router originates (an echo reply, an ICMPv6
-    /// error). `scope`: the interface a link-local or multicast
+    /// error, a RST, a filter's reply): route it, pf out (not for the
+    /// filter's own replies, `PF_GENERATED`), then out, fragmented if it
+    /// must be. `scope`: the interface a link-local or multicast
     /// destination is on.
     pub(super) fn ip6_output(&mut self, cx: &Ctx, p: PacketBuf, scope: Option<IfIndex>) {
         let s = &cx.stats.ip6;
@@ -50,6 +52,14 @@ impl WorkerState {
         let Some((ifp, next_hop, mtu)) = route6(cx, dst, scope) else {
             s.noroute.inc();
             return self.free(p);
+        };
+        let p = match cx.filter {
+            Some(f) if p.meta.flags & mflags::PF_GENERATED == 0 => {
+                let Some(p) = self.local_out_filter(cx, f, ifp, p) else { return };
+                let Some(p) = self.pf_route6(cx, p) else { return };
+                p
+            }
+            _ => p,
         };
         if p.len() > mtu {
             return self.fragment6(cx, ifp, next_hop, p, mtu);

@@ -18,7 +18,8 @@
 //!
 //! IPv6 (netinet6): `ip6_input` (ip6_input.c), `icmp6` (icmp6.c),
 //! `ip6_forward` (ip6_forward.c), `ip6_output` (ip6_output.c with
-//! nd6_resolve), the same shapes without pf yet (see ip6_input.rs).
+//! nd6_resolve), the same shapes with the same pf hooks (pf in over
+//! `ip6q`, pf out over `fwd6` and in `ip6_output`).
 //!
 //! ether_input → arp_input | ip_input [ipv4_input] → pf in → local
 //! delivery [ip_ours] or ip_forward → pf out → if_output (fragment,
@@ -104,10 +105,15 @@ struct WorkerState {
     /// IPv4 packets of the batch being received, waiting for pf in
     /// (`ip_input`).
     ipq: Vec<Option<PacketBuf>>,
+    /// IPv6 packets of the batch being received, waiting for pf in
+    /// (`ip6_input`).
+    ip6q: Vec<Option<PacketBuf>>,
     /// The filter hooks' scratch (`pf_hook`).
     hook: HookScratch,
     /// Forwarded packets waiting for pf out (`ip_forward`).
     fwd: FwdQueue,
+    /// Forwarded IPv6 packets waiting for pf out (`ip6_forward`).
+    fwd6: ip6_forward::Fwd6Queue,
     /// ICMP's rate limit (`icmp`).
     icmp: IcmpState,
     /// ICMPv6's rate limit and the neighbor cache glue (`icmp6`,
@@ -147,8 +153,10 @@ impl Worker {
             tx_pending: Vec::with_capacity(64),
             arp: ArpGlue::new(),
             ipq: Vec::with_capacity(BATCH),
+            ip6q: Vec::with_capacity(BATCH),
             hook: HookScratch::new(),
             fwd: FwdQueue::new(),
+            fwd6: ip6_forward::Fwd6Queue::new(),
             icmp: IcmpState::new(rate, burst),
             icmp6: Icmp6State::new(rate, burst),
         };
@@ -236,13 +244,14 @@ impl WorkerState {
             total += n;
             let mut rx = std::mem::take(&mut self.rx);
             // Link and IP input checks for the whole batch; the IPv4
-            // packets that pass them wait in `ipq` for the filter's in
-            // hook, which takes them as one batch.
+            // packets that pass them wait in `ipq` (IPv6: `ip6q`) for
+            // the filter's in hook, which takes them as one batch.
             for p in rx.drain(..) {
                 self.ether_input(cx, ifp, p);
             }
             self.rx = rx;
             self.ip_input_batch(cx, ifp);
+            self.ip6_input_batch(cx, ifp);
         }
         self.arp_housekeeping(cx);
         self.nd6_housekeeping(cx);
