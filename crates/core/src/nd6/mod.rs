@@ -62,7 +62,7 @@
 //! held packets released, a message about one of our tentative addresses
 //! for DAD) go to an [`Nd6Input`]. DAD itself is [`dad`].
 //!
-//! # What the IPv6 data path calls (it is not built yet)
+//! # What the IPv6 data path calls (worker/ip6_output.rs, icmp6.rs)
 //!
 //! * Output (nd6_resolve): for a unicast on-link next hop,
 //!   `stack.nd6.resolve(now, ifp, next_hop, ip_src, frame, &mut
