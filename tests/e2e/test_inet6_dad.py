@@ -1,9 +1,9 @@
 """IPv6 addresses on softnet's interfaces and duplicate address detection
 (RFC 4862) as a Linux peer sees it, and ndp(8) on the neighbor cache.
 
-(The IPv6 data path is not built yet: softnet sends DAD's solicitations
-from its control thread and takes no IPv6 input, so what the peer answers
-does not reach DAD here; the in-memory tests cover that side.)
+(softnet sends DAD's solicitations from its control thread; this test
+does not make the peer claim softnet's address, so a duplicate is
+covered only by the in-memory tests.)
 
 1 r0 configured with fd00:1::1/64: `ifconfig r0` shows its link-local
   address (EUI-64 of the MAC, `%r0`, `scopeid 0x1`) and fd00:1::1, both
