@@ -227,12 +227,31 @@ fn measure_10k_flows_cost() {
     eprintln!("pf disabled, in + out (the harness):   min {min:6.1} ns  median {med:6.1} ns");
 }
 
+/// Times rounds of one batch of 64 through both hooks (`test_batch` in
+/// on em0, then out on em1, as the worker calls them), `refill` preparing
+/// each buffer before every round; every packet must pass. Returns (min,
+/// median) ns per packet.
+fn time_batches(pf: &Pf, n: &Net, t: Instant, first: &[u8], mut refill: impl FnMut(&mut PacketBuf)) -> (f64, f64) {
+    use softnet_core::filter::Decision;
+    const B: usize = 64;
+    let mut replies = vec![];
+    let mut pkts: Vec<Option<PacketBuf>> = (0..B).map(|_| Some(PacketBuf::from_slice(first))).collect();
+    let mut d = [Decision::Drop; B];
+    let r = time(201, 200, || {
+        for s in pkts.iter_mut() {
+            refill(s.as_mut().unwrap());
+        }
+        pf.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut replies);
+        pf.test_batch(0, t, Direction::Out, &n.em1, &mut pkts, &mut d, &mut Bufs, &mut replies);
+    });
+    assert!(d.iter().all(|d| *d == Decision::Pass));
+    (r.0 / B as f64, r.1 / B as f64)
+}
+
 /// What a forwarded packet costs when pf sees batches of 64 (as the
 /// worker calls it: `test_batch` in on em0 for the batch, then out on
 /// em1), over `flows` established UDP flows hit in turn.
 fn batch_cost(flows: u16) -> (f64, f64) {
-    use softnet_core::filter::Decision;
-    const B: usize = 64;
     let n = net();
     let pf = pf_with(&n, "pass all\n");
     let t = Instant::from_secs(10);
@@ -248,27 +267,17 @@ fn batch_cost(flows: u16) -> (f64, f64) {
         p = forward(&pf, &n, t, p, &mut replies);
     }
     assert_eq!(pf.state_count(), 2 * flows as usize);
-    let mut pkts: Vec<Option<PacketBuf>> = (0..B).map(|_| Some(PacketBuf::from_slice(p.data()))).collect();
-    let mut d = [Decision::Drop; B];
     let mut j = 0u16;
-    let r = time(201, 200, || {
-        for s in pkts.iter_mut() {
-            j = if j + 1 >= flows { 0 } else { j + 1 };
-            set_ports(s.as_mut().unwrap(), j);
-        }
-        pf.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut replies);
-        pf.test_batch(0, t, Direction::Out, &n.em1, &mut pkts, &mut d, &mut Bufs, &mut replies);
-    });
-    assert!(d.iter().all(|d| *d == Decision::Pass));
-    (r.0 / B as f64, r.1 / B as f64)
+    time_batches(&pf, &n, t, p.data(), |p| {
+        j = if j + 1 >= flows { 0 } else { j + 1 };
+        set_ports(p, j);
+    })
 }
 
 /// `batch_cost` with each flow's frame copied into the batch's buffers
 /// (a translating state rewrites addresses the next round must not see),
 /// under `rules`: what a plain state and a `nat-to` state cost alike.
 fn batch_cost_copy(rules: &str, flows: u16) -> (f64, f64) {
-    use softnet_core::filter::Decision;
-    const B: usize = 64;
     let n = net();
     let pf = pf_with(&n, rules);
     let t = Instant::from_secs(10);
@@ -282,28 +291,17 @@ fn batch_cost_copy(rules: &str, flows: u16) -> (f64, f64) {
         })
         .collect();
     assert_eq!(pf.state_count(), 2 * flows as usize);
-    let mut pkts: Vec<Option<PacketBuf>> = (0..B).map(|_| Some(PacketBuf::from_slice(frames[0].data()))).collect();
-    let mut d = [Decision::Drop; B];
     let mut j = 0usize;
-    let r = time(201, 200, || {
-        for s in pkts.iter_mut() {
-            j = if j + 1 >= frames.len() { 0 } else { j + 1 };
-            let p = s.as_mut().unwrap();
-            p.data_mut().copy_from_slice(frames[j].data());
-            p.meta = Default::default();
-        }
-        pf.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut replies);
-        pf.test_batch(0, t, Direction::Out, &n.em1, &mut pkts, &mut d, &mut Bufs, &mut replies);
-    });
-    assert!(d.iter().all(|d| *d == Decision::Pass));
-    (r.0 / B as f64, r.1 / B as f64)
+    time_batches(&pf, &n, t, frames[0].data(), |p| {
+        j = if j + 1 >= frames.len() { 0 } else { j + 1 };
+        p.data_mut().copy_from_slice(frames[j].data());
+        p.meta = Default::default();
+    })
 }
 
 /// `batch_cost` for established TCP connections (a bare ACK each, the
 /// same segment again and again: a duplicate ACK in the window).
 fn batch_cost_tcp(flows: u16) -> (f64, f64) {
-    use softnet_core::filter::Decision;
-    const B: usize = 64;
     let n = net();
     let pf = pf_with(&n, "pass all\n");
     let t = Instant::from_secs(10);
@@ -319,21 +317,12 @@ fn batch_cost_tcp(flows: u16) -> (f64, f64) {
         })
         .collect();
     assert_eq!(pf.state_count(), 2 * flows as usize);
-    let mut pkts: Vec<Option<PacketBuf>> = (0..B).map(|_| Some(PacketBuf::from_slice(acks[0].data()))).collect();
-    let mut d = [Decision::Drop; B];
     let mut j = 0usize;
-    let res = time(201, 200, || {
-        for s in pkts.iter_mut() {
-            j = if j + 1 >= acks.len() { 0 } else { j + 1 };
-            let p = s.as_mut().unwrap();
-            p.data_mut().copy_from_slice(acks[j].data());
-            p.meta = Default::default();
-        }
-        pf.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut r);
-        pf.test_batch(0, t, Direction::Out, &n.em1, &mut pkts, &mut d, &mut Bufs, &mut r);
-    });
-    assert!(d.iter().all(|d| *d == Decision::Pass));
-    (res.0 / B as f64, res.1 / B as f64)
+    time_batches(&pf, &n, t, acks[0].data(), |p| {
+        j = if j + 1 >= acks.len() { 0 } else { j + 1 };
+        p.data_mut().copy_from_slice(acks[j].data());
+        p.meta = Default::default();
+    })
 }
 
 #[test]
@@ -366,11 +355,9 @@ fn measure_batch_cost() {
 /// `batch_cost` for IPv6: established UDP states, the general path (no
 /// fast parse or inline established path for IPv6 yet).
 fn batch_cost6(flows: u16) -> (f64, f64) {
-    use softnet_core::filter::Decision;
     use softnet_wire::ipv4::IpProtocol;
     use softnet_wire::ipv6::Ipv6Repr;
     use softnet_wire::udp::UdpRepr;
-    const B: usize = 64;
     let n = net();
     let pf = pf_with(&n, "pass all\n");
     let t = Instant::from_secs(10);
@@ -401,17 +388,9 @@ fn batch_cost6(flows: u16) -> (f64, f64) {
         p = forward(&pf, &n, t, p, &mut replies);
     }
     assert_eq!(pf.state_count(), 2 * flows as usize);
-    let mut pkts: Vec<Option<PacketBuf>> = (0..B).map(|_| Some(PacketBuf::from_slice(p.data()))).collect();
-    let mut d = [Decision::Drop; B];
     let mut j = 0u16;
-    let r = time(201, 200, || {
-        for s in pkts.iter_mut() {
-            j = if j + 1 >= flows { 0 } else { j + 1 };
-            set_ports(s.as_mut().unwrap(), j);
-        }
-        pf.test_batch(0, t, Direction::In, &n.em0, &mut pkts, &mut d, &mut Bufs, &mut replies);
-        pf.test_batch(0, t, Direction::Out, &n.em1, &mut pkts, &mut d, &mut Bufs, &mut replies);
-    });
-    assert!(d.iter().all(|d| *d == Decision::Pass));
-    (r.0 / B as f64, r.1 / B as f64)
+    time_batches(&pf, &n, t, p.data(), |p| {
+        j = if j + 1 >= flows { 0 } else { j + 1 };
+        set_ports(p, j);
+    })
 }
