@@ -55,30 +55,7 @@ impl WorkerState {
         if bcast || flags.contains(TcpFlags::RST) {
             return self.free(p);
         }
-        // RFC 793 "Reset Generation", closed port: if the segment has an
-        // ACK, <SEQ=SEG.ACK><CTL=RST>; else <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
-        // <CTL=RST,ACK>, where SEG.LEN counts SYN and FIN.
-        let seg_len =
-            tcp.payload().len() as u32 + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
-        let (seq, ack, rflags) = if flags.contains(TcpFlags::ACK) {
-            (tcp.ack_number(), 0, TcpFlags::RST)
-        } else {
-            (0, tcp.seq_number().wrapping_add(seg_len), TcpFlags::RST | TcpFlags::ACK)
-        };
-        let repr = TcpRepr {
-            src_port: tcp.dst_port(),
-            dst_port: tcp.src_port(),
-            seq,
-            ack,
-            flags: rflags,
-            window: 0,
-            max_seg_size: None,
-            window_scale: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload_len: 0,
-        };
+        let repr = closed_port_rst(&tcp);
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip.odropped.inc();
             return self.free(p);
@@ -104,5 +81,33 @@ impl WorkerState {
         t.fill_checksum(dst, src);
         ts.tcp_sndrst.inc();
         self.ip_output(cx, r);
+    }
+}
+
+/// RFC 793 "Reset Generation" for a closed port (IPv4 and IPv6 alike): if
+/// the segment has an ACK, <SEQ=SEG.ACK><CTL=RST>; else <SEQ=0>
+/// <ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SEG.LEN counts SYN and FIN.
+pub(super) fn closed_port_rst(tcp: &TcpPacket<&[u8]>) -> TcpRepr {
+    let flags = tcp.flags();
+    let seg_len =
+        tcp.payload().len() as u32 + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
+    let (seq, ack, rflags) = if flags.contains(TcpFlags::ACK) {
+        (tcp.ack_number(), 0, TcpFlags::RST)
+    } else {
+        (0, tcp.seq_number().wrapping_add(seg_len), TcpFlags::RST | TcpFlags::ACK)
+    };
+    TcpRepr {
+        src_port: tcp.dst_port(),
+        dst_port: tcp.src_port(),
+        seq,
+        ack,
+        flags: rflags,
+        window: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload_len: 0,
     }
 }

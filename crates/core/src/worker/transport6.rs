@@ -4,6 +4,7 @@
 //! checksums (a zero UDP checksum is invalid over IPv6, RFC 8200 §8.1).
 
 use super::icmp6::{Icmp6Err, IP6_DEFHLIM};
+use super::transport::closed_port_rst;
 use super::*;
 use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr, HEADER_LEN as IPV6_HEADER};
 use softnet_wire::tcp::MIN_HEADER_LEN as TCP_MIN_HEADER;
@@ -55,27 +56,7 @@ impl WorkerState {
         if dst.is_multicast() || link_mcast || flags.contains(TcpFlags::RST) {
             return self.free(p);
         }
-        let seg_len =
-            tcp.payload().len() as u32 + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
-        let (seq, ack, rflags) = if flags.contains(TcpFlags::ACK) {
-            (tcp.ack_number(), 0, TcpFlags::RST)
-        } else {
-            (0, tcp.seq_number().wrapping_add(seg_len), TcpFlags::RST | TcpFlags::ACK)
-        };
-        let repr = TcpRepr {
-            src_port: tcp.dst_port(),
-            dst_port: tcp.src_port(),
-            seq,
-            ack,
-            flags: rflags,
-            window: 0,
-            max_seg_size: None,
-            window_scale: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload_len: 0,
-        };
+        let repr = closed_port_rst(&tcp);
         let rcvif = p.meta.rcvif;
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip6.odropped.inc();
