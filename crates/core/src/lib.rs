@@ -8,6 +8,7 @@ pub mod arp;
 pub mod ether;
 pub mod filter;
 pub mod gen;
+mod hold;
 pub mod host;
 pub mod iface;
 pub mod link;

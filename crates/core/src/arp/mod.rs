@@ -638,31 +638,15 @@ impl ArpTable {
             return ArpResolve::Rejected(frame);
         }
 
-        let mut dropped = None;
-        if self.hold_total.fetch_add(1, Ordering::Relaxed) < cfg.hold_total {
-            if e.hold.len() >= cfg.hold_per_entry {
-                // mq_push: the oldest makes room.
-                if let Some(old) = e.hold.pop_front() {
-                    self.unhold(1);
-                    stats.dropped_hold_full.inc();
-                    dropped = Some(old);
-                }
-            }
-            if cfg.hold_per_entry > 0 {
-                e.hold.push_back(frame);
-            } else {
-                self.unhold(1);
-                stats.dropped_hold_full.inc();
-                dropped = Some(frame);
-            }
-        } else {
-            // All hold queues are full: purge this one and drop the packet.
-            let n = e.hold.len();
-            self.unhold(n + 1);
-            stats.dropped_hold_full.add(n as u64 + 1);
-            e.hold.drain(..).for_each(|p| cache.push_dropped(p));
-            dropped = Some(frame);
-        }
+        let dropped = crate::hold::push(
+            &self.hold_total,
+            &mut e.hold,
+            frame,
+            cfg.hold_per_entry,
+            cfg.hold_total,
+            &stats.dropped_hold_full,
+            |p| cache.push_dropped(p),
+        );
 
         let mut request = None;
         if due {
