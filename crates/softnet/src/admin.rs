@@ -303,6 +303,17 @@ fn finish_spec(r: &RouteArgs, dest: RouteDest, gw: Option<&str>) -> Result<Route
     Ok(RouteSpec { dest, gateway })
 }
 
+/// `route delete`'s words after the modifiers, either family: the
+/// destination and an optional gateway.
+fn delete_words<'a>(words: &[&'a str]) -> Result<(&'a str, Option<&'a str>), UsageError> {
+    match words {
+        [d] => Ok((d, None)),
+        [d, g] => Ok((d, Some(g))),
+        [] => usage("route", "destination required"),
+        _ => usage("route", format!("too many arguments: {}", words.join(" "))),
+    }
+}
+
 fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
     let mut quiet = false;
     let mut rtable = 0u16;
@@ -351,12 +362,7 @@ fn parse_route(args: &[&str]) -> Result<Parsed, UsageError> {
         "change" => RouteOp::Change(route_spec(rest)?),
         "delete" | "del" => {
             let r = route_args(rest, DEST_MODIFIERS)?;
-            let (d, g) = match r.words.as_slice() {
-                [d] => (*d, None),
-                [d, g] => (*d, Some(*g)),
-                [] => return usage("route", "destination required"),
-                _ => return usage("route", format!("too many arguments: {}", r.words.join(" "))),
-            };
+            let (d, g) = delete_words(&r.words)?;
             let dest = route_dest(&r, d)?;
             let gateway = match g {
                 None => None,

@@ -2,7 +2,7 @@
 //! with `-prefixlen N`, `default`, gateways with their KAME scope
 //! (`fe80::1%em0`).
 
-use super::{check_ifname, usage, UsageError};
+use super::{check_ifname, delete_words, usage, UsageError};
 use crate::proto::{RouteDest6, RouteGateway6, RouteOp, RouteSpec6};
 use std::net::Ipv6Addr;
 
@@ -162,12 +162,7 @@ pub(super) fn parse(cmd: &str, rest: &[&str]) -> Result<RouteOp, UsageError> {
         "change" => RouteOp::Change6(spec6(rest)?),
         "delete" | "del" => {
             let r = args6(rest, DEST6)?;
-            let (d, g) = match r.words.as_slice() {
-                [d] => (*d, None),
-                [d, g] => (*d, Some(*g)),
-                [] => return usage("route", "destination required"),
-                _ => return usage("route", format!("too many arguments: {}", r.words.join(" "))),
-            };
+            let (d, g) = delete_words(&r.words)?;
             let dest = dest6(&r, d)?;
             let gateway = match g {
                 None => None,
