@@ -237,11 +237,26 @@ impl core::fmt::Debug for PacketBuf {
 #[error("packet buffer too small")]
 pub struct BufferTooSmall;
 
+/// Buffers that left the pool they came from and found no room in the one
+/// they were freed into (a packet allocated on one worker and freed on
+/// another: pf's reassembly, a hold queue flushed by another worker's
+/// ARP reply) or that the control thread let go (ARP and ND holds that
+/// timed out). Shared by a stack's workers: a pool that runs empty takes
+/// from it, so no worker's pool shrinks for good.
+pub type Spill = std::sync::Arc<crossbeam::queue::ArrayQueue<PacketBuf>>;
+
+/// A spill with room for `cap` buffers.
+pub fn new_spill(cap: usize) -> Spill {
+    std::sync::Arc::new(crossbeam::queue::ArrayQueue::new(cap.max(1)))
+}
+
 /// A worker's free list of buffers. Not shared: each worker owns one.
 pub struct PacketPool {
     free: Vec<PacketBuf>,
     buf_size: usize,
     limit: usize,
+    /// Where buffers go when this pool is full, and come from when empty.
+    spill: Option<Spill>,
     /// Times `alloc` found the pool empty.
     pub exhausted: u64,
 }
@@ -253,14 +268,19 @@ impl PacketPool {
         for _ in 0..count {
             free.push(PacketBuf::with_capacity(buf_size));
         }
-        PacketPool { free, buf_size, limit: count, exhausted: 0 }
+        PacketPool { free, buf_size, limit: count, spill: None, exhausted: 0 }
+    }
+
+    /// `new`, sharing `spill` with the other pools of the stack.
+    pub fn with_spill(count: usize, buf_size: usize, spill: Spill) -> Self {
+        PacketPool { spill: Some(spill), ..Self::new(count, buf_size) }
     }
 
     /// A clean buffer, or `None` when the pool is empty (a counted drop for
     /// the caller; never an allocation on the data path).
     #[inline]
     pub fn alloc(&mut self) -> Option<PacketBuf> {
-        match self.free.pop() {
+        match self.free.pop().or_else(|| self.spill.as_ref()?.pop()) {
             Some(mut p) => {
                 p.reset();
                 Some(p)
@@ -272,12 +292,17 @@ impl PacketPool {
         }
     }
 
-    /// Returns a buffer. Buffers of another size, or beyond the pool's
-    /// limit (migrated from another worker), are freed.
+    /// Returns a buffer. Buffers of another size are freed; beyond the
+    /// pool's limit (migrated from another worker) they go to the spill.
     #[inline]
     pub fn free(&mut self, p: PacketBuf) {
-        if self.free.len() < self.limit && p.capacity() == self.buf_size {
+        if p.capacity() != self.buf_size {
+            return;
+        }
+        if self.free.len() < self.limit {
             self.free.push(p);
+        } else if let Some(s) = &self.spill {
+            let _ = s.push(p);
         }
     }
 
@@ -306,6 +331,25 @@ mod tests {
         assert_eq!(pool.available(), 2);
         pool.free(PacketBuf::with_capacity(DEFAULT_BUF_SIZE));
         assert_eq!(pool.available(), 2, "surplus buffers are freed, not hoarded");
+    }
+
+    #[test]
+    fn a_buffer_freed_on_another_workers_full_pool_returns_through_the_spill() {
+        // Found by the datapath fuzz target: a fragment allocated on worker
+        // 0 and freed by worker 1 (whose pool was full) was dropped, and
+        // worker 0's pool stayed one short for good.
+        let spill = new_spill(4);
+        let mut w0 = PacketPool::with_spill(2, DEFAULT_BUF_SIZE, spill.clone());
+        let mut w1 = PacketPool::with_spill(2, DEFAULT_BUF_SIZE, spill.clone());
+        let a = w0.alloc().unwrap();
+        w1.free(a);
+        assert_eq!((w0.available(), w1.available(), spill.len()), (1, 2, 1));
+        let _b = w0.alloc().unwrap();
+        let _c = w0.alloc().expect("the empty pool takes from the spill");
+        assert_eq!(spill.len(), 0);
+        assert!(w0.alloc().is_none());
+        w1.free(PacketBuf::with_capacity(DEFAULT_BUF_SIZE * 2));
+        assert_eq!(spill.len(), 0, "buffers of another size are not kept");
     }
 
     #[test]

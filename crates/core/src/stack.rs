@@ -135,6 +135,9 @@ pub struct Stack {
     /// Buffers for frames the control thread sends (gratuitous ARP, DAD
     /// and neighbor solicitations).
     control_pool: Mutex<PacketPool>,
+    /// The workers' shared spill (`packet::Spill`): buffers freed beyond a
+    /// pool's limit, and those the control thread lets go.
+    pub spill: crate::packet::Spill,
     /// The control thread's random generator (DAD delays, ReachableTime).
     rng: Mutex<crate::rng::WorkerRng>,
     /// When ReachableTime was last drawn.
@@ -191,6 +194,7 @@ impl Stack {
                 reass6: crate::reass6::Reassembly6::new(),
                 control: Mutex::new(()),
                 control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
+                spill: crate::packet::new_spill(config.workers.max(1) * config.pool_size),
                 config,
             }
         })
@@ -723,13 +727,17 @@ impl Stack {
     /// route snapshots freed, the filter's housekeeping.
     pub fn tick(&self) {
         let now = self.clock.now();
-        let freed = self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp);
-        drop(freed);
+        // Held packets given up go back to the workers (the spill).
+        for p in self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp) {
+            self.recycle(p);
+        }
         self.dad_timer(now);
         // Until the IPv6 data path sends ICMPv6 errors for them, the held
         // packets of neighbors given up are freed here (counted as
         // dropped_no_entry).
-        drop(self.nd6_timer(now));
+        for (_, _, p) in self.nd6_timer(now).unreachable {
+            self.recycle(p);
+        }
         self.rtadv_timer();
         {
             let mut drawn = self.reachable_drawn.lock();
@@ -743,6 +751,14 @@ impl Stack {
         self.stats.get(crate::percpu::CONTROL_SLOT).ip.fragtimeout.add(timed_out);
         if let Some(f) = self.filter.load().as_ref() {
             f.0.tick(now);
+        }
+    }
+
+    /// A worker's buffer the control thread is done with, back to the
+    /// workers through the spill (other sizes are simply freed).
+    pub fn recycle(&self, p: PacketBuf) {
+        if p.capacity() == self.config.buf_size {
+            let _ = self.spill.push(p);
         }
     }
 

@@ -146,7 +146,7 @@ impl Worker {
         let burst = (cfg.icmp_err_burst as u64).div_ceil(workers);
         let st = WorkerState {
             id,
-            pool: PacketPool::new(cfg.pool_size, cfg.buf_size),
+            pool: PacketPool::with_spill(cfg.pool_size, cfg.buf_size, stack.spill.clone()),
             large_pool: PacketPool::new(LARGE_POOL, LARGE_BUF_SIZE),
             rx: Vec::with_capacity(BATCH),
             tx: (0..64).map(|_| Vec::with_capacity(STAGE_MAX)).collect(),
