@@ -185,7 +185,9 @@ impl PflogQueue {
 /// Opens (creating or appending to) a pflog pcap file, writing the file
 /// header when the file is new or empty.
 pub fn open_pcap(path: &std::path::Path) -> io::Result<std::fs::File> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // 0600: logged packets are other people's traffic.
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     if f.metadata()?.len() == 0 {
         f.write_all(&pcap_file_header())?;
     }
@@ -195,6 +197,17 @@ pub fn open_pcap(path: &std::path::Path) -> io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_pcap_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("softnet-pflog-mode-{}.pcap", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        drop(open_pcap(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn header_bytes_follow_openbsd_pfloghdr() {

@@ -26,6 +26,8 @@ struct RawConfig {
     pf: Option<Spanned<String>>,
     pflog: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    control_group: Option<Spanned<String>>,
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
     #[serde(default)]
@@ -180,6 +182,11 @@ pub struct Config {
     /// pcap file (DLT_PFLOG) for packets of rules with `log`.
     pub pflog: Option<PathBuf>,
     pub log: String,
+    /// `user`: the daemon drops to this user once its devices are open.
+    pub user: Option<String>,
+    /// `control_group`: members of this group may use the control socket
+    /// (root and the daemon's own user always may).
+    pub control_group: Option<String>,
     pub interfaces: Vec<InterfaceConf>,
     pub routes: Vec<RouteConf>,
     pub routes6: Vec<Route6Conf>,
@@ -361,6 +368,16 @@ impl Config {
                 return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()))
             }
         };
+        // Looked up in the password and group databases at start.
+        let account = |v: &Option<Spanned<String>>, what: &str| -> Result<Option<String>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(n) if valid_account_name(n.get_ref()) => Ok(Some(n.get_ref().clone())),
+                Some(n) => cx.err(n.span(), format!("{what} = {:?}: not a valid name", n.get_ref())),
+            }
+        };
+        let user = account(&raw.user, "user")?;
+        let control_group = account(&raw.control_group, "control_group")?;
         let mut interfaces: Vec<InterfaceConf> = Vec::new();
         for ri in &raw.interface {
             let i = ri.get_ref();
@@ -536,11 +553,21 @@ impl Config {
             pf: raw.pf.map(|p| base.join(p.get_ref())),
             pflog: raw.pflog.map(|p| base.join(p.get_ref())),
             log,
+            user,
+            control_group,
             interfaces,
             routes,
             routes6,
         })
     }
+}
+
+/// A user or group name as useradd(8) takes it: 1-32 of letters, digits,
+/// `_`, `.`, `-`, not starting with `-`.
+fn valid_account_name(n: &str) -> bool {
+    (1..=32).contains(&n.len())
+        && !n.starts_with('-')
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -592,6 +619,18 @@ rtable = 3
 dest = "fe80::%sn-r1/64"
 interface = "sn-r1"
 "#;
+
+    #[test]
+    fn user_and_control_group_are_names_or_errors_with_lines() {
+        let c = parse("user = \"_softnet\"\ncontrol_group = \"wheel\"\n").unwrap();
+        assert_eq!((c.user.as_deref(), c.control_group.as_deref()), (Some("_softnet"), Some("wheel")));
+        let c = parse("workers = 1\n").unwrap();
+        assert_eq!((c.user, c.control_group), (None, None));
+        let e = parse("workers = 1\nuser = \"-x\"\n").unwrap_err();
+        assert_eq!(e.to_string(), "softnet.toml line 2: user = \"-x\": not a valid name");
+        let e = parse("control_group = \"a b\"\n").unwrap_err();
+        assert_eq!(e.to_string(), "softnet.toml line 1: control_group = \"a b\": not a valid name");
+    }
 
     #[test]
     fn a_full_config_parses() {

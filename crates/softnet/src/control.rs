@@ -27,6 +27,14 @@ use std::time::Duration;
 /// there when no message comes.
 const MONITOR_CHECK: Duration = Duration::from_millis(250);
 
+/// Connections served at once; more are answered with an error and
+/// closed (each has a thread).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may sit without sending a whole request, or
+/// without taking the answer, before the daemon closes it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// ifconfig's IFF_SIMPLEX: an Ethernet link does not hear its own frames.
 const IFF_SIMPLEX: u32 = 0x800;
 
@@ -476,6 +484,7 @@ pub fn serve_connection(h: &Handler, mut s: UnixStream) {
                 let _ = proto::write_response(&mut s, Response::Error(e.to_string()));
                 return;
             }
+            // Truncated, stalled past IDLE_TIMEOUT, or gone.
             Err(e) => {
                 tracing::debug!("control connection: {e}");
                 return;
@@ -502,6 +511,18 @@ pub struct Server {
     path: PathBuf,
     ino: (u64, u64),
     handler: Arc<Handler>,
+    /// `control_group`: its members may connect besides root.
+    group: Option<u32>,
+    /// Connections being served.
+    conns: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Ends a connection with one error answer (the caller was refused).
+fn refuse(mut s: UnixStream, why: String) {
+    tracing::warn!("control: {why}");
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = proto::write_response(&mut s, Response::Error(why));
 }
 
 impl Server {
@@ -527,7 +548,26 @@ impl Server {
             .with_context(|| format!("cannot chmod {}", path.display()))?;
         listener.set_nonblocking(true)?;
         let md = std::fs::metadata(path)?;
-        Ok(Server { listener, path: path.to_path_buf(), ino: (md.dev(), md.ino()), handler })
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            ino: (md.dev(), md.ino()),
+            handler,
+            group: None,
+            conns: Default::default(),
+        })
+    }
+
+    /// `control_group`: the socket becomes root:GROUP mode 0660 and the
+    /// group's members may send requests (checked per connection with
+    /// SO_PEERCRED; root and the daemon's own user always may).
+    pub fn allow_group(&mut self, gid: u32) -> anyhow::Result<()> {
+        std::os::unix::fs::chown(&self.path, None, Some(gid))
+            .with_context(|| format!("cannot chown {}", self.path.display()))?;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o660))
+            .with_context(|| format!("cannot chmod {}", self.path.display()))?;
+        self.group = Some(gid);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -545,13 +585,40 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((s, _)) => {
-                    if s.set_nonblocking(false).is_err() {
+                    // The caller first: the socket's mode is one fence, its
+                    // credentials the other.
+                    let access = crate::privsep::Access::current(self.group);
+                    match crate::privsep::peer_cred(&s) {
+                        Ok(c) => {
+                            if let Err(why) = access.check(&c) {
+                                refuse(s, format!("{why} (pid {})", c.pid));
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            refuse(s, format!("cannot tell who is calling: {e}"));
+                            continue;
+                        }
+                    }
+                    if self.conns.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                        refuse(s, format!("too many control connections (at most {MAX_CONNECTIONS})"));
+                        continue;
+                    }
+                    if s.set_nonblocking(false).is_err()
+                        || s.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
+                        || s.set_write_timeout(Some(IDLE_TIMEOUT)).is_err()
+                    {
                         continue;
                     }
                     let h = self.handler.clone();
-                    let r =
-                        std::thread::Builder::new().name("softnet-ctl".into()).spawn(move || serve_connection(&h, s));
+                    let conns = self.conns.clone();
+                    conns.fetch_add(1, Ordering::Relaxed);
+                    let r = std::thread::Builder::new().name("softnet-ctl".into()).spawn(move || {
+                        serve_connection(&h, s);
+                        conns.fetch_sub(1, Ordering::Relaxed);
+                    });
                     if let Err(e) = r {
+                        self.conns.fetch_sub(1, Ordering::Relaxed);
                         tracing::warn!("control: cannot start a connection thread: {e}");
                     }
                 }

@@ -40,6 +40,15 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Self::build(None)
+    }
+
+    /// With `control_group` = `gid`.
+    fn with_group(gid: u32) -> Fixture {
+        Self::build(Some(gid))
+    }
+
+    fn build(group: Option<u32>) -> Fixture {
         let stack = Stack::new(StackConfig { workers: 1, pool_size: 64, ..StackConfig::default() });
         let (r0, a) = vlink::wire(1, 64);
         let (r1, b) = vlink::wire(1, 64);
@@ -51,7 +60,10 @@ impl Fixture {
         stack.set_up("sn-r1", true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let path = temp_socket();
-        let server = Server::bind(&path, Arc::new(Handler::new(stack.clone(), stop.clone()))).unwrap();
+        let mut server = Server::bind(&path, Arc::new(Handler::new(stack.clone(), stop.clone()))).unwrap();
+        if let Some(g) = group {
+            server.allow_group(g).unwrap();
+        }
         let server = std::thread::spawn(move || server.run());
         Fixture { stack, stop, path, server: Some(server), _ports: vec![r0, r1, a, b] }
     }
@@ -503,4 +515,132 @@ fn route_inet6_commands_and_the_internet6_section_of_netstat() {
     assert!(e.contains("delete net 2001:db8:9::/48: No such process"), "{e}");
     assert_eq!(f.ok("route", "delete -inet6 fe80::%sn-r0/64"), "delete net fe80::%sn-r0/64\n");
     assert!(f.stack.routes.get_scoped(0, "fe80::".parse::<std::net::Ipv6Addr>().unwrap(), 64, r0.index).is_none());
+}
+
+/// One request frame as a client sends it.
+fn request_frame(req: &proto::Request) -> Vec<u8> {
+    let mut b = Vec::new();
+    proto::write_request(&mut b, req).unwrap();
+    b
+}
+
+/// The daemon answers `netstat -i` on a new connection.
+fn still_answers(f: &Fixture) {
+    let mut c = Client::connect(&f.path).unwrap();
+    let r = c.call(&proto::Request::Netstat(proto::NetstatOp::Interfaces)).unwrap();
+    assert!(matches!(r, Response::Text(t) if t.contains("sn-r0")));
+}
+
+#[test]
+fn malformed_truncated_and_oversized_requests_get_errors_and_never_stop_the_daemon() {
+    let f = Fixture::new();
+    // Garbage in a whole frame: an error, and the connection goes on.
+    let mut s = UnixStream::connect(&f.path).unwrap();
+    for body in [&b"not json"[..], b"{\"version\":3}", b"{\"version\":3,\"request\":{\"route\":7}}", b"\xff\xfe"] {
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        match proto::read_response(&mut s).unwrap() {
+            Response::Error(e) => assert!(e.starts_with("unsupported request (malformed message"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    s.write_all(&request_frame(&proto::Request::Netstat(proto::NetstatOp::Interfaces))).unwrap();
+    assert!(matches!(proto::read_response(&mut s).unwrap(), Response::Text(_)));
+    drop(s);
+    // Truncated: a length and part of the body, or part of the length.
+    for cut in [2usize, 4, 10] {
+        let mut s = UnixStream::connect(&f.path).unwrap();
+        let frame = request_frame(&proto::Request::Netstat(proto::NetstatOp::Stats));
+        s.write_all(&frame[..cut]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(proto::read_response(&mut s).is_err(), "a truncated request gets no answer");
+    }
+    // A request longer than MAX_REQUEST: an error before the body is read,
+    // then the connection closes.
+    let mut s = UnixStream::connect(&f.path).unwrap();
+    s.write_all(&(proto::MAX_REQUEST + 1).to_be_bytes()).unwrap();
+    match proto::read_response(&mut s).unwrap() {
+        Response::Error(e) => assert_eq!(e, format!("message too long ({} bytes)", proto::MAX_REQUEST + 1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(proto::read_response(&mut s), Err(proto::FrameError::Closed)));
+    // A length that promises the most and sends nothing costs nothing.
+    let mut s = UnixStream::connect(&f.path).unwrap();
+    s.write_all(&proto::MAX_REQUEST.to_be_bytes()).unwrap();
+    drop(s);
+    still_answers(&f);
+    f.stop();
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_with_an_error() {
+    let f = Fixture::new();
+    let mut held = Vec::new();
+    for _ in 0..crate::control::MAX_CONNECTIONS {
+        let mut c = Client::connect(&f.path).unwrap();
+        // Served: the connection thread is running.
+        assert!(matches!(c.call(&proto::Request::Netstat(proto::NetstatOp::Stats)).unwrap(), Response::Text(_)));
+        held.push(c);
+    }
+    let mut s = UnixStream::connect(&f.path).unwrap();
+    match proto::read_response(&mut s).unwrap() {
+        Response::Error(e) => assert_eq!(e, "too many control connections (at most 64)"),
+        other => panic!("{other:?}"),
+    }
+    drop(held);
+    // The slots come back as the connections end.
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut c = Client::connect(&f.path).unwrap();
+        match c.call(&proto::Request::Netstat(proto::NetstatOp::Interfaces)) {
+            Ok(Response::Text(_)) => break,
+            _ if t0.elapsed() < Duration::from_secs(5) => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("slots not given back: {other:?}"),
+        }
+    }
+    f.stop();
+}
+
+/// Connects to `path` as uid/gid 65534 (nobody) in a child process and
+/// returns what it printed: the daemon's answer to `netstat -i`.
+fn call_as_nobody(path: &Path) -> String {
+    use std::os::unix::process::CommandExt;
+    let frame = request_frame(&proto::Request::Netstat(proto::NetstatOp::Interfaces));
+    let script = "import socket,sys,struct\n\
+        s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(bytes.fromhex(sys.argv[2]))\n\
+        n=struct.unpack('>I', s.recv(4, socket.MSG_WAITALL))[0]; print(s.recv(n, socket.MSG_WAITALL).decode())";
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap(), &hex])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("python3 as nobody");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn callers_neither_root_nor_in_the_control_group_are_refused_by_their_credentials() {
+    let f = Fixture::new();
+    // The file mode is the first fence; opened wide here, the socket's
+    // credentials check (SO_PEERCRED) is what stops the caller.
+    let dir = f.path.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = call_as_nobody(&f.path);
+    assert!(out.contains("permission denied: uid 65534 is not root"), "{out}");
+    still_answers(&f);
+    f.stop();
+
+    // With `control_group` = nobody's group, the same caller is let in.
+    let f = Fixture::with_group(65534);
+    let dir = f.path.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = std::fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let out = call_as_nobody(&f.path);
+    assert!(out.contains("\"text\"") && out.contains("sn-r0"), "{out}");
+    f.stop();
 }

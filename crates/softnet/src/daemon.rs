@@ -62,6 +62,12 @@ fn preflight(c: &Config) -> anyhow::Result<()> {
             bail!("{}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
         }
     }
+    if let Some(u) = &c.user {
+        crate::privsep::lookup_user(u).map_err(|e| anyhow!("{}: {e}", c.path.display()))?;
+    }
+    if let Some(g) = &c.control_group {
+        crate::privsep::lookup_group(g).map_err(|e| anyhow!("{}: {e}", c.path.display()))?;
+    }
     Ok(())
 }
 
@@ -131,7 +137,12 @@ impl Daemon {
         let pf = handler.pf.clone();
         // The socket first: a second daemon stops here, before it touches
         // the devices of the first.
-        let server = Server::bind(&config.control, handler)?;
+        let mut server = Server::bind(&config.control, handler)?;
+        if let Some(g) = &config.control_group {
+            let gid = crate::privsep::lookup_group(g).map_err(|e| anyhow!("control_group: {e}"))?;
+            server.allow_group(gid)?;
+        }
+        let account = config.user.as_deref().map(crate::privsep::lookup_user).transpose().map_err(|e| anyhow!(e))?;
         let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf };
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
@@ -155,6 +166,11 @@ impl Daemon {
                 .with_context(|| format!("pflog {}", path.display()))?;
             d.workers.push(h);
             tracing::info!("pflog: logging to {}", path.display());
+        }
+        // Everything that needs root is open: devices, the socket, pflog.
+        if let Some(a) = &account {
+            crate::privsep::drop_to(a).map_err(|e| anyhow!("user {:?}: {e}", a.name))?;
+            tracing::info!("running as {} (uid {}, gid {})", a.name, a.uid, a.gid);
         }
         d.spawn_workers()?;
         tracing::info!(

@@ -19,5 +19,6 @@ pub mod links;
 pub mod ndpops;
 pub mod pfctl;
 pub mod pfglue;
+pub mod privsep;
 pub mod proto;
 pub mod show;

@@ -25,6 +25,12 @@ pub const PROTOCOL_VERSION: u32 = 3;
 /// hundred thousand routes, and a bound on what a bad length can allocate.
 pub const MAX_FRAME: u32 = 64 << 20;
 
+/// Longest request the daemon reads: a pf.conf with its included files and
+/// tables of some hundred thousand addresses. A longer one is answered
+/// with an error and the connection closed, before anything is allocated
+/// for it.
+pub const MAX_REQUEST: u32 = 16 << 20;
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RequestFrame {
     pub version: u32,
@@ -343,7 +349,7 @@ pub enum NetstatOp {
 pub enum FrameError {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("message too long ({0} bytes, at most {MAX_FRAME})")]
+    #[error("message too long ({0} bytes)")]
     TooLong(u64),
     #[error("malformed message: {0}")]
     Malformed(String),
@@ -369,6 +375,12 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Fra
 
 /// Reads one frame's bytes; `Closed` if the peer closed before a frame began.
 pub fn read_frame_bytes<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    read_frame_max(r, MAX_FRAME)
+}
+
+/// `read_frame_bytes` with frames longer than `max` refused. The body's
+/// buffer grows with what arrives, so a length that lies costs nothing.
+fn read_frame_max<R: Read>(r: &mut R, max: u32) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -381,11 +393,14 @@ pub fn read_frame_bytes<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
         }
     }
     let len = u32::from_be_bytes(len);
-    if len > MAX_FRAME {
+    if len > max {
         return Err(FrameError::TooLong(len as u64));
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body)?;
+    let mut body = Vec::with_capacity((len as usize).min(64 << 10));
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len as usize {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(body)
 }
 
@@ -401,7 +416,7 @@ fn frame_version(body: &[u8]) -> Result<u32, FrameError> {
 
 /// Daemon side: reads a request; a client of another version is an error.
 pub fn read_request<R: Read>(r: &mut R) -> Result<Request, FrameError> {
-    let body = read_frame_bytes(r)?;
+    let body = read_frame_max(r, MAX_REQUEST)?;
     let client = frame_version(&body)?;
     if client != PROTOCOL_VERSION {
         return Err(FrameError::Version { daemon: PROTOCOL_VERSION, client });
