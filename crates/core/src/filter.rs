@@ -120,8 +120,9 @@ pub trait PacketFilter: Send + Sync {
     ) -> Verdict;
 
     /// Housekeeping from the control thread about once a second: expire
-    /// states and fragments.
-    fn tick(&self, _now: Instant) {}
+    /// states and fragments. Buffers it lets go are handed to `bufs`
+    /// (back to the workers' pools; `bufs` allocates nothing).
+    fn tick(&self, _now: Instant, _bufs: &mut dyn BufferSource) {}
 
     /// The hook over a batch of packets that all go through `dir` of `ifp`
     /// (the `In` hook over one received batch, the `Out` hook over the

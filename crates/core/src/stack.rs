@@ -750,7 +750,7 @@ impl Stack {
         let timed_out = self.reass.expire(now) as u64;
         self.stats.get(crate::percpu::CONTROL_SLOT).ip.fragtimeout.add(timed_out);
         if let Some(f) = self.filter.load().as_ref() {
-            f.0.tick(now);
+            f.0.tick(now, &mut SpillSource(&self.spill, self.config.buf_size));
         }
     }
 
@@ -809,4 +809,23 @@ pub enum RouteTarget {
     Interface(String),
     Reject,
     Blackhole,
+}
+
+/// The control thread's side of the workers' spill, for a filter's
+/// housekeeping: buffers it frees go back to the workers; it gets none.
+struct SpillSource<'a>(&'a crate::packet::Spill, usize);
+
+impl crate::filter::BufferSource for SpillSource<'_> {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn free(&mut self, p: PacketBuf) {
+        // Only the workers' size: the pools hand out what they hold.
+        if p.capacity() == self.1 {
+            let _ = self.0.push(p);
+        }
+    }
 }

@@ -849,7 +849,7 @@ impl PacketFilter for Pf {
         }
     }
 
-    fn tick(&self, now: Instant) {
+    fn tick(&self, now: Instant, bufs: &mut dyn BufferSource) {
         let inner = &*self.inner;
         inner.last_now.store(now.as_nanos(), Ordering::Relaxed);
         let rs = inner.ruleset.load_full();
@@ -864,7 +864,7 @@ impl PacketFilter for Pf {
             }
             dead
         });
-        inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
+        inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000, bufs);
         inner.srcnodes.purge(n);
         // `overload` insertions the workers queued (a table update waits
         // for the table's readers: done here, on the control thread).

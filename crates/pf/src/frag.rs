@@ -422,8 +422,9 @@ impl FragCache {
         }
     }
 
-    /// Drops datagrams older than `timeout_ns`; returns fragments freed.
-    pub fn expire(&self, now_ns: u64, timeout_ns: u64) -> usize {
+    /// Drops datagrams older than `timeout_ns`, their buffers to `bufs`;
+    /// returns fragments freed.
+    pub fn expire(&self, now_ns: u64, timeout_ns: u64, bufs: &mut dyn BufferSource) -> usize {
         let mut map = self.map.lock();
         let dead: Vec<FragKey> = map
             .dgrams
@@ -433,16 +434,21 @@ impl FragCache {
             .collect();
         let mut n = 0;
         for k in dead {
-            n += map.remove(&k).expect("listed").frags.len();
+            let d = map.remove(&k).expect("listed");
+            n += d.frags.len();
+            for f in d.frags {
+                bufs.free(f.pkt);
+            }
         }
         self.held.fetch_sub(n, Ordering::Relaxed);
         self.removals.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
-    /// Drops everything held.
+    /// Drops everything held (the buffers are freed, not pooled: a flush
+    /// is rare and comes from the control thread).
     pub fn flush(&self) -> usize {
-        self.expire(u64::MAX, 0)
+        self.expire(u64::MAX, 0, &mut NoPool)
     }
 }
 
@@ -654,8 +660,10 @@ mod tests {
         let c = FragCache::new();
         let mut b = Bufs::default();
         assert!(is_kept(c.input(frag(1, 8, &[1; 8], false), 0, 100, 60, &mut b)));
-        assert_eq!(c.expire(30_000_000_000, 60_000_000_000), 0);
-        assert_eq!(c.expire(61_000_000_000, 60_000_000_000), 1);
+        assert_eq!(c.expire(30_000_000_000, 60_000_000_000, &mut b), 0);
+        assert_eq!(b.freed, 0);
+        assert_eq!(c.expire(61_000_000_000, 60_000_000_000, &mut b), 1);
+        assert_eq!(b.freed, 1, "the expired fragment's buffer is handed back, not dropped");
         assert!(c.is_empty());
     }
 
@@ -686,4 +694,17 @@ mod tests {
         let c = FragCache::new();
         assert_eq!(dropped(c.input(frag(1, 8, &[1; 8], false), 0, 0, 60, &mut b)), Some(FragDrop::Memory));
     }
+}
+
+/// Frees what it is given; allocates nothing (for `flush`).
+struct NoPool;
+
+impl BufferSource for NoPool {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn free(&mut self, _p: PacketBuf) {}
 }
