@@ -4,6 +4,11 @@
 //! entropy, `rng::OsEntropy`, is the one system call), so the same code
 //! runs on real devices and in memory.
 
+// No unsafe code in the stack; its tests allow one measurement (the
+// thread's CPU time, route/tests6.rs) to use clock_gettime.
+#![cfg_attr(not(test), forbid(unsafe_code))]
+#![cfg_attr(test, deny(unsafe_code))]
+
 pub mod arp;
 pub mod ether;
 pub mod filter;

@@ -10,6 +10,8 @@
 //! out-of-order queue and the SACK scoreboard have fixed capacities too,
 //! so the steady state allocates nothing.
 
+#![forbid(unsafe_code)]
+
 pub mod assembler;
 pub mod cc;
 pub mod conn;

@@ -13,6 +13,8 @@
 //! buffer is shorter than the Repr's `header_len()` / `buffer_len()`: that is
 //! a programming error, not bad input.
 
+#![forbid(unsafe_code)]
+
 /// An enum of ICMP / ICMPv6 codes with `from_code`, `From<_> for u8` and
 /// `TryFrom<u8>`.
 macro_rules! code_enum {

@@ -391,6 +391,7 @@ fn v6_table_like_prefixes(n: usize, seed: u64) -> Vec<(u128, u8)> {
 
 /// This thread's CPU time in ns: the machine is shared, and time spent
 /// descheduled is not the lookup's.
+#[allow(unsafe_code)]
 fn cpu_ns() -> u128 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid timespec to fill; CLOCK_THREAD_CPUTIME_ID exists on Linux.
