@@ -6,6 +6,7 @@
 # target that crashes; the crashing input is left in fuzz/artifacts/TARGET/.
 #
 #   bash fuzz/run.sh [SECONDS] [TARGET...]
+#   FUZZ_PROFILE=fuzzci bash fuzz/run.sh 15    # CI: a quicker build
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-20}
@@ -17,8 +18,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # --target keeps the flags off build scripts and proc macros (as cargo-fuzz).
-cargo build --release --locked --target "$triple" $(printf -- '--bin %s ' "${targets[@]}")
-bin=target/$triple/release
+profile=${FUZZ_PROFILE:-release}
+cargo build --profile "$profile" --locked --target "$triple" $(printf -- '--bin %s ' "${targets[@]}")
+bin=target/$triple/$profile
 # Inputs the tests already use, as extra seeds (read only).
 extra_for() {
     case "$1" in
