@@ -15,6 +15,10 @@ for want in "is-at 02:00:00:00:01:01" "icmp_seq=5" "time exceeded" "packets/s fo
 done
 echo "demo: ok"
 
+# Every fuzz target for a short while (fuzz/README.md): a crash fails the
+# run and leaves its input in fuzz/artifacts/.
+FUZZ_PROFILE=fuzzci timeout 900 bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
+
 if [ "$(id -u)" -ne 0 ]; then
     # Nothing passes without having run: the root-only tests did not.
     echo "tests/run.sh: not root: the root-only tests (cargo test -p softnet-io -- --ignored) and the end-to-end tests (tests/e2e) did NOT run; run as root"
@@ -23,6 +27,7 @@ fi
 # The tests that need root (namespaces, TAP, AF_PACKET, AF_XDP) are
 # #[ignore = "needs root"]; the other ignored tests are measurements.
 cargo test --release -p softnet-io -- --ignored --skip bench_
+cargo test --release -p softnet --lib -- --ignored
 shopt -s nullglob
 fail=0
 for t in tests/e2e/test_*.sh tests/e2e/test_*.py; do
