@@ -644,3 +644,52 @@ fn callers_neither_root_nor_in_the_control_group_are_refused_by_their_credential
     assert!(out.contains("\"text\"") && out.contains("sn-r0"), "{out}");
     f.stop();
 }
+
+#[test]
+fn a_ruleset_load_reads_no_file_of_the_daemons_only_what_the_client_sent() {
+    let f = Fixture::new();
+    // A file the daemon could read, named by a table, but not sent.
+    let secret = std::env::temp_dir().join(format!("softnet-secret-{}", std::process::id()));
+    std::fs::write(&secret, "10.9.9.9\nroot:x:0:0\n").unwrap();
+    let text = format!("table <t> file \"{}\"\npass in from <t>\n", secret.display());
+    let load = |files: Vec<(String, Result<String, String>)>| {
+        let mut c = Client::connect(&f.path).unwrap();
+        c.call(&proto::Request::Pfctl(proto::PfctlOp::Load {
+            filename: "pf.conf".into(),
+            text: text.clone(),
+            opt_level: None,
+            anchor: None,
+            files,
+        }))
+        .unwrap()
+    };
+    match load(vec![]) {
+        Response::Error(e) => {
+            assert!(e.contains("No such file or directory") && !e.contains("root:x"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let sent = vec![(secret.display().to_string(), Ok("10.1.1.1 10.2.0.0/16\n".to_string()))];
+    assert!(matches!(load(sent), Response::Text(_)));
+    let pfctl = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = crate::pfctl::run(&f.path, &args, &mut out, &mut err);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(
+        pfctl(&["-t", "t", "-T", "show"]),
+        "   10.1.1.1\n   10.2.0.0/16\n",
+        "the client's file, not the daemon's"
+    );
+    // `softnet pfctl -f` reads the table's file itself and sends it.
+    let conf = secret.with_extension("conf");
+    std::fs::write(&secret, "10.9.9.9\n").unwrap();
+    std::fs::write(&conf, &text).unwrap();
+    pfctl(&["-f", conf.to_str().unwrap()]);
+    assert_eq!(pfctl(&["-t", "t", "-T", "show"]), "   10.9.9.9\n");
+    std::fs::remove_file(&secret).unwrap();
+    std::fs::remove_file(&conf).unwrap();
+    f.stop();
+}

@@ -342,7 +342,7 @@ fn check_offline(a: &PfctlArgs, socket: &Path, out: &mut dyn Write, err: &mut dy
         note_load_anchors(&rs, err);
     }
     // Table files are read as a load reads them (printed as `file "…"`).
-    if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone()) {
+    if let Err(e) = crate::pfglue::load_table_files(&mut rs.clone(), &files) {
         let _ = err.write_all(e.as_bytes());
         return 1;
     }
@@ -371,9 +371,10 @@ fn note_load_anchors(rs: &softnet_pf::Ruleset, err: &mut dyn Write) {
     }
 }
 
-/// Reads the files a ruleset includes (`include`, `load anchor`) the way
-/// the daemon's parse will ask for them, so that they travel with the
-/// text: the daemon may not see the client's files.
+/// Reads the files a ruleset names (`include`, `load anchor`, table
+/// `file`) the way the daemon's parse will ask for them, so that they
+/// travel with the text: the daemon may not see the client's files, and
+/// never reads its own for a client.
 struct Recorder {
     fs: softnet_pf::parse::FsFiles,
     seen: std::cell::RefCell<Vec<(String, Result<String, String>)>>,
@@ -393,7 +394,7 @@ impl softnet_pf::parse::FileSource for Recorder {
 /// The files `text` names, read here (parsed with the daemon's interfaces
 /// so that the parse goes as far as the daemon's will).
 fn included_files(socket: &Path, filename: &str, text: &str, anchor: &str) -> Vec<(String, Result<String, String>)> {
-    if !text.contains("include") && !text.contains("load") {
+    if !text.contains("include") && !text.contains("load") && !text.contains("file") {
         return vec![];
     }
     let from_daemon =

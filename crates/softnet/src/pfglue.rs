@@ -7,6 +7,7 @@ use crate::proto::{PfFlush, PfInterface, PfShow, PfTableCmd, PfctlOp, Response};
 use softnet_core::iface::IfSnapshot;
 use softnet_core::stack::Stack;
 use softnet_pf::model::{IpNet, OptLevel, Ruleset, TableEntry, TableInit};
+use softnet_pf::parse::{FileSource, FsFiles};
 use softnet_pf::pflog::PflogQueue;
 use softnet_pf::print::optimize;
 use softnet_pf::resolver::{IfAddr as PfIfAddr, IfResolver};
@@ -149,7 +150,7 @@ impl PfService {
     /// Included files are read from the file system (the config's `pf`).
     pub fn load_text(&self, filename: &str, text: &str, opt: Option<&str>) -> Result<(), String> {
         let dir = Path::new(filename).parent().map(Path::to_path_buf);
-        self.load_into(filename, text, opt, None, &softnet_pf::parse::FsFiles { cwd: dir })
+        self.load_into(filename, text, opt, None, &FsFiles { cwd: dir })
     }
 
     /// `load_text` for the anchor `anchor` (`pfctl -a NAME -f`), or the main
@@ -160,7 +161,7 @@ impl PfService {
         text: &str,
         opt: Option<&str>,
         anchor: Option<&str>,
-        files: &dyn softnet_pf::parse::FileSource,
+        files: &dyn FileSource,
     ) -> Result<(), String> {
         let resolver = StackResolver::new(&self.stack);
         let path = match anchor {
@@ -178,7 +179,7 @@ impl PfService {
         let mut rs =
             softnet_pf::parse::parse_ruleset_in(text, filename, &path, &resolver, files).map_err(parse_errs)?;
         softnet_pf::check_supported(&rs).map_err(errs)?;
-        load_table_files(&mut rs)?;
+        load_table_files(&mut rs, files)?;
         let level = match opt {
             Some("none") => Some(OptLevel::None),
             Some("profile") => Some(OptLevel::Profile),
@@ -382,7 +383,7 @@ fn anchor_path(anchor: Option<&str>) -> Result<String, String> {
 /// sent with the ruleset.
 struct SentFiles<'a>(&'a [(String, Result<String, String>)]);
 
-impl softnet_pf::parse::FileSource for SentFiles<'_> {
+impl FileSource for SentFiles<'_> {
     fn read(&self, path: &str) -> Result<String, String> {
         match self.0.iter().find(|(p, _)| p == path) {
             Some((_, r)) => r.clone(),
@@ -392,16 +393,16 @@ impl softnet_pf::parse::FileSource for SentFiles<'_> {
 }
 
 /// `table <t> file "PATH"`: the parser leaves the file to its caller (as
-/// pfctl reads it): addresses separated by blanks or lines, `#` comments.
-/// A file that cannot be read or parsed fails the load (nothing changes).
-pub(crate) fn load_table_files(rs: &mut Ruleset) -> Result<(), String> {
+/// pfctl reads it): addresses separated by blanks or lines, `#` comments,
+/// read from `files` (what the client sent, for a `pfctl -f`). A file that
+/// cannot be read or parsed fails the load (nothing changes).
+pub(crate) fn load_table_files(rs: &mut Ruleset, files: &dyn FileSource) -> Result<(), String> {
     let filename = rs.filename.clone();
     for td in &mut rs.tables {
         for init in &mut td.init {
             if let TableInit::File(path) = init {
                 let at = format!("{filename}:{}", td.line);
-                let text = std::fs::read_to_string(&*path)
-                    .map_err(|e| format!("{at}: cannot load \"{path}\": {}\n", crate::admin::strerror(&e)))?;
+                let text = files.read(path).map_err(|e| format!("{at}: cannot load \"{path}\": {e}\n"))?;
                 let words: Vec<String> = text
                     .lines()
                     .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace().map(String::from))
@@ -413,7 +414,7 @@ pub(crate) fn load_table_files(rs: &mut Ruleset) -> Result<(), String> {
     }
     // The tables of the `load anchor` files (each in its anchor) too.
     for la in &mut rs.load_anchors {
-        load_table_files(&mut la.ruleset)?;
+        load_table_files(&mut la.ruleset, files)?;
     }
     Ok(())
 }
@@ -478,12 +479,12 @@ mod tests {
         let res = softnet_pf::resolver::StaticResolver::new();
         let text = format!("table <bad> persist file \"{}\"\nblock in from <bad>\n", f.display());
         let mut rs = softnet_pf::load_ruleset(&text, "pf.conf", &res).unwrap();
-        load_table_files(&mut rs).unwrap();
+        load_table_files(&mut rs, &FsFiles::default()).unwrap();
         let e: Vec<_> = rs.tables[0].entries().map(|e| (e.negated, e.net.prefix)).collect();
         assert_eq!(e, vec![(false, 32), (false, 24), (true, 32)]);
         std::fs::write(&f, "10.0.1.2 nonsense\n").unwrap();
         let mut rs = softnet_pf::load_ruleset(&text, "pf.conf", &res).unwrap();
-        assert!(load_table_files(&mut rs).unwrap_err().starts_with("pf.conf:1: "));
+        assert!(load_table_files(&mut rs, &FsFiles::default()).unwrap_err().starts_with("pf.conf:1: "));
         // pfctl reads the files while parsing: a missing one is a parse error
         let missing = text.replace("bad.txt", "missing.txt");
         let err = softnet_pf::load_ruleset(&missing, "pf.conf", &res).unwrap_err()[0].to_string();

@@ -221,12 +221,12 @@ impl Parser<'_> {
             }
         }
         // process_tabledef reads the files while parsing (pfr_buf_load);
-        // their contents are loaded with the ruleset.
+        // their contents are loaded with the ruleset. Through the parse's
+        // FileSource, as includes: the daemon sees only what the client
+        // sent, never its own file system.
         for i in &def.init {
             if let TableInit::File(f) = i {
-                if let Err(e) = std::fs::File::open(f) {
-                    let msg = e.to_string();
-                    let msg = msg.split(" (os error").next().unwrap_or(&msg);
+                if let Err(msg) = self.files.read(f) {
                     return Err((line, format!("cannot load \"{f}\": {msg}")));
                 }
             }
