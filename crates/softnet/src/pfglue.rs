@@ -98,7 +98,13 @@ pub struct PfService {
 impl PfService {
     /// A disabled pf with an empty ruleset.
     pub fn new(stack: Arc<Stack>) -> PfService {
-        let pf = Pf::new();
+        Self::with_pf(stack, Pf::new())
+    }
+
+    /// `new` around an existing `pf` (disabled and looking at `stack` from
+    /// now on): the fuzz targets reuse one pf, flushed, between inputs
+    /// instead of mapping a state table for each.
+    pub fn with_pf(stack: Arc<Stack>, pf: Pf) -> PfService {
         let _ = pf.disable(stack.clock.now());
         let ifs_stack = Arc::downgrade(&stack);
         pf.set_if_lookup(Arc::new(move |name: &str| {

@@ -86,7 +86,14 @@ impl Lab {
         let workers = (0..WORKERS).map(|i| Worker::new(i, stack.clone(), dynclock.clone())).collect();
         let a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
         let b = Host::new("B", B_MAC, IfAddr::new(B_IP, 24), Some(R1_IP), b_port);
-        let pf = PfService::new(stack.clone());
+        // One pf per thread, emptied for each lab: a new one maps and
+        // faults in a state table chunk every time (most of a run's cost).
+        thread_local!(static PF: softnet_pf::Pf = softnet_pf::Pf::new());
+        let pf = PF.with(|pf| {
+            pf.flush_all();
+            PfService::with_pf(stack.clone(), pf.clone())
+        });
+        assert_eq!(pf.pf.state_count(), 0);
         pf.load_text("pf.conf", RULES, None).expect("the fuzz ruleset loads");
         pf.enable().expect("pf enabled");
         let mut lab = Lab { stack, clock, workers, a, b, pf };
