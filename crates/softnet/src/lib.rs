@@ -2,16 +2,25 @@
 //! (`main.rs`) parses the command line and calls in here; the fuzz targets
 //! (fuzz/) reach the configuration parser and the control server the same
 //! way.
+//!
+//! Unsafe code is denied but in the modules that call the OS where no safe
+//! wrapper exists: `privsep` (SO_PEERCRED, getpwnam_r, set*id), `control`
+//! and `daemon` (poll, MSG_PEEK), `bench` (CPU affinity, thread clocks).
+
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod arpops;
+#[allow(unsafe_code)]
 pub mod bench;
 pub mod bench6;
 pub mod config;
 pub mod config_ra;
+#[allow(unsafe_code)]
 pub mod control;
 #[cfg(test)]
 mod control_tests;
+#[allow(unsafe_code)]
 pub mod daemon;
 pub mod demo;
 pub mod inet6cmd;
@@ -19,6 +28,7 @@ pub mod links;
 pub mod ndpops;
 pub mod pfctl;
 pub mod pfglue;
+#[allow(unsafe_code)]
 pub mod privsep;
 pub mod proto;
 pub mod show;

@@ -1,5 +1,7 @@
 //! softnet: a multi-core user-space router and pf firewall.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use softnet::{admin, bench, bench6, daemon, demo, pfctl};
 use std::path::PathBuf;
