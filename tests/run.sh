@@ -17,7 +17,7 @@ echo "demo: ok"
 
 # Every fuzz target for a short while (fuzz/README.md): a crash fails the
 # run and leaves its input in fuzz/artifacts/.
-FUZZ_PROFILE=fuzzci timeout 900 bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
+FUZZ_PROFILE=fuzzci timeout 900 bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
 
 if [ "$(id -u)" -ne 0 ]; then
     # Nothing passes without having run: the root-only tests did not.
