@@ -222,8 +222,10 @@ impl Ctx<'_> {
     pub(crate) fn error(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> ConfigError {
         ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() }
     }
+    /// The line of byte `offset`; an offset inside a character (the last
+    /// byte of a file ending in one, say) counts as that character's line.
     fn line_of(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+        self.src.as_bytes()[..offset.min(self.src.len())].iter().filter(|&&b| b == b'\n').count() + 1
     }
     fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() })
@@ -619,6 +621,16 @@ rtable = 3
 dest = "fe80::%sn-r1/64"
 interface = "sn-r1"
 "#;
+
+    #[test]
+    fn an_error_at_the_end_of_a_file_ending_in_a_multibyte_character_names_its_line() {
+        // Found by the config_toml fuzz target: a panic slicing the text
+        // inside 'ܬ' (fuzz/regressions/config_toml/).
+        let e = parse("'\u{072c} ").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        let e = parse("workers = 1\nx = '\u{072c}").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
 
     #[test]
     fn user_and_control_group_are_names_or_errors_with_lines() {
