@@ -120,9 +120,14 @@ pub trait PacketFilter: Send + Sync {
     ) -> Verdict;
 
     /// Housekeeping from the control thread about once a second: expire
-    /// states and fragments. Buffers it lets go are handed to `bufs`
-    /// (back to the workers' pools; `bufs` allocates nothing).
-    fn tick(&self, _now: Instant, _bufs: &mut dyn BufferSource) {}
+    /// states and fragments.
+    fn tick(&self, _now: Instant) {}
+
+    /// `tick`, with the buffers it lets go handed to `bufs` (back to the
+    /// workers' pools; `bufs` allocates nothing). The stack calls this one.
+    fn tick_recycling(&self, now: Instant, _bufs: &mut dyn BufferSource) {
+        self.tick(now)
+    }
 
     /// The hook over a batch of packets that all go through `dir` of `ifp`
     /// (the `In` hook over one received batch, the `Out` hook over the

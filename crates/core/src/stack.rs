@@ -750,7 +750,7 @@ impl Stack {
         let timed_out = self.reass.expire(now) as u64;
         self.stats.get(crate::percpu::CONTROL_SLOT).ip.fragtimeout.add(timed_out);
         if let Some(f) = self.filter.load().as_ref() {
-            f.0.tick(now, &mut SpillSource(&self.spill, self.config.buf_size));
+            f.0.tick_recycling(now, &mut SpillSource(&self.spill, self.config.buf_size));
         }
     }
 

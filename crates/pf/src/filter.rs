@@ -849,7 +849,11 @@ impl PacketFilter for Pf {
         }
     }
 
-    fn tick(&self, now: Instant, bufs: &mut dyn BufferSource) {
+    fn tick(&self, now: Instant) {
+        self.tick_recycling(now, &mut crate::frag::NoPool)
+    }
+
+    fn tick_recycling(&self, now: Instant, bufs: &mut dyn BufferSource) {
         let inner = &*self.inner;
         inner.last_now.store(now.as_nanos(), Ordering::Relaxed);
         let rs = inner.ruleset.load_full();

@@ -696,8 +696,9 @@ mod tests {
     }
 }
 
-/// Frees what it is given; allocates nothing (for `flush`).
-struct NoPool;
+/// Frees what it is given; allocates nothing (for `flush`, and a tick
+/// with nowhere to return buffers).
+pub(crate) struct NoPool;
 
 impl BufferSource for NoPool {
     fn alloc(&mut self) -> Option<PacketBuf> {
