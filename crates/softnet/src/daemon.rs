@@ -299,6 +299,7 @@ impl Daemon {
             self.stack.rtadv_timer();
             if Instant::now() >= next_tick {
                 self.tick();
+                self.notify.watchdog();
                 next_tick += TICK;
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + TICK;

@@ -3,13 +3,28 @@
 //! or `@name` in the abstract namespace). Without the variable (not
 //! started by systemd) nothing is sent. `READY=1` once the daemon is up,
 //! `RELOADING=1` and `READY=1` around a SIGHUP reload, `STOPPING=1` when
-//! it stops; `STATUS=` says what it is doing in `systemctl status`.
+//! it stops; `STATUS=` says what it is doing in `systemctl status`. With
+//! `WatchdogSec=` (systemd sets `$WATCHDOG_USEC` and `$WATCHDOG_PID`) the
+//! control thread's 1 s tick sends `WATCHDOG=1`: a control thread that
+//! hangs gets the service restarted.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// Where the notifications go, if anywhere.
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// `$WATCHDOG_USEC` when `$WATCHDOG_PID` is ours (or unset).
+    watchdog: Option<std::time::Duration>,
+}
+
+/// sd_watchdog_enabled(3): the interval, if the watchdog is for this
+/// process.
+fn watchdog_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<std::time::Duration> {
+    let usec: u64 = usec?.parse().ok().filter(|&u| u > 0)?;
+    match pid {
+        Some(p) if p.parse::<u32>().ok() != Some(me) => None,
+        _ => Some(std::time::Duration::from_micros(usec)),
+    }
 }
 
 /// The socket address `$NOTIFY_SOCKET` names.
@@ -28,23 +43,34 @@ impl Notifier {
     /// From `$NOTIFY_SOCKET`; a variable that names no usable socket is
     /// logged and ignored (the daemon runs, systemd will time it out).
     pub fn from_env() -> Notifier {
-        match std::env::var("NOTIFY_SOCKET") {
+        let mut n = match std::env::var("NOTIFY_SOCKET") {
             Ok(name) if !name.is_empty() => match Notifier::to(&name) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!("NOTIFY_SOCKET={name}: {e}; no readiness notification");
-                    Notifier { target: None }
+                    return Notifier { target: None, watchdog: None };
                 }
             },
-            _ => Notifier { target: None },
+            _ => return Notifier { target: None, watchdog: None },
+        };
+        let (usec, pid) = (std::env::var("WATCHDOG_USEC").ok(), std::env::var("WATCHDOG_PID").ok());
+        n.watchdog = watchdog_from(usec.as_deref(), pid.as_deref(), std::process::id());
+        if let Some(w) = n.watchdog {
+            if w < std::time::Duration::from_secs(2) {
+                tracing::warn!("WatchdogSec={w:?} is shorter than twice the 1 s tick that feeds it");
+            }
         }
+        n
     }
 
     /// Notifications to the socket `name` (a path or `@abstract`).
     pub fn to(name: &str) -> std::io::Result<Notifier> {
         let addr = address(name)?;
         let sock = UnixDatagram::unbound()?;
-        Ok(Notifier { target: Some((sock, addr)) })
+        // A manager that does not read (a full queue) costs a logged
+        // EAGAIN, never a blocked control thread.
+        sock.set_nonblocking(true)?;
+        Ok(Notifier { target: Some((sock, addr)), watchdog: None })
     }
 
     /// Sends newline-separated `KEY=VALUE` lines; a failure is logged
@@ -64,6 +90,13 @@ impl Notifier {
     /// `Type=notify-reload` wants beside it.
     pub fn reloading(&self) {
         self.send(&format!("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC={}", monotonic_usec()));
+    }
+
+    /// WATCHDOG=1, when systemd watches (called every tick).
+    pub fn watchdog(&self) {
+        if self.watchdog.is_some() {
+            self.send("WATCHDOG=1");
+        }
     }
 
     pub fn stopping(&self) {
@@ -123,6 +156,17 @@ mod tests {
     #[test]
     fn a_relative_name_is_refused_and_no_socket_sends_nothing() {
         assert!(Notifier::to("relative/notify.sock").is_err());
-        Notifier { target: None }.ready("up");
+        Notifier { target: None, watchdog: None }.ready("up");
+    }
+
+    #[test]
+    fn the_watchdog_is_ours_only_with_our_pid_or_none() {
+        let s = |u| Some(Duration::from_micros(u));
+        assert_eq!(watchdog_from(Some("30000000"), None, 7), s(30_000_000));
+        assert_eq!(watchdog_from(Some("30000000"), Some("7"), 7), s(30_000_000));
+        assert_eq!(watchdog_from(Some("30000000"), Some("8"), 7), None, "another process's watchdog");
+        assert_eq!(watchdog_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_from(Some("x"), None, 7), None);
+        assert_eq!(watchdog_from(None, Some("7"), 7), None);
     }
 }
