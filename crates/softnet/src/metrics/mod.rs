@@ -254,6 +254,20 @@ impl Sources {
         gauge(e, "workers", "Worker threads running the data path", self.workers as i64)
     }
 
+    /// Routes per table and family: the published snapshots' sizes, as
+    /// the workers see them (`netstat -rn` lists the same routes).
+    fn encode_routes(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let r = &self.stack.routes;
+        let mut samples = Vec::new();
+        for t in r.table_ids() {
+            let v4 = r.snapshot(t).map(|s| s.len()).unwrap_or(0) as u64;
+            let v6 = r.snapshot6(t).map(|s| s.len()).unwrap_or(0) as u64;
+            samples.push(([("rtable", t.to_string()), ("family", "inet".to_string())], v4));
+            samples.push(([("rtable", t.to_string()), ("family", "inet6".to_string())], v6));
+        }
+        family(e, "routes", "Routes in the forwarding table", MetricType::Gauge, samples)
+    }
+
     /// pf_status (pfctl -si) and the label counters (pfctl -sl).
     fn encode_pf(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let s = self.pf.status();
@@ -321,6 +335,7 @@ impl Collector for Sources {
         family(&mut e, "build_info", "softnet's version", MetricType::Gauge, info)?;
         self.encode_interfaces(&mut e)?;
         self.encode_workers(&mut e)?;
+        self.encode_routes(&mut e)?;
         self.encode_protocols(&mut e)?;
         self.encode_pf(&mut e)
     }

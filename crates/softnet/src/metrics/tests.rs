@@ -58,6 +58,7 @@ const OTHER_FAMILIES: &[(&str, &str)] = &[
     ("softnet_worker_delivered_packets_total", "counter"),
     ("softnet_worker_dropped_packets_total", "counter"),
     ("softnet_workers", "gauge"),
+    ("softnet_routes", "gauge"),
     ("softnet_icmp_received_messages_total", "counter"),
     ("softnet_icmp_sent_messages_total", "counter"),
     ("softnet_icmp6_received_messages_total", "counter"),
@@ -169,6 +170,11 @@ fn values_are_the_per_worker_counters_summed() {
     assert_eq!(value(&f, "softnet_interface_up", &[("interface", "sn-r0")]), 1.0);
     assert_eq!(value(&f, "softnet_interface_mtu_bytes", &[("interface", "sn-r0")]), 1500.0);
     assert_eq!(value(&f, "softnet_workers", &[]), 2.0);
+    // 10.0.1.0/24 (connected), 10.0.1.1 (local), 10.0.1.255 (broadcast),
+    // then one more.
+    assert_eq!(value(&f, "softnet_routes", &[("rtable", "0"), ("family", "inet")]), 3.0);
+    src.stack.add_route(0, "192.0.2.0".parse().unwrap(), 24, softnet_core::stack::RouteTarget::Blackhole).unwrap();
+    assert_eq!(value(&parsed(&src), "softnet_routes", &[("rtable", "0"), ("family", "inet")]), 4.0);
     // pf: two rules, their labels (a quote survives the escaping).
     assert_eq!(value(&f, "softnet_pf_rules", &[]), 2.0);
     assert_eq!(value(&f, "softnet_pf_running", &[]), 1.0);
