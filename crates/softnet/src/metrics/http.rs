@@ -3,8 +3,9 @@
 //! (`Connection: close`). `GET /metrics` answers the exposition, in
 //! OpenMetrics when the scraper's `Accept` asks for it, else in the
 //! Prometheus text format; `/` a line pointing there; anything else 404,
-//! other methods 405. A client that sends nothing is dropped after
-//! `READ_TIMEOUT`; a request head over `MAX_HEAD` bytes gets 431.
+//! other methods 405. A client that has not sent its whole request head
+//! within `READ_TIMEOUT` (however it trickles) gets 408 and is dropped; a
+//! head over `MAX_HEAD` bytes gets 431.
 
 use super::{render, Format, Sources};
 use std::io::{Read, Write};
@@ -13,8 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest a client may take to send its request head.
+/// Longest a client may take to send its whole request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a refused request's leftovers are read and dropped.
+const LINGER: Duration = Duration::from_secs(1);
 /// Largest request head read.
 const MAX_HEAD: usize = 8192;
 /// How often the accept loop looks at the stop flag.
@@ -82,14 +85,28 @@ pub(crate) enum Asked {
     BadMethod,
     Malformed,
     TooLarge,
+    TimedOut,
 }
 
-/// Reads the request head: up to the empty line, at most `MAX_HEAD` bytes.
+/// Reads the request head: up to the empty line, at most `MAX_HEAD` bytes,
+/// within `READ_TIMEOUT` in all.
 fn read_head(s: &mut TcpStream) -> std::io::Result<Result<String, Asked>> {
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = s.read(&mut chunk)?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(Err(Asked::TimedOut));
+        }
+        s.set_read_timeout(Some(left))?;
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Ok(Err(Asked::TimedOut))
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(Err(Asked::Malformed));
         }
@@ -133,7 +150,6 @@ pub(crate) fn parse_head(head: &str) -> Asked {
 
 fn answer(mut s: TcpStream, src: &Sources) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(READ_TIMEOUT))?;
     s.set_write_timeout(Some(READ_TIMEOUT))?;
     let asked = match read_head(&mut s)? {
         Ok(head) => parse_head(&head),
@@ -145,6 +161,7 @@ fn answer(mut s: TcpStream, src: &Sources) -> std::io::Result<()> {
         Asked::NotFound => ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics\n".to_string()),
         Asked::BadMethod => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET\n".to_string()),
         Asked::Malformed => ("400 Bad Request", "text/plain; charset=utf-8", "bad request\n".to_string()),
+        Asked::TimedOut => ("408 Request Timeout", "text/plain; charset=utf-8", "request head too slow\n".to_string()),
         Asked::TooLarge => {
             ("431 Request Header Fields Too Large", "text/plain; charset=utf-8", "request head too large\n".to_string())
         }
@@ -156,14 +173,16 @@ fn answer(mut s: TcpStream, src: &Sources) -> std::io::Result<()> {
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())?;
     s.flush()?;
-    if matches!(asked, Asked::Malformed | Asked::TooLarge) {
+    if matches!(asked, Asked::Malformed | Asked::TooLarge | Asked::TimedOut) {
         // A lingering close: what the client still sends is read and
         // dropped (bounded), so that closing with unread bytes does not
         // reset the connection before it has read the answer.
         s.shutdown(std::net::Shutdown::Write)?;
+        s.set_read_timeout(Some(LINGER))?;
+        let until = std::time::Instant::now() + LINGER;
         let mut sink = [0u8; 4096];
         let mut left: usize = 64 * 1024;
-        while left > 0 {
+        while left > 0 && std::time::Instant::now() < until {
             match s.read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => left = left.saturating_sub(n),

@@ -97,7 +97,7 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt:
 }
 
 /// A family of counters or gauges with labels: one sample per label set.
-fn family<'a, L: prometheus_client::encoding::EncodeLabelSet>(
+fn family<L: prometheus_client::encoding::EncodeLabelSet>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,

@@ -273,10 +273,34 @@ fn the_server_answers_scrapes_and_refuses_a_port_in_use() {
     let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 20_000));
     assert!(get(addr, &huge).starts_with("HTTP/1.1 431 "));
-    // A client that connects and says nothing is dropped after the read
-    // timeout; the others are served after it.
-    let _idle = std::net::TcpStream::connect(addr).unwrap();
+    // A client that connects and says nothing, and one that trickles its
+    // head a byte at a time, get 408 after the read timeout in all; the
+    // others are served after them.
+    let t0 = std::time::Instant::now();
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    let trickle = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        // A byte every 100 ms, until the answer starts (then only read).
+        s.set_read_timeout(Some(std::time::Duration::from_millis(100))).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        for b in b"GET /metrics HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            s.write_all(&[*b]).unwrap();
+            if let Ok(n) = s.read(&mut buf) {
+                out.extend_from_slice(&buf[..n]);
+                break;
+            }
+        }
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8(out).unwrap()
+    });
     assert!(get(addr, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+    let mut out = String::new();
+    idle.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+    assert!(trickle.join().unwrap().starts_with("HTTP/1.1 408 "));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
     // The same port again: an error, the first server unharmed.
     let e = http::MetricsServer::start(addr, src.clone()).err().unwrap();
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
