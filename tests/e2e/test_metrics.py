@@ -8,7 +8,8 @@ and JSON log lines, with ping and UDP traffic flowing A -> softnet -> B.
 * `curl` of http://127.0.0.1:PORT/metrics in the router's namespace (the
   daemon serves it on the OS's stack) parses with the Python client's
   Prometheus text parser, and the OpenMetrics parser when asked for that;
-  the interface, worker, IP, pf state and pf label counters move with the
+  `promtool check metrics` finds nothing to say about its names, types
+  and help; the interface, worker, IP, pf state and pf label counters move with the
   traffic; after it stops they equal what `netstat -s`, `netstat -i` and
   `pfctl -si` print (the same per-worker counters).
 * `softnet top -b -d 1 -n 2` shows non-zero packet rates for r0 and r1
@@ -177,6 +178,11 @@ def test():
         check("Content-Type: text/plain; version=0.0.4" in head, head)
         m0 = samples(body)
         check(len(m0) > 200, f"only {len(m0)} samples")
+        check(shutil.which("promtool") is not None,
+              "promtool not found: needed to lint the exposition (apt-get install --no-install-recommends prometheus)")
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(),
+              f"promtool check metrics: rc {r.returncode}\n{r.stdout}{r.stderr}")
         head, om = scrape(t, net.r, openmetrics=True)
         check("application/openmetrics-text" in head and om.endswith("# EOF\n"), head)
         fams = list(om_families(om))
