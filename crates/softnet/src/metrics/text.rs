@@ -9,7 +9,7 @@ use std::collections::HashSet;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     pub value: f64,
 }
 
@@ -43,7 +43,11 @@ pub fn valid_label_name(s: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-fn parse_labels(s: &str, line: usize) -> Result<(Vec<(String, String)>, &str), String> {
+/// A sample's labels, in order.
+pub type Labels = Vec<(String, String)>;
+
+/// Parses `k="v",...}`; returns the labels and what follows the brace.
+fn parse_labels(s: &str, line: usize) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let mut rest = s;
     loop {
