@@ -214,6 +214,7 @@ def test():
         check(float(rows["r1"][2]) > 10, f"r1 OPKTS/s not moving:\n{last}")
         fwd = sum(float(rows[w][3]) for w in ("0", "1") if w in rows)
         check(fwd > 10, f"no worker forwarding:\n{last}")
+        check(float(rows["0"][7]) > 0 or float(rows["1"][7]) > 0, f"no worker CPU%:\n{last}")
         check(re.search(r"STATES\s+[1-9]\d* of 100000", last), f"no states in top:\n{last}")
 
         time.sleep(0.5)
@@ -237,6 +238,8 @@ def test():
         wf2 = total(m2, "softnet_worker_forwarded_packets_total", family="inet")
         check(wf2 - wf0 > 500, f"workers forwarded {wf2 - wf0}")
         check(val(m2, "softnet_pf_states") >= 2, "pf states while traffic flows")
+        for w in ("0", "1"):
+            check(total(m2, "softnet_worker_cpu_seconds_total", worker=w) > 0, f"no CPU time for worker {w}")
         check(val(m2, "softnet_pf_state_inserts_total") > val(m0, "softnet_pf_state_inserts_total"), "inserts")
 
         t.step("after the traffic: the endpoint says what netstat -s, netstat -i and pfctl -si say")

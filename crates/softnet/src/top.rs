@@ -1,7 +1,7 @@
 //! `softnet top [-b] [-d SECONDS] [-n COUNT]`: a live view of the
 //! router, in the manner of systat(1)'s ifstat/netstat views and pftop:
-//! per-interface and per-worker packet rates, the state table, drops by
-//! reason. It reads the daemon's metrics exposition over the control
+//! per-interface and per-worker packet rates and CPU use, the state
+//! table, drops by reason. It reads the daemon's metrics exposition over the control
 //! socket (`Request::Metrics`, the very text the metrics endpoint
 //! serves, so the two never disagree) every interval and prints the
 //! differences per second. `-b` (batch) prints frame after frame for a
@@ -121,8 +121,8 @@ fn frame(d: &Delta) -> String {
     }
     let _ = writeln!(
         o,
-        "\n{:<15} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "WORKER", "RX/s", "TX/s", "FWD/s", "FWD6/s", "LOCAL/s", "DROPS/s"
+        "\n{:<15} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "WORKER", "RX/s", "TX/s", "FWD/s", "FWD6/s", "LOCAL/s", "DROPS/s", "CPU%"
     );
     for w in n.label_values("softnet_worker_receive_packets_total", "worker") {
         let l = [("worker", w.as_str())];
@@ -133,16 +133,21 @@ fn frame(d: &Delta) -> String {
             .sum();
         let local = d.rate("softnet_worker_delivered_packets_total", &fam("inet"))
             + d.rate("softnet_worker_delivered_packets_total", &fam("inet6"));
+        let cpu: f64 = ["user", "system"]
+            .iter()
+            .map(|m| d.rate("softnet_worker_cpu_seconds_total", &[("worker", w.as_str()), ("mode", m)]))
+            .sum();
         let _ = writeln!(
             o,
-            "{:<15} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            "{:<15} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>6.1}",
             w,
             d.rate("softnet_worker_receive_packets_total", &l),
             d.rate("softnet_worker_transmit_packets_total", &l),
             d.rate("softnet_worker_forwarded_packets_total", &fam("inet")),
             d.rate("softnet_worker_forwarded_packets_total", &fam("inet6")),
             local,
-            drops
+            drops,
+            cpu * 100.0
         );
     }
     let _ = write!(o, "\nDROPS/s");
@@ -263,9 +268,9 @@ mod tests {
         // Down (no `ifconfig up`): the name has netstat's star.
         assert_eq!(i, ["sn-r0*", "100.0", "0.0", "10000.0", "0.0", "0.0", "0.0", "0.0"], "{f}");
         let w1: Vec<&str> = line("1 ").split_whitespace().collect();
-        assert_eq!(w1, ["1", "100.0", "0.0", "100.0", "0.0", "0.0", "0.0"], "{f}");
+        assert_eq!(w1, ["1", "100.0", "0.0", "100.0", "0.0", "0.0", "0.0", "0.0"], "{f}");
         let w0: Vec<&str> = line("0 ").split_whitespace().collect();
-        assert_eq!(w0.last(), Some(&"2.0"), "{f}");
+        assert_eq!(w0[6], "2.0", "{f}");
         assert!(line("control").starts_with("control"));
         assert!(line("DROPS/s").contains("filtered 2.0"), "{f}");
         assert!(line("softnet top:").contains("2 workers, pf enabled, 0 states"), "{f}");

@@ -115,6 +115,43 @@ fn family<L: prometheus_client::encoding::EncodeLabelSet>(
     Ok(())
 }
 
+/// Worker threads' CPU time in clock ticks, from the kernel's per-thread
+/// accounting: (worker, user, system) for each thread named
+/// `softnet-wN` (the daemon names them so), by worker number.
+fn worker_cpu_ticks() -> Vec<(String, u64, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return out };
+    for t in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        // pid (comm) state ... : comm may hold anything, the fields follow
+        // its last parenthesis; utime and stime are fields 14 and 15.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let Some(w) = stat[open + 1..close].strip_prefix("softnet-w") else { continue };
+        if w.parse::<usize>().is_err() {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let (Some(u), Some(s)) = (f.get(11).and_then(|v| v.parse().ok()), f.get(12).and_then(|v| v.parse().ok()))
+        else {
+            continue;
+        };
+        out.push((w.to_string(), u, s));
+    }
+    out.sort_by_key(|(w, _, _)| w.parse::<usize>().unwrap_or(usize::MAX));
+    out
+}
+
+/// USER_HZ, the unit of /proc's CPU times.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
 /// The label of worker slot `w`.
 fn worker_label(w: usize) -> String {
     if w == CONTROL_SLOT {
@@ -251,6 +288,22 @@ impl Sources {
             }
         }
         family(e, "worker_dropped_packets", "Packets the worker dropped, by reason", MetricType::Counter, drops)?;
+        let cpu = worker_cpu_ticks();
+        let hz = clock_ticks_per_second();
+        let mut samples = Vec::with_capacity(cpu.len() * 2);
+        for (w, user, system) in cpu {
+            samples.push(([("worker", w.clone()), ("mode", "user".to_string())], user as f64 / hz));
+            samples.push(([("worker", w), ("mode", "system".to_string())], system as f64 / hz));
+        }
+        let mut m = e.encode_descriptor(
+            "worker_cpu_seconds",
+            "CPU time of the worker's thread (/proc/self/task/TID/stat)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, v) in samples {
+            ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+        }
         gauge(e, "workers", "Worker threads running the data path", self.workers as i64)
     }
 

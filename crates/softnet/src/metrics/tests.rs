@@ -57,6 +57,7 @@ const OTHER_FAMILIES: &[(&str, &str)] = &[
     ("softnet_worker_forwarded_packets_total", "counter"),
     ("softnet_worker_delivered_packets_total", "counter"),
     ("softnet_worker_dropped_packets_total", "counter"),
+    ("softnet_worker_cpu_seconds_total", "counter"),
     ("softnet_workers", "gauge"),
     ("softnet_routes", "gauge"),
     ("softnet_icmp_received_messages_total", "counter"),
@@ -98,9 +99,53 @@ fn every_family_is_there_with_its_type_and_help() {
         let f = text::family(&fams, name).unwrap_or_else(|| panic!("family {name} missing"));
         assert_eq!(&f.kind, kind, "{name}");
         assert!(!f.help.is_empty(), "{name} has no help");
-        assert!(!f.samples.is_empty(), "{name} has no samples");
+        // Worker CPU time needs worker threads, which only the daemon has.
+        assert!(!f.samples.is_empty() || name == "softnet_worker_cpu_seconds_total", "{name} has no samples");
     }
     assert_eq!(fams.len(), want.len(), "a family not in the lists above");
+}
+
+/// A thread named as a worker burns CPU: its time shows, user and system.
+#[test]
+fn worker_cpu_time_comes_from_the_threads_own_accounting() {
+    let (src, _ports) = sources();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let burner = std::thread::Builder::new()
+        .name("softnet-w7".into())
+        .spawn(move || {
+            let mut x = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                std::hint::black_box(x);
+            }
+        })
+        .unwrap();
+    let cpu = |f: &[Family]| {
+        text::family(f, "softnet_worker_cpu_seconds_total")
+            .unwrap()
+            .samples
+            .iter()
+            .filter(|s| s.label("worker") == Some("7"))
+            .map(|s| s.value)
+            .sum::<f64>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = 0.0;
+    while seen < 0.05 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        seen = cpu(&parsed(&src));
+    }
+    let f = parsed(&src);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    burner.join().unwrap();
+    assert!(seen >= 0.05, "worker 7's CPU time: {seen}");
+    let fam = text::family(&f, "softnet_worker_cpu_seconds_total").unwrap();
+    assert!(fam.samples.iter().any(|s| s.label("worker") == Some("7") && s.label("mode") == Some("system")));
+    assert!(fam.samples.iter().all(|s| s.label("worker") != Some("control")), "only worker threads");
+    // Gone with its thread.
+    let after = parsed(&src);
+    assert_eq!(cpu(&after), 0.0);
 }
 
 #[test]
@@ -118,7 +163,9 @@ fn names_follow_the_prometheus_conventions() {
             assert!(!f.name.contains(bad), "{}", f.name);
         }
         for s in &f.samples {
-            assert!(s.value >= 0.0 && s.value.fract() == 0.0, "{} {}", s.name, s.value);
+            // Counts are whole; only CPU seconds have fractions.
+            let whole = s.value.fract() == 0.0 || f.name.ends_with("_seconds_total");
+            assert!(s.value >= 0.0 && whole, "{} {}", s.name, s.value);
             for (k, _) in &s.labels {
                 assert!(text::valid_label_name(k) && k.chars().all(|c| !c.is_ascii_uppercase()), "{k}");
             }
