@@ -238,8 +238,8 @@ def test():
         wf2 = total(m2, "softnet_worker_forwarded_packets_total", family="inet")
         check(wf2 - wf0 > 500, f"workers forwarded {wf2 - wf0}")
         check(val(m2, "softnet_pf_states") >= 2, "pf states while traffic flows")
-        for w in ("0", "1"):
-            check(total(m2, "softnet_worker_cpu_seconds_total", worker=w) > 0, f"no CPU time for worker {w}")
+        # (an idle worker sleeps in poll(2) and may have no tick of its own)
+        check(total(m2, "softnet_worker_cpu_seconds_total") > 0, "no CPU time for the workers")
         check(val(m2, "softnet_pf_state_inserts_total") > val(m0, "softnet_pf_state_inserts_total"), "inserts")
 
         t.step("after the traffic: the endpoint says what netstat -s, netstat -i and pfctl -si say")
