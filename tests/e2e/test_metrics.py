@@ -217,6 +217,7 @@ def test():
         cpu = [float(l.split()[7]) for f in frames for l in f.splitlines() if re.match(r"[01] ", l)]
         check(max(cpu) > 0, f"no worker CPU% in either frame:\n{top}")
         check(re.search(r"STATES\s+[1-9]\d* of 100000", last), f"no states in top:\n{last}")
+        check(float(rows["udp"][2]) > 10 and float(rows["icmp"][2]) > 0, f"label view:\n{last}")
 
         time.sleep(0.5)
         _, b2 = scrape(t, net.r)

@@ -1,7 +1,7 @@
 //! `softnet top [-b] [-d SECONDS] [-n COUNT]`: a live view of the
 //! router, in the manner of systat(1)'s ifstat/netstat views and pftop:
 //! per-interface and per-worker packet rates and CPU use, the state
-//! table, drops by reason. It reads the daemon's metrics exposition over the control
+//! table, drops by reason, pf's labelled rules (pftop's label view). It reads the daemon's metrics exposition over the control
 //! socket (`Request::Metrics`, the very text the metrics endpoint
 //! serves, so the two never disagree) every interval and prints the
 //! differences per second. `-b` (batch) prints frame after frame for a
@@ -182,6 +182,30 @@ fn frame(d: &Delta) -> String {
         o.push_str(" (no pf counter moved)");
     }
     o.push('\n');
+    // pftop's label view: the rules with a label, their traffic.
+    let labels = n.label_values("softnet_pf_label_evaluations_total", "label");
+    if !labels.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{:<23} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8}",
+            "LABEL", "EVALS/s", "IPKTS/s", "OPKTS/s", "IBYTES/s", "OBYTES/s", "STATES/s"
+        );
+        for l in labels {
+            let one = |f: &str| d.rate(f, &[("label", l.as_str())]);
+            let dir = |f: &str, dir: &str| d.rate(f, &[("label", l.as_str()), ("direction", dir)]);
+            let _ = writeln!(
+                o,
+                "{:<23} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.1}",
+                l,
+                one("softnet_pf_label_evaluations_total"),
+                dir("softnet_pf_label_packets_total", "in"),
+                dir("softnet_pf_label_packets_total", "out"),
+                dir("softnet_pf_label_bytes_total", "in"),
+                dir("softnet_pf_label_bytes_total", "out"),
+                one("softnet_pf_label_states_created_total")
+            );
+        }
+    }
     o
 }
 
@@ -275,5 +299,6 @@ mod tests {
         assert!(line("DROPS/s").contains("filtered 2.0"), "{f}");
         assert!(line("softnet top:").contains("2 workers, pf enabled, 0 states"), "{f}");
         assert!(line("PF/s").contains("(no pf counter moved)"), "{f}");
+        assert!(!f.contains("LABEL"), "no labelled rules, no label view: {f}");
     }
 }
