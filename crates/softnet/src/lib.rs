@@ -5,7 +5,8 @@
 //!
 //! Unsafe code is denied but in the modules that call the OS where no safe
 //! wrapper exists: `privsep` (SO_PEERCRED, getpwnam_r, set*id), `control`
-//! and `daemon` (poll, MSG_PEEK), `bench` (CPU affinity, thread clocks).
+//! and `daemon` (poll, MSG_PEEK), `bench` (CPU affinity, thread clocks),
+//! `metrics` (the clock tick) and `notify` (the monotonic clock).
 
 #![deny(unsafe_code)]
 
@@ -25,10 +26,15 @@ pub mod daemon;
 pub mod demo;
 pub mod inet6cmd;
 pub mod links;
+#[allow(unsafe_code)]
+pub mod metrics;
 pub mod ndpops;
+#[allow(unsafe_code)]
+pub mod notify;
 pub mod pfctl;
 pub mod pfglue;
 #[allow(unsafe_code)]
 pub mod privsep;
 pub mod proto;
 pub mod show;
+pub mod top;
