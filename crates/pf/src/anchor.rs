@@ -56,8 +56,9 @@ pub fn reserved(name: &str) -> bool {
 /// pf_find_or_create_ruleset checks them.
 pub fn resolve(parent: &str, name: &str) -> Result<(String, bool), String> {
     let mut path = String::new();
-    if let Some(abs) = name.strip_prefix('/') {
-        path.push_str(abs);
+    if name.starts_with('/') {
+        // pf_find_or_create_ruleset skips every leading '/' (`//a` is `a`).
+        path.push_str(name.trim_start_matches('/'));
     } else {
         path.push_str(parent);
         let mut rest = name;
@@ -248,6 +249,10 @@ mod tests {
     fn paths_resolve_as_pf_anchor_setup() {
         assert_eq!(resolve("", "a/b").unwrap(), ("a/b".into(), false));
         assert_eq!(resolve("foo", "bar").unwrap(), ("foo/bar".into(), false));
+        // Every leading '/' goes (found by the pf_conf fuzz target: `//2/13`
+        // inside an anchor was kept as "/2/13", a node that did not exist,
+        // and the load panicked).
+        assert_eq!(resolve("foo/bar", "//2/13").unwrap(), ("2/13".into(), false));
         assert_eq!(resolve("foo/bar", "/1/2/3").unwrap(), ("1/2/3".into(), false));
         assert_eq!(resolve("foo/bar", "../x").unwrap(), ("foo/x".into(), false));
         assert_eq!(resolve("", "ftp-proxy/*").unwrap(), ("ftp-proxy".into(), true));
