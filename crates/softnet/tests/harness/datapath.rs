@@ -264,7 +264,7 @@ pub fn run(data: &[u8]) {
         }
         // A batch now and then, so that frames meet states and holds
         // that earlier ones made.
-        if sent % 8 == 0 {
+        if sent.is_multiple_of(8) {
             lab.settle();
         }
     }
