@@ -7,7 +7,13 @@
 
 use super::*;
 use crate::arp::ArpQuery;
+use crate::ether::{build_ndp_frame, NdpMsg};
 use crate::hostif::HostPort;
+use crate::nd6::Nd6Query;
+use softnet_wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
+use softnet_wire::ipv6::Ipv6Packet;
+use softnet_wire::ndp::{NaFlags, NdpRepr};
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 /// Questions of the host waiting for the stack's resolution, at most.
@@ -15,15 +21,21 @@ const QUERIES_MAX: usize = 32;
 /// How long such a question is kept (the host asks again after a second).
 const QUERY_WAIT: Duration = Duration::from_secs(3);
 
+/// What the host asked: the address it wants resolved and its own
+/// address it asked from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Asked {
+    Arp { target: Ipv4Addr, asker_ip: Ipv4Addr },
+    Nd { target: Ipv6Addr, asker_ip: Ipv6Addr },
+}
+
 /// A question of the host the neighbor tables could not answer at once.
 #[derive(Copy, Clone, Debug)]
 struct HostQuery {
     ifindex: IfIndex,
-    /// The address asked for.
-    target: Ipv4Addr,
-    /// Who asked (the host's MAC and address on the twin).
+    asked: Asked,
+    /// The host's MAC (the twin's).
     asker_mac: MacAddr,
-    asker_ip: Ipv4Addr,
     until: Instant,
 }
 
@@ -214,9 +226,12 @@ impl WorkerState {
         match ethertype {
             EtherType::ARP => self.host_arp(cx, ifp, host, p),
             EtherType::IPV4 | EtherType::IPV6 => {
-                if ethertype == EtherType::IPV6 && !self.host_ndp(cx, ifp, host, &p) {
-                    hs.dropped.inc();
-                    return self.free(p);
+                if ethertype == EtherType::IPV6 {
+                    // Its neighbor discovery is answered here or dropped.
+                    p = match self.host_nd(cx, ifp, host, p) {
+                        Some(p) => p,
+                        None => return,
+                    };
                 }
                 let min = if ethertype == EtherType::IPV4 { IPV4_MIN_HEADER } else { softnet_wire::ipv6::HEADER_LEN };
                 if p.len() < HEADER_LEN + min {
@@ -350,17 +365,8 @@ impl WorkerState {
                 if let Some(r) = request {
                     self.send_arp_request(cx, ifp, &r.repr);
                 }
-                let q = HostQuery {
-                    ifindex: ifp.index(),
-                    target: req.target_ip,
-                    asker_mac: req.sender_hw,
-                    asker_ip: req.sender_ip,
-                    until: cx.now + QUERY_WAIT,
-                };
-                let dup = self.host.queries.iter().any(|x| x.ifindex == q.ifindex && x.target == q.target);
-                if !dup && self.host.queries.len() < QUERIES_MAX {
-                    self.host.queries.push(q);
-                }
+                let asked = Asked::Arp { target: req.target_ip, asker_ip: req.sender_ip };
+                self.keep_query(cx, ifp, asked, req.sender_hw);
             }
             ArpQuery::Unknown => {
                 hs.dropped.inc();
@@ -398,36 +404,122 @@ impl WorkerState {
         self.stage_host(cx, ifp.index(), r);
     }
 
-    /// The host's questions still open: answered once the table resolved
+    /// Keeps a question of the host until the neighbor resolves (one per
+    /// address; at most `QUERIES_MAX`, the host asks again anyway).
+    fn keep_query(&mut self, cx: &Ctx, ifp: &Interface, asked: Asked, asker_mac: MacAddr) {
+        let q = HostQuery { ifindex: ifp.index(), asked, asker_mac, until: cx.now + QUERY_WAIT };
+        let dup = self.host.queries.iter().any(|x| x.ifindex == q.ifindex && x.asked == q.asked);
+        if !dup && self.host.queries.len() < QUERIES_MAX {
+            self.host.queries.push(q);
+        }
+    }
+
+    /// The host's questions still open: answered once the tables resolved
     /// the neighbor, forgotten after `QUERY_WAIT` (the host asks again).
     fn host_queries(&mut self, cx: &Ctx) {
         let mut i = 0;
         while i < self.host.queries.len() {
             let q = self.host.queries[i];
-            let ifp = cx.ifs.get(q.ifindex).cloned();
-            let mac = ifp.as_ref().and_then(|_| cx.stack.arp.resolved_on(cx.now, q.ifindex, q.target));
-            match (ifp, mac) {
-                (Some(ifp), Some(mac)) => {
-                    self.host.queries.swap_remove(i);
-                    self.answer_host_arp(cx, &ifp, q.target, mac, q.asker_mac, q.asker_ip);
-                }
-                (ifp, None) if ifp.is_some() && cx.now < q.until => i += 1,
-                _ => {
-                    self.host.queries.swap_remove(i);
-                }
+            let Some(ifp) = cx.ifs.get(q.ifindex).cloned() else {
+                self.host.queries.swap_remove(i);
+                continue;
+            };
+            let answered = match q.asked {
+                Asked::Arp { target, asker_ip } => match cx.stack.arp.resolved_on(cx.now, q.ifindex, target) {
+                    Some(mac) => {
+                        self.answer_host_arp(cx, &ifp, target, mac, q.asker_mac, asker_ip);
+                        true
+                    }
+                    None => false,
+                },
+                Asked::Nd { target, asker_ip } => match cx.stack.nd6.resolved_on(q.ifindex, target) {
+                    Some((mac, router)) => {
+                        self.answer_host_ns(cx, &ifp, target, mac, router, q.asker_mac, asker_ip);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if answered || cx.now >= q.until {
+                self.host.queries.swap_remove(i);
+            } else {
+                i += 1;
             }
         }
     }
 
-    /// Whether an IPv6 frame of the host goes on to the wire: its
-    /// neighbor discovery does not (the stack's own).
-    fn host_ndp(&mut self, _cx: &Ctx, _ifp: &Arc<Interface>, _host: &HostPort, p: &PacketBuf) -> bool {
-        let ip = &p.data()[HEADER_LEN..];
-        let Ok(ip) = softnet_wire::ipv6::Ipv6Packet::new_checked(ip) else { return false };
+    /// The host's IPv6 frame: back if it goes on to the wire; its
+    /// neighbor discovery does not (the stack's own): a solicitation is
+    /// answered from the neighbor cache (resolving first if need be),
+    /// the rest (router solicitations, advertisements, redirects, DAD)
+    /// dropped.
+    fn host_nd(&mut self, cx: &Ctx, ifp: &Arc<Interface>, host: &HostPort, p: PacketBuf) -> Option<PacketBuf> {
+        let hs = host.stats.get(self.id);
+        let Ok(ip) = Ipv6Packet::new_checked(&p.data()[HEADER_LEN..]) else {
+            hs.dropped.inc();
+            self.free(p);
+            return None;
+        };
         if ip.next_header() != IpProtocol::ICMPV6 {
-            return true;
+            return Some(p);
         }
         let t = ip.payload().first().copied().unwrap_or(0);
-        !(softnet_wire::icmpv6::msg_type::ROUTER_SOLICIT..=softnet_wire::icmpv6::msg_type::REDIRECT).contains(&t)
+        let nd = softnet_wire::icmpv6::msg_type::ROUTER_SOLICIT..=softnet_wire::icmpv6::msg_type::REDIRECT;
+        if !nd.contains(&t) {
+            return Some(p);
+        }
+        let (src, dst) = (ip.src(), ip.dst());
+        let target = Icmpv6Packet::new_checked(ip.payload())
+            .ok()
+            .and_then(|m| match Icmpv6Repr::parse(src, dst, &m) {
+                Ok(Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit { target, .. })) => Some(target),
+                _ => None,
+            })
+            .filter(|_| !src.is_unspecified());
+        let asker_mac = EthernetFrame::new_unchecked(p.data()).src();
+        self.free(p);
+        let Some(target) = target else {
+            hs.dropped.inc();
+            return None;
+        };
+        match cx.stack.nd6.query(cx.now, ifp, target, src) {
+            Nd6Query::Known(mac, router) => self.answer_host_ns(cx, ifp, target, mac, router, asker_mac, src),
+            Nd6Query::Pending(solicit) => {
+                if let Some(req) = solicit {
+                    self.send_ns(cx, ifp, &req);
+                }
+                self.keep_query(cx, ifp, Asked::Nd { target, asker_ip: src }, asker_mac);
+            }
+            Nd6Query::Unknown => hs.dropped.inc(),
+        }
+        None
+    }
+
+    /// A neighbor advertisement to the host: `target` is at `mac`
+    /// (solicited, override; router as the cache knows it), from the
+    /// target's address, hop limit 255.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_host_ns(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        target: Ipv6Addr,
+        mac: MacAddr,
+        router: bool,
+        asker_mac: MacAddr,
+        asker_ip: Ipv6Addr,
+    ) {
+        let Some(host) = ifp.host() else { return };
+        let Some(mut r) = self.pool.alloc() else {
+            host.stats.get(self.id).dropped.inc();
+            return;
+        };
+        let flags = NaFlags { router, solicited: true, override_: true };
+        let msg = NdpMsg::Na { target, flags, tlla: mac };
+        if build_ndp_frame(&mut r, mac, asker_mac, target, asker_ip, msg).is_err() {
+            return self.free(r);
+        }
+        host.stats.get(self.id).nd_answered.inc();
+        self.stage_host(cx, ifp.index(), r);
     }
 }
