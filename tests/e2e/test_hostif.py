@@ -2,8 +2,10 @@
 creates a TAP hr0 in its namespace with r0's MAC, address, MTU and
 carrier. A TCP listener in the router namespace (Linux's own stack) is
 reached from A through softnet via hr0 (an ssh-like exchange), a UDP one
-too; softnet still answers A's pings itself; Linux in the router namespace
-pings A through hr0 (its ARP answered from softnet's table); r0 down/up
+too, and over IPv6 once hr0 has r0's IPv6 addresses (after softnet's
+DAD); softnet still answers A's pings itself; Linux pings A over IPv4 and
+IPv6 through hr0 (ARP and NDP answered from softnet's tables); Linux in the router namespace
+r0 down/up
 takes hr0's carrier away and back; an address added to r0 with ifconfig
 appears on hr0 and goes with its deletion; pf: a port blocked in on r0
 never reaches the listener, and `block out on r0` stops what Linux sends.
@@ -21,9 +23,13 @@ from lib_e2e import MAC_R0, Topo, TestFailure, check, log, main, run, wait_until
 
 SERVER = r"""
 import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", int(sys.argv[1])))
+# Dual-stack: IPv4 peers show as ::ffff:a.b.c.d.
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1]))); s.listen(8)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+u.bind(("::", int(sys.argv[1])))
 u.setblocking(False)
 import select
 while True:
@@ -42,12 +48,13 @@ while True:
 CLIENT = r"""
 import socket, sys
 host, port, what = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 if what == "tcp":
     c = socket.create_connection((host, port), timeout=5)
     c.sendall(b"hello")
     print(c.recv(1024).decode())
 else:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+    u = socket.socket(fam, socket.SOCK_DGRAM); u.settimeout(3)
     u.sendto(b"ping", (host, port))
     print(u.recvfrom(1024)[0].decode())
 """
@@ -65,8 +72,8 @@ def addrs(t, ns, dev):
     return t.ns_run(ns, f"ip -o -4 addr show dev {dev}").stdout
 
 
-def client(t, net, what, port=2222, check_rc=True):
-    return t.ns_run(net.a, ["python3", "-c", CLIENT, "10.0.1.1", str(port), what], check_rc=check_rc, timeout=20)
+def client(t, net, what, port=2222, check_rc=True, host="10.0.1.1"):
+    return t.ns_run(net.a, ["python3", "-c", CLIENT, host, str(port), what], check_rc=check_rc, timeout=20)
 
 
 def run_test():
@@ -76,7 +83,11 @@ def run_test():
         pf = os.path.join(t.tmp, "pf.conf")
         with open(pf, "w") as f:
             f.write("pass all\n")
-        d = t.daemon(with_host(net.config(extra=f'pf = "{pf}"')), net=net)
+        cfg = with_host(net.config(extra=f'pf = "{pf}"')).replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "fd00:1::1/64"]', 1)
+        # IPv6 on A's side (the topology turns it off everywhere).
+        t.ns_run(net.a, "sysctl -qw net.ipv6.conf.a0.disable_ipv6=0")
+        t.ns_run(net.a, "ip -6 addr add fd00:1::2/64 dev a0 nodad")
+        d = t.daemon(cfg, net=net)
         wait_until("hr0 has 10.0.1.1/24", lambda: "10.0.1.1/24" in addrs(t, net.r, "hr0"), timeout=10)
         l = link(t, net.r, "hr0")
         check(MAC_R0 in l, f"hr0 does not carry r0's MAC:\n{l}")
@@ -86,7 +97,7 @@ def run_test():
 
         t.step("A -> 10.0.1.1:2222 over TCP reaches the listener in Linux; UDP too; ping still softnet's")
         out = client(t, net, "tcp").stdout
-        check("SSH-2.0-softnet-hostif HELLO from 10.0.1.2" in out, f"TCP through the host interface: {out!r}")
+        check("SSH-2.0-softnet-hostif HELLO from ::ffff:10.0.1.2" in out, f"TCP through the host interface: {out!r}")
         out = client(t, net, "udp").stdout
         check("udp:PING" in out, f"UDP through the host interface: {out!r}")
         t.ns_run(net.a, "ping -n -c 2 -i 0.3 -W 3 10.0.1.1")
@@ -98,6 +109,15 @@ def run_test():
         t.ns_run(net.r, "ping -n -c 2 -i 0.3 -W 3 10.0.1.2")
         neigh = t.ns_run(net.r, "ip neigh show dev hr0").stdout
         check(re.search(r"10\.0\.1\.2 lladdr 02:00:00:00:01:02", neigh, re.I), f"hr0's neighbor table: {neigh}")
+
+        t.step("IPv6: hr0 gets r0's addresses once DAD passed; TCP over IPv6 to the listener; Linux pings A (NDP from softnet)")
+        v6 = lambda: t.ns_run(net.r, "ip -o -6 addr show dev hr0").stdout
+        wait_until("fd00:1::1 and r0's link-local on hr0", lambda: "fd00:1::1/64" in v6() and "fe80::ff:fe00:101/64" in v6(), timeout=10)
+        out = client(t, net, "tcp", host="fd00:1::1").stdout
+        check("HELLO from fd00:1::2" in out, f"TCP over IPv6 through the host interface: {out!r}")
+        t.ns_run(net.r, "ping -6 -n -c 2 -i 0.3 -W 3 fd00:1::2")
+        neigh = t.ns_run(net.r, "ip -6 neigh show dev hr0").stdout
+        check(re.search(r"fd00:1::2 lladdr 02:00:00:00:01:02", neigh, re.I), f"hr0's IPv6 neighbors: {neigh}")
 
         t.step("r0 down: hr0 loses its carrier; up: back, and TCP works again")
         d.admin("ifconfig", "r0", "down")

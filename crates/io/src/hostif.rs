@@ -17,6 +17,8 @@ pub struct HostTap {
 
 /// `/proc/sys/net/ipv6/conf/DEV/` settings a twin gets before it comes up.
 const IPV6_SETTINGS: &[(&str, &str)] = &[
+    // On whatever the namespace's default: the twin mirrors IPv6 too.
+    ("disable_ipv6", "0"),
     // No link-local address of its own: the stack gives it the
     // interface's (the same EUI-64 address, already through DAD).
     ("addr_gen_mode", "1"),
@@ -58,4 +60,29 @@ pub fn open_host_tap(dev: &str, queues: usize, mac: [u8; 6], mtu: u32) -> Result
     ifinfo::set_admin_up(dev, true)?;
     tracing::info!("{dev}: host interface created ({} queue(s))", queues.len());
     Ok(HostTap { queues, carrier })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root"]
+    fn a_twin_is_created_with_the_mac_and_mtu_refused_twice_and_gone_when_closed() {
+        let dev = format!("snhif{}", std::process::id() % 100_000);
+        let mac = [0x02, 0x5e, 0, 0, 0x11, 0x22];
+        let tap = open_host_tap(&dev, 2, mac, 1400).unwrap();
+        assert_eq!(tap.queues.len(), 2);
+        assert_eq!(ifinfo::mac_address(&dev).unwrap(), mac);
+        assert_eq!(ifinfo::mtu(&dev).unwrap(), 1400);
+        assert!(ifinfo::is_admin_up(&dev).unwrap());
+        // Carrier off until the daemon mirrors the interface's state.
+        assert_eq!(ifinfo::link_state(&dev).unwrap(), softnet_core::link::LinkState::Down);
+        tap.carrier.set(true).unwrap();
+        let e = open_host_tap(&dev, 1, mac, 1500).err().expect("the name is taken").to_string();
+        assert!(e.contains("exists already"), "{e}");
+        drop(tap);
+        assert!(!ifinfo::exists(&dev), "a twin goes with its descriptors");
+        assert!(open_host_tap("lo", 1, mac, 1500).is_err());
+    }
 }
