@@ -4,9 +4,8 @@ carrier. A TCP listener in the router namespace (Linux's own stack) is
 reached from A through softnet via hr0 (an ssh-like exchange), a UDP one
 too, and over IPv6 once hr0 has r0's IPv6 addresses (after softnet's
 DAD); softnet still answers A's pings itself; Linux pings A over IPv4 and
-IPv6 through hr0 (ARP and NDP answered from softnet's tables); Linux in the router namespace
-r0 down/up
-takes hr0's carrier away and back; an address added to r0 with ifconfig
+IPv6 through hr0 (ARP and NDP answered from softnet's tables); r0
+down/up takes hr0's carrier away and back; an address added to r0 with ifconfig
 appears on hr0 and goes with its deletion; pf: a port blocked in on r0
 never reaches the listener, and `block out on r0` stops what Linux sends.
 Bad input: a host interface named like an existing device is refused at
