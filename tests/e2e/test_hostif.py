@@ -118,6 +118,13 @@ def run_test():
         neigh = t.ns_run(net.r, "ip -6 neigh show dev hr0").stdout
         check(re.search(r"fd00:1::2 lladdr 02:00:00:00:01:02", neigh, re.I), f"hr0's IPv6 neighbors: {neigh}")
 
+        m = re.search(r"host: hr0 punted (\d+) errors (\d+) from host (\d+) sent (\d+) filtered \d+ dropped \d+ arp (\d+) nd (\d+)",
+                      d.out("ifconfig", "r0"))
+        check(m, f"ifconfig r0 has no host line:\n{d.out('ifconfig', 'r0')}")
+        punted, errors, from_host, sent, arp, nd = map(int, m.groups())
+        check(punted >= 10 and errors == 0 and from_host >= sent >= 10 and arp >= 1 and nd >= 1,
+              f"host counters do not add up: {m.group(0)}")
+
         t.step("r0 down: hr0 loses its carrier; up: back, and TCP works again")
         d.admin("ifconfig", "r0", "down")
         wait_until("hr0 NO-CARRIER", lambda: "NO-CARRIER" in link(t, net.r, "hr0"), timeout=5)
