@@ -8,12 +8,15 @@ IPv6 through hr0 (ARP and NDP answered from softnet's tables); r0
 down/up takes hr0's carrier away and back; an address added to r0 with ifconfig
 appears on hr0 and goes with its deletion; pf: a port blocked in on r0
 never reaches the listener, and `block out on r0` stops what Linux sends.
-Bad input: a host interface named like an existing device is refused at
-start with the device named.
+A SIGHUP that changes the twin's name re-creates the interface with the
+new twin; `ifconfig r0 destroy` takes the twin away; the twins go with the
+daemon. Bad input: a host interface named like an existing device is
+refused at start with the device named.
 """
 
 import os
 import re
+import signal
 import sys
 import time
 
@@ -158,10 +161,19 @@ def run_test():
         d.admin("pfctl", "-f", pf)
         t.ns_run(net.r, "ping -n -c 2 -i 0.3 -W 3 10.0.1.2")
 
-        t.step("stop: hr0 goes with the daemon")
+        t.step("SIGHUP with host = \"hr9\": r0 re-created, hr0 gone, hr9 its twin; ifconfig r0 destroy takes hr9 away")
+        d.write_config(cfg.replace('host = "hr0"', 'host = "hr9"'))
+        d.signal(signal.SIGHUP)
+        wait_until("hr9 addressed", lambda: t.ns_run(net.r, "ip -o -4 addr show dev hr9", check_rc=False).stdout.count("10.0.1.1/24") == 1, timeout=10)
+        check(t.ns_run(net.r, "ip link show hr0", check_rc=False).returncode != 0, "hr0 outlived its interface")
+        wait_until("TCP through hr9", lambda: "HELLO" in client(t, net, "tcp", check_rc=False).stdout, timeout=10)
+        d.admin("ifconfig", "r0", "destroy")
+        wait_until("hr9 gone", lambda: t.ns_run(net.r, "ip link show hr9", check_rc=False).returncode != 0, timeout=5)
+
+        t.step("stop: the twins go with the daemon")
         check(d.stop() == 0, "daemon did not exit 0")
-        p = t.ns_run(net.r, "ip link show hr0", check_rc=False)
-        check(p.returncode != 0, f"hr0 outlived the daemon:\n{p.stdout}")
+        p = t.ns_run(net.r, "ip -o link show type tun", check_rc=False)
+        check("hr" not in p.stdout, f"a twin outlived the daemon:\n{p.stdout}")
 
         t.step("bad input: a host interface named like an existing device is refused at start")
         bad = t.daemon(with_host(net.config(), host="lo"), net=net, name="bad", wait=False)
