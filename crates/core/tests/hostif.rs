@@ -222,6 +222,8 @@ fn a_twin_is_attached_once_and_names_are_not_shared() {
     assert!(e.contains("another interface"), "{e}");
     let (near, _far) = vlink::wire(1, 8);
     assert!(t.stack.attach_host("nope", "hx", near.link_queues()).is_err());
+    assert_eq!(t.stack.host_owner("hr0").map(|i| i.name().to_string()).as_deref(), Some("r0"));
+    assert!(t.stack.host_owner("r0").is_none() && t.stack.host_owner("hr0b").is_none());
     assert!(t.stack.set_host_groups("r1", vec![], vec![]).is_err(), "r1 has no twin");
 }
 

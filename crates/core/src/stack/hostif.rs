@@ -25,6 +25,13 @@ impl Stack {
         ifp.attach_host(Arc::new(port)).map_err(|_| err("the interface has a host interface already"))
     }
 
+    /// The interface whose host twin is called `host` in the host (route
+    /// sync skips the host's connected and local routes on it: they are
+    /// the interface's own).
+    pub fn host_owner(&self, host: &str) -> Option<Arc<crate::iface::Interface>> {
+        self.ifaces.load().iter().find(|i| i.host().is_some_and(|h| h.name() == host)).cloned()
+    }
+
     /// The multicast groups the host joined on `name`'s twin (from the
     /// host's membership lists); what is sent to them is punted.
     pub fn set_host_groups(&self, name: &str, v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>) -> Result<bool, StackError> {
