@@ -24,6 +24,7 @@ mod control_tests;
 #[allow(unsafe_code)]
 pub mod daemon;
 pub mod demo;
+pub mod hostif;
 pub mod inet6cmd;
 pub mod links;
 #[allow(unsafe_code)]
