@@ -18,8 +18,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # --target keeps the flags off build scripts and proc macros (as cargo-fuzz).
+# Not --locked: a dependency main gained resolves here too.
 profile=${FUZZ_PROFILE:-release}
-cargo build --profile "$profile" --locked --target "$triple" $(printf -- '--bin %s ' "${targets[@]}")
+cargo build --profile "$profile" --target "$triple" $(printf -- '--bin %s ' "${targets[@]}")
 bin=target/$triple/$profile
 # Inputs the tests already use, as extra seeds (read only).
 extra_for() {
