@@ -78,7 +78,11 @@ fn print_rules(
         out.push_str(&format_rule(r, if verbose >= 2 { Some(nr) } else { None }, verbose));
         let body = r.anchor.as_ref().filter(|a| a.inline).and_then(|a| rs.anchor_body(&a.path));
         match body {
-            Some(b) if !b.rules.is_empty() && !printed.contains(&b.path) => {
+            // pfctl_load_ruleset prints the braces of every inline anchor
+            // (`r->anchor->match`), an empty body too: without them an
+            // unnamed one would not parse back (found by the pf_conf fuzz
+            // target).
+            Some(b) if !printed.contains(&b.path) => {
                 printed.push(b.path.clone());
                 out.push_str(" {\n");
                 print_rules(out, rs, &b.rules, depth + 1, level, verbose, printed);
