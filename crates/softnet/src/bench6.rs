@@ -96,6 +96,8 @@ fn build6(case: BenchCase) -> anyhow::Result<(Arc<Stack>, bench::SinkCounters)> 
                 flags: RouteFlags::UP | RouteFlags::GATEWAY | RouteFlags::STATIC,
                 mtu: 0,
                 priority: prio::STATIC,
+                origin: Default::default(),
+                mpath: None,
             })?;
         }
         Ok(())

@@ -200,11 +200,13 @@ impl Handler {
         if let Some(a) = r.ifa {
             let _ = writeln!(o, " if address: {}", name(a));
         }
-        let prio = match r.priority {
-            softnet_core::route::prio::LOCAL => " (local)",
-            softnet_core::route::prio::CONNECTED => " (connected)",
-            softnet_core::route::prio::STATIC => " (static)",
-            _ => "",
+        // A route mirrored from the kernel names the kernel's protocol.
+        let prio = match (r.origin.proto_name(), r.priority) {
+            (Some(p), _) => format!(" ({p})"),
+            (None, softnet_core::route::prio::LOCAL) => " (local)".into(),
+            (None, softnet_core::route::prio::CONNECTED) => " (connected)".into(),
+            (None, softnet_core::route::prio::STATIC) => " (static)".into(),
+            _ => String::new(),
         };
         let _ = writeln!(o, "   priority: {}{prio}", r.priority);
         let _ = writeln!(o, "      flags: {}", RouteFlagNames(r.flags | RouteFlags::DONE));

@@ -436,6 +436,9 @@ impl RouteBatch<'_> {
     /// given without one. A scoped (link-local) gateway is looked up on the
     /// interface it is scoped to, and must be reached there.
     fn normalize<A: RouteAddr>(&self, mut r: Route<A>) -> Result<Route<A>, RouteError> {
+        if let Some(hops) = r.mpath.take() {
+            return self.normalize_mpath(r, &hops);
+        }
         check_len::<A>(r.prefix_len)?;
         r.dest = A::from_bits(A::mask_bits(r.dest.to_bits(), r.prefix_len));
         r.flags.insert(RouteFlags::UP);
@@ -467,6 +470,34 @@ impl RouteBatch<'_> {
             return Err(RouteError::NoScope);
         }
         Ok(r)
+    }
+
+    /// A multipath route: each next hop normalized as a route of its own
+    /// (its interface found from its gateway), all flagged `MPATH`, the
+    /// entry itself the first of them. One next hop is a plain route.
+    fn normalize_mpath<A: RouteAddr>(&self, r: Route<A>, hops: &[Route<A>]) -> Result<Route<A>, RouteError> {
+        let mut out = Vec::with_capacity(hops.len());
+        for h in hops {
+            let mut h = h.clone();
+            h.mpath = None;
+            h.dest = r.dest;
+            h.prefix_len = r.prefix_len;
+            h.origin = r.origin;
+            h.priority = r.priority;
+            h.flags.insert(RouteFlags::MPATH);
+            out.push(self.normalize(h)?);
+        }
+        let Some(mut first) = out.first().cloned() else {
+            let mut single = r;
+            single.flags.remove(RouteFlags::MPATH);
+            return self.normalize(single);
+        };
+        if out.len() == 1 {
+            first.flags.remove(RouteFlags::MPATH);
+        } else {
+            first.mpath = Some(out.into());
+        }
+        Ok(first)
     }
 
     /// Puts a normalized route in (replacing one with the same key).
