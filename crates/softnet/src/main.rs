@@ -17,6 +17,7 @@ mod ndpops;
 mod pfctl;
 mod pfglue;
 mod proto;
+mod rtsync;
 mod show;
 
 use clap::{Parser, Subcommand};

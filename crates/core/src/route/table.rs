@@ -420,6 +420,27 @@ impl RouteBatch<'_> {
         keys.len()
     }
 
+    /// Adds `r`, or replaces the route with its key when that one differs
+    /// (RTM_ADD or RTM_CHANGE); when the same route is there already,
+    /// nothing changes and no message goes out (`Ok(None)`). The route
+    /// sync's way in: a resync that finds the table as it was says nothing.
+    pub fn set<A: RouteAddr>(&mut self, r: Route<A>) -> Result<Option<Arc<Route<A>>>, RouteError> {
+        let r = self.normalize(r)?;
+        let kind = match A::state(self.st).map.get(&r.key()) {
+            Some(held) if ***held == r => return Ok(None),
+            Some(_) => RtmType::Change,
+            None => RtmType::Add,
+        };
+        Ok(Some(self.install(kind, r)))
+    }
+
+    /// The route for exactly `dest/prefix_len` on interface `scope` (a
+    /// scoped destination's), changes of this batch included.
+    pub fn get_scoped<A: RouteAddr>(&self, dest: A, prefix_len: u8, scope: IfIndex) -> Option<Arc<Route<A>>> {
+        let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), scope), prefix_len);
+        A::state(self.st).map.get(&key).map(|h| (**h).clone())
+    }
+
     /// The route for exactly `dest/prefix_len`, changes of this batch included.
     pub fn get<A: RouteAddr>(&self, dest: A, prefix_len: u8) -> Option<Arc<Route<A>>> {
         let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), IfIndex::NONE), prefix_len);
