@@ -392,6 +392,59 @@ mod tests {
         assert!(t.get(0, Ipv4Addr::new(10, 99, 0, 0), 16).is_none());
     }
 
+    /// BENCHMARKS.md's figure: 100,000 kernel routes into softnet's table
+    /// in batches of the sizes given, against one flush per route.
+    /// `cargo test --release -p softnet rtsync_100k -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement"]
+    fn rtsync_100k_changes_batched_vs_per_route() {
+        let n = 100_000u32;
+        let route = |i: u32| KRoute {
+            dest: Ipv4Addr::from(0x0b00_0000 + (i << 8)),
+            prefix_len: 24,
+            metric: 0,
+            proto: 12,
+            kind: KKind::Unicast(vec![KHop { gateway: Some(Ipv4Addr::new(10, 0, 2, 2)), oif: 0 }]),
+            mtu: 0,
+        };
+        for batch in [n as usize, 10_000, 1_000, 100, 1] {
+            let (t, rx) = table();
+            drop(rx);
+            let stats = SyncStats::default();
+            let mut m = Mirror::default();
+            let mut unres = BTreeSet::new();
+            let v0 = t.snapshot(0).unwrap().version();
+            let t0 = std::time::Instant::now();
+            for i in 0..n {
+                m.new_route(route(i));
+                if m.pending() >= batch {
+                    flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+                }
+            }
+            flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+            let add = t0.elapsed();
+            let t1 = std::time::Instant::now();
+            for i in 0..n {
+                let r = route(i);
+                m.del_route(r.dest, r.prefix_len, 0);
+                if m.pending() >= batch {
+                    flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+                }
+            }
+            flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+            let del = t1.elapsed();
+            let snaps = t.snapshot(0).unwrap().version() - v0;
+            assert_eq!(stats.changes.load(Relaxed), 2 * n as u64);
+            println!(
+                "batch {batch:>6}: add {:>7.0} ms ({:>9.0} routes/s), delete {:>7.0} ms ({:>9.0} routes/s), {snaps} snapshots",
+                add.as_secs_f64() * 1e3,
+                n as f64 / add.as_secs_f64(),
+                del.as_secs_f64() * 1e3,
+                n as f64 / del.as_secs_f64(),
+            );
+        }
+    }
+
     #[test]
     fn ipv6_routes_via_a_link_local_gateway_take_the_kernels_interface() {
         let m6 = Arc::new(RouteMonitor::new());

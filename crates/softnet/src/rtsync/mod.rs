@@ -55,8 +55,10 @@ const MAX_LINGER: Duration = Duration::from_millis(50);
 const MAX_BATCH: usize = 50_000;
 /// How often unresolved prefixes are tried again.
 const RETRY: Duration = Duration::from_secs(2);
-/// A burst of at least this many changes is logged with its rate.
+/// A burst of at least this many changes is logged with its rate ...
 const LOG_BURST: u64 = 1000;
+/// ... once this long has passed without a change.
+const BURST_END: Duration = Duration::from_secs(1);
 
 /// What to sync.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,10 +283,10 @@ impl Syncer {
         let mut need_resync = false;
         let mut first_pending: Option<Instant> = None;
         let mut last_retry = Instant::now();
-        // The burst being counted: start, changes, batches.
-        let mut burst: Option<(Instant, u64, u64)> = None;
+        let mut burst: Option<Burst> = None;
         while !stop.load(Ordering::Relaxed) {
             if need_resync {
+                self.events.discard();
                 match self.resync() {
                     Ok(()) => need_resync = false,
                     Err(e) => {
@@ -303,7 +305,9 @@ impl Syncer {
                             self.handle(ev);
                         }
                     }
-                    Ok(false) => quiet = true,
+                    // Nothing more now: a batch under way waits up to
+                    // QUIET for more before it is flushed.
+                    Ok(false) => quiet = self.pending() == 0 || !self.events.wait(QUIET),
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         self.stats.overruns.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("route sync: receive buffer overrun, route changes lost: resync");
@@ -329,31 +333,41 @@ impl Syncer {
             if self.pending() > 0
                 && (quiet || self.pending() >= MAX_BATCH || first_pending.is_some_and(|t| t.elapsed() >= MAX_LINGER))
             {
-                first_pending = None;
+                let started = first_pending.take().unwrap_or_else(Instant::now);
                 let n = self.flush();
                 if n > 0 {
-                    let b = burst.get_or_insert((Instant::now(), 0, 0));
-                    b.1 += n;
-                    b.2 += 1;
+                    let b = burst.get_or_insert(Burst { start: started, end: started, changes: 0, batches: 0 });
+                    b.end = Instant::now();
+                    b.changes += n;
+                    b.batches += 1;
                 }
             }
-            if quiet && self.pending() == 0 {
-                if let Some((t0, n, batches)) = burst.take() {
-                    let secs = t0.elapsed().as_secs_f64().max(1e-6);
-                    let log = if n >= LOG_BURST { tracing::Level::INFO } else { tracing::Level::DEBUG };
-                    if log == tracing::Level::INFO {
-                        tracing::info!(
-                            "route sync: {n} change(s) in {batches} batch(es), {:.0} ms, {:.0} routes/s",
-                            secs * 1e3,
-                            n as f64 / secs
-                        );
-                    } else {
-                        tracing::debug!("route sync: {n} change(s) in {batches} batch(es)");
-                    }
+            if self.pending() == 0 && burst.as_ref().is_some_and(|b| b.end.elapsed() >= BURST_END) {
+                let b = burst.take().expect("checked");
+                let secs = (b.end - b.start).as_secs_f64().max(1e-6);
+                if b.changes >= LOG_BURST {
+                    tracing::info!(
+                        "route sync: {} change(s) in {} batch(es), {:.0} ms, {:.0} routes/s",
+                        b.changes,
+                        b.batches,
+                        secs * 1e3,
+                        b.changes as f64 / secs
+                    );
+                } else {
+                    tracing::debug!("route sync: {} change(s) in {} batch(es)", b.changes, b.batches);
                 }
             }
         }
     }
+}
+
+/// Changes flushed without a second's pause between them: from the first
+/// change heard to the last flush.
+struct Burst {
+    start: Instant,
+    end: Instant,
+    changes: u64,
+    batches: u64,
 }
 
 #[cfg(test)]

@@ -95,6 +95,25 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Reads and drops everything queued; returns how many datagrams.
+    /// After an overrun this comes before the dump: the kernel reports
+    /// the next overrun only once the queue has been emptied (netlink's
+    /// congested bit), and what is queued is older than the dump anyway.
+    pub fn discard(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => return n,
+            }
+        }
+    }
+}
+
 /// Splits a datagram into its messages.
 fn parse(mut b: &[u8], out: &mut Vec<Event>) {
     while b.len() >= 16 {
