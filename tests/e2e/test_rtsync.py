@@ -16,7 +16,8 @@ address): rb is r1's device, rd r2's.
   A's flows to 32 addresses reach both B and D;
 * blackhole / unreachable / prohibit as `B` / `R`; an IPv6 route too;
 * softnet's own static route (config) is neither replaced by a kernel
-  route to its prefix nor removed by that route's withdrawal;
+  route to its prefix nor removed by that route's withdrawal; deleted with
+  `route delete`, the kernel's route for the prefix takes its place;
 * 100,000 routes added with `ip -batch` all arrive (each once in the
   monitor) while A pings B, and all go again when deleted; the figures
   the daemon logs are printed;
@@ -167,6 +168,13 @@ def test():
         check(got and got[0][1] == "10.0.3.2" and got[0][2] == "UGS", f"static route changed: {got}")
         check(not monitor_for(mon, "10.77.0.0", seq1), "messages for softnet's static route")
         check(re.search(r"[1-9]\d* kernel routes? shadowed", d.out("netstat", "-s")), "shadowed not counted")
+        t.step("... but once softnet's route is deleted, the kernel's comes in")
+        t.ns_run(r, "ip route add 10.77.0.0/16 via 10.0.2.2 dev rb onlink")
+        d.admin("route", "delete", "10.77.0.0/16")
+        wait_until("the kernel's 10.77/16", lambda: [x for x in rows(netstat(d), "10.77/16") if x[1] == "10.0.2.2"],
+                   timeout=10)
+        t.ns_run(r, "ip route del 10.77.0.0/16")
+        wait_until("10.77/16 gone", lambda: not rows(netstat(d), "10.77/16"), timeout=10)
 
         t.step("100,000 routes with ip -batch, while A pings B")
         n = 100_000

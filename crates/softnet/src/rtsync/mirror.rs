@@ -113,7 +113,6 @@ impl<A: Fam> Mirror<A> {
     }
 
     /// Every prefix the kernel table has.
-    #[cfg(test)]
     pub fn prefixes(&self) -> impl Iterator<Item = &Prefix<A>> {
         self.routes.keys()
     }

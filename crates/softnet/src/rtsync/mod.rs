@@ -137,7 +137,11 @@ impl RouteSync {
             links,
             evbuf: Vec::new(),
             warned: 0,
+            monitor: None,
         };
+        // Subscribed before the first resync: nothing softnet does after
+        // it goes unheard.
+        s.monitor = Some(s.stack.monitor.subscribe());
         s.resync()?;
         tracing::info!("route sync: kernel table {}, receive buffer {got} bytes", conf.table);
         let stop = Arc::new(AtomicBool::new(false));
@@ -169,6 +173,8 @@ struct Syncer {
     evbuf: Vec<Event>,
     /// Unsupported messages logged at warn so far (then debug).
     warned: u32,
+    /// softnet's own route messages (`watch_softnet`).
+    monitor: Option<crossbeam::channel::Receiver<softnet_core::rtmsg::RouteMessage>>,
 }
 
 /// Kernel interface index to softnet interface, looked up once per flush.
@@ -240,6 +246,41 @@ impl Syncer {
         let routes = &self.stack.routes;
         apply::flush(routes, RTABLE, &mut self.v4, &mut links, &self.stats, &mut self.unres4)
             + apply::flush(routes, RTABLE, &mut self.v6, &mut links, &self.stats, &mut self.unres6)
+    }
+
+    /// What softnet did to its own table that may let a kernel route in:
+    /// an interface that arrived or an address added (routes through it
+    /// were removed when it went, next hops may be reachable now) brings
+    /// every prefix of the mirror into the next flush; a route deleted
+    /// (softnet's own that shadowed a kernel route, say) brings its prefix.
+    /// The sync's own messages come by here too; re-flushing them changes
+    /// nothing.
+    fn watch_softnet(&mut self) {
+        use softnet_core::rtmsg::{IfAnnounceWhat, RtmBody, RtmType};
+        let Some(rx) = &self.monitor else { return };
+        let mut all = false;
+        let mut deleted = Vec::new();
+        for m in rx.try_iter() {
+            match (m.kind, &m.body) {
+                (RtmType::NewAddr | RtmType::IfAnnounce(IfAnnounceWhat::Arrival), _) => all = true,
+                (RtmType::Delete, RtmBody::Route(r)) if m.rtable == RTABLE => deleted.push((r.dest, r.prefix_len)),
+                _ => {}
+            }
+        }
+        if all {
+            let p4: Vec<_> = self.v4.prefixes().copied().collect();
+            let p6: Vec<_> = self.v6.prefixes().copied().collect();
+            p4.into_iter().for_each(|p| self.v4.touch(p));
+            p6.into_iter().for_each(|p| self.v6.touch(p));
+            return;
+        }
+        for (dest, len) in deleted {
+            match dest {
+                std::net::IpAddr::V4(a) if self.v4.best(&(a, len)).is_some() => self.v4.touch((a, len)),
+                std::net::IpAddr::V6(a) if self.v6.best(&(a, len)).is_some() => self.v6.touch((a, len)),
+                _ => {}
+            }
+        }
     }
 
     /// The prefixes softnet could not install are tried again.
@@ -326,6 +367,7 @@ impl Syncer {
                     break;
                 }
             }
+            self.watch_softnet();
             if last_retry.elapsed() >= RETRY && !(self.unres4.is_empty() && self.unres6.is_empty()) {
                 last_retry = Instant::now();
                 self.retry_unresolved();
