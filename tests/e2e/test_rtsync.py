@@ -14,7 +14,8 @@ address): rb is r1's device, rd r2's.
   where the kernel's route says (B, then D, then nowhere);
 * ECMP: a two-nexthop route is one `P` route with a line per next hop, and
   A's flows to 32 addresses reach both B and D;
-* blackhole / unreachable / prohibit as `B` / `R`; an IPv6 route too;
+* blackhole / unreachable / prohibit as `B` / `R`; an IPv6 blackhole, and
+  an IPv6 route via a link-local gateway scoped to the kernel's interface;
 * softnet's own static route (config) is neither replaced by a kernel
   route to its prefix nor removed by that route's withdrawal; deleted with
   `route delete`, the kernel's route for the prefix takes its place;
@@ -157,6 +158,15 @@ def test():
         check(pings(t, a, "10.51.1.1", count=1).returncode != 0, "blackhole answered")
         out6 = wait_until("IPv6 blackhole", lambda: rows(netstat(d, "inet6"), "2001:db8:66::/48"), timeout=10)
         check("B" in out6[0][2], f"v6 blackhole: {out6}")
+        # A route via a link-local gateway takes the kernel's interface
+        # (rb: softnet's r1) as its scope.
+        t.ns_run(r, "sysctl -qw net.ipv6.conf.rb.disable_ipv6=0")
+        t.ns_run(r, "ip -6 route add 2001:db8:9::/48 via fe80::2 dev rb proto bgp")
+        out6 = wait_until("IPv6 route", lambda: rows(netstat(d, "inet6"), "2001:db8:9::/48"), timeout=10)
+        check(out6[0][1] == "fe80::2%r1" and out6[0][2] == "UG" and out6[0][-1] == "r1", f"v6 route: {out6}")
+        check("(bgp)" in d.out("route", "get", "-inet6", "2001:db8:9::/48"), "route get -inet6 names bgp")
+        t.ns_run(r, "ip -6 route del 2001:db8:9::/48")
+        wait_until("IPv6 route gone", lambda: not rows(netstat(d, "inet6"), "2001:db8:9::/48"), timeout=10)
 
         t.step("softnet's own static route is neither replaced nor removed")
         seq1 = mon.messages()[-1]["seq"]
