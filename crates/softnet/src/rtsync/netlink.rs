@@ -48,7 +48,7 @@ fn set_rcvbuf(s: &Socket, bytes: usize) -> io::Result<usize> {
     if set(libc::SO_RCVBUFFORCE) != 0 && set(libc::SO_RCVBUF) != 0 {
         return Err(io::Error::last_os_error());
     }
-    s.get_rx_buf_sz().map_err(io::Error::from)
+    s.get_rx_buf_sz()
 }
 
 /// The subscription: route changes of both families as they happen.
