@@ -428,4 +428,18 @@ mod tests {
         assert!(parse_table(&s("no-such-table")).unwrap_err().contains("unknown kernel routing table"));
         assert!(parse_table(&toml::Value::Boolean(true)).is_err());
     }
+
+    #[test]
+    fn a_bad_sync_routes_is_a_config_error_with_its_line() {
+        use crate::config::Config;
+        use std::path::Path;
+        let parse = |s: &str| Config::parse(s, Path::new("softnet.toml"));
+        assert_eq!(parse("workers = 1\nsync_routes = \"main\"\n").unwrap().sync_routes, Some(254));
+        assert_eq!(parse("sync_routes = 1000\n").unwrap().sync_routes, Some(1000));
+        assert_eq!(parse("workers = 1\n").unwrap().sync_routes, None);
+        let e = parse("workers = 1\nsync_routes = \"nosuch\"\n").unwrap_err().to_string();
+        assert_eq!(e, "softnet.toml line 2: sync_routes: unknown kernel routing table \"nosuch\"");
+        let e = parse("sync_routes = 255\n").unwrap_err().to_string();
+        assert!(e.starts_with("softnet.toml line 1: sync_routes: the local table"), "{e}");
+    }
 }
