@@ -11,6 +11,7 @@ mod control;
 mod control_tests;
 mod daemon;
 mod demo;
+mod hostif;
 mod inet6cmd;
 mod links;
 mod metrics;
