@@ -28,6 +28,7 @@ struct RawConfig {
     log: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
     control_group: Option<Spanned<String>>,
+    sync_routes: Option<Spanned<toml::Value>>,
     log_format: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
     #[serde(default)]
@@ -200,6 +201,9 @@ pub struct Config {
     pub interfaces: Vec<InterfaceConf>,
     pub routes: Vec<RouteConf>,
     pub routes6: Vec<Route6Conf>,
+    /// The kernel routing table mirrored into table 0 (`sync_routes`,
+    /// rtsync/), if any.
+    pub sync_routes: Option<u32>,
 }
 
 /// A configuration error: where and what.
@@ -390,6 +394,12 @@ impl Config {
         };
         let user = account(&raw.user, "user")?;
         let control_group = account(&raw.control_group, "control_group")?;
+        let sync_routes = match &raw.sync_routes {
+            None => None,
+            Some(v) => Some(
+                crate::rtsync::parse_table(v.get_ref()).or_else(|e| cx.err(v.span(), format!("sync_routes: {e}")))?,
+            ),
+        };
         let log_json = match &raw.log_format {
             None => false,
             Some(f) if f.get_ref() == "text" => false,
@@ -624,6 +634,7 @@ impl Config {
             interfaces,
             routes,
             routes6,
+            sync_routes,
         })
     }
 }

@@ -6,7 +6,8 @@
 //! Unsafe code is denied but in the modules that call the OS where no safe
 //! wrapper exists: `privsep` (SO_PEERCRED, getpwnam_r, set*id), `control`
 //! and `daemon` (poll, MSG_PEEK), `bench` (CPU affinity, thread clocks),
-//! `metrics` (the clock tick) and `notify` (the monotonic clock).
+//! `metrics` (the clock tick), `notify` (the monotonic clock) and `rtsync`
+//! (the netlink socket).
 
 #![deny(unsafe_code)]
 
@@ -37,5 +38,7 @@ pub mod pfglue;
 #[allow(unsafe_code)]
 pub mod privsep;
 pub mod proto;
+#[allow(unsafe_code)]
+pub mod rtsync;
 pub mod show;
 pub mod top;
