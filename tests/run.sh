@@ -34,7 +34,7 @@ fi
 # The tests that need root (namespaces, TAP, AF_PACKET, AF_XDP) are
 # #[ignore = "needs root"]; the other ignored tests are measurements.
 cargo test --release -p softnet-io -- --ignored --skip bench_
-cargo test --release -p softnet --lib -- --ignored
+cargo test --release -p softnet --lib -- --ignored needs_root_
 shopt -s nullglob
 fail=0
 for t in tests/e2e/test_*.sh tests/e2e/test_*.py; do

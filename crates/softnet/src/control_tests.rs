@@ -635,7 +635,7 @@ fn call_as_nobody(path: &Path) -> String {
 
 #[test]
 #[ignore = "needs root"]
-fn callers_neither_root_nor_in_the_control_group_are_refused_by_their_credentials() {
+fn needs_root_callers_neither_root_nor_in_the_control_group_are_refused_by_their_credentials() {
     let f = Fixture::new();
     // The file mode is the first fence; opened wide here, the socket's
     // credentials check (SO_PEERCRED) is what stops the caller.
