@@ -57,6 +57,8 @@ pub(crate) type LogIfSums = [u64; 6];
 
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
+/// The same for an interface's IPv6 addresses (`(if)` in IPv6 pools).
+pub type IfLookup6 = Arc<dyn Fn(&str) -> Option<Vec<softnet_core::iface::If6Addr>> + Send + Sync>;
 
 /// Finds an interface by name (for `route-to (if addr)`): a weak
 /// reference, which fails once that interface is destroyed.
@@ -90,6 +92,7 @@ pub struct PfInner {
     pub(crate) xlholds: crate::xlhold::XlHolds,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    pub(crate) if_lookup6: ArcSwapOption<IfLookup6>,
     pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
     pub(crate) ifname_lookup: ArcSwapOption<IfNameLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
@@ -251,6 +254,15 @@ impl PfInner {
             return Some(ifp.addrs().to_vec());
         }
         let l = self.if_lookup.load();
+        l.as_ref().and_then(|f| f(name))
+    }
+
+    /// `if_addrs` for IPv6 addresses.
+    pub(crate) fn if_addrs6(&self, name: &str, ifp: &Interface) -> Option<Vec<softnet_core::iface::If6Addr>> {
+        if ifp.name() == name {
+            return Some(ifp.inet6().addrs.clone());
+        }
+        let l = self.if_lookup6.load();
         l.as_ref().and_then(|f| f(name))
     }
 
@@ -428,6 +440,7 @@ impl Pf {
             xlholds: Default::default(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            if_lookup6: ArcSwapOption::empty(),
             if_ref_lookup: ArcSwapOption::empty(),
             ifname_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
@@ -725,6 +738,11 @@ impl Pf {
     /// packet's own.
     pub fn set_if_lookup(&self, f: IfLookup) {
         self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// `set_if_lookup` for IPv6 addresses.
+    pub fn set_if_lookup6(&self, f: IfLookup6) {
+        self.inner.if_lookup6.store(Some(Arc::new(f)));
     }
 
     /// Installs the interface lookup `route-to (if addr)` needs; until one

@@ -94,6 +94,11 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
         // answer a request sent to the all-nodes group.
         let lookup = |key: (u64, u64), link: &mut u64| {
             cx.with_state_linked(key, link, |slot, st| {
+                // A translating state: by the wire key inbound, the stack
+                // key outbound, and the echo rewritten as its state says.
+                let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                    return StateVerdict::NoState;
+                };
                 let fwd = st.direction == dirc;
                 let flow = if fwd { Direction::In } else { Direction::Out };
                 if st.flags & sflags::SLOPPY == 0 && flow != icmp_dir {
@@ -101,7 +106,7 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len());
-                state_pass(st, slot, fwd)
+                state_pass_xlate(st, slot, fwd, (None, to))
             })
         };
         let data = pkt.data();
@@ -113,12 +118,13 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
         };
         return found.unwrap_or(StateVerdict::NoState);
     }
-    error_state(cx, pd, pkt.data())
+    error_state(cx, pd, pkt)
 }
 
 /// An ICMPv6 error: the state of the packet it quotes, which went the
 /// other way (pf_test_state_icmp's second half).
-fn error_state(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
+fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
+    let data = pkt.data();
     let dirc = dir_code(cx.dir);
     let inner = &data[(pd.hlen() + icmpv6::HEADER_LEN).min(pd.tot_len())..pd.tot_len()];
     if Ipv6Packet::new_quoted(inner).is_err() {
@@ -183,26 +189,41 @@ fn error_state(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
         _ => {}
     }
     let quoted_seq = if w.proto == PROTO_TCP { be32(l4, 4) } else { 0 };
-    cx.with_state(key.words(), |slot, st| {
-        let fwd = st.direction == dirc;
-        if let Some(idir) = inner_icmp_dir {
-            // pf_icmp_state_lookup with `inner`: the quoted query flowed
-            // against this error's direction.
-            let flow = if fwd { Direction::Out } else { Direction::In };
-            if st.flags & sflags::SLOPPY == 0 && flow != idir {
-                return StateVerdict::Drop(Some(Reason::StateMismatch));
+    let kw = key.words();
+    let mut back = None;
+    let v = cx
+        .with_state(kw, |slot, st| {
+            // A translating state: the error travels as its direction's
+            // packets do, and its quote goes back to what it is on this side
+            // (`to` is the quote's key side seen as a packet of this
+            // direction; the quote itself went the other way).
+            let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+                return StateVerdict::NoState;
+            };
+            back = to.map(|t| nat6::Endpoints6 { src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });
+            let fwd = st.direction == dirc;
+            if let Some(idir) = inner_icmp_dir {
+                // pf_icmp_state_lookup with `inner`: the quoted query flowed
+                // against this error's direction.
+                let flow = if fwd { Direction::Out } else { Direction::In };
+                if st.flags & sflags::SLOPPY == 0 && flow != idir {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
             }
-        }
-        if w.proto == PROTO_TCP && !tcp_track::is_sloppy(st) {
-            let quoted_fwd = st.direction != dirc;
-            if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
-                return StateVerdict::Drop(Some(Reason::StateMismatch));
+            if w.proto == PROTO_TCP && !tcp_track::is_sloppy(st) {
+                let quoted_fwd = st.direction != dirc;
+                if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
             }
-        }
-        account(st, fwd, pd.tot_len());
-        state_pass(st, slot, fwd)
-    })
-    .unwrap_or(StateVerdict::NoState)
+            account(st, fwd, pd.tot_len());
+            state_pass(st, slot, fwd)
+        })
+        .unwrap_or(StateVerdict::NoState);
+    if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
+        nat6::translate_icmp6_error(pkt, pd, w.off, w.proto, &to);
+    }
+    v
 }
 
 /// pf_match_rule's "don't create states on replies": a `keep state`

@@ -31,6 +31,7 @@ use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 mod inet6;
 mod nat;
+mod nat6;
 mod pdesc;
 mod pdesc6;
 mod reply;
@@ -282,6 +283,8 @@ struct Passed {
     allow_opts: bool,
     /// A translating state's rewrite of the packet.
     xlate: Option<nat::Endpoints>,
+    /// The same for an IPv6 packet.
+    xlate6: Option<nat6::Endpoints6>,
     /// The state has a routing option (`sflags::ROUTED`).
     routed: bool,
     /// The state scrubs its packets (`sflags::SCRUB`).
@@ -457,7 +460,7 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed, scrub } = *p;
+    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, xlate6, routed, scrub } = *p;
     if let Some((gen, nr)) = rule {
         state_test::count_state_rule(cx, gen, nr, pd.tot_len());
     }
@@ -478,6 +481,9 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     }
     if let Some(to) = xlate {
         nat::translate(pkt, pd, &to);
+    }
+    if let Some(to) = xlate6 {
+        nat6::translate6(pkt, pd, &to);
     }
     if scrub {
         scrub_state_packet(cx, rule, slot, pd, pkt);

@@ -408,11 +408,11 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp_error(pd) {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp_error(pd) && nat6::translatable(pd) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
-            let xl = match nat::transaddr(cx, pd, nat, rdr) {
+            let xl = match nat6::transaddr_any(cx, pd, nat, rdr) {
                 Ok(e) => e,
                 Err(reason) => {
                     cx.count(reason);
@@ -491,8 +491,8 @@ pub(super) fn test_rule(
             // through one).
             // An ICMP error makes no state (pf's `state_icmp`).
             let stateless = pd.frag || icmp_error(pd);
-            let xl = if !stateless && (nat.is_some() || rdr.is_some()) {
-                match nat::transaddr(cx, pd, nat, rdr) {
+            let xl = if !stateless && (nat.is_some() || rdr.is_some()) && nat6::translatable(pd) {
+                match nat6::transaddr_any(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
                         cx.count(reason);
@@ -643,7 +643,7 @@ pub(super) fn create_state(
     rtable: Option<u16>,
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
-    xlate: Option<(nat::Endpoints, Holds)>,
+    xlate: Option<(nat6::Xlate, Holds)>,
 ) -> Result<Option<synproxy::ProxySend>, Reason> {
     let holds = xlate.map_or([None, None], |x| x.1);
     let xlate = xlate.map(|x| x.0);
@@ -686,7 +686,7 @@ fn create_state_holding(
     rtable: Option<u16>,
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
-    xlate: Option<nat::Endpoints>,
+    xlate: Option<nat6::Xlate>,
     holds: &Holds,
     proxy: &mut Option<synproxy::ProxySend>,
 ) -> Result<u32, Reason> {
@@ -878,7 +878,7 @@ fn create_state_holding(
                 patch_seq_ack(pkt, pd.hlen(), seq, ack);
             }
             if let Some(to) = xlate {
-                nat::translate(pkt, pd, &to);
+                to.apply(pkt, pd);
             }
             if let Some((kind, nh)) = route {
                 // The creating packet goes the state's way.

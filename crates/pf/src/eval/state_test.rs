@@ -80,16 +80,24 @@ pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
         xlate: None,
+        xlate6: None,
         routed: st.flags & sflags::ROUTED != 0,
         scrub: st.flags & sflags::SCRUB != 0,
     })
 }
 
-/// `state_pass` for a packet a translating state rewrites (`to`).
-pub(super) fn state_pass_xlate(st: &StateData, slot: u32, fwd: bool, to: Option<nat::Endpoints>) -> StateVerdict {
+/// `state_pass` for a packet a translating state rewrites (`to`, or
+/// `to6` for an IPv6 packet).
+pub(super) fn state_pass_xlate(
+    st: &StateData,
+    slot: u32,
+    fwd: bool,
+    (to, to6): (Option<nat::Endpoints>, Option<nat6::Endpoints6>),
+) -> StateVerdict {
     let mut v = state_pass(st, slot, fwd);
     if let StateVerdict::Pass(p) = &mut v {
         p.xlate = to;
+        p.xlate6 = to6;
     }
     v
 }
@@ -108,6 +116,7 @@ pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
         xlate: None,
+        xlate6: None,
         routed: v.flags & sflags::ROUTED != 0,
         scrub: v.flags & sflags::SCRUB != 0,
     }
@@ -158,7 +167,7 @@ pub(super) fn test_state_tcp(
     // this state's lock is released: (the state, its source, global).
     let mut flush: Option<(StateData, std::net::Ipv4Addr, bool)> = None;
     let out = cx.with_state_linked(key, link, |slot, st| {
-        let Some(to) = nat::state_target(st, pf.states.nat_key(slot), key, cx.dir) else {
+        let Some(to) = nat6::targets(st, pf.states.nat_key(slot), key, cx.dir, pd.af) else {
             return TcpOutcome::NotFound;
         };
         let fwd = st.direction == dirc;
@@ -369,25 +378,27 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
             if other_steady(&v, fwd, udp) {
-                let to = if v.flags & sflags::NAT != 0 {
-                    match cx.pf.states.keys(v.idx).and_then(|k| nat::view_target(k, key, fwd, cx.dir)) {
-                        Some(to) => to,
-                        None => return StateVerdict::NoState,
+                let mut p = view_passed(&v, fwd);
+                if v.flags & sflags::NAT != 0 {
+                    let Some(keys) = cx.pf.states.keys(v.idx) else { return StateVerdict::NoState };
+                    let found = if pd.af == Af::Inet6 {
+                        nat6::view_target6(keys, key, fwd, cx.dir).map(|t| p.xlate6 = t)
+                    } else {
+                        nat::view_target(keys, key, fwd, cx.dir).map(|t| p.xlate = t)
+                    };
+                    if found.is_none() {
+                        return StateVerdict::NoState;
                     }
-                } else {
-                    None
-                };
+                }
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
-                let mut p = view_passed(&v, fwd);
-                p.xlate = to;
                 return StateVerdict::Pass(p);
             }
         }
         Probe::Busy => {}
     }
     cx.with_state_linked(key, link, |slot, st| {
-        let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+        let Some(to) = nat6::targets(st, cx.pf.states.nat_key(slot), key, cx.dir, pd.af) else {
             return StateVerdict::NoState;
         };
         let fwd = st.direction == dirc;
@@ -433,7 +444,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len());
-                state_pass_xlate(st, slot, fwd, to)
+                state_pass_xlate(st, slot, fwd, (to, None))
             })
             .unwrap_or(StateVerdict::NoState);
     }

@@ -323,3 +323,52 @@ fn nat_ports_are_random_in_the_default_range() {
     }
     assert!(ports.len() > 150, "random, not sequential: {} distinct", ports.len());
 }
+
+#[test]
+fn ipv6_pools_walk_their_addresses_as_ipv4_ones_do() {
+    let net: u128 = u128::from("2001:db8::".parse::<std::net::Ipv6Addr>().unwrap());
+    let mask = !3u128;
+    let p = PoolSpec { kind: PoolType::RoundRobin, addrs: PoolAddrs::Single { addr: net, mask }, sticky: false };
+    let c = PoolCursor6::fresh();
+    let got: Vec<u128> =
+        (0..5).map(|_| map_addr(&p, &c, None, 1u128, None, None, &mut seq_rng(vec![0])).unwrap()).collect();
+    // pf counts host bits from the cursor: .0 .1 .2 .3, then the counter
+    // reaches the network's own bits and the pool is at its end
+    assert_eq!(got[..4], [net, net + 1, net + 2, net + 3]);
+    // bitmask keeps the source's host bits; random stays in the network
+    let b = PoolSpec { kind: PoolType::Bitmask, addrs: PoolAddrs::Single { addr: net, mask }, sticky: false };
+    assert_eq!(map_addr(&b, &c, None, 0xffff_u128, None, None, &mut seq_rng(vec![0])), Some(net + 3));
+    let r =
+        PoolSpec { kind: PoolType::Random, addrs: PoolAddrs::Single { addr: net, mask: !0xffffu128 }, sticky: false };
+    for seed in 0..20u32 {
+        let mut init = 0u128;
+        let a = map_addr(&r, &c, None, 1u128, Some(&mut init), None, &mut seq_rng(vec![seed * 7919, seed])).unwrap();
+        assert_eq!(a & !0xffff, net);
+        assert_eq!(init, a);
+    }
+}
+
+#[test]
+fn ipv6_source_hash_is_pf_hashs_words_flipped() {
+    let key = HashKey([1, 2, 3, 4]);
+    let a: u128 = u128::from("2001:db8::77".parse::<std::net::Ipv6Addr>().unwrap());
+    let (h, addr) = a.hash(&key);
+    assert_eq!(h, pf_hash_bytes(&a.to_be_bytes(), &key));
+    let (lo, hi) = (h as u32, (h >> 32) as u32);
+    let words = [(addr >> 96) as u32, (addr >> 64) as u32, (addr >> 32) as u32, addr as u32];
+    assert_eq!(words, [lo.swap_bytes(), hi.swap_bytes(), (!hi).swap_bytes(), (!lo).swap_bytes()]);
+}
+
+#[test]
+fn get_sport_finds_a_free_ipv6_port_and_gives_echo_an_id() {
+    let net: u128 = u128::from("2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap());
+    let p = PoolSpec { kind: PoolType::None, addrs: PoolAddrs::Single { addr: net, mask: u128::MAX }, sticky: false };
+    let c = PoolCursor6::fresh();
+    let mut r = seq_rng(vec![0]);
+    let got = get_sport(&p, &c, None, 17, false, 5u128, 1000, (5000, 5002), None, &mut r, &mut |_, port| port < 5002);
+    assert_eq!(got, SportResult::Found { addr: net, port: 5002 });
+    let got = get_sport(&p, &c, None, 58, true, 5u128, 77, (50001, 65535), None, &mut r, &mut |_, port| port == 0);
+    assert!(matches!(got, SportResult::Found { addr, port } if addr == net && port >= 1));
+    let got = get_sport(&p, &c, None, 58, false, 5u128, 77, (50001, 65535), None, &mut r, &mut |_, _| false);
+    assert_eq!(got, SportResult::Found { addr: net, port: 77 }, "other ICMPv6 keeps its id");
+}
