@@ -404,7 +404,6 @@ fn tables_match_ipv6_prefixes() {
 fn what_the_ipv6_path_does_not_do_is_refused_at_load() {
     let n = net();
     for (text, want) in [
-        ("pass in inet6 scrub (max-mss 1400)\n", "scrub for inet6 not supported yet"),
         ("pass in inet6 keep state (max-src-states 10)\n", "source tracking for inet6 not supported yet"),
         ("pass in inet6 proto tcp synproxy state\n", "synproxy state for inet6 not supported yet"),
     ] {

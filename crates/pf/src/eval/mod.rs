@@ -515,11 +515,13 @@ fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
         if let Some(p) = a.prio_for(bare_ack, pd.tos) {
             pkt.meta.set_prio(p);
         }
-        // pf_scrub for IPv6 (hop limit, traffic class) is not built:
-        // `inet6` rules with scrub options are refused at load, and an
-        // IPv6 packet on a rule of both families is not scrubbed.
-        if a.edits() && pd.af == Af::Inet {
-            crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
+        if a.edits() {
+            if pd.af == Af::Inet {
+                crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
+            } else {
+                let tcp = pd.proto == PROTO_TCP && !pd.frag;
+                crate::scrub::apply6(pkt.data_mut(), pd.hlen(), pd.tot_len(), tcp, a);
+            }
         }
     }
 }

@@ -709,14 +709,6 @@ fn create_state_holding(
             return Err(Reason::Synproxy);
         }
     }
-    // pf_scrub and pf_normalize_tcp_* for IPv6 are not built: an IPv6
-    // state keeps only `set prio` of its scrub values (see `scrub_packet`).
-    let scrub = if pd.af == Af::Inet6 {
-        use crate::scrub::scrubflags::SETPRIO;
-        ScrubActs { flags: scrub.flags & SETPRIO, prio: scrub.prio, ..ScrubActs::default() }
-    } else {
-        scrub
-    };
     if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src4(), now, limit) {
             if let Some(i) = e.lcounter() {

@@ -174,16 +174,12 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
             refuse("af-to");
         }
         // What pf does for IPv6 that softnet's IPv6 path does not do yet:
-        // scrubbing and source tracking keep IPv4 addresses and headers
-        // only (a `sticky-address` pool keeps its address in a source
-        // node).
+        // source tracking keeps IPv4 addresses only (a `sticky-address`
+        // pool keeps its address in a source node).
         if r.af == Some(AddressFamily::Inet6) && r.translation.af_to.is_none() {
             let t = &r.translation;
             if [&t.nat, &t.rdr].into_iter().flatten().any(|p| p.sticky) {
                 refuse("source tracking for inet6");
-            }
-            if r.scrub.any() || r.set.tos.is_some() {
-                refuse("scrub for inet6");
             }
             if r.keep_state == StateMode::Synproxy {
                 refuse("synproxy state for inet6");
