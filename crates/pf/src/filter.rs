@@ -358,13 +358,15 @@ impl PfInner {
     /// pf_src_connlimit's `flush`: ends the states from `src` (of the
     /// state's rule, or of every rule with `global`), as pf does by
     /// setting their timeout to PFTM_PURGE; the purge removes them.
-    pub(crate) fn flush_source(&self, st: &StateData, src: Ipv4Addr, global: bool) -> usize {
+    pub(crate) fn flush_source(&self, st: &StateData, src: std::net::IpAddr, global: bool) -> usize {
         self.states.update_if(
             |o| {
                 let from = if o.direction == crate::state::DIR_IN { o.key.addr[0] } else { o.key.addr[1] };
-                o.key.af == crate::addr::Af::Inet
-                    && from.v4() == src
-                    && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
+                let from = match o.key.af {
+                    crate::addr::Af::Inet => std::net::IpAddr::V4(from.v4()),
+                    crate::addr::Af::Inet6 => std::net::IpAddr::V6(from.v6()),
+                };
+                from == src && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
             },
             |o| o.timeout = TIMEOUT_PURGE,
         )
@@ -685,7 +687,7 @@ impl Pf {
     pub fn kill_src_nodes(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
         use crate::srcnode::NodeKey;
         use crate::state::srcflags;
-        let keys = self.inner.srcnodes.kill(src, dst);
+        let keys = self.inner.srcnodes.kill(src.into(), dst.map(Into::into));
         if !keys.is_empty() {
             self.inner.xlholds.detach(|k| keys.contains(k));
             // pf_state_rm_src_node on every state of the nodes.
@@ -888,7 +890,7 @@ impl PacketFilter for Pf {
         // for the table's readers: done here, on the control thread).
         for (t, a) in inner.srcnodes.take_overloads() {
             let e = crate::model::TableEntry {
-                net: crate::model::IpNet { addr: std::net::IpAddr::V4(a), prefix: 32 },
+                net: crate::model::IpNet { addr: a, prefix: if a.is_ipv4() { 32 } else { 128 } },
                 negated: false,
             };
             t.add(&[e]);

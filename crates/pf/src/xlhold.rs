@@ -121,7 +121,7 @@ mod tests {
     fn holds_are_taken_once_and_detached_nodes_stay_detached() {
         let x = XlHolds::default();
         let a = Ipv4Addr::new(10, 0, 1, 2);
-        let k = NodeKey::of_rule(1, 0, SN_NAT, a);
+        let k = NodeKey::of_rule(1, 0, SN_NAT, a.into());
         let h = PoolHold { gen: 1, nr: 0, addr: Ipv4Addr::new(192, 0, 2, 1).into(), counted: true, node: Some(k) };
         x.put(7, [Some(h), None]);
         x.put(8, [None, Some(h)]);

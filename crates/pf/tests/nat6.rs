@@ -319,20 +319,14 @@ fn pfctl_ss_prints_translated_ipv6_states() {
 }
 
 #[test]
-fn inet6_translation_loads_and_sticky_address_stays_refused() {
+fn inet6_translation_loads() {
     let n = net();
     for text in [
         "pass out inet6 nat-to 2001:db8::1\n",
         "pass in inet6 rdr-to 2001:db8::1\n",
         "pass on em1 inet6 from 2001:db8:1::5 binat-to 2001:db8:2::9\n",
+        "pass out inet6 nat-to 2001:db8::/64 round-robin sticky-address\n",
     ] {
         assert!(softnet_pf::load_ruleset(text, "pf.conf", &n.resolver).is_ok(), "{text}");
     }
-    let errs = softnet_pf::load_ruleset(
-        "pass out inet6 nat-to 2001:db8::/64 round-robin sticky-address\n",
-        "pf.conf",
-        &n.resolver,
-    )
-    .unwrap_err();
-    assert!(errs.iter().any(|e| e.message == "source tracking for inet6 not supported yet"), "{errs:?}");
 }

@@ -118,7 +118,10 @@ pub(super) fn transaddr(
 /// keeps for the rule, if the pool is sticky and the node is there.
 fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) -> Option<u32> {
     let s = r.src_track.as_ref().filter(|_| pool.sticky)?;
-    cx.pf.srcnodes.sticky(s, kind, src).map(u32::from)
+    match cx.pf.srcnodes.sticky(s, kind, src.into())? {
+        std::net::IpAddr::V4(a) => Some(u32::from(a)),
+        std::net::IpAddr::V6(_) => None,
+    }
 }
 
 /// What the state holds of `r`'s pool that gave `addr` to `src`: the
@@ -147,14 +150,15 @@ fn hold(
     if let Some(s) = r.src_track.as_ref().filter(|_| pool.sticky) {
         let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
         let now = cx.now.as_nanos();
-        if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, src, Some(Ipv4Addr::from(addr)), now, limit) {
+        if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, src.into(), Some(Ipv4Addr::from(addr).into()), now, limit)
+        {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
             }
             h.give_back(cx.rs, kind as usize - 1);
             return Err(Reason::Translate);
         }
-        h.node = Some(s.key_of(kind, src));
+        h.node = Some(s.key_of(kind, src.into()));
     }
     Ok((h.counted || h.node.is_some()).then_some(h))
 }

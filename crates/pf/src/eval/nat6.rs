@@ -20,6 +20,7 @@ use softnet_wire::ipv6::Ipv6Packet;
 
 use super::*;
 use crate::lb::SportResult;
+use crate::srcnode::{SN_NAT, SN_RDR};
 use crate::xlhold::{Holds, PoolHold};
 
 /// The addresses and ports an IPv6 packet is rewritten to (`nat::Endpoints`
@@ -63,9 +64,8 @@ pub(super) fn translatable(pd: &Pd) -> bool {
 }
 
 /// pf_get_transaddr for an IPv6 packet: `nat::transaddr`'s work over
-/// the pools' IPv6 addresses. `sticky-address` is source tracking's,
-/// which is not built for IPv6: such a pool fails the translation
-/// (`inet6` rules with it are refused at load).
+/// the pools' IPv6 addresses, `sticky-address` nodes keyed by the IPv6
+/// source.
 pub(super) fn transaddr6(
     cx: &Cx,
     pd: &Pd,
@@ -75,11 +75,7 @@ pub(super) fn transaddr6(
     let mut e = Endpoints6::of(pd);
     let mut holds: Holds = [None, None];
     let if_addrs = |name: &str| cx.pf.if_addrs6(name, cx.ifp);
-    let sticky = |r: &CRule, pool: &crate::lb::CPool| pool.sticky && r.src_track.is_some();
     if let (Some(r), Some(pool)) = (nat, nat.and_then(|r| r.nat.as_ref())) {
-        if sticky(r, pool) {
-            return Err(Reason::Translate);
-        }
         let icmp_echo = pd.proto == PROTO_ICMPV6 && pd.icmp_type == t6::ECHO_REQUEST;
         let states = &cx.pf.states;
         let (proto, dir, dst, dport) = (pd.proto, cx.dir, e.dst, e.dport);
@@ -87,11 +83,13 @@ pub(super) fn transaddr6(
             let k = Endpoints6 { src: Ipv6Addr::from(a), sport: p, dst, dport }.key(proto, dir);
             states.key_in_use(k.words())
         };
-        match pool.get_sport6(&if_addrs, pd.proto, icmp_echo, u128::from(e.src), pd.sport, None, &mut in_use) {
+        let src = e.src;
+        let sticky = sticky_addr6(cx, r, pool, SN_NAT, src);
+        match pool.get_sport6(&if_addrs, pd.proto, icmp_echo, u128::from(src), pd.sport, sticky, &mut in_use) {
             SportResult::Found { addr, port } => {
                 e.src = Ipv6Addr::from(addr);
                 e.sport = port;
-                holds[0] = hold6(cx, r, pool, addr);
+                holds[0] = hold6(cx, r, pool, SN_NAT, src, addr, sticky)?;
             }
             SportResult::Exhausted => {
                 super::nat::log_exhausted(cx, pool.proxy_port);
@@ -100,13 +98,19 @@ pub(super) fn transaddr6(
         }
     }
     if let (Some(r), Some(pool)) = (rdr, rdr.and_then(|r| r.rdr.as_ref())) {
-        let mapped = if sticky(r, pool) { None } else { pool.map6(&if_addrs, u128::from(e.src), None) };
-        let Some(mut a) = mapped else {
+        let sticky = sticky_addr6(cx, r, pool, SN_RDR, e.src);
+        let Some(mut a) = pool.map6(&if_addrs, u128::from(e.src), sticky) else {
             super::nat::log_exhausted(cx, pool.proxy_port);
             super::nat::release(cx, &holds);
             return Err(Reason::Translate);
         };
-        holds[1] = hold6(cx, r, pool, a);
+        match hold6(cx, r, pool, SN_RDR, e.src, a, sticky) {
+            Ok(h) => holds[1] = h,
+            Err(reason) => {
+                super::nat::release(cx, &holds);
+                return Err(reason);
+            }
+        }
         if let (crate::model::PoolType::Bitmask, crate::lb::PoolSource::Single6 { addr, mask }) =
             (pool.kind, &pool.source)
         {
@@ -121,16 +125,46 @@ pub(super) fn transaddr6(
     Ok((e, holds))
 }
 
-/// What the state holds of `r`'s pool that gave `addr`: the
-/// `least-states` count (`nat::hold` without sticky nodes).
-fn hold6(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, addr: u128) -> Option<PoolHold> {
-    (pool.kind == crate::model::PoolType::LeastStates).then(|| PoolHold {
+/// `nat::sticky_addr` for an IPv6 source.
+fn sticky_addr6(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, kind: u8, src: Ipv6Addr) -> Option<u128> {
+    let s = r.src_track.as_ref().filter(|_| pool.sticky)?;
+    match cx.pf.srcnodes.sticky(s, kind, IpAddr::V6(src))? {
+        IpAddr::V6(a) => Some(u128::from(a)),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// `nat::hold` for an IPv6 source `src` that `r`'s pool gave `addr`.
+fn hold6(
+    cx: &Cx,
+    r: &CRule,
+    pool: &crate::lb::CPool,
+    kind: u8,
+    src: Ipv6Addr,
+    addr: u128,
+    sticky: Option<u128>,
+) -> Result<Option<PoolHold>, Reason> {
+    let counted = pool.kind == crate::model::PoolType::LeastStates && sticky != Some(addr);
+    let mut h = PoolHold {
         gen: cx.rs.nodes[r.node as usize].gen,
         nr: r.local_nr,
         addr: IpAddr::V6(Ipv6Addr::from(addr)),
-        counted: true,
+        counted,
         node: None,
-    })
+    };
+    if let Some(s) = r.src_track.as_ref().filter(|_| pool.sticky) {
+        let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
+        let now = cx.now.as_nanos();
+        if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, IpAddr::V6(src), Some(h.addr), now, limit) {
+            if let Some(i) = e.lcounter() {
+                cx.pf.counters.get(cx.worker).lcounters[i].inc();
+            }
+            h.give_back(cx.rs, kind as usize - 1);
+            return Err(Reason::Translate);
+        }
+        h.node = Some(s.key_of(kind, IpAddr::V6(src)));
+    }
+    Ok((h.counted || h.node.is_some()).then_some(h))
 }
 
 /// `nat::state_target` for an IPv6 packet: `None` when the packet may

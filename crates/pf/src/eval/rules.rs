@@ -695,13 +695,14 @@ fn create_state_holding(
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
-    // Source nodes, routing pools and the SYN proxy hold IPv4 addresses:
-    // an IPv6 state on a rule of both families with them is not made
-    // (`inet6` rules with them are refused at load).
+    // Routing pools and the SYN proxy hold IPv4 addresses: an IPv6 state
+    // on a rule of both families with them is not made (`inet6` rules
+    // with them are refused at load).
+    let src_ip = match pd.af {
+        Af::Inet => std::net::IpAddr::V4(pd.src4()),
+        Af::Inet6 => std::net::IpAddr::V6(pd.src.v6()),
+    };
     if pd.af == Af::Inet6 {
-        if tracked.is_some() || r.src_track.is_some() {
-            return Err(Reason::SrcLimit);
-        }
         if r.route.is_some() {
             return Err(Reason::NoRoute);
         }
@@ -710,7 +711,7 @@ fn create_state_holding(
         }
     }
     if let Some(src) = tracked {
-        if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src4(), now, limit) {
+        if let Err(e) = cx.pf.srcnodes.acquire(src, src_ip, now, limit) {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
             }
@@ -719,7 +720,7 @@ fn create_state_holding(
     }
     let undo_src = || {
         if let Some(src) = tracked {
-            cx.pf.srcnodes.undo(src, pd.src4(), now);
+            cx.pf.srcnodes.undo(src, src_ip, now);
         }
     };
     if let Some(max) = r.max_states {
@@ -766,21 +767,23 @@ fn create_state_holding(
     let sticky = r.src_track.as_ref().filter(|_| r.rule.route.as_ref().is_some_and(|rt| rt.pool.sticky));
     let undo_sticky = || {
         if let Some(src) = sticky {
-            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, pd.src4(), now);
+            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, src_ip, now);
         }
     };
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
             let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
-            let kept =
-                sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, pd.src4())).and_then(|a| rt.hop_to(a, &if_ref));
+            let kept = sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, src_ip)).and_then(|a| match a {
+                std::net::IpAddr::V4(a) => rt.hop_to(a, &if_ref),
+                std::net::IpAddr::V6(_) => None,
+            });
             let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src4())) else {
                 undo_src();
                 return Err(Reason::NoRoute);
             };
             if let Some(src) = sticky {
-                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, pd.src4(), Some(nh.addr), now, limit).is_err() {
+                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, src_ip, Some(nh.addr.into()), now, limit).is_err() {
                     undo_src();
                     return Err(Reason::NoRoute);
                 }

@@ -165,7 +165,7 @@ pub(super) fn test_state_tcp(
     let now = cx.now;
     // pf_src_connlimit's flush of the source's other states, done once
     // this state's lock is released: (the state, its source, global).
-    let mut flush: Option<(StateData, std::net::Ipv4Addr, bool)> = None;
+    let mut flush: Option<(StateData, std::net::IpAddr, bool)> = None;
     let out = cx.with_state_linked(key, link, |slot, st| {
         let Some(to) = nat6::targets(st, pf.states.nat_key(slot), key, cx.dir, pd.af) else {
             return TcpOutcome::NotFound;
@@ -180,7 +180,7 @@ pub(super) fn test_state_tcp(
                 && st.src.state == tcps::ESTABLISHED
                 && st.dst.state == tcps::ESTABLISHED
         };
-        let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::Ipv4Addr, bool)>| {
+        let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::IpAddr, bool)>| {
             st.src_flags |= srcflags::TCP_EST;
             let c = pf.srcnodes.connlimit(st, now.as_nanos(), |a, g| *flush = Some((*st, a, g)));
             for i in c.lcounters() {

@@ -173,26 +173,10 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.translation.af_to.is_some() {
             refuse("af-to");
         }
-        // What pf does for IPv6 that softnet's IPv6 path does not do yet:
-        // source tracking keeps IPv4 addresses only (a `sticky-address`
-        // pool keeps its address in a source node).
+        // What pf does for IPv6 that softnet's IPv6 path does not do yet.
         if r.af == Some(AddressFamily::Inet6) && r.translation.af_to.is_none() {
-            let t = &r.translation;
-            if [&t.nat, &t.rdr].into_iter().flatten().any(|p| p.sticky) {
-                refuse("source tracking for inet6");
-            }
             if r.keep_state == StateMode::Synproxy {
                 refuse("synproxy state for inet6");
-            }
-            let so = &r.state_opts;
-            if so.source_track.is_some()
-                || so.max_src_states.is_some()
-                || so.max_src_nodes.is_some()
-                || so.max_src_conn.is_some()
-                || so.max_src_conn_rate.is_some()
-                || so.overload.is_some()
-            {
-                refuse("source tracking for inet6");
             }
         }
         if let Some(rt) = &r.route {
