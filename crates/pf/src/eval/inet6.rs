@@ -340,14 +340,37 @@ pub fn build_tcp6(
     flags: u8,
     hlim: u8,
 ) -> Option<PacketBuf> {
+    build_tcp6_opts(bufs, src, dst, &Seg6 { sport, dport, seq, ack, flags, win: 0 }, hlim, None)
+}
+
+/// The TCP fields of a segment pf sends over IPv6.
+pub(super) struct Seg6 {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub win: u16,
+}
+
+/// `build_tcp6` with a window and an MSS option (pf_send_tcp's `win`,
+/// `mss`: the SYN proxy's segments).
+pub(super) fn build_tcp6_opts(
+    bufs: &mut dyn BufferSource,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    s: &Seg6,
+    hlim: u8,
+    mss: Option<u16>,
+) -> Option<PacketBuf> {
     let tr = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags: TcpFlags::from_bits(flags),
-        window: 0,
-        max_seg_size: None,
+        src_port: s.sport,
+        dst_port: s.dport,
+        seq: s.seq,
+        ack: s.ack,
+        flags: TcpFlags::from_bits(s.flags),
+        window: s.win,
+        max_seg_size: mss,
         window_scale: None,
         sack_permitted: false,
         sack_ranges: [None; 3],

@@ -695,9 +695,9 @@ fn create_state_holding(
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
-    // Routing pools and the SYN proxy hold IPv4 addresses: an IPv6 state
-    // on a rule of both families with them is not made (`inet6` rules
-    // with them are refused at load).
+    // Routing pools hold IPv4 next hops: an IPv6 state on a rule of both
+    // families with one is not made (`inet6` rules with them are refused
+    // at load).
     let src_ip = match pd.af {
         Af::Inet => std::net::IpAddr::V4(pd.src4()),
         Af::Inet6 => std::net::IpAddr::V6(pd.src.v6()),
@@ -705,9 +705,6 @@ fn create_state_holding(
     if pd.af == Af::Inet6 {
         if r.route.is_some() {
             return Err(Reason::NoRoute);
-        }
-        if r.keep_state == StateMode::Synproxy {
-            return Err(Reason::Synproxy);
         }
     }
     if let Some(src) = tracked {

@@ -173,12 +173,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         if r.translation.af_to.is_some() {
             refuse("af-to");
         }
-        // What pf does for IPv6 that softnet's IPv6 path does not do yet.
-        if r.af == Some(AddressFamily::Inet6) && r.translation.af_to.is_none() {
-            if r.keep_state == StateMode::Synproxy {
-                refuse("synproxy state for inet6");
-            }
-        }
         if let Some(rt) = &r.route {
             if let Err(e) = crate::route::CRoute::check(rt) {
                 refuse(&e.0);
