@@ -41,8 +41,9 @@ pub fn compile_tree(
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
     for (path, rules) in sources {
-        if let Some(r) = rules.iter().find(|r| r.translation.af_to.is_some()) {
-            let what = "af-to".to_string();
+        // af-to inet6 (NAT46) is not built (`parse::check_supported`).
+        if let Some(r) = rules.iter().find(|r| r.translation.af_to == Some(crate::model::AddressFamily::Inet6)) {
+            let what = "af-to inet6".to_string();
             return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
         }
         for r in rules {

@@ -92,14 +92,23 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
     if !is_error {
         // A query or reply: its own state. A reply that finds none may
         // answer a request sent to the all-nodes group.
-        let lookup = |key: (u64, u64), link: &mut u64| {
+        let mut af = afto::AfRewrite::Keep;
+        let mut lookup = |key: (u64, u64), link: &mut u64| {
             cx.with_state_linked(key, link, |slot, st| {
                 // A translating state: by the wire key inbound, the stack
                 // key outbound, and the echo rewritten as its state says.
-                let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
-                    return StateVerdict::NoState;
+                let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+                    let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    af = rw;
+                    (None, fwd)
+                } else {
+                    let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    (to, st.direction == dirc)
                 };
-                let fwd = st.direction == dirc;
                 let flow = if fwd { Direction::In } else { Direction::Out };
                 if st.flags & sflags::SLOPPY == 0 && flow != icmp_dir {
                     return StateVerdict::Drop(Some(Reason::StateMismatch));
@@ -116,7 +125,8 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
             None if icmp_dir == Direction::Out => query_key(cx, pd, data, true).and_then(|k| lookup(k, link)),
             None => None,
         };
-        return found.unwrap_or(StateVerdict::NoState);
+        let v = found.unwrap_or(StateVerdict::NoState);
+        return afto_pass(pkt, pd, &af, v);
     }
     error_state(cx, pd, pkt)
 }
@@ -197,6 +207,10 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
             // packets do, and its quote goes back to what it is on this side
             // (`to` is the quote's key side seen as a packet of this
             // direction; the quote itself went the other way).
+            if st.flags & sflags::AFTO != 0 {
+                // RFC 7915 §5.2's translation of errors is not built.
+                return StateVerdict::Drop(Some(Reason::Translate));
+            }
             let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies};
+use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, RouteDecision};
 use softnet_core::iface::Interface;
 use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::time::Instant;
@@ -29,6 +29,7 @@ use crate::state::{
 };
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
+mod afto;
 mod inet6;
 mod nat;
 mod nat6;
@@ -431,7 +432,7 @@ fn test_pd(
         PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
         PROTO_ICMP if pd.af == Af::Inet => test_state_icmp(cx, pd, pkt, &mut link),
         PROTO_ICMPV6 if pd.af == Af::Inet6 => test_state_icmp6(cx, pd, pkt, &mut link),
-        _ => test_state_other(cx, pd, &mut link),
+        _ => test_state_other(cx, pd, pkt, &mut link),
     };
     if inbound && link as u32 == 0 {
         // No inbound state matched: nothing for pf out to follow.

@@ -231,6 +231,8 @@ pub(super) fn targets(
 pub(super) enum Xlate {
     V4(super::nat::Endpoints),
     V6(Endpoints6),
+    /// af-to: an IPv6 connection's IPv4 endpoints (`afto`).
+    Af4(super::nat::Endpoints),
 }
 
 impl Xlate {
@@ -239,6 +241,7 @@ impl Xlate {
         match self {
             Xlate::V4(e) => e.key(proto, dir),
             Xlate::V6(e) => e.key(proto, dir),
+            Xlate::Af4(e) => super::afto::nat_key(e, proto),
         }
     }
 
@@ -247,6 +250,9 @@ impl Xlate {
         match self {
             Xlate::V4(e) => super::nat::translate(pkt, pd, e),
             Xlate::V6(e) => translate6(pkt, pd, e),
+            Xlate::Af4(e) => {
+                super::afto::apply(pkt, pd, &super::afto::AfRewrite::To4(*e));
+            }
         }
     }
 }

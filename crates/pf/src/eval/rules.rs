@@ -491,7 +491,18 @@ pub(super) fn test_rule(
             // through one).
             // An ICMP error makes no state (pf's `state_icmp`).
             let stateless = pd.frag || icmp_error(pd);
-            let xl = if !stateless && (nat.is_some() || rdr.is_some()) && nat6::translatable(pd) {
+            let xl = if afto::is_afto(r) {
+                // af-to: the rule's own pools, never a match rule's; what
+                // cannot be translated is dropped (`translate`).
+                let xl = if stateless { Err(Reason::Translate) } else { afto::transaddr_af(cx, pd, r) };
+                match xl {
+                    Ok((e, h)) => Some((nat6::Xlate::Af4(e), h)),
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                }
+            } else if !stateless && (nat.is_some() || rdr.is_some()) && nat6::translatable(pd) {
                 match nat6::transaddr_any(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
@@ -526,7 +537,10 @@ pub(super) fn test_rule(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
-            scrub_packet(pkt, pd, &scrub);
+            // `pd` no longer describes a packet af-to translated.
+            if pkt.meta.pf_route != RouteDecision::AfTo {
+                scrub_packet(pkt, pd, &scrub);
+            }
             Decision::Pass
         }
     }
@@ -754,6 +768,11 @@ fn create_state_holding(
     };
     if holds.iter().any(Option::is_some) {
         st.src_flags |= srcflags::XLATE;
+    }
+    if let Some(nat6::Xlate::Af4(_)) = xlate {
+        // found on the IPv4 side's interfaces too
+        st.flags |= sflags::AFTO;
+        st.kif = 0;
     }
     let mut cold = crate::state::StateCold { log_match, ..Default::default() };
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or

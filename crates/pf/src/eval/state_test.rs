@@ -41,6 +41,10 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
         }
         return Some(Decision::Pass);
     }
+    // An af-to state's packets change family: `test_parsed`'s way.
+    if v.flags & sflags::AFTO != 0 {
+        return None;
+    }
     // A translating state: the rewrite from its keys' words, no lock.
     let to =
         if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
@@ -55,7 +59,7 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
 
 /// The state flags that take a packet off `test_established`'s shortest
 /// path (each asks `state_passed` for work besides counting).
-const PLAIN_MASK: u8 = STATE_LOG | sflags::NAT | sflags::SCRUB | sflags::ROUTED;
+const PLAIN_MASK: u8 = STATE_LOG | sflags::NAT | sflags::SCRUB | sflags::ROUTED | sflags::AFTO;
 
 /// The rule that made a state counts the packet it passed (pf_test's
 /// `pf_counters_inc` on the state's rule).
@@ -166,11 +170,20 @@ pub(super) fn test_state_tcp(
     // pf_src_connlimit's flush of the source's other states, done once
     // this state's lock is released: (the state, its source, global).
     let mut flush: Option<(StateData, std::net::IpAddr, bool)> = None;
+    let mut af = afto::AfRewrite::Keep;
     let out = cx.with_state_linked(key, link, |slot, st| {
-        let Some(to) = nat6::targets(st, pf.states.nat_key(slot), key, cx.dir, pd.af) else {
-            return TcpOutcome::NotFound;
+        let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+            let Some((fwd, rw)) = afto::state_rewrite(st, pf.states.nat_key(slot), key, cx.dir) else {
+                return TcpOutcome::NotFound;
+            };
+            af = rw;
+            ((None, None), fwd)
+        } else {
+            let Some(to) = nat6::targets(st, pf.states.nat_key(slot), key, cx.dir, pd.af) else {
+                return TcpOutcome::NotFound;
+            };
+            (to, st.direction == dirc)
         };
-        let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         // The handshake completes when this packet leaves both peers
         // established: the source node counts the connection.
@@ -264,7 +277,7 @@ pub(super) fn test_state_tcp(
             if let Some((seq, ack)) = rewrite {
                 patch_seq_ack(pkt, pd.hlen(), seq, ack);
             }
-            v
+            afto_pass(pkt, pd, &af, v)
         }
         Some(TcpOutcome::Drop(reason, reply)) => {
             if let Some(r) = reply {
@@ -365,7 +378,7 @@ pub(super) fn other_steady(v: &StateView, fwd: bool, udp: bool) -> bool {
     s == s0 && d == d0 && v.timeout == tidx(t) as u8
 }
 
-pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
+pub(super) fn test_state_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut u64) -> StateVerdict {
     let key = pkt_key_words(pd, cx.dir);
     let dirc = dir_code(cx.dir);
     let udp = pd.proto == PROTO_UDP;
@@ -377,7 +390,7 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
-            if other_steady(&v, fwd, udp) {
+            if v.flags & sflags::AFTO == 0 && other_steady(&v, fwd, udp) {
                 let mut p = view_passed(&v, fwd);
                 if v.flags & sflags::NAT != 0 {
                     let Some(keys) = cx.pf.states.keys(v.idx) else { return StateVerdict::NoState };
@@ -397,18 +410,41 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         }
         Probe::Busy => {}
     }
-    cx.with_state_linked(key, link, |slot, st| {
-        let Some(to) = nat6::targets(st, cx.pf.states.nat_key(slot), key, cx.dir, pd.af) else {
-            return StateVerdict::NoState;
-        };
-        let fwd = st.direction == dirc;
-        let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
-        let t = other_step(udp, &mut src.state, &mut dst.state);
-        set_timeout(st, cx.now, t);
-        account(st, fwd, pd.tot_len());
-        state_pass_xlate(st, slot, fwd, to)
-    })
-    .unwrap_or(StateVerdict::NoState)
+    let mut af = afto::AfRewrite::Keep;
+    let v = cx
+        .with_state_linked(key, link, |slot, st| {
+            let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+                let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                    return StateVerdict::NoState;
+                };
+                af = rw;
+                ((None, None), fwd)
+            } else {
+                let Some(to) = nat6::targets(st, cx.pf.states.nat_key(slot), key, cx.dir, pd.af) else {
+                    return StateVerdict::NoState;
+                };
+                (to, st.direction == dirc)
+            };
+            let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
+            let t = other_step(udp, &mut src.state, &mut dst.state);
+            set_timeout(st, cx.now, t);
+            account(st, fwd, pd.tot_len());
+            state_pass_xlate(st, slot, fwd, to)
+        })
+        .unwrap_or(StateVerdict::NoState);
+    afto_pass(pkt, pd, &af, v)
+}
+
+/// A packet an af-to state passed, translated into the other family
+/// (`afto::apply`); one that cannot be is dropped as `translate`.
+#[cold]
+pub(super) fn afto_pass(pkt: &mut PacketBuf, pd: &Pd, af: &afto::AfRewrite, v: StateVerdict) -> StateVerdict {
+    match v {
+        StateVerdict::Pass(_) if *af != afto::AfRewrite::Keep && !afto::apply(pkt, pd, af) => {
+            StateVerdict::Drop(Some(Reason::Translate))
+        }
+        v => v,
+    }
 }
 
 pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut u64) -> StateVerdict {
@@ -431,12 +467,21 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
             }
             _ => {}
         }
-        return cx
+        let mut af = afto::AfRewrite::Keep;
+        let v = cx
             .with_state_linked(key, link, |slot, st| {
-                let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
-                    return StateVerdict::NoState;
+                let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+                    let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    af = rw;
+                    (None, fwd)
+                } else {
+                    let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    (to, st.direction == dirc)
                 };
-                let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
                 if flow != icmp_dir {
@@ -447,6 +492,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 state_pass_xlate(st, slot, fwd, (to, None))
             })
             .unwrap_or(StateVerdict::NoState);
+        return afto_pass(pkt, pd, &af, v);
     }
     // An error: find the state of the packet it quotes.
     let inner = &data[pd.hlen() + icmpv4::HEADER_LEN..pd.tot_len()];
@@ -504,6 +550,10 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
             // A translating state: the error travels as the packets of its
             // direction do (inbound by the wire key), and its quote goes back
             // to what it is on this side.
+            if st.flags & sflags::AFTO != 0 {
+                // RFC 7915 §4.2's translation of errors is not built.
+                return StateVerdict::Drop(Some(Reason::Translate));
+            }
             let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };

@@ -1,0 +1,496 @@
+//! `af-to` (NAT64): `pass in inet6 … af-to inet from POOL [to POOL]`
+//! translates an IPv6 connection into an IPv4 one (pf.c
+//! pf_get_transaddr_af, pf_translate_af; RFC 6052 for the addresses,
+//! RFC 7915 for the headers), and the packets of its state both ways.
+//!
+//! * The state: its own key is the IPv6 packet's (inbound), its
+//!   translated key the IPv4 one as the IPv4 side's replies carry it
+//!   inbound, so the state is found on either family's interface
+//!   (floating). `sflags::AFTO` marks it. A packet of it that arrives on
+//!   the interface of its family (IPv6 from the client, IPv4 from the
+//!   server) is translated into the other family and handed back with
+//!   `RouteDecision::AfTo`: the stack routes it in the other family's
+//!   table, where pf out finds the same state and lets it go unchanged
+//!   (pf_route after PF_AFRT, then pf_test(PF_OUT) on it). Each packet is
+//!   tracked as from its sender whichever family it is in
+//!   (PF_REVERSED_KEY).
+//! * Addresses: the IPv4 source from the `from` pool (pf_get_sport over
+//!   it, ports random as nat-to's); the IPv4 destination from the `to`
+//!   pool, else extracted from the IPv6 destination under the prefix of
+//!   the rule's destination (RFC 6052 §2.2; a prefix shorter than 32
+//!   counts as /96, as pf).
+//! * Headers (RFC 7915 §5.1 and §4.1): hop limit ↔ TTL, traffic class ↔
+//!   TOS, DF set, a random identification, IPv4 options dropped; TCP and
+//!   UDP checksums moved from one pseudo-header to the other (RFC 1624;
+//!   a UDP datagram without a checksum gets one in IPv6); ICMPv6 echo ↔
+//!   ICMP echo with the checksum summed again.
+//!
+//! Not built: `af-to inet6` (NAT46, refused at load), translation of
+//! ICMP errors (RFC 7915 §4.2, §5.2: an error about an af-to connection
+//! is dropped as `translate`), other ICMP and ICMPv6 messages (dropped as
+//! `translate`, as RFC 7915 drops most), fragments (not translated: pf
+//! makes no state for them), `sticky-address` on af-to pools (refused).
+
+use std::net::Ipv4Addr;
+
+use softnet_core::filter::RouteDecision;
+use softnet_wire::icmpv6::{msg_type as t6, Icmpv6Packet};
+use softnet_wire::ipv4;
+use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
+
+use super::nat::Endpoints;
+use super::nat6::Endpoints6;
+use super::*;
+use crate::lb::SportResult;
+use crate::xlhold::{Holds, PoolHold};
+
+/// The ICMP protocol number and echo types on each side.
+const ICMP_ECHO: u8 = icmpv4::msg_type::ECHO_REQUEST;
+const ICMP_ECHOREPLY: u8 = icmpv4::msg_type::ECHO_REPLY;
+
+/// Whether the rule translates to another family.
+#[inline]
+pub(super) fn is_afto(r: &CRule) -> bool {
+    r.rule.translation.af_to.is_some()
+}
+
+/// The IPv4 protocol of an IPv6 packet's (ICMPv6 becomes ICMP).
+fn proto4(proto: u8) -> u8 {
+    if proto == PROTO_ICMPV6 {
+        PROTO_ICMP
+    } else {
+        proto
+    }
+}
+
+/// pf_get_transaddr_af for an IPv6 packet of an `af-to inet` rule: the
+/// IPv4 endpoints of the connection (the ICMP echo's id as its source
+/// "port", the echo type as the other) and what the state holds of the
+/// pools. `translate` when a pool has no address, every port is taken,
+/// the destination embeds no IPv4 address, or the packet is an ICMPv6
+/// message other than an echo request.
+pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Holds), Reason> {
+    if pd.af != Af::Inet6 || (pd.proto == PROTO_ICMPV6 && pd.icmp_type != t6::ECHO_REQUEST) {
+        return Err(Reason::Translate);
+    }
+    let proto = proto4(pd.proto);
+    let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+    let mut holds: Holds = [None, None];
+    // The destination: the `to` pool, else the IPv4 address the IPv6
+    // destination embeds.
+    let (dst, dport) = match r.rdr.as_ref() {
+        Some(pool) => {
+            let a = pool.map(&if_addrs, pd.src.0[0], None).ok_or(Reason::Translate)?;
+            holds[1] = hold(cx, r, pool, a);
+            let port = if pool.proxy_port[0] != 0 && pd.proto != PROTO_ICMPV6 { pool.proxy_port[0] } else { pd.dport };
+            (Ipv4Addr::from(a), port)
+        }
+        None => {
+            let plen = match &r.rule.dst.addr {
+                crate::model::Addr::Net(n) if n.addr.is_ipv6() && n.prefix >= 32 => n.prefix,
+                _ => 96,
+            };
+            let a = softnet_wire::ipv6::nat64_extract(pd.dst.v6(), plen).ok_or(Reason::Translate)?;
+            (a, pd.dport)
+        }
+    };
+    let dport = if pd.proto == PROTO_ICMPV6 { ICMP_ECHO as u16 } else { dport };
+    // The source: pf_get_sport over the `from` pool, its tuple free as the
+    // IPv4 side's replies would carry it.
+    let Some(pool) = r.nat.as_ref() else { return Err(Reason::Translate) };
+    let states = &cx.pf.states;
+    let mut in_use = |a: u32, p: u16| {
+        let k = Endpoints { src: Ipv4Addr::from(a), sport: p, dst, dport }.key(proto, Direction::Out);
+        states.key_in_use(k.words())
+    };
+    let echo = pd.proto == PROTO_ICMPV6;
+    match pool.get_sport(&if_addrs, proto, echo, pd.src.0[0], pd.sport, None, &mut in_use) {
+        SportResult::Found { addr, port } => {
+            holds[0] = hold(cx, r, pool, addr);
+            Ok((Endpoints { src: Ipv4Addr::from(addr), sport: port, dst, dport }, holds))
+        }
+        SportResult::Exhausted => {
+            super::nat::log_exhausted(cx, pool.proxy_port);
+            super::nat::release(cx, &holds);
+            Err(Reason::Translate)
+        }
+    }
+}
+
+/// The `least-states` count a pool took on `addr`.
+fn hold(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, addr: u32) -> Option<PoolHold> {
+    (pool.kind == crate::model::PoolType::LeastStates).then(|| PoolHold {
+        gen: cx.rs.nodes[r.node as usize].gen,
+        nr: r.local_nr,
+        addr: Ipv4Addr::from(addr).into(),
+        counted: true,
+        node: None,
+    })
+}
+
+/// The translated key an af-to state is indexed under: the IPv4 key of
+/// the server's replies as they come in.
+pub(super) fn nat_key(e: &Endpoints, proto: u8) -> StateKey {
+    e.key(proto4(proto), Direction::Out)
+}
+
+/// What a packet of an af-to state becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfRewrite {
+    /// Nothing: the packet is already in the family it leaves in (pf out).
+    Keep,
+    /// An IPv6 packet from the client into IPv4.
+    To4(Endpoints),
+    /// An IPv4 packet from the server into IPv6.
+    To6(Endpoints6),
+}
+
+/// How a packet with key words `pkt` in direction `dir` uses the af-to
+/// state `st` (translated key `nat`): whether it comes from the state's
+/// source (the client), and its rewrite. `None`: not this state's.
+pub(super) fn state_rewrite(
+    st: &StateData,
+    nat: Option<(u64, u64)>,
+    pkt: (u64, u64),
+    dir: Direction,
+) -> Option<(bool, AfRewrite)> {
+    let nat = nat?;
+    let inbound = st.direction == dir_code(dir);
+    if pkt == st.key.words() {
+        let rw = if inbound {
+            AfRewrite::To4(Endpoints::from_key(&crate::state::unpack(nat), Direction::Out))
+        } else {
+            AfRewrite::Keep
+        };
+        Some((inbound, rw))
+    } else if pkt == nat {
+        let rw = if inbound { AfRewrite::To6(Endpoints6::from_key(&st.key, Direction::Out)) } else { AfRewrite::Keep };
+        Some((!inbound, rw))
+    } else {
+        None
+    }
+}
+
+/// pf_translate_af on the packet `pd` describes, then PF_AFRT: the stack
+/// routes it in its new family. `false`: it could not be translated
+/// (counted as `translate` by the caller).
+pub(super) fn apply(pkt: &mut PacketBuf, pd: &Pd, rw: &AfRewrite) -> bool {
+    let done = match rw {
+        AfRewrite::Keep => return true,
+        AfRewrite::To4(e) => to4(pkt, pd, e),
+        AfRewrite::To6(e) => to6(pkt, pd, e),
+    };
+    if done {
+        pkt.meta.pf_route = RouteDecision::AfTo;
+    }
+    done
+}
+
+/// An IPv6 packet into IPv4 (RFC 7915 §5.1): its extension headers and
+/// IPv6 header give way to a 20-byte IPv4 header in front of the
+/// transport header.
+pub(super) fn to4(pkt: &mut PacketBuf, pd: &Pd, e: &Endpoints) -> bool {
+    let (l4off, tot) = (pd.hlen(), pd.tot_len());
+    if l4off < ipv4::MIN_HEADER_LEN || tot > pkt.len() {
+        return false;
+    }
+    let l4len = tot - l4off;
+    let (tc, hlim, osrc, odst) = {
+        let ip = Ipv6Packet::new_unchecked(pkt.data());
+        (ip.traffic_class(), ip.hop_limit(), ip.src(), ip.dst())
+    };
+    let from = nat6::Endpoints6::of(pd);
+    let proto = proto4(pd.proto);
+    {
+        let l4 = &mut pkt.data_mut()[l4off..tot];
+        match pd.proto {
+            PROTO_TCP | PROTO_UDP => {
+                let ph6 = checksum::pseudo_header_v6(osrc, odst, pd.proto, l4len as u32);
+                let ph4 = checksum::pseudo_header_v4(e.src, e.dst, pd.proto, l4len as u16);
+                let at = if pd.proto == PROTO_TCP { 16 } else { 6 };
+                let mut c = be16(l4, at);
+                c = checksum::update16(c, checksum::fold(ph6), checksum::fold(ph4));
+                c = checksum::update16(c, from.sport, e.sport);
+                c = checksum::update16(c, from.dport, e.dport);
+                if pd.proto == PROTO_UDP && c == 0 {
+                    c = 0xffff;
+                }
+                l4[0..2].copy_from_slice(&e.sport.to_be_bytes());
+                l4[2..4].copy_from_slice(&e.dport.to_be_bytes());
+                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+            PROTO_ICMPV6 => {
+                // an echo: type and id, and ICMP's checksum (no
+                // pseudo-header) summed again
+                let ty = if pd.icmp_type == t6::ECHO_REQUEST { ICMP_ECHO } else { ICMP_ECHOREPLY };
+                let id = if ty == ICMP_ECHO { e.sport } else { e.dport };
+                let mut p = Icmpv4Packet::new_unchecked(&mut l4[..]);
+                p.set_msg_type(ty);
+                p.set_code(0);
+                p.set_echo_ident(id);
+                p.fill_checksum();
+            }
+            _ => {}
+        }
+    }
+    let start = l4off - ipv4::MIN_HEADER_LEN;
+    if pkt.pull_front(start).is_err() || pkt.set_len(ipv4::MIN_HEADER_LEN + l4len).is_err() {
+        return false;
+    }
+    let ir = Ipv4Repr {
+        src: e.src,
+        dst: e.dst,
+        protocol: IpProtocol(proto),
+        ttl: hlim,
+        tos: tc,
+        ident: softnet_core::rng::random_u16(),
+        dont_frag: true,
+        payload_len: l4len,
+    };
+    ir.emit(&mut pkt.data_mut()[..ipv4::MIN_HEADER_LEN]);
+    true
+}
+
+/// An IPv4 packet into IPv6 (RFC 7915 §4.1): its header (options
+/// dropped) gives way to a 40-byte IPv6 header.
+pub(super) fn to6(pkt: &mut PacketBuf, pd: &Pd, e: &Endpoints6) -> bool {
+    let (hlen, tot) = (pd.hlen(), pd.tot_len());
+    if tot > pkt.len() {
+        return false;
+    }
+    let l4len = tot - hlen;
+    let (tos, ttl, osrc, odst) = {
+        let ip = Ipv4Packet::new_unchecked(pkt.data());
+        (ip.tos(), ip.ttl(), ip.src(), ip.dst())
+    };
+    let from = Endpoints::of(pd);
+    let next = if pd.proto == PROTO_ICMP { PROTO_ICMPV6 } else { pd.proto };
+    {
+        let l4 = &mut pkt.data_mut()[hlen..tot];
+        match pd.proto {
+            PROTO_TCP | PROTO_UDP => {
+                let at = if pd.proto == PROTO_TCP { 16 } else { 6 };
+                l4[0..2].copy_from_slice(&e.sport.to_be_bytes());
+                l4[2..4].copy_from_slice(&e.dport.to_be_bytes());
+                let old = be16(l4, at);
+                let c = if pd.proto == PROTO_UDP && old == 0 {
+                    // IPv6 UDP must have one (RFC 7915 §4.5): summed whole
+                    let mut u = UdpPacket::new_unchecked(&mut l4[..]);
+                    u.fill_checksum_v6(e.src, e.dst);
+                    u.checksum()
+                } else {
+                    let ph4 = checksum::pseudo_header_v4(osrc, odst, pd.proto, l4len as u16);
+                    let ph6 = checksum::pseudo_header_v6(e.src, e.dst, pd.proto, l4len as u32);
+                    let mut c = checksum::update16(old, checksum::fold(ph4), checksum::fold(ph6));
+                    c = checksum::update16(c, from.sport, e.sport);
+                    c = checksum::update16(c, from.dport, e.dport);
+                    if pd.proto == PROTO_UDP && c == 0 {
+                        0xffff
+                    } else {
+                        c
+                    }
+                };
+                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+            PROTO_ICMP => {
+                let ty = if pd.icmp_type == ICMP_ECHO { t6::ECHO_REQUEST } else { t6::ECHO_REPLY };
+                let id = if ty == t6::ECHO_REQUEST { e.sport } else { e.dport };
+                let mut p = Icmpv6Packet::new_unchecked(&mut l4[..]);
+                p.set_msg_type(ty);
+                p.set_code(0);
+                p.set_echo_ident(id);
+                p.fill_checksum(e.src, e.dst);
+            }
+            _ => {}
+        }
+    }
+    // the IPv6 header ends where the transport header starts
+    let six = softnet_wire::ipv6::HEADER_LEN;
+    let moved = if hlen >= six { pkt.pull_front(hlen - six) } else { pkt.push_front(six - hlen) };
+    if moved.is_err() || pkt.set_len(six + l4len).is_err() {
+        return false;
+    }
+    let ir = Ipv6Repr {
+        src: e.src,
+        dst: e.dst,
+        next_header: IpProtocol(next),
+        hop_limit: ttl,
+        traffic_class: tos,
+        flow_label: 0,
+        payload_len: l4len,
+    };
+    ir.emit(&mut pkt.data_mut()[..six]);
+    true
+}
+
+#[inline]
+fn be16(b: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softnet_wire::icmpv4::Icmpv4Repr;
+    use softnet_wire::icmpv6::Icmpv6Repr;
+    use softnet_wire::tcp::TcpRepr;
+    use softnet_wire::udp::UdpRepr;
+    use std::net::Ipv6Addr;
+
+    const C6: &str = "2001:db8:1::2";
+    const S6: &str = "64:ff9b::a00:202";
+    const N4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+    const S4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+
+    fn a6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn tcp_repr(sport: u16, dport: u16, len: usize) -> TcpRepr {
+        TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            seq: 7,
+            ack: 9,
+            flags: TcpFlags::ACK,
+            window: 100,
+            max_seg_size: None,
+            window_scale: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload_len: len,
+        }
+    }
+
+    fn v6(proto: IpProtocol, hlim: u8, l4: impl Fn(&mut [u8], Ipv6Addr, Ipv6Addr), len: usize) -> PacketBuf {
+        let (s, d) = (a6(C6), a6(S6));
+        let ir = Ipv6Repr {
+            src: s,
+            dst: d,
+            next_header: proto,
+            hop_limit: hlim,
+            traffic_class: 0x20,
+            flow_label: 5,
+            payload_len: len,
+        };
+        let mut b = vec![0u8; ir.buffer_len()];
+        ir.emit(&mut b[..40]);
+        l4(&mut b[40..], s, d);
+        PacketBuf::from_slice(&b)
+    }
+
+    fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, l4: impl Fn(&mut [u8]), len: usize) -> Vec<u8> {
+        let ir =
+            Ipv4Repr { src, dst, protocol: proto, ttl: 63, tos: 0x20, ident: 1, dont_frag: true, payload_len: len };
+        let mut b = vec![0u8; ir.buffer_len()];
+        ir.emit(&mut b[..20]);
+        l4(&mut b[20..]);
+        b
+    }
+
+    #[test]
+    fn tcp_and_udp_move_between_the_pseudo_headers() {
+        for tcp in [true, false] {
+            let payload = b"0123456789abc";
+            let (proto, len) =
+                if tcp { (IpProtocol::TCP, 20 + payload.len()) } else { (IpProtocol::UDP, 8 + payload.len()) };
+            let mut p = v6(
+                proto,
+                64,
+                |b, s, d| {
+                    if tcp {
+                        tcp_repr(40000, 80, payload.len()).emit_with_payload_v6(b, s, d, payload)
+                    } else {
+                        UdpRepr { src_port: 40000, dst_port: 80, payload_len: payload.len() }
+                            .emit_with_payload_v6(b, s, d, payload)
+                    }
+                },
+                len,
+            );
+            let pd = parse_pd6(p.data()).unwrap();
+            let e = Endpoints { src: N4, sport: 61000, dst: S4, dport: 80 };
+            assert!(to4(&mut p, &pd, &e));
+            let want = v4(
+                N4,
+                S4,
+                proto,
+                |b| {
+                    if tcp {
+                        tcp_repr(61000, 80, payload.len()).emit_with_payload(b, N4, S4, payload)
+                    } else {
+                        UdpRepr { src_port: 61000, dst_port: 80, payload_len: payload.len() }
+                            .emit_with_payload(b, N4, S4, payload)
+                    }
+                },
+                len,
+            );
+            // everything but the random identification (and so the header checksum)
+            let got = p.data();
+            assert_eq!(got.len(), want.len());
+            assert_eq!(
+                (&got[..4], &got[6..8], got[9], &got[12..]),
+                (&want[..4], &want[6..8], want[9], &want[12..]),
+                "tcp {tcp}"
+            );
+            assert_eq!(got[8], 64, "the TTL is the hop limit");
+            assert!(Ipv4Packet::new_checked(got).unwrap().verify_checksum());
+            // and back, as the server's answer would come
+            let back = v4(
+                S4,
+                N4,
+                proto,
+                |b| {
+                    if tcp {
+                        tcp_repr(80, 61000, payload.len()).emit_with_payload(b, S4, N4, payload)
+                    } else {
+                        UdpRepr { src_port: 80, dst_port: 61000, payload_len: payload.len() }
+                            .emit_with_payload(b, S4, N4, payload)
+                    }
+                },
+                len,
+            );
+            let mut q = PacketBuf::from_slice(&back);
+            let pd = parse_pd(q.data()).unwrap();
+            let e6 = Endpoints6 { src: a6(S6), sport: 80, dst: a6(C6), dport: 40000 };
+            assert!(to6(&mut q, &pd, &e6));
+            let ip = Ipv6Packet::new_checked(q.data()).unwrap();
+            assert_eq!((ip.src(), ip.dst(), ip.hop_limit(), ip.traffic_class()), (a6(S6), a6(C6), 63, 0x20));
+            let l4 = &q.data()[40..];
+            let ok = if tcp {
+                TcpPacket::new_checked(l4).unwrap().verify_checksum_v6(a6(S6), a6(C6))
+            } else {
+                UdpPacket::new_checked(l4).unwrap().verify_checksum_v6(a6(S6), a6(C6))
+            };
+            assert!(ok, "transport checksum over the IPv6 pseudo-header");
+            assert_eq!(&l4[0..4], &[0, 80, 0x9c, 0x40]);
+        }
+    }
+
+    #[test]
+    fn echo_requests_and_replies_change_family_with_their_ids() {
+        let data = b"ping!";
+        let r = Icmpv6Repr::EchoRequest { ident: 77, seq_no: 3, data };
+        let mut p = v6(IpProtocol::ICMPV6, 64, |b, s, d| r.emit(s, d, b), r.buffer_len());
+        let pd = parse_pd6(p.data()).unwrap();
+        let e = Endpoints { src: N4, sport: 1234, dst: S4, dport: 8 };
+        assert!(to4(&mut p, &pd, &e));
+        let ip = Ipv4Packet::new_checked(p.data()).unwrap();
+        assert_eq!((ip.protocol(), ip.src(), ip.dst(), ip.dont_frag()), (IpProtocol::ICMP, N4, S4, true));
+        let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(Icmpv4Repr::parse(&icmp).unwrap(), Icmpv4Repr::EchoRequest { ident: 1234, seq_no: 3, data });
+        // the reply
+        let rep = Icmpv4Repr::EchoReply { ident: 1234, seq_no: 3, data };
+        let b = v4(S4, N4, IpProtocol::ICMP, |b| rep.emit(b), rep.buffer_len());
+        let mut q = PacketBuf::from_slice(&b);
+        let pd = parse_pd(q.data()).unwrap();
+        let e6 = Endpoints6 { src: a6(S6), sport: 128, dst: a6(C6), dport: 77 };
+        assert!(to6(&mut q, &pd, &e6));
+        let ip = Ipv6Packet::new_checked(q.data()).unwrap();
+        assert_eq!(ip.next_header(), IpProtocol::ICMPV6);
+        let icmp = Icmpv6Packet::new_checked(&q.data()[40..]).unwrap();
+        assert!(icmp.verify_checksum(a6(S6), a6(C6)));
+        assert_eq!((icmp.msg_type(), icmp.echo_ident(), icmp.echo_seq_no()), (t6::ECHO_REPLY, 77, 3));
+    }
+}

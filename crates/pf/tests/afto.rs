@@ -1,0 +1,239 @@
+//! af-to (NAT64) through `PacketFilter::test`: an IPv6 client's TCP, UDP
+//! and ping to `64:ff9b::/96` leave as IPv4 from the pool's address, the
+//! IPv4 server's answers come back as IPv6 from the embedded address;
+//! pf out on either side lets the translated packets by unchanged; every
+//! checksum checked by a full re-sum; what cannot be translated is
+//! dropped as `translate`.
+
+mod common;
+use common::{net, pf_with, tcp_bytes, udp_bytes, HeapBufs as Bufs, Net};
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use softnet_core::filter::{Direction, PacketFilter, RouteDecision, Verdict};
+use softnet_core::iface::Interface;
+use softnet_core::packet::PacketBuf;
+use softnet_core::time::Instant;
+use softnet_pf::Pf;
+use softnet_wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
+use softnet_wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
+use softnet_wire::ipv4::{IpProtocol, Ipv4Packet};
+use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
+use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+use softnet_wire::udp::{UdpPacket, UdpRepr};
+
+const RULES: &str = "block all\npass out all\npass in on em0 inet6 from any to 64:ff9b::/96 af-to inet from 10.0.2.1\n";
+const A: &str = "2001:db8:1::2";
+/// B (10.0.2.2) as A sees it: RFC 6052's well-known prefix.
+const B6: &str = "64:ff9b::a00:202";
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+const R: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+
+fn a6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn pf(n: &Net, text: &str) -> Pf {
+    softnet_core::rng::install(softnet_core::rng::WorkerRng::seeded(5));
+    pf_with(n, text)
+}
+
+fn test(pf: &Pf, dir: Direction, ifp: &Interface, b: &[u8]) -> Option<PacketBuf> {
+    let mut r = vec![];
+    match pf.test(0, Instant::from_secs(1), dir, ifp, PacketBuf::from_slice(b), &mut Bufs, &mut r) {
+        Verdict::Pass(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// pf in on `inn`, then (the translated packet) pf out on `out`, which
+/// must leave it as it is.
+fn through(pf: &Pf, inn: &Interface, out: &Interface, b: &[u8]) -> Option<PacketBuf> {
+    let mut p = test(pf, Direction::In, inn, b)?;
+    assert_eq!(p.meta.pf_route, RouteDecision::AfTo, "handed to the other family's path");
+    p.meta.pf_route = RouteDecision::None;
+    let bytes = p.data().to_vec();
+    let o = test(pf, Direction::Out, out, &bytes).expect("pf out passes it (the af-to state)");
+    assert_eq!(o.data(), &bytes[..], "pf out changes nothing");
+    assert_eq!(o.meta.pf_route, RouteDecision::None);
+    Some(o)
+}
+
+fn v6(next: IpProtocol, len: usize, fill: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr), src: &str, dst: &str) -> Vec<u8> {
+    let (s, d) = (a6(src), a6(dst));
+    let r = Ipv6Repr {
+        src: s,
+        dst: d,
+        next_header: next,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: len,
+    };
+    let mut b = vec![0u8; r.buffer_len()];
+    r.emit(&mut b);
+    fill(&mut b[40..], s, d);
+    b
+}
+
+fn tcp6(src: &str, dst: &str, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32) -> Vec<u8> {
+    let t = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq,
+        ack,
+        flags,
+        window: 8192,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload_len: 0,
+    };
+    v6(IpProtocol::TCP, t.buffer_len(), |b, s, d| t.emit_with_payload_v6(b, s, d, &[]), src, dst)
+}
+
+/// An IPv4 packet's (src, sport, dst, dport), every checksum checked.
+fn ends4(p: &PacketBuf) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let ip = Ipv4Packet::new_checked(p.data()).unwrap();
+    assert!(ip.verify_checksum());
+    assert!(ip.dont_frag(), "RFC 7915 §5.1: DF set");
+    let (s, d) = (ip.src(), ip.dst());
+    match ip.protocol() {
+        IpProtocol::TCP => {
+            let t = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.verify_checksum(s, d), "TCP checksum");
+            (s, t.src_port(), d, t.dst_port())
+        }
+        IpProtocol::UDP => {
+            let u = UdpPacket::new_checked(ip.payload()).unwrap();
+            assert!(u.verify_checksum(s, d), "UDP checksum");
+            (s, u.src_port(), d, u.dst_port())
+        }
+        IpProtocol::ICMP => {
+            let c = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+            assert!(c.verify_checksum());
+            (s, c.echo_ident(), d, c.msg_type() as u16)
+        }
+        p => panic!("{p:?}"),
+    }
+}
+
+/// The same for an IPv6 packet.
+fn ends6(p: &PacketBuf) -> (Ipv6Addr, u16, Ipv6Addr, u16) {
+    let ip = Ipv6Packet::new_checked(p.data()).unwrap();
+    let (s, d) = (ip.src(), ip.dst());
+    let l4 = &p.data()[40..];
+    match ip.next_header() {
+        IpProtocol::TCP => {
+            let t = TcpPacket::new_checked(l4).unwrap();
+            assert!(t.verify_checksum_v6(s, d), "TCP checksum");
+            (s, t.src_port(), d, t.dst_port())
+        }
+        IpProtocol::UDP => {
+            let u = UdpPacket::new_checked(l4).unwrap();
+            assert!(u.verify_checksum_v6(s, d), "UDP checksum");
+            (s, u.src_port(), d, u.dst_port())
+        }
+        IpProtocol::ICMPV6 => {
+            let c = Icmpv6Packet::new_checked(l4).unwrap();
+            assert!(c.verify_checksum(s, d), "ICMPv6 checksum");
+            (s, c.echo_ident(), d, c.msg_type() as u16)
+        }
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
+fn a_tcp_connection_from_an_ipv6_client_to_an_ipv4_server() {
+    let n = net();
+    let pf = pf(&n, RULES);
+    let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 40000, 80, TcpFlags::SYN, 1000, 0)).unwrap();
+    let (s, sp, d, dp) = ends4(&syn);
+    assert_eq!((s, d, dp), (R, B, 80));
+    assert!((50001..=65535).contains(&sp), "{sp}");
+    assert_eq!(Ipv4Packet::new_checked(syn.data()).unwrap().ttl(), 64, "the hop limit");
+    let sa = tcp_bytes(B, R, 80, sp, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, 0);
+    let sa = through(&pf, &n.em1, &n.em0, &sa).unwrap();
+    assert_eq!(ends6(&sa), (a6(B6), 80, a6(A), 40000));
+    let ack = through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 40000, 80, TcpFlags::ACK, 1001, 5001)).unwrap();
+    assert_eq!(ends4(&ack), (R, sp, B, 80));
+    let data = tcp_bytes(B, R, 80, sp, TcpFlags::ACK | TcpFlags::PSH, 5001, 1001, 100);
+    let data = through(&pf, &n.em1, &n.em0, &data).unwrap();
+    assert_eq!(ends6(&data), (a6(B6), 80, a6(A), 40000));
+    assert_eq!(&data.data()[60..], &[0x61; 100][..], "the payload");
+    // nothing else from the IPv4 side gets in
+    assert!(test(&pf, Direction::In, &n.em1, &tcp_bytes(B, R, 80, 9999, TcpFlags::SYN, 1, 0, 0)).is_none());
+}
+
+#[test]
+fn udp_and_ping_through_nat64() {
+    let n = net();
+    let pf = pf(&n, RULES);
+    let payload = b"query";
+    let u = UdpRepr { src_port: 5353, dst_port: 53, payload_len: payload.len() };
+    let q = v6(IpProtocol::UDP, u.buffer_len(), |b, s, d| u.emit_with_payload_v6(b, s, d, payload), A, B6);
+    let out = through(&pf, &n.em0, &n.em1, &q).unwrap();
+    let (s, sp, d, dp) = ends4(&out);
+    assert_eq!((s, d, dp), (R, B, 53));
+    let ans = through(&pf, &n.em1, &n.em0, &udp_bytes(B, R, 53, sp, b"answer")).unwrap();
+    assert_eq!(ends6(&ans), (a6(B6), 53, a6(A), 5353));
+    // ping: ICMPv6 echo ↔ ICMP echo, the id translated and back
+    let e = Icmpv6Repr::EchoRequest { ident: 77, seq_no: 1, data: b"ping" };
+    let ping = v6(IpProtocol::ICMPV6, e.buffer_len(), |b, s, d| e.emit(s, d, b), A, B6);
+    let out = through(&pf, &n.em0, &n.em1, &ping).unwrap();
+    let (s, id, d, ty) = ends4(&out);
+    assert_eq!((s, d, ty), (R, B, 8));
+    let rep = Icmpv4Repr::EchoReply { ident: id, seq_no: 1, data: b"ping" };
+    let i = common::ip_repr(B, R, IpProtocol::ICMP, rep.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    rep.emit(&mut b[20..]);
+    let back = through(&pf, &n.em1, &n.em0, &b).unwrap();
+    assert_eq!(ends6(&back), (a6(B6), 77, a6(A), 129), "an echo reply to A's id");
+}
+
+#[test]
+fn what_cannot_be_translated_is_dropped_as_translate() {
+    let n = net();
+    let pf = pf(&n, RULES);
+    // a destination outside any prefix the rule embeds: not this rule's
+    assert!(test(&pf, Direction::In, &n.em0, &tcp6(A, "2001:db8:2::2", 1, 80, TcpFlags::SYN, 1, 0)).is_none());
+    assert_eq!(pf.counter("translate"), Some(0));
+    // an ICMPv6 message that is not an echo request
+    let e = Icmpv6Repr::EchoReply { ident: 1, seq_no: 1, data: b"x" };
+    let reply = v6(IpProtocol::ICMPV6, e.buffer_len(), |b, s, d| e.emit(s, d, b), A, B6);
+    assert!(test(&pf, Direction::In, &n.em0, &reply).is_none());
+    // an ICMP error about an af-to connection (its translation is not built)
+    let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 40000, 80, TcpFlags::SYN, 1000, 0)).unwrap();
+    let err = Icmpv4Repr::DstUnreachable {
+        code: softnet_wire::icmpv4::DstUnreachable::PortUnreachable,
+        next_hop_mtu: 0,
+        data: &syn.data()[..28],
+    };
+    let i = common::ip_repr(B, R, IpProtocol::ICMP, err.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    err.emit(&mut b[20..]);
+    assert!(test(&pf, Direction::In, &n.em1, &b).is_none());
+    assert_eq!(pf.counter("translate"), Some(1));
+    // every port of the pool in use
+    let pf = pf_with(&n, "pass\npass in on em0 inet6 to 64:ff9b::/96 af-to inet from 10.0.2.1 port 50000\n");
+    assert!(through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 1, 80, TcpFlags::SYN, 1, 0)).is_some());
+    assert!(test(&pf, Direction::In, &n.em0, &tcp6(A, B6, 2, 80, TcpFlags::SYN, 1, 0)).is_none());
+    assert_eq!(pf.counter("translate"), Some(1));
+}
+
+#[test]
+fn a_to_pool_and_a_longer_prefix_give_the_ipv4_destination() {
+    let n = net();
+    // RFC 6052 /64: the IPv4 address after the u octet
+    let pf = pf(&n, "pass\npass in on em0 inet6 to 2001:db8:64::/64 af-to inet from 10.0.2.1\n");
+    let embedded = softnet_wire::ipv6::nat64_embed(a6("2001:db8:64::"), 64, B).unwrap();
+    let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, &embedded.to_string(), 1, 80, TcpFlags::SYN, 1, 0)).unwrap();
+    assert_eq!(ends4(&syn).2, B);
+    let pf = pf_with(&n, "pass\npass in on em0 inet6 to 2001:db8:99::1 af-to inet from 10.0.2.1 to 10.0.2.9\n");
+    let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, "2001:db8:99::1", 1, 80, TcpFlags::SYN, 1, 0)).unwrap();
+    assert_eq!(ends4(&syn).2, Ipv4Addr::new(10, 0, 2, 9));
+}
