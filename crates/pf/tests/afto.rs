@@ -201,22 +201,19 @@ fn what_cannot_be_translated_is_dropped_as_translate() {
     // a destination outside any prefix the rule embeds: not this rule's
     assert!(test(&pf, Direction::In, &n.em0, &tcp6(A, "2001:db8:2::2", 1, 80, TcpFlags::SYN, 1, 0)).is_none());
     assert_eq!(pf.counter("translate"), Some(0));
-    // an ICMPv6 message that is not an echo request
-    let e = Icmpv6Repr::EchoReply { ident: 1, seq_no: 1, data: b"x" };
-    let reply = v6(IpProtocol::ICMPV6, e.buffer_len(), |b, s, d| e.emit(s, d, b), A, B6);
-    assert!(test(&pf, Direction::In, &n.em0, &reply).is_none());
-    // an ICMP error about an af-to connection (its translation is not built)
-    let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 40000, 80, TcpFlags::SYN, 1000, 0)).unwrap();
-    let err = Icmpv4Repr::DstUnreachable {
-        code: softnet_wire::icmpv4::DstUnreachable::PortUnreachable,
-        next_hop_mtu: 0,
-        data: &syn.data()[..28],
-    };
-    let i = common::ip_repr(B, R, IpProtocol::ICMP, err.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    err.emit(&mut b[20..]);
-    assert!(test(&pf, Direction::In, &n.em1, &b).is_none());
+    // an ICMPv6 query that is not an echo request (a node information
+    // query, type 139): RFC 7915 has no ICMP for it
+    let niq = v6(
+        IpProtocol::ICMPV6,
+        16,
+        |b, s, d| {
+            b[0] = 139;
+            Icmpv6Packet::new_unchecked(&mut b[..]).fill_checksum(s, d);
+        },
+        A,
+        B6,
+    );
+    assert!(test(&pf, Direction::In, &n.em0, &niq).is_none());
     assert_eq!(pf.counter("translate"), Some(1));
     // every port of the pool in use
     let pf = pf_with(&n, "pass\npass in on em0 inet6 to 64:ff9b::/96 af-to inet from 10.0.2.1 port 50000\n");
@@ -236,4 +233,68 @@ fn a_to_pool_and_a_longer_prefix_give_the_ipv4_destination() {
     let pf = pf_with(&n, "pass\npass in on em0 inet6 to 2001:db8:99::1 af-to inet from 10.0.2.1 to 10.0.2.9\n");
     let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, "2001:db8:99::1", 1, 80, TcpFlags::SYN, 1, 0)).unwrap();
     assert_eq!(ends4(&syn).2, Ipv4Addr::new(10, 0, 2, 9));
+}
+
+/// An ICMP error from `from` to the router about the translated packet
+/// `quoted` (its first 28 bytes, or `whole`).
+fn icmp4_error(from: Ipv4Addr, r: &Icmpv4Repr) -> Vec<u8> {
+    let i = common::ip_repr(from, R, IpProtocol::ICMP, r.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    r.emit(&mut b[20..]);
+    b
+}
+
+#[test]
+fn icmp_errors_from_the_ipv4_side_reach_the_client_as_icmp6() {
+    let n = net();
+    let pf = pf(&n, RULES);
+    let sent = tcp6(A, B6, 40000, 80, TcpFlags::SYN, 1000, 0);
+    let syn = through(&pf, &n.em0, &n.em1, &sent).unwrap();
+    let hop = Ipv4Addr::new(10, 0, 2, 254);
+    // fragmentation needed from a router on the IPv4 side: packet too
+    // big with 20 more, from the router's embedded address, quoting what
+    // A sent
+    let needfrag = Icmpv4Repr::DstUnreachable {
+        code: softnet_wire::icmpv4::DstUnreachable::FragRequired,
+        next_hop_mtu: 1400,
+        data: syn.data(),
+    };
+    let e = through(&pf, &n.em1, &n.em0, &icmp4_error(hop, &needfrag)).unwrap();
+    let ip = Ipv6Packet::new_checked(e.data()).unwrap();
+    let src = softnet_wire::ipv6::nat64_embed(a6("64:ff9b::"), 96, hop).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.next_header()), (src, a6(A), IpProtocol::ICMPV6));
+    let icmp = Icmpv6Packet::new_checked(&e.data()[40..]).unwrap();
+    assert!(icmp.verify_checksum(src, a6(A)));
+    assert_eq!((icmp.msg_type(), icmp.mtu()), (2, 1420));
+    assert_eq!(icmp.data(), &sent[..], "the quote is A's segment as A sent it (checksum included)");
+    // port unreachable from B about a UDP datagram: the whole datagram quoted
+    let u = UdpRepr { src_port: 5353, dst_port: 9, payload_len: 4 };
+    let q6 = v6(IpProtocol::UDP, u.buffer_len(), |b, s, d| u.emit_with_payload_v6(b, s, d, b"abcd"), A, B6);
+    let out = through(&pf, &n.em0, &n.em1, &q6).unwrap();
+    let unreach = Icmpv4Repr::DstUnreachable {
+        code: softnet_wire::icmpv4::DstUnreachable::PortUnreachable,
+        next_hop_mtu: 0,
+        data: out.data(),
+    };
+    let e = through(&pf, &n.em1, &n.em0, &icmp4_error(B, &unreach)).unwrap();
+    let icmp = Icmpv6Packet::new_checked(&e.data()[40..]).unwrap();
+    assert!(icmp.verify_checksum(a6(B6), a6(A)));
+    assert_eq!((icmp.msg_type(), icmp.code()), (1, 4));
+    assert_eq!(icmp.data(), &q6[..]);
+    // time exceeded keeps its code; a parameter problem is dropped
+    let te = Icmpv4Repr::TimeExceeded { code: softnet_wire::icmpv4::TimeExceeded::TtlExpired, data: syn.data() };
+    let e = through(&pf, &n.em1, &n.em0, &icmp4_error(hop, &te)).unwrap();
+    assert_eq!(Icmpv6Packet::new_checked(&e.data()[40..]).unwrap().msg_type(), 3);
+    let mut pp = icmp4_error(hop, &te);
+    pp[20] = 12;
+    let c = softnet_wire::checksum::checksum(&{
+        let mut m = pp[20..].to_vec();
+        m[2] = 0;
+        m[3] = 0;
+        m
+    });
+    pp[22..24].copy_from_slice(&c.to_be_bytes());
+    assert!(test(&pf, Direction::In, &n.em1, &pp).is_none());
+    assert_eq!(pf.counter("translate"), Some(1));
 }

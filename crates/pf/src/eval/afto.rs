@@ -25,11 +25,15 @@
 //!   a UDP datagram without a checksum gets one in IPv6); ICMPv6 echo ↔
 //!   ICMP echo with the checksum summed again.
 //!
-//! Not built: `af-to inet6` (NAT46, refused at load), translation of
-//! ICMP errors (RFC 7915 §4.2, §5.2: an error about an af-to connection
-//! is dropped as `translate`), other ICMP and ICMPv6 messages (dropped as
-//! `translate`, as RFC 7915 drops most), fragments (not translated: pf
-//! makes no state for them), `sticky-address` on af-to pools (refused).
+//! * ICMP errors from the IPv4 side about the client's packets become
+//!   ICMPv6 errors to the client (RFC 7915 §4.2, `error_to6`: packet too
+//!   big from fragmentation needed, with the MTU 20 more).
+//!
+//! Not built: `af-to inet6` (NAT46, refused at load), ICMPv6 errors from
+//! the IPv6 side about the server's packets (RFC 7915 §5.2: dropped as
+//! `translate`), other ICMP and ICMPv6 messages (dropped as `translate`,
+//! as RFC 7915 drops most), fragments (not translated: pf makes no state
+//! for them), `sticky-address` on af-to pools (refused).
 
 use std::net::Ipv4Addr;
 
@@ -320,6 +324,114 @@ pub(super) fn to6(pkt: &mut PacketBuf, pd: &Pd, e: &Endpoints6) -> bool {
         payload_len: l4len,
     };
     ir.emit(&mut pkt.data_mut()[..six]);
+    true
+}
+
+/// RFC 7915 §4.2: an ICMP error from the IPv4 side about a packet of the
+/// af-to state of key `key6` (the IPv6 client's connection) turned into
+/// an ICMPv6 error to the client: destination unreachable (host and
+/// network ones as no route, port unreachable, the administrative ones
+/// as prohibited), fragmentation needed as packet too big (the MTU 20
+/// more, at least 1280), protocol unreachable as a parameter problem
+/// pointing at the next header, time exceeded as it is; the quoted
+/// packet back to what the client sent (its TCP/UDP checksum moved to
+/// the IPv6 pseudo-header, an echo's type and id), the error's source the
+/// IPv4 sender embedded under the state's /96 prefix. `false`: an error
+/// RFC 7915 drops (parameter problems, source quench, the rest).
+pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
+    use softnet_wire::icmpv4::DstUnreachable as U;
+    let back = Endpoints6::from_key(key6, Direction::In);
+    let (hlen, tot) = (pd.hlen(), pd.tot_len());
+    let d = pkt.data();
+    let err_src = Ipv4Packet::new_unchecked(d).src();
+    let msg = &d[hlen..tot];
+    let (ty, code) = (msg[0], msg[1]);
+    let (ty6, code6, word) = match (ty, code) {
+        (3, c) if c == U::PortUnreachable as u8 => (t6::DST_UNREACHABLE, 4, 0),
+        (3, c) if c == U::ProtoUnreachable as u8 => (t6::PARAM_PROBLEM, 1, 6),
+        (3, c) if c == U::FragRequired as u8 => {
+            let mtu = (be16(msg, 6) as u32 + 20).max(softnet_wire::ipv6::MIN_MTU as u32);
+            (t6::PACKET_TOO_BIG, 0, mtu)
+        }
+        (3, 0 | 1 | 5 | 6 | 7 | 8 | 11 | 12) => (t6::DST_UNREACHABLE, 0, 0),
+        (3, 9 | 10 | 13) => (t6::DST_UNREACHABLE, 1, 0),
+        (11, c) => (t6::TIME_EXCEEDED, c, 0),
+        _ => return false,
+    };
+    let Some(src6) = softnet_wire::ipv6::nat64_embed(back.dst, 96, err_src) else { return false };
+    // The quote: its IPv4 header, then as much of its transport as came.
+    let q = &msg[icmpv4::HEADER_LEN..];
+    let qip = Ipv4Packet::new_unchecked(q);
+    let qh = qip.header_len() as usize;
+    let (qproto, qlen) = (qip.protocol().0, (qip.total_len() as usize).saturating_sub(qh));
+    let ql4 = &q[qh.min(q.len())..];
+    const ICMP6: usize = softnet_wire::icmpv6::HEADER_LEN;
+    const SIX: usize = softnet_wire::ipv6::HEADER_LEN;
+    let room = softnet_wire::icmpv6::MAX_ERROR_QUOTE - SIX;
+    let n = ql4.len().min(room);
+    let mut buf = [0u8; softnet_wire::ipv6::MIN_MTU];
+    let msg_len = ICMP6 + SIX + n;
+    {
+        let body = &mut buf[SIX..SIX + msg_len];
+        body[0] = ty6;
+        body[1] = code6;
+        body[4..8].copy_from_slice(&word.to_be_bytes());
+        let next = if qproto == PROTO_ICMP { PROTO_ICMPV6 } else { qproto };
+        let inner = Ipv6Repr {
+            src: back.src,
+            dst: back.dst,
+            next_header: IpProtocol(next),
+            hop_limit: qip.ttl(),
+            traffic_class: qip.tos(),
+            flow_label: 0,
+            payload_len: qlen,
+        };
+        inner.emit(&mut body[ICMP6..ICMP6 + SIX]);
+        let l4 = &mut body[ICMP6 + SIX..];
+        l4.copy_from_slice(&ql4[..n]);
+        let (qs, qd) = (qip.src(), qip.dst());
+        match qproto {
+            PROTO_TCP | PROTO_UDP if n >= 8 => {
+                let (osp, odp) = (be16(l4, 0), be16(l4, 2));
+                l4[0..2].copy_from_slice(&back.sport.to_be_bytes());
+                l4[2..4].copy_from_slice(&back.dport.to_be_bytes());
+                let at = if qproto == PROTO_TCP { 16 } else { 6 };
+                if n >= at + 2 {
+                    let ph4 = checksum::pseudo_header_v4(qs, qd, qproto, qlen as u16);
+                    let ph6 = checksum::pseudo_header_v6(back.src, back.dst, qproto, qlen as u32);
+                    let mut c = checksum::update16(be16(l4, at), checksum::fold(ph4), checksum::fold(ph6));
+                    c = checksum::update16(c, osp, back.sport);
+                    c = checksum::update16(c, odp, back.dport);
+                    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHO => {
+                // the client's echo request as it sent it: type and id
+                // (its checksum covered more than is quoted; left as it is)
+                l4[0] = t6::ECHO_REQUEST;
+                l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
+            }
+            _ => {}
+        }
+    }
+    let outer = Ipv6Repr {
+        src: src6,
+        dst: back.src,
+        next_header: IpProtocol(PROTO_ICMPV6),
+        hop_limit: Ipv4Packet::new_unchecked(d).ttl(),
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: msg_len,
+    };
+    outer.emit(&mut buf[..SIX]);
+    Icmpv6Packet::new_unchecked(&mut buf[SIX..SIX + msg_len]).fill_checksum(src6, back.src);
+    let len = SIX + msg_len;
+    // the message is built whole: it takes the buffer from the old start
+    if pkt.set_len(len).is_err() {
+        return false;
+    }
+    pkt.data_mut().copy_from_slice(&buf[..len]);
+    pkt.meta.pf_route = RouteDecision::AfTo;
     true
 }
 

@@ -208,7 +208,13 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
             // (`to` is the quote's key side seen as a packet of this
             // direction; the quote itself went the other way).
             if st.flags & sflags::AFTO != 0 {
-                // RFC 7915 §5.2's translation of errors is not built.
+                // af-to: an error translated from the IPv4 side (`afto::
+                // error_to6`) leaves by pf out as it is; one from the IPv6
+                // side (RFC 7915 §5.2) is not translated: dropped.
+                if st.direction != dirc && kw == st.key.words() {
+                    account(st, false, pd.tot_len());
+                    return state_pass(st, slot, false);
+                }
                 return StateVerdict::Drop(Some(Reason::Translate));
             }
             let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {

@@ -545,14 +545,25 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
     let kw = key.words();
     let mut back = None;
+    let mut af_key = None;
     let v = cx
         .with_state(kw, |slot, st| {
             // A translating state: the error travels as the packets of its
             // direction do (inbound by the wire key), and its quote goes back
             // to what it is on this side.
             if st.flags & sflags::AFTO != 0 {
-                // RFC 7915 §4.2's translation of errors is not built.
-                return StateVerdict::Drop(Some(Reason::Translate));
+                // af-to: an error from the IPv4 side about the client's
+                // translated packet goes to the client as ICMPv6 (RFC 7915
+                // §4.2); anything else about such a state is dropped.
+                if st.direction != dirc || cx.pf.states.nat_key(slot) != Some(kw) {
+                    return StateVerdict::Drop(Some(Reason::Translate));
+                }
+                if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) && !tcp_track::quoted_seq_ok(st, true, quoted_seq) {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+                af_key = Some(st.key);
+                account(st, false, pd.tot_len());
+                return state_pass(st, slot, false);
             }
             let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
@@ -579,6 +590,11 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
         .unwrap_or(StateVerdict::NoState);
     if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
         nat::translate_icmp_error(pkt, pd, h2, iproto, &to);
+    }
+    if let (StateVerdict::Pass(_), Some(k)) = (&v, af_key) {
+        if !afto::error_to6(pkt, pd, &k) {
+            return StateVerdict::Drop(Some(Reason::Translate));
+        }
     }
     v
 }
