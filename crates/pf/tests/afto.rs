@@ -157,6 +157,11 @@ fn a_tcp_connection_from_an_ipv6_client_to_an_ipv4_server() {
     let sa = tcp_bytes(B, R, 80, sp, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, 0);
     let sa = through(&pf, &n.em1, &n.em0, &sa).unwrap();
     assert_eq!(ends6(&sa), (a6(B6), 80, a6(A), 40000));
+    // -ss as print_state prints an af-to state
+    assert_eq!(
+        pf.show_states(0, Instant::from_secs(1)),
+        format!("all tcp 64:ff9b::a00:202[80] (10.0.2.2:80) -> 2001:db8:1::2[40000] (10.0.2.1:{sp})       SYN_SENT:ESTABLISHED\n")
+    );
     let ack = through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 40000, 80, TcpFlags::ACK, 1001, 5001)).unwrap();
     assert_eq!(ends4(&ack), (R, sp, B, 80));
     let data = tcp_bytes(B, R, 80, sp, TcpFlags::ACK | TcpFlags::PSH, 5001, 1001, 100);
