@@ -303,3 +303,47 @@ fn icmp_errors_from_the_ipv4_side_reach_the_client_as_icmp6() {
     assert!(test(&pf, Direction::In, &n.em1, &pp).is_none());
     assert_eq!(pf.counter("translate"), Some(1));
 }
+
+#[test]
+fn icmp6_errors_from_the_ipv6_side_reach_the_server_as_icmp() {
+    let n = net();
+    let pf = pf(&n, RULES);
+    let syn = through(&pf, &n.em0, &n.em1, &tcp6(A, B6, 40000, 80, TcpFlags::SYN, 1000, 0)).unwrap();
+    let sp = ends4(&syn).1;
+    // the server's answer, translated for A
+    let sent = tcp_bytes(B, R, 80, sp, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, 0);
+    let sa = through(&pf, &n.em1, &n.em0, &sent).unwrap();
+    // a router on A's side: packet too big about it
+    let hop = "2001:db8:1::fe";
+    let ptb = Icmpv6Repr::PacketTooBig { mtu: 1300, data: sa.data() };
+    let e = v6(IpProtocol::ICMPV6, ptb.buffer_len(), |b, s, d| ptb.emit(s, d, b), hop, B6);
+    let e = through(&pf, &n.em0, &n.em1, &e).unwrap();
+    let ip = Ipv4Packet::new_checked(e.data()).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (R, B, IpProtocol::ICMP));
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((icmp.msg_type(), icmp.code(), icmp.next_hop_mtu()), (3, 4, 1280));
+    let quote = icmp.data();
+    assert_eq!(&quote[12..], &sent[12..], "the quote is B's segment as B sent it (but its TTL, id and DF)");
+    // A's port unreachable about a UDP datagram from B
+    let u = UdpRepr { src_port: 5353, dst_port: 9, payload_len: 0 };
+    let q6 = v6(IpProtocol::UDP, u.buffer_len(), |b, s, d| u.emit_with_payload_v6(b, s, d, &[]), A, B6);
+    let out = through(&pf, &n.em0, &n.em1, &q6).unwrap();
+    let up = ends4(&out).1;
+    let ans = through(&pf, &n.em1, &n.em0, &udp_bytes(B, R, 9, up, b"late")).unwrap();
+    let unr =
+        Icmpv6Repr::DstUnreachable { code: softnet_wire::icmpv6::DstUnreachable::PortUnreachable, data: ans.data() };
+    let e = v6(IpProtocol::ICMPV6, unr.buffer_len(), |b, s, d| unr.emit(s, d, b), A, B6);
+    let e = through(&pf, &n.em0, &n.em1, &e).unwrap();
+    let ip = Ipv4Packet::new_checked(e.data()).unwrap();
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 3));
+    let q = Ipv4Packet::new_checked(icmp.data()).unwrap();
+    assert!(q.verify_checksum());
+    assert_eq!((q.src(), q.dst()), (B, R));
+    let qu = UdpPacket::new_checked(q.payload()).unwrap();
+    assert!(qu.verify_checksum(B, R), "the quoted datagram's checksum, moved back");
+    assert_eq!((qu.src_port(), qu.dst_port()), (9, up));
+}

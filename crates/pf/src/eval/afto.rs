@@ -29,9 +29,12 @@
 //!   ICMPv6 errors to the client (RFC 7915 §4.2, `error_to6`: packet too
 //!   big from fragmentation needed, with the MTU 20 more).
 //!
-//! Not built: `af-to inet6` (NAT46, refused at load), ICMPv6 errors from
-//! the IPv6 side about the server's packets (RFC 7915 §5.2: dropped as
-//! `translate`), other ICMP and ICMPv6 messages (dropped as `translate`,
+//! * ICMPv6 errors from the IPv6 side about the server's packets become
+//!   ICMP errors to the server (RFC 7915 §5.2, `error_to4`: packet too
+//!   big as fragmentation needed with the MTU 20 less).
+//!
+//! Not built: `af-to inet6` (NAT46, refused at load), other ICMP and
+//! ICMPv6 messages (dropped as `translate`,
 //! as RFC 7915 drops most), fragments (not translated: pf makes no state
 //! for them), `sticky-address` on af-to pools (refused).
 
@@ -427,6 +430,112 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
     Icmpv6Packet::new_unchecked(&mut buf[SIX..SIX + msg_len]).fill_checksum(src6, back.src);
     let len = SIX + msg_len;
     // the message is built whole: it takes the buffer from the old start
+    if pkt.set_len(len).is_err() {
+        return false;
+    }
+    pkt.data_mut().copy_from_slice(&buf[..len]);
+    pkt.meta.pf_route = RouteDecision::AfTo;
+    true
+}
+
+/// RFC 7915 §5.2: an ICMPv6 error from the IPv6 side about a packet the
+/// server sent the client (the af-to state's translated key `nat`)
+/// turned into an ICMP error to the server: destination unreachable
+/// (no route, beyond scope and address unreachable as host unreachable,
+/// administratively prohibited as host prohibited, port unreachable),
+/// packet too big as fragmentation needed (the MTU 20 less), time
+/// exceeded as it is, an unrecognized next header as protocol
+/// unreachable; the quote turned back into what the server sent (at
+/// `q4` in it, its transport header of protocol `iproto`), the error
+/// from the translated address the server knows the client by. `false`:
+/// an error RFC 7915 drops.
+pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, nat: (u64, u64)) -> bool {
+    use softnet_wire::icmpv4::DstUnreachable as U;
+    let back = Endpoints::from_key(&crate::state::unpack(nat), Direction::In);
+    let (hlen, tot) = (pd.hlen(), pd.tot_len());
+    let d = pkt.data();
+    let msg = &d[hlen..tot];
+    let (ty, code) = (msg[0], msg[1]);
+    let (ty4, code4, mtu) = match (ty, code) {
+        (t6::DST_UNREACHABLE, 0 | 2 | 3) => (3, U::HostUnreachable as u8, 0),
+        (t6::DST_UNREACHABLE, 1) => (3, U::HostProhibited as u8, 0),
+        (t6::DST_UNREACHABLE, 4) => (3, U::PortUnreachable as u8, 0),
+        (t6::PACKET_TOO_BIG, _) => {
+            let mtu6 = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
+            (3, U::FragRequired as u8, mtu6.saturating_sub(20).min(u16::MAX as u32) as u16)
+        }
+        (t6::TIME_EXCEEDED, c) => (11, c, 0),
+        (t6::PARAM_PROBLEM, 1) => (3, U::ProtoUnreachable as u8, 0),
+        _ => return false,
+    };
+    let q = &msg[softnet_wire::icmpv6::HEADER_LEN..];
+    let qip = Ipv6Packet::new_unchecked(q);
+    let ql4 = &q[q4.min(q.len())..];
+    let qlen = (qip.payload_len() as usize + softnet_wire::ipv6::HEADER_LEN).saturating_sub(q4);
+    const ICMP: usize = icmpv4::HEADER_LEN;
+    const FOUR: usize = ipv4::MIN_HEADER_LEN;
+    // RFC 1812 §4.3.2.3: the error at most 576 bytes
+    const MAX: usize = 576;
+    let n = ql4.len().min(MAX - FOUR - ICMP - FOUR);
+    let mut buf = [0u8; MAX];
+    let msg_len = ICMP + FOUR + n;
+    {
+        let body = &mut buf[FOUR..FOUR + msg_len];
+        body[0] = ty4;
+        body[1] = code4;
+        body[6..8].copy_from_slice(&mtu.to_be_bytes());
+        let proto = proto4(iproto);
+        let inner = Ipv4Repr {
+            src: back.src,
+            dst: back.dst,
+            protocol: IpProtocol(proto),
+            ttl: qip.hop_limit(),
+            tos: qip.traffic_class(),
+            ident: 0,
+            dont_frag: true,
+            payload_len: qlen,
+        };
+        inner.emit(&mut body[ICMP..ICMP + FOUR]);
+        let l4 = &mut body[ICMP + FOUR..];
+        l4.copy_from_slice(&ql4[..n]);
+        let (qs, qd) = (qip.src(), qip.dst());
+        match iproto {
+            PROTO_TCP | PROTO_UDP if n >= 8 => {
+                let (osp, odp) = (be16(l4, 0), be16(l4, 2));
+                l4[0..2].copy_from_slice(&back.sport.to_be_bytes());
+                l4[2..4].copy_from_slice(&back.dport.to_be_bytes());
+                let at = if iproto == PROTO_TCP { 16 } else { 6 };
+                if n >= at + 2 {
+                    let ph6 = checksum::pseudo_header_v6(qs, qd, iproto, qlen as u32);
+                    let ph4 = checksum::pseudo_header_v4(back.src, back.dst, iproto, qlen as u16);
+                    let mut c = checksum::update16(be16(l4, at), checksum::fold(ph6), checksum::fold(ph4));
+                    c = checksum::update16(c, osp, back.sport);
+                    c = checksum::update16(c, odp, back.dport);
+                    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REPLY => {
+                // the server's echo reply as it sent it: type and id (its
+                // checksum covered more than is quoted; left as it is)
+                l4[0] = ICMP_ECHOREPLY;
+                l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
+            }
+            _ => {}
+        }
+        Icmpv4Packet::new_unchecked(&mut body[..]).fill_checksum();
+    }
+    let outer = Ipv4Repr {
+        src: back.dst,
+        dst: back.src,
+        protocol: IpProtocol(PROTO_ICMP),
+        ttl: Ipv6Packet::new_unchecked(d).hop_limit(),
+        tos: 0,
+        ident: softnet_core::rng::random_u16(),
+        dont_frag: false,
+        payload_len: msg_len,
+    };
+    outer.emit(&mut buf[..FOUR]);
+    let len = FOUR + msg_len;
     if pkt.set_len(len).is_err() {
         return false;
     }

@@ -201,6 +201,7 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
     let quoted_seq = if w.proto == PROTO_TCP { be32(l4, 4) } else { 0 };
     let kw = key.words();
     let mut back = None;
+    let mut af_nat = None;
     let v = cx
         .with_state(kw, |slot, st| {
             // A translating state: the error travels as its direction's
@@ -209,13 +210,20 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
             // direction; the quote itself went the other way).
             if st.flags & sflags::AFTO != 0 {
                 // af-to: an error translated from the IPv4 side (`afto::
-                // error_to6`) leaves by pf out as it is; one from the IPv6
-                // side (RFC 7915 §5.2) is not translated: dropped.
+                // error_to6`) leaves by pf out as it is.
                 if st.direction != dirc && kw == st.key.words() {
                     account(st, false, pd.tot_len());
                     return state_pass(st, slot, false);
                 }
-                return StateVerdict::Drop(Some(Reason::Translate));
+                // One from the IPv6 side about the server's packet goes to
+                // the server as ICMP (`afto::error_to4`).
+                let nat = cx.pf.states.nat_key(slot);
+                if st.direction != dirc || kw != st.key.words() || nat.is_none() {
+                    return StateVerdict::Drop(Some(Reason::Translate));
+                }
+                af_nat = nat;
+                account(st, true, pd.tot_len());
+                return state_pass(st, slot, true);
             }
             let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
@@ -242,6 +250,11 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
         .unwrap_or(StateVerdict::NoState);
     if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
         nat6::translate_icmp6_error(pkt, pd, w.off, w.proto, &to);
+    }
+    if let (StateVerdict::Pass(_), Some(nat)) = (&v, af_nat) {
+        if !afto::error_to4(pkt, pd, w.off, w.proto, nat) {
+            return StateVerdict::Drop(Some(Reason::Translate));
+        }
     }
     v
 }

@@ -555,7 +555,13 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 // af-to: an error from the IPv4 side about the client's
                 // translated packet goes to the client as ICMPv6 (RFC 7915
                 // §4.2); anything else about such a state is dropped.
-                if st.direction != dirc || cx.pf.states.nat_key(slot) != Some(kw) {
+                let nat = cx.pf.states.nat_key(slot);
+                if st.direction != dirc && nat == Some(kw) {
+                    // one `afto::error_to4` made, leaving as it is
+                    account(st, true, pd.tot_len());
+                    return state_pass(st, slot, true);
+                }
+                if st.direction != dirc || nat != Some(kw) {
                     return StateVerdict::Drop(Some(Reason::Translate));
                 }
                 if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) && !tcp_track::quoted_seq_ok(st, true, quoted_seq) {
