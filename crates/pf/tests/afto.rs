@@ -347,3 +347,42 @@ fn icmp6_errors_from_the_ipv6_side_reach_the_server_as_icmp() {
     assert!(qu.verify_checksum(B, R), "the quoted datagram's checksum, moved back");
     assert_eq!((qu.src_port(), qu.dst_port()), (9, up));
 }
+
+#[test]
+fn af_to_inet6_takes_an_ipv4_client_to_an_ipv6_server() {
+    let n = net();
+    // NAT46: B reaches the IPv6 server 2001:db8:1::a00:263 as 10.0.2.99
+    let pf = pf(
+        &n,
+        "block all\npass out all\npass in on em1 inet to 10.0.2.99 af-to inet6 from 2001:db8:1::1 to 2001:db8:1::/96\n",
+    );
+    let (nat6, srv6) = (a6("2001:db8:1::1"), a6("2001:db8:1::a00:263"));
+    let v4dst = Ipv4Addr::new(10, 0, 2, 99);
+    let syn = through(&pf, &n.em1, &n.em0, &tcp_bytes(B, v4dst, 40000, 80, TcpFlags::SYN, 1000, 0, 0)).unwrap();
+    let (s, sp, d, dp) = ends6(&syn);
+    assert_eq!((s, d, dp), (nat6, srv6, 80));
+    assert!((50001..=65535).contains(&sp), "{sp}");
+    let sa = through(
+        &pf,
+        &n.em0,
+        &n.em1,
+        &tcp6("2001:db8:1::a00:263", "2001:db8:1::1", 80, sp, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001),
+    )
+    .unwrap();
+    assert_eq!(ends4(&sa), (v4dst, 80, B, 40000));
+    let ack = through(&pf, &n.em1, &n.em0, &tcp_bytes(B, v4dst, 40000, 80, TcpFlags::ACK, 1001, 5001, 10)).unwrap();
+    assert_eq!(ends6(&ack), (nat6, sp, srv6, 80));
+    // ping: ICMP echo to ICMPv6 echo and back
+    let e = Icmpv4Repr::EchoRequest { ident: 9, seq_no: 1, data: b"ping" };
+    let i = common::ip_repr(B, v4dst, IpProtocol::ICMP, e.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    e.emit(&mut b[20..]);
+    let out = through(&pf, &n.em1, &n.em0, &b).unwrap();
+    let (s, id, d, ty) = ends6(&out);
+    assert_eq!((s, d, ty), (nat6, srv6, 128));
+    let r = Icmpv6Repr::EchoReply { ident: id, seq_no: 1, data: b"ping" };
+    let rep = v6(IpProtocol::ICMPV6, r.buffer_len(), |b, s, d| r.emit(s, d, b), "2001:db8:1::a00:263", "2001:db8:1::1");
+    let back = through(&pf, &n.em0, &n.em1, &rep).unwrap();
+    assert_eq!(ends4(&back), (v4dst, 9, B, 0), "the echo reply with B's id");
+}

@@ -41,11 +41,6 @@ pub fn compile_tree(
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
     for (path, rules) in sources {
-        // af-to inet6 (NAT46) is not built (`parse::check_supported`).
-        if let Some(r) = rules.iter().find(|r| r.translation.af_to == Some(crate::model::AddressFamily::Inet6)) {
-            let what = "af-to inet6".to_string();
-            return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
-        }
         for r in rules {
             if let Some(a) = &r.anchor {
                 if let Err(why) = anchor::resolve(path, &a.name) {

@@ -1,7 +1,12 @@
 //! `af-to` (NAT64): `pass in inet6 … af-to inet from POOL [to POOL]`
 //! translates an IPv6 connection into an IPv4 one (pf.c
 //! pf_get_transaddr_af, pf_translate_af; RFC 6052 for the addresses,
-//! RFC 7915 for the headers), and the packets of its state both ways.
+//! RFC 7915 for the headers), and the packets of its state both ways;
+//! `pass in inet … af-to inet6 from POOL [to POOL]` (NAT46) an IPv4
+//! connection into an IPv6 one the same way (`transaddr_af6`: the
+//! IPv6 destination the IPv4 one embedded under the `to` pool's prefix).
+//! Below, "client" and "server" are NAT64's; NAT46's state is the mirror
+//! image (its own key IPv4, its translated key IPv6).
 //!
 //! * The state: its own key is the IPv6 packet's (inbound), its
 //!   translated key the IPv4 one as the IPv4 side's replies carry it
@@ -33,12 +38,13 @@
 //!   ICMP errors to the server (RFC 7915 §5.2, `error_to4`: packet too
 //!   big as fragmentation needed with the MTU 20 less).
 //!
-//! Not built: `af-to inet6` (NAT46, refused at load), other ICMP and
+//! Not built: ICMP errors about NAT46 connections (dropped as
+//! `translate`), other ICMP and
 //! ICMPv6 messages (dropped as `translate`,
 //! as RFC 7915 drops most), fragments (not translated: pf makes no state
 //! for them), `sticky-address` on af-to pools (refused).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use softnet_core::filter::RouteDecision;
 use softnet_wire::icmpv6::{msg_type as t6, Icmpv6Packet};
@@ -70,7 +76,7 @@ fn proto4(proto: u8) -> u8 {
     }
 }
 
-/// pf_get_transaddr_af for an IPv6 packet of an `af-to inet` rule: the
+/// pf_get_transaddr_af for an IPv6 packet of an `af-to inet` rule (NAT64): the
 /// IPv4 endpoints of the connection (the ICMP echo's id as its source
 /// "port", the echo type as the other) and what the state holds of the
 /// pools. `translate` when a pool has no address, every port is taken,
@@ -124,6 +130,78 @@ pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Ho
     }
 }
 
+/// pf_get_transaddr_af for an IPv4 packet of an `af-to inet6` rule
+/// (NAT46): the IPv6 source from the `from` pool (pf_get_sport over its
+/// IPv6 addresses), the destination the IPv4 one embedded under the `to`
+/// pool's address and prefix, or without a `to` under the `from` pool's
+/// (RFC 6052; a prefix longer than 96 counts as /96, as pf). `translate`
+/// as `transaddr_af`.
+pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, Holds), Reason> {
+    if pd.af != Af::Inet || (pd.proto == PROTO_ICMP && pd.icmp_type != ICMP_ECHO) {
+        return Err(Reason::Translate);
+    }
+    let proto = if pd.proto == PROTO_ICMP { PROTO_ICMPV6 } else { pd.proto };
+    let echo = pd.proto == PROTO_ICMP;
+    let if_addrs = |name: &str| cx.pf.if_addrs6(name, cx.ifp);
+    let Some(npool) = r.nat.as_ref() else { return Err(Reason::Translate) };
+    let prefix_of = |pool: &crate::lb::CPool, a: u128| {
+        let plen = match pool.source {
+            crate::lb::PoolSource::Single6 { mask, .. } => (mask.count_ones() as u8).min(96),
+            _ => 96,
+        };
+        (Ipv6Addr::from(a), plen)
+    };
+    let mut holds: Holds = [None, None];
+    // The destination's prefix: the `to` pool's, else the `from` pool's
+    // (its first address: pf_map_addr's before the port search).
+    let (pfx, plen, dport) = match r.rdr.as_ref() {
+        Some(pool) => {
+            let a = pool.map6(&if_addrs, pd.src.0[0] as u128, None).ok_or(Reason::Translate)?;
+            holds[1] = hold6(cx, r, pool, a);
+            let port = if pool.proxy_port[0] != 0 && !echo { pool.proxy_port[0] } else { pd.dport };
+            let (p, l) = prefix_of(pool, a);
+            (p, l, port)
+        }
+        None => {
+            let a = match npool.source {
+                crate::lb::PoolSource::Single6 { addr, .. } => addr,
+                _ => npool.map6(&if_addrs, pd.src.0[0] as u128, None).ok_or(Reason::Translate)?,
+            };
+            let (p, l) = prefix_of(npool, a);
+            (p, l, pd.dport)
+        }
+    };
+    let dst = softnet_wire::ipv6::nat64_embed(pfx, plen, pd.dst4()).ok_or(Reason::Translate)?;
+    let dport = if echo { t6::ECHO_REQUEST as u16 } else { dport };
+    let states = &cx.pf.states;
+    let mut in_use = |a: u128, p: u16| {
+        let k = Endpoints6 { src: Ipv6Addr::from(a), sport: p, dst, dport }.key(proto, Direction::Out);
+        states.key_in_use(k.words())
+    };
+    match npool.get_sport6(&if_addrs, proto, echo, pd.src.0[0] as u128, pd.sport, None, &mut in_use) {
+        SportResult::Found { addr, port } => {
+            holds[0] = hold6(cx, r, npool, addr);
+            Ok((Endpoints6 { src: Ipv6Addr::from(addr), sport: port, dst, dport }, holds))
+        }
+        SportResult::Exhausted => {
+            super::nat::log_exhausted(cx, npool.proxy_port);
+            super::nat::release(cx, &holds);
+            Err(Reason::Translate)
+        }
+    }
+}
+
+/// `hold` for an IPv6 pool address.
+fn hold6(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, addr: u128) -> Option<PoolHold> {
+    (pool.kind == crate::model::PoolType::LeastStates).then(|| PoolHold {
+        gen: cx.rs.nodes[r.node as usize].gen,
+        nr: r.local_nr,
+        addr: Ipv6Addr::from(addr).into(),
+        counted: true,
+        node: None,
+    })
+}
+
 /// The `least-states` count a pool took on `addr`.
 fn hold(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, addr: u32) -> Option<PoolHold> {
     (pool.kind == crate::model::PoolType::LeastStates).then(|| PoolHold {
@@ -139,6 +217,11 @@ fn hold(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, addr: u32) -> Option<PoolHo
 /// the server's replies as they come in.
 pub(super) fn nat_key(e: &Endpoints, proto: u8) -> StateKey {
     e.key(proto4(proto), Direction::Out)
+}
+
+/// `nat_key` for NAT46: the IPv6 key of the server's replies.
+pub(super) fn nat_key6(e: &Endpoints6, proto: u8) -> StateKey {
+    e.key(if proto == PROTO_ICMP { PROTO_ICMPV6 } else { proto }, Direction::Out)
 }
 
 /// What a packet of an af-to state becomes.
@@ -163,15 +246,19 @@ pub(super) fn state_rewrite(
 ) -> Option<(bool, AfRewrite)> {
     let nat = nat?;
     let inbound = st.direction == dir_code(dir);
-    if pkt == st.key.words() {
-        let rw = if inbound {
-            AfRewrite::To4(Endpoints::from_key(&crate::state::unpack(nat), Direction::Out))
+    // into the family of the key the packet does not have
+    let into = |k: &StateKey| {
+        if k.af == Af::Inet {
+            AfRewrite::To4(Endpoints::from_key(k, Direction::Out))
         } else {
-            AfRewrite::Keep
-        };
+            AfRewrite::To6(Endpoints6::from_key(k, Direction::Out))
+        }
+    };
+    if pkt == st.key.words() {
+        let rw = if inbound { into(&crate::state::unpack(nat)) } else { AfRewrite::Keep };
         Some((inbound, rw))
     } else if pkt == nat {
-        let rw = if inbound { AfRewrite::To6(Endpoints6::from_key(&st.key, Direction::Out)) } else { AfRewrite::Keep };
+        let rw = if inbound { into(&st.key) } else { AfRewrite::Keep };
         Some((!inbound, rw))
     } else {
         None

@@ -233,6 +233,8 @@ pub(super) enum Xlate {
     V6(Endpoints6),
     /// af-to: an IPv6 connection's IPv4 endpoints (`afto`).
     Af4(super::nat::Endpoints),
+    /// af-to inet6: an IPv4 connection's IPv6 endpoints.
+    Af6(Endpoints6),
 }
 
 impl Xlate {
@@ -242,6 +244,7 @@ impl Xlate {
             Xlate::V4(e) => e.key(proto, dir),
             Xlate::V6(e) => e.key(proto, dir),
             Xlate::Af4(e) => super::afto::nat_key(e, proto),
+            Xlate::Af6(e) => super::afto::nat_key6(e, proto),
         }
     }
 
@@ -252,6 +255,9 @@ impl Xlate {
             Xlate::V6(e) => translate6(pkt, pd, e),
             Xlate::Af4(e) => {
                 super::afto::apply(pkt, pd, &super::afto::AfRewrite::To4(*e));
+            }
+            Xlate::Af6(e) => {
+                super::afto::apply(pkt, pd, &super::afto::AfRewrite::To6(*e));
             }
         }
     }

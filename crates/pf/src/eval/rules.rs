@@ -494,9 +494,15 @@ pub(super) fn test_rule(
             let xl = if afto::is_afto(r) {
                 // af-to: the rule's own pools, never a match rule's; what
                 // cannot be translated is dropped (`translate`).
-                let xl = if stateless { Err(Reason::Translate) } else { afto::transaddr_af(cx, pd, r) };
+                let xl = if stateless {
+                    Err(Reason::Translate)
+                } else if pd.af == Af::Inet {
+                    afto::transaddr_af6(cx, pd, r).map(|(e, h)| (nat6::Xlate::Af6(e), h))
+                } else {
+                    afto::transaddr_af(cx, pd, r).map(|(e, h)| (nat6::Xlate::Af4(e), h))
+                };
                 match xl {
-                    Ok((e, h)) => Some((nat6::Xlate::Af4(e), h)),
+                    Ok(x) => Some(x),
                     Err(reason) => {
                         cx.count(reason);
                         return Decision::Drop;
@@ -769,7 +775,7 @@ fn create_state_holding(
     if holds.iter().any(Option::is_some) {
         st.src_flags |= srcflags::XLATE;
     }
-    if let Some(nat6::Xlate::Af4(_)) = xlate {
+    if let Some(nat6::Xlate::Af4(_) | nat6::Xlate::Af6(_)) = xlate {
         // found on the IPv4 side's interfaces too
         st.flags |= sflags::AFTO;
         st.kif = 0;
