@@ -129,8 +129,12 @@ unsafe impl<T: Zeroable + Sync> Sync for HugeArray<T> {}
 
 pub(super) const HUGE_PAGE: usize = 2 << 20;
 
-/// Types for which all-zero bytes are a valid value.
+/// Types for which all-zero bytes are a valid value (under loom, whose
+/// atomics carry the model's bookkeeping, they are made by `Default`).
+#[cfg(not(loom))]
 pub(crate) trait Zeroable {}
+#[cfg(loom)]
+pub(crate) trait Zeroable: Default {}
 impl Zeroable for AtomicU32 {}
 
 impl<T: Zeroable> HugeArray<T> {
@@ -144,6 +148,11 @@ impl<T: Zeroable> HugeArray<T> {
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
         let Some(ptr) = std::ptr::NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        #[cfg(loom)]
+        for i in 0..len {
+            // SAFETY: inside the fresh allocation.
+            unsafe { p.add(i).write(T::default()) };
+        }
         // Advice only: without huge pages the array works the same.
         #[cfg(target_os = "linux")]
         // SAFETY: the range is our own fresh allocation.
@@ -258,6 +267,12 @@ impl Slab {
             // zero of a slot nobody uses yet, written back as zero.
             unsafe { std::ptr::write_volatile(page as *mut u8, 0) };
         }
+        // Loom's atomics are not valid as zero bytes: make the slots.
+        #[cfg(loom)]
+        for i in have..want {
+            // SAFETY: inside the range just made writable, unused.
+            unsafe { self.base.as_ptr().add(i).write(Slot::default()) };
+        }
         self.usable.store(want as u32, Ordering::Release);
         true
     }
@@ -265,6 +280,13 @@ impl Slab {
 
 impl Drop for Slab {
     fn drop(&mut self) {
+        // Loom's slots have the model's bookkeeping to drop (std's have
+        // nothing to drop).
+        #[cfg(loom)]
+        for i in 0..self.usable.load(Ordering::Relaxed) as usize {
+            // SAFETY: made by `ensure`, dropped once, here.
+            unsafe { std::ptr::drop_in_place(self.base.as_ptr().add(i)) };
+        }
         // SAFETY: our own mapping; no slot reference outlives the slab.
         unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, Self::BYTES) };
     }
