@@ -172,3 +172,32 @@ fn loom_lock_free_counts_survive_a_locked_update() {
         assert_eq!((st.packets[0], st.bytes[0]), (2, 200));
     });
 }
+
+/// A translating state (two index entries, the second in a side array
+/// made on first use) inserted and then removed while a reader probes
+/// its translated key: the reader sees the whole state or nothing, and
+/// after the removal neither key finds it.
+#[test]
+fn loom_a_translated_key_comes_and_goes_whole() {
+    model(|| {
+        let t = Arc::new(StateTable::new(8));
+        let w = {
+            let t = t.clone();
+            thread::spawn(move || {
+                let i = t.insert_nat(state(1, 3), Some(key(9))).unwrap();
+                assert!(t.remove(i));
+            })
+        };
+        match t.probe(key(9).words(), 0) {
+            Probe::Hit(v) => {
+                assert_eq!(v.timeout, 3);
+                assert_whole(&v);
+            }
+            Probe::Busy | Probe::Miss => {}
+        }
+        w.join().unwrap();
+        assert!(matches!(t.probe(key(9).words(), 0), Probe::Miss));
+        assert!(matches!(t.probe(key(1).words(), 0), Probe::Miss));
+        assert!(t.is_empty());
+    });
+}

@@ -53,8 +53,11 @@ pub const CHUNK: usize = 4;
 pub const PER_KEY: usize = 2;
 /// Most chunks: 4096 × 4096 = 16 M states (4 GiB of address space
 /// reserved, memory used only for the chunks made usable).
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 const MAX_CHUNKS: usize = 4096;
+/// Under Miri the slab is a plain allocation: 16,384 slots.
+#[cfg(all(miri, not(loom)))]
+const MAX_CHUNKS: usize = 4;
 #[cfg(loom)]
 const MAX_CHUNKS: usize = 2;
 const NONE: u32 = u32::MAX;
