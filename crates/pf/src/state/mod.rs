@@ -41,8 +41,12 @@ use crate::sync::{fence, spin_loop, AtomicU32, AtomicU64, AtomicUsize, Mutex, On
 #[cfg(not(loom))]
 pub const SHARDS: usize = 64;
 /// Slots per slab chunk (the slab is made usable a chunk at a time).
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 pub const CHUNK: usize = 4096;
+/// Under Miri, which retags every element of a slice it makes a
+/// reference to, the side arrays' chunks are small.
+#[cfg(all(miri, not(loom)))]
+pub const CHUNK: usize = 64;
 /// Under loom: one shard and small chunks, so a model's states share
 /// one chain and fit in a few slots.
 #[cfg(loom)]
@@ -55,9 +59,9 @@ pub const PER_KEY: usize = 2;
 /// reserved, memory used only for the chunks made usable).
 #[cfg(not(any(loom, miri)))]
 const MAX_CHUNKS: usize = 4096;
-/// Under Miri the slab is a plain allocation: 16,384 slots.
+/// Under Miri the slab is a plain allocation: 1,024 slots.
 #[cfg(all(miri, not(loom)))]
-const MAX_CHUNKS: usize = 4;
+const MAX_CHUNKS: usize = 16;
 #[cfg(loom)]
 const MAX_CHUNKS: usize = 2;
 const NONE: u32 = u32::MAX;

@@ -234,7 +234,7 @@ fn a_translating_state_is_found_by_both_keys_and_leaves_both() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 24 }))]
     /// Inserts and removals of translating and plain states against a
     /// reference map: every live key (own or translated) finds its state,
     /// every other key nothing, whatever chains the keys share.
