@@ -65,6 +65,7 @@ pub mod scrub;
 pub mod show;
 pub mod srcnode;
 pub mod state;
+pub mod status;
 mod sync;
 pub mod table;
 pub mod tablectl;
