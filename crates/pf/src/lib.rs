@@ -66,6 +66,7 @@ pub mod show;
 pub mod srcnode;
 pub mod state;
 pub mod status;
+mod sync;
 pub mod table;
 pub mod tablectl;
 pub mod tcp_track;
