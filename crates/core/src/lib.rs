@@ -12,6 +12,7 @@ mod hold;
 pub mod host;
 pub mod iface;
 pub mod link;
+pub mod loopback;
 pub mod nd6;
 pub mod packet;
 pub mod percpu;

@@ -22,6 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod loopback;
 mod route6;
 mod rtadv;
 pub use route6::RouteTarget6;
@@ -287,7 +288,12 @@ impl Stack {
             return Err(StackError::BadAddr(name.into(), a, "prefix length over 32"));
         }
         let ip = u32::from(a.addr);
-        if a.addr.is_unspecified() || a.addr.is_multicast() || a.addr.is_broadcast() || a.addr.is_loopback() {
+        // 127/8 only on a loopback interface (crate::loopback).
+        if a.addr.is_unspecified()
+            || a.addr.is_multicast()
+            || a.addr.is_broadcast()
+            || (a.addr.is_loopback() && !ifp.is_loopback())
+        {
             return Err(StackError::BadAddr(name.into(), a, "not a unicast address"));
         }
         if a.prefix_len < 31 && (ip == u32::from(a.network()) || Some(a.addr) == a.broadcast()) {
@@ -306,7 +312,7 @@ impl Stack {
             }
             self.routes.add(0, Route::local(weak, a.addr))?;
             routes_added.push((a.addr, 32));
-            if let Some(b) = Route::broadcast(weak, a) {
+            if let Some(b) = Route::broadcast(weak, a).filter(|_| !ifp.is_loopback()) {
                 let dest = b.dest;
                 self.routes.add(0, b)?;
                 routes_added.push((dest, 32));
@@ -322,9 +328,11 @@ impl Stack {
         let mut addrs = ifp.addrs().as_ref().clone();
         addrs.push(a);
         ifp.set_addrs(addrs);
-        self.arp.add_local(&ifp, a.addr);
+        if !ifp.is_loopback() {
+            self.arp.add_local(&ifp, a.addr);
+        }
         self.addr_msg(&ifp, a, RtmType::NewAddr);
-        if ifp.is_up() {
+        if ifp.is_up() && !ifp.is_loopback() {
             self.send_gratuitous(&ifp, a.addr);
         }
         Ok(())
@@ -372,7 +380,12 @@ impl Stack {
         if prefix_len == 0 || prefix_len > 128 {
             return bad("prefix length not 1 to 128");
         }
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || addr.is_v4_mapped() {
+        // ::1 only on a loopback interface (crate::loopback).
+        if addr.is_unspecified()
+            || addr.is_multicast()
+            || (addr.is_loopback() && !ifp.is_loopback())
+            || addr.is_v4_mapped()
+        {
             return bad("not a unicast address");
         }
         if addr.is_link_local_unicast() && prefix_len != 64 {
@@ -394,8 +407,12 @@ impl Stack {
     /// to it as `fe80::%IF/64`) and the local route (`UHLl`), each with its
     /// route message, then the address and its RTM_NEWADDR. A route that
     /// cannot be added changes nothing.
-    fn add_address6_locked(&self, ifp: &Arc<Interface>, a: If6Addr) -> Result<(), StackError> {
+    fn add_address6_locked(&self, ifp: &Arc<Interface>, mut a: If6Addr) -> Result<(), StackError> {
         let weak = ifp.weak();
+        if ifp.is_loopback() {
+            // in6if_do_dad: no DAD on a loopback interface.
+            a.state = Dad6State::Preferred;
+        }
         let shared_prefix =
             ifp.inet6().addrs.iter().any(|x| x.prefix_len == a.prefix_len && x.network() == a.network());
         let connected = a.prefix_len < 128 && !shared_prefix;
@@ -413,7 +430,7 @@ impl Stack {
         ifp.set_addrs6(addrs);
         self.nd6.add_local(ifp, a.addr);
         self.addr_msg(ifp, RtmIfa::V6 { addr: a.addr, prefix_len: a.prefix_len }, RtmType::NewAddr);
-        if ifp.is_up() {
+        if ifp.is_up() && a.state == Dad6State::Tentative {
             self.dad.lock().start(self.clock.now(), ifp.index(), a.addr, Duration::ZERO);
         }
         Ok(())
@@ -683,6 +700,9 @@ impl Stack {
     /// Sends a gratuitous ARP request for `ip` on `ifp` (RFC 5227 §3
     /// announcement) from the control thread.
     fn send_gratuitous(&self, ifp: &Interface, ip: Ipv4Addr) {
+        if ifp.is_loopback() {
+            return;
+        }
         let arp = self.arp.gratuitous(ifp, ip);
         let mut pool = self.control_pool.lock();
         let Some(mut p) = pool.alloc() else { return };

@@ -500,6 +500,22 @@ impl Pf {
     }
 
     /// `pfctl -st`.
+    /// `pfctl -sI [-v]` (pfctl_show_ifaces): one name a line, in the
+    /// order of pf's interface tree (by name); `-v` marks those under
+    /// `set skip on` with ` (skip)`.
+    pub fn show_interfaces(&self, names: &[String], verbose: bool) -> String {
+        let rs = self.inner.ruleset.load();
+        let mut sorted: Vec<&String> = names.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut out = String::new();
+        for n in sorted {
+            let skip = if verbose && rs.is_skipped(n) { " (skip)" } else { "" };
+            let _ = writeln!(out, "{n}{skip}");
+        }
+        out
+    }
+
     pub fn show_timeouts(&self) -> String {
         let rs = self.inner.ruleset.load();
         let mut out = String::new();

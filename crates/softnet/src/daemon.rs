@@ -136,6 +136,9 @@ impl Daemon {
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
+        // After the configured interfaces, which keep indices 1, 2, ... (as
+        // OpenBSD attaches its devices before lo0).
+        d.create_loopback()?;
         for rc in d.config.routes.clone() {
             d.add_route(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
         }
@@ -177,6 +180,27 @@ impl Daemon {
                 .spawn(move || w.run(&stop, poll_idle()))
                 .context("cannot start a worker thread")?;
             self.workers.push(h);
+        }
+        Ok(())
+    }
+
+    /// lo0 (softnet_core::loopback), with what the configuration's lo0
+    /// entry adds: addresses it does not have yet, groups, an mtu.
+    fn create_loopback(&self) -> anyhow::Result<()> {
+        let lo = self.stack.create_loopback().map_err(|e| anyhow!("lo0: {e}"))?;
+        let Some(ic) = &self.config.loopback else { return Ok(()) };
+        for a in ic.addrs.iter().filter(|a| !lo.has_addr(a.addr)) {
+            self.stack.add_address(&ic.name, *a).map_err(|e| anyhow!("interface {:?}: address {a}: {e}", ic.name))?;
+        }
+        for a in ic.addrs6.iter().filter(|a| lo.addr6_state(a.addr).is_none()) {
+            let r = self.stack.add_address6(&ic.name, a.addr, a.prefix_len);
+            r.map_err(|e| anyhow!("interface {:?}: address {a}: {e}", ic.name))?;
+        }
+        for g in &ic.groups {
+            self.stack.add_group(&ic.name, g).map_err(|e| anyhow!("interface {:?}: {e}", ic.name))?;
+        }
+        if let Some(mtu) = ic.mtu {
+            lo.set_mtu(mtu);
         }
         Ok(())
     }

@@ -646,6 +646,8 @@ pub enum PfShow {
     Labels,
     /// `-sA`: anchors.
     Anchors,
+    /// `-sI`: interfaces and interface groups.
+    Interfaces,
     All,
 }
 
