@@ -746,10 +746,11 @@ impl Stack {
         let freed = self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp);
         drop(freed);
         self.dad_timer(now);
-        // Until the IPv6 data path sends ICMPv6 errors for them, the held
-        // packets of neighbors given up are freed here (counted as
-        // dropped_no_entry).
-        drop(self.nd6_timer(now));
+        // The held packets of neighbors given up (counted as
+        // dropped_no_entry) go to the workers for ICMPv6 address
+        // unreachable; what does not fit the queue is freed here.
+        let t = self.nd6_timer(now);
+        self.nd6.queue_unreachable(t.unreachable.into_iter().map(|(_, _, p)| p));
         self.rtadv_timer();
         {
             let mut drawn = self.reachable_drawn.lock();
