@@ -18,6 +18,7 @@ pub mod packet;
 pub mod percpu;
 pub mod reass;
 pub mod reass6;
+pub mod refrag6;
 pub mod rng;
 pub mod route;
 pub mod rtmsg;
