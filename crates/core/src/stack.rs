@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod loopback;
+pub mod mld;
 mod route6;
 mod rtadv;
 pub use route6::RouteTarget6;
@@ -138,6 +139,8 @@ pub struct Stack {
     control_pool: Mutex<PacketPool>,
     /// The control thread's random generator (DAD delays, ReachableTime).
     rng: Mutex<crate::rng::WorkerRng>,
+    /// MLD reports scheduled (`stack/mld.rs`).
+    mld: Mutex<mld::MldState>,
     /// When ReachableTime was last drawn.
     reachable_drawn: Mutex<crate::time::Instant>,
 }
@@ -183,6 +186,7 @@ impl Stack {
                 dad: Mutex::new(DadTable::new(config.dad.clone())),
                 rtadv: Mutex::new(crate::nd6::rtadv::Advertiser::new()),
                 rng: Mutex::new(rng),
+                mld: Mutex::new(mld::MldState::default()),
                 reachable_drawn: Mutex::new(now),
                 ifaces: InterfaceTable::new(),
                 monitor,
@@ -242,6 +246,9 @@ impl Stack {
             } else {
                 // Tentative addresses stay so; DAD starts over at the next up.
                 self.dad.lock().stop_interface(ifp.index());
+            }
+            if up {
+                self.mld_join(&ifp, &ifp.inet6().groups.clone());
             }
             self.rtadv_set_up(&ifp, up);
         }
@@ -425,9 +432,12 @@ impl Stack {
             }
             return Err(e.into());
         }
+        let before = ifp.inet6().groups.clone();
         let mut addrs = ifp.inet6().addrs.clone();
         addrs.push(a);
         ifp.set_addrs6(addrs);
+        let joined: Vec<Ipv6Addr> = ifp.inet6().groups.iter().copied().filter(|g| !before.contains(g)).collect();
+        self.mld_join(ifp, &joined);
         self.nd6.add_local(ifp, a.addr);
         self.addr_msg(ifp, RtmIfa::V6 { addr: a.addr, prefix_len: a.prefix_len }, RtmType::NewAddr);
         if ifp.is_up() && a.state == Dad6State::Tentative {
@@ -752,6 +762,7 @@ impl Stack {
         let t = self.nd6_timer(now);
         self.nd6.queue_unreachable(t.unreachable.into_iter().map(|(_, _, p)| p));
         self.rtadv_timer();
+        self.mld_timer();
         {
             let mut drawn = self.reachable_drawn.lock();
             if now >= *drawn + RECALC_REACHABLE {

@@ -436,6 +436,20 @@ pub struct Nd6Table {
     /// the control thread's timer to a worker, which answers each with
     /// ICMPv6 address unreachable ([`Nd6Table::queue_unreachable`]).
     unreach: crossbeam::queue::ArrayQueue<PacketBuf>,
+    /// MLD queries heard by the data path, for the control thread's
+    /// listener (`stack/mld.rs`): a bounded lock-free queue.
+    queries: crossbeam::queue::ArrayQueue<MldQueryHeard>,
+}
+
+/// An MLD query a worker heard (RFC 3810 §6.2): the interface, the group
+/// asked for (:: for all), the Maximum Response Delay, and whether the
+/// querier speaks MLDv1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MldQueryHeard {
+    pub ifindex: IfIndex,
+    pub group: Ipv6Addr,
+    pub max_resp_ms: u32,
+    pub v1: bool,
 }
 
 /// Router solicitations waiting for the control thread at most.
@@ -465,6 +479,7 @@ impl Nd6Table {
             reachable_ns: AtomicU64::new(reachable.as_nanos() as u64),
             solicits: crossbeam::queue::ArrayQueue::new(RS_QUEUE),
             unreach: crossbeam::queue::ArrayQueue::new(UNREACH_QUEUE),
+            queries: crossbeam::queue::ArrayQueue::new(RS_QUEUE),
         }
     }
 
@@ -761,6 +776,17 @@ impl Nd6Table {
             }
         }
         freed
+    }
+
+    /// An MLD query for the control thread; one that does not fit is
+    /// dropped (a querier asks again).
+    pub fn queue_query(&self, q: MldQueryHeard) {
+        let _ = self.queries.push(q);
+    }
+
+    /// The control thread takes the queued MLD queries.
+    pub fn take_queries(&self) -> impl Iterator<Item = MldQueryHeard> + '_ {
+        std::iter::from_fn(|| self.queries.pop())
     }
 
     /// A worker takes a given-up packet to answer.

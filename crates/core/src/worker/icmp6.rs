@@ -96,8 +96,21 @@ impl WorkerState {
                 }
                 return;
             }
-            Icmpv6Repr::Mld(_) => {
+            Icmpv6Repr::Mld(m) => {
                 c.mld.inc();
+                // A query from a link-local source with hop limit 1 (RFC
+                // 3810 §5.1.14) goes to the control thread's listener.
+                if let softnet_wire::mld::MldRepr::Query { group, .. } = m {
+                    if src.is_link_local_unicast() && hlim == 1 {
+                        let q = crate::nd6::MldQueryHeard {
+                            ifindex: ifp.index(),
+                            group,
+                            max_resp_ms: m.max_resp_delay_ms().unwrap_or(0),
+                            v1: matches!(m, softnet_wire::mld::MldRepr::Query { v2: None, .. }),
+                        };
+                        cx.stack.nd6.queue_query(q);
+                    }
+                }
                 return self.free(p);
             }
             Icmpv6Repr::Other { msg_type, .. } if icmp6w::is_error(msg_type) || msg_type < 130 => {
