@@ -27,6 +27,8 @@ struct RawConfig {
     pf: Option<Spanned<String>>,
     pflog: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
     #[serde(default)]
@@ -46,6 +48,7 @@ struct RawInterface {
     #[serde(default)]
     groups: Vec<Spanned<String>>,
     ra: Option<crate::config_ra::RawRa>,
+    host: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -98,6 +101,9 @@ pub struct InterfaceConf {
     /// Router advertisements sent on it (`[interface.ra]`, rad.conf's
     /// interface block; `config_ra.rs`).
     pub ra: Option<softnet_core::nd6::rtadv::RaConfig>,
+    /// The host's twin of the interface (`host = "NAME"`, a Linux TAP of
+    /// that name in softnet's namespace; `hostif.rs`).
+    pub host: Option<String>,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -185,6 +191,10 @@ pub struct Config {
     /// pcap file (DLT_PFLOG) for packets of rules with `log`.
     pub pflog: Option<PathBuf>,
     pub log: String,
+    /// Log lines as JSON objects (`log_format = "json"`), else text.
+    pub log_json: bool,
+    /// Where the Prometheus endpoint listens (`metrics = "ADDR:PORT"`).
+    pub metrics: Option<std::net::SocketAddr>,
     pub interfaces: Vec<InterfaceConf>,
     /// The `[[interface]]` entry named lo0, if any: more for the loopback
     /// interface the stack always has (driver `loopback`).
@@ -369,6 +379,25 @@ impl Config {
                 return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()))
             }
         };
+        let log_json = match &raw.log_format {
+            None => false,
+            Some(f) if f.get_ref() == "text" => false,
+            Some(f) if f.get_ref() == "json" => true,
+            Some(f) => return cx.err(f.span(), format!("log_format = {:?}: expected text or json", f.get_ref())),
+        };
+        let metrics = match &raw.metrics {
+            None => None,
+            Some(m) => match m.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) if a.port() != 0 => Some(a),
+                Ok(_) => return cx.err(m.span(), format!("metrics = {:?}: port 0", m.get_ref())),
+                Err(_) => {
+                    return cx.err(
+                        m.span(),
+                        format!("metrics = {:?}: expected ADDR:PORT (127.0.0.1:9100, [::1]:9100)", m.get_ref()),
+                    )
+                }
+            },
+        };
         let mut interfaces: Vec<InterfaceConf> = Vec::new();
         let mut loopback: Option<InterfaceConf> = None;
         for ri in &raw.interface {
@@ -415,6 +444,13 @@ impl Config {
                 return cx.err(ri.span(), "interface \"lo0\": a loopback interface has no device, mac or ra");
             }
             let device = i.device.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| name.clone());
+            if let Some(other) = interfaces.iter().find(|x| x.host.as_deref() == Some(device.as_str())) {
+                let span = i.device.as_ref().map(|d| d.span()).unwrap_or(i.name.span());
+                return cx.err(
+                    span,
+                    format!("interface {name:?}: device {device:?} is the host interface of {:?}", other.name),
+                );
+            }
             let mac = match &i.mac {
                 None => None,
                 Some(m) => {
@@ -495,7 +531,33 @@ impl Config {
                 None => None,
                 Some(r) => Some(crate::config_ra::ra_conf(&cx, &name, mtu, r, ri.span())?),
             };
-            let ic = InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, line };
+            let host = match &i.host {
+                None => None,
+                Some(h) => {
+                    let hn = h.get_ref();
+                    if hn.is_empty() || hn.len() > 15 || hn.contains('/') || hn.chars().any(char::is_whitespace) {
+                        return cx.err(
+                            h.span(),
+                            format!("interface {name:?}: host interface name {hn:?} is invalid (1-15 characters, no '/' or spaces)"),
+                        );
+                    }
+                    let clash = interfaces
+                        .iter()
+                        .find(|x| x.host.as_deref() == Some(hn) || x.device == *hn)
+                        .map(|x| x.name.clone())
+                        .or_else(|| (device == *hn).then(|| name.clone()));
+                    if let Some(other) = clash {
+                        return cx.err(
+                            h.span(),
+                            format!(
+                                "interface {name:?}: host interface {hn:?} is a device of interface {other:?} already"
+                            ),
+                        );
+                    }
+                    Some(hn.clone())
+                }
+            };
+            let ic = InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, line };
             if driver == Driver::Loopback {
                 loopback = Some(ic);
             } else {
@@ -575,6 +637,8 @@ impl Config {
             pf: raw.pf.map(|p| base.join(p.get_ref())),
             pflog: raw.pflog.map(|p| base.join(p.get_ref())),
             log,
+            log_json,
+            metrics,
             interfaces,
             loopback,
             routes,
@@ -594,6 +658,8 @@ mod tests {
     const GOOD: &str = r#"
 workers = 2
 control = "/tmp/sn.sock"
+metrics = "127.0.0.1:9100"
+log_format = "json"
 redirects = true
 icmp_errors_per_second = 50
 log = "debug"
@@ -604,6 +670,7 @@ driver = "tap"
 mac = "02:00:00:00:01:01"
 addr = ["10.0.1.1/24"]
 mtu = 1500
+host = "hsn0"
 
 [[interface]]
 name = "sn-r1"
@@ -636,9 +703,15 @@ interface = "sn-r1"
     #[test]
     fn a_full_config_parses() {
         let c = parse(GOOD).unwrap();
+        assert_eq!(c.interfaces[0].host.as_deref(), Some("hsn0"));
+        assert_eq!(c.interfaces[1].host, None);
         assert_eq!(c.workers, 2);
         assert!(c.redirects && c.forwarding && !c.directed_broadcast);
         assert_eq!(c.icmp_errors_per_second, 50);
+        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(c.log_json);
+        let plain = parse("workers = 1\n").unwrap();
+        assert_eq!((plain.metrics, plain.log_json), (None, false));
         assert_eq!(c.interfaces.len(), 2);
         assert_eq!(c.interfaces[0].device, "sn-r0", "device defaults to the name");
         assert_eq!(c.interfaces[1].addrs.len(), 2);
@@ -745,6 +818,16 @@ interface = "sn-r1"
                 "line 4: interface \"a\": address fe80::1 already configured on \"a\"",
             ),
             ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nmac = \"zz\"\n", "line 4: interface \"a\": bad MAC"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"h/0\"\n", "line 4: interface \"a\": host interface name \"h/0\" is invalid"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"a\"\n", "line 4: interface \"a\": host interface \"a\" is a device of interface \"a\" already"),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"ha\"\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\nhost = \"ha\"\n",
+                "line 8: interface \"b\": host interface \"ha\" is a device of interface \"a\" already",
+            ),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"hb\"\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\ndevice = \"hb\"\n",
+                "line 8: interface \"b\": device \"hb\" is the host interface of \"a\"",
+            ),
             ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
             ("[[route]]\ndest = \"default\"\n", "exactly one of"),
             ("[[route]]\ndest = \"2001:db8::/129\"\nreject = true\n", "line 2: route: prefix length \"129\" over 128"),
@@ -756,6 +839,9 @@ interface = "sn-r1"
                 "line 5: route: 2001:db8::/32 defined twice",
             ),
             ("workers = [\n", "line 1"),
+            ("metrics = \"localhost\"\n", "line 1: metrics = \"localhost\": expected ADDR:PORT"),
+            ("metrics = \"10.0.0.1:0\"\n", "line 1: metrics = \"10.0.0.1:0\": port 0"),
+            ("\nlog_format = \"xml\"\n", "line 2: log_format = \"xml\": expected text or json"),
             (
                 "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/16\"]\n",
                 "line 8: interface \"b\": address 10.0.1.1 already configured on \"a\"",

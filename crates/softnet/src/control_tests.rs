@@ -334,6 +334,19 @@ fn socket_is_private_single_and_versioned() {
 }
 
 #[test]
+fn ifconfig_shows_the_host_twin_and_its_counters() {
+    let f = Fixture::new();
+    let (near, _far) = vlink::wire(1, 8);
+    f.stack.attach_host("sn-r0", "hsn0", near.link_queues()).unwrap();
+    let out = f.ok("ifconfig", "sn-r0");
+    assert!(
+        out.contains("\thost: hsn0 punted 0 errors 0 from host 0 sent 0 filtered 0 dropped 0 arp 0 nd 0\n"),
+        "{out}"
+    );
+    assert!(!f.ok("ifconfig", "sn-r1").contains("host:"));
+}
+
+#[test]
 fn ifconfig_groups_are_shown_and_name_interfaces_for_pf() {
     let f = Fixture::new();
     assert_eq!(f.ok("ifconfig", "sn-r1 group lan"), "");
@@ -548,5 +561,22 @@ fn lo0_in_ifconfig_pfctl_si_and_rules() {
     let (_, out, _) = pfctl("-sI -v");
     assert!(out.contains("lo (skip)\nlo0 (skip)\n") && out.contains("sn-r0\n"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
+    f.stop();
+}
+
+/// The `Metrics` request answers the exposition the metrics endpoint
+/// serves (what `softnet top` reads): it parses, and names the interfaces.
+#[test]
+fn the_metrics_request_answers_the_exposition() {
+    let f = Fixture::new();
+    f.stack.stats.get(0).ip.forward.add(9);
+    let mut c = Client::connect(&f.path).unwrap();
+    let Response::Text(t) = c.call(&proto::Request::Metrics).unwrap() else { panic!("not text") };
+    let fams = crate::metrics::text::parse(&t).unwrap();
+    let fwd = crate::metrics::text::family(&fams, "softnet_ip_forwarded_packets_total").unwrap();
+    assert_eq!(fwd.samples[0].value, 9.0);
+    let rx = crate::metrics::text::family(&fams, "softnet_interface_receive_packets_total").unwrap();
+    let names: Vec<&str> = rx.samples.iter().filter_map(|s| s.label("interface")).collect();
+    assert_eq!(names, ["sn-r0", "sn-r1"]);
     f.stop();
 }

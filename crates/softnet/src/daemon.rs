@@ -65,18 +65,21 @@ fn preflight(c: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(level: &str) {
+/// Log lines on stderr: text, or one JSON object per line (`json`:
+/// `log_format = "json"` or `--log-json`) with the time, level, message
+/// and fields, for a log collector to read without patterns.
+fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::new(level);
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
+    let _ = if json {
+        fmt.json().flatten_event(true).try_init()
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
 }
 
-/// `softnet up -c FILE [--log LEVEL]`; returns the exit code.
-pub fn up(path: &Path, log: Option<&str>) -> i32 {
+/// `softnet up -c FILE [--log LEVEL] [--log-json]`; returns the exit code.
+pub fn up(path: &Path, log: Option<&str>, log_json: bool) -> i32 {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -84,7 +87,7 @@ pub fn up(path: &Path, log: Option<&str>) -> i32 {
             return 1;
         }
     };
-    init_logging(log.unwrap_or(&config.log));
+    init_logging(log.unwrap_or(&config.log), log_json || config.log_json);
     if let Err(e) = preflight(&config) {
         eprintln!("error: {e}");
         return 1;
@@ -109,6 +112,12 @@ pub struct Daemon {
     server: Server,
     workers: Vec<std::thread::JoinHandle<()>>,
     pf: Arc<crate::pfglue::PfService>,
+    /// The interfaces' host twins (`hostif.rs`), mirrored every tick.
+    hosts: std::sync::Mutex<crate::hostif::HostTwins>,
+    /// The Prometheus endpoint (`metrics = "ADDR:PORT"`).
+    metrics: Option<crate::metrics::http::MetricsServer>,
+    /// systemd readiness (`$NOTIFY_SOCKET`).
+    notify: crate::notify::Notifier,
 }
 
 impl Daemon {
@@ -132,7 +141,21 @@ impl Daemon {
         // The socket first: a second daemon stops here, before it touches
         // the devices of the first.
         let server = Server::bind(&config.control, handler)?;
-        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf };
+        // The metrics port next, on the OS's stack: one in use stops the
+        // start here too.
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let src = crate::metrics::Sources::new(stack.clone(), pf.pf.clone());
+                let m = crate::metrics::http::MetricsServer::start(addr, src)
+                    .with_context(|| format!("{}: metrics {addr}", config.path.display()))?;
+                tracing::info!("metrics: http://{}/metrics", m.local_addr());
+                Some(m)
+            }
+            None => None,
+        };
+        let notify = crate::notify::Notifier::from_env();
+        let hosts = Default::default();
+        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf, hosts, metrics, notify };
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
@@ -212,6 +235,14 @@ impl Daemon {
         let mtu = ic.mtu.unwrap_or(link.mtu);
         let nq = link.queues.len();
         self.stack.create_interface(&ic.name, mac, mtu, link.queues).map_err(|e| anyhow!("{e}"))?;
+        match crate::hostif::open_for(&self.stack, ic, mac, mtu, self.config.workers) {
+            Ok(Some(twin)) => self.hosts.lock().expect("hosts").add(twin),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.stack.destroy_interface(&ic.name);
+                return Err(e);
+            }
+        }
         for a in &ic.addrs {
             if let Err(e) = self.stack.add_address(&ic.name, *a) {
                 let _ = self.stack.destroy_interface(&ic.name);
@@ -236,6 +267,10 @@ impl Daemon {
         self.stack.set_link_state(&ic.name, links::carrier(ic)).map_err(|e| anyhow!("{e}"))?;
         if let Some(ra) = &ic.ra {
             self.stack.set_router_adv(&ic.name, Some(ra.clone())).map_err(|e| anyhow!("{e}"))?;
+        }
+        if ic.host.is_some() {
+            // The twin's addresses, carrier and MTU at once, not a tick later.
+            self.hosts.lock().expect("hosts").sync(&self.stack);
         }
         tracing::info!(
             "{}: {} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)",
@@ -279,13 +314,19 @@ impl Daemon {
                 return;
             }
         };
+        // Up, and the signals handled: tell systemd (Type=notify).
+        self.notify.ready(&self.status_line());
         let mut next_tick = Instant::now() + TICK;
         'run: loop {
             let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
             self.server.accept_for(wait);
             for sig in signals.pending() {
                 match sig {
-                    SIGHUP => self.reload(),
+                    SIGHUP => {
+                        self.notify.reloading();
+                        self.reload();
+                        self.notify.ready(&self.status_line());
+                    }
                     _ => {
                         tracing::info!("signal {sig}: stopping");
                         break 'run;
@@ -297,6 +338,7 @@ impl Daemon {
             self.stack.rtadv_timer();
             if Instant::now() >= next_tick {
                 self.tick();
+                self.notify.watchdog();
                 next_tick += TICK;
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + TICK;
@@ -306,13 +348,20 @@ impl Daemon {
         self.shutdown();
     }
 
+    /// What `systemctl status` shows while running.
+    fn status_line(&self) -> String {
+        format!("up: {} worker(s), {} interface(s)", self.config.workers, self.stack.ifaces.load().iter().count())
+    }
+
     fn shutdown(mut self) {
+        self.notify.stopping();
         // RFC 4861 §6.2.5: hosts stop using a router that goes away.
         self.stack.rtadv_shutdown();
         self.stop.store(true, Ordering::SeqCst);
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+        drop(self.metrics.take());
         tracing::info!("softnet stopped");
         // Dropping the server removes the socket.
     }
@@ -326,6 +375,7 @@ impl Daemon {
             // An interface destroyed by ifconfig is simply skipped.
             let _ = self.stack.set_link_state(&ic.name, state);
         }
+        self.hosts.lock().expect("hosts").sync(&self.stack);
     }
 
     /// SIGHUP: re-read the configuration and apply what changed.
@@ -353,8 +403,12 @@ impl Daemon {
             );
             self.config.control = old.control.clone();
         }
-        if new.log != old.log {
-            tracing::warn!("reload: log level {} -> {} takes effect at the next restart", old.log, new.log);
+        if new.metrics != old.metrics {
+            tracing::warn!("reload: metrics endpoint change takes effect at the next restart");
+            self.config.metrics = old.metrics;
+        }
+        if new.log != old.log || new.log_json != old.log_json {
+            tracing::warn!("reload: log level or format change takes effect at the next restart");
         }
         let mut plan = ReloadPlan::new(&old, &new);
         // Interfaces of the configuration destroyed at run time
@@ -389,6 +443,9 @@ impl Daemon {
                 Err(e) => tracing::warn!("reload: {name}: {e}"),
             }
         }
+        // The twins of destroyed interfaces go now, so that one re-created
+        // under the same host name finds the name free.
+        self.hosts.lock().expect("hosts").sync(&self.stack);
         for (name, a) in &plan.addrs_removed {
             match self.stack.delete_address(name, a.addr) {
                 Ok(()) => tracing::info!("reload: {name}: address {a} removed"),
@@ -570,7 +627,7 @@ pub struct ReloadPlan {
 
 /// Whether two entries name the same link (the rest can change in place).
 fn same_link(a: &InterfaceConf, b: &InterfaceConf) -> bool {
-    a.driver == b.driver && a.device == b.device && a.mac == b.mac
+    a.driver == b.driver && a.device == b.device && a.mac == b.mac && a.host == b.host
 }
 
 impl ReloadPlan {
@@ -630,6 +687,14 @@ pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
         fds.clear();
         for ifp in ifs.iter() {
             let Some(q) = ifp.queue(id).try_lock() else { continue };
+            if let Some(fd) = q.poll_fd() {
+                if fds.len() < fds.capacity() {
+                    fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+                }
+            }
+            drop(q);
+            // What the host sends out of the interface's twin wakes it too.
+            let Some(q) = ifp.host().and_then(|h| h.queue(id).try_lock()) else { continue };
             if let Some(fd) = q.poll_fd() {
                 if fds.len() < fds.capacity() {
                     fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });

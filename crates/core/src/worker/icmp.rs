@@ -80,7 +80,9 @@ impl WorkerState {
             c.inc();
         }
         if msg_type != icmpv4::msg_type::ECHO_REQUEST {
-            // Replies and errors addressed to the router: nobody listens.
+            // Replies and errors addressed to the router: the host's, if
+            // the interface has a twin; else nobody listens.
+            let Some(p) = self.punt(cx, p) else { return };
             return self.free(p);
         }
         if bcast && !cx.stack.config.bmcast_echo {

@@ -27,6 +27,8 @@ impl WorkerState {
             ts.udp_badsum.inc();
             return self.free(p);
         }
+        // Nothing of the stack's listens: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
         if bcast {
             ts.udp_noportbcast.inc();
         } else {
@@ -52,7 +54,14 @@ impl WorkerState {
             return self.free(p);
         }
         let flags = tcp.flags();
-        if bcast || flags.contains(TcpFlags::RST) {
+        if bcast {
+            return self.free(p);
+        }
+        // No connection of the stack's: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
+        let ip = Ipv4Packet::new_unchecked(p.data());
+        let tcp = TcpPacket::new_unchecked(&p.data()[ip.header_len() as usize..ip.total_len() as usize]);
+        if flags.contains(TcpFlags::RST) {
             return self.free(p);
         }
         let repr = closed_port_rst(&tcp);

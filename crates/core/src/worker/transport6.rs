@@ -27,6 +27,8 @@ impl WorkerState {
             ts.udp_badsum.inc();
             return self.free(p);
         }
+        // Nothing of the stack's listens: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
         if dst.is_multicast() || link_mcast {
             ts.udp_noportbcast.inc();
             return self.free(p);
@@ -53,10 +55,15 @@ impl WorkerState {
             return self.free(p);
         }
         let flags = tcp.flags();
-        if dst.is_multicast() || link_mcast || flags.contains(TcpFlags::RST) {
+        if dst.is_multicast() || link_mcast {
             return self.free(p);
         }
-        let repr = closed_port_rst(&tcp);
+        // No connection of the stack's: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
+        if flags.contains(TcpFlags::RST) {
+            return self.free(p);
+        }
+        let repr = closed_port_rst(&TcpPacket::new_unchecked(&p.data()[off..]));
         let rcvif = p.meta.rcvif;
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip6.odropped.inc();
