@@ -350,7 +350,9 @@ impl Daemon {
 
     /// What `systemctl status` shows while running.
     fn status_line(&self) -> String {
-        format!("up: {} worker(s), {} interface(s)", self.config.workers, self.stack.ifaces.load().iter().count())
+        // The interfaces on devices: lo0 is always there.
+        let n = self.stack.ifaces.load().iter().filter(|i| !i.is_loopback()).count();
+        format!("up: {} worker(s), {n} interface(s)", self.config.workers)
     }
 
     fn shutdown(mut self) {
