@@ -20,6 +20,7 @@ mod notify;
 mod pfctl;
 mod pfglue;
 mod proto;
+mod rtsync;
 mod show;
 mod top;
 
