@@ -58,6 +58,7 @@ pub mod compile;
 pub mod eval;
 pub mod filter;
 pub mod frag;
+pub mod frag6;
 pub mod ipopt;
 pub mod pflog;
 pub mod route;
