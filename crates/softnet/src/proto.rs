@@ -665,6 +665,8 @@ pub enum PfShow {
     Labels,
     /// `-sA`: anchors.
     Anchors,
+    /// `-sI`: interfaces and interface groups.
+    Interfaces,
     All,
 }
 
