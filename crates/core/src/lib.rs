@@ -20,6 +20,7 @@ pub mod reass6;
 pub mod rng;
 pub mod route;
 pub mod rtmsg;
+pub mod sock;
 pub mod stack;
 pub mod stats;
 pub mod stats6;

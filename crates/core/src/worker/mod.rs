@@ -59,6 +59,7 @@ mod ip_output;
 mod options;
 mod pf_hook;
 mod pf_route;
+mod sockio;
 mod transport;
 mod transport6;
 
@@ -119,6 +120,8 @@ struct WorkerState {
     /// ICMPv6's rate limit and the neighbor cache glue (`icmp6`,
     /// `ip6_output`).
     icmp6: Icmp6State,
+    /// Connections whose timers are due (`sockio`), reused.
+    sock_due: Vec<Arc<crate::sock::TcpConn>>,
 }
 
 /// One worker thread's handle.
@@ -159,6 +162,7 @@ impl Worker {
             fwd6: ip6_forward::Fwd6Queue::new(),
             icmp: IcmpState::new(rate, burst),
             icmp6: Icmp6State::new(rate, burst),
+            sock_due: Vec::with_capacity(256),
         };
         Worker { stack, clock, st, rng_installed: false }
     }
@@ -253,6 +257,7 @@ impl WorkerState {
             self.ip_input_batch(cx, ifp);
             self.ip6_input_batch(cx, ifp);
         }
+        total += self.sock_poll(cx);
         self.arp_housekeeping(cx);
         self.nd6_housekeeping(cx);
         self.flush_tx(cx);
