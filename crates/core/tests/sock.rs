@@ -289,27 +289,98 @@ fn connect_to_a_closed_port_is_refused_and_bind_checks_addresses() {
 }
 
 #[test]
-fn a_full_backlog_drops_syns_until_accept_makes_room() {
+fn a_full_accept_queue_drops_syns_and_resets_late_handshakes() {
     let mut p = Pair::new(0, 0);
     let mut l = TcpListener::bind_with_backlog(&p.b, sa("10.0.0.2:80"), 2).unwrap();
     l.set_nonblocking(true).unwrap();
+    let b = p.b.clone();
+    let drops = || b.socks.stats.tcp_listendrop.load(Ordering::Relaxed);
+    // Three SYNs find the queue empty: three cache entries; the third ACK
+    // finds it full and is reset (syn_cache_get's resetandabort).
     let cs: Vec<TcpStream> = (0..3).map(|_| TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap()).collect();
     for _ in 0..200 {
         p.step(Duration::from_millis(1));
     }
-    let est = cs.iter().filter(|c| c.state() == State::Established).count();
-    assert_eq!(est, 2, "the backlog took two");
-    assert_eq!(p.b.socks.stats.tcp_listendrop.load(Ordering::Relaxed) >= 1, true);
+    let b = p.b.clone();
+    let sc = &b.socks.syncache.stats;
+    assert_eq!((sc.added.load(Ordering::Relaxed), sc.completed.load(Ordering::Relaxed)), (3, 3));
+    assert!(p.b.socks.syncache.is_empty());
+    let states: Vec<State> = cs.iter().map(|c| c.state()).collect();
+    assert_eq!(states.iter().filter(|s| **s == State::Established).count(), 2, "{states:?}");
+    assert_eq!(states.iter().filter(|s| **s == State::Closed).count(), 1, "{states:?}");
+    assert_eq!(drops(), 1);
+    // While the queue is full a SYN is dropped; the client's SYN comes
+    // again after its RTO (1 s) and gets in once accept made room.
+    let late = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    for _ in 0..100 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!((late.state(), drops()), (State::SynSent, 2));
     let (a1, _) = l.accept().unwrap();
     let (a2, _) = l.accept().unwrap();
     assert_eq!(l.accept().err().unwrap().kind(), ErrorKind::WouldBlock);
-    // The third SYN is sent again (RTO 1 s) and now finds room.
-    for _ in 0..3000 {
+    for _ in 0..1500 {
         p.step(Duration::from_millis(1));
     }
-    assert!(cs.iter().all(|c| c.state() == State::Established));
+    assert_eq!(late.state(), State::Established);
     let (a3, _) = l.accept().unwrap();
     drop((a1, a2, a3));
+}
+
+#[test]
+fn syn_cookies_take_over_when_the_cache_is_full() {
+    let mut p = Pair::new(0, 0);
+    // A cache of nothing: every SYN is answered with a cookie.
+    p.b.socks.syncache.set_limit(0);
+    transfer(&mut p, sa("10.0.0.2:80"), 200_000);
+    let b = p.b.clone();
+    let sc = &b.socks.syncache.stats;
+    assert_eq!(sc.cookies_sent.load(Ordering::Relaxed), 1);
+    assert_eq!(sc.cookies_ok.load(Ordering::Relaxed), 1);
+    assert_eq!(sc.added.load(Ordering::Relaxed), 0);
+    drain(&mut p);
+    // Over IPv6 as well, with a cache of one and a second connection
+    // waiting in it.
+    p.b.socks.syncache.set_limit(1);
+    let _l = TcpListener::bind(&p.b, sa("[fd00::2]:81")).unwrap();
+    let c1 = TcpStream::start_connect(&p.a, sa("[fd00::2]:81")).unwrap();
+    let c2 = TcpStream::start_connect(&p.a, sa("[fd00::2]:81")).unwrap();
+    for _ in 0..100 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!((c1.state(), c2.state()), (State::Established, State::Established));
+    assert_eq!(sc.cookies_ok.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn half_open_connections_cost_a_cache_entry_and_expire() {
+    let mut p = Pair::new(0, 0);
+    let _l = TcpListener::bind(&p.b, sa("10.0.0.2:80")).unwrap();
+    // A first connection: both ends know each other's MAC.
+    let c = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(c.state(), State::Established);
+    // A's SYN reaches B, then A's interface goes down: B's SYN,ACKs go
+    // nowhere and the handshake never completes.
+    let c = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    p.wa.poll();
+    p.a.set_up("a0", false).unwrap();
+    for _ in 0..10 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(p.b.socks.syncache.len(), 1);
+    let conns = p.b.socks.tcp_snapshot().len();
+    assert_eq!(conns, 2, "the listener and the first connection; nothing for the SYN");
+    // Retransmitted at 1, 2, 4, 8 s after the first, dropped after the last.
+    for _ in 0..400 {
+        p.step(Duration::from_millis(100));
+    }
+    let sc = &p.b.socks.syncache.stats;
+    assert_eq!(p.b.socks.syncache.len(), 0);
+    assert_eq!(sc.timed_out.load(Ordering::Relaxed), 1);
+    drop(c);
 }
 
 #[test]
@@ -351,4 +422,49 @@ fn udp_both_ways_over_both_families() {
     assert_eq!(p.b.stats.sum(|s| &s.transport.udp_noport), 1);
     let e = c.send_to(b"x", sa("10.0.0.255:9")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+}
+
+#[test]
+fn netstat_shows_the_pcbs_as_openbsd() {
+    use softnet_core::sock::netstat::Filter;
+    let mut p = Pair::new(0, 0);
+    let _l = TcpListener::bind(&p.b, sa("0.0.0.0:80")).unwrap();
+    let _l6 = TcpListener::bind(&p.b, sa("[fd00::2]:443")).unwrap();
+    let _u = UdpSocket::bind(&p.b, sa("10.0.0.2:53")).unwrap();
+    let mut c = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    c.set_nonblocking(true).unwrap();
+    for _ in 0..50 {
+        p.step(Duration::from_millis(1));
+    }
+    c.write_all(b"hello").unwrap();
+    for _ in 0..5 {
+        p.step(Duration::from_millis(1));
+    }
+    let all = Filter { all: true, inet: true, inet6: true, tcp: true, udp: true };
+    let port = c.local_addr().unwrap().port();
+    let want = format!(
+        "Active Internet connections (including servers)
+Proto   Recv-Q Send-Q  Local Address          Foreign Address        TCP-State
+tcp          0      0  *.80                   *.*                    LISTEN
+tcp          5      0  10.0.0.2.80            10.0.0.1.{port:<13} ESTABLISHED
+Active Internet connections (including servers)
+Proto   Recv-Q Send-Q  Local Address          Foreign Address        (state)
+udp          0      0  10.0.0.2.53            *.*                   
+Active Internet6 connections (including servers)
+Proto   Recv-Q Send-Q  Local Address                           Foreign Address                         TCP-State
+tcp6         0      0  fd00::2.443                             *.*                                     LISTEN
+"
+    );
+    assert_eq!(p.b.socks.netstat(all), want);
+    // Without -a: connections only; -p udp: none.
+    let conns = p.b.socks.netstat(Filter { all: false, ..all });
+    assert_eq!(conns.lines().count(), 3, "{conns}");
+    assert!(conns.contains("ESTABLISHED") && !conns.contains("LISTEN"));
+    assert_eq!(p.b.socks.netstat(Filter { all: false, tcp: false, ..all }), "");
+    // The client's Send-Q holds the 5 bytes until B's delayed ACK.
+    let a = p.a.socks.netstat(all);
+    assert!(
+        a.contains(&format!("tcp          0      5  10.0.0.1.{port:<13} 10.0.0.2.80            ESTABLISHED")),
+        "{a}"
+    );
 }

@@ -348,6 +348,16 @@ impl Handler {
             NetstatOp::Routes { rtable, af } => show::netstat_rn(&self.stack, rtable, af),
             NetstatOp::Stats => softnet_core::stats::format_netstat_s(&self.stack.stats),
             NetstatOp::Interfaces => show::netstat_i(&self.stack),
+            NetstatOp::Sockets { all, af, proto } => {
+                use crate::proto::{AddrFamily, SockProto};
+                self.stack.socks.netstat(softnet_core::sock::netstat::Filter {
+                    all,
+                    inet: af != AddrFamily::Inet6,
+                    inet6: af != AddrFamily::Inet,
+                    tcp: proto != Some(SockProto::Udp),
+                    udp: proto != Some(SockProto::Tcp),
+                })
+            }
         })
     }
 }

@@ -1,25 +1,7 @@
 //! softnet: a multi-core user-space router and pf firewall.
 
-mod admin;
-mod arpops;
-mod bench;
-mod bench6;
-mod config;
-mod config_ra;
-mod control;
-#[cfg(test)]
-mod control_tests;
-mod daemon;
-mod demo;
-mod inet6cmd;
-mod links;
-mod ndpops;
-mod pfctl;
-mod pfglue;
-mod proto;
-mod show;
-
 use clap::{Parser, Subcommand};
+use softnet::{admin, bench, bench6, daemon, demo, pfctl};
 use std::path::PathBuf;
 
 #[derive(Parser)]

@@ -17,6 +17,8 @@
 //! worker for input/output/timers and by the application for its calls.
 
 pub mod api;
+pub mod netstat;
+pub mod syncache;
 pub mod tcp;
 pub mod udp;
 
@@ -115,6 +117,8 @@ pub struct Sockets {
     pub(crate) pending: SegQueue<Pending>,
     timers: Mutex<BinaryHeap<Due>>,
     pub(crate) isn: IsnGen,
+    /// Half-open connections and SYN cookies.
+    pub syncache: syncache::SynCache,
     next_id: AtomicU64,
     /// PCBs of any kind, so that a stack with none skips the lookups.
     count: AtomicUsize,
@@ -134,14 +138,15 @@ pub(crate) enum Pending {
 
 impl Sockets {
     /// Empty tables; `key` draws the ISN key (RFC 6528's secret).
-    pub fn new(key: impl FnMut() -> u32) -> Sockets {
+    pub fn new(mut key: impl FnMut() -> u32) -> Sockets {
         Sockets {
+            syncache: syncache::SynCache::new(&mut key),
             conns: RwLock::new(HashMap::new()),
             listeners: RwLock::new(HashMap::new()),
             udp: RwLock::new(HashMap::new()),
             pending: SegQueue::new(),
             timers: Mutex::new(BinaryHeap::new()),
-            isn: IsnGen::new(key),
+            isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),
             count: AtomicUsize::new(0),
             waker: arc_swap::ArcSwapOption::empty(),
@@ -154,6 +159,12 @@ impl Sockets {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.count.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether the application left work for the workers (an idle worker
+    /// about to sleep checks it).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     pub(crate) fn add_count(&self) {
@@ -272,6 +283,26 @@ impl Env for SockEnv<'_> {
         let l = SocketAddr::new(self.local.ip(), local_port);
         let r = SocketAddr::new(self.remote.ip(), remote_port);
         self.isn.isn(l, r, self.now)
+    }
+}
+
+/// The engine's world while a connection is made from a SYN cache entry
+/// or cookie: the ISS and timestamp offset already sent in the SYN,ACK.
+pub(crate) struct ReplayEnv<'a> {
+    pub env: SockEnv<'a>,
+    pub iss: Seq,
+    pub ts_offset: Option<u32>,
+}
+
+impl Env for ReplayEnv<'_> {
+    fn now(&self) -> softnet_tcp::Instant {
+        self.env.now
+    }
+    fn random_u32(&mut self) -> u32 {
+        self.ts_offset.take().unwrap_or_else(crate::rng::random_u32)
+    }
+    fn isn(&mut self, _: u16, _: u16) -> Seq {
+        self.iss
     }
 }
 

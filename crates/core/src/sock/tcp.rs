@@ -113,9 +113,15 @@ impl TcpListen {
         })
     }
 
-    /// Connections queued for accept (netstat's Recv-Q of a listener).
+    /// Connections queued for accept.
     pub fn queued(&self) -> usize {
         self.q.lock().ready.len()
+    }
+
+    /// The accept queue is at its limit (or the socket closed).
+    pub(crate) fn queue_full(&self) -> bool {
+        let q = self.q.lock();
+        q.closed || q.ready.len() + q.embryonic >= self.backlog
     }
 }
 
@@ -146,14 +152,17 @@ impl Sockets {
         l.get(&any).cloned()
     }
 
-    /// A new connection for a SYN to `listener` (the backlog allowing):
-    /// a LISTEN TCB that the caller hands the SYN to, in the table.
+    /// syn_cache_get's second half: the connection for a completed
+    /// handshake (the backlog allowing), made by replaying the SYN and our
+    /// SYN,ACK through a LISTEN TCB so that the engine is in SYN_RECEIVED
+    /// with the ISS, options and timestamp offset the peer saw; the caller
+    /// then hands it the ACK.
     pub(crate) fn tcp_passive_open(
         &self,
         listener: &Arc<TcpListen>,
         local: SocketAddr,
         remote: SocketAddr,
-        mss: u16,
+        done: super::syncache::Completed,
         scope: Option<IfIndex>,
         now: softnet_tcp::Instant,
     ) -> Option<Arc<TcpConn>> {
@@ -165,13 +174,21 @@ impl Sockets {
             }
             q.embryonic += 1;
         }
-        let cfg = if mss < listener.cfg.mss {
-            Arc::new(Config { mss, ..(*listener.cfg).clone() })
+        let cfg = if done.mss < listener.cfg.mss {
+            Arc::new(Config { mss: done.mss, ..(*listener.cfg).clone() })
         } else {
             listener.cfg.clone()
         };
-        let mut env = SockEnv { now, isn: &self.isn, local, remote };
-        let tcb = Tcb::listen(cfg, &mut env, local.port());
+        let mut env = super::ReplayEnv {
+            env: SockEnv { now, isn: &self.isn, local, remote },
+            iss: done.iss,
+            ts_offset: done.ts_offset,
+        };
+        let mut tcb = Tcb::listen(cfg, &mut env, local.port());
+        tcb.input(&mut env, &done.syn, &[]);
+        // The SYN,ACK the cache sent, written again and thrown away.
+        let mut scratch = [0u8; softnet_wire::tcp::MAX_HEADER_LEN];
+        let _ = tcb.output(&mut env, &mut scratch);
         let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope);
         conn.inner.lock().in_table = true;
         self.conns.write().insert(conn.key(), conn.clone());
@@ -258,7 +275,7 @@ impl Sockets {
             .listeners
             .read()
             .values()
-            .map(|l| TcpPcbInfo { local: l.local, remote: None, state: State::Listen, recv_q: l.queued(), send_q: 0 })
+            .map(|l| TcpPcbInfo { local: l.local, remote: None, state: State::Listen, recv_q: 0, send_q: 0 })
             .collect();
         let conns: Vec<Arc<TcpConn>> = self.conns.read().values().cloned().collect();
         for c in conns {

@@ -122,6 +122,8 @@ struct WorkerState {
     icmp6: Icmp6State,
     /// Connections whose timers are due (`sockio`), reused.
     sock_due: Vec<Arc<crate::sock::TcpConn>>,
+    /// SYN,ACKs the SYN cache sends again (`sockio`), reused.
+    sock_synacks: Vec<(crate::sock::ConnKey, TcpRepr)>,
 }
 
 /// One worker thread's handle.
@@ -163,6 +165,7 @@ impl Worker {
             icmp: IcmpState::new(rate, burst),
             icmp6: Icmp6State::new(rate, burst),
             sock_due: Vec::with_capacity(256),
+            sock_synacks: Vec::with_capacity(64),
         };
         Worker { stack, clock, st, rng_installed: false }
     }

@@ -49,20 +49,38 @@ impl WorkerState {
                 Some(c) => c,
                 None => {
                     let f = repr.flags;
-                    if !f.contains(TcpFlags::SYN) || f.intersects(TcpFlags::ACK | TcpFlags::RST) {
-                        return Some(p);
-                    }
                     let Some(l) = socks.tcp_listener(local) else { return Some(p) };
-                    let mtu = cx.ifs.get(rcvif).map_or(1500, |i| i.mtu());
+                    let key = (local, remote);
                     let scope = link_scope(src).then_some(rcvif);
-                    match socks.tcp_passive_open(&l, local, remote, mss_for(mtu, src.is_ipv6()), scope, now) {
-                        Some(c) => c,
-                        None => {
-                            // The backlog is full: dropped, counted (listendrop).
+                    if f.contains(TcpFlags::RST) {
+                        socks.syn_cache_reset(key, &repr);
+                        self.free(p);
+                        return None;
+                    }
+                    if f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK) {
+                        if l.queue_full() {
+                            // tcp_input: so_qlen over so_qlimit drops the SYN.
+                            socks.stats.tcp_listendrop.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             self.free(p);
                             return None;
                         }
+                        // syn_cache_add: the SYN,ACK from the cache (or a cookie).
+                        let mtu = cx.ifs.get(rcvif).map_or(1500, |i| i.mtu());
+                        let mss = mss_for(mtu, src.is_ipv6()).min(l.cfg.mss);
+                        let synack = socks.syn_cache_add(&l.cfg, key, &repr, mss, now);
+                        self.free(p);
+                        self.send_seg(cx, local.ip(), remote.ip(), &synack, scope);
+                        return None;
                     }
+                    if f.contains(TcpFlags::SYN) || !f.contains(TcpFlags::ACK) {
+                        return Some(p);
+                    }
+                    // syn_cache_get: the ACK completing a handshake.
+                    let Some(done) = socks.syn_cache_get(key, &repr, now) else { return Some(p) };
+                    // A full accept queue resets it (syn_cache_get's
+                    // resetandabort), counted as listendrop.
+                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now) else { return Some(p) };
+                    c
                 }
             };
             let mut inner = conn.inner.lock();
@@ -106,6 +124,22 @@ impl WorkerState {
             }
             self.send_l4(cx, r, conn.local.ip(), conn.remote.ip(), IpProtocol::TCP, seglen, inner.scope);
         }
+    }
+
+    /// Sends one header-only segment built outside a connection (the SYN
+    /// cache's SYN,ACKs).
+    fn send_seg(&mut self, cx: &Ctx, src: IpAddr, dst: IpAddr, seg: &TcpRepr, scope: Option<IfIndex>) {
+        let Some(mut r) = self.pool.alloc() else {
+            cx.stats.ip.odropped.inc();
+            return;
+        };
+        let iph = if src.is_ipv6() { IPV6_HEADER } else { IPV4_MIN_HEADER };
+        let len = seg.buffer_len();
+        if r.rewind(iph + len).is_err() {
+            return self.free(r);
+        }
+        seg.emit(&mut r.data_mut()[iph..]);
+        self.send_l4(cx, r, src, dst, IpProtocol::TCP, len, scope);
     }
 
     /// Puts the IP header in front of the transport header and payload at
@@ -263,6 +297,13 @@ impl WorkerState {
                 }
             }
         }
+        let mut synacks = std::mem::take(&mut self.sock_synacks);
+        socks.syn_cache_due(now, &mut synacks);
+        for ((local, remote), seg) in synacks.drain(..) {
+            n += 1;
+            self.send_seg(cx, local.ip(), remote.ip(), &seg, None);
+        }
+        self.sock_synacks = synacks;
         let mut due = std::mem::take(&mut self.sock_due);
         socks.due(cx.now, &mut due, SOCK_BUDGET);
         for c in due.drain(..) {
