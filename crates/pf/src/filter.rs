@@ -793,7 +793,7 @@ impl PacketFilter for Pf {
         let Some(rs) = inner.active_ruleset(ifp) else { return Verdict::Pass(pkt) };
         let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
-        let pd = eval::parse_fast(pkt.data());
+        let pd = eval::parse_fast(pkt.data()).or_else(|| eval::parse_fast6(pkt.data()));
         let mut slot = Some(pkt);
         match (decide(&cx, logif, &mut slot, pd.as_ref(), 0, bufs, replies), slot) {
             (Decision::Pass, Some(p)) => Verdict::Pass(p),
@@ -832,7 +832,12 @@ impl PacketFilter for Pf {
             let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
             let mut hints = [0u32; HINT_BATCH];
             for (pd, p) in pds.iter_mut().zip(pkts.iter()) {
-                pd.write(p.as_ref().and_then(|p| eval::parse_fast(p.data())));
+                // Each written in its own branch: a value from either of
+                // two calls would be copied in (IPv4 would pay for it).
+                match p.as_ref().map(|p| p.data()) {
+                    Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => pd.write(eval::parse_fast6(d)),
+                    p => pd.write(p.and_then(eval::parse_fast)),
+                };
             }
             // SAFETY: entries 0..n were written just above.
             let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };

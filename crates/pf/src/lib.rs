@@ -65,6 +65,7 @@ pub mod scrub;
 pub mod show;
 pub mod srcnode;
 pub mod state;
+pub mod status;
 pub mod table;
 pub mod tablectl;
 pub mod tcp_track;

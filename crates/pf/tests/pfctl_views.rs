@@ -254,3 +254,40 @@ fn ruleset_checksum_follows_the_hashed_fields() {
 fn checksum_of(si: &str) -> String {
     si.lines().find_map(|l| l.strip_prefix("Checksum: 0x")).expect(si).to_string()
 }
+
+/// `Pf::status` (pf_status as DIOCGETSTATUS gives it, for the metrics
+/// endpoint) holds the numbers `-si` and `-sl` print; labels shared by
+/// several rules are summed into one entry.
+#[test]
+fn status_agrees_with_si_and_sl() {
+    let n = net();
+    let pf = traffic(&n);
+    let s = pf.status();
+    assert!(s.running);
+    assert_eq!(s.rules, 4);
+    // One state in on em0 and one out on em1.
+    assert_eq!((s.states.entries, s.states.inserts, s.states.removals), (2, 2, 0));
+    let si = pf.show_info(0, Instant::from_secs(1));
+    assert!(si.contains(&format!("\n  {:<25} {:>14} ", "searches", s.states.searches)), "{si}");
+    assert!(s.states.searches >= 4, "every packet searched the state table");
+    // PFRES_MATCH: the two packets that made states and the blocked one.
+    assert_eq!(s.reasons[0], 3);
+    assert!(si.contains(&format!("\n  {:<25} {:>14} ", "match", 3)), "{si}");
+    assert_eq!(s.state_limit, 100_000);
+    let labels: Vec<String> = s
+        .labels
+        .iter()
+        .map(|l| {
+            let pk = l.packets[0] + l.packets[1];
+            let by = l.bytes[0] + l.bytes[1];
+            format!(
+                "{} {} {pk} {by} {} {} {} {} {}\n",
+                l.label, l.evaluations, l.packets[0], l.bytes[0], l.packets[1], l.bytes[1], l.states_created
+            )
+        })
+        .collect();
+    assert_eq!(labels.concat(), pf.show_labels());
+    let twice = pf_with(&n, "pass in label \"x\"\npass out label \"x\"\npass label \"y\"\n");
+    let names: Vec<String> = twice.status().labels.into_iter().map(|l| l.label).collect();
+    assert_eq!(names, ["x", "y"]);
+}

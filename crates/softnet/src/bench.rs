@@ -172,6 +172,11 @@ pub(crate) fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: S
     let forwarded = softnet_core::percpu::PerWorker::sum(&stack.stats, |s| &s.ip.forward)
         + softnet_core::percpu::PerWorker::sum(&stack.stats, |s| &s.ip6.forward);
     anyhow::ensure!(forwarded > 0, "nothing was forwarded: {case:?}");
+    // SOFTNET_BENCH_FWD=1: the packets forwarded over the whole run, to
+    // divide a profiler's instruction count by (BENCHMARKS.md §2).
+    if std::env::var_os("SOFTNET_BENCH_FWD").is_some_and(|v| v == "1") {
+        eprintln!("forwarded {forwarded}");
+    }
     Ok((c1 - c0) as f64 / dt)
 }
 

@@ -26,6 +26,8 @@ struct RawConfig {
     pf: Option<Spanned<String>>,
     pflog: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
     #[serde(default)]
@@ -180,6 +182,10 @@ pub struct Config {
     /// pcap file (DLT_PFLOG) for packets of rules with `log`.
     pub pflog: Option<PathBuf>,
     pub log: String,
+    /// Log lines as JSON objects (`log_format = "json"`), else text.
+    pub log_json: bool,
+    /// Where the Prometheus endpoint listens (`metrics = "ADDR:PORT"`).
+    pub metrics: Option<std::net::SocketAddr>,
     pub interfaces: Vec<InterfaceConf>,
     pub routes: Vec<RouteConf>,
     pub routes6: Vec<Route6Conf>,
@@ -361,6 +367,25 @@ impl Config {
                 return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()))
             }
         };
+        let log_json = match &raw.log_format {
+            None => false,
+            Some(f) if f.get_ref() == "text" => false,
+            Some(f) if f.get_ref() == "json" => true,
+            Some(f) => return cx.err(f.span(), format!("log_format = {:?}: expected text or json", f.get_ref())),
+        };
+        let metrics = match &raw.metrics {
+            None => None,
+            Some(m) => match m.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) if a.port() != 0 => Some(a),
+                Ok(_) => return cx.err(m.span(), format!("metrics = {:?}: port 0", m.get_ref())),
+                Err(_) => {
+                    return cx.err(
+                        m.span(),
+                        format!("metrics = {:?}: expected ADDR:PORT (127.0.0.1:9100, [::1]:9100)", m.get_ref()),
+                    )
+                }
+            },
+        };
         let mut interfaces: Vec<InterfaceConf> = Vec::new();
         for ri in &raw.interface {
             let i = ri.get_ref();
@@ -536,6 +561,8 @@ impl Config {
             pf: raw.pf.map(|p| base.join(p.get_ref())),
             pflog: raw.pflog.map(|p| base.join(p.get_ref())),
             log,
+            log_json,
+            metrics,
             interfaces,
             routes,
             routes6,
@@ -554,6 +581,8 @@ mod tests {
     const GOOD: &str = r#"
 workers = 2
 control = "/tmp/sn.sock"
+metrics = "127.0.0.1:9100"
+log_format = "json"
 redirects = true
 icmp_errors_per_second = 50
 log = "debug"
@@ -599,6 +628,10 @@ interface = "sn-r1"
         assert_eq!(c.workers, 2);
         assert!(c.redirects && c.forwarding && !c.directed_broadcast);
         assert_eq!(c.icmp_errors_per_second, 50);
+        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(c.log_json);
+        let plain = parse("workers = 1\n").unwrap();
+        assert_eq!((plain.metrics, plain.log_json), (None, false));
         assert_eq!(c.interfaces.len(), 2);
         assert_eq!(c.interfaces[0].device, "sn-r0", "device defaults to the name");
         assert_eq!(c.interfaces[1].addrs.len(), 2);
@@ -693,6 +726,9 @@ interface = "sn-r1"
                 "line 5: route: 2001:db8::/32 defined twice",
             ),
             ("workers = [\n", "line 1"),
+            ("metrics = \"localhost\"\n", "line 1: metrics = \"localhost\": expected ADDR:PORT"),
+            ("metrics = \"10.0.0.1:0\"\n", "line 1: metrics = \"10.0.0.1:0\": port 0"),
+            ("\nlog_format = \"xml\"\n", "line 2: log_format = \"xml\": expected text or json"),
             (
                 "[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/24\"]\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\naddr = [\"10.0.1.1/16\"]\n",
                 "line 8: interface \"b\": address 10.0.1.1 already configured on \"a\"",

@@ -67,6 +67,10 @@ impl Handler {
             Request::Pfctl(op) => self.pf.execute(op),
             Request::Ndp(op) => crate::ndpops::execute(&self.stack, op),
             Request::Rad => Response::Text(self.stack.rad_show()),
+            Request::Metrics => Response::Text(crate::metrics::render(
+                &crate::metrics::Sources::new(self.stack.clone(), self.pf.pf.clone()),
+                crate::metrics::Format::Prometheus,
+            )),
         }
     }
 

@@ -504,3 +504,20 @@ fn route_inet6_commands_and_the_internet6_section_of_netstat() {
     assert_eq!(f.ok("route", "delete -inet6 fe80::%sn-r0/64"), "delete net fe80::%sn-r0/64\n");
     assert!(f.stack.routes.get_scoped(0, "fe80::".parse::<std::net::Ipv6Addr>().unwrap(), 64, r0.index).is_none());
 }
+
+/// The `Metrics` request answers the exposition the metrics endpoint
+/// serves (what `softnet top` reads): it parses, and names the interfaces.
+#[test]
+fn the_metrics_request_answers_the_exposition() {
+    let f = Fixture::new();
+    f.stack.stats.get(0).ip.forward.add(9);
+    let mut c = Client::connect(&f.path).unwrap();
+    let Response::Text(t) = c.call(&proto::Request::Metrics).unwrap() else { panic!("not text") };
+    let fams = crate::metrics::text::parse(&t).unwrap();
+    let fwd = crate::metrics::text::family(&fams, "softnet_ip_forwarded_packets_total").unwrap();
+    assert_eq!(fwd.samples[0].value, 9.0);
+    let rx = crate::metrics::text::family(&fams, "softnet_interface_receive_packets_total").unwrap();
+    let names: Vec<&str> = rx.samples.iter().filter_map(|s| s.label("interface")).collect();
+    assert_eq!(names, ["sn-r0", "sn-r1"]);
+    f.stop();
+}

@@ -65,18 +65,21 @@ pub(crate) fn preflight(c: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn init_logging(level: &str) {
+/// Log lines on stderr: text, or one JSON object per line (`json`:
+/// `log_format = "json"` or `--log-json`) with the time, level, message
+/// and fields, for a log collector to read without patterns.
+pub(crate) fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::new(level);
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
+    let _ = if json {
+        fmt.json().flatten_event(true).try_init()
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
 }
 
-/// `softnet up -c FILE [--log LEVEL]`; returns the exit code.
-pub fn up(path: &Path, log: Option<&str>) -> i32 {
+/// `softnet up -c FILE [--log LEVEL] [--log-json]`; returns the exit code.
+pub fn up(path: &Path, log: Option<&str>, log_json: bool) -> i32 {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -84,7 +87,7 @@ pub fn up(path: &Path, log: Option<&str>) -> i32 {
             return 1;
         }
     };
-    init_logging(log.unwrap_or(&config.log));
+    init_logging(log.unwrap_or(&config.log), log_json || config.log_json);
     if let Err(e) = preflight(&config) {
         eprintln!("error: {e}");
         return 1;
@@ -109,6 +112,10 @@ pub struct Daemon {
     server: Server,
     workers: Vec<std::thread::JoinHandle<()>>,
     pf: Arc<crate::pfglue::PfService>,
+    /// The Prometheus endpoint (`metrics = "ADDR:PORT"`).
+    metrics: Option<crate::metrics::http::MetricsServer>,
+    /// systemd readiness (`$NOTIFY_SOCKET`).
+    notify: crate::notify::Notifier,
 }
 
 impl Daemon {
@@ -132,7 +139,20 @@ impl Daemon {
         // The socket first: a second daemon stops here, before it touches
         // the devices of the first.
         let server = Server::bind(&config.control, handler)?;
-        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf };
+        // The metrics port next, on the OS's stack: one in use stops the
+        // start here too.
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let src = crate::metrics::Sources::new(stack.clone(), pf.pf.clone());
+                let m = crate::metrics::http::MetricsServer::start(addr, src)
+                    .with_context(|| format!("{}: metrics {addr}", config.path.display()))?;
+                tracing::info!("metrics: http://{}/metrics", m.local_addr());
+                Some(m)
+            }
+            None => None,
+        };
+        let notify = crate::notify::Notifier::from_env();
+        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf, metrics, notify };
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
@@ -264,13 +284,19 @@ impl Daemon {
                 return;
             }
         };
+        // Up, and the signals handled: tell systemd (Type=notify).
+        self.notify.ready(&self.status_line());
         let mut next_tick = Instant::now() + TICK;
         'run: loop {
             let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
             self.server.accept_for(wait);
             for sig in signals.pending() {
                 match sig {
-                    SIGHUP => self.reload(),
+                    SIGHUP => {
+                        self.notify.reloading();
+                        self.reload();
+                        self.notify.ready(&self.status_line());
+                    }
                     _ => {
                         tracing::info!("signal {sig}: stopping");
                         break 'run;
@@ -282,6 +308,7 @@ impl Daemon {
             self.stack.rtadv_timer();
             if Instant::now() >= next_tick {
                 self.tick();
+                self.notify.watchdog();
                 next_tick += TICK;
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + TICK;
@@ -291,13 +318,20 @@ impl Daemon {
         self.shutdown();
     }
 
+    /// What `systemctl status` shows while running.
+    fn status_line(&self) -> String {
+        format!("up: {} worker(s), {} interface(s)", self.config.workers, self.stack.ifaces.load().iter().count())
+    }
+
     fn shutdown(mut self) {
+        self.notify.stopping();
         // RFC 4861 §6.2.5: hosts stop using a router that goes away.
         self.stack.rtadv_shutdown();
         self.stop.store(true, Ordering::SeqCst);
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+        drop(self.metrics.take());
         tracing::info!("softnet stopped");
         // Dropping the server removes the socket.
     }
@@ -338,8 +372,12 @@ impl Daemon {
             );
             self.config.control = old.control.clone();
         }
-        if new.log != old.log {
-            tracing::warn!("reload: log level {} -> {} takes effect at the next restart", old.log, new.log);
+        if new.metrics != old.metrics {
+            tracing::warn!("reload: metrics endpoint change takes effect at the next restart");
+            self.config.metrics = old.metrics;
+        }
+        if new.log != old.log || new.log_json != old.log_json {
+            tracing::warn!("reload: log level or format change takes effect at the next restart");
         }
         let mut plan = ReloadPlan::new(&old, &new);
         // Interfaces of the configuration destroyed at run time

@@ -22,7 +22,7 @@ impl Embedded {
     /// overrides the configuration's log level.
     pub fn start(path: &Path, log: Option<&str>) -> anyhow::Result<Embedded> {
         let config = Config::load(path)?;
-        init_logging(log.unwrap_or(&config.log));
+        init_logging(log.unwrap_or(&config.log), config.log_json);
         preflight(&config)?;
         let d = Daemon::start(config)?;
         let stack = d.stack();

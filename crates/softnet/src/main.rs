@@ -1,7 +1,7 @@
 //! softnet: a multi-core user-space router and pf firewall.
 
 use clap::{Parser, Subcommand};
-use softnet::{admin, bench, bench6, daemon, demo, pfctl};
+use softnet::{admin, bench, bench6, daemon, demo, pfctl, top};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -25,6 +25,9 @@ enum Cmd {
         /// Log level, overriding the configuration's `log`.
         #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(daemon::LOG_LEVELS))]
         log: Option<String>,
+        /// Log lines as JSON objects (as the configuration's `log_format = "json"`).
+        #[arg(long)]
+        log_json: bool,
     },
     /// Validate a configuration file without starting anything.
     Check {
@@ -72,6 +75,18 @@ enum Cmd {
     Pfctl {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// A live view of the router, as systat(1) and pftop: per-interface and per-worker packet rates, states, drops.
+    Top {
+        /// Batch mode: print frame after frame (for scripts) instead of redrawing the terminal.
+        #[arg(short = 'b')]
+        batch: bool,
+        /// Seconds between frames.
+        #[arg(short = 'd', default_value_t = 1.0, value_name = "SECONDS")]
+        delay: f64,
+        /// Stop after this many frames.
+        #[arg(short = 'n', value_name = "COUNT")]
+        count: Option<u64>,
     },
     /// Run an in-memory topology (two hosts, one router) and report: no root, no setup.
     Demo {
@@ -151,7 +166,7 @@ fn main() {
         }
     };
     let code = match cli.cmd {
-        Cmd::Up { config, log } => daemon::up(&config, log.as_deref()),
+        Cmd::Up { config, log, log_json } => daemon::up(&config, log.as_deref(), log_json),
         Cmd::Check { config } => daemon::check(&config),
         // Reached only when the dispatch above did not take them (never).
         Cmd::Route { .. }
@@ -161,6 +176,7 @@ fn main() {
         | Cmd::Ifconfig { .. }
         | Cmd::Netstat { .. }
         | Cmd::Pfctl { .. } => 1,
+        Cmd::Top { batch, delay, count } => top::run(&admin::socket_path(cli.socket.clone()), batch, delay, count),
         Cmd::Demo { workers, flood } => exit_code(demo::run(workers.max(1), flood)),
         Cmd::Bench { seconds, repeat, inet6: true, .. } => exit_code(bench6::run(seconds, repeat.max(1))),
         Cmd::Bench { seconds, repeat, quick, pf: false, .. } => exit_code(bench::run(seconds, repeat.max(1), quick)),

@@ -57,6 +57,9 @@ pub enum Request {
     /// `softnet rad`: the router advertisement configuration as `rad -nv`
     /// prints it, with what each interface advertises.
     Rad,
+    /// The metrics exposition (Prometheus text format), as the metrics
+    /// endpoint serves it: what `softnet top` reads.
+    Metrics,
 }
 
 /// The daemon's answer.
@@ -501,6 +504,7 @@ mod tests {
                 proxy: true,
             }),
             Request::Ndp(NdpOp::Clear),
+            Request::Metrics,
         ]
     }
 

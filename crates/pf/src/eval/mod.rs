@@ -318,7 +318,9 @@ pub fn test_parsed(
     let Some(pkt) = slot.as_mut() else { return Decision::Consumed };
     // The common case (no options, not a fragment, UDP or non-SYN TCP)
     // parsed in a few loads; anything else takes the full parse.
-    if let Some(pd) = fast {
+    // (An IPv6 packet the fast parse took, whose state was not plain:
+    // the IPv6 path from its start.)
+    if let Some(pd) = fast.filter(|pd| pd.af == Af::Inet) {
         return test_pd(cx, pd, pkt, hint, bufs, replies);
     }
     // IPv6: its own pf_setup_pdesc and normalization.
@@ -609,6 +611,81 @@ mod tests {
             }
         }
         assert!(accepted > 100, "{accepted}");
+    }
+
+    /// The IPv6 key words built straight from a description are the
+    /// words of its key (`StateKey::words`), both ways, ids held or not.
+    #[test]
+    fn ipv6_key_words_are_the_keys_words() {
+        let mut pd = Pd::ip(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, PROTO_UDP, 0, 40, 60);
+        pd.af = Af::Inet6;
+        pd.src = PfAddr::from_v6("2001:db8:fffd::1".parse().unwrap());
+        pd.dst = PfAddr::from_v6("2001:db8:fffd::2".parse().unwrap());
+        (pd.sport, pd.dport) = (5000, 53);
+        for dir in [Direction::In, Direction::Out] {
+            assert_eq!(pkt_key_words(&pd, dir), pkt_key(&pd, dir).words());
+        }
+        let ids = [crate::state::v6ids::acquire(pd.src), crate::state::v6ids::acquire(pd.dst)];
+        for dir in [Direction::In, Direction::Out] {
+            assert_eq!(pkt_key_words(&pd, dir), pkt_key(&pd, dir).words());
+            assert_ne!(pkt_key_words(&pd, dir).0 as u32, 0);
+        }
+        ids.into_iter().for_each(crate::state::v6ids::release);
+    }
+
+    /// `fast_parse_agrees_with_the_full_parse` for IPv6: what the fast
+    /// parse takes (no extension header, UDP or plain TCP), `parse_pd6`
+    /// takes and describes the same way; and it takes nothing with an
+    /// extension header, a jumbogram's zero length or a short payload.
+    #[test]
+    fn fast_parse6_agrees_with_the_full_parse() {
+        let ip6 = |nh: u8, l4: &[u8]| {
+            let mut p = vec![0x6a, 0xb1, 0x23, 0x45, 0, 0, nh, 64];
+            p[4..6].copy_from_slice(&(l4.len() as u16).to_be_bytes());
+            p.extend_from_slice(&"2001:db8:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+            p.extend_from_slice(&"2001:db8:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+            p.extend_from_slice(l4);
+            p
+        };
+        let udp = [0x13, 0x88, 0, 53, 0, 10, 0, 0, 0x61, 0x62];
+        let mut tcp = vec![0x9c, 0x40, 0, 22, 0, 0, 3, 0xe9, 0, 0, 0x13, 0x89, 0x50, TH_ACK, 0x20, 0, 0, 0, 0, 0];
+        tcp.extend_from_slice(b"data");
+        let packets = [ip6(PROTO_UDP, &udp), ip6(PROTO_TCP, &tcp)];
+        let mut all = packets.to_vec();
+        for p in &packets {
+            for i in 0..p.len() {
+                for v in [0u8, 1, 2, 0x0f, 0x10, 0x11, 0x20, 0x3a, 0x40, 0x50, 0x60, 0x80, 0xff] {
+                    let mut q = p.clone();
+                    q[i] = v;
+                    all.push(q.clone());
+                    q.truncate(q.len() - 3);
+                    all.push(q);
+                }
+            }
+        }
+        let mut accepted = 0;
+        for p in &all {
+            if let Some(fast) = parse_fast6(p) {
+                accepted += 1;
+                assert_eq!(fast.af, Af::Inet6);
+                assert_eq!(p[6], fast.proto, "no extension header: {p:?}");
+                let full = parse_pd6(p).unwrap_or_else(|r| panic!("{p:?}: fast accepted, full says {r:?}"));
+                assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{p:?}");
+                if fast.proto == PROTO_TCP {
+                    let mut q = p.clone();
+                    assert_eq!(normalize_tcp(&mut q[40..fast.tot_len()]), Some(fast.tcp.flags), "{p:?}");
+                    assert_eq!(&q, p);
+                }
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
+        // a hop-by-hop header first, a zero payload length: not taken
+        let mut hbh = ip6(0, &[PROTO_UDP, 0, 1, 4, 0, 0, 0, 0]);
+        hbh.extend_from_slice(&udp);
+        assert!(parse_fast6(&hbh).is_none());
+        let mut jumbo = packets[0].clone();
+        jumbo[4..6].copy_from_slice(&[0, 0]);
+        assert!(parse_fast6(&jumbo).is_none());
     }
 
     /// Every flag combination and reserved nibble, with and without an

@@ -9,12 +9,16 @@ use super::*;
 /// UDP or other non-TCP, non-ICMP packet `parse_fast` took, whose state
 /// the packet's link names (pf out: the reverse link pf in left; pf in:
 /// `hint`, the batch's guess) and which changes neither the peer states
-/// nor the timeout. `None`: anything else, for `test_parsed` (which then
-/// decides it from the start).
+/// nor the timeout. For IPv6 only a plain state (no translation, log,
+/// scrub, route, tag or rtable). `None`: anything else, for
+/// `test_parsed` (which then decides it from the start).
 #[inline(always)]
 pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     if pd.proto == PROTO_TCP || pd.proto == PROTO_ICMP {
         return None;
+    }
+    if pd.af != Af::Inet {
+        return test_established6(cx, pd, pkt, hint);
     }
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let key = pkt_key_words(pd, cx.dir);
@@ -51,6 +55,31 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     let mut p = view_passed(&v, fwd);
     p.xlate = to;
     Some(state_passed(cx, pd, pkt, &p))
+}
+
+/// `test_established` for IPv6: a plain state only (no translation, log,
+/// scrub, route, tag or rtable: a state's rewrite words hold address
+/// ids, not addresses); anything else `None`, for the IPv6 path.
+#[inline(never)]
+fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
+    let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
+    let key = pkt_key_words(pd, cx.dir);
+    let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
+    let fwd = v.direction == dir_code(cx.dir);
+    if !other_steady(&v, fwd, pd.proto == PROTO_UDP)
+        || v.flags & PLAIN_MASK != 0
+        || v.tag != 0
+        || (fwd && v.rtable >= 0)
+        || pd.badopts
+    {
+        return None;
+    }
+    cx.pf.counters.get(cx.worker).searches.inc();
+    cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
+    cx.relink(&mut link, v.idx, v.rev);
+    pkt.meta.pf_link = link;
+    count_state_rule(cx, v.ruleset_gen, v.rule_nr, pd.tot_len());
+    Some(Decision::Pass)
 }
 
 /// The state flags that take a packet off `test_established`'s shortest

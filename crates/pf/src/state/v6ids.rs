@@ -13,11 +13,18 @@
 //! no state (`NO_ID` in its words matches none).
 //!
 //! The table is shared by every `StateTable` of the process (ids are only
-//! names), sharded by address; a packet's lookup takes one shard lock
-//! per address, a state's insert and removal one per address too.
+//! names), sharded by address; a state's insert and removal take one
+//! shard lock per address. A packet's lookup takes none when its thread
+//! looked the address up before: each thread keeps a small direct-mapped
+//! cache of address → id, and a cached id is used only after the id's
+//! entry in `MIRROR` (a lock-free copy of which address each live id
+//! names, under a sequence lock per entry, cleared when the id is freed)
+//! confirms it. A miss takes the shard lock as before and fills the cache.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::LazyLock;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::{LazyLock, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -71,11 +78,89 @@ fn shard(a: u128) -> usize {
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % SHARDS
 }
 
-/// The id of `a` while a state holds it, else `NO_ID`.
+/// Ids per `MIRROR` chunk, and chunks: ids past `CHUNK * CHUNKS` (16 M)
+/// are not mirrored, so their lookups always take the shard lock.
+const CHUNK: usize = 4096;
+const CHUNKS: usize = 4096;
+
+/// One id's mirror entry: the address it names while `live` is 1.
+/// Written by the one thread that assigns or frees the id (under `IDS`'
+/// locks), read by any, under the sequence lock `seq` (odd while written).
+#[derive(Default)]
+struct Entry {
+    seq: AtomicU32,
+    live: AtomicU32,
+    lo: AtomicU64,
+    hi: AtomicU64,
+}
+
+static MIRROR: [OnceLock<Box<[Entry]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
+
+/// Records in the mirror that `id` names `a` (`Some`) or nothing (`None`).
+fn mirror_set(id: u32, a: Option<u128>) {
+    let (c, i) = (id as usize / CHUNK, id as usize % CHUNK);
+    if c >= CHUNKS {
+        return;
+    }
+    let e = &MIRROR[c].get_or_init(|| (0..CHUNK).map(|_| Entry::default()).collect())[i];
+    let s = e.seq.load(Ordering::Relaxed);
+    e.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    let a = a.unwrap_or(0);
+    e.live.store(0, Ordering::Relaxed);
+    e.lo.store(a as u64, Ordering::Relaxed);
+    e.hi.store((a >> 64) as u64, Ordering::Relaxed);
+    e.live.store(1, Ordering::Relaxed);
+    e.seq.store(s.wrapping_add(2), Ordering::Release);
+}
+
+/// Whether the mirror says `id` names `a` now (a consistent read).
+#[inline(always)]
+fn mirror_names(id: u32, a: u128) -> bool {
+    let (c, i) = (id as usize / CHUNK, id as usize % CHUNK);
+    let Some(e) = MIRROR.get(c).and_then(|m| m.get()).map(|m| &m[i]) else { return false };
+    let s1 = e.seq.load(Ordering::Acquire);
+    let live = e.live.load(Ordering::Relaxed);
+    let (lo, hi) = (e.lo.load(Ordering::Relaxed), e.hi.load(Ordering::Relaxed));
+    fence(Ordering::Acquire);
+    let s2 = e.seq.load(Ordering::Relaxed);
+    s1 == s2 && s1 & 1 == 0 && live == 1 && (lo as u128 | (hi as u128) << 64) == a
+}
+
+const CACHED: usize = 512;
+
+thread_local! {
+    /// This thread's recent lookups: (address, id), by `cache_slot`.
+    static CACHE: [Cell<(u128, u32)>; CACHED] = const { [const { Cell::new((0, NO_ID)) }; CACHED] };
+}
+
 #[inline]
+fn cache_slot(a: u128) -> usize {
+    let x = (a as u64 ^ (a >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 55) as usize % CACHED
+}
+
+/// The id of `a` while a state holds it, else `NO_ID`.
+#[inline(always)]
 pub fn lookup(a: PfAddr) -> u32 {
     let a = a.u128();
-    IDS.shards[shard(a)].lock().get(&a).map_or(NO_ID, |e| e.0)
+    let slot = cache_slot(a);
+    let (ca, cid) = CACHE.with(|c| c[slot].get());
+    if cid != NO_ID && ca == a && mirror_names(cid, a) {
+        return cid;
+    }
+    lookup_locked(a, slot)
+}
+
+/// `lookup` past this thread's cache: the shard, under its lock.
+#[cold]
+#[inline(never)]
+fn lookup_locked(a: u128, slot: usize) -> u32 {
+    let id = IDS.shards[shard(a)].lock().get(&a).map_or(NO_ID, |e| e.0);
+    if id != NO_ID {
+        CACHE.with(|c| c[slot].set((a, id)));
+    }
+    id
 }
 
 /// `a`'s id, given one if it has none, counted as held once more.
@@ -105,6 +190,7 @@ pub fn acquire(a: PfAddr) -> u32 {
             (by_id.len() - 1) as u32
         }
     };
+    mirror_set(id, Some(a));
     m.insert(a, (id, 1));
     id
 }
@@ -123,6 +209,8 @@ pub fn release(id: u32) {
     e.1 -= 1;
     if e.1 == 0 {
         m.remove(&a);
+        // Cached copies stop naming it before it can be handed out again.
+        mirror_set(id, None);
         drop(m);
         IDS.free.lock().push_back(id);
     }
@@ -157,5 +245,34 @@ mod tests {
         let id2 = acquire(b);
         assert_ne!(id2, id);
         release(id2);
+    }
+
+    /// A thread's cached id is used only while the id still names the
+    /// address: once freed, the cache says nothing; once handed to
+    /// another address, the old one does not get it.
+    #[test]
+    fn a_cached_id_is_checked_against_the_mirror() {
+        let a = PfAddr::from_v6("2001:db8:fffe::1".parse().unwrap());
+        let id = acquire(a);
+        assert_eq!(lookup(a), id);
+        assert_eq!(lookup(a), id, "from the cache");
+        assert!(mirror_names(id, a.u128()));
+        release(id);
+        assert!(!mirror_names(id, a.u128()));
+        assert_eq!(lookup(a), NO_ID, "a freed id is not served from the cache");
+        // Another thread's lookups have their own cache and the same answers.
+        let b = PfAddr::from_v6("2001:db8:fffe::2".parse().unwrap());
+        let idb = acquire(b);
+        let got = std::thread::spawn(move || (lookup(b), lookup(b), lookup(a))).join().unwrap();
+        assert_eq!(got, (idb, idb, NO_ID));
+        // The id reused for another address: the first one's cached copy
+        // must not find it.
+        let again = acquire(a);
+        assert_eq!(lookup(a), again);
+        release(again);
+        mirror_set(again, Some(b.u128()));
+        assert_eq!(lookup(a), NO_ID);
+        mirror_set(again, None);
+        release(idb);
     }
 }
