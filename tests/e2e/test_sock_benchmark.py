@@ -3,7 +3,7 @@ softnet's TCP) with a Linux client in A:
 
 A 10.0.1.2 -- r0 10.0.1.1 [softnet + benchmark :1234 :1235] r1 -- B
 
-1 A reads 200 MB from port 1234 (the source) and closes: the example
+1 A reads (at least) 200 MB from port 1234 (the source) and closes: the example
   reports what it sent, at least what A read
 2 A writes 200 MB into port 1235 (the sink) and closes: the example
   reports exactly 200 MB received
@@ -61,7 +61,7 @@ def run_test():
         t.step(f"1: A reads {MB} MB from port 1234")
         p = t.ns_run(net.a, ["python3", "-c", READER, str(n)], timeout=300)
         got, rate = p.stdout.split()
-        check(int(got) == n, f"read {got}")
+        check(int(got) >= n, f"read {got}")
         log(f"  A read {got} bytes at {rate} Mbit/s")
         line = d.wait_log(r"benchmark: sent .* bytes", timeout=20)[-1]
         sent = int(re.search(r"sent .*: (\d+) bytes", line).group(1))
