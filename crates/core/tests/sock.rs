@@ -83,6 +83,8 @@ struct Pair {
     wb: Worker,
     /// Frames the wire lost, both ways.
     lost: Arc<AtomicU64>,
+    /// B's end of the wire, to put crafted frames on it towards A.
+    wire_b: vlink::VirtualPort,
 }
 
 impl Pair {
@@ -113,7 +115,7 @@ impl Pair {
         b.set_up("b0", true).unwrap();
         let wa = Worker::new(0, a.clone(), dynclock.clone());
         let wb = Worker::new(0, b.clone(), dynclock);
-        let mut p = Pair { clock, a, b, wa, wb, lost };
+        let mut p = Pair { clock, a, b, wa, wb, lost, wire_b: pb };
         // DAD: the IPv6 addresses become preferred.
         for _ in 0..40 {
             p.step(Duration::from_millis(100));
@@ -467,4 +469,64 @@ tcp6         0      0  fd00::2.443                             *.*              
         a.contains(&format!("tcp          0      5  10.0.0.1.{port:<13} 10.0.0.2.80            ESTABLISHED")),
         "{a}"
     );
+}
+
+#[test]
+fn icmp_errors_reach_their_sockets() {
+    use softnet_wire::ethernet::{EtherType, EthernetRepr, HEADER_LEN};
+    use softnet_wire::icmpv4::{DstUnreachable, Icmpv4Repr};
+    use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
+    let mut p = Pair::new(0, 0);
+    // Port unreachable: ECONNREFUSED on a connected UDP socket.
+    let mut u = UdpSocket::bind(&p.a, sa("10.0.0.1:0")).unwrap();
+    u.set_nonblocking(true).unwrap();
+    u.connect(sa("10.0.0.2:9")).unwrap();
+    u.send(b"anyone?").unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::WouldBlock, "reported once");
+    // Fragmentation needed: the connection's MSS follows the next-hop MTU.
+    let _l = TcpListener::bind(&p.b, sa("10.0.0.2:80")).unwrap();
+    let c = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(c.state(), State::Established);
+    let before = c.mss();
+    let local = c.local_addr().unwrap();
+    let mut quote = vec![0u8; 28];
+    Ipv4Repr {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        protocol: IpProtocol::TCP,
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+        payload_len: 1000,
+    }
+    .emit(&mut quote[..20]);
+    quote[20..22].copy_from_slice(&local.port().to_be_bytes());
+    quote[22..24].copy_from_slice(&80u16.to_be_bytes());
+    let icmp = Icmpv4Repr::DstUnreachable { code: DstUnreachable::FragRequired, next_hop_mtu: 1000, data: &quote };
+    let mut frame = vec![0u8; HEADER_LEN + 20 + icmp.buffer_len()];
+    EthernetRepr { src: B_MAC, dst: A_MAC, ethertype: EtherType::IPV4, vlan: None }.emit(&mut frame);
+    Ipv4Repr {
+        src: "10.0.0.2".parse().unwrap(),
+        dst: "10.0.0.1".parse().unwrap(),
+        protocol: IpProtocol::ICMP,
+        ttl: 64,
+        tos: 0,
+        ident: 2,
+        dont_frag: false,
+        payload_len: icmp.buffer_len(),
+    }
+    .emit(&mut frame[HEADER_LEN..HEADER_LEN + 20]);
+    icmp.emit(&mut frame[HEADER_LEN + 20..]);
+    assert!(p.wire_b.send(0, &frame));
+    p.step(Duration::from_millis(1));
+    // 1000 less 40 bytes of headers, less the timestamp option's 12.
+    assert_eq!((before, c.mss()), (1448, 948));
 }

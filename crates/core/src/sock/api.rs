@@ -177,6 +177,11 @@ impl TcpStream {
     pub fn state(&self) -> State {
         self.conn.state()
     }
+    /// The send MSS in use (getsockopt TCP_MAXSEG): payload bytes per
+    /// segment, lowered by path MTU discovery.
+    pub fn mss(&self) -> usize {
+        self.conn.inner.lock().tcb.mss()
+    }
     pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
         self.read_timeout = t;
         Ok(())
@@ -509,6 +514,9 @@ impl UdpSocket {
         let dl = deadline(self.read_timeout);
         let mut i = self.pcb.inner.lock();
         loop {
+            if let Some(e) = i.error.take() {
+                return Err(e.into());
+            }
             if let Some(r) = take_record(&mut i.rx, buf) {
                 return Ok(r);
             }

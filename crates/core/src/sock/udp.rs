@@ -28,6 +28,9 @@ pub(crate) struct UdpInner {
     pub broadcast: bool,
     pub waiters: u32,
     pub closed: bool,
+    /// An ICMP error for a connected socket, reported by the next receive
+    /// (so_error).
+    pub error: Option<super::SockError>,
 }
 
 pub(crate) fn put_record(ring: &mut Ring, addr: SocketAddr, payload: &[u8]) -> bool {
@@ -87,6 +90,7 @@ impl UdpPcb {
                 broadcast: false,
                 waiters: 0,
                 closed: false,
+                error: None,
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),

@@ -80,7 +80,11 @@ impl WorkerState {
             c.inc();
         }
         if msg_type != icmpv4::msg_type::ECHO_REQUEST {
-            // Replies and errors addressed to the router: nobody listens.
+            // Errors about a socket's packets go to it (`sockio`); the
+            // rest addressed to the router: nobody listens.
+            if msg_type == icmpv4::msg_type::DST_UNREACHABLE {
+                self.icmp_sock_notify(cx, icmp.code(), icmp.next_hop_mtu(), icmp.data());
+            }
             return self.free(p);
         }
         if bcast && !cx.stack.config.bmcast_echo {

@@ -272,6 +272,50 @@ impl WorkerState {
         }
     }
 
+    /// An ICMP destination unreachable about one of our packets (`quote`:
+    /// its IP header and at least 8 bytes after it), to the socket that
+    /// sent it (in_pcbnotify): "fragmentation needed" lowers a TCP
+    /// connection's MSS to the next-hop MTU (tcp_mtudisc, RFC 1191 §6.5);
+    /// "port unreachable" is ECONNREFUSED for a connected UDP socket
+    /// (udp_notify).
+    pub(super) fn icmp_sock_notify(&mut self, cx: &Ctx, code: u8, mtu: u16, quote: &[u8]) {
+        let socks = &cx.stack.socks;
+        if socks.is_empty() {
+            return;
+        }
+        // The quote is truncated: only its header and 8 bytes are there.
+        if quote.len() < IPV4_MIN_HEADER || quote[0] >> 4 != 4 {
+            return;
+        }
+        let ip = Ipv4Packet::new_unchecked(quote);
+        let hl = ip.header_len() as usize;
+        let Some(l4) = quote.get(hl..hl + 8) else { return };
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+        let local = SocketAddr::new(ip.src().into(), sport);
+        let remote = SocketAddr::new(ip.dst().into(), dport);
+        match ip.protocol() {
+            IpProtocol::TCP if code == DstUnreachable::FragRequired as u8 && mtu >= 68 => {
+                let Some(c) = socks.tcp_lookup(local, remote) else { return };
+                let mut i = c.inner.lock();
+                i.tcb.lower_mss(mtu.saturating_sub(40));
+                drop(i);
+                socks.kick_tcp(&c);
+            }
+            IpProtocol::UDP if code == DstUnreachable::PortUnreachable as u8 => {
+                let Some(pcb) = socks.udp.read().get(&local).cloned() else { return };
+                let mut i = pcb.inner.lock();
+                if i.connected == Some(remote) {
+                    i.error = Some(crate::sock::SockError::Refused);
+                    if i.waiters > 0 {
+                        pcb.cond.notify_all();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The application's queued work, then the timers that are due.
     /// Returns how many sockets it handled (a busy worker does not sleep).
     pub(super) fn sock_poll(&mut self, cx: &Ctx) -> usize {
