@@ -265,6 +265,8 @@ pub struct Interface {
     /// Interface groups set by `ifconfig IF group NAME` (if_addgroup), in
     /// the order added. `all` and `egress` are implied, not stored.
     groups: Mutex<Vec<String>>,
+    /// The host's twin of this interface (`crate::hostif`), attached once.
+    host: std::sync::OnceLock<Arc<crate::hostif::HostPort>>,
     pub stats: PerWorker<IfStats>,
     /// The owning table's count of live interfaces (decremented on drop).
     live: Arc<AtomicUsize>,
@@ -403,6 +405,17 @@ impl Interface {
         let before = g.len();
         g.retain(|x| x != group);
         g.len() != before
+    }
+
+    /// The host's twin of this interface, if it has one.
+    #[inline]
+    pub fn host(&self) -> Option<&Arc<crate::hostif::HostPort>> {
+        self.host.get()
+    }
+    /// Attaches the host's twin (once; the port is handed back if the
+    /// interface has one already).
+    pub fn attach_host(&self, h: Arc<crate::hostif::HostPort>) -> Result<(), Arc<crate::hostif::HostPort>> {
+        self.host.set(h)
     }
 
     /// The queue worker `w` uses.
@@ -582,6 +595,7 @@ impl InterfaceTable {
             bcast_bits: AtomicU64::new(0),
             queues: cfg.queues.into_iter().map(Mutex::new).collect(),
             groups: Mutex::new(Vec::new()),
+            host: std::sync::OnceLock::new(),
             stats: PerWorker::new(),
             live: self.live.clone(),
         });

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod gen;
 mod hold;
 pub mod host;
+pub mod hostif;
 pub mod iface;
 pub mod link;
 pub mod nd6;

@@ -22,6 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod hostif;
 mod route6;
 mod rtadv;
 pub use route6::RouteTarget6;
@@ -101,6 +102,8 @@ pub enum StackError {
     BadAddr6(String, If6Addr, &'static str),
     #[error(transparent)]
     RouterAdv(#[from] RaConfigError),
+    #[error("{0}: host interface {1}: {2}")]
+    Host(String, String, &'static str),
 }
 
 /// A filter slot that can be swapped atomically (a reload).

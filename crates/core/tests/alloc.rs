@@ -278,3 +278,84 @@ fn ipv6_forwarding_allocates_nothing_per_packet_in_steady_state() {
     assert!(forwarded >= 2000 * 60, "forwarded only {forwarded}");
     assert_eq!(allocs, 0, "{allocs} allocations while forwarding {forwarded} IPv6 packets");
 }
+
+/// Passes everything (pf's hooks run, nothing changes).
+struct PassAll;
+impl softnet_core::filter::PacketFilter for PassAll {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: Instant,
+        _dir: softnet_core::filter::Direction,
+        _ifp: &softnet_core::iface::Interface,
+        pkt: softnet_core::packet::PacketBuf,
+        _bufs: &mut dyn softnet_core::filter::BufferSource,
+        _replies: &mut softnet_core::filter::FilterReplies,
+    ) -> softnet_core::filter::Verdict {
+        softnet_core::filter::Verdict::Pass(pkt)
+    }
+}
+
+/// The host twin's data path (softnet_core::hostif): punting UDP for the
+/// router to the twin, and sending the host's UDP and answering its ARP
+/// requests through pf out, allocate nothing once warm.
+#[test]
+fn punting_and_the_hosts_traffic_allocate_nothing_in_steady_state() {
+    use softnet_wire::arp::{ArpOperation, ArpRepr};
+    use softnet_wire::ethernet::{EtherType, EthernetRepr, MacAddr, HEADER_LEN};
+    let stack = Stack::new(StackConfig { workers: 1, pool_size: 512, ..StackConfig::default() });
+    let (_, a_port) = vlink::wire(1, 1);
+    let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
+    let to_router: Vec<Vec<u8>> = (0..64u16).map(|j| a.udp_frame(R0_MAC, R0_IP, 30000 + j, 179, 40)).collect();
+    // The host's frames: UDP to A at A's MAC (the Ethernet source is the
+    // twin's, r0's MAC), and an ARP request for A now and then.
+    let mut from_host: Vec<Vec<u8>> = (0..63u16)
+        .map(|j| {
+            let mut f = a.udp_frame(MacAddr::ZERO, A_IP, 179, 30000 + j, 40);
+            EthernetRepr { src: R0_MAC, dst: A_MAC, ethertype: EtherType::IPV4, vlan: None }.emit(&mut f);
+            f
+        })
+        .collect();
+    let req = ArpRepr {
+        operation: ArpOperation::Request,
+        sender_hw: R0_MAC,
+        sender_ip: R0_IP,
+        target_hw: MacAddr::ZERO,
+        target_ip: A_IP,
+    };
+    let mut arp = vec![0u8; 60];
+    EthernetRepr { src: R0_MAC, dst: MacAddr::BROADCAST, ethertype: EtherType::ARP, vlan: None }.emit(&mut arp);
+    req.emit(&mut arp[HEADER_LEN..HEADER_LEN + ArpRepr::LEN]);
+    from_host.push(arp);
+    stack
+        .create_interface("r0", R0_MAC, 1500, vec![Box::new(GeneratorQueue::new(to_router)) as Box<dyn LinkQueue>])
+        .unwrap();
+    stack.attach_host("r0", "hr0", vec![Box::new(GeneratorQueue::new(from_host)) as Box<dyn LinkQueue>]).unwrap();
+    stack.add_address("r0", IfAddr::new(R0_IP, 24)).unwrap();
+    stack.set_up("r0", true).unwrap();
+    stack.arp_add_static(A_IP, A_MAC).unwrap();
+    stack.set_filter(Some(Box::new(PassAll)));
+    let clock = Arc::new(ManualClock::new(Instant::from_secs(10)));
+    let dynclock: Arc<dyn Clock> = clock.clone();
+    let mut w = Worker::new(0, stack.clone(), dynclock);
+    for _ in 0..200 {
+        w.poll();
+    }
+    let host = stack.ifaces.load().by_name("r0").unwrap().host().unwrap().clone();
+    let s0 = host.stats_total();
+    WATCHED.with(|w| w.set(true));
+    let before = ALLOCS.with(|a| a.get());
+    for i in 0..2000 {
+        if i % 100 == 0 {
+            clock.advance(std::time::Duration::from_millis(1));
+        }
+        w.poll();
+    }
+    let allocs = ALLOCS.with(|a| a.get()) - before;
+    WATCHED.with(|w| w.set(false));
+    let s = host.stats_total();
+    let (punted, sent, arp) = (s.punted - s0.punted, s.transmitted - s0.transmitted, s.arp_answered - s0.arp_answered);
+    assert!(punted >= 2000 * 60 && sent >= 2000 * 60 && arp >= 2000, "punted {punted} sent {sent} arp {arp}");
+    assert_eq!((s.dropped, s.punt_errors, s.filtered), (0, 0, 0));
+    assert_eq!(allocs, 0, "{allocs} allocations while punting {punted}, sending {sent}, answering {arp}");
+}

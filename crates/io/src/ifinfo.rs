@@ -88,6 +88,24 @@ pub fn mac_address(dev: &str) -> Result<[u8; 6], IoError> {
     Ok(mac)
 }
 
+/// Sets the device's MTU.
+pub fn set_mtu(dev: &str, mtu: u32) -> Result<(), IoError> {
+    let mut ifr = IfReq::new(dev)?;
+    let s = ctl_socket(dev)?;
+    ifr.data[..4].copy_from_slice(&(mtu as i32).to_ne_bytes());
+    ifreq_ioctl(&s, libc::SIOCSIFMTU as libc::Ioctl, &mut ifr, dev, "SIOCSIFMTU")
+}
+
+/// Sets the device's Ethernet address (the device should be down, or
+/// support live changes as TAPs do).
+pub fn set_mac_address(dev: &str, mac: [u8; 6]) -> Result<(), IoError> {
+    let mut ifr = IfReq::new(dev)?;
+    let s = ctl_socket(dev)?;
+    ifr.data[..2].copy_from_slice(&libc::ARPHRD_ETHER.to_ne_bytes());
+    ifr.data[2..8].copy_from_slice(&mac);
+    ifreq_ioctl(&s, libc::SIOCSIFHWADDR as libc::Ioctl, &mut ifr, dev, "SIOCSIFHWADDR")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

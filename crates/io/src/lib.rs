@@ -8,6 +8,8 @@
 //! * [`xdp`]: an existing device through AF_XDP sockets (copy mode), one
 //!   per RX queue, fed by a hand-assembled XDP redirect program attached
 //!   with a BPF link (detached when the queues are dropped).
+//! * [`hostif`]: the TAP twin of an interface for the host (created here,
+//!   with the interface's MAC and MTU, IPv6 set up as a mirror).
 //! * [`ifinfo`]: carrier, MTU, MAC and index of a device, for defaults and
 //!   for the daemon's link-state polling.
 //!
@@ -17,6 +19,7 @@
 //! of the calling thread.
 
 pub mod ethtool;
+pub mod hostif;
 pub mod ifinfo;
 pub mod packet;
 pub mod stats;
@@ -24,10 +27,11 @@ mod sys;
 pub mod tap;
 pub mod xdp;
 
+pub use hostif::{open_host_tap, HostTap};
 pub use ifinfo::{ifindex, link_state, mac_address, mtu};
 pub use packet::{open_packet, PacketOptions, PacketQueue, TxMode};
 pub use stats::{LinkCounters, LinkStats};
-pub use tap::{open_tap, TapOptions, TapQueue};
+pub use tap::{open_tap, TapCarrier, TapOptions, TapQueue};
 pub use xdp::{open_xdp, XdpOptions, XdpQueue};
 
 /// An error from opening or configuring an OS link. It names the device and

@@ -154,8 +154,40 @@ impl TapQueue {
         &self.dev
     }
 
+    /// A handle on the device that sets its carrier (`TUNSETCARRIER`)
+    /// while the queues belong to the stack: a duplicate of this queue's
+    /// descriptor, so the device lives as long as the handle too.
+    pub fn carrier_handle(&self) -> Result<TapCarrier, IoError> {
+        let fd = self.fd.try_clone().map_err(|e| IoError::Os { dev: self.dev.clone(), call: "dup", source: e })?;
+        Ok(TapCarrier { fd, dev: self.dev.clone() })
+    }
+
     pub fn queue_index(&self) -> usize {
         self.queue
+    }
+}
+
+/// Sets a TAP's carrier from outside its queues (see
+/// [`TapQueue::carrier_handle`]).
+pub struct TapCarrier {
+    fd: OwnedFd,
+    dev: String,
+}
+
+impl TapCarrier {
+    /// Carrier on or off (the kernel's operstate follows: a TAP without
+    /// carrier is `NO-CARRIER`, its routes `linkdown`, its addresses kept).
+    pub fn set(&self, on: bool) -> Result<(), IoError> {
+        let v: libc::c_int = on as libc::c_int;
+        // SAFETY: ioctl on our tun fd with a pointer to a live int.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNSETCARRIER, &v as *const libc::c_int) } < 0 {
+            return Err(IoError::last(&self.dev, "TUNSETCARRIER"));
+        }
+        Ok(())
+    }
+
+    pub fn device(&self) -> &str {
+        &self.dev
     }
 }
 

@@ -47,6 +47,7 @@ struct RawInterface {
     #[serde(default)]
     groups: Vec<Spanned<String>>,
     ra: Option<crate::config_ra::RawRa>,
+    host: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -95,6 +96,9 @@ pub struct InterfaceConf {
     /// Router advertisements sent on it (`[interface.ra]`, rad.conf's
     /// interface block; `config_ra.rs`).
     pub ra: Option<softnet_core::nd6::rtadv::RaConfig>,
+    /// The host's twin of the interface (`host = "NAME"`, a Linux TAP of
+    /// that name in softnet's namespace; `hostif.rs`).
+    pub host: Option<String>,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -412,6 +416,13 @@ impl Config {
                 }
             };
             let device = i.device.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| name.clone());
+            if let Some(other) = interfaces.iter().find(|x| x.host.as_deref() == Some(device.as_str())) {
+                let span = i.device.as_ref().map(|d| d.span()).unwrap_or(i.name.span());
+                return cx.err(
+                    span,
+                    format!("interface {name:?}: device {device:?} is the host interface of {:?}", other.name),
+                );
+            }
             let mac = match &i.mac {
                 None => None,
                 Some(m) => {
@@ -486,7 +497,33 @@ impl Config {
                 None => None,
                 Some(r) => Some(crate::config_ra::ra_conf(&cx, &name, mtu, r, ri.span())?),
             };
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, line });
+            let host = match &i.host {
+                None => None,
+                Some(h) => {
+                    let hn = h.get_ref();
+                    if hn.is_empty() || hn.len() > 15 || hn.contains('/') || hn.chars().any(char::is_whitespace) {
+                        return cx.err(
+                            h.span(),
+                            format!("interface {name:?}: host interface name {hn:?} is invalid (1-15 characters, no '/' or spaces)"),
+                        );
+                    }
+                    let clash = interfaces
+                        .iter()
+                        .find(|x| x.host.as_deref() == Some(hn) || x.device == *hn)
+                        .map(|x| x.name.clone())
+                        .or_else(|| (device == *hn).then(|| name.clone()));
+                    if let Some(other) = clash {
+                        return cx.err(
+                            h.span(),
+                            format!(
+                                "interface {name:?}: host interface {hn:?} is a device of interface {other:?} already"
+                            ),
+                        );
+                    }
+                    Some(hn.clone())
+                }
+            };
+            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, line });
         }
         let mut routes = Vec::new();
         let mut routes6: Vec<Route6Conf> = Vec::new();
@@ -593,6 +630,7 @@ driver = "tap"
 mac = "02:00:00:00:01:01"
 addr = ["10.0.1.1/24"]
 mtu = 1500
+host = "hsn0"
 
 [[interface]]
 name = "sn-r1"
@@ -625,6 +663,8 @@ interface = "sn-r1"
     #[test]
     fn a_full_config_parses() {
         let c = parse(GOOD).unwrap();
+        assert_eq!(c.interfaces[0].host.as_deref(), Some("hsn0"));
+        assert_eq!(c.interfaces[1].host, None);
         assert_eq!(c.workers, 2);
         assert!(c.redirects && c.forwarding && !c.directed_broadcast);
         assert_eq!(c.icmp_errors_per_second, 50);
@@ -715,6 +755,16 @@ interface = "sn-r1"
                 "line 4: interface \"a\": address fe80::1 already configured on \"a\"",
             ),
             ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nmac = \"zz\"\n", "line 4: interface \"a\": bad MAC"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"h/0\"\n", "line 4: interface \"a\": host interface name \"h/0\" is invalid"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"a\"\n", "line 4: interface \"a\": host interface \"a\" is a device of interface \"a\" already"),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"ha\"\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\nhost = \"ha\"\n",
+                "line 8: interface \"b\": host interface \"ha\" is a device of interface \"a\" already",
+            ),
+            (
+                "[[interface]]\nname = \"a\"\ndriver = \"tap\"\nhost = \"hb\"\n[[interface]]\nname = \"b\"\ndriver = \"tap\"\ndevice = \"hb\"\n",
+                "line 8: interface \"b\": device \"hb\" is the host interface of \"a\"",
+            ),
             ("[[route]]\ndest = \"10.0.0.0/33\"\ngateway = \"1.2.3.4\"\n", "line 2: route: prefix length 33"),
             ("[[route]]\ndest = \"default\"\n", "exactly one of"),
             ("[[route]]\ndest = \"2001:db8::/129\"\nreject = true\n", "line 2: route: prefix length \"129\" over 128"),

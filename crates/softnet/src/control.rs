@@ -402,6 +402,24 @@ pub fn format_ifconfig(ifp: &Interface, egress: &[String]) -> String {
         }
         LinkState::Unknown => {}
     }
+    if let Some(h) = ifp.host() {
+        // softnet's own line: the interface's twin in the host
+        // (`host = "NAME"`) and what went each way.
+        let t = h.stats_total();
+        let _ = writeln!(
+            o,
+            "\thost: {} punted {} errors {} from host {} sent {} filtered {} dropped {} arp {} nd {}",
+            h.name(),
+            t.punted,
+            t.punt_errors,
+            t.from_host,
+            t.transmitted,
+            t.filtered,
+            t.dropped,
+            t.arp_answered,
+            t.nd_answered
+        );
+    }
     for a in ifp.addrs().iter() {
         let _ = write!(o, "\tinet {} netmask {:#010x}", a.addr, a.mask());
         if let Some(b) = a.broadcast() {

@@ -334,6 +334,19 @@ fn socket_is_private_single_and_versioned() {
 }
 
 #[test]
+fn ifconfig_shows_the_host_twin_and_its_counters() {
+    let f = Fixture::new();
+    let (near, _far) = vlink::wire(1, 8);
+    f.stack.attach_host("sn-r0", "hsn0", near.link_queues()).unwrap();
+    let out = f.ok("ifconfig", "sn-r0");
+    assert!(
+        out.contains("\thost: hsn0 punted 0 errors 0 from host 0 sent 0 filtered 0 dropped 0 arp 0 nd 0\n"),
+        "{out}"
+    );
+    assert!(!f.ok("ifconfig", "sn-r1").contains("host:"));
+}
+
+#[test]
 fn ifconfig_groups_are_shown_and_name_interfaces_for_pf() {
     let f = Fixture::new();
     assert_eq!(f.ok("ifconfig", "sn-r1 group lan"), "");

@@ -112,6 +112,8 @@ pub struct Daemon {
     server: Server,
     workers: Vec<std::thread::JoinHandle<()>>,
     pf: Arc<crate::pfglue::PfService>,
+    /// The interfaces' host twins (`hostif.rs`), mirrored every tick.
+    hosts: std::sync::Mutex<crate::hostif::HostTwins>,
     /// The Prometheus endpoint (`metrics = "ADDR:PORT"`).
     metrics: Option<crate::metrics::http::MetricsServer>,
     /// systemd readiness (`$NOTIFY_SOCKET`).
@@ -152,7 +154,8 @@ impl Daemon {
             None => None,
         };
         let notify = crate::notify::Notifier::from_env();
-        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf, metrics, notify };
+        let hosts = Default::default();
+        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf, hosts, metrics, notify };
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
@@ -217,6 +220,14 @@ impl Daemon {
         let mtu = ic.mtu.unwrap_or(link.mtu);
         let nq = link.queues.len();
         self.stack.create_interface(&ic.name, mac, mtu, link.queues).map_err(|e| anyhow!("{e}"))?;
+        match crate::hostif::open_for(&self.stack, ic, mac, mtu, self.config.workers) {
+            Ok(Some(twin)) => self.hosts.lock().expect("hosts").add(twin),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.stack.destroy_interface(&ic.name);
+                return Err(e);
+            }
+        }
         for a in &ic.addrs {
             if let Err(e) = self.stack.add_address(&ic.name, *a) {
                 let _ = self.stack.destroy_interface(&ic.name);
@@ -241,6 +252,10 @@ impl Daemon {
         self.stack.set_link_state(&ic.name, links::carrier(ic)).map_err(|e| anyhow!("{e}"))?;
         if let Some(ra) = &ic.ra {
             self.stack.set_router_adv(&ic.name, Some(ra.clone())).map_err(|e| anyhow!("{e}"))?;
+        }
+        if ic.host.is_some() {
+            // The twin's addresses, carrier and MTU at once, not a tick later.
+            self.hosts.lock().expect("hosts").sync(&self.stack);
         }
         tracing::info!(
             "{}: {} {} lladdr {mac} mtu {mtu}, {nq} queue(s), {} address(es)",
@@ -345,6 +360,7 @@ impl Daemon {
             // An interface destroyed by ifconfig is simply skipped.
             let _ = self.stack.set_link_state(&ic.name, state);
         }
+        self.hosts.lock().expect("hosts").sync(&self.stack);
     }
 
     /// SIGHUP: re-read the configuration and apply what changed.
@@ -412,6 +428,9 @@ impl Daemon {
                 Err(e) => tracing::warn!("reload: {name}: {e}"),
             }
         }
+        // The twins of destroyed interfaces go now, so that one re-created
+        // under the same host name finds the name free.
+        self.hosts.lock().expect("hosts").sync(&self.stack);
         for (name, a) in &plan.addrs_removed {
             match self.stack.delete_address(name, a.addr) {
                 Ok(()) => tracing::info!("reload: {name}: address {a} removed"),
@@ -593,7 +612,7 @@ pub struct ReloadPlan {
 
 /// Whether two entries name the same link (the rest can change in place).
 fn same_link(a: &InterfaceConf, b: &InterfaceConf) -> bool {
-    a.driver == b.driver && a.device == b.device && a.mac == b.mac
+    a.driver == b.driver && a.device == b.device && a.mac == b.mac && a.host == b.host
 }
 
 impl ReloadPlan {
@@ -706,6 +725,14 @@ pub fn poll_idle_woken(wake: Option<Arc<SockWake>>) -> impl FnMut(&Stack, usize,
         }
         for ifp in ifs.iter() {
             let Some(q) = ifp.queue(id).try_lock() else { continue };
+            if let Some(fd) = q.poll_fd() {
+                if fds.len() < fds.capacity() {
+                    fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+                }
+            }
+            drop(q);
+            // What the host sends out of the interface's twin wakes it too.
+            let Some(q) = ifp.host().and_then(|h| h.queue(id).try_lock()) else { continue };
             if let Some(fd) = q.poll_fd() {
                 if fds.len() < fds.capacity() {
                     fds.push(libc::pollfd { fd, events: libc::POLLIN, revents: 0 });

@@ -14,6 +14,7 @@ mod control_tests;
 pub mod daemon;
 pub mod demo;
 pub mod embed;
+pub mod hostif;
 pub mod inet6cmd;
 pub mod links;
 pub mod metrics;

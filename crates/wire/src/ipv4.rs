@@ -414,6 +414,13 @@ pub struct Ipv4Option<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The Ethernet address of an IPv4 multicast group (RFC 1112 §6.4: the
+/// low 23 bits of the group under 01:00:5e).
+pub fn multicast_mac(group: Ipv4Addr) -> crate::ethernet::MacAddr {
+    let o = group.octets();
+    crate::ethernet::MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+}
+
 /// Iterates over the options area, stopping after EOL. Yields an error once
 /// (and then stops) when an option is malformed.
 pub fn options(opts: &[u8]) -> Options<'_> {
@@ -572,6 +579,12 @@ impl Ipv4Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_groups_map_to_their_low_23_bits() {
+        let m = multicast_mac(Ipv4Addr::new(224, 128, 0, 5));
+        assert_eq!(m.0, [0x01, 0x00, 0x5e, 0x00, 0x00, 0x05]);
+    }
     use proptest::prelude::*;
 
     // 192.168.0.1 -> 192.168.0.199, UDP, total 0x73, DF, TTL 64, sum b861.

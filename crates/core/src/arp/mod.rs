@@ -74,8 +74,11 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod query;
 #[cfg(test)]
 mod tests;
+
+pub use query::ArpQuery;
 
 /// Tunables, with OpenBSD's values as defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]

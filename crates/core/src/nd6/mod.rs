@@ -111,6 +111,7 @@ mod cache;
 mod control;
 pub mod dad;
 mod nbr;
+mod query;
 pub mod rtadv;
 mod show;
 #[cfg(test)]
@@ -118,6 +119,7 @@ mod tests;
 
 pub use cache::Nd6WorkerCache;
 pub use nbr::{NaReply, Nd6Input, NdMsg};
+pub use query::Nd6Query;
 pub use show::{format_ndp_an, neighbor_name};
 
 /// Tunables, with RFC 4861 §10's and OpenBSD's values as defaults.

@@ -81,10 +81,12 @@ impl WorkerState {
         }
         if msg_type != icmpv4::msg_type::ECHO_REQUEST {
             // Errors about a socket's packets go to it (`sockio`); the
-            // rest addressed to the router: nobody listens.
+            // rest addressed to the router: the host's, if the interface
+            // has a twin; else nobody listens.
             if msg_type == icmpv4::msg_type::DST_UNREACHABLE {
                 self.icmp_sock_notify(cx, icmp.code(), icmp.next_hop_mtu(), icmp.data());
             }
+            let Some(p) = self.punt(cx, p) else { return };
             return self.free(p);
         }
         if bcast && !cx.stack.config.bmcast_echo {

@@ -95,15 +95,21 @@ impl WorkerState {
             }
             Icmpv6Repr::Mld(_) => {
                 c.mld.inc();
+                // The host's too: it reports the groups it joined.
+                let Some(p) = self.punt(cx, p) else { return };
                 return self.free(p);
             }
             Icmpv6Repr::Other { msg_type, .. } if icmp6w::is_error(msg_type) || msg_type < 130 => {
                 c.badcode.inc();
                 return self.free(p);
             }
-            // Errors and replies addressed to the router: nobody listens
-            // (a filter matches errors to its states before this).
-            _ => return self.free(p),
+            // Errors and replies addressed to the router: the host
+            // twin's, if the interface has one; else nobody listens (a
+            // filter matches errors to its states before this).
+            _ => {
+                let Some(p) = self.punt(cx, p) else { return };
+                return self.free(p);
+            }
         }
         // An echo request: icmp6_reflect in place.
         if src.is_unspecified() {

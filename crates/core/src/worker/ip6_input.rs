@@ -237,7 +237,7 @@ impl WorkerState {
         let s = &cx.stats.ip6;
         let dst = Ipv6Packet::new_unchecked(p.data()).dst();
         if dst.is_multicast() {
-            if !ifp.is_joined6(dst) {
+            if !ifp.is_joined6(dst) && !ifp.host().is_some_and(|h| h.is_joined6(dst)) {
                 s.notmember.inc();
                 return self.free(p);
             }
@@ -368,8 +368,10 @@ impl WorkerState {
             IpProtocol::TCP => self.tcp6_input(cx, p, chain.upper_offset, link_mcast),
             IpProtocol::IPV6_NONXT => self.free(p),
             _ => {
-                // RFC 8200 §4: an unrecognized next header is a parameter
-                // problem code 1 pointing at the field that named it.
+                // The host twin's (OSPFv3, VRRP...), if any; else RFC 8200
+                // §4: an unrecognized next header is a parameter problem
+                // code 1 pointing at the field that named it.
+                let Some(p) = self.punt(cx, p) else { return };
                 s.noproto.inc();
                 let pp = Icmp6Err::ParamProblem(ParamProblem::UnrecognizedNextHeader, chain.nh_offset as u32);
                 self.icmp6_error(cx, ifp, &p, link_mcast, pp);

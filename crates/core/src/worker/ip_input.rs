@@ -111,6 +111,10 @@ impl WorkerState {
         let ips = &cx.stats.ip;
         let dst = Ipv4Packet::new_unchecked(p.data()).dst();
         if dst.is_multicast() {
+            if ifp.host().is_some_and(|h| h.is_joined4(dst)) {
+                // A group the host joined on the interface's twin.
+                return self.local_input(cx, ifp, p, true);
+            }
             ips.notmember.inc();
             return self.free(p);
         }
@@ -165,6 +169,7 @@ impl WorkerState {
             IpProtocol::UDP => self.udp_input(cx, ifp, p, bcast),
             IpProtocol::TCP => self.tcp_input(cx, ifp, p, bcast),
             _ => {
+                let Some(p) = self.punt(cx, p) else { return };
                 ips.noproto.inc();
                 if !bcast {
                     self.icmp_error(cx, Some(ifp), &p, bcast, IcmpErr::Unreach(DstUnreachable::ProtoUnreachable, 0));

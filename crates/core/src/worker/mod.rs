@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 mod ether;
+mod hostif;
 mod icmp;
 mod icmp6;
 mod ip6_forward;
@@ -117,6 +118,8 @@ struct WorkerState {
     fwd6: ip6_forward::Fwd6Queue,
     /// ICMP's rate limit (`icmp`).
     icmp: IcmpState,
+    /// The host twins' staging and pending questions (`hostif`).
+    host: hostif::HostGlue,
     /// ICMPv6's rate limit and the neighbor cache glue (`icmp6`,
     /// `ip6_output`).
     icmp6: Icmp6State,
@@ -163,6 +166,7 @@ impl Worker {
             fwd: FwdQueue::new(),
             fwd6: ip6_forward::Fwd6Queue::new(),
             icmp: IcmpState::new(rate, burst),
+            host: hostif::HostGlue::new(),
             icmp6: Icmp6State::new(rate, burst),
             sock_due: Vec::with_capacity(256),
             sock_synacks: Vec::with_capacity(64),
@@ -261,9 +265,11 @@ impl WorkerState {
             self.ip6_input_batch(cx, ifp);
         }
         total += self.sock_poll(cx);
+        total += self.host_poll(cx);
         self.arp_housekeeping(cx);
         self.nd6_housekeeping(cx);
         self.flush_tx(cx);
+        self.flush_host(cx);
         total
     }
 

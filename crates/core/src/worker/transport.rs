@@ -30,6 +30,8 @@ impl WorkerState {
         }
         let off = ip.header_len() as usize;
         let Some(p) = self.udp_sock_input(cx, p, (off, ulen), src.into(), dst.into()) else { return };
+        // Nothing of the stack's listens: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
         if bcast {
             ts.udp_noportbcast.inc();
         } else {
@@ -61,11 +63,13 @@ impl WorkerState {
         let off = ip.header_len() as usize;
         let end = off + ip.payload().len();
         let Some(p) = self.tcp_sock_input(cx, p, (off, end), src.into(), dst.into()) else { return };
+        // No connection of the stack's: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
         if flags.contains(TcpFlags::RST) {
             return self.free(p);
         }
         let ip = Ipv4Packet::new_unchecked(p.data());
-        let tcp = TcpPacket::new_unchecked(ip.payload());
+        let tcp = TcpPacket::new_unchecked(&p.data()[ip.header_len() as usize..ip.total_len() as usize]);
         let repr = closed_port_rst(&tcp);
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip.odropped.inc();

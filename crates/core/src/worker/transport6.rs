@@ -28,12 +28,19 @@ impl WorkerState {
             return self.free(p);
         }
         let ulen = udp.len() as usize;
-        if !dst.is_multicast() && !link_mcast {
+        let p = if !dst.is_multicast() && !link_mcast {
             let Some(p) = self.udp_sock_input(cx, p, (off, ulen), src.into(), dst.into()) else { return };
-            return self.udp6_noport(cx, ifp, p, link_mcast);
+            p
+        } else {
+            p
+        };
+        // Nothing of the stack's listens: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
+        if dst.is_multicast() || link_mcast {
+            ts.udp_noportbcast.inc();
+            return self.free(p);
         }
-        ts.udp_noportbcast.inc();
-        self.free(p)
+        self.udp6_noport(cx, ifp, p, link_mcast)
     }
 
     /// No socket took a unicast datagram: port unreachable.
@@ -65,11 +72,12 @@ impl WorkerState {
         }
         let end = p.len();
         let Some(p) = self.tcp_sock_input(cx, p, (off, end), src.into(), dst.into()) else { return };
+        // No connection of the stack's: the host twin's, if any.
+        let Some(p) = self.punt(cx, p) else { return };
         if flags.contains(TcpFlags::RST) {
             return self.free(p);
         }
-        let tcp = TcpPacket::new_unchecked(&p.data()[off..]);
-        let repr = closed_port_rst(&tcp);
+        let repr = closed_port_rst(&TcpPacket::new_unchecked(&p.data()[off..]));
         let rcvif = p.meta.rcvif;
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip6.odropped.inc();
