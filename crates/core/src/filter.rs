@@ -32,6 +32,10 @@ pub enum RouteDecision {
     /// Send a copy to this next hop (no pf out on the copy, never an ICMP
     /// error about it); the packet itself goes its way.
     Dup(NextHop),
+    /// pf in translated the packet into the other family (`af-to`, pf's
+    /// PF_AFRT): the stack routes it in that family's table from there,
+    /// as its input path does after pf in (pf out on the way out).
+    AfTo,
 }
 
 /// A `RouteDecision`'s next hop: an address, reached by the route to it

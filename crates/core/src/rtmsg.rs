@@ -201,6 +201,7 @@ const ROUTE_FLAG_NAMES: &[(RouteFlags, &str)] = &[
     (RouteFlags::STATIC, "STATIC"),
     (RouteFlags::BLACKHOLE, "BLACKHOLE"),
     (RouteFlags::CLONED, "CLONED"),
+    (RouteFlags::MPATH, "MPATH"),
     (RouteFlags::LOCAL, "LOCAL"),
     (RouteFlags::BROADCAST, "BROADCAST"),
     (RouteFlags::CONNECTED, "CONNECTED"),

@@ -10,7 +10,7 @@ use crate::nd6::dad::{DadAction, DadConfig, DadInput, DadTable};
 use crate::nd6::{Nd6Config, Nd6Table, Nd6Timer, NdError};
 use crate::packet::{PacketBuf, PacketPool, DEFAULT_BUF_SIZE};
 use crate::percpu::PerWorker;
-use crate::route::{Route, Route6, RouteError, RouteFlags, RouteTables};
+use crate::route::{Route, Route6, RouteError, RouteFlags, RouteOrigin, RouteTables};
 use crate::rtmsg::{IfAnnounceWhat, RouteMonitor, RtmAddr, RtmBody, RtmIfAnnounce, RtmIfInfo, RtmIfa, RtmType};
 use crate::stats::StackStats;
 use crate::time::Clock;
@@ -684,7 +684,18 @@ impl Stack {
                 (None, crate::iface::WeakIf::default(), None)
             }
         };
-        Ok(Route { dest, prefix_len, gateway, ifp, ifa, flags, mtu: 0, priority: 8 })
+        Ok(Route {
+            dest,
+            prefix_len,
+            gateway,
+            ifp,
+            ifa,
+            flags,
+            mtu: 0,
+            priority: 8,
+            origin: RouteOrigin::Own,
+            mpath: None,
+        })
     }
 
     /// Sends a gratuitous ARP request for `ip` on `ifp` (RFC 5227 §3

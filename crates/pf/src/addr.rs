@@ -95,6 +95,12 @@ impl From<Ipv6Addr> for PfAddr {
     }
 }
 
+impl From<IpAddr> for PfAddr {
+    fn from(a: IpAddr) -> PfAddr {
+        PfAddr::from_ip(a)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,8 @@ pub(crate) type LogIfSums = [u64; 6];
 
 /// Finds an interface's current addresses by name (for `(if)` rules).
 pub type IfLookup = Arc<dyn Fn(&str) -> Option<Vec<IfAddr>> + Send + Sync>;
+/// The same for an interface's IPv6 addresses (`(if)` in IPv6 pools).
+pub type IfLookup6 = Arc<dyn Fn(&str) -> Option<Vec<softnet_core::iface::If6Addr>> + Send + Sync>;
 
 /// Finds an interface by name (for `route-to (if addr)`): a weak
 /// reference, which fails once that interface is destroyed.
@@ -90,6 +92,7 @@ pub struct PfInner {
     pub(crate) xlholds: crate::xlhold::XlHolds,
     pub(crate) pflog: ArcSwapOption<PflogQueue>,
     pub(crate) if_lookup: ArcSwapOption<IfLookup>,
+    pub(crate) if_lookup6: ArcSwapOption<IfLookup6>,
     pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
     pub(crate) ifname_lookup: ArcSwapOption<IfNameLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
@@ -254,6 +257,15 @@ impl PfInner {
         l.as_ref().and_then(|f| f(name))
     }
 
+    /// `if_addrs` for IPv6 addresses.
+    pub(crate) fn if_addrs6(&self, name: &str, ifp: &Interface) -> Option<Vec<softnet_core::iface::If6Addr>> {
+        if ifp.name() == name {
+            return Some(ifp.inet6().addrs.clone());
+        }
+        let l = self.if_lookup6.load();
+        l.as_ref().and_then(|f| f(name))
+    }
+
     /// `pf_routable`: whether `addr` has a route in `rtable`; with `kif`,
     /// whether that route goes out `kif` (strict uRPF: the route back to
     /// the source leaves by the interface the packet came in on). `None`
@@ -346,13 +358,15 @@ impl PfInner {
     /// pf_src_connlimit's `flush`: ends the states from `src` (of the
     /// state's rule, or of every rule with `global`), as pf does by
     /// setting their timeout to PFTM_PURGE; the purge removes them.
-    pub(crate) fn flush_source(&self, st: &StateData, src: Ipv4Addr, global: bool) -> usize {
+    pub(crate) fn flush_source(&self, st: &StateData, src: std::net::IpAddr, global: bool) -> usize {
         self.states.update_if(
             |o| {
                 let from = if o.direction == crate::state::DIR_IN { o.key.addr[0] } else { o.key.addr[1] };
-                o.key.af == crate::addr::Af::Inet
-                    && from.v4() == src
-                    && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
+                let from = match o.key.af {
+                    crate::addr::Af::Inet => std::net::IpAddr::V4(from.v4()),
+                    crate::addr::Af::Inet6 => std::net::IpAddr::V6(from.v6()),
+                };
+                from == src && (global || (o.ruleset_gen, o.rule_nr) == (st.ruleset_gen, st.rule_nr))
             },
             |o| o.timeout = TIMEOUT_PURGE,
         )
@@ -428,6 +442,7 @@ impl Pf {
             xlholds: Default::default(),
             pflog: ArcSwapOption::empty(),
             if_lookup: ArcSwapOption::empty(),
+            if_lookup6: ArcSwapOption::empty(),
             if_ref_lookup: ArcSwapOption::empty(),
             ifname_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
@@ -672,7 +687,7 @@ impl Pf {
     pub fn kill_src_nodes(&self, src: Ipv4Addr, dst: Option<Ipv4Addr>) -> usize {
         use crate::srcnode::NodeKey;
         use crate::state::srcflags;
-        let keys = self.inner.srcnodes.kill(src, dst);
+        let keys = self.inner.srcnodes.kill(src.into(), dst.map(Into::into));
         if !keys.is_empty() {
             self.inner.xlholds.detach(|k| keys.contains(k));
             // pf_state_rm_src_node on every state of the nodes.
@@ -725,6 +740,11 @@ impl Pf {
     /// packet's own.
     pub fn set_if_lookup(&self, f: IfLookup) {
         self.inner.if_lookup.store(Some(Arc::new(f)));
+    }
+
+    /// `set_if_lookup` for IPv6 addresses.
+    pub fn set_if_lookup6(&self, f: IfLookup6) {
+        self.inner.if_lookup6.store(Some(Arc::new(f)));
     }
 
     /// Installs the interface lookup `route-to (if addr)` needs; until one
@@ -875,7 +895,7 @@ impl PacketFilter for Pf {
         // for the table's readers: done here, on the control thread).
         for (t, a) in inner.srcnodes.take_overloads() {
             let e = crate::model::TableEntry {
-                net: crate::model::IpNet { addr: std::net::IpAddr::V4(a), prefix: 32 },
+                net: crate::model::IpNet { addr: a, prefix: if a.is_ipv4() { 32 } else { 128 } },
                 negated: false,
             };
             t.add(&[e]);

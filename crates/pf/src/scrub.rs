@@ -8,6 +8,8 @@
 use softnet_wire::checksum::update16;
 use softnet_wire::tcp::option_kind::{END as TCPOPT_EOL, MSS as TCPOPT_MAXSEG, NOP as TCPOPT_NOP};
 
+use softnet_wire::ipv6::Ipv6Packet;
+
 use crate::rule_opts::Scrub;
 
 /// pfvar.h `PFSTATE_NODF`, `PFSTATE_RANDOMID`, `PFSTATE_SETTOS`.
@@ -162,6 +164,26 @@ pub fn apply(d: &mut [u8], hlen: usize, tot_len: usize, a: &ScrubActs, rand16: i
     }
 }
 
+/// pf_scrub's IPv6 part then pf_normalize_mss, on the IPv6 packet `d`
+/// (its transport header at `l4`, `tot_len` long; `tcp`: a TCP segment
+/// that is not a fragment): the hop limit raised to `min_ttl`, the
+/// traffic class set (its ECN bits kept), the MSS lowered to `max_mss`.
+/// `no-df` and `random-id` have nothing to change in an IPv6 header (pf
+/// ignores them for IPv6 too); IPv6 has no header checksum.
+pub fn apply6(d: &mut [u8], l4: usize, tot_len: usize, tcp: bool, a: &ScrubActs) {
+    let mut ip = Ipv6Packet::new_unchecked(&mut d[..]);
+    if a.min_ttl != 0 && ip.hop_limit() < a.min_ttl {
+        ip.set_hop_limit(a.min_ttl);
+    }
+    if a.flags & scrubflags::SETTOS != 0 {
+        let tc = a.set_tos | (ip.traffic_class() & IPTOS_ECN_MASK);
+        ip.set_traffic_class(tc);
+    }
+    if a.max_mss != 0 && tcp {
+        normalize_mss(&mut d[l4..tot_len], a.max_mss);
+    }
+}
+
 /// pf_normalize_ip under `set reassemble yes no-df`: the DF bit of a
 /// fragment is cleared before reassembly, which would refuse it.
 pub fn clear_df(d: &mut [u8]) {
@@ -230,6 +252,62 @@ fn put16(d: &mut [u8], at: usize, v: u16) {
 mod tests {
     use super::*;
     use softnet_wire::checksum::checksum;
+
+    /// IPv6: the hop limit raised, the traffic class set with its ECN
+    /// bits kept, the flow label untouched, the MSS lowered with the TCP
+    /// checksum still right for IPv6's pseudo-header.
+    #[test]
+    fn ipv6_packets_get_hop_limit_traffic_class_and_mss() {
+        use softnet_wire::ipv4::IpProtocol;
+        use softnet_wire::ipv6::Ipv6Repr;
+        use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+        let (src, dst) = ("2001:db8:1::2".parse().unwrap(), "2001:db8:2::2".parse().unwrap());
+        let t = TcpRepr {
+            src_port: 40000,
+            dst_port: 80,
+            seq: 1,
+            ack: 0,
+            flags: TcpFlags::SYN,
+            window: 8192,
+            max_seg_size: Some(1460),
+            window_scale: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload_len: 0,
+        };
+        let ir = Ipv6Repr {
+            src,
+            dst,
+            next_header: IpProtocol::TCP,
+            hop_limit: 3,
+            traffic_class: 0x03,
+            flow_label: 0x12345,
+            payload_len: t.buffer_len(),
+        };
+        let mut p = vec![0u8; ir.buffer_len()];
+        ir.emit(&mut p[..40]);
+        t.emit_with_payload_v6(&mut p[40..], src, dst, &[]);
+        let tot = p.len();
+        let a = ScrubActs {
+            flags: scrubflags::SETTOS | scrubflags::NODF,
+            min_ttl: 10,
+            set_tos: 0xb8,
+            max_mss: 1400,
+            prio: [0; 2],
+        };
+        apply6(&mut p, 40, tot, true, &a);
+        let ip = Ipv6Packet::new_checked(&p[..]).unwrap();
+        assert_eq!((ip.hop_limit(), ip.traffic_class(), ip.flow_label()), (10, 0xbb, 0x12345));
+        let tcp = TcpPacket::new_checked(&p[40..]).unwrap();
+        assert!(tcp.verify_checksum_v6(src, dst));
+        assert_eq!(TcpRepr::parse(&tcp).unwrap().max_seg_size, Some(1400));
+        // a hop limit above the minimum stays
+        let mut q = p.clone();
+        q[7] = 200;
+        apply6(&mut q, 40, tot, true, &ScrubActs { min_ttl: 10, ..ScrubActs::default() });
+        assert_eq!(q[7], 200);
+    }
 
     fn tcp_syn(opts: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0x12, 0, 0, 0x12, 0x34, 0x40, 0, 3, 6, 0, 0, 10, 0, 1, 2, 10, 0, 2, 2];

@@ -267,14 +267,19 @@ impl Pf {
                 (_, crate::addr::Af::Inet6) => format!("{a}[{port}]"),
             }
         };
+        // af-to: the stack key is the other family's, its sides the other
+        // way round, and the state is printed as going out (print_state's
+        // `afto`).
+        let afto = st.flags & crate::state::sflags::AFTO != 0;
         let host = |i: usize| {
-            if wire.addr[i] != stack.addr[i] || wire.port[i] != stack.port[i] {
-                format!("{} ({})", one(&wire, i), one(&stack, i))
+            let j = if afto { 1 - i } else { i };
+            if afto || wire.addr[i] != stack.addr[j] || wire.port[i] != stack.port[j] {
+                format!("{} ({})", one(&wire, i), one(&stack, j))
             } else {
                 one(&wire, i)
             }
         };
-        let arrow = if st.direction == DIR_OUT { "->" } else { "<-" };
+        let arrow = if st.direction == DIR_OUT || afto { "->" } else { "<-" };
         let (src, dst) = peers(st);
         let states = match st.key.proto {
             6 if src.state <= tcps::TIME_WAIT && dst.state <= tcps::TIME_WAIT => {

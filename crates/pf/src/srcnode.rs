@@ -19,7 +19,7 @@
 //! thread (state purge), which also expires nodes.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -76,13 +76,13 @@ pub struct SrcRule {
 impl SrcRule {
     /// The key of this rule's node of `kind` for `addr` (a `sticky-address`
     /// pool's nodes are always the rule's own).
-    pub fn key_of(&self, kind: u8, addr: Ipv4Addr) -> NodeKey {
+    pub fn key_of(&self, kind: u8, addr: IpAddr) -> NodeKey {
         let rule = if self.global && kind == SN_NONE { GLOBAL } else { rule_word(self.gen, self.nr) };
         NodeKey { addr, rule, kind }
     }
 
     /// The key of this rule's source-tracking node for `addr`.
-    pub fn key(&self, addr: Ipv4Addr) -> NodeKey {
+    pub fn key(&self, addr: IpAddr) -> NodeKey {
         self.key_of(SN_NONE, addr)
     }
 }
@@ -106,7 +106,7 @@ fn rule_word(gen: u32, nr: u32) -> u64 {
 /// A node's identity: the source address and its rule (or global).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NodeKey {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     rule: u64,
     /// `SN_NONE` or `SN_ROUTE`.
     pub kind: u8,
@@ -120,8 +120,7 @@ impl NodeKey {
         if st.src_flags & srcflags::SRC_NODE == 0 {
             return None;
         }
-        // Source nodes are IPv4 (an IPv6 state never gets SRC_NODE).
-        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] }.v4();
+        let addr = source_of(st);
         let rule =
             if st.src_flags & srcflags::SRC_GLOBAL != 0 { GLOBAL } else { rule_word(st.ruleset_gen, st.rule_nr) };
         Some(NodeKey { addr, rule, kind: SN_NONE })
@@ -132,15 +131,24 @@ impl NodeKey {
         if st.src_flags & srcflags::SRC_ROUTE == 0 {
             return None;
         }
-        let addr = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] }.v4();
-        Some(NodeKey { addr, rule: rule_word(st.ruleset_gen, st.rule_nr), kind: SN_ROUTE })
+        Some(NodeKey { addr: source_of(st), rule: rule_word(st.ruleset_gen, st.rule_nr), kind: SN_ROUTE })
     }
 
     /// The `sticky-address` node of kind `kind` that the translation rule
     /// (`gen`, `nr`) keeps for `addr` (`crate::xlhold` remembers it for
     /// the state).
-    pub fn of_rule(gen: u32, nr: u32, kind: u8, addr: Ipv4Addr) -> NodeKey {
+    pub fn of_rule(gen: u32, nr: u32, kind: u8, addr: IpAddr) -> NodeKey {
         NodeKey { addr, rule: rule_word(gen, nr), kind }
+    }
+}
+
+/// A state's source address (the key's first address for an inbound
+/// state, the second for an outbound one), of the key's family.
+fn source_of(st: &StateData) -> IpAddr {
+    let a = if st.direction == DIR_IN { st.key.addr[0] } else { st.key.addr[1] };
+    match st.key.af {
+        crate::addr::Af::Inet => IpAddr::V4(a.v4()),
+        crate::addr::Af::Inet6 => IpAddr::V6(a.v6()),
     }
 }
 
@@ -179,7 +187,7 @@ struct Node {
     /// The rule of a per-rule node; `None` for a global one.
     rule: Option<Arc<SrcRule>>,
     /// The address a `sticky-address` pool gave the source (pf's `raddr`).
-    raddr: Option<Ipv4Addr>,
+    raddr: Option<IpAddr>,
     states: u32,
     conn: u32,
     conn_rate: Threshold,
@@ -246,10 +254,10 @@ impl ConnLimit {
 /// One node as `pfctl -sS` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The kind (`SN_*`) and, for a sticky pool's node, its address.
     pub kind: u8,
-    pub raddr: Option<Ipv4Addr>,
+    pub raddr: Option<IpAddr>,
     pub states: u32,
     pub conn: u32,
     /// The connection rate's count in thousandths, and its seconds.
@@ -275,7 +283,7 @@ pub struct SrcNodes {
     /// `overload` insertions for the control thread (`take_overloads`):
     /// a table update waits for the table's readers, which a worker must
     /// not do.
-    overloads: Mutex<Vec<(Arc<Table>, Ipv4Addr)>>,
+    overloads: Mutex<Vec<(Arc<Table>, IpAddr)>>,
 }
 
 impl SrcNodes {
@@ -284,7 +292,13 @@ impl SrcNodes {
     }
 
     fn shard(&self, k: &NodeKey) -> &Mutex<HashMap<NodeKey, Node>> {
-        let a = u32::from(k.addr);
+        let a = match k.addr {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => {
+                let w = u128::from(a);
+                (w ^ w >> 32 ^ w >> 64 ^ w >> 96) as u32
+            }
+        };
         &self.shards[((a ^ a >> 16 ^ k.rule as u32) as usize) % SHARDS]
     }
 
@@ -300,7 +314,7 @@ impl SrcNodes {
     /// pf_insert_src_node, then the node's count of states (pf_create_state):
     /// finds or creates `addr`'s node for `rule` and counts one more state
     /// on it. `limit` is `set limit src-nodes`.
-    pub fn acquire(&self, rule: &Arc<SrcRule>, addr: Ipv4Addr, now: u64, limit: usize) -> Result<(), SrcFail> {
+    pub fn acquire(&self, rule: &Arc<SrcRule>, addr: IpAddr, now: u64, limit: usize) -> Result<(), SrcFail> {
         self.acquire_kind(rule, SN_NONE, addr, None, now, limit)
     }
 
@@ -309,8 +323,8 @@ impl SrcNodes {
         &self,
         rule: &Arc<SrcRule>,
         kind: u8,
-        addr: Ipv4Addr,
-        raddr: Option<Ipv4Addr>,
+        addr: IpAddr,
+        raddr: Option<IpAddr>,
         now: u64,
         limit: usize,
     ) -> Result<(), SrcFail> {
@@ -359,7 +373,7 @@ impl SrcNodes {
 
     /// pf_map_addr with `sticky-address`: the address the source's node
     /// of `kind` keeps for `rule`, if it has one.
-    pub fn sticky(&self, rule: &SrcRule, kind: u8, addr: Ipv4Addr) -> Option<Ipv4Addr> {
+    pub fn sticky(&self, rule: &SrcRule, kind: u8, addr: IpAddr) -> Option<IpAddr> {
         let k = rule.key_of(kind, addr);
         self.searches.fetch_add(1, Ordering::Relaxed);
         self.shard(&k).lock().get(&k).and_then(|n| n.raddr)
@@ -368,12 +382,12 @@ impl SrcNodes {
     /// Undoes `acquire` for a state that could not be inserted after all
     /// (pf_create_state's `csfailed`): a node left with no state goes at
     /// the next purge.
-    pub fn undo(&self, rule: &SrcRule, addr: Ipv4Addr, now: u64) {
+    pub fn undo(&self, rule: &SrcRule, addr: IpAddr, now: u64) {
         self.undo_kind(rule, SN_NONE, addr, now)
     }
 
     /// `undo` for a node of `kind`.
-    pub fn undo_kind(&self, rule: &SrcRule, kind: u8, addr: Ipv4Addr, now: u64) {
+    pub fn undo_kind(&self, rule: &SrcRule, kind: u8, addr: IpAddr, now: u64) {
         self.undo_key(rule.key_of(kind, addr), now)
     }
 
@@ -403,7 +417,7 @@ impl SrcNodes {
     /// control thread) and, with `flush`, `flush` is called with the
     /// source and whether every rule's states go (`flush global`) to end
     /// the source's other states.
-    pub fn connlimit(&self, st: &StateData, now: u64, flush: impl FnOnce(Ipv4Addr, bool)) -> ConnLimit {
+    pub fn connlimit(&self, st: &StateData, now: u64, flush: impl FnOnce(IpAddr, bool)) -> ConnLimit {
         let mut out = ConnLimit::default();
         let Some(k) = NodeKey::of_state(st) else { return out };
         let rule = {
@@ -437,7 +451,7 @@ impl SrcNodes {
     }
 
     /// Overload insertions waiting for the control thread.
-    pub fn take_overloads(&self) -> Vec<(Arc<Table>, Ipv4Addr)> {
+    pub fn take_overloads(&self) -> Vec<(Arc<Table>, IpAddr)> {
         std::mem::take(&mut *self.overloads.lock())
     }
 
@@ -487,7 +501,7 @@ impl SrcNodes {
     /// matches the nodes that have none); the states referring to them
     /// live on without them (the caller detaches them). Returns the keys
     /// removed.
-    pub fn kill(&self, addr: Ipv4Addr, raddr: Option<Ipv4Addr>) -> Vec<NodeKey> {
+    pub fn kill(&self, addr: IpAddr, raddr: Option<IpAddr>) -> Vec<NodeKey> {
         let mut keys = vec![];
         for s in &self.shards {
             let mut g = s.lock();
@@ -542,7 +556,7 @@ impl SrcNodes {
                 ));
             }
         }
-        v.sort_by_key(|(k, _)| (u32::from(k.addr), k.rule, k.kind));
+        v.sort_by_key(|(k, _)| (k.addr, k.rule, k.kind));
         v.into_iter().map(|(_, n)| n).collect()
     }
 }
@@ -589,10 +603,11 @@ pub fn print_node(n: &NodeView, now: u64, verbose: u8) -> String {
 mod tests {
     use super::*;
     use crate::state::{tcps, StateKey, DIR_OUT};
+    use std::net::Ipv4Addr;
 
-    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
-    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 3);
-    const S: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 3));
+    const S: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
     const SEC: u64 = NS;
 
     fn rule(nr: u32) -> SrcRule {
@@ -611,7 +626,7 @@ mod tests {
     }
 
     /// An inbound TCP state of `r` from `src`.
-    fn state(r: &SrcRule, src: Ipv4Addr, sport: u16) -> StateData {
+    fn state(r: &SrcRule, src: IpAddr, sport: u16) -> StateData {
         let mut st = StateData {
             key: StateKey {
                 addr: [src.into(), S.into()],
@@ -787,7 +802,7 @@ mod tests {
         let t = SrcNodes::new();
         // A rule with a sticky route pool and no source tracking.
         let r = Arc::new(SrcRule { track: false, ..rule(2) });
-        let hop = Ipv4Addr::new(10, 0, 2, 3);
+        let hop = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 3));
         assert_eq!(t.sticky(&r, SN_ROUTE, A), None);
         t.acquire_kind(&r, SN_ROUTE, A, Some(hop), 0, 100).unwrap();
         assert_eq!(t.sticky(&r, SN_ROUTE, A), Some(hop));
@@ -805,7 +820,7 @@ mod tests {
         assert_eq!(t.snapshot(&HashMap::new())[0].states, 1);
         // -K A alone matches nodes without a sticky address; -K A -K hop this one.
         assert_eq!(t.kill(A, None), vec![]);
-        assert_eq!(t.kill(A, Some(Ipv4Addr::new(10, 9, 9, 9))), vec![]);
+        assert_eq!(t.kill(A, Some(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)))), vec![]);
         assert_eq!(t.kill(A, Some(hop)), vec![r.key_of(SN_ROUTE, A)]);
         assert!(t.is_empty());
     }

@@ -690,9 +690,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// A table's IPv4 entries as an address pool (`crate::lb::AddrBlocks`,
-/// which maps IPv4 only): the entries that are not negated, in order;
-/// `count` is every IPv4 entry (pf's `pfrkt_cnt` of the pool's family).
+/// A table's entries of one family as an address pool
+/// (`crate::lb::AddrBlocks<u32>` for IPv4, `<u128>` for IPv6): the
+/// entries that are not negated, in order; `count` is every entry of the
+/// family (pf's `pfrkt_cnt` of the pool's family).
 pub struct TablePool {
     snap: Arc<Snapshot>,
 }
@@ -710,6 +711,23 @@ impl crate::lb::AddrBlocks for TablePool {
         (pos != own).then(|| {
             let (k, _) = self.snap.entries[pos];
             (k.net as u32, mask(k.len))
+        })
+    }
+}
+
+impl crate::lb::AddrBlocks<u128> for TablePool {
+    fn count(&self) -> usize {
+        self.snap.entries.iter().filter(|e| e.0.v6).count()
+    }
+    fn block(&self, idx: usize) -> Option<(u128, u128)> {
+        self.snap.entries.iter().filter(|e| e.0.v6 && !e.1).nth(idx).map(|&(k, _)| (k.net, crate::addr::mask6(k.len)))
+    }
+    fn nested(&self, a: u128, idx: usize) -> Option<(u128, u128)> {
+        let pos = self.snap.lookup6(a)?;
+        let own = self.snap.entries.iter().enumerate().filter(|e| e.1 .0.v6 && !e.1 .1).nth(idx)?.0;
+        (pos != own).then(|| {
+            let (k, _) = self.snap.entries[pos];
+            (k.net, crate::addr::mask6(k.len))
         })
     }
 }

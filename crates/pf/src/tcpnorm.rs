@@ -115,11 +115,23 @@ fn be32(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
 }
 
-/// pf_normalize_tcp_init for the peer sending the IPv4 packet `ip`
-/// (TCP header at `hlen`): its TTL, and on a SYN with timestamps the
-/// modulation (`rand32`) and the first PAWS values.
+/// Where the packet's TTL (IPv4) or hop limit (IPv6) is.
+#[inline]
+fn ttl_at(ip: &[u8]) -> usize {
+    if ip[0] >> 4 == 6 {
+        IPV6_HOP_LIMIT
+    } else {
+        IPV4_TTL
+    }
+}
+const IPV4_TTL: usize = 8;
+const IPV6_HOP_LIMIT: usize = 7;
+
+/// pf_normalize_tcp_init for the peer sending the IPv4 or IPv6 packet
+/// `ip` (TCP header at `hlen`): its TTL or hop limit, and on a SYN with
+/// timestamps the modulation (`rand32`) and the first PAWS values.
 pub fn init(ip: &[u8], hlen: usize, now: u64, rand32: impl FnOnce() -> u32) -> PeerScrub {
-    let mut p = PeerScrub { flags: pfss::LIVE, ttl: ip[8], ..PeerScrub::default() };
+    let mut p = PeerScrub { flags: pfss::LIVE, ttl: ip[ttl_at(ip)], ..PeerScrub::default() };
     let th = &ip[hlen..];
     if th.len() < 20 || th[13] & TH_SYN == 0 {
         return p;
@@ -158,10 +170,11 @@ pub struct Ctx {
     pub ts_fudge: u32,
 }
 
-/// pf_normalize_tcp_stateful on the IPv4 packet `ip` (TCP header at
-/// `hlen`) from the peer `src` to `dst`: the TTL raised to the sender's
-/// highest, the timestamps modulated, the PAWS checks. Checksums are
-/// updated incrementally. On `Err` the packet is dropped (`bad-timestamp`).
+/// pf_normalize_tcp_stateful on the IPv4 or IPv6 packet `ip` (TCP
+/// header at `hlen`) from the peer `src` to `dst`: the TTL (hop limit)
+/// raised to the sender's highest, the timestamps modulated, the PAWS
+/// checks. Checksums are updated incrementally (IPv6 has no header
+/// checksum). On `Err` the packet is dropped (`bad-timestamp`).
 pub fn stateful(
     ip: &mut [u8],
     hlen: usize,
@@ -169,14 +182,19 @@ pub fn stateful(
     dst: &mut PeerScrub,
     cx: &Ctx,
 ) -> Result<(), BadTimestamp> {
-    if src.live() && ip[8] != src.ttl {
-        if ip[8] > src.ttl {
-            src.ttl = ip[8];
+    let t = ttl_at(ip);
+    if src.live() && ip[t] != src.ttl {
+        if ip[t] > src.ttl {
+            src.ttl = ip[t];
         }
-        let old = u16::from_be_bytes([ip[8], ip[9]]);
-        ip[8] = src.ttl;
-        let s = update16(u16::from_be_bytes([ip[10], ip[11]]), old, u16::from_be_bytes([ip[8], ip[9]]));
-        ip[10..12].copy_from_slice(&s.to_be_bytes());
+        if t == IPV6_HOP_LIMIT {
+            ip[t] = src.ttl;
+        } else {
+            let old = u16::from_be_bytes([ip[8], ip[9]]);
+            ip[8] = src.ttl;
+            let s = update16(u16::from_be_bytes([ip[10], ip[11]]), old, u16::from_be_bytes([ip[8], ip[9]]));
+            ip[10..12].copy_from_slice(&s.to_be_bytes());
+        }
     }
     let th = &mut ip[hlen..];
     if th.len() < 20 {

@@ -13,6 +13,8 @@
 //! ends (never per packet, never by a state without holds).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 
 use parking_lot::Mutex;
@@ -29,8 +31,9 @@ pub struct PoolHold {
     /// there (as `StateData::ruleset_gen`, `rule_nr`).
     pub gen: u32,
     pub nr: u32,
-    /// The address the pool gave.
-    pub addr: Ipv4Addr,
+    /// The address the pool gave (either family: its count is in the
+    /// pool's counts of that family).
+    pub addr: IpAddr,
     /// A `least-states` count taken on `addr`.
     pub counted: bool,
     /// The `sticky-address` node the state counts on.
@@ -51,7 +54,10 @@ impl PoolHold {
         if let Some(r) = rs.state_rule(self.gen, self.nr) {
             let pool = if which == 0 { r.nat.as_ref() } else { r.rdr.as_ref() };
             if let Some(p) = pool {
-                p.loads.decrease(u32::from(self.addr));
+                match self.addr {
+                    IpAddr::V4(a) => p.loads.decrease(u32::from(a)),
+                    IpAddr::V6(a) => p.loads6.decrease(u128::from(a)),
+                }
             }
         }
     }
@@ -115,8 +121,8 @@ mod tests {
     fn holds_are_taken_once_and_detached_nodes_stay_detached() {
         let x = XlHolds::default();
         let a = Ipv4Addr::new(10, 0, 1, 2);
-        let k = NodeKey::of_rule(1, 0, SN_NAT, a);
-        let h = PoolHold { gen: 1, nr: 0, addr: Ipv4Addr::new(192, 0, 2, 1), counted: true, node: Some(k) };
+        let k = NodeKey::of_rule(1, 0, SN_NAT, a.into());
+        let h = PoolHold { gen: 1, nr: 0, addr: Ipv4Addr::new(192, 0, 2, 1).into(), counted: true, node: Some(k) };
         x.put(7, [Some(h), None]);
         x.put(8, [None, Some(h)]);
         assert_eq!(x.nodes(7).collect::<Vec<_>>(), [k]);

@@ -3,7 +3,9 @@
 //! routes). Same router shape, generator and sink as `bench`: one worker,
 //! UDP with an 18-byte payload from A to each flow's destination, 100,000
 //! routes (IPv4 /24s, IPv6 /48s; and 10 routes, IPv4 /16s) via B; the two
-//! families run interleaved, the median of each is reported.
+//! families run interleaved, the median of each is reported. Then IPv6
+//! through pf's established states against IPv6 without pf (issue 12:
+//! within +60 ns).
 
 use crate::bench::{self, BenchCase};
 use softnet_core::gen::{GeneratorQueue, SinkQueue};
@@ -66,7 +68,7 @@ fn udp6_frame(dst: Ipv6Addr, sport: u16) -> Vec<u8> {
 /// sink, B a static neighbor, `routes` /48s via B.
 fn build6(case: BenchCase) -> anyhow::Result<(Arc<Stack>, bench::SinkCounters)> {
     let frames: Vec<Vec<u8>> =
-        (0..case.flows).map(|j| udp6_frame(flow_dst6(j, case.routes), 20000 + (j % 1000) as u16)).collect();
+        (0..case.flows).map(|j| udp6_frame(flow_dst6(j, case.routes), 20000 + (j % 10_000) as u16)).collect();
     let stack = Stack::new(StackConfig { workers: case.workers, ..StackConfig::default() });
     let mut gens: Vec<Box<dyn LinkQueue>> = Vec::new();
     let mut sinks: Vec<Box<dyn LinkQueue>> = Vec::new();
@@ -96,6 +98,8 @@ fn build6(case: BenchCase) -> anyhow::Result<(Arc<Stack>, bench::SinkCounters)> 
                 flags: RouteFlags::UP | RouteFlags::GATEWAY | RouteFlags::STATIC,
                 mtu: 0,
                 priority: prio::STATIC,
+                origin: Default::default(),
+                mpath: None,
             })?;
         }
         Ok(())
@@ -109,8 +113,11 @@ pub fn run(secs: f64, repeat: usize) -> anyhow::Result<()> {
     println!();
     println!("| routes | flows | IPv4 ns/packet | IPv6 ns/packet | IPv6 / IPv4 | runs v4 / v6 (Mpps) |");
     println!("|---:|---:|---:|---:|---:|---|");
+    // SOFTNET_BENCH_PF_ONLY=1: the pf row alone (for profiling).
+    let pf_only = std::env::var_os("SOFTNET_BENCH_PF_ONLY").is_some_and(|v| v == "1");
     // 10 routes too: the difference between the two rows is the lookup's.
-    for &(routes, flows) in &[(10usize, 1usize), (100_000, 1), (100_000, 10_000)] {
+    let rows: &[(usize, usize)] = if pf_only { &[] } else { &[(10, 1), (100_000, 1), (100_000, 10_000)] };
+    for &(routes, flows) in rows {
         let case = BenchCase { workers: 1, routes, flows };
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for _ in 0..repeat {
@@ -136,5 +143,40 @@ pub fn run(secs: f64, repeat: usize) -> anyhow::Result<()> {
             fmt(&v6)
         );
     }
+    pf_row(secs, repeat)
+}
+
+/// Issue 12's pf figure: IPv6 forwarding through `pass all` (a state per
+/// flow, pf in on r0 and out on r1), 10 routes and 10,000 established
+/// flows, against the same forwarding without pf, interleaved.
+fn pf_row(secs: f64, repeat: usize) -> anyhow::Result<()> {
+    let case = BenchCase { workers: 1, routes: 10, flows: 10_000 };
+    let (mut base, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        let (stack, counters) = build6(case)?;
+        base.push(bench::measure(case, secs, stack, counters)? / 1e6);
+        let (stack, counters) = build6(case)?;
+        let resolver = softnet_pf::StaticResolver::new();
+        let rs = softnet_pf::parse_ruleset("pass all\n", "bench6.conf", &resolver)
+            .map_err(|e| anyhow::anyhow!("bench ruleset: {e:?}"))?;
+        let pf = softnet_pf::Pf::new();
+        pf.load(&rs, &resolver)?;
+        stack.set_filter(Some(Box::new(pf.clone())));
+        with.push(bench::measure(case, secs, stack, counters)? / 1e6);
+        anyhow::ensure!(pf.state_count() >= 2 * case.flows, "only {} states", pf.state_count());
+    }
+    let med = |v: &Vec<f64>| {
+        let mut s = v.clone();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        s[s.len() / 2]
+    };
+    let (ns, ns_pf) = (1e3 / med(&base), 1e3 / med(&with));
+    let fmt = |v: &Vec<f64>| v.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ");
+    println!();
+    println!("| IPv6, 10 routes, 10,000 flows | ns/packet | runs (Mpps) |");
+    println!("|---|---:|---|");
+    println!("| forwarding | {ns:.1} | {} |", fmt(&base));
+    println!("| with pf `pass all` (established states) | {ns_pf:.1} | {} |", fmt(&with));
+    println!("| pf cost | {:+.1} | |", ns_pf - ns);
     Ok(())
 }

@@ -26,6 +26,7 @@ struct RawConfig {
     pf: Option<Spanned<String>>,
     pflog: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
+    sync_routes: Option<Spanned<toml::Value>>,
     log_format: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
     #[serde(default)]
@@ -193,6 +194,9 @@ pub struct Config {
     pub interfaces: Vec<InterfaceConf>,
     pub routes: Vec<RouteConf>,
     pub routes6: Vec<Route6Conf>,
+    /// The kernel routing table mirrored into table 0 (`sync_routes`,
+    /// rtsync/), if any.
+    pub sync_routes: Option<u32>,
 }
 
 /// A configuration error: where and what.
@@ -370,6 +374,12 @@ impl Config {
             Some(l) => {
                 return cx.err(l.span(), format!("log = {:?}: expected error, warn, info, debug or trace", l.get_ref()))
             }
+        };
+        let sync_routes = match &raw.sync_routes {
+            None => None,
+            Some(v) => Some(
+                crate::rtsync::parse_table(v.get_ref()).or_else(|e| cx.err(v.span(), format!("sync_routes: {e}")))?,
+            ),
         };
         let log_json = match &raw.log_format {
             None => false,
@@ -603,6 +613,7 @@ impl Config {
             interfaces,
             routes,
             routes6,
+            sync_routes,
         })
     }
 }

@@ -37,6 +37,8 @@ pub struct Handler {
     pub pf: Arc<crate::pfglue::PfService>,
     /// Set when the daemon stops: monitor streams end.
     pub stop: Arc<AtomicBool>,
+    /// The route sync's counters while one runs (`netstat -s`).
+    pub rtsync: Arc<arc_swap::ArcSwapOption<crate::rtsync::SyncStats>>,
 }
 
 fn text(s: String) -> Response {
@@ -55,7 +57,7 @@ fn stack_strerror(e: &StackError) -> String {
 impl Handler {
     pub fn new(stack: Arc<Stack>, stop: Arc<AtomicBool>) -> Handler {
         let pf = Arc::new(crate::pfglue::PfService::new(stack.clone()));
-        Handler { stack, pf, stop }
+        Handler { stack, pf, stop, rtsync: Default::default() }
     }
 
     pub fn execute(&self, req: &Request) -> Response {
@@ -204,11 +206,13 @@ impl Handler {
         if let Some(a) = r.ifa {
             let _ = writeln!(o, " if address: {}", name(a));
         }
-        let prio = match r.priority {
-            softnet_core::route::prio::LOCAL => " (local)",
-            softnet_core::route::prio::CONNECTED => " (connected)",
-            softnet_core::route::prio::STATIC => " (static)",
-            _ => "",
+        // A route mirrored from the kernel names the kernel's protocol.
+        let prio = match (r.origin.proto_name(), r.priority) {
+            (Some(p), _) => format!(" ({p})"),
+            (None, softnet_core::route::prio::LOCAL) => " (local)".into(),
+            (None, softnet_core::route::prio::CONNECTED) => " (connected)".into(),
+            (None, softnet_core::route::prio::STATIC) => " (static)".into(),
+            _ => String::new(),
         };
         let _ = writeln!(o, "   priority: {}{prio}", r.priority);
         let _ = writeln!(o, "      flags: {}", RouteFlagNames(r.flags | RouteFlags::DONE));
@@ -350,7 +354,13 @@ impl Handler {
     fn netstat(&self, op: NetstatOp) -> Response {
         text(match op {
             NetstatOp::Routes { rtable, af } => show::netstat_rn(&self.stack, rtable, af),
-            NetstatOp::Stats => softnet_core::stats::format_netstat_s(&self.stack.stats),
+            NetstatOp::Stats => {
+                let mut o = softnet_core::stats::format_netstat_s(&self.stack.stats);
+                if let Some(s) = self.rtsync.load_full() {
+                    o.push_str(&s.format());
+                }
+                o
+            }
             NetstatOp::Interfaces => show::netstat_i(&self.stack),
             NetstatOp::Sockets { all, af, proto } => {
                 use crate::proto::{AddrFamily, SockProto};

@@ -114,6 +114,10 @@ pub struct Daemon {
     pf: Arc<crate::pfglue::PfService>,
     /// The interfaces' host twins (`hostif.rs`), mirrored every tick.
     hosts: std::sync::Mutex<crate::hostif::HostTwins>,
+    /// The kernel table mirrored (`sync_routes`), if any.
+    rtsync: Option<crate::rtsync::RouteSync>,
+    /// Where `netstat -s` finds the sync's counters.
+    rtsync_stats: Arc<arc_swap::ArcSwapOption<crate::rtsync::SyncStats>>,
     /// The Prometheus endpoint (`metrics = "ADDR:PORT"`).
     metrics: Option<crate::metrics::http::MetricsServer>,
     /// systemd readiness (`$NOTIFY_SOCKET`).
@@ -138,6 +142,7 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(Handler::new(stack.clone(), stop.clone()));
         let pf = handler.pf.clone();
+        let rtsync_stats = handler.rtsync.clone();
         // The socket first: a second daemon stops here, before it touches
         // the devices of the first.
         let server = Server::bind(&config.control, handler)?;
@@ -155,7 +160,19 @@ impl Daemon {
         };
         let notify = crate::notify::Notifier::from_env();
         let hosts = Default::default();
-        let mut d = Daemon { stack, config, stop, server, workers: Vec::new(), pf, hosts, metrics, notify };
+        let mut d = Daemon {
+            stack,
+            config,
+            stop,
+            server,
+            workers: Vec::new(),
+            pf,
+            hosts,
+            metrics,
+            notify,
+            rtsync: None,
+            rtsync_stats,
+        };
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
@@ -164,6 +181,11 @@ impl Daemon {
         }
         for rc in d.config.routes6.clone() {
             d.add_route6(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route6_words(&rc)))?;
+        }
+        if let Some(table) = d.config.sync_routes {
+            // After the configured routes: they are softnet's own, and a
+            // kernel route to the same prefix does not replace them.
+            d.rtsync = Some(d.start_rtsync(table)?);
         }
         if let Some(path) = d.config.pf.clone() {
             // After the interfaces: the ruleset may name them.
@@ -267,6 +289,28 @@ impl Daemon {
         Ok(())
     }
 
+    /// The route sync of kernel table `table` (rtsync/). The receive
+    /// buffer can be made small for tests that overrun it on purpose
+    /// (SOFTNET_RTSYNC_RCVBUF, bytes).
+    fn start_rtsync(&self, table: u32) -> anyhow::Result<crate::rtsync::RouteSync> {
+        let rcvbuf = std::env::var("SOFTNET_RTSYNC_RCVBUF")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(crate::rtsync::DEFAULT_RCVBUF);
+        // Kernel interfaces that are softnet's: the devices it attaches to
+        // and the interfaces' host twins (a daemon's routes name those).
+        let links = self.config.interfaces.iter().flat_map(|i| {
+            let host = i.host.clone().map(|h| (h, i.name.clone()));
+            std::iter::once((i.device.clone(), i.name.clone())).chain(host)
+        });
+        let links = links.collect();
+        let conf = crate::rtsync::SyncConf { table, rcvbuf };
+        let s = crate::rtsync::RouteSync::start(self.stack.clone(), conf, links)
+            .with_context(|| format!("sync_routes: kernel table {table}"))?;
+        self.rtsync_stats.store(Some(s.stats.clone()));
+        Ok(s)
+    }
+
     fn add_route(&self, rc: &RouteConf) -> anyhow::Result<()> {
         self.stack.add_route(rc.rtable, rc.dest, rc.prefix_len, target(&rc.via)).map_err(|e| match &e {
             softnet_core::stack::StackError::Route(r) => anyhow!("{}", r.strerror()),
@@ -342,6 +386,7 @@ impl Daemon {
         self.notify.stopping();
         // RFC 4861 §6.2.5: hosts stop using a router that goes away.
         self.stack.rtadv_shutdown();
+        drop(self.rtsync.take());
         self.stop.store(true, Ordering::SeqCst);
         for h in self.workers.drain(..) {
             let _ = h.join();
@@ -394,6 +439,19 @@ impl Daemon {
         }
         if new.log != old.log || new.log_json != old.log_json {
             tracing::warn!("reload: log level or format change takes effect at the next restart");
+        }
+        if new.sync_routes != old.sync_routes {
+            // The old sync's routes stay until the new one's resync sweeps
+            // them (or for good, when the sync is turned off).
+            drop(self.rtsync.take());
+            match new.sync_routes.map(|t| self.start_rtsync(t)) {
+                Some(Ok(s)) => self.rtsync = Some(s),
+                Some(Err(e)) => tracing::error!("reload: {e:#}"),
+                None => {
+                    self.rtsync_stats.store(None);
+                    tracing::info!("reload: route sync stopped")
+                }
+            }
         }
         let mut plan = ReloadPlan::new(&old, &new);
         // Interfaces of the configuration destroyed at run time

@@ -23,5 +23,6 @@ pub mod notify;
 pub mod pfctl;
 pub mod pfglue;
 pub mod proto;
+pub mod rtsync;
 pub mod show;
 pub mod top;

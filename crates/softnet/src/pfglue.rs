@@ -105,6 +105,12 @@ impl PfService {
             let ifs = s.ifaces.load();
             ifs.by_name(name).map(|i| i.addrs().as_ref().clone())
         }));
+        let ifs6_stack = Arc::downgrade(&stack);
+        pf.set_if_lookup6(Arc::new(move |name: &str| {
+            let s = ifs6_stack.upgrade()?;
+            let ifs = s.ifaces.load();
+            ifs.by_name(name).map(|i| i.inet6().addrs.clone())
+        }));
         let ref_stack = Arc::downgrade(&stack);
         pf.set_if_ref_lookup(Arc::new(move |name: &str| {
             let s = ref_stack.upgrade()?;

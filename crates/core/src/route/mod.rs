@@ -14,11 +14,13 @@
 //! Every change emits exactly one route message (`rtmsg.rs`).
 
 mod family;
+mod mpath;
 mod netstat;
 mod table;
 mod trie;
 
 pub use family::{embed_scope6, is_scoped6, prefix_mask6, RouteAddr};
+pub use mpath::{mpath_hash, RouteOrigin};
 pub use netstat::{format_netstat_rn, format_netstat_rn_families, netname, netname6, Families};
 pub use table::{FamilyState, PublishedTable, RouteBatch, RouteSnapshot, RouteSnapshot6, RouteTables, TableState};
 
@@ -26,6 +28,7 @@ use crate::iface::{IfAddr, WeakIf};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::{BitAnd, BitOr, BitOrAssign, Not};
+use std::sync::Arc;
 use trie::Key;
 
 /// Route flags, with OpenBSD's `RTF_*` bit values.
@@ -44,6 +47,8 @@ impl RouteFlags {
     pub const STATIC: RouteFlags = RouteFlags(0x800);
     pub const BLACKHOLE: RouteFlags = RouteFlags(0x1000);
     pub const CLONED: RouteFlags = RouteFlags(0x10000);
+    /// One of several next hops for the destination (ECMP, `mpath.rs`).
+    pub const MPATH: RouteFlags = RouteFlags(0x40000);
     pub const LOCAL: RouteFlags = RouteFlags(0x200000);
     pub const BROADCAST: RouteFlags = RouteFlags(0x400000);
     pub const CONNECTED: RouteFlags = RouteFlags(0x800000);
@@ -108,6 +113,7 @@ const FLAG_LETTERS: &[(RouteFlags, char)] = &[
     (RouteFlags::STATIC, 'S'),
     (RouteFlags::BLACKHOLE, 'B'),
     (RouteFlags::CLONED, 'c'),
+    (RouteFlags::MPATH, 'P'),
     (RouteFlags::LOCAL, 'l'),
     (RouteFlags::BROADCAST, 'b'),
     (RouteFlags::CONNECTED, 'n'),
@@ -156,6 +162,13 @@ pub struct Route<A: RouteAddr = Ipv4Addr> {
     /// 0 = the interface's.
     pub mtu: u32,
     pub priority: u8,
+    /// Who made the route: softnet itself, or a kernel routing table it
+    /// mirrors (`sync_routes`), with the kernel's protocol.
+    pub origin: RouteOrigin,
+    /// A multipath route's next hops (`RouteFlags::MPATH`), each a whole
+    /// route to the same destination; the route's own gateway and interface
+    /// are the first one's. `None` for a route with one next hop.
+    pub mpath: Option<Arc<[Route<A>]>>,
 }
 
 /// An IPv6 route.
@@ -175,6 +188,8 @@ impl<A: RouteAddr> Route<A> {
             flags: RouteFlags::UP | RouteFlags::GATEWAY | RouteFlags::STATIC,
             mtu: 0,
             priority: prio::STATIC,
+            origin: RouteOrigin::Own,
+            mpath: None,
         }
     }
 
@@ -190,6 +205,8 @@ impl<A: RouteAddr> Route<A> {
             flags: RouteFlags::UP | RouteFlags::HOST | RouteFlags::LLINFO | RouteFlags::LOCAL,
             mtu: 0,
             priority: prio::LOCAL,
+            origin: RouteOrigin::Own,
+            mpath: None,
         }
     }
 
@@ -219,6 +236,8 @@ impl Route<Ipv6Addr> {
             flags: RouteFlags::UP | RouteFlags::CLONING | RouteFlags::CONNECTED,
             mtu: 0,
             priority: prio::CONNECTED,
+            origin: RouteOrigin::Own,
+            mpath: None,
         }
     }
 }
@@ -235,6 +254,8 @@ impl Route<Ipv4Addr> {
             flags: RouteFlags::UP | RouteFlags::CLONING | RouteFlags::CONNECTED,
             mtu: 0,
             priority: prio::CONNECTED,
+            origin: RouteOrigin::Own,
+            mpath: None,
         }
     }
 
@@ -249,6 +270,8 @@ impl Route<Ipv4Addr> {
             flags: RouteFlags::UP | RouteFlags::HOST | RouteFlags::BROADCAST,
             mtu: 0,
             priority: prio::LOCAL,
+            origin: RouteOrigin::Own,
+            mpath: None,
         })
     }
 }

@@ -137,7 +137,7 @@ fn inet6_section(out: &mut String, routes: &[Arc<Route6>], ifname: &impl Fn(Weak
         "{:<WID_DST6$} {:<WID_GW6$} {:<6.6} {:>5} {:>5}  {:>4} Iface",
         "Destination", "Gateway", "Flags", "Refs", "Mtu", "Prio"
     );
-    for r in routes {
+    for (r, refs) in routes.iter().flat_map(|e| e.hops().iter().map(move |h| (h, Arc::strong_count(e)))) {
         let iface = iface_name(r.ifp, ifname);
         let scope = iface.clone().unwrap_or_else(|| format!("link#{}", r.ifp.index));
         // As OpenBSD: a connected route's gateway is the interface address
@@ -148,7 +148,7 @@ fn inet6_section(out: &mut String, routes: &[Arc<Route6>], ifname: &impl Fn(Weak
             (None, Some(a)) => routename6(a, &scope),
             (None, None) => format!("link#{}", r.ifp.index),
         };
-        let refs = Arc::strong_count(r).saturating_sub(2);
+        let refs = refs.saturating_sub(2);
         let _ = writeln!(
             out,
             "{:<WID_DST6$} {:<WID_GW6$} {:<6.6} {:>5} {:>5}    {:>2} {}",
@@ -170,10 +170,10 @@ fn inet_section(out: &mut String, routes: &[Arc<Route>], ifname: &impl Fn(WeakIf
         "{:<18} {:<18} {:<6.6} {:>5} {:>5}  {:>4} Iface",
         "Destination", "Gateway", "Flags", "Refs", "Mtu", "Prio"
     );
-    for r in routes {
+    for (r, refs) in routes.iter().flat_map(|e| e.hops().iter().map(move |h| (h, Arc::strong_count(e)))) {
         let mtu = mtu_text(r.mtu);
         let iface = iface_name(r.ifp, ifname);
-        let refs = Arc::strong_count(r).saturating_sub(2);
+        let refs = refs.saturating_sub(2);
         let _ = writeln!(
             out,
             "{:<18} {:<18} {:<6.6} {:>5} {:>5}    {:>2} {}",

@@ -420,6 +420,27 @@ impl RouteBatch<'_> {
         keys.len()
     }
 
+    /// Adds `r`, or replaces the route with its key when that one differs
+    /// (RTM_ADD or RTM_CHANGE); when the same route is there already,
+    /// nothing changes and no message goes out (`Ok(None)`). The route
+    /// sync's way in: a resync that finds the table as it was says nothing.
+    pub fn set<A: RouteAddr>(&mut self, r: Route<A>) -> Result<Option<Arc<Route<A>>>, RouteError> {
+        let r = self.normalize(r)?;
+        let kind = match A::state(self.st).map.get(&r.key()) {
+            Some(held) if ***held == r => return Ok(None),
+            Some(_) => RtmType::Change,
+            None => RtmType::Add,
+        };
+        Ok(Some(self.install(kind, r)))
+    }
+
+    /// The route for exactly `dest/prefix_len` on interface `scope` (a
+    /// scoped destination's), changes of this batch included.
+    pub fn get_scoped<A: RouteAddr>(&self, dest: A, prefix_len: u8, scope: IfIndex) -> Option<Arc<Route<A>>> {
+        let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), scope), prefix_len);
+        A::state(self.st).map.get(&key).map(|h| (**h).clone())
+    }
+
     /// The route for exactly `dest/prefix_len`, changes of this batch included.
     pub fn get<A: RouteAddr>(&self, dest: A, prefix_len: u8) -> Option<Arc<Route<A>>> {
         let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), IfIndex::NONE), prefix_len);
@@ -436,6 +457,9 @@ impl RouteBatch<'_> {
     /// given without one. A scoped (link-local) gateway is looked up on the
     /// interface it is scoped to, and must be reached there.
     fn normalize<A: RouteAddr>(&self, mut r: Route<A>) -> Result<Route<A>, RouteError> {
+        if let Some(hops) = r.mpath.take() {
+            return self.normalize_mpath(r, &hops);
+        }
         check_len::<A>(r.prefix_len)?;
         r.dest = A::from_bits(A::mask_bits(r.dest.to_bits(), r.prefix_len));
         r.flags.insert(RouteFlags::UP);
@@ -467,6 +491,34 @@ impl RouteBatch<'_> {
             return Err(RouteError::NoScope);
         }
         Ok(r)
+    }
+
+    /// A multipath route: each next hop normalized as a route of its own
+    /// (its interface found from its gateway), all flagged `MPATH`, the
+    /// entry itself the first of them. One next hop is a plain route.
+    fn normalize_mpath<A: RouteAddr>(&self, r: Route<A>, hops: &[Route<A>]) -> Result<Route<A>, RouteError> {
+        let mut out = Vec::with_capacity(hops.len());
+        for h in hops {
+            let mut h = h.clone();
+            h.mpath = None;
+            h.dest = r.dest;
+            h.prefix_len = r.prefix_len;
+            h.origin = r.origin;
+            h.priority = r.priority;
+            h.flags.insert(RouteFlags::MPATH);
+            out.push(self.normalize(h)?);
+        }
+        let Some(mut first) = out.first().cloned() else {
+            let mut single = r;
+            single.flags.remove(RouteFlags::MPATH);
+            return self.normalize(single);
+        };
+        if out.len() == 1 {
+            first.flags.remove(RouteFlags::MPATH);
+        } else {
+            first.mpath = Some(out.into());
+        }
+        Ok(first)
     }
 
     /// Puts a normalized route in (replacing one with the same key).

@@ -47,7 +47,7 @@ fn flags_print_in_openbsd_netstat_order() {
     assert_eq!(Route::broadcast(ifw(1), a).unwrap().flags.to_string(), "UHb");
     assert_eq!(Route::via(ip("0.0.0.0"), 0, ip("10.0.1.254")).flags.to_string(), "UGS");
     let all = RouteFlags(FLAG_LETTERS.iter().fold(0, |acc, (f, _)| acc | f.0));
-    assert_eq!(all.to_string(), "UGHRCLSBclbn");
+    assert_eq!(all.to_string(), "UGHRCLSBcPlbn");
     assert_eq!(format!("{:<6}|", RouteFlags::UP), "U     |");
 }
 

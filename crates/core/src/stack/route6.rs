@@ -70,7 +70,18 @@ impl Stack {
                 None
             }
         };
-        Ok(Route6 { dest, prefix_len, gateway, ifp, ifa: None, flags, mtu: 0, priority: prio::STATIC })
+        Ok(Route6 {
+            dest,
+            prefix_len,
+            gateway,
+            ifp,
+            ifa: None,
+            flags,
+            mtu: 0,
+            priority: prio::STATIC,
+            origin: crate::route::RouteOrigin::Own,
+            mpath: None,
+        })
     }
 
     /// Adds a static IPv6 route (`route add -inet6`).

@@ -59,7 +59,7 @@ impl WorkerState {
             self.icmp6_error(cx, in_ifp, &p, false, Icmp6Err::Unreach(Unreach6::BeyondScope));
             return self.free(p);
         }
-        let (out, next_hop, mtu) = match route {
+        let (out, next_hop, mtu) = match route.map(|r| r.select_flow(src, dst)) {
             Some(r) => {
                 if r.flags.contains(RouteFlags::BLACKHOLE) {
                     s.blackholed.inc();

@@ -207,6 +207,10 @@ impl WorkerState {
         self.filter_batch(cx, f, Direction::In, ifp, &mut q, all);
         for (slot, &d) in q.iter_mut().zip(decisions.iter()) {
             let Some(p) = self.decided(cx, slot, d) else { continue };
+            if p.meta.pf_route == RouteDecision::AfTo {
+                self.af_to_in(cx, ifp, p);
+                continue;
+            }
             let Some(p) = self.pf_route6(cx, p) else { continue };
             let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
             match header_chain(p.data()) {
@@ -221,6 +225,20 @@ impl WorkerState {
         self.ip6q = q;
         self.hook.decisions = decisions;
         self.forward6_batch(cx);
+        // af-to's packets now IPv4 (an empty queue returns at once)
+        self.forward_batch(cx);
+    }
+
+    /// An IPv4 packet pf in turned into IPv6 (af-to): ip6_input after
+    /// the filter, its header chain read again.
+    pub(super) fn ip6_input_translated(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf) {
+        match header_chain(p.data()) {
+            Ok(chain) => self.ip6_input_filtered(cx, ifp, p, &chain, false),
+            Err(_) => {
+                cx.stats.ip6.tooshort.inc();
+                self.free(p);
+            }
+        }
     }
 
     /// ip6_input after the filter (see the module docs): a group we joined

@@ -48,7 +48,7 @@ impl WorkerState {
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::TimeExceeded);
             return self.free(p);
         }
-        let Some(r) = route else {
+        let Some(r) = route.map(|r| r.select_flow(src, dst)) else {
             ips.noroute.inc();
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Unreach(DstUnreachable::HostUnreachable, 0));
             return self.free(p);

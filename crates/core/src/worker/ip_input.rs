@@ -104,6 +104,8 @@ impl WorkerState {
         self.ipq = ipq;
         self.hook.decisions = decisions;
         self.forward_batch(cx);
+        // af-to's packets now IPv6 (an empty queue returns at once)
+        self.forward6_batch(cx);
     }
 
     /// IP input after pf in: local delivery or forwarding.

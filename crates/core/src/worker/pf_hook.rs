@@ -127,9 +127,23 @@ impl WorkerState {
         self.decided(cx, &mut slot[0], d[0])
     }
 
+    /// af-to (pf's PF_AFRT after pf in): the packet is in the other
+    /// family now and goes on as that family's input path takes a packet
+    /// pf in passed (routed in its table, pf out on the way out).
+    #[cold]
+    pub(super) fn af_to_in(&mut self, cx: &Ctx, ifp: &Arc<Interface>, mut p: PacketBuf) {
+        p.meta.pf_route = RouteDecision::None;
+        if is_ip6(&p) {
+            self.ip6_input_translated(cx, ifp, p);
+        } else {
+            self.ip_input_filtered(cx, ifp, p, false);
+        }
+    }
+
     /// An IPv6 packet pf passed with a `RouteDecision`: pf refuses
-    /// route-to, reply-to and dup-to on inet6 rules at load, so none is
-    /// expected; one that comes anyway is dropped and counted
+    /// route-to, reply-to and dup-to to IPv6 next hops at load, so none
+    /// is expected (af-to's is taken before this); one that comes anyway
+    /// is dropped and counted
     /// (`Ip6Stats::filtered`), never routed by an IPv4 next hop.
     #[inline]
     pub(super) fn pf_route6(&mut self, cx: &Ctx, p: PacketBuf) -> Option<PacketBuf> {

@@ -64,6 +64,10 @@ impl WorkerState {
                 self.pf_route_to_in(cx, in_ifp, p, nh);
                 None
             }
+            RouteDecision::AfTo => {
+                self.af_to_in(cx, in_ifp, p);
+                None
+            }
         }
     }
 
@@ -92,6 +96,8 @@ impl WorkerState {
                 self.send_via(cx, out, hop, out.mtu() as usize, rcvif, p, true);
                 None
             }
+            // pf sets it on pf in only.
+            RouteDecision::AfTo => Some(p),
         }
     }
 

@@ -41,11 +41,11 @@ pub fn compile_tree(
     // What can fail is checked before any table changes: a ruleset with an
     // error loads nothing, running tables included.
     for (path, rules) in sources {
-        if let Some(r) = rules.iter().find(|r| r.translation.af_to.is_some()) {
-            let what = "af-to".to_string();
-            return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what });
-        }
         for r in rules {
+            // A routing option softnet cannot carry out (an IPv6 next hop).
+            if let Some(Err(e)) = r.route.as_ref().map(crate::route::CRoute::check) {
+                return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what: e.0 });
+            }
             if let Some(a) = &r.anchor {
                 if let Err(why) = anchor::resolve(path, &a.name) {
                     return Err(CompileError::Anchor {

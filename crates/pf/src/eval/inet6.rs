@@ -92,16 +92,30 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
     if !is_error {
         // A query or reply: its own state. A reply that finds none may
         // answer a request sent to the all-nodes group.
-        let lookup = |key: (u64, u64), link: &mut u64| {
+        let mut af = afto::AfRewrite::Keep;
+        let mut lookup = |key: (u64, u64), link: &mut u64| {
             cx.with_state_linked(key, link, |slot, st| {
-                let fwd = st.direction == dirc;
+                // A translating state: by the wire key inbound, the stack
+                // key outbound, and the echo rewritten as its state says.
+                let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+                    let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    af = rw;
+                    (None, fwd)
+                } else {
+                    let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    (to, st.direction == dirc)
+                };
                 let flow = if fwd { Direction::In } else { Direction::Out };
                 if st.flags & sflags::SLOPPY == 0 && flow != icmp_dir {
                     return StateVerdict::Drop(Some(Reason::StateMismatch));
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len());
-                state_pass(st, slot, fwd)
+                state_pass_xlate(st, slot, fwd, (None, to))
             })
         };
         let data = pkt.data();
@@ -111,14 +125,16 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
             None if icmp_dir == Direction::Out => query_key(cx, pd, data, true).and_then(|k| lookup(k, link)),
             None => None,
         };
-        return found.unwrap_or(StateVerdict::NoState);
+        let v = found.unwrap_or(StateVerdict::NoState);
+        return afto_pass(pkt, pd, &af, v);
     }
-    error_state(cx, pd, pkt.data())
+    error_state(cx, pd, pkt)
 }
 
 /// An ICMPv6 error: the state of the packet it quotes, which went the
 /// other way (pf_test_state_icmp's second half).
-fn error_state(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
+fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
+    let data = pkt.data();
     let dirc = dir_code(cx.dir);
     let inner = &data[(pd.hlen() + icmpv6::HEADER_LEN).min(pd.tot_len())..pd.tot_len()];
     if Ipv6Packet::new_quoted(inner).is_err() {
@@ -183,26 +199,64 @@ fn error_state(cx: &Cx, pd: &Pd, data: &[u8]) -> StateVerdict {
         _ => {}
     }
     let quoted_seq = if w.proto == PROTO_TCP { be32(l4, 4) } else { 0 };
-    cx.with_state(key.words(), |slot, st| {
-        let fwd = st.direction == dirc;
-        if let Some(idir) = inner_icmp_dir {
-            // pf_icmp_state_lookup with `inner`: the quoted query flowed
-            // against this error's direction.
-            let flow = if fwd { Direction::Out } else { Direction::In };
-            if st.flags & sflags::SLOPPY == 0 && flow != idir {
-                return StateVerdict::Drop(Some(Reason::StateMismatch));
+    let kw = key.words();
+    let mut back = None;
+    let mut af_nat = None;
+    let v = cx
+        .with_state(kw, |slot, st| {
+            // A translating state: the error travels as its direction's
+            // packets do, and its quote goes back to what it is on this side
+            // (`to` is the quote's key side seen as a packet of this
+            // direction; the quote itself went the other way).
+            if st.flags & sflags::AFTO != 0 {
+                // af-to: an error translated from the IPv4 side (`afto::
+                // error_to6`) leaves by pf out as it is.
+                if st.direction != dirc && kw == st.key.words() {
+                    account(st, false, pd.tot_len());
+                    return state_pass(st, slot, false);
+                }
+                // One from the IPv6 side about the server's packet goes to
+                // the server as ICMP (`afto::error_to4`).
+                let nat = cx.pf.states.nat_key(slot);
+                if st.direction != dirc || kw != st.key.words() || nat.is_none() {
+                    return StateVerdict::Drop(Some(Reason::Translate));
+                }
+                af_nat = nat;
+                account(st, true, pd.tot_len());
+                return state_pass(st, slot, true);
             }
-        }
-        if w.proto == PROTO_TCP && !tcp_track::is_sloppy(st) {
-            let quoted_fwd = st.direction != dirc;
-            if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
-                return StateVerdict::Drop(Some(Reason::StateMismatch));
+            let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+                return StateVerdict::NoState;
+            };
+            back = to.map(|t| nat6::Endpoints6 { src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });
+            let fwd = st.direction == dirc;
+            if let Some(idir) = inner_icmp_dir {
+                // pf_icmp_state_lookup with `inner`: the quoted query flowed
+                // against this error's direction.
+                let flow = if fwd { Direction::Out } else { Direction::In };
+                if st.flags & sflags::SLOPPY == 0 && flow != idir {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
             }
+            if w.proto == PROTO_TCP && !tcp_track::is_sloppy(st) {
+                let quoted_fwd = st.direction != dirc;
+                if !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq) {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+            }
+            account(st, fwd, pd.tot_len());
+            state_pass(st, slot, fwd)
+        })
+        .unwrap_or(StateVerdict::NoState);
+    if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
+        nat6::translate_icmp6_error(pkt, pd, w.off, w.proto, &to);
+    }
+    if let (StateVerdict::Pass(_), Some(nat)) = (&v, af_nat) {
+        if !afto::error_to4(pkt, pd, w.off, w.proto, nat) {
+            return StateVerdict::Drop(Some(Reason::Translate));
         }
-        account(st, fwd, pd.tot_len());
-        state_pass(st, slot, fwd)
-    })
-    .unwrap_or(StateVerdict::NoState)
+    }
+    v
 }
 
 /// pf_match_rule's "don't create states on replies": a `keep state`
@@ -319,14 +373,37 @@ pub fn build_tcp6(
     flags: u8,
     hlim: u8,
 ) -> Option<PacketBuf> {
+    build_tcp6_opts(bufs, src, dst, &Seg6 { sport, dport, seq, ack, flags, win: 0 }, hlim, None)
+}
+
+/// The TCP fields of a segment pf sends over IPv6.
+pub(super) struct Seg6 {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub win: u16,
+}
+
+/// `build_tcp6` with a window and an MSS option (pf_send_tcp's `win`,
+/// `mss`: the SYN proxy's segments).
+pub(super) fn build_tcp6_opts(
+    bufs: &mut dyn BufferSource,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    s: &Seg6,
+    hlim: u8,
+    mss: Option<u16>,
+) -> Option<PacketBuf> {
     let tr = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags: TcpFlags::from_bits(flags),
-        window: 0,
-        max_seg_size: None,
+        src_port: s.sport,
+        dst_port: s.dport,
+        seq: s.seq,
+        ack: s.ack,
+        flags: TcpFlags::from_bits(s.flags),
+        window: s.win,
+        max_seg_size: mss,
         window_scale: None,
         sack_permitted: false,
         sack_ranges: [None; 3],

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies};
+use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, RouteDecision};
 use softnet_core::iface::Interface;
 use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::time::Instant;
@@ -29,8 +29,10 @@ use crate::state::{
 };
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
+mod afto;
 mod inet6;
 mod nat;
+mod nat6;
 mod pdesc;
 mod pdesc6;
 mod reply;
@@ -282,6 +284,8 @@ struct Passed {
     allow_opts: bool,
     /// A translating state's rewrite of the packet.
     xlate: Option<nat::Endpoints>,
+    /// The same for an IPv6 packet.
+    xlate6: Option<nat6::Endpoints6>,
     /// The state has a routing option (`sflags::ROUTED`).
     routed: bool,
     /// The state scrubs its packets (`sflags::SCRUB`).
@@ -430,7 +434,7 @@ fn test_pd(
         PROTO_TCP => test_state_tcp(cx, pd, pkt, &mut link, bufs, replies),
         PROTO_ICMP if pd.af == Af::Inet => test_state_icmp(cx, pd, pkt, &mut link),
         PROTO_ICMPV6 if pd.af == Af::Inet6 => test_state_icmp6(cx, pd, pkt, &mut link),
-        _ => test_state_other(cx, pd, &mut link),
+        _ => test_state_other(cx, pd, pkt, &mut link),
     };
     if inbound && link as u32 == 0 {
         // No inbound state matched: nothing for pf out to follow.
@@ -459,7 +463,7 @@ fn test_pd(
 /// `log (all)` logs it.
 #[inline(always)]
 fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
-    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, routed, scrub } = *p;
+    let Passed { rule, log, slot, tag, rtable, allow_opts, xlate, xlate6, routed, scrub } = *p;
     if let Some((gen, nr)) = rule {
         state_test::count_state_rule(cx, gen, nr, pd.tot_len());
     }
@@ -480,6 +484,9 @@ fn state_passed(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, p: &Passed) -> Decision {
     }
     if let Some(to) = xlate {
         nat::translate(pkt, pd, &to);
+    }
+    if let Some(to) = xlate6 {
+        nat6::translate6(pkt, pd, &to);
     }
     if scrub {
         scrub_state_packet(cx, rule, slot, pd, pkt);
@@ -511,11 +518,13 @@ fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
         if let Some(p) = a.prio_for(bare_ack, pd.tos) {
             pkt.meta.set_prio(p);
         }
-        // pf_scrub for IPv6 (hop limit, traffic class) is not built:
-        // `inet6` rules with scrub options are refused at load, and an
-        // IPv6 packet on a rule of both families is not scrubbed.
-        if a.edits() && pd.af == Af::Inet {
-            crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
+        if a.edits() {
+            if pd.af == Af::Inet {
+                crate::scrub::apply(pkt.data_mut(), pd.hlen(), pd.tot_len(), a, softnet_core::rng::random_u16);
+            } else {
+                let tcp = pd.proto == PROTO_TCP && !pd.frag;
+                crate::scrub::apply6(pkt.data_mut(), pd.hlen(), pd.tot_len(), tcp, a);
+            }
         }
     }
 }

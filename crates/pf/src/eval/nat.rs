@@ -63,11 +63,7 @@ pub(super) fn transaddr(
     nat: Option<&CRule>,
     rdr: Option<&CRule>,
 ) -> Result<(Endpoints, Holds), Reason> {
-    // Translation pools and keys are IPv4: an IPv6 packet is not
-    // translated (`inet6` rules with nat-to/rdr-to are refused at load).
-    if pd.af == Af::Inet6 {
-        return Err(Reason::Translate);
-    }
+    debug_assert!(pd.af == Af::Inet, "IPv6 packets go to nat6::transaddr6");
     let mut e = Endpoints::of(pd);
     let mut holds: Holds = [None, None];
     let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);
@@ -122,7 +118,10 @@ pub(super) fn transaddr(
 /// keeps for the rule, if the pool is sticky and the node is there.
 fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) -> Option<u32> {
     let s = r.src_track.as_ref().filter(|_| pool.sticky)?;
-    cx.pf.srcnodes.sticky(s, kind, src).map(u32::from)
+    match cx.pf.srcnodes.sticky(s, kind, src.into())? {
+        std::net::IpAddr::V4(a) => Some(u32::from(a)),
+        std::net::IpAddr::V6(_) => None,
+    }
 }
 
 /// What the state holds of `r`'s pool that gave `addr` to `src`: the
@@ -144,21 +143,22 @@ fn hold(
     let mut h = PoolHold {
         gen: cx.rs.nodes[r.node as usize].gen,
         nr: r.local_nr,
-        addr: Ipv4Addr::from(addr),
+        addr: Ipv4Addr::from(addr).into(),
         counted,
         node: None,
     };
     if let Some(s) = r.src_track.as_ref().filter(|_| pool.sticky) {
         let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
         let now = cx.now.as_nanos();
-        if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, src, Some(h.addr), now, limit) {
+        if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, src.into(), Some(Ipv4Addr::from(addr).into()), now, limit)
+        {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
             }
             h.give_back(cx.rs, kind as usize - 1);
             return Err(Reason::Translate);
         }
-        h.node = Some(s.key_of(kind, src));
+        h.node = Some(s.key_of(kind, src.into()));
     }
     Ok((h.counted || h.node.is_some()).then_some(h))
 }
@@ -178,7 +178,7 @@ pub(super) fn release(cx: &Cx, holds: &Holds) {
 }
 
 #[cold]
-fn log_exhausted(cx: &Cx, ports: [u16; 2]) {
+pub(super) fn log_exhausted(cx: &Cx, ports: [u16; 2]) {
     let now = cx.now.as_nanos();
     let last = LAST_EXHAUSTED_LOG.load(std::sync::atomic::Ordering::Relaxed);
     if last == 0 || now >= last.saturating_add(EXHAUSTED_LOG_NS) {

@@ -408,11 +408,11 @@ pub(super) fn test_rule(
             cx.log(None, pflog::PF_DROP, Reason::IpOption, pd, pkt.data());
             return Decision::Drop;
         }
-        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp_error(pd) {
+        if !pd.frag && (nat.is_some() || rdr.is_some()) && !icmp_error(pd) && nat6::translatable(pd) {
             // A translation from a `match` rule makes a state even under
             // the default rule (pf_test_rule: `nr != NULL`); softnet names
             // the translating rule as the state's.
-            let xl = match nat::transaddr(cx, pd, nat, rdr) {
+            let xl = match nat6::transaddr_any(cx, pd, nat, rdr) {
                 Ok(e) => e,
                 Err(reason) => {
                     cx.count(reason);
@@ -491,8 +491,25 @@ pub(super) fn test_rule(
             // through one).
             // An ICMP error makes no state (pf's `state_icmp`).
             let stateless = pd.frag || icmp_error(pd);
-            let xl = if !stateless && (nat.is_some() || rdr.is_some()) {
-                match nat::transaddr(cx, pd, nat, rdr) {
+            let xl = if afto::is_afto(r) {
+                // af-to: the rule's own pools, never a match rule's; what
+                // cannot be translated is dropped (`translate`).
+                let xl = if stateless {
+                    Err(Reason::Translate)
+                } else if pd.af == Af::Inet {
+                    afto::transaddr_af6(cx, pd, r).map(|(e, h)| (nat6::Xlate::Af6(e), h))
+                } else {
+                    afto::transaddr_af(cx, pd, r).map(|(e, h)| (nat6::Xlate::Af4(e), h))
+                };
+                match xl {
+                    Ok(x) => Some(x),
+                    Err(reason) => {
+                        cx.count(reason);
+                        return Decision::Drop;
+                    }
+                }
+            } else if !stateless && (nat.is_some() || rdr.is_some()) && nat6::translatable(pd) {
+                match nat6::transaddr_any(cx, pd, nat, rdr) {
                     Ok(e) => Some(e),
                     Err(reason) => {
                         cx.count(reason);
@@ -526,7 +543,10 @@ pub(super) fn test_rule(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
-            scrub_packet(pkt, pd, &scrub);
+            // `pd` no longer describes a packet af-to translated.
+            if pkt.meta.pf_route != RouteDecision::AfTo {
+                scrub_packet(pkt, pd, &scrub);
+            }
             Decision::Pass
         }
     }
@@ -643,7 +663,7 @@ pub(super) fn create_state(
     rtable: Option<u16>,
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
-    xlate: Option<(nat::Endpoints, Holds)>,
+    xlate: Option<(nat6::Xlate, Holds)>,
 ) -> Result<Option<synproxy::ProxySend>, Reason> {
     let holds = xlate.map_or([None, None], |x| x.1);
     let xlate = xlate.map(|x| x.0);
@@ -686,7 +706,7 @@ fn create_state_holding(
     rtable: Option<u16>,
     scrub: ScrubActs,
     log_match: [u32; LOG_MATCH_MAX],
-    xlate: Option<nat::Endpoints>,
+    xlate: Option<nat6::Xlate>,
     holds: &Holds,
     proxy: &mut Option<synproxy::ProxySend>,
 ) -> Result<u32, Reason> {
@@ -695,30 +715,20 @@ fn create_state_holding(
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
-    // Source nodes, routing pools and the SYN proxy hold IPv4 addresses:
-    // an IPv6 state on a rule of both families with them is not made
-    // (`inet6` rules with them are refused at load).
+    // Routing pools hold IPv4 next hops: an IPv6 state on a rule of both
+    // families with one is not made (`inet6` rules with them are refused
+    // at load).
+    let src_ip = match pd.af {
+        Af::Inet => std::net::IpAddr::V4(pd.src4()),
+        Af::Inet6 => std::net::IpAddr::V6(pd.src.v6()),
+    };
     if pd.af == Af::Inet6 {
-        if tracked.is_some() || r.src_track.is_some() {
-            return Err(Reason::SrcLimit);
-        }
         if r.route.is_some() {
             return Err(Reason::NoRoute);
         }
-        if r.keep_state == StateMode::Synproxy {
-            return Err(Reason::Synproxy);
-        }
     }
-    // pf_scrub and pf_normalize_tcp_* for IPv6 are not built: an IPv6
-    // state keeps only `set prio` of its scrub values (see `scrub_packet`).
-    let scrub = if pd.af == Af::Inet6 {
-        use crate::scrub::scrubflags::SETPRIO;
-        ScrubActs { flags: scrub.flags & SETPRIO, prio: scrub.prio, ..ScrubActs::default() }
-    } else {
-        scrub
-    };
     if let Some(src) = tracked {
-        if let Err(e) = cx.pf.srcnodes.acquire(src, pd.src4(), now, limit) {
+        if let Err(e) = cx.pf.srcnodes.acquire(src, src_ip, now, limit) {
             if let Some(i) = e.lcounter() {
                 cx.pf.counters.get(cx.worker).lcounters[i].inc();
             }
@@ -727,7 +737,7 @@ fn create_state_holding(
     }
     let undo_src = || {
         if let Some(src) = tracked {
-            cx.pf.srcnodes.undo(src, pd.src4(), now);
+            cx.pf.srcnodes.undo(src, src_ip, now);
         }
     };
     if let Some(max) = r.max_states {
@@ -765,6 +775,11 @@ fn create_state_holding(
     if holds.iter().any(Option::is_some) {
         st.src_flags |= srcflags::XLATE;
     }
+    if let Some(nat6::Xlate::Af4(_) | nat6::Xlate::Af6(_)) = xlate {
+        // found on the IPv4 side's interfaces too
+        st.flags |= sflags::AFTO;
+        st.kif = 0;
+    }
     let mut cold = crate::state::StateCold { log_match, ..Default::default() };
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
     // the state is not made (PFRES_NOROUTE).
@@ -774,21 +789,23 @@ fn create_state_holding(
     let sticky = r.src_track.as_ref().filter(|_| r.rule.route.as_ref().is_some_and(|rt| rt.pool.sticky));
     let undo_sticky = || {
         if let Some(src) = sticky {
-            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, pd.src4(), now);
+            cx.pf.srcnodes.undo_kind(src, SN_ROUTE, src_ip, now);
         }
     };
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
             let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
-            let kept =
-                sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, pd.src4())).and_then(|a| rt.hop_to(a, &if_ref));
+            let kept = sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, src_ip)).and_then(|a| match a {
+                std::net::IpAddr::V4(a) => rt.hop_to(a, &if_ref),
+                std::net::IpAddr::V6(_) => None,
+            });
             let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src4())) else {
                 undo_src();
                 return Err(Reason::NoRoute);
             };
             if let Some(src) = sticky {
-                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, pd.src4(), Some(nh.addr), now, limit).is_err() {
+                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, src_ip, Some(nh.addr.into()), now, limit).is_err() {
                     undo_src();
                     return Err(Reason::NoRoute);
                 }
@@ -878,7 +895,7 @@ fn create_state_holding(
                 patch_seq_ack(pkt, pd.hlen(), seq, ack);
             }
             if let Some(to) = xlate {
-                nat::translate(pkt, pd, &to);
+                to.apply(pkt, pd);
             }
             if let Some((kind, nh)) = route {
                 // The creating packet goes the state's way.

@@ -45,6 +45,10 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
         }
         return Some(Decision::Pass);
     }
+    // An af-to state's packets change family: `test_parsed`'s way.
+    if v.flags & sflags::AFTO != 0 {
+        return None;
+    }
     // A translating state: the rewrite from its keys' words, no lock.
     let to =
         if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
@@ -84,7 +88,7 @@ fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option
 
 /// The state flags that take a packet off `test_established`'s shortest
 /// path (each asks `state_passed` for work besides counting).
-const PLAIN_MASK: u8 = STATE_LOG | sflags::NAT | sflags::SCRUB | sflags::ROUTED;
+const PLAIN_MASK: u8 = STATE_LOG | sflags::NAT | sflags::SCRUB | sflags::ROUTED | sflags::AFTO;
 
 /// The rule that made a state counts the packet it passed (pf_test's
 /// `pf_counters_inc` on the state's rule).
@@ -109,16 +113,24 @@ pub(super) fn state_pass(st: &StateData, slot: u32, fwd: bool) -> StateVerdict {
         rtable: if fwd && st.rtable >= 0 { Some(st.rtable as u16) } else { None },
         allow_opts: st.flags & sflags::ALLOW_OPTS != 0,
         xlate: None,
+        xlate6: None,
         routed: st.flags & sflags::ROUTED != 0,
         scrub: st.flags & sflags::SCRUB != 0,
     })
 }
 
-/// `state_pass` for a packet a translating state rewrites (`to`).
-pub(super) fn state_pass_xlate(st: &StateData, slot: u32, fwd: bool, to: Option<nat::Endpoints>) -> StateVerdict {
+/// `state_pass` for a packet a translating state rewrites (`to`, or
+/// `to6` for an IPv6 packet).
+pub(super) fn state_pass_xlate(
+    st: &StateData,
+    slot: u32,
+    fwd: bool,
+    (to, to6): (Option<nat::Endpoints>, Option<nat6::Endpoints6>),
+) -> StateVerdict {
     let mut v = state_pass(st, slot, fwd);
     if let StateVerdict::Pass(p) = &mut v {
         p.xlate = to;
+        p.xlate6 = to6;
     }
     v
 }
@@ -137,6 +149,7 @@ pub(super) fn view_passed(v: &StateView, fwd: bool) -> Passed {
         rtable: if fwd && v.rtable >= 0 { Some(v.rtable as u16) } else { None },
         allow_opts: v.flags & sflags::ALLOW_OPTS != 0,
         xlate: None,
+        xlate6: None,
         routed: v.flags & sflags::ROUTED != 0,
         scrub: v.flags & sflags::SCRUB != 0,
     }
@@ -185,12 +198,21 @@ pub(super) fn test_state_tcp(
     let now = cx.now;
     // pf_src_connlimit's flush of the source's other states, done once
     // this state's lock is released: (the state, its source, global).
-    let mut flush: Option<(StateData, std::net::Ipv4Addr, bool)> = None;
+    let mut flush: Option<(StateData, std::net::IpAddr, bool)> = None;
+    let mut af = afto::AfRewrite::Keep;
     let out = cx.with_state_linked(key, link, |slot, st| {
-        let Some(to) = nat::state_target(st, pf.states.nat_key(slot), key, cx.dir) else {
-            return TcpOutcome::NotFound;
+        let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+            let Some((fwd, rw)) = afto::state_rewrite(st, pf.states.nat_key(slot), key, cx.dir) else {
+                return TcpOutcome::NotFound;
+            };
+            af = rw;
+            ((None, None), fwd)
+        } else {
+            let Some(to) = nat6::targets(st, pf.states.nat_key(slot), key, cx.dir, pd.af) else {
+                return TcpOutcome::NotFound;
+            };
+            (to, st.direction == dirc)
         };
-        let fwd = st.direction == dirc;
         let (src, dst) = if fwd { (st.src, st.dst) } else { (st.dst, st.src) };
         // The handshake completes when this packet leaves both peers
         // established: the source node counts the connection.
@@ -200,7 +222,7 @@ pub(super) fn test_state_tcp(
                 && st.src.state == tcps::ESTABLISHED
                 && st.dst.state == tcps::ESTABLISHED
         };
-        let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::Ipv4Addr, bool)>| {
+        let connlimit = |st: &mut StateData, flush: &mut Option<(StateData, std::net::IpAddr, bool)>| {
             st.src_flags |= srcflags::TCP_EST;
             let c = pf.srcnodes.connlimit(st, now.as_nanos(), |a, g| *flush = Some((*st, a, g)));
             for i in c.lcounters() {
@@ -284,7 +306,7 @@ pub(super) fn test_state_tcp(
             if let Some((seq, ack)) = rewrite {
                 patch_seq_ack(pkt, pd.hlen(), seq, ack);
             }
-            v
+            afto_pass(pkt, pd, &af, v)
         }
         Some(TcpOutcome::Drop(reason, reply)) => {
             if let Some(r) = reply {
@@ -385,7 +407,7 @@ pub(super) fn other_steady(v: &StateView, fwd: bool, udp: bool) -> bool {
     s == s0 && d == d0 && v.timeout == tidx(t) as u8
 }
 
-pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict {
+pub(super) fn test_state_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut u64) -> StateVerdict {
     let key = pkt_key_words(pd, cx.dir);
     let dirc = dir_code(cx.dir);
     let udp = pd.proto == PROTO_UDP;
@@ -397,36 +419,61 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, link: &mut u64) -> StateVerdict
         Probe::Miss => return StateVerdict::NoState,
         Probe::Hit(v) => {
             let fwd = v.direction == dirc;
-            if other_steady(&v, fwd, udp) {
-                let to = if v.flags & sflags::NAT != 0 {
-                    match cx.pf.states.keys(v.idx).and_then(|k| nat::view_target(k, key, fwd, cx.dir)) {
-                        Some(to) => to,
-                        None => return StateVerdict::NoState,
+            if v.flags & sflags::AFTO == 0 && other_steady(&v, fwd, udp) {
+                let mut p = view_passed(&v, fwd);
+                if v.flags & sflags::NAT != 0 {
+                    let Some(keys) = cx.pf.states.keys(v.idx) else { return StateVerdict::NoState };
+                    let found = if pd.af == Af::Inet6 {
+                        nat6::view_target6(keys, key, fwd, cx.dir).map(|t| p.xlate6 = t)
+                    } else {
+                        nat::view_target(keys, key, fwd, cx.dir).map(|t| p.xlate = t)
+                    };
+                    if found.is_none() {
+                        return StateVerdict::NoState;
                     }
-                } else {
-                    None
-                };
+                }
                 cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
                 cx.relink(link, v.idx, v.rev);
-                let mut p = view_passed(&v, fwd);
-                p.xlate = to;
                 return StateVerdict::Pass(p);
             }
         }
         Probe::Busy => {}
     }
-    cx.with_state_linked(key, link, |slot, st| {
-        let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
-            return StateVerdict::NoState;
-        };
-        let fwd = st.direction == dirc;
-        let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
-        let t = other_step(udp, &mut src.state, &mut dst.state);
-        set_timeout(st, cx.now, t);
-        account(st, fwd, pd.tot_len());
-        state_pass_xlate(st, slot, fwd, to)
-    })
-    .unwrap_or(StateVerdict::NoState)
+    let mut af = afto::AfRewrite::Keep;
+    let v = cx
+        .with_state_linked(key, link, |slot, st| {
+            let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+                let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                    return StateVerdict::NoState;
+                };
+                af = rw;
+                ((None, None), fwd)
+            } else {
+                let Some(to) = nat6::targets(st, cx.pf.states.nat_key(slot), key, cx.dir, pd.af) else {
+                    return StateVerdict::NoState;
+                };
+                (to, st.direction == dirc)
+            };
+            let (src, dst) = if fwd { (&mut st.src, &mut st.dst) } else { (&mut st.dst, &mut st.src) };
+            let t = other_step(udp, &mut src.state, &mut dst.state);
+            set_timeout(st, cx.now, t);
+            account(st, fwd, pd.tot_len());
+            state_pass_xlate(st, slot, fwd, to)
+        })
+        .unwrap_or(StateVerdict::NoState);
+    afto_pass(pkt, pd, &af, v)
+}
+
+/// A packet an af-to state passed, translated into the other family
+/// (`afto::apply`); one that cannot be is dropped as `translate`.
+#[cold]
+pub(super) fn afto_pass(pkt: &mut PacketBuf, pd: &Pd, af: &afto::AfRewrite, v: StateVerdict) -> StateVerdict {
+    match v {
+        StateVerdict::Pass(_) if *af != afto::AfRewrite::Keep && !afto::apply(pkt, pd, af) => {
+            StateVerdict::Drop(Some(Reason::Translate))
+        }
+        v => v,
+    }
 }
 
 pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut u64) -> StateVerdict {
@@ -449,12 +496,21 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
             }
             _ => {}
         }
-        return cx
+        let mut af = afto::AfRewrite::Keep;
+        let v = cx
             .with_state_linked(key, link, |slot, st| {
-                let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
-                    return StateVerdict::NoState;
+                let (to, fwd) = if st.flags & sflags::AFTO != 0 {
+                    let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    af = rw;
+                    (None, fwd)
+                } else {
+                    let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                        return StateVerdict::NoState;
+                    };
+                    (to, st.direction == dirc)
                 };
-                let fwd = st.direction == dirc;
                 // A request must flow in the state's direction, a reply against it.
                 let flow = if fwd { Direction::In } else { Direction::Out };
                 if flow != icmp_dir {
@@ -462,9 +518,10 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 }
                 set_timeout(st, cx.now, Timeout::IcmpError);
                 account(st, fwd, pd.tot_len());
-                state_pass_xlate(st, slot, fwd, to)
+                state_pass_xlate(st, slot, fwd, (to, None))
             })
             .unwrap_or(StateVerdict::NoState);
+        return afto_pass(pkt, pd, &af, v);
     }
     // An error: find the state of the packet it quotes.
     let inner = &data[pd.hlen() + icmpv4::HEADER_LEN..pd.tot_len()];
@@ -517,11 +574,32 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
     let kw = key.words();
     let mut back = None;
+    let mut af_key = None;
     let v = cx
         .with_state(kw, |slot, st| {
             // A translating state: the error travels as the packets of its
             // direction do (inbound by the wire key), and its quote goes back
             // to what it is on this side.
+            if st.flags & sflags::AFTO != 0 {
+                // af-to: an error from the IPv4 side about the client's
+                // translated packet goes to the client as ICMPv6 (RFC 7915
+                // §4.2); anything else about such a state is dropped.
+                let nat = cx.pf.states.nat_key(slot);
+                if st.direction != dirc && nat == Some(kw) {
+                    // one `afto::error_to4` made, leaving as it is
+                    account(st, true, pd.tot_len());
+                    return state_pass(st, slot, true);
+                }
+                if st.direction != dirc || nat != Some(kw) {
+                    return StateVerdict::Drop(Some(Reason::Translate));
+                }
+                if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) && !tcp_track::quoted_seq_ok(st, true, quoted_seq) {
+                    return StateVerdict::Drop(Some(Reason::StateMismatch));
+                }
+                af_key = Some(st.key);
+                account(st, false, pd.tot_len());
+                return state_pass(st, slot, false);
+            }
             let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };
@@ -547,6 +625,11 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
         .unwrap_or(StateVerdict::NoState);
     if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
         nat::translate_icmp_error(pkt, pd, h2, iproto, &to);
+    }
+    if let (StateVerdict::Pass(_), Some(k)) = (&v, af_key) {
+        if !afto::error_to6(pkt, pd, &k) {
+            return StateVerdict::Drop(Some(Reason::Translate));
+        }
     }
     v
 }

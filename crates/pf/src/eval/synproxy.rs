@@ -31,12 +31,16 @@ use super::*;
 const TCP_MSSDFLT: u16 = 512;
 /// IPv4 and TCP headers without options.
 const TCPIP_HLEN: u32 = 40;
+/// IPv6 and TCP headers without options (pf_calc_mss for AF_INET6).
+const TCPIP6_HLEN: u32 = 60;
 
 /// A segment the proxy sends (pf_send_tcp's arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ProxySend {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: PfAddr,
+    pub dst: PfAddr,
+    /// The addresses' family.
+    pub af: Af,
     pub sport: u16,
     pub dport: u16,
     pub seq: u32,
@@ -81,7 +85,8 @@ pub(super) fn syn_mss(pkt: &[u8], pd: &Pd, mtu: u32) -> u16 {
             })
         })
         .unwrap_or(TCP_MSSDFLT);
-    let fit = (mtu.saturating_sub(TCPIP_HLEN).min(u16::MAX as u32) as u16).max(TCP_MSSDFLT);
+    let hlen = if pd.af == Af::Inet6 { TCPIP6_HLEN } else { TCPIP_HLEN };
+    let fit = (mtu.saturating_sub(hlen).min(u16::MAX as u32) as u16).max(TCP_MSSDFLT);
     offer.min(fit).max(64)
 }
 
@@ -93,8 +98,9 @@ pub(super) fn start(st: &mut StateData, pd: &Pd, mss: u16, iss: u32) -> ProxySen
     st.src.seqhi = iss;
     st.dst.max_win = mss;
     ProxySend {
-        src: pd.dst4(),
-        dst: pd.src4(),
+        src: pd.dst,
+        dst: pd.src,
+        af: pd.af,
         sport: pd.dport,
         dport: pd.sport,
         seq: iss,
@@ -132,8 +138,9 @@ pub(super) fn step(
                 return ProxyStep::Drop;
             }
             let again = ProxySend {
-                src: pd.dst4(),
-                dst: pd.src4(),
+                src: pd.dst,
+                dst: pd.src,
+                af: pd.af,
                 sport: pd.dport,
                 dport: pd.sport,
                 seq: st.src.seqhi,
@@ -170,8 +177,9 @@ pub(super) fn step(
         }
         // The SYN to the server, as if from the client.
         let syn = ProxySend {
-            src: stack.addr[0].v4(),
-            dst: stack.addr[1].v4(),
+            src: stack.addr[0],
+            dst: stack.addr[1],
+            af: stack.af,
             sport: stack.port[0],
             dport: stack.port[1],
             seq: st.dst.seqhi,
@@ -189,8 +197,9 @@ pub(super) fn step(
     st.dst.max_win = seg.win.max(1);
     st.dst.seqlo = seg.seq;
     let to_server = ProxySend {
-        src: pd.dst4(),
-        dst: pd.src4(),
+        src: pd.dst,
+        dst: pd.src,
+        af: pd.af,
         sport: pd.dport,
         dport: pd.sport,
         seq: seg.ack,
@@ -201,8 +210,9 @@ pub(super) fn step(
         generated: false,
     };
     let to_client = ProxySend {
-        src: wire.addr[1].v4(),
-        dst: wire.addr[0].v4(),
+        src: wire.addr[1],
+        dst: wire.addr[0],
+        af: wire.af,
         sport: wire.port[1],
         dport: wire.port[0],
         seq: st.src.seqhi.wrapping_add(1),
@@ -224,11 +234,29 @@ pub(super) fn step(
     ProxyStep::Consume([Some(to_server), Some(to_client)])
 }
 
-/// Sends what the proxy asked for (pf_send_tcp; TTL 64).
+/// Sends what the proxy asked for (pf_send_tcp; TTL or hop limit 64).
 pub(super) fn send(sends: &[Option<ProxySend>; 2], bufs: &mut dyn BufferSource, replies: &mut FilterReplies) {
     for s in sends.iter().flatten() {
-        let built =
-            build_tcp_opts(bufs, s.src, s.dst, s.sport, s.dport, s.seq, s.ack, s.flags, s.win, DEFAULT_TTL, s.mss);
+        let (src, dst) = (s.src, s.dst);
+        let built = match s.af {
+            Af::Inet => build_tcp_opts(
+                bufs,
+                src.v4(),
+                dst.v4(),
+                s.sport,
+                s.dport,
+                s.seq,
+                s.ack,
+                s.flags,
+                s.win,
+                DEFAULT_TTL,
+                s.mss,
+            ),
+            Af::Inet6 => {
+                let seg = Seg6 { sport: s.sport, dport: s.dport, seq: s.seq, ack: s.ack, flags: s.flags, win: s.win };
+                build_tcp6_opts(bufs, src.v6(), dst.v6(), &seg, DEFAULT_TTL, s.mss)
+            }
+        };
         if let Some(mut p) = built {
             if !s.generated {
                 p.meta.flags &= !mflags::PF_GENERATED;
@@ -268,7 +296,7 @@ mod tests {
         crate::tcp_track::init_state(&mut st, &syn.tcp, None);
         let synack = start(&mut st, &syn, 1460, 7000);
         assert_eq!((synack.seq, synack.ack, synack.flags, synack.mss), (7000, 1001, TH_SYN | TH_ACK, Some(1460)));
-        assert_eq!((synack.src, synack.dport), (syn.dst4(), 40000));
+        assert_eq!((synack.src, synack.dport), (syn.dst, 40000));
         assert!(synack.generated);
         // Nothing from the server's side is accepted yet.
         let stray = pd("10.0.2.2", 80, "10.0.1.2", 40000, TH_SYN | TH_ACK, 5, 1001);
@@ -283,7 +311,7 @@ mod tests {
         let ProxyStep::Consume([Some(s), None]) = step(&mut st, true, &ack, &wire, &wire, || 9000, |_| false) else {
             panic!("no SYN to the server")
         };
-        assert_eq!((s.src, s.dst, s.sport, s.dport), (syn.src4(), syn.dst4(), 40000, 80));
+        assert_eq!((s.src, s.dst, s.sport, s.dport), (syn.src, syn.dst, 40000, 80));
         assert_eq!((s.seq, s.flags, s.mss, s.generated), (9000, TH_SYN, Some(1460), false));
         assert_eq!(st.src.state, tcps::PROXY_DST);
         // The server's SYN|ACK: an ACK each way, the state established.
@@ -291,8 +319,8 @@ mod tests {
         let ProxyStep::Consume([Some(a), Some(c)]) = step(&mut st, false, &sa, &wire, &wire, || 1, |_| false) else {
             panic!("no ACKs")
         };
-        assert_eq!((a.dst, a.seq, a.ack, a.flags, a.generated), (sa.src4(), 9001, 3001, TH_ACK, false));
-        assert_eq!((c.dst, c.dport, c.seq, c.ack, c.generated), (syn.src4(), 40000, 7001, 1001, true));
+        assert_eq!((a.dst, a.seq, a.ack, a.flags, a.generated), (sa.src, 9001, 3001, TH_ACK, false));
+        assert_eq!((c.dst, c.dport, c.seq, c.ack, c.generated), (syn.src, 40000, 7001, 1001, true));
         assert_eq!((st.src.state, st.dst.state), (tcps::ESTABLISHED, tcps::ESTABLISHED));
         // Client seq 1001 is server-side 9001; server seq 3001 is client-side 7001.
         assert_eq!(1001u32.wrapping_add(st.src.seqdiff), 9001);

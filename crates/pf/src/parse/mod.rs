@@ -169,33 +169,12 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        // af-to comes with IPv6.
-        if r.translation.af_to.is_some() {
-            refuse("af-to");
-        }
-        // What pf does for IPv6 that softnet's IPv6 path does not do yet:
-        // translation, scrubbing and source tracking keep IPv4 addresses
-        // and headers only.
-        if r.af == Some(AddressFamily::Inet6) && r.translation.af_to.is_none() {
-            if let Some(kw) = r.translation.keyword() {
-                refuse(&format!("{kw} for inet6"));
-            }
-            if r.scrub.any() || r.set.tos.is_some() {
-                refuse("scrub for inet6");
-            }
-            if r.keep_state == StateMode::Synproxy {
-                refuse("synproxy state for inet6");
-            }
-            let so = &r.state_opts;
-            if so.source_track.is_some()
-                || so.max_src_states.is_some()
-                || so.max_src_nodes.is_some()
-                || so.max_src_conn.is_some()
-                || so.max_src_conn_rate.is_some()
-                || so.overload.is_some()
-            {
-                refuse("source tracking for inet6");
-            }
+        // af-to (`eval/afto.rs`): a sticky pool would keep an address of
+        // one family for a source of the other.
+        if r.translation.af_to.is_some()
+            && [&r.translation.nat, &r.translation.rdr].into_iter().flatten().any(|p| p.sticky)
+        {
+            refuse("sticky-address with af-to")
         }
         if let Some(rt) = &r.route {
             if let Err(e) = crate::route::CRoute::check(rt) {
@@ -577,13 +556,18 @@ mod tests {
     }
 
     #[test]
-    fn load_refuses_af_to_but_parse_accepts_it() {
+    fn af_to_loads_but_not_with_sticky_address() {
         let r = StaticResolver::example();
         assert!(load_ruleset("match out on egress nat-to (egress)\n", "f", &r).is_ok());
         let src = "pass in inet af-to inet6 from 2001:db8::1 to 2001:db8::2\n";
-        assert!(parse_ruleset(src, "f", &r).is_ok());
-        let e = load_ruleset(src, "f", &r).unwrap_err();
-        assert_eq!(e[0].to_string(), "f:1: af-to not supported yet");
+        assert!(load_ruleset(src, "f", &r).is_ok());
+        let nat64 = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.1\n";
+        assert!(load_ruleset(nat64, "f", &r).is_ok());
+        let sticky = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.0/28 round-robin sticky-address\n";
+        assert_eq!(
+            load_ruleset(sticky, "f", &r).unwrap_err()[0].to_string(),
+            "f:1: sticky-address with af-to not supported yet"
+        );
         // sticky-address and least-states on nat-to/rdr-to pools load.
         let src = "match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n\
                    pass in on em0 rdr-to { 10.0.0.1, 10.0.0.2 } least-states sticky-address\n";

@@ -177,6 +177,9 @@ pub mod sflags {
     /// The state scrubs its packets (pf_scrub with the values kept in
     /// `StateTable::scrub_of`'s side array).
     pub const SCRUB: u8 = 1 << 6;
+    /// `af-to`: its translated key is of the other family
+    /// (`crate::eval::afto`); its packets change family.
+    pub const AFTO: u8 = 1 << 7;
 }
 
 /// Source-tracking flags (`StateData::src_flags`): read and written under

@@ -1,7 +1,9 @@
 //! Address pools at run time, as pf_lb.c: `pf_map_addr` picks a
 //! translation (or route) address from a pool, `pf_get_sport` a source
 //! port no state uses, `pf_get_transaddr` the whole translation of a new
-//! connection. IPv4 (the data path is IPv4; IPv6 pools come with IPv6).
+//! connection. Both families: the algorithms are generic over the
+//! address as a number (`PoolWord`: a u32 for IPv4, a u128 for IPv6,
+//! host order), as pf_lb.c's work on a `pf_addr` of family `af`.
 //!
 //! A pool's addresses are "blocks" (a network and its mask): one for a
 //! plain address or network, a table's entries (not negated, in order),
@@ -25,7 +27,7 @@ use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use softnet_core::iface::IfAddr;
+use softnet_core::iface::{If6Addr, IfAddr};
 
 use crate::model::{Addr, HashKey, IfAddrModifier, Pool, PoolType};
 use crate::table::Table;
@@ -33,47 +35,126 @@ use crate::table::Table;
 /// The ports pf_get_sport picks from when a rule names none.
 pub use crate::model::{NAT_PORT_HIGH, NAT_PORT_LOW};
 
+/// An address as pf_lb.c computes with it: the bits of an IPv4 (`u32`)
+/// or IPv6 (`u128`) address as a number, so that masks, `PF_AINC` and
+/// comparisons are the integer's.
+pub trait PoolWord:
+    Copy
+    + Eq
+    + std::hash::Hash
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+    + std::ops::BitAnd<Output = Self>
+    + std::ops::BitOr<Output = Self>
+    + std::ops::Not<Output = Self>
+{
+    const ZERO: Self;
+    const ONES: Self;
+    /// Where the pool's round-robin stands, shared by the workers.
+    type Cell: CursorCell<Self>;
+    /// `PF_AINC`: the next address (wrapping).
+    fn inc(self) -> Self;
+    /// Set bits (a mask's prefix length).
+    fn ones(self) -> u32;
+    /// pf_hash: SipHash-2-4 of the address under the pool's key, and the
+    /// address pf reads back from its `hash` words.
+    fn hash(self, key: &HashKey) -> (u64, Self);
+    /// Random host bits under `host` (pf_map_addr's `arc4random` into the
+    /// counter's words the mask does not cover).
+    fn random_host(host: Self, rng: &mut dyn FnMut(u32) -> u32) -> Self;
+}
+
+impl PoolWord for u32 {
+    const ZERO: u32 = 0;
+    const ONES: u32 = u32::MAX;
+    type Cell = PoolCursor;
+    fn inc(self) -> u32 {
+        self.wrapping_add(1)
+    }
+    fn ones(self) -> u32 {
+        self.count_ones()
+    }
+    fn hash(self, key: &HashKey) -> (u64, u32) {
+        // the first word is the hash's low 32 bits, stored in host
+        // (little-endian) order and read as an address
+        let h = pf_hash(self, key);
+        (h, (h as u32).swap_bytes())
+    }
+    fn random_host(host: u32, rng: &mut dyn FnMut(u32) -> u32) -> u32 {
+        rng(host.wrapping_add(1))
+    }
+}
+
+impl PoolWord for u128 {
+    const ZERO: u128 = 0;
+    const ONES: u128 = u128::MAX;
+    type Cell = PoolCursor6;
+    fn inc(self) -> u128 {
+        self.wrapping_add(1)
+    }
+    fn ones(self) -> u32 {
+        self.count_ones()
+    }
+    fn hash(self, key: &HashKey) -> (u64, u128) {
+        // pf_hash for AF_INET6: the 64-bit hash's halves, then both
+        // flipped ("siphash isn't big enough"), each word in host order
+        let h = pf_hash_bytes(&self.to_be_bytes(), key);
+        let (lo, hi) = (h as u32, (h >> 32) as u32);
+        let w = [lo, hi, !hi, !lo].map(|x| x.swap_bytes() as u128);
+        (h, w[0] << 96 | w[1] << 64 | w[2] << 32 | w[3])
+    }
+    fn random_host(host: u128, rng: &mut dyn FnMut(u32) -> u32) -> u128 {
+        let mut r = 0u128;
+        for _ in 0..8 {
+            r = r << 16 | rng(1 << 16) as u128;
+        }
+        r & host
+    }
+}
+
 /// The addresses of a pool with several: a table's entries or an
 /// interface's addresses.
-pub trait AddrBlocks {
+pub trait AddrBlocks<A = u32> {
     /// How many entries (pf's `pfrkt_cnt`): `random` and `source-hash`
     /// pick an index below it.
     fn count(&self) -> usize;
     /// The `idx`-th usable block (negated entries are not): network and
     /// mask.
-    fn block(&self, idx: usize) -> Option<(u32, u32)>;
+    fn block(&self, idx: usize) -> Option<(A, A)>;
     /// When the most specific entry holding `a` is another one than block
     /// `idx` (a nested block), that entry's network and mask.
-    fn nested(&self, a: u32, idx: usize) -> Option<(u32, u32)>;
+    fn nested(&self, a: A, idx: usize) -> Option<(A, A)>;
 }
 
 /// A list of blocks (an interface's addresses, a test's pool).
-pub struct BlockList<'a>(pub &'a [(u32, u32)]);
+pub struct BlockList<'a, A = u32>(pub &'a [(A, A)]);
 
-impl AddrBlocks for BlockList<'_> {
+impl<A: PoolWord> AddrBlocks<A> for BlockList<'_, A> {
     fn count(&self) -> usize {
         self.0.len()
     }
-    fn block(&self, idx: usize) -> Option<(u32, u32)> {
+    fn block(&self, idx: usize) -> Option<(A, A)> {
         self.0.get(idx).copied()
     }
-    fn nested(&self, a: u32, idx: usize) -> Option<(u32, u32)> {
+    fn nested(&self, a: A, idx: usize) -> Option<(A, A)> {
         let own = self.0.get(idx)?.1;
         self.0
             .iter()
             .enumerate()
-            .filter(|&(i, &(n, m))| i != idx && a & m == n && m.count_ones() > own.count_ones())
+            .filter(|&(i, &(n, m))| i != idx && a & m == n && m.ones() > own.ones())
             .map(|(_, &b)| b)
-            .max_by_key(|b| b.1.count_ones())
+            .max_by_key(|b| b.1.ones())
     }
 }
 
 /// Where a pool's addresses come from when a connection is mapped.
-pub enum PoolAddrs<'a> {
+pub enum PoolAddrs<'a, A = u32> {
     /// One address or network (`raddr`, `rmask`).
-    Single { addr: u32, mask: u32 },
+    Single { addr: A, mask: A },
     /// A table, or an interface's addresses.
-    Blocks(&'a dyn AddrBlocks),
+    Blocks(&'a dyn AddrBlocks<A>),
 }
 
 /// pf's `rpool->tblidx` and `rpool->counter`: where round-robin (and the
@@ -85,43 +166,86 @@ pub enum PoolAddrs<'a> {
 pub struct PoolCursor(AtomicU64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Cursor {
+pub struct Cursor<A = u32> {
     /// The block index (-1: none yet).
     pub tblidx: i32,
     /// The last address handed out, 0 for none.
-    pub counter: u32,
+    pub counter: A,
+}
+
+/// A pool's cursor as the workers share it.
+pub trait CursorCell<A>: Send + Sync {
+    /// A cursor that has handed out nothing yet.
+    fn fresh() -> Self;
+    fn load(&self) -> Cursor<A>;
+    fn store(&self, c: Cursor<A>);
 }
 
 impl PoolCursor {
     pub fn new() -> PoolCursor {
+        <PoolCursor as CursorCell<u32>>::fresh()
+    }
+    pub fn load(&self) -> Cursor {
+        CursorCell::load(self)
+    }
+    pub fn store(&self, c: Cursor) {
+        CursorCell::store(self, c)
+    }
+}
+
+impl CursorCell<u32> for PoolCursor {
+    fn fresh() -> PoolCursor {
         let c = PoolCursor::default();
         c.store(Cursor { tblidx: -1, counter: 0 });
         c
     }
-    pub fn load(&self) -> Cursor {
+    fn load(&self) -> Cursor {
         let v = self.0.load(Ordering::Relaxed);
         Cursor { tblidx: (v >> 32) as u32 as i32, counter: v as u32 }
     }
-    pub fn store(&self, c: Cursor) {
+    fn store(&self, c: Cursor) {
         self.0.store((c.tblidx as u32 as u64) << 32 | c.counter as u64, Ordering::Relaxed);
+    }
+}
+
+/// An IPv6 pool's cursor: 128 bits do not fit an atomic word, so a lock
+/// taken once per mapping (a new connection's, never per packet).
+#[derive(Debug)]
+pub struct PoolCursor6(Mutex<Cursor<u128>>);
+
+impl CursorCell<u128> for PoolCursor6 {
+    fn fresh() -> PoolCursor6 {
+        PoolCursor6(Mutex::new(Cursor { tblidx: -1, counter: 0 }))
+    }
+    fn load(&self) -> Cursor<u128> {
+        *self.0.lock()
+    }
+    fn store(&self, c: Cursor<u128>) {
+        *self.0.lock() = c;
     }
 }
 
 /// `least-states`: states per translated address of a pool (pf keeps them
 /// on the table entries). Touched only when a state is made or removed.
-#[derive(Debug, Default)]
-pub struct PoolLoads(Mutex<HashMap<u32, u64>>);
+#[derive(Debug)]
+pub struct PoolLoads<A = u32>(Mutex<HashMap<A, u64>>);
 
-impl PoolLoads {
-    pub fn get(&self, a: u32) -> u64 {
+impl<A> Default for PoolLoads<A> {
+    fn default() -> Self {
+        PoolLoads(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<A: PoolWord> PoolLoads<A> {
+    pub fn get(&self, a: A) -> u64 {
         self.0.lock().get(&a).copied().unwrap_or(0)
     }
     /// `pfr_states_increase`.
-    pub fn increase(&self, a: u32) {
+    pub fn increase(&self, a: A) {
         *self.0.lock().entry(a).or_insert(0) += 1;
     }
     /// `pfr_states_decrease`.
-    pub fn decrease(&self, a: u32) {
+    pub fn decrease(&self, a: A) {
         let mut m = self.0.lock();
         if let Some(n) = m.get_mut(&a) {
             *n = n.saturating_sub(1);
@@ -134,24 +258,29 @@ impl PoolLoads {
 
 /// `pf_poolmask`: the network bits of `raddr`, the host bits of `saddr`.
 #[inline]
-pub fn poolmask(raddr: u32, rmask: u32, saddr: u32) -> u32 {
+pub fn poolmask<A: PoolWord>(raddr: A, rmask: A, saddr: A) -> A {
     (raddr & rmask) | (saddr & !rmask)
 }
 
 /// `pf_match_addr(0, …)`.
 #[inline]
-fn in_block(raddr: u32, rmask: u32, a: u32) -> bool {
+fn in_block<A: PoolWord>(raddr: A, rmask: A, a: A) -> bool {
     a & rmask == raddr & rmask
 }
 
 /// `pf_hash` for IPv4: SipHash-2-4 of the address under the pool's key.
 pub fn pf_hash(a: u32, key: &HashKey) -> u64 {
+    // pf hashes the address as it lies in memory (network order)
+    pf_hash_bytes(&a.to_be_bytes(), key)
+}
+
+/// SipHash-2-4 of an address's bytes (network order) under the pool key.
+fn pf_hash_bytes(a: &[u8], key: &HashKey) -> u64 {
     let k = key.0;
     let k0 = (k[0] as u64) | (k[1] as u64) << 32;
     let k1 = (k[2] as u64) | (k[3] as u64) << 32;
     let mut h = SipHasher24::new_with_keys(k0, k1);
-    // pf hashes the address as it lies in memory (network order)
-    h.write(&a.to_be_bytes());
+    h.write(a);
     h.finish()
 }
 
@@ -159,14 +288,14 @@ pub fn pf_hash(a: u32, key: &HashKey) -> u64 {
 /// next block when the cursor's address is not in the current one, and
 /// past nested blocks. Returns the block (network, mask) and the address;
 /// the cursor is left on it.
-pub fn pool_get(blocks: &dyn AddrBlocks, cur: &mut Cursor) -> Option<(u32, u32, u32)> {
+pub fn pool_get<A: PoolWord>(blocks: &dyn AddrBlocks<A>, cur: &mut Cursor<A>) -> Option<(A, A, A)> {
     let (mut idx, mut use_counter) = match usize::try_from(cur.tblidx) {
         Ok(i) if i < blocks.count() => (i, true),
         _ => (0, false),
     };
     'next_block: loop {
         let (raddr, rmask) = blocks.block(idx)?;
-        let mut addr = if use_counter && cur.counter != 0 {
+        let mut addr = if use_counter && cur.counter != A::ZERO {
             if !in_block(raddr, rmask, cur.counter) {
                 idx += 1;
                 use_counter = false;
@@ -176,7 +305,7 @@ pub fn pool_get(blocks: &dyn AddrBlocks, cur: &mut Cursor) -> Option<(u32, u32, 
         } else {
             raddr
         };
-        if rmask == u32::MAX {
+        if rmask == A::ONES {
             *cur = Cursor { tblidx: idx as i32, counter: addr };
             return Some((raddr, rmask, addr));
         }
@@ -186,8 +315,8 @@ pub fn pool_get(blocks: &dyn AddrBlocks, cur: &mut Cursor) -> Option<(u32, u32, 
                 return Some((raddr, rmask, addr));
             };
             // step past the nested block
-            addr = (addr | !nmask).wrapping_add(1);
-            if addr == 0 || !in_block(raddr, rmask, addr) {
+            addr = (addr | !nmask).inc();
+            if addr == A::ZERO || !in_block(raddr, rmask, addr) {
                 idx += 1;
                 use_counter = false;
                 continue 'next_block;
@@ -197,30 +326,30 @@ pub fn pool_get(blocks: &dyn AddrBlocks, cur: &mut Cursor) -> Option<(u32, u32, 
 }
 
 /// What a pool is, for `map_addr`.
-pub struct PoolSpec<'a> {
+pub struct PoolSpec<'a, A = u32> {
     pub kind: PoolType,
-    pub addrs: PoolAddrs<'a>,
+    pub addrs: PoolAddrs<'a, A>,
     /// A pool that may hold several addresses (pf's `PF_POOL_DYNTYPE` rules
     /// out tables and multi-address `(if)` for the other types).
     pub sticky: bool,
 }
 
-/// `pf_map_addr` (IPv4): the address `saddr`'s connection is translated
+/// `pf_map_addr`: the address `saddr`'s connection is translated
 /// to (or routed through). `init` is the port search's start address:
 /// when 0 it is set to the first address tried (random and round-robin),
 /// so `get_sport` knows when it has been round the pool. `sticky` is the
 /// address a source node already maps `saddr` to (source tracking), used
 /// when the pool says `sticky-address`. `loads` counts states per address
 /// for `least-states`. `None` when the pool has no address to give.
-pub fn map_addr(
-    pool: &PoolSpec,
-    cursor: &PoolCursor,
-    loads: Option<&PoolLoads>,
-    saddr: u32,
-    init: Option<&mut u32>,
-    sticky: Option<u32>,
+pub fn map_addr<A: PoolWord>(
+    pool: &PoolSpec<A>,
+    cursor: &A::Cell,
+    loads: Option<&PoolLoads<A>>,
+    saddr: A,
+    init: Option<&mut A>,
+    sticky: Option<A>,
     rng: &mut dyn FnMut(u32) -> u32,
-) -> Option<u32> {
+) -> Option<A> {
     if pool.sticky && pool.kind != PoolType::None {
         if let Some(a) = sticky {
             return Some(a);
@@ -241,36 +370,33 @@ pub fn map_addr(
         (PoolAddrs::Single { addr, mask }, PoolType::Bitmask) => poolmask(*addr, *mask, saddr),
         (PoolAddrs::Blocks(b), PoolType::Random) => {
             let cnt = b.count() as u32;
-            cur = Cursor { tblidx: if cnt == 0 { 0 } else { rng(cnt) as i32 }, counter: 0 };
+            cur = Cursor { tblidx: if cnt == 0 { 0 } else { rng(cnt) as i32 }, counter: A::ZERO };
             let (_, _, a) = pool_get(*b, &mut cur)?;
             a
         }
         (PoolAddrs::Single { addr, mask }, PoolType::Random) => match init {
-            Some(init) if *init == 0 => {
+            Some(init) if *init == A::ZERO => {
                 // `pf_rand_addr`: random host bits
-                let host = !*mask;
-                cur.counter = rng(host.wrapping_add(1));
+                cur.counter = A::random_host(!*mask, rng);
                 let a = poolmask(*addr, *mask, cur.counter);
                 *init = a;
                 a
             }
             _ => {
-                cur.counter = cur.counter.wrapping_add(1);
+                cur.counter = cur.counter.inc();
                 poolmask(*addr, *mask, cur.counter)
             }
         },
         (addrs, PoolType::SourceHash(key)) => {
-            let h = pf_hash(saddr, &key);
+            let (h, as_addr) = saddr.hash(&key);
             match addrs {
                 PoolAddrs::Blocks(b) => {
                     let cnt = b.count() as u64;
-                    cur = Cursor { tblidx: if cnt == 0 { 0 } else { (h % cnt) as i32 }, counter: 0 };
+                    cur = Cursor { tblidx: if cnt == 0 { 0 } else { (h % cnt) as i32 }, counter: A::ZERO };
                     let (_, _, a) = pool_get(*b, &mut cur)?;
                     a
                 }
-                // pf_hash's first word is the hash's low 32 bits, stored
-                // in host (little-endian) order and read as an address
-                PoolAddrs::Single { addr, mask } => poolmask(*addr, *mask, (h as u32).swap_bytes()),
+                PoolAddrs::Single { addr, mask } => poolmask(*addr, *mask, as_addr),
             }
         }
         (addrs, PoolType::RoundRobin) => {
@@ -278,20 +404,20 @@ pub fn map_addr(
                 PoolAddrs::Blocks(b) => {
                     let got = pool_get(*b, &mut cur).or_else(|| {
                         // the cursor's address left the pool: start over
-                        cur = Cursor { tblidx: -1, counter: 0 };
+                        cur = Cursor { tblidx: -1, counter: A::ZERO };
                         pool_get(*b, &mut cur)
                     });
                     let (ra, rm, _) = got?;
                     (ra, rm)
                 }
                 PoolAddrs::Single { addr, mask } => {
-                    if cur.counter == 0 && *mask == u32::MAX {
+                    if cur.counter == A::ZERO && *mask == A::ONES {
                         // a single host: POOL_NONE
                         return Some(*addr);
                     }
                     // pf counts host bits here; a counter that has grown
                     // into the pool's own network is its end
-                    if cur.counter != 0 && in_block(*addr, *mask, cur.counter) {
+                    if cur.counter != A::ZERO && in_block(*addr, *mask, cur.counter) {
                         return None;
                     }
                     (*addr, *mask)
@@ -299,26 +425,26 @@ pub fn map_addr(
             };
             let a = poolmask(raddr, rmask, cur.counter);
             if let Some(init) = init {
-                if *init == 0 {
+                if *init == A::ZERO {
                     *init = cur.counter;
                 }
             }
-            cur.counter = cur.counter.wrapping_add(1);
+            cur.counter = cur.counter.inc();
             a
         }
         (addrs, PoolType::LeastStates) => {
-            let load = |a: u32| loads.map_or(0, |l| l.get(a));
+            let load = |a: A| loads.map_or(0, |l| l.get(a));
             match addrs {
                 PoolAddrs::Blocks(b) => {
                     if pool_get(*b, &mut cur).is_none() {
-                        cur = Cursor { tblidx: -1, counter: 0 };
+                        cur = Cursor { tblidx: -1, counter: A::ZERO };
                         pool_get(*b, &mut cur)?;
                     }
                 }
                 PoolAddrs::Single { addr, mask } => {
                     // pf hands out its bare counter here (0.0.0.0 for a
                     // fresh pool); softnet walks the network's addresses
-                    if cur.counter == 0 || !in_block(*addr, *mask, cur.counter) {
+                    if cur.counter == A::ZERO || !in_block(*addr, *mask, cur.counter) {
                         cur.counter = *addr;
                     }
                 }
@@ -328,7 +454,7 @@ pub fn map_addr(
             let mut best_load = load(best);
             let mut states = best_load;
             if let Some(init) = init {
-                if *init == 0 {
+                if *init == A::ZERO {
                     *init = best;
                 }
             }
@@ -337,11 +463,11 @@ pub fn map_addr(
             let mut steps = 0u64;
             while states > 0 && steps < 1 << 20 {
                 steps += 1;
-                cur.counter = cur.counter.wrapping_add(1);
+                cur.counter = cur.counter.inc();
                 match addrs {
                     PoolAddrs::Blocks(b) => {
                         if pool_get(*b, &mut cur).is_none() {
-                            cur = Cursor { tblidx: -1, counter: 0 };
+                            cur = Cursor { tblidx: -1, counter: A::ZERO };
                             pool_get(*b, &mut cur)?;
                         }
                     }
@@ -374,9 +500,9 @@ pub fn map_addr(
 
 /// `pf_get_sport`'s answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SportResult {
+pub enum SportResult<A = u32> {
     /// Translate to this address and port.
-    Found { addr: u32, port: u16 },
+    Found { addr: A, port: u16 },
     /// Every port of every address the pool could give is in use (or the
     /// pool gave none): pf drops the packet (`translate`).
     Exhausted,
@@ -387,7 +513,10 @@ pub const MAX_ADDRS_TRIED: usize = 1024;
 
 /// The protocols whose source port (or ICMP query id) NAT changes.
 pub fn nat_changes_port(proto: u8) -> bool {
-    proto == crate::names::IPPROTO_TCP || proto == crate::names::IPPROTO_UDP || proto == crate::names::IPPROTO_ICMP
+    proto == crate::names::IPPROTO_TCP
+        || proto == crate::names::IPPROTO_UDP
+        || proto == crate::names::IPPROTO_ICMP
+        || proto == crate::names::IPPROTO_ICMPV6
 }
 
 /// `pf_get_sport`: the translated source address (from `map_addr`) and a
@@ -398,20 +527,20 @@ pub fn nat_changes_port(proto: u8) -> bool {
 /// free port, random, round-robin and least-states pools try their next
 /// address until they come back to the first.
 #[allow(clippy::too_many_arguments)]
-pub fn get_sport(
-    pool: &PoolSpec,
-    cursor: &PoolCursor,
-    loads: Option<&PoolLoads>,
+pub fn get_sport<A: PoolWord>(
+    pool: &PoolSpec<A>,
+    cursor: &A::Cell,
+    loads: Option<&PoolLoads<A>>,
     proto: u8,
     icmp_echo: bool,
-    saddr: u32,
+    saddr: A,
     sport: u16,
     range: (u16, u16),
-    sticky: Option<u32>,
+    sticky: Option<A>,
     rng: &mut dyn FnMut(u32) -> u32,
-    in_use: &mut dyn FnMut(u32, u16) -> bool,
-) -> SportResult {
-    let mut init = 0u32;
+    in_use: &mut dyn FnMut(A, u16) -> bool,
+) -> SportResult<A> {
+    let mut init = A::ZERO;
     let Some(mut naddr) = map_addr(pool, cursor, loads, saddr, Some(&mut init), sticky, rng) else {
         return SportResult::Exhausted;
     };
@@ -421,9 +550,9 @@ pub fn get_sport(
     // pool to its next address, as pf's do).
     let least = pool.kind == PoolType::LeastStates && loads.is_some();
     let mut counted = least && !(pool.sticky && sticky.is_some());
-    let mut passed = [0u32; 64];
+    let mut passed = [A::ZERO; 64];
     let mut n_passed = 0usize;
-    let mut pass = |a: u32, counted: bool| {
+    let mut pass = |a: A, counted: bool| {
         if !counted {
             return;
         }
@@ -434,7 +563,7 @@ pub fn get_sport(
             l.decrease(a);
         }
     };
-    let give_back = |passed: &[u32]| {
+    let give_back = |passed: &[A]| {
         if let Some(l) = loads {
             for &a in passed {
                 l.decrease(a);
@@ -444,7 +573,7 @@ pub fn get_sport(
     let res = (|| {
         let (mut low, mut high) = range;
         let mut tried = 1usize;
-        if proto == crate::names::IPPROTO_ICMP {
+        if proto == crate::names::IPPROTO_ICMP || proto == crate::names::IPPROTO_ICMPV6 {
             if !icmp_echo {
                 // pf leaves other ICMP alone
                 return SportResult::Found { addr: naddr, port: sport };
@@ -530,6 +659,8 @@ pub fn rdr_port(proxy_port: [u16; 2], dst_lo: u16, dport: u16) -> u16 {
 pub enum PoolSource {
     /// One address or network.
     Single { addr: u32, mask: u32 },
+    /// One IPv6 address or network.
+    Single6 { addr: u128, mask: u128 },
     /// A table, read at each mapping (its current entries).
     Table(Arc<Table>),
     /// `(if)`: the interface's addresses at each mapping, so a changed or
@@ -547,17 +678,22 @@ pub struct CPool {
     pub proxy_port: [u16; 2],
     pub cursor: PoolCursor,
     pub loads: PoolLoads,
+    /// The cursor and `least-states` counts of the pool's IPv6 addresses
+    /// (a table or an `(if)` may give both families).
+    pub cursor6: PoolCursor6,
+    pub loads6: PoolLoads<u128>,
 }
 
 /// An interface's addresses, for `(if)`.
 pub type IfAddrs<'a> = &'a dyn Fn(&str) -> Option<Vec<IfAddr>>;
+/// An interface's IPv6 addresses, for `(if)` in an IPv6 pool.
+pub type IfAddrs6<'a> = &'a dyn Fn(&str) -> Option<Vec<If6Addr>>;
 
 /// Most addresses of an interface a pool reads.
 const DYN_MAX: usize = 16;
 
 impl CPool {
-    /// The pool of `p` (IPv4; `None` for an IPv6 pool). `tables` has the
-    /// ruleset's tables by name.
+    /// The pool of `p`. `tables` has the ruleset's tables by name.
     pub fn new(p: &Pool, tables: &mut dyn FnMut(&str) -> Option<Arc<Table>>) -> Option<CPool> {
         let source = match &p.addr {
             Addr::Net(n) => match n.addr {
@@ -565,9 +701,13 @@ impl CPool {
                     let mask = if n.prefix == 0 { 0 } else { u32::MAX << (32 - n.prefix.min(32) as u32) };
                     PoolSource::Single { addr: u32::from(a) & mask, mask }
                 }
-                IpAddr::V6(_) => return None,
+                IpAddr::V6(a) => {
+                    let mask = crate::addr::mask6(n.prefix);
+                    PoolSource::Single6 { addr: u128::from(a) & mask, mask }
+                }
             },
             Addr::Range(IpAddr::V4(lo), _) => PoolSource::Single { addr: u32::from(*lo), mask: u32::MAX },
+            Addr::Range(IpAddr::V6(lo), _) => PoolSource::Single6 { addr: u128::from(*lo), mask: u128::MAX },
             Addr::Table(t) => PoolSource::Table(tables(t)?),
             Addr::Dynamic { ifname, modifier, no_alias, prefix: None } => {
                 PoolSource::Dynamic { ifname: ifname.clone(), modifier: *modifier, no_alias: *no_alias }
@@ -581,7 +721,19 @@ impl CPool {
             proxy_port: p.proxy_port,
             cursor: PoolCursor::new(),
             loads: PoolLoads::default(),
+            cursor6: PoolCursor6::fresh(),
+            loads6: PoolLoads::default(),
         })
+    }
+
+    /// Whether the pool may give an address of family `v6` (a single
+    /// address is of one family; tables and `(if)` are asked then).
+    pub fn has_family(&self, v6: bool) -> bool {
+        match self.source {
+            PoolSource::Single { .. } => !v6,
+            PoolSource::Single6 { .. } => v6,
+            PoolSource::Table(_) | PoolSource::Dynamic { .. } => true,
+        }
     }
 
     /// Runs `f` with the pool's addresses as they are now.
@@ -589,6 +741,7 @@ impl CPool {
         let spec = |addrs| PoolSpec { kind: self.kind, addrs, sticky: self.sticky };
         match &self.source {
             PoolSource::Single { addr, mask } => f(&spec(PoolAddrs::Single { addr: *addr, mask: *mask })),
+            PoolSource::Single6 { .. } => f(&spec(PoolAddrs::Blocks(&BlockList(&[])))),
             PoolSource::Table(t) => {
                 let view = t.pool_view();
                 f(&spec(PoolAddrs::Blocks(&view)))
@@ -658,334 +811,88 @@ impl CPool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ip(a: u8, b: u8, c: u8, d: u8) -> u32 {
-        u32::from_be_bytes([a, b, c, d])
-    }
-
-    fn seq_rng(vals: Vec<u32>) -> impl FnMut(u32) -> u32 {
-        let mut i = 0;
-        move |n| {
-            let v = vals[i % vals.len()] % n.max(1);
-            i += 1;
-            v
-        }
-    }
-
-    fn pool(kind: PoolType, addrs: PoolAddrs) -> PoolSpec {
-        PoolSpec { kind, addrs, sticky: false }
-    }
-
-    #[test]
-    fn bitmask_keeps_the_host_bits_of_the_source() {
-        let p = pool(PoolType::Bitmask, PoolAddrs::Single { addr: ip(192, 0, 2, 0), mask: 0xffff_ff00 });
-        let c = PoolCursor::new();
-        let a = map_addr(&p, &c, None, ip(10, 1, 2, 77), None, None, &mut seq_rng(vec![0])).unwrap();
-        assert_eq!(a, ip(192, 0, 2, 77));
-    }
-
-    #[test]
-    fn a_single_address_round_robin_is_that_address() {
-        let p = pool(PoolType::RoundRobin, PoolAddrs::Single { addr: ip(192, 0, 2, 9), mask: u32::MAX });
-        let c = PoolCursor::new();
-        for _ in 0..3 {
-            assert_eq!(map_addr(&p, &c, None, 1, None, None, &mut seq_rng(vec![0])), Some(ip(192, 0, 2, 9)));
-        }
-    }
-
-    #[test]
-    fn round_robin_walks_a_table_address_by_address_and_wraps() {
-        // a /31 network then a host: .0 .1 then 10.9.9.9, then again
-        let blocks = [(ip(10, 0, 0, 0), 0xffff_fffe), (ip(10, 9, 9, 9), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let p = pool(PoolType::RoundRobin, PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        let got: Vec<u32> =
-            (0..6).map(|_| map_addr(&p, &c, None, 1, None, None, &mut seq_rng(vec![0])).unwrap()).collect();
-        assert_eq!(
-            got,
-            vec![ip(10, 0, 0, 0), ip(10, 0, 0, 1), ip(10, 9, 9, 9), ip(10, 0, 0, 0), ip(10, 0, 0, 1), ip(10, 9, 9, 9)]
-        );
-    }
-
-    #[test]
-    fn round_robin_skips_a_nested_block() {
-        // 10.0.0.0/30 with 10.0.0.1 also an entry: .0, (.1 is its own
-        // block, after) .2, .3, then .1
-        let blocks = [(ip(10, 0, 0, 0), 0xffff_fffc), (ip(10, 0, 0, 1), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let p = pool(PoolType::RoundRobin, PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        let got: Vec<u32> =
-            (0..4).map(|_| map_addr(&p, &c, None, 1, None, None, &mut seq_rng(vec![0])).unwrap()).collect();
-        assert_eq!(got, vec![ip(10, 0, 0, 0), ip(10, 0, 0, 2), ip(10, 0, 0, 3), ip(10, 0, 0, 1)]);
-    }
-
-    #[test]
-    fn an_empty_table_gives_nothing() {
-        let blocks: [(u32, u32); 0] = [];
-        for kind in [PoolType::RoundRobin, PoolType::Random, PoolType::LeastStates] {
-            let bl = BlockList(&blocks[..]);
-            let p = pool(kind, PoolAddrs::Blocks(&bl));
-            assert_eq!(map_addr(&p, &PoolCursor::new(), None, 1, None, None, &mut seq_rng(vec![0])), None);
-        }
-    }
-
-    #[test]
-    fn source_hash_is_stable_per_source_and_keyed() {
-        let k1 = HashKey([1, 2, 3, 4]);
-        let k2 = HashKey([5, 6, 7, 8]);
-        let blocks = [(ip(10, 0, 0, 1), u32::MAX), (ip(10, 0, 0, 2), u32::MAX), (ip(10, 0, 0, 3), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let p1 = pool(PoolType::SourceHash(k1), PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        let mut r = seq_rng(vec![0]);
-        for s in 0..50u32 {
-            let a = map_addr(&p1, &c, None, s, None, None, &mut r).unwrap();
-            let b = map_addr(&p1, &c, None, s, None, None, &mut r).unwrap();
-            assert_eq!(a, b);
-            // reference: index = hash mod count
-            assert_eq!(a, blocks[(pf_hash(s, &k1) % 3) as usize].0);
-        }
-        let bl = BlockList(&blocks[..]);
-        let p2 = pool(PoolType::SourceHash(k2), PoolAddrs::Blocks(&bl));
-        let differs = (0..50u32)
-            .any(|s| map_addr(&p1, &c, None, s, None, None, &mut r) != map_addr(&p2, &c, None, s, None, None, &mut r));
-        assert!(differs, "another key maps some source elsewhere");
-    }
-
-    #[test]
-    fn least_states_picks_the_address_with_fewest_states() {
-        let blocks = [(ip(10, 0, 0, 1), u32::MAX), (ip(10, 0, 0, 2), u32::MAX), (ip(10, 0, 0, 3), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let p = pool(PoolType::LeastStates, PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        let loads = PoolLoads::default();
-        let mut r = seq_rng(vec![0]);
-        let mut got = vec![];
-        for _ in 0..6 {
-            got.push(map_addr(&p, &c, Some(&loads), 1, None, None, &mut r).unwrap());
-        }
-        // each address gets two
-        for b in &blocks {
-            assert_eq!(got.iter().filter(|&&a| a == b.0).count(), 2, "{got:?}");
-            assert_eq!(loads.get(b.0), 2);
-        }
-        loads.decrease(ip(10, 0, 0, 2));
-        assert_eq!(map_addr(&p, &c, Some(&loads), 1, None, None, &mut r), Some(ip(10, 0, 0, 2)));
-    }
-
-    #[test]
-    fn get_sport_gives_back_the_count_of_an_address_it_moves_past() {
-        let blocks = [(ip(10, 0, 0, 1), u32::MAX), (ip(10, 0, 0, 2), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let p = pool(PoolType::LeastStates, PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        let loads = PoolLoads::default();
-        let mut r = seq_rng(vec![0]);
-        // 10.0.0.1 (the first pick) has no free port: 10.0.0.2 is taken,
-        // and only it counts the state.
-        let full = ip(10, 0, 0, 1);
-        let got =
-            get_sport(&p, &c, Some(&loads), 17, false, 1, 1000, (5000, 5001), None, &mut r, &mut |a, _| a == full);
-        assert_eq!(got, SportResult::Found { addr: ip(10, 0, 0, 2), port: 5000 });
-        assert_eq!((loads.get(full), loads.get(ip(10, 0, 0, 2))), (0, 1));
-        // Every port of both in use: nothing is left counted.
-        let got = get_sport(&p, &c, Some(&loads), 17, false, 1, 1000, (5000, 5001), None, &mut r, &mut |_, _| true);
-        assert_eq!(got, SportResult::Exhausted);
-        assert_eq!((loads.get(full), loads.get(ip(10, 0, 0, 2))), (0, 1));
-    }
-
-    #[test]
-    fn sticky_address_is_used_when_the_pool_says_so() {
-        let blocks = [(ip(10, 0, 0, 1), u32::MAX), (ip(10, 0, 0, 2), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let mut p = pool(PoolType::RoundRobin, PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        let mut r = seq_rng(vec![0]);
-        assert_eq!(map_addr(&p, &c, None, 1, None, Some(ip(10, 0, 0, 2)), &mut r), Some(ip(10, 0, 0, 1)));
-        p.sticky = true;
-        assert_eq!(map_addr(&p, &c, None, 1, None, Some(ip(10, 0, 0, 2)), &mut r), Some(ip(10, 0, 0, 2)));
-    }
-
-    #[test]
-    fn get_sport_static_port_keeps_the_port_unless_taken() {
-        let p = pool(PoolType::None, PoolAddrs::Single { addr: ip(192, 0, 2, 1), mask: u32::MAX });
-        let c = PoolCursor::new();
-        let r = get_sport(&p, &c, None, 17, false, 1, 4444, (0, 0), None, &mut seq_rng(vec![0]), &mut |_, _| false);
-        assert_eq!(r, SportResult::Found { addr: ip(192, 0, 2, 1), port: 4444 });
-        let r = get_sport(&p, &c, None, 17, false, 1, 4444, (0, 0), None, &mut seq_rng(vec![0]), &mut |_, _| true);
-        assert_eq!(r, SportResult::Exhausted);
-    }
-
-    #[test]
-    fn get_sport_leaves_non_echo_icmp_alone_and_gives_echo_an_id() {
-        let p = pool(PoolType::None, PoolAddrs::Single { addr: ip(192, 0, 2, 1), mask: u32::MAX });
-        let c = PoolCursor::new();
-        let r = get_sport(&p, &c, None, 1, false, 1, 0, (50001, 65535), None, &mut seq_rng(vec![5]), &mut |_, _| true);
-        assert_eq!(r, SportResult::Found { addr: ip(192, 0, 2, 1), port: 0 });
-        let r = get_sport(&p, &c, None, 1, true, 1, 7, (50001, 65535), None, &mut seq_rng(vec![99]), &mut |_, _| false);
-        assert_eq!(r, SportResult::Found { addr: ip(192, 0, 2, 1), port: 100 });
-    }
-
-    #[test]
-    fn get_sport_falls_to_the_next_address_when_one_is_full() {
-        let blocks = [(ip(10, 0, 0, 1), u32::MAX), (ip(10, 0, 0, 2), u32::MAX)];
-        let bl = BlockList(&blocks[..]);
-        let p = pool(PoolType::RoundRobin, PoolAddrs::Blocks(&bl));
-        let c = PoolCursor::new();
-        // every port of 10.0.0.1 in use
-        let r = get_sport(&p, &c, None, 6, false, 1, 1234, (1000, 1003), None, &mut seq_rng(vec![2]), &mut |a, _| {
-            a == ip(10, 0, 0, 1)
-        });
-        assert_eq!(r, SportResult::Found { addr: ip(10, 0, 0, 2), port: 1002 });
-        // everything in use: exhausted after one round
-        let r = get_sport(&p, &c, None, 6, false, 1, 1234, (1000, 1003), None, &mut seq_rng(vec![2]), &mut |_, _| true);
-        assert_eq!(r, SportResult::Exhausted);
-    }
-
-    #[test]
-    fn rdr_port_maps_ranges() {
-        assert_eq!(rdr_port([0, 0], 0, 80), 80);
-        assert_eq!(rdr_port([8080, 0], 0, 80), 8080);
-        // port 8000:8010 rdr-to port 9000:9010
-        assert_eq!(rdr_port([9000, 9010], 8000, 8005), 9005);
-        // a narrower target range wraps
-        assert_eq!(rdr_port([9000, 9001], 8000, 8005), 9001);
-    }
-
-    proptest! {
-        /// pf_get_sport against a reference: the port is in range, free,
-        /// and when a free port exists one is found; exhausted only when
-        /// none is.
-        #[test]
-        fn get_sport_finds_a_free_port_in_range(
-            lo in 1000u16..1100, width in 0u16..40, used in proptest::collection::btree_set(1000u16..1140, 0..60),
-            start in any::<u32>(),
-        ) {
-            let hi = lo + width;
-            let p = pool(PoolType::None, PoolAddrs::Single { addr: 7, mask: u32::MAX });
-            let c = PoolCursor::new();
-            let r = get_sport(&p, &c, None, 6, false, 1, 5, (lo, hi), None, &mut seq_rng(vec![start]),
-                &mut |_, port| used.contains(&port));
-            let any_free = (lo..=hi).any(|q| !used.contains(&q));
-            match r {
-                SportResult::Found { addr, port } => {
-                    prop_assert_eq!(addr, 7);
-                    prop_assert!(port >= lo && port <= hi);
-                    prop_assert!(!used.contains(&port));
+impl CPool {
+    /// `with_addrs` for the pool's IPv6 addresses: `(if)` gives the
+    /// interface's IPv6 addresses in ascending order (as pf's radix walk
+    /// of the dynamic address's table), `:network` without link-local
+    /// ones (pfi_instance_add); there is no IPv6 broadcast or peer.
+    fn with_addrs6<R>(&self, if_addrs: IfAddrs6, f: impl FnOnce(&PoolSpec<u128>) -> R) -> R {
+        let spec = |addrs| PoolSpec { kind: self.kind, addrs, sticky: self.sticky };
+        match &self.source {
+            PoolSource::Single6 { addr, mask } => f(&spec(PoolAddrs::Single { addr: *addr, mask: *mask })),
+            PoolSource::Single { .. } => f(&spec(PoolAddrs::Blocks(&BlockList(&[])))),
+            PoolSource::Table(t) => {
+                let view = t.pool_view();
+                f(&spec(PoolAddrs::Blocks(&view)))
+            }
+            PoolSource::Dynamic { ifname, modifier, no_alias } => {
+                let mut addrs: Vec<If6Addr> = if_addrs(ifname).unwrap_or_default();
+                addrs.retain(|a| a.state == softnet_core::iface::Dad6State::Preferred);
+                addrs.sort_by_key(|a| u128::from(a.addr));
+                let mut blocks = [(0u128, 0u128); DYN_MAX];
+                let mut n = 0;
+                for a in addrs {
+                    if n == DYN_MAX || (*no_alias && n == 1) {
+                        break;
+                    }
+                    let b = match modifier {
+                        IfAddrModifier::Address => (u128::from(a.addr), u128::MAX),
+                        IfAddrModifier::Network if !is_link_local6(a.addr) => {
+                            let m = crate::addr::mask6(a.prefix_len);
+                            (u128::from(a.addr) & m, m)
+                        }
+                        _ => continue,
+                    };
+                    blocks[n] = b;
+                    n += 1;
                 }
-                SportResult::Exhausted => prop_assert!(!any_free),
+                f(&spec(PoolAddrs::Blocks(&BlockList(&blocks[..n]))))
             }
-        }
-
-        /// Round-robin over any set of host blocks hands out each address
-        /// once per round, in order.
-        #[test]
-        fn round_robin_over_hosts_is_a_rotation(hosts in proptest::collection::btree_set(1u32..1_000_000, 1..20)) {
-            let blocks: Vec<(u32, u32)> = hosts.iter().map(|&h| (h, u32::MAX)).collect();
-            let bl = BlockList(&blocks[..]);
-            let p = pool(PoolType::RoundRobin, PoolAddrs::Blocks(&bl));
-            let c = PoolCursor::new();
-            let mut r = seq_rng(vec![0]);
-            let got: Vec<u32> = (0..blocks.len() * 2)
-                .map(|_| map_addr(&p, &c, None, 1, None, None, &mut r).unwrap()).collect();
-            let want: Vec<u32> = hosts.iter().chain(hosts.iter()).copied().collect();
-            prop_assert_eq!(got, want);
-        }
-
-        /// Random over a network stays in it.
-        #[test]
-        fn random_over_a_network_stays_inside(prefix in 16u32..32, r0 in any::<u32>()) {
-            let mask = u32::MAX << (32 - prefix);
-            let net = ip(172, 16, 0, 0) & mask;
-            let p = pool(PoolType::Random, PoolAddrs::Single { addr: net, mask });
-            let mut init = 0;
-            let a = map_addr(&p, &PoolCursor::new(), None, 1, Some(&mut init), None, &mut seq_rng(vec![r0])).unwrap();
-            prop_assert_eq!(a & mask, net);
-            prop_assert_eq!(init, a);
         }
     }
 
-    fn cpool(text: &str) -> (CPool, Option<Arc<Table>>) {
-        use crate::model::{IpNet, TableEntry};
-        let t = Arc::new(Table::new("pool"));
-        t.add(&[
-            TableEntry { negated: false, net: IpNet::host(IpAddr::V4("10.0.0.1".parse().unwrap())) },
-            TableEntry { negated: false, net: IpNet::host(IpAddr::V4("10.0.0.2".parse().unwrap())) },
-        ]);
-        let addr = match text {
-            "table" => Addr::Table("pool".into()),
-            "if" => {
-                Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: false, prefix: None }
-            }
-            "if0" => {
-                Addr::Dynamic { ifname: "em0".into(), modifier: IfAddrModifier::Address, no_alias: true, prefix: None }
-            }
-            _ => Addr::Net(IpNet::new(IpAddr::V4(text.parse().unwrap()), 32)),
-        };
-        let kind = if text.starts_with("if") && text != "if0" || text == "table" {
-            PoolType::RoundRobin
-        } else {
-            PoolType::None
-        };
-        let p = Pool { addr, ifname: None, proxy_port: [NAT_PORT_LOW, NAT_PORT_HIGH], kind, sticky: false };
-        let tc = t.clone();
-        (CPool::new(&p, &mut |n| (n == "pool").then(|| tc.clone())).unwrap(), Some(t))
+    /// `map` for an IPv6 connection from `saddr`.
+    pub fn map6(&self, if_addrs: IfAddrs6, saddr: u128, sticky: Option<u128>) -> Option<u128> {
+        let mut rng = softnet_core::rng::uniform;
+        self.with_addrs6(if_addrs, |p| map_addr(p, &self.cursor6, Some(&self.loads6), saddr, None, sticky, &mut rng))
     }
 
-    #[test]
-    fn a_table_pool_follows_the_table_and_an_emptied_one_gives_nothing() {
-        let (p, t) = cpool("table");
-        let none = |_: &str| None;
-        assert_eq!(p.map(&none, 1, None), Some(ip(10, 0, 0, 1)));
-        assert_eq!(p.map(&none, 1, None), Some(ip(10, 0, 0, 2)));
-        t.unwrap().flush();
-        assert_eq!(p.map(&none, 1, None), None);
-        let r = p.get_sport(&none, 6, false, 1, 1234, None, &mut |_, _| false);
-        assert_eq!(r, SportResult::Exhausted);
-    }
-
-    #[test]
-    fn an_interface_pool_follows_its_addresses() {
-        let addrs = std::cell::RefCell::new(vec![IfAddr::new("192.0.2.1".parse().unwrap(), 24)]);
-        let look = |n: &str| (n == "em0").then(|| addrs.borrow().clone());
-        let (p0, _) = cpool("if0");
-        assert_eq!(p0.map(&look, 1, None), Some(ip(192, 0, 2, 1)));
-        // the address changes: the next connection gets the new one
-        *addrs.borrow_mut() = vec![IfAddr::new("198.51.100.7".parse().unwrap(), 24)];
-        assert_eq!(p0.map(&look, 1, None), Some(ip(198, 51, 100, 7)));
-        // no address: nothing to translate to
-        addrs.borrow_mut().clear();
-        assert_eq!(p0.map(&look, 1, None), None);
-        // `(if)` with aliases round-robins over them
-        *addrs.borrow_mut() =
-            vec![IfAddr::new("192.0.2.1".parse().unwrap(), 24), IfAddr::new("192.0.2.9".parse().unwrap(), 24)];
-        let (p, _) = cpool("if");
-        let got: Vec<u32> = (0..3).map(|_| p.map(&look, 1, None).unwrap()).collect();
-        assert_eq!(got, vec![ip(192, 0, 2, 1), ip(192, 0, 2, 9), ip(192, 0, 2, 1)]);
-    }
-
-    #[test]
-    fn nat_ports_are_random_in_the_default_range() {
-        softnet_core::rng::install(softnet_core::rng::WorkerRng::seeded(42));
-        let (p, _) = cpool("192.0.2.1");
-        let none = |_: &str| None;
-        let mut ports = std::collections::HashSet::new();
-        for _ in 0..200 {
-            match p.get_sport(&none, 17, false, 1, 5353, None, &mut |_, _| false) {
-                SportResult::Found { addr, port } => {
-                    assert_eq!(addr, ip(192, 0, 2, 1));
-                    assert!((NAT_PORT_LOW..=NAT_PORT_HIGH).contains(&port));
-                    ports.insert(port);
-                }
-                SportResult::Exhausted => panic!("free ports"),
-            }
-        }
-        assert!(ports.len() > 150, "random, not sequential: {} distinct", ports.len());
+    /// `get_sport` for an IPv6 connection from `saddr:sport`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_sport6(
+        &self,
+        if_addrs: IfAddrs6,
+        proto: u8,
+        icmp_echo: bool,
+        saddr: u128,
+        sport: u16,
+        sticky: Option<u128>,
+        in_use: &mut dyn FnMut(u128, u16) -> bool,
+    ) -> SportResult<u128> {
+        let mut rng = softnet_core::rng::uniform;
+        let range = (self.proxy_port[0], self.proxy_port[1]);
+        self.with_addrs6(if_addrs, |p| {
+            get_sport(
+                p,
+                &self.cursor6,
+                Some(&self.loads6),
+                proto,
+                icmp_echo,
+                saddr,
+                sport,
+                range,
+                sticky,
+                &mut rng,
+                in_use,
+            )
+        })
     }
 }
+
+/// fe80::/10.
+fn is_link_local6(a: std::net::Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,469 @@
+//! The mirror's changes written into softnet's table, a batch at a time:
+//! one `RouteTables::batch`, so the workers get one new snapshot per
+//! flush however many routes it carries, and each route that changed gets
+//! its one route message (RTM_ADD, RTM_CHANGE or RTM_DELETE).
+//!
+//! softnet's own routes (config, route(8), addresses) win: a kernel route
+//! to the same prefix is not installed over one (counted as shadowed), and
+//! a withdrawal never removes one. Only routes the sync installed
+//! (`RouteOrigin::Kernel`) are changed or removed.
+
+use super::mirror::{Mirror, Prefix};
+use super::translate::{Fam, KKind, KRoute};
+use softnet_core::iface::{IfIndex, WeakIf};
+use softnet_core::route::{Route, RouteBatch, RouteFlags, RouteOrigin, RouteTables};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What the sync has done, for the log and the tests.
+#[derive(Default, Debug)]
+pub struct SyncStats {
+    /// Route messages the sync caused in softnet's table.
+    pub changes: AtomicU64,
+    /// Flushes that changed something (each one snapshot per family).
+    pub batches: AtomicU64,
+    /// Full resyncs (start, overruns).
+    pub resyncs: AtomicU64,
+    /// Receive buffer overruns (ENOBUFS).
+    pub overruns: AtomicU64,
+    /// Kernel routes softnet cannot represent.
+    pub unsupported: AtomicU64,
+    /// Kernel routes not installed because softnet has its own route there.
+    pub shadowed: AtomicU64,
+    /// Kernel routes whose next hop softnet cannot reach (retried).
+    pub unresolved: AtomicU64,
+}
+
+impl SyncStats {
+    fn inc(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    /// The `route sync:` section of `netstat -s`.
+    pub fn format(&self) -> String {
+        let rows = [
+            (&self.changes, "route change", "route changes", "made in softnet's table"),
+            (&self.batches, "batch", "batches", "published"),
+            (&self.resyncs, "full resync", "full resyncs", ""),
+            (&self.overruns, "receive buffer overrun", "receive buffer overruns", ""),
+            (&self.unsupported, "kernel route", "kernel routes", "not representable"),
+            (&self.shadowed, "kernel route", "kernel routes", "shadowed by softnet's own"),
+            (&self.unresolved, "kernel route", "kernel routes", "with an unreachable next hop"),
+        ];
+        let mut o = String::from("route sync:\n");
+        for (c, one, many, what) in rows {
+            let n = c.load(Relaxed);
+            let noun = if n == 1 { one } else { many };
+            let line = format!("\t{n} {noun} {what}");
+            o.push_str(line.trim_end());
+            o.push('\n');
+        }
+        o
+    }
+}
+
+/// Maps the kernel's interface index of a next hop to softnet's interface.
+pub trait IfResolver {
+    fn resolve(&mut self, kernel_ifindex: u32) -> Option<WeakIf>;
+}
+
+impl<F: FnMut(u32) -> Option<WeakIf>> IfResolver for F {
+    fn resolve(&mut self, k: u32) -> Option<WeakIf> {
+        self(k)
+    }
+}
+
+/// Routes from the kernel's protocols that mean "configured by hand"
+/// (`ip route add` is `boot`; `proto static`) get `S` as softnet's own
+/// static routes have it; a routing daemon's do not.
+fn is_static_proto(p: u8) -> bool {
+    p == 3 || p == 4
+}
+
+/// softnet's route for a kernel route.
+pub fn to_route<A: Fam>(k: &KRoute<A>, ifs: &mut impl IfResolver) -> Result<Route<A>, String> {
+    let origin = RouteOrigin::Kernel(k.proto);
+    let mut flags = RouteFlags::UP;
+    if k.prefix_len == A::MAX_LEN {
+        flags |= RouteFlags::HOST;
+    }
+    if is_static_proto(k.proto) {
+        flags |= RouteFlags::STATIC;
+    }
+    let base = Route {
+        dest: k.dest,
+        prefix_len: k.prefix_len,
+        gateway: None,
+        ifp: WeakIf::default(),
+        ifa: None,
+        flags,
+        mtu: k.mtu,
+        priority: origin.priority(),
+        origin,
+        mpath: None,
+    };
+    let hops = match &k.kind {
+        KKind::Blackhole => return Ok(Route { flags: flags | RouteFlags::BLACKHOLE, ..base }),
+        KKind::Reject => return Ok(Route { flags: flags | RouteFlags::REJECT, ..base }),
+        KKind::Unicast(hops) => hops,
+    };
+    let mut out = Vec::with_capacity(hops.len());
+    for h in hops {
+        // An interface softnet does not have is left to the gateway: the
+        // table finds the one of softnet's that reaches it.
+        let ifp = if h.oif != 0 { ifs.resolve(h.oif) } else { None };
+        if h.gateway.is_none() && ifp.is_none() {
+            return Err(format!("kernel interface {} is not one of softnet's", h.oif));
+        }
+        out.push(Route { gateway: h.gateway, ifp: ifp.unwrap_or_default(), ..base.clone() });
+    }
+    if out.len() == 1 {
+        return Ok(out.pop().expect("one"));
+    }
+    let mut first = out[0].clone();
+    first.mpath = Some(out.into());
+    Ok(first)
+}
+
+/// The interface a scoped destination's key carries (`fe80::%em0/64`).
+fn scope_of<A: Fam>(p: &Prefix<A>, best: Option<&KRoute<A>>, ifs: &mut impl IfResolver) -> IfIndex {
+    if !p.0.is_scoped() || p.1 <= 16 {
+        return IfIndex::NONE;
+    }
+    let oif = match best.map(|b| &b.kind) {
+        Some(KKind::Unicast(h)) => h[0].oif,
+        _ => 0,
+    };
+    ifs.resolve(oif).map(|w| w.index).unwrap_or(IfIndex::NONE)
+}
+
+/// One prefix brought in line with the mirror; returns the messages it
+/// caused (0 or 1).
+fn sync_prefix<A: Fam>(
+    b: &mut RouteBatch<'_>,
+    p: Prefix<A>,
+    best: Option<&KRoute<A>>,
+    ifs: &mut impl IfResolver,
+    stats: &SyncStats,
+    unresolved: &mut BTreeSet<Prefix<A>>,
+) -> u64 {
+    let scope = scope_of(&p, best, ifs);
+    let existing = b.get_scoped::<A>(p.0, p.1, scope);
+    if let Some(t) = &existing {
+        if !t.origin.is_kernel() {
+            if best.is_some() {
+                SyncStats::inc(&stats.shadowed, 1);
+            }
+            return 0;
+        }
+    }
+    let remove = |b: &mut RouteBatch<'_>| u64::from(b.delete_scoped::<A>(p.0, p.1, None, scope).is_ok());
+    let Some(k) = best else {
+        return if existing.is_some() { remove(b) } else { 0 };
+    };
+    let made = to_route(k, ifs).and_then(|r| b.set(r).map_err(|e| e.to_string()));
+    match made {
+        Ok(changed) => u64::from(changed.is_some()),
+        Err(e) => {
+            tracing::debug!("route sync: {}/{}: {e}", p.0, p.1);
+            SyncStats::inc(&stats.unresolved, 1);
+            unresolved.insert(p);
+            // The kernel no longer uses what softnet has there.
+            if existing.is_some() {
+                remove(b)
+            } else {
+                0
+            }
+        }
+    }
+}
+
+/// Writes the mirror's pending changes into table `rtable` as one batch.
+/// Prefixes that could not be installed (a next hop softnet cannot reach
+/// yet) go to `unresolved`, to be tried again. Returns the messages caused.
+pub fn flush<A: Fam>(
+    routes: &RouteTables,
+    rtable: u16,
+    mirror: &mut Mirror<A>,
+    ifs: &mut impl IfResolver,
+    stats: &SyncStats,
+    unresolved: &mut BTreeSet<Prefix<A>>,
+) -> u64 {
+    let touched = mirror.take_touched();
+    if touched.is_empty() {
+        return 0;
+    }
+    let n = routes.batch(rtable, |b| {
+        touched.into_iter().map(|p| sync_prefix(b, p, mirror.best(&p), ifs, stats, unresolved)).sum::<u64>()
+    });
+    if n > 0 {
+        SyncStats::inc(&stats.changes, n);
+        SyncStats::inc(&stats.batches, 1);
+    }
+    n
+}
+
+/// After a resync: the kernel routes in softnet's table that the mirror
+/// does not have (installed before a restart of the sync, or left by a
+/// failed change) are removed; returns how many.
+pub fn sweep_table<A: Fam>(routes: &RouteTables, rtable: u16, mirror: &Mirror<A>, stats: &SyncStats) -> u64 {
+    let stale: Vec<(A, u8, IfIndex)> = routes
+        .routes_of::<A>(rtable)
+        .iter()
+        .filter(|r| r.origin.is_kernel() && mirror.best(&(r.dest, r.prefix_len)).is_none())
+        .map(|r| (r.dest, r.prefix_len, if r.dest.is_scoped() { r.ifp.index } else { IfIndex::NONE }))
+        .collect();
+    if stale.is_empty() {
+        return 0;
+    }
+    let n = routes.batch(rtable, |b| {
+        stale.iter().filter(|(d, l, s)| b.delete_scoped::<A>(*d, *l, None, *s).is_ok()).count() as u64
+    });
+    SyncStats::inc(&stats.changes, n);
+    SyncStats::inc(&stats.batches, 1);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::translate::KHop;
+    use super::*;
+    use softnet_core::iface::IfAddr;
+    use softnet_core::rtmsg::{RouteMonitor, RtmType};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::sync::Arc;
+
+    fn ifw(i: u32) -> WeakIf {
+        WeakIf { index: IfIndex(i), generation: 1 }
+    }
+
+    /// softnet interface 2 on 10.0.2.1/24 (kernel ifindex 42), 3 on 10.0.3.1/24.
+    fn table() -> (RouteTables, crossbeam::channel::Receiver<softnet_core::rtmsg::RouteMessage>) {
+        let m = Arc::new(RouteMonitor::new());
+        let t = RouteTables::new(m.clone());
+        for i in [2u32, 3] {
+            let a = IfAddr::new(Ipv4Addr::new(10, 0, i as u8, 1), 24);
+            t.add(0, Route::connected(ifw(i), a)).unwrap();
+        }
+        (t, m.subscribe())
+    }
+
+    fn resolver(k: u32) -> Option<WeakIf> {
+        (k == 42).then(|| ifw(2))
+    }
+
+    fn kr(net: u8, gw: Option<[u8; 4]>, oif: u32) -> KRoute<Ipv4Addr> {
+        KRoute {
+            dest: Ipv4Addr::new(10, net, 0, 0),
+            prefix_len: 16,
+            metric: 0,
+            proto: 12,
+            kind: KKind::Unicast(vec![KHop { gateway: gw.map(Ipv4Addr::from), oif }]),
+            mtu: 0,
+        }
+    }
+
+    fn kinds(rx: &crossbeam::channel::Receiver<softnet_core::rtmsg::RouteMessage>) -> Vec<RtmType> {
+        rx.try_iter().map(|m| m.kind).collect()
+    }
+
+    #[test]
+    fn a_burst_is_one_snapshot_and_one_message_per_route() {
+        let (t, rx) = table();
+        let stats = SyncStats::default();
+        let mut m = Mirror::default();
+        let mut unres = BTreeSet::new();
+        for net in 100..200 {
+            m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
+        }
+        let v0 = t.snapshot(0).unwrap().version();
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 100);
+        assert_eq!(t.snapshot(0).unwrap().version(), v0 + 1, "one snapshot for the batch");
+        assert_eq!(kinds(&rx), vec![RtmType::Add; 100]);
+        let r = t.get(0, Ipv4Addr::new(10, 150, 0, 0), 16).unwrap();
+        assert_eq!((r.ifp, r.origin, r.flags.to_string()), (ifw(2), RouteOrigin::Kernel(12), "UG".to_string()));
+        // Flushing again with nothing new: no snapshot, no message.
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 0);
+        assert_eq!(t.snapshot(0).unwrap().version(), v0 + 1);
+        // A changed gateway is one RTM_CHANGE; a withdrawal one RTM_DELETE.
+        m.new_route(kr(150, Some([10, 0, 3, 2]), 0));
+        m.del_route(Ipv4Addr::new(10, 151, 0, 0), 16, 0);
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 2);
+        assert_eq!(kinds(&rx), vec![RtmType::Change, RtmType::Delete]);
+        assert_eq!(t.get(0, Ipv4Addr::new(10, 150, 0, 0), 16).unwrap().ifp, ifw(3));
+    }
+
+    #[test]
+    fn softnets_own_routes_are_never_replaced_or_removed() {
+        let (t, rx) = table();
+        let stats = SyncStats::default();
+        let mut m = Mirror::default();
+        let mut unres = BTreeSet::new();
+        t.add(0, Route::via(Ipv4Addr::new(10, 9, 0, 0), 16, Ipv4Addr::new(10, 0, 3, 2))).unwrap();
+        rx.try_iter().count();
+        m.new_route(kr(9, Some([10, 0, 2, 2]), 0));
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 0);
+        assert_eq!(stats.shadowed.load(Relaxed), 1);
+        m.del_route(Ipv4Addr::new(10, 9, 0, 0), 16, 0);
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 0);
+        let r = t.get(0, Ipv4Addr::new(10, 9, 0, 0), 16).unwrap();
+        assert_eq!((r.gateway, r.origin), (Some(Ipv4Addr::new(10, 0, 3, 2)), RouteOrigin::Own));
+        assert!(kinds(&rx).is_empty());
+        // Nor does a table sweep.
+        assert_eq!(sweep_table(&t, 0, &m, &stats), 0);
+        assert!(t.get(0, Ipv4Addr::new(10, 0, 2, 0), 24).is_some(), "connected routes stay");
+    }
+
+    #[test]
+    fn next_hops_by_kernel_interface_multipath_and_discard_routes() {
+        let (t, _rx) = table();
+        let stats = SyncStats::default();
+        let mut m = Mirror::default();
+        let mut unres = BTreeSet::new();
+        // A route through an interface only (no gateway): the kernel's
+        // ifindex 42 is softnet's 2; one via an unknown interface fails.
+        m.new_route(kr(7, None, 42));
+        m.new_route(kr(8, None, 77));
+        let mut ecmp = kr(6, None, 0);
+        ecmp.kind = KKind::Unicast(vec![
+            KHop { gateway: Some(Ipv4Addr::new(10, 0, 2, 2)), oif: 0 },
+            KHop { gateway: Some(Ipv4Addr::new(10, 0, 3, 2)), oif: 0 },
+        ]);
+        m.new_route(ecmp);
+        let mut bh = kr(5, None, 0);
+        bh.kind = KKind::Blackhole;
+        bh.proto = 3;
+        m.new_route(bh);
+        let mut rej = kr(4, None, 0);
+        rej.kind = KKind::Reject;
+        m.new_route(rej);
+        // Off every connected network: unresolved, retried later.
+        m.new_route(kr(3, Some([192, 0, 2, 1]), 0));
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 4);
+        let get = |n: u8| t.get(0, Ipv4Addr::new(10, n, 0, 0), 16);
+        let r7 = get(7).unwrap();
+        assert_eq!((r7.gateway, r7.ifp), (None, ifw(2)));
+        assert!(get(8).is_none() && get(3).is_none());
+        assert_eq!(unres.len(), 2);
+        assert_eq!(stats.unresolved.load(Relaxed), 2);
+        let r6 = get(6).unwrap();
+        let hops: Vec<u32> = r6.hops().iter().map(|h| h.ifp.index.0).collect();
+        assert_eq!(hops, vec![2, 3]);
+        assert!(r6.flags.contains(RouteFlags::MPATH));
+        assert_eq!(get(5).unwrap().flags.to_string(), "USB");
+        assert_eq!(get(4).unwrap().flags.to_string(), "UR");
+        // The unresolved one comes in once its gateway is reachable.
+        t.add(0, Route::connected(ifw(9), IfAddr::new(Ipv4Addr::new(192, 0, 2, 9), 24))).unwrap();
+        for p in std::mem::take(&mut unres) {
+            m.touch(p);
+        }
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 1);
+        assert_eq!(get(3).unwrap().ifp, ifw(9));
+    }
+
+    #[test]
+    fn a_resync_after_an_overrun_converges_on_the_kernels_table() {
+        let (t, rx) = table();
+        let stats = SyncStats::default();
+        let mut m = Mirror::default();
+        let mut unres = BTreeSet::new();
+        for net in 10..20 {
+            m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
+        }
+        flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+        rx.try_iter().count();
+        // The dump after the overrun: 10..15 unchanged, 15..20 gone, 30 new.
+        m.begin_resync();
+        for net in (10..15).chain([30]) {
+            m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
+        }
+        assert_eq!(m.end_resync(), 5);
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 6);
+        let k = kinds(&rx);
+        assert_eq!(k.iter().filter(|k| **k == RtmType::Delete).count(), 5);
+        assert_eq!(k.iter().filter(|k| **k == RtmType::Add).count(), 1);
+        let kernel: Vec<u8> = t.routes(0).iter().filter(|r| r.origin.is_kernel()).map(|r| r.dest.octets()[1]).collect();
+        assert_eq!(kernel, vec![10, 11, 12, 13, 14, 30]);
+        // A kernel route in the table the mirror never had is swept too.
+        let mut stray = Route::via(Ipv4Addr::new(10, 99, 0, 0), 16, Ipv4Addr::new(10, 0, 2, 2));
+        stray.origin = RouteOrigin::Kernel(186);
+        t.add(0, stray).unwrap();
+        assert_eq!(sweep_table(&t, 0, &m, &stats), 1);
+        assert!(t.get(0, Ipv4Addr::new(10, 99, 0, 0), 16).is_none());
+    }
+
+    /// BENCHMARKS.md's figure: 100,000 kernel routes into softnet's table
+    /// in batches of the sizes given, against one flush per route.
+    /// `cargo test --release -p softnet rtsync_100k -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement"]
+    fn rtsync_100k_changes_batched_vs_per_route() {
+        let n = 100_000u32;
+        let route = |i: u32| KRoute {
+            dest: Ipv4Addr::from(0x0b00_0000 + (i << 8)),
+            prefix_len: 24,
+            metric: 0,
+            proto: 12,
+            kind: KKind::Unicast(vec![KHop { gateway: Some(Ipv4Addr::new(10, 0, 2, 2)), oif: 0 }]),
+            mtu: 0,
+        };
+        for batch in [n as usize, 10_000, 1_000, 100, 1] {
+            let (t, rx) = table();
+            drop(rx);
+            let stats = SyncStats::default();
+            let mut m = Mirror::default();
+            let mut unres = BTreeSet::new();
+            let v0 = t.snapshot(0).unwrap().version();
+            let t0 = std::time::Instant::now();
+            for i in 0..n {
+                m.new_route(route(i));
+                if m.pending() >= batch {
+                    flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+                }
+            }
+            flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+            let add = t0.elapsed();
+            let t1 = std::time::Instant::now();
+            for i in 0..n {
+                let r = route(i);
+                m.del_route(r.dest, r.prefix_len, 0);
+                if m.pending() >= batch {
+                    flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+                }
+            }
+            flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+            let del = t1.elapsed();
+            let snaps = t.snapshot(0).unwrap().version() - v0;
+            assert_eq!(stats.changes.load(Relaxed), 2 * n as u64);
+            println!(
+                "batch {batch:>6}: add {:>7.0} ms ({:>9.0} routes/s), delete {:>7.0} ms ({:>9.0} routes/s), {snaps} snapshots",
+                add.as_secs_f64() * 1e3,
+                n as f64 / add.as_secs_f64(),
+                del.as_secs_f64() * 1e3,
+                n as f64 / del.as_secs_f64(),
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_routes_via_a_link_local_gateway_take_the_kernels_interface() {
+        let m6 = Arc::new(RouteMonitor::new());
+        let t = RouteTables::new(m6);
+        let stats = SyncStats::default();
+        let mut m: Mirror<Ipv6Addr> = Mirror::default();
+        let mut unres = BTreeSet::new();
+        let gw: Ipv6Addr = "fe80::2".parse().unwrap();
+        m.new_route(KRoute {
+            dest: "2001:db8:9::".parse().unwrap(),
+            prefix_len: 48,
+            metric: 1024,
+            proto: 186,
+            kind: KKind::Unicast(vec![KHop { gateway: Some(gw), oif: 42 }]),
+            mtu: 0,
+        });
+        t.add(0, Route::connected6(ifw(2), "fe80::1".parse().unwrap(), 64)).unwrap();
+        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 1);
+        let r = t.get(0, "2001:db8:9::".parse::<Ipv6Addr>().unwrap(), 48).unwrap();
+        assert_eq!((r.gateway, r.ifp, r.priority), (Some(gw), ifw(2), 48));
+    }
+}

@@ -1,0 +1,445 @@
+//! Route sync from netlink (`sync_routes = "main"` or a table number):
+//! the routes of one kernel routing table, in the namespace softnet runs
+//! in, mirrored into softnet's table 0, so that a routing daemon (BIRD,
+//! FRR) that writes the kernel's table routes softnet's traffic, unchanged.
+//!
+//! The pieces, each a file:
+//! * `netlink.rs`: the subscription socket (IPv4 and IPv6 route groups, a
+//!   32 MiB receive buffer) and the dumps, with netlink-sys and
+//!   netlink-packet-route;
+//! * `translate.rs`: a route message into what softnet can hold, or why
+//!   not (counted and logged, never fatal);
+//! * `mirror.rs`: the kernel table as the sync knows it, per family; the
+//!   lowest metric in use; mark and sweep;
+//! * `apply.rs`: the changed prefixes written into softnet's table, one
+//!   batch (one published snapshot) per flush; softnet's own routes left
+//!   alone.
+//!
+//! The thread here: a full resync (mark and sweep against a fresh dump) at
+//! start and whenever the subscription overran (ENOBUFS: notifications
+//! were lost); otherwise it reads notifications as they come and flushes
+//! when the socket has been quiet for `QUIET`, when `MAX_BATCH` prefixes
+//! are pending, or `MAX_LINGER` after the first pending one, so a burst of
+//! 100,000 changes costs a snapshot per batch, not per route. Prefixes
+//! whose next hop softnet cannot reach yet are tried again every
+//! `RETRY`.
+
+mod apply;
+mod mirror;
+mod netlink;
+mod translate;
+
+pub use apply::SyncStats;
+pub use netlink::DEFAULT_RCVBUF;
+
+use apply::IfResolver;
+use mirror::{Mirror, Prefix};
+use netlink::{Event, Events};
+use softnet_core::iface::WeakIf;
+use softnet_core::stack::Stack;
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use translate::{translate, Translated};
+
+/// softnet's table the kernel's routes go to.
+const RTABLE: u16 = 0;
+/// Flush once the socket has been quiet this long.
+const QUIET: Duration = Duration::from_millis(2);
+/// ... or this long after the first change of a batch.
+const MAX_LINGER: Duration = Duration::from_millis(50);
+/// ... or when this many prefixes wait.
+const MAX_BATCH: usize = 50_000;
+/// How often unresolved prefixes are tried again.
+const RETRY: Duration = Duration::from_secs(2);
+/// A burst of at least this many changes is logged with its rate ...
+const LOG_BURST: u64 = 1000;
+/// ... once this long has passed without a change.
+const BURST_END: Duration = Duration::from_secs(1);
+
+/// What to sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncConf {
+    /// The kernel table (254: main).
+    pub table: u32,
+    /// Receive buffer of the subscription, in bytes.
+    pub rcvbuf: usize,
+}
+
+/// The kernel table a `sync_routes` value names: "main", "default", a
+/// name from iproute2's rt_tables, or a number. The local table (255)
+/// and 0 are refused.
+pub fn parse_table(v: &toml::Value) -> Result<u32, String> {
+    let id = match v {
+        toml::Value::Integer(n) => u32::try_from(*n).map_err(|_| format!("table {n} out of range 1-4294967295"))?,
+        toml::Value::String(s) => match s.as_str() {
+            "main" => translate::TABLE_MAIN,
+            "default" => 253,
+            "local" => 255,
+            name => match s.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => table_by_name(name).ok_or_else(|| format!("unknown kernel routing table {name:?}"))?,
+            },
+        },
+        other => return Err(format!("expected a table name or number, not {}", other.type_str())),
+    };
+    match id {
+        0 => Err("table 0 is not a routing table".into()),
+        255 => Err("the local table holds the kernel's own addresses; sync \"main\" or another table".into()),
+        n => Ok(n),
+    }
+}
+
+/// A table's number from iproute2's rt_tables files.
+fn table_by_name(name: &str) -> Option<u32> {
+    let mut files = vec!["/etc/iproute2/rt_tables".to_string(), "/usr/share/iproute2/rt_tables".to_string()];
+    for d in ["/etc/iproute2/rt_tables.d", "/usr/share/iproute2/rt_tables.d"] {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            files.extend(rd.flatten().map(|e| e.path().display().to_string()).filter(|p| p.ends_with(".conf")));
+        }
+    }
+    files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).find_map(|text| {
+        text.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            let (id, n) = (w.next()?, w.next()?);
+            (n == name && !id.starts_with('#')).then(|| id.parse().ok()).flatten()
+        })
+    })
+}
+
+/// The running sync.
+pub struct RouteSync {
+    handle: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    pub stats: Arc<SyncStats>,
+}
+
+impl RouteSync {
+    /// Subscribes, takes the first full resync (so the kernel's routes are
+    /// in softnet's table when this returns) and starts the thread.
+    /// `links` maps kernel interface names to softnet interface names (the
+    /// devices softnet's interfaces attach to).
+    pub fn start(stack: Arc<Stack>, conf: SyncConf, links: Vec<(String, String)>) -> io::Result<RouteSync> {
+        let (events, got) = Events::open(conf.rcvbuf)?;
+        let stats = Arc::new(SyncStats::default());
+        let mut s = Syncer {
+            stack,
+            conf: conf.clone(),
+            events,
+            v4: Mirror::default(),
+            v6: Mirror::default(),
+            unres4: BTreeSet::new(),
+            unres6: BTreeSet::new(),
+            stats: stats.clone(),
+            links,
+            evbuf: Vec::new(),
+            warned: 0,
+            monitor: None,
+        };
+        // Subscribed before the first resync: nothing softnet does after
+        // it goes unheard.
+        s.monitor = Some(s.stack.monitor.subscribe());
+        s.resync()?;
+        tracing::info!("route sync: kernel table {}, receive buffer {got} bytes", conf.table);
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let handle = std::thread::Builder::new().name("softnet-rtsync".into()).spawn(move || s.run(&st))?;
+        Ok(RouteSync { handle: Some(handle), stop, stats })
+    }
+}
+
+impl Drop for RouteSync {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Syncer {
+    stack: Arc<Stack>,
+    conf: SyncConf,
+    events: Events,
+    v4: Mirror<Ipv4Addr>,
+    v6: Mirror<Ipv6Addr>,
+    unres4: BTreeSet<Prefix<Ipv4Addr>>,
+    unres6: BTreeSet<Prefix<Ipv6Addr>>,
+    stats: Arc<SyncStats>,
+    links: Vec<(String, String)>,
+    evbuf: Vec<Event>,
+    /// Unsupported messages logged at warn so far (then debug).
+    warned: u32,
+    /// softnet's own route messages (`watch_softnet`).
+    monitor: Option<crossbeam::channel::Receiver<softnet_core::rtmsg::RouteMessage>>,
+}
+
+/// Kernel interface index to softnet interface, looked up once per flush.
+struct Links<'a> {
+    stack: &'a Stack,
+    links: &'a [(String, String)],
+    cache: HashMap<u32, Option<WeakIf>>,
+}
+
+fn if_indextoname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer is IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+impl IfResolver for Links<'_> {
+    fn resolve(&mut self, k: u32) -> Option<WeakIf> {
+        let (stack, links) = (self.stack, self.links);
+        *self.cache.entry(k).or_insert_with(|| {
+            let kname = if_indextoname(k)?;
+            let name = links.iter().find(|(dev, _)| *dev == kname).map_or(kname.as_str(), |(_, n)| n.as_str());
+            stack.ifaces.load().by_name(name).map(|i| i.weak())
+        })
+    }
+}
+
+impl Syncer {
+    fn unsupported(&mut self, why: &str) {
+        self.stats.unsupported.fetch_add(1, Ordering::Relaxed);
+        if self.warned < 20 {
+            self.warned += 1;
+            tracing::warn!("route sync: kernel route not representable in softnet ({why}): skipped");
+        } else {
+            tracing::debug!("route sync: kernel route not representable in softnet ({why}): skipped");
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::New(m) => match translate(&m, self.conf.table) {
+                Translated::V4(r) => self.v4.new_route(r),
+                Translated::V6(r) => self.v6.new_route(r),
+                Translated::Skip => {}
+                Translated::Unsupported(why) => self.unsupported(&why),
+            },
+            // What was never installed needs no withdrawal.
+            Event::Del(m) => match translate(&m, self.conf.table) {
+                Translated::V4(r) => self.v4.del_route(r.dest, r.prefix_len, r.metric),
+                Translated::V6(r) => self.v6.del_route(r.dest, r.prefix_len, r.metric),
+                _ => {}
+            },
+            Event::Bad(why) => self.unsupported(&why),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.v4.pending() + self.v6.pending()
+    }
+
+    /// Writes the pending changes into softnet's table; returns the route
+    /// messages caused.
+    fn flush(&mut self) -> u64 {
+        let mut links = Links { stack: &self.stack, links: &self.links, cache: HashMap::new() };
+        let routes = &self.stack.routes;
+        apply::flush(routes, RTABLE, &mut self.v4, &mut links, &self.stats, &mut self.unres4)
+            + apply::flush(routes, RTABLE, &mut self.v6, &mut links, &self.stats, &mut self.unres6)
+    }
+
+    /// What softnet did to its own table that may let a kernel route in:
+    /// an interface that arrived or an address added (routes through it
+    /// were removed when it went, next hops may be reachable now) brings
+    /// every prefix of the mirror into the next flush; a route deleted
+    /// (softnet's own that shadowed a kernel route, say) brings its prefix.
+    /// The sync's own messages come by here too; re-flushing them changes
+    /// nothing.
+    fn watch_softnet(&mut self) {
+        use softnet_core::rtmsg::{IfAnnounceWhat, RtmBody, RtmType};
+        let Some(rx) = &self.monitor else { return };
+        let mut all = false;
+        let mut deleted = Vec::new();
+        for m in rx.try_iter() {
+            match (m.kind, &m.body) {
+                (RtmType::NewAddr | RtmType::IfAnnounce(IfAnnounceWhat::Arrival), _) => all = true,
+                (RtmType::Delete, RtmBody::Route(r)) if m.rtable == RTABLE => deleted.push((r.dest, r.prefix_len)),
+                _ => {}
+            }
+        }
+        if all {
+            let p4: Vec<_> = self.v4.prefixes().copied().collect();
+            let p6: Vec<_> = self.v6.prefixes().copied().collect();
+            p4.into_iter().for_each(|p| self.v4.touch(p));
+            p6.into_iter().for_each(|p| self.v6.touch(p));
+            return;
+        }
+        for (dest, len) in deleted {
+            match dest {
+                std::net::IpAddr::V4(a) if self.v4.best(&(a, len)).is_some() => self.v4.touch((a, len)),
+                std::net::IpAddr::V6(a) if self.v6.best(&(a, len)).is_some() => self.v6.touch((a, len)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The prefixes softnet could not install are tried again.
+    fn retry_unresolved(&mut self) {
+        for p in std::mem::take(&mut self.unres4) {
+            self.v4.touch(p);
+        }
+        for p in std::mem::take(&mut self.unres6) {
+            self.v6.touch(p);
+        }
+    }
+
+    /// Mark and sweep against a fresh dump, then the table swept of kernel
+    /// routes the kernel no longer has.
+    fn resync(&mut self) -> io::Result<()> {
+        let t0 = Instant::now();
+        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        let dump = netlink::dump(self.conf.rcvbuf)?;
+        self.v4.begin_resync();
+        self.v6.begin_resync();
+        for m in dump {
+            self.handle(Event::New(m));
+        }
+        let swept = self.v4.end_resync() + self.v6.end_resync();
+        self.retry_unresolved();
+        let mut n = self.flush();
+        n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v4, &self.stats);
+        n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v6, &self.stats);
+        tracing::info!(
+            "route sync: resync of kernel table {}: {} IPv4 and {} IPv6 prefixes, {swept} gone, {n} change(s) in softnet, {} unresolved, {:.0} ms",
+            self.conf.table,
+            self.v4.len(),
+            self.v6.len(),
+            self.unres4.len() + self.unres6.len(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(())
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        let mut need_resync = false;
+        let mut first_pending: Option<Instant> = None;
+        let mut last_retry = Instant::now();
+        let mut burst: Option<Burst> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if need_resync {
+                self.events.discard();
+                match self.resync() {
+                    Ok(()) => need_resync = false,
+                    Err(e) => {
+                        tracing::warn!("route sync: resync failed: {e}; trying again");
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                }
+            }
+            let timeout = if self.pending() > 0 { QUIET } else { Duration::from_millis(200) };
+            let mut quiet = !self.events.wait(timeout);
+            while !quiet {
+                match self.events.recv(&mut self.evbuf) {
+                    Ok(true) => {
+                        for ev in std::mem::take(&mut self.evbuf) {
+                            self.handle(ev);
+                        }
+                    }
+                    // Nothing more now: a batch under way waits up to
+                    // QUIET for more before it is flushed.
+                    Ok(false) => quiet = self.pending() == 0 || !self.events.wait(QUIET),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        self.stats.overruns.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("route sync: receive buffer overrun, route changes lost: resync");
+                        need_resync = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("route sync: netlink: {e}");
+                        break;
+                    }
+                }
+                if self.pending() > 0 && first_pending.is_none() {
+                    first_pending = Some(Instant::now());
+                }
+                if self.pending() >= MAX_BATCH || first_pending.is_some_and(|t| t.elapsed() >= MAX_LINGER) {
+                    break;
+                }
+            }
+            self.watch_softnet();
+            if last_retry.elapsed() >= RETRY && !(self.unres4.is_empty() && self.unres6.is_empty()) {
+                last_retry = Instant::now();
+                self.retry_unresolved();
+            }
+            if self.pending() > 0
+                && (quiet || self.pending() >= MAX_BATCH || first_pending.is_some_and(|t| t.elapsed() >= MAX_LINGER))
+            {
+                let started = first_pending.take().unwrap_or_else(Instant::now);
+                let n = self.flush();
+                if n > 0 {
+                    let b = burst.get_or_insert(Burst { start: started, end: started, changes: 0, batches: 0 });
+                    b.end = Instant::now();
+                    b.changes += n;
+                    b.batches += 1;
+                }
+            }
+            if self.pending() == 0 && burst.as_ref().is_some_and(|b| b.end.elapsed() >= BURST_END) {
+                let b = burst.take().expect("checked");
+                let secs = (b.end - b.start).as_secs_f64().max(1e-6);
+                if b.changes >= LOG_BURST {
+                    tracing::info!(
+                        "route sync: {} change(s) in {} batch(es), {:.0} ms, {:.0} routes/s",
+                        b.changes,
+                        b.batches,
+                        secs * 1e3,
+                        b.changes as f64 / secs
+                    );
+                } else {
+                    tracing::debug!("route sync: {} change(s) in {} batch(es)", b.changes, b.batches);
+                }
+            }
+        }
+    }
+}
+
+/// Changes flushed without a second's pause between them: from the first
+/// change heard to the last flush.
+struct Burst {
+    start: Instant,
+    end: Instant,
+    changes: u64,
+    batches: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_and_numbers() {
+        let s = |x: &str| toml::Value::String(x.into());
+        assert_eq!(parse_table(&s("main")), Ok(254));
+        assert_eq!(parse_table(&toml::Value::Integer(100)), Ok(100));
+        assert_eq!(parse_table(&s("100")), Ok(100));
+        assert!(parse_table(&s("local")).unwrap_err().contains("local table"));
+        assert!(parse_table(&toml::Value::Integer(0)).is_err());
+        assert!(parse_table(&toml::Value::Integer(-3)).unwrap_err().contains("out of range"));
+        assert!(parse_table(&s("no-such-table")).unwrap_err().contains("unknown kernel routing table"));
+        assert!(parse_table(&toml::Value::Boolean(true)).is_err());
+    }
+
+    #[test]
+    fn a_bad_sync_routes_is_a_config_error_with_its_line() {
+        use crate::config::Config;
+        use std::path::Path;
+        let parse = |s: &str| Config::parse(s, Path::new("softnet.toml"));
+        assert_eq!(parse("workers = 1\nsync_routes = \"main\"\n").unwrap().sync_routes, Some(254));
+        assert_eq!(parse("sync_routes = 1000\n").unwrap().sync_routes, Some(1000));
+        assert_eq!(parse("workers = 1\n").unwrap().sync_routes, None);
+        let e = parse("workers = 1\nsync_routes = \"nosuch\"\n").unwrap_err().to_string();
+        assert_eq!(e, "softnet.toml line 2: sync_routes: unknown kernel routing table \"nosuch\"");
+        let e = parse("sync_routes = 255\n").unwrap_err().to_string();
+        assert!(e.starts_with("softnet.toml line 1: sync_routes: the local table"), "{e}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The two rtnetlink sockets of the sync (netlink-sys, messages parsed by
+//! netlink-packet-route): one subscribed to the IPv4 and IPv6 route
+//! groups with a large receive buffer, read without blocking; one made for
+//! each dump (RTM_GETROUTE, NLM_F_DUMP), so that a dump's replies and the
+//! subscription's notifications never mix.
+
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_sys::{Socket, SocketAddr};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// rtnetlink multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+
+/// Receive buffer asked for by default: 32 MiB holds some 200,000 route
+/// notifications, a full table's worth of changes between two reads.
+pub const DEFAULT_RCVBUF: usize = 32 << 20;
+
+/// What one datagram carried.
+pub enum Event {
+    New(RouteMessage),
+    Del(RouteMessage),
+    /// A message that did not parse: counted.
+    Bad(String),
+}
+
+/// Sets a socket's receive buffer: SO_RCVBUFFORCE (root may exceed
+/// net.core.rmem_max), else SO_RCVBUF. Returns the size the kernel gives.
+fn set_rcvbuf(s: &Socket, bytes: usize) -> io::Result<usize> {
+    let v = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+    let set = |opt| {
+        // SAFETY: a plain int option on a socket this function borrows.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 && set(libc::SO_RCVBUF) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    s.get_rx_buf_sz()
+}
+
+/// The subscription: route changes of both families as they happen.
+pub struct Events {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl Events {
+    /// Opens and subscribes; `rcvbuf` bytes of receive buffer asked for
+    /// (the kernel doubles it for its bookkeeping).
+    pub fn open(rcvbuf: usize) -> io::Result<(Events, usize)> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind(&SocketAddr::new(0, 0))?;
+        let got = set_rcvbuf(&sock, rcvbuf)?;
+        sock.add_membership(RTNLGRP_IPV4_ROUTE)?;
+        sock.add_membership(RTNLGRP_IPV6_ROUTE)?;
+        sock.set_non_blocking(true)?;
+        Ok((Events { sock, buf: Vec::with_capacity(1 << 20) }, got))
+    }
+
+    /// Waits up to `timeout` for something to read.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one pollfd on the stack, for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    }
+
+    /// Reads one datagram into `out`. `Ok(false)`: nothing to read now.
+    /// `Err` with ENOBUFS: the receive buffer overran and notifications
+    /// were lost (the caller resyncs).
+    pub fn recv(&mut self, out: &mut Vec<Event>) -> io::Result<bool> {
+        self.buf.clear();
+        match self.sock.recv(&mut self.buf, 0) {
+            Ok(_) => {
+                parse(&self.buf, out);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Events {
+    /// Reads and drops everything queued; returns how many datagrams.
+    /// After an overrun this comes before the dump: the kernel reports
+    /// the next overrun only once the queue has been emptied (netlink's
+    /// congested bit), and what is queued is older than the dump anyway.
+    pub fn discard(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => return n,
+            }
+        }
+    }
+}
+
+/// Splits a datagram into its messages.
+fn parse(mut b: &[u8], out: &mut Vec<Event>) {
+    while b.len() >= 16 {
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < 16 || len > b.len() {
+            out.push(Event::Bad(format!("netlink message length {len} of {} bytes", b.len())));
+            return;
+        }
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
+            Ok(m) => match m.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => out.push(Event::New(r)),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => out.push(Event::Del(r)),
+                _ => {}
+            },
+            Err(e) => out.push(Event::Bad(e.to_string())),
+        }
+        b = b.get((len + 3) & !3usize..).unwrap_or(&[]);
+    }
+}
+
+/// A full dump of the kernel's routes (both families, every table), on a
+/// socket of its own. A dump the kernel marks interrupted (the table
+/// changed under it, NLM_F_DUMP_INTR) is taken again, up to a few times.
+pub fn dump(rcvbuf: usize) -> io::Result<Vec<RouteMessage>> {
+    for _ in 0..5 {
+        let (routes, interrupted) = dump_once(rcvbuf)?;
+        if !interrupted {
+            return Ok(routes);
+        }
+    }
+    Err(io::Error::other("route dump interrupted five times in a row"))
+}
+
+fn dump_once(rcvbuf: usize) -> io::Result<(Vec<RouteMessage>, bool)> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind(&SocketAddr::new(0, 0))?;
+    let _ = set_rcvbuf(&sock, rcvbuf);
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(RouteMessage::default()));
+    req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut wire = vec![0u8; req.buffer_len()];
+    req.serialize(&mut wire);
+    sock.send_to(&wire, &SocketAddr::new(0, 0), 0)?;
+    let mut routes = Vec::new();
+    let mut interrupted = false;
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    loop {
+        buf.clear();
+        sock.recv(&mut buf, 0)?;
+        let mut b = &buf[..];
+        while b.len() >= 16 {
+            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            if len < 16 || len > b.len() {
+                return Err(io::Error::other(format!("bad netlink message length {len} in a dump")));
+            }
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
+                .map_err(|e| io::Error::other(format!("route dump: {e}")))?;
+            interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
+            match m.payload {
+                NetlinkPayload::Done(_) => return Ok((routes, interrupted)),
+                NetlinkPayload::Error(e) => {
+                    let code = e.code.map_or(0, |c| -c.get());
+                    return Err(io::Error::from_raw_os_error(code));
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => routes.push(r),
+                _ => {}
+            }
+            b = b.get((len + 3) & !3usize..).unwrap_or(&[]);
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! rtnetlink route messages (RTM_NEWROUTE / RTM_DELROUTE, as
+//! netlink-packet-route parses them) translated into what softnet's table
+//! can hold, or a reason why not.
+//!
+//! What is kept: unicast routes with one next hop or several
+//! (RTA_MULTIPATH: ECMP), blackhole, unreachable and prohibit routes (`B`,
+//! `R`), the protocol, the metric (RTA_PRIORITY: the kernel keeps one route
+//! per metric; the lowest is the one in use) and an RTA_METRICS MTU. What is
+//! skipped without a word: other tables, the kernel's own routes for
+//! interface addresses (protocol `kernel`: softnet makes its connected and
+//! local routes itself), local/broadcast/anycast/multicast routes and
+//! cloned (cache) entries. What cannot be represented is counted and
+//! logged: throw and NAT routes, type-of-service routes, IPv6 source-
+//! specific routes, nexthop objects (RTA_NH_ID), encapsulations, an IPv4
+//! route via an IPv6 next hop (RTA_VIA), MPLS.
+
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteNextHop, RouteProtocol, RouteType,
+};
+use netlink_packet_route::AddressFamily;
+use softnet_core::route::RouteAddr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Linux's main table (RT_TABLE_MAIN).
+pub const TABLE_MAIN: u32 = 254;
+
+/// One next hop of a kernel route: a gateway, the kernel's outgoing
+/// interface index (0: none given), or both.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KHop<A> {
+    pub gateway: Option<A>,
+    pub oif: u32,
+}
+
+/// What a kernel route does with a packet.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum KKind<A> {
+    /// Forwarded by one of these (several: ECMP).
+    Unicast(Vec<KHop<A>>),
+    /// Dropped silently (`B`).
+    Blackhole,
+    /// Refused with an ICMP error (unreachable, prohibit: `R`).
+    Reject,
+}
+
+/// A kernel route of one family as softnet can hold it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct KRoute<A> {
+    pub dest: A,
+    pub prefix_len: u8,
+    /// RTA_PRIORITY: among routes to one prefix, the lowest is in use.
+    pub metric: u32,
+    /// rtm_protocol.
+    pub proto: u8,
+    pub kind: KKind<A>,
+    /// RTAX_MTU, 0 when not given.
+    pub mtu: u32,
+}
+
+/// An address family the sync mirrors: `Ipv4Addr` or `Ipv6Addr`.
+pub trait Fam: RouteAddr {
+    fn from_ip(a: &RouteAddress) -> Option<Self>;
+}
+
+impl Fam for Ipv4Addr {
+    fn from_ip(a: &RouteAddress) -> Option<Self> {
+        match a {
+            RouteAddress::Inet(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl Fam for Ipv6Addr {
+    fn from_ip(a: &RouteAddress) -> Option<Self> {
+        match a {
+            RouteAddress::Inet6(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// A message translated.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Translated {
+    V4(KRoute<Ipv4Addr>),
+    V6(KRoute<Ipv6Addr>),
+    /// Not for the sync (another table, the kernel's own, local ...).
+    Skip,
+    /// For the sync but not representable: counted and logged.
+    Unsupported(String),
+}
+
+/// The routing table a message is about: RTA_TABLE if present (ids over
+/// 255), else the header's.
+pub fn table_of(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None })
+        .unwrap_or(m.header.table as u32)
+}
+
+fn proto_number(p: RouteProtocol) -> u8 {
+    u8::from(p)
+}
+
+/// Translates a route message of kernel table `table`.
+pub fn translate(m: &RouteMessage, table: u32) -> Translated {
+    let h = &m.header;
+    if table_of(m) != table {
+        return Translated::Skip;
+    }
+    if h.flags.contains(netlink_packet_route::route::RouteFlags::Cloned) || h.protocol == RouteProtocol::Kernel {
+        return Translated::Skip;
+    }
+    match h.kind {
+        RouteType::Local | RouteType::Broadcast | RouteType::Anycast | RouteType::Multicast => return Translated::Skip,
+        RouteType::Unicast | RouteType::BlackHole | RouteType::Unreachable | RouteType::Prohibit => {}
+        other => return Translated::Unsupported(format!("route type {other:?}")),
+    }
+    match h.address_family {
+        AddressFamily::Inet => match translate_fam::<Ipv4Addr>(m) {
+            Ok(r) => Translated::V4(r),
+            Err(e) => Translated::Unsupported(e),
+        },
+        AddressFamily::Inet6 => match translate_fam::<Ipv6Addr>(m) {
+            Ok(r) => Translated::V6(r),
+            Err(e) => Translated::Unsupported(e),
+        },
+        _ => Translated::Skip,
+    }
+}
+
+fn translate_fam<A: Fam>(m: &RouteMessage) -> Result<KRoute<A>, String> {
+    let h: &RouteHeader = &m.header;
+    if h.tos != 0 {
+        return Err(format!("type-of-service route (tos {:#x})", h.tos));
+    }
+    if h.source_prefix_length != 0 {
+        return Err("source-specific route".into());
+    }
+    if h.destination_prefix_length > A::MAX_LEN {
+        return Err(format!("prefix length {}", h.destination_prefix_length));
+    }
+    let mut dest = None;
+    let mut metric = 0;
+    let mut mtu = 0;
+    let mut gateway = None;
+    let mut oif = 0;
+    let mut multipath: Option<&Vec<RouteNextHop>> = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dest = Some(A::from_ip(d).ok_or("destination of another family")?),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Gateway(g) => gateway = Some(A::from_ip(g).ok_or("gateway of another family")?),
+            RouteAttribute::Oif(i) => oif = *i,
+            RouteAttribute::MultiPath(hops) => multipath = Some(hops),
+            RouteAttribute::Metrics(ms) => {
+                for x in ms {
+                    if let RouteMetric::Mtu(v) = x {
+                        mtu = *v;
+                    }
+                }
+            }
+            RouteAttribute::NhId(id) => return Err(format!("nexthop object {id}")),
+            RouteAttribute::Via(_) => return Err("next hop of another family (RTA_VIA)".into()),
+            RouteAttribute::EncapType(_) | RouteAttribute::Encap(_) => return Err("encapsulation".into()),
+            RouteAttribute::NewDestination(_) => return Err("MPLS".into()),
+            _ => {}
+        }
+    }
+    let dest = match dest {
+        Some(d) => d,
+        None if h.destination_prefix_length == 0 => A::from_bits(A::ZERO_BITS),
+        None => return Err("no destination".into()),
+    };
+    let kind = match h.kind {
+        RouteType::BlackHole => KKind::Blackhole,
+        RouteType::Unreachable | RouteType::Prohibit => KKind::Reject,
+        _ => {
+            let hops = match multipath {
+                Some(hops) => hops.iter().map(hop_of::<A>).collect::<Result<Vec<_>, String>>()?,
+                None => vec![KHop { gateway, oif }],
+            };
+            if hops.is_empty() {
+                return Err("multipath route without next hops".into());
+            }
+            if let Some(h) = hops.iter().find(|h| h.gateway.is_none() && h.oif == 0) {
+                return Err(format!("next hop without gateway or interface ({h:?})"));
+            }
+            KKind::Unicast(hops)
+        }
+    };
+    let dest = A::from_bits(A::mask_bits(dest.to_bits(), h.destination_prefix_length));
+    Ok(KRoute { dest, prefix_len: h.destination_prefix_length, metric, proto: proto_number(h.protocol), kind, mtu })
+}
+
+fn hop_of<A: Fam>(n: &RouteNextHop) -> Result<KHop<A>, String> {
+    let mut gateway = None;
+    for a in &n.attributes {
+        match a {
+            RouteAttribute::Gateway(g) => gateway = Some(A::from_ip(g).ok_or("gateway of another family")?),
+            RouteAttribute::Via(_) => return Err("next hop of another family (RTA_VIA)".into()),
+            RouteAttribute::EncapType(_) | RouteAttribute::Encap(_) => return Err("encapsulation".into()),
+            RouteAttribute::NewDestination(_) => return Err("MPLS".into()),
+            _ => {}
+        }
+    }
+    Ok(KHop { gateway, oif: n.interface_index })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use netlink_packet_route::route::{RouteFlags as NlFlags, RouteScope};
+    use std::net::IpAddr;
+
+    /// A route message as the kernel sends it for `ip route add`.
+    pub(crate) fn msg(
+        family: AddressFamily,
+        dest: Option<IpAddr>,
+        len: u8,
+        kind: RouteType,
+        proto: RouteProtocol,
+        attrs: Vec<RouteAttribute>,
+    ) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.address_family = family;
+        m.header.destination_prefix_length = len;
+        m.header.table = 254;
+        m.header.protocol = proto;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = kind;
+        if let Some(d) = dest {
+            m.attributes.push(RouteAttribute::Destination(d.into()));
+        }
+        m.attributes.push(RouteAttribute::Table(254));
+        m.attributes.extend(attrs);
+        m
+    }
+
+    fn v4(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    pub(crate) fn hop(gw: IpAddr, oif: u32) -> RouteNextHop {
+        let mut h = RouteNextHop::default();
+        h.interface_index = oif;
+        h.attributes.push(RouteAttribute::Gateway(gw.into()));
+        h
+    }
+
+    #[test]
+    fn a_unicast_route_via_a_gateway_keeps_protocol_metric_and_mtu() {
+        let m = msg(
+            AddressFamily::Inet,
+            Some(IpAddr::V4(v4("10.9.0.0"))),
+            16,
+            RouteType::Unicast,
+            RouteProtocol::Bird,
+            vec![
+                RouteAttribute::Gateway(IpAddr::V4(v4("10.0.2.2")).into()),
+                RouteAttribute::Oif(7),
+                RouteAttribute::Priority(32),
+                RouteAttribute::Metrics(vec![RouteMetric::Mtu(1400)]),
+            ],
+        );
+        assert_eq!(
+            translate(&m, TABLE_MAIN),
+            Translated::V4(KRoute {
+                dest: v4("10.9.0.0"),
+                prefix_len: 16,
+                metric: 32,
+                proto: 12,
+                kind: KKind::Unicast(vec![KHop { gateway: Some(v4("10.0.2.2")), oif: 7 }]),
+                mtu: 1400,
+            })
+        );
+        // Another table is not ours.
+        assert_eq!(translate(&m, 100), Translated::Skip);
+    }
+
+    #[test]
+    fn multipath_becomes_one_route_with_every_hop() {
+        let m = msg(
+            AddressFamily::Inet6,
+            Some("2001:db8:9::".parse().unwrap()),
+            48,
+            RouteType::Unicast,
+            RouteProtocol::Bgp,
+            vec![RouteAttribute::MultiPath(vec![
+                hop("fe80::1".parse().unwrap(), 3),
+                hop("fe80::2".parse().unwrap(), 4),
+            ])],
+        );
+        let Translated::V6(r) = translate(&m, TABLE_MAIN) else { panic!("{:?}", translate(&m, TABLE_MAIN)) };
+        assert_eq!(r.proto, 186);
+        assert_eq!(
+            r.kind,
+            KKind::Unicast(vec![
+                KHop { gateway: Some("fe80::1".parse().unwrap()), oif: 3 },
+                KHop { gateway: Some("fe80::2".parse().unwrap()), oif: 4 },
+            ])
+        );
+    }
+
+    #[test]
+    fn blackhole_unreachable_and_prohibit_are_b_and_r_and_default_has_no_destination() {
+        for (t, k) in [
+            (RouteType::BlackHole, KKind::Blackhole),
+            (RouteType::Unreachable, KKind::Reject),
+            (RouteType::Prohibit, KKind::Reject),
+        ] {
+            let m = msg(AddressFamily::Inet, None, 0, t, RouteProtocol::Boot, vec![]);
+            let Translated::V4(r) = translate(&m, TABLE_MAIN) else { panic!() };
+            assert_eq!((r.dest, r.prefix_len, r.kind, r.proto), (Ipv4Addr::UNSPECIFIED, 0, k, 3));
+        }
+    }
+
+    #[test]
+    fn the_kernels_own_local_and_cloned_routes_are_skipped() {
+        let dst = Some(IpAddr::V4(v4("10.0.2.0")));
+        let conn = msg(AddressFamily::Inet, dst, 24, RouteType::Unicast, RouteProtocol::Kernel, vec![]);
+        assert_eq!(translate(&conn, TABLE_MAIN), Translated::Skip);
+        let local = msg(AddressFamily::Inet, dst, 32, RouteType::Local, RouteProtocol::Boot, vec![]);
+        assert_eq!(translate(&local, TABLE_MAIN), Translated::Skip);
+        let mut cloned =
+            msg(AddressFamily::Inet, dst, 24, RouteType::Unicast, RouteProtocol::Boot, vec![RouteAttribute::Oif(2)]);
+        cloned.header.flags = NlFlags::Cloned;
+        assert_eq!(translate(&cloned, TABLE_MAIN), Translated::Skip);
+    }
+
+    #[test]
+    fn what_softnet_cannot_hold_is_unsupported_with_a_reason() {
+        let dst = Some(IpAddr::V4(v4("10.5.0.0")));
+        let gw = RouteAttribute::Gateway(IpAddr::V4(v4("10.0.2.2")).into());
+        let cases = [
+            (msg(AddressFamily::Inet, dst, 16, RouteType::Throw, RouteProtocol::Boot, vec![]), "Throw"),
+            (
+                msg(
+                    AddressFamily::Inet,
+                    dst,
+                    16,
+                    RouteType::Unicast,
+                    RouteProtocol::Zebra,
+                    vec![RouteAttribute::NhId(5)],
+                ),
+                "nexthop object",
+            ),
+            (msg(AddressFamily::Inet, dst, 16, RouteType::Unicast, RouteProtocol::Boot, vec![]), "without gateway"),
+            (
+                {
+                    let mut m =
+                        msg(AddressFamily::Inet, dst, 16, RouteType::Unicast, RouteProtocol::Boot, vec![gw.clone()]);
+                    m.header.tos = 0x10;
+                    m
+                },
+                "type-of-service",
+            ),
+            (msg(AddressFamily::Inet, dst, 40, RouteType::Unicast, RouteProtocol::Boot, vec![gw]), "prefix length"),
+        ];
+        for (m, why) in cases {
+            match translate(&m, TABLE_MAIN) {
+                Translated::Unsupported(e) => assert!(e.contains(why), "{e} / {why}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+}
