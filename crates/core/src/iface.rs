@@ -211,6 +211,8 @@ pub fn prefix_mask(len: u8) -> u32 {
 pub mod if_flags {
     pub const UP: u32 = 1 << 0;
     pub const BROADCAST: u32 = 1 << 1;
+    /// IFF_LOOPBACK: lo0 (`crate::loopback`).
+    pub const LOOPBACK: u32 = 1 << 3;
     pub const RUNNING: u32 = 1 << 6;
     pub const MULTICAST: u32 = 1 << 15;
 }
@@ -299,6 +301,16 @@ impl Interface {
     }
     pub fn is_up(&self) -> bool {
         self.flags() & if_flags::UP != 0
+    }
+    /// IFF_LOOPBACK: the loopback interface (`crate::loopback`).
+    pub fn is_loopback(&self) -> bool {
+        self.flags() & if_flags::LOOPBACK != 0
+    }
+    /// Makes a new interface the loopback: IFF_LOOPBACK instead of
+    /// IFF_BROADCAST, as if_loop.c's loop_clone_create sets them.
+    pub(crate) fn mark_loopback(&self) {
+        self.flags.fetch_and(!if_flags::BROADCAST, Ordering::Relaxed);
+        self.flags.fetch_or(if_flags::LOOPBACK, Ordering::Relaxed);
     }
     pub fn set_up(&self, up: bool) {
         if up {

@@ -53,10 +53,19 @@ pub struct PacketMeta {
     pub rcvif: IfIndex,
     /// Routing table the packet is looked up in.
     pub rtable: u16,
-    /// 802.1Q VLAN id the frame carried, if any.
-    pub vlan: Option<u16>,
-    /// Flow hash (from the link or computed), for queue selection.
+    /// 802.1Q VLAN id the frame carried, 0 if none (0 is no VLAN, only
+    /// a priority tag); a u16, not an Option, so `pf_frag_max` fits.
+    pub vlan: u16,
+    /// Flow hash (from the link or computed), for queue selection. Of a
+    /// datagram pf reassembled (`pf_frag_max` not 0): its fragments'
+    /// identification, which pf_refragment6 gives the new ones.
     pub flow_hash: u32,
+    /// Of an IPv6 datagram pf reassembled (pf_reassemble6's
+    /// PACKET_TAG_PF_REASSEMBLED): the largest fragment payload it came
+    /// in, so the stack refragments it as pf_refragment6 does after pf
+    /// out; 0 for every other packet. (In what was padding: the
+    /// metadata does not grow.)
+    pub pf_frag_max: u16,
     /// `csum_flags` bits.
     pub csum: u8,
     /// `mflags` bits.
@@ -293,6 +302,11 @@ impl PacketPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metadata_stays_48_bytes() {
+        assert_eq!(std::mem::size_of::<PacketMeta>(), 48);
+    }
 
     #[test]
     fn pool_recycles_buffers_and_counts_exhaustion() {

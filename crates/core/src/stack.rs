@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod hostif;
+mod loopback;
+pub mod mld;
 mod route6;
 mod rtadv;
 pub use route6::RouteTarget6;
@@ -142,6 +144,8 @@ pub struct Stack {
     control_pool: Mutex<PacketPool>,
     /// The control thread's random generator (DAD delays, ReachableTime).
     rng: Mutex<crate::rng::WorkerRng>,
+    /// MLD reports scheduled (`stack/mld.rs`).
+    mld: Mutex<mld::MldState>,
     /// When ReachableTime was last drawn.
     reachable_drawn: Mutex<crate::time::Instant>,
 }
@@ -188,6 +192,7 @@ impl Stack {
                 dad: Mutex::new(DadTable::new(config.dad.clone())),
                 rtadv: Mutex::new(crate::nd6::rtadv::Advertiser::new()),
                 rng: Mutex::new(rng),
+                mld: Mutex::new(mld::MldState::default()),
                 reachable_drawn: Mutex::new(now),
                 ifaces: InterfaceTable::new(),
                 monitor,
@@ -249,6 +254,9 @@ impl Stack {
                 // Tentative addresses stay so; DAD starts over at the next up.
                 self.dad.lock().stop_interface(ifp.index());
             }
+            if up {
+                self.mld_join(&ifp, &ifp.inet6().groups.clone());
+            }
             self.rtadv_set_up(&ifp, up);
         }
         Ok(())
@@ -294,7 +302,12 @@ impl Stack {
             return Err(StackError::BadAddr(name.into(), a, "prefix length over 32"));
         }
         let ip = u32::from(a.addr);
-        if a.addr.is_unspecified() || a.addr.is_multicast() || a.addr.is_broadcast() || a.addr.is_loopback() {
+        // 127/8 only on a loopback interface (crate::loopback).
+        if a.addr.is_unspecified()
+            || a.addr.is_multicast()
+            || a.addr.is_broadcast()
+            || (a.addr.is_loopback() && !ifp.is_loopback())
+        {
             return Err(StackError::BadAddr(name.into(), a, "not a unicast address"));
         }
         if a.prefix_len < 31 && (ip == u32::from(a.network()) || Some(a.addr) == a.broadcast()) {
@@ -313,7 +326,7 @@ impl Stack {
             }
             self.routes.add(0, Route::local(weak, a.addr))?;
             routes_added.push((a.addr, 32));
-            if let Some(b) = Route::broadcast(weak, a) {
+            if let Some(b) = Route::broadcast(weak, a).filter(|_| !ifp.is_loopback()) {
                 let dest = b.dest;
                 self.routes.add(0, b)?;
                 routes_added.push((dest, 32));
@@ -329,9 +342,11 @@ impl Stack {
         let mut addrs = ifp.addrs().as_ref().clone();
         addrs.push(a);
         ifp.set_addrs(addrs);
-        self.arp.add_local(&ifp, a.addr);
+        if !ifp.is_loopback() {
+            self.arp.add_local(&ifp, a.addr);
+        }
         self.addr_msg(&ifp, a, RtmType::NewAddr);
-        if ifp.is_up() {
+        if ifp.is_up() && !ifp.is_loopback() {
             self.send_gratuitous(&ifp, a.addr);
         }
         Ok(())
@@ -379,7 +394,12 @@ impl Stack {
         if prefix_len == 0 || prefix_len > 128 {
             return bad("prefix length not 1 to 128");
         }
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || addr.is_v4_mapped() {
+        // ::1 only on a loopback interface (crate::loopback).
+        if addr.is_unspecified()
+            || addr.is_multicast()
+            || (addr.is_loopback() && !ifp.is_loopback())
+            || addr.is_v4_mapped()
+        {
             return bad("not a unicast address");
         }
         if addr.is_link_local_unicast() && prefix_len != 64 {
@@ -401,8 +421,12 @@ impl Stack {
     /// to it as `fe80::%IF/64`) and the local route (`UHLl`), each with its
     /// route message, then the address and its RTM_NEWADDR. A route that
     /// cannot be added changes nothing.
-    fn add_address6_locked(&self, ifp: &Arc<Interface>, a: If6Addr) -> Result<(), StackError> {
+    fn add_address6_locked(&self, ifp: &Arc<Interface>, mut a: If6Addr) -> Result<(), StackError> {
         let weak = ifp.weak();
+        if ifp.is_loopback() {
+            // in6if_do_dad: no DAD on a loopback interface.
+            a.state = Dad6State::Preferred;
+        }
         let shared_prefix =
             ifp.inet6().addrs.iter().any(|x| x.prefix_len == a.prefix_len && x.network() == a.network());
         let connected = a.prefix_len < 128 && !shared_prefix;
@@ -415,12 +439,15 @@ impl Stack {
             }
             return Err(e.into());
         }
+        let before = ifp.inet6().groups.clone();
         let mut addrs = ifp.inet6().addrs.clone();
         addrs.push(a);
         ifp.set_addrs6(addrs);
+        let joined: Vec<Ipv6Addr> = ifp.inet6().groups.iter().copied().filter(|g| !before.contains(g)).collect();
+        self.mld_join(ifp, &joined);
         self.nd6.add_local(ifp, a.addr);
         self.addr_msg(ifp, RtmIfa::V6 { addr: a.addr, prefix_len: a.prefix_len }, RtmType::NewAddr);
-        if ifp.is_up() {
+        if ifp.is_up() && a.state == Dad6State::Tentative {
             self.dad.lock().start(self.clock.now(), ifp.index(), a.addr, Duration::ZERO);
         }
         Ok(())
@@ -701,6 +728,9 @@ impl Stack {
     /// Sends a gratuitous ARP request for `ip` on `ifp` (RFC 5227 §3
     /// announcement) from the control thread.
     fn send_gratuitous(&self, ifp: &Interface, ip: Ipv4Addr) {
+        if ifp.is_loopback() {
+            return;
+        }
         let arp = self.arp.gratuitous(ifp, ip);
         let mut pool = self.control_pool.lock();
         let Some(mut p) = pool.alloc() else { return };
@@ -744,11 +774,13 @@ impl Stack {
         let freed = self.arp.expire(now, &self.stats.get(crate::percpu::CONTROL_SLOT).arp);
         drop(freed);
         self.dad_timer(now);
-        // Until the IPv6 data path sends ICMPv6 errors for them, the held
-        // packets of neighbors given up are freed here (counted as
-        // dropped_no_entry).
-        drop(self.nd6_timer(now));
+        // The held packets of neighbors given up (counted as
+        // dropped_no_entry) go to the workers for ICMPv6 address
+        // unreachable; what does not fit the queue is freed here.
+        let t = self.nd6_timer(now);
+        self.nd6.queue_unreachable(t.unreachable.into_iter().map(|(_, _, p)| p));
         self.rtadv_timer();
+        self.mld_timer();
         {
             let mut drawn = self.reachable_drawn.lock();
             if now >= *drawn + RECALC_REACHABLE {

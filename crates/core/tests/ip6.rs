@@ -236,6 +236,44 @@ fn forwarded_packets_lose_one_hop_and_go_to_the_resolved_neighbor() {
     assert_eq!(r.stat(|s| s.ip6.forward.get()), 2);
 }
 
+/// RFC 4861 §7.2.2: a neighbor that never answers its solicitations is
+/// given up, and each packet held for it gets ICMPv6 destination
+/// unreachable, address unreachable (code 3), quoting it, from the side it
+/// came in on.
+#[test]
+fn held_packets_of_a_neighbor_that_never_answers_get_address_unreachable() {
+    let mut r = Rig::new(1500, StackConfig { pool_size: 1024, ..StackConfig::default() });
+    r.stack.ndp_set(a(), None, A_MAC, false, false).unwrap();
+    let p1 = echo(a(), b(), 64, 100);
+    let p2 = echo(a(), b(), 64, 20);
+    r.send_from_a(&p1);
+    r.send_from_a(&p2);
+    let mut solicits = r.take(false).len();
+    assert!(r.take(true).is_empty(), "nothing for A while B is being solicited");
+    // MAX_MULTICAST_SOLICIT solicitations RetransTimer (1 s) apart, then
+    // the entry is given up.
+    for _ in 0..50 {
+        r.clock.advance(Duration::from_millis(100));
+        r.stack.tick();
+        r.run();
+        solicits += r.take(false).len();
+    }
+    assert_eq!(solicits, 3, "three solicitations for B");
+    let out = r.take(true);
+    assert_eq!(out.len(), 2, "an error for each held packet");
+    for (f, orig) in out.iter().zip([&p1, &p2]) {
+        let (mac, src, dst, _, t, code, _) = icmp_of(f).unwrap();
+        assert_eq!((mac, src, dst, t, code), (A_MAC, r0(), a(), icmpv6::msg_type::DST_UNREACHABLE, 3));
+        let quoted = &f[HEADER_LEN + 40 + 8..];
+        assert_eq!(&quoted[8..40], &orig[8..40], "the original's addresses quoted");
+        assert_eq!(&quoted[40..], &orig[40..], "and its payload");
+    }
+    assert_eq!(r.stat(|s| s.icmp6.outhist[1].get()), 2);
+    // Nothing is left queued: a later round sends nothing more.
+    r.run();
+    assert!(r.take(true).is_empty());
+}
+
 #[test]
 fn hop_limit_one_gets_time_exceeded_from_the_receiving_side() {
     let mut r = Rig::with_neighbors();

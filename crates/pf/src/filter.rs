@@ -86,6 +86,8 @@ pub struct PfInner {
     /// states take it as their creator id.
     pub(crate) hostid: AtomicU32,
     pub(crate) frags: crate::frag::FragCache,
+    /// IPv6 fragments being reassembled (pf_reassemble6, `frag6.rs`).
+    pub(crate) frags6: crate::frag6::FragCache6,
     /// Source-tracking nodes (`crate::srcnode`).
     pub(crate) srcnodes: crate::srcnode::SrcNodes,
     /// What translating states hold of their pools (`crate::xlhold`).
@@ -438,6 +440,7 @@ impl Pf {
             counters: PerWorker::new(),
             hostid: AtomicU32::new(random_hostid()),
             frags: crate::frag::FragCache::new(),
+            frags6: crate::frag6::FragCache6::new(),
             srcnodes: crate::srcnode::SrcNodes::new(),
             xlholds: Default::default(),
             pflog: ArcSwapOption::empty(),
@@ -646,6 +649,7 @@ impl Pf {
             t.flush();
         }
         self.inner.frags.flush();
+        self.inner.frags6.flush();
         (r, s)
     }
 
@@ -890,6 +894,7 @@ impl PacketFilter for Pf {
             dead
         });
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
+        inner.frags6.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
         inner.srcnodes.purge(n);
         // `overload` insertions the workers queued (a table update waits
         // for the table's readers: done here, on the control thread).

@@ -41,16 +41,16 @@ struct FragKey {
 /// One held fragment (`pf_frent`): payload octets `off..off + len` of
 /// the datagram, found at `start` in `pkt` (past its IP header and past
 /// whatever a later fragment's overlap trimmed off its head).
-struct Frag {
-    off: usize,
-    len: usize,
-    more: bool,
-    start: usize,
-    pkt: PacketBuf,
+pub(crate) struct Frag {
+    pub(crate) off: usize,
+    pub(crate) len: usize,
+    pub(crate) more: bool,
+    pub(crate) start: usize,
+    pub(crate) pkt: PacketBuf,
 }
 
 impl Frag {
-    fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.off + self.len
     }
 }
@@ -62,20 +62,33 @@ fn entry_index(off: usize) -> usize {
 
 /// One datagram's queue (`pf_fragment`), sorted by offset, never
 /// overlapping.
-struct Datagram {
-    frags: Vec<Frag>,
+pub(crate) struct Datagram {
+    pub(crate) frags: Vec<Frag>,
     /// Fragments per entry point (`fr_entries`).
     entries: [u8; PF_FRAG_ENTRY_POINTS],
-    created: u64,
+    pub(crate) created: u64,
     /// Generation among its node's datagrams (`fr_gen`).
     gen: u32,
     /// Last fragment seen (pf keeps its queue of datagrams in this order).
-    used: u64,
+    pub(crate) used: u64,
 }
 
 impl Datagram {
+    /// A queue holding its first fragment.
+    pub(crate) fn new(first: Frag, now_ns: u64) -> Datagram {
+        let mut d = Datagram {
+            frags: Vec::with_capacity(4),
+            entries: [0; PF_FRAG_ENTRY_POINTS],
+            created: now_ns,
+            gen: 0,
+            used: now_ns,
+        };
+        let _ = d.insert(0, first);
+        d
+    }
+
     /// `pf_frent_insert`: refused when its entry point is full.
-    fn insert(&mut self, pos: usize, f: Frag) -> Result<(), Frag> {
+    pub(crate) fn insert(&mut self, pos: usize, f: Frag) -> Result<(), Frag> {
         let i = entry_index(f.off);
         if self.entries[i] >= PF_FRAG_ENTRY_LIMIT {
             return Err(f);
@@ -86,7 +99,7 @@ impl Datagram {
     }
 
     /// `pf_frent_remove`.
-    fn remove(&mut self, pos: usize) -> Frag {
+    pub(crate) fn remove(&mut self, pos: usize) -> Frag {
         let f = self.frags.remove(pos);
         self.entries[entry_index(f.off)] -= 1;
         f
@@ -95,7 +108,7 @@ impl Datagram {
     /// No holes: the fragments cover `0..end` of the last one, which has
     /// no more-fragments flag (pf counts `fr_holes` as it goes; the queue
     /// is at most 16 * 64 long).
-    fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         let mut at = 0;
         for f in &self.frags {
             if f.off != at {
@@ -143,20 +156,39 @@ struct FragNode {
     datagrams: u32,
 }
 
-/// The datagrams being reassembled and their nodes; every datagram goes
-/// in and out through `insert`/`remove`, which keep the nodes' counts.
-#[derive(Default)]
-struct Queues {
-    dgrams: HashMap<FragKey, Datagram>,
-    nodes: HashMap<(Ipv4Addr, Ipv4Addr, u8), FragNode>,
+/// A datagram's key and the key of its node (`pf_frnode`: the hosts and
+/// protocol, IPv4 or IPv6).
+pub(crate) trait QueueKey: Copy + Eq + std::hash::Hash {
+    type Node: Copy + Eq + std::hash::Hash;
+    fn node(&self) -> Self::Node;
 }
 
-impl Queues {
-    fn node_key(k: &FragKey) -> (Ipv4Addr, Ipv4Addr, u8) {
-        (k.src, k.dst, k.proto)
+impl QueueKey for FragKey {
+    type Node = (Ipv4Addr, Ipv4Addr, u8);
+    fn node(&self) -> Self::Node {
+        (self.src, self.dst, self.proto)
+    }
+}
+
+/// The datagrams being reassembled and their nodes; every datagram goes
+/// in and out through `insert`/`remove`, which keep the nodes' counts.
+pub(crate) struct Queues<K: QueueKey> {
+    pub(crate) dgrams: HashMap<K, Datagram>,
+    nodes: HashMap<K::Node, FragNode>,
+}
+
+impl<K: QueueKey> Default for Queues<K> {
+    fn default() -> Self {
+        Queues { dgrams: HashMap::new(), nodes: HashMap::new() }
+    }
+}
+
+impl<K: QueueKey> Queues<K> {
+    fn node_key(k: &K) -> K::Node {
+        k.node()
     }
 
-    fn insert(&mut self, k: FragKey, mut d: Datagram) {
+    pub(crate) fn insert(&mut self, k: K, mut d: Datagram) {
         let n = self.nodes.entry(Self::node_key(&k)).or_default();
         d.gen = n.gen;
         n.gen = n.gen.wrapping_add(1);
@@ -164,7 +196,7 @@ impl Queues {
         self.dgrams.insert(k, d);
     }
 
-    fn remove(&mut self, k: &FragKey) -> Option<Datagram> {
+    pub(crate) fn remove(&mut self, k: &K) -> Option<Datagram> {
         let d = self.dgrams.remove(k)?;
         let nk = Self::node_key(k);
         if let Some(n) = self.nodes.get_mut(&nk) {
@@ -179,7 +211,7 @@ impl Queues {
     /// pf_find_fragment's staleness (RFC 4963): a datagram `stale` or
     /// more generations older than its node's newest is dropped when it
     /// is looked up.
-    fn is_stale(&self, k: &FragKey, stale: u32) -> bool {
+    pub(crate) fn is_stale(&self, k: &K, stale: u32) -> bool {
         match (self.dgrams.get(k), self.nodes.get(&Self::node_key(k))) {
             (Some(d), Some(n)) => n.gen.wrapping_sub(d.gen) >= stale,
             _ => false,
@@ -193,7 +225,7 @@ pub const PF_FRAG_STALE: u32 = 200;
 
 #[derive(Default)]
 pub struct FragCache {
-    map: Mutex<Queues>,
+    map: Mutex<Queues<FragKey>>,
     held: std::sync::atomic::AtomicUsize,
     /// pf's `ncounters` (`pfctl -si -v` "Fragments"): lookups of a
     /// fragment's datagram, fragments queued, fragments taken off a queue
@@ -278,15 +310,7 @@ impl FragCache {
             d.used = now_ns;
         }
         let Some(d) = map.dgrams.get_mut(&key) else {
-            let mut d = Datagram {
-                frags: Vec::with_capacity(4),
-                entries: [0; PF_FRAG_ENTRY_POINTS],
-                created: now_ns,
-                gen: 0,
-                used: now_ns,
-            };
-            let _ = d.insert(0, new);
-            map.insert(key, d);
+            map.insert(key, Datagram::new(new, now_ns));
             self.held.fetch_add(1, Ordering::Relaxed);
             self.inserts.fetch_add(1, Ordering::Relaxed);
             return FragResult::Kept;
@@ -409,7 +433,7 @@ impl FragCache {
 
     /// pf_flush_fragments: frees whole datagrams, least recently used
     /// first, until at most 90% of the fragments held are left.
-    fn flush_lru(&self, map: &mut Queues, bufs: &mut dyn BufferSource) {
+    fn flush_lru(&self, map: &mut Queues<FragKey>, bufs: &mut dyn BufferSource) {
         let goal = self.len() * 9 / 10;
         let mut lru: Vec<(u64, FragKey)> = map.dgrams.iter().map(|(k, d)| (d.used, *k)).collect();
         lru.sort_unstable_by_key(|(used, _)| *used);

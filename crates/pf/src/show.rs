@@ -475,11 +475,16 @@ impl Pf {
             for (n, c) in [("searches", &sn.searches), ("inserts", &sn.inserts), ("removals", &sn.removals)] {
                 counter(&mut out, n, c.load(Ordering::Relaxed));
             }
-            let f = &inner.frags;
+            // pf counts both families' fragments together.
+            let (f, f6) = (&inner.frags, &inner.frags6);
             out.push_str("Fragments\n");
-            entries(&mut out, "current entries", f.len());
-            for (n, c) in [("searches", &f.searches), ("inserts", &f.inserts), ("removals", &f.removals)] {
-                let v = c.load(Ordering::Relaxed);
+            entries(&mut out, "current entries", f.len() + f6.len());
+            for (n, c, c6) in [
+                ("searches", &f.searches, &f6.searches),
+                ("inserts", &f.inserts, &f6.inserts),
+                ("removals", &f.removals, &f6.removals),
+            ] {
+                let v = c.load(Ordering::Relaxed) + c6.load(Ordering::Relaxed);
                 counter(&mut out, n, v);
             }
         }
@@ -505,6 +510,22 @@ impl Pf {
     }
 
     /// `pfctl -st`.
+    /// `pfctl -sI [-v]` (pfctl_show_ifaces): one name a line, in the
+    /// order of pf's interface tree (by name); `-v` marks those under
+    /// `set skip on` with ` (skip)`.
+    pub fn show_interfaces(&self, names: &[String], verbose: bool) -> String {
+        let rs = self.inner.ruleset.load();
+        let mut sorted: Vec<&String> = names.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut out = String::new();
+        for n in sorted {
+            let skip = if verbose && rs.is_skipped(n) { " (skip)" } else { "" };
+            let _ = writeln!(out, "{n}{skip}");
+        }
+        out
+    }
+
     pub fn show_timeouts(&self) -> String {
         let rs = self.inner.ruleset.load();
         let mut out = String::new();

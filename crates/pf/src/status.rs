@@ -86,8 +86,8 @@ impl Pf {
             states: TableStatus {
                 entries: inner.states.len(),
                 searches: inner.counters.sum(|c| &c.searches),
-                inserts: load(&inner.states.inserts),
-                removals: load(&inner.states.removals),
+                inserts: inner.states.inserts.load(Ordering::Relaxed),
+                removals: inner.states.removals.load(Ordering::Relaxed),
             },
             state_limit: rs.opts.limit(Limit::States),
             src_nodes: TableStatus {

@@ -321,6 +321,65 @@ fn block_return_answers_with_a_rst_or_an_icmp6_unreachable() {
     let _ = UdpPacket::new_checked(&u[40..]).unwrap();
 }
 
+/// `with`'s fragment of a datagram: `whole` cut at payload octets
+/// `off..end` behind a fragment header with `id`.
+fn frag6(whole: &[u8], id: u32, off: usize, end: usize, more: bool) -> Vec<u8> {
+    let mut b = whole[..40].to_vec();
+    b[6] = 44;
+    b.extend_from_slice(&[whole[6], 0]);
+    b.extend_from_slice(&((off as u16) | u16::from(more)).to_be_bytes());
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&whole[40 + off..40 + end]);
+    let plen = (b.len() - 40) as u16;
+    b[4..6].copy_from_slice(&plen.to_be_bytes());
+    b
+}
+
+/// pf_reassemble6: fragments are held, the whole datagram is filtered
+/// (its fragment header gone, the largest fragment payload and the
+/// identification kept for pf_refragment6), a state made for it; an
+/// overlap drops the datagram (RFC 5722).
+#[test]
+fn ipv6_fragments_are_reassembled_before_the_rules_and_overlaps_drop_the_datagram() {
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in on em0 inet6 proto udp to port 53\n");
+    let mut r = run(&pf);
+    let mut whole = udp6(CLIENT, SERVER, 5000, 53);
+    // A longer datagram: 8 octets of UDP header and 40 of data.
+    whole.truncate(48);
+    whole.extend_from_slice(&[0x5a; 40]);
+    whole[4..6].copy_from_slice(&48u16.to_be_bytes());
+    whole[44..46].copy_from_slice(&48u16.to_be_bytes());
+    let first = frag6(&whole, 7, 0, 24, true);
+    let second = frag6(&whole, 7, 24, 48, false);
+    let v = pf.test(0, r.now, Direction::In, &n.em0, PacketBuf::from_slice(&second), &mut Bufs, &mut r.replies);
+    assert!(matches!(v, Verdict::Consumed), "held");
+    let v = pf.test(0, r.now, Direction::In, &n.em0, PacketBuf::from_slice(&first), &mut Bufs, &mut r.replies);
+    let Verdict::Pass(p) = v else { panic!("the datagram passes") };
+    assert_eq!(p.data(), &whole[..], "reassembled, without the fragment header");
+    assert_eq!((p.meta.pf_frag_max, p.meta.flow_hash), (24, 7));
+    assert_eq!(pf.state_count(), 1);
+    // Overlapping fragments: the datagram is dropped, counted.
+    let before = pf.counter("fragment").unwrap_or(0);
+    assert!(matches!(
+        pf.test(
+            0,
+            r.now,
+            Direction::In,
+            &n.em0,
+            PacketBuf::from_slice(&frag6(&whole, 8, 0, 24, true)),
+            &mut Bufs,
+            &mut r.replies
+        ),
+        Verdict::Consumed
+    ));
+    assert!(!r.go(Direction::In, &n.em0, &frag6(&whole, 8, 16, 48, false)));
+    assert_eq!(pf.counter("fragment"), Some(before + 1));
+    // The rest of it starts a datagram of its own that never completes.
+    assert!(!r.go(Direction::In, &n.em0, &frag6(&whole, 8, 24, 48, false)));
+    assert_eq!(pf.state_count(), 1);
+}
+
 #[test]
 fn extension_headers_and_fragments_are_judged_as_pf_walk_header6() {
     let n = net();
@@ -344,7 +403,8 @@ fn extension_headers_and_fragments_are_judged_as_pf_walk_header6() {
     assert_eq!(pf.counter("ip-option"), Some(2));
     let pf2 = pf_with(&n, "pass all allow-opts\n");
     assert!(run(&pf2).go(Direction::In, &n.em0, &dst_opts));
-    // a fragment: not reassembled, refused as a fragment
+    // a fragment that cannot be one (more to come, not a multiple of 8
+    // octets): refused as a fragment
     let frag = with(44, &[17, 0, 0, 1, 0, 0, 0, 9]);
     assert!(!r.go(Direction::In, &n.em0, &frag));
     assert_eq!(pf.counter("fragment"), Some(1));

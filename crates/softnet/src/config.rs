@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use softnet_core::iface::IfAddr;
+use softnet_core::loopback::LO0;
 use softnet_core::stack::RouteTarget6;
 use softnet_wire::ethernet::MacAddr;
 use softnet_wire::ipv6::Ipv6AddrExt;
@@ -68,6 +69,9 @@ pub enum Driver {
     Packet,
     Xdp,
     Virtual,
+    /// lo0, which the stack makes itself (softnet_core::loopback): its
+    /// `[[interface]]` entry only adds addresses, groups or an mtu.
+    Loopback,
 }
 
 impl Driver {
@@ -78,6 +82,7 @@ impl Driver {
             Driver::Packet => "packet",
             Driver::Xdp => "xdp",
             Driver::Virtual => "virtual",
+            Driver::Loopback => "loopback",
         }
     }
 }
@@ -192,6 +197,9 @@ pub struct Config {
     /// Where the Prometheus endpoint listens (`metrics = "ADDR:PORT"`).
     pub metrics: Option<std::net::SocketAddr>,
     pub interfaces: Vec<InterfaceConf>,
+    /// The `[[interface]]` entry named lo0, if any: more for the loopback
+    /// interface the stack always has (driver `loopback`).
+    pub loopback: Option<InterfaceConf>,
     pub routes: Vec<RouteConf>,
     pub routes6: Vec<Route6Conf>,
     /// The kernel routing table mirrored into table 0 (`sync_routes`,
@@ -401,6 +409,7 @@ impl Config {
             },
         };
         let mut interfaces: Vec<InterfaceConf> = Vec::new();
+        let mut loopback: Option<InterfaceConf> = None;
         for ri in &raw.interface {
             let i = ri.get_ref();
             let name = i.name.get_ref().clone();
@@ -410,7 +419,7 @@ impl Config {
                     format!("interface name {name:?} is invalid (1-15 characters, no '/' or spaces)"),
                 );
             }
-            if interfaces.iter().any(|x| x.name == name) {
+            if interfaces.iter().chain(&loopback).any(|x| x.name == name) {
                 return cx.err(i.name.span(), format!("interface {name:?} defined twice"));
             }
             let driver = match i.driver.get_ref().as_str() {
@@ -418,6 +427,10 @@ impl Config {
                 "packet" => Driver::Packet,
                 "virtual" => Driver::Virtual,
                 "xdp" => Driver::Xdp,
+                "loopback" if name == LO0 => Driver::Loopback,
+                "loopback" => {
+                    return cx.err(i.driver.span(), format!("interface {name:?}: driver \"loopback\" is lo0's alone"))
+                }
                 other => {
                     return cx.err(
                         i.driver.span(),
@@ -425,6 +438,21 @@ impl Config {
                     )
                 }
             };
+            // lo0 is the stack's own; "virtual" is taken for it too, as
+            // in-memory configurations (pfctl -c) name it so.
+            let driver = match (name == LO0, driver) {
+                (true, Driver::Loopback | Driver::Virtual) => Driver::Loopback,
+                (true, _) => {
+                    return cx.err(
+                        i.driver.span(),
+                        "interface \"lo0\" is the loopback interface: driver = \"loopback\"".to_string(),
+                    )
+                }
+                (false, d) => d,
+            };
+            if driver == Driver::Loopback && (i.device.is_some() || i.mac.is_some() || i.ra.is_some()) {
+                return cx.err(ri.span(), "interface \"lo0\": a loopback interface has no device, mac or ra");
+            }
             let device = i.device.as_ref().map(|d| d.get_ref().clone()).unwrap_or_else(|| name.clone());
             if let Some(other) = interfaces.iter().find(|x| x.host.as_deref() == Some(device.as_str())) {
                 let span = i.device.as_ref().map(|d| d.span()).unwrap_or(i.name.span());
@@ -443,8 +471,14 @@ impl Config {
             let mut addrs6: Vec<Addr6> = Vec::new();
             for a in &i.addr {
                 if a.get_ref().contains(':') {
-                    let a6 =
-                        parse_prefix6(a.get_ref()).or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?;
+                    let a6 = match a.get_ref().split_once('/') {
+                        // ::1 belongs to a loopback interface.
+                        Some(("::1", "128")) if driver == Driver::Loopback => {
+                            Addr6 { addr: Ipv6Addr::LOCALHOST, prefix_len: 128 }
+                        }
+                        _ => parse_prefix6(a.get_ref())
+                            .or_else(|e| cx.err(a.span(), format!("interface {name:?}: {e}")))?,
+                    };
                     // A link-local address is unique on its link only.
                     let other = if a6.addr.is_link_local_unicast() {
                         None
@@ -533,7 +567,12 @@ impl Config {
                     Some(hn.clone())
                 }
             };
-            interfaces.push(InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, line });
+            let ic = InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, line };
+            if driver == Driver::Loopback {
+                loopback = Some(ic);
+            } else {
+                interfaces.push(ic);
+            }
         }
         let mut routes = Vec::new();
         let mut routes6: Vec<Route6Conf> = Vec::new();
@@ -611,6 +650,7 @@ impl Config {
             log_json,
             metrics,
             interfaces,
+            loopback,
             routes,
             routes6,
             sync_routes,
@@ -701,6 +741,29 @@ interface = "sn-r1"
         );
         assert_eq!(c.routes6[0].via, RouteTarget6::Gateway("fe80::1".parse().unwrap(), Some("sn-r0".into())));
         assert_eq!(c.routes6[2].via, RouteTarget6::Interface("sn-r1".into()));
+    }
+
+    #[test]
+    fn lo0_is_the_loopback_and_takes_more_addresses_only() {
+        let c = parse("[[interface]]\nname = \"lo0\"\ndriver = \"loopback\"\naddr = [\"127.0.0.1/8\", \"::1/128\", \"fd00::1/128\"]\ngroups = [\"lan\"]\n").unwrap();
+        assert!(c.interfaces.is_empty());
+        let lo = c.loopback.unwrap();
+        assert_eq!(
+            (lo.driver, lo.addrs.len(), lo.addrs6.len(), lo.groups),
+            (Driver::Loopback, 1, 2, vec!["lan".to_string()])
+        );
+        // The regress suite's in-memory configuration names it "virtual".
+        assert!(parse("[[interface]]\nname = \"lo0\"\ndriver = \"virtual\"\n").unwrap().loopback.is_some());
+        for (src, msg) in [
+            ("[[interface]]\nname = \"lo0\"\ndriver = \"tap\"\n", "line 3: interface \"lo0\" is the loopback interface: driver = \"loopback\""),
+            ("[[interface]]\nname = \"lo1\"\ndriver = \"loopback\"\n", "line 3: interface \"lo1\": driver \"loopback\" is lo0's alone"),
+            ("[[interface]]\nname = \"lo0\"\ndriver = \"loopback\"\nmac = \"02:00:00:00:00:01\"\n", "a loopback interface has no device, mac or ra"),
+            ("[[interface]]\nname = \"a\"\ndriver = \"tap\"\naddr = [\"::1/128\"]\n", "::1 is not a unicast address"),
+            ("[[interface]]\nname = \"lo0\"\ndriver = \"loopback\"\n[[interface]]\nname = \"lo0\"\ndriver = \"loopback\"\n", "defined twice"),
+        ] {
+            let e = parse(src).unwrap_err().to_string();
+            assert!(e.contains(msg), "{src}: {e}");
+        }
     }
 
     #[test]

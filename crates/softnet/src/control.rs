@@ -379,10 +379,12 @@ impl Handler {
 /// One interface as OpenBSD's ifconfig prints it; `egress` names the
 /// interfaces of the default route (the `egress` group).
 pub fn format_ifconfig(ifp: &Interface, egress: &[String]) -> String {
-    let flags = ifp.flags() | IFF_SIMPLEX;
+    // lo0 has no link layer: not SIMPLEX, no lladdr (if_loop.c).
+    let flags = if ifp.is_loopback() { ifp.flags() } else { ifp.flags() | IFF_SIMPLEX };
     let names: Vec<&str> = [
         (if_flags::UP, "UP"),
         (if_flags::BROADCAST, "BROADCAST"),
+        (if_flags::LOOPBACK, "LOOPBACK"),
         (if_flags::RUNNING, "RUNNING"),
         (IFF_SIMPLEX, "SIMPLEX"),
         (if_flags::MULTICAST, "MULTICAST"),
@@ -393,7 +395,9 @@ pub fn format_ifconfig(ifp: &Interface, egress: &[String]) -> String {
     .collect();
     let mut o = String::new();
     let _ = writeln!(o, "{}: flags={:x}<{}> mtu {}", ifp.name(), flags, names.join(","), ifp.mtu());
-    let _ = writeln!(o, "\tlladdr {}", ifp.mac());
+    if !ifp.is_loopback() {
+        let _ = writeln!(o, "\tlladdr {}", ifp.mac());
+    }
     let _ = writeln!(o, "\tindex {} priority 0 llprio 3", ifp.index());
     // ifconfig lists the groups but `all`, which every interface is in.
     let mut groups = ifp.groups();
@@ -432,7 +436,7 @@ pub fn format_ifconfig(ifp: &Interface, egress: &[String]) -> String {
     }
     for a in ifp.addrs().iter() {
         let _ = write!(o, "\tinet {} netmask {:#010x}", a.addr, a.mask());
-        if let Some(b) = a.broadcast() {
+        if let Some(b) = a.broadcast().filter(|_| !ifp.is_loopback()) {
             let _ = write!(o, " broadcast {b}");
         }
         o.push('\n');

@@ -518,6 +518,52 @@ fn route_inet6_commands_and_the_internet6_section_of_netstat() {
     assert!(f.stack.routes.get_scoped(0, "fe80::".parse::<std::net::Ipv6Addr>().unwrap(), 64, r0.index).is_none());
 }
 
+/// lo0 (softnet_core::loopback) as ifconfig and pfctl show it: OpenBSD's
+/// flags, no lladdr, group lo, its three addresses; `pfctl -sI` lists it
+/// with its group; pf rules name it, its network and its addresses.
+#[test]
+fn lo0_in_ifconfig_pfctl_si_and_rules() {
+    let f = Fixture::new();
+    f.stack.create_loopback().unwrap();
+    assert_eq!(
+        f.ok("ifconfig", "lo0"),
+        "lo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> mtu 32768\n\tindex 3 priority 0 llprio 3\n\tgroups: lo\n\
+         \tinet 127.0.0.1 netmask 0xff000000\n\tinet6 ::1 prefixlen 128\n\tinet6 fe80::1%lo0 prefixlen 64 scopeid 0x3\n"
+    );
+    let pfctl = |args: &str| {
+        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = crate::pfctl::run(&f.path, &args, &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    };
+    let (code, out, err) = pfctl("-sI");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "all\nlo\nlo0\nsn-r\nsn-r0\nsn-r1\n");
+    let dir = std::env::temp_dir().join(format!("sn-lo0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("pf.conf");
+    std::fs::write(&conf, "set skip on lo\npass in on lo0 from lo0:network to (lo0)\nblock in on ! lo0 from lo0/8\n")
+        .unwrap();
+    let (code, out, err) = pfctl(&format!("-nvf {}", conf.display()));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "set skip on { lo }\n\
+         pass in on lo0 inet6 from ::1 to (lo0) flags S/SA\n\
+         pass in on lo0 inet from 127.0.0.0/8 to (lo0) flags S/SA\n\
+         block drop in on ! lo0 inet6 from ::/8 to any\n\
+         block drop in on ! lo0 inet6 from fe00::/8 to any\n\
+         block drop in on ! lo0 inet from 127.0.0.0/8 to any\n"
+    );
+    // Loaded, `-sI -v` marks the skipped names.
+    let (code, _, err) = pfctl(&format!("-f {}", conf.display()));
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = pfctl("-sI -v");
+    assert!(out.contains("lo (skip)\nlo0 (skip)\n") && out.contains("sn-r0\n"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+    f.stop();
+}
+
 /// The `Metrics` request answers the exposition the metrics endpoint
 /// serves (what `softnet top` reads): it parses, and names the interfaces.
 #[test]

@@ -176,6 +176,9 @@ impl Daemon {
         for ic in d.config.interfaces.clone() {
             d.create_interface(&ic)?;
         }
+        // After the configured interfaces, which keep indices 1, 2, ... (as
+        // OpenBSD attaches its devices before lo0).
+        d.create_loopback()?;
         for rc in d.config.routes.clone() {
             d.add_route(&rc).with_context(|| format!("{}: route {}", d.config.path.display(), route_words(&rc)))?;
         }
@@ -231,6 +234,27 @@ impl Daemon {
                 .spawn(move || w.run(&stop, poll_idle_woken(Some(wake))))
                 .context("cannot start a worker thread")?;
             self.workers.push(h);
+        }
+        Ok(())
+    }
+
+    /// lo0 (softnet_core::loopback), with what the configuration's lo0
+    /// entry adds: addresses it does not have yet, groups, an mtu.
+    fn create_loopback(&self) -> anyhow::Result<()> {
+        let lo = self.stack.create_loopback().map_err(|e| anyhow!("lo0: {e}"))?;
+        let Some(ic) = &self.config.loopback else { return Ok(()) };
+        for a in ic.addrs.iter().filter(|a| !lo.has_addr(a.addr)) {
+            self.stack.add_address(&ic.name, *a).map_err(|e| anyhow!("interface {:?}: address {a}: {e}", ic.name))?;
+        }
+        for a in ic.addrs6.iter().filter(|a| lo.addr6_state(a.addr).is_none()) {
+            let r = self.stack.add_address6(&ic.name, a.addr, a.prefix_len);
+            r.map_err(|e| anyhow!("interface {:?}: address {a}: {e}", ic.name))?;
+        }
+        for g in &ic.groups {
+            self.stack.add_group(&ic.name, g).map_err(|e| anyhow!("interface {:?}: {e}", ic.name))?;
+        }
+        if let Some(mtu) = ic.mtu {
+            lo.set_mtu(mtu);
         }
         Ok(())
     }
@@ -379,7 +403,9 @@ impl Daemon {
 
     /// What `systemctl status` shows while running.
     fn status_line(&self) -> String {
-        format!("up: {} worker(s), {} interface(s)", self.config.workers, self.stack.ifaces.load().iter().count())
+        // The interfaces on devices: lo0 is always there.
+        let n = self.stack.ifaces.load().iter().filter(|i| !i.is_loopback()).count();
+        format!("up: {} worker(s), {n} interface(s)", self.config.workers)
     }
 
     fn shutdown(mut self) {

@@ -34,6 +34,7 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
             "interface {:?}: driver \"virtual\" exists only in memory, for `softnet demo` and tests; use tap, packet or xdp",
             ic.name
         ),
+        Driver::Loopback => bail!("interface {:?}: the loopback interface is the stack's own", ic.name),
         Driver::Tap => {
             let q = softnet_io::open_tap(dev, workers.max(1), &softnet_io::TapOptions::default()).map_err(ctx)?;
             (q, tap_mac(dev))
@@ -60,7 +61,7 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
 /// the device went away).
 pub fn carrier(ic: &InterfaceConf) -> LinkState {
     match ic.driver {
-        Driver::Virtual => LinkState::Unknown,
+        Driver::Virtual | Driver::Loopback => LinkState::Unknown,
         Driver::Tap | Driver::Packet | Driver::Xdp => softnet_io::link_state(&ic.device).unwrap_or(LinkState::Unknown),
     }
 }

@@ -135,6 +135,7 @@ pub fn parse_args(args: &[String]) -> Result<PfctlArgs, String> {
                         "m" | "memory" => PfShow::Memory,
                         "T" | "Tables" => PfShow::Tables,
                         "A" | "Anchors" => PfShow::Anchors,
+                        "I" | "Interfaces" => PfShow::Interfaces,
                         "a" | "all" => PfShow::All,
                         _ => return Err(bad(format!("unknown show modifier '{m}'"))),
                     })
@@ -236,9 +237,34 @@ fn resolver_from(ifs: &[PfInterface]) -> StaticResolver {
     r
 }
 
-/// A resolver built from a softnet.toml: interfaces, addresses, and the
-/// egress group (interfaces that reach a configured default gateway).
+/// A resolver built from a softnet.toml: lo0 as the stack makes it (with
+/// what the configuration adds to it), the interfaces, their addresses,
+/// and the egress group (interfaces that reach a configured default
+/// gateway).
 pub fn resolver_from_config(c: &Config) -> StaticResolver {
+    use softnet_core::loopback::{LO0, LO_ADDR, LO_ADDR6, LO_GROUP, LO_LINK_LOCAL};
+    // In OpenBSD's order (getifaddrs on lo0): ::1 and fe80::1 from
+    // in6_ifattach, then netstart's 127.0.0.1.
+    let mut lo_addrs = vec![
+        format!("{}/{}", LO_ADDR6.0, LO_ADDR6.1),
+        format!("{}/{}", LO_LINK_LOCAL.0, LO_LINK_LOCAL.1),
+        format!("{}/{}", LO_ADDR.0, LO_ADDR.1),
+    ];
+    let mut lo_groups = vec![LO_GROUP.to_string()];
+    if let Some(lo) = &c.loopback {
+        let more = lo
+            .addrs
+            .iter()
+            .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+            .chain(lo.addrs6.iter().map(|a| a.to_string()));
+        for a in more {
+            if !lo_addrs.contains(&a) {
+                lo_addrs.push(a);
+            }
+        }
+        lo_groups.extend(lo.groups.iter().cloned());
+    }
+    let lo = PfInterface { name: LO0.to_string(), addrs: lo_addrs, groups: lo_groups };
     let gw: Option<Ipv4Addr> = c.routes.iter().find(|r| r.prefix_len == 0).and_then(|r| match r.via {
         crate::config::RouteVia::Gateway(g) => Some(g),
         _ => None,
@@ -248,7 +274,12 @@ pub fn resolver_from_config(c: &Config) -> StaticResolver {
         .iter()
         .map(|i| PfInterface {
             name: i.name.clone(),
-            addrs: i.addrs.iter().map(|a| format!("{}/{}", a.addr, a.prefix_len)).collect(),
+            addrs: i
+                .addrs
+                .iter()
+                .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+                .chain(i.addrs6.iter().map(|a| a.to_string()))
+                .collect(),
             groups: if gw.is_some_and(|g| i.addrs.iter().any(|a| a.contains(g))) {
                 vec!["egress".into()]
             } else {
@@ -256,7 +287,7 @@ pub fn resolver_from_config(c: &Config) -> StaticResolver {
             },
         })
         .collect();
-    resolver_from(&ifs)
+    resolver_from(&[vec![lo], ifs].concat())
 }
 
 fn read_ruleset(file: &str) -> Result<(String, String), String> {

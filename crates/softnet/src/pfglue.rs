@@ -40,6 +40,27 @@ impl StackResolver {
         StackResolver { ifs: stack.ifaces.load_full(), egress: egress_interfaces(stack) }
     }
 
+    /// The names pf knows interfaces by (its pfi_kif table): every
+    /// interface, its driver group (`lo` for lo0), the groups it was put
+    /// in, `all`, and `egress` while it has members.
+    pub fn kif_names(&self) -> Vec<String> {
+        let mut names = vec!["all".to_string()];
+        for i in self.ifs.iter() {
+            names.push(i.name().to_string());
+            let driver = i.name().trim_end_matches(|c: char| c.is_ascii_digit());
+            if driver != i.name() {
+                names.push(driver.to_string());
+            }
+            names.extend(i.groups());
+        }
+        if !self.egress.is_empty() {
+            names.push("egress".into());
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The same facts as the control protocol carries them.
     pub fn describe(&self) -> Vec<PfInterface> {
         self.ifs
@@ -49,9 +70,12 @@ impl StackResolver {
                 if self.egress.iter().any(|e| e == i.name()) {
                     groups.push("egress".into());
                 }
+                let v4 = i.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>();
+                let v6 = i.inet6().addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>();
                 PfInterface {
                     name: i.name().to_string(),
-                    addrs: i.addrs().iter().map(|a| a.to_string()).collect(),
+                    // lo0's IPv6 addresses first, as `addresses` lists them.
+                    addrs: if i.is_loopback() { [v6, v4].concat() } else { [v4, v6].concat() },
                     groups,
                 }
             })
@@ -66,11 +90,21 @@ impl IfResolver for StackResolver {
     fn addresses(&self, ifname: &str) -> Vec<PfIfAddr> {
         self.ifs
             .by_name(ifname)
-            .map(|i| i.addrs().iter().map(|a| PfIfAddr::new(IpAddr::V4(a.addr), a.prefix_len)).collect())
+            .map(|i| {
+                let v4 = i.addrs().iter().map(|a| PfIfAddr::new(IpAddr::V4(a.addr), a.prefix_len)).collect::<Vec<_>>();
+                let v6 = i.inet6().addrs.iter().map(|a| PfIfAddr::new(IpAddr::V6(a.addr), a.prefix_len)).collect();
+                // lo0's IPv6 addresses come first on OpenBSD (in6_ifattach
+                // runs before netstart gives it 127.0.0.1).
+                if i.is_loopback() {
+                    [v6, v4].concat()
+                } else {
+                    [v4, v6].concat()
+                }
+            })
             .unwrap_or_default()
     }
-    fn is_loopback(&self, _ifname: &str) -> bool {
-        false
+    fn is_loopback(&self, ifname: &str) -> bool {
+        self.ifs.by_name(ifname).is_some_and(|i| i.is_loopback())
     }
     fn group_members(&self, group: &str) -> Vec<String> {
         match group {
@@ -323,6 +357,9 @@ impl PfService {
                 PfShow::Timeouts => self.pf.show_timeouts(),
                 PfShow::Memory => self.pf.show_memory(),
                 PfShow::Tables => self.pf.show_tables(""),
+                PfShow::Interfaces => {
+                    self.pf.show_interfaces(&StackResolver::new(&self.stack).kif_names(), *verbose > 0)
+                }
                 PfShow::All => self.pf.show_all(*verbose, now),
             }),
             PfctlOp::Table { name, cmd, addrs, verbose, anchor } => match anchor_path(anchor.as_deref()) {

@@ -666,6 +666,8 @@ pub enum PfShow {
     Labels,
     /// `-sA`: anchors.
     Anchors,
+    /// `-sI`: interfaces and interface groups.
+    Interfaces,
     All,
 }
 

@@ -434,10 +434,31 @@ pub struct Nd6Table {
     /// thread's advertiser ([`Nd6Table::take_solicits`]): a bounded
     /// lock-free queue.
     solicits: crossbeam::queue::ArrayQueue<rtadv::RsHeard>,
+    /// Held packets of neighbors given up (`Nd6Timer::unreachable`), from
+    /// the control thread's timer to a worker, which answers each with
+    /// ICMPv6 address unreachable ([`Nd6Table::queue_unreachable`]).
+    unreach: crossbeam::queue::ArrayQueue<PacketBuf>,
+    /// MLD queries heard by the data path, for the control thread's
+    /// listener (`stack/mld.rs`): a bounded lock-free queue.
+    queries: crossbeam::queue::ArrayQueue<MldQueryHeard>,
+}
+
+/// An MLD query a worker heard (RFC 3810 §6.2): the interface, the group
+/// asked for (:: for all), the Maximum Response Delay, and whether the
+/// querier speaks MLDv1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MldQueryHeard {
+    pub ifindex: IfIndex,
+    pub group: Ipv6Addr,
+    pub max_resp_ms: u32,
+    pub v1: bool,
 }
 
 /// Router solicitations waiting for the control thread at most.
 pub const RS_QUEUE: usize = 64;
+/// Given-up packets waiting for a worker's address unreachable at most;
+/// more are freed unanswered (the error is rate limited anyway).
+pub const UNREACH_QUEUE: usize = 256;
 
 #[inline]
 fn addr_hash(a: Ipv6Addr) -> u64 {
@@ -459,6 +480,8 @@ impl Nd6Table {
             count: CachePadded::new(AtomicUsize::new(0)),
             reachable_ns: AtomicU64::new(reachable.as_nanos() as u64),
             solicits: crossbeam::queue::ArrayQueue::new(RS_QUEUE),
+            unreach: crossbeam::queue::ArrayQueue::new(UNREACH_QUEUE),
+            queries: crossbeam::queue::ArrayQueue::new(RS_QUEUE),
         }
     }
 
@@ -741,6 +764,36 @@ impl Nd6Table {
         if self.solicits.push(rs).is_err() {
             stats.rs_dropped.inc();
         }
+    }
+
+    /// nd6_llinfo_timer's icmp6_error2 for the held packets of a neighbor
+    /// given up (RFC 4861 §7.2.2): queued for the workers, which send the
+    /// errors ([`Nd6Table::take_unreachable`]); returns how many were
+    /// freed for want of room.
+    pub fn queue_unreachable(&self, given_up: impl IntoIterator<Item = PacketBuf>) -> usize {
+        let mut freed = 0;
+        for p in given_up {
+            if self.unreach.push(p).is_err() {
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// An MLD query for the control thread; one that does not fit is
+    /// dropped (a querier asks again).
+    pub fn queue_query(&self, q: MldQueryHeard) {
+        let _ = self.queries.push(q);
+    }
+
+    /// The control thread takes the queued MLD queries.
+    pub fn take_queries(&self) -> impl Iterator<Item = MldQueryHeard> + '_ {
+        std::iter::from_fn(|| self.queries.pop())
+    }
+
+    /// A worker takes a given-up packet to answer.
+    pub fn take_unreachable(&self) -> Option<PacketBuf> {
+        self.unreach.pop()
     }
 
     /// The control thread takes the queued router solicitations.

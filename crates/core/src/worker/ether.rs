@@ -160,6 +160,11 @@ impl WorkerState {
             cx.stats.ip.odropped.inc();
             return self.free(p);
         }
+        if ifp.is_loopback() {
+            // looutput: no resolution, back in at the next poll.
+            set_dst(&mut p, ifp.mac());
+            return self.stage(cx, ifp.index(), p);
+        }
         if next_hop.is_broadcast() || ifp.is_subnet_broadcast(next_hop) {
             set_dst(&mut p, MacAddr::BROADCAST);
             return self.stage(cx, ifp.index(), p);

@@ -256,6 +256,36 @@ impl WorkerState {
         }
     }
 
+    /// pf_refragment6 for the host's datagram pf reassembled: each
+    /// fragment gets the host's Ethernet header and goes out on `ifp`.
+    fn host_refragment6(&mut self, cx: &Ctx, ifp: &Arc<Interface>, hdr: &[u8], p: PacketBuf) {
+        let s = &cx.stats.ip6;
+        let mut meta = p.meta;
+        meta.pf_frag_max = 0;
+        meta.flow_hash = 0;
+        let Some(mut cut) = crate::refrag6::Refrag6::new(p.data(), p.meta.flow_hash, p.meta.pf_frag_max as usize)
+        else {
+            s.cantfrag.inc();
+            return self.free(p);
+        };
+        while cut.more(p.data()) {
+            let Some(mut f) = self.pool.alloc() else {
+                s.odropped.inc();
+                break;
+            };
+            if !cut.next_into(p.data(), &mut f) || f.push_front(HEADER_LEN).is_err() {
+                s.odropped.inc();
+                self.free(f);
+                break;
+            }
+            f.data_mut()[..HEADER_LEN].copy_from_slice(hdr);
+            f.meta = meta;
+            s.ofragments.inc();
+            self.stage(cx, ifp.index(), f);
+        }
+        self.free(p);
+    }
+
     /// pf out on `ifp` over the host's IP packets of the batch; what
     /// passes gets its Ethernet header back and goes out. A datagram pf
     /// reassembled is fragmented for the link as ip_output would.
@@ -293,6 +323,13 @@ impl WorkerState {
                         None => continue,
                     }
                 };
+            }
+            if !v4 && p.meta.pf_frag_max != 0 {
+                // pf out reassembled the host's fragments: cut again as
+                // the host sent them (pf_refragment6).
+                hs.transmitted.inc();
+                self.host_refragment6(cx, ifp, hdr, p);
+                continue;
             }
             let mtu = ifp.mtu() as usize;
             if p.len() > mtu {

@@ -17,6 +17,9 @@ use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet, Ipv6Repr, HEADER_LEN as IPV6_H
 use softnet_wire::WireError;
 use std::net::Ipv6Addr;
 
+/// Given-up held packets a worker answers per round at most.
+const ND6_UNREACH_PER_ROUND: usize = 16;
+
 /// Hop limit of what the router sends itself (ip6_defhlim; icmp6_reflect
 /// uses it for replies and errors).
 pub(super) const IP6_DEFHLIM: u8 = 64;
@@ -93,8 +96,21 @@ impl WorkerState {
                 }
                 return;
             }
-            Icmpv6Repr::Mld(_) => {
+            Icmpv6Repr::Mld(m) => {
                 c.mld.inc();
+                // A query from a link-local source with hop limit 1 (RFC
+                // 3810 §5.1.14) goes to the control thread's listener.
+                if let softnet_wire::mld::MldRepr::Query { group, .. } = m {
+                    if src.is_link_local_unicast() && hlim == 1 {
+                        let q = crate::nd6::MldQueryHeard {
+                            ifindex: ifp.index(),
+                            group,
+                            max_resp_ms: m.max_resp_delay_ms().unwrap_or(0),
+                            v1: matches!(m, softnet_wire::mld::MldRepr::Query { v2: None, .. }),
+                        };
+                        cx.stack.nd6.queue_query(q);
+                    }
+                }
                 // The host's too: it reports the groups it joined.
                 let Some(p) = self.punt(cx, p) else { return };
                 return self.free(p);
@@ -235,6 +251,13 @@ impl WorkerState {
     /// Frames the neighbor cache gave up on during the batch, back to the
     /// pool.
     pub(super) fn nd6_housekeeping(&mut self, cx: &Ctx) {
+        // Held packets whose neighbor never answered (RFC 4861 §7.2.2,
+        // nd6_llinfo_timer's icmp6_error2): address unreachable to their
+        // source, a few a round.
+        for _ in 0..ND6_UNREACH_PER_ROUND {
+            let Some(p) = cx.stack.nd6.take_unreachable() else { break };
+            self.nd6_unreachable(cx, p);
+        }
         for p in self.icmp6.nd_cache.drain_dropped() {
             cx.stats.ip6.odropped.inc();
             if p.capacity() == self.pool.buf_size() {
@@ -243,6 +266,19 @@ impl WorkerState {
                 self.large_pool.free(p)
             }
         }
+    }
+
+    /// ICMPv6 destination unreachable, address unreachable (code 3),
+    /// about a packet held for a neighbor that never resolved (a frame:
+    /// its Ethernet header goes first), from its receiving interface's
+    /// side as icmp6_error does; one without a receiving interface is
+    /// dropped unanswered.
+    fn nd6_unreachable(&mut self, cx: &Ctx, mut p: PacketBuf) {
+        let rcvif = cx.ifs.get(p.meta.rcvif).cloned();
+        if let (Some(rcvif), Ok(())) = (rcvif, p.pull_front(HEADER_LEN)) {
+            self.icmp6_error(cx, &rcvif, &p, false, Icmp6Err::Unreach(Unreach6::AddrUnreachable));
+        }
+        self.free(p);
     }
 
     /// icmp6_error: an error about `orig` (an IPv6 packet at `data()`,

@@ -84,7 +84,13 @@ impl WorkerState {
                 return self.free(p);
             }
         };
-        if p.len() > mtu {
+        // A datagram pf reassembled leaves in fragments of the size it
+        // came in (pf_refragment6): those must fit.
+        let size = match p.meta.pf_frag_max {
+            0 => p.len(),
+            max => crate::refrag6::refragment_size(p.data(), max as usize).unwrap_or(usize::MAX),
+        };
+        if size > mtu {
             s.toobig.inc();
             s.cantforward.inc();
             self.icmp6_error(cx, in_ifp, &p, false, Icmp6Err::PacketTooBig(mtu as u32));
@@ -99,6 +105,38 @@ impl WorkerState {
         }
         s.forward.inc();
         self.ether_out6(cx, out, next_hop, src, p);
+    }
+
+    /// pf_refragment6: a datagram pf reassembled goes out in fragments of
+    /// its largest original fragment's payload with its identification
+    /// (`crate::refrag6`); one that cannot be cut so is dropped
+    /// (`cantfrag`).
+    fn refragment6(&mut self, cx: &Ctx, out: &Arc<Interface>, next_hop: Ipv6Addr, src: Ipv6Addr, p: PacketBuf) {
+        let s = &cx.stats.ip6;
+        let mut meta = p.meta;
+        meta.pf_frag_max = 0;
+        meta.flow_hash = 0;
+        let Some(mut cut) = crate::refrag6::Refrag6::new(p.data(), p.meta.flow_hash, p.meta.pf_frag_max as usize)
+        else {
+            s.cantfrag.inc();
+            return self.free(p);
+        };
+        s.fragmented.inc();
+        while cut.more(p.data()) {
+            let Some(mut f) = self.pool.alloc() else {
+                s.odropped.inc();
+                break;
+            };
+            if !cut.next_into(p.data(), &mut f) {
+                s.odropped.inc();
+                self.free(f);
+                break;
+            }
+            f.meta = meta;
+            s.ofragments.inc();
+            self.ether_out6(cx, out, next_hop, src, f);
+        }
+        self.free(p);
     }
 
     /// pf out over the packets `ip6_forward` left in `fwd6`, one filter
@@ -125,6 +163,10 @@ impl WorkerState {
                 let Some(p) = self.pf_route6(cx, p) else { continue };
                 cx.stats.ip6.forward.inc();
                 let src = Ipv6Packet::new_unchecked(p.data()).src();
+                if p.meta.pf_frag_max != 0 {
+                    self.refragment6(cx, out, i.next_hop, src, p);
+                    continue;
+                }
                 self.ether_out6(cx, out, i.next_hop, src, p);
             }
             start = end;

@@ -125,13 +125,14 @@ impl WorkerState {
         let _ = p.set_len(total);
         // Addresses no packet from the wire may carry (ip6_input's
         // "reject packets with bad source or destination").
+        // ::1 and interface-local multicast only on a loopback interface.
+        let on_wire = !ifp.is_loopback();
         if src.is_multicast()
             || dst.is_unspecified()
-            || src.is_loopback()
-            || dst.is_loopback()
+            || (on_wire && (src.is_loopback() || dst.is_loopback()))
             || is_v4_mapped(src)
             || is_v4_mapped(dst)
-            || (dst.is_multicast() && dst.octets()[1] & 0x0f == 1)
+            || (on_wire && dst.is_multicast() && dst.octets()[1] & 0x0f == 1)
         {
             s.badscope.inc();
             return self.drop_in(ifp, p);

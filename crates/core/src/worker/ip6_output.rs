@@ -27,8 +27,13 @@ pub(super) fn route6<'a>(
     }
     match cx.rt6.and_then(|t| t.lookup(dst)) {
         Some(r) => {
-            if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL) {
+            if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE) {
                 return None;
+            }
+            if r.flags.contains(RouteFlags::LOCAL) {
+                // One of ours: out through lo0 (crate::loopback).
+                let lo = cx.ifs.by_name(crate::loopback::LO0).filter(|i| i.is_up() && i.is_loopback())?;
+                return Some((lo, dst, lo.mtu() as usize));
             }
             let ifp = cx.ifs.get_weak(r.ifp).filter(|i| i.is_up())?;
             let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() } as usize;
@@ -168,6 +173,11 @@ impl WorkerState {
         p: PacketBuf,
     ) {
         let mut p = p;
+        if ifp.is_loopback() {
+            // looutput: no resolution, back in at the next poll.
+            set_dst(&mut p, ifp.mac());
+            return self.stage(cx, ifp.index(), p);
+        }
         if next_hop.is_multicast() {
             set_dst(&mut p, multicast_mac(next_hop));
             return self.stage(cx, ifp.index(), p);

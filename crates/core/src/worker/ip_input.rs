@@ -38,11 +38,15 @@ impl WorkerState {
             return self.drop_in(ifp, p);
         }
         let src = ip.src();
+        let dst_loopback = ip.dst().is_loopback();
         let is_frag = ip.more_frags() || ip.frag_offset() != 0;
         // Trim Ethernet padding.
         let _ = p.set_len(total);
         p.meta.csum |= csum_flags::IP_HDR_OK;
-        if src.is_multicast() || src.is_broadcast() || (src.is_loopback()) {
+        // 127/8 must not appear on the wire (RFC 1122 §3.2.1.3): only on
+        // a loopback interface.
+        let on_wire = !ifp.is_loopback();
+        if src.is_multicast() || src.is_broadcast() || (on_wire && (src.is_loopback() || dst_loopback)) {
             ips.badaddr.inc();
             return self.drop_in(ifp, p);
         }

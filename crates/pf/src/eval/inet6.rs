@@ -3,10 +3,11 @@
 //! state's packet), and `block return`'s TCP RST and ICMPv6 unreachable
 //! (pf_send_tcp, pf_send_icmp with `return-icmp6`).
 //!
-//! IPv6 fragments are not reassembled (pf_norm.c's pf_reassemble6 is not
-//! built): under `set reassemble yes` (the default) a fragment is dropped
-//! and counted as `fragment`; under `set reassemble no` it goes to the
-//! rules alone, as an IPv4 fragment does.
+//! IPv6 fragments: under `set reassemble yes` (the default) they are
+//! held and the whole datagram is filtered (pf_normalize_ip6 →
+//! pf_reassemble6, `frag6.rs`); the stack cuts it again after pf out
+//! (pf_refragment6, `PacketMeta::pf_frag_max`). Under `set reassemble no`
+//! a fragment goes to the rules alone, as an IPv4 fragment does.
 
 use std::net::Ipv6Addr;
 
@@ -47,12 +48,13 @@ pub(super) fn test_parsed6(
             }
             return d;
         }
-        // pf_normalize_ip6 would reassemble it (pf_reassemble6): not
-        // built, so the fragment is refused.
-        cx.count(Reason::Fragment);
-        log_forced(cx, Reason::Fragment, pkt.data());
-        return Decision::Drop;
+        // pf_normalize_ip6: reassemble it (pf_reassemble6).
+        match reassemble6(cx, slot, bufs) {
+            Some(p) => pd = p,
+            None => return if slot.is_some() { Decision::Drop } else { Decision::Consumed },
+        }
     }
+    let Some(pkt) = slot.as_mut() else { return Decision::Consumed };
     if pd.proto == PROTO_TCP {
         let d = pkt.data_mut();
         match normalize_tcp(&mut d[pd.hlen()..pd.tot_len()]) {
@@ -64,6 +66,45 @@ pub(super) fn test_parsed6(
         }
     }
     test_pd(cx, &pd, pkt, 0, bufs, replies)
+}
+
+/// pf_reassemble6 for the fragment in `slot`: `Some` with the parse of
+/// the whole datagram now in `slot`; `None` with the slot empty when the
+/// fragment was kept, or holding what to drop (counted and logged as
+/// pf_normalize_ip6's drops are) otherwise.
+fn reassemble6(cx: &Cx, slot: &mut Option<PacketBuf>, bufs: &mut dyn BufferSource) -> Option<Pd> {
+    let pkt = slot.take()?;
+    let drop = |slot: &mut Option<PacketBuf>, p: PacketBuf, r: Reason| {
+        cx.count(r);
+        log_forced(cx, r, p.data());
+        *slot = Some(p);
+        None
+    };
+    let fh = match crate::frag6::find_frag_header(pkt.data()) {
+        Ok(Some(fh)) => fh,
+        _ => return drop(slot, pkt, Reason::Fragment),
+    };
+    // `set limit frags` counts both families' fragments, as pf's pool.
+    let room = (cx.rs.opts.limit(Limit::Frags) as usize).saturating_sub(cx.pf.frags.len());
+    let timeout = cx.rs.opts.timeout(Timeout::Frag);
+    match cx.pf.frags6.input(pkt, fh, cx.now.as_nanos(), room, timeout, bufs) {
+        FragResult::Kept => None,
+        FragResult::Done(p) => match parse_pd6(p.data()) {
+            Ok(pd) => {
+                *slot = Some(p);
+                Some(pd)
+            }
+            Err(r) => drop(slot, p, r),
+        },
+        FragResult::Drop(p, why) => {
+            let r = match why {
+                FragDrop::Bad | FragDrop::Duplicate => Reason::Fragment,
+                FragDrop::TooBig => Reason::Short,
+                FragDrop::Memory => Reason::Memory,
+            };
+            drop(slot, p, r)
+        }
+    }
 }
 
 /// The key words of an ICMPv6 query or reply for the state lookup, with

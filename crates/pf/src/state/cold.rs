@@ -15,7 +15,7 @@ pub struct ColdSlot {
 
 /// The `ColdSlot`s of one slab chunk, made with the chunk's first state
 /// that has one.
-pub(super) type ColdChunk = std::sync::OnceLock<Box<[ColdSlot]>>;
+pub(super) type ColdChunk = OnceLock<Box<[ColdSlot]>>;
 
 impl StateTable {
     /// Slot `idx`'s `StateCold` (before the state is published).

@@ -129,8 +129,12 @@ unsafe impl<T: Zeroable + Sync> Sync for HugeArray<T> {}
 
 pub(super) const HUGE_PAGE: usize = 2 << 20;
 
-/// Types for which all-zero bytes are a valid value.
+/// Types for which all-zero bytes are a valid value (under loom, whose
+/// atomics carry the model's bookkeeping, they are made by `Default`).
+#[cfg(not(loom))]
 pub(crate) trait Zeroable {}
+#[cfg(loom)]
+pub(crate) trait Zeroable: Default {}
 impl Zeroable for AtomicU32 {}
 
 impl<T: Zeroable> HugeArray<T> {
@@ -144,8 +148,13 @@ impl<T: Zeroable> HugeArray<T> {
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
         let Some(ptr) = std::ptr::NonNull::new(p) else { std::alloc::handle_alloc_error(layout) };
+        #[cfg(loom)]
+        for i in 0..len {
+            // SAFETY: inside the fresh allocation.
+            unsafe { p.add(i).write(T::default()) };
+        }
         // Advice only: without huge pages the array works the same.
-        #[cfg(target_os = "linux")]
+        #[cfg(all(target_os = "linux", not(miri)))]
         // SAFETY: the range is our own fresh allocation.
         unsafe {
             libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
@@ -196,19 +205,9 @@ impl Slab {
     const BYTES: usize = MAX_CHUNKS * CHUNK * std::mem::size_of::<Slot>();
 
     pub(super) fn new() -> Slab {
-        // SAFETY: a fresh anonymous mapping, owned by the slab.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                Self::BYTES,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert!(p != libc::MAP_FAILED, "cannot reserve {} bytes of address space for the state slab", Self::BYTES);
-        let base = std::ptr::NonNull::new(p as *mut Slot).expect("mmap returned null");
+        let p = vm::reserve(Self::BYTES);
+        assert!(!p.is_null(), "cannot reserve {} bytes of address space for the state slab", Self::BYTES);
+        let base = std::ptr::NonNull::new(p as *mut Slot).expect("checked");
         Slab { base, usable: AtomicU32::new(0), grow: Mutex::new(()) }
     }
 
@@ -240,23 +239,23 @@ impl Slab {
         }
         let size = std::mem::size_of::<Slot>();
         // SAFETY: the range lies inside our reservation.
-        let rc = unsafe {
-            libc::mprotect(
-                self.base.as_ptr().add(have) as *mut libc::c_void,
-                (want - have) * size,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
-        };
-        if rc != 0 {
+        let start = unsafe { self.base.as_ptr().add(have) } as *mut u8;
+        // SAFETY: the range lies inside our reservation.
+        if !unsafe { vm::commit(start, (want - have) * size) } {
             return false;
         }
         // Fault the chunk in now, all at once, rather than a page at a
         // time under the index locks as states land in it.
-        let start = self.base.as_ptr() as usize + have * size;
-        for page in (start..self.base.as_ptr() as usize + want * size).step_by(4096) {
+        for off in (0..(want - have) * size).step_by(4096) {
             // SAFETY: inside the range just made writable; the byte is a
             // zero of a slot nobody uses yet, written back as zero.
-            unsafe { std::ptr::write_volatile(page as *mut u8, 0) };
+            unsafe { std::ptr::write_volatile(start.add(off), 0) };
+        }
+        // Loom's atomics are not valid as zero bytes: make the slots.
+        #[cfg(loom)]
+        for i in have..want {
+            // SAFETY: inside the range just made writable, unused.
+            unsafe { self.base.as_ptr().add(i).write(Slot::default()) };
         }
         self.usable.store(want as u32, Ordering::Release);
         true
@@ -265,7 +264,79 @@ impl Slab {
 
 impl Drop for Slab {
     fn drop(&mut self) {
+        // Loom's slots have the model's bookkeeping to drop (std's have
+        // nothing to drop).
+        #[cfg(loom)]
+        for i in 0..self.usable.load(Ordering::Relaxed) as usize {
+            // SAFETY: made by `ensure`, dropped once, here.
+            unsafe { std::ptr::drop_in_place(self.base.as_ptr().add(i)) };
+        }
         // SAFETY: our own mapping; no slot reference outlives the slab.
-        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, Self::BYTES) };
+        unsafe { vm::release(self.base.as_ptr() as *mut u8, Self::BYTES) };
+    }
+}
+
+/// The slab's address space: reserved inaccessible (no memory, no commit
+/// charge), made usable a chunk at a time, given back on drop. Under
+/// Miri, which has no `PROT_NONE` mappings or `mprotect`, a zeroed
+/// allocation that is usable from the start (and `MAX_CHUNKS` is small).
+mod vm {
+    /// Null when refused.
+    #[cfg(not(miri))]
+    pub(super) fn reserve(bytes: usize) -> *mut u8 {
+        // SAFETY: a fresh anonymous mapping, owned by the caller.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            p as *mut u8
+        }
+    }
+
+    /// # Safety
+    /// `p .. p + len` lies inside one reservation.
+    #[cfg(not(miri))]
+    pub(super) unsafe fn commit(p: *mut u8, len: usize) -> bool {
+        // SAFETY: the caller's.
+        unsafe { libc::mprotect(p as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+    }
+
+    /// # Safety
+    /// `p` is a reservation of `bytes`, used no more.
+    #[cfg(not(miri))]
+    pub(super) unsafe fn release(p: *mut u8, bytes: usize) {
+        // SAFETY: the caller's.
+        unsafe { libc::munmap(p as *mut libc::c_void, bytes) };
+    }
+
+    #[cfg(miri)]
+    fn layout(bytes: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(bytes, 4096).expect("slab layout")
+    }
+
+    #[cfg(miri)]
+    pub(super) fn reserve(bytes: usize) -> *mut u8 {
+        // SAFETY: a non-zero size.
+        unsafe { std::alloc::alloc_zeroed(layout(bytes)) }
+    }
+
+    #[cfg(miri)]
+    pub(super) unsafe fn commit(_: *mut u8, _: usize) -> bool {
+        true
+    }
+
+    #[cfg(miri)]
+    pub(super) unsafe fn release(p: *mut u8, bytes: usize) {
+        // SAFETY: from `reserve` with this size.
+        unsafe { std::alloc::dealloc(p, layout(bytes)) };
     }
 }

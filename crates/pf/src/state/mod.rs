@@ -30,24 +30,40 @@
 //!   (`NatSlot`, so that a slot stays four cache lines) and indexed too: a
 //!   chain link with `NAT_LINK` set reaches a slot by its translated key.
 
-use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 
 use crate::addr::{Af, PfAddr};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
+// std's (and parking_lot's) primitives, loom's under `--cfg loom`.
+use crate::sync::{fence, spin_loop, AtomicU32, AtomicU64, AtomicUsize, Mutex, OnceLock, Ordering, UnsafeCell};
 
 /// Index shards (a power of two).
+#[cfg(not(loom))]
 pub const SHARDS: usize = 64;
 /// Slots per slab chunk (the slab is made usable a chunk at a time).
+#[cfg(not(any(loom, miri)))]
 pub const CHUNK: usize = 4096;
+/// Under Miri, which retags every element of a slice it makes a
+/// reference to, the side arrays' chunks are small.
+#[cfg(all(miri, not(loom)))]
+pub const CHUNK: usize = 64;
+/// Under loom: one shard and small chunks, so a model's states share
+/// one chain and fit in a few slots.
+#[cfg(loom)]
+pub const SHARDS: usize = 1;
+#[cfg(loom)]
+pub const CHUNK: usize = 4;
 /// Most states per key (if-bound and floating, in and out).
 pub const PER_KEY: usize = 2;
 /// Most chunks: 4096 × 4096 = 16 M states (4 GiB of address space
 /// reserved, memory used only for the chunks made usable).
+#[cfg(not(any(loom, miri)))]
 const MAX_CHUNKS: usize = 4096;
+/// Under Miri the slab is a plain allocation: 1,024 slots.
+#[cfg(all(miri, not(loom)))]
+const MAX_CHUNKS: usize = 16;
+#[cfg(loom)]
+const MAX_CHUNKS: usize = 2;
 const NONE: u32 = u32::MAX;
 
 /// TCP peer states, as pf's `TCPS_*`.
@@ -395,6 +411,8 @@ fn usable(bind: u64, ifidx: u32) -> Option<bool> {
 }
 
 mod cold;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod mem;
 mod slot;
 mod table;

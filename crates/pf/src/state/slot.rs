@@ -71,6 +71,9 @@ impl Default for Slot {
 /// mirrored fields are published on drop.
 pub struct SlotGuard<'a> {
     pub(super) slot: &'a Slot,
+    /// The state, reached through the cell (loom tracks the access
+    /// while this lives, so it goes before the lock is released).
+    data: std::mem::ManuallyDrop<crate::sync::MutPtr<StateData>>,
     pub(super) seq: u32,
     pub(super) before: (u64, [u64; 2], [u64; 2]),
 }
@@ -87,20 +90,30 @@ impl Slot {
             }
             spins += 1;
             if spins > 64 {
-                std::thread::yield_now();
+                crate::sync::yield_now();
             } else {
-                std::hint::spin_loop();
+                spin_loop();
             }
         };
+        // The odd `seq` must be visible before any mirror this writer
+        // changes: a reader that sees a new mirror value and then (after
+        // its acquire fence) `seq` must find it moved, or it takes a mix
+        // of two states for one (Boehm, "Can seqlocks get along with
+        // programming language memory models?", 2012). The acquire CAS
+        // alone orders nothing after it for other threads; on x86 this
+        // fence costs nothing, on ARM it is the barrier that was missing
+        // (found by loom: `loom_seqlock_reader_never_sees_a_torn_state`).
+        fence(Ordering::Release);
+        let data = self.data.get_mut();
         // SAFETY: we hold the lock.
-        let d = unsafe { &mut *self.data.get() };
+        let d = unsafe { data.deref() };
         d.expire = self.expire.load(Ordering::Relaxed);
         for i in 0..2 {
             d.packets[i] = self.packets[i].load(Ordering::Relaxed);
             d.bytes[i] = self.bytes[i].load(Ordering::Relaxed);
         }
         let before = (d.expire, d.packets, d.bytes);
-        SlotGuard { slot: self, seq, before }
+        SlotGuard { slot: self, data: std::mem::ManuallyDrop::new(data), seq, before }
     }
 
     /// The slot's key words, bind word and (for a consistent read) `seq`.
@@ -114,14 +127,14 @@ impl std::ops::Deref for SlotGuard<'_> {
     type Target = StateData;
     fn deref(&self) -> &StateData {
         // SAFETY: the guard holds the lock.
-        unsafe { &*self.slot.data.get() }
+        unsafe { (*self.data).deref() }
     }
 }
 
 impl std::ops::DerefMut for SlotGuard<'_> {
     fn deref_mut(&mut self) -> &mut StateData {
         // SAFETY: the guard holds the lock.
-        unsafe { &mut *self.slot.data.get() }
+        unsafe { (*self.data).deref() }
     }
 }
 
@@ -145,7 +158,7 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         let s = self.slot;
         // SAFETY: still held.
-        let d = unsafe { &*s.data.get() };
+        let d: &StateData = unsafe { (*self.data).deref() };
         // Only what changed goes back, so a lock-free bump of the other
         // direction's counters in the meantime is not undone.
         if d.expire != self.before.0 {
@@ -161,6 +174,8 @@ impl Drop for SlotGuard<'_> {
         }
         s.bind.store(bind_word(d), Ordering::Relaxed);
         s.extra.store(extra_word(d), Ordering::Relaxed);
+        // SAFETY: dropped once, here, after the last use of `d`.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.data) };
         s.seq.store(self.seq.wrapping_add(1), Ordering::Release);
     }
 }

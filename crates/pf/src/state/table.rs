@@ -14,7 +14,15 @@ pub(super) struct Shard {
 }
 
 /// Index buckets (a power of two): chain heads, `slot + 1` (0: empty).
+#[cfg(not(any(loom, miri)))]
 pub const BUCKETS: usize = 1 << 20;
+/// Under Miri, which retags the whole bucket array at each index into it.
+#[cfg(all(miri, not(loom)))]
+pub const BUCKETS: usize = 1 << 10;
+/// Under loom: every key on one chain (and the placement independent of
+/// the table's random seed, which loom's replays need).
+#[cfg(loom)]
+pub const BUCKETS: usize = 1;
 /// Most keys `lookup_hints` takes at once.
 pub const HINT_BATCH: usize = 64;
 /// Longest chain a lock-free probe walks before it takes the shard lock.
@@ -38,15 +46,15 @@ pub struct NatSlot {
 
 /// The translated keys of one slab chunk's slots, made with the chunk's
 /// first translating state.
-type NatChunk = std::sync::OnceLock<Box<[NatSlot]>>;
+type NatChunk = OnceLock<Box<[NatSlot]>>;
 
 /// The scrub values (`ScrubActs::pack`) of one slab chunk's slots, made
 /// with the chunk's first scrubbing state: kept beside the slots, whose
 /// state data fills its cache lines to the byte.
-type ScrubChunk = std::sync::OnceLock<Box<[AtomicU64]>>;
+type ScrubChunk = OnceLock<Box<[AtomicU64]>>;
 /// `scrub (reassemble tcp)` peers by slot (`crate::tcpnorm::PeerScrub`,
 /// four words each: the state's source, then its destination).
-type TcpScrubChunk = std::sync::OnceLock<Box<[[AtomicU64; 8]]>>;
+type TcpScrubChunk = OnceLock<Box<[[AtomicU64; 8]]>>;
 
 /// Why a state could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,14 +212,14 @@ impl StateTable {
             let v1 = shard.version.load(Ordering::Acquire);
             if v1 & 1 == 0 {
                 let r = self.any_live(b, k);
-                std::sync::atomic::fence(Ordering::Acquire);
+                fence(Ordering::Acquire);
                 if let Some(found) = r {
                     if shard.version.load(Ordering::Relaxed) == v1 {
                         return found;
                     }
                 }
             }
-            std::hint::spin_loop();
+            spin_loop();
         }
         let _g = shard.lock.lock();
         self.any_live(b, k).unwrap_or(true)
@@ -280,12 +288,12 @@ impl StateTable {
             let v1 = shard.version.load(Ordering::Acquire);
             if v1 & 1 == 0 {
                 let (idx, complete) = self.walk(b, k, ifidx);
-                std::sync::atomic::fence(Ordering::Acquire);
+                fence(Ordering::Acquire);
                 if complete && shard.version.load(Ordering::Relaxed) == v1 {
                     return (idx != NONE).then_some(idx);
                 }
             }
-            std::hint::spin_loop();
+            spin_loop();
         }
         let _g = shard.lock.lock();
         let (idx, _) = self.walk(b, k, ifidx);
@@ -350,7 +358,7 @@ impl StateTable {
         // a translating state found by its translated key (never by a
         // link: `solo` speaks of its own key)
         let by_nat = k != key && !solo && (bind >> 40) as u8 & sflags::NAT != 0 && self.nat_key_is(idx, key);
-        std::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         if s.seq.load(Ordering::Relaxed) != s1
             || (k != key && !by_nat)
             || usable(bind, ifidx).is_none()
@@ -541,7 +549,7 @@ impl StateTable {
         &self,
         b: usize,
         b2: Option<usize>,
-    ) -> (parking_lot::MutexGuard<'_, ()>, Option<parking_lot::MutexGuard<'_, ()>>) {
+    ) -> (crate::sync::MutexGuard<'_, ()>, Option<crate::sync::MutexGuard<'_, ()>>) {
         let s1 = b & (SHARDS - 1);
         match b2.map(|b2| b2 & (SHARDS - 1)) {
             Some(s2) if s2 != s1 => {
@@ -812,7 +820,7 @@ impl StateTable {
         for (sh, v) in shards.iter().zip(&vs) {
             sh.version.store(v.wrapping_add(1), Ordering::Relaxed);
         }
-        std::sync::atomic::fence(Ordering::Release);
+        fence(Ordering::Release);
         self.unlink(b, idx + 1);
         if let Some(b2) = b2 {
             self.unlink(b2, (idx + 1) | NAT_LINK);
