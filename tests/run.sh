@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --bins
+cargo build --release --bins --example httpd --example benchmark
 cargo test --workspace --release
 
 # The README's first command, as a smoke test: the demo must run and report.

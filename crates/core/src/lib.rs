@@ -28,6 +28,7 @@ pub mod refrag6;
 pub mod rng;
 pub mod route;
 pub mod rtmsg;
+pub mod sock;
 pub mod stack;
 pub mod stats;
 pub mod stats6;

@@ -125,6 +125,8 @@ pub struct Stack {
     pub monitor: Arc<RouteMonitor>,
     pub stats: PerWorker<StackStats>,
     pub filter: ArcSwapOption<FilterSlot>,
+    /// The socket layer's PCB tables (`crate::sock`).
+    pub socks: crate::sock::Sockets,
     /// Fragments of datagrams addressed to the router, being reassembled.
     pub reass: crate::reass::Reassembly,
     /// IPv6 fragments of datagrams addressed to the router.
@@ -176,6 +178,7 @@ impl Stack {
         let now = clock.now();
         let mut rng = crate::rng::WorkerRng::from_seed(entropy.seed(crate::percpu::CONTROL_SLOT), now);
         let nd6 = Nd6Table::new(config.nd6.clone(), rng.next_u32());
+        let socks = crate::sock::Sockets::new(|| rng.next_u32());
         Arc::new_cyclic(|me: &std::sync::Weak<Stack>| {
             let routes = RouteTables::new(monitor.clone());
             let me = me.clone();
@@ -198,6 +201,7 @@ impl Stack {
                 monitor,
                 stats: PerWorker::new(),
                 filter: ArcSwapOption::empty(),
+                socks,
                 reass: crate::reass::Reassembly::new(),
                 reass6: crate::reass6::Reassembly6::new(),
                 control: Mutex::new(()),

@@ -10,7 +10,7 @@ mod route6;
 
 use crate::proto::{
     self, AddrFamily, ArpLifetime, ArpOp, FrameError, IfAction, IfconfigOp, InetAddr, NetstatOp, Request, Response,
-    RouteDest, RouteGateway, RouteOp, RouteSpec,
+    RouteDest, RouteGateway, RouteOp, RouteSpec, SockProto,
 };
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -45,7 +45,8 @@ const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
        softnet ifconfig interface up | down | destroy
        softnet ifconfig interface group name | -group name";
 const RAD_USAGE: &str = "usage: softnet rad";
-const NETSTAT_USAGE: &str = "usage: softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
+const NETSTAT_USAGE: &str = "usage: softnet netstat [-an] [-f inet | inet6] [-p tcp | udp]
+       softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
        softnet netstat -s
        softnet netstat -i [-n]";
 
@@ -571,8 +572,9 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
 // ---- netstat(1) -------------------------------------------------------------
 
 fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
-    let (mut r, mut s, mut i_) = (false, false, false);
+    let (mut r, mut s, mut i_, mut all) = (false, false, false, false);
     let mut af = AddrFamily::All;
+    let mut proto = None;
     let mut rtable = None;
     let mut i = 0;
     while i < args.len() {
@@ -583,6 +585,14 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
         if a == "-T" {
             i += 1;
             rtable = Some(parse_rtable("netstat", args.get(i))?);
+        } else if a == "-p" {
+            i += 1;
+            proto = match args.get(i) {
+                Some(&"tcp") => Some(SockProto::Tcp),
+                Some(&"udp") => Some(SockProto::Udp),
+                Some(p) => return usage("netstat", format!("{p}: unknown protocol")),
+                None => return usage("netstat", "-p needs a protocol"),
+            };
         } else if a == "-f" {
             i += 1;
             af = match args.get(i) {
@@ -597,6 +607,7 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
                     'r' => r = true,
                     's' => s = true,
                     'i' => i_ = true,
+                    'a' => all = true,
                     'n' => {}
                     'T' => {
                         // `-rnT1`
@@ -619,11 +630,14 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
         (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0), af },
         (false, true, false) => NetstatOp::Stats,
         (false, false, true) => NetstatOp::Interfaces,
-        (false, false, false) => return usage("netstat", "one of -r, -s, -i is required"),
+        (false, false, false) => NetstatOp::Sockets { all, af, proto },
         _ => return usage("netstat", "-r, -s and -i are exclusive"),
     };
     if rtable.is_some() && !r {
         return usage("netstat", "-T goes with -r");
+    }
+    if (all || proto.is_some()) && (r || s || i_) {
+        return usage("netstat", "-a and -p go with the sockets view");
     }
     Ok(Request::Netstat(op))
 }

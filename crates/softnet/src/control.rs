@@ -370,6 +370,16 @@ impl Handler {
                 o
             }
             NetstatOp::Interfaces => show::netstat_i(&self.stack),
+            NetstatOp::Sockets { all, af, proto } => {
+                use crate::proto::{AddrFamily, SockProto};
+                self.stack.socks.netstat(softnet_core::sock::netstat::Filter {
+                    all,
+                    inet: af != AddrFamily::Inet6,
+                    inet6: af != AddrFamily::Inet,
+                    tcp: proto != Some(SockProto::Udp),
+                    udp: proto != Some(SockProto::Tcp),
+                })
+            }
         })
     }
 }

@@ -42,7 +42,7 @@ pub fn check(path: &Path) -> i32 {
 }
 
 /// What `up` refuses beyond what the parser does: in-memory links.
-fn preflight(c: &Config) -> anyhow::Result<()> {
+pub(crate) fn preflight(c: &Config) -> anyhow::Result<()> {
     for i in &c.interfaces {
         if i.driver == Driver::Virtual {
             bail!(
@@ -74,7 +74,7 @@ fn preflight(c: &Config) -> anyhow::Result<()> {
 /// Log lines on stderr: text, or one JSON object per line (`json`:
 /// `log_format = "json"` or `--log-json`) with the time, level, message
 /// and fields, for a log collector to read without patterns.
-fn init_logging(level: &str, json: bool) {
+pub(crate) fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::new(level);
     let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
     let _ = if json {
@@ -230,15 +230,24 @@ impl Daemon {
         Ok(d)
     }
 
+    /// The stack the daemon runs (for a program that embeds it).
+    pub fn stack(&self) -> Arc<Stack> {
+        self.stack.clone()
+    }
+
     fn spawn_workers(&mut self) -> anyhow::Result<()> {
         // The workers' clock is the stack's: ARP times agree.
         let clock: Arc<dyn Clock> = self.stack.clock.clone();
+        let wake = SockWake::new()?;
+        let w2 = wake.clone();
+        self.stack.socks.set_waker(Box::new(move || w2.wake()));
         for i in 0..self.config.workers {
             let w = Worker::new(i, self.stack.clone(), clock.clone());
             let stop = self.stop.clone();
+            let wake = wake.clone();
             let h = std::thread::Builder::new()
                 .name(format!("softnet-w{i}"))
-                .spawn(move || w.run(&stop, poll_idle()))
+                .spawn(move || w.run(&stop, poll_idle_woken(Some(wake))))
                 .context("cannot start a worker thread")?;
             self.workers.push(h);
         }
@@ -751,6 +760,51 @@ impl ReloadPlan {
 /// descriptors of the queues this worker reads, with a short timeout.
 /// Allocates once, not per idle round.
 pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
+    poll_idle_woken(None)
+}
+
+/// An eventfd that an application's socket call writes to wake workers
+/// sleeping in poll(2) (only while one sleeps: no system call per write
+/// on a busy stack).
+pub struct SockWake {
+    fd: i32,
+    sleepers: std::sync::atomic::AtomicUsize,
+}
+
+impl SockWake {
+    fn new() -> anyhow::Result<Arc<SockWake>> {
+        // SAFETY: eventfd(2) with valid flags; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            bail!("eventfd: {}", std::io::Error::last_os_error());
+        }
+        Ok(Arc::new(SockWake { fd, sleepers: std::sync::atomic::AtomicUsize::new(0) }))
+    }
+
+    fn wake(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
+            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from our non-blocking eventfd.
+        unsafe { libc::read(self.fd, (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl Drop for SockWake {
+    fn drop(&mut self) {
+        // SAFETY: our descriptor, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// `poll_idle` that also wakes on `wake` (the socket layer's eventfd).
+pub fn poll_idle_woken(wake: Option<Arc<SockWake>>) -> impl FnMut(&Stack, usize, u32) {
     let mut fds: Vec<libc::pollfd> = Vec::with_capacity(64);
     move |stack: &Stack, id: usize, rounds: u32| {
         if rounds < SPIN_ROUNDS {
@@ -761,6 +815,14 @@ pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
         // destroy waits at most one timeout for this snapshot).
         let ifs = stack.ifaces.load_full();
         fds.clear();
+        if let Some(w) = &wake {
+            fds.push(libc::pollfd { fd: w.fd, events: libc::POLLIN, revents: 0 });
+            w.sleepers.fetch_add(1, Ordering::SeqCst);
+            if stack.socks.has_pending() {
+                w.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        }
         for ifp in ifs.iter() {
             let Some(q) = ifp.queue(id).try_lock() else { continue };
             if let Some(fd) = q.poll_fd() {
@@ -783,6 +845,12 @@ pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
         }
         // SAFETY: `fds` is a valid array of pollfd of that length.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
+        if let Some(w) = &wake {
+            w.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if fds[0].revents != 0 {
+                w.drain();
+            }
+        }
         drop(ifs);
     }
 }

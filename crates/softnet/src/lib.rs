@@ -1,7 +1,8 @@
 //! softnet's daemon and admin commands as a library: the binary
 //! (`main.rs`) parses the command line and calls in here; the fuzz targets
 //! (fuzz/) reach the configuration parser and the control server the same
-//! way.
+//! way; a program embeds the router (`embed`) and uses its sockets
+//! (`softnet_core::sock::api`).
 //!
 //! Unsafe code is denied but in the modules that call the OS where no safe
 //! wrapper exists: `privsep` (SO_PEERCRED, getpwnam_r, set*id), `control`
@@ -25,6 +26,7 @@ mod control_tests;
 #[allow(unsafe_code)]
 pub mod daemon;
 pub mod demo;
+pub mod embed;
 pub mod hostif;
 pub mod inet6cmd;
 pub mod links;

@@ -346,6 +346,22 @@ pub enum NetstatOp {
     },
     Stats,
     Interfaces,
+    /// The sockets (netstat's default form): `-a` adds listening and
+    /// unconnected ones; `-p` one protocol.
+    Sockets {
+        all: bool,
+        #[serde(default)]
+        af: AddrFamily,
+        #[serde(default)]
+        proto: Option<SockProto>,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SockProto {
+    Tcp,
+    Udp,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -80,8 +80,12 @@ impl WorkerState {
             c.inc();
         }
         if msg_type != icmpv4::msg_type::ECHO_REQUEST {
-            // Replies and errors addressed to the router: the host's, if
-            // the interface has a twin; else nobody listens.
+            // Errors about a socket's packets go to it (`sockio`); the
+            // rest addressed to the router: the host's, if the interface
+            // has a twin; else nobody listens.
+            if msg_type == icmpv4::msg_type::DST_UNREACHABLE {
+                self.icmp_sock_notify(cx, icmp.code(), icmp.next_hop_mtu(), icmp.data());
+            }
             let Some(p) = self.punt(cx, p) else { return };
             return self.free(p);
         }

@@ -60,6 +60,7 @@ mod ip_output;
 mod options;
 mod pf_hook;
 mod pf_route;
+mod sockio;
 mod transport;
 mod transport6;
 
@@ -122,6 +123,10 @@ struct WorkerState {
     /// ICMPv6's rate limit and the neighbor cache glue (`icmp6`,
     /// `ip6_output`).
     icmp6: Icmp6State,
+    /// Connections whose timers are due (`sockio`), reused.
+    sock_due: Vec<Arc<crate::sock::TcpConn>>,
+    /// SYN,ACKs the SYN cache sends again (`sockio`), reused.
+    sock_synacks: Vec<(crate::sock::ConnKey, TcpRepr)>,
 }
 
 /// One worker thread's handle.
@@ -163,6 +168,8 @@ impl Worker {
             icmp: IcmpState::new(rate, burst),
             host: hostif::HostGlue::new(),
             icmp6: Icmp6State::new(rate, burst),
+            sock_due: Vec::with_capacity(256),
+            sock_synacks: Vec::with_capacity(64),
         };
         Worker { stack, clock, st, rng_installed: false }
     }
@@ -257,6 +264,7 @@ impl WorkerState {
             self.ip_input_batch(cx, ifp);
             self.ip6_input_batch(cx, ifp);
         }
+        total += self.sock_poll(cx);
         total += self.host_poll(cx);
         self.arp_housekeeping(cx);
         self.nd6_housekeeping(cx);

@@ -1,6 +1,7 @@
-//! The transport protocols' input for packets addressed to the router,
-//! which runs no services: udp_input answers port unreachable,
-//! tcp_input a closed-port RST (RFC 793), after verifying checksums.
+//! The transport protocols' input for packets addressed to the router:
+//! after verifying checksums, a segment or datagram that matches a socket
+//! goes to it (`sockio`); for the rest udp_input answers port unreachable,
+//! tcp_input a closed-port RST (RFC 793).
 
 use super::*;
 use softnet_wire::tcp::MIN_HEADER_LEN as TCP_MIN_HEADER;
@@ -27,6 +28,8 @@ impl WorkerState {
             ts.udp_badsum.inc();
             return self.free(p);
         }
+        let off = ip.header_len() as usize;
+        let Some(p) = self.udp_sock_input(cx, p, (off, ulen), src.into(), dst.into()) else { return };
         // Nothing of the stack's listens: the host twin's, if any.
         let Some(p) = self.punt(cx, p) else { return };
         if bcast {
@@ -57,13 +60,16 @@ impl WorkerState {
         if bcast {
             return self.free(p);
         }
+        let off = ip.header_len() as usize;
+        let end = off + ip.payload().len();
+        let Some(p) = self.tcp_sock_input(cx, p, (off, end), src.into(), dst.into()) else { return };
         // No connection of the stack's: the host twin's, if any.
         let Some(p) = self.punt(cx, p) else { return };
-        let ip = Ipv4Packet::new_unchecked(p.data());
-        let tcp = TcpPacket::new_unchecked(&p.data()[ip.header_len() as usize..ip.total_len() as usize]);
         if flags.contains(TcpFlags::RST) {
             return self.free(p);
         }
+        let ip = Ipv4Packet::new_unchecked(p.data());
+        let tcp = TcpPacket::new_unchecked(&p.data()[ip.header_len() as usize..ip.total_len() as usize]);
         let repr = closed_port_rst(&tcp);
         let Some(mut r) = self.pool.alloc() else {
             cx.stats.ip.odropped.inc();

@@ -1,6 +1,6 @@
-//! UDP and TCP over IPv6 to the router, which runs no services (the
-//! siblings of transport.rs): udp6_input answers port unreachable,
-//! tcp6_input a closed-port RST (RFC 9293 §3.10.7.1), after verifying
+//! UDP and TCP over IPv6 to the router (the siblings of transport.rs):
+//! what matches a socket goes to it (`sockio`); for the rest udp6_input
+//! answers port unreachable, tcp6_input a closed-port RST (RFC 9293 §3.10.7.1), after verifying
 //! checksums (a zero UDP checksum is invalid over IPv6, RFC 8200 §8.1).
 
 use super::icmp6::{Icmp6Err, IP6_DEFHLIM};
@@ -27,13 +27,25 @@ impl WorkerState {
             ts.udp_badsum.inc();
             return self.free(p);
         }
+        let ulen = udp.len() as usize;
+        let p = if !dst.is_multicast() && !link_mcast {
+            let Some(p) = self.udp_sock_input(cx, p, (off, ulen), src.into(), dst.into()) else { return };
+            p
+        } else {
+            p
+        };
         // Nothing of the stack's listens: the host twin's, if any.
         let Some(p) = self.punt(cx, p) else { return };
         if dst.is_multicast() || link_mcast {
             ts.udp_noportbcast.inc();
             return self.free(p);
         }
-        ts.udp_noport.inc();
+        self.udp6_noport(cx, ifp, p, link_mcast)
+    }
+
+    /// No socket took a unicast datagram: port unreachable.
+    fn udp6_noport(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, link_mcast: bool) {
+        cx.stats.transport.udp_noport.inc();
         let e = Icmp6Err::Unreach(softnet_wire::icmpv6::DstUnreachable::PortUnreachable);
         self.icmp6_error(cx, ifp, &p, link_mcast, e);
         self.free(p)
@@ -58,6 +70,8 @@ impl WorkerState {
         if dst.is_multicast() || link_mcast {
             return self.free(p);
         }
+        let end = p.len();
+        let Some(p) = self.tcp_sock_input(cx, p, (off, end), src.into(), dst.into()) else { return };
         // No connection of the stack's: the host twin's, if any.
         let Some(p) = self.punt(cx, p) else { return };
         if flags.contains(TcpFlags::RST) {

@@ -1,0 +1,554 @@
+//! The blocking socket API, shaped like `std::net`: [`TcpListener`],
+//! [`TcpStream`] (`Read`/`Write`, timeouts, `shutdown`, `set_nodelay`,
+//! non-blocking mode) and [`UdpSocket`], each on a [`Stack`] whose workers
+//! run the protocol. A call queues its work for a worker
+//! (`Sockets::kick_*`) and, blocking, waits on the PCB's condition variable,
+//! which the worker signals after input, output and timers.
+
+use super::tcp::{mss_for, TcpConn, TcpListen};
+use super::udp::{put_record, take_record, UdpPcb, REC_HDR};
+use super::{tcp_now, SockEnv, SockError};
+use crate::route::RouteFlags;
+use crate::stack::Stack;
+use softnet_tcp::{Config, State, Tcb, TcpError};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+impl From<SockError> for io::Error {
+    fn from(e: SockError) -> io::Error {
+        use io::ErrorKind as K;
+        let k = match e {
+            SockError::AddrInUse => K::AddrInUse,
+            SockError::AddrNotAvailable | SockError::NoPorts => K::AddrNotAvailable,
+            SockError::NoRoute => K::HostUnreachable,
+            SockError::Refused => K::ConnectionRefused,
+            SockError::Reset => K::ConnectionReset,
+            SockError::TimedOut => K::TimedOut,
+            SockError::NotConnected => K::NotConnected,
+            SockError::WouldBlock => K::WouldBlock,
+            SockError::MsgSize => K::InvalidInput,
+        };
+        io::Error::new(k, e)
+    }
+}
+
+fn tcp_err(e: TcpError) -> io::Error {
+    match e {
+        TcpError::Refused => SockError::Refused.into(),
+        TcpError::Reset => SockError::Reset.into(),
+        TcpError::TimedOut => SockError::TimedOut.into(),
+        TcpError::WouldBlock => SockError::WouldBlock.into(),
+        TcpError::NotConnected => io::Error::new(io::ErrorKind::BrokenPipe, "broken pipe"),
+    }
+}
+
+/// The source address and path MTU for `dst` (in_pcbselsrc: the address
+/// of the outgoing interface in the route's subnet). None without a
+/// usable route.
+pub fn source_for(stack: &Stack, dst: IpAddr) -> Option<(IpAddr, u32)> {
+    let ifs = stack.ifaces.load();
+    match dst {
+        IpAddr::V4(d) => {
+            let rt = stack.routes.snapshot(0)?;
+            let r = rt.lookup(d)?;
+            if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL) {
+                return None;
+            }
+            let ifp = ifs.get_weak(r.ifp)?;
+            let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() };
+            Some((ifp.source_for(r.gateway.unwrap_or(d))?.into(), mtu))
+        }
+        IpAddr::V6(d) => {
+            let rt = stack.routes.snapshot6(0)?;
+            let r = rt.lookup(d)?;
+            if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL) {
+                return None;
+            }
+            let ifp = ifs.get_weak(r.ifp)?;
+            let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() };
+            Some((ifp.source6_for(d)?.into(), mtu))
+        }
+    }
+}
+
+/// Whether `ip` is an address of the stack (or unspecified).
+fn bindable(stack: &Stack, ip: IpAddr) -> bool {
+    if ip.is_unspecified() {
+        return true;
+    }
+    let ifs = stack.ifaces.load();
+    match ip {
+        IpAddr::V4(a) => ifs.owner_of(a).is_some(),
+        IpAddr::V6(a) => ifs.owner_of6(a).is_some(),
+    }
+}
+
+fn deadline(t: Option<Duration>) -> Option<StdInstant> {
+    t.map(|d| StdInstant::now() + d)
+}
+
+/// A connected TCP socket.
+pub struct TcpStream {
+    stack: Arc<Stack>,
+    conn: Arc<TcpConn>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    nonblocking: bool,
+    read_shut: bool,
+}
+
+impl TcpStream {
+    /// Opens a connection to `addr` (tcp_usrreq PRU_CONNECT: a source
+    /// address from the route, a random ephemeral port, the SYN) and waits
+    /// for the handshake.
+    pub fn connect(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<TcpStream> {
+        Self::connect_opt(stack, addr, None)
+    }
+
+    /// `connect` that gives up after `timeout`.
+    pub fn connect_timeout(stack: &Arc<Stack>, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        Self::connect_opt(stack, addr, Some(timeout))
+    }
+
+    fn connect_opt(stack: &Arc<Stack>, addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        let s = Self::start_connect(stack, addr)?;
+        let dl = deadline(timeout);
+        let mut i = s.conn.inner.lock();
+        loop {
+            let st = i.tcb.state();
+            if st.synchronized() {
+                break;
+            }
+            if st == State::Closed {
+                return Err(tcp_err(i.tcb.error().unwrap_or(TcpError::Refused)));
+            }
+            i.waiters += 1;
+            let timed_out = match dl {
+                Some(d) => s.conn.cond.wait_until(&mut i, d).timed_out(),
+                None => {
+                    s.conn.cond.wait(&mut i);
+                    false
+                }
+            };
+            i.waiters -= 1;
+            if timed_out {
+                return Err(SockError::TimedOut.into());
+            }
+        }
+        drop(i);
+        Ok(s)
+    }
+
+    /// The SYN queued, not waited for: the stream is in SYN_SENT (a
+    /// non-blocking connect; `state` tells when it is established).
+    pub fn start_connect(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<TcpStream> {
+        let socks = &stack.socks;
+        let (src, mtu) = source_for(stack, addr.ip()).ok_or(SockError::NoRoute)?;
+        let port = socks.ephemeral_port(src, Some(addr), false).ok_or(SockError::NoPorts)?;
+        let local = SocketAddr::new(src, port);
+        let base = socks.tcp_config.read().clone();
+        let mss = mss_for(mtu, addr.is_ipv6());
+        let cfg = if mss < base.mss { Arc::new(Config { mss, ..(*base).clone() }) } else { base };
+        let now = tcp_now(stack.clock.now());
+        let mut env = SockEnv { now, isn: &socks.isn, local, remote: addr };
+        let tcb = Tcb::connect(cfg, &mut env, port, addr.port());
+        let conn = TcpConn::new(socks, local, addr, tcb, None, None);
+        if !socks.tcp_insert(&conn) {
+            return Err(SockError::AddrInUse.into());
+        }
+        socks.stats.tcp_connattempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        socks.kick_tcp(&conn);
+        Ok(TcpStream::from_conn(stack.clone(), conn))
+    }
+
+    fn from_conn(stack: Arc<Stack>, conn: Arc<TcpConn>) -> TcpStream {
+        TcpStream { stack, conn, read_timeout: None, write_timeout: None, nonblocking: false, read_shut: false }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.conn.local)
+    }
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.conn.remote)
+    }
+    /// The connection's TCP state.
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+    /// The send MSS in use (getsockopt TCP_MAXSEG): payload bytes per
+    /// segment, lowered by path MTU discovery.
+    pub fn mss(&self) -> usize {
+        self.conn.inner.lock().tcb.mss()
+    }
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.read_timeout = t;
+        Ok(())
+    }
+    pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.write_timeout = t;
+        Ok(())
+    }
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.read_timeout)
+    }
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.write_timeout)
+    }
+    pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        self.nonblocking = on;
+        Ok(())
+    }
+    /// TCP_NODELAY: Nagle off.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.conn.inner.lock().tcb.set_nodelay(on);
+        self.stack.socks.kick_tcp(&self.conn);
+        Ok(())
+    }
+
+    /// shutdown(2): `Write` sends a FIN after the queued data; `Read`
+    /// makes reads return end of stream.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            self.read_shut = true;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            let mut i = self.conn.inner.lock();
+            if i.tcb.state() == State::Closed {
+                return Err(SockError::NotConnected.into());
+            }
+            i.tcb.shutdown();
+            drop(i);
+            self.stack.socks.kick_tcp(&self.conn);
+        }
+        Ok(())
+    }
+
+    /// Waits on the connection; true when `dl` passed.
+    fn wait(&self, i: &mut parking_lot::MutexGuard<'_, super::tcp::ConnInner>, dl: Option<StdInstant>) -> bool {
+        i.waiters += 1;
+        let t = match dl {
+            Some(d) => self.conn.cond.wait_until(i, d).timed_out(),
+            None => {
+                self.conn.cond.wait(i);
+                false
+            }
+        };
+        i.waiters -= 1;
+        t
+    }
+
+    fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read_shut || buf.is_empty() {
+            return Ok(0);
+        }
+        let dl = deadline(self.read_timeout);
+        let mut i = self.conn.inner.lock();
+        loop {
+            match i.tcb.recv(buf) {
+                Ok(n) => {
+                    drop(i);
+                    if n > 0 {
+                        // The window opened: an update may be due.
+                        self.stack.socks.kick_tcp(&self.conn);
+                    }
+                    return Ok(n);
+                }
+                Err(TcpError::WouldBlock) if !self.nonblocking => {
+                    if self.wait(&mut i, dl) {
+                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
+                    }
+                }
+                Err(e) => return Err(tcp_err(e)),
+            }
+        }
+    }
+
+    fn do_write(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let dl = deadline(self.write_timeout);
+        let mut i = self.conn.inner.lock();
+        loop {
+            match i.tcb.send(buf) {
+                Ok(n) => {
+                    drop(i);
+                    self.stack.socks.kick_tcp(&self.conn);
+                    return Ok(n);
+                }
+                Err(TcpError::WouldBlock) if !self.nonblocking => {
+                    if self.wait(&mut i, dl) {
+                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
+                    }
+                }
+                Err(e) => return Err(tcp_err(e)),
+            }
+        }
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf)
+    }
+}
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.do_read(buf)
+    }
+}
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.do_write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.do_write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TcpStream {
+    /// close(2): the engine closes (FIN after the data, or RST when unread
+    /// data is left, as BSD does) and finishes without the application.
+    fn drop(&mut self) {
+        let socks = &self.stack.socks;
+        let mut i = self.conn.inner.lock();
+        let now = tcp_now(self.stack.clock.now());
+        let mut env = SockEnv { now, isn: &socks.isn, local: self.conn.local, remote: self.conn.remote };
+        i.tcb.close(&mut env);
+        i.detached = true;
+        socks.tcp_after(&self.conn, &mut i);
+        drop(i);
+        socks.kick_tcp(&self.conn);
+    }
+}
+
+/// A listening TCP socket.
+pub struct TcpListener {
+    stack: Arc<Stack>,
+    l: Arc<TcpListen>,
+    nonblocking: bool,
+}
+
+/// The listen backlog `bind` uses (OpenBSD's somaxconn is 128; a server
+/// on softnet expects more).
+pub const DEFAULT_BACKLOG: usize = 1024;
+
+impl TcpListener {
+    /// bind + listen on `addr` (an address of the stack, or unspecified
+    /// for all of its family; port 0 picks an ephemeral one).
+    pub fn bind(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<TcpListener> {
+        Self::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
+    }
+
+    pub fn bind_with_backlog(stack: &Arc<Stack>, addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
+        let socks = &stack.socks;
+        if !bindable(stack, addr.ip()) {
+            return Err(SockError::AddrNotAvailable.into());
+        }
+        let mut addr = addr;
+        if addr.port() == 0 {
+            addr.set_port(socks.ephemeral_port(addr.ip(), None, false).ok_or(SockError::NoPorts)?);
+        }
+        let cfg = socks.tcp_config.read().clone();
+        let l = TcpListen::new(addr, backlog, cfg);
+        {
+            let mut t = socks.listeners.write();
+            if t.contains_key(&addr) {
+                return Err(SockError::AddrInUse.into());
+            }
+            t.insert(addr, l.clone());
+        }
+        socks.add_count();
+        Ok(TcpListener { stack: stack.clone(), l, nonblocking: false })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.l.local)
+    }
+
+    pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        self.nonblocking = on;
+        Ok(())
+    }
+
+    /// The next connection whose handshake is done.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let mut q = self.l.q.lock();
+        loop {
+            if let Some(c) = q.ready.pop_front() {
+                drop(q);
+                let peer = c.remote;
+                return Ok((TcpStream::from_conn(self.stack.clone(), c), peer));
+            }
+            if self.nonblocking {
+                return Err(SockError::WouldBlock.into());
+            }
+            self.l.cond.wait(&mut q);
+        }
+    }
+
+    /// accept() forever, as std's `incoming`.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        self.stack.socks.tcp_unlisten(&self.l);
+    }
+}
+
+/// Receive and send rings of a UDP socket (OpenBSD's udp_recvspace is
+/// 41,600 and udp_sendspace 9,216; larger here for bursts).
+const UDP_RX: usize = 256 * 1024;
+const UDP_TX: usize = 64 * 1024;
+
+/// A UDP socket.
+pub struct UdpSocket {
+    stack: Arc<Stack>,
+    pcb: Arc<UdpPcb>,
+    read_timeout: Option<Duration>,
+    nonblocking: bool,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (an address of the stack or unspecified; port 0 for
+    /// an ephemeral one).
+    pub fn bind(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<UdpSocket> {
+        let socks = &stack.socks;
+        if !bindable(stack, addr.ip()) {
+            return Err(SockError::AddrNotAvailable.into());
+        }
+        let mut addr = addr;
+        if addr.port() == 0 {
+            addr.set_port(socks.ephemeral_port(addr.ip(), None, true).ok_or(SockError::NoPorts)?);
+        }
+        let pcb = UdpPcb::new(addr, UDP_RX, UDP_TX);
+        {
+            let mut t = socks.udp.write();
+            if t.contains_key(&addr) {
+                return Err(SockError::AddrInUse.into());
+            }
+            t.insert(addr, pcb.clone());
+        }
+        socks.add_count();
+        Ok(UdpSocket { stack: stack.clone(), pcb, read_timeout: None, nonblocking: false })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.pcb.local)
+    }
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.pcb.inner.lock().connected.ok_or_else(|| SockError::NotConnected.into())
+    }
+    /// Only datagrams from `addr` are received; `send` goes there.
+    pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        self.pcb.inner.lock().connected = Some(addr);
+        Ok(())
+    }
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.read_timeout = t;
+        Ok(())
+    }
+    pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        self.nonblocking = on;
+        Ok(())
+    }
+    /// SO_BROADCAST: without it a datagram to a broadcast address is
+    /// refused (EACCES, as udp_output).
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.pcb.inner.lock().broadcast = on;
+        Ok(())
+    }
+
+    /// The largest payload one packet buffer carries.
+    fn max_payload(&self) -> usize {
+        self.stack.config.buf_size - crate::packet::HEADROOM - 40 - 8
+    }
+
+    pub fn send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        if buf.len() > self.max_payload() {
+            return Err(SockError::MsgSize.into());
+        }
+        if addr.is_ipv4() != self.pcb.local.is_ipv4() {
+            return Err(SockError::AddrNotAvailable.into());
+        }
+        let mut i = self.pcb.inner.lock();
+        if let IpAddr::V4(a) = addr.ip() {
+            let bcast =
+                a == Ipv4Addr::BROADCAST || self.stack.ifaces.load().iter().any(|ifp| ifp.is_subnet_broadcast(a));
+            if bcast && !i.broadcast {
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, "broadcast without SO_BROADCAST"));
+            }
+        }
+        if i.tx.free() < REC_HDR + buf.len() {
+            // The send ring is full: as a full interface queue, dropped
+            // (ENOBUFS in BSD).
+            drop(i);
+            self.stack.socks.kick_udp(&self.pcb);
+            return Err(io::Error::other("no buffer space available"));
+        }
+        put_record(&mut i.tx, addr, buf);
+        drop(i);
+        self.stack.socks.kick_udp(&self.pcb);
+        Ok(buf.len())
+    }
+
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let peer = self.peer_addr()?;
+        self.send_to(buf, peer)
+    }
+
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let dl = deadline(self.read_timeout);
+        let mut i = self.pcb.inner.lock();
+        loop {
+            if let Some(e) = i.error.take() {
+                return Err(e.into());
+            }
+            if let Some(r) = take_record(&mut i.rx, buf) {
+                return Ok(r);
+            }
+            if self.nonblocking {
+                return Err(SockError::WouldBlock.into());
+            }
+            i.waiters += 1;
+            let t = match dl {
+                Some(d) => self.pcb.cond.wait_until(&mut i, d).timed_out(),
+                None => {
+                    self.pcb.cond.wait(&mut i);
+                    false
+                }
+            };
+            i.waiters -= 1;
+            if t {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, "recv timed out"));
+            }
+        }
+    }
+
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).map(|(n, _)| n)
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        let socks = &self.stack.socks;
+        if socks.udp.write().remove(&self.pcb.local).is_some() {
+            socks.sub_count();
+        }
+        self.pcb.inner.lock().closed = true;
+    }
+}

@@ -1,0 +1,313 @@
+//! The socket layer: protocol control blocks (PCBs) for TCP and UDP over
+//! IPv4 and IPv6 (one code, `SocketAddr` keys), as OpenBSD's in_pcb.c /
+//! tcp_usrreq.c / udp_usrreq.c, around the sans-IO engine of
+//! `softnet-tcp`.
+//!
+//! [`Sockets`] lives in the [`Stack`](crate::stack::Stack): the tables
+//! (connections by 4-tuple, listeners and UDP sockets by local address),
+//! the queue of sockets with output due (the application wrote, closed or
+//! read), and the timer heap. Workers deliver segments and datagrams that
+//! match a PCB here (`worker/sockio.rs`) instead of answering with a RST
+//! or a port unreachable, send what the engine emits through
+//! `ip_output` / `ip6_output`, and run the timers on their injected clock.
+//! The blocking, std-shaped API on top is in [`api`].
+//!
+//! Locking: a table is read-locked per lookup (shared, never held across
+//! a packet's processing); each connection has its own mutex, taken by the
+//! worker for input/output/timers and by the application for its calls.
+
+pub mod api;
+pub mod netstat;
+pub mod syncache;
+pub mod tcp;
+pub mod udp;
+
+use crate::time::Instant;
+use crossbeam::queue::SegQueue;
+use parking_lot::{Mutex, RwLock};
+use softnet_tcp::{Env, IsnGen, Seq};
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub use tcp::{TcpConn, TcpListen};
+pub use udp::UdpPcb;
+
+/// The first and last ephemeral ports (OpenBSD's hifirstauto..hilastauto).
+pub const EPHEMERAL_FIRST: u16 = 49152;
+pub const EPHEMERAL_LAST: u16 = 65535;
+
+/// Why a socket call failed (mapped to `std::io::Error` by the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SockError {
+    #[error("address already in use")]
+    AddrInUse,
+    #[error("can't assign requested address")]
+    AddrNotAvailable,
+    #[error("no route to host")]
+    NoRoute,
+    #[error("connection refused")]
+    Refused,
+    #[error("connection reset by peer")]
+    Reset,
+    #[error("operation timed out")]
+    TimedOut,
+    #[error("socket is not connected")]
+    NotConnected,
+    #[error("resource temporarily unavailable")]
+    WouldBlock,
+    #[error("message too long")]
+    MsgSize,
+    #[error("no ephemeral port free")]
+    NoPorts,
+}
+
+/// Counters of the socket layer (summed into `netstat -s`'s tcp and udp
+/// sections). Shared atomics: they move per connection event, not per
+/// packet, except `rcvpack`/`sndpack`-like ones which the workers count in
+/// their own `TransportStats`.
+#[derive(Default, Debug)]
+pub struct SockStats {
+    pub tcp_connattempt: AtomicU64,
+    pub tcp_accepts: AtomicU64,
+    pub tcp_connects: AtomicU64,
+    pub tcp_drops: AtomicU64,
+    pub tcp_closed: AtomicU64,
+    pub tcp_listendrop: AtomicU64,
+    pub tcp_rcvdrop: AtomicU64,
+    pub udp_fullsock: AtomicU64,
+    pub udp_delivered: AtomicU64,
+}
+
+/// A timer heap entry: the connection is due at `at` (nanoseconds).
+struct Due {
+    at: u64,
+    conn: Arc<TcpConn>,
+}
+impl PartialEq for Due {
+    fn eq(&self, o: &Due) -> bool {
+        self.at == o.at && self.conn.id == o.conn.id
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, o: &Due) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Due {
+    /// Reversed: the earliest on top of std's max-heap.
+    fn cmp(&self, o: &Due) -> std::cmp::Ordering {
+        o.at.cmp(&self.at).then(o.conn.id.cmp(&self.conn.id))
+    }
+}
+
+/// A connection's 4-tuple key: (local, remote).
+pub type ConnKey = (SocketAddr, SocketAddr);
+
+/// The PCB tables of one stack.
+pub struct Sockets {
+    pub(crate) conns: RwLock<HashMap<ConnKey, Arc<TcpConn>>>,
+    /// Listening sockets by local address (the unspecified address of
+    /// either family listens on every address of that family).
+    pub(crate) listeners: RwLock<HashMap<SocketAddr, Arc<TcpListen>>>,
+    pub(crate) udp: RwLock<HashMap<SocketAddr, Arc<UdpPcb>>>,
+    /// Sockets the application acted on: output may be due.
+    pub(crate) pending: SegQueue<Pending>,
+    timers: Mutex<BinaryHeap<Due>>,
+    pub(crate) isn: IsnGen,
+    /// Half-open connections and SYN cookies.
+    pub syncache: syncache::SynCache,
+    next_id: AtomicU64,
+    /// PCBs of any kind, so that a stack with none skips the lookups.
+    count: AtomicUsize,
+    /// Wakes sleeping workers when the application queued work
+    /// (the daemon sets one that writes an eventfd the workers poll).
+    waker: arc_swap::ArcSwapOption<Box<dyn Fn() + Send + Sync>>,
+    pub stats: SockStats,
+    /// The default TCP settings for new sockets.
+    pub tcp_config: RwLock<Arc<softnet_tcp::Config>>,
+}
+
+/// Work the application left for a worker.
+pub(crate) enum Pending {
+    Tcp(Arc<TcpConn>),
+    Udp(Arc<UdpPcb>),
+}
+
+impl Sockets {
+    /// Empty tables; `key` draws the ISN key (RFC 6528's secret).
+    pub fn new(mut key: impl FnMut() -> u32) -> Sockets {
+        Sockets {
+            syncache: syncache::SynCache::new(&mut key),
+            conns: RwLock::new(HashMap::new()),
+            listeners: RwLock::new(HashMap::new()),
+            udp: RwLock::new(HashMap::new()),
+            pending: SegQueue::new(),
+            timers: Mutex::new(BinaryHeap::new()),
+            isn: IsnGen::new(&mut key),
+            next_id: AtomicU64::new(1),
+            count: AtomicUsize::new(0),
+            waker: arc_swap::ArcSwapOption::empty(),
+            stats: SockStats::default(),
+            tcp_config: RwLock::new(Arc::new(softnet_tcp::Config::default())),
+        }
+    }
+
+    /// Whether any PCB exists (the workers' fast check before a lookup).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether the application left work for the workers (an idle worker
+    /// about to sleep checks it).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub(crate) fn add_count(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn sub_count(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sets the function that wakes idle workers.
+    pub fn set_waker(&self, f: Box<dyn Fn() + Send + Sync>) {
+        self.waker.store(Some(Arc::new(f)));
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Some(w) = self.waker.load().as_ref() {
+            w();
+        }
+    }
+
+    /// Queues `conn` for a worker's attention (output, close).
+    pub(crate) fn kick_tcp(&self, conn: &Arc<TcpConn>) {
+        if !conn.queued.swap(true, Ordering::AcqRel) {
+            self.pending.push(Pending::Tcp(conn.clone()));
+            self.wake();
+        }
+    }
+
+    pub(crate) fn kick_udp(&self, pcb: &Arc<UdpPcb>) {
+        if !pcb.queued.swap(true, Ordering::AcqRel) {
+            self.pending.push(Pending::Udp(pcb.clone()));
+            self.wake();
+        }
+    }
+
+    /// Files `conn` on the timer heap at `at` unless an earlier entry is
+    /// already there (a later deadline is found when the earlier entry
+    /// fires and the connection is filed again).
+    pub(crate) fn schedule(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) {
+        let Some(at) = at else { return };
+        let at = at.as_nanos();
+        let cur = conn.timer_at.load(Ordering::Acquire);
+        if at < cur {
+            conn.timer_at.store(at, Ordering::Release);
+            self.timers.lock().push(Due { at, conn: conn.clone() });
+        }
+    }
+
+    /// Moves the connections due by `now` into `out` (a worker's scratch).
+    pub(crate) fn due(&self, now: Instant, out: &mut Vec<Arc<TcpConn>>, max: usize) {
+        let now = now.as_nanos();
+        let Some(mut h) = self.timers.try_lock() else { return };
+        while out.len() < max {
+            match h.peek() {
+                Some(d) if d.at <= now => {}
+                _ => break,
+            }
+            let d = h.pop().expect("peeked");
+            // Only the connection's current entry counts; an entry
+            // superseded by an earlier one is dropped.
+            if d.conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                out.push(d.conn);
+            }
+        }
+    }
+
+    /// Picks a random free ephemeral port for `local`'s address towards
+    /// `remote` (RFC 6056 §3.3.1, algorithm 1: a random start, then the
+    /// next free one).
+    pub(crate) fn ephemeral_port(
+        &self,
+        local_ip: std::net::IpAddr,
+        remote: Option<SocketAddr>,
+        udp: bool,
+    ) -> Option<u16> {
+        let n = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        let start = crate::rng::uniform(n);
+        for i in 0..n {
+            let port = EPHEMERAL_FIRST + ((start + i) % n) as u16;
+            let local = SocketAddr::new(local_ip, port);
+            let free = if udp {
+                !self.udp.read().contains_key(&local)
+            } else {
+                !self.listeners.read().contains_key(&local)
+                    && remote.is_none_or(|r| !self.conns.read().contains_key(&(local, r)))
+            };
+            if free {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+/// The engine's world for one call: the time, the thread's random
+/// generator, and RFC 6528 ISNs over this connection's addresses.
+pub(crate) struct SockEnv<'a> {
+    pub now: softnet_tcp::Instant,
+    pub isn: &'a IsnGen,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl Env for SockEnv<'_> {
+    fn now(&self) -> softnet_tcp::Instant {
+        self.now
+    }
+    fn random_u32(&mut self) -> u32 {
+        crate::rng::random_u32()
+    }
+    fn isn(&mut self, local_port: u16, remote_port: u16) -> Seq {
+        let l = SocketAddr::new(self.local.ip(), local_port);
+        let r = SocketAddr::new(self.remote.ip(), remote_port);
+        self.isn.isn(l, r, self.now)
+    }
+}
+
+/// The engine's world while a connection is made from a SYN cache entry
+/// or cookie: the ISS and timestamp offset already sent in the SYN,ACK.
+pub(crate) struct ReplayEnv<'a> {
+    pub env: SockEnv<'a>,
+    pub iss: Seq,
+    pub ts_offset: Option<u32>,
+}
+
+impl Env for ReplayEnv<'_> {
+    fn now(&self) -> softnet_tcp::Instant {
+        self.env.now
+    }
+    fn random_u32(&mut self) -> u32 {
+        self.ts_offset.take().unwrap_or_else(crate::rng::random_u32)
+    }
+    fn isn(&mut self, _: u16, _: u16) -> Seq {
+        self.iss
+    }
+}
+
+/// The stack's `Instant` as the engine's.
+#[inline]
+pub(crate) fn tcp_now(now: Instant) -> softnet_tcp::Instant {
+    softnet_tcp::Instant::from_nanos(now.as_nanos())
+}

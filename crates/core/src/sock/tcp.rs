@@ -1,0 +1,303 @@
+//! TCP PCBs (OpenBSD's inpcb + tcpcb pair, in_pcblookup, the listen
+//! queue of so_qlen/so_q0len): a [`TcpConn`] per connection around the
+//! engine's `Tcb`, a [`TcpListen`] per listening socket with its accept
+//! queue and backlog, and what happens after the engine ran (timers filed,
+//! a handshake done moved to the accept queue, waiters woken, a closed
+//! connection taken out of the table).
+
+use super::{ConnKey, SockEnv, Sockets};
+use crate::iface::IfIndex;
+use parking_lot::{Condvar, Mutex};
+use softnet_tcp::{Config, State, Tcb};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// One TCP connection.
+pub struct TcpConn {
+    pub(crate) id: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub(crate) inner: Mutex<ConnInner>,
+    /// Readers, writers and connect() wait here.
+    pub(crate) cond: Condvar,
+    /// In `Sockets::pending`.
+    pub(crate) queued: AtomicBool,
+    /// The deadline of its current timer heap entry (ns), MAX for none.
+    pub(crate) timer_at: AtomicU64,
+    /// The listening socket that accepted it, until it is accepted.
+    pub(crate) listener: Option<Weak<TcpListen>>,
+}
+
+pub(crate) struct ConnInner {
+    pub tcb: Tcb,
+    /// The application closed it (or dropped its handle): the engine
+    /// finishes alone and the PCB goes when it is CLOSED.
+    pub detached: bool,
+    /// Counted in its listener (embryonic or in the accept queue) until
+    /// accepted or gone.
+    pub in_listener: bool,
+    /// In the connection table.
+    pub in_table: bool,
+    /// The interface of a link-local IPv6 peer.
+    pub scope: Option<IfIndex>,
+    /// Threads blocked on `cond`.
+    pub waiters: u32,
+}
+
+impl TcpConn {
+    pub(crate) fn new(
+        socks: &Sockets,
+        local: SocketAddr,
+        remote: SocketAddr,
+        tcb: Tcb,
+        listener: Option<Weak<TcpListen>>,
+        scope: Option<IfIndex>,
+    ) -> Arc<TcpConn> {
+        Arc::new(TcpConn {
+            id: socks.next_id(),
+            local,
+            remote,
+            inner: Mutex::new(ConnInner {
+                tcb,
+                detached: false,
+                in_listener: listener.is_some(),
+                in_table: false,
+                scope,
+                waiters: 0,
+            }),
+            cond: Condvar::new(),
+            queued: AtomicBool::new(false),
+            timer_at: AtomicU64::new(u64::MAX),
+            listener,
+        })
+    }
+
+    pub(crate) fn key(&self) -> ConnKey {
+        (self.local, self.remote)
+    }
+
+    /// The engine's state (netstat).
+    pub fn state(&self) -> State {
+        self.inner.lock().tcb.state()
+    }
+}
+
+/// A listening socket.
+pub struct TcpListen {
+    pub local: SocketAddr,
+    pub(crate) backlog: usize,
+    pub(crate) q: Mutex<ListenQueue>,
+    pub(crate) cond: Condvar,
+    pub(crate) cfg: Arc<Config>,
+}
+
+pub(crate) struct ListenQueue {
+    /// Handshakes done, waiting for accept() (so_q).
+    pub ready: VecDeque<Arc<TcpConn>>,
+    /// Handshakes in progress (so_q0).
+    pub embryonic: usize,
+    /// The listening socket was closed.
+    pub closed: bool,
+}
+
+impl TcpListen {
+    pub(crate) fn new(local: SocketAddr, backlog: usize, cfg: Arc<Config>) -> Arc<TcpListen> {
+        Arc::new(TcpListen {
+            local,
+            backlog: backlog.max(1),
+            q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false }),
+            cond: Condvar::new(),
+            cfg,
+        })
+    }
+
+    /// Connections queued for accept.
+    pub fn queued(&self) -> usize {
+        self.q.lock().ready.len()
+    }
+
+    /// The accept queue is at its limit (or the socket closed).
+    pub(crate) fn queue_full(&self) -> bool {
+        let q = self.q.lock();
+        q.closed || q.ready.len() + q.embryonic >= self.backlog
+    }
+}
+
+/// The MSS for an interface MTU (the IP and TCP fixed headers off).
+pub fn mss_for(mtu: u32, v6: bool) -> u16 {
+    let hdr = if v6 { 60 } else { 40 };
+    mtu.saturating_sub(hdr).clamp(216, 65535 - 60) as u16
+}
+
+impl Sockets {
+    /// in_pcblookup: the connection with this 4-tuple.
+    #[inline]
+    pub(crate) fn tcp_lookup(&self, local: SocketAddr, remote: SocketAddr) -> Option<Arc<TcpConn>> {
+        self.conns.read().get(&(local, remote)).cloned()
+    }
+
+    /// in_pcblookup_listen: a listener on the exact address, else on the
+    /// family's unspecified address.
+    pub(crate) fn tcp_listener(&self, local: SocketAddr) -> Option<Arc<TcpListen>> {
+        let l = self.listeners.read();
+        if let Some(x) = l.get(&local) {
+            return Some(x.clone());
+        }
+        let any = match local {
+            SocketAddr::V4(a) => SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), a.port()),
+            SocketAddr::V6(a) => SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), a.port()),
+        };
+        l.get(&any).cloned()
+    }
+
+    /// syn_cache_get's second half: the connection for a completed
+    /// handshake (the backlog allowing), made by replaying the SYN and our
+    /// SYN,ACK through a LISTEN TCB so that the engine is in SYN_RECEIVED
+    /// with the ISS, options and timestamp offset the peer saw; the caller
+    /// then hands it the ACK.
+    pub(crate) fn tcp_passive_open(
+        &self,
+        listener: &Arc<TcpListen>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        done: super::syncache::Completed,
+        scope: Option<IfIndex>,
+        now: softnet_tcp::Instant,
+    ) -> Option<Arc<TcpConn>> {
+        {
+            let mut q = listener.q.lock();
+            if q.closed || q.ready.len() + q.embryonic >= listener.backlog {
+                self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            q.embryonic += 1;
+        }
+        let cfg = if done.mss < listener.cfg.mss {
+            Arc::new(Config { mss: done.mss, ..(*listener.cfg).clone() })
+        } else {
+            listener.cfg.clone()
+        };
+        let mut env = super::ReplayEnv {
+            env: SockEnv { now, isn: &self.isn, local, remote },
+            iss: done.iss,
+            ts_offset: done.ts_offset,
+        };
+        let mut tcb = Tcb::listen(cfg, &mut env, local.port());
+        tcb.input(&mut env, &done.syn, &[]);
+        // The SYN,ACK the cache sent, written again and thrown away.
+        let mut scratch = [0u8; softnet_wire::tcp::MAX_HEADER_LEN];
+        let _ = tcb.output(&mut env, &mut scratch);
+        let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope);
+        conn.inner.lock().in_table = true;
+        self.conns.write().insert(conn.key(), conn.clone());
+        self.add_count();
+        Some(conn)
+    }
+
+    /// An active open's connection into the table; false if the 4-tuple
+    /// is taken.
+    pub(crate) fn tcp_insert(&self, conn: &Arc<TcpConn>) -> bool {
+        let mut t = self.conns.write();
+        if t.contains_key(&conn.key()) {
+            return false;
+        }
+        t.insert(conn.key(), conn.clone());
+        conn.inner.lock().in_table = true;
+        self.add_count();
+        true
+    }
+
+    /// What follows any engine call on `conn` (worker or application):
+    /// its timer filed, a finished handshake moved to its listener's
+    /// accept queue, waiters woken, and a CLOSED connection out of the
+    /// table (and out of its listener's count).
+    pub(crate) fn tcp_after(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
+        let state = inner.tcb.state();
+        if inner.in_listener && (state.synchronized() || state == State::Closed) {
+            inner.in_listener = false;
+            if let Some(l) = conn.listener.as_ref().and_then(Weak::upgrade) {
+                let mut q = l.q.lock();
+                q.embryonic = q.embryonic.saturating_sub(1);
+                if state.synchronized() && !q.closed {
+                    q.ready.push_back(conn.clone());
+                    self.stats.tcp_accepts.fetch_add(1, Ordering::Relaxed);
+                    drop(q);
+                    l.cond.notify_all();
+                } else if state.synchronized() {
+                    // Its listener is gone: nobody will accept it.
+                    inner.tcb.abort();
+                    inner.detached = true;
+                }
+            } else if state.synchronized() {
+                inner.tcb.abort();
+                inner.detached = true;
+            }
+        }
+        if inner.tcb.is_closed() && inner.in_table {
+            inner.in_table = false;
+            if self.conns.write().remove(&conn.key()).is_some() {
+                self.sub_count();
+            }
+            self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.schedule(conn, inner.tcb.poll_at());
+        if inner.waiters > 0 {
+            conn.cond.notify_all();
+        }
+    }
+
+    /// Takes a listener out of the table; connections waiting in its
+    /// queue are reset (soclose of a listening socket).
+    pub(crate) fn tcp_unlisten(&self, l: &Arc<TcpListen>) {
+        if self.listeners.write().remove(&l.local).is_some() {
+            self.sub_count();
+        }
+        let ready: Vec<_> = {
+            let mut q = l.q.lock();
+            q.closed = true;
+            q.ready.drain(..).collect()
+        };
+        for c in ready {
+            let mut inner = c.inner.lock();
+            inner.tcb.abort();
+            inner.detached = true;
+            drop(inner);
+            self.kick_tcp(&c);
+        }
+        l.cond.notify_all();
+    }
+
+    /// Every TCP PCB for `netstat -an`: listeners, then connections.
+    pub fn tcp_snapshot(&self) -> Vec<TcpPcbInfo> {
+        let mut v: Vec<TcpPcbInfo> = self
+            .listeners
+            .read()
+            .values()
+            .map(|l| TcpPcbInfo { local: l.local, remote: None, state: State::Listen, recv_q: 0, send_q: 0 })
+            .collect();
+        let conns: Vec<Arc<TcpConn>> = self.conns.read().values().cloned().collect();
+        for c in conns {
+            let i = c.inner.lock();
+            v.push(TcpPcbInfo {
+                local: c.local,
+                remote: Some(c.remote),
+                state: i.tcb.state(),
+                recv_q: i.tcb.recv_queue(),
+                send_q: i.tcb.send_queue(),
+            });
+        }
+        v
+    }
+}
+
+/// One line of `netstat -an`'s TCP part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpPcbInfo {
+    pub local: SocketAddr,
+    pub remote: Option<SocketAddr>,
+    pub state: State,
+    pub recv_q: usize,
+    pub send_q: usize,
+}

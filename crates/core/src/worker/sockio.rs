@@ -1,0 +1,371 @@
+//! The worker's side of the socket layer (`crate::sock`): segments and
+//! datagrams for the router that match a PCB are delivered to it
+//! (tcp_input's and udp_input's PCB part) instead of the closed-port RST
+//! or port unreachable; what the engine emits leaves through `ip_output` /
+//! `ip6_output` (so pf out sees it); the application's queued work and the
+//! connections' timers run here, on the worker's clock.
+
+use super::*;
+use crate::sock::tcp::{mss_for, ConnInner, TcpConn};
+use crate::sock::udp::{take_record, UdpPcb, REC_HDR};
+use crate::sock::{tcp_now, Pending, SockEnv};
+use softnet_tcp::Verdict;
+use softnet_wire::ipv6::{Ipv6Repr, HEADER_LEN as IPV6_HEADER};
+use std::net::{IpAddr, SocketAddr};
+
+/// Pending sockets and due timers handled per round, at most.
+const SOCK_BUDGET: usize = 256;
+
+impl WorkerState {
+    /// tcp_input after the checksum: the segment in `p.data()[off..end]`
+    /// to a connection, or a SYN to a listener. Returns the packet when no
+    /// PCB takes it (the caller answers with a RST).
+    pub(super) fn tcp_sock_input(
+        &mut self,
+        cx: &Ctx,
+        p: PacketBuf,
+        (off, end): (usize, usize),
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Option<PacketBuf> {
+        let socks = &cx.stack.socks;
+        if socks.is_empty() {
+            return Some(p);
+        }
+        let seg = &p.data()[off..end];
+        let tcp = TcpPacket::new_unchecked(seg);
+        let Ok(repr) = TcpRepr::parse(&tcp) else {
+            return Some(p);
+        };
+        let payload = tcp.payload();
+        let local = SocketAddr::new(dst, repr.dst_port);
+        let remote = SocketAddr::new(src, repr.src_port);
+        let now = tcp_now(cx.now);
+        let rcvif = p.meta.rcvif;
+        // A SYN to a TIME_WAIT connection (Verdict::Reopen) goes round
+        // again to the listener.
+        for _ in 0..2 {
+            let conn = match socks.tcp_lookup(local, remote) {
+                Some(c) => c,
+                None => {
+                    let f = repr.flags;
+                    let Some(l) = socks.tcp_listener(local) else { return Some(p) };
+                    let key = (local, remote);
+                    let scope = link_scope(src).then_some(rcvif);
+                    if f.contains(TcpFlags::RST) {
+                        socks.syn_cache_reset(key, &repr);
+                        self.free(p);
+                        return None;
+                    }
+                    if f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK) {
+                        if l.queue_full() {
+                            // tcp_input: so_qlen over so_qlimit drops the SYN.
+                            socks.stats.tcp_listendrop.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.free(p);
+                            return None;
+                        }
+                        // syn_cache_add: the SYN,ACK from the cache (or a cookie).
+                        let mtu = cx.ifs.get(rcvif).map_or(1500, |i| i.mtu());
+                        let mss = mss_for(mtu, src.is_ipv6()).min(l.cfg.mss);
+                        let synack = socks.syn_cache_add(&l.cfg, key, &repr, mss, now);
+                        self.free(p);
+                        self.send_seg(cx, local.ip(), remote.ip(), &synack, scope);
+                        return None;
+                    }
+                    if f.contains(TcpFlags::SYN) || !f.contains(TcpFlags::ACK) {
+                        return Some(p);
+                    }
+                    // syn_cache_get: the ACK completing a handshake.
+                    let Some(done) = socks.syn_cache_get(key, &repr, now) else { return Some(p) };
+                    // A full accept queue resets it (syn_cache_get's
+                    // resetandabort), counted as listendrop.
+                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now) else { return Some(p) };
+                    c
+                }
+            };
+            let mut inner = conn.inner.lock();
+            let mut env = SockEnv { now, isn: &socks.isn, local, remote };
+            let v = inner.tcb.input(&mut env, &repr, payload);
+            self.tcp_emit(cx, &conn, &mut inner, now);
+            socks.tcp_after(&conn, &mut inner);
+            if v != Verdict::Reopen {
+                break;
+            }
+        }
+        self.free(p);
+        None
+    }
+
+    /// Writes every segment the connection has to send and sends each
+    /// through ip_output / ip6_output.
+    pub(super) fn tcp_emit(&mut self, cx: &Ctx, conn: &TcpConn, inner: &mut ConnInner, now: softnet_tcp::Instant) {
+        let socks = &cx.stack.socks;
+        let mut env = SockEnv { now, isn: &socks.isn, local: conn.local, remote: conn.remote };
+        let iph = if conn.local.is_ipv6() { IPV6_HEADER } else { IPV4_MIN_HEADER };
+        loop {
+            let Some(mut r) = self.pool.alloc() else {
+                cx.stats.ip.odropped.inc();
+                // The engine's retransmission timer sends it again.
+                break;
+            };
+            let room = r.capacity() - crate::packet::HEADROOM;
+            if r.rewind(room).is_err() {
+                self.free(r);
+                break;
+            }
+            let Some(repr) = inner.tcb.output(&mut env, &mut r.data_mut()[iph..]) else {
+                self.free(r);
+                break;
+            };
+            let seglen = repr.buffer_len();
+            if r.set_len(iph + seglen).is_err() {
+                self.free(r);
+                break;
+            }
+            self.send_l4(cx, r, conn.local.ip(), conn.remote.ip(), IpProtocol::TCP, seglen, inner.scope);
+        }
+    }
+
+    /// Sends one header-only segment built outside a connection (the SYN
+    /// cache's SYN,ACKs).
+    fn send_seg(&mut self, cx: &Ctx, src: IpAddr, dst: IpAddr, seg: &TcpRepr, scope: Option<IfIndex>) {
+        let Some(mut r) = self.pool.alloc() else {
+            cx.stats.ip.odropped.inc();
+            return;
+        };
+        let iph = if src.is_ipv6() { IPV6_HEADER } else { IPV4_MIN_HEADER };
+        let len = seg.buffer_len();
+        if r.rewind(iph + len).is_err() {
+            return self.free(r);
+        }
+        seg.emit(&mut r.data_mut()[iph..]);
+        self.send_l4(cx, r, src, dst, IpProtocol::TCP, len, scope);
+    }
+
+    /// Puts the IP header in front of the transport header and payload at
+    /// `p[iph..]`, fills the transport checksum, and sends it.
+    #[allow(clippy::too_many_arguments)]
+    fn send_l4(
+        &mut self,
+        cx: &Ctx,
+        mut r: PacketBuf,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpProtocol,
+        len: usize,
+        scope: Option<IfIndex>,
+    ) {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let ip = Ipv4Repr {
+                    src: s,
+                    dst: d,
+                    protocol: proto,
+                    ttl: cx.stack.config.default_ttl,
+                    tos: 0,
+                    ident: self.next_ip_id(),
+                    dont_frag: proto == IpProtocol::TCP,
+                    payload_len: len,
+                };
+                let b = r.data_mut();
+                ip.emit(&mut b[..IPV4_MIN_HEADER]);
+                let l4 = &mut b[IPV4_MIN_HEADER..IPV4_MIN_HEADER + len];
+                if proto == IpProtocol::TCP {
+                    TcpPacket::new_unchecked(l4).fill_checksum(s, d);
+                } else {
+                    softnet_wire::udp::UdpPacket::new_unchecked(l4).fill_checksum(s, d);
+                }
+                self.ip_output(cx, r);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let ip = Ipv6Repr {
+                    src: s,
+                    dst: d,
+                    next_header: proto,
+                    hop_limit: super::icmp6::IP6_DEFHLIM,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    payload_len: len,
+                };
+                let b = r.data_mut();
+                ip.emit(&mut b[..IPV6_HEADER]);
+                let l4 = &mut b[IPV6_HEADER..IPV6_HEADER + len];
+                if proto == IpProtocol::TCP {
+                    TcpPacket::new_unchecked(l4).fill_checksum_v6(s, d);
+                } else {
+                    softnet_wire::udp::UdpPacket::new_unchecked(l4).fill_checksum_v6(s, d);
+                }
+                self.ip6_output(cx, r, scope);
+            }
+            _ => self.free(r),
+        }
+    }
+
+    /// udp_input's PCB part: the datagram (UDP header at `off`, `ulen`
+    /// bytes) to the socket bound to its destination. Returns the packet
+    /// when no socket takes it (port unreachable follows).
+    pub(super) fn udp_sock_input(
+        &mut self,
+        cx: &Ctx,
+        p: PacketBuf,
+        (off, ulen): (usize, usize),
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Option<PacketBuf> {
+        let socks = &cx.stack.socks;
+        if socks.is_empty() {
+            return Some(p);
+        }
+        let udp = softnet_wire::udp::UdpPacket::new_unchecked(&p.data()[off..off + ulen]);
+        let local = SocketAddr::new(dst, udp.dst_port());
+        let remote = SocketAddr::new(src, udp.src_port());
+        let Some(pcb) = socks.udp_lookup(local, remote) else { return Some(p) };
+        // A full receive ring drops the datagram (counted in udp_fullsock).
+        socks.udp_deliver(&pcb, remote, udp.payload());
+        self.free(p);
+        None
+    }
+
+    /// Sends the datagrams queued on a UDP socket.
+    fn udp_emit(&mut self, cx: &Ctx, pcb: &UdpPcb) {
+        let mut i = pcb.inner.lock();
+        while i.tx.len() >= REC_HDR {
+            let Some(mut r) = self.pool.alloc() else {
+                cx.stats.ip.odropped.inc();
+                return;
+            };
+            let room = r.capacity() - crate::packet::HEADROOM;
+            if r.rewind(room).is_err() {
+                return self.free(r);
+            }
+            let dst_is_v6 = pcb.local.is_ipv6();
+            let iph = if dst_is_v6 { IPV6_HEADER } else { IPV4_MIN_HEADER };
+            let hdr = iph + softnet_wire::udp::HEADER_LEN;
+            let Some((n, to)) = take_record(&mut i.tx, &mut r.data_mut()[hdr..]) else {
+                return self.free(r);
+            };
+            let src = match pcb.local.ip() {
+                a if !a.is_unspecified() => Some(a),
+                _ => crate::sock::api::source_for(cx.stack, to.ip()).map(|(a, _)| a),
+            };
+            let Some(src) = src else {
+                cx.stats.ip.noroute.inc();
+                self.free(r);
+                continue;
+            };
+            let ulen = softnet_wire::udp::HEADER_LEN + n;
+            {
+                let b = &mut r.data_mut()[iph..iph + ulen];
+                let mut u = softnet_wire::udp::UdpPacket::new_unchecked(b);
+                u.set_src_port(pcb.local.port());
+                u.set_dst_port(to.port());
+                u.set_len(ulen as u16);
+            }
+            if r.set_len(iph + ulen).is_err() {
+                self.free(r);
+                continue;
+            }
+            self.send_l4(cx, r, src, to.ip(), IpProtocol::UDP, ulen, None);
+        }
+        if i.waiters > 0 {
+            pcb.cond.notify_all();
+        }
+    }
+
+    /// An ICMP destination unreachable about one of our packets (`quote`:
+    /// its IP header and at least 8 bytes after it), to the socket that
+    /// sent it (in_pcbnotify): "fragmentation needed" lowers a TCP
+    /// connection's MSS to the next-hop MTU (tcp_mtudisc, RFC 1191 §6.5);
+    /// "port unreachable" is ECONNREFUSED for a connected UDP socket
+    /// (udp_notify).
+    pub(super) fn icmp_sock_notify(&mut self, cx: &Ctx, code: u8, mtu: u16, quote: &[u8]) {
+        let socks = &cx.stack.socks;
+        if socks.is_empty() {
+            return;
+        }
+        // The quote is truncated: only its header and 8 bytes are there.
+        if quote.len() < IPV4_MIN_HEADER || quote[0] >> 4 != 4 {
+            return;
+        }
+        let ip = Ipv4Packet::new_unchecked(quote);
+        let hl = ip.header_len() as usize;
+        let Some(l4) = quote.get(hl..hl + 8) else { return };
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+        let local = SocketAddr::new(ip.src().into(), sport);
+        let remote = SocketAddr::new(ip.dst().into(), dport);
+        match ip.protocol() {
+            IpProtocol::TCP if code == DstUnreachable::FragRequired as u8 && mtu >= 68 => {
+                let Some(c) = socks.tcp_lookup(local, remote) else { return };
+                let mut i = c.inner.lock();
+                i.tcb.lower_mss(mtu.saturating_sub(40));
+                drop(i);
+                socks.kick_tcp(&c);
+            }
+            IpProtocol::UDP if code == DstUnreachable::PortUnreachable as u8 => {
+                let Some(pcb) = socks.udp.read().get(&local).cloned() else { return };
+                let mut i = pcb.inner.lock();
+                if i.connected == Some(remote) {
+                    i.error = Some(crate::sock::SockError::Refused);
+                    if i.waiters > 0 {
+                        pcb.cond.notify_all();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The application's queued work, then the timers that are due.
+    /// Returns how many sockets it handled (a busy worker does not sleep).
+    pub(super) fn sock_poll(&mut self, cx: &Ctx) -> usize {
+        let socks = &cx.stack.socks;
+        if socks.is_empty() && socks.pending.is_empty() {
+            return 0;
+        }
+        let now = tcp_now(cx.now);
+        let mut n = 0;
+        while n < SOCK_BUDGET {
+            let Some(job) = socks.pending.pop() else { break };
+            n += 1;
+            match job {
+                Pending::Tcp(c) => {
+                    c.queued.store(false, std::sync::atomic::Ordering::Release);
+                    let mut inner = c.inner.lock();
+                    self.tcp_emit(cx, &c, &mut inner, now);
+                    socks.tcp_after(&c, &mut inner);
+                }
+                Pending::Udp(u) => {
+                    u.queued.store(false, std::sync::atomic::Ordering::Release);
+                    self.udp_emit(cx, &u);
+                }
+            }
+        }
+        let mut synacks = std::mem::take(&mut self.sock_synacks);
+        socks.syn_cache_due(now, &mut synacks);
+        for ((local, remote), seg) in synacks.drain(..) {
+            n += 1;
+            self.send_seg(cx, local.ip(), remote.ip(), &seg, None);
+        }
+        self.sock_synacks = synacks;
+        let mut due = std::mem::take(&mut self.sock_due);
+        socks.due(cx.now, &mut due, SOCK_BUDGET);
+        for c in due.drain(..) {
+            n += 1;
+            let mut inner = c.inner.lock();
+            if inner.tcb.poll_at().is_some_and(|t| t <= now) {
+                let mut env = SockEnv { now, isn: &socks.isn, local: c.local, remote: c.remote };
+                inner.tcb.on_timer(&mut env);
+            }
+            self.tcp_emit(cx, &c, &mut inner, now);
+            socks.tcp_after(&c, &mut inner);
+        }
+        self.sock_due = due;
+        n
+    }
+}
+
+/// A link-local IPv6 peer: its packets leave by the interface it is on.
+fn link_scope(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(a) if a.is_unicast_link_local())
+}
