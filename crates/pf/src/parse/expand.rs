@@ -22,6 +22,12 @@ impl Parser<'_> {
             if c.eat_punct("(") {
                 let n = c.string()?;
                 c.expect_punct(")")?;
+                // The rule it expands to says `from (n:network)`, which
+                // parse.y's dynaddr takes only with a letter first: refused
+                // here with dynaddr's message rather than loaded unprintable.
+                if !n.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                    return Err((line, format!("invalid interface name '{n}'")));
+                }
                 Ok((n, true, line))
             } else {
                 Ok((c.string()?, false, line))
