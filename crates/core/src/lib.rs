@@ -19,6 +19,7 @@ pub mod hostif;
 pub mod iface;
 pub mod link;
 pub mod loopback;
+pub mod mbuf;
 pub mod nd6;
 pub mod packet;
 pub mod percpu;

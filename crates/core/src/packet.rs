@@ -268,6 +268,9 @@ pub struct PacketPool {
     spill: Option<Spill>,
     /// Times `alloc` found the pool empty.
     pub exhausted: u64,
+    /// The fewest buffers the free list held since the pool was made
+    /// (`limit - low` is the peak in use, netstat -m's "peak").
+    low: usize,
 }
 
 impl PacketPool {
@@ -277,7 +280,7 @@ impl PacketPool {
         for _ in 0..count {
             free.push(PacketBuf::with_capacity(buf_size));
         }
-        PacketPool { free, buf_size, limit: count, spill: None, exhausted: 0 }
+        PacketPool { free, buf_size, limit: count, spill: None, exhausted: 0, low: count }
     }
 
     /// `new`, sharing `spill` with the other pools of the stack.
@@ -291,6 +294,8 @@ impl PacketPool {
     pub fn alloc(&mut self) -> Option<PacketBuf> {
         match self.free.pop().or_else(|| self.spill.as_ref()?.pop()) {
             Some(mut p) => {
+                // One compare a buffer: the low-water mark netstat -m shows.
+                self.low = self.low.min(self.free.len());
                 p.reset();
                 Some(p)
             }
@@ -322,6 +327,16 @@ impl PacketPool {
     pub fn buf_size(&self) -> usize {
         self.buf_size
     }
+
+    /// Buffers the pool was made with (its free list's limit).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The fewest free buffers since the pool was made.
+    pub fn low_water(&self) -> usize {
+        self.low
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +360,7 @@ mod tests {
         assert_eq!(pool.available(), 2);
         pool.free(PacketBuf::with_capacity(DEFAULT_BUF_SIZE));
         assert_eq!(pool.available(), 2, "surplus buffers are freed, not hoarded");
+        assert_eq!((pool.limit(), pool.low_water()), (2, 0), "the low-water mark stays at the peak");
     }
 
     #[test]

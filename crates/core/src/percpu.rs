@@ -33,6 +33,22 @@ impl Counter {
     }
 }
 
+/// A value written by one thread only (a level, not a count): `set` is
+/// a relaxed store, for the owner to publish what readers may sample.
+#[derive(Default, Debug)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A `T` per worker. Worker `w` writes `get(w)`; readers visit all.
 pub struct PerWorker<T> {
     slots: Box<[CacheAligned<T>]>,

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 mod hostif;
 mod loopback;
+mod mbuf;
 pub mod mld;
 mod route6;
 mod rtadv;
@@ -145,6 +146,9 @@ pub struct Stack {
     /// The workers' shared spill (`packet::Spill`): buffers freed beyond a
     /// pool's limit, and those the control thread lets go.
     pub spill: crate::packet::Spill,
+    /// Each worker's pool levels, published once per round (`netstat -m`,
+    /// `mbuf.rs`).
+    pub buffers: PerWorker<crate::mbuf::PoolGauges>,
     /// The control thread's random generator (DAD delays, ReachableTime).
     rng: Mutex<crate::rng::WorkerRng>,
     /// MLD reports scheduled (`stack/mld.rs`).
@@ -207,6 +211,7 @@ impl Stack {
                 control: Mutex::new(()),
                 control_pool: Mutex::new(PacketPool::new(16, DEFAULT_BUF_SIZE)),
                 spill: crate::packet::new_spill(config.workers.max(1) * config.pool_size),
+                buffers: PerWorker::new(),
                 config,
             }
         })

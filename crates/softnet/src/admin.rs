@@ -48,6 +48,7 @@ const RAD_USAGE: &str = "usage: softnet rad";
 const NETSTAT_USAGE: &str = "usage: softnet netstat [-an] [-f inet | inet6] [-p tcp | udp]
        softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
        softnet netstat -s
+       softnet netstat -m
        softnet netstat -i [-n]";
 
 /// A command line that does not parse: what is wrong and the usage.
@@ -572,7 +573,7 @@ fn parse_ifconfig(args: &[&str]) -> Result<Request, UsageError> {
 // ---- netstat(1) -------------------------------------------------------------
 
 fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
-    let (mut r, mut s, mut i_, mut all) = (false, false, false, false);
+    let (mut r, mut s, mut i_, mut all, mut m) = (false, false, false, false, false);
     let mut af = AddrFamily::All;
     let mut proto = None;
     let mut rtable = None;
@@ -608,6 +609,7 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
                     's' => s = true,
                     'i' => i_ = true,
                     'a' => all = true,
+                    'm' => m = true,
                     'n' => {}
                     'T' => {
                         // `-rnT1`
@@ -626,17 +628,18 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
         }
         i += 1;
     }
-    let op = match (r, s, i_) {
-        (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0), af },
-        (false, true, false) => NetstatOp::Stats,
-        (false, false, true) => NetstatOp::Interfaces,
-        (false, false, false) => NetstatOp::Sockets { all, af, proto },
-        _ => return usage("netstat", "-r, -s and -i are exclusive"),
+    let op = match (r, s, i_, m) {
+        (true, false, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0), af },
+        (false, true, false, false) => NetstatOp::Stats,
+        (false, false, true, false) => NetstatOp::Interfaces,
+        (false, false, false, true) => NetstatOp::Buffers,
+        (false, false, false, false) => NetstatOp::Sockets { all, af, proto },
+        _ => return usage("netstat", "-r, -s, -i and -m are exclusive"),
     };
     if rtable.is_some() && !r {
         return usage("netstat", "-T goes with -r");
     }
-    if (all || proto.is_some()) && (r || s || i_) {
+    if (all || proto.is_some()) && (r || s || i_ || m) {
         return usage("netstat", "-a and -p go with the sockets view");
     }
     Ok(Request::Netstat(op))

@@ -370,6 +370,7 @@ impl Handler {
                 o
             }
             NetstatOp::Interfaces => show::netstat_i(&self.stack),
+            NetstatOp::Buffers => self.stack.buffer_view().format(),
             NetstatOp::Sockets { all, af, proto } => {
                 use crate::proto::{AddrFamily, SockProto};
                 self.stack.socks.netstat(softnet_core::sock::netstat::Filter {

@@ -769,3 +769,45 @@ fn the_metrics_request_answers_the_exposition() {
     assert_eq!(names, ["sn-r0", "sn-r1"]);
     f.stop();
 }
+
+/// Parses `N WHAT` at the start of a netstat -m line that has `WHAT`.
+fn m_count(m: &str, what: &str) -> usize {
+    let line = m.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} in\n{m}"));
+    line.split_whitespace().next().unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[test]
+fn netstat_m_shows_pools_interfaces_and_routes_back_at_idle() {
+    let f = Fixture::new();
+    let m = f.ok("netstat", "-m");
+    assert!(m.contains("\n0       (not started)\n"), "a worker that never ran:\n{m}");
+    let mut w = softnet_core::worker::Worker::new(0, f.stack.clone(), f.stack.clock.clone());
+    w.poll();
+    let m = f.ok("netstat", "-m");
+    assert!(m.starts_with("0 packet buffers in use of 64\n"), "{m}");
+    assert!(
+        m.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["0", "2048", "64", "64", "0", "0", "0"]),
+        "{m}"
+    );
+    let listed = m_count(&m, "interfaces listed");
+    let line = m.lines().find(|l| l.contains("interfaces listed")).unwrap();
+    assert!(line.ends_with(&format!(", {listed} allocated")), "{line}");
+    assert!(m.lines().any(|l| l.starts_with("  sn-r1 index ") && l.contains(" refs ")), "{m}");
+    let routes = |m: &str| m_count(&m.replace("table 0: ", ""), "inet routes");
+    let before = routes(&m);
+    f.ok("route", "add 192.0.2.0/24 10.0.2.2");
+    assert_eq!(routes(&f.ok("netstat", "-m")), before + 1);
+    f.ok("route", "delete 192.0.2.0/24");
+    let m = f.ok("netstat", "-m");
+    assert_eq!(routes(&m), before);
+    assert_eq!(m_count(&m, "route snapshots retired"), 0, "{m}");
+    f.ok("ifconfig", "sn-r1 destroy");
+    w.poll();
+    let m = f.ok("netstat", "-m");
+    let line = m.lines().find(|l| l.contains("interfaces listed")).unwrap();
+    assert_eq!(line, format!("{} interfaces listed, {} allocated", listed - 1, listed - 1), "destroyed and freed");
+    assert!(!m.contains("sn-r1"), "{m}");
+    assert!(m.starts_with("0 packet buffers in use of 64\n"), "{m}");
+    drop(w);
+    f.stop();
+}

@@ -346,6 +346,10 @@ pub enum NetstatOp {
     },
     Stats,
     Interfaces,
+    /// `-m`: packet buffers per worker pool, the spill, held packets, and
+    /// the references on interfaces and route snapshots (OpenBSD's mbuf
+    /// view).
+    Buffers,
     /// The sockets (netstat's default form): `-a` adds listening and
     /// unconnected ones; `-p` one protocol.
     Sockets {
@@ -505,6 +509,7 @@ mod tests {
                 ],
             }),
             Request::Netstat(NetstatOp::Routes { rtable: 0, af: AddrFamily::Inet6 }),
+            Request::Netstat(NetstatOp::Buffers),
             Request::Ifconfig(IfconfigOp::Change {
                 name: "sn-r0".into(),
                 actions: vec![

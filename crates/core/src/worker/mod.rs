@@ -211,7 +211,9 @@ impl Worker {
             now,
             ts_ms: self.clock.ms_since_midnight_ut(),
         };
-        self.st.poll(&cx)
+        let n = self.st.poll(&cx);
+        stack.buffers.get(self.st.id).publish(&self.st.pool, &self.st.large_pool);
+        n
     }
 
     /// Runs until `stop` is set. `idle` is called after a round that found

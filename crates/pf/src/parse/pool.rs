@@ -428,7 +428,13 @@ pub(super) fn binat_errors(src: &Endpoint, nat: &Addr, af: Option<AddressFamily>
         Addr::Dynamic { .. } => false,
         _ => true,
     };
-    if af.is_some() && (mask_zero(&src.addr) || mask_zero(nat)) {
+    // pfctl tests them only when the family was decided before the
+    // expansion (PF_AZERO with af 0 is false): `from any … binat-to`
+    // without one passes there, and its inbound half prints `rdr-to any`,
+    // which no pfctl parses back (the redirection of `any` would keep
+    // every address as it is). softnet refuses a source of `any` whatever
+    // the family, with the message pfctl gives when it knows the family.
+    if (af.is_some() && (mask_zero(&src.addr) || mask_zero(nat))) || matches!(src.addr, Addr::Any) {
         e.push("source and redir addresess must have a matching network mask in binat-rule".into());
     }
     if matches!(nat, Addr::Table(_)) {

@@ -222,12 +222,27 @@ fn netstat_forms() {
     );
     assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
     assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
+    assert_eq!(p("netstat", "-m").unwrap(), Request::Netstat(NetstatOp::Buffers));
     let socks = |all, af, proto| Request::Netstat(NetstatOp::Sockets { all, af, proto });
     assert_eq!(p("netstat", "").unwrap(), socks(false, AddrFamily::All, None));
     assert_eq!(p("netstat", "-an").unwrap(), socks(true, AddrFamily::All, None));
     assert_eq!(p("netstat", "-an -p tcp").unwrap(), socks(true, AddrFamily::All, Some(SockProto::Tcp)));
     assert_eq!(p("netstat", "-n -f inet6 -p udp").unwrap(), socks(false, AddrFamily::Inet6, Some(SockProto::Udp)));
-    for line in ["-rs", "-x", "-r extra", "-s -T 1", "-f ipx -r", "-rn -f", "-rT", "-ra", "-s -p tcp", "-p ipx", "-p"] {
+    for line in [
+        "-rs",
+        "-x",
+        "-r extra",
+        "-s -T 1",
+        "-f ipx -r",
+        "-rn -f",
+        "-rT",
+        "-ra",
+        "-s -p tcp",
+        "-p ipx",
+        "-p",
+        "-ms",
+        "-am",
+    ] {
         let e = p("netstat", line).expect_err(line);
         assert!(e.to_string().contains("usage: softnet netstat"), "{line}: {e}");
     }
