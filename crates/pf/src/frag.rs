@@ -476,6 +476,20 @@ impl FragCache {
     }
 }
 
+/// Frees what it is given; allocates nothing (for `flush`, and a tick
+/// with nowhere to return buffers).
+pub(crate) struct NoPool;
+
+impl BufferSource for NoPool {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        None
+    }
+    fn free(&mut self, _p: PacketBuf) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,18 +732,4 @@ mod tests {
         let c = FragCache::new();
         assert_eq!(dropped(c.input(frag(1, 8, &[1; 8], false), 0, 0, 60, &mut b)), Some(FragDrop::Memory));
     }
-}
-
-/// Frees what it is given; allocates nothing (for `flush`, and a tick
-/// with nowhere to return buffers).
-pub(crate) struct NoPool;
-
-impl BufferSource for NoPool {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        None
-    }
-    fn free(&mut self, _p: PacketBuf) {}
 }

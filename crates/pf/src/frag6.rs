@@ -62,6 +62,7 @@ pub struct FragHeader6 {
 /// The fragment header of an IPv6 packet (`d` starts at its header), if
 /// it has one before any upper-layer header; `Err` for a chain that runs
 /// past the packet.
+#[allow(clippy::result_unit_err)] // one failure: the caller drops the packet as bad
 pub fn find_frag_header(d: &[u8]) -> Result<Option<FragHeader6>, ()> {
     if d.len() < IPV6_HDR {
         return Err(());
@@ -159,7 +160,7 @@ impl FragCache6 {
         let total = (IPV6_HDR + u16::from_be_bytes([d[4], d[5]]) as usize).min(d.len());
         let start = fh.hdrlen + FRAG_HDR;
         let len = total.saturating_sub(start);
-        if len == 0 || (fh.more && len % 8 != 0) || fh.off + len > IPV6_MAXPACKET {
+        if len == 0 || (fh.more && !len.is_multiple_of(8)) || fh.off + len > IPV6_MAXPACKET {
             return FragResult::Drop(pkt, FragDrop::Bad);
         }
         let key = FragKey6 { src: ip6_addr(d, 8), dst: ip6_addr(d, 24), id: fh.id };
