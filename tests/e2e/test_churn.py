@@ -76,7 +76,9 @@ def run_test():
         t.ns_run(net.d, "ping -c 2 -W 2 10.0.2.2")
         base = wait_idle(d, netstat_m(d), timeout=20)
         threads0 = wait_threads(pid, proc_status(pid)["threads"]) and proc_status(pid)["threads"]
-        log(f"  idle: {base.total} buffers, interfaces {base.if_refs}, routes {base.routes}, {threads0} threads")
+        rss0 = proc_status(pid)["rss_kb"]
+        log(f"  idle: {base.total} buffers, interfaces {base.if_refs}, routes {base.routes}, {threads0} threads, "
+            f"RSS {rss0} kB")
 
         t.step("traffic: iperf3 TCP A -> B, UDP floods A -> B and D -> B, held echo A -> B:22")
         ip_path = os.path.join(t.tmp, "iperf3.txt")
@@ -200,6 +202,7 @@ def run_test():
             f"interfaces {end.if_refs}, routes {end.routes}, {st['threads']} threads, RSS {st['rss_kb']} kB "
             f"(high-water {st['hwm_kb']} kB)")
         log(f"  held exchange: {hold.count()} echoes, none missed; iperf3: {secs} seconds, none without data")
+        figures["rss_kb"] = (rss0, st["rss_kb"], st["hwm_kb"])
         log("FIGURES " + " ".join(f"{k}={v}" for k, v in figures.items()))
         check(d.stop() == 0, "daemon did not exit 0")
 

@@ -8,8 +8,10 @@ and afterwards the router is idle and whole again.
 1. Capacity: UDP floods A -> B as fast as A sends (small datagrams): B's
    receive rate is what the router forwards at saturation.
 2. Overload: more senders for a few seconds; the offered rate (A's
-   transmit counter) against the forwarded one is logged and must be
-   several times over it. Everything A sent is accounted for at the
+   transmit counter) must be at least twice the capacity and three times
+   what the router forwards meanwhile (both logged; Python senders with
+   UDP GSO on the same shared two cores reach no more: the issue's 10x is
+   not reached here, RELIABILITY.md has the figures). Everything A sent is accounted for at the
    router's input: received (`netstat -i` Ipkts) or dropped and counted
    (Idrop: the AF_PACKET ring's drops; the veth's own rx_dropped).
 3. A flood of new flows (a new destination port per datagram) past
@@ -40,6 +42,12 @@ set limit states {STATE_LIMIT}
 pass flags any
 """
 RSS_BOUND_KB = 64 * 1024
+# The senders are Python with UDP GSO (64 datagrams a send) on the same
+# two cores as the router: four offer a few times what it forwards there.
+# SOFTNET_OVERLOAD_FULL=1: more senders for longer (RELIABILITY.md).
+FULL = os.environ.get("SOFTNET_OVERLOAD_FULL") == "1"
+SENDERS = 8 if FULL else 4
+OVERLOAD_SECS = 20 if FULL else 6
 
 
 def netstat_i(d):
@@ -127,10 +135,12 @@ def run_test():
 
         # ---- 2. overload ----------------------------------------------------------------
         t.step("2. overload: more senders; drops counted where they happen")
-        offered, fwd, sent, ipk, idrop, vdrop = rates(6, 4, "overload")
-        ratio = offered / cap
-        log(f"  offered {ratio:.1f}x the capacity measured in 1 ({offered:.0f}/s against {cap:.0f}/s)")
-        check(ratio >= 2.0, f"could offer only {ratio:.1f}x the router's capacity: no overload")
+        offered, fwd, sent, ipk, idrop, vdrop = rates(OVERLOAD_SECS, SENDERS, "overload")
+        ratio, ratio_fwd = offered / cap, offered / max(fwd, 1.0)
+        log(f"  offered {ratio:.1f}x the capacity measured in 1 ({offered:.0f}/s against {cap:.0f}/s), "
+            f"{ratio_fwd:.1f}x what it forwarded meanwhile ({fwd:.0f}/s)")
+        check(ratio >= 2.0 and ratio_fwd >= 3.0, f"offered only {ratio:.1f}x the capacity, {ratio_fwd:.1f}x "
+                                                 "the forwarded rate: no overload")
         accounted = ipk + idrop + vdrop
         check(abs(sent - accounted) <= max(200, sent // 100),
               f"A sent {sent}, the router's input accounts for {accounted} (Ipkts {ipk} + Idrop {idrop} + "
@@ -178,7 +188,8 @@ def run_test():
         log(f"  netstat -m: {end.in_use} of {end.total} buffers in use, peak {end.peak}, {end.denied} denied")
         lab.ping()
         lab.expect_tcp(22, "ok", "a new connection after the overload")
-        log(f"FIGURES capacity={cap:.0f}/s offered={offered:.0f}/s ratio={ratio:.1f} idrop={idrop} "
+        log(f"FIGURES capacity={cap:.0f}/s offered={offered:.0f}/s forwarded={fwd:.0f}/s ratio={ratio:.1f} "
+            f"ratio_fwd={ratio_fwd:.1f} idrop={idrop} "
             f"veth_drop={vdrop} states_peak={peak[0]} refused={refused} ctl_max_ms={lat[-1] * 1000:.0f} "
             f"rss_idle_kb={st0['rss_kb']} hwm_kb={st['hwm_kb']}")
         check(d.stop() == 0, "daemon did not exit 0")
