@@ -164,6 +164,16 @@ def proc_status(pid):
     return {"threads": len(os.listdir(f"/proc/{pid}/task")), "rss_kb": g("VmRSS"), "hwm_kb": g("VmHWM")}
 
 
+def settled_threads(pid, secs=1.5):
+    """The daemon's thread count with no control client: the fewest seen
+    over `secs` (a connection's thread may still be ending)."""
+    n, end = proc_status(pid)["threads"], time.monotonic() + secs
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        n = min(n, proc_status(pid)["threads"])
+    return n
+
+
 def wait_threads(pid, want, timeout=10):
     """Waits until the daemon has `want` threads (a control connection's
     thread ends shortly after its client)."""

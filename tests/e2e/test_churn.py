@@ -43,8 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
 from lib_pf import B_IP, IPERF_PORT, PfLab  # noqa: E402
 from lib_churn import (  # noqa: E402
-    Control, IperfLog, flood, host_route, netstat_m, proc_status, route_add, route_delete, wait_idle,
-    wait_threads,
+    Control, IperfLog, flood, host_route, netstat_m, proc_status, route_add, route_delete, settled_threads,
+    wait_idle, wait_threads,
 )
 
 FULL = os.environ.get("SOFTNET_CHURN_FULL") == "1"
@@ -75,7 +75,7 @@ def run_test():
         lab.ping()
         t.ns_run(net.d, "ping -c 2 -W 2 10.0.2.2")
         base = wait_idle(d, netstat_m(d), timeout=20)
-        threads0 = wait_threads(pid, proc_status(pid)["threads"]) and proc_status(pid)["threads"]
+        threads0 = settled_threads(pid)
         rss0 = proc_status(pid)["rss_kb"]
         log(f"  idle: {base.total} buffers, interfaces {base.if_refs}, routes {base.routes}, {threads0} threads, "
             f"RSS {rss0} kB")

@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
 from lib_pf import B_IP, PfLab  # noqa: E402
 from lib_churn import (  # noqa: E402
-    NETSTAT_M, Control, flood, link_stats, netstat_m, proc_status, timed_call, wait_idle, wait_threads,
+    NETSTAT_M, Control, flood, link_stats, netstat_m, proc_status, settled_threads, timed_call, wait_idle,
+    wait_threads,
 )
 
 STATE_LIMIT = 1000
@@ -96,8 +97,7 @@ def run_test():
         lab.ping()
         base = wait_idle(d, netstat_m(d), timeout=20)
         st0 = proc_status(pid)
-        threads0 = st0["threads"]
-        wait_threads(pid, threads0)
+        threads0 = settled_threads(pid)
         log(f"  idle: RSS {st0['rss_kb']} kB (high-water {st0['hwm_kb']} kB), {threads0} threads, "
             f"{base.total} buffers")
         watch = Watch(d, pid)
