@@ -21,6 +21,7 @@ pub mod link;
 pub mod loopback;
 pub mod mbuf;
 pub mod nd6;
+pub mod neighcache;
 pub mod packet;
 pub mod percpu;
 pub mod reass;
