@@ -80,3 +80,54 @@ fn destroy_waits_for_strong_refs_while_forwarding() {
     stack.destroy_interface("r0").unwrap();
     assert_eq!(stack.ifaces.live_count(), 0, "every interface was freed");
 }
+
+/// A filter whose out hook starts destroying the interface its packets
+/// came in on: `ifconfig r0 destroy` on the control thread while a worker
+/// has a forwarded batch in hand (destroy marks the interface detaching
+/// at once, and the batch's snapshot no longer finds it).
+struct DetachInOnOut(std::sync::Weak<Stack>);
+
+impl softnet_core::filter::PacketFilter for DetachInOnOut {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: softnet_core::time::Instant,
+        dir: softnet_core::filter::Direction,
+        _ifp: &softnet_core::iface::Interface,
+        pkt: softnet_core::packet::PacketBuf,
+        _bufs: &mut dyn softnet_core::filter::BufferSource,
+        _replies: &mut softnet_core::filter::FilterReplies,
+    ) -> softnet_core::filter::Verdict {
+        if dir == softnet_core::filter::Direction::Out {
+            if let Some(stack) = self.0.upgrade() {
+                let _ = stack.ifaces.begin_destroy("r0");
+            }
+        }
+        softnet_core::filter::Verdict::Pass(pkt)
+    }
+}
+
+/// Found by tests/e2e/test_churn.py: a worker stopped on an `expect`
+/// ("received this batch") when the interface a forwarded batch came in
+/// on was destroyed between pf in and pf out. Its packets are dropped and
+/// counted instead, and the worker goes on.
+#[test]
+fn a_destroy_during_a_forwarded_batch_drops_and_counts_its_packets() {
+    let mut t = TwoHosts::new(1);
+    t.a.ping(B_IP, 1, 1, 64, 8);
+    t.settle();
+    t.a.take_events();
+    let sum = |t: &TwoHosts, f: fn(&softnet_core::stats::StackStats) -> &softnet_core::percpu::Counter| {
+        PerWorker::sum(&t.stack.stats, f)
+    };
+    let before = sum(&t, |s| &s.ip.odropped);
+    t.stack.set_filter(Some(Box::new(DetachInOnOut(Arc::downgrade(&t.stack)))));
+    t.a.send_udp(B_IP, 5000, 9, 10, 64);
+    t.settle();
+    assert_eq!(sum(&t, |s| &s.ip.odropped), before + 1, "the datagram was dropped and counted");
+    assert!(t.stack.ifaces.load().by_name("r0").is_none(), "r0 is detaching");
+    // The worker is still there: B's traffic to the router is answered.
+    t.b.ping(R1_IP, 1, 2, 64, 8);
+    t.settle();
+    assert!(t.b.take_events().iter().any(|e| matches!(e, softnet_core::host::HostEvent::EchoReply { .. })));
+}

@@ -154,8 +154,13 @@ impl WorkerState {
         while start < info.len() {
             let out_idx = info[start].out;
             let end = info[start..].iter().position(|i| i.out != out_idx).map_or(info.len(), |n| start + n);
-            // The snapshot is the batch's: interfaces stay as they were.
-            let out = cx.ifs.get(out_idx).expect("forwarded this batch");
+            // A detaching interface is not found (`forward_batch`): its
+            // packets are dropped and counted.
+            let Some(out) = cx.ifs.get(out_idx) else {
+                self.drop_detached(&mut q[start..end], &cx.stats.ip6.odropped);
+                start = end;
+                continue;
+            };
             let run = decisions_for(&mut decisions, end - start);
             self.filter_batch(cx, f, Direction::Out, out, &mut q[start..end], run);
             for ((slot, &d), i) in q[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {

@@ -100,6 +100,16 @@ impl WorkerState {
         self.forward_out(cx, out, next_hop, mtu, in_ifp, p);
     }
 
+    /// Drops the forwarded packets of an interface destroyed since the
+    /// batch began, counted in `odropped` (ip's or ip6's), as staged
+    /// frames of a gone interface are.
+    pub(super) fn drop_detached(&mut self, q: &mut [Option<PacketBuf>], odropped: &crate::percpu::Counter) {
+        for p in q.iter_mut().filter_map(Option::take) {
+            odropped.inc();
+            self.free(p);
+        }
+    }
+
     /// pf out over the packets `ip_forward` left in `fwdq`, one filter
     /// call per run of packets leaving by the same interface, then each
     /// goes on to `forward_out`.
@@ -115,13 +125,24 @@ impl WorkerState {
         while start < info.len() {
             let out_idx = info[start].out;
             let end = info[start..].iter().position(|i| i.out != out_idx).map_or(info.len(), |n| start + n);
-            // The snapshot is the batch's: interfaces stay as they were.
-            let out = cx.ifs.get(out_idx).expect("forwarded this batch");
+            // The snapshot is the batch's, but `destroy` marks an interface
+            // detaching at once, and a detaching one is not found: its
+            // packets are dropped and counted (found by test_churn.py: a
+            // destroy during a batch stopped the worker on an expect).
+            let Some(out) = cx.ifs.get(out_idx) else {
+                self.drop_detached(&mut fwdq[start..end], &cx.stats.ip.odropped);
+                start = end;
+                continue;
+            };
             let run = decisions_for(&mut decisions, end - start);
             self.filter_batch(cx, f, Direction::Out, out, &mut fwdq[start..end], run);
             for ((slot, &d), i) in fwdq[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {
                 if let Some(mut p) = self.decided(cx, slot, d) {
-                    let in_ifp = cx.ifs.get(i.in_if).expect("received this batch");
+                    let Some(in_ifp) = cx.ifs.get(i.in_if) else {
+                        cx.stats.ip.odropped.inc();
+                        self.free(p);
+                        continue;
+                    };
                     if p.meta.pf_route != RouteDecision::None {
                         // pf_route after pf out: re-routed, or copied.
                         p = match self.pf_route_out(cx, Some(in_ifp), p) {
