@@ -790,6 +790,9 @@ impl Stack {
         // unreachable; what does not fit the queue is freed here.
         let t = self.nd6_timer(now);
         self.nd6.queue_unreachable(t.unreachable.into_iter().map(|(_, _, p)| p));
+        for p in self.nd6.take_released() {
+            self.recycle(p);
+        }
         self.rtadv_timer();
         self.mld_timer();
         {

@@ -412,6 +412,11 @@ pub struct ArpTable {
     generation: CachePadded<AtomicU64>,
     /// Packets held over all entries.
     hold_total: CachePadded<AtomicUsize>,
+    /// Held packets of entries deleted (`arp -d`, `-da`, an interface
+    /// destroyed), waiting for `expire` to hand them back with its own so
+    /// that the stack returns them to the pools (dropping them here lost a
+    /// pool's buffer for good: found by test_churn.py's netstat -m).
+    released: Mutex<Vec<PacketBuf>>,
 }
 
 impl ArpTable {
@@ -422,6 +427,7 @@ impl ArpTable {
             config,
             generation: CachePadded::new(AtomicU64::new(1)),
             hold_total: CachePadded::new(AtomicUsize::new(0)),
+            released: Mutex::new(Vec::new()),
         }
     }
 
@@ -827,6 +833,7 @@ impl ArpTable {
             Some(_) => {
                 let old = shard.remove(&ip).expect("just found");
                 self.unhold(old.hold.len());
+                self.released.lock().extend(old.hold);
                 self.bump();
                 Ok(true)
             }
@@ -853,6 +860,7 @@ impl ArpTable {
                 let keep = !f(e);
                 if !keep {
                     self.unhold(e.hold.len());
+                    self.released.lock().extend(e.hold.drain(..));
                 }
                 keep
             });
@@ -867,7 +875,8 @@ impl ArpTable {
     /// arptimer, for the control thread (about once a second): removes
     /// dynamic entries past their expiry, incomplete entries no request
     /// went out for in `down`, and rejected entries whose time is up.
-    /// Returns the held frames given up (counted in `stats`).
+    /// Returns the held frames given up (counted in `stats`), and those of
+    /// entries deleted since the last call.
     pub fn expire(&self, now: Instant, stats: &ArpStats) -> Vec<PacketBuf> {
         let cfg = &self.config;
         let mut dropped = Vec::new();
@@ -896,6 +905,7 @@ impl ArpTable {
                 self.bump();
             }
         }
+        dropped.append(&mut self.released.lock());
         dropped
     }
 

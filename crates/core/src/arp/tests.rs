@@ -567,6 +567,26 @@ fn delete_all_removes_everything_but_local_entries() {
     assert_eq!(r.arp.held_total(), 0);
 }
 
+/// Found by tests/e2e/test_churn.py (netstat -m one buffer short after
+/// 1,000 destroy cycles): the held packets of deleted entries were dropped
+/// instead of going back to the pools.
+#[test]
+fn held_packets_of_deleted_entries_come_back_from_the_next_expire() {
+    let mut r = Rig::new();
+    r.resolve(T0, H, 1);
+    r.resolve(T0, H, 2);
+    r.resolve(T0, H2, 3);
+    assert_eq!(r.arp.held_total(), 3);
+    assert!(r.arp.remove_interface(r.if1.index()) >= 2);
+    assert_eq!(r.arp.held_total(), 0);
+    let back = r.arp.expire(T0, &r.stats);
+    assert_eq!(back.len(), 3, "every held buffer handed back");
+    assert!(r.arp.expire(T0, &r.stats).is_empty(), "once");
+    r.resolve(T0, H, 4);
+    r.arp.delete(H).unwrap();
+    assert_eq!(r.arp.expire(T0, &r.stats).len(), 1, "arp -d too");
+}
+
 #[test]
 fn remove_interface_forgets_its_entries() {
     let mut r = Rig::new();

@@ -425,6 +425,10 @@ pub struct Nd6Table {
     generation: CachePadded<AtomicU64>,
     /// Packets held over all entries.
     hold_total: CachePadded<AtomicUsize>,
+    /// Held packets of entries removed with packets still held (`ndp -d`,
+    /// an interface destroyed), until the stack takes them back to the
+    /// pools (`take_released`), as ARP's.
+    released: parking_lot::Mutex<Vec<PacketBuf>>,
     /// Entries over all shards.
     count: CachePadded<AtomicUsize>,
     /// ReachableTime in nanoseconds (randomized; see
@@ -477,6 +481,7 @@ impl Nd6Table {
             config,
             generation: CachePadded::new(AtomicU64::new(1)),
             hold_total: CachePadded::new(AtomicUsize::new(0)),
+            released: parking_lot::Mutex::new(Vec::new()),
             count: CachePadded::new(AtomicUsize::new(0)),
             reachable_ns: AtomicU64::new(reachable.as_nanos() as u64),
             solicits: crossbeam::queue::ArrayQueue::new(RS_QUEUE),
@@ -558,10 +563,19 @@ impl Nd6Table {
     }
 
     /// Removes an entry (shard lock held), its held packets to `dropped`.
+    /// The held packets of entries removed since the last call, for the
+    /// pools (the control thread's timer).
+    pub fn take_released(&self) -> Vec<PacketBuf> {
+        std::mem::take(&mut *self.released.lock())
+    }
+
     fn remove_locked(&self, shard: &mut Shard, key: &Key) -> Option<Entry> {
-        let e = shard.remove(key)?;
+        let mut e = shard.remove(key)?;
         self.release_entries(1);
         self.unhold(e.hold.len());
+        if !e.hold.is_empty() {
+            self.released.lock().extend(e.hold.drain(..));
+        }
         if e.state.is_resolved() {
             self.bump();
         }

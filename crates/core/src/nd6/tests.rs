@@ -534,6 +534,10 @@ fn delete_spares_local_entries_and_clear_removes_only_learned_ones() {
     let gone: Vec<_> = r.nd.delete_dynamic().into_iter().map(|e| e.addr).collect();
     assert_eq!(gone, vec![h(), ip("fd00:1::3")]);
     assert_eq!(r.nd.held_total(), 0);
+    // Their held packets go back to the pools, not to the allocator
+    // (found by tests/e2e/test_churn.py's netstat -m on ARP's twin).
+    assert!(!r.nd.take_released().is_empty(), "held packets handed back");
+    assert!(r.nd.take_released().is_empty(), "once");
     assert_eq!(r.nd.delete(ip("fd00:1::9"), None), Ok(true));
     assert!(r.nd.entries().iter().all(|e| e.kind == NdEntryKind::Local));
     assert_eq!(r.nd.len(), 4, "the four local entries");
