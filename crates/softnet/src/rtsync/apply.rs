@@ -9,7 +9,7 @@
 //! (`RouteOrigin::Kernel`) are changed or removed.
 
 use super::mirror::{Mirror, Prefix};
-use super::nexthop::NhCache;
+use super::nexthop::{NhCache, NhError};
 use super::translate::{Fam, KKind, KRoute};
 use softnet_core::iface::{IfIndex, WeakIf};
 use softnet_core::route::{Route, RouteBatch, RouteFlags, RouteOrigin, RouteTables};
@@ -130,7 +130,7 @@ pub fn to_route<A: Fam>(k: &KRoute<A>, ifs: &mut impl IfResolver) -> Result<Rout
 
 /// A route that names a nexthop object with the object's hops in its
 /// place; others as they are.
-pub fn resolve_object<'a, A: Fam>(k: &'a KRoute<A>, nh: &NhCache) -> Result<Cow<'a, KRoute<A>>, String> {
+pub fn resolve_object<'a, A: Fam>(k: &'a KRoute<A>, nh: &NhCache) -> Result<Cow<'a, KRoute<A>>, NhError> {
     match k.kind {
         KKind::Object(id) => Ok(Cow::Owned(KRoute { kind: nh.resolve(id)?, ..k.clone() })),
         _ => Ok(Cow::Borrowed(k)),
@@ -173,6 +173,17 @@ fn sync_prefix<A: Fam>(
     let remove = |b: &mut RouteBatch<'_>| u64::from(b.delete_scoped::<A>(p.0, p.1, None, scope).is_ok());
     let Some(k) = resolved else {
         return if existing.is_some() { remove(b) } else { 0 };
+    };
+    let k = match k {
+        Ok(k) => Ok(k),
+        // Not representable: counted and logged, not retried (a change
+        // of the object brings the prefix back).
+        Err(NhError::Unsupported(why)) => {
+            SyncStats::inc(&stats.unsupported, 1);
+            tracing::warn!("route sync: kernel route {}/{} not representable in softnet ({why}): skipped", p.0, p.1);
+            return if existing.is_some() { remove(b) } else { 0 };
+        }
+        Err(e @ NhError::Unknown(_)) => Err(e.to_string()),
     };
     let made = k.and_then(|k| to_route(&k, ifs)).and_then(|r| b.set(r).map_err(|e| e.to_string()));
     match made {
@@ -437,6 +448,14 @@ mod tests {
         assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 2, "10.5 deleted, 10.7 down to one hop");
         assert!(get(5).is_none());
         assert!(!get(7).unwrap().flags.contains(RouteFlags::MPATH));
+        // An IPv4 route naming an object with an IPv6 gateway: not
+        // representable, counted, not retried.
+        let v6gw: std::net::Ipv6Addr = "fe80::2".parse().unwrap();
+        nh.insert(NhMessage { id: 10, kind: NhKind::Hop { gateway: Some(v6gw.into()), oif: 42 } });
+        m.new_route(obj(10, 10));
+        assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 0);
+        assert_eq!(stats.unsupported.load(Relaxed), 1);
+        assert!(unres.is_empty() && get(10).is_none());
     }
 
     #[test]

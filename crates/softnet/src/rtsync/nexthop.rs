@@ -184,6 +184,24 @@ pub fn dump_request(seq: u32) -> Vec<u8> {
     wire
 }
 
+/// Why a route's nexthop object gives no next hops.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum NhError {
+    /// Not heard of (yet): the route is tried again.
+    Unknown(u32),
+    /// Heard of, but softnet cannot forward as it says.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for NhError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NhError::Unknown(id) => write!(f, "nexthop object {id} not known"),
+            NhError::Unsupported(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The nexthop objects of the namespace, by id.
 #[derive(Default)]
 pub struct NhCache {
@@ -274,23 +292,24 @@ impl NhCache {
     /// What a route naming object `id` does, in family `A`: one hop, a
     /// group's hops (ECMP; weights other than equal are not kept: softnet's
     /// multipath is equal-cost, as OpenBSD's), or a blackhole. An error
-    /// when softnet cannot hold it or the object is not known (yet).
-    pub fn resolve<A: Fam>(&self, id: u32) -> Result<KKind<A>, String> {
-        let hop = |id: u32| -> Result<Option<KHop<A>>, String> {
+    /// when the object is not known (yet: retried) or softnet cannot hold
+    /// it (counted as not representable).
+    pub fn resolve<A: Fam>(&self, id: u32) -> Result<KKind<A>, NhError> {
+        let hop = |id: u32| -> Result<Option<KHop<A>>, NhError> {
             match self.objs.get(&id) {
-                None => Err(format!("nexthop object {id} not known")),
+                None => Err(NhError::Unknown(id)),
                 Some(NhKind::Hop { gateway, oif }) => {
                     let gateway = match gateway {
-                        Some(g) => Some(
-                            A::from_std(*g).ok_or_else(|| format!("nexthop {id}: gateway {g} of another family"))?,
-                        ),
+                        Some(g) => Some(A::from_std(*g).ok_or_else(|| {
+                            NhError::Unsupported(format!("nexthop {id}: gateway {g} of another family"))
+                        })?),
                         None => None,
                     };
                     Ok(Some(KHop { gateway, oif: *oif }))
                 }
                 Some(NhKind::Blackhole) => Ok(None),
-                Some(NhKind::Group(_)) => Err(format!("nexthop {id}: a group inside a group")),
-                Some(NhKind::Unsupported(why)) => Err(format!("nexthop {id}: {why}")),
+                Some(NhKind::Group(_)) => Err(NhError::Unsupported(format!("nexthop {id}: a group inside a group"))),
+                Some(NhKind::Unsupported(why)) => Err(NhError::Unsupported(format!("nexthop {id}: {why}"))),
             }
         };
         match self.objs.get(&id) {
@@ -299,11 +318,11 @@ impl NhCache {
                 for (m, _) in members {
                     match hop(*m)? {
                         Some(h) => hops.push(h),
-                        None => return Err(format!("nexthop group {id}: a blackhole member")),
+                        None => return Err(NhError::Unsupported(format!("nexthop group {id}: a blackhole member"))),
                     }
                 }
                 if hops.is_empty() {
-                    return Err(format!("nexthop group {id} is empty"));
+                    return Err(NhError::Unsupported(format!("nexthop group {id} is empty")));
                 }
                 Ok(KKind::Unicast(hops))
             }
@@ -428,8 +447,8 @@ mod tests {
         let k = |gw: [u8; 4], oif| KHop { gateway: Some(Ipv4Addr::from(gw)), oif };
         assert_eq!(c.resolve::<Ipv4Addr>(7), Ok(KKind::Unicast(vec![k([10, 0, 2, 2], 3), k([10, 0, 3, 2], 4)])));
         assert_eq!(c.resolve::<Ipv4Addr>(8), Ok(KKind::Blackhole));
-        assert!(c.resolve::<Ipv4Addr>(99).unwrap_err().contains("not known"));
-        assert!(c.resolve::<Ipv6Addr>(5).unwrap_err().contains("another family"));
+        assert_eq!(c.resolve::<Ipv4Addr>(99), Err(NhError::Unknown(99)));
+        assert!(c.resolve::<Ipv6Addr>(5).unwrap_err().to_string().contains("another family"));
         // The same again changes nothing; a replaced member changes its
         // groups.
         assert_eq!(c.insert(NhMessage { id: 5, kind: hop("10.0.2.2", 3) }), NhChange::default());
