@@ -9,12 +9,15 @@ protocol that starts disabled; BIRD in softnet's namespace R peers with it
 over hr1 and exports what it learns to the kernel's main table, which
 softnet mirrors. Once BGP is Established, `birdc enable feed` in P starts
 the feed; the script samples softnet's `route changes made` counter
-(netstat -s) and BIRD's route count in R every 0.5 s, and prints:
+(netstat -s) and the kernel's prefix count in R (/proc/net/fib_triestat)
+every 0.2 s, and prints:
 
 * routes per second into softnet's table, first to last change (and the
   daemon's own "route sync: ... routes/s" log line), and the same for the
   withdrawal of all of them (`birdc disable feed`);
-* how long the kernel (BIRD in R) took, the pace softnet follows;
+* how long the kernel (BIRD in R) took, the pace softnet follows, and the
+  CPU time of softnet's sync thread per route (its capacity: routes per
+  CPU second, independent of the kernel's pace);
 * UDP packets per second A -> P through softnet (iperf3, 64-byte
   datagrams, unlimited rate) idle and during the feed, and their ratio
   (goal: at least half the idle rate).
@@ -74,8 +77,10 @@ def changes(d):
     return int(m.group(1)) if m else 0
 
 
-def bird_count(t, ns, sock):
-    m = re.search(r"(\d+) of \d+ routes", birdc(t, ns, sock, "show route count protocol peer_p"))
+def kernel_count(t, ns):
+    """Prefixes in the kernel's main table (fib_triestat: cheap at 1M)."""
+    text = t.ns_run(ns, "cat /proc/net/fib_triestat").stdout
+    m = re.search(r"Main:.*?Prefixes:\s+(\d+)", text, re.S)
     return int(m.group(1)) if m else 0
 
 
@@ -90,33 +95,51 @@ def udp_pps(t, net, secs):
         return 0.0
 
 
+def sync_cpu(d):
+    """CPU seconds (user + system) of the daemon's route sync thread."""
+    base = f"/proc/{d.proc.pid}/task"
+    for tid in os.listdir(base):
+        try:
+            if open(f"{base}/{tid}/comm").read().strip() == "softnet-rtsync":
+                f = open(f"{base}/{tid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return 0.0
+
+
 def feed(t, d, net, socks, verb, want, label):
-    """Enables or disables the feed; samples until softnet has made `want`
-    more changes. Returns (softnet first..last s, kernel s)."""
-    c0 = changes(d)
+    """Enables or disables the feed; samples softnet's changes and the
+    kernel's prefixes until softnet has made `want` more changes. Returns
+    (softnet's first, last change; the kernel's first, last change), in
+    seconds from the birdc command."""
+    c0, k0, cpu0 = changes(d), kernel_count(t, net.r), sync_cpu(d)
     samples = []
     t0 = time.monotonic()
     birdc(t, net.b, socks["p"], f"{verb} feed")
-    first = last = None
-    kernel_done = None
+    first = last = kfirst = klast = None
     while time.monotonic() - t0 < 900:
         now = time.monotonic() - t0
         c = changes(d) - c0
-        k = bird_count(t, net.r, socks["r"])
+        k = abs(kernel_count(t, net.r) - k0)
         samples.append((now, c, k))
         if c > 0 and first is None:
             first = now
-        if kernel_done is None and ((verb == "enable" and k >= N) or (verb == "disable" and k == 0)):
-            kernel_done = now
+        if k > 0 and kfirst is None:
+            kfirst = now
+        if k >= want and klast is None:
+            klast = now
         if c >= want:
             last = now
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     check(last is not None, f"{label}: softnet made {samples[-1][1]} of {want} changes in 900 s")
-    log(f"{label}: samples (s, softnet changes, routes in R's BIRD):")
-    for s in samples[:: max(1, len(samples) // 12)]:
+    cpu = sync_cpu(d) - cpu0
+    log(f"{label}: the sync thread used {cpu:.2f} CPU s: {want / max(cpu, 1e-3):,.0f} routes per CPU second")
+    log(f"{label}: samples (s, softnet changes, kernel prefixes changed):")
+    for s in samples[:: max(1, len(samples) // 15)] + [samples[-1]]:
         log(f"  {s[0]:6.1f} s  {s[1]:>8}  {s[2]:>8}")
-    return first, last, kernel_done
+    return first, last, kfirst, klast
 
 
 def run_test():
@@ -147,7 +170,7 @@ def run_test():
         # The feed with the UDP load running alongside (from the enable on).
         udp = t.ns_spawn(net.a, f"iperf3 -c 10.0.2.2 -u -b 0 -l 64 -t {UDP_SECS} -J",
                          stdout=open(os.path.join(t.tmp, "udp-feed.json"), "w"))
-        first, last, kdone = feed(t, d, net, socks, "enable", N, f"{N:,} prefixes announced")
+        first, last, kfirst, klast = feed(t, d, net, socks, "enable", N, f"{N:,} prefixes announced")
         udp.wait(timeout=UDP_SECS + 60)
         try:
             s = json.load(open(os.path.join(t.tmp, "udp-feed.json")))["end"]["sum"]
@@ -155,15 +178,17 @@ def run_test():
         except (ValueError, KeyError):
             during = 0.0
         rate_in = N / max(last - first, 1e-3)
-        log(f"announce: softnet {last - first:.1f} s first to last change ({rate_in:,.0f} routes/s); "
-            f"kernel (BIRD in R) all in after {kdone if kdone is None else round(kdone, 1)} s")
+        log(f"announce: softnet {first:.1f}..{last:.1f} s ({rate_in:,.0f} routes/s); kernel {kfirst:.1f}..{klast:.1f} s "
+            f"({N / max(klast - kfirst, 1e-3):,.0f} routes/s); softnet done {last - klast:.1f} s after the kernel")
         log(f"forwarding during the feed: {during:,.0f} datagrams/s ({during / max(idle, 1):.2f} of idle)")
-        first, last, kdone = feed(t, d, net, socks, "disable", N, f"{N:,} prefixes withdrawn")
+        time.sleep(1.5)
+        first, last, kfirst, klast = feed(t, d, net, socks, "disable", N, f"{N:,} prefixes withdrawn")
         rate_out = N / max(last - first, 1e-3)
-        log(f"withdraw: softnet {last - first:.1f} s ({rate_out:,.0f} routes/s); kernel empty after "
-            f"{kdone if kdone is None else round(kdone, 1)} s")
+        log(f"withdraw: softnet {first:.1f}..{last:.1f} s ({rate_out:,.0f} routes/s); kernel {kfirst:.1f}..{klast:.1f} s "
+            f"({N / max(klast - kfirst, 1e-3):,.0f} routes/s); softnet done {last - klast:.1f} s after the kernel")
+        time.sleep(1.5)
         for l in d.log_lines():
-            if "route sync:" in l and ("routes/s" in l or "overrun" in l or "resync" in l):
+            if "route sync:" in l and ("change(s) in" in l or "overrun" in l or "resync" in l):
                 log("daemon: " + l.split("route sync:")[-1].strip())
         st = d.out("netstat", "-s")
         log("netstat -s: " + " / ".join(l.strip() for l in st.split("route sync:")[-1].strip().splitlines()))
