@@ -240,8 +240,14 @@ impl Syncer {
                 _ => {}
             },
             Event::NewNh(m) => {
+                let new = !self.nh.contains(m.id);
                 let c = self.nh.insert(m);
                 self.nexthops_changed(c);
+                // A route heard before its object (between the two dumps
+                // of a resync) waits among the unresolved: try it now.
+                if new {
+                    self.retry_unresolved();
+                }
             }
             Event::DelNh(m) => {
                 let c = self.nh.remove(m.id);

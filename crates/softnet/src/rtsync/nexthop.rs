@@ -222,6 +222,10 @@ impl NhCache {
         self.objs.len()
     }
 
+    pub fn contains(&self, id: u32) -> bool {
+        self.objs.contains_key(&id)
+    }
+
     /// RTM_NEWNEXTHOP: a new object or a replaced one. A replaced hop
     /// changes the groups it is in as well.
     pub fn insert(&mut self, m: NhMessage) -> NhChange {
