@@ -3,7 +3,7 @@
 # Linux through the host interface (softnet, `host = "hr0"`) against the
 # kernel receiving it itself; RTT (one request at a time) and rate (iperf3
 # UDP, 64-byte datagrams), alternating rounds. Root; needs iperf3.
-#   bash bench/punt.sh          (PUNT_REPS, PUNT_SECS, PUNT_RTTS to change)
+#   bash bench/punt.sh   (PUNT_DRIVER=tap|packet, PUNT_REPS, PUNT_SECS, PUNT_RTTS)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export SOFTNET_BIN=${SOFTNET_BIN:-$repo/target/release/softnet}

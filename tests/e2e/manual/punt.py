@@ -11,7 +11,8 @@ In each, a UDP echo server in the router's namespace bound to 10.0.1.1
 pf in); a third row is softnet forwarding the same traffic to an echo
 server on B (10.0.2.2), which separates the punt path's cost from the
 attach driver's (AF_PACKET's TPACKET_V3 blocks add their retire timeout
-to a lone packet's latency both ways). From A:
+to a lone packet's latency both ways; PUNT_DRIVER=tap attaches through
+TAPs instead). From A:
 * latency: PUNT_RTTS request/response round trips of 64-byte datagrams,
   one at a time: median, 99th percentile;
 * rate: iperf3 UDP (64-byte datagrams, unlimited rate) for PUNT_SECS to
@@ -31,6 +32,7 @@ from lib_e2e import MAC_A, Topo, log, main, wait_until  # noqa: E402
 RTTS = int(os.environ.get("PUNT_RTTS", "2000"))
 SECS = int(os.environ.get("PUNT_SECS", "5"))
 REPS = int(os.environ.get("PUNT_REPS", "3"))
+DRIVER = os.environ.get("PUNT_DRIVER", "packet")
 
 ECHO = """
 import socket, sys
@@ -81,8 +83,8 @@ def measure(t, a, dst, label):
 
 def run_test():
     with Topo("punt") as t:
-        t.step("softnet: A -- r0 (twin hr0); kernel: A' -- k0")
-        net = t.router_topology("packet")
+        t.step(f"softnet ({DRIVER} driver): A -- r0 (twin hr0); kernel: A' -- k0")
+        net = t.router_topology(DRIVER)
         cfg = net.config().replace('name = "r0"\n', 'name = "r0"\nhost = "hr0"\n', 1)
         d = t.daemon(cfg, net=net)
         wait_until("hr0 addressed", lambda: "10.0.1.1/24" in t.ns_run(net.r, "ip -o -4 addr show dev hr0").stdout)
