@@ -44,6 +44,8 @@ pub(crate) struct ConnInner {
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
     pub waiters: u32,
+    /// Tasks waiting (the async API), woken with `cond`.
+    pub tasks: super::wake::TaskWakers,
 }
 
 impl TcpConn {
@@ -66,6 +68,7 @@ impl TcpConn {
                 in_table: false,
                 scope,
                 waiters: 0,
+                tasks: Default::default(),
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
@@ -100,6 +103,8 @@ pub(crate) struct ListenQueue {
     pub embryonic: usize,
     /// The listening socket was closed.
     pub closed: bool,
+    /// A task waiting in accept (the async API), woken with `cond`.
+    pub task: Option<std::task::Waker>,
 }
 
 impl TcpListen {
@@ -107,7 +112,7 @@ impl TcpListen {
         Arc::new(TcpListen {
             local,
             backlog: backlog.max(1),
-            q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false }),
+            q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false, task: None }),
             cond: Condvar::new(),
             cfg,
         })
@@ -223,7 +228,11 @@ impl Sockets {
                 if state.synchronized() && !q.closed {
                     q.ready.push_back(conn.clone());
                     self.stats.tcp_accepts.fetch_add(1, Ordering::Relaxed);
+                    let task = q.task.take();
                     drop(q);
+                    if let Some(t) = task {
+                        t.wake();
+                    }
                     l.cond.notify_all();
                 } else if state.synchronized() {
                     // Its listener is gone: nobody will accept it.
@@ -246,6 +255,7 @@ impl Sockets {
         if inner.waiters > 0 {
             conn.cond.notify_all();
         }
+        inner.tasks.wake();
     }
 
     /// Takes a listener out of the table; connections waiting in its
@@ -254,11 +264,14 @@ impl Sockets {
         if self.listeners.write().remove(&l.local).is_some() {
             self.sub_count();
         }
-        let ready: Vec<_> = {
+        let (ready, task): (Vec<_>, _) = {
             let mut q = l.q.lock();
             q.closed = true;
-            q.ready.drain(..).collect()
+            (q.ready.drain(..).collect(), q.task.take())
         };
+        if let Some(t) = task {
+            t.wake();
+        }
         for c in ready {
             let mut inner = c.inner.lock();
             inner.tcb.abort();

@@ -270,6 +270,7 @@ impl WorkerState {
         if i.waiters > 0 {
             pcb.cond.notify_all();
         }
+        i.tasks.wake();
     }
 
     /// An ICMP destination unreachable about one of our packets (`quote`:
@@ -310,6 +311,7 @@ impl WorkerState {
                     if i.waiters > 0 {
                         pcb.cond.notify_all();
                     }
+                    i.tasks.wake();
                 }
             }
             _ => {}
