@@ -46,6 +46,9 @@ pub(crate) struct ConnInner {
     pub waiters: u32,
     /// Tasks waiting (the async API), woken with `cond`.
     pub tasks: super::wake::TaskWakers,
+    /// On its worker's list of connections to wake at the end of the
+    /// round (`tcp_after_deferred`).
+    pub wake_queued: bool,
 }
 
 impl TcpConn {
@@ -69,6 +72,7 @@ impl TcpConn {
                 scope,
                 waiters: 0,
                 tasks: Default::default(),
+                wake_queued: false,
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
@@ -219,6 +223,25 @@ impl Sockets {
     /// accept queue, waiters woken, and a CLOSED connection out of the
     /// table (and out of its listener's count).
     pub(crate) fn tcp_after(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
+        if self.tcp_after_deferred(conn, inner) {
+            Self::tcp_wake(conn, inner);
+        }
+    }
+
+    /// Wakes the threads and tasks waiting on `conn`.
+    pub(crate) fn tcp_wake(conn: &TcpConn, inner: &mut ConnInner) {
+        if inner.waiters > 0 {
+            conn.cond.notify_all();
+        }
+        inner.tasks.wake();
+    }
+
+    /// `tcp_after` without the wake-up: true when threads or tasks wait
+    /// on the connection. A worker wakes them once at the end of its
+    /// round, not once per segment: a blocked reader woken for each
+    /// arriving segment cost a futex wake and a context switch per 1,460
+    /// bytes.
+    pub(crate) fn tcp_after_deferred(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) -> bool {
         let state = inner.tcb.state();
         if inner.in_listener && (state.synchronized() || state == State::Closed) {
             inner.in_listener = false;
@@ -252,10 +275,7 @@ impl Sockets {
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
         }
         self.schedule(conn, inner.tcb.poll_at());
-        if inner.waiters > 0 {
-            conn.cond.notify_all();
-        }
-        inner.tasks.wake();
+        inner.waiters > 0 || !inner.tasks.is_empty()
     }
 
     /// Takes a listener out of the table; connections waiting in its

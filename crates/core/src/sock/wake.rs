@@ -31,6 +31,12 @@ impl TaskWakers {
     pub fn register_write(&mut self, w: &Waker) {
         register(&mut self.write, w);
     }
+    /// Whether a task waits.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.read.is_none() && self.write.is_none()
+    }
+
     /// Wakes and forgets both: a woken task polls again and registers
     /// anew if it still has to wait.
     #[inline]
