@@ -58,7 +58,7 @@ impl Pair {
                 wb.poll();
                 clock.advance(Duration::from_micros(50));
                 round += 1;
-                if round % 2000 == 0 {
+                if round.is_multiple_of(2000) {
                     sa.tick();
                     sb.tick();
                 }
@@ -209,5 +209,5 @@ async fn udp_echo_and_send_waiting_for_ring_space() {
     let more = timeout(LIMIT, echo).await.expect("echo timed out").unwrap();
     // The echo task reads as the datagrams come; its ring may overflow
     // while it is not scheduled, but datagrams do arrive.
-    assert!(more > 0 && more % 1000 == 0, "received {more}");
+    assert!(more > 0 && more.is_multiple_of(1000), "received {more}");
 }

@@ -84,7 +84,7 @@ fn idle_connection_costs_at_most_1kb_without_buffers() {
     l.set_nonblocking(true).unwrap();
     let mut clients: Vec<TcpStream> = Vec::with_capacity(N + 1);
     let mut accepted: Vec<TcpStream> = Vec::with_capacity(N + 1);
-    let mut open_one = |clients: &mut Vec<TcpStream>| clients.push(TcpStream::start_connect(&a, server).unwrap());
+    let open_one = |clients: &mut Vec<TcpStream>| clients.push(TcpStream::start_connect(&a, server).unwrap());
     // One connection first, so that ARP, the tables' first allocations
     // and the workers' scratch are in place before the count.
     open_one(&mut clients);
