@@ -176,11 +176,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         {
             refuse("sticky-address with af-to")
         }
-        if let Some(rt) = &r.route {
-            if let Err(e) = crate::route::CRoute::check(rt) {
-                refuse(&e.0);
-            }
-        }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
         let more = [(r.set.queue.is_some(), "queue"), (r.set.delay.is_some(), "set delay")];
