@@ -42,7 +42,10 @@
 //! `translate`), other ICMP and
 //! ICMPv6 messages (dropped as `translate`,
 //! as RFC 7915 drops most), fragments (not translated: pf makes no state
-//! for them), `sticky-address` on af-to pools (refused).
+//! for them), `sticky-address` on the `to` pool (refused: pf keys its
+//! node by the translated source, which is chosen here after the
+//! destination). On the `from` pool it works as pf_map_addr's
+//! (`sticky_key4` / `sticky_key6`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -55,6 +58,7 @@ use super::nat::Endpoints;
 use super::nat6::Endpoints6;
 use super::*;
 use crate::lb::SportResult;
+use crate::srcnode::SN_NAT;
 use crate::xlhold::{Holds, PoolHold};
 
 /// The ICMP protocol number and echo types on each side.
@@ -117,9 +121,17 @@ pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Ho
         states.key_in_use(k.words())
     };
     let echo = pd.proto == PROTO_ICMPV6;
-    match pool.get_sport(&if_addrs, proto, echo, pd.src.0[0], pd.sport, None, &mut in_use) {
+    let node = sticky_key4(pd);
+    let sticky = super::nat::sticky_addr(cx, r, pool, SN_NAT, node);
+    match pool.get_sport(&if_addrs, proto, echo, pd.src.0[0], pd.sport, sticky, &mut in_use) {
         SportResult::Found { addr, port } => {
-            holds[0] = hold(cx, r, pool, addr);
+            holds[0] = match super::nat::hold(cx, r, pool, SN_NAT, node, addr, sticky) {
+                Ok(h) => h,
+                Err(e) => {
+                    super::nat::release(cx, &holds);
+                    return Err(e);
+                }
+            };
             Ok((Endpoints { src: Ipv4Addr::from(addr), sport: port, dst, dport }, holds))
         }
         SportResult::Exhausted => {
@@ -178,9 +190,17 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
         let k = Endpoints6 { src: Ipv6Addr::from(a), sport: p, dst, dport }.key(proto, Direction::Out);
         states.key_in_use(k.words())
     };
-    match npool.get_sport6(&if_addrs, proto, echo, pd.src.0[0] as u128, pd.sport, None, &mut in_use) {
+    let node = sticky_key6(pd);
+    let sticky = super::nat6::sticky_addr6(cx, r, npool, SN_NAT, node);
+    match npool.get_sport6(&if_addrs, proto, echo, pd.src.0[0] as u128, pd.sport, sticky, &mut in_use) {
         SportResult::Found { addr, port } => {
-            holds[0] = hold6(cx, r, npool, addr);
+            holds[0] = match super::nat6::hold6(cx, r, npool, SN_NAT, node, addr, sticky) {
+                Ok(h) => h,
+                Err(e) => {
+                    super::nat::release(cx, &holds);
+                    return Err(e);
+                }
+            };
             Ok((Endpoints6 { src: Ipv6Addr::from(addr), sport: port, dst, dport }, holds))
         }
         SportResult::Exhausted => {
@@ -189,6 +209,22 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
             Err(Reason::Translate)
         }
     }
+}
+
+/// The source address a NAT64 state's `sticky-address` node of the
+/// `from` pool is keyed by: pf_get_sport's pf_map_addr runs in the new
+/// family (`pd->naf`) on the packet's own source, so pf_map_addr_sticky
+/// and pf_insert_src_node take its first 32 bits as an IPv4 address
+/// (every client in one /32 shares the node; `-sS` shows it so).
+fn sticky_key4(pd: &Pd) -> Ipv4Addr {
+    Ipv4Addr::from(pd.src.0[0])
+}
+
+/// `sticky_key4` for NAT46: the IPv4 source as the first 32 bits of an
+/// IPv6 address, the rest zero (pf_pdesc's `nsaddr` copied in the
+/// packet's family into a zeroed address, read in the new one).
+fn sticky_key6(pd: &Pd) -> Ipv6Addr {
+    Ipv6Addr::from((pd.src.0[0] as u128) << 96)
 }
 
 /// `hold` for an IPv6 pool address.
