@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import MAC_D, Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_e2e import MAC_D, Topo, check, enable_ipv6, log, main, netstat_s_counters, wait_until  # noqa: E402
 from lib_pf import PfLab  # noqa: E402
 
 A6, B6, D6 = "fd00:1::2", "fd00:2::2", "fd00:3::2"
@@ -122,13 +122,6 @@ class Sniffer:
             if "seen" in l:
                 return l["seen"]
         raise AssertionError(f"sniffer gave no result: {self.lines()}")
-
-
-def enable_ipv6(t, ns, ifc, addr, gw):
-    t.ns_run(ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0")
-    t.ns_run(ns, f"sysctl -qw net.ipv6.conf.{ifc}.disable_ipv6=0 net.ipv6.conf.{ifc}.accept_ra=0")
-    t.ns_run(ns, f"ip -6 addr add {addr} dev {ifc} nodad")
-    t.ns_run(ns, f"ip -6 route add default via {gw} dev {ifc}")
 
 
 def load(lab, rules):
