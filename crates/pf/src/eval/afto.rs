@@ -38,8 +38,12 @@
 //!   ICMP errors to the server (RFC 7915 §5.2, `error_to4`: packet too
 //!   big as fragmentation needed with the MTU 20 less).
 //!
-//! Not built: ICMP errors about NAT46 connections (dropped as
-//! `translate`), other ICMP and
+//! * NAT46's errors the same two ways with the roles swapped: an ICMPv6
+//!   error about the client's translated packet to the IPv4 client
+//!   (`error_to4`), an ICMP error about the server's translated packet to
+//!   the IPv6 server (`error_to6`, from the client's translated address).
+//!
+//! Not built: other ICMP and
 //! ICMPv6 messages (dropped as `translate`,
 //! as RFC 7915 drops most), fragments (not translated: pf makes no state
 //! for them), `sticky-address` on the `to` pool (refused: pf keys its
@@ -453,20 +457,24 @@ pub(super) fn to6(pkt: &mut PacketBuf, pd: &Pd, e: &Endpoints6) -> bool {
     true
 }
 
-/// RFC 7915 §4.2: an ICMP error from the IPv4 side about a packet of the
-/// af-to state of key `key6` (the IPv6 client's connection) turned into
-/// an ICMPv6 error to the client: destination unreachable (host and
+/// RFC 7915 §4.2: an ICMP error from the IPv4 side about a packet of an
+/// af-to state turned into an ICMPv6 error to the IPv6 end: `back` is
+/// the quoted packet as the IPv6 end sent it (NAT64: the client's, from
+/// the state's own key; NAT46: the server's, from its translated key).
+/// Destination unreachable (host and
 /// network ones as no route, port unreachable, the administrative ones
 /// as prohibited), fragmentation needed as packet too big (the MTU 20
 /// more, at least 1280), protocol unreachable as a parameter problem
 /// pointing at the next header, time exceeded as it is; the quoted
-/// packet back to what the client sent (its TCP/UDP checksum moved to
-/// the IPv6 pseudo-header, an echo's type and id), the error's source the
-/// IPv4 sender embedded under the state's /96 prefix. `false`: an error
-/// RFC 7915 drops (parameter problems, source quench, the rest).
-pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
+/// packet back to what the IPv6 end sent (its TCP/UDP checksum moved to
+/// the IPv6 pseudo-header, an echo's type and id). The error's source:
+/// NAT64 (`embed`), the IPv4 sender embedded under the state's /96
+/// prefix; NAT46, the address the server knows the client by (pf's
+/// state key address: the IPv4 side has no prefix to embed under).
+/// `false`: an error RFC 7915 drops (parameter problems, source quench,
+/// the rest).
+pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, back: Endpoints6, embed: bool) -> bool {
     use softnet_wire::icmpv4::DstUnreachable as U;
-    let back = Endpoints6::from_key(key6, Direction::In);
     let (hlen, tot) = (pd.hlen(), pd.tot_len());
     let d = pkt.data();
     let err_src = Ipv4Packet::new_unchecked(d).src();
@@ -484,7 +492,12 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
         (11, c) => (t6::TIME_EXCEEDED, c, 0),
         _ => return false,
     };
-    let Some(src6) = softnet_wire::ipv6::nat64_embed(back.dst, 96, err_src) else { return false };
+    let src6 = if embed {
+        let Some(a) = softnet_wire::ipv6::nat64_embed(back.dst, 96, err_src) else { return false };
+        a
+    } else {
+        back.dst
+    };
     // The quote: its IPv4 header, then as much of its transport as came.
     let q = &msg[icmpv4::HEADER_LEN..];
     let qip = Ipv4Packet::new_unchecked(q);
@@ -537,6 +550,11 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
                 l4[0] = t6::ECHO_REQUEST;
                 l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
             }
+            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHOREPLY => {
+                // NAT46: the server's echo reply as it sent it
+                l4[0] = t6::ECHO_REPLY;
+                l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
+            }
             _ => {}
         }
     }
@@ -562,19 +580,19 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
 }
 
 /// RFC 7915 §5.2: an ICMPv6 error from the IPv6 side about a packet the
-/// server sent the client (the af-to state's translated key `nat`)
-/// turned into an ICMP error to the server: destination unreachable
+/// IPv4 end sent (`back`, as it sent it: NAT64 the server's, from the
+/// state's translated key; NAT46 the client's, from its own key)
+/// turned into an ICMP error to it: destination unreachable
 /// (no route, beyond scope and address unreachable as host unreachable,
 /// administratively prohibited as host prohibited, port unreachable),
 /// packet too big as fragmentation needed (the MTU 20 less), time
 /// exceeded as it is, an unrecognized next header as protocol
-/// unreachable; the quote turned back into what the server sent (at
+/// unreachable; the quote turned back into what the IPv4 end sent (at
 /// `q4` in it, its transport header of protocol `iproto`), the error
-/// from the translated address the server knows the client by. `false`:
-/// an error RFC 7915 drops.
-pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, nat: (u64, u64)) -> bool {
+/// from the address it knows its peer by. `false`: an error RFC 7915
+/// drops.
+pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, back: Endpoints) -> bool {
     use softnet_wire::icmpv4::DstUnreachable as U;
-    let back = Endpoints::from_key(&crate::state::unpack(nat), Direction::In);
     let (hlen, tot) = (pd.hlen(), pd.tot_len());
     let d = pkt.data();
     let msg = &d[hlen..tot];
@@ -642,6 +660,11 @@ pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, nat
                 // checksum covered more than is quoted; left as it is)
                 l4[0] = ICMP_ECHOREPLY;
                 l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
+            }
+            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REQUEST => {
+                // NAT46: the client's echo request as it sent it
+                l4[0] = ICMP_ECHO;
+                l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
             }
             _ => {}
         }
