@@ -52,11 +52,11 @@ impl Lab {
         let stack = Stack::with_clock_and_entropy(config, clock.clone(), Arc::new(FixedEntropy::new(5)));
         let mut ports = Vec::new();
         let mut resolver = StaticResolver::new();
-        for i in 0..3 {
+        for (i, mac) in R_MAC.iter().enumerate() {
             let (r, host) = vlink::wire(1, 1024);
             let name = format!("r{i}");
             let addr = format!("fd00:{}::1", i + 1);
-            stack.create_interface(&name, R_MAC[i], 1500, r.link_queues()).unwrap();
+            stack.create_interface(&name, *mac, 1500, r.link_queues()).unwrap();
             stack.add_address6(&name, ip(&addr), 64).unwrap();
             stack.set_up(&name, true).unwrap();
             resolver = resolver.with_interface(&name, &[&format!("{addr}/64")]);
