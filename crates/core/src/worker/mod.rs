@@ -60,6 +60,7 @@ mod ip_output;
 mod options;
 mod pf_hook;
 mod pf_route;
+mod pf_route6;
 mod sockio;
 mod transport;
 mod transport6;
