@@ -55,6 +55,7 @@ mod services;
 // Evaluation: compiled rulesets, states, tables, pflog, the filter.
 pub mod chksum;
 pub mod compile;
+pub mod divert;
 pub mod eval;
 pub mod filter;
 pub mod frag;

@@ -7,7 +7,7 @@
 
 use super::tcp::{mss_for, TcpConn, TcpListen};
 use super::udp::{put_record, take_record, UdpPcb, REC_HDR};
-use super::{tcp_now, SockEnv, SockError};
+use super::{tcp_now, Owner, SockEnv, SockError};
 use crate::route::RouteFlags;
 use crate::stack::Stack;
 use softnet_tcp::{Config, State, Tcb, TcpError};
@@ -172,6 +172,14 @@ impl TcpStream {
     }
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.conn.remote)
+    }
+    /// The socket's owner, which pf's `user` and `group` match.
+    pub fn owner(&self) -> Owner {
+        self.conn.owner.get()
+    }
+    /// Sets the socket's owner (the uid and gid pf's `user`/`group` see).
+    pub fn set_owner(&self, o: Owner) {
+        self.conn.owner.set(o)
     }
     /// The connection's TCP state.
     pub fn state(&self) -> State {
@@ -361,6 +369,7 @@ impl TcpListener {
         }
         let cfg = socks.tcp_config.read().clone();
         let l = TcpListen::new(addr, backlog, cfg);
+        l.owner.set(socks.default_owner());
         {
             let mut t = socks.listeners.write();
             if t.contains_key(&addr) {
@@ -374,6 +383,16 @@ impl TcpListener {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.l.local)
+    }
+
+    /// The socket's owner; connections it accepts get the same.
+    pub fn owner(&self) -> Owner {
+        self.l.owner.get()
+    }
+    /// Sets the owner pf's `user`/`group` match for this listener and the
+    /// connections it accepts from now on.
+    pub fn set_owner(&self, o: Owner) {
+        self.l.owner.set(o)
     }
 
     pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
@@ -435,6 +454,7 @@ impl UdpSocket {
             addr.set_port(socks.ephemeral_port(addr.ip(), None, true).ok_or(SockError::NoPorts)?);
         }
         let pcb = UdpPcb::new(addr, UDP_RX, UDP_TX);
+        pcb.owner.set(stack.socks.default_owner());
         {
             let mut t = socks.udp.write();
             if t.contains_key(&addr) {
@@ -448,6 +468,14 @@ impl UdpSocket {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.pcb.local)
+    }
+    /// The socket's owner, which pf's `user` and `group` match.
+    pub fn owner(&self) -> Owner {
+        self.pcb.owner.get()
+    }
+    /// Sets the socket's owner (the uid and gid pf's `user`/`group` see).
+    pub fn set_owner(&self, o: Owner) {
+        self.pcb.owner.set(o)
     }
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.pcb.inner.lock().connected.ok_or_else(|| SockError::NotConnected.into())

@@ -17,6 +17,7 @@
 //! worker for input/output/timers and by the application for its calls.
 
 pub mod api;
+pub mod divert;
 pub mod netstat;
 pub mod syncache;
 pub mod tcp;
@@ -31,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+pub use divert::Owner;
 pub use tcp::{TcpConn, TcpListen};
 pub use udp::UdpPcb;
 
@@ -128,6 +130,8 @@ pub struct Sockets {
     pub stats: SockStats,
     /// The default TCP settings for new sockets.
     pub tcp_config: RwLock<Arc<softnet_tcp::Config>>,
+    /// The owner of sockets not given one (`divert.rs`).
+    pub(crate) default_owner: divert::OwnerCell,
 }
 
 /// Work the application left for a worker.
@@ -152,6 +156,7 @@ impl Sockets {
             waker: arc_swap::ArcSwapOption::empty(),
             stats: SockStats::default(),
             tcp_config: RwLock::new(Arc::new(softnet_tcp::Config::default())),
+            default_owner: divert::OwnerCell::default(),
         }
     }
 

@@ -47,6 +47,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod divert;
 mod ether;
 mod hostif;
 mod icmp;

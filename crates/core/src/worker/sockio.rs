@@ -49,7 +49,11 @@ impl WorkerState {
                 Some(c) => c,
                 None => {
                     let f = repr.flags;
-                    let Some(l) = socks.tcp_listener(local) else { return Some(p) };
+                    let l = match p.meta.flags & mflags::PF_DIVERTED {
+                        0 => socks.tcp_listener(local),
+                        _ => self.divert_listener(cx, &p),
+                    };
+                    let Some(l) = l else { return Some(p) };
                     let key = (local, remote);
                     let scope = link_scope(src).then_some(rcvif);
                     if f.contains(TcpFlags::RST) {

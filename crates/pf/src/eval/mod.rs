@@ -107,8 +107,8 @@ pub const LCNT_NAMES: [&str; LCNT_COUNT] = [
     "syncookies validated",
 ];
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_TCP: u8 = 6;
+pub(crate) const PROTO_UDP: u8 = 17;
 const PROTO_ICMP: u8 = 1;
 const PROTO_ICMPV6: u8 = 58;
 const DEFAULT_TTL: u8 = 64;
