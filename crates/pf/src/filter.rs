@@ -738,6 +738,12 @@ impl Pf {
         self.inner.states.len()
     }
 
+    /// The live state a link handle names (slot + 1, as a connection of
+    /// the stack keeps it: `softnet_core::sock::pflink`), if any.
+    pub fn state_at(&self, link: u32) -> Option<crate::state::StateData> {
+        self.inner.states.get(link.checked_sub(1)?).filter(|s| s.live)
+    }
+
     /// Installs (or removes) the pflog queue.
     pub fn set_pflog(&self, q: Option<Arc<PflogQueue>>) {
         self.inner.pflog.store(q);

@@ -232,3 +232,65 @@ fn divert_options_not_built_stay_refused_at_load() {
     let ok = parse_ruleset("pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080\n", "pf.conf", &resolver);
     assert!(softnet_pf::check_supported(&ok.unwrap()).is_ok());
 }
+
+/// Rounds until `s` has read `want` bytes.
+fn read_n(lab: &mut Lab, s: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; want];
+    let mut n = 0;
+    assert!(lab.until(|_| {
+        if let Ok(k) = s.read(&mut buf[n..]) {
+            n += k;
+        }
+        n == want
+    }));
+    buf
+}
+
+#[test]
+fn a_connection_and_its_state_point_at_each_other() {
+    let mut lab = Lab::new("pass\n");
+    let mut l = TcpListener::bind(&lab.r, sa("10.0.0.2:81")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (mut c, mut s) = connect_and_accept(&mut lab, &l, sa("10.0.0.2:81"));
+    s.set_nonblocking(true).unwrap();
+    // An accepted connection has the state its segments matched coming in
+    // (pf_inp_link) ...
+    let link = s.pf_state_link();
+    let st = lab.pf.state_at(link).expect("the link names a live state");
+    assert_eq!(st.key.port, [c.local_addr().unwrap().port(), 81]);
+    // ... and keeps it while data flows both ways (pf out found it by the
+    // link: nothing else to learn).
+    c.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut lab, &mut s, 4), b"ping");
+    s.write_all(b"pong").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 4), b"pong");
+    assert_eq!(s.pf_state_link(), link);
+    // A connection the router opens learns the state pf out made for its
+    // SYN (pf_state_key_link_inpcb).
+    let mut la = TcpListener::bind(&lab.a, sa("10.0.0.1:90")).unwrap();
+    la.set_nonblocking(true).unwrap();
+    let mut out = TcpStream::start_connect(&lab.r, sa("10.0.0.1:90")).unwrap();
+    out.set_nonblocking(true).unwrap();
+    assert!(lab.until(|_| out.state() == State::Established));
+    let out_link = out.pf_state_link();
+    let st = lab.pf.state_at(out_link).expect("the outbound connection's state");
+    // (an outbound state's key is in the reverse order of its packets)
+    assert_eq!(st.key.port, [90, out.local_addr().unwrap().port()]);
+    assert_ne!(out_link, link);
+    // The state dies (pfctl -F states): the next segment out finds no
+    // state by the link nor the table (`pass` makes none for a segment
+    // without SYN), and the connection drops its end; data still flows.
+    assert_eq!(lab.pf.flush_states(), 2);
+    s.write_all(b"after").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 5), b"after");
+    assert_eq!(s.pf_state_link(), 0, "the dead state's link is dropped");
+    assert!(lab.pf.state_at(link).is_none());
+    // A new connection's state may take the old slot: the link is only a
+    // hint checked against the key, so the first connection never takes
+    // the second's state for its own.
+    let (_c2, s2) = connect_and_accept(&mut lab, &l, sa("10.0.0.2:81"));
+    assert_ne!(s2.pf_state_link(), 0);
+    s.write_all(b"again").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 5), b"again");
+    assert_eq!(s.pf_state_link(), 0);
+}

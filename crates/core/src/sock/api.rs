@@ -96,7 +96,8 @@ pub struct TcpStream {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nonblocking: bool,
-    read_shut: bool,
+    /// shutdown(Read) was called (std's `shutdown` takes `&self`).
+    read_shut: std::sync::atomic::AtomicBool,
 }
 
 impl TcpStream {
@@ -164,7 +165,14 @@ impl TcpStream {
     }
 
     fn from_conn(stack: Arc<Stack>, conn: Arc<TcpConn>) -> TcpStream {
-        TcpStream { stack, conn, read_timeout: None, write_timeout: None, nonblocking: false, read_shut: false }
+        TcpStream {
+            stack,
+            conn,
+            read_timeout: None,
+            write_timeout: None,
+            nonblocking: false,
+            read_shut: Default::default(),
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -180,6 +188,11 @@ impl TcpStream {
     /// Sets the socket's owner (the uid and gid pf's `user`/`group` see).
     pub fn set_owner(&self, o: Owner) {
         self.conn.owner.set(o)
+    }
+    /// The packet filter's handle on the connection's state (0: none):
+    /// its segments take it to pf out (`sock::pflink`).
+    pub fn pf_state_link(&self) -> u32 {
+        self.conn.pf_state_link()
     }
     /// The connection's TCP state.
     pub fn state(&self) -> State {
@@ -217,9 +230,9 @@ impl TcpStream {
 
     /// shutdown(2): `Write` sends a FIN after the queued data; `Read`
     /// makes reads return end of stream.
-    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Read | Shutdown::Both) {
-            self.read_shut = true;
+            self.read_shut.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             let mut i = self.conn.inner.lock();
@@ -248,7 +261,7 @@ impl TcpStream {
     }
 
     fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.read_shut || buf.is_empty() {
+        if self.read_shut.load(std::sync::atomic::Ordering::Relaxed) || buf.is_empty() {
             return Ok(0);
         }
         let dl = deadline(self.read_timeout);

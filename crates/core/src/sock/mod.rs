@@ -19,6 +19,7 @@
 pub mod api;
 pub mod divert;
 pub mod netstat;
+pub mod pflink;
 pub mod syncache;
 pub mod tcp;
 pub mod udp;

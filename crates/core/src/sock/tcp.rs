@@ -31,6 +31,8 @@ pub struct TcpConn {
     /// Whose socket it is (pf's `user`/`group`): the listener's for an
     /// accepted connection, else the stack's default until the API sets it.
     pub owner: super::divert::OwnerCell,
+    /// The pf state of the connection, as the filter's handle (`pflink`).
+    pub(crate) pf_state: std::sync::atomic::AtomicU32,
 }
 
 pub(crate) struct ConnInner {
@@ -78,6 +80,7 @@ impl TcpConn {
                 None => socks.default_owner(),
             }),
             listener,
+            pf_state: std::sync::atomic::AtomicU32::new(0),
         })
     }
 

@@ -87,6 +87,8 @@ impl WorkerState {
                     c
                 }
             };
+            // pf_inp_link: the state pf in matched is the connection's.
+            conn.pf_link_in(p.meta.pf_link);
             let mut inner = conn.inner.lock();
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
@@ -126,7 +128,14 @@ impl WorkerState {
                 self.free(r);
                 break;
             }
+            // pf out tries the connection's state first, without a hash
+            // probe; what it found instead is the connection's from now on.
+            r.meta.pf_link = conn.pf_link_out();
+            self.pf_out_link = super::NO_PF_LINK;
             self.send_l4(cx, r, conn.local.ip(), conn.remote.ip(), IpProtocol::TCP, seglen, inner.scope);
+            if self.pf_out_link != super::NO_PF_LINK {
+                conn.pf_link_learn(self.pf_out_link);
+            }
         }
     }
 
