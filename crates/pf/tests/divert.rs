@@ -294,3 +294,29 @@ fn a_connection_and_its_state_point_at_each_other() {
     assert_eq!(read_n(&mut lab, &mut c, 5), b"again");
     assert_eq!(s.pf_state_link(), 0);
 }
+
+#[test]
+fn user_matches_the_owner_of_a_udp_socket_as_it_changes() {
+    let rules = "block in on r0 proto udp to port 53\npass in on r0 proto udp to port 53 user 1000 keep state\n";
+    let mut lab = Lab::new(rules);
+    let mut srv = softnet_core::sock::api::UdpSocket::bind(&lab.r, sa("10.0.0.2:53")).unwrap();
+    srv.set_nonblocking(true).unwrap();
+    srv.set_owner(Owner { uid: 1000, gid: 1 });
+    let cli = softnet_core::sock::api::UdpSocket::bind(&lab.a, sa("10.0.0.1:5000")).unwrap();
+    let mut buf = [0u8; 16];
+    cli.send_to(b"one", sa("10.0.0.2:53")).unwrap();
+    let mut got = None;
+    assert!(lab.until(|_| {
+        got = srv.recv_from(&mut buf).ok();
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap(), (3, sa("10.0.0.1:5000")));
+    // Another owner: a datagram from another port (no state) is blocked.
+    srv.set_owner(Owner { uid: 2000, gid: 1 });
+    let cli2 = softnet_core::sock::api::UdpSocket::bind(&lab.a, sa("10.0.0.1:5001")).unwrap();
+    cli2.send_to(b"two", sa("10.0.0.2:53")).unwrap();
+    for _ in 0..200 {
+        lab.step();
+    }
+    assert!(srv.recv_from(&mut buf).is_err(), "blocked by pf: the socket is not 1000's now");
+}
