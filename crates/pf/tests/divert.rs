@@ -7,14 +7,15 @@
 //!
 //! ```text
 //!  stack A  a0 10.0.0.1/24 ── wire ── r0 10.0.0.2/24  stack R (pf, lo0)
-//!  A: 10.9.0.0/16 via 10.0.0.2
+//!                fd00::1/64                fd00::2/64
+//!  A: 10.9.0.0/16 via 10.0.0.2, fd09::/32 via fd00::2
 //! ```
 
 use softnet_core::iface::IfAddr;
 use softnet_core::rng::FixedEntropy;
 use softnet_core::sock::api::{TcpListener, TcpStream};
 use softnet_core::sock::Owner;
-use softnet_core::stack::{RouteTarget, Stack, StackConfig};
+use softnet_core::stack::{RouteTarget, RouteTarget6, Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
 use softnet_core::vlink;
 use softnet_core::worker::Worker;
@@ -51,6 +52,10 @@ impl Lab {
         r.set_up("r0", true).unwrap();
         r.create_loopback().unwrap();
         a.add_route(0, "10.9.0.0".parse().unwrap(), 16, RouteTarget::Gateway("10.0.0.2".parse().unwrap())).unwrap();
+        a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
+        r.add_address6("r0", "fd00::2".parse().unwrap(), 64).unwrap();
+        let via = RouteTarget6::Gateway("fd00::2".parse().unwrap(), None);
+        a.add_route6(0, "fd09::".parse().unwrap(), 32, None, &via).unwrap();
         let resolver = StaticResolver::new().with_interface("r0", &["10.0.0.2/24"]);
         let rs = parse_ruleset(rules, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{e:?}"));
         softnet_pf::check_supported(&rs).unwrap_or_else(|e| panic!("{e:?}"));
@@ -63,13 +68,24 @@ impl Lab {
         r.set_filter(Some(Box::new(pf.clone())));
         let wa = Worker::new(0, a.clone(), dynclock.clone());
         let wr = Worker::new(0, r.clone(), dynclock);
-        Lab { clock, a, r, wa, wr, pf }
+        let mut lab = Lab { clock, a, r, wa, wr, pf };
+        // DAD: the IPv6 addresses become preferred.
+        for _ in 0..4000 {
+            lab.step();
+        }
+        lab
     }
 
+    /// One round of both workers, the control side's timers every 100 ms.
     fn step(&mut self) {
+        let before = self.clock.now().as_nanos() / 100_000_000;
         self.wa.poll();
         self.wr.poll();
         self.clock.advance(Duration::from_millis(1));
+        if self.clock.now().as_nanos() / 100_000_000 != before {
+            self.a.tick();
+            self.r.tick();
+        }
     }
 
     /// Rounds until `done` holds (at most 20 s of clock).
@@ -82,6 +98,11 @@ impl Lab {
         }
         false
     }
+}
+
+/// TCP states in `pfctl -ss` (DAD's neighbor solicitations make ICMPv6 ones).
+fn tcp_states(lab: &Lab) -> usize {
+    lab.pf.show_states(0, lab.clock.now()).lines().filter(|l| l.contains(" tcp ")).count()
 }
 
 fn sa(s: &str) -> SocketAddr {
@@ -140,7 +161,7 @@ fn divert_to_hands_a_forwarded_connection_to_the_local_listener() {
     let states = lab.pf.show_states(0, lab.clock.now());
     assert!(states.contains("10.9.9.9:80 <- 10.0.0.1:"), "{states}");
     assert!(states.contains("ESTABLISHED:ESTABLISHED"), "{states}");
-    assert_eq!(lab.pf.state_count(), 1, "{states}");
+    assert_eq!(tcp_states(&lab), 1, "{states}");
     // Traffic to another port of that address is not diverted: R has no
     // route for it and does not take it.
     let mut other = TcpStream::start_connect(&lab.a, sa("10.9.9.9:81")).unwrap();
@@ -280,7 +301,9 @@ fn a_connection_and_its_state_point_at_each_other() {
     // The state dies (pfctl -F states): the next segment out finds no
     // state by the link nor the table (`pass` makes none for a segment
     // without SYN), and the connection drops its end; data still flows.
-    assert_eq!(lab.pf.flush_states(), 2);
+    assert_eq!(tcp_states(&lab), 2);
+    lab.pf.flush_states();
+    assert_eq!(tcp_states(&lab), 0);
     s.write_all(b"after").unwrap();
     assert_eq!(read_n(&mut lab, &mut c, 5), b"after");
     assert_eq!(s.pf_state_link(), 0, "the dead state's link is dropped");
@@ -319,4 +342,21 @@ fn user_matches_the_owner_of_a_udp_socket_as_it_changes() {
         lab.step();
     }
     assert!(srv.recv_from(&mut buf).is_err(), "blocked by pf: the socket is not 1000's now");
+}
+
+#[test]
+fn divert_to_over_ipv6() {
+    let mut lab = Lab::new("pass\npass in on r0 inet6 proto tcp to fd09::9 port 80 divert-to ::1 port 8080\n");
+    let mut l = TcpListener::bind(&lab.r, sa("[::1]:8080")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (mut c, mut s) = connect_and_accept(&mut lab, &l, sa("[fd09::9]:80"));
+    assert_eq!(s.local_addr().unwrap(), sa("[fd09::9]:80"));
+    assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    s.set_nonblocking(true).unwrap();
+    c.write_all(b"over six").unwrap();
+    assert_eq!(read_n(&mut lab, &mut s, 8), b"over six");
+    s.write_all(b"back").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 4), b"back");
+    let states = lab.pf.show_states(0, lab.clock.now());
+    assert!(states.contains("fd09::9[80] <- fd00::1["), "{states}");
 }
