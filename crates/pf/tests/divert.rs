@@ -345,6 +345,30 @@ fn user_matches_the_owner_of_a_udp_socket_as_it_changes() {
 }
 
 #[test]
+fn group_matches_the_owner_of_a_udp_socket_sending() {
+    // pf out runs while the worker holds the socket sending the datagram.
+    let mut lab = Lab::new("pass\nblock out on r0 proto udp from port 54 group 3000\n");
+    let mut cli = softnet_core::sock::api::UdpSocket::bind(&lab.a, sa("10.0.0.1:5000")).unwrap();
+    cli.set_nonblocking(true).unwrap();
+    let src = softnet_core::sock::api::UdpSocket::bind(&lab.r, sa("10.0.0.2:54")).unwrap();
+    src.set_owner(Owner { uid: 1, gid: 3000 });
+    src.send_to(b"blocked", sa("10.0.0.1:5000")).unwrap();
+    for _ in 0..200 {
+        lab.step();
+    }
+    let mut buf = [0u8; 16];
+    assert!(cli.recv_from(&mut buf).is_err(), "blocked by pf out: group 3000's socket");
+    src.set_owner(Owner { uid: 1, gid: 3001 });
+    src.send_to(b"passed", sa("10.0.0.1:5000")).unwrap();
+    let mut got = None;
+    assert!(lab.until(|_| {
+        got = cli.recv_from(&mut buf).ok();
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap(), (6, sa("10.0.0.2:54")));
+}
+
+#[test]
 fn divert_to_over_ipv6() {
     let mut lab = Lab::new("pass\npass in on r0 inet6 proto tcp to fd09::9 port 80 divert-to ::1 port 8080\n");
     let mut l = TcpListener::bind(&lab.r, sa("[::1]:8080")).unwrap();

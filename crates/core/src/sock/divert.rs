@@ -87,7 +87,31 @@ impl Sockets {
             }
             return self.tcp_listener(local).map(|l| l.owner.get());
         }
-        self.udp_lookup(local, remote).map(|u| u.owner.get())
+        self.udp_owner(local, remote)
+    }
+
+    /// udp's part of `socket_owner`: the socket bound to `local` (or its
+    /// family's wildcard), unless it is connected to another peer. Never
+    /// waits for the socket's lock: pf out runs while the worker sending
+    /// the socket's datagrams holds it (`udp_emit`), and then the
+    /// datagram is that socket's whatever its peer.
+    fn udp_owner(&self, local: SocketAddr, remote: SocketAddr) -> Option<Owner> {
+        let any = SocketAddr::new(
+            match local {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+            },
+            local.port(),
+        );
+        let pcb = {
+            let t = self.udp.read();
+            t.get(&local).or_else(|| t.get(&any))?.clone()
+        };
+        let connected = pcb.inner.try_lock().map(|i| i.connected);
+        match connected {
+            Some(Some(peer)) if peer != remote => None,
+            _ => Some(pcb.owner.get()),
+        }
     }
 
     /// in_pcblookup_listen for a packet pf diverted to `to`: a listener
