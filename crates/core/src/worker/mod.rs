@@ -132,6 +132,9 @@ struct WorkerState {
     /// the router's own that pf out passed, `NO_PF_LINK` if none since it
     /// was reset: how a connection learns its state (`sock::pflink`).
     pf_out_link: u64,
+    /// Connections whose waiters are woken at the end of the round
+    /// (`sockio`), reused.
+    sock_wake: Vec<Arc<crate::sock::TcpConn>>,
 }
 
 /// `WorkerState::pf_out_link` when pf out passed nothing since the reset.
@@ -179,6 +182,7 @@ impl Worker {
             sock_due: Vec::with_capacity(256),
             sock_synacks: Vec::with_capacity(64),
             pf_out_link: NO_PF_LINK,
+            sock_wake: Vec::with_capacity(256),
         };
         Worker { stack, clock, st, rng_installed: false }
     }
@@ -279,6 +283,7 @@ impl WorkerState {
         self.nd6_housekeeping(cx);
         self.flush_tx(cx);
         self.flush_host(cx);
+        self.sock_wake_all();
         total
     }
 
