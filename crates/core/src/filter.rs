@@ -4,9 +4,9 @@
 //! the router sends itself) and `softnet-pf` implements it.
 
 use crate::iface::{Interface, WeakIf};
-use crate::packet::{PacketBuf, PacketData};
+use crate::packet::{PacketBuf, PacketData, PacketMeta};
 use crate::time::Instant;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -138,6 +138,16 @@ pub trait PacketFilter: Send + Sync {
         bufs: &mut dyn BufferSource,
         replies: &mut FilterReplies,
     ) -> Verdict;
+
+    /// pf's `divert-to` for a packet pf in marked `mflags::PF_DIVERTED`
+    /// that no connection takes: the address of the listening socket it
+    /// goes to (in_pcblookup_listen's divert key: that exact address, no
+    /// wildcard). `None` for `divert-reply` (only a connection takes its
+    /// packets) or when the diverting rule is gone. Called only for such
+    /// packets (a SYN and the ACK completing its handshake).
+    fn divert_to(&self, _meta: &PacketMeta) -> Option<SocketAddr> {
+        None
+    }
 
     /// Housekeeping from the control thread about once a second: expire
     /// states and fragments.

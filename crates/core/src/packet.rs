@@ -33,6 +33,12 @@ pub mod mflags {
     /// error; pf's `PF_TAG_GENERATED`): it passes the filter's hooks
     /// untested, and an ICMP error about it is marked the same.
     pub const PF_GENERATED: u8 = 1 << 1;
+    /// pf in passed the packet under a `divert-to` or `divert-reply`
+    /// rule (pf's `PF_TAG_DIVERTED`): it is delivered locally whatever its
+    /// destination (pf_ouraddr), to the connection with its 4-tuple or,
+    /// for `divert-to`, to the socket listening on the divert address
+    /// (`PacketFilter::divert_to`, in_pcblookup_listen's divert key).
+    pub const PF_DIVERTED: u8 = 1 << 2;
     /// Bits 5-7: the packet's priority (`PacketMeta::prio`).
     pub(crate) const PRIO_SHIFT: u32 = 5;
     pub(crate) const PRIO_MASK: u8 = 0b111 << PRIO_SHIFT;

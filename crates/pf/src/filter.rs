@@ -98,6 +98,8 @@ pub struct PfInner {
     pub(crate) if_ref_lookup: ArcSwapOption<IfRefLookup>,
     pub(crate) ifname_lookup: ArcSwapOption<IfNameLookup>,
     pub(crate) route_lookup: ArcSwapOption<RouteLookup>,
+    /// pf_socket_lookup's way to the stack's sockets (`crate::divert`).
+    pub(crate) socket_lookup: ArcSwapOption<crate::divert::SocketLookup>,
     /// Names of interfaces states are bound to (generation → name).
     ifnames: Mutex<HashMap<u32, String>>,
     gen: AtomicU32,
@@ -448,6 +450,7 @@ impl Pf {
             if_lookup6: ArcSwapOption::empty(),
             if_ref_lookup: ArcSwapOption::empty(),
             ifname_lookup: ArcSwapOption::empty(),
+            socket_lookup: ArcSwapOption::empty(),
             route_lookup: ArcSwapOption::empty(),
             ifnames: Mutex::new(HashMap::new()),
             gen: AtomicU32::new(0),
@@ -735,6 +738,12 @@ impl Pf {
         self.inner.states.len()
     }
 
+    /// The live state a link handle names (slot + 1, as a connection of
+    /// the stack keeps it: `softnet_core::sock::pflink`), if any.
+    pub fn state_at(&self, link: u32) -> Option<crate::state::StateData> {
+        self.inner.states.get(link.checked_sub(1)?).filter(|s| s.live)
+    }
+
     /// Installs (or removes) the pflog queue.
     pub fn set_pflog(&self, q: Option<Arc<PflogQueue>>) {
         self.inner.pflog.store(q);
@@ -771,6 +780,12 @@ impl Pf {
         self.inner.route_lookup.store(Some(Arc::new(f)));
     }
 
+    /// Installs the socket lookup `user` and `group` need (pf_socket_lookup);
+    /// until one is installed no packet has a socket (uid and gid unknown).
+    pub fn set_socket_lookup(&self, f: crate::divert::SocketLookup) {
+        self.inner.socket_lookup.store(Some(Arc::new(f)));
+    }
+
     /// Removes expired states (all of them, not incrementally) and expired
     /// fragments; returns the number of states removed.
     pub fn expire_states(&self, now: Instant) -> usize {
@@ -802,6 +817,10 @@ impl Pf {
 }
 
 impl PacketFilter for Pf {
+    fn divert_to(&self, meta: &softnet_core::packet::PacketMeta) -> Option<std::net::SocketAddr> {
+        crate::divert::divert_to(&self.inner, meta)
+    }
+
     fn test(
         &self,
         worker: usize,

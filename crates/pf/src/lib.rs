@@ -14,7 +14,7 @@
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
 //!   refuses what the packet filter does not do yet ("… not supported
 //!   yet"): `af-to`, `synproxy state`, queues, `set
-//!   prio`/`set delay`, divert-*, IPv6 next hops, tables defined
+//!   prio`/`set delay`, divert-* but `divert-to` for tcp with state, IPv6 next hops, tables defined
 //!   inside anchors, and on `inet6` rules nat-to/rdr-to/binat-to, scrub
 //!   options and source tracking.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor
@@ -55,6 +55,7 @@ mod services;
 // Evaluation: compiled rulesets, states, tables, pflog, the filter.
 pub mod chksum;
 pub mod compile;
+pub mod divert;
 pub mod eval;
 pub mod filter;
 pub mod frag;

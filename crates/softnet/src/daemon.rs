@@ -220,6 +220,9 @@ impl Daemon {
             crate::privsep::drop_to(a).map_err(|e| anyhow!("user {:?}: {e}", a.name))?;
             tracing::info!("running as {} (uid {}, gid {})", a.name, a.uid, a.gid);
         }
+        // Sockets not given an owner belong to the process (pf's `user`
+        // and `group`), as the user it runs as from now on.
+        d.stack.socks.set_default_owner(crate::privsep::process_owner());
         d.spawn_workers()?;
         tracing::info!(
             "softnet up: {} worker(s), {} interface(s), control socket {}",

@@ -164,6 +164,12 @@ impl PfService {
             let ifs = s.ifaces.load();
             ifs.get(idx).map(|i| i.name().to_string())
         }));
+        // pf_socket_lookup (`user`, `group`): the owner of the stack's socket.
+        let sock_stack = Arc::downgrade(&stack);
+        pf.set_socket_lookup(Arc::new(move |tcp, local, remote| {
+            let s = sock_stack.upgrade()?;
+            s.socks.socket_owner(tcp, local, remote).map(|o| (o.uid, o.gid))
+        }));
         let rt_stack = Arc::downgrade(&stack);
         pf.set_route_lookup(Arc::new(move |rtable, addr| {
             let s = rt_stack.upgrade()?;

@@ -29,6 +29,13 @@ pub struct Access {
     pub group: Option<u32>,
 }
 
+/// The process's effective uid and gid: the owner of sockets the program
+/// opens (pf's `user` and `group` match it).
+pub fn process_owner() -> softnet_core::sock::Owner {
+    // SAFETY: geteuid and getegid cannot fail and touch no memory.
+    unsafe { softnet_core::sock::Owner { uid: libc::geteuid(), gid: libc::getegid() } }
+}
+
 impl Access {
     /// The policy of the running process, with `group` allowed.
     pub fn current(group: Option<u32>) -> Access {

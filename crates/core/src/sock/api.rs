@@ -7,7 +7,7 @@
 
 use super::tcp::{mss_for, TcpConn, TcpListen};
 use super::udp::{put_record, take_record, UdpPcb, REC_HDR};
-use super::{tcp_now, SockEnv, SockError};
+use super::{tcp_now, Owner, SockEnv, SockError};
 use crate::route::RouteFlags;
 use crate::stack::Stack;
 use softnet_tcp::{Config, State, Tcb, TcpError};
@@ -96,7 +96,8 @@ pub struct TcpStream {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nonblocking: bool,
-    pub(super) read_shut: bool,
+    /// shutdown(Read) was called (std's `shutdown` takes `&self`).
+    pub(super) read_shut: std::sync::atomic::AtomicBool,
 }
 
 impl TcpStream {
@@ -164,7 +165,14 @@ impl TcpStream {
     }
 
     pub(super) fn from_conn(stack: Arc<Stack>, conn: Arc<TcpConn>) -> TcpStream {
-        TcpStream { stack, conn, read_timeout: None, write_timeout: None, nonblocking: false, read_shut: false }
+        TcpStream {
+            stack,
+            conn,
+            read_timeout: None,
+            write_timeout: None,
+            nonblocking: false,
+            read_shut: Default::default(),
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -172,6 +180,19 @@ impl TcpStream {
     }
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.conn.remote)
+    }
+    /// The socket's owner, which pf's `user` and `group` match.
+    pub fn owner(&self) -> Owner {
+        self.conn.owner.get()
+    }
+    /// Sets the socket's owner (the uid and gid pf's `user`/`group` see).
+    pub fn set_owner(&self, o: Owner) {
+        self.conn.owner.set(o)
+    }
+    /// The packet filter's handle on the connection's state (0: none):
+    /// its segments take it to pf out (`sock::pflink`).
+    pub fn pf_state_link(&self) -> u32 {
+        self.conn.pf_state_link()
     }
     /// The connection's TCP state.
     pub fn state(&self) -> State {
@@ -209,9 +230,9 @@ impl TcpStream {
 
     /// shutdown(2): `Write` sends a FIN after the queued data; `Read`
     /// makes reads return end of stream.
-    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Read | Shutdown::Both) {
-            self.read_shut = true;
+            self.read_shut.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             let mut i = self.conn.inner.lock();
@@ -240,7 +261,7 @@ impl TcpStream {
     }
 
     fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.read_shut || buf.is_empty() {
+        if self.read_shut.load(std::sync::atomic::Ordering::Relaxed) || buf.is_empty() {
             return Ok(0);
         }
         let dl = deadline(self.read_timeout);
@@ -361,6 +382,7 @@ impl TcpListener {
         }
         let cfg = socks.tcp_config.read().clone();
         let l = TcpListen::new(addr, backlog, cfg);
+        l.owner.set(socks.default_owner());
         {
             let mut t = socks.listeners.write();
             if t.contains_key(&addr) {
@@ -374,6 +396,16 @@ impl TcpListener {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.l.local)
+    }
+
+    /// The socket's owner; connections it accepts get the same.
+    pub fn owner(&self) -> Owner {
+        self.l.owner.get()
+    }
+    /// Sets the owner pf's `user`/`group` match for this listener and the
+    /// connections it accepts from now on.
+    pub fn set_owner(&self, o: Owner) {
+        self.l.owner.set(o)
     }
 
     pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
@@ -435,6 +467,7 @@ impl UdpSocket {
             addr.set_port(socks.ephemeral_port(addr.ip(), None, true).ok_or(SockError::NoPorts)?);
         }
         let pcb = UdpPcb::new(addr, UDP_RX, UDP_TX);
+        pcb.owner.set(stack.socks.default_owner());
         {
             let mut t = socks.udp.write();
             if t.contains_key(&addr) {
@@ -448,6 +481,14 @@ impl UdpSocket {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.pcb.local)
+    }
+    /// The socket's owner, which pf's `user` and `group` match.
+    pub fn owner(&self) -> Owner {
+        self.pcb.owner.get()
+    }
+    /// Sets the socket's owner (the uid and gid pf's `user`/`group` see).
+    pub fn set_owner(&self, o: Owner) {
+        self.pcb.owner.set(o)
     }
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.pcb.inner.lock().connected.ok_or_else(|| SockError::NotConnected.into())

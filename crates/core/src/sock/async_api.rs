@@ -71,7 +71,7 @@ impl TcpStream {
 impl AsyncRead for TcpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let s = &self.s;
-        if s.read_shut || buf.remaining() == 0 {
+        if s.read_shut.load(std::sync::atomic::Ordering::Relaxed) || buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
         let mut i = s.conn.inner.lock();
@@ -121,7 +121,7 @@ impl AsyncWrite for TcpStream {
     }
 
     /// shutdown(SHUT_WR): a FIN after the queued data.
-    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.s.shutdown(std::net::Shutdown::Write))
     }
 }

@@ -19,7 +19,9 @@
 pub mod api;
 #[cfg(feature = "tokio")]
 pub mod async_api;
+pub mod divert;
 pub mod netstat;
+pub mod pflink;
 pub mod syncache;
 pub mod tcp;
 pub mod udp;
@@ -34,6 +36,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+pub use divert::Owner;
 pub use tcp::{TcpConn, TcpListen};
 pub use udp::UdpPcb;
 
@@ -131,6 +134,8 @@ pub struct Sockets {
     pub stats: SockStats,
     /// The default TCP settings for new sockets.
     pub tcp_config: RwLock<Arc<softnet_tcp::Config>>,
+    /// The owner of sockets not given one (`divert.rs`).
+    pub(crate) default_owner: divert::OwnerCell,
 }
 
 /// Work the application left for a worker.
@@ -155,6 +160,7 @@ impl Sockets {
             waker: arc_swap::ArcSwapOption::empty(),
             stats: SockStats::default(),
             tcp_config: RwLock::new(Arc::new(softnet_tcp::Config::default())),
+            default_owner: divert::OwnerCell::default(),
         }
     }
 

@@ -28,6 +28,11 @@ pub struct TcpConn {
     pub(crate) timer_at: AtomicU64,
     /// The listening socket that accepted it, until it is accepted.
     pub(crate) listener: Option<Weak<TcpListen>>,
+    /// Whose socket it is (pf's `user`/`group`): the listener's for an
+    /// accepted connection, else the stack's default until the API sets it.
+    pub owner: super::divert::OwnerCell,
+    /// The pf state of the connection, as the filter's handle (`pflink`).
+    pub(crate) pf_state: std::sync::atomic::AtomicU32,
 }
 
 pub(crate) struct ConnInner {
@@ -77,7 +82,12 @@ impl TcpConn {
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
             timer_at: AtomicU64::new(u64::MAX),
+            owner: super::divert::OwnerCell::new(match listener.as_ref().and_then(Weak::upgrade) {
+                Some(l) => l.owner.get(),
+                None => socks.default_owner(),
+            }),
             listener,
+            pf_state: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -98,6 +108,8 @@ pub struct TcpListen {
     pub(crate) q: Mutex<ListenQueue>,
     pub(crate) cond: Condvar,
     pub(crate) cfg: Arc<Config>,
+    /// Whose socket it is; connections it accepts get the same.
+    pub owner: super::divert::OwnerCell,
 }
 
 pub(crate) struct ListenQueue {
@@ -119,6 +131,7 @@ impl TcpListen {
             q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false, task: None }),
             cond: Condvar::new(),
             cfg,
+            owner: super::divert::OwnerCell::default(),
         })
     }
 

@@ -19,6 +19,8 @@ pub struct UdpPcb {
     pub(crate) inner: Mutex<UdpInner>,
     pub(crate) cond: Condvar,
     pub(crate) queued: AtomicBool,
+    /// Whose socket it is (pf's `user`/`group`).
+    pub owner: super::divert::OwnerCell,
 }
 
 pub(crate) struct UdpInner {
@@ -97,6 +99,7 @@ impl UdpPcb {
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
+            owner: super::divert::OwnerCell::default(),
         })
     }
 }

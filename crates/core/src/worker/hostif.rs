@@ -99,6 +99,11 @@ impl WorkerState {
     /// the interface's MAC as its source). Gives it back when that
     /// interface has no twin.
     pub(super) fn punt(&mut self, cx: &Ctx, p: PacketBuf) -> Option<PacketBuf> {
+        if p.meta.flags & mflags::PF_DIVERTED != 0 {
+            // pf diverted it to the stack's sockets, not the host's: the
+            // closed-port answer follows (tcp_input's dropwithreset).
+            return Some(p);
+        }
         let Some(ifp) = cx.ifs.get(p.meta.rcvif) else { return Some(p) };
         let Some(host) = ifp.host() else { return Some(p) };
         let hs = host.stats.get(self.id);

@@ -251,6 +251,10 @@ impl WorkerState {
         link_mcast: bool,
     ) {
         let s = &cx.stats.ip6;
+        if p.meta.flags & mflags::PF_DIVERTED != 0 {
+            // pf's divert-to / divert-reply: ours (ip6_input's pf_ouraddr).
+            return self.ip6_local(cx, ifp, p, chain, link_mcast, false);
+        }
         let dst = Ipv6Packet::new_unchecked(p.data()).dst();
         if dst.is_multicast() {
             if !ifp.is_joined6(dst) && !ifp.host().is_some_and(|h| h.is_joined6(dst)) {

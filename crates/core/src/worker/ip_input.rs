@@ -115,6 +115,11 @@ impl WorkerState {
     /// IP input after pf in: local delivery or forwarding.
     pub(super) fn ip_input_filtered(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, link_bcast: bool) {
         let ips = &cx.stats.ip;
+        if p.meta.flags & mflags::PF_DIVERTED != 0 {
+            // pf's divert-to / divert-reply: ours whatever the
+            // destination (in_ouraddr asks pf_ouraddr first).
+            return self.local_input(cx, ifp, p, false);
+        }
         let dst = Ipv4Packet::new_unchecked(p.data()).dst();
         if dst.is_multicast() {
             if ifp.host().is_some_and(|h| h.is_joined4(dst)) {

@@ -47,6 +47,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod divert;
 mod ether;
 mod hostif;
 mod icmp;
@@ -128,10 +129,17 @@ struct WorkerState {
     sock_due: Vec<Arc<crate::sock::TcpConn>>,
     /// SYN,ACKs the SYN cache sends again (`sockio`), reused.
     sock_synacks: Vec<(crate::sock::ConnKey, TcpRepr)>,
+    /// The filter's link (`PacketMeta::pf_link`) of the last packet of
+    /// the router's own that pf out passed, `NO_PF_LINK` if none since it
+    /// was reset: how a connection learns its state (`sock::pflink`).
+    pf_out_link: u64,
     /// Connections whose waiters are woken at the end of the round
     /// (`sockio`), reused.
     sock_wake: Vec<Arc<crate::sock::TcpConn>>,
 }
+
+/// `WorkerState::pf_out_link` when pf out passed nothing since the reset.
+pub(super) const NO_PF_LINK: u64 = u64::MAX;
 
 /// One worker thread's handle.
 pub struct Worker {
@@ -174,6 +182,7 @@ impl Worker {
             icmp6: Icmp6State::new(rate, burst),
             sock_due: Vec::with_capacity(256),
             sock_synacks: Vec::with_capacity(64),
+            pf_out_link: NO_PF_LINK,
             sock_wake: Vec::with_capacity(256),
         };
         Worker { stack, clock, st, rng_installed: false }

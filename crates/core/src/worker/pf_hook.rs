@@ -124,7 +124,11 @@ impl WorkerState {
         let mut slot = [Some(p)];
         let mut d = [Decision::Consumed];
         self.filter_batch(cx, f, Direction::Out, ifp, &mut slot, &mut d);
-        self.decided(cx, &mut slot[0], d[0])
+        let p = self.decided(cx, &mut slot[0], d[0])?;
+        // The state pf out found for it, for the connection that sent it
+        // (pf_state_key_link_inpcb).
+        self.pf_out_link = p.meta.pf_link;
+        Some(p)
     }
 
     /// af-to (pf's PF_AFRT after pf in): the packet is in the other

@@ -49,7 +49,11 @@ impl WorkerState {
                 Some(c) => c,
                 None => {
                     let f = repr.flags;
-                    let Some(l) = socks.tcp_listener(local) else { return Some(p) };
+                    let l = match p.meta.flags & mflags::PF_DIVERTED {
+                        0 => socks.tcp_listener(local),
+                        _ => self.divert_listener(cx, &p),
+                    };
+                    let Some(l) = l else { return Some(p) };
                     let key = (local, remote);
                     let scope = link_scope(src).then_some(rcvif);
                     if f.contains(TcpFlags::RST) {
@@ -83,6 +87,8 @@ impl WorkerState {
                     c
                 }
             };
+            // pf_inp_link: the state pf in matched is the connection's.
+            conn.pf_link_in(p.meta.pf_link);
             let mut inner = conn.inner.lock();
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
@@ -141,7 +147,14 @@ impl WorkerState {
                 self.free(r);
                 break;
             }
+            // pf out tries the connection's state first, without a hash
+            // probe; what it found instead is the connection's from now on.
+            r.meta.pf_link = conn.pf_link_out();
+            self.pf_out_link = super::NO_PF_LINK;
             self.send_l4(cx, r, conn.local.ip(), conn.remote.ip(), IpProtocol::TCP, seglen, inner.scope);
+            if self.pf_out_link != super::NO_PF_LINK {
+                conn.pf_link_learn(self.pf_out_link);
+            }
         }
     }
 

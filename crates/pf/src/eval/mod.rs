@@ -107,8 +107,8 @@ pub const LCNT_NAMES: [&str; LCNT_COUNT] = [
     "syncookies validated",
 ];
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_TCP: u8 = 6;
+pub(crate) const PROTO_UDP: u8 = 17;
 const PROTO_ICMP: u8 = 1;
 const PROTO_ICMPV6: u8 = 58;
 const DEFAULT_TTL: u8 = 64;
@@ -224,8 +224,12 @@ impl Cx<'_> {
             Direction::In => *link = (rev as u64) << 32 | (idx as u64 + 1),
             Direction::Out => {
                 let (in_slot, hint) = (*link as u32, (*link >> 32) as u32);
-                if in_slot != 0 && hint != idx + 1 {
-                    self.pf.states.set_rev(in_slot - 1, idx + 1);
+                if hint != idx + 1 {
+                    if in_slot != 0 {
+                        self.pf.states.set_rev(in_slot - 1, idx + 1);
+                    }
+                    // (For the router's own packets, the state found is
+                    // their connection's from now on: `sock::pflink`.)
                     *link = (idx as u64 + 1) << 32 | in_slot as u64;
                 }
             }
@@ -439,6 +443,9 @@ fn test_pd(
     if inbound && link as u32 == 0 {
         // No inbound state matched: nothing for pf out to follow.
         link = 0;
+    } else if !inbound && matches!(sv, StateVerdict::NoState) {
+        // No outbound state: the hint named none (the rules may make one).
+        link &= u32::MAX as u64;
     }
     pkt.meta.pf_link = link;
     match sv {

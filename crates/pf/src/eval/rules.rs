@@ -44,6 +44,8 @@ struct Walk<'a> {
     log_matches: u32,
     /// The last pass/block rule that matched (`ctx->rm`).
     matched: Option<&'a CRule>,
+    /// pf_socket_lookup's (uid, gid), once a rule asked (`lookup.done`).
+    owner: Option<(u32, u32)>,
     /// The last `match` rules with a nat-to and an rdr-to the packet
     /// matched: their translation holds unless the deciding rule has its
     /// own (pf_match_rule runs pf_get_transaddr on each match rule, and
@@ -195,10 +197,6 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                     continue;
                 }
             }
-            // pf_socket_lookup: the packet's socket owner. softnet has no
-            // local sockets, so no packet has one (uid and gid unknown):
-            // only `user unknown` and `user != N` match, as in pf for
-            // forwarded traffic.
             // `fragment`: PFRULE_FRAGMENT wants a packet left in fragments
             // (`set reassemble no`); with reassembly on, none is.
             if r.rule.fragment && !pd.frag {
@@ -241,10 +239,15 @@ fn match_rules<'a>(cx: &Cx<'a>, pd: &Pd, pkt: &PacketBuf, node: usize, w: &mut W
                     continue;
                 }
             }
-            let unknown = crate::rule_opts::ID_UNKNOWN;
-            if r.rule.user.is_some_and(|u| !u.matches(unknown)) || r.rule.group.is_some_and(|g| !g.matches(unknown)) {
-                i += 1;
-                continue;
+            // pf_socket_lookup, once per packet and only for a rule that
+            // asks: the owner of the local socket the packet belongs to
+            // (uid and gid unknown for a forwarded packet).
+            if r.rule.user.is_some() || r.rule.group.is_some() {
+                let (uid, gid) = *w.owner.get_or_insert_with(|| crate::divert::socket_owner(cx, pd));
+                if r.rule.user.is_some_and(|u| !u.matches(uid)) || r.rule.group.is_some_and(|g| !g.matches(gid)) {
+                    i += 1;
+                    continue;
+                }
             }
             // `max-pkt-rate`: every packet the rule would match counts;
             // over the rate it no longer matches (pf_add_threshold, then
@@ -380,6 +383,7 @@ pub(super) fn test_rule(
         log_match_n: 0,
         log_matches: 0,
         matched: None,
+        owner: None,
         nat: None,
         rdr: None,
         a: None,
@@ -542,6 +546,10 @@ pub(super) fn test_rule(
             }
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
+            }
+            // pf_test's PF_TAG_DIVERTED (`crate::divert`).
+            if cx.dir == Direction::In && crate::divert::diverts(&r.rule) {
+                pkt.meta.flags |= mflags::PF_DIVERTED;
             }
             // `pd` no longer describes a packet af-to translated.
             if pkt.meta.pf_route != RouteDecision::AfTo {
@@ -766,6 +774,9 @@ fn create_state_holding(
     };
     if holds.iter().any(Option::is_some) {
         st.src_flags |= srcflags::XLATE;
+    }
+    if crate::divert::diverts(&r.rule) {
+        st.src_flags |= srcflags::DIVERTED;
     }
     if let Some(nat6::Xlate::Af4(_) | nat6::Xlate::Af6(_)) = xlate {
         // found on the IPv4 side's interfaces too

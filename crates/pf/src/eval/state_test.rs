@@ -200,7 +200,9 @@ pub(super) fn test_state_tcp(
     // this state's lock is released: (the state, its source, global).
     let mut flush: Option<(StateData, std::net::IpAddr, bool)> = None;
     let mut af = afto::AfRewrite::Keep;
+    let mut diverted = false;
     let out = cx.with_state_linked(key, link, |slot, st| {
+        diverted = st.src_flags & srcflags::DIVERTED != 0;
         let (to, fwd) = if st.flags & sflags::AFTO != 0 {
             let Some((fwd, rw)) = afto::state_rewrite(st, pf.states.nat_key(slot), key, cx.dir) else {
                 return TcpOutcome::NotFound;
@@ -305,6 +307,11 @@ pub(super) fn test_state_tcp(
         Some(TcpOutcome::Pass(v, rewrite)) => {
             if let Some((seq, ack)) = rewrite {
                 patch_seq_ack(pkt, pd.hlen(), seq, ack);
+            }
+            // A diverted connection's packets coming in (pf_test's
+            // PF_TAG_DIVERTED by the state's rule).
+            if diverted && cx.dir == Direction::In {
+                pkt.meta.flags |= mflags::PF_DIVERTED;
             }
             afto_pass(pkt, pd, &af, v)
         }

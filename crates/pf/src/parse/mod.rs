@@ -182,8 +182,8 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
         for (_, what) in more.iter().filter(|(on, _)| *on) {
             refuse(what);
         }
-        if let Some(d) = &r.divert {
-            refuse(d.keyword());
+        if let Some(what) = crate::divert::unsupported(r) {
+            refuse(&what);
         }
     }
     if let Some(q) = rs.queues.first() {

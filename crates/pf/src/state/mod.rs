@@ -215,6 +215,9 @@ pub mod srcflags {
     /// It holds something of its nat-to or rdr-to pool (a `least-states`
     /// count, a `sticky-address` node): `crate::xlhold`, by its id.
     pub const XLATE: u8 = 1 << 4;
+    /// Made by a `divert-to` rule: its inbound packets are diverted to
+    /// a local socket (`crate::divert`).
+    pub const DIVERTED: u8 = 1 << 5;
 }
 
 /// Most `match … log (all)` rules a state remembers for its packets' log

@@ -1,0 +1,19 @@
+//! The worker's side of pf's `divert-to`: a connection pf diverted
+//! (`mflags::PF_DIVERTED`) that no PCB has yet goes to the socket
+//! listening on the divert address, which then sees the original
+//! destination as its local address (tcp_input's in_pcblookup_listen with
+//! pf's divert key).
+
+use super::*;
+use crate::sock::TcpListen;
+
+impl WorkerState {
+    /// The listener a diverted segment is for: the filter names the
+    /// divert address (`divert-to`; none for `divert-reply`, whose packets
+    /// only a connection takes).
+    #[cold]
+    pub(super) fn divert_listener(&self, cx: &Ctx, p: &PacketBuf) -> Option<Arc<TcpListen>> {
+        let to = cx.filter?.0.divert_to(&p.meta)?;
+        cx.stack.socks.tcp_divert_listener(to)
+    }
+}

@@ -1,0 +1,386 @@
+//! pf and the router's own sockets, in memory: `divert-to` hands a
+//! connection to a destination that is not the router's to a local
+//! listener, which sees the original destination as its local address
+//! (pf.c pf_test's PF_TAG_DIVERTED, in_pcblookup_listen's divert key);
+//! `user` / `group` match the owner of the socket a packet belongs to
+//! (pf_socket_lookup), on the way in and out.
+//!
+//! ```text
+//!  stack A  a0 10.0.0.1/24 ── wire ── r0 10.0.0.2/24  stack R (pf, lo0)
+//!                fd00::1/64                fd00::2/64
+//!  A: 10.9.0.0/16 via 10.0.0.2, fd09::/32 via fd00::2
+//! ```
+
+use softnet_core::iface::IfAddr;
+use softnet_core::rng::FixedEntropy;
+use softnet_core::sock::api::{TcpListener, TcpStream};
+use softnet_core::sock::Owner;
+use softnet_core::stack::{RouteTarget, RouteTarget6, Stack, StackConfig};
+use softnet_core::time::{Clock, Instant, ManualClock};
+use softnet_core::vlink;
+use softnet_core::worker::Worker;
+use softnet_pf::{parse_ruleset, Pf, StaticResolver};
+use softnet_tcp::State;
+use softnet_wire::ethernet::MacAddr;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Lab {
+    clock: Arc<ManualClock>,
+    a: Arc<Stack>,
+    r: Arc<Stack>,
+    wa: Worker,
+    wr: Worker,
+    pf: Pf,
+}
+
+impl Lab {
+    fn new(rules: &str) -> Lab {
+        let clock = Arc::new(ManualClock::new(Instant::from_secs(100)));
+        let dynclock: Arc<dyn Clock> = clock.clone();
+        let cfg = StackConfig { pool_size: 1024, ..StackConfig::default() };
+        let a = Stack::with_clock_and_entropy(cfg.clone(), dynclock.clone(), Arc::new(FixedEntropy::new(1)));
+        let r = Stack::with_clock_and_entropy(cfg, dynclock.clone(), Arc::new(FixedEntropy::new(2)));
+        let (pa, pr) = vlink::wire(1, 4096);
+        a.create_interface("a0", MacAddr([2, 0, 0, 0, 0, 1]), 1500, pa.link_queues()).unwrap();
+        r.create_interface("r0", MacAddr([2, 0, 0, 0, 0, 2]), 1500, pr.link_queues()).unwrap();
+        a.add_address("a0", IfAddr::new("10.0.0.1".parse().unwrap(), 24)).unwrap();
+        r.add_address("r0", IfAddr::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
+        a.set_up("a0", true).unwrap();
+        r.set_up("r0", true).unwrap();
+        r.create_loopback().unwrap();
+        a.add_route(0, "10.9.0.0".parse().unwrap(), 16, RouteTarget::Gateway("10.0.0.2".parse().unwrap())).unwrap();
+        a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
+        r.add_address6("r0", "fd00::2".parse().unwrap(), 64).unwrap();
+        let via = RouteTarget6::Gateway("fd00::2".parse().unwrap(), None);
+        a.add_route6(0, "fd09::".parse().unwrap(), 32, None, &via).unwrap();
+        let resolver = StaticResolver::new().with_interface("r0", &["10.0.0.2/24"]);
+        let rs = parse_ruleset(rules, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{e:?}"));
+        softnet_pf::check_supported(&rs).unwrap_or_else(|e| panic!("{e:?}"));
+        let pf = Pf::new();
+        pf.load(&rs, &resolver).unwrap();
+        let socks = Arc::downgrade(&r);
+        pf.set_socket_lookup(Arc::new(move |tcp, local, remote| {
+            socks.upgrade()?.socks.socket_owner(tcp, local, remote).map(|o| (o.uid, o.gid))
+        }));
+        r.set_filter(Some(Box::new(pf.clone())));
+        let wa = Worker::new(0, a.clone(), dynclock.clone());
+        let wr = Worker::new(0, r.clone(), dynclock);
+        let mut lab = Lab { clock, a, r, wa, wr, pf };
+        // DAD: the IPv6 addresses become preferred.
+        for _ in 0..4000 {
+            lab.step();
+        }
+        lab
+    }
+
+    /// One round of both workers, the control side's timers every 100 ms.
+    fn step(&mut self) {
+        let before = self.clock.now().as_nanos() / 100_000_000;
+        self.wa.poll();
+        self.wr.poll();
+        self.clock.advance(Duration::from_millis(1));
+        if self.clock.now().as_nanos() / 100_000_000 != before {
+            self.a.tick();
+            self.r.tick();
+        }
+    }
+
+    /// Rounds until `done` holds (at most 20 s of clock).
+    fn until(&mut self, mut done: impl FnMut(&mut Lab) -> bool) -> bool {
+        for _ in 0..20_000 {
+            self.step();
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// TCP states in `pfctl -ss` (DAD's neighbor solicitations make ICMPv6 ones).
+fn tcp_states(lab: &Lab) -> usize {
+    lab.pf.show_states(0, lab.clock.now()).lines().filter(|l| l.contains(" tcp ")).count()
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A connects to `to`; the connection's end in R, accepted from `l`.
+fn connect_and_accept(lab: &mut Lab, l: &TcpListener, to: SocketAddr) -> (TcpStream, TcpStream) {
+    let mut c = TcpStream::start_connect(&lab.a, to).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut got = None;
+    let ok = lab.until(|_| {
+        if got.is_none() {
+            match l.accept() {
+                Ok((s, _)) => got = Some(s),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::WouldBlock),
+            }
+        }
+        got.is_some() && c.state() == State::Established
+    });
+    assert!(ok, "no connection: client {:?}", c.state());
+    (c, got.unwrap())
+}
+
+#[test]
+fn divert_to_hands_a_forwarded_connection_to_the_local_listener() {
+    let mut lab = Lab::new("pass\npass in on r0 proto tcp to 10.9.9.9 port 80 divert-to 127.0.0.1 port 8080\n");
+    let mut l = TcpListener::bind(&lab.r, sa("127.0.0.1:8080")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (mut c, mut s) = connect_and_accept(&mut lab, &l, sa("10.9.9.9:80"));
+    // The accepted socket's local address is the original destination.
+    assert_eq!(s.local_addr().unwrap(), sa("10.9.9.9:80"));
+    assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    s.set_nonblocking(true).unwrap();
+    // Data both ways through the diverted connection.
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    assert!(lab.until(|_| {
+        if let Ok(k) = s.read(&mut buf[n..]) {
+            n += k;
+        }
+        n == 18
+    }));
+    assert_eq!(&buf[..n], b"GET / HTTP/1.0\r\n\r\n");
+    s.write_all(b"hello from the proxy").unwrap();
+    let mut m = 0;
+    assert!(lab.until(|_| {
+        if let Ok(k) = c.read(&mut buf[m..]) {
+            m += k;
+        }
+        m == 20
+    }));
+    assert_eq!(&buf[..m], b"hello from the proxy");
+    // One state, for the original 4-tuple, on the way in.
+    let states = lab.pf.show_states(0, lab.clock.now());
+    assert!(states.contains("10.9.9.9:80 <- 10.0.0.1:"), "{states}");
+    assert!(states.contains("ESTABLISHED:ESTABLISHED"), "{states}");
+    assert_eq!(tcp_states(&lab), 1, "{states}");
+    // Traffic to another port of that address is not diverted: R has no
+    // route for it and does not take it.
+    let mut other = TcpStream::start_connect(&lab.a, sa("10.9.9.9:81")).unwrap();
+    other.set_nonblocking(true).unwrap();
+    for _ in 0..300 {
+        lab.step();
+    }
+    assert_eq!(other.state(), State::SynSent);
+    assert!(lab.r.socks.tcp_snapshot().iter().all(|p| p.local.port() != 81));
+}
+
+#[test]
+fn divert_to_needs_a_listener_on_exactly_the_divert_address() {
+    let mut lab = Lab::new("pass\npass in on r0 proto tcp to 10.9.9.9 port 80 divert-to 127.0.0.1 port 8080\n");
+    // A wildcard listener on the port does not take diverted connections
+    // (in_pcblookup_listen's divert key is both keys): the SYN is refused.
+    let mut l = TcpListener::bind(&lab.r, sa("0.0.0.0:8080")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let mut c = TcpStream::start_connect(&lab.a, sa("10.9.9.9:80")).unwrap();
+    c.set_nonblocking(true).unwrap();
+    assert!(lab.until(|_| c.state() == State::Closed), "not refused: {:?}", c.state());
+    assert!(matches!(l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock));
+}
+
+#[test]
+fn user_matches_the_owner_of_the_listening_socket_and_its_connections() {
+    let rules = "block return in on r0 proto tcp to port { 81 82 }\n\
+                 pass in on r0 proto tcp to port { 81 82 } user 1000\n";
+    let mut lab = Lab::new(rules);
+    let mut l81 = TcpListener::bind(&lab.r, sa("10.0.0.2:81")).unwrap();
+    l81.set_nonblocking(true).unwrap();
+    l81.set_owner(Owner { uid: 1000, gid: 100 });
+    let mut l82 = TcpListener::bind(&lab.r, sa("10.0.0.2:82")).unwrap();
+    l82.set_nonblocking(true).unwrap();
+    l82.set_owner(Owner { uid: 2000, gid: 100 });
+    // 1000's listener takes connections, 2000's gets them blocked.
+    let (_c, s) = connect_and_accept(&mut lab, &l81, sa("10.0.0.2:81"));
+    assert_eq!(s.owner(), Owner { uid: 1000, gid: 100 }, "accepted sockets are the listener's");
+    let mut c2 = TcpStream::start_connect(&lab.a, sa("10.0.0.2:82")).unwrap();
+    c2.set_nonblocking(true).unwrap();
+    assert!(lab.until(|_| c2.state() == State::Closed), "not blocked: {:?}", c2.state());
+    assert!(matches!(l82.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock));
+}
+
+#[test]
+fn group_matches_the_owner_of_a_socket_going_out_and_forwarded_traffic_has_none() {
+    // R connects out to A: the socket's group decides pf out. `user
+    // unknown` is what a packet without a socket has.
+    let rules = "pass\nblock return out on r0 proto tcp to port 90 group 50\n\
+                 block in on r0 proto tcp to port 91 user unknown\n";
+    let mut lab = Lab::new(rules);
+    let mut la = TcpListener::bind(&lab.a, sa("10.0.0.1:90")).unwrap();
+    la.set_nonblocking(true).unwrap();
+    lab.r.socks.set_default_owner(Owner { uid: 7, gid: 50 });
+    let mut blocked = TcpStream::start_connect(&lab.r, sa("10.0.0.1:90")).unwrap();
+    blocked.set_nonblocking(true).unwrap();
+    assert_eq!(blocked.owner(), Owner { uid: 7, gid: 50 }, "the stack's default owner");
+    assert!(lab.until(|_| blocked.state() == State::Closed), "not blocked: {:?}", blocked.state());
+    // The same connection by a socket of another group passes.
+    lab.r.socks.set_default_owner(Owner { uid: 7, gid: 51 });
+    let mut ok = TcpStream::start_connect(&lab.r, sa("10.0.0.1:90")).unwrap();
+    ok.set_nonblocking(true).unwrap();
+    assert!(lab.until(|_| ok.state() == State::Established), "not connected: {:?}", ok.state());
+    // No socket on R owns port 91: `user unknown` matches and blocks.
+    let mut l91 = TcpListener::bind(&lab.r, sa("10.0.0.2:92")).unwrap();
+    l91.set_nonblocking(true).unwrap();
+    let mut c91 = TcpStream::start_connect(&lab.a, sa("10.0.0.2:91")).unwrap();
+    c91.set_nonblocking(true).unwrap();
+    for _ in 0..300 {
+        lab.step();
+    }
+    assert_eq!(c91.state(), State::SynSent, "dropped without an answer");
+}
+
+#[test]
+fn divert_options_not_built_stay_refused_at_load() {
+    let resolver = StaticResolver::new().with_interface("r0", &["10.0.0.2/24"]);
+    for (rule, msg) in [
+        ("pass in proto udp divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp not supported yet"),
+        ("pass in divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp not supported yet"),
+        ("pass in proto tcp divert-to 127.0.0.1 port 53 no state\n", "divert-to with no state not supported yet"),
+        ("pass out proto tcp divert-reply\n", "divert-reply not supported yet"),
+        ("pass in proto tcp divert-packet port 700\n", "divert-packet not supported yet"),
+    ] {
+        let rs = parse_ruleset(rule, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
+        let errs = softnet_pf::check_supported(&rs).unwrap_err();
+        assert_eq!(errs[0].message, msg, "{rule}");
+    }
+    let ok = parse_ruleset("pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080\n", "pf.conf", &resolver);
+    assert!(softnet_pf::check_supported(&ok.unwrap()).is_ok());
+}
+
+/// Rounds until `s` has read `want` bytes.
+fn read_n(lab: &mut Lab, s: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; want];
+    let mut n = 0;
+    assert!(lab.until(|_| {
+        if let Ok(k) = s.read(&mut buf[n..]) {
+            n += k;
+        }
+        n == want
+    }));
+    buf
+}
+
+#[test]
+fn a_connection_and_its_state_point_at_each_other() {
+    let mut lab = Lab::new("pass\n");
+    let mut l = TcpListener::bind(&lab.r, sa("10.0.0.2:81")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (mut c, mut s) = connect_and_accept(&mut lab, &l, sa("10.0.0.2:81"));
+    s.set_nonblocking(true).unwrap();
+    // An accepted connection has the state its segments matched coming in
+    // (pf_inp_link) ...
+    let link = s.pf_state_link();
+    let st = lab.pf.state_at(link).expect("the link names a live state");
+    assert_eq!(st.key.port, [c.local_addr().unwrap().port(), 81]);
+    // ... and keeps it while data flows both ways (pf out found it by the
+    // link: nothing else to learn).
+    c.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut lab, &mut s, 4), b"ping");
+    s.write_all(b"pong").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 4), b"pong");
+    assert_eq!(s.pf_state_link(), link);
+    // A connection the router opens learns the state pf out made for its
+    // SYN (pf_state_key_link_inpcb).
+    let mut la = TcpListener::bind(&lab.a, sa("10.0.0.1:90")).unwrap();
+    la.set_nonblocking(true).unwrap();
+    let mut out = TcpStream::start_connect(&lab.r, sa("10.0.0.1:90")).unwrap();
+    out.set_nonblocking(true).unwrap();
+    assert!(lab.until(|_| out.state() == State::Established));
+    let out_link = out.pf_state_link();
+    let st = lab.pf.state_at(out_link).expect("the outbound connection's state");
+    // (an outbound state's key is in the reverse order of its packets)
+    assert_eq!(st.key.port, [90, out.local_addr().unwrap().port()]);
+    assert_ne!(out_link, link);
+    // The state dies (pfctl -F states): the next segment out finds no
+    // state by the link nor the table (`pass` makes none for a segment
+    // without SYN), and the connection drops its end; data still flows.
+    assert_eq!(tcp_states(&lab), 2);
+    lab.pf.flush_states();
+    assert_eq!(tcp_states(&lab), 0);
+    s.write_all(b"after").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 5), b"after");
+    assert_eq!(s.pf_state_link(), 0, "the dead state's link is dropped");
+    assert!(lab.pf.state_at(link).is_none());
+    // A new connection's state may take the old slot: the link is only a
+    // hint checked against the key, so the first connection never takes
+    // the second's state for its own.
+    let (_c2, s2) = connect_and_accept(&mut lab, &l, sa("10.0.0.2:81"));
+    assert_ne!(s2.pf_state_link(), 0);
+    s.write_all(b"again").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 5), b"again");
+    assert_eq!(s.pf_state_link(), 0);
+}
+
+#[test]
+fn user_matches_the_owner_of_a_udp_socket_as_it_changes() {
+    let rules = "block in on r0 proto udp to port 53\npass in on r0 proto udp to port 53 user 1000 keep state\n";
+    let mut lab = Lab::new(rules);
+    let mut srv = softnet_core::sock::api::UdpSocket::bind(&lab.r, sa("10.0.0.2:53")).unwrap();
+    srv.set_nonblocking(true).unwrap();
+    srv.set_owner(Owner { uid: 1000, gid: 1 });
+    let cli = softnet_core::sock::api::UdpSocket::bind(&lab.a, sa("10.0.0.1:5000")).unwrap();
+    let mut buf = [0u8; 16];
+    cli.send_to(b"one", sa("10.0.0.2:53")).unwrap();
+    let mut got = None;
+    assert!(lab.until(|_| {
+        got = srv.recv_from(&mut buf).ok();
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap(), (3, sa("10.0.0.1:5000")));
+    // Another owner: a datagram from another port (no state) is blocked.
+    srv.set_owner(Owner { uid: 2000, gid: 1 });
+    let cli2 = softnet_core::sock::api::UdpSocket::bind(&lab.a, sa("10.0.0.1:5001")).unwrap();
+    cli2.send_to(b"two", sa("10.0.0.2:53")).unwrap();
+    for _ in 0..200 {
+        lab.step();
+    }
+    assert!(srv.recv_from(&mut buf).is_err(), "blocked by pf: the socket is not 1000's now");
+}
+
+#[test]
+fn group_matches_the_owner_of_a_udp_socket_sending() {
+    // pf out runs while the worker holds the socket sending the datagram.
+    let mut lab = Lab::new("pass\nblock out on r0 proto udp from port 54 group 3000\n");
+    let mut cli = softnet_core::sock::api::UdpSocket::bind(&lab.a, sa("10.0.0.1:5000")).unwrap();
+    cli.set_nonblocking(true).unwrap();
+    let src = softnet_core::sock::api::UdpSocket::bind(&lab.r, sa("10.0.0.2:54")).unwrap();
+    src.set_owner(Owner { uid: 1, gid: 3000 });
+    src.send_to(b"blocked", sa("10.0.0.1:5000")).unwrap();
+    for _ in 0..200 {
+        lab.step();
+    }
+    let mut buf = [0u8; 16];
+    assert!(cli.recv_from(&mut buf).is_err(), "blocked by pf out: group 3000's socket");
+    src.set_owner(Owner { uid: 1, gid: 3001 });
+    src.send_to(b"passed", sa("10.0.0.1:5000")).unwrap();
+    let mut got = None;
+    assert!(lab.until(|_| {
+        got = cli.recv_from(&mut buf).ok();
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap(), (6, sa("10.0.0.2:54")));
+}
+
+#[test]
+fn divert_to_over_ipv6() {
+    let mut lab = Lab::new("pass\npass in on r0 inet6 proto tcp to fd09::9 port 80 divert-to ::1 port 8080\n");
+    let mut l = TcpListener::bind(&lab.r, sa("[::1]:8080")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (mut c, mut s) = connect_and_accept(&mut lab, &l, sa("[fd09::9]:80"));
+    assert_eq!(s.local_addr().unwrap(), sa("[fd09::9]:80"));
+    assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    s.set_nonblocking(true).unwrap();
+    c.write_all(b"over six").unwrap();
+    assert_eq!(read_n(&mut lab, &mut s, 8), b"over six");
+    s.write_all(b"back").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 4), b"back");
+    let states = lab.pf.show_states(0, lab.clock.now());
+    assert!(states.contains("fd09::9[80] <- fd00::1["), "{states}");
+}

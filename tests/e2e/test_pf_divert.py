@@ -1,0 +1,132 @@
+"""pf's divert-to with a transparent proxy on softnet's own TCP
+(examples/proxy.rs: the router built from the daemon's configuration,
+relaying each diverted connection to its original destination).
+
+A 10.0.1.2 -- r0 10.0.1.1 [softnet + pf + proxy on 127.0.0.1:8080] r1 10.0.2.1 -- B 10.0.2.2
+
+pf.conf: pass; pass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080
+
+1 curl on A fetches http://10.0.2.2/ (5 MB, SHA-256 equal): B's server saw
+  the request come from the router (10.0.2.1), not from A; the proxy
+  logged A's connection to 10.0.2.2:80 (the accepted socket's local
+  address is the original destination)
+2 while a connection through the proxy is held open, `pfctl -ss` shows its
+  two states: A's diverted one (10.0.2.2:80 <- 10.0.1.2) and the relay's
+  (10.0.2.1 -> 10.0.2.2:80), both ESTABLISHED
+3 port 8000 on B is not diverted: B sees A's own address
+4 a `divert-reply` ruleset is refused by `pfctl -f` and changes nothing:
+  a new fetch is still diverted
+
+Needs the example built: `cargo build --release --example proxy`
+(PROXY_BIN, default target/release/examples/proxy).
+"""
+
+import hashlib
+import os
+import re
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib_e2e import check, log, main, wait_until  # noqa: E402
+from lib_sock import Embedded, example_bin  # noqa: E402
+
+RULES = "pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
+
+
+def sha_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def run_test():
+    check(os.path.exists(example_bin("proxy")), f"{example_bin('proxy')} not built (cargo build --release --example proxy)")
+    from lib_e2e import Topo
+    with Topo("divert") as t:
+        t.step("topology: A -- softnet (pf divert-to, proxy example) -- B with two HTTP servers")
+        net = t.router_topology("packet")
+        www = os.path.join(t.tmp, "www")
+        os.makedirs(www)
+        data = os.urandom(5 << 20)
+        with open(os.path.join(www, "f.bin"), "wb") as f:
+            f.write(data)
+        want = hashlib.sha256(data).hexdigest()
+        logs = {}
+        for port in (80, 8000):
+            logs[port] = os.path.join(t.tmp, f"http{port}.log")
+            lf = open(logs[port], "w")
+            t.ns_spawn(net.b, f"python3 -u -m http.server {port} --bind 10.0.2.2 --directory {www}",
+                       stdout=lf, stderr=lf)
+            t.wait_listen(net.b, port)
+        conf = os.path.join(t.tmp, "pf.conf")
+        with open(conf, "w") as f:
+            f.write(RULES)
+        d = Embedded(t, net.config(extra=f'pf = "{conf}"\n'), net.r, "proxy", ["--listen", "127.0.0.1:8080", "--log"])
+        d.start()
+        d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
+
+        t.step("1: curl A -> B:80 goes through the proxy, SHA-256 checked")
+        got = os.path.join(t.tmp, "got.bin")
+        p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
+                     check_rc=False, timeout=90)
+        check(p.returncode == 0 and p.stdout == "200", f"curl: rc={p.returncode} {p.stdout} {p.stderr}")
+        check(sha_file(got) == want, "SHA-256 differs")
+        wait_until("B's log line", lambda: "f.bin" in open(logs[80]).read(), timeout=5)
+        b_log = open(logs[80]).read()
+        log("  B (port 80): " + b_log.strip().splitlines()[-1])
+        check(re.search(r"^10\.0\.2\.1 .*GET /f\.bin", b_log, re.M), f"B saw the router's relay: {b_log}")
+        check("10.0.1.2" not in b_log, f"B never saw A itself: {b_log}")
+        line = d.wait_log(r"proxy: 10\.0\.1\.2:\d+ -> 10\.0\.2\.2:80 via 10\.0\.2\.1:\d+: \d+ bytes up, \d+ down",
+                          timeout=10)[-1]
+        log("  " + line)
+        down = int(re.search(r"(\d+) down", line).group(1))
+        check(len(data) < down < len(data) + 1024, f"the proxy relayed the file and B's headers: {down}")
+
+        t.step("2: a held connection's two states in pfctl -ss")
+        s = t.ns_spawn(net.a, ["python3", "-c",
+                               "import socket,time\n"
+                               "s=socket.create_connection(('10.0.2.2',80),timeout=10)\n"
+                               "s.sendall(b'GET /f.bin HTTP/1.1\\r\\nHost: b\\r\\n\\r\\n')\n"
+                               "s.recv(1)\n"
+                               "time.sleep(30)\n"])
+        states = ""
+
+        def both_states():
+            nonlocal states
+            states = d.out("pfctl", "-ss")
+            return (re.search(r"tcp 10\.0\.2\.2:80 <- 10\.0\.1\.2:\d+\s+ESTABLISHED:ESTABLISHED", states)
+                    and re.search(r"tcp 10\.0\.2\.1:\d+ -> 10\.0\.2\.2:80\s+ESTABLISHED:ESTABLISHED", states))
+        wait_until("both states established", both_states, timeout=15)
+        log("  " + states.strip().replace("\n", "\n  "))
+        t.kill(s)
+
+        t.step("3: port 8000 is not diverted: B sees A")
+        p = t.ns_run(net.a, "curl -sS --max-time 20 -o /dev/null -w %{http_code} http://10.0.2.2:8000/f.bin",
+                     check_rc=False, timeout=40)
+        check(p.stdout == "200", f"curl :8000: {p.returncode} {p.stdout} {p.stderr}")
+        wait_until("B's :8000 log line", lambda: "f.bin" in open(logs[8000]).read(), timeout=5)
+        check(re.search(r"^10\.0\.1\.2 .*GET /f\.bin", open(logs[8000]).read(), re.M), "B saw A directly")
+
+        t.step("4: divert-reply is refused and changes nothing")
+        bad = os.path.join(t.tmp, "bad.conf")
+        with open(bad, "w") as f:
+            f.write("pass\npass out on r1 proto tcp divert-reply\n")
+        p = d.admin("pfctl", "-f", bad, check_rc=False)
+        check(p.returncode != 0 and "divert-reply not supported yet" in p.stderr, f"refused: {p.stderr}")
+        n_before = open(logs[80]).read().count("GET /f.bin")
+        p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
+                     check_rc=False, timeout=90)
+        check(p.stdout == "200" and sha_file(got) == want, f"still diverted: {p.returncode} {p.stderr}")
+        wait_until("B's next log line", lambda: open(logs[80]).read().count("GET /f.bin") > n_before, timeout=5)
+        check(open(logs[80]).read().strip().splitlines()[-1].startswith("10.0.2.1 "), "through the proxy")
+        log("pass")
+
+
+if __name__ == "__main__":
+    main(run_test)
