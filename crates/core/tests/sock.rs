@@ -496,6 +496,8 @@ fn icmp_errors_reach_their_sockets() {
     assert_eq!(c.state(), State::Established);
     let before = c.mss();
     let local = c.local_addr().unwrap();
+    // Only an error about a segment in flight counts (tcp_ctlinput).
+    let seq = seq_in_flight(&mut p, &c);
     let mut quote = vec![0u8; 28];
     Ipv4Repr {
         src: "10.0.0.1".parse().unwrap(),
@@ -510,6 +512,7 @@ fn icmp_errors_reach_their_sockets() {
     .emit(&mut quote[..20]);
     quote[20..22].copy_from_slice(&local.port().to_be_bytes());
     quote[22..24].copy_from_slice(&80u16.to_be_bytes());
+    quote[24..28].copy_from_slice(&seq.to_be_bytes());
     let icmp = Icmpv4Repr::DstUnreachable { code: DstUnreachable::FragRequired, next_hop_mtu: 1000, data: &quote };
     let mut frame = vec![0u8; HEADER_LEN + 20 + icmp.buffer_len()];
     EthernetRepr { src: B_MAC, dst: A_MAC, ethertype: EtherType::IPV4, vlan: None }.emit(&mut frame);
@@ -529,4 +532,144 @@ fn icmp_errors_reach_their_sockets() {
     p.step(Duration::from_millis(1));
     // 1000 less 40 bytes of headers, less the timestamp option's 12.
     assert_eq!((before, c.mss()), (1448, 948));
+}
+
+/// Writes to `c` and runs A's worker alone, then takes A's data segment
+/// off the wire before B sees it: its sequence number (in flight until A
+/// retransmits it).
+fn seq_in_flight(p: &mut Pair, c: &TcpStream) -> u32 {
+    (&*c).write_all(&[7u8; 100]).unwrap();
+    p.wa.poll();
+    let mut pool = PacketPool::new(4, 2048);
+    let mut buf = pool.alloc().unwrap();
+    let mut seq = None;
+    while p.wire_b.recv(&mut buf) {
+        if let Some(s) = tcp_seq_of(buf.data(), c.local_addr().unwrap().port(), true) {
+            seq = Some(s);
+        }
+    }
+    seq.expect("A's data segment on the wire")
+}
+
+/// The sequence number of a TCP segment from `port` in an Ethernet frame
+/// (IPv4 or IPv6 without extension headers), with payload if `data`.
+fn tcp_seq_of(f: &[u8], port: u16, data: bool) -> Option<u32> {
+    let ip = &f[14..];
+    let (proto, l4) = match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 => (ip[9], &ip[usize::from(ip[0] & 15) * 4..usize::from(u16::from_be_bytes([ip[2], ip[3]]))]),
+        0x86dd => (ip[6], &ip[40..40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]))]),
+        _ => return None,
+    };
+    let hl = usize::from(l4[12] >> 4) * 4;
+    (proto == 6 && u16::from_be_bytes([l4[0], l4[1]]) == port && (!data || l4.len() > hl))
+        .then(|| u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]))
+}
+
+/// An ICMPv6 error from B to A quoting an IPv6 packet fd00::1 -> fd00::2
+/// (`proto`, ports, sequence number).
+fn icmp6_to_a(p: &Pair, msg: softnet_wire::icmpv6::Icmpv6Repr<'_>) {
+    use softnet_wire::ethernet::{EtherType, EthernetRepr, HEADER_LEN};
+    use softnet_wire::ipv4::IpProtocol;
+    use softnet_wire::ipv6::Ipv6Repr;
+    let (a, b) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let mut frame = vec![0u8; HEADER_LEN + 40 + msg.buffer_len()];
+    EthernetRepr { src: B_MAC, dst: A_MAC, ethertype: EtherType::IPV6, vlan: None }.emit(&mut frame);
+    Ipv6Repr {
+        src: b,
+        dst: a,
+        next_header: IpProtocol::ICMPV6,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: msg.buffer_len(),
+    }
+    .emit(&mut frame[HEADER_LEN..HEADER_LEN + 40]);
+    msg.emit(b, a, &mut frame[HEADER_LEN + 40..]);
+    assert!(p.wire_b.send(0, &frame));
+}
+
+/// The first 48 bytes of an IPv6 packet fd00::1 -> fd00::2: the header
+/// and the transport header's ports and sequence number.
+fn quote6(proto: u8, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    use softnet_wire::ipv4::IpProtocol;
+    use softnet_wire::ipv6::Ipv6Repr;
+    let mut q = vec![0u8; 48];
+    Ipv6Repr {
+        src: "fd00::1".parse().unwrap(),
+        dst: "fd00::2".parse().unwrap(),
+        next_header: IpProtocol::from(proto),
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: 1000,
+    }
+    .emit(&mut q[..40]);
+    q[40..42].copy_from_slice(&sport.to_be_bytes());
+    q[42..44].copy_from_slice(&dport.to_be_bytes());
+    q[44..48].copy_from_slice(&seq.to_be_bytes());
+    q
+}
+
+#[test]
+fn icmpv6_errors_reach_their_sockets() {
+    use softnet_wire::icmpv6::{DstUnreachable, Icmpv6Repr};
+    let mut p = Pair::new(0, 0);
+    // Port unreachable: ECONNREFUSED on a connected UDP socket.
+    let mut u = UdpSocket::bind(&p.a, sa("[fd00::1]:0")).unwrap();
+    u.set_nonblocking(true).unwrap();
+    u.connect(sa("[fd00::2]:9")).unwrap();
+    u.send(b"anyone?").unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::ConnectionRefused, "B's own unreachable");
+    // Address unreachable, quoted by a router: EHOSTUNREACH on it.
+    let q = quote6(17, u.local_addr().unwrap().port(), 9, 0);
+    icmp6_to_a(&p, Icmpv6Repr::DstUnreachable { code: DstUnreachable::AddrUnreachable, data: &q });
+    p.step(Duration::from_millis(1));
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::HostUnreachable);
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::WouldBlock, "reported once");
+
+    // Packet too big lowers an established connection's MSS, when it
+    // quotes a segment in flight; a quote of anything else is ignored.
+    let _l = TcpListener::bind(&p.b, sa("[fd00::2]:80")).unwrap();
+    let c = TcpStream::start_connect(&p.a, sa("[fd00::2]:80")).unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(c.state(), State::Established);
+    let (before, port) = (c.mss(), c.local_addr().unwrap().port());
+    let seq = seq_in_flight(&mut p, &c);
+    let q = quote6(6, port, 80, seq.wrapping_sub(100_000));
+    icmp6_to_a(&p, Icmpv6Repr::PacketTooBig { mtu: 1300, data: &q });
+    p.step(Duration::from_millis(1));
+    assert_eq!(c.mss(), before, "a quote of a sequence number not in flight is ignored");
+    let ns = softnet_core::stats::format_netstat_s_with(&p.a.stats, Some(&p.a.socks));
+    assert!(ns.contains("\t\t1 ICMP error ignored (not about a segment in flight)\n"), "{ns}");
+    let q = quote6(6, port, 80, seq);
+    icmp6_to_a(&p, Icmpv6Repr::PacketTooBig { mtu: 1300, data: &q });
+    p.step(Duration::from_millis(1));
+    // 1300 less 60 bytes of headers, less the timestamp option's 12.
+    assert_eq!((before, c.mss()), (1428, 1228));
+    // The data still arrives (retransmitted in smaller segments).
+    for _ in 0..2000 {
+        p.step(Duration::from_millis(10));
+    }
+
+    // Address unreachable while the SYN is unanswered: the connect fails
+    // with EHOSTUNREACH (B never sees the SYN: it is taken off the wire).
+    let c = TcpStream::start_connect(&p.a, sa("[fd00::2]:81")).unwrap();
+    p.wa.poll();
+    let port = c.local_addr().unwrap().port();
+    let mut pool = PacketPool::new(4, 2048);
+    let mut buf = pool.alloc().unwrap();
+    let mut iss = None;
+    while p.wire_b.recv(&mut buf) {
+        iss = iss.or(tcp_seq_of(buf.data(), port, false));
+    }
+    let q = quote6(6, port, 81, iss.expect("the SYN"));
+    icmp6_to_a(&p, Icmpv6Repr::DstUnreachable { code: DstUnreachable::AddrUnreachable, data: &q });
+    p.step(Duration::from_millis(1));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!((&c).read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::HostUnreachable);
 }

@@ -47,7 +47,7 @@ const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
 const RAD_USAGE: &str = "usage: softnet rad";
 const NETSTAT_USAGE: &str = "usage: softnet netstat [-an] [-f inet | inet6] [-p tcp | udp]
        softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
-       softnet netstat -s
+       softnet netstat -s [-p tcp | udp]
        softnet netstat -i [-n]";
 
 /// A command line that does not parse: what is wrong and the usage.
@@ -628,7 +628,10 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
     }
     let op = match (r, s, i_) {
         (true, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0), af },
-        (false, true, false) => NetstatOp::Stats,
+        (false, true, false) => match proto {
+            Some(proto) => NetstatOp::ProtoStats { proto },
+            None => NetstatOp::Stats,
+        },
         (false, false, true) => NetstatOp::Interfaces,
         (false, false, false) => NetstatOp::Sockets { all, af, proto },
         _ => return usage("netstat", "-r, -s and -i are exclusive"),
@@ -636,8 +639,8 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
     if rtable.is_some() && !r {
         return usage("netstat", "-T goes with -r");
     }
-    if (all || proto.is_some()) && (r || s || i_) {
-        return usage("netstat", "-a and -p go with the sockets view");
+    if (all && (r || s || i_)) || (proto.is_some() && (r || i_)) {
+        return usage("netstat", "-a goes with the sockets view, -p with it or -s");
     }
     Ok(Request::Netstat(op))
 }

@@ -345,6 +345,10 @@ pub enum NetstatOp {
         af: AddrFamily,
     },
     Stats,
+    /// `netstat -s -p tcp|udp`: one protocol's section.
+    ProtoStats {
+        proto: SockProto,
+    },
     Interfaces,
     /// The sockets (netstat's default form): `-a` adds listening and
     /// unconnected ones; `-p` one protocol.

@@ -126,6 +126,8 @@ pub struct Sockets {
     /// (the daemon sets one that writes an eventfd the workers poll).
     waker: arc_swap::ArcSwapOption<Box<dyn Fn() + Send + Sync>>,
     pub stats: SockStats,
+    /// The counters of connections gone (`netstat -s`).
+    pub conn_totals: netstat::ConnTotals,
     /// The default TCP settings for new sockets.
     pub tcp_config: RwLock<Arc<softnet_tcp::Config>>,
 }
@@ -151,6 +153,7 @@ impl Sockets {
             count: AtomicUsize::new(0),
             waker: arc_swap::ArcSwapOption::empty(),
             stats: SockStats::default(),
+            conn_totals: netstat::ConnTotals::default(),
             tcp_config: RwLock::new(Arc::new(softnet_tcp::Config::default())),
         }
     }

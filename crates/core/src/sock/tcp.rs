@@ -8,7 +8,7 @@
 use super::{ConnKey, SockEnv, Sockets};
 use crate::iface::IfIndex;
 use parking_lot::{Condvar, Mutex};
-use softnet_tcp::{Config, State, Tcb};
+use softnet_tcp::{Config, State, Tcb, TcpError};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +44,8 @@ pub(crate) struct ConnInner {
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
     pub waiters: u32,
+    /// Counted in `tcps_connects` (it reached a synchronized state).
+    pub connected: bool,
 }
 
 impl TcpConn {
@@ -66,6 +68,7 @@ impl TcpConn {
                 in_table: false,
                 scope,
                 waiters: 0,
+                connected: false,
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
@@ -215,6 +218,10 @@ impl Sockets {
     /// table (and out of its listener's count).
     pub(crate) fn tcp_after(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
         let state = inner.tcb.state();
+        if !inner.connected && state.synchronized() {
+            inner.connected = true;
+            self.stats.tcp_connects.fetch_add(1, Ordering::Relaxed);
+        }
         if inner.in_listener && (state.synchronized() || state == State::Closed) {
             inner.in_listener = false;
             if let Some(l) = conn.listener.as_ref().and_then(Weak::upgrade) {
@@ -240,7 +247,11 @@ impl Sockets {
             if self.conns.write().remove(&conn.key()).is_some() {
                 self.sub_count();
             }
+            self.conn_totals.add(inner.tcb.stats());
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
+            if inner.tcb.error().is_some_and(|e| matches!(e, TcpError::Reset | TcpError::TimedOut)) {
+                self.stats.tcp_drops.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.schedule(conn, inner.tcb.poll_at());
         if inner.waiters > 0 {

@@ -221,13 +221,19 @@ fn netstat_forms() {
         Request::Netstat(NetstatOp::Routes { rtable: 2, af: AddrFamily::All })
     );
     assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
+    assert_eq!(
+        p("netstat", "-s -p tcp").unwrap(),
+        Request::Netstat(NetstatOp::ProtoStats { proto: crate::proto::SockProto::Tcp })
+    );
     assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
     let socks = |all, af, proto| Request::Netstat(NetstatOp::Sockets { all, af, proto });
     assert_eq!(p("netstat", "").unwrap(), socks(false, AddrFamily::All, None));
     assert_eq!(p("netstat", "-an").unwrap(), socks(true, AddrFamily::All, None));
     assert_eq!(p("netstat", "-an -p tcp").unwrap(), socks(true, AddrFamily::All, Some(SockProto::Tcp)));
     assert_eq!(p("netstat", "-n -f inet6 -p udp").unwrap(), socks(false, AddrFamily::Inet6, Some(SockProto::Udp)));
-    for line in ["-rs", "-x", "-r extra", "-s -T 1", "-f ipx -r", "-rn -f", "-rT", "-ra", "-s -p tcp", "-p ipx", "-p"] {
+    for line in
+        ["-rs", "-x", "-r extra", "-s -T 1", "-f ipx -r", "-rn -f", "-rT", "-ra", "-sa", "-r -p tcp", "-p ipx", "-p"]
+    {
         let e = p("netstat", line).expect_err(line);
         assert!(e.to_string().contains("usage: softnet netstat"), "{line}: {e}");
     }
