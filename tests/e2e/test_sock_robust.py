@@ -7,7 +7,8 @@ A 10.0.1.2 (+10.0.1.3) -- r0 10.0.1.1 [softnet + echo :7] r1 10.0.2.1 -- B 10.0.
 1 UDP echo: 200 datagrams of 1..1400 bytes, every one echoed intact
 2 1,000 concurrent connections from A, each echoing 1 KB of its own;
   afterwards no connection is left (netstat) and the echo's threads are
-  back to their idle count
+  back to their idle count; every segment was processed by its
+  connection's owner worker (netstat -s)
 3 32 MB echoed both ways at once (SHA-256 of each direction)
 4 closing under load: 200 streaming connections, half aborted mid-stream
   (RST), half closed cleanly: nothing stuck, threads back to idle
@@ -129,6 +130,10 @@ def run_test():
         wait_until("no connection left, threads idle", lambda: settled(d, idle)[0], timeout=30)
         st = tcpstat(d)
         check(st.get("connection accepts", 0) >= 1000, f"accepts counted: {st}")
+        # The kernel's fanout hash keeps a flow on one worker, which owns
+        # the connection: no segment was processed anywhere else.
+        miss = st.get("packets processed off their connection's worker", -1)
+        check(miss == 0, f"segments off their connection's worker: {miss}")
 
         t.step("3: 32 MB echoed both ways (SHA-256)")
         bk = peer(t, a, "bulk", HOST, PORT, 32, timeout=180)

@@ -87,6 +87,9 @@ pub struct TransportStats {
     /// challenge ACK instead of acting on them.
     pub tcp_badrst: Counter,
     pub tcp_badsyn: Counter,
+    /// Segments of a connection processed by a worker that does not own
+    /// it (the link steered them elsewhere; see `sock`'s Ownership).
+    pub tcp_steermiss: Counter,
     /// ICMP errors quoting a TCP segment not in flight (ignored).
     pub tcp_icmpbadseq: Counter,
     /// UDP datagrams the sockets sent (udps_opackets).

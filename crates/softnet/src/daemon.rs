@@ -818,7 +818,7 @@ pub fn poll_idle_woken(wake: Option<Arc<SockWake>>) -> impl FnMut(&Stack, usize,
         if let Some(w) = &wake {
             fds.push(libc::pollfd { fd: w.fd, events: libc::POLLIN, revents: 0 });
             w.sleepers.fetch_add(1, Ordering::SeqCst);
-            if stack.socks.has_pending() {
+            if stack.socks.has_pending_for(id) {
                 w.sleepers.fetch_sub(1, Ordering::SeqCst);
                 return;
             }

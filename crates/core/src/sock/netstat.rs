@@ -257,6 +257,7 @@ pub fn format_tcp_s(o: &mut String, stats: &PerWorker<StackStats>, socks: Option
         "\t\t%u packet%s (%u byte%s) of data after window",
     );
     p(o, s(&|w| &w.transport.tcp_rcvafterclose), "\t\t%u packet%s received after close");
+    p(o, s(&|w| &w.transport.tcp_steermiss), "\t\t%u packet%s processed off their connection's worker");
     p(o, s(&|w| &w.transport.tcp_icmpbadseq), "\t\t%u ICMP error%s ignored (not about a segment in flight)");
     if let Some(c) = &c {
         p(o, c.ooo_dropped, "\t\t%u out-of-order packet%s dropped (queue full)");

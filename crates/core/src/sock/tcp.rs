@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use softnet_tcp::{Config, State, Tcb, TcpError};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 /// One TCP connection.
@@ -28,7 +28,13 @@ pub struct TcpConn {
     pub(crate) timer_at: AtomicU64,
     /// The listening socket that accepted it, until it is accepted.
     pub(crate) listener: Option<Weak<TcpListen>>,
+    /// The worker that owns it (`NO_OWNER` until one claims it; see the
+    /// module `sock`'s Ownership).
+    owner: AtomicUsize,
 }
+
+/// `TcpConn::owner` before a worker claimed the connection.
+const NO_OWNER: usize = usize::MAX;
 
 pub(crate) struct ConnInner {
     pub tcb: Tcb,
@@ -56,6 +62,7 @@ impl TcpConn {
         tcb: Tcb,
         listener: Option<Weak<TcpListen>>,
         scope: Option<IfIndex>,
+        owner: Option<usize>,
     ) -> Arc<TcpConn> {
         Arc::new(TcpConn {
             id: socks.next_id(),
@@ -74,7 +81,29 @@ impl TcpConn {
             queued: AtomicBool::new(false),
             timer_at: AtomicU64::new(u64::MAX),
             listener,
+            owner: AtomicUsize::new(owner.unwrap_or(NO_OWNER)),
         })
+    }
+
+    /// The worker that owns it, if one does.
+    #[inline]
+    pub(crate) fn owner(&self) -> Option<usize> {
+        let w = self.owner.load(Ordering::Relaxed);
+        (w != NO_OWNER).then_some(w)
+    }
+
+    /// Worker `id` received a segment of it: the first to do so owns it.
+    /// False when another worker owns it (a steering miss).
+    #[inline]
+    pub(crate) fn claim(&self, id: usize) -> bool {
+        match self.owner.load(Ordering::Relaxed) {
+            w if w == id => true,
+            NO_OWNER => {
+                self.owner.compare_exchange(NO_OWNER, id, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                    || self.owner.load(Ordering::Relaxed) == id
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn key(&self) -> ConnKey {
@@ -168,6 +197,7 @@ impl Sockets {
         done: super::syncache::Completed,
         scope: Option<IfIndex>,
         now: softnet_tcp::Instant,
+        worker: usize,
     ) -> Option<Arc<TcpConn>> {
         {
             let mut q = listener.q.lock();
@@ -192,7 +222,7 @@ impl Sockets {
         // The SYN,ACK the cache sent, written again and thrown away.
         let mut scratch = [0u8; softnet_wire::tcp::MAX_HEADER_LEN];
         let _ = tcb.output(&mut env, &mut scratch);
-        let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope);
+        let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope, Some(worker));
         conn.inner.lock().in_table = true;
         self.conns.write().insert(conn.key(), conn.clone());
         self.add_count();

@@ -87,10 +87,15 @@ impl WorkerState {
                     let Some(done) = socks.syn_cache_get(key, &repr, now) else { return Some(p) };
                     // A full accept queue resets it (syn_cache_get's
                     // resetandabort), counted as listendrop.
-                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now) else { return Some(p) };
+                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now, self.id) else {
+                        return Some(p);
+                    };
                     c
                 }
             };
+            if !conn.claim(self.id) {
+                cx.stats.transport.tcp_steermiss.inc();
+            }
             let mut inner = conn.inner.lock();
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
@@ -398,17 +403,23 @@ impl WorkerState {
     /// Returns how many sockets it handled (a busy worker does not sleep).
     pub(super) fn sock_poll(&mut self, cx: &Ctx) -> usize {
         let socks = &cx.stack.socks;
-        if socks.is_empty() && socks.pending.is_empty() {
+        let me = socks.slot(self.id);
+        if socks.is_empty() && socks.pending[me].is_empty() {
             return 0;
         }
         let now = tcp_now(cx.now);
         let mut n = 0;
         while n < SOCK_BUDGET {
-            let Some(job) = socks.pending.pop() else { break };
+            let Some(job) = socks.pending[me].pop() else { break };
             n += 1;
             match job {
                 Pending::Tcp(c) => {
                     c.queued.store(false, std::sync::atomic::Ordering::Release);
+                    if socks.conn_slot(&c) != me {
+                        // Claimed by another worker since it was queued.
+                        socks.kick_tcp(&c);
+                        continue;
+                    }
                     let mut inner = c.inner.lock();
                     self.tcp_emit(cx, &c, &mut inner, now);
                     socks.tcp_after(&c, &mut inner);
@@ -427,7 +438,7 @@ impl WorkerState {
         }
         self.sock_synacks = synacks;
         let mut due = std::mem::take(&mut self.sock_due);
-        socks.due(cx.now, &mut due, SOCK_BUDGET);
+        socks.due(self.id, cx.now, &mut due, SOCK_BUDGET);
         for c in due.drain(..) {
             n += 1;
             let mut inner = c.inner.lock();
