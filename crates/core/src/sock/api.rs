@@ -155,7 +155,7 @@ impl TcpStream {
         let now = tcp_now(stack.clock.now());
         let mut env = SockEnv { now, isn: &socks.isn, local, remote: addr };
         let tcb = Tcb::connect(cfg, &mut env, port, addr.port());
-        let conn = TcpConn::new(socks, local, addr, tcb, None, None, None);
+        let conn = TcpConn::new(socks, local, addr, tcb, None, None);
         if !socks.tcp_insert(&conn) {
             return Err(SockError::AddrInUse.into());
         }

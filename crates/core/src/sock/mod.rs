@@ -140,7 +140,9 @@ pub struct Sockets {
     count: AtomicUsize,
     /// Wakes sleeping workers when the application queued work
     /// (the daemon sets one that writes an eventfd the workers poll).
-    waker: arc_swap::ArcSwapOption<Box<dyn Fn() + Send + Sync>>,
+    /// (Called with the worker's queue index: only the worker the work
+    /// was queued for is woken.)
+    waker: arc_swap::ArcSwapOption<Box<dyn Fn(usize) + Send + Sync>>,
     pub stats: SockStats,
     /// The counters of connections gone (`netstat -s`).
     pub conn_totals: netstat::ConnTotals,
@@ -221,28 +223,32 @@ impl Sockets {
     }
 
     /// Sets the function that wakes idle workers.
-    pub fn set_waker(&self, f: Box<dyn Fn() + Send + Sync>) {
+    /// `f(i)` wakes worker `i` (of the workers this stack was made for;
+    /// worker ids beyond share queues modulo their number).
+    pub fn set_waker(&self, f: Box<dyn Fn(usize) + Send + Sync>) {
         self.waker.store(Some(Arc::new(f)));
     }
 
-    pub(crate) fn wake(&self) {
+    pub(crate) fn wake(&self, slot: usize) {
         if let Some(w) = self.waker.load().as_ref() {
-            w();
+            w(slot);
         }
     }
 
     /// Queues `conn` for a worker's attention (output, close).
     pub(crate) fn kick_tcp(&self, conn: &Arc<TcpConn>) {
         if !conn.queued.swap(true, Ordering::AcqRel) {
-            self.pending[self.conn_slot(conn)].push(Pending::Tcp(conn.clone()));
-            self.wake();
+            let slot = self.conn_slot(conn);
+            self.pending[slot].push(Pending::Tcp(conn.clone()));
+            self.wake(slot);
         }
     }
 
     pub(crate) fn kick_udp(&self, pcb: &Arc<UdpPcb>) {
         if !pcb.queued.swap(true, Ordering::AcqRel) {
-            self.pending[self.slot(usize::from(pcb.local.port()))].push(Pending::Udp(pcb.clone()));
-            self.wake();
+            let slot = self.slot(usize::from(pcb.local.port()));
+            self.pending[slot].push(Pending::Udp(pcb.clone()));
+            self.wake(slot);
         }
     }
 

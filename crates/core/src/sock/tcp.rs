@@ -62,7 +62,6 @@ impl TcpConn {
         tcb: Tcb,
         listener: Option<Weak<TcpListen>>,
         scope: Option<IfIndex>,
-        owner: Option<usize>,
     ) -> Arc<TcpConn> {
         Arc::new(TcpConn {
             id: socks.next_id(),
@@ -81,7 +80,7 @@ impl TcpConn {
             queued: AtomicBool::new(false),
             timer_at: AtomicU64::new(u64::MAX),
             listener,
-            owner: AtomicUsize::new(owner.unwrap_or(NO_OWNER)),
+            owner: AtomicUsize::new(NO_OWNER),
         })
     }
 
@@ -197,7 +196,6 @@ impl Sockets {
         done: super::syncache::Completed,
         scope: Option<IfIndex>,
         now: softnet_tcp::Instant,
-        worker: usize,
     ) -> Option<Arc<TcpConn>> {
         {
             let mut q = listener.q.lock();
@@ -222,7 +220,7 @@ impl Sockets {
         // The SYN,ACK the cache sent, written again and thrown away.
         let mut scratch = [0u8; softnet_wire::tcp::MAX_HEADER_LEN];
         let _ = tcb.output(&mut env, &mut scratch);
-        let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope, Some(worker));
+        let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope);
         conn.inner.lock().in_table = true;
         self.conns.write().insert(conn.key(), conn.clone());
         self.add_count();

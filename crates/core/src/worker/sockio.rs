@@ -87,9 +87,9 @@ impl WorkerState {
                     let Some(done) = socks.syn_cache_get(key, &repr, now) else { return Some(p) };
                     // A full accept queue resets it (syn_cache_get's
                     // resetandabort), counted as listendrop.
-                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now, self.id) else {
-                        return Some(p);
-                    };
+                    // The worker completing the handshake owns it (claimed
+                    // below, before the ACK is processed).
+                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now) else { return Some(p) };
                     c
                 }
             };
