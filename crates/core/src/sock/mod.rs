@@ -31,10 +31,13 @@
 //! connection's lock, and counted as a steering miss.
 
 pub mod api;
+#[cfg(feature = "tokio")]
+pub mod async_api;
 pub mod netstat;
 pub mod syncache;
 pub mod tcp;
 pub mod udp;
+pub mod wake;
 
 use crate::time::Instant;
 use crossbeam::queue::SegQueue;

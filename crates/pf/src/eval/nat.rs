@@ -116,7 +116,7 @@ pub(super) fn transaddr(
 
 /// pf_map_addr with `sticky-address`: the address `src`'s node of `kind`
 /// keeps for the rule, if the pool is sticky and the node is there.
-fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) -> Option<u32> {
+pub(super) fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) -> Option<u32> {
     let s = r.src_track.as_ref().filter(|_| pool.sticky)?;
     match cx.pf.srcnodes.sticky(s, kind, src.into())? {
         std::net::IpAddr::V4(a) => Some(u32::from(a)),
@@ -130,7 +130,7 @@ fn sticky_addr(cx: &Cx, r: &CRule, pool: &lb::CPool, kind: u8, src: Ipv4Addr) ->
 /// keeps `addr` (pf_map_addr's pf_insert_src_node). A node that cannot
 /// be had fails the translation (the count goes back). `None`: the state
 /// holds nothing of the pool (most pools), and is not in `xlholds`.
-fn hold(
+pub(super) fn hold(
     cx: &Cx,
     r: &CRule,
     pool: &lb::CPool,

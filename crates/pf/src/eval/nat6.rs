@@ -133,7 +133,7 @@ pub(super) fn transaddr6(
 }
 
 /// `nat::sticky_addr` for an IPv6 source.
-fn sticky_addr6(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, kind: u8, src: Ipv6Addr) -> Option<u128> {
+pub(super) fn sticky_addr6(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, kind: u8, src: Ipv6Addr) -> Option<u128> {
     let s = r.src_track.as_ref().filter(|_| pool.sticky)?;
     match cx.pf.srcnodes.sticky(s, kind, IpAddr::V6(src))? {
         IpAddr::V6(a) => Some(u128::from(a)),
@@ -142,7 +142,7 @@ fn sticky_addr6(cx: &Cx, r: &CRule, pool: &crate::lb::CPool, kind: u8, src: Ipv6
 }
 
 /// `nat::hold` for an IPv6 source `src` that `r`'s pool gave `addr`.
-fn hold6(
+pub(super) fn hold6(
     cx: &Cx,
     r: &CRule,
     pool: &crate::lb::CPool,
