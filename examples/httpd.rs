@@ -9,8 +9,10 @@
 //!
 //! `--listen` may be given more than once (e.g. `0.0.0.0:80` and `[::]:80`).
 //!
-//! GET and HEAD of regular files under DIR (no `..`), 404 otherwise; one
-//! request per connection (`Connection: close`).
+//! GET and HEAD of regular files under DIR (no `..`), 404 otherwise; PUT
+//! with a `Content-Length` stores the body as a file under DIR (an upload,
+//! answered `201 Created` with the bytes stored); one request per
+//! connection (`Connection: close`).
 
 use softnet::embed::Embedded;
 use softnet_core::sock::api::{TcpListener, TcpStream};
@@ -47,11 +49,16 @@ fn args() -> Args {
     }
 }
 
-/// The request head (up to the blank line), at most 8 KB.
-fn read_head(s: &mut TcpStream) -> std::io::Result<Option<String>> {
+/// The request head (up to the blank line), at most 8 KB, and the bytes
+/// of the body read with it.
+fn read_head(s: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    loop {
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = head.split_off(end + 4);
+            return Ok(Some((String::from_utf8_lossy(&head).into_owned(), body)));
+        }
         if head.len() > 8192 {
             return Ok(None);
         }
@@ -60,7 +67,32 @@ fn read_head(s: &mut TcpStream) -> std::io::Result<Option<String>> {
             n => head.extend_from_slice(&buf[..n]),
         }
     }
-    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
+/// A target for PUT: a plain name under the root (no directories).
+fn put_target(root: &Path, target: &str) -> Option<PathBuf> {
+    let name = target.split('?').next()?.trim_start_matches('/');
+    let ok = !name.is_empty() && !name.contains('/') && name != "..";
+    ok.then(|| root.join(name))
+}
+
+/// PUT: `len` bytes of body (`first` already read) into `path`.
+fn upload(s: &mut TcpStream, path: &Path, len: u64, first: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    let mut got = first.len() as u64;
+    f.write_all(first)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    while got < len {
+        let want = (len - got).min(buf.len() as u64) as usize;
+        let n = s.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "upload cut short"));
+        }
+        f.write_all(&buf[..n])?;
+        got += n as u64;
+    }
+    let body = format!("{got}\n");
+    write!(s, "HTTP/1.1 201 Created\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
 fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
@@ -75,9 +107,21 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
 
 fn serve(mut s: TcpStream, root: &Path) -> std::io::Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    let Some(head) = read_head(&mut s)? else { return Ok(()) };
+    let Some((head, first)) = read_head(&mut s)? else { return Ok(()) };
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<u64>().ok())?
+    });
+    if method == "PUT" {
+        if let (Some(path), Some(len)) = (put_target(root, target), length) {
+            if first.len() as u64 <= len {
+                return upload(&mut s, &path, len, &first);
+            }
+        }
+        return write!(s, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
     let file = match method {
         "GET" | "HEAD" => resolve(root, target),
         _ => None,

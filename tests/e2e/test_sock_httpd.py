@@ -10,7 +10,8 @@ user-space netem (impair.py: this machine's kernel has no sch_netem).
 1 the embedded router answers its control socket (`ifconfig`) and a port
   nobody listens on is refused (curl: connection refused, the closed-port
   RST)
-2 curl fetches 100 MB from A: SHA-256 equal; a missing file is a 404
+2 curl fetches 100 MB from A: SHA-256 equal; a missing file is a 404;
+  curl uploads 100 MB (PUT) and the file stored has the same SHA-256
 3 the same over IPv6 (fd00:1::1), 20 MB
 4 netem on A's wire, both ways (1 % loss, 1 % reordering, 1 %
   duplication, 10 ms delay; `tc netem` where the kernel has it, else
@@ -102,6 +103,15 @@ def run_test():
         check(p.returncode == 0 and p.stdout == "200", f"curl: rc={p.returncode} {p.stdout} {p.stderr}")
         check(sha(got) == want, "SHA-256 differs")
         os.unlink(got)
+
+        t.step(f"2b: curl uploads {BIG_MB} MB (PUT), SHA-256 of the stored file checked")
+        p = t.ns_run(net.a, f"curl -sS -H 'Expect:' --max-time 240 -T {big} -w %{{http_code}} "
+                            f"http://10.0.1.1:8080/up.bin", check_rc=False, timeout=270)
+        check(p.returncode == 0 and p.stdout.endswith("201"), f"curl -T: rc={p.returncode} {p.stdout} {p.stderr}")
+        check(p.stdout.split()[0] == str(BIG_MB << 20), f"bytes stored: {p.stdout}")
+        up = os.path.join(www, "up.bin")
+        check(sha(up) == want, "SHA-256 of the upload differs")
+        os.unlink(up)
 
         t.step("3: over IPv6, 20 MB")
         wait_until("fd00:1::1 out of DAD", lambda: "tentative" not in d.out("ifconfig", "r0"), timeout=15)

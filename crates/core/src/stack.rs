@@ -182,7 +182,7 @@ impl Stack {
         let now = clock.now();
         let mut rng = crate::rng::WorkerRng::from_seed(entropy.seed(crate::percpu::CONTROL_SLOT), now);
         let nd6 = Nd6Table::new(config.nd6.clone(), rng.next_u32());
-        let socks = crate::sock::Sockets::new(|| rng.next_u32());
+        let socks = crate::sock::Sockets::new(config.workers, || rng.next_u32());
         Arc::new_cyclic(|me: &std::sync::Weak<Stack>| {
             let routes = RouteTables::new(monitor.clone());
             let me = me.clone();

@@ -72,6 +72,28 @@ pub struct TransportStats {
     pub tcp_rcvbadsum: Counter,
     pub tcp_rcvshort: Counter,
     pub tcp_sndrst: Counter,
+    /// Segments for a socket dropped for a malformed option (a bad length).
+    pub tcp_rcvbadopt: Counter,
+    /// Segments (and their payload bytes) outside the receive window.
+    pub tcp_rcvpackafterwin: Counter,
+    pub tcp_rcvbyteafterwin: Counter,
+    /// RFC 7323 PAWS: segments with an old timestamp.
+    pub tcp_pawsdrop: Counter,
+    /// ACKs for data not yet sent.
+    pub tcp_rcvacktoomuch: Counter,
+    /// Data after the application closed (the connection is reset).
+    pub tcp_rcvafterclose: Counter,
+    /// RFC 5961 §3 / §4: in-window RSTs and SYNs answered with a
+    /// challenge ACK instead of acting on them.
+    pub tcp_badrst: Counter,
+    pub tcp_badsyn: Counter,
+    /// Segments of a connection processed by a worker that does not own
+    /// it (the link steered them elsewhere; see `sock`'s Ownership).
+    pub tcp_steermiss: Counter,
+    /// ICMP errors quoting a TCP segment not in flight (ignored).
+    pub tcp_icmpbadseq: Counter,
+    /// UDP datagrams the sockets sent (udps_opackets).
+    pub udp_opackets: Counter,
 }
 
 /// Ethernet-level input counters.
@@ -103,7 +125,7 @@ pub struct StackStats {
 }
 
 /// Prints one netstat line: `%u` is the value, `%s` the plural "s".
-fn p(o: &mut String, v: u64, text: &str) {
+pub(crate) fn p(o: &mut String, v: u64, text: &str) {
     let plural = if v == 1 { "" } else { "s" };
     let line = text.replacen("%u", &v.to_string(), 1).replacen("%s", plural, 1);
     o.push_str(&line);
@@ -135,6 +157,12 @@ pub const ICMP_NAMES: [&str; ICMP_MAXTYPE + 1] = [
 
 /// `netstat -s` for ip, icmp, udp, tcp (the router's own) and ether.
 pub fn format_netstat_s(stats: &PerWorker<StackStats>) -> String {
+    format_netstat_s_with(stats, None)
+}
+
+/// `netstat -s` with the socket layer's counters (connections, the SYN
+/// cache, socket buffers) in the udp and tcp sections.
+pub fn format_netstat_s_with(stats: &PerWorker<StackStats>, socks: Option<&crate::sock::Sockets>) -> String {
     let mut o = String::new();
     let s = |f: &dyn Fn(&StackStats) -> &Counter| stats.iter().map(|w| f(w).get()).sum::<u64>();
     let _ = writeln!(o, "ip:");
@@ -186,19 +214,8 @@ pub fn format_netstat_s(stats: &PerWorker<StackStats>) -> String {
     hist(&mut o, "Input histogram", stats, |w| &w.icmp.inhist);
     p(&mut o, s(&|w| &w.icmp.reflect), "\t%u message response%s generated");
 
-    let _ = writeln!(o, "udp:");
-    let udp_in = s(&|w| &w.transport.udp_ipackets);
-    p(&mut o, udp_in, "\t%u datagram%s received");
-    p(&mut o, s(&|w| &w.transport.udp_hdrops), "\t%u with incomplete header");
-    p(&mut o, s(&|w| &w.transport.udp_badlen), "\t%u with bad data length field");
-    p(&mut o, s(&|w| &w.transport.udp_badsum), "\t%u with bad checksum");
-    p(&mut o, s(&|w| &w.transport.udp_noport), "\t%u dropped due to no socket");
-    p(&mut o, s(&|w| &w.transport.udp_noportbcast), "\t%u broadcast/multicast datagram%s dropped due to no socket");
-    let _ = writeln!(o, "tcp:");
-    p(&mut o, s(&|w| &w.transport.tcp_rcvtotal), "\t%u packet%s received");
-    p(&mut o, s(&|w| &w.transport.tcp_rcvbadsum), "\t%u discarded for bad checksum");
-    p(&mut o, s(&|w| &w.transport.tcp_rcvshort), "\t%u discarded because packet too short");
-    p(&mut o, s(&|w| &w.transport.tcp_sndrst), "\t%u reset%s sent");
+    crate::sock::netstat::format_udp_s(&mut o, stats, socks);
+    crate::sock::netstat::format_tcp_s(&mut o, stats, socks);
 
     let _ = writeln!(o, "ether:");
     p(&mut o, s(&|w| &w.ether.runts), "\t%u frame%s shorter than an ethernet header");

@@ -79,8 +79,9 @@ struct Pair {
     clock: Arc<ManualClock>,
     a: Arc<Stack>,
     b: Arc<Stack>,
-    wa: Worker,
-    wb: Worker,
+    /// Each stack's workers (worker i uses queue i of the wire).
+    wa: Vec<Worker>,
+    wb: Vec<Worker>,
     /// Frames the wire lost, both ways.
     lost: Arc<AtomicU64>,
     /// B's end of the wire, to put crafted frames on it towards A.
@@ -90,12 +91,17 @@ struct Pair {
 impl Pair {
     /// Two stacks; `loss` and `reorder` in per mille on both directions.
     fn new(loss: u64, reorder: u64) -> Pair {
+        Self::with_workers(loss, reorder, 1)
+    }
+
+    /// With `workers` workers on each side and as many queues on the wire.
+    fn with_workers(loss: u64, reorder: u64, workers: usize) -> Pair {
         let clock = Arc::new(ManualClock::new(Instant::from_secs(100)));
         let dynclock: Arc<dyn Clock> = clock.clone();
-        let cfg = StackConfig { pool_size: 2048, ..StackConfig::default() };
+        let cfg = StackConfig { pool_size: 2048, workers, ..StackConfig::default() };
         let a = Stack::with_clock_and_entropy(cfg.clone(), dynclock.clone(), Arc::new(FixedEntropy::new(1)));
         let b = Stack::with_clock_and_entropy(cfg, dynclock.clone(), Arc::new(FixedEntropy::new(2)));
-        let (pa, pb) = vlink::wire(1, 4096);
+        let (pa, pb) = vlink::wire(workers, 4096);
         let lost = Arc::new(AtomicU64::new(0));
         let lossy = |q: Vec<Box<dyn LinkQueue>>, seed: u64| -> Vec<Box<dyn LinkQueue>> {
             q.into_iter()
@@ -113,8 +119,8 @@ impl Pair {
         b.add_address6("b0", "fd00::2".parse().unwrap(), 64).unwrap();
         a.set_up("a0", true).unwrap();
         b.set_up("b0", true).unwrap();
-        let wa = Worker::new(0, a.clone(), dynclock.clone());
-        let wb = Worker::new(0, b.clone(), dynclock);
+        let wa = (0..workers).map(|i| Worker::new(i, a.clone(), dynclock.clone())).collect();
+        let wb = (0..workers).map(|i| Worker::new(i, b.clone(), dynclock.clone())).collect();
         let mut p = Pair { clock, a, b, wa, wb, lost, wire_b: pb };
         // DAD: the IPv6 addresses become preferred.
         for _ in 0..40 {
@@ -127,8 +133,9 @@ impl Pair {
     /// 100 ms of clock), then the clock moves by `d`.
     fn step(&mut self, d: Duration) {
         let before = self.clock.now().as_nanos() / 100_000_000;
-        self.wa.poll();
-        self.wb.poll();
+        for w in self.wa.iter_mut().chain(self.wb.iter_mut()) {
+            w.poll();
+        }
         self.clock.advance(d);
         if self.clock.now().as_nanos() / 100_000_000 != before {
             self.a.tick();
@@ -367,7 +374,7 @@ fn half_open_connections_cost_a_cache_entry_and_expire() {
     // A's SYN reaches B, then A's interface goes down: B's SYN,ACKs go
     // nowhere and the handshake never completes.
     let c = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
-    p.wa.poll();
+    p.wa[0].poll();
     p.a.set_up("a0", false).unwrap();
     for _ in 0..10 {
         p.step(Duration::from_millis(1));
@@ -496,6 +503,8 @@ fn icmp_errors_reach_their_sockets() {
     assert_eq!(c.state(), State::Established);
     let before = c.mss();
     let local = c.local_addr().unwrap();
+    // Only an error about a segment in flight counts (tcp_ctlinput).
+    let seq = seq_in_flight(&mut p, &c);
     let mut quote = vec![0u8; 28];
     Ipv4Repr {
         src: "10.0.0.1".parse().unwrap(),
@@ -510,6 +519,7 @@ fn icmp_errors_reach_their_sockets() {
     .emit(&mut quote[..20]);
     quote[20..22].copy_from_slice(&local.port().to_be_bytes());
     quote[22..24].copy_from_slice(&80u16.to_be_bytes());
+    quote[24..28].copy_from_slice(&seq.to_be_bytes());
     let icmp = Icmpv4Repr::DstUnreachable { code: DstUnreachable::FragRequired, next_hop_mtu: 1000, data: &quote };
     let mut frame = vec![0u8; HEADER_LEN + 20 + icmp.buffer_len()];
     EthernetRepr { src: B_MAC, dst: A_MAC, ethertype: EtherType::IPV4, vlan: None }.emit(&mut frame);
@@ -529,4 +539,214 @@ fn icmp_errors_reach_their_sockets() {
     p.step(Duration::from_millis(1));
     // 1000 less 40 bytes of headers, less the timestamp option's 12.
     assert_eq!((before, c.mss()), (1448, 948));
+}
+
+/// Writes to `c` and runs A's worker alone, then takes A's data segment
+/// off the wire before B sees it: its sequence number (in flight until A
+/// retransmits it).
+fn seq_in_flight(p: &mut Pair, c: &TcpStream) -> u32 {
+    (&*c).write_all(&[7u8; 100]).unwrap();
+    p.wa[0].poll();
+    let mut pool = PacketPool::new(4, 2048);
+    let mut buf = pool.alloc().unwrap();
+    let mut seq = None;
+    while p.wire_b.recv(&mut buf) {
+        if let Some(s) = tcp_seq_of(buf.data(), c.local_addr().unwrap().port(), true) {
+            seq = Some(s);
+        }
+    }
+    seq.expect("A's data segment on the wire")
+}
+
+/// The sequence number of a TCP segment from `port` in an Ethernet frame
+/// (IPv4 or IPv6 without extension headers), with payload if `data`.
+fn tcp_seq_of(f: &[u8], port: u16, data: bool) -> Option<u32> {
+    let ip = &f[14..];
+    let (proto, l4) = match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 => (ip[9], &ip[usize::from(ip[0] & 15) * 4..usize::from(u16::from_be_bytes([ip[2], ip[3]]))]),
+        0x86dd => (ip[6], &ip[40..40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]))]),
+        _ => return None,
+    };
+    let hl = usize::from(l4[12] >> 4) * 4;
+    (proto == 6 && u16::from_be_bytes([l4[0], l4[1]]) == port && (!data || l4.len() > hl))
+        .then(|| u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]))
+}
+
+/// An ICMPv6 error from B to A quoting an IPv6 packet fd00::1 -> fd00::2
+/// (`proto`, ports, sequence number).
+fn icmp6_to_a(p: &Pair, msg: softnet_wire::icmpv6::Icmpv6Repr<'_>) {
+    use softnet_wire::ethernet::{EtherType, EthernetRepr, HEADER_LEN};
+    use softnet_wire::ipv4::IpProtocol;
+    use softnet_wire::ipv6::Ipv6Repr;
+    let (a, b) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let mut frame = vec![0u8; HEADER_LEN + 40 + msg.buffer_len()];
+    EthernetRepr { src: B_MAC, dst: A_MAC, ethertype: EtherType::IPV6, vlan: None }.emit(&mut frame);
+    Ipv6Repr {
+        src: b,
+        dst: a,
+        next_header: IpProtocol::ICMPV6,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: msg.buffer_len(),
+    }
+    .emit(&mut frame[HEADER_LEN..HEADER_LEN + 40]);
+    msg.emit(b, a, &mut frame[HEADER_LEN + 40..]);
+    assert!(p.wire_b.send(0, &frame));
+}
+
+/// The first 48 bytes of an IPv6 packet fd00::1 -> fd00::2: the header
+/// and the transport header's ports and sequence number.
+fn quote6(proto: u8, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    use softnet_wire::ipv4::IpProtocol;
+    use softnet_wire::ipv6::Ipv6Repr;
+    let mut q = vec![0u8; 48];
+    Ipv6Repr {
+        src: "fd00::1".parse().unwrap(),
+        dst: "fd00::2".parse().unwrap(),
+        next_header: IpProtocol::from(proto),
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: 1000,
+    }
+    .emit(&mut q[..40]);
+    q[40..42].copy_from_slice(&sport.to_be_bytes());
+    q[42..44].copy_from_slice(&dport.to_be_bytes());
+    q[44..48].copy_from_slice(&seq.to_be_bytes());
+    q
+}
+
+#[test]
+fn icmpv6_errors_reach_their_sockets() {
+    use softnet_wire::icmpv6::{DstUnreachable, Icmpv6Repr};
+    let mut p = Pair::new(0, 0);
+    // Port unreachable: ECONNREFUSED on a connected UDP socket.
+    let mut u = UdpSocket::bind(&p.a, sa("[fd00::1]:0")).unwrap();
+    u.set_nonblocking(true).unwrap();
+    u.connect(sa("[fd00::2]:9")).unwrap();
+    u.send(b"anyone?").unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::ConnectionRefused, "B's own unreachable");
+    // Address unreachable, quoted by a router: EHOSTUNREACH on it.
+    let q = quote6(17, u.local_addr().unwrap().port(), 9, 0);
+    icmp6_to_a(&p, Icmpv6Repr::DstUnreachable { code: DstUnreachable::AddrUnreachable, data: &q });
+    p.step(Duration::from_millis(1));
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::HostUnreachable);
+    assert_eq!(u.recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::WouldBlock, "reported once");
+
+    // Packet too big lowers an established connection's MSS, when it
+    // quotes a segment in flight; a quote of anything else is ignored.
+    let _l = TcpListener::bind(&p.b, sa("[fd00::2]:80")).unwrap();
+    let c = TcpStream::start_connect(&p.a, sa("[fd00::2]:80")).unwrap();
+    for _ in 0..20 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(c.state(), State::Established);
+    let (before, port) = (c.mss(), c.local_addr().unwrap().port());
+    let seq = seq_in_flight(&mut p, &c);
+    let q = quote6(6, port, 80, seq.wrapping_sub(100_000));
+    icmp6_to_a(&p, Icmpv6Repr::PacketTooBig { mtu: 1300, data: &q });
+    p.step(Duration::from_millis(1));
+    assert_eq!(c.mss(), before, "a quote of a sequence number not in flight is ignored");
+    let ns = softnet_core::stats::format_netstat_s_with(&p.a.stats, Some(&p.a.socks));
+    assert!(ns.contains("\t\t1 ICMP error ignored (not about a segment in flight)\n"), "{ns}");
+    let q = quote6(6, port, 80, seq);
+    icmp6_to_a(&p, Icmpv6Repr::PacketTooBig { mtu: 1300, data: &q });
+    p.step(Duration::from_millis(1));
+    // 1300 less 60 bytes of headers, less the timestamp option's 12.
+    assert_eq!((before, c.mss()), (1428, 1228));
+    // The data still arrives (retransmitted in smaller segments).
+    for _ in 0..2000 {
+        p.step(Duration::from_millis(10));
+    }
+
+    // Address unreachable while the SYN is unanswered: the connect fails
+    // with EHOSTUNREACH (B never sees the SYN: it is taken off the wire).
+    let c = TcpStream::start_connect(&p.a, sa("[fd00::2]:81")).unwrap();
+    p.wa[0].poll();
+    let port = c.local_addr().unwrap().port();
+    let mut pool = PacketPool::new(4, 2048);
+    let mut buf = pool.alloc().unwrap();
+    let mut iss = None;
+    while p.wire_b.recv(&mut buf) {
+        iss = iss.or(tcp_seq_of(buf.data(), port, false));
+    }
+    let q = quote6(6, port, 81, iss.expect("the SYN"));
+    icmp6_to_a(&p, Icmpv6Repr::DstUnreachable { code: DstUnreachable::AddrUnreachable, data: &q });
+    p.step(Duration::from_millis(1));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!((&c).read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::HostUnreachable);
+}
+
+/// Packets each worker of `st` sent from the stack itself.
+fn localout(st: &Stack) -> Vec<u64> {
+    (0..st.config.workers).map(|i| st.stats.get(i).ip.localout.get()).collect()
+}
+
+#[test]
+fn a_connection_is_served_by_one_worker_on_each_side() {
+    // Two workers a side, worker i on queue i of the wire: a flow's
+    // frames stay on one queue index, as a link's flow hash keeps them.
+    let mut p = Pair::with_workers(0, 0, 2);
+    let server = sa("10.0.0.2:80");
+    let mut l = TcpListener::bind(&p.b, server).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let c = TcpStream::start_connect(&p.a, server).unwrap();
+    for _ in 0..50 {
+        p.step(Duration::from_millis(1));
+    }
+    assert_eq!(c.state(), State::Established);
+    let (s, _) = l.accept().unwrap();
+    let (a0, b0) = (localout(&p.a), localout(&p.b));
+    // 2 MB from A, 256 KB back, both sides' applications writing from
+    // this thread while every worker polls.
+    let (mut sent, mut got, mut back, mut got_back) = (0usize, 0usize, 0usize, 0usize);
+    let chunk: Vec<u8> = (0..16384).map(pattern).collect();
+    let mut buf = vec![0u8; 65536];
+    let (mut c, mut s) = (c, s);
+    c.set_nonblocking(true).unwrap();
+    s.set_nonblocking(true).unwrap();
+    for _ in 0..200_000 {
+        if sent < 2 << 20 {
+            if let Ok(n) = c.write(&chunk[..chunk.len().min((2 << 20) - sent)]) {
+                sent += n;
+            }
+        }
+        if back < 256 << 10 {
+            if let Ok(n) = s.write(&chunk[..chunk.len().min((256 << 10) - back)]) {
+                back += n;
+            }
+        }
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got_back += n;
+        }
+        if got == 2 << 20 && got_back == 256 << 10 {
+            break;
+        }
+        p.step(Duration::from_micros(100));
+    }
+    assert_eq!((got, got_back), (2 << 20, 256 << 10));
+    // Each side sent the whole transfer from one worker (the connection's
+    // owner), the same queue index on both.
+    let (a1, b1) = (localout(&p.a), localout(&p.b));
+    let moved = |x: &[u64], y: &[u64]| -> Vec<bool> { x.iter().zip(y).map(|(x, y)| y > x).collect() };
+    let (ma, mb) = (moved(&a0, &a1), moved(&b0, &b1));
+    assert_eq!(ma.iter().filter(|m| **m).count(), 1, "A's sending workers: {a0:?} -> {a1:?}");
+    assert_eq!(ma, mb, "B's sending worker is A's: {b0:?} -> {b1:?}");
+    for st in [&p.a, &p.b] {
+        let ns = softnet_core::stats::format_netstat_s_with(&st.stats, Some(&st.socks));
+        assert!(ns.contains("\t\t0 packets processed off their connection's worker\n"), "{ns}");
+    }
 }

@@ -47,7 +47,7 @@ const IFCONFIG_USAGE: &str = "usage: softnet ifconfig [-a]
 const RAD_USAGE: &str = "usage: softnet rad";
 const NETSTAT_USAGE: &str = "usage: softnet netstat [-an] [-f inet | inet6] [-p tcp | udp]
        softnet netstat -r [-n] [-f inet | inet6] [-T rtable]
-       softnet netstat -s
+       softnet netstat -s [-p tcp | udp]
        softnet netstat -m
        softnet netstat -i [-n]";
 
@@ -643,7 +643,10 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
     }
     let op = match (r, s, i_, m) {
         (true, false, false, false) => NetstatOp::Routes { rtable: rtable.unwrap_or(0), af },
-        (false, true, false, false) => NetstatOp::Stats,
+        (false, true, false, false) => match proto {
+            Some(proto) => NetstatOp::ProtoStats { proto },
+            None => NetstatOp::Stats,
+        },
         (false, false, true, false) => NetstatOp::Interfaces,
         (false, false, false, true) => NetstatOp::Buffers,
         (false, false, false, false) => NetstatOp::Sockets { all, af, proto },
@@ -652,8 +655,8 @@ fn parse_netstat(args: &[&str]) -> Result<Request, UsageError> {
     if rtable.is_some() && !r {
         return usage("netstat", "-T goes with -r");
     }
-    if (all || proto.is_some()) && (r || s || i_ || m) {
-        return usage("netstat", "-a and -p go with the sockets view");
+    if (all && (r || s || i_ || m)) || (proto.is_some() && (r || i_ || m)) {
+        return usage("netstat", "-a goes with the sockets view, -p with it or -s");
     }
     Ok(Request::Netstat(op))
 }

@@ -363,9 +363,19 @@ impl Handler {
         text(match op {
             NetstatOp::Routes { rtable, af } => show::netstat_rn(&self.stack, rtable, af),
             NetstatOp::Stats => {
-                let mut o = softnet_core::stats::format_netstat_s(&self.stack.stats);
+                let mut o = softnet_core::stats::format_netstat_s_with(&self.stack.stats, Some(&self.stack.socks));
                 if let Some(s) = self.rtsync.load_full() {
                     o.push_str(&s.format());
+                }
+                o
+            }
+            NetstatOp::ProtoStats { proto } => {
+                use softnet_core::sock::netstat::{format_tcp_s, format_udp_s};
+                let mut o = String::new();
+                let (st, so) = (&self.stack.stats, Some(&self.stack.socks));
+                match proto {
+                    crate::proto::SockProto::Tcp => format_tcp_s(&mut o, st, so),
+                    crate::proto::SockProto::Udp => format_udp_s(&mut o, st, so),
                 }
                 o
             }

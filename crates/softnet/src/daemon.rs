@@ -241,9 +241,9 @@ impl Daemon {
     fn spawn_workers(&mut self) -> anyhow::Result<()> {
         // The workers' clock is the stack's: ARP times agree.
         let clock: Arc<dyn Clock> = self.stack.clock.clone();
-        let wake = SockWake::new()?;
+        let wake = SockWake::new(self.config.workers)?;
         let w2 = wake.clone();
-        self.stack.socks.set_waker(Box::new(move || w2.wake()));
+        self.stack.socks.set_waker(Box::new(move |i| w2.wake(i)));
         for i in 0..self.config.workers {
             let w = Worker::new(i, self.stack.clone(), clock.clone());
             let stop = self.stop.clone();
@@ -766,43 +766,54 @@ pub fn poll_idle() -> impl FnMut(&Stack, usize, u32) {
     poll_idle_woken(None)
 }
 
-/// An eventfd that an application's socket call writes to wake workers
-/// sleeping in poll(2) (only while one sleeps: no system call per write
-/// on a busy stack).
+/// One eventfd per worker that an application's socket call writes to
+/// wake the worker its work was queued for (the connection's owner, see
+/// softnet_core::sock), while it sleeps in poll(2) (only while it sleeps:
+/// no system call per write on a busy stack). One per worker, not one
+/// shared: a worker that drained a shared one could leave the owner
+/// asleep until its poll timeout.
 pub struct SockWake {
-    fd: i32,
-    sleepers: std::sync::atomic::AtomicUsize,
+    fds: Vec<i32>,
+    sleepers: Vec<std::sync::atomic::AtomicUsize>,
 }
 
 impl SockWake {
-    fn new() -> anyhow::Result<Arc<SockWake>> {
-        // SAFETY: eventfd(2) with valid flags; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            bail!("eventfd: {}", std::io::Error::last_os_error());
+    fn new(workers: usize) -> anyhow::Result<Arc<SockWake>> {
+        let mut w = SockWake { fds: Vec::new(), sleepers: Vec::new() };
+        for _ in 0..workers.max(1) {
+            // SAFETY: eventfd(2) with valid flags; the result is checked.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                bail!("eventfd: {}", std::io::Error::last_os_error());
+            }
+            w.fds.push(fd);
+            w.sleepers.push(std::sync::atomic::AtomicUsize::new(0));
         }
-        Ok(Arc::new(SockWake { fd, sleepers: std::sync::atomic::AtomicUsize::new(0) }))
+        Ok(Arc::new(w))
     }
 
-    fn wake(&self) {
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+    fn wake(&self, i: usize) {
+        let i = i % self.fds.len();
+        if self.sleepers[i].load(Ordering::SeqCst) > 0 {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
-            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+            unsafe { libc::write(self.fds[i], (&one as *const u64).cast(), 8) };
         }
     }
 
-    fn drain(&self) {
+    fn drain(&self, i: usize) {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64 from our non-blocking eventfd.
-        unsafe { libc::read(self.fd, (&mut v as *mut u64).cast(), 8) };
+        unsafe { libc::read(self.fds[i], (&mut v as *mut u64).cast(), 8) };
     }
 }
 
 impl Drop for SockWake {
     fn drop(&mut self) {
-        // SAFETY: our descriptor, closed once.
-        unsafe { libc::close(self.fd) };
+        for &fd in &self.fds {
+            // SAFETY: our descriptors, each closed once.
+            unsafe { libc::close(fd) };
+        }
     }
 }
 
@@ -818,11 +829,12 @@ pub fn poll_idle_woken(wake: Option<Arc<SockWake>>) -> impl FnMut(&Stack, usize,
         // destroy waits at most one timeout for this snapshot).
         let ifs = stack.ifaces.load_full();
         fds.clear();
+        let slot = wake.as_ref().map_or(0, |w| id % w.fds.len());
         if let Some(w) = &wake {
-            fds.push(libc::pollfd { fd: w.fd, events: libc::POLLIN, revents: 0 });
-            w.sleepers.fetch_add(1, Ordering::SeqCst);
-            if stack.socks.has_pending() {
-                w.sleepers.fetch_sub(1, Ordering::SeqCst);
+            fds.push(libc::pollfd { fd: w.fds[slot], events: libc::POLLIN, revents: 0 });
+            w.sleepers[slot].fetch_add(1, Ordering::SeqCst);
+            if stack.socks.has_pending_for(id) {
+                w.sleepers[slot].fetch_sub(1, Ordering::SeqCst);
                 return;
             }
         }
@@ -849,9 +861,9 @@ pub fn poll_idle_woken(wake: Option<Arc<SockWake>>) -> impl FnMut(&Stack, usize,
         // SAFETY: `fds` is a valid array of pollfd of that length.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
         if let Some(w) = &wake {
-            w.sleepers.fetch_sub(1, Ordering::SeqCst);
+            w.sleepers[slot].fetch_sub(1, Ordering::SeqCst);
             if fds[0].revents != 0 {
-                w.drain();
+                w.drain(slot);
             }
         }
         drop(ifs);

@@ -197,7 +197,7 @@ pub fn run(workers: usize, flood: u64) -> anyhow::Result<()> {
     writeln!(out, "\n== netstat -i")?;
     out.push_str(&crate::show::netstat_i(&stack));
     writeln!(out, "\n== netstat -s")?;
-    out.push_str(&softnet_core::stats::format_netstat_s(&stack.stats));
+    out.push_str(&softnet_core::stats::format_netstat_s_with(&stack.stats, Some(&stack.socks)));
     writeln!(out, "\n== arp -an")?;
     out.push_str(&crate::show::arp_an(&stack));
     print!("{out}");

@@ -345,6 +345,10 @@ pub enum NetstatOp {
         af: AddrFamily,
     },
     Stats,
+    /// `netstat -s -p tcp|udp`: one protocol's section.
+    ProtoStats {
+        proto: SockProto,
+    },
     Interfaces,
     /// `-m`: packet buffers per worker pool, the spill, held packets, and
     /// the references on interfaces and route snapshots (OpenBSD's mbuf

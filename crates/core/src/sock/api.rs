@@ -41,6 +41,7 @@ pub(super) fn tcp_err(e: TcpError) -> io::Error {
         TcpError::TimedOut => SockError::TimedOut.into(),
         TcpError::WouldBlock => SockError::WouldBlock.into(),
         TcpError::NotConnected => io::Error::new(io::ErrorKind::BrokenPipe, "broken pipe"),
+        TcpError::HostUnreachable => SockError::NoRoute.into(),
     }
 }
 

@@ -15,6 +15,20 @@
 //! Locking: a table is read-locked per lookup (shared, never held across
 //! a packet's processing); each connection has its own mutex, taken by the
 //! worker for input/output/timers and by the application for its calls.
+//!
+//! Ownership (FreeBSD's RSS, the way the link's flow hash allows it): a
+//! connection belongs to one worker, its `owner`, and only that worker
+//! sends for it and runs its timers: the application's work is queued on
+//! the owner's queue and its timers on the owner's heap, so two workers
+//! never take one connection's lock for output. An accepted connection
+//! belongs to the worker that completed its handshake (the SYN's and the
+//! ACK's flow hash put them there); a connection opened locally is queued
+//! by its port until its first segment arrives, and the worker that
+//! receives it claims it (the link's hash, e.g. the kernel's PACKET_FANOUT
+//! hash, is not ours to compute, so the port cannot be chosen to land on
+//! a worker in advance). A segment that reaches another worker later (a
+//! link with fewer queues than workers) is still processed, under the
+//! connection's lock, and counted as a steering miss.
 
 pub mod api;
 #[cfg(feature = "tokio")]
@@ -120,8 +134,10 @@ pub struct Sockets {
     pub(crate) listeners: RwLock<HashMap<SocketAddr, Arc<TcpListen>>>,
     pub(crate) udp: RwLock<HashMap<SocketAddr, Arc<UdpPcb>>>,
     /// Sockets the application acted on: output may be due.
-    pub(crate) pending: SegQueue<Pending>,
-    timers: Mutex<BinaryHeap<Due>>,
+    /// One queue per worker (see Ownership above).
+    pub(crate) pending: Box<[SegQueue<Pending>]>,
+    /// One timer heap per worker.
+    timers: Box<[Mutex<BinaryHeap<Due>>]>,
     pub(crate) isn: IsnGen,
     /// Half-open connections and SYN cookies.
     pub syncache: syncache::SynCache,
@@ -130,8 +146,12 @@ pub struct Sockets {
     count: AtomicUsize,
     /// Wakes sleeping workers when the application queued work
     /// (the daemon sets one that writes an eventfd the workers poll).
-    waker: arc_swap::ArcSwapOption<Box<dyn Fn() + Send + Sync>>,
+    /// (Called with the worker's queue index: only the worker the work
+    /// was queued for is woken.)
+    waker: arc_swap::ArcSwapOption<Box<dyn Fn(usize) + Send + Sync>>,
     pub stats: SockStats,
+    /// The counters of connections gone (`netstat -s`).
+    pub conn_totals: netstat::ConnTotals,
     /// The default TCP settings for new sockets.
     pub tcp_config: RwLock<Arc<softnet_tcp::Config>>,
     /// The owner of sockets not given one (`divert.rs`).
@@ -145,20 +165,23 @@ pub(crate) enum Pending {
 }
 
 impl Sockets {
-    /// Empty tables; `key` draws the ISN key (RFC 6528's secret).
-    pub fn new(mut key: impl FnMut() -> u32) -> Sockets {
+    /// Empty tables for `workers` workers; `key` draws the ISN key (RFC
+    /// 6528's secret).
+    pub fn new(workers: usize, mut key: impl FnMut() -> u32) -> Sockets {
+        let workers = workers.max(1);
         Sockets {
             syncache: syncache::SynCache::new(&mut key),
             conns: RwLock::new(HashMap::new()),
             listeners: RwLock::new(HashMap::new()),
             udp: RwLock::new(HashMap::new()),
-            pending: SegQueue::new(),
-            timers: Mutex::new(BinaryHeap::new()),
+            pending: (0..workers).map(|_| SegQueue::new()).collect(),
+            timers: (0..workers).map(|_| Mutex::new(BinaryHeap::new())).collect(),
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),
             count: AtomicUsize::new(0),
             waker: arc_swap::ArcSwapOption::empty(),
             stats: SockStats::default(),
+            conn_totals: netstat::ConnTotals::default(),
             tcp_config: RwLock::new(Arc::new(softnet_tcp::Config::default())),
             default_owner: divert::OwnerCell::default(),
         }
@@ -173,7 +196,28 @@ impl Sockets {
     /// Whether the application left work for the workers (an idle worker
     /// about to sleep checks it).
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.iter().any(|q| !q.is_empty())
+    }
+
+    /// Whether worker `id` has application work queued.
+    pub fn has_pending_for(&self, id: usize) -> bool {
+        !self.pending[self.slot(id)].is_empty()
+    }
+
+    /// The queue and timer heap of worker `id`.
+    #[inline]
+    pub(crate) fn slot(&self, id: usize) -> usize {
+        id % self.pending.len()
+    }
+
+    /// The worker that sends for `conn` and runs its timers: its owner,
+    /// or, until it has one, a worker picked by its local port.
+    #[inline]
+    pub(crate) fn conn_slot(&self, conn: &TcpConn) -> usize {
+        match conn.worker() {
+            Some(w) => self.slot(w),
+            None => self.slot(usize::from(conn.local.port())),
+        }
     }
 
     pub(crate) fn add_count(&self) {
@@ -188,28 +232,32 @@ impl Sockets {
     }
 
     /// Sets the function that wakes idle workers.
-    pub fn set_waker(&self, f: Box<dyn Fn() + Send + Sync>) {
+    /// `f(i)` wakes worker `i` (of the workers this stack was made for;
+    /// worker ids beyond share queues modulo their number).
+    pub fn set_waker(&self, f: Box<dyn Fn(usize) + Send + Sync>) {
         self.waker.store(Some(Arc::new(f)));
     }
 
-    pub(crate) fn wake(&self) {
+    pub(crate) fn wake(&self, slot: usize) {
         if let Some(w) = self.waker.load().as_ref() {
-            w();
+            w(slot);
         }
     }
 
     /// Queues `conn` for a worker's attention (output, close).
     pub(crate) fn kick_tcp(&self, conn: &Arc<TcpConn>) {
         if !conn.queued.swap(true, Ordering::AcqRel) {
-            self.pending.push(Pending::Tcp(conn.clone()));
-            self.wake();
+            let slot = self.conn_slot(conn);
+            self.pending[slot].push(Pending::Tcp(conn.clone()));
+            self.wake(slot);
         }
     }
 
     pub(crate) fn kick_udp(&self, pcb: &Arc<UdpPcb>) {
         if !pcb.queued.swap(true, Ordering::AcqRel) {
-            self.pending.push(Pending::Udp(pcb.clone()));
-            self.wake();
+            let slot = self.slot(usize::from(pcb.local.port()));
+            self.pending[slot].push(Pending::Udp(pcb.clone()));
+            self.wake(slot);
         }
     }
 
@@ -218,18 +266,25 @@ impl Sockets {
     /// fires and the connection is filed again).
     pub(crate) fn schedule(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) {
         let Some(at) = at else { return };
-        let at = at.as_nanos();
+        self.schedule_ns(conn, at.as_nanos());
+    }
+
+    fn schedule_ns(&self, conn: &Arc<TcpConn>, at: u64) {
         let cur = conn.timer_at.load(Ordering::Acquire);
         if at < cur {
             conn.timer_at.store(at, Ordering::Release);
-            self.timers.lock().push(Due { at, conn: conn.clone() });
+            self.timers[self.conn_slot(conn)].lock().push(Due { at, conn: conn.clone() });
         }
     }
 
-    /// Moves the connections due by `now` into `out` (a worker's scratch).
-    pub(crate) fn due(&self, now: Instant, out: &mut Vec<Arc<TcpConn>>, max: usize) {
+    /// Moves the connections of worker `id` due by `now` into `out` (a
+    /// worker's scratch). A connection whose owner changed since its entry
+    /// was filed is filed again on its owner's heap.
+    pub(crate) fn due(&self, id: usize, now: Instant, out: &mut Vec<Arc<TcpConn>>, max: usize) {
         let now = now.as_nanos();
-        let Some(mut h) = self.timers.try_lock() else { return };
+        let me = self.slot(id);
+        let mut moved: Vec<Due> = Vec::new();
+        let Some(mut h) = self.timers[me].try_lock() else { return };
         while out.len() < max {
             match h.peek() {
                 Some(d) if d.at <= now => {}
@@ -239,8 +294,18 @@ impl Sockets {
             // Only the connection's current entry counts; an entry
             // superseded by an earlier one is dropped.
             if d.conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                out.push(d.conn);
+                if self.conn_slot(&d.conn) == me {
+                    out.push(d.conn);
+                } else {
+                    moved.push(d);
+                }
             }
+        }
+        drop(h);
+        // Rare (an owner claimed after the entry was filed): the vector
+        // stays empty, and allocates nothing, on the common path.
+        for d in moved {
+            self.schedule_ns(&d.conn, d.at);
         }
     }
 

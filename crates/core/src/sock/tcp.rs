@@ -8,10 +8,10 @@
 use super::{ConnKey, SockEnv, Sockets};
 use crate::iface::IfIndex;
 use parking_lot::{Condvar, Mutex};
-use softnet_tcp::{Config, State, Tcb};
+use softnet_tcp::{Config, State, Tcb, TcpError};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 /// One TCP connection.
@@ -33,7 +33,13 @@ pub struct TcpConn {
     pub owner: super::divert::OwnerCell,
     /// The pf state of the connection, as the filter's handle (`pflink`).
     pub(crate) pf_state: std::sync::atomic::AtomicU32,
+    /// The worker that owns it (`NO_OWNER` until one claims it; see the
+    /// module `sock`'s Ownership).
+    worker: AtomicUsize,
 }
+
+/// `TcpConn::owner` before a worker claimed the connection.
+const NO_OWNER: usize = usize::MAX;
 
 pub(crate) struct ConnInner {
     pub tcb: Tcb,
@@ -49,6 +55,8 @@ pub(crate) struct ConnInner {
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
     pub waiters: u32,
+    /// Counted in `tcps_connects` (it reached a synchronized state).
+    pub connected: bool,
     /// Tasks waiting (the async API), woken with `cond`.
     pub tasks: super::wake::TaskWakers,
     /// On its worker's list of connections to wake at the end of the
@@ -76,6 +84,7 @@ impl TcpConn {
                 in_table: false,
                 scope,
                 waiters: 0,
+                connected: false,
                 tasks: Default::default(),
                 wake_queued: false,
             }),
@@ -88,7 +97,29 @@ impl TcpConn {
             }),
             listener,
             pf_state: std::sync::atomic::AtomicU32::new(0),
+            worker: AtomicUsize::new(NO_OWNER),
         })
+    }
+
+    /// The worker that owns it, if one does.
+    #[inline]
+    pub(crate) fn worker(&self) -> Option<usize> {
+        let w = self.worker.load(Ordering::Relaxed);
+        (w != NO_OWNER).then_some(w)
+    }
+
+    /// Worker `id` received a segment of it: the first to do so owns it.
+    /// False when another worker owns it (a steering miss).
+    #[inline]
+    pub(crate) fn claim(&self, id: usize) -> bool {
+        match self.worker.load(Ordering::Relaxed) {
+            w if w == id => true,
+            NO_OWNER => {
+                self.worker.compare_exchange(NO_OWNER, id, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                    || self.worker.load(Ordering::Relaxed) == id
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn key(&self) -> ConnKey {
@@ -256,6 +287,10 @@ impl Sockets {
     /// bytes.
     pub(crate) fn tcp_after_deferred(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) -> bool {
         let state = inner.tcb.state();
+        if !inner.connected && state.synchronized() {
+            inner.connected = true;
+            self.stats.tcp_connects.fetch_add(1, Ordering::Relaxed);
+        }
         if inner.in_listener && (state.synchronized() || state == State::Closed) {
             inner.in_listener = false;
             if let Some(l) = conn.listener.as_ref().and_then(Weak::upgrade) {
@@ -285,7 +320,11 @@ impl Sockets {
             if self.conns.write().remove(&conn.key()).is_some() {
                 self.sub_count();
             }
+            self.conn_totals.add(inner.tcb.stats());
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
+            if inner.tcb.error().is_some_and(|e| matches!(e, TcpError::Reset | TcpError::TimedOut)) {
+                self.stats.tcp_drops.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.schedule(conn, inner.tcb.poll_at());
         inner.waiters > 0 || !inner.tasks.is_empty()

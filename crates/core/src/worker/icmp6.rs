@@ -119,10 +119,12 @@ impl WorkerState {
                 c.badcode.inc();
                 return self.free(p);
             }
-            // Errors and replies addressed to the router: the host
-            // twin's, if the interface has one; else nobody listens (a
-            // filter matches errors to its states before this).
+            // Errors and replies addressed to the router: about a
+            // socket's packet, to it (`sockio`); the host twin's, if the
+            // interface has one; else nobody listens (a filter matches
+            // errors to its states before this).
             _ => {
+                self.icmp6_sock_notify(cx, &repr);
                 let Some(p) = self.punt(cx, p) else { return };
                 return self.free(p);
             }

@@ -34,12 +34,20 @@ impl WorkerState {
         }
         let seg = &p.data()[off..end];
         let tcp = TcpPacket::new_unchecked(seg);
+        let local = SocketAddr::new(dst, tcp.dst_port());
+        let remote = SocketAddr::new(src, tcp.src_port());
         let Ok(repr) = TcpRepr::parse(&tcp) else {
+            // A malformed option (a length that overruns the header or
+            // does not fit the kind) on a segment for one of our PCBs:
+            // dropped and counted, never acted on nor answered with a RST.
+            if socks.tcp_lookup(local, remote).is_some() || socks.tcp_listener(local).is_some() {
+                cx.stats.transport.tcp_rcvbadopt.inc();
+                self.free(p);
+                return None;
+            }
             return Some(p);
         };
         let payload = tcp.payload();
-        let local = SocketAddr::new(dst, repr.dst_port);
-        let remote = SocketAddr::new(src, repr.src_port);
         let now = tcp_now(cx.now);
         let rcvif = p.meta.rcvif;
         // A SYN to a TIME_WAIT connection (Verdict::Reopen) goes round
@@ -83,15 +91,21 @@ impl WorkerState {
                     let Some(done) = socks.syn_cache_get(key, &repr, now) else { return Some(p) };
                     // A full accept queue resets it (syn_cache_get's
                     // resetandabort), counted as listendrop.
+                    // The worker completing the handshake owns it (claimed
+                    // below, before the ACK is processed).
                     let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now) else { return Some(p) };
                     c
                 }
             };
             // pf_inp_link: the state pf in matched is the connection's.
             conn.pf_link_in(p.meta.pf_link);
+            if !conn.claim(self.id) {
+                cx.stats.transport.tcp_steermiss.inc();
+            }
             let mut inner = conn.inner.lock();
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
+            count_verdict(&cx.stats.transport, v, payload.len());
             self.tcp_emit(cx, &conn, &mut inner, now);
             self.tcp_after(socks, &conn, &mut inner);
             if v != Verdict::Reopen {
@@ -297,6 +311,7 @@ impl WorkerState {
                 self.free(r);
                 continue;
             }
+            cx.stats.transport.udp_opackets.inc();
             self.send_l4(cx, r, src, to.ip(), IpProtocol::UDP, ulen, None);
         }
         if i.waiters > 0 {
@@ -309,11 +324,10 @@ impl WorkerState {
     /// its IP header and at least 8 bytes after it), to the socket that
     /// sent it (in_pcbnotify): "fragmentation needed" lowers a TCP
     /// connection's MSS to the next-hop MTU (tcp_mtudisc, RFC 1191 §6.5);
-    /// "port unreachable" is ECONNREFUSED for a connected UDP socket
-    /// (udp_notify).
+    /// port and protocol unreachable are ECONNREFUSED, network, host and
+    /// administratively prohibited EHOSTUNREACH (icmp_err_convert).
     pub(super) fn icmp_sock_notify(&mut self, cx: &Ctx, code: u8, mtu: u16, quote: &[u8]) {
-        let socks = &cx.stack.socks;
-        if socks.is_empty() {
+        if cx.stack.socks.is_empty() {
             return;
         }
         // The quote is truncated: only its header and 8 bytes are there.
@@ -323,23 +337,92 @@ impl WorkerState {
         let ip = Ipv4Packet::new_unchecked(quote);
         let hl = ip.header_len() as usize;
         let Some(l4) = quote.get(hl..hl + 8) else { return };
+        use DstUnreachable as U;
+        let what = match code {
+            c if c == U::FragRequired as u8 && mtu >= 68 => SockNotify::Mtu(u32::from(mtu)),
+            c if c == U::PortUnreachable as u8 || c == U::ProtoUnreachable as u8 => SockNotify::Refused,
+            c if c == U::NetUnreachable as u8 || c == U::HostUnreachable as u8 || c == U::CommProhibited as u8 => {
+                SockNotify::HostUnreach
+            }
+            _ => return,
+        };
+        self.sock_notify(cx, ip.protocol(), (ip.src().into(), ip.dst().into()), l4, what);
+    }
+
+    /// The same for ICMPv6 (icmp6_notify / in6_pcbnotify): "packet too
+    /// big" lowers the MSS (RFC 8201 §4), port unreachable is
+    /// ECONNREFUSED, no route / prohibited / beyond scope / address
+    /// unreachable EHOSTUNREACH (icmp6_errmap).
+    pub(super) fn icmp6_sock_notify(&mut self, cx: &Ctx, repr: &softnet_wire::icmpv6::Icmpv6Repr) {
+        use softnet_wire::icmpv6::{DstUnreachable as U6, Icmpv6Repr as R};
+        if cx.stack.socks.is_empty() {
+            return;
+        }
+        let (what, quote) = match *repr {
+            R::PacketTooBig { mtu, data } => (SockNotify::Mtu(mtu.max(1280)), data),
+            R::DstUnreachable { code: U6::PortUnreachable, data } => (SockNotify::Refused, data),
+            R::DstUnreachable { data, .. } => (SockNotify::HostUnreach, data),
+            _ => return,
+        };
+        // The quote is truncated (its payload length is the original's):
+        // the fixed header and 8 bytes after it are what is read. Only a
+        // transport header right after the fixed header is looked at (our
+        // sockets send no extension headers).
+        let Some(l4) = quote.get(IPV6_HEADER..IPV6_HEADER + 8) else { return };
+        if quote[0] >> 4 != 6 {
+            return;
+        }
+        let ip = softnet_wire::ipv6::Ipv6Packet::new_unchecked(quote);
+        self.sock_notify(cx, ip.next_header(), (ip.src().into(), ip.dst().into()), l4, what);
+    }
+
+    /// in_pcbnotify for either family: `l4` is the quoted transport
+    /// header's first 8 bytes (ports, and TCP's sequence number).
+    fn sock_notify(&mut self, cx: &Ctx, proto: IpProtocol, (src, dst): (IpAddr, IpAddr), l4: &[u8], what: SockNotify) {
+        let socks = &cx.stack.socks;
         let sport = u16::from_be_bytes([l4[0], l4[1]]);
         let dport = u16::from_be_bytes([l4[2], l4[3]]);
-        let local = SocketAddr::new(ip.src().into(), sport);
-        let remote = SocketAddr::new(ip.dst().into(), dport);
-        match ip.protocol() {
-            IpProtocol::TCP if code == DstUnreachable::FragRequired as u8 && mtu >= 68 => {
+        let local = SocketAddr::new(src, sport);
+        let remote = SocketAddr::new(dst, dport);
+        match proto {
+            IpProtocol::TCP => {
                 let Some(c) = socks.tcp_lookup(local, remote) else { return };
+                let seq = softnet_tcp::Seq(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]));
                 let mut i = c.inner.lock();
-                i.tcb.lower_mss(mtu.saturating_sub(40));
-                drop(i);
-                socks.kick_tcp(&c);
+                // tcp_ctlinput: only about a segment in flight.
+                if !i.tcb.quotes_unacked(seq) {
+                    cx.stats.transport.tcp_icmpbadseq.inc();
+                    return;
+                }
+                match what {
+                    SockNotify::Mtu(mtu) => {
+                        let hdr = if local.is_ipv6() { 60 } else { 40 };
+                        i.tcb.lower_mss(mtu.saturating_sub(hdr).min(65535) as u16);
+                        drop(i);
+                        socks.kick_tcp(&c);
+                    }
+                    SockNotify::Refused | SockNotify::HostUnreach => {
+                        let err = match what {
+                            SockNotify::Refused => softnet_tcp::TcpError::Refused,
+                            _ => softnet_tcp::TcpError::HostUnreachable,
+                        };
+                        if i.tcb.icmp_unreachable(err) {
+                            socks.tcp_after(&c, &mut i);
+                        }
+                    }
+                }
             }
-            IpProtocol::UDP if code == DstUnreachable::PortUnreachable as u8 => {
+            IpProtocol::UDP => {
+                let err = match what {
+                    SockNotify::Refused => crate::sock::SockError::Refused,
+                    SockNotify::HostUnreach => crate::sock::SockError::NoRoute,
+                    SockNotify::Mtu(_) => return,
+                };
                 let Some(pcb) = socks.udp.read().get(&local).cloned() else { return };
                 let mut i = pcb.inner.lock();
+                // udp_notify: only a connected socket hears of it.
                 if i.connected == Some(remote) {
-                    i.error = Some(crate::sock::SockError::Refused);
+                    i.error = Some(err);
                     if i.waiters > 0 {
                         pcb.cond.notify_all();
                     }
@@ -354,17 +437,23 @@ impl WorkerState {
     /// Returns how many sockets it handled (a busy worker does not sleep).
     pub(super) fn sock_poll(&mut self, cx: &Ctx) -> usize {
         let socks = &cx.stack.socks;
-        if socks.is_empty() && socks.pending.is_empty() {
+        let me = socks.slot(self.id);
+        if socks.is_empty() && socks.pending[me].is_empty() {
             return 0;
         }
         let now = tcp_now(cx.now);
         let mut n = 0;
         while n < SOCK_BUDGET {
-            let Some(job) = socks.pending.pop() else { break };
+            let Some(job) = socks.pending[me].pop() else { break };
             n += 1;
             match job {
                 Pending::Tcp(c) => {
                     c.queued.store(false, std::sync::atomic::Ordering::Release);
+                    if socks.conn_slot(&c) != me {
+                        // Claimed by another worker since it was queued.
+                        socks.kick_tcp(&c);
+                        continue;
+                    }
                     let mut inner = c.inner.lock();
                     self.tcp_emit(cx, &c, &mut inner, now);
                     self.tcp_after(socks, &c, &mut inner);
@@ -383,7 +472,7 @@ impl WorkerState {
         }
         self.sock_synacks = synacks;
         let mut due = std::mem::take(&mut self.sock_due);
-        socks.due(cx.now, &mut due, SOCK_BUDGET);
+        socks.due(self.id, cx.now, &mut due, SOCK_BUDGET);
         for c in due.drain(..) {
             n += 1;
             let mut inner = c.inner.lock();
@@ -396,6 +485,36 @@ impl WorkerState {
         }
         self.sock_due = due;
         n
+    }
+}
+
+/// What an ICMP error tells a socket.
+#[derive(Clone, Copy)]
+enum SockNotify {
+    /// The path MTU (needfrag, packet too big).
+    Mtu(u32),
+    /// ECONNREFUSED.
+    Refused,
+    /// EHOSTUNREACH.
+    HostUnreach,
+}
+
+/// The engine's drops in `netstat -s -p tcp` (tcp_input's tcpstat
+/// increments at the same places).
+fn count_verdict(ts: &crate::stats::TransportStats, v: Verdict, len: usize) {
+    use softnet_tcp::Drop as D;
+    let Verdict::Dropped(d) = v else { return };
+    match d {
+        D::OutOfWindow => {
+            ts.tcp_rcvpackafterwin.inc();
+            ts.tcp_rcvbyteafterwin.add(len as u64);
+        }
+        D::Paws => ts.tcp_pawsdrop.inc(),
+        D::RstChallenged => ts.tcp_badrst.inc(),
+        D::SynChallenged => ts.tcp_badsyn.inc(),
+        D::AckTooNew => ts.tcp_rcvacktoomuch.inc(),
+        D::DataAfterClose => ts.tcp_rcvafterclose.inc(),
+        D::Closed | D::NotSyn | D::BadAck | D::AckTooOld | D::NoAck => {}
     }
 }
 

@@ -221,6 +221,10 @@ fn netstat_forms() {
         Request::Netstat(NetstatOp::Routes { rtable: 2, af: AddrFamily::All })
     );
     assert_eq!(p("netstat", "-s").unwrap(), Request::Netstat(NetstatOp::Stats));
+    assert_eq!(
+        p("netstat", "-s -p tcp").unwrap(),
+        Request::Netstat(NetstatOp::ProtoStats { proto: crate::proto::SockProto::Tcp })
+    );
     assert_eq!(p("netstat", "-in").unwrap(), Request::Netstat(NetstatOp::Interfaces));
     assert_eq!(p("netstat", "-m").unwrap(), Request::Netstat(NetstatOp::Buffers));
     let socks = |all, af, proto| Request::Netstat(NetstatOp::Sockets { all, af, proto });
@@ -237,7 +241,8 @@ fn netstat_forms() {
         "-rn -f",
         "-rT",
         "-ra",
-        "-s -p tcp",
+        "-sa",
+        "-r -p tcp",
         "-p ipx",
         "-p",
         "-ms",

@@ -102,6 +102,7 @@ pub const TRANSPORT: &[Stat] = &[
         "Broadcast/multicast UDP datagrams dropped for want of a socket (udps_noportbcast)",
         |s| &s.transport.udp_noportbcast,
     ),
+    stat("udp_output_datagrams", "UDP datagrams the sockets sent (udps_opackets)", |s| &s.transport.udp_opackets),
     stat("tcp_received_packets", "TCP packets received (tcps_rcvtotal)", |s| &s.transport.tcp_rcvtotal),
     stat("tcp_bad_checksum_packets", "TCP packets discarded for a bad checksum (tcps_rcvbadsum)", |s| {
         &s.transport.tcp_rcvbadsum

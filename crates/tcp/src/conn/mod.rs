@@ -56,6 +56,8 @@ pub enum TcpError {
     WouldBlock,
     /// Writing after shutdown, or on a closed connection (EPIPE).
     NotConnected,
+    /// An ICMP host/address unreachable answered our SYN (EHOSTUNREACH).
+    HostUnreachable,
 }
 
 /// Keepalive timing (RFC 9293 §3.8.4; OpenBSD's tcp_keepidle/intvl/cnt).
@@ -481,6 +483,26 @@ impl Tcb {
             self.pending_rst = crate::reset::reset_reply(&me).map(Box::new);
         }
         self.enter_closed(None);
+    }
+
+    /// Whether `seq`, quoted by an ICMP error, is of a segment we sent and
+    /// that is not acknowledged yet (tcp_ctlinput's SND.UNA <= seq <
+    /// SND.MAX; RFC 5927 §4.1: a blind attacker must guess it).
+    pub fn quotes_unacked(&self, seq: Seq) -> bool {
+        seq.ge(self.snd_una) && seq.lt(self.snd_max)
+    }
+
+    /// An ICMP destination unreachable about this connection (tcp_notify,
+    /// RFC 1122 §4.2.3.9, RFC 5461 §4): while our SYN is unanswered it
+    /// fails the connection with `err` (ECONNREFUSED for a port or
+    /// protocol unreachable, EHOSTUNREACH for an address); a connection
+    /// past SYN_SENT ignores it, as a soft error. True if it closed.
+    pub fn icmp_unreachable(&mut self, err: TcpError) -> bool {
+        if self.state != State::SynSent {
+            return false;
+        }
+        self.enter_closed(Some(err));
+        true
     }
 
     fn enter_closed(&mut self, err: Option<TcpError>) {
