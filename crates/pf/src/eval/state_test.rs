@@ -67,7 +67,10 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
 #[inline(never)]
 fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let key = pkt_key_words(pd, cx.dir);
+    // The linked state's address ids checked against the packet's
+    // addresses instead of looked up (two hashed lookups a hook spared).
+    let linked = cx.link_hint(link).checked_sub(1).and_then(|i| cx.pf.states.key_words_of(i));
+    let key = linked_key_words6(pd, cx.dir, linked);
     let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     if !other_steady(&v, fwd, pd.proto == PROTO_UDP)
@@ -401,6 +404,14 @@ pub(super) fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
 /// counters and the activity time move (`StateTable::touch`, no lock).
 #[inline(always)]
 pub(super) fn other_steady(v: &StateView, fwd: bool, udp: bool) -> bool {
+    // Both peers MULTIPLE (every established flow): `other_step` leaves
+    // them so whichever way the packet goes, and the timeout is the
+    // multiple one; two compares instead of the step (~20 instructions a
+    // hook).
+    if v.src_state == udps::MULTIPLE && v.dst_state == udps::MULTIPLE {
+        let t = if udp { Timeout::UdpMultiple } else { Timeout::OtherMultiple };
+        return v.timeout == tidx(t) as u8;
+    }
     let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
     let (mut s, mut d) = (s0, d0);
     let t = other_step(udp, &mut s, &mut d);
