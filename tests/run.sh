@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Lints first, so that they fail fast: formatting, then clippy with every
+# warning an error, with every feature, over the workspace and the fuzz
+# workspace (its own, fuzz/Cargo.toml; checked in the main target dir so
+# that it reuses the dependencies' check results). An allowed lint says
+# why where it is allowed (never clippy::all).
+cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+CARGO_TARGET_DIR=$PWD/target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+
 cargo build --release --bins --example httpd --example benchmark
 cargo test --workspace --release
 

@@ -137,8 +137,11 @@ fn host_ns(src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     frame(MacAddr([0x33, 0x33, 0xff, o[13], o[14], o[15]]), R0_MAC, &ipv6(src, snm, IpProtocol::ICMPV6, 255, &m))
 }
 
-/// The NDP messages among `frames`: (eth src, eth dst, ip src, ip dst, repr type, target, flags).
-fn ndp_of(f: &[u8]) -> Option<(MacAddr, MacAddr, Ipv6Addr, Ipv6Addr, u8, Ipv6Addr, Option<NaFlags>)> {
+/// An NDP message seen: (eth src, eth dst, ip src, ip dst, repr type, target, flags).
+type Ndp = (MacAddr, MacAddr, Ipv6Addr, Ipv6Addr, u8, Ipv6Addr, Option<NaFlags>);
+
+/// The NDP messages among `frames`.
+fn ndp_of(f: &[u8]) -> Option<Ndp> {
     let e = EthernetFrame::new_checked(f).ok()?;
     let ip = Ipv6Packet::new_checked(e.payload()).ok()?;
     if ip.next_header() != IpProtocol::ICMPV6 || ip.hop_limit() != 255 {

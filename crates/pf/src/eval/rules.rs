@@ -722,10 +722,8 @@ fn create_state_holding(
         Af::Inet => std::net::IpAddr::V4(pd.src4()),
         Af::Inet6 => std::net::IpAddr::V6(pd.src.v6()),
     };
-    if pd.af == Af::Inet6 {
-        if r.route.is_some() {
-            return Err(Reason::NoRoute);
-        }
+    if pd.af == Af::Inet6 && r.route.is_some() {
+        return Err(Reason::NoRoute);
     }
     if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, src_ip, now, limit) {
