@@ -569,42 +569,6 @@ fn count_tables(cx: &Cx, r: &crate::compile::CRule, pd: &Pd) {
 mod tests {
     use super::*;
 
-    /// `other_steady`'s shortcut for two MULTIPLE peers answers as the
-    /// step itself does, for every peer state pair, timeout, protocol and
-    /// direction: steady exactly when `other_step` changes nothing.
-    #[test]
-    fn other_steady_is_other_step_changing_nothing() {
-        let timeouts = Timeout::ALL.iter().map(|t| tidx(*t) as u8).chain([crate::state::TIMEOUT_PURGE]);
-        for timeout in timeouts {
-            for (src_state, dst_state) in (0..4u8).flat_map(|s| (0..4u8).map(move |d| (s, d))) {
-                for (udp, fwd) in [(true, true), (true, false), (false, true), (false, false)] {
-                    let v = StateView {
-                        idx: 0,
-                        direction: 0,
-                        flags: 0,
-                        timeout,
-                        src_state,
-                        dst_state,
-                        rule_nr: 0,
-                        ruleset_gen: 0,
-                        tag: 0,
-                        rtable: -1,
-                        rev: 0,
-                    };
-                    let (s0, d0) = if fwd { (src_state, dst_state) } else { (dst_state, src_state) };
-                    let (mut s, mut d) = (s0, d0);
-                    let t = state_test::other_step(udp, &mut s, &mut d);
-                    let unchanged = s == s0 && d == d0 && timeout == tidx(t) as u8;
-                    assert_eq!(
-                        state_test::other_steady(&v, fwd, udp),
-                        unchanged,
-                        "{src_state} {dst_state} {timeout} {udp} {fwd}"
-                    );
-                }
-            }
-        }
-    }
-
     /// Every packet the fast parse accepts, the full parse accepts too and
     /// describes the same way: valid packets and every one-byte corruption
     /// of them (lengths, offsets, flags, version).

@@ -404,14 +404,6 @@ pub(super) fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
 /// counters and the activity time move (`StateTable::touch`, no lock).
 #[inline(always)]
 pub(super) fn other_steady(v: &StateView, fwd: bool, udp: bool) -> bool {
-    // Both peers MULTIPLE (every established flow): `other_step` leaves
-    // them so whichever way the packet goes, and the timeout is the
-    // multiple one; two compares instead of the step (~20 instructions a
-    // hook).
-    if v.src_state == udps::MULTIPLE && v.dst_state == udps::MULTIPLE {
-        let t = if udp { Timeout::UdpMultiple } else { Timeout::OtherMultiple };
-        return v.timeout == tidx(t) as u8;
-    }
     let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
     let (mut s, mut d) = (s0, d0);
     let t = other_step(udp, &mut s, &mut d);
