@@ -17,6 +17,8 @@ CARGO_TARGET_DIR=$PWD/target cargo clippy --manifest-path fuzz/Cargo.toml --all-
 
 cargo build --release --bins --example httpd --example benchmark
 cargo test --workspace --release
+# The async socket API (feature tokio) on tokio's runtime.
+cargo test --release -p softnet-core --features tokio --test async_api
 
 # The README's first command, as a smoke test: the demo must run and report.
 out=$(target/release/softnet demo --flood 20000)

@@ -4,9 +4,9 @@
 //! the router sends itself) and `softnet-pf` implements it.
 
 use crate::iface::{Interface, WeakIf};
-use crate::packet::PacketBuf;
+use crate::packet::{PacketBuf, PacketData};
 use crate::time::Instant;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -32,6 +32,13 @@ pub enum RouteDecision {
     /// Send a copy to this next hop (no pf out on the copy, never an ICMP
     /// error about it); the packet itself goes its way.
     Dup(NextHop),
+    /// `To` for an IPv6 packet: its next hop's address is the buffer's
+    /// `PacketData::pf_hop6` (16 bytes do not fit in the metadata beside
+    /// the interface: `PacketMeta` stays 48 bytes), on the interface
+    /// given or else reached by the IPv6 route to it (pf.c `pf_route6`).
+    To6(Option<WeakIf>),
+    /// `Dup` for an IPv6 packet; the address as for `To6`.
+    Dup6(Option<WeakIf>),
     /// pf in translated the packet into the other family (`af-to`, pf's
     /// PF_AFRT): the stack routes it in that family's table from there,
     /// as its input path does after pf in (pf out on the way out).
@@ -56,6 +63,15 @@ impl NextHop {
     /// `addr` on the link of `ifp`.
     pub fn on(ifp: WeakIf, addr: Ipv4Addr) -> NextHop {
         NextHop { addr, ifp: Some(ifp) }
+    }
+}
+
+impl PacketData {
+    /// Leaves a routing decision to an IPv6 next hop `addr` (on `ifp`, or
+    /// by the route to it) in the packet: `To6`, or `Dup6` when `dup`.
+    pub fn set_route6(&mut self, dup: bool, addr: Ipv6Addr, ifp: Option<WeakIf>) {
+        self.pf_hop6 = addr;
+        self.meta.pf_route = if dup { RouteDecision::Dup6(ifp) } else { RouteDecision::To6(ifp) };
     }
 }
 

@@ -115,6 +115,10 @@ pub struct PacketData {
     head: usize,
     len: usize,
     pub meta: PacketMeta,
+    /// The IPv6 next hop of a `RouteDecision::To6` / `Dup6` in `meta`
+    /// (pf's `st->rt_addr`), beside the metadata rather than in it: only
+    /// read when the decision says so, never copied with `meta`.
+    pub pf_hop6: std::net::Ipv6Addr,
 }
 
 impl std::ops::Deref for PacketBuf {
@@ -142,6 +146,7 @@ impl PacketBuf {
             head: HEADROOM,
             len: 0,
             meta: PacketMeta::default(),
+            pf_hop6: std::net::Ipv6Addr::UNSPECIFIED,
         }))
     }
 

@@ -386,3 +386,140 @@ fn af_to_inet6_takes_an_ipv4_client_to_an_ipv6_server() {
     let back = through(&pf, &n.em0, &n.em1, &rep).unwrap();
     assert_eq!(ends4(&back), (v4dst, 9, B, 0), "the echo reply with B's id");
 }
+
+/// The source address each of `flows` UDP datagrams (sender, sport) of
+/// a NAT64 pf got.
+fn nat64_sources(pf: &Pf, n: &Net, flows: &[(&str, u16)]) -> Vec<Ipv4Addr> {
+    flows
+        .iter()
+        .map(|&(src, sport)| {
+            let u = UdpRepr { src_port: sport, dst_port: 53, payload_len: 1 };
+            let q = v6(IpProtocol::UDP, u.buffer_len(), |b, s, d| u.emit_with_payload_v6(b, s, d, b"q"), src, B6);
+            ends4(&through(pf, &n.em0, &n.em1, &q).unwrap()).0
+        })
+        .collect()
+}
+
+#[test]
+fn sticky_address_on_the_from_pool_keeps_a_sources_translated_address() {
+    let n = net();
+    let pool = "{ 10.0.2.1, 10.0.2.3 } round-robin";
+    let rules = |opts: &str| {
+        format!("block all\npass out all\npass in on em0 inet6 from any to 64:ff9b::/96 af-to inet from {pool}{opts}\n")
+    };
+    let (r1, r3) = (R, Ipv4Addr::new(10, 0, 2, 3));
+    // Without it, each new state the next address.
+    let plain = pf(&n, &rules(""));
+    assert_eq!(nat64_sources(&plain, &n, &[(A, 5000), (A, 5001), (A, 5002)]), [r1, r3, r1]);
+    // With it, A keeps the first; the node is keyed as pf_map_addr keys it
+    // in the new family: the first 32 bits of the source, so a client of
+    // another /32 gets the next address and one of A's /32 shares A's.
+    let sticky = pf(&n, &rules(" sticky-address"));
+    let flows = [(A, 5000), (A, 5001), ("2001:db9::5", 5000), (A, 5002), ("2001:db8:7::9", 5000)];
+    assert_eq!(nat64_sources(&sticky, &n, &flows), [r1, r1, r3, r1, r1]);
+    let sn = sticky.show_src_nodes(0, Instant::from_secs(1));
+    assert!(sn.contains("32.1.13.184 nat-to 10.0.2.1 ( states 4,"), "{sn}");
+    assert!(sn.contains("32.1.13.185 nat-to 10.0.2.3 ( states 1,"), "{sn}");
+    // NAT46 likewise: the IPv4 source as the first 32 bits of an IPv6 one.
+    let pf46 = pf(
+        &n,
+        "block all\npass out all\npass in on em1 inet to 10.0.2.99 af-to inet6 from \
+         { 2001:db8:1::1, 2001:db8:1::2 } round-robin sticky-address to 2001:db8:1::/96\n",
+    );
+    let v4dst = Ipv4Addr::new(10, 0, 2, 99);
+    let srcs: Vec<Ipv6Addr> = (0..3)
+        .map(|i| ends6(&through(&pf46, &n.em1, &n.em0, &udp_bytes(B, v4dst, 6000 + i, 53, b"q")).unwrap()).0)
+        .collect();
+    assert_eq!(srcs, [a6("2001:db8:1::1"); 3]);
+    let sn = pf46.show_src_nodes(0, Instant::from_secs(1));
+    assert!(sn.contains("a00:202:: nat-to 2001:db8:1::1 ( states 3,"), "{sn}");
+    // The `to` pool's nodes would be keyed by the translated source:
+    // not built, refused at load.
+    let r = softnet_pf::StaticResolver::example();
+    let e = softnet_pf::load_ruleset(
+        "pass in inet af-to inet6 from 2001:db8::1 to { 2001:db8:2::/96, 2001:db8:3::/96 } round-robin sticky-address\n",
+        "f",
+        &r,
+    )
+    .unwrap_err();
+    assert_eq!(e[0].to_string(), "f:1: sticky-address on af-to's to pool not supported yet");
+}
+
+#[test]
+fn icmp_errors_of_nat46_connections_are_translated_both_ways() {
+    let n = net();
+    let pf = pf(
+        &n,
+        "block all\npass out all\npass in on em1 inet to 10.0.2.99 af-to inet6 from 2001:db8:1::1 to 2001:db8:1::/96\n",
+    );
+    let (nat6, srv6) = (a6("2001:db8:1::1"), a6("2001:db8:1::a00:263"));
+    let v4dst = Ipv4Addr::new(10, 0, 2, 99);
+    // B's datagram to the server, and the server's port unreachable about
+    // it: B gets an ICMP error from the address it sent to, quoting its
+    // datagram as it sent it.
+    let sent = udp_bytes(B, v4dst, 5353, 9, b"abcd");
+    let out = through(&pf, &n.em1, &n.em0, &sent).unwrap();
+    let sp = ends6(&out).1;
+    let unr =
+        Icmpv6Repr::DstUnreachable { code: softnet_wire::icmpv6::DstUnreachable::PortUnreachable, data: out.data() };
+    let e =
+        v6(IpProtocol::ICMPV6, unr.buffer_len(), |b, s, d| unr.emit(s, d, b), "2001:db8:1::a00:263", "2001:db8:1::1");
+    let e = through(&pf, &n.em0, &n.em1, &e).expect("translated for B");
+    let ip = Ipv4Packet::new_checked(e.data()).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (v4dst, B, IpProtocol::ICMP));
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 3));
+    let q = Ipv4Packet::new_checked(icmp.data()).unwrap();
+    assert_eq!((q.src(), q.dst()), (B, v4dst));
+    let qu = UdpPacket::new_checked(q.payload()).unwrap();
+    assert!(qu.verify_checksum(B, v4dst), "the quoted datagram's checksum, moved back");
+    assert_eq!((qu.src_port(), qu.dst_port(), qu.payload()), (5353, 9, &b"abcd"[..]));
+    // packet too big from a router on the IPv6 side: fragmentation needed, 20 less
+    let ptb = Icmpv6Repr::PacketTooBig { mtu: 1400, data: out.data() };
+    let e = v6(IpProtocol::ICMPV6, ptb.buffer_len(), |b, s, d| ptb.emit(s, d, b), "2001:db8:1::fe", "2001:db8:1::1");
+    let e = through(&pf, &n.em0, &n.em1, &e).unwrap();
+    let icmp = Icmpv4Packet::new_checked(&e.data()[20..]).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.code(), icmp.next_hop_mtu()), (3, 4, 1380));
+    // The server's answer, and B's port unreachable about it: the server
+    // gets an ICMPv6 error from B's translated address quoting its
+    // datagram as it sent it.
+    let ans = udp6_bytes(srv6, nat6, 9, sp, b"late");
+    let back = through(&pf, &n.em0, &n.em1, &ans).unwrap();
+    assert_eq!(ends4(&back), (v4dst, 9, B, 5353));
+    let unr4 = Icmpv4Repr::DstUnreachable {
+        code: softnet_wire::icmpv4::DstUnreachable::PortUnreachable,
+        next_hop_mtu: 0,
+        data: back.data(),
+    };
+    let i = common::ip_repr(B, v4dst, IpProtocol::ICMP, unr4.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    unr4.emit(&mut b[20..]);
+    let e = through(&pf, &n.em1, &n.em0, &b).expect("translated for the server");
+    let ip = Ipv6Packet::new_checked(e.data()).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.next_header()), (nat6, srv6, IpProtocol::ICMPV6));
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(nat6, srv6));
+    assert_eq!((icmp.msg_type(), icmp.code()), (1, 4));
+    assert_eq!(icmp.data(), &ans[..], "the quote is the server's datagram as it sent it");
+    assert!(matches!(pf.counter("translate"), None | Some(0)), "none dropped as translate");
+}
+
+fn udp6_bytes(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
+    let r = Ipv6Repr {
+        src,
+        dst,
+        next_header: IpProtocol::UDP,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: u.buffer_len(),
+    };
+    let mut b = vec![0u8; r.buffer_len()];
+    r.emit(&mut b);
+    u.emit_with_payload_v6(&mut b[40..], src, dst, payload);
+    b
+}

@@ -478,10 +478,6 @@ fn table_limits_refuse_what_goes_over_and_change_nothing() {
     let e = load(&pf, "set limit table-entries 4\ntable <a> persist { 10.0.1.1 10.0.1.2 10.0.1.3 }\ntable <b> { 10.0.0.3 10.0.0.4 }\npass\n");
     assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table b: Cannot allocate memory");
     assert_eq!(pf.table_show("a", false).unwrap(), "   10.0.0.1\n   10.0.0.2\n");
-    // A refused routing option is refused before any table changes too.
-    let e = load(&pf, "table <a> persist { 10.0.9.9 }\npass in inet6 proto tcp route-to 2001:db8::1\n");
-    assert!(e.unwrap_err().contains("route-to"));
-    assert_eq!(pf.table_show("a", false).unwrap(), "   10.0.0.1\n   10.0.0.2\n");
     // set limit tables: the second table is one too many, at load and by -T add.
     let e = load(&pf, "set limit tables 1\ntable <a> persist { 10.0.0.1 }\ntable <c> { 10.0.0.3 }\npass\n");
     assert_eq!(e.unwrap_err(), "pf.conf:3: cannot define table c: Cannot allocate memory");

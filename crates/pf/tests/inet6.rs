@@ -414,13 +414,17 @@ fn tables_match_ipv6_prefixes() {
 }
 
 #[test]
-fn what_the_ipv6_path_does_not_do_is_refused_at_load() {
+fn ipv6_routing_options_load_and_a_next_hop_of_the_other_family_is_refused() {
     let n = net();
-    let (text, want) =
-        ("pass in inet6 proto tcp route-to 2001:db8::1\n", "route-to to an IPv6 address not supported yet");
-    let errs = load_ruleset(text, "pf.conf", &n.resolver).unwrap_err();
-    assert!(errs.iter().any(|e| e.message == want), "{text}: {errs:?}");
-    assert!(load_ruleset("pass in inet6 proto tcp to port 22\n", "pf.conf", &n.resolver).is_ok());
+    for text in [
+        "pass in inet6 proto tcp route-to 2001:db8::1\n",
+        "pass out on em0 inet6 reply-to (em0 fe80::1)\n",
+        "pass in inet6 dup-to { 2001:db8::1, 2001:db8::2 } round-robin sticky-address\n",
+    ] {
+        assert!(load_ruleset(text, "pf.conf", &n.resolver).is_ok(), "{text}");
+    }
+    let errs = load_ruleset("pass in inet6 proto tcp route-to 192.0.2.1\n", "pf.conf", &n.resolver).unwrap_err();
+    assert!(errs.iter().any(|e| e.message == "af mismatch in routing spec"), "{errs:?}");
 }
 
 /// `antispoof for em0 inet6` with the interface's IPv6 prefix: its

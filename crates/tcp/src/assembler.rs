@@ -1,6 +1,7 @@
 //! The out-of-order queue: which sequence ranges past RCV.NXT have arrived
 //! (the bytes themselves are in the receive ring at their offsets).
-//! Bounded twice: by a fixed number of ranges, allocated at setup, and by
+//! Bounded twice: by a fixed number of ranges, allocated at the first
+//! out-of-order segment (an in-order connection never does), and by
 //! the receive window in bytes (data outside it is trimmed before it gets
 //! here). A flood of tiny segments therefore fills at most `max` ranges;
 //! the ones that would need more are dropped and counted by the caller.
@@ -21,7 +22,7 @@ pub struct Full;
 
 impl Assembler {
     pub fn new(max_ranges: usize) -> Assembler {
-        Assembler { ranges: Vec::with_capacity(max_ranges.max(1)), max: max_ranges.max(1), last: None }
+        Assembler { ranges: Vec::new(), max: max_ranges.max(1), last: None }
     }
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
@@ -48,6 +49,9 @@ impl Assembler {
         if lo >= hi {
             if self.ranges.len() == self.max {
                 return Err(Full);
+            }
+            if self.ranges.capacity() == 0 {
+                self.ranges.reserve_exact(self.max);
             }
             self.ranges.insert(lo, (start, end));
         } else {
@@ -131,7 +135,7 @@ mod tests {
         }
         assert_eq!(a.len(), 8);
         assert_eq!(refused, 10_000 - 8);
-        assert!(a.ranges.capacity() <= 8, "no growth past the setup allocation");
+        assert!(a.ranges.capacity() <= 8, "no growth past the first allocation");
     }
 
     #[test]

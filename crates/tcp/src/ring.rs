@@ -1,4 +1,8 @@
-//! A fixed-size byte ring, allocated once when the connection is set up.
+//! A fixed-capacity byte ring. Its memory is taken at the first byte
+//! written, not when the connection is set up, and given back when an
+//! empty ring is released (a connection in TIME_WAIT): an idle or closing
+//! connection holds no buffer, as a BSD socket's empty sockbuf holds no
+//! mbufs.
 //! Sending: the bytes from SND.UNA on (unacknowledged, then unsent).
 //! Receiving: the bytes delivered in order and not yet read; out-of-order
 //! data is written into the free space past them at its offset and
@@ -6,17 +10,20 @@
 
 /// A byte ring of fixed capacity.
 pub struct Ring {
+    /// Empty until the first write; then `cap` bytes.
     buf: Box<[u8]>,
+    cap: usize,
     head: usize,
     len: usize,
 }
 
 impl Ring {
+    /// A ring of `capacity` bytes (allocated at the first write).
     pub fn new(capacity: usize) -> Ring {
-        Ring { buf: vec![0; capacity].into_boxed_slice(), head: 0, len: 0 }
+        Ring { buf: Box::default(), cap: capacity, head: 0, len: 0 }
     }
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.cap
     }
     pub fn len(&self) -> usize {
         self.len
@@ -25,11 +32,26 @@ impl Ring {
         self.len == 0
     }
     pub fn free(&self) -> usize {
-        self.buf.len() - self.len
+        self.cap - self.len
+    }
+    /// Whether the ring holds its memory now.
+    pub fn is_allocated(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Gives the memory back if the ring is empty (no byte queued, none
+    /// waiting past the end); true if it holds none afterwards. Only for
+    /// a ring that takes no more out-of-order bytes (the caller knows).
+    pub fn release(&mut self) -> bool {
+        if self.len == 0 {
+            self.buf = Box::default();
+            self.head = 0;
+        }
+        self.buf.is_empty()
     }
 
     fn at(&self, off: usize) -> usize {
-        let cap = self.buf.len();
+        let cap = self.cap;
         let i = self.head + off;
         if i >= cap {
             i - cap
@@ -81,6 +103,12 @@ impl Ring {
             return 0;
         }
         let n = data.len().min(self.free() - off);
+        if n == 0 {
+            return 0;
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.cap].into_boxed_slice();
+        }
         let start = self.at(self.len + off);
         let first = n.min(self.buf.len() - start);
         self.buf[start..start + first].copy_from_slice(&data[..first]);
@@ -139,6 +167,28 @@ mod tests {
         assert_eq!(r.dequeue(&mut o), 6);
         assert_eq!(&o[..6], b"abCDEF");
         assert_eq!(r.write_at(8, b"x"), 0, "past the free space");
+    }
+
+    #[test]
+    fn memory_is_taken_at_the_first_write_and_released_when_empty() {
+        let mut r = Ring::new(8);
+        assert!(!r.is_allocated());
+        assert_eq!(r.enqueue(b""), 0);
+        assert!(!r.is_allocated(), "an empty write takes nothing");
+        assert_eq!(r.capacity(), 8);
+        assert_eq!(r.free(), 8);
+        let mut o = [0; 4];
+        assert_eq!(r.dequeue(&mut o), 0);
+        assert_eq!(r.enqueue(b"abc"), 3);
+        assert!(r.is_allocated());
+        assert!(!r.release(), "a ring with bytes keeps its memory");
+        assert_eq!(r.dequeue(&mut o), 3);
+        assert_eq!(&o[..3], b"abc");
+        assert!(r.release());
+        assert!(!r.is_allocated());
+        assert_eq!(r.enqueue(b"defghijkl"), 8, "usable again, full capacity");
+        assert_eq!(r.dequeue(&mut o), 4);
+        assert_eq!(&o, b"defg");
     }
 
     proptest! {

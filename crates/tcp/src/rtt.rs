@@ -8,19 +8,33 @@ use core::time::Duration;
 /// Clock granularity G.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
+/// Microseconds in a u32 (the bounds: up to 71 minutes), to keep every
+/// TCB small.
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
     backoff: u32,
-    min: Duration,
-    max: Duration,
-    initial: Duration,
+    /// The bounds and the first RTO, in microseconds.
+    min_us: u32,
+    max_us: u32,
+    initial_us: u32,
 }
 
 impl RttEstimator {
     pub fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, backoff: 0, min, max, initial }
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            backoff: 0,
+            min_us: micros(min),
+            max_us: micros(max),
+            initial_us: micros(initial),
+        }
     }
 
     /// One measurement R (§2.2, §2.3).
@@ -44,12 +58,14 @@ impl RttEstimator {
 
     /// The current RTO with the backoff applied.
     pub fn rto(&self) -> Duration {
+        let us = |v: u32| Duration::from_micros(u64::from(v));
+        let (min, max) = (us(self.min_us), us(self.max_us));
         let base = match self.srtt {
-            None => self.initial,
+            None => us(self.initial_us),
             Some(s) => s + GRANULARITY.max(self.rttvar * 4),
         };
-        let base = base.clamp(self.min, self.max);
-        base.checked_mul(1 << self.backoff.min(16)).unwrap_or(self.max).min(self.max)
+        let base = base.clamp(min, max);
+        base.checked_mul(1 << self.backoff.min(16)).unwrap_or(max).min(max)
     }
 
     /// §5.5: the timer expired.

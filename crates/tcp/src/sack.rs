@@ -1,6 +1,7 @@
 //! The sender's SACK scoreboard (RFC 2018) and RFC 6675's loss recovery
 //! helpers: IsLost, SetPipe, NextSeg rules 1 and 3 (rule 2, new data, is
-//! the connection's). Bounded: a fixed number of blocks, allocated at setup.
+//! the connection's). Bounded: a fixed number of blocks, allocated at the
+//! first SACK block (a connection without loss never does).
 
 use crate::Seq;
 
@@ -15,7 +16,7 @@ pub struct Scoreboard {
 
 impl Scoreboard {
     pub fn new(max_blocks: usize) -> Scoreboard {
-        Scoreboard { blocks: Vec::with_capacity(max_blocks.max(1)), max: max_blocks.max(1) }
+        Scoreboard { blocks: Vec::new(), max: max_blocks.max(1) }
     }
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
@@ -50,6 +51,9 @@ impl Scoreboard {
         let hi = self.blocks.iter().rposition(|b| b.0.le(e)).map_or(0, |i| i + 1);
         if lo >= hi {
             if self.blocks.len() < self.max {
+                if self.blocks.capacity() == 0 {
+                    self.blocks.reserve_exact(self.max);
+                }
                 self.blocks.insert(lo, (s, e));
             }
         } else {

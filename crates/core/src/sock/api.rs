@@ -34,7 +34,7 @@ impl From<SockError> for io::Error {
     }
 }
 
-fn tcp_err(e: TcpError) -> io::Error {
+pub(super) fn tcp_err(e: TcpError) -> io::Error {
     match e {
         TcpError::Refused => SockError::Refused.into(),
         TcpError::Reset => SockError::Reset.into(),
@@ -91,12 +91,12 @@ fn deadline(t: Option<Duration>) -> Option<StdInstant> {
 
 /// A connected TCP socket.
 pub struct TcpStream {
-    stack: Arc<Stack>,
-    conn: Arc<TcpConn>,
+    pub(super) stack: Arc<Stack>,
+    pub(super) conn: Arc<TcpConn>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nonblocking: bool,
-    read_shut: bool,
+    pub(super) read_shut: bool,
 }
 
 impl TcpStream {
@@ -163,7 +163,7 @@ impl TcpStream {
         Ok(TcpStream::from_conn(stack.clone(), conn))
     }
 
-    fn from_conn(stack: Arc<Stack>, conn: Arc<TcpConn>) -> TcpStream {
+    pub(super) fn from_conn(stack: Arc<Stack>, conn: Arc<TcpConn>) -> TcpStream {
         TcpStream { stack, conn, read_timeout: None, write_timeout: None, nonblocking: false, read_shut: false }
     }
 
@@ -334,8 +334,8 @@ impl Drop for TcpStream {
 
 /// A listening TCP socket.
 pub struct TcpListener {
-    stack: Arc<Stack>,
-    l: Arc<TcpListen>,
+    pub(super) stack: Arc<Stack>,
+    pub(super) l: Arc<TcpListen>,
     nonblocking: bool,
 }
 
@@ -416,8 +416,8 @@ const UDP_TX: usize = 64 * 1024;
 
 /// A UDP socket.
 pub struct UdpSocket {
-    stack: Arc<Stack>,
-    pcb: Arc<UdpPcb>,
+    pub(super) stack: Arc<Stack>,
+    pub(super) pcb: Arc<UdpPcb>,
     read_timeout: Option<Duration>,
     nonblocking: bool,
 }
@@ -477,14 +477,15 @@ impl UdpSocket {
         self.stack.config.buf_size - crate::packet::HEADROOM - 40 - 8
     }
 
-    pub fn send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
-        if buf.len() > self.max_payload() {
+    /// What udp_output refuses before queueing: too long, the other
+    /// family, broadcast without SO_BROADCAST.
+    pub(super) fn check_send(&self, i: &super::udp::UdpInner, len: usize, addr: SocketAddr) -> io::Result<()> {
+        if len > self.max_payload() {
             return Err(SockError::MsgSize.into());
         }
         if addr.is_ipv4() != self.pcb.local.is_ipv4() {
             return Err(SockError::AddrNotAvailable.into());
         }
-        let mut i = self.pcb.inner.lock();
         if let IpAddr::V4(a) = addr.ip() {
             let bcast =
                 a == Ipv4Addr::BROADCAST || self.stack.ifaces.load().iter().any(|ifp| ifp.is_subnet_broadcast(a));
@@ -492,6 +493,12 @@ impl UdpSocket {
                 return Err(io::Error::new(io::ErrorKind::PermissionDenied, "broadcast without SO_BROADCAST"));
             }
         }
+        Ok(())
+    }
+
+    pub fn send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        let mut i = self.pcb.inner.lock();
+        self.check_send(&i, buf.len(), addr)?;
         if i.tx.free() < REC_HDR + buf.len() {
             // The send ring is full: as a full interface queue, dropped
             // (ENOBUFS in BSD).

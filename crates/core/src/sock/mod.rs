@@ -17,10 +17,13 @@
 //! worker for input/output/timers and by the application for its calls.
 
 pub mod api;
+#[cfg(feature = "tokio")]
+pub mod async_api;
 pub mod netstat;
 pub mod syncache;
 pub mod tcp;
 pub mod udp;
+pub mod wake;
 
 use crate::time::Instant;
 use crossbeam::queue::SegQueue;

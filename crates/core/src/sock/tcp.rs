@@ -44,6 +44,11 @@ pub(crate) struct ConnInner {
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
     pub waiters: u32,
+    /// Tasks waiting (the async API), woken with `cond`.
+    pub tasks: super::wake::TaskWakers,
+    /// On its worker's list of connections to wake at the end of the
+    /// round (`tcp_after_deferred`).
+    pub wake_queued: bool,
 }
 
 impl TcpConn {
@@ -66,6 +71,8 @@ impl TcpConn {
                 in_table: false,
                 scope,
                 waiters: 0,
+                tasks: Default::default(),
+                wake_queued: false,
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
@@ -100,6 +107,8 @@ pub(crate) struct ListenQueue {
     pub embryonic: usize,
     /// The listening socket was closed.
     pub closed: bool,
+    /// A task waiting in accept (the async API), woken with `cond`.
+    pub task: Option<std::task::Waker>,
 }
 
 impl TcpListen {
@@ -107,7 +116,7 @@ impl TcpListen {
         Arc::new(TcpListen {
             local,
             backlog: backlog.max(1),
-            q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false }),
+            q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false, task: None }),
             cond: Condvar::new(),
             cfg,
         })
@@ -214,6 +223,25 @@ impl Sockets {
     /// accept queue, waiters woken, and a CLOSED connection out of the
     /// table (and out of its listener's count).
     pub(crate) fn tcp_after(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
+        if self.tcp_after_deferred(conn, inner) {
+            Self::tcp_wake(conn, inner);
+        }
+    }
+
+    /// Wakes the threads and tasks waiting on `conn`.
+    pub(crate) fn tcp_wake(conn: &TcpConn, inner: &mut ConnInner) {
+        if inner.waiters > 0 {
+            conn.cond.notify_all();
+        }
+        inner.tasks.wake();
+    }
+
+    /// `tcp_after` without the wake-up: true when threads or tasks wait
+    /// on the connection. A worker wakes them once at the end of its
+    /// round, not once per segment: a blocked reader woken for each
+    /// arriving segment cost a futex wake and a context switch per 1,460
+    /// bytes.
+    pub(crate) fn tcp_after_deferred(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) -> bool {
         let state = inner.tcb.state();
         if inner.in_listener && (state.synchronized() || state == State::Closed) {
             inner.in_listener = false;
@@ -223,7 +251,11 @@ impl Sockets {
                 if state.synchronized() && !q.closed {
                     q.ready.push_back(conn.clone());
                     self.stats.tcp_accepts.fetch_add(1, Ordering::Relaxed);
+                    let task = q.task.take();
                     drop(q);
+                    if let Some(t) = task {
+                        t.wake();
+                    }
                     l.cond.notify_all();
                 } else if state.synchronized() {
                     // Its listener is gone: nobody will accept it.
@@ -243,9 +275,7 @@ impl Sockets {
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
         }
         self.schedule(conn, inner.tcb.poll_at());
-        if inner.waiters > 0 {
-            conn.cond.notify_all();
-        }
+        inner.waiters > 0 || !inner.tasks.is_empty()
     }
 
     /// Takes a listener out of the table; connections waiting in its
@@ -254,11 +284,14 @@ impl Sockets {
         if self.listeners.write().remove(&l.local).is_some() {
             self.sub_count();
         }
-        let ready: Vec<_> = {
+        let (ready, task): (Vec<_>, _) = {
             let mut q = l.q.lock();
             q.closed = true;
-            q.ready.drain(..).collect()
+            (q.ready.drain(..).collect(), q.task.take())
         };
+        if let Some(t) = task {
+            t.wake();
+        }
         for c in ready {
             let mut inner = c.inner.lock();
             inner.tcb.abort();

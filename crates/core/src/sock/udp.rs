@@ -31,6 +31,8 @@ pub(crate) struct UdpInner {
     /// An ICMP error for a connected socket, reported by the next receive
     /// (so_error).
     pub error: Option<super::SockError>,
+    /// Tasks waiting (the async API), woken with `cond`.
+    pub tasks: super::wake::TaskWakers,
 }
 
 pub(crate) fn put_record(ring: &mut Ring, addr: SocketAddr, payload: &[u8]) -> bool {
@@ -91,6 +93,7 @@ impl UdpPcb {
                 waiters: 0,
                 closed: false,
                 error: None,
+                tasks: Default::default(),
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),
@@ -129,6 +132,7 @@ impl Sockets {
         if i.waiters > 0 {
             pcb.cond.notify_all();
         }
+        i.tasks.wake();
         true
     }
 

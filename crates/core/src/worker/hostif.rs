@@ -311,14 +311,14 @@ impl WorkerState {
             let v4 = p.data().first().is_some_and(|b| b >> 4 == 4);
             if p.meta.pf_route != RouteDecision::None {
                 // route-to / reply-to / dup-to on the host's packet: pf
-                // picks the next hop (IPv6: refused at load).
+                // picks the next hop.
                 p = if v4 {
                     match self.pf_route_out(cx, None, p) {
                         Some(p) => p,
                         None => continue,
                     }
                 } else {
-                    match self.pf_route6(cx, p) {
+                    match self.pf_route6(cx, None, p) {
                         Some(p) => p,
                         None => continue,
                     }

@@ -238,7 +238,7 @@ impl WorkerState {
         eth.copy_from_slice(&q.data()[..HEADER_LEN]);
         let _ = q.pull_front(HEADER_LEN);
         let q = self.local_out_filter(cx, f, ifp, q)?;
-        let mut q = self.pf_route6(cx, q)?;
+        let mut q = self.pf_route6(cx, None, q)?;
         if q.push_front(HEADER_LEN).is_err() {
             cx.stats.ip6.odropped.inc();
             self.free(q);

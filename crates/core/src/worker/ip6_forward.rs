@@ -111,7 +111,14 @@ impl WorkerState {
     /// its largest original fragment's payload with its identification
     /// (`crate::refrag6`); one that cannot be cut so is dropped
     /// (`cantfrag`).
-    fn refragment6(&mut self, cx: &Ctx, out: &Arc<Interface>, next_hop: Ipv6Addr, src: Ipv6Addr, p: PacketBuf) {
+    pub(super) fn refragment6(
+        &mut self,
+        cx: &Ctx,
+        out: &Arc<Interface>,
+        next_hop: Ipv6Addr,
+        src: Ipv6Addr,
+        p: PacketBuf,
+    ) {
         let s = &cx.stats.ip6;
         let mut meta = p.meta;
         meta.pf_frag_max = 0;
@@ -139,6 +146,13 @@ impl WorkerState {
         self.free(p);
     }
 
+    /// Queues `p` for pf out on interface `out` with the batch's
+    /// forwarded IPv6 packets (route-to after pf in).
+    pub(super) fn queue_forward6(&mut self, p: PacketBuf, out: IfIndex, next_hop: Ipv6Addr) {
+        self.fwd6.pkts.push(Some(p));
+        self.fwd6.info.push(Fwd6Info { out, next_hop });
+    }
+
     /// pf out over the packets `ip6_forward` left in `fwd6`, one filter
     /// call per run of packets leaving by the same interface, then each
     /// one pf passes goes out.
@@ -160,7 +174,14 @@ impl WorkerState {
             self.filter_batch(cx, f, Direction::Out, out, &mut q[start..end], run);
             for ((slot, &d), i) in q[start..end].iter_mut().zip(decisions.iter()).zip(&info[start..end]) {
                 let Some(p) = self.decided(cx, slot, d) else { continue };
-                let Some(p) = self.pf_route6(cx, p) else { continue };
+                let p = if p.meta.pf_route != RouteDecision::None {
+                    // pf_route6 after pf out: re-routed, or copied.
+                    let rcvif = cx.ifs.get(p.meta.rcvif);
+                    let Some(p) = self.pf_route6(cx, rcvif, p) else { continue };
+                    p
+                } else {
+                    p
+                };
                 cx.stats.ip6.forward.inc();
                 let src = Ipv6Packet::new_unchecked(p.data()).src();
                 if p.meta.pf_frag_max != 0 {

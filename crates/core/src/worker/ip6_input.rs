@@ -208,11 +208,8 @@ impl WorkerState {
         self.filter_batch(cx, f, Direction::In, ifp, &mut q, all);
         for (slot, &d) in q.iter_mut().zip(decisions.iter()) {
             let Some(p) = self.decided(cx, slot, d) else { continue };
-            if p.meta.pf_route == RouteDecision::AfTo {
-                self.af_to_in(cx, ifp, p);
-                continue;
-            }
-            let Some(p) = self.pf_route6(cx, p) else { continue };
+            // af-to, route-to, reply-to, dup-to (pf_route6 after pf in).
+            let Some(p) = self.pf_route6_in(cx, ifp, p) else { continue };
             let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
             match header_chain(p.data()) {
                 Ok(chain) => self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast),

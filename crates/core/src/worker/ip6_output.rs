@@ -61,7 +61,7 @@ impl WorkerState {
         let p = match cx.filter {
             Some(f) if p.meta.flags & mflags::PF_GENERATED == 0 => {
                 let Some(p) = self.local_out_filter(cx, f, ifp, p) else { return };
-                let Some(p) = self.pf_route6(cx, p) else { return };
+                let Some(p) = self.pf_route6(cx, None, p) else { return };
                 p
             }
             _ => p,
@@ -75,7 +75,7 @@ impl WorkerState {
     /// RFC 8200 §4.5 for the router's own packets (which carry no
     /// extension headers: the unfragmentable part is the fixed header):
     /// fragments of a multiple of 8 bytes, one random identification.
-    fn fragment6(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv6Addr, p: PacketBuf, mtu: usize) {
+    pub(super) fn fragment6(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv6Addr, p: PacketBuf, mtu: usize) {
         let s = &cx.stats.ip6;
         let d = p.data();
         let ip = Ipv6Packet::new_unchecked(d);

@@ -60,6 +60,7 @@ mod ip_output;
 mod options;
 mod pf_hook;
 mod pf_route;
+mod pf_route6;
 mod sockio;
 mod transport;
 mod transport6;
@@ -127,6 +128,9 @@ struct WorkerState {
     sock_due: Vec<Arc<crate::sock::TcpConn>>,
     /// SYN,ACKs the SYN cache sends again (`sockio`), reused.
     sock_synacks: Vec<(crate::sock::ConnKey, TcpRepr)>,
+    /// Connections whose waiters are woken at the end of the round
+    /// (`sockio`), reused.
+    sock_wake: Vec<Arc<crate::sock::TcpConn>>,
 }
 
 /// One worker thread's handle.
@@ -170,6 +174,7 @@ impl Worker {
             icmp6: Icmp6State::new(rate, burst),
             sock_due: Vec::with_capacity(256),
             sock_synacks: Vec::with_capacity(64),
+            sock_wake: Vec::with_capacity(256),
         };
         Worker { stack, clock, st, rng_installed: false }
     }
@@ -270,6 +275,7 @@ impl WorkerState {
         self.nd6_housekeeping(cx);
         self.flush_tx(cx);
         self.flush_host(cx);
+        self.sock_wake_all();
         total
     }
 

@@ -139,19 +139,4 @@ impl WorkerState {
             self.ip_input_filtered(cx, ifp, p, false);
         }
     }
-
-    /// An IPv6 packet pf passed with a `RouteDecision`: pf refuses
-    /// route-to, reply-to and dup-to to IPv6 next hops at load, so none
-    /// is expected (af-to's is taken before this); one that comes anyway
-    /// is dropped and counted
-    /// (`Ip6Stats::filtered`), never routed by an IPv4 next hop.
-    #[inline]
-    pub(super) fn pf_route6(&mut self, cx: &Ctx, p: PacketBuf) -> Option<PacketBuf> {
-        if p.meta.pf_route == RouteDecision::None {
-            return Some(p);
-        }
-        cx.stats.ip6.filtered.inc();
-        self.free(p);
-        None
-    }
 }

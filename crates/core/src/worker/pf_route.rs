@@ -68,6 +68,7 @@ impl WorkerState {
                 self.af_to_in(cx, in_ifp, p);
                 None
             }
+            RouteDecision::To6(_) | RouteDecision::Dup6(_) => self.pf_route_wrong_family(cx, p),
         }
     }
 
@@ -98,7 +99,17 @@ impl WorkerState {
             }
             // pf sets it on pf in only.
             RouteDecision::AfTo => Some(p),
+            RouteDecision::To6(_) | RouteDecision::Dup6(_) => self.pf_route_wrong_family(cx, p),
         }
+    }
+
+    /// An IPv6 next hop for an IPv4 packet (pf never makes one): dropped
+    /// and counted (`ip.filtered`), never sent by a wrong-family address.
+    #[cold]
+    fn pf_route_wrong_family(&mut self, cx: &Ctx, p: PacketBuf) -> Option<PacketBuf> {
+        cx.stats.ip.filtered.inc();
+        self.free(p);
+        None
     }
 
     /// `route-to`/`reply-to` after pf in: TTL, the next hop's route, then
@@ -139,22 +150,10 @@ impl WorkerState {
     /// drop of the copy only.
     fn pf_dup(&mut self, cx: &Ctx, p: &PacketBuf, nh: NextHop, after_in: bool) {
         let ips = &cx.stats.ip;
-        let buf = if p.len() <= self.pool.buf_size() - crate::packet::HEADROOM {
-            self.pool.alloc()
-        } else {
-            self.large_pool.alloc()
-        };
-        let Some(mut c) = buf else {
+        let Some(mut c) = self.pf_copy(p) else {
             ips.odropped.inc();
             return;
         };
-        if c.set_len(p.len()).is_err() {
-            ips.odropped.inc();
-            return self.free(c);
-        }
-        c.data_mut().copy_from_slice(p.data());
-        c.meta = p.meta;
-        c.meta.pf_route = RouteDecision::None;
         if after_in {
             if Ipv4Packet::new_unchecked(c.data()).ttl() <= 1 {
                 ips.ttlexceeded.inc();
@@ -167,6 +166,25 @@ impl WorkerState {
             return self.free(c);
         };
         self.send_via(cx, out, hop, out.mtu() as usize, None, c, false);
+    }
+
+    /// A copy of `p` for `dup-to` (either family): its data and metadata
+    /// without the routing decision. None: no buffer.
+    pub(super) fn pf_copy(&mut self, p: &PacketBuf) -> Option<PacketBuf> {
+        let buf = if p.len() <= self.pool.buf_size() - crate::packet::HEADROOM {
+            self.pool.alloc()
+        } else {
+            self.large_pool.alloc()
+        };
+        let mut c = buf?;
+        if c.set_len(p.len()).is_err() {
+            self.free(c);
+            return None;
+        }
+        c.data_mut().copy_from_slice(p.data());
+        c.meta = p.meta;
+        c.meta.pf_route = RouteDecision::None;
+        Some(c)
     }
 
     /// Out of `out` to `hop`: fragmented to `mtu`, or refused with DF

@@ -87,13 +87,32 @@ impl WorkerState {
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
             self.tcp_emit(cx, &conn, &mut inner, now);
-            socks.tcp_after(&conn, &mut inner);
+            self.tcp_after(socks, &conn, &mut inner);
             if v != Verdict::Reopen {
                 break;
             }
         }
         self.free(p);
         None
+    }
+
+    /// `Sockets::tcp_after`, the wake-up deferred to the end of the round
+    /// (`sock_wake_all`): one per connection per round.
+    fn tcp_after(&mut self, socks: &crate::sock::Sockets, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
+        if socks.tcp_after_deferred(conn, inner) && !inner.wake_queued {
+            inner.wake_queued = true;
+            self.sock_wake.push(conn.clone());
+        }
+    }
+
+    /// Wakes the threads and tasks of the connections that had news this
+    /// round (after the round's frames went out).
+    pub(super) fn sock_wake_all(&mut self) {
+        for c in self.sock_wake.drain(..) {
+            let mut inner = c.inner.lock();
+            inner.wake_queued = false;
+            crate::sock::Sockets::tcp_wake(&c, &mut inner);
+        }
     }
 
     /// Writes every segment the connection has to send and sends each
@@ -270,6 +289,7 @@ impl WorkerState {
         if i.waiters > 0 {
             pcb.cond.notify_all();
         }
+        i.tasks.wake();
     }
 
     /// An ICMP destination unreachable about one of our packets (`quote`:
@@ -310,6 +330,7 @@ impl WorkerState {
                     if i.waiters > 0 {
                         pcb.cond.notify_all();
                     }
+                    i.tasks.wake();
                 }
             }
             _ => {}
@@ -333,7 +354,7 @@ impl WorkerState {
                     c.queued.store(false, std::sync::atomic::Ordering::Release);
                     let mut inner = c.inner.lock();
                     self.tcp_emit(cx, &c, &mut inner, now);
-                    socks.tcp_after(&c, &mut inner);
+                    self.tcp_after(socks, &c, &mut inner);
                 }
                 Pending::Udp(u) => {
                     u.queued.store(false, std::sync::atomic::Ordering::Release);
@@ -358,7 +379,7 @@ impl WorkerState {
                 inner.tcb.on_timer(&mut env);
             }
             self.tcp_emit(cx, &c, &mut inner, now);
-            socks.tcp_after(&c, &mut inner);
+            self.tcp_after(socks, &c, &mut inner);
         }
         self.sock_due = due;
         n

@@ -42,10 +42,6 @@ pub fn compile_tree(
     // error loads nothing, running tables included.
     for (path, rules) in sources {
         for r in rules {
-            // A routing option softnet cannot carry out (an IPv6 next hop).
-            if let Some(Err(e)) = r.route.as_ref().map(crate::route::CRoute::check) {
-                return Err(CompileError::Unsupported { file: main.filename.clone(), line: r.line, what: e.0 });
-            }
             if let Some(a) = &r.anchor {
                 if let Err(why) = anchor::resolve(path, &a.name) {
                     return Err(CompileError::Anchor {

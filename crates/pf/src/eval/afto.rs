@@ -38,11 +38,18 @@
 //!   ICMP errors to the server (RFC 7915 §5.2, `error_to4`: packet too
 //!   big as fragmentation needed with the MTU 20 less).
 //!
-//! Not built: ICMP errors about NAT46 connections (dropped as
-//! `translate`), other ICMP and
+//! * NAT46's errors the same two ways with the roles swapped: an ICMPv6
+//!   error about the client's translated packet to the IPv4 client
+//!   (`error_to4`), an ICMP error about the server's translated packet to
+//!   the IPv6 server (`error_to6`, from the client's translated address).
+//!
+//! Not built: other ICMP and
 //! ICMPv6 messages (dropped as `translate`,
 //! as RFC 7915 drops most), fragments (not translated: pf makes no state
-//! for them), `sticky-address` on af-to pools (refused).
+//! for them), `sticky-address` on the `to` pool (refused: pf keys its
+//! node by the translated source, which is chosen here after the
+//! destination). On the `from` pool it works as pf_map_addr's
+//! (`sticky_key4` / `sticky_key6`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -55,6 +62,7 @@ use super::nat::Endpoints;
 use super::nat6::Endpoints6;
 use super::*;
 use crate::lb::SportResult;
+use crate::srcnode::SN_NAT;
 use crate::xlhold::{Holds, PoolHold};
 
 /// The ICMP protocol number and echo types on each side.
@@ -117,9 +125,17 @@ pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Ho
         states.key_in_use(k.words())
     };
     let echo = pd.proto == PROTO_ICMPV6;
-    match pool.get_sport(&if_addrs, proto, echo, pd.src.0[0], pd.sport, None, &mut in_use) {
+    let node = sticky_key4(pd);
+    let sticky = super::nat::sticky_addr(cx, r, pool, SN_NAT, node);
+    match pool.get_sport(&if_addrs, proto, echo, pd.src.0[0], pd.sport, sticky, &mut in_use) {
         SportResult::Found { addr, port } => {
-            holds[0] = hold(cx, r, pool, addr);
+            holds[0] = match super::nat::hold(cx, r, pool, SN_NAT, node, addr, sticky) {
+                Ok(h) => h,
+                Err(e) => {
+                    super::nat::release(cx, &holds);
+                    return Err(e);
+                }
+            };
             Ok((Endpoints { src: Ipv4Addr::from(addr), sport: port, dst, dport }, holds))
         }
         SportResult::Exhausted => {
@@ -178,9 +194,17 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
         let k = Endpoints6 { src: Ipv6Addr::from(a), sport: p, dst, dport }.key(proto, Direction::Out);
         states.key_in_use(k.words())
     };
-    match npool.get_sport6(&if_addrs, proto, echo, pd.src.0[0] as u128, pd.sport, None, &mut in_use) {
+    let node = sticky_key6(pd);
+    let sticky = super::nat6::sticky_addr6(cx, r, npool, SN_NAT, node);
+    match npool.get_sport6(&if_addrs, proto, echo, pd.src.0[0] as u128, pd.sport, sticky, &mut in_use) {
         SportResult::Found { addr, port } => {
-            holds[0] = hold6(cx, r, npool, addr);
+            holds[0] = match super::nat6::hold6(cx, r, npool, SN_NAT, node, addr, sticky) {
+                Ok(h) => h,
+                Err(e) => {
+                    super::nat::release(cx, &holds);
+                    return Err(e);
+                }
+            };
             Ok((Endpoints6 { src: Ipv6Addr::from(addr), sport: port, dst, dport }, holds))
         }
         SportResult::Exhausted => {
@@ -189,6 +213,22 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
             Err(Reason::Translate)
         }
     }
+}
+
+/// The source address a NAT64 state's `sticky-address` node of the
+/// `from` pool is keyed by: pf_get_sport's pf_map_addr runs in the new
+/// family (`pd->naf`) on the packet's own source, so pf_map_addr_sticky
+/// and pf_insert_src_node take its first 32 bits as an IPv4 address
+/// (every client in one /32 shares the node; `-sS` shows it so).
+fn sticky_key4(pd: &Pd) -> Ipv4Addr {
+    Ipv4Addr::from(pd.src.0[0])
+}
+
+/// `sticky_key4` for NAT46: the IPv4 source as the first 32 bits of an
+/// IPv6 address, the rest zero (pf_pdesc's `nsaddr` copied in the
+/// packet's family into a zeroed address, read in the new one).
+fn sticky_key6(pd: &Pd) -> Ipv6Addr {
+    Ipv6Addr::from((pd.src.0[0] as u128) << 96)
 }
 
 /// `hold` for an IPv6 pool address.
@@ -417,20 +457,24 @@ pub(super) fn to6(pkt: &mut PacketBuf, pd: &Pd, e: &Endpoints6) -> bool {
     true
 }
 
-/// RFC 7915 §4.2: an ICMP error from the IPv4 side about a packet of the
-/// af-to state of key `key6` (the IPv6 client's connection) turned into
-/// an ICMPv6 error to the client: destination unreachable (host and
+/// RFC 7915 §4.2: an ICMP error from the IPv4 side about a packet of an
+/// af-to state turned into an ICMPv6 error to the IPv6 end: `back` is
+/// the quoted packet as the IPv6 end sent it (NAT64: the client's, from
+/// the state's own key; NAT46: the server's, from its translated key).
+/// Destination unreachable (host and
 /// network ones as no route, port unreachable, the administrative ones
 /// as prohibited), fragmentation needed as packet too big (the MTU 20
 /// more, at least 1280), protocol unreachable as a parameter problem
 /// pointing at the next header, time exceeded as it is; the quoted
-/// packet back to what the client sent (its TCP/UDP checksum moved to
-/// the IPv6 pseudo-header, an echo's type and id), the error's source the
-/// IPv4 sender embedded under the state's /96 prefix. `false`: an error
-/// RFC 7915 drops (parameter problems, source quench, the rest).
-pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
+/// packet back to what the IPv6 end sent (its TCP/UDP checksum moved to
+/// the IPv6 pseudo-header, an echo's type and id). The error's source:
+/// NAT64 (`embed`), the IPv4 sender embedded under the state's /96
+/// prefix; NAT46, the address the server knows the client by (pf's
+/// state key address: the IPv4 side has no prefix to embed under).
+/// `false`: an error RFC 7915 drops (parameter problems, source quench,
+/// the rest).
+pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, back: Endpoints6, embed: bool) -> bool {
     use softnet_wire::icmpv4::DstUnreachable as U;
-    let back = Endpoints6::from_key(key6, Direction::In);
     let (hlen, tot) = (pd.hlen(), pd.tot_len());
     let d = pkt.data();
     let err_src = Ipv4Packet::new_unchecked(d).src();
@@ -448,7 +492,12 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
         (11, c) => (t6::TIME_EXCEEDED, c, 0),
         _ => return false,
     };
-    let Some(src6) = softnet_wire::ipv6::nat64_embed(back.dst, 96, err_src) else { return false };
+    let src6 = if embed {
+        let Some(a) = softnet_wire::ipv6::nat64_embed(back.dst, 96, err_src) else { return false };
+        a
+    } else {
+        back.dst
+    };
     // The quote: its IPv4 header, then as much of its transport as came.
     let q = &msg[icmpv4::HEADER_LEN..];
     let qip = Ipv4Packet::new_unchecked(q);
@@ -501,6 +550,11 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
                 l4[0] = t6::ECHO_REQUEST;
                 l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
             }
+            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHOREPLY => {
+                // NAT46: the server's echo reply as it sent it
+                l4[0] = t6::ECHO_REPLY;
+                l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
+            }
             _ => {}
         }
     }
@@ -526,19 +580,19 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, key6: &StateKey) -> bool {
 }
 
 /// RFC 7915 §5.2: an ICMPv6 error from the IPv6 side about a packet the
-/// server sent the client (the af-to state's translated key `nat`)
-/// turned into an ICMP error to the server: destination unreachable
+/// IPv4 end sent (`back`, as it sent it: NAT64 the server's, from the
+/// state's translated key; NAT46 the client's, from its own key)
+/// turned into an ICMP error to it: destination unreachable
 /// (no route, beyond scope and address unreachable as host unreachable,
 /// administratively prohibited as host prohibited, port unreachable),
 /// packet too big as fragmentation needed (the MTU 20 less), time
 /// exceeded as it is, an unrecognized next header as protocol
-/// unreachable; the quote turned back into what the server sent (at
+/// unreachable; the quote turned back into what the IPv4 end sent (at
 /// `q4` in it, its transport header of protocol `iproto`), the error
-/// from the translated address the server knows the client by. `false`:
-/// an error RFC 7915 drops.
-pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, nat: (u64, u64)) -> bool {
+/// from the address it knows its peer by. `false`: an error RFC 7915
+/// drops.
+pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, back: Endpoints) -> bool {
     use softnet_wire::icmpv4::DstUnreachable as U;
-    let back = Endpoints::from_key(&crate::state::unpack(nat), Direction::In);
     let (hlen, tot) = (pd.hlen(), pd.tot_len());
     let d = pkt.data();
     let msg = &d[hlen..tot];
@@ -606,6 +660,11 @@ pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, nat
                 // checksum covered more than is quoted; left as it is)
                 l4[0] = ICMP_ECHOREPLY;
                 l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
+            }
+            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REQUEST => {
+                // NAT46: the client's echo request as it sent it
+                l4[0] = ICMP_ECHO;
+                l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
             }
             _ => {}
         }

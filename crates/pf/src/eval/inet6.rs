@@ -145,7 +145,8 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
                     af = rw;
                     (None, fwd)
                 } else {
-                    let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                    let Some(to) = nat::state_target::<nat6::Endpoints6>(st, cx.pf.states.nat_key(slot), key, cx.dir)
+                    else {
                         return StateVerdict::NoState;
                     };
                     (to, st.direction == dirc)
@@ -242,7 +243,7 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
     let quoted_seq = if w.proto == PROTO_TCP { be32(l4, 4) } else { 0 };
     let kw = key.words();
     let mut back = None;
-    let mut af_nat = None;
+    let mut af_back = None;
     let v = cx
         .with_state(kw, |slot, st| {
             // A translating state: the error travels as its direction's
@@ -250,23 +251,29 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
             // (`to` is the quote's key side seen as a packet of this
             // direction; the quote itself went the other way).
             if st.flags & sflags::AFTO != 0 {
+                // The IPv6 side's key: NAT64's own, NAT46's translated one.
+                let nat = cx.pf.states.nat_key(slot);
+                let nat46 = st.key.af == Af::Inet;
+                let six = if nat46 { nat } else { Some(st.key.words()) };
                 // af-to: an error translated from the IPv4 side (`afto::
                 // error_to6`) leaves by pf out as it is.
-                if st.direction != dirc && kw == st.key.words() {
-                    account(st, false, pd.tot_len());
-                    return state_pass(st, slot, false);
+                if st.direction != dirc && Some(kw) == six {
+                    account(st, nat46, pd.tot_len());
+                    return state_pass(st, slot, nat46);
                 }
-                // One from the IPv6 side about the server's packet goes to
-                // the server as ICMP (`afto::error_to4`).
-                let nat = cx.pf.states.nat_key(slot);
-                if st.direction != dirc || kw != st.key.words() || nat.is_none() {
+                // One from the IPv6 side about the IPv4 end's packet goes
+                // to it as ICMP (`afto::error_to4`): NAT64's server (its
+                // packet as the translated key has it), NAT46's client (as
+                // the state's own key has it).
+                let (Some(natw), true) = (nat, st.direction == dirc && Some(kw) == six) else {
                     return StateVerdict::Drop(Some(Reason::Translate));
-                }
-                af_nat = nat;
-                account(st, true, pd.tot_len());
-                return state_pass(st, slot, true);
+                };
+                let four = if nat46 { st.key } else { crate::state::unpack(natw) };
+                af_back = Some(nat::Endpoints::from_key(&four, Direction::In));
+                account(st, !nat46, pd.tot_len());
+                return state_pass(st, slot, !nat46);
             }
-            let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+            let Some(to) = nat::state_target::<nat6::Endpoints6>(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };
             back = to.map(|t| nat6::Endpoints6 { src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });
@@ -292,8 +299,8 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
     if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
         nat6::translate_icmp6_error(pkt, pd, w.off, w.proto, &to);
     }
-    if let (StateVerdict::Pass(_), Some(nat)) = (&v, af_nat) {
-        if !afto::error_to4(pkt, pd, w.off, w.proto, nat) {
+    if let (StateVerdict::Pass(_), Some(back)) = (&v, af_back) {
+        if !afto::error_to4(pkt, pd, w.off, w.proto, back) {
             return StateVerdict::Drop(Some(Reason::Translate));
         }
     }

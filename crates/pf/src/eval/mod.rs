@@ -536,7 +536,7 @@ fn route_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pkt: &mut Pa
     let Some(rule) = rule else { return };
     if let Some((rt, addr, state_dir)) = cx.pf.states.route_of(slot, rule) {
         if let Some(kind) = crate::route::kind_of(rt) {
-            pkt.meta.pf_route = crate::route::decision(kind, addr, state_dir, dir_code(cx.dir));
+            crate::route::apply(pkt, crate::route::decision(kind, state_dir, dir_code(cx.dir)), addr);
         }
     }
 }

@@ -715,16 +715,10 @@ fn create_state_holding(
     // the rule's `max`.
     let limit = cx.rs.opts.limit(Limit::SrcNodes) as usize;
     let tracked = r.src_track.as_ref().filter(|s| s.track);
-    // Routing pools hold IPv4 next hops: an IPv6 state on a rule of both
-    // families with one is not made (`inet6` rules with them are refused
-    // at load).
     let src_ip = match pd.af {
         Af::Inet => std::net::IpAddr::V4(pd.src4()),
         Af::Inet6 => std::net::IpAddr::V6(pd.src.v6()),
     };
-    if pd.af == Af::Inet6 && r.route.is_some() {
-        return Err(Reason::NoRoute);
-    }
     if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, src_ip, now, limit) {
             if let Some(i) = e.lcounter() {
@@ -793,17 +787,20 @@ fn create_state_holding(
     let route = match &r.route {
         Some(rt) => {
             let lookup = |name: &str| cx.pf.if_addrs(name, cx.ifp);
+            let lookup6 = |name: &str| cx.pf.if_addrs6(name, cx.ifp);
             let if_ref = |name: &str| cx.pf.if_ref(name, cx.ifp);
-            let kept = sticky.and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, src_ip)).and_then(|a| match a {
-                std::net::IpAddr::V4(a) => rt.hop_to(a, &if_ref),
-                std::net::IpAddr::V6(_) => None,
-            });
-            let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &if_ref, pd.src4())) else {
+            // A kept next hop of the source's family (pf_map_addr's
+            // sticky lookup is per family).
+            let kept = sticky
+                .and_then(|s| cx.pf.srcnodes.sticky(s, SN_ROUTE, src_ip))
+                .filter(|a| a.is_ipv6() == src_ip.is_ipv6())
+                .and_then(|a| rt.hop_to(a, &if_ref));
+            let Some(nh) = kept.or_else(|| rt.next_hop(&lookup, &lookup6, &if_ref, src_ip)) else {
                 undo_src();
                 return Err(Reason::NoRoute);
             };
             if let Some(src) = sticky {
-                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, src_ip, Some(nh.addr.into()), now, limit).is_err() {
+                if cx.pf.srcnodes.acquire_kind(src, SN_ROUTE, src_ip, Some(nh.addr), now, limit).is_err() {
                     undo_src();
                     return Err(Reason::NoRoute);
                 }
@@ -898,7 +895,7 @@ fn create_state_holding(
             if let Some((kind, nh)) = route {
                 // The creating packet goes the state's way.
                 let d = dir_code(cx.dir);
-                pkt.meta.pf_route = crate::route::decision(kind, nh, d, d);
+                crate::route::apply(pkt, crate::route::decision(kind, d, d), nh);
             }
             Ok(idx)
         }

@@ -427,7 +427,7 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
                 if v.flags & sflags::NAT != 0 {
                     let Some(keys) = cx.pf.states.keys(v.idx) else { return StateVerdict::NoState };
                     let found = if pd.af == Af::Inet6 {
-                        nat6::view_target6(keys, key, fwd, cx.dir).map(|t| p.xlate6 = t)
+                        nat::view_target(keys, key, fwd, cx.dir).map(|t| p.xlate6 = t)
                     } else {
                         nat::view_target(keys, key, fwd, cx.dir).map(|t| p.xlate = t)
                     };
@@ -577,33 +577,44 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
     let quoted_seq = if iproto == PROTO_TCP { u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]) } else { 0 };
     let kw = key.words();
     let mut back = None;
-    let mut af_key = None;
+    let mut af_back = None;
     let v = cx
         .with_state(kw, |slot, st| {
             // A translating state: the error travels as the packets of its
             // direction do (inbound by the wire key), and its quote goes back
             // to what it is on this side.
             if st.flags & sflags::AFTO != 0 {
-                // af-to: an error from the IPv4 side about the client's
-                // translated packet goes to the client as ICMPv6 (RFC 7915
-                // §4.2); anything else about such a state is dropped.
+                // af-to: an error from the IPv4 side about the IPv6 end's
+                // translated packet goes to it as ICMPv6 (RFC 7915 §4.2):
+                // NAT64's client, NAT46's server; anything else about such
+                // a state is dropped.
                 let nat = cx.pf.states.nat_key(slot);
-                if st.direction != dirc && nat == Some(kw) {
+                let nat46 = st.key.af == Af::Inet;
+                // The IPv4 side's key: NAT64's translated, NAT46's own.
+                let four = if nat46 { Some(st.key.words()) } else { nat };
+                if st.direction != dirc && four == Some(kw) {
                     // one `afto::error_to4` made, leaving as it is
-                    account(st, true, pd.tot_len());
-                    return state_pass(st, slot, true);
+                    account(st, !nat46, pd.tot_len());
+                    return state_pass(st, slot, !nat46);
                 }
-                if st.direction != dirc || nat != Some(kw) {
+                let (Some(natw), true) = (nat, st.direction == dirc && four == Some(kw)) else {
                     return StateVerdict::Drop(Some(Reason::Translate));
-                }
-                if iproto == PROTO_TCP && !tcp_track::is_sloppy(st) && !tcp_track::quoted_seq_ok(st, true, quoted_seq) {
+                };
+                // The quoted packet: NAT64's from the state's source (the
+                // client), NAT46's from the server.
+                let quoted_fwd = !nat46;
+                if iproto == PROTO_TCP
+                    && !tcp_track::is_sloppy(st)
+                    && !tcp_track::quoted_seq_ok(st, quoted_fwd, quoted_seq)
+                {
                     return StateVerdict::Drop(Some(Reason::StateMismatch));
                 }
-                af_key = Some(st.key);
-                account(st, false, pd.tot_len());
-                return state_pass(st, slot, false);
+                let six = if nat46 { crate::state::unpack(natw) } else { st.key };
+                af_back = Some((nat6::Endpoints6::from_key(&six, Direction::In), !nat46));
+                account(st, nat46, pd.tot_len());
+                return state_pass(st, slot, nat46);
             }
-            let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+            let Some(to) = nat::state_target::<nat::Endpoints>(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };
             if let Some(to) = to {
@@ -629,8 +640,8 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
     if let (StateVerdict::Pass(_), Some(to)) = (&v, back) {
         nat::translate_icmp_error(pkt, pd, h2, iproto, &to);
     }
-    if let (StateVerdict::Pass(_), Some(k)) = (&v, af_key) {
-        if !afto::error_to6(pkt, pd, &k) {
+    if let (StateVerdict::Pass(_), Some((back, embed))) = (&v, af_back) {
+        if !afto::error_to6(pkt, pd, back, embed) {
             return StateVerdict::Drop(Some(Reason::Translate));
         }
     }

@@ -169,17 +169,12 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        // af-to (`eval/afto.rs`): a sticky pool would keep an address of
-        // one family for a source of the other.
-        if r.translation.af_to.is_some()
-            && [&r.translation.nat, &r.translation.rdr].into_iter().flatten().any(|p| p.sticky)
-        {
-            refuse("sticky-address with af-to")
-        }
-        if let Some(rt) = &r.route {
-            if let Err(e) = crate::route::CRoute::check(rt) {
-                refuse(&e.0);
-            }
+        // af-to (`eval/afto.rs`): the `from` pool's nodes are keyed as
+        // pf_map_addr keys them in the new family; the `to` pool's would be
+        // keyed by the translated source, which softnet picks after the
+        // destination.
+        if r.translation.af_to.is_some() && r.translation.rdr.as_ref().is_some_and(|p| p.sticky) {
+            refuse("sticky-address on af-to's to pool")
         }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
@@ -556,7 +551,7 @@ mod tests {
     }
 
     #[test]
-    fn af_to_loads_but_not_with_sticky_address() {
+    fn af_to_loads_with_sticky_address_on_its_from_pool_only() {
         let r = StaticResolver::example();
         assert!(load_ruleset("match out on egress nat-to (egress)\n", "f", &r).is_ok());
         let src = "pass in inet af-to inet6 from 2001:db8::1 to 2001:db8::2\n";
@@ -564,9 +559,11 @@ mod tests {
         let nat64 = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.1\n";
         assert!(load_ruleset(nat64, "f", &r).is_ok());
         let sticky = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.0/28 round-robin sticky-address\n";
+        assert!(load_ruleset(sticky, "f", &r).is_ok());
+        let to = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.1 to 198.51.100.0/28 random sticky-address\n";
         assert_eq!(
-            load_ruleset(sticky, "f", &r).unwrap_err()[0].to_string(),
-            "f:1: sticky-address with af-to not supported yet"
+            load_ruleset(to, "f", &r).unwrap_err()[0].to_string(),
+            "f:1: sticky-address on af-to's to pool not supported yet"
         );
         // sticky-address and least-states on nat-to/rdr-to pools load.
         let src = "match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n\

@@ -2,14 +2,19 @@
 //! a table gives back when it goes (the IPv6 address ids of its states).
 
 use super::*;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
 
 /// A state's `StateCold` by slot: the `log (all)` match rules, the next
-/// hop's address and interface (index, generation). Written before the
-/// state is published, read without a lock after.
+/// hop's address (an IPv4 one in the first word, or an IPv6 one in two
+/// words with `rt_inet6` set) and interface (index, generation). Written
+/// before the state is published, read without a lock after.
 #[derive(Default)]
 pub struct ColdSlot {
     log: [AtomicU32; LOG_MATCH_MAX],
     rt_addr: AtomicU32,
+    rt_inet6: AtomicBool,
+    rt_addr6: [AtomicU64; 2],
     rt_if: AtomicU64,
 }
 
@@ -25,7 +30,18 @@ impl StateTable {
         for (a, v) in e.log.iter().zip(cold.log_match) {
             a.store(v, Ordering::Relaxed);
         }
-        e.rt_addr.store(u32::from(cold.rt_addr), Ordering::Relaxed);
+        match cold.rt_addr {
+            IpAddr::V4(a) => {
+                e.rt_addr.store(u32::from(a), Ordering::Relaxed);
+                e.rt_inet6.store(false, Ordering::Relaxed);
+            }
+            IpAddr::V6(a) => {
+                let w = u128::from(a);
+                e.rt_addr6[0].store((w >> 64) as u64, Ordering::Relaxed);
+                e.rt_addr6[1].store(w as u64, Ordering::Relaxed);
+                e.rt_inet6.store(true, Ordering::Relaxed);
+            }
+        }
         e.rt_if.store(cold.rt_if.index.0 as u64 | (cold.rt_if.generation as u64) << 32, Ordering::Relaxed);
     }
 
@@ -38,7 +54,12 @@ impl StateTable {
         let w = e.rt_if.load(Ordering::Acquire);
         StateCold {
             log_match: std::array::from_fn(|i| e.log[i].load(Ordering::Acquire)),
-            rt_addr: Ipv4Addr::from(e.rt_addr.load(Ordering::Acquire)),
+            rt_addr: if e.rt_inet6.load(Ordering::Acquire) {
+                let hi = e.rt_addr6[0].load(Ordering::Acquire) as u128;
+                IpAddr::V6(std::net::Ipv6Addr::from(hi << 64 | e.rt_addr6[1].load(Ordering::Acquire) as u128))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(e.rt_addr.load(Ordering::Acquire)))
+            },
             rt_if: softnet_core::iface::WeakIf {
                 index: softnet_core::iface::IfIndex(w as u32),
                 generation: (w >> 32) as u32,

@@ -309,8 +309,9 @@ pub struct StateCold {
     /// `LOG_MATCH_MAX` of them; `NO_RULE` after the last): pf.c's
     /// `match_rules` as pf_test walks them to log each packet of the state.
     pub log_match: [u32; LOG_MATCH_MAX],
-    /// pf's `st->rt_addr`, the next hop chosen when the state was made.
-    pub rt_addr: Ipv4Addr,
+    /// pf's `st->rt_addr`, the next hop chosen when the state was made
+    /// (of the state's family).
+    pub rt_addr: std::net::IpAddr,
     /// `route-to (if addr)`: the interface `rt_addr` is on (pf's
     /// `rt_kif`), held weakly; the default (index 0) names none.
     pub rt_if: softnet_core::iface::WeakIf,
@@ -320,7 +321,7 @@ impl Default for StateCold {
     fn default() -> Self {
         StateCold {
             log_match: [NO_RULE; LOG_MATCH_MAX],
-            rt_addr: Ipv4Addr::UNSPECIFIED,
+            rt_addr: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             rt_if: softnet_core::iface::WeakIf::default(),
         }
     }

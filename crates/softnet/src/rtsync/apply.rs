@@ -9,9 +9,11 @@
 //! (`RouteOrigin::Kernel`) are changed or removed.
 
 use super::mirror::{Mirror, Prefix};
+use super::nexthop::{NhCache, NhError};
 use super::translate::{Fam, KKind, KRoute};
 use softnet_core::iface::{IfIndex, WeakIf};
 use softnet_core::route::{Route, RouteBatch, RouteFlags, RouteOrigin, RouteTables};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -106,6 +108,7 @@ pub fn to_route<A: Fam>(k: &KRoute<A>, ifs: &mut impl IfResolver) -> Result<Rout
         KKind::Blackhole => return Ok(Route { flags: flags | RouteFlags::BLACKHOLE, ..base }),
         KKind::Reject => return Ok(Route { flags: flags | RouteFlags::REJECT, ..base }),
         KKind::Unicast(hops) => hops,
+        KKind::Object(id) => return Err(format!("nexthop object {id} not resolved")),
     };
     let mut out = Vec::with_capacity(hops.len());
     for h in hops {
@@ -123,6 +126,15 @@ pub fn to_route<A: Fam>(k: &KRoute<A>, ifs: &mut impl IfResolver) -> Result<Rout
     let mut first = out[0].clone();
     first.mpath = Some(out.into());
     Ok(first)
+}
+
+/// A route that names a nexthop object with the object's hops in its
+/// place; others as they are.
+pub fn resolve_object<'a, A: Fam>(k: &'a KRoute<A>, nh: &NhCache) -> Result<Cow<'a, KRoute<A>>, NhError> {
+    match k.kind {
+        KKind::Object(id) => Ok(Cow::Owned(KRoute { kind: nh.resolve(id)?, ..k.clone() })),
+        _ => Ok(Cow::Borrowed(k)),
+    }
 }
 
 /// The interface a scoped destination's key carries (`fe80::%em0/64`).
@@ -143,11 +155,12 @@ fn sync_prefix<A: Fam>(
     b: &mut RouteBatch<'_>,
     p: Prefix<A>,
     best: Option<&KRoute<A>>,
-    ifs: &mut impl IfResolver,
-    stats: &SyncStats,
+    ctx: &mut FlushCtx<'_, impl IfResolver>,
     unresolved: &mut BTreeSet<Prefix<A>>,
 ) -> u64 {
-    let scope = scope_of(&p, best, ifs);
+    let (ifs, stats) = (&mut *ctx.ifs, ctx.stats);
+    let resolved = best.map(|k| resolve_object(k, ctx.nh));
+    let scope = scope_of(&p, resolved.as_ref().and_then(|r| r.as_deref().ok()), ifs);
     let existing = b.get_scoped::<A>(p.0, p.1, scope);
     if let Some(t) = &existing {
         if !t.origin.is_kernel() {
@@ -158,10 +171,21 @@ fn sync_prefix<A: Fam>(
         }
     }
     let remove = |b: &mut RouteBatch<'_>| u64::from(b.delete_scoped::<A>(p.0, p.1, None, scope).is_ok());
-    let Some(k) = best else {
+    let Some(k) = resolved else {
         return if existing.is_some() { remove(b) } else { 0 };
     };
-    let made = to_route(k, ifs).and_then(|r| b.set(r).map_err(|e| e.to_string()));
+    let k = match k {
+        Ok(k) => Ok(k),
+        // Not representable: counted and logged, not retried (a change
+        // of the object brings the prefix back).
+        Err(NhError::Unsupported(why)) => {
+            SyncStats::inc(&stats.unsupported, 1);
+            tracing::warn!("route sync: kernel route {}/{} not representable in softnet ({why}): skipped", p.0, p.1);
+            return if existing.is_some() { remove(b) } else { 0 };
+        }
+        Err(e @ NhError::Unknown(_)) => Err(e.to_string()),
+    };
+    let made = k.and_then(|k| to_route(&k, ifs)).and_then(|r| b.set(r).map_err(|e| e.to_string()));
     match made {
         Ok(changed) => u64::from(changed.is_some()),
         Err(e) => {
@@ -178,23 +202,32 @@ fn sync_prefix<A: Fam>(
     }
 }
 
+/// What a flush reads besides the mirror: the kernel's interfaces, its
+/// nexthop objects, and the counters it writes.
+pub struct FlushCtx<'a, I: IfResolver> {
+    pub ifs: &'a mut I,
+    pub nh: &'a NhCache,
+    pub stats: &'a SyncStats,
+}
+
 /// Writes the mirror's pending changes into table `rtable` as one batch.
 /// Prefixes that could not be installed (a next hop softnet cannot reach
-/// yet) go to `unresolved`, to be tried again. Returns the messages caused.
+/// yet, a nexthop object not known yet) go to `unresolved`, to be tried
+/// again. Returns the messages caused.
 pub fn flush<A: Fam>(
     routes: &RouteTables,
     rtable: u16,
     mirror: &mut Mirror<A>,
-    ifs: &mut impl IfResolver,
-    stats: &SyncStats,
+    ctx: &mut FlushCtx<'_, impl IfResolver>,
     unresolved: &mut BTreeSet<Prefix<A>>,
 ) -> u64 {
+    let stats = ctx.stats;
     let touched = mirror.take_touched();
     if touched.is_empty() {
         return 0;
     }
     let n = routes.batch(rtable, |b| {
-        touched.into_iter().map(|p| sync_prefix(b, p, mirror.best(&p), ifs, stats, unresolved)).sum::<u64>()
+        touched.into_iter().map(|p| sync_prefix(b, p, mirror.best(&p), ctx, unresolved)).sum::<u64>()
     });
     if n > 0 {
         SyncStats::inc(&stats.changes, n);
@@ -252,6 +285,16 @@ mod tests {
         (k == 42).then(|| ifw(2))
     }
 
+    fn fl<A: Fam>(
+        t: &RouteTables,
+        m: &mut Mirror<A>,
+        nh: &NhCache,
+        stats: &SyncStats,
+        unres: &mut BTreeSet<Prefix<A>>,
+    ) -> u64 {
+        flush(t, 0, m, &mut FlushCtx { ifs: &mut resolver, nh, stats }, unres)
+    }
+
     fn kr(net: u8, gw: Option<[u8; 4]>, oif: u32) -> KRoute<Ipv4Addr> {
         KRoute {
             dest: Ipv4Addr::new(10, net, 0, 0),
@@ -277,18 +320,18 @@ mod tests {
             m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
         }
         let v0 = t.snapshot(0).unwrap().version();
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 100);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 100);
         assert_eq!(t.snapshot(0).unwrap().version(), v0 + 1, "one snapshot for the batch");
         assert_eq!(kinds(&rx), vec![RtmType::Add; 100]);
         let r = t.get(0, Ipv4Addr::new(10, 150, 0, 0), 16).unwrap();
         assert_eq!((r.ifp, r.origin, r.flags.to_string()), (ifw(2), RouteOrigin::Kernel(12), "UG".to_string()));
         // Flushing again with nothing new: no snapshot, no message.
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 0);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 0);
         assert_eq!(t.snapshot(0).unwrap().version(), v0 + 1);
         // A changed gateway is one RTM_CHANGE; a withdrawal one RTM_DELETE.
         m.new_route(kr(150, Some([10, 0, 3, 2]), 0));
         m.del_route(Ipv4Addr::new(10, 151, 0, 0), 16, 0);
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 2);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 2);
         assert_eq!(kinds(&rx), vec![RtmType::Change, RtmType::Delete]);
         assert_eq!(t.get(0, Ipv4Addr::new(10, 150, 0, 0), 16).unwrap().ifp, ifw(3));
     }
@@ -302,10 +345,10 @@ mod tests {
         t.add(0, Route::via(Ipv4Addr::new(10, 9, 0, 0), 16, Ipv4Addr::new(10, 0, 3, 2))).unwrap();
         rx.try_iter().count();
         m.new_route(kr(9, Some([10, 0, 2, 2]), 0));
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 0);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 0);
         assert_eq!(stats.shadowed.load(Relaxed), 1);
         m.del_route(Ipv4Addr::new(10, 9, 0, 0), 16, 0);
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 0);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 0);
         let r = t.get(0, Ipv4Addr::new(10, 9, 0, 0), 16).unwrap();
         assert_eq!((r.gateway, r.origin), (Some(Ipv4Addr::new(10, 0, 3, 2)), RouteOrigin::Own));
         assert!(kinds(&rx).is_empty());
@@ -339,7 +382,7 @@ mod tests {
         m.new_route(rej);
         // Off every connected network: unresolved, retried later.
         m.new_route(kr(3, Some([192, 0, 2, 1]), 0));
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 4);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 4);
         let get = |n: u8| t.get(0, Ipv4Addr::new(10, n, 0, 0), 16);
         let r7 = get(7).unwrap();
         assert_eq!((r7.gateway, r7.ifp), (None, ifw(2)));
@@ -357,8 +400,62 @@ mod tests {
         for p in std::mem::take(&mut unres) {
             m.touch(p);
         }
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 1);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 1);
         assert_eq!(get(3).unwrap().ifp, ifw(9));
+    }
+
+    #[test]
+    fn routes_naming_nexthop_objects_resolve_through_the_cache() {
+        use super::super::nexthop::{NhKind, NhMessage};
+        let (t, _rx) = table();
+        let stats = SyncStats::default();
+        let mut m = Mirror::default();
+        let mut unres = BTreeSet::new();
+        let mut nh = NhCache::default();
+        let hop = |gw: [u8; 4], oif| NhKind::Hop { gateway: Some(Ipv4Addr::from(gw).into()), oif };
+        nh.insert(NhMessage { id: 5, kind: hop([10, 0, 2, 2], 42) });
+        nh.insert(NhMessage { id: 6, kind: hop([10, 0, 3, 2], 0) });
+        nh.insert(NhMessage { id: 7, kind: NhKind::Group(vec![(5, 1), (6, 1)]) });
+        let obj = |net, id| KRoute { kind: KKind::Object(id), ..kr(net, None, 0) };
+        m.new_route(obj(5, 5));
+        m.new_route(obj(7, 7));
+        // Not known yet (a route heard before its object): retried.
+        m.new_route(obj(9, 99));
+        assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 2);
+        let get = |n: u8| t.get(0, Ipv4Addr::new(10, n, 0, 0), 16);
+        let r5 = get(5).unwrap();
+        assert_eq!((r5.gateway, r5.ifp), (Some(Ipv4Addr::new(10, 0, 2, 2)), ifw(2)));
+        let r7 = get(7).unwrap();
+        assert!(r7.flags.contains(RouteFlags::MPATH));
+        assert_eq!(r7.hops().iter().map(|h| h.ifp.index.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(unres.iter().copied().collect::<Vec<_>>(), vec![(Ipv4Addr::new(10, 9, 0, 0), 16)]);
+        nh.insert(NhMessage { id: 99, kind: NhKind::Blackhole });
+        for p in std::mem::take(&mut unres) {
+            m.touch(p);
+        }
+        assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 1);
+        assert_eq!(get(9).unwrap().flags.to_string(), "UB");
+        // A member replaced: the group's route follows.
+        let c = nh.insert(NhMessage { id: 6, kind: hop([10, 0, 2, 3], 0) });
+        m.touch_objects(&c.changed);
+        assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 1);
+        let gws: Vec<_> = get(7).unwrap().hops().iter().map(|h| h.gateway).collect();
+        assert_eq!(gws, vec![Some(Ipv4Addr::new(10, 0, 2, 2)), Some(Ipv4Addr::new(10, 0, 2, 3))]);
+        // Deleted: the routes naming it leave softnet's table.
+        let c = nh.remove(5);
+        m.remove_objects(&c.deleted);
+        m.touch_objects(&c.changed);
+        assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 2, "10.5 deleted, 10.7 down to one hop");
+        assert!(get(5).is_none());
+        assert!(!get(7).unwrap().flags.contains(RouteFlags::MPATH));
+        // An IPv4 route naming an object with an IPv6 gateway: not
+        // representable, counted, not retried.
+        let v6gw: std::net::Ipv6Addr = "fe80::2".parse().unwrap();
+        nh.insert(NhMessage { id: 10, kind: NhKind::Hop { gateway: Some(v6gw.into()), oif: 42 } });
+        m.new_route(obj(10, 10));
+        assert_eq!(fl(&t, &mut m, &nh, &stats, &mut unres), 0);
+        assert_eq!(stats.unsupported.load(Relaxed), 1);
+        assert!(unres.is_empty() && get(10).is_none());
     }
 
     #[test]
@@ -370,7 +467,7 @@ mod tests {
         for net in 10..20 {
             m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
         }
-        flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+        fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
         rx.try_iter().count();
         // The dump after the overrun: 10..15 unchanged, 15..20 gone, 30 new.
         m.begin_resync();
@@ -378,7 +475,7 @@ mod tests {
             m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
         }
         assert_eq!(m.end_resync(), 5);
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 6);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 6);
         let k = kinds(&rx);
         assert_eq!(k.iter().filter(|k| **k == RtmType::Delete).count(), 5);
         assert_eq!(k.iter().filter(|k| **k == RtmType::Add).count(), 1);
@@ -418,20 +515,20 @@ mod tests {
             for i in 0..n {
                 m.new_route(route(i));
                 if m.pending() >= batch {
-                    flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+                    fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
                 }
             }
-            flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+            fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
             let add = t0.elapsed();
             let t1 = std::time::Instant::now();
             for i in 0..n {
                 let r = route(i);
                 m.del_route(r.dest, r.prefix_len, 0);
                 if m.pending() >= batch {
-                    flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+                    fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
                 }
             }
-            flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres);
+            fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
             let del = t1.elapsed();
             let snaps = t.snapshot(0).unwrap().version() - v0;
             assert_eq!(stats.changes.load(Relaxed), 2 * n as u64);
@@ -462,7 +559,7 @@ mod tests {
             mtu: 0,
         });
         t.add(0, Route::connected6(ifw(2), "fe80::1".parse().unwrap(), 64)).unwrap();
-        assert_eq!(flush(&t, 0, &mut m, &mut resolver, &stats, &mut unres), 1);
+        assert_eq!(fl(&t, &mut m, &NhCache::default(), &stats, &mut unres), 1);
         let r = t.get(0, "2001:db8:9::".parse::<Ipv6Addr>().unwrap(), 48).unwrap();
         assert_eq!((r.gateway, r.ifp, r.priority), (Some(gw), ifw(2), 48));
     }

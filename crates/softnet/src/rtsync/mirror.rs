@@ -12,7 +12,7 @@
 //! marked, and at the end every route not marked is removed. Changes heard
 //! on the event socket after the dump are applied afterwards as usual.
 
-use super::translate::{Fam, KRoute};
+use super::translate::{Fam, KKind, KRoute};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A prefix: destination and length.
@@ -102,6 +102,40 @@ impl<A: Fam> Mirror<A> {
         self.touched.insert(p);
     }
 
+    /// Nexthop objects changed: the prefixes whose route in use names one
+    /// of them are flushed again (their hops are looked up anew).
+    pub fn touch_objects(&mut self, ids: &BTreeSet<u32>) {
+        if ids.is_empty() {
+            return;
+        }
+        for (p, by) in &self.routes {
+            if by.values().next().is_some_and(|r| matches!(r.kind, KKind::Object(id) if ids.contains(&id))) {
+                self.touched.insert(*p);
+            }
+        }
+    }
+
+    /// Nexthop objects deleted: the kernel deleted the routes that named
+    /// them without a message, so they leave the mirror here. Returns how
+    /// many routes.
+    pub fn remove_objects(&mut self, ids: &BTreeSet<u32>) -> usize {
+        if ids.is_empty() {
+            return 0;
+        }
+        let mut gone = 0;
+        let touched = &mut self.touched;
+        self.routes.retain(|p, by| {
+            let before = by.len();
+            by.retain(|_, r| !matches!(r.kind, KKind::Object(id) if ids.contains(&id)));
+            if by.len() != before {
+                gone += before - by.len();
+                touched.insert(*p);
+            }
+            !by.is_empty()
+        });
+        gone
+    }
+
     /// Prefixes waiting for a flush.
     pub fn pending(&self) -> usize {
         self.touched.len()
@@ -120,7 +154,7 @@ impl<A: Fam> Mirror<A> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::translate::{KHop, KKind};
+    use super::super::translate::KHop;
     use super::*;
     use std::net::Ipv4Addr;
 
@@ -191,9 +225,23 @@ mod tests {
         assert_eq!(m.best(&p(4)), Some(&r(4, 0, 9)));
         assert_eq!(m.best(&p(3)), Some(&r(3, 0, 2)));
         assert_eq!(m.prefixes().count(), 5);
+        // Routes naming nexthop objects: a changed object re-flushes the
+        // prefixes using it, a deleted one removes their routes.
+        let mut o = r(7, 0, 2);
+        o.kind = KKind::Object(5);
+        m.new_route(o.clone());
+        m.new_route(KRoute { metric: 10, kind: KKind::Object(6), ..o.clone() });
+        m.new_route(KRoute { dest: Ipv4Addr::new(10, 8, 0, 0), kind: KKind::Object(6), ..o });
+        m.take_touched();
+        m.touch_objects(&BTreeSet::from([6]));
+        assert_eq!(m.take_touched().into_iter().collect::<Vec<_>>(), vec![p(8)], "10.7's route in use is 5's");
+        assert_eq!(m.remove_objects(&BTreeSet::from([6])), 2);
+        assert_eq!(m.take_touched().into_iter().collect::<Vec<_>>(), vec![p(7), p(8)]);
+        assert_eq!(m.best(&p(8)), None);
+        assert_eq!(m.best(&p(7)).map(|r| r.metric), Some(0));
         // An empty dump sweeps everything.
         m.begin_resync();
-        assert_eq!(m.end_resync(), 5);
+        assert_eq!(m.end_resync(), 6);
         assert_eq!(m.len(), 0);
     }
 }

@@ -9,6 +9,9 @@
 //!   netlink-packet-route;
 //! * `translate.rs`: a route message into what softnet can hold, or why
 //!   not (counted and logged, never fatal);
+//! * `nexthop.rs`: nexthop objects (RTM_NEWNEXTHOP, FRR's zebra), cached
+//!   by id; routes naming one (RTA_NH_ID) resolve through it, a group as
+//!   multipath;
 //! * `mirror.rs`: the kernel table as the sync knows it, per family; the
 //!   lowest metric in use; mark and sweep;
 //! * `apply.rs`: the changed prefixes written into softnet's table, one
@@ -27,14 +30,16 @@
 mod apply;
 mod mirror;
 mod netlink;
+mod nexthop;
 mod translate;
 
 pub use apply::SyncStats;
 pub use netlink::DEFAULT_RCVBUF;
 
-use apply::IfResolver;
+use apply::{FlushCtx, IfResolver};
 use mirror::{Mirror, Prefix};
 use netlink::{Event, Events};
+use nexthop::{NhCache, NhChange};
 use softnet_core::iface::WeakIf;
 use softnet_core::stack::Stack;
 use std::collections::{BTreeSet, HashMap};
@@ -131,6 +136,7 @@ impl RouteSync {
             events,
             v4: Mirror::default(),
             v6: Mirror::default(),
+            nh: NhCache::default(),
             unres4: BTreeSet::new(),
             unres6: BTreeSet::new(),
             stats: stats.clone(),
@@ -166,6 +172,8 @@ struct Syncer {
     events: Events,
     v4: Mirror<Ipv4Addr>,
     v6: Mirror<Ipv6Addr>,
+    /// The kernel's nexthop objects, by id.
+    nh: NhCache,
     unres4: BTreeSet<Prefix<Ipv4Addr>>,
     unres6: BTreeSet<Prefix<Ipv6Addr>>,
     stats: Arc<SyncStats>,
@@ -231,8 +239,31 @@ impl Syncer {
                 Translated::V6(r) => self.v6.del_route(r.dest, r.prefix_len, r.metric),
                 _ => {}
             },
+            Event::NewNh(m) => {
+                let new = !self.nh.contains(m.id);
+                let c = self.nh.insert(m);
+                self.nexthops_changed(c);
+                // A route heard before its object (between the two dumps
+                // of a resync) waits among the unresolved: try it now.
+                if new {
+                    self.retry_unresolved();
+                }
+            }
+            Event::DelNh(m) => {
+                let c = self.nh.remove(m.id);
+                self.nexthops_changed(c);
+            }
             Event::Bad(why) => self.unsupported(&why),
         }
+    }
+
+    /// Routes naming changed objects are flushed again; routes naming
+    /// deleted ones are gone (the kernel deleted them without a message).
+    fn nexthops_changed(&mut self, c: NhChange) {
+        self.v4.touch_objects(&c.changed);
+        self.v6.touch_objects(&c.changed);
+        self.v4.remove_objects(&c.deleted);
+        self.v6.remove_objects(&c.deleted);
     }
 
     fn pending(&self) -> usize {
@@ -244,8 +275,9 @@ impl Syncer {
     fn flush(&mut self) -> u64 {
         let mut links = Links { stack: &self.stack, links: &self.links, cache: HashMap::new() };
         let routes = &self.stack.routes;
-        apply::flush(routes, RTABLE, &mut self.v4, &mut links, &self.stats, &mut self.unres4)
-            + apply::flush(routes, RTABLE, &mut self.v6, &mut links, &self.stats, &mut self.unres6)
+        let mut ctx = FlushCtx { ifs: &mut links, nh: &self.nh, stats: &self.stats };
+        apply::flush(routes, RTABLE, &mut self.v4, &mut ctx, &mut self.unres4)
+            + apply::flush(routes, RTABLE, &mut self.v6, &mut ctx, &mut self.unres6)
     }
 
     /// What softnet did to its own table that may let a kernel route in:
@@ -298,9 +330,18 @@ impl Syncer {
     fn resync(&mut self) -> io::Result<()> {
         let t0 = Instant::now();
         self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-        let dump = netlink::dump(self.conf.rcvbuf)?;
+        let (nhs, dump) = netlink::dump(self.conf.rcvbuf)?;
+        let mut fresh = NhCache::default();
+        for m in nhs {
+            fresh.insert(m);
+        }
+        let c = self.nh.replace_all(fresh);
         self.v4.begin_resync();
         self.v6.begin_resync();
+        // Routes whose object changed while messages were lost: the route
+        // messages in the dump may be equal to the mirror's.
+        self.v4.touch_objects(&c.changed);
+        self.v6.touch_objects(&c.changed);
         for m in dump {
             self.handle(Event::New(m));
         }
@@ -310,10 +351,11 @@ impl Syncer {
         n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v4, &self.stats);
         n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v6, &self.stats);
         tracing::info!(
-            "route sync: resync of kernel table {}: {} IPv4 and {} IPv6 prefixes, {swept} gone, {n} change(s) in softnet, {} unresolved, {:.0} ms",
+            "route sync: resync of kernel table {}: {} IPv4 and {} IPv6 prefixes, {} nexthop objects, {swept} gone, {n} change(s) in softnet, {} unresolved, {:.0} ms",
             self.conf.table,
             self.v4.len(),
             self.v6.len(),
+            self.nh.len(),
             self.unres4.len() + self.unres6.len(),
             t0.elapsed().as_secs_f64() * 1e3
         );

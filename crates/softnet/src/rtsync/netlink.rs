@@ -1,10 +1,12 @@
 //! The two rtnetlink sockets of the sync (netlink-sys, messages parsed by
-//! netlink-packet-route): one subscribed to the IPv4 and IPv6 route
-//! groups with a large receive buffer, read without blocking; one made for
-//! each dump (RTM_GETROUTE, NLM_F_DUMP), so that a dump's replies and the
-//! subscription's notifications never mix.
+//! netlink-packet-route, nexthop messages by nexthop.rs): one subscribed
+//! to the IPv4 and IPv6 route groups and the nexthop group with a large
+//! receive buffer, read without blocking; one made for each dump
+//! (RTM_GETNEXTHOP, then RTM_GETROUTE, NLM_F_DUMP), so that a dump's
+//! replies and the subscription's notifications never mix.
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
+use super::nexthop::{self, NhMessage, NhNetlinkMessage, RTM_DELNEXTHOP, RTM_NEWNEXTHOP, RTNLGRP_NEXTHOP};
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::protocols::NETLINK_ROUTE;
@@ -25,6 +27,8 @@ pub const DEFAULT_RCVBUF: usize = 32 << 20;
 pub enum Event {
     New(RouteMessage),
     Del(RouteMessage),
+    NewNh(NhMessage),
+    DelNh(NhMessage),
     /// A message that did not parse: counted.
     Bad(String),
 }
@@ -66,6 +70,11 @@ impl Events {
         let got = set_rcvbuf(&sock, rcvbuf)?;
         sock.add_membership(RTNLGRP_IPV4_ROUTE)?;
         sock.add_membership(RTNLGRP_IPV6_ROUTE)?;
+        // Kernels without nexthop objects (before 5.3) have no such group;
+        // they send no routes naming one either.
+        if let Err(e) = sock.add_membership(RTNLGRP_NEXTHOP) {
+            tracing::debug!("route sync: no nexthop group ({e}): kernel without nexthop objects");
+        }
         sock.set_non_blocking(true)?;
         Ok((Events { sock, buf: Vec::with_capacity(1 << 20) }, got))
     }
@@ -122,42 +131,89 @@ fn parse(mut b: &[u8], out: &mut Vec<Event>) {
             out.push(Event::Bad(format!("netlink message length {len} of {} bytes", b.len())));
             return;
         }
-        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
-            Ok(m) => match m.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => out.push(Event::New(r)),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => out.push(Event::Del(r)),
-                _ => {}
-            },
-            Err(e) => out.push(Event::Bad(e.to_string())),
+        let kind = NetlinkBuffer::new(&b[..len]).message_type();
+        if kind == RTM_NEWNEXTHOP || kind == RTM_DELNEXTHOP {
+            match NetlinkMessage::<NhNetlinkMessage>::deserialize(&b[..len]) {
+                Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(NhNetlinkMessage::New(m)), .. }) => {
+                    out.push(Event::NewNh(m))
+                }
+                Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(NhNetlinkMessage::Del(m)), .. }) => {
+                    out.push(Event::DelNh(m))
+                }
+                Ok(_) => {}
+                Err(e) => out.push(Event::Bad(format!("nexthop message: {e}"))),
+            }
+        } else {
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
+                Ok(m) => match m.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => out.push(Event::New(r)),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => out.push(Event::Del(r)),
+                    _ => {}
+                },
+                Err(e) => out.push(Event::Bad(e.to_string())),
+            }
         }
         b = b.get((len + 3) & !3usize..).unwrap_or(&[]);
     }
 }
 
-/// A full dump of the kernel's routes (both families, every table), on a
-/// socket of its own. A dump the kernel marks interrupted (the table
-/// changed under it, NLM_F_DUMP_INTR) is taken again, up to a few times.
-pub fn dump(rcvbuf: usize) -> io::Result<Vec<RouteMessage>> {
+/// The kernel's nexthop objects and routes (both families, every table),
+/// each dumped on a socket of its own, nexthops first so that every
+/// route's object is known. A dump the kernel marks interrupted (the
+/// table changed under it, NLM_F_DUMP_INTR) is taken again, up to a few
+/// times.
+pub fn dump(rcvbuf: usize) -> io::Result<(Vec<NhMessage>, Vec<RouteMessage>)> {
     for _ in 0..5 {
-        let (routes, interrupted) = dump_once(rcvbuf)?;
-        if !interrupted {
-            return Ok(routes);
+        let (nhs, i1) = dump_nexthops(rcvbuf)?;
+        let (routes, i2) = dump_routes(rcvbuf)?;
+        if !i1 && !i2 {
+            return Ok((nhs, routes));
         }
     }
     Err(io::Error::other("route dump interrupted five times in a row"))
 }
 
-fn dump_once(rcvbuf: usize) -> io::Result<(Vec<RouteMessage>, bool)> {
-    let mut sock = Socket::new(NETLINK_ROUTE)?;
-    sock.bind(&SocketAddr::new(0, 0))?;
-    let _ = set_rcvbuf(&sock, rcvbuf);
+/// The nexthop objects. A kernel without them (before 5.3) answers the
+/// request with an error: none.
+fn dump_nexthops(rcvbuf: usize) -> io::Result<(Vec<NhMessage>, bool)> {
+    let wire = nexthop::dump_request(1);
+    match dump_once(rcvbuf, &wire, |b| match NetlinkMessage::<NhNetlinkMessage>::deserialize(b) {
+        Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(NhNetlinkMessage::New(m)), .. }) => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(io::Error::other(format!("nexthop dump: {e}"))),
+    }) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => Ok((Vec::new(), false)),
+        r => r,
+    }
+}
+
+fn dump_routes(rcvbuf: usize) -> io::Result<(Vec<RouteMessage>, bool)> {
     let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(RouteMessage::default()));
     req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     req.header.sequence_number = 1;
     req.finalize();
     let mut wire = vec![0u8; req.buffer_len()];
     req.serialize(&mut wire);
-    sock.send_to(&wire, &SocketAddr::new(0, 0), 0)?;
+    dump_once(rcvbuf, &wire, |b| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(b) {
+        Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)), .. }) => {
+            Ok(Some(r))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => Err(io::Error::other(format!("route dump: {e}"))),
+    })
+}
+
+/// Sends a dump request and reads the replies up to NLMSG_DONE; `item`
+/// reads one message of the dump (header included).
+fn dump_once<T>(
+    rcvbuf: usize,
+    wire: &[u8],
+    mut item: impl FnMut(&[u8]) -> io::Result<Option<T>>,
+) -> io::Result<(Vec<T>, bool)> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind(&SocketAddr::new(0, 0))?;
+    let _ = set_rcvbuf(&sock, rcvbuf);
+    sock.send_to(wire, &SocketAddr::new(0, 0), 0)?;
     let mut routes = Vec::new();
     let mut interrupted = false;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
@@ -170,17 +226,24 @@ fn dump_once(rcvbuf: usize) -> io::Result<(Vec<RouteMessage>, bool)> {
             if len < 16 || len > b.len() {
                 return Err(io::Error::other(format!("bad netlink message length {len} in a dump")));
             }
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
-                .map_err(|e| io::Error::other(format!("route dump: {e}")))?;
-            interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
-            match m.payload {
-                NetlinkPayload::Done(_) => return Ok((routes, interrupted)),
-                NetlinkPayload::Error(e) => {
-                    let code = e.code.map_or(0, |c| -c.get());
+            let nb = NetlinkBuffer::new(&b[..len]);
+            interrupted |= nb.flags() & NLM_F_DUMP_INTR != 0;
+            match nb.message_type() {
+                netlink_packet_core::NLMSG_DONE => return Ok((routes, interrupted)),
+                netlink_packet_core::NLMSG_ERROR => {
+                    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len])
+                        .map_err(|e| io::Error::other(format!("dump: {e}")))?;
+                    let code = match m.payload {
+                        NetlinkPayload::Error(e) => e.code.map_or(0, |c| -c.get()),
+                        _ => 0,
+                    };
                     return Err(io::Error::from_raw_os_error(code));
                 }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => routes.push(r),
-                _ => {}
+                _ => {
+                    if let Some(r) = item(&b[..len])? {
+                        routes.push(r);
+                    }
+                }
             }
             b = b.get((len + 3) & !3usize..).unwrap_or(&[]);
         }

@@ -11,8 +11,11 @@
 //! local routes itself), local/broadcast/anycast/multicast routes and
 //! cloned (cache) entries. What cannot be represented is counted and
 //! logged: throw and NAT routes, type-of-service routes, IPv6 source-
-//! specific routes, nexthop objects (RTA_NH_ID), encapsulations, an IPv4
-//! route via an IPv6 next hop (RTA_VIA), MPLS.
+//! specific routes, encapsulations, an IPv4 route via an IPv6 next hop
+//! (RTA_VIA), MPLS. A route that names a nexthop object (RTA_NH_ID: FRR's
+//! zebra) is kept as `KKind::Object`, resolved through the nexthop cache
+//! (nexthop.rs) when it is written into softnet's table; the gateway the
+//! kernel adds beside the id in compat mode is not used.
 
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteNextHop, RouteProtocol, RouteType,
@@ -41,6 +44,8 @@ pub enum KKind<A> {
     Blackhole,
     /// Refused with an ICMP error (unreachable, prohibit: `R`).
     Reject,
+    /// Forwarded as nexthop object `id` says (RTA_NH_ID).
+    Object(u32),
 }
 
 /// A kernel route of one family as softnet can hold it.
@@ -60,6 +65,7 @@ pub struct KRoute<A> {
 /// An address family the sync mirrors: `Ipv4Addr` or `Ipv6Addr`.
 pub trait Fam: RouteAddr {
     fn from_ip(a: &RouteAddress) -> Option<Self>;
+    fn from_std(a: std::net::IpAddr) -> Option<Self>;
 }
 
 impl Fam for Ipv4Addr {
@@ -69,12 +75,24 @@ impl Fam for Ipv4Addr {
             _ => None,
         }
     }
+    fn from_std(a: std::net::IpAddr) -> Option<Self> {
+        match a {
+            std::net::IpAddr::V4(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl Fam for Ipv6Addr {
     fn from_ip(a: &RouteAddress) -> Option<Self> {
         match a {
             RouteAddress::Inet6(v) => Some(*v),
+            _ => None,
+        }
+    }
+    fn from_std(a: std::net::IpAddr) -> Option<Self> {
+        match a {
+            std::net::IpAddr::V6(v) => Some(v),
             _ => None,
         }
     }
@@ -148,6 +166,7 @@ fn translate_fam<A: Fam>(m: &RouteMessage) -> Result<KRoute<A>, String> {
     let mut gateway = None;
     let mut oif = 0;
     let mut multipath: Option<&Vec<RouteNextHop>> = None;
+    let mut nh_id = None;
     for a in &m.attributes {
         match a {
             RouteAttribute::Destination(d) => dest = Some(A::from_ip(d).ok_or("destination of another family")?),
@@ -162,7 +181,7 @@ fn translate_fam<A: Fam>(m: &RouteMessage) -> Result<KRoute<A>, String> {
                     }
                 }
             }
-            RouteAttribute::NhId(id) => return Err(format!("nexthop object {id}")),
+            RouteAttribute::NhId(id) => nh_id = Some(*id),
             RouteAttribute::Via(_) => return Err("next hop of another family (RTA_VIA)".into()),
             RouteAttribute::EncapType(_) | RouteAttribute::Encap(_) => return Err("encapsulation".into()),
             RouteAttribute::NewDestination(_) => return Err("MPLS".into()),
@@ -177,6 +196,7 @@ fn translate_fam<A: Fam>(m: &RouteMessage) -> Result<KRoute<A>, String> {
     let kind = match h.kind {
         RouteType::BlackHole => KKind::Blackhole,
         RouteType::Unreachable | RouteType::Prohibit => KKind::Reject,
+        _ if nh_id.is_some() => KKind::Object(nh_id.expect("checked")),
         _ => {
             let hops = match multipath {
                 Some(hops) => hops.iter().map(hop_of::<A>).collect::<Result<Vec<_>, String>>()?,
@@ -331,22 +351,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_route_naming_a_nexthop_object_keeps_the_id_not_the_compat_gateway() {
+        let dst = Some(IpAddr::V4(v4("10.9.0.0")));
+        // As zebra's routes come in compat mode: the id and the gateway.
+        let attrs = vec![RouteAttribute::NhId(5), RouteAttribute::Gateway(IpAddr::V4(v4("10.0.2.2")).into())];
+        let m = msg(AddressFamily::Inet, dst, 16, RouteType::Unicast, RouteProtocol::Bgp, attrs);
+        let Translated::V4(r) = translate(&m, TABLE_MAIN) else { panic!("{:?}", translate(&m, TABLE_MAIN)) };
+        assert_eq!((r.kind, r.proto), (KKind::Object(5), 186));
+        // A blackhole nexthop object: the kernel marks the route blackhole.
+        let m = msg(
+            AddressFamily::Inet,
+            dst,
+            16,
+            RouteType::BlackHole,
+            RouteProtocol::Zebra,
+            vec![RouteAttribute::NhId(6)],
+        );
+        let Translated::V4(r) = translate(&m, TABLE_MAIN) else { panic!() };
+        assert_eq!(r.kind, KKind::Blackhole);
+    }
+
+    #[test]
     fn what_softnet_cannot_hold_is_unsupported_with_a_reason() {
         let dst = Some(IpAddr::V4(v4("10.5.0.0")));
         let gw = RouteAttribute::Gateway(IpAddr::V4(v4("10.0.2.2")).into());
         let cases = [
             (msg(AddressFamily::Inet, dst, 16, RouteType::Throw, RouteProtocol::Boot, vec![]), "Throw"),
-            (
-                msg(
-                    AddressFamily::Inet,
-                    dst,
-                    16,
-                    RouteType::Unicast,
-                    RouteProtocol::Zebra,
-                    vec![RouteAttribute::NhId(5)],
-                ),
-                "nexthop object",
-            ),
             (msg(AddressFamily::Inet, dst, 16, RouteType::Unicast, RouteProtocol::Boot, vec![]), "without gateway"),
             (
                 {

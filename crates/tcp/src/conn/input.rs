@@ -64,7 +64,7 @@ impl Tcb {
     /// RFC 9293 §3.10.7.1: a RST answering a segment that has no connection.
     fn reset_reply(&mut self, seg: &TcpRepr) {
         if let Some(r) = crate::reset::reset_reply(seg) {
-            self.pending_rst = Some(r);
+            self.pending_rst = Some(Box::new(r));
         }
     }
 

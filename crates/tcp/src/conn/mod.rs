@@ -222,7 +222,8 @@ pub struct Tcb {
     /// In-order segments received since the last ACK we sent.
     unacked_segs: u32,
     /// A RST to send next, ports included (a LISTEN TCB answers any peer).
-    pending_rst: Option<TcpRepr>,
+    /// Boxed: rare, and an idle TCB should stay small.
+    pending_rst: Option<Box<TcpRepr>>,
     force_probe: bool,
     keep_probe: bool,
     challenge_window: Instant,
@@ -477,7 +478,7 @@ impl Tcb {
                 timestamp: None,
                 payload_len: 0,
             };
-            self.pending_rst = crate::reset::reset_reply(&me);
+            self.pending_rst = crate::reset::reset_reply(&me).map(Box::new);
         }
         self.enter_closed(None);
     }
@@ -500,6 +501,11 @@ impl Tcb {
         self.persist_at = None;
         self.keep_at = None;
         self.close_at = Some(now + self.cfg.msl * 2);
+        // Nothing more is sent, nor received past the FIN: the send ring
+        // (all acknowledged) and a read receive ring go back now, so
+        // TIME_WAIT costs only the TCB.
+        self.tx.release();
+        self.rx.release();
     }
 
     /// The next time `on_timer` has work; the socket layer files the TCB on

@@ -20,7 +20,7 @@ impl Tcb {
     pub fn output(&mut self, env: &mut dyn Env, buf: &mut [u8]) -> Option<TcpRepr> {
         let now = env.now();
         if let Some(r) = self.pending_rst.take() {
-            return Some(self.emit_rst(r, buf));
+            return Some(self.emit_rst(*r, buf));
         }
         match self.state {
             State::Closed | State::Listen => return None,
