@@ -355,6 +355,29 @@ fn pkt_key_words6(pd: &Pd, dir: Direction) -> (u64, u64) {
     }
 }
 
+/// `pkt_key_words` of an IPv6 packet whose link names a state (`linked`:
+/// that state's key words): the state's address ids are taken when the id
+/// mirror says they name the packet's addresses (`v6ids::names`, a
+/// seqlocked read each), else looked up as `pkt_key_words6` does. Either
+/// way the words are the packet's own: an address has one id while any
+/// state holds it.
+#[inline(always)]
+pub(super) fn linked_key_words6(pd: &Pd, dir: Direction, linked: Option<(u64, u64)>) -> (u64, u64) {
+    use crate::state::{v6ids, KEY_INET6};
+    let (hi, lo) = if dir == Direction::In { (pd.src, pd.dst) } else { (pd.dst, pd.src) };
+    let k0 = match linked {
+        Some((k0, _)) if v6ids::names((k0 >> 32) as u32, hi) && v6ids::names(k0 as u32, lo) => k0,
+        _ => return pkt_key_words6(pd, dir),
+    };
+    let (sp, dp) = (pd.sport as u64, pd.dport as u64);
+    let proto = (pd.proto as u64) << 16 | KEY_INET6;
+    if dir == Direction::In {
+        (k0, sp << 48 | dp << 32 | proto)
+    } else {
+        (k0, dp << 48 | sp << 32 | proto)
+    }
+}
+
 /// The in hook's key words for a packet `parse_fast` took.
 #[inline]
 pub(crate) fn in_key_words(pd: &Pd) -> (u64, u64) {

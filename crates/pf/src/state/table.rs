@@ -190,6 +190,13 @@ impl StateTable {
         Some((n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire)))
     }
 
+    /// Slot `idx`'s own key words (whatever it holds now: a caller
+    /// verifies them against its packet).
+    #[inline(always)]
+    pub fn key_words_of(&self, idx: u32) -> Option<(u64, u64)> {
+        self.slot(idx).map(|s| s.key_words())
+    }
+
     /// Slot `idx`'s own key words and, for a translating state, its
     /// translated ones: what the lock-free path rewrites a packet by (both
     /// stay for the state's life; a caller matches them against its

@@ -94,7 +94,9 @@ struct Entry {
     hi: AtomicU64,
 }
 
-static MIRROR: [OnceLock<Box<[Entry]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
+/// Chunks of a fixed size, so that a read indexes one without a bounds
+/// check (a masked index into an array).
+static MIRROR: [OnceLock<Box<[Entry; CHUNK]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
 
 /// Records in the mirror that `id` names `a` (`Some`) or nothing (`None`).
 fn mirror_set(id: u32, a: Option<u128>) {
@@ -102,7 +104,10 @@ fn mirror_set(id: u32, a: Option<u128>) {
     if c >= CHUNKS {
         return;
     }
-    let e = &MIRROR[c].get_or_init(|| (0..CHUNK).map(|_| Entry::default()).collect())[i];
+    let e = &MIRROR[c].get_or_init(|| {
+        let v: Box<[Entry]> = (0..CHUNK).map(|_| Entry::default()).collect();
+        v.try_into().unwrap_or_else(|_| unreachable!("CHUNK entries"))
+    })[i];
     let s = e.seq.load(Ordering::Relaxed);
     e.seq.store(s.wrapping_add(1), Ordering::Relaxed);
     fence(Ordering::Release);
@@ -151,6 +156,14 @@ pub fn lookup(a: PfAddr) -> u32 {
         return cid;
     }
     lookup_locked(a, slot)
+}
+
+/// Whether `id` names `a` now: how a packet checks the ids a linked
+/// state's key holds against its own addresses (the state its link names
+/// holds its ids already), without hashing it or taking the cache.
+#[inline(always)]
+pub fn names(id: u32, a: PfAddr) -> bool {
+    mirror_names(id, a.u128())
 }
 
 /// `lookup` past this thread's cache: the shard, under its lock.
