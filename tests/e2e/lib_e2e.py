@@ -477,6 +477,15 @@ class Daemon:
 # ---- parsing what the admin commands print ----------------------------------
 
 
+def enable_ipv6(t, ns, ifc, addr, gw):
+    """IPv6 on a peer's interface (the topologies turn it off): `addr`
+    without DAD, no router advertisements taken, default route via `gw`."""
+    t.ns_run(ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0")
+    t.ns_run(ns, f"sysctl -qw net.ipv6.conf.{ifc}.disable_ipv6=0 net.ipv6.conf.{ifc}.accept_ra=0")
+    t.ns_run(ns, f"ip -6 addr add {addr} dev {ifc} nodad")
+    t.ns_run(ns, f"ip -6 route add default via {gw} dev {ifc}")
+
+
 def _stat_key(k):
     """A counter's description without the plural (netstat prints "1 packet",
     "2 packets", "1 ARP reply", "2 ARP replies")."""

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 
-from lib_e2e import TestFailure, Topo, check, log, run, wait_until
+from lib_e2e import TestFailure, Topo, check, enable_ipv6, log, run, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "pf_peer.py")
@@ -274,3 +274,24 @@ class PfLab:
         rx = re.compile(pattern)
         return wait_until(f"pflog line /{pattern}/", lambda: [l for l in self.pflog_lines() if rx.search(l)],
                           timeout=timeout, interval=0.3)
+
+
+def pf6_router(t: Topo, rules):
+    """A -- softnet + pf -- B, dual stack: the peers' IPv6 on (A
+    fd00:1::2, B fd00:2::2, each routed via the router), the router's
+    fd00:1::1 / fd00:2::1 beside its IPv4 addresses, `rules` loaded from a
+    file. Returns (net, daemon) once the router's addresses left DAD."""
+    net = t.router_topology("packet")
+    enable_ipv6(t, net.a, "a0", "fd00:1::2/64", "fd00:1::1")
+    enable_ipv6(t, net.b, "b0", "fd00:2::2/64", "fd00:2::1")
+    conf = os.path.join(t.tmp, "pf.conf")
+    with open(conf, "w") as f:
+        f.write(rules)
+    cfg = net.config(extra=f'pf = "{conf}"\n')
+    cfg = cfg.replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "fd00:1::1/64"]', 1)
+    cfg = cfg.replace('addr = ["10.0.2.1/24"]', 'addr = ["10.0.2.1/24", "fd00:2::1/64"]', 1)
+    d = t.daemon(cfg, net=net)
+    d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
+    wait_until("the router's IPv6 addresses out of DAD",
+               lambda: "tentative" not in d.out("ifconfig", "r0") + d.out("ifconfig", "r1"), timeout=15)
+    return net, d

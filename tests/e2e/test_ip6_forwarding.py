@@ -24,7 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import MAC_A, MAC_R0, MAC_R1, Topo, check, in_netns, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_e2e import (MAC_A, MAC_R0, MAC_R1, Topo, check, enable_ipv6, in_netns, log, main,  # noqa: E402
+                     netstat_s_counters, wait_until)
 
 FILE_MB = 20
 
@@ -34,13 +35,6 @@ def link_local(mac):
     iid = bytes([b[0] ^ 2, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]])
     import ipaddress
     return ipaddress.IPv6Address(bytes.fromhex("fe80000000000000") + iid)
-
-
-def enable_ipv6(t, ns, ifc, addr, gw):
-    t.ns_run(ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0")
-    t.ns_run(ns, f"sysctl -qw net.ipv6.conf.{ifc}.disable_ipv6=0 net.ipv6.conf.{ifc}.accept_ra=0")
-    t.ns_run(ns, f"ip -6 addr add {addr} dev {ifc} nodad")
-    t.ns_run(ns, f"ip -6 route add default via {gw} dev {ifc}")
 
 
 def ping6(t, ns, dst, extra="", check_rc=True):

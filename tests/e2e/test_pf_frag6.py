@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
+from lib_pf import pf6_router  # noqa: E402
 
 RULES = """\
 block all
@@ -40,13 +41,6 @@ send(ip / IPv6ExtHdrFragment(nh=58, id=ident, offset=cut // 8, m=0) / icmp[cut:]
 """
 
 
-def enable_ipv6(t, ns, ifc, addr, gw):
-    t.ns_run(ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0")
-    t.ns_run(ns, f"sysctl -qw net.ipv6.conf.{ifc}.disable_ipv6=0 net.ipv6.conf.{ifc}.accept_ra=0")
-    t.ns_run(ns, f"ip -6 addr add {addr} dev {ifc} nodad")
-    t.ns_run(ns, f"ip -6 route add default via {gw} dev {ifc}")
-
-
 def snmp6(t, ns, name):
     for line in t.ns_run(ns, "cat /proc/net/snmp6").stdout.splitlines():
         k, _, v = line.partition(" ")
@@ -58,19 +52,7 @@ def snmp6(t, ns, name):
 def run_test():
     with Topo("pffrag6") as t:
         t.step("topology: A -- softnet + pf -- B, IPv6 on the peers")
-        net = t.router_topology("packet")
-        enable_ipv6(t, net.a, "a0", "fd00:1::2/64", "fd00:1::1")
-        enable_ipv6(t, net.b, "b0", "fd00:2::2/64", "fd00:2::1")
-        conf = os.path.join(t.tmp, "pf.conf")
-        with open(conf, "w") as f:
-            f.write(RULES)
-        cfg = net.config(extra=f'pf = "{conf}"\n')
-        cfg = cfg.replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "fd00:1::1/64"]', 1)
-        cfg = cfg.replace('addr = ["10.0.2.1/24"]', 'addr = ["10.0.2.1/24", "fd00:2::1/64"]', 1)
-        d = t.daemon(cfg, net=net)
-        d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
-        wait_until("the router's IPv6 addresses out of DAD",
-                   lambda: "tentative" not in d.out("ifconfig", "r0") + d.out("ifconfig", "r1"), timeout=15)
+        net, d = pf6_router(t, RULES)
 
         def pfctl(*args):
             return d.admin("pfctl", *args).stdout

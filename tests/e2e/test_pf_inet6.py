@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_pf import pf6_router  # noqa: E402
 
 RULES = """\
 block return all
@@ -51,13 +52,6 @@ block in on r0 inet6 proto icmp6 all
 """
 
 
-def enable_ipv6(t, ns, ifc, addr, gw):
-    t.ns_run(ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0")
-    t.ns_run(ns, f"sysctl -qw net.ipv6.conf.{ifc}.disable_ipv6=0 net.ipv6.conf.{ifc}.accept_ra=0")
-    t.ns_run(ns, f"ip -6 addr add {addr} dev {ifc} nodad")
-    t.ns_run(ns, f"ip -6 route add default via {gw} dev {ifc}")
-
-
 def ping6(t, ns, dst, check_rc=True):
     return t.ns_run(ns, f"ping -6 -n -c 2 -i 0.3 -W 2 {dst}", check_rc=check_rc)
 
@@ -65,19 +59,8 @@ def ping6(t, ns, dst, check_rc=True):
 def run_test():
     with Topo("pf6") as t:
         t.step("topology: A -- softnet + pf -- B, IPv6 on the peers")
-        net = t.router_topology("packet")
-        enable_ipv6(t, net.a, "a0", "fd00:1::2/64", "fd00:1::1")
-        enable_ipv6(t, net.b, "b0", "fd00:2::2/64", "fd00:2::1")
+        net, d = pf6_router(t, RULES)
         conf = os.path.join(t.tmp, "pf.conf")
-        with open(conf, "w") as f:
-            f.write(RULES)
-        cfg = net.config(extra=f'pf = "{conf}"\n')
-        cfg = cfg.replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "fd00:1::1/64"]', 1)
-        cfg = cfg.replace('addr = ["10.0.2.1/24"]', 'addr = ["10.0.2.1/24", "fd00:2::1/64"]', 1)
-        d = t.daemon(cfg, net=net)
-        d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
-        wait_until("the router's IPv6 addresses out of DAD",
-                   lambda: "tentative" not in d.out("ifconfig", "r0") + d.out("ifconfig", "r1"), timeout=15)
 
         def pfctl(*args):
             return d.admin("pfctl", *args).stdout

@@ -898,7 +898,7 @@ impl PacketFilter for Pf {
             dead
         });
         inner.frags.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000, bufs);
-        inner.frags6.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000);
+        inner.frags6.expire(n, rs.opts.timeout(Timeout::Frag) as u64 * 1_000_000_000, bufs);
         inner.srcnodes.purge(n);
         // `overload` insertions the workers queued (a table update waits
         // for the table's readers: done here, on the control thread).

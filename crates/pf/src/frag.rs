@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use softnet_core::filter::BufferSource;
@@ -223,17 +223,57 @@ impl<K: QueueKey> Queues<K> {
 /// this many datagrams per (source, destination, protocol).
 pub const PF_FRAG_STALE: u32 = 200;
 
+/// What each family's fragment cache counts: the fragments it holds
+/// (against `set limit frags`) and pf's `ncounters` (`pfctl -si -v`
+/// "Fragments"): lookups of a fragment's datagram, fragments queued,
+/// fragments taken off a queue (reassembled, trimmed away, expired or
+/// flushed). Written under the cache's lock.
 #[derive(Default)]
-pub struct FragCache {
-    map: Mutex<Queues<FragKey>>,
-    held: std::sync::atomic::AtomicUsize,
-    /// pf's `ncounters` (`pfctl -si -v` "Fragments"): lookups of a
-    /// fragment's datagram, fragments queued, fragments taken off a queue
-    /// (reassembled, trimmed away, expired or flushed). Written under
-    /// `map`'s lock.
+pub struct FragCounters {
+    held: AtomicUsize,
     pub searches: AtomicU64,
     pub inserts: AtomicU64,
     pub removals: AtomicU64,
+}
+
+impl FragCounters {
+    /// Fragments held.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn searched(&self) {
+        self.searches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One fragment queued.
+    pub(crate) fn queued(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` fragments taken off their queues (their buffers freed or reused
+    /// by the caller).
+    pub(crate) fn taken(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+        self.removals.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Frees fragments taken off a queue into `bufs`.
+    pub(crate) fn release(&self, bufs: &mut dyn BufferSource, frags: impl IntoIterator<Item = Frag>) {
+        let mut n = 0;
+        for f in frags {
+            bufs.free(f.pkt);
+            n += 1;
+        }
+        self.taken(n);
+    }
+}
+
+#[derive(Default)]
+pub struct FragCache {
+    map: Mutex<Queues<FragKey>>,
+    pub count: FragCounters,
 }
 
 impl FragCache {
@@ -243,22 +283,11 @@ impl FragCache {
 
     /// Fragments held.
     pub fn len(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.count.held()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Frees held fragments taken off a queue.
-    fn release(&self, bufs: &mut dyn BufferSource, frags: impl IntoIterator<Item = Frag>) {
-        let mut n = 0;
-        for f in frags {
-            bufs.free(f.pkt);
-            n += 1;
-        }
-        self.held.fetch_sub(n, Ordering::Relaxed);
-        self.removals.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Takes one fragment (`pkt.data()` starts at its IPv4 header).
@@ -301,18 +330,17 @@ impl FragCache {
                 return FragResult::Drop(new.pkt, FragDrop::Memory);
             }
         }
-        self.searches.fetch_add(1, Ordering::Relaxed);
+        self.count.searched();
         if map.is_stale(&key, timeout_s.saturating_mul(PF_FRAG_STALE)) {
             let d = map.remove(&key).expect("present");
-            self.release(bufs, d.frags);
+            self.count.release(bufs, d.frags);
         }
         if let Some(d) = map.dgrams.get_mut(&key) {
             d.used = now_ns;
         }
         let Some(d) = map.dgrams.get_mut(&key) else {
             map.insert(key, Datagram::new(new, now_ns));
-            self.held.fetch_add(1, Ordering::Relaxed);
-            self.inserts.fetch_add(1, Ordering::Relaxed);
+            self.count.queued();
             return FragResult::Kept;
         };
         // Against the datagram's end as known so far.
@@ -357,7 +385,7 @@ impl FragCache {
                     freed.push(a);
                     let d = map.remove(&key).expect("present");
                     drop(map);
-                    self.release(bufs, freed.into_iter().chain(d.frags));
+                    self.count.release(bufs, freed.into_iter().chain(d.frags));
                     return FragResult::Drop(new.pkt, FragDrop::Bad);
                 }
                 break;
@@ -369,25 +397,24 @@ impl FragCache {
             // datagram goes (pf's free_fragment).
             let d = map.remove(&key).expect("present");
             drop(map);
-            self.release(bufs, freed.into_iter().chain(d.frags));
+            self.count.release(bufs, freed.into_iter().chain(d.frags));
             return FragResult::Drop(new.pkt, FragDrop::Bad);
         }
-        self.held.fetch_add(1, Ordering::Relaxed);
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        self.count.queued();
         let complete = d.complete();
         if !complete {
             drop(map);
-            self.release(bufs, freed);
+            self.count.release(bufs, freed);
             return FragResult::Kept;
         }
         let Some(big) = bufs.alloc_large() else {
             drop(map);
-            self.release(bufs, freed);
+            self.count.release(bufs, freed);
             return FragResult::Kept;
         };
         let d = map.remove(&key).expect("present");
         drop(map);
-        self.release(bufs, freed);
+        self.count.release(bufs, freed);
         self.join(d, big, bufs)
     }
 
@@ -401,8 +428,7 @@ impl FragCache {
         let fhlen = Ipv4Packet::new_unchecked(first.data()).header_len() as usize;
         if fhlen + total > IP_MAXPACKET || big.rewind(fhlen + total).is_err() {
             let why = if fhlen + total > IP_MAXPACKET { FragDrop::TooBig } else { FragDrop::Memory };
-            self.held.fetch_sub(n, Ordering::Relaxed);
-            self.removals.fetch_add(n as u64, Ordering::Relaxed);
+            self.count.taken(n);
             let mut frags = d.frags.into_iter();
             let keep = frags.next().expect("complete").pkt;
             for f in frags {
@@ -416,8 +442,7 @@ impl FragCache {
         for f in &d.frags {
             big.data_mut()[fhlen + f.off..fhlen + f.end()].copy_from_slice(&f.pkt.data()[f.start..f.start + f.len]);
         }
-        self.held.fetch_sub(n, Ordering::Relaxed);
-        self.removals.fetch_add(n as u64, Ordering::Relaxed);
+        self.count.taken(n);
         for f in d.frags {
             bufs.free(f.pkt);
         }
@@ -442,7 +467,7 @@ impl FragCache {
                 break;
             }
             let d = map.remove(&k).expect("listed");
-            self.release(bufs, d.frags);
+            self.count.release(bufs, d.frags);
         }
     }
 
@@ -464,8 +489,7 @@ impl FragCache {
                 bufs.free(f.pkt);
             }
         }
-        self.held.fetch_sub(n, Ordering::Relaxed);
-        self.removals.fetch_add(n as u64, Ordering::Relaxed);
+        self.count.taken(n);
         n
     }
 
@@ -490,27 +514,32 @@ impl BufferSource for NoPool {
     fn free(&mut self, _p: PacketBuf) {}
 }
 
+/// Buffers from the heap for the fragment caches' tests (both
+/// families), counting what comes back.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestBufs {
+    pub(crate) freed: usize,
+}
+
+#[cfg(test)]
+impl BufferSource for TestBufs {
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        Some(PacketBuf::from_slice(&[0; 2048]))
+    }
+    fn alloc_large(&mut self) -> Option<PacketBuf> {
+        Some(PacketBuf::from_slice(&vec![0; IP_MAXPACKET + 64]))
+    }
+    fn free(&mut self, _: PacketBuf) {
+        self.freed += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Buffers from the heap, counting what comes back.
-    #[derive(Default)]
-    struct Bufs {
-        freed: usize,
-    }
-
-    impl BufferSource for Bufs {
-        fn alloc(&mut self) -> Option<PacketBuf> {
-            Some(PacketBuf::from_slice(&[0; 2048]))
-        }
-        fn alloc_large(&mut self) -> Option<PacketBuf> {
-            Some(PacketBuf::from_slice(&vec![0; IP_MAXPACKET + 64]))
-        }
-        fn free(&mut self, _: PacketBuf) {
-            self.freed += 1;
-        }
-    }
+    type Bufs = TestBufs;
 
     /// A fragment of datagram `id` (proto 17): payload octets at `off`,
     /// each octet's value given by `fill`.
@@ -606,8 +635,8 @@ mod tests {
         let got = payload(input(&c, &mut b, frag(1, 0, &[9; 32], true)));
         assert_eq!(got, [&[9u8; 32][..], &[2; 8]].concat());
         assert!(c.is_empty());
-        assert_eq!(c.inserts.load(Ordering::Relaxed), 3);
-        assert_eq!(c.removals.load(Ordering::Relaxed), 3);
+        assert_eq!(c.count.inserts.load(Ordering::Relaxed), 3);
+        assert_eq!(c.count.removals.load(Ordering::Relaxed), 3);
     }
 
     #[test]
@@ -659,7 +688,7 @@ mod tests {
         // Every held fragment went with it.
         assert!(c.is_empty());
         assert_eq!(b.freed, 64);
-        assert_eq!(c.removals.load(Ordering::Relaxed), 64);
+        assert_eq!(c.count.removals.load(Ordering::Relaxed), 64);
         // A datagram of 65 fragments spread over two entry points passes,
         // as pf's per-entry-point limit allows.
         for i in 0..64 {
@@ -681,12 +710,12 @@ mod tests {
             assert!(is_kept(input(&c, &mut b, frag(id, 8, &[1; 8], false))));
         }
         assert!(is_kept(input(&c, &mut b, frag(1, 16, &[1; 8], true))));
-        assert_eq!(c.removals.load(Ordering::Relaxed), 0);
+        assert_eq!(c.count.removals.load(Ordering::Relaxed), 0);
         // One more: the next generation is 200 past datagram 1's, which
         // goes at its next fragment; that one starts a datagram of its own.
         assert!(is_kept(input(&c, &mut b, frag(200, 8, &[1; 8], false))));
         assert!(is_kept(input(&c, &mut b, frag(1, 8, &[1; 8], true))));
-        assert_eq!(c.removals.load(Ordering::Relaxed), 2);
+        assert_eq!(c.count.removals.load(Ordering::Relaxed), 2);
         assert_eq!(c.len(), 199 + 1);
         // Other hosts' datagrams have generations of their own.
         c.flush();
@@ -721,7 +750,7 @@ mod tests {
         assert!(is_kept(c.input(frag(20, 0, &[1; 8], true), 60, 21, 60, &mut b)));
         assert_eq!(c.len(), 17 + 1);
         assert_eq!(b.freed, 4);
-        assert_eq!(c.removals.load(Ordering::Relaxed), 4);
+        assert_eq!(c.count.removals.load(Ordering::Relaxed), 4);
         // Datagram 0 is still there and completes.
         assert!(is_kept(c.input(frag(0, 8, &[1; 8], true), 61, 21, 60, &mut b)));
         assert!(is_kept(c.input(frag(0, 24, &[1; 8], true), 61, 21, 60, &mut b)));

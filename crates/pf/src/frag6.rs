@@ -13,13 +13,12 @@
 //! pf_refragment6: `softnet_core::refrag6`).
 
 use std::net::Ipv6Addr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use softnet_core::filter::BufferSource;
 use softnet_core::packet::PacketBuf;
 
-use crate::frag::{Datagram, Frag, FragDrop, FragResult, QueueKey, Queues, PF_FRAG_STALE};
+use crate::frag::{Datagram, Frag, FragCounters, FragDrop, FragResult, QueueKey, Queues, PF_FRAG_STALE};
 
 /// IPV6_MAXPACKET: the largest payload length.
 const IPV6_MAXPACKET: usize = 65535;
@@ -105,11 +104,7 @@ struct State6 {
 #[derive(Default)]
 pub struct FragCache6 {
     map: Mutex<State6>,
-    held: AtomicUsize,
-    /// As `FragCache`'s: pf's fragment counters for `-si -v`.
-    pub searches: AtomicU64,
-    pub inserts: AtomicU64,
-    pub removals: AtomicU64,
+    pub count: FragCounters,
 }
 
 impl FragCache6 {
@@ -119,27 +114,17 @@ impl FragCache6 {
 
     /// Fragments held.
     pub fn len(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.count.held()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn release(&self, bufs: &mut dyn BufferSource, frags: impl IntoIterator<Item = Frag>) {
-        let mut n = 0;
-        for f in frags {
-            bufs.free(f.pkt);
-            n += 1;
-        }
-        self.held.fetch_sub(n, Ordering::Relaxed);
-        self.removals.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
     fn drop_datagram(&self, st: &mut State6, k: &FragKey6, bufs: &mut dyn BufferSource) {
         st.maxlen.remove(k);
         if let Some(d) = st.q.remove(k) {
-            self.release(bufs, d.frags);
+            self.count.release(bufs, d.frags);
         }
     }
 
@@ -172,15 +157,14 @@ impl FragCache6 {
                 return FragResult::Drop(new.pkt, FragDrop::Memory);
             }
         }
-        self.searches.fetch_add(1, Ordering::Relaxed);
+        self.count.searched();
         if st.q.is_stale(&key, timeout_s.saturating_mul(PF_FRAG_STALE)) {
             self.drop_datagram(&mut st, &key, bufs);
         }
         let Some(dg) = st.q.dgrams.get_mut(&key) else {
             st.q.insert(key, Datagram::new(new, now_ns));
             st.maxlen.insert(key, len);
-            self.held.fetch_add(1, Ordering::Relaxed);
-            self.inserts.fetch_add(1, Ordering::Relaxed);
+            self.count.queued();
             return FragResult::Kept;
         };
         dg.used = now_ns;
@@ -205,8 +189,7 @@ impl FragCache6 {
             self.drop_datagram(&mut st, &key, bufs);
             return FragResult::Drop(new.pkt, FragDrop::Bad);
         }
-        self.held.fetch_add(1, Ordering::Relaxed);
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        self.count.queued();
         let m = st.maxlen.entry(key).or_insert(0);
         *m = (*m).max(len);
         let maxlen = *m;
@@ -232,8 +215,7 @@ impl FragCache6 {
         let fh = find_frag_header(first.data()).ok().flatten().expect("a held fragment has its header");
         let hdrlen = fh.hdrlen;
         let plen = hdrlen - IPV6_HDR + total;
-        self.held.fetch_sub(n, Ordering::Relaxed);
-        self.removals.fetch_add(n as u64, Ordering::Relaxed);
+        self.count.taken(n);
         if plen > IPV6_MAXPACKET || big.rewind(hdrlen + total).is_err() {
             let why = if plen > IPV6_MAXPACKET { FragDrop::TooBig } else { FragDrop::Memory };
             let mut frags = d.frags.into_iter();
@@ -276,8 +258,9 @@ impl FragCache6 {
         }
     }
 
-    /// Drops datagrams older than `timeout_ns`; returns fragments freed.
-    pub fn expire(&self, now_ns: u64, timeout_ns: u64) -> usize {
+    /// Drops datagrams older than `timeout_ns`, their buffers to `bufs`
+    /// (as `FragCache::expire`); returns fragments freed.
+    pub fn expire(&self, now_ns: u64, timeout_ns: u64, bufs: &mut dyn BufferSource) -> usize {
         let mut st = self.map.lock();
         let dead: Vec<FragKey6> =
             st.q.dgrams
@@ -288,16 +271,16 @@ impl FragCache6 {
         let mut n = 0;
         for k in dead {
             st.maxlen.remove(&k);
-            n += st.q.remove(&k).expect("listed").frags.len();
+            let d = st.q.remove(&k).expect("listed");
+            n += d.frags.len();
+            self.count.release(bufs, d.frags);
         }
-        self.held.fetch_sub(n, Ordering::Relaxed);
-        self.removals.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
-    /// Drops everything held.
+    /// Drops everything held (freed, not pooled, as `FragCache::flush`).
     pub fn flush(&self) -> usize {
-        self.expire(u64::MAX, 0)
+        self.expire(u64::MAX, 0, &mut crate::frag::NoPool)
     }
 }
 

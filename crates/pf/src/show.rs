@@ -480,9 +480,9 @@ impl Pf {
             out.push_str("Fragments\n");
             entries(&mut out, "current entries", f.len() + f6.len());
             for (n, c, c6) in [
-                ("searches", &f.searches, &f6.searches),
-                ("inserts", &f.inserts, &f6.inserts),
-                ("removals", &f.removals, &f6.removals),
+                ("searches", &f.count.searches, &f6.count.searches),
+                ("inserts", &f.count.inserts, &f6.count.inserts),
+                ("removals", &f.count.removals, &f6.count.removals),
             ] {
                 let v = c.load(Ordering::Relaxed) + c6.load(Ordering::Relaxed);
                 counter(&mut out, n, v);

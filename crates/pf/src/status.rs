@@ -59,7 +59,8 @@ impl Pf {
         let rs = inner.ruleset.load();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let sn = &inner.srcnodes;
-        let f = &inner.frags;
+        // pf counts both families' fragments together (as `-si -v`).
+        let (f, f6) = (&inner.frags, &inner.frags6);
         let mut labels: Vec<LabelStatus> = Vec::new();
         let evals = rs.counters.all_evaluations();
         for (nr, r) in rs.rules.iter().enumerate() {
@@ -97,10 +98,10 @@ impl Pf {
                 removals: load(&sn.removals),
             },
             fragments: TableStatus {
-                entries: f.len(),
-                searches: load(&f.searches),
-                inserts: load(&f.inserts),
-                removals: load(&f.removals),
+                entries: f.len() + f6.len(),
+                searches: load(&f.count.searches) + load(&f6.count.searches),
+                inserts: load(&f.count.inserts) + load(&f6.count.inserts),
+                removals: load(&f.count.removals) + load(&f6.count.removals),
             },
             reasons: std::array::from_fn(|i| inner.counters.sum(|c| &c.reasons[i])),
             lcounters: std::array::from_fn(|i| inner.counters.sum(|c| &c.lcounters[i])),

@@ -4,9 +4,11 @@
 //! ICMPv6 unreachables, extension header and fragment drops, pflog.
 
 mod common;
-use common::{net, pf_with, HeapBufs as Bufs};
+use common::{
+    a6, echo6_bytes as echo, icmp6_bytes, ip6_bytes, net, pf_with, tcp6_bytes as tcp6, udp6_bytes, HeapBufs as Bufs,
+};
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use softnet_core::filter::{Direction, PacketFilter, Verdict};
@@ -17,68 +19,19 @@ use softnet_pf::pflog::PflogQueue;
 use softnet_pf::{load_ruleset, Pf};
 use softnet_wire::icmpv6::{self, Icmpv6Packet, Icmpv6Repr};
 use softnet_wire::ipv4::IpProtocol;
-use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
-use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
-use softnet_wire::udp::{UdpPacket, UdpRepr};
-
-fn a6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
+use softnet_wire::ipv6::Ipv6Packet;
+use softnet_wire::tcp::{TcpFlags, TcpPacket};
+use softnet_wire::udp::UdpPacket;
 
 const CLIENT: &str = "2001:db8:1::2";
 const SERVER: &str = "2001:db8:2::2";
 
-fn ip6(src: Ipv6Addr, dst: Ipv6Addr, next: IpProtocol, hlim: u8, payload_len: usize) -> (Ipv6Repr, Vec<u8>) {
-    let r = Ipv6Repr { src, dst, next_header: next, hop_limit: hlim, traffic_class: 0, flow_label: 0, payload_len };
-    let mut b = vec![0u8; r.buffer_len()];
-    r.emit(&mut b);
-    (r, b)
-}
-
-fn tcp6(src: &str, dst: &str, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32) -> Vec<u8> {
-    let (s, d) = (a6(src), a6(dst));
-    let t = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags,
-        window: 8192,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload_len: 0,
-    };
-    let (_, mut b) = ip6(s, d, IpProtocol::TCP, 64, t.buffer_len());
-    t.emit_with_payload_v6(&mut b[40..], s, d, &[]);
-    b
-}
-
 fn udp6(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
-    let (s, d) = (a6(src), a6(dst));
-    let payload = b"hello";
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let (_, mut b) = ip6(s, d, IpProtocol::UDP, 64, u.buffer_len());
-    u.emit_with_payload_v6(&mut b[40..], s, d, payload);
-    b
+    udp6_bytes(src, dst, sport, dport, b"hello")
 }
 
 fn icmp6(src: &str, dst: &str, hlim: u8, r: Icmpv6Repr) -> Vec<u8> {
-    let (s, d) = (a6(src), a6(dst));
-    let (_, mut b) = ip6(s, d, IpProtocol::ICMPV6, hlim, r.buffer_len());
-    r.emit(s, d, &mut b[40..]);
-    b
-}
-
-fn echo(src: &str, dst: &str, reply: bool, ident: u16) -> Vec<u8> {
-    let r = if reply {
-        Icmpv6Repr::EchoReply { ident, seq_no: 1, data: b"ping" }
-    } else {
-        Icmpv6Repr::EchoRequest { ident, seq_no: 1, data: b"ping" }
-    };
-    icmp6(src, dst, 64, r)
+    icmp6_bytes(src, dst, hlim, &r)
 }
 
 /// An NS or NA (ICMPv6 type `ty`) for `target`, hop limit 255, no options.
@@ -86,7 +39,7 @@ fn nd(src: &str, dst: &str, ty: u8, target: &str) -> Vec<u8> {
     let (s, d) = (a6(src), a6(dst));
     let mut body = vec![ty, 0, 0, 0, 0, 0, 0, 0];
     body.extend_from_slice(&a6(target).octets());
-    let (_, mut b) = ip6(s, d, IpProtocol::ICMPV6, 255, body.len());
+    let mut b = ip6_bytes(s, d, IpProtocol::ICMPV6, 255, body.len());
     b[40..].copy_from_slice(&body);
     Icmpv6Packet::new_unchecked(&mut b[40..]).fill_checksum(s, d);
     b

@@ -5,7 +5,7 @@
 //! ports running out, `(if)` pools following the interface's addresses.
 
 mod common;
-use common::{net, HeapBufs as Bufs, Net};
+use common::{a6, echo6_bytes, icmp6_bytes, net, tcp6_bytes, udp6_bytes, HeapBufs as Bufs, Net};
 
 use std::net::Ipv6Addr;
 
@@ -16,13 +16,9 @@ use softnet_core::time::Instant;
 use softnet_pf::Pf;
 use softnet_wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
 use softnet_wire::ipv4::IpProtocol;
-use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
-use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
-use softnet_wire::udp::{UdpPacket, UdpRepr};
-
-fn a6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
+use softnet_wire::ipv6::Ipv6Packet;
+use softnet_wire::tcp::{TcpFlags, TcpPacket};
+use softnet_wire::udp::UdpPacket;
 
 /// A and A2 behind the router (em0), B beyond it (em1), R em1's address.
 const A: &str = "2001:db8:1::2";
@@ -54,58 +50,20 @@ fn forward_back(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
     test(pf, Direction::Out, &n.em0, p)
 }
 
-fn ip6(src: Ipv6Addr, dst: Ipv6Addr, next: IpProtocol, payload_len: usize) -> Vec<u8> {
-    let r = Ipv6Repr { src, dst, next_header: next, hop_limit: 64, traffic_class: 0, flow_label: 0, payload_len };
-    let mut b = vec![0u8; r.buffer_len()];
-    r.emit(&mut b);
-    b
-}
-
 fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketBuf {
-    let (s, d) = (a6(src), a6(dst));
-    let payload = b"some data";
-    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
-    let mut b = ip6(s, d, IpProtocol::UDP, u.buffer_len());
-    u.emit_with_payload_v6(&mut b[40..], s, d, payload);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&udp6_bytes(src, dst, sport, dport, b"some data"))
 }
 
 fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32) -> PacketBuf {
-    let (s, d) = (a6(src), a6(dst));
-    let t = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags,
-        window: 8192,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload_len: 0,
-    };
-    let mut b = ip6(s, d, IpProtocol::TCP, t.buffer_len());
-    t.emit_with_payload_v6(&mut b[40..], s, d, &[]);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&tcp6_bytes(src, dst, sport, dport, flags, seq, ack))
 }
 
 fn icmp6(src: &str, dst: &str, r: &Icmpv6Repr) -> PacketBuf {
-    let (s, d) = (a6(src), a6(dst));
-    let mut b = ip6(s, d, IpProtocol::ICMPV6, r.buffer_len());
-    r.emit(s, d, &mut b[40..]);
-    PacketBuf::from_slice(&b)
+    PacketBuf::from_slice(&icmp6_bytes(src, dst, 64, r))
 }
 
 fn echo(src: &str, dst: &str, request: bool, ident: u16) -> PacketBuf {
-    let data = b"ping";
-    let r = if request {
-        Icmpv6Repr::EchoRequest { ident, seq_no: 1, data }
-    } else {
-        Icmpv6Repr::EchoReply { ident, seq_no: 1, data }
-    };
-    icmp6(src, dst, &r)
+    PacketBuf::from_slice(&echo6_bytes(src, dst, !request, ident))
 }
 
 /// (src, sport, dst, dport) of a TCP/UDP/echo packet (an echo's id as its

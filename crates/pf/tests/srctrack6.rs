@@ -3,68 +3,22 @@
 //! `pfctl -sS`, and `sticky-address` on IPv6 nat-to pools.
 
 mod common;
-use common::{net, pf_with, HeapBufs, Net};
-
-use std::net::Ipv6Addr;
+use common::{a6, net, pf_with, tcp6_bytes as tcp, udp6_bytes, HeapBufs, Net};
 
 use softnet_core::filter::{Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
-use softnet_wire::ipv4::IpProtocol;
-use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
-use softnet_wire::tcp::{TcpFlags, TcpRepr};
-use softnet_wire::udp::UdpRepr;
+use softnet_wire::ipv6::Ipv6Packet;
+use softnet_wire::tcp::TcpFlags;
 
 const A: &str = "2001:db8:1::2";
 const A2: &str = "2001:db8:1::3";
 const SERVER: &str = "2001:db8:2::2";
 
-fn a6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-fn ip6(src: &str, dst: &str, next: IpProtocol, len: usize) -> Vec<u8> {
-    let r = Ipv6Repr {
-        src: a6(src),
-        dst: a6(dst),
-        next_header: next,
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
-        payload_len: len,
-    };
-    let mut b = vec![0u8; r.buffer_len()];
-    r.emit(&mut b);
-    b
-}
-
 fn udp(src: &str, dst: &str, sport: u16) -> Vec<u8> {
-    let u = UdpRepr { src_port: sport, dst_port: 53, payload_len: 1 };
-    let mut b = ip6(src, dst, IpProtocol::UDP, u.buffer_len());
-    u.emit_with_payload_v6(&mut b[40..], a6(src), a6(dst), b"q");
-    b
-}
-
-fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32) -> Vec<u8> {
-    let t = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        seq,
-        ack,
-        flags,
-        window: 8192,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload_len: 0,
-    };
-    let mut b = ip6(src, dst, IpProtocol::TCP, t.buffer_len());
-    t.emit_with_payload_v6(&mut b[40..], a6(src), a6(dst), &[]);
-    b
+    udp6_bytes(src, dst, sport, 53, b"q")
 }
 
 fn run(pf: &Pf, now: Instant, dir: Direction, ifp: &Interface, p: Vec<u8>) -> Option<PacketBuf> {

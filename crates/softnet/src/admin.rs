@@ -157,19 +157,23 @@ fn masked(a: Ipv4Addr, len: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(a) & m)
 }
 
+/// route(8)'s modifiers and words, for either family: `allowed` says
+/// which modifiers the command and family take (`-netmask` is IPv4's,
+/// `-prefixlen` IPv6's).
 #[derive(Default)]
-struct RouteArgs<'a> {
-    net: bool,
-    host: bool,
-    reject: bool,
-    blackhole: bool,
-    iface: bool,
-    ifp: Option<&'a str>,
-    netmask: Option<Ipv4Addr>,
-    words: Vec<&'a str>,
+pub(super) struct RouteArgs<'a> {
+    pub(super) net: bool,
+    pub(super) host: bool,
+    pub(super) reject: bool,
+    pub(super) blackhole: bool,
+    pub(super) iface: bool,
+    pub(super) ifp: Option<&'a str>,
+    pub(super) netmask: Option<Ipv4Addr>,
+    pub(super) prefixlen: Option<u8>,
+    pub(super) words: Vec<&'a str>,
 }
 
-fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, UsageError> {
+pub(super) fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, UsageError> {
     let mut r = RouteArgs::default();
     let mut i = 0;
     while i < args.len() {
@@ -181,7 +185,7 @@ fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, U
             match a {
                 "-net" => r.net = true,
                 "-host" => r.host = true,
-                "-inet" | "-static" => {}
+                "-inet" | "-inet6" | "-static" => {}
                 "-reject" => r.reject = true,
                 "-blackhole" => r.blackhole = true,
                 "-iface" => r.iface = true,
@@ -199,6 +203,15 @@ fn route_args<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, U
                         tool: "route".into(),
                         msg: Some("-netmask needs a contiguous mask".into()),
                     })?);
+                }
+                "-prefixlen" => {
+                    i += 1;
+                    // route.c's prefixlen(): 0 to 128, else "bad value".
+                    match args.get(i).map(|s| (s, s.parse::<u8>())) {
+                        Some((_, Ok(l))) if l <= 128 => r.prefixlen = Some(l),
+                        Some((s, _)) => return usage("route", format!("{s}: bad value")),
+                        None => return usage("route", "-prefixlen needs a length"),
+                    }
                 }
                 _ => unreachable!("every allowed modifier is handled"),
             }

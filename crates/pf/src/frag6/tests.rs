@@ -1,23 +1,8 @@
 use super::*;
 use softnet_core::refrag6::refragment6;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Buffers from the heap, counting what comes back.
-#[derive(Default)]
-struct Bufs {
-    freed: usize,
-}
-
-impl BufferSource for Bufs {
-    fn alloc(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::from_slice(&[0; 2048]))
-    }
-    fn alloc_large(&mut self) -> Option<PacketBuf> {
-        Some(PacketBuf::from_slice(&vec![0; IPV6_MAXPACKET + 64]))
-    }
-    fn free(&mut self, _: PacketBuf) {
-        self.freed += 1;
-    }
-}
+type Bufs = crate::frag::TestBufs;
 
 const SRC: [u8; 16] = [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 const DST: [u8; 16] = [0xfd, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
@@ -151,8 +136,11 @@ fn the_frags_limit_flushes_the_oldest_and_expiry_frees_what_is_left() {
     let fh = find_frag_header(f.data()).unwrap().unwrap();
     assert!(matches!(c.input(f, fh, 100, 10, 60, &mut b), FragResult::Kept));
     assert_eq!((c.len(), b.freed), (10, 1), "the least recently used one went");
-    assert_eq!(c.expire(5_000_000_000, 1_000_000_000), 10);
+    assert_eq!(c.expire(5_000_000_000, 1_000_000_000, &mut b), 10);
     assert!(c.is_empty());
+    assert_eq!(b.freed, 11, "expired fragments go back to the pool they came from");
+    let cnt = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!((cnt(&c.count.inserts), cnt(&c.count.removals)), (11, 11));
 }
 
 #[test]

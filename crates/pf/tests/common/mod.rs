@@ -3,7 +3,7 @@
 //! knows them, and a Pf loaded from pf.conf text.
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use softnet_core::filter::BufferSource;
@@ -12,7 +12,9 @@ use softnet_core::packet::PacketBuf;
 use softnet_core::vlink;
 use softnet_pf::pflog::PflogQueue;
 use softnet_pf::{parse_ruleset, Pf, StaticResolver};
+use softnet_wire::icmpv6::Icmpv6Repr;
 use softnet_wire::ipv4::{IpProtocol, Ipv4Repr};
+use softnet_wire::ipv6::Ipv6Repr;
 use softnet_wire::tcp::{TcpFlags, TcpRepr};
 use softnet_wire::udp::UdpRepr;
 
@@ -104,7 +106,18 @@ pub fn tcp_bytes(
     ack: u32,
     len: usize,
 ) -> Vec<u8> {
-    let t = TcpRepr {
+    let t = tcp_repr(sport, dport, flags, seq, ack, len);
+    let i = ip_repr(src, dst, IpProtocol::TCP, t.buffer_len());
+    let mut b = vec![0u8; i.buffer_len()];
+    i.emit(&mut b);
+    t.emit_with_payload(&mut b[20..], src, dst, &vec![0x61; len]);
+    b
+}
+
+/// The TCP header the tests' segments carry: window 8192, no options,
+/// `len` bytes of data.
+pub fn tcp_repr(sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32, len: usize) -> TcpRepr {
+    TcpRepr {
         src_port: sport,
         dst_port: dport,
         seq,
@@ -117,12 +130,58 @@ pub fn tcp_bytes(
         sack_ranges: [None; 3],
         timestamp: None,
         payload_len: len,
-    };
-    let i = ip_repr(src, dst, IpProtocol::TCP, t.buffer_len());
-    let mut b = vec![0u8; i.buffer_len()];
-    i.emit(&mut b);
-    t.emit_with_payload(&mut b[20..], src, dst, &vec![0x61; len]);
+    }
+}
+
+pub fn a6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// An IPv6 header (hop limit `hlim`, no extension headers) followed by
+/// `payload_len` zero bytes of `next`.
+pub fn ip6_bytes(src: Ipv6Addr, dst: Ipv6Addr, next: IpProtocol, hlim: u8, payload_len: usize) -> Vec<u8> {
+    let r = Ipv6Repr { src, dst, next_header: next, hop_limit: hlim, traffic_class: 0, flow_label: 0, payload_len };
+    let mut b = vec![0u8; r.buffer_len()];
+    r.emit(&mut b);
     b
+}
+
+/// An IPv6 + UDP datagram with a valid checksum.
+pub fn udp6_bytes(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let (s, d) = (a6(src), a6(dst));
+    let u = UdpRepr { src_port: sport, dst_port: dport, payload_len: payload.len() };
+    let mut b = ip6_bytes(s, d, IpProtocol::UDP, 64, u.buffer_len());
+    u.emit_with_payload_v6(&mut b[40..], s, d, payload);
+    b
+}
+
+/// An IPv6 + TCP segment without data (as `tcp_repr`) with a valid
+/// checksum.
+pub fn tcp6_bytes(src: &str, dst: &str, sport: u16, dport: u16, flags: TcpFlags, seq: u32, ack: u32) -> Vec<u8> {
+    let (s, d) = (a6(src), a6(dst));
+    let t = tcp_repr(sport, dport, flags, seq, ack, 0);
+    let mut b = ip6_bytes(s, d, IpProtocol::TCP, 64, t.buffer_len());
+    t.emit_with_payload_v6(&mut b[40..], s, d, &[]);
+    b
+}
+
+/// An IPv6 + ICMPv6 message with hop limit `hlim`.
+pub fn icmp6_bytes(src: &str, dst: &str, hlim: u8, r: &Icmpv6Repr) -> Vec<u8> {
+    let (s, d) = (a6(src), a6(dst));
+    let mut b = ip6_bytes(s, d, IpProtocol::ICMPV6, hlim, r.buffer_len());
+    r.emit(s, d, &mut b[40..]);
+    b
+}
+
+/// An ICMPv6 echo request or reply (sequence 1, data "ping").
+pub fn echo6_bytes(src: &str, dst: &str, reply: bool, ident: u16) -> Vec<u8> {
+    let data = b"ping";
+    let r = if reply {
+        Icmpv6Repr::EchoReply { ident, seq_no: 1, data }
+    } else {
+        Icmpv6Repr::EchoRequest { ident, seq_no: 1, data }
+    };
+    icmp6_bytes(src, dst, 64, &r)
 }
 
 /// One pflog record as the tests look at it.

@@ -2,7 +2,7 @@
 //! with `-prefixlen N`, `default`, gateways with their KAME scope
 //! (`fe80::1%em0`).
 
-use super::{check_ifname, delete_words, usage, UsageError};
+use super::{check_ifname, delete_words, route_args, usage, RouteArgs, UsageError};
 use crate::proto::{RouteDest6, RouteGateway6, RouteOp, RouteSpec6};
 use std::net::Ipv6Addr;
 
@@ -12,65 +12,16 @@ pub(super) fn is_inet6(rest: &[&str]) -> bool {
     rest.iter().any(|a| *a == "-inet6" || (!a.starts_with('-') && a.contains(':')))
 }
 
-#[derive(Default)]
-struct Args6<'a> {
-    net: bool,
-    host: bool,
-    reject: bool,
-    blackhole: bool,
-    iface: bool,
-    ifp: Option<&'a str>,
-    prefixlen: Option<u8>,
-    words: Vec<&'a str>,
-}
-
 const ADD6: &[&str] = &["-net", "-host", "-inet6", "-static", "-reject", "-blackhole", "-iface", "-ifp", "-prefixlen"];
 const DEST6: &[&str] = &["-net", "-host", "-inet6", "-prefixlen"];
 
-fn args6<'a>(args: &[&'a str], allowed: &[&str]) -> Result<Args6<'a>, UsageError> {
-    let mut r = Args6::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i];
-        if a.starts_with('-') && a.len() > 1 {
-            if a == "-inet" || a == "-netmask" {
-                return usage("route", format!("{a} with an IPv6 route"));
-            }
-            if !allowed.contains(&a) {
-                return usage("route", format!("unknown modifier {a}"));
-            }
-            match a {
-                "-net" => r.net = true,
-                "-host" => r.host = true,
-                "-inet6" | "-static" => {}
-                "-reject" => r.reject = true,
-                "-blackhole" => r.blackhole = true,
-                "-iface" => r.iface = true,
-                "-ifp" => {
-                    i += 1;
-                    let Some(n) = args.get(i) else { return usage("route", "-ifp needs an interface") };
-                    r.ifp = Some(n);
-                }
-                "-prefixlen" => {
-                    i += 1;
-                    // route.c's prefixlen(): 0 to 128, else "bad value".
-                    match args.get(i).map(|s| (s, s.parse::<u8>())) {
-                        Some((_, Ok(l))) if l <= 128 => r.prefixlen = Some(l),
-                        Some((s, _)) => return usage("route", format!("{s}: bad value")),
-                        None => return usage("route", "-prefixlen needs a length"),
-                    }
-                }
-                _ => unreachable!("every allowed modifier is handled"),
-            }
-        } else {
-            r.words.push(a);
-        }
-        i += 1;
+/// route(8)'s arguments for an IPv6 route: IPv4's `-inet` and
+/// `-netmask` refused by name.
+fn args6<'a>(args: &[&'a str], allowed: &[&str]) -> Result<RouteArgs<'a>, UsageError> {
+    if let Some(a) = args.iter().find(|a| **a == "-inet" || **a == "-netmask") {
+        return usage("route", format!("{a} with an IPv6 route"));
     }
-    if r.net && r.host {
-        return usage("route", "-net and -host together");
-    }
-    Ok(r)
+    route_args(args, allowed)
 }
 
 /// `ADDR` or `ADDR%IF`.
@@ -86,7 +37,7 @@ fn scoped(word: &str) -> Result<(Ipv6Addr, Option<String>), UsageError> {
     Ok((addr, scope))
 }
 
-fn dest6(r: &Args6, word: &str) -> Result<RouteDest6, UsageError> {
+fn dest6(r: &RouteArgs, word: &str) -> Result<RouteDest6, UsageError> {
     if word == "default" {
         if r.host || r.prefixlen.is_some() {
             return usage("route", "default is a network");
