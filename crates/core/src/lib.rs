@@ -20,6 +20,7 @@ pub mod iface;
 pub mod link;
 pub mod loopback;
 pub mod nd6;
+pub mod neighcache;
 pub mod packet;
 pub mod percpu;
 pub mod reass;

@@ -326,3 +326,30 @@ fn pfctl_ss_prints_translated_states_as_print_state() {
         ]
     );
 }
+
+/// pf_tcp_track_full: a segment carrying data 3,000,000 octets past what
+/// the peer's window allows matches its state and is dropped, on a
+/// translating state as on a plain one; a zero-length ACK with the
+/// sequence at the window's edge passes.
+#[test]
+fn segments_far_outside_the_window_are_dropped_with_or_without_nat() {
+    for rules in ["pass out on em1 proto tcp nat-to 10.0.2.1\npass in\n", "pass\n"] {
+        let n = net();
+        let pf = pf(&n, rules);
+        let syn = forward_out(&pf, &n, tcp(A, B, 40000, 80, TcpFlags::SYN, 1000, 0)).unwrap();
+        let (s, sp, _, _) = ends(&syn);
+        forward_back(&pf, &n, tcp(B, s, 80, sp, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001)).unwrap();
+        forward_out(&pf, &n, tcp(A, B, 40000, 80, TcpFlags::ACK, 1001, 5001)).unwrap();
+        let data = |seq: u32, len: usize| {
+            PacketBuf::from_slice(&common::tcp_bytes(A, B, 40000, 80, TcpFlags::ACK | TcpFlags::PSH, seq, 5001, len))
+        };
+        assert!(forward_out(&pf, &n, data(1001, 100)).is_some(), "{rules}: in the window");
+        assert!(forward_out(&pf, &n, data(1101 + 3_000_000, 100)).is_none(), "{rules}: 3,000,000 past the window");
+        let back = |seq: u32, len: usize| {
+            let b = common::tcp_bytes(B, s, 80, sp, TcpFlags::ACK | TcpFlags::PSH, seq, 1101, len);
+            PacketBuf::from_slice(&b)
+        };
+        assert!(forward_back(&pf, &n, back(5001 + 3_000_000, 100)).is_none(), "{rules}: the reply side too");
+        assert!(forward_back(&pf, &n, back(5001, 100)).is_some(), "{rules}: the state still works");
+    }
+}

@@ -60,6 +60,7 @@
 //! incomplete entry hands the held frames back in [`ArpInput::flushed`].
 
 use crate::iface::{IfIndex, IfSnapshot, Interface};
+use crate::neighcache::NeighCache;
 use crate::packet::PacketBuf;
 use crate::percpu::Counter;
 use crate::time::Instant;
@@ -236,84 +237,26 @@ impl ArpInput {
     }
 }
 
-/// Slots of the per-worker cache (a power of two).
-const CACHE_SLOTS: usize = 64;
-/// Bound of the cache's dropped-frame and refresh-request lists.
-const CACHE_DROPPED_MAX: usize = 128;
+/// Bound of the cache's refresh-request list.
 const CACHE_REQUESTS_MAX: usize = 16;
 
-#[derive(Copy, Clone)]
-struct CacheSlot {
-    /// `IfIndex::NONE` marks an empty slot.
-    ifindex: IfIndex,
-    ip: Ipv4Addr,
-    mac: MacAddr,
-    valid_until: Instant,
-}
-
-const EMPTY_SLOT: CacheSlot =
-    CacheSlot { ifindex: IfIndex::NONE, ip: Ipv4Addr::UNSPECIFIED, mac: MacAddr::ZERO, valid_until: Instant::ZERO };
-
-/// A worker's private cache of resolved next hops (see the module docs).
+/// A worker's private cache of resolved next hops (see the module docs
+/// and `neighcache`), with the refresh requests it collects.
+#[derive(Default)]
 pub struct ArpWorkerCache {
-    generation: u64,
-    slots: [CacheSlot; CACHE_SLOTS],
-    dropped: Vec<PacketBuf>,
+    slots: NeighCache<Ipv4Addr>,
     requests: Vec<ArpRequest>,
-}
-
-impl Default for ArpWorkerCache {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl ArpWorkerCache {
     pub fn new() -> Self {
-        ArpWorkerCache {
-            generation: 0,
-            slots: [EMPTY_SLOT; CACHE_SLOTS],
-            dropped: Vec::with_capacity(CACHE_DROPPED_MAX),
-            requests: Vec::with_capacity(CACHE_REQUESTS_MAX),
-        }
-    }
-
-    #[inline]
-    fn slot_of(ip: Ipv4Addr) -> usize {
-        // Fibonacci hashing: the top bits of the product.
-        (u32::from(ip).wrapping_mul(0x9E37_79B1) >> (32 - CACHE_SLOTS.trailing_zeros())) as usize
-    }
-
-    #[inline]
-    fn lookup(&mut self, generation: u64, now: Instant, ifindex: IfIndex, ip: Ipv4Addr) -> Option<MacAddr> {
-        if self.generation != generation {
-            self.slots = [EMPTY_SLOT; CACHE_SLOTS];
-            self.generation = generation;
-            return None;
-        }
-        let s = &self.slots[Self::slot_of(ip)];
-        if s.ifindex == ifindex && s.ip == ip && now < s.valid_until {
-            Some(s.mac)
-        } else {
-            None
-        }
-    }
-
-    #[inline]
-    fn insert(&mut self, ifindex: IfIndex, ip: Ipv4Addr, mac: MacAddr, valid_until: Instant) {
-        self.slots[Self::slot_of(ip)] = CacheSlot { ifindex, ip, mac, valid_until };
-    }
-
-    fn push_dropped(&mut self, p: PacketBuf) {
-        if self.dropped.len() < CACHE_DROPPED_MAX {
-            self.dropped.push(p);
-        } // else: nobody drains; the buffer is freed here.
+        ArpWorkerCache { slots: NeighCache::new(), requests: Vec::with_capacity(CACHE_REQUESTS_MAX) }
     }
 
     /// Frames ARP gave up on in bulk (a purged hold queue), already counted
     /// in `ArpStats`: the worker returns them to its pool.
     pub fn drain_dropped(&mut self) -> std::vec::Drain<'_, PacketBuf> {
-        self.dropped.drain(..)
+        self.slots.drain_dropped()
     }
 
     /// Refresh requests for dynamic entries about to expire that are still
@@ -539,7 +482,7 @@ impl ArpTable {
         stats: &ArpStats,
     ) -> ArpResolve {
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some(mac) = cache.lookup(generation, now, ifp.index(), next_hop) {
+        if let Some(mac) = cache.slots.lookup(generation, now, ifp.index(), next_hop) {
             return ArpResolve::Resolved(mac, frame);
         }
         self.resolve_slow(now, ifp, next_hop, frame, cache, stats)
@@ -566,7 +509,7 @@ impl ArpTable {
                     let old = shard.remove(&next_hop).expect("just found");
                     self.unhold(old.hold.len());
                     stats.dropped_no_entry.add(old.hold.len() as u64);
-                    old.hold.into_iter().for_each(|p| cache.push_dropped(p));
+                    old.hold.into_iter().for_each(|p| cache.slots.push_dropped(p));
                     self.bump();
                 } else {
                     stats.dropped_no_entry.inc();
@@ -607,7 +550,7 @@ impl ArpTable {
                     }
                 }
                 drop(shard);
-                cache.insert(ifindex, next_hop, mac, valid_until);
+                cache.slots.insert(ifindex, next_hop, mac, valid_until);
                 return ArpResolve::Resolved(mac, frame);
             }
             // Expired but not yet reaped: resolve again.
@@ -637,7 +580,7 @@ impl ArpTable {
             let n = e.hold.len();
             self.unhold(n);
             stats.dropped_no_entry.add(n as u64 + 1);
-            e.hold.drain(..).for_each(|p| cache.push_dropped(p));
+            e.hold.drain(..).for_each(|p| cache.slots.push_dropped(p));
             return ArpResolve::Rejected(frame);
         }
 
@@ -648,7 +591,7 @@ impl ArpTable {
             cfg.hold_per_entry,
             cfg.hold_total,
             &stats.dropped_hold_full,
-            |p| cache.push_dropped(p),
+            |p| cache.slots.push_dropped(p),
         );
 
         let mut request = None;

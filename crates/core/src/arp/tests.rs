@@ -470,7 +470,7 @@ fn resolved_entry_served_from_worker_cache_until_it_changes() {
     assert!(matches!(r.resolve(T0, H, 0), ArpResolve::Resolved(m, _) if m == HMAC));
     // Served from the cache: the table is not consulted (prove it by
     // poisoning nothing but checking the slot).
-    assert!(r.cache.lookup(r.arp.generation.load(Ordering::Acquire), T0, r.if1.index(), H).is_some());
+    assert!(r.cache.slots.lookup(r.arp.generation.load(Ordering::Acquire), T0, r.if1.index(), H).is_some());
     // A new MAC (same interface) invalidates the caches.
     r.input(req(OTHER_MAC, H, A1));
     assert!(matches!(r.resolve(T0, H, 0), ArpResolve::Resolved(m, _) if m == OTHER_MAC));

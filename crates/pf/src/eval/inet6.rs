@@ -145,7 +145,8 @@ pub(super) fn test_state_icmp6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
                     af = rw;
                     (None, fwd)
                 } else {
-                    let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
+                    let Some(to) = nat::state_target::<nat6::Endpoints6>(st, cx.pf.states.nat_key(slot), key, cx.dir)
+                    else {
                         return StateVerdict::NoState;
                     };
                     (to, st.direction == dirc)
@@ -266,7 +267,7 @@ fn error_state(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf) -> StateVerdict {
                 account(st, true, pd.tot_len());
                 return state_pass(st, slot, true);
             }
-            let Some(to) = nat6::state_target6(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+            let Some(to) = nat::state_target::<nat6::Endpoints6>(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };
             back = to.map(|t| nat6::Endpoints6 { src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });

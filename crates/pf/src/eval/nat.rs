@@ -187,18 +187,33 @@ pub(super) fn log_exhausted(cx: &Cx, ports: [u16; 2]) {
     }
 }
 
+/// A family's endpoints of a packet, read from a state key (`Endpoints`
+/// for IPv4, `nat6::Endpoints6` for IPv6): what `state_target` and
+/// `view_target` give for either family.
+pub(super) trait KeyEndpoints: Sized {
+    /// The endpoints of a packet in direction `dir` whose key is `k`.
+    fn of_key(k: &StateKey, dir: Direction) -> Self;
+}
+
+impl KeyEndpoints for Endpoints {
+    #[inline]
+    fn of_key(k: &StateKey, dir: Direction) -> Self {
+        Endpoints::from_key(k, dir)
+    }
+}
+
 /// What a translating state does to a packet it matched: `None` when the
 /// packet may not use the state (pf_find_state: an inbound packet finds
 /// a state by its wire key, an outbound one by its stack key), else the
 /// endpoints to rewrite the packet to (`Some(None)`: none to change).
 /// `pkt` is the packet's key words; `nat` the state's translated key.
 #[inline]
-pub(super) fn state_target(
+pub(super) fn state_target<E: KeyEndpoints>(
     st: &StateData,
     nat: Option<(u64, u64)>,
     pkt: (u64, u64),
     dir: Direction,
-) -> Option<Option<Endpoints>> {
+) -> Option<Option<E>> {
     let Some(nat) = nat.filter(|_| st.flags & sflags::NAT != 0) else { return Some(None) };
     let fwd = st.direction == dir_code(dir);
     // The state's own key is the creating packet's, untranslated: its
@@ -211,18 +226,18 @@ pub(super) fn state_target(
     } else {
         return None;
     };
-    Some(Some(Endpoints::from_key(&target, dir)))
+    Some(Some(E::of_key(&target, dir)))
 }
 
 /// `state_target` for the lock-free path: from the words of a state's
 /// keys (`StateTable::keys`) and whether the packet goes the state's way.
 #[inline]
-pub(super) fn view_target(
+pub(super) fn view_target<E: KeyEndpoints>(
     keys: crate::state::StateKeys,
     pkt: (u64, u64),
     fwd: bool,
     dir: Direction,
-) -> Option<Option<Endpoints>> {
+) -> Option<Option<E>> {
     let (own, nat) = keys;
     let Some(nat) = nat else { return Some(None) };
     let target = if pkt == own && fwd {
@@ -232,7 +247,7 @@ pub(super) fn view_target(
     } else {
         return None;
     };
-    Some(Some(Endpoints::from_key(&crate::state::unpack(target), dir)))
+    Some(Some(E::of_key(&crate::state::unpack(target), dir)))
 }
 
 /// pf_translate: rewrites the packet's addresses and ports (TCP, UDP,

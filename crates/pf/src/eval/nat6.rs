@@ -56,6 +56,13 @@ impl Endpoints6 {
     }
 }
 
+impl super::nat::KeyEndpoints for Endpoints6 {
+    #[inline]
+    fn of_key(k: &StateKey, dir: Direction) -> Self {
+        Endpoints6::from_key(k, dir)
+    }
+}
+
 /// Whether pf translates this packet at all (see the module's note on
 /// NDP and MLD).
 #[inline]
@@ -167,47 +174,6 @@ fn hold6(
     Ok((h.counted || h.node.is_some()).then_some(h))
 }
 
-/// `nat::state_target` for an IPv6 packet: `None` when the packet may
-/// not use the state, else its rewrite (`Some(None)`: none).
-#[inline]
-pub(super) fn state_target6(
-    st: &StateData,
-    nat: Option<(u64, u64)>,
-    pkt: (u64, u64),
-    dir: Direction,
-) -> Option<Option<Endpoints6>> {
-    let Some(nat) = nat.filter(|_| st.flags & sflags::NAT != 0) else { return Some(None) };
-    let fwd = st.direction == dir_code(dir);
-    let target = if pkt == st.key.words() && fwd {
-        crate::state::unpack(nat)
-    } else if pkt == nat && !fwd {
-        st.key
-    } else {
-        return None;
-    };
-    Some(Some(Endpoints6::from_key(&target, dir)))
-}
-
-/// `nat::view_target` for an IPv6 packet.
-#[inline]
-pub(super) fn view_target6(
-    keys: crate::state::StateKeys,
-    pkt: (u64, u64),
-    fwd: bool,
-    dir: Direction,
-) -> Option<Option<Endpoints6>> {
-    let (own, nat) = keys;
-    let Some(nat) = nat else { return Some(None) };
-    let target = if pkt == own && fwd {
-        nat
-    } else if pkt == nat && !fwd {
-        own
-    } else {
-        return None;
-    };
-    Some(Some(Endpoints6::from_key(&crate::state::unpack(target), dir)))
-}
-
 /// A state's rewrite of a packet of family `af`: the IPv4 or the IPv6
 /// endpoints (`None` when the packet may not use the state).
 #[inline]
@@ -219,7 +185,7 @@ pub(super) fn targets(
     af: Af,
 ) -> Option<(Option<super::nat::Endpoints>, Option<Endpoints6>)> {
     if af == Af::Inet6 {
-        state_target6(st, nat, pkt, dir).map(|t| (None, t))
+        super::nat::state_target(st, nat, pkt, dir).map(|t| (None, t))
     } else {
         super::nat::state_target(st, nat, pkt, dir).map(|t| (t, None))
     }

@@ -424,7 +424,7 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
                 if v.flags & sflags::NAT != 0 {
                     let Some(keys) = cx.pf.states.keys(v.idx) else { return StateVerdict::NoState };
                     let found = if pd.af == Af::Inet6 {
-                        nat6::view_target6(keys, key, fwd, cx.dir).map(|t| p.xlate6 = t)
+                        nat::view_target(keys, key, fwd, cx.dir).map(|t| p.xlate6 = t)
                     } else {
                         nat::view_target(keys, key, fwd, cx.dir).map(|t| p.xlate = t)
                     };
@@ -600,7 +600,7 @@ pub(super) fn test_state_icmp(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut 
                 account(st, false, pd.tot_len());
                 return state_pass(st, slot, false);
             }
-            let Some(to) = nat::state_target(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
+            let Some(to) = nat::state_target::<nat::Endpoints>(st, cx.pf.states.nat_key(slot), kw, cx.dir) else {
                 return StateVerdict::NoState;
             };
             if let Some(to) = to {
