@@ -195,13 +195,10 @@ def run_test(driver):
             net.b, "curl -s -o /dev/null -w %{http_code} http://10.0.2.2:8080/", check_rc=False).stdout == "200",
             timeout=20, interval=0.3)
         got_path = os.path.join(t.tmp, "got.bin")
-        for i in range(3):
-            p = t.ns_run(net.a, f"curl -sS --max-time 240 -o {got_path} http://10.0.2.2:8080/big.bin",
-                         check_rc=False, timeout=260)
-            if p.returncode == 0:
-                break
-            log(f"  curl failed (try {i + 1}/3): {p.stderr.strip()}")
-        check(p.returncode == 0, f"curl failed: {p.stderr}")
+        # One transfer: a failure is the router's, reported, not retried.
+        p = t.ns_run(net.a, f"curl -sS --max-time 240 -o {got_path} http://10.0.2.2:8080/big.bin",
+                     check_rc=False, timeout=260)
+        check(p.returncode == 0, f"curl failed (exit {p.returncode}): {p.stderr}")
         h2 = hashlib.sha256()
         with open(got_path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -224,7 +221,10 @@ def run_test(driver):
         log(f"  TCP B -> A: {rx} bytes")
         res = iperf(t, net.a, "-c 10.0.2.2 -p 5201 -u -b 50M -t 3")
         s = res["end"]["sum"]
-        check(s["packets"] > 0 and s["lost_packets"] < s["packets"], f"iperf3 UDP: nothing arrived: {s}")
+        # 50 Mbit/s is far below what the router forwards: a router on
+        # veths loses well under 1 % there.
+        check(s["packets"] > 1000 and s["lost_packets"] * 100 < s["packets"],
+              f"iperf3 UDP at 50 Mbit/s: {s['lost_packets']} of {s['packets']} datagrams lost (1 % allowed): {s}")
         log(f"  UDP: {s['packets'] - s['lost_packets']}/{s['packets']} datagrams arrived")
 
         t.step("netstat -s counts forwarded packets")
@@ -270,9 +270,11 @@ def run_test(driver):
         check(not os.path.exists(d.socket), "control socket left behind")
 
 
-def iperf(t, ns, args, tries=3):
-    last = ""
-    for i in range(tries):
+def iperf(t, ns, args):
+    """One iperf3 run (-J): its results, or a failure. A transfer that
+    fails is reported, not retried; only a server still busy with the
+    previous run (iperf3 serves one test at a time) is waited for."""
+    for _ in range(5):
         p = t.ns_run(ns, f"iperf3 -J {args}", check_rc=False, timeout=90)
         try:
             res = json.loads(p.stdout)
@@ -280,7 +282,9 @@ def iperf(t, ns, args, tries=3):
             res = {"error": p.stdout + p.stderr}
         if p.returncode == 0 and "error" not in res:
             return res
-        last = res.get("error", p.stderr)
-        log(f"  iperf3 {args}: {last} (try {i + 1}/{tries})")
+        err = res.get("error", p.stderr)
+        if "server is busy" not in err:
+            raise TestFailure(f"iperf3 {args} failed: {err}")
+        log(f"  iperf3 {args}: {err}; waiting for the server")
         time.sleep(1)
-    raise TestFailure(f"iperf3 {args} failed: {last}")
+    raise TestFailure(f"iperf3 {args}: the server stayed busy")

@@ -311,10 +311,17 @@ fn fragments_are_reassembled_before_filtering() {
     assert_eq!(p.data(), &whole[..]);
     assert_eq!(pf.state_count(), 1);
 
-    // A lone fragment expires with the frag timeout.
+    // A lone fragment expires with the frag timeout (60 s), not before.
+    assert_eq!(pf.status().fragments.entries, 0, "the reassembled datagram's fragments are gone");
+    let removed = pf.status().fragments.removals;
     let v = pf.test(0, t, Direction::In, &n.em0, frag(64, &payload[64..], false), &mut Bufs, &mut replies);
     assert!(matches!(v, Verdict::Consumed));
-    pf.tick(Instant::from_secs(100));
+    assert_eq!(pf.status().fragments.entries, 1);
+    pf.tick(Instant::from_secs(60));
+    assert_eq!(pf.status().fragments.entries, 1, "held until the frag timeout");
+    pf.tick(Instant::from_secs(62));
+    assert_eq!(pf.status().fragments.entries, 0, "expired after the frag timeout");
+    assert_eq!(pf.status().fragments.removals, removed + 1);
 }
 
 #[test]

@@ -1,12 +1,16 @@
 //! IPv6 frames of every kind, built valid and then mutated, through every
 //! parser: none may panic, and every Repr that parses must emit → parse
 //! unchanged (the walk in common/walk6.rs, shared with the fuzz targets).
+//! The walk reports the layers that parsed, so that parsers rejecting
+//! every packet fail these tests instead of passing them.
 
 mod common;
 
 use std::net::Ipv6Addr;
 
+use common::walk::reached;
 use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use softnet_wire::ethernet::{EtherType, EthernetRepr, MacAddr, HEADER_LEN};
 use softnet_wire::icmpv6::{DstUnreachable, Icmpv6Packet, Icmpv6Repr};
 use softnet_wire::ipv4::IpProtocol;
@@ -200,6 +204,81 @@ fn refresh_icmp_checksum(p: &mut [u8]) {
     }
 }
 
+/// The layers a valid packet of `kind` has: a walk of it reaches them all
+/// (a later fragment ends at its fragment header).
+fn layers(kind: u8) -> u32 {
+    reached::IPV6
+        | reached::EXT
+        | match kind {
+            0 => reached::ICMP6,
+            1..=3 => reached::ICMP6 | reached::NDP,
+            4 => reached::ICMP6 | reached::MLD,
+            5 => reached::UDP,
+            6 => reached::TCP,
+            7 => 0,
+            _ => reached::ICMP6 | reached::QUOTED_IP,
+        }
+}
+
+/// A case of the mutation tests: kind, payload length, byte edits (index,
+/// value), a cut, and whether the ICMPv6 checksum is refixed.
+type Case = (u8, usize, Vec<(usize, u8)>, Option<usize>, bool);
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        0u8..KINDS,
+        0usize..80,
+        proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+        proptest::option::of(any::<usize>()),
+        any::<bool>(),
+    )
+}
+
+/// The case's packet, valid, and mutated.
+fn mutated((kind, n, edits, cut, fix): Case) -> (Vec<u8>, Vec<u8>) {
+    let whole = build(kind, n);
+    let mut p = whole.clone();
+    for (at, v) in edits {
+        let i = at % p.len();
+        p[i] = v;
+    }
+    if let Some(c) = cut {
+        p.truncate(c % (p.len() + 1));
+    }
+    if fix {
+        refresh_icmp_checksum(&mut p);
+    }
+    (whole, p)
+}
+
+/// The mutations exercise both sides: from a fixed seed, at least one
+/// mutated packet in 50 of every kind still parses down to its last layer
+/// (an edit in a payload, a refixed checksum) and one in 10 is rejected on
+/// the way.
+#[test]
+fn mutated_packets_are_parsed_as_well_as_rejected() {
+    let config = Config { cases: 3000, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let counts = std::cell::RefCell::new([[0usize; 2]; KINDS as usize]);
+    runner
+        .run(&case(), |c| {
+            let kind = c.0;
+            let (whole, p) = mutated(c);
+            if p != whole {
+                let all = common::walk::walk6::ip6(&p) & layers(kind) == layers(kind);
+                counts.borrow_mut()[kind as usize][all as usize] += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    for (kind, [rejected, all]) in counts.into_inner().into_iter().enumerate() {
+        let total = rejected + all;
+        eprintln!("kind {kind}: {all} of {total} mutated packets parsed to the last layer");
+        assert!(all * 50 >= total, "kind {kind}: only {all} of {total} mutated packets parsed to the last layer");
+        assert!(rejected * 10 >= total, "kind {kind}: only {rejected} of {total} mutated packets rejected");
+    }
+}
+
 #[test]
 fn valid_packets_of_every_kind_walk_cleanly() {
     for kind in 0..KINDS {
@@ -214,8 +293,8 @@ fn valid_packets_of_every_kind_walk_cleanly() {
                     assert_eq!(n.validate(v.src(), v.dst(), v.hop_limit()), Ok(()), "kind {kind}");
                 }
             }
-            common::walk::walk6::ip6(&p);
-            common::walk::frame(&frame(kind, n));
+            assert_eq!(common::walk::walk6::ip6(&p), layers(kind), "kind {kind} n {n}");
+            assert_eq!(common::walk::frame_reached(&frame(kind, n)), reached::ETH | layers(kind), "kind {kind} n {n}");
         }
     }
 }
@@ -223,26 +302,17 @@ fn valid_packets_of_every_kind_walk_cleanly() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
+    /// No mutation panics; a packet the mutations left as it was is
+    /// parsed through every layer it has.
     #[test]
-    fn mutated_packets_never_panic(
-        kind in 0u8..KINDS, n in 0usize..80,
-        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
-        cut in proptest::option::of(any::<usize>()),
-        fix in any::<bool>(),
-    ) {
-        let mut p = build(kind, n);
-        for (at, v) in edits {
-            let i = at % p.len();
-            p[i] = v;
-        }
-        if let Some(c) = cut {
-            p.truncate(c % (p.len() + 1));
-        }
-        if fix {
-            refresh_icmp_checksum(&mut p);
-        }
-        common::walk::walk6::ip6(&p);
+    fn mutated_packets_never_panic(c in case()) {
+        let kind = c.0;
+        let (whole, p) = mutated(c);
+        let got = common::walk::walk6::ip6(&p);
         common::walk::walk6::ip6_and_chain(&p[p.len().min(40)..]);
+        if p == whole {
+            prop_assert_eq!(got, layers(kind));
+        }
     }
 
     #[test]

@@ -24,9 +24,11 @@ pub const DST: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 2);
 /// Parses `b` as an IPv6 packet and everything beneath it. Panics only on
 /// a bug: an accessor that panicked after a checked constructor, an offset
 /// outside the packet, or a Repr that does not survive emit → parse.
-pub fn ip6(b: &[u8]) {
+/// Returns the layers that parsed (`super::reached`).
+pub fn ip6(b: &[u8]) -> u32 {
+    use super::reached;
     quoted(b);
-    let Ok(p) = Ipv6Packet::new_checked(b) else { return };
+    let Ok(p) = Ipv6Packet::new_checked(b) else { return 0 };
     let r = Ipv6Repr::parse(&p).unwrap();
     let mut out = [0u8; 40];
     r.emit(&mut out);
@@ -42,7 +44,7 @@ pub fn ip6(b: &[u8]) {
             Ok(h) => h,
             Err(e) => {
                 assert!(e.offset <= pkt.len(), "{e:?} outside {} bytes", pkt.len());
-                return;
+                return reached::IPV6;
             }
         };
         assert_eq!(&pkt[h.offset..h.offset + h.bytes.len()], h.bytes);
@@ -78,37 +80,50 @@ pub fn ip6(b: &[u8]) {
     let c = it.summary().expect("walk ended without error");
     assert!(c.upper_offset <= pkt.len() && c.nh_offset < c.upper_offset.max(7));
     if c.is_later_fragment() {
-        return;
+        return reached::IPV6 | reached::EXT;
     }
     let l4 = &pkt[c.upper_offset..];
     let (src, dst) = (p.src(), p.dst());
-    match c.upper {
-        IpProtocol::ICMPV6 => icmp6(src, dst, l4),
-        IpProtocol::UDP => udp6(l4, src, dst),
-        IpProtocol::TCP => tcp6(l4, src, dst),
-        _ => {}
-    }
+    reached::IPV6
+        | reached::EXT
+        | match c.upper {
+            IpProtocol::ICMPV6 => icmp6(src, dst, l4),
+            IpProtocol::UDP => udp6(l4, src, dst),
+            IpProtocol::TCP => tcp6(l4, src, dst),
+            _ => 0,
+        }
 }
 
-/// Parses `b` as an ICMPv6 message from `src` to `dst`.
-pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, b: &[u8]) {
-    let Ok(p) = Icmpv6Packet::new_checked(b) else { return };
+/// Parses `b` as an ICMPv6 message from `src` to `dst`; returns the
+/// layers that parsed.
+pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, b: &[u8]) -> u32 {
+    use super::reached;
+    let Ok(p) = Icmpv6Packet::new_checked(b) else { return 0 };
     let _ = (p.mtu(), p.pointer(), p.echo_ident(), p.data().len());
-    let Ok(r) = Icmpv6Repr::parse(src, dst, &p) else { return };
+    let Ok(r) = Icmpv6Repr::parse(src, dst, &p) else { return 0 };
     let mut out = vec![0u8; r.buffer_len()];
     r.emit(src, dst, &mut out);
     let q = Icmpv6Packet::new_checked(&out[..]).unwrap();
     assert!(q.verify_checksum(src, dst));
     assert_eq!(Icmpv6Repr::parse(src, dst, &q).unwrap(), r);
     match r {
-        Icmpv6Repr::Ndp(n) => ndp_body(src, dst, n),
-        Icmpv6Repr::Mld(m) => mld_body(m),
+        Icmpv6Repr::Ndp(n) => {
+            ndp_body(src, dst, n);
+            reached::ICMP6 | reached::NDP
+        }
+        Icmpv6Repr::Mld(m) => {
+            mld_body(m);
+            reached::ICMP6 | reached::MLD
+        }
         // An error quotes the invoking packet (usually cut short).
         _ => {
             if let (true, Some(d)) = (r.is_error(), r.data()) {
-                ip6(d);
                 quoted(d);
+                if ip6(d) != 0 {
+                    return reached::ICMP6 | reached::QUOTED_IP;
+                }
             }
+            reached::ICMP6
         }
     }
 }
@@ -151,8 +166,8 @@ fn mld_body(m: MldRepr) {
     }
 }
 
-fn udp6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr) {
-    let Ok(p) = UdpPacket::new_checked(b) else { return };
+fn udp6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
+    let Ok(p) = UdpPacket::new_checked(b) else { return 0 };
     let _ = p.verify_checksum_v6(src, dst);
     let r = UdpRepr::parse(&p).unwrap();
     let mut out = vec![0u8; r.buffer_len()];
@@ -160,17 +175,19 @@ fn udp6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr) {
     let q = UdpPacket::new_checked(&out[..]).unwrap();
     assert!(q.verify_checksum_v6(src, dst));
     assert_eq!(UdpRepr::parse(&q).unwrap(), r);
+    super::reached::UDP
 }
 
-fn tcp6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr) {
-    let Ok(p) = TcpPacket::new_checked(b) else { return };
+fn tcp6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
+    let Ok(p) = TcpPacket::new_checked(b) else { return 0 };
     let _ = p.verify_checksum_v6(src, dst);
-    let Ok(r) = TcpRepr::parse(&p) else { return };
+    let Ok(r) = TcpRepr::parse(&p) else { return 0 };
     let mut out = vec![0u8; r.buffer_len()];
     r.emit_with_payload_v6(&mut out, src, dst, p.payload());
     let q = TcpPacket::new_checked(&out[..]).unwrap();
     assert!(q.verify_checksum_v6(src, dst));
     assert_eq!(TcpRepr::parse(&q).unwrap(), r);
+    super::reached::TCP
 }
 
 /// Fuzz entry: `data` as an ICMPv6 message between [`SRC`] and [`DST`],
