@@ -15,7 +15,7 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 CARGO_TARGET_DIR=$PWD/target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
-cargo build --release --bins --example httpd --example benchmark
+cargo build --release --bins --examples
 cargo test --workspace --release
 # The async socket API (feature tokio) on tokio's runtime.
 cargo test --release -p softnet-core --features tokio --test async_api
