@@ -163,13 +163,16 @@ fn divert_to_hands_a_forwarded_connection_to_the_local_listener() {
     assert!(states.contains("ESTABLISHED:ESTABLISHED"), "{states}");
     assert_eq!(tcp_states(&lab), 1, "{states}");
     // Traffic to another port of that address is not diverted: R has no
-    // route for it and does not take it.
+    // route for it and does not take it; its ICMP unreachable fails A's
+    // connect in SYN_SENT (the quoted SYN is in flight).
     let mut other = TcpStream::start_connect(&lab.a, sa("10.9.9.9:81")).unwrap();
     other.set_nonblocking(true).unwrap();
     for _ in 0..300 {
         lab.step();
     }
-    assert_eq!(other.state(), State::SynSent);
+    assert_eq!(other.state(), State::Closed);
+    let err = other.read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::HostUnreachable, "an ICMP unreachable, not a RST: {err}");
     assert!(lab.r.socks.tcp_snapshot().iter().all(|p| p.local.port() != 81));
 }
 
