@@ -188,7 +188,7 @@ def run_test():
         check(p.returncode == 1 and f"cannot connect to {nosock}" in p.stderr, f"no daemon: {p.returncode} {p.stderr!r}")
         for args, words in ((["route", "add"], "destination required"), (["route", "frobnicate"], "unknown command"),
                             (["arp", "-s", "10.0.1.9"], "-s needs a hostname and an ether_addr"),
-                            (["netstat", "-ra"], "-a and -p go with the sockets view"),
+                            (["netstat", "-ra"], "-a goes with the sockets view"),
                             (["ifconfig", "r0", "inet", "10.0.1.300/24"], "")):
             p = d.admin(*args, check_rc=False)
             check(p.returncode == 1 and words in p.stderr and "usage" in p.stderr,
