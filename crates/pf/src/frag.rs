@@ -74,6 +74,19 @@ pub(crate) struct Datagram {
 }
 
 impl Datagram {
+    /// A complete datagram that cannot be joined (too big, or `big` too
+    /// small): `big` and every fragment but the first go back to `bufs`;
+    /// the first is the one the caller drops and counts.
+    pub(crate) fn give_up(self, big: PacketBuf, bufs: &mut dyn BufferSource) -> PacketBuf {
+        let mut frags = self.frags.into_iter();
+        let keep = frags.next().expect("complete").pkt;
+        for f in frags {
+            bufs.free(f.pkt);
+        }
+        bufs.free(big);
+        keep
+    }
+
     /// A queue holding its first fragment.
     pub(crate) fn new(first: Frag, now_ns: u64) -> Datagram {
         let mut d = Datagram {
@@ -429,13 +442,7 @@ impl FragCache {
         if fhlen + total > IP_MAXPACKET || big.rewind(fhlen + total).is_err() {
             let why = if fhlen + total > IP_MAXPACKET { FragDrop::TooBig } else { FragDrop::Memory };
             self.count.taken(n);
-            let mut frags = d.frags.into_iter();
-            let keep = frags.next().expect("complete").pkt;
-            for f in frags {
-                bufs.free(f.pkt);
-            }
-            bufs.free(big);
-            return FragResult::Drop(keep, why);
+            return FragResult::Drop(d.give_up(big, bufs), why);
         }
         big.meta = first.meta;
         big.data_mut()[..fhlen].copy_from_slice(&first.data()[..fhlen]);

@@ -218,13 +218,7 @@ impl FragCache6 {
         self.count.taken(n);
         if plen > IPV6_MAXPACKET || big.rewind(hdrlen + total).is_err() {
             let why = if plen > IPV6_MAXPACKET { FragDrop::TooBig } else { FragDrop::Memory };
-            let mut frags = d.frags.into_iter();
-            let keep = frags.next().expect("complete").pkt;
-            for f in frags {
-                bufs.free(f.pkt);
-            }
-            bufs.free(big);
-            return FragResult::Drop(keep, why);
+            return FragResult::Drop(d.give_up(big, bufs), why);
         }
         big.meta = first.meta;
         big.meta.pf_frag_max = maxlen.min(u16::MAX as usize) as u16;
