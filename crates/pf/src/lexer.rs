@@ -71,7 +71,7 @@ impl Token {
 /// "string too long" (a quoted string needs room for its NUL).
 const MAX_TOKEN: usize = 8096;
 
-fn word_char(c: char) -> bool {
+pub(crate) fn word_char(c: char) -> bool {
     c.is_alphanumeric() || (c.is_ascii_punctuation() && !"(){}<>!=/#,\"'".contains(c))
 }
 

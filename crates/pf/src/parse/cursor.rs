@@ -74,6 +74,21 @@ impl<'t> Cursor<'t> {
             None => self.syntax(),
         }
     }
+    /// An interface or group name (`on NAME`, `set skip on NAME`,
+    /// `antispoof for NAME`): as parse.y's `if_item`, shorter than
+    /// IFNAMSIZ ("interface name too long"); and, since pfctl prints it
+    /// bare, one that reads back as the same single word.
+    pub(super) fn ifname(&mut self) -> PResult<String> {
+        let line = self.line();
+        let name = self.string()?;
+        if name.len() >= crate::chksum::IFNAMSIZ {
+            return Err((line, "interface name too long".into()));
+        }
+        if name.is_empty() || !name.chars().all(crate::lexer::word_char) {
+            return Err((line, format!("invalid interface name '{name}'")));
+        }
+        Ok(name)
+    }
     pub(super) fn word(&mut self) -> PResult<String> {
         match self.peek_word() {
             Some(s) => {

@@ -30,7 +30,7 @@ impl Parser<'_> {
                 }
                 Ok((n, true, line))
             } else {
-                Ok((c.string()?, false, line))
+                Ok((c.ifname()?, false, line))
             }
         })?;
         let af = if c.eat_word("inet") {

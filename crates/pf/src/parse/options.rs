@@ -16,7 +16,7 @@ impl Parser<'_> {
                 let items = c.list(|c| {
                     let line = c.line();
                     let neg = c.eat_punct("!");
-                    let name = c.string()?;
+                    let name = c.ifname()?;
                     if neg {
                         return Err((line, "skip on ! <interface> is not supported".into()));
                     }

@@ -49,7 +49,7 @@ impl Parser<'_> {
         if c.eat_word("on") {
             spec.interfaces = c.list(|c| {
                 let negated = c.eat_punct("!");
-                let name = c.string()?;
+                let name = c.ifname()?;
                 Ok(Some(InterfaceMatch { name, negated }))
             })?;
         }
