@@ -5,6 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// A fixed random source: a run from a fixed seed repeats itself.
+#[path = "determinism.rs"]
+mod determinism;
+
 #[path = "../../crates/wire/tests/common/walk.rs"]
 mod walk;
 

@@ -66,6 +66,24 @@ fn datapath_inputs_keep_pools_and_counters_whole() {
 }
 
 #[test]
+fn datapath_inputs_in_a_row_through_one_lab() {
+    // The fuzz target's way (`run_reusing`): one lab for input after
+    // input, each leaving it idle for the next; twice over, so that every
+    // input also meets a lab the others used.
+    let mut n = 0;
+    for _ in 0..2 {
+        for kind in ["corpus", "regressions"] {
+            for (path, data) in inputs(kind, "datapath") {
+                let r = std::panic::catch_unwind(|| harness::datapath::run_reusing(&data));
+                assert!(r.is_ok(), "{}: the check failed on this input in a reused lab", path.display());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 6);
+}
+
+#[test]
 fn datapath_lab_with_no_frames_meets_its_own_checks() {
     harness::datapath::run(&[]);
 }

@@ -139,8 +139,19 @@ impl Zeroable for AtomicU32 {}
 
 impl<T: Zeroable> HugeArray<T> {
     pub(super) fn layout(len: usize) -> std::alloc::Layout {
-        let size = (std::mem::size_of::<T>() * len).max(1).next_multiple_of(HUGE_PAGE);
+        let bytes = (std::mem::size_of::<T>() * len).max(1);
+        if !Self::huge(len) {
+            // A small array (Miri's, the fuzz targets'): not 2 MiB zeroed
+            // for it each time.
+            return std::alloc::Layout::from_size_align(bytes, std::mem::align_of::<T>()).expect("array layout");
+        }
+        let size = bytes.next_multiple_of(HUGE_PAGE);
         std::alloc::Layout::from_size_align(size, HUGE_PAGE.max(std::mem::align_of::<T>())).expect("array layout")
+    }
+
+    /// Whether an array of `len` fills a huge page at least.
+    fn huge(len: usize) -> bool {
+        std::mem::size_of::<T>() * len >= HUGE_PAGE
     }
 
     pub(super) fn zeroed(len: usize) -> Self {
@@ -155,9 +166,11 @@ impl<T: Zeroable> HugeArray<T> {
         }
         // Advice only: without huge pages the array works the same.
         #[cfg(all(target_os = "linux", not(miri)))]
-        // SAFETY: the range is our own fresh allocation.
-        unsafe {
-            libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
+        if Self::huge(len) {
+            // SAFETY: the range is our own fresh allocation.
+            unsafe {
+                libc::madvise(p as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE);
+            }
         }
         HugeArray { ptr, len }
     }

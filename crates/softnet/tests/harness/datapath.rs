@@ -100,14 +100,18 @@ impl Lab {
         pf.load_text("pf.conf", RULES, None).expect("the fuzz ruleset loads");
         pf.enable().expect("pf enabled");
         let mut lab = Lab { stack, clock, workers, a, b, pf };
-        // States before the frames: A pings B, sends UDP and a SYN through.
-        lab.a.ping(B_IP, 9, 1, 64, 16);
-        lab.a.send_udp(B_IP, 5353, 53, 20, 64);
-        lab.a.send_udp(B_IP, 4000, 4001, 20, 64);
-        lab.settle();
-        lab.a.take_events();
-        lab.b.take_events();
+        lab.prime();
         lab
+    }
+
+    /// States before the frames: A pings B and sends UDP through.
+    fn prime(&mut self) {
+        self.a.ping(B_IP, 9, 1, 64, 16);
+        self.a.send_udp(B_IP, 5353, 53, 20, 64);
+        self.a.send_udp(B_IP, 4000, 4001, 20, 64);
+        self.settle();
+        self.a.take_events();
+        self.b.take_events();
     }
 
     /// Runs hosts and workers until nothing moves (bounded).
@@ -230,11 +234,55 @@ fn fix_checksums(f: &mut [u8]) {
     }
 }
 
-/// One fuzz input through the lab; panics when a property fails.
+/// Inputs one lab takes in a row in the fuzz target (`run_reusing`). Each
+/// input moves the clock by two hours and more, and `Instant` counts
+/// nanoseconds in a u64 (584 years): a lab is built again well before its
+/// clock could stop.
+pub const INPUTS_PER_LAB: u32 = 1000;
+
+/// One fuzz input through a new lab; panics when a property fails (the
+/// tests, and a crash input replayed on its own).
 pub fn run(data: &[u8]) {
-    let mut lab = Lab::new();
-    let idle: Vec<usize> = lab.workers.iter().map(|w| w.pool_available()).collect();
-    assert_eq!(idle, vec![POOL; WORKERS], "pools full after setup");
+    check(&mut Lab::new(), data);
+}
+
+/// One fuzz input through the lab the previous inputs used (a new one
+/// every `INPUTS_PER_LAB`): building a router, its pools and rings and
+/// loading the ruleset is most of an input's time otherwise. Each input
+/// leaves the lab idle, which `check` asserts (every buffer back, no state
+/// left, fragments and holds expired), and is then primed again with the
+/// setup's states. What carries over is what a router keeps between
+/// unrelated packets anyway: counters, expired cache entries, the clock
+/// (never moved back). A crash that needs the history does not reproduce
+/// with `run` alone: replay the inputs of the run before it in order.
+pub fn run_reusing(data: &[u8]) {
+    thread_local!(static LAB: std::cell::RefCell<(Option<Lab>, u32)> = const { std::cell::RefCell::new((None, 0)) });
+    LAB.with_borrow_mut(|(lab, used)| {
+        match lab {
+            Some(l) if *used < INPUTS_PER_LAB => l.prime(),
+            _ => {
+                // The old lab goes first: the new one empties the
+                // thread's pf, which the old one's workers still hold.
+                *lab = None;
+                *lab = Some(Lab::new());
+                *used = 0;
+            }
+        }
+        *used += 1;
+        check(lab.as_mut().expect("built above"), data);
+    });
+}
+
+/// Buffers in the pools and the shared spill (a buffer freed on another
+/// worker than its own may wait there until a pool that runs short takes
+/// it: it is not lost).
+fn pooled(lab: &Lab) -> usize {
+    lab.workers.iter().map(|w| w.pool_available()).sum::<usize>() + lab.stack.spill.len()
+}
+
+/// `data`'s frames through a primed `lab`; panics when a property fails.
+fn check(lab: &mut Lab, data: &[u8]) {
+    assert_eq!(pooled(lab), POOL * WORKERS, "pools full after setup");
     assert!(lab.pf.pf.state_count() >= 3, "setup made states");
     let mut rest = data;
     let mut frame = Vec::with_capacity(MAX_FRAME);
@@ -275,9 +323,6 @@ pub fn run(data: &[u8]) {
     for _ in 0..12 {
         lab.advance(Duration::from_secs(600));
     }
-    // A buffer freed on another worker than its own may wait in the spill
-    // (until a pool that runs short takes it): it is not lost.
-    let pools: usize = lab.workers.iter().map(|w| w.pool_available()).sum::<usize>() + lab.stack.spill.len();
-    assert_eq!(pools, idle.iter().sum::<usize>(), "every buffer back in a pool once the timers ran out");
+    assert_eq!(pooled(lab), POOL * WORKERS, "every buffer back in a pool once the timers ran out");
     assert_eq!(lab.pf.pf.state_count(), 0, "every state expired");
 }
