@@ -4,6 +4,11 @@
 //! ```text
 //!  stack A  a0 10.0.0.1/24 ── wire ── b0 10.0.0.2/24  stack B
 //! ```
+//!
+//! Each test binary uses a part of this module.
+#![allow(dead_code)]
+
+pub mod frames6;
 
 use softnet_core::iface::IfAddr;
 use softnet_core::rng::FixedEntropy;
