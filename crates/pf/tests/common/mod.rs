@@ -235,3 +235,21 @@ pub fn forward_back(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
     let p = test(pf, Direction::In, &n.em1, p)?;
     test(pf, Direction::Out, &n.em0, p)
 }
+
+/// What went through one hook: the verdict and the packets pf sent.
+pub struct Seen {
+    pub passed: Option<PacketBuf>,
+    pub consumed: bool,
+    pub sent: Vec<PacketBuf>,
+}
+
+/// `bytes` through pf on worker 0 at `t` seconds, with heap buffers.
+pub fn hook(pf: &Pf, dir: Direction, ifp: &Interface, t: u64, bytes: Vec<u8>) -> Seen {
+    let mut sent = vec![];
+    let v = pf.test(0, Instant::from_secs(t), dir, ifp, PacketBuf::from_slice(&bytes), &mut HeapBufs, &mut sent);
+    match v {
+        Verdict::Pass(p) => Seen { passed: Some(p), consumed: false, sent },
+        Verdict::Drop(_) => Seen { passed: None, consumed: false, sent },
+        Verdict::Consumed => Seen { passed: None, consumed: true, sent },
+    }
+}
