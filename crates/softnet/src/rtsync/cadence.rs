@@ -63,6 +63,7 @@ impl Cadence {
     }
 
     /// Whether the batch under way is a burst batch.
+    #[cfg(test)]
     pub fn in_burst(&self) -> bool {
         self.batch.is_some_and(|b| b.burst)
     }
