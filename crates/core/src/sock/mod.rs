@@ -31,7 +31,7 @@
 //! ACK's flow hash put them there); a connection opened locally is queued
 //! by its port until its first segment arrives, and the worker that
 //! receives it claims it, and its entry moves to that worker's table.
-//! Its port is chosen (`ephemeral_port`) so that the worker that sends
+//! Its port is chosen (`connect_port`) so that the worker that sends
 //! its SYN (picked by the port, `conn_slot`) is the one with the fewest
 //! connections: on a TAP the kernel's tun driver sends the answers of a
 //! flow to the queue the flow was last written from (its automq flow
@@ -356,7 +356,7 @@ impl Sockets {
         self.ephemeral_port_on(local_ip, remote, udp, None)
     }
 
-    /// `ephemeral_port` for a connection that worker `slot` is to own: the
+    /// `ephemeral_port` for a connection that worker `want` is to own: the
     /// same random start, then the next free port whose `slot` is that
     /// worker's (FreeBSD's in_pcbconnect with RSS: the port is chosen for
     /// the CPU; the random start keeps RFC 6056's unpredictability, less
