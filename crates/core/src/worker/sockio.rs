@@ -265,9 +265,13 @@ impl WorkerState {
         let udp = softnet_wire::udp::UdpPacket::new_unchecked(&p.data()[off..off + ulen]);
         let local = SocketAddr::new(dst, udp.dst_port());
         let remote = SocketAddr::new(src, udp.src_port());
-        let Some(pcb) = socks.udp_lookup(local, remote) else { return Some(p) };
+        let pcb = match p.meta.flags & mflags::PF_DIVERTED {
+            0 => socks.udp_lookup(local, remote),
+            _ => self.divert_udp(cx, &p, local, remote),
+        };
+        let Some(pcb) = pcb else { return Some(p) };
         // A full receive ring drops the datagram (counted in udp_fullsock).
-        socks.udp_deliver(&pcb, remote, udp.payload());
+        socks.udp_deliver(&pcb, remote, local, udp.payload());
         self.free(p);
         None
     }
