@@ -67,7 +67,7 @@ pub(crate) fn rule_link(gen: u32, nr: u32) -> u64 {
     if nr >= RULE_LINK_MAX {
         return 0;
     }
-    (((gen & 0xfff) << 20 | (nr + 1)) as u64) << 32
+    ((((gen & 0xfff) << 20) | (nr + 1)) as u64) << 32
 }
 
 /// Rules `rule_link` can name (20 bits of the flat index, 0 none).

@@ -392,7 +392,7 @@ fn bind_word(st: &StateData) -> u64 {
     st.kif as u64
         | (st.direction as u64) << 32
         | (st.flags as u64) << 40
-        | ((st.timeout | 0x80 * u8::from(st.src_flags & srcflags::DIVERTED != 0)) as u64) << 48
+        | ((st.timeout | (0x80 * u8::from(st.src_flags & srcflags::DIVERTED != 0))) as u64) << 48
         | if st.live { BIND_LIVE } else { 0 }
 }
 
