@@ -29,6 +29,7 @@ impl From<SockError> for io::Error {
             SockError::NotConnected => K::NotConnected,
             SockError::WouldBlock => K::WouldBlock,
             SockError::MsgSize => K::InvalidInput,
+            SockError::NoBufs => K::OutOfMemory,
         };
         io::Error::new(k, e)
     }
@@ -171,7 +172,7 @@ impl TcpStream {
         }
         let (_, mtu) = source_for(stack, addr.ip()).ok_or(SockError::NoRoute)?;
         let port = match local.port() {
-            0 => socks.ephemeral_port(local.ip(), Some(addr), false).ok_or(SockError::NoPorts)?,
+            0 => socks.connect_port(local.ip(), addr).ok_or(SockError::NoPorts)?,
             p => p,
         };
         let local = SocketAddr::new(local.ip(), port);
@@ -182,9 +183,7 @@ impl TcpStream {
         let mut env = SockEnv { now, isn: &socks.isn, local, remote: addr };
         let tcb = Tcb::connect(cfg, &mut env, port, addr.port());
         let conn = TcpConn::new(socks, local, addr, tcb, None, None);
-        if !socks.tcp_insert(&conn) {
-            return Err(SockError::AddrInUse.into());
-        }
+        socks.tcp_insert(&conn)?;
         socks.stats.tcp_connattempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         socks.kick_tcp(&conn);
         Ok(TcpStream::from_conn(stack.clone(), conn))
