@@ -40,9 +40,9 @@ pub mod syncache;
 pub mod tcp;
 pub mod udp;
 pub mod wake;
+mod workq;
 
 use crate::time::Instant;
-use crossbeam::queue::SegQueue;
 use parking_lot::{Mutex, RwLock};
 use softnet_tcp::{Env, IsnGen, Seq};
 use std::collections::{BinaryHeap, HashMap};
@@ -135,7 +135,7 @@ pub struct Sockets {
     pub(crate) udp: RwLock<HashMap<SocketAddr, Arc<UdpPcb>>>,
     /// Sockets the application acted on: output may be due.
     /// One queue per worker (see Ownership above).
-    pub(crate) pending: Box<[SegQueue<Pending>]>,
+    pub(crate) pending: Box<[workq::WorkQueue<Pending>]>,
     /// One timer heap per worker.
     timers: Box<[Mutex<BinaryHeap<Due>>]>,
     pub(crate) isn: IsnGen,
@@ -174,7 +174,7 @@ impl Sockets {
             conns: RwLock::new(HashMap::new()),
             listeners: RwLock::new(HashMap::new()),
             udp: RwLock::new(HashMap::new()),
-            pending: (0..workers).map(|_| SegQueue::new()).collect(),
+            pending: (0..workers).map(|_| workq::WorkQueue::new()).collect(),
             timers: (0..workers).map(|_| Mutex::new(BinaryHeap::new())).collect(),
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),

@@ -136,6 +136,8 @@ struct WorkerState {
     /// Connections whose waiters are woken at the end of the round
     /// (`sockio`), reused.
     sock_wake: Vec<Arc<crate::sock::TcpConn>>,
+    /// The connection the last TCP segment went to (`sockio::tcp_pcb`).
+    tcp_last: Option<(crate::sock::ConnKey, std::sync::Weak<crate::sock::TcpConn>)>,
 }
 
 /// `WorkerState::pf_out_link` when pf out passed nothing since the reset.
@@ -184,6 +186,7 @@ impl Worker {
             sock_synacks: Vec::with_capacity(64),
             pf_out_link: NO_PF_LINK,
             sock_wake: Vec::with_capacity(256),
+            tcp_last: None,
         };
         Worker { stack, clock, st, rng_installed: false }
     }

@@ -53,7 +53,7 @@ impl WorkerState {
         // A SYN to a TIME_WAIT connection (Verdict::Reopen) goes round
         // again to the listener.
         for _ in 0..2 {
-            let conn = match socks.tcp_lookup(local, remote) {
+            let conn = match self.tcp_pcb(socks, local, remote) {
                 Some(c) => c,
                 None => {
                     let f = repr.flags;
@@ -114,6 +114,25 @@ impl WorkerState {
         }
         self.free(p);
         None
+    }
+
+    /// in_pcblookup behind a one-entry cache (the BSDs' last-PCB hint,
+    /// tcp_input's `tcp_last_inpcb`): a bulk transfer's segments all go
+    /// to one connection, and the table's keyed hash of two socket
+    /// addresses cost more than the rest of the lookup. The cached
+    /// connection is the table's while it is `in_table` (a removed one
+    /// never goes back; a new one with the same 4-tuple is another PCB).
+    fn tcp_pcb(&mut self, socks: &crate::sock::Sockets, local: SocketAddr, remote: SocketAddr) -> Option<Arc<TcpConn>> {
+        if let Some((key, last)) = &self.tcp_last {
+            if *key == (local, remote) {
+                if let Some(c) = last.upgrade().filter(|c| c.inner.lock().in_table) {
+                    return Some(c);
+                }
+            }
+        }
+        let c = socks.tcp_lookup(local, remote)?;
+        self.tcp_last = Some(((local, remote), Arc::downgrade(&c)));
+        Some(c)
     }
 
     /// `Sockets::tcp_after`, the wake-up deferred to the end of the round
