@@ -106,7 +106,14 @@ impl WorkerState {
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
             count_verdict(&cx.stats.transport, v, payload.len());
-            self.tcp_emit(cx, &conn, &mut inner, now);
+            if v == Verdict::Accepted && deferrable(&repr, &inner.tcb) {
+                if !inner.emit_queued {
+                    inner.emit_queued = true;
+                    self.sock_emit.push(conn.clone());
+                }
+            } else {
+                self.tcp_emit(cx, &conn, &mut inner, now);
+            }
             self.tcp_after(socks, &conn, &mut inner);
             if v != Verdict::Reopen {
                 break;
@@ -133,6 +140,28 @@ impl WorkerState {
         let c = socks.tcp_lookup(local, remote)?;
         self.tcp_last = Some(((local, remote), Arc::downgrade(&c)));
         Some(c)
+    }
+
+    /// The output of the connections whose in-order segments and ACKs
+    /// arrived in this round's input batches: one call per connection, so
+    /// a receiver sends one ACK for the batch's data (as LRO / GRO
+    /// receivers do: FreeBSD's tcp_lro, Linux's GRO) instead of one per
+    /// two segments, and a sender answers a batch of ACKs with the new
+    /// data they all let out. Anything else (a SYN, FIN or RST, data out of
+    /// order, a drop that owes an ACK) is answered at once.
+    pub(super) fn tcp_emit_deferred(&mut self, cx: &Ctx) {
+        if self.sock_emit.is_empty() {
+            return;
+        }
+        let now = tcp_now(cx.now);
+        let mut conns = std::mem::take(&mut self.sock_emit);
+        for c in conns.drain(..) {
+            let mut inner = c.inner.lock();
+            inner.emit_queued = false;
+            self.tcp_emit(cx, &c, &mut inner, now);
+            self.tcp_after(&cx.stack.socks, &c, &mut inner);
+        }
+        self.sock_emit = conns;
     }
 
     /// `Sockets::tcp_after`, the wake-up deferred to the end of the round
@@ -535,6 +564,16 @@ fn count_verdict(ts: &crate::stats::TransportStats, v: Verdict, len: usize) {
         D::DataAfterClose => ts.tcp_rcvafterclose.inc(),
         D::Closed | D::NotSyn | D::BadAck | D::AckTooOld | D::NoAck => {}
     }
+}
+
+/// A segment whose answer can wait for the end of the input batch
+/// (`WorkerState::tcp_emit_deferred`): an ACK, with or without in-order
+/// data, on an established connection that has no hole to report.
+fn deferrable(seg: &TcpRepr, tcb: &softnet_tcp::Tcb) -> bool {
+    seg.flags.contains(TcpFlags::ACK)
+        && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
+        && tcb.state() == softnet_tcp::State::Established
+        && !tcb.reassembling()
 }
 
 /// A link-local IPv6 peer: its packets leave by the interface it is on.
