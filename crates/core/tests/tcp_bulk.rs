@@ -3,8 +3,8 @@
 //! applications on this thread with non-blocking sockets, the workers
 //! polled round by round on a manual clock. It checks what the data path
 //! must not do per segment: allocate (a global allocator counts the calls
-//! made while the bulk runs), or answer every segment with an ACK (one
-//! ACK per round's in-order segments, never more than one per two).
+//! made while the bulk runs), or answer every segment with an ACK (RFC
+//! 5681 §4.2: every second full-sized segment).
 //!
 //! It is also the harness to profile the path with:
 //! `TCP_BULK_MB=64 valgrind --tool=callgrind --toggle-collect='*tcp_bulk::bulk*' target/release/deps/tcp_bulk-*`
@@ -193,7 +193,7 @@ fn connected(p: &mut Pair) -> (TcpStream, TcpStream) {
 }
 
 #[test]
-fn bulk_transfer_allocates_nothing_and_acks_at_most_every_second_segment() {
+fn bulk_transfer_allocates_nothing_and_acks_every_second_segment() {
     let mb: usize = std::env::var("TCP_BULK_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let mut p = Pair::new();
     let (mut c, mut s) = connected(&mut p);
@@ -210,10 +210,10 @@ fn bulk_transfer_allocates_nothing_and_acks_at_most_every_second_segment() {
     );
     let full = (mb << 20) as u64 / s.mss() as u64;
     assert!(r.data_frames >= full, "{} data frames for {full} full segments", r.data_frames);
-    // At most one ACK per two segments (RFC 5681 §4.2's floor): the
-    // receiver answers a round's in-order segments with one ACK.
-    assert!(r.acks * 2 <= r.data_frames, "{} ACKs for {} segments", r.acks, r.data_frames);
-    assert!(r.acks > 0);
+    // Every second segment is acknowledged (RFC 5681 §4.2), not every
+    // one (a window update may add a few).
+    assert!(r.acks * 2 <= r.data_frames + r.data_frames / 20, "{} ACKs for {} segments", r.acks, r.data_frames);
+    assert!(r.acks * 3 >= r.data_frames, "{} ACKs for {} segments: too few", r.acks, r.data_frames);
     assert_eq!(r.allocs, 0, "allocations while the bulk ran");
     drop((c, s));
     assert!(p.a.socks.tcp_snapshot().len() <= 1 && p.b.socks.tcp_snapshot().len() <= 1);
