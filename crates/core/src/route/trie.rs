@@ -92,10 +92,27 @@ impl Bits {
     }
 }
 
+/// A pointer to a child node with the child's level beside it: a lookup
+/// knows which byte of the destination picks the child's slot as soon as it
+/// has read the pointer, without waiting for the child's own cache line
+/// (IPv6's compressed edges make that level vary).
+#[derive(Clone, Debug)]
+struct Edge<A: RouteAddr> {
+    node: Arc<Node<A>>,
+    /// Always `node.level` (a node's level never changes).
+    level: u8,
+}
+
+impl<A: RouteAddr> Edge<A> {
+    fn new(node: Arc<Node<A>>) -> Self {
+        Edge { level: node.level, node }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Node<A: RouteAddr> {
     child_bits: Bits,
-    children: Vec<Arc<Node<A>>>,
+    children: Vec<Edge<A>>,
     /// Bit s set where slot s starts a new run of equal leaves; bit 0 always.
     run_bits: Bits,
     /// Bit s set where slot s has a route: a lookup reads `leaves` only
@@ -182,7 +199,7 @@ impl<A: RouteAddr> Node<A> {
     }
 
     #[inline]
-    fn child(&self, s: usize) -> Option<&Node<A>> {
+    fn child(&self, s: usize) -> Option<&Edge<A>> {
         if self.child_bits.test(s) {
             Some(&self.children[self.child_bits.rank_below(s)])
         } else {
@@ -191,34 +208,63 @@ impl<A: RouteAddr> Node<A> {
     }
 
     /// Rewrites the leaves of slots `lo..=hi`: `f(old)` gives the new value,
-    /// or `None` to keep the old one. Runs are re-encoded; only run heads
-    /// are cloned, so this costs no reference-count traffic per slot.
+    /// or `None` to keep the old one. Runs are re-encoded; a run that stays
+    /// is moved, not cloned, so a change costs reference-count traffic
+    /// only for the values it brings in and the ones it drops (a 256-run
+    /// node rewritten clone by clone was most of a withdrawal's cost in the
+    /// route sync: BENCHMARKS §1 "Route sync").
     fn rewrite_leaves<'a>(
         &mut self,
         lo: usize,
         hi: usize,
         f: impl Fn(Option<&Held<A>>) -> Option<Option<&'a Held<A>>>,
     ) {
-        let old = std::mem::take(&mut self.leaves);
-        let mut vals: [Option<&Held<A>>; SLOTS] = [None; SLOTS];
+        /// Where a slot's new value comes from.
+        #[derive(Clone, Copy)]
+        enum Src<'b, A: RouteAddr> {
+            /// The old run of this index, kept.
+            Old(usize),
+            /// A value `f` gave (cloned once per run it heads).
+            New(Option<&'b Held<A>>),
+        }
+        let mut old = std::mem::take(&mut self.leaves);
+        let ptr = |v: Option<&Held<A>>| v.map_or(std::ptr::null(), Arc::as_ptr);
+        let mut srcs: [Src<'a, A>; SLOTS] = [Src::Old(0); SLOTS];
+        let mut ptrs = [std::ptr::null::<Arc<Route<A>>>(); SLOTS];
         let mut run = 0usize;
-        for (s, v) in vals.iter_mut().enumerate() {
+        for s in 0..SLOTS {
             if s > 0 && self.run_bits.test(s) {
                 run += 1;
             }
             let cur = old[run].as_ref();
-            *v = if (lo..=hi).contains(&s) { f(cur).unwrap_or(cur) } else { cur };
+            let src = if (lo..=hi).contains(&s) { f(cur).map_or(Src::Old(run), Src::New) } else { Src::Old(run) };
+            ptrs[s] = match src {
+                Src::Old(_) => ptr(cur),
+                Src::New(v) => ptr(v),
+            };
+            srcs[s] = src;
         }
         let mut bits = Bits::default();
         let mut some = [0u64; 4];
-        let mut leaves = Vec::with_capacity(old.len() + 2);
+        let mut leaves: Vec<Option<Held<A>>> = Vec::with_capacity(old.len() + 2);
+        // An old run split in two by the rewritten slots heads two new
+        // runs: moved into the first, cloned for the second.
+        let mut moved_to = [usize::MAX; SLOTS];
         for s in 0..SLOTS {
-            if vals[s].is_some() {
+            if !ptrs[s].is_null() {
                 some[s >> 6] |= 1u64 << (s & 63);
             }
-            if s == 0 || !same(vals[s], vals[s - 1]) {
+            if s == 0 || ptrs[s] != ptrs[s - 1] {
                 bits.words[s >> 6] |= 1u64 << (s & 63);
-                leaves.push(vals[s].cloned());
+                let v = match srcs[s] {
+                    Src::New(v) => v.cloned(),
+                    Src::Old(k) if moved_to[k] == usize::MAX => {
+                        moved_to[k] = leaves.len();
+                        old[k].take()
+                    }
+                    Src::Old(k) => leaves[moved_to[k]].clone(),
+                };
+                leaves.push(v);
             }
         }
         bits.recount();
@@ -229,7 +275,7 @@ impl<A: RouteAddr> Node<A> {
 
     /// Number of nodes in this subtree (for tests and statistics).
     pub(crate) fn node_count(&self) -> usize {
-        1 + self.children.iter().map(|c| c.node_count()).sum::<usize>()
+        1 + self.children.iter().map(|c| c.node.node_count()).sum::<usize>()
     }
 }
 
@@ -249,14 +295,14 @@ pub(crate) fn lookup<A: RouteAddr>(root: &Node<A>, dst: A::Bits) -> Option<&Arc<
             Some(c) if level + 1 < A::LEVELS => {
                 if A::COMPRESS {
                     // A skipping edge: the levels between hold no route.
-                    if c.level != level + 1 && A::mask_bits(dst, c.level * 8) != c.pos {
+                    if c.level != level + 1 && A::mask_bits(dst, c.level * 8) != c.node.pos {
                         break;
                     }
                     level = c.level;
                 } else {
                     level += 1;
                 }
-                node = c;
+                node = &c.node;
             }
             _ => break,
         }
@@ -281,7 +327,7 @@ pub(crate) fn lookup4(root: &Node<std::net::Ipv4Addr>, dst: u32) -> Option<&Arc<
         }
         match node.child(s) {
             Some(c) if level + 1 < 4 => {
-                node = c;
+                node = &c.node;
                 level += 1;
             }
             _ => break,
@@ -307,12 +353,19 @@ pub(crate) fn lookup6(root: &Node<std::net::Ipv6Addr>, dst: u128) -> Option<&Arc
         }
         match node.child(s) {
             Some(c) if level + 1 < 16 => {
-                let l = c.level as usize;
-                if l != level + 1 && dst & super::family::prefix_mask6(c.level * 8) != c.pos {
-                    break;
+                // The next level is this one plus one unless the edge
+                // skips: a predicted branch, so the next slot does not wait
+                // for the edge's load (written as `>`, not `!=`, so that
+                // LLVM cannot take the loaded level for `level + 1`).
+                if c.level as usize > level + 1 {
+                    if dst & super::family::prefix_mask6(c.level * 8) != c.node.pos {
+                        break;
+                    }
+                    level = c.level as usize;
+                } else {
+                    level += 1;
                 }
-                node = c;
-                level = l;
+                node = &c.node;
             }
             _ => break,
         }
@@ -348,10 +401,10 @@ fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
     if !node.child_bits.test(s) {
         // A new branch: compressed, it starts right where the route lives.
         let at = if A::COMPRESS { target } else { level + 1 };
-        node.children.insert(i, Arc::new(Node::at(at, A::mask_bits(key, at * 8))));
+        node.children.insert(i, Edge::new(Arc::new(Node::at(at, A::mask_bits(key, at * 8)))));
         node.child_bits.set(s);
     } else if A::COMPRESS {
-        let (c_level, c_pos) = (node.children[i].level, node.children[i].pos);
+        let (c_level, c_pos) = (node.children[i].level, node.children[i].node.pos);
         // Where the key leaves the skipping edge, or where the route lives
         // if that is above the child: a node goes in there.
         let split = (level + 1..c_level).find(|&l| l == target || A::slot(key, l) != A::slot(c_pos, l));
@@ -359,10 +412,10 @@ fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
             let mut mid = Node::at(m, A::mask_bits(key, m * 8));
             mid.child_bits.set(A::slot(c_pos, m));
             mid.children.push(node.children[i].clone());
-            node.children[i] = Arc::new(mid);
+            node.children[i] = Edge::new(Arc::new(mid));
         }
     }
-    let child = Arc::make_mut(&mut node.children[i]);
+    let child = Arc::make_mut(&mut node.children[i].node);
     let l = child.level;
     insert_at(child, l, key, len, h);
 }
@@ -402,17 +455,17 @@ fn remove_at<A: RouteAddr>(
             let i = node.child_bits.rank_below(s);
             let c = &node.children[i];
             // Past a skipping edge only if the route can be below it.
-            if c.level > level_of(len) || A::mask_bits(key, c.level * 8) != c.pos {
+            if c.level > level_of(len) || A::mask_bits(key, c.level * 8) != c.node.pos {
                 return node.is_empty();
             }
-            let child = Arc::make_mut(&mut node.children[i]);
+            let child = Arc::make_mut(&mut node.children[i].node);
             let l = child.level;
             if remove_at(child, l, key, len, gone, replacement) {
                 node.children.remove(i);
                 node.child_bits.clear(s);
-            } else if A::COMPRESS && node.children[i].is_passthrough() {
+            } else if A::COMPRESS && node.children[i].node.is_passthrough() {
                 // Left with no route and one child: point past it.
-                let grandchild = node.children[i].children[0].clone();
+                let grandchild = node.children[i].node.children[0].clone();
                 node.children[i] = grandchild;
             }
         }
