@@ -218,9 +218,12 @@ print(json.dumps({"sent": n}), flush=True)
 """
 
 
-def flood(t, ns, host, port, secs, size=64, rate=0, spread=1, gso=False, stdout=None):
-    return t.ns_spawn(ns, ["python3", "-c", FLOOD, host, str(port), str(size), str(secs), str(rate), str(spread),
-                           "1" if gso else "0"], stdout=stdout)
+def flood(t, ns, host, port, secs, size=64, rate=0, spread=1, gso=False, stdout=None, nice=0):
+    """FLOOD in `ns`; `nice`: its nice value (negative: ahead of the
+    machine's other work, so that what it offers depends less on it)."""
+    prio = ["nice", "-n", str(nice)] if nice else []
+    return t.ns_spawn(ns, prio + ["python3", "-c", FLOOD, host, str(port), str(size), str(secs), str(rate),
+                                  str(spread), "1" if gso else "0"], stdout=stdout)
 
 
 def link_stats(t, ns, ifc):
@@ -277,3 +280,136 @@ def timed_call(ctl, request):
     t0 = time.monotonic()
     r = ctl.call(request)
     return time.monotonic() - t0, r
+
+
+class CpuLimit:
+    """A CPU bandwidth limit for some threads of a process: a cgroup of
+    its own with `cpu.max` (cgroup v2; the threads in a threaded child
+    of a domain holding the whole process) or `cpu.cfs_quota_us` (v1's
+    cpu controller, which takes single threads in `tasks`). `quota_us` of
+    CPU time every `period_us` for all the threads together, e.g. 10,000
+    of 100,000: a tenth of one core. A context manager: on exit the
+    threads go back to the root and the cgroups are removed (enter it
+    before the Topo that starts the daemon, so the daemon is gone first).
+    `self.kind` is None when the machine has no cpu controller to use
+    (then `limit` raises TestFailure with `self.why`)."""
+
+    def __init__(self, name, quota_us, period_us=100_000):
+        self.name, self.quota, self.period = name, quota_us, period_us
+        self.kind, self.root, self.why = None, None, ""
+        self.dirs = []  # made here, removed on exit (innermost first)
+        self.tids = []
+        mounts = []
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, path, fstype, opts = line.split()[:4]
+                mounts.append((path, fstype, opts.split(",")))
+        v1 = [p for p, fs, o in mounts if fs == "cgroup" and "cpu" in o]
+        v2 = [p for p, fs, _ in mounts if fs == "cgroup2"]
+        if v1:
+            self.kind, self.root = "v1", v1[0]
+        elif v2 and "cpu" in self._read(v2[0], "cgroup.controllers").split():
+            self.kind, self.root = "v2", v2[0]
+        else:
+            self.why = "no cgroup cpu controller (neither v1's cpu hierarchy nor cpu in cgroup v2's controllers)"
+
+    @staticmethod
+    def _read(d, f):
+        try:
+            with open(os.path.join(d, f)) as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _write(d, f, value):
+        with open(os.path.join(d, f), "w") as fh:
+            fh.write(str(value))
+
+    def _mkdir(self, d):
+        os.mkdir(d)
+        self.dirs.append(d)
+        return d
+
+    def limit(self, pid, tids):
+        """Puts the threads `tids` of process `pid` under the limit."""
+        check(self.kind is not None, self.why)
+        top = self._mkdir(os.path.join(self.root, self.name))
+        if self.kind == "v1":
+            self._write(top, "cpu.cfs_period_us", self.period)
+            self._write(top, "cpu.cfs_quota_us", self.quota)
+            self.group = top
+            for tid in tids:
+                self._write(top, "tasks", tid)
+        else:
+            # The cpu controller is a threaded one: the process in the
+            # domain `top`, the limited threads in its threaded child.
+            if "cpu" not in self._read(self.root, "cgroup.subtree_control").split():
+                self._write(self.root, "cgroup.subtree_control", "+cpu")
+            self._write(top, "cgroup.subtree_control", "+cpu")
+            self.group = self._mkdir(os.path.join(top, "limited"))
+            self._write(self.group, "cgroup.type", "threaded")
+            self._write(top, "cgroup.procs", pid)
+            self._write(self.group, "cpu.max", f"{self.quota} {self.period}")
+            for tid in tids:
+                self._write(self.group, "cgroup.threads", tid)
+        self.tids = list(tids)
+        members = self._read(self.group, "tasks" if self.kind == "v1" else "cgroup.threads").split()
+        check(sorted(members) == sorted(map(str, tids)), f"cgroup {self.group} holds {members}, not {tids}")
+
+    def throttled(self):
+        """(periods throttled, throttled seconds) of the limited group
+        (cpu.stat: v1's nr_throttled/throttled_time ns, v2's
+        nr_throttled/throttled_usec)."""
+        st = dict(line.split() for line in self._read(self.group, "cpu.stat").splitlines() if line.strip())
+        secs = int(st.get("throttled_usec", 0)) / 1e6 if self.kind == "v2" else int(st.get("throttled_time", 0)) / 1e9
+        return int(st.get("nr_throttled", 0)), secs
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for d in reversed(self.dirs):
+            # Whatever is still in it (the test failed before its daemon
+            # stopped) goes back to the root first.
+            procs = "tasks" if self.kind == "v1" else "cgroup.procs"
+            for _ in range(50):
+                left = self._read(d, procs).split()
+                for p in left:
+                    try:
+                        self._write(self.root, procs, p)
+                    except OSError:
+                        pass
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                print(f"cannot remove cgroup {d}", flush=True)
+        return False
+
+
+def thread_ids(pid, prefix):
+    """The ids of the threads of `pid` whose name starts with `prefix`."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().startswith(prefix):
+                    out.append(int(tid))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def thread_cpu(pid, tids):
+    """CPU seconds (user + system) the threads `tids` of `pid` used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for tid in tids:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            # After the comm's closing parenthesis: state is field 3, utime 14, stime 15.
+            rest = f.read().rsplit(")", 1)[1].split()
+        total += int(rest[11]) + int(rest[12])
+    return total / tick

@@ -345,8 +345,9 @@ impl SrcNodes {
         if rule.max_src_nodes.is_some_and(|m| rule.nodes.load(Ordering::Relaxed) >= m) {
             return Err(SrcFail::MaxNodes);
         }
-        if self.count.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.count.fetch_sub(1, Ordering::AcqRel);
+        // Up only below the limit: `pfctl -si`'s src-nodes never reads
+        // past it (pf_src_tree_pl's hard limit).
+        if self.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
             return Err(SrcFail::Limit);
         }
         let (n, s) = rule.max_src_conn_rate.unwrap_or((0, 0));

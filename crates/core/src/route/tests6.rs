@@ -629,3 +629,36 @@ fn hot_dense_lookups_for_perf() {
         println!("v4 {:.1} ns", ns_per_lookup4(&t4, &d, rounds));
     }
 }
+
+/// The publication cost of the v6 trie: 100,000 table-like routes, then
+/// the dense /48s of `bench --inet6`, each added alone (a path copy and a
+/// publish each), then deleted alone (run with --release --ignored
+/// --nocapture; CPU time, no timing assertion: the machine is shared).
+#[test]
+#[ignore = "measurement; run by hand with --release"]
+fn publish_cost_v6_one_route_at_a_time() {
+    let n = 100_000usize;
+    let dense: Vec<(u128, u8)> = (0..n as u128).map(|r| ((0x2400u128 << 112) | (r << 80), 48)).collect();
+    for (name, ps) in [("table-like", v6_table_like_prefixes(n, 0x9e37_79b9_7f4a_7c15)), ("dense /48", dense)] {
+        let (t, rx) = tables();
+        drop(rx);
+        let start = cpu_ns();
+        for (i, (p, l)) in ps.iter().enumerate() {
+            let mut r = Route::via(Ipv6Addr::from(*p), *l, Ipv6Addr::from(0xfd00u128 << 112 | i as u128));
+            r.ifp = ifw(1);
+            t.add(0, r).unwrap();
+        }
+        let add = (cpu_ns() - start) as f64 / 1e9;
+        let snap = t.snapshot6(0).unwrap();
+        assert_eq!((snap.len(), snap.version()), (n, n as u64));
+        let nodes = snap.node_count();
+        drop(snap);
+        let start = cpu_ns();
+        for (p, l) in &ps {
+            t.delete(0, Ipv6Addr::from(*p), *l, None).unwrap();
+        }
+        let del = (cpu_ns() - start) as f64 / 1e9;
+        assert_eq!(t.snapshot6(0).unwrap().node_count(), 1);
+        println!("v6 {name}: {n} adds {add:.2} s, {n} deletes {del:.2} s, a publish each; {nodes} trie nodes");
+    }
+}

@@ -92,10 +92,27 @@ impl Bits {
     }
 }
 
+/// A pointer to a child node with the child's level beside it: a lookup
+/// knows which byte of the destination picks the child's slot as soon as it
+/// has read the pointer, without waiting for the child's own cache line
+/// (IPv6's compressed edges make that level vary).
+#[derive(Clone, Debug)]
+struct Edge<A: RouteAddr> {
+    node: Arc<Node<A>>,
+    /// Always `node.level` (a node's level never changes).
+    level: u8,
+}
+
+impl<A: RouteAddr> Edge<A> {
+    fn new(node: Arc<Node<A>>) -> Self {
+        Edge { level: node.level, node }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Node<A: RouteAddr> {
     child_bits: Bits,
-    children: Vec<Arc<Node<A>>>,
+    children: Vec<Edge<A>>,
     /// Bit s set where slot s starts a new run of equal leaves; bit 0 always.
     run_bits: Bits,
     /// Bit s set where slot s has a route: a lookup reads `leaves` only
@@ -182,7 +199,7 @@ impl<A: RouteAddr> Node<A> {
     }
 
     #[inline]
-    fn child(&self, s: usize) -> Option<&Node<A>> {
+    fn child(&self, s: usize) -> Option<&Edge<A>> {
         if self.child_bits.test(s) {
             Some(&self.children[self.child_bits.rank_below(s)])
         } else {
@@ -258,7 +275,7 @@ impl<A: RouteAddr> Node<A> {
 
     /// Number of nodes in this subtree (for tests and statistics).
     pub(crate) fn node_count(&self) -> usize {
-        1 + self.children.iter().map(|c| c.node_count()).sum::<usize>()
+        1 + self.children.iter().map(|c| c.node.node_count()).sum::<usize>()
     }
 }
 
@@ -278,14 +295,14 @@ pub(crate) fn lookup<A: RouteAddr>(root: &Node<A>, dst: A::Bits) -> Option<&Arc<
             Some(c) if level + 1 < A::LEVELS => {
                 if A::COMPRESS {
                     // A skipping edge: the levels between hold no route.
-                    if c.level != level + 1 && A::mask_bits(dst, c.level * 8) != c.pos {
+                    if c.level != level + 1 && A::mask_bits(dst, c.level * 8) != c.node.pos {
                         break;
                     }
                     level = c.level;
                 } else {
                     level += 1;
                 }
-                node = c;
+                node = &c.node;
             }
             _ => break,
         }
@@ -310,7 +327,7 @@ pub(crate) fn lookup4(root: &Node<std::net::Ipv4Addr>, dst: u32) -> Option<&Arc<
         }
         match node.child(s) {
             Some(c) if level + 1 < 4 => {
-                node = c;
+                node = &c.node;
                 level += 1;
             }
             _ => break,
@@ -336,12 +353,19 @@ pub(crate) fn lookup6(root: &Node<std::net::Ipv6Addr>, dst: u128) -> Option<&Arc
         }
         match node.child(s) {
             Some(c) if level + 1 < 16 => {
-                let l = c.level as usize;
-                if l != level + 1 && dst & super::family::prefix_mask6(c.level * 8) != c.pos {
-                    break;
+                // The next level is this one plus one unless the edge
+                // skips: a predicted branch, so the next slot does not wait
+                // for the edge's load (written as `>`, not `!=`, so that
+                // LLVM cannot take the loaded level for `level + 1`).
+                if c.level as usize > level + 1 {
+                    if dst & super::family::prefix_mask6(c.level * 8) != c.node.pos {
+                        break;
+                    }
+                    level = c.level as usize;
+                } else {
+                    level += 1;
                 }
-                node = c;
-                level = l;
+                node = &c.node;
             }
             _ => break,
         }
@@ -377,10 +401,10 @@ fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
     if !node.child_bits.test(s) {
         // A new branch: compressed, it starts right where the route lives.
         let at = if A::COMPRESS { target } else { level + 1 };
-        node.children.insert(i, Arc::new(Node::at(at, A::mask_bits(key, at * 8))));
+        node.children.insert(i, Edge::new(Arc::new(Node::at(at, A::mask_bits(key, at * 8)))));
         node.child_bits.set(s);
     } else if A::COMPRESS {
-        let (c_level, c_pos) = (node.children[i].level, node.children[i].pos);
+        let (c_level, c_pos) = (node.children[i].level, node.children[i].node.pos);
         // Where the key leaves the skipping edge, or where the route lives
         // if that is above the child: a node goes in there.
         let split = (level + 1..c_level).find(|&l| l == target || A::slot(key, l) != A::slot(c_pos, l));
@@ -388,10 +412,10 @@ fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
             let mut mid = Node::at(m, A::mask_bits(key, m * 8));
             mid.child_bits.set(A::slot(c_pos, m));
             mid.children.push(node.children[i].clone());
-            node.children[i] = Arc::new(mid);
+            node.children[i] = Edge::new(Arc::new(mid));
         }
     }
-    let child = Arc::make_mut(&mut node.children[i]);
+    let child = Arc::make_mut(&mut node.children[i].node);
     let l = child.level;
     insert_at(child, l, key, len, h);
 }
@@ -431,17 +455,17 @@ fn remove_at<A: RouteAddr>(
             let i = node.child_bits.rank_below(s);
             let c = &node.children[i];
             // Past a skipping edge only if the route can be below it.
-            if c.level > level_of(len) || A::mask_bits(key, c.level * 8) != c.pos {
+            if c.level > level_of(len) || A::mask_bits(key, c.level * 8) != c.node.pos {
                 return node.is_empty();
             }
-            let child = Arc::make_mut(&mut node.children[i]);
+            let child = Arc::make_mut(&mut node.children[i].node);
             let l = child.level;
             if remove_at(child, l, key, len, gone, replacement) {
                 node.children.remove(i);
                 node.child_bits.clear(s);
-            } else if A::COMPRESS && node.children[i].is_passthrough() {
+            } else if A::COMPRESS && node.children[i].node.is_passthrough() {
                 // Left with no route and one child: point past it.
-                let grandchild = node.children[i].children[0].clone();
+                let grandchild = node.children[i].node.children[0].clone();
                 node.children[i] = grandchild;
             }
         }

@@ -31,6 +31,12 @@ impl From<SockError> for io::Error {
             SockError::MsgSize => K::InvalidInput,
             SockError::NoBufs => K::OutOfMemory,
         };
+        // A non-blocking socket's "try again" is on the data path (every
+        // read and write that finds the ring empty or full): the bare kind
+        // allocates nothing, where a boxed message would allocate a call.
+        if k == K::WouldBlock {
+            return io::Error::from(k);
+        }
         io::Error::new(k, e)
     }
 }

@@ -151,6 +151,24 @@ fn loom_racing_inserts_of_one_key_keep_one_state() {
     });
 }
 
+/// An insert past `set limit states` is refused without the count ever
+/// passing the limit: a reader of `len` (`pfctl -si`) during it sees the
+/// limit, never one more (the count used to go up and then back down).
+#[test]
+fn loom_the_count_never_passes_the_limit() {
+    model(|| {
+        let t = Arc::new(StateTable::new(1));
+        t.insert(state(1, 1)).unwrap();
+        let w = {
+            let t = t.clone();
+            thread::spawn(move || t.insert(state(2, 2)))
+        };
+        assert_eq!(t.len(), 1, "the count passed the limit");
+        assert_eq!(w.join().unwrap(), Err(InsertError::Limit));
+        assert_eq!(t.len(), 1);
+    });
+}
+
 /// A worker counts packets of one direction without the lock while
 /// another changes the state under it: no count is lost (the guard
 /// writes back only what it changed).

@@ -651,9 +651,12 @@ impl StateTable {
                 release_key(w);
             }
         };
-        let n = self.count.fetch_add(1, Ordering::AcqRel);
-        if n >= self.limit() {
-            self.count.fetch_sub(1, Ordering::AcqRel);
+        // The count goes up only below the limit, so that no reader of
+        // `len` (`pfctl -si`'s current entries) ever sees it past the
+        // limit, not even for a moment (pf's pool_sethardlimit on
+        // pf_state_pl: pool_get fails at the limit).
+        let limit = self.limit();
+        if self.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
             give_back();
             return Err(InsertError::Limit);
         }
