@@ -16,13 +16,27 @@
 //! ```
 //!
 //! The relay to the destination is a new connection from the router's
-//! own address. One thread per direction; each end's EOF is passed on as
-//! a FIN (shutdown), and both connections close when both directions are
-//! done. `--log` prints a line per connection.
+//! own address, or with `--transparent` from the client's (a socket bound
+//! to a foreign address, SO_BINDANY), whose replies pf hands back to the
+//! proxy with `divert-reply`:
+//!
+//! ```text
+//! pass out on sn-r1 proto tcp to port 80 divert-reply
+//! ```
+//!
+//! One thread per direction; each end's EOF is passed on as a FIN
+//! (shutdown), and both connections close when both directions are done.
+//! `--log` prints a line per connection.
+//!
+//! `--udp-echo ADDR:PORT` also answers the datagrams pf diverts to that
+//! address (`pass in … proto udp … divert-to ADDR port PORT`) with their
+//! own payload, in the name of their original destination (read beside
+//! each datagram, IP_RECVDSTADDR; sent from a socket bound to it).
 
 use softnet::embed::Embedded;
-use softnet_core::sock::api::{TcpListener, TcpStream};
+use softnet_core::sock::api::{TcpListener, TcpStream, UdpSocket};
 use softnet_core::stack::Stack;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::path::PathBuf;
@@ -33,26 +47,30 @@ struct Args {
     config: PathBuf,
     listen: SocketAddr,
     log: bool,
+    transparent: bool,
+    udp_echo: Option<SocketAddr>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: proxy -c CONFIG --listen ADDR:PORT [--log]");
+    eprintln!("usage: proxy -c CONFIG --listen ADDR:PORT [--transparent] [--udp-echo ADDR:PORT] [--log]");
     std::process::exit(2)
 }
 
 fn args() -> Args {
     let mut it = std::env::args().skip(1);
-    let (mut config, mut listen, mut log) = (None, None, false);
+    let (mut config, mut listen, mut log, mut transparent, mut udp_echo) = (None, None, false, false, None);
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => config = it.next().map(PathBuf::from),
             "--listen" => listen = Some(it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())),
             "--log" => log = true,
+            "--transparent" => transparent = true,
+            "--udp-echo" => udp_echo = Some(it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
     match (config, listen) {
-        (Some(config), Some(listen)) => Args { config, listen, log },
+        (Some(config), Some(listen)) => Args { config, listen, log, transparent, udp_echo },
         _ => usage(),
     }
 }
@@ -76,10 +94,13 @@ fn pipe(from: &TcpStream, to: &TcpStream) -> std::io::Result<u64> {
 }
 
 /// One diverted connection: its original destination is its local
-/// address; relay it there.
-fn relay(stack: &Arc<Stack>, client: TcpStream, log: bool) -> std::io::Result<()> {
+/// address; relay it there, from the client's address if `transparent`.
+fn relay(stack: &Arc<Stack>, client: TcpStream, log: bool, transparent: bool) -> std::io::Result<()> {
     let (peer, dest) = (client.peer_addr()?, client.local_addr()?);
-    let upstream = TcpStream::connect_timeout(stack, dest, Duration::from_secs(10))?;
+    let upstream = match transparent {
+        true => TcpStream::connect_from(stack, SocketAddr::new(peer.ip(), 0), dest)?,
+        false => TcpStream::connect_timeout(stack, dest, Duration::from_secs(10))?,
+    };
     let (up, down) = std::thread::scope(|s| {
         let t = s.spawn(|| pipe(&client, &upstream));
         let down = pipe(&upstream, &client);
@@ -94,6 +115,30 @@ fn relay(stack: &Arc<Stack>, client: TcpStream, log: bool) -> std::io::Result<()
         );
     }
     up.and(down).map(|_| ())
+}
+
+/// Answers each datagram diverted to `u` with its payload, from its
+/// original destination (one socket bound to each such address, kept).
+fn udp_echo(stack: &Arc<Stack>, u: UdpSocket, log: bool) {
+    let mut from_dest: HashMap<SocketAddr, UdpSocket> = HashMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let Ok((n, peer, dest)) = u.recv_from_to(&mut buf) else { continue };
+        let s = match from_dest.entry(dest) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => match UdpSocket::bind_any(stack, dest) {
+                Ok(s) => e.insert(s),
+                Err(err) => {
+                    eprintln!("proxy: udp {dest}: {err}");
+                    continue;
+                }
+            },
+        };
+        let sent = s.send_to(&buf[..n], peer);
+        if log {
+            eprintln!("proxy: udp {peer} -> {dest}: {n} bytes echoed ({sent:?})");
+        }
+    }
 }
 
 fn main() {
@@ -112,15 +157,26 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(addr) = a.udp_echo {
+        let u = match UdpSocket::bind(router.stack(), addr) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("proxy: udp {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let (stack, log) = (router.stack().clone(), a.log);
+        std::thread::spawn(move || udp_echo(&stack, u, log));
+    }
     eprintln!("proxy: relaying connections diverted to {}", a.listen);
     let stack = router.stack().clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(s) = s else { continue };
-            let (stack, log) = (stack.clone(), a.log);
+            let (stack, log, transparent) = (stack.clone(), a.log, a.transparent);
             std::thread::spawn(move || {
                 let peer = s.peer_addr().ok();
-                if let Err(e) = relay(&stack, s, log) {
+                if let Err(e) = relay(&stack, s, log, transparent) {
                     eprintln!("proxy: {peer:?}: {e}");
                 }
             });

@@ -4,7 +4,9 @@ relaying each diverted connection to its original destination).
 
 A 10.0.1.2 -- r0 10.0.1.1 [softnet + pf + proxy on 127.0.0.1:8080] r1 10.0.2.1 -- B 10.0.2.2
 
-pf.conf: pass; pass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080
+pf.conf: pass; pass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080;
+         pass in on r0 proto udp to port 7 divert-to 127.0.0.1 port 7007 (the
+         proxy's --udp-echo)
 
 1 curl on A fetches http://10.0.2.2/ (5 MB, SHA-256 equal): B's server saw
   the request come from the router (10.0.2.1), not from A; the proxy
@@ -14,8 +16,15 @@ pf.conf: pass; pass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080
   two states: A's diverted one (10.0.2.2:80 <- 10.0.1.2) and the relay's
   (10.0.2.1 -> 10.0.2.2:80), both ESTABLISHED
 3 port 8000 on B is not diverted: B sees A's own address
-4 a `divert-reply` ruleset is refused by `pfctl -f` and changes nothing:
+4 UDP divert-to: A's datagrams to 10.0.2.2:7 reach the proxy's echo socket
+  on 127.0.0.1:7007, which answers from 10.0.2.2:7 (their original
+  destination, a socket bound to it); A sees the answers come from there
+5 a `divert-packet` ruleset is refused by `pfctl -f` and changes nothing:
   a new fetch is still diverted
+6 divert-reply: the proxy restarted with --transparent connects to B from
+  A's address; `pass out on r1 proto tcp to port 80 divert-reply` hands
+  B's replies to it: the fetch's SHA-256 is equal, B's log shows A's
+  address, and `pfctl -ss` the relay's state from A's address
 
 Needs the example built: `cargo build --release --example proxy`
 (PROXY_BIN, default target/release/examples/proxy).
@@ -32,7 +41,27 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import check, log, main, wait_until  # noqa: E402
 from lib_sock import Embedded, example_bin  # noqa: E402
 
-RULES = "pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
+RULES = ("pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
+         "pass in on r0 proto udp to port 7 divert-to 127.0.0.1 port 7007\n")
+UDP_CLIENT = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.0.1.2", 5007))
+s.settimeout(3)
+for i in range(3):
+    msg = b"datagram %d" % i
+    for _ in range(5):
+        s.sendto(msg, ("10.0.2.2", 7))
+        try:
+            data, src = s.recvfrom(100)
+            break
+        except socket.timeout:
+            continue
+    else:
+        raise SystemExit("no answer")
+    assert data == msg, data
+    print("%s:%d %s" % (src[0], src[1], data.decode()))
+"""
 
 
 def sha_file(path):
@@ -67,7 +96,8 @@ def run_test():
         conf = os.path.join(t.tmp, "pf.conf")
         with open(conf, "w") as f:
             f.write(RULES)
-        d = Embedded(t, net.config(extra=f'pf = "{conf}"\n'), net.r, "proxy", ["--listen", "127.0.0.1:8080", "--log"])
+        args = ["--listen", "127.0.0.1:8080", "--udp-echo", "127.0.0.1:7007", "--log"]
+        d = Embedded(t, net.config(extra=f'pf = "{conf}"\n'), net.r, "proxy", args)
         d.start()
         d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
 
@@ -113,18 +143,60 @@ def run_test():
         wait_until("B's :8000 log line", lambda: "f.bin" in open(logs[8000]).read(), timeout=5)
         check(re.search(r"^10\.0\.1\.2 .*GET /f\.bin", open(logs[8000]).read(), re.M), "B saw A directly")
 
-        t.step("4: divert-reply is refused and changes nothing")
+        t.step("4: UDP to 10.0.2.2:7 is diverted and answered in B's name")
+        p = t.ns_run(net.a, ["python3", "-c", UDP_CLIENT], check_rc=False, timeout=40)
+        check(p.returncode == 0, f"udp client: {p.returncode} {p.stdout} {p.stderr}")
+        log("  " + p.stdout.strip().replace("\n", "\n  "))
+        check(p.stdout.count("10.0.2.2:7 datagram") == 3, f"answers from the original destination: {p.stdout}")
+        d.wait_log(r"proxy: udp 10\.0\.1\.2:5007 -> 10\.0\.2\.2:7: 10 bytes echoed", timeout=5)
+        states = d.out("pfctl", "-ss")
+        check(re.search(r"udp 10\.0\.2\.2:7 <- 10\.0\.1\.2:5007", states), f"the diverted UDP state: {states}")
+
+        t.step("5: divert-packet is refused and changes nothing")
         bad = os.path.join(t.tmp, "bad.conf")
         with open(bad, "w") as f:
-            f.write("pass\npass out on r1 proto tcp divert-reply\n")
+            f.write("pass\npass in on r0 proto tcp divert-packet port 700\n")
         p = d.admin("pfctl", "-f", bad, check_rc=False)
-        check(p.returncode != 0 and "divert-reply not supported yet" in p.stderr, f"refused: {p.stderr}")
+        check(p.returncode != 0 and "divert-packet not supported yet" in p.stderr, f"refused: {p.stderr}")
         n_before = open(logs[80]).read().count("GET /f.bin")
         p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
                      check_rc=False, timeout=90)
         check(p.stdout == "200" and sha_file(got) == want, f"still diverted: {p.returncode} {p.stderr}")
         wait_until("B's next log line", lambda: open(logs[80]).read().count("GET /f.bin") > n_before, timeout=5)
         check(open(logs[80]).read().strip().splitlines()[-1].startswith("10.0.2.1 "), "through the proxy")
+
+        t.step("6: divert-reply: a transparent relay from A's address")
+        d.stop()
+        with open(conf, "w") as f:
+            f.write(RULES + "pass out on r1 proto tcp to port 80 divert-reply\n")
+        d = Embedded(t, net.config(extra=f'pf = "{conf}"\n'), net.r, "proxy",
+                     ["--listen", "127.0.0.1:8080", "--transparent", "--log"])
+        d.start()
+        d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
+        n_before = open(logs[80]).read().count("GET /f.bin")
+        p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
+                     check_rc=False, timeout=90)
+        check(p.stdout == "200" and sha_file(got) == want, f"transparent fetch: {p.returncode} {p.stderr}")
+        wait_until("B's next log line", lambda: open(logs[80]).read().count("GET /f.bin") > n_before, timeout=5)
+        last = open(logs[80]).read().strip().splitlines()[-1]
+        log("  B (port 80): " + last)
+        check(last.startswith("10.0.1.2 "), f"B saw A's address: {last}")
+        line = d.wait_log(r"proxy: 10\.0\.1\.2:\d+ -> 10\.0\.2\.2:80 via 10\.0\.1\.2:\d+: \d+ bytes up", timeout=10)[-1]
+        log("  " + line)
+        s = t.ns_spawn(net.a, ["python3", "-c",
+                               "import socket,time\n"
+                               "s=socket.create_connection(('10.0.2.2',80),timeout=10)\n"
+                               "s.sendall(b'GET /f.bin HTTP/1.1\\r\\nHost: b\\r\\n\\r\\n')\n"
+                               "s.recv(1)\n"
+                               "time.sleep(30)\n"])
+
+        def relay_state():
+            nonlocal states
+            states = d.out("pfctl", "-ss")
+            return re.search(r"tcp 10\.0\.1\.2:\d+ -> 10\.0\.2\.2:80\s+ESTABLISHED:ESTABLISHED", states)
+        wait_until("the relay's state from A's address", relay_state, timeout=15)
+        log("  " + states.strip().replace("\n", "\n  "))
+        t.kill(s)
         log("pass")
 
 

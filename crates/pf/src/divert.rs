@@ -7,10 +7,17 @@
 //! A state made by a diverting rule carries `srcflags::DIVERTED`, so
 //! that every inbound packet of it is diverted too (pf_test diverts by
 //! `st->rule.ptr`), also after a ruleset reload; the divert address,
-//! needed only until the handshake is done, is read from the state's rule.
-//! `divert-reply` (a socket bound to a foreign address, SO_BINDANY) and
-//! `divert-packet` (divert(4) sockets) are refused at load: the socket
-//! API has neither.
+//! needed only until the handshake is done (TCP) or for each datagram
+//! (UDP: udp_input's in_pcblookup_listen), is read from the state's rule.
+//! Such a state's mirrored timeout has its top bit set (`state::bind_word`),
+//! so no lock-free path passes its packets: the locked one marks them.
+//!
+//! A rule without state diverts each packet it passes; the packet names
+//! that rule in the high half of its link (`rule_link`, the low half, the
+//! inbound state, being 0), where `divert_to` finds the address.
+//!
+//! `divert-packet` (divert(4) sockets) is refused at load: the socket API
+//! has none.
 
 use crate::eval::{Cx, Pd};
 use crate::model::{Rule, StateMode};
@@ -35,20 +42,36 @@ pub(crate) fn diverts(r: &Rule) -> bool {
 /// Why a rule's divert option cannot be loaded yet, if it cannot.
 pub(crate) fn unsupported(r: &Rule) -> Option<String> {
     let d = r.divert.as_ref()?;
+    let sockets = matches!(r.proto, Some(crate::eval::PROTO_TCP | crate::eval::PROTO_UDP));
     match d {
-        Divert::To { .. } => {
-            if r.proto != Some(crate::eval::PROTO_TCP) {
-                // A UDP state's packets pass lock-free, without the flag.
-                Some("divert-to for protocols other than tcp".into())
-            } else if r.keep_state == StateMode::NoState {
-                Some("divert-to with no state".into())
-            } else {
-                None
-            }
+        // Only TCP and UDP sockets take diverted packets: another
+        // protocol's would reach the router's own ICMP or be refused.
+        Divert::To { .. } | Divert::Reply if !sockets => {
+            Some(format!("{} for protocols other than tcp and udp", d.keyword()))
         }
-        Divert::Reply | Divert::Packet { .. } => Some(d.keyword().into()),
+        // A `pass out … divert-reply` rule's replies come in; without a
+        // state nothing diverts them (pf_test marks them by the state's
+        // rule).
+        Divert::Reply if r.keep_state == StateMode::NoState => Some("divert-reply with no state".into()),
+        Divert::To { .. } | Divert::Reply => None,
+        Divert::Packet { .. } => Some(d.keyword().into()),
     }
 }
+
+/// The high half of an inbound packet's link that names the `divert-to`
+/// rule (flat index `nr`) that passed it without a state, in ruleset
+/// generation `gen`: (gen's low 12 bits, nr + 1), 0 when `nr` does not
+/// fit (the packet then finds no divert address and is refused).
+#[cold]
+pub(crate) fn rule_link(gen: u32, nr: u32) -> u64 {
+    if nr >= RULE_LINK_MAX {
+        return 0;
+    }
+    ((((gen & 0xfff) << 20) | (nr + 1)) as u64) << 32
+}
+
+/// Rules `rule_link` can name (20 bits of the flat index, 0 none).
+const RULE_LINK_MAX: u32 = (1 << 20) - 1;
 
 /// pf_socket_lookup: (uid, gid) of the socket the TCP or UDP packet
 /// belongs to, the stack's end being the destination of a packet coming
@@ -73,13 +96,27 @@ pub(crate) fn socket_owner(cx: &Cx, pd: &Pd) -> (u32, u32) {
 
 /// The divert address of a packet pf in diverted: the `divert-to` of the
 /// rule that made the inbound state it matched (the low half of
-/// `pf_link`). `None` when the state or its rule is gone (a reload
-/// between a SYN and the ACK that completes its handshake).
+/// `pf_link`), or of the rule that passed it without a state (the high
+/// half, `rule_link`). `None` for `divert-reply`, or when the state or
+/// its rule is gone (a reload between a SYN and the ACK that completes its
+/// handshake, or between pf in and the delivery).
 pub(crate) fn divert_to(pf: &crate::filter::PfInner, meta: &PacketMeta) -> Option<SocketAddr> {
-    let slot = (meta.pf_link as u32).checked_sub(1)?;
-    let st = pf.states.get(slot)?;
     let rs = pf.ruleset.load();
-    match rs.state_rule(st.ruleset_gen, st.rule_nr)?.rule.divert {
+    let rule = match (meta.pf_link as u32).checked_sub(1) {
+        Some(slot) => {
+            let st = pf.states.get(slot)?;
+            &rs.state_rule(st.ruleset_gen, st.rule_nr)?.rule
+        }
+        None => {
+            let w = (meta.pf_link >> 32) as u32;
+            let nr = (w & RULE_LINK_MAX).checked_sub(1)?;
+            if w >> 20 != rs.gen & 0xfff {
+                return None;
+            }
+            &rs.rules.get(nr as usize)?.rule
+        }
+    };
+    match rule.divert {
         Some(Divert::To { addr, port }) => Some(SocketAddr::new(addr, port)),
         _ => None,
     }

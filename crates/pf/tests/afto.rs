@@ -433,16 +433,51 @@ fn sticky_address_on_the_from_pool_keeps_a_sources_translated_address() {
     assert_eq!(srcs, [a6("2001:db8:1::1"); 3]);
     let sn = pf46.show_src_nodes(0, Instant::from_secs(1));
     assert!(sn.contains("a00:202:: nat-to 2001:db8:1::1 ( states 3,"), "{sn}");
-    // The `to` pool's nodes would be keyed by the translated source:
-    // not built, refused at load.
-    let r = softnet_pf::StaticResolver::example();
-    let e = softnet_pf::load_ruleset(
-        "pass in inet af-to inet6 from 2001:db8::1 to { 2001:db8:2::/96, 2001:db8:3::/96 } round-robin sticky-address\n",
-        "f",
-        &r,
-    )
-    .unwrap_err();
-    assert_eq!(e[0].to_string(), "f:1: sticky-address on af-to's to pool not supported yet");
+}
+
+#[test]
+fn sticky_address_on_the_to_pool_keys_its_nodes_by_the_translated_source() {
+    let n = net();
+    // NAT64 to one of two servers: round-robin alone alternates; with
+    // sticky-address the node of the translated source (every client of
+    // the one `from` address) keeps the first server.
+    let rules = |opts: &str| {
+        format!(
+            "block all\npass out all\npass in on em0 inet6 from any to 64:ff9b::/96 af-to inet from 10.0.2.1 \
+             to {{ 10.0.2.7, 10.0.2.8 }} round-robin{opts}\n"
+        )
+    };
+    let (s7, s8) = (Ipv4Addr::new(10, 0, 2, 7), Ipv4Addr::new(10, 0, 2, 8));
+    let dsts = |pf: &Pf, flows: &[(&str, u16)]| -> Vec<Ipv4Addr> {
+        flows
+            .iter()
+            .map(|&(src, sport)| {
+                let u = UdpRepr { src_port: sport, dst_port: 53, payload_len: 1 };
+                let q = v6(IpProtocol::UDP, u.buffer_len(), |b, s, d| u.emit_with_payload_v6(b, s, d, b"q"), src, B6);
+                ends4(&through(pf, &n.em0, &n.em1, &q).unwrap()).2
+            })
+            .collect()
+    };
+    let flows = [(A, 5000), ("2001:db9::5", 5000), (A, 5001)];
+    assert_eq!(dsts(&pf(&n, &rules("")), &flows), [s7, s8, s7]);
+    let sticky = pf(&n, &rules(" sticky-address"));
+    assert_eq!(dsts(&sticky, &flows), [s7, s7, s7]);
+    let sn = sticky.show_src_nodes(0, Instant::from_secs(1));
+    assert!(sn.contains("10.0.2.1 rdr-to 10.0.2.7 ( states 3,"), "{sn}");
+    // NAT46: the node of the translated IPv6 source keeps the first
+    // prefix the `to` pool gave.
+    let pf46 = pf(
+        &n,
+        "block all\npass out all\npass in on em1 inet to 10.0.2.99 af-to inet6 from 2001:db8:1::1 \
+         to { 2001:db8:2::/96, 2001:db8:3::/96 } round-robin sticky-address\n",
+    );
+    let v4dst = Ipv4Addr::new(10, 0, 2, 99);
+    let dsts6: Vec<Ipv6Addr> = (0..3)
+        .map(|i| ends6(&through(&pf46, &n.em1, &n.em0, &udp_bytes(B, v4dst, 6000 + i, 53, b"q")).unwrap()).2)
+        .collect();
+    assert_eq!(dsts6, [a6("2001:db8:2::a00:263"); 3]);
+    let sn = pf46.show_src_nodes(0, Instant::from_secs(1));
+    assert!(sn.contains("2001:db8:1::1 rdr-to 2001:db8:2:: ( states 3,"), "{sn}");
 }
 
 #[test]

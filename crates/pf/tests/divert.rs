@@ -13,7 +13,7 @@
 
 use softnet_core::iface::IfAddr;
 use softnet_core::rng::FixedEntropy;
-use softnet_core::sock::api::{TcpListener, TcpStream};
+use softnet_core::sock::api::{TcpListener, TcpStream, UdpSocket};
 use softnet_core::sock::Owner;
 use softnet_core::stack::{RouteTarget, RouteTarget6, Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
@@ -243,18 +243,28 @@ fn group_matches_the_owner_of_a_socket_going_out_and_forwarded_traffic_has_none(
 fn divert_options_not_built_stay_refused_at_load() {
     let resolver = StaticResolver::new().with_interface("r0", &["10.0.0.2/24"]);
     for (rule, msg) in [
-        ("pass in proto udp divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp not supported yet"),
-        ("pass in divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp not supported yet"),
-        ("pass in proto tcp divert-to 127.0.0.1 port 53 no state\n", "divert-to with no state not supported yet"),
-        ("pass out proto tcp divert-reply\n", "divert-reply not supported yet"),
+        (
+            "pass in proto icmp divert-to 127.0.0.1 port 53\n",
+            "divert-to for protocols other than tcp and udp not supported yet",
+        ),
+        ("pass in divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp and udp not supported yet"),
+        ("pass out divert-reply\n", "divert-reply for protocols other than tcp and udp not supported yet"),
+        ("pass out proto tcp divert-reply no state\n", "divert-reply with no state not supported yet"),
         ("pass in proto tcp divert-packet port 700\n", "divert-packet not supported yet"),
     ] {
         let rs = parse_ruleset(rule, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
         let errs = softnet_pf::check_supported(&rs).unwrap_err();
         assert_eq!(errs[0].message, msg, "{rule}");
     }
-    let ok = parse_ruleset("pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080\n", "pf.conf", &resolver);
-    assert!(softnet_pf::check_supported(&ok.unwrap()).is_ok());
+    for rule in [
+        "pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080\n",
+        "pass in proto { tcp udp } to port 53 divert-to 127.0.0.1 port 5353\n",
+        "pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080 no state\n",
+        "pass out proto { tcp udp } divert-reply\n",
+    ] {
+        let ok = parse_ruleset(rule, "pf.conf", &resolver).unwrap();
+        assert!(softnet_pf::check_supported(&ok).is_ok(), "{rule}");
+    }
 }
 
 /// Rounds until `s` has read `want` bytes.
@@ -386,4 +396,149 @@ fn divert_to_over_ipv6() {
     assert_eq!(read_n(&mut lab, &mut c, 4), b"back");
     let states = lab.pf.show_states(0, lab.clock.now());
     assert!(states.contains("fd09::9[80] <- fd00::1["), "{states}");
+}
+
+fn nonblocking(mut u: UdpSocket) -> UdpSocket {
+    u.set_nonblocking(true).unwrap();
+    u
+}
+
+/// A non-blocking UDP socket of `stack` bound to `addr`.
+fn udp(stack: &Arc<Stack>, addr: &str) -> UdpSocket {
+    nonblocking(UdpSocket::bind(stack, sa(addr)).unwrap())
+}
+
+/// Rounds until `u` has a datagram: (length, source, destination).
+fn recv_udp(lab: &mut Lab, u: &UdpSocket, buf: &mut [u8]) -> (usize, SocketAddr, SocketAddr) {
+    let mut got = None;
+    assert!(lab.until(|_| {
+        got = u.recv_from_to(buf).ok();
+        got.is_some()
+    }));
+    got.unwrap()
+}
+
+#[test]
+fn udp_divert_to_hands_datagrams_to_the_socket_on_the_divert_address() {
+    let mut lab = Lab::new("pass\npass in on r0 proto udp to 10.9.9.9 port 53 divert-to 127.0.0.1 port 5353\n");
+    let srv = udp(&lab.r, "127.0.0.1:5353");
+    let cli = udp(&lab.a, "10.0.0.1:5000");
+    let mut buf = [0u8; 64];
+    // The first datagram makes the state, the others pass on it (the
+    // locked path: a diverted state stays off the lock-free one).
+    for q in [&b"query one"[..], b"query two", b"query three"] {
+        cli.send_to(q, sa("10.9.9.9:53")).unwrap();
+        let (n, from, to) = recv_udp(&mut lab, &srv, &mut buf);
+        assert_eq!((&buf[..n], from, to), (q, sa("10.0.0.1:5000"), sa("10.9.9.9:53")));
+    }
+    let states = lab.pf.show_states(0, lab.clock.now());
+    assert!(states.contains("udp 10.9.9.9:53 <- 10.0.0.1:5000"), "{states}");
+    // The answer in the original destination's name: a socket bound to
+    // it (SO_BINDANY) and connected to the client; it passes on the state
+    // and takes the client's next datagrams (in_pcbhashlookup first).
+    let ans = nonblocking(UdpSocket::bind_any(&lab.r, sa("10.9.9.9:53")).unwrap());
+    ans.connect(sa("10.0.0.1:5000")).unwrap();
+    ans.send(b"answer").unwrap();
+    let (n, from, _) = recv_udp(&mut lab, &cli, &mut buf);
+    assert_eq!((&buf[..n], from), (&b"answer"[..], sa("10.9.9.9:53")));
+    cli.send_to(b"again", sa("10.9.9.9:53")).unwrap();
+    let (n, from, _) = recv_udp(&mut lab, &ans, &mut buf);
+    assert_eq!((&buf[..n], from), (&b"again"[..], sa("10.0.0.1:5000")));
+    assert!(srv.recv_from(&mut buf).is_err());
+    // Not to the divert address's wildcard: a datagram to another port of
+    // that address is not diverted, and R has no route for it.
+    drop(srv);
+    let wild = udp(&lab.r, "0.0.0.0:5353");
+    let other = udp(&lab.a, "10.0.0.1:5001");
+    other.send_to(b"lost", sa("10.9.9.9:53")).unwrap();
+    for _ in 0..200 {
+        lab.step();
+    }
+    assert!(wild.recv_from(&mut buf).is_err(), "a wildcard socket takes no diverted datagram");
+}
+
+#[test]
+fn divert_to_without_state_diverts_every_packet_by_its_rule() {
+    let rules = "pass in on r0 proto tcp to 10.9.9.9 port 80 divert-to 127.0.0.1 port 8080 no state\n\
+                 pass in on r0 proto udp to 10.9.9.9 port 53 divert-to 127.0.0.1 port 5353 no state\n\
+                 pass out on r0 proto { tcp udp } from 10.9.9.9 no state\n";
+    let mut lab = Lab::new(rules);
+    let mut l = TcpListener::bind(&lab.r, sa("127.0.0.1:8080")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (mut c, mut s) = connect_and_accept(&mut lab, &l, sa("10.9.9.9:80"));
+    assert_eq!(s.local_addr().unwrap(), sa("10.9.9.9:80"));
+    s.set_nonblocking(true).unwrap();
+    c.write_all(b"stateless").unwrap();
+    assert_eq!(read_n(&mut lab, &mut s, 9), b"stateless");
+    s.write_all(b"back").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 4), b"back");
+    let srv = udp(&lab.r, "127.0.0.1:5353");
+    let cli = udp(&lab.a, "10.0.0.1:5000");
+    let mut buf = [0u8; 16];
+    cli.send_to(b"dgram", sa("10.9.9.9:53")).unwrap();
+    let (n, from, to) = recv_udp(&mut lab, &srv, &mut buf);
+    assert_eq!((&buf[..n], from, to), (&b"dgram"[..], sa("10.0.0.1:5000"), sa("10.9.9.9:53")));
+    let states = lab.pf.show_states(0, lab.clock.now());
+    assert!(!states.contains(" tcp ") && !states.contains(" udp "), "no state made: {states}");
+}
+
+/// Divert-reply's lab: R opens a connection and sends datagrams to A in
+/// the name of 10.9.9.9, an address A routes through R and R does not
+/// have.
+const REPLY_RULES: &str = "pass\npass out on r0 proto { tcp udp } to 10.0.0.1 port { 80 53 } divert-reply\n";
+
+#[test]
+fn divert_reply_gives_a_socket_bound_to_a_foreign_address_its_replies() {
+    let mut lab = Lab::new(REPLY_RULES);
+    let mut l = TcpListener::bind(&lab.a, sa("10.0.0.1:80")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let mut c = TcpStream::start_connect_from(&lab.r, sa("10.9.9.9:0"), sa("10.0.0.1:80")).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut got = None;
+    assert!(lab.until(|_| {
+        if got.is_none() {
+            got = l.accept().ok();
+        }
+        got.is_some() && c.state() == State::Established
+    }));
+    let (mut s, peer) = got.unwrap();
+    // A sees the foreign address as its peer.
+    assert_eq!(peer, c.local_addr().unwrap());
+    assert_eq!(peer.ip(), "10.9.9.9".parse::<std::net::IpAddr>().unwrap());
+    s.set_nonblocking(true).unwrap();
+    c.write_all(b"in your name").unwrap();
+    assert_eq!(read_n(&mut lab, &mut s, 12), b"in your name");
+    s.write_all(b"reply").unwrap();
+    assert_eq!(read_n(&mut lab, &mut c, 5), b"reply");
+    let states = lab.pf.show_states(0, lab.clock.now());
+    assert!(states.contains(&format!("10.9.9.9:{} -> 10.0.0.1:80", peer.port())), "{states}");
+    // UDP: a socket bound to the foreign address and connected.
+    let srv = udp(&lab.a, "10.0.0.1:53");
+    let u = nonblocking(UdpSocket::bind_any(&lab.r, sa("10.9.9.9:7000")).unwrap());
+    u.connect(sa("10.0.0.1:53")).unwrap();
+    u.send(b"ask").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from, _) = recv_udp(&mut lab, &srv, &mut buf);
+    assert_eq!((&buf[..n], from), (&b"ask"[..], sa("10.9.9.9:7000")));
+    srv.send_to(b"told", from).unwrap();
+    let (n, from, to) = recv_udp(&mut lab, &u, &mut buf);
+    assert_eq!((&buf[..n], from, to), (&b"told"[..], sa("10.0.0.1:53"), sa("10.9.9.9:7000")));
+}
+
+#[test]
+fn without_divert_reply_the_replies_to_a_foreign_address_are_not_taken() {
+    let mut lab = Lab::new("pass\n");
+    let mut l = TcpListener::bind(&lab.a, sa("10.0.0.1:80")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let c = TcpStream::start_connect_from(&lab.r, sa("10.9.9.9:0"), sa("10.0.0.1:80")).unwrap();
+    for _ in 0..500 {
+        lab.step();
+    }
+    // A answered the SYN, but R forwards (here: cannot route) the SYN,ACK
+    // to 10.9.9.9 instead of taking it.
+    assert_eq!(c.state(), State::SynSent);
+    assert!(l.accept().is_err());
+    // A foreign bind is refused without SO_BINDANY, and the families must agree.
+    assert!(UdpSocket::bind(&lab.r, sa("10.9.9.9:7000")).is_err());
+    assert!(TcpStream::start_connect_from(&lab.r, sa("[fd09::9]:0"), sa("10.0.0.1:80")).is_err());
 }

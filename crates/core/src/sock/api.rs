@@ -6,7 +6,7 @@
 //! which the worker signals after input, output and timers.
 
 use super::tcp::{mss_for, TcpConn, TcpListen};
-use super::udp::{put_record, take_record, UdpPcb, REC_HDR};
+use super::udp::{put_record, take_record_to, UdpPcb, REC_HDR};
 use super::{tcp_now, Owner, SockEnv, SockError};
 use crate::route::RouteFlags;
 use crate::stack::Stack;
@@ -31,6 +31,12 @@ impl From<SockError> for io::Error {
             SockError::MsgSize => K::InvalidInput,
             SockError::NoBufs => K::OutOfMemory,
         };
+        // A non-blocking socket's "try again" is on the data path (every
+        // read and write that finds the ring empty or full): the bare kind
+        // allocates nothing, where a boxed message would allocate a call.
+        if k == K::WouldBlock {
+            return io::Error::from(k);
+        }
         io::Error::new(k, e)
     }
 }
@@ -115,8 +121,16 @@ impl TcpStream {
         Self::connect_opt(stack, addr, Some(timeout))
     }
 
+    /// `connect` from `local` (SO_BINDANY, `start_connect_from`).
+    pub fn connect_from(stack: &Arc<Stack>, local: SocketAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+        Self::wait_connected(Self::start_connect_from(stack, local, addr)?, None)
+    }
+
     fn connect_opt(stack: &Arc<Stack>, addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
-        let s = Self::start_connect(stack, addr)?;
+        Self::wait_connected(Self::start_connect(stack, addr)?, timeout)
+    }
+
+    fn wait_connected(s: TcpStream, timeout: Option<Duration>) -> io::Result<TcpStream> {
         let dl = deadline(timeout);
         let mut i = s.conn.inner.lock();
         loop {
@@ -147,10 +161,27 @@ impl TcpStream {
     /// The SYN queued, not waited for: the stream is in SYN_SENT (a
     /// non-blocking connect; `state` tells when it is established).
     pub fn start_connect(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<TcpStream> {
+        let (src, _) = source_for(stack, addr.ip()).ok_or(SockError::NoRoute)?;
+        Self::start_connect_from(stack, SocketAddr::new(src, 0), addr)
+    }
+
+    /// `start_connect` from `local`, bound with SO_BINDANY: any address,
+    /// the stack's or not (port 0: an ephemeral one). A foreign address's
+    /// segments go out from it, and its peer's reach the connection when
+    /// pf diverts them: `pass out … divert-reply` makes the state that
+    /// does (a transparent proxy's connection to the server in the
+    /// client's name).
+    pub fn start_connect_from(stack: &Arc<Stack>, local: SocketAddr, addr: SocketAddr) -> io::Result<TcpStream> {
         let socks = &stack.socks;
-        let (src, mtu) = source_for(stack, addr.ip()).ok_or(SockError::NoRoute)?;
-        let port = socks.connect_port(src, addr).ok_or(SockError::NoPorts)?;
-        let local = SocketAddr::new(src, port);
+        if local.is_ipv4() != addr.is_ipv4() || local.ip().is_unspecified() {
+            return Err(SockError::AddrNotAvailable.into());
+        }
+        let (_, mtu) = source_for(stack, addr.ip()).ok_or(SockError::NoRoute)?;
+        let port = match local.port() {
+            0 => socks.connect_port(local.ip(), addr).ok_or(SockError::NoPorts)?,
+            p => p,
+        };
+        let local = SocketAddr::new(local.ip(), port);
         let base = socks.tcp_config.read().clone();
         let mss = mss_for(mtu, addr.is_ipv6());
         let cfg = if mss < base.mss { Arc::new(Config { mss, ..(*base).clone() }) } else { base };
@@ -458,10 +489,19 @@ impl UdpSocket {
     /// Binds to `addr` (an address of the stack or unspecified; port 0 for
     /// an ephemeral one).
     pub fn bind(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<UdpSocket> {
-        let socks = &stack.socks;
         if !bindable(stack, addr.ip()) {
             return Err(SockError::AddrNotAvailable.into());
         }
+        Self::bind_any(stack, addr)
+    }
+
+    /// `bind` with SO_BINDANY: `addr` may be any address, the stack's or
+    /// not. Datagrams go out from it; those to it reach the socket when pf
+    /// diverts them (`divert-to`, or `divert-reply` on a state its own
+    /// datagrams made), since the stack does not take a foreign address
+    /// otherwise.
+    pub fn bind_any(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<UdpSocket> {
+        let socks = &stack.socks;
         let mut addr = addr;
         if addr.port() == 0 {
             addr.set_port(socks.ephemeral_port(addr.ip(), None, true).ok_or(SockError::NoPorts)?);
@@ -559,13 +599,19 @@ impl UdpSocket {
     }
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_from_to(buf).map(|(n, from, _)| (n, from))
+    }
+
+    /// `recv_from` with the datagram's destination (IP_RECVDSTADDR): for a
+    /// datagram pf diverted to the socket, the address it was sent to.
+    pub fn recv_from_to(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, SocketAddr)> {
         let dl = deadline(self.read_timeout);
         let mut i = self.pcb.inner.lock();
         loop {
             if let Some(e) = i.error.take() {
                 return Err(e.into());
             }
-            if let Some(r) = take_record(&mut i.rx, buf) {
+            if let Some(r) = take_record_to(&mut i.rx, buf) {
                 return Ok(r);
             }
             if self.nonblocking {

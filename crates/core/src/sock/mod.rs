@@ -53,9 +53,9 @@ pub mod syncache;
 pub mod tcp;
 pub mod udp;
 pub mod wake;
+mod workq;
 
 use crate::time::Instant;
-use crossbeam::queue::SegQueue;
 use crossbeam::utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use softnet_tcp::{Env, IsnGen, Seq};
@@ -165,7 +165,7 @@ pub struct Sockets {
     pub(crate) udp: RwLock<HashMap<SocketAddr, Arc<UdpPcb>>>,
     /// Sockets the application acted on: output may be due.
     /// One queue per worker (see Ownership above).
-    pub(crate) pending: Box<[SegQueue<Pending>]>,
+    pub(crate) pending: Box<[workq::WorkQueue<Pending>]>,
     /// One timer heap per worker.
     timers: Box<[Mutex<BinaryHeap<Due>>]>,
     pub(crate) isn: IsnGen,
@@ -207,7 +207,7 @@ impl Sockets {
             conns: (0..workers).map(|_| CachePadded::new(RwLock::new(HashMap::new()))).collect(),
             listeners: RwLock::new(HashMap::new()),
             udp: RwLock::new(HashMap::new()),
-            pending: (0..workers).map(|_| SegQueue::new()).collect(),
+            pending: (0..workers).map(|_| workq::WorkQueue::new()).collect(),
             timers: (0..workers).map(|_| Mutex::new(BinaryHeap::new())).collect(),
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),

@@ -75,6 +75,9 @@ pub(crate) struct ConnInner {
     /// On its worker's list of connections to wake at the end of the
     /// round (`tcp_after_deferred`).
     pub wake_queued: bool,
+    /// On its worker's list of connections whose output waits for the
+    /// end of the input batch (`sockio::tcp_emit_deferred`).
+    pub emit_queued: bool,
 }
 
 impl TcpConn {
@@ -101,6 +104,7 @@ impl TcpConn {
                 connected: false,
                 tasks: Default::default(),
                 wake_queued: false,
+                emit_queued: false,
             }),
             cond: Condvar::new(),
             queued: AtomicBool::new(false),

@@ -136,6 +136,11 @@ struct WorkerState {
     /// Connections whose waiters are woken at the end of the round
     /// (`sockio`), reused.
     sock_wake: Vec<Arc<crate::sock::TcpConn>>,
+    /// Connections whose output waits for the end of the round's input
+    /// (`sockio::tcp_emit_deferred`), reused.
+    sock_emit: Vec<Arc<crate::sock::TcpConn>>,
+    /// The connection the last TCP segment went to (`sockio::tcp_pcb`).
+    tcp_last: Option<(crate::sock::ConnKey, std::sync::Weak<crate::sock::TcpConn>)>,
 }
 
 /// `WorkerState::pf_out_link` when pf out passed nothing since the reset.
@@ -184,6 +189,8 @@ impl Worker {
             sock_synacks: Vec::with_capacity(64),
             pf_out_link: NO_PF_LINK,
             sock_wake: Vec::with_capacity(256),
+            sock_emit: Vec::with_capacity(64),
+            tcp_last: None,
         };
         Worker { stack, clock, st, rng_installed: false }
     }
@@ -280,6 +287,7 @@ impl WorkerState {
             self.ip_input_batch(cx, ifp);
             self.ip6_input_batch(cx, ifp);
         }
+        self.tcp_emit_deferred(cx);
         total += self.sock_poll(cx);
         total += self.host_poll(cx);
         self.arp_housekeeping(cx);

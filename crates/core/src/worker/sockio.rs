@@ -53,7 +53,7 @@ impl WorkerState {
         // A SYN to a TIME_WAIT connection (Verdict::Reopen) goes round
         // again to the listener.
         for _ in 0..2 {
-            let conn = match socks.tcp_lookup_from(self.id, local, remote) {
+            let conn = match self.tcp_pcb(socks, local, remote) {
                 Some(c) => c,
                 None => {
                     let f = repr.flags;
@@ -113,7 +113,14 @@ impl WorkerState {
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
             count_verdict(&cx.stats.transport, v, payload.len());
-            self.tcp_emit(cx, &conn, &mut inner, now);
+            if v == Verdict::Accepted && payload.is_empty() && deferrable(&repr, &inner.tcb) {
+                if !inner.emit_queued {
+                    inner.emit_queued = true;
+                    self.sock_emit.push(conn.clone());
+                }
+            } else {
+                self.tcp_emit(cx, &conn, &mut inner, now);
+            }
             self.tcp_after(socks, &conn, &mut inner);
             if v != Verdict::Reopen {
                 break;
@@ -121,6 +128,47 @@ impl WorkerState {
         }
         self.free(p);
         None
+    }
+
+    /// in_pcblookup behind a one-entry cache (the BSDs' last-PCB hint,
+    /// tcp_input's `tcp_last_inpcb`): a bulk transfer's segments all go
+    /// to one connection, and the table's keyed hash of two socket
+    /// addresses cost more than the rest of the lookup. The cached
+    /// connection is the table's while it is `in_table` (a removed one
+    /// never goes back; a new one with the same 4-tuple is another PCB).
+    fn tcp_pcb(&mut self, socks: &crate::sock::Sockets, local: SocketAddr, remote: SocketAddr) -> Option<Arc<TcpConn>> {
+        if let Some((key, last)) = &self.tcp_last {
+            if *key == (local, remote) {
+                if let Some(c) = last.upgrade().filter(|c| c.inner.lock().in_table) {
+                    return Some(c);
+                }
+            }
+        }
+        let c = socks.tcp_lookup_from(self.id, local, remote)?;
+        self.tcp_last = Some(((local, remote), Arc::downgrade(&c)));
+        Some(c)
+    }
+
+    /// The output of the connections whose ACKs (without data) arrived in
+    /// this round's input batches: one pass per connection, so a sender
+    /// answers a batch of ACKs with the new data they all let out, instead
+    /// of running the output path after each. Data segments are answered
+    /// at once (the ACK every second segment, RFC 5681 §4.2): an ACK per
+    /// batch of data (as LRO receivers send) made the bulk bimodal on a
+    /// TAP with 64 KiB windows (BENCHMARKS §4 session 9).
+    pub(super) fn tcp_emit_deferred(&mut self, cx: &Ctx) {
+        if self.sock_emit.is_empty() {
+            return;
+        }
+        let now = tcp_now(cx.now);
+        let mut conns = std::mem::take(&mut self.sock_emit);
+        for c in conns.drain(..) {
+            let mut inner = c.inner.lock();
+            inner.emit_queued = false;
+            self.tcp_emit(cx, &c, &mut inner, now);
+            self.tcp_after(&cx.stack.socks, &c, &mut inner);
+        }
+        self.sock_emit = conns;
     }
 
     /// `Sockets::tcp_after`, the wake-up deferred to the end of the round
@@ -272,9 +320,13 @@ impl WorkerState {
         let udp = softnet_wire::udp::UdpPacket::new_unchecked(&p.data()[off..off + ulen]);
         let local = SocketAddr::new(dst, udp.dst_port());
         let remote = SocketAddr::new(src, udp.src_port());
-        let Some(pcb) = socks.udp_lookup(local, remote) else { return Some(p) };
+        let pcb = match p.meta.flags & mflags::PF_DIVERTED {
+            0 => socks.udp_lookup(local, remote),
+            _ => self.divert_udp(cx, &p, local, remote),
+        };
+        let Some(pcb) = pcb else { return Some(p) };
         // A full receive ring drops the datagram (counted in udp_fullsock).
-        socks.udp_deliver(&pcb, remote, udp.payload());
+        socks.udp_deliver(&pcb, remote, local, udp.payload());
         self.free(p);
         None
     }
@@ -523,6 +575,16 @@ fn count_verdict(ts: &crate::stats::TransportStats, v: Verdict, len: usize) {
         D::DataAfterClose => ts.tcp_rcvafterclose.inc(),
         D::Closed | D::NotSyn | D::BadAck | D::AckTooOld | D::NoAck => {}
     }
+}
+
+/// A segment whose answer can wait for the end of the input batch
+/// (`WorkerState::tcp_emit_deferred`): a pure ACK on an established
+/// connection that has no hole to report.
+fn deferrable(seg: &TcpRepr, tcb: &softnet_tcp::Tcb) -> bool {
+    seg.flags.contains(TcpFlags::ACK)
+        && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
+        && tcb.state() == softnet_tcp::State::Established
+        && !tcb.reassembling()
 }
 
 /// A link-local IPv6 peer: its packets leave by the interface it is on.

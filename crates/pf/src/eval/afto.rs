@@ -43,13 +43,16 @@
 //!   (`error_to4`), an ICMP error about the server's translated packet to
 //!   the IPv6 server (`error_to6`, from the client's translated address).
 //!
+//! * `sticky-address` works on the `from` pool as pf_map_addr's
+//!   (`sticky_key4` / `sticky_key6`), and on the `to` pool, whose nodes pf
+//!   keys by the translated source (pf_map_addr after pf_get_sport): the
+//!   destination is then chosen for each source pf_get_sport tries
+//!   (`StickyTo`), so its in-use check sees the final tuple.
+//!
 //! Not built: other ICMP and
 //! ICMPv6 messages (dropped as `translate`,
 //! as RFC 7915 drops most), fragments (not translated: pf makes no state
-//! for them), `sticky-address` on the `to` pool (refused: pf keys its
-//! node by the translated source, which is chosen here after the
-//! destination). On the `from` pool it works as pf_map_addr's
-//! (`sticky_key4` / `sticky_key6`).
+//! for them).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -62,7 +65,7 @@ use super::nat::Endpoints;
 use super::nat6::Endpoints6;
 use super::*;
 use crate::lb::SportResult;
-use crate::srcnode::SN_NAT;
+use crate::srcnode::{SN_NAT, SN_RDR};
 use crate::xlhold::{Holds, PoolHold};
 
 /// The ICMP protocol number and echo types on each side.
@@ -98,13 +101,20 @@ pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Ho
     let if_addrs = |name: &str| cx.pf.if_addrs(name, cx.ifp);
     let mut holds: Holds = [None, None];
     // The destination: the `to` pool, else the IPv4 address the IPv6
-    // destination embeds.
-    let (dst, dport) = match r.rdr.as_ref() {
+    // destination embeds. A `to` pool with `sticky-address` keeps a node
+    // per translated source (pf_get_transaddr_af's pf_map_addr after
+    // pf_get_sport): `StickyTo` picks for each source tried.
+    let sticky_to = r.rdr.as_ref().filter(|p| p.sticky && r.src_track.is_some());
+    let (dst0, dport) = match r.rdr.as_ref() {
         Some(pool) => {
-            let a = pool.map(&if_addrs, pd.src.0[0], None).ok_or(Reason::Translate)?;
-            holds[1] = hold(cx, r, pool, a);
             let port = if pool.proxy_port[0] != 0 && pd.proto != PROTO_ICMPV6 { pool.proxy_port[0] } else { pd.dport };
-            (Ipv4Addr::from(a), port)
+            if sticky_to.is_some() {
+                (None, port)
+            } else {
+                let a = pool.map(&if_addrs, pd.src.0[0], None).ok_or(Reason::Translate)?;
+                holds[1] = hold(cx, r, pool, a);
+                (Some(a), port)
+            }
         }
         None => {
             let plen = match &r.rule.dst.addr {
@@ -112,15 +122,21 @@ pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Ho
                 _ => 96,
             };
             let a = softnet_wire::ipv6::nat64_extract(pd.dst.v6(), plen).ok_or(Reason::Translate)?;
-            (a, pd.dport)
+            (Some(u32::from(a)), pd.dport)
         }
     };
+    let to = StickyTo::new(
+        dst0,
+        |src: u32| super::nat::sticky_addr(cx, r, sticky_to?, SN_RDR, Ipv4Addr::from(src)),
+        || sticky_to?.map(&if_addrs, pd.src.0[0], None),
+    );
     let dport = if pd.proto == PROTO_ICMPV6 { ICMP_ECHO as u16 } else { dport };
     // The source: pf_get_sport over the `from` pool, its tuple free as the
     // IPv4 side's replies would carry it.
     let Some(pool) = r.nat.as_ref() else { return Err(Reason::Translate) };
     let states = &cx.pf.states;
     let mut in_use = |a: u32, p: u16| {
+        let Some(dst) = to.dst(a).map(Ipv4Addr::from) else { return true };
         let k = Endpoints { src: Ipv4Addr::from(a), sport: p, dst, dport }.key(proto, Direction::Out);
         states.key_in_use(k.words())
     };
@@ -129,8 +145,17 @@ pub(super) fn transaddr_af(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints, Ho
     let sticky = super::nat::sticky_addr(cx, r, pool, SN_NAT, node);
     match pool.get_sport(&if_addrs, proto, echo, pd.src.0[0], pd.sport, sticky, &mut in_use) {
         SportResult::Found { addr, port } => {
-            holds[0] = match super::nat::hold(cx, r, pool, SN_NAT, node, addr, sticky) {
-                Ok(h) => h,
+            let dst = to.dst(addr).ok_or(Reason::Translate).map(Ipv4Addr::from);
+            let held = dst.and_then(|d| {
+                holds[0] = super::nat::hold(cx, r, pool, SN_NAT, node, addr, sticky)?;
+                if let Some(rdr) = sticky_to {
+                    let had = super::nat::sticky_addr(cx, r, rdr, SN_RDR, Ipv4Addr::from(addr));
+                    holds[1] = super::nat::hold(cx, r, rdr, SN_RDR, Ipv4Addr::from(addr), u32::from(d), had)?;
+                }
+                Ok(d)
+            });
+            let dst = match held {
+                Ok(d) => d,
                 Err(e) => {
                     super::nat::release(cx, &holds);
                     return Err(e);
@@ -169,28 +194,43 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
     };
     let mut holds: Holds = [None, None];
     // The destination's prefix: the `to` pool's, else the `from` pool's
-    // (its first address: pf_map_addr's before the port search).
-    let (pfx, plen, dport) = match r.rdr.as_ref() {
+    // (its first address: pf_map_addr's before the port search). A `to`
+    // pool with `sticky-address` keeps a node per translated source, as
+    // `transaddr_af`'s.
+    let sticky_to = r.rdr.as_ref().filter(|p| p.sticky && r.src_track.is_some());
+    let (pool_to, dport) = match r.rdr.as_ref() {
         Some(pool) => {
-            let a = pool.map6(&if_addrs, pd.src.0[0] as u128, None).ok_or(Reason::Translate)?;
-            holds[1] = hold6(cx, r, pool, a);
             let port = if pool.proxy_port[0] != 0 && !echo { pool.proxy_port[0] } else { pd.dport };
-            let (p, l) = prefix_of(pool, a);
-            (p, l, port)
+            if sticky_to.is_some() {
+                (None, port)
+            } else {
+                let a = pool.map6(&if_addrs, pd.src.0[0] as u128, None).ok_or(Reason::Translate)?;
+                holds[1] = hold6(cx, r, pool, a);
+                (Some(a), port)
+            }
         }
         None => {
             let a = match npool.source {
                 crate::lb::PoolSource::Single6 { addr, .. } => addr,
                 _ => npool.map6(&if_addrs, pd.src.0[0] as u128, None).ok_or(Reason::Translate)?,
             };
-            let (p, l) = prefix_of(npool, a);
-            (p, l, pd.dport)
+            (Some(a), pd.dport)
         }
     };
-    let dst = softnet_wire::ipv6::nat64_embed(pfx, plen, pd.dst4()).ok_or(Reason::Translate)?;
+    let to = StickyTo::new(
+        pool_to,
+        |src: u128| super::nat6::sticky_addr6(cx, r, sticky_to?, SN_RDR, Ipv6Addr::from(src)),
+        || sticky_to?.map6(&if_addrs, pd.src.0[0] as u128, None),
+    );
+    // The address a pool gave, as the destination's prefix.
+    let embed = |a: u128| {
+        let (p, l) = prefix_of(r.rdr.as_ref().unwrap_or(npool), a);
+        softnet_wire::ipv6::nat64_embed(p, l, pd.dst4())
+    };
     let dport = if echo { t6::ECHO_REQUEST as u16 } else { dport };
     let states = &cx.pf.states;
     let mut in_use = |a: u128, p: u16| {
+        let Some(dst) = to.dst(a).and_then(embed) else { return true };
         let k = Endpoints6 { src: Ipv6Addr::from(a), sport: p, dst, dport }.key(proto, Direction::Out);
         states.key_in_use(k.words())
     };
@@ -198,8 +238,18 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
     let sticky = super::nat6::sticky_addr6(cx, r, npool, SN_NAT, node);
     match npool.get_sport6(&if_addrs, proto, echo, pd.src.0[0] as u128, pd.sport, sticky, &mut in_use) {
         SportResult::Found { addr, port } => {
-            holds[0] = match super::nat6::hold6(cx, r, npool, SN_NAT, node, addr, sticky) {
-                Ok(h) => h,
+            let picked = to.dst(addr);
+            let held = picked.and_then(|a| Some((a, embed(a)?))).ok_or(Reason::Translate).and_then(|(a, d)| {
+                holds[0] = super::nat6::hold6(cx, r, npool, SN_NAT, node, addr, sticky)?;
+                if let Some(rdr) = sticky_to {
+                    let src = Ipv6Addr::from(addr);
+                    let had = super::nat6::sticky_addr6(cx, r, rdr, SN_RDR, src);
+                    holds[1] = super::nat6::hold6(cx, r, rdr, SN_RDR, src, a, had)?;
+                }
+                Ok(d)
+            });
+            let dst = match held {
+                Ok(d) => d,
                 Err(e) => {
                     super::nat::release(cx, &holds);
                     return Err(e);
@@ -212,6 +262,42 @@ pub(super) fn transaddr_af6(cx: &Cx, pd: &Pd, r: &CRule) -> Result<(Endpoints6, 
             super::nat::release(cx, &holds);
             Err(Reason::Translate)
         }
+    }
+}
+
+/// The destination an af-to connection gets from its translated source
+/// `src`: the one chosen before the source (`fixed`: no `to` pool, or one
+/// without `sticky-address`), else the address the `to` pool's node for
+/// `src` keeps (`node`), else the pool's pick (`fresh`), made once and
+/// kept for every source without a node. The last answer is cached:
+/// pf_get_sport tries one address's ports in a row.
+struct StickyTo<A, N, P> {
+    fixed: Option<A>,
+    node: N,
+    fresh: P,
+    picked: std::cell::Cell<Option<Option<A>>>,
+    last: std::cell::Cell<Option<(A, Option<A>)>>,
+}
+
+impl<A: Copy + PartialEq, N: Fn(A) -> Option<A>, P: Fn() -> Option<A>> StickyTo<A, N, P> {
+    fn new(fixed: Option<A>, node: N, fresh: P) -> Self {
+        StickyTo { fixed, node, fresh, picked: Default::default(), last: Default::default() }
+    }
+
+    fn dst(&self, src: A) -> Option<A> {
+        if self.fixed.is_some() {
+            return self.fixed;
+        }
+        if let Some((_, d)) = self.last.get().filter(|(s, _)| *s == src) {
+            return d;
+        }
+        let d = (self.node)(src).or_else(|| {
+            let p = self.picked.get().unwrap_or_else(|| (self.fresh)());
+            self.picked.set(Some(p));
+            p
+        });
+        self.last.set(Some((src, d)));
+        d
     }
 }
 

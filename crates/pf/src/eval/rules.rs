@@ -547,9 +547,13 @@ pub(super) fn test_rule(
             if let Some(t) = rtable {
                 pkt.meta.rtable = t;
             }
-            // pf_test's PF_TAG_DIVERTED (`crate::divert`).
+            // pf_test's PF_TAG_DIVERTED (`crate::divert`); without an
+            // inbound state the packet names the rule, for its address.
             if cx.dir == Direction::In && crate::divert::diverts(&r.rule) {
                 pkt.meta.flags |= mflags::PF_DIVERTED;
+                if pkt.meta.pf_link as u32 == 0 {
+                    pkt.meta.pf_link = crate::divert::rule_link(cx.rs.gen, r.nr);
+                }
             }
             // `pd` no longer describes a packet af-to translated.
             if pkt.meta.pf_route != RouteDecision::AfTo {

@@ -450,8 +450,10 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
         Probe::Busy => {}
     }
     let mut af = afto::AfRewrite::Keep;
+    let mut diverted = false;
     let v = cx
         .with_state_linked(key, link, |slot, st| {
+            diverted = st.src_flags & srcflags::DIVERTED != 0;
             let (to, fwd) = if st.flags & sflags::AFTO != 0 {
                 let Some((fwd, rw)) = afto::state_rewrite(st, cx.pf.states.nat_key(slot), key, cx.dir) else {
                     return StateVerdict::NoState;
@@ -471,6 +473,11 @@ pub(super) fn test_state_other(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, link: &mut
             state_pass_xlate(st, slot, fwd, to)
         })
         .unwrap_or(StateVerdict::NoState);
+    // A diverted UDP state's datagrams coming in (its mirrored timeout
+    // kept them off the lock-free paths above).
+    if diverted && cx.dir == Direction::In && matches!(v, StateVerdict::Pass(_)) {
+        pkt.meta.flags |= mflags::PF_DIVERTED;
+    }
     afto_pass(pkt, pd, &af, v)
 }
 

@@ -169,13 +169,6 @@ pub fn check_supported(rs: &Ruleset) -> Result<(), Vec<ParseError>> {
                 message: format!("{what} not supported yet"),
             })
         };
-        // af-to (`eval/afto.rs`): the `from` pool's nodes are keyed as
-        // pf_map_addr keys them in the new family; the `to` pool's would be
-        // keyed by the translated source, which softnet picks after the
-        // destination.
-        if r.translation.af_to.is_some() && r.translation.rdr.as_ref().is_some_and(|p| p.sticky) {
-            refuse("sticky-address on af-to's to pool")
-        }
         // Options the data path does not act on yet: loading them would
         // promise what does not happen.
         let more = [(r.set.queue.is_some(), "queue"), (r.set.delay.is_some(), "set delay")];
@@ -551,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn af_to_loads_with_sticky_address_on_its_from_pool_only() {
+    fn af_to_loads_with_sticky_address_on_either_pool() {
         let r = StaticResolver::example();
         assert!(load_ruleset("match out on egress nat-to (egress)\n", "f", &r).is_ok());
         let src = "pass in inet af-to inet6 from 2001:db8::1 to 2001:db8::2\n";
@@ -561,10 +554,7 @@ mod tests {
         let sticky = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.0/28 round-robin sticky-address\n";
         assert!(load_ruleset(sticky, "f", &r).is_ok());
         let to = "pass in inet6 from any to 64:ff9b::/96 af-to inet from 192.0.2.1 to 198.51.100.0/28 random sticky-address\n";
-        assert_eq!(
-            load_ruleset(to, "f", &r).unwrap_err()[0].to_string(),
-            "f:1: sticky-address on af-to's to pool not supported yet"
-        );
+        assert!(load_ruleset(to, "f", &r).is_ok());
         // sticky-address and least-states on nat-to/rdr-to pools load.
         let src = "match out on em0 nat-to { 192.0.2.1, 192.0.2.2 } sticky-address\n\
                    pass in on em0 rdr-to { 10.0.0.1, 10.0.0.2 } least-states sticky-address\n";

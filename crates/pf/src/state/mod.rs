@@ -383,12 +383,16 @@ pub(super) fn release_key(w: (u64, u64)) {
 /// `bind` word: kif | direction << 32 | flags << 40 | timeout << 48 | live << 56.
 const BIND_LIVE: u64 = 1 << 56;
 
+/// The timeout a diverted state (`srcflags::DIVERTED`) mirrors has its top
+/// bit set: no timeout the lock-free paths compare with has it, so they
+/// leave its packets to the locked path, which marks them diverted (the
+/// mirrored flag byte has no room left). `TIMEOUT_PURGE` keeps its value.
 #[inline]
 fn bind_word(st: &StateData) -> u64 {
     st.kif as u64
         | (st.direction as u64) << 32
         | (st.flags as u64) << 40
-        | (st.timeout as u64) << 48
+        | ((st.timeout | (0x80 * u8::from(st.src_flags & srcflags::DIVERTED != 0))) as u64) << 48
         | if st.live { BIND_LIVE } else { 0 }
 }
 

@@ -375,6 +375,11 @@ impl Tcb {
     pub fn set_nodelay(&mut self, on: bool) {
         self.nodelay = on;
     }
+    /// Data above a hole is queued (out of order): the receiver owes the
+    /// peer duplicate ACKs now (RFC 5681 §4.2), not at the end of a batch.
+    pub fn reassembling(&self) -> bool {
+        !self.ooo.is_empty()
+    }
     /// The connection is over and its TCB can be freed.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
