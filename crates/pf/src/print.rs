@@ -28,7 +28,7 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
         for h in &rs.header {
             match h {
                 HeaderItem::Macro(name, value) => {
-                    let _ = writeln!(out, "{name} = \"{value}\"");
+                    let _ = writeln!(out, "{name} = \"{}\"", value.replace('"', "\\\""));
                 }
                 HeaderItem::Set(s) => {
                     if let Some(l) = format_set_option(s) {

@@ -469,6 +469,19 @@ impl<'r> Parser<'r> {
             return c.syntax();
         }
         let value = parts.join(" ");
+        // The value prints in double quotes (`name = "value"`, its quotes
+        // as `\"`), where a backslash before a quote, a blank or the
+        // closing quote cannot stand for itself (parse.y's quoted string):
+        // such a value would print as a ruleset that does not read back.
+        let mut chars = value.chars().peekable();
+        while let Some(ch) = chars.next() {
+            if ch == '\\' && matches!(chars.peek(), None | Some(' ' | '\t' | '"')) {
+                return Err((
+                    line,
+                    format!("invalid macro value for {name}: a backslash before a blank, a quote or its end"),
+                ));
+            }
+        }
         self.rs.macros.retain(|(n, _)| *n != name);
         self.rs.macros.push((name.clone(), value.clone()));
         self.rs.header.push(HeaderItem::Macro(name.clone(), value.clone()));
