@@ -166,6 +166,14 @@ class PfLab:
     def rules(self):
         return self.pfctl("-sr").stdout
 
+    def load(self, rules):
+        """Loads `rules` with `pfctl -f` (which must take them) and flushes
+        the states, so that the next packets meet the new rules."""
+        p = self.pfctl("-f", self.write_rules(rules, os.path.join(self.t.tmp, f"pf-{time.monotonic_ns()}.conf")),
+                       check_rc=False)
+        check(p.returncode == 0, f"pfctl -f: {p.stderr}")
+        self.pfctl("-F", "states")
+
     def rules_v(self):
         """-sr -v: [{rule, evaluations, packets, bytes, states}] in order."""
         out = []
@@ -269,6 +277,31 @@ class PfLab:
         rx = re.compile(pattern)
         return wait_until(f"pflog line /{pattern}/", lambda: [l for l in self.pflog_lines() if rx.search(l)],
                           timeout=timeout, interval=0.3)
+
+
+class Sniffer:
+    """Runs `script` (a python program that prints {"ready": 1} when it
+    listens, then {"seen": [...]} at its end) in namespace `ns` with
+    `args`, in the background."""
+
+    def __init__(self, lab, ns, script, args):
+        self.path = os.path.join(lab.t.tmp, f"sniff-{time.monotonic_ns()}.out")
+        self.f = open(self.path, "w")
+        self.proc = lab.t.ns_spawn(ns, ["python3", "-c", script] + [str(a) for a in args], stdout=self.f)
+        wait_until("the sniffer", lambda: self.lines(), timeout=10)
+
+    def lines(self):
+        with open(self.path) as f:
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+
+    def result(self, timeout=30):
+        """What the sniffer saw (waits for it to end)."""
+        self.proc.wait(timeout=timeout)
+        self.f.close()
+        for l in self.lines():
+            if "seen" in l:
+                return l["seen"]
+        raise AssertionError(f"sniffer gave no result: {self.lines()}")
 
 
 def pf6_router(t: Topo, rules):

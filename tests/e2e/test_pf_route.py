@@ -29,15 +29,13 @@ router sent to D and with which TTL. D's kernel does not forward.
    at load with pfctl's messages, and the running ruleset is kept.
 """
 
-import json
 import os
 import re
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, netstat_s_counters, wait_until  # noqa: E402
-from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
+from lib_pf import A_IP, B_IP, PfLab, Sniffer  # noqa: E402
 
 D_IP = "10.0.3.2"
 
@@ -113,36 +111,9 @@ pass in on r0 inet proto udp from 10.0.1.2 to port 7 route-to 10.0.3.2
 """
 
 
-class Sniffer:
+def sniff(lab, src, dst, proto, secs=15, want=1000):
     """SNIFF in D's namespace, in the background."""
-
-    def __init__(self, lab, src, dst, proto, secs=15, want=1000):
-        self.lab = lab
-        self.path = os.path.join(lab.t.tmp, f"sniff-{time.monotonic_ns()}.out")
-        self.f = open(self.path, "w")
-        self.proc = lab.t.ns_spawn(lab.net.d, ["python3", "-c", SNIFF, "d0", src, dst, str(proto), str(secs),
-                                               str(want)], stdout=self.f)
-        wait_until("the sniffer in D", lambda: self.lines(), timeout=10)
-
-    def lines(self):
-        with open(self.path) as f:
-            return [json.loads(l) for l in f if l.strip().startswith("{")]
-
-    def result(self, timeout=30):
-        """The packets seen (waits for the sniffer to end)."""
-        self.proc.wait(timeout=timeout)
-        self.f.close()
-        for l in self.lines():
-            if "seen" in l:
-                return l["seen"]
-        raise AssertionError(f"sniffer gave no result: {self.lines()}")
-
-
-def load(lab, rules):
-    path = lab.write_rules(rules, os.path.join(lab.t.tmp, f"pf-{time.monotonic_ns()}.conf"))
-    p = lab.pfctl("-f", path, check_rc=False)
-    check(p.returncode == 0, f"pfctl -f: {p.stderr}")
-    lab.pfctl("-F", "states")
+    return Sniffer(lab, lab.net.d, SNIFF, ["d0", src, dst, proto, secs, want])
 
 
 def ping(lab, ns, dst, count=3):
@@ -180,7 +151,7 @@ def run_test():
         check(ping(lab, net.d, "10.0.3.1", 1) == 1, "D reaches the router")
 
         t.step("1. route-to: A's pings to B go to D")
-        sn = Sniffer(lab, A_IP, B_IP, 1, want=3)
+        sn = sniff(lab, A_IP, B_IP, 1, want=3)
         got = ping(lab, net.a, B_IP, 3)
         seen = sn.result()
         check(got == 0, f"B answered {got} routed pings")
@@ -191,8 +162,8 @@ def run_test():
         log(f"  D got {len(seen)} echo requests, TTL {seen[0]['ttl']}")
 
         t.step("1b. a pool of next hops, round-robin: each new state the next one")
-        load(lab, POOL)
-        sn = Sniffer(lab, A_IP, B_IP, 1, want=1, secs=8)
+        lab.load(POOL)
+        sn = sniff(lab, A_IP, B_IP, 1, want=1, secs=8)
         got = [ping(lab, net.a, B_IP, 1) for _ in range(3)]
         seen = sn.result()
         # The list is a table, walked in address order: B (10.0.2.2) first.
@@ -201,15 +172,15 @@ def run_test():
         log("  flows 1 and 3 went to B, flow 2 to D")
 
         t.step("1c. route-to (r2 10.0.3.2): the next hop on a named interface")
-        load(lab, ON_IF)
-        sn = Sniffer(lab, A_IP, B_IP, 1, want=2)
+        lab.load(ON_IF)
+        sn = sniff(lab, A_IP, B_IP, 1, want=2)
         got = ping(lab, net.a, B_IP, 2)
         seen = sn.result()
         check(got == 0 and len(seen) == 2, f"B answered {got}, D saw {seen}")
 
         t.step("2. reply-to: A's replies to B's pings leave by r2 to D")
-        load(lab, REPLY_TO)
-        sn = Sniffer(lab, A_IP, B_IP, 1, want=3)
+        lab.load(REPLY_TO)
+        sn = sniff(lab, A_IP, B_IP, 1, want=3)
         got = ping(lab, net.b, A_IP, 3)
         seen = sn.result()
         check(got == 0, f"B got {got} replies")
@@ -217,9 +188,9 @@ def run_test():
         log(f"  D got {len(seen)} echo replies from A to B")
 
         t.step("3. dup-to: copies at D, the originals answered by B")
-        load(lab, DUP_TO)
-        req = Sniffer(lab, A_IP, B_IP, 1, want=3, secs=10)
-        rep = Sniffer(lab, B_IP, A_IP, 1, want=3, secs=10)
+        lab.load(DUP_TO)
+        req = sniff(lab, A_IP, B_IP, 1, want=3, secs=10)
+        rep = sniff(lab, B_IP, A_IP, 1, want=3, secs=10)
         got = ping(lab, net.a, B_IP, 3)
         sreq, srep = req.result(), rep.result()
         check(got == 3, f"A got {got} of 3 replies")
@@ -228,7 +199,7 @@ def run_test():
         log(f"  D got {len(sreq)} request copies and {len(srep)} reply copies")
 
         t.step("3b. sticky-address: a source keeps the next hop its first state got (-sS), another gets the next")
-        load(lab, STICKY)
+        lab.load(STICKY)
         t.ns_run(net.a, f"ip addr add {A2_IP}/24 dev a0")
         first = ping(lab, net.a, B_IP, 2)
         again = [ping(lab, net.a, B_IP, 2) for _ in range(2)]
@@ -247,7 +218,7 @@ def run_test():
         log(f"  A's pings answered {first}, {again}; A2's {other}; -sS: {nodes}")
 
         t.step("4a. a next hop that never answers ARP: counted drops, pings fine")
-        load(lab, NO_ARP)
+        lab.load(NO_ARP)
         c0 = counters(lab)
         udp_send(lab, n=8, gap=0.5)
         check(ping(lab, net.a, B_IP, 3) == 3, "pings A -> B")
@@ -260,8 +231,8 @@ def run_test():
         log(f"  {n} datagrams for 10.0.3.99 dropped and counted (no ARP entry)")
 
         t.step("4b. r2 destroyed while a state routes to D: counted, the rest fine")
-        load(lab, UDP_TO_D)
-        sn = Sniffer(lab, A_IP, B_IP, 17, want=2, secs=10)
+        lab.load(UDP_TO_D)
+        sn = sniff(lab, A_IP, B_IP, 17, want=2, secs=10)
         udp_send(lab, n=2, gap=0.2)
         check(len(sn.result()) == 2, "UDP routed to D")
         check(lab.states_matching(r"udp 10\.0\.2\.2:7 <- 10\.0\.1\.2"), f"state: {lab.states()}")

@@ -24,15 +24,13 @@ D's kernel does not forward.
    refused at load with pfctl's message and the running ruleset kept.
 """
 
-import json
 import os
 import re
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import MAC_D, Topo, check, enable_ipv6, log, main, netstat_s_counters, wait_until  # noqa: E402
-from lib_pf import PfLab  # noqa: E402
+from lib_pf import PfLab, Sniffer  # noqa: E402
 
 A6, B6, D6 = "fd00:1::2", "fd00:2::2", "fd00:3::2"
 
@@ -101,35 +99,9 @@ NOROUTE = "ip6: output packets discarded due to no route"
 ND_DROPS = ["nd6: packets dropped: neighbor never answered", "nd6: packets dropped: hold queue full"]
 
 
-class Sniffer:
+def sniff(lab, src, dst, typ, secs=12, want=1000):
     """SNIFF in D's namespace, in the background."""
-
-    def __init__(self, lab, src, dst, typ, secs=12, want=1000):
-        self.lab = lab
-        self.path = os.path.join(lab.t.tmp, f"sniff-{time.monotonic_ns()}.out")
-        self.f = open(self.path, "w")
-        self.proc = lab.t.ns_spawn(lab.net.d, ["python3", "-c", SNIFF, "d0", src, dst, str(typ), str(secs),
-                                               str(want)], stdout=self.f)
-        wait_until("the sniffer in D", lambda: self.lines(), timeout=10)
-
-    def lines(self):
-        with open(self.path) as f:
-            return [json.loads(l) for l in f if l.strip().startswith("{")]
-
-    def result(self, timeout=30):
-        self.proc.wait(timeout=timeout)
-        self.f.close()
-        for l in self.lines():
-            if "seen" in l:
-                return l["seen"]
-        raise AssertionError(f"sniffer gave no result: {self.lines()}")
-
-
-def load(lab, rules):
-    path = lab.write_rules(rules, os.path.join(lab.t.tmp, f"pf-{time.monotonic_ns()}.conf"))
-    p = lab.pfctl("-f", path, check_rc=False)
-    check(p.returncode == 0, f"pfctl -f: {p.stderr}")
-    lab.pfctl("-F", "states")
+    return Sniffer(lab, lab.net.d, SNIFF, ["d0", src, dst, typ, secs, want])
 
 
 def ping6(lab, ns, dst, count=3, src=None):
@@ -163,7 +135,7 @@ def run_test():
         mac_d = MAC_D.lower()
 
         t.step("1. route-to: A's pings to B go to D, resolved by neighbor discovery")
-        sn = Sniffer(lab, A6, B6, ECHO_REQ, want=3)
+        sn = sniff(lab, A6, B6, ECHO_REQ, want=3)
         got = ping6(lab, net.a, B6, 3)
         seen = sn.result()
         check(got == 0, f"B answered {got} routed pings")
@@ -180,15 +152,15 @@ def run_test():
         check(p.stdout == "200", f"TCP A -> B, not routed: {p.stdout} {p.stderr}")
 
         t.step(f"1b. route-to (r2 {d_ll}): a link-local next hop on a named interface")
-        load(lab, ON_IF.replace("@LL@", d_ll))
-        sn = Sniffer(lab, A6, B6, ECHO_REQ, want=2)
+        lab.load(ON_IF.replace("@LL@", d_ll))
+        sn = sniff(lab, A6, B6, ECHO_REQ, want=2)
         got = ping6(lab, net.a, B6, 2)
         seen = sn.result()
         check(got == 0 and len(seen) == 2 and all(s["mac"] == mac_d for s in seen), f"B answered {got}, D saw {seen}")
 
         t.step("1c. a table of IPv6 next hops, round-robin: each new state the next one")
-        load(lab, POOL)
-        sn = Sniffer(lab, A6, B6, ECHO_REQ, want=1, secs=10)
+        lab.load(POOL)
+        sn = sniff(lab, A6, B6, ECHO_REQ, want=1, secs=10)
         got = [ping6(lab, net.a, B6, 1) for _ in range(3)]
         seen = sn.result()
         check(got == [1, 0, 1], f"replies per ping flow: {got}")
@@ -196,8 +168,8 @@ def run_test():
         log("  flows 1 and 3 went to B, flow 2 to D")
 
         t.step("2. reply-to: A's replies to B's pings leave by r2 to D")
-        load(lab, REPLY_TO)
-        sn = Sniffer(lab, A6, B6, ECHO_REP, want=3)
+        lab.load(REPLY_TO)
+        sn = sniff(lab, A6, B6, ECHO_REP, want=3)
         got = ping6(lab, net.b, A6, 3)
         seen = sn.result()
         check(got == 0, f"B got {got} replies")
@@ -205,9 +177,9 @@ def run_test():
         log(f"  D got {len(seen)} echo replies from A to B")
 
         t.step("3. dup-to: copies at D, the originals answered by B")
-        load(lab, DUP_TO)
-        req = Sniffer(lab, A6, B6, ECHO_REQ, want=3, secs=10)
-        rep = Sniffer(lab, B6, A6, ECHO_REP, want=3, secs=10)
+        lab.load(DUP_TO)
+        req = sniff(lab, A6, B6, ECHO_REQ, want=3, secs=10)
+        rep = sniff(lab, B6, A6, ECHO_REP, want=3, secs=10)
         got = ping6(lab, net.a, B6, 3)
         sreq, srep = req.result(), rep.result()
         check(got == 3, f"A got {got} of 3 replies")
@@ -216,7 +188,7 @@ def run_test():
         log(f"  D got {len(sreq)} request copies and {len(srep)} reply copies")
 
         t.step("4a. a next hop that never answers neighbor solicitations: counted drops, pings fine")
-        load(lab, NO_ND)
+        lab.load(NO_ND)
         c0 = counters(lab)
         code = ("import socket, time\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
                 f"for i in range(8):\n    s.sendto(b'route-to', ('{B6}', 7))\n    time.sleep(0.5)\n")

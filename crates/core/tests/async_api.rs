@@ -4,19 +4,13 @@
 //! tokio runtime in the test's thread. Every await that cannot finish at
 //! once must be woken by a worker (a lost wake-up hangs the task and the
 //! test's timeout fails it).
-//!
-//! ```text
-//!  stack A  a0 10.0.0.1/24 ── wire ── b0 10.0.0.2/24  stack B
-//! ```
+//! (`common::two_stacks`: A 10.0.0.1, B 10.0.0.2.)
 
-use softnet_core::iface::IfAddr;
-use softnet_core::rng::FixedEntropy;
+mod common;
+
+use common::{two_stacks, TwoStacks};
 use softnet_core::sock::async_api::{TcpListener, TcpStream, UdpSocket};
-use softnet_core::stack::{Stack, StackConfig};
-use softnet_core::time::{Clock, Instant, ManualClock};
-use softnet_core::vlink;
-use softnet_core::worker::Worker;
-use softnet_wire::ethernet::MacAddr;
+use softnet_core::stack::Stack;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,23 +29,11 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        let clock = Arc::new(ManualClock::new(Instant::from_secs(100)));
-        let dynclock: Arc<dyn Clock> = clock.clone();
-        let cfg = StackConfig { pool_size: 2048, ..StackConfig::default() };
-        let a = Stack::with_clock_and_entropy(cfg.clone(), dynclock.clone(), Arc::new(FixedEntropy::new(1)));
-        let b = Stack::with_clock_and_entropy(cfg, dynclock.clone(), Arc::new(FixedEntropy::new(2)));
-        let (pa, pb) = vlink::wire(1, 4096);
-        a.create_interface("a0", MacAddr([2, 0, 0, 0, 0, 1]), 1500, pa.link_queues()).unwrap();
-        b.create_interface("b0", MacAddr([2, 0, 0, 0, 0, 2]), 1500, pb.link_queues()).unwrap();
-        a.add_address("a0", IfAddr::new("10.0.0.1".parse().unwrap(), 24)).unwrap();
-        b.add_address("b0", IfAddr::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
-        a.set_up("a0", true).unwrap();
-        b.set_up("b0", true).unwrap();
+        let TwoStacks { clock, a, b, wa, wb } = two_stacks(2048, 4096);
         let stop = Arc::new(AtomicBool::new(false));
         let (sa, sb, st) = (a.clone(), b.clone(), stop.clone());
         let driver = std::thread::spawn(move || {
-            let mut wa = Worker::new(0, sa.clone(), dynclock.clone());
-            let mut wb = Worker::new(0, sb.clone(), dynclock);
+            let (mut wa, mut wb) = (wa, wb);
             let mut round = 0u64;
             while !st.load(Ordering::Relaxed) {
                 wa.poll();

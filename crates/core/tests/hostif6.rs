@@ -10,6 +10,9 @@
 //!                 └─ twin "hr0"
 //! ```
 
+mod common;
+
+use common::frames6::{frame, icmp, ipv6};
 use softnet_core::iface::Dad6State;
 use softnet_core::packet::PacketBuf;
 use softnet_core::rng::FixedEntropy;
@@ -17,10 +20,10 @@ use softnet_core::stack::{Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
 use softnet_core::vlink::{self, VirtualPort};
 use softnet_core::worker::Worker;
-use softnet_wire::ethernet::{EtherType, EthernetFrame, MacAddr, HEADER_LEN};
+use softnet_wire::ethernet::{EthernetFrame, MacAddr, HEADER_LEN};
 use softnet_wire::icmpv6::{Icmpv6Packet, Icmpv6Repr};
 use softnet_wire::ipv4::IpProtocol;
-use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
+use softnet_wire::ipv6::Ipv6Packet;
 use softnet_wire::ndp::{NaFlags, NdpRepr};
 use softnet_wire::tcp::TcpPacket;
 use std::net::Ipv6Addr;
@@ -91,30 +94,6 @@ fn take(port: &VirtualPort) -> Vec<Vec<u8>> {
         out.push(p.data().to_vec());
     }
     out
-}
-
-fn frame(dst: MacAddr, src: MacAddr, pkt: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(HEADER_LEN + pkt.len());
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&EtherType::IPV6.0.to_be_bytes());
-    f.extend_from_slice(pkt);
-    f
-}
-
-fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, nh: IpProtocol, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
-    let r =
-        Ipv6Repr { src, dst, next_header: nh, hop_limit, traffic_class: 0, flow_label: 0, payload_len: payload.len() };
-    let mut b = vec![0u8; r.buffer_len()];
-    r.emit(&mut b);
-    b[40..].copy_from_slice(payload);
-    b
-}
-
-fn icmp(src: Ipv6Addr, dst: Ipv6Addr, repr: &Icmpv6Repr) -> Vec<u8> {
-    let mut m = vec![0u8; repr.buffer_len()];
-    repr.emit(src, dst, &mut m);
-    m
 }
 
 fn syn(src: Ipv6Addr, dst: Ipv6Addr, dport: u16) -> Vec<u8> {

@@ -8,6 +8,9 @@
 //!  A fd00:1::2 ── r0 fd00:1::1/64 [router] r1 fd00:2::1/64 ── B fd00:2::2
 //! ```
 
+mod common;
+
+use common::frames6::{frame, icmp, ipv6};
 use softnet_core::filter::{BufferSource, Direction, FilterReplies, NextHop, PacketFilter, RouteDecision, Verdict};
 use softnet_core::iface::Dad6State;
 use softnet_core::packet::{mflags, PacketBuf};
@@ -16,10 +19,10 @@ use softnet_core::stack::{RouteTarget6, Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
 use softnet_core::vlink::{self, VirtualPort};
 use softnet_core::worker::Worker;
-use softnet_wire::ethernet::{EtherType, MacAddr, HEADER_LEN};
+use softnet_wire::ethernet::{MacAddr, HEADER_LEN};
 use softnet_wire::icmpv6::{self, DstUnreachable as Unreach6, Icmpv6Packet, Icmpv6Repr, ParamProblem};
 use softnet_wire::ipv4::IpProtocol;
-use softnet_wire::ipv6::{link_local_from_mac, Ipv6Packet, Ipv6Repr};
+use softnet_wire::ipv6::{link_local_from_mac, Ipv6Packet};
 use softnet_wire::ndp::{NaFlags, NdpRepr};
 use std::net::Ipv6Addr;
 use std::sync::{Arc, Mutex};
@@ -119,31 +122,6 @@ impl Rig {
     fn stat(&self, f: impl Fn(&softnet_core::stats::StackStats) -> u64) -> u64 {
         self.stack.stats.iter().map(f).sum()
     }
-}
-
-fn frame(dst: MacAddr, src: MacAddr, pkt: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(HEADER_LEN + pkt.len());
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&EtherType::IPV6.0.to_be_bytes());
-    f.extend_from_slice(pkt);
-    f
-}
-
-/// An IPv6 packet: header naming `nh`, then `payload`.
-fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, nh: IpProtocol, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
-    let r =
-        Ipv6Repr { src, dst, next_header: nh, hop_limit, traffic_class: 0, flow_label: 0, payload_len: payload.len() };
-    let mut b = vec![0u8; r.buffer_len()];
-    r.emit(&mut b);
-    b[40..].copy_from_slice(payload);
-    b
-}
-
-fn icmp(src: Ipv6Addr, dst: Ipv6Addr, repr: &Icmpv6Repr) -> Vec<u8> {
-    let mut m = vec![0u8; repr.buffer_len()];
-    repr.emit(src, dst, &mut m);
-    m
 }
 
 fn echo(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, size: usize) -> Vec<u8> {

@@ -10,20 +10,15 @@
 //! One test in this file: the counter is global, and tests run in
 //! parallel threads.
 
-use softnet_core::iface::IfAddr;
-use softnet_core::rng::FixedEntropy;
+mod common;
+
+use common::{two_stacks, TwoStacks};
 use softnet_core::sock::api::{TcpListener, TcpStream};
-use softnet_core::stack::{Stack, StackConfig};
-use softnet_core::time::{Clock, Instant, ManualClock};
-use softnet_core::vlink;
-use softnet_core::worker::Worker;
 use softnet_tcp::State;
-use softnet_wire::ethernet::MacAddr;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 struct Counting;
@@ -60,20 +55,7 @@ const MAX_BYTES: i64 = 1024;
 
 #[test]
 fn idle_connection_costs_at_most_1kb_without_buffers() {
-    let clock = Arc::new(ManualClock::new(Instant::from_secs(100)));
-    let dynclock: Arc<dyn Clock> = clock.clone();
-    let cfg = StackConfig { pool_size: 4096, ..StackConfig::default() };
-    let a = Stack::with_clock_and_entropy(cfg.clone(), dynclock.clone(), Arc::new(FixedEntropy::new(1)));
-    let b = Stack::with_clock_and_entropy(cfg, dynclock.clone(), Arc::new(FixedEntropy::new(2)));
-    let (pa, pb) = vlink::wire(1, 8192);
-    a.create_interface("a0", MacAddr([2, 0, 0, 0, 0, 1]), 1500, pa.link_queues()).unwrap();
-    b.create_interface("b0", MacAddr([2, 0, 0, 0, 0, 2]), 1500, pb.link_queues()).unwrap();
-    a.add_address("a0", IfAddr::new("10.0.0.1".parse().unwrap(), 24)).unwrap();
-    b.add_address("b0", IfAddr::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
-    a.set_up("a0", true).unwrap();
-    b.set_up("b0", true).unwrap();
-    let mut wa = Worker::new(0, a.clone(), dynclock.clone());
-    let mut wb = Worker::new(0, b.clone(), dynclock);
+    let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks(4096, 8192);
     let mut step = |d: Duration| {
         wa.poll();
         wb.poll();

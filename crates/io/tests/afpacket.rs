@@ -32,27 +32,11 @@ fn pair(tag: &str) -> Pair {
 
 /// A UDP frame A -> B of flow `flow` carrying MARK + `seq`.
 fn test_frame(flow: u16, seq: u32) -> Vec<u8> {
-    let mut payload = MARK.to_vec();
-    payload.extend_from_slice(&seq.to_be_bytes());
-    let src = [10, 77, (flow >> 8) as u8, flow as u8];
-    ether(MAC_B, MAC_A, 0x0800, &ipv4(src, [10, 77, 0, 2], 17, &udp(10000 + flow, 9, &payload)))
+    marked_frame(MAC_B, MAC_A, 77, MARK, flow, seq)
 }
 
-/// The sequence number of one of our test frames, if it is one.
 fn test_seq(f: &[u8]) -> Option<u32> {
-    let p = 14 + 20 + 8;
-    (f.len() >= p + 8 && ethertype(f) == 0x0800 && &f[p..p + 4] == MARK)
-        .then(|| u32::from_be_bytes([f[p + 4], f[p + 5], f[p + 6], f[p + 7]]))
-}
-
-fn send_all(q: &mut dyn LinkQueue, pool: &mut PacketPool, frames: &[Vec<u8>]) -> usize {
-    let mut sent = 0;
-    for chunk in frames.chunks(32) {
-        let mut batch: Vec<PacketBuf> = chunk.iter().map(|f| PacketBuf::from_slice(f)).collect();
-        sent += q.send(pool, &mut batch);
-        assert!(batch.is_empty(), "send drains the batch");
-    }
-    sent
+    marked_seq(f, MARK)
 }
 
 #[test]

@@ -68,26 +68,11 @@ fn peer(p: &Pair) -> PacketQueue {
 
 /// A UDP frame (`to` from `from`) of flow `flow` carrying MARK + `seq`.
 fn frame(to: [u8; 6], from: [u8; 6], flow: u16, seq: u32) -> Vec<u8> {
-    let mut payload = MARK.to_vec();
-    payload.extend_from_slice(&seq.to_be_bytes());
-    let src = [10, 78, (flow >> 8) as u8, flow as u8];
-    ether(to, from, 0x0800, &ipv4(src, [10, 78, 0, 2], 17, &udp(10000 + flow, 9, &payload)))
+    marked_frame(to, from, 78, MARK, flow, seq)
 }
 
 fn test_seq(f: &[u8]) -> Option<u32> {
-    let p = 14 + 20 + 8;
-    (f.len() >= p + 8 && ethertype(f) == 0x0800 && &f[p..p + 4] == MARK)
-        .then(|| u32::from_be_bytes([f[p + 4], f[p + 5], f[p + 6], f[p + 7]]))
-}
-
-fn send_all(q: &mut dyn LinkQueue, pool: &mut PacketPool, frames: &[Vec<u8>]) -> usize {
-    let mut sent = 0;
-    for chunk in frames.chunks(32) {
-        let mut batch: Vec<PacketBuf> = chunk.iter().map(|f| PacketBuf::from_slice(f)).collect();
-        sent += q.send(pool, &mut batch);
-        assert!(batch.is_empty(), "send drains the batch");
-    }
-    sent
+    marked_seq(f, MARK)
 }
 
 /// Whether `ip -d link show snxd-a` shows an XDP program.

@@ -4,13 +4,12 @@
 //! re-sum, ports running out, pools that lose their addresses, reloads.
 
 mod common;
-use common::{net, HeapBufs as Bufs, Net};
+use common::{forward_back, forward_out, net, test, Net};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{Direction, PacketFilter, Verdict};
-use softnet_core::iface::Interface;
+use softnet_core::filter::Direction;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
@@ -32,26 +31,6 @@ fn pf(n: &Net, text: &str) -> Pf {
 
 fn t0() -> Instant {
     Instant::from_secs(1)
-}
-
-fn test(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
-    let mut r = vec![];
-    match pf.test(0, t0(), dir, ifp, p, &mut Bufs, &mut r) {
-        Verdict::Pass(p) => Some(p),
-        _ => None,
-    }
-}
-
-/// pf in on em0, then pf out on em1 (a forwarded packet from A's side).
-fn forward_out(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
-    let p = test(pf, Direction::In, &n.em0, p)?;
-    test(pf, Direction::Out, &n.em1, p)
-}
-
-/// pf in on em1, then pf out on em0 (a forwarded packet from B's side).
-fn forward_back(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
-    let p = test(pf, Direction::In, &n.em1, p)?;
-    test(pf, Direction::Out, &n.em0, p)
 }
 
 fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> PacketBuf {

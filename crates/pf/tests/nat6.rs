@@ -5,12 +5,12 @@
 //! ports running out, `(if)` pools following the interface's addresses.
 
 mod common;
-use common::{a6, echo6_bytes, icmp6_bytes, net, tcp6_bytes, udp6_bytes, HeapBufs as Bufs, Net};
+use common::{a6, echo6_bytes, forward_back, forward_out, icmp6_bytes, net, tcp6_bytes, test, udp6_bytes, Net};
 
 use std::net::Ipv6Addr;
 
-use softnet_core::filter::{Direction, PacketFilter, Verdict};
-use softnet_core::iface::{Dad6State, If6Addr, Interface};
+use softnet_core::filter::Direction;
+use softnet_core::iface::{Dad6State, If6Addr};
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
@@ -30,24 +30,6 @@ fn pf(n: &Net, text: &str) -> Pf {
     softnet_core::rng::install(softnet_core::rng::WorkerRng::seeded(11));
     n.em1.set_addrs6(vec![If6Addr { addr: a6(R), prefix_len: 64, state: Dad6State::Preferred }]);
     common::pf_with(n, text)
-}
-
-fn test(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
-    let mut r = vec![];
-    match pf.test(0, Instant::from_secs(1), dir, ifp, p, &mut Bufs, &mut r) {
-        Verdict::Pass(p) => Some(p),
-        _ => None,
-    }
-}
-
-fn forward_out(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
-    let p = test(pf, Direction::In, &n.em0, p)?;
-    test(pf, Direction::Out, &n.em1, p)
-}
-
-fn forward_back(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
-    let p = test(pf, Direction::In, &n.em1, p)?;
-    test(pf, Direction::Out, &n.em0, p)
 }
 
 fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketBuf {

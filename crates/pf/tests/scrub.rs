@@ -5,13 +5,12 @@
 //! checksums checked against a full re-sum.
 
 mod common;
-use common::{net, HeapBufs as Bufs, Net};
+use common::{net, test, HeapBufs as Bufs, Net};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use softnet_core::filter::{Direction, PacketFilter, Verdict};
-use softnet_core::iface::Interface;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
@@ -27,24 +26,14 @@ fn pf(n: &Net, text: &str) -> Pf {
     common::pf_with(n, text)
 }
 
-fn test(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
-    let mut r = vec![];
-    match pf.test(0, Instant::from_secs(1), dir, ifp, p, &mut Bufs, &mut r) {
-        Verdict::Pass(p) => Some(p),
-        _ => None,
-    }
-}
-
 /// pf in on em0, then pf out on em1.
 fn forward_out(pf: &Pf, n: &Net, p: PacketBuf) -> PacketBuf {
-    let p = test(pf, Direction::In, &n.em0, p).expect("passed in");
-    test(pf, Direction::Out, &n.em1, p).expect("passed out")
+    common::forward_out(pf, n, p).expect("passed in and out")
 }
 
 /// pf in on em1, then pf out on em0.
 fn forward_back(pf: &Pf, n: &Net, p: PacketBuf) -> PacketBuf {
-    let p = test(pf, Direction::In, &n.em1, p).expect("passed in");
-    test(pf, Direction::Out, &n.em0, p).expect("passed out")
+    common::forward_back(pf, n, p).expect("passed in and out")
 }
 
 /// A UDP datagram with its IP header's TOS, DF and TTL set (checksum

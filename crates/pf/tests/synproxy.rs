@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{net, tcp_bytes, HeapBufs as Bufs, Net};
+use common::{hook, net, tcp_bytes, Net};
 
 use std::net::Ipv4Addr;
 
-use softnet_core::filter::{Direction, PacketFilter, Verdict};
-use softnet_core::iface::Interface;
+use softnet_core::filter::Direction;
 use softnet_core::packet::{mflags, PacketBuf};
 use softnet_core::time::Instant;
 use softnet_pf::Pf;
@@ -19,23 +18,6 @@ use softnet_wire::tcp::{TcpFlags, TcpOption, TcpPacket};
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 const RULES: &str = "block all\npass out all\npass in on em0 proto tcp to port 80 synproxy state\n";
-
-/// What went through one hook: the verdict and the segments pf sent.
-struct Seen {
-    passed: Option<PacketBuf>,
-    consumed: bool,
-    sent: Vec<PacketBuf>,
-}
-
-fn hook(pf: &Pf, dir: Direction, ifp: &Interface, t: u64, bytes: Vec<u8>) -> Seen {
-    let mut sent = vec![];
-    let v = pf.test(0, Instant::from_secs(t), dir, ifp, PacketBuf::from_slice(&bytes), &mut Bufs, &mut sent);
-    match v {
-        Verdict::Pass(p) => Seen { passed: Some(p), consumed: false, sent },
-        Verdict::Drop(_) => Seen { passed: None, consumed: false, sent },
-        Verdict::Consumed => Seen { passed: None, consumed: true, sent },
-    }
-}
 
 #[allow(clippy::too_many_arguments)]
 fn seg(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, f: &str, seq: u32, ack: u32, len: usize) -> Vec<u8> {

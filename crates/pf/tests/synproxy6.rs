@@ -5,15 +5,12 @@
 
 mod common;
 
-use common::{net, HeapBufs as Bufs};
+use common::{hook, net};
 
 use std::net::Ipv6Addr;
 
-use softnet_core::filter::{Direction, PacketFilter, Verdict};
-use softnet_core::iface::Interface;
+use softnet_core::filter::Direction;
 use softnet_core::packet::{mflags, PacketBuf};
-use softnet_core::time::Instant;
-use softnet_pf::Pf;
 use softnet_wire::ipv4::IpProtocol;
 use softnet_wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use softnet_wire::tcp::{TcpFlags, TcpOption, TcpPacket, TcpRepr};
@@ -26,22 +23,6 @@ const ACK: u8 = 0x10;
 
 fn a6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
-}
-
-struct Seen {
-    passed: Option<PacketBuf>,
-    consumed: bool,
-    sent: Vec<PacketBuf>,
-}
-
-fn hook(pf: &Pf, dir: Direction, ifp: &Interface, t: u64, bytes: Vec<u8>) -> Seen {
-    let mut sent = vec![];
-    let v = pf.test(0, Instant::from_secs(t), dir, ifp, PacketBuf::from_slice(&bytes), &mut Bufs, &mut sent);
-    match v {
-        Verdict::Pass(p) => Seen { passed: Some(p), consumed: false, sent },
-        Verdict::Drop(_) => Seen { passed: None, consumed: false, sent },
-        Verdict::Consumed => Seen { passed: None, consumed: true, sent },
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -193,3 +193,31 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 pub fn ethertype(f: &[u8]) -> u16 {
     u16::from_be_bytes([f[12], f[13]])
 }
+
+/// A UDP frame (`to` from `from`) 10.NET.FLOW -> 10.NET.0.2 of flow
+/// `flow`, carrying `mark` then `seq`: the frames a test sends and
+/// recognizes among the others on the link (`marked_seq`).
+pub fn marked_frame(to: [u8; 6], from: [u8; 6], net: u8, mark: &[u8; 4], flow: u16, seq: u32) -> Vec<u8> {
+    let mut payload = mark.to_vec();
+    payload.extend_from_slice(&seq.to_be_bytes());
+    let src = [10, net, (flow >> 8) as u8, flow as u8];
+    ether(to, from, 0x0800, &ipv4(src, [10, net, 0, 2], 17, &udp(10000 + flow, 9, &payload)))
+}
+
+/// The sequence number of a `marked_frame` carrying `mark`, if `f` is one.
+pub fn marked_seq(f: &[u8], mark: &[u8; 4]) -> Option<u32> {
+    let p = 14 + 20 + 8;
+    (f.len() >= p + 8 && ethertype(f) == 0x0800 && &f[p..p + 4] == mark)
+        .then(|| u32::from_be_bytes([f[p + 4], f[p + 5], f[p + 6], f[p + 7]]))
+}
+
+/// Sends `frames` on `q` 32 at a time; how many it took.
+pub fn send_all(q: &mut dyn LinkQueue, pool: &mut PacketPool, frames: &[Vec<u8>]) -> usize {
+    let mut sent = 0;
+    for chunk in frames.chunks(32) {
+        let mut batch: Vec<PacketBuf> = chunk.iter().map(|f| PacketBuf::from_slice(f)).collect();
+        sent += q.send(pool, &mut batch);
+        assert!(batch.is_empty(), "send drains the batch");
+    }
+    sent
+}

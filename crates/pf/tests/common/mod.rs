@@ -6,9 +6,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use softnet_core::filter::BufferSource;
+use softnet_core::filter::{BufferSource, Direction, PacketFilter, Verdict};
 use softnet_core::iface::{IfAddr, Interface, InterfaceConfig, InterfaceTable};
 use softnet_core::packet::PacketBuf;
+use softnet_core::time::Instant;
 use softnet_core::vlink;
 use softnet_pf::pflog::PflogQueue;
 use softnet_pf::{parse_ruleset, Pf, StaticResolver};
@@ -212,4 +213,43 @@ pub fn pflog_records(q: &PflogQueue) -> Vec<LogRec> {
         b = &b[16 + len..];
     }
     recs
+}
+
+/// `pf.test` on worker 0 at 1 s with heap buffers: the packet if it passes.
+pub fn test(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> Option<PacketBuf> {
+    let mut r = vec![];
+    match pf.test(0, Instant::from_secs(1), dir, ifp, p, &mut HeapBufs, &mut r) {
+        Verdict::Pass(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// pf in on em0, then pf out on em1 (a packet forwarded from A's side).
+pub fn forward_out(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
+    let p = test(pf, Direction::In, &n.em0, p)?;
+    test(pf, Direction::Out, &n.em1, p)
+}
+
+/// pf in on em1, then pf out on em0 (a packet forwarded from B's side).
+pub fn forward_back(pf: &Pf, n: &Net, p: PacketBuf) -> Option<PacketBuf> {
+    let p = test(pf, Direction::In, &n.em1, p)?;
+    test(pf, Direction::Out, &n.em0, p)
+}
+
+/// What went through one hook: the verdict and the packets pf sent.
+pub struct Seen {
+    pub passed: Option<PacketBuf>,
+    pub consumed: bool,
+    pub sent: Vec<PacketBuf>,
+}
+
+/// `bytes` through pf on worker 0 at `t` seconds, with heap buffers.
+pub fn hook(pf: &Pf, dir: Direction, ifp: &Interface, t: u64, bytes: Vec<u8>) -> Seen {
+    let mut sent = vec![];
+    let v = pf.test(0, Instant::from_secs(t), dir, ifp, PacketBuf::from_slice(&bytes), &mut HeapBufs, &mut sent);
+    match v {
+        Verdict::Pass(p) => Seen { passed: Some(p), consumed: false, sent },
+        Verdict::Drop(_) => Seen { passed: None, consumed: false, sent },
+        Verdict::Consumed => Seen { passed: None, consumed: true, sent },
+    }
 }
