@@ -23,7 +23,7 @@ address): rb is r1's device, rd r2's.
   monitor) while A pings B, and all go again when deleted; the figures
   the daemon logs are printed;
 * a tiny receive buffer (SOFTNET_RTSYNC_RCVBUF) overrun on purpose by
-  20,000 changes: softnet resyncs to exactly the kernel's table.
+  40,000 changes (eight writers): softnet resyncs to exactly the kernel's table.
 """
 
 import os
@@ -232,15 +232,17 @@ def test():
             d2 = t.daemon(cfg, net=net, name="softnet-small")
         finally:
             del os.environ["SOFTNET_RTSYNC_RCVBUF"]
-        n2 = 20_000
-        # Four writers at once: faster than one reader with 4 KB to spare.
+        n2 = 40_000
+        # Eight writers at once: faster than one reader with 4 KB to spare
+        # (four were not always, once the sync read between flushes of
+        # half a second during a burst).
         batch_file(t, os.path.join(t.tmp, "add2.txt"), "add", n2)
         lines = open(os.path.join(t.tmp, "add2.txt")).read().splitlines()
         writers = []
-        for k in range(4):
+        for k in range(8):
             path = os.path.join(t.tmp, f"add2-{k}.txt")
             with open(path, "w") as f:
-                f.write("\n".join(lines[k::4]) + "\n")
+                f.write("\n".join(lines[k::8]) + "\n")
             writers.append(t.ns_spawn(r, ["ip", "-batch", path]))
         for w in writers:
             check(w.wait(timeout=300) == 0, "ip -batch failed")

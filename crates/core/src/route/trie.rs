@@ -191,34 +191,63 @@ impl<A: RouteAddr> Node<A> {
     }
 
     /// Rewrites the leaves of slots `lo..=hi`: `f(old)` gives the new value,
-    /// or `None` to keep the old one. Runs are re-encoded; only run heads
-    /// are cloned, so this costs no reference-count traffic per slot.
+    /// or `None` to keep the old one. Runs are re-encoded; a run that stays
+    /// is moved, not cloned, so a change costs reference-count traffic
+    /// only for the values it brings in and the ones it drops (a 256-run
+    /// node rewritten clone by clone was most of a withdrawal's cost in the
+    /// route sync: BENCHMARKS §1 "Route sync").
     fn rewrite_leaves<'a>(
         &mut self,
         lo: usize,
         hi: usize,
         f: impl Fn(Option<&Held<A>>) -> Option<Option<&'a Held<A>>>,
     ) {
-        let old = std::mem::take(&mut self.leaves);
-        let mut vals: [Option<&Held<A>>; SLOTS] = [None; SLOTS];
+        /// Where a slot's new value comes from.
+        #[derive(Clone, Copy)]
+        enum Src<'b, A: RouteAddr> {
+            /// The old run of this index, kept.
+            Old(usize),
+            /// A value `f` gave (cloned once per run it heads).
+            New(Option<&'b Held<A>>),
+        }
+        let mut old = std::mem::take(&mut self.leaves);
+        let ptr = |v: Option<&Held<A>>| v.map_or(std::ptr::null(), Arc::as_ptr);
+        let mut srcs: [Src<'a, A>; SLOTS] = [Src::Old(0); SLOTS];
+        let mut ptrs = [std::ptr::null::<Arc<Route<A>>>(); SLOTS];
         let mut run = 0usize;
-        for (s, v) in vals.iter_mut().enumerate() {
+        for s in 0..SLOTS {
             if s > 0 && self.run_bits.test(s) {
                 run += 1;
             }
             let cur = old[run].as_ref();
-            *v = if (lo..=hi).contains(&s) { f(cur).unwrap_or(cur) } else { cur };
+            let src = if (lo..=hi).contains(&s) { f(cur).map_or(Src::Old(run), Src::New) } else { Src::Old(run) };
+            ptrs[s] = match src {
+                Src::Old(_) => ptr(cur),
+                Src::New(v) => ptr(v),
+            };
+            srcs[s] = src;
         }
         let mut bits = Bits::default();
         let mut some = [0u64; 4];
-        let mut leaves = Vec::with_capacity(old.len() + 2);
+        let mut leaves: Vec<Option<Held<A>>> = Vec::with_capacity(old.len() + 2);
+        // An old run split in two by the rewritten slots heads two new
+        // runs: moved into the first, cloned for the second.
+        let mut moved_to = [usize::MAX; SLOTS];
         for s in 0..SLOTS {
-            if vals[s].is_some() {
+            if !ptrs[s].is_null() {
                 some[s >> 6] |= 1u64 << (s & 63);
             }
-            if s == 0 || !same(vals[s], vals[s - 1]) {
+            if s == 0 || ptrs[s] != ptrs[s - 1] {
                 bits.words[s >> 6] |= 1u64 << (s & 63);
-                leaves.push(vals[s].cloned());
+                let v = match srcs[s] {
+                    Src::New(v) => v.cloned(),
+                    Src::Old(k) if moved_to[k] == usize::MAX => {
+                        moved_to[k] = leaves.len();
+                        old[k].take()
+                    }
+                    Src::Old(k) => leaves[moved_to[k]].clone(),
+                };
+                leaves.push(v);
             }
         }
         bits.recount();

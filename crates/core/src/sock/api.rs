@@ -29,6 +29,7 @@ impl From<SockError> for io::Error {
             SockError::NotConnected => K::NotConnected,
             SockError::WouldBlock => K::WouldBlock,
             SockError::MsgSize => K::InvalidInput,
+            SockError::NoBufs => K::OutOfMemory,
         };
         io::Error::new(k, e)
     }
@@ -148,7 +149,7 @@ impl TcpStream {
     pub fn start_connect(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<TcpStream> {
         let socks = &stack.socks;
         let (src, mtu) = source_for(stack, addr.ip()).ok_or(SockError::NoRoute)?;
-        let port = socks.ephemeral_port(src, Some(addr), false).ok_or(SockError::NoPorts)?;
+        let port = socks.connect_port(src, addr).ok_or(SockError::NoPorts)?;
         let local = SocketAddr::new(src, port);
         let base = socks.tcp_config.read().clone();
         let mss = mss_for(mtu, addr.is_ipv6());
@@ -157,9 +158,7 @@ impl TcpStream {
         let mut env = SockEnv { now, isn: &socks.isn, local, remote: addr };
         let tcb = Tcb::connect(cfg, &mut env, port, addr.port());
         let conn = TcpConn::new(socks, local, addr, tcb, None, None);
-        if !socks.tcp_insert(&conn) {
-            return Err(SockError::AddrInUse.into());
-        }
+        socks.tcp_insert(&conn)?;
         socks.stats.tcp_connattempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         socks.kick_tcp(&conn);
         Ok(TcpStream::from_conn(stack.clone(), conn))

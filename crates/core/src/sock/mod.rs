@@ -12,9 +12,15 @@
 //! `ip_output` / `ip6_output`, and run the timers on their injected clock.
 //! The blocking, std-shaped API on top is in [`api`].
 //!
-//! Locking: a table is read-locked per lookup (shared, never held across
-//! a packet's processing); each connection has its own mutex, taken by the
-//! worker for input/output/timers and by the application for its calls.
+//! Locking: the connection table is one table per worker (FreeBSD's
+//! per-CPU PCB groups): a connection is filed in its owner's table, so a
+//! worker looks its own connections up in a lock no other worker writes
+//! or reads on the data path (the lock's cache line stays in its core);
+//! a lookup that misses there tries the other workers' tables (a
+//! steering miss, a SYN). A table is read-locked per lookup, never held
+//! across a packet's processing. The SYN cache is per worker the same way
+//! (`syncache`). Each connection has its own mutex, taken by the worker
+//! for input/output/timers and by the application for its calls.
 //!
 //! Ownership (FreeBSD's RSS, the way the link's flow hash allows it): a
 //! connection belongs to one worker, its `owner`, and only that worker
@@ -24,11 +30,18 @@
 //! belongs to the worker that completed its handshake (the SYN's and the
 //! ACK's flow hash put them there); a connection opened locally is queued
 //! by its port until its first segment arrives, and the worker that
-//! receives it claims it (the link's hash, e.g. the kernel's PACKET_FANOUT
-//! hash, is not ours to compute, so the port cannot be chosen to land on
-//! a worker in advance). A segment that reaches another worker later (a
-//! link with fewer queues than workers) is still processed, under the
-//! connection's lock, and counted as a steering miss.
+//! receives it claims it, and its entry moves to that worker's table.
+//! Its port is chosen (`connect_port`) so that the worker that sends
+//! its SYN (picked by the port, `conn_slot`) is the one with the fewest
+//! connections: on a TAP the kernel's tun driver sends the answers of a
+//! flow to the queue the flow was last written from (its automq flow
+//! table), on a virtual wire the peer answers on the queue it heard on, so
+//! there the connection stays on that worker. Where the kernel spreads by
+//! a seeded hash softnet cannot compute (AF_PACKET's PACKET_FANOUT_HASH,
+//! a NIC's RSS under AF_XDP) the first answer may reach another worker,
+//! which claims the connection. A segment that reaches another worker
+//! later (a link with fewer queues than workers) is still processed,
+//! under the connection's lock, and counted as a steering miss.
 
 pub mod api;
 #[cfg(feature = "tokio")]
@@ -43,6 +56,7 @@ pub mod wake;
 
 use crate::time::Instant;
 use crossbeam::queue::SegQueue;
+use crossbeam::utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use softnet_tcp::{Env, IsnGen, Seq};
 use std::collections::{BinaryHeap, HashMap};
@@ -53,6 +67,12 @@ use std::sync::Arc;
 pub use divert::Owner;
 pub use tcp::{TcpConn, TcpListen};
 pub use udp::UdpPcb;
+
+/// The most TCP connections a stack holds by default (FreeBSD's
+/// kern.ipc.maxsockets; OpenBSD bounds them by kern.maxfiles and its
+/// pools): an idle connection costs ~1 KB without buffers, so this is
+/// ~64 MB of them.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 65536;
 
 /// The first and last ephemeral ports (OpenBSD's hifirstauto..hilastauto).
 pub const EPHEMERAL_FIRST: u16 = 49152;
@@ -81,6 +101,9 @@ pub enum SockError {
     MsgSize,
     #[error("no ephemeral port free")]
     NoPorts,
+    /// The stack holds its most connections (`set_max_connections`).
+    #[error("no buffer space available")]
+    NoBufs,
 }
 
 /// Counters of the socket layer (summed into `netstat -s`'s tcp and udp
@@ -95,6 +118,9 @@ pub struct SockStats {
     pub tcp_drops: AtomicU64,
     pub tcp_closed: AtomicU64,
     pub tcp_listendrop: AtomicU64,
+    /// Connections not made because the stack held its most
+    /// (`Sockets::set_max_connections`): handshakes reset, connects failed.
+    pub tcp_connlimit: AtomicU64,
     pub tcp_rcvdrop: AtomicU64,
     pub udp_fullsock: AtomicU64,
     pub udp_delivered: AtomicU64,
@@ -126,9 +152,13 @@ impl Ord for Due {
 /// A connection's 4-tuple key: (local, remote).
 pub type ConnKey = (SocketAddr, SocketAddr);
 
+/// One worker's connections by 4-tuple (see Locking above).
+pub(crate) type ConnTable = CachePadded<RwLock<HashMap<ConnKey, Arc<TcpConn>>>>;
+
 /// The PCB tables of one stack.
 pub struct Sockets {
-    pub(crate) conns: RwLock<HashMap<ConnKey, Arc<TcpConn>>>,
+    /// The connection tables, one per worker (indexed by `slot`).
+    pub(crate) conns: Box<[ConnTable]>,
     /// Listening sockets by local address (the unspecified address of
     /// either family listens on every address of that family).
     pub(crate) listeners: RwLock<HashMap<SocketAddr, Arc<TcpListen>>>,
@@ -144,6 +174,9 @@ pub struct Sockets {
     next_id: AtomicU64,
     /// PCBs of any kind, so that a stack with none skips the lookups.
     count: AtomicUsize,
+    /// TCP connections in the tables, and their limit.
+    conns_open: AtomicUsize,
+    max_conns: AtomicUsize,
     /// Wakes sleeping workers when the application queued work
     /// (the daemon sets one that writes an eventfd the workers poll).
     /// (Called with the worker's queue index: only the worker the work
@@ -170,8 +203,8 @@ impl Sockets {
     pub fn new(workers: usize, mut key: impl FnMut() -> u32) -> Sockets {
         let workers = workers.max(1);
         Sockets {
-            syncache: syncache::SynCache::new(&mut key),
-            conns: RwLock::new(HashMap::new()),
+            syncache: syncache::SynCache::new(workers, &mut key),
+            conns: (0..workers).map(|_| CachePadded::new(RwLock::new(HashMap::new()))).collect(),
             listeners: RwLock::new(HashMap::new()),
             udp: RwLock::new(HashMap::new()),
             pending: (0..workers).map(|_| SegQueue::new()).collect(),
@@ -179,6 +212,8 @@ impl Sockets {
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),
             count: AtomicUsize::new(0),
+            conns_open: AtomicUsize::new(0),
+            max_conns: AtomicUsize::new(DEFAULT_MAX_CONNECTIONS),
             waker: arc_swap::ArcSwapOption::empty(),
             stats: SockStats::default(),
             conn_totals: netstat::ConnTotals::default(),
@@ -318,22 +353,87 @@ impl Sockets {
         remote: Option<SocketAddr>,
         udp: bool,
     ) -> Option<u16> {
+        self.ephemeral_port_on(local_ip, remote, udp, None)
+    }
+
+    /// `ephemeral_port` for a connection that worker `want` is to own: the
+    /// same random start, then the next free port whose `slot` is that
+    /// worker's (FreeBSD's in_pcbconnect with RSS: the port is chosen for
+    /// the CPU; the random start keeps RFC 6056's unpredictability, less
+    /// log2(workers) bits). Falls back to any free port.
+    fn ephemeral_port_on(
+        &self,
+        local_ip: std::net::IpAddr,
+        remote: Option<SocketAddr>,
+        udp: bool,
+        want: Option<usize>,
+    ) -> Option<u16> {
         let n = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
         let start = crate::rng::uniform(n);
-        for i in 0..n {
-            let port = EPHEMERAL_FIRST + ((start + i) % n) as u16;
+        let free = |port: u16| {
             let local = SocketAddr::new(local_ip, port);
-            let free = if udp {
+            if udp {
                 !self.udp.read().contains_key(&local)
             } else {
                 !self.listeners.read().contains_key(&local)
-                    && remote.is_none_or(|r| !self.conns.read().contains_key(&(local, r)))
-            };
-            if free {
-                return Some(port);
+                    && remote.is_none_or(|r| self.tcp_lookup(local, r).is_none())
+            }
+        };
+        if let Some(w) = want {
+            for i in 0..n {
+                let port = EPHEMERAL_FIRST + ((start + i) % n) as u16;
+                if self.slot(usize::from(port)) == w && free(port) {
+                    return Some(port);
+                }
             }
         }
-        None
+        (0..n).map(|i| EPHEMERAL_FIRST + ((start + i) % n) as u16).find(|&p| free(p))
+    }
+
+    /// The port of a new active open towards `remote` from `local_ip`:
+    /// one that puts it on the worker with the fewest connections
+    /// (`ephemeral_port_on`).
+    pub(crate) fn connect_port(&self, local_ip: std::net::IpAddr, remote: SocketAddr) -> Option<u16> {
+        let want = (0..self.conns.len()).min_by_key(|&w| self.conns[w].read().len());
+        self.ephemeral_port_on(local_ip, Some(remote), false, want)
+    }
+
+    /// TCP connections in the tables (every state but LISTEN and CLOSED,
+    /// TIME_WAIT included).
+    pub fn tcp_count(&self) -> usize {
+        self.conns_open.load(Ordering::Relaxed)
+    }
+
+    /// The connections in each worker's table (which worker owns how many).
+    pub fn tcp_count_per_worker(&self) -> Vec<usize> {
+        self.conns.iter().map(|t| t.read().len()).collect()
+    }
+
+    /// The most TCP connections the stack holds at once; at the limit a
+    /// completing handshake is reset (as syn_cache_get does when
+    /// sonewconn fails) and `connect` fails with ENOBUFS, each counted in
+    /// `tcp_connlimit`. Lowering it closes nothing.
+    pub fn set_max_connections(&self, n: usize) {
+        self.max_conns.store(n, Ordering::Relaxed);
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_conns.load(Ordering::Relaxed)
+    }
+
+    /// Takes a place for one more connection, or counts the refusal.
+    pub(crate) fn conn_reserve(&self) -> bool {
+        let max = self.max_conns.load(Ordering::Relaxed);
+        let ok =
+            self.conns_open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok();
+        if !ok {
+            self.stats.tcp_connlimit.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    pub(crate) fn conn_release(&self) {
+        self.conns_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -195,7 +195,7 @@ impl Sockets {
     pub fn conn_stats(&self) -> ConnStats {
         let mut c = ConnStats::default();
         self.conn_totals.load_into(&mut c);
-        let live: Vec<_> = self.conns.read().values().cloned().collect();
+        let live: Vec<_> = self.conns.iter().flat_map(|t| t.read().values().cloned().collect::<Vec<_>>()).collect();
         for conn in live {
             sum_into(&mut c, conn.inner.lock().tcb.stats());
         }
@@ -273,6 +273,7 @@ pub fn format_tcp_s(o: &mut String, stats: &PerWorker<StackStats>, socks: Option
         p(o, l(&st.tcp_connects), "\t%u connection%s established (including accepts)");
         p2(o, l(&st.tcp_closed), l(&st.tcp_drops), "\t%u connection%s closed (including %u drop%s)");
         p(o, l(&st.tcp_listendrop), "\t%u listen queue overflow%s");
+        p(o, l(&st.tcp_connlimit), "\t%u connection%s refused at the connection limit");
         p(o, c.rto_expired, "\t%u retransmit timeout%s");
         p(o, c.keepalive_probes, "\t%u keepalive probe%s sent");
         p(o, c.fast_recoveries, "\t%u fast recovery episode%s");

@@ -7,9 +7,19 @@
 //! hash of the 4-tuple, a 64 s time slot and the MSS, nothing is kept, and
 //! a valid ACK makes the connection (without window scaling, SACK and
 //! timestamps, which a cookie cannot carry).
+//!
+//! One cache per worker (FreeBSD's syncache has a lock per bucket; the
+//! workers here own disjoint flows): a SYN is filed in the cache of the
+//! worker it reached, whose lock no other worker takes unless a segment
+//! of that handshake reaches it (the link moved the flow: the ACK, a RST,
+//! looked up in the other caches after its own). That worker also
+//! retransmits its entries' SYN,ACKs. The limit is OpenBSD's for the
+//! whole stack, divided among the workers (rounded up); the cookie key is
+//! the stack's, so any worker checks any cookie.
 
 use super::{ConnKey, Sockets};
 use core::hash::Hasher;
+use crossbeam::utils::CachePadded;
 use parking_lot::Mutex;
 use siphasher::sip::SipHasher24;
 use softnet_tcp::{Config, Seq};
@@ -57,11 +67,18 @@ pub struct SynCacheStats {
     pub cookies_bad: AtomicU64,
 }
 
-pub struct SynCache {
+/// One worker's half-open connections.
+pub(crate) struct WorkerCache {
     pub(crate) entries: Mutex<HashMap<ConnKey, SynEntry>>,
-    limit: AtomicUsize,
     /// The earliest retransmission due (ns), MAX for none.
     next_due: AtomicU64,
+}
+
+pub struct SynCache {
+    /// Per worker (indexed by `Sockets::slot`).
+    pub(crate) caches: Box<[CachePadded<WorkerCache>]>,
+    /// Each worker's share of the stack's limit.
+    limit: AtomicUsize,
     k0: u64,
     k1: u64,
     pub stats: SynCacheStats,
@@ -84,25 +101,40 @@ fn wscale_for(rx_buffer: usize) -> u8 {
 }
 
 impl SynCache {
-    pub(crate) fn new(mut key: impl FnMut() -> u32) -> SynCache {
+    pub(crate) fn new(workers: usize, mut key: impl FnMut() -> u32) -> SynCache {
         let mut w = || u64::from(key()) << 32 | u64::from(key());
+        let workers = workers.max(1);
         SynCache {
-            entries: Mutex::new(HashMap::new()),
-            limit: AtomicUsize::new(DEFAULT_LIMIT),
-            next_due: AtomicU64::new(u64::MAX),
+            caches: (0..workers)
+                .map(|_| {
+                    CachePadded::new(WorkerCache {
+                        entries: Mutex::new(HashMap::new()),
+                        next_due: AtomicU64::new(u64::MAX),
+                    })
+                })
+                .collect(),
+            limit: AtomicUsize::new(DEFAULT_LIMIT.div_ceil(workers)),
             k0: w(),
             k1: w(),
             stats: SynCacheStats::default(),
         }
     }
 
-    /// net.inet.tcp.syncachelimit; 0 sends only cookies.
+    /// net.inet.tcp.syncachelimit, for the whole stack (each worker's
+    /// cache holds its share, rounded up); 0 sends only cookies.
     pub fn set_limit(&self, n: usize) {
-        self.limit.store(n, Ordering::Relaxed);
+        self.limit.store(n.div_ceil(self.caches.len()), Ordering::Relaxed);
     }
 
+    /// Half-open connections in every worker's cache.
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.caches.iter().map(|c| c.entries.lock().len()).sum()
+    }
+
+    /// The cache of worker slot `me`, then the others'.
+    fn mine_first(&self, me: usize) -> impl Iterator<Item = &WorkerCache> {
+        let n = self.caches.len();
+        (0..n).map(move |i| &*self.caches[(me + i) % n])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,8 +205,10 @@ impl Sockets {
     /// syn_cache_add: a SYN for a listener. Returns the SYN,ACK to send:
     /// from a new (or the same, for a repeated SYN) cache entry, or a
     /// cookie when the cache is full.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn syn_cache_add(
         &self,
+        worker: usize,
         cfg: &Arc<Config>,
         key: ConnKey,
         syn: &TcpRepr,
@@ -182,7 +216,8 @@ impl Sockets {
         now: softnet_tcp::Instant,
     ) -> TcpRepr {
         let sc = &self.syncache;
-        let mut t = sc.entries.lock();
+        let wc = &sc.caches[self.slot(worker)];
+        let mut t = wc.entries.lock();
         let ts_now = now.as_millis() as u32;
         if let Some(e) = t.get_mut(&key) {
             if e.syn.seq == syn.seq {
@@ -205,18 +240,24 @@ impl Sockets {
         let rexmt_at = now.as_nanos() + 1_000_000_000;
         t.insert(key, SynEntry { syn: *syn, iss, ts_offset, cfg: cfg.clone(), mss, rexmt_at, rexmits: 0 });
         sc.stats.added.fetch_add(1, Ordering::Relaxed);
-        sc.next_due.fetch_min(rexmt_at, Ordering::Relaxed);
+        wc.next_due.fetch_min(rexmt_at, Ordering::Relaxed);
         syn_ack(cfg, syn, iss, mss, Some(ts_now.wrapping_add(ts_offset)), false)
     }
 
     /// syn_cache_get: the ACK `seg` for no connection. The half-open
     /// connection it completes (from the cache, or from a valid cookie),
     /// or None (the caller answers with a RST).
-    pub(crate) fn syn_cache_get(&self, key: ConnKey, seg: &TcpRepr, now: softnet_tcp::Instant) -> Option<Completed> {
+    pub(crate) fn syn_cache_get(
+        &self,
+        worker: usize,
+        key: ConnKey,
+        seg: &TcpRepr,
+        now: softnet_tcp::Instant,
+    ) -> Option<Completed> {
         let sc = &self.syncache;
         let iss = seg.ack.wrapping_sub(1);
-        {
-            let mut t = sc.entries.lock();
+        for wc in sc.mine_first(self.slot(worker)) {
+            let mut t = wc.entries.lock();
             if let Some(e) = t.get(&key) {
                 if e.iss.0 != iss || seg.seq != e.syn.seq.wrapping_add(1) {
                     return None;
@@ -258,27 +299,33 @@ impl Sockets {
 
     /// A RST for a half-open connection: its entry goes (syn_cache_reset),
     /// when its sequence number is the one expected.
-    pub(crate) fn syn_cache_reset(&self, key: ConnKey, seg: &TcpRepr) -> bool {
-        let mut t = self.syncache.entries.lock();
-        match t.get(&key) {
-            Some(e) if seg.seq == e.syn.seq.wrapping_add(1) => {
-                t.remove(&key);
-                self.syncache.stats.reset.fetch_add(1, Ordering::Relaxed);
-                true
+    pub(crate) fn syn_cache_reset(&self, worker: usize, key: ConnKey, seg: &TcpRepr) -> bool {
+        for wc in self.syncache.mine_first(self.slot(worker)) {
+            let mut t = wc.entries.lock();
+            match t.get(&key) {
+                Some(e) if seg.seq == e.syn.seq.wrapping_add(1) => {
+                    t.remove(&key);
+                    self.syncache.stats.reset.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Some(_) => return false,
+                None => {}
             }
-            _ => false,
         }
+        false
     }
 
-    /// syn_cache_timer: the SYN,ACKs to send again now (into `out`), and
-    /// entries past their last retransmission dropped.
-    pub(crate) fn syn_cache_due(&self, now: softnet_tcp::Instant, out: &mut Vec<(ConnKey, TcpRepr)>) {
+    /// syn_cache_timer for worker `worker`'s cache: the SYN,ACKs to send
+    /// again now (into `out`), and entries past their last retransmission
+    /// dropped.
+    pub(crate) fn syn_cache_due(&self, worker: usize, now: softnet_tcp::Instant, out: &mut Vec<(ConnKey, TcpRepr)>) {
         let sc = &self.syncache;
+        let wc = &sc.caches[self.slot(worker)];
         let ns = now.as_nanos();
-        if sc.next_due.load(Ordering::Relaxed) > ns {
+        if wc.next_due.load(Ordering::Relaxed) > ns {
             return;
         }
-        let Some(mut t) = sc.entries.try_lock() else { return };
+        let Some(mut t) = wc.entries.try_lock() else { return };
         let mut next = u64::MAX;
         let ts_now = now.as_millis() as u32;
         t.retain(|k, e| {
@@ -294,7 +341,7 @@ impl Sockets {
             next = next.min(e.rexmt_at);
             true
         });
-        sc.next_due.store(next, Ordering::Relaxed);
+        wc.next_due.store(next, Ordering::Relaxed);
     }
 }
 
@@ -305,7 +352,7 @@ mod tests {
     #[test]
     fn cookies_carry_the_mss_and_expire_after_two_slots() {
         let mut n = 0u32;
-        let sc = SynCache::new(|| {
+        let sc = SynCache::new(1, || {
             n += 7;
             n
         });

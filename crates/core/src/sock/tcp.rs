@@ -41,6 +41,17 @@ pub struct TcpConn {
 /// `TcpConn::owner` before a worker claimed the connection.
 const NO_OWNER: usize = usize::MAX;
 
+/// What `TcpConn::claim` found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Claim {
+    /// The worker owned it already.
+    Mine,
+    /// The worker owns it from now on (its first segment).
+    Claimed,
+    /// Another worker owns it: a steering miss.
+    Miss,
+}
+
 pub(crate) struct ConnInner {
     pub tcb: Tcb,
     /// The application closed it (or dropped its handle): the engine
@@ -51,6 +62,8 @@ pub(crate) struct ConnInner {
     pub in_listener: bool,
     /// In the connection table.
     pub in_table: bool,
+    /// Which worker's table it is filed in (`Sockets::conns`).
+    pub table: usize,
     /// The interface of a link-local IPv6 peer.
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
@@ -82,6 +95,7 @@ impl TcpConn {
                 detached: false,
                 in_listener: listener.is_some(),
                 in_table: false,
+                table: 0,
                 scope,
                 waiters: 0,
                 connected: false,
@@ -109,17 +123,23 @@ impl TcpConn {
     }
 
     /// Worker `id` received a segment of it: the first to do so owns it.
-    /// False when another worker owns it (a steering miss).
     #[inline]
-    pub(crate) fn claim(&self, id: usize) -> bool {
+    pub(crate) fn claim(&self, id: usize) -> Claim {
         match self.worker.load(Ordering::Relaxed) {
-            w if w == id => true,
-            NO_OWNER => {
-                self.worker.compare_exchange(NO_OWNER, id, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-                    || self.worker.load(Ordering::Relaxed) == id
-            }
-            _ => false,
+            w if w == id => Claim::Mine,
+            NO_OWNER => match self.worker.compare_exchange(NO_OWNER, id, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => Claim::Claimed,
+                Err(w) if w == id => Claim::Mine,
+                Err(_) => Claim::Miss,
+            },
+            _ => Claim::Miss,
         }
+    }
+
+    /// Makes worker `id` its owner from the start (a passive open: the
+    /// worker completing the handshake).
+    fn set_worker(&self, id: usize) {
+        self.worker.store(id, Ordering::Relaxed);
     }
 
     pub(crate) fn key(&self) -> ConnKey {
@@ -185,10 +205,49 @@ pub fn mss_for(mtu: u32, v6: bool) -> u16 {
 }
 
 impl Sockets {
-    /// in_pcblookup: the connection with this 4-tuple.
+    /// in_pcblookup: the connection with this 4-tuple, in any worker's
+    /// table (the application, ICMP errors, pf's socket lookups).
     #[inline]
     pub(crate) fn tcp_lookup(&self, local: SocketAddr, remote: SocketAddr) -> Option<Arc<TcpConn>> {
-        self.conns.read().get(&(local, remote)).cloned()
+        self.tcp_lookup_from(0, local, remote)
+    }
+
+    /// in_pcblookup from worker `id`: its own table first, where the
+    /// connections its link steers to it are; then the others'.
+    #[inline]
+    pub(crate) fn tcp_lookup_from(&self, id: usize, local: SocketAddr, remote: SocketAddr) -> Option<Arc<TcpConn>> {
+        let key = (local, remote);
+        let me = self.slot(id);
+        if let Some(c) = self.conns[me].read().get(&key) {
+            return Some(c.clone());
+        }
+        if self.conns.len() == 1 {
+            return None;
+        }
+        self.conns.iter().enumerate().filter(|(i, _)| *i != me).find_map(|(_, t)| t.read().get(&key).cloned())
+    }
+
+    /// Files `conn` in worker table `slot` (it is in none; its place
+    /// under the connection limit is taken).
+    fn tcp_file(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner, slot: usize) {
+        inner.in_table = true;
+        inner.table = slot;
+        self.conns[slot].write().insert(conn.key(), conn.clone());
+        self.add_count();
+    }
+
+    /// Moves `conn`'s entry to the table of worker `id`, which claimed it
+    /// (an active open whose first answer its link steered there). Filed
+    /// in the new table before it leaves the old, so a lookup always finds
+    /// it.
+    pub(crate) fn tcp_rehome(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner, id: usize) {
+        let to = self.slot(id);
+        if !inner.in_table || inner.table == to {
+            return;
+        }
+        self.conns[to].write().insert(conn.key(), conn.clone());
+        self.conns[inner.table].write().remove(&conn.key());
+        inner.table = to;
     }
 
     /// in_pcblookup_listen: a listener on the exact address, else on the
@@ -213,16 +272,19 @@ impl Sockets {
     pub(crate) fn tcp_passive_open(
         &self,
         listener: &Arc<TcpListen>,
-        local: SocketAddr,
-        remote: SocketAddr,
+        (local, remote): ConnKey,
         done: super::syncache::Completed,
         scope: Option<IfIndex>,
         now: softnet_tcp::Instant,
+        worker: usize,
     ) -> Option<Arc<TcpConn>> {
         {
             let mut q = listener.q.lock();
             if q.closed || q.ready.len() + q.embryonic >= listener.backlog {
                 self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            if !self.conn_reserve() {
                 return None;
             }
             q.embryonic += 1;
@@ -243,23 +305,37 @@ impl Sockets {
         let mut scratch = [0u8; softnet_wire::tcp::MAX_HEADER_LEN];
         let _ = tcb.output(&mut env, &mut scratch);
         let conn = TcpConn::new(self, local, remote, tcb, Some(Arc::downgrade(listener)), scope);
-        conn.inner.lock().in_table = true;
-        self.conns.write().insert(conn.key(), conn.clone());
-        self.add_count();
+        conn.set_worker(worker);
+        self.tcp_file(&conn, &mut conn.inner.lock(), self.slot(worker));
         Some(conn)
     }
 
-    /// An active open's connection into the table; false if the 4-tuple
-    /// is taken.
-    pub(crate) fn tcp_insert(&self, conn: &Arc<TcpConn>) -> bool {
-        let mut t = self.conns.write();
-        if t.contains_key(&conn.key()) {
-            return false;
+    /// An active open's connection into the table of the worker that
+    /// sends its SYN (`conn_slot`); an error if the 4-tuple is taken or
+    /// the stack holds its most connections.
+    pub(crate) fn tcp_insert(&self, conn: &Arc<TcpConn>) -> Result<(), super::SockError> {
+        if self.tcp_lookup(conn.local, conn.remote).is_some() {
+            return Err(super::SockError::AddrInUse);
         }
-        t.insert(conn.key(), conn.clone());
-        conn.inner.lock().in_table = true;
+        if !self.conn_reserve() {
+            return Err(super::SockError::NoBufs);
+        }
+        let slot = self.conn_slot(conn);
+        let mut inner = conn.inner.lock();
+        {
+            let mut t = self.conns[slot].write();
+            // Checked again under the lock its twin would be filed under.
+            if t.contains_key(&conn.key()) {
+                drop(t);
+                self.conn_release();
+                return Err(super::SockError::AddrInUse);
+            }
+            t.insert(conn.key(), conn.clone());
+        }
+        inner.in_table = true;
+        inner.table = slot;
         self.add_count();
-        true
+        Ok(())
     }
 
     /// What follows any engine call on `conn` (worker or application):
@@ -317,8 +393,9 @@ impl Sockets {
         }
         if inner.tcb.is_closed() && inner.in_table {
             inner.in_table = false;
-            if self.conns.write().remove(&conn.key()).is_some() {
+            if self.conns[inner.table].write().remove(&conn.key()).is_some() {
                 self.sub_count();
+                self.conn_release();
             }
             self.conn_totals.add(inner.tcb.stats());
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
@@ -362,7 +439,8 @@ impl Sockets {
             .values()
             .map(|l| TcpPcbInfo { local: l.local, remote: None, state: State::Listen, recv_q: 0, send_q: 0 })
             .collect();
-        let conns: Vec<Arc<TcpConn>> = self.conns.read().values().cloned().collect();
+        let conns: Vec<Arc<TcpConn>> =
+            self.conns.iter().flat_map(|t| t.read().values().cloned().collect::<Vec<_>>()).collect();
         for c in conns {
             let i = c.inner.lock();
             v.push(TcpPcbInfo {

@@ -6,7 +6,7 @@
 //! connections' timers run here, on the worker's clock.
 
 use super::*;
-use crate::sock::tcp::{mss_for, ConnInner, TcpConn};
+use crate::sock::tcp::{mss_for, Claim, ConnInner, TcpConn};
 use crate::sock::udp::{take_record, UdpPcb, REC_HDR};
 use crate::sock::{tcp_now, Pending, SockEnv};
 use softnet_tcp::Verdict;
@@ -40,7 +40,7 @@ impl WorkerState {
             // A malformed option (a length that overruns the header or
             // does not fit the kind) on a segment for one of our PCBs:
             // dropped and counted, never acted on nor answered with a RST.
-            if socks.tcp_lookup(local, remote).is_some() || socks.tcp_listener(local).is_some() {
+            if socks.tcp_lookup_from(self.id, local, remote).is_some() || socks.tcp_listener(local).is_some() {
                 cx.stats.transport.tcp_rcvbadopt.inc();
                 self.free(p);
                 return None;
@@ -53,7 +53,7 @@ impl WorkerState {
         // A SYN to a TIME_WAIT connection (Verdict::Reopen) goes round
         // again to the listener.
         for _ in 0..2 {
-            let conn = match socks.tcp_lookup(local, remote) {
+            let conn = match socks.tcp_lookup_from(self.id, local, remote) {
                 Some(c) => c,
                 None => {
                     let f = repr.flags;
@@ -65,7 +65,7 @@ impl WorkerState {
                     let key = (local, remote);
                     let scope = link_scope(src).then_some(rcvif);
                     if f.contains(TcpFlags::RST) {
-                        socks.syn_cache_reset(key, &repr);
+                        socks.syn_cache_reset(self.id, key, &repr);
                         self.free(p);
                         return None;
                     }
@@ -79,7 +79,7 @@ impl WorkerState {
                         // syn_cache_add: the SYN,ACK from the cache (or a cookie).
                         let mtu = cx.ifs.get(rcvif).map_or(1500, |i| i.mtu());
                         let mss = mss_for(mtu, src.is_ipv6()).min(l.cfg.mss);
-                        let synack = socks.syn_cache_add(&l.cfg, key, &repr, mss, now);
+                        let synack = socks.syn_cache_add(self.id, &l.cfg, key, &repr, mss, now);
                         self.free(p);
                         self.send_seg(cx, local.ip(), remote.ip(), &synack, scope);
                         return None;
@@ -88,21 +88,28 @@ impl WorkerState {
                         return Some(p);
                     }
                     // syn_cache_get: the ACK completing a handshake.
-                    let Some(done) = socks.syn_cache_get(key, &repr, now) else { return Some(p) };
+                    let Some(done) = socks.syn_cache_get(self.id, key, &repr, now) else { return Some(p) };
                     // A full accept queue resets it (syn_cache_get's
                     // resetandabort), counted as listendrop.
                     // The worker completing the handshake owns it (claimed
                     // below, before the ACK is processed).
-                    let Some(c) = socks.tcp_passive_open(&l, local, remote, done, scope, now) else { return Some(p) };
+                    let Some(c) = socks.tcp_passive_open(&l, key, done, scope, now, self.id) else {
+                        return Some(p);
+                    };
                     c
                 }
             };
             // pf_inp_link: the state pf in matched is the connection's.
             conn.pf_link_in(p.meta.pf_link);
-            if !conn.claim(self.id) {
-                cx.stats.transport.tcp_steermiss.inc();
-            }
+            let claim = conn.claim(self.id);
             let mut inner = conn.inner.lock();
+            match claim {
+                Claim::Mine => {}
+                // Its entry to this worker's table (an active open whose
+                // answer the link steered here).
+                Claim::Claimed => socks.tcp_rehome(&conn, &mut inner, self.id),
+                Claim::Miss => cx.stats.transport.tcp_steermiss.inc(),
+            }
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
             count_verdict(&cx.stats.transport, v, payload.len());
@@ -465,7 +472,7 @@ impl WorkerState {
             }
         }
         let mut synacks = std::mem::take(&mut self.sock_synacks);
-        socks.syn_cache_due(now, &mut synacks);
+        socks.syn_cache_due(self.id, now, &mut synacks);
         for ((local, remote), seg) in synacks.drain(..) {
             n += 1;
             self.send_seg(cx, local.ip(), remote.ip(), &seg, None);

@@ -542,6 +542,81 @@ mod tests {
         }
     }
 
+    /// CPU time of the calling thread.
+    fn thread_cpu() -> std::time::Duration {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid timespec for the kernel to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// BENCHMARKS.md's figure: the withdrawal of the 1,000,000-prefix feed
+    /// of bench/rtsync_1m.sh (/24s from 32.0.0.0 on, 4,096 /16s full)
+    /// in a scattered order as BIRD's (a fixed-seed shuffle), flushed
+    /// every N prefixes: the sync's CPU per route against the batch size.
+    /// `RTSYNC_1M_N=1000000 cargo test --release -p softnet rtsync_withdraw -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement"]
+    fn rtsync_withdraw_scattered_by_batch_size() {
+        let n: u32 = std::env::var("RTSYNC_1M_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        let route = |i: u32| KRoute {
+            dest: Ipv4Addr::from(0x2000_0000 + (i << 8)),
+            prefix_len: 24,
+            metric: 32,
+            proto: 12,
+            kind: KKind::Unicast(vec![KHop { gateway: Some(Ipv4Addr::new(10, 0, 2, 2)), oif: 0 }]),
+            mtu: 0,
+        };
+        let mut order: Vec<u32> = (0..n).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let batches: Vec<usize> = std::env::var("RTSYNC_BATCHES")
+            .ok()
+            .map(|v| v.split(',').filter_map(|b| b.parse().ok()).collect())
+            .unwrap_or_else(|| vec![1_000, 5_000, 20_000, 50_000]);
+        for batch in batches {
+            let (t, rx) = table();
+            drop(rx);
+            let stats = SyncStats::default();
+            let mut m = Mirror::default();
+            let mut unres = BTreeSet::new();
+            let c0 = thread_cpu();
+            for i in 0..n {
+                m.new_route(route(i));
+                if m.pending() >= 50_000 {
+                    fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
+                }
+            }
+            fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
+            let add = thread_cpu() - c0;
+            let c1 = thread_cpu();
+            let b0 = stats.batches.load(Relaxed);
+            for &i in &order {
+                let r = route(i);
+                m.del_route(r.dest, r.prefix_len, r.metric);
+                if m.pending() >= batch {
+                    fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
+                }
+            }
+            fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
+            let del = thread_cpu() - c1;
+            assert_eq!(stats.changes.load(Relaxed), 2 * n as u64);
+            println!(
+                "batch {batch:>6}: add (in order, 50,000 a batch) {:>6.0} ms CPU ({:>7.0} routes/s), scattered delete {:>6.0} ms CPU ({:>7.0} routes/s) in {} batches",
+                add.as_secs_f64() * 1e3,
+                n as f64 / add.as_secs_f64(),
+                del.as_secs_f64() * 1e3,
+                n as f64 / del.as_secs_f64(),
+                stats.batches.load(Relaxed) - b0,
+            );
+        }
+    }
+
     #[test]
     fn ipv6_routes_via_a_link_local_gateway_take_the_kernels_interface() {
         let m6 = Arc::new(RouteMonitor::new());

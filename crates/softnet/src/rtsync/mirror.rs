@@ -18,8 +18,18 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A prefix: destination and length.
 pub type Prefix<A> = (A, u8);
 
+/// The routes of one prefix, by metric, lowest first: nearly always one,
+/// so a vector (one small allocation) rather than a map (a 700-byte
+/// B-tree node per prefix: most of the mirror's memory and of a
+/// withdrawal's allocator work at 1,000,000 prefixes).
+type ByMetric<A> = Vec<KRoute<A>>;
+
+fn metric_pos<A>(by: &ByMetric<A>, metric: u32) -> Result<usize, usize> {
+    by.binary_search_by_key(&metric, |r| r.metric)
+}
+
 pub struct Mirror<A: Fam> {
-    routes: BTreeMap<Prefix<A>, BTreeMap<u32, KRoute<A>>>,
+    routes: BTreeMap<Prefix<A>, ByMetric<A>>,
     touched: BTreeSet<Prefix<A>>,
     /// During a resync, the routes the dump has given (prefix, metric).
     marked: Option<BTreeSet<(Prefix<A>, u32)>>,
@@ -39,18 +49,25 @@ impl<A: Fam> Mirror<A> {
         if let Some(m) = &mut self.marked {
             m.insert((p, r.metric));
         }
-        let same = self.routes.get(&p).and_then(|by| by.get(&r.metric)) == Some(&r);
-        if !same {
-            self.routes.entry(p).or_default().insert(r.metric, r);
-            self.touched.insert(p);
+        let by = self.routes.entry(p).or_default();
+        match metric_pos(by, r.metric) {
+            Ok(i) if by[i] == r => return,
+            Ok(i) => by[i] = r,
+            Err(i) => {
+                // One route a prefix is the rule: no room for four.
+                by.reserve_exact(1);
+                by.insert(i, r)
+            }
         }
+        self.touched.insert(p);
     }
 
     /// RTM_DELROUTE: removes the route with this prefix and metric.
     pub fn del_route(&mut self, dest: A, prefix_len: u8, metric: u32) {
         let p = (dest, prefix_len);
         let Some(by) = self.routes.get_mut(&p) else { return };
-        if by.remove(&metric).is_some() {
+        if let Ok(i) = metric_pos(by, metric) {
+            by.remove(i);
             if by.is_empty() {
                 self.routes.remove(&p);
             }
@@ -71,7 +88,7 @@ impl<A: Fam> Mirror<A> {
         let touched = &mut self.touched;
         self.routes.retain(|p, by| {
             let before = by.len();
-            by.retain(|metric, _| marked.contains(&(*p, *metric)));
+            by.retain(|r| marked.contains(&(*p, r.metric)));
             if by.len() != before {
                 swept += before - by.len();
                 touched.insert(*p);
@@ -89,7 +106,7 @@ impl<A: Fam> Mirror<A> {
 
     /// The route in use for a prefix: the lowest metric's.
     pub fn best(&self, p: &Prefix<A>) -> Option<&KRoute<A>> {
-        self.routes.get(p).and_then(|by| by.values().next())
+        self.routes.get(p).and_then(|by| by.first())
     }
 
     /// Prefixes changed since the last call.
@@ -109,7 +126,7 @@ impl<A: Fam> Mirror<A> {
             return;
         }
         for (p, by) in &self.routes {
-            if by.values().next().is_some_and(|r| matches!(r.kind, KKind::Object(id) if ids.contains(&id))) {
+            if by.first().is_some_and(|r| matches!(r.kind, KKind::Object(id) if ids.contains(&id))) {
                 self.touched.insert(*p);
             }
         }
@@ -126,7 +143,7 @@ impl<A: Fam> Mirror<A> {
         let touched = &mut self.touched;
         self.routes.retain(|p, by| {
             let before = by.len();
-            by.retain(|_, r| !matches!(r.kind, KKind::Object(id) if ids.contains(&id)));
+            by.retain(|r| !matches!(r.kind, KKind::Object(id) if ids.contains(&id)));
             if by.len() != before {
                 gone += before - by.len();
                 touched.insert(*p);

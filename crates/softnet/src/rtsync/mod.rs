@@ -21,13 +21,13 @@
 //! The thread here: a full resync (mark and sweep against a fresh dump) at
 //! start and whenever the subscription overran (ENOBUFS: notifications
 //! were lost); otherwise it reads notifications as they come and flushes
-//! when the socket has been quiet for `QUIET`, when `MAX_BATCH` prefixes
-//! are pending, or `MAX_LINGER` after the first pending one, so a burst of
-//! 100,000 changes costs a snapshot per batch, not per route. Prefixes
-//! whose next hop softnet cannot reach yet are tried again every
-//! `RETRY`.
+//! them in batches (`cadence.rs`: after a quiet gap for a lone change,
+//! every `BURST_LINGER` while a burst lasts), so a burst of 100,000
+//! changes costs a snapshot per batch, not per route. Prefixes whose next
+//! hop softnet cannot reach yet are tried again every `RETRY`.
 
 mod apply;
+mod cadence;
 mod mirror;
 mod netlink;
 mod nexthop;
@@ -37,6 +37,7 @@ pub use apply::SyncStats;
 pub use netlink::DEFAULT_RCVBUF;
 
 use apply::{FlushCtx, IfResolver};
+use cadence::Cadence;
 use mirror::{Mirror, Prefix};
 use netlink::{Event, Events};
 use nexthop::{NhCache, NhChange};
@@ -52,12 +53,6 @@ use translate::{translate, Translated};
 
 /// softnet's table the kernel's routes go to.
 const RTABLE: u16 = 0;
-/// Flush once the socket has been quiet this long.
-const QUIET: Duration = Duration::from_millis(2);
-/// ... or this long after the first change of a batch.
-const MAX_LINGER: Duration = Duration::from_millis(50);
-/// ... or when this many prefixes wait.
-const MAX_BATCH: usize = 50_000;
 /// How often unresolved prefixes are tried again.
 const RETRY: Duration = Duration::from_secs(2);
 /// A burst of at least this many changes is logged with its rate ...
@@ -364,7 +359,7 @@ impl Syncer {
 
     fn run(mut self, stop: &AtomicBool) {
         let mut need_resync = false;
-        let mut first_pending: Option<Instant> = None;
+        let mut cadence = Cadence::default();
         let mut last_retry = Instant::now();
         let mut burst: Option<Burst> = None;
         while !stop.load(Ordering::Relaxed) {
@@ -379,8 +374,7 @@ impl Syncer {
                     }
                 }
             }
-            let timeout = if self.pending() > 0 { QUIET } else { Duration::from_millis(200) };
-            let mut quiet = !self.events.wait(timeout);
+            let mut quiet = !self.events.wait(cadence.wait(Instant::now(), self.pending()));
             while !quiet {
                 match self.events.recv(&mut self.evbuf) {
                     Ok(true) => {
@@ -388,9 +382,12 @@ impl Syncer {
                             self.handle(ev);
                         }
                     }
-                    // Nothing more now: a batch under way waits up to
-                    // QUIET for more before it is flushed.
-                    Ok(false) => quiet = self.pending() == 0 || !self.events.wait(QUIET),
+                    // Nothing more now: a batch under way waits for more
+                    // as the cadence says before it is flushed.
+                    Ok(false) => {
+                        let pending = self.pending();
+                        quiet = pending == 0 || !self.events.wait(cadence.wait(Instant::now(), pending));
+                    }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         self.stats.overruns.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("route sync: receive buffer overrun, route changes lost: resync");
@@ -402,10 +399,11 @@ impl Syncer {
                         break;
                     }
                 }
-                if self.pending() > 0 && first_pending.is_none() {
-                    first_pending = Some(Instant::now());
+                let now = Instant::now();
+                if self.pending() > 0 {
+                    cadence.pending(now);
                 }
-                if self.pending() >= MAX_BATCH || first_pending.is_some_and(|t| t.elapsed() >= MAX_LINGER) {
+                if cadence.due(now, self.pending(), false) {
                     break;
                 }
             }
@@ -414,11 +412,15 @@ impl Syncer {
                 last_retry = Instant::now();
                 self.retry_unresolved();
             }
-            if self.pending() > 0
-                && (quiet || self.pending() >= MAX_BATCH || first_pending.is_some_and(|t| t.elapsed() >= MAX_LINGER))
-            {
-                let started = first_pending.take().unwrap_or_else(Instant::now);
+            let now = Instant::now();
+            let pending = self.pending();
+            if pending > 0 {
+                cadence.pending(now);
+            }
+            if cadence.due(now, pending, quiet) {
+                let started = cadence.first().unwrap_or(now);
                 let n = self.flush();
+                cadence.flushed(Instant::now(), pending);
                 if n > 0 {
                     let b = burst.get_or_insert(Burst { start: started, end: started, changes: 0, batches: 0 });
                     b.end = Instant::now();
