@@ -13,17 +13,16 @@
 //!  stack A  a0 10.0.0.1/24 ── wire ── b0 10.0.0.2/24  stack B
 //! ```
 
-use softnet_core::iface::IfAddr;
+mod common;
+
+use common::{two_stacks_with, TwoStacks};
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{PacketBuf, PacketPool};
-use softnet_core::rng::FixedEntropy;
 use softnet_core::sock::api::{TcpListener, TcpStream};
-use softnet_core::stack::{Stack, StackConfig};
-use softnet_core::time::{Clock, Instant, ManualClock};
-use softnet_core::vlink;
+use softnet_core::stack::Stack;
+use softnet_core::time::ManualClock;
 use softnet_core::worker::Worker;
 use softnet_tcp::State;
-use softnet_wire::ethernet::MacAddr;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -100,24 +99,12 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        let clock = Arc::new(ManualClock::new(Instant::from_secs(100)));
-        let dynclock: Arc<dyn Clock> = clock.clone();
-        let cfg = StackConfig { pool_size: 2048, ..StackConfig::default() };
-        let a = Stack::with_clock_and_entropy(cfg.clone(), dynclock.clone(), Arc::new(FixedEntropy::new(1)));
-        let b = Stack::with_clock_and_entropy(cfg, dynclock.clone(), Arc::new(FixedEntropy::new(2)));
-        let (pa, pb) = vlink::wire(1, 4096);
         let (tx_a, tx_b) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
-        let counted = |q: Vec<Box<dyn LinkQueue>>, tally: &Arc<Tally>| -> Vec<Box<dyn LinkQueue>> {
+        let tallies = [tx_a.clone(), tx_b.clone()];
+        let TwoStacks { clock, a, b, wa, wb } = two_stacks_with(2048, 4096, |q, side| {
+            let tally = &tallies[side];
             q.into_iter().map(|inner| Box::new(Counted { inner, tally: tally.clone() }) as Box<dyn LinkQueue>).collect()
-        };
-        a.create_interface("a0", MacAddr([2, 0, 0, 0, 0, 1]), 1500, counted(pa.link_queues(), &tx_a)).unwrap();
-        b.create_interface("b0", MacAddr([2, 0, 0, 0, 0, 2]), 1500, counted(pb.link_queues(), &tx_b)).unwrap();
-        a.add_address("a0", IfAddr::new("10.0.0.1".parse().unwrap(), 24)).unwrap();
-        b.add_address("b0", IfAddr::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
-        a.set_up("a0", true).unwrap();
-        b.set_up("b0", true).unwrap();
-        let wa = Worker::new(0, a.clone(), dynclock.clone());
-        let wb = Worker::new(0, b.clone(), dynclock);
+        });
         Pair { clock, a, b, wa, wb, tx_a, tx_b }
     }
 

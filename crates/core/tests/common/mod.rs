@@ -11,6 +11,7 @@
 pub mod frames6;
 
 use softnet_core::iface::IfAddr;
+use softnet_core::link::LinkQueue;
 use softnet_core::rng::FixedEntropy;
 use softnet_core::stack::{Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
@@ -31,14 +32,24 @@ pub struct TwoStacks {
 /// Stacks of `pool_size` buffers each (entropy seeds 1 and 2), joined by a
 /// wire of one queue of `ring` frames, the interfaces up.
 pub fn two_stacks(pool_size: usize, ring: usize) -> TwoStacks {
+    two_stacks_with(pool_size, ring, |q, _| q)
+}
+
+/// `two_stacks`, each side's link queues passed through `wrap` (with 0
+/// for A's, 1 for B's) before its interface takes them.
+pub fn two_stacks_with(
+    pool_size: usize,
+    ring: usize,
+    mut wrap: impl FnMut(Vec<Box<dyn LinkQueue>>, usize) -> Vec<Box<dyn LinkQueue>>,
+) -> TwoStacks {
     let clock = Arc::new(ManualClock::new(Instant::from_secs(100)));
     let dynclock: Arc<dyn Clock> = clock.clone();
     let cfg = StackConfig { pool_size, ..StackConfig::default() };
     let a = Stack::with_clock_and_entropy(cfg.clone(), dynclock.clone(), Arc::new(FixedEntropy::new(1)));
     let b = Stack::with_clock_and_entropy(cfg, dynclock.clone(), Arc::new(FixedEntropy::new(2)));
     let (pa, pb) = vlink::wire(1, ring);
-    a.create_interface("a0", MacAddr([2, 0, 0, 0, 0, 1]), 1500, pa.link_queues()).unwrap();
-    b.create_interface("b0", MacAddr([2, 0, 0, 0, 0, 2]), 1500, pb.link_queues()).unwrap();
+    a.create_interface("a0", MacAddr([2, 0, 0, 0, 0, 1]), 1500, wrap(pa.link_queues(), 0)).unwrap();
+    b.create_interface("b0", MacAddr([2, 0, 0, 0, 0, 2]), 1500, wrap(pb.link_queues(), 1)).unwrap();
     a.add_address("a0", IfAddr::new("10.0.0.1".parse().unwrap(), 24)).unwrap();
     b.add_address("b0", IfAddr::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
     a.set_up("a0", true).unwrap();
