@@ -77,14 +77,17 @@ impl<'t> Cursor<'t> {
     /// An interface or group name (`on NAME`, `set skip on NAME`,
     /// `antispoof for NAME`): as parse.y's `if_item`, shorter than
     /// IFNAMSIZ ("interface name too long"); and, since pfctl prints it
-    /// bare, one that reads back as the same single word.
+    /// bare, one that reads back as the same single word (and, as an
+    /// OpenBSD or Linux interface name, without a ':').
     pub(super) fn ifname(&mut self) -> PResult<String> {
         let line = self.line();
         let name = self.string()?;
         if name.len() >= crate::chksum::IFNAMSIZ {
             return Err((line, "interface name too long".into()));
         }
-        if name.is_empty() || !name.chars().all(crate::lexer::word_char) {
+        // ':' is dynaddr's modifier separator (`(em0:network)`): a name
+        // holding one would print as an address with a bad modifier.
+        if name.is_empty() || name.contains(':') || !name.chars().all(crate::lexer::word_char) {
             return Err((line, format!("invalid interface name '{name}'")));
         }
         Ok(name)

@@ -20,7 +20,7 @@ impl Parser<'_> {
         let ifs = c.list(|c| {
             let line = c.line();
             if c.eat_punct("(") {
-                let n = c.string()?;
+                let n = c.ifname()?;
                 c.expect_punct(")")?;
                 // The rule it expands to says `from (n:network)`, which
                 // parse.y's dynaddr takes only with a letter first: refused
