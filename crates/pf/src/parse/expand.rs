@@ -524,12 +524,30 @@ pub(super) fn expand_label(l: &str, r: &Rule, nr: usize) -> String {
         ("$if", iface),
         ("$nr", nr.to_string()),
     ];
+    // Again over its own output until nothing changes (a bounded number
+    // of times): a substitution can join text into a macro's name
+    // (`$sr$dstportcaddr`), which pfctl leaves in the label and which
+    // the printed rule's next load would expand (no longer the same
+    // rule). The values hold no '$' but for odd interface names.
+    let mut cur = label_pass(l, &subs);
+    for _ in 0..16 {
+        let next = label_pass(&cur, &subs);
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// One left-to-right pass of `expand_label`'s substitutions.
+fn label_pass(l: &str, subs: &[(&str, String)]) -> String {
     let mut out = String::new();
     let mut rest = l;
     'outer: while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
-        for (k, v) in &subs {
+        for (k, v) in subs {
             if rest.starts_with(k) {
                 out.push_str(v);
                 rest = &rest[k.len()..];
