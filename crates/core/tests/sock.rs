@@ -9,6 +9,8 @@
 //!  stack A  a0 10.0.0.1/24 fd00::1/64 ── wire ── b0 10.0.0.2/24 fd00::2/64  stack B
 //! ```
 
+mod common;
+
 use softnet_core::iface::IfAddr;
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{PacketBuf, PacketPool};
@@ -132,15 +134,7 @@ impl Pair {
     /// One round of both workers (and the control side's timers every
     /// 100 ms of clock), then the clock moves by `d`.
     fn step(&mut self, d: Duration) {
-        let before = self.clock.now().as_nanos() / 100_000_000;
-        for w in self.wa.iter_mut().chain(self.wb.iter_mut()) {
-            w.poll();
-        }
-        self.clock.advance(d);
-        if self.clock.now().as_nanos() / 100_000_000 != before {
-            self.a.tick();
-            self.b.tick();
-        }
+        common::step_workers(&self.clock, [&self.a, &self.b], self.wa.iter_mut().chain(self.wb.iter_mut()), d);
     }
 }
 

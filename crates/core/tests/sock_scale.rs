@@ -7,6 +7,8 @@
 //!  stack A  a0 10.0.0.1/24 ── wire (one queue per worker) ── b0 10.0.0.2/24  stack B
 //! ```
 
+mod common;
+
 use parking_lot::Mutex;
 use softnet_core::iface::IfAddr;
 use softnet_core::link::LinkQueue;
@@ -89,15 +91,7 @@ impl Pair {
     }
 
     fn step(&mut self, d: Duration) {
-        let before = self.clock.now().as_nanos() / 100_000_000;
-        for w in self.wa.iter_mut().chain(self.wb.iter_mut()) {
-            w.poll();
-        }
-        self.clock.advance(d);
-        if self.clock.now().as_nanos() / 100_000_000 != before {
-            self.a.tick();
-            self.b.tick();
-        }
+        common::step_workers(&self.clock, [&self.a, &self.b], self.wa.iter_mut().chain(self.wb.iter_mut()), d);
     }
 }
 

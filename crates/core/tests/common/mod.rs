@@ -19,6 +19,7 @@ use softnet_core::vlink;
 use softnet_core::worker::Worker;
 use softnet_wire::ethernet::MacAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct TwoStacks {
     pub clock: Arc<ManualClock>,
@@ -57,4 +58,25 @@ pub fn two_stacks_with(
     let wa = Worker::new(0, a.clone(), dynclock.clone());
     let wb = Worker::new(0, b.clone(), dynclock);
     TwoStacks { clock, a, b, wa, wb }
+}
+
+/// One round of `workers` (both stacks'), then the clock moves by `d`;
+/// the stacks' control-side timers run whenever the clock crosses a
+/// 100 ms boundary.
+pub fn step_workers<'a>(
+    clock: &ManualClock,
+    stacks: [&Stack; 2],
+    workers: impl IntoIterator<Item = &'a mut Worker>,
+    d: Duration,
+) {
+    let before = clock.now().as_nanos() / 100_000_000;
+    for w in workers {
+        w.poll();
+    }
+    clock.advance(d);
+    if clock.now().as_nanos() / 100_000_000 != before {
+        for s in stacks {
+            s.tick();
+        }
+    }
 }
