@@ -36,7 +36,7 @@ use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
-use crate::state::{StateData, StateTable, HINT_BATCH, TIMEOUT_PURGE};
+use crate::state::{StateData, StateTable, HINT_BATCH, KEY_INET6, TIMEOUT_PURGE};
 
 /// Per-worker pf counters (`pfctl -si`).
 #[derive(Default)]
@@ -867,32 +867,60 @@ impl PacketFilter for Pf {
         let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         for (pkts, decisions) in pkts.chunks_mut(HINT_BATCH).zip(decisions.chunks_mut(HINT_BATCH)) {
-            // Each packet parsed once; on the in hook the lookups of the
-            // whole chunk start together (and the states pf out will follow).
+            // Each packet parsed once: an IPv4 packet of the common case
+            // to its key words and length (`eval::fast_key4`), an IPv6 one
+            // to its description; on the in hook the lookups of the whole
+            // chunk start together (and the states pf out will follow).
             let n = pkts.len();
-            // Only the first `n` entries are written and read: a small
-            // batch does not pay for clearing 64 descriptions.
-            let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
+            // (0, 0): no key (a packet `fast_key4` does not take).
+            let mut keys = [(0u64, 0u64); HINT_BATCH];
+            let mut lens = [0u16; HINT_BATCH];
             let mut hints = [0u32; HINT_BATCH];
-            for (pd, p) in pds.iter_mut().zip(pkts.iter()) {
-                // Each written in its own branch: a value from either of
-                // two calls would be copied in (IPv4 would pay for it).
-                match p.as_ref().map(|p| p.data()) {
-                    Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => pd.write(eval::parse_fast6(d)),
-                    p => pd.write(p.and_then(eval::parse_fast)),
-                };
-            }
-            // SAFETY: entries 0..n were written just above.
-            let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };
-            if dir == Direction::In {
-                let mut keys = [None; HINT_BATCH];
-                for (i, k) in keys[..n].iter_mut().enumerate() {
-                    *k = pd_at(i).map(eval::in_key_words);
+            // Only the entries of packets without IPv4 key words are
+            // written and read: a batch does not pay for 64 descriptions.
+            let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
+            for (i, p) in pkts.iter().enumerate() {
+                let d = p.as_ref().map(|p| p.data());
+                if let Some((k, len)) = d.and_then(eval::fast_key4) {
+                    (keys[i], lens[i]) = (k, len);
+                } else {
+                    let pd = d.filter(|d| d.first().is_some_and(|b| b >> 4 == 6)).and_then(eval::parse_fast6);
+                    if dir == Direction::In {
+                        if let Some(pd) = &pd {
+                            keys[i] = eval::in_key_words(pd);
+                        }
+                    }
+                    pds[i].write(pd);
                 }
-                inner.states.lookup_hints(&keys[..n], &mut hints);
+            }
+            if dir == Direction::In {
+                inner.states.lookup_hints(&keys[..n], &mut hints[..n]);
             }
             for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
-                *d = decide(&cx, logif, slot, pd_at(i), hints[i], bufs, replies);
+                let k = keys[i];
+                *d = match slot {
+                    None => Decision::Consumed,
+                    Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
+                    Some(p) if eval::is_udp4(k) && !logif => {
+                        match eval::test_established4(&cx, k, lens[i], p, hints[i]) {
+                            Some(d) => d,
+                            None => decide_again4(&cx, logif, slot, hints[i], bufs, replies),
+                        }
+                    }
+                    // SAFETY: written in the first pass for every packet
+                    // without IPv4 key words.
+                    Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {
+                        let pd = unsafe { pds[i].assume_init_ref().as_ref() };
+                        match pd.filter(|pd| pd.proto == eval::PROTO_UDP && !logif) {
+                            Some(pd) => match eval::test_established6(&cx, pd, p, hints[i]) {
+                                Some(d) => d,
+                                None => decide_other(&cx, logif, slot, Some(pd), hints[i], bufs, replies),
+                            },
+                            None => decide_other(&cx, logif, slot, pd, hints[i], bufs, replies),
+                        }
+                    }
+                    Some(_) => decide_again4(&cx, logif, slot, hints[i], bufs, replies),
+                };
             }
         }
     }
@@ -964,6 +992,37 @@ fn decide(
         }
     }
     eval::test_parsed(cx, pd, slot, hint, bufs, replies)
+}
+
+/// `decide` for an IPv4 packet `eval::fast_key4` took that the batch
+/// loop did not decide (TCP, a state off the fast path, `set
+/// loginterface`): parsed again into its description, out of the loop.
+#[inline(never)]
+fn decide_again4(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let pd = slot.as_ref().and_then(|p| eval::parse_fast(p.data()));
+    decide(cx, logif, slot, pd.as_ref(), hint, bufs, replies)
+}
+
+/// `decide` for the batch's other packets (IPv6, and IPv4 that takes the
+/// full parse), out of the loop.
+#[inline(never)]
+fn decide_other(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    pd: Option<&Pd>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    decide(cx, logif, slot, pd, hint, bufs, replies)
 }
 
 /// pf_counters_inc's per-interface counts, for the `set loginterface`

@@ -30,6 +30,7 @@ use crate::state::{
 use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 mod afto;
+mod fast4;
 mod inet6;
 mod nat;
 mod nat6;
@@ -40,6 +41,7 @@ mod rules;
 mod state_test;
 mod synproxy;
 
+pub use fast4::{is_udp4, test_established4};
 use inet6::*;
 pub use pdesc::*;
 pub use pdesc6::{parse_pd6, walk_header6, Walk6};
@@ -612,6 +614,15 @@ mod tests {
         }
         let mut accepted = 0;
         for p in &all {
+            // The batch's key words and length (`fast_key4`) are the fast
+            // description's, for the same packets; pf out's are its key.
+            let words = parse_fast(p).map(|pd| (in_key_words(&pd), pd.tot_len() as u16));
+            assert_eq!(fast_key4(p), words, "{p:?}");
+            if let Some(pd) = parse_fast(p) {
+                let out = fast4::dir_words(in_key_words(&pd), Direction::Out);
+                assert_eq!(out, pkt_key_words(&pd, Direction::Out), "{p:?}");
+                assert_eq!(is_udp4(in_key_words(&pd)), pd.proto == PROTO_UDP);
+            }
             if let Some(fast) = parse_fast(p) {
                 accepted += 1;
                 let full = parse_pd(p).unwrap_or_else(|r| panic!("{p:?}: fast accepted, full says {r:?}"));

@@ -43,6 +43,19 @@ impl Endpoints {
         k
     }
 
+    /// The endpoints of an IPv4 packet in direction `dir` whose key has
+    /// the words `w` (`StateKey::words`).
+    #[inline(always)]
+    pub fn of_words(w: (u64, u64), dir: Direction) -> Endpoints {
+        let (a0, a1) = (Ipv4Addr::from((w.0 >> 32) as u32), Ipv4Addr::from(w.0 as u32));
+        let (p0, p1) = ((w.1 >> 48) as u16, (w.1 >> 32) as u16);
+        if dir == Direction::In {
+            Endpoints { src: a0, sport: p0, dst: a1, dport: p1 }
+        } else {
+            Endpoints { src: a1, sport: p1, dst: a0, dport: p0 }
+        }
+    }
+
     /// The endpoints of a packet in direction `dir` whose key is `k`.
     pub fn from_key(k: &StateKey, dir: Direction) -> Endpoints {
         let (s, d) = if dir == Direction::In { (0, 1) } else { (1, 0) };
@@ -250,19 +263,51 @@ pub(super) fn view_target<E: KeyEndpoints>(
     Some(Some(E::of_key(&crate::state::unpack(target), dir)))
 }
 
+/// `view_target` by key words: the words the packet (key words `pkt`,
+/// `fwd`: going the state's way) is rewritten to, `Some(None)` for none.
+#[inline(always)]
+pub(super) fn view_target_words(
+    keys: crate::state::StateKeys,
+    pkt: (u64, u64),
+    fwd: bool,
+) -> Option<Option<(u64, u64)>> {
+    let (own, nat) = keys;
+    let Some(nat) = nat else { return Some(None) };
+    if pkt == own && fwd {
+        Some(Some(nat))
+    } else if pkt == nat && !fwd {
+        Some(Some(own))
+    } else {
+        None
+    }
+}
+
 /// pf_translate: rewrites the packet's addresses and ports (TCP, UDP,
 /// the ICMP query id) to `to`, updating the IP, TCP, UDP and ICMP
 /// checksums incrementally: RFC 1624 eqn. 3 with every changed word's
 /// `~m + m'` summed first, one fold per checksum (the same field value as
 /// one `update16` a word: the sums agree modulo 0xffff and are never 0).
 pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
-    let from = Endpoints::of(pd);
-    if from == *to {
+    translate_at(pkt.data_mut(), pd.hlen(), pd.tot_len(), pd.proto, pd.icmp_type, &Endpoints::of(pd), to);
+}
+
+/// `translate` for a UDP datagram with a 20-byte header, `tot` bytes
+/// long, whose key words (in the hook's direction `dir`) go from `from`
+/// to `to`: the fast path's rewrite (`fast4`), without a description.
+#[inline]
+pub(super) fn translate_words(pkt: &mut PacketBuf, tot: usize, from: (u64, u64), to: (u64, u64), dir: Direction) {
+    let (from, to) = (Endpoints::of_words(from, dir), Endpoints::of_words(to, dir));
+    translate_at(pkt.data_mut(), 20, tot, PROTO_UDP, 0, &from, &to);
+}
+
+/// `translate` on the IPv4 datagram `d` (header `hlen` bytes, `tot` in
+/// all, transport `proto`, ICMP type `icmp_type`) now at `from`.
+fn translate_at(d: &mut [u8], hlen: usize, tot: usize, proto: u8, icmp_type: u8, from: &Endpoints, to: &Endpoints) {
+    if *from == *to {
         return;
     }
     let (os, od, ns, nd) = (u32::from(from.src), u32::from(from.dst), u32::from(to.src), u32::from(to.dst));
     let (ds, dd) = (delta32(os, ns), delta32(od, nd));
-    let d = pkt.data_mut();
     if os != ns || od != nd {
         let mut ip = Ipv4Packet::new_unchecked(&mut d[..]);
         let delta = if os != ns { ds } else { 0 } + if od != nd { dd } else { 0 };
@@ -271,9 +316,9 @@ pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
         ip.set_dst(to.dst);
         ip.set_checksum(c);
     }
-    let l4 = &mut d[pd.hlen()..pd.tot_len()];
+    let l4 = &mut d[hlen..tot];
     let ports = delta16(from.sport, to.sport) + delta16(from.dport, to.dport);
-    match pd.proto {
+    match proto {
         PROTO_TCP => {
             let mut t = TcpPacket::new_unchecked(l4);
             let c = adjust(t.checksum(), ds + dd + ports);
@@ -296,7 +341,7 @@ pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
             // a query's id is its "port" on one side (the other is the
             // type, which stays); no pseudo-header
             let (old_id, new_id) = if from.sport != to.sport { (from.sport, to.sport) } else { (from.dport, to.dport) };
-            if old_id != new_id && !icmpv4::is_error(pd.icmp_type) {
+            if old_id != new_id && !icmpv4::is_error(icmp_type) {
                 let mut p = Icmpv4Packet::new_unchecked(l4);
                 let c = checksum::update16(p.checksum(), old_id, new_id);
                 p.set_echo_ident(new_id);

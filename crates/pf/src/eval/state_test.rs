@@ -2,6 +2,7 @@
 //! ICMP), including the inline established path.
 
 use super::*;
+use crate::state::{FAST_FWD, FAST_REV};
 
 /// The common case whole and inline in the hook's loop, so that the
 /// state's view and the verdict stay in registers (returned through
@@ -65,7 +66,7 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
 /// scrub, route, tag or rtable: a state's rewrite words hold address
 /// ids, not addresses); anything else `None`, for the IPv6 path.
 #[inline(never)]
-fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
+pub fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
     // The linked state's address ids checked against the packet's
     // addresses instead of looked up (two hashed lookups a hook spared).
@@ -73,12 +74,8 @@ fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option
     let key = linked_key_words6(pd, cx.dir, linked);
     let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
-    if !other_steady(&v, fwd, pd.proto == PROTO_UDP)
-        || v.flags & PLAIN_MASK != 0
-        || v.tag != 0
-        || (fwd && v.rtable >= 0)
-        || pd.badopts
-    {
+    // (`fast`: UDP only, as `parse_fast6` takes UDP or TCP.)
+    if v.fast & if fwd { FAST_FWD } else { FAST_REV } == 0 || v.flags & sflags::NAT != 0 || pd.badopts {
         return None;
     }
     cx.pf.counters.get(cx.worker).searches.inc();
@@ -386,24 +383,7 @@ pub(super) fn patch_seq_ack(pkt: &mut PacketBuf, hlen: usize, seq: u32, ack: u32
     t.set_checksum(c);
 }
 
-/// UDP and other protocols' peer states and timeout after a packet from
-/// `src` toward `dst` (pf_test_state, the non-TCP, non-ICMP part).
-#[inline]
-pub(super) fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> Timeout {
-    if *src < udps::SINGLE {
-        *src = udps::SINGLE;
-    }
-    if *dst == udps::SINGLE {
-        *dst = udps::MULTIPLE;
-    }
-    let multiple = *src == udps::MULTIPLE && *dst == udps::MULTIPLE;
-    match (udp, multiple) {
-        (true, true) => Timeout::UdpMultiple,
-        (true, false) => Timeout::UdpSingle,
-        (false, true) => Timeout::OtherMultiple,
-        (false, false) => Timeout::OtherSingle,
-    }
-}
+pub(super) use crate::state::other_step;
 
 /// Whether a packet (`fwd`: in the state's direction) leaves the state
 /// the view shows as it is: peer states and timeout unchanged by

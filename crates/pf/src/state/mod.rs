@@ -398,7 +398,62 @@ fn bind_word(st: &StateData) -> u64 {
 
 #[inline]
 fn extra_word(st: &StateData) -> u64 {
-    st.tag as u64 | (st.rtable as u16 as u64) << 16 | (st.src.state as u64) << 32 | (st.dst.state as u64) << 40
+    st.tag as u64
+        | (st.rtable as u16 as u64) << 16
+        | (st.src.state as u64) << 32
+        | (st.dst.state as u64) << 40
+        | (fast_bits(st) as u64) << 48
+}
+
+/// `StateView::fast` bits: a UDP packet in the state's direction
+/// (`FAST_FWD`), or against it (`FAST_REV`), leaves the state as it is
+/// (`other_step` changes neither peer nor the timeout: every packet of an
+/// established flow) and asks nothing of the verdict but the counters:
+/// no log, scrub, route, af-to, tag, divert, and (in the state's
+/// direction) no rtable. Only `sflags::NAT` may be set besides: its
+/// rewrite comes from the keys. Computed whenever the state is
+/// published, so the per-packet path tests one bit instead of working it
+/// out from the peers, the timeout and the flags.
+pub const FAST_FWD: u8 = 1;
+pub const FAST_REV: u8 = 2;
+
+/// The state flags that take a packet off the fast path: each asks the
+/// verdict for work besides counting (`sflags::NAT` does not: its rewrite
+/// comes from the keys).
+const FAST_NOT: u8 = sflags::LOG_ALL | sflags::LOG_MATCHES_ALL | sflags::SCRUB | sflags::ROUTED | sflags::AFTO;
+
+fn fast_bits(st: &StateData) -> u8 {
+    if st.key.proto != 17 || st.flags & FAST_NOT != 0 || st.tag != 0 || st.src_flags & srcflags::DIVERTED != 0 {
+        return 0;
+    }
+    let steady = |s0: u8, d0: u8| {
+        let (mut s, mut d) = (s0, d0);
+        let t = other_step(true, &mut s, &mut d);
+        s == s0 && d == d0 && st.timeout == crate::compile::tidx(t) as u8
+    };
+    let fwd = steady(st.src.state, st.dst.state) && st.rtable < 0;
+    let rev = steady(st.dst.state, st.src.state);
+    (FAST_FWD * u8::from(fwd)) | (FAST_REV * u8::from(rev))
+}
+
+/// UDP and other protocols' peer states and timeout after a packet from
+/// `src` toward `dst` (pf_test_state, the non-TCP, non-ICMP part).
+#[inline]
+pub fn other_step(udp: bool, src: &mut u8, dst: &mut u8) -> crate::names::Timeout {
+    use crate::names::Timeout;
+    if *src < udps::SINGLE {
+        *src = udps::SINGLE;
+    }
+    if *dst == udps::SINGLE {
+        *dst = udps::MULTIPLE;
+    }
+    let multiple = *src == udps::MULTIPLE && *dst == udps::MULTIPLE;
+    match (udp, multiple) {
+        (true, true) => Timeout::UdpMultiple,
+        (true, false) => Timeout::UdpSingle,
+        (false, true) => Timeout::OtherMultiple,
+        (false, false) => Timeout::OtherSingle,
+    }
 }
 
 /// Whether a state with this `bind` word is live, not purged, and usable

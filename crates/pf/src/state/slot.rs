@@ -196,6 +196,8 @@ pub struct StateView {
     pub rtable: i16,
     /// The state's reverse link (`Slot::rev`): slot + 1, 0 none.
     pub rev: u32,
+    /// `FAST_FWD | FAST_REV`: which way its packets take the fast path.
+    pub fast: u8,
 }
 
 /// Result of a lock-free probe.

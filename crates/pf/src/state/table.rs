@@ -388,6 +388,7 @@ impl StateTable {
             tag: extra as u16,
             rtable: (extra >> 16) as u16 as i16,
             rev,
+            fast: (extra >> 48) as u8,
         })
     }
 
@@ -403,13 +404,15 @@ impl StateTable {
     /// its reverse link names (what pf out will read), else the bucket pf
     /// out will probe. `hints[i]` becomes slot + 1 of the first slot when
     /// it holds `keys[i]` (0 otherwise); a hint is only a guess, verified
-    /// in full before use. `keys[i] == None` (a packet the fast parse does
-    /// not take) gets 0. Reads only.
-    pub fn lookup_hints(&self, keys: &[Option<(u64, u64)>], hints: &mut [u32]) {
+    /// in full before use. A key whose second word is 0 (no key: a packet
+    /// the fast parses do not take; a real key's holds its protocol) gets
+    /// 0. Reads only.
+    pub fn lookup_hints(&self, keys: &[(u64, u64)], hints: &mut [u32]) {
         let n = keys.len().min(hints.len()).min(HINT_BATCH);
         let mut bucket = [0u32; HINT_BATCH];
         for i in 0..n {
-            if let Some(k) = keys[i] {
+            let k = keys[i];
+            if k.1 != 0 {
                 let b = self.bucket_of(k);
                 bucket[i] = b as u32;
                 prefetch_line(&self.buckets[b]);
@@ -417,7 +420,7 @@ impl StateTable {
         }
         for i in 0..n {
             hints[i] = 0;
-            if keys[i].is_some() {
+            if keys[i].1 != 0 {
                 let head = self.buckets[bucket[i] as usize].load(Ordering::Relaxed);
                 if let Some(s) = head.checked_sub(1).and_then(|i| self.slot(i)) {
                     prefetch_slot(s);
@@ -426,7 +429,10 @@ impl StateTable {
             }
         }
         for i in 0..n {
-            let Some(k) = keys[i] else { continue };
+            let k = keys[i];
+            if k.1 == 0 {
+                continue;
+            }
             let s = hints[i].checked_sub(1).and_then(|i| self.slot(i));
             match s {
                 Some(s) if s.key_words() == k => {

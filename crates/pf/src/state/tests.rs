@@ -330,3 +330,70 @@ fn a_dropped_table_gives_back_its_ipv6_ids() {
     assert_eq!(v6ids::lookup(k.addr[0]), v6ids::NO_ID);
     assert_eq!(v6ids::lookup(k.addr[1]), v6ids::NO_ID);
 }
+
+/// A state's `fast` bits (published with it, read by the fast paths)
+/// say exactly what the per-packet tests they replace said: the packet
+/// leaves the peers and the timeout as they are (`other_step`, with a
+/// diverted state's timeout never matching), the state has no flag but
+/// `NAT` among those that ask the verdict for work, no tag, and (its own
+/// way) no rtable; UDP only. Every combination of those fields, both
+/// ways.
+#[test]
+fn fast_bits_say_what_the_per_packet_tests_said() {
+    use crate::compile::tidx;
+    use crate::names::Timeout;
+    let plain_mask =
+        sflags::LOG_ALL | sflags::LOG_MATCHES_ALL | sflags::NAT | sflags::SCRUB | sflags::ROUTED | sflags::AFTO;
+    let timeouts =
+        [Timeout::UdpFirst, Timeout::UdpSingle, Timeout::UdpMultiple, Timeout::OtherSingle, Timeout::TcpFirst];
+    let flag_sets = [0, sflags::NAT, sflags::LOG_ALL, sflags::SCRUB, sflags::ROUTED, sflags::AFTO, sflags::ALLOW_OPTS];
+    let t = StateTable::new(1 << 16);
+    let (mut n, mut fast_seen) = (0u16, [0usize; 4]);
+    for proto in [17u8, 6, 1] {
+        for (s, d) in (0..3u8).flat_map(|s| (0..3u8).map(move |d| (s, d))) {
+            for to in timeouts {
+                for flags in flag_sets {
+                    for (tag, rtable, diverted) in [(0u16, -1i16, false), (7, -1, false), (0, 3, false), (0, -1, true)]
+                    {
+                        n += 1;
+                        let mut k = key(n);
+                        k.proto = proto;
+                        let mut st = StateData {
+                            key: k,
+                            direction: DIR_IN,
+                            flags,
+                            tag,
+                            rtable,
+                            live: true,
+                            ..Default::default()
+                        };
+                        st.src.state = s;
+                        st.dst.state = d;
+                        st.timeout = tidx(to) as u8;
+                        st.src_flags = if diverted { srcflags::DIVERTED } else { 0 };
+                        let idx = t.insert(st).unwrap();
+                        let Probe::Hit(v) = t.probe(k.words(), 0) else { panic!("inserted") };
+                        assert_eq!(v.idx, idx);
+                        for fwd in [true, false] {
+                            // the tests of `test_established` before the bits
+                            let (s0, d0) = if fwd { (v.src_state, v.dst_state) } else { (v.dst_state, v.src_state) };
+                            let (mut s1, mut d1) = (s0, d0);
+                            let step = other_step(proto == 17, &mut s1, &mut d1);
+                            let steady = s1 == s0 && d1 == d0 && v.timeout == tidx(step) as u8;
+                            let extra = v.flags & plain_mask;
+                            let want = proto == 17
+                                && steady
+                                && (extra == 0 || extra == sflags::NAT)
+                                && v.tag == 0
+                                && !(fwd && v.rtable >= 0);
+                            let bit = if fwd { FAST_FWD } else { FAST_REV };
+                            assert_eq!(v.fast & bit != 0, want, "{st:?} fwd {fwd}");
+                        }
+                        fast_seen[v.fast as usize] += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(fast_seen.iter().all(|&c| c > 0), "every combination of the bits is made: {fast_seen:?}");
+}
