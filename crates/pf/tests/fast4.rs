@@ -5,7 +5,7 @@
 //! both ways), the same links and tags, the same state counters, for
 //! forwarded packets and their replies under churn.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, tcp_bytes, udp_bytes, HeapBufs, Net};
 
 use std::net::Ipv4Addr;

@@ -22,6 +22,8 @@ mod eval_anchors;
 mod eval_filter;
 #[path = "eval_rules.rs"]
 mod eval_rules;
+#[path = "fast4.rs"]
+mod fast4;
 #[path = "hostif.rs"]
 mod hostif;
 #[path = "inet6.rs"]
