@@ -45,7 +45,11 @@ pub fn open_host_tap(dev: &str, queues: usize, mac: [u8; 6], mtu: u32) -> Result
     // What the stack punts to the host goes out a batch per system call
     // (io_uring), so the host's reader is woken once a batch, not once a
     // frame (crate::uring).
-    let batched = queues.iter_mut().fold(true, |all, q| q.batch_writes() && all);
+    let mut batched = true;
+    for q in queues.iter_mut() {
+        // Every queue tries (no short circuit): each has its own ring.
+        batched &= q.batch_writes();
+    }
     let carrier = queues[0].carrier_handle()?;
     carrier.set(false)?;
     ifinfo::set_mac_address(dev, mac)?;
