@@ -37,6 +37,13 @@ impl TaskWakers {
         self.read.is_none() && self.write.is_none()
     }
 
+    /// Whether a task is to be woken: a reader, or a writer when
+    /// `writable` (its socket's room reached the low-water mark).
+    #[inline]
+    pub fn due(&self, writable: bool) -> bool {
+        self.read.is_some() || (writable && self.write.is_some())
+    }
+
     /// Wakes and forgets both: a woken task polls again and registers
     /// anew if it still has to wait.
     #[inline]
