@@ -108,8 +108,14 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            rx_buffer: 64 * 1024,
-            tx_buffer: 64 * 1024,
+            // 256 KiB each way (Linux autotunes from 128 KiB receive and
+            // 16 KiB send up to MBs): 64 KiB in flight bounded a sender
+            // that waits for the scheduler between refills, and a receive
+            // window of 64 KiB stalled the peer while the worker was off
+            // its CPU. The rings' memory is taken with use (`ring.rs`), so
+            // idle connections and short exchanges pay nothing for it.
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
             mss: 1460,
             nodelay: false,
             window_scaling: true,
