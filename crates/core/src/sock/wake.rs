@@ -31,12 +31,6 @@ impl TaskWakers {
     pub fn register_write(&mut self, w: &Waker) {
         register(&mut self.write, w);
     }
-    /// Whether a task waits.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.read.is_none() && self.write.is_none()
-    }
-
     /// Whether a task is to be woken: a reader, or a writer when
     /// `writable` (its socket's room reached the low-water mark).
     #[inline]
