@@ -886,8 +886,8 @@ impl PacketFilter for Pf {
             let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };
             if dir == Direction::In {
                 let mut keys = [None; HINT_BATCH];
-                for (i, k) in keys[..n].iter_mut().enumerate() {
-                    *k = pd_at(i).map(eval::in_key_words);
+                for (i, (k, p)) in keys[..n].iter_mut().zip(pkts.iter_mut()).enumerate() {
+                    *k = pd_at(i).map(|pd| eval::in_key_words(pd, p));
                 }
                 inner.states.lookup_hints(&keys[..n], &mut hints);
             }
