@@ -170,6 +170,21 @@ fn an_ipv6_batch_decides_as_packets_one_by_one_under_churn() {
     batch_against_one_by_one(udp6, CLIENT6.parse().unwrap());
 }
 
+/// The same with both families in one batch: a batch that starts with an
+/// IPv6 packet goes through the loop's IPv6 instance, one that starts
+/// with an IPv4 packet through IPv4's; each decides both families.
+#[test]
+fn a_mixed_batch_decides_as_packets_one_by_one_under_churn() {
+    fn mixed(sport: u16, dport: u16) -> PacketBuf {
+        if sport % 3 == 0 {
+            udp(sport, dport)
+        } else {
+            udp6(sport, dport)
+        }
+    }
+    batch_against_one_by_one(mixed, CLIENT6.parse().unwrap());
+}
+
 fn batch_against_one_by_one(udp: fn(u16, u16) -> PacketBuf, client: IpAddr) {
     let n = net();
     let (batched, single) = (pf_with(&n, RULES), pf_with(&n, RULES));

@@ -259,9 +259,16 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
 
 /// `parse_fast` for IPv6 (and `parse_pd6`'s twin the same way): the
 /// fixed header straight followed by UDP or TCP (what `walk_header6`
-/// would walk in one step), no jumbogram.
+/// would walk in one step), no jumbogram. Out of line, for IPv4's batch
+/// loop (`parse_fast6_inline` is IPv6's loop's).
 #[inline(never)]
 pub fn parse_fast6(d: &[u8]) -> Option<Pd> {
+    parse_fast6_inline(d)
+}
+
+/// `parse_fast6` inline: in IPv6's instance of the batch loop.
+#[inline(always)]
+pub fn parse_fast6_inline(d: &[u8]) -> Option<Pd> {
     if d.len() < 40 || d[0] >> 4 != 6 {
         return None;
     }

@@ -63,9 +63,17 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
 
 /// `test_established` for IPv6: a plain state only (no translation, log,
 /// scrub, route, tag or rtable: a state's rewrite words hold address
-/// ids, not addresses); anything else `None`, for the IPv6 path.
+/// ids, not addresses); anything else `None`, for the IPv6 path. Out of
+/// line from IPv4's batch loop; IPv6's has it inline
+/// (`test_established6_inline`).
 #[inline(never)]
 fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
+    test_established6_inline(cx, pd, pkt, hint)
+}
+
+/// `test_established6` inline, for IPv6's instance of the batch loop.
+#[inline(always)]
+pub fn test_established6_inline(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
     // The ids pf in noted in the packet (no id work at all); without a
     // note, the linked state's address ids checked against the packet's
