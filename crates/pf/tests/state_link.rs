@@ -176,7 +176,7 @@ fn an_ipv6_batch_decides_as_packets_one_by_one_under_churn() {
 #[test]
 fn a_mixed_batch_decides_as_packets_one_by_one_under_churn() {
     fn mixed(sport: u16, dport: u16) -> PacketBuf {
-        if sport % 3 == 0 {
+        if sport.is_multiple_of(3) {
             udp(sport, dport)
         } else {
             udp6(sport, dport)
@@ -246,7 +246,7 @@ fn batch_against_one_by_one(udp: fn(u16, u16) -> PacketBuf, client: IpAddr) {
         }
         // pf out: the batch against one by one (the states flushed
         // meanwhile at times: the links and notes then name none).
-        if rng.next() % 25 == 0 {
+        if rng.next().is_multiple_of(25) {
             assert_eq!(batched.flush_states(), single.flush_states());
         }
         let mut slots: Vec<Option<PacketBuf>> = passed.into_iter().map(Some).collect();
