@@ -39,6 +39,10 @@ pub mod mflags {
     /// for `divert-to`, to the socket listening on the divert address
     /// (`PacketFilter::divert_to`, in_pcblookup_listen's divert key).
     pub const PF_DIVERTED: u8 = 1 << 2;
+    /// pf in left its note on the IPv6 packet in `PacketData::pf_note6`
+    /// (cleared with the rest of the metadata when the buffer is reused,
+    /// so a note is never older than the packet).
+    pub const PF_NOTE6: u8 = 1 << 3;
     /// Bits 5-7: the packet's priority (`PacketMeta::prio`).
     pub(crate) const PRIO_SHIFT: u32 = 5;
     pub(crate) const PRIO_MASK: u8 = 0b111 << PRIO_SHIFT;
@@ -125,6 +129,22 @@ pub struct PacketData {
     /// (pf's `st->rt_addr`), beside the metadata rather than in it: only
     /// read when the decision says so, never copied with `meta`.
     pub pf_hop6: std::net::Ipv6Addr,
+    /// pf's note on an IPv6 packet from pf in to pf out, valid while
+    /// `mflags::PF_NOTE6` is set in `meta`; opaque to the stack and, like
+    /// `pf_hop6`, never copied with `meta`.
+    pub pf_note6: PfNote6,
+}
+
+/// What pf in learnt of an IPv6 packet that pf out can use again: the
+/// packet's source and destination as pf in saw them (pf's `pf_addr`
+/// words) and the ids pf's state keys give them (pf's `state::v6ids`,
+/// opaque here). pf out uses the ids only for a packet whose addresses
+/// are still these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PfNote6 {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub ids: u64,
 }
 
 impl std::ops::Deref for PacketBuf {
@@ -153,6 +173,7 @@ impl PacketBuf {
             len: 0,
             meta: PacketMeta::default(),
             pf_hop6: std::net::Ipv6Addr::UNSPECIFIED,
+            pf_note6: PfNote6::default(),
         }))
     }
 

@@ -14,7 +14,6 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
-use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 
 use crate::addr::PfAddr;
@@ -26,17 +25,18 @@ use parking_lot::Mutex;
 use siphasher::sip::SipHasher13;
 use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, PacketFilter, Verdict};
 use softnet_core::iface::{IfAddr, Interface, WeakIf};
-use softnet_core::packet::{mflags, PacketBuf};
+use softnet_core::packet::PacketBuf;
 use softnet_core::percpu::{Counter, PerWorker};
 use softnet_core::time::Instant;
 
+use crate::batch;
 use crate::compile::{compile_tree, tidx, CompileCx, CompileError, CompiledRuleset, TagNames, TimeoutSets};
 use crate::eval::{self, Cx, Pd, LCNT_COUNT, REASON_COUNT};
 use crate::model::{HeaderItem, Limit, Ruleset, SetOption};
 use crate::names::Timeout;
 use crate::pflog::PflogQueue;
 use crate::resolver::IfResolver;
-use crate::state::{StateData, StateTable, HINT_BATCH, KEY_INET6, TIMEOUT_PURGE};
+use crate::state::{StateData, StateTable, HINT_BATCH, TIMEOUT_PURGE};
 
 /// Per-worker pf counters (`pfctl -si`).
 #[derive(Default)]
@@ -838,7 +838,7 @@ impl PacketFilter for Pf {
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         let pd = eval::parse_fast(pkt.data()).or_else(|| eval::parse_fast6(pkt.data()));
         let mut slot = Some(pkt);
-        match (decide(&cx, logif, &mut slot, pd.as_ref(), 0, bufs, replies), slot) {
+        match (batch::decide::<false>(&cx, logif, &mut slot, pd.as_ref(), 0, bufs, replies), slot) {
             (Decision::Pass, Some(p)) => Verdict::Pass(p),
             (Decision::Drop, Some(p)) => Verdict::Drop(p),
             _ => Verdict::Consumed,
@@ -866,62 +866,13 @@ impl PacketFilter for Pf {
         };
         let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
+        // A batch that starts with an IPv6 packet goes through the loop's
+        // IPv6 instance (`batch::run6`); IPv4's stays as it was.
+        if pkts.first().and_then(|p| p.as_ref()).is_some_and(|p| p.data().first().is_some_and(|b| b >> 4 == 6)) {
+            return batch::run6(&cx, logif, pkts, decisions, bufs, replies);
+        }
         for (pkts, decisions) in pkts.chunks_mut(HINT_BATCH).zip(decisions.chunks_mut(HINT_BATCH)) {
-            // Each packet parsed once: an IPv4 packet of the common case
-            // to its key words and length (`eval::fast_key4`), an IPv6 one
-            // to its description; on the in hook the lookups of the whole
-            // chunk start together (and the states pf out will follow).
-            let n = pkts.len();
-            // (0, 0): no key (a packet `fast_key4` does not take).
-            let mut keys = [(0u64, 0u64); HINT_BATCH];
-            let mut lens = [0u16; HINT_BATCH];
-            let mut hints = [0u32; HINT_BATCH];
-            // Only the entries of packets without IPv4 key words are
-            // written and read: a batch does not pay for 64 descriptions.
-            let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
-            for (i, p) in pkts.iter().enumerate() {
-                let d = p.as_ref().map(|p| p.data());
-                if let Some((k, len)) = d.and_then(eval::fast_key4) {
-                    (keys[i], lens[i]) = (k, len);
-                } else {
-                    let pd = d.filter(|d| d.first().is_some_and(|b| b >> 4 == 6)).and_then(eval::parse_fast6);
-                    if dir == Direction::In {
-                        if let Some(pd) = &pd {
-                            keys[i] = eval::in_key_words(pd);
-                        }
-                    }
-                    pds[i].write(pd);
-                }
-            }
-            if dir == Direction::In {
-                inner.states.lookup_hints(&keys[..n], &mut hints[..n]);
-            }
-            for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
-                let k = keys[i];
-                *d = match slot {
-                    None => Decision::Consumed,
-                    Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
-                    Some(p) if eval::is_udp4(k) && !logif => {
-                        match eval::test_established4(&cx, k, lens[i], p, hints[i]) {
-                            Some(d) => d,
-                            None => decide_again4(&cx, logif, slot, hints[i], bufs, replies),
-                        }
-                    }
-                    // SAFETY: written in the first pass for every packet
-                    // without IPv4 key words.
-                    Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {
-                        let pd = unsafe { pds[i].assume_init_ref().as_ref() };
-                        match pd.filter(|pd| pd.proto == eval::PROTO_UDP && !logif) {
-                            Some(pd) => match eval::test_established6(&cx, pd, p, hints[i]) {
-                                Some(d) => d,
-                                None => decide_other(&cx, logif, slot, Some(pd), hints[i], bufs, replies),
-                            },
-                            None => decide_other(&cx, logif, slot, pd, hints[i], bufs, replies),
-                        }
-                    }
-                    Some(_) => decide_again4(&cx, logif, slot, hints[i], bufs, replies),
-                };
-            }
+            batch::chunk4(&cx, logif, pkts, decisions, bufs, replies);
         }
     }
 
@@ -959,97 +910,4 @@ impl PacketFilter for Pf {
         // Old rulesets no worker holds any more are freed here, not on a worker.
         inner.retired.lock().retain(|r| Arc::strong_count(r) > 1);
     }
-}
-
-/// One packet of a hook call, in place: what pf itself sent passes
-/// untouched (pf_test and `PF_TAG_GENERATED`); the `set loginterface`
-/// interface's packets are counted; an established packet is decided
-/// right here (`eval::test_established`, inline in the hook's loop).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn decide(
-    cx: &Cx,
-    logif: bool,
-    slot: &mut Option<PacketBuf>,
-    pd: Option<&Pd>,
-    hint: u32,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Decision {
-    match slot {
-        None => return Decision::Consumed,
-        Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => return Decision::Pass,
-        Some(_) => {}
-    }
-    if logif {
-        return count_logif(cx.pf, cx.worker, cx.dir, slot, |slot| {
-            eval::test_parsed(cx, pd, slot, hint, bufs, replies)
-        });
-    }
-    if let (Some(pd), Some(p)) = (pd, slot.as_mut()) {
-        if let Some(d) = eval::test_established(cx, pd, p, hint) {
-            return d;
-        }
-    }
-    eval::test_parsed(cx, pd, slot, hint, bufs, replies)
-}
-
-/// `decide` for an IPv4 packet `eval::fast_key4` took that the batch
-/// loop did not decide (TCP, a state off the fast path, `set
-/// loginterface`): parsed again into its description, out of the loop.
-#[inline(never)]
-fn decide_again4(
-    cx: &Cx,
-    logif: bool,
-    slot: &mut Option<PacketBuf>,
-    hint: u32,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Decision {
-    let pd = slot.as_ref().and_then(|p| eval::parse_fast(p.data()));
-    decide(cx, logif, slot, pd.as_ref(), hint, bufs, replies)
-}
-
-/// `decide` for the batch's other packets (IPv6, and IPv4 that takes the
-/// full parse), out of the loop.
-#[inline(never)]
-fn decide_other(
-    cx: &Cx,
-    logif: bool,
-    slot: &mut Option<PacketBuf>,
-    pd: Option<&Pd>,
-    hint: u32,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Decision {
-    decide(cx, logif, slot, pd, hint, bufs, replies)
-}
-
-/// pf_counters_inc's per-interface counts, for the `set loginterface`
-/// interface only: packets by direction and verdict, bytes (IP total
-/// length) by direction. A fragment kept for reassembly counts as passed.
-#[cold]
-fn count_logif(
-    inner: &PfInner,
-    worker: usize,
-    dir: Direction,
-    slot: &mut Option<PacketBuf>,
-    f: impl FnOnce(&mut Option<PacketBuf>) -> Decision,
-) -> Decision {
-    let len = slot.as_ref().map_or(0, |p| {
-        let d = p.data();
-        match d.first().map(|b| b >> 4) {
-            // IPv6: the fixed header and its payload length
-            Some(6) if d.len() >= 6 => 40 + u16::from_be_bytes([d[4], d[5]]) as u64,
-            _ if d.len() >= 4 => u16::from_be_bytes([d[2], d[3]]) as u64,
-            _ => d.len() as u64,
-        }
-    });
-    let v = f(slot);
-    let out = (dir == Direction::Out) as usize;
-    let blocked = (v == Decision::Drop) as usize;
-    let c = inner.counters.get(worker);
-    c.logif_packets[out * 2 + blocked].inc();
-    c.logif_bytes[out].add(len);
-    v
 }

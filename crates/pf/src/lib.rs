@@ -41,6 +41,7 @@
 
 pub mod addr;
 pub mod anchor;
+mod batch;
 pub mod error;
 pub mod lb;
 mod lexer;

@@ -4,9 +4,9 @@
 //! search of the state table would.
 
 use crate::common;
-use common::{net, pf_with, udp_bytes, Net, NoBufs as Bufs};
+use common::{net, pf_with, udp6_bytes, udp_bytes, Net, NoBufs as Bufs};
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use softnet_core::filter::{Decision, Direction, PacketFilter, Verdict};
 use softnet_core::iface::Interface;
@@ -19,6 +19,13 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
 fn udp(sport: u16, dport: u16) -> PacketBuf {
     PacketBuf::from_slice(&udp_bytes(CLIENT, SERVER, sport, dport, &[0u8; 18]))
+}
+
+const CLIENT6: &str = "2001:db8:1::2";
+const SERVER6: &str = "2001:db8:2::2";
+
+fn udp6(sport: u16, dport: u16) -> PacketBuf {
+    PacketBuf::from_slice(&udp6_bytes(CLIENT6, SERVER6, sport, dport, &[0u8; 18]))
 }
 
 fn hook(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> Result<PacketBuf, ()> {
@@ -148,9 +155,37 @@ impl Rng {
 /// The in hook over a batch (the stack's path, with the batch's lookup
 /// guesses) decides every packet as the per-packet hook does, whatever
 /// the states did in between: random flows, junk and truncated packets,
-/// flushes, kills and reloads, on two filters fed the same sequence.
+/// flushes, kills and reloads (some between pf in and pf out, with the
+/// link and IPv6's note of its address ids in the packets), on two
+/// filters fed the same sequence.
 #[test]
 fn a_batch_decides_as_packets_one_by_one_under_churn() {
+    batch_against_one_by_one(udp, IpAddr::V4(CLIENT));
+}
+
+/// `a_batch_decides_as_packets_one_by_one_under_churn` for IPv6, whose
+/// batch path keys states by the ids pf in noted in the packet.
+#[test]
+fn an_ipv6_batch_decides_as_packets_one_by_one_under_churn() {
+    batch_against_one_by_one(udp6, CLIENT6.parse().unwrap());
+}
+
+/// The same with both families in one batch: a batch that starts with an
+/// IPv6 packet goes through the loop's IPv6 instance, one that starts
+/// with an IPv4 packet through IPv4's; each decides both families.
+#[test]
+fn a_mixed_batch_decides_as_packets_one_by_one_under_churn() {
+    fn mixed(sport: u16, dport: u16) -> PacketBuf {
+        if sport.is_multiple_of(3) {
+            udp(sport, dport)
+        } else {
+            udp6(sport, dport)
+        }
+    }
+    batch_against_one_by_one(mixed, CLIENT6.parse().unwrap());
+}
+
+fn batch_against_one_by_one(udp: fn(u16, u16) -> PacketBuf, client: IpAddr) {
     let n = net();
     let (batched, single) = (pf_with(&n, RULES), pf_with(&n, RULES));
     let mut rng = Rng(0x2545_f491);
@@ -209,7 +244,11 @@ fn a_batch_decides_as_packets_one_by_one_under_churn() {
             assert_eq!(a.data(), b.data(), "round {round}: same packets, same order");
             assert_eq!(a.meta.pf_link, b.meta.pf_link, "round {round}: the same state found");
         }
-        // pf out: the batch against one by one.
+        // pf out: the batch against one by one (the states flushed
+        // meanwhile at times: the links and notes then name none).
+        if rng.next().is_multiple_of(25) {
+            assert_eq!(batched.flush_states(), single.flush_states());
+        }
         let mut slots: Vec<Option<PacketBuf>> = passed.into_iter().map(Some).collect();
         let mut decisions = vec![Decision::Consumed; slots.len()];
         batched.test_batch(0, now, Direction::Out, &n.em1, &mut slots, &mut decisions, &mut Bufs, &mut vec![]);
@@ -219,8 +258,7 @@ fn a_batch_decides_as_packets_one_by_one_under_churn() {
         match rng.next() % 40 {
             0 => assert_eq!(batched.flush_states(), single.flush_states()),
             1 => {
-                let k = (CLIENT, None);
-                assert_eq!(batched.kill_states(k.0, k.1), single.kill_states(k.0, k.1));
+                assert_eq!(batched.kill_states_ip(client, None), single.kill_states_ip(client, None));
             }
             2 => {
                 let text = if round % 2 == 0 { "block all\npass in all\n" } else { RULES };
@@ -252,4 +290,41 @@ fn a_disabled_filter_passes_a_whole_batch_untouched() {
         assert_eq!(slot.as_ref().unwrap().data(), udp(5000 + i as u16, 53).data());
     }
     assert_eq!(pf.state_count(), 0);
+}
+
+/// One packet through a hook the way the stack calls it (a batch, so pf
+/// in leaves IPv6's note); the decision and the packet.
+fn batch_of_one(pf: &Pf, dir: Direction, ifp: &Interface, p: PacketBuf) -> (Decision, PacketBuf) {
+    let (mut slots, mut d) = ([Some(p)], [Decision::Consumed]);
+    pf.test_batch(0, Instant::from_secs(10), dir, ifp, &mut slots, &mut d, &mut Bufs, &mut vec![]);
+    let [p] = slots;
+    (d[0], p.expect("not consumed"))
+}
+
+/// pf in's note of an IPv6 packet's address ids (`PacketData::pf_note6`)
+/// speaks for the addresses it names only: a packet with another source,
+/// given another flow's link and note (same ports), is decided by its own
+/// addresses, not passed by that flow's state.
+#[test]
+fn an_ipv6_note_for_other_addresses_is_not_taken() {
+    use softnet_core::packet::mflags;
+    let n = net();
+    let pf = pf_with(&n, "block all\npass in all\npass out on em1 inet6 from 2001:db8:1::3\n");
+    let flow = |src: &str| PacketBuf::from_slice(&udp6_bytes(src, SERVER6, 5000, 53, &[0u8; 18]));
+    for _ in 0..2 {
+        let (d, p) = batch_of_one(&pf, Direction::In, &n.em0, flow("2001:db8:1::3"));
+        assert_eq!(d, Decision::Pass);
+        assert_eq!(batch_of_one(&pf, Direction::Out, &n.em1, p).0, Decision::Pass);
+    }
+    let (_, noted) = batch_of_one(&pf, Direction::In, &n.em0, flow("2001:db8:1::3"));
+    assert_ne!(noted.meta.flags & mflags::PF_NOTE6, 0, "pf in notes the ids");
+    assert_ne!(noted.meta.pf_link >> 32, 0, "and links the outbound state");
+    let (d, mut other) = batch_of_one(&pf, Direction::In, &n.em0, flow("2001:db8:1::2"));
+    assert_eq!(d, Decision::Pass);
+    (other.meta, other.pf_note6) = (noted.meta, noted.pf_note6);
+    assert_eq!(batch_of_one(&pf, Direction::Out, &n.em1, other).0, Decision::Drop);
+    // The noted packet itself passes by its note.
+    assert_eq!(batch_of_one(&pf, Direction::Out, &n.em1, noted).0, Decision::Pass);
+    let s = state_lines(&pf);
+    assert_eq!(s.matches("3:0 pkts").count(), 2, "the flow's two states, nothing else counted: {s}");
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies, RouteDecision};
 use softnet_core::iface::Interface;
-use softnet_core::packet::{mflags, PacketBuf};
+use softnet_core::packet::{mflags, PacketBuf, PfNote6};
 use softnet_core::time::Instant;
 use softnet_wire::checksum;
 use softnet_wire::icmpv4::{self, Icmpv4Packet};
@@ -616,12 +616,12 @@ mod tests {
         for p in &all {
             // The batch's key words and length (`fast_key4`) are the fast
             // description's, for the same packets; pf out's are its key.
-            let words = parse_fast(p).map(|pd| (in_key_words(&pd), pd.tot_len() as u16));
+            let words = parse_fast(p).map(|pd| (pkt_key_words(&pd, Direction::In), pd.tot_len() as u16));
             assert_eq!(fast_key4(p), words, "{p:?}");
             if let Some(pd) = parse_fast(p) {
-                let out = fast4::dir_words(in_key_words(&pd), Direction::Out);
+                let out = fast4::dir_words(pkt_key_words(&pd, Direction::In), Direction::Out);
                 assert_eq!(out, pkt_key_words(&pd, Direction::Out), "{p:?}");
-                assert_eq!(is_udp4(in_key_words(&pd)), pd.proto == PROTO_UDP);
+                assert_eq!(is_udp4(pkt_key_words(&pd, Direction::In)), pd.proto == PROTO_UDP);
             }
             if let Some(fast) = parse_fast(p) {
                 accepted += 1;
@@ -658,6 +658,55 @@ mod tests {
             assert_ne!(pkt_key_words(&pd, dir).0 as u32, 0);
         }
         ids.into_iter().for_each(crate::state::v6ids::release);
+    }
+
+    /// pf in's note on an IPv6 packet (`in_key_words`) gives both hooks
+    /// the words a lookup gives (`pkt_key_words`), for the packet's own
+    /// addresses only; without ids for both addresses there is no note.
+    #[test]
+    fn the_ipv6_note_gives_a_lookups_key_words_for_its_own_addresses_only() {
+        use crate::state::v6ids;
+        let frame = |src: &str, dst: &str| {
+            let mut p = vec![0x60, 0, 0, 0, 0, 10, PROTO_UDP, 64];
+            p.extend_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+            p.extend_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+            p.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 10, 0, 0, 0x61, 0x62]);
+            PacketBuf::from_slice(&p)
+        };
+        let (a, b, c) = ("2001:db8:fffc::1", "2001:db8:fffc::2", "2001:db8:fffc::3");
+        let mut pkt = Some(frame(a, b));
+        let pd = parse_fast6(pkt.as_ref().unwrap().data()).unwrap();
+        // No ids yet: the words say no state, and nothing is noted.
+        let _ = in_key_words(&pd, &mut pkt);
+        let p = pkt.as_ref().unwrap();
+        assert_eq!(p.meta.flags & mflags::PF_NOTE6, 0);
+        assert_eq!(noted_key_words6(&pd, Direction::In, p), None);
+        let ids = [v6ids::acquire(pd.src), v6ids::acquire(pd.dst)];
+        assert_eq!(in_key_words(&pd, &mut pkt), pkt_key_words(&pd, Direction::In));
+        let p = pkt.as_ref().unwrap();
+        assert_ne!(p.meta.flags & mflags::PF_NOTE6, 0);
+        for dir in [Direction::In, Direction::Out] {
+            assert_eq!(noted_key_words6(&pd, dir, p), Some(pkt_key_words(&pd, dir)), "{dir:?}");
+        }
+        // Another packet's addresses (either one, or both swapped: a
+        // reply built in the buffer) do not take the note's ids.
+        let note = (p.meta.flags, p.pf_note6);
+        for (s, d) in [(c, b), (a, c), (b, a)] {
+            let mut q = frame(s, d);
+            (q.meta.flags, q.pf_note6) = note;
+            let qd = parse_fast6(q.data()).unwrap();
+            for dir in [Direction::In, Direction::Out] {
+                assert_eq!(noted_key_words6(&qd, dir, &q), None, "{s} -> {d}");
+            }
+        }
+        // A packet pf in finds no ids for loses the note it carried.
+        let mut q = Some(frame(a, c));
+        let (qm, qn) = note;
+        (q.as_mut().unwrap().meta.flags, q.as_mut().unwrap().pf_note6) = (qm, qn);
+        let qd = parse_fast6(q.as_ref().unwrap().data()).unwrap();
+        let _ = in_key_words(&qd, &mut q);
+        assert_eq!(q.as_ref().unwrap().meta.flags & mflags::PF_NOTE6, 0);
+        ids.into_iter().for_each(v6ids::release);
     }
 
     /// `fast_parse_agrees_with_the_full_parse` for IPv6: what the fast

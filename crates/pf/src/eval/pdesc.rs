@@ -304,9 +304,16 @@ pub fn fast_key4(d: &[u8]) -> Option<((u64, u64), u16)> {
 
 /// `parse_fast` for IPv6 (and `parse_pd6`'s twin the same way): the
 /// fixed header straight followed by UDP or TCP (what `walk_header6`
-/// would walk in one step), no jumbogram.
+/// would walk in one step), no jumbogram. Out of line, for IPv4's batch
+/// loop (`parse_fast6_inline` is IPv6's loop's).
 #[inline(never)]
 pub fn parse_fast6(d: &[u8]) -> Option<Pd> {
+    parse_fast6_inline(d)
+}
+
+/// `parse_fast6` inline: in IPv6's instance of the batch loop.
+#[inline(always)]
+pub fn parse_fast6_inline(d: &[u8]) -> Option<Pd> {
     if d.len() < 40 || d[0] >> 4 != 6 {
         return None;
     }
@@ -423,10 +430,58 @@ pub(super) fn linked_key_words6(pd: &Pd, dir: Direction, linked: Option<(u64, u6
     }
 }
 
-/// The in hook's key words for a packet `parse_fast` took.
+/// The in hook's key words for a packet `parse_fast` took (`pkt`: the
+/// packet, for an IPv6 one's note: `in_key_words6`).
 #[inline]
-pub(crate) fn in_key_words(pd: &Pd) -> (u64, u64) {
+pub(crate) fn in_key_words(pd: &Pd, pkt: &mut Option<PacketBuf>) -> (u64, u64) {
+    if pd.af == Af::Inet6 {
+        return in_key_words6(pd, pkt);
+    }
     pkt_key_words(pd, Direction::In)
+}
+
+/// `in_key_words` of an IPv6 packet: its addresses' ids are looked up
+/// (`v6ids`) once for the packet, and when both have one they are noted
+/// in it with the addresses (`PacketData::pf_note6`, `mflags::PF_NOTE6`),
+/// so that the state tests of pf in and of pf out take them from there
+/// (`noted_key_words6`) instead of checking or looking them up again.
+#[inline(never)]
+fn in_key_words6(pd: &Pd, pkt: &mut Option<PacketBuf>) -> (u64, u64) {
+    let k = pkt_key_words6(pd, Direction::In);
+    if let Some(p) = pkt {
+        let ids = k.0;
+        if ids >> 32 != crate::state::v6ids::NO_ID as u64 && ids as u32 != crate::state::v6ids::NO_ID {
+            p.pf_note6 = PfNote6 { src: pd.src.0, dst: pd.dst.0, ids };
+            p.meta.flags |= mflags::PF_NOTE6;
+        } else {
+            p.meta.flags &= !mflags::PF_NOTE6;
+        }
+    }
+    k
+}
+
+/// `pkt_key_words` of an IPv6 packet from the ids pf in noted in it
+/// (`in_key_words6`), when the packet's addresses are still the ones the
+/// note names; `None` without a note or for other addresses. The ids are
+/// exact: pf in looked them up for these addresses, and an id freed since
+/// is not handed to another address before `v6ids::REUSE_DELAY` others
+/// (the same guarantee a lookup has between its read and its use).
+#[inline(always)]
+pub(super) fn noted_key_words6(pd: &Pd, dir: Direction, pkt: &PacketBuf) -> Option<(u64, u64)> {
+    use crate::state::KEY_INET6;
+    let n = &pkt.pf_note6;
+    if pkt.meta.flags & mflags::PF_NOTE6 == 0 || n.src != pd.src.0 || n.dst != pd.dst.0 {
+        return None;
+    }
+    let (sp, dp) = (pd.sport as u64, pd.dport as u64);
+    let proto = (pd.proto as u64) << 16 | KEY_INET6;
+    // The note holds the in hook's first word (source id, destination
+    // id); pf out's has the two halves the other way round.
+    Some(if dir == Direction::In {
+        (n.ids, sp << 48 | dp << 32 | proto)
+    } else {
+        (n.ids.rotate_left(32), dp << 48 | sp << 32 | proto)
+    })
 }
 
 #[inline]

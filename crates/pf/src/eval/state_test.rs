@@ -64,14 +64,28 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
 
 /// `test_established` for IPv6: a plain state only (no translation, log,
 /// scrub, route, tag or rtable: a state's rewrite words hold address
-/// ids, not addresses); anything else `None`, for the IPv6 path.
+/// ids, not addresses); anything else `None`, for the IPv6 path. Out of
+/// line from IPv4's batch loop; IPv6's has it inline
+/// (`test_established6_inline`).
 #[inline(never)]
 pub fn test_established6(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
+    test_established6_inline(cx, pd, pkt, hint)
+}
+
+/// `test_established6` inline, for IPv6's instance of the batch loop.
+#[inline(always)]
+pub fn test_established6_inline(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    // The linked state's address ids checked against the packet's
+    // The ids pf in noted in the packet (no id work at all); without a
+    // note, the linked state's address ids checked against the packet's
     // addresses instead of looked up (two hashed lookups a hook spared).
-    let linked = cx.link_hint(link).checked_sub(1).and_then(|i| cx.pf.states.key_words_of(i));
-    let key = linked_key_words6(pd, cx.dir, linked);
+    let key = match noted_key_words6(pd, cx.dir, pkt) {
+        Some(k) => k,
+        None => {
+            let linked = cx.link_hint(link).checked_sub(1).and_then(|i| cx.pf.states.key_words_of(i));
+            linked_key_words6(pd, cx.dir, linked)
+        }
+    };
     let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     // (`fast`: UDP only, as `parse_fast6` takes UDP or TCP.)

@@ -1,0 +1,247 @@
+//! pf over a batch in place, the body of `PacketFilter::test_batch`:
+//! each chunk's packets parsed once, the in hook's state lookups of the
+//! whole chunk started together (`StateTable::lookup_hints`), then each
+//! packet decided, an established one inline in the loop.
+//!
+//! The loop has two forms. IPv4's (`chunk4`, every batch that starts with
+//! an IPv4 packet) reads an IPv4 packet of the common case straight to its
+//! key words and length (`eval::fast_key4`) and decides a UDP packet of a
+//! state on the fast path from those alone (`eval::test_established4`);
+//! what it does not decide is parsed again out of the loop
+//! (`decide_again4`). Every IPv4 instruction count depends on its shape
+//! (BENCHMARKS §2). IPv6's (`run6`, a batch that starts with an IPv6
+//! packet) parses each packet into its description, with IPv6's fast
+//! parse and established path inline. Either decides every packet of
+//! either family the same way; only what is inline differs.
+
+use std::mem::MaybeUninit;
+
+use softnet_core::filter::{BufferSource, Decision, Direction, FilterReplies};
+use softnet_core::packet::{mflags, PacketBuf};
+
+use crate::eval::{self, Cx, Pd};
+use crate::filter::PfInner;
+use crate::state::{HINT_BATCH, KEY_INET6};
+
+/// The loop's IPv6 instance, for a batch that starts with an IPv6 packet.
+/// (Not named `test_batch*`: callgrind's `--toggle-collect='*test_batch*'`
+/// would stop counting inside it.)
+#[inline(never)]
+pub(crate) fn run6(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
+    for (pkts, decisions) in pkts.chunks_mut(HINT_BATCH).zip(decisions.chunks_mut(HINT_BATCH)) {
+        chunk6(cx, logif, pkts, decisions, bufs, replies);
+    }
+}
+
+/// One chunk of an IPv4 batch (at most `HINT_BATCH` packets).
+#[inline(always)]
+pub(crate) fn chunk4(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
+    // Each packet parsed once: an IPv4 packet of the common case to its
+    // key words and length (`eval::fast_key4`), an IPv6 one to its
+    // description; on the in hook the lookups of the whole chunk start
+    // together (and the states pf out will follow).
+    let n = pkts.len();
+    // (0, 0): no key (a packet `fast_key4` does not take).
+    let mut keys = [(0u64, 0u64); HINT_BATCH];
+    let mut lens = [0u16; HINT_BATCH];
+    let mut hints = [0u32; HINT_BATCH];
+    // Only the entries of packets without IPv4 key words are written and
+    // read: a batch does not pay for 64 descriptions.
+    let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
+    for (i, p) in pkts.iter_mut().enumerate() {
+        let d = p.as_ref().map(|p| p.data());
+        if let Some((k, len)) = d.and_then(eval::fast_key4) {
+            (keys[i], lens[i]) = (k, len);
+        } else {
+            let pd = d.filter(|d| d.first().is_some_and(|b| b >> 4 == 6)).and_then(eval::parse_fast6);
+            if cx.dir == Direction::In {
+                if let Some(pd) = &pd {
+                    keys[i] = eval::in_key_words(pd, p);
+                }
+            }
+            pds[i].write(pd);
+        }
+    }
+    if cx.dir == Direction::In {
+        cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
+    }
+    for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
+        let k = keys[i];
+        *d = match slot {
+            None => Decision::Consumed,
+            Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
+            Some(p) if eval::is_udp4(k) && !logif => match eval::test_established4(cx, k, lens[i], p, hints[i]) {
+                Some(d) => d,
+                None => decide_again4(cx, logif, slot, hints[i], bufs, replies),
+            },
+            // SAFETY: written in the first pass for every packet without
+            // IPv4 key words.
+            Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {
+                let pd = unsafe { pds[i].assume_init_ref().as_ref() };
+                match pd.filter(|pd| pd.proto == eval::PROTO_UDP && !logif) {
+                    Some(pd) => match eval::test_established6(cx, pd, p, hints[i]) {
+                        Some(d) => d,
+                        None => decide_other(cx, logif, slot, Some(pd), hints[i], bufs, replies),
+                    },
+                    None => decide_other(cx, logif, slot, pd, hints[i], bufs, replies),
+                }
+            }
+            Some(_) => decide_again4(cx, logif, slot, hints[i], bufs, replies),
+        };
+    }
+}
+
+/// `decide` for an IPv4 packet `eval::fast_key4` took that the batch
+/// loop did not decide (TCP, a state off the fast path, `set
+/// loginterface`): parsed again into its description, out of the loop.
+#[inline(never)]
+fn decide_again4(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let pd = slot.as_ref().and_then(|p| eval::parse_fast(p.data()));
+    decide::<false>(cx, logif, slot, pd.as_ref(), hint, bufs, replies)
+}
+
+/// `decide` for the IPv4 loop's other packets (IPv6, and IPv4 that takes
+/// the full parse), out of the loop.
+#[inline(never)]
+fn decide_other(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    pd: Option<&Pd>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    decide::<false>(cx, logif, slot, pd, hint, bufs, replies)
+}
+
+/// One chunk of an IPv6 batch (at most `HINT_BATCH` packets).
+#[inline(always)]
+fn chunk6(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
+    // Each packet parsed once; on the in hook the lookups of the whole
+    // chunk start together (and the states pf out will follow).
+    let n = pkts.len();
+    // Only the first `n` entries are written and read: a small batch does
+    // not pay for clearing 64 descriptions.
+    let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
+    let mut hints = [0u32; HINT_BATCH];
+    for (pd, p) in pds.iter_mut().zip(pkts.iter()) {
+        // Each written in its own branch: a value from either of two calls
+        // would be copied in (IPv4 would pay for it).
+        match p.as_ref().map(|p| p.data()) {
+            Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => pd.write(eval::parse_fast6_inline(d)),
+            p => pd.write(p.and_then(eval::parse_fast)),
+        };
+    }
+    // SAFETY: entries 0..n were written just above.
+    let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };
+    if cx.dir == Direction::In {
+        // (0, 0): no key.
+        let mut keys = [(0u64, 0u64); HINT_BATCH];
+        for (i, (k, p)) in keys[..n].iter_mut().zip(pkts.iter_mut()).enumerate() {
+            if let Some(pd) = pd_at(i) {
+                *k = eval::in_key_words(pd, p);
+            }
+        }
+        cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
+    }
+    for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
+        *d = decide::<true>(cx, logif, slot, pd_at(i), hints[i], bufs, replies);
+    }
+}
+
+/// One packet of a hook call, in place: what pf itself sent passes
+/// untouched (pf_test and `PF_TAG_GENERATED`); the `set loginterface`
+/// interface's packets are counted; an established packet is decided
+/// right here (`eval::test_established`, inline in the hook's loop; in
+/// the IPv6 instance IPv6's too, `eval::test_established6_inline`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn decide<const V6: bool>(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    pd: Option<&Pd>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    match slot {
+        None => return Decision::Consumed,
+        Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => return Decision::Pass,
+        Some(_) => {}
+    }
+    if logif {
+        return count_logif(cx.pf, cx.worker, cx.dir, slot, |slot| {
+            eval::test_parsed(cx, pd, slot, hint, bufs, replies)
+        });
+    }
+    if let (Some(pd), Some(p)) = (pd, slot.as_mut()) {
+        let d = if V6 && pd.af == crate::addr::Af::Inet6 {
+            eval::test_established6_inline(cx, pd, p, hint)
+        } else {
+            eval::test_established(cx, pd, p, hint)
+        };
+        if let Some(d) = d {
+            return d;
+        }
+    }
+    eval::test_parsed(cx, pd, slot, hint, bufs, replies)
+}
+
+/// pf_counters_inc's per-interface counts, for the `set loginterface`
+/// interface only: packets by direction and verdict, bytes (IP total
+/// length) by direction. A fragment kept for reassembly counts as passed.
+#[cold]
+fn count_logif(
+    inner: &PfInner,
+    worker: usize,
+    dir: Direction,
+    slot: &mut Option<PacketBuf>,
+    f: impl FnOnce(&mut Option<PacketBuf>) -> Decision,
+) -> Decision {
+    let len = slot.as_ref().map_or(0, |p| {
+        let d = p.data();
+        match d.first().map(|b| b >> 4) {
+            // IPv6: the fixed header and its payload length
+            Some(6) if d.len() >= 6 => 40 + u16::from_be_bytes([d[4], d[5]]) as u64,
+            _ if d.len() >= 4 => u16::from_be_bytes([d[2], d[3]]) as u64,
+            _ => d.len() as u64,
+        }
+    });
+    let v = f(slot);
+    let out = (dir == Direction::Out) as usize;
+    let blocked = (v == Decision::Drop) as usize;
+    let c = inner.counters.get(worker);
+    c.logif_packets[out * 2 + blocked].inc();
+    c.logif_bytes[out].add(len);
+    v
+}
