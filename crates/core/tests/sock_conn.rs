@@ -5,9 +5,7 @@
 //! Two stacks on one virtual wire, one worker each, driven round by round
 //! from the test's thread (`common::two_stacks`: A 10.0.0.1, B 10.0.0.2).
 
-mod common;
-
-use common::{step_workers, two_stacks_with, TwoStacks};
+use crate::common::{step_workers, two_stacks_with, TwoStacks};
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{PacketBuf, PacketPool};
 use softnet_core::sock::api::{TcpListener, TcpStream};
