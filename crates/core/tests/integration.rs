@@ -41,25 +41,12 @@ mod sock_conn;
 #[path = "sock_scale.rs"]
 mod sock_scale;
 
+#[path = "../../../tests/rust/every_test_file.rs"]
+mod every_test_file;
+
 /// Every `tests/*.rs` is a module here or a `[[test]]` of its own.
 #[test]
 fn every_test_file_is_built() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
-    let this = include_str!("integration.rs");
-    let cargo = include_str!("../Cargo.toml");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let file = entry.unwrap().file_name().into_string().unwrap();
-        if !file.ends_with(".rs") || file == "integration.rs" {
-            continue;
-        }
-        let module = this.contains(&format!("#[path = \"{file}\"]"));
-        let binary = cargo.contains(&format!("path = \"tests/{file}\""));
-        assert!(
-            module ^ binary,
-            "tests/{file}: add it to tests/integration.rs or as a [[test]] in Cargo.toml (exactly one)"
-        );
-        seen += 1;
-    }
-    assert!(seen > 14, "tests/ read: {seen} files");
+    every_test_file::check(dir, include_str!("integration.rs"), include_str!("../Cargo.toml"), 18);
 }
