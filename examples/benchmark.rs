@@ -4,7 +4,9 @@
 //! client reads: smoltcp's `reader` mode), port 1235 sinks what it is sent
 //! (the client writes: `writer` mode). Two more for bench/tcp_vs.sh:
 //! port 1236 answers each connection with 1 KB and closes it (connections
-//! per second), port 1237 accepts and holds connections idle (memory per
+//! per second; TCP_NOPUSH on softnet, TCP_CORK on Linux, so the answer
+//! and the FIN leave in one segment on both; BENCH_PUSH=1 in the server's
+//! environment leaves it off), port 1237 accepts and holds connections idle (memory per
 //! idle connection). The router comes from the daemon's configuration
 //! file, as `softnet up -c` builds it.
 //!
@@ -53,6 +55,8 @@ fn report(what: &str, peer: Option<SocketAddr>, bytes: u64, t0: Instant) {
 trait Stream: Read + Write + Send + 'static {
     fn peer(&self) -> Option<SocketAddr>;
     fn nodelay(&self);
+    /// Partial segments held until the close (TCP_NOPUSH / TCP_CORK).
+    fn nopush(&self);
 }
 impl Stream for api::TcpStream {
     fn peer(&self) -> Option<SocketAddr> {
@@ -61,6 +65,9 @@ impl Stream for api::TcpStream {
     fn nodelay(&self) {
         let _ = self.set_nodelay(true);
     }
+    fn nopush(&self) {
+        let _ = self.set_nopush(true);
+    }
 }
 impl Stream for std::net::TcpStream {
     fn peer(&self) -> Option<SocketAddr> {
@@ -68,6 +75,20 @@ impl Stream for std::net::TcpStream {
     }
     fn nodelay(&self) {
         let _ = self.set_nodelay(true);
+    }
+    fn nopush(&self) {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt on our own socket with a valid int option.
+        unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
     }
 }
 
@@ -114,6 +135,7 @@ enum Serve {
 trait StreamBox: Read + Write + Send {
     fn peer(&self) -> Option<SocketAddr>;
     fn nodelay(&self);
+    fn nopush(&self);
 }
 impl<S: Stream> StreamBox for S {
     fn peer(&self) -> Option<SocketAddr> {
@@ -122,6 +144,9 @@ impl<S: Stream> StreamBox for S {
     fn nodelay(&self) {
         Stream::nodelay(self)
     }
+    fn nopush(&self) {
+        Stream::nopush(self)
+    }
 }
 impl Stream for Box<dyn StreamBox> {
     fn peer(&self) -> Option<SocketAddr> {
@@ -129,6 +154,9 @@ impl Stream for Box<dyn StreamBox> {
     }
     fn nodelay(&self) {
         (**self).nodelay()
+    }
+    fn nopush(&self) {
+        (**self).nopush()
     }
 }
 
@@ -143,8 +171,11 @@ fn serve<S: Stream>(accept: impl Fn() -> io::Result<S> + Send + 'static, how: Se
                 }
                 Serve::Respond => {
                     let mut s = s;
+                    if std::env::var_os("BENCH_PUSH").is_none() {
+                        s.nopush();
+                    }
                     let _ = s.write_all(&RESPONSE);
-                    // close(): FIN after the data.
+                    // close(): FIN after the data (with it under nopush).
                 }
                 Serve::Hold => held.push(s),
             }

@@ -107,6 +107,10 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
 
 fn serve(mut s: TcpStream, root: &Path) -> std::io::Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    // One response, then close (`Connection: close`): with TCP_NOPUSH the
+    // header joins the body's first segment and the last partial segment
+    // leaves with the FIN (nginx's tcp_nopush), a frame less for each.
+    s.set_nopush(true)?;
     let Some((head, first)) = read_head(&mut s)? else { return Ok(()) };
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));

@@ -36,6 +36,8 @@ mod priq;
 mod rtadv;
 #[path = "sock.rs"]
 mod sock;
+#[path = "sock_conn.rs"]
+mod sock_conn;
 #[path = "sock_scale.rs"]
 mod sock_scale;
 

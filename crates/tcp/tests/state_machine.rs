@@ -406,6 +406,53 @@ fn nagle_holds_small_writes_while_data_is_unacknowledged_unless_nodelay() {
 }
 
 #[test]
+fn nopush_sends_a_response_and_its_fin_in_one_segment() {
+    // Without TCP_NOPUSH a response written and then closed leaves as two
+    // segments when output runs in between (the worker woken by the write).
+    let mut p = Pair::default();
+    p.a.send(&[b'x'; 1024]).unwrap();
+    let data = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!((data.payload.len(), data.repr.flags.contains(TcpFlags::FIN)), (1024, false));
+    p.a.close(&mut p.ea);
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).payload.len(), 0, "the FIN alone");
+
+    // With it the partial segment waits for the FIN: one segment.
+    let mut p = Pair::established(Config { nopush: true, ..Config::default() }, Config::default());
+    p.a.send(&[b'x'; 1024]).unwrap();
+    assert!(drain(&mut p.a, &mut p.ea).is_empty(), "a partial segment is held");
+    p.a.close(&mut p.ea);
+    let both = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(both.payload.len(), 1024);
+    assert!(both.repr.flags.contains(TcpFlags::FIN | TcpFlags::PSH));
+    deliver(&mut p.b, &mut p.eb, &both);
+    assert_eq!((p.b.state(), p.b.recv_queue()), (State::CloseWait, 1024));
+
+    // Full segments are not held; the rest goes when the option is
+    // cleared, or with the persist timer if nobody clears it.
+    let mut p = Pair::default();
+    p.a.set_nopush(true);
+    let mss = p.a.mss();
+    p.a.send(&vec![7u8; mss * 2 + 100]).unwrap();
+    let full = drain(&mut p.a, &mut p.ea);
+    assert_eq!(full.iter().map(|s| s.payload.len()).collect::<Vec<_>>(), [mss, mss]);
+    for s in &full {
+        deliver(&mut p.b, &mut p.eb, s);
+    }
+    p.exchange();
+    assert_eq!(p.b.recv_queue(), 2 * mss, "the last 100 bytes held");
+    p.a.set_nopush(false);
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).payload.len(), 100, "cleared: pushed");
+
+    let mut p = Pair::default();
+    p.a.set_nopush(true);
+    p.a.send(b"held").unwrap();
+    assert!(drain(&mut p.a, &mut p.ea).is_empty());
+    p.advance(Duration::from_millis(1500));
+    p.a.on_timer(&mut p.ea);
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).payload, b"held", "the persist timer sends it");
+}
+
+#[test]
 fn out_of_order_flood_of_tiny_segments_is_bounded_and_the_stream_survives() {
     let cfg = Config { max_ooo_ranges: 16, ..Config::default() };
     let mut p = Pair::established(cfg, Config::default());

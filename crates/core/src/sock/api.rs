@@ -1,6 +1,6 @@
 //! The blocking socket API, shaped like `std::net`: [`TcpListener`],
 //! [`TcpStream`] (`Read`/`Write`, timeouts, `shutdown`, `set_nodelay`,
-//! non-blocking mode) and [`UdpSocket`], each on a [`Stack`] whose workers
+//! `set_nopush`, non-blocking mode) and [`UdpSocket`], each on a [`Stack`] whose workers
 //! run the protocol. A call queues its work for a worker
 //! (`Sockets::kick_*`) and, blocking, waits on the PCB's condition variable,
 //! which the worker signals after input, output and timers.
@@ -256,6 +256,18 @@ impl TcpStream {
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.conn.inner.lock().tcb.set_nodelay(on);
         self.stack.socks.kick_tcp(&self.conn);
+        Ok(())
+    }
+
+    /// TCP_NOPUSH (the BSDs' option; Linux's TCP_CORK): while on, data
+    /// less than a full segment waits for more, or for the FIN, which
+    /// leaves with it: a response written and then closed is one segment
+    /// (and one frame) instead of two. Turning it off sends what is held.
+    pub fn set_nopush(&self, on: bool) -> io::Result<()> {
+        self.conn.inner.lock().tcb.set_nopush(on);
+        if !on {
+            self.stack.socks.kick_tcp(&self.conn);
+        }
         Ok(())
     }
 

@@ -66,6 +66,10 @@ impl TcpStream {
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.s.set_nodelay(on)
     }
+    /// TCP_NOPUSH (`api::TcpStream::set_nopush`).
+    pub fn set_nopush(&self, on: bool) -> io::Result<()> {
+        self.s.set_nopush(on)
+    }
 }
 
 impl AsyncRead for TcpStream {

@@ -180,6 +180,10 @@ pub(crate) struct ListenQueue {
     pub closed: bool,
     /// A task waiting in accept (the async API), woken with `cond`.
     pub task: Option<std::task::Waker>,
+    /// Connections were queued and accept() is not woken yet: a worker
+    /// wakes it once at the end of its round (`wake_accept`), however
+    /// many handshakes the round completed.
+    pub wake_due: bool,
 }
 
 impl TcpListen {
@@ -187,7 +191,13 @@ impl TcpListen {
         Arc::new(TcpListen {
             local,
             backlog: backlog.max(1),
-            q: Mutex::new(ListenQueue { ready: VecDeque::new(), embryonic: 0, closed: false, task: None }),
+            q: Mutex::new(ListenQueue {
+                ready: VecDeque::new(),
+                embryonic: 0,
+                closed: false,
+                task: None,
+                wake_due: false,
+            }),
             cond: Condvar::new(),
             cfg,
             owner: super::divert::OwnerCell::default(),
@@ -197,6 +207,19 @@ impl TcpListen {
     /// Connections queued for accept.
     pub fn queued(&self) -> usize {
         self.q.lock().ready.len()
+    }
+
+    /// Wakes the threads and the task waiting in accept.
+    pub(crate) fn wake_accept(&self) {
+        let task = {
+            let mut q = self.q.lock();
+            q.wake_due = false;
+            q.task.take()
+        };
+        if let Some(t) = task {
+            t.wake();
+        }
+        self.cond.notify_all();
     }
 
     /// The accept queue is at its limit (or the socket closed).
@@ -351,8 +374,12 @@ impl Sockets {
     /// accept queue, waiters woken, and a CLOSED connection out of the
     /// table (and out of its listener's count).
     pub(crate) fn tcp_after(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
-        if self.tcp_after_deferred(conn, inner) {
+        let mut accept = None;
+        if self.tcp_after_deferred(conn, inner, &mut accept) {
             Self::tcp_wake(conn, inner);
+        }
+        if let Some(l) = accept {
+            l.wake_accept();
         }
     }
 
@@ -364,13 +391,22 @@ impl Sockets {
         inner.tasks.wake();
     }
 
-    /// `tcp_after` without the wake-up: true when threads or tasks wait
+    /// `tcp_after` without the wake-ups: true when threads or tasks wait
     /// on the connection for something that is there (a writer only when
     /// the send buffer has room to its low-water mark, or `send` would
-    /// fail). A worker wakes them once at the end of its round, not once
-    /// per segment: a blocked reader woken for each arriving segment cost
-    /// a futex wake and a context switch per 1,460 bytes.
-    pub(crate) fn tcp_after_deferred(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) -> bool {
+    /// fail), and in `accept` the listener whose accept() is to be woken
+    /// (a connection joined its queue, and no wake-up of it is due yet).
+    /// A worker wakes them once at the end of its round, not once per
+    /// segment or per handshake: a blocked reader woken for each arriving
+    /// segment cost a futex wake and a context switch per 1,460 bytes,
+    /// and the accept thread woken in the middle of a round takes the CPU
+    /// from the worker before the round's frames are out.
+    pub(crate) fn tcp_after_deferred(
+        &self,
+        conn: &Arc<TcpConn>,
+        inner: &mut ConnInner,
+        accept: &mut Option<Arc<TcpListen>>,
+    ) -> bool {
         let state = inner.tcb.state();
         if !inner.connected && state.synchronized() {
             inner.connected = true;
@@ -384,12 +420,11 @@ impl Sockets {
                 if state.synchronized() && !q.closed {
                     q.ready.push_back(conn.clone());
                     self.stats.tcp_accepts.fetch_add(1, Ordering::Relaxed);
-                    let task = q.task.take();
-                    drop(q);
-                    if let Some(t) = task {
-                        t.wake();
+                    if !q.wake_due {
+                        q.wake_due = true;
+                        drop(q);
+                        *accept = Some(l);
                     }
-                    l.cond.notify_all();
                 } else if state.synchronized() {
                     // Its listener is gone: nobody will accept it.
                     inner.tcb.abort();

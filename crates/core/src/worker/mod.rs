@@ -136,6 +136,9 @@ struct WorkerState {
     /// Connections whose waiters are woken at the end of the round
     /// (`sockio`), reused.
     sock_wake: Vec<Arc<crate::sock::TcpConn>>,
+    /// Listeners whose accept() is to be woken at the end of the round
+    /// (`sockio::sock_wake_all`), reused.
+    accept_wake: Vec<Arc<crate::sock::TcpListen>>,
     /// Connections whose output waits for the end of the round's input
     /// (`sockio::tcp_emit_deferred`), reused.
     sock_emit: Vec<Arc<crate::sock::TcpConn>>,
@@ -189,6 +192,7 @@ impl Worker {
             sock_synacks: Vec::with_capacity(64),
             pf_out_link: NO_PF_LINK,
             sock_wake: Vec::with_capacity(256),
+            accept_wake: Vec::with_capacity(8),
             sock_emit: Vec::with_capacity(64),
             tcp_last: None,
         };

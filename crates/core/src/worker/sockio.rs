@@ -174,9 +174,14 @@ impl WorkerState {
     /// `Sockets::tcp_after`, the wake-up deferred to the end of the round
     /// (`sock_wake_all`): one per connection per round.
     fn tcp_after(&mut self, socks: &crate::sock::Sockets, conn: &Arc<TcpConn>, inner: &mut ConnInner) {
-        if socks.tcp_after_deferred(conn, inner) && !inner.wake_queued {
+        let mut accept = None;
+        if socks.tcp_after_deferred(conn, inner, &mut accept) && !inner.wake_queued {
             inner.wake_queued = true;
             self.sock_wake.push(conn.clone());
+        }
+        // At most one entry per listener a round (`ListenQueue::wake_due`).
+        if let Some(l) = accept {
+            self.accept_wake.push(l);
         }
     }
 
@@ -187,6 +192,9 @@ impl WorkerState {
             let mut inner = c.inner.lock();
             inner.wake_queued = false;
             crate::sock::Sockets::tcp_wake(&c, &mut inner);
+        }
+        for l in self.accept_wake.drain(..) {
+            l.wake_accept();
         }
     }
 

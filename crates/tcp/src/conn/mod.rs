@@ -81,6 +81,10 @@ pub struct Config {
     /// The MSS we advertise (from the route's MTU): 1460 for 1500.
     pub mss: u16,
     pub nodelay: bool,
+    /// TCP_NOPUSH (the BSDs' TF_NOPUSH): a partial segment waits for more
+    /// data, the FIN, or the option cleared, so a response written and
+    /// then closed leaves as one segment with the FIN.
+    pub nopush: bool,
     pub window_scaling: bool,
     pub timestamps: bool,
     pub sack: bool,
@@ -118,6 +122,7 @@ impl Default for Config {
             tx_buffer: 256 * 1024,
             mss: 1460,
             nodelay: false,
+            nopush: false,
             window_scaling: true,
             timestamps: true,
             sack: true,
@@ -172,6 +177,8 @@ pub struct Tcb {
     /// Shared by the connections of one listener or socket profile.
     cfg: Arc<Config>,
     nodelay: bool,
+    /// TF_NOPUSH (`set_nopush`).
+    nopush: bool,
     state: State,
     local_port: u16,
     remote_port: u16,
@@ -308,6 +315,7 @@ impl Tcb {
             error: None,
             stats: ConnStats::default(),
             nodelay: cfg.nodelay,
+            nopush: cfg.nopush,
             cfg,
         }
     }
@@ -385,6 +393,15 @@ impl Tcb {
     }
     pub fn set_nodelay(&mut self, on: bool) {
         self.nodelay = on;
+    }
+    /// TCP_NOPUSH (tcp_ctloutput's TF_NOPUSH): while on, data less than a
+    /// full segment is held until more is written or the FIN is queued
+    /// (close, shutdown), which then leaves in the same segment; the
+    /// persist timer sends it in the end if neither comes. Clearing it
+    /// lets the held data go at the next `output` (the BSDs call
+    /// tcp_output there; the caller does).
+    pub fn set_nopush(&mut self, on: bool) {
+        self.nopush = on;
     }
     /// Data above a hole is queued (out of order): the receiver owes the
     /// peer duplicate ACKs now (RFC 5681 §4.2), not at the end of a batch.

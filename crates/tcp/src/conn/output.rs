@@ -146,9 +146,11 @@ impl Tcb {
             // snd_max rule).
             true
         } else {
-            // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1).
+            // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1);
+            // TF_NOPUSH holds back the last partial segment (tcp_output's
+            // `len + off >= sb_cc && !TF_NOPUSH`) until the FIN joins it.
             let all_queued = len == avail;
-            (all_queued && (self.nodelay || outstanding == 0)) || len >= (self.max_snd_wnd as usize) / 2
+            (all_queued && (self.nodelay || outstanding == 0) && !self.nopush) || len >= (self.max_snd_wnd as usize) / 2
         };
         if !send {
             // Data held back with nothing in flight: the persist timer

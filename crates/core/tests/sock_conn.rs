@@ -1,0 +1,175 @@
+//! A short connection's costs in frames and wake-ups (issue 13's
+//! connections per second): a response written and then closed under
+//! TCP_NOPUSH leaves with its FIN in one frame, and a worker wakes a
+//! listener's accept() once a round, after every handshake of the round.
+//! Two stacks on one virtual wire, one worker each, driven round by round
+//! from the test's thread (`common::two_stacks`: A 10.0.0.1, B 10.0.0.2).
+
+use crate::common::{step_workers, two_stacks_with, TwoStacks};
+use softnet_core::link::LinkQueue;
+use softnet_core::packet::{PacketBuf, PacketPool};
+use softnet_core::sock::api::{TcpListener, TcpStream};
+use softnet_core::stack::Stack;
+use softnet_core::time::ManualClock;
+use softnet_core::worker::Worker;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counts the frames a side puts on the wire.
+struct Counted {
+    inner: Box<dyn LinkQueue>,
+    sent: Arc<AtomicU64>,
+}
+
+impl LinkQueue for Counted {
+    fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        self.inner.recv(pool, out, max)
+    }
+    fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        self.sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        self.inner.send(pool, frames)
+    }
+}
+
+struct Pair {
+    clock: Arc<ManualClock>,
+    a: Arc<Stack>,
+    b: Arc<Stack>,
+    wa: Worker,
+    wb: Worker,
+    /// Frames B sent.
+    b_sent: Arc<AtomicU64>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let b_sent = Arc::new(AtomicU64::new(0));
+        let TwoStacks { clock, a, b, wa, wb } = two_stacks_with(1024, 1024, |q, side| match side {
+            1 => q
+                .into_iter()
+                .map(|inner| Box::new(Counted { inner, sent: b_sent.clone() }) as Box<dyn LinkQueue>)
+                .collect(),
+            _ => q,
+        });
+        Pair { clock, a, b, wa, wb, b_sent }
+    }
+
+    fn step(&mut self) {
+        step_workers(&self.clock, [&self.a, &self.b], [&mut self.wa, &mut self.wb], Duration::from_micros(100));
+    }
+
+    /// A connection from A to `l`, accepted on B (non-blocking both).
+    fn connect(&mut self, l: &TcpListener) -> (TcpStream, TcpStream) {
+        let mut c = TcpStream::start_connect(&self.a, l.local_addr().unwrap()).unwrap();
+        c.set_nonblocking(true).unwrap();
+        for _ in 0..100 {
+            self.step();
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(true).unwrap();
+                    return (c, s);
+                }
+                Err(e) => assert_eq!(e.kind(), ErrorKind::WouldBlock),
+            }
+        }
+        panic!("no connection");
+    }
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// B answers with 1 KB and closes, the worker running between the write
+/// and the close (as a worker woken by the write does): the frames B sent
+/// for it, and A's copy of the answer.
+fn answer_and_close(p: &mut Pair, l: &TcpListener, nopush: bool) -> (u64, Vec<u8>) {
+    let (mut c, s) = p.connect(l);
+    for _ in 0..5 {
+        p.step();
+    }
+    s.set_nopush(nopush).unwrap();
+    let before = p.b_sent.load(Ordering::Relaxed);
+    (&s).write_all(&[b'x'; 1024]).unwrap();
+    p.step();
+    drop(s);
+    p.step();
+    let sent = p.b_sent.load(Ordering::Relaxed) - before;
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        p.step();
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(0) => return (sent, got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::WouldBlock),
+        }
+    }
+    panic!("no end of stream");
+}
+
+#[test]
+fn nopush_sends_the_answer_and_the_fin_in_one_frame() {
+    let mut p = Pair::new();
+    let mut l = TcpListener::bind(&p.b, sa("10.0.0.2:80")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let (push, got) = answer_and_close(&mut p, &l, false);
+    assert_eq!((push, got.len()), (2, 1024), "the answer, then the FIN alone");
+    let (nopush, got) = answer_and_close(&mut p, &l, true);
+    assert_eq!((nopush, got.len()), (1, 1024), "the answer with the FIN");
+    assert!(got.iter().all(|&b| b == b'x'));
+}
+
+/// A worker wakes the task waiting in accept once, at the end of the
+/// round, with all of the round's handshakes queued (not at the first
+/// of them, in the middle of the round, once per connection).
+#[cfg(feature = "tokio")]
+#[test]
+fn accept_is_woken_once_a_round_with_the_rounds_handshakes() {
+    use std::sync::Mutex;
+    use std::task::{Context, Wake, Waker};
+
+    /// The listener's accept count at each wake-up.
+    struct Seen {
+        stack: Arc<Stack>,
+        wakes: Mutex<Vec<u64>>,
+    }
+    impl Wake for Seen {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            let n = self.stack.socks.stats.tcp_accepts.load(Ordering::Relaxed);
+            self.wakes.lock().unwrap().push(n);
+        }
+    }
+
+    let mut p = Pair::new();
+    let l = softnet_core::sock::async_api::TcpListener::bind(&p.b, sa("10.0.0.2:80")).unwrap();
+    let seen = Arc::new(Seen { stack: p.b.clone(), wakes: Mutex::new(Vec::new()) });
+    let waker = Waker::from(seen.clone());
+    let mut cx = Context::from_waker(&waker);
+    // A first connection resolves ARP both ways.
+    let first = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    for _ in 0..20 {
+        p.step();
+    }
+    assert!(l.poll_accept(&mut cx).is_ready());
+    seen.wakes.lock().unwrap().clear();
+    assert!(l.poll_accept(&mut cx).is_pending());
+    // Eight more: their SYNs leave in one round of A's, their handshakes
+    // complete in one round of B's.
+    let more: Vec<TcpStream> = (0..8).map(|_| TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap()).collect();
+    for _ in 0..5 {
+        p.step();
+    }
+    assert_eq!(p.b.socks.stats.tcp_accepts.load(Ordering::Relaxed), 9);
+    assert_eq!(*seen.wakes.lock().unwrap(), [9], "one wake-up, after the round's eight");
+    for _ in 0..8 {
+        assert!(l.poll_accept(&mut cx).is_ready());
+    }
+    drop((first, more));
+}
