@@ -78,7 +78,7 @@ impl<'t> Cursor<'t> {
     /// `antispoof for NAME`): as parse.y's `if_item`, shorter than
     /// IFNAMSIZ ("interface name too long"); and, since pfctl prints it
     /// bare, one that reads back as the same single word (and, as an
-    /// OpenBSD or Linux interface name, without a ':').
+    /// OpenBSD or Linux interface name, without a ':' or a backslash).
     pub(super) fn ifname(&mut self) -> PResult<String> {
         let line = self.line();
         let name = self.string()?;
@@ -87,7 +87,9 @@ impl<'t> Cursor<'t> {
         }
         // ':' is dynaddr's modifier separator (`(em0:network)`): a name
         // holding one would print as an address with a bad modifier.
-        if name.is_empty() || name.contains(':') || !name.chars().all(crate::lexer::word_char) {
+        // A backslash (`\\` outside quotes) would print as one and read
+        // back as an escape of the character after it.
+        if name.is_empty() || name.contains([':', '\\']) || !name.chars().all(crate::lexer::word_char) {
             return Err((line, format!("invalid interface name '{name}'")));
         }
         Ok(name)
