@@ -94,6 +94,18 @@ impl<'t> Cursor<'t> {
         }
         Ok(name)
     }
+    /// A table's name between `<` and `>`. It prints bare where it reads
+    /// back as one word, else in double quotes (`print::table_name`), so
+    /// one that a quoted string cannot carry (a `"`, or a backslash at its
+    /// end) is refused.
+    pub(super) fn table_name(&mut self) -> PResult<String> {
+        let line = self.line();
+        let name = self.string()?;
+        if name.contains('"') || name.ends_with('\\') {
+            return Err((line, format!("invalid table name '{name}'")));
+        }
+        Ok(name)
+    }
     pub(super) fn word(&mut self) -> PResult<String> {
         match self.peek_word() {
             Some(s) => {
