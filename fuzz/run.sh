@@ -51,8 +51,8 @@ for t in "${targets[@]}"; do
     # FUZZ_RUNS=1: a fixed number of runs from a fixed seed (CI), so that
     # a run that passed here passes there too; else SECONDS of wall time.
     # -reload=0: no rereading of the corpus directory once a second (what
-    # it finds depends on timing); SOFTNET_FUZZ_FRESH_LAB: a new router
-    # per data path input (a reused one is faster, not repeatable).
+    # it finds depends on timing); SOFTNET_FUZZ_FRESH_LAB: a new router (daemon)
+    # per data path (control) input (a reused one is faster, not repeatable).
     if [ "${FUZZ_RUNS:-0}" = 1 ]; then
         export SOFTNET_FUZZ_FRESH_LAB=1
         budget=(-seed=1 -reload=0 -runs="$(runs_for "$t")")

@@ -5,6 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
 
 // A fixed random source: a run from a fixed seed repeats itself.
 #[path = "determinism.rs"]
@@ -13,4 +14,8 @@ mod determinism;
 #[path = "../../crates/softnet/tests/harness/control.rs"]
 mod control;
 
-fuzz_target!(|data: &[u8]| control::run(data));
+// The long runs reuse a daemon for `INPUTS_PER_HANDLER` inputs;
+// SOFTNET_FUZZ_FRESH_LAB=1 (run.sh's fixed-seed runs) makes one per input.
+static FRESH: LazyLock<bool> = LazyLock::new(|| std::env::var_os("SOFTNET_FUZZ_FRESH_LAB").is_some_and(|v| v == "1"));
+
+fuzz_target!(|data: &[u8]| if *FRESH { control::run(data) } else { control::run_reusing(data) });

@@ -76,7 +76,11 @@ pub(crate) fn word_char(c: char) -> bool {
 }
 
 /// Characters with backslash-newline removed (anywhere, as pfctl's
-/// `lgetc` does), counting lines.
+/// `lgetc` does), counting lines. Outside quotes `peek` and `next` read
+/// as `lgetc(0)`: a backslash before any other character stands for that
+/// character (`\\` is one backslash, `\#` a `#` that starts a comment,
+/// `\ ` a blank), and one at the end of the input for nothing. Inside
+/// quotes (`next_raw`) the quoted string reads its backslashes itself.
 struct Chars {
     chars: Vec<char>,
     pos: usize,
@@ -90,11 +94,23 @@ impl Chars {
             self.line += 1;
         }
     }
-    fn peek(&mut self) -> Option<&char> {
+    /// The next character outside quotes and how many it takes.
+    fn unescaped(&mut self) -> Option<(char, usize)> {
         self.skip_continuations();
-        self.chars.get(self.pos)
+        match *self.chars.get(self.pos)? {
+            '\\' => self.chars.get(self.pos + 1).map(|&c| (c, 2)),
+            c => Some((c, 1)),
+        }
+    }
+    fn peek(&mut self) -> Option<char> {
+        self.unescaped().map(|(c, _)| c)
     }
     fn next(&mut self) -> Option<char> {
+        let (c, n) = self.unescaped()?;
+        self.pos += n;
+        Some(c)
+    }
+    fn next_raw(&mut self) -> Option<char> {
         self.skip_continuations();
         let c = self.chars.get(self.pos).copied();
         if c.is_some() {
@@ -123,7 +139,22 @@ impl Raw {
 
     /// Whether only blanks or a comment follow on this line.
     fn rest_of_line_blank(&self) -> bool {
-        for &c in &self.chars.chars[self.chars.pos..] {
+        let rest = &self.chars.chars[self.chars.pos..];
+        let mut i = 0;
+        while let Some(&c) = rest.get(i) {
+            i += 1;
+            // lgetc(0): a continuation, or the character a backslash escapes.
+            let c = match (c, rest.get(i)) {
+                ('\\', Some('\n')) => {
+                    i += 1;
+                    continue;
+                }
+                ('\\', Some(&e)) => {
+                    i += 1;
+                    e
+                }
+                (c, _) => c,
+            };
             match c {
                 ' ' | '\t' | '\r' => continue,
                 '\n' | '#' => return true,
@@ -137,13 +168,13 @@ impl Raw {
     /// string (the rest of the line is skipped).
     fn next(&mut self) -> Option<Result<(Token, bool), LexError>> {
         loop {
-            let c = *self.chars.peek()?;
+            let c = self.chars.peek()?;
             match c {
                 ' ' | '\t' | '\r' => {
                     self.chars.next();
                 }
                 '#' => {
-                    while let Some(&c) = self.chars.peek() {
+                    while let Some(c) = self.chars.peek() {
                         if c == '\n' {
                             break;
                         }
@@ -163,7 +194,7 @@ impl Raw {
                 '$' => {
                     self.chars.next();
                     let mut name = String::new();
-                    while let Some(&c) = self.chars.peek() {
+                    while let Some(c) = self.chars.peek() {
                         if c.is_alphanumeric() || c == '_' {
                             name.push(c);
                             self.chars.next();
@@ -176,7 +207,7 @@ impl Raw {
                 _ => {
                     self.chars.next();
                     let two = |s: &mut Self, second: char, p: &'static str| -> Option<&'static str> {
-                        if s.chars.peek() == Some(&second) {
+                        if s.chars.peek() == Some(second) {
                             s.chars.next();
                             Some(p)
                         } else {
@@ -206,7 +237,7 @@ impl Raw {
     }
 
     fn word(&mut self, mut w: String) -> Token {
-        while let Some(&c) = self.chars.peek() {
+        while let Some(c) = self.chars.peek() {
             if word_char(c) {
                 w.push(c);
                 self.chars.next();
@@ -231,13 +262,13 @@ impl Raw {
         let line = self.line();
         let mut s = String::new();
         loop {
-            let c = match self.chars.next() {
+            let c = match self.chars.next_raw() {
                 None => return Err((line, "unterminated quoted string".into())),
                 Some('\n') => {
                     self.chars.line += 1;
                     return Err((line, "unterminated quoted string".into()));
                 }
-                Some('\\') => match self.chars.next() {
+                Some('\\') => match self.chars.next_raw() {
                     Some(c) if c == q => c,
                     Some(c) => {
                         s.push('\\');
@@ -350,7 +381,7 @@ impl Lexer {
                     expand(&name, t.line, macros, &mut seen, &mut st, &mut frames);
                     // pfctl expands macros textually: `$if:network` is the
                     // macro's value followed by ":network", one word.
-                    if let Some(&c) = self.raw.chars.peek() {
+                    if let Some(c) = self.raw.chars.peek() {
                         if c != '$' && word_char(c) {
                             let suffix = self.raw.word(String::new());
                             match (st.tokens.last_mut(), suffix.tok) {
@@ -485,6 +516,33 @@ mod tests {
         // 8093 characters fit
         let ok = format!("label \"{}\"\n", "y".repeat(MAX_TOKEN - 3));
         assert!(Lexer::new(&ok).statement(&m).unwrap().errors.is_empty());
+    }
+
+    /// parse.y's `lgetc(0)`: outside quotes a backslash stands for the
+    /// character after it; inside quotes only before the quote (and a
+    /// newline) does it go.
+    #[test]
+    fn a_backslash_outside_quotes_escapes_the_next_character() {
+        assert_eq!(words(r"pass on e\m0 tag a\\b"), vec![r"pass on em0 tag a\b"]);
+        // `\ ` is a blank, `\#` starts a comment, `\{` is punctuation,
+        // `\"` opens a quoted string, in which `\x` stays.
+        assert_eq!(words(r"a\ b\#c d"), vec!["a b"]);
+        assert_eq!(words(r"\{ x \}"), vec!["{ x }"]);
+        assert_eq!(words(r#"label \"a\b""#), vec![r#"label "a\b""#]);
+        // A backslash at the end of the input is nothing; before a newline
+        // it continues the line, a comment's too, unless it is escaped.
+        assert_eq!(words("pass\\"), vec!["pass"]);
+        assert_eq!(words("pass # c \\\nblock\n"), vec!["pass"]);
+        assert_eq!(words("pass # c \\\\\nblock\n"), vec!["pass", "block"]);
+        // A macro's value is read the same way when it is expanded.
+        let mut m = HashMap::new();
+        m.insert("m".to_string(), r"x\y\\z".to_string());
+        let st = Lexer::new("pass on $m\n").statement(&m).unwrap();
+        let w: Vec<String> = st.tokens.iter().map(|t| t.describe()).collect();
+        assert_eq!(w.join(" "), r"pass on xy\z");
+        // An anchor body's `{` is the one only blanks or a comment follow,
+        // escaped or not.
+        assert_eq!(words("anchor a { \\# c\n pass\n}\n"), vec!["anchor a { end of line pass end of line }"]);
     }
 
     #[test]

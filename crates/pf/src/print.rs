@@ -170,7 +170,7 @@ pub fn format_set_option(s: &SetOption) -> Option<String> {
 }
 
 pub fn format_table(t: &TableDef) -> String {
-    let mut s = format!("table <{}>", t.name);
+    let mut s = format!("table <{}>", table_name(&t.name));
     if t.constant {
         s.push_str(" const");
     }
@@ -249,12 +249,12 @@ pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
         Addr::Range(lo, hi) => format!("{} - {}", format_ip(*lo), format_ip(*hi)),
         Addr::Table(t) => {
             if verbose >= 2 {
-                let mut s = format!("<{t}");
+                let mut s = format!("<{}", table_name(t));
                 counted(&mut s);
                 s.push('>');
                 s
             } else {
-                format!("<{t}>")
+                format!("<{}>", table_name(t))
             }
         }
         Addr::Dynamic { ifname, modifier, no_alias, prefix } => {
@@ -359,6 +359,17 @@ pub fn format_pool(p: &Pool, role: PoolRole, verbose: u8, count: AddrCount) -> S
         s.push_str(" static-port");
     }
     s
+}
+
+/// pfctl prints a table's name bare; one that would not read back as one
+/// word (a blank, punctuation, a backslash: `<"a b">`) is quoted.
+fn table_name(s: &str) -> std::borrow::Cow<'_, str> {
+    let bare = !s.is_empty() && !s.starts_with('$') && !s.contains('\\') && s.chars().all(crate::lexer::word_char);
+    if bare {
+        s.into()
+    } else {
+        format!("\"{s}\"").into()
+    }
 }
 
 /// pfctl prints tag names bare; one with blanks or punctuation would not
@@ -575,7 +586,7 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
             parts.push(format!("max-src-nodes {m}"));
         }
         if let Some(ov) = &o.overload {
-            let mut t = format!("overload <{}>", ov.table);
+            let mut t = format!("overload <{}>", table_name(&ov.table));
             if ov.flush {
                 t.push_str(" flush");
             }

@@ -51,6 +51,24 @@ fn control_inputs_leave_the_daemon_answering() {
 }
 
 #[test]
+fn control_inputs_in_a_row_through_one_daemon() {
+    // The long fuzz runs' way (`run_reusing`): one daemon for input after
+    // input, each meeting what the ones before changed (the seeds destroy
+    // interfaces, add routes, load pf rules); twice over.
+    let mut n = 0;
+    for _ in 0..2 {
+        for kind in ["corpus", "regressions"] {
+            for (path, data) in inputs(kind, "control") {
+                let r = std::panic::catch_unwind(|| harness::control::run_reusing(&data));
+                assert!(r.is_ok(), "{}: the check failed on this input in a reused daemon", path.display());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 10 && n as u32 <= harness::control::INPUTS_PER_HANDLER);
+}
+
+#[test]
 fn control_seeds_are_requests_the_daemon_decodes() {
     // A seed corpus of frames the reader refuses would teach the fuzzer
     // nothing about the requests behind it.

@@ -32,7 +32,7 @@ impl Parser<'_> {
         let line = c.line();
         let one = |addr| Ok(vec![HostItem::new(addr)]);
         if c.eat_punct("<") {
-            let name = c.string()?;
+            let name = c.table_name()?;
             c.expect_punct(">")?;
             if name.len() >= 32 {
                 return Err((line, format!("table name '{name}' too long")));
@@ -279,6 +279,10 @@ fn dynaddr(spec: &str) -> Result<(String, IfAddrModifier, bool), String> {
     }
     let mut parts = spec.split(':');
     let name = parts.next().unwrap_or_default().to_string();
+    // Printed bare, `(NAME…)`, it must read back as the same word.
+    if name.contains('\\') || !name.chars().all(crate::lexer::word_char) {
+        return Err(format!("invalid interface name '{spec}'"));
+    }
     let mut modifier = IfAddrModifier::Address;
     let mut no_alias = false;
     let mut modes = 0;

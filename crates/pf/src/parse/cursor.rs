@@ -78,7 +78,7 @@ impl<'t> Cursor<'t> {
     /// `antispoof for NAME`): as parse.y's `if_item`, shorter than
     /// IFNAMSIZ ("interface name too long"); and, since pfctl prints it
     /// bare, one that reads back as the same single word (and, as an
-    /// OpenBSD or Linux interface name, without a ':').
+    /// OpenBSD or Linux interface name, without a ':' or a backslash).
     pub(super) fn ifname(&mut self) -> PResult<String> {
         let line = self.line();
         let name = self.string()?;
@@ -87,8 +87,22 @@ impl<'t> Cursor<'t> {
         }
         // ':' is dynaddr's modifier separator (`(em0:network)`): a name
         // holding one would print as an address with a bad modifier.
-        if name.is_empty() || name.contains(':') || !name.chars().all(crate::lexer::word_char) {
+        // A backslash (`\\` outside quotes) would print as one and read
+        // back as an escape of the character after it.
+        if name.is_empty() || name.contains([':', '\\']) || !name.chars().all(crate::lexer::word_char) {
             return Err((line, format!("invalid interface name '{name}'")));
+        }
+        Ok(name)
+    }
+    /// A table's name between `<` and `>`. It prints bare where it reads
+    /// back as one word, else in double quotes (`print::table_name`), so
+    /// one that a quoted string cannot carry (a `"`, or a backslash at its
+    /// end) is refused.
+    pub(super) fn table_name(&mut self) -> PResult<String> {
+        let line = self.line();
+        let name = self.string()?;
+        if name.contains('"') || name.ends_with('\\') {
+            return Err((line, format!("invalid table name '{name}'")));
         }
         Ok(name)
     }

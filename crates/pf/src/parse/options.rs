@@ -159,7 +159,7 @@ impl Parser<'_> {
     pub(super) fn table(&mut self, c: &mut Cursor) -> PResult<()> {
         let line = c.line();
         c.expect_punct("<")?;
-        let name = c.string()?;
+        let name = c.table_name()?;
         c.expect_punct(">")?;
         if name.len() >= 32 {
             return Err((line, "table name too long, max 31 chars".into()));

@@ -28,7 +28,7 @@ impl Parser<'_> {
             }
             "overload" => {
                 c.expect_punct("<")?;
-                let table = c.string()?;
+                let table = c.table_name()?;
                 c.expect_punct(">")?;
                 let flush = c.eat_word("flush");
                 let flush_global = flush && c.eat_word("global");

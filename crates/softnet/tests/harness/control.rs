@@ -56,7 +56,38 @@ pub fn converse(h: &Arc<Handler>, bytes: &[u8]) -> Vec<Response> {
     out
 }
 
+/// One fuzz input against a new daemon (the tests, CI's fixed-seed run,
+/// a crash input replayed on its own).
 pub fn run(data: &[u8]) {
+    check(&handler(), data);
+}
+
+/// Inputs one daemon serves in a row in the long fuzz runs
+/// (`run_reusing`). Building it (stack, interfaces, pf) lit some ten
+/// thousand coverage counters per input, which libFuzzer then walked as
+/// the input's features: most of an input's time.
+pub const INPUTS_PER_HANDLER: u32 = 200;
+
+/// One fuzz input against the daemon the previous inputs talked to (a new
+/// one every `INPUTS_PER_HANDLER`): what they changed (routes, addresses,
+/// pf rules, interfaces destroyed) stays, so a crash may need the history
+/// of the run; `run` replays an input alone.
+pub fn run_reusing(data: &[u8]) {
+    thread_local!(static H: std::cell::RefCell<(Option<Arc<Handler>>, u32)> = const { std::cell::RefCell::new((None, 0)) });
+    let h = H.with_borrow_mut(|(h, used)| {
+        if *used >= INPUTS_PER_HANDLER {
+            *h = None;
+        }
+        if h.is_none() {
+            *used = 0;
+        }
+        *used += 1;
+        h.get_or_insert_with(handler).clone()
+    });
+    check(&h, data);
+}
+
+fn check(h: &Arc<Handler>, data: &[u8]) {
     // Every request in the input decodes the way the daemon's reader
     // decodes it, and encodes back to itself.
     let mut c = Cursor::new(data);
@@ -66,9 +97,8 @@ pub fn run(data: &[u8]) {
         let back = proto::read_request(&mut Cursor::new(buf)).expect("an encoded request decodes");
         assert_eq!(back, req);
     }
-    let h = handler();
-    converse(&h, data);
-    let after = converse(&h, &frame(&Request::Netstat(NetstatOp::Interfaces)));
+    converse(h, data);
+    let after = converse(h, &frame(&Request::Netstat(NetstatOp::Interfaces)));
     assert!(matches!(after.as_slice(), [Response::Text(_)]), "the daemon still answers: {after:?}");
 }
 
