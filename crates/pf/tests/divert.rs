@@ -250,7 +250,10 @@ fn divert_options_not_built_stay_refused_at_load() {
         ("pass in divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp and udp not supported yet"),
         ("pass out divert-reply\n", "divert-reply for protocols other than tcp and udp not supported yet"),
         ("pass out proto tcp divert-reply no state\n", "divert-reply with no state not supported yet"),
-        ("pass in proto tcp divert-packet port 700\n", "divert-packet not supported yet"),
+        (
+            "pass in inet af-to inet6 from fd00::1 divert-packet port 700\n",
+            "divert-packet with af-to not supported yet",
+        ),
     ] {
         let rs = parse_ruleset(rule, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
         let errs = softnet_pf::check_supported(&rs).unwrap_err();
@@ -261,6 +264,8 @@ fn divert_options_not_built_stay_refused_at_load() {
         "pass in proto { tcp udp } to port 53 divert-to 127.0.0.1 port 5353\n",
         "pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080 no state\n",
         "pass out proto { tcp udp } divert-reply\n",
+        "pass in proto tcp divert-packet port 700\n",
+        "pass out divert-packet port 700 no state\n",
     ] {
         let ok = parse_ruleset(rule, "pf.conf", &resolver).unwrap();
         assert!(softnet_pf::check_supported(&ok).is_ok(), "{rule}");
