@@ -39,18 +39,15 @@ Needs the example built: `cargo build --release --example proxy`
 import hashlib
 import os
 import re
-import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import check, log, main, wait_until  # noqa: E402
+from lib_e2e import check, log, main, netstat_s_counters, wait_until  # noqa: E402
 from lib_sock import Embedded, example_bin  # noqa: E402
 
 RULES = ("pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
          "pass in on r0 proto udp to port 7 divert-to 127.0.0.1 port 7007\n")
 UDP_CLIENT = """
-import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("10.0.1.2", 5007))
 s.settimeout(3)
@@ -88,18 +85,10 @@ def load_rules(t, name, text):
 
 
 def divert_stats(d):
-    """`netstat -s`'s divert section as {what: count}."""
-    out = d.out("netstat", "-s")
-    sec = out[out.index("divert:"):].splitlines()[1:6]
-    names = {"total packet": "received", "no socket": "no socket", "full socket": "full",
-             "output": "output", "error": "errors"}
-    got = {}
-    for line in sec:
-        n = int(line.split()[0])
-        for k, v in names.items():
-            if k in line:
-                got[v] = n
-    return got
+    """`netstat -s`'s divert section."""
+    c = netstat_s_counters(d.out("netstat", "-s"))
+    return {k: c[f"divert: {k}"] for k in ("total packets received", "dropped due to no socket",
+                                           "dropped due to full socket buffers", "packets output", "errors")}
 
 
 def sha_file(path):
@@ -202,11 +191,12 @@ def run_test():
         def all_written_back():
             nonlocal div
             div = divert_stats(d)
-            return div["output"] == div["received"]
+            return div["packets output"] == div["total packets received"]
         # A's segments in on r0 and B's leaving by r0, all written back.
         wait_until("every diverted packet written back", all_written_back, timeout=5)
         log(f"  netstat -s divert: {div}")
-        check(div["received"] > len(data) // 1500 and div["no socket"] == 0, f"divert counters: {div}")
+        check(div["total packets received"] > len(data) // 1500 and div["dropped due to no socket"] == 0,
+              f"divert counters: {div}")
 
         t.step("5b: no socket on the port: dropped and counted; af-to with divert-packet refused")
         p = d.admin("pfctl", "-f", load_rules(t, "dp701.conf", RULES + DIVERT_PACKET.format(port=701)), check_rc=False)
@@ -214,7 +204,7 @@ def run_test():
         p = t.ns_run(net.a, "curl -sS --max-time 3 -o /dev/null http://10.0.2.2:8000/f.bin",
                      check_rc=False, timeout=20)
         check(p.returncode != 0, "no socket on port 701: the fetch fails")
-        check(divert_stats(d)["no socket"] > 0, f"drops counted: {divert_stats(d)}")
+        check(divert_stats(d)["dropped due to no socket"] > 0, f"drops counted: {divert_stats(d)}")
         bad = load_rules(t, "bad.conf", "pass\npass in on r0 inet af-to inet6 from fd00::1 divert-packet port 700\n")
         p = d.admin("pfctl", "-f", bad, check_rc=False)
         check(p.returncode != 0 and "divert-packet with af-to not supported yet" in p.stderr, f"refused: {p.stderr}")
