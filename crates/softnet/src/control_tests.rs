@@ -92,12 +92,27 @@ impl Fixture {
         err
     }
 
-    fn stop(mut self) -> PathBuf {
+    /// Stops the server (dropping the fixture); returns the socket's path,
+    /// whose directory is gone with it.
+    fn stop(self) -> PathBuf {
+        self.path.clone()
+    }
+}
+
+impl Drop for Fixture {
+    /// Stops the server and removes the directory it created, also when a
+    /// test fails.
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.server.take() {
-            h.join().unwrap();
+            let joined = h.join();
+            if !std::thread::panicking() {
+                joined.unwrap();
+            }
         }
-        self.path.clone()
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -337,12 +352,15 @@ fn socket_is_private_single_and_versioned() {
     assert!(!path.exists(), "socket removed at stop");
 
     // A stale socket file (a daemon that died) is replaced.
+    let dir = path.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
     drop(stale);
     assert!(path.exists());
     let s = Server::bind(&path, h2).expect("stale socket replaced");
     drop(s);
     assert!(!path.exists());
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
