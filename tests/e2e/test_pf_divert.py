@@ -48,6 +48,7 @@ from lib_sock import Embedded, example_bin  # noqa: E402
 RULES = ("pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
          "pass in on r0 proto udp to port 7 divert-to 127.0.0.1 port 7007\n")
 UDP_CLIENT = """
+import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("10.0.1.2", 5007))
 s.settimeout(3)

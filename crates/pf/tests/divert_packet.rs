@@ -211,3 +211,41 @@ impl Ping for TwoHosts {
         self.a.ping(B_IP, 1, seq, 64, 8);
     }
 }
+
+#[test]
+fn a_full_send_ring_waits_for_the_worker_and_nothing_is_lost() {
+    let (mut h, _pf) = lab("pass\n");
+    // B's address resolved first: the ARP hold queue keeps only a few.
+    h.t_ping(1);
+    h.settle();
+    let s = bound(&h, 700);
+    let udp = softnet_core::host::udp_datagram(A_IP, B_IP, 1, 2, 1000);
+    let p = h.a.build_ip(B_IP, softnet_wire::ipv4::IpProtocol::UDP, 64, &udp, false);
+    // Non-blocking: written until the ring is full, then WouldBlock.
+    let mut n = 0;
+    loop {
+        match s.send_to(&p, ANY) {
+            Ok(_) => n += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::WouldBlock);
+                break;
+            }
+        }
+    }
+    assert!(n > 10, "{n}");
+    h.settle();
+    let got = h.b.take_events().iter().filter(|e| matches!(e, HostEvent::Udp { dst_port: 2, .. })).count();
+    assert_eq!((got as u64, stat(&h, |s| &s.opackets)), (n, n));
+    // A blocking writer waits for the worker instead.
+    let mut s = s;
+    s.set_nonblocking(false).unwrap();
+    std::thread::scope(|sc| {
+        let w = sc.spawn(|| (0..3 * n).for_each(|_| assert!(s.send_to(&p, ANY).is_ok())));
+        while !w.is_finished() {
+            h.settle();
+        }
+    });
+    h.settle();
+    let got = h.b.take_events().iter().filter(|e| matches!(e, HostEvent::Udp { dst_port: 2, .. })).count();
+    assert_eq!(got as u64, 3 * n);
+}

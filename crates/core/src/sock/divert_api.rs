@@ -3,10 +3,11 @@
 //! diverts and writes them back.
 
 use super::divsock::{packet_ok, DivertPcb};
+use super::udp::put_record;
 use super::SockError;
 use crate::stack::Stack;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -83,7 +84,8 @@ impl DivertSocket {
     /// router's it comes in on that address's interface (checksums filled
     /// in, not pf in again). Refused: a packet whose header does not
     /// hold together or does not fit a buffer (EINVAL), an address the
-    /// router does not have (EADDRNOTAVAIL), a full send ring (ENOBUFS).
+    /// router does not have (EADDRNOTAVAIL). While the packets written
+    /// before wait to be sent, it waits (non-blocking: WouldBlock).
     pub fn send_to(&self, pkt: &[u8], addr: IpAddr) -> io::Result<usize> {
         let socks = &self.stack.socks;
         let count_error = || socks.divert.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -102,9 +104,22 @@ impl DivertSocket {
                 return Err(SockError::AddrNotAvailable.into());
             }
         }
-        if !socks.divert_write(&self.pcb, pkt, addr) {
-            return Err(io::Error::other("no buffer space available"));
+        // A full send ring waits for the worker to drain it (sosend's
+        // sbwait; OpenBSD sends in the writing thread, so a divert
+        // socket's write never fails for want of room), unless
+        // non-blocking.
+        let mut i = self.pcb.inner.lock();
+        while !put_record(&mut i.tx, SocketAddr::new(addr, 0), pkt) {
+            socks.kick_divert(&self.pcb);
+            if self.nonblocking {
+                return Err(SockError::WouldBlock.into());
+            }
+            i.waiters += 1;
+            self.pcb.cond.wait(&mut i);
+            i.waiters -= 1;
         }
+        drop(i);
+        socks.kick_divert(&self.pcb);
         Ok(pkt.len())
     }
 }

@@ -25,7 +25,7 @@
 //! UDP's (`udp::put_record_to`); a socket's writes are sent by a worker
 //! picked by its port, like a UDP socket's (`Sockets::kick_divert`).
 
-use super::udp::{put_record, put_record_to, take_record, REC_HDR};
+use super::udp::{put_record_to, take_record, REC_HDR};
 use super::{Pending, SockError, Sockets};
 use parking_lot::{Condvar, Mutex, RwLock};
 use softnet_tcp::ring::Ring;
@@ -182,14 +182,6 @@ impl Sockets {
             pcb.cond.notify_all();
         }
         true
-    }
-
-    /// Queues a packet the program wrote (`addr` as in `Reinject::of`);
-    /// false when the send ring has no room for it.
-    pub(crate) fn divert_write(&self, pcb: &Arc<DivertPcb>, pkt: &[u8], addr: IpAddr) -> bool {
-        let ok = put_record(&mut pcb.inner.lock().tx, SocketAddr::new(addr, 0), pkt);
-        self.kick_divert(pcb);
-        ok
     }
 
     /// Queues `pcb` for the worker that sends its writes.
