@@ -218,3 +218,89 @@ async fn connect_from_bind_any_and_recv_from_to_on_tokio() {
     let (n, from, to) = timeout(LIMIT, rx.recv_from_to(&mut buf)).await.unwrap().unwrap();
     assert_eq!((&buf[..n], from, to), (&b"from afar"[..], sa("10.0.0.99:5000"), sa("10.0.0.2:7200")));
 }
+
+/// Counts its wake-ups.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A writer waiting for room in the send buffer is woken once a third of
+/// it is free (`Tcb::send_wakeup_due`, Linux's sk_stream_is_writeable),
+/// not in every round in which an ACK freed a segment or two: each wake
+/// refills a third of the buffer at once. The workers are stepped here,
+/// round by round, and B's application reads 4 KiB a round, so its
+/// window opens, and A's ACKs come back, a few segments at a time.
+#[test]
+fn a_waiting_writer_is_woken_only_at_the_send_low_water_mark() {
+    use softnet_core::sock::api;
+    use std::io::Read;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::AsyncWrite;
+
+    let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks(2048, 4096);
+    let cap = softnet_tcp::Config::default().tx_buffer;
+    let total = 8 * cap;
+    let mut l = api::TcpListener::bind(&b, sa("10.0.0.2:80")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let c = api::TcpStream::start_connect(&a, sa("10.0.0.2:80")).unwrap();
+    let step = |wa: &mut softnet_core::worker::Worker, wb: &mut softnet_core::worker::Worker| {
+        common::step_workers(&clock, [&a, &b], [wa, wb], Duration::from_micros(50));
+    };
+    let mut server = None;
+    for _ in 0..1000 {
+        step(&mut wa, &mut wb);
+        if let Ok((s, _)) = l.accept() {
+            server = Some(s);
+            break;
+        }
+    }
+    let mut server = server.expect("handshake");
+    server.set_nonblocking(true).unwrap();
+    let mut c = TcpStream::from_std(c);
+
+    let count = Arc::new(CountingWaker(Default::default()));
+    let waker = std::task::Waker::from(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    let data = vec![0x5au8; cap];
+    let mut sink = vec![0u8; 4096];
+    let (mut sent, mut received, mut after_wake) = (0usize, 0usize, Vec::new());
+    let mut rounds = 0;
+    while received < total {
+        // Write until the buffer is full (as `write_all` does), then wait
+        // for the wake-up, stepping the workers with B reading.
+        let woken = count.0.load(Ordering::Relaxed);
+        let mut first = true;
+        while sent < total {
+            match Pin::new(&mut c).poll_write(&mut cx, &data[..(total - sent).min(cap)]) {
+                Poll::Ready(Ok(n)) => {
+                    sent += n;
+                    if first && woken > 0 {
+                        after_wake.push(n);
+                    }
+                    first = false;
+                }
+                Poll::Ready(Err(e)) => panic!("write: {e}"),
+                Poll::Pending => break,
+            }
+        }
+        while (sent == total || count.0.load(Ordering::Relaxed) == woken) && received < total {
+            step(&mut wa, &mut wb);
+            rounds += 1;
+            assert!(rounds < 200_000, "stalled at {sent} sent, {received} received");
+            received += server.read(&mut sink).unwrap_or(0);
+        }
+    }
+    assert_eq!(received, total);
+    let wakes = count.0.load(Ordering::Relaxed);
+    assert!(!after_wake.is_empty(), "the writer never waited");
+    // Each write after a wake-up finds at least a third of the buffer
+    // free (the last may be the tail of the transfer).
+    let short: Vec<_> = after_wake.iter().filter(|&&n| n < cap / 3).collect();
+    assert!(short.len() <= 1, "writes after a wake-up smaller than a third of {cap}: {short:?} of {after_wake:?}");
+    assert!(wakes <= total / (cap / 3) + 2, "{wakes} wake-ups for {total} bytes");
+}

@@ -10,7 +10,7 @@
 //!                 └─ twin "hr0"
 //! ```
 
-mod common;
+use crate::common;
 
 use common::frames6::{frame, icmp, ipv6};
 use softnet_core::iface::Dad6State;

@@ -8,7 +8,7 @@
 //!  A fd00:1::2 ── r0 fd00:1::1/64 [router] r1 fd00:2::1/64 ── B fd00:2::2
 //! ```
 
-mod common;
+use crate::common;
 
 use common::frames6::{frame, icmp, ipv6};
 use softnet_core::filter::{BufferSource, Direction, FilterReplies, NextHop, PacketFilter, RouteDecision, Verdict};

@@ -9,7 +9,7 @@
 //!  stack A  a0 10.0.0.1/24 fd00::1/64 ── wire ── b0 10.0.0.2/24 fd00::2/64  stack B
 //! ```
 
-mod common;
+use crate::common;
 
 use softnet_core::iface::IfAddr;
 use softnet_core::link::LinkQueue;

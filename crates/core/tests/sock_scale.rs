@@ -7,7 +7,7 @@
 //!  stack A  a0 10.0.0.1/24 ── wire (one queue per worker) ── b0 10.0.0.2/24  stack B
 //! ```
 
-mod common;
+use crate::common;
 
 use parking_lot::Mutex;
 use softnet_core::iface::IfAddr;

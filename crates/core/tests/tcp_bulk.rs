@@ -185,7 +185,29 @@ fn bulk_transfer_allocates_nothing_and_acks_every_second_segment() {
     let mut p = Pair::new();
     let (mut c, mut s) = connected(&mut p);
     // The first bytes take the rings, the out-of-order and SACK vectors
-    // and the workers' scratch; the window opens.
+    // and the workers' scratch; the window opens. The rings' memory grows
+    // with use: B does not read until its receive ring is full, so both
+    // rings reach their capacity before the bulk is counted.
+    let chunk = vec![0x5au8; 65536];
+    let mut filled = 0;
+    for _ in 0..200 {
+        p.step(Duration::from_micros(20));
+        while let Ok(n) = c.write(&chunk) {
+            filled += n;
+        }
+    }
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..10_000 {
+        if filled == 0 {
+            break;
+        }
+        p.step(Duration::from_micros(20));
+        while let Ok(n) = s.read(&mut buf) {
+            assert!(n > 0, "EOF");
+            filled -= n;
+        }
+    }
+    assert_eq!(filled, 0, "the rings did not drain");
     bulk(&mut p, &mut c, &mut s, 1 << 20);
     let r = bulk(&mut p, &mut c, &mut s, mb << 20);
     eprintln!(

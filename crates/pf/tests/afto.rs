@@ -5,7 +5,7 @@
 //! checksum checked by a full re-sum; what cannot be translated is
 //! dropped as `translate`.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, tcp_bytes, udp_bytes, HeapBufs as Bufs, Net};
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -5,7 +5,7 @@
 //! …`, `-a NAME -sT`, `-a NAME -F Tables`; tables going with their
 //! anchor's rules; pfctl's messages.
 
-mod common;
+use crate::common;
 
 use common::{net, HeapBufs as Bufs, Net};
 

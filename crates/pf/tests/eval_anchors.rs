@@ -3,7 +3,7 @@
 //! after an anchor, wildcards, nesting, filters on the anchor rule, `match`
 //! rules, states made by anchor rules, and loads and flushes of one anchor.
 
-mod common;
+use crate::common;
 
 use common::{net, HeapBufs as Bufs, Net};
 

@@ -2,7 +2,7 @@
 //! ruleset passing ssh and ping with states, block return, fragments,
 //! ICMP errors, expiry and pflog.
 
-mod common;
+use crate::common;
 use common::{ip_repr, net, pf_with, pflog_records, tcp_bytes, udp_bytes, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;

@@ -2,7 +2,7 @@
 //! interfaces, dynamic addresses, tables, timeouts (per rule and
 //! adaptive), and the pfctl text views.
 
-mod common;
+use crate::common;
 use common::{net, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;

@@ -3,7 +3,7 @@
 //! to states, NDP keyed by its target, `block return` with RSTs and
 //! ICMPv6 unreachables, extension header and fragment drops, pflog.
 
-mod common;
+use crate::common;
 use common::{
     a6, echo6_bytes as echo, icmp6_bytes, ip6_bytes, net, pf_with, tcp6_bytes as tcp6, udp6_bytes, HeapBufs as Bufs,
 };

@@ -3,7 +3,7 @@
 //! ICMP query ids and errors, every checksum checked against a full
 //! re-sum, ports running out, pools that lose their addresses, reloads.
 
-mod common;
+use crate::common;
 use common::{forward_back, forward_out, net, test, Net};
 
 use std::collections::HashSet;

@@ -4,7 +4,7 @@
 //! checksum (IPv6's pseudo-header included) checked by a full re-sum,
 //! ports running out, `(if)` pools following the interface's addresses.
 
-mod common;
+use crate::common;
 use common::{a6, echo6_bytes, forward_back, forward_out, icmp6_bytes, net, tcp6_bytes, test, udp6_bytes, Net};
 
 use std::net::Ipv6Addr;

@@ -4,7 +4,7 @@
 //! states and gets each state's count back however the state ends
 //! (purge, kill, flush, a state refused).
 
-mod common;
+use crate::common;
 use common::{net, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;

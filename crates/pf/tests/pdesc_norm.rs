@@ -2,7 +2,7 @@
 //! pf does before it looks at states or rules: pf.c `pf_setup_pdesc`'s
 //! `short` drops and pf_norm.c `pf_normalize_tcp`.
 
-mod common;
+use crate::common;
 use common::{ip_repr, net, pf_with, pflog_records, tcp_bytes, udp_bytes, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;

@@ -2,7 +2,7 @@
 //! `-sr -vv`, `-sl`, `-ss -vv`, `-si -v`, and the direction-split rule
 //! counters behind them.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, udp_bytes, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;

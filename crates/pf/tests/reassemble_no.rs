@@ -4,7 +4,7 @@
 //! made or looked up, nothing is translated, a fragment with DF is
 //! refused and drops count as `fragment`.
 
-mod common;
+use crate::common;
 use common::{net, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;

@@ -4,7 +4,7 @@
 //! `match` rules as pf_rule_to_actions does; every rewritten packet's
 //! checksums checked against a full re-sum.
 
-mod common;
+use crate::common;
 use common::{net, test, HeapBufs as Bufs, Net};
 
 use std::collections::HashSet;

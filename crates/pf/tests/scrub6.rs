@@ -2,7 +2,7 @@
 //! pf_normalize_mss, pf_normalize_tcp_stateful's hop limit): on the
 //! packet a rule passes and on the packets of its state.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, HeapBufs as Bufs};
 
 use std::net::Ipv6Addr;

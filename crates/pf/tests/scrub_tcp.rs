@@ -5,7 +5,7 @@
 //! (`bad-timestamp`); every rewritten packet's checksums checked against
 //! a full re-sum.
 
-mod common;
+use crate::common;
 use common::{net, HeapBufs as Bufs, Net};
 
 use std::net::Ipv4Addr;

@@ -4,7 +4,7 @@
 //! bare TCP ACKs and TOS lowdelay; `prio N` rules compare with the
 //! priority the packet has when it reaches the hook.
 
-mod common;
+use crate::common;
 
 use common::{net, tcp_bytes, udp_bytes, HeapBufs as Bufs, Net};
 

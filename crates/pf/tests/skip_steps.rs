@@ -7,7 +7,7 @@
 //! `quick` or not, filtered on direction, interface or protocol) against a
 //! reference of current pf.c's pf_match_rule over the tree.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, HeapBufs as Bufs};
 
 use std::net::Ipv4Addr;

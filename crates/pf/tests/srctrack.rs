@@ -3,7 +3,7 @@
 //! with `overload <t> flush`, `set limit src-nodes`, expiry after
 //! `src.track`, `pfctl -K`, and the `-si -v` counters.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, tcp_bytes, udp_bytes, HeapBufs, Net};
 
 use std::net::Ipv4Addr;

@@ -2,7 +2,7 @@
 //! `overload <t> flush` putting an IPv6 address in the table, nodes in
 //! `pfctl -sS`, and `sticky-address` on IPv6 nat-to pools.
 
-mod common;
+use crate::common;
 use common::{a6, net, pf_with, tcp6_bytes as tcp, udp6_bytes, HeapBufs, Net};
 
 use softnet_core::filter::{Direction, PacketFilter, Verdict};

@@ -3,7 +3,7 @@
 //! whatever happened to the states since, pf out decides exactly as a
 //! search of the state table would.
 
-mod common;
+use crate::common;
 use common::{net, pf_with, udp_bytes, Net, NoBufs as Bufs};
 
 use std::net::Ipv4Addr;

@@ -3,7 +3,7 @@
 //! only once the client completed the handshake, and splices the two
 //! sequence spaces; a client that never answers never reaches the server.
 
-mod common;
+use crate::common;
 
 use common::{hook, net, tcp_bytes, Net};
 

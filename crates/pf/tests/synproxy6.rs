@@ -3,7 +3,7 @@
 //! headers), opens the connection to the server once the client
 //! answered, and splices the two sequence spaces.
 
-mod common;
+use crate::common;
 
 use common::{hook, net};
 

@@ -2,15 +2,24 @@
 //! written, not when the connection is set up, and given back when an
 //! empty ring is released (a connection in TIME_WAIT): an idle or closing
 //! connection holds no buffer, as a BSD socket's empty sockbuf holds no
-//! mbufs.
+//! mbufs. The memory grows with use, as a sockbuf's mbuf chain does: the
+//! first write takes what it needs (at least [`MIN_ALLOC`]), and a write
+//! past the end doubles it, up to the capacity. A 1 KB response takes
+//! 4 KiB, not the whole send buffer zeroed; a bulk transfer reaches the
+//! capacity in a few doublings and stays there. Only the bytes taken are
+//! zeroed (safe Rust: no uninitialised memory is ever read).
 //! Sending: the bytes from SND.UNA on (unacknowledged, then unsent).
 //! Receiving: the bytes delivered in order and not yet read; out-of-order
 //! data is written into the free space past them at its offset and
 //! committed when the hole before it fills.
 
+/// The first allocation of a ring, at least (or its capacity if smaller).
+pub const MIN_ALLOC: usize = 4096;
+
 /// A byte ring of fixed capacity.
 pub struct Ring {
-    /// Empty until the first write; then `cap` bytes.
+    /// Empty until the first write; then between [`MIN_ALLOC`] and `cap`
+    /// bytes, grown by [`grow`](Self::grow). Offsets wrap at its length.
     buf: Box<[u8]>,
     cap: usize,
     head: usize,
@@ -50,8 +59,31 @@ impl Ring {
         self.buf.is_empty()
     }
 
+    /// Bytes of memory the ring holds now.
+    pub fn allocated(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Makes the memory hold at least `need` bytes (at most `cap`): the
+    /// first allocation, or a doubling that moves the bytes to the front
+    /// of the new memory in order (the byte at offset x of the ring, in
+    /// order or waiting past the end, is at index x afterwards).
+    fn grow(&mut self, need: usize) {
+        let have = self.buf.len();
+        if need <= have {
+            return;
+        }
+        let size = need.max(MIN_ALLOC).max(have * 2).next_power_of_two().min(self.cap);
+        let mut v = Vec::with_capacity(size);
+        v.extend_from_slice(&self.buf[self.head..]);
+        v.extend_from_slice(&self.buf[..self.head]);
+        v.resize(size, 0);
+        self.buf = v.into_boxed_slice();
+        self.head = 0;
+    }
+
     fn at(&self, off: usize) -> usize {
-        let cap = self.cap;
+        let cap = self.buf.len();
         let i = self.head + off;
         if i >= cap {
             i - cap
@@ -106,9 +138,7 @@ impl Ring {
         if n == 0 {
             return 0;
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.cap].into_boxed_slice();
-        }
+        self.grow(self.len + off + n);
         let start = self.at(self.len + off);
         let first = n.min(self.buf.len() - start);
         self.buf[start..start + first].copy_from_slice(&data[..first]);
@@ -191,6 +221,52 @@ mod tests {
         assert_eq!(&o, b"defg");
     }
 
+    #[test]
+    fn memory_grows_with_use_up_to_the_capacity() {
+        let cap = 64 * 1024 + 100;
+        let mut r = Ring::new(cap);
+        assert_eq!(r.enqueue(&[1; 1000]), 1000);
+        assert_eq!(r.allocated(), MIN_ALLOC, "a small write takes the minimum");
+        let mut o = vec![0; 900];
+        assert_eq!(r.dequeue(&mut o), 900);
+        // The head is now past the front: the next growth wraps.
+        assert_eq!(r.enqueue(&[2; 4000]), 4000);
+        assert_eq!(r.allocated(), 8192, "doubled");
+        let mut all = vec![0; 4100];
+        assert_eq!(r.peek(0, &mut all), 4100);
+        assert!(all[..100].iter().all(|&b| b == 1) && all[100..].iter().all(|&b| b == 2), "order kept across the move");
+        assert_eq!(r.enqueue(&vec![3; cap]), cap - 4100, "the capacity, not the memory, bounds a write");
+        assert_eq!(r.allocated(), cap, "never more than the capacity");
+        assert_eq!(r.free(), 0);
+    }
+
+    #[test]
+    fn out_of_order_bytes_move_with_a_growth() {
+        let mut r = Ring::new(1 << 16);
+        r.enqueue(&[1; 3000]);
+        let mut o = vec![0; 3000];
+        r.dequeue(&mut o);
+        r.enqueue(b"ab");
+        // Past the end, still inside the first 4 KiB (wrapped).
+        assert_eq!(r.write_at(1000, b"Z"), 1);
+        assert_eq!(r.allocated(), MIN_ALLOC);
+        // Past the memory: the ring grows, the waiting byte moves along.
+        assert_eq!(r.write_at(9000, b"Y"), 1);
+        assert!(r.allocated() >= 9003);
+        assert_eq!(r.write_at(0, &[7; 1000]), 1000);
+        r.commit(1001);
+        let mut all = vec![0; 1003];
+        assert_eq!(r.dequeue(&mut all), 1003);
+        assert_eq!(&all[..2], b"ab");
+        assert_eq!(all[1002], b'Z');
+        // 'Y' waited at 9002, 7999 past the new front.
+        assert_eq!(r.write_at(0, &[8; 7999]), 7999);
+        r.commit(8000);
+        let mut rest = vec![0; 8000];
+        assert_eq!(r.dequeue(&mut rest), 8000);
+        assert_eq!(rest[7999], b'Y');
+    }
+
     proptest! {
         /// The ring against a VecDeque: any sequence of appends and reads.
         #[test]
@@ -212,6 +288,55 @@ mod tests {
                 }
                 prop_assert_eq!(r.len(), model.len());
             }
+        }
+
+        /// A ring that grows (capacity above the first allocation, not a
+        /// power of two) against a VecDeque, with out-of-order writes past
+        /// the end committed later: what any byte read back is.
+        #[test]
+        fn grows_as_a_queue(ops in proptest::collection::vec((0u8..3, 0usize..6000), 0..60)) {
+            const CAP: usize = 3 * MIN_ALLOC + 100;
+            let mut r = Ring::new(CAP);
+            let mut model = std::collections::VecDeque::new();
+            let mut next = 0u8;
+            let mut gen = |n: usize| -> Vec<u8> { (0..n).map(|_| { next = next.wrapping_add(1); next }).collect() };
+            for (op, n) in ops {
+                match op {
+                    0 => {
+                        let data = gen(n);
+                        let k = r.enqueue(&data);
+                        prop_assert_eq!(k, n.min(CAP - model.len()));
+                        model.extend(&data[..k]);
+                    }
+                    1 => {
+                        let mut o = vec![0; n];
+                        let k = r.dequeue(&mut o);
+                        let want: Vec<u8> = model.drain(..n.min(model.len())).collect();
+                        prop_assert_eq!(&o[..k], &want[..]);
+                    }
+                    _ => {
+                        // A segment past a hole, then the hole filled.
+                        let gap = n / 2;
+                        let late = gen(n - gap);
+                        let k = r.write_at(gap, &late);
+                        let early = gen(gap);
+                        let j = r.write_at(0, &early);
+                        if j == gap {
+                            r.commit(gap + k);
+                            model.extend(&early);
+                            model.extend(&late[..k]);
+                        } else {
+                            r.commit(j);
+                            model.extend(&early[..j]);
+                        }
+                    }
+                }
+                prop_assert_eq!(r.len(), model.len());
+                prop_assert!(r.allocated() <= CAP);
+            }
+            let mut o = vec![0; CAP];
+            let k = r.dequeue(&mut o);
+            prop_assert_eq!(&o[..k], &model.iter().copied().collect::<Vec<u8>>()[..]);
         }
     }
 }

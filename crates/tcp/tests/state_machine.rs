@@ -84,7 +84,7 @@ fn handshake_negotiates_mss_window_scale_sack_and_timestamps() {
     let (mut ea, mut eb) = Pair::envs();
     let cfg = Config { rx_buffer: 1 << 20, ..Config::default() };
     let mut a = Tcb::connect(cfg.clone(), &mut ea, A_PORT, B_PORT);
-    let mut b = Tcb::listen(Config { mss: 1000, ..Config::default() }, &mut eb, B_PORT);
+    let mut b = Tcb::listen(Config { mss: 1000, rx_buffer: 64 * 1024, ..Config::default() }, &mut eb, B_PORT);
     let syn = one(drain(&mut a, &mut ea));
     assert_eq!(syn.repr.flags, TcpFlags::SYN);
     assert_eq!(syn.repr.max_seg_size, Some(1460));

@@ -194,7 +194,10 @@ proptest! {
     #[test]
     fn blind_forged_segments_change_nothing(seed in any::<u64>(), forged in 1usize..400) {
         use softnet_wire::tcp::{TcpFlags, TcpRepr};
-        let mut w = World::new(seed, Config::default(), Config::default(), lossy(0.01, 0.0, 0.02), pattern(200_000, seed));
+        // 64 KB windows (the odds above), a transfer long enough for the
+        // forged segments to meet it established.
+        let cfg = Config { rx_buffer: 64 * 1024, tx_buffer: 64 * 1024, ..Config::default() };
+        let mut w = World::new(seed, cfg.clone(), cfg, lossy(0.01, 0.0, 0.02), pattern(200_000, seed));
         let mut rng = sim::Rng(seed ^ 0xf00d);
         let mut left = forged;
         let (mut delivered, mut dropped) = (0, 0);

@@ -333,7 +333,10 @@ impl TcpStream {
                     return Ok(n);
                 }
                 Err(TcpError::WouldBlock) if !self.nonblocking => {
-                    if self.wait(&mut i, dl) {
+                    i.writers += 1;
+                    let timed_out = self.wait(&mut i, dl);
+                    i.writers -= 1;
+                    if timed_out {
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
                     }
                 }

@@ -68,6 +68,9 @@ pub(crate) struct ConnInner {
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
     pub waiters: u32,
+    /// Of `waiters`, those in `write` waiting for room: woken only when
+    /// the engine says room is due (`Tcb::send_wakeup_due`).
+    pub writers: u32,
     /// Counted in `tcps_connects` (it reached a synchronized state).
     pub connected: bool,
     /// Tasks waiting (the async API), woken with `cond`.
@@ -101,6 +104,7 @@ impl TcpConn {
                 table: 0,
                 scope,
                 waiters: 0,
+                writers: 0,
                 connected: false,
                 tasks: Default::default(),
                 wake_queued: false,
@@ -361,10 +365,11 @@ impl Sockets {
     }
 
     /// `tcp_after` without the wake-up: true when threads or tasks wait
-    /// on the connection. A worker wakes them once at the end of its
-    /// round, not once per segment: a blocked reader woken for each
-    /// arriving segment cost a futex wake and a context switch per 1,460
-    /// bytes.
+    /// on the connection for something that is there (a writer only when
+    /// the send buffer has room to its low-water mark, or `send` would
+    /// fail). A worker wakes them once at the end of its round, not once
+    /// per segment: a blocked reader woken for each arriving segment cost
+    /// a futex wake and a context switch per 1,460 bytes.
     pub(crate) fn tcp_after_deferred(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner) -> bool {
         let state = inner.tcb.state();
         if !inner.connected && state.synchronized() {
@@ -408,7 +413,8 @@ impl Sockets {
             }
         }
         self.schedule(conn, inner.tcb.poll_at());
-        inner.waiters > 0 || !inner.tasks.is_empty()
+        let writable = inner.tcb.send_wakeup_due();
+        inner.waiters > inner.writers || (inner.writers > 0 && writable) || inner.tasks.due(writable)
     }
 
     /// Takes a listener out of the table; connections waiting in its

@@ -31,10 +31,11 @@ impl TaskWakers {
     pub fn register_write(&mut self, w: &Waker) {
         register(&mut self.write, w);
     }
-    /// Whether a task waits.
+    /// Whether a task is to be woken: a reader, or a writer when
+    /// `writable` (its socket's room reached the low-water mark).
     #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.read.is_none() && self.write.is_none()
+    pub fn due(&self, writable: bool) -> bool {
+        self.read.is_some() || (writable && self.write.is_some())
     }
 
     /// Wakes and forgets both: a woken task polls again and registers

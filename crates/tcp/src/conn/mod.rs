@@ -68,7 +68,12 @@ pub struct Keepalive {
     pub count: u32,
 }
 
-/// Per-connection settings. Buffers are allocated from these at setup.
+/// A writer waiting for room is woken once 1/`SEND_LOWAT_DIV` of the
+/// send buffer is free (`Tcb::send_wakeup_due`).
+pub const SEND_LOWAT_DIV: usize = 3;
+
+/// Per-connection settings. The rings' sizes are their capacities: their
+/// memory is taken at the first byte and grows with use (`ring.rs`).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub rx_buffer: usize,
@@ -103,8 +108,14 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            rx_buffer: 64 * 1024,
-            tx_buffer: 64 * 1024,
+            // 256 KiB each way (Linux autotunes from 128 KiB receive and
+            // 16 KiB send up to MBs): 64 KiB in flight bounded a sender
+            // that waits for the scheduler between refills, and a receive
+            // window of 64 KiB stalled the peer while the worker was off
+            // its CPU. The rings' memory is taken with use (`ring.rs`), so
+            // idle connections and short exchanges pay nothing for it.
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
             mss: 1460,
             nodelay: false,
             window_scaling: true,
@@ -409,6 +420,20 @@ impl Tcb {
             0 => Err(TcpError::WouldBlock),
             n => Ok(n),
         }
+    }
+
+    /// Whether a writer waiting for room should be woken (Linux's
+    /// sk_stream_is_writeable, BSD's sowriteable with a low-water mark):
+    /// a third of the send buffer free, or `send` would fail now. A writer
+    /// woken for every ACK wrote a couple of segments' worth and slept
+    /// again, two scheduler hand-offs per refill; woken at a third it
+    /// refills a third of the buffer at once.
+    pub fn send_wakeup_due(&self) -> bool {
+        let sending = matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait);
+        self.error.is_some()
+            || !sending
+            || self.fin_queued
+            || self.tx.free() >= (self.tx.capacity() / SEND_LOWAT_DIV).max(1)
     }
 
     /// Reads received bytes. `Ok(0)` is end of stream.
