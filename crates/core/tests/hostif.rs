@@ -239,3 +239,52 @@ fn malformed_frames_from_the_host_are_counted_and_dropped() {
     assert_eq!((s.from_host, s.dropped, s.transmitted), (2, 2, 0));
     assert!(t.a.take_events().is_empty());
 }
+
+/// A twin's queue that logs its calls: `S` for a send that carried
+/// frames, `R` for a read.
+struct Logged {
+    inner: Box<dyn softnet_core::link::LinkQueue>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl softnet_core::link::LinkQueue for Logged {
+    fn recv(&mut self, pool: &mut softnet_core::packet::PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        self.log.lock().unwrap().push('R');
+        self.inner.recv(pool, out, max)
+    }
+
+    fn send(&mut self, pool: &mut softnet_core::packet::PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        if !frames.is_empty() {
+            self.log.lock().unwrap().push('S');
+        }
+        self.inner.send(pool, frames)
+    }
+}
+
+#[test]
+fn what_a_batch_punts_is_written_before_the_round_reads_the_host() {
+    // The punted frame reaches the host before the worker's same round
+    // reads the twin, so an answer the host has ready by then goes out in
+    // that round instead of waiting for the next.
+    let mut t = TwoHosts::new(1);
+    let (near, far) = vlink::wire(1, 256);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let queues = near
+        .link_queues()
+        .into_iter()
+        .map(|inner| Box::new(Logged { inner, log: log.clone() }) as Box<dyn softnet_core::link::LinkQueue>)
+        .collect();
+    t.stack.attach_host("r0", "hr0", queues).unwrap();
+    t.settle();
+    log.lock().unwrap().clear();
+    send_syn(&mut t, R0_IP, 179);
+    // Rounds by hand, each marked in the log.
+    for _ in 0..4 {
+        t.a.poll();
+        log.lock().unwrap().push('|');
+        t.workers[0].poll();
+    }
+    assert_eq!(frames(&far).len(), 1, "the SYN punted");
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("|SR|"), "the punt is written before the round's read of the twin: {log}");
+}

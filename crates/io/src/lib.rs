@@ -25,6 +25,7 @@ pub mod packet;
 pub mod stats;
 mod sys;
 pub mod tap;
+mod uring;
 pub mod xdp;
 
 pub use hostif::{open_host_tap, HostTap};

@@ -17,10 +17,13 @@
 //!
 //! Batching: reads loop until EAGAIN or `max`; the tun driver has no batched
 //! read or write for user space (its `sendmsg` batching is vhost-only), so
-//! writes are one `write(2)` per frame.
+//! writes are one `write(2)` per frame, unless the queue was switched to
+//! io_uring ([`TapQueue::batch_writes`], the host twins): then a send of
+//! several frames is one `io_uring_enter(2)` (`crate::uring`).
 
 use crate::stats::LinkStats;
 use crate::sys::{bump, errno, ifreq_ioctl, IfReq};
+use crate::uring::UringWriter;
 use crate::{ifinfo, IoError};
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{PacketBuf, PacketPool};
@@ -60,6 +63,9 @@ pub struct TapQueue {
     /// Catches the tail of a frame longer than the pool buffer, so such a
     /// frame is counted as oversize rather than silently truncated.
     overflow: Box<[u8]>,
+    /// Batched writes (`batch_writes`), and their results, reused.
+    uring: Option<UringWriter>,
+    results: Vec<Option<i32>>,
 }
 
 /// Opens `queues` queues of TAP `dev`, boxed for the stack. See
@@ -141,6 +147,8 @@ impl TapQueue {
                 queue,
                 stats: Arc::new(LinkStats::default()),
                 overflow: vec![0u8; 65536].into_boxed_slice(),
+                uring: None,
+                results: Vec::new(),
             })
             .collect())
     }
@@ -164,6 +172,82 @@ impl TapQueue {
 
     pub fn queue_index(&self) -> usize {
         self.queue
+    }
+
+    /// Sends batches of two or more frames through io_uring, one
+    /// `io_uring_enter(2)` a batch (`crate::uring`). Returns whether it
+    /// could (a kernel without io_uring, or with it disabled, keeps
+    /// `write(2)`, logged).
+    pub fn batch_writes(&mut self) -> bool {
+        match UringWriter::new() {
+            Ok(w) => {
+                self.uring = Some(w);
+                self.results = Vec::with_capacity(256);
+                true
+            }
+            Err(e) => {
+                tracing::info!("{}: io_uring not available ({e}): one write(2) per frame", self.dev);
+                false
+            }
+        }
+    }
+
+    /// Whether sends go through io_uring.
+    pub fn writes_batched(&self) -> bool {
+        self.uring.is_some()
+    }
+
+    /// Counts one write's result (`r`: bytes or -1 with `e` the errno) of
+    /// a frame of `len` bytes; returns whether it was sent whole.
+    #[inline]
+    fn account(&self, r: isize, e: i32, len: usize) -> bool {
+        if r == len as isize {
+            return true;
+        }
+        if r < 0 && e == libc::EAGAIN {
+            bump(&self.stats.tx_busy, 1);
+        } else if r < 0 && e == libc::EINVAL && len > 65535 {
+            bump(&self.stats.tx_oversize, 1);
+        } else {
+            bump(&self.stats.tx_errors, 1);
+        }
+        false
+    }
+
+    fn write_one(&self, d: &[u8]) -> bool {
+        // SAFETY: d is a live byte slice.
+        let r = unsafe { libc::write(self.fd.as_raw_fd(), d.as_ptr() as *const libc::c_void, d.len()) };
+        self.account(r, if r < 0 { errno() } else { 0 }, d.len())
+    }
+
+    /// `send` through the ring: every frame's write in one submission
+    /// (`ENTRIES` at a time); what the ring could not do is written with
+    /// `write(2)` and the ring given up.
+    fn send_batched(&mut self, frames: &[PacketBuf]) -> (usize, u64) {
+        let mut results = std::mem::take(&mut self.results);
+        results.clear();
+        results.resize(frames.len(), None);
+        let fd = self.fd.as_raw_fd();
+        let uring = self.uring.as_mut().expect("batched sends have a ring");
+        if let Err(e) = uring.write_batch(fd, |i| frames[i].data(), &mut results) {
+            tracing::warn!("{}: io_uring write failed ({}): back to one write(2) per frame", self.dev, e.0);
+            self.uring = None;
+        }
+        let (mut sent, mut bytes) = (0, 0u64);
+        for (p, r) in frames.iter().zip(&results) {
+            let d = p.data();
+            let ok = match *r {
+                Some(r) if r >= 0 => self.account(r as isize, 0, d.len()),
+                Some(r) => self.account(-1, -r, d.len()),
+                None => self.write_one(d),
+            };
+            if ok {
+                sent += 1;
+                bytes += d.len() as u64;
+            }
+        }
+        self.results = results;
+        (sent, bytes)
     }
 }
 
@@ -237,21 +321,20 @@ impl LinkQueue for TapQueue {
     fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
         let mut sent = 0;
         let mut bytes = 0;
-        for p in frames.drain(..) {
-            let d = p.data();
-            // SAFETY: d is a live byte slice.
-            let r = unsafe { libc::write(self.fd.as_raw_fd(), d.as_ptr() as *const libc::c_void, d.len()) };
-            if r == d.len() as isize {
-                sent += 1;
-                bytes += d.len() as u64;
-            } else if r < 0 && errno() == libc::EAGAIN {
-                bump(&self.stats.tx_busy, 1);
-            } else if r < 0 && errno() == libc::EINVAL && d.len() > 65535 {
-                bump(&self.stats.tx_oversize, 1);
-            } else {
-                bump(&self.stats.tx_errors, 1);
+        if frames.len() >= 2 && self.uring.is_some() {
+            (sent, bytes) = self.send_batched(frames);
+            for p in frames.drain(..) {
+                pool.free(p);
             }
-            pool.free(p);
+        } else {
+            for p in frames.drain(..) {
+                let d = p.data();
+                if self.write_one(d) {
+                    sent += 1;
+                    bytes += d.len() as u64;
+                }
+                pool.free(p);
+            }
         }
         bump(&self.stats.tx_frames, sent as u64);
         bump(&self.stats.tx_bytes, bytes);

@@ -126,3 +126,47 @@ fn tap_queue_is_nonblocking_and_pollable() {
     }
     assert_eq!(pool.available(), 8, "buffers go back to the pool");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn batched_writes_reach_the_kernel_each_as_one_frame() {
+    require_root();
+    let ns = Netns::new("tapur");
+    let mut qs = ns.run(|| TapQueue::open_all("snio-ur", 1, &TapOptions::default()).unwrap());
+    ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-ur"]);
+    let q = &mut qs[0];
+    assert!(q.batch_writes(), "this kernel has io_uring");
+    let stats = q.stats();
+    let mut pool = PacketPool::new(256, DEFAULT_BUF_SIZE);
+    // Ten ARP requests from ten addresses, one send: the kernel answers
+    // each (so each write was one whole frame), and the buffers are back.
+    let before = pool.available();
+    let mut tx: Vec<PacketBuf> = (0..10u8)
+        .map(|i| {
+            // From the pool, like the stack's frames.
+            let f = arp_request(MY_MAC, [10, 66, 0, 10 + i], KERNEL_IP);
+            let mut p = pool.alloc().unwrap();
+            p.spare_mut()[..f.len()].copy_from_slice(&f);
+            p.set_len(f.len()).unwrap();
+            p
+        })
+        .collect();
+    assert_eq!(q.send(&mut pool, &mut tx), 10);
+    assert!(tx.is_empty());
+    assert_eq!(pool.available(), before, "every buffer back in the pool");
+    let c = stats.snapshot();
+    assert_eq!((c.tx_frames, c.tx_errors, c.tx_busy), (10, 0, 0));
+    let mut asked = std::collections::BTreeSet::new();
+    recv_until(q, &mut pool, Duration::from_secs(3), |p| {
+        let f = p.data();
+        if f.len() >= 42 && ethertype(f) == 0x0806 && f[20..22] == [0, 2] && f[28..32] == KERNEL_IP {
+            asked.insert(f[41]);
+        }
+        asked.len() == 10
+    });
+    assert_eq!(asked, (10..20u8).collect(), "an answer to each request");
+    // One frame alone goes by write(2), counted the same.
+    let mut one = vec![PacketBuf::from_slice(&arp_request(MY_MAC, [10, 66, 0, 30], KERNEL_IP))];
+    assert_eq!(q.send(&mut pool, &mut one), 1);
+    assert_eq!(stats.snapshot().tx_frames, 11);
+}

@@ -81,22 +81,36 @@ def measure(t, a, dst, label):
     return lat["median"], lat["p99"], pps
 
 
+def servers(t, ns, addr):
+    """The UDP echo server and an iperf3 server on `addr` in `ns`, listening."""
+    t.ns_spawn(ns, ["python3", "-c", ECHO, addr])
+    t.ns_spawn(ns, f"iperf3 -s -B {addr}")
+    t.wait_listen(ns, 5201)
+    t.wait_listen(ns, 7777, proto="u")
+
+
+def softnet_with_twin(t, driver):
+    """softnet on router_topology(driver) with r0's twin hr0 addressed and
+    the servers on 10.0.1.1 in its namespace (Linux's, reached by punt).
+    Returns (net, daemon)."""
+    net = t.router_topology(driver)
+    cfg = net.config().replace('name = "r0"\n', 'name = "r0"\nhost = "hr0"\n', 1)
+    d = t.daemon(cfg, net=net)
+    wait_until("hr0 addressed", lambda: "10.0.1.1/24" in t.ns_run(net.r, "ip -o -4 addr show dev hr0").stdout)
+    servers(t, net.r, "10.0.1.1")
+    return net, d
+
+
 def run_test():
     with Topo("punt") as t:
         t.step(f"softnet ({DRIVER} driver): A -- r0 (twin hr0); kernel: A' -- k0")
-        net = t.router_topology(DRIVER)
-        cfg = net.config().replace('name = "r0"\n', 'name = "r0"\nhost = "hr0"\n', 1)
-        d = t.daemon(cfg, net=net)
-        wait_until("hr0 addressed", lambda: "10.0.1.1/24" in t.ns_run(net.r, "ip -o -4 addr show dev hr0").stdout)
+        net, d = softnet_with_twin(t, DRIVER)
         ka, kr = t.ns("ka"), t.ns("kr")
         t.veth(ka, "a0", MAC_A, kr, "k0", "02:00:00:00:01:01")
         t.host(ka, "a0", "10.0.1.2/24")
         t.host(kr, "k0", "10.0.1.1/24")
-        for ns, addr in ((net.r, "10.0.1.1"), (kr, "10.0.1.1"), (net.b, "10.0.2.2")):
-            t.ns_spawn(ns, ["python3", "-c", ECHO, addr])
-            t.ns_spawn(ns, f"iperf3 -s -B {addr}")
-            t.wait_listen(ns, 5201)
-            t.wait_listen(ns, 7777, proto="u")
+        servers(t, kr, "10.0.1.1")
+        servers(t, net.b, "10.0.2.2")
         res = {"softnet": [], "forward": [], "kernel": []}
         for i in range(REPS):
             log(f"round {i + 1} of {REPS} (load {open('/proc/loadavg').read().split()[0]})")

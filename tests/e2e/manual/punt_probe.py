@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import Topo, log, main, wait_until  # noqa: E402
+from lib_e2e import Topo, log, main  # noqa: E402
 import punt  # noqa: E402
 
 SECS = int(os.environ.get("PROBE_SECS", "3"))
@@ -64,21 +64,14 @@ def rcvbuf_errors(t, ns):
 
 def run_test():
     with Topo("puntp") as t:
-        net = t.router_topology("tap")
-        cfg = net.config().replace('name = "r0"\n', 'name = "r0"\nhost = "hr0"\n', 1)
-        d = t.daemon(cfg, net=net)
-        wait_until("hr0 addressed", lambda: "10.0.1.1/24" in t.ns_run(net.r, "ip -o -4 addr show dev hr0").stdout)
-        t.ns_spawn(net.r, ["python3", "-c", punt.ECHO, "10.0.1.1"])
-        t.ns_spawn(net.r, "iperf3 -s -B 10.0.1.1")
-        t.wait_listen(net.r, 5201)
-        t.wait_listen(net.r, 7777, proto="u")
+        net, d = punt.softnet_with_twin(t, "tap")
         pid = d.proc.pid
         hz = os.sysconf("SC_CLK_TCK")
         for i in range(REPS):
             log(f"round {i + 1} of {REPS} (load {open('/proc/loadavg').read().split()[0]})")
             stat = None
             if PERF:
-                ev = "syscalls:sys_enter_readv,syscalls:sys_enter_write,syscalls:sys_enter_poll"
+                ev = "syscalls:sys_enter_readv,syscalls:sys_enter_write,syscalls:sys_enter_poll,syscalls:sys_enter_io_uring_enter"
                 stat = subprocess.Popen([PERF, "stat", "-x", ",", "-e", ev, "-p", str(pid), "-o", "/tmp/punt_probe.stat"])
                 time.sleep(0.5)
             w0 = workers(pid)
@@ -89,7 +82,7 @@ def run_test():
             if stat:
                 stat.send_signal(2)
                 stat.wait()
-                c = {l.split(",")[2].rsplit("_", 1)[1]: int(l.split(",")[0])
+                c = {l.split(",")[2].split("sys_enter_")[1]: int(l.split(",")[0])
                      for l in open("/tmp/punt_probe.stat") if "sys_enter" in l and l.split(",")[0].isdigit()}
                 calls = ", per RTT: " + ", ".join(f"{k} {v / 2050:.1f}" for k, v in sorted(c.items()))
             log(f"  RTT median {lat['median']:.1f} us p99 {lat['p99']:.0f} us; worker switches per RTT: "

@@ -78,6 +78,8 @@ type Directory = Vec<Option<Arc<PublishedTable>>>;
 /// The control thread's routes of one family of one table.
 pub struct FamilyState<A: RouteAddr> {
     map: BTreeMap<Key<A>, Held<A>>,
+    /// Routes in `map` of each prefix length (index 0..=`A::MAX_LEN`).
+    per_len: Vec<u32>,
     /// The working trie: shared with the published snapshot until changed.
     root: Arc<Node<A>>,
     dirty: bool,
@@ -86,7 +88,7 @@ pub struct FamilyState<A: RouteAddr> {
 
 impl<A: RouteAddr> FamilyState<A> {
     fn new(root: Arc<Node<A>>) -> Self {
-        FamilyState { map: BTreeMap::new(), root, dirty: false, version: 0 }
+        FamilyState { map: BTreeMap::new(), per_len: vec![0; A::MAX_LEN as usize + 1], root, dirty: false, version: 0 }
     }
 
     /// Publishes the working trie if it changed; the old snapshot goes to
@@ -404,7 +406,8 @@ impl RouteBatch<'_> {
     fn remove_key<A: RouteAddr>(&mut self, key: Key<A>) -> Arc<Route<A>> {
         let fam = A::state_mut(self.st);
         let held = fam.map.remove(&key).expect("present");
-        trie::remove(&mut fam.root, &fam.map, key.0, key.1, &held);
+        fam.per_len[key.1 as usize] -= 1;
+        trie::remove(&mut fam.root, &fam.map, &fam.per_len, key.0, key.1, &held);
         fam.dirty = true;
         let route: Arc<Route<A>> = (*held).clone();
         self.announce(RtmType::Delete, &route);
@@ -528,7 +531,9 @@ impl RouteBatch<'_> {
         let held: Held<A> = Arc::new(route.clone());
         let fam = A::state_mut(self.st);
         trie::insert(&mut fam.root, key.0, key.1, &held);
-        fam.map.insert(key, held);
+        if fam.map.insert(key, held).is_none() {
+            fam.per_len[key.1 as usize] += 1;
+        }
         fam.dirty = true;
         self.announce(kind, &route);
         route

@@ -219,6 +219,65 @@ impl<A: RouteAddr> Node<A> {
         hi: usize,
         f: impl Fn(Option<&Held<A>>) -> Option<Option<&'a Held<A>>>,
     ) {
+        if lo == hi {
+            // One slot (a /8, /16, /24, /32 ... prefix): most routes.
+            if let Some(v) = f(self.leaf(lo)) {
+                self.rewrite_slot(lo, v);
+            }
+            return;
+        }
+        self.rewrite_range(lo, hi, f);
+    }
+
+    /// `rewrite_leaves` of one slot `s` to `v`: only the run boundaries at
+    /// `s` and `s + 1` can change, so the runs there are spliced in place
+    /// (a withdrawn /24 costs a few moves, not a pass over 256 slots).
+    fn rewrite_slot(&mut self, s: usize, v: Option<&Held<A>>) {
+        let cur = self.leaf(s);
+        if same(cur, v) {
+            return;
+        }
+        let has_next = s + 1 < SLOTS;
+        // A run starts at s (bit 0 is always set) / at s + 1, before and after.
+        let old_s = self.run_bits.test(s);
+        let old_n = has_next && self.run_bits.test(s + 1);
+        let new_s = s == 0 || !same(self.leaf(s - 1), v);
+        let next = if has_next { self.leaf(s + 1) } else { None };
+        let new_n = has_next && !same(next, v);
+        // The entries of the runs starting at s and s + 1, old and new.
+        let k = self.run_bits.rank_below(s);
+        let next_val = if !new_n {
+            None
+        } else if old_n {
+            // The run after s stays: moved.
+            self.leaves[k + usize::from(old_s)].take()
+        } else {
+            // The run of s went on past it: it splits, cloned.
+            next.cloned()
+        };
+        let seg = [new_s.then(|| v.cloned()), new_n.then_some(next_val)];
+        self.leaves.splice(k..k + usize::from(old_s) + usize::from(old_n), seg.into_iter().flatten());
+        for (slot, on) in [(s, new_s), (s + 1, new_n)] {
+            if slot < SLOTS {
+                let bit = 1u64 << (slot & 63);
+                if on {
+                    self.run_bits.words[slot >> 6] |= bit;
+                } else {
+                    self.run_bits.words[slot >> 6] &= !bit;
+                }
+            }
+        }
+        self.run_bits.recount();
+        let bit = 1u64 << (s & 63);
+        if v.is_some() {
+            self.some_bits[s >> 6] |= bit;
+        } else {
+            self.some_bits[s >> 6] &= !bit;
+        }
+    }
+
+    /// `rewrite_leaves` of a range of slots: every run re-encoded.
+    fn rewrite_range<'a>(&mut self, lo: usize, hi: usize, f: impl Fn(Option<&Held<A>>) -> Option<Option<&'a Held<A>>>) {
         /// Where a slot's new value comes from.
         #[derive(Clone, Copy)]
         enum Src<'b, A: RouteAddr> {
@@ -422,10 +481,13 @@ fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
 
 /// Takes `gone` (for `key/len`, already removed from `map`) out of the
 /// trie: the slots that held it get the next best route of the same level
-/// from `map`; nodes left empty are pruned.
+/// from `map`; nodes left empty are pruned. `per_len[l]` is the number of
+/// routes of length `l` in `map`: lengths without any are not looked up
+/// (a table of /24s withdraws a /24 without seven map searches).
 pub(crate) fn remove<A: RouteAddr>(
     root: &mut Arc<Node<A>>,
     map: &BTreeMap<Key<A>, Held<A>>,
+    per_len: &[u32],
     key: A::Bits,
     len: u8,
     gone: &Held<A>,
@@ -433,7 +495,10 @@ pub(crate) fn remove<A: RouteAddr>(
     let level = level_of(len);
     // Every slot that held `gone` is inside its block, so one shorter prefix
     // of the same level covering the block replaces it everywhere.
-    let replacement = (level_min(level)..len).rev().find_map(|l| map.get(&(A::mask_bits(key, l), l)));
+    let replacement = (level_min(level)..len)
+        .rev()
+        .filter(|&l| per_len[l as usize] > 0)
+        .find_map(|l| map.get(&(A::mask_bits(key, l), l)));
     remove_at(Arc::make_mut(root), 0, key, len, gone, replacement);
 }
 
@@ -491,6 +556,55 @@ mod tests {
         b.clear(63);
         assert_eq!(b.rank_through(255), 4);
         assert!(!b.test(63) && b.test(64));
+    }
+
+    /// The one-slot splice against the full re-encoding: the same runs,
+    /// the same values, the same route bits, over a fixed-seed random
+    /// sequence of one-slot and range rewrites (values from a small set, so
+    /// runs merge and split).
+    #[test]
+    fn one_slot_rewrite_matches_the_full_reencoding() {
+        use std::net::Ipv4Addr;
+        let routes: Vec<Held<Ipv4Addr>> = (0..4u8)
+            .map(|i| Arc::new(Arc::new(Route::via(Ipv4Addr::new(10, i, 0, 0), 16, Ipv4Addr::new(10, 0, 0, 1)))))
+            .collect();
+        let encoding = |n: &Node<Ipv4Addr>| {
+            let vals: Vec<_> = n.leaves.iter().map(|v| v.as_ref().map_or(std::ptr::null(), Arc::as_ptr)).collect();
+            (n.run_bits.words, n.run_bits.before, n.some_bits, vals)
+        };
+        let (mut fast, mut full) = (Node::<Ipv4Addr>::default(), Node::<Ipv4Addr>::default());
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m) as usize
+        };
+        for _ in 0..20_000 {
+            let v = match rnd(5) {
+                4 => None,
+                i => Some(&routes[i]),
+            };
+            // Mostly slots near the ends and next to each other.
+            let s = match rnd(4) {
+                0 => rnd(3),
+                1 => 255 - rnd(3),
+                _ => 100 + rnd(8),
+            };
+            if rnd(6) == 0 {
+                // A range write brings runs longer than one slot.
+                let hi = (s + rnd(40)).min(255);
+                fast.rewrite_leaves(s, hi, |_| Some(v));
+                full.rewrite_range(s, hi, |_| Some(v));
+            } else {
+                fast.rewrite_leaves(s, s, |_| Some(v));
+                full.rewrite_range(s, s, |_| Some(v));
+            }
+            assert_eq!(encoding(&fast), encoding(&full), "slot {s}");
+        }
+        // Every value still referenced is counted once per run holding it.
+        drop((fast, full));
+        assert!(routes.iter().all(|r| Arc::strong_count(r) == 1));
     }
 
     #[test]

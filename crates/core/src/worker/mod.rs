@@ -287,6 +287,9 @@ impl WorkerState {
             self.rx = rx;
             self.ip_input_batch(cx, ifp);
             self.ip6_input_batch(cx, ifp);
+            // What the batch punted goes to the host now, not after the
+            // other queues' reads: the host answers sooner.
+            self.flush_host(cx);
         }
         self.tcp_emit_deferred(cx);
         total += self.sock_poll(cx);
