@@ -32,9 +32,15 @@
 //! address (`pass in … proto udp … divert-to ADDR port PORT`) with their
 //! own payload, in the name of their original destination (read beside
 //! each datagram, IP_RECVDSTADDR; sent from a socket bound to it).
+//!
+//! `--divert-packet PORT` also takes the packets pf diverts to that port
+//! (`pass … divert-packet port PORT`, a divert(4) socket) and writes each
+//! back unchanged, to be re-injected where it was going: the place where
+//! a packet inspector would look at them. With `--log` it prints the
+//! first packet it saw, with its original addresses.
 
 use softnet::embed::Embedded;
-use softnet_core::sock::api::{TcpListener, TcpStream, UdpSocket};
+use softnet_core::sock::api::{DivertSocket, TcpListener, TcpStream, UdpSocket};
 use softnet_core::stack::Stack;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -49,16 +55,20 @@ struct Args {
     log: bool,
     transparent: bool,
     udp_echo: Option<SocketAddr>,
+    divert_packet: Option<u16>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: proxy -c CONFIG --listen ADDR:PORT [--transparent] [--udp-echo ADDR:PORT] [--log]");
+    eprintln!(
+        "usage: proxy -c CONFIG --listen ADDR:PORT [--transparent] [--udp-echo ADDR:PORT] [--divert-packet PORT] [--log]"
+    );
     std::process::exit(2)
 }
 
 fn args() -> Args {
     let mut it = std::env::args().skip(1);
     let (mut config, mut listen, mut log, mut transparent, mut udp_echo) = (None, None, false, false, None);
+    let mut divert_packet = None;
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => config = it.next().map(PathBuf::from),
@@ -66,11 +76,14 @@ fn args() -> Args {
             "--log" => log = true,
             "--transparent" => transparent = true,
             "--udp-echo" => udp_echo = Some(it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())),
+            "--divert-packet" => {
+                divert_packet = Some(it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()))
+            }
             _ => usage(),
         }
     }
     match (config, listen) {
-        (Some(config), Some(listen)) => Args { config, listen, log, transparent, udp_echo },
+        (Some(config), Some(listen)) => Args { config, listen, log, transparent, udp_echo, divert_packet },
         _ => usage(),
     }
 }
@@ -141,6 +154,23 @@ fn udp_echo(stack: &Arc<Stack>, u: UdpSocket, log: bool) {
     }
 }
 
+/// Writes every packet pf diverts to `d` back where it was going.
+fn reinject(d: DivertSocket, log: bool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = log;
+    loop {
+        let Ok((n, addr)) = d.recv_from(&mut buf) else { continue };
+        if first && n >= 20 && buf[0] >> 4 == 4 {
+            let ip = |at: usize| std::net::Ipv4Addr::new(buf[at], buf[at + 1], buf[at + 2], buf[at + 3]);
+            eprintln!("proxy: divert-packet port {}: first packet {} -> {} at {addr}", d.port(), ip(12), ip(16));
+            first = false;
+        }
+        if let Err(e) = d.send_to(&buf[..n], addr) {
+            eprintln!("proxy: divert-packet port {}: {e}", d.port());
+        }
+    }
+}
+
 fn main() {
     let a = args();
     let router = match Embedded::start(&a.config, None) {
@@ -167,6 +197,17 @@ fn main() {
         };
         let (stack, log) = (router.stack().clone(), a.log);
         std::thread::spawn(move || udp_echo(&stack, u, log));
+    }
+    if let Some(port) = a.divert_packet {
+        let d = match DivertSocket::bind(router.stack(), port) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("proxy: divert-packet port {port}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let log = a.log;
+        std::thread::spawn(move || reinject(d, log));
     }
     eprintln!("proxy: relaying connections diverted to {}", a.listen);
     let stack = router.stack().clone();

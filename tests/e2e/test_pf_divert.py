@@ -19,8 +19,14 @@ pf.conf: pass; pass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080;
 4 UDP divert-to: A's datagrams to 10.0.2.2:7 reach the proxy's echo socket
   on 127.0.0.1:7007, which answers from 10.0.2.2:7 (their original
   destination, a socket bound to it); A sees the answers come from there
-5 a `divert-packet` ruleset is refused by `pfctl -f` and changes nothing:
-  a new fetch is still diverted
+5 divert-packet: `pass in on r0 proto tcp to port 8000 divert-packet port
+  700` hands the packets of A's fetch from B:8000 to the proxy's divert
+  socket (--divert-packet 700), which writes each back: the SHA-256 is
+  equal, B sees A's own address, the proxy logged the first packet with
+  its original addresses, `netstat -s` counts the packets both ways. With
+  the rule naming a port no socket has, the fetch fails and `netstat -s`
+  counts the drops ("dropped due to no socket"); a ruleset with
+  divert-packet and af-to is refused and changes nothing
 6 divert-reply: the proxy restarted with --transparent connects to B from
   A's address; `pass out on r1 proto tcp to port 80 divert-reply` hands
   B's replies to it: the fetch's SHA-256 is equal, B's log shows A's
@@ -33,12 +39,10 @@ Needs the example built: `cargo build --release --example proxy`
 import hashlib
 import os
 import re
-import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import check, log, main, wait_until  # noqa: E402
+from lib_e2e import check, log, main, netstat_s_counters, wait_until  # noqa: E402
 from lib_sock import Embedded, example_bin  # noqa: E402
 
 RULES = ("pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
@@ -62,6 +66,30 @@ for i in range(3):
     assert data == msg, data
     print("%s:%d %s" % (src[0], src[1], data.decode()))
 """
+
+
+# A connection to B:80 that fetches a byte and is held open.
+HELD_CONNECTION = ("import socket,time\n"
+                   "s=socket.create_connection(('10.0.2.2',80),timeout=10)\n"
+                   "s.sendall(b'GET /f.bin HTTP/1.1\\r\\nHost: b\\r\\n\\r\\n')\n"
+                   "s.recv(1)\n"
+                   "time.sleep(30)\n")
+DIVERT_PACKET = "pass in on r0 proto tcp to port 8000 divert-packet port {port}\n"
+
+
+def load_rules(t, name, text):
+    """A pf.conf `name` with `text` in the run's directory; its path."""
+    path = os.path.join(t.tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def divert_stats(d):
+    """`netstat -s`'s divert section."""
+    c = netstat_s_counters(d.out("netstat", "-s"))
+    return {k: c[f"divert: {k}"] for k in ("total packets received", "dropped due to no socket",
+                                           "dropped due to full socket buffers", "packets output", "errors")}
 
 
 def sha_file(path):
@@ -96,7 +124,7 @@ def run_test():
         conf = os.path.join(t.tmp, "pf.conf")
         with open(conf, "w") as f:
             f.write(RULES)
-        args = ["--listen", "127.0.0.1:8080", "--udp-echo", "127.0.0.1:7007", "--log"]
+        args = ["--listen", "127.0.0.1:8080", "--udp-echo", "127.0.0.1:7007", "--divert-packet", "700", "--log"]
         d = Embedded(t, net.config(extra=f'pf = "{conf}"\n'), net.r, "proxy", args)
         d.start()
         d.wait_log(r"pf: .* loaded, pf enabled", timeout=10)
@@ -119,12 +147,7 @@ def run_test():
         check(len(data) < down < len(data) + 1024, f"the proxy relayed the file and B's headers: {down}")
 
         t.step("2: a held connection's two states in pfctl -ss")
-        s = t.ns_spawn(net.a, ["python3", "-c",
-                               "import socket,time\n"
-                               "s=socket.create_connection(('10.0.2.2',80),timeout=10)\n"
-                               "s.sendall(b'GET /f.bin HTTP/1.1\\r\\nHost: b\\r\\n\\r\\n')\n"
-                               "s.recv(1)\n"
-                               "time.sleep(30)\n"])
+        s = t.ns_spawn(net.a, ["python3", "-c", HELD_CONNECTION])
         states = ""
 
         def both_states():
@@ -152,12 +175,44 @@ def run_test():
         states = d.out("pfctl", "-ss")
         check(re.search(r"udp 10\.0\.2\.2:7 <- 10\.0\.1\.2:5007", states), f"the diverted UDP state: {states}")
 
-        t.step("5: divert-packet is refused and changes nothing")
-        bad = os.path.join(t.tmp, "bad.conf")
-        with open(bad, "w") as f:
-            f.write("pass\npass in on r0 proto tcp divert-packet port 700\n")
+        t.step("5: divert-packet: the packets of a fetch through the proxy's divert socket")
+        p = d.admin("pfctl", "-f", load_rules(t, "dp700.conf", RULES + DIVERT_PACKET.format(port=700)), check_rc=False)
+        check(p.returncode == 0, f"divert-packet loads: {p.stderr}")
+        n_before = open(logs[8000]).read().count("GET /f.bin")
+        p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2:8000/f.bin",
+                     check_rc=False, timeout=90)
+        check(p.stdout == "200" and sha_file(got) == want, f"diverted fetch: {p.returncode} {p.stderr}")
+        wait_until("B's next :8000 line", lambda: open(logs[8000]).read().count("GET /f.bin") > n_before, timeout=5)
+        check(open(logs[8000]).read().strip().splitlines()[-1].startswith("10.0.1.2 "), "B saw A's own address")
+        line = d.wait_log(r"proxy: divert-packet port 700: first packet 10\.0\.1\.2 -> 10\.0\.2\.2 at 10\.0\.1\.1",
+                          timeout=5)[-1]
+        log("  " + line)
+        div = {}
+
+        def all_written_back():
+            nonlocal div
+            div = divert_stats(d)
+            return div["packets output"] == (div["total packets received"] - div["dropped due to no socket"]
+                                             - div["dropped due to full socket buffers"])
+        # A's segments in on r0 and B's leaving by r0, each written back
+        # unless the proxy's receive ring was full (TCP sent it again).
+        wait_until("every diverted packet written back", all_written_back, timeout=5)
+        log(f"  netstat -s divert: {div}")
+        check(div["total packets received"] > len(data) // 1500 and div["dropped due to no socket"] == 0,
+              f"divert counters: {div}")
+
+        t.step("5b: no socket on the port: dropped and counted; af-to with divert-packet refused")
+        p = d.admin("pfctl", "-f", load_rules(t, "dp701.conf", RULES + DIVERT_PACKET.format(port=701)), check_rc=False)
+        check(p.returncode == 0, f"port 701 loads: {p.stderr}")
+        p = t.ns_run(net.a, "curl -sS --max-time 3 -o /dev/null http://10.0.2.2:8000/f.bin",
+                     check_rc=False, timeout=20)
+        check(p.returncode != 0, "no socket on port 701: the fetch fails")
+        check(divert_stats(d)["dropped due to no socket"] > 0, f"drops counted: {divert_stats(d)}")
+        bad = load_rules(t, "bad.conf", "pass\npass in on r0 inet af-to inet6 from fd00::1 divert-packet port 700\n")
         p = d.admin("pfctl", "-f", bad, check_rc=False)
-        check(p.returncode != 0 and "divert-packet not supported yet" in p.stderr, f"refused: {p.stderr}")
+        check(p.returncode != 0 and "divert-packet with af-to not supported yet" in p.stderr, f"refused: {p.stderr}")
+        rules_now = d.out("pfctl", "-sr")
+        check("divert-packet port 701" in rules_now, f"the loaded ruleset stays: {rules_now}")
         n_before = open(logs[80]).read().count("GET /f.bin")
         p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
                      check_rc=False, timeout=90)
@@ -183,12 +238,7 @@ def run_test():
         check(last.startswith("10.0.1.2 "), f"B saw A's address: {last}")
         line = d.wait_log(r"proxy: 10\.0\.1\.2:\d+ -> 10\.0\.2\.2:80 via 10\.0\.1\.2:\d+: \d+ bytes up", timeout=10)[-1]
         log("  " + line)
-        s = t.ns_spawn(net.a, ["python3", "-c",
-                               "import socket,time\n"
-                               "s=socket.create_connection(('10.0.2.2',80),timeout=10)\n"
-                               "s.sendall(b'GET /f.bin HTTP/1.1\\r\\nHost: b\\r\\n\\r\\n')\n"
-                               "s.recv(1)\n"
-                               "time.sleep(30)\n"])
+        s = t.ns_spawn(net.a, ["python3", "-c", HELD_CONNECTION])
 
         def relay_state():
             nonlocal states

@@ -43,6 +43,12 @@ pub enum RouteDecision {
     /// PF_AFRT): the stack routes it in that family's table from there,
     /// as its input path does after pf in (pf out on the way out).
     AfTo,
+    /// `divert-packet port N` (pf_test's divert_packet / divert6_packet):
+    /// the packet goes to the divert(4) socket bound to this port instead
+    /// of on its way; with no socket there it is dropped and counted
+    /// (`divert.noport`). What the socket's program writes back is
+    /// re-injected in the same direction (`crate::sock::divsock`).
+    DivertPacket(u16),
 }
 
 /// A `RouteDecision`'s next hop: an address, reached by the route to it

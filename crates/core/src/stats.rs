@@ -216,6 +216,9 @@ pub fn format_netstat_s_with(stats: &PerWorker<StackStats>, socks: Option<&crate
 
     crate::sock::netstat::format_udp_s(&mut o, stats, socks);
     crate::sock::netstat::format_tcp_s(&mut o, stats, socks);
+    if let Some(so) = socks {
+        crate::sock::netstat::format_divert_s(&mut o, so);
+    }
 
     let _ = writeln!(o, "ether:");
     p(&mut o, s(&|w| &w.ether.runts), "\t%u frame%s shorter than an ethernet header");

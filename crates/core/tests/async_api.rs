@@ -194,6 +194,31 @@ async fn udp_echo_and_send_waiting_for_ring_space() {
     assert!(more > 0 && more.is_multiple_of(1000), "received {more}");
 }
 
+/// SO_BINDANY and IP_RECVDSTADDR on tokio: A connects from an address
+/// and port it chose (`connect_from`) and sends from an address it does
+/// not have (`bind_any`); B's wildcard socket reads each datagram's
+/// destination beside it (`recv_from_to`).
+#[tokio::test(flavor = "current_thread")]
+async fn connect_from_bind_any_and_recv_from_to_on_tokio() {
+    let p = Pair::new();
+    let l = TcpListener::bind(&p.b, sa("10.0.0.2:7100")).unwrap();
+    let (c, accepted) = tokio::join!(
+        timeout(LIMIT, TcpStream::connect_from(&p.a, sa("10.0.0.1:40001"), sa("10.0.0.2:7100"))),
+        timeout(LIMIT, l.accept())
+    );
+    let (c, (s, peer)) = (c.unwrap().unwrap(), accepted.unwrap().unwrap());
+    assert_eq!(c.local_addr().unwrap(), sa("10.0.0.1:40001"));
+    assert_eq!((peer, s.local_addr().unwrap()), (sa("10.0.0.1:40001"), sa("10.0.0.2:7100")));
+
+    let rx = UdpSocket::bind(&p.b, sa("0.0.0.0:7200")).unwrap();
+    let foreign = UdpSocket::bind_any(&p.a, sa("10.0.0.99:5000")).unwrap();
+    assert_eq!(foreign.local_addr().unwrap(), sa("10.0.0.99:5000"));
+    foreign.send_to(b"from afar", sa("10.0.0.2:7200")).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from, to) = timeout(LIMIT, rx.recv_from_to(&mut buf)).await.unwrap().unwrap();
+    assert_eq!((&buf[..n], from, to), (&b"from afar"[..], sa("10.0.0.99:5000"), sa("10.0.0.2:7200")));
+}
+
 /// Counts its wake-ups.
 struct CountingWaker(std::sync::atomic::AtomicUsize);
 

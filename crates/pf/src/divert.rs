@@ -16,8 +16,14 @@
 //! that rule in the high half of its link (`rule_link`, the low half, the
 //! inbound state, being 0), where `divert_to` finds the address.
 //!
-//! `divert-packet` (divert(4) sockets) is refused at load: the socket API
-//! has none.
+//! `divert-packet port N` (divert(4) sockets, pf_test's divert_packet)
+//! hands the packet to the stack's divert socket on port N instead of on
+//! its way, in either direction: the rule's passing packets, and every
+//! packet of a state it made, both ways (pf_test diverts by
+//! `st->rule.ptr`), also after a reload. Such a state keeps the port
+//! (`StateCold::divert_port`) and is `sflags::ROUTED`, so every path that
+//! passes its packets asks `packet_port`; the decision goes to the stack
+//! as `RouteDecision::DivertPacket` (`softnet_core::sock::divsock`).
 
 use crate::eval::{Cx, Pd};
 use crate::model::{Rule, StateMode};
@@ -54,7 +60,18 @@ pub(crate) fn unsupported(r: &Rule) -> Option<String> {
         // rule).
         Divert::Reply if r.keep_state == StateMode::NoState => Some("divert-reply with no state".into()),
         Divert::To { .. } | Divert::Reply => None,
-        Divert::Packet { .. } => Some(d.keyword().into()),
+        // The packet changes family before pf_test would divert it.
+        Divert::Packet { .. } if r.translation.af_to.is_some() => Some("divert-packet with af-to".into()),
+        Divert::Packet { .. } => None,
+    }
+}
+
+/// The divert port of a `divert-packet` rule.
+#[inline]
+pub(crate) fn packet_port(r: &Rule) -> Option<u16> {
+    match r.divert {
+        Some(Divert::Packet { port }) => Some(port),
+        _ => None,
     }
 }
 

@@ -14,7 +14,8 @@
 //! * [`parse::load_ruleset`] also runs [`parse::check_supported`], which
 //!   refuses what the packet filter does not do yet ("… not supported
 //!   yet"): `af-to`, `synproxy state`, queues, `set
-//!   prio`/`set delay`, divert-* but `divert-to` for tcp with state, IPv6 next hops, tables defined
+//!   prio`/`set delay`, divert-to/divert-reply other than for tcp and udp,
+//!   divert-reply without state, divert-packet with af-to, IPv6 next hops, tables defined
 //!   inside anchors, and on `inet6` rules nat-to/rdr-to/binat-to, scrub
 //!   options and source tracking.
 //! * Anchors: [`parse::parse_ruleset_in`] parses a ruleset for an anchor

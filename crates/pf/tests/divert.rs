@@ -13,7 +13,7 @@
 
 use softnet_core::iface::IfAddr;
 use softnet_core::rng::FixedEntropy;
-use softnet_core::sock::api::{TcpListener, TcpStream, UdpSocket};
+use softnet_core::sock::api::{DivertSocket, TcpListener, TcpStream, UdpSocket};
 use softnet_core::sock::Owner;
 use softnet_core::stack::{RouteTarget, RouteTarget6, Stack, StackConfig};
 use softnet_core::time::{Clock, Instant, ManualClock};
@@ -250,7 +250,10 @@ fn divert_options_not_built_stay_refused_at_load() {
         ("pass in divert-to 127.0.0.1 port 53\n", "divert-to for protocols other than tcp and udp not supported yet"),
         ("pass out divert-reply\n", "divert-reply for protocols other than tcp and udp not supported yet"),
         ("pass out proto tcp divert-reply no state\n", "divert-reply with no state not supported yet"),
-        ("pass in proto tcp divert-packet port 700\n", "divert-packet not supported yet"),
+        (
+            "pass in inet af-to inet6 from fd00::1 divert-packet port 700\n",
+            "divert-packet with af-to not supported yet",
+        ),
     ] {
         let rs = parse_ruleset(rule, "pf.conf", &resolver).unwrap_or_else(|e| panic!("{rule}: {e:?}"));
         let errs = softnet_pf::check_supported(&rs).unwrap_err();
@@ -261,6 +264,8 @@ fn divert_options_not_built_stay_refused_at_load() {
         "pass in proto { tcp udp } to port 53 divert-to 127.0.0.1 port 5353\n",
         "pass in proto tcp to port 80 divert-to 127.0.0.1 port 8080 no state\n",
         "pass out proto { tcp udp } divert-reply\n",
+        "pass in proto tcp divert-packet port 700\n",
+        "pass out divert-packet port 700 no state\n",
     ] {
         let ok = parse_ruleset(rule, "pf.conf", &resolver).unwrap();
         assert!(softnet_pf::check_supported(&ok).is_ok(), "{rule}");
@@ -541,4 +546,46 @@ fn without_divert_reply_the_replies_to_a_foreign_address_are_not_taken() {
     // A foreign bind is refused without SO_BINDANY, and the families must agree.
     assert!(UdpSocket::bind(&lab.r, sa("10.9.9.9:7000")).is_err());
     assert!(TcpStream::start_connect_from(&lab.r, sa("[fd09::9]:0"), sa("10.0.0.1:80")).is_err());
+}
+
+/// Rounds until the divert socket `d` has a packet: (packet, address).
+fn recv_diverted(lab: &mut Lab, d: &DivertSocket) -> (Vec<u8>, std::net::IpAddr) {
+    let mut buf = [0u8; 2048];
+    let mut got = None;
+    assert!(lab.until(|_| {
+        got = d.recv_from(&mut buf).ok();
+        got.is_some()
+    }));
+    let (n, a) = got.unwrap();
+    (buf[..n].to_vec(), a)
+}
+
+/// `divert-packet` over IPv6 (divert6_packet / divert6_output): a
+/// datagram to the router's own socket goes through the divert socket on
+/// its way in (with an address of r0), the answer on its way out (with
+/// the unspecified address); each written back reaches its socket.
+#[test]
+fn divert_packet_over_ipv6_both_ways() {
+    let mut lab = Lab::new("pass\npass in on r0 inet6 proto udp to port 9 divert-packet port 700\n");
+    let mut d = DivertSocket::bind(&lab.r, 700).unwrap();
+    d.set_nonblocking(true).unwrap();
+    let srv = udp(&lab.r, "[fd00::2]:9");
+    let cli = udp(&lab.a, "[fd00::1]:5000");
+    cli.send_to(b"six in", sa("[fd00::2]:9")).unwrap();
+    let (p, at) = recv_diverted(&mut lab, &d);
+    assert_eq!(p[0] >> 4, 6);
+    let std::net::IpAddr::V6(a6) = at else { panic!("{at}") };
+    assert!(lab.r.ifaces.load().owner_of6(a6).is_some_and(|i| i.name() == "r0"), "{at}");
+    let mut buf = [0u8; 64];
+    assert!(srv.recv_from(&mut buf).is_err(), "nothing before the program writes it back");
+    d.send_to(&p, at).unwrap();
+    let (n, from, to) = recv_udp(&mut lab, &srv, &mut buf);
+    assert_eq!((&buf[..n], from, to), (&b"six in"[..], sa("[fd00::1]:5000"), sa("[fd00::2]:9")));
+    // The answer leaves by r0 on the state: diverted by pf out.
+    srv.send_to(b"six out", from).unwrap();
+    let (p, at) = recv_diverted(&mut lab, &d);
+    assert_eq!(at, "::".parse::<std::net::IpAddr>().unwrap());
+    d.send_to(&p, at).unwrap();
+    let (n, from, _) = recv_udp(&mut lab, &cli, &mut buf);
+    assert_eq!((&buf[..n], from), (&b"six out"[..], sa("[fd00::2]:9")));
 }

@@ -16,6 +16,8 @@ mod afto;
 mod anchor_tables;
 #[path = "divert.rs"]
 mod divert;
+#[path = "divert_packet.rs"]
+mod divert_packet;
 #[path = "eval_anchors.rs"]
 mod eval_anchors;
 #[path = "eval_filter.rs"]

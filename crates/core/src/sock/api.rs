@@ -1,10 +1,12 @@
 //! The blocking socket API, shaped like `std::net`: [`TcpListener`],
 //! [`TcpStream`] (`Read`/`Write`, timeouts, `shutdown`, `set_nodelay`,
-//! `set_nopush`, non-blocking mode) and [`UdpSocket`], each on a [`Stack`] whose workers
+//! `set_nopush`, non-blocking mode), [`UdpSocket`] and [`DivertSocket`]
+//! (divert(4), pf's `divert-packet`), each on a [`Stack`] whose workers
 //! run the protocol. A call queues its work for a worker
 //! (`Sockets::kick_*`) and, blocking, waits on the PCB's condition variable,
 //! which the worker signals after input, output and timers.
 
+pub use super::divert_api::DivertSocket;
 use super::tcp::{mss_for, TcpConn, TcpListen};
 use super::udp::{put_record, take_record_to, UdpPcb, REC_HDR};
 use super::{tcp_now, Owner, SockEnv, SockError};

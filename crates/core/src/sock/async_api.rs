@@ -30,7 +30,19 @@ impl TcpStream {
     /// done (ECONNREFUSED, ETIMEDOUT as the blocking `connect`). Bound it
     /// with `tokio::time::timeout` where needed.
     pub async fn connect(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<TcpStream> {
-        let s = api::TcpStream::start_connect(stack, addr)?;
+        Self::established(api::TcpStream::start_connect(stack, addr)?).await
+    }
+
+    /// `connect` from `local` (its port 0: an ephemeral one), which may be
+    /// an address the stack does not have (SO_BINDANY, as the blocking
+    /// `TcpStream::connect_from`: pf's `divert-reply` hands such a
+    /// connection its replies).
+    pub async fn connect_from(stack: &Arc<Stack>, local: SocketAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+        Self::established(api::TcpStream::start_connect_from(stack, local, addr)?).await
+    }
+
+    /// Resolves when the handshake `s` started is done.
+    async fn established(s: api::TcpStream) -> io::Result<TcpStream> {
         poll_fn(|cx| {
             let mut i = s.conn.inner.lock();
             let st = i.tcb.state();
@@ -183,6 +195,12 @@ impl UdpSocket {
         Ok(UdpSocket { u: api::UdpSocket::bind(stack, addr)? })
     }
 
+    /// `bind` with SO_BINDANY, as the blocking `UdpSocket::bind_any`:
+    /// `addr` may be an address the stack does not have.
+    pub fn bind_any(stack: &Arc<Stack>, addr: SocketAddr) -> io::Result<UdpSocket> {
+        Ok(UdpSocket { u: api::UdpSocket::bind_any(stack, addr)? })
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.u.local_addr()
     }
@@ -235,11 +253,26 @@ impl UdpSocket {
     }
 
     pub fn poll_recv_from(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<(usize, SocketAddr)>> {
+        self.poll_recv_from_to(cx, buf).map_ok(|(n, from, _)| (n, from))
+    }
+
+    /// `recv_from` with the datagram's destination (IP_RECVDSTADDR, as
+    /// the blocking `UdpSocket::recv_from_to`): for a datagram pf diverted
+    /// to the socket, the address it was sent to.
+    pub async fn recv_from_to(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, SocketAddr)> {
+        poll_fn(|cx| self.poll_recv_from_to(cx, buf)).await
+    }
+
+    pub fn poll_recv_from_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr, SocketAddr)>> {
         let mut i = self.u.pcb.inner.lock();
         if let Some(e) = i.error.take() {
             return Poll::Ready(Err(e.into()));
         }
-        if let Some(r) = super::udp::take_record(&mut i.rx, buf) {
+        if let Some(r) = super::udp::take_record_to(&mut i.rx, buf) {
             return Poll::Ready(Ok(r));
         }
         if i.closed {

@@ -47,6 +47,8 @@ pub mod api;
 #[cfg(feature = "tokio")]
 pub mod async_api;
 pub mod divert;
+mod divert_api;
+pub mod divsock;
 pub mod netstat;
 pub mod pflink;
 pub mod syncache;
@@ -189,12 +191,15 @@ pub struct Sockets {
     pub tcp_config: RwLock<Arc<softnet_tcp::Config>>,
     /// The owner of sockets not given one (`divert.rs`).
     pub(crate) default_owner: divert::OwnerCell,
+    /// divert(4) sockets, pf's `divert-packet` (`divsock.rs`).
+    pub(crate) divert: divsock::DivertTable,
 }
 
 /// Work the application left for a worker.
 pub(crate) enum Pending {
     Tcp(Arc<TcpConn>),
     Udp(Arc<UdpPcb>),
+    Divert(Arc<divsock::DivertPcb>),
 }
 
 impl Sockets {
@@ -219,6 +224,7 @@ impl Sockets {
             conn_totals: netstat::ConnTotals::default(),
             tcp_config: RwLock::new(Arc::new(softnet_tcp::Config::default())),
             default_owner: divert::OwnerCell::default(),
+            divert: divsock::DivertTable::default(),
         }
     }
 

@@ -233,6 +233,18 @@ pub fn format_udp_s(o: &mut String, stats: &PerWorker<StackStats>, socks: Option
     p(o, s(&|w| &w.transport.udp_opackets), "\t%u datagram%s output");
 }
 
+/// `netstat -s`'s divert section (OpenBSD's divert_stats): what pf's
+/// `divert-packet` handed the divert sockets and what they wrote back.
+pub fn format_divert_s(o: &mut String, socks: &Sockets) {
+    let d = socks.divert_stats();
+    let _ = writeln!(o, "divert:");
+    p(o, d.ipackets.load(Ordering::Relaxed), "\t%u total packet%s received");
+    p(o, d.noport.load(Ordering::Relaxed), "\t%u dropped due to no socket");
+    p(o, d.fullsock.load(Ordering::Relaxed), "\t%u dropped due to full socket buffers");
+    p(o, d.opackets.load(Ordering::Relaxed), "\t%u packet%s output");
+    p(o, d.errors.load(Ordering::Relaxed), "\t%u error%s");
+}
+
 /// `netstat -s`'s tcp section (OpenBSD's tcp_stats, with FreeBSD's lines
 /// for SYN cookies and the listen queue, and RFC 5961's challenge ACKs):
 /// the router's input counters, and with the sockets the connections',

@@ -50,6 +50,18 @@ impl WorkerState {
     /// must be. `scope`: the interface a link-local or multicast
     /// destination is on.
     pub(super) fn ip6_output(&mut self, cx: &Ctx, p: PacketBuf, scope: Option<IfIndex>) {
+        let pf = p.meta.flags & mflags::PF_GENERATED == 0;
+        self.ip6_output_with(cx, p, scope, pf)
+    }
+
+    /// `ip6_output` for a packet a divert socket wrote back: pf out
+    /// diverted it, and it does not meet pf out again (`divpkt.rs`).
+    pub(super) fn ip6_output_past_pf(&mut self, cx: &Ctx, p: PacketBuf) {
+        self.ip6_output_with(cx, p, None, false)
+    }
+
+    /// `ip6_output`, with pf out (`pf`) or without.
+    fn ip6_output_with(&mut self, cx: &Ctx, p: PacketBuf, scope: Option<IfIndex>, pf: bool) {
         let s = &cx.stats.ip6;
         s.localout.inc();
         let ip = Ipv6Packet::new_unchecked(p.data());
@@ -59,7 +71,7 @@ impl WorkerState {
             return self.free(p);
         };
         let p = match cx.filter {
-            Some(f) if p.meta.flags & mflags::PF_GENERATED == 0 => {
+            Some(f) if pf => {
                 let Some(p) = self.local_out_filter(cx, f, ifp, p) else { return };
                 let Some(p) = self.pf_route6(cx, None, p) else { return };
                 p

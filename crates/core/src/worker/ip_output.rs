@@ -9,6 +9,18 @@ impl WorkerState {
     /// filter's reply): route it, pf out (not for the filter's replies),
     /// then out as forwarding would.
     pub(super) fn ip_output(&mut self, cx: &Ctx, p: PacketBuf) {
+        let pf = p.meta.flags & mflags::PF_GENERATED == 0;
+        self.ip_output_with(cx, p, pf)
+    }
+
+    /// `ip_output` for a packet a divert socket wrote back: pf out
+    /// diverted it, and it does not meet pf out again (`divpkt.rs`).
+    pub(super) fn ip_output_past_pf(&mut self, cx: &Ctx, p: PacketBuf) {
+        self.ip_output_with(cx, p, false)
+    }
+
+    /// `ip_output`, with pf out (`pf`) or without.
+    fn ip_output_with(&mut self, cx: &Ctx, p: PacketBuf, pf: bool) {
         let ips = &cx.stats.ip;
         ips.localout.inc();
         let dst = Ipv4Packet::new_unchecked(p.data()).dst();
@@ -27,7 +39,7 @@ impl WorkerState {
         let next_hop = r.gateway.unwrap_or(dst);
         let mtu = if r.mtu != 0 { r.mtu.min(ifp.mtu()) } else { ifp.mtu() } as usize;
         let p = match cx.filter {
-            Some(f) if p.meta.flags & mflags::PF_GENERATED == 0 => match self.local_out_filter(cx, f, ifp, p) {
+            Some(f) if pf => match self.local_out_filter(cx, f, ifp, p) {
                 Some(p) => p,
                 None => return,
             },

@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 mod divert;
+mod divpkt;
 mod ether;
 mod hostif;
 mod icmp;

@@ -68,6 +68,10 @@ impl WorkerState {
                 self.af_to_in(cx, in_ifp, p);
                 None
             }
+            RouteDecision::DivertPacket(port) => {
+                self.divert_packet(cx, Some(in_ifp), port, p);
+                None
+            }
             RouteDecision::To6(_) | RouteDecision::Dup6(_) => self.pf_route_wrong_family(cx, p),
         }
     }
@@ -99,6 +103,10 @@ impl WorkerState {
             }
             // pf sets it on pf in only.
             RouteDecision::AfTo => Some(p),
+            RouteDecision::DivertPacket(port) => {
+                self.divert_packet(cx, None, port, p);
+                None
+            }
             RouteDecision::To6(_) | RouteDecision::Dup6(_) => self.pf_route_wrong_family(cx, p),
         }
     }

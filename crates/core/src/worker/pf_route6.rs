@@ -94,6 +94,10 @@ impl WorkerState {
                 self.af_to_in(cx, in_ifp, p);
                 None
             }
+            RouteDecision::DivertPacket(port) => {
+                self.divert_packet(cx, Some(in_ifp), port, p);
+                None
+            }
             RouteDecision::To(_) | RouteDecision::Dup(_) => self.pf_route6_wrong_family(cx, p),
         }
     }
@@ -113,6 +117,10 @@ impl WorkerState {
     fn pf_route6_out_slow(&mut self, cx: &Ctx, rcvif: Option<&Arc<Interface>>, mut p: PacketBuf) -> Option<PacketBuf> {
         match std::mem::take(&mut p.meta.pf_route) {
             RouteDecision::None | RouteDecision::AfTo => Some(p),
+            RouteDecision::DivertPacket(port) => {
+                self.divert_packet(cx, None, port, p);
+                None
+            }
             RouteDecision::Dup6(ifp) => {
                 self.pf_dup6(cx, &p, ifp, false);
                 Some(p)

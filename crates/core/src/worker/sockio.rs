@@ -529,6 +529,10 @@ impl WorkerState {
                     u.queued.store(false, std::sync::atomic::Ordering::Release);
                     self.udp_emit(cx, &u);
                 }
+                Pending::Divert(d) => {
+                    d.queued.store(false, std::sync::atomic::Ordering::Release);
+                    self.divert_emit(cx, &d);
+                }
             }
         }
         let mut synacks = std::mem::take(&mut self.sock_synacks);

@@ -539,12 +539,16 @@ fn scrub_packet(pkt: &mut PacketBuf, pd: &Pd, a: &ScrubActs) {
 }
 
 /// pf_test's `if (st && st->rt) pf_route(...)` for a packet its state
-/// passed: the decision pf_route makes, for the stack to carry out.
+/// passed: the decision pf_route makes, for the stack to carry out; or,
+/// before it, divert_packet for a state of a `divert-packet` rule
+/// (`crate::divert`), which takes the packet whatever its route.
 #[cold]
 fn route_state_packet(cx: &Cx, rule: Option<(u32, u32)>, slot: u32, pkt: &mut PacketBuf) {
     let Some(rule) = rule else { return };
-    if let Some((rt, addr, state_dir)) = cx.pf.states.route_of(slot, rule) {
-        if let Some(kind) = crate::route::kind_of(rt) {
+    if let Some((rt, addr, state_dir, divert_port)) = cx.pf.states.route_of(slot, rule) {
+        if divert_port != 0 {
+            pkt.meta.pf_route = RouteDecision::DivertPacket(divert_port);
+        } else if let Some(kind) = crate::route::kind_of(rt) {
             crate::route::apply(pkt, crate::route::decision(kind, state_dir, dir_code(cx.dir)), addr);
         }
     }

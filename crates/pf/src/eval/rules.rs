@@ -559,6 +559,11 @@ pub(super) fn test_rule(
             if pkt.meta.pf_route != RouteDecision::AfTo {
                 scrub_packet(pkt, pd, &scrub);
             }
+            // pf_test's divert_packet for the rule's packet (a state's
+            // next ones: `route_state_packet`); it wins over a route.
+            if let Some(port) = crate::divert::packet_port(&r.rule) {
+                pkt.meta.pf_route = RouteDecision::DivertPacket(port);
+            }
             Decision::Pass
         }
     }
@@ -782,12 +787,18 @@ fn create_state_holding(
     if crate::divert::diverts(&r.rule) {
         st.src_flags |= srcflags::DIVERTED;
     }
+    // divert-packet: every packet of the state goes to the divert socket
+    // (`route_state_packet` reads the port from the cold part).
+    let divert_port = crate::divert::packet_port(&r.rule).unwrap_or(0);
+    if divert_port != 0 {
+        st.flags |= sflags::ROUTED;
+    }
     if let Some(nat6::Xlate::Af4(_) | nat6::Xlate::Af6(_)) = xlate {
         // found on the IPv4 side's interfaces too
         st.flags |= sflags::AFTO;
         st.kif = 0;
     }
-    let mut cold = crate::state::StateCold { log_match, ..Default::default() };
+    let mut cold = crate::state::StateCold { log_match, divert_port, ..Default::default() };
     // pf_set_rt_ifp: the state's rule's route pool gives the next hop, or
     // the state is not made (PFRES_NOROUTE).
     // With `sticky-address` (pf_map_addr), the address the source's node

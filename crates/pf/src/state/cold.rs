@@ -16,6 +16,7 @@ pub struct ColdSlot {
     rt_inet6: AtomicBool,
     rt_addr6: [AtomicU64; 2],
     rt_if: AtomicU64,
+    divert_port: AtomicU32,
 }
 
 /// The `ColdSlot`s of one slab chunk, made with the chunk's first state
@@ -43,6 +44,7 @@ impl StateTable {
             }
         }
         e.rt_if.store(cold.rt_if.index.0 as u64 | (cold.rt_if.generation as u64) << 32, Ordering::Relaxed);
+        e.divert_port.store(u32::from(cold.divert_port), Ordering::Relaxed);
     }
 
     /// The `StateCold` of slot `idx` (the default for a state without one).
@@ -64,6 +66,7 @@ impl StateTable {
                 index: softnet_core::iface::IfIndex(w as u32),
                 generation: (w >> 32) as u32,
             },
+            divert_port: e.divert_port.load(Ordering::Acquire) as u16,
         }
     }
 }

@@ -303,8 +303,8 @@ impl Default for StateData {
 
 /// What few states have, kept beside the slab (`StateTable::cold`) so
 /// that a slot stays four cache lines with IPv6 keys: made at insert for a
-/// state with `sflags::LOG_MATCHES_ALL` or `sflags::ROUTED`, fixed for
-/// its life.
+/// state with `sflags::LOG_MATCHES_ALL` or `sflags::ROUTED` (a routing
+/// option or `divert-packet`), fixed for its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateCold {
     /// The `match … log (all)` rules the creating packet matched (numbers
@@ -318,6 +318,9 @@ pub struct StateCold {
     /// `route-to (if addr)`: the interface `rt_addr` is on (pf's
     /// `rt_kif`), held weakly; the default (index 0) names none.
     pub rt_if: softnet_core::iface::WeakIf,
+    /// The `divert-packet` port of the state's rule (0: none): every
+    /// packet of the state goes to that divert socket (`crate::divert`).
+    pub divert_port: u16,
 }
 
 impl Default for StateCold {
@@ -326,6 +329,7 @@ impl Default for StateCold {
             log_match: [NO_RULE; LOG_MATCH_MAX],
             rt_addr: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             rt_if: softnet_core::iface::WeakIf::default(),
+            divert_port: 0,
         }
     }
 }

@@ -870,14 +870,20 @@ impl StateTable {
     }
 
     /// The routing option of the state in slot `idx` (`rt`, its next hop,
-    /// `direction`), if it is live and still the state of `rule` (ruleset
-    /// generation, number) that a packet matched.
-    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, crate::route::Hop, u8)> {
+    /// `direction`, its `divert-packet` port or 0), if it is live and
+    /// still the state of `rule` (ruleset generation, number) that a
+    /// packet matched.
+    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, crate::route::Hop, u8, u16)> {
         let g = self.slot(idx)?.lock();
         let c = self.cold(idx);
         let ifp = (c.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(c.rt_if);
         let nh = crate::route::Hop { addr: c.rt_addr, ifp };
-        (g.live && g.rt != 0 && (g.ruleset_gen, g.rule_nr) == rule).then_some((g.rt, nh, g.direction))
+        (g.live && (g.rt != 0 || c.divert_port != 0) && (g.ruleset_gen, g.rule_nr) == rule).then_some((
+            g.rt,
+            nh,
+            g.direction,
+            c.divert_port,
+        ))
     }
 
     /// The scrubbing of the state in slot `idx` if it is still the state
