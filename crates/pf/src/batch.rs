@@ -185,7 +185,7 @@ fn chunk6(
 /// the IPv6 instance IPv6's too, `eval::test_established6_inline`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn decide<const V6: bool>(
+pub(crate) fn decide<const V6: bool>(
     cx: &Cx,
     logif: bool,
     slot: &mut Option<PacketBuf>,
