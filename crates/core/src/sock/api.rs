@@ -12,6 +12,7 @@ use super::udp::{put_record, take_record_to, UdpPcb, REC_HDR};
 use super::{tcp_now, Owner, SockEnv, SockError};
 use crate::route::RouteFlags;
 use crate::stack::Stack;
+use parking_lot::{Condvar, MutexGuard};
 use softnet_tcp::{Config, State, Tcb, TcpError};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
@@ -99,6 +100,45 @@ fn deadline(t: Option<Duration>) -> Option<StdInstant> {
     t.map(|d| StdInstant::now() + d)
 }
 
+/// A PCB's state under its lock, which counts the threads waiting on the
+/// PCB's condition variable (the worker signals only when there are some).
+pub(super) trait Waiters {
+    fn waiters(&mut self) -> &mut u32;
+}
+
+impl Waiters for super::tcp::ConnInner {
+    fn waiters(&mut self) -> &mut u32 {
+        &mut self.waiters
+    }
+}
+
+impl Waiters for super::udp::UdpInner {
+    fn waiters(&mut self) -> &mut u32 {
+        &mut self.waiters
+    }
+}
+
+impl Waiters for super::divsock::DivertInner {
+    fn waiters(&mut self) -> &mut u32 {
+        &mut self.waiters
+    }
+}
+
+/// Waits on `cond`, counted among the PCB's waiters, until signalled or
+/// until `dl`; true when `dl` passed.
+pub(super) fn wait_counted<T: Waiters>(cond: &Condvar, g: &mut MutexGuard<'_, T>, dl: Option<StdInstant>) -> bool {
+    *g.waiters() += 1;
+    let timed_out = match dl {
+        Some(d) => cond.wait_until(g, d).timed_out(),
+        None => {
+            cond.wait(g);
+            false
+        }
+    };
+    *g.waiters() -= 1;
+    timed_out
+}
+
 /// A connected TCP socket.
 pub struct TcpStream {
     pub(super) stack: Arc<Stack>,
@@ -143,16 +183,7 @@ impl TcpStream {
             if st == State::Closed {
                 return Err(tcp_err(i.tcb.error().unwrap_or(TcpError::Refused)));
             }
-            i.waiters += 1;
-            let timed_out = match dl {
-                Some(d) => s.conn.cond.wait_until(&mut i, d).timed_out(),
-                None => {
-                    s.conn.cond.wait(&mut i);
-                    false
-                }
-            };
-            i.waiters -= 1;
-            if timed_out {
+            if wait_counted(&s.conn.cond, &mut i, dl) {
                 return Err(SockError::TimedOut.into());
             }
         }
@@ -292,17 +323,8 @@ impl TcpStream {
     }
 
     /// Waits on the connection; true when `dl` passed.
-    fn wait(&self, i: &mut parking_lot::MutexGuard<'_, super::tcp::ConnInner>, dl: Option<StdInstant>) -> bool {
-        i.waiters += 1;
-        let t = match dl {
-            Some(d) => self.conn.cond.wait_until(i, d).timed_out(),
-            None => {
-                self.conn.cond.wait(i);
-                false
-            }
-        };
-        i.waiters -= 1;
-        t
+    fn wait(&self, i: &mut MutexGuard<'_, super::tcp::ConnInner>, dl: Option<StdInstant>) -> bool {
+        wait_counted(&self.conn.cond, i, dl)
     }
 
     fn do_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -634,16 +656,7 @@ impl UdpSocket {
             if self.nonblocking {
                 return Err(SockError::WouldBlock.into());
             }
-            i.waiters += 1;
-            let t = match dl {
-                Some(d) => self.pcb.cond.wait_until(&mut i, d).timed_out(),
-                None => {
-                    self.pcb.cond.wait(&mut i);
-                    false
-                }
-            };
-            i.waiters -= 1;
-            if t {
+            if wait_counted(&self.pcb.cond, &mut i, dl) {
                 return Err(io::Error::new(io::ErrorKind::WouldBlock, "recv timed out"));
             }
         }

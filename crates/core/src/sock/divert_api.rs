@@ -2,6 +2,7 @@
 //! std-shaped way a program takes the packets pf's `divert-packet port N`
 //! diverts and writes them back.
 
+use super::api::wait_counted;
 use super::divsock::{packet_ok, DivertPcb};
 use super::udp::put_record;
 use super::SockError;
@@ -58,16 +59,7 @@ impl DivertSocket {
             if self.nonblocking {
                 return Err(SockError::WouldBlock.into());
             }
-            i.waiters += 1;
-            let timed_out = match dl {
-                Some(d) => self.pcb.cond.wait_until(&mut i, d).timed_out(),
-                None => {
-                    self.pcb.cond.wait(&mut i);
-                    false
-                }
-            };
-            i.waiters -= 1;
-            if timed_out {
+            if wait_counted(&self.pcb.cond, &mut i, dl) {
                 return Err(io::Error::new(io::ErrorKind::WouldBlock, "recv timed out"));
             }
         }
@@ -114,9 +106,7 @@ impl DivertSocket {
             if self.nonblocking {
                 return Err(SockError::WouldBlock.into());
             }
-            i.waiters += 1;
-            self.pcb.cond.wait(&mut i);
-            i.waiters -= 1;
+            wait_counted(&self.pcb.cond, &mut i, None);
         }
         drop(i);
         socks.kick_divert(&self.pcb);
