@@ -357,7 +357,17 @@ pub(super) fn apply(
                     Some(PortOp::Range(lo, hi) | PortOp::Inside(lo, hi) | PortOp::Outside(lo, hi)) => (lo, hi),
                     _ => (0, 0),
                 };
-                proxy_port[1] = a.wrapping_add(hi.wrapping_sub(lo));
+                // pfctl computes this in C and lets it wrap; a range that
+                // ends before it starts (a reversed destination range, or
+                // one past 65535) maps nothing and would print as a range
+                // pfctl refuses: refused here with that range's message.
+                match hi.checked_sub(lo).and_then(|w| a.checked_add(w)) {
+                    Some(end) => proxy_port[1] = end,
+                    None => {
+                        errors.push("invalid rdr-to port range".into());
+                        return None;
+                    }
+                }
             } else {
                 if range && a > b {
                     errors.push("invalid rdr-to port range".into());
