@@ -100,6 +100,13 @@ impl Parser<'_> {
             match c.word()?.as_str() {
                 "bandwidth" => {
                     let sc = Self::service_curve(c)?;
+                    // pfctl's print_queuespec prints no bandwidth (nor its
+                    // min and max) when it is zero, and the queue then
+                    // reads back without one: refused rather than loaded
+                    // as a queue whose `pfctl -sq` does not parse.
+                    if sc.m1.absolute == 0 && sc.m2.absolute == 0 {
+                        return Err((l, "bandwidth must be greater than 0".into()));
+                    }
                     again(bw, "bandwidth")?;
                     bw = true;
                     q.linkshare = sc;
