@@ -16,12 +16,14 @@
 mod family;
 mod mpath;
 mod netstat;
+mod nexthop;
 mod table;
 mod trie;
 
 pub use family::{embed_scope6, is_scoped6, prefix_mask6, RouteAddr};
 pub use mpath::{mpath_hash, RouteOrigin};
 pub use netstat::{format_netstat_rn, format_netstat_rn_families, netname, netname6, Families};
+pub use nexthop::{Hop, Nhop};
 pub use table::{FamilyState, PublishedTable, RouteBatch, RouteSnapshot, RouteSnapshot6, RouteTables, TableState};
 
 use crate::iface::{IfAddr, WeakIf};
@@ -299,6 +301,9 @@ pub enum RouteError {
     /// route's.
     #[error("scope (%interface) needed for a link-local address")]
     NoScope,
+    /// ENOBUFS: every next-hop index of the table is taken.
+    #[error("no space for another next hop")]
+    NoNextHop,
 }
 
 impl RouteError {
@@ -309,6 +314,7 @@ impl RouteError {
             RouteError::NotInTable => 3,
             RouteError::NetworkUnreachable => 51,
             RouteError::BadPrefix(_) | RouteError::BadPrefix6(_) | RouteError::NoScope => 22,
+            RouteError::NoNextHop => 55,
         }
     }
     /// strerror of `errno()`, as route(8) prints after the route.
@@ -318,6 +324,7 @@ impl RouteError {
             RouteError::NotInTable => "No such process",
             RouteError::NetworkUnreachable => "Network is unreachable",
             RouteError::BadPrefix(_) | RouteError::BadPrefix6(_) | RouteError::NoScope => "Invalid argument",
+            RouteError::NoNextHop => "No buffer space available",
         }
     }
 }

@@ -84,7 +84,8 @@ fn gateway_name(r: &Route) -> String {
 /// Counting packets per route would put a shared write on every forwarded
 /// packet, so routes carry no use counter. `Refs` is the number of strong
 /// references to the route beyond the table's own and the one in `routes`:
-/// references held by others (workers mid-batch, pending transmissions, ...).
+/// references held by others (a control request mid-flight, ...; workers
+/// see next hops, not routes: `nexthop.rs`).
 pub fn format_netstat_rn(routes: &[Arc<Route>], ifname: impl Fn(WeakIf) -> Option<String>, rtable: u16) -> String {
     format_netstat_rn_families(Some(routes), None, ifname, rtable)
 }

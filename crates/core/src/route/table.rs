@@ -2,7 +2,8 @@
 //! family, the published snapshots the workers read, and the changes.
 
 use super::family::RouteAddr;
-use super::trie::{self, Held, Key, Node};
+use super::nexthop::{self, Hop, Nhop, NhopTable};
+use super::trie::{self, Key, Leaf, Node};
 use super::{Route, RouteError, RouteFlags};
 use crate::iface::{IfIndex, WeakIf};
 use crate::rtmsg::{RouteMonitor, RtmBody, RtmRoute, RtmType};
@@ -15,6 +16,8 @@ use std::sync::Arc;
 /// A published, immutable view of one family of one routing table.
 pub struct RouteSnapshot<A: RouteAddr = Ipv4Addr> {
     root: Arc<Node<A>>,
+    /// The next hops the trie's leaves index (`nexthop.rs`).
+    nexthops: nexthop::Published<A>,
     len: usize,
     version: u64,
 }
@@ -23,12 +26,11 @@ pub struct RouteSnapshot<A: RouteAddr = Ipv4Addr> {
 pub type RouteSnapshot6 = RouteSnapshot<Ipv6Addr>;
 
 impl RouteSnapshot<Ipv4Addr> {
-    /// Longest-prefix match: no lock, no allocation, at most four nodes.
-    /// Use the route by reference within the batch; a worker that clones
-    /// the `Arc` may end up freeing a deleted route itself.
+    /// Longest-prefix match: no lock, no allocation, at most four nodes;
+    /// the matching prefix and its next hop, valid as long as the snapshot.
     #[inline]
-    pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Arc<Route>> {
-        trie::lookup4(&self.root, u32::from(dst))
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<Hop<'_>> {
+        trie::lookup4(&self.root, u32::from(dst)).map(|l| self.hop(dst, l))
     }
 }
 
@@ -37,18 +39,27 @@ impl RouteSnapshot<Ipv6Addr> {
     /// allocation. A link-local destination matches only unscoped routes
     /// (`fe80::/10`) this way: use `lookup_scoped` with its interface.
     #[inline]
-    pub fn lookup(&self, dst: Ipv6Addr) -> Option<&Arc<Route<Ipv6Addr>>> {
-        trie::lookup6(&self.root, u128::from(dst))
+    pub fn lookup(&self, dst: Ipv6Addr) -> Option<Hop<'_, Ipv6Addr>> {
+        trie::lookup6(&self.root, u128::from(dst)).map(|l| self.hop(dst, l))
     }
 }
 
 impl<A: RouteAddr> RouteSnapshot<A> {
+    /// The snapshot of a new table.
+    fn empty() -> Self {
+        RouteSnapshot { root: Arc::new(Node::default()), nexthops: NhopTable::new().publish(), len: 0, version: 0 }
+    }
     /// Longest-prefix match of `dst` as seen from interface `scope` (the
     /// receiving or outgoing interface of a link-local address; ignored for
     /// unscoped addresses and for IPv4).
     #[inline]
-    pub fn lookup_scoped(&self, dst: A, scope: IfIndex) -> Option<&Arc<Route<A>>> {
-        trie::lookup(&self.root, A::key_bits(dst, A::MAX_LEN, scope))
+    pub fn lookup_scoped(&self, dst: A, scope: IfIndex) -> Option<Hop<'_, A>> {
+        trie::lookup(&self.root, A::key_bits(dst, A::MAX_LEN, scope)).map(|l| self.hop(dst, l))
+    }
+    /// The match of `dst` that leaf `l` names: one load after the leaf.
+    #[inline]
+    fn hop(&self, dst: A, l: Leaf) -> Hop<'_, A> {
+        Hop::new(dst, trie::leaf_len(l), nexthop::published_get(&self.nexthops, trie::leaf_nh(l)))
     }
     /// Number of routes.
     pub fn len(&self) -> usize {
@@ -77,7 +88,9 @@ type Directory = Vec<Option<Arc<PublishedTable>>>;
 
 /// The control thread's routes of one family of one table.
 pub struct FamilyState<A: RouteAddr> {
-    map: BTreeMap<Key<A>, Held<A>>,
+    map: BTreeMap<Key<A>, Entry<A>>,
+    /// The next hops of the routes in `map`, counted.
+    nexthops: NhopTable<A>,
     /// Routes in `map` of each prefix length (index 0..=`A::MAX_LEN`).
     per_len: Vec<u32>,
     /// The working trie: shared with the published snapshot until changed.
@@ -88,7 +101,37 @@ pub struct FamilyState<A: RouteAddr> {
 
 impl<A: RouteAddr> FamilyState<A> {
     fn new(root: Arc<Node<A>>) -> Self {
-        FamilyState { map: BTreeMap::new(), per_len: vec![0; A::MAX_LEN as usize + 1], root, dirty: false, version: 0 }
+        FamilyState {
+            map: BTreeMap::new(),
+            nexthops: NhopTable::new(),
+            per_len: vec![0; A::MAX_LEN as usize + 1],
+            root,
+            dirty: false,
+            version: 0,
+        }
+    }
+
+    /// The route of leaf `l` found for key `dst` (a scope-embedded key).
+    fn route_of(&self, dst: A::Bits, l: Leaf) -> Option<&Arc<Route<A>>> {
+        let len = trie::leaf_len(l);
+        self.map.get(&(A::mask_bits(dst, len), len)).map(|e| &e.route)
+    }
+
+    /// Longest-prefix match of key `dst` on the working trie: the route.
+    fn lookup_route(&self, dst: A::Bits) -> Option<&Arc<Route<A>>> {
+        self.route_of(dst, trie::lookup(&self.root, dst)?)
+    }
+
+    /// The leaf of the longest route of `key/len`'s level that covers its
+    /// whole block, `key/len` itself left out: what takes its slots when it
+    /// goes. Lengths the table has none of are not looked up (a table of
+    /// /24s withdraws a /24 without seven map searches).
+    fn replacement(&self, key: A::Bits, len: u8) -> Leaf {
+        (trie::level_min(trie::level_of(len))..len)
+            .rev()
+            .filter(|&l| self.per_len[l as usize] > 0)
+            .find_map(|l| self.map.get(&(A::mask_bits(key, l), l)).map(|e| trie::leaf(e.nh, l)))
+            .unwrap_or(0)
     }
 
     /// Publishes the working trie if it changed; the old snapshot goes to
@@ -99,10 +142,21 @@ impl<A: RouteAddr> FamilyState<A> {
         }
         self.dirty = false;
         self.version += 1;
-        let snap = Arc::new(RouteSnapshot { root: self.root.clone(), len: self.map.len(), version: self.version });
+        let snap = Arc::new(RouteSnapshot {
+            root: self.root.clone(),
+            nexthops: self.nexthops.publish(),
+            len: self.map.len(),
+            version: self.version,
+        });
         retired.push(to.swap(snap));
         true
     }
+}
+
+/// A route in the control thread's map, with the index of its next hop.
+struct Entry<A: RouteAddr> {
+    route: Arc<Route<A>>,
+    nh: u32,
 }
 
 /// The control thread's state of one table: both families.
@@ -185,6 +239,11 @@ impl RouteTables {
         Some(A::published(t).load())
     }
 
+    /// Distinct next hops one family of a table's routes use (`nexthop.rs`).
+    pub fn nexthops_in_use<A: RouteAddr>(&self, rtable: u16) -> usize {
+        self.lock().tables.get(&rtable).map_or(0, |t| A::state(t).nexthops.in_use())
+    }
+
     /// Ids of existing tables, ascending.
     pub fn table_ids(&self) -> Vec<u16> {
         self.control.lock().tables.keys().copied().collect()
@@ -244,7 +303,7 @@ impl RouteTables {
         }
         let ctl = self.lock();
         let key = (A::key_bits(dest, prefix_len, scope), prefix_len);
-        A::state(ctl.tables.get(&rtable)?).map.get(&key).map(|h| (**h).clone())
+        A::state(ctl.tables.get(&rtable)?).map.get(&key).map(|e| e.route.clone())
     }
 
     /// Longest-prefix match on the published table (`route get`).
@@ -253,8 +312,10 @@ impl RouteTables {
     }
 
     /// Longest-prefix match of a destination as seen from interface `scope`.
+    /// (The control thread's trie: outside a batch, the published one.)
     pub fn lookup_scoped<A: RouteAddr>(&self, rtable: u16, dst: A, scope: IfIndex) -> Option<Arc<Route<A>>> {
-        self.snapshot_of::<A>(rtable)?.lookup_scoped(dst, scope).cloned()
+        let ctl = self.lock();
+        A::state(ctl.tables.get(&rtable)?).lookup_route(A::key_bits(dst, A::MAX_LEN, scope)).cloned()
     }
 
     /// All IPv4 routes of a table in `netstat -rn` order: by destination,
@@ -272,7 +333,7 @@ impl RouteTables {
     /// All routes of one family of a table, in `netstat -rn` order.
     pub fn routes_of<A: RouteAddr>(&self, rtable: u16) -> Vec<Arc<Route<A>>> {
         let ctl = self.lock();
-        ctl.tables.get(&rtable).map(|t| A::state(t).map.values().map(|h| (**h).clone()).collect()).unwrap_or_default()
+        ctl.tables.get(&rtable).map(|t| A::state(t).map.values().map(|e| e.route.clone()).collect()).unwrap_or_default()
     }
 
     /// Removes every route, in every table and family, that uses interface
@@ -294,8 +355,8 @@ impl RouteTables {
         let ctl = &mut *guard;
         if !ctl.tables.contains_key(&rtable) {
             let published = Arc::new(PublishedTable {
-                v4: ArcSwap::from_pointee(RouteSnapshot { root: Arc::new(Node::default()), len: 0, version: 0 }),
-                v6: ArcSwap::from_pointee(RouteSnapshot { root: Arc::new(Node::default()), len: 0, version: 0 }),
+                v4: ArcSwap::from_pointee(RouteSnapshot::empty()),
+                v6: ArcSwap::from_pointee(RouteSnapshot::empty()),
             });
             let mut dir: Directory = (**self.directory.load()).clone();
             if dir.len() <= rtable as usize {
@@ -362,7 +423,7 @@ impl RouteBatch<'_> {
         if A::state(self.st).map.contains_key(&r.key()) {
             return Err(RouteError::Exists);
         }
-        Ok(self.install(RtmType::Add, r))
+        self.install(RtmType::Add, r)
     }
 
     pub fn change<A: RouteAddr>(&mut self, r: Route<A>) -> Result<Arc<Route<A>>, RouteError> {
@@ -371,7 +432,7 @@ impl RouteBatch<'_> {
             return Err(RouteError::NotInTable);
         }
         let r = self.normalize(r)?;
-        Ok(self.install(RtmType::Change, r))
+        self.install(RtmType::Change, r)
     }
 
     pub fn delete<A: RouteAddr>(
@@ -393,7 +454,7 @@ impl RouteBatch<'_> {
     ) -> Result<Arc<Route<A>>, RouteError> {
         check_len::<A>(prefix_len)?;
         let key = (A::key_bits(dest, prefix_len, scope), prefix_len);
-        let held = A::state(self.st).map.get(&key).ok_or(RouteError::NotInTable)?;
+        let held = &A::state(self.st).map.get(&key).ok_or(RouteError::NotInTable)?.route;
         if let Some(g) = gateway {
             // A directly connected route's "gateway" is its own address.
             if held.gateway != Some(g) && (held.gateway.is_some() || held.ifa != Some(g)) {
@@ -405,18 +466,20 @@ impl RouteBatch<'_> {
 
     fn remove_key<A: RouteAddr>(&mut self, key: Key<A>) -> Arc<Route<A>> {
         let fam = A::state_mut(self.st);
-        let held = fam.map.remove(&key).expect("present");
+        let gone = fam.map.remove(&key).expect("present");
         fam.per_len[key.1 as usize] -= 1;
-        trie::remove(&mut fam.root, &fam.map, &fam.per_len, key.0, key.1, &held);
+        let replacement = fam.replacement(key.0, key.1);
+        trie::remove(&mut fam.root, key.0, key.1, replacement);
+        fam.nexthops.release(gone.nh);
         fam.dirty = true;
-        let route: Arc<Route<A>> = (*held).clone();
-        self.announce(RtmType::Delete, &route);
-        route
+        self.announce(RtmType::Delete, &gone.route);
+        gone.route
     }
 
     /// Deletes this family's routes that use `ifp`; returns how many.
     fn delete_for_interface<A: RouteAddr>(&mut self, ifp: WeakIf) -> usize {
-        let keys: Vec<Key<A>> = A::state(self.st).map.iter().filter(|(_, h)| h.ifp == ifp).map(|(k, _)| *k).collect();
+        let keys: Vec<Key<A>> =
+            A::state(self.st).map.iter().filter(|(_, e)| e.route.ifp == ifp).map(|(k, _)| *k).collect();
         for k in &keys {
             self.remove_key::<A>(*k);
         }
@@ -430,29 +493,29 @@ impl RouteBatch<'_> {
     pub fn set<A: RouteAddr>(&mut self, r: Route<A>) -> Result<Option<Arc<Route<A>>>, RouteError> {
         let r = self.normalize(r)?;
         let kind = match A::state(self.st).map.get(&r.key()) {
-            Some(held) if ***held == r => return Ok(None),
+            Some(e) if *e.route == r => return Ok(None),
             Some(_) => RtmType::Change,
             None => RtmType::Add,
         };
-        Ok(Some(self.install(kind, r)))
+        self.install(kind, r).map(Some)
     }
 
     /// The route for exactly `dest/prefix_len` on interface `scope` (a
     /// scoped destination's), changes of this batch included.
     pub fn get_scoped<A: RouteAddr>(&self, dest: A, prefix_len: u8, scope: IfIndex) -> Option<Arc<Route<A>>> {
         let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), scope), prefix_len);
-        A::state(self.st).map.get(&key).map(|h| (**h).clone())
+        A::state(self.st).map.get(&key).map(|e| e.route.clone())
     }
 
     /// The route for exactly `dest/prefix_len`, changes of this batch included.
     pub fn get<A: RouteAddr>(&self, dest: A, prefix_len: u8) -> Option<Arc<Route<A>>> {
         let key = (A::key_bits(dest, prefix_len.min(A::MAX_LEN), IfIndex::NONE), prefix_len);
-        A::state(self.st).map.get(&key).map(|h| (**h).clone())
+        A::state(self.st).map.get(&key).map(|e| e.route.clone())
     }
 
     /// Longest-prefix match, changes of this batch included.
     pub fn lookup<A: RouteAddr>(&self, dst: A) -> Option<Arc<Route<A>>> {
-        trie::lookup(&A::state(self.st).root, A::key_bits(dst, A::MAX_LEN, IfIndex::NONE)).cloned()
+        A::state(self.st).lookup_route(A::key_bits(dst, A::MAX_LEN, IfIndex::NONE)).cloned()
     }
 
     /// Checks the prefix, clears host bits, sets `UP`, makes `GATEWAY`
@@ -481,7 +544,7 @@ impl RouteBatch<'_> {
             if r.ifp.index == IfIndex::NONE || scoped {
                 // As BSD: the gateway must be on a directly connected network.
                 let key = A::key_bits(gw, A::MAX_LEN, r.ifp.index);
-                let via = trie::lookup(&A::state(self.st).root, key).ok_or(RouteError::NetworkUnreachable)?;
+                let via = A::state(self.st).lookup_route(key).ok_or(RouteError::NetworkUnreachable)?;
                 if via.flags.contains(RouteFlags::GATEWAY) || (scoped && via.ifp != r.ifp) {
                     return Err(RouteError::NetworkUnreachable);
                 }
@@ -525,18 +588,20 @@ impl RouteBatch<'_> {
     }
 
     /// Puts a normalized route in (replacing one with the same key).
-    fn install<A: RouteAddr>(&mut self, kind: RtmType, r: Route<A>) -> Arc<Route<A>> {
+    /// Refused only when the table's next hops are exhausted.
+    fn install<A: RouteAddr>(&mut self, kind: RtmType, r: Route<A>) -> Result<Arc<Route<A>>, RouteError> {
         let key = r.key();
-        let route = Arc::new(r);
-        let held: Held<A> = Arc::new(route.clone());
         let fam = A::state_mut(self.st);
-        trie::insert(&mut fam.root, key.0, key.1, &held);
-        if fam.map.insert(key, held).is_none() {
-            fam.per_len[key.1 as usize] += 1;
+        let nh = fam.nexthops.acquire(Nhop::of(&r))?;
+        let route = Arc::new(r);
+        trie::insert(&mut fam.root, key.0, key.1, trie::leaf(nh, key.1));
+        match fam.map.insert(key, Entry { route: route.clone(), nh }) {
+            Some(old) => fam.nexthops.release(old.nh),
+            None => fam.per_len[key.1 as usize] += 1,
         }
         fam.dirty = true;
         self.announce(kind, &route);
-        route
+        Ok(route)
     }
 
     fn announce<A: RouteAddr>(&self, kind: RtmType, r: &Route<A>) {

@@ -238,13 +238,17 @@ fn old_snapshot_is_freed_by_the_control_thread_not_the_reader() {
     let weak: Weak<Route> = Arc::downgrade(&r);
     drop(r);
     let reader = t.snapshot(0).unwrap();
+    let snap: Weak<RouteSnapshot> = Arc::downgrade(&*reader);
     assert!(reader.lookup(ip("10.9.1.1")).is_some());
     t.delete(0, ip("10.9.0.0"), 16, None).unwrap();
+    // Snapshots hold next hops, not routes: the route goes with the delete.
+    assert!(weak.upgrade().is_none(), "freed by the delete on the control thread");
+    assert_eq!(reader.lookup(ip("10.9.1.1")).unwrap().gateway, Some(ip("10.0.1.254")), "the old snapshot's next hop");
     assert_eq!(t.reap(), 1, "the reader still holds the old snapshot");
     drop(reader); // the worker lets go: this must not free anything
-    assert!(weak.upgrade().is_some(), "still owned by the retired list");
+    assert!(snap.upgrade().is_some(), "still owned by the retired list");
     assert_eq!(t.reap(), 0);
-    assert!(weak.upgrade().is_none(), "freed by reap on the control thread");
+    assert!(snap.upgrade().is_none(), "freed by reap on the control thread");
 }
 
 #[test]
@@ -521,9 +525,9 @@ fn ns_per_lookup(t: &RouteTables, addrs: &[Ipv4Addr], rounds: usize, deref: bool
         for a in addrs {
             let r = snap.lookup(std::hint::black_box(*a));
             if deref {
-                acc += r.map_or(0, |r| r.prefix_len as usize);
+                acc += r.map_or(0, |r| r.flags.bits() as usize);
             } else {
-                acc += r.map_or(0, |r| Arc::as_ptr(r) as usize);
+                acc += r.map_or(0, |r| r.next_hop() as *const _ as usize);
             }
         }
     }

@@ -214,12 +214,14 @@ fn old_v6_snapshot_is_freed_by_the_control_thread() {
     let weak: Weak<Route6> = Arc::downgrade(&r);
     drop(r);
     let reader = t.snapshot6(0).unwrap();
+    let snap: Weak<RouteSnapshot6> = Arc::downgrade(&*reader);
     t.delete(0, ip6("2001:db8:9::"), 48, None).unwrap();
+    assert!(weak.upgrade().is_none(), "snapshots hold next hops, not routes");
     assert_eq!(t.reap(), 1);
     drop(reader);
-    assert!(weak.upgrade().is_some(), "the worker's drop frees nothing");
+    assert!(snap.upgrade().is_some(), "the worker's drop frees nothing");
     assert_eq!(t.reap(), 0);
-    assert!(weak.upgrade().is_none());
+    assert!(snap.upgrade().is_none());
 }
 
 #[test]

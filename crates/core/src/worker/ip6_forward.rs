@@ -12,7 +12,7 @@
 use super::icmp6::Icmp6Err;
 use super::ip6_output::NO_ROUTE;
 use super::*;
-use crate::route::Route6;
+use crate::route::Nhop;
 use softnet_wire::icmpv6::DstUnreachable as Unreach6;
 use softnet_wire::ipv6::{Ipv6AddrExt, Ipv6Packet};
 use std::net::Ipv6Addr;
@@ -40,7 +40,13 @@ impl Fwd6Queue {
 impl WorkerState {
     /// ip6_forward: `route` is the lookup ip6_input made for the
     /// destination.
-    pub(super) fn ip6_forward(&mut self, cx: &Ctx, in_ifp: &Arc<Interface>, mut p: PacketBuf, route: Option<&Route6>) {
+    pub(super) fn ip6_forward(
+        &mut self,
+        cx: &Ctx,
+        in_ifp: &Arc<Interface>,
+        mut p: PacketBuf,
+        route: Option<&Nhop<Ipv6Addr>>,
+    ) {
         let s = &cx.stats.ip6;
         let ip = Ipv6Packet::new_unchecked(p.data());
         let (src, dst, hlim) = (ip.src(), ip.dst(), ip.hop_limit());

@@ -296,7 +296,7 @@ impl WorkerState {
                 None => {}
             }
         }
-        self.ip6_forward_checked(cx, ifp, p, route.map(|r| &**r), link_mcast)
+        self.ip6_forward_checked(cx, ifp, p, route.map(|r| r.next_hop()), link_mcast)
     }
 
     /// Forwarding, unless it is off or the packet came as link-layer
@@ -306,7 +306,7 @@ impl WorkerState {
         cx: &Ctx,
         ifp: &Arc<Interface>,
         p: PacketBuf,
-        route: Option<&crate::route::Route6>,
+        route: Option<&Nhop<Ipv6Addr>>,
         link_mcast: bool,
     ) {
         let s = &cx.stats.ip6;

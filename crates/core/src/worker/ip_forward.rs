@@ -27,13 +27,7 @@ impl FwdQueue {
 }
 
 impl WorkerState {
-    pub(super) fn ip_forward(
-        &mut self,
-        cx: &Ctx,
-        in_ifp: &Arc<Interface>,
-        mut p: PacketBuf,
-        route: Option<&Arc<Route>>,
-    ) {
+    pub(super) fn ip_forward(&mut self, cx: &Ctx, in_ifp: &Arc<Interface>, mut p: PacketBuf, route: Option<&Nhop>) {
         let ips = &cx.stats.ip;
         let ip = Ipv4Packet::new_unchecked(p.data());
         let (src, dst, ttl) = (ip.src(), ip.dst(), ip.ttl());

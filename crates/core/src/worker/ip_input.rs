@@ -158,7 +158,7 @@ impl WorkerState {
             ips.cantforward.inc();
             return self.free(p);
         }
-        self.ip_forward(cx, ifp, p, route);
+        self.ip_forward(cx, ifp, p, route.map(|r| r.next_hop()));
     }
 
     // ---- local delivery ----------------------------------------------------

@@ -28,11 +28,11 @@ impl WorkerState {
         let out = route.filter(|r| !r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE));
         // One of ours leaves through lo0 (ip_output's rtable_loindex for
         // RTF_LOCAL, crate::loopback).
-        let out_if = |r: &Route| match r.flags.contains(RouteFlags::LOCAL) {
+        let out_if = |r: &Nhop| match r.flags.contains(RouteFlags::LOCAL) {
             true => cx.ifs.by_name(crate::loopback::LO0).filter(|i| i.is_loopback()),
             false => cx.ifs.get_weak(r.ifp),
         };
-        let Some((r, ifp)) = out.and_then(|r| out_if(r).map(|i| (r, i))).filter(|(_, i)| i.is_up()) else {
+        let Some((r, ifp)) = out.and_then(|r| out_if(&r).map(|i| (r, i))).filter(|(_, i)| i.is_up()) else {
             ips.noroute.inc();
             return self.free(p);
         };

@@ -34,7 +34,7 @@ use crate::filter::{BufferSource, Decision, Direction, RouteDecision};
 use crate::iface::{IfIndex, IfSnapshot, Interface};
 use crate::packet::{csum_flags, mflags, PacketBuf, PacketMeta, PacketPool};
 use crate::reass::ReassResult;
-use crate::route::{Route, RouteFlags, RouteSnapshot, RouteSnapshot6};
+use crate::route::{Nhop, RouteFlags, RouteSnapshot, RouteSnapshot6};
 use crate::stack::{FilterSlot, Stack};
 use crate::stats::StackStats;
 use crate::time::{Clock, Instant};

@@ -36,14 +36,14 @@ fn route_target<'a>(cx: &Ctx<'a>, rtable: u16, nh: NextHop) -> Option<(&'a Arc<I
         return out.is_up().then_some((out, nh.addr));
     }
     let nh = nh.addr;
-    let usable = |r: &Route| {
+    let usable = |r: &crate::route::Nhop| {
         (!r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL))
             .then(|| (r.ifp, r.gateway.unwrap_or(nh)))
     };
     let (w, hop) = if rtable == 0 {
-        cx.rt.lookup(nh).and_then(|r| usable(r))?
+        cx.rt.lookup(nh).and_then(|r| usable(&r))?
     } else {
-        cx.stack.routes.snapshot(rtable).and_then(|t| t.lookup(nh).and_then(|r| usable(r)))?
+        cx.stack.routes.snapshot(rtable).and_then(|t| t.lookup(nh).and_then(|r| usable(&r)))?
     };
     let out = ifs.get_weak(w)?;
     out.is_up().then_some((out, hop))

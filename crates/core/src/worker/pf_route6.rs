@@ -43,14 +43,14 @@ fn route_target6<'a>(
         let out = ifs.get_weak(w)?;
         return out.is_up().then_some((out, addr, out.mtu() as usize));
     }
-    let usable = |r: &crate::route::Route6| {
+    let usable = |r: &crate::route::Nhop<Ipv6Addr>| {
         (!r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL))
             .then(|| (r.ifp, r.gateway.unwrap_or(addr), r.mtu))
     };
     let (w, hop, rmtu) = if rtable == 0 {
-        cx.rt6.and_then(|t| t.lookup(addr)).and_then(|r| usable(r))?
+        cx.rt6.and_then(|t| t.lookup(addr)).and_then(|r| usable(&r))?
     } else {
-        cx.stack.routes.snapshot6(rtable).and_then(|t| t.lookup(addr).and_then(|r| usable(r)))?
+        cx.stack.routes.snapshot6(rtable).and_then(|t| t.lookup(addr).and_then(|r| usable(&r)))?
     };
     let out = ifs.get_weak(w)?;
     let mtu = if rmtu != 0 { rmtu.min(out.mtu()) } else { out.mtu() };
