@@ -617,11 +617,11 @@ mod tests {
         let mut id = 1000u32;
         let mut others: Vec<u128> = Vec::new();
         for round in 0..30_000 {
-            if others.len() < 300 && (round < 15_000 || next() % 2 == 0) {
+            if others.len() < 300 && (round < 15_000 || next().is_multiple_of(2)) {
                 let a = (0x2001_0db8u128 << 96) | (next() as u128 & 0xfff) << 4 | 1;
-                if !m.contains_key(&a) {
+                if let std::collections::hash_map::Entry::Vacant(v) = m.entry(a) {
                     id += 1;
-                    m.insert(a, (id, 1));
+                    v.insert((id, 1));
                     sh.insert(&m, a, id);
                     others.push(a);
                 }
