@@ -30,7 +30,7 @@ pub mod xdp;
 
 pub use hostif::{open_host_tap, HostTap};
 pub use ifinfo::{ifindex, link_state, mac_address, mtu};
-pub use packet::{open_packet, PacketOptions, PacketQueue, TxMode};
+pub use packet::{open_packet, PacketOptions, PacketQueue, RxRing, TxMode};
 pub use stats::{LinkCounters, LinkStats};
 pub use tap::{open_tap, TapCarrier, TapOptions, TapQueue};
 pub use xdp::{open_xdp, XdpOptions, XdpQueue};
