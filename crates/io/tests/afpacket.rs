@@ -320,7 +320,7 @@ fn pin(cpu: usize) {
 }
 
 /// Frames per second through a veth pair: one sender queue (batches of 64
-/// through the TX ring), one receiver queue (batch recv from the V3 ring).
+/// through the TX ring), one receiver queue (batch recv from the RX ring).
 #[test]
 #[ignore = "benchmark; needs root"]
 fn bench_veth_pps() {
