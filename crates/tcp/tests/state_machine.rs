@@ -4,7 +4,7 @@
 mod sim;
 
 use sim::{deliver, drain, Seg, TestEnv, A_PORT, B_PORT};
-use softnet_tcp::{Config, Drop, Keepalive, State, Tcb, TcpError, Verdict};
+use softnet_tcp::{Config, Drop, Keepalive, State, Tcb, TcpError, Verdict, STRETCH_ACK_DIV};
 use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use std::time::Duration;
 
@@ -381,6 +381,62 @@ fn delayed_ack_waits_for_a_second_segment_or_the_timer() {
     assert!(drain(&mut p.a, &mut p.ea).is_empty());
     deliver(&mut p.a, &mut p.ea, &segs[1]);
     assert_eq!(drain(&mut p.a, &mut p.ea).len(), 1, "every second segment is ACKed at once");
+}
+
+/// A caller that batches its input (the worker) may let the ACK owed for
+/// in-order data wait for the end of the batch (`Tcb::ack_may_wait`),
+/// until a quarter of the offered window is unacknowledged; then one ACK
+/// covers it all. A hole or a duplicate is answered at once.
+#[test]
+fn a_batched_ack_waits_until_a_quarter_of_the_window_is_unacknowledged() {
+    let mut p = Pair::default();
+    let base = p.b_segment();
+    assert_eq!(deliver(&mut p.a, &mut p.ea, &seg(base, b"x")), Verdict::Accepted);
+    assert!(p.a.ack_may_wait(), "one segment: nothing owed yet");
+    // The window A offered in the handshake is its whole receive buffer.
+    let quarter = Config::default().rx_buffer / STRETCH_ACK_DIV;
+    let chunk = [7u8; 1400];
+    let mut next = base.seq.wrapping_add(1);
+    let mut unacked = 1;
+    let mut segs = 0;
+    while p.a.ack_may_wait() {
+        let s = TcpRepr { seq: next, ..base };
+        assert_eq!(deliver(&mut p.a, &mut p.ea, &seg(s, &chunk)), Verdict::Accepted);
+        next = next.wrapping_add(chunk.len() as u32);
+        unacked += chunk.len();
+        segs += 1;
+        assert!(segs < 1000, "the ACK never became due");
+    }
+    assert!(unacked >= quarter && unacked < quarter + chunk.len(), "{unacked} bytes unacked, quarter {quarter}");
+    let ack = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(ack.repr.ack, next, "one ACK for the whole batch");
+    assert!(p.a.ack_may_wait());
+
+    // Two more in order: an ACK is owed and may wait; output still sends
+    // it to a caller that does not batch.
+    for _ in 0..2 {
+        deliver(&mut p.a, &mut p.ea, &seg(TcpRepr { seq: next, ..base }, &chunk));
+        next = next.wrapping_add(chunk.len() as u32);
+    }
+    assert!(p.a.ack_may_wait());
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).repr.ack, next);
+
+    // A duplicate: at once.
+    let old = TcpRepr { seq: next.wrapping_sub(chunk.len() as u32), ..base };
+    deliver(&mut p.a, &mut p.ea, &seg(old, &chunk));
+    assert!(!p.a.ack_may_wait(), "a duplicate is answered at once");
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).repr.ack, next);
+
+    // A hole: at once, and while it lasts.
+    let ahead = TcpRepr { seq: next.wrapping_add(chunk.len() as u32), ..base };
+    deliver(&mut p.a, &mut p.ea, &seg(ahead, &chunk));
+    assert!(!p.a.ack_may_wait(), "data above a hole is answered at once");
+    drain(&mut p.a, &mut p.ea);
+    assert!(!p.a.ack_may_wait(), "not while the hole lasts");
+    deliver(&mut p.a, &mut p.ea, &seg(TcpRepr { seq: next, ..base }, &chunk));
+    assert!(!p.a.ack_may_wait(), "the hole filled: at once");
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).repr.ack, next.wrapping_add(2 * chunk.len() as u32));
+    assert!(p.a.ack_may_wait());
 }
 
 #[test]

@@ -72,6 +72,10 @@ pub struct Keepalive {
 /// send buffer is free (`Tcb::send_wakeup_due`).
 pub const SEND_LOWAT_DIV: usize = 3;
 
+/// A receiver batching its ACKs (`Tcb::ack_may_wait`) sends one at the
+/// latest when 1/`STRETCH_ACK_DIV` of the offered window is unacknowledged.
+pub const STRETCH_ACK_DIV: usize = 4;
+
 /// Per-connection settings. The rings' sizes are their capacities: their
 /// memory is taken at the first byte and grows with use (`ring.rs`).
 #[derive(Debug, Clone)]
@@ -403,6 +407,33 @@ impl Tcb {
     pub fn set_nopush(&mut self, on: bool) {
         self.nopush = on;
     }
+    /// An ACK is owed for in-order data: two segments or more arrived
+    /// since the last ACK (RFC 5681 §4.2's every second segment).
+    fn ack_owed(&self) -> bool {
+        self.unacked_segs >= 2
+    }
+
+    /// Whether the ACK owed may wait for the end of the caller's input
+    /// batch, so that one ACK answers the batch's segments (what LRO/GRO
+    /// receivers send): nothing asks for an ACK at once (a duplicate, a
+    /// hole filled, a FIN, the delayed-ACK timer), no data is queued out
+    /// of order, and the data not yet acknowledged is less than a
+    /// `STRETCH_ACK_DIV`th of the window the peer was last offered, so
+    /// the sender keeps most of its window open while the batch is read
+    /// (a stretch ACK that covered the whole window stalled a Linux
+    /// sender for a batch's time: RFC 2525 §2.13, BENCHMARKS §4 session 9).
+    /// Below two segments nothing is owed yet and the answer is true.
+    pub fn ack_may_wait(&self) -> bool {
+        if self.ack_now || !self.ooo.is_empty() {
+            return false;
+        }
+        if !self.ack_owed() {
+            return true;
+        }
+        let window = self.rcv_adv.since(self.last_ack_sent);
+        self.rcv_nxt.since(self.last_ack_sent) < window / STRETCH_ACK_DIV
+    }
+
     /// Data above a hole is queued (out of order): the receiver owes the
     /// peer duplicate ACKs now (RFC 5681 §4.2), not at the end of a batch.
     pub fn reassembling(&self) -> bool {

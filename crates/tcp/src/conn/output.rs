@@ -240,7 +240,7 @@ impl Tcb {
         // A window update once the offer has grown enough (SWS avoidance).
         let update = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2)
             && self.window_to_offer() > self.rcv_adv.since(self.rcv_nxt);
-        if !(self.ack_now || update) {
+        if !(self.ack_now || self.ack_owed() || update) {
             return None;
         }
         Some(self.emit(now, buf, self.snd_nxt, 0, TcpFlags::ACK))
