@@ -439,6 +439,40 @@ fn a_batched_ack_waits_until_a_quarter_of_the_window_is_unacknowledged() {
     assert!(p.a.ack_may_wait());
 }
 
+/// A read asks for a window update only when the peer's window is at
+/// most half the buffer and the update at least doubles it (Linux's
+/// tcp_cleanup_rbuf); otherwise the ACKs of the data still coming carry it.
+#[test]
+fn a_read_asks_for_a_window_update_only_when_it_doubles_a_small_window() {
+    let mut p = Pair::default();
+    let base = p.b_segment();
+    deliver(&mut p.a, &mut p.ea, &seg(base, b"x"));
+    let chunk = [7u8; 1400];
+    let mut next = base.seq.wrapping_add(1);
+    let mut feed = |p: &mut Pair, n: usize| {
+        for _ in 0..n {
+            assert_eq!(deliver(&mut p.a, &mut p.ea, &seg(TcpRepr { seq: next, ..base }, &chunk)), Verdict::Accepted);
+            next = next.wrapping_add(chunk.len() as u32);
+        }
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    // A tenth of the window used: reading it all is no news for the peer.
+    feed(&mut p, 18);
+    assert!(!p.a.window_update_due());
+    assert!(p.a.recv(&mut buf).unwrap() > 0);
+    assert!(!p.a.window_update_due(), "the peer's window is still over half");
+    drain(&mut p.a, &mut p.ea);
+    // Over half of it used: a small read is not enough, reading it all is.
+    feed(&mut p, 110);
+    assert_eq!(p.a.recv(&mut buf[..1000]), Ok(1000));
+    assert!(!p.a.window_update_due(), "a small read does not double the window");
+    assert!(p.a.recv(&mut buf).unwrap() > 0);
+    assert!(p.a.window_update_due(), "the whole buffer free: more than twice the peer's window");
+    let upd = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(upd.repr.ack, next);
+    assert!(!p.a.window_update_due(), "sent");
+}
+
 #[test]
 fn nagle_holds_small_writes_while_data_is_unacknowledged_unless_nodelay() {
     for nodelay in [false, true] {

@@ -336,9 +336,10 @@ impl TcpStream {
         loop {
             match i.tcb.recv(buf) {
                 Ok(n) => {
+                    let update = n > 0 && i.tcb.window_update_due();
                     drop(i);
-                    if n > 0 {
-                        // The window opened: an update may be due.
+                    if update {
+                        // The window opened enough to tell the peer.
                         self.stack.socks.kick_tcp(&self.conn);
                     }
                     return Ok(n);

@@ -93,10 +93,11 @@ impl AsyncRead for TcpStream {
         let mut i = s.conn.inner.lock();
         match i.tcb.recv(buf.initialize_unfilled()) {
             Ok(n) => {
+                let update = n > 0 && i.tcb.window_update_due();
                 drop(i);
-                if n > 0 {
-                    buf.advance(n);
-                    // The window opened: an update may be due.
+                buf.advance(n);
+                if update {
+                    // The window opened enough to tell the peer.
                     s.stack.socks.kick_tcp(&s.conn);
                 }
                 Poll::Ready(Ok(()))
