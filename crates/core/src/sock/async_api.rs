@@ -173,7 +173,12 @@ impl TcpListener {
         if let Some(c) = q.ready.pop_front() {
             drop(q);
             let peer = c.remote;
-            let s = api::TcpStream::from_conn(self.l.stack.clone(), c);
+            let mut s = api::TcpStream::from_conn(self.l.stack.clone(), c);
+            // sonewconn: the listener's socket options; non-blocking, so
+            // that a linger never blocks the executor in drop (soclose
+            // does not wait for a non-blocking socket).
+            s.opts = *self.l.l.opts.lock();
+            s.set_nonblocking(true)?;
             return Poll::Ready(Ok((TcpStream { s }, peer)));
         }
         match &q.task {

@@ -50,6 +50,7 @@ pub mod divert;
 mod divert_api;
 pub mod divsock;
 pub mod netstat;
+pub mod opts;
 pub mod pflink;
 pub mod syncache;
 pub mod tcp;

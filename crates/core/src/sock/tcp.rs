@@ -166,7 +166,11 @@ pub struct TcpListen {
     pub(crate) backlog: usize,
     pub(crate) q: Mutex<ListenQueue>,
     pub(crate) cond: Condvar,
-    pub(crate) cfg: Arc<Config>,
+    /// The TCP settings of the connections it makes (`opts.rs`): swapped
+    /// whole when the application sets an option on the listener.
+    pub(crate) cfg: arc_swap::ArcSwap<Config>,
+    /// The socket options `accept` gives the streams it returns.
+    pub(crate) opts: Mutex<super::opts::StreamOpts>,
     /// Whose socket it is; connections it accepts get the same.
     pub owner: super::divert::OwnerCell,
 }
@@ -199,7 +203,8 @@ impl TcpListen {
                 wake_due: false,
             }),
             cond: Condvar::new(),
-            cfg,
+            cfg: arc_swap::ArcSwap::new(cfg),
+            opts: Mutex::new(Default::default()),
             owner: super::divert::OwnerCell::default(),
         })
     }
@@ -320,11 +325,8 @@ impl Sockets {
             }
             q.embryonic += 1;
         }
-        let cfg = if done.mss < listener.cfg.mss {
-            Arc::new(Config { mss: done.mss, ..(*listener.cfg).clone() })
-        } else {
-            listener.cfg.clone()
-        };
+        let cfg = super::opts::passive_config(listener.config(), done.cfg.as_ref());
+        let cfg = if done.mss < cfg.mss { Arc::new(Config { mss: done.mss, ..(*cfg).clone() }) } else { cfg };
         let mut env = super::ReplayEnv {
             env: SockEnv { now, isn: &self.isn, local, remote },
             iss: done.iss,
