@@ -316,3 +316,67 @@ fn a_lingering_close_waits_for_the_fin_to_be_acknowledged() {
     drop(s2);
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// accept() takes the connections a round completed from the listen
+/// queue in one batch (`acceptq.rs`); those handed over still count
+/// against the backlog until accept() returns them (so_qlen), and a
+/// listener closed with some handed over resets them.
+#[test]
+fn accept_takes_a_rounds_connections_in_one_batch_within_the_backlog() {
+    let mut p = Pair::new();
+    let mut l = TcpListener::bind_with_backlog(&p.b, sa("10.0.0.2:80"), 4).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let accepts = |p: &Pair| p.b.socks.stats.tcp_accepts.load(Ordering::Relaxed);
+    let drops = |p: &Pair| p.b.socks.stats.tcp_listendrop.load(Ordering::Relaxed);
+    // A first connection resolves ARP both ways.
+    let (_c0, _s0) = p.connect(&l);
+    let mut clients: Vec<TcpStream> =
+        (0..4).map(|_| TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap()).collect();
+    for _ in 0..5 {
+        p.step();
+    }
+    assert_eq!((accepts(&p), l.queued()), (5, 4));
+    let (s1, _) = l.accept().unwrap();
+    assert_eq!(l.queued(), 3, "three handed over, not yet accepted");
+    // With them the backlog has room for one more: of two new
+    // handshakes, the second is reset when it completes (syn_cache_get's
+    // resetandabort), counted as a listen drop.
+    clients.extend((0..2).map(|_| TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap()));
+    for _ in 0..5 {
+        p.step();
+    }
+    assert_eq!((accepts(&p), drops(&p)), (6, 1));
+    let resets = |clients: &mut Vec<TcpStream>| {
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        for c in clients.iter_mut() {
+            c.set_nonblocking(true).unwrap();
+            if matches!(c.read(&mut buf), Err(e) if e.kind() == ErrorKind::ConnectionReset) {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(resets(&mut clients), 1);
+    let mut streams = vec![s1];
+    for _ in 0..4 {
+        streams.push(l.accept().unwrap().0);
+    }
+    assert_eq!(l.accept().err().map(|e| e.kind()), Some(ErrorKind::WouldBlock));
+    assert_eq!(l.queued(), 0);
+    // Two more in one round: one accepted, one handed over with it.
+    clients.extend((0..2).map(|_| TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap()));
+    for _ in 0..5 {
+        p.step();
+    }
+    assert_eq!(accepts(&p), 8);
+    streams.push(l.accept().unwrap().0);
+    assert_eq!(l.queued(), 1);
+    // Closed with one handed over and not accepted: it is reset.
+    drop(l);
+    for _ in 0..5 {
+        p.step();
+    }
+    assert_eq!(resets(&mut clients), 2);
+    drop(streams);
+}

@@ -495,22 +495,30 @@ impl TcpListener {
     }
 
     /// The next connection whose handshake is done.
+    /// The connections a worker round completed are handed over in one
+    /// batch (`acceptq.rs`): the accept() calls after the first take them
+    /// without the listen queue's lock.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let mut q = self.l.q.lock();
-        loop {
-            if let Some(c) = q.ready.pop_front() {
-                drop(q);
-                let peer = c.remote;
-                // sonewconn: the listener's socket options.
-                let mut s = TcpStream::from_conn(self.stack.clone(), c);
-                s.opts = *self.l.opts.lock();
-                return Ok((s, peer));
+        let c = match self.l.accept_handed() {
+            Some(c) => c,
+            None => {
+                let mut q = self.l.q.lock();
+                loop {
+                    if let Some(c) = self.l.accept_batch(&mut q) {
+                        break c;
+                    }
+                    if self.nonblocking {
+                        return Err(SockError::WouldBlock.into());
+                    }
+                    self.l.cond.wait(&mut q);
+                }
             }
-            if self.nonblocking {
-                return Err(SockError::WouldBlock.into());
-            }
-            self.l.cond.wait(&mut q);
-        }
+        };
+        let peer = c.remote;
+        // sonewconn: the listener's socket options.
+        let mut s = TcpStream::from_conn(self.stack.clone(), c);
+        s.opts = *self.l.opts.lock();
+        Ok((s, peer))
     }
 
     /// accept() forever, as std's `incoming`.

@@ -169,8 +169,13 @@ impl TcpListener {
     /// accept's poll: ready with a connection, or the task's waker left
     /// in the listen queue.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let mut q = self.l.l.q.lock();
-        if let Some(c) = q.ready.pop_front() {
+        let l = &self.l.l;
+        let mut q: Option<parking_lot::MutexGuard<'_, _>> = None;
+        let handed = match l.accept_handed() {
+            Some(c) => Some(c),
+            None => l.accept_batch(q.insert(l.q.lock())),
+        };
+        if let Some(c) = handed {
             drop(q);
             let peer = c.remote;
             let mut s = api::TcpStream::from_conn(self.l.stack.clone(), c);
@@ -181,6 +186,7 @@ impl TcpListener {
             s.set_nonblocking(true)?;
             return Poll::Ready(Ok((TcpStream { s }, peer)));
         }
+        let q = q.as_mut().expect("locked when nothing was handed over");
         match &q.task {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => q.task = Some(cx.waker().clone()),

@@ -43,6 +43,7 @@
 //! later (a link with fewer queues than workers) is still processed,
 //! under the connection's lock, and counted as a steering miss.
 
+mod acceptq;
 pub mod api;
 #[cfg(feature = "tokio")]
 pub mod async_api;
