@@ -59,8 +59,11 @@ impl TcpStream {
         Ok(TcpStream { s })
     }
 
-    /// A blocking stream made async (the same connection).
-    pub fn from_std(s: api::TcpStream) -> TcpStream {
+    /// A blocking stream made async (the same connection). Its drop no
+    /// longer waits for a linger (soclose does not for a non-blocking
+    /// socket).
+    pub fn from_std(mut s: api::TcpStream) -> TcpStream {
+        let _ = s.set_nonblocking(true);
         TcpStream { s }
     }
 
@@ -81,6 +84,15 @@ impl TcpStream {
     /// TCP_NOPUSH (`api::TcpStream::set_nopush`).
     pub fn set_nopush(&self, on: bool) -> io::Result<()> {
         self.s.set_nopush(on)
+    }
+    /// SO_KEEPALIVE (`api::TcpStream::set_keepalive`).
+    pub fn set_keepalive(&self, k: Option<softnet_tcp::Keepalive>) -> io::Result<()> {
+        self.s.set_keepalive(k)
+    }
+    /// SO_LINGER: a zero linger resets the connection at drop; another
+    /// closes it in the background (an async stream's drop never waits).
+    pub fn set_linger(&mut self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        self.s.set_linger(linger)
     }
 }
 
@@ -159,6 +171,33 @@ impl TcpListener {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.l.local_addr()
+    }
+
+    /// TCP_NODELAY for the connections it accepts from now on (the
+    /// blocking `TcpListener`'s, `opts.rs`).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.l.set_nodelay(on)
+    }
+    /// TCP_NOPUSH for the connections it accepts from now on.
+    pub fn set_nopush(&self, on: bool) -> io::Result<()> {
+        self.l.set_nopush(on)
+    }
+    /// SO_KEEPALIVE for the connections it accepts from now on.
+    pub fn set_keepalive(&self, k: Option<softnet_tcp::Keepalive>) -> io::Result<()> {
+        self.l.set_keepalive(k)
+    }
+    /// SO_RCVBUF for the connections it accepts from now on.
+    pub fn set_recv_buffer_size(&self, n: usize) -> io::Result<()> {
+        self.l.set_recv_buffer_size(n)
+    }
+    /// SO_SNDBUF for the connections it accepts from now on.
+    pub fn set_send_buffer_size(&self, n: usize) -> io::Result<()> {
+        self.l.set_send_buffer_size(n)
+    }
+    /// SO_LINGER for the connections it accepts from now on (only a zero
+    /// linger acts on an async stream).
+    pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        self.l.set_linger(linger)
     }
 
     /// The next connection whose handshake is done.
