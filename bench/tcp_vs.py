@@ -2,7 +2,7 @@
 """softnet's TCP against smoltcp's `benchmark` example and the Linux kernel,
 side by side in one run (issue 13; BENCHMARKS.md "TCP endpoints").
 
-Three topologies of the same shape, each in namespaces of its own, client
+Five topologies of the same shape, each in namespaces of its own, client
 192.168.69.100 (Linux) and server 192.168.69.1, MTU 1500, offloads off on
 every device (ethtool -K ... off):
 
@@ -10,6 +10,16 @@ every device (ethtool -K ... off):
                                                   benchmark --kernel)
   softnet  tvsn    TAP tvsn0 ─── softnet, 1 worker (benchmark -c)
   smoltcp  tvsm    TAP tvsm0 ─── smoltcp (its examples/benchmark)
+  sn-pkt   tvsp-c  veth tvsp0 ─── veth tvsp1  tvsp-s  softnet, 1 worker,
+                                  driver = "packet" (AF_PACKET rings)
+  sn-xdp   tvsx-c  veth tvsx0 ─── veth tvsx1  tvsx-s  softnet, 1 worker,
+                                  driver = "xdp" (AF_XDP, copy mode)
+
+The last two are the kernel row's veth pair with softnet in the server's
+namespace instead of the kernel's sockets: softnet takes the server end
+(tvsp1 / tvsx1, no kernel address on it, IPv6 off), the client is the
+same Linux client as for the kernel row. smoltcp's example opens only a
+TAP, so it stays on one.
 
 The servers are examples/benchmark.rs (on softnet's sockets, or on the
 kernel's with --kernel: the same application code) and smoltcp's own
@@ -33,7 +43,8 @@ Per run, the three in a rotated order:
         softnet; client and server sockets for the kernel), per connection.
 Medians over the runs are printed at the end, the raw lines as they come.
 
-usage: bench/tcp_vs.py [-n RUNS] [-b BYTES] [--conns N] [--idle N]
+usage: bench/tcp_vs.py [-n RUNS] [-b BYTES] [--conns N] [--idle N] [--modes "M ..."]
+       (--conns 0 / --idle 0 skip those rows)
 env:   BENCH_BIN (target/release/examples/benchmark),
        SMOLTCP_BENCH (/work/smoltcp-build/smoltcp/target/release/examples/benchmark)
 """
@@ -53,7 +64,18 @@ BENCH = os.environ.get("BENCH_BIN", os.path.join(ROOT, "target/release/examples/
 SMOL = os.environ.get("SMOLTCP_BENCH", "/work/smoltcp-build/smoltcp/target/release/examples/benchmark")
 TCK = os.sysconf("SC_CLK_TCK")
 SERVER, CLIENT = "192.168.69.1", "192.168.69.100"
-NS = {"kernel": ("tvsk-c", "tvsk-s"), "softnet": ("tvsn", None), "smoltcp": ("tvsm", None)}
+NS = {
+    "kernel": ("tvsk-c", "tvsk-s"),
+    "softnet": ("tvsn", None),
+    "smoltcp": ("tvsm", None),
+    "sn-pkt": ("tvsp-c", "tvsp-s"),
+    "sn-xdp": ("tvsx-c", "tvsx-s"),
+}
+# The veth pair (client end, server end) of each veth topology, and the
+# driver softnet takes the server end with (None: the kernel's sockets).
+VETH = {"kernel": ("tvsk0", "tvsk1", None), "sn-pkt": ("tvsp0", "tvsp1", "packet"),
+        "sn-xdp": ("tvsx0", "tvsx1", "xdp")}
+SOFTNET = ("softnet", "sn-pkt", "sn-xdp")
 
 
 def sh(*args, check=True):
@@ -68,18 +90,28 @@ def offloads_off(ns, dev):
                     "tx", "off", "rx", "off", "sg", "off"], capture_output=True)
 
 
-def setup():
+def setup(modes):
     teardown()
-    c, s = NS["kernel"]
-    sh("ip", "netns", "add", c)
-    sh("ip", "netns", "add", s)
-    sh("ip", "-n", c, "link", "add", "tvsk0", "type", "veth", "peer", "name", "tvsk1", "netns", s)
-    for ns, dev, a in ((c, "tvsk0", CLIENT), (s, "tvsk1", SERVER)):
-        sh("ip", "-n", ns, "addr", "add", f"{a}/24", "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-        offloads_off(ns, dev)
+    for mode in modes:
+        if mode not in VETH:
+            continue
+        (c, s), (cdev, sdev, driver) = NS[mode], VETH[mode]
+        sh("ip", "netns", "add", c)
+        sh("ip", "netns", "add", s)
+        sh("ip", "-n", c, "link", "add", cdev, "type", "veth", "peer", "name", sdev, "netns", s)
+        for ns, dev, a in ((c, cdev, CLIENT), (s, sdev, SERVER)):
+            if driver is None or ns == c:
+                sh("ip", "-n", ns, "addr", "add", f"{a}/24", "dev", dev)
+            else:
+                # softnet's end: the kernel of the server namespace keeps
+                # out of it (no address, no IPv6 link-local traffic).
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            offloads_off(ns, dev)
     for mode, dev in (("softnet", "tvsn0"), ("smoltcp", "tvsm0")):
+        if mode not in modes:
+            continue
         ns = NS[mode][0]
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -132,12 +164,15 @@ class Server:
     def __init__(self, mode, logdir):
         self.mode = mode
         ns = NS[mode][1] or NS[mode][0]
-        if mode == "softnet":
-            cfg = os.path.join(logdir, "softnet.toml")
+        if mode in SOFTNET:
+            cfg = os.path.join(logdir, f"{mode}.toml")
+            if mode == "softnet":
+                iface = 'name = "tvsn0"\ndriver = "tap"\nmac = "02:00:00:00:00:01"\n'
+            else:
+                iface = f'name = "{VETH[mode][1]}"\ndriver = "{VETH[mode][2]}"\n'
             with open(cfg, "w") as f:
-                f.write(f'workers = 1\ncontrol = "{logdir}/softnet.sock"\nlog = "warn"\n\n'
-                        f'[[interface]]\nname = "tvsn0"\ndriver = "tap"\nmac = "02:00:00:00:00:01"\n'
-                        f'addr = ["{SERVER}/24"]\n')
+                f.write(f'workers = 1\ncontrol = "{logdir}/{mode}.sock"\nlog = "warn"\n\n'
+                        f'[[interface]]\n{iface}addr = ["{SERVER}/24"]\n')
             args = [BENCH, "-c", cfg, "--addr", SERVER]
         else:
             args = [BENCH, "--kernel", "--addr", SERVER]
@@ -247,11 +282,14 @@ def main():
     ap.add_argument("-b", type=int, default=1_000_000_000, help="bytes per bulk transfer")
     ap.add_argument("--conns", type=int, default=10_000)
     ap.add_argument("--idle", type=int, default=10_000)
-    ap.add_argument("--modes", default="kernel softnet smoltcp")
+    ap.add_argument("--modes", default="kernel softnet smoltcp sn-pkt sn-xdp",
+                    help="of kernel softnet smoltcp sn-pkt sn-xdp")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("tcp_vs: needs root (namespaces, TAP)")
     modes = a.modes.split()
+    if not modes or any(m not in NS for m in modes):
+        sys.exit(f"tcp_vs: --modes takes {' '.join(NS)}")
     for b in [BENCH] + ([SMOL] if "smoltcp" in modes else []):
         if not os.path.exists(b):
             sys.exit(f"tcp_vs: {b} not built")
@@ -260,7 +298,7 @@ def main():
     res = {}
     servers = {}
     try:
-        setup()
+        setup(modes)
         for m in modes:
             if m != "smoltcp":
                 servers[m] = Server(m, logdir)
@@ -274,12 +312,12 @@ def main():
                     res.setdefault((m, kind), []).append(row)
                     print(f"run {r} {m:8} {kind}: {g:.3f} Gbit/s, server {row[1]:.3f} CPU s/GB, "
                           f"client+server {row[2]:.3f} CPU s/GB", flush=True)
-                if m == "smoltcp":
+                if m == "smoltcp" or a.conns == 0:
                     continue
                 cps, us = conns(m, servers[m], a.conns)
                 res.setdefault((m, "conn"), []).append((cps, us))
                 print(f"run {r} {m:8} conn: {cps:.0f} conn/s, server {us:.1f} CPU µs/conn", flush=True)
-                if r == 0:
+                if r == 0 and a.idle > 0:
                     rss, slab = idle(m, servers[m], a.idle)
                     res[(m, "idle")] = [(rss, slab)]
                     print(f"run {r} {m:8} idle: server RSS +{rss:.0f} B/conn, kernel slab +{slab:.0f} B/conn",

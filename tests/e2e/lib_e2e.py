@@ -151,8 +151,9 @@ class Net:
     def __init__(self, **kw):
         self.__dict__.update(kw)
 
-    def config(self, routes="", workers=2, log="info", mtu_a=None, mtu_b=None, extra=""):
-        """A daemon config for this topology (socket filled in by Daemon)."""
+    def config(self, routes="", workers=2, log="info", mtu_a=None, mtu_b=None, extra="", iface_extra=""):
+        """A daemon config for this topology (socket filled in by Daemon);
+        `iface_extra`: lines added to every [[interface]]."""
         ifs = [
             ("r0", self.dev_r0, MAC_R0, "10.0.1.1/24", mtu_a),
             ("r1", self.dev_r1, MAC_R1, "10.0.2.1/24", mtu_b),
@@ -163,7 +164,7 @@ class Net:
         for name, dev, mac, addr, mtu in ifs:
             s += (
                 f'\n[[interface]]\nname = "{name}"\ndriver = "{self.driver}"\ndevice = "{dev}"\n'
-                f'mac = "{mac}"\naddr = ["{addr}"]\n'
+                f'mac = "{mac}"\naddr = ["{addr}"]\n{iface_extra}'
             )
             if mtu:
                 s += f"mtu = {mtu}\n"

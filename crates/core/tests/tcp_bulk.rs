@@ -3,8 +3,11 @@
 //! applications on this thread with non-blocking sockets, the workers
 //! polled round by round on a manual clock. It checks what the data path
 //! must not do per segment: allocate (a global allocator counts the calls
-//! made while the bulk runs), or answer every segment with an ACK (RFC
-//! 5681 §4.2: every second full-sized segment).
+//! made while the bulk runs), or answer every segment with an ACK. The
+//! receiving worker answers a round's in-order data with one ACK (RFC
+//! 5681 §4.2's every second segment, batched as LRO/GRO receivers do), at
+//! the latest when a quarter of the offered window is unacknowledged
+//! (`softnet_tcp::STRETCH_ACK_DIV`).
 //!
 //! It is also the harness to profile the path with:
 //! `TCP_BULK_MB=64 valgrind --tool=callgrind --toggle-collect='*tcp_bulk::bulk*' target/release/deps/tcp_bulk-*`
@@ -180,7 +183,7 @@ fn connected(p: &mut Pair) -> (TcpStream, TcpStream) {
 }
 
 #[test]
-fn bulk_transfer_allocates_nothing_and_acks_every_second_segment() {
+fn bulk_transfer_allocates_nothing_and_acks_a_batch_within_a_quarter_window() {
     let mb: usize = std::env::var("TCP_BULK_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let mut p = Pair::new();
     let (mut c, mut s) = connected(&mut p);
@@ -219,10 +222,13 @@ fn bulk_transfer_allocates_nothing_and_acks_every_second_segment() {
     );
     let full = (mb << 20) as u64 / s.mss() as u64;
     assert!(r.data_frames >= full, "{} data frames for {full} full segments", r.data_frames);
-    // Every second segment is acknowledged (RFC 5681 §4.2), not every
-    // one (a window update may add a few).
+    // At most one ACK every second segment (a window update may add a
+    // few), and none covering more than a quarter of the window (plus the
+    // segment that crossed it): the sender keeps most of its window open.
     assert!(r.acks * 2 <= r.data_frames + r.data_frames / 20, "{} ACKs for {} segments", r.acks, r.data_frames);
-    assert!(r.acks * 3 >= r.data_frames, "{} ACKs for {} segments: too few", r.acks, r.data_frames);
+    let window = softnet_tcp::Config::default().rx_buffer;
+    let per_ack = (window / softnet_tcp::STRETCH_ACK_DIV) as u64 / s.mss() as u64 + 1;
+    assert!(r.acks * per_ack >= r.data_frames, "{} ACKs for {} segments: too few", r.acks, r.data_frames);
     assert_eq!(r.allocs, 0, "allocations while the bulk ran");
     drop((c, s));
     assert!(p.a.socks.tcp_snapshot().len() <= 1 && p.b.socks.tcp_snapshot().len() <= 1);

@@ -2,9 +2,9 @@
 //!
 //! * [`tap`]: a TAP device through `/dev/net/tun` (`IFF_TAP | IFF_NO_PI`,
 //!   `IFF_MULTI_QUEUE` for more than one queue), one non-blocking fd per queue.
-//! * [`packet`]: an existing device through AF_PACKET sockets: a TPACKET_V3
-//!   RX ring per queue (queues joined in a `PACKET_FANOUT_HASH` group) and a
-//!   TPACKET_V2 TX ring per queue.
+//! * [`packet`]: an existing device through AF_PACKET sockets: a TPACKET_V2
+//!   RX ring per queue (or TPACKET_V3 blocks, [`RxRing`]; queues joined in a
+//!   `PACKET_FANOUT_HASH` group) and a TPACKET_V2 TX ring per queue.
 //! * [`xdp`]: an existing device through AF_XDP sockets (copy mode), one
 //!   per RX queue, fed by a hand-assembled XDP redirect program attached
 //!   with a BPF link (detached when the queues are dropped).
@@ -30,7 +30,7 @@ pub mod xdp;
 
 pub use hostif::{open_host_tap, HostTap};
 pub use ifinfo::{ifindex, link_state, mac_address, mtu};
-pub use packet::{open_packet, PacketOptions, PacketQueue, TxMode};
+pub use packet::{open_packet, PacketOptions, PacketQueue, RxRing, TxMode};
 pub use stats::{LinkCounters, LinkStats};
 pub use tap::{open_tap, TapCarrier, TapOptions, TapQueue};
 pub use xdp::{open_xdp, XdpOptions, XdpQueue};

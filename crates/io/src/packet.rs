@@ -2,13 +2,24 @@
 //!
 //! Each queue is two sockets bound to the device:
 //!
-//! * RX: `ETH_P_ALL`, a TPACKET_V3 ring (blocks of frames, retired by the
-//!   kernel when full or after `retire_timeout_ms`), `PACKET_IGNORE_OUTGOING`
-//!   (no copies of frames leaving the device, ours or the kernel's), the
-//!   kernel's flow hash filled in (`TP_FT_REQ_FILL_RXHASH`) and, with more
-//!   than one queue, all RX sockets in one `PACKET_FANOUT_HASH` group, so
-//!   each frame reaches exactly one queue and a flow always the same one.
-//!   Promiscuous mode by `PACKET_ADD_MEMBERSHIP` (dropped with the socket).
+//! * RX: `ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` (no copies of frames leaving
+//!   the device, ours or the kernel's) and, with more than one queue, all RX
+//!   sockets in one `PACKET_FANOUT_HASH` group, so each frame reaches
+//!   exactly one queue and a flow always the same one. Promiscuous mode by
+//!   `PACKET_ADD_MEMBERSHIP` (dropped with the socket). The ring is one of
+//!   two kinds ([`RxRing`]):
+//!   - `Frames` (the default): TPACKET_V2, fixed slots of one frame each
+//!     (sized for the MTU), each handed to us by its own status word the
+//!     moment the kernel has written it, with a wakeup of a poller per
+//!     frame (`tpacket_rcv`).
+//!   - `Blocks`: TPACKET_V3, blocks of variable-size frames with the
+//!     kernel's flow hash (`TP_FT_REQ_FILL_RXHASH`); a block is handed over
+//!     only when it is full or `retire_timeout_ms` (at least 1 ms) after its
+//!     first frame (`prb_retire_rx_blk_timer_expired`). That timer is the
+//!     latency of every frame under light load, and a TCP endpoint's
+//!     ACK clock runs on it: bulk TCP sending through this link measured
+//!     0.4 Gbit/s with `Blocks` (BENCHMARKS §4 session 11), hence the
+//!     default.
 //! * TX: protocol 0 (it receives nothing), a TPACKET_V2 `PACKET_TX_RING`,
 //!   `PACKET_QDISC_BYPASS`. Each slot carries a `virtio_net_hdr` with no
 //!   offload and `hdr_len` = the whole frame, which makes the kernel copy the
@@ -86,6 +97,19 @@ const H3_MAC: usize = 24;
 const H3_RXHASH: usize = 28;
 const H3_VLAN_TCI: usize = 32;
 const H3_VLAN_TPID: usize = 36;
+// `struct tpacket2_hdr` field offsets; its size, aligned, is where the
+// `sockaddr_ll` and then the frame (at `tp_mac`) follow.
+const H2_STATUS: usize = 0;
+const H2_LEN: usize = 4;
+const H2_SNAPLEN: usize = 8;
+const H2_MAC: usize = 12;
+const H2_VLAN_TCI: usize = 24;
+const H2_VLAN_TPID: usize = 26;
+/// Where the network header of a frame lands in a V2 RX slot (`netoff` in
+/// `tpacket_rcv`: `TPACKET_ALIGN(TPACKET2_HDRLEN + 16)`, TPACKET2_HDRLEN
+/// being the header and a `sockaddr_ll`, 52); the frame's Ethernet header
+/// sits just before it. A slot holds this plus the MTU and a VLAN tag.
+const RX2_NETOFF: usize = 80;
 /// Where a TX frame (here: its virtio-net header) starts in a TPACKET_V2
 /// slot: `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)`.
 const TX_DATA_OFF: usize = 32;
@@ -105,15 +129,64 @@ pub enum TxMode {
     Sendmmsg,
 }
 
+/// How a queue receives: the kind of RX ring (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxRing {
+    /// TPACKET_V2: one slot per frame, ours as soon as it is written.
+    Frames,
+    /// TPACKET_V3: blocks, ours when full or after `retire_timeout_ms`.
+    Blocks,
+}
+
+/// Where a frame header's fields lie (TPACKET_V2 or V3).
+struct HdrLayout {
+    status: usize,
+    len: usize,
+    snaplen: usize,
+    mac: usize,
+    vlan_tci: usize,
+    /// V3's `tp_vlan_tci` is a u32, V2's a u16.
+    tci_u32: bool,
+    vlan_tpid: usize,
+    rxhash: Option<usize>,
+}
+
+const V2: HdrLayout = HdrLayout {
+    status: H2_STATUS,
+    len: H2_LEN,
+    snaplen: H2_SNAPLEN,
+    mac: H2_MAC,
+    vlan_tci: H2_VLAN_TCI,
+    tci_u32: false,
+    vlan_tpid: H2_VLAN_TPID,
+    rxhash: None,
+};
+
+const V3: HdrLayout = HdrLayout {
+    status: H3_STATUS,
+    len: H3_LEN,
+    snaplen: H3_SNAPLEN,
+    mac: H3_MAC,
+    vlan_tci: H3_VLAN_TCI,
+    tci_u32: true,
+    vlan_tpid: H3_VLAN_TPID,
+    rxhash: Some(H3_RXHASH),
+};
+
 /// Ring sizes and attach choices for [`open_packet`].
 #[derive(Debug, Clone)]
 pub struct PacketOptions {
-    /// RX ring block size (page multiple). A block must hold the largest
-    /// frame to be *counted* as oversize rather than truncated: 64 KiB+.
+    pub rx_ring: RxRing,
+    /// RX ring block size (page multiple). With `Blocks`, a block must hold
+    /// the largest frame to be *counted* as oversize rather than truncated:
+    /// 64 KiB+. With `Frames` the ring has `rx_block_size * rx_block_count`
+    /// bytes of slots, each the MTU's frame rounded up to a power of two
+    /// (2 KiB at 1500), so the same memory either way.
     pub rx_block_size: usize,
     pub rx_block_count: usize,
-    /// How long the kernel lets a partly filled block wait before handing it
-    /// over (ms, at least 1): the latency floor under light load.
+    /// `Blocks` only: how long the kernel lets a partly filled block wait
+    /// before handing it over (ms, at least 1): the latency floor under
+    /// light load.
     pub retire_timeout_ms: u32,
     pub tx_mode: TxMode,
     /// TX ring slots per queue.
@@ -129,6 +202,7 @@ pub struct PacketOptions {
 impl Default for PacketOptions {
     fn default() -> Self {
         PacketOptions {
+            rx_ring: RxRing::Frames,
             rx_block_size: 256 << 10,
             rx_block_count: 16,
             retire_timeout_ms: 1,
@@ -224,9 +298,13 @@ pub struct PacketQueue {
     tx_ring: Option<Ring>,
     rx_fd: OwnedFd,
     tx_fd: OwnedFd,
+    rx_mode: RxRing,
     block_size: usize,
     block_count: usize,
-    /// Block being read, and where in it.
+    /// `Frames`: slot size and count; the slot to read next is `block`.
+    rx_frame_size: usize,
+    rx_frame_count: usize,
+    /// Block (or, with `Frames`, slot) being read, and where in a block.
     block: usize,
     in_block: bool,
     pkts_left: u32,
@@ -356,10 +434,12 @@ impl PacketQueue {
             out.push(q);
         }
         tracing::info!(
-            "{dev}: AF_PACKET attached, {queues} queue(s){}, TPACKET_V3 RX {}x{} KiB, TX {}; no software segmentation: oversized frames are counted and dropped",
+            "{dev}: AF_PACKET attached, {queues} queue(s){}, RX {}, TX {}; no software segmentation: oversized frames are counted and dropped",
             group.map(|g| format!(", fanout hash group {g}")).unwrap_or_default(),
-            opts.rx_block_count,
-            opts.rx_block_size >> 10,
+            match opts.rx_ring {
+                RxRing::Frames => format!("TPACKET_V2 {} slots of {} B", out[0].rx_frame_count, out[0].rx_frame_size),
+                RxRing::Blocks => format!("TPACKET_V3 {}x{} KiB", opts.rx_block_count, opts.rx_block_size >> 10),
+            },
             match opts.tx_mode {
                 TxMode::Ring => format!("ring {} slots", out[0].tx_frame_count),
                 TxMode::Sendmmsg => "sendmmsg".to_string(),
@@ -377,19 +457,41 @@ impl PacketQueue {
     ) -> Result<PacketQueue, IoError> {
         // RX: ring first, then bind, so every frame lands in the ring.
         let rx_fd = packet_socket(dev)?;
-        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3, dev, "PACKET_VERSION")?;
-        let frame_size = 2048u32;
-        let req = TpacketReq3 {
-            block_size: opts.rx_block_size as u32,
-            block_nr: opts.rx_block_count as u32,
-            frame_size,
-            frame_nr: (opts.rx_block_size / frame_size as usize * opts.rx_block_count) as u32,
-            retire_blk_tov: opts.retire_timeout_ms.max(1),
-            sizeof_priv: 0,
-            feature_req_word: TP_FT_REQ_FILL_RXHASH,
+        let rx_frame_size = match opts.rx_ring {
+            RxRing::Frames => (RX2_NETOFF + mtu + VLAN_HLEN).next_power_of_two().max(2048),
+            RxRing::Blocks => 2048,
         };
-        setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
+        if rx_frame_size > opts.rx_block_size {
+            return Err(IoError::invalid(
+                dev,
+                format!("RX block size {} is smaller than a frame slot ({rx_frame_size})", opts.rx_block_size),
+            ));
+        }
+        let frame_nr = (opts.rx_block_size / rx_frame_size * opts.rx_block_count) as u32;
+        if opts.rx_ring == RxRing::Frames {
+            setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
+            let req = TpacketReq {
+                block_size: opts.rx_block_size as u32,
+                block_nr: opts.rx_block_count as u32,
+                frame_size: rx_frame_size as u32,
+                frame_nr,
+            };
+            setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
+        } else {
+            setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3, dev, "PACKET_VERSION")?;
+            let req = TpacketReq3 {
+                block_size: opts.rx_block_size as u32,
+                block_nr: opts.rx_block_count as u32,
+                frame_size: rx_frame_size as u32,
+                frame_nr,
+                retire_blk_tov: opts.retire_timeout_ms.max(1),
+                sizeof_priv: 0,
+                feature_req_word: TP_FT_REQ_FILL_RXHASH,
+            };
+            setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
+        }
         let rx_ring = Ring::map(&rx_fd, opts.rx_block_size * opts.rx_block_count, dev)?;
+        let rx_slots = (rx_frame_size, frame_nr as usize);
         bind_dev(&rx_fd, ifindex, ETH_P_ALL, dev)?;
         setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32, dev, "PACKET_IGNORE_OUTGOING")?;
         if opts.promisc {
@@ -405,7 +507,7 @@ impl PacketQueue {
         let tx_max_frame = mtu + ETH_HLEN + VLAN_HLEN;
         if opts.tx_mode == TxMode::Sendmmsg {
             bind_dev(&tx_fd, ifindex, 0, dev)?;
-            return Ok(PacketQueue::new(dev, queue, opts, rx_ring, None, rx_fd, tx_fd, 0, 0, tx_max_frame));
+            return Ok(PacketQueue::new(dev, queue, opts, rx_ring, rx_slots, None, rx_fd, tx_fd, 0, 0, tx_max_frame));
         }
         setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
         setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1i32, dev, "PACKET_VNET_HDR")?;
@@ -429,6 +531,7 @@ impl PacketQueue {
             queue,
             opts,
             rx_ring,
+            rx_slots,
             Some(tx_ring),
             rx_fd,
             tx_fd,
@@ -444,6 +547,7 @@ impl PacketQueue {
         queue: usize,
         opts: &PacketOptions,
         rx_ring: Ring,
+        (rx_frame_size, rx_frame_count): (usize, usize),
         tx_ring: Option<Ring>,
         rx_fd: OwnedFd,
         tx_fd: OwnedFd,
@@ -458,8 +562,11 @@ impl PacketQueue {
             tx_ring,
             rx_fd,
             tx_fd,
+            rx_mode: opts.rx_ring,
             block_size: opts.rx_block_size,
             block_count: opts.rx_block_count,
+            rx_frame_size,
+            rx_frame_count,
             block: 0,
             in_block: false,
             pkts_left: 0,
@@ -535,14 +642,14 @@ impl PacketQueue {
         }
     }
 
-    /// Copies the frame whose tpacket3_hdr is at `h` into `p`; false if it
-    /// was dropped (and counted).
-    fn take_frame(&self, h: usize, p: &mut PacketBuf) -> bool {
+    /// Copies the frame whose header (of layout `l`) is at `h` into `p`;
+    /// false if it was dropped (and counted).
+    fn take_frame(&self, l: &HdrLayout, h: usize, p: &mut PacketBuf) -> bool {
         let r = &self.rx_ring;
-        let snaplen = r.u32_at(h + H3_SNAPLEN) as usize;
-        let len = r.u32_at(h + H3_LEN) as usize;
-        let status = r.u32_at(h + H3_STATUS);
-        let mac = r.u16_at(h + H3_MAC) as usize;
+        let snaplen = r.u32_at(h + l.snaplen) as usize;
+        let len = r.u32_at(h + l.len) as usize;
+        let status = r.u32_at(h + l.status);
+        let mac = r.u16_at(h + l.mac) as usize;
         let vlan = status & TP_STATUS_VLAN_VALID != 0;
         let extra = if vlan { VLAN_HLEN } else { 0 };
         if len + extra > p.max_len() {
@@ -557,8 +664,8 @@ impl PacketQueue {
         p.set_len(len + extra).expect("checked against max_len");
         let d = p.data_mut();
         if vlan {
-            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { r.u16_at(h + H3_VLAN_TPID) } else { 0x8100 };
-            let tci = r.u32_at(h + H3_VLAN_TCI) as u16;
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { r.u16_at(h + l.vlan_tpid) } else { 0x8100 };
+            let tci = if l.tci_u32 { r.u32_at(h + l.vlan_tci) as u16 } else { r.u16_at(h + l.vlan_tci) };
             d[..12].copy_from_slice(&src[..12]);
             d[12..14].copy_from_slice(&tpid.to_be_bytes());
             d[14..16].copy_from_slice(&tci.to_be_bytes());
@@ -566,7 +673,7 @@ impl PacketQueue {
         } else {
             d.copy_from_slice(src);
         }
-        p.meta.flow_hash = r.u32_at(h + H3_RXHASH);
+        p.meta.flow_hash = l.rxhash.map_or(0, |o| r.u32_at(h + o));
         if status & TP_STATUS_CSUMNOTREADY != 0 {
             if complete_l4_checksum(p.data_mut()) {
                 bump(&self.stats.rx_csum_completed, 1);
@@ -612,6 +719,9 @@ impl LinkQueue for PacketQueue {
         if self.tx_pending {
             self.kick();
         }
+        if self.rx_mode == RxRing::Frames {
+            return self.recv_frames(pool, out, max);
+        }
         let mut n = 0;
         let mut bytes = 0u64;
         'blocks: while n < max {
@@ -638,7 +748,7 @@ impl LinkQueue for PacketQueue {
                     break 'blocks;
                 };
                 let h = b + self.pkt_off;
-                if self.take_frame(h, &mut p) {
+                if self.take_frame(&V3, h, &mut p) {
                     bytes += p.len() as u64;
                     out.push(p);
                     n += 1;
@@ -672,6 +782,41 @@ impl LinkQueue for PacketQueue {
 }
 
 impl PacketQueue {
+    /// `recv` from a TPACKET_V2 ring: slot after slot while the kernel has
+    /// handed them over (`TP_STATUS_USER`), each given back at once.
+    fn recv_frames(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < max {
+            let per_block = self.block_size / self.rx_frame_size;
+            let h = self.block / per_block * self.block_size + self.block % per_block * self.rx_frame_size;
+            let st = self.rx_ring.status(h + H2_STATUS).load(Ordering::Acquire);
+            if st & TP_STATUS_USER == 0 {
+                break;
+            }
+            if st & TP_STATUS_LOSING != 0 {
+                self.collect_kernel_drops();
+            }
+            let Some(mut p) = pool.alloc() else {
+                // Leave the frame in the ring for the next batch.
+                bump(&self.stats.rx_nobuf, 1);
+                break;
+            };
+            if self.take_frame(&V2, h, &mut p) {
+                bytes += p.len() as u64;
+                out.push(p);
+                n += 1;
+            } else {
+                pool.free(p);
+            }
+            self.rx_ring.status(h + H2_STATUS).store(TP_STATUS_KERNEL, Ordering::Release);
+            self.block = (self.block + 1) % self.rx_frame_count;
+        }
+        bump(&self.stats.rx_frames, n as u64);
+        bump(&self.stats.rx_bytes, bytes);
+        n
+    }
+
     /// Whether `d` fits the device (MTU + header, + a tag if it has one).
     fn fits(&self, d: &[u8]) -> bool {
         let tagged = d.len() >= ETH_HLEN && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8);

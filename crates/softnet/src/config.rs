@@ -52,6 +52,7 @@ struct RawInterface {
     groups: Vec<Spanned<String>>,
     ra: Option<crate::config_ra::RawRa>,
     host: Option<Spanned<String>>,
+    xdp_mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -107,6 +108,10 @@ pub struct InterfaceConf {
     /// The host's twin of the interface (`host = "NAME"`, a Linux TAP of
     /// that name in softnet's namespace; `hostif.rs`).
     pub host: Option<String>,
+    /// `xdp_mode = "generic"` (driver "xdp" only): the XDP program attached
+    /// in generic (SKB) mode. The default, "native", tries the driver's
+    /// mode first and falls back to generic when the driver refuses.
+    pub xdp_generic: bool,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -586,7 +591,24 @@ impl Config {
                     Some(hn.clone())
                 }
             };
-            let ic = InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, line };
+            let xdp_generic = match &i.xdp_mode {
+                None => false,
+                Some(m) if driver != Driver::Xdp => {
+                    return cx.err(m.span(), format!("interface {name:?}: xdp_mode is for driver \"xdp\" only"))
+                }
+                Some(m) => match m.get_ref().as_str() {
+                    "native" => false,
+                    "generic" => true,
+                    other => {
+                        return cx.err(
+                            m.span(),
+                            format!("interface {name:?}: xdp_mode = {other:?}: expected native or generic"),
+                        )
+                    }
+                },
+            };
+            let ic =
+                InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, xdp_generic, line };
             if driver == Driver::Loopback {
                 loopback = Some(ic);
             } else {
@@ -856,6 +878,17 @@ interface = "sn-r1"
         assert_eq!(c.interfaces[0].driver, Driver::Xdp);
         assert_eq!(c.interfaces[0].driver.name(), "xdp");
         assert_eq!(c.interfaces[0].device, "veth0");
+        assert!(!c.interfaces[0].xdp_generic, "native (with its fallback) by default");
+        let c = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\nxdp_mode = \"generic\"\n").unwrap();
+        assert!(c.interfaces[0].xdp_generic);
+        let c = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\nxdp_mode = \"native\"\n").unwrap();
+        assert!(!c.interfaces[0].xdp_generic);
+        let e = parse("[[interface]]\nname = \"x\"\ndriver = \"xdp\"\nxdp_mode = \"skb\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 4: interface \"x\": xdp_mode = \"skb\": expected native or generic"), "{e}");
+        let e = parse("[[interface]]\nname = \"p\"\ndriver = \"packet\"\nxdp_mode = \"generic\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4: interface \"p\": xdp_mode is for driver \"xdp\" only"), "{e}");
     }
 
     #[test]

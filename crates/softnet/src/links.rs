@@ -46,7 +46,10 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
         Driver::Xdp => {
             // One AF_XDP socket per device RX queue, up to one per worker
             // (softnet-io logs it when the device has fewer).
-            let q = softnet_io::open_xdp(dev, workers.max(1), &softnet_io::XdpOptions::default()).map_err(ctx)?;
+            // `xdp_mode = "generic"` skips the driver's mode (on a veth
+            // it copies each local skb into a page-pool page first).
+            let o = softnet_io::XdpOptions { force_skb_mode: ic.xdp_generic, ..Default::default() };
+            let q = softnet_io::open_xdp(dev, workers.max(1), &o).map_err(ctx)?;
             (q, MacAddr(softnet_io::mac_address(dev).map_err(ctx)?))
         }
     };

@@ -25,7 +25,7 @@ pub mod time;
 
 pub use cc::{CcAlgorithm, CongestionControl};
 pub use conn::output::segment_buffer_len;
-pub use conn::{Config, ConnStats, Drop, Keepalive, State, Tcb, TcpError, Verdict};
+pub use conn::{Config, ConnStats, Drop, Keepalive, State, Tcb, TcpError, Verdict, STRETCH_ACK_DIV};
 pub use isn::IsnGen;
 pub use reset::reset_reply;
 pub use seq::Seq;

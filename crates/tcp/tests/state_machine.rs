@@ -4,7 +4,7 @@
 mod sim;
 
 use sim::{deliver, drain, Seg, TestEnv, A_PORT, B_PORT};
-use softnet_tcp::{Config, Drop, Keepalive, State, Tcb, TcpError, Verdict};
+use softnet_tcp::{Config, Drop, Keepalive, State, Tcb, TcpError, Verdict, STRETCH_ACK_DIV};
 use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use std::time::Duration;
 
@@ -383,6 +383,96 @@ fn delayed_ack_waits_for_a_second_segment_or_the_timer() {
     assert_eq!(drain(&mut p.a, &mut p.ea).len(), 1, "every second segment is ACKed at once");
 }
 
+/// A caller that batches its input (the worker) may let the ACK owed for
+/// in-order data wait for the end of the batch (`Tcb::ack_may_wait`),
+/// until a quarter of the offered window is unacknowledged; then one ACK
+/// covers it all. A hole or a duplicate is answered at once.
+#[test]
+fn a_batched_ack_waits_until_a_quarter_of_the_window_is_unacknowledged() {
+    let mut p = Pair::default();
+    let base = p.b_segment();
+    assert_eq!(deliver(&mut p.a, &mut p.ea, &seg(base, b"x")), Verdict::Accepted);
+    assert!(p.a.ack_may_wait(), "one segment: nothing owed yet");
+    // The window A offered in the handshake is its whole receive buffer.
+    let quarter = Config::default().rx_buffer / STRETCH_ACK_DIV;
+    let chunk = [7u8; 1400];
+    let mut next = base.seq.wrapping_add(1);
+    let mut unacked = 1;
+    let mut segs = 0;
+    while p.a.ack_may_wait() {
+        let s = TcpRepr { seq: next, ..base };
+        assert_eq!(deliver(&mut p.a, &mut p.ea, &seg(s, &chunk)), Verdict::Accepted);
+        next = next.wrapping_add(chunk.len() as u32);
+        unacked += chunk.len();
+        segs += 1;
+        assert!(segs < 1000, "the ACK never became due");
+    }
+    assert!(unacked >= quarter && unacked < quarter + chunk.len(), "{unacked} bytes unacked, quarter {quarter}");
+    let ack = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(ack.repr.ack, next, "one ACK for the whole batch");
+    assert!(p.a.ack_may_wait());
+
+    // Two more in order: an ACK is owed and may wait; output still sends
+    // it to a caller that does not batch.
+    for _ in 0..2 {
+        deliver(&mut p.a, &mut p.ea, &seg(TcpRepr { seq: next, ..base }, &chunk));
+        next = next.wrapping_add(chunk.len() as u32);
+    }
+    assert!(p.a.ack_may_wait());
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).repr.ack, next);
+
+    // A duplicate: at once.
+    let old = TcpRepr { seq: next.wrapping_sub(chunk.len() as u32), ..base };
+    deliver(&mut p.a, &mut p.ea, &seg(old, &chunk));
+    assert!(!p.a.ack_may_wait(), "a duplicate is answered at once");
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).repr.ack, next);
+
+    // A hole: at once, and while it lasts.
+    let ahead = TcpRepr { seq: next.wrapping_add(chunk.len() as u32), ..base };
+    deliver(&mut p.a, &mut p.ea, &seg(ahead, &chunk));
+    assert!(!p.a.ack_may_wait(), "data above a hole is answered at once");
+    drain(&mut p.a, &mut p.ea);
+    assert!(!p.a.ack_may_wait(), "not while the hole lasts");
+    deliver(&mut p.a, &mut p.ea, &seg(TcpRepr { seq: next, ..base }, &chunk));
+    assert!(!p.a.ack_may_wait(), "the hole filled: at once");
+    assert_eq!(one(drain(&mut p.a, &mut p.ea)).repr.ack, next.wrapping_add(2 * chunk.len() as u32));
+    assert!(p.a.ack_may_wait());
+}
+
+/// A read asks for a window update only when the peer's window is at
+/// most half the buffer and the update at least doubles it (Linux's
+/// tcp_cleanup_rbuf); otherwise the ACKs of the data still coming carry it.
+#[test]
+fn a_read_asks_for_a_window_update_only_when_it_doubles_a_small_window() {
+    let mut p = Pair::default();
+    let base = p.b_segment();
+    deliver(&mut p.a, &mut p.ea, &seg(base, b"x"));
+    let chunk = [7u8; 1400];
+    let mut next = base.seq.wrapping_add(1);
+    let mut feed = |p: &mut Pair, n: usize| {
+        for _ in 0..n {
+            assert_eq!(deliver(&mut p.a, &mut p.ea, &seg(TcpRepr { seq: next, ..base }, &chunk)), Verdict::Accepted);
+            next = next.wrapping_add(chunk.len() as u32);
+        }
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    // A tenth of the window used: reading it all is no news for the peer.
+    feed(&mut p, 18);
+    assert!(!p.a.window_update_due());
+    assert!(p.a.recv(&mut buf).unwrap() > 0);
+    assert!(!p.a.window_update_due(), "the peer's window is still over half");
+    drain(&mut p.a, &mut p.ea);
+    // Over half of it used: a small read is not enough, reading it all is.
+    feed(&mut p, 110);
+    assert_eq!(p.a.recv(&mut buf[..1000]), Ok(1000));
+    assert!(!p.a.window_update_due(), "a small read does not double the window");
+    assert!(p.a.recv(&mut buf).unwrap() > 0);
+    assert!(p.a.window_update_due(), "the whole buffer free: more than twice the peer's window");
+    let upd = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(upd.repr.ack, next);
+    assert!(!p.a.window_update_due(), "sent");
+}
+
 #[test]
 fn nagle_holds_small_writes_while_data_is_unacknowledged_unless_nodelay() {
     for nodelay in [false, true] {
@@ -528,6 +618,35 @@ fn keepalive_probes_a_silent_peer_then_drops_it() {
     assert_eq!(probes, 3);
     assert_eq!(p.a.error(), Some(TcpError::TimedOut));
     assert_eq!(p.a.stats().keepalive_probes, 4);
+}
+
+/// SO_KEEPALIVE turned on a connection that is up (setsockopt after
+/// connect or accept): the idle timer counts from the last segment
+/// received, and turning it off stops the probes.
+#[test]
+fn keepalive_set_on_an_established_connection_probes_then_stops_when_cleared() {
+    let ka = Keepalive { idle: Duration::from_secs(60), interval: Duration::from_secs(10), count: 3 };
+    let mut p = Pair::default();
+    assert_eq!(p.a.poll_at(), None, "no keepalive by default");
+    p.advance(Duration::from_secs(50));
+    let now = p.ea.now;
+    p.a.set_keepalive(Some(ka), now);
+    assert_eq!(p.a.config().keepalive, Some(ka));
+    // Idle since the handshake 50 s ago: the first probe is 10 s away.
+    assert_eq!(p.a.poll_at().map(|t| t - now), Some(Duration::from_secs(10)));
+    p.advance(Duration::from_secs(10));
+    p.a.on_timer(&mut p.ea);
+    let probe = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(probe.payload.len(), 0);
+    assert_eq!(p.a.stats().keepalive_probes, 1);
+    // Off: no timer, no more probes.
+    let now = p.ea.now;
+    p.a.set_keepalive(None, now);
+    assert_eq!(p.a.poll_at(), None);
+    p.advance(Duration::from_secs(600));
+    p.a.on_timer(&mut p.ea);
+    assert!(drain(&mut p.a, &mut p.ea).is_empty());
+    assert_eq!(p.a.state(), State::Established);
 }
 
 #[test]

@@ -78,8 +78,9 @@ impl WorkerState {
                         }
                         // syn_cache_add: the SYN,ACK from the cache (or a cookie).
                         let mtu = cx.ifs.get(rcvif).map_or(1500, |i| i.mtu());
-                        let mss = mss_for(mtu, src.is_ipv6()).min(l.cfg.mss);
-                        let synack = socks.syn_cache_add(self.id, &l.cfg, key, &repr, mss, now);
+                        let cfg = l.config();
+                        let mss = mss_for(mtu, src.is_ipv6()).min(cfg.mss);
+                        let synack = socks.syn_cache_add(self.id, &cfg, key, &repr, mss, now);
                         self.free(p);
                         self.send_seg(cx, local.ip(), remote.ip(), &synack, scope);
                         return None;
@@ -113,7 +114,7 @@ impl WorkerState {
             let mut env = SockEnv { now, isn: &socks.isn, local, remote };
             let v = inner.tcb.input(&mut env, &repr, payload);
             count_verdict(&cx.stats.transport, v, payload.len());
-            if v == Verdict::Accepted && payload.is_empty() && deferrable(&repr, &inner.tcb) {
+            if v == Verdict::Accepted && deferrable(&repr, payload.len(), &inner.tcb) {
                 if !inner.emit_queued {
                     inner.emit_queued = true;
                     self.sock_emit.push(conn.clone());
@@ -149,13 +150,16 @@ impl WorkerState {
         Some(c)
     }
 
-    /// The output of the connections whose ACKs (without data) arrived in
-    /// this round's input batches: one pass per connection, so a sender
-    /// answers a batch of ACKs with the new data they all let out, instead
-    /// of running the output path after each. Data segments are answered
-    /// at once (the ACK every second segment, RFC 5681 §4.2): an ACK per
-    /// batch of data (as LRO receivers send) made the bulk bimodal on a
-    /// TAP with 64 KiB windows (BENCHMARKS §4 session 9).
+    /// The output of the connections whose segments arrived in this
+    /// round's input batches and could wait: one pass per connection, so a
+    /// sender answers a batch of ACKs with the new data they all let out,
+    /// and a receiver answers a batch of in-order data with one ACK (as
+    /// LRO/GRO receivers do) instead of one every second segment, each a
+    /// frame and, on a TAP, a write(2) in which the Linux peer processes
+    /// it. The engine bounds the stretch (`Tcb::ack_may_wait`: at most a
+    /// quarter of the offered window unacknowledged; an ACK per batch
+    /// with no bound made the bulk bimodal on a TAP with 64 KiB windows,
+    /// BENCHMARKS §4 session 9).
     pub(super) fn tcp_emit_deferred(&mut self, cx: &Ctx) {
         if self.sock_emit.is_empty() {
             return;
@@ -590,13 +594,15 @@ fn count_verdict(ts: &crate::stats::TransportStats, v: Verdict, len: usize) {
 }
 
 /// A segment whose answer can wait for the end of the input batch
-/// (`WorkerState::tcp_emit_deferred`): a pure ACK on an established
-/// connection that has no hole to report.
-fn deferrable(seg: &TcpRepr, tcb: &softnet_tcp::Tcb) -> bool {
+/// (`WorkerState::tcp_emit_deferred`) on an established connection that
+/// has no hole to report: a pure ACK, or in-order data whose ACK the
+/// engine lets wait (`Tcb::ack_may_wait`).
+fn deferrable(seg: &TcpRepr, len: usize, tcb: &softnet_tcp::Tcb) -> bool {
     seg.flags.contains(TcpFlags::ACK)
         && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
         && tcb.state() == softnet_tcp::State::Established
         && !tcb.reassembling()
+        && (len == 0 || tcb.ack_may_wait())
 }
 
 /// A link-local IPv6 peer: its packets leave by the interface it is on.

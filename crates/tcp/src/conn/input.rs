@@ -487,10 +487,12 @@ impl Tcb {
                 if more > 0 || !self.ooo.is_empty() {
                     self.ack_now = true; // RFC 5681 §4.2: filling a hole
                 } else {
+                    // RFC 5681 §4.2: an ACK is owed from the second
+                    // segment on (`ack_owed`); `output` sends it, and a
+                    // caller that batches input may send one for several
+                    // (`ack_may_wait`). The first arms the delayed ACK.
                     self.unacked_segs += 1;
-                    if self.unacked_segs >= 2 {
-                        self.ack_now = true;
-                    } else if self.delack_at.is_none() {
+                    if self.delack_at.is_none() {
                         self.delack_at = Some(now + self.cfg.delayed_ack);
                     }
                 }

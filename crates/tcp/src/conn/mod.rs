@@ -72,6 +72,10 @@ pub struct Keepalive {
 /// send buffer is free (`Tcb::send_wakeup_due`).
 pub const SEND_LOWAT_DIV: usize = 3;
 
+/// A receiver batching its ACKs (`Tcb::ack_may_wait`) sends one at the
+/// latest when 1/`STRETCH_ACK_DIV` of the offered window is unacknowledged.
+pub const STRETCH_ACK_DIV: usize = 4;
+
 /// Per-connection settings. The rings' sizes are their capacities: their
 /// memory is taken at the first byte and grows with use (`ring.rs`).
 #[derive(Debug, Clone)]
@@ -394,6 +398,38 @@ impl Tcb {
     pub fn set_nodelay(&mut self, on: bool) {
         self.nodelay = on;
     }
+    /// TCP_NODELAY as set.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+    /// TCP_NOPUSH as set.
+    pub fn nopush(&self) -> bool {
+        self.nopush
+    }
+    /// The settings the connection was made with (its listener's, or the
+    /// socket's), as `set_keepalive` left them.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// SO_KEEPALIVE with its timing (tcp_ctloutput / tcp_setpersist's
+    /// neighbour in OpenBSD's tcp_usrreq.c; TCP_KEEPIDLE, TCP_KEEPINTVL
+    /// and TCP_KEEPCNT on Linux): on a synchronized connection the idle
+    /// timer starts from the last segment received; `None` stops it. The
+    /// connection's settings are shared with its listener's other
+    /// connections, so they are copied once here, not at each segment.
+    pub fn set_keepalive(&mut self, k: Option<Keepalive>, now: Instant) {
+        if self.cfg.keepalive != k {
+            self.cfg = Arc::new(Config { keepalive: k, ..(*self.cfg).clone() });
+        }
+        self.keep_probes = 0;
+        self.keep_probe = false;
+        self.keep_at = match k {
+            Some(k) if matches!(self.state, State::Established | State::CloseWait | State::FinWait2) => {
+                Some((self.last_rx + k.idle).max(now))
+            }
+            _ => None,
+        };
+    }
     /// TCP_NOPUSH (tcp_ctloutput's TF_NOPUSH): while on, data less than a
     /// full segment is held until more is written or the FIN is queued
     /// (close, shutdown), which then leaves in the same segment; the
@@ -403,6 +439,33 @@ impl Tcb {
     pub fn set_nopush(&mut self, on: bool) {
         self.nopush = on;
     }
+    /// An ACK is owed for in-order data: two segments or more arrived
+    /// since the last ACK (RFC 5681 §4.2's every second segment).
+    fn ack_owed(&self) -> bool {
+        self.unacked_segs >= 2
+    }
+
+    /// Whether the ACK owed may wait for the end of the caller's input
+    /// batch, so that one ACK answers the batch's segments (what LRO/GRO
+    /// receivers send): nothing asks for an ACK at once (a duplicate, a
+    /// hole filled, a FIN, the delayed-ACK timer), no data is queued out
+    /// of order, and the data not yet acknowledged is less than a
+    /// `STRETCH_ACK_DIV`th of the window the peer was last offered, so
+    /// the sender keeps most of its window open while the batch is read
+    /// (a stretch ACK that covered the whole window stalled a Linux
+    /// sender for a batch's time: RFC 2525 §2.13, BENCHMARKS §4 session 9).
+    /// Below two segments nothing is owed yet and the answer is true.
+    pub fn ack_may_wait(&self) -> bool {
+        if self.ack_now || !self.ooo.is_empty() {
+            return false;
+        }
+        if !self.ack_owed() {
+            return true;
+        }
+        let window = self.rcv_adv.since(self.last_ack_sent);
+        self.rcv_nxt.since(self.last_ack_sent) < window / STRETCH_ACK_DIV
+    }
+
     /// Data above a hole is queued (out of order): the receiver owes the
     /// peer duplicate ACKs now (RFC 5681 §4.2), not at the end of a batch.
     pub fn reassembling(&self) -> bool {

@@ -236,11 +236,28 @@ impl Tcb {
         (offer >> self.rcv_wscale) << self.rcv_wscale
     }
 
+    /// Whether a read that freed receive space should make the stack send
+    /// a window update now (Linux's tcp_cleanup_rbuf): only when the window
+    /// the peer holds is at most half the largest we can offer and the new
+    /// offer at least doubles it. Otherwise the peer still has room to
+    /// send, and the ACKs its data draws carry the new window: a reader
+    /// that asked for an update after every read cost a worker wake-up and
+    /// an ACK frame per read.
+    pub fn window_update_due(&self) -> bool {
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return false;
+        }
+        let cur = self.rcv_adv.since(self.rcv_nxt);
+        let max = self.rx.capacity().min(0xffff_usize << self.rcv_wscale);
+        let offer = self.window_to_offer();
+        2 * cur <= max && offer > cur && offer >= 2 * cur
+    }
+
     fn ack_if_due(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpRepr> {
         // A window update once the offer has grown enough (SWS avoidance).
         let update = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2)
             && self.window_to_offer() > self.rcv_adv.since(self.rcv_nxt);
-        if !(self.ack_now || update) {
+        if !(self.ack_now || self.ack_owed() || update) {
             return None;
         }
         Some(self.emit(now, buf, self.snd_nxt, 0, TcpFlags::ACK))
