@@ -71,6 +71,28 @@ pub(super) fn recent_parts(w: u32) -> (u64, u64) {
     ((w >> RECENT_BYTE_BITS) as u64, (w & (RECENT_ONE - 1)) as u64)
 }
 
+// SAFETY: `data` is only touched while `seq` is odd and held by the
+// toucher (see `SlotGuard`); everything else is atomic.
+unsafe impl Sync for Slot {}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            seq: AtomicU32::new(0),
+            rev: AtomicU32::new(0),
+            k0: AtomicU64::new(0),
+            k1: AtomicU64::new(0),
+            bind: AtomicU64::new(0),
+            rule: AtomicU64::new(0),
+            extra: AtomicU64::new(0),
+            expire: AtomicU64::new(0),
+            recent: [AtomicU32::new(0), AtomicU32::new(0)],
+            next: AtomicU32::new(0),
+            data: UnsafeCell::new(StateData::default()),
+        }
+    }
+}
+
 /// A slot held by its writer: derefs to the state, with `expire` read
 /// from its atomic and the `recent` counts added to `packets` and
 /// `bytes`; changes to them and the mirrored fields are published on
