@@ -105,12 +105,9 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// The read timeout and TCP_NOPUSH are the listener's, which each
+/// accepted stream inherits (as BSD's accept does).
 fn serve(mut s: TcpStream, root: &Path) -> std::io::Result<()> {
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    // One response, then close (`Connection: close`): with TCP_NOPUSH the
-    // header joins the body's first segment and the last partial segment
-    // leaves with the FIN (nginx's tcp_nopush), a frame less for each.
-    s.set_nopush(true)?;
     let Some((head, first)) = read_head(&mut s)? else { return Ok(()) };
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
@@ -172,6 +169,15 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        // One response, then close (`Connection: close`): with TCP_NOPUSH
+        // the header joins the body's first segment and the last partial
+        // segment leaves with the FIN (nginx's tcp_nopush), a frame less
+        // for each. Set on the listener, every connection it accepts has
+        // it and the read timeout from its handshake on.
+        if let Err(e) = l.set_nopush(true).and_then(|_| l.set_read_timeout(Some(std::time::Duration::from_secs(30)))) {
+            eprintln!("httpd: {addr}: {e}");
+            std::process::exit(1);
+        }
         eprintln!("httpd: serving {} on {addr}", root.display());
         let root = root.clone();
         std::thread::spawn(move || {

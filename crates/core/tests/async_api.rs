@@ -106,6 +106,29 @@ async fn tcp_transfer_and_reply_on_tokio() {
     timeout(LIMIT, server).await.expect("server timed out").unwrap();
 }
 
+/// An async listener's options reach the streams it accepts (sonewconn):
+/// with a zero SO_LINGER, dropping the accepted stream resets the
+/// connection, and the drop does not wait.
+#[tokio::test(flavor = "current_thread")]
+async fn an_accepted_stream_inherits_the_listeners_linger() {
+    let p = Pair::new();
+    let l = TcpListener::bind(&p.b, sa("10.0.0.2:80")).unwrap();
+    l.set_linger(Some(Duration::ZERO)).unwrap();
+    l.set_nodelay(true).unwrap();
+    let server = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        drop(s);
+    });
+    let client = async {
+        let mut c = TcpStream::connect(&p.a, sa("10.0.0.2:80")).await.unwrap();
+        let mut buf = [0u8; 16];
+        c.read(&mut buf).await
+    };
+    let r = timeout(LIMIT, client).await.expect("client timed out");
+    assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::ConnectionReset));
+    timeout(LIMIT, server).await.expect("server timed out").unwrap();
+}
+
 /// Ten connections served concurrently by tasks of one listener, each
 /// echoing what it reads (tokio::io::copy over split halves).
 #[tokio::test(flavor = "current_thread")]

@@ -249,3 +249,64 @@ fn a_full_send_ring_waits_for_the_worker_and_nothing_is_lost() {
     let got = h.b.take_events().iter().filter(|e| matches!(e, HostEvent::Udp { dst_port: 2, .. })).count();
     assert_eq!(got as u64, 3 * n);
 }
+
+/// The UDP datagrams to `port` B received.
+fn udp_at_b(h: &mut TwoHosts, port: u16) -> usize {
+    h.b.take_events().iter().filter(|e| matches!(e, HostEvent::Udp { dst_port, .. } if *dst_port == port)).count()
+}
+
+/// A's datagram to B port 9, read from the socket, its port changed to
+/// `to` and written back where it was (in, on r0's address).
+fn rewrite_and_write_back(h: &mut TwoHosts, s: &DivertSocket, src_port: u16, to: u16) {
+    h.a.send_udp(B_IP, src_port, 9, 32, 64);
+    h.settle();
+    let got = drain(s);
+    assert_eq!(got.len(), 1);
+    let (mut p, a) = got.into_iter().next().unwrap();
+    assert_eq!(a, R0);
+    p[22..24].copy_from_slice(&to.to_be_bytes());
+    s.send_to(&p, a).unwrap();
+    h.settle();
+}
+
+/// pf.c's pf_test (today's, as since divert-packet came): a packet divert_output
+/// tagged PF_TAG_DIVERTED_PACKET passes the first pf_test it meets
+/// unfiltered, and that clears the tag. Written back inbound it skips pf
+/// in, which diverted it (a rule that would block it there does not),
+/// and when it is forwarded pf out filters it as any packet.
+#[test]
+fn a_packet_written_back_in_skips_pf_in_and_meets_pf_out_when_forwarded() {
+    let (mut h, _pf) =
+        lab("pass\nblock in quick on r0 proto udp to port 19\nblock out quick on r1 proto udp to port 29\n\
+         pass in on r0 proto udp to port 9 divert-packet port 700\n");
+    let s = bound(&h, 700);
+    // Port 19: pf in would block it; it is past pf in.
+    rewrite_and_write_back(&mut h, &s, 5000, 19);
+    assert_eq!(udp_at_b(&mut h, 19), 1, "not filtered by pf in again");
+    // Port 29: pf out blocks it.
+    rewrite_and_write_back(&mut h, &s, 5001, 29);
+    assert_eq!(udp_at_b(&mut h, 29), 0, "filtered by pf out");
+    // A datagram sent to port 19 directly is blocked by pf in.
+    h.a.send_udp(B_IP, 5002, 19, 32, 64);
+    h.settle();
+    assert_eq!(udp_at_b(&mut h, 19), 0);
+    assert!(drain(&s).is_empty());
+}
+
+/// The tag cleared at pf in, the forwarded packet can be diverted again
+/// by a `divert-packet` rule out; written back out, it leaves past pf
+/// out and is not diverted a third time.
+#[test]
+fn a_packet_written_back_in_can_be_diverted_again_by_pf_out() {
+    let (mut h, _pf) =
+        lab("pass\npass in on r0 proto udp divert-packet port 700\npass out on r1 proto udp divert-packet port 701\n");
+    let s_in = bound(&h, 700);
+    let s_out = bound(&h, 701);
+    h.a.send_udp(B_IP, 5000, 9, 32, 64);
+    assert_eq!(reflect(&mut h, &s_in), [R0]);
+    assert_eq!(udp_at_b(&mut h, 9), 0, "not yet: diverted at pf out");
+    assert_eq!(reflect(&mut h, &s_out), [ANY]);
+    assert_eq!(udp_at_b(&mut h, 9), 1);
+    assert!(drain(&s_in).is_empty() && drain(&s_out).is_empty());
+    assert_eq!((stat(&h, |s| &s.ipackets), stat(&h, |s| &s.opackets)), (2, 2));
+}

@@ -530,6 +530,35 @@ fn keepalive_probes_a_silent_peer_then_drops_it() {
     assert_eq!(p.a.stats().keepalive_probes, 4);
 }
 
+/// SO_KEEPALIVE turned on a connection that is up (setsockopt after
+/// connect or accept): the idle timer counts from the last segment
+/// received, and turning it off stops the probes.
+#[test]
+fn keepalive_set_on_an_established_connection_probes_then_stops_when_cleared() {
+    let ka = Keepalive { idle: Duration::from_secs(60), interval: Duration::from_secs(10), count: 3 };
+    let mut p = Pair::default();
+    assert_eq!(p.a.poll_at(), None, "no keepalive by default");
+    p.advance(Duration::from_secs(50));
+    let now = p.ea.now;
+    p.a.set_keepalive(Some(ka), now);
+    assert_eq!(p.a.config().keepalive, Some(ka));
+    // Idle since the handshake 50 s ago: the first probe is 10 s away.
+    assert_eq!(p.a.poll_at().map(|t| t - now), Some(Duration::from_secs(10)));
+    p.advance(Duration::from_secs(10));
+    p.a.on_timer(&mut p.ea);
+    let probe = one(drain(&mut p.a, &mut p.ea));
+    assert_eq!(probe.payload.len(), 0);
+    assert_eq!(p.a.stats().keepalive_probes, 1);
+    // Off: no timer, no more probes.
+    let now = p.ea.now;
+    p.a.set_keepalive(None, now);
+    assert_eq!(p.a.poll_at(), None);
+    p.advance(Duration::from_secs(600));
+    p.a.on_timer(&mut p.ea);
+    assert!(drain(&mut p.a, &mut p.ea).is_empty());
+    assert_eq!(p.a.state(), State::Established);
+}
+
 #[test]
 fn time_wait_is_reopened_by_a_newer_syn() {
     let mut p = Pair::default();

@@ -143,8 +143,9 @@ pub(super) fn wait_counted<T: Waiters>(cond: &Condvar, g: &mut MutexGuard<'_, T>
 pub struct TcpStream {
     pub(super) stack: Arc<Stack>,
     pub(super) conn: Arc<TcpConn>,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
+    /// SO_LINGER and the timeouts (`opts.rs`; an accepted stream's are
+    /// its listener's).
+    pub(super) opts: super::opts::StreamOpts,
     nonblocking: bool,
     /// shutdown(Read) was called (std's `shutdown` takes `&self`).
     pub(super) read_shut: std::sync::atomic::AtomicBool,
@@ -229,14 +230,7 @@ impl TcpStream {
     }
 
     pub(super) fn from_conn(stack: Arc<Stack>, conn: Arc<TcpConn>) -> TcpStream {
-        TcpStream {
-            stack,
-            conn,
-            read_timeout: None,
-            write_timeout: None,
-            nonblocking: false,
-            read_shut: Default::default(),
-        }
+        TcpStream { stack, conn, opts: Default::default(), nonblocking: false, read_shut: Default::default() }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -268,18 +262,18 @@ impl TcpStream {
         self.conn.inner.lock().tcb.mss()
     }
     pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.read_timeout = t;
+        self.opts.read_timeout = t;
         Ok(())
     }
     pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.write_timeout = t;
+        self.opts.write_timeout = t;
         Ok(())
     }
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout)
+        Ok(self.opts.read_timeout)
     }
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.write_timeout)
+        Ok(self.opts.write_timeout)
     }
     pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
         self.nonblocking = on;
@@ -331,7 +325,7 @@ impl TcpStream {
         if self.read_shut.load(std::sync::atomic::Ordering::Relaxed) || buf.is_empty() {
             return Ok(0);
         }
-        let dl = deadline(self.read_timeout);
+        let dl = deadline(self.opts.read_timeout);
         let mut i = self.conn.inner.lock();
         loop {
             match i.tcb.recv(buf) {
@@ -357,7 +351,7 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let dl = deadline(self.write_timeout);
+        let dl = deadline(self.opts.write_timeout);
         let mut i = self.conn.inner.lock();
         loop {
             match i.tcb.send(buf) {
@@ -410,16 +404,33 @@ impl Write for &TcpStream {
 impl Drop for TcpStream {
     /// close(2): the engine closes (FIN after the data, or RST when unread
     /// data is left, as BSD does) and finishes without the application.
+    /// SO_LINGER (soclose, tcp_disconnect): a zero linger resets the
+    /// connection; another waits up to its time, on a blocking stream,
+    /// until the connection is disconnected (the FIN acknowledged:
+    /// FIN_WAIT_2, TIME_WAIT or gone), and leaves the rest to the worker.
     fn drop(&mut self) {
         let socks = &self.stack.socks;
         let mut i = self.conn.inner.lock();
-        let now = tcp_now(self.stack.clock.now());
-        let mut env = SockEnv { now, isn: &socks.isn, local: self.conn.local, remote: self.conn.remote };
-        i.tcb.close(&mut env);
+        if self.opts.linger == Some(Duration::ZERO) {
+            i.tcb.abort();
+        } else {
+            let now = tcp_now(self.stack.clock.now());
+            let mut env = SockEnv { now, isn: &socks.isn, local: self.conn.local, remote: self.conn.remote };
+            i.tcb.close(&mut env);
+        }
         i.detached = true;
         socks.tcp_after(&self.conn, &mut i);
         drop(i);
         socks.kick_tcp(&self.conn);
+        if let Some(t) = self.opts.linger.filter(|t| !t.is_zero() && !self.nonblocking) {
+            let dl = Some(StdInstant::now() + t);
+            let mut i = self.conn.inner.lock();
+            while !matches!(i.tcb.state(), State::FinWait2 | State::TimeWait | State::Closed) {
+                if wait_counted(&self.conn.cond, &mut i, dl) {
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -484,19 +495,30 @@ impl TcpListener {
     }
 
     /// The next connection whose handshake is done.
+    /// The connections a worker round completed are handed over in one
+    /// batch (`acceptq.rs`): the accept() calls after the first take them
+    /// without the listen queue's lock.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let mut q = self.l.q.lock();
-        loop {
-            if let Some(c) = q.ready.pop_front() {
-                drop(q);
-                let peer = c.remote;
-                return Ok((TcpStream::from_conn(self.stack.clone(), c), peer));
+        let c = match self.l.accept_handed() {
+            Some(c) => c,
+            None => {
+                let mut q = self.l.q.lock();
+                loop {
+                    if let Some(c) = self.l.accept_batch(&mut q) {
+                        break c;
+                    }
+                    if self.nonblocking {
+                        return Err(SockError::WouldBlock.into());
+                    }
+                    self.l.cond.wait(&mut q);
+                }
             }
-            if self.nonblocking {
-                return Err(SockError::WouldBlock.into());
-            }
-            self.l.cond.wait(&mut q);
-        }
+        };
+        let peer = c.remote;
+        // sonewconn: the listener's socket options.
+        let mut s = TcpStream::from_conn(self.stack.clone(), c);
+        s.opts = *self.l.opts.lock();
+        Ok((s, peer))
     }
 
     /// accept() forever, as std's `incoming`.

@@ -59,8 +59,11 @@ impl TcpStream {
         Ok(TcpStream { s })
     }
 
-    /// A blocking stream made async (the same connection).
-    pub fn from_std(s: api::TcpStream) -> TcpStream {
+    /// A blocking stream made async (the same connection). Its drop no
+    /// longer waits for a linger (soclose does not for a non-blocking
+    /// socket).
+    pub fn from_std(mut s: api::TcpStream) -> TcpStream {
+        let _ = s.set_nonblocking(true);
         TcpStream { s }
     }
 
@@ -81,6 +84,15 @@ impl TcpStream {
     /// TCP_NOPUSH (`api::TcpStream::set_nopush`).
     pub fn set_nopush(&self, on: bool) -> io::Result<()> {
         self.s.set_nopush(on)
+    }
+    /// SO_KEEPALIVE (`api::TcpStream::set_keepalive`).
+    pub fn set_keepalive(&self, k: Option<softnet_tcp::Keepalive>) -> io::Result<()> {
+        self.s.set_keepalive(k)
+    }
+    /// SO_LINGER: a zero linger resets the connection at drop; another
+    /// closes it in the background (an async stream's drop never waits).
+    pub fn set_linger(&mut self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        self.s.set_linger(linger)
     }
 }
 
@@ -161,6 +173,33 @@ impl TcpListener {
         self.l.local_addr()
     }
 
+    /// TCP_NODELAY for the connections it accepts from now on (the
+    /// blocking `TcpListener`'s, `opts.rs`).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.l.set_nodelay(on)
+    }
+    /// TCP_NOPUSH for the connections it accepts from now on.
+    pub fn set_nopush(&self, on: bool) -> io::Result<()> {
+        self.l.set_nopush(on)
+    }
+    /// SO_KEEPALIVE for the connections it accepts from now on.
+    pub fn set_keepalive(&self, k: Option<softnet_tcp::Keepalive>) -> io::Result<()> {
+        self.l.set_keepalive(k)
+    }
+    /// SO_RCVBUF for the connections it accepts from now on.
+    pub fn set_recv_buffer_size(&self, n: usize) -> io::Result<()> {
+        self.l.set_recv_buffer_size(n)
+    }
+    /// SO_SNDBUF for the connections it accepts from now on.
+    pub fn set_send_buffer_size(&self, n: usize) -> io::Result<()> {
+        self.l.set_send_buffer_size(n)
+    }
+    /// SO_LINGER for the connections it accepts from now on (only a zero
+    /// linger acts on an async stream).
+    pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        self.l.set_linger(linger)
+    }
+
     /// The next connection whose handshake is done.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         poll_fn(|cx| self.poll_accept(cx)).await
@@ -169,13 +208,24 @@ impl TcpListener {
     /// accept's poll: ready with a connection, or the task's waker left
     /// in the listen queue.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let mut q = self.l.l.q.lock();
-        if let Some(c) = q.ready.pop_front() {
+        let l = &self.l.l;
+        let mut q: Option<parking_lot::MutexGuard<'_, _>> = None;
+        let handed = match l.accept_handed() {
+            Some(c) => Some(c),
+            None => l.accept_batch(q.insert(l.q.lock())),
+        };
+        if let Some(c) = handed {
             drop(q);
             let peer = c.remote;
-            let s = api::TcpStream::from_conn(self.l.stack.clone(), c);
+            let mut s = api::TcpStream::from_conn(self.l.stack.clone(), c);
+            // sonewconn: the listener's socket options; non-blocking, so
+            // that a linger never blocks the executor in drop (soclose
+            // does not wait for a non-blocking socket).
+            s.opts = *self.l.l.opts.lock();
+            s.set_nonblocking(true)?;
             return Poll::Ready(Ok((TcpStream { s }, peer)));
         }
+        let q = q.as_mut().expect("locked when nothing was handed over");
         match &q.task {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => q.task = Some(cx.waker().clone()),

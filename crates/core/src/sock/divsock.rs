@@ -17,9 +17,12 @@
 //!   (ipv4_input / ip6_input, with the IP and transport checksums
 //!   computed again, since the program may have changed the packet). The
 //!   re-injected packet does not meet the hook it was diverted from again
-//!   (pf_test passes a PF_TAG_DIVERTED_PACKET packet and clears the tag):
-//!   a packet re-injected inbound skips pf in, one re-injected outbound
-//!   pf out; a forwarded one meets pf out as any other.
+//!   (divert_output tags it PF_TAG_DIVERTED_PACKET; the first pf_test it
+//!   meets passes it unfiltered and clears the tag, as pf.c does to this
+//!   day): a packet re-injected inbound skips pf in, one re-injected
+//!   outbound pf out; a forwarded one meets pf out as any other, and a
+//!   `divert-packet` rule there diverts it again
+//!   (crates/pf/tests/divert_packet.rs).
 //!
 //! Records go through fixed rings allocated at bind, in the format of
 //! UDP's (`udp::put_record_to`); a socket's writes are sent by a worker

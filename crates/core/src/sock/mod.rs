@@ -43,6 +43,7 @@
 //! later (a link with fewer queues than workers) is still processed,
 //! under the connection's lock, and counted as a steering miss.
 
+mod acceptq;
 pub mod api;
 #[cfg(feature = "tokio")]
 pub mod async_api;
@@ -50,6 +51,7 @@ pub mod divert;
 mod divert_api;
 pub mod divsock;
 pub mod netstat;
+pub mod opts;
 pub mod pflink;
 pub mod syncache;
 pub mod tcp;

@@ -86,6 +86,9 @@ pub struct SynCache {
 
 /// The half-open connection a valid ACK completes.
 pub(crate) struct Completed {
+    /// The listener's settings when the SYN,ACK was sent (none for a
+    /// cookie): what it offered the peer.
+    pub cfg: Option<Arc<Config>>,
     pub syn: TcpRepr,
     pub iss: Seq,
     pub ts_offset: Option<u32>,
@@ -264,7 +267,13 @@ impl Sockets {
                 }
                 let e = t.remove(&key).expect("present");
                 sc.stats.completed.fetch_add(1, Ordering::Relaxed);
-                return Some(Completed { syn: e.syn, iss: e.iss, ts_offset: Some(e.ts_offset), mss: e.mss });
+                return Some(Completed {
+                    cfg: Some(e.cfg),
+                    syn: e.syn,
+                    iss: e.iss,
+                    ts_offset: Some(e.ts_offset),
+                    mss: e.mss,
+                });
             }
         }
         if sc.stats.cookies_sent.load(Ordering::Relaxed) == 0 {
@@ -288,7 +297,7 @@ impl Sockets {
                     timestamp: None,
                     payload_len: 0,
                 };
-                Some(Completed { syn, iss: Seq(iss), ts_offset: None, mss })
+                Some(Completed { cfg: None, syn, iss: Seq(iss), ts_offset: None, mss })
             }
             None => {
                 sc.stats.cookies_bad.fetch_add(1, Ordering::Relaxed);

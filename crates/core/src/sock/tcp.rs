@@ -166,7 +166,16 @@ pub struct TcpListen {
     pub(crate) backlog: usize,
     pub(crate) q: Mutex<ListenQueue>,
     pub(crate) cond: Condvar,
-    pub(crate) cfg: Arc<Config>,
+    /// The TCP settings of the connections it makes (`opts.rs`): swapped
+    /// whole when the application sets an option on the listener.
+    pub(crate) cfg: arc_swap::ArcSwap<Config>,
+    /// The socket options `accept` gives the streams it returns.
+    pub(crate) opts: Mutex<super::opts::StreamOpts>,
+    /// Connections accept() took from `q` in one batch and has not
+    /// returned yet (`acceptq.rs`): only application threads lock it.
+    pub(crate) handed: Mutex<VecDeque<Arc<TcpConn>>>,
+    /// Their number, which the workers read for the backlog.
+    pub(crate) handed_len: AtomicUsize,
     /// Whose socket it is; connections it accepts get the same.
     pub owner: super::divert::OwnerCell,
 }
@@ -199,14 +208,17 @@ impl TcpListen {
                 wake_due: false,
             }),
             cond: Condvar::new(),
-            cfg,
+            cfg: arc_swap::ArcSwap::new(cfg),
+            opts: Mutex::new(Default::default()),
+            handed: Mutex::new(VecDeque::new()),
+            handed_len: AtomicUsize::new(0),
             owner: super::divert::OwnerCell::default(),
         })
     }
 
     /// Connections queued for accept.
     pub fn queued(&self) -> usize {
-        self.q.lock().ready.len()
+        self.q.lock().ready.len() + self.handed_count()
     }
 
     /// Wakes the threads and the task waiting in accept.
@@ -225,7 +237,7 @@ impl TcpListen {
     /// The accept queue is at its limit (or the socket closed).
     pub(crate) fn queue_full(&self) -> bool {
         let q = self.q.lock();
-        q.closed || q.ready.len() + q.embryonic >= self.backlog
+        q.closed || q.ready.len() + q.embryonic + self.handed_count() >= self.backlog
     }
 }
 
@@ -311,7 +323,7 @@ impl Sockets {
     ) -> Option<Arc<TcpConn>> {
         {
             let mut q = listener.q.lock();
-            if q.closed || q.ready.len() + q.embryonic >= listener.backlog {
+            if q.closed || q.ready.len() + q.embryonic + listener.handed_count() >= listener.backlog {
                 self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
@@ -320,11 +332,8 @@ impl Sockets {
             }
             q.embryonic += 1;
         }
-        let cfg = if done.mss < listener.cfg.mss {
-            Arc::new(Config { mss: done.mss, ..(*listener.cfg).clone() })
-        } else {
-            listener.cfg.clone()
-        };
+        let cfg = super::opts::passive_config(listener.config(), done.cfg.as_ref());
+        let cfg = if done.mss < cfg.mss { Arc::new(Config { mss: done.mss, ..(*cfg).clone() }) } else { cfg };
         let mut env = super::ReplayEnv {
             env: SockEnv { now, isn: &self.isn, local, remote },
             iss: done.iss,
@@ -461,7 +470,7 @@ impl Sockets {
         let (ready, task): (Vec<_>, _) = {
             let mut q = l.q.lock();
             q.closed = true;
-            (q.ready.drain(..).collect(), q.task.take())
+            (q.ready.drain(..).chain(l.take_handed()).collect(), q.task.take())
         };
         if let Some(t) = task {
             t.wake();

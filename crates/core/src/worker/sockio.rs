@@ -78,8 +78,9 @@ impl WorkerState {
                         }
                         // syn_cache_add: the SYN,ACK from the cache (or a cookie).
                         let mtu = cx.ifs.get(rcvif).map_or(1500, |i| i.mtu());
-                        let mss = mss_for(mtu, src.is_ipv6()).min(l.cfg.mss);
-                        let synack = socks.syn_cache_add(self.id, &l.cfg, key, &repr, mss, now);
+                        let cfg = l.config();
+                        let mss = mss_for(mtu, src.is_ipv6()).min(cfg.mss);
+                        let synack = socks.syn_cache_add(self.id, &cfg, key, &repr, mss, now);
                         self.free(p);
                         self.send_seg(cx, local.ip(), remote.ip(), &synack, scope);
                         return None;

@@ -394,6 +394,38 @@ impl Tcb {
     pub fn set_nodelay(&mut self, on: bool) {
         self.nodelay = on;
     }
+    /// TCP_NODELAY as set.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+    /// TCP_NOPUSH as set.
+    pub fn nopush(&self) -> bool {
+        self.nopush
+    }
+    /// The settings the connection was made with (its listener's, or the
+    /// socket's), as `set_keepalive` left them.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// SO_KEEPALIVE with its timing (tcp_ctloutput / tcp_setpersist's
+    /// neighbour in OpenBSD's tcp_usrreq.c; TCP_KEEPIDLE, TCP_KEEPINTVL
+    /// and TCP_KEEPCNT on Linux): on a synchronized connection the idle
+    /// timer starts from the last segment received; `None` stops it. The
+    /// connection's settings are shared with its listener's other
+    /// connections, so they are copied once here, not at each segment.
+    pub fn set_keepalive(&mut self, k: Option<Keepalive>, now: Instant) {
+        if self.cfg.keepalive != k {
+            self.cfg = Arc::new(Config { keepalive: k, ..(*self.cfg).clone() });
+        }
+        self.keep_probes = 0;
+        self.keep_probe = false;
+        self.keep_at = match k {
+            Some(k) if matches!(self.state, State::Established | State::CloseWait | State::FinWait2) => {
+                Some((self.last_rx + k.idle).max(now))
+            }
+            _ => None,
+        };
+    }
     /// TCP_NOPUSH (tcp_ctloutput's TF_NOPUSH): while on, data less than a
     /// full segment is held until more is written or the FIN is queued
     /// (close, shutdown), which then leaves in the same segment; the
