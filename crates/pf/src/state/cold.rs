@@ -1,5 +1,6 @@
-//! What few states have, beside the slab (`StateCold` by slot), and what
-//! a table gives back when it goes (the IPv6 address ids of its states).
+//! What few states have, beside the slab (`StateCold` by slot, and the
+//! readers of the scrub and routing side arrays), and what a table gives
+//! back when it goes (the IPv6 address ids of its states).
 
 use super::*;
 use std::net::IpAddr;
@@ -82,6 +83,68 @@ impl Drop for StateTable {
             release_key(s.key_words());
             if let Some(nk) = self.nat_key(idx) {
                 release_key(nk);
+            }
+        }
+    }
+}
+
+/// The side arrays' readers: a state's routing option, scrub values and
+/// `reassemble tcp` peers.
+impl StateTable {
+    /// The routing option of the state in slot `idx` (`rt`, its next hop,
+    /// `direction`, its `divert-packet` port or 0), if it is live and
+    /// still the state of `rule` (ruleset generation, number) that a
+    /// packet matched.
+    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, crate::route::Hop, u8, u16)> {
+        let g = self.slot(idx)?.lock();
+        let c = self.cold(idx);
+        let ifp = (c.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(c.rt_if);
+        let nh = crate::route::Hop { addr: c.rt_addr, ifp };
+        (g.live && (g.rt != 0 || c.divert_port != 0) && (g.ruleset_gen, g.rule_nr) == rule).then_some((
+            g.rt,
+            nh,
+            g.direction,
+            c.divert_port,
+        ))
+    }
+
+    /// The scrubbing of the state in slot `idx` if it is still the state
+    /// of `rule` (pf_test's pf_scrub with the state's values).
+    pub fn scrub_of(&self, idx: u32, rule: (u32, u32)) -> Option<crate::scrub::ScrubActs> {
+        let g = self.slot(idx)?.lock();
+        if !g.live || g.flags & sflags::SCRUB == 0 || (g.ruleset_gen, g.rule_nr) != rule {
+            return None;
+        }
+        let e = self.scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
+        Some(crate::scrub::ScrubActs::unpack(e.load(Ordering::Relaxed)))
+    }
+
+    /// The scrub values of slot `idx` as inserted, read without the
+    /// slot's lock (the caller holds it, or reads a value fixed at insert).
+    pub fn scrub_word(&self, idx: u32) -> crate::scrub::ScrubActs {
+        let e = self.scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK));
+        crate::scrub::ScrubActs::unpack(e.map_or(0, |e| e.load(Ordering::Relaxed)))
+    }
+
+    /// The `reassemble tcp` peers (source, destination) of slot `idx`;
+    /// the caller holds the slot's lock. None: the state has none.
+    pub fn tcp_scrub_load(&self, idx: u32) -> Option<[crate::tcpnorm::PeerScrub; 2]> {
+        let e = self.tcp_scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
+        let w = |k: usize| std::array::from_fn(|i| e[k * 4 + i].load(Ordering::Relaxed));
+        Some([crate::tcpnorm::PeerScrub::unpack(w(0)), crate::tcpnorm::PeerScrub::unpack(w(1))])
+    }
+
+    /// Stores what `tcp_scrub_load` gave, changed; the caller holds the
+    /// slot's lock.
+    pub fn tcp_scrub_store(&self, idx: u32, p: &[crate::tcpnorm::PeerScrub; 2]) {
+        let Some(e) =
+            self.tcp_scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK))
+        else {
+            return;
+        };
+        for (k, peer) in p.iter().enumerate() {
+            for (i, w) in peer.pack().into_iter().enumerate() {
+                e[k * 4 + i].store(w, Ordering::Relaxed);
             }
         }
     }

@@ -191,6 +191,33 @@ fn loom_lock_free_counts_survive_a_locked_update() {
     });
 }
 
+/// A worker's lock-free counts of one direction fold into the totals
+/// (under loom a `recent` word holds one packet, so the second packet
+/// folds) while a locked writer counts the other direction: every
+/// packet and byte of both is there after.
+#[test]
+fn loom_a_fold_beside_a_locked_count_loses_nothing() {
+    model(|| {
+        let t = Arc::new(StateTable::new(8));
+        let a = t.insert(state(1, 1)).unwrap();
+        let w = {
+            let t = t.clone();
+            thread::spawn(move || {
+                t.touch(a, true, 100, 0);
+                t.touch(a, true, 100, 0);
+            })
+        };
+        t.with_state(key(1).words(), 0, |_, st| {
+            st.packets[1] += 1;
+            st.bytes[1] += 40;
+        })
+        .expect("state there");
+        w.join().unwrap();
+        let st = t.get(a).expect("live");
+        assert_eq!((st.packets, st.bytes), ([2, 1], [200, 40]));
+    });
+}
+
 /// A translating state (two index entries, the second in a side array
 /// made on first use) inserted and then removed while a reader probes
 /// its translated key: the reader sees the whole state or nothing, and

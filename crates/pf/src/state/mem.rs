@@ -103,12 +103,11 @@ pub(super) fn prefetch_line_l2<T>(p: &T) {
     prefetch::<TO_L2, T>(p)
 }
 
-/// The two lines of a slot the per-packet path touches (the mirrors and
-/// the counters).
+/// The line of a slot the per-packet path touches (the mirrors, the time
+/// and the recent counts).
 #[inline(always)]
 pub(super) fn prefetch_slot(s: &Slot) {
     prefetch_line(s);
-    prefetch_line(&s.packets);
 }
 
 /// A fixed-size array of zeroes in memory aligned to 2 MiB and marked for

@@ -386,6 +386,11 @@ pub(super) fn release_key(w: (u64, u64)) {
 
 /// `bind` word: kif | direction << 32 | flags << 40 | timeout << 48 | live << 56.
 const BIND_LIVE: u64 = 1 << 56;
+/// Set in a slot's `bind` while its state is the only one indexed under
+/// its key, so that a usable state found by a link is the one a probe
+/// would find. Written under the slot's lock (readers check `seq`); kept
+/// across the guard's republishing of `bind`.
+const BIND_SOLO: u64 = 1 << 57;
 
 /// The timeout a diverted state (`srcflags::DIVERTED`) mirrors has its top
 /// bit set: no timeout the lock-free paths compare with has it, so they

@@ -12,34 +12,63 @@ use super::*;
 /// readers of the mirrors check `seq` before and after.
 ///
 /// Layout: one cache line holds everything the lock-free path reads and
-/// the time it writes; the counters sit on the next line; `data` after.
+/// writes (the mirrors, the time, the counts since the last fold); the
+/// chain link and `data` (which holds the counters' totals) follow.
+/// A state on the fast path costs one line (`RECENT_PKT_BITS`).
 #[repr(C, align(64))]
 pub struct Slot {
     pub(super) seq: AtomicU32,
-    /// Next state in the index bucket's chain (slot index + 1; 0 ends it).
-    pub(super) next: AtomicU32,
-    pub(super) k0: AtomicU64,
-    pub(super) k1: AtomicU64,
-    pub(super) bind: AtomicU64,
-    /// rule_nr | ruleset_gen << 32.
-    pub(super) rule: AtomicU64,
-    /// tag | rtable << 16 | src.state << 32 | dst.state << 40.
-    pub(super) extra: AtomicU64,
-    /// Authoritative last-activity time and counters (`data`'s copies are
-    /// filled in under the lock).
-    pub(super) expire: AtomicU64,
     /// For an inbound state: slot + 1 of the state the out hook last found
     /// for this state's packets (0: none), the reverse link of pf.c's
     /// `sk_reverse`. Only a hint: written without the lock, always
     /// verified before use (`probe_linked`).
     pub(super) rev: AtomicU32,
-    /// 1 while this is the only state indexed under its key, so that a
-    /// usable state found by a link is the one a probe would find.
-    /// Written under the slot's lock (readers check `seq`).
-    pub(super) solo: AtomicU32,
-    pub(super) packets: [AtomicU64; 2],
-    pub(super) bytes: [AtomicU64; 2],
+    pub(super) k0: AtomicU64,
+    pub(super) k1: AtomicU64,
+    /// kif | direction << 32 | flags << 40 | timeout << 48 | `BIND_LIVE`
+    /// | `BIND_SOLO`.
+    pub(super) bind: AtomicU64,
+    /// rule_nr | ruleset_gen << 32.
+    pub(super) rule: AtomicU64,
+    /// tag | rtable << 16 | src.state << 32 | dst.state << 40.
+    pub(super) extra: AtomicU64,
+    /// Authoritative last-activity time (`data`'s copy is filled in under
+    /// the lock).
+    pub(super) expire: AtomicU64,
+    /// Packets and bytes counted lock-free by direction since they were
+    /// last folded into `data`'s totals: packets in the top
+    /// `RECENT_PKT_BITS` bits, bytes below. Only the lock-free counter of
+    /// a direction (`StateTable::touch`) writes its word, and it folds the
+    /// word into the totals under the lock when it would overflow; a lock
+    /// holder sees totals + recent and writes back totals only, so a
+    /// concurrent count is never undone.
+    pub(super) recent: [AtomicU32; 2],
+    /// Next state in the index bucket's chain (slot index + 1; 0 ends it).
+    /// Read only by chain walks, which the fast path (a hint or a link)
+    /// skips.
+    pub(super) next: AtomicU32,
     pub(super) data: UnsafeCell<StateData>,
+}
+
+/// Packet bits of a `Slot::recent` word, above its byte bits: 255
+/// packets (under loom one, so the models' second packet folds) between
+/// folds, so the fold's lock and line come once in 255 packets at most.
+#[cfg(not(loom))]
+pub(super) const RECENT_PKT_BITS: u32 = 8;
+#[cfg(loom)]
+pub(super) const RECENT_PKT_BITS: u32 = 1;
+pub(super) const RECENT_BYTE_BITS: u32 = 32 - RECENT_PKT_BITS;
+/// One packet in a `recent` word.
+pub(super) const RECENT_ONE: u32 = 1 << RECENT_BYTE_BITS;
+/// The largest packet a `recent` word counts: a full word of packets this
+/// size does not carry out of the byte bits (65,793 bytes: every IPv4
+/// packet and every IPv6 packet but a jumbogram; larger ones fold).
+pub(super) const RECENT_MAX_BYTES: u64 = ((1 << RECENT_BYTE_BITS) - 1) / ((1 << RECENT_PKT_BITS) - 1);
+
+/// A `recent` word's (packets, bytes).
+#[inline(always)]
+pub(super) fn recent_parts(w: u32) -> (u64, u64) {
+    ((w >> RECENT_BYTE_BITS) as u64, (w & (RECENT_ONE - 1)) as u64)
 }
 
 // SAFETY: `data` is only touched while `seq` is odd and held by the
@@ -50,32 +79,35 @@ impl Default for Slot {
     fn default() -> Self {
         Slot {
             seq: AtomicU32::new(0),
-            next: AtomicU32::new(0),
+            rev: AtomicU32::new(0),
             k0: AtomicU64::new(0),
             k1: AtomicU64::new(0),
             bind: AtomicU64::new(0),
             rule: AtomicU64::new(0),
             extra: AtomicU64::new(0),
             expire: AtomicU64::new(0),
-            rev: AtomicU32::new(0),
-            solo: AtomicU32::new(0),
-            packets: [AtomicU64::new(0), AtomicU64::new(0)],
-            bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            recent: [AtomicU32::new(0), AtomicU32::new(0)],
+            next: AtomicU32::new(0),
             data: UnsafeCell::new(StateData::default()),
         }
     }
 }
 
-/// A slot held by its writer: derefs to the state, with `expire`,
-/// `packets` and `bytes` read from the atomics; changes to them and the
-/// mirrored fields are published on drop.
+/// A slot held by its writer: derefs to the state, with `expire` read
+/// from its atomic and the `recent` counts added to `packets` and
+/// `bytes`; changes to them and the mirrored fields are published on
+/// drop.
 pub struct SlotGuard<'a> {
     pub(super) slot: &'a Slot,
     /// The state, reached through the cell (loom tracks the access
     /// while this lives, so it goes before the lock is released).
     data: std::mem::ManuallyDrop<crate::sync::MutPtr<StateData>>,
     pub(super) seq: u32,
-    pub(super) before: (u64, [u64; 2], [u64; 2]),
+    /// `expire` as read at lock time.
+    pub(super) before: u64,
+    /// The `recent` words added to the view at lock time (taken out
+    /// again at drop: what was counted meanwhile stays in `recent`).
+    pub(super) recent: [u32; 2],
 }
 
 impl Slot {
@@ -108,12 +140,14 @@ impl Slot {
         // SAFETY: we hold the lock.
         let d = unsafe { data.deref() };
         d.expire = self.expire.load(Ordering::Relaxed);
-        for i in 0..2 {
-            d.packets[i] = self.packets[i].load(Ordering::Relaxed);
-            d.bytes[i] = self.bytes[i].load(Ordering::Relaxed);
+        let recent = [0, 1].map(|i| self.recent[i].load(Ordering::Relaxed));
+        for (i, w) in recent.iter().enumerate() {
+            let (p, b) = recent_parts(*w);
+            d.packets[i] = d.packets[i].wrapping_add(p);
+            d.bytes[i] = d.bytes[i].wrapping_add(b);
         }
-        let before = (d.expire, d.packets, d.bytes);
-        SlotGuard { slot: self, data: std::mem::ManuallyDrop::new(data), seq, before }
+        let before = d.expire;
+        SlotGuard { slot: self, data: std::mem::ManuallyDrop::new(data), seq, before, recent }
     }
 
     /// The slot's key words, bind word and (for a consistent read) `seq`.
@@ -147,10 +181,15 @@ impl SlotGuard<'_> {
         s.k1.store(b, Ordering::Relaxed);
         s.rule.store(self.rule_nr as u64 | (self.ruleset_gen as u64) << 32, Ordering::Relaxed);
         s.expire.store(self.expire, Ordering::Relaxed);
-        for i in 0..2 {
-            s.packets[i].store(self.packets[i], Ordering::Relaxed);
-            s.bytes[i].store(self.bytes[i], Ordering::Relaxed);
-        }
+    }
+
+    /// Empties direction `i`'s `recent` word, its counts staying in the
+    /// view (and so in the totals at drop). Only the lock-free counter of
+    /// that direction may call it (`StateTable::touch`'s fold), or a
+    /// writer of a state no packet can reach yet (an insert).
+    pub(super) fn fold_recent(&mut self, i: usize) {
+        self.slot.recent[i].store(0, Ordering::Relaxed);
+        self.recent[i] = 0;
     }
 }
 
@@ -158,21 +197,19 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         let s = self.slot;
         // SAFETY: still held.
-        let d: &StateData = unsafe { (*self.data).deref() };
-        // Only what changed goes back, so a lock-free bump of the other
-        // direction's counters in the meantime is not undone.
-        if d.expire != self.before.0 {
+        let d: &mut StateData = unsafe { (*self.data).deref() };
+        if d.expire != self.before {
             s.expire.store(d.expire, Ordering::Relaxed);
         }
-        for i in 0..2 {
-            if d.packets[i] != self.before.1[i] {
-                s.packets[i].store(d.packets[i], Ordering::Relaxed);
-            }
-            if d.bytes[i] != self.before.2[i] {
-                s.bytes[i].store(d.bytes[i], Ordering::Relaxed);
-            }
+        // The totals keep what the view showed less the `recent` counts
+        // it was given: those, and any counted since, stay in `recent`.
+        for (i, w) in self.recent.iter().enumerate() {
+            let (p, b) = recent_parts(*w);
+            d.packets[i] = d.packets[i].wrapping_sub(p);
+            d.bytes[i] = d.bytes[i].wrapping_sub(b);
         }
-        s.bind.store(bind_word(d), Ordering::Relaxed);
+        let solo = s.bind.load(Ordering::Relaxed) & BIND_SOLO;
+        s.bind.store(bind_word(d) | solo, Ordering::Relaxed);
         s.extra.store(extra_word(d), Ordering::Relaxed);
         // SAFETY: dropped once, here, after the last use of `d`.
         unsafe { std::mem::ManuallyDrop::drop(&mut self.data) };

@@ -363,7 +363,7 @@ impl StateTable {
         let bind = s.bind.load(Ordering::Relaxed);
         let rule = s.rule.load(Ordering::Relaxed);
         let extra = s.extra.load(Ordering::Relaxed);
-        let alone = s.solo.load(Ordering::Relaxed) != 0;
+        let alone = bind & BIND_SOLO != 0;
         let rev = s.rev.load(Ordering::Relaxed);
         // a translating state found by its translated key (never by a
         // link: `solo` speaks of its own key)
@@ -440,7 +440,6 @@ impl StateTable {
                         // Read by pf out, after the whole batch went
                         // through pf in and routing: into L2.
                         prefetch_line_l2(r);
-                        prefetch_line_l2(&r.packets);
                     }
                 }
                 // No state for the key at the chain's head: pf out will
@@ -481,8 +480,11 @@ impl StateTable {
     pub fn touch(&self, idx: u32, fwd: bool, bytes: u64, now: u64) {
         let Some(s) = self.slot(idx) else { return };
         let i = if fwd { 0 } else { 1 };
-        s.packets[i].store(s.packets[i].load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-        s.bytes[i].store(s.bytes[i].load(Ordering::Relaxed).wrapping_add(bytes), Ordering::Relaxed);
+        // A full word's packets carry out of the top: fold it.
+        match s.recent[i].load(Ordering::Relaxed).checked_add(RECENT_ONE | bytes as u32) {
+            Some(w) if bytes <= RECENT_MAX_BYTES => s.recent[i].store(w, Ordering::Relaxed),
+            _ => fold_count(s, i, bytes),
+        }
         let e = s.expire.load(Ordering::Relaxed);
         if now >= e.saturating_add(1_000_000_000) {
             s.expire.store(now, Ordering::Relaxed);
@@ -516,7 +518,7 @@ impl StateTable {
         };
         if let Some(s) = link.checked_sub(1).and_then(|i| self.slot(i)) {
             let mut g = s.lock();
-            if pack(&g.key) == k && ok(link - 1, &g) && s.solo.load(Ordering::Relaxed) != 0 {
+            if pack(&g.key) == k && ok(link - 1, &g) && s.bind.load(Ordering::Relaxed) & BIND_SOLO != 0 {
                 let rev = s.rev.load(Ordering::Relaxed);
                 return Some((link - 1, f(link - 1, rev, &mut g)));
             }
@@ -605,7 +607,7 @@ impl StateTable {
         while let Some((_, s, key, next)) = self.chain_at(cur) {
             if key == k && cur & NAT_LINK == 0 {
                 let _g = s.lock();
-                s.solo.store(0, Ordering::Relaxed);
+                s.bind.store(s.bind.load(Ordering::Relaxed) & !BIND_SOLO, Ordering::Relaxed);
             }
             cur = next;
         }
@@ -748,10 +750,15 @@ impl StateTable {
         {
             let mut g = s.lock();
             *g = st;
+            // What was counted into the slot's `recent` words before (its
+            // last state's, or a stale link's) is not this state's.
+            g.fold_recent(0);
+            g.fold_recent(1);
             g.publish_all();
-            s.solo.store((all == 0) as u32, Ordering::Relaxed);
+            let solo = if all == 0 { BIND_SOLO } else { 0 };
+            s.bind.store(s.bind.load(Ordering::Relaxed) & !BIND_SOLO | solo, Ordering::Relaxed);
             s.rev.store(0, Ordering::Relaxed);
-            g.before = (st.expire, st.packets, st.bytes);
+            g.before = st.expire;
             s.next.store(self.buckets[b].load(Ordering::Relaxed), Ordering::Release);
         }
         self.buckets[b].store(idx + 1, Ordering::Release);
@@ -805,7 +812,7 @@ impl StateTable {
         }
         if let (1, Some(s)) = (others, left) {
             let _g = s.lock();
-            s.solo.store(1, Ordering::Relaxed);
+            s.bind.store(s.bind.load(Ordering::Relaxed) | BIND_SOLO, Ordering::Relaxed);
         }
     }
 
@@ -867,64 +874,6 @@ impl StateTable {
     pub fn get(&self, idx: u32) -> Option<StateData> {
         let g = self.slot(idx)?.lock();
         g.live.then_some(*g)
-    }
-
-    /// The routing option of the state in slot `idx` (`rt`, its next hop,
-    /// `direction`, its `divert-packet` port or 0), if it is live and
-    /// still the state of `rule` (ruleset generation, number) that a
-    /// packet matched.
-    pub fn route_of(&self, idx: u32, rule: (u32, u32)) -> Option<(u8, crate::route::Hop, u8, u16)> {
-        let g = self.slot(idx)?.lock();
-        let c = self.cold(idx);
-        let ifp = (c.rt_if.index != softnet_core::iface::IfIndex::NONE).then_some(c.rt_if);
-        let nh = crate::route::Hop { addr: c.rt_addr, ifp };
-        (g.live && (g.rt != 0 || c.divert_port != 0) && (g.ruleset_gen, g.rule_nr) == rule).then_some((
-            g.rt,
-            nh,
-            g.direction,
-            c.divert_port,
-        ))
-    }
-
-    /// The scrubbing of the state in slot `idx` if it is still the state
-    /// of `rule` (pf_test's pf_scrub with the state's values).
-    pub fn scrub_of(&self, idx: u32, rule: (u32, u32)) -> Option<crate::scrub::ScrubActs> {
-        let g = self.slot(idx)?.lock();
-        if !g.live || g.flags & sflags::SCRUB == 0 || (g.ruleset_gen, g.rule_nr) != rule {
-            return None;
-        }
-        let e = self.scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
-        Some(crate::scrub::ScrubActs::unpack(e.load(Ordering::Relaxed)))
-    }
-
-    /// The scrub values of slot `idx` as inserted, read without the
-    /// slot's lock (the caller holds it, or reads a value fixed at insert).
-    pub fn scrub_word(&self, idx: u32) -> crate::scrub::ScrubActs {
-        let e = self.scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK));
-        crate::scrub::ScrubActs::unpack(e.map_or(0, |e| e.load(Ordering::Relaxed)))
-    }
-
-    /// The `reassemble tcp` peers (source, destination) of slot `idx`;
-    /// the caller holds the slot's lock. None: the state has none.
-    pub fn tcp_scrub_load(&self, idx: u32) -> Option<[crate::tcpnorm::PeerScrub; 2]> {
-        let e = self.tcp_scrub.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)?;
-        let w = |k: usize| std::array::from_fn(|i| e[k * 4 + i].load(Ordering::Relaxed));
-        Some([crate::tcpnorm::PeerScrub::unpack(w(0)), crate::tcpnorm::PeerScrub::unpack(w(1))])
-    }
-
-    /// Stores what `tcp_scrub_load` gave, changed; the caller holds the
-    /// slot's lock.
-    pub fn tcp_scrub_store(&self, idx: u32, p: &[crate::tcpnorm::PeerScrub; 2]) {
-        let Some(e) =
-            self.tcp_scrub.get(idx as usize / CHUNK).and_then(|c| c.get()).and_then(|c| c.get(idx as usize % CHUNK))
-        else {
-            return;
-        };
-        for (k, peer) in p.iter().enumerate() {
-            for (i, w) in peer.pack().into_iter().enumerate() {
-                e[k * 4 + i].store(w, Ordering::Relaxed);
-            }
-        }
     }
 
     /// `f` on the live state in slot `idx` under its lock.
@@ -1014,4 +963,16 @@ impl StateTable {
         self.purge_cursor.store(at, Ordering::Relaxed);
         n
     }
+}
+
+/// `touch`'s count of a packet whose direction `i`'s `recent` word is
+/// full: the word and the packet go into the totals under the slot's
+/// lock (one packet in 255 at most).
+#[cold]
+#[inline(never)]
+fn fold_count(s: &Slot, i: usize, bytes: u64) {
+    let mut g = s.lock();
+    g.fold_recent(i);
+    g.packets[i] = g.packets[i].wrapping_add(1);
+    g.bytes[i] = g.bytes[i].wrapping_add(bytes);
 }

@@ -18,7 +18,11 @@ fn a_million_states_fit_in_256_mb() {
     // Index: the bucket array (fixed size) plus the chain link in the slot.
     let index = BUCKETS * std::mem::size_of::<AtomicU32>();
     assert!(per_state * 1_000_000 + index <= 256 << 20, "slot {per_state} B per state + index {index} B");
-    assert_eq!(std::mem::offset_of!(Slot, packets), 64, "the fast path's fields fill the first line");
+    // The fast path reads and writes one line of a state: its mirrors,
+    // time and recent counts.
+    assert_eq!(std::mem::offset_of!(Slot, next), 64, "the fast path's fields fill the first line");
+    assert!(std::mem::offset_of!(Slot, recent) + 8 <= 64);
+    assert_eq!(per_state, 256);
 }
 
 #[test]
@@ -396,4 +400,49 @@ fn fast_bits_say_what_the_per_packet_tests_said() {
         }
     }
     assert!(fast_seen.iter().all(|&c| c > 0), "every combination of the bits is made: {fast_seen:?}");
+}
+
+/// The lock-free counts (`Slot::recent`) fold into the totals when a
+/// word fills or a packet is too large for it, and a locked writer in between
+/// neither loses nor doubles any: every count read back exactly.
+#[test]
+fn recent_counts_fold_into_the_totals_exactly() {
+    let t = StateTable::new(4);
+    let a = t.insert(StateData { key: key(1), direction: DIR_IN, ..Default::default() }).unwrap();
+    let (mut p, mut b) = ([0u64; 2], [0u64; 2]);
+    for n in 0..5_000u64 {
+        // full words of packets fold, and so does a packet too large for
+        // a word (an IPv6 jumbogram's length)
+        let len = match n % 11 {
+            0 => 70_000,
+            1 | 5 => 65_535,
+            _ => 60 + n % 1400,
+        };
+        let fwd = n % 3 != 0;
+        let i = usize::from(!fwd);
+        t.touch(a, fwd, len, 0);
+        (p[i], b[i]) = (p[i] + 1, b[i] + len);
+        if n % 97 == 0 {
+            // a locked writer counting the other way (the general path)
+            t.with_state(key(1).words(), 0, |_, st| {
+                st.packets[1 - i] += 1;
+                st.bytes[1 - i] += 40;
+            })
+            .expect("state there");
+            (p[1 - i], b[1 - i]) = (p[1 - i] + 1, b[1 - i] + 40);
+        }
+        if n % 501 == 0 {
+            let st = t.get(a).expect("live");
+            assert_eq!((st.packets, st.bytes), (p, b), "after {n} packets");
+        }
+    }
+    let st = t.get(a).expect("live");
+    assert_eq!((st.packets, st.bytes), (p, b));
+    // A state inserted into the slot again starts from its own counts.
+    assert!(t.remove(a));
+    t.touch(a, true, 100, 0);
+    let c = t.insert(StateData { key: key(2), direction: DIR_IN, packets: [3, 0], ..Default::default() }).unwrap();
+    assert_eq!(c, a, "the slot is reused");
+    let st = t.get(c).expect("live");
+    assert_eq!((st.packets, st.bytes), ([3, 0], [0, 0]));
 }
