@@ -15,9 +15,22 @@ const KERNEL_IP: [u8; 4] = [10, 66, 0, 1];
 #[test]
 #[ignore = "needs root"]
 fn kernel_answers_arp_and_ping_through_tap() {
+    // Reads through the ring (multishot read), writes of one frame by write(2).
+    kernel_answers_arp_and_ping(true);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn kernel_answers_arp_and_ping_through_tap_without_io_uring() {
+    // The path of a kernel without io_uring: readv(2) and write(2).
+    kernel_answers_arp_and_ping(false);
+}
+
+fn kernel_answers_arp_and_ping(uring: bool) {
     require_root();
-    let ns = Netns::new("tap");
-    let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &TapOptions::default()).unwrap());
+    let ns = Netns::new(if uring { "tap" } else { "tapnu" });
+    let opts = TapOptions { uring, ..TapOptions::default() };
+    let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &opts).unwrap());
     assert_eq!(qs.len(), 1);
     ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-tap"]);
     let (kmac, state) = ns.run(|| (ifinfo::mac_address("snio-tap").unwrap(), ifinfo::link_state("snio-tap").unwrap()));
@@ -57,7 +70,9 @@ fn kernel_answers_arp_and_ping_through_tap() {
     let s = q.stats().snapshot();
     assert_eq!(s.tx_frames, 2);
     assert!(s.rx_frames >= 2);
-    assert_eq!(s.rx_oversize + s.tx_errors, 0);
+    assert_eq!(s.rx_oversize + s.tx_errors + s.rx_errors + s.rx_nobuf, 0);
+    assert_eq!(q.reads_through_ring(), uring, "this kernel has multishot reads");
+    assert_eq!(q.writes_batched(), uring);
 }
 
 #[test]
@@ -89,7 +104,7 @@ fn multi_queue_fallback_and_creation() {
         }
         assert!(!ifinfo::exists("snio-new"), "non-persistent TAP removed on close");
         // Persistent: survives close, loses carrier.
-        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true }).unwrap();
+        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true, uring: true }).unwrap();
         assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
         drop(q);
         assert!(ifinfo::exists("snio-per"));
