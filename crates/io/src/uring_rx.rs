@@ -26,9 +26,12 @@
 //! the provided buffer handed back to the kernel at once (the ring holds
 //! `BUFFERS` of them; a read that finds none ends the multishot with
 //! ENOBUFS, the frames wait in the TAP's queue, and the next batch arms
-//! it again). A frame longer than a provided buffer cannot be read whole:
-//! tun drops it and the read completes with EFAULT (`tun_put_user`'s
-//! short copy), counted by the caller as oversize.
+//! it again). Provided buffers are as long as the pool's, so a frame that
+//! fills one is longer than a pool buffer can hold; one longer than a
+//! provided buffer cannot be read whole (tun's copy to user space comes
+//! up short and the read fails, EFAULT). The caller counts both as
+//! oversize (`tests/tap.rs` checks the count and that the next frame is
+//! read).
 
 use io_uring::{cqueue, opcode, types, IoUring, Probe};
 use std::alloc::Layout;

@@ -185,3 +185,37 @@ fn batched_writes_reach_the_kernel_each_as_one_frame() {
     assert_eq!(q.send(&mut pool, &mut one), 1);
     assert_eq!(stats.snapshot().tx_frames, 11);
 }
+
+/// A frame longer than a pool buffer is counted as oversize and dropped,
+/// and the frames after it are read: through the ring (a provided buffer
+/// too short for the frame: tun drops it, the read fails and is armed
+/// again) and through readv(2) (the overflow iovec).
+#[test]
+#[ignore = "needs root"]
+fn an_oversize_frame_is_counted_and_the_next_is_read() {
+    for uring in [true, false] {
+        require_root();
+        let ns = Netns::new(if uring { "tapov" } else { "tapovn" });
+        let opts = TapOptions { uring, ..TapOptions::default() };
+        let mut qs = ns.run(|| TapQueue::open_all("snio-ov", 1, &opts).unwrap());
+        ns.ip(&["link", "set", "snio-ov", "mtu", "3000"]);
+        ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-ov"]);
+        ns.ip(&["neigh", "add", "10.66.0.2", "lladdr", "02:00:00:66:00:02", "dev", "snio-ov"]);
+        let q = &mut qs[0];
+        let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+        // The kernel sends a 2,542-byte echo request (longer than the 2,048
+        // bytes of a buffer), then a short one.
+        // (No one answers: ping's exit status is not the test's.)
+        ns.exec(&["sh", "-c", "ping -c 1 -W 1 -s 2500 10.66.0.2; ping -c 1 -W 1 -s 100 10.66.0.2; true"]);
+        let short = recv_until(q, &mut pool, Duration::from_secs(3), |p| {
+            let f = p.data();
+            f.len() == 14 + 20 + 8 + 100 && ethertype(f) == 0x0800 && f[23] == 1
+        });
+        assert!(short, "the short echo request after the long one is read (uring {uring})");
+        let s = q.stats().snapshot();
+        assert_eq!(s.rx_oversize, 1, "uring {uring}: {s:?}");
+        assert_eq!(s.rx_errors + s.rx_nobuf, 0, "uring {uring}: {s:?}");
+        assert_eq!(q.reads_through_ring(), uring);
+        assert_eq!(pool.available(), 64);
+    }
+}
