@@ -21,6 +21,10 @@
 //! checks to know when to enter. A worker that sleeps in poll(2) is woken
 //! by the task work and then by the completion on the ring's descriptor
 //! ([`UringReader::ring_fd`], what the queue gives to the worker's poll).
+//! The reads run as the task work of the thread that armed the read: when
+//! workers share a queue (a TAP with fewer queues than workers), a frame
+//! can wait until that thread next enters the kernel (at the latest when
+//! it sleeps in poll(2), after its idle spin).
 //!
 //! Each frame is copied from its provided buffer into a pool buffer and
 //! the provided buffer handed back to the kernel at once (the ring holds
