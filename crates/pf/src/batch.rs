@@ -164,11 +164,16 @@ fn chunk6(
     // SAFETY: entries 0..n were written just above.
     let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };
     if cx.dir == Direction::In {
-        // (0, 0): no key.
+        // (0, 0): no key. An IPv6 packet's address ids through the
+        // chunk's memo (`v6ids::Memo`: packets that share an address
+        // look it up once).
         let mut keys = [(0u64, 0u64); HINT_BATCH];
+        let mut memo = crate::state::v6ids::Memo::default();
         for (i, (k, p)) in keys[..n].iter_mut().zip(pkts.iter_mut()).enumerate() {
-            if let Some(pd) = pd_at(i) {
-                *k = eval::in_key_words(pd, p);
+            match pd_at(i) {
+                Some(pd) if pd.af == crate::addr::Af::Inet6 => *k = eval::in_key_words6_memo(pd, p, &mut memo),
+                Some(pd) => *k = eval::in_key_words(pd, p),
+                None => {}
             }
         }
         cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);

@@ -80,7 +80,7 @@ pub(crate) fn word_char(c: char) -> bool {
 /// as `lgetc(0)`: a backslash before any other character stands for that
 /// character (`\\` is one backslash, `\#` a `#` that starts a comment,
 /// `\ ` a blank), and one at the end of the input for nothing. Inside
-/// quotes (`next_raw`) the quoted string reads its backslashes itself.
+/// quotes the quoted string reads the characters raw (`Raw::quoted`).
 struct Chars {
     chars: Vec<char>,
     pos: usize,
@@ -109,14 +109,6 @@ impl Chars {
         let (c, n) = self.unescaped()?;
         self.pos += n;
         Some(c)
-    }
-    fn next_raw(&mut self) -> Option<char> {
-        self.skip_continuations();
-        let c = self.chars.get(self.pos).copied();
-        if c.is_some() {
-            self.pos += 1;
-        }
-        c
     }
 }
 
@@ -258,26 +250,46 @@ impl Raw {
         }
     }
 
+    /// A quoted string as parse.y's `yylex` reads one (`lgetc(quotec)`
+    /// reads raw characters): a newline inside is dropped (the string goes
+    /// on, the line count too); a backslash before the quote, a blank or a
+    /// tab stands for that character, before a newline for nothing, and
+    /// before anything else is kept while that character is read again (so
+    /// `\\"` is a backslash and a quote, and the string goes on). The end
+    /// of the input inside it is an error.
     fn quoted(&mut self, q: char) -> Result<Token, LexError> {
+        const EOF_IN_QUOTES: &str = "reached end of file while parsing quoted string";
         let line = self.line();
         let mut s = String::new();
+        let cs = &mut self.chars;
         loop {
-            let c = match self.chars.next_raw() {
-                None => return Err((line, "unterminated quoted string".into())),
-                Some('\n') => {
-                    self.chars.line += 1;
-                    return Err((line, "unterminated quoted string".into()));
+            let Some(&c) = cs.chars.get(cs.pos) else { return Err((line, EOF_IN_QUOTES.into())) };
+            cs.pos += 1;
+            let c = match c {
+                '\n' => {
+                    cs.line += 1;
+                    continue;
                 }
-                Some('\\') => match self.chars.next_raw() {
-                    Some(c) if c == q => c,
-                    Some(c) => {
-                        s.push('\\');
-                        c
+                '\\' => match cs.chars.get(cs.pos) {
+                    None => return Err((line, EOF_IN_QUOTES.into())),
+                    Some(&n) if n == q || n == ' ' || n == '\t' => {
+                        cs.pos += 1;
+                        n
                     }
-                    None => return Err((line, "unterminated quoted string".into())),
+                    Some('\n') => {
+                        cs.pos += 1;
+                        cs.line += 1;
+                        continue;
+                    }
+                    // Kept; the next character is read again.
+                    Some(_) => '\\',
                 },
-                Some(c) if c == q => return Ok(Token { tok: Tok::Quoted(s), line }),
-                Some(c) => c,
+                c if c == q => return Ok(Token { tok: Tok::Quoted(s), line }),
+                '\0' => {
+                    self.skip_line();
+                    return Err((line, "syntax error".into()));
+                }
+                c => c,
             };
             if s.len() + 2 >= MAX_TOKEN {
                 self.skip_line();
@@ -327,8 +339,10 @@ impl Lexer {
             };
             match next {
                 Err(e) => {
+                    // parse.y reports what follows at the line the bad
+                    // token started on (`yylval.lineno`).
+                    st.end_line = e.0;
                     st.errors.push(e);
-                    st.end_line = self.raw.line().saturating_sub(1).max(1);
                     return Some(st);
                 }
                 Ok((t, false)) => {
@@ -543,6 +557,56 @@ mod tests {
         // An anchor body's `{` is the one only blanks or a comment follow,
         // escaped or not.
         assert_eq!(words("anchor a { \\# c\n pass\n}\n"), vec!["anchor a { end of line pass end of line }"]);
+    }
+
+    /// parse.y's `yylex` inside quotes: `\"`, `\ ` and `\<tab>` are the
+    /// character, a newline (escaped or not) is dropped and the string goes
+    /// on, any other backslash stays and the next character is read again.
+    #[test]
+    fn quoted_strings_read_backslashes_and_newlines_as_pfctl() {
+        let q = |src: &str| -> Result<String, LexError> {
+            let mut r = Raw::new(src, 1);
+            match r.next().unwrap()?.0.tok {
+                Tok::Quoted(s) => Ok(s),
+                t => panic!("{t:?}"),
+            }
+        };
+        assert_eq!(q("\"a\\ b\\\tc\\\"d\"").unwrap(), "a b\tc\"d");
+        assert_eq!(q(r#""a\\b""#).unwrap(), r"a\\b");
+        assert_eq!(q(r#""a\x""#).unwrap(), r"a\x");
+        // `\\"`: the first backslash stays, the second takes the quote.
+        assert_eq!(q(r#""a\\" b""#).unwrap(), r#"a\" b"#);
+        assert_eq!(q("\"{ ssh, www,\n  pop3 }\"").unwrap(), "{ ssh, www,  pop3 }");
+        assert_eq!(q("\"a\\\nb\"").unwrap(), "ab");
+        assert_eq!(q(r"'a\'b'").unwrap(), "a'b");
+        let eof = Err((1, "reached end of file while parsing quoted string".to_string()));
+        assert_eq!(q("\"abc\npass\n"), eof);
+        assert_eq!(q("\"abc\\"), eof);
+        assert_eq!(q("\"a\0b\"\n"), Err((1, "syntax error".to_string())));
+        // Lines are counted through a string that spans them.
+        let mut lx = Lexer::new("label \"a\nb\" pass\nblock\n");
+        let m = HashMap::new();
+        assert_eq!(lx.statement(&m).unwrap().end_line, 2);
+    }
+
+    /// What `print::quoted` writes reads back as the string it was given.
+    #[test]
+    fn printed_strings_read_back() {
+        for s in ["a", "a b", "a\"b", r"a\b", r"a\ b", r#"a\"b"#, r#"\\""#, r"a\\ b", "a\tb", "x\\\t", "'"] {
+            let p = crate::print::quoted(s);
+            assert_eq!(q_or_word(&p), s, "{s:?} printed as {p:?}");
+        }
+        // A string ending in a backslash (from a word, `a\\`) prints as a word.
+        assert_eq!(crate::print::quoted(r"a\"), r"a\\");
+        assert_eq!(q_or_word(r"a\\"), r"a\");
+    }
+
+    fn q_or_word(src: &str) -> String {
+        let mut r = Raw::new(src, 1);
+        match r.next().unwrap().unwrap().0.tok {
+            Tok::Quoted(s) | Tok::Word(s) => s,
+            t => panic!("{t:?}"),
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn print_ruleset(rs: &Ruleset, opts: &PrintOpts) -> String {
         for h in &rs.header {
             match h {
                 HeaderItem::Macro(name, value) => {
-                    let _ = writeln!(out, "{name} = \"{}\"", value.replace('"', "\\\""));
+                    let _ = writeln!(out, "{name} = {}", quoted(value));
                 }
                 HeaderItem::Set(s) => {
                     if let Some(l) = format_set_option(s) {
@@ -184,7 +184,7 @@ pub fn format_table(t: &TableDef) -> String {
     while i < t.init.len() {
         match &t.init[i] {
             TableInit::File(f) => {
-                let _ = write!(s, " file \"{f}\"");
+                let _ = write!(s, " file {}", quoted(f));
                 i += 1;
             }
             TableInit::Entries(_) => {
@@ -280,7 +280,7 @@ pub fn format_addr_with(a: &Addr, verbose: u8, count: AddrCount) -> String {
         }
         Addr::NoRoute => "no-route".into(),
         Addr::UrpfFailed => "urpf-failed".into(),
-        Addr::RouteLabel(l) => format!("route \"{l}\""),
+        Addr::RouteLabel(l) => format!("route {}", quoted(l)),
     }
 }
 
@@ -368,7 +368,7 @@ fn table_name(s: &str) -> std::borrow::Cow<'_, str> {
     if bare {
         s.into()
     } else {
-        format!("\"{s}\"").into()
+        quoted(s).into()
     }
 }
 
@@ -378,8 +378,38 @@ fn quote_if_needed(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_-.:".contains(c)) {
         s.to_string()
     } else {
-        format!("\"{s}\"")
+        quoted(s)
     }
+}
+
+/// A string as a token that reads back as itself (parse.y's `yylex`, see
+/// `lexer::Raw::quoted`): in double quotes, where a quote, a blank or a tab
+/// after a run of backslashes (and a quote after none) takes one backslash
+/// more. pfctl prints the string between quotes as it is; that reads back
+/// the same for every string without a quote or a backslash in it. One
+/// that ends in a backslash cannot be written in quotes (the backslash
+/// would take the closing quote); it comes only from a word (`a\\`), and
+/// is printed as one, its backslashes doubled.
+pub(crate) fn quoted(s: &str) -> String {
+    if s.ends_with('\\') && s.chars().all(crate::lexer::word_char) {
+        return s.replace('\\', "\\\\");
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut run = 0;
+    for c in s.chars() {
+        if c == '\\' {
+            run += 1;
+        } else {
+            if c == '"' || (run > 0 && (c == ' ' || c == '\t')) {
+                out.push('\\');
+            }
+            run = 0;
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// pfctl's `print_rule`: one rule, no newline.
@@ -398,7 +428,7 @@ pub fn format_rule_with(r: &Rule, nr: Option<usize>, verbose: u8, count: AddrCou
         // print_rule: an unnamed inline anchor (`_N`) is a bare `anchor`.
         (Some(a), _) if a.is_unnamed() => s.push_str("anchor"),
         (Some(a), _) => {
-            let _ = write!(s, "anchor \"{}\"", a.name);
+            let _ = write!(s, "anchor {}", quoted(&a.name));
         }
         (None, action) => format_action(&mut s, r, action),
     }
@@ -622,7 +652,7 @@ fn format_rule_rest(mut s: String, r: &Rule, verbose: u8, count: AddrCount) -> S
         s.push_str(" allow-opts");
     }
     if let Some(l) = &r.label {
-        let _ = write!(s, " label \"{l}\"");
+        let _ = write!(s, " label {}", quoted(l));
     }
     if r.once {
         s.push_str(" once");

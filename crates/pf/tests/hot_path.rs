@@ -447,6 +447,45 @@ fn profile_udp6_batch() {
     eprintln!("udp6, batches of 64, 64 flows, in + out: min {min:6.1} ns  median {med:6.1} ns per packet");
 }
 
+/// `batch_cost6` in `softnet bench --inet6`'s shape: `flows` flows from
+/// one source to `addrs` destination addresses (frames copied each
+/// round), so that a packet's addresses are not all the last packet's:
+/// what the in hook's address-id lookups (`state::v6ids`) cost when a
+/// worker sees thousands of addresses.
+fn batch_cost6_addrs(flows: u16, addrs: u16) -> (f64, f64) {
+    let n = net();
+    let pf = pf_with(&n, "pass all\n");
+    let t = Instant::from_secs(10);
+    let mut replies = vec![];
+    let frames: Vec<PacketBuf> = (0..flows)
+        .map(|j| {
+            let dst = format!("2001:db8:2::{:x}", 0x1000 + j % addrs);
+            let p = udp6(CLIENT6, &dst, 1024 + j, 9000);
+            let copy = PacketBuf::from_slice(p.data());
+            forward(&pf, &n, t, p, &mut replies);
+            copy
+        })
+        .collect();
+    assert_eq!(pf.state_count(), 2 * flows as usize);
+    let mut j = 0usize;
+    time_batches(&pf, &n, t, frames[0].data(), |p| {
+        j = if j + 1 >= frames.len() { 0 } else { j + 1 };
+        p.data_mut().copy_from_slice(frames[j].data());
+        p.meta = Default::default();
+    })
+}
+
+/// `profile_udp6_batch` in `softnet bench --inet6`'s shape: 10,000 flows
+/// to 2,500 destination addresses.
+#[test]
+#[ignore]
+fn profile_udp6_addrs_batch() {
+    let (min, med) = batch_cost6_addrs(10_000, 2_500);
+    eprintln!(
+        "udp6, batches of 64, 10000 flows to 2500 addresses, copied, in + out: min {min:6.1} ns  median {med:6.1} ns per packet"
+    );
+}
+
 /// `profile_udp_batch` for `nat-to` states (frames copied each round,
 /// 10,000 flows; callgrind: subtract `profile_udp_copy_batch`'s count for
 /// what the translation costs).

@@ -396,8 +396,14 @@ pub(super) fn pkt_key_words(pd: &Pd, dir: Direction) -> (u64, u64) {
 /// an IPv4 key has the addresses, and `KEY_INET6` (`StateKey::words`).
 #[inline(never)]
 fn pkt_key_words6(pd: &Pd, dir: Direction) -> (u64, u64) {
-    use crate::state::{v6ids, KEY_INET6};
-    let (s, d) = (v6ids::lookup(pd.src) as u64, v6ids::lookup(pd.dst) as u64);
+    pkt_key_words6_memo(pd, dir, &mut crate::state::v6ids::Memo::default())
+}
+
+/// `pkt_key_words6` with the ids looked up through a batch's `memo`.
+#[inline(always)]
+fn pkt_key_words6_memo(pd: &Pd, dir: Direction, memo: &mut crate::state::v6ids::Memo) -> (u64, u64) {
+    use crate::state::KEY_INET6;
+    let (s, d) = (memo.lookup(0, pd.src) as u64, memo.lookup(1, pd.dst) as u64);
     let (sp, dp) = (pd.sport as u64, pd.dport as u64);
     let proto = (pd.proto as u64) << 16 | KEY_INET6;
     if dir == Direction::In {
@@ -447,7 +453,19 @@ pub(crate) fn in_key_words(pd: &Pd, pkt: &mut Option<PacketBuf>) -> (u64, u64) {
 /// (`noted_key_words6`) instead of checking or looking them up again.
 #[inline(never)]
 fn in_key_words6(pd: &Pd, pkt: &mut Option<PacketBuf>) -> (u64, u64) {
-    let k = pkt_key_words6(pd, Direction::In);
+    in_key_words6_memo(pd, pkt, &mut crate::state::v6ids::Memo::default())
+}
+
+/// `in_key_words6` with the ids looked up through a batch's `memo`
+/// (IPv6's batch loop, `batch::chunk6`: a chunk's packets share one
+/// memo).
+#[inline(always)]
+pub(crate) fn in_key_words6_memo(
+    pd: &Pd,
+    pkt: &mut Option<PacketBuf>,
+    memo: &mut crate::state::v6ids::Memo,
+) -> (u64, u64) {
+    let k = pkt_key_words6_memo(pd, Direction::In, memo);
     if let Some(p) = pkt {
         let ids = k.0;
         if ids >> 32 != crate::state::v6ids::NO_ID as u64 && ids as u32 != crate::state::v6ids::NO_ID {

@@ -96,12 +96,12 @@ impl<'t> Cursor<'t> {
     }
     /// A table's name between `<` and `>`. It prints bare where it reads
     /// back as one word, else in double quotes (`print::table_name`), so
-    /// one that a quoted string cannot carry (a `"`, or a backslash at its
-    /// end) is refused.
+    /// one that neither can carry (a backslash at its end after a blank or
+    /// punctuation) is refused.
     pub(super) fn table_name(&mut self) -> PResult<String> {
         let line = self.line();
         let name = self.string()?;
-        if name.contains('"') || name.ends_with('\\') {
+        if name.ends_with('\\') && !name.chars().all(crate::lexer::word_char) {
             return Err((line, format!("invalid table name '{name}'")));
         }
         Ok(name)

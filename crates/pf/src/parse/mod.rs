@@ -469,18 +469,11 @@ impl<'r> Parser<'r> {
             return c.syntax();
         }
         let value = parts.join(" ");
-        // The value prints in double quotes (`name = "value"`, its quotes
-        // as `\"`), where a backslash before a quote, a blank or the
-        // closing quote cannot stand for itself (parse.y's quoted string):
-        // such a value would print as a ruleset that does not read back.
-        let mut chars = value.chars().peekable();
-        while let Some(ch) = chars.next() {
-            if ch == '\\' && matches!(chars.peek(), None | Some(' ' | '\t' | '"')) {
-                return Err((
-                    line,
-                    format!("invalid macro value for {name}: a backslash before a blank, a quote or its end"),
-                ));
-            }
+        // The value prints as `name = "value"` (`print::quoted`), where a
+        // backslash at the end would take the closing quote; only a value
+        // that is one word can print as a word instead.
+        if value.ends_with('\\') && !value.chars().all(crate::lexer::word_char) {
+            return Err((line, format!("invalid macro value for {name}: a backslash at its end")));
         }
         self.rs.macros.retain(|(n, _)| *n != name);
         self.rs.macros.push((name.clone(), value.clone()));

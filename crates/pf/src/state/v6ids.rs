@@ -14,14 +14,18 @@
 //!
 //! The table is shared by every `StateTable` of the process (ids are only
 //! names), sharded by address; a state's insert and removal take one
-//! shard lock per address. A packet's lookup takes none when its thread
-//! looked the address up before: each thread keeps a small direct-mapped
-//! cache of address → id, and a cached id is used only after the id's
-//! entry in `MIRROR` (a lock-free copy of which address each live id
-//! names, under a sequence lock per entry, cleared when the id is freed)
-//! confirms it. A miss takes the shard lock as before and fills the cache.
+//! shard lock per address. A packet's lookup takes no lock: each shard
+//! keeps, beside its map, an open-addressed copy of it (address → id,
+//! linear probing) that readers probe under the shard's sequence lock,
+//! and that its writer changes only when an address gets its first hold
+//! or loses its last (`Shard`). Only a probe that meets a writer at work
+//! takes the lock.
+//!
+//! (Session 10 put a per-thread cache of 1,024 addresses in front of the
+//! locked map: with more addresses than that in flight, as
+//! `softnet bench --inet6`'s 2,500, most lookups missed it and took a
+//! shard lock and a SipHash-free but pointer-chasing map probe.)
 
-use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::{LazyLock, OnceLock};
@@ -57,25 +61,238 @@ impl std::hash::Hasher for AddrHasher {
 }
 
 /// Address → (id, states' keys holding it).
-type IdShard = Mutex<HashMap<u128, (u32, u32), std::hash::BuildHasherDefault<AddrHasher>>>;
+type IdMap = HashMap<u128, (u32, u32), std::hash::BuildHasherDefault<AddrHasher>>;
 
 struct Ids {
-    shards: Box<[IdShard]>,
+    shards: Box<[Shard]>,
     /// id → address (index 0 unused).
     by_id: Mutex<Vec<u128>>,
     free: Mutex<VecDeque<u32>>,
 }
 
 static IDS: LazyLock<Ids> = LazyLock::new(|| Ids {
-    shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
+    shards: (0..SHARDS).map(|_| Shard::default()).collect(),
     by_id: Mutex::new(vec![0]),
     free: Mutex::new(VecDeque::new()),
 });
 
-#[inline]
-fn shard(a: u128) -> usize {
+/// An address's hash: its top bits pick the shard, the bits below them
+/// its home in the shard's probe table.
+#[inline(always)]
+fn addr_hash(a: u128) -> u64 {
     let x = (a as u64) ^ (a >> 64) as u64;
-    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % SHARDS
+    let x = x ^ (x >> 32);
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+#[inline(always)]
+fn shard(a: u128) -> usize {
+    (addr_hash(a) >> 58) as usize % SHARDS
+}
+
+/// An address's first probe position in a table of `mask + 1` entries.
+#[inline(always)]
+fn home(a: u128, mask: usize) -> usize {
+    (addr_hash(a) >> 20) as usize & mask
+}
+
+/// Entries of a shard's first probe table (a power of two); each table
+/// after it has twice as many as the one before.
+const BASE: usize = 64;
+/// IdEntry tables a shard can grow through: the last one holds
+/// `BASE << (GENS - 1)` entries (a shard never holds more than 16 M ids).
+const GENS: usize = 19;
+
+/// One address of a probe table: `id` is `NO_ID` for an empty entry.
+/// (32 bytes: an entry never straddles two cache lines.)
+#[derive(Default)]
+#[repr(align(32))]
+struct IdEntry {
+    id: AtomicU32,
+    lo: AtomicU64,
+    hi: AtomicU64,
+}
+
+/// One shard: the map its writers keep (address → id and holds, under
+/// `map`'s lock), and the copy of it readers probe without the lock.
+///
+/// The copy is an open-addressed table (linear probing, at most half
+/// full) under the sequence lock `seq` (odd while the writer, holding
+/// `map`'s lock, changes it): a reader's probe counts only if `seq` did
+/// not move while it ran, so a writer may move entries (a removal shifts
+/// the entries after it back, Knuth's algorithm R) and readers need no
+/// per-entry protocol. A full table is replaced by one twice its size
+/// (`tables[cur]`); tables are never freed, so a reader that loaded an
+/// old one reads memory still valid (and then sees `seq` moved). The old
+/// ones add up to less than the current one.
+#[repr(align(64))]
+struct Shard {
+    seq: AtomicU32,
+    /// Index of the current table in `tables`.
+    cur: AtomicU32,
+    tables: [OnceLock<Box<[IdEntry]>>; GENS],
+    map: Mutex<IdMap>,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            seq: AtomicU32::new(0),
+            cur: AtomicU32::new(0),
+            tables: [const { OnceLock::new() }; GENS],
+            map: Mutex::new(HashMap::default()),
+        }
+    }
+}
+
+impl Shard {
+    /// `a`'s id from the probe table without the lock: `Some(NO_ID)` for
+    /// an address without one, `None` when a writer was at work.
+    #[inline(always)]
+    fn probe(&self, a: u128) -> Option<u32> {
+        let s1 = self.seq.load(Ordering::Acquire);
+        if s1 & 1 != 0 {
+            return None;
+        }
+        let cur = self.cur.load(Ordering::Relaxed) as usize;
+        // Past the last table (`insert`): every lookup takes the lock.
+        let t = self.tables.get(cur)?;
+        // No table yet: no address.
+        let Some(t) = t.get() else { return Some(NO_ID) };
+        let mask = t.len() - 1;
+        let (lo, hi) = (a as u64, (a >> 64) as u64);
+        let mut i = home(a, mask);
+        let mut id = NO_ID;
+        // Bounded: a table is at most half full, but a torn read of one
+        // being changed must not spin either.
+        for _ in 0..t.len() {
+            let e = &t[i];
+            let eid = e.id.load(Ordering::Relaxed);
+            if eid == NO_ID {
+                break;
+            }
+            if e.lo.load(Ordering::Relaxed) == lo && e.hi.load(Ordering::Relaxed) == hi {
+                id = eid;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == s1).then_some(id)
+    }
+
+    /// Starts a change of the probe table (the caller holds `map`'s lock).
+    fn write_begin(&self) -> u32 {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        // The odd `seq` is visible before any entry changes (as
+        // `Slot::lock`'s fence: a reader that sees a new entry then sees
+        // `seq` moved).
+        fence(Ordering::Release);
+        s
+    }
+
+    fn write_end(&self, s: u32) {
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The current table, made (or replaced by one twice its size, filled
+    /// from `map`) when it would be more than half full with `live`
+    /// addresses. The caller holds `map`'s lock and is inside
+    /// `write_begin`/`write_end`.
+    fn table_for(&self, map: &IdMap, live: usize) -> Option<&[IdEntry]> {
+        let mut cur = self.cur.load(Ordering::Relaxed) as usize;
+        if let Some(t) = self.tables.get(cur)?.get() {
+            if live * 2 <= t.len() {
+                return Some(t);
+            }
+            cur += 1;
+        }
+        while cur < GENS && live * 2 > BASE << cur {
+            cur += 1;
+        }
+        let t = self.tables.get(cur)?.get_or_init(|| (0..BASE << cur).map(|_| IdEntry::default()).collect());
+        for (&a, &(id, _)) in map {
+            put(t, a, id);
+        }
+        self.cur.store(cur as u32, Ordering::Relaxed);
+        Some(t)
+    }
+
+    /// Enters `a` → `id` in the probe table (`a` has just got its first
+    /// hold; `map` holds it already).
+    fn insert(&self, map: &IdMap, a: u128, id: u32) {
+        let s = self.write_begin();
+        let cur = self.cur.load(Ordering::Relaxed) as usize;
+        let had = self.tables.get(cur).and_then(|t| t.get()).map(|t| t.len());
+        match self.table_for(map, map.len()) {
+            // A new table was filled from `map`, `a` with the rest.
+            Some(t) if Some(t.len()) != had => {}
+            Some(t) => put(t, a, id),
+            // Past the last table: from now on every lookup in this shard
+            // takes the lock (`probe`).
+            None => self.cur.store(GENS as u32, Ordering::Relaxed),
+        }
+        self.write_end(s);
+    }
+
+    /// Takes `a` out of the probe table (its last hold is gone).
+    fn remove(&self, a: u128) {
+        let cur = self.cur.load(Ordering::Relaxed) as usize;
+        let Some(t) = self.tables.get(cur).and_then(|t| t.get()) else { return };
+        let s = self.write_begin();
+        take(t, a);
+        self.write_end(s);
+    }
+}
+
+/// `a` → `id` into `t` (not in it yet, and `t` not full).
+fn put(t: &[IdEntry], a: u128, id: u32) {
+    let mask = t.len() - 1;
+    let mut i = home(a, mask);
+    while t[i].id.load(Ordering::Relaxed) != NO_ID {
+        i = (i + 1) & mask;
+    }
+    t[i].lo.store(a as u64, Ordering::Relaxed);
+    t[i].hi.store((a >> 64) as u64, Ordering::Relaxed);
+    t[i].id.store(id, Ordering::Relaxed);
+}
+
+/// `a` out of `t`, the entries after it in its run shifted back so that
+/// every one stays reachable from its home (Knuth, TAOCP vol. 3, 6.4,
+/// algorithm R).
+fn take(t: &[IdEntry], a: u128) {
+    let mask = t.len() - 1;
+    let addr = |e: &IdEntry| e.lo.load(Ordering::Relaxed) as u128 | (e.hi.load(Ordering::Relaxed) as u128) << 64;
+    let mut i = home(a, mask);
+    loop {
+        if t[i].id.load(Ordering::Relaxed) == NO_ID {
+            return;
+        }
+        if addr(&t[i]) == a {
+            break;
+        }
+        i = (i + 1) & mask;
+    }
+    // `i` is the hole; move back into it the next entry of the run that
+    // may live there (its home is not cyclically within (i, j]).
+    let mut j = i;
+    loop {
+        j = (j + 1) & mask;
+        let id = t[j].id.load(Ordering::Relaxed);
+        if id == NO_ID {
+            break;
+        }
+        let b = addr(&t[j]);
+        let h = home(b, mask);
+        if (j.wrapping_sub(h) & mask) >= (j.wrapping_sub(i) & mask) {
+            t[i].lo.store(b as u64, Ordering::Relaxed);
+            t[i].hi.store((b >> 64) as u64, Ordering::Relaxed);
+            t[i].id.store(id, Ordering::Relaxed);
+            i = j;
+        }
+    }
+    t[i].id.store(NO_ID, Ordering::Relaxed);
 }
 
 /// Ids per `MIRROR` chunk, and chunks: ids past `CHUNK * CHUNKS` (16 M)
@@ -132,55 +349,64 @@ fn mirror_names(id: u32, a: u128) -> bool {
     s1 == s2 && s1 & 1 == 0 && live == 1 && (lo as u128 | (hi as u128) << 64) == a
 }
 
-/// Entries of a thread's cache (a power of two): 32 KiB.
-const CACHED: usize = 1024;
-
-thread_local! {
-    /// This thread's recent lookups: (address, id), by `cache_slot`.
-    static CACHE: [Cell<(u128, u32)>; CACHED] = const { [const { Cell::new((0, NO_ID)) }; CACHED] };
-}
-
-#[inline]
-fn cache_slot(a: u128) -> usize {
-    let x = (a as u64 ^ (a >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> (64 - CACHED.ilog2())) as usize
-}
-
 /// The id of `a` while a state holds it, else `NO_ID`.
 #[inline(always)]
 pub fn lookup(a: PfAddr) -> u32 {
     let a = a.u128();
-    let slot = cache_slot(a);
-    let (ca, cid) = CACHE.with(|c| c[slot].get());
-    if cid != NO_ID && ca == a && mirror_names(cid, a) {
-        return cid;
+    let sh = &IDS.shards[shard(a)];
+    match sh.probe(a) {
+        Some(id) => id,
+        None => lookup_locked(sh, a),
     }
-    lookup_locked(a, slot)
+}
+
+/// The ids a batch looked up last, a source's and a destination's: the
+/// packets of a batch often share one side's address (a flow's packets,
+/// a host's flows), and the same address looked up again has the same id
+/// (as exact as the lookup: an id freed meanwhile goes to another
+/// address only after `REUSE_DELAY` others).
+#[derive(Default)]
+pub struct Memo {
+    addr: [u128; 2],
+    id: [u32; 2],
+}
+
+impl Memo {
+    /// `lookup(a)`, `a` a packet's source (`side` 0) or destination (1).
+    #[inline(always)]
+    pub fn lookup(&mut self, side: usize, a: PfAddr) -> u32 {
+        let side = side & 1;
+        let a128 = a.u128();
+        if self.addr[side] == a128 && self.id[side] != NO_ID {
+            return self.id[side];
+        }
+        let id = lookup(a);
+        (self.addr[side], self.id[side]) = (a128, id);
+        id
+    }
 }
 
 /// Whether `id` names `a` now: how a packet checks the ids a linked
 /// state's key holds against its own addresses (the state its link names
-/// holds its ids already), without hashing it or taking the cache.
+/// holds its ids already), without hashing it.
 #[inline(always)]
 pub fn names(id: u32, a: PfAddr) -> bool {
     mirror_names(id, a.u128())
 }
 
-/// `lookup` past this thread's cache: the shard, under its lock.
+/// `lookup` when a writer was changing the shard's probe table: the
+/// shard's map, under its lock.
 #[cold]
 #[inline(never)]
-fn lookup_locked(a: u128, slot: usize) -> u32 {
-    let id = IDS.shards[shard(a)].lock().get(&a).map_or(NO_ID, |e| e.0);
-    if id != NO_ID {
-        CACHE.with(|c| c[slot].set((a, id)));
-    }
-    id
+fn lookup_locked(sh: &Shard, a: u128) -> u32 {
+    sh.map.lock().get(&a).map_or(NO_ID, |e| e.0)
 }
 
 /// `a`'s id, given one if it has none, counted as held once more.
 pub fn acquire(a: PfAddr) -> u32 {
     let a = a.u128();
-    let mut m = IDS.shards[shard(a)].lock();
+    let sh = &IDS.shards[shard(a)];
+    let mut m = sh.map.lock();
     if let Some(e) = m.get_mut(&a) {
         e.1 += 1;
         return e.0;
@@ -206,6 +432,7 @@ pub fn acquire(a: PfAddr) -> u32 {
     };
     mirror_set(id, Some(a));
     m.insert(a, (id, 1));
+    sh.insert(&m, a, id);
     id
 }
 
@@ -215,7 +442,8 @@ pub fn release(id: u32) {
         return;
     }
     let Some(a) = IDS.by_id.lock().get(id as usize).copied() else { return };
-    let mut m = IDS.shards[shard(a)].lock();
+    let sh = &IDS.shards[shard(a)];
+    let mut m = sh.map.lock();
     let Some(e) = m.get_mut(&a) else { return };
     if e.0 != id {
         return;
@@ -223,7 +451,8 @@ pub fn release(id: u32) {
     e.1 -= 1;
     if e.1 == 0 {
         m.remove(&a);
-        // Cached copies stop naming it before it can be handed out again.
+        sh.remove(a);
+        // The mirror stops naming it before it can be handed out again.
         mirror_set(id, None);
         drop(m);
         IDS.free.lock().push_back(id);
@@ -261,32 +490,151 @@ mod tests {
         release(id2);
     }
 
-    /// A thread's cached id is used only while the id still names the
-    /// address: once freed, the cache says nothing; once handed to
-    /// another address, the old one does not get it.
+    /// `names` checks an id against the mirror: once freed, the id names
+    /// nothing; once handed to another address, not the old one.
     #[test]
-    fn a_cached_id_is_checked_against_the_mirror() {
+    fn the_mirror_names_an_id_only_while_it_stands_for_the_address() {
         let a = PfAddr::from_v6("2001:db8:fffe::1".parse().unwrap());
         let id = acquire(a);
         assert_eq!(lookup(a), id);
-        assert_eq!(lookup(a), id, "from the cache");
-        assert!(mirror_names(id, a.u128()));
+        assert!(names(id, a));
         release(id);
-        assert!(!mirror_names(id, a.u128()));
-        assert_eq!(lookup(a), NO_ID, "a freed id is not served from the cache");
-        // Another thread's lookups have their own cache and the same answers.
+        assert!(!names(id, a));
+        assert_eq!(lookup(a), NO_ID);
+        // Another thread's lookups have the same answers.
         let b = PfAddr::from_v6("2001:db8:fffe::2".parse().unwrap());
         let idb = acquire(b);
         let got = std::thread::spawn(move || (lookup(b), lookup(b), lookup(a))).join().unwrap();
         assert_eq!(got, (idb, idb, NO_ID));
-        // The id reused for another address: the first one's cached copy
-        // must not find it.
+        // The id reused for another address: the first one does not get it.
         let again = acquire(a);
         assert_eq!(lookup(a), again);
         release(again);
         mirror_set(again, Some(b.u128()));
-        assert_eq!(lookup(a), NO_ID);
+        assert!(!names(again, a));
         mirror_set(again, None);
         release(idb);
+    }
+
+    /// A memo answers as `lookup` for each side: the last id of that
+    /// side's address, a lookup for another address, and no id kept for
+    /// an address without one.
+    #[test]
+    fn a_memo_answers_as_a_lookup_for_each_side() {
+        let a = PfAddr::from_v6("2001:db8:fffd::1".parse().unwrap());
+        let b = PfAddr::from_v6("2001:db8:fffd::2".parse().unwrap());
+        let mut m = Memo::default();
+        assert_eq!((m.lookup(0, a), m.lookup(1, b)), (NO_ID, NO_ID));
+        let (ia, ib) = (acquire(a), acquire(b));
+        // An address without an id is looked up again: it has one now.
+        assert_eq!((m.lookup(0, a), m.lookup(1, b)), (ia, ib));
+        assert_eq!((m.lookup(0, a), m.lookup(1, b)), (ia, ib));
+        assert_eq!((m.lookup(0, b), m.lookup(1, a)), (ib, ia));
+        release(ia);
+        release(ib);
+        assert_eq!((m.lookup(1, b), m.lookup(0, a)), (NO_ID, NO_ID));
+    }
+
+    /// A fixed-seed xorshift.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// The lock-free probe table of one shard gives the map's answer for
+    /// every address, through growth from `BASE` entries and removals
+    /// that shift runs back (addresses close together, as a prefix's
+    /// hosts are, and some whose hashes share a home).
+    #[test]
+    fn a_shards_probe_table_answers_as_its_map_through_growth_and_removals() {
+        let sh = Shard::default();
+        let mut m = IdMap::default();
+        let universe: Vec<u128> = (0..1500u128)
+            .map(|i| if i % 3 == 0 { (0x2001_0db8u128 << 96) | i } else { (0x2400u128 << 112) | (i << 80) | 7 })
+            .collect();
+        let mut next = rng(0x9e37_79b9);
+        let mut id = 0u32;
+        for round in 0..20_000 {
+            let a = universe[next() as usize % universe.len()];
+            // Grow for the first half, then mostly shrink.
+            let add = next() % 100 < if round < 10_000 { 70 } else { 30 };
+            if add && !m.contains_key(&a) {
+                id += 1;
+                m.insert(a, (id, 1));
+                sh.insert(&m, a, id);
+            } else if !add && m.remove(&a).is_some() {
+                sh.remove(a);
+            }
+            if round % 500 == 0 || round == 19_999 {
+                for &b in &universe {
+                    assert_eq!(sh.probe(b), Some(m.get(&b).map_or(NO_ID, |e| e.0)), "round {round}, {b:x}");
+                }
+            }
+        }
+        assert!(sh.cur.load(Ordering::Relaxed) > 0, "the table grew");
+    }
+
+    /// Readers without the lock never see a held address without its id
+    /// (nor with another's) while a writer adds and removes others in the
+    /// same shard, growing and shifting its table.
+    #[test]
+    fn a_probe_never_loses_a_held_address_while_others_come_and_go() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let sh = Arc::new(Shard::default());
+        let held: Vec<u128> = (0..40u128).map(|i| (0x2001_0db8u128 << 96) | (i << 4)).collect();
+        let mut m = IdMap::default();
+        for (i, &a) in held.iter().enumerate() {
+            m.insert(a, (i as u32 + 1, 1));
+            sh.insert(&m, a, i as u32 + 1);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (sh, done, held) = (sh.clone(), done.clone(), held.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                loop {
+                    // One more round after the writer stopped.
+                    let stop = done.load(Ordering::Acquire);
+                    for (i, &a) in held.iter().enumerate() {
+                        if let Some(id) = sh.probe(a) {
+                            assert_eq!(id, i as u32 + 1, "{a:x}");
+                            seen += 1;
+                        }
+                    }
+                    if stop {
+                        break seen;
+                    }
+                }
+            })
+        };
+        let mut next = rng(0x5eed);
+        let mut id = 1000u32;
+        let mut others: Vec<u128> = Vec::new();
+        for round in 0..30_000 {
+            if others.len() < 300 && (round < 15_000 || next().is_multiple_of(2)) {
+                let a = (0x2001_0db8u128 << 96) | (next() as u128 & 0xfff) << 4 | 1;
+                if let std::collections::hash_map::Entry::Vacant(v) = m.entry(a) {
+                    id += 1;
+                    v.insert((id, 1));
+                    sh.insert(&m, a, id);
+                    others.push(a);
+                }
+            } else if !others.is_empty() {
+                let a = others.swap_remove(next() as usize % others.len());
+                m.remove(&a);
+                sh.remove(a);
+            }
+        }
+        done.store(true, Ordering::Release);
+        assert!(reader.join().unwrap() > 0);
+        for (i, &a) in held.iter().enumerate() {
+            assert_eq!(sh.probe(a), Some(i as u32 + 1));
+        }
     }
 }
