@@ -41,15 +41,12 @@ pub fn open_host_tap(dev: &str, queues: usize, mac: [u8; 6], mtu: u32) -> Result
             "a device of that name exists already (a host interface is created by softnet)",
         ));
     }
-    let mut queues = TapQueue::open_all(dev, queues, &TapOptions { persist: false, bring_up: false })?;
     // What the stack punts to the host goes out a batch per system call
     // (io_uring), so the host's reader is woken once a batch, not once a
-    // frame (crate::uring).
-    let mut batched = true;
-    for q in queues.iter_mut() {
-        // Every queue tries (no short circuit): each has its own ring.
-        batched &= q.batch_writes();
-    }
+    // frame (crate::uring); what the host sends is read through a ring
+    // (crate::uring_rx).
+    let queues = TapQueue::open_all(dev, queues, &TapOptions { persist: false, bring_up: false, uring: true })?;
+    let batched = queues.iter().all(|q| q.writes_batched());
     let carrier = queues[0].carrier_handle()?;
     carrier.set(false)?;
     ifinfo::set_mac_address(dev, mac)?;
@@ -69,7 +66,7 @@ pub fn open_host_tap(dev: &str, queues: usize, mac: [u8; 6], mtu: u32) -> Result
     tracing::info!(
         "{dev}: host interface created ({} queue(s), {})",
         queues.len(),
-        if batched { "batched writes through io_uring" } else { "one write(2) per frame" }
+        if batched { "reads and batched writes through io_uring" } else { "one write(2) per frame" }
     );
     Ok(HostTap { queues, carrier })
 }

@@ -26,6 +26,7 @@ pub mod stats;
 mod sys;
 pub mod tap;
 mod uring;
+mod uring_rx;
 pub mod xdp;
 
 pub use hostif::{open_host_tap, HostTap};

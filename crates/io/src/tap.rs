@@ -15,15 +15,20 @@
 //! super-frames anyway. A frame longer than a pool buffer (the TAP's MTU was
 //! raised) is counted in `rx_oversize` and dropped.
 //!
-//! Batching: reads loop until EAGAIN or `max`; the tun driver has no batched
-//! read or write for user space (its `sendmsg` batching is vhost-only), so
-//! writes are one `write(2)` per frame, unless the queue was switched to
-//! io_uring ([`TapQueue::batch_writes`], the host twins): then a send of
-//! several frames is one `io_uring_enter(2)` (`crate::uring`).
+//! Batching: the tun driver has no batched read or write for user space
+//! (its `sendmsg` batching is vhost-only). Where the kernel has io_uring
+//! (`TapOptions::uring`, the default), a queue reads through one
+//! multishot read armed in a ring (`crate::uring_rx`: an empty poll is no
+//! system call, a batch one `io_uring_enter(2)`, and an idle worker sleeps
+//! on the ring's descriptor) and sends a batch of several frames as one
+//! `io_uring_enter(2)` (`crate::uring`). Without it (or when the ring
+//! fails), reads loop `readv(2)` until EAGAIN or `max`, and writes are one
+//! `write(2)` per frame.
 
 use crate::stats::LinkStats;
 use crate::sys::{bump, errno, ifreq_ioctl, IfReq};
 use crate::uring::UringWriter;
+use crate::uring_rx::{Read, UringReader};
 use crate::{ifinfo, IoError};
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{PacketBuf, PacketPool};
@@ -46,11 +51,15 @@ pub struct TapOptions {
     /// Set the device administratively up after attaching (logged when it
     /// changes anything): a down TAP drops what is written to it.
     pub bring_up: bool,
+    /// Read and write through io_uring where the kernel has it (reads
+    /// need Linux 6.7's multishot read): [`TapQueue::ring_reads`] and
+    /// [`TapQueue::batch_writes`]. Off: `readv(2)` and `write(2)`.
+    pub uring: bool,
 }
 
 impl Default for TapOptions {
     fn default() -> Self {
-        TapOptions { persist: false, bring_up: true }
+        TapOptions { persist: false, bring_up: true, uring: true }
     }
 }
 
@@ -66,6 +75,10 @@ pub struct TapQueue {
     /// Batched writes (`batch_writes`), and their results, reused.
     uring: Option<UringWriter>,
     results: Vec<Option<i32>>,
+    /// Reads through a ring (`ring_reads`): asked for, and the reader once
+    /// the first `recv` knows the pool's buffer size.
+    want_ring_reads: bool,
+    reader: Option<UringReader>,
 }
 
 /// Opens `queues` queues of TAP `dev`, boxed for the stack. See
@@ -134,11 +147,7 @@ impl TapQueue {
         if opts.bring_up && ifinfo::set_admin_up(dev, true)? {
             tracing::info!("{dev}: set TAP up");
         }
-        tracing::info!(
-            "{dev}: TAP attached, {count} queue(s){}; no offloads negotiated: the kernel hands over MTU-sized, checksummed frames",
-            if existed { "" } else { ", created" }
-        );
-        Ok(fds
+        let mut queues: Vec<TapQueue> = fds
             .into_iter()
             .enumerate()
             .map(|(queue, fd)| TapQueue {
@@ -149,8 +158,23 @@ impl TapQueue {
                 overflow: vec![0u8; 65536].into_boxed_slice(),
                 uring: None,
                 results: Vec::new(),
+                want_ring_reads: false,
+                reader: None,
             })
-            .collect())
+            .collect();
+        let mut rings = opts.uring;
+        if opts.uring {
+            for q in queues.iter_mut() {
+                // Every queue tries (no short circuit): each has its rings.
+                rings &= q.batch_writes() & q.ring_reads();
+            }
+        }
+        tracing::info!(
+            "{dev}: TAP attached, {count} queue(s){}, {}; no offloads negotiated: the kernel hands over MTU-sized, checksummed frames",
+            if existed { "" } else { ", created" },
+            if rings { "reads and writes through io_uring" } else { "readv(2) and write(2)" }
+        );
+        Ok(queues)
     }
 
     /// This queue's counters.
@@ -195,6 +219,87 @@ impl TapQueue {
     /// Whether sends go through io_uring.
     pub fn writes_batched(&self) -> bool {
         self.uring.is_some()
+    }
+
+    /// Reads through a multishot read armed in a ring (`crate::uring_rx`)
+    /// from the first `recv` on, and lets an idle worker sleep on the
+    /// ring's descriptor. Returns whether the kernel can (io_uring with
+    /// multishot reads, Linux 6.7); if not, or if the ring fails later,
+    /// `readv(2)` stays (logged).
+    pub fn ring_reads(&mut self) -> bool {
+        // A probe now (the ring for reads is made at the first `recv`,
+        // sized by the pool's buffers).
+        match UringReader::new(self.fd.as_raw_fd(), 64) {
+            Ok(_) => {
+                self.want_ring_reads = true;
+                true
+            }
+            Err(e) => {
+                tracing::info!("{}: io_uring reads not available ({e}): readv(2) until EAGAIN", self.dev);
+                false
+            }
+        }
+    }
+
+    /// Whether receives go through io_uring (after the first `recv`).
+    pub fn reads_through_ring(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// `recv` through the ring: each completion's frame copied into a pool
+    /// buffer. `None` when the ring failed (dropped, `readv` from now on).
+    fn recv_ring(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> Option<usize> {
+        if self.reader.is_none() {
+            self.want_ring_reads = false;
+            // Once per queue: buffers as long as the pool's, so a frame a
+            // pool buffer cannot hold is seen, and counted, as such.
+            match UringReader::new(self.fd.as_raw_fd(), pool.buf_size()) {
+                Ok(r) => self.reader = Some(r),
+                Err(e) => {
+                    tracing::warn!("{}: io_uring reads failed to start ({e}): readv(2) until EAGAIN", self.dev);
+                    return None;
+                }
+            }
+        }
+        let reader = self.reader.as_mut()?;
+        let stats = &self.stats;
+        let mut n = 0;
+        let r = reader.read_batch(max, |rd| match rd {
+            Read::Frame(f) => {
+                let Some(mut p) = pool.alloc() else {
+                    bump(&stats.rx_nobuf, 1);
+                    return;
+                };
+                let spare = p.spare_mut();
+                if f.len() > spare.len() {
+                    bump(&stats.rx_oversize, 1);
+                    pool.free(p);
+                    return;
+                }
+                spare[..f.len()].copy_from_slice(f);
+                p.set_len(f.len()).expect("read fits the buffer");
+                bump(&stats.rx_bytes, f.len() as u64);
+                out.push(p);
+                n += 1;
+            }
+            // tun's copy into a buffer shorter than the frame fails and
+            // drops the frame (tun_put_user).
+            Read::Error(libc::EFAULT) => bump(&stats.rx_oversize, 1),
+            Read::Error(_) => bump(&stats.rx_errors, 1),
+        });
+        bump(&self.stats.rx_frames, n as u64);
+        match r {
+            Ok(_) => Some(n),
+            Err(e) => {
+                tracing::warn!("{}: io_uring read failed ({e}): back to readv(2)", self.dev);
+                self.reader = None;
+                if n > 0 {
+                    Some(n)
+                } else {
+                    None
+                }
+            }
+        }
     }
 
     /// Counts one write's result (`r`: bytes or -1 with `e` the errno) of
@@ -281,6 +386,11 @@ impl LinkQueue for TapQueue {
     }
 
     fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if self.want_ring_reads || self.reader.is_some() {
+            if let Some(n) = self.recv_ring(pool, out, max) {
+                return n;
+            }
+        }
         let mut n = 0;
         while n < max {
             let Some(mut p) = pool.alloc() else {
@@ -342,6 +452,8 @@ impl LinkQueue for TapQueue {
     }
 
     fn poll_fd(&self) -> Option<i32> {
-        Some(self.fd.as_raw_fd())
+        // With reads in a ring, the TAP's data is the ring's to read: the
+        // ring's descriptor is readable once a read completed.
+        Some(self.reader.as_ref().map_or(self.fd.as_raw_fd(), |r| r.ring_fd()))
     }
 }

@@ -15,9 +15,22 @@ const KERNEL_IP: [u8; 4] = [10, 66, 0, 1];
 #[test]
 #[ignore = "needs root"]
 fn kernel_answers_arp_and_ping_through_tap() {
+    // Reads through the ring (multishot read), writes of one frame by write(2).
+    kernel_answers_arp_and_ping(true);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn kernel_answers_arp_and_ping_through_tap_without_io_uring() {
+    // The path of a kernel without io_uring: readv(2) and write(2).
+    kernel_answers_arp_and_ping(false);
+}
+
+fn kernel_answers_arp_and_ping(uring: bool) {
     require_root();
-    let ns = Netns::new("tap");
-    let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &TapOptions::default()).unwrap());
+    let ns = Netns::new(if uring { "tap" } else { "tapnu" });
+    let opts = TapOptions { uring, ..TapOptions::default() };
+    let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &opts).unwrap());
     assert_eq!(qs.len(), 1);
     ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-tap"]);
     let (kmac, state) = ns.run(|| (ifinfo::mac_address("snio-tap").unwrap(), ifinfo::link_state("snio-tap").unwrap()));
@@ -57,7 +70,9 @@ fn kernel_answers_arp_and_ping_through_tap() {
     let s = q.stats().snapshot();
     assert_eq!(s.tx_frames, 2);
     assert!(s.rx_frames >= 2);
-    assert_eq!(s.rx_oversize + s.tx_errors, 0);
+    assert_eq!(s.rx_oversize + s.tx_errors + s.rx_errors + s.rx_nobuf, 0);
+    assert_eq!(q.reads_through_ring(), uring, "this kernel has multishot reads");
+    assert_eq!(q.writes_batched(), uring);
 }
 
 #[test]
@@ -89,7 +104,7 @@ fn multi_queue_fallback_and_creation() {
         }
         assert!(!ifinfo::exists("snio-new"), "non-persistent TAP removed on close");
         // Persistent: survives close, loses carrier.
-        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true }).unwrap();
+        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true, uring: true }).unwrap();
         assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
         drop(q);
         assert!(ifinfo::exists("snio-per"));
@@ -169,4 +184,38 @@ fn batched_writes_reach_the_kernel_each_as_one_frame() {
     let mut one = vec![PacketBuf::from_slice(&arp_request(MY_MAC, [10, 66, 0, 30], KERNEL_IP))];
     assert_eq!(q.send(&mut pool, &mut one), 1);
     assert_eq!(stats.snapshot().tx_frames, 11);
+}
+
+/// A frame longer than a pool buffer is counted as oversize and dropped,
+/// and the frames after it are read: through the ring (a provided buffer
+/// too short for the frame: tun drops it, the read fails and is armed
+/// again) and through readv(2) (the overflow iovec).
+#[test]
+#[ignore = "needs root"]
+fn an_oversize_frame_is_counted_and_the_next_is_read() {
+    for uring in [true, false] {
+        require_root();
+        let ns = Netns::new(if uring { "tapov" } else { "tapovn" });
+        let opts = TapOptions { uring, ..TapOptions::default() };
+        let mut qs = ns.run(|| TapQueue::open_all("snio-ov", 1, &opts).unwrap());
+        ns.ip(&["link", "set", "snio-ov", "mtu", "3000"]);
+        ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-ov"]);
+        ns.ip(&["neigh", "add", "10.66.0.2", "lladdr", "02:00:00:66:00:02", "dev", "snio-ov"]);
+        let q = &mut qs[0];
+        let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+        // The kernel sends a 2,542-byte echo request (longer than the 2,048
+        // bytes of a buffer), then a short one.
+        // (No one answers: ping's exit status is not the test's.)
+        ns.exec(&["sh", "-c", "ping -c 1 -W 1 -s 2500 10.66.0.2; ping -c 1 -W 1 -s 100 10.66.0.2; true"]);
+        let short = recv_until(q, &mut pool, Duration::from_secs(3), |p| {
+            let f = p.data();
+            f.len() == 14 + 20 + 8 + 100 && ethertype(f) == 0x0800 && f[23] == 1
+        });
+        assert!(short, "the short echo request after the long one is read (uring {uring})");
+        let s = q.stats().snapshot();
+        assert_eq!(s.rx_oversize, 1, "uring {uring}: {s:?}");
+        assert_eq!(s.rx_errors + s.rx_nobuf, 0, "uring {uring}: {s:?}");
+        assert_eq!(q.reads_through_ring(), uring);
+        assert_eq!(pool.available(), 64);
+    }
 }

@@ -18,8 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Idle rounds a worker spins before it sleeps in poll(2).
-const SPIN_ROUNDS: u32 = 64;
+/// How long a worker that found nothing to do keeps polling its queues
+/// before it sleeps in poll(2): a time, not a count of rounds, because a
+/// round's cost differs by a hundredfold between links (a TAP read through
+/// io_uring's ring is a look at memory, a `readv` that says EAGAIN a
+/// system call), and what the spin buys is latency: a request's answer
+/// that comes back within it is read at once, without the wake-up.
+const SPIN_TIME: Duration = Duration::from_micros(50);
 /// Longest a worker sleeps in poll(2): bounds how late it sees `stop` and
 /// frames on links without a descriptor.
 const POLL_TIMEOUT_MS: i32 = 10;
@@ -820,8 +825,12 @@ impl Drop for SockWake {
 /// `poll_idle` that also wakes on `wake` (the socket layer's eventfd).
 pub fn poll_idle_woken(wake: Option<Arc<SockWake>>) -> impl FnMut(&Stack, usize, u32) {
     let mut fds: Vec<libc::pollfd> = Vec::with_capacity(64);
+    let mut idle_since = Instant::now();
     move |stack: &Stack, id: usize, rounds: u32| {
-        if rounds < SPIN_ROUNDS {
+        if rounds == 1 {
+            idle_since = Instant::now();
+        }
+        if idle_since.elapsed() < SPIN_TIME {
             std::hint::spin_loop();
             return;
         }
