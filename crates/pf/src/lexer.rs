@@ -222,6 +222,14 @@ impl Raw {
                     if let Some(p) = p {
                         return Some(Ok((Token { tok: Tok::Punct(p), line: self.line() }, false)));
                     }
+                    // yylex hands a NUL to the grammar as itself, token 0:
+                    // the end of the input in the middle of a line. As in
+                    // a quoted string, it is a syntax error here.
+                    if c == '\0' {
+                        let line = self.line();
+                        self.skip_line();
+                        return Some(Err((line, "syntax error".into())));
+                    }
                     return Some(Ok((self.word(c.to_string()), false)));
                 }
             }
@@ -583,6 +591,11 @@ mod tests {
         assert_eq!(q("\"abc\npass\n"), eof);
         assert_eq!(q("\"abc\\"), eof);
         assert_eq!(q("\"a\0b\"\n"), Err((1, "syntax error".to_string())));
+        // Outside quotes too: a NUL never reaches a string.
+        let mut lx = Lexer::new("pass on a\0b\nblock\n");
+        let m = HashMap::new();
+        assert_eq!(lx.statement(&m).unwrap().errors, vec![(1, "syntax error".to_string())]);
+        assert_eq!(lx.statement(&m).unwrap().tokens[0].describe(), "block");
         // Lines are counted through a string that spans them.
         let mut lx = Lexer::new("label \"a\nb\" pass\nblock\n");
         let m = HashMap::new();
