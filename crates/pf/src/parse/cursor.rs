@@ -89,7 +89,12 @@ impl<'t> Cursor<'t> {
         // holding one would print as an address with a bad modifier.
         // A backslash (`\\` outside quotes) would print as one and read
         // back as an escape of the character after it.
-        if name.is_empty() || name.contains([':', '\\']) || !name.chars().all(crate::lexer::word_char) {
+        // A '$' first would print as a macro (`"$s"` read from quotes).
+        if name.is_empty()
+            || name.starts_with('$')
+            || name.contains([':', '\\'])
+            || !name.chars().all(crate::lexer::word_char)
+        {
             return Err((line, format!("invalid interface name '{name}'")));
         }
         Ok(name)
