@@ -2,8 +2,8 @@
 //!
 //! * [`tap`]: a TAP device through `/dev/net/tun` (`IFF_TAP | IFF_NO_PI`,
 //!   `IFF_MULTI_QUEUE` for more than one queue), one non-blocking fd per queue.
-//! * [`packet`]: an existing device through AF_PACKET sockets: a TPACKET_V2
-//!   RX ring per queue (or TPACKET_V3 blocks, [`RxRing`]; queues joined in a
+//! * [`packet`]: an existing device through AF_PACKET sockets: a TPACKET_V3
+//!   RX ring per queue (or TPACKET_V2 frames, [`RxRing`]; queues joined in a
 //!   `PACKET_FANOUT_HASH` group) and a TPACKET_V2 TX ring per queue.
 //! * [`xdp`]: an existing device through AF_XDP sockets (copy mode), one
 //!   per RX queue, fed by a hand-assembled XDP redirect program attached

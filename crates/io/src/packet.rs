@@ -8,7 +8,7 @@
 //!   exactly one queue and a flow always the same one. Promiscuous mode by
 //!   `PACKET_ADD_MEMBERSHIP` (dropped with the socket). The ring is one of
 //!   two kinds ([`RxRing`]):
-//!   - `Frames` (the default): TPACKET_V2, fixed slots of one frame each
+//!   - `Frames`: TPACKET_V2, fixed slots of one frame each
 //!     (sized for the MTU), each handed to us by its own status word the
 //!     moment the kernel has written it, with a wakeup of a poller per
 //!     frame (`tpacket_rcv`).
@@ -18,8 +18,11 @@
 //!     first frame (`prb_retire_rx_blk_timer_expired`). That timer is the
 //!     latency of every frame under light load, and a TCP endpoint's
 //!     ACK clock runs on it: bulk TCP sending through this link measured
-//!     0.4 Gbit/s with `Blocks` (BENCHMARKS §4 session 11), hence the
-//!     default.
+//!     0.4 Gbit/s with `Blocks` (BENCHMARKS §4 session 11). It stays the
+//!     default: a V2 slot holds one frame whatever its size, so a burst of
+//!     small frames (a SYN flood, 1,000 TTL-1 packets at MTU 9000)
+//!     overflowed 2,048 slots where V3's blocks hold over ten times as
+//!     many (e2e test_sock_robust, test_malformed).
 //! * TX: protocol 0 (it receives nothing), a TPACKET_V2 `PACKET_TX_RING`,
 //!   `PACKET_QDISC_BYPASS`. Each slot carries a `virtio_net_hdr` with no
 //!   offload and `hdr_len` = the whole frame, which makes the kernel copy the
@@ -174,6 +177,9 @@ const V3: HdrLayout = HdrLayout {
 };
 
 /// Ring sizes and attach choices for [`open_packet`].
+/// The fewest slots a V2 (`Frames`) RX ring gets, whatever the MTU.
+const RX_MIN_SLOTS: usize = 2048;
+
 #[derive(Debug, Clone)]
 pub struct PacketOptions {
     pub rx_ring: RxRing,
@@ -181,7 +187,8 @@ pub struct PacketOptions {
     /// the largest frame to be *counted* as oversize rather than truncated:
     /// 64 KiB+. With `Frames` the ring has `rx_block_size * rx_block_count`
     /// bytes of slots, each the MTU's frame rounded up to a power of two
-    /// (2 KiB at 1500), so the same memory either way.
+    /// (2 KiB at 1500), so the same memory either way, but never fewer
+    /// than 2,048 slots (more blocks for a jumbo MTU).
     pub rx_block_size: usize,
     pub rx_block_count: usize,
     /// `Blocks` only: how long the kernel lets a partly filled block wait
@@ -202,7 +209,7 @@ pub struct PacketOptions {
 impl Default for PacketOptions {
     fn default() -> Self {
         PacketOptions {
-            rx_ring: RxRing::Frames,
+            rx_ring: RxRing::Blocks,
             rx_block_size: 256 << 10,
             rx_block_count: 16,
             retire_timeout_ms: 1,
@@ -467,12 +474,20 @@ impl PacketQueue {
                 format!("RX block size {} is smaller than a frame slot ({rx_frame_size})", opts.rx_block_size),
             ));
         }
-        let frame_nr = (opts.rx_block_size / rx_frame_size * opts.rx_block_count) as u32;
+        // A V2 ring has a slot a frame, whatever its length, where V3
+        // packs frames into blocks: with a jumbo MTU's 16 KiB slots the
+        // same memory held 256 frames and a burst of small ones
+        // overflowed it. Frames get at least RX_MIN_SLOTS slots.
+        let block_count = match opts.rx_ring {
+            RxRing::Frames => opts.rx_block_count.max((RX_MIN_SLOTS * rx_frame_size).div_ceil(opts.rx_block_size)),
+            RxRing::Blocks => opts.rx_block_count,
+        };
+        let frame_nr = (opts.rx_block_size / rx_frame_size * block_count) as u32;
         if opts.rx_ring == RxRing::Frames {
             setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
             let req = TpacketReq {
                 block_size: opts.rx_block_size as u32,
-                block_nr: opts.rx_block_count as u32,
+                block_nr: block_count as u32,
                 frame_size: rx_frame_size as u32,
                 frame_nr,
             };
@@ -490,7 +505,7 @@ impl PacketQueue {
             };
             setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
         }
-        let rx_ring = Ring::map(&rx_fd, opts.rx_block_size * opts.rx_block_count, dev)?;
+        let rx_ring = Ring::map(&rx_fd, opts.rx_block_size * block_count, dev)?;
         let rx_slots = (rx_frame_size, frame_nr as usize);
         bind_dev(&rx_fd, ifindex, ETH_P_ALL, dev)?;
         setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32, dev, "PACKET_IGNORE_OUTGOING")?;

@@ -101,7 +101,7 @@ fn lone_frame(tag: &str, rx: PacketOptions, frame: &[u8]) -> (Duration, bool) {
     (t0.elapsed(), same)
 }
 
-/// The V2 ring (`RxRing::Frames`, the default) hands a frame over as soon
+/// The V2 ring (`RxRing::Frames`) hands a frame over as soon
 /// as the kernel wrote it; the V3 ring waits for its block's retire timer
 /// (here 400 ms) when nothing else fills the block. A VLAN tag the kernel
 /// stripped into the skb (veth untags on receive) is put back by both.
@@ -110,7 +110,8 @@ fn lone_frame(tag: &str, rx: PacketOptions, frame: &[u8]) -> (Duration, bool) {
 fn the_frames_ring_hands_a_lone_frame_over_at_once() {
     require_root();
     let blocks = PacketOptions { rx_ring: RxRing::Blocks, retire_timeout_ms: 400, ..Default::default() };
-    let (t, same) = lone_frame("lf2", PacketOptions::default(), &test_frame(1, 5));
+    let frames = PacketOptions { rx_ring: RxRing::Frames, ..Default::default() };
+    let (t, same) = lone_frame("lf2", frames.clone(), &test_frame(1, 5));
     assert!(same, "frame arrives unchanged");
     assert!(t < Duration::from_millis(200), "Frames: {t:?}");
     let (t, same) = lone_frame("lf3", blocks.clone(), &test_frame(1, 6));
@@ -120,7 +121,7 @@ fn the_frames_ring_hands_a_lone_frame_over_at_once() {
     let mut tagged = plain[..12].to_vec();
     tagged.extend_from_slice(&[0x81, 0x00, 0x20, 0x07]); // priority 1, VLAN 7
     tagged.extend_from_slice(&plain[12..]);
-    for (tag, o) in [("lv2", PacketOptions::default()), ("lv3", blocks)] {
+    for (tag, o) in [("lv2", frames), ("lv3", blocks)] {
         let (_, same) = lone_frame(tag, o.clone(), &tagged);
         assert!(same, "{:?}: the VLAN tag is put back where it was", o.rx_ring);
     }
