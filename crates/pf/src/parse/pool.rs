@@ -219,7 +219,12 @@ pub(super) fn hash_key(s: &str) -> Result<HashKey, String> {
         }
         let mut k = [0u32; 4];
         for (i, w) in k.iter_mut().enumerate() {
-            *w = u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).map_err(|_| "invalid hex key".to_string())?;
+            // Byte offsets: a non-ASCII character makes the key invalid
+            // (pfctl's sscanf stops at it), never a slice inside it.
+            *w = hex
+                .get(i * 8..i * 8 + 8)
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .ok_or_else(|| "invalid hex key".to_string())?;
         }
         return Ok(HashKey(k));
     }
@@ -593,5 +598,8 @@ mod tests {
         );
         assert_eq!(hash_key("0x0123").unwrap_err(), "hex key must be 128 bits (32 hex digits) long");
         assert_eq!(hash_key("0x0123456789ABCDEF0123456789abcdeg").unwrap_err(), "invalid hex key");
+        // 34 bytes with a two-byte character across a word's edge (the
+        // long pf_conf fuzz run's panic, fuzz/regressions/pf_conf).
+        assert_eq!(hash_key("0x0123456\u{27e}9abcdef0123456789abcdef").unwrap_err(), "invalid hex key");
     }
 }
