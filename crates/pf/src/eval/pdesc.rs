@@ -275,30 +275,8 @@ pub fn fast_key4(d: &[u8]) -> Option<((u64, u64), u16)> {
     }
     let proto = d[9];
     let l4 = &d[20..tot];
-    match proto {
-        PROTO_UDP => {
-            let ulen = if l4.len() >= softnet_wire::udp::HEADER_LEN { be16(l4, 4) as usize } else { 0 };
-            if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
-                return None;
-            }
-        }
-        PROTO_TCP => {
-            if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
-                return None;
-            }
-            let w = be64(l4, 12);
-            let off = (w >> 60) as usize * 4;
-            if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || w & TCP_PLAIN_MASK != TCP_PLAIN {
-                return None;
-            }
-        }
-        _ => return None,
-    }
+    fast_l4(proto, l4)?;
     let ports = be32(l4, 0) as u64;
-    // pf_setup_pdesc: to port 0 is short; the full path drops it.
-    if ports & 0xffff == 0 {
-        return None;
-    }
     Some(((be64(d, 12), ports << 32 | (proto as u64) << 16), tot as u16))
 }
 
@@ -334,46 +312,63 @@ pub fn parse_fast6_inline(d: &[u8]) -> Option<Pd> {
     Some(pd)
 }
 
-/// The transport part of `parse_fast` (both families): whether it takes
-/// the packet.
+/// The transport checks of the fast parses (`parse_fast`,
+/// `parse_fast6`'s and `fast_key4`, so that they take the same packets):
+/// a UDP datagram whose length field fits `l4` and covers its header
+/// (RFC 768), or a TCP segment whose data offset covers its header and
+/// fits `l4`, with the bits `TCP_PLAIN_MASK` looks at as `TCP_PLAIN`; and
+/// a destination port other than 0 (pf_setup_pdesc: to port 0 is short;
+/// the full path drops it). `Some`: taken, with a TCP segment's bytes
+/// 12..20 as one word (0 for UDP). `None`: anything else, for the full
+/// parse.
 #[inline(always)]
-fn fast_transport(pd: &mut Pd, l4: &[u8]) -> bool {
-    match pd.proto {
+fn fast_l4(proto: u8, l4: &[u8]) -> Option<u64> {
+    let w = match proto {
         PROTO_UDP => {
-            if l4.len() < softnet_wire::udp::HEADER_LEN {
-                return false;
-            }
-            let ulen = be16(l4, 4) as usize;
+            let ulen = if l4.len() >= softnet_wire::udp::HEADER_LEN { be16(l4, 4) as usize } else { 0 };
             if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
-                return false;
+                return None;
             }
+            0
         }
         PROTO_TCP => {
             if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
-                return false;
+                return None;
             }
             let w = be64(l4, 12);
             let off = (w >> 60) as usize * 4;
             // One compare for SYN (options to read), the reserved bits,
             // and the flags and urgent pointer pf_normalize_tcp looks at.
             if off < softnet_wire::tcp::MIN_HEADER_LEN || off > l4.len() || w & TCP_PLAIN_MASK != TCP_PLAIN {
-                return false;
+                return None;
             }
-            pd.tcp = TcpSeg {
-                flags: (w >> 48) as u8,
-                seq: be32(l4, 4),
-                ack: be32(l4, 8),
-                win: (w >> 32) as u16,
-                len: (l4.len() - off) as u32,
-                wscale: 0,
-            };
+            w
         }
-        _ => return false,
+        _ => return None,
+    };
+    (be16(l4, 2) != 0).then_some(w)
+}
+
+/// The transport part of `parse_fast` (both families): whether it takes
+/// the packet (`fast_l4`), with its ports and a TCP segment's fields.
+#[inline(always)]
+fn fast_transport(pd: &mut Pd, l4: &[u8]) -> bool {
+    let Some(w) = fast_l4(pd.proto, l4) else { return false };
+    if pd.proto == PROTO_TCP {
+        pd.tcp = TcpSeg {
+            flags: (w >> 48) as u8,
+            seq: be32(l4, 4),
+            ack: be32(l4, 8),
+            win: (w >> 32) as u16,
+            // the data after the header and its options (the offset
+            // `fast_l4` checked against the length)
+            len: (l4.len() - (w >> 60) as usize * 4) as u32,
+            wscale: 0,
+        };
     }
     pd.sport = be16(l4, 0);
     pd.dport = be16(l4, 2);
-    // pf_setup_pdesc: to port 0 is short; the full path drops it.
-    pd.dport != 0
+    true
 }
 
 /// `pkt_key(pd, dir).words()`, without the trip through memory.
