@@ -12,8 +12,8 @@
 //! (BENCHMARKS §2). IPv6's (`run6`, a batch that starts with an IPv6
 //! packet) reads an IPv6 UDP datagram of the common case straight to its
 //! key words and length the same way (`eval::fast_udp6`; the addresses'
-//! ids through the chunk's memo, their probe entries prefetched together
-//! first, on the in hook, from pf in's note on the out hook) and decides
+//! ids through the chunk's memo on the in hook, from pf in's note on the
+//! out hook) and decides
 //! it from them (`eval::test_established6_words`); other packets are
 //! parsed into their description, with IPv6's fast parse and established
 //! path inline. Either decides every packet of either family the same
@@ -169,14 +169,6 @@ fn chunk6(
     // Packets that share an address look it up once (`v6ids::Memo`).
     let mut memo = crate::state::v6ids::Memo::default();
     let inward = cx.dir == Direction::In;
-    if inward {
-        // The probe entries of the chunk's addresses prefetched together
-        // first: each lookup below then waits for its own line less.
-        let mut last = [crate::addr::PfAddr::UNSPECIFIED; 2];
-        for p in pkts.iter().flatten() {
-            eval::prefetch_ids6(p.data(), &mut last);
-        }
-    }
     for (i, p) in pkts.iter_mut().enumerate() {
         let u = p.as_ref().and_then(|p| eval::fast_udp6(p.data()));
         let k = match (u, p.as_mut()) {

@@ -46,24 +46,6 @@ pub fn fast_udp6(d: &[u8]) -> Option<Udp6> {
     Some(Udp6 { src: w(8), dst: w(24), ports, len: tot as u16 })
 }
 
-/// Prefetches the `v6ids` probe entries of the addresses of an IPv6
-/// packet's fixed header whose lookups the chunk's memo will not spare
-/// (`last`: the previous packet's source and destination, updated), so
-/// that the chunk's misses on them overlap before its lookups.
-#[inline(always)]
-pub fn prefetch_ids6(d: &[u8], last: &mut [PfAddr; 2]) {
-    if d.len() < 40 || d[0] >> 4 != 6 {
-        return;
-    }
-    for (side, at) in [(0, 8), (1, 24)] {
-        let a = PfAddr([be32(d, at), be32(d, at + 4), be32(d, at + 8), be32(d, at + 12)]);
-        if a != last[side] {
-            crate::state::v6ids::prefetch(a);
-            last[side] = a;
-        }
-    }
-}
-
 /// The second key word of an IPv6 UDP datagram with ports `ports`, as the
 /// in hook sees it (`pkt_key_words6`).
 #[inline(always)]

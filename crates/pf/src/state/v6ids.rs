@@ -360,21 +360,6 @@ pub fn lookup(a: PfAddr) -> u32 {
     }
 }
 
-/// Starts loading the probe-table entry where `a`'s lookup starts: a
-/// batch's addresses are prefetched together before they are looked up
-/// (`batch::chunk6`), so that their cache misses overlap as the index's
-/// do in `StateTable::lookup_hints`. (2,500 addresses make 256 KiB of
-/// tables: most of a lookup's time is that one entry's line.)
-#[inline(always)]
-pub fn prefetch(a: PfAddr) {
-    let a = a.u128();
-    let sh = &IDS.shards[shard(a)];
-    let cur = sh.cur.load(Ordering::Relaxed) as usize;
-    if let Some(t) = sh.tables.get(cur).and_then(|t| t.get()) {
-        super::mem::prefetch_line(&t[home(a, t.len() - 1)]);
-    }
-}
-
 /// The ids a batch looked up last, a source's and a destination's: the
 /// packets of a batch often share one side's address (a flow's packets,
 /// a host's flows), and the same address looked up again has the same id
