@@ -10,9 +10,14 @@
 //! what it does not decide is parsed again out of the loop
 //! (`decide_again4`). Every IPv4 instruction count depends on its shape
 //! (BENCHMARKS §2). IPv6's (`run6`, a batch that starts with an IPv6
-//! packet) parses each packet into its description, with IPv6's fast
-//! parse and established path inline. Either decides every packet of
-//! either family the same way; only what is inline differs.
+//! packet) reads an IPv6 UDP datagram of the common case straight to its
+//! key words and length the same way (`eval::fast_udp6`; the addresses'
+//! ids through the chunk's memo on the in hook, from pf in's note on the
+//! out hook) and decides
+//! it from them (`eval::test_established6_words`); other packets are
+//! parsed into their description, with IPv6's fast parse and established
+//! path inline. Either decides every packet of either family the same
+//! way; only what is inline differs.
 
 use std::mem::MaybeUninit;
 
@@ -146,41 +151,87 @@ fn chunk6(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) {
-    // Each packet parsed once; on the in hook the lookups of the whole
-    // chunk start together (and the states pf out will follow).
+    // Each packet parsed once: an IPv6 UDP datagram of the common case
+    // straight to its in-hook key words and length (`eval::fast_udp6`: the
+    // ids through the chunk's memo on the in hook, from pf in's note on
+    // the out hook), anything else to its description; on the in hook the
+    // lookups of the whole chunk start together (and the states pf out
+    // will follow).
     let n = pkts.len();
-    // Only the first `n` entries are written and read: a small batch does
-    // not pay for clearing 64 descriptions.
-    let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
+    // (0, 0): no key; `lens[i]` not 0: packet i has key words from
+    // `fast_udp6` (its length, at least 48).
+    let mut keys = [(0u64, 0u64); HINT_BATCH];
+    let mut lens = [0u16; HINT_BATCH];
     let mut hints = [0u32; HINT_BATCH];
-    for (pd, p) in pds.iter_mut().zip(pkts.iter()) {
-        // Each written in its own branch: a value from either of two calls
-        // would be copied in (IPv4 would pay for it).
-        match p.as_ref().map(|p| p.data()) {
-            Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => pd.write(eval::parse_fast6_inline(d)),
-            p => pd.write(p.and_then(eval::parse_fast)),
+    // Only the entries of packets without those key words are written and
+    // read: a batch does not pay for 64 descriptions.
+    let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
+    // Packets that share an address look it up once (`v6ids::Memo`).
+    let mut memo = crate::state::v6ids::Memo::default();
+    let inward = cx.dir == Direction::In;
+    for (i, p) in pkts.iter_mut().enumerate() {
+        let u = p.as_ref().and_then(|p| eval::fast_udp6(p.data()));
+        let k = match (u, p.as_mut()) {
+            (Some(u), Some(pkt)) if inward => Some(eval::in_words6(&u, pkt, &mut memo)),
+            (Some(u), Some(pkt)) => eval::noted_words6(&u, pkt),
+            _ => None,
         };
-    }
-    // SAFETY: entries 0..n were written just above.
-    let pd_at = |i: usize| unsafe { pds[i].assume_init_ref().as_ref() };
-    if cx.dir == Direction::In {
-        // (0, 0): no key. An IPv6 packet's address ids through the
-        // chunk's memo (`v6ids::Memo`: packets that share an address
-        // look it up once).
-        let mut keys = [(0u64, 0u64); HINT_BATCH];
-        let mut memo = crate::state::v6ids::Memo::default();
-        for (i, (k, p)) in keys[..n].iter_mut().zip(pkts.iter_mut()).enumerate() {
-            match pd_at(i) {
-                Some(pd) if pd.af == crate::addr::Af::Inet6 => *k = eval::in_key_words6_memo(pd, p, &mut memo),
-                Some(pd) => *k = eval::in_key_words(pd, p),
+        if let (Some(k), Some(u)) = (k, u) {
+            (keys[i], lens[i]) = (k, u.len);
+            continue;
+        }
+        // Each written in its own branch: a value from either of two
+        // calls would be copied in.
+        let pd = match p.as_ref().map(|p| p.data()) {
+            Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => pds[i].write(eval::parse_fast6_inline(d)),
+            d => pds[i].write(d.and_then(eval::parse_fast)),
+        };
+        if inward {
+            match pd {
+                Some(pd) if pd.af == crate::addr::Af::Inet6 => keys[i] = eval::in_key_words6_memo(pd, p, &mut memo),
+                Some(pd) => keys[i] = eval::in_key_words(pd, p),
                 None => {}
             }
         }
+    }
+    if inward {
         cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
     }
     for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
-        *d = decide::<true>(cx, logif, slot, pd_at(i), hints[i], bufs, replies);
+        *d = match slot {
+            None => Decision::Consumed,
+            Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
+            Some(p) if lens[i] != 0 && !logif => {
+                match eval::test_established6_words(cx, keys[i], lens[i], p, hints[i]) {
+                    Some(d) => d,
+                    None => decide_again6(cx, logif, slot, hints[i], bufs, replies),
+                }
+            }
+            Some(_) if lens[i] != 0 => decide_again6(cx, logif, slot, hints[i], bufs, replies),
+            // SAFETY: written in the first pass for every packet without
+            // key words from `fast_udp6`.
+            Some(_) => {
+                let pd = unsafe { pds[i].assume_init_ref().as_ref() };
+                decide::<true>(cx, logif, slot, pd, hints[i], bufs, replies)
+            }
+        };
     }
+}
+
+/// `decide` for an IPv6 datagram `eval::fast_udp6` took that the batch
+/// loop did not decide (a state off the fast path or none, `set
+/// loginterface`): parsed again into its description, out of the loop.
+#[inline(never)]
+fn decide_again6(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    hint: u32,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let pd = slot.as_ref().and_then(|p| eval::parse_fast6(p.data()));
+    decide::<false>(cx, logif, slot, pd.as_ref(), hint, bufs, replies)
 }
 
 /// One packet of a hook call, in place: what pf itself sent passes

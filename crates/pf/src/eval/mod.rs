@@ -31,6 +31,7 @@ use crate::tcp_track::{self, TcpSeg, Track, TH_ACK, TH_FIN, TH_RST, TH_SYN};
 
 mod afto;
 mod fast4;
+mod fast6;
 mod inet6;
 mod nat;
 mod nat6;
@@ -42,6 +43,7 @@ mod state_test;
 mod synproxy;
 
 pub use fast4::{is_udp4, test_established4};
+pub use fast6::{fast_udp6, in_words6, noted_words6, test_established6_words, Udp6};
 use inet6::*;
 pub use pdesc::*;
 pub use pdesc6::{parse_pd6, walk_header6, Walk6};
