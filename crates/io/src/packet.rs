@@ -127,14 +127,6 @@ impl RxRing {
             RxRing::Blocks => RX_BLOCKS_DEFAULT_BYTES,
         }
     }
-
-    /// The name the configuration uses (`rx_ring = "frames"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            RxRing::Frames => "frames",
-            RxRing::Blocks => "blocks",
-        }
-    }
 }
 
 /// A `Blocks` ring's memory by default: 16 blocks of 256 KiB, about 26,000
