@@ -44,7 +44,9 @@ Per run, the three in a rotated order:
 Medians over the runs are printed at the end, the raw lines as they come.
 
 usage: bench/tcp_vs.py [-n RUNS] [-b BYTES] [--conns N] [--idle N] [--modes "M ..."]
-       (--conns 0 / --idle 0 skip those rows)
+                      [--pkt-ring frames|blocks[:MIB]]
+       (--conns 0 / --idle 0 skip those rows; --pkt-ring sets the sn-pkt
+       interface's `rx_ring` and `rx_ring_mib`, else the binary's default)
 env:   BENCH_BIN (target/release/examples/benchmark),
        SMOLTCP_BENCH (/work/smoltcp-build/smoltcp/target/release/examples/benchmark)
 """
@@ -161,7 +163,7 @@ def run_client(ns, args):
 class Server:
     """A benchmark server (softnet or kernel) kept for the whole run."""
 
-    def __init__(self, mode, logdir):
+    def __init__(self, mode, logdir, pkt_ring=None):
         self.mode = mode
         ns = NS[mode][1] or NS[mode][0]
         if mode in SOFTNET:
@@ -170,6 +172,9 @@ class Server:
                 iface = 'name = "tvsn0"\ndriver = "tap"\nmac = "02:00:00:00:00:01"\n'
             else:
                 iface = f'name = "{VETH[mode][1]}"\ndriver = "{VETH[mode][2]}"\n'
+                if mode == "sn-pkt" and pkt_ring:
+                    kind, _, mib = pkt_ring.partition(":")
+                    iface += f'rx_ring = "{kind}"\n' + (f"rx_ring_mib = {int(mib)}\n" if mib else "")
             with open(cfg, "w") as f:
                 f.write(f'workers = 1\ncontrol = "{logdir}/{mode}.sock"\nlog = "warn"\n\n'
                         f'[[interface]]\n{iface}addr = ["{SERVER}/24"]\n')
@@ -284,6 +289,8 @@ def main():
     ap.add_argument("--idle", type=int, default=10_000)
     ap.add_argument("--modes", default="kernel softnet smoltcp sn-pkt sn-xdp",
                     help="of kernel softnet smoltcp sn-pkt sn-xdp")
+    ap.add_argument("--pkt-ring", default=None, metavar="frames|blocks[:MIB]",
+                    help="the sn-pkt interface's RX ring (rx_ring, rx_ring_mib); default: the binary's")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("tcp_vs: needs root (namespaces, TAP)")
@@ -293,7 +300,8 @@ def main():
     for b in [BENCH] + ([SMOL] if "smoltcp" in modes else []):
         if not os.path.exists(b):
             sys.exit(f"tcp_vs: {b} not built")
-    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} load {os.getloadavg()} nproc {os.cpu_count()}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} load {os.getloadavg()} nproc {os.cpu_count()}"
+          + (f" sn-pkt rx ring {a.pkt_ring}" if a.pkt_ring and "sn-pkt" in modes else ""))
     logdir = tempfile.mkdtemp(prefix="tcp_vs.")
     res = {}
     servers = {}
@@ -301,7 +309,7 @@ def main():
         setup(modes)
         for m in modes:
             if m != "smoltcp":
-                servers[m] = Server(m, logdir)
+                servers[m] = Server(m, logdir, a.pkt_ring)
         for r in range(a.n):
             order = modes[r % len(modes):] + modes[:r % len(modes)]
             for m in order:

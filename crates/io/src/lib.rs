@@ -21,7 +21,9 @@
 pub mod ethtool;
 pub mod hostif;
 pub mod ifinfo;
+mod l4csum;
 pub mod packet;
+mod packet_ring;
 pub mod stats;
 mod sys;
 pub mod tap;

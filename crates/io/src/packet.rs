@@ -7,22 +7,25 @@
 //!   sockets in one `PACKET_FANOUT_HASH` group, so each frame reaches
 //!   exactly one queue and a flow always the same one. Promiscuous mode by
 //!   `PACKET_ADD_MEMBERSHIP` (dropped with the socket). The ring is one of
-//!   two kinds ([`RxRing`]):
-//!   - `Frames`: TPACKET_V2, fixed slots of one frame each
-//!     (sized for the MTU), each handed to us by its own status word the
-//!     moment the kernel has written it, with a wakeup of a poller per
-//!     frame (`tpacket_rcv`).
-//!   - `Blocks`: TPACKET_V3, blocks of variable-size frames with the
-//!     kernel's flow hash (`TP_FT_REQ_FILL_RXHASH`); a block is handed over
-//!     only when it is full or `retire_timeout_ms` (at least 1 ms) after its
-//!     first frame (`prb_retire_rx_blk_timer_expired`). That timer is the
-//!     latency of every frame under light load, and a TCP endpoint's
-//!     ACK clock runs on it: bulk TCP sending through this link measured
-//!     0.4 Gbit/s with `Blocks` (BENCHMARKS §4 session 11). It stays the
-//!     default: a V2 slot holds one frame whatever its size, so a burst of
-//!     small frames (a SYN flood, 1,000 TTL-1 packets at MTU 9000)
-//!     overflowed 2,048 slots where V3's blocks hold over ten times as
-//!     many (e2e test_sock_robust, test_malformed).
+//!   two kinds ([`RxRing`]), of `rx_ring_bytes` per queue (`rx_ring`,
+//!   `rx_ring_mib` in the configuration):
+//!   - `Frames` (the default, 16 MiB): TPACKET_V2, fixed slots of one
+//!     frame each, sized for the MTU (1,584 B at 1500, 9,088 B at 9000:
+//!     `packet_ring::rx_geometry`), each handed to us by its own status
+//!     word the moment the kernel has written it, with a wakeup of a
+//!     poller per frame (`tpacket_rcv`). A slot holds one frame whatever
+//!     its size, so the ring is deep: 10,496 slots at MTU 1500, 1,792 at
+//!     9000, enough for a 20,000-SYN flood over two queues (e2e
+//!     test_sock_robust) and 1,000 TTL-1 packets at MTU 9000 on one
+//!     (test_malformed); 2,048 slots overflowed in both (session 11).
+//!   - `Blocks` (4 MiB): TPACKET_V3, blocks of variable-size frames with
+//!     the kernel's flow hash (`TP_FT_REQ_FILL_RXHASH`), about 160 B a
+//!     small frame; a block is handed over only when it is full or
+//!     `retire_timeout_ms` (at least 1 ms) after its first frame
+//!     (`prb_retire_rx_blk_timer_expired`). That timer is the latency of
+//!     every frame under light load, and a TCP endpoint's ACK clock runs
+//!     on it: bulk TCP sending through this link measured 0.4-0.7 Gbit/s
+//!     with `Blocks` (BENCHMARKS §4 sessions 11 and 12).
 //! * TX: protocol 0 (it receives nothing), a TPACKET_V2 `PACKET_TX_RING`,
 //!   `PACKET_QDISC_BYPASS`. Each slot carries a `virtio_net_hdr` with no
 //!   offload and `hdr_len` = the whole frame, which makes the kernel copy the
@@ -48,14 +51,15 @@
 //! queues, frames arriving while the sockets are still joining the fanout
 //! group may reach more than one queue (only at attach).
 
+pub use crate::l4csum::complete_l4_checksum;
+use crate::packet_ring::*;
 use crate::stats::LinkStats;
 use crate::sys::{bump, errno, setsockopt};
 use crate::{ethtool, ifinfo, IoError};
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{csum_flags, PacketBuf, PacketPool};
-use softnet_wire::checksum;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 // <linux/if_packet.h>
@@ -87,32 +91,6 @@ const TP_STATUS_SEND_REQUEST: u32 = 1 << 0;
 const TP_STATUS_SENDING: u32 = 1 << 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 1 << 2;
 
-// `struct tpacket_block_desc` / `tpacket_hdr_v1` field offsets.
-const BD_BLOCK_STATUS: usize = 8;
-const BD_NUM_PKTS: usize = 12;
-const BD_OFFSET_TO_FIRST_PKT: usize = 16;
-// `struct tpacket3_hdr` field offsets.
-const H3_NEXT_OFFSET: usize = 0;
-const H3_SNAPLEN: usize = 12;
-const H3_LEN: usize = 16;
-const H3_STATUS: usize = 20;
-const H3_MAC: usize = 24;
-const H3_RXHASH: usize = 28;
-const H3_VLAN_TCI: usize = 32;
-const H3_VLAN_TPID: usize = 36;
-// `struct tpacket2_hdr` field offsets; its size, aligned, is where the
-// `sockaddr_ll` and then the frame (at `tp_mac`) follow.
-const H2_STATUS: usize = 0;
-const H2_LEN: usize = 4;
-const H2_SNAPLEN: usize = 8;
-const H2_MAC: usize = 12;
-const H2_VLAN_TCI: usize = 24;
-const H2_VLAN_TPID: usize = 26;
-/// Where the network header of a frame lands in a V2 RX slot (`netoff` in
-/// `tpacket_rcv`: `TPACKET_ALIGN(TPACKET2_HDRLEN + 16)`, TPACKET2_HDRLEN
-/// being the header and a `sockaddr_ll`, 52); the frame's Ethernet header
-/// sits just before it. A slot holds this plus the MTU and a VLAN tag.
-const RX2_NETOFF: usize = 80;
 /// Where a TX frame (here: its virtio-net header) starts in a TPACKET_V2
 /// slot: `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)`.
 const TX_DATA_OFF: usize = 32;
@@ -141,56 +119,36 @@ pub enum RxRing {
     Blocks,
 }
 
-/// Where a frame header's fields lie (TPACKET_V2 or V3).
-struct HdrLayout {
-    status: usize,
-    len: usize,
-    snaplen: usize,
-    mac: usize,
-    vlan_tci: usize,
-    /// V3's `tp_vlan_tci` is a u32, V2's a u16.
-    tci_u32: bool,
-    vlan_tpid: usize,
-    rxhash: Option<usize>,
+impl RxRing {
+    /// The RX ring memory per queue when none is asked for (bytes).
+    pub fn default_bytes(self) -> usize {
+        match self {
+            RxRing::Frames => RX_FRAMES_DEFAULT_BYTES,
+            RxRing::Blocks => RX_BLOCKS_DEFAULT_BYTES,
+        }
+    }
 }
 
-const V2: HdrLayout = HdrLayout {
-    status: H2_STATUS,
-    len: H2_LEN,
-    snaplen: H2_SNAPLEN,
-    mac: H2_MAC,
-    vlan_tci: H2_VLAN_TCI,
-    tci_u32: false,
-    vlan_tpid: H2_VLAN_TPID,
-    rxhash: None,
-};
-
-const V3: HdrLayout = HdrLayout {
-    status: H3_STATUS,
-    len: H3_LEN,
-    snaplen: H3_SNAPLEN,
-    mac: H3_MAC,
-    vlan_tci: H3_VLAN_TCI,
-    tci_u32: true,
-    vlan_tpid: H3_VLAN_TPID,
-    rxhash: Some(H3_RXHASH),
-};
+/// A `Blocks` ring's memory by default: 16 blocks of 256 KiB, about 26,000
+/// 64-byte frames or 2,600 of 1,514 bytes.
+pub const RX_BLOCKS_DEFAULT_BYTES: usize = 4 << 20;
+/// A `Frames` ring's memory by default: 10,496 slots at MTU 1500
+/// (1,584 B each), 1,792 at MTU 9000 (9,088 B).
+pub const RX_FRAMES_DEFAULT_BYTES: usize = 16 << 20;
 
 /// Ring sizes and attach choices for [`open_packet`].
-/// The fewest slots a V2 (`Frames`) RX ring gets, whatever the MTU.
-const RX_MIN_SLOTS: usize = 2048;
-
 #[derive(Debug, Clone)]
 pub struct PacketOptions {
     pub rx_ring: RxRing,
-    /// RX ring block size (page multiple). With `Blocks`, a block must hold
-    /// the largest frame to be *counted* as oversize rather than truncated:
-    /// 64 KiB+. With `Frames` the ring has `rx_block_size * rx_block_count`
-    /// bytes of slots, each the MTU's frame rounded up to a power of two
-    /// (2 KiB at 1500), so the same memory either way, but never fewer
-    /// than 2,048 slots (more blocks for a jumbo MTU).
+    /// RX ring memory per queue (bytes, rounded down to whole blocks):
+    /// `Frames` cuts it into slots of one frame each, sized for the
+    /// device's MTU (`packet_ring::rx_geometry`), `Blocks` into blocks of
+    /// `rx_block_size`.
+    pub rx_ring_bytes: usize,
+    /// `Blocks` only: the block size (page multiple). A block must hold the
+    /// largest frame to be *counted* as oversize rather than truncated:
+    /// 64 KiB+.
     pub rx_block_size: usize,
-    pub rx_block_count: usize,
     /// `Blocks` only: how long the kernel lets a partly filled block wait
     /// before handing it over (ms, at least 1): the latency floor under
     /// light load.
@@ -209,9 +167,9 @@ pub struct PacketOptions {
 impl Default for PacketOptions {
     fn default() -> Self {
         PacketOptions {
-            rx_ring: RxRing::Blocks,
+            rx_ring: RxRing::Frames,
+            rx_ring_bytes: RxRing::Frames.default_bytes(),
             rx_block_size: 256 << 10,
-            rx_block_count: 16,
             retire_timeout_ms: 1,
             tx_mode: TxMode::Ring,
             tx_frames: 512,
@@ -220,78 +178,6 @@ impl Default for PacketOptions {
             qdisc_bypass: true,
             fanout_group: None,
         }
-    }
-}
-
-/// An mmap'ed ring, unmapped on drop.
-struct Ring {
-    base: *mut u8,
-    len: usize,
-}
-
-impl Ring {
-    fn map(fd: &OwnedFd, len: usize, dev: &str) -> Result<Ring, IoError> {
-        // SAFETY: maps the socket's ring; checked for MAP_FAILED below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(IoError::last(dev, "mmap packet ring"));
-        }
-        Ok(Ring { base: p as *mut u8, len })
-    }
-
-    /// The status word at `off`, shared with the kernel.
-    #[inline]
-    fn status(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= self.len);
-        // SAFETY: in bounds, 4-aligned (ring headers are 16-aligned), and the
-        // kernel only accesses it as a u32.
-        unsafe { &*(self.base.add(off) as *const AtomicU32) }
-    }
-
-    #[inline]
-    fn u32_at(&self, off: usize) -> u32 {
-        debug_assert!(off + 4 <= self.len);
-        // SAFETY: in bounds; the owner of the slot (us, by its status) reads it.
-        unsafe { std::ptr::read_volatile(self.base.add(off) as *const u32) }
-    }
-
-    #[inline]
-    fn u16_at(&self, off: usize) -> u16 {
-        debug_assert!(off + 2 <= self.len);
-        // SAFETY: as u32_at.
-        unsafe { std::ptr::read_volatile(self.base.add(off) as *const u16) }
-    }
-
-    /// The bytes `off..off+len` (clamped to the ring by the caller).
-    #[inline]
-    fn bytes(&self, off: usize, len: usize) -> &[u8] {
-        assert!(off + len <= self.len, "frame outside the ring");
-        // SAFETY: in bounds; we own this slot/block until we hand it back.
-        unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
-    }
-
-    #[inline]
-    #[allow(clippy::mut_from_ref)]
-    fn bytes_mut(&self, off: usize, len: usize) -> &mut [u8] {
-        assert!(off + len <= self.len, "slot outside the ring");
-        // SAFETY: in bounds; a TX slot with status AVAILABLE is ours alone.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(off), len) }
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `map` mapped.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
     }
 }
 
@@ -306,11 +192,9 @@ pub struct PacketQueue {
     rx_fd: OwnedFd,
     tx_fd: OwnedFd,
     rx_mode: RxRing,
-    block_size: usize,
-    block_count: usize,
-    /// `Frames`: slot size and count; the slot to read next is `block`.
-    rx_frame_size: usize,
-    rx_frame_count: usize,
+    /// The RX ring's blocks (and with `Frames` its slots: the slot to
+    /// read next is `block`).
+    rx: RxGeometry,
     /// Block (or, with `Frames`, slot) being read, and where in a block.
     block: usize,
     in_block: bool,
@@ -375,25 +259,6 @@ fn bind_dev(fd: &OwnedFd, ifindex: u32, protocol: u16, dev: &str) -> Result<(), 
 }
 
 #[repr(C)]
-struct TpacketReq {
-    block_size: u32,
-    block_nr: u32,
-    frame_size: u32,
-    frame_nr: u32,
-}
-
-#[repr(C)]
-struct TpacketReq3 {
-    block_size: u32,
-    block_nr: u32,
-    frame_size: u32,
-    frame_nr: u32,
-    retire_blk_tov: u32,
-    sizeof_priv: u32,
-    feature_req_word: u32,
-}
-
-#[repr(C)]
 struct PacketMreq {
     ifindex: i32,
     kind: u16,
@@ -409,11 +274,6 @@ struct TpacketStatsV3 {
     freeze_q_cnt: u32,
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as usize
-}
-
 impl PacketQueue {
     /// Opens `queues` queues on `dev` (which must exist and be Ethernet).
     /// With more than one, their RX sockets form one fanout group.
@@ -421,20 +281,18 @@ impl PacketQueue {
         if queues == 0 || queues > 1024 {
             return Err(IoError::invalid(dev, format!("queue count {queues} not in 1..=1024")));
         }
-        let page = page_size();
-        if opts.rx_block_size == 0 || !opts.rx_block_size.is_multiple_of(page) || opts.rx_block_count == 0 {
-            return Err(IoError::invalid(dev, format!("RX block size must be a multiple of {page} and blocks > 0")));
-        }
         let ifindex = ifinfo::ifindex(dev)?;
         ifinfo::mac_address(dev)?; // Ethernet only
         let mtu = ifinfo::mtu(dev)? as usize;
+        let rx = rx_geometry(opts.rx_ring, opts.rx_ring_bytes, opts.rx_block_size, mtu, page_size())
+            .map_err(|e| IoError::invalid(dev, e))?;
         if opts.disable_offloads {
             ethtool::disable_offloads(dev)?;
         }
         let mut out = Vec::with_capacity(queues);
         let mut group: Option<u32> = opts.fanout_group.map(u32::from);
         for queue in 0..queues {
-            let q = PacketQueue::open_one(dev, queue, ifindex, mtu, opts)?;
+            let q = PacketQueue::open_one(dev, queue, ifindex, mtu, rx, opts)?;
             if queues > 1 || opts.fanout_group.is_some() {
                 group = Some(q.join_fanout(group)?);
             }
@@ -444,8 +302,10 @@ impl PacketQueue {
             "{dev}: AF_PACKET attached, {queues} queue(s){}, RX {}, TX {}; no software segmentation: oversized frames are counted and dropped",
             group.map(|g| format!(", fanout hash group {g}")).unwrap_or_default(),
             match opts.rx_ring {
-                RxRing::Frames => format!("TPACKET_V2 {} slots of {} B", out[0].rx_frame_count, out[0].rx_frame_size),
-                RxRing::Blocks => format!("TPACKET_V3 {}x{} KiB", opts.rx_block_count, opts.rx_block_size >> 10),
+                RxRing::Frames =>
+                    format!("TPACKET_V2 {} slots of {} B ({} KiB)", rx.frame_count, rx.frame_size, rx.bytes() >> 10),
+                RxRing::Blocks =>
+                    format!("TPACKET_V3 {}x{} KiB ({} KiB)", rx.block_count, rx.block_size >> 10, rx.bytes() >> 10),
             },
             match opts.tx_mode {
                 TxMode::Ring => format!("ring {} slots", out[0].tx_frame_count),
@@ -460,53 +320,34 @@ impl PacketQueue {
         queue: usize,
         ifindex: u32,
         mtu: usize,
+        rx: RxGeometry,
         opts: &PacketOptions,
     ) -> Result<PacketQueue, IoError> {
         // RX: ring first, then bind, so every frame lands in the ring.
         let rx_fd = packet_socket(dev)?;
-        let rx_frame_size = match opts.rx_ring {
-            RxRing::Frames => (RX2_NETOFF + mtu + VLAN_HLEN).next_power_of_two().max(2048),
-            RxRing::Blocks => 2048,
-        };
-        if rx_frame_size > opts.rx_block_size {
-            return Err(IoError::invalid(
-                dev,
-                format!("RX block size {} is smaller than a frame slot ({rx_frame_size})", opts.rx_block_size),
-            ));
-        }
-        // A V2 ring has a slot a frame, whatever its length, where V3
-        // packs frames into blocks: with a jumbo MTU's 16 KiB slots the
-        // same memory held 256 frames and a burst of small ones
-        // overflowed it. Frames get at least RX_MIN_SLOTS slots.
-        let block_count = match opts.rx_ring {
-            RxRing::Frames => opts.rx_block_count.max((RX_MIN_SLOTS * rx_frame_size).div_ceil(opts.rx_block_size)),
-            RxRing::Blocks => opts.rx_block_count,
-        };
-        let frame_nr = (opts.rx_block_size / rx_frame_size * block_count) as u32;
         if opts.rx_ring == RxRing::Frames {
             setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
             let req = TpacketReq {
-                block_size: opts.rx_block_size as u32,
-                block_nr: block_count as u32,
-                frame_size: rx_frame_size as u32,
-                frame_nr,
+                block_size: rx.block_size as u32,
+                block_nr: rx.block_count as u32,
+                frame_size: rx.frame_size as u32,
+                frame_nr: rx.frame_count as u32,
             };
             setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
         } else {
             setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3, dev, "PACKET_VERSION")?;
             let req = TpacketReq3 {
-                block_size: opts.rx_block_size as u32,
-                block_nr: opts.rx_block_count as u32,
-                frame_size: rx_frame_size as u32,
-                frame_nr,
+                block_size: rx.block_size as u32,
+                block_nr: rx.block_count as u32,
+                frame_size: rx.frame_size as u32,
+                frame_nr: rx.frame_count as u32,
                 retire_blk_tov: opts.retire_timeout_ms.max(1),
                 sizeof_priv: 0,
                 feature_req_word: TP_FT_REQ_FILL_RXHASH,
             };
             setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_RX_RING, &req, dev, "PACKET_RX_RING")?;
         }
-        let rx_ring = Ring::map(&rx_fd, opts.rx_block_size * block_count, dev)?;
-        let rx_slots = (rx_frame_size, frame_nr as usize);
+        let rx_ring = Ring::map(&rx_fd, rx.bytes(), dev)?;
         bind_dev(&rx_fd, ifindex, ETH_P_ALL, dev)?;
         setsockopt(&rx_fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32, dev, "PACKET_IGNORE_OUTGOING")?;
         if opts.promisc {
@@ -522,7 +363,7 @@ impl PacketQueue {
         let tx_max_frame = mtu + ETH_HLEN + VLAN_HLEN;
         if opts.tx_mode == TxMode::Sendmmsg {
             bind_dev(&tx_fd, ifindex, 0, dev)?;
-            return Ok(PacketQueue::new(dev, queue, opts, rx_ring, rx_slots, None, rx_fd, tx_fd, 0, 0, tx_max_frame));
+            return Ok(PacketQueue::new(dev, queue, opts, rx_ring, rx, None, rx_fd, tx_fd, 0, 0, tx_max_frame));
         }
         setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, dev, "PACKET_VERSION")?;
         setsockopt(&tx_fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1i32, dev, "PACKET_VNET_HDR")?;
@@ -546,7 +387,7 @@ impl PacketQueue {
             queue,
             opts,
             rx_ring,
-            rx_slots,
+            rx,
             Some(tx_ring),
             rx_fd,
             tx_fd,
@@ -562,7 +403,7 @@ impl PacketQueue {
         queue: usize,
         opts: &PacketOptions,
         rx_ring: Ring,
-        (rx_frame_size, rx_frame_count): (usize, usize),
+        rx: RxGeometry,
         tx_ring: Option<Ring>,
         rx_fd: OwnedFd,
         tx_fd: OwnedFd,
@@ -578,10 +419,7 @@ impl PacketQueue {
             rx_fd,
             tx_fd,
             rx_mode: opts.rx_ring,
-            block_size: opts.rx_block_size,
-            block_count: opts.rx_block_count,
-            rx_frame_size,
-            rx_frame_count,
+            rx,
             block: 0,
             in_block: false,
             pkts_left: 0,
@@ -740,7 +578,7 @@ impl LinkQueue for PacketQueue {
         let mut n = 0;
         let mut bytes = 0u64;
         'blocks: while n < max {
-            let b = self.block * self.block_size;
+            let b = self.block * self.rx.block_size;
             if !self.in_block {
                 let st = self.rx_ring.status(b + BD_BLOCK_STATUS).load(Ordering::Acquire);
                 if st & TP_STATUS_USER == 0 {
@@ -776,7 +614,7 @@ impl LinkQueue for PacketQueue {
             // Whole block consumed: hand it back.
             self.rx_ring.status(b + BD_BLOCK_STATUS).store(TP_STATUS_KERNEL, Ordering::Release);
             self.in_block = false;
-            self.block = (self.block + 1) % self.block_count;
+            self.block = (self.block + 1) % self.rx.block_count;
         }
         bump(&self.stats.rx_frames, n as u64);
         bump(&self.stats.rx_bytes, bytes);
@@ -803,8 +641,8 @@ impl PacketQueue {
         let mut n = 0;
         let mut bytes = 0u64;
         while n < max {
-            let per_block = self.block_size / self.rx_frame_size;
-            let h = self.block / per_block * self.block_size + self.block % per_block * self.rx_frame_size;
+            let per_block = self.rx.block_size / self.rx.frame_size;
+            let h = self.block / per_block * self.rx.block_size + self.block % per_block * self.rx.frame_size;
             let st = self.rx_ring.status(h + H2_STATUS).load(Ordering::Acquire);
             if st & TP_STATUS_USER == 0 {
                 break;
@@ -825,7 +663,7 @@ impl PacketQueue {
                 pool.free(p);
             }
             self.rx_ring.status(h + H2_STATUS).store(TP_STATUS_KERNEL, Ordering::Release);
-            self.block = (self.block + 1) % self.rx_frame_count;
+            self.block = (self.block + 1) % self.rx.frame_count;
         }
         bump(&self.stats.rx_frames, n as u64);
         bump(&self.stats.rx_bytes, bytes);
@@ -953,118 +791,5 @@ impl PacketQueue {
         bump(&self.stats.tx_frames, sent_total as u64);
         bump(&self.stats.tx_bytes, bytes);
         sent_total
-    }
-}
-
-/// Fills in the TCP/UDP checksum of a CHECKSUM_PARTIAL frame (IPv4 or IPv6
-/// without extension headers, behind any number of VLAN tags). False if the
-/// frame is not one of those or is malformed; nothing is changed then.
-pub fn complete_l4_checksum(f: &mut [u8]) -> bool {
-    let be16 = |f: &[u8], o: usize| u16::from_be_bytes([f[o], f[o + 1]]);
-    if f.len() < ETH_HLEN {
-        return false;
-    }
-    let mut off = 12;
-    let mut et = be16(f, off);
-    while et == 0x8100 || et == 0x88a8 {
-        off += VLAN_HLEN;
-        if f.len() < off + 2 {
-            return false;
-        }
-        et = be16(f, off);
-    }
-    let l3 = off + 2;
-    let (proto, l4, end, pseudo) = match et {
-        0x0800 => {
-            if f.len() < l3 + 20 {
-                return false;
-            }
-            let ihl = (f[l3] & 0x0f) as usize * 4;
-            let total = be16(f, l3 + 2) as usize;
-            let frag = be16(f, l3 + 6) & 0x3fff;
-            if f[l3] >> 4 != 4 || ihl < 20 || total < ihl || l3 + total > f.len() || frag != 0 {
-                return false;
-            }
-            let proto = f[l3 + 9];
-            let src = std::net::Ipv4Addr::new(f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]);
-            let dst = std::net::Ipv4Addr::new(f[l3 + 16], f[l3 + 17], f[l3 + 18], f[l3 + 19]);
-            let pseudo = checksum::pseudo_header_v4(src, dst, proto, (total - ihl) as u16);
-            (proto, l3 + ihl, l3 + total, pseudo)
-        }
-        0x86dd => {
-            if f.len() < l3 + 40 {
-                return false;
-            }
-            let plen = be16(f, l3 + 4) as usize;
-            if l3 + 40 + plen > f.len() {
-                return false;
-            }
-            let proto = f[l3 + 6];
-            let pseudo = checksum::combine(checksum::sum(&f[l3 + 8..l3 + 40]), plen as u32 + proto as u32);
-            (proto, l3 + 40, l3 + 40 + plen, pseudo)
-        }
-        _ => return false,
-    };
-    let field = match proto {
-        6 => 16,
-        17 => 6,
-        _ => return false,
-    };
-    if l4 + field + 2 > end {
-        return false;
-    }
-    f[l4 + field..l4 + field + 2].fill(0);
-    let mut c = checksum::finish(checksum::combine(pseudo, checksum::sum(&f[l4..end])));
-    if proto == 17 && c == 0 {
-        c = 0xffff;
-    }
-    f[l4 + field..l4 + field + 2].copy_from_slice(&c.to_be_bytes());
-    true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Ethernet + IPv4 + UDP 10.0.0.1:1000 -> 10.0.0.2:2000, payload "abc",
-    /// checksum field holding only the pseudo-header sum (as CHECKSUM_PARTIAL).
-    fn partial_udp() -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x08, 0x00]);
-        let ip = [0x45, 0, 0, 31, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 11, 0, 0, b'a', b'b', b'c']);
-        let ps = checksum::pseudo_header_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 17, 11);
-        f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&(ps as u16).to_be_bytes());
-        f.extend_from_slice(&[0; 7]); // Ethernet padding, not summed
-        f
-    }
-
-    #[test]
-    fn completes_partial_udp_checksum() {
-        let mut f = partial_udp();
-        assert!(complete_l4_checksum(&mut f));
-        // Verify: pseudo + segment sums to 0xffff.
-        let ps = checksum::pseudo_header_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 17, 11);
-        assert_eq!(checksum::finish(checksum::combine(ps, checksum::sum(&f[34..45]))), 0);
-    }
-
-    #[test]
-    fn completes_behind_vlan_tag_and_ignores_other_protocols() {
-        let plain = partial_udp();
-        let mut tagged = plain[..12].to_vec();
-        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
-        tagged.extend_from_slice(&plain[12..]);
-        let mut expect = plain.clone();
-        assert!(complete_l4_checksum(&mut expect));
-        assert!(complete_l4_checksum(&mut tagged));
-        assert_eq!(&tagged[18 + 20 + 6..18 + 20 + 8], &expect[14 + 20 + 6..14 + 20 + 8]);
-        let mut arp = vec![0u8; 60];
-        arp[12] = 0x08;
-        arp[13] = 0x06;
-        assert!(!complete_l4_checksum(&mut arp));
-        let mut short = partial_udp();
-        short[16..18].copy_from_slice(&500u16.to_be_bytes()); // total length past the frame
-        assert!(!complete_l4_checksum(&mut short));
     }
 }

@@ -101,6 +101,38 @@ fn lone_frame(tag: &str, rx: PacketOptions, frame: &[u8]) -> (Duration, bool) {
     (t0.elapsed(), same)
 }
 
+/// A `Frames` ring of 1 MiB at MTU 1500 has 656 slots (1,584 B each, 41
+/// a 64 KiB block) and holds that many frames however small they are, read
+/// or not; the kernel drops the rest, and the next frame it hands over says
+/// so (`TP_STATUS_LOSING`): counted in `rx_kernel_drops`.
+#[test]
+#[ignore = "needs root"]
+fn a_frames_ring_holds_its_slots_and_counts_the_rest() {
+    require_root();
+    let p = pair("rd");
+    let mut a = p.na.run(|| PacketQueue::open_all("snio-a", 1, &PacketOptions::default()).unwrap());
+    let rx = PacketOptions { rx_ring: RxRing::Frames, rx_ring_bytes: 1 << 20, ..Default::default() };
+    let mut b = p.nb.run(|| PacketQueue::open_all("snio-b", 1, &rx).unwrap());
+    let mut pool = PacketPool::new(1024, DEFAULT_BUF_SIZE);
+    let frames: Vec<Vec<u8>> = (0..1000).map(|i| test_frame(1, i)).collect();
+    let mut sent = 0;
+    while sent < 1000 {
+        sent += send_all(&mut a[0], &mut pool, &frames[sent..(sent + 256).min(1000)]);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let mut held = 0;
+    recv_until(&mut b[0], &mut pool, Duration::from_millis(500), |_| {
+        held += 1;
+        false
+    });
+    assert_eq!(held, 656, "one frame a slot");
+    assert_eq!(send_all(&mut a[0], &mut pool, &[test_frame(1, 1000)]), 1);
+    let got = recv_until(&mut b[0], &mut pool, Duration::from_secs(3), |p| test_seq(p.data()) == Some(1000));
+    assert!(got, "the ring takes frames again once read");
+    assert!(b[0].stats().snapshot().rx_kernel_drops >= 1000 - 656, "{:?}", b[0].stats().snapshot());
+    assert_eq!(pool.available(), 1024);
+}
+
 /// The V2 ring (`RxRing::Frames`) hands a frame over as soon
 /// as the kernel wrote it; the V3 ring waits for its block's retire timer
 /// (here 400 ms) when nothing else fills the block. A VLAN tag the kernel

@@ -53,6 +53,8 @@ struct RawInterface {
     ra: Option<crate::config_ra::RawRa>,
     host: Option<Spanned<String>>,
     xdp_mode: Option<Spanned<String>>,
+    rx_ring: Option<Spanned<String>>,
+    rx_ring_mib: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -112,6 +114,8 @@ pub struct InterfaceConf {
     /// in generic (SKB) mode. The default, "native", tries the driver's
     /// mode first and falls back to generic when the driver refuses.
     pub xdp_generic: bool,
+    /// `rx_ring`, `rx_ring_mib` (driver "packet" only; `config_ring.rs`).
+    pub rx_ring: crate::config_ring::RxRingConf,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -607,8 +611,22 @@ impl Config {
                     }
                 },
             };
-            let ic =
-                InterfaceConf { name, driver, device, mac, addrs, addrs6, mtu, groups, ra, host, xdp_generic, line };
+            let rx_ring = crate::config_ring::rx_ring_conf(&cx, &name, driver, &i.rx_ring, &i.rx_ring_mib)?;
+            let ic = InterfaceConf {
+                name,
+                driver,
+                device,
+                mac,
+                addrs,
+                addrs6,
+                mtu,
+                groups,
+                ra,
+                host,
+                xdp_generic,
+                rx_ring,
+                line,
+            };
             if driver == Driver::Loopback {
                 loopback = Some(ic);
             } else {

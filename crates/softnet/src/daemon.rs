@@ -720,7 +720,12 @@ pub struct ReloadPlan {
 
 /// Whether two entries name the same link (the rest can change in place).
 fn same_link(a: &InterfaceConf, b: &InterfaceConf) -> bool {
-    a.driver == b.driver && a.device == b.device && a.mac == b.mac && a.host == b.host && a.xdp_generic == b.xdp_generic
+    a.driver == b.driver
+        && a.device == b.device
+        && a.mac == b.mac
+        && a.host == b.host
+        && a.xdp_generic == b.xdp_generic
+        && a.rx_ring == b.rx_ring
 }
 
 impl ReloadPlan {

@@ -19,6 +19,7 @@ pub mod bench;
 pub mod bench6;
 pub mod config;
 pub mod config_ra;
+pub mod config_ring;
 #[allow(unsafe_code)]
 pub mod control;
 #[cfg(test)]

@@ -40,7 +40,8 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
             (q, tap_mac(dev))
         }
         Driver::Packet => {
-            let q = softnet_io::open_packet(dev, workers.max(1), &softnet_io::PacketOptions::default()).map_err(ctx)?;
+            // `rx_ring`, `rx_ring_mib` (config_ring.rs) or softnet-io's defaults.
+            let q = softnet_io::open_packet(dev, workers.max(1), &ic.rx_ring.options()).map_err(ctx)?;
             (q, MacAddr(softnet_io::mac_address(dev).map_err(ctx)?))
         }
         Driver::Xdp => {
