@@ -450,9 +450,12 @@ proptest! {
     }
 }
 
+/// The routes a test expects: prefix → gateway.
+type Model = BTreeMap<(u32, u8), u32>;
+
 /// Every destination worth probing for `model`: each prefix's ends and
 /// their neighbours.
-fn probe_points(model: &BTreeMap<(u32, u8), u32>, extra: &[u32]) -> Vec<u32> {
+fn probe_points(model: &Model, extra: &[u32]) -> Vec<u32> {
     let mut points = extra.to_vec();
     for &(p, l) in model.keys() {
         let end = p | !prefix_mask(l);
@@ -461,7 +464,7 @@ fn probe_points(model: &BTreeMap<(u32, u8), u32>, extra: &[u32]) -> Vec<u32> {
     points
 }
 
-fn check_snapshot(snap: &RouteSnapshot, model: &BTreeMap<(u32, u8), u32>, points: &[u32]) -> Result<(), TestCaseError> {
+fn check_snapshot(snap: &RouteSnapshot, model: &Model, points: &[u32]) -> Result<(), TestCaseError> {
     for &d in points {
         let want = naive(model, d);
         let got = snap.lookup(Ipv4Addr::from(d));
@@ -490,7 +493,7 @@ proptest! {
     ) {
         let (t, _rx) = tables();
         let mut model: BTreeMap<(u32, u8), u32> = BTreeMap::new();
-        let mut held: Vec<(arc_swap::Guard<Arc<RouteSnapshot>>, BTreeMap<(u32, u8), u32>)> = Vec::new();
+        let mut held: Vec<(arc_swap::Guard<Arc<RouteSnapshot>>, Model)> = Vec::new();
         for ops in &batches {
             t.batch(0, |b| {
                 for &(insert, (p, l), gw) in ops {
