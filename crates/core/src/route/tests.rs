@@ -450,6 +450,88 @@ proptest! {
     }
 }
 
+/// The routes a test expects: prefix → gateway.
+type Model = BTreeMap<(u32, u8), u32>;
+
+/// Every destination worth probing for `model`: each prefix's ends and
+/// their neighbours.
+fn probe_points(model: &Model, extra: &[u32]) -> Vec<u32> {
+    let mut points = extra.to_vec();
+    for &(p, l) in model.keys() {
+        let end = p | !prefix_mask(l);
+        points.extend([p, end, p.wrapping_sub(1), end.wrapping_add(1), p ^ 0x80]);
+    }
+    points
+}
+
+fn check_snapshot(snap: &RouteSnapshot, model: &Model, points: &[u32]) -> Result<(), TestCaseError> {
+    for &d in points {
+        let want = naive(model, d);
+        let got = snap.lookup(Ipv4Addr::from(d));
+        prop_assert_eq!(got.map(|r| (u32::from(r.dest), r.prefix_len)), want, "dst {}", Ipv4Addr::from(d));
+        if let (Some(r), Some(k)) = (got, want) {
+            prop_assert_eq!(r.gateway, Some(Ipv4Addr::from(model[&k])));
+        }
+    }
+    prop_assert_eq!(snap.len(), model.len());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Adds and deletes in batches of random size (the route sync's way:
+    /// one snapshot per batch, nodes copied once per batch), with a few
+    /// gateways so that next hops are shared and leaves merge into runs;
+    /// every snapshot is checked against the naive search when it is
+    /// published and again, unchanged, after the batches that follow it,
+    /// while a reader still holds it.
+    #[test]
+    fn batched_changes_agree_with_naive_search_and_spare_held_snapshots(
+        batches in proptest::collection::vec(
+            proptest::collection::vec((any::<bool>(), arb_prefix(), 1u32..4), 0..40), 1..12),
+        probes in proptest::collection::vec(any::<u32>(), 0..20),
+    ) {
+        let (t, _rx) = tables();
+        let mut model: BTreeMap<(u32, u8), u32> = BTreeMap::new();
+        let mut held: Vec<(arc_swap::Guard<Arc<RouteSnapshot>>, Model)> = Vec::new();
+        for ops in &batches {
+            t.batch(0, |b| {
+                for &(insert, (p, l), gw) in ops {
+                    if insert {
+                        let mut r = Route::via(Ipv4Addr::from(p), l, Ipv4Addr::from(gw));
+                        r.ifp = ifw(1);
+                        // Add or replace: a changed gateway is a new leaf.
+                        b.set(r).unwrap();
+                        model.insert((p, l), gw);
+                    } else {
+                        let res = b.delete(Ipv4Addr::from(p), l, None);
+                        assert_eq!(res.is_ok(), model.remove(&(p, l)).is_some());
+                    }
+                }
+            });
+            check_snapshot(&t.snapshot(0).unwrap(), &model, &probe_points(&model, &probes))?;
+            // Snapshots held across later batches do not change.
+            for (snap, then) in &held {
+                check_snapshot(snap, then, &probe_points(then, &probes))?;
+            }
+            held.push((t.snapshot(0).unwrap(), model.clone()));
+            if held.len() > 3 {
+                held.remove(0);
+            }
+        }
+        drop(held);
+        // Everything deleted in one batch: the trie is one empty root.
+        t.batch(0, |b| {
+            for &(p, l) in model.keys() {
+                b.delete(Ipv4Addr::from(p), l, None).unwrap();
+            }
+        });
+        let snap = t.snapshot(0).unwrap();
+        prop_assert_eq!(snap.node_count(), 1);
+        prop_assert!(snap.lookup(Ipv4Addr::new(0, 0, 0, 0)).is_none());
+    }
+}
+
 /// A BGP-like mix of prefix lengths, deterministic.
 fn bgp_like_prefixes(n: usize, seed: u64) -> Vec<(u32, u8)> {
     let mut x = seed;

@@ -18,9 +18,15 @@
 //! the same next hop side by side make one run.
 //!
 //! Nodes are immutable once published. The control thread updates by path
-//! copying with `Arc::make_mut`: a node shared with the published snapshot
-//! is copied, a node already copied since the last publish is changed in
-//! place, so a batch of changes copies each node at most once.
+//! copying (`Spare::make_mut`, as `Arc::make_mut`): a node shared with the
+//! published snapshot is copied, a node already copied since the last
+//! publish is changed in place, so a batch of changes copies each node at
+//! most once. The copy goes into the buffers of a node of a snapshot no
+//! reader holds any more (`Spare`): a batch of a scattered withdrawal
+//! copies a node per route, and the one before it freed as many, so the
+//! allocator's slow paths were a third of the sync's CPU (BENCHMARKS §1
+//! "Route sync", session 12). A node is recycled only when its `Arc` is
+//! unshared, which the `Arc` proves: readers never wait.
 //!
 //! IPv6 (`RouteAddr::COMPRESS`): paths are compressed. A node that would
 //! hold no route and have one child is left out: its parent points past it
@@ -132,7 +138,7 @@ impl<A: RouteAddr> Edge<A> {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Node<A: RouteAddr> {
     child_bits: Bits,
     children: Vec<Edge<A>>,
@@ -147,6 +153,91 @@ pub(crate) struct Node<A: RouteAddr> {
     /// (its position): what a lookup checks after a skipping edge.
     level: u8,
     pos: A::Bits,
+}
+
+impl<A: RouteAddr> Clone for Node<A> {
+    fn clone(&self) -> Self {
+        Node {
+            child_bits: self.child_bits,
+            children: self.children.clone(),
+            run_bits: self.run_bits,
+            some_bits: self.some_bits,
+            leaves: self.leaves.clone(),
+            level: self.level,
+            pos: self.pos,
+        }
+    }
+
+    /// A copy into `self`'s vectors, which keep their allocations (a spare
+    /// node's, `Spare`).
+    fn clone_from(&mut self, src: &Self) {
+        self.child_bits = src.child_bits;
+        self.children.clone_from(&src.children);
+        self.run_bits = src.run_bits;
+        self.some_bits = src.some_bits;
+        self.leaves.clone_from(&src.leaves);
+        self.level = src.level;
+        self.pos = src.pos;
+    }
+}
+
+/// Spare nodes kept at most (per family of a table): about what a batch
+/// of a scattered withdrawal of a full BGP table copies. Past it, nodes
+/// are freed.
+const SPARE_MAX: usize = 4096;
+
+/// The nodes of retired snapshots that nobody else holds, kept for the
+/// copies of the next batch: the path copy of a node writes into a spare
+/// node's allocation (and its vectors') instead of allocating, and
+/// retiring a snapshot frees none of it. The control thread's alone.
+pub(crate) struct Spare<A: RouteAddr> {
+    nodes: Vec<Arc<Node<A>>>,
+}
+
+impl<A: RouteAddr> Default for Spare<A> {
+    fn default() -> Self {
+        Spare { nodes: Vec::new() }
+    }
+}
+
+impl<A: RouteAddr> Spare<A> {
+    /// `n` to change: itself if nobody else holds it (copied since the
+    /// last publish), else a copy put in its place, in a spare node if
+    /// there is one. `Arc::make_mut` without the allocation.
+    pub(crate) fn make_mut<'a>(&mut self, n: &'a mut Arc<Node<A>>) -> &'a mut Node<A> {
+        if Arc::get_mut(n).is_none() {
+            let copy = match self.nodes.pop() {
+                Some(mut spare) => {
+                    Arc::get_mut(&mut spare).expect("spare nodes are unshared").clone_from(n);
+                    spare
+                }
+                None => Arc::new((**n).clone()),
+            };
+            *n = copy;
+        }
+        Arc::get_mut(n).expect("unshared: just copied")
+    }
+
+    /// Takes back the subtree of a retired snapshot's `root`: each node
+    /// that only its parent here holds (no reader, no newer trie can reach
+    /// it) becomes spare, its children taken back first; a node still
+    /// shared (with the working trie, or a snapshot a reader holds) just
+    /// loses this reference.
+    pub(crate) fn recycle(&mut self, mut n: Arc<Node<A>>) {
+        let Some(node) = Arc::get_mut(&mut n) else { return };
+        for e in node.children.drain(..) {
+            self.recycle(e.node);
+        }
+        if self.nodes.len() < SPARE_MAX {
+            self.nodes.push(n);
+        }
+    }
+
+    /// Spare nodes held (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
 }
 
 impl<A: RouteAddr> Default for Node<A> {
@@ -409,11 +500,11 @@ pub(crate) fn lookup6(root: &Node<std::net::Ipv6Addr>, dst: u128) -> Option<Leaf
 /// Puts leaf `l` (of a route `key/len`) into the trie, replacing in each
 /// slot it covers a route of its level that is no more specific (an equal
 /// key is the route it replaces).
-pub(crate) fn insert<A: RouteAddr>(root: &mut Arc<Node<A>>, key: A::Bits, len: u8, l: Leaf) {
-    insert_at(Arc::make_mut(root), 0, key, len, l);
+pub(crate) fn insert<A: RouteAddr>(root: &mut Arc<Node<A>>, spare: &mut Spare<A>, key: A::Bits, len: u8, l: Leaf) {
+    insert_at(spare.make_mut(root), spare, 0, key, len, l);
 }
 
-fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8, h: Leaf) {
+fn insert_at<A: RouteAddr>(node: &mut Node<A>, spare: &mut Spare<A>, level: u8, key: A::Bits, len: u8, h: Leaf) {
     let target = level_of(len);
     if level == target {
         let (lo, hi) = slot_range::<A>(key, len);
@@ -440,20 +531,33 @@ fn insert_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
             node.children[i] = Edge::new(Arc::new(mid));
         }
     }
-    let child = Arc::make_mut(&mut node.children[i].node);
+    let child = spare.make_mut(&mut node.children[i].node);
     let l = child.level;
-    insert_at(child, l, key, len, h);
+    insert_at(child, spare, l, key, len, h);
 }
 
 /// Takes the route `key/len` out of the trie: the slots that held it get
 /// `replacement`, the leaf of the next best route of the same level
 /// covering its block (0 for none); nodes left empty are pruned.
-pub(crate) fn remove<A: RouteAddr>(root: &mut Arc<Node<A>>, key: A::Bits, len: u8, replacement: Leaf) {
-    remove_at(Arc::make_mut(root), 0, key, len, replacement);
+pub(crate) fn remove<A: RouteAddr>(
+    root: &mut Arc<Node<A>>,
+    spare: &mut Spare<A>,
+    key: A::Bits,
+    len: u8,
+    replacement: Leaf,
+) {
+    remove_at(spare.make_mut(root), spare, 0, key, len, replacement);
 }
 
 /// Returns true when `node` is left empty.
-fn remove_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8, replacement: Leaf) -> bool {
+fn remove_at<A: RouteAddr>(
+    node: &mut Node<A>,
+    spare: &mut Spare<A>,
+    level: u8,
+    key: A::Bits,
+    len: u8,
+    replacement: Leaf,
+) -> bool {
     if level == level_of(len) {
         let (lo, hi) = slot_range::<A>(key, len);
         // In the block of `key/len` at its level, a non-empty leaf of
@@ -468,15 +572,15 @@ fn remove_at<A: RouteAddr>(node: &mut Node<A>, level: u8, key: A::Bits, len: u8,
             if c.level > level_of(len) || A::mask_bits(key, c.level * 8) != c.node.pos {
                 return node.is_empty();
             }
-            let child = Arc::make_mut(&mut node.children[i].node);
+            let child = spare.make_mut(&mut node.children[i].node);
             let l = child.level;
-            if remove_at(child, l, key, len, replacement) {
-                node.children.remove(i);
+            if remove_at(child, spare, l, key, len, replacement) {
+                spare.recycle(node.children.remove(i).node);
                 node.child_bits.clear(s);
             } else if A::COMPRESS && node.children[i].node.is_passthrough() {
                 // Left with no route and one child: point past it.
                 let grandchild = node.children[i].node.children[0].clone();
-                node.children[i] = grandchild;
+                spare.recycle(std::mem::replace(&mut node.children[i], grandchild).node);
             }
         }
     }
@@ -544,6 +648,40 @@ mod tests {
             // Runs are maximal: no two neighbours hold the same leaf.
             assert!(fast.leaves.windows(2).all(|w| w[0] != w[1]));
         }
+    }
+
+    /// Spare nodes are the retired trie's nodes nobody else holds: the
+    /// ones still shared with the working trie stay where they are, and
+    /// copies made from spares leave held tries as they were.
+    #[test]
+    fn spare_nodes_come_only_from_unshared_retired_nodes() {
+        use std::net::Ipv4Addr;
+        let net = |b: u32| 0x0a00_0100 | (b << 16); // 10.b.1.0
+        let mut spare = Spare::<Ipv4Addr>::default();
+        let mut root = Arc::new(Node::default());
+        for b in 0..4 {
+            insert(&mut root, &mut spare, net(b), 24, leaf(1, 24));
+        }
+        let published = root.clone();
+        // Copies root, 10/8 and 10.0/16; 10.0/16 is left empty and taken
+        // out, and its copy, only the working trie's, is spare at once.
+        remove(&mut root, &mut spare, net(0), 24, 0);
+        assert_eq!(spare.len(), 1);
+        assert_eq!(root.node_count(), 5);
+        // The snapshot retired: its root, 10/8 and 10.0/16 were its own;
+        // 10.1-10.3/16 are still the working trie's.
+        spare.recycle(published);
+        assert_eq!(spare.len(), 4);
+        for b in 1..4 {
+            assert_eq!(lookup4(&root, net(b) + 7), Some(leaf(1, 24)), "shared node kept");
+        }
+        let held = root.clone();
+        remove(&mut root, &mut spare, net(1), 24, 0);
+        assert_eq!(spare.len(), 2, "three copies from spares, the emptied one back");
+        assert_eq!(lookup4(&root, net(1) + 7), None);
+        assert_eq!(lookup4(&held, net(1) + 7), Some(leaf(1, 24)), "the held trie unchanged");
+        assert_eq!(lookup4(&root, net(2) + 7), Some(leaf(1, 24)));
+        assert_eq!((held.node_count(), root.node_count()), (5, 4));
     }
 
     #[test]

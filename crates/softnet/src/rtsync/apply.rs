@@ -161,6 +161,11 @@ fn sync_prefix<A: Fam>(
     let (ifs, stats) = (&mut *ctx.ifs, ctx.stats);
     let resolved = best.map(|k| resolve_object(k, ctx.nh));
     let scope = scope_of(&p, resolved.as_ref().and_then(|r| r.as_deref().ok()), ifs);
+    if resolved.is_none() {
+        // Withdrawn: the route goes if the sync installed it, in one
+        // search of the table (a feed's withdrawal is a million of these).
+        return u64::from(b.delete_where::<A>(p.0, p.1, scope, |t| t.origin.is_kernel()).is_ok());
+    }
     let existing = b.get_scoped::<A>(p.0, p.1, scope);
     if let Some(t) = &existing {
         if !t.origin.is_kernel() {

@@ -13,7 +13,7 @@
 //! on the event socket after the dump are applied afterwards as usual.
 
 use super::translate::{Fam, KKind, KRoute};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{hash_map, BTreeSet, HashMap};
 
 /// A prefix: destination and length.
 pub type Prefix<A> = (A, u8);
@@ -29,7 +29,7 @@ fn metric_pos<A>(by: &ByMetric<A>, metric: u32) -> Result<usize, usize> {
 }
 
 pub struct Mirror<A: Fam> {
-    routes: BTreeMap<Prefix<A>, ByMetric<A>>,
+    routes: HashMap<Prefix<A>, ByMetric<A>>,
     touched: BTreeSet<Prefix<A>>,
     /// During a resync, the routes the dump has given (prefix, metric).
     marked: Option<BTreeSet<(Prefix<A>, u32)>>,
@@ -37,7 +37,7 @@ pub struct Mirror<A: Fam> {
 
 impl<A: Fam> Default for Mirror<A> {
     fn default() -> Self {
-        Mirror { routes: BTreeMap::new(), touched: BTreeSet::new(), marked: None }
+        Mirror { routes: HashMap::new(), touched: BTreeSet::new(), marked: None }
     }
 }
 
@@ -65,11 +65,12 @@ impl<A: Fam> Mirror<A> {
     /// RTM_DELROUTE: removes the route with this prefix and metric.
     pub fn del_route(&mut self, dest: A, prefix_len: u8, metric: u32) {
         let p = (dest, prefix_len);
-        let Some(by) = self.routes.get_mut(&p) else { return };
-        if let Ok(i) = metric_pos(by, metric) {
-            by.remove(i);
-            if by.is_empty() {
-                self.routes.remove(&p);
+        // One search: a withdrawal of a large feed pays each in cache misses.
+        let hash_map::Entry::Occupied(mut e) = self.routes.entry(p) else { return };
+        if let Ok(i) = metric_pos(e.get(), metric) {
+            e.get_mut().remove(i);
+            if e.get().is_empty() {
+                e.remove();
             }
             self.touched.insert(p);
         }
