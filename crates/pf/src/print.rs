@@ -204,7 +204,7 @@ pub fn format_table(t: &TableDef) -> String {
     s
 }
 
-fn is_any(a: &Addr) -> bool {
+pub(crate) fn is_any(a: &Addr) -> bool {
     match a {
         Addr::Any => true,
         Addr::Net(n) => n.prefix == 0 && n.addr.is_unspecified(),

@@ -8,9 +8,17 @@ impl Parser<'_> {
 
     /// One `[!] host` element; may resolve to several addresses.
     pub(super) fn xhost(&mut self, c: &mut Cursor) -> PResult<Vec<HostItem>> {
+        let line = c.line();
         let neg = c.eat_punct("!");
         let mut hs = self.host(c)?;
         for h in &mut hs {
+            // `!0/0` (any address with a zero mask) prints as `! any`, as
+            // pfctl's print_addr prints it, which the grammar refuses: it
+            // matches nothing, and is refused here so that what loads
+            // prints back (found by the long pf_conf fuzz run).
+            if neg && crate::print::is_any(&h.addr) {
+                return Err((line, "negated address matches nothing: ! any".into()));
+            }
             h.negated ^= neg;
         }
         Ok(hs)
