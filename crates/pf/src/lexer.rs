@@ -71,6 +71,13 @@ impl Token {
 /// "string too long" (a quoted string needs room for its NUL).
 const MAX_TOKEN: usize = 8096;
 
+/// A character that begins a word when the lexer meets it between tokens
+/// (`Raw::next`'s last arm): all but blanks, comments, quotes, macros,
+/// punctuation tokens and NUL; the rest of a word is `word_char`s.
+pub(crate) fn word_start(c: char) -> bool {
+    !" \t\r\n#\"'${}(),/=!<>\0".contains(c)
+}
+
 pub(crate) fn word_char(c: char) -> bool {
     c.is_alphanumeric() || (c.is_ascii_punctuation() && !"(){}<>!=/#,\"'".contains(c))
 }
@@ -605,7 +612,8 @@ mod tests {
     /// What `print::quoted` writes reads back as the string it was given.
     #[test]
     fn printed_strings_read_back() {
-        for s in ["a", "a b", "a\"b", r"a\b", r"a\ b", r#"a\"b"#, r#"\\""#, r"a\\ b", "a\tb", "x\\\t", "'"] {
+        for s in ["a", "a b", "a\"b", r"a\b", r"a\ b", r#"a\"b"#, r#"\\""#, r"a\\ b", "a\tb", "x\\\t", "'", "\u{1a}a\\"]
+        {
             let p = crate::print::quoted(s);
             assert_eq!(q_or_word(&p), s, "{s:?} printed as {p:?}");
         }

@@ -391,7 +391,11 @@ fn quote_if_needed(s: &str) -> String {
 /// would take the closing quote); it comes only from a word (`a\\`), and
 /// is printed as one, its backslashes doubled.
 pub(crate) fn quoted(s: &str) -> String {
-    if s.ends_with('\\') && s.chars().all(crate::lexer::word_char) {
+    // A word may begin with a character that cannot go on one (the
+    // lexer's `word_start`, e.g. a control character): the long pf_conf
+    // fuzz run's `label ^Za\\\\`.
+    let mut cs = s.chars();
+    if s.ends_with('\\') && cs.next().is_some_and(crate::lexer::word_start) && cs.all(crate::lexer::word_char) {
         return s.replace('\\', "\\\\");
     }
     let mut out = String::with_capacity(s.len() + 2);
