@@ -8,7 +8,7 @@
 //! key words and length (`eval::fast_key4`) and decides a UDP packet of a
 //! state on the fast path from those alone (`eval::test_established4`);
 //! what it does not decide is parsed again out of the loop
-//! (`decide_again4`). Every IPv4 instruction count depends on its shape
+//! (`decide_again`). Every IPv4 instruction count depends on its shape
 //! (BENCHMARKS §2). IPv6's (`run6`, a batch that starts with an IPv6
 //! packet) reads an IPv6 UDP datagram of the common case straight to its
 //! key words and length the same way (`eval::fast_udp6`; the addresses'
@@ -91,7 +91,7 @@ pub(crate) fn chunk4(
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
             Some(p) if eval::is_udp4(k) && !logif => match eval::test_established4(cx, k, lens[i], p, hints[i]) {
                 Some(d) => d,
-                None => decide_again4(cx, logif, slot, hints[i], bufs, replies),
+                None => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
             },
             // SAFETY: written in the first pass for every packet without
             // IPv4 key words.
@@ -105,16 +105,18 @@ pub(crate) fn chunk4(
                     None => decide_other(cx, logif, slot, pd, hints[i], bufs, replies),
                 }
             }
-            Some(_) => decide_again4(cx, logif, slot, hints[i], bufs, replies),
+            Some(_) => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
         };
     }
 }
 
-/// `decide` for an IPv4 packet `eval::fast_key4` took that the batch
-/// loop did not decide (TCP, a state off the fast path, `set
-/// loginterface`): parsed again into its description, out of the loop.
+/// `decide` for a packet a batch loop's key parse took but did not
+/// decide, parsed again into its description, out of the loop: IPv4
+/// (`V6` false) that `eval::fast_key4` took (TCP, a state off the fast
+/// path, `set loginterface`), or an IPv6 datagram `eval::fast_udp6` took
+/// (a state off the fast path or none, `set loginterface`).
 #[inline(never)]
-fn decide_again4(
+fn decide_again<const V6: bool>(
     cx: &Cx,
     logif: bool,
     slot: &mut Option<PacketBuf>,
@@ -122,7 +124,8 @@ fn decide_again4(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) -> Decision {
-    let pd = slot.as_ref().and_then(|p| eval::parse_fast(p.data()));
+    let parse = if V6 { eval::parse_fast6 } else { eval::parse_fast };
+    let pd = slot.as_ref().and_then(|p| parse(p.data()));
     decide::<false>(cx, logif, slot, pd.as_ref(), hint, bufs, replies)
 }
 
@@ -204,10 +207,10 @@ fn chunk6(
             Some(p) if lens[i] != 0 && !logif => {
                 match eval::test_established6_words(cx, keys[i], lens[i], p, hints[i]) {
                     Some(d) => d,
-                    None => decide_again6(cx, logif, slot, hints[i], bufs, replies),
+                    None => decide_again::<true>(cx, logif, slot, hints[i], bufs, replies),
                 }
             }
-            Some(_) if lens[i] != 0 => decide_again6(cx, logif, slot, hints[i], bufs, replies),
+            Some(_) if lens[i] != 0 => decide_again::<true>(cx, logif, slot, hints[i], bufs, replies),
             // SAFETY: written in the first pass for every packet without
             // key words from `fast_udp6`.
             Some(_) => {
@@ -216,22 +219,6 @@ fn chunk6(
             }
         };
     }
-}
-
-/// `decide` for an IPv6 datagram `eval::fast_udp6` took that the batch
-/// loop did not decide (a state off the fast path or none, `set
-/// loginterface`): parsed again into its description, out of the loop.
-#[inline(never)]
-fn decide_again6(
-    cx: &Cx,
-    logif: bool,
-    slot: &mut Option<PacketBuf>,
-    hint: u32,
-    bufs: &mut dyn BufferSource,
-    replies: &mut FilterReplies,
-) -> Decision {
-    let pd = slot.as_ref().and_then(|p| eval::parse_fast6(p.data()));
-    decide::<false>(cx, logif, slot, pd.as_ref(), hint, bufs, replies)
 }
 
 /// One packet of a hook call, in place: what pf itself sent passes
