@@ -47,7 +47,7 @@ usage: bench/tcp_vs.py [-n RUNS] [-b BYTES] [--conns N] [--idle N] [--modes "M .
                       [--pkt-ring frames|blocks[:MIB]]
        (--conns 0 / --idle 0 skip those rows; --pkt-ring sets the sn-pkt
        interface's `rx_ring` and `rx_ring_mib`, else the binary's default)
-env:   BENCH_BIN (target/release/examples/benchmark),
+env:   BENCH_BIN (target/release/examples/benchmark), BENCH_NS (names' prefix, "tvs"),
        SMOLTCP_BENCH (/work/smoltcp-build/smoltcp/target/release/examples/benchmark)
 """
 
@@ -66,17 +66,22 @@ BENCH = os.environ.get("BENCH_BIN", os.path.join(ROOT, "target/release/examples/
 SMOL = os.environ.get("SMOLTCP_BENCH", "/work/smoltcp-build/smoltcp/target/release/examples/benchmark")
 TCK = os.sysconf("SC_CLK_TCK")
 SERVER, CLIENT = "192.168.69.1", "192.168.69.100"
+# Namespace and device names start with BENCH_NS (default "tvs"), so that
+# two runs with different prefixes do not meet (at most 9 characters: a
+# device name is at most 15).
+P = os.environ.get("BENCH_NS", "tvs")[:9]
 NS = {
-    "kernel": ("tvsk-c", "tvsk-s"),
-    "softnet": ("tvsn", None),
-    "smoltcp": ("tvsm", None),
-    "sn-pkt": ("tvsp-c", "tvsp-s"),
-    "sn-xdp": ("tvsx-c", "tvsx-s"),
+    "kernel": (f"{P}k-c", f"{P}k-s"),
+    "softnet": (f"{P}n", None),
+    "smoltcp": (f"{P}m", None),
+    "sn-pkt": (f"{P}p-c", f"{P}p-s"),
+    "sn-xdp": (f"{P}x-c", f"{P}x-s"),
 }
 # The veth pair (client end, server end) of each veth topology, and the
 # driver softnet takes the server end with (None: the kernel's sockets).
-VETH = {"kernel": ("tvsk0", "tvsk1", None), "sn-pkt": ("tvsp0", "tvsp1", "packet"),
-        "sn-xdp": ("tvsx0", "tvsx1", "xdp")}
+VETH = {"kernel": (f"{P}k0", f"{P}k1", None), "sn-pkt": (f"{P}p0", f"{P}p1", "packet"),
+        "sn-xdp": (f"{P}x0", f"{P}x1", "xdp")}
+TAP = {"softnet": f"{P}n0", "smoltcp": f"{P}m0"}
 SOFTNET = ("softnet", "sn-pkt", "sn-xdp")
 
 
@@ -111,7 +116,7 @@ def setup(modes):
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
             offloads_off(ns, dev)
-    for mode, dev in (("softnet", "tvsn0"), ("smoltcp", "tvsm0")):
+    for mode, dev in TAP.items():
         if mode not in modes:
             continue
         ns = NS[mode][0]
@@ -148,9 +153,14 @@ def slab_kb():
         return int(re.search(r"Slab:\s+(\d+)", f.read()).group(1))
 
 
+# The CPU the client runs on (taskset), None: the scheduler's choice.
+CLIENT_CPU = None
+
+
 def run_client(ns, args):
     """Runs `benchmark --client ...` in ns; (stdout fields, client CPU s)."""
-    p = subprocess.Popen(["ip", "netns", "exec", ns, BENCH, "--client"] + args + ["--to", SERVER],
+    pin = [] if CLIENT_CPU is None else ["taskset", "-c", str(CLIENT_CPU)]
+    p = subprocess.Popen(["ip", "netns", "exec", ns] + pin + [BENCH, "--client"] + args + ["--to", SERVER],
                          stdout=subprocess.PIPE, text=True)
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
@@ -169,7 +179,7 @@ class Server:
         if mode in SOFTNET:
             cfg = os.path.join(logdir, f"{mode}.toml")
             if mode == "softnet":
-                iface = 'name = "tvsn0"\ndriver = "tap"\nmac = "02:00:00:00:00:01"\n'
+                iface = f'name = "{TAP[mode]}"\ndriver = "tap"\nmac = "02:00:00:00:00:01"\n'
             else:
                 iface = f'name = "{VETH[mode][1]}"\ndriver = "{VETH[mode][2]}"\n'
                 if mode == "sn-pkt" and pkt_ring:
@@ -222,7 +232,7 @@ def bulk(mode, server, kind, nbytes):
 
 def smoltcp_bulk(kind):
     """One run of smoltcp's example, or None when it hung or failed."""
-    p = subprocess.Popen(["ip", "netns", "exec", NS["smoltcp"][0], SMOL, "--tap", "tvsm0", kind],
+    p = subprocess.Popen(["ip", "netns", "exec", NS["smoltcp"][0], SMOL, "--tap", TAP["smoltcp"], kind],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     main = [0.0]
     stop = threading.Event()

@@ -298,6 +298,9 @@ fn main() {
     for (port, how) in PORTS {
         let l = api::TcpListener::bind(router.stack(), SocketAddr::new(addr, port))
             .unwrap_or_else(|e| die(&format!("{addr}:{port}"), e));
+        if let Some(n) = std::env::var("BENCH_SNDBUF").ok().and_then(|v| v.parse().ok()) {
+            l.set_send_buffer_size(n).unwrap_or_else(|e| die("SO_SNDBUF", e));
+        }
         eprintln!("benchmark: listening on {addr}:{port}");
         serve(move || l.accept().map(|(s, _)| s), how);
     }
