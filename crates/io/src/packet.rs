@@ -28,8 +28,11 @@
 //!     with `Blocks` (BENCHMARKS §4 sessions 11 and 12). It stays the
 //!     default all the same: with `Frames`, e2e test_overload's router,
 //!     its workers held to 5 % of a CPU, answered no ping for 8 s after
-//!     its flood of new flows (session 12's CI), where `Blocks` answers
-//!     at once; why is not known yet.
+//!     its flood of new flows (session 12's CI), where `Blocks` answered
+//!     at once. Session 13 did not see that again in 36 runs with
+//!     `Frames` (BENCHMARKS §4, v2ring); it found and fixed a `Frames`
+//!     drop count left in the kernel (`recv_frames`), which failed the
+//!     same test's accounting once.
 //! * TX: protocol 0 (it receives nothing), a TPACKET_V2 `PACKET_TX_RING`,
 //!   `PACKET_QDISC_BYPASS`. Each slot carries a `virtio_net_hdr` with no
 //!   offload and `hdr_len` = the whole frame, which makes the kernel copy the
