@@ -411,9 +411,11 @@ impl Syncer {
             while !quiet {
                 match self.events.recv(&mut self.evbuf) {
                     Ok(true) => {
-                        for ev in std::mem::take(&mut self.evbuf) {
+                        let mut evs = std::mem::take(&mut self.evbuf);
+                        for ev in evs.drain(..) {
                             self.handle(ev);
                         }
+                        self.evbuf = evs;
                     }
                     // Nothing more now: a batch under way waits for more
                     // as the cadence says before it is flushed.
