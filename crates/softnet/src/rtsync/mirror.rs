@@ -299,10 +299,12 @@ mod tests {
     fn the_block_hash_keeps_neighbours_together_and_spreads_the_rest() {
         let b = BlockHash::default();
         let h = |a: u32, len: u8| b.hash_one(Key((Ipv4Addr::from(a), len)));
+        // The run: the bits between the offset (0..6) and the tag (57..64).
+        let run_of = |x: u64| (x >> 6) & ((1 << 51) - 1);
         // 64 consecutive /24s: one aligned run of 64 buckets, every tag
         // (the top seven bits) different.
         let run: Vec<u64> = (0..64u32).map(|i| h(0x2000_0000 + (i << 8), 24)).collect();
-        assert!(run.iter().all(|x| x >> 6 & 0xffff == run[0] >> 6 & 0xffff));
+        assert!(run.iter().all(|&x| run_of(x) == run_of(run[0])));
         let mut low: Vec<u64> = run.iter().map(|x| x & 63).collect();
         low.sort_unstable();
         assert_eq!(low, (0..64).collect::<Vec<u64>>());
@@ -312,13 +314,13 @@ mod tests {
         assert_eq!(tags.len(), 64);
         // The next 64, the same bits at another length, the same prefix
         // in another map: elsewhere.
-        assert_ne!(h(0x2000_4000, 24) >> 6, run[0] >> 6);
-        assert_ne!(h(0x2000_0000, 23) >> 6, run[0] >> 6);
+        assert_ne!(run_of(h(0x2000_4000, 24)), run_of(run[0]));
+        assert_ne!(run_of(h(0x2000_0000, 23)), run_of(run[0]));
         assert_ne!(BlockHash::default().hash_one(Key((Ipv4Addr::from(0x2000_0000), 24))), run[0]);
         // IPv6: consecutive /48s likewise; the map works as a map.
         let b6 = BlockHash::default();
         let p6 = |i: u128| Key((std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) + (i << 80)), 48));
-        assert_eq!(b6.hash_one(p6(1)) >> 6, b6.hash_one(p6(2)) >> 6);
+        assert_eq!(run_of(b6.hash_one(p6(1))), run_of(b6.hash_one(p6(2))));
         let mut m: HashMap<Key<std::net::Ipv6Addr>, u32, BlockHash> = HashMap::default();
         for i in 0..10_000u32 {
             m.insert(p6(i.into()), i);
