@@ -139,8 +139,26 @@ pub struct RouteMonitor {
 
 struct MonitorInner {
     seq: u64,
-    subscribers: Vec<Sender<RouteMessage>>,
+    /// Tags handed out by `subscribe_others` so far.
+    tags: u64,
+    subscribers: Vec<Subscriber>,
 }
+
+struct Subscriber {
+    tx: Sender<RouteMessage>,
+    /// Messages emitted under this tag are not sent here: the changes a
+    /// subscriber made itself (`subscribe_others`).
+    tag: Option<Source>,
+}
+
+/// Who emits a message, for a subscriber that does not want its own
+/// (`RouteMonitor::subscribe_others`): the route sync writes a
+/// 1,000,000-prefix feed into the table and has no use for a copy of each
+/// of its messages (BENCHMARKS §1 "Route sync", session 13). Like
+/// OpenBSD's SO_USELOOPBACK off on a routing socket: a process does not
+/// read back its own writes.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Source(u64);
 
 impl Default for RouteMonitor {
     fn default() -> Self {
@@ -150,7 +168,7 @@ impl Default for RouteMonitor {
 
 impl RouteMonitor {
     pub fn new() -> Self {
-        RouteMonitor { inner: Mutex::new(MonitorInner { seq: 0, subscribers: Vec::new() }) }
+        RouteMonitor { inner: Mutex::new(MonitorInner { seq: 0, tags: 0, subscribers: Vec::new() }) }
     }
 
     /// A new subscriber: it receives every message emitted from now on.
@@ -158,8 +176,20 @@ impl RouteMonitor {
     /// dropping the receiver unsubscribes (noticed at the next emit).
     pub fn subscribe(&self) -> Receiver<RouteMessage> {
         let (tx, rx) = unbounded();
-        self.inner.lock().subscribers.push(tx);
+        self.inner.lock().subscribers.push(Subscriber { tx, tag: None });
         rx
+    }
+
+    /// A subscriber that receives every message except those emitted under
+    /// the `Source` returned (`emit_lazy`, `RouteTables::batch_as`): its
+    /// own changes. Every other subscriber still gets them.
+    pub fn subscribe_others(&self) -> (Source, Receiver<RouteMessage>) {
+        let (tx, rx) = unbounded();
+        let mut inner = self.inner.lock();
+        inner.tags += 1;
+        let tag = Source(inner.tags);
+        inner.subscribers.push(Subscriber { tx, tag: Some(tag) });
+        (tag, rx)
     }
 
     /// Numbers the message and sends it to every live subscriber; returns
@@ -170,12 +200,37 @@ impl RouteMonitor {
 
     /// `emit` on behalf of a process, with an errno (0 for success).
     pub fn emit_from(&self, kind: RtmType, rtable: u16, pid: u32, errno: i32, body: RtmBody) -> u64 {
+        self.emit_inner(kind, rtable, pid, errno, None, || body)
+    }
+
+    /// `emit` for source `from`: its own subscriber (`subscribe_others`)
+    /// is left out, and the body is made only if some subscriber is to
+    /// receive it. The message is numbered either way, so every
+    /// subscriber's sequence stays one numbering.
+    pub fn emit_lazy(&self, kind: RtmType, rtable: u16, from: Option<Source>, body: impl FnOnce() -> RtmBody) -> u64 {
+        self.emit_inner(kind, rtable, 0, 0, from, body)
+    }
+
+    fn emit_inner(
+        &self,
+        kind: RtmType,
+        rtable: u16,
+        pid: u32,
+        errno: i32,
+        from: Option<Source>,
+        body: impl FnOnce() -> RtmBody,
+    ) -> u64 {
         let mut inner = self.inner.lock();
         inner.seq += 1;
-        let msg = RouteMessage { seq: inner.seq, kind, rtable, pid, errno, body };
+        let seq = inner.seq;
+        let to = |s: &Subscriber| from.is_none() || s.tag != from;
+        if !inner.subscribers.iter().any(to) {
+            return seq;
+        }
+        let msg = RouteMessage { seq, kind, rtable, pid, errno, body: body() };
         // A send fails only when the receiver is gone: forget that subscriber.
-        inner.subscribers.retain(|tx| tx.send(msg.clone()).is_ok());
-        msg.seq
+        inner.subscribers.retain(|s| !to(s) || s.tx.send(msg.clone()).is_ok());
+        seq
     }
 
     /// Sequence number of the last message emitted (0: none yet).
@@ -407,6 +462,32 @@ mod tests {
             assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![s1, s2]);
             assert_eq!(got[0].kind, RtmType::Add);
         }
+    }
+
+    #[test]
+    fn a_source_does_not_hear_its_own_messages_and_everyone_else_does() {
+        let m = RouteMonitor::new();
+        let all = m.subscribe();
+        let (me, mine) = m.subscribe_others();
+        let (other, theirs) = m.subscribe_others();
+        assert_ne!(me, other);
+        let s1 = m.emit_lazy(RtmType::Add, 0, Some(me), route_body);
+        let s2 = m.emit(RtmType::Delete, 0, route_body());
+        let s3 = m.emit_lazy(RtmType::Delete, 0, Some(other), route_body);
+        let seqs = |rx: &Receiver<RouteMessage>| rx.try_iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&all), vec![s1, s2, s3]);
+        assert_eq!(seqs(&mine), vec![s2, s3], "its own RTM_ADD left out");
+        assert_eq!(seqs(&theirs), vec![s1, s2]);
+        // With nobody else listening the body is not even made, but the
+        // message is numbered: the next one anybody sees says so.
+        drop(all);
+        drop(theirs);
+        m.emit(RtmType::Add, 0, route_body());
+        let s5 = m.emit_lazy(RtmType::Add, 0, Some(me), || panic!("made a body nobody receives"));
+        assert_eq!(m.subscriber_count(), 1);
+        let s6 = m.emit(RtmType::Add, 0, route_body());
+        assert_eq!(seqs(&mine), vec![s5 - 1, s6]);
+        assert_eq!(s6, s5 + 1);
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub use family::{embed_scope6, is_scoped6, prefix_mask6, RouteAddr};
 pub use mpath::{mpath_hash, RouteOrigin};
 pub use netstat::{format_netstat_rn, format_netstat_rn_families, netname, netname6, Families};
 pub use nexthop::{Hop, Nhop};
-pub use table::{FamilyState, PublishedTable, RouteBatch, RouteSnapshot, RouteSnapshot6, RouteTables, TableState};
+pub use table::{
+    FamilyState, PublishedTable, RouteBatch, RouteSnapshot, RouteSnapshot6, RouteTables, SetOutcome, TableState,
+};
 
 use crate::iface::{IfAddr, WeakIf};
 use std::fmt;

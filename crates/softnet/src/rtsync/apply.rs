@@ -12,7 +12,8 @@ use super::mirror::{Mirror, Prefix};
 use super::nexthop::{NhCache, NhError};
 use super::translate::{Fam, KKind, KRoute};
 use softnet_core::iface::{IfIndex, WeakIf};
-use softnet_core::route::{Route, RouteBatch, RouteFlags, RouteOrigin, RouteTables};
+use softnet_core::route::{Route, RouteBatch, RouteFlags, RouteOrigin, RouteTables, SetOutcome};
+use softnet_core::rtmsg::Source;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -166,43 +167,47 @@ fn sync_prefix<A: Fam>(
         // search of the table (a feed's withdrawal is a million of these).
         return u64::from(b.delete_where::<A>(p.0, p.1, scope, |t| t.origin.is_kernel()).is_ok());
     }
-    let existing = b.get_scoped::<A>(p.0, p.1, scope);
-    if let Some(t) = &existing {
-        if !t.origin.is_kernel() {
-            if best.is_some() {
-                SyncStats::inc(&stats.shadowed, 1);
-            }
-            return 0;
-        }
-    }
-    let remove = |b: &mut RouteBatch<'_>| u64::from(b.delete_scoped::<A>(p.0, p.1, None, scope).is_ok());
-    let Some(k) = resolved else {
-        return if existing.is_some() { remove(b) } else { 0 };
-    };
-    let k = match k {
+    // softnet's own route there (config, route(8), an address's) wins:
+    // looked for only on the paths that do not set one (`set_where`
+    // finds it on the way).
+    let own = |b: &RouteBatch<'_>| b.get_scoped::<A>(p.0, p.1, scope).is_some_and(|t| !t.origin.is_kernel());
+    // The kernel no longer uses what the sync installed there.
+    let remove =
+        |b: &mut RouteBatch<'_>| u64::from(b.delete_where::<A>(p.0, p.1, scope, |t| t.origin.is_kernel()).is_ok());
+    let k = match resolved.expect("withdrawals returned above") {
         Ok(k) => Ok(k),
         // Not representable: counted and logged, not retried (a change
         // of the object brings the prefix back).
         Err(NhError::Unsupported(why)) => {
+            if own(b) {
+                SyncStats::inc(&stats.shadowed, 1);
+                return 0;
+            }
             SyncStats::inc(&stats.unsupported, 1);
             tracing::warn!("route sync: kernel route {}/{} not representable in softnet ({why}): skipped", p.0, p.1);
-            return if existing.is_some() { remove(b) } else { 0 };
+            return remove(b);
         }
         Err(e @ NhError::Unknown(_)) => Err(e.to_string()),
     };
-    let made = k.and_then(|k| to_route(&k, ifs)).and_then(|r| b.set(r).map_err(|e| e.to_string()));
+    let made = k
+        .and_then(|k| to_route(&k, ifs))
+        .and_then(|r| b.set_where(r, |t| t.origin.is_kernel()).map_err(|e| e.to_string()));
     match made {
-        Ok(changed) => u64::from(changed.is_some()),
+        Ok(SetOutcome::Made(_)) => 1,
+        Ok(SetOutcome::Same) => 0,
+        Ok(SetOutcome::Refused) => {
+            SyncStats::inc(&stats.shadowed, 1);
+            0
+        }
+        Err(_) if own(b) => {
+            SyncStats::inc(&stats.shadowed, 1);
+            0
+        }
         Err(e) => {
             tracing::debug!("route sync: {}/{}: {e}", p.0, p.1);
             SyncStats::inc(&stats.unresolved, 1);
             unresolved.insert(p);
-            // The kernel no longer uses what softnet has there.
-            if existing.is_some() {
-                remove(b)
-            } else {
-                0
-            }
+            remove(b)
         }
     }
 }
@@ -213,6 +218,9 @@ pub struct FlushCtx<'a, I: IfResolver> {
     pub ifs: &'a mut I,
     pub nh: &'a NhCache,
     pub stats: &'a SyncStats,
+    /// The sync's tag in the route monitor: its messages are not sent
+    /// back to it (`RouteMonitor::subscribe_others`).
+    pub source: Option<Source>,
 }
 
 /// Writes the mirror's pending changes into table `rtable` as one batch.
@@ -231,7 +239,7 @@ pub fn flush<A: Fam>(
     if touched.is_empty() {
         return 0;
     }
-    let n = routes.batch(rtable, |b| {
+    let n = routes.batch_as(rtable, ctx.source, |b| {
         touched.into_iter().map(|p| sync_prefix(b, p, mirror.best(&p), ctx, unresolved)).sum::<u64>()
     });
     if n > 0 {
@@ -244,7 +252,13 @@ pub fn flush<A: Fam>(
 /// After a resync: the kernel routes in softnet's table that the mirror
 /// does not have (installed before a restart of the sync, or left by a
 /// failed change) are removed; returns how many.
-pub fn sweep_table<A: Fam>(routes: &RouteTables, rtable: u16, mirror: &Mirror<A>, stats: &SyncStats) -> u64 {
+pub fn sweep_table<A: Fam>(
+    routes: &RouteTables,
+    rtable: u16,
+    mirror: &Mirror<A>,
+    stats: &SyncStats,
+    source: Option<Source>,
+) -> u64 {
     let stale: Vec<(A, u8, IfIndex)> = routes
         .routes_of::<A>(rtable)
         .iter()
@@ -254,7 +268,7 @@ pub fn sweep_table<A: Fam>(routes: &RouteTables, rtable: u16, mirror: &Mirror<A>
     if stale.is_empty() {
         return 0;
     }
-    let n = routes.batch(rtable, |b| {
+    let n = routes.batch_as(rtable, source, |b| {
         stale.iter().filter(|(d, l, s)| b.delete_scoped::<A>(*d, *l, None, *s).is_ok()).count() as u64
     });
     SyncStats::inc(&stats.changes, n);
@@ -297,7 +311,7 @@ mod tests {
         stats: &SyncStats,
         unres: &mut BTreeSet<Prefix<A>>,
     ) -> u64 {
-        flush(t, 0, m, &mut FlushCtx { ifs: &mut resolver, nh, stats }, unres)
+        flush(t, 0, m, &mut FlushCtx { ifs: &mut resolver, nh, stats, source: None }, unres)
     }
 
     fn kr(net: u8, gw: Option<[u8; 4]>, oif: u32) -> KRoute<Ipv4Addr> {
@@ -342,6 +356,35 @@ mod tests {
     }
 
     #[test]
+    fn the_syncs_own_messages_reach_route_monitor_once_each_and_not_the_sync() {
+        let (t, rx) = table();
+        let (me, own) = t.monitor().subscribe_others();
+        let stats = SyncStats::default();
+        let mut m = Mirror::default();
+        let mut unres = BTreeSet::new();
+        let mut fl_as = |m: &mut Mirror<Ipv4Addr>| {
+            let ctx = &mut FlushCtx { ifs: &mut resolver, nh: &NhCache::default(), stats: &stats, source: Some(me) };
+            flush(&t, 0, m, ctx, &mut unres)
+        };
+        for net in 100..110 {
+            m.new_route(kr(net, Some([10, 0, 2, 2]), 0));
+        }
+        assert_eq!(fl_as(&mut m), 10);
+        for net in 100..110 {
+            m.del_route(Ipv4Addr::new(10, net, 0, 0), 16, 0);
+        }
+        assert_eq!(fl_as(&mut m), 10);
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got.iter().filter(|m| m.kind == RtmType::Add).count(), 10);
+        assert_eq!(got.iter().filter(|m| m.kind == RtmType::Delete).count(), 10, "one RTM_DELETE a route");
+        assert!(got.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        assert_eq!(own.try_iter().count(), 0, "the sync hears none of its own");
+        // Somebody else's change it hears.
+        t.delete(0, Ipv4Addr::new(10, 0, 3, 0), 24, None).unwrap();
+        assert_eq!(kinds(&own), vec![RtmType::Delete]);
+    }
+
+    #[test]
     fn softnets_own_routes_are_never_replaced_or_removed() {
         let (t, rx) = table();
         let stats = SyncStats::default();
@@ -358,7 +401,7 @@ mod tests {
         assert_eq!((r.gateway, r.origin), (Some(Ipv4Addr::new(10, 0, 3, 2)), RouteOrigin::Own));
         assert!(kinds(&rx).is_empty());
         // Nor does a table sweep.
-        assert_eq!(sweep_table(&t, 0, &m, &stats), 0);
+        assert_eq!(sweep_table(&t, 0, &m, &stats, None), 0);
         assert!(t.get(0, Ipv4Addr::new(10, 0, 2, 0), 24).is_some(), "connected routes stay");
     }
 
@@ -490,7 +533,7 @@ mod tests {
         let mut stray = Route::via(Ipv4Addr::new(10, 99, 0, 0), 16, Ipv4Addr::new(10, 0, 2, 2));
         stray.origin = RouteOrigin::Kernel(186);
         t.add(0, stray).unwrap();
-        assert_eq!(sweep_table(&t, 0, &m, &stats), 1);
+        assert_eq!(sweep_table(&t, 0, &m, &stats, None), 1);
         assert!(t.get(0, Ipv4Addr::new(10, 99, 0, 0), 16).is_none());
     }
 

@@ -42,6 +42,7 @@ use mirror::{Mirror, Prefix};
 use netlink::{Event, Events};
 use nexthop::{NhCache, NhChange};
 use softnet_core::iface::WeakIf;
+use softnet_core::rtmsg::Source;
 use softnet_core::stack::Stack;
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -110,6 +111,31 @@ fn table_by_name(name: &str) -> Option<u32> {
     })
 }
 
+/// The sync thread's nice value (the workers run at 0).
+const SYNC_NICE: libc::c_int = 5;
+
+/// The calling thread (the sync) yields the CPU to the workers when they
+/// share one: SCHED_BATCH (its wake-ups on netlink do not preempt a
+/// running worker) at nice `SYNC_NICE` (its weight a third of a
+/// worker's). It needs a few per cent of a core in a feed (BENCHMARKS §1
+/// "Route sync"), so it keeps up; should it fall behind, the socket
+/// overruns and the resync brings the table back. Neither call needs a
+/// privilege (both only lower the thread's claim); a refusal (a seccomp
+/// sandbox) is logged at debug, not fatal.
+fn below_the_workers() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        tracing::debug!("route sync: SCHED_BATCH: {}", io::Error::last_os_error());
+    }
+    // SAFETY: gettid has no preconditions; setpriority on our own thread.
+    let tid = unsafe { libc::gettid() } as libc::id_t;
+    // SAFETY: PRIO_PROCESS with a thread id sets that thread's nice value.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, SYNC_NICE) } != 0 {
+        tracing::debug!("route sync: nice {SYNC_NICE}: {}", io::Error::last_os_error());
+    }
+}
+
 /// The running sync.
 pub struct RouteSync {
     handle: Option<std::thread::JoinHandle<()>>,
@@ -141,13 +167,16 @@ impl RouteSync {
             monitor: None,
         };
         // Subscribed before the first resync: nothing softnet does after
-        // it goes unheard.
-        s.monitor = Some(s.stack.monitor.subscribe());
+        // it goes unheard. The sync's own changes are not sent back to it.
+        s.monitor = Some(s.stack.monitor.subscribe_others());
         s.resync()?;
         tracing::info!("route sync: kernel table {}, receive buffer {got} bytes", conf.table);
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
-        let handle = std::thread::Builder::new().name("softnet-rtsync".into()).spawn(move || s.run(&st))?;
+        let handle = std::thread::Builder::new().name("softnet-rtsync".into()).spawn(move || {
+            below_the_workers();
+            s.run(&st)
+        })?;
         Ok(RouteSync { handle: Some(handle), stop, stats })
     }
 }
@@ -176,8 +205,9 @@ struct Syncer {
     evbuf: Vec<Event>,
     /// Unsupported messages logged at warn so far (then debug).
     warned: u32,
-    /// softnet's own route messages (`watch_softnet`).
-    monitor: Option<crossbeam::channel::Receiver<softnet_core::rtmsg::RouteMessage>>,
+    /// softnet's own route messages (`watch_softnet`), those of the sync's
+    /// own changes left out (its `Source`).
+    monitor: Option<(Source, crossbeam::channel::Receiver<softnet_core::rtmsg::RouteMessage>)>,
 }
 
 /// Kernel interface index to softnet interface, looked up once per flush.
@@ -270,7 +300,8 @@ impl Syncer {
     fn flush(&mut self) -> u64 {
         let mut links = Links { stack: &self.stack, links: &self.links, cache: HashMap::new() };
         let routes = &self.stack.routes;
-        let mut ctx = FlushCtx { ifs: &mut links, nh: &self.nh, stats: &self.stats };
+        let source = self.monitor.as_ref().map(|m| m.0);
+        let mut ctx = FlushCtx { ifs: &mut links, nh: &self.nh, stats: &self.stats, source };
         apply::flush(routes, RTABLE, &mut self.v4, &mut ctx, &mut self.unres4)
             + apply::flush(routes, RTABLE, &mut self.v6, &mut ctx, &mut self.unres6)
     }
@@ -280,11 +311,12 @@ impl Syncer {
     /// were removed when it went, next hops may be reachable now) brings
     /// every prefix of the mirror into the next flush; a route deleted
     /// (softnet's own that shadowed a kernel route, say) brings its prefix.
-    /// The sync's own messages come by here too; re-flushing them changes
-    /// nothing.
+    /// The sync's own messages do not come by here (`subscribe_others`):
+    /// re-flushing them would change nothing, and a feed's withdrawal
+    /// would pay a message and a mirror search per route for it.
     fn watch_softnet(&mut self) {
         use softnet_core::rtmsg::{IfAnnounceWhat, RtmBody, RtmType};
-        let Some(rx) = &self.monitor else { return };
+        let Some((_, rx)) = &self.monitor else { return };
         let mut all = false;
         let mut deleted = Vec::new();
         for m in rx.try_iter() {
@@ -343,8 +375,9 @@ impl Syncer {
         let swept = self.v4.end_resync() + self.v6.end_resync();
         self.retry_unresolved();
         let mut n = self.flush();
-        n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v4, &self.stats);
-        n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v6, &self.stats);
+        let source = self.monitor.as_ref().map(|m| m.0);
+        n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v4, &self.stats, source);
+        n += apply::sweep_table(&self.stack.routes, RTABLE, &self.v6, &self.stats, source);
         tracing::info!(
             "route sync: resync of kernel table {}: {} IPv4 and {} IPv6 prefixes, {} nexthop objects, {swept} gone, {n} change(s) in softnet, {} unresolved, {:.0} ms",
             self.conf.table,
@@ -378,9 +411,11 @@ impl Syncer {
             while !quiet {
                 match self.events.recv(&mut self.evbuf) {
                     Ok(true) => {
-                        for ev in std::mem::take(&mut self.evbuf) {
+                        let mut evs = std::mem::take(&mut self.evbuf);
+                        for ev in evs.drain(..) {
                             self.handle(ev);
                         }
+                        self.evbuf = evs;
                     }
                     // Nothing more now: a batch under way waits for more
                     // as the cadence says before it is flushed.

@@ -55,6 +55,13 @@ fn set_rcvbuf(s: &Socket, bytes: usize) -> io::Result<usize> {
     s.get_rx_buf_sz()
 }
 
+/// Datagrams read by one recvmmsg(2) ...
+const SLOTS: usize = 64;
+/// ... into slots of this many bytes: a route notification is a few
+/// hundred bytes (rtnetlink sizes each for its route), a multipath one
+/// with many hops a few KiB.
+const SLOT: usize = 16 << 10;
+
 /// The subscription: route changes of both families as they happen.
 pub struct Events {
     sock: Socket,
@@ -76,7 +83,7 @@ impl Events {
             tracing::debug!("route sync: no nexthop group ({e}): kernel without nexthop objects");
         }
         sock.set_non_blocking(true)?;
-        Ok((Events { sock, buf: Vec::with_capacity(1 << 20) }, got))
+        Ok((Events { sock, buf: vec![0; SLOTS * SLOT] }, got))
     }
 
     /// Waits up to `timeout` for something to read.
@@ -87,20 +94,59 @@ impl Events {
         unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
     }
 
-    /// Reads one datagram into `out`. `Ok(false)`: nothing to read now.
-    /// `Err` with ENOBUFS: the receive buffer overran and notifications
-    /// were lost (the caller resyncs).
+    /// Reads the datagrams queued, up to `SLOTS`, with one recvmmsg(2)
+    /// into `out` (the kernel sends each route change as a datagram of
+    /// its own: a system call a route cost a feed a fifth of the sync's
+    /// time, BENCHMARKS §1 "Route sync", session 13). `Ok(false)`: nothing
+    /// to read now. `Err` with ENOBUFS: the receive buffer overran and
+    /// notifications were lost (the caller resyncs); an overrun after the
+    /// first datagram is reported by the next call (the kernel keeps it
+    /// in the socket's error), so nothing read is dropped.
     pub fn recv(&mut self, out: &mut Vec<Event>) -> io::Result<bool> {
-        self.buf.clear();
-        match self.sock.recv(&mut self.buf, 0) {
-            Ok(_) => {
-                parse(&self.buf, out);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
-            Err(e) => Err(e),
+        // SAFETY: all-zero iovecs and mmsghdrs are valid (null pointers,
+        // zero lengths) and are filled in below.
+        let mut iov: [libc::iovec; SLOTS] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
+        let base = self.buf.as_mut_ptr();
+        for (i, (v, m)) in iov.iter_mut().zip(msgs.iter_mut()).enumerate() {
+            // SAFETY: slot i lies inside buf, SLOTS * SLOT bytes long.
+            v.iov_base = unsafe { base.add(i * SLOT) }.cast();
+            v.iov_len = SLOT;
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
         }
+        // SAFETY: each header points at one iovec of a distinct slot of
+        // buf; all live across the call; no timeout.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                SLOTS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(false),
+                io::ErrorKind::Interrupted => Ok(true),
+                _ => Err(e),
+            };
+        }
+        for (i, m) in msgs.iter().enumerate().take(n as usize) {
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                // A change lost as surely as in an overrun: resync (what
+                // this call read before it is older than the dump).
+                tracing::warn!("route sync: netlink datagram over {SLOT} bytes, truncated");
+                out.clear();
+                return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+            }
+            let len = (m.msg_len as usize).min(SLOT);
+            parse(&self.buf[i * SLOT..i * SLOT + len], out);
+        }
+        Ok(true)
     }
 }
 
@@ -111,9 +157,10 @@ impl Events {
     /// congested bit), and what is queued is older than the dump anyway.
     pub fn discard(&mut self) -> usize {
         let mut n = 0;
+        let mut buf = Vec::with_capacity(SLOT);
         loop {
-            self.buf.clear();
-            match self.sock.recv(&mut self.buf, 0) {
+            buf.clear();
+            match self.sock.recv(&mut buf, 0) {
                 Ok(_) => n += 1,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
