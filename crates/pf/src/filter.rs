@@ -834,7 +834,7 @@ impl PacketFilter for Pf {
         // One packet alone (the stack calls `test_batch`): no lookup hint.
         let inner = &*self.inner;
         let Some(rs) = inner.active_ruleset(ifp) else { return Verdict::Pass(pkt) };
-        let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        let cx = Cx::new(inner, &rs, worker, now, dir, ifp);
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         let pd = eval::parse_fast(pkt.data()).or_else(|| eval::parse_fast6(pkt.data()));
         let mut slot = Some(pkt);
@@ -864,7 +864,7 @@ impl PacketFilter for Pf {
             }
             return;
         };
-        let cx = Cx { pf: inner, rs: &rs, worker, now, dir, ifp };
+        let cx = Cx::new(inner, &rs, worker, now, dir, ifp);
         let logif = rs.opts.loginterface.as_deref() == Some(ifp.name());
         // A batch that starts with an IPv6 packet goes through the loop's
         // IPv6 instance (`batch::run6`); IPv4's stays as it was.

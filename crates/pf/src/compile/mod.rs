@@ -364,6 +364,18 @@ impl CompiledRuleset {
         self.anchor_state_rule(gen, nr)
     }
 
+    /// `state_rule`'s rule as its index in the flat `rules` (`CRule::nr`,
+    /// which is that index), without reading the rule: what the data path
+    /// counts a state's packets under (`RuleCounters`).
+    #[inline(always)]
+    pub fn state_rule_index(&self, gen: u32, nr: u32) -> Option<usize> {
+        let main = &self.nodes[0];
+        if gen == main.gen {
+            return (nr < main.end).then_some(nr as usize);
+        }
+        self.anchor_state_rule(gen, nr).map(|r| r.nr as usize)
+    }
+
     #[cold]
     #[inline(never)]
     fn anchor_state_rule(&self, gen: u32, nr: u32) -> Option<&CRule> {
@@ -501,5 +513,37 @@ mod tests {
         assert_eq!(s[2][SKIP_DST_PORT], 3);
         assert_eq!(s[3][SKIP_DST_PORT], 4);
         assert_eq!(s[0][SKIP_AF], 4);
+    }
+
+    /// The data path counts a state's packets under `state_rule_index`,
+    /// which does not read the rule: it must name the rule `state_rule`
+    /// finds (its `nr`, the flat index) for every ruleset of the tree, and
+    /// nothing for a rule number past a ruleset's end or an unknown
+    /// generation.
+    #[test]
+    fn state_rule_index_names_the_rule_state_rule_finds() {
+        let mut c = compile_text(
+            "pass in proto tcp
+             anchor \"a\" {\n pass in proto udp\n block out\n pass out proto icmp\n}
+             pass out all
+             anchor \"b\" {\n pass all\n}
+",
+        );
+        // Anchors loaded later keep their own generations.
+        for (i, n) in c.nodes.iter_mut().enumerate().skip(1) {
+            n.gen = 10 + i as u32;
+        }
+        c.by_gen = c.nodes.iter().enumerate().map(|(i, n)| (n.gen, i as u32)).collect();
+        assert!(c.nodes.len() >= 3, "{:?}", c.nodes);
+        for (i, r) in c.rules.iter().enumerate() {
+            assert_eq!(r.nr as usize, i);
+        }
+        let gens: Vec<u32> = c.nodes.iter().map(|n| n.gen).chain([0, 99]).collect();
+        for gen in gens {
+            for nr in 0..c.rules.len() as u32 + 3 {
+                let want = c.state_rule(gen, nr).map(|r| r.nr as usize);
+                assert_eq!(c.state_rule_index(gen, nr), want, "gen {gen} nr {nr}");
+            }
+        }
     }
 }

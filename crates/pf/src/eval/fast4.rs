@@ -8,7 +8,7 @@
 //! pf_translate) needs nothing else.
 
 use super::*;
-use crate::state::{FAST_FWD, FAST_REV};
+use crate::state::{StateTable, FAST_FWD, FAST_REV};
 
 /// The key words of a packet whose in hook's words are `k`, as the hook
 /// of direction `dir` looks it up (`pkt_key_words`): pf out's have the
@@ -39,15 +39,15 @@ pub fn is_udp4(k: (u64, u64)) -> bool {
 pub fn test_established4(cx: &Cx, k: (u64, u64), len: u16, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     let key = dir_words(k, cx.dir);
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
+    let (v, s) = cx.pf.states.probe_linked_slot(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     if v.fast & if fwd { FAST_FWD } else { FAST_REV } == 0 {
         return None;
     }
     let to =
         if v.flags & sflags::NAT != 0 { nat::view_target_words(cx.pf.states.keys(v.idx)?, key, fwd)? } else { None };
-    cx.pf.counters.get(cx.worker).searches.inc();
-    cx.pf.states.touch(v.idx, fwd, len as u64, cx.now.as_nanos());
+    cx.counters.searches.inc();
+    StateTable::touch_slot(s, fwd, len as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
     count_state_rule(cx, v.ruleset_gen, v.rule_nr, len as usize);

@@ -15,10 +15,11 @@ use softnet_wire::udp::UdpPacket;
 
 use crate::addr::{Af, PfAddr};
 use crate::compile::{
-    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, HOT_DST_SLOW, HOT_IFM, HOT_INET, HOT_INET6, HOT_REST,
-    HOT_SRC_SLOW, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO, SKIP_SRC_ADDR, SKIP_SRC_PORT,
+    keeps_state, tidx, CRule, CompiledRuleset, EndpointMatch, WorkerRuleCounters, HOT_DST_SLOW, HOT_IFM, HOT_INET,
+    HOT_INET6, HOT_REST, HOT_SRC_SLOW, SKIP_AF, SKIP_DIR, SKIP_DST_ADDR, SKIP_DST_PORT, SKIP_IFP, SKIP_PROTO,
+    SKIP_SRC_ADDR, SKIP_SRC_PORT,
 };
-use crate::filter::PfInner;
+use crate::filter::{PfCounters, PfInner};
 use crate::frag::{FragDrop, FragResult};
 use crate::model::{Action, BlockAction, Limit, StateMode};
 use crate::names::Timeout;
@@ -125,6 +126,25 @@ pub struct Cx<'a> {
     pub now: Instant,
     pub dir: Direction,
     pub ifp: &'a Interface,
+    /// This worker's pf counters (`pf.counters.get(worker)`), looked up
+    /// once a call, not once a packet.
+    pub counters: &'a PfCounters,
+    /// This worker's counters of `rs`'s rules (`rs.counters.get(worker)`).
+    pub rules: &'a WorkerRuleCounters,
+}
+
+impl<'a> Cx<'a> {
+    /// The context of one hook call (or one batch) by `worker`.
+    pub fn new(
+        pf: &'a PfInner,
+        rs: &'a CompiledRuleset,
+        worker: usize,
+        now: Instant,
+        dir: Direction,
+        ifp: &'a Interface,
+    ) -> Cx<'a> {
+        Cx { pf, rs, worker, now, dir, ifp, counters: pf.counters.get(worker), rules: rs.counters.get(worker) }
+    }
 }
 
 impl Cx<'_> {
@@ -138,7 +158,7 @@ impl Cx<'_> {
     }
 
     fn count(&self, r: Reason) {
-        self.pf.counters.get(self.worker).reasons[r as usize].inc();
+        self.counters.reasons[r as usize].inc();
     }
 
     /// A pflog record for the packet under the rule at `rule` (its index
@@ -187,7 +207,7 @@ impl Cx<'_> {
     /// (and its slot index) under its lock. `None` when no state matches.
     #[inline]
     fn with_state<R>(&self, key: (u64, u64), f: impl FnOnce(u32, &mut StateData) -> R) -> Option<R> {
-        self.pf.counters.get(self.worker).searches.inc();
+        self.counters.searches.inc();
         self.pf.states.with_state(key, self.kif(), f)
     }
 
@@ -200,7 +220,7 @@ impl Cx<'_> {
         link: &mut u64,
         f: impl FnOnce(u32, &mut StateData) -> R,
     ) -> Option<R> {
-        self.pf.counters.get(self.worker).searches.inc();
+        self.counters.searches.inc();
         let (idx, (rev, r)) =
             self.pf
                 .states
@@ -247,7 +267,7 @@ impl Cx<'_> {
         let hint = self.link_hint(link);
         if hint != 0 {
             if let Some(v) = self.pf.states.probe_linked(hint, pkt_key_words(pd, self.dir), self.kif()) {
-                self.pf.counters.get(self.worker).searches.inc();
+                self.counters.searches.inc();
                 return Probe::Hit(v);
             }
         }
@@ -259,7 +279,7 @@ impl Cx<'_> {
     /// made.
     #[cold]
     fn probe_linked_words(&self, key: (u64, u64), link: u64) -> Probe {
-        self.pf.counters.get(self.worker).searches.inc();
+        self.counters.searches.inc();
         let hint = self.link_hint(link);
         if hint != 0 {
             if let Some(v) = self.pf.states.probe_linked(hint, key, self.kif()) {
@@ -274,7 +294,7 @@ impl Cx<'_> {
     /// written field by field and read back whole stalls store forwarding.
     #[inline(never)]
     fn probe(&self, pd: &Pd) -> Probe {
-        self.pf.counters.get(self.worker).searches.inc();
+        self.counters.searches.inc();
         self.pf.states.probe(pkt_key_words(pd, self.dir), self.kif())
     }
 }

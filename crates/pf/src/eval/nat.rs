@@ -153,7 +153,7 @@ pub(super) fn hold(
         if let Err(e) = cx.pf.srcnodes.acquire_kind(s, kind, src.into(), Some(Ipv4Addr::from(addr).into()), now, limit)
         {
             if let Some(i) = e.lcounter() {
-                cx.pf.counters.get(cx.worker).lcounters[i].inc();
+                cx.counters.lcounters[i].inc();
             }
             h.give_back(cx.rs, kind as usize - 1);
             return Err(Reason::Translate);

@@ -739,7 +739,7 @@ fn create_state_holding(
     if let Some(src) = tracked {
         if let Err(e) = cx.pf.srcnodes.acquire(src, src_ip, now, limit) {
             if let Some(i) = e.lcounter() {
-                cx.pf.counters.get(cx.worker).lcounters[i].inc();
+                cx.counters.lcounters[i].inc();
             }
             return Err(Reason::SrcLimit);
         }
@@ -751,7 +751,7 @@ fn create_state_holding(
     };
     if let Some(max) = r.max_states {
         if r.states_cur.load(std::sync::atomic::Ordering::Relaxed) >= max as u64 {
-            cx.pf.counters.get(cx.worker).lcounters[LCNT_STATES].inc();
+            cx.counters.lcounters[LCNT_STATES].inc();
             undo_src();
             return Err(Reason::StateLimit);
         }

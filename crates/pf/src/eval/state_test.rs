@@ -36,7 +36,7 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     let extra = v.flags & PLAIN_MASK;
     if (extra == 0 || extra == sflags::NAT) && v.tag == 0 && !(fwd && v.rtable >= 0) && !pd.badopts {
         let to = if extra != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
-        cx.pf.counters.get(cx.worker).searches.inc();
+        cx.counters.searches.inc();
         cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
         cx.relink(&mut link, v.idx, v.rev);
         pkt.meta.pf_link = link;
@@ -53,7 +53,7 @@ pub fn test_established(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32) -> Opt
     // A translating state: the rewrite from its keys' words, no lock.
     let to =
         if v.flags & sflags::NAT != 0 { nat::view_target(cx.pf.states.keys(v.idx)?, key, fwd, cx.dir)? } else { None };
-    cx.pf.counters.get(cx.worker).searches.inc();
+    cx.counters.searches.inc();
     cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
@@ -92,7 +92,7 @@ pub fn test_established6_inline(cx: &Cx, pd: &Pd, pkt: &mut PacketBuf, hint: u32
     if v.fast & if fwd { FAST_FWD } else { FAST_REV } == 0 || v.flags & sflags::NAT != 0 || pd.badopts {
         return None;
     }
-    cx.pf.counters.get(cx.worker).searches.inc();
+    cx.counters.searches.inc();
     cx.pf.states.touch(v.idx, fwd, pd.tot_len() as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
@@ -108,10 +108,8 @@ const PLAIN_MASK: u8 = STATE_LOG | sflags::NAT | sflags::SCRUB | sflags::ROUTED 
 /// `pf_counters_inc` on the state's rule).
 #[inline(always)]
 pub(super) fn count_state_rule(cx: &Cx, gen: u32, nr: u32, len: usize) {
-    if let Some(r) = cx.rs.state_rule(gen, nr) {
-        if let Some(c) = cx.rs.counters.get(cx.worker).rule(r.nr as usize) {
-            c.count(cx.dir, len as u64);
-        }
+    if let Some(c) = cx.rs.state_rule_index(gen, nr).and_then(|i| cx.rules.rule(i)) {
+        c.count(cx.dir, len as u64);
     }
 }
 

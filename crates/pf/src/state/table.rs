@@ -346,14 +346,26 @@ impl StateTable {
     /// search.
     #[inline(always)]
     pub fn probe_linked(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<StateView> {
+        self.probe_linked_slot(link, key, ifidx).map(|(v, _)| v)
+    }
+
+    /// `probe_linked` with the slot it read, for `touch_slot`.
+    #[inline(always)]
+    pub fn probe_linked_slot(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<(StateView, &Slot)> {
         let idx = link.checked_sub(1)?;
-        self.read_view(idx, key, ifidx, true)
+        self.read_view_slot(idx, key, ifidx, true)
     }
 
     /// A consistent read of slot `idx`'s mirrors, if it holds `key` and is
     /// usable on `ifidx` (and, with `solo`, is alone on its key).
     #[inline(always)]
     pub(super) fn read_view(&self, idx: u32, key: (u64, u64), ifidx: u32, solo: bool) -> Option<StateView> {
+        self.read_view_slot(idx, key, ifidx, solo).map(|(v, _)| v)
+    }
+
+    /// `read_view` with the slot it read.
+    #[inline(always)]
+    fn read_view_slot(&self, idx: u32, key: (u64, u64), ifidx: u32, solo: bool) -> Option<(StateView, &Slot)> {
         let s = self.slot(idx)?;
         let s1 = s.seq.load(Ordering::Acquire);
         if s1 & 1 != 0 {
@@ -376,7 +388,7 @@ impl StateTable {
         {
             return None;
         }
-        Some(StateView {
+        let v = StateView {
             idx,
             direction: (bind >> 32) as u8,
             flags: (bind >> 40) as u8,
@@ -389,7 +401,8 @@ impl StateTable {
             rtable: (extra >> 16) as u16 as i16,
             rev,
             fast: (extra >> 48) as u8,
-        })
+        };
+        Some((v, s))
     }
 
     #[inline]
@@ -478,7 +491,14 @@ impl StateTable {
     /// a direction of a flow.
     #[inline]
     pub fn touch(&self, idx: u32, fwd: bool, bytes: u64, now: u64) {
-        let Some(s) = self.slot(idx) else { return };
+        if let Some(s) = self.slot(idx) {
+            Self::touch_slot(s, fwd, bytes, now);
+        }
+    }
+
+    /// `touch` of the slot a `probe_linked_slot` read (not looked up again).
+    #[inline(always)]
+    pub fn touch_slot(s: &Slot, fwd: bool, bytes: u64, now: u64) {
         let i = if fwd { 0 } else { 1 };
         // A full word's packets carry out of the top: fold it.
         match s.recent[i].load(Ordering::Relaxed).checked_add(RECENT_ONE | bytes as u32) {
