@@ -120,19 +120,31 @@ pub struct PacketBuf(Box<PacketData>);
 
 /// What a `PacketBuf` points at: storage, the window of it that holds
 /// the frame, and metadata.
+///
+/// Two cache lines, in this order (`repr(C)`, 64-byte aligned): the
+/// storage's place and the frame's window with pf's IPv6 note, then the
+/// metadata with the IPv6 next hop. Every packet reads both lines (its
+/// bytes through the first, its metadata in the second), so pf's note on
+/// an IPv6 packet, written by pf in and read by pf out, costs no line of
+/// its own (in 136 bytes wherever the allocator put them, as until
+/// session 12, the note was mostly on a third line: BENCHMARKS §2,
+/// session 13 pf6c). A test keeps it at 128 bytes.
+#[repr(C, align(64))]
 pub struct PacketData {
     storage: Box<[u8]>,
-    head: usize,
-    len: usize,
+    /// The frame's start and length in `storage` (u32: a buffer is far
+    /// smaller than 4 GiB, `with_capacity` checks it).
+    head: u32,
+    len: u32,
+    /// pf's note on an IPv6 packet from pf in to pf out, valid while
+    /// `mflags::PF_NOTE6` is set in `meta`; opaque to the stack and, like
+    /// `pf_hop6`, never copied with `meta`.
+    pub pf_note6: PfNote6,
     pub meta: PacketMeta,
     /// The IPv6 next hop of a `RouteDecision::To6` / `Dup6` in `meta`
     /// (pf's `st->rt_addr`), beside the metadata rather than in it: only
     /// read when the decision says so, never copied with `meta`.
     pub pf_hop6: std::net::Ipv6Addr,
-    /// pf's note on an IPv6 packet from pf in to pf out, valid while
-    /// `mflags::PF_NOTE6` is set in `meta`; opaque to the stack and, like
-    /// `pf_hop6`, never copied with `meta`.
-    pub pf_note6: PfNote6,
 }
 
 /// What pf in learnt of an IPv6 packet that pf out can use again: the
@@ -167,13 +179,14 @@ impl PacketBuf {
     /// this: it allocates.
     pub fn with_capacity(size: usize) -> Self {
         assert!(size > HEADROOM, "buffer smaller than its headroom");
+        assert!(u32::try_from(size).is_ok(), "buffer of 4 GiB or more");
         PacketBuf(Box::new(PacketData {
             storage: vec![0u8; size].into_boxed_slice(),
-            head: HEADROOM,
+            head: HEADROOM as u32,
             len: 0,
+            pf_note6: PfNote6::default(),
             meta: PacketMeta::default(),
             pf_hop6: std::net::Ipv6Addr::UNSPECIFIED,
-            pf_note6: PfNote6::default(),
         }))
     }
 
@@ -189,21 +202,27 @@ impl PacketBuf {
 impl PacketData {
     /// Empties the buffer and its metadata for reuse.
     pub fn reset(&mut self) {
-        self.head = HEADROOM;
+        self.head = HEADROOM as u32;
         self.len = 0;
         self.meta = PacketMeta::default();
     }
 
+    #[inline]
+    fn window(&self) -> std::ops::Range<usize> {
+        self.head as usize..self.head as usize + self.len as usize
+    }
+
     pub fn data(&self) -> &[u8] {
-        &self.storage[self.head..self.head + self.len]
+        &self.storage[self.window()]
     }
 
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.head..self.head + self.len]
+        let w = self.window();
+        &mut self.storage[w]
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -217,53 +236,54 @@ impl PacketData {
 
     /// Largest frame this buffer can hold from its current start.
     pub fn max_len(&self) -> usize {
-        self.storage.len() - self.head
+        self.storage.len() - self.head as usize
     }
 
     pub fn headroom(&self) -> usize {
-        self.head
+        self.head as usize
     }
 
     /// Sets the frame length (grow or shrink at the tail). Growing exposes
     /// whatever bytes the storage held; callers fill them.
     pub fn set_len(&mut self, len: usize) -> Result<(), BufferTooSmall> {
-        if self.head + len > self.storage.len() {
+        if len > self.max_len() {
             return Err(BufferTooSmall);
         }
-        self.len = len;
+        // Within the storage, which `with_capacity` keeps under 4 GiB.
+        self.len = len as u32;
         Ok(())
     }
 
     /// Storage from the current start to the end of the buffer, for a
     /// receive path that learns the length after writing.
     pub fn spare_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.head..]
+        &mut self.storage[self.head as usize..]
     }
 
     /// Removes `n` bytes from the front (header stripped).
     pub fn pull_front(&mut self, n: usize) -> Result<(), BufferTooSmall> {
-        if n > self.len {
+        if n > self.len as usize {
             return Err(BufferTooSmall);
         }
-        self.head += n;
-        self.len -= n;
+        self.head += n as u32;
+        self.len -= n as u32;
         Ok(())
     }
 
     /// Adds `n` bytes at the front (header prepended); the caller fills them.
     pub fn push_front(&mut self, n: usize) -> Result<(), BufferTooSmall> {
-        if n > self.head {
+        if n > self.head as usize {
             return Err(BufferTooSmall);
         }
-        self.head -= n;
-        self.len += n;
+        self.head -= n as u32;
+        self.len += n as u32;
         Ok(())
     }
 
     /// Moves the start of the frame to `HEADROOM` with `len` bytes, for
     /// building a new packet in this buffer.
     pub fn rewind(&mut self, len: usize) -> Result<(), BufferTooSmall> {
-        self.head = HEADROOM;
+        self.head = HEADROOM as u32;
         self.set_len(len)
     }
 }
@@ -378,6 +398,18 @@ mod tests {
     #[test]
     fn the_metadata_stays_48_bytes() {
         assert_eq!(std::mem::size_of::<PacketMeta>(), 48);
+    }
+
+    /// Two cache lines: the frame's window and pf's IPv6 note in the
+    /// first, the metadata in the second (see `PacketData`).
+    #[test]
+    fn a_buffers_data_is_two_cache_lines_with_the_note_beside_the_window() {
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!((size_of::<PacketData>(), align_of::<PacketData>()), (128, 64));
+        assert!(offset_of!(PacketData, pf_note6) + size_of::<PfNote6>() <= 64);
+        assert!(offset_of!(PacketData, len) < 64 && offset_of!(PacketData, meta) >= 64);
+        let p = PacketBuf::with_capacity(DEFAULT_BUF_SIZE);
+        assert_eq!(&*p as *const PacketData as usize % 64, 0);
     }
 
     #[test]

@@ -113,39 +113,36 @@ struct IdEntry {
     hi: AtomicU64,
 }
 
-/// One shard: the map its writers keep (address → id and holds, under
-/// `map`'s lock), and the copy of it readers probe without the lock.
+/// The part of a shard a packet's lookup reads: the sequence lock and
+/// the current probe table, 16 bytes. The 64 shards' heads sit together
+/// (`HEADS`, 16 cache lines), apart from the writers' parts (`Shard`), so
+/// a lookup reads one line that stays in L1 and then one entry: with
+/// the sequence word and the table's pointer inside 512-byte shards
+/// (session 12), a lookup read two lines of the shard (its first and
+/// last), and the shards' hot lines, 8 lines apart, fell into 16 of L1's
+/// 64 sets and evicted each other: 2.6 misses a lookup with 2,500
+/// addresses, against 1.0 now (BENCHMARKS §2, session 13 pf6c).
 ///
-/// The copy is an open-addressed table (linear probing, at most half
-/// full) under the sequence lock `seq` (odd while the writer, holding
-/// `map`'s lock, changes it): a reader's probe counts only if `seq` did
-/// not move while it ran, so a writer may move entries (a removal shifts
-/// the entries after it back, Knuth's algorithm R) and readers need no
-/// per-entry protocol. A full table is replaced by one twice its size
-/// (`tables[cur]`); tables are never freed, so a reader that loaded an
-/// old one reads memory still valid (and then sees `seq` moved). The old
-/// ones add up to less than the current one.
-#[repr(align(64))]
-struct Shard {
+/// `table` is the current table's address with the base-2 logarithm of
+/// its length in the low five bits (entries are 32-byte aligned), one
+/// word, so a reader never pairs a table with another's length: 0 while
+/// the shard has no table, `PAST_LAST` once it outgrew the last one.
+#[derive(Default)]
+struct Head {
     seq: AtomicU32,
-    /// Index of the current table in `tables`.
-    cur: AtomicU32,
-    tables: [OnceLock<Box<[IdEntry]>>; GENS],
-    map: Mutex<IdMap>,
+    table: AtomicU64,
 }
 
-impl Default for Shard {
-    fn default() -> Self {
-        Shard {
-            seq: AtomicU32::new(0),
-            cur: AtomicU32::new(0),
-            tables: [const { OnceLock::new() }; GENS],
-            map: Mutex::new(HashMap::default()),
-        }
+/// `Head::table` when the shard is past its last table: every lookup
+/// takes the lock.
+const PAST_LAST: u64 = 1;
+const LOG_BITS: u64 = 31;
+
+impl Head {
+    const fn new() -> Self {
+        Head { seq: AtomicU32::new(0), table: AtomicU64::new(0) }
     }
-}
 
-impl Shard {
     /// `a`'s id from the probe table without the lock: `Some(NO_ID)` for
     /// an address without one, `None` when a writer was at work.
     #[inline(always)]
@@ -154,19 +151,28 @@ impl Shard {
         if s1 & 1 != 0 {
             return None;
         }
-        let cur = self.cur.load(Ordering::Relaxed) as usize;
-        // Past the last table (`insert`): every lookup takes the lock.
-        let t = self.tables.get(cur)?;
-        // No table yet: no address.
-        let Some(t) = t.get() else { return Some(NO_ID) };
-        let mask = t.len() - 1;
+        // Acquire: the table's entries, filled before it was published
+        // here, are visible.
+        let w = self.table.load(Ordering::Acquire);
+        let t = (w & !LOG_BITS) as usize as *const IdEntry;
+        if t.is_null() {
+            // No table yet (no address), or past the last one (`insert`).
+            return (w != PAST_LAST).then_some(NO_ID);
+        }
+        let len = 1usize << (w & LOG_BITS);
+        let mask = len - 1;
         let (lo, hi) = (a as u64, (a >> 64) as u64);
         let mut i = home(a, mask);
         let mut id = NO_ID;
         // Bounded: a table is at most half full, but a torn read of one
         // being changed must not spin either.
-        for _ in 0..t.len() {
-            let e = &t[i];
+        for _ in 0..len {
+            // SAFETY: `t` and `len` come from one word that `Shard::
+            // table_for` stored for a table of `len` entries, and `i` is
+            // masked below `len`; tables live as long as their shard and
+            // are never freed while it does (a reader that loaded an
+            // older table reads valid memory and then sees `seq` moved).
+            let e = unsafe { &*t.add(i) };
             let eid = e.id.load(Ordering::Relaxed);
             if eid == NO_ID {
                 break;
@@ -181,7 +187,8 @@ impl Shard {
         (self.seq.load(Ordering::Relaxed) == s1).then_some(id)
     }
 
-    /// Starts a change of the probe table (the caller holds `map`'s lock).
+    /// Starts a change of the probe table (the caller holds the shard's
+    /// map lock).
     fn write_begin(&self) -> u32 {
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
@@ -195,12 +202,46 @@ impl Shard {
     fn write_end(&self, s: u32) {
         self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
+}
 
+/// The shards' heads, one 1 KiB block on its own lines.
+#[repr(align(64))]
+struct Heads([Head; SHARDS]);
+
+static HEADS: Heads = Heads([const { Head::new() }; SHARDS]);
+
+/// One shard's writers' part: the map its writers keep (address → id and
+/// holds, under `map`'s lock), and the tables of the copy of it readers
+/// probe without the lock through the shard's `Head`.
+///
+/// The copy is an open-addressed table (linear probing, at most half
+/// full) under the head's sequence lock (odd while the writer, holding
+/// `map`'s lock, changes it): a reader's probe counts only if the
+/// sequence did not move while it ran, so a writer may move entries (a
+/// removal shifts the entries after it back, Knuth's algorithm R) and
+/// readers need no per-entry protocol. A full table is replaced by one
+/// twice its size (`tables[cur]`); tables are never freed, so a reader
+/// that loaded an old one reads memory still valid (and then sees the
+/// sequence moved). The old ones add up to less than the current one.
+struct Shard {
+    /// Index of the current table in `tables`.
+    cur: AtomicU32,
+    tables: [OnceLock<Box<[IdEntry]>>; GENS],
+    map: Mutex<IdMap>,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { cur: AtomicU32::new(0), tables: [const { OnceLock::new() }; GENS], map: Mutex::new(HashMap::default()) }
+    }
+}
+
+impl Shard {
     /// The current table, made (or replaced by one twice its size, filled
-    /// from `map`) when it would be more than half full with `live`
-    /// addresses. The caller holds `map`'s lock and is inside
-    /// `write_begin`/`write_end`.
-    fn table_for(&self, map: &IdMap, live: usize) -> Option<&[IdEntry]> {
+    /// from `map`, and published in `head`) when it would be more than
+    /// half full with `live` addresses. The caller holds `map`'s lock and
+    /// is inside `head`'s `write_begin`/`write_end`.
+    fn table_for(&self, head: &Head, map: &IdMap, live: usize) -> Option<&[IdEntry]> {
         let mut cur = self.cur.load(Ordering::Relaxed) as usize;
         if let Some(t) = self.tables.get(cur)?.get() {
             if live * 2 <= t.len() {
@@ -216,33 +257,38 @@ impl Shard {
             put(t, a, id);
         }
         self.cur.store(cur as u32, Ordering::Relaxed);
+        debug_assert!(t.len().is_power_of_two() && (t.len().trailing_zeros() as u64) <= LOG_BITS);
+        head.table.store(t.as_ptr() as usize as u64 | t.len().trailing_zeros() as u64, Ordering::Relaxed);
         Some(t)
     }
 
     /// Enters `a` → `id` in the probe table (`a` has just got its first
     /// hold; `map` holds it already).
-    fn insert(&self, map: &IdMap, a: u128, id: u32) {
-        let s = self.write_begin();
+    fn insert(&self, head: &Head, map: &IdMap, a: u128, id: u32) {
+        let s = head.write_begin();
         let cur = self.cur.load(Ordering::Relaxed) as usize;
         let had = self.tables.get(cur).and_then(|t| t.get()).map(|t| t.len());
-        match self.table_for(map, map.len()) {
+        match self.table_for(head, map, map.len()) {
             // A new table was filled from `map`, `a` with the rest.
             Some(t) if Some(t.len()) != had => {}
             Some(t) => put(t, a, id),
             // Past the last table: from now on every lookup in this shard
-            // takes the lock (`probe`).
-            None => self.cur.store(GENS as u32, Ordering::Relaxed),
+            // takes the lock (`Head::probe`).
+            None => {
+                self.cur.store(GENS as u32, Ordering::Relaxed);
+                head.table.store(PAST_LAST, Ordering::Relaxed);
+            }
         }
-        self.write_end(s);
+        head.write_end(s);
     }
 
     /// Takes `a` out of the probe table (its last hold is gone).
-    fn remove(&self, a: u128) {
+    fn remove(&self, head: &Head, a: u128) {
         let cur = self.cur.load(Ordering::Relaxed) as usize;
         let Some(t) = self.tables.get(cur).and_then(|t| t.get()) else { return };
-        let s = self.write_begin();
+        let s = head.write_begin();
         take(t, a);
-        self.write_end(s);
+        head.write_end(s);
     }
 }
 
@@ -353,10 +399,10 @@ fn mirror_names(id: u32, a: u128) -> bool {
 #[inline(always)]
 pub fn lookup(a: PfAddr) -> u32 {
     let a = a.u128();
-    let sh = &IDS.shards[shard(a)];
-    match sh.probe(a) {
+    let i = shard(a);
+    match HEADS.0[i].probe(a) {
         Some(id) => id,
-        None => lookup_locked(sh, a),
+        None => lookup_locked(&IDS.shards[i], a),
     }
 }
 
@@ -405,7 +451,8 @@ fn lookup_locked(sh: &Shard, a: u128) -> u32 {
 /// `a`'s id, given one if it has none, counted as held once more.
 pub fn acquire(a: PfAddr) -> u32 {
     let a = a.u128();
-    let sh = &IDS.shards[shard(a)];
+    let i = shard(a);
+    let sh = &IDS.shards[i];
     let mut m = sh.map.lock();
     if let Some(e) = m.get_mut(&a) {
         e.1 += 1;
@@ -432,7 +479,7 @@ pub fn acquire(a: PfAddr) -> u32 {
     };
     mirror_set(id, Some(a));
     m.insert(a, (id, 1));
-    sh.insert(&m, a, id);
+    sh.insert(&HEADS.0[i], &m, a, id);
     id
 }
 
@@ -442,7 +489,8 @@ pub fn release(id: u32) {
         return;
     }
     let Some(a) = IDS.by_id.lock().get(id as usize).copied() else { return };
-    let sh = &IDS.shards[shard(a)];
+    let i = shard(a);
+    let sh = &IDS.shards[i];
     let mut m = sh.map.lock();
     let Some(e) = m.get_mut(&a) else { return };
     if e.0 != id {
@@ -451,7 +499,7 @@ pub fn release(id: u32) {
     e.1 -= 1;
     if e.1 == 0 {
         m.remove(&a);
-        sh.remove(a);
+        sh.remove(&HEADS.0[i], a);
         // The mirror stops naming it before it can be handed out again.
         mirror_set(id, None);
         drop(m);
@@ -552,7 +600,7 @@ mod tests {
     /// hosts are, and some whose hashes share a home).
     #[test]
     fn a_shards_probe_table_answers_as_its_map_through_growth_and_removals() {
-        let sh = Shard::default();
+        let (sh, hd) = (Shard::default(), Head::default());
         let mut m = IdMap::default();
         let universe: Vec<u128> = (0..1500u128)
             .map(|i| if i % 3 == 0 { (0x2001_0db8u128 << 96) | i } else { (0x2400u128 << 112) | (i << 80) | 7 })
@@ -566,13 +614,13 @@ mod tests {
             if add && !m.contains_key(&a) {
                 id += 1;
                 m.insert(a, (id, 1));
-                sh.insert(&m, a, id);
+                sh.insert(&hd, &m, a, id);
             } else if !add && m.remove(&a).is_some() {
-                sh.remove(a);
+                sh.remove(&hd, a);
             }
             if round % 500 == 0 || round == 19_999 {
                 for &b in &universe {
-                    assert_eq!(sh.probe(b), Some(m.get(&b).map_or(NO_ID, |e| e.0)), "round {round}, {b:x}");
+                    assert_eq!(hd.probe(b), Some(m.get(&b).map_or(NO_ID, |e| e.0)), "round {round}, {b:x}");
                 }
             }
         }
@@ -586,12 +634,12 @@ mod tests {
     fn a_probe_never_loses_a_held_address_while_others_come_and_go() {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
-        let sh = Arc::new(Shard::default());
+        let sh = Arc::new((Shard::default(), Head::default()));
         let held: Vec<u128> = (0..40u128).map(|i| (0x2001_0db8u128 << 96) | (i << 4)).collect();
         let mut m = IdMap::default();
         for (i, &a) in held.iter().enumerate() {
             m.insert(a, (i as u32 + 1, 1));
-            sh.insert(&m, a, i as u32 + 1);
+            sh.0.insert(&sh.1, &m, a, i as u32 + 1);
         }
         let done = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -602,7 +650,7 @@ mod tests {
                     // One more round after the writer stopped.
                     let stop = done.load(Ordering::Acquire);
                     for (i, &a) in held.iter().enumerate() {
-                        if let Some(id) = sh.probe(a) {
+                        if let Some(id) = sh.1.probe(a) {
                             assert_eq!(id, i as u32 + 1, "{a:x}");
                             seen += 1;
                         }
@@ -622,19 +670,19 @@ mod tests {
                 if let std::collections::hash_map::Entry::Vacant(v) = m.entry(a) {
                     id += 1;
                     v.insert((id, 1));
-                    sh.insert(&m, a, id);
+                    sh.0.insert(&sh.1, &m, a, id);
                     others.push(a);
                 }
             } else if !others.is_empty() {
                 let a = others.swap_remove(next() as usize % others.len());
                 m.remove(&a);
-                sh.remove(a);
+                sh.0.remove(&sh.1, a);
             }
         }
         done.store(true, Ordering::Release);
         assert!(reader.join().unwrap() > 0);
         for (i, &a) in held.iter().enumerate() {
-            assert_eq!(sh.probe(a), Some(i as u32 + 1));
+            assert_eq!(sh.1.probe(a), Some(i as u32 + 1));
         }
     }
 }
