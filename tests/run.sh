@@ -15,13 +15,20 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 CARGO_TARGET_DIR=$PWD/target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
-cargo build --release --bins --examples
-cargo test --workspace --release
+# Everything is built once, in the `ci` profile (Cargo.toml: release code
+# without the whole-program link, in target/ci/), and the end-to-end tests
+# run that build's binaries (SOFTNET_BIN; the examples beside it).
+cargo build --profile ci --bins --examples
+# The test binaries' list is kept: the root-only tests below run from it.
+mkdir -p target/ci
+cargo test --workspace --profile ci --no-run --message-format=json-render-diagnostics >target/ci/test-bins.json
+cargo test --workspace --profile ci
 # The async socket API (feature tokio) on tokio's runtime.
-cargo test --release -p softnet-core --features tokio --test async_api
+cargo test --profile ci -p softnet-core --features tokio --test async_api
+export SOFTNET_BIN=$PWD/target/ci/softnet
 
 # The README's first command, as a smoke test: the demo must run and report.
-out=$(target/release/softnet demo --flood 20000)
+out=$("$SOFTNET_BIN" demo --flood 20000)
 for want in "is-at 02:00:00:00:01:01" "icmp_seq=5" "time exceeded" "packets/s forwarded" "UHLl" "Output histogram"; do
     grep -q "$want" <<<"$out" || { echo "demo output lacks: $want"; echo "$out"; exit 1; }
 done
@@ -45,9 +52,10 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 # The tests that need root (namespaces, TAP, AF_PACKET, AF_XDP) are
-# #[ignore = "needs root"]; the other ignored tests are measurements.
-cargo test --release -p softnet-io -- --ignored --skip bench_
-cargo test --release -p softnet --lib -- --ignored needs_root_
+# #[ignore = "needs root"]; the other ignored tests are measurements. They
+# run from the workspace's test binaries (tests/test_bins.py says why).
+python3 tests/test_bins.py target/ci/test-bins.json softnet-io all -- --ignored --skip bench_
+python3 tests/test_bins.py target/ci/test-bins.json softnet lib -- --ignored needs_root_
 shopt -s nullglob
 fail=0
 for t in tests/e2e/test_*.sh tests/e2e/test_*.py; do
