@@ -92,13 +92,13 @@ pub fn noted_words6(u: &Udp6, pkt: &PacketBuf) -> Option<(u64, u64)> {
 pub fn test_established6_words(cx: &Cx, k: (u64, u64), len: u16, pkt: &mut PacketBuf, hint: u32) -> Option<Decision> {
     let key = fast4::dir_words(k, cx.dir);
     let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let v = cx.pf.states.probe_linked(cx.link_hint(link), key, cx.kif())?;
+    let (v, s) = cx.pf.states.probe_linked_slot(cx.link_hint(link), key, cx.kif())?;
     let fwd = v.direction == dir_code(cx.dir);
     if v.fast & if fwd { crate::state::FAST_FWD } else { crate::state::FAST_REV } == 0 || v.flags & sflags::NAT != 0 {
         return None;
     }
-    cx.pf.counters.get(cx.worker).searches.inc();
-    cx.pf.states.touch(v.idx, fwd, len as u64, cx.now.as_nanos());
+    cx.counters.searches.inc();
+    crate::state::StateTable::touch_slot(s, fwd, len as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
     count_state_rule(cx, v.ruleset_gen, v.rule_nr, len as usize);
