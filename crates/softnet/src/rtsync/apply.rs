@@ -615,14 +615,7 @@ mod tests {
             kind: KKind::Unicast(vec![KHop { gateway: Some(Ipv4Addr::new(10, 0, 2, 2)), oif: 0 }]),
             mtu: 0,
         };
-        let mut order: Vec<u32> = (0..n).collect();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for i in (1..order.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
-        }
+        let order = super::super::scattered_order(n);
         let batches: Vec<usize> = std::env::var("RTSYNC_BATCHES")
             .ok()
             .map(|v| v.split(',').filter_map(|b| b.parse().ok()).collect())

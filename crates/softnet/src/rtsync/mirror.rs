@@ -361,14 +361,7 @@ mod tests {
             );
         }
         let n: u32 = std::env::var("RTSYNC_1M_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-        let mut order: Vec<u32> = (0..n).collect();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for i in (1..order.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
-        }
+        let order = super::super::scattered_order(n);
         for _ in 0..3 {
             run::<std::collections::hash_map::RandomState>("SipHash  ", &order);
             run::<BlockHash>("BlockHash", &order);

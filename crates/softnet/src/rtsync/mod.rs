@@ -491,6 +491,21 @@ struct Burst {
     batches: u64,
 }
 
+/// 0..n in a fixed pseudo-random order (xorshift Fisher–Yates): the
+/// scattered withdrawals of the sync's measurements (`apply`, `mirror`).
+#[cfg(test)]
+fn scattered_order(n: u32) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
