@@ -199,8 +199,11 @@ def run_test():
         check(ratio >= OVERLOAD_X and ratio_fwd >= OVERLOAD_X,
               f"offered only {ratio:.1f}x the capacity, {ratio_fwd:.1f}x the forwarded rate: "
               f"want {OVERLOAD_X:.0f}x both")
+        # Exact in runs here since session 14 (the V3 ring's last drops were
+        # left in the kernel before: 1 % short, session 13's CI); 0.01 %
+        # leaves room for a frame of the namespace's own.
         accounted = ipk + idrop + vdrop
-        check(abs(sent - accounted) <= max(200, sent // 100),
+        check(abs(sent - accounted) <= max(20, sent // 10000),
               f"A sent {sent}, the router's input accounts for {accounted} (Ipkts {ipk} + Idrop {idrop} + "
               f"veth {vdrop})")
         check(idrop + vdrop > 0, "an overload without a counted drop")
