@@ -16,9 +16,13 @@ pub struct LinkStats {
     pub rx_oversize: AtomicU64,
     /// Frames the kernel cut short in the ring (snaplen < len): dropped.
     pub rx_truncated: AtomicU64,
-    /// Receives cut short because the pool had no buffer (AF_PACKET: the
-    /// frame stays in the ring for the next batch).
+    /// Receives cut short because the pool had no buffer, the frame left
+    /// where it was (the AF_PACKET or AF_XDP ring, the TAP's queue) for the
+    /// next batch: a stall, not a loss, so not an input drop.
     pub rx_nobuf: AtomicU64,
+    /// Frames already read (the TAP's io_uring reader) and dropped for
+    /// want of a pool buffer: input drops.
+    pub rx_nobuf_drops: AtomicU64,
     /// Frames the kernel dropped before we saw them (ring full).
     pub rx_kernel_drops: AtomicU64,
     /// CHECKSUM_PARTIAL frames whose TCP/UDP checksum we filled in.
@@ -46,6 +50,7 @@ pub struct LinkCounters {
     pub rx_oversize: u64,
     pub rx_truncated: u64,
     pub rx_nobuf: u64,
+    pub rx_nobuf_drops: u64,
     pub rx_kernel_drops: u64,
     pub rx_csum_completed: u64,
     pub rx_csum_partial: u64,
@@ -64,7 +69,7 @@ impl LinkStats {
         let c = self.snapshot();
         softnet_core::link::RxLosses {
             errors: c.rx_oversize + c.rx_truncated + c.rx_errors,
-            dropped: c.rx_nobuf + c.rx_kernel_drops,
+            dropped: c.rx_nobuf_drops + c.rx_kernel_drops,
         }
     }
 
@@ -75,6 +80,7 @@ impl LinkStats {
             rx_oversize: self.rx_oversize.load(Relaxed),
             rx_truncated: self.rx_truncated.load(Relaxed),
             rx_nobuf: self.rx_nobuf.load(Relaxed),
+            rx_nobuf_drops: self.rx_nobuf_drops.load(Relaxed),
             rx_kernel_drops: self.rx_kernel_drops.load(Relaxed),
             rx_csum_completed: self.rx_csum_completed.load(Relaxed),
             rx_csum_partial: self.rx_csum_partial.load(Relaxed),
@@ -95,6 +101,7 @@ impl std::ops::AddAssign for LinkCounters {
         self.rx_oversize += o.rx_oversize;
         self.rx_truncated += o.rx_truncated;
         self.rx_nobuf += o.rx_nobuf;
+        self.rx_nobuf_drops += o.rx_nobuf_drops;
         self.rx_kernel_drops += o.rx_kernel_drops;
         self.rx_csum_completed += o.rx_csum_completed;
         self.rx_csum_partial += o.rx_csum_partial;
@@ -104,5 +111,28 @@ impl std::ops::AddAssign for LinkCounters {
         self.tx_oversize += o.tx_oversize;
         self.tx_busy += o.tx_busy;
         self.tx_errors += o.tx_errors;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receive stalled for want of a buffer leaves its frame to be read
+    /// later: not an input drop. A frame read and then dropped for want of
+    /// a buffer, or dropped by the kernel, is.
+    #[test]
+    fn a_stall_for_a_buffer_is_not_an_input_drop() {
+        let s = LinkStats::default();
+        s.rx_nobuf.store(5, Relaxed);
+        s.rx_nobuf_drops.store(2, Relaxed);
+        s.rx_kernel_drops.store(3, Relaxed);
+        s.rx_oversize.store(1, Relaxed);
+        s.rx_truncated.store(1, Relaxed);
+        let l = s.rx_losses();
+        assert_eq!((l.errors, l.dropped), (2, 5));
+        let mut sum = s.snapshot();
+        sum += s.snapshot();
+        assert_eq!((sum.rx_nobuf, sum.rx_nobuf_drops), (10, 4));
     }
 }

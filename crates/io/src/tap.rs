@@ -267,7 +267,7 @@ impl TapQueue {
         let r = reader.read_batch(max, |rd| match rd {
             Read::Frame(f) => {
                 let Some(mut p) = pool.alloc() else {
-                    bump(&stats.rx_nobuf, 1);
+                    bump(&stats.rx_nobuf_drops, 1);
                     return;
                 };
                 let spare = p.spare_mut();
