@@ -598,10 +598,21 @@ def arp_entry(text, host):
     return None
 
 
+def _terminated(signum, frame):
+    # Back to the default: a second SIGTERM during the clean-up ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise TestFailure("terminated by SIGTERM (tests/run.sh's timeout?)")
+
+
 def main(fn):
-    """Runs a test function; exit 0/1 with a last line saying which."""
+    """Runs a test function; exit 0/1 with a last line saying which.
+    SIGTERM (run.sh's `timeout 600`) raises in the test, so that its Topo
+    still stops its daemons and traffic and removes its namespaces: by
+    default Python dies at once and leaves them running (a flood of
+    test_churn's runs 300 s) under the tests that come after."""
     name = os.path.basename(sys.argv[0])
     t0 = time.monotonic()
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         fn()
     except SystemExit:
