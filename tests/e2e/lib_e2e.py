@@ -270,6 +270,17 @@ class Topo:
 
     def ns(self, short):
         name = f"{self.tag}-{short}"
+        if os.path.exists(f"/run/netns/{name}"):
+            # A leftover of an earlier run that was killed before its
+            # clean-up, whose pid this one has again (pid_max can be
+            # 32,768): no live test owns it (the tag holds a live pid).
+            log(f"removing a leftover namespace {name}")
+            for pid in run(["ip", "netns", "pids", name], check_rc=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            run(["ip", "netns", "del", name], check_rc=False)
         run(["ip", "netns", "add", name])
         self.namespaces.append(name)
         self.ns_run(name, "ip link set lo up")
