@@ -165,13 +165,18 @@ def run_test():
             # The limited router drains its rings for a few seconds after
             # the senders stop; a ping from A then closes the ring's last
             # block (the kernel reports a ring's drops with a block).
-            last = [None]
+            # Settled: the same counters for a whole second (the limited
+            # workers run 2.5 ms in every 100: reads a few ms apart can
+            # agree while the rings still drain; wait_until's first polls
+            # come 10 ms apart).
+            last = [None, 0.0]
 
             def drained():
-                c = input_counters()
-                done = last[0] == c
-                last[0] = c
-                return c if done else None
+                c, now = input_counters(), time.monotonic()
+                if c != last[0]:
+                    last[0], last[1] = c, now
+                    return None
+                return c if now - last[1] >= 1.0 else None
 
             wait_until("the router's input counters settled", drained, timeout=40, interval=1.0)
             t.ns_run(net.a, f"ping -c 1 -W 2 {B_IP}", check_rc=False)
