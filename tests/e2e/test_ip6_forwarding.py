@@ -113,7 +113,8 @@ def run_test():
         t.step("5: bad input with scapy: RH0, unknown next header, truncated chain, HBH action 10")
         from scapy.config import conf
         import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
-        from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ParamProblem, IPv6, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, HBHOptUnknown
+        from scapy.layers.inet6 import (HBHOptUnknown, ICMPv6EchoRequest, ICMPv6ParamProblem, IPv6, IPv6ExtHdrHopByHop,
+                                        IPv6ExtHdrRouting)
         from scapy.layers.l2 import Ether
         from scapy.packet import Raw
         from scapy.sendrecv import sendp, srp1

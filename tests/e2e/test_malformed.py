@@ -65,7 +65,7 @@ def frames():
     """(counter that must grow, description, frame bytes)."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import ARP, Dot1Q, Ether
+    from scapy.layers.l2 import ARP, Dot1Q, Ether  # noqa: F401
     from scapy.packet import Raw
 
     icmp = bytes(ICMP(type=8, id=7, seq=1) / Raw(b"x" * 32))

@@ -57,7 +57,8 @@ mtu = 1400
 def router_advertisements(pcap):
     """The RAs in the capture, and the RSs as {"rs": True, "src", "time"}."""
     import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
-    from scapy.layers.inet6 import ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, ICMPv6ND_RA, ICMPv6ND_RS, IPv6
+    from scapy.layers.inet6 import (ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, ICMPv6ND_RA, ICMPv6ND_RS,
+                                    IPv6)
     from scapy.layers.l2 import Ether
     from scapy.utils import rdpcap
 
