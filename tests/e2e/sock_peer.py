@@ -8,7 +8,8 @@ Modes (HOST:PORT is examples/echo.rs's TCP and UDP echo):
   bulk HOST PORT MB           MB sent while the echo is read: SHA-256 both
   churn HOST PORT N           N streaming connections; odd ones aborted
                               mid-stream (RST), even ones finish cleanly
-  flood IFACE SRC DST PORT N  N SYNs from SRC (random ports) to DST:PORT,
+  flood IFACE SRC DST PORT N [FIRST]
+                              N SYNs from SRC (ports from 1024 + FIRST on) to DST:PORT,
                               built by scapy, sent on a packet socket
   hold HOST PORT MB           a peer that never reads: writes until the
                               echo's window closes, sleeps, then closes
@@ -166,7 +167,7 @@ def churn(host, port, n):
     out(aborted=aborted, clean=clean, secs=round(time.monotonic() - t0, 2))
 
 
-def flood(iface, src, dst, port, n):
+def flood(iface, src, dst, port, n, first=0):
     # (scapy's modules one by one: scapy.all loads every layer, seconds on a loaded machine)
     from scapy.layers.inet import IP, TCP  # noqa: E402
     from scapy.layers.l2 import Ether  # noqa: E402
@@ -190,7 +191,7 @@ def flood(iface, src, dst, port, n):
     frames = []
     for i in range(n):
         f = bytearray(tmpl)
-        struct.pack_into("!HH", f, t0_, 1024 + (i % 60000), port)
+        struct.pack_into("!HH", f, t0_, 1024 + ((first + i) % 60000), port)
         struct.pack_into("!I", f, t0_ + 4, rnd.getrandbits(32))
         struct.pack_into("!H", f, t0_ + 16, 0)
         seg = pseudo + bytes(f[t0_:]) + (b"\0" if tcp_len % 2 else b"")
@@ -373,7 +374,7 @@ def main():
     elif mode == "churn":
         churn(args[0], int(args[1]), int(args[2]))
     elif mode == "flood":
-        flood(args[0], args[1], args[2], int(args[3]), int(args[4]))
+        flood(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]) if len(args) > 5 else 0)
     elif mode == "blind":
         blind(args[0], args[1], int(args[2]))
     elif mode == "hold":
