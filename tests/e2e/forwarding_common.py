@@ -11,7 +11,7 @@ import os
 import re
 import time
 
-from lib_e2e import (MAC_R0, MAC_R1, Topo, TestFailure, check, log, netstat_s_counters, wait_until)
+from lib_e2e import (MAC_R0, MAC_R1, Drops, Topo, TestFailure, check, log, netstat_s_counters, wait_until)
 
 FILE_MB = 100
 
@@ -219,13 +219,22 @@ def run_test(driver):
         rx = res["end"]["sum_received"]["bytes"]
         check(rx > 0, f"iperf3 TCP -R received nothing: {res['end']}")
         log(f"  TCP B -> A: {rx} bytes")
+        drops = Drops(t, d, net.b, [net.a, net.r, net.b])
+        before = drops.snapshot()
         res = iperf(t, net.a, "-c 10.0.2.2 -p 5201 -u -b 50M -t 3")
         s = res["end"]["sum"]
-        # 50 Mbit/s is far below what the router forwards: a router on
-        # veths loses well under 1 % there.
-        check(s["packets"] > 1000 and s["lost_packets"] * 100 < s["packets"],
-              f"iperf3 UDP at 50 Mbit/s: {s['lost_packets']} of {s['packets']} datagrams lost (1 % allowed): {s}")
-        log(f"  UDP: {s['packets'] - s['lost_packets']}/{s['packets']} datagrams arrived")
+        # 50 Mbit/s is far below what the router forwards: on an idle
+        # machine nothing is lost. On a loaded one the router or B's iperf3
+        # may wait for a CPU for a second, and a ring or socket buffer
+        # overflows (1.5 % seen at load 16, every datagram counted): what
+        # is lost must be counted where it was dropped; uncounted losses
+        # (the router's) stay under 1 %.
+        counted = drops.since(before)
+        uncounted = s["lost_packets"] - Drops.lost(counted)
+        check(s["packets"] > 1000 and uncounted * 100 < s["packets"],
+              f"iperf3 UDP at 50 Mbit/s: {s['lost_packets']} of {s['packets']} datagrams lost, {uncounted} of them "
+              f"counted nowhere (1 % allowed): {s}; counted drops {counted}")
+        log(f"  UDP: {s['packets'] - s['lost_packets']}/{s['packets']} datagrams arrived; counted drops {counted}")
 
         t.step("netstat -s counts forwarded packets")
         c = counters(d)

@@ -125,12 +125,34 @@ def run(cmd, check_rc=True, timeout=60, input=None):
     return p
 
 
+# What a crafted-packet snippet needs of scapy, imported module by module:
+# `from scapy.all import *` loads every layer scapy has (TLS, Kerberos,
+# SMB...), 1.6 s of CPU against 0.5 s for these, and several seconds of
+# wall time on a loaded machine, once per scapy process.
+SCAPY_IMPORT = """\
+from scapy.config import conf
+from scapy.packet import *
+from scapy.compat import raw
+from scapy.volatile import *
+from scapy.layers.l2 import *
+from scapy.layers.inet import *
+from scapy.layers.inet6 import *
+from scapy.sendrecv import *
+from scapy.utils import rdpcap, wrpcap
+"""
+
+
 def wait_until(what, fn, timeout=20.0, interval=0.2):
     """Calls fn until it returns a truthy value (returned), at most `timeout`
-    seconds; raises TestFailure naming `what` otherwise."""
+    seconds; raises TestFailure naming `what` otherwise. The first calls
+    come quickly (10 ms apart, the gap doubling up to `interval`): most
+    conditions hold within milliseconds, and a wait that sleeps a whole
+    `interval` first costs that much each time (test_churn waits 200 times
+    for a reload's log line)."""
     deadline = time.monotonic() + timeout
     last = None
-    rounds = int(timeout / interval) + 2
+    gap = min(0.01, interval)
+    rounds = int(timeout / interval) + 2 + 8  # + the short gaps before `interval`
     for _ in range(rounds):
         try:
             v = fn()
@@ -139,9 +161,11 @@ def wait_until(what, fn, timeout=20.0, interval=0.2):
             last = v
         except TestFailure as e:
             last = e
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             break
-        time.sleep(interval)
+        time.sleep(min(gap, deadline - now))
+        gap = min(gap * 2, interval)
     raise TestFailure(f"timed out waiting for {what} (last: {last})")
 
 
@@ -246,6 +270,17 @@ class Topo:
 
     def ns(self, short):
         name = f"{self.tag}-{short}"
+        if os.path.exists(f"/run/netns/{name}"):
+            # A leftover of an earlier run that was killed before its
+            # clean-up, whose pid this one has again (pid_max can be
+            # 32,768): no live test owns it (the tag holds a live pid).
+            log(f"removing a leftover namespace {name}")
+            for pid in run(["ip", "netns", "pids", name], check_rc=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            run(["ip", "netns", "del", name], check_rc=False)
         run(["ip", "netns", "add", name])
         self.namespaces.append(name)
         self.ns_run(name, "ip link set lo up")
@@ -266,6 +301,24 @@ class Topo:
             stdin=subprocess.DEVNULL,
         )
         self.procs.append(p)
+        return p
+
+    def capture(self, ns, ifc, pcap, expr, opts=("-U",)):
+        """tcpdump -i IFC -n OPTS -w PCAP EXPR in `ns`, in the background;
+        returned once tcpdump says "listening on" (its capture is open: it
+        sees every frame from then on; a fixed sleep after the start may
+        be too short on a loaded machine)."""
+        errpath = pcap + ".stderr"
+        with open(errpath, "w") as err:
+            p = self.ns_spawn(ns, ["tcpdump", "-i", ifc, "-n", *opts, "-w", pcap, *shlex.split(expr)], stderr=err)
+
+        def listening():
+            with open(errpath, errors="replace") as f:
+                text = f.read()
+            if p.poll() is not None:
+                raise TestFailure(f"tcpdump exited with {p.returncode}: {text}")
+            return "listening on" in text
+        wait_until(f"tcpdump on {ifc} in {ns}", listening, timeout=30, interval=0.1)
         return p
 
     def wait_listen(self, ns, port, proto="t", timeout=20):
@@ -556,10 +609,21 @@ def arp_entry(text, host):
     return None
 
 
+def _terminated(signum, frame):
+    # Back to the default: a second SIGTERM during the clean-up ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise TestFailure("terminated by SIGTERM (tests/run.sh's timeout?)")
+
+
 def main(fn):
-    """Runs a test function; exit 0/1 with a last line saying which."""
+    """Runs a test function; exit 0/1 with a last line saying which.
+    SIGTERM (run.sh's `timeout 600`) raises in the test, so that its Topo
+    still stops its daemons and traffic and removes its namespaces: by
+    default Python dies at once and leaves them running (a flood of
+    test_churn's runs 300 s) under the tests that come after."""
     name = os.path.basename(sys.argv[0])
     t0 = time.monotonic()
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         fn()
     except SystemExit:
@@ -651,3 +715,54 @@ def nft_counters(topo, ns, table):
     for m in re.finditer(r'counter packets (\d+) bytes \d+\s+comment "([^"]+)"', out):
         res[m.group(2)] = int(m.group(1))
     return res
+
+
+class Drops:
+    """The counters of every place a datagram crossing the router can be
+    dropped and counted: the router's interfaces (`netstat -i`'s Ifail,
+    Idrop (the kernel's ring full included) and Ofail), the receiver's UDP
+    (`nstat`: UdpRcvbufErrors, UdpInErrors: its socket buffer full while
+    the receiving program waited for a CPU) and every Linux interface's
+    drop counters in `namespaces`. `since(before)` gives what moved.
+
+    A loss check on a shared, loaded machine compares the datagrams lost
+    with these: a router starved of CPU for a second drops, and counts it;
+    what no counter explains is the router's fault. (A netdev ingress
+    `drop` rule, as router_port puts on the packet driver's veth ends,
+    moves none of these.)"""
+
+    SYS = ("cd /sys/class/net && for d in *; do for f in $d/statistics/*dropped $d/statistics/*fifo_errors "
+           "$d/statistics/rx_missed_errors $d/statistics/rx_over_errors; do echo $f $(cat $f); done; done")
+
+    def __init__(self, topo, daemon, receiver, namespaces):
+        self.t, self.d, self.receiver, self.namespaces = topo, daemon, receiver, list(namespaces)
+
+    def snapshot(self):
+        out = {}
+        for line in self.d.out("netstat", "-i").splitlines()[1:]:
+            f = line.split()
+            if len(f) >= 9 and f[2] == "<Link>":
+                # Name Mtu Network Address Ipkts Ifail Opkts Ofail Idrop
+                out[f"router {f[0]} Ifail"] = int(f[5])
+                out[f"router {f[0]} Ofail"] = int(f[7])
+                out[f"router {f[0]} Idrop"] = int(f[8])
+        nstat = self.t.ns_run(self.receiver, "nstat -az UdpRcvbufErrors UdpInErrors").stdout
+        for m in re.finditer(r"^(Udp\w+)\s+(\d+)", nstat, re.M):
+            out[f"{self.receiver} {m.group(1)}"] = int(m.group(2))
+        for ns in self.namespaces:
+            for line in self.t.ns_run(ns, ["sh", "-c", self.SYS]).stdout.splitlines():
+                f = line.split()
+                if len(f) == 2 and f[1].isdigit():
+                    out[f"{ns} {f[0]}"] = int(f[1])
+        return out
+
+    def since(self, before):
+        """{counter: increase} of the counters that moved since `before`."""
+        now = self.snapshot()
+        return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+
+    @staticmethod
+    def lost(since):
+        """The datagrams `since` counts as dropped (UdpInErrors counts
+        UdpRcvbufErrors' drops too: those are left out)."""
+        return sum(v for k, v in since.items() if not k.endswith("UdpRcvbufErrors"))

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 
-from lib_e2e import TestFailure, Topo, check, enable_ipv6, log, run, wait_until
+from lib_e2e import SCAPY_IMPORT, TestFailure, Topo, check, enable_ipv6, log, run, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "pf_peer.py")
@@ -255,7 +255,7 @@ class PfLab:
         """Runs `code` with scapy imported in namespace A (crafted packets
         the socket peers cannot send); returns the JSON value its last
         `print(json.dumps(...))` line gives (None if it prints none)."""
-        prog = "import json\nfrom scapy.all import *\nconf.verb = 0\n" + code
+        prog = "import json\n" + SCAPY_IMPORT + "conf.verb = 0\n" + code
         p = self.t.ns_run(self.net.a, ["python3", "-c", prog], timeout=timeout, check_rc=False)
         if p.returncode != 0:
             raise TestFailure(f"scapy in A: exit {p.returncode}: {p.stderr.strip()[-2000:]}")

@@ -8,7 +8,8 @@ Modes (HOST:PORT is examples/echo.rs's TCP and UDP echo):
   bulk HOST PORT MB           MB sent while the echo is read: SHA-256 both
   churn HOST PORT N           N streaming connections; odd ones aborted
                               mid-stream (RST), even ones finish cleanly
-  flood IFACE SRC DST PORT N  N SYNs from SRC (random ports) to DST:PORT,
+  flood IFACE SRC DST PORT N [FIRST]
+                              N SYNs from SRC (ports from 1024 + FIRST on) to DST:PORT,
                               built by scapy, sent on a packet socket
   hold HOST PORT MB           a peer that never reads: writes until the
                               echo's window closes, sleeps, then closes
@@ -166,8 +167,11 @@ def churn(host, port, n):
     out(aborted=aborted, clean=clean, secs=round(time.monotonic() - t0, 2))
 
 
-def flood(iface, src, dst, port, n):
-    from scapy.all import IP, TCP, Ether, get_if_hwaddr  # noqa: E402
+def flood(iface, src, dst, port, n, first=0):
+    # (scapy's modules one by one: scapy.all loads every layer, seconds on a loaded machine)
+    from scapy.layers.inet import IP, TCP  # noqa: E402
+    from scapy.layers.l2 import Ether  # noqa: E402
+    from scapy.arch import get_if_hwaddr  # noqa: E402
     import subprocess
     mac = get_if_hwaddr(iface)
     # The router's MAC from the neighbour table (A pinged it).
@@ -187,7 +191,7 @@ def flood(iface, src, dst, port, n):
     frames = []
     for i in range(n):
         f = bytearray(tmpl)
-        struct.pack_into("!HH", f, t0_, 1024 + (i % 60000), port)
+        struct.pack_into("!HH", f, t0_, 1024 + ((first + i) % 60000), port)
         struct.pack_into("!I", f, t0_ + 4, rnd.getrandbits(32))
         struct.pack_into("!H", f, t0_ + 16, 0)
         seg = pseudo + bytes(f[t0_:]) + (b"\0" if tcp_len % 2 else b"")
@@ -228,20 +232,41 @@ def hold(host, port, mb):
 
 
 def blind(iface, host, port):
-    from scapy.all import IP, TCP, AsyncSniffer, Raw, conf, send  # noqa: E402
+    from scapy.config import conf  # noqa: E402
+    from scapy.layers.inet import IP, TCP  # noqa: E402
+    from scapy.packet import Raw  # noqa: E402
+    from scapy.sendrecv import AsyncSniffer, send  # noqa: E402
     conf.verb = 0
     res = {}
     s = socket.create_connection((host, port), timeout=5)
     lport = s.getsockname()[1]
     flt = f"tcp and host {host} and port {port}"
 
-    def sniff_during(fn, wait=0.6):
-        sn = AsyncSniffer(iface=iface, filter=flt, store=True)
+    def listening(**kw):
+        """An AsyncSniffer started and listening (its started_callback
+        seen: a fixed sleep may be too short on a loaded machine)."""
+        up = threading.Event()
+        sn = AsyncSniffer(iface=iface, started_callback=up.set, **kw)
         sn.start()
-        time.sleep(0.3)
+        up.wait(30)
+        return sn
+
+    def sniff_during(fn, wait=0.6, until=None):
+        """The connection's segments while fn() runs and `wait` s after;
+        first, up to 10 s, until `until(segments so far)` holds (an
+        answer the router owes, which a loaded machine may delay)."""
+        got = []
+        sn = listening(filter=flt, prn=got.append, store=False)
         fn()
+
+        def ours():
+            return [p for p in list(got) if TCP in p and p[TCP].dport == lport or TCP in p and p[TCP].sport == lport]
+        end = time.monotonic() + 10
+        while until is not None and not until(ours()) and time.monotonic() < end:
+            time.sleep(0.05)
         time.sleep(wait)
-        return [p for p in sn.stop() if TCP in p and p[TCP].dport == lport or TCP in p and p[TCP].sport == lport]
+        sn.stop()
+        return ours()
 
     seq = {}
 
@@ -259,7 +284,10 @@ def blind(iface, host, port):
         return got == msg
 
     # Learn both sequence numbers from one exchange.
-    pk = sniff_during(lambda: echo_ok(b"ping"))
+    def both_data(pk):
+        return (any(p[TCP].sport == lport and len(p[TCP].payload) > 0 for p in pk)
+                and any(p[TCP].dport == lport and len(p[TCP].payload) > 0 for p in pk))
+    pk = sniff_during(lambda: echo_ok(b"ping"), until=both_data)
     mine = [p for p in pk if p[TCP].sport == lport and len(p[TCP].payload) > 0]
     theirs = [p for p in pk if p[TCP].dport == lport and len(p[TCP].payload) > 0]
     seq["snd"] = mine[-1][TCP].seq + len(mine[-1][TCP].payload)
@@ -280,11 +308,14 @@ def blind(iface, host, port):
 
     def check(name, mk, expect_ack=False, wait=0.6):
         want_ack = seq["snd"] % m32
-        pk = sniff_during(lambda: send(mk()), wait=wait)
+
+        def acked(pk):
+            return any(p[TCP].flags & 0x10 and p[TCP].ack == want_ack and not p[TCP].flags & 0x04
+                       for p in from_router(pk))
+        pk = sniff_during(lambda: send(mk()), wait=wait, until=acked if expect_ack else None)
         r = {"rst_from_router": len(rsts(pk))}
         if expect_ack:
-            r["challenge_ack"] = any(p[TCP].flags & 0x10 and p[TCP].ack == want_ack and not p[TCP].flags & 0x04
-                                     for p in from_router(pk))
+            r["challenge_ack"] = acked(pk)
         r["echo_after"] = echo_ok(name.encode())
         res[name] = r
 
@@ -307,12 +338,14 @@ def blind(iface, host, port):
     sport = 40000 + random.Random(3).randrange(1000)
     isn = 123456789
     syn = IP(dst=host) / TCP(sport=sport, dport=port, flags="S", seq=isn, options=[("MSS", 1460)]) / Raw(b"hello")
-    sn = AsyncSniffer(iface=iface, filter=f"tcp and src port {port} and dst port {sport}", store=True)
-    sn.start()
-    time.sleep(0.3)
+    got = []
+    sn = listening(filter=f"tcp and src port {port} and dst port {sport}", prn=got.append, store=False)
     send(syn)
+    end = time.monotonic() + 10
+    while not got and time.monotonic() < end:
+        time.sleep(0.05)
     time.sleep(0.6)
-    got = sn.stop()
+    sn.stop()
     sa = [p for p in got if p[TCP].flags & 0x12 == 0x12]
     res["syn_with_data"] = {"synack": len(sa) > 0, "ack_is_isn_plus_1": bool(sa) and sa[0][TCP].ack == isn + 1}
     send(IP(dst=host) / TCP(sport=sport, dport=port, flags="R", seq=isn + 1))
@@ -323,9 +356,7 @@ def blind(iface, host, port):
                       ("syn_bad_option", IP(dst=host) / TCP(sport=sport + 2, dport=port, flags="S", seq=1,
                                                             options=[(3, b"")]))):
         dport = pkt[TCP].sport
-        sn = AsyncSniffer(iface=iface, filter=f"tcp and src port {port} and dst port {dport}", store=True)
-        sn.start()
-        time.sleep(0.3)
+        sn = listening(filter=f"tcp and src port {port} and dst port {dport}", store=True)
         send(pkt)
         time.sleep(0.6)
         res[name] = {"answers": len(sn.stop())}
@@ -343,7 +374,7 @@ def main():
     elif mode == "churn":
         churn(args[0], int(args[1]), int(args[2]))
     elif mode == "flood":
-        flood(args[0], args[1], args[2], int(args[3]), int(args[4]))
+        flood(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]) if len(args) > 5 else 0)
     elif mode == "blind":
         blind(args[0], args[1], int(args[2]))
     elif mode == "hold":

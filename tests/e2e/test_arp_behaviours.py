@@ -43,7 +43,11 @@ class Arp:
     watches for the router's replies."""
 
     def __init__(self, t, d, iface):
-        from scapy.all import ARP, AsyncSniffer, Ether, conf, sendp  # noqa: F401
+        from scapy.config import conf
+        import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+        import scapy.layers.inet6  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+        from scapy.layers.l2 import ARP, Ether
+        from scapy.sendrecv import AsyncSniffer, sendp
 
         conf.verb = 0
         conf.ifaces.reload()  # this namespace's interfaces (a test may run several topologies)

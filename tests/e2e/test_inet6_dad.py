@@ -44,7 +44,10 @@ def inet6_lines(d, ifname):
 
 
 def dad_solicitations(pcap):
-    from scapy.all import ICMPv6ND_NS, IPv6, Ether, rdpcap
+    import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap
 
     out = []
     for p in rdpcap(pcap):
@@ -62,8 +65,7 @@ def run_test():
         t.step("topology: A -- softnet (packet) -- B; r0 with fd00:1::1/64; A captures on a0")
         net = t.router_topology("packet")
         pcap = os.path.join(t.tmp, "a0.pcap")
-        cap = t.ns_spawn(net.a, f"tcpdump -i a0 -n -U -w {pcap} icmp6")
-        time.sleep(1.0)
+        cap = t.capture(net.a, "a0", pcap, "icmp6")
         cfg = net.config().replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "fd00:1::1/64"]', 1)
         d = t.daemon(cfg, net=net)
         ll0, ll1 = link_local(MAC_R0), link_local(MAC_R1)

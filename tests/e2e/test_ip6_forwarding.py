@@ -111,8 +111,13 @@ def run_test():
         check(h.hexdigest() == h2.hexdigest(), "SHA-256 differs")
 
         t.step("5: bad input with scapy: RH0, unknown next header, truncated chain, HBH action 10")
-        from scapy.all import (Ether, ICMPv6EchoRequest, ICMPv6ParamProblem, IPv6, IPv6ExtHdrHopByHop,
-                               IPv6ExtHdrRouting, HBHOptUnknown, Raw, conf, sendp, srp1)
+        from scapy.config import conf
+        import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+        from scapy.layers.inet6 import (HBHOptUnknown, ICMPv6EchoRequest, ICMPv6ParamProblem, IPv6, IPv6ExtHdrHopByHop,
+                                        IPv6ExtHdrRouting)
+        from scapy.layers.l2 import Ether
+        from scapy.packet import Raw
+        from scapy.sendrecv import sendp, srp1
         conf.verb = 0
         before = netstat_s_counters(d.out("netstat", "-s"))
         cases = [

@@ -63,7 +63,10 @@ def pseudo(src, dst, proto, seg):
 
 def frames():
     """(counter that must grow, description, frame bytes)."""
-    from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6, Raw  # noqa: F401
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import ARP, Dot1Q, Ether  # noqa: F401
+    from scapy.packet import Raw
 
     icmp = bytes(ICMP(type=8, id=7, seq=1) / Raw(b"x" * 32))
     bad_icmp = icmp[:2] + b"\xde\xad" + icmp[4:]

@@ -196,12 +196,32 @@ def test():
                              f"http://127.0.0.1:{PORT}/nothing"], check_rc=False)
         check(r.stdout == "404", f"/nothing: {r.stdout}")
 
-        t.step("ping (flood-ish) and UDP A -> B for 8 s; scrapes 3 s apart while they flow")
-        ping = t.ns_spawn(net.a, "ping -n -q -i 0.01 -w 8 10.0.2.2")
-        udp = t.ns_spawn(net.a, ["python3", "-c", UDP_SENDER, "8"])
-        time.sleep(1.5)
-        _, b1 = scrape(t, net.r)
-        m1 = samples(b1)
+        t.step("ping (flood-ish) and UDP A -> B; scrapes while they flow")
+        # The senders run until killed after the scrapes (60 s at most), and
+        # each scrape is taken once the counters moved past the one before
+        # (a sleep of 1.5 s, then 0.5 s, was too short when python and ping
+        # start slowly on a loaded machine, and an 8-s flow could end first).
+        ping = t.ns_spawn(net.a, "ping -n -q -i 0.01 -w 60 10.0.2.2")
+        udp = t.ns_spawn(net.a, ["python3", "-c", UDP_SENDER, "60"])
+        moving = [
+            ("softnet_interface_receive_packets_total", {"interface": "r0"}),
+            ("softnet_interface_receive_bytes_total", {"interface": "r0"}),
+            ("softnet_interface_transmit_packets_total", {"interface": "r1"}),
+            ("softnet_ip_forwarded_packets_total", {}),
+            ("softnet_ip_received_packets_total", {}),
+            ("softnet_pf_state_searches_total", {}),
+            ("softnet_pf_label_packets_total", {"label": "icmp", "direction": "in"}),
+            ("softnet_pf_label_packets_total", {"label": "udp", "direction": "in"}),
+        ]
+
+        def scrape_past(before, what, more=lambda m: True):
+            """The next scrape in which every counter of `moving` is past `before`'s."""
+            def past():
+                m = samples(scrape(t, net.r)[1])
+                return m if all(val(before, n, **ls) < val(m, n, **ls) for n, ls in moving) and more(m) else None
+            return wait_until(what, past, timeout=30, interval=0.3)
+
+        m1 = scrape_past(m0, "the counters moving with the traffic")
 
         t.step("softnet top -b -d 1 -n 2 while traffic flows")
         top = d.out("top", "-b", "-d", "1", "-n", "2", timeout=30)
@@ -219,24 +239,14 @@ def test():
         check(re.search(r"STATES\s+[1-9]\d* of 100000", last), f"no states in top:\n{last}")
         check(float(rows["udp"][2]) > 10 and float(rows["icmp"][2]) > 0, f"label view:\n{last}")
 
-        time.sleep(0.5)
-        _, b2 = scrape(t, net.r)
-        m2 = samples(b2)
+        wf0 = total(m0, "softnet_worker_forwarded_packets_total", family="inet")
+        m2 = scrape_past(m1, "the counters moving on, 500 forwarded by the workers", lambda m: total(
+            m, "softnet_worker_forwarded_packets_total", family="inet") - wf0 > 500)
         t.step("the counters moved with the traffic")
-        for name, labels in [
-            ("softnet_interface_receive_packets_total", {"interface": "r0"}),
-            ("softnet_interface_receive_bytes_total", {"interface": "r0"}),
-            ("softnet_interface_transmit_packets_total", {"interface": "r1"}),
-            ("softnet_ip_forwarded_packets_total", {}),
-            ("softnet_ip_received_packets_total", {}),
-            ("softnet_pf_state_searches_total", {}),
-            ("softnet_pf_label_packets_total", {"label": "icmp", "direction": "in"}),
-            ("softnet_pf_label_packets_total", {"label": "udp", "direction": "in"}),
-        ]:
+        for name, labels in moving:
             a, b, c = val(m0, name, **labels), val(m1, name, **labels), val(m2, name, **labels)
             log(f"  {name}{labels}: {a:.0f} -> {b:.0f} -> {c:.0f}")
             check(a < b < c, f"{name}{labels} did not move: {a} {b} {c}")
-        wf0 = total(m0, "softnet_worker_forwarded_packets_total", family="inet")
         wf2 = total(m2, "softnet_worker_forwarded_packets_total", family="inet")
         check(wf2 - wf0 > 500, f"workers forwarded {wf2 - wf0}")
         check(val(m2, "softnet_pf_states") >= 2, "pf states while traffic flows")

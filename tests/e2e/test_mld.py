@@ -16,7 +16,6 @@ A fd00:1::2 -- r0 fd00:1::1/64 [softnet] r1 -- B
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import MAC_R0, Topo, check, log, main, wait_until  # noqa: E402
@@ -25,7 +24,11 @@ CHANGE_TO_EXCLUDE, MODE_IS_EXCLUDE = 4, 2
 
 QUERY = """\
 import sys
-from scapy.all import Ether, IPv6, IPv6ExtHdrHopByHop, RouterAlert, ICMPv6MLQuery2, sendp, conf
+from scapy.config import conf
+import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, RouterAlert, ICMPv6MLQuery2
+from scapy.layers.l2 import Ether
+from scapy.sendrecv import sendp
 conf.verb = 0
 src = sys.argv[1]
 q = (Ether(src=sys.argv[2], dst="33:33:00:00:00:01") / IPv6(src=src, dst="ff02::1", hlim=1)
@@ -37,7 +40,10 @@ sendp(q, iface="a0")
 def reports(pcap):
     """Every MLDv2 report in the capture: (eth src, eth dst, ip src, ip dst,
     hop limit, router alert?, [(record type, group)])."""
-    from scapy.all import ICMPv6MLReport2, IPv6, IPv6ExtHdrHopByHop, Ether, rdpcap
+    import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+    from scapy.layers.inet6 import ICMPv6MLReport2, IPv6, IPv6ExtHdrHopByHop
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap
 
     out = []
     for p in rdpcap(pcap):
@@ -60,8 +66,7 @@ def run_test():
         net = t.router_topology("packet")
         t.ns_run(net.a, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.a0.disable_ipv6=0")
         pcap = os.path.join(t.tmp, "a0.pcap")
-        t.ns_spawn(net.a, f"tcpdump -i a0 -n -U -w {pcap} ip6 and ether src {MAC_R0}")
-        time.sleep(1.0)
+        t.capture(net.a, "a0", pcap, f"ip6 and ether src {MAC_R0}")
         cfg = net.config().replace('addr = ["10.0.1.1/24"]', 'addr = ["10.0.1.1/24", "fd00:1::1/64"]', 1)
         d = t.daemon(cfg, net=net)
 

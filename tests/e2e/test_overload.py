@@ -7,8 +7,8 @@ within a second, and afterwards the router is idle and whole again.
 
 The senders share the machine's cores with the router, so the router is
 made small against them: its two worker threads (softnet-w0/w1, all
-that forwards) get a twentieth of one core between them, a cgroup of
-their own with a CPU bandwidth limit (v2 `cpu.max` 5000 100000, or v1's
+that forwards) get a fortieth of one core between them, a cgroup of
+their own with a CPU bandwidth limit (v2 `cpu.max` 2500 100000, or v1's
 `cpu.cfs_quota_us`; the CPU the workers used is logged and checked). The
 rest of the daemon (the control thread, pflog) is not limited, as on a
 router whose control plane has a core of its own.
@@ -52,10 +52,13 @@ set limit states {STATE_LIMIT}
 pass flags any
 """
 RSS_BOUND_KB = 64 * 1024
-# The workers' share: 5 ms of CPU every 100 ms for both, a twentieth of a
-# core (a tenth leaves the senders, on the same two loaded cores, only
-# 11x its capacity: too little margin).
-CPU_QUOTA_US, CPU_PERIOD_US = 5_000, 100_000
+# The workers' share: 2.5 ms of CPU every 100 ms for both, a fortieth of
+# a core. A tenth left the senders, on the same two loaded cores, only 11x
+# its capacity; a twentieth 115-131x in CI's runs but 22-34x here at load
+# 11-12 (the senders get less of the machine, the limited router the
+# same): too little margin over OVERLOAD_X on a loaded host. A fortieth
+# halves the capacity, doubling the ratio at any load.
+CPU_QUOTA_US, CPU_PERIOD_US = 2_500, 100_000
 # What the issue asks: ten times what the router can forward.
 OVERLOAD_X = 10.0
 # The senders are Python with UDP GSO (64 datagrams a send): one offers
@@ -162,13 +165,18 @@ def run_test():
             # The limited router drains its rings for a few seconds after
             # the senders stop; a ping from A then closes the ring's last
             # block (the kernel reports a ring's drops with a block).
-            last = [None]
+            # Settled: the same counters for a whole second (the limited
+            # workers run 2.5 ms in every 100: reads a few ms apart can
+            # agree while the rings still drain; wait_until's first polls
+            # come 10 ms apart).
+            last = [None, 0.0]
 
             def drained():
-                c = input_counters()
-                done = last[0] == c
-                last[0] = c
-                return c if done else None
+                c, now = input_counters(), time.monotonic()
+                if c != last[0]:
+                    last[0], last[1] = c, now
+                    return None
+                return c if now - last[1] >= 1.0 else None
 
             wait_until("the router's input counters settled", drained, timeout=40, interval=1.0)
             t.ns_run(net.a, f"ping -c 1 -W 2 {B_IP}", check_rc=False)
@@ -185,7 +193,12 @@ def run_test():
         check(cap > 1000, f"the router forwarded only {cap:.0f} datagrams/s")
         # The limit holds: the workers used no more than their share.
         share = CPU_QUOTA_US / CPU_PERIOD_US
-        check(cap_cpu <= share * 1.5, f"the workers used {cap_cpu:.2f} s of CPU a second, over the limit {share}")
+        # 1.5x the share, plus two clock ticks (the resolution of the
+        # threads' CPU times in /proc) over the 3-s window: 0.025 s a second
+        # is only 7-8 ticks there.
+        slack = 2 / os.sysconf("SC_CLK_TCK") / (CAP_SECS - WARM - TAIL)
+        check(cap_cpu <= share * 1.5 + slack,
+              f"the workers used {cap_cpu:.3f} s of CPU a second, over the limit {share} (+{slack:.3f})")
         nthr, thr_secs = limit.throttled()
         log(f"  the workers' cgroup was throttled in {nthr} periods ({thr_secs:.1f} s in all)")
         check(nthr > 0, "the workers' cgroup was never throttled: the limit did not bind")

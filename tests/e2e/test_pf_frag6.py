@@ -29,7 +29,11 @@ pass inet6 proto icmp6 all
 
 SCAPY = """\
 import sys
-from scapy.all import IPv6, IPv6ExtHdrFragment, ICMPv6EchoRequest, raw, send, conf
+from scapy.compat import raw
+from scapy.config import conf
+import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, ICMPv6EchoRequest
+from scapy.sendrecv import send
 conf.verb = 0
 ident, overlap = int(sys.argv[1]), sys.argv[2] == "1"
 ip = IPv6(src="fd00:1::2", dst="fd00:2::2")

@@ -38,7 +38,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
+from lib_e2e import Drops, Topo, check, log, main, wait_until  # noqa: E402
 from lib_pf import A_IP, B_IP, IPERF_PORT, PEER, PfLab  # noqa: E402
 
 R_B = "10.0.2.1"
@@ -139,7 +139,7 @@ def run_test():
         tr = lab.scapy(f"""
 out = []
 for ttl in (1, 2):
-    a = sr1(IP(dst="{B_IP}", ttl=ttl)/UDP(sport=40000 + ttl, dport=33434), timeout=3)
+    a = sr1(IP(dst="{B_IP}", ttl=ttl)/UDP(sport=40000 + ttl, dport=33434), timeout=10)
     # scapy decodes the quote as IPerror / UDPerror
     q = a[IPerror] if a is not None and IPerror in a else None
     out.append(None if a is None else [a[IP].src, a[ICMP].type, a[ICMP].code,
@@ -156,14 +156,20 @@ print(json.dumps(out))
         t.ns_run(lab.net.a, f"ip addr add {A2_IP}/24 dev a0")
         pong = lab.scapy(f"""
 import threading
-got = []
-def sniffer():
-    got.extend(sniff(filter="icmp and icmp[0] == 0", timeout=4, iface="a0"))
-th = threading.Thread(target=sniffer); th.start()
-import time; time.sleep(0.5)
+# Listening before the echo requests go (started_callback), until both
+# replies arrived (and 0.5 s more for a third) or 10 s passed.
+import time
+up, got = threading.Event(), []
+s = AsyncSniffer(filter="icmp and icmp[0] == 0", iface="a0", prn=got.append, store=False, started_callback=up.set)
+s.start()
+up.wait(30)
 for src in ("{A_IP}", "{A2_IP}"):
     send(IP(src=src, dst="{B_IP}")/ICMP(id=4242, seq=1)/b"same-id")
-th.join()
+end = time.monotonic() + 10
+while len(got) < 2 and time.monotonic() < end:
+    time.sleep(0.05)
+time.sleep(0.5)
+s.stop()
 print(json.dumps(sorted([p[IP].dst, p[ICMP].id] for p in got)))
 """)
         check(pong == [[A_IP, 4242], [A2_IP, 4242]], f"echo replies: {pong}")
@@ -184,16 +190,24 @@ print(json.dumps(sorted([p[IP].dst, p[ICMP].id] for p in got)))
         got = p.stdout.split()[0] if p.stdout.split() else ""
         check(got == digest, f"100 MB through NAT: sha256 {got!r}, want {digest} ({p.stderr[-300:]})")
         log(f"  100 MB in {time.monotonic() - t0:.1f} s, sha256 {digest[:16]}… on both ends")
+        drops = Drops(t, lab.d, lab.net.b, [lab.net.a, lab.net.r, lab.net.b])
         for args in ("-t 3", "-u -b 50M -t 3"):
+            before = drops.snapshot()
             p = t.ns_run(lab.net.a, f"iperf3 -J -c {B_IP} -p {IPERF_PORT} {args}", timeout=60, check_rc=False)
             check(p.returncode == 0, f"iperf3 {args}: {p.stdout[-500:]} {p.stderr[-500:]}")
             end = json.loads(p.stdout)["end"]
             if "-u" in args:
-                # 50 Mbit/s through the NAT: well under 1 % lost on veths.
+                # 50 Mbit/s through the NAT: nothing lost on an idle machine;
+                # on a loaded one what a starved router or iperf3 drops is
+                # counted (lib_e2e.Drops): uncounted losses under 1 %.
                 s = end["sum"]
-                check(s["packets"] > 1000 and s["lost_packets"] * 100 < s["packets"],
-                      f"iperf3 UDP through NAT: {s['lost_packets']} of {s['packets']} datagrams lost (1 % allowed)")
-                log(f"  iperf3 {args}: {s['packets'] - s['lost_packets']}/{s['packets']} datagrams arrived")
+                counted = drops.since(before)
+                uncounted = s["lost_packets"] - Drops.lost(counted)
+                check(s["packets"] > 1000 and uncounted * 100 < s["packets"],
+                      f"iperf3 UDP through NAT: {s['lost_packets']} of {s['packets']} datagrams lost, {uncounted} "
+                      f"counted nowhere (1 % allowed); counted drops {counted}")
+                log(f"  iperf3 {args}: {s['packets'] - s['lost_packets']}/{s['packets']} datagrams arrived; "
+                    f"counted drops {counted}")
             else:
                 r = end["sum_received"]
                 check(r["bytes"] > 0, f"iperf3 {args}: nothing received: {r}")

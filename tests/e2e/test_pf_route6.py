@@ -104,9 +104,13 @@ def sniff(lab, src, dst, typ, secs=12, want=1000):
     return Sniffer(lab, lab.net.d, SNIFF, ["d0", src, dst, typ, secs, want])
 
 
-def ping6(lab, ns, dst, count=3, src=None):
+def ping6(lab, ns, dst, count=3, src=None, answered=True):
+    """The replies to `count` pings; `answered` as test_pf_route.ping's:
+    -w (all `count` waited for, up to 5 s more) when replies are expected,
+    -W 1 when none is."""
     s = f"-I {src} " if src else ""
-    p = lab.t.ns_run(ns, f"ping -6 -n -c {count} -i 0.3 -W 1 {s}{dst}", check_rc=False, timeout=60)
+    wait = f"-w {int(count * 0.3) + 5}" if answered else "-W 1"
+    p = lab.t.ns_run(ns, f"ping -6 -n -c {count} -i 0.3 {wait} {s}{dst}", check_rc=False, timeout=60)
     m = re.search(r"(\d+) received", p.stdout)
     return int(m.group(1)) if m else 0
 
@@ -136,7 +140,7 @@ def run_test():
 
         t.step("1. route-to: A's pings to B go to D, resolved by neighbor discovery")
         sn = sniff(lab, A6, B6, ECHO_REQ, want=3)
-        got = ping6(lab, net.a, B6, 3)
+        got = ping6(lab, net.a, B6, 3, answered=False)
         seen = sn.result()
         check(got == 0, f"B answered {got} routed pings")
         check(len(seen) == 3 and all(s["hlim"] == 63 and s["mac"] == mac_d for s in seen), f"D saw {seen}")
@@ -154,14 +158,14 @@ def run_test():
         t.step(f"1b. route-to (r2 {d_ll}): a link-local next hop on a named interface")
         lab.load(ON_IF.replace("@LL@", d_ll))
         sn = sniff(lab, A6, B6, ECHO_REQ, want=2)
-        got = ping6(lab, net.a, B6, 2)
+        got = ping6(lab, net.a, B6, 2, answered=False)
         seen = sn.result()
         check(got == 0 and len(seen) == 2 and all(s["mac"] == mac_d for s in seen), f"B answered {got}, D saw {seen}")
 
         t.step("1c. a table of IPv6 next hops, round-robin: each new state the next one")
         lab.load(POOL)
         sn = sniff(lab, A6, B6, ECHO_REQ, want=1, secs=10)
-        got = [ping6(lab, net.a, B6, 1) for _ in range(3)]
+        got = [ping6(lab, net.a, B6, 1, answered=want) for want in (True, False, True)]
         seen = sn.result()
         check(got == [1, 0, 1], f"replies per ping flow: {got}")
         check(len(seen) == 1, f"D saw {seen}")
@@ -170,7 +174,7 @@ def run_test():
         t.step("2. reply-to: A's replies to B's pings leave by r2 to D")
         lab.load(REPLY_TO)
         sn = sniff(lab, A6, B6, ECHO_REP, want=3)
-        got = ping6(lab, net.b, A6, 3)
+        got = ping6(lab, net.b, A6, 3, answered=False)
         seen = sn.result()
         check(got == 0, f"B got {got} replies")
         check(len(seen) == 3 and all(s["hlim"] == 63 for s in seen), f"D saw {seen}")

@@ -222,13 +222,17 @@ def run_test():
 
         # ---- 6. pf_norm.c reassembly and pf_walk_header options ------------------
         t.step("6. overlapping fragments are trimmed as pf_reassemble does: the echo request completes, B answers")
-        echo = ("import time\n"
+        # The sniffer says when it listens (started_callback): a reply sent
+        # before would be missed, and scapy's start on a loaded machine can
+        # outlast any fixed sleep.
+        echo = ("import threading\n"
                 "def echo(ident, icmp, cuts, df=0):\n"
                 "    frags = [IP(dst='" + B_IP + "', id=ident, proto=1, frag=a // 8,\n"
                 "                flags=(1 if b < len(icmp) else 0) | df) / Raw(icmp[a:b]) for a, b in cuts]\n"
+                "    up = threading.Event()\n"
                 "    s = AsyncSniffer(lfilter=lambda p: ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident,\n"
-                "                     count=1)\n"
-                "    s.start(); time.sleep(0.5); send(frags); s.join(timeout=4)\n"
+                "                     count=1, started_callback=up.set)\n"
+                "    s.start(); up.wait(30); send(frags); s.join(timeout=4)\n"
                 "    if s.running:\n"
                 "        s.stop()\n"
                 "    return len(s.results or [])\n"

@@ -32,7 +32,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
+from lib_e2e import SCAPY_IMPORT, Topo, check, log, main, wait_until  # noqa: E402
 from lib_pf import A_IP, B_IP, PfLab  # noqa: E402
 
 RULES = """\
@@ -44,11 +44,18 @@ match in on r0 proto udp to port 7005 set tos 0x10
 pass
 """
 
+# Sniffs in B until the SENT datagrams arrived (and 0.5 s more, for one
+# that should not be there), at most argv[3] seconds: not for a fixed
+# window from its start, which the sender's start-up (scapy: seconds on a
+# loaded machine) could outlast.
+SENT = 13
 SNIFF = """\
-import json, sys
-from scapy.all import *
+import json, sys, time
+""" + SCAPY_IMPORT + f"""\
 conf.verb = 0
 ready = sys.argv[1]
+want = {SENT}
+""" + """\
 def ok_ip(p):
     q = IP(raw(p[IP])); c = q.chksum; del q.chksum
     return IP(raw(q)).chksum == c
@@ -60,8 +67,15 @@ def mss(p):
     if TCP not in p:
         return None
     return dict((k, v) for k, v in p[TCP].options if k == 'MSS').get('MSS')
-got = sniff(iface='b0', filter='dst host %s and (udp or tcp) and dst portrange 7001-7006' % sys.argv[2],
-            timeout=float(sys.argv[3]), started_callback=lambda: open(ready, 'w').close())
+got = []
+s = AsyncSniffer(iface='b0', filter='dst host %s and (udp or tcp) and dst portrange 7001-7006' % sys.argv[2],
+                 prn=got.append, store=False, started_callback=lambda: open(ready, 'w').close())
+s.start()
+deadline = time.monotonic() + float(sys.argv[3])
+while len(got) < want and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.5)
+s.stop()
 print(json.dumps([{'dport': p[IP].payload.dport, 'df': bool(p[IP].flags.DF), 'ttl': p[IP].ttl, 'tos': p[IP].tos,
                    'id': p[IP].id, 'mss': mss(p), 'ip_ok': ok_ip(p), 'l4_ok': ok_l4(p)}
                   for p in got if IP in p]))
@@ -78,21 +92,31 @@ for i in range(8):
     time.sleep(0.05)
 send(IP(dst='{B_IP}', tos=0x01) / UDP(sport=40005, dport=7005) / b'tos')
 send(IP(dst='{B_IP}', flags='DF', ttl=5, tos=0x01, id=4321) / UDP(sport=40006, dport=7006) / b'plain')
-"""
+"""  # SENT datagrams
 
 
-# What one end of the connection sends and receives on port 22.
+# What one end of the connection sends and receives on port 22: from
+# when it says it listens (file argv[2]) until the test says the exchange
+# is over (file argv[3]; then 0.5 s more for the segments in flight), at
+# most argv[4] seconds.
 TS_SNIFF = """\
-import json, sys
-from scapy.all import *
+import json, os, sys, time
+""" + SCAPY_IMPORT + """\
 conf.verb = 0
 def ok_l4(p):
     q = IP(raw(p[IP])); c = q[TCP].chksum; del q[TCP].chksum
     return IP(raw(q))[TCP].chksum == c
 def ts(p):
     return dict((k, v) for k, v in p[TCP].options if k == 'Timestamp').get('Timestamp')
-got = sniff(iface=sys.argv[1], filter='tcp port 22', timeout=float(sys.argv[3]),
-            started_callback=lambda: open(sys.argv[2], 'w').close())
+got = []
+s = AsyncSniffer(iface=sys.argv[1], filter='tcp port 22', prn=got.append, store=False,
+                 started_callback=lambda: open(sys.argv[2], 'w').close())
+s.start()
+deadline = time.monotonic() + float(sys.argv[4])
+while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.5)
+s.stop()
 print(json.dumps([{'src': p[IP].src, 'seq': p[TCP].seq, 'flags': str(p[TCP].flags), 'ts': ts(p), 'l4_ok': ok_l4(p)}
                   for p in got if TCP in p]))
 """
@@ -129,10 +153,10 @@ def run_test():
         t.step("1-6. scapy in A sends, scapy in B sniffs what arrives")
         ready = os.path.join(t.tmp, "sniff.ready")
         out = open(os.path.join(t.tmp, "sniff.json"), "w+")
-        sn = t.ns_spawn(lab.net.b, ["python3", "-c", SNIFF, ready, B_IP, "12"], stdout=out)
-        wait_until("the sniffer in B", lambda: os.path.exists(ready), timeout=20)
+        sn = t.ns_spawn(lab.net.b, ["python3", "-c", SNIFF, ready, B_IP, "60"], stdout=out)
+        wait_until("the sniffer in B", lambda: os.path.exists(ready), timeout=60)
         lab.scapy(SEND)
-        sn.wait(timeout=30)
+        sn.wait(timeout=90)
         out.seek(0)
         got = json.loads(out.read().strip().splitlines()[-1])
         by = {}
@@ -164,13 +188,13 @@ def run_test():
         log(f"  6. untouched: {p}")
 
         t.step("7. set reassemble yes no-df takes DF fragments")
-        echo = ("import time\n"
+        echo = ("import threading\nup = threading.Event()\n"
                 "icmp = raw(ICMP(type=8, id=0x5157, seq=1) / Raw(b'Q' * 24))\n"
                 "frags = [IP(dst='" + B_IP + "', id=0x5157, proto=1, frag=a // 8, flags=(1 if b < 32 else 0) | 2)"
                 " / Raw(icmp[a:b]) for a, b in [(0, 16), (16, 32)]]\n"
                 "s = AsyncSniffer(lfilter=lambda p: ICMP in p and p[ICMP].type == 0 and p[ICMP].id == 0x5157,"
-                " count=1)\n"
-                "s.start(); time.sleep(0.5); send(frags); s.join(timeout=4)\n"
+                " count=1, started_callback=up.set)\n"
+                "s.start(); up.wait(30); send(frags); s.join(timeout=4)\n"
                 "if s.running:\n"
                 "    s.stop()\n"
                 "print(json.dumps(len(s.results or [])))\n")
@@ -202,12 +226,17 @@ def run_test():
               f"-sr:\n{lab.rules()}")
         seen = {}
         procs = []
+        done = os.path.join(t.tmp, "ts.done")
         for side, ns, ifname in (("a", lab.net.a, "a0"), ("b", lab.net.b, "b0")):
             ready = os.path.join(t.tmp, f"ts-{side}.ready")
             out = open(os.path.join(t.tmp, f"ts-{side}.json"), "w+")
-            procs.append((side, out, t.ns_spawn(ns, ["python3", "-c", TS_SNIFF, ifname, ready, "8"], stdout=out)))
-            wait_until(f"the sniffer in {side}", lambda: os.path.exists(ready), timeout=20)
+            procs.append((side, out, t.ns_spawn(ns, ["python3", "-c", TS_SNIFF, ifname, ready, done, "90"],
+                                                stdout=out)))
+        for side, _, _ in procs:
+            wait_until(f"the sniffer in {side}", lambda: os.path.exists(os.path.join(t.tmp, f"ts-{side}.ready")),
+                       timeout=60)
         lab.expect_tcp(22, "ok", "reassemble tcp")
+        open(done, "w").close()
         for side, out, p in procs:
             p.wait(timeout=30)
             out.seek(0)

@@ -88,7 +88,7 @@ pass proto icmp
 
 
 def run_test():
-    with Topo("pfs") as t:
+    with Topo("pfstate") as t:
         t.step("topology A -- softnet -- B; a ruleset with no ICMP rule")
         lab = PfLab(t, rules=NO_ICMP)
 

@@ -87,8 +87,7 @@ def run_test():
         # ---- 2. ---------------------------------------------------------------------
         t.step("2. a SYN never followed by an ACK: pf answers, B never sees it")
         pcap = os.path.join(t.tmp, "b0.pcap")
-        dump = t.ns_spawn(lab.net.b, ["tcpdump", "-n", "-U", "-i", "b0", "-w", pcap, "tcp port 41234"])
-        time.sleep(1.0)
+        dump = t.capture(lab.net.b, "b0", pcap, "tcp port 41234")
         ans = lab.scapy(f"""
 # (A's kernel resets pf's SYN|ACK, which it did not ask for: pf drops
 # the RST as not the ACK it waits for, and the state stays half open.)
@@ -114,9 +113,7 @@ print(json.dumps(out))
         # ---- 3. ---------------------------------------------------------------------
         t.step("3. 200 SYNs from random ports: none reaches B")
         pcap2 = os.path.join(t.tmp, "b0-flood.pcap")
-        dump = t.ns_spawn(lab.net.b, ["tcpdump", "-n", "-U", "-i", "b0", "-w", pcap2,
-                                      f"tcp dst port {HTTP_PORT} and tcp[tcpflags] & tcp-syn != 0"])
-        time.sleep(1.0)
+        dump = t.capture(lab.net.b, "b0", pcap2, f"'tcp dst port {HTTP_PORT} and tcp[tcpflags] & tcp-syn != 0'")
         lab.scapy(f"""
 send([IP(dst="{B_IP}")/TCP(sport=20000 + i, dport={HTTP_PORT}, flags="S", seq=i) for i in range(200)])
 print(json.dumps(1))

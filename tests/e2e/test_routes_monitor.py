@@ -103,7 +103,9 @@ def run_test():
         d.probes = 100  # Monitor.wait_subscribed's probes from here on: other addresses
 
         t.step(f"A pings {TARGET} in the background (every 0.1 s)")
-        t.ns_spawn(net.a, f"ping -n -i 0.1 -c 900 -W 1 {TARGET}")
+        # 3,000 (300 s, killed at the end): the 900 it had ran out after
+        # 90 s, and the test took 45 s at load 16 (29 s in CI).
+        t.ns_spawn(net.a, f"ping -n -i 0.1 -c 3000 -W 1 {TARGET}")
         goes_to(t, net, None, "no route yet")
 
         changes = [

@@ -56,8 +56,11 @@ mtu = 1400
 
 def router_advertisements(pcap):
     """The RAs in the capture, and the RSs as {"rs": True, "src", "time"}."""
-    from scapy.all import (ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, ICMPv6ND_RA, ICMPv6ND_RS,
-                           IPv6, Ether, rdpcap)
+    import scapy.layers.inet  # noqa: F401 (IP, IPv6 dissected as with scapy.all)
+    from scapy.layers.inet6 import (ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr, ICMPv6ND_RA, ICMPv6ND_RS,
+                                    IPv6)
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap
 
     out = []
     for p in rdpcap(pcap):
@@ -102,8 +105,7 @@ def run_test():
         t.ns_run(a, "sysctl -qw net.ipv6.conf.a0.disable_ipv6=0 net.ipv6.conf.a0.forwarding=0 "
                     "net.ipv6.conf.a0.accept_ra=1 net.ipv6.conf.a0.autoconf=1 net.ipv6.conf.a0.accept_ra_mtu=1")
         pcap = os.path.join(t.tmp, "a0.pcap")
-        cap = t.ns_spawn(a, f"tcpdump -i a0 -n -U --immediate-mode -w {pcap} icmp6")
-        time.sleep(1.0)
+        cap = t.capture(a, "a0", pcap, "icmp6", opts=("-U", "--immediate-mode"))
         b = net.b
         t.ns_run(b, "sysctl -qw net.ipv6.conf.b0.disable_ipv6=0 net.ipv6.conf.b0.forwarding=0 "
                     "net.ipv6.conf.b0.accept_ra=1 net.ipv6.conf.b0.autoconf=1")

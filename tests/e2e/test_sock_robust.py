@@ -33,11 +33,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import MAC_A, MAC_B, Net, Topo, check, log, main, wait_until  # noqa: E402
 from lib_sock import Embedded, example_bin  # noqa: E402
+from lib_churn import settled_threads  # noqa: E402
 
 PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sock_peer.py")
 HOST, PORT = "10.0.1.1", 7
@@ -80,6 +80,12 @@ class TcpStat(dict):
         return super().get(singular(text), default)
 
 
+# The SYN cache when full: crates/core/src/sock/syncache.rs's DEFAULT_LIMIT
+# (10,255, OpenBSD's tcp_syn_cache_limit) shared by the echo's 2 workers,
+# each holding its share rounded up: 2 x 5,128.
+FULL_CACHE = 2 * -(-10255 // 2)
+
+
 def tcpstat(d):
     """`netstat -s -p tcp` as {line text without the number: number}."""
     out = d.out("netstat", "-s", "-p", "tcp")
@@ -116,8 +122,10 @@ def run_test():
         wait_until("A reaching the router", lambda: t.ns_run(a, f"ping -c 1 -W 1 {HOST}", check_rc=False)
                    .returncode == 0, timeout=20)
         t.ns_run(a, f"tc qdisc replace dev a0 root pfifo limit 100000", check_rc=False)
-        time.sleep(0.5)
-        idle = threads(d)
+        # The fewest threads over a second: the readiness probe's control
+        # connection has a thread that ends shortly after it (a count taken
+        # while it lingers would be one too many for every later check).
+        idle = settled_threads(d.proc.pid, secs=1.0)
         log(f"  echo process: {idle} threads idle, RSS {rss_kb(d)} kB")
 
         t.step("1: UDP echo, 200 datagrams")
@@ -190,14 +198,43 @@ def run_test():
                                         " ip daddr 10.0.1.3 tcp sport 7 drop; }\n}\n"))
         rss0 = rss_kb(d)
         before = tcpstat(d)
-        fl = peer(t, a, "flood", "a0", "10.0.1.3", HOST, PORT, 20000, timeout=180)
-        check(fl["sent"] == 20000, f"flood: {fl}")
+
+        def grew(st, key):
+            return st.get(key, 0) - before.get(key, 0)
+
+        def r0_idrop():
+            # netstat -i: Name Mtu Network Address Ipkts Ifail Opkts Ofail Idrop
+            rows = [l.split() for l in d.out("netstat", "-i").splitlines() if "<Link>" in l]
+            return int([r for r in rows if r[0] == "r0"][0][8])
+
+        # The 20,000 SYNs go in 0.1 s; a router that waits for a CPU then (a
+        # loaded machine) drops part of them in its ring, counted as r0's
+        # Idrop (seen: 5,725 at load 17, 10,278 at load 8): one worker's
+        # half of the cache may stay unfilled, or too few SYNs are left for
+        # cookies, and the real client's SYNs on an unfilled worker are
+        # cached, not answered with cookies. Then, and only when the ring
+        # counted drops (a shortfall without them fails below as before),
+        # 20,000 more SYNs from the next 20,000 source ports go, until the
+        # cache is full (FULL_CACHE added, as every run without drops shows)
+        # with 5,000 cookies sent, at most 3 floods in all.
+        for rounds in range(1, 4):
+            idrop0 = r0_idrop()
+            fl = peer(t, a, "flood", "a0", "10.0.1.3", HOST, PORT, 20000, (rounds - 1) * 20000, timeout=180)
+            check(fl["sent"] == 20000, f"flood: {fl}")
+            st = tcpstat(d)
+            dropped = r0_idrop() - idrop0
+            if grew(st, "SYN cache entries added") >= FULL_CACHE and grew(st, "cookies sent") >= 5000:
+                break
+            log(f"  after flood {rounds}: {grew(st, 'SYN cache entries added')} added, "
+                f"{grew(st, 'cookies sent')} cookies; {dropped} SYNs dropped in r0's ring (Idrop)")
+            if dropped == 0:
+                break
         c = peer(t, a, "concurrent", HOST, PORT, 20)
         check(c["ok"] == 20, f"a real client during the flood: {c}")
         st = tcpstat(d)
-        added = st.get("SYN cache entries added", 0) - before.get("SYN cache entries added", 0)
-        overflow = st.get("not added, the cache full (a cookie sent)", 0) - before.get("not added, the cache full (a cookie sent)", 0)
-        cookies = st.get("cookies sent", 0) - before.get("cookies sent", 0)
+        added = grew(st, "SYN cache entries added")
+        overflow = grew(st, "not added, the cache full (a cookie sent)")
+        cookies = grew(st, "cookies sent")
         got_cookies = st.get("cookies received", 0) - before.get("cookies received", 0)
         log(f"  syncache added {added}, overflow {overflow}, cookies sent {cookies}, received {got_cookies}")
         check(added >= 10000 and cookies >= 5000 and overflow == cookies, f"the cache filled, cookies took over:\n{st}")
