@@ -16,7 +16,7 @@ user-space netem (impair.py: this machine's kernel has no sch_netem).
 4 netem on A's wire, both ways (1 % loss, 1 % reordering, 1 %
   duplication each way, 10 ms delay a round trip: 5 ms each way, what
   `tc netem delay 10ms` on the peer's veth adds; impair.py in W, this
-  machine's kernel has no sch_netem): 25 MB intact, the retransmissions
+  machine's kernel has no sch_netem): 100 MB intact, the retransmissions
   and recoveries it took logged (`netstat -s -p tcp`)
 5 B and A fetch at the same time; afterwards `softnet netstat -an -p tcp`
   (OpenBSD's format) shows the two listeners (tcp, tcp6) and TIME_WAIT
@@ -36,12 +36,12 @@ from lib_sock import Embedded, example_bin  # noqa: E402
 
 BIG_MB = 100
 # Under netem TCP moves ~1 MB/s (1 % loss and 1 % reordering at a 10-ms
-# round trip: Mathis' bound), 100 MB took 95 s of CI's time. 25 MB is
-# ~18,000 data segments and ~25,000 frames through impair.py both ways:
-# ~250 each of losses, duplicates and reorderings (the check below wants
-# more than 100 of each: 9 standard deviations under what comes), with
-# fast recoveries and retransmission timeouts among them (logged).
-NETEM_MB = 25
+# round trip: Mathis' bound): 100 MB takes ~70-95 s of CI's time. Issue 13
+# asks for "the same transfers" under netem, so 100 MB it stays (25 MB,
+# tried in session 14, would prove the same recoveries in a quarter of the
+# time: ~250 each of losses, duplicates and reorderings against the >100
+# the check wants; the issue's words decide).
+NETEM_MB = 100
 
 
 def make_file(path, mb):
