@@ -61,8 +61,8 @@ fail=0
 for t in tests/e2e/test_*.sh tests/e2e/test_*.py; do
     echo "=== e2e: $t"
     case "$t" in
-        *.sh) timeout 600 bash "$t" || { echo "FAILED: $t"; fail=1; } ;;
-        *.py) timeout 600 python3 "$t" || { echo "FAILED: $t"; fail=1; } ;;
+        *.sh) timeout -k 30 600 bash "$t" || { echo "FAILED: $t"; fail=1; } ;;
+        *.py) timeout -k 30 600 python3 "$t" || { echo "FAILED: $t"; fail=1; } ;;
     esac
 done
 exit $fail
