@@ -590,14 +590,6 @@ mod tests {
         }
     }
 
-    /// CPU time of the calling thread.
-    fn thread_cpu() -> std::time::Duration {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: a valid timespec for the kernel to fill.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    }
-
     /// BENCHMARKS.md's figure: the withdrawal of the 1,000,000-prefix feed
     /// of bench/rtsync_1m.sh (/24s from 32.0.0.0 on, 4,096 /16s full)
     /// in a scattered order as BIRD's (a fixed-seed shuffle), flushed
@@ -626,7 +618,7 @@ mod tests {
             let stats = SyncStats::default();
             let mut m = Mirror::default();
             let mut unres = BTreeSet::new();
-            let c0 = thread_cpu();
+            let c0 = super::super::thread_cpu();
             for i in 0..n {
                 m.new_route(route(i));
                 if m.pending() >= 50_000 {
@@ -634,8 +626,8 @@ mod tests {
                 }
             }
             fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
-            let add = thread_cpu() - c0;
-            let c1 = thread_cpu();
+            let add = super::super::thread_cpu() - c0;
+            let c1 = super::super::thread_cpu();
             let b0 = stats.batches.load(Relaxed);
             for &i in &order {
                 let r = route(i);
@@ -645,7 +637,7 @@ mod tests {
                 }
             }
             fl(&t, &mut m, &NhCache::default(), &stats, &mut unres);
-            let del = thread_cpu() - c1;
+            let del = super::super::thread_cpu() - c1;
             assert_eq!(stats.changes.load(Relaxed), 2 * n as u64);
             println!(
                 "batch {batch:>6}: add (in order, 50,000 a batch) {:>6.0} ms CPU ({:>7.0} routes/s), scattered delete {:>6.0} ms CPU ({:>7.0} routes/s) in {} batches",

@@ -6,12 +6,17 @@
 //! after `QUIET` without further messages, at most `MAX_LINGER` after it
 //! came. While a burst lasts (at least `BURST_MIN` prefixes flushed in the
 //! last `BURST_GAP`: a daemon's feed or withdrawal) a batch ignores quiet
-//! gaps and is flushed `BURST_LINGER` after its first change: the kernel
-//! passes a daemon's routes on one message at a time with gaps of a few
-//! milliseconds, and each batch path-copies every trie node it touches,
-//! so quiet-gap batches of a scattered withdrawal cost a node copy per
-//! route (BENCHMARKS §1 "Route sync"). `MAX_BATCH` pending prefixes flush
-//! at once in either mode.
+//! gaps and is flushed `BURST_LINGER` after its first change, and each
+//! next batch of the burst twice as long after its first, up to
+//! `BURST_LINGER_MAX`: the kernel passes a daemon's routes on one message
+//! at a time with gaps of a few milliseconds, and each batch path-copies
+//! every trie node it touches, so quiet-gap batches of a scattered
+//! withdrawal cost a node copy per route, and 500 ms batches of a
+//! 1,000,000-prefix withdrawal still about one per two routes
+//! (BENCHMARKS §1 "Route sync", sessions 9, 13 and 14). A short burst is
+//! published within `BURST_LINGER`; only one that has lasted seconds
+//! trails the kernel by up to `BURST_LINGER_MAX`. `MAX_BATCH` pending
+//! prefixes flush at once in either mode.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -26,17 +31,21 @@ pub const MAX_BATCH: usize = 50_000;
 pub const BURST_MIN: usize = 100;
 /// ... within this time make the next batch a burst batch ...
 pub const BURST_GAP: Duration = Duration::from_secs(1);
-/// ... flushed this long after its first change, whatever the gaps.
+/// ... flushed this long after its first change, whatever the gaps; the
+/// burst's next batch twice as long as the one before ...
 pub const BURST_LINGER: Duration = Duration::from_millis(500);
+/// ... up to this.
+pub const BURST_LINGER_MAX: Duration = Duration::from_secs(2);
 /// How long the thread waits for messages with nothing pending.
 pub const IDLE: Duration = Duration::from_millis(200);
 
-/// The batch under way: when its first change came, and whether it is a
-/// burst batch.
+/// The batch under way: when its first change came, whether it is a
+/// burst batch, and how long it may wait after its first change.
 #[derive(Clone, Copy, Debug)]
 struct Batch {
     first: Instant,
     burst: bool,
+    linger: Duration,
 }
 
 #[derive(Default, Debug)]
@@ -44,6 +53,8 @@ pub struct Cadence {
     batch: Option<Batch>,
     /// The flushes of the last `BURST_GAP`: when, and how many prefixes.
     recent: VecDeque<(Instant, usize)>,
+    /// The linger of the last batch flushed, when it was a burst batch.
+    burst_linger: Option<Duration>,
 }
 
 impl Cadence {
@@ -53,7 +64,12 @@ impl Cadence {
         if self.batch.is_none() {
             self.forget(now);
             let burst = self.recent.iter().map(|(_, n)| n).sum::<usize>() >= BURST_MIN;
-            self.batch = Some(Batch { first: now, burst });
+            let linger = match (burst, self.burst_linger) {
+                (false, _) => MAX_LINGER,
+                (true, None) => BURST_LINGER,
+                (true, Some(l)) => (l * 2).min(BURST_LINGER_MAX),
+            };
+            self.batch = Some(Batch { first: now, burst, linger });
         }
     }
 
@@ -68,14 +84,6 @@ impl Cadence {
         self.batch.is_some_and(|b| b.burst)
     }
 
-    fn linger(b: &Batch) -> Duration {
-        if b.burst {
-            BURST_LINGER
-        } else {
-            MAX_LINGER
-        }
-    }
-
     /// How long to wait for the next message, with `pending` prefixes
     /// waiting; whole milliseconds rounded up (poll(2)'s unit), so a wait
     /// that ends finds its deadline passed.
@@ -84,7 +92,7 @@ impl Cadence {
             return IDLE;
         }
         let Some(b) = &self.batch else { return QUIET };
-        let left = (b.first + Self::linger(b)).saturating_duration_since(now);
+        let left = (b.first + b.linger).saturating_duration_since(now);
         let d = if b.burst { left } else { left.min(QUIET) };
         Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
     }
@@ -100,13 +108,13 @@ impl Cadence {
         }
         match &self.batch {
             None => quiet,
-            Some(b) => now.saturating_duration_since(b.first) >= Self::linger(b) || (quiet && !b.burst),
+            Some(b) => now.saturating_duration_since(b.first) >= b.linger || (quiet && !b.burst),
         }
     }
 
     /// Notes a flush of `prefixes` at `now`: the batch is over.
     pub fn flushed(&mut self, now: Instant, prefixes: usize) {
-        self.batch = None;
+        self.burst_linger = self.batch.take().filter(|b| b.burst).map(|b| b.linger);
         self.forget(now);
         self.recent.push_back((now, prefixes));
     }
@@ -177,5 +185,40 @@ mod tests {
         // ... and ends a second after the last large one.
         c.pending(t1 + BURST_LINGER + 2500 * MS);
         assert!(!c.in_burst(), "no large flush in the last second");
+    }
+
+    #[test]
+    fn a_long_burst_doubles_its_linger_up_to_the_max_and_starts_over_after() {
+        let t0 = Instant::now();
+        let mut c = Cadence::default();
+        c.pending(t0);
+        c.flushed(t0 + 3 * MS, 5_000);
+        // The burst's batches wait 0.5, 1, 2, 2 s after their first change.
+        let mut t = t0 + 4 * MS;
+        for linger in [BURST_LINGER, 2 * BURST_LINGER, BURST_LINGER_MAX, BURST_LINGER_MAX] {
+            c.pending(t);
+            assert!(c.in_burst());
+            assert_eq!(c.wait(t, 10), linger);
+            assert!(!c.due(t + linger - MS, 10, true), "a quiet gap does not end a burst batch");
+            assert!(c.due(t + linger, 10, false));
+            c.flushed(t + linger, 5_000);
+            t += linger + MS;
+        }
+        // MAX_BATCH still flushes a long batch at once.
+        c.pending(t);
+        assert!(c.due(t + MS, MAX_BATCH, false));
+        c.flushed(t + MS, MAX_BATCH);
+        // Over: a lone change goes after QUIET; the next burst starts at
+        // BURST_LINGER again.
+        let t2 = t + 3000 * MS;
+        c.pending(t2);
+        assert!(!c.in_burst());
+        assert!(c.due(t2 + QUIET, 1, true));
+        c.flushed(t2 + QUIET, 1);
+        c.pending(t2 + 10 * MS);
+        c.flushed(t2 + 20 * MS, 500);
+        c.pending(t2 + 30 * MS);
+        assert!(c.in_burst());
+        assert_eq!(c.wait(t2 + 30 * MS, 10), BURST_LINGER);
     }
 }

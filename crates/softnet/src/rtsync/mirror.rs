@@ -116,14 +116,18 @@ fn metric_pos<A>(by: &ByMetric<A>, metric: u32) -> Result<usize, usize> {
 
 pub struct Mirror<A: Fam> {
     routes: HashMap<Key<A>, ByMetric<A>, BlockHash>,
-    touched: BTreeSet<Prefix<A>>,
+    /// Prefixes changed since the last flush, in the order heard, a
+    /// prefix changed twice twice: sorted and deduplicated once a flush
+    /// (`take_touched`). A `BTreeSet` here cost a feed's sync 5-6 % of
+    /// its time in node inserts (BENCHMARKS §1 "Route sync", session 13).
+    touched: Vec<Prefix<A>>,
     /// During a resync, the routes the dump has given (prefix, metric).
     marked: Option<BTreeSet<(Prefix<A>, u32)>>,
 }
 
 impl<A: Fam> Default for Mirror<A> {
     fn default() -> Self {
-        Mirror { routes: HashMap::default(), touched: BTreeSet::new(), marked: None }
+        Mirror { routes: HashMap::default(), touched: Vec::new(), marked: None }
     }
 }
 
@@ -145,7 +149,7 @@ impl<A: Fam> Mirror<A> {
                 by.insert(i, r)
             }
         }
-        self.touched.insert(p);
+        self.touched.push(p);
     }
 
     /// RTM_DELROUTE: removes the route with this prefix and metric.
@@ -158,7 +162,7 @@ impl<A: Fam> Mirror<A> {
             if e.get().is_empty() {
                 e.remove();
             }
-            self.touched.insert(p);
+            self.touched.push(p);
         }
     }
 
@@ -178,7 +182,7 @@ impl<A: Fam> Mirror<A> {
             by.retain(|r| marked.contains(&(*p, r.metric)));
             if by.len() != before {
                 swept += before - by.len();
-                touched.insert(*p);
+                touched.push(*p);
             }
             !by.is_empty()
         });
@@ -196,14 +200,18 @@ impl<A: Fam> Mirror<A> {
         self.routes.get(&Key(*p)).and_then(|by| by.first())
     }
 
-    /// Prefixes changed since the last call.
-    pub fn take_touched(&mut self) -> BTreeSet<Prefix<A>> {
-        std::mem::take(&mut self.touched)
+    /// Prefixes changed since the last call, each once, in order (a
+    /// flush in order walks the trie's nodes in order).
+    pub fn take_touched(&mut self) -> Vec<Prefix<A>> {
+        let mut t = std::mem::take(&mut self.touched);
+        t.sort_unstable();
+        t.dedup();
+        t
     }
 
     /// Marks a prefix for the next flush (a retry).
     pub fn touch(&mut self, p: Prefix<A>) {
-        self.touched.insert(p);
+        self.touched.push(p);
     }
 
     /// Nexthop objects changed: the prefixes whose route in use names one
@@ -214,7 +222,7 @@ impl<A: Fam> Mirror<A> {
         }
         for (Key(p), by) in &self.routes {
             if by.first().is_some_and(|r| matches!(r.kind, KKind::Object(id) if ids.contains(&id))) {
-                self.touched.insert(*p);
+                self.touched.push(*p);
             }
         }
     }
@@ -233,14 +241,16 @@ impl<A: Fam> Mirror<A> {
             by.retain(|r| !matches!(r.kind, KKind::Object(id) if ids.contains(&id)));
             if by.len() != before {
                 gone += before - by.len();
-                touched.insert(*p);
+                touched.push(*p);
             }
             !by.is_empty()
         });
         gone
     }
 
-    /// Prefixes waiting for a flush.
+    /// Changes waiting for a flush: the prefixes, a prefix changed twice
+    /// counted twice (at least as many as `take_touched` returns; 0 when
+    /// none).
     pub fn pending(&self) -> usize {
         self.touched.len()
     }

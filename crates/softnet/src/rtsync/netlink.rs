@@ -6,6 +6,8 @@
 //! replies and the subscription's notifications never mix.
 
 use super::nexthop::{self, NhMessage, NhNetlinkMessage, RTM_DELNEXTHOP, RTM_NEWNEXTHOP, RTNLGRP_NEXTHOP};
+use super::translate::{translate_wire, Translated};
+use libc::{RTM_DELROUTE, RTM_NEWROUTE};
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -23,10 +25,12 @@ const RTNLGRP_IPV6_ROUTE: u32 = 11;
 /// notifications, a full table's worth of changes between two reads.
 pub const DEFAULT_RCVBUF: usize = 32 << 20;
 
-/// What one datagram carried.
+/// What one datagram carried: route messages translated as they are read
+/// (`translate_wire`), so that a notification leaves no parsed message
+/// behind.
 pub enum Event {
-    New(RouteMessage),
-    Del(RouteMessage),
+    New(Translated),
+    Del(Translated),
     NewNh(NhMessage),
     DelNh(NhMessage),
     /// A message that did not parse: counted.
@@ -66,12 +70,14 @@ const SLOT: usize = 16 << 10;
 pub struct Events {
     sock: Socket,
     buf: Vec<u8>,
+    /// The kernel table synced.
+    table: u32,
 }
 
 impl Events {
     /// Opens and subscribes; `rcvbuf` bytes of receive buffer asked for
     /// (the kernel doubles it for its bookkeeping).
-    pub fn open(rcvbuf: usize) -> io::Result<(Events, usize)> {
+    pub fn open(rcvbuf: usize, table: u32) -> io::Result<(Events, usize)> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind(&SocketAddr::new(0, 0))?;
         let got = set_rcvbuf(&sock, rcvbuf)?;
@@ -83,7 +89,7 @@ impl Events {
             tracing::debug!("route sync: no nexthop group ({e}): kernel without nexthop objects");
         }
         sock.set_non_blocking(true)?;
-        Ok((Events { sock, buf: vec![0; SLOTS * SLOT] }, got))
+        Ok((Events { sock, buf: vec![0; SLOTS * SLOT], table }, got))
     }
 
     /// Waits up to `timeout` for something to read.
@@ -144,7 +150,7 @@ impl Events {
                 return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
             }
             let len = (m.msg_len as usize).min(SLOT);
-            parse(&self.buf[i * SLOT..i * SLOT + len], out);
+            parse(&self.buf[i * SLOT..i * SLOT + len], self.table, out);
         }
         Ok(true)
     }
@@ -170,8 +176,9 @@ impl Events {
     }
 }
 
-/// Splits a datagram into its messages.
-fn parse(mut b: &[u8], out: &mut Vec<Event>) {
+/// Splits a datagram into its messages; route messages of kernel table
+/// `table` translated.
+pub(super) fn parse(mut b: &[u8], table: u32, out: &mut Vec<Event>) {
     while b.len() >= 16 {
         let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
         if len < 16 || len > b.len() {
@@ -190,14 +197,14 @@ fn parse(mut b: &[u8], out: &mut Vec<Event>) {
                 Ok(_) => {}
                 Err(e) => out.push(Event::Bad(format!("nexthop message: {e}"))),
             }
-        } else {
-            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
-                Ok(m) => match m.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => out.push(Event::New(r)),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => out.push(Event::Del(r)),
-                    _ => {}
-                },
-                Err(e) => out.push(Event::Bad(e.to_string())),
+        } else if kind == RTM_NEWROUTE || kind == RTM_DELROUTE {
+            // A withdrawal needs the prefix and metric, not the hops.
+            let new = kind == RTM_NEWROUTE;
+            let payload = NetlinkBuffer::new(&b[..len]).payload();
+            match translate_wire(payload, table, new) {
+                Ok(t) if new => out.push(Event::New(t)),
+                Ok(t) => out.push(Event::Del(t)),
+                Err(e) => out.push(Event::Bad(format!("route message: {e}"))),
             }
         }
         b = b.get((len + 3) & !3usize..).unwrap_or(&[]);
