@@ -452,34 +452,37 @@ impl StateTable {
     /// 0. Reads only.
     pub fn lookup_hints(&self, keys: &[(u64, u64)], hints: &mut [u32]) {
         let n = keys.len().min(hints.len()).min(HINT_BATCH);
+        let (keys, hints) = (&keys[..n], &mut hints[..n]);
+        // Read once for the batch, not once a key: the index's length
+        // (checked here, so a masked bucket number needs no check of its
+        // own), the seed and the slots usable now (the slab only grows).
+        let buckets: &[AtomicU32; BUCKETS] = (&self.buckets[..]).try_into().expect("BUCKETS buckets");
+        let bucket_of = |k: (u64, u64)| self.bucket_of(k) & (BUCKETS - 1);
+        let slots = self.slab.view();
         let mut bucket = [0u32; HINT_BATCH];
-        for i in 0..n {
-            let k = keys[i];
+        for (k, b) in keys.iter().zip(bucket.iter_mut()) {
             if k.1 != 0 {
-                let b = self.bucket_of(k);
-                bucket[i] = b as u32;
-                prefetch_line(&self.buckets[b]);
+                *b = bucket_of(*k) as u32;
+                prefetch_line(&buckets[*b as usize & (BUCKETS - 1)]);
             }
         }
-        for i in 0..n {
-            hints[i] = 0;
-            if keys[i].1 != 0 {
-                let head = self.buckets[bucket[i] as usize].load(Ordering::Relaxed);
-                if let Some(s) = head.checked_sub(1).and_then(|i| self.slot(i)) {
+        for ((k, b), h) in keys.iter().zip(bucket.iter()).zip(hints.iter_mut()) {
+            *h = 0;
+            if k.1 != 0 {
+                let head = buckets[*b as usize & (BUCKETS - 1)].load(Ordering::Relaxed);
+                if let Some(s) = head.checked_sub(1).and_then(|i| slots.get(i)) {
                     prefetch_slot(s);
-                    hints[i] = head;
+                    *h = head;
                 }
             }
         }
-        for i in 0..n {
-            let k = keys[i];
+        for (k, h) in keys.iter().zip(hints.iter_mut()) {
             if k.1 == 0 {
                 continue;
             }
-            let s = hints[i].checked_sub(1).and_then(|i| self.slot(i));
-            match s {
-                Some(s) if s.key_words() == k => {
-                    if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| self.slot(i)) {
+            match h.checked_sub(1).and_then(|i| slots.get(i)) {
+                Some(s) if s.key_words() == *k => {
+                    if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| slots.get(i)) {
                         // Read by pf out, after the whole batch went
                         // through pf in and routing: into L2.
                         prefetch_line_l2(r);
@@ -489,8 +492,8 @@ impl StateTable {
                 // search too, with the reversed key (no NAT: the outbound
                 // key of a forwarded packet is its inbound key reversed).
                 _ => {
-                    hints[i] = 0;
-                    prefetch_line_l2(&self.buckets[self.bucket_of(reversed(k))]);
+                    *h = 0;
+                    prefetch_line_l2(&buckets[bucket_of(reversed(*k))]);
                 }
             }
         }
