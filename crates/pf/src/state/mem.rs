@@ -297,8 +297,8 @@ impl<'a> SlabView<'a> {
     pub(super) fn get(self, idx: u32) -> Option<&'a Slot> {
         if idx < self.usable {
             // SAFETY: as `Slab::get`: slots below a count `usable` once
-            // showed are mapped read-write for the slab's life, which the
-            // view's borrow outlives not.
+            // showed stay mapped read-write for the slab's life, and the
+            // view borrows the slab.
             Some(unsafe { &*self.base.as_ptr().add(idx as usize) })
         } else {
             None
