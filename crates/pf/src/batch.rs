@@ -84,15 +84,19 @@ pub(crate) fn chunk4(
     if cx.dir == Direction::In {
         cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
     }
+    // The fast path's counts, added to the counters once for the chunk.
+    let mut owed = eval::Owed::default();
     for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
         let k = keys[i];
         *d = match slot {
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
-            Some(p) if eval::is_udp4(k) && !logif => match eval::test_established4(cx, k, lens[i], p, hints[i]) {
-                Some(d) => d,
-                None => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
-            },
+            Some(p) if eval::is_udp4(k) && !logif => {
+                match eval::test_established4(cx, &mut owed, k, lens[i], p, hints[i]) {
+                    Some(d) => d,
+                    None => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
+                }
+            }
             // SAFETY: written in the first pass for every packet without
             // IPv4 key words.
             Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {
@@ -108,6 +112,7 @@ pub(crate) fn chunk4(
             Some(_) => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
         };
     }
+    owed.settle(cx);
 }
 
 /// `decide` for a packet a batch loop's key parse took but did not

@@ -43,6 +43,7 @@ mod rules;
 mod state_test;
 mod synproxy;
 
+pub use fast4::Owed;
 pub use fast4::{is_udp4, test_established4};
 pub use fast6::{fast_udp6, in_words6, noted_words6, test_established6_words, Udp6};
 use inet6::*;

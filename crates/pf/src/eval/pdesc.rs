@@ -264,21 +264,30 @@ pub fn parse_fast(d: &[u8]) -> Option<Pd> {
 /// so no description is written to memory and read back on the way to
 /// the state (`fast4`). `None` for anything `parse_fast` leaves (then
 /// IPv6's or the full parse).
+///
+/// Every packet it takes has 28 bytes at least within its total length
+/// (the header and UDP's 8, or TCP's 20: `fast_l4`), so those are read
+/// as one array (`FAST4_MIN`), a field without a bounds check of its
+/// own; a shorter packet or total length is one `parse_fast` leaves too.
 #[inline(always)]
 pub fn fast_key4(d: &[u8]) -> Option<((u64, u64), u16)> {
-    if d.len() < 20 || d[0] != 0x45 {
+    let h: &[u8; FAST4_MIN] = d.first_chunk()?;
+    if h[0] != 0x45 {
         return None;
     }
-    let tot = be16(d, 2) as usize;
-    if tot < 20 || tot > d.len() || be16(d, 6) & 0x3fff != 0 {
+    let tot = be16(h, 2) as usize;
+    if tot < FAST4_MIN || tot > d.len() || be16(h, 6) & 0x3fff != 0 {
         return None;
     }
-    let proto = d[9];
-    let l4 = &d[20..tot];
-    fast_l4(proto, l4)?;
-    let ports = be32(l4, 0) as u64;
-    Some(((be64(d, 12), ports << 32 | (proto as u64) << 16), tot as u16))
+    let proto = h[9];
+    fast_l4(proto, &d[20..tot])?;
+    let ports = be32(h, 20) as u64;
+    Some(((be64(h, 12), ports << 32 | (proto as u64) << 16), tot as u16))
 }
+
+/// The shortest IPv4 packet the fast parses take: a 20-byte header and
+/// a UDP header (a TCP segment needs 20 more, `fast_l4`).
+const FAST4_MIN: usize = 20 + softnet_wire::udp::HEADER_LEN;
 
 /// `parse_fast` for IPv6 (and `parse_pd6`'s twin the same way): the
 /// fixed header straight followed by UDP or TCP (what `walk_header6`
@@ -323,19 +332,20 @@ pub fn parse_fast6_inline(d: &[u8]) -> Option<Pd> {
 /// parse.
 #[inline(always)]
 fn fast_l4(proto: u8, l4: &[u8]) -> Option<u64> {
+    // UDP's header, TCP's ports and sequence number: what is shorter is
+    // neither (read as one array, no bounds check a field).
+    let h: &[u8; softnet_wire::udp::HEADER_LEN] = l4.first_chunk()?;
     let w = match proto {
         PROTO_UDP => {
-            let ulen = if l4.len() >= softnet_wire::udp::HEADER_LEN { be16(l4, 4) as usize } else { 0 };
+            let ulen = be16(h, 4) as usize;
             if ulen > l4.len() || ulen < softnet_wire::udp::HEADER_LEN {
                 return None;
             }
             0
         }
         PROTO_TCP => {
-            if l4.len() < softnet_wire::tcp::MIN_HEADER_LEN {
-                return None;
-            }
-            let w = be64(l4, 12);
+            let t: &[u8; softnet_wire::tcp::MIN_HEADER_LEN] = l4.first_chunk()?;
+            let w = be64(t, 12);
             let off = (w >> 60) as usize * 4;
             // One compare for SYN (options to read), the reserved bits,
             // and the flags and urgent pointer pf_normalize_tcp looks at.
@@ -346,7 +356,7 @@ fn fast_l4(proto: u8, l4: &[u8]) -> Option<u64> {
         }
         _ => return None,
     };
-    (be16(l4, 2) != 0).then_some(w)
+    (be16(h, 2) != 0).then_some(w)
 }
 
 /// The transport part of `parse_fast` (both families): whether it takes

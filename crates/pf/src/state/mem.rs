@@ -234,6 +234,12 @@ impl Slab {
         }
     }
 
+    /// The slots usable now, for many lookups (`SlabView::get`).
+    #[inline(always)]
+    pub(super) fn view(&self) -> SlabView<'_> {
+        SlabView { base: self.base, usable: self.usable.load(Ordering::Acquire), slab: std::marker::PhantomData }
+    }
+
     /// Makes slot `idx` (and its whole chunk) usable; false when the
     /// reservation is used up or the kernel refuses the memory.
     pub(super) fn ensure(&self, idx: u32) -> bool {
@@ -271,6 +277,32 @@ impl Slab {
         }
         self.usable.store(want as u32, Ordering::Release);
         true
+    }
+}
+
+/// The slab's usable slots as one read of `Slab::usable` saw them: the
+/// slab only grows and never unmaps a slot while it lives, so they stay
+/// usable while this borrows it (a batch's lookups read the count once,
+/// not once a slot).
+#[derive(Clone, Copy)]
+pub(super) struct SlabView<'a> {
+    base: std::ptr::NonNull<Slot>,
+    usable: u32,
+    slab: std::marker::PhantomData<&'a Slab>,
+}
+
+impl<'a> SlabView<'a> {
+    /// `Slab::get` against the count this view read.
+    #[inline(always)]
+    pub(super) fn get(self, idx: u32) -> Option<&'a Slot> {
+        if idx < self.usable {
+            // SAFETY: as `Slab::get`: slots below a count `usable` once
+            // showed stay mapped read-write for the slab's life, and the
+            // view borrows the slab.
+            Some(unsafe { &*self.base.as_ptr().add(idx as usize) })
+        } else {
+            None
+        }
     }
 }
 
