@@ -148,14 +148,15 @@ pub struct PacketData {
 }
 
 /// What pf in learnt of an IPv6 packet that pf out can use again: the
-/// packet's source and destination as pf in saw them (pf's `pf_addr`
-/// words) and the ids pf's state keys give them (pf's `state::v6ids`,
+/// packet's source and destination as pf in saw them (the header's 16
+/// bytes each, so that pf out compares them with the header's as they
+/// are) and the ids pf's state keys give them (pf's `state::v6ids`,
 /// opaque here). pf out uses the ids only for a packet whose addresses
 /// are still these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PfNote6 {
-    pub src: [u32; 4],
-    pub dst: [u32; 4],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
     pub ids: u64,
 }
 

@@ -138,21 +138,28 @@ impl<A: RouteAddr> Edge<A> {
     }
 }
 
+/// The fields in the order a lookup reads them (`repr(C)`): every step
+/// reads `some_bits`, `child_bits` and `children` (bytes 0..96, two
+/// lines), a node reached over a skipping edge `pos` right after them,
+/// and only the last node the run bits and `leaves`. (Rust's own order
+/// put `pos` and the run bits between `some_bits` and `children`: a step
+/// read bytes 0..152, three lines.)
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Node<A: RouteAddr> {
-    child_bits: Bits,
-    children: Vec<Edge<A>>,
-    /// Bit s set where slot s starts a new run of equal leaves; bit 0 always.
-    run_bits: Bits,
     /// Bit s set where slot s has a route: a lookup reads `leaves` only
     /// once, at the deepest level that has one, sparing a cache miss per
     /// level on the way down.
     some_bits: [u64; 4],
-    leaves: Vec<Leaf>,
-    /// The level of this node, and the key bits of the levels above it
-    /// (its position): what a lookup checks after a skipping edge.
-    level: u8,
+    child_bits: Bits,
+    children: Vec<Edge<A>>,
+    /// The key bits of the levels above this node (its position), and
+    /// (below) its level: what a lookup checks after a skipping edge.
     pos: A::Bits,
+    /// Bit s set where slot s starts a new run of equal leaves; bit 0 always.
+    run_bits: Bits,
+    leaves: Vec<Leaf>,
+    level: u8,
 }
 
 impl<A: RouteAddr> Clone for Node<A> {

@@ -11,12 +11,15 @@ use crate::state::v6ids::{Memo, NO_ID};
 use crate::state::KEY_INET6;
 
 /// What the batch's first pass keeps of an IPv6 UDP datagram `parse_fast6`
-/// takes: its addresses (pf_addr words), its ports (source in the high
-/// half) and its length (fixed header and payload).
+/// takes: its addresses as the header has them (16 bytes each: the memo,
+/// the note and pf out's check compare them as they are, and only an
+/// address the memo does not know is turned into a `pf_addr` value for
+/// its id), its ports (source in the high half) and its length (fixed
+/// header and payload).
 #[derive(Clone, Copy)]
 pub struct Udp6 {
-    pub src: PfAddr,
-    pub dst: PfAddr,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
     pub ports: u32,
     pub len: u16,
 }
@@ -29,21 +32,25 @@ pub struct Udp6 {
 /// parse: both give the same verdict for every packet this takes.
 #[inline(always)]
 pub fn fast_udp6(d: &[u8]) -> Option<Udp6> {
-    if d.len() < 40 || d[0] >> 4 != 6 || d[6] != PROTO_UDP {
+    // The fixed header and the UDP header, read at fixed offsets with no
+    // further bounds check. A shorter frame fails the checks below anyway
+    // (its total length would be under 48 or past its end).
+    let h: &[u8; 48] = d.first_chunk()?;
+    if h[0] >> 4 != 6 || h[6] != PROTO_UDP {
         return None;
     }
-    let tot = 40 + be16(d, 4) as usize;
+    let tot = 40 + be16(h, 4) as usize;
     if tot > d.len() || tot < 40 + softnet_wire::udp::HEADER_LEN {
         return None;
     }
-    let ulen = be16(d, 44) as usize;
-    let ports = be32(d, 40);
+    let ulen = be16(h, 44) as usize;
+    let ports = be32(h, 40);
     // pf_setup_pdesc: to port 0 is short; the full path drops it.
     if ulen > tot - 40 || ulen < softnet_wire::udp::HEADER_LEN || ports & 0xffff == 0 {
         return None;
     }
-    let w = |at: usize| PfAddr([be32(d, at), be32(d, at + 4), be32(d, at + 8), be32(d, at + 12)]);
-    Some(Udp6 { src: w(8), dst: w(24), ports, len: tot as u16 })
+    let addr = |at: usize| -> [u8; 16] { *h[at..].first_chunk().expect("within the 48 bytes") };
+    Some(Udp6 { src: addr(8), dst: addr(24), ports, len: tot as u16 })
 }
 
 /// The second key word of an IPv6 UDP datagram with ports `ports`, as the
@@ -59,10 +66,10 @@ fn udp6_word(ports: u32) -> u64 {
 /// (`PacketData::pf_note6`), else the note cleared.
 #[inline(always)]
 pub fn in_words6(u: &Udp6, pkt: &mut PacketBuf, memo: &mut Memo) -> (u64, u64) {
-    let (s, d) = (memo.lookup(0, u.src), memo.lookup(1, u.dst));
+    let (s, d) = (memo.lookup_octets(0, &u.src), memo.lookup_octets(1, &u.dst));
     let ids = (s as u64) << 32 | d as u64;
     if s != NO_ID && d != NO_ID {
-        pkt.pf_note6 = PfNote6 { src: u.src.0, dst: u.dst.0, ids };
+        pkt.pf_note6 = PfNote6 { src: u.src, dst: u.dst, ids };
         pkt.meta.flags |= mflags::PF_NOTE6;
     } else {
         pkt.meta.flags &= !mflags::PF_NOTE6;
@@ -76,7 +83,7 @@ pub fn in_words6(u: &Udp6, pkt: &mut PacketBuf, memo: &mut Memo) -> (u64, u64) {
 #[inline(always)]
 pub fn noted_words6(u: &Udp6, pkt: &PacketBuf) -> Option<(u64, u64)> {
     let n = &pkt.pf_note6;
-    if pkt.meta.flags & mflags::PF_NOTE6 == 0 || n.src != u.src.0 || n.dst != u.dst.0 {
+    if pkt.meta.flags & mflags::PF_NOTE6 == 0 || n.src != u.src || n.dst != u.dst {
         return None;
     }
     Some((n.ids, udp6_word(u.ports)))
@@ -156,7 +163,8 @@ mod tests {
             let want = parse_fast6(p)
                 .filter(|pd| pd.proto == PROTO_UDP)
                 .map(|pd| (pd.src, pd.dst, (pd.sport as u32) << 16 | pd.dport as u32, pd.tot_len() as u16));
-            let got = fast_udp6(p).map(|u| (u.src, u.dst, u.ports, u.len));
+            let pf_addr = |a: [u8; 16]| PfAddr::from_v6(a.into());
+            let got = fast_udp6(p).map(|u| (pf_addr(u.src), pf_addr(u.dst), u.ports, u.len));
             assert_eq!(got, want, "{p:?}");
             taken += got.is_some() as usize;
         }

@@ -474,7 +474,7 @@ pub(crate) fn in_key_words6_memo(
     if let Some(p) = pkt {
         let ids = k.0;
         if ids >> 32 != crate::state::v6ids::NO_ID as u64 && ids as u32 != crate::state::v6ids::NO_ID {
-            p.pf_note6 = PfNote6 { src: pd.src.0, dst: pd.dst.0, ids };
+            p.pf_note6 = PfNote6 { src: pd.src.octets(), dst: pd.dst.octets(), ids };
             p.meta.flags |= mflags::PF_NOTE6;
         } else {
             p.meta.flags &= !mflags::PF_NOTE6;
@@ -493,7 +493,7 @@ pub(crate) fn in_key_words6_memo(
 pub(super) fn noted_key_words6(pd: &Pd, dir: Direction, pkt: &PacketBuf) -> Option<(u64, u64)> {
     use crate::state::KEY_INET6;
     let n = &pkt.pf_note6;
-    if pkt.meta.flags & mflags::PF_NOTE6 == 0 || n.src != pd.src.0 || n.dst != pd.dst.0 {
+    if pkt.meta.flags & mflags::PF_NOTE6 == 0 || n.src != pd.src.octets() || n.dst != pd.dst.octets() {
         return None;
     }
     let (sp, dp) = (pd.sport as u64, pd.dport as u64);

@@ -398,7 +398,12 @@ fn mirror_names(id: u32, a: u128) -> bool {
 /// The id of `a` while a state holds it, else `NO_ID`.
 #[inline(always)]
 pub fn lookup(a: PfAddr) -> u32 {
-    let a = a.u128();
+    lookup_value(a.u128())
+}
+
+/// `lookup` of an address given as its `pf_addr` value (`PfAddr::u128`).
+#[inline(always)]
+fn lookup_value(a: u128) -> u32 {
     let i = shard(a);
     match HEADS.0[i].probe(a) {
         Some(id) => id,
@@ -410,10 +415,13 @@ pub fn lookup(a: PfAddr) -> u32 {
 /// packets of a batch often share one side's address (a flow's packets,
 /// a host's flows), and the same address looked up again has the same id
 /// (as exact as the lookup: an id freed meanwhile goes to another
-/// address only after `REUSE_DELAY` others).
+/// address only after `REUSE_DELAY` others). The addresses are kept as
+/// the packet's header has them (network order), so that a packet read
+/// straight off its header (`eval::fast_udp6`) is compared without
+/// turning its addresses into `pf_addr` words first.
 #[derive(Default)]
 pub struct Memo {
-    addr: [u128; 2],
+    addr: [[u8; 16]; 2],
     id: [u32; 2],
 }
 
@@ -421,13 +429,18 @@ impl Memo {
     /// `lookup(a)`, `a` a packet's source (`side` 0) or destination (1).
     #[inline(always)]
     pub fn lookup(&mut self, side: usize, a: PfAddr) -> u32 {
+        self.lookup_octets(side, &a.octets())
+    }
+
+    /// `lookup` of an address as the header has it (`PfAddr::octets`).
+    #[inline(always)]
+    pub fn lookup_octets(&mut self, side: usize, a: &[u8; 16]) -> u32 {
         let side = side & 1;
-        let a128 = a.u128();
-        if self.addr[side] == a128 && self.id[side] != NO_ID {
+        if self.addr[side] == *a && self.id[side] != NO_ID {
             return self.id[side];
         }
-        let id = lookup(a);
-        (self.addr[side], self.id[side]) = (a128, id);
+        let id = lookup_value(u128::from_be_bytes(*a));
+        (self.addr[side], self.id[side]) = (*a, id);
         id
     }
 }
@@ -566,7 +579,8 @@ mod tests {
 
     /// A memo answers as `lookup` for each side: the last id of that
     /// side's address, a lookup for another address, and no id kept for
-    /// an address without one.
+    /// an address without one; an address given as its header's bytes
+    /// has the same id as given as `pf_addr` words.
     #[test]
     fn a_memo_answers_as_a_lookup_for_each_side() {
         let a = PfAddr::from_v6("2001:db8:fffd::1".parse().unwrap());
@@ -578,6 +592,15 @@ mod tests {
         assert_eq!((m.lookup(0, a), m.lookup(1, b)), (ia, ib));
         assert_eq!((m.lookup(0, a), m.lookup(1, b)), (ia, ib));
         assert_eq!((m.lookup(0, b), m.lookup(1, a)), (ib, ia));
+        // An address as its header has it: the same ids, looked up or
+        // from the memo, whichever way the memo learnt it.
+        let (oa, ob) = (a.octets(), b.octets());
+        let mut o = Memo::default();
+        for _ in 0..2 {
+            assert_eq!((o.lookup_octets(0, &oa), o.lookup_octets(1, &ob)), (ia, ib));
+        }
+        assert_eq!((o.lookup(0, a), o.lookup(1, b)), (ia, ib));
+        assert_eq!((m.lookup_octets(0, &ob), m.lookup_octets(1, &oa)), (ib, ia));
         release(ia);
         release(ib);
         assert_eq!((m.lookup(1, b), m.lookup(0, a)), (NO_ID, NO_ID));
