@@ -104,7 +104,12 @@ fn multi_queue_fallback_and_creation() {
         }
         assert!(!ifinfo::exists("snio-new"), "non-persistent TAP removed on close");
         // Persistent: survives close, loses carrier.
-        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true, uring: true }).unwrap();
+        let q = TapQueue::open_all(
+            "snio-per",
+            1,
+            &TapOptions { persist: true, bring_up: true, uring: true, offload: false },
+        )
+        .unwrap();
         assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
         drop(q);
         assert!(ifinfo::exists("snio-per"));
