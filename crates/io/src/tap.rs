@@ -692,3 +692,128 @@ impl LinkQueue for TapQueue {
         Some(self.reader.as_ref().map_or(self.fd.as_raw_fd(), |r| r.ring_fd()))
     }
 }
+
+#[cfg(test)]
+mod vnet_tests {
+    use super::*;
+    use crate::vnet::{F_NEEDS_CSUM, GSO_TCPV4};
+    use softnet_core::packet::DEFAULT_BUF_SIZE;
+
+    /// An Ethernet + IPv4 + TCP frame, `len` payload bytes, its TCP
+    /// checksum correct.
+    fn frame(len: usize) -> Vec<u8> {
+        let (s, d) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut f = vec![0u8; 14 + 40 + len];
+        f[12] = 0x08;
+        softnet_wire::ipv4::Ipv4Repr {
+            src: s,
+            dst: d,
+            protocol: softnet_wire::ipv4::IpProtocol::TCP,
+            ttl: 64,
+            tos: 0,
+            ident: 1,
+            dont_frag: true,
+            payload_len: 20 + len,
+        }
+        .emit(&mut f[14..34]);
+        f[34..36].copy_from_slice(&80u16.to_be_bytes());
+        f[46] = 0x50;
+        f[47] = 0x18;
+        for (i, b) in f[54..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        softnet_wire::tcp::TcpPacket::new_unchecked(&mut f[34..]).fill_checksum(s, d);
+        f
+    }
+
+    fn read(h: VnetHdr, f: &[u8], stats: &LinkStats, pool: &mut PacketPool) -> Vec<PacketBuf> {
+        let mut b = [0u8; VNET_HDR_LEN];
+        h.encode(&mut b);
+        let mut p = pool.alloc().unwrap();
+        p.set_len(VNET_HDR_LEN + f.len()).unwrap();
+        p.data_mut()[..VNET_HDR_LEN].copy_from_slice(&b);
+        p.data_mut()[VNET_HDR_LEN..].copy_from_slice(f);
+        let mut out = Vec::new();
+        let n = vnet_rx(stats, pool, p, &mut out);
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn reads_take_the_header_off_complete_checksums_cut_trains_and_count_bad_ones() {
+        let stats = LinkStats::default();
+        let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+        let good = frame(1000);
+        // Plain: the frame as it was.
+        let out = read(VnetHdr::PLAIN, &good, &stats, &mut pool);
+        assert_eq!(out[0].data(), &good[..]);
+        // NEEDS_CSUM: the field holds the pseudo-header sum; completed.
+        let mut partial = good.clone();
+        crate::vnet::partial_tcp4(&mut partial).unwrap();
+        let h = VnetHdr { flags: F_NEEDS_CSUM, csum_start: 34, csum_offset: 16, ..VnetHdr::PLAIN };
+        let out = read(h, &partial, &stats, &mut pool);
+        assert_eq!(out[0].data(), &good[..]);
+        assert_eq!(stats.snapshot().rx_csum_completed, 1);
+        // A train of 1,000 bytes at gso size 300: four segments.
+        let h = VnetHdr::tcp4_train(34, 20, 300);
+        let out = read(h, &partial, &stats, &mut pool);
+        assert_eq!(out.iter().map(|p| p.len() - 54).collect::<Vec<_>>(), [300, 300, 300, 100]);
+        let mut payload = Vec::new();
+        for p in &out {
+            let ip = softnet_wire::ipv4::Ipv4Packet::new_checked(&p.data()[14..]).unwrap();
+            let t = softnet_wire::tcp::TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.verify_checksum(ip.src(), ip.dst()));
+            payload.extend_from_slice(t.payload());
+        }
+        assert_eq!(payload, good[54..]);
+        assert_eq!(stats.snapshot().rx_gso_cut, 1);
+        // Bad headers: dropped, counted, their buffers back in the pool.
+        let before = pool.available();
+        let bad = [
+            VnetHdr { gso_type: 9, ..h },
+            VnetHdr { gso_size: 0, ..h },
+            VnetHdr { hdr_len: 5000, ..h },
+            VnetHdr { csum_start: 1100, ..h },
+            VnetHdr { csum_offset: 2000, flags: F_NEEDS_CSUM, ..VnetHdr::PLAIN },
+            // A TCPV4 train whose frame is not IPv4.
+            VnetHdr { gso_type: crate::vnet::GSO_TCPV6, ..h },
+        ];
+        for b in bad {
+            assert!(read(b, &partial, &stats, &mut pool).is_empty(), "{b:?}");
+        }
+        assert_eq!(stats.snapshot().rx_vnet_bad, bad.len() as u64);
+        assert_eq!(pool.available(), before);
+        assert_eq!(stats.rx_losses().errors, bad.len() as u64, "netstat -i's Ifail has them");
+        // Shorter than the header.
+        let mut p = pool.alloc().unwrap();
+        p.set_len(4).unwrap();
+        assert_eq!(vnet_rx(&stats, &mut pool, p, &mut Vec::new()), 0);
+        assert_eq!(stats.snapshot().rx_vnet_bad, bad.len() as u64 + 1);
+    }
+
+    #[test]
+    fn writes_get_the_plain_header_or_a_tcp4_train_one() {
+        let good = frame(3000);
+        let mut p = PacketBuf::from_slice(&good);
+        assert_eq!(vnet_tx(&mut p), Some(false));
+        assert_eq!(&p.data()[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
+        assert_eq!(&p.data()[VNET_HDR_LEN..], &good[..]);
+        let mut p = PacketBuf::from_slice(&good);
+        p.meta.flags |= mflags::TSO;
+        p.meta.pf_frag_max = 1448;
+        assert_eq!(vnet_tx(&mut p), Some(true));
+        let h = VnetHdr::decode(p.data()).unwrap();
+        assert_eq!(h, VnetHdr::tcp4_train(34, 20, 1448));
+        assert_eq!(h.gso_type, GSO_TCPV4);
+        // The checksum field is the pseudo-header sum: completing it gives
+        // the full checksum back.
+        let mut f = p.data()[VNET_HDR_LEN..].to_vec();
+        crate::vnet::complete_csum(&mut f, &h);
+        assert_eq!(f, good);
+        // No headroom: left alone, for writev.
+        let mut p = PacketBuf::from_slice(&good);
+        let room = p.headroom();
+        p.push_front(room).unwrap();
+        assert_eq!(vnet_tx(&mut p), None);
+    }
+}
