@@ -30,7 +30,8 @@ pub struct LinkStats {
     pub rx_errors: AtomicU64,
     /// Frames whose virtio-net header was bad (`vnet::VnetError`: an
     /// unknown gso_type, gso_size 0, hdr_len or checksum offsets outside
-    /// the frame), or a segmentation frame that could not be cut: dropped.
+    /// the frame), or a segmentation frame that could not be cut: dropped,
+    /// and counted in `rx_errors` too (netstat -i's Ifail).
     pub rx_vnet_bad: AtomicU64,
     /// Segmentation frames read and cut into segments in software.
     pub rx_gso_cut: AtomicU64,
@@ -75,7 +76,7 @@ impl LinkStats {
     pub fn rx_losses(&self) -> softnet_core::link::RxLosses {
         let c = self.snapshot();
         softnet_core::link::RxLosses {
-            errors: c.rx_oversize + c.rx_truncated + c.rx_errors + c.rx_vnet_bad,
+            errors: c.rx_oversize + c.rx_truncated + c.rx_errors,
             dropped: c.rx_nobuf + c.rx_kernel_drops,
         }
     }

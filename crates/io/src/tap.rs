@@ -525,6 +525,7 @@ pub fn vnet_rx(stats: &LinkStats, pool: &mut PacketPool, mut p: PacketBuf, out: 
         Ok(h) => h,
         Err(e) => {
             bump(&stats.rx_vnet_bad, 1);
+            bump(&stats.rx_errors, 1);
             tracing::debug!("TAP read: {e}: dropped");
             pool.free(p);
             return 0;
@@ -554,6 +555,7 @@ pub fn vnet_rx(stats: &LinkStats, pool: &mut PacketPool, mut p: PacketBuf, out: 
             Err(softnet_core::gso::GsoError::NoBuffer) => bump(&stats.rx_nobuf, 1),
             Err(e) => {
                 bump(&stats.rx_vnet_bad, 1);
+                bump(&stats.rx_errors, 1);
                 tracing::debug!("TAP read: segmentation frame not cut ({e:?}): dropped");
             }
         }
