@@ -48,6 +48,7 @@ usage: bench/tcp_vs.py [-n RUNS] [-b BYTES] [--conns N] [--idle N] [--modes "M .
        (--conns 0 / --idle 0 skip those rows; --pkt-ring sets the sn-pkt
        interface's `rx_ring` and `rx_ring_mib`, else the binary's default)
 env:   BENCH_BIN (target/release/examples/benchmark), BENCH_NS (names' prefix, "tvs"),
+       BENCH_TAP_OFFLOAD=1 (softnet's TAP with `offload = true`),
        SMOLTCP_BENCH (/work/smoltcp-build/smoltcp/target/release/examples/benchmark)
 """
 
@@ -180,6 +181,9 @@ class Server:
             cfg = os.path.join(logdir, f"{mode}.toml")
             if mode == "softnet":
                 iface = f'name = "{TAP[mode]}"\ndriver = "tap"\nmac = "02:00:00:00:00:01"\n'
+                if os.environ.get("BENCH_TAP_OFFLOAD") == "1":
+                    # The TAP with the virtio-net header: TCP super-segments.
+                    iface += "offload = true\n"
             else:
                 iface = f'name = "{VETH[mode][1]}"\ndriver = "{VETH[mode][2]}"\n'
                 if mode == "sn-pkt" and pkt_ring:

@@ -253,6 +253,9 @@ pub struct Interface {
     name: String,
     mac: MacAddr,
     mtu: AtomicU32,
+    /// Segmentation offload: the longest TCP/IPv4 super-segment its links
+    /// take (`LinkQueue::tso_max` of its first queue), 0 for none.
+    tso_max: u32,
     flags: AtomicU32,
     detaching: AtomicBool,
     link_state: AtomicU32,
@@ -295,6 +298,11 @@ impl Interface {
     }
     pub fn set_mtu(&self, mtu: u32) {
         self.mtu.store(mtu, Ordering::Relaxed)
+    }
+    /// The longest TCP/IPv4 super-segment (IP total length) the interface
+    /// sends whole, its device cutting it (TSO); 0: none.
+    pub fn tso_max(&self) -> u32 {
+        self.tso_max
     }
     pub fn flags(&self) -> u32 {
         self.flags.load(Ordering::Relaxed)
@@ -599,6 +607,7 @@ impl InterfaceTable {
             name,
             mac: cfg.mac,
             mtu: AtomicU32::new(cfg.mtu),
+            tso_max: cfg.queues.first().map_or(0, |q| q.tso_max()),
             flags: AtomicU32::new(if_flags::BROADCAST | if_flags::MULTICAST),
             detaching: AtomicBool::new(false),
             link_state: AtomicU32::new(0),

@@ -13,6 +13,7 @@ pub mod arp;
 pub mod ether;
 pub mod filter;
 pub mod gen;
+pub mod gso;
 mod hold;
 pub mod host;
 pub mod hostif;

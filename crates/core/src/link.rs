@@ -19,6 +19,22 @@ pub trait LinkQueue: Send {
     /// (the caller counts them as output errors).
     fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize;
 
+    /// `send` for frames some of which may be in `large` buffers (TCP
+    /// super-segments, `mflags::TSO`, staged only for a link whose
+    /// `tso_max` is not 0): those go back to `large`. A link without
+    /// segmentation offload never gets one.
+    fn send_mixed(&mut self, pool: &mut PacketPool, large: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        let _ = large;
+        self.send(pool, frames)
+    }
+
+    /// The longest IPv4 packet of a TCP super-segment the link takes and
+    /// has cut into segments (segmentation offload: a TAP with the
+    /// virtio-net header); 0 (the default) for none.
+    fn tso_max(&self) -> u32 {
+        0
+    }
+
     /// Frames the link itself lost on receive, which the stack never saw:
     /// `errors` (too long for a buffer, truncated, read errors) and
     /// `dropped` (no buffer, or the kernel's ring overflowed). Added to the

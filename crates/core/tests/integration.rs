@@ -40,6 +40,8 @@ mod sock;
 mod sock_conn;
 #[path = "sock_scale.rs"]
 mod sock_scale;
+#[path = "tcp_tso.rs"]
+mod tcp_tso;
 
 #[path = "../../../tests/rust/every_test_file.rs"]
 mod every_test_file;

@@ -45,7 +45,8 @@ pub fn open_host_tap(dev: &str, queues: usize, mac: [u8; 6], mtu: u32) -> Result
     // (io_uring), so the host's reader is woken once a batch, not once a
     // frame (crate::uring); what the host sends is read through a ring
     // (crate::uring_rx).
-    let queues = TapQueue::open_all(dev, queues, &TapOptions { persist: false, bring_up: false, uring: true })?;
+    let queues =
+        TapQueue::open_all(dev, queues, &TapOptions { persist: false, bring_up: false, uring: true, offload: false })?;
     let batched = queues.iter().all(|q| q.writes_batched());
     let carrier = queues[0].carrier_handle()?;
     carrier.set(false)?;

@@ -29,6 +29,7 @@ mod sys;
 pub mod tap;
 mod uring;
 mod uring_rx;
+pub mod vnet;
 pub mod xdp;
 
 pub use hostif::{open_host_tap, HostTap};

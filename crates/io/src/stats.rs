@@ -32,6 +32,13 @@ pub struct LinkStats {
     pub rx_csum_partial: AtomicU64,
     /// Read errors other than "nothing to read".
     pub rx_errors: AtomicU64,
+    /// Frames whose virtio-net header was bad (`vnet::VnetError`: an
+    /// unknown gso_type, gso_size 0, hdr_len or checksum offsets outside
+    /// the frame), or a segmentation frame that could not be cut: dropped,
+    /// and counted in `rx_errors` too (netstat -i's Ifail).
+    pub rx_vnet_bad: AtomicU64,
+    /// Segmentation frames read and cut into segments in software.
+    pub rx_gso_cut: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     /// Frames too long for the link (TX ring slot or device): dropped.
@@ -40,6 +47,9 @@ pub struct LinkStats {
     pub tx_busy: AtomicU64,
     /// Failed writes/sends and frames the kernel rejected.
     pub tx_errors: AtomicU64,
+    /// TCP super-frames written whole (counted in `tx_frames` too), for
+    /// the device to cut (segmentation offload).
+    pub tx_gso_frames: AtomicU64,
 }
 
 /// A plain copy of a queue's counters.
@@ -55,11 +65,14 @@ pub struct LinkCounters {
     pub rx_csum_completed: u64,
     pub rx_csum_partial: u64,
     pub rx_errors: u64,
+    pub rx_vnet_bad: u64,
+    pub rx_gso_cut: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub tx_oversize: u64,
     pub tx_busy: u64,
     pub tx_errors: u64,
+    pub tx_gso_frames: u64,
 }
 
 impl LinkStats {
@@ -85,11 +98,14 @@ impl LinkStats {
             rx_csum_completed: self.rx_csum_completed.load(Relaxed),
             rx_csum_partial: self.rx_csum_partial.load(Relaxed),
             rx_errors: self.rx_errors.load(Relaxed),
+            rx_vnet_bad: self.rx_vnet_bad.load(Relaxed),
+            rx_gso_cut: self.rx_gso_cut.load(Relaxed),
             tx_frames: self.tx_frames.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             tx_oversize: self.tx_oversize.load(Relaxed),
             tx_busy: self.tx_busy.load(Relaxed),
             tx_errors: self.tx_errors.load(Relaxed),
+            tx_gso_frames: self.tx_gso_frames.load(Relaxed),
         }
     }
 }
@@ -106,11 +122,14 @@ impl std::ops::AddAssign for LinkCounters {
         self.rx_csum_completed += o.rx_csum_completed;
         self.rx_csum_partial += o.rx_csum_partial;
         self.rx_errors += o.rx_errors;
+        self.rx_vnet_bad += o.rx_vnet_bad;
+        self.rx_gso_cut += o.rx_gso_cut;
         self.tx_frames += o.tx_frames;
         self.tx_bytes += o.tx_bytes;
         self.tx_oversize += o.tx_oversize;
         self.tx_busy += o.tx_busy;
         self.tx_errors += o.tx_errors;
+        self.tx_gso_frames += o.tx_gso_frames;
     }
 }
 

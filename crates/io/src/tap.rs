@@ -6,14 +6,28 @@
 //! hash). An existing persistent TAP is attached to; a missing one is created
 //! (and removed when the last queue closes unless `persist`).
 //!
-//! Offloads: none are negotiated (no `IFF_VNET_HDR`, no `TUNSETOFFLOAD`).
-//! The kernel then treats the TAP as a device without TSO/GSO or checksum
-//! offload, so it segments and checksums everything before handing it over:
-//! each read is one MTU-sized, fully checksummed frame, which is what a
-//! router forwards. The price is that the host side pays for segmentation;
-//! a router that does not reassemble or segment would gain nothing from
-//! super-frames anyway. A frame longer than a pool buffer (the TAP's MTU was
-//! raised) is counted in `rx_oversize` and dropped.
+//! Offloads: by default none are negotiated (no `IFF_VNET_HDR`, no
+//! `TUNSETOFFLOAD`). The kernel then treats the TAP as a device without
+//! TSO/GSO or checksum offload, so it segments and checksums everything
+//! before handing it over: each read is one MTU-sized, fully checksummed
+//! frame, which is what a router forwards. A frame longer than a pool
+//! buffer (the TAP's MTU was raised) is counted in `rx_oversize` and
+//! dropped.
+//!
+//! `TapOptions::offload` (the configuration's `offload = true`) opens the
+//! queues with `IFF_VNET_HDR`: every frame read and written carries a
+//! virtio-net header (`crate::vnet`). Writes may then be TCP/IPv4
+//! super-segments (`mflags::TSO`, up to 64 KB: `LinkQueue::tso_max`) with
+//! `VIRTIO_NET_HDR_GSO_TCPV4` and `NEEDS_CSUM`, which the kernel takes as
+//! one skb (a local receiver's TCP takes it whole, as a GRO'd packet,
+//! without computing a checksum; a forwarding kernel cuts it); the
+//! per-skb work of the tun driver and the receiver is paid once per
+//! super-segment instead of once per 1,514-byte frame. Reads still ask
+//! for nothing (`TUNSETOFFLOAD` 0: the kernel segments and checksums what
+//! it sends softnet), and are checked all the same: a bad header is a
+//! counted drop (`rx_vnet_bad`), a `NEEDS_CSUM` frame gets its checksum
+//! completed, a segmentation frame that fits a buffer is cut in software
+//! (`rx_gso_cut`; one that does not is `rx_oversize`).
 //!
 //! Batching: the tun driver has no batched read or write for user space
 //! (its `sendmsg` batching is vhost-only). Where the kernel has io_uring
@@ -29,15 +43,21 @@ use crate::stats::LinkStats;
 use crate::sys::{bump, errno, ifreq_ioctl, IfReq};
 use crate::uring::UringWriter;
 use crate::uring_rx::{Read, UringReader};
+use crate::vnet::{VnetHdr, VNET_HDR_LEN};
 use crate::{ifinfo, IoError};
 use softnet_core::link::LinkQueue;
-use softnet_core::packet::{PacketBuf, PacketPool};
+use softnet_core::packet::{mflags, PacketBuf, PacketPool};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
 const IFF_MULTI_QUEUE: i16 = 0x0100;
+const IFF_VNET_HDR: i16 = 0x4000;
+const TUNSETOFFLOAD: libc::Ioctl = libc::TUNSETOFFLOAD as libc::Ioctl;
+/// The longest IPv4 packet a TCP super-segment written to an offload TAP
+/// may be (its IP total length field).
+pub const TAP_TSO_MAX: u32 = 65535;
 const TUNSETIFF: libc::Ioctl = libc::TUNSETIFF as libc::Ioctl;
 const TUNSETPERSIST: libc::Ioctl = libc::TUNSETPERSIST as libc::Ioctl;
 /// The tun driver's queue limit (`MAX_TAP_QUEUES`).
@@ -55,11 +75,14 @@ pub struct TapOptions {
     /// need Linux 6.7's multishot read): [`TapQueue::ring_reads`] and
     /// [`TapQueue::batch_writes`]. Off: `readv(2)` and `write(2)`.
     pub uring: bool,
+    /// Open with `IFF_VNET_HDR` and write TCP super-segments whole
+    /// (segmentation offload; see the module's text). Off by default.
+    pub offload: bool,
 }
 
 impl Default for TapOptions {
     fn default() -> Self {
-        TapOptions { persist: false, bring_up: true, uring: true }
+        TapOptions { persist: false, bring_up: true, uring: true, offload: false }
     }
 }
 
@@ -79,6 +102,8 @@ pub struct TapQueue {
     /// the first `recv` knows the pool's buffer size.
     want_ring_reads: bool,
     reader: Option<UringReader>,
+    /// Opened with `IFF_VNET_HDR`: a virtio-net header before every frame.
+    vnet: bool,
 }
 
 /// Opens `queues` queues of TAP `dev`, boxed for the stack. See
@@ -88,6 +113,19 @@ pub fn open_tap(dev: &str, queues: usize, opts: &TapOptions) -> Result<Vec<Box<d
 }
 
 fn open_one(dev: &str, flags: i16) -> Result<OwnedFd, IoError> {
+    let fd = open_flags(dev, flags)?;
+    if flags & IFF_VNET_HDR != 0 {
+        // Nothing asked of the kernel for what it sends us (no TUN_F_*):
+        // it segments and checksums before the TAP, as without the header.
+        // SAFETY: ioctl with an integer argument on our tun fd.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, 0 as libc::c_ulong) } < 0 {
+            return Err(IoError::last(dev, "TUNSETOFFLOAD"));
+        }
+    }
+    Ok(fd)
+}
+
+fn open_flags(dev: &str, flags: i16) -> Result<OwnedFd, IoError> {
     let mut ifr = IfReq::new(dev)?;
     // SAFETY: open(2) on a NUL-terminated path; the fd is owned at once.
     let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -111,7 +149,7 @@ impl TapQueue {
             return Err(IoError::invalid(dev, format!("TAP queue count {queues} not in 1..={MAX_TAP_QUEUES}")));
         }
         let existed = ifinfo::exists(dev);
-        let base = IFF_TAP | IFF_NO_PI;
+        let base = IFF_TAP | IFF_NO_PI | if opts.offload { IFF_VNET_HDR } else { 0 };
         let mut mq = queues > 1;
         let first = match open_one(dev, if mq { base | IFF_MULTI_QUEUE } else { base }) {
             Ok(fd) => fd,
@@ -160,6 +198,7 @@ impl TapQueue {
                 results: Vec::new(),
                 want_ring_reads: false,
                 reader: None,
+                vnet: opts.offload,
             })
             .collect();
         let mut rings = opts.uring;
@@ -170,9 +209,13 @@ impl TapQueue {
             }
         }
         tracing::info!(
-            "{dev}: TAP attached, {count} queue(s){}, {}; no offloads negotiated: the kernel hands over MTU-sized, checksummed frames",
+            "{dev}: TAP attached, {count} queue(s){}, {}; {}",
             if existed { "" } else { ", created" },
-            if rings { "reads and writes through io_uring" } else { "readv(2) and write(2)" }
+            if rings { "reads and writes through io_uring" } else { "readv(2) and write(2)" },
+            match opts.offload {
+                false => "no offloads negotiated: the kernel hands over MTU-sized, checksummed frames",
+                true => "virtio-net header (offload): TCP super-segments written whole, the kernel hands over MTU-sized, checksummed frames",
+            }
         );
         Ok(queues)
     }
@@ -263,6 +306,7 @@ impl TapQueue {
         }
         let reader = self.reader.as_mut()?;
         let stats = &self.stats;
+        let vnet = self.vnet;
         let mut n = 0;
         let r = reader.read_batch(max, |rd| match rd {
             Read::Frame(f) => {
@@ -278,6 +322,10 @@ impl TapQueue {
                 }
                 spare[..f.len()].copy_from_slice(f);
                 p.set_len(f.len()).expect("read fits the buffer");
+                if vnet {
+                    n += vnet_rx(stats, pool, p, out);
+                    return;
+                }
                 bump(&stats.rx_bytes, f.len() as u64);
                 out.push(p);
                 n += 1;
@@ -356,6 +404,173 @@ impl TapQueue {
     }
 }
 
+impl TapQueue {
+    /// `send` on a queue with the virtio-net header: each frame gets its
+    /// header in its headroom (`vnet_tx`; a frame without room for it is
+    /// written with the header in an iovec of its own), then the batch goes
+    /// out as without it. Large buffers go back to `large` (or are freed).
+    fn send_vnet(
+        &mut self,
+        pool: &mut PacketPool,
+        mut large: Option<&mut PacketPool>,
+        frames: &mut Vec<PacketBuf>,
+    ) -> usize {
+        let (mut sent, mut bytes) = (0usize, 0u64);
+        let mut gso = 0u64;
+        // Frames without headroom are written alone, the others batched.
+        let mut i = 0;
+        while i < frames.len() {
+            match vnet_tx(&mut frames[i]) {
+                Some(is_gso) => {
+                    gso += is_gso as u64;
+                    i += 1;
+                }
+                None => {
+                    let p = frames.remove(i);
+                    let mut h = [0u8; VNET_HDR_LEN];
+                    VnetHdr::PLAIN.encode(&mut h);
+                    if self.writev_one(&h, p.data()) {
+                        sent += 1;
+                        bytes += p.len() as u64;
+                    }
+                    give_back(pool, large.as_deref_mut(), p);
+                }
+            }
+        }
+        let n = frames.len();
+        if n >= 2 && self.uring.is_some() {
+            let (s, b) = self.send_batched(frames);
+            sent += s;
+            bytes += b - (s * VNET_HDR_LEN) as u64;
+        } else {
+            for p in frames.iter() {
+                if self.write_one(p.data()) {
+                    sent += 1;
+                    bytes += (p.len() - VNET_HDR_LEN) as u64;
+                }
+            }
+        }
+        for p in frames.drain(..) {
+            give_back(pool, large.as_deref_mut(), p);
+        }
+        bump(&self.stats.tx_frames, sent as u64);
+        bump(&self.stats.tx_bytes, bytes);
+        // Super-frames handed over (a failed one is in tx_errors too).
+        bump(&self.stats.tx_gso_frames, gso);
+        sent
+    }
+
+    /// One frame after a header of its own, by writev(2).
+    fn writev_one(&self, h: &[u8], d: &[u8]) -> bool {
+        let iov = [
+            libc::iovec { iov_base: h.as_ptr() as *mut libc::c_void, iov_len: h.len() },
+            libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() },
+        ];
+        // SAFETY: both iovecs point at live memory of the given lengths.
+        let r = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        self.account(r, if r < 0 { errno() } else { 0 }, h.len() + d.len())
+    }
+}
+
+/// A buffer back to the pool it came from: `large` for one of another size
+/// than `pool`'s, when there is one.
+fn give_back(pool: &mut PacketPool, large: Option<&mut PacketPool>, p: PacketBuf) {
+    match large {
+        Some(l) if p.capacity() != pool.buf_size() => l.free(p),
+        _ => pool.free(p),
+    }
+}
+
+/// Puts the virtio-net header in front of a frame to write: a TCP/IPv4
+/// super-segment (`mflags::TSO` with more payload than its MSS in
+/// `pf_frag_max`) gets `GSO_TCPV4` + `NEEDS_CSUM` and its checksum field
+/// the pseudo-header sum (`vnet::partial_tcp4`), any other frame the
+/// plain header. Returns whether it is a super-frame, or None when the
+/// frame has no headroom for the header (left as it was).
+pub fn vnet_tx(p: &mut PacketBuf) -> Option<bool> {
+    let mut h = VnetHdr::PLAIN;
+    let gso = p.meta.pf_frag_max as usize;
+    if p.meta.flags & mflags::TSO != 0 && gso != 0 {
+        if let Some((iph, tcph)) = crate::vnet::partial_tcp4(p.data_mut()) {
+            if p.len() - (ETH_HLEN + iph + tcph) > gso {
+                h = VnetHdr::tcp4_train(ETH_HLEN + iph, tcph, gso as u16);
+            } else {
+                // It fits one segment after all (a copy the stack made):
+                // the device completes its checksum.
+                h = VnetHdr {
+                    flags: crate::vnet::F_NEEDS_CSUM,
+                    csum_start: (ETH_HLEN + iph) as u16,
+                    csum_offset: 16,
+                    ..h
+                };
+            }
+        }
+    }
+    p.push_front(VNET_HDR_LEN).ok()?;
+    let b: &mut [u8; VNET_HDR_LEN] = (&mut p.data_mut()[..VNET_HDR_LEN]).try_into().expect("pushed");
+    h.encode(b);
+    Some(h.gso_type != crate::vnet::GSO_NONE)
+}
+
+const ETH_HLEN: usize = 14;
+
+/// A frame read with its virtio-net header at the front of `p`: the header
+/// checked against the frame (a bad one a counted drop), then taken off;
+/// a `NEEDS_CSUM` frame's checksum completed; a segmentation frame cut
+/// into segments (`gso::segment_tcp`, each with its checksum) from
+/// `pool`. Appends what it made to `out`; returns how many.
+pub fn vnet_rx(stats: &LinkStats, pool: &mut PacketPool, mut p: PacketBuf, out: &mut Vec<PacketBuf>) -> usize {
+    let frame = p.len().saturating_sub(VNET_HDR_LEN);
+    let h = match VnetHdr::decode(p.data()).and_then(|h| h.check(frame).map(|_| h)) {
+        Ok(h) => h,
+        Err(e) => {
+            bump(&stats.rx_vnet_bad, 1);
+            bump(&stats.rx_errors, 1);
+            tracing::debug!("TAP read: {e}: dropped");
+            pool.free(p);
+            return 0;
+        }
+    };
+    p.pull_front(VNET_HDR_LEN).expect("checked length");
+    if h.gso() != crate::vnet::GSO_NONE {
+        let et = p.data().get(12..14).map(|e| u16::from_be_bytes([e[0], e[1]]));
+        let want = if h.gso() == crate::vnet::GSO_TCPV4 { 0x0800 } else { 0x86dd };
+        let mut n = 0;
+        let r = match et == Some(want) {
+            true => softnet_core::gso::segment_tcp(
+                p.data(),
+                ETH_HLEN,
+                h.gso_size as usize,
+                || pool.alloc(),
+                |s| {
+                    bump(&stats.rx_bytes, s.len() as u64);
+                    out.push(s);
+                    n += 1;
+                },
+            ),
+            false => Err(softnet_core::gso::GsoError::NotTcp),
+        };
+        match r {
+            Ok(_) => bump(&stats.rx_gso_cut, 1),
+            Err(softnet_core::gso::GsoError::NoBuffer) => bump(&stats.rx_nobuf, 1),
+            Err(e) => {
+                bump(&stats.rx_vnet_bad, 1);
+                bump(&stats.rx_errors, 1);
+                tracing::debug!("TAP read: segmentation frame not cut ({e:?}): dropped");
+            }
+        }
+        pool.free(p);
+        return n;
+    }
+    if h.flags & crate::vnet::F_NEEDS_CSUM != 0 {
+        crate::vnet::complete_csum(p.data_mut(), &h);
+        bump(&stats.rx_csum_completed, 1);
+    }
+    bump(&stats.rx_bytes, p.len() as u64);
+    out.push(p);
+    1
+}
+
 /// Sets a TAP's carrier from outside its queues (see
 /// [`TapQueue::carrier_handle`]).
 pub struct TapCarrier {
@@ -420,6 +635,10 @@ impl LinkQueue for TapQueue {
                 continue;
             }
             p.set_len(len).expect("read fits the buffer");
+            if self.vnet {
+                n += vnet_rx(&self.stats, pool, p, out);
+                continue;
+            }
             bump(&self.stats.rx_bytes, len as u64);
             out.push(p);
             n += 1;
@@ -429,6 +648,9 @@ impl LinkQueue for TapQueue {
     }
 
     fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        if self.vnet {
+            return self.send_vnet(pool, None, frames);
+        }
         let mut sent = 0;
         let mut bytes = 0;
         if frames.len() >= 2 && self.uring.is_some() {
@@ -451,9 +673,149 @@ impl LinkQueue for TapQueue {
         sent
     }
 
+    fn send_mixed(&mut self, pool: &mut PacketPool, large: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+        if self.vnet {
+            return self.send_vnet(pool, Some(large), frames);
+        }
+        self.send(pool, frames)
+    }
+
+    fn tso_max(&self) -> u32 {
+        if self.vnet {
+            TAP_TSO_MAX
+        } else {
+            0
+        }
+    }
+
     fn poll_fd(&self) -> Option<i32> {
         // With reads in a ring, the TAP's data is the ring's to read: the
         // ring's descriptor is readable once a read completed.
         Some(self.reader.as_ref().map_or(self.fd.as_raw_fd(), |r| r.ring_fd()))
+    }
+}
+
+#[cfg(test)]
+mod vnet_tests {
+    use super::*;
+    use crate::vnet::{F_NEEDS_CSUM, GSO_TCPV4};
+    use softnet_core::packet::DEFAULT_BUF_SIZE;
+
+    /// An Ethernet + IPv4 + TCP frame, `len` payload bytes, its TCP
+    /// checksum correct.
+    fn frame(len: usize) -> Vec<u8> {
+        let (s, d) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut f = vec![0u8; 14 + 40 + len];
+        f[12] = 0x08;
+        softnet_wire::ipv4::Ipv4Repr {
+            src: s,
+            dst: d,
+            protocol: softnet_wire::ipv4::IpProtocol::TCP,
+            ttl: 64,
+            tos: 0,
+            ident: 1,
+            dont_frag: true,
+            payload_len: 20 + len,
+        }
+        .emit(&mut f[14..34]);
+        f[34..36].copy_from_slice(&80u16.to_be_bytes());
+        f[46] = 0x50;
+        f[47] = 0x18;
+        for (i, b) in f[54..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        softnet_wire::tcp::TcpPacket::new_unchecked(&mut f[34..]).fill_checksum(s, d);
+        f
+    }
+
+    fn read(h: VnetHdr, f: &[u8], stats: &LinkStats, pool: &mut PacketPool) -> Vec<PacketBuf> {
+        let mut b = [0u8; VNET_HDR_LEN];
+        h.encode(&mut b);
+        let mut p = pool.alloc().unwrap();
+        p.set_len(VNET_HDR_LEN + f.len()).unwrap();
+        p.data_mut()[..VNET_HDR_LEN].copy_from_slice(&b);
+        p.data_mut()[VNET_HDR_LEN..].copy_from_slice(f);
+        let mut out = Vec::new();
+        let n = vnet_rx(stats, pool, p, &mut out);
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn reads_take_the_header_off_complete_checksums_cut_trains_and_count_bad_ones() {
+        let stats = LinkStats::default();
+        let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+        let good = frame(1000);
+        // Plain: the frame as it was.
+        let out = read(VnetHdr::PLAIN, &good, &stats, &mut pool);
+        assert_eq!(out[0].data(), &good[..]);
+        // NEEDS_CSUM: the field holds the pseudo-header sum; completed.
+        let mut partial = good.clone();
+        crate::vnet::partial_tcp4(&mut partial).unwrap();
+        let h = VnetHdr { flags: F_NEEDS_CSUM, csum_start: 34, csum_offset: 16, ..VnetHdr::PLAIN };
+        let out = read(h, &partial, &stats, &mut pool);
+        assert_eq!(out[0].data(), &good[..]);
+        assert_eq!(stats.snapshot().rx_csum_completed, 1);
+        // A train of 1,000 bytes at gso size 300: four segments.
+        let h = VnetHdr::tcp4_train(34, 20, 300);
+        let out = read(h, &partial, &stats, &mut pool);
+        assert_eq!(out.iter().map(|p| p.len() - 54).collect::<Vec<_>>(), [300, 300, 300, 100]);
+        let mut payload = Vec::new();
+        for p in &out {
+            let ip = softnet_wire::ipv4::Ipv4Packet::new_checked(&p.data()[14..]).unwrap();
+            let t = softnet_wire::tcp::TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.verify_checksum(ip.src(), ip.dst()));
+            payload.extend_from_slice(t.payload());
+        }
+        assert_eq!(payload, good[54..]);
+        assert_eq!(stats.snapshot().rx_gso_cut, 1);
+        // Bad headers: dropped, counted, their buffers back in the pool.
+        let before = pool.available();
+        let bad = [
+            VnetHdr { gso_type: 9, ..h },
+            VnetHdr { gso_size: 0, ..h },
+            VnetHdr { hdr_len: 5000, ..h },
+            VnetHdr { csum_start: 1100, ..h },
+            VnetHdr { csum_offset: 2000, flags: F_NEEDS_CSUM, ..VnetHdr::PLAIN },
+            // A TCPV4 train whose frame is not IPv4.
+            VnetHdr { gso_type: crate::vnet::GSO_TCPV6, ..h },
+        ];
+        for b in bad {
+            assert!(read(b, &partial, &stats, &mut pool).is_empty(), "{b:?}");
+        }
+        assert_eq!(stats.snapshot().rx_vnet_bad, bad.len() as u64);
+        assert_eq!(pool.available(), before);
+        assert_eq!(stats.rx_losses().errors, bad.len() as u64, "netstat -i's Ifail has them");
+        // Shorter than the header.
+        let mut p = pool.alloc().unwrap();
+        p.set_len(4).unwrap();
+        assert_eq!(vnet_rx(&stats, &mut pool, p, &mut Vec::new()), 0);
+        assert_eq!(stats.snapshot().rx_vnet_bad, bad.len() as u64 + 1);
+    }
+
+    #[test]
+    fn writes_get_the_plain_header_or_a_tcp4_train_one() {
+        let good = frame(3000);
+        let mut p = PacketBuf::from_slice(&good);
+        assert_eq!(vnet_tx(&mut p), Some(false));
+        assert_eq!(&p.data()[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
+        assert_eq!(&p.data()[VNET_HDR_LEN..], &good[..]);
+        let mut p = PacketBuf::from_slice(&good);
+        p.meta.flags |= mflags::TSO;
+        p.meta.pf_frag_max = 1448;
+        assert_eq!(vnet_tx(&mut p), Some(true));
+        let h = VnetHdr::decode(p.data()).unwrap();
+        assert_eq!(h, VnetHdr::tcp4_train(34, 20, 1448));
+        assert_eq!(h.gso_type, GSO_TCPV4);
+        // The checksum field is the pseudo-header sum: completing it gives
+        // the full checksum back.
+        let mut f = p.data()[VNET_HDR_LEN..].to_vec();
+        crate::vnet::complete_csum(&mut f, &h);
+        assert_eq!(f, good);
+        // No headroom: left alone, for writev.
+        let mut p = PacketBuf::from_slice(&good);
+        let room = p.headroom();
+        p.push_front(room).unwrap();
+        assert_eq!(vnet_tx(&mut p), None);
     }
 }

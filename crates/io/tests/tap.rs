@@ -16,20 +16,33 @@ const KERNEL_IP: [u8; 4] = [10, 66, 0, 1];
 #[ignore = "needs root"]
 fn kernel_answers_arp_and_ping_through_tap() {
     // Reads through the ring (multishot read), writes of one frame by write(2).
-    kernel_answers_arp_and_ping(true);
+    kernel_answers_arp_and_ping(true, false);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn kernel_answers_arp_and_ping_through_an_offload_tap() {
+    // IFF_VNET_HDR: every frame read and written with its header.
+    kernel_answers_arp_and_ping(true, true);
+    kernel_answers_arp_and_ping(false, true);
 }
 
 #[test]
 #[ignore = "needs root"]
 fn kernel_answers_arp_and_ping_through_tap_without_io_uring() {
     // The path of a kernel without io_uring: readv(2) and write(2).
-    kernel_answers_arp_and_ping(false);
+    kernel_answers_arp_and_ping(false, false);
 }
 
-fn kernel_answers_arp_and_ping(uring: bool) {
+fn kernel_answers_arp_and_ping(uring: bool, offload: bool) {
     require_root();
-    let ns = Netns::new(if uring { "tap" } else { "tapnu" });
-    let opts = TapOptions { uring, ..TapOptions::default() };
+    let ns = Netns::new(match (uring, offload) {
+        (true, false) => "tap",
+        (false, false) => "tapnu",
+        (true, true) => "tapvh",
+        (false, true) => "tapvhnu",
+    });
+    let opts = TapOptions { uring, offload, ..TapOptions::default() };
     let mut qs = ns.run(|| TapQueue::open_all("snio-tap", 1, &opts).unwrap());
     assert_eq!(qs.len(), 1);
     ns.ip(&["addr", "add", "10.66.0.1/24", "dev", "snio-tap"]);
@@ -104,7 +117,12 @@ fn multi_queue_fallback_and_creation() {
         }
         assert!(!ifinfo::exists("snio-new"), "non-persistent TAP removed on close");
         // Persistent: survives close, loses carrier.
-        let q = TapQueue::open_all("snio-per", 1, &TapOptions { persist: true, bring_up: true, uring: true }).unwrap();
+        let q = TapQueue::open_all(
+            "snio-per",
+            1,
+            &TapOptions { persist: true, bring_up: true, uring: true, offload: false },
+        )
+        .unwrap();
         assert_eq!(ifinfo::link_state("snio-per").unwrap(), LinkState::Up);
         drop(q);
         assert!(ifinfo::exists("snio-per"));

@@ -55,6 +55,7 @@ struct RawInterface {
     xdp_mode: Option<Spanned<String>>,
     rx_ring: Option<Spanned<String>>,
     rx_ring_mib: Option<Spanned<i64>>,
+    offload: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -116,6 +117,10 @@ pub struct InterfaceConf {
     pub xdp_generic: bool,
     /// `rx_ring`, `rx_ring_mib` (driver "packet" only; `config_ring.rs`).
     pub rx_ring: crate::config_ring::RxRingConf,
+    /// `offload = true` (driver "tap" only): the TAP opened with the
+    /// virtio-net header, TCP sent in super-segments the kernel cuts
+    /// (segmentation offload; softnet_io::tap). Off by default.
+    pub offload: bool,
     /// Line of the `[[interface]]` entry, for errors found after parsing.
     pub line: usize,
 }
@@ -612,6 +617,13 @@ impl Config {
                 },
             };
             let rx_ring = crate::config_ring::rx_ring_conf(&cx, &name, driver, &i.rx_ring, &i.rx_ring_mib)?;
+            let offload = match &i.offload {
+                None => false,
+                Some(o) if driver != Driver::Tap => {
+                    return cx.err(o.span(), format!("interface {name:?}: offload is for driver \"tap\" only"))
+                }
+                Some(o) => *o.get_ref(),
+            };
             let ic = InterfaceConf {
                 name,
                 driver,
@@ -625,6 +637,7 @@ impl Config {
                 host,
                 xdp_generic,
                 rx_ring,
+                offload,
                 line,
             };
             if driver == Driver::Loopback {
@@ -888,6 +901,22 @@ interface = "sn-r1"
         assert_eq!(six, ["fd00:1::1/64", "fe80::1/64"]);
         assert_eq!(c.interfaces[1].addrs6.len(), 2);
         assert!(c.interfaces[1].addrs.is_empty());
+    }
+
+    #[test]
+    fn offload_is_a_tap_key_and_a_bool() {
+        let c = parse("[[interface]]\nname = \"t\"\ndriver = \"tap\"\n").unwrap();
+        assert!(!c.interfaces[0].offload, "off by default");
+        let c = parse("[[interface]]\nname = \"t\"\ndriver = \"tap\"\noffload = true\n").unwrap();
+        assert!(c.interfaces[0].offload);
+        let c = parse("[[interface]]\nname = \"t\"\ndriver = \"tap\"\noffload = false\n").unwrap();
+        assert!(!c.interfaces[0].offload);
+        let e = parse("[[interface]]\nname = \"t\"\ndriver = \"tap\"\noffload = \"tso\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("bool"), "{e}");
+        let e = parse("[[interface]]\nname = \"t\"\ndriver = \"tap\"\noffload = 1\n").unwrap_err().to_string();
+        assert!(e.contains("line 4"), "{e}");
+        let e = parse("[[interface]]\nname = \"p\"\ndriver = \"packet\"\noffload = true\n").unwrap_err().to_string();
+        assert!(e.contains("line 4: interface \"p\": offload is for driver \"tap\" only"), "{e}");
     }
 
     #[test]

@@ -726,6 +726,7 @@ fn same_link(a: &InterfaceConf, b: &InterfaceConf) -> bool {
         && a.host == b.host
         && a.xdp_generic == b.xdp_generic
         && a.rx_ring == b.rx_ring
+        && a.offload == b.offload
 }
 
 impl ReloadPlan {

@@ -36,7 +36,9 @@ pub fn open(ic: &InterfaceConf, workers: usize) -> anyhow::Result<OpenedLink> {
         ),
         Driver::Loopback => bail!("interface {:?}: the loopback interface is the stack's own", ic.name),
         Driver::Tap => {
-            let q = softnet_io::open_tap(dev, workers.max(1), &softnet_io::TapOptions::default()).map_err(ctx)?;
+            // `offload = true`: the virtio-net header, TCP super-segments.
+            let o = softnet_io::TapOptions { offload: ic.offload, ..Default::default() };
+            let q = softnet_io::open_tap(dev, workers.max(1), &o).map_err(ctx)?;
             (q, tap_mac(dev))
         }
         Driver::Packet => {

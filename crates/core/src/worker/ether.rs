@@ -139,9 +139,10 @@ impl WorkerState {
         mut p: PacketBuf,
         rcvif: Option<&Arc<Interface>>,
     ) {
-        if p.capacity() != self.pool.buf_size() {
+        if p.capacity() != self.pool.buf_size() && !(p.meta.flags & mflags::TSO != 0 && ifp.tso_max() != 0) {
             // A reassembled datagram that fits the link: move it to a normal
-            // buffer so the large one returns to its pool.
+            // buffer so the large one returns to its pool. (A TCP
+            // super-segment for a device that cuts it stays whole.)
             let Some(mut q) = self.pool.alloc() else {
                 cx.stats.ip.odropped.inc();
                 return self.free(p);

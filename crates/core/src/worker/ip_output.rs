@@ -45,6 +45,15 @@ impl WorkerState {
             },
             _ => p,
         };
+        if p.meta.flags & mflags::TSO != 0 {
+            // A TCP super-segment pf out passed whole (its state's window
+            // covers all of it): whole to a device that cuts it, cut here
+            // for any other way out.
+            if p.meta.pf_route == RouteDecision::None && p.len() <= ifp.tso_max() as usize {
+                return self.ether_out(cx, ifp, next_hop, p, None);
+            }
+            return self.gso_out(cx, ifp, next_hop, p, mtu);
+        }
         let p = if p.meta.pf_route != RouteDecision::None {
             // route-to, reply-to, dup-to on the router's own packet.
             match self.pf_route_out(cx, None, p) {
@@ -58,6 +67,42 @@ impl WorkerState {
             return self.fragment(cx, ifp, next_hop, p, mtu, None);
         }
         self.ether_out(cx, ifp, next_hop, p, None);
+    }
+
+    /// A TCP super-segment that cannot leave whole (its interface has no
+    /// segmentation offload, or pf routes it elsewhere): cut into
+    /// segments of its MSS (`gso::segment_tcp`, each with its checksum),
+    /// each then on the way an ordinary segment takes after pf out (pf's
+    /// route-to, or the route's interface).
+    fn gso_out(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv4Addr, p: PacketBuf, mtu: usize) {
+        let mut meta = p.meta;
+        meta.flags &= !mflags::TSO;
+        let mss = std::mem::take(&mut meta.pf_frag_max) as usize;
+        let mut segs = std::mem::take(&mut self.gso_scratch);
+        let pool = &mut self.pool;
+        let r = crate::gso::segment_tcp(p.data(), 0, mss, || pool.alloc(), |s| segs.push(s));
+        self.free(p);
+        if r.is_err() {
+            // Buffers ran out (or, never from the engine, a bad header):
+            // what was cut goes, the rest is the engine's to send again.
+            cx.stats.ip.odropped.inc();
+        }
+        for mut s in segs.drain(..) {
+            s.meta = meta;
+            let s = match s.meta.pf_route {
+                RouteDecision::None => s,
+                _ => match self.pf_route_out(cx, None, s) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            if s.len() > mtu {
+                self.fragment(cx, ifp, next_hop, s, mtu, None);
+            } else {
+                self.ether_out(cx, ifp, next_hop, s, None);
+            }
+        }
+        self.gso_scratch = segs;
     }
 
     /// RFC 791 fragmentation (ip_fragment): the first fragment keeps all

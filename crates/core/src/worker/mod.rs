@@ -98,8 +98,11 @@ struct Ctx<'a> {
 struct WorkerState {
     id: usize,
     pool: PacketPool,
-    /// A few 64 KiB buffers for datagrams the filter reassembles.
+    /// A few 64 KiB buffers for datagrams the filter reassembles and for
+    /// TCP super-segments (`sockio`, TSO).
     large_pool: PacketPool,
+    /// The segments `ip_output::gso_out` cut from a super-segment.
+    gso_scratch: Vec<PacketBuf>,
     rx: Vec<PacketBuf>,
     /// Frames to send, per interface index.
     tx: Vec<Vec<PacketBuf>>,
@@ -177,6 +180,7 @@ impl Worker {
             id,
             pool: PacketPool::with_spill(cfg.pool_size, cfg.buf_size, stack.spill.clone()),
             large_pool: PacketPool::new(LARGE_POOL, LARGE_BUF_SIZE),
+            gso_scratch: Vec::with_capacity(64),
             rx: Vec::with_capacity(BATCH),
             tx: (0..64).map(|_| Vec::with_capacity(STAGE_MAX)).collect(),
             tx_pending: Vec::with_capacity(64),
@@ -339,14 +343,21 @@ impl WorkerState {
             // The interface went away while frames were staged.
             cx.stats.ip.odropped.add(frames.len() as u64);
             for p in frames.drain(..) {
-                self.pool.free(p);
+                match p.capacity() == self.pool.buf_size() {
+                    true => self.pool.free(p),
+                    false => self.large_pool.free(p),
+                }
             }
             return;
         };
         let st = ifp.stats.get(self.id);
         let n = frames.len();
         let bytes = priq_order(frames);
-        let sent = ifp.queue(self.id).lock().send(&mut self.pool, frames);
+        let sent = match ifp.tso_max() {
+            0 => ifp.queue(self.id).lock().send(&mut self.pool, frames),
+            // TCP super-segments in large buffers among them.
+            _ => ifp.queue(self.id).lock().send_mixed(&mut self.pool, &mut self.large_pool, frames),
+        };
         st.opackets.add(sent as u64);
         st.obytes.add(if sent == n { bytes as u64 } else { 0 });
         st.oerrors.add((n - sent) as u64);

@@ -16,6 +16,18 @@ use std::net::{IpAddr, SocketAddr};
 /// Pending sockets and due timers handled per round, at most.
 const SOCK_BUDGET: usize = 256;
 
+/// The longest TCP/IPv4 super-segment (IP total length) a connection to
+/// `dst` may send now: what the route's interface takes whole
+/// (`Interface::tso_max`), 0 for none (or no route: `ip_output` counts
+/// that). One route lookup per `tcp_emit`, not per segment.
+fn tso_limit(cx: &Ctx, dst: Ipv4Addr) -> u32 {
+    let Some(r) = cx.rt.lookup(dst) else { return 0 };
+    if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL) {
+        return 0;
+    }
+    cx.ifs.get_weak(r.ifp).map_or(0, |i| i.tso_max()).min(u16::MAX as u32)
+}
+
 impl WorkerState {
     /// tcp_input after the checksum: the segment in `p.data()[off..end]`
     /// to a connection, or a SYN to a listener. Returns the packet when no
@@ -203,13 +215,22 @@ impl WorkerState {
     }
 
     /// Writes every segment the connection has to send and sends each
-    /// through ip_output / ip6_output.
+    /// through ip_output / ip6_output. Toward an interface with
+    /// segmentation offload (`Interface::tso_max`), new data goes out in
+    /// super-segments of up to 64 KB (`Tcb::output_tso`, in the worker's
+    /// large buffers while it has some; `mflags::TSO`, cut at the MSS by
+    /// the device, or by `ip_output` on any other way out).
     pub(super) fn tcp_emit(&mut self, cx: &Ctx, conn: &TcpConn, inner: &mut ConnInner, now: softnet_tcp::Instant) {
         let socks = &cx.stack.socks;
         let mut env = SockEnv { now, isn: &socks.isn, local: conn.local, remote: conn.remote };
         let iph = if conn.local.is_ipv6() { IPV6_HEADER } else { IPV4_MIN_HEADER };
+        let mut tso = match conn.remote.ip() {
+            IpAddr::V4(d) if inner.tcb.tso_due() => tso_limit(cx, d),
+            _ => 0,
+        };
         loop {
-            let Some(mut r) = self.pool.alloc() else {
+            let large = if tso != 0 && inner.tcb.tso_due() { self.large_pool.alloc() } else { None };
+            let Some(mut r) = large.or_else(|| self.pool.alloc()) else {
                 cx.stats.ip.odropped.inc();
                 // The engine's retransmission timer sends it again.
                 break;
@@ -219,7 +240,12 @@ impl WorkerState {
                 self.free(r);
                 break;
             }
-            let Some(repr) = inner.tcb.output(&mut env, &mut r.data_mut()[iph..]) else {
+            // The payload a large buffer holds under 64 KB of IP packet.
+            let limit = match r.capacity() == self.pool.buf_size() {
+                true => 0,
+                false => (tso as usize).min(room - HEADER_LEN) - iph - softnet_wire::tcp::MAX_HEADER_LEN,
+            };
+            let Some(repr) = inner.tcb.output_tso(&mut env, &mut r.data_mut()[iph..], limit) else {
                 self.free(r);
                 break;
             };
@@ -227,6 +253,14 @@ impl WorkerState {
             if r.set_len(iph + seglen).is_err() {
                 self.free(r);
                 break;
+            }
+            if repr.payload_len > inner.tcb.mss() {
+                r.meta.flags |= mflags::TSO;
+                r.meta.pf_frag_max = inner.tcb.mss() as u16;
+            } else if limit != 0 {
+                // The window let out one segment only: no more large
+                // buffers for this pass.
+                tso = 0;
             }
             // pf out tries the connection's state first, without a hash
             // probe; what it found instead is the connection's from now on.
@@ -280,10 +314,15 @@ impl WorkerState {
                     dont_frag: proto == IpProtocol::TCP,
                     payload_len: len,
                 };
+                let tso = r.meta.flags & mflags::TSO != 0;
                 let b = r.data_mut();
                 ip.emit(&mut b[..IPV4_MIN_HEADER]);
                 let l4 = &mut b[IPV4_MIN_HEADER..IPV4_MIN_HEADER + len];
-                if proto == IpProtocol::TCP {
+                if tso {
+                    // Whoever cuts the super-segment computes the
+                    // checksums (the device: NEEDS_CSUM; `gso_out`: each
+                    // segment's); pf out's fixups on it are overwritten.
+                } else if proto == IpProtocol::TCP {
                     TcpPacket::new_unchecked(l4).fill_checksum(s, d);
                 } else {
                     softnet_wire::udp::UdpPacket::new_unchecked(l4).fill_checksum(s, d);

@@ -381,6 +381,19 @@ impl Tcb {
     pub fn cwnd(&self) -> u32 {
         self.cc.cwnd()
     }
+    /// Whether more than one MSS of new data could go out now (queued past
+    /// SND.NXT and inside both windows, outside recovery): what makes a
+    /// segmentation-offload buffer worth taking for [`Tcb::output_tso`].
+    pub fn tso_due(&self) -> bool {
+        if self.recovery.is_some() || !self.state.synchronized() {
+            return false;
+        }
+        let off = self.snd_nxt.since(self.data_start());
+        let avail = self.tx.len().saturating_sub(off);
+        let outstanding = self.snd_nxt.since(self.snd_una);
+        let wnd = (self.snd_wnd as usize).min(self.cc.cwnd() as usize);
+        avail > self.smss && wnd.saturating_sub(outstanding) > self.smss
+    }
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
     }

@@ -18,6 +18,19 @@ impl Tcb {
     /// checksum (it knows the addresses). `buf` must hold
     /// [`segment_buffer_len`] bytes.
     pub fn output(&mut self, env: &mut dyn Env, buf: &mut [u8]) -> Option<TcpRepr> {
+        self.output_tso(env, buf, 0)
+    }
+
+    /// [`Tcb::output`] for a device that segments (TSO): new data may go
+    /// out as one segment of up to `tso_max` payload bytes, which the
+    /// device cuts into segments of [`Tcb::mss`] (its gso size) with the
+    /// same header. Such a segment is a train of full-sized segments, with
+    /// a partial one at its end only when that one would go out now on its
+    /// own (Nagle, TCP_NOPUSH and SWS avoidance asked of the tail as of a
+    /// lone segment; Linux's tcp_mss_split_point). Retransmissions in
+    /// recovery stay one MSS. `tso_max` 0 (or below the MSS): `output`.
+    /// `buf` must hold `MAX_HEADER_LEN + tso_max` bytes.
+    pub fn output_tso(&mut self, env: &mut dyn Env, buf: &mut [u8], tso_max: usize) -> Option<TcpRepr> {
         let now = env.now();
         if let Some(r) = self.pending_rst.take() {
             return Some(self.emit_rst(*r, buf));
@@ -45,7 +58,7 @@ impl Tcb {
                 return Some(seg);
             }
         }
-        if let Some(seg) = self.data_output(now, buf) {
+        if let Some(seg) = self.data_output(now, buf, tso_max.max(self.smss)) {
             return Some(seg);
         }
         self.ack_if_due(now, buf)
@@ -94,7 +107,7 @@ impl Tcb {
         self.tx.len().saturating_sub(off)
     }
 
-    fn data_output(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpRepr> {
+    fn data_output(&mut self, now: Instant, buf: &mut [u8], seg_max: usize) -> Option<TcpRepr> {
         let start = self.data_start();
         let off = self.snd_nxt.since(start);
         let fin_seq = self.fin_seq();
@@ -113,7 +126,17 @@ impl Tcb {
         };
         let wnd = (self.snd_wnd as usize).min(cwnd);
         let usable = wnd.saturating_sub(outstanding);
-        let mut len = avail.min(usable).min(self.smss);
+        let mut len = avail.min(usable).min(seg_max);
+        if len > self.smss && len % self.smss != 0 {
+            // A TSO train: its partial tail goes with it only if it would
+            // go out alone after the full segments (all queued, no Nagle
+            // hold with those in flight, no TCP_NOPUSH), or the FIN joins it.
+            let fin_next = fin_seq.is_some_and(|f| self.snd_nxt + len == f);
+            let tail_now = len == avail && ((self.nodelay && !self.nopush) || fin_next);
+            if !tail_now {
+                len -= len % self.smss;
+            }
+        }
         let mut probe = false;
         if self.force_probe && avail > 0 {
             // The persist timer: one byte into a zero window, or what the
@@ -140,7 +163,7 @@ impl Tcb {
         let fin = fin_seq.is_some_and(|f| self.snd_nxt + len == f) && (len == avail);
         let send = if len == 0 {
             fin && avail == 0
-        } else if len == self.smss || probe || fin || self.snd_nxt.lt(self.snd_max) {
+        } else if len >= self.smss || probe || fin || self.snd_nxt.lt(self.snd_max) {
             // A full segment, a probe, the FIN, or a retransmission (which
             // SWS avoidance must not hold back: tcp_output's snd_nxt <
             // snd_max rule).

@@ -82,15 +82,41 @@ pub struct Seg {
 /// Everything `tcb` wants to send now, each parsed back through the wire
 /// crate (so what is emitted is what a peer would read).
 pub fn drain(tcb: &mut Tcb, env: &mut TestEnv) -> Vec<Seg> {
-    let mut buf = vec![0u8; segment_buffer_len(9000)];
+    drain_tso(tcb, env, 0)
+}
+
+/// `drain` through `Tcb::output_tso` with `tso_max` (0: `output`).
+pub fn drain_tso(tcb: &mut Tcb, env: &mut TestEnv, tso_max: usize) -> Vec<Seg> {
+    let mut buf = vec![0u8; segment_buffer_len(9000).max(softnet_wire::tcp::MAX_HEADER_LEN + tso_max)];
     let mut out = Vec::new();
-    while let Some(r) = tcb.output(env, &mut buf) {
+    while let Some(r) = tcb.output_tso(env, &mut buf, tso_max) {
         let bytes = &buf[..r.buffer_len()];
         let p = TcpPacket::new_checked(bytes).expect("engine emits a valid header");
         let repr = TcpRepr::parse(&p).expect("engine emits valid options");
         assert_eq!(repr.flags, r.flags);
         out.push(Seg { repr, payload: p.payload().to_vec() });
         assert!(out.len() < 100_000, "output never stops");
+    }
+    out
+}
+
+/// What a device with segmentation offload does to a TSO segment
+/// (tcp_gso_segment): its payload cut into `mss` pieces with the same
+/// header, each piece's sequence number advanced, PSH and FIN only on the
+/// last.
+pub fn gso_cut(seg: &Seg, mss: usize) -> Vec<Seg> {
+    use softnet_wire::tcp::TcpFlags;
+    let n = seg.payload.len().div_ceil(mss);
+    let mut out = Vec::with_capacity(n);
+    for (i, chunk) in seg.payload.chunks(mss).enumerate() {
+        let mut repr = seg.repr;
+        repr.seq = seg.repr.seq.wrapping_add((i * mss) as u32);
+        repr.payload_len = chunk.len();
+        if i + 1 < n {
+            repr.flags.remove(TcpFlags::PSH);
+            repr.flags.remove(TcpFlags::FIN);
+        }
+        out.push(Seg { repr, payload: chunk.to_vec() });
     }
     out
 }
@@ -158,6 +184,12 @@ pub struct World {
     a_data_segs: u64,
     free_at_a: Instant,
     free_at_b: Instant,
+    /// A's device segments (TSO): A sends through `output_tso` with this
+    /// limit and the link cuts what it emits with `gso_cut` (0: no TSO).
+    pub tso_a: usize,
+    /// A's segments longer than its MSS (cut by the link), and the largest.
+    pub tso_trains: u64,
+    pub tso_largest: usize,
 }
 
 impl World {
@@ -188,6 +220,9 @@ impl World {
             a_data_segs: 0,
             free_at_a: Instant::ZERO,
             free_at_b: Instant::ZERO,
+            tso_a: 0,
+            tso_trains: 0,
+            tso_largest: 0,
         }
     }
 
@@ -280,9 +315,7 @@ impl World {
     /// happens. Returns false when nothing is left to happen.
     pub fn step(&mut self) -> bool {
         self.apps();
-        for s in drain(&mut self.a, &mut self.ea) {
-            self.push(true, s);
-        }
+        self.drain_a();
         for s in drain(&mut self.b, &mut self.eb) {
             self.push(false, s);
         }
@@ -313,9 +346,7 @@ impl World {
                 }
             } else {
                 deliver(&mut self.a, &mut self.ea, &f.seg);
-                for s in drain(&mut self.a, &mut self.ea) {
-                    self.push(true, s);
-                }
+                self.drain_a();
             }
         }
         if self.a.poll_at().is_some_and(|t| t <= now) {
@@ -325,6 +356,26 @@ impl World {
             self.b.on_timer(&mut self.eb);
         }
         true
+    }
+
+    /// A's output onto the link, through its TSO device if it has one.
+    fn drain_a(&mut self) {
+        let mss = self.a.mss();
+        for s in drain_tso(&mut self.a, &mut self.ea, self.tso_a) {
+            if s.payload.len() <= mss {
+                self.push(true, s);
+                continue;
+            }
+            assert!(self.tso_a > 0 && s.payload.len() <= self.tso_a, "a train only when asked: {}", s.payload.len());
+            self.tso_trains += 1;
+            self.tso_largest = self.tso_largest.max(s.payload.len());
+            let pieces = gso_cut(&s, mss);
+            let last = pieces.len() - 1;
+            for (i, p) in pieces.into_iter().enumerate() {
+                assert!(i == last || p.payload.len() == mss, "a train is full segments but its tail");
+                self.push(true, p);
+            }
+        }
     }
 
     /// Runs until both ends are closed (or `limit` of virtual time passes).
