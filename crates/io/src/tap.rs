@@ -552,7 +552,7 @@ pub fn vnet_rx(stats: &LinkStats, pool: &mut PacketPool, mut p: PacketBuf, out: 
         };
         match r {
             Ok(_) => bump(&stats.rx_gso_cut, 1),
-            Err(softnet_core::gso::GsoError::NoBuffer) => bump(&stats.rx_nobuf, 1),
+            Err(softnet_core::gso::GsoError::NoBuffer) => bump(&stats.rx_nobuf_drops, 1),
             Err(e) => {
                 bump(&stats.rx_vnet_bad, 1);
                 bump(&stats.rx_errors, 1);
