@@ -59,7 +59,7 @@ fn route_len(routes: usize) -> u8 {
 
 pub(crate) type SinkCounters = Vec<Arc<softnet_core::percpu::CacheAligned<softnet_core::percpu::Counter>>>;
 
-fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, SinkCounters)> {
+pub(crate) fn build(case: BenchCase) -> anyhow::Result<(Arc<Stack>, SinkCounters)> {
     // Frames from A to each flow's destination, via the router's r0 MAC.
     let (_, a_port) = vlink::wire(1, 1);
     let mut a = Host::new("A", A_MAC, IfAddr::new(A_IP, 24), Some(R0_IP), a_port);
@@ -107,7 +107,7 @@ fn build_with(case: BenchCase, frames: Vec<Vec<u8>>) -> anyhow::Result<(Arc<Stac
     Ok((stack, counters))
 }
 
-fn pin(cpu: usize) {
+pub(crate) fn pin(cpu: usize) {
     // SAFETY: plain libc call on a zeroed cpu_set_t that we own.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
