@@ -33,7 +33,12 @@
 //!     `Frames` (BENCHMARKS §4, v2ring); it found and fixed a `Frames`
 //!     drop count left in the kernel (`recv_frames`), which failed the
 //!     same test's accounting once; session 14 found and fixed the same
-//!     in `Blocks` (`recv`), which failed session 13's CI.
+//!     in `Blocks` (`recv`), which failed session 13's CI. Session 14 also
+//!     found the 8 s of deafness: the test flushed pf's states while the
+//!     starved router was still reading the flood of new flows from its
+//!     ring, which took the states again up to the limit, so the ping's
+//!     was refused; a deeper ring holds more of the flood (the test now
+//!     waits for the input to settle). The ring kind was not the cause.
 //! * TX: protocol 0 (it receives nothing), a TPACKET_V2 `PACKET_TX_RING`,
 //!   `PACKET_QDISC_BYPASS`. Each slot carries a `virtio_net_hdr` with no
 //!   offload and `hdr_len` = the whole frame, which makes the kernel copy the
