@@ -145,6 +145,21 @@ def run_test():
             ra = int(t.ns_run(net.r, "cat /sys/class/net/ra/statistics/rx_dropped").stdout)
             return a_tx, b_rx, r0[0], r0[4], ra
 
+        def settled():
+            """A wait_until condition: the input counters once they have
+            stayed the same for a whole second (the limited workers run
+            2.5 ms in every 100: reads a few ms apart can agree while the
+            rings still drain; wait_until's first polls come 10 ms apart)."""
+            last = [None, 0.0]
+
+            def cond():
+                c, now = input_counters(), time.monotonic()
+                if c != last[0]:
+                    last[0], last[1] = c, now
+                    return None
+                return c if now - last[1] >= 1.0 else None
+            return cond
+
         def rates(secs, senders, what):
             """Floods A -> B from `senders` processes for `secs`; returns
             the offered and forwarded datagrams a second over the flood's
@@ -165,19 +180,7 @@ def run_test():
             # The limited router drains its rings for a few seconds after
             # the senders stop; a ping from A then closes the ring's last
             # block (the kernel reports a ring's drops with a block).
-            # Settled: the same counters for a whole second (the limited
-            # workers run 2.5 ms in every 100: reads a few ms apart can
-            # agree while the rings still drain; wait_until's first polls
-            # come 10 ms apart).
-            last = [None, 0.0]
-
-            def drained():
-                c, now = input_counters(), time.monotonic()
-                if c != last[0]:
-                    last[0], last[1] = c, now
-                    return None
-                return c if now - last[1] >= 1.0 else None
-
+            drained = settled()
             wait_until("the router's input counters settled", drained, timeout=40, interval=1.0)
             t.ns_run(net.a, f"ping -c 1 -W 2 {B_IP}", check_rc=False)
             c1 = wait_until("the router's input counters settled", drained, timeout=20, interval=1.0)
@@ -263,16 +266,7 @@ def run_test():
         # the ping came and its state was refused (pf's memory counter;
         # session 14's CI, and session 12's "deaf for 8 s" with the deeper
         # V2 ring). So the states are flushed once the input has settled.
-        quiet = [None, 0.0]
-
-        def settled():
-            c, now = input_counters(), time.monotonic()
-            if c != quiet[0]:
-                quiet[0], quiet[1] = c, now
-                return None
-            return c if now - quiet[1] >= 1.0 else None
-
-        wait_until("the router's input settled after the flood of new flows", settled, timeout=60, interval=0.5)
+        wait_until("the router's input settled after the flood of new flows", settled(), timeout=60, interval=0.5)
         lab.pfctl("-F", "states")
         end = wait_idle(d, base, timeout=30)
         wait_threads(pid, threads0)

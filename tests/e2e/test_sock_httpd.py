@@ -26,13 +26,12 @@ Needs the example built: `cargo build --release --example httpd`
 (HTTPD_BIN, default target/release/examples/httpd).
 """
 
-import hashlib
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import MAC_A, MAC_B, Net, Topo, check, log, main, wait_until  # noqa: E402
-from lib_sock import Embedded, example_bin  # noqa: E402
+from lib_sock import Embedded, example_bin, make_file, sha  # noqa: E402
 
 BIG_MB = 100
 # Under netem TCP moves ~1 MB/s (1 % loss and 1 % reordering at a 10-ms
@@ -42,26 +41,6 @@ BIG_MB = 100
 # time: ~250 each of losses, duplicates and reorderings against the >100
 # the check wants; the issue's words decide).
 NETEM_MB = 100
-
-
-def make_file(path, mb):
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        for _ in range(mb):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 def fetch(t, ns, url, out, max_time=240, extra=""):

@@ -14,7 +14,6 @@ C 10.0.9.2 (kernel, TAP tso0) -- [softnet + httpd 10.0.9.1:8080, pf]
   Ifail 0)
 """
 
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
-from lib_sock import Embedded, example_bin  # noqa: E402
+from lib_sock import Embedded, example_bin, make_file, sha  # noqa: E402
 
 DOWN_MB = 40
 UP_MB = 20
@@ -37,26 +36,6 @@ block all
 pass in on tso0 proto tcp to port 8080 keep state
 pass out on tso0 proto icmp
 """
-
-
-def make_file(path, mb):
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        for _ in range(mb):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 def rx_counts(t, ns):
