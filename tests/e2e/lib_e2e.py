@@ -18,6 +18,7 @@ Environment: SOFTNET_BIN (default target/release/softnet under the repo),
 SNE2E_KEEP=1 keeps the temp dir (config, daemon log) for a look afterwards.
 """
 
+import hashlib
 import os
 import re
 import ctypes
@@ -97,6 +98,28 @@ def log(msg):
 
 class TestFailure(Exception):
     pass
+
+
+def make_file(path, mb):
+    """Writes `mb` MiB of random bytes to `path`; returns their SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            chunk = os.urandom(1 << 20)
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()
+
+
+def sha(path):
+    """The SHA-256 of the file at `path`, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
 
 
 def check(cond, msg):

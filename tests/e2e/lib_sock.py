@@ -2,33 +2,10 @@
 same configuration, same control socket, so the `Daemon` helpers (admin
 commands, log, stop) work on them."""
 
-import hashlib
 import os
 import subprocess
 
 from lib_e2e import Daemon, log
-
-
-def make_file(path, mb):
-    """Writes `mb` MiB of random bytes to `path`; returns their SHA-256."""
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        for _ in range(mb):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
-
-
-def sha(path):
-    """The SHA-256 of the file at `path`, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 def example_bin(name):

@@ -18,14 +18,13 @@ A fd00:1::2 -- r0 fd00:1::1/64 [softnet] r1 fd00:2::1/64 (MTU 1400) -- B fd00:2:
   pointer) and `netstat -s`'s ip6 counters; the router still forwards
 """
 
-import hashlib
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib_e2e import (MAC_A, MAC_R0, MAC_R1, Topo, check, enable_ipv6, in_netns, log, main,  # noqa: E402
-                     netstat_s_counters, wait_until)
+                     make_file, netstat_s_counters, sha, wait_until)
 
 FILE_MB = 20
 
@@ -91,12 +90,7 @@ def run_test():
         www = os.path.join(t.tmp, "www")
         os.makedirs(www)
         big = os.path.join(www, "big.bin")
-        h = hashlib.sha256()
-        with open(big, "wb") as f:
-            for i in range(FILE_MB):
-                chunk = os.urandom(1 << 20)
-                h.update(chunk)
-                f.write(chunk)
+        want = make_file(big, FILE_MB)
         t.ns_spawn(net.a, f"python3 -m http.server 8080 --bind fd00:1::2 --directory {www}")
         wait_until("http.server on A", lambda: t.ns_run(
             net.a, "curl -s -o /dev/null -w %{http_code} http://[fd00:1::2]:8080/", check_rc=False).stdout == "200",
@@ -105,10 +99,7 @@ def run_test():
         p = t.ns_run(net.b, f"curl -6 -sS --max-time 120 -o {got} http://[fd00:1::2]:8080/big.bin", check_rc=False,
                      timeout=150)
         check(p.returncode == 0, f"curl failed: {p.stderr}")
-        h2 = hashlib.sha256()
-        with open(got, "rb") as f:
-            h2.update(f.read())
-        check(h.hexdigest() == h2.hexdigest(), "SHA-256 differs")
+        check(sha(got) == want, "SHA-256 differs")
 
         t.step("5: bad input with scapy: RH0, unknown next header, truncated chain, HBH action 10")
         from scapy.config import conf

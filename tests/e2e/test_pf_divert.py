@@ -42,7 +42,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import check, log, main, netstat_s_counters, wait_until  # noqa: E402
+from lib_e2e import check, log, main, netstat_s_counters, sha, wait_until  # noqa: E402
 from lib_sock import Embedded, example_bin  # noqa: E402
 
 RULES = ("pass\npass in on r0 proto tcp to port 80 divert-to 127.0.0.1 port 8080\n"
@@ -92,16 +92,6 @@ def divert_stats(d):
                                            "dropped due to full socket buffers", "packets output", "errors")}
 
 
-def sha_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
 def run_test():
     check(os.path.exists(example_bin("proxy")), f"{example_bin('proxy')} not built (cargo build --release --example proxy)")
     from lib_e2e import Topo
@@ -134,7 +124,7 @@ def run_test():
         p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
                      check_rc=False, timeout=90)
         check(p.returncode == 0 and p.stdout == "200", f"curl: rc={p.returncode} {p.stdout} {p.stderr}")
-        check(sha_file(got) == want, "SHA-256 differs")
+        check(sha(got) == want, "SHA-256 differs")
         wait_until("B's log line", lambda: "f.bin" in open(logs[80]).read(), timeout=5)
         b_log = open(logs[80]).read()
         log("  B (port 80): " + b_log.strip().splitlines()[-1])
@@ -181,7 +171,7 @@ def run_test():
         n_before = open(logs[8000]).read().count("GET /f.bin")
         p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2:8000/f.bin",
                      check_rc=False, timeout=90)
-        check(p.stdout == "200" and sha_file(got) == want, f"diverted fetch: {p.returncode} {p.stderr}")
+        check(p.stdout == "200" and sha(got) == want, f"diverted fetch: {p.returncode} {p.stderr}")
         wait_until("B's next :8000 line", lambda: open(logs[8000]).read().count("GET /f.bin") > n_before, timeout=5)
         check(open(logs[8000]).read().strip().splitlines()[-1].startswith("10.0.1.2 "), "B saw A's own address")
         line = d.wait_log(r"proxy: divert-packet port 700: first packet 10\.0\.1\.2 -> 10\.0\.2\.2 at 10\.0\.1\.1",
@@ -216,7 +206,7 @@ def run_test():
         n_before = open(logs[80]).read().count("GET /f.bin")
         p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
                      check_rc=False, timeout=90)
-        check(p.stdout == "200" and sha_file(got) == want, f"still diverted: {p.returncode} {p.stderr}")
+        check(p.stdout == "200" and sha(got) == want, f"still diverted: {p.returncode} {p.stderr}")
         wait_until("B's next log line", lambda: open(logs[80]).read().count("GET /f.bin") > n_before, timeout=5)
         check(open(logs[80]).read().strip().splitlines()[-1].startswith("10.0.2.1 "), "through the proxy")
 
@@ -231,7 +221,7 @@ def run_test():
         n_before = open(logs[80]).read().count("GET /f.bin")
         p = t.ns_run(net.a, f"curl -sS --max-time 60 -o {got} -w %{{http_code}} http://10.0.2.2/f.bin",
                      check_rc=False, timeout=90)
-        check(p.stdout == "200" and sha_file(got) == want, f"transparent fetch: {p.returncode} {p.stderr}")
+        check(p.stdout == "200" and sha(got) == want, f"transparent fetch: {p.returncode} {p.stderr}")
         wait_until("B's next log line", lambda: open(logs[80]).read().count("GET /f.bin") > n_before, timeout=5)
         last = open(logs[80]).read().strip().splitlines()[-1]
         log("  B (port 80): " + last)

@@ -30,8 +30,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import MAC_A, MAC_B, Net, Topo, check, log, main, wait_until  # noqa: E402
-from lib_sock import Embedded, example_bin, make_file, sha  # noqa: E402
+from lib_e2e import MAC_A, MAC_B, Net, Topo, check, log, main, make_file, sha, wait_until  # noqa: E402
+from lib_sock import Embedded, example_bin  # noqa: E402
 
 BIG_MB = 100
 # Under netem TCP moves ~1 MB/s (1 % loss and 1 % reordering at a 10-ms

@@ -20,8 +20,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib_e2e import Topo, check, log, main, wait_until  # noqa: E402
-from lib_sock import Embedded, example_bin, make_file, sha  # noqa: E402
+from lib_e2e import Topo, check, log, main, make_file, sha, wait_until  # noqa: E402
+from lib_sock import Embedded, example_bin  # noqa: E402
 
 DOWN_MB = 40
 UP_MB = 20
