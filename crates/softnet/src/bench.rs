@@ -369,44 +369,71 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
     println!("softnet bench --pf: 64-byte UDP forwarding in memory with pf, {secs} s x {repeat} runs per case, median");
     println!("(pf is called twice per forwarded packet: pf in on r0, pf out on r1)");
     println!();
-    println!("| case | workers | Mpps | ns/packet/worker | without pf: Mpps | ns/packet/worker | pf cost ns/packet | runs (Mpps) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| case | workers | Mpps | ns/packet/worker | without pf: Mpps | ns/packet/worker | pf cost ns/packet | best of each: pf cost | runs (Mpps) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    // SOFTNET_BENCH_PF_CASES=ac: only those cases (for A/B runs).
+    let only = std::env::var("SOFTNET_BENCH_PF_CASES").unwrap_or_else(|_| "abcdef".into());
+    // SOFTNET_BENCH_PF_ONLY=1: skip the runs without pf (for profiling pf
+    // alone); the table then shows no baseline.
+    let pf_only = std::env::var_os("SOFTNET_BENCH_PF_ONLY").is_some_and(|v| v == "1");
     for &workers in workers_list {
         let case = BenchCase { workers, routes: 10, flows: FLOWS };
-        // SOFTNET_BENCH_PF_ONLY=1: skip the runs without pf (for profiling
-        // pf alone); the table then shows no baseline.
-        let pf_only = std::env::var_os("SOFTNET_BENCH_PF_ONLY").is_some_and(|v| v == "1");
-        let mut base = Vec::new();
-        for _ in 0..if pf_only { 0 } else { repeat } {
-            let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
-            base.push(measure(case, secs, stack, counters)? / 1e6);
-        }
-        let base_mpps = if pf_only { f64::NAN } else { median(base) };
-        let base_ns = workers as f64 * 1e3 / base_mpps;
-        // SOFTNET_BENCH_PF_CASES=ac: only those cases (for A/B runs).
-        let only = std::env::var("SOFTNET_BENCH_PF_CASES").unwrap_or_else(|_| "abcdef".into());
+        let ns_of = |mpps: f64| workers as f64 * 1e3 / mpps;
         for (pc, _) in [(PfCase::Stateful, 'a'), (PfCase::Rules1000, 'b'), (PfCase::Table100k, 'c'), (PfCase::Nat, 'e')]
             .into_iter()
             .filter(|(_, c)| only.contains(*c))
         {
-            let mut runs = Vec::new();
-            for _ in 0..repeat {
+            // Each run with pf is paired with a run without it, the order
+            // alternating, so that a shared machine's slow minutes fall on
+            // both sides: the cost is the median of the pairs' differences.
+            // Noise only slows a run, so the best run of each side gives a
+            // second estimate ("best of each").
+            let (mut runs, mut base, mut diffs) = (Vec::new(), Vec::new(), Vec::new());
+            for r in 0..repeat {
+                let mut b = f64::NAN;
+                let one_base = || -> anyhow::Result<f64> {
+                    let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
+                    Ok(measure(case, secs, stack, counters)? / 1e6)
+                };
+                if !pf_only && r % 2 == 0 {
+                    b = one_base()?;
+                }
                 let (stack, counters) = build_with(case, pf_frames(FLOWS, case.routes))?;
                 let _pf = pf_install(&stack, pc, FLOWS)?;
-                runs.push(measure(case, secs, stack, counters)? / 1e6);
+                let m = measure(case, secs, stack, counters)? / 1e6;
+                if !pf_only && r % 2 == 1 {
+                    b = one_base()?;
+                }
+                runs.push(m);
+                if !pf_only {
+                    base.push(b);
+                    diffs.push(ns_of(m) - ns_of(b));
+                }
             }
             let mpps = median(runs.clone());
-            let ns = workers as f64 * 1e3 / mpps;
+            let (base_mpps, cost, best) = if pf_only {
+                (f64::NAN, f64::NAN, f64::NAN)
+            } else {
+                let max = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max);
+                (median(base.clone()), median(diffs), ns_of(max(&runs)) - ns_of(max(&base)))
+            };
             println!(
-                "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {} |",
+                "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {:+.0} | {} |",
                 pc.label(),
                 workers,
                 mpps,
-                ns,
+                ns_of(mpps),
                 base_mpps,
-                base_ns,
-                ns - base_ns,
-                runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+                ns_of(base_mpps),
+                cost,
+                best,
+                runs.iter()
+                    .zip(base.iter().chain(std::iter::repeat(&f64::NAN)))
+                    .map(|(r, b)| format!("{r:.2}/{b:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
         for (pc, c) in [(PfCase::Create, 'd'), (PfCase::NatCreate, 'f')] {
@@ -422,10 +449,12 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
                 base.push(measure(dcase, secs, stack, counters)? / 1e6);
                 runs.push(create_once(workers, NEW_FLOWS, pc)? / 1e6);
             }
+            let max = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max);
+            let best = ns_of(max(&runs)) - ns_of(max(&base));
             let (mpps, base_mpps) = (median(runs.clone()), median(base));
-            let (ns, base_ns) = (workers as f64 * 1e3 / mpps, workers as f64 * 1e3 / base_mpps);
+            let (ns, base_ns) = (ns_of(mpps), ns_of(base_mpps));
             println!(
-                "| {} ({}k states/s) | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {} |",
+                "| {} ({}k states/s) | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0} | {:+.0} | {} |",
                 pc.label(),
                 (mpps * 1e3).round(),
                 workers,
@@ -434,6 +463,7 @@ pub fn run_pf(secs: f64, repeat: usize, quick: bool) -> anyhow::Result<()> {
                 base_mpps,
                 base_ns,
                 ns - base_ns,
+                best,
                 runs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
             );
         }
