@@ -121,6 +121,26 @@ pub(crate) fn run_once(case: BenchCase, secs: f64) -> anyhow::Result<f64> {
     measure(case, secs, stack, counters)
 }
 
+/// The workers' mean CPU time in seconds (`SOFTNET_BENCH_CPUTIME=1`
+/// divides by it instead of the wall clock).
+fn workers_cpu<T>(threads: &[std::thread::JoinHandle<T>]) -> f64 {
+    use std::os::unix::thread::JoinHandleExt;
+    threads
+        .iter()
+        .map(|t| {
+            let mut id: libc::clockid_t = 0;
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: the threads are alive until the caller joins them.
+            unsafe {
+                libc::pthread_getcpuclockid(t.as_pthread_t(), &mut id);
+                libc::clock_gettime(id, &mut ts);
+            }
+            ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+        })
+        .sum::<f64>()
+        / threads.len() as f64
+}
+
 /// Runs the workers of a built router; packets per second out of r1.
 pub(crate) fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: SinkCounters) -> anyhow::Result<f64> {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
@@ -143,23 +163,7 @@ pub(crate) fn measure(case: BenchCase, secs: f64, stack: Arc<Stack>, counters: S
     // the wall clock, so time the scheduler gave to other processes on a
     // shared machine does not count (for A/B comparisons).
     let cputime = std::env::var_os("SOFTNET_BENCH_CPUTIME").is_some_and(|v| v == "1");
-    let cpu = || -> f64 {
-        use std::os::unix::thread::JoinHandleExt;
-        threads
-            .iter()
-            .map(|t| {
-                let mut id: libc::clockid_t = 0;
-                let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-                // SAFETY: the threads are alive until joined below.
-                unsafe {
-                    libc::pthread_getcpuclockid(t.as_pthread_t(), &mut id);
-                    libc::clock_gettime(id, &mut ts);
-                }
-                ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-            })
-            .sum::<f64>()
-            / threads.len() as f64
-    };
+    let cpu = || workers_cpu(&threads);
     let c0: u64 = counters.iter().map(|c| c.0.get()).sum();
     let (t0, cpu0) = (Instant::now(), cpu());
     std::thread::sleep(Duration::from_secs_f64(secs));
@@ -346,7 +350,9 @@ fn create_once(workers: usize, n: usize, pc: PfCase) -> anyhow::Result<f64> {
     while pf.state_count() < n && t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_micros(200));
     }
-    let dt = t0.elapsed().as_secs_f64();
+    // As measure(): the workers' CPU time under SOFTNET_BENCH_CPUTIME=1.
+    let cputime = std::env::var_os("SOFTNET_BENCH_CPUTIME").is_some_and(|v| v == "1");
+    let dt = if cputime { workers_cpu(&threads) } else { t0.elapsed().as_secs_f64() };
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
