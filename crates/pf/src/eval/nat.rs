@@ -289,34 +289,52 @@ pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
 /// them with the general path's).
 #[inline]
 pub(super) fn translate_words(pkt: &mut PacketBuf, tot: usize, from: (u64, u64), to: (u64, u64), dir: Direction) {
-    // the same endpoints: nothing to do (as `translate_at`)
-    if from.0 == to.0 && from.1 >> 32 == to.1 >> 32 {
-        return;
-    }
-    let d = pkt.data_mut();
-    // `fast_key4` took the datagram: a 20-byte header, UDP's 8 within `tot`.
-    if tot < 28 || d.len() < tot {
-        return;
-    }
     let (oa, na) = (from.0, to.0);
     let (op, np) = ((from.1 >> 32) as u32, (to.1 >> 32) as u32);
-    let (dhi, dlo) = (delta32((oa >> 32) as u32, (na >> 32) as u32), delta32(oa as u32, na as u32));
+    // the same endpoints: nothing to do (as `translate_at`)
+    if oa == na && op == np {
+        return;
+    }
+    let Some(d) = pkt.data_mut().get_mut(..tot) else { return };
+    // `fast_key4` took the datagram: a 20-byte header, UDP's 8 within `tot`.
+    let Some((h, _)) = d.split_first_chunk_mut::<28>() else { return };
+    // RFC 1624 eqn. 3 a 32-bit word at a time: 2^16 = 1 (mod 0xffff), so a
+    // word's `~m + m'` added whole is its two halves' `delta16`s modulo
+    // 0xffff, and the folded field is the same (`adjust` of a sum that is
+    // not 0). Unchanged words add 0xffff... (= 0), so no test is needed.
+    let da = wide(!oa) + wide(na);
     if oa != na {
-        // only the addresses that changed, as `translate_at`
-        let delta = if oa >> 32 != na >> 32 { dhi } else { 0 } + if oa as u32 != na as u32 { dlo } else { 0 };
-        let c = adjust(be16(d, 10), delta);
+        let c = adjust_wide(u16::from_be_bytes([h[10], h[11]]), da);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
         let addrs = if dir == Direction::In { na } else { na.rotate_left(32) };
-        d[12..20].copy_from_slice(&addrs.to_be_bytes());
-        d[10..12].copy_from_slice(&c.to_be_bytes());
+        h[12..20].copy_from_slice(&addrs.to_be_bytes());
     }
     let ports = if dir == Direction::In { np } else { np.rotate_left(16) };
-    d[20..24].copy_from_slice(&ports.to_be_bytes());
-    let old = be16(d, 26);
+    h[20..24].copy_from_slice(&ports.to_be_bytes());
+    let old = u16::from_be_bytes([h[26], h[27]]);
     // no checksum (0) stays none
     if old != 0 {
-        let c = adjust(old, dhi + dlo + delta32(op, np));
-        d[26..28].copy_from_slice(&if c == 0 { 0xffff_u16 } else { c }.to_be_bytes());
+        let c = adjust_wide(old, da + (!op) as u64 + np as u64);
+        h[26..28].copy_from_slice(&if c == 0 { 0xffff_u16 } else { c }.to_be_bytes());
     }
+}
+
+/// A 64-bit word as the sum of its 32-bit halves (the same modulo 0xffff).
+#[inline(always)]
+fn wide(w: u64) -> u64 {
+    (w >> 32) + (w & 0xffff_ffff)
+}
+
+/// `adjust` for a `delta` of 32-bit terms (under 2^36): folded to 32 bits
+/// and then to 16 with the end-around carries, as `checksum::fold` would.
+#[inline(always)]
+fn adjust_wide(csum: u16, delta: u64) -> u16 {
+    let s = !csum as u64 + delta;
+    debug_assert!(s < 1 << 37);
+    let (lo, c) = (s as u32).overflowing_add((s >> 32) as u32);
+    let s = lo + c as u32;
+    let (lo, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    !(lo + c as u16)
 }
 
 /// `translate` on the IPv4 datagram `d` (header `hlen` bytes, `tot` in
@@ -589,6 +607,49 @@ mod tests {
     /// The summed update gives the field `checksum::update16` word by
     /// word gives (RFC 1624 eqn. 3 each time), for values at the fold's
     /// edges (0, 0xffff, all ones) and from a fixed-seed generator.
+    /// The header's key words of a UDP datagram between `e`'s endpoints
+    /// (`fast_key4`'s: the addresses, then the ports in the high half).
+    fn header_words(e: &Endpoints) -> (u64, u64) {
+        let a = (u32::from(e.src) as u64) << 32 | u32::from(e.dst) as u64;
+        (a, ((e.sport as u64) << 16 | e.dport as u64) << 32 | (PROTO_UDP as u64) << 16)
+    }
+
+    /// Endpoints that are often the same as `e`'s, in one field or all.
+    fn near(e: Endpoints, pick: u8, other: Endpoints) -> Endpoints {
+        Endpoints {
+            src: if pick & 1 != 0 { other.src } else { e.src },
+            sport: if pick & 2 != 0 { other.sport } else { e.sport },
+            dst: if pick & 4 != 0 { other.dst } else { e.dst },
+            dport: if pick & 8 != 0 { other.dport } else { e.dport },
+        }
+    }
+
+    proptest! {
+        /// The fast path's rewrite from the key words gives the bytes the
+        /// general path's `translate_at` gives, in both directions, for any
+        /// endpoints (some fields unchanged, or all), with and without a
+        /// UDP checksum.
+        #[test]
+        fn words_rewrite_as_the_general_path(
+            from in ends(PROTO_UDP), other in ends(PROTO_UDP), pick in 0u8..16, out in any::<bool>(),
+            no_sum in any::<bool>(), payload in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            let to = near(from, pick, other);
+            let mut a = packet(PROTO_UDP, &from, &payload);
+            if no_sum {
+                a.data_mut()[26..28].copy_from_slice(&[0, 0]);
+            }
+            let mut b = PacketBuf::from_slice(a.data());
+            let tot = a.len();
+            translate_at(a.data_mut(), 20, tot, PROTO_UDP, 0, &from, &to);
+            let dir = if out { Direction::Out } else { Direction::In };
+            let (fw, tw) = (header_words(&from), header_words(&to));
+            let dw = crate::eval::fast4::dir_words;
+            translate_words(&mut b, tot, dw(fw, dir), dw(tw, dir), dir);
+            prop_assert_eq!(a.data(), b.data());
+        }
+    }
+
     #[test]
     fn one_fold_equals_one_update_a_word() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
