@@ -235,8 +235,9 @@ impl WorkerState {
     /// trie (a /48 under a /12 is four nodes, each waiting for its
     /// parent's loads); made per packet, each walk's latency was the
     /// packet's, in the middle of its other work (BENCHMARKS.md §1, IPv6
-    /// forwarding against IPv4, session 15). The chain is walked again as
-    /// after pf in.
+    /// forwarding against IPv4, session 15). A packet whose route goes
+    /// through a gateway is forwarded as `ip6_input_routed` would; the
+    /// others have their chain walked again, as after pf in.
     fn ip6_input_unfiltered(&mut self, cx: &Ctx, ifp: &Arc<Interface>) {
         let mut q = std::mem::take(&mut self.ip6q);
         for batch in q.chunks_mut(BATCH) {
