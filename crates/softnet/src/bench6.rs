@@ -66,7 +66,7 @@ fn udp6_frame(dst: Ipv6Addr, sport: u16) -> Vec<u8> {
 
 /// The IPv6 router: r0 fd00:1::1/64 fed the frames, r1 fd00:2::1/64 to a
 /// sink, B a static neighbor, `routes` /48s via B.
-fn build6(case: BenchCase) -> anyhow::Result<(Arc<Stack>, bench::SinkCounters)> {
+pub(crate) fn build6(case: BenchCase) -> anyhow::Result<(Arc<Stack>, bench::SinkCounters)> {
     let frames: Vec<Vec<u8>> =
         (0..case.flows).map(|j| udp6_frame(flow_dst6(j, case.routes), 20000 + (j % 10_000) as u16)).collect();
     let stack = Stack::new(StackConfig { workers: case.workers, ..StackConfig::default() });

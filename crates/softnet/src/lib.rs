@@ -17,6 +17,8 @@ pub mod arpops;
 #[allow(unsafe_code)]
 pub mod bench;
 pub mod bench6;
+#[cfg(test)]
+mod bench_profile;
 pub mod config;
 pub mod config_ra;
 pub mod config_ring;

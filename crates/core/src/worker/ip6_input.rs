@@ -9,10 +9,11 @@
 //! pf: as on the IPv4 path, with a filter installed the packets that pass
 //! `ip6_input`'s checks wait in `ip6q` and pf in takes the batch's IPv6
 //! packets together (`ip6_input_batch`); each one it passes goes on to
-//! `ip6_input_filtered`. Neighbor discovery goes through pf too (pf keys
-//! NS/NA by their target; a ruleset that blocks icmp6 blocks NDP, as on
-//! OpenBSD). pf out is `ip6_forward`'s (`forward6_batch`) and
-//! `ip6_output`'s.
+//! `ip6_input_filtered`. Without a filter they wait in `ip6q` too, for the
+//! batch's route lookups made together (`ip6_input_unfiltered`). Neighbor
+//! discovery goes through pf too (pf keys NS/NA by their target; a ruleset
+//! that blocks icmp6 blocks NDP, as on OpenBSD). pf out is
+//! `ip6_forward`'s (`forward6_batch`) and `ip6_output`'s.
 
 use super::*;
 use crate::iface::Dad6State;
@@ -182,11 +183,10 @@ impl WorkerState {
         if chain.fragment.is_some() {
             s.fragments.inc();
         }
-        if cx.filter.is_none() {
-            return self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast);
-        }
-        // pf in takes the batch's IPv6 packets together
-        // (`ip6_input_batch`).
+        // The rest waits for the batch (`ip6_input_batch`): pf in takes
+        // the batch's IPv6 packets together; without a filter the batch's
+        // route lookups are made one after another before any packet goes
+        // on.
         if link_mcast {
             p.meta.flags |= mflags::LINK_BCAST;
         }
@@ -196,12 +196,13 @@ impl WorkerState {
     /// The rest of IPv6 input for the batch `ip6_input` left in `ip6q`:
     /// pf in over the whole batch, then ours or forward per packet (the
     /// chain walked again: pf may have rewritten the packet), then pf out
-    /// over the forwarded ones (`forward6_batch`).
+    /// over the forwarded ones (`forward6_batch`). Without a filter,
+    /// `ip6_input_unfiltered`.
     pub(super) fn ip6_input_batch(&mut self, cx: &Ctx, ifp: &Arc<Interface>) {
         if self.ip6q.is_empty() {
             return;
         }
-        let Some(f) = cx.filter else { return };
+        let Some(f) = cx.filter else { return self.ip6_input_unfiltered(cx, ifp) };
         let mut q = std::mem::take(&mut self.ip6q);
         let mut decisions = std::mem::take(&mut self.hook.decisions);
         let all = decisions_for(&mut decisions, q.len());
@@ -227,6 +228,47 @@ impl WorkerState {
         self.forward_batch(cx);
     }
 
+    /// The batch `ip6_input` left in `ip6q` when no filter is installed:
+    /// the route lookups of all its packets first, one after another,
+    /// then ours or forward per packet with its lookup. The lookups do
+    /// not depend on each other, so the CPU overlaps their walks down the
+    /// trie (a /48 under a /12 is four nodes, each waiting for its
+    /// parent's loads); made per packet, each walk's latency was the
+    /// packet's, in the middle of its other work (BENCHMARKS.md §1, IPv6
+    /// forwarding against IPv4, session 15). A packet whose route goes
+    /// through a gateway is forwarded as `ip6_input_routed` would; the
+    /// others have their chain walked again, as after pf in.
+    fn ip6_input_unfiltered(&mut self, cx: &Ctx, ifp: &Arc<Interface>) {
+        let mut q = std::mem::take(&mut self.ip6q);
+        for batch in q.chunks_mut(BATCH) {
+            let mut routes: [Option<&Nhop<Ipv6Addr>>; BATCH] = [None; BATCH];
+            for (r, p) in routes.iter_mut().zip(batch.iter()) {
+                if let Some(p) = p {
+                    *r = dst_route(cx, p);
+                }
+            }
+            for (slot, route) in batch.iter_mut().zip(routes) {
+                let Some(p) = slot.take() else { continue };
+                let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
+                if via_gateway(route) {
+                    // Forwarded (`ip6_input_routed`'s fast path): the
+                    // chain `ip6_input` checked is not read again.
+                    self.ip6_forward_checked(cx, ifp, p, route, link_mcast);
+                    continue;
+                }
+                match header_chain(p.data()) {
+                    Ok(chain) => self.ip6_input_routed(cx, ifp, p, &chain, link_mcast, route),
+                    Err(_) => {
+                        cx.stats.ip6.tooshort.inc();
+                        self.free(p);
+                    }
+                }
+            }
+        }
+        q.clear();
+        self.ip6q = q;
+    }
+
     /// An IPv4 packet pf in turned into IPv6 (af-to): ip6_input after
     /// the filter, its header chain read again.
     pub(super) fn ip6_input_translated(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf) {
@@ -249,6 +291,20 @@ impl WorkerState {
         p: PacketBuf,
         chain: &HeaderChain,
         link_mcast: bool,
+    ) {
+        let route = dst_route(cx, &p);
+        self.ip6_input_routed(cx, ifp, p, chain, link_mcast, route)
+    }
+
+    /// `ip6_input_filtered` with the packet's `dst_route` made.
+    fn ip6_input_routed(
+        &mut self,
+        cx: &Ctx,
+        ifp: &Arc<Interface>,
+        p: PacketBuf,
+        chain: &HeaderChain,
+        link_mcast: bool,
+        route: Option<&Nhop<Ipv6Addr>>,
     ) {
         let s = &cx.stats.ip6;
         if p.meta.flags & mflags::PF_DIVERTED != 0 {
@@ -273,12 +329,7 @@ impl WorkerState {
             }
             return self.ip6_forward_checked(cx, ifp, p, None, link_mcast);
         }
-        let route = cx.rt6.and_then(|t| t.lookup(dst));
-        // The fast path: a route through a gateway is not one of ours
-        // (every address of ours has its local route, UHLl).
-        let via_gateway =
-            route.is_some_and(|r| r.flags.contains(RouteFlags::GATEWAY) && !r.flags.contains(RouteFlags::LOCAL));
-        if !via_gateway {
+        if !via_gateway(route) {
             match ifp.addr6_state(dst) {
                 Some(Dad6State::Preferred) => return self.ip6_local(cx, ifp, p, chain, link_mcast, false),
                 Some(_) => return self.ip6_local(cx, ifp, p, chain, link_mcast, true),
@@ -296,7 +347,7 @@ impl WorkerState {
                 None => {}
             }
         }
-        self.ip6_forward_checked(cx, ifp, p, route.map(|r| r.next_hop()), link_mcast)
+        self.ip6_forward_checked(cx, ifp, p, route, link_mcast)
     }
 
     /// Forwarding, unless it is off or the packet came as link-layer
@@ -399,6 +450,29 @@ impl WorkerState {
             }
         }
     }
+}
+
+/// The route `ip6_input_routed` goes by: the destination's in table 0,
+/// for a packet that is not diverted to us and whose destination is
+/// neither multicast nor link-local (those are decided without one).
+#[inline]
+fn dst_route<'a>(cx: &Ctx<'a>, p: &PacketBuf) -> Option<&'a Nhop<Ipv6Addr>> {
+    if p.meta.flags & mflags::PF_DIVERTED != 0 {
+        return None;
+    }
+    let dst = Ipv6Packet::new_unchecked(p.data()).dst();
+    if dst.is_multicast() || dst.is_link_local_unicast() {
+        return None;
+    }
+    cx.rt6.and_then(|t| t.lookup(dst)).map(|r| r.next_hop())
+}
+
+/// The fast path of `ip6_input_routed`: a destination whose route goes
+/// through a gateway is not one of ours (every address of ours has its
+/// local route, UHLl), so it is forwarded without asking the interfaces.
+#[inline]
+fn via_gateway(route: Option<&Nhop<Ipv6Addr>>) -> bool {
+    route.is_some_and(|r| r.flags.contains(RouteFlags::GATEWAY) && !r.flags.contains(RouteFlags::LOCAL))
 }
 
 /// A neighbor solicitation or advertisement: what a tentative address
