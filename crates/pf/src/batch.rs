@@ -205,12 +205,14 @@ fn chunk6(
     if inward {
         cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
     }
+    // The fast path's counts, added to the counters once for the chunk.
+    let mut owed = eval::Owed::default();
     for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
         *d = match slot {
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
             Some(p) if lens[i] != 0 && !logif => {
-                match eval::test_established6_words(cx, keys[i], lens[i], p, hints[i]) {
+                match eval::test_established6_words(cx, &mut owed, keys[i], lens[i], p, hints[i]) {
                     Some(d) => d,
                     None => decide_again::<true>(cx, logif, slot, hints[i], bufs, replies),
                 }
@@ -224,6 +226,7 @@ fn chunk6(
             }
         };
     }
+    owed.settle(cx);
 }
 
 /// One packet of a hook call, in place: what pf itself sent passes

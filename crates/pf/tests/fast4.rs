@@ -45,7 +45,7 @@ impl Rng {
 /// One batch through `test_batch` on `batched` and packet by packet
 /// through `test` on `single`: both must decide, rewrite and mark every
 /// packet alike. Returns the packets that passed.
-fn both(
+pub(crate) fn both(
     (batched, single): (&Pf, &Pf),
     now: Instant,
     dir: Direction,

@@ -26,6 +26,8 @@ mod eval_filter;
 mod eval_rules;
 #[path = "fast4.rs"]
 mod fast4;
+#[path = "fast6.rs"]
+mod fast6;
 #[path = "hostif.rs"]
 mod hostif;
 #[path = "inet6.rs"]

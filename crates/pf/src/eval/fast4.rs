@@ -89,7 +89,7 @@ impl Owed {
     /// One packet of `len` bytes passed by a state of rule `nr` of
     /// ruleset generation `gen`, found with one search.
     #[inline(always)]
-    fn count(&mut self, cx: &Cx, gen: u32, nr: u32, len: u16) {
+    pub(super) fn count(&mut self, cx: &Cx, gen: u32, nr: u32, len: u16) {
         let rule = (gen as u64) << 32 | nr as u64;
         if rule != self.rule {
             self.settle_rule(cx);
