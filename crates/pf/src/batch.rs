@@ -79,7 +79,9 @@ fn chunk4_in(
     // description; then the lookups of the whole chunk start together
     // (and the states pf out will follow).
     let n = pkts.len();
-    // (0, 0): no key (a packet `fast_key4` does not take).
+    // (0, 0): no key (a packet `fast_key4` does not take). `lens[i]` not
+    // 0: packet i is one the fast path may take (UDP, and no `set
+    // loginterface` count), its length.
     let mut keys = [(0u64, 0u64); HINT_BATCH];
     let mut lens = [0u16; HINT_BATCH];
     let mut hints = [0u32; HINT_BATCH];
@@ -89,7 +91,10 @@ fn chunk4_in(
     for (i, p) in pkts.iter_mut().enumerate() {
         let d = p.as_ref().map(|p| p.data());
         if let Some((k, len)) = d.and_then(eval::fast_key4) {
-            (keys[i], lens[i]) = (k, len);
+            keys[i] = k;
+            if eval::is_udp4(k) && !logif {
+                lens[i] = len;
+            }
         } else {
             let pd = d.filter(|d| d.first().is_some_and(|b| b >> 4 == 6)).and_then(eval::parse_fast6);
             if let Some(pd) = &pd {
@@ -110,12 +115,10 @@ fn chunk4_in(
         *d = match slot {
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
-            Some(p) if eval::is_udp4(k) && !logif => {
-                match eval::test_established4::<true>(cx, &mut owed, k, lens[i], p, hints[i]) {
-                    Some(d) => d,
-                    None => decide_again::<false>(cx, logif, slot, verified(i), bufs, replies),
-                }
-            }
+            Some(p) if lens[i] != 0 => match eval::test_established4::<true>(cx, &mut owed, k, lens[i], p, hints[i]) {
+                Some(d) => d,
+                None => decide_again::<false>(cx, logif, slot, verified(i), bufs, replies),
+            },
             // SAFETY: written in the first pass for every packet without
             // IPv4 key words.
             Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {

@@ -86,9 +86,9 @@ pub struct Owed {
     /// The rule of the packets counted in `packets` and `bytes`:
     /// ruleset generation << 32 | rule number.
     rule: u64,
+    /// (Each found with one search: pf's searches are owed these too.)
     packets: u64,
     bytes: u64,
-    searches: u64,
 }
 
 impl Owed {
@@ -103,22 +103,22 @@ impl Owed {
         }
         self.packets += 1;
         self.bytes += len as u64;
-        self.searches += 1;
     }
 
     /// Adds what is owed to the counters (the chunk's end).
     #[inline]
     pub(crate) fn settle(&mut self, cx: &Cx) {
         self.settle_rule(cx);
-        cx.counters.searches.add(std::mem::take(&mut self.searches));
     }
 
-    /// The rule's share of `settle`.
+    /// What the packets of one rule owe: the rule's counters and pf's
+    /// searches.
     #[inline(never)]
     fn settle_rule(&mut self, cx: &Cx) {
         if self.packets == 0 {
             return;
         }
+        cx.counters.searches.add(self.packets);
         let (gen, nr) = ((self.rule >> 32) as u32, self.rule as u32);
         if let Some(c) = cx.rs.state_rule_index(gen, nr).and_then(|i| cx.rules.rule(i)) {
             let d = (cx.dir == Direction::Out) as usize;
