@@ -45,7 +45,9 @@ pub(crate) fn run6(
     }
 }
 
-/// One chunk of an IPv4 batch (at most `HINT_BATCH` packets).
+/// One chunk of an IPv4 batch (at most `HINT_BATCH` packets), in the
+/// loop made for the hook's direction (`chunk4_in`, `chunk4_out`: each
+/// with its direction a constant, so neither carries the other's code).
 #[inline(always)]
 pub(crate) fn chunk4(
     cx: &Cx,
@@ -55,12 +57,31 @@ pub(crate) fn chunk4(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) {
+    if cx.dir == Direction::In {
+        chunk4_in(cx, logif, pkts, decisions, bufs, replies)
+    } else {
+        chunk4_out(cx, logif, pkts, decisions, bufs, replies)
+    }
+}
+
+/// `chunk4` on the in hook.
+#[inline(always)]
+fn chunk4_in(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
     // Each packet parsed once: an IPv4 packet of the common case to its
     // key words and length (`eval::fast_key4`), an IPv6 one to its
-    // description; on the in hook the lookups of the whole chunk start
-    // together (and the states pf out will follow).
+    // description; then the lookups of the whole chunk start together
+    // (and the states pf out will follow).
     let n = pkts.len();
-    // (0, 0): no key (a packet `fast_key4` does not take).
+    // (0, 0): no key (a packet `fast_key4` does not take). `lens[i]` not
+    // 0: packet i is one the fast path may take (UDP, and no `set
+    // loginterface` count), its length.
     let mut keys = [(0u64, 0u64); HINT_BATCH];
     let mut lens = [0u16; HINT_BATCH];
     let mut hints = [0u32; HINT_BATCH];
@@ -70,20 +91,23 @@ pub(crate) fn chunk4(
     for (i, p) in pkts.iter_mut().enumerate() {
         let d = p.as_ref().map(|p| p.data());
         if let Some((k, len)) = d.and_then(eval::fast_key4) {
-            (keys[i], lens[i]) = (k, len);
+            keys[i] = k;
+            if eval::is_udp4(k) && !logif {
+                lens[i] = len;
+            }
         } else {
             let pd = d.filter(|d| d.first().is_some_and(|b| b >> 4 == 6)).and_then(eval::parse_fast6);
-            if cx.dir == Direction::In {
-                if let Some(pd) = &pd {
-                    keys[i] = eval::in_key_words(pd, p);
-                }
+            if let Some(pd) = &pd {
+                keys[i] = eval::in_key_words(pd, p);
             }
             pds[i].write(pd);
         }
     }
-    if cx.dir == Direction::In {
-        cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
-    }
+    // The hints are the chains' first slots, unverified: the fast path
+    // reads that slot first anyway; the general path takes a hint
+    // verified (`verified_hint`).
+    cx.pf.states.lookup_heads(&keys[..n], &mut hints[..n]);
+    let verified = |i: usize| if keys[i].1 != 0 { cx.pf.states.verified_hint(keys[i], hints[i]) } else { 0 };
     // The fast path's counts, added to the counters once for the chunk.
     let mut owed = eval::Owed::default();
     for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
@@ -91,28 +115,81 @@ pub(crate) fn chunk4(
         *d = match slot {
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
-            Some(p) if eval::is_udp4(k) && !logif => {
-                match eval::test_established4(cx, &mut owed, k, lens[i], p, hints[i]) {
-                    Some(d) => d,
-                    None => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
-                }
-            }
+            Some(p) if lens[i] != 0 => match eval::test_established4::<true>(cx, &mut owed, k, lens[i], p, hints[i]) {
+                Some(d) => d,
+                None => decide_again::<false>(cx, logif, slot, verified(i), bufs, replies),
+            },
             // SAFETY: written in the first pass for every packet without
             // IPv4 key words.
             Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {
                 let pd = unsafe { pds[i].assume_init_ref().as_ref() };
+                let hint = verified(i);
                 match pd.filter(|pd| pd.proto == eval::PROTO_UDP && !logif) {
-                    Some(pd) => match eval::test_established6(cx, pd, p, hints[i]) {
+                    Some(pd) => match eval::test_established6(cx, pd, p, hint) {
                         Some(d) => d,
-                        None => decide_other(cx, logif, slot, Some(pd), hints[i], bufs, replies),
+                        None => decide_other(cx, logif, slot, Some(pd), hint, bufs, replies),
                     },
-                    None => decide_other(cx, logif, slot, pd, hints[i], bufs, replies),
+                    None => decide_other(cx, logif, slot, pd, hint, bufs, replies),
                 }
             }
-            Some(_) => decide_again::<false>(cx, logif, slot, hints[i], bufs, replies),
+            Some(_) => decide_again::<false>(cx, logif, slot, verified(i), bufs, replies),
         };
     }
     owed.settle(cx);
+}
+
+/// `chunk4` on the out hook: one pass, each packet parsed and decided in
+/// turn (pf out starts no lookups together: its states come by the
+/// packets' links), so no key is kept for a second pass.
+#[inline(always)]
+fn chunk4_out(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
+    // The fast path's counts, added to the counters once for the chunk.
+    let mut owed = eval::Owed::default();
+    for (slot, d) in pkts.iter_mut().zip(decisions.iter_mut()) {
+        *d = match slot {
+            None => Decision::Consumed,
+            Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
+            Some(p) => match eval::fast_key4(p.data()) {
+                Some((k, len)) if eval::is_udp4(k) && !logif => {
+                    match eval::test_established4::<false>(cx, &mut owed, k, len, p, 0) {
+                        Some(d) => d,
+                        None => decide_again::<false>(cx, logif, slot, 0, bufs, replies),
+                    }
+                }
+                Some(_) => decide_again::<false>(cx, logif, slot, 0, bufs, replies),
+                None => decide_unkeyed_out(cx, logif, slot, bufs, replies),
+            },
+        };
+    }
+    owed.settle(cx);
+}
+
+/// `chunk4_out` for a packet `eval::fast_key4` does not take: an IPv6
+/// packet to IPv6's fast parse (and its established path for UDP),
+/// anything else to the full parse, as `chunk4_in` decides them.
+#[inline(never)]
+fn decide_unkeyed_out(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let pd =
+        slot.as_ref().map(|p| p.data()).filter(|d| d.first().is_some_and(|b| b >> 4 == 6)).and_then(eval::parse_fast6);
+    if let (Some(pd), Some(p)) = (pd.as_ref().filter(|pd| pd.proto == eval::PROTO_UDP && !logif), slot.as_mut()) {
+        if let Some(d) = eval::test_established6(cx, pd, p, 0) {
+            return d;
+        }
+    }
+    decide::<false>(cx, logif, slot, pd.as_ref(), 0, bufs, replies)
 }
 
 /// `decide` for a packet a batch loop's key parse took but did not

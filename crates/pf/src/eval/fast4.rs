@@ -8,7 +8,7 @@
 //! pf_translate) needs nothing else.
 
 use super::*;
-use crate::state::{StateTable, FAST_FWD, FAST_REV};
+use crate::state::StateTable;
 
 /// The key words of a packet whose in hook's words are `k`, as the hook
 /// of direction `dir` looks it up (`pkt_key_words`): pf out's have the
@@ -38,9 +38,10 @@ pub fn is_udp4(k: (u64, u64)) -> bool {
 /// 10,000 flows), the one a search finds, as `Cx::probe_linked` goes on
 /// to `probe`: such a packet is not parsed and decided again from the
 /// start (BENCHMARKS §2, session 14 pf4d). `None`:
-/// anything else, for the general path (which starts over).
+/// anything else, for the general path (which starts over). `IN`: the
+/// hook is the in hook (`cx.dir`, as a constant of the caller's loop).
 #[inline(always)]
-pub fn test_established4(
+pub fn test_established4<const IN: bool>(
     cx: &Cx,
     owed: &mut Owed,
     k: (u64, u64),
@@ -48,22 +49,27 @@ pub fn test_established4(
     pkt: &mut PacketBuf,
     hint: u32,
 ) -> Option<Decision> {
-    let key = dir_words(k, cx.dir);
-    let mut link = if cx.dir == Direction::In { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let (v, s) = cx.pf.states.probe_linked_or_search(cx.link_hint(link), key, cx.kif())?;
-    let fwd = v.direction == dir_code(cx.dir);
-    if v.fast & if fwd { FAST_FWD } else { FAST_REV } == 0 {
-        return None;
+    debug_assert_eq!(IN, cx.dir == Direction::In);
+    let dir = if IN { Direction::In } else { Direction::Out };
+    let key = dir_words(k, dir);
+    let mut link = if IN { (hint as u64) << 32 } else { pkt.meta.pf_link };
+    // Only a state whose packets take the fast path on this hook.
+    let (v, s) = cx.pf.states.probe_fast4::<IN>(cx.link_hint(link), key, cx.kif())?;
+    if IN {
+        cx.pf.states.prefetch_rev(v.rev);
     }
-    let to =
-        if v.flags & sflags::NAT != 0 { nat::view_target_words(cx.pf.states.keys(v.idx)?, key, fwd)? } else { None };
-    StateTable::touch_slot(s, fwd, len as u64, cx.now.as_nanos());
-    cx.relink(&mut link, v.idx, v.rev);
+    // A translating state's rewrite at once: nothing after it can send
+    // the packet to the general path, and the target words are not kept
+    // in registers (or spilled) across the rest.
+    if v.nat {
+        if let Some(to) = nat::view_target_words(cx.pf.states.keys(v.idx)?, key, v.fwd)? {
+            nat::translate_words(pkt, len as usize, key, to, dir);
+        }
+    }
+    StateTable::touch_slot(s, v.fwd, len as u64, cx.now.as_nanos());
+    cx.relink_as(dir, &mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
-    owed.count(cx, v.ruleset_gen, v.rule_nr, len);
-    if let Some(to) = to {
-        nat::translate_words(pkt, len as usize, key, to, cx.dir);
-    }
+    owed.count(cx, v.rule, len);
     Some(Decision::Pass)
 }
 
@@ -80,39 +86,39 @@ pub struct Owed {
     /// The rule of the packets counted in `packets` and `bytes`:
     /// ruleset generation << 32 | rule number.
     rule: u64,
+    /// (Each found with one search: pf's searches are owed these too.)
     packets: u64,
     bytes: u64,
-    searches: u64,
 }
 
 impl Owed {
-    /// One packet of `len` bytes passed by a state of rule `nr` of
-    /// ruleset generation `gen`, found with one search.
+    /// One packet of `len` bytes passed by a state of rule `rule` (the
+    /// slot's rule word: ruleset generation << 32 | rule number), found
+    /// with one search.
     #[inline(always)]
-    pub(super) fn count(&mut self, cx: &Cx, gen: u32, nr: u32, len: u16) {
-        let rule = (gen as u64) << 32 | nr as u64;
+    pub(super) fn count(&mut self, cx: &Cx, rule: u64, len: u16) {
         if rule != self.rule {
             self.settle_rule(cx);
             self.rule = rule;
         }
         self.packets += 1;
         self.bytes += len as u64;
-        self.searches += 1;
     }
 
     /// Adds what is owed to the counters (the chunk's end).
     #[inline]
     pub(crate) fn settle(&mut self, cx: &Cx) {
         self.settle_rule(cx);
-        cx.counters.searches.add(std::mem::take(&mut self.searches));
     }
 
-    /// The rule's share of `settle`.
+    /// What the packets of one rule owe: the rule's counters and pf's
+    /// searches.
     #[inline(never)]
     fn settle_rule(&mut self, cx: &Cx) {
         if self.packets == 0 {
             return;
         }
+        cx.counters.searches.add(self.packets);
         let (gen, nr) = ((self.rule >> 32) as u32, self.rule as u32);
         if let Some(c) = cx.rs.state_rule_index(gen, nr).and_then(|i| cx.rules.rule(i)) {
             let d = (cx.dir == Direction::Out) as usize;

@@ -118,7 +118,7 @@ pub fn test_established6_words(
     crate::state::StateTable::touch_slot(s, fwd, len as u64, cx.now.as_nanos());
     cx.relink(&mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
-    owed.count(cx, v.ruleset_gen, v.rule_nr, len);
+    owed.count(cx, (v.ruleset_gen as u64) << 32 | v.rule_nr as u64, len);
     Some(Decision::Pass)
 }
 

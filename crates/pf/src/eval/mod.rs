@@ -245,7 +245,14 @@ impl Cx<'_> {
     /// `pf_state_key_link_reverse`).
     #[inline]
     fn relink(&self, link: &mut u64, idx: u32, rev: u32) {
-        match self.dir {
+        self.relink_as(self.dir, link, idx, rev)
+    }
+
+    /// `relink` on the hook of direction `dir` (the caller's constant, so
+    /// that a loop made for one direction leaves the other's code out).
+    #[inline(always)]
+    fn relink_as(&self, dir: Direction, link: &mut u64, idx: u32, rev: u32) {
+        match dir {
             Direction::In => *link = (rev as u64) << 32 | (idx as u64 + 1),
             Direction::Out => {
                 let (in_slot, hint) = (*link as u32, (*link >> 32) as u32);

@@ -411,7 +411,7 @@ fn extra_word(st: &StateData) -> u64 {
         | (st.rtable as u16 as u64) << 16
         | (st.src.state as u64) << 32
         | (st.dst.state as u64) << 40
-        | (fast_bits(st) as u64) << 48
+        | (fast_word(st) as u64) << 48
 }
 
 /// `StateView::fast` bits: a UDP packet in the state's direction
@@ -425,14 +425,35 @@ fn extra_word(st: &StateData) -> u64 {
 /// out from the peers, the timeout and the flags.
 pub const FAST_FWD: u8 = 1;
 pub const FAST_REV: u8 = 2;
+/// The same by hook: a UDP packet on the in hook (`FAST_IN`) or the out
+/// hook (`FAST_OUT`) takes the fast path (`FAST_FWD` or `FAST_REV` as the
+/// state's direction makes that hook's packets go its way or against
+/// it), so that a loop made for one hook tests a constant bit. Like the
+/// two above, set only while the state is live and not purged, so a
+/// reader that tests one need not test those (`StateTable::probe_fast4`).
+pub const FAST_IN: u8 = 4;
+pub const FAST_OUT: u8 = 8;
 
 /// The state flags that take a packet off the fast path: each asks the
 /// verdict for work besides counting (`sflags::NAT` does not: its rewrite
 /// comes from the keys).
 const FAST_NOT: u8 = sflags::LOG_ALL | sflags::LOG_MATCHES_ALL | sflags::SCRUB | sflags::ROUTED | sflags::AFTO;
 
+/// `fast_bits` with the hook bits (`FAST_IN`, `FAST_OUT`) beside them.
+fn fast_word(st: &StateData) -> u8 {
+    let f = fast_bits(st);
+    let way = |dir: u8| if st.direction == dir { f & FAST_FWD != 0 } else { f & FAST_REV != 0 };
+    f | (FAST_IN * u8::from(way(DIR_IN))) | (FAST_OUT * u8::from(way(DIR_OUT)))
+}
+
 fn fast_bits(st: &StateData) -> u8 {
-    if st.key.proto != 17 || st.flags & FAST_NOT != 0 || st.tag != 0 || st.src_flags & srcflags::DIVERTED != 0 {
+    if !st.live
+        || st.timeout == TIMEOUT_PURGE
+        || st.key.proto != 17
+        || st.flags & FAST_NOT != 0
+        || st.tag != 0
+        || st.src_flags & srcflags::DIVERTED != 0
+    {
         return 0;
     }
     let steady = |s0: u8, d0: u8| {

@@ -237,6 +237,22 @@ pub struct StateView {
     pub fast: u8,
 }
 
+/// What the IPv4 fast path reads of a state (`StateTable::probe_fast4`),
+/// a consistent snapshot as `StateView` is.
+#[derive(Debug, Clone, Copy)]
+pub struct FastView {
+    pub idx: u32,
+    /// The packet goes the state's way (its counts are direction 0's).
+    pub fwd: bool,
+    /// The state translates (`sflags::NAT`).
+    pub nat: bool,
+    /// The slot's rule word: rule number | ruleset generation << 32.
+    pub rule: u64,
+    /// The state's reverse link (`Slot::rev`), read on the in hook only
+    /// (0 on the out hook, which does not use it).
+    pub rev: u32,
+}
+
 /// Result of a lock-free probe.
 pub enum Probe {
     /// No state for the key on this interface.

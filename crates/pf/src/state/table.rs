@@ -349,12 +349,79 @@ impl StateTable {
         self.probe_linked_slot(link, key, ifidx).map(|(v, _)| v)
     }
 
+    /// What the IPv4 fast path (`eval::fast4`) reads of the state for
+    /// `key` on `ifidx` on the in hook (`IN`) or the out hook: the state
+    /// in slot `link - 1` if `probe_linked` would take it, else the one a
+    /// search finds (`find_words`, out of line), as `Cx::probe_linked`
+    /// goes on to `probe`, only if
+    /// its packets on this hook take the fast path (`FAST_IN`,
+    /// `FAST_OUT`; those bits also say it is live and not purged, which
+    /// is all `usable` adds to its interface test). `None`: no such state,
+    /// or one the fast path leaves (off the fast path, or a writer at
+    /// work), for the general path. (One read of the slot for both ways,
+    /// so that what it found stays in registers, not in a copy returned
+    /// through memory.) On the in hook `link` is `lookup_heads`'
+    /// unverified hint; a miss there prefetches for pf out as
+    /// `lookup_hints` does (`hint_missed`).
+    #[inline(always)]
+    pub fn probe_fast4<const IN: bool>(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<(FastView, &Slot)> {
+        // (link 0: no slot, `u32::MAX`)
+        let (mut idx, mut linked) = (link.wrapping_sub(1), true);
+        loop {
+            match self.read_fast_slot::<IN>(idx, key, ifidx, linked) {
+                Some(found) => return found,
+                None if linked => (idx, linked) = (self.find_words_cold(key, ifidx, IN)?, false),
+                None => return None,
+            }
+        }
+    }
+
+    /// `probe_fast4`'s read of slot `idx`: `None` if it is not the state
+    /// for `key` on `ifidx` (with `solo`, alone on its key) as
+    /// `read_view_slot` decides (its liveness left to the fast bit),
+    /// `Some(None)` if it is but the fast path leaves the packet (or the
+    /// read was torn).
+    #[inline(always)]
+    #[allow(clippy::option_option)]
+    fn read_fast_slot<const IN: bool>(
+        &self,
+        idx: u32,
+        key: (u64, u64),
+        ifidx: u32,
+        solo: bool,
+    ) -> Option<Option<(FastView, &Slot)>> {
+        let s = self.slot(idx)?;
+        let s1 = s.seq.load(Ordering::Acquire);
+        let k = s.key_words();
+        let bind = s.bind.load(Ordering::Relaxed);
+        let rule = s.rule.load(Ordering::Relaxed);
+        let extra = s.extra.load(Ordering::Relaxed);
+        let rev = if IN { s.rev.load(Ordering::Relaxed) } else { 0 };
+        // a translating state found by its translated key (never by a
+        // link: `solo` speaks of its own key)
+        let by_nat = k != key && !solo && (bind >> 40) as u8 & sflags::NAT != 0 && self.nat_key_is(idx, key);
+        fence(Ordering::Acquire);
+        if s1 & 1 != 0 || s.seq.load(Ordering::Relaxed) != s1 {
+            return Some(None);
+        }
+        let kif = bind as u32;
+        if (k != key && !by_nat) || (kif != 0 && kif != ifidx) || (solo && bind & BIND_SOLO == 0) {
+            return None;
+        }
+        if (extra >> 48) as u8 & if IN { FAST_IN } else { FAST_OUT } == 0 {
+            return Some(None);
+        }
+        let fwd = (bind >> 32) as u8 == if IN { DIR_IN } else { DIR_OUT };
+        let nat = (bind >> 40) as u8 & sflags::NAT != 0;
+        Some(Some((FastView { idx, fwd, nat, rule, rev }, s)))
+    }
+
     /// `probe_linked_slot`, or when the link names no state that fits,
     /// the state a search finds for `key` on `ifidx` (`find_words`, out of
     /// line), read as `probe` reads it: what `Cx::probe_linked` finds,
     /// with the slot read. `None` also for a state a writer is busy with.
-    /// (One read of the slot for both ways, so that what it found stays
-    /// in registers, not in a copy returned through memory.)
+    /// IPv6's fast path (`eval::test_established6_words`); IPv4's has
+    /// `probe_fast4`.
     #[inline(always)]
     pub fn probe_linked_or_search(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<(StateView, &Slot)> {
         // (link 0: no slot, `u32::MAX`)
@@ -366,7 +433,7 @@ impl StateTable {
             if !linked {
                 return None;
             }
-            (idx, linked) = (self.find_words_cold(key, ifidx)?, false);
+            (idx, linked) = (self.find_words_cold(key, ifidx, false)?, false);
         }
     }
 
@@ -375,7 +442,10 @@ impl StateTable {
     /// bucket, which the batch's hint guesses).
     #[cold]
     #[inline(never)]
-    fn find_words_cold(&self, key: (u64, u64), ifidx: u32) -> Option<u32> {
+    fn find_words_cold(&self, key: (u64, u64), ifidx: u32, inbound: bool) -> Option<u32> {
+        if inbound {
+            self.hint_missed(key);
+        }
         self.find_words(key, ifidx)
     }
 
@@ -497,6 +567,79 @@ impl StateTable {
                 }
             }
         }
+    }
+
+    /// `lookup_hints`' first two passes, for IPv4's batch loop
+    /// (`batch::chunk4`): every key's bucket prefetched, then every
+    /// chain's first slot, and `hints[i]` is slot + 1 of that first slot
+    /// (0: an empty chain, or no key), *not verified*: whether it holds the
+    /// key is the first thing the fast path reads of it anyway
+    /// (`probe_fast4`, which with `test_established4` prefetches what
+    /// `lookup_hints`' third pass does: `hint_missed`, `prefetch_rev`); a packet for the
+    /// general path has its hint verified there (`verified_hint`). Reads
+    /// only.
+    pub fn lookup_heads(&self, keys: &[(u64, u64)], hints: &mut [u32]) {
+        let n = keys.len().min(hints.len()).min(HINT_BATCH);
+        let (keys, hints) = (&keys[..n], &mut hints[..n]);
+        let buckets: &[AtomicU32; BUCKETS] = (&self.buckets[..]).try_into().expect("BUCKETS buckets");
+        let slots = self.slab.view();
+        let mut bucket = [0u32; HINT_BATCH];
+        for (k, b) in keys.iter().zip(bucket.iter_mut()) {
+            if k.1 != 0 {
+                *b = self.bucket_of(*k) as u32;
+                prefetch_line(&buckets[*b as usize & (BUCKETS - 1)]);
+            }
+        }
+        for ((k, b), h) in keys.iter().zip(bucket.iter()).zip(hints.iter_mut()) {
+            *h = 0;
+            if k.1 != 0 {
+                let head = buckets[*b as usize & (BUCKETS - 1)].load(Ordering::Relaxed);
+                if let Some(s) = head.checked_sub(1).and_then(|i| slots.get(i)) {
+                    prefetch_slot(s);
+                    *h = head;
+                }
+            }
+        }
+    }
+
+    /// `hint` (from `lookup_heads`) if its slot holds in-hook key `k`, else
+    /// 0: what `lookup_hints` would have given, for the general path,
+    /// which takes a hint as a state it may lock. Prefetches as
+    /// `lookup_hints`' third pass does (`prefetch_rev`, `hint_missed`).
+    #[inline]
+    pub fn verified_hint(&self, k: (u64, u64), hint: u32) -> u32 {
+        match hint.checked_sub(1).and_then(|i| self.slot(i)) {
+            Some(s) if s.key_words() == k => {
+                self.prefetch_rev(s.rev.load(Ordering::Relaxed));
+                hint
+            }
+            _ => {
+                self.hint_missed(k);
+                0
+            }
+        }
+    }
+
+    /// For an in-hook packet whose state is in a slot of reverse link
+    /// `rev`: the slot `rev` names (the state pf out will read, after the
+    /// whole batch went through pf in and routing) into L2.
+    #[inline(always)]
+    pub fn prefetch_rev(&self, rev: u32) {
+        if let Some(i) = rev.checked_sub(1) {
+            // Not checked against the usable slots: a prefetch of any
+            // address is only a hint, and a link names a slot handed out.
+            self.slab.prefetch_l2(i);
+        }
+    }
+
+    /// For an in-hook packet whose key `k` is not at its chain's head:
+    /// pf out will search too, with the reversed key (no NAT: the
+    /// outbound key of a forwarded packet is its inbound key reversed), so
+    /// its bucket into L2.
+    #[cold]
+    #[inline(never)]
+    pub fn hint_missed(&self, k: (u64, u64)) {
+        prefetch_line_l2(&self.buckets[self.bucket_of(reversed(k))]);
     }
 
     /// Slot `idx`'s reverse link (`Slot::rev`).

@@ -392,14 +392,60 @@ fn fast_bits_say_what_the_per_packet_tests_said() {
                                 && !(fwd && v.rtable >= 0);
                             let bit = if fwd { FAST_FWD } else { FAST_REV };
                             assert_eq!(v.fast & bit != 0, want, "{st:?} fwd {fwd}");
+                            // an inbound state: the in hook's packets go its way
+                            let hook = if fwd { FAST_IN } else { FAST_OUT };
+                            assert_eq!(v.fast & hook != 0, want, "{st:?} fwd {fwd}");
                         }
-                        fast_seen[v.fast as usize] += 1;
+                        fast_seen[(v.fast & (FAST_FWD | FAST_REV)) as usize] += 1;
                     }
                 }
             }
         }
     }
     assert!(fast_seen.iter().all(|&c| c > 0), "every combination of the bits is made: {fast_seen:?}");
+}
+
+/// The hook bits (`FAST_IN`, `FAST_OUT`) are the way bits of the hook's
+/// packets, which the state's direction decides; no fast bit is left on a
+/// state being purged or removed; and `probe_fast4` finds a state, by its
+/// link or by a search, exactly when its hook bit is set.
+#[test]
+fn fast_hook_bits_follow_the_direction_and_the_state_s_life() {
+    use crate::compile::tidx;
+    use crate::names::Timeout;
+    let t = StateTable::new(16);
+    let fast_bits = |idx: u32| (t.slot(idx).unwrap().extra.load(Ordering::Relaxed) >> 48) as u8;
+    for (n, direction) in [(1u16, DIR_IN), (2, DIR_OUT)] {
+        let mut k = key(n);
+        k.proto = 17;
+        let mut st = StateData { key: k, direction, live: true, ..Default::default() };
+        st.src.state = udps::MULTIPLE;
+        st.dst.state = udps::MULTIPLE;
+        st.timeout = tidx(Timeout::UdpMultiple) as u8;
+        let idx = t.insert(st).unwrap();
+        let w = k.words();
+        let found =
+            |link: u32| (t.probe_fast4::<true>(link, w, 0).is_some(), t.probe_fast4::<false>(link, w, 0).is_some());
+        assert_eq!(fast_bits(idx), FAST_FWD | FAST_REV | FAST_IN | FAST_OUT);
+        assert_eq!(found(idx + 1), (true, true), "by the link");
+        assert_eq!(found(0), (true, true), "by a search");
+        // An rtable takes the state's own way off the fast path.
+        t.with_state(w, 0, |_, st| st.rtable = 3).unwrap();
+        let own_way = if direction == DIR_IN { FAST_IN } else { FAST_OUT };
+        assert_eq!(fast_bits(idx), FAST_REV | (FAST_IN | FAST_OUT) & !own_way);
+        assert_eq!(found(idx + 1), (direction == DIR_OUT, direction == DIR_IN));
+        let fv = t.probe_fast4::<true>(0, w, 0).or(t.probe_fast4::<false>(0, w, 0)).unwrap().0;
+        assert!(!fv.fwd && !fv.nat && fv.idx == idx);
+        t.with_state(w, 0, |_, st| st.rtable = -1).unwrap();
+        // Marked for the purge, then removed: no bit at all.
+        t.with_state(w, 0, |_, st| st.timeout = TIMEOUT_PURGE).unwrap();
+        assert_eq!(fast_bits(idx), 0);
+        assert_eq!(found(idx + 1), (false, false));
+        assert!(t.remove(idx));
+        assert_eq!(fast_bits(idx), 0);
+        assert_eq!(found(idx + 1), (false, false));
+        assert_eq!(found(0), (false, false));
+    }
 }
 
 /// The lock-free counts (`Slot::recent`) fold into the totals when a
