@@ -9,7 +9,7 @@ pub mod output;
 mod timer;
 
 use crate::assembler::Assembler;
-use crate::cc::{CcAlgorithm, CongestionControl};
+use crate::cc::{Cc, CcAlgorithm};
 use crate::ring::Ring;
 use crate::rtt::RttEstimator;
 use crate::sack::Scoreboard;
@@ -224,7 +224,7 @@ pub struct Tcb {
 
     rtt: RttEstimator,
     rtt_timing: Option<(Seq, Instant)>,
-    cc: Box<dyn CongestionControl>,
+    cc: Cc,
     sack: Scoreboard,
     recovery: Option<Recovery>,
     /// RFC 6582 "recover": no new fast recovery until SND.UNA passes it.
