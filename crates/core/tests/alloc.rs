@@ -484,11 +484,21 @@ mod connlife {
             for _ in 0..100 {
                 step(wa, wb);
             }
+            // Each of B's connections waits in TIME_WAIT on the queue of
+            // its worker, in the order they entered it, not on the heap
+            // (fewer than n when A's random port met one of them again: a
+            // SYN reopens a TIME_WAIT connection, RFC 6191).
+            let tw = b.socks.tcp_count();
+            assert!(tw > n as usize / 2, "{tw} connections in TIME_WAIT");
+            // (A reopened one's entry stays until its deadline.)
+            let q = b.socks.timer_entries(0).1;
+            assert!((tw..=n as usize).contains(&q), "{q} on B's TIME_WAIT queue, {tw} in TIME_WAIT");
             clock.advance(Duration::from_secs(61));
             for _ in 0..100 {
                 step(wa, wb);
             }
             assert_eq!(b.socks.tcp_count(), 0, "B's connections all gone after TIME_WAIT");
+            assert_eq!(b.socks.timer_entries(0), (0, 0), "nothing left filed");
         };
         run(N, &mut wa, &mut wb);
         super::BT.store(std::env::var_os("CONNLIFE_BT").is_some(), Ordering::Relaxed);
