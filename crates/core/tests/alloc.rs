@@ -7,6 +7,11 @@
 //! (its running-tests map, the timeout queue, the channel it waits on).
 //! Under load those allocations landed inside the measured window and
 //! failed the test now and then ("4 allocations while forwarding ...").
+//!
+//! `connlife` counts what a short TCP connection costs its server the
+//! same way (allocations and frames, from SYN to TIME_WAIT's end).
+
+mod common;
 
 use softnet_core::gen::{GeneratorQueue, SinkQueue};
 use softnet_core::host::Host;
@@ -31,24 +36,36 @@ thread_local! {
     /// Allocations of this thread while watched (per thread: the tests
     /// run in parallel).
     static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Their bytes.
+    static BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-fn note() {
+/// Each watched allocation's backtrace on stderr (`CONNLIFE_BT=1` for
+/// `connlife`: where a connection's allocations are made).
+static BT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn note(size: usize) {
     if WATCHED.with(|w| w.get()) {
+        if BT.load(Ordering::Relaxed) {
+            WATCHED.with(|w| w.set(false));
+            eprintln!("ALLOC {size}\n{}", std::backtrace::Backtrace::force_capture());
+            WATCHED.with(|w| w.set(true));
+        }
         ALLOCS.with(|a| a.set(a.get() + 1));
+        BYTES.with(|b| b.set(b.get() + size as u64));
     }
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
+        note(l.size());
         System.alloc(l)
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         System.dealloc(p, l)
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
+        note(n);
         System.realloc(p, l, n)
     }
 }
@@ -347,4 +364,160 @@ fn punting_and_the_hosts_traffic_allocate_nothing_in_steady_state() {
     assert!(punted >= 2000 * 60 && sent >= 2000 * 60 && arp >= 2000, "punted {punted} sent {sent} arp {arp}");
     assert_eq!((s.dropped, s.punt_errors, s.filtered), (0, 0, 0));
     assert_eq!(allocs, 0, "{allocs} allocations while punting {punted}, sending {sent}, answering {arp}");
+}
+
+/// A short connection's life on the server (issue 13's connections per
+/// second: accept, a 1 KB response, close), counted: the heap allocations
+/// the server's side makes for one connection from its SYN to the end of
+/// its TIME_WAIT (its worker's rounds and the application's accept, write
+/// and close), and the frames it sends. Two stacks in memory
+/// (`common::two_stacks`: A the client 10.0.0.1, B the server 10.0.0.2),
+/// one worker each, driven round by round from the test's thread; only
+/// B's work is watched.
+mod connlife {
+    use super::common::{two_stacks_with, TwoStacks};
+    use super::{ALLOCS, BYTES, WATCHED};
+    use softnet_core::link::LinkQueue;
+    use softnet_core::packet::{PacketBuf, PacketPool};
+    use softnet_core::sock::api::{TcpListener, TcpStream};
+    use softnet_core::worker::Worker;
+    use std::cell::Cell;
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Runs `f` as the server's work (counted).
+    fn server<T>(f: impl FnOnce() -> T) -> T {
+        WATCHED.with(|w| w.set(true));
+        let r = f();
+        WATCHED.with(|w| w.set(false));
+        r
+    }
+
+    /// Counts the frames a side puts on the wire.
+    struct Counted {
+        inner: Box<dyn LinkQueue>,
+        sent: Arc<AtomicU64>,
+    }
+
+    impl LinkQueue for Counted {
+        fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+            self.inner.recv(pool, out, max)
+        }
+        fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
+            self.sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
+            self.inner.send(pool, frames)
+        }
+    }
+
+    const RESPONSE: [u8; 1024] = [b'x'; 1024];
+
+    /// Connections counted (after as many to warm the tables up).
+    const N: u64 = 256;
+    /// Connections open at once (the benchmark's 4 client threads, and more).
+    const AT_ONCE: usize = 8;
+
+    #[test]
+    fn a_short_connections_server_side_allocations_and_frames() {
+        let b_sent = Arc::new(AtomicU64::new(0));
+        let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks_with(4096, 4096, |q, side| match side {
+            1 => q
+                .into_iter()
+                .map(|inner| Box::new(Counted { inner, sent: b_sent.clone() }) as Box<dyn LinkQueue>)
+                .collect(),
+            _ => q,
+        });
+        let addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let mut l = server(|| TcpListener::bind_with_backlog(&b, addr, 128).unwrap());
+        l.set_nonblocking(true).unwrap();
+        let step = |wa: &mut Worker, wb: &mut Worker| {
+            wa.poll();
+            server(|| wb.poll());
+            clock.advance(Duration::from_micros(100));
+        };
+        // `n` connections, AT_ONCE at a time: A connects, B accepts, writes
+        // 1 KB and closes (NOPUSH, as the benchmark's server), A reads to the
+        // end and closes; then the clock runs past B's TIME_WAITs.
+        let run = |n: u64, wa: &mut Worker, wb: &mut Worker| {
+            let mut done = 0u64;
+            let mut clients: Vec<(TcpStream, Vec<u8>)> = Vec::new();
+            let mut opened = 0u64;
+            let mut rounds = 0;
+            while done < n {
+                while clients.len() < AT_ONCE && opened < n {
+                    clients.push((TcpStream::start_connect(&a, addr).unwrap(), Vec::new()));
+                    opened += 1;
+                }
+                step(wa, wb);
+                server(|| loop {
+                    match l.accept() {
+                        Ok((mut s, _)) => {
+                            s.set_nopush(true).unwrap();
+                            s.write_all(&RESPONSE).unwrap();
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                });
+                clients.retain_mut(|(c, got)| {
+                    c.set_nonblocking(true).unwrap();
+                    let mut buf = [0u8; 2048];
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) => {
+                                assert_eq!(got.len(), RESPONSE.len());
+                                done += 1;
+                                return false;
+                            }
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                            Err(e) => panic!("read: {e}"),
+                        }
+                    }
+                });
+                rounds += 1;
+                assert!(rounds < 100_000, "{done} of {n} connections done");
+            }
+            // The last FINs and ACKs, then TIME_WAIT (2 MSL, 60 s) runs out.
+            for _ in 0..100 {
+                step(wa, wb);
+            }
+            // Each of B's connections waits in TIME_WAIT on the queue of
+            // its worker, in the order they entered it, not on the heap
+            // (fewer than n when A's random port met one of them again: a
+            // SYN reopens a TIME_WAIT connection, RFC 6191).
+            let tw = b.socks.tcp_count();
+            assert!(tw > n as usize / 2, "{tw} connections in TIME_WAIT");
+            // (A reopened one's entry stays until its deadline.)
+            let q = b.socks.timer_entries(0).1;
+            assert!((tw..=n as usize).contains(&q), "{q} on B's TIME_WAIT queue, {tw} in TIME_WAIT");
+            clock.advance(Duration::from_secs(61));
+            for _ in 0..100 {
+                step(wa, wb);
+            }
+            assert_eq!(b.socks.tcp_count(), 0, "B's connections all gone after TIME_WAIT");
+            assert_eq!(b.socks.timer_entries(0), (0, 0), "nothing left filed");
+        };
+        run(N, &mut wa, &mut wb);
+        super::BT.store(std::env::var_os("CONNLIFE_BT").is_some(), Ordering::Relaxed);
+        let (a0, b0, f0) = (ALLOCS.with(Cell::get), BYTES.with(Cell::get), b_sent.load(Ordering::Relaxed));
+        run(N, &mut wa, &mut wb);
+        let allocs = ALLOCS.with(Cell::get) - a0;
+        let bytes = BYTES.with(Cell::get) - b0;
+        let frames = b_sent.load(Ordering::Relaxed) - f0;
+        eprintln!(
+            "server, per connection: {:.2} allocations ({:.0} bytes), {:.2} frames sent",
+            allocs as f64 / N as f64,
+            bytes as f64 / N as f64,
+            frames as f64 / N as f64
+        );
+        // SYN,ACK; the answer with its FIN; the ACK of the client's FIN
+        // (main sent a window update after the handshake too: 4).
+        assert_eq!(frames, 3 * N, "frames the server sent");
+        // The PCB and the send ring's first 4 KiB (main: 4, the
+        // congestion control boxed twice); one more allowed.
+        assert!(allocs <= 3 * N, "{allocs} allocations for {N} connections");
+    }
 }

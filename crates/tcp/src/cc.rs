@@ -30,11 +30,85 @@ pub enum CcAlgorithm {
 }
 
 impl CcAlgorithm {
-    pub fn build(self, smss: u32) -> Box<dyn CongestionControl> {
+    pub fn build(self, smss: u32) -> Cc {
         match self {
-            CcAlgorithm::NewReno => Box::new(NewReno::new(smss)),
-            CcAlgorithm::Cubic => Box::new(Cubic::new(smss)),
+            CcAlgorithm::NewReno => Cc::NewReno(NewReno::new(smss)),
+            CcAlgorithm::Cubic => Cc::Cubic(Cubic::new(smss)),
         }
+    }
+}
+
+/// A connection's algorithm, held in its TCB (not boxed: a connection
+/// that allocated one for its SYN and another for the handshake's MSS
+/// made two heap allocations of every short connection's four; BENCHMARKS
+/// §4, session 15).
+pub enum Cc {
+    NewReno(NewReno),
+    Cubic(Cubic),
+}
+
+macro_rules! each {
+    ($s:expr, $c:ident => $e:expr) => {
+        match $s {
+            Cc::NewReno($c) => $e,
+            Cc::Cubic($c) => $e,
+        }
+    };
+}
+
+/// The algorithm's calls without the trait in scope (the TCB's).
+impl Cc {
+    #[inline]
+    pub fn cwnd(&self) -> u32 {
+        each!(self, c => c.cwnd())
+    }
+    #[inline]
+    pub fn ssthresh(&self) -> u32 {
+        each!(self, c => c.ssthresh())
+    }
+    #[inline]
+    pub fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>) {
+        each!(self, c => c.on_ack(now, acked, srtt))
+    }
+    #[inline]
+    pub fn on_loss(&mut self, now: Instant, flight: u32) {
+        each!(self, c => c.on_loss(now, flight))
+    }
+    #[inline]
+    pub fn on_recovery_end(&mut self, flight: u32) {
+        each!(self, c => c.on_recovery_end(flight))
+    }
+    #[inline]
+    pub fn on_rto(&mut self, flight: u32) {
+        each!(self, c => c.on_rto(flight))
+    }
+    #[inline]
+    pub fn set_mss(&mut self, smss: u32) {
+        each!(self, c => c.set_mss(smss))
+    }
+}
+
+impl CongestionControl for Cc {
+    fn cwnd(&self) -> u32 {
+        Cc::cwnd(self)
+    }
+    fn ssthresh(&self) -> u32 {
+        Cc::ssthresh(self)
+    }
+    fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>) {
+        Cc::on_ack(self, now, acked, srtt)
+    }
+    fn on_loss(&mut self, now: Instant, flight: u32) {
+        Cc::on_loss(self, now, flight)
+    }
+    fn on_recovery_end(&mut self, flight: u32) {
+        Cc::on_recovery_end(self, flight)
+    }
+    fn on_rto(&mut self, flight: u32) {
+        Cc::on_rto(self, flight)
+    }
+    fn set_mss(&mut self, smss: u32) {
+        Cc::set_mss(self, smss)
     }
 }
 

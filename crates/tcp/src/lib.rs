@@ -23,7 +23,7 @@ pub mod sack;
 pub mod seq;
 pub mod time;
 
-pub use cc::{CcAlgorithm, CongestionControl};
+pub use cc::{Cc, CcAlgorithm, CongestionControl};
 pub use conn::output::segment_buffer_len;
 pub use conn::{Config, ConnStats, Drop, Keepalive, State, Tcb, TcpError, Verdict, STRETCH_ACK_DIV};
 pub use isn::IsnGen;

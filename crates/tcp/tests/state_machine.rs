@@ -543,6 +543,39 @@ fn nopush_sends_a_response_and_its_fin_in_one_segment() {
 }
 
 #[test]
+fn the_ack_completing_a_passive_open_draws_no_window_update() {
+    // B's SYN,ACK offers 64 KiB of its 256 KiB (a SYN's window is not
+    // scaled): the handshake's last ACK is answered by nothing, as
+    // OpenBSD's tcp_input does (main sent a window update: a frame of
+    // every short connection's four); B's first segment tells the window.
+    let mut p = Pair::default();
+    assert!(drain(&mut p.b, &mut p.eb).is_empty(), "nothing for the handshake's ACK");
+    p.advance(Duration::from_millis(500));
+    p.b.on_timer(&mut p.eb);
+    assert!(drain(&mut p.b, &mut p.eb).is_empty(), "nor later");
+    p.b.send(&[b'x'; 100]).unwrap();
+    let data = one(drain(&mut p.b, &mut p.eb));
+    let scale = 3; // 256 KiB needs a shift of 3
+    assert_eq!(usize::from(data.repr.window) << scale, 256 * 1024, "the whole window with the data");
+
+    // Once the peer sent something, a grown window is told as before: A's
+    // data read by B, whose next output offers the space again.
+    let mut p = Pair::default();
+    p.a.send(&[b'y'; 3000]).unwrap();
+    for s in drain(&mut p.a, &mut p.ea) {
+        deliver(&mut p.b, &mut p.eb, &s);
+    }
+    p.advance(Duration::from_millis(200));
+    p.b.on_timer(&mut p.eb);
+    let acks = drain(&mut p.b, &mut p.eb);
+    assert!(usize::from(acks.last().unwrap().repr.window) << scale < 256 * 1024, "the data took room");
+    let mut buf = [0u8; 3000];
+    assert!(p.b.recv(&mut buf).unwrap() >= 2000);
+    let update = one(drain(&mut p.b, &mut p.eb));
+    assert_eq!(usize::from(update.repr.window) << scale, 256 * 1024, "a window update after the read");
+}
+
+#[test]
 fn out_of_order_flood_of_tiny_segments_is_bounded_and_the_stream_survives() {
     let cfg = Config { max_ooo_ranges: 16, ..Config::default() };
     let mut p = Pair::established(cfg, Config::default());

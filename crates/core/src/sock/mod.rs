@@ -63,7 +63,7 @@ use crate::time::Instant;
 use crossbeam::utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use softnet_tcp::{Env, IsnGen, Seq};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -172,6 +172,13 @@ pub struct Sockets {
     pub(crate) pending: Box<[workq::WorkQueue<Pending>]>,
     /// One timer heap per worker.
     timers: Box<[Mutex<BinaryHeap<Due>>]>,
+    /// One queue per worker of the connections in TIME_WAIT, in the order
+    /// of their deadlines (FreeBSD's 2MSL list, tcp_tw_2msl_scan): each
+    /// waits the same 2MSL, so a connection entering it goes to the back
+    /// and the due ones leave from the front, where the heap took two
+    /// sift-downs through every connection of the last minute
+    /// (`schedule_tw`).
+    timewait: Box<[Mutex<VecDeque<Due>>]>,
     pub(crate) isn: IsnGen,
     /// Half-open connections and SYN cookies.
     pub syncache: syncache::SynCache,
@@ -216,6 +223,7 @@ impl Sockets {
             udp: RwLock::new(HashMap::new()),
             pending: (0..workers).map(|_| workq::WorkQueue::new()).collect(),
             timers: (0..workers).map(|_| Mutex::new(BinaryHeap::new())).collect(),
+            timewait: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),
             count: AtomicUsize::new(0),
@@ -320,6 +328,29 @@ impl Sockets {
         }
     }
 
+    /// Files a connection in TIME_WAIT (its deadline `at`, 2MSL away) at
+    /// the back of its owner's TIME_WAIT queue, which stays in deadline
+    /// order: a deadline earlier than the back's goes on the heap. Its
+    /// heap entry, earlier (a retransmission timer it had), is superseded
+    /// (`timer_at` is the queue's deadline now) and dropped when it comes
+    /// up, without running the connection: one timer run per connection
+    /// at the end of TIME_WAIT, not one more when its last
+    /// retransmission timer would have fired.
+    pub(crate) fn schedule_tw(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) {
+        let Some(at) = at else { return };
+        let at = at.as_nanos();
+        if conn.timer_at.load(Ordering::Acquire) == at {
+            return;
+        }
+        let mut q = self.timewait[self.conn_slot(conn)].lock();
+        if q.back().is_some_and(|b| b.at > at) {
+            drop(q);
+            return self.schedule_ns(conn, at);
+        }
+        conn.timer_at.store(at, Ordering::Release);
+        q.push_back(Due { at, conn: conn.clone() });
+    }
+
     /// Moves the connections of worker `id` due by `now` into `out` (a
     /// worker's scratch). A connection whose owner changed since its entry
     /// was filed is filed again on its owner's heap.
@@ -345,6 +376,18 @@ impl Sockets {
             }
         }
         drop(h);
+        if let Some(mut q) = self.timewait[me].try_lock() {
+            while out.len() < max && q.front().is_some_and(|d| d.at <= now) {
+                let d = q.pop_front().expect("front");
+                if d.conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    if self.conn_slot(&d.conn) == me {
+                        out.push(d.conn);
+                    } else {
+                        moved.push(d);
+                    }
+                }
+            }
+        }
         // Rare (an owner claimed after the entry was filed): the vector
         // stays empty, and allocates nothing, on the common path.
         for d in moved {
@@ -404,6 +447,14 @@ impl Sockets {
     pub(crate) fn connect_port(&self, local_ip: std::net::IpAddr, remote: SocketAddr) -> Option<u16> {
         let want = (0..self.conns.len()).min_by_key(|&w| self.conns[w].read().len());
         self.ephemeral_port_on(local_ip, Some(remote), false, want)
+    }
+
+    /// Entries on worker `id`'s timer heap and on its TIME_WAIT queue
+    /// (tests: where a connection's timers are filed).
+    #[doc(hidden)]
+    pub fn timer_entries(&self, id: usize) -> (usize, usize) {
+        let me = self.slot(id);
+        (self.timers[me].lock().len(), self.timewait[me].lock().len())
     }
 
     /// TCP connections in the tables (every state but LISTEN and CLOSED,

@@ -456,7 +456,10 @@ impl Sockets {
                 self.stats.tcp_drops.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.schedule(conn, inner.tcb.poll_at());
+        match inner.tcb.state() {
+            State::TimeWait => self.schedule_tw(conn, inner.tcb.poll_at()),
+            _ => self.schedule(conn, inner.tcb.poll_at()),
+        }
         let writable = inner.tcb.send_wakeup_due();
         inner.waiters > inner.writers || (inner.writers > 0 && writable) || inner.tasks.due(writable)
     }

@@ -286,6 +286,7 @@ impl Tcb {
         if self.state == State::SynReceived {
             if ack.gt(self.snd_una) && ack.le(self.snd_max) {
                 self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
+                self.wnd_update_held = true;
                 self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
                 self.snd_wl1 = seq;
                 self.snd_wl2 = ack;

@@ -9,7 +9,7 @@ pub mod output;
 mod timer;
 
 use crate::assembler::Assembler;
-use crate::cc::{CcAlgorithm, CongestionControl};
+use crate::cc::{Cc, CcAlgorithm};
 use crate::ring::Ring;
 use crate::rtt::RttEstimator;
 use crate::sack::Scoreboard;
@@ -224,7 +224,7 @@ pub struct Tcb {
 
     rtt: RttEstimator,
     rtt_timing: Option<(Seq, Instant)>,
-    cc: Box<dyn CongestionControl>,
+    cc: Cc,
     sack: Scoreboard,
     recovery: Option<Recovery>,
     /// RFC 6582 "recover": no new fast recovery until SND.UNA passes it.
@@ -243,6 +243,14 @@ pub struct Tcb {
     last_rx: Instant,
 
     ack_now: bool,
+    /// The window grown since our SYN,ACK (whose window field is not
+    /// scaled, RFC 7323 §2.2: 64 KiB of a 256 KiB buffer) waits for the
+    /// next segment that goes anyway (the response, or the ACK of the
+    /// peer's first data, delayed or not) instead of a window update of
+    /// its own: the peer holds the SYN,ACK's window, room to send, and
+    /// OpenBSD's tcp_input sends nothing for the handshake's last ACK.
+    /// Set when a passive open completes, cleared by any segment sent.
+    wnd_update_held: bool,
     /// In-order segments received since the last ACK we sent.
     unacked_segs: u32,
     /// A RST to send next, ports included (a LISTEN TCB answers any peer).
@@ -310,6 +318,7 @@ impl Tcb {
             keep_probes: 0,
             last_rx: now,
             ack_now: false,
+            wnd_update_held: false,
             unacked_segs: 0,
             pending_rst: None,
             force_probe: false,

@@ -277,8 +277,11 @@ impl Tcb {
     }
 
     fn ack_if_due(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpRepr> {
-        // A window update once the offer has grown enough (SWS avoidance).
+        // A window update once the offer has grown enough (SWS avoidance),
+        // but not for the window our SYN,ACK could not scale alone
+        // (`wnd_update_held`).
         let update = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2)
+            && !self.wnd_update_held
             && self.window_to_offer() > self.rcv_adv.since(self.rcv_nxt);
         if !(self.ack_now || self.ack_owed() || update) {
             return None;
@@ -350,6 +353,7 @@ impl Tcb {
         self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + offer);
         self.last_ack_sent = self.rcv_nxt;
         self.ack_now = false;
+        self.wnd_update_held = false;
         self.unacked_segs = 0;
         self.delack_at = None;
         self.stats.segs_out += 1;
