@@ -357,6 +357,26 @@ fn super_segments_received_whole_deliver_the_same_byte_stream_and_bad_ones_are_c
     }
     assert_eq!(b.stats.sum(|s| &s.transport.tcp_rcvpackafterwin), after + 1, "out of window: counted");
     assert_eq!(b.stats.sum(|s| &s.transport.tcp_sndrst), rsts + 1, "closed port: a RST");
+
+    // One for another host (B forwards): cut into its segments before it
+    // is forwarded, each within the MTU (not refused as too big for DF).
+    let fwd0 = b.stats.sum(|s| &s.ip.forward);
+    let cantfrag0 = b.stats.sum(|s| &s.ip.cantfrag);
+    let mut other = f.clone();
+    other[30..34].copy_from_slice(&[10, 0, 0, 3]);
+    other[24..26].copy_from_slice(&[0, 0]);
+    let sum = softnet_wire::checksum::finish(softnet_wire::checksum::sum(&other[14..34]));
+    other[24..26].copy_from_slice(&sum.to_be_bytes());
+    let payload =
+        f.len() - 14 - (f[14] & 0x0f) as usize * 4 - (f[14 + (f[14] & 0x0f) as usize * 4 + 12] >> 4) as usize * 4;
+    chan.lock().unwrap().push_back((other, gso));
+    for _ in 0..5 {
+        step(Duration::from_millis(1));
+    }
+    let segs = payload.div_ceil(gso as usize) as u64;
+    assert!(segs > 1, "the sample is a train of {payload} bytes at {gso}");
+    assert_eq!(b.stats.sum(|s| &s.ip.forward), fwd0 + segs, "forwarded as {segs} segments");
+    assert_eq!(b.stats.sum(|s| &s.ip.cantfrag), cantfrag0, "none too big for the MTU");
     // The connection still carries data.
     c.write_all(b"after").unwrap();
     let mut tail = Vec::new();
