@@ -200,6 +200,12 @@ class Server:
         for _ in range(200):
             self.log.seek(0)
             if f"listening on {SERVER}:1237" in self.log.read():
+                if mode == "softnet" and os.environ.get("BENCH_TAP_OFFLOAD") == "1":
+                    # The kernel's side of an offload TAP: softnet asked
+                    # for TSO (TUNSETOFFLOAD), which needs scatter-gather,
+                    # which offloads_off turned off for the plain rows.
+                    subprocess.run(["ip", "netns", "exec", NS[mode][0], "ethtool", "-K", TAP[mode], "sg", "on",
+                                    "tso", "on", "gso", "on"], capture_output=True)
                 return
             if self.p.poll() is not None:
                 break

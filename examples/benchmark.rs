@@ -7,7 +7,8 @@
 //! per second; TCP_NOPUSH on softnet, TCP_CORK on Linux, so the answer
 //! and the FIN leave in one segment on both; BENCH_PUSH=1 in the server's
 //! environment leaves it off), port 1237 accepts and holds connections idle (memory per
-//! idle connection). The router comes from the daemon's configuration
+//! idle connection). BENCH_SNDBUF / BENCH_RCVBUF set the listeners' send and
+//! receive buffers (bytes). The router comes from the daemon's configuration
 //! file, as `softnet up -c` builds it.
 //!
 //! ```text
@@ -300,6 +301,9 @@ fn main() {
             .unwrap_or_else(|e| die(&format!("{addr}:{port}"), e));
         if let Some(n) = std::env::var("BENCH_SNDBUF").ok().and_then(|v| v.parse().ok()) {
             l.set_send_buffer_size(n).unwrap_or_else(|e| die("SO_SNDBUF", e));
+        }
+        if let Some(n) = std::env::var("BENCH_RCVBUF").ok().and_then(|v| v.parse().ok()) {
+            l.set_recv_buffer_size(n).unwrap_or_else(|e| die("SO_RCVBUF", e));
         }
         eprintln!("benchmark: listening on {addr}:{port}");
         serve(move || l.accept().map(|(s, _)| s), how);

@@ -11,7 +11,10 @@ C 10.0.9.2 (kernel, TAP tso0) -- [softnet + httpd 10.0.9.1:8080, pf]
   mismatch (its window covered each super-segment)
 2 curl uploads 20 MB (PUT): the stored file's SHA-256 equal (every frame
   softnet read came with a virtio-net header, none refused: netstat -i
-  Ifail 0)
+  Ifail 0); the client's TCP wrote super-frames to the TAP (softnet asked
+  for them, TUNSETOFFLOAD with TSO: the TAP's tx bytes per tx packet well
+  above a 1,514-byte frame), which softnet took whole (LRO) and SHA-256
+  says were put together right
 """
 
 import json
@@ -38,10 +41,11 @@ pass out on tso0 proto icmp
 """
 
 
-def rx_counts(t, ns):
-    """The TAP's kernel side: (rx packets, rx bytes), i.e. what softnet wrote."""
+def rx_counts(t, ns, way="rx"):
+    """The TAP's kernel side: (packets, bytes) it received ("rx": what
+    softnet wrote) or sent ("tx": what softnet read)."""
     j = json.loads(t.ns_run(ns, "ip -s -j link show tso0").stdout)[0]
-    return j["stats64"]["rx"]["packets"], j["stats64"]["rx"]["bytes"]
+    return j["stats64"][way]["packets"], j["stats64"][way]["bytes"]
 
 
 def fetch(t, ns, url, out, max_time=60):
@@ -97,11 +101,18 @@ def run_test():
         m = re.search(r"state-mismatch\s+(\d+)", info)
         check(m is not None and int(m.group(1)) == 0, f"pf state mismatches: {info}")
 
-        t.step(f"2: curl uploads {UP_MB} MB (PUT), SHA-256 of the stored file checked")
+        t.step(f"2: curl uploads {UP_MB} MB (PUT), SHA-256 of the stored file checked; super-frames read")
+        q0, c0 = rx_counts(t, c, "tx")
         p = t.ns_run(c, f"curl -sS -H 'Expect:' --max-time 60 -T {up_src} -w %{{http_code}} "
                         f"http://10.0.9.1:8080/up.bin", check_rc=False, timeout=90)
         check(p.returncode == 0 and p.stdout.endswith("201"), f"curl -T: rc={p.returncode} {p.stdout} {p.stderr}")
         check(sha(os.path.join(www, "up.bin")) == want_up, "SHA-256 of the upload differs")
+        q1, c1 = rx_counts(t, c, "tx")
+        frames, nbytes = q1 - q0, c1 - c0
+        avg = nbytes / max(frames, 1)
+        log(f"  the TAP's kernel side sent {nbytes} bytes in {frames} skbs: {avg:.0f} bytes each")
+        check(nbytes >= UP_MB << 20, f"the TAP sent {nbytes} bytes")
+        check(avg >= MIN_AVG_FRAME, f"{avg:.0f} bytes a frame: the client's TCP wrote no super-frames")
         ni = d.out("netstat", "-i")
         log("  " + ni.strip().replace("\n", "\n  "))
         row = next((ln.split() for ln in ni.splitlines() if ln.startswith("tso0")), None)

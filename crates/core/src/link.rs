@@ -14,6 +14,21 @@ pub trait LinkQueue: Send {
     /// Never blocks.
     fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize;
 
+    /// `recv` for a link whose frames may be longer than `pool`'s buffers
+    /// (a TAP with receive offload hands over TCP super-frames of up to
+    /// 64 KB): those go into buffers from `large`, whole, as
+    /// `mflags::TSO` packets (LRO). A link without it is `recv`.
+    fn recv_mixed(
+        &mut self,
+        pool: &mut PacketPool,
+        large: &mut PacketPool,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> usize {
+        let _ = large;
+        self.recv(pool, out, max)
+    }
+
     /// Transmits and drains `frames`, returning their buffers to `pool`.
     /// Returns how many were accepted by the link; the rest were dropped
     /// (the caller counts them as output errors).

@@ -39,6 +39,9 @@ pub struct LinkStats {
     pub rx_vnet_bad: AtomicU64,
     /// Segmentation frames read and cut into segments in software.
     pub rx_gso_cut: AtomicU64,
+    /// Segmentation frames read and handed to the stack whole (LRO: TCP
+    /// super-frames in large buffers, counted in `rx_frames` too).
+    pub rx_gso_frames: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     /// Frames too long for the link (TX ring slot or device): dropped.
@@ -67,6 +70,7 @@ pub struct LinkCounters {
     pub rx_errors: u64,
     pub rx_vnet_bad: u64,
     pub rx_gso_cut: u64,
+    pub rx_gso_frames: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub tx_oversize: u64,
@@ -100,6 +104,7 @@ impl LinkStats {
             rx_errors: self.rx_errors.load(Relaxed),
             rx_vnet_bad: self.rx_vnet_bad.load(Relaxed),
             rx_gso_cut: self.rx_gso_cut.load(Relaxed),
+            rx_gso_frames: self.rx_gso_frames.load(Relaxed),
             tx_frames: self.tx_frames.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             tx_oversize: self.tx_oversize.load(Relaxed),
@@ -124,6 +129,7 @@ impl std::ops::AddAssign for LinkCounters {
         self.rx_errors += o.rx_errors;
         self.rx_vnet_bad += o.rx_vnet_bad;
         self.rx_gso_cut += o.rx_gso_cut;
+        self.rx_gso_frames += o.rx_gso_frames;
         self.tx_frames += o.tx_frames;
         self.tx_bytes += o.tx_bytes;
         self.tx_oversize += o.tx_oversize;

@@ -22,12 +22,16 @@
 //! one skb (a local receiver's TCP takes it whole, as a GRO'd packet,
 //! without computing a checksum; a forwarding kernel cuts it); the
 //! per-skb work of the tun driver and the receiver is paid once per
-//! super-segment instead of once per 1,514-byte frame. Reads still ask
-//! for nothing (`TUNSETOFFLOAD` 0: the kernel segments and checksums what
-//! it sends softnet), and are checked all the same: a bad header is a
-//! counted drop (`rx_vnet_bad`), a `NEEDS_CSUM` frame gets its checksum
-//! completed, a segmentation frame that fits a buffer is cut in software
-//! (`rx_gso_cut`; one that does not is `rx_oversize`).
+//! super-segment instead of once per 1,514-byte frame. Reads ask for the
+//! same (`TUNSETOFFLOAD` with CSUM, TSO4 and TSO6): the kernel's TCP
+//! senders on the TAP's side write their super-frames as they are, with
+//! `NEEDS_CSUM`, and a queue reads them whole (the reads' buffers are
+//! `TAP_RX_MAX` long). `vnet_rx` checks every header (a bad one is a
+//! counted drop, `rx_vnet_bad`), puts a super-frame whole into one of the
+//! worker's large buffers as an `mflags::TSO` packet (`rx_gso_frames`; the
+//! stack takes it as one LRO'd segment, or cuts it where it leaves), or
+//! cuts it in software when no large buffer is left (`rx_gso_cut`), and
+//! completes a plain `NEEDS_CSUM` frame's checksum.
 //!
 //! Batching: the tun driver has no batched read or write for user space
 //! (its `sendmsg` batching is vhost-only). Where the kernel has io_uring
@@ -46,7 +50,7 @@ use crate::uring_rx::{Read, UringReader};
 use crate::vnet::{VnetHdr, VNET_HDR_LEN};
 use crate::{ifinfo, IoError};
 use softnet_core::link::LinkQueue;
-use softnet_core::packet::{mflags, PacketBuf, PacketPool};
+use softnet_core::packet::{csum_flags, mflags, PacketBuf, PacketPool};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
@@ -55,6 +59,16 @@ const IFF_NO_PI: i16 = 0x1000;
 const IFF_MULTI_QUEUE: i16 = 0x0100;
 const IFF_VNET_HDR: i16 = 0x4000;
 const TUNSETOFFLOAD: libc::Ioctl = libc::TUNSETOFFLOAD as libc::Ioctl;
+/// `TUNSETOFFLOAD`'s bits (linux/if_tun.h): what the kernel may leave to
+/// us in what it sends: the transport checksum (`NEEDS_CSUM`), and TCP
+/// segmentation over IPv4 and IPv6 (super-frames of up to 64 KB).
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
+/// The longest frame an offload TAP hands over: its virtio-net header, an
+/// Ethernet header and an IP packet of up to 64 KB (a TCP super-frame's
+/// IPv6 payload length is at most 65,535 bytes after its 40-byte header).
+pub const TAP_RX_MAX: usize = VNET_HDR_LEN + ETH_HLEN + 40 + 65535;
 /// The longest IPv4 packet a TCP super-segment written to an offload TAP
 /// may be (its IP total length field).
 pub const TAP_TSO_MAX: u32 = 65535;
@@ -115,10 +129,13 @@ pub fn open_tap(dev: &str, queues: usize, opts: &TapOptions) -> Result<Vec<Box<d
 fn open_one(dev: &str, flags: i16) -> Result<OwnedFd, IoError> {
     let fd = open_flags(dev, flags)?;
     if flags & IFF_VNET_HDR != 0 {
-        // Nothing asked of the kernel for what it sends us (no TUN_F_*):
-        // it segments and checksums before the TAP, as without the header.
+        // The kernel may hand over TCP super-frames and leave checksums to
+        // us (`vnet_rx`): its TCP senders on the TAP's side write 64 KB
+        // at a time, and the tun driver's per-frame work is paid once per
+        // super-frame.
+        let f = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
         // SAFETY: ioctl with an integer argument on our tun fd.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, 0 as libc::c_ulong) } < 0 {
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, f) } < 0 {
             return Err(IoError::last(dev, "TUNSETOFFLOAD"));
         }
     }
@@ -193,7 +210,7 @@ impl TapQueue {
                 dev: dev.to_string(),
                 queue,
                 stats: Arc::new(LinkStats::default()),
-                overflow: vec![0u8; 65536].into_boxed_slice(),
+                overflow: vec![0u8; 65536.max(TAP_RX_MAX)].into_boxed_slice(),
                 uring: None,
                 results: Vec::new(),
                 want_ring_reads: false,
@@ -214,7 +231,7 @@ impl TapQueue {
             if rings { "reads and writes through io_uring" } else { "readv(2) and write(2)" },
             match opts.offload {
                 false => "no offloads negotiated: the kernel hands over MTU-sized, checksummed frames",
-                true => "virtio-net header (offload): TCP super-segments written whole, the kernel hands over MTU-sized, checksummed frames",
+                true => "virtio-net header (offload): TCP super-segments written whole and read whole",
             }
         );
         Ok(queues)
@@ -291,12 +308,20 @@ impl TapQueue {
 
     /// `recv` through the ring: each completion's frame copied into a pool
     /// buffer. `None` when the ring failed (dropped, `readv` from now on).
-    fn recv_ring(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> Option<usize> {
+    fn recv_ring(
+        &mut self,
+        pool: &mut PacketPool,
+        mut large: Option<&mut PacketPool>,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> Option<usize> {
         if self.reader.is_none() {
             self.want_ring_reads = false;
             // Once per queue: buffers as long as the pool's, so a frame a
-            // pool buffer cannot hold is seen, and counted, as such.
-            match UringReader::new(self.fd.as_raw_fd(), pool.buf_size()) {
+            // pool buffer cannot hold is seen, and counted, as such; with
+            // the virtio-net header, as long as a super-frame.
+            let size = if self.vnet { TAP_RX_MAX } else { pool.buf_size() };
+            match UringReader::new(self.fd.as_raw_fd(), size) {
                 Ok(r) => self.reader = Some(r),
                 Err(e) => {
                     tracing::warn!("{}: io_uring reads failed to start ({e}): readv(2) until EAGAIN", self.dev);
@@ -309,6 +334,7 @@ impl TapQueue {
         let vnet = self.vnet;
         let mut n = 0;
         let r = reader.read_batch(max, |rd| match rd {
+            Read::Frame(f) if vnet => n += vnet_rx(stats, pool, large.as_deref_mut(), f, out),
             Read::Frame(f) => {
                 let Some(mut p) = pool.alloc() else {
                     bump(&stats.rx_nobuf_drops, 1);
@@ -322,10 +348,6 @@ impl TapQueue {
                 }
                 spare[..f.len()].copy_from_slice(f);
                 p.set_len(f.len()).expect("read fits the buffer");
-                if vnet {
-                    n += vnet_rx(stats, pool, p, out);
-                    return;
-                }
                 bump(&stats.rx_bytes, f.len() as u64);
                 out.push(p);
                 n += 1;
@@ -514,61 +536,228 @@ pub fn vnet_tx(p: &mut PacketBuf) -> Option<bool> {
 
 const ETH_HLEN: usize = 14;
 
-/// A frame read with its virtio-net header at the front of `p`: the header
-/// checked against the frame (a bad one a counted drop), then taken off;
-/// a `NEEDS_CSUM` frame's checksum completed; a segmentation frame cut
-/// into segments (`gso::segment_tcp`, each with its checksum) from
-/// `pool`. Appends what it made to `out`; returns how many.
-pub fn vnet_rx(stats: &LinkStats, pool: &mut PacketPool, mut p: PacketBuf, out: &mut Vec<PacketBuf>) -> usize {
-    let frame = p.len().saturating_sub(VNET_HDR_LEN);
-    let h = match VnetHdr::decode(p.data()).and_then(|h| h.check(frame).map(|_| h)) {
+/// A frame read with its virtio-net header at the front of `f` (still in
+/// the reader's buffer): the header checked against the frame (a bad one
+/// a counted drop), then the frame copied without it into a buffer:
+///
+/// * a TCP segmentation frame (`GSO_TCPV4`/`GSO_TCPV6`, the kernel's
+///   TSO super-frame of up to 64 KB) whole into a buffer from `large`,
+///   marked `mflags::TSO` with its gso size in `pf_frag_max` and its
+///   transport checksum vouched for (`csum_flags::L4_OK`: the sender on
+///   the TAP's side left it to the device, as Linux's receiver of a
+///   CHECKSUM_PARTIAL skb trusts it): the stack takes it as one LRO'd
+///   segment, and cuts it if it leaves again (`gso::segment_tcp`). Without
+///   a large buffer it is cut here into pool buffers, each segment with its
+///   checksum (`rx_gso_cut`);
+/// * any other frame into a pool buffer, a `NEEDS_CSUM` one with its
+///   checksum completed (and `L4_OK`), a `DATA_VALID` one `L4_OK`.
+///
+/// Appends what it made to `out`; returns how many.
+pub fn vnet_rx(
+    stats: &LinkStats,
+    pool: &mut PacketPool,
+    large: Option<&mut PacketPool>,
+    f: &[u8],
+    out: &mut Vec<PacketBuf>,
+) -> usize {
+    let frame_len = f.len().saturating_sub(VNET_HDR_LEN);
+    let h = match VnetHdr::decode(f).and_then(|h| h.check(frame_len).map(|_| h)) {
         Ok(h) => h,
-        Err(e) => {
-            bump(&stats.rx_vnet_bad, 1);
-            bump(&stats.rx_errors, 1);
-            tracing::debug!("TAP read: {e}: dropped");
-            pool.free(p);
-            return 0;
-        }
+        Err(e) => return vnet_bad(stats, e),
     };
-    p.pull_front(VNET_HDR_LEN).expect("checked length");
+    let frame = &f[VNET_HDR_LEN..];
     if h.gso() != crate::vnet::GSO_NONE {
-        let et = p.data().get(12..14).map(|e| u16::from_be_bytes([e[0], e[1]]));
-        let want = if h.gso() == crate::vnet::GSO_TCPV4 { 0x0800 } else { 0x86dd };
-        let mut n = 0;
-        let r = match et == Some(want) {
-            true => softnet_core::gso::segment_tcp(
-                p.data(),
-                ETH_HLEN,
-                h.gso_size as usize,
-                || pool.alloc(),
-                |s| {
-                    bump(&stats.rx_bytes, s.len() as u64);
-                    out.push(s);
-                    n += 1;
-                },
-            ),
-            false => Err(softnet_core::gso::GsoError::NotTcp),
-        };
-        match r {
-            Ok(_) => bump(&stats.rx_gso_cut, 1),
-            Err(softnet_core::gso::GsoError::NoBuffer) => bump(&stats.rx_nobuf_drops, 1),
-            Err(e) => {
-                bump(&stats.rx_vnet_bad, 1);
-                bump(&stats.rx_errors, 1);
-                tracing::debug!("TAP read: segmentation frame not cut ({e:?}): dropped");
-            }
-        }
-        pool.free(p);
-        return n;
+        return gso_rx(stats, pool, large, &h, frame, out);
     }
+    if frame.len() > pool.buf_size().saturating_sub(softnet_core::packet::HEADROOM) {
+        bump(&stats.rx_oversize, 1);
+        return 0;
+    }
+    let Some(mut p) = pool.alloc() else {
+        bump(&stats.rx_nobuf_drops, 1);
+        return 0;
+    };
+    if p.set_len(frame.len()).is_err() {
+        bump(&stats.rx_oversize, 1);
+        pool.free(p);
+        return 0;
+    }
+    p.data_mut().copy_from_slice(frame);
     if h.flags & crate::vnet::F_NEEDS_CSUM != 0 {
         crate::vnet::complete_csum(p.data_mut(), &h);
         bump(&stats.rx_csum_completed, 1);
+        p.meta.csum |= csum_flags::L4_OK;
+    } else if h.flags & crate::vnet::F_DATA_VALID != 0 {
+        p.meta.csum |= csum_flags::L4_OK;
     }
     bump(&stats.rx_bytes, p.len() as u64);
     out.push(p);
     1
+}
+
+/// A read frame refused for its header: counted, dropped.
+fn vnet_bad(stats: &LinkStats, e: impl std::fmt::Debug) -> usize {
+    bump(&stats.rx_vnet_bad, 1);
+    bump(&stats.rx_errors, 1);
+    tracing::debug!("TAP read: bad virtio-net frame ({e:?}): dropped");
+    0
+}
+
+/// `vnet_rx` of a segmentation frame (its header checked): whole into a
+/// large buffer, or cut into pool buffers.
+fn gso_rx(
+    stats: &LinkStats,
+    pool: &mut PacketPool,
+    large: Option<&mut PacketPool>,
+    h: &VnetHdr,
+    frame: &[u8],
+    out: &mut Vec<PacketBuf>,
+) -> usize {
+    use softnet_core::gso::{GsoError, TcpLayout};
+    let et = frame.get(12..14).map(|e| u16::from_be_bytes([e[0], e[1]]));
+    let want = if h.gso() == crate::vnet::GSO_TCPV4 { 0x0800 } else { 0x86dd };
+    if et != Some(want) {
+        return vnet_bad(stats, GsoError::NotTcp);
+    }
+    // The headers must be a TCP packet's that the frame holds (the IP
+    // length decides its end: a padded frame's tail is dropped).
+    let lay = match TcpLayout::parse(frame, ETH_HLEN) {
+        Ok(l) if l.v6 == (want == 0x86dd) => l,
+        Ok(_) => return vnet_bad(stats, GsoError::NotTcp),
+        Err(e) => return vnet_bad(stats, e),
+    };
+    if let Some(large) = large {
+        if let Some(mut p) = large.alloc() {
+            if p.set_len(lay.end).is_ok() {
+                p.data_mut().copy_from_slice(&frame[..lay.end]);
+                p.meta.flags |= mflags::TSO;
+                p.meta.pf_frag_max = h.gso_size;
+                p.meta.csum |= csum_flags::L4_OK;
+                bump(&stats.rx_gso_frames, 1);
+                bump(&stats.rx_bytes, p.len() as u64);
+                out.push(p);
+                return 1;
+            }
+            large.free(p);
+        }
+    }
+    let mut n = 0;
+    let r = softnet_core::gso::segment_tcp(
+        &frame[..lay.end],
+        ETH_HLEN,
+        h.gso_size as usize,
+        || pool.alloc(),
+        |s| {
+            bump(&stats.rx_bytes, s.len() as u64);
+            out.push(s);
+            n += 1;
+        },
+    );
+    match r {
+        Ok(_) => bump(&stats.rx_gso_cut, 1),
+        Err(GsoError::NoBuffer) => bump(&stats.rx_nobuf_drops, 1),
+        Err(e) => return n + vnet_bad(stats, e),
+    }
+    n
+}
+
+impl TapQueue {
+    /// `recv`, super-frames into `large` buffers when there is a pool of
+    /// them (`vnet_rx`): through the ring, or `readv(2)` until EAGAIN.
+    fn recv_from(
+        &mut self,
+        pool: &mut PacketPool,
+        mut large: Option<&mut PacketPool>,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> usize {
+        // Any frame may be a super-frame: no more reads a round than
+        // there are large buffers, so that the rest wait whole for the
+        // next round instead of being cut here (while none is left, the
+        // reads go on and cut: the queue never stalls).
+        let max = match large.as_deref() {
+            Some(l) if self.vnet && l.available() > 0 => max.min(l.available()),
+            _ => max,
+        };
+        if self.want_ring_reads || self.reader.is_some() {
+            if let Some(n) = self.recv_ring(pool, large.as_deref_mut(), out, max) {
+                return n;
+            }
+        }
+        if self.vnet {
+            return self.recv_vnet(pool, large, out, max);
+        }
+        let mut n = 0;
+
+        while n < max {
+            let Some(mut p) = pool.alloc() else {
+                bump(&self.stats.rx_nobuf, 1);
+                break;
+            };
+            let spare = p.spare_mut();
+            let room = spare.len();
+            let iov = [
+                libc::iovec { iov_base: spare.as_mut_ptr() as *mut libc::c_void, iov_len: room },
+                libc::iovec { iov_base: self.overflow.as_mut_ptr() as *mut libc::c_void, iov_len: self.overflow.len() },
+            ];
+            // SAFETY: both iovecs point at live, writable memory of the given lengths.
+            let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+            if r < 0 {
+                pool.free(p);
+                let e = errno();
+                if e != libc::EAGAIN && e != libc::EINTR {
+                    bump(&self.stats.rx_errors, 1);
+                }
+                break;
+            }
+            let len = r as usize;
+            if len > room {
+                bump(&self.stats.rx_oversize, 1);
+                pool.free(p);
+                continue;
+            }
+            p.set_len(len).expect("read fits the buffer");
+            bump(&self.stats.rx_bytes, len as u64);
+            out.push(p);
+            n += 1;
+        }
+        bump(&self.stats.rx_frames, n as u64);
+        n
+    }
+
+    /// `recv` by `read(2)` with the virtio-net header: each frame (up to a
+    /// super-frame's length) into the queue's own buffer, then into a pool
+    /// or large buffer by `vnet_rx`.
+    fn recv_vnet(
+        &mut self,
+        pool: &mut PacketPool,
+        mut large: Option<&mut PacketPool>,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> usize {
+        let mut n = 0;
+        let mut reads = 0;
+        while reads < max {
+            if pool.available() == 0 {
+                bump(&self.stats.rx_nobuf, 1);
+                break;
+            }
+            let buf = &mut self.overflow;
+            // SAFETY: reads into our own live buffer of its length.
+            let r = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+            if r < 0 {
+                let e = errno();
+                if e != libc::EAGAIN && e != libc::EINTR {
+                    bump(&self.stats.rx_errors, 1);
+                }
+                break;
+            }
+            reads += 1;
+            n += vnet_rx(&self.stats, pool, large.as_deref_mut(), &self.overflow[..r as usize], out);
+        }
+        bump(&self.stats.rx_frames, n as u64);
+        n
+    }
 }
 
 /// Sets a TAP's carrier from outside its queues (see
@@ -601,50 +790,17 @@ impl LinkQueue for TapQueue {
     }
 
     fn recv(&mut self, pool: &mut PacketPool, out: &mut Vec<PacketBuf>, max: usize) -> usize {
-        if self.want_ring_reads || self.reader.is_some() {
-            if let Some(n) = self.recv_ring(pool, out, max) {
-                return n;
-            }
-        }
-        let mut n = 0;
-        while n < max {
-            let Some(mut p) = pool.alloc() else {
-                bump(&self.stats.rx_nobuf, 1);
-                break;
-            };
-            let spare = p.spare_mut();
-            let room = spare.len();
-            let iov = [
-                libc::iovec { iov_base: spare.as_mut_ptr() as *mut libc::c_void, iov_len: room },
-                libc::iovec { iov_base: self.overflow.as_mut_ptr() as *mut libc::c_void, iov_len: self.overflow.len() },
-            ];
-            // SAFETY: both iovecs point at live, writable memory of the given lengths.
-            let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-            if r < 0 {
-                pool.free(p);
-                let e = errno();
-                if e != libc::EAGAIN && e != libc::EINTR {
-                    bump(&self.stats.rx_errors, 1);
-                }
-                break;
-            }
-            let len = r as usize;
-            if len > room {
-                bump(&self.stats.rx_oversize, 1);
-                pool.free(p);
-                continue;
-            }
-            p.set_len(len).expect("read fits the buffer");
-            if self.vnet {
-                n += vnet_rx(&self.stats, pool, p, out);
-                continue;
-            }
-            bump(&self.stats.rx_bytes, len as u64);
-            out.push(p);
-            n += 1;
-        }
-        bump(&self.stats.rx_frames, n as u64);
-        n
+        self.recv_from(pool, None, out, max)
+    }
+
+    fn recv_mixed(
+        &mut self,
+        pool: &mut PacketPool,
+        large: &mut PacketPool,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> usize {
+        self.recv_from(pool, Some(large), out, max)
     }
 
     fn send(&mut self, pool: &mut PacketPool, frames: &mut Vec<PacketBuf>) -> usize {
@@ -729,14 +885,22 @@ mod vnet_tests {
     }
 
     fn read(h: VnetHdr, f: &[u8], stats: &LinkStats, pool: &mut PacketPool) -> Vec<PacketBuf> {
-        let mut b = [0u8; VNET_HDR_LEN];
-        h.encode(&mut b);
-        let mut p = pool.alloc().unwrap();
-        p.set_len(VNET_HDR_LEN + f.len()).unwrap();
-        p.data_mut()[..VNET_HDR_LEN].copy_from_slice(&b);
-        p.data_mut()[VNET_HDR_LEN..].copy_from_slice(f);
+        read_with(h, f, stats, pool, None)
+    }
+
+    /// What `vnet_rx` makes of frame `f` read after header `h`.
+    fn read_with(
+        h: VnetHdr,
+        f: &[u8],
+        stats: &LinkStats,
+        pool: &mut PacketPool,
+        large: Option<&mut PacketPool>,
+    ) -> Vec<PacketBuf> {
+        let mut b = vec![0u8; VNET_HDR_LEN];
+        h.encode((&mut b[..]).try_into().unwrap());
+        b.extend_from_slice(f);
         let mut out = Vec::new();
-        let n = vnet_rx(stats, pool, p, &mut out);
+        let n = vnet_rx(stats, pool, large, &b, &mut out);
         assert_eq!(n, out.len());
         out
     }
@@ -787,10 +951,100 @@ mod vnet_tests {
         assert_eq!(pool.available(), before);
         assert_eq!(stats.rx_losses().errors, bad.len() as u64, "netstat -i's Ifail has them");
         // Shorter than the header.
-        let mut p = pool.alloc().unwrap();
-        p.set_len(4).unwrap();
-        assert_eq!(vnet_rx(&stats, &mut pool, p, &mut Vec::new()), 0);
+        assert_eq!(vnet_rx(&stats, &mut pool, None, &[0; 4], &mut Vec::new()), 0);
         assert_eq!(stats.snapshot().rx_vnet_bad, bad.len() as u64 + 1);
+    }
+
+    /// An Ethernet + IPv6 + TCP frame, `len` payload bytes (its checksum
+    /// field left 0: a super-frame's is the device's).
+    fn frame6(len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 20 + len];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+        f[20] = 6;
+        f[21] = 64;
+        f[22 + 15] = 1;
+        f[38 + 15] = 2;
+        f[54 + 12] = 0x50;
+        f[54 + 13] = 0x18;
+        for (i, b) in f[74..].iter_mut().enumerate() {
+            *b = (i * 3) as u8;
+        }
+        f
+    }
+
+    #[test]
+    fn super_frames_go_whole_into_large_buffers_or_are_cut_when_none_is_left() {
+        let stats = LinkStats::default();
+        let mut pool = PacketPool::new(64, DEFAULT_BUF_SIZE);
+        let mut large = PacketPool::new(1, 65535 + 256);
+        // IPv4: 40,000 bytes at gso size 1448, and 10 bytes of padding
+        // after the IP packet (dropped).
+        let mut f4 = frame(40_000);
+        crate::vnet::partial_tcp4(&mut f4).unwrap();
+        let mut padded = f4.clone();
+        padded.extend_from_slice(&[0xee; 10]);
+        let h4 = VnetHdr::tcp4_train(34, 20, 1448);
+        let out = read_with(h4, &padded, &stats, &mut pool, Some(&mut large));
+        assert_eq!(out.len(), 1);
+        let p = &out[0];
+        assert_eq!(p.data(), &f4[..], "the frame whole, without its header and padding");
+        assert_ne!(p.meta.flags & mflags::TSO, 0);
+        assert_eq!(p.meta.pf_frag_max, 1448);
+        assert_ne!(p.meta.csum & csum_flags::L4_OK, 0, "its checksum is the device's");
+        assert_eq!(stats.snapshot().rx_gso_frames, 1);
+        // The one large buffer is taken: the next train is cut.
+        let out2 = read_with(h4, &f4, &stats, &mut pool, Some(&mut large));
+        assert_eq!(out2.len(), 40_000usize.div_ceil(1448));
+        assert!(out2.iter().all(|p| p.meta.flags & mflags::TSO == 0 && p.len() <= 14 + 40 + 1448));
+        assert_eq!(stats.snapshot().rx_gso_cut, 1);
+        for p in out2 {
+            pool.free(p);
+        }
+        for p in out {
+            large.free(p);
+        }
+        // IPv6, with the ECN bit, the largest payload there is.
+        let f6 = frame6(65535 - 20);
+        let h6 =
+            VnetHdr { gso_type: crate::vnet::GSO_TCPV6 | crate::vnet::GSO_ECN, ..VnetHdr::tcp4_train(54, 20, 1440) };
+        let out = read_with(h6, &f6, &stats, &mut pool, Some(&mut large));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data(), &f6[..]);
+        assert_eq!(out[0].meta.pf_frag_max, 1440);
+        assert_eq!(stats.snapshot().rx_gso_frames, 2);
+        for p in out {
+            large.free(p);
+        }
+        // Bad super-frames: counted, dropped, no buffer kept.
+        let (free, free_large) = (pool.available(), large.available());
+        let bad_before = stats.snapshot().rx_vnet_bad;
+        let mut short = f4.clone();
+        short.truncate(30_000); // the IP length says more than the frame has
+        let mut big = f4.clone();
+        big[16..18].copy_from_slice(&0u16.to_be_bytes()); // BIG TCP's length 0: past 64 KB
+        let mut v6as4 = f6.clone();
+        v6as4.truncate(2000);
+        let cases: [(VnetHdr, &[u8]); 8] = [
+            (VnetHdr { gso_size: 0, ..h4 }, &f4),
+            (VnetHdr { gso_size: 1, ..h4 }, &f4),
+            (VnetHdr { hdr_len: 50_000, ..h4 }, &f4),
+            (VnetHdr { hdr_len: 20, ..h4 }, &f4),
+            (h4, &short),
+            (h4, &big),
+            (h4, &v6as4),
+            (VnetHdr { gso_type: crate::vnet::GSO_TCPV6, ..h4 }, &f4),
+        ];
+        for (h, f) in cases {
+            assert!(read_with(h, f, &stats, &mut pool, Some(&mut large)).is_empty(), "{h:?}");
+        }
+        assert_eq!(stats.snapshot().rx_vnet_bad, bad_before + cases.len() as u64);
+        assert_eq!((pool.available(), large.available()), (free, free_large));
+        // A plain frame longer than a pool buffer: oversize.
+        let over = stats.snapshot().rx_oversize;
+        assert!(read_with(VnetHdr::PLAIN, &frame(3000), &stats, &mut pool, Some(&mut large)).is_empty());
+        assert_eq!(stats.snapshot().rx_oversize, over + 1);
     }
 
     #[test]

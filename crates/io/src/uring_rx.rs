@@ -45,6 +45,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 /// Provided buffers (a power of two, at most 32,768): how many frames the
 /// kernel can read ahead of the worker before the read waits for it.
 const BUFFERS: u16 = 128;
+/// Provided buffers when they are longer than `LARGE` bytes (a TAP
+/// with offloads reads super-frames of up to 64 KB: 64 of them hold 4 MB,
+/// more than a TCP window's worth of super-frames).
+const BUFFERS_LARGE: u16 = 64;
+const LARGE: usize = 16 * 1024;
 /// The provided-buffer group of this ring's one read.
 const GROUP: u16 = 0;
 /// The multishot read's user data.
@@ -74,6 +79,8 @@ pub struct UringReader {
     /// The buffers themselves, `BUFFERS` × `size` bytes.
     bufs: Box<[u8]>,
     size: usize,
+    /// How many buffers (`BUFFERS`, or `BUFFERS_LARGE` for long ones).
+    count: u16,
     /// Our copy of the buffer ring's tail (the kernel owns the head).
     tail: u16,
     /// Whether the multishot read is in the kernel (no completion without
@@ -89,6 +96,7 @@ pub struct UringReader {
 unsafe impl Send for UringReader {}
 
 fn entries_layout() -> Layout {
+    // Room for the larger count whatever this reader uses.
     Layout::from_size_align(BUFFERS as usize * std::mem::size_of::<types::BufRingEntry>(), 4096)
         .expect("a valid layout")
 }
@@ -99,8 +107,9 @@ impl UringReader {
     /// refuses it, or lacks multishot reads or buffer rings: the caller
     /// keeps `readv(2)`. Nothing is read until the first `read_batch`.
     pub fn new(fd: RawFd, size: usize) -> std::io::Result<UringReader> {
+        let count = if size > LARGE { BUFFERS_LARGE } else { BUFFERS };
         let ring =
-            IoUring::builder().setup_coop_taskrun().setup_taskrun_flag().setup_cqsize(2 * BUFFERS as u32).build(4)?;
+            IoUring::builder().setup_coop_taskrun().setup_taskrun_flag().setup_cqsize(2 * count as u32).build(4)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         if !probe.is_supported(opcode::ReadMulti::CODE) {
@@ -115,15 +124,16 @@ impl UringReader {
             ring,
             fd,
             entries,
-            bufs: vec![0u8; BUFFERS as usize * size].into_boxed_slice(),
+            bufs: vec![0u8; count as usize * size].into_boxed_slice(),
             size,
+            count,
             tail: 0,
             armed: false,
             errors: 0,
         };
         // SAFETY: the entries stay valid until unregistered in `drop`.
-        unsafe { r.ring.submitter().register_buf_ring_with_flags(entries as u64, BUFFERS, GROUP, 0)? };
-        for bid in 0..BUFFERS {
+        unsafe { r.ring.submitter().register_buf_ring_with_flags(entries as u64, count, GROUP, 0)? };
+        for bid in 0..count {
             r.give_back(bid);
         }
         r.publish_tail();
@@ -138,8 +148,8 @@ impl UringReader {
 
     /// Hands buffer `bid` back to the kernel (visible at `publish_tail`).
     fn give_back(&mut self, bid: u16) {
-        let slot = (self.tail & (BUFFERS - 1)) as usize;
-        // SAFETY: `slot` < BUFFERS entries of our allocation; the kernel
+        let slot = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: `slot` < count <= BUFFERS entries of our allocation; the kernel
         // reads only entries between its head and the published tail,
         // which this one is not yet.
         let e = unsafe { &mut *self.entries.add(slot) };

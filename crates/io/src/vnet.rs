@@ -33,6 +33,9 @@ pub const GSO_TCPV6: u8 = 4;
 pub const GSO_UDP_L4: u8 = 5;
 /// `gso_type` bit: the train carries ECN's CWR (TCP only).
 pub const GSO_ECN: u8 = 0x80;
+/// The smallest `gso_size` taken: Linux's TCP_MIN_SND_MSS, below which
+/// its TCP never segments.
+pub const GSO_SIZE_MIN: u16 = 48;
 
 /// A decoded virtio-net header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +58,9 @@ pub enum VnetError {
     BadGsoType(u8),
     /// `gso_size` 0 on a segmentation frame.
     ZeroGsoSize,
+    /// `gso_size` below [`GSO_SIZE_MIN`] (no TCP sends such segments: a
+    /// train cut at it would be thousands of segments).
+    SmallGsoSize(u16),
     /// `hdr_len` beyond the frame, or below the checksum's start.
     HdrLen { hdr_len: u16, frame: usize },
     /// `csum_start` / `csum_offset` put the checksum field outside the
@@ -71,6 +77,7 @@ impl std::fmt::Display for VnetError {
             VnetError::Short => write!(f, "frame shorter than its virtio-net header"),
             VnetError::BadGsoType(t) => write!(f, "unknown gso_type or flags {t:#x}"),
             VnetError::ZeroGsoSize => write!(f, "gso_size 0 on a segmentation frame"),
+            VnetError::SmallGsoSize(s) => write!(f, "gso_size {s} below {GSO_SIZE_MIN}"),
             VnetError::HdrLen { hdr_len, frame } => write!(f, "hdr_len {hdr_len} outside the {frame}-byte frame"),
             VnetError::CsumOutside { start, offset, frame } => {
                 write!(f, "checksum at {start}+{offset} outside the {frame}-byte frame")
@@ -134,6 +141,9 @@ impl VnetHdr {
         if gso != GSO_NONE {
             if self.gso_size == 0 {
                 return Err(VnetError::ZeroGsoSize);
+            }
+            if self.gso_size < GSO_SIZE_MIN {
+                return Err(VnetError::SmallGsoSize(self.gso_size));
             }
             if self.flags & F_NEEDS_CSUM == 0 {
                 return Err(VnetError::GsoWithoutCsum);
@@ -235,6 +245,8 @@ mod tests {
             (VnetHdr { gso_type: GSO_ECN, ..VnetHdr::PLAIN }, VnetError::BadGsoType(GSO_ECN)),
             (VnetHdr { flags: 4, ..ok }, VnetError::BadGsoType(4)),
             (VnetHdr { gso_size: 0, ..ok }, VnetError::ZeroGsoSize),
+            (VnetHdr { gso_size: 1, ..ok }, VnetError::SmallGsoSize(1)),
+            (VnetHdr { gso_size: 47, ..ok }, VnetError::SmallGsoSize(47)),
             (VnetHdr { hdr_len: 3001, ..ok }, VnetError::HdrLen { hdr_len: 3001, frame: 3000 }),
             (VnetHdr { hdr_len: 20, ..ok }, VnetError::HdrLen { hdr_len: 20, frame: 3000 }),
             (VnetHdr { csum_start: 2990, ..ok }, VnetError::CsumOutside { start: 2990, offset: 16, frame: 3000 }),

@@ -106,6 +106,17 @@ impl WorkerState {
         }
         let Some(ifp) = cx.ifs.get(p.meta.rcvif) else { return Some(p) };
         let Some(host) = ifp.host() else { return Some(p) };
+        if lro::is_super(&p) {
+            // The twin takes the segments it stands for (`lro`).
+            let mut segs = self.lro_cut(cx, p);
+            for s in segs.drain(..) {
+                if let Some(s) = self.punt(cx, s) {
+                    self.free(s);
+                }
+            }
+            self.lro_done(segs);
+            return None;
+        }
         let hs = host.stats.get(self.id);
         let Some((dst, ethertype)) = punt_dst_mac(ifp, p.data()) else {
             hs.punt_errors.inc();

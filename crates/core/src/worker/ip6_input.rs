@@ -209,6 +209,23 @@ impl WorkerState {
         self.filter_batch(cx, f, Direction::In, ifp, &mut q, all);
         for (slot, &d) in q.iter_mut().zip(decisions.iter()) {
             let Some(p) = self.decided(cx, slot, d) else { continue };
+            if p.meta.pf_route != RouteDecision::None && lro::is_super(&p) {
+                // pf's routing takes segments (`lro`).
+                let mut segs = self.lro_cut(cx, p);
+                for s in segs.drain(..) {
+                    let Some(s) = self.pf_route6_in(cx, ifp, s) else { continue };
+                    let link_mcast = s.meta.flags & mflags::LINK_BCAST != 0;
+                    match header_chain(s.data()) {
+                        Ok(chain) => self.ip6_input_filtered(cx, ifp, s, &chain, link_mcast),
+                        Err(_) => {
+                            cx.stats.ip6.tooshort.inc();
+                            self.free(s);
+                        }
+                    }
+                }
+                self.lro_done(segs);
+                continue;
+            }
             // af-to, route-to, reply-to, dup-to (pf_route6 after pf in).
             let Some(p) = self.pf_route6_in(cx, ifp, p) else { continue };
             let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
@@ -367,6 +384,14 @@ impl WorkerState {
             // is off (a host).
             s.cantforward.inc();
             return self.free(p);
+        }
+        if lro::is_super(&p) {
+            // Forwarded as the segments it stands for (`lro`).
+            let mut segs = self.lro_cut(cx, p);
+            for seg in segs.drain(..) {
+                self.ip6_forward(cx, ifp, seg, route);
+            }
+            return self.lro_done(segs);
         }
         self.ip6_forward(cx, ifp, p, route);
     }

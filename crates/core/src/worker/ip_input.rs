@@ -93,6 +93,18 @@ impl WorkerState {
         self.filter_batch(cx, f, Direction::In, ifp, &mut ipq, all);
         for (slot, &d) in ipq.iter_mut().zip(decisions.iter()) {
             if let Some(mut p) = self.decided(cx, slot, d) {
+                if p.meta.pf_route != RouteDecision::None && lro::is_super(&p) {
+                    // pf's routing takes segments (`lro`).
+                    let mut segs = self.lro_cut(cx, p);
+                    for s in segs.drain(..) {
+                        if let Some(s) = self.pf_route_in(cx, ifp, s) {
+                            let link_bcast = s.meta.flags & mflags::LINK_BCAST != 0;
+                            self.ip_input_filtered(cx, ifp, s, link_bcast);
+                        }
+                    }
+                    self.lro_done(segs);
+                    continue;
+                }
                 if p.meta.pf_route != RouteDecision::None {
                     // route-to, reply-to, dup-to (pf_route after pf in).
                     p = match self.pf_route_in(cx, ifp, p) {
@@ -157,6 +169,14 @@ impl WorkerState {
             // Never forward what arrived as a link-level broadcast.
             ips.cantforward.inc();
             return self.free(p);
+        }
+        if lro::is_super(&p) {
+            // Forwarded as the segments it stands for (`lro`).
+            let mut segs = self.lro_cut(cx, p);
+            for s in segs.drain(..) {
+                self.ip_forward(cx, ifp, s, route.map(|r| r.next_hop()));
+            }
+            return self.lro_done(segs);
         }
         self.ip_forward(cx, ifp, p, route.map(|r| r.next_hop()));
     }

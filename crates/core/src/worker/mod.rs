@@ -59,6 +59,7 @@ mod ip6_output;
 mod ip_forward;
 mod ip_input;
 mod ip_output;
+mod lro;
 mod options;
 mod pf_hook;
 mod pf_route;
@@ -103,6 +104,9 @@ struct WorkerState {
     large_pool: PacketPool,
     /// The segments `ip_output::gso_out` cut from a super-segment.
     gso_scratch: Vec<PacketBuf>,
+    /// Segments of a received super-segment that is not for a local
+    /// connection (`lro`).
+    lro_scratch: Vec<PacketBuf>,
     rx: Vec<PacketBuf>,
     /// Frames to send, per interface index.
     tx: Vec<Vec<PacketBuf>>,
@@ -181,6 +185,7 @@ impl Worker {
             pool: PacketPool::with_spill(cfg.pool_size, cfg.buf_size, stack.spill.clone()),
             large_pool: PacketPool::new(LARGE_POOL, LARGE_BUF_SIZE),
             gso_scratch: Vec::with_capacity(64),
+            lro_scratch: Vec::with_capacity(64),
             rx: Vec::with_capacity(BATCH),
             tx: (0..64).map(|_| Vec::with_capacity(STAGE_MAX)).collect(),
             tx_pending: Vec::with_capacity(64),
@@ -279,7 +284,7 @@ impl WorkerState {
         for ifp in cx.ifs.iter() {
             let n = {
                 let Some(mut q) = ifp.queue(self.id).try_lock() else { continue };
-                q.recv(&mut self.pool, &mut self.rx, BATCH)
+                q.recv_mixed(&mut self.pool, &mut self.large_pool, &mut self.rx, BATCH)
             };
             if n == 0 {
                 continue;

@@ -492,7 +492,13 @@ impl Tcb {
                     // segment on (`ack_owed`); `output` sends it, and a
                     // caller that batches input may send one for several
                     // (`ack_may_wait`). The first arms the delayed ACK.
-                    self.unacked_segs += 1;
+                    // A super-segment (a link's LRO: several of the
+                    // peer's segments in one) counts as the two it at
+                    // least stands for, as Linux's __tcp_ack_snd_check
+                    // owes an ACK for more than one full frame received;
+                    // twice our MSS, so a peer whose segments are a few
+                    // bytes longer than our MSS is not ACKed per segment.
+                    self.unacked_segs += if n > 2 * self.smss { 2 } else { 1 };
                     if self.delack_at.is_none() {
                         self.delack_at = Some(now + self.cfg.delayed_ack);
                     }

@@ -1,0 +1,50 @@
+//! TCP super-segments received whole (LRO): a link with receive offload
+//! (a TAP with the virtio-net header) hands over its kernel's TSO
+//! super-frames as one packet each, `mflags::TSO` with the gso size in
+//! `pf_frag_max` and the transport checksum vouched for. IP input and pf
+//! in take it whole; a local connection takes it as one segment (one
+//! sequence check, one copy into the receive ring, one ACK decision). Any
+//! other way it could go (forwarding, pf's route-to / af-to / divert, the
+//! host twin) takes plain segments: it is cut here first (`gso.rs`, each
+//! segment a whole packet with its checksums), as Linux's GRO'd packets
+//! are resegmented before they are forwarded.
+
+use super::*;
+
+impl WorkerState {
+    /// Cuts the received super-segment `p` (its IP header at the start,
+    /// `mflags::TSO`) into segments of its gso size, each with `p`'s
+    /// metadata but neither `TSO` nor the gso size. Returns them in the
+    /// worker's scratch vector, which the caller gives back with
+    /// [`WorkerState::lro_done`]. A cut that runs out of buffers keeps
+    /// what it made (the sender retransmits the rest), counted in
+    /// `ip.odropped`.
+    pub(super) fn lro_cut(&mut self, cx: &Ctx, p: PacketBuf) -> Vec<PacketBuf> {
+        let mut meta = p.meta;
+        meta.flags &= !mflags::TSO;
+        let mss = std::mem::take(&mut meta.pf_frag_max) as usize;
+        let mut segs = std::mem::take(&mut self.lro_scratch);
+        let pool = &mut self.pool;
+        let r = crate::gso::segment_tcp(p.data(), 0, mss, || pool.alloc(), |s| segs.push(s));
+        self.free(p);
+        if r.is_err() {
+            cx.stats.ip.odropped.inc();
+        }
+        for s in segs.iter_mut() {
+            s.meta = meta;
+        }
+        segs
+    }
+
+    /// The scratch vector `lro_cut` lent, empty again.
+    pub(super) fn lro_done(&mut self, segs: Vec<PacketBuf>) {
+        debug_assert!(segs.is_empty());
+        self.lro_scratch = segs;
+    }
+}
+
+/// Whether `p` is a super-segment a link handed over whole.
+#[inline]
+pub(super) fn is_super(p: &PacketBuf) -> bool {
+    p.meta.flags & mflags::TSO != 0
+}
