@@ -521,31 +521,13 @@ impl StateTable {
     /// the fast parses do not take; a real key's holds its protocol) gets
     /// 0. Reads only.
     pub fn lookup_hints(&self, keys: &[(u64, u64)], hints: &mut [u32]) {
+        // The first two passes: every bucket, then every chain's head.
+        self.lookup_heads(keys, hints);
         let n = keys.len().min(hints.len()).min(HINT_BATCH);
         let (keys, hints) = (&keys[..n], &mut hints[..n]);
-        // Read once for the batch, not once a key: the index's length
-        // (checked here, so a masked bucket number needs no check of its
-        // own), the seed and the slots usable now (the slab only grows).
         let buckets: &[AtomicU32; BUCKETS] = (&self.buckets[..]).try_into().expect("BUCKETS buckets");
         let bucket_of = |k: (u64, u64)| self.bucket_of(k) & (BUCKETS - 1);
         let slots = self.slab.view();
-        let mut bucket = [0u32; HINT_BATCH];
-        for (k, b) in keys.iter().zip(bucket.iter_mut()) {
-            if k.1 != 0 {
-                *b = bucket_of(*k) as u32;
-                prefetch_line(&buckets[*b as usize & (BUCKETS - 1)]);
-            }
-        }
-        for ((k, b), h) in keys.iter().zip(bucket.iter()).zip(hints.iter_mut()) {
-            *h = 0;
-            if k.1 != 0 {
-                let head = buckets[*b as usize & (BUCKETS - 1)].load(Ordering::Relaxed);
-                if let Some(s) = head.checked_sub(1).and_then(|i| slots.get(i)) {
-                    prefetch_slot(s);
-                    *h = head;
-                }
-            }
-        }
         for (k, h) in keys.iter().zip(hints.iter_mut()) {
             if k.1 == 0 {
                 continue;
