@@ -108,13 +108,11 @@ impl WorkerState {
         let Some(host) = ifp.host() else { return Some(p) };
         if lro::is_super(&p) {
             // The twin takes the segments it stands for (`lro`).
-            let mut segs = self.lro_cut(cx, p);
-            for s in segs.drain(..) {
-                if let Some(s) = self.punt(cx, s) {
-                    self.free(s);
+            self.lro_each(cx, p, |w, s| {
+                if let Some(s) = w.punt(cx, s) {
+                    w.free(s);
                 }
-            }
-            self.lro_done(segs);
+            });
             return None;
         }
         let hs = host.stats.get(self.id);

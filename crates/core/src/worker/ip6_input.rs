@@ -211,31 +211,10 @@ impl WorkerState {
             let Some(p) = self.decided(cx, slot, d) else { continue };
             if p.meta.pf_route != RouteDecision::None && lro::is_super(&p) {
                 // pf's routing takes segments (`lro`).
-                let mut segs = self.lro_cut(cx, p);
-                for s in segs.drain(..) {
-                    let Some(s) = self.pf_route6_in(cx, ifp, s) else { continue };
-                    let link_mcast = s.meta.flags & mflags::LINK_BCAST != 0;
-                    match header_chain(s.data()) {
-                        Ok(chain) => self.ip6_input_filtered(cx, ifp, s, &chain, link_mcast),
-                        Err(_) => {
-                            cx.stats.ip6.tooshort.inc();
-                            self.free(s);
-                        }
-                    }
-                }
-                self.lro_done(segs);
+                self.lro_each(cx, p, |w, s| w.ip6_input_passed(cx, ifp, s));
                 continue;
             }
-            // af-to, route-to, reply-to, dup-to (pf_route6 after pf in).
-            let Some(p) = self.pf_route6_in(cx, ifp, p) else { continue };
-            let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
-            match header_chain(p.data()) {
-                Ok(chain) => self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast),
-                Err(_) => {
-                    cx.stats.ip6.tooshort.inc();
-                    self.free(p);
-                }
-            }
+            self.ip6_input_passed(cx, ifp, p);
         }
         q.clear();
         self.ip6q = q;
@@ -286,11 +265,25 @@ impl WorkerState {
         self.ip6q = q;
     }
 
+    /// A packet pf in passed: af-to, route-to, reply-to, dup-to
+    /// (pf_route6 after pf in), then the rest of ip6_input.
+    fn ip6_input_passed(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf) {
+        let Some(p) = self.pf_route6_in(cx, ifp, p) else { return };
+        let link_mcast = p.meta.flags & mflags::LINK_BCAST != 0;
+        self.ip6_input_again(cx, ifp, p, link_mcast);
+    }
+
     /// An IPv4 packet pf in turned into IPv6 (af-to): ip6_input after
     /// the filter, its header chain read again.
     pub(super) fn ip6_input_translated(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf) {
+        self.ip6_input_again(cx, ifp, p, false);
+    }
+
+    /// ip6_input after the filter for a packet it may have rewritten: its
+    /// header chain read again.
+    fn ip6_input_again(&mut self, cx: &Ctx, ifp: &Arc<Interface>, p: PacketBuf, link_mcast: bool) {
         match header_chain(p.data()) {
-            Ok(chain) => self.ip6_input_filtered(cx, ifp, p, &chain, false),
+            Ok(chain) => self.ip6_input_filtered(cx, ifp, p, &chain, link_mcast),
             Err(_) => {
                 cx.stats.ip6.tooshort.inc();
                 self.free(p);
@@ -387,11 +380,7 @@ impl WorkerState {
         }
         if lro::is_super(&p) {
             // Forwarded as the segments it stands for (`lro`).
-            let mut segs = self.lro_cut(cx, p);
-            for seg in segs.drain(..) {
-                self.ip6_forward(cx, ifp, seg, route);
-            }
-            return self.lro_done(segs);
+            return self.lro_each(cx, p, |w, s| w.ip6_forward(cx, ifp, s, route));
         }
         self.ip6_forward(cx, ifp, p, route);
     }

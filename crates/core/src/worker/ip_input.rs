@@ -95,14 +95,12 @@ impl WorkerState {
             if let Some(mut p) = self.decided(cx, slot, d) {
                 if p.meta.pf_route != RouteDecision::None && lro::is_super(&p) {
                     // pf's routing takes segments (`lro`).
-                    let mut segs = self.lro_cut(cx, p);
-                    for s in segs.drain(..) {
-                        if let Some(s) = self.pf_route_in(cx, ifp, s) {
+                    self.lro_each(cx, p, |w, s| {
+                        if let Some(s) = w.pf_route_in(cx, ifp, s) {
                             let link_bcast = s.meta.flags & mflags::LINK_BCAST != 0;
-                            self.ip_input_filtered(cx, ifp, s, link_bcast);
+                            w.ip_input_filtered(cx, ifp, s, link_bcast);
                         }
-                    }
-                    self.lro_done(segs);
+                    });
                     continue;
                 }
                 if p.meta.pf_route != RouteDecision::None {
@@ -172,11 +170,7 @@ impl WorkerState {
         }
         if lro::is_super(&p) {
             // Forwarded as the segments it stands for (`lro`).
-            let mut segs = self.lro_cut(cx, p);
-            for s in segs.drain(..) {
-                self.ip_forward(cx, ifp, s, route.map(|r| r.next_hop()));
-            }
-            return self.lro_done(segs);
+            return self.lro_each(cx, p, |w, s| w.ip_forward(cx, ifp, s, route.map(|r| r.next_hop())));
         }
         self.ip_forward(cx, ifp, p, route.map(|r| r.next_hop()));
     }

@@ -15,11 +15,11 @@ impl WorkerState {
     /// Cuts the received super-segment `p` (its IP header at the start,
     /// `mflags::TSO`) into segments of its gso size, each with `p`'s
     /// metadata but neither `TSO` nor the gso size. Returns them in the
-    /// worker's scratch vector, which the caller gives back with
-    /// [`WorkerState::lro_done`]. A cut that runs out of buffers keeps
+    /// worker's scratch vector, which `lro_each` gives back with
+    /// `lro_done`. A cut that runs out of buffers keeps
     /// what it made (the sender retransmits the rest), counted in
     /// `ip.odropped`.
-    pub(super) fn lro_cut(&mut self, cx: &Ctx, p: PacketBuf) -> Vec<PacketBuf> {
+    fn lro_cut(&mut self, cx: &Ctx, p: PacketBuf) -> Vec<PacketBuf> {
         let mut meta = p.meta;
         meta.flags &= !mflags::TSO;
         let mss = std::mem::take(&mut meta.pf_frag_max) as usize;
@@ -37,9 +37,19 @@ impl WorkerState {
     }
 
     /// The scratch vector `lro_cut` lent, empty again.
-    pub(super) fn lro_done(&mut self, segs: Vec<PacketBuf>) {
+    fn lro_done(&mut self, segs: Vec<PacketBuf>) {
         debug_assert!(segs.is_empty());
         self.lro_scratch = segs;
+    }
+
+    /// Cuts the received super-segment `p` (`lro_cut`) and hands each
+    /// segment, in order, to `each`.
+    pub(super) fn lro_each(&mut self, cx: &Ctx, p: PacketBuf, mut each: impl FnMut(&mut Self, PacketBuf)) {
+        let mut segs = self.lro_cut(cx, p);
+        for s in segs.drain(..) {
+            each(self, s);
+        }
+        self.lro_done(segs);
     }
 }
 
