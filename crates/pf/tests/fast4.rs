@@ -96,7 +96,7 @@ fn reply(p: &PacketBuf) -> PacketBuf {
     PacketBuf::from_slice(&udp_bytes(dst, src, dport, sport, &[0x5a; 12]))
 }
 
-fn state_lines(pf: &Pf, now: Instant) -> String {
+pub(crate) fn state_lines(pf: &Pf, now: Instant) -> String {
     let s = pf.show_states(1, now);
     s.lines().filter(|l| !l.contains("id:")).collect::<Vec<_>>().join("\n")
 }
@@ -176,15 +176,37 @@ fn many_flows_decide_and_count_as_the_general_path() {
     let now = Instant::from_secs(10);
     let frames: Vec<Vec<u8>> =
         (0..FLOWS).map(|j| udp_bytes(CLIENT, SERVER, 20000 + j, 53 + j % 3, &[0u8; 18])).collect();
+    rounds_both_ways(&n, pfs, now, &frames, reply, true);
+    assert_eq!(batched.state_count(), 2 * FLOWS as usize);
+    let s = state_lines(&batched, now);
+    assert!(s.contains("10.0.2.1:") && s.contains("MULTIPLE:MULTIPLE"), "{s}");
+}
+
+/// Four rounds of `frames` in 64-packet batches through pf in on em0 and
+/// pf out on em1, and from the second round on their answers (`reply`)
+/// back in on em1 and out on em0, every batch through both of `pfs`
+/// (`both`); after each round the two have the same states, rule
+/// counters and searches. `all_pass`: every packet passes pf in.
+pub(crate) fn rounds_both_ways(
+    n: &Net,
+    pfs: (&Pf, &Pf),
+    now: Instant,
+    frames: &[Vec<u8>],
+    reply: fn(&PacketBuf) -> PacketBuf,
+    all_pass: bool,
+) {
+    let (batched, single) = pfs;
     for round in 0..4 {
         let mut answers = vec![];
         for (c, chunk) in frames.chunks(64).enumerate() {
             let batch = chunk.iter().map(|f| PacketBuf::from_slice(f)).collect();
             let what = format!("round {round}, chunk {c}");
             let passed = both(pfs, now, Direction::In, &n.em0, batch, &format!("{what}, in on em0"));
-            assert_eq!(passed.len(), chunk.len(), "{what}");
+            if all_pass {
+                assert_eq!(passed.len(), chunk.len(), "{what}");
+            }
             let out = both(pfs, now, Direction::Out, &n.em1, passed, &format!("{what}, out on em1"));
-            // From the second round on, the answers: translated back.
+            // From the second round on, the answers.
             if round > 0 {
                 answers.extend(out.iter().map(reply));
             }
@@ -195,11 +217,8 @@ fn many_flows_decide_and_count_as_the_general_path() {
             let back = both(pfs, now, Direction::In, &n.em1, batch, &format!("{what}, in on em1"));
             both(pfs, now, Direction::Out, &n.em0, back, &format!("{what}, out on em0"));
         }
-        assert_eq!(state_lines(&batched, now), state_lines(&single, now), "round {round}");
+        assert_eq!(state_lines(batched, now), state_lines(single, now), "round {round}");
         assert_eq!(batched.show_rules(1), single.show_rules(1), "round {round}: rule counters");
         assert_eq!(batched.show_info(0, now), single.show_info(0, now), "round {round}: searches");
     }
-    assert_eq!(batched.state_count(), 2 * FLOWS as usize);
-    let s = state_lines(&batched, now);
-    assert!(s.contains("10.0.2.1:") && s.contains("MULTIPLE:MULTIPLE"), "{s}");
 }

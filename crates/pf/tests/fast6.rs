@@ -5,13 +5,11 @@
 //! the per-packet hook, which decides every packet the general way.
 
 use crate::common;
-use crate::fast4::both;
+use crate::fast4::{rounds_both_ways, state_lines};
 use common::{net, pf_with, udp6_bytes, Net};
 
-use softnet_core::filter::Direction;
 use softnet_core::packet::PacketBuf;
 use softnet_core::time::Instant;
-use softnet_pf::Pf;
 
 /// The answer to a datagram as it left: addresses and ports swapped.
 fn reply6(p: &PacketBuf) -> PacketBuf {
@@ -19,11 +17,6 @@ fn reply6(p: &PacketBuf) -> PacketBuf {
     let addr = |at: usize| std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&d[at..at + 16]).unwrap()).to_string();
     let (sport, dport) = (u16::from_be_bytes([d[40], d[41]]), u16::from_be_bytes([d[42], d[43]]));
     PacketBuf::from_slice(&udp6_bytes(&addr(24), &addr(8), dport, sport, &[0x5a; 12]))
-}
-
-fn state_lines(pf: &Pf, now: Instant) -> String {
-    let s = pf.show_states(1, now);
-    s.lines().filter(|l| !l.contains("id:")).collect::<Vec<_>>().join("\n")
 }
 
 /// Enough flows that some keys are not the first of their index bucket
@@ -50,28 +43,7 @@ fn many_ipv6_flows_decide_and_count_as_the_general_path() {
             udp6_bytes(&src, &dst, 30000 + j, 53 + j % 3, &[0u8; 18])
         })
         .collect();
-    for round in 0..4 {
-        let mut answers = vec![];
-        for (c, chunk) in frames.chunks(64).enumerate() {
-            let batch = chunk.iter().map(|f| PacketBuf::from_slice(f)).collect();
-            let what = format!("round {round}, chunk {c}");
-            let passed = both(pfs, now, Direction::In, &n.em0, batch, &format!("{what}, in on em0"));
-            let out = both(pfs, now, Direction::Out, &n.em1, passed, &format!("{what}, out on em1"));
-            // From the second round on, the answers.
-            if round > 0 {
-                answers.extend(out.iter().map(reply6));
-            }
-        }
-        for (c, chunk) in answers.chunks(64).enumerate() {
-            let what = format!("round {round}, answers {c}");
-            let batch = chunk.iter().map(|p| PacketBuf::from_slice(p.data())).collect();
-            let back = both(pfs, now, Direction::In, &n.em1, batch, &format!("{what}, in on em1"));
-            both(pfs, now, Direction::Out, &n.em0, back, &format!("{what}, out on em0"));
-        }
-        assert_eq!(state_lines(&batched, now), state_lines(&single, now), "round {round}");
-        assert_eq!(batched.show_rules(1), single.show_rules(1), "round {round}: rule counters");
-        assert_eq!(batched.show_info(0, now), single.show_info(0, now), "round {round}: searches");
-    }
+    rounds_both_ways(&n, pfs, now, &frames, reply6, false);
     // A third of the flows (to port 55) blocked; the rest with a state
     // each way.
     let blocked = (0..FLOWS).filter(|j| j % 3 == 2).count();
