@@ -507,6 +507,7 @@ mod cold;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod mem;
+mod probe;
 mod slot;
 mod table;
 #[cfg(test)]
