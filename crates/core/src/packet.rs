@@ -43,7 +43,7 @@ pub mod mflags {
     /// (cleared with the rest of the metadata when the buffer is reused,
     /// so a note is never older than the packet).
     pub const PF_NOTE6: u8 = 1 << 3;
-    /// A TCP/IPv4 super-segment (`Tcb::output_tso`, `crate::gso`): more
+    /// A TCP super-segment, IPv4 or IPv6 (`Tcb::output_tso`, `crate::gso`): more
     /// payload than one segment, to be cut into segments of
     /// `PacketMeta::pf_frag_max` payload bytes (its MSS: the gso size) by
     /// a device with segmentation offload (`Interface::tso_max`) or by
@@ -79,7 +79,7 @@ pub struct PacketMeta {
     /// Of an IPv6 datagram pf reassembled (pf_reassemble6's
     /// PACKET_TAG_PF_REASSEMBLED): the largest fragment payload it came
     /// in, so the stack refragments it as pf_refragment6 does after pf
-    /// out; of a TCP/IPv4 super-segment (`mflags::TSO`), the MSS it is
+    /// out; of a TCP super-segment (`mflags::TSO`), the MSS it is
     /// cut at; 0 for every other packet. (In what was padding: the
     /// metadata does not grow.)
     pub pf_frag_max: u16,

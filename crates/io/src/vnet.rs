@@ -9,7 +9,7 @@
 //! each, with `hdr_len` bytes of headers).
 //!
 //! Here: encoding the header of what softnet writes (a plain frame, or a
-//! TCP/IPv4 super-frame for the kernel to take whole or cut), decoding
+//! TCP/IPv4 or TCP/IPv6 super-frame for the kernel to take whole or cut), decoding
 //! and checking what it reads (every field checked against the frame, a
 //! bad one a counted drop with its reason), and completing a `NEEDS_CSUM`
 //! frame's checksum as `l4csum` does for AF_PACKET's CSUMNOTREADY.
@@ -173,6 +173,12 @@ impl VnetHdr {
             csum_offset: 16,
         }
     }
+
+    /// [`VnetHdr::tcp4_train`] for a TCP/IPv6 super-frame (`GSO_TCPV6`;
+    /// the field's pseudo-header sum from [`partial_tcp6`]).
+    pub fn tcp6_train(eth_ip: usize, tcp_hl: usize, mss: u16) -> VnetHdr {
+        VnetHdr { gso_type: GSO_TCPV6, ..VnetHdr::tcp4_train(eth_ip, tcp_hl, mss) }
+    }
 }
 
 /// Completes the checksum of a `NEEDS_CSUM` frame (after its header was
@@ -216,8 +222,49 @@ pub fn partial_tcp4(frame: &mut [u8]) -> Option<(usize, usize)> {
     Some((ihl, thl))
 }
 
+/// [`partial_tcp4`] for a TCP/IPv6 frame (Ethernet header, then IPv6 at
+/// 14, TCP right after the fixed header: what the router's own segments
+/// are; Linux's `__tcp_v6_send_check`). Returns (40, TCP header length),
+/// or None if the frame is not such a packet whose headers fit it.
+pub fn partial_tcp6(frame: &mut [u8]) -> Option<(usize, usize)> {
+    const L3: usize = 14;
+    const L4: usize = L3 + 40;
+    if frame.len() < L4 + 20 || frame[12..14] != [0x86, 0xdd] || frame[L3] >> 4 != 6 || frame[L3 + 6] != 6 {
+        return None;
+    }
+    let plen = u16::from_be_bytes([frame[L3 + 4], frame[L3 + 5]]) as usize;
+    let thl = (frame[L4 + 12] >> 4) as usize * 4;
+    if L4 + plen != frame.len() || thl < 20 || thl > plen {
+        return None;
+    }
+    let a = |o: usize| std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&frame[o..o + 16]).expect("16 bytes"));
+    let pseudo = checksum::pseudo_header_v6(a(L3 + 8), a(L3 + 24), 6, plen as u32);
+    let p = checksum::fold(pseudo);
+    frame[L4 + 16..L4 + 18].copy_from_slice(&p.to_be_bytes());
+    Some((40, thl))
+}
+
+/// The header for a TCP super-frame softnet writes (Ethernet, then IPv4
+/// or IPv6, then TCP), with its checksum field made the pseudo-header sum
+/// ([`partial_tcp4`] / [`partial_tcp6`]), cut at `mss` payload bytes; or,
+/// when its payload fits one segment after all, the plain header with
+/// `NEEDS_CSUM`. None if the frame is neither family's TCP packet.
+pub fn tcp_tx_header(frame: &mut [u8], mss: usize) -> Option<VnetHdr> {
+    let (v6, (iph, tcph)) = match frame.get(12..14)? {
+        [0x08, 0x00] => (false, partial_tcp4(frame)?),
+        [0x86, 0xdd] => (true, partial_tcp6(frame)?),
+        _ => return None,
+    };
+    let eth_ip = 14 + iph;
+    Some(match frame.len() - (eth_ip + tcph) > mss {
+        true if v6 => VnetHdr::tcp6_train(eth_ip, tcph, mss as u16),
+        true => VnetHdr::tcp4_train(eth_ip, tcph, mss as u16),
+        false => VnetHdr { flags: F_NEEDS_CSUM, csum_start: eth_ip as u16, csum_offset: 16, ..VnetHdr::PLAIN },
+    })
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -265,7 +312,7 @@ mod tests {
     }
 
     /// A TCP/IPv4 frame with a correct checksum (the wire crate's).
-    fn tcp4_frame(payload: usize) -> Vec<u8> {
+    pub(crate) fn tcp4_frame(payload: usize) -> Vec<u8> {
         use softnet_wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
         let (s, d) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let mut f = vec![0u8; 14 + 20 + 20 + payload];
@@ -301,6 +348,86 @@ mod tests {
         }
         TcpPacket::new_unchecked(&mut f[34..]).fill_checksum(s, d);
         f
+    }
+
+    /// A TCP/IPv6 frame with a correct checksum (the wire crate's).
+    pub(crate) fn tcp6_frame(payload: usize) -> Vec<u8> {
+        use softnet_wire::tcp::TcpPacket;
+        let (s, d) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let mut f = tcp4_frame(payload);
+        let tcp = f[34..].to_vec();
+        f.truncate(14);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f.resize(54, 0);
+        softnet_wire::ipv6::Ipv6Repr {
+            src: s,
+            dst: d,
+            next_header: softnet_wire::ipv4::IpProtocol::TCP,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: tcp.len(),
+        }
+        .emit(&mut f[14..54]);
+        f.extend_from_slice(&tcp);
+        TcpPacket::new_unchecked(&mut f[54..]).fill_checksum_v6(s, d);
+        f
+    }
+
+    #[test]
+    fn an_ipv6_partial_checksum_completed_is_the_full_one() {
+        let h = VnetHdr { flags: F_NEEDS_CSUM, csum_start: 54, csum_offset: 16, ..VnetHdr::PLAIN };
+        for len in [0, 1, 100, 1440, 9001, 65_000] {
+            let good = tcp6_frame(len);
+            let mut f = good.clone();
+            assert_eq!(partial_tcp6(&mut f), Some((40, 20)));
+            assert_ne!(f[70..72], good[70..72], "{len}: the field holds the pseudo-header sum");
+            assert_eq!(h.check(f.len()), Ok(()));
+            complete_csum(&mut f, &h);
+            assert_eq!(f, good, "{len}");
+        }
+        // Not a TCP/IPv6 packet this writes: an extension header, UDP, a
+        // payload length that disagrees with the frame, a header cut, IPv4.
+        let mut ext = tcp6_frame(10);
+        ext[14 + 6] = 0;
+        let mut udp = tcp6_frame(10);
+        udp[14 + 6] = 17;
+        let mut long = tcp6_frame(10);
+        long[18..20].copy_from_slice(&100u16.to_be_bytes());
+        let mut short = tcp6_frame(0);
+        short.truncate(60);
+        let mut thl = tcp6_frame(0);
+        thl[54 + 12] = 0x60; // a TCP header of 24 bytes in 20
+        let mut v4 = tcp4_frame(10);
+        for f in [&mut ext, &mut udp, &mut long, &mut short, &mut thl, &mut v4] {
+            let before = f.clone();
+            assert_eq!(partial_tcp6(f), None);
+            assert_eq!(*f, before, "left as it was");
+        }
+    }
+
+    #[test]
+    fn a_super_segment_gets_its_family_s_train_header() {
+        let mut f6 = tcp6_frame(10_000);
+        let h = tcp_tx_header(&mut f6, 1428).unwrap();
+        assert_eq!(h, VnetHdr::tcp6_train(54, 20, 1428));
+        assert_eq!((h.gso_type, h.hdr_len, h.csum_start, h.csum_offset), (GSO_TCPV6, 74, 54, 16));
+        assert_eq!(h.check(f6.len()), Ok(()));
+        complete_csum(&mut f6, &h);
+        assert_eq!(f6, tcp6_frame(10_000));
+        let mut f4 = tcp4_frame(10_000);
+        assert_eq!(tcp_tx_header(&mut f4, 1448), Some(VnetHdr::tcp4_train(34, 20, 1448)));
+        // One segment's worth: the plain header, the checksum the device's.
+        let mut one = tcp6_frame(1428);
+        let h = tcp_tx_header(&mut one, 1428).unwrap();
+        assert_eq!((h.gso_type, h.flags, h.csum_start), (GSO_NONE, F_NEEDS_CSUM, 54));
+        complete_csum(&mut one, &h);
+        assert_eq!(one, tcp6_frame(1428));
+        // Neither family's TCP: no header.
+        let mut arp = tcp4_frame(10);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(tcp_tx_header(&mut arp, 1448), None);
+        assert_eq!(tcp_tx_header(&mut [0u8; 10], 1448), None);
     }
 
     #[test]

@@ -262,6 +262,24 @@ fn a_tso_sender_delivers_the_same_byte_stream() {
     }
 }
 
+/// The same with IPv6's MSS (1440 on a 1500-byte link, 1428 with
+/// timestamps: the trains' gso size), the link cutting each train at it;
+/// the engine has no family, only the MSS its connection was given.
+#[test]
+fn a_tso_sender_with_the_ipv6_mss_delivers_the_same_byte_stream() {
+    let v6 = Config { mss: 1440, ..Config::default() };
+    for (seed, profile) in [(24, LinkProfile::clean(5)), (25, lossy(0.01, 0.005, 0.01))] {
+        let data = pattern(2_000_000, seed);
+        let mut w = World::new(seed, v6.clone(), v6.clone(), profile, data);
+        w.tso_a = 65_000;
+        w.run(Duration::from_secs(900));
+        check_done(&w);
+        assert_eq!(w.a.mss(), 1428, "the IPv6 MSS less the timestamp option");
+        assert!(w.tso_trains > 10, "trains sent: {} (largest {})", w.tso_trains, w.tso_largest);
+        assert!(w.tso_largest >= 3 * 1428 && w.tso_largest <= 65_000, "largest train {}", w.tso_largest);
+    }
+}
+
 /// Without TSO nothing longer than the MSS leaves (the sim asserts it);
 /// with a limit below the MSS `output_tso` is `output`.
 #[test]

@@ -1,6 +1,7 @@
 //! IPv6 output (OpenBSD's ip6_output.c with nd6_resolve): `ip6_output`
 //! for what the router sends itself (route, fragment only if it must, RFC
-//! 8200 §4.5), `route6` (the route of a destination, link-local ones by
+//! 8200 §4.5; a TCP super-segment whole to a device with segmentation
+//! offload, else cut by `gso_out6`), `route6` (the route of a destination, link-local ones by
 //! their scope), `ether_out6` (Ethernet
 //! header, multicast MAC or the neighbor cache through the worker's cache,
 //! solicitations sent) and the staging.
@@ -71,17 +72,57 @@ impl WorkerState {
             return self.free(p);
         };
         let p = match cx.filter {
-            Some(f) if pf => {
-                let Some(p) = self.local_out_filter(cx, f, ifp, p) else { return };
-                let Some(p) = self.pf_route6(cx, None, p) else { return };
-                p
-            }
+            Some(f) if pf => match self.local_out_filter(cx, f, ifp, p) {
+                Some(p) => p,
+                None => return,
+            },
             _ => p,
         };
+        if p.meta.flags & mflags::TSO != 0 {
+            // A TCP super-segment pf out passed whole (its state's window
+            // covers all of it): past the MTU check, as ip_output's, whole
+            // to a device that cuts it, cut here for any other way out.
+            if p.meta.pf_route == RouteDecision::None && p.len() <= ifp.tso_max() as usize {
+                return self.ether_out6(cx, ifp, next_hop, src, p);
+            }
+            return self.gso_out6(cx, ifp, next_hop, p, mtu);
+        }
+        let Some(p) = self.pf_route6(cx, None, p) else { return };
         if p.len() > mtu {
             return self.fragment6(cx, ifp, next_hop, p, mtu);
         }
         self.ether_out6(cx, ifp, next_hop, src, p);
+    }
+
+    /// `ip_output`'s `gso_out` for IPv6: a TCP super-segment that cannot
+    /// leave whole (its interface has no segmentation offload, or pf routes
+    /// it elsewhere) cut into segments of its MSS (`gso::segment_tcp`, each
+    /// with its checksum), each then on the way an ordinary segment takes
+    /// after pf out (pf's route-to / dup-to, or the route's interface).
+    fn gso_out6(&mut self, cx: &Ctx, ifp: &Arc<Interface>, next_hop: Ipv6Addr, p: PacketBuf, mtu: usize) {
+        let mut meta = p.meta;
+        meta.flags &= !mflags::TSO;
+        let mss = std::mem::take(&mut meta.pf_frag_max) as usize;
+        let src = Ipv6Packet::new_unchecked(p.data()).src();
+        let mut segs = std::mem::take(&mut self.gso_scratch);
+        let pool = &mut self.pool;
+        let r = crate::gso::segment_tcp(p.data(), 0, mss, || pool.alloc(), |s| segs.push(s));
+        self.free(p);
+        if r.is_err() {
+            // Buffers ran out: what was cut goes, the rest is the
+            // engine's to send again.
+            cx.stats.ip6.odropped.inc();
+        }
+        for mut s in segs.drain(..) {
+            s.meta = meta;
+            let Some(s) = self.pf_route6(cx, None, s) else { continue };
+            if s.len() > mtu {
+                self.fragment6(cx, ifp, next_hop, s, mtu);
+            } else {
+                self.ether_out6(cx, ifp, next_hop, src, s);
+            }
+        }
+        self.gso_scratch = segs;
     }
 
     /// RFC 8200 §4.5 for the router's own packets (which carry no
@@ -143,10 +184,11 @@ impl WorkerState {
         src: Ipv6Addr,
         mut p: PacketBuf,
     ) {
-        if p.capacity() != self.pool.buf_size() {
+        if p.capacity() != self.pool.buf_size() && !(p.meta.flags & mflags::TSO != 0 && ifp.tso_max() != 0) {
             // A reassembled datagram (an echo reply to it) that fits the
             // link: into a normal buffer, so the large one returns to its
-            // pool.
+            // pool. (A TCP super-segment for a device that cuts it stays
+            // whole.)
             let Some(mut q) = self.pool.alloc() else {
                 cx.stats.ip6.odropped.inc();
                 return self.free(p);

@@ -16,16 +16,30 @@ use std::net::{IpAddr, SocketAddr};
 /// Pending sockets and due timers handled per round, at most.
 const SOCK_BUDGET: usize = 256;
 
-/// The longest TCP/IPv4 super-segment (IP total length) a connection to
-/// `dst` may send now: what the route's interface takes whole
-/// (`Interface::tso_max`), 0 for none (or no route: `ip_output` counts
-/// that). One route lookup per `tcp_emit`, not per segment.
-fn tso_limit(cx: &Ctx, dst: Ipv4Addr) -> u32 {
-    let Some(r) = cx.rt.lookup(dst) else { return 0 };
-    if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL) {
-        return 0;
-    }
-    cx.ifs.get_weak(r.ifp).map_or(0, |i| i.tso_max()).min(u16::MAX as u32)
+/// The longest TCP super-segment (IP packet, header included) a
+/// connection to `dst` may send now: what the route's interface takes
+/// whole (`Interface::tso_max`), 0 for none (or no route: `ip_output` /
+/// `ip6_output` count that). IPv6 by `ip6_output`'s own route choice
+/// (`route6`: a link-local peer on its `scope`), one of ours (lo0) none.
+/// One route lookup per `tcp_emit`, not per segment.
+fn tso_limit(cx: &Ctx, dst: IpAddr, scope: Option<IfIndex>) -> u32 {
+    let ifp = match dst {
+        IpAddr::V4(d) => {
+            let Some(r) = cx.rt.lookup(d) else { return 0 };
+            if r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL) {
+                return 0;
+            }
+            match cx.ifs.get_weak(r.ifp) {
+                Some(i) => i,
+                None => return 0,
+            }
+        }
+        IpAddr::V6(d) => match super::ip6_output::route6(cx, d, scope) {
+            Some((i, _, _)) if !i.is_loopback() => i,
+            _ => return 0,
+        },
+    };
+    ifp.tso_max().min(u16::MAX as u32)
 }
 
 impl WorkerState {
@@ -219,14 +233,15 @@ impl WorkerState {
     /// segmentation offload (`Interface::tso_max`), new data goes out in
     /// super-segments of up to 64 KB (`Tcb::output_tso`, in the worker's
     /// large buffers while it has some; `mflags::TSO`, cut at the MSS by
-    /// the device, or by `ip_output` on any other way out).
+    /// the device, or by `ip_output` / `ip6_output` on any other way out),
+    /// for IPv4 and IPv6 connections alike.
     pub(super) fn tcp_emit(&mut self, cx: &Ctx, conn: &TcpConn, inner: &mut ConnInner, now: softnet_tcp::Instant) {
         let socks = &cx.stack.socks;
         let mut env = SockEnv { now, isn: &socks.isn, local: conn.local, remote: conn.remote };
         let iph = if conn.local.is_ipv6() { IPV6_HEADER } else { IPV4_MIN_HEADER };
-        let mut tso = match conn.remote.ip() {
-            IpAddr::V4(d) if inner.tcb.tso_due() => tso_limit(cx, d),
-            _ => 0,
+        let mut tso = match inner.tcb.tso_due() {
+            true => tso_limit(cx, conn.remote.ip(), inner.scope),
+            false => 0,
         };
         loop {
             let large = if tso != 0 && inner.tcb.tso_due() { self.large_pool.alloc() } else { None };
@@ -339,10 +354,13 @@ impl WorkerState {
                     flow_label: 0,
                     payload_len: len,
                 };
+                let tso = r.meta.flags & mflags::TSO != 0;
                 let b = r.data_mut();
                 ip.emit(&mut b[..IPV6_HEADER]);
                 let l4 = &mut b[IPV6_HEADER..IPV6_HEADER + len];
-                if proto == IpProtocol::TCP {
+                if tso {
+                    // As IPv4's: the checksums are whoever cuts it.
+                } else if proto == IpProtocol::TCP {
                     TcpPacket::new_unchecked(l4).fill_checksum_v6(s, d);
                 } else {
                     softnet_wire::udp::UdpPacket::new_unchecked(l4).fill_checksum_v6(s, d);

@@ -2,7 +2,7 @@
 //! ring (`crate::uring`), and with the virtio-net header `vnet_tx`: the
 //! plain header, or a TCP super-segment's (GSO + `NEEDS_CSUM`).
 
-use super::{TapQueue, ETH_HLEN};
+use super::TapQueue;
 use crate::sys::{bump, errno};
 use crate::vnet::{VnetHdr, VNET_HDR_LEN};
 use softnet_core::packet::{mflags, PacketBuf, PacketPool};
@@ -163,30 +163,19 @@ fn give_back(pool: &mut PacketPool, large: Option<&mut PacketPool>, p: PacketBuf
     }
 }
 
-/// Puts the virtio-net header in front of a frame to write: a TCP/IPv4
+/// Puts the virtio-net header in front of a frame to write: a TCP
 /// super-segment (`mflags::TSO` with more payload than its MSS in
-/// `pf_frag_max`) gets `GSO_TCPV4` + `NEEDS_CSUM` and its checksum field
-/// the pseudo-header sum (`vnet::partial_tcp4`), any other frame the
-/// plain header. Returns whether it is a super-frame, or None when the
-/// frame has no headroom for the header (left as it was).
+/// `pf_frag_max`) gets `GSO_TCPV4` or `GSO_TCPV6` + `NEEDS_CSUM` and its
+/// checksum field the pseudo-header sum (`vnet::tcp_tx_header`), any other
+/// frame the plain header. Returns whether it is a super-frame, or None
+/// when the frame has no headroom for the header (left as it was).
 pub fn vnet_tx(p: &mut PacketBuf) -> Option<bool> {
     let mut h = VnetHdr::PLAIN;
     let gso = p.meta.pf_frag_max as usize;
     if p.meta.flags & mflags::TSO != 0 && gso != 0 {
-        if let Some((iph, tcph)) = crate::vnet::partial_tcp4(p.data_mut()) {
-            if p.len() - (ETH_HLEN + iph + tcph) > gso {
-                h = VnetHdr::tcp4_train(ETH_HLEN + iph, tcph, gso as u16);
-            } else {
-                // It fits one segment after all (a copy the stack made):
-                // the device completes its checksum.
-                h = VnetHdr {
-                    flags: crate::vnet::F_NEEDS_CSUM,
-                    csum_start: (ETH_HLEN + iph) as u16,
-                    csum_offset: 16,
-                    ..h
-                };
-            }
-        }
+        // One that fits one segment after all (a copy the stack made):
+        // the device completes its checksum.
+        h = crate::vnet::tcp_tx_header(p.data_mut(), gso).unwrap_or(h);
     }
     p.push_front(VNET_HDR_LEN).ok()?;
     let b: &mut [u8; VNET_HDR_LEN] = (&mut p.data_mut()[..VNET_HDR_LEN]).try_into().expect("pushed");
@@ -224,5 +213,24 @@ mod tests {
         let room = p.headroom();
         p.push_front(room).unwrap();
         assert_eq!(vnet_tx(&mut p), None);
+    }
+
+    #[test]
+    fn an_ipv6_super_segment_gets_a_tcp6_train_header() {
+        let good = crate::vnet::tests::tcp6_frame(20_000);
+        let mut p = PacketBuf::from_slice(&good);
+        p.meta.flags |= mflags::TSO;
+        p.meta.pf_frag_max = 1428;
+        assert_eq!(vnet_tx(&mut p), Some(true));
+        let h = VnetHdr::decode(p.data()).unwrap();
+        assert_eq!(h, VnetHdr::tcp6_train(54, 20, 1428));
+        assert_eq!(h.gso_type, crate::vnet::GSO_TCPV6);
+        let mut f = p.data()[VNET_HDR_LEN..].to_vec();
+        crate::vnet::complete_csum(&mut f, &h);
+        assert_eq!(f, good);
+        // Plain IPv6 (no TSO flag): the plain header, the frame untouched.
+        let mut p = PacketBuf::from_slice(&good);
+        assert_eq!(vnet_tx(&mut p), Some(false));
+        assert_eq!(&p.data()[VNET_HDR_LEN..], &good[..]);
     }
 }
