@@ -13,10 +13,13 @@
 //! ```
 
 use crate::common::{two_stacks_with, TwoStacks};
+use softnet_core::filter::{BufferSource, Direction, FilterReplies, PacketFilter, Verdict};
 use softnet_core::gso::segment_tcp;
+use softnet_core::iface::{Interface, WeakIf};
 use softnet_core::link::LinkQueue;
 use softnet_core::packet::{mflags, PacketBuf, PacketPool};
 use softnet_core::sock::api::{TcpListener, TcpStream};
+use softnet_core::time::Instant;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,9 +90,68 @@ fn a_tso_send_over_ipv6_delivers_the_same_byte_stream() {
     tso_send("[fd00::2]:5001".parse().unwrap());
 }
 
-/// A sends 6 MB to B's listener at `server` (an IPv4 or IPv6 address of
-/// B's) through its offload link; B reads them equal.
+/// The TSO send over `server` (IPv4 or IPv6): super-segments on the link,
+/// most of the stream in them.
 fn tso_send(server: SocketAddr) {
+    let seen = tso_send_with(server, None);
+    let (trains, pieces, largest) = (
+        seen.trains.load(Ordering::Relaxed),
+        seen.pieces.load(Ordering::Relaxed),
+        seen.largest.load(Ordering::Relaxed),
+    );
+    assert!(trains > 0 && pieces > 2 * trains, "super-segments sent: {trains} cut into {pieces}");
+    let want6 = if server.is_ipv6() { trains } else { 0 };
+    assert_eq!(seen.trains6.load(Ordering::Relaxed), want6, "every super-segment of the connection's family");
+    assert!(largest > 4 * 1514 && largest <= 65535 + 14, "largest super-frame {largest}");
+    // Most of the stream went in super-segments (each cut piece is at most
+    // one MSS of 1448 bytes).
+    assert!(pieces * 1448 > 3 << 20, "{pieces} pieces");
+}
+
+/// pf's route-to on A's IPv6 super-segments (to B, out of a0: the way they
+/// were going, but a `RouteDecision`): pf out sees each whole, then
+/// `ip6_output` cuts it (`gso_out6`, each piece checksummed) and sends the
+/// pieces on pf's way; the link gets no super-segment, B the same stream.
+#[test]
+fn an_ipv6_super_segment_pf_routes_is_cut_by_the_stack() {
+    let routed = Arc::new(AtomicU64::new(0));
+    let seen = tso_send_with("[fd00::2]:5001".parse().unwrap(), Some(routed.clone()));
+    let routed = routed.load(Ordering::Relaxed);
+    assert!(routed > 10, "super-segments pf out saw whole and routed: {routed}");
+    assert_eq!(seen.trains.load(Ordering::Relaxed), 0, "every one cut before the link");
+}
+
+/// pf out's stand-in: a super-segment (`mflags::TSO`) is counted in
+/// `routed` and given a route-to B's address on a0.
+struct RouteTso {
+    routed: Arc<AtomicU64>,
+    a0: WeakIf,
+}
+
+impl PacketFilter for RouteTso {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: Instant,
+        dir: Direction,
+        _ifp: &Interface,
+        mut pkt: PacketBuf,
+        _bufs: &mut dyn BufferSource,
+        _replies: &mut FilterReplies,
+    ) -> Verdict {
+        if dir == Direction::Out && pkt.meta.flags & mflags::TSO != 0 {
+            assert!(pkt.len() > 1500, "whole at pf out");
+            self.routed.fetch_add(1, Ordering::Relaxed);
+            pkt.set_route6(false, "fd00::2".parse().unwrap(), Some(self.a0));
+        }
+        Verdict::Pass(pkt)
+    }
+}
+
+/// A sends 6 MB to B's listener at `server` (an IPv4 or IPv6 address of
+/// B's) through its offload link, with `RouteTso` as A's filter when
+/// `route` is given; B reads them equal. What the link saw.
+fn tso_send_with(server: SocketAddr, route: Option<Arc<AtomicU64>>) -> Arc<Seen> {
     let seen = Arc::new(Seen::default());
     let s2 = seen.clone();
     let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks_with(2048, 4096, |q, side| match side {
@@ -99,6 +161,10 @@ fn tso_send(server: SocketAddr) {
             .collect(),
         _ => q,
     });
+    if let Some(routed) = route {
+        let a0 = a.ifaces.load().by_name("a0").unwrap().weak();
+        a.set_filter(Some(Box::new(RouteTso { routed, a0 })));
+    }
     if server.is_ipv6() {
         a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
         b.add_address6("b0", "fd00::2".parse().unwrap(), 64).unwrap();
@@ -153,18 +219,7 @@ fn tso_send(server: SocketAddr) {
     }
     assert_eq!(got.len(), len, "all bytes arrived");
     assert!(got == data, "the byte stream B read is the one A wrote");
-    let (trains, pieces, largest) = (
-        seen.trains.load(Ordering::Relaxed),
-        seen.pieces.load(Ordering::Relaxed),
-        seen.largest.load(Ordering::Relaxed),
-    );
-    assert!(trains > 0 && pieces > 2 * trains, "super-segments sent: {trains} cut into {pieces}");
-    let want6 = if server.is_ipv6() { trains } else { 0 };
-    assert_eq!(seen.trains6.load(Ordering::Relaxed), want6, "every super-segment of the connection's family");
-    assert!(largest > 4 * 1514 && largest <= 65535 + 14, "largest super-frame {largest}");
-    // Most of the stream went in super-segments (each cut piece is at most
-    // one MSS of 1448 bytes).
-    assert!(pieces * 1448 > len as u64 / 2, "{pieces} pieces of {len} bytes");
+    seen
 }
 
 /// What A's link sends to B, kept whole (the wire stands in for a TAP

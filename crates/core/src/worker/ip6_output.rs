@@ -104,6 +104,9 @@ impl WorkerState {
         meta.flags &= !mflags::TSO;
         let mss = std::mem::take(&mut meta.pf_frag_max) as usize;
         let src = Ipv6Packet::new_unchecked(p.data()).src();
+        // pf's route-to / dup-to next hop is the buffer's, not the
+        // metadata's: each piece gets it too.
+        let hop6 = p.pf_hop6;
         let mut segs = std::mem::take(&mut self.gso_scratch);
         let pool = &mut self.pool;
         let r = crate::gso::segment_tcp(p.data(), 0, mss, || pool.alloc(), |s| segs.push(s));
@@ -115,6 +118,7 @@ impl WorkerState {
         }
         for mut s in segs.drain(..) {
             s.meta = meta;
+            s.pf_hop6 = hop6;
             let Some(s) = self.pf_route6(cx, None, s) else { continue };
             if s.len() > mtu {
                 self.fragment6(cx, ifp, next_hop, s, mtu);
