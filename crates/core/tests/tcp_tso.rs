@@ -474,3 +474,111 @@ fn super_segments_received_whole_deliver_the_same_byte_stream_and_bad_ones_are_c
     }
     assert_eq!(tail, b"after");
 }
+
+/// pf in's route-to on an IPv6 super-frame B receives whole (to A's
+/// address, out of b0): B cuts it (`lro`) and each piece goes A's way
+/// with pf's next hop (`pf_hop6`, beside the metadata: a piece without
+/// it was routed to `::` and lost); A forwards the pieces back to B,
+/// whose socket reads the stream equal.
+#[test]
+fn an_ipv6_super_frame_pf_routes_on_the_way_in_is_cut_with_its_next_hop() {
+    let chan: Chan = Default::default();
+    let seen = Arc::new(Seen::default());
+    let sample: Sample = Default::default();
+    let (c2, s2, sm2) = (chan.clone(), seen.clone(), sample.clone());
+    let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks_with(2048, 4096, |q, side| match side {
+        0 => q.into_iter().map(|inner| Box::new(LroTx { inner, chan: c2.clone() }) as Box<dyn LinkQueue>).collect(),
+        _ => q
+            .into_iter()
+            .map(|inner| {
+                Box::new(LroRx { inner, chan: c2.clone(), seen: s2.clone(), sample: sm2.clone() }) as Box<dyn LinkQueue>
+            })
+            .collect(),
+    });
+    a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
+    b.add_address6("b0", "fd00::2".parse().unwrap(), 64).unwrap();
+    for _ in 0..40 {
+        crate::common::step_workers(&clock, [&a, &b], [&mut wa, &mut wb], Duration::from_millis(100));
+    }
+    let routed = Arc::new(AtomicU64::new(0));
+    let b0 = b.ifaces.load().by_name("b0").unwrap().weak();
+    b.set_filter(Some(Box::new(RouteIn6 { routed: routed.clone(), b0 })));
+    let mut step = |d| {
+        wa.poll();
+        wb.poll();
+        clock.advance(d);
+    };
+    let server: SocketAddr = "[fd00::2]:5001".parse().unwrap();
+    let mut l = TcpListener::bind(&b, server).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let mut c = TcpStream::start_connect(&a, server).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut s = None;
+    for _ in 0..1000 {
+        step(Duration::from_millis(1));
+        if let Ok((x, _)) = l.accept() {
+            s = Some(x);
+            break;
+        }
+    }
+    let mut s = s.expect("connected");
+    s.set_nonblocking(true).unwrap();
+    let len = 2 << 20;
+    let data: Vec<u8> = (0..len).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (mut sent, mut got) = (0, Vec::with_capacity(len));
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..100_000 {
+        step(Duration::from_micros(50));
+        while sent < len {
+            match c.write(&data[sent..(sent + 65536).min(len)]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => panic!("EOF after {} bytes", got.len()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        if got.len() == len {
+            break;
+        }
+    }
+    let routed = routed.load(Ordering::Relaxed);
+    let forwarded = a.stats.sum(|s| &s.ip6.forward);
+    assert!(routed > 4, "super-frames pf in routed whole: {routed}");
+    // Each routed super-frame's pieces reached A and came back forwarded.
+    assert!(forwarded > 2 * routed, "A forwarded {forwarded} pieces of {routed} routed super-frames");
+    assert_eq!(got.len(), len, "all bytes arrived");
+    assert!(got == data, "the byte stream B read is the one A wrote");
+}
+
+/// pf in's stand-in on B: an IPv6 super-frame (`mflags::TSO`) is counted
+/// in `routed` and given a route-to A's address on b0.
+struct RouteIn6 {
+    routed: Arc<AtomicU64>,
+    b0: WeakIf,
+}
+
+impl PacketFilter for RouteIn6 {
+    fn test(
+        &self,
+        _worker: usize,
+        _now: Instant,
+        dir: Direction,
+        _ifp: &Interface,
+        mut pkt: PacketBuf,
+        _bufs: &mut dyn BufferSource,
+        _replies: &mut FilterReplies,
+    ) -> Verdict {
+        if dir == Direction::In && pkt.meta.flags & mflags::TSO != 0 && pkt.data()[0] >> 4 == 6 {
+            self.routed.fetch_add(1, Ordering::Relaxed);
+            pkt.set_route6(false, "fd00::1".parse().unwrap(), Some(self.b0));
+        }
+        Verdict::Pass(pkt)
+    }
+}

@@ -16,11 +16,14 @@ impl WorkerState {
     /// `mflags::TSO`) into segments of its gso size, each with `p`'s
     /// metadata but neither `TSO` nor the gso size. Returns them in the
     /// worker's scratch vector, which `lro_each` gives back with
-    /// `lro_done`. A cut that runs out of buffers keeps
+    /// `lro_done`. What travels beside the metadata goes with each segment
+    /// too: pf's IPv6 next hop (`pf_hop6`: a route-to decided on the whole
+    /// frame) and its note (`pf_note6`). A cut that runs out of buffers keeps
     /// what it made (the sender retransmits the rest), counted in
     /// `ip.odropped`.
     fn lro_cut(&mut self, cx: &Ctx, p: PacketBuf) -> Vec<PacketBuf> {
         let mut meta = p.meta;
+        let (hop6, note6) = (p.pf_hop6, p.pf_note6);
         meta.flags &= !mflags::TSO;
         let mss = std::mem::take(&mut meta.pf_frag_max) as usize;
         let mut segs = std::mem::take(&mut self.lro_scratch);
@@ -32,6 +35,8 @@ impl WorkerState {
         }
         for s in segs.iter_mut() {
             s.meta = meta;
+            s.pf_hop6 = hop6;
+            s.pf_note6 = note6;
         }
         segs
     }
