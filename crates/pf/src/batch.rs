@@ -1,23 +1,25 @@
 //! pf over a batch in place, the body of `PacketFilter::test_batch`:
 //! each chunk's packets parsed once, the in hook's state lookups of the
-//! whole chunk started together (`StateTable::lookup_hints`), then each
+//! whole chunk started together (`StateTable::lookup_heads`), then each
 //! packet decided, an established one inline in the loop.
 //!
-//! The loop has two forms. IPv4's (`chunk4`, every batch that starts with
-//! an IPv4 packet) reads an IPv4 packet of the common case straight to its
-//! key words and length (`eval::fast_key4`) and decides a UDP packet of a
-//! state on the fast path from those alone (`eval::test_established4`);
-//! what it does not decide is parsed again out of the loop
-//! (`decide_again`). Every IPv4 instruction count depends on its shape
-//! (BENCHMARKS §2). IPv6's (`run6`, a batch that starts with an IPv6
-//! packet) reads an IPv6 UDP datagram of the common case straight to its
-//! key words and length the same way (`eval::fast_udp6`; the addresses'
-//! ids through the chunk's memo on the in hook, from pf in's note on the
-//! out hook) and decides
-//! it from them (`eval::test_established6_words`); other packets are
-//! parsed into their description, with IPv6's fast parse and established
-//! path inline. Either decides every packet of either family the same
-//! way; only what is inline differs.
+//! The loop has two forms, each with one loop per hook (the direction a
+//! constant: `chunk4_in`/`chunk4_out`, `chunk6_in`/`chunk6_out`). IPv4's
+//! (`chunk4`, every batch that starts with an IPv4 packet) reads an IPv4
+//! packet of the common case straight to its key words and length
+//! (`eval::fast_key4`) and decides a UDP packet of a state on the fast
+//! path from those alone (`eval::test_established4`); what it does not
+//! decide is parsed again out of the loop (`decide_again`). Every IPv4
+//! instruction count depends on its shape (BENCHMARKS §2). IPv6's
+//! (`run6`, a batch that starts with an IPv6 packet) reads an IPv6 UDP
+//! datagram of the common case straight to its key words and length the
+//! same way (`eval::fast_udp6`; the addresses' ids through the chunk's
+//! memo on the in hook, from pf in's note on the out hook) and decides
+//! it from them (`eval::test_established6_words`, the state read as
+//! IPv4's is: `StateTable::probe_fast6`); other packets are parsed into
+//! their description, with IPv6's fast parse and established path
+//! inline. Either decides every packet of either family the same way;
+//! only what is inline differs.
 
 use std::mem::MaybeUninit;
 
