@@ -1,23 +1,25 @@
 //! pf over a batch in place, the body of `PacketFilter::test_batch`:
 //! each chunk's packets parsed once, the in hook's state lookups of the
-//! whole chunk started together (`StateTable::lookup_hints`), then each
+//! whole chunk started together (`StateTable::lookup_heads`), then each
 //! packet decided, an established one inline in the loop.
 //!
-//! The loop has two forms. IPv4's (`chunk4`, every batch that starts with
-//! an IPv4 packet) reads an IPv4 packet of the common case straight to its
-//! key words and length (`eval::fast_key4`) and decides a UDP packet of a
-//! state on the fast path from those alone (`eval::test_established4`);
-//! what it does not decide is parsed again out of the loop
-//! (`decide_again`). Every IPv4 instruction count depends on its shape
-//! (BENCHMARKS §2). IPv6's (`run6`, a batch that starts with an IPv6
-//! packet) reads an IPv6 UDP datagram of the common case straight to its
-//! key words and length the same way (`eval::fast_udp6`; the addresses'
-//! ids through the chunk's memo on the in hook, from pf in's note on the
-//! out hook) and decides
-//! it from them (`eval::test_established6_words`); other packets are
-//! parsed into their description, with IPv6's fast parse and established
-//! path inline. Either decides every packet of either family the same
-//! way; only what is inline differs.
+//! The loop has two forms, each with one loop per hook (the direction a
+//! constant: `chunk4_in`/`chunk4_out`, `chunk6_in`/`chunk6_out`). IPv4's
+//! (`chunk4`, every batch that starts with an IPv4 packet) reads an IPv4
+//! packet of the common case straight to its key words and length
+//! (`eval::fast_key4`) and decides a UDP packet of a state on the fast
+//! path from those alone (`eval::test_established4`); what it does not
+//! decide is parsed again out of the loop (`decide_again`). Every IPv4
+//! instruction count depends on its shape (BENCHMARKS §2). IPv6's
+//! (`run6`, a batch that starts with an IPv6 packet) reads an IPv6 UDP
+//! datagram of the common case straight to its key words and length the
+//! same way (`eval::fast_udp6`; the addresses' ids through the chunk's
+//! memo on the in hook, from pf in's note on the out hook) and decides
+//! it from them (`eval::test_established6_words`, the state read as
+//! IPv4's is: `StateTable::probe_fast6`); other packets are parsed into
+//! their description, with IPv6's fast parse and established path
+//! inline. Either decides every packet of either family the same way;
+//! only what is inline differs.
 
 use std::mem::MaybeUninit;
 
@@ -226,7 +228,9 @@ fn decide_other(
     decide::<false>(cx, logif, slot, pd, hint, bufs, replies)
 }
 
-/// One chunk of an IPv6 batch (at most `HINT_BATCH` packets).
+/// One chunk of an IPv6 batch (at most `HINT_BATCH` packets), in the
+/// loop made for the hook's direction (`chunk6_in`, `chunk6_out`), as
+/// IPv4's (`chunk4`).
 #[inline(always)]
 fn chunk6(
     cx: &Cx,
@@ -236,12 +240,27 @@ fn chunk6(
     bufs: &mut dyn BufferSource,
     replies: &mut FilterReplies,
 ) {
+    if cx.dir == Direction::In {
+        chunk6_in(cx, logif, pkts, decisions, bufs, replies)
+    } else {
+        chunk6_out(cx, logif, pkts, decisions, bufs, replies)
+    }
+}
+
+/// `chunk6` on the in hook.
+#[inline(always)]
+fn chunk6_in(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
     // Each packet parsed once: an IPv6 UDP datagram of the common case
-    // straight to its in-hook key words and length (`eval::fast_udp6`: the
-    // ids through the chunk's memo on the in hook, from pf in's note on
-    // the out hook), anything else to its description; on the in hook the
-    // lookups of the whole chunk start together (and the states pf out
-    // will follow).
+    // straight to its key words and length (`eval::fast_udp6`, the ids
+    // through the chunk's memo), anything else to its description; then
+    // the lookups of the whole chunk start together.
     let n = pkts.len();
     // (0, 0): no key; `lens[i]` not 0: packet i has key words from
     // `fast_udp6` (its length, at least 48).
@@ -253,17 +272,12 @@ fn chunk6(
     let mut pds = [const { MaybeUninit::<Option<Pd>>::uninit() }; HINT_BATCH];
     // Packets that share an address look it up once (`v6ids::Memo`).
     let mut memo = crate::state::v6ids::Memo::default();
-    let inward = cx.dir == Direction::In;
     for (i, p) in pkts.iter_mut().enumerate() {
-        let u = p.as_ref().and_then(|p| eval::fast_udp6(p.data()));
-        let k = match (u, p.as_mut()) {
-            (Some(u), Some(pkt)) if inward => Some(eval::in_words6(&u, pkt, &mut memo)),
-            (Some(u), Some(pkt)) => eval::noted_words6(&u, pkt),
-            _ => None,
-        };
-        if let (Some(k), Some(u)) = (k, u) {
-            (keys[i], lens[i]) = (k, u.len);
-            continue;
+        if let Some(pkt) = p.as_mut() {
+            if let Some(u) = eval::fast_udp6(pkt.data()) {
+                (keys[i], lens[i]) = (eval::in_words6(&u, pkt, &mut memo), u.len);
+                continue;
+            }
         }
         // Each written in its own branch: a value from either of two
         // calls would be copied in.
@@ -271,17 +285,18 @@ fn chunk6(
             Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => pds[i].write(eval::parse_fast6_inline(d)),
             d => pds[i].write(d.and_then(eval::parse_fast)),
         };
-        if inward {
-            match pd {
-                Some(pd) if pd.af == crate::addr::Af::Inet6 => keys[i] = eval::in_key_words6_memo(pd, p, &mut memo),
-                Some(pd) => keys[i] = eval::in_key_words(pd, p),
-                None => {}
-            }
+        match pd {
+            Some(pd) if pd.af == crate::addr::Af::Inet6 => keys[i] = eval::in_key_words6_memo(pd, p, &mut memo),
+            Some(pd) => keys[i] = eval::in_key_words(pd, p),
+            None => {}
         }
     }
-    if inward {
-        cx.pf.states.lookup_hints(&keys[..n], &mut hints[..n]);
-    }
+    // The hints are the chains' first slots, unverified (IPv4's way:
+    // `lookup_heads`): the fast path reads that slot first anyway
+    // (`StateTable::probe_fast6`, which prefetches for pf out as
+    // `lookup_hints` does); the general path takes a hint verified.
+    cx.pf.states.lookup_heads(&keys[..n], &mut hints[..n]);
+    let verified = |i: usize| if keys[i].1 != 0 { cx.pf.states.verified_hint(keys[i], hints[i]) } else { 0 };
     // The fast path's counts, added to the counters once for the chunk.
     let mut owed = eval::Owed::default();
     for (i, (slot, d)) in pkts.iter_mut().zip(decisions.iter_mut()).enumerate() {
@@ -289,21 +304,72 @@ fn chunk6(
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
             Some(p) if lens[i] != 0 && !logif => {
-                match eval::test_established6_words(cx, &mut owed, keys[i], lens[i], p, hints[i]) {
+                match eval::test_established6_words::<true>(cx, &mut owed, keys[i], lens[i], p, hints[i]) {
                     Some(d) => d,
-                    None => decide_again::<true>(cx, logif, slot, hints[i], bufs, replies),
+                    None => decide_again::<true>(cx, logif, slot, verified(i), bufs, replies),
                 }
             }
-            Some(_) if lens[i] != 0 => decide_again::<true>(cx, logif, slot, hints[i], bufs, replies),
+            Some(_) if lens[i] != 0 => decide_again::<true>(cx, logif, slot, verified(i), bufs, replies),
             // SAFETY: written in the first pass for every packet without
             // key words from `fast_udp6`.
             Some(_) => {
                 let pd = unsafe { pds[i].assume_init_ref().as_ref() };
-                decide::<true>(cx, logif, slot, pd, hints[i], bufs, replies)
+                decide::<true>(cx, logif, slot, pd, verified(i), bufs, replies)
             }
         };
     }
     owed.settle(cx);
+}
+
+/// `chunk6` on the out hook: one pass, each packet parsed and decided in
+/// turn (pf out starts no lookups together: its states come by the
+/// packets' links), an IPv6 UDP datagram of the common case from pf in's
+/// note (`eval::noted_words6`), so no key is kept for a second pass.
+#[inline(always)]
+fn chunk6_out(
+    cx: &Cx,
+    logif: bool,
+    pkts: &mut [Option<PacketBuf>],
+    decisions: &mut [Decision],
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) {
+    // The fast path's counts, added to the counters once for the chunk.
+    let mut owed = eval::Owed::default();
+    for (slot, d) in pkts.iter_mut().zip(decisions.iter_mut()) {
+        *d = match slot {
+            None => Decision::Consumed,
+            Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
+            Some(p) => match eval::fast_udp6(p.data()).and_then(|u| Some((eval::noted_words6(&u, p)?, u.len))) {
+                Some((k, len)) if !logif => match eval::test_established6_words::<false>(cx, &mut owed, k, len, p, 0) {
+                    Some(d) => d,
+                    None => decide_again::<true>(cx, logif, slot, 0, bufs, replies),
+                },
+                Some(_) => decide_again::<true>(cx, logif, slot, 0, bufs, replies),
+                None => decide_unnoted_out6(cx, logif, slot, bufs, replies),
+            },
+        };
+    }
+    owed.settle(cx);
+}
+
+/// `chunk6_out` for a packet without key words from pf in's note (not a
+/// UDP datagram `eval::fast_udp6` takes, or its addresses not the noted
+/// ones): parsed into its description and decided, IPv6's established
+/// path inline, as `chunk6_in` decides its other packets.
+#[inline(never)]
+fn decide_unnoted_out6(
+    cx: &Cx,
+    logif: bool,
+    slot: &mut Option<PacketBuf>,
+    bufs: &mut dyn BufferSource,
+    replies: &mut FilterReplies,
+) -> Decision {
+    let pd = match slot.as_ref().map(|p| p.data()) {
+        Some(d) if d.first().is_some_and(|b| b >> 4 == 6) => eval::parse_fast6(d),
+        d => d.and_then(eval::parse_fast),
+    };
+    decide::<true>(cx, logif, slot, pd.as_ref(), 0, bufs, replies)
 }
 
 /// One packet of a hook call, in place: what pf itself sent passes
