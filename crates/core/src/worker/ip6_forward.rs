@@ -26,16 +26,7 @@ pub(super) struct Fwd6Info {
 
 /// Forwarded IPv6 packets of the batch waiting for pf out, and where each
 /// goes.
-pub(super) struct Fwd6Queue {
-    pkts: Vec<Option<PacketBuf>>,
-    info: Vec<Fwd6Info>,
-}
-
-impl Fwd6Queue {
-    pub(super) fn new() -> Self {
-        Fwd6Queue { pkts: Vec::with_capacity(BATCH), info: Vec::with_capacity(BATCH) }
-    }
-}
+pub(super) type Fwd6Queue = super::ip_forward::Forwarded<Fwd6Info>;
 
 impl WorkerState {
     /// ip6_forward: `route` is the lookup ip6_input made for the
@@ -155,8 +146,7 @@ impl WorkerState {
     /// Queues `p` for pf out on interface `out` with the batch's
     /// forwarded IPv6 packets (route-to after pf in).
     pub(super) fn queue_forward6(&mut self, p: PacketBuf, out: IfIndex, next_hop: Ipv6Addr) {
-        self.fwd6.pkts.push(Some(p));
-        self.fwd6.info.push(Fwd6Info { out, next_hop });
+        self.fwd6.push(p, Fwd6Info { out, next_hop });
     }
 
     /// pf out over the packets `ip6_forward` left in `fwd6`, one filter
