@@ -23,6 +23,7 @@
 //! counted `ip6.filtered`.
 
 use super::icmp6::Icmp6Err;
+use super::ip6_forward::out_size;
 use super::ip6_output::NO_ROUTE;
 use super::ip_forward::path_mtu;
 use super::pf_route::usable_hop;
@@ -52,15 +53,6 @@ fn route_target6<'a>(
     };
     let out = ifs.get_weak(w)?;
     out.is_up().then_some((out, hop, path_mtu(rmtu, out) as usize))
-}
-
-/// The size the packet leaves in: whole, or the largest of the fragments
-/// pf_refragment6 cuts a datagram pf reassembled into.
-fn out_size(p: &PacketBuf) -> usize {
-    match p.meta.pf_frag_max {
-        0 => p.len(),
-        max => crate::refrag6::refragment_size(p.data(), max as usize).unwrap_or(usize::MAX),
-    }
 }
 
 impl WorkerState {
