@@ -4,12 +4,13 @@
 use serde::Deserialize;
 use softnet_core::iface::IfAddr;
 use softnet_core::loopback::LO0;
-use softnet_core::stack::RouteTarget6;
 use softnet_wire::ethernet::MacAddr;
 use softnet_wire::ipv6::Ipv6AddrExt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+
+pub use crate::config_route::{Route6Conf, RouteConf, RouteVia};
 
 pub const DEFAULT_CONTROL: &str = "/run/softnet/softnet.sock";
 
@@ -35,7 +36,7 @@ struct RawConfig {
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
     #[serde(default)]
-    route: Vec<Spanned<RawRoute>>,
+    route: Vec<Spanned<crate::config_route::RawRoute>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -56,17 +57,6 @@ struct RawInterface {
     rx_ring: Option<Spanned<String>>,
     rx_ring_mib: Option<Spanned<i64>>,
     offload: Option<Spanned<bool>>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    dest: Spanned<String>,
-    gateway: Option<Spanned<String>>,
-    interface: Option<Spanned<String>>,
-    reject: Option<bool>,
-    blackhole: Option<bool>,
-    rtable: Option<Spanned<i64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,34 +150,6 @@ pub fn parse_prefix6(s: &str) -> Result<Addr6, String> {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RouteVia {
-    Gateway(Ipv4Addr),
-    Interface(String),
-    Reject,
-    Blackhole,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteConf {
-    pub rtable: u16,
-    pub dest: Ipv4Addr,
-    pub prefix_len: u8,
-    pub via: RouteVia,
-}
-
-/// A static IPv6 route (`[[route]]` with an IPv6 destination or gateway,
-/// e.g. `dest = "::/0"`, `gateway = "fe80::1%sn-r0"`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route6Conf {
-    pub rtable: u16,
-    pub dest: Ipv6Addr,
-    pub prefix_len: u8,
-    /// The interface of a scoped destination (`fe80::%sn-r0/64`).
-    pub scope: Option<String>,
-    pub via: RouteTarget6,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub path: PathBuf,
     pub workers: usize,
@@ -263,72 +225,9 @@ impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
         self.src.as_bytes()[..offset.min(self.src.len())].iter().filter(|&&b| b == b'\n').count() + 1
     }
-    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
+    pub(crate) fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError { file: self.file.clone(), line: self.line_of(span.start), msg: msg.into() })
     }
-}
-
-/// `ADDR[%IF]`, the interface a configured one.
-fn scoped6(s: &str, interfaces: &[InterfaceConf]) -> Result<(Ipv6Addr, Option<String>), String> {
-    let (a, scope) = match s.split_once('%') {
-        Some((a, i)) if interfaces.iter().any(|x| x.name == i) => (a, Some(i.to_string())),
-        Some((_, i)) => return Err(format!("unknown interface {i:?} in {s:?}")),
-        None => (s, None),
-    };
-    let ip: Ipv6Addr = a.parse().map_err(|_| format!("bad IPv6 address {a:?}"))?;
-    Ok((ip, scope))
-}
-
-/// A `[[route]]` for IPv6: `dest` "ADDR[%IF]/LEN" ("::/0" or "default"
-/// with an IPv6 gateway), and one of gateway ("ADDR" or "fe80::1%IF"),
-/// interface, reject, blackhole. Whether a gateway is on a connected
-/// network is for the stack to say when the route is added.
-fn route6_conf(cx: &Ctx, rr: &Spanned<RawRoute>, interfaces: &[InterfaceConf]) -> Result<Route6Conf, ConfigError> {
-    let r = rr.get_ref();
-    let (dest, prefix_len, scope) = if r.dest.get_ref() == "default" {
-        (Ipv6Addr::UNSPECIFIED, 0, None)
-    } else {
-        let d = r.dest.get_ref();
-        let (a, len) = match d.split_once('/') {
-            Some((a, l)) => match l.parse::<u8>() {
-                Ok(l) if l <= 128 => (a, l),
-                _ => return cx.err(r.dest.span(), format!("route: prefix length {l:?} over 128 in {d:?}")),
-            },
-            None => (d.as_str(), 128),
-        };
-        let (ip, scope) = scoped6(a, interfaces).or_else(|e| cx.err(r.dest.span(), format!("route: {e}")))?;
-        (Ipv6Addr::from(u128::from(ip) & softnet_core::route::prefix_mask6(len)), len, scope)
-    };
-    let rtable = match &r.rtable {
-        None => 0,
-        Some(t) if (0..=255).contains(t.get_ref()) => *t.get_ref() as u16,
-        Some(t) => return cx.err(t.span(), format!("route: rtable {} out of range 0-255", t.get_ref())),
-    };
-    let targets = r.gateway.is_some() as u8
-        + r.interface.is_some() as u8
-        + r.reject.unwrap_or(false) as u8
-        + r.blackhole.unwrap_or(false) as u8;
-    if targets != 1 {
-        return cx.err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
-    }
-    let via = if let Some(g) = &r.gateway {
-        let (gw, gscope) = scoped6(g.get_ref(), interfaces)
-            .or_else(|e| cx.err(g.span(), format!("route: bad gateway {:?}: {e}", g.get_ref())))?;
-        if softnet_core::route::is_scoped6(gw) && gscope.is_none() {
-            return cx.err(g.span(), format!("route: link-local gateway {gw} needs its interface ({gw}%IF)"));
-        }
-        RouteTarget6::Gateway(gw, gscope)
-    } else if let Some(i) = &r.interface {
-        if !interfaces.iter().any(|x| &x.name == i.get_ref()) {
-            return cx.err(i.span(), format!("route: unknown interface {:?}", i.get_ref()));
-        }
-        RouteTarget6::Interface(i.get_ref().clone())
-    } else if r.reject == Some(true) {
-        RouteTarget6::Reject
-    } else {
-        RouteTarget6::Blackhole
-    };
-    Ok(Route6Conf { rtable, dest, prefix_len, scope, via })
 }
 
 /// Parses "a.b.c.d/len" (a missing length means /32).
@@ -646,66 +545,7 @@ impl Config {
                 interfaces.push(ic);
             }
         }
-        let mut routes = Vec::new();
-        let mut routes6: Vec<Route6Conf> = Vec::new();
-        for rr in &raw.route {
-            let r = rr.get_ref();
-            let v6 = r.dest.get_ref().contains(':')
-                || (r.dest.get_ref() == "default" && r.gateway.as_ref().is_some_and(|g| g.get_ref().contains(':')));
-            if v6 {
-                let rc = route6_conf(&cx, rr, &interfaces)?;
-                if routes6.iter().any(|x| {
-                    x.rtable == rc.rtable && x.dest == rc.dest && x.prefix_len == rc.prefix_len && x.scope == rc.scope
-                }) {
-                    return cx.err(r.dest.span(), format!("route: {} defined twice", r.dest.get_ref()));
-                }
-                routes6.push(rc);
-                continue;
-            }
-            let (dest, prefix_len) = if r.dest.get_ref() == "default" {
-                (Ipv4Addr::UNSPECIFIED, 0)
-            } else {
-                parse_prefix(r.dest.get_ref()).or_else(|e| cx.err(r.dest.span(), format!("route: {e}")))?
-            };
-            let rtable = match &r.rtable {
-                None => 0,
-                Some(t) if (0..=255).contains(t.get_ref()) => *t.get_ref() as u16,
-                Some(t) => return cx.err(t.span(), format!("route: rtable {} out of range 0-255", t.get_ref())),
-            };
-            let targets = r.gateway.is_some() as u8
-                + r.interface.is_some() as u8
-                + r.reject.unwrap_or(false) as u8
-                + r.blackhole.unwrap_or(false) as u8;
-            if targets != 1 {
-                return cx
-                    .err(rr.span(), "route: give exactly one of gateway, interface, reject = true, blackhole = true");
-            }
-            let via = if let Some(g) = &r.gateway {
-                let gw: Ipv4Addr = g
-                    .get_ref()
-                    .parse()
-                    .or_else(|_| cx.err(g.span(), format!("route: bad gateway {:?}", g.get_ref())))?;
-                // route(8) accepts only a gateway on a connected network.
-                if !interfaces.iter().any(|i| i.addrs.iter().any(|a| a.contains(gw))) {
-                    return cx.err(g.span(), format!("route: gateway {gw} is not on a network of any interface"));
-                }
-                RouteVia::Gateway(gw)
-            } else if let Some(i) = &r.interface {
-                if !interfaces.iter().any(|x| &x.name == i.get_ref()) {
-                    return cx.err(i.span(), format!("route: unknown interface {:?}", i.get_ref()));
-                }
-                RouteVia::Interface(i.get_ref().clone())
-            } else if r.reject == Some(true) {
-                RouteVia::Reject
-            } else {
-                RouteVia::Blackhole
-            };
-            let dest = Ipv4Addr::from(u32::from(dest) & softnet_core::iface::prefix_mask(prefix_len));
-            if routes.iter().any(|x: &RouteConf| x.rtable == rtable && x.dest == dest && x.prefix_len == prefix_len) {
-                return cx.err(r.dest.span(), format!("route: {} defined twice", r.dest.get_ref()));
-            }
-            routes.push(RouteConf { rtable, dest, prefix_len, via });
-        }
+        let (routes, routes6) = crate::config_route::routes_conf(&cx, &raw.route, &interfaces)?;
         Ok(Config {
             path: path.to_path_buf(),
             workers,
@@ -743,6 +583,7 @@ fn valid_account_name(n: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use softnet_core::stack::RouteTarget6;
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("softnet.toml"))

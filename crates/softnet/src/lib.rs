@@ -22,6 +22,7 @@ mod bench_profile;
 pub mod config;
 pub mod config_ra;
 pub mod config_ring;
+pub mod config_route;
 #[allow(unsafe_code)]
 pub mod control;
 #[cfg(test)]

@@ -117,45 +117,9 @@ pub struct Icmpv4Packet<T: AsRef<[u8]>> {
     buf: T,
 }
 
+icmp_header!(Icmpv4Packet);
+
 impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
-    pub const fn new_unchecked(buf: T) -> Self {
-        Icmpv4Packet { buf }
-    }
-
-    /// Checks that the 8-byte header is present.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        if buf.as_ref().len() < HEADER_LEN {
-            return Err(WireError::Truncated);
-        }
-        Ok(Icmpv4Packet { buf })
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
-    pub fn msg_type(&self) -> u8 {
-        self.buf.as_ref()[field::TYPE]
-    }
-
-    pub fn code(&self) -> u8 {
-        self.buf.as_ref()[field::CODE]
-    }
-
-    pub fn checksum(&self) -> u16 {
-        get16(self.buf.as_ref(), field::CHECKSUM)
-    }
-
-    /// Echo / timestamp / info identifier (bytes 4..6).
-    pub fn echo_ident(&self) -> u16 {
-        get16(self.buf.as_ref(), field::IDENT)
-    }
-
-    /// Echo / timestamp / info sequence number (bytes 6..8).
-    pub fn echo_seq_no(&self) -> u16 {
-        get16(self.buf.as_ref(), field::SEQ_NO)
-    }
-
     /// Parameter problem pointer (byte 4).
     pub fn pointer(&self) -> u8 {
         self.buf.as_ref()[field::POINTER]
@@ -189,21 +153,6 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
-    pub fn set_msg_type(&mut self, t: u8) {
-        self.buf.as_mut()[field::TYPE] = t;
-    }
-    pub fn set_code(&mut self, c: u8) {
-        self.buf.as_mut()[field::CODE] = c;
-    }
-    pub fn set_checksum(&mut self, c: u16) {
-        put16(self.buf.as_mut(), field::CHECKSUM, c);
-    }
-    pub fn set_echo_ident(&mut self, v: u16) {
-        put16(self.buf.as_mut(), field::IDENT, v);
-    }
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        put16(self.buf.as_mut(), field::SEQ_NO, v);
-    }
     pub fn set_pointer(&mut self, p: u8) {
         self.buf.as_mut()[field::POINTER] = p;
     }
@@ -215,9 +164,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     }
     pub fn set_rest_of_header(&mut self, r: [u8; 4]) {
         self.buf.as_mut()[4..8].copy_from_slice(&r);
-    }
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf.as_mut()[field::DATA..]
     }
     /// Recomputes the checksum over the whole buffer.
     pub fn fill_checksum(&mut self) {

@@ -10,7 +10,7 @@ use crate::ipv4::IpProtocol;
 use crate::ipv6::{Ipv6Packet, HEADER_LEN as IPV6_HEADER_LEN, MIN_MTU};
 use crate::mld::MldRepr;
 use crate::ndp::NdpRepr;
-use crate::{get16, get32, put16, put32, WireError};
+use crate::{get32, put32, WireError};
 
 /// Type, code, checksum and the 4-byte type-specific word.
 pub const HEADER_LEN: usize = 8;
@@ -140,48 +140,11 @@ pub struct Icmpv6Packet<T: AsRef<[u8]>> {
     pub(crate) buf: T,
 }
 
+icmp_header!(Icmpv6Packet);
+
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    pub const fn new_unchecked(buf: T) -> Self {
-        Icmpv6Packet { buf }
-    }
-
-    /// Checks that the 8-byte header is present (every ICMPv6 message has
-    /// at least the 4-byte type-specific word).
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        if buf.as_ref().len() < HEADER_LEN {
-            return Err(WireError::Truncated);
-        }
-        Ok(Icmpv6Packet { buf })
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.as_ref()
-    }
-
-    pub fn msg_type(&self) -> u8 {
-        self.buf.as_ref()[field::TYPE]
-    }
-
-    pub fn code(&self) -> u8 {
-        self.buf.as_ref()[field::CODE]
-    }
-
-    pub fn checksum(&self) -> u16 {
-        get16(self.buf.as_ref(), field::CHECKSUM)
-    }
-
-    /// Echo identifier (bytes 4..6).
-    pub fn echo_ident(&self) -> u16 {
-        get16(self.buf.as_ref(), field::IDENT)
-    }
-
-    /// Echo sequence number (bytes 6..8).
-    pub fn echo_seq_no(&self) -> u16 {
-        get16(self.buf.as_ref(), field::SEQ_NO)
     }
 
     /// Packet too big MTU (bytes 4..8).
@@ -214,29 +177,11 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    pub fn set_msg_type(&mut self, t: u8) {
-        self.buf.as_mut()[field::TYPE] = t;
-    }
-    pub fn set_code(&mut self, c: u8) {
-        self.buf.as_mut()[field::CODE] = c;
-    }
-    pub fn set_checksum(&mut self, c: u16) {
-        put16(self.buf.as_mut(), field::CHECKSUM, c);
-    }
-    pub fn set_echo_ident(&mut self, v: u16) {
-        put16(self.buf.as_mut(), field::IDENT, v);
-    }
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        put16(self.buf.as_mut(), field::SEQ_NO, v);
-    }
     pub fn set_mtu(&mut self, v: u32) {
         put32(self.buf.as_mut(), field::MTU, v);
     }
     pub fn set_pointer(&mut self, v: u32) {
         put32(self.buf.as_mut(), field::POINTER, v);
-    }
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf.as_mut()[field::DATA..]
     }
     /// Recomputes the checksum over the whole buffer.
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {

@@ -44,6 +44,78 @@ macro_rules! code_enum {
     };
 }
 
+/// The parts of a view that ICMP and ICMPv6 share (RFC 792, RFC 4443
+/// §2.1): the 8-byte header (type, code, checksum, then a type-specific
+/// word, the identifier and sequence number of an echo) and what follows
+/// it. The view `$view { buf }` has a `field` module in scope with TYPE,
+/// CODE, CHECKSUM, IDENT, SEQ_NO and DATA, and a `HEADER_LEN` of 8.
+macro_rules! icmp_header {
+    ($view:ident) => {
+        impl<T: AsRef<[u8]>> $view<T> {
+            pub const fn new_unchecked(buf: T) -> Self {
+                $view { buf }
+            }
+
+            /// Checks that the 8-byte header is present (type, code,
+            /// checksum and the 4-byte type-specific word).
+            pub fn new_checked(buf: T) -> Result<Self, $crate::WireError> {
+                if buf.as_ref().len() < HEADER_LEN {
+                    return Err($crate::WireError::Truncated);
+                }
+                Ok($view { buf })
+            }
+
+            pub fn into_inner(self) -> T {
+                self.buf
+            }
+
+            pub fn msg_type(&self) -> u8 {
+                self.buf.as_ref()[field::TYPE]
+            }
+
+            pub fn code(&self) -> u8 {
+                self.buf.as_ref()[field::CODE]
+            }
+
+            pub fn checksum(&self) -> u16 {
+                $crate::get16(self.buf.as_ref(), field::CHECKSUM)
+            }
+
+            /// Echo identifier (bytes 4..6; ICMP's timestamp and
+            /// information messages have it too).
+            pub fn echo_ident(&self) -> u16 {
+                $crate::get16(self.buf.as_ref(), field::IDENT)
+            }
+
+            /// Echo sequence number (bytes 6..8).
+            pub fn echo_seq_no(&self) -> u16 {
+                $crate::get16(self.buf.as_ref(), field::SEQ_NO)
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $view<T> {
+            pub fn set_msg_type(&mut self, t: u8) {
+                self.buf.as_mut()[field::TYPE] = t;
+            }
+            pub fn set_code(&mut self, c: u8) {
+                self.buf.as_mut()[field::CODE] = c;
+            }
+            pub fn set_checksum(&mut self, c: u16) {
+                $crate::put16(self.buf.as_mut(), field::CHECKSUM, c);
+            }
+            pub fn set_echo_ident(&mut self, v: u16) {
+                $crate::put16(self.buf.as_mut(), field::IDENT, v);
+            }
+            pub fn set_echo_seq_no(&mut self, v: u16) {
+                $crate::put16(self.buf.as_mut(), field::SEQ_NO, v);
+            }
+            pub fn data_mut(&mut self) -> &mut [u8] {
+                &mut self.buf.as_mut()[field::DATA..]
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;

@@ -62,24 +62,27 @@
 use crate::iface::{IfIndex, IfSnapshot, Interface};
 use crate::neighcache::NeighCache;
 use crate::packet::PacketBuf;
-use crate::percpu::Counter;
 use crate::time::Instant;
 use crossbeam::utils::CachePadded;
 use parking_lot::Mutex;
 use softnet_wire::arp::{ArpOperation, ArpRepr};
 use softnet_wire::ethernet::MacAddr;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod query;
+mod show;
+mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use query::ArpQuery;
+pub use show::format_arp_an;
+pub(crate) use show::sec2str;
+pub use stats::{format_arp_stats, ArpStats, ArpStatsTotal};
 
 /// Tunables, with OpenBSD's values as defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,88 +267,6 @@ impl ArpWorkerCache {
     pub fn drain_requests(&mut self) -> std::vec::Drain<'_, ArpRequest> {
         self.requests.drain(..)
     }
-}
-
-/// ARP counters, one set per worker (`netstat -s`, section "arp:").
-#[derive(Default, Debug)]
-pub struct ArpStats {
-    /// Requests broadcast (counted by whoever sends them).
-    pub requests_sent: Counter,
-    /// Replies sent (counted by whoever sends them).
-    pub replies_sent: Counter,
-    pub requests_received: Counter,
-    pub replies_received: Counter,
-    /// ARP packets received (well-formed ones; see `dropped_bad`).
-    pub received: Counter,
-    /// Malformed ARP packets (counted by the caller that parses).
-    pub dropped_bad: Counter,
-    /// Packets dropped because their next hop did not answer (given up,
-    /// or sent to a rejected entry).
-    pub dropped_no_entry: Counter,
-    /// Packets dropped from (or not admitted to) a full hold queue.
-    pub dropped_hold_full: Counter,
-    /// Entries that timed out.
-    pub timeouts: Counter,
-    /// Messages from another host claiming one of our addresses.
-    pub dup_ips: Counter,
-}
-
-/// `ArpStats` summed over workers.
-#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpStatsTotal {
-    pub requests_sent: u64,
-    pub replies_sent: u64,
-    pub requests_received: u64,
-    pub replies_received: u64,
-    pub received: u64,
-    pub dropped_bad: u64,
-    pub dropped_no_entry: u64,
-    pub dropped_hold_full: u64,
-    pub timeouts: u64,
-    pub dup_ips: u64,
-}
-
-impl ArpStatsTotal {
-    pub fn sum<'a>(stats: impl IntoIterator<Item = &'a ArpStats>) -> Self {
-        let mut t = ArpStatsTotal::default();
-        for s in stats {
-            t.requests_sent += s.requests_sent.get();
-            t.replies_sent += s.replies_sent.get();
-            t.requests_received += s.requests_received.get();
-            t.replies_received += s.replies_received.get();
-            t.received += s.received.get();
-            t.dropped_bad += s.dropped_bad.get();
-            t.dropped_no_entry += s.dropped_no_entry.get();
-            t.dropped_hold_full += s.dropped_hold_full.get();
-            t.timeouts += s.timeouts.get();
-            t.dup_ips += s.dup_ips.get();
-        }
-        t
-    }
-
-    /// The "arp:" section of `netstat -s`, worded like FreeBSD's.
-    pub fn format(&self) -> String {
-        fn line(o: &mut String, v: u64, what: &str, one: &str, many: &str, rest: &str) {
-            let _ = writeln!(o, "\t{v} {what}{}{rest}", if v == 1 { one } else { many });
-        }
-        let mut o = String::from("arp:\n");
-        line(&mut o, self.requests_sent, "ARP request", "", "s", " sent");
-        line(&mut o, self.replies_sent, "ARP repl", "y", "ies", " sent");
-        line(&mut o, self.requests_received, "ARP request", "", "s", " received");
-        line(&mut o, self.replies_received, "ARP repl", "y", "ies", " received");
-        line(&mut o, self.received, "ARP packet", "", "s", " received");
-        line(&mut o, self.dropped_bad, "malformed ARP packet", "", "s", " dropped");
-        line(&mut o, self.dropped_no_entry, "total packet", "", "s", " dropped due to no ARP entry");
-        line(&mut o, self.dropped_hold_full, "packet", "", "s", " dropped due to full hold queue");
-        line(&mut o, self.timeouts, "ARP entr", "y", "ies", " timed out");
-        line(&mut o, self.dup_ips, "Duplicate IP", "", "s", " seen");
-        o
-    }
-}
-
-/// The "arp:" section of `netstat -s` from every worker's counters.
-pub fn format_arp_stats<'a>(stats: impl IntoIterator<Item = &'a ArpStats>) -> String {
-    ArpStatsTotal::sum(stats).format()
 }
 
 const NEVER: Instant = Instant::from_nanos(u64::MAX);
@@ -923,80 +844,4 @@ impl ArpTable {
         v.sort_by_key(|e| u32::from(e.ip));
         v
     }
-}
-
-/// Column widths of arp(8).
-const W_ADDR: usize = 36;
-const W_LL: usize = 17;
-const W_IF: usize = 7;
-
-/// OpenBSD arp(8)'s and ndp(8)'s "19m59s".
-pub(crate) fn sec2str(total: u64) -> String {
-    let (days, hours, mins, secs) = (total / 86400, (total / 3600) % 24, (total / 60) % 60, total % 60);
-    let mut s = String::new();
-    let mut first = true;
-    if days != 0 {
-        first = false;
-        let _ = write!(s, "{days}d");
-    }
-    if !first || hours != 0 {
-        first = false;
-        let _ = write!(s, "{hours}h");
-    }
-    if !first || mins != 0 {
-        let _ = write!(s, "{mins}m");
-    }
-    let _ = write!(s, "{secs}s");
-    s
-}
-
-fn trunc(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// `arp -an` as OpenBSD prints it: Host, Ethernet Address, Netif, Expire,
-/// Flags (`l` local, `p` published).
-pub fn format_arp_an(entries: &[ArpEntry], ifname: impl Fn(IfIndex) -> Option<String>, now: Instant) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{:<W_ADDR$} {:<W_LL$} {:>W_IF$} {:<9} {:>5}",
-        "Host", "Ethernet Address", "Netif", "Expire", "Flags"
-    );
-    for e in entries {
-        let host = e.ip.to_string();
-        let ll = match e.mac {
-            Some(m) => m.to_string(),
-            None => "(incomplete)".to_string(),
-        };
-        let ifn = ifname(e.ifindex).unwrap_or_else(|| "?".to_string());
-        let aw = host.len().max(W_ADDR);
-        let lw = ll.len().max((W_ADDR + W_LL).saturating_sub(aw));
-        let iw = ifn.len().max((W_ADDR + W_LL + W_IF).saturating_sub(aw + lw));
-        let expire = match e.kind {
-            ArpEntryKind::Permanent | ArpEntryKind::Local => "permanent".to_string(),
-            ArpEntryKind::Static => "static".to_string(),
-            ArpEntryKind::Dynamic | ArpEntryKind::Incomplete => {
-                // An incomplete entry's time is its rejection (if any).
-                match e.expire.or(e.rejected_until) {
-                    Some(t) if t > now => sec2str((t - now).as_secs()),
-                    _ => "expired".to_string(),
-                }
-            }
-        };
-        let _ = writeln!(
-            o,
-            "{:<aw$} {:<lw$} {:>iw$} {:<9} {}{}",
-            host,
-            ll,
-            ifn,
-            trunc(&expire, 9),
-            if e.kind == ArpEntryKind::Local { "l" } else { "" },
-            if e.published { "p" } else { "" },
-        );
-    }
-    o
 }

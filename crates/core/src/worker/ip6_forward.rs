@@ -26,14 +26,15 @@ pub(super) struct Fwd6Info {
 
 /// Forwarded IPv6 packets of the batch waiting for pf out, and where each
 /// goes.
-pub(super) struct Fwd6Queue {
-    pkts: Vec<Option<PacketBuf>>,
-    info: Vec<Fwd6Info>,
-}
+pub(super) type Fwd6Queue = super::ip_forward::Forwarded<Fwd6Info>;
 
-impl Fwd6Queue {
-    pub(super) fn new() -> Self {
-        Fwd6Queue { pkts: Vec::with_capacity(BATCH), info: Vec::with_capacity(BATCH) }
+/// The size the packet leaves in: whole, or the largest of the fragments
+/// pf_refragment6 cuts a datagram pf reassembled into.
+#[inline(always)]
+pub(super) fn out_size(p: &PacketBuf) -> usize {
+    match p.meta.pf_frag_max {
+        0 => p.len(),
+        max => crate::refrag6::refragment_size(p.data(), max as usize).unwrap_or(usize::MAX),
     }
 }
 
@@ -81,8 +82,7 @@ impl WorkerState {
                     self.icmp6_error(cx, in_ifp, &p, false, NO_ROUTE);
                     return self.free(p);
                 };
-                let mtu = if r.mtu != 0 { r.mtu.min(out.mtu()) } else { out.mtu() };
-                (out, r.gateway.unwrap_or(dst), mtu as usize)
+                (out, r.gateway.unwrap_or(dst), super::ip_forward::path_mtu(r.mtu, out) as usize)
             }
             None => {
                 s.noroute.inc();
@@ -92,11 +92,7 @@ impl WorkerState {
         };
         // A datagram pf reassembled leaves in fragments of the size it
         // came in (pf_refragment6): those must fit.
-        let size = match p.meta.pf_frag_max {
-            0 => p.len(),
-            max => crate::refrag6::refragment_size(p.data(), max as usize).unwrap_or(usize::MAX),
-        };
-        if size > mtu {
+        if out_size(&p) > mtu {
             s.toobig.inc();
             s.cantforward.inc();
             self.icmp6_error(cx, in_ifp, &p, false, Icmp6Err::PacketTooBig(mtu as u32));
@@ -105,9 +101,7 @@ impl WorkerState {
         Ipv6Packet::new_unchecked(p.data_mut()).decrement_hop_limit();
         if cx.filter.is_some() {
             // pf out runs over the batch's forwarded packets together.
-            self.fwd6.pkts.push(Some(p));
-            self.fwd6.info.push(Fwd6Info { out: out.index(), next_hop });
-            return;
+            return self.fwd6.push(p, Fwd6Info { out: out.index(), next_hop });
         }
         s.forward.inc();
         self.ether_out6(cx, out, next_hop, src, p);
@@ -155,8 +149,7 @@ impl WorkerState {
     /// Queues `p` for pf out on interface `out` with the batch's
     /// forwarded IPv6 packets (route-to after pf in).
     pub(super) fn queue_forward6(&mut self, p: PacketBuf, out: IfIndex, next_hop: Ipv6Addr) {
-        self.fwd6.pkts.push(Some(p));
-        self.fwd6.info.push(Fwd6Info { out, next_hop });
+        self.fwd6.push(p, Fwd6Info { out, next_hop });
     }
 
     /// pf out over the packets `ip6_forward` left in `fwd6`, one filter

@@ -14,15 +14,37 @@ pub(super) struct FwdInfo {
     pub(super) mtu: u32,
 }
 
-/// Forwarded packets of the batch waiting for pf out, and where each goes.
-pub(super) struct FwdQueue {
+/// Forwarded packets of the batch waiting for pf out, and where each goes
+/// (`FwdInfo`; IPv6's `Fwd6Info`).
+pub(super) struct Forwarded<I> {
     pub(super) pkts: Vec<Option<PacketBuf>>,
-    pub(super) info: Vec<FwdInfo>,
+    pub(super) info: Vec<I>,
 }
 
-impl FwdQueue {
+/// The batch's forwarded IPv4 packets.
+pub(super) type FwdQueue = Forwarded<FwdInfo>;
+
+impl<I> Forwarded<I> {
     pub(super) fn new() -> Self {
-        FwdQueue { pkts: Vec::with_capacity(BATCH), info: Vec::with_capacity(BATCH) }
+        Forwarded { pkts: Vec::with_capacity(BATCH), info: Vec::with_capacity(BATCH) }
+    }
+
+    /// Queues `p` for pf out, going where `info` says.
+    #[inline(always)]
+    pub(super) fn push(&mut self, p: PacketBuf, info: I) {
+        self.pkts.push(Some(p));
+        self.info.push(info);
+    }
+}
+
+/// The MTU a packet leaves `out` with by a route of MTU `route_mtu` (0:
+/// the interface's): the smaller of the two.
+#[inline(always)]
+pub(super) fn path_mtu(route_mtu: u32, out: &Interface) -> u32 {
+    if route_mtu != 0 {
+        route_mtu.min(out.mtu())
+    } else {
+        out.mtu()
     }
 }
 
@@ -84,11 +106,10 @@ impl WorkerState {
             ips.redirectsent.inc();
             self.icmp_error(cx, Some(in_ifp), &p, false, IcmpErr::Redirect(next_hop));
         }
-        let mtu = if r.mtu != 0 { r.mtu.min(out.mtu()) } else { out.mtu() } as usize;
+        let mtu = path_mtu(r.mtu, out) as usize;
         if cx.filter.is_some() {
             // pf out runs over the batch's forwarded packets together.
-            self.fwd.pkts.push(Some(p));
-            self.fwd.info.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop, mtu: mtu as u32 });
+            self.fwd.push(p, FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop, mtu: mtu as u32 });
             return;
         }
         self.forward_out(cx, out, next_hop, mtu, in_ifp, p);
@@ -104,7 +125,7 @@ impl WorkerState {
         }
     }
 
-    /// pf out over the packets `ip_forward` left in `fwdq`, one filter
+    /// pf out over the packets `ip_forward` left in `fwd`, one filter
     /// call per run of packets leaving by the same interface, then each
     /// goes on to `forward_out`.
     pub(super) fn forward_batch(&mut self, cx: &Ctx) {

@@ -36,17 +36,25 @@ fn route_target<'a>(cx: &Ctx<'a>, rtable: u16, nh: NextHop) -> Option<(&'a Arc<I
         return out.is_up().then_some((out, nh.addr));
     }
     let nh = nh.addr;
-    let usable = |r: &crate::route::Nhop| {
-        (!r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL))
-            .then(|| (r.ifp, r.gateway.unwrap_or(nh)))
-    };
-    let (w, hop) = if rtable == 0 {
-        cx.rt.lookup(nh).and_then(|r| usable(&r))?
+    let (w, hop, _) = if rtable == 0 {
+        cx.rt.lookup(nh).and_then(|r| usable_hop(&r, nh))?
     } else {
-        cx.stack.routes.snapshot(rtable).and_then(|t| t.lookup(nh).and_then(|r| usable(&r)))?
+        cx.stack.routes.snapshot(rtable).and_then(|t| t.lookup(nh).and_then(|r| usable_hop(&r, nh)))?
     };
     let out = ifs.get_weak(w)?;
     out.is_up().then_some((out, hop))
+}
+
+/// The route `r` to a route-to next hop `addr` if pf_route may take it
+/// (not reject, blackhole or local; either family): its interface, the
+/// link-level next hop (its gateway, or `addr` on a connected network)
+/// and its MTU (0: the interface's).
+pub(super) fn usable_hop<A: crate::route::RouteAddr>(
+    r: &crate::route::Nhop<A>,
+    addr: A,
+) -> Option<(crate::iface::WeakIf, A, u32)> {
+    (!r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL))
+        .then(|| (r.ifp, r.gateway.unwrap_or(addr), r.mtu))
 }
 
 impl WorkerState {
@@ -136,8 +144,7 @@ impl WorkerState {
         Ipv4Packet::new_unchecked(p.data_mut()).decrement_ttl();
         let mtu = out.mtu();
         if cx.filter.is_some() {
-            self.fwd.pkts.push(Some(p));
-            self.fwd.info.push(FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop: hop, mtu });
+            self.fwd.push(p, FwdInfo { out: out.index(), in_if: in_ifp.index(), next_hop: hop, mtu });
             return;
         }
         // A decision without a filter (a test's hook): straight out.

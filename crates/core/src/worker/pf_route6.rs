@@ -23,7 +23,10 @@
 //! counted `ip6.filtered`.
 
 use super::icmp6::Icmp6Err;
+use super::ip6_forward::out_size;
 use super::ip6_output::NO_ROUTE;
+use super::ip_forward::path_mtu;
+use super::pf_route::usable_hop;
 use super::*;
 use crate::filter::RouteDecision;
 use crate::iface::WeakIf;
@@ -43,27 +46,13 @@ fn route_target6<'a>(
         let out = ifs.get_weak(w)?;
         return out.is_up().then_some((out, addr, out.mtu() as usize));
     }
-    let usable = |r: &crate::route::Nhop<Ipv6Addr>| {
-        (!r.flags.intersects(RouteFlags::REJECT | RouteFlags::BLACKHOLE | RouteFlags::LOCAL))
-            .then(|| (r.ifp, r.gateway.unwrap_or(addr), r.mtu))
-    };
     let (w, hop, rmtu) = if rtable == 0 {
-        cx.rt6.and_then(|t| t.lookup(addr)).and_then(|r| usable(&r))?
+        cx.rt6.and_then(|t| t.lookup(addr)).and_then(|r| usable_hop(&r, addr))?
     } else {
-        cx.stack.routes.snapshot6(rtable).and_then(|t| t.lookup(addr).and_then(|r| usable(&r)))?
+        cx.stack.routes.snapshot6(rtable).and_then(|t| t.lookup(addr).and_then(|r| usable_hop(&r, addr)))?
     };
     let out = ifs.get_weak(w)?;
-    let mtu = if rmtu != 0 { rmtu.min(out.mtu()) } else { out.mtu() };
-    out.is_up().then_some((out, hop, mtu as usize))
-}
-
-/// The size the packet leaves in: whole, or the largest of the fragments
-/// pf_refragment6 cuts a datagram pf reassembled into.
-fn out_size(p: &PacketBuf) -> usize {
-    match p.meta.pf_frag_max {
-        0 => p.len(),
-        max => crate::refrag6::refragment_size(p.data(), max as usize).unwrap_or(usize::MAX),
-    }
+    out.is_up().then_some((out, hop, path_mtu(rmtu, out) as usize))
 }
 
 impl WorkerState {

@@ -616,31 +616,15 @@ pub(super) fn error_to6(pkt: &mut PacketBuf, pd: &Pd, back: Endpoints6, embed: b
         l4.copy_from_slice(&ql4[..n]);
         let (qs, qd) = (qip.src(), qip.dst());
         match qproto {
-            PROTO_TCP | PROTO_UDP if n >= 8 => {
-                let (osp, odp) = (be16(l4, 0), be16(l4, 2));
-                l4[0..2].copy_from_slice(&back.sport.to_be_bytes());
-                l4[2..4].copy_from_slice(&back.dport.to_be_bytes());
-                let at = if qproto == PROTO_TCP { 16 } else { 6 };
-                if n >= at + 2 {
-                    let ph4 = checksum::pseudo_header_v4(qs, qd, qproto, qlen as u16);
-                    let ph6 = checksum::pseudo_header_v6(back.src, back.dst, qproto, qlen as u32);
-                    let mut c = checksum::update16(be16(l4, at), checksum::fold(ph4), checksum::fold(ph6));
-                    c = checksum::update16(c, osp, back.sport);
-                    c = checksum::update16(c, odp, back.dport);
-                    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-                }
-            }
-            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHO => {
-                // the client's echo request as it sent it: type and id
-                // (its checksum covered more than is quoted; left as it is)
-                l4[0] = t6::ECHO_REQUEST;
-                l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
-            }
-            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHOREPLY => {
-                // NAT46: the server's echo reply as it sent it
-                l4[0] = t6::ECHO_REPLY;
-                l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
-            }
+            PROTO_TCP | PROTO_UDP if n >= 8 => quote_ports(l4, qproto, back.sport, back.dport, || {
+                let ph4 = checksum::pseudo_header_v4(qs, qd, qproto, qlen as u16);
+                let ph6 = checksum::pseudo_header_v6(back.src, back.dst, qproto, qlen as u32);
+                (checksum::fold(ph4), checksum::fold(ph6))
+            }),
+            // the client's echo request as it sent it
+            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHO => quote_echo(l4, t6::ECHO_REQUEST, back.sport),
+            // NAT46: the server's echo reply as it sent it
+            PROTO_ICMP if n >= 8 && l4[0] == ICMP_ECHOREPLY => quote_echo(l4, t6::ECHO_REPLY, back.dport),
             _ => {}
         }
     }
@@ -727,31 +711,15 @@ pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, bac
         l4.copy_from_slice(&ql4[..n]);
         let (qs, qd) = (qip.src(), qip.dst());
         match iproto {
-            PROTO_TCP | PROTO_UDP if n >= 8 => {
-                let (osp, odp) = (be16(l4, 0), be16(l4, 2));
-                l4[0..2].copy_from_slice(&back.sport.to_be_bytes());
-                l4[2..4].copy_from_slice(&back.dport.to_be_bytes());
-                let at = if iproto == PROTO_TCP { 16 } else { 6 };
-                if n >= at + 2 {
-                    let ph6 = checksum::pseudo_header_v6(qs, qd, iproto, qlen as u32);
-                    let ph4 = checksum::pseudo_header_v4(back.src, back.dst, iproto, qlen as u16);
-                    let mut c = checksum::update16(be16(l4, at), checksum::fold(ph6), checksum::fold(ph4));
-                    c = checksum::update16(c, osp, back.sport);
-                    c = checksum::update16(c, odp, back.dport);
-                    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-                }
-            }
-            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REPLY => {
-                // the server's echo reply as it sent it: type and id (its
-                // checksum covered more than is quoted; left as it is)
-                l4[0] = ICMP_ECHOREPLY;
-                l4[4..6].copy_from_slice(&back.dport.to_be_bytes());
-            }
-            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REQUEST => {
-                // NAT46: the client's echo request as it sent it
-                l4[0] = ICMP_ECHO;
-                l4[4..6].copy_from_slice(&back.sport.to_be_bytes());
-            }
+            PROTO_TCP | PROTO_UDP if n >= 8 => quote_ports(l4, iproto, back.sport, back.dport, || {
+                let ph6 = checksum::pseudo_header_v6(qs, qd, iproto, qlen as u32);
+                let ph4 = checksum::pseudo_header_v4(back.src, back.dst, iproto, qlen as u16);
+                (checksum::fold(ph6), checksum::fold(ph4))
+            }),
+            // the server's echo reply as it sent it
+            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REPLY => quote_echo(l4, ICMP_ECHOREPLY, back.dport),
+            // NAT46: the client's echo request as it sent it
+            PROTO_ICMPV6 if n >= 8 && l4[0] == t6::ECHO_REQUEST => quote_echo(l4, ICMP_ECHO, back.sport),
             _ => {}
         }
         Icmpv4Packet::new_unchecked(&mut body[..]).fill_checksum();
@@ -774,6 +742,34 @@ pub(super) fn error_to4(pkt: &mut PacketBuf, pd: &Pd, q4: usize, iproto: u8, bac
     pkt.data_mut().copy_from_slice(&buf[..len]);
     pkt.meta.pf_route = RouteDecision::AfTo;
     true
+}
+
+/// The quoted TCP or UDP header `l4` (of protocol `proto`, its first 8
+/// bytes at least) turned back into what its sender sent (RFC 7915 §4.2,
+/// §5.2: the invoking packet in the error is translated too): the ports
+/// `sport`, `dport`, and, where the quote holds it, the checksum moved
+/// (RFC 1624) from the old ports and from the folded pseudo-header sum
+/// `sums().0` to `sums().1`: the quote is too short to sum again.
+fn quote_ports(l4: &mut [u8], proto: u8, sport: u16, dport: u16, sums: impl FnOnce() -> (u16, u16)) {
+    let (osp, odp) = (be16(l4, 0), be16(l4, 2));
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    let at = if proto == PROTO_TCP { 16 } else { 6 };
+    if l4.len() >= at + 2 {
+        let (from, to) = sums();
+        let mut c = checksum::update16(be16(l4, at), from, to);
+        c = checksum::update16(c, osp, sport);
+        c = checksum::update16(c, odp, dport);
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// The quoted echo request or reply `l4` as its sender sent it: type `ty`
+/// and identifier `id` (its checksum covered more than is quoted; left as
+/// it is).
+fn quote_echo(l4: &mut [u8], ty: u8, id: u16) {
+    l4[0] = ty;
+    l4[4..6].copy_from_slice(&id.to_be_bytes());
 }
 
 #[inline]

@@ -692,6 +692,28 @@ pub type IfAddrs6<'a> = &'a dyn Fn(&str) -> Option<Vec<If6Addr>>;
 /// Most addresses of an interface a pool reads.
 const DYN_MAX: usize = 16;
 
+/// The blocks (address, mask) an `(if)` pool takes from the interface's
+/// addresses in order, `block` saying which one an address gives (`None`:
+/// none, as a `:broadcast` of an address without one): at most `DYN_MAX`,
+/// only the first with `:0` (`no_alias`). The blocks and how many.
+fn dyn_blocks<A: Copy + Default, T>(
+    addrs: impl IntoIterator<Item = T>,
+    no_alias: bool,
+    block: impl Fn(T) -> Option<(A, A)>,
+) -> ([(A, A); DYN_MAX], usize) {
+    let mut blocks = [(A::default(), A::default()); DYN_MAX];
+    let mut n = 0;
+    for a in addrs {
+        if n == DYN_MAX || (no_alias && n == 1) {
+            break;
+        }
+        let Some(b) = block(a) else { continue };
+        blocks[n] = b;
+        n += 1;
+    }
+    (blocks, n)
+}
+
 impl CPool {
     /// The pool of `p`. `tables` has the ruleset's tables by name.
     pub fn new(p: &Pool, tables: &mut dyn FnMut(&str) -> Option<Arc<Table>>) -> Option<CPool> {
@@ -747,25 +769,13 @@ impl CPool {
                 f(&spec(PoolAddrs::Blocks(&view)))
             }
             PoolSource::Dynamic { ifname, modifier, no_alias } => {
-                let mut blocks = [(0u32, 0u32); DYN_MAX];
-                let mut n = 0;
-                for a in if_addrs(ifname).unwrap_or_default() {
-                    if n == DYN_MAX || (*no_alias && n == 1) {
-                        break;
-                    }
-                    let b = match modifier {
-                        IfAddrModifier::Address => (u32::from(a.addr), u32::MAX),
-                        IfAddrModifier::Network => (u32::from(a.network()), a.mask()),
-                        IfAddrModifier::Broadcast => match a.broadcast() {
-                            Some(b) => (u32::from(b), u32::MAX),
-                            None => continue,
-                        },
-                        // softnet's interfaces have no point-to-point peers
-                        IfAddrModifier::Peer => continue,
-                    };
-                    blocks[n] = b;
-                    n += 1;
-                }
+                let (blocks, n) = dyn_blocks(if_addrs(ifname).unwrap_or_default(), *no_alias, |a| match modifier {
+                    IfAddrModifier::Address => Some((u32::from(a.addr), u32::MAX)),
+                    IfAddrModifier::Network => Some((u32::from(a.network()), a.mask())),
+                    IfAddrModifier::Broadcast => a.broadcast().map(|b| (u32::from(b), u32::MAX)),
+                    // softnet's interfaces have no point-to-point peers
+                    IfAddrModifier::Peer => None,
+                });
                 f(&spec(PoolAddrs::Blocks(&BlockList(&blocks[..n]))))
             }
         }
@@ -829,23 +839,14 @@ impl CPool {
                 let mut addrs: Vec<If6Addr> = if_addrs(ifname).unwrap_or_default();
                 addrs.retain(|a| a.state == softnet_core::iface::Dad6State::Preferred);
                 addrs.sort_by_key(|a| u128::from(a.addr));
-                let mut blocks = [(0u128, 0u128); DYN_MAX];
-                let mut n = 0;
-                for a in addrs {
-                    if n == DYN_MAX || (*no_alias && n == 1) {
-                        break;
+                let (blocks, n) = dyn_blocks(addrs, *no_alias, |a| match modifier {
+                    IfAddrModifier::Address => Some((u128::from(a.addr), u128::MAX)),
+                    IfAddrModifier::Network if !is_link_local6(a.addr) => {
+                        let m = crate::addr::mask6(a.prefix_len);
+                        Some((u128::from(a.addr) & m, m))
                     }
-                    let b = match modifier {
-                        IfAddrModifier::Address => (u128::from(a.addr), u128::MAX),
-                        IfAddrModifier::Network if !is_link_local6(a.addr) => {
-                            let m = crate::addr::mask6(a.prefix_len);
-                            (u128::from(a.addr) & m, m)
-                        }
-                        _ => continue,
-                    };
-                    blocks[n] = b;
-                    n += 1;
-                }
+                    _ => None,
+                });
                 f(&spec(PoolAddrs::Blocks(&BlockList(&blocks[..n]))))
             }
         }
