@@ -78,6 +78,9 @@ pub(crate) struct ConnInner {
     /// On its worker's list of connections to wake at the end of the
     /// round (`tcp_after_deferred`).
     pub wake_queued: bool,
+    /// Filed on its worker's TIME_WAIT queue (`Sockets::schedule_tw`):
+    /// closing, it lets go of the entry (`Sockets::tw_forget`).
+    pub tw_queued: bool,
     /// On its worker's list of connections whose output waits for the
     /// end of the input batch (`sockio::tcp_emit_deferred`).
     pub emit_queued: bool,
@@ -108,6 +111,7 @@ impl TcpConn {
                 connected: false,
                 tasks: Default::default(),
                 wake_queued: false,
+                tw_queued: false,
                 emit_queued: false,
             }),
             cond: Condvar::new(),
@@ -322,13 +326,28 @@ impl Sockets {
         worker: usize,
     ) -> Option<Arc<TcpConn>> {
         {
+            let full =
+                |q: &ListenQueue| q.closed || q.ready.len() + q.embryonic + listener.handed_count() >= listener.backlog;
             let mut q = listener.q.lock();
-            if q.closed || q.ready.len() + q.embryonic + listener.handed_count() >= listener.backlog {
+            if full(&q) {
                 self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            if !self.conn_reserve() {
-                return None;
+            if !self.conn_try_reserve() {
+                // At the connection limit: a TIME_WAIT recycled
+                // (`conn_reserve`) without the listener's lock held, then
+                // the backlog checked again.
+                drop(q);
+                if !self.conn_reserve(worker) {
+                    return None;
+                }
+                q = listener.q.lock();
+                if full(&q) {
+                    drop(q);
+                    self.conn_release();
+                    self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
             }
             q.embryonic += 1;
         }
@@ -357,10 +376,10 @@ impl Sockets {
         if self.tcp_lookup(conn.local, conn.remote).is_some() {
             return Err(super::SockError::AddrInUse);
         }
-        if !self.conn_reserve() {
+        let slot = self.conn_slot(conn);
+        if !self.conn_reserve(slot) {
             return Err(super::SockError::NoBufs);
         }
-        let slot = self.conn_slot(conn);
         let mut inner = conn.inner.lock();
         {
             let mut t = self.conns[slot].write();
@@ -450,6 +469,9 @@ impl Sockets {
                 self.sub_count();
                 self.conn_release();
             }
+            if std::mem::take(&mut inner.tw_queued) {
+                self.tw_forget(conn);
+            }
             self.conn_totals.add(inner.tcb.stats());
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
             if inner.tcb.error().is_some_and(|e| matches!(e, TcpError::Reset | TcpError::TimedOut)) {
@@ -457,7 +479,7 @@ impl Sockets {
             }
         }
         match inner.tcb.state() {
-            State::TimeWait => self.schedule_tw(conn, inner.tcb.poll_at()),
+            State::TimeWait => inner.tw_queued |= self.schedule_tw(conn, inner.tcb.poll_at()),
             _ => self.schedule(conn, inner.tcb.poll_at()),
         }
         let writable = inner.tcb.send_wakeup_due();
