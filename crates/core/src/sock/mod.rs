@@ -163,6 +163,44 @@ struct TwEntry {
     conn: Option<Arc<TcpConn>>,
 }
 
+/// One worker's TIME_WAIT queue. Each entry has a sequence number (the
+/// front's is `head`, the next one's `head + 1`..., mod 2^32: a queue
+/// holds far fewer), which the connection keeps (`ConnInner::tw_seq`, 4
+/// bytes in a TCB's padding) so that it finds its entry again in one step
+/// when it closes early.
+#[derive(Default)]
+pub(crate) struct TwQueue {
+    q: VecDeque<TwEntry>,
+    head: u32,
+}
+
+impl TwQueue {
+    fn back_at(&self) -> Option<u64> {
+        self.q.back().map(|e| e.at)
+    }
+    fn front_at(&self) -> Option<u64> {
+        self.q.front().map(|e| e.at)
+    }
+    /// Files `e` at the back; its sequence number.
+    fn push(&mut self, e: TwEntry) -> u32 {
+        self.q.push_back(e);
+        self.head.wrapping_add(self.q.len() as u32 - 1)
+    }
+    fn pop(&mut self) -> Option<TwEntry> {
+        let e = self.q.pop_front()?;
+        self.head = self.head.wrapping_add(1);
+        Some(e)
+    }
+    /// The entry of sequence number `seq`, if it is still queued (the
+    /// caller checks that it is its own).
+    fn get_mut(&mut self, seq: u32) -> Option<&mut TwEntry> {
+        self.q.get_mut(seq.wrapping_sub(self.head) as usize)
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+}
+
 /// A connection's 4-tuple key: (local, remote).
 pub type ConnKey = (SocketAddr, SocketAddr);
 
@@ -191,7 +229,7 @@ pub struct Sockets {
     /// reopening its 4-tuple, `tw_recycle`) leaves its entry at once, so
     /// that the queue does not keep it alive for the rest of its 2MSL
     /// (`tw_forget`).
-    timewait: Box<[Mutex<VecDeque<TwEntry>>]>,
+    timewait: Box<[Mutex<TwQueue>]>,
     pub(crate) isn: IsnGen,
     /// Half-open connections and SYN cookies.
     pub syncache: syncache::SynCache,
@@ -236,7 +274,7 @@ impl Sockets {
             udp: RwLock::new(HashMap::new()),
             pending: (0..workers).map(|_| workq::WorkQueue::new()).collect(),
             timers: (0..workers).map(|_| Mutex::new(BinaryHeap::new())).collect(),
-            timewait: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
+            timewait: (0..workers).map(|_| Mutex::new(TwQueue::default())).collect(),
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),
             count: AtomicUsize::new(0),
@@ -348,28 +386,26 @@ impl Sockets {
     /// (`timer_at` is the queue's deadline now) and dropped when it comes
     /// up, without running the connection: one timer run per connection
     /// at the end of TIME_WAIT, not one more when its last
-    /// retransmission timer would have fired. True when it was filed on
-    /// the queue now.
-    pub(crate) fn schedule_tw(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) -> bool {
-        let Some(at) = at else { return false };
-        let at = at.as_nanos();
+    /// retransmission timer would have fired. The entry's sequence number
+    /// when it was filed on the queue now.
+    pub(crate) fn schedule_tw(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) -> Option<u32> {
+        let at = at?.as_nanos();
         if conn.timer_at.load(Ordering::Acquire) == at {
-            return false;
+            return None;
         }
         let mut q = self.timewait[self.conn_slot(conn)].lock();
-        if q.back().is_some_and(|b| b.at > at) {
+        if q.back_at().is_some_and(|b| b > at) {
             drop(q);
             self.schedule_ns(conn, at);
-            return false;
+            return None;
         }
         conn.timer_at.store(at, Ordering::Release);
-        q.push_back(TwEntry { at, conn: Some(conn.clone()) });
-        true
+        Some(q.push(TwEntry { at, conn: Some(conn.clone()) }))
     }
 
     /// A connection filed on a TIME_WAIT queue closed before its 2MSL
     /// (a SYN reopened its 4-tuple, RFC 6191): its entry, found by its
-    /// deadline in the queue's deadline order, lets go of it, so that it
+    /// sequence number `seq`, lets go of it, so that it
     /// is freed now and not 2MSL after it entered TIME_WAIT. Without it,
     /// a server that closes first and whose clients reuse their ports
     /// kept every connection of the last 2MSL in memory (its heap grew by
@@ -377,21 +413,14 @@ impl Sockets {
     /// rate x 2MSL x ~1.1 KB in all) where the table holds at most one
     /// per 4-tuple. An entry on the heap instead (a deadline earlier than
     /// the queue's back) is superseded and dropped when it comes up.
-    pub(crate) fn tw_forget(&self, conn: &Arc<TcpConn>) {
-        let at = conn.timer_at.swap(u64::MAX, Ordering::AcqRel);
-        if at == u64::MAX {
+    pub(crate) fn tw_forget(&self, conn: &Arc<TcpConn>, seq: u32) {
+        // Its entry already left the queue (due, recycled).
+        if conn.timer_at.swap(u64::MAX, Ordering::AcqRel) == u64::MAX {
             return;
         }
         let mut q = self.timewait[self.conn_slot(conn)].lock();
-        let from = q.partition_point(|e| e.at < at);
-        for e in q.range_mut(from..) {
-            if e.at != at {
-                break;
-            }
-            if e.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
-                e.conn = None;
-                return;
-            }
+        if let Some(e) = q.get_mut(seq).filter(|e| e.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn))) {
+            e.conn = None;
         }
     }
 
@@ -421,8 +450,8 @@ impl Sockets {
         }
         drop(h);
         if let Some(mut q) = self.timewait[me].try_lock() {
-            while out.len() < max && q.front().is_some_and(|d| d.at <= now) {
-                let d = q.pop_front().expect("front");
+            while out.len() < max && q.front_at().is_some_and(|at| at <= now) {
+                let d = q.pop().expect("front");
                 // (closed early: nothing to run)
                 let Some(conn) = d.conn else { continue };
                 if conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_ok() {
@@ -577,7 +606,7 @@ impl Sockets {
         let me = self.slot(id);
         for slot in (0..n).map(|i| (me + i) % n) {
             loop {
-                let Some(d) = self.timewait[slot].lock().pop_front() else { break };
+                let Some(d) = self.timewait[slot].lock().pop() else { break };
                 // Only the connection's current entry counts (as in `due`);
                 // one superseded or closed early is dropped, as it would be
                 // at its time.
