@@ -166,8 +166,8 @@ struct TwEntry {
 /// One worker's TIME_WAIT queue. Each entry has a sequence number (the
 /// front's is `head`, the next one's `head + 1`..., mod 2^32: a queue
 /// holds far fewer), which the connection keeps (`ConnInner::tw_seq`, 4
-/// bytes in a TCB's padding) so that it finds its entry again in one step
-/// when it closes early.
+/// bytes beside its table index) so that it finds its entry again in one
+/// step when it closes early.
 #[derive(Default)]
 pub(crate) struct TwQueue {
     q: VecDeque<TwEntry>,
@@ -410,7 +410,7 @@ impl Sockets {
     /// a server that closes first and whose clients reuse their ports
     /// kept every connection of the last 2MSL in memory (its heap grew by
     /// a page, one `mprotect`, every ~5 connections at any rate, and by
-    /// rate x 2MSL x ~1.1 KB in all) where the table holds at most one
+    /// rate x 2MSL x ~0.8 KB in all) where the table holds at most one
     /// per 4-tuple. An entry on the heap instead (a deadline earlier than
     /// the queue's back) is superseded and dropped when it comes up.
     pub(crate) fn tw_forget(&self, conn: &Arc<TcpConn>, seq: u32) {
