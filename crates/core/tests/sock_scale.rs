@@ -293,12 +293,144 @@ fn tens_of_thousands_of_idle_connections_stop_at_the_limit_counted() {
     assert_eq!(more.iter().filter(|c| c.state() == State::Established).count(), 1_000);
     assert_eq!((more_s.len(), p.b.socks.tcp_count()), (1_000, 20_000));
     assert_eq!(p.b.socks.stats.tcp_connlimit.load(Ordering::Relaxed), 4_000);
-    // A at its own limit: connect fails with ENOBUFS, counted.
-    p.a.socks.set_max_connections(p.a.socks.tcp_count());
+    // A at its own limit: the oldest of the 1,000 it holds in TIME_WAIT
+    // makes room for a connect (`tw_recycle`); once TIME_WAIT is over and
+    // every place is a live connection, connect fails with ENOBUFS,
+    // counted.
+    let a_count = p.a.socks.tcp_count();
+    assert_eq!(a_count, 21_000, "20,000 established, 1,000 in TIME_WAIT");
+    p.a.socks.set_max_connections(a_count);
+    let c = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).unwrap();
+    assert_eq!(p.a.socks.stats.tcp_tw_recycled.load(Ordering::Relaxed), 1);
+    assert_eq!((p.a.socks.tcp_count(), p.a.socks.stats.tcp_connlimit.load(Ordering::Relaxed)), (a_count, 0));
+    drop(c);
+    for _ in 0..70 {
+        p.step(Duration::from_secs(1));
+    }
+    let a_count = p.a.socks.tcp_count();
+    assert_eq!(a_count, 20_000);
+    p.a.socks.set_max_connections(a_count);
     let e = TcpStream::start_connect(&p.a, sa("10.0.0.2:80")).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::OutOfMemory);
     assert_eq!(p.a.socks.stats.tcp_connlimit.load(Ordering::Relaxed), 1);
+    assert_eq!(p.a.socks.stats.tcp_tw_recycled.load(Ordering::Relaxed), 1);
     drop((keep_c, keep_s, more, more_s));
+}
+
+/// A connects from port `port` (its worker, and B's, the port's parity:
+/// the wire's queue) to B's port 80; B accepts it if it can. Returns A's
+/// stream and B's.
+fn connect_from(p: &mut Pair, l: &mut TcpListener, port: u16) -> (TcpStream, Option<TcpStream>) {
+    let local = SocketAddr::new("10.0.0.1".parse().unwrap(), port);
+    let c = TcpStream::start_connect_from(&p.a, local, sa("10.0.0.2:80")).unwrap();
+    for _ in 0..30 {
+        p.step(Duration::from_millis(1));
+    }
+    let s = l.accept().ok().map(|(s, _)| s);
+    (c, s)
+}
+
+/// B's connections with their states, by A's port.
+fn b_conns(p: &Pair) -> Vec<(u16, State)> {
+    let mut v: Vec<_> =
+        p.b.socks.tcp_snapshot().into_iter().filter_map(|i| Some((i.remote?.port(), i.state))).collect();
+    v.sort_by_key(|c| c.0);
+    v
+}
+
+fn tw_recycled(st: &Stack) -> u64 {
+    st.socks.stats.tcp_tw_recycled.load(Ordering::Relaxed)
+}
+
+fn connlimit(st: &Stack) -> u64 {
+    st.socks.stats.tcp_connlimit.load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_server_closing_first_at_the_limit_recycles_its_oldest_time_wait() {
+    // B, the server, closes first: every connection it served waits in
+    // TIME_WAIT on B for 2MSL, holding a place under B's limit. At the
+    // limit the oldest TIME_WAIT on the worker completing the handshake
+    // gives its place to the new connection (FreeBSD's
+    // tcp_tw_2msl_scan(reuse)), another worker's when that one has none;
+    // only a limit full of live connections refuses.
+    let mut p = Pair::new(2, false);
+    p.b.socks.set_max_connections(6);
+    let mut l = TcpListener::bind(&p.b, sa("10.0.0.2:80")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    // Six served and closed by B first, a second apart: ports 40000..=40005,
+    // even ones on B's worker 0, odd ones on worker 1.
+    for port in 40_000..40_006 {
+        let (c, s) = connect_from(&mut p, &mut l, port);
+        assert_eq!(c.state(), State::Established, "{port}");
+        drop(s.expect("accepted"));
+        for _ in 0..20 {
+            p.step(Duration::from_millis(1));
+        }
+        assert_eq!(c.state(), State::CloseWait, "{port}");
+        drop(c);
+        for _ in 0..20 {
+            p.step(Duration::from_millis(1));
+        }
+        p.step(Duration::from_secs(1));
+    }
+    assert_eq!(b_conns(&p), (40_000..40_006).map(|port| (port, State::TimeWait)).collect::<Vec<_>>());
+    assert_eq!((p.b.socks.tcp_count(), p.a.socks.tcp_count()), (6, 0));
+    assert_eq!((p.b.socks.timer_entries(0).1, p.b.socks.timer_entries(1).1), (3, 3), "on their workers' queues");
+    assert_eq!((tw_recycled(&p.b), connlimit(&p.b)), (0, 0));
+
+    // A seventh (port 40010, B's worker 0) takes the place of worker 0's
+    // oldest TIME_WAIT, 40000's.
+    let (c10, s10) = connect_from(&mut p, &mut l, 40_010);
+    assert_eq!(c10.state(), State::Established);
+    let s10 = s10.expect("accepted, not reset");
+    assert_eq!((tw_recycled(&p.b), connlimit(&p.b), p.b.socks.tcp_count()), (1, 0, 6));
+    let tw = |p: &Pair| b_conns(p).into_iter().filter(|c| c.1 == State::TimeWait).map(|c| c.0).collect::<Vec<_>>();
+    assert_eq!(tw(&p), [40_001, 40_002, 40_003, 40_004, 40_005]);
+
+    // A limit lowered under the count closes nothing and recycles nothing:
+    // the next one is refused (its handshake reset), counted.
+    p.b.socks.set_max_connections(5);
+    let (c, s) = connect_from(&mut p, &mut l, 40_020);
+    assert!(s.is_none());
+    assert_eq!(c.state(), State::Closed, "reset");
+    assert_eq!((tw_recycled(&p.b), connlimit(&p.b), p.b.socks.tcp_count()), (1, 1, 6));
+    p.b.socks.set_max_connections(6);
+
+    // Worker 0's other two, oldest first; then worker 0 has none left and
+    // worker 1's oldest (40001) goes.
+    let mut keep = vec![(c10, s10)];
+    for (port, gone) in [(40_012, 40_002), (40_014, 40_004), (40_016, 40_001)] {
+        let (c, s) = connect_from(&mut p, &mut l, port);
+        assert_eq!(c.state(), State::Established, "{port}");
+        keep.push((c, s.expect("accepted")));
+        assert!(!tw(&p).contains(&gone), "{port} took {gone}'s place: {:?}", b_conns(&p));
+    }
+    assert_eq!(tw(&p), [40_003, 40_005]);
+    assert_eq!((p.b.socks.timer_entries(0).1, p.b.socks.timer_entries(1).1), (0, 2));
+    // The last two TIME_WAITs go to two more; then B holds six live
+    // connections and the next is refused.
+    for port in [40_018, 40_019] {
+        let (c, s) = connect_from(&mut p, &mut l, port);
+        keep.push((c, s.expect("accepted")));
+    }
+    assert!(tw(&p).is_empty());
+    let (c, s) = connect_from(&mut p, &mut l, 40_021);
+    assert!(s.is_none());
+    assert_eq!(c.state(), State::Closed, "reset");
+    assert_eq!((tw_recycled(&p.b), connlimit(&p.b), p.b.socks.tcp_count()), (6, 2, 6));
+    assert!(keep.iter().all(|(c, _)| c.state() == State::Established));
+    let ns = softnet_core::stats::format_netstat_s_with(&p.b.stats, Some(&p.b.socks));
+    assert!(ns.contains("\t6 connections in TIME_WAIT recycled at the connection limit\n"), "{ns}");
+    assert!(ns.contains("\t2 connections refused at the connection limit\n"), "{ns}");
+    // The recycled ones left nothing behind: past their 2MSL no queue
+    // entry is left, and the six live ones are untouched.
+    for _ in 0..70 {
+        p.step(Duration::from_secs(1));
+    }
+    assert_eq!((p.b.socks.timer_entries(0).1, p.b.socks.timer_entries(1).1), (0, 0));
+    assert_eq!(p.b.socks.tcp_count(), 6);
+    assert!(keep.iter().all(|(c, s)| c.state() == State::Established && s.state() == State::Established));
 }
 
 /// A SYN from `src:sport` to B's 10.0.0.2:80 as it arrives on B's wire.

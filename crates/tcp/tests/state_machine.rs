@@ -178,6 +178,31 @@ fn orderly_close_walks_fin_wait_close_wait_last_ack_time_wait() {
 }
 
 #[test]
+fn time_wait_ended_early_closes_silently_and_nothing_else_does() {
+    let mut p = Pair::default();
+    // Not in TIME_WAIT: refused, nothing changed.
+    assert!(!p.a.end_time_wait());
+    assert_eq!(p.a.state(), State::Established);
+    p.a.close(&mut p.ea);
+    p.exchange();
+    assert_eq!((p.a.state(), p.b.state()), (State::FinWait2, State::CloseWait));
+    assert!(!p.a.end_time_wait());
+    assert_eq!(p.a.state(), State::FinWait2);
+    p.b.close(&mut p.eb);
+    p.exchange();
+    assert_eq!((p.a.state(), p.b.state()), (State::TimeWait, State::Closed));
+    assert!(p.a.poll_at().is_some(), "2MSL is due");
+    // Recycled: CLOSED at once, no segment (no RST: the peer is gone
+    // already), no timer left, and no error for a reader.
+    assert!(p.a.end_time_wait());
+    assert_eq!(p.a.state(), State::Closed);
+    assert!(drain(&mut p.a, &mut p.ea).is_empty());
+    assert_eq!((p.a.poll_at(), p.a.error()), (None, None));
+    assert_eq!(p.a.recv(&mut [0; 4]), Ok(0), "end of stream, as after 2MSL");
+    assert!(!p.a.end_time_wait(), "once");
+}
+
+#[test]
 fn simultaneous_close_goes_through_closing_to_time_wait() {
     let mut p = Pair::default();
     p.a.close(&mut p.ea);

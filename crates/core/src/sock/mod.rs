@@ -125,6 +125,9 @@ pub struct SockStats {
     /// Connections not made because the stack held its most
     /// (`Sockets::set_max_connections`): handshakes reset, connects failed.
     pub tcp_connlimit: AtomicU64,
+    /// Connections in TIME_WAIT closed before their 2MSL to make room
+    /// for a new one at the connection limit (`Sockets::tw_recycle`).
+    pub tcp_tw_recycled: AtomicU64,
     pub tcp_rcvdrop: AtomicU64,
     pub udp_fullsock: AtomicU64,
     pub udp_delivered: AtomicU64,
@@ -153,6 +156,51 @@ impl Ord for Due {
     }
 }
 
+/// A TIME_WAIT queue entry: the connection is due at `at` (ns); `None`
+/// once it closed before (`Sockets::tw_forget`).
+struct TwEntry {
+    at: u64,
+    conn: Option<Arc<TcpConn>>,
+}
+
+/// One worker's TIME_WAIT queue. Each entry has a sequence number (the
+/// front's is `head`, the next one's `head + 1`..., mod 2^32: a queue
+/// holds far fewer), which the connection keeps (`ConnInner::tw_seq`, 4
+/// bytes beside its table index) so that it finds its entry again in one
+/// step when it closes early.
+#[derive(Default)]
+pub(crate) struct TwQueue {
+    q: VecDeque<TwEntry>,
+    head: u32,
+}
+
+impl TwQueue {
+    fn back_at(&self) -> Option<u64> {
+        self.q.back().map(|e| e.at)
+    }
+    fn front_at(&self) -> Option<u64> {
+        self.q.front().map(|e| e.at)
+    }
+    /// Files `e` at the back; its sequence number.
+    fn push(&mut self, e: TwEntry) -> u32 {
+        self.q.push_back(e);
+        self.head.wrapping_add(self.q.len() as u32 - 1)
+    }
+    fn pop(&mut self) -> Option<TwEntry> {
+        let e = self.q.pop_front()?;
+        self.head = self.head.wrapping_add(1);
+        Some(e)
+    }
+    /// The entry of sequence number `seq`, if it is still queued (the
+    /// caller checks that it is its own).
+    fn get_mut(&mut self, seq: u32) -> Option<&mut TwEntry> {
+        self.q.get_mut(seq.wrapping_sub(self.head) as usize)
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+}
+
 /// A connection's 4-tuple key: (local, remote).
 pub type ConnKey = (SocketAddr, SocketAddr);
 
@@ -177,8 +225,11 @@ pub struct Sockets {
     /// waits the same 2MSL, so a connection entering it goes to the back
     /// and the due ones leave from the front, where the heap took two
     /// sift-downs through every connection of the last minute
-    /// (`schedule_tw`).
-    timewait: Box<[Mutex<VecDeque<Due>>]>,
+    /// (`schedule_tw`). A connection that leaves TIME_WAIT early (a SYN
+    /// reopening its 4-tuple, `tw_recycle`) leaves its entry at once, so
+    /// that the queue does not keep it alive for the rest of its 2MSL
+    /// (`tw_forget`).
+    timewait: Box<[Mutex<TwQueue>]>,
     pub(crate) isn: IsnGen,
     /// Half-open connections and SYN cookies.
     pub syncache: syncache::SynCache,
@@ -223,7 +274,7 @@ impl Sockets {
             udp: RwLock::new(HashMap::new()),
             pending: (0..workers).map(|_| workq::WorkQueue::new()).collect(),
             timers: (0..workers).map(|_| Mutex::new(BinaryHeap::new())).collect(),
-            timewait: (0..workers).map(|_| Mutex::new(VecDeque::new())).collect(),
+            timewait: (0..workers).map(|_| Mutex::new(TwQueue::default())).collect(),
             isn: IsnGen::new(&mut key),
             next_id: AtomicU64::new(1),
             count: AtomicUsize::new(0),
@@ -335,20 +386,42 @@ impl Sockets {
     /// (`timer_at` is the queue's deadline now) and dropped when it comes
     /// up, without running the connection: one timer run per connection
     /// at the end of TIME_WAIT, not one more when its last
-    /// retransmission timer would have fired.
-    pub(crate) fn schedule_tw(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) {
-        let Some(at) = at else { return };
-        let at = at.as_nanos();
+    /// retransmission timer would have fired. The entry's sequence number
+    /// when it was filed on the queue now.
+    pub(crate) fn schedule_tw(&self, conn: &Arc<TcpConn>, at: Option<softnet_tcp::Instant>) -> Option<u32> {
+        let at = at?.as_nanos();
         if conn.timer_at.load(Ordering::Acquire) == at {
+            return None;
+        }
+        let mut q = self.timewait[self.conn_slot(conn)].lock();
+        if q.back_at().is_some_and(|b| b > at) {
+            drop(q);
+            self.schedule_ns(conn, at);
+            return None;
+        }
+        conn.timer_at.store(at, Ordering::Release);
+        Some(q.push(TwEntry { at, conn: Some(conn.clone()) }))
+    }
+
+    /// A connection filed on a TIME_WAIT queue closed before its 2MSL
+    /// (a SYN reopened its 4-tuple, RFC 6191): its entry, found by its
+    /// sequence number `seq`, lets go of it, so that it
+    /// is freed now and not 2MSL after it entered TIME_WAIT. Without it,
+    /// a server that closes first and whose clients reuse their ports
+    /// kept every connection of the last 2MSL in memory (its heap grew by
+    /// a page, one `mprotect`, every ~5 connections at any rate, and by
+    /// rate x 2MSL x ~0.8 KB in all) where the table holds at most one
+    /// per 4-tuple. An entry on the heap instead (a deadline earlier than
+    /// the queue's back) is superseded and dropped when it comes up.
+    pub(crate) fn tw_forget(&self, conn: &Arc<TcpConn>, seq: u32) {
+        // Its entry already left the queue (due, recycled).
+        if conn.timer_at.swap(u64::MAX, Ordering::AcqRel) == u64::MAX {
             return;
         }
         let mut q = self.timewait[self.conn_slot(conn)].lock();
-        if q.back().is_some_and(|b| b.at > at) {
-            drop(q);
-            return self.schedule_ns(conn, at);
+        if let Some(e) = q.get_mut(seq).filter(|e| e.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn))) {
+            e.conn = None;
         }
-        conn.timer_at.store(at, Ordering::Release);
-        q.push_back(Due { at, conn: conn.clone() });
     }
 
     /// Moves the connections of worker `id` due by `now` into `out` (a
@@ -377,13 +450,15 @@ impl Sockets {
         }
         drop(h);
         if let Some(mut q) = self.timewait[me].try_lock() {
-            while out.len() < max && q.front().is_some_and(|d| d.at <= now) {
-                let d = q.pop_front().expect("front");
-                if d.conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    if self.conn_slot(&d.conn) == me {
-                        out.push(d.conn);
+            while out.len() < max && q.front_at().is_some_and(|at| at <= now) {
+                let d = q.pop().expect("front");
+                // (closed early: nothing to run)
+                let Some(conn) = d.conn else { continue };
+                if conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    if self.conn_slot(&conn) == me {
+                        out.push(conn);
                     } else {
-                        moved.push(d);
+                        moved.push(Due { at: d.at, conn });
                     }
                 }
             }
@@ -468,10 +543,14 @@ impl Sockets {
         self.conns.iter().map(|t| t.read().len()).collect()
     }
 
-    /// The most TCP connections the stack holds at once; at the limit a
-    /// completing handshake is reset (as syn_cache_get does when
-    /// sonewconn fails) and `connect` fails with ENOBUFS, each counted in
-    /// `tcp_connlimit`. Lowering it closes nothing.
+    /// The most TCP connections the stack holds at once, TIME_WAIT
+    /// included. At the limit the oldest connection in TIME_WAIT makes
+    /// room for the new one (`tw_recycle`); with none, a completing
+    /// handshake is reset (as syn_cache_get does when sonewconn fails)
+    /// and `connect` fails with ENOBUFS, each counted in
+    /// `tcp_connlimit`. Lowering it closes nothing: above the limit
+    /// nothing is recycled, new connections are refused until enough
+    /// close.
     pub fn set_max_connections(&self, n: usize) {
         self.max_conns.store(n, Ordering::Relaxed);
     }
@@ -480,15 +559,74 @@ impl Sockets {
         self.max_conns.load(Ordering::Relaxed)
     }
 
-    /// Takes a place for one more connection, or counts the refusal.
-    pub(crate) fn conn_reserve(&self) -> bool {
+    /// Takes a place for one more connection, under the limit.
+    #[inline]
+    pub(crate) fn conn_try_reserve(&self) -> bool {
         let max = self.max_conns.load(Ordering::Relaxed);
-        let ok =
-            self.conns_open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok();
-        if !ok {
-            self.stats.tcp_connlimit.fetch_add(1, Ordering::Relaxed);
+        self.conns_open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+
+    /// Takes a place for one more connection for worker `id`: at the
+    /// limit the oldest TIME_WAIT gives up its place (`tw_recycle`, worker
+    /// `id`'s queue first); with none to give, the refusal is counted.
+    pub(crate) fn conn_reserve(&self, id: usize) -> bool {
+        loop {
+            if self.conn_try_reserve() {
+                return true;
+            }
+            // At the limit, not above it (a lowered limit closes nothing):
+            // one recycled makes one place, unless another thread took it
+            // first, and then the next one is recycled.
+            let full = self.conns_open.load(Ordering::Relaxed) == self.max_conns.load(Ordering::Relaxed);
+            if !full || !self.tw_recycle(id) {
+                self.stats.tcp_connlimit.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
         }
-        ok
+    }
+
+    /// FreeBSD's tcp_tw_2msl_scan(reuse): closes the oldest connection in
+    /// TIME_WAIT, the front of worker `id`'s 2MSL queue (of another
+    /// worker's when that one is empty), before its 2MSL, so that a new
+    /// connection takes its place at the connection limit. Without it a
+    /// busy server that closes first, reached from more addresses than
+    /// a 4-tuple's reuse (RFC 6191) covers, fills the limit with
+    /// TIME_WAIT and refuses every new handshake for up to 2MSL. Nothing
+    /// is sent; the peer has acknowledged our FIN and sent its own (what
+    /// TIME_WAIT guards against, an old duplicate of this 4-tuple, is no
+    /// likelier now than when a SYN reopens it). Counted in
+    /// `tcp_tw_recycled`. False when no worker has a connection in
+    /// TIME_WAIT on its queue.
+    ///
+    /// Not on the data path: only a connection refused otherwise pays for
+    /// it. The queue's lock is not held while the connection's is taken
+    /// (a worker files a connection on the queue under the connection's).
+    pub(crate) fn tw_recycle(&self, id: usize) -> bool {
+        let n = self.timewait.len();
+        let me = self.slot(id);
+        for slot in (0..n).map(|i| (me + i) % n) {
+            loop {
+                let Some(d) = self.timewait[slot].lock().pop() else { break };
+                // Only the connection's current entry counts (as in `due`);
+                // one superseded or closed early is dropped, as it would be
+                // at its time.
+                let Some(conn) = d.conn else { continue };
+                if conn.timer_at.compare_exchange(d.at, u64::MAX, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    continue;
+                }
+                let mut inner = conn.inner.lock();
+                // Left TIME_WAIT since it was filed (a SYN reopened it: it
+                // is CLOSED and out of the table already).
+                if !inner.tcb.end_time_wait() {
+                    continue;
+                }
+                self.stats.tcp_tw_recycled.fetch_add(1, Ordering::Relaxed);
+                // Out of the table, its place given back, counted closed.
+                self.tcp_after(&conn, &mut inner);
+                return true;
+            }
+        }
+        false
     }
 
     pub(crate) fn conn_release(&self) {

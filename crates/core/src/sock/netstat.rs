@@ -286,6 +286,7 @@ pub fn format_tcp_s(o: &mut String, stats: &PerWorker<StackStats>, socks: Option
         p2(o, l(&st.tcp_closed), l(&st.tcp_drops), "\t%u connection%s closed (including %u drop%s)");
         p(o, l(&st.tcp_listendrop), "\t%u listen queue overflow%s");
         p(o, l(&st.tcp_connlimit), "\t%u connection%s refused at the connection limit");
+        p(o, l(&st.tcp_tw_recycled), "\t%u connection%s in TIME_WAIT recycled at the connection limit");
         p(o, c.rto_expired, "\t%u retransmit timeout%s");
         p(o, c.keepalive_probes, "\t%u keepalive probe%s sent");
         p(o, c.fast_recoveries, "\t%u fast recovery episode%s");

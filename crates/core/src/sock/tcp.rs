@@ -38,6 +38,10 @@ pub struct TcpConn {
     worker: AtomicUsize,
 }
 
+/// `ConnInner::tw_seq` of a connection not on a TIME_WAIT queue (a real
+/// entry with this number, one in 2^32, is let go of at its 2MSL).
+const NO_TW: u32 = u32::MAX;
+
 /// `TcpConn::owner` before a worker claimed the connection.
 const NO_OWNER: usize = usize::MAX;
 
@@ -62,8 +66,9 @@ pub(crate) struct ConnInner {
     pub in_listener: bool,
     /// In the connection table.
     pub in_table: bool,
-    /// Which worker's table it is filed in (`Sockets::conns`).
-    pub table: usize,
+    /// Which worker's table it is filed in (`Sockets::conns`; u32 so that
+    /// it and `tw_seq` share 8 bytes).
+    pub table: u32,
     /// The interface of a link-local IPv6 peer.
     pub scope: Option<IfIndex>,
     /// Threads blocked on `cond`.
@@ -78,6 +83,10 @@ pub(crate) struct ConnInner {
     /// On its worker's list of connections to wake at the end of the
     /// round (`tcp_after_deferred`).
     pub wake_queued: bool,
+    /// Its entry's sequence number on its worker's TIME_WAIT queue
+    /// (`Sockets::schedule_tw`), `NO_TW` for none: closing, it lets go
+    /// of the entry (`Sockets::tw_forget`).
+    pub tw_seq: u32,
     /// On its worker's list of connections whose output waits for the
     /// end of the input batch (`sockio::tcp_emit_deferred`).
     pub emit_queued: bool,
@@ -108,6 +117,7 @@ impl TcpConn {
                 connected: false,
                 tasks: Default::default(),
                 wake_queued: false,
+                tw_seq: NO_TW,
                 emit_queued: false,
             }),
             cond: Condvar::new(),
@@ -274,7 +284,7 @@ impl Sockets {
     /// under the connection limit is taken).
     fn tcp_file(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner, slot: usize) {
         inner.in_table = true;
-        inner.table = slot;
+        inner.table = slot as u32;
         self.conns[slot].write().insert(conn.key(), conn.clone());
         self.add_count();
     }
@@ -285,12 +295,12 @@ impl Sockets {
     /// it.
     pub(crate) fn tcp_rehome(&self, conn: &Arc<TcpConn>, inner: &mut ConnInner, id: usize) {
         let to = self.slot(id);
-        if !inner.in_table || inner.table == to {
+        if !inner.in_table || inner.table as usize == to {
             return;
         }
         self.conns[to].write().insert(conn.key(), conn.clone());
-        self.conns[inner.table].write().remove(&conn.key());
-        inner.table = to;
+        self.conns[inner.table as usize].write().remove(&conn.key());
+        inner.table = to as u32;
     }
 
     /// in_pcblookup_listen: a listener on the exact address, else on the
@@ -322,13 +332,28 @@ impl Sockets {
         worker: usize,
     ) -> Option<Arc<TcpConn>> {
         {
+            let full =
+                |q: &ListenQueue| q.closed || q.ready.len() + q.embryonic + listener.handed_count() >= listener.backlog;
             let mut q = listener.q.lock();
-            if q.closed || q.ready.len() + q.embryonic + listener.handed_count() >= listener.backlog {
+            if full(&q) {
                 self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            if !self.conn_reserve() {
-                return None;
+            if !self.conn_try_reserve() {
+                // At the connection limit: a TIME_WAIT recycled
+                // (`conn_reserve`) without the listener's lock held, then
+                // the backlog checked again.
+                drop(q);
+                if !self.conn_reserve(worker) {
+                    return None;
+                }
+                q = listener.q.lock();
+                if full(&q) {
+                    drop(q);
+                    self.conn_release();
+                    self.stats.tcp_listendrop.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
             }
             q.embryonic += 1;
         }
@@ -357,10 +382,10 @@ impl Sockets {
         if self.tcp_lookup(conn.local, conn.remote).is_some() {
             return Err(super::SockError::AddrInUse);
         }
-        if !self.conn_reserve() {
+        let slot = self.conn_slot(conn);
+        if !self.conn_reserve(slot) {
             return Err(super::SockError::NoBufs);
         }
-        let slot = self.conn_slot(conn);
         let mut inner = conn.inner.lock();
         {
             let mut t = self.conns[slot].write();
@@ -373,7 +398,7 @@ impl Sockets {
             t.insert(conn.key(), conn.clone());
         }
         inner.in_table = true;
-        inner.table = slot;
+        inner.table = slot as u32;
         self.add_count();
         Ok(())
     }
@@ -446,9 +471,13 @@ impl Sockets {
         }
         if inner.tcb.is_closed() && inner.in_table {
             inner.in_table = false;
-            if self.conns[inner.table].write().remove(&conn.key()).is_some() {
+            if self.conns[inner.table as usize].write().remove(&conn.key()).is_some() {
                 self.sub_count();
                 self.conn_release();
+            }
+            let seq = std::mem::replace(&mut inner.tw_seq, NO_TW);
+            if seq != NO_TW {
+                self.tw_forget(conn, seq);
             }
             self.conn_totals.add(inner.tcb.stats());
             self.stats.tcp_closed.fetch_add(1, Ordering::Relaxed);
@@ -457,7 +486,11 @@ impl Sockets {
             }
         }
         match inner.tcb.state() {
-            State::TimeWait => self.schedule_tw(conn, inner.tcb.poll_at()),
+            State::TimeWait => {
+                if let Some(seq) = self.schedule_tw(conn, inner.tcb.poll_at()) {
+                    inner.tw_seq = seq;
+                }
+            }
             _ => self.schedule(conn, inner.tcb.poll_at()),
         }
         let writable = inner.tcb.send_wakeup_due();

@@ -617,6 +617,19 @@ impl Tcb {
         self.enter_closed(None);
     }
 
+    /// Ends TIME_WAIT before its 2MSL, sending nothing (FreeBSD's
+    /// tcp_twclose as tcp_tw_2msl_scan calls it to reuse the oldest
+    /// TIME_WAIT when no room is left for a new connection): the socket
+    /// layer recycles its oldest at the connection limit. False, and
+    /// nothing changed, in any other state.
+    pub fn end_time_wait(&mut self) -> bool {
+        if self.state != State::TimeWait {
+            return false;
+        }
+        self.enter_closed(None);
+        true
+    }
+
     /// Whether `seq`, quoted by an ICMP error, is of a segment we sent and
     /// that is not acknowledged yet (tcp_ctlinput's SND.UNA <= seq <
     /// SND.MAX; RFC 5927 §4.1: a blind attacker must guess it).
