@@ -62,9 +62,7 @@ pub fn test_established4<const IN: bool>(
     // the packet to the general path, and the target words are not kept
     // in registers (or spilled) across the rest.
     if v.nat {
-        if let Some(to) = nat::view_target_words(cx.pf.states.keys(v.idx)?, key, v.fwd)? {
-            nat::translate_words(pkt, len as usize, key, to, dir);
-        }
+        nat::translate_words(pkt, len as usize, key, v.to, dir);
     }
     StateTable::touch_slot(s, v.fwd, len as u64, cx.now.as_nanos());
     cx.relink_as(dir, &mut link, v.idx, v.rev);

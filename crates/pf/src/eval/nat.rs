@@ -250,25 +250,6 @@ pub(super) fn view_target<E: KeyEndpoints>(
     Some(Some(E::of_key(&crate::state::unpack(target), dir)))
 }
 
-/// `view_target` by key words: the words the packet (key words `pkt`,
-/// `fwd`: going the state's way) is rewritten to, `Some(None)` for none.
-#[inline(always)]
-pub(super) fn view_target_words(
-    keys: crate::state::StateKeys,
-    pkt: (u64, u64),
-    fwd: bool,
-) -> Option<Option<(u64, u64)>> {
-    let (own, nat) = keys;
-    let Some(nat) = nat else { return Some(None) };
-    if pkt == own && fwd {
-        Some(Some(nat))
-    } else if pkt == nat && !fwd {
-        Some(Some(own))
-    } else {
-        None
-    }
-}
-
 /// pf_translate: rewrites the packet's addresses and ports (TCP, UDP,
 /// the ICMP query id) to `to`, updating the IP, TCP, UDP and ICMP
 /// checksums incrementally: RFC 1624 eqn. 3 with every changed word's

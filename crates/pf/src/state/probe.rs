@@ -93,7 +93,28 @@ impl StateTable {
         }
         let fwd = (bind >> 32) as u8 == if IN { DIR_IN } else { DIR_OUT };
         let nat = (bind >> 40) as u8 & sflags::NAT != 0;
-        Some(Some((FastView { idx, fwd, nat, rule, rev }, s)))
+        let mut to = (0, 0);
+        if nat {
+            // pf_translate's target, as `eval::nat::view_target` picks it:
+            // a packet going the state's way by its own key goes to the
+            // translated key, one coming back by the translated key to
+            // the own key; a packet found by a key against that key's way
+            // is the general path's.
+            if fwd != (k == key) {
+                return Some(None);
+            }
+            to = if fwd {
+                // (no second look-up of the slot's keys after the read,
+                // `StateTable::keys`)
+                match self.nat_words_since(idx, s, s1) {
+                    Some(nk) => nk,
+                    None => return Some(None),
+                }
+            } else {
+                k
+            };
+        }
+        Some(Some((FastView { idx, fwd, nat, rule, rev, to }, s)))
     }
 
     /// `probe_linked_slot`, or when the link names no state that fits,
@@ -189,6 +210,18 @@ impl StateTable {
     pub(super) fn nat_key_is(&self, idx: u32, key: (u64, u64)) -> bool {
         self.nat_slot(idx)
             .is_some_and(|n| n.k0.load(Ordering::Acquire) == key.0 && n.k1.load(Ordering::Acquire) == key.1)
+    }
+
+    /// Slot `idx`'s translated key words (`NatSlot`), for a reader that
+    /// read slot `s` (slot `idx`) with sequence `s1` and found a state
+    /// flagged `sflags::NAT`: part of that consistent read (`None` if a
+    /// writer came since).
+    #[inline(always)]
+    fn nat_words_since(&self, idx: u32, s: &Slot, s1: u32) -> Option<(u64, u64)> {
+        let n = self.nat_slot(idx)?;
+        let w = (n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire));
+        fence(Ordering::Acquire);
+        (s.seq.load(Ordering::Relaxed) == s1).then_some(w)
     }
 
     /// Lookup guesses for a batch of in-hook keys, with their memory loads

@@ -448,6 +448,53 @@ fn fast_hook_bits_follow_the_direction_and_the_state_s_life() {
     }
 }
 
+/// A translating state's fast view carries the key its packets are
+/// rewritten to, as `eval::nat::view_target` picks it from the state's
+/// keys: going its way by its own key, the translated key; coming back by
+/// the translated key, its own; a packet by a key against that key's way,
+/// none (the general path's). By the link and by a search alike; a
+/// removed state, or one in the slot again without translation, gives
+/// none.
+#[test]
+fn a_translating_state_s_fast_view_names_its_rewrite() {
+    use crate::compile::tidx;
+    use crate::names::Timeout;
+    let t = StateTable::new(16);
+    let (mut own, mut nk) = (key(1), nat_key(1));
+    own.proto = 17;
+    nk.proto = 17;
+    let mut st = StateData { key: own, direction: DIR_OUT, live: true, ..Default::default() };
+    st.src.state = udps::MULTIPLE;
+    st.dst.state = udps::MULTIPLE;
+    st.timeout = tidx(Timeout::UdpMultiple) as u8;
+    let idx = t.insert_nat(st, Some(nk)).unwrap();
+    let (w, n) = (own.words(), nk.words());
+    let out = |link: u32, k| t.probe_fast4::<false>(link, k, 0).map(|(v, _)| (v.idx, v.fwd, v.nat, v.to));
+    let inn = |link: u32, k| t.probe_fast4::<true>(link, k, 0).map(|(v, _)| (v.idx, v.fwd, v.nat, v.to));
+    // out by its own key (its way): to the translated key
+    assert_eq!(out(idx + 1, w), Some((idx, true, true, n)), "by the link");
+    assert_eq!(out(0, w), Some((idx, true, true, n)), "by a search");
+    // in by the translated key (the answer): back to its own key
+    assert_eq!(inn(0, n), Some((idx, false, true, w)));
+    // a link does not take a state by its translated key
+    assert_eq!(inn(idx + 1, n), Some((idx, false, true, w)), "the link fails, the search finds it");
+    // against each key's way: the general path
+    assert_eq!(inn(0, w), None);
+    assert_eq!(out(0, n), None);
+    // removed, then the slot taken by a plain state: nothing to rewrite
+    assert!(t.remove(idx));
+    assert_eq!(out(idx + 1, w), None);
+    assert_eq!(inn(0, n), None);
+    let mut st2 = StateData { key: own, direction: DIR_OUT, live: true, ..Default::default() };
+    st2.src.state = udps::MULTIPLE;
+    st2.dst.state = udps::MULTIPLE;
+    st2.timeout = tidx(Timeout::UdpMultiple) as u8;
+    let again = t.insert(st2).unwrap();
+    assert_eq!(again, idx, "the slot is reused");
+    assert_eq!(out(idx + 1, w), Some((idx, true, false, (0, 0))));
+    assert_eq!(inn(0, n), None);
+}
+
 /// The lock-free counts (`Slot::recent`) fold into the totals when a
 /// word fills or a packet is too large for it, and a locked writer in between
 /// neither loses nor doubles any: every count read back exactly.
