@@ -267,8 +267,7 @@ pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
 /// (pf out's swapped), its ports the second's high half, and a
 /// checksum's terms do not depend on which address is which, so the
 /// sums are `translate_at`'s (the same bytes; `tests/fast4.rs` compares
-/// them with the general path's). Inline in the fast path's loop: a call
-/// there spills the loop's registers around it.
+/// them with the general path's).
 #[inline(always)]
 pub(super) fn translate_words(pkt: &mut PacketBuf, tot: usize, from: (u64, u64), to: (u64, u64), dir: Direction) {
     let (oa, na) = (from.0, to.0);

@@ -93,28 +93,7 @@ impl StateTable {
         }
         let fwd = (bind >> 32) as u8 == if IN { DIR_IN } else { DIR_OUT };
         let nat = (bind >> 40) as u8 & sflags::NAT != 0;
-        let mut to = (0, 0);
-        if nat {
-            // pf_translate's target, as `eval::nat::view_target` picks it:
-            // a packet going the state's way by its own key goes to the
-            // translated key, one coming back by the translated key to
-            // the own key; a packet found by a key against that key's way
-            // is the general path's.
-            if fwd != (k == key) {
-                return Some(None);
-            }
-            to = if fwd {
-                // (no second look-up of the slot's keys after the read,
-                // `StateTable::keys`)
-                match self.nat_words_since(idx, s, s1) {
-                    Some(nk) => nk,
-                    None => return Some(None),
-                }
-            } else {
-                k
-            };
-        }
-        Some(Some((FastView { idx, fwd, nat, rule, rev, to }, s)))
+        Some(Some((FastView { idx, fwd, nat, rule, rev }, s)))
     }
 
     /// `probe_linked_slot`, or when the link names no state that fits,
@@ -206,22 +185,30 @@ impl StateTable {
         Some((v, s))
     }
 
+    /// For a packet with key words `key` (going the state's way if
+    /// `fwd`) that the fast path found a translating state for in slot
+    /// `idx`: the words it is rewritten to, as `eval::nat::view_target`
+    /// picks them (going the state's way by its own key, its translated
+    /// key; coming back by the translated key, its own key). `None`: the
+    /// slot's keys are not that (a packet by a key against that key's
+    /// way, or the slot reused since the view was read), for the general
+    /// path. The state's flag is the view's: only the two keys are read.
+    #[inline(always)]
+    pub fn nat_target(&self, idx: u32, key: (u64, u64), fwd: bool) -> Option<(u64, u64)> {
+        let own = self.slot(idx)?.key_words();
+        let n = self.nat_slot(idx)?;
+        let nk = (n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire));
+        match fwd {
+            true if key == own => Some(nk),
+            false if key == nk => Some(own),
+            _ => None,
+        }
+    }
+
     #[inline]
     pub(super) fn nat_key_is(&self, idx: u32, key: (u64, u64)) -> bool {
         self.nat_slot(idx)
             .is_some_and(|n| n.k0.load(Ordering::Acquire) == key.0 && n.k1.load(Ordering::Acquire) == key.1)
-    }
-
-    /// Slot `idx`'s translated key words (`NatSlot`), for a reader that
-    /// read slot `s` (slot `idx`) with sequence `s1` and found a state
-    /// flagged `sflags::NAT`: part of that consistent read (`None` if a
-    /// writer came since).
-    #[inline(always)]
-    fn nat_words_since(&self, idx: u32, s: &Slot, s1: u32) -> Option<(u64, u64)> {
-        let n = self.nat_slot(idx)?;
-        let w = (n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire));
-        fence(Ordering::Acquire);
-        (s.seq.load(Ordering::Relaxed) == s1).then_some(w)
     }
 
     /// Lookup guesses for a batch of in-hook keys, with their memory loads

@@ -251,10 +251,6 @@ pub struct FastView {
     /// The state's reverse link (`Slot::rev`), read on the in hook only
     /// (0 on the out hook, which does not use it).
     pub rev: u32,
-    /// With `nat`: the key words the packet is rewritten to (the state's
-    /// translated key going its way, its own key coming back), read with
-    /// the rest. (0, 0) without.
-    pub to: (u64, u64),
 }
 
 /// Result of a lock-free probe.
