@@ -61,16 +61,27 @@ pub fn test_established4<const IN: bool>(
     // A translating state's rewrite at once: nothing after it can send
     // the packet to the general path, and the target words are not kept
     // in registers (or spilled) across the rest.
-    if v.nat {
-        if let Some(to) = nat::view_target_words(cx.pf.states.keys(v.idx)?, key, v.fwd)? {
-            nat::translate_words(pkt, len as usize, key, to, dir);
-        }
+    if v.nat && !rewrite4(cx, v.idx, v.fwd, pkt, len, key, dir) {
+        return None;
     }
     StateTable::touch_slot(s, v.fwd, len as u64, cx.now.as_nanos());
     cx.relink_as(dir, &mut link, v.idx, v.rev);
     pkt.meta.pf_link = link;
     owed.count(cx, v.rule, len);
     Some(Decision::Pass)
+}
+
+/// `test_established4`'s rewrite of a translating state's packet (key
+/// words `key` in the hook's direction `dir`, `len` bytes, going the
+/// way of the state in slot `idx` if `fwd`) to the state's other key;
+/// false when the packet is the general path's (`StateTable::nat_target`).
+/// Out of the loop, the keys' read with it: the loop then carries none
+/// of their registers, which every packet paid for.
+#[inline(never)]
+fn rewrite4(cx: &Cx, idx: u32, fwd: bool, pkt: &mut PacketBuf, len: u16, key: (u64, u64), dir: Direction) -> bool {
+    let Some(to) = cx.pf.states.nat_target(idx, key, fwd) else { return false };
+    nat::translate_words(pkt, len as usize, key, to, dir);
+    true
 }
 
 /// What the packets `test_established4` passed owe the counters, added

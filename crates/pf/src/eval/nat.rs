@@ -250,25 +250,6 @@ pub(super) fn view_target<E: KeyEndpoints>(
     Some(Some(E::of_key(&crate::state::unpack(target), dir)))
 }
 
-/// `view_target` by key words: the words the packet (key words `pkt`,
-/// `fwd`: going the state's way) is rewritten to, `Some(None)` for none.
-#[inline(always)]
-pub(super) fn view_target_words(
-    keys: crate::state::StateKeys,
-    pkt: (u64, u64),
-    fwd: bool,
-) -> Option<Option<(u64, u64)>> {
-    let (own, nat) = keys;
-    let Some(nat) = nat else { return Some(None) };
-    if pkt == own && fwd {
-        Some(Some(nat))
-    } else if pkt == nat && !fwd {
-        Some(Some(own))
-    } else {
-        None
-    }
-}
-
 /// pf_translate: rewrites the packet's addresses and ports (TCP, UDP,
 /// the ICMP query id) to `to`, updating the IP, TCP, UDP and ICMP
 /// checksums incrementally: RFC 1624 eqn. 3 with every changed word's
@@ -287,7 +268,7 @@ pub(super) fn translate(pkt: &mut PacketBuf, pd: &Pd, to: &Endpoints) {
 /// checksum's terms do not depend on which address is which, so the
 /// sums are `translate_at`'s (the same bytes; `tests/fast4.rs` compares
 /// them with the general path's).
-#[inline]
+#[inline(always)]
 pub(super) fn translate_words(pkt: &mut PacketBuf, tot: usize, from: (u64, u64), to: (u64, u64), dir: Direction) {
     let (oa, na) = (from.0, to.0);
     let (op, np) = ((from.1 >> 32) as u32, (to.1 >> 32) as u32);

@@ -185,6 +185,26 @@ impl StateTable {
         Some((v, s))
     }
 
+    /// For a packet with key words `key` (going the state's way if
+    /// `fwd`) that the fast path found a translating state for in slot
+    /// `idx`: the words it is rewritten to, as `eval::nat::view_target`
+    /// picks them (going the state's way by its own key, its translated
+    /// key; coming back by the translated key, its own key). `None`: the
+    /// slot's keys are not that (a packet by a key against that key's
+    /// way, or the slot reused since the view was read), for the general
+    /// path. The state's flag is the view's: only the two keys are read.
+    #[inline(always)]
+    pub fn nat_target(&self, idx: u32, key: (u64, u64), fwd: bool) -> Option<(u64, u64)> {
+        let own = self.slot(idx)?.key_words();
+        let n = self.nat_slot(idx)?;
+        let nk = (n.k0.load(Ordering::Acquire), n.k1.load(Ordering::Acquire));
+        match fwd {
+            true if key == own => Some(nk),
+            false if key == nk => Some(own),
+            _ => None,
+        }
+    }
+
     #[inline]
     pub(super) fn nat_key_is(&self, idx: u32, key: (u64, u64)) -> bool {
         self.nat_slot(idx)

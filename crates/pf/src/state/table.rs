@@ -49,7 +49,8 @@ pub struct NatSlot {
 
 /// The translated keys of one slab chunk's slots, made with the chunk's
 /// first translating state.
-type NatChunk = OnceLock<Box<[NatSlot]>>;
+/// (A fixed length: a slot's place in it needs no bounds check.)
+type NatChunk = OnceLock<Box<[NatSlot; CHUNK]>>;
 
 /// The scrub values (`ScrubActs::pack`) of one slab chunk's slots, made
 /// with the chunk's first scrubbing state: kept beside the slots, whose
@@ -164,7 +165,7 @@ impl StateTable {
     /// Slot `idx`'s translated key entry, if there is a side array.
     #[inline]
     pub(super) fn nat_slot(&self, idx: u32) -> Option<&NatSlot> {
-        self.nat.get(idx as usize / CHUNK)?.get()?.get(idx as usize % CHUNK)
+        Some(&self.nat.get(idx as usize / CHUNK)?.get()?[idx as usize % CHUNK])
     }
 
     /// The key a chain link reaches its slot by, and the chain's next
@@ -552,7 +553,10 @@ impl StateTable {
         }
         let s = self.slot(idx).expect("allocated");
         if let Some(nk) = nk {
-            let chunk = self.nat[idx as usize / CHUNK].get_or_init(|| (0..CHUNK).map(|_| NatSlot::default()).collect());
+            let chunk = self.nat[idx as usize / CHUNK].get_or_init(|| {
+                let all: Box<[NatSlot]> = (0..CHUNK).map(|_| NatSlot::default()).collect();
+                all.try_into().unwrap_or_else(|_| unreachable!("CHUNK slots"))
+            });
             let e = &chunk[idx as usize % CHUNK];
             e.k0.store(nk.0, Ordering::Relaxed);
             e.k1.store(nk.1, Ordering::Relaxed);

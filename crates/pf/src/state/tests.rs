@@ -448,6 +448,48 @@ fn fast_hook_bits_follow_the_direction_and_the_state_s_life() {
     }
 }
 
+/// What a translating state's fast-path packet is rewritten to
+/// (`StateTable::nat_target`), as `eval::nat::view_target` picks it from
+/// the state's keys: going its way by its own key, the translated key;
+/// coming back by the translated key, its own; a packet by a key against
+/// that key's way, none (the general path's), and none once the slot
+/// holds another state.
+#[test]
+fn a_translating_state_s_fast_target_is_its_other_key() {
+    use crate::compile::tidx;
+    use crate::names::Timeout;
+    let t = StateTable::new(16);
+    let (mut own, mut nk) = (key(1), nat_key(1));
+    own.proto = 17;
+    nk.proto = 17;
+    let state = |k: StateKey| {
+        let mut st = StateData { key: k, direction: DIR_OUT, live: true, ..Default::default() };
+        st.src.state = udps::MULTIPLE;
+        st.dst.state = udps::MULTIPLE;
+        st.timeout = tidx(Timeout::UdpMultiple) as u8;
+        st
+    };
+    let idx = t.insert_nat(state(own), Some(nk)).unwrap();
+    let (w, n) = (own.words(), nk.words());
+    // the fast path finds it both ways, flagged as translating
+    let out = t.probe_fast4::<false>(idx + 1, w, 0).map(|(v, _)| (v.idx, v.fwd, v.nat));
+    assert_eq!(out, Some((idx, true, true)));
+    let back = t.probe_fast4::<true>(0, n, 0).map(|(v, _)| (v.idx, v.fwd, v.nat));
+    assert_eq!(back, Some((idx, false, true)));
+    assert_eq!(t.nat_target(idx, w, true), Some(n), "its way: to the translated key");
+    assert_eq!(t.nat_target(idx, n, false), Some(w), "back: to its own key");
+    assert_eq!(t.nat_target(idx, w, false), None, "its own key against its way");
+    assert_eq!(t.nat_target(idx, n, true), None, "the translated key against its way");
+    // removed, the slot taken by another translating state: no target
+    // for the old keys
+    assert!(t.remove(idx));
+    let other = t.insert_nat(state(key(2)), Some(nat_key(2))).unwrap();
+    assert_eq!(other, idx, "the slot is reused");
+    assert_eq!(t.nat_target(idx, w, true), None);
+    assert_eq!(t.nat_target(idx, n, false), None);
+    assert_eq!(t.nat_target(idx, key(2).words(), true), Some(nat_key(2).words()));
+}
+
 /// The lock-free counts (`Slot::recent`) fold into the totals when a
 /// word fills or a packet is too large for it, and a locked writer in between
 /// neither loses nor doubles any: every count read back exactly.
