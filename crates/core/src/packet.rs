@@ -224,6 +224,7 @@ impl PacketData {
         &self.storage[self.window()]
     }
 
+    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let w = self.window();
         &mut self.storage[w]

@@ -294,7 +294,7 @@ fn chunk6_in(
     // The hints are the chains' first slots, unverified (IPv4's way:
     // `lookup_heads`): the fast path reads that slot first anyway
     // (`StateTable::probe_fast6`, which prefetches for pf out as
-    // `lookup_hints` does); the general path takes a hint verified.
+    // `verified_hint` does); the general path takes a hint verified.
     cx.pf.states.lookup_heads(&keys[..n], &mut hints[..n]);
     let verified = |i: usize| if keys[i].1 != 0 { cx.pf.states.verified_hint(keys[i], hints[i]) } else { 0 };
     // The fast path's counts, added to the counters once for the chunk.

@@ -161,7 +161,7 @@ fn the_fast_path_decides_translates_and_counts_as_the_general_path() {
 
 /// Enough flows that some keys are not the first of their index bucket
 /// (the batch's hint names the bucket's first state only: the fast path
-/// then searches, `StateTable::probe_linked_or_search`), half of them
+/// then searches, `StateTable::probe_fast4`), half of them
 /// translated: every round through the batch hook and packet by packet
 /// ends in the same states, the same rule counters and the same
 /// searches, with the fast path's counts added once a chunk

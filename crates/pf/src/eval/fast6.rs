@@ -116,8 +116,7 @@ pub fn test_established6_words<const IN: bool>(
     let mut link = if IN { (hint as u64) << 32 } else { pkt.meta.pf_link };
     let (v, s) = cx.pf.states.probe_fast6::<IN>(cx.link_hint(link), key, cx.kif())?;
     if IN {
-        // What `lookup_hints`' third pass did for a hint that held the
-        // key: the state pf out will read, into L2.
+        // The state pf out will read, into L2.
         cx.pf.states.prefetch_rev(v.rev);
     }
     crate::state::StateTable::touch_slot(s, v.fwd, len as u64, cx.now.as_nanos());

@@ -42,7 +42,7 @@ impl StateTable {
     /// so that what it found stays in registers, not in a copy returned
     /// through memory.) On the in hook `link` is `lookup_heads`'
     /// unverified hint; a miss there prefetches for pf out as
-    /// `lookup_hints` does (`hint_missed`).
+    /// `verified_hint` does (`hint_missed`).
     #[inline(always)]
     pub fn probe_fast4<const IN: bool>(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<(FastView, &Slot)> {
         // (link 0: no slot, `u32::MAX`)
@@ -94,27 +94,6 @@ impl StateTable {
         let fwd = (bind >> 32) as u8 == if IN { DIR_IN } else { DIR_OUT };
         let nat = (bind >> 40) as u8 & sflags::NAT != 0;
         Some(Some((FastView { idx, fwd, nat, rule, rev }, s)))
-    }
-
-    /// `probe_linked_slot`, or when the link names no state that fits,
-    /// the state a search finds for `key` on `ifidx` (`find_words`, out of
-    /// line), read as `probe` reads it: what `Cx::probe_linked` finds,
-    /// with the slot read. `None` also for a state a writer is busy with.
-    /// IPv6's fast path (`eval::test_established6_words`); IPv4's has
-    /// `probe_fast4`.
-    #[inline(always)]
-    pub fn probe_linked_or_search(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<(StateView, &Slot)> {
-        // (link 0: no slot, `u32::MAX`)
-        let (mut idx, mut linked) = (link.wrapping_sub(1), true);
-        loop {
-            if let Some(found) = self.read_view_slot(idx, key, ifidx, linked) {
-                return Some(found);
-            }
-            if !linked {
-                return None;
-            }
-            (idx, linked) = (self.find_words_cold(key, ifidx, false)?, false);
-        }
     }
 
     /// `find_words` out of line, for a packet its link did not take to
@@ -211,53 +190,15 @@ impl StateTable {
             .is_some_and(|n| n.k0.load(Ordering::Acquire) == key.0 && n.k1.load(Ordering::Acquire) == key.1)
     }
 
-    /// Lookup guesses for a batch of in-hook keys, with their memory loads
-    /// overlapped: every key's bucket is prefetched first, then every
-    /// chain's first slot, then, where that slot holds the key, the slot
-    /// its reverse link names (what pf out will read), else the bucket pf
-    /// out will probe. `hints[i]` becomes slot + 1 of the first slot when
-    /// it holds `keys[i]` (0 otherwise); a hint is only a guess, verified
-    /// in full before use. A key whose second word is 0 (no key: a packet
-    /// the fast parses do not take; a real key's holds its protocol) gets
-    /// 0. Reads only.
-    pub fn lookup_hints(&self, keys: &[(u64, u64)], hints: &mut [u32]) {
-        // The first two passes: every bucket, then every chain's head.
-        self.lookup_heads(keys, hints);
-        let n = keys.len().min(hints.len()).min(HINT_BATCH);
-        let (keys, hints) = (&keys[..n], &mut hints[..n]);
-        let buckets: &[AtomicU32; BUCKETS] = (&self.buckets[..]).try_into().expect("BUCKETS buckets");
-        let bucket_of = |k: (u64, u64)| self.bucket_of(k) & (BUCKETS - 1);
-        let slots = self.slab.view();
-        for (k, h) in keys.iter().zip(hints.iter_mut()) {
-            if k.1 == 0 {
-                continue;
-            }
-            match h.checked_sub(1).and_then(|i| slots.get(i)) {
-                Some(s) if s.key_words() == *k => {
-                    if let Some(r) = s.rev.load(Ordering::Relaxed).checked_sub(1).and_then(|i| slots.get(i)) {
-                        // Read by pf out, after the whole batch went
-                        // through pf in and routing: into L2.
-                        prefetch_line_l2(r);
-                    }
-                }
-                // No state for the key at the chain's head: pf out will
-                // search too, with the reversed key (no NAT: the outbound
-                // key of a forwarded packet is its inbound key reversed).
-                _ => {
-                    *h = 0;
-                    prefetch_line_l2(&buckets[bucket_of(reversed(*k))]);
-                }
-            }
-        }
-    }
-
-    /// `lookup_hints`' first two passes, for IPv4's batch loop
-    /// (`batch::chunk4`): every key's bucket prefetched, then every
+    /// Lookup guesses for a batch of in-hook keys (`batch::chunk4_in`,
+    /// `chunk6_in`), their memory loads overlapped: every key's bucket
+    /// prefetched, then every
     /// chain's first slot, and `hints[i]` is slot + 1 of that first slot
     /// (0: an empty chain, or no key), *not verified*: whether it holds the
     /// key is the first thing the fast path reads of it anyway
-    /// (`probe_fast4`, which with `test_established4` prefetches what
-    /// `lookup_hints`' third pass does: `hint_missed`, `prefetch_rev`); a packet for the
+    /// (`probe_fast4`, which with `test_established4` prefetches the
+    /// reverse link's slot, `prefetch_rev`, or counts the miss,
+    /// `hint_missed`); a packet for the
     /// general path has its hint verified there (`verified_hint`). Reads
     /// only.
     pub fn lookup_heads(&self, keys: &[(u64, u64)], hints: &mut [u32]) {
@@ -285,9 +226,9 @@ impl StateTable {
     }
 
     /// `hint` (from `lookup_heads`) if its slot holds in-hook key `k`, else
-    /// 0: what `lookup_hints` would have given, for the general path,
-    /// which takes a hint as a state it may lock. Prefetches as
-    /// `lookup_hints`' third pass does (`prefetch_rev`, `hint_missed`).
+    /// 0: for the general path, which takes a hint as a state it may
+    /// lock. Prefetches the slot pf out will read (`prefetch_rev`) or
+    /// counts the miss (`hint_missed`).
     #[inline]
     pub fn verified_hint(&self, k: (u64, u64), hint: u32) -> u32 {
         match hint.checked_sub(1).and_then(|i| self.slot(i)) {

@@ -26,7 +26,7 @@ pub const BUCKETS: usize = 1 << 10;
 /// the table's random seed, which loom's replays need).
 #[cfg(loom)]
 pub const BUCKETS: usize = 1;
-/// Most keys `lookup_hints` takes at once.
+/// Most keys `lookup_heads` takes at once.
 pub const HINT_BATCH: usize = 64;
 /// Longest chain a lock-free probe walks before it takes the shard lock.
 pub(super) const MAX_HOPS: u32 = 64;
