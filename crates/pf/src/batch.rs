@@ -8,15 +8,15 @@
 //! (`chunk4`, every batch that starts with an IPv4 packet) reads an IPv4
 //! packet of the common case straight to its key words and length
 //! (`eval::fast_key4`) and decides a UDP packet of a state on the fast
-//! path from those alone (`eval::test_established4`); what it does not
+//! path from those alone (`eval::test_established_words`); what it does not
 //! decide is parsed again out of the loop (`decide_again`). Every IPv4
 //! instruction count depends on its shape (BENCHMARKS §2). IPv6's
 //! (`run6`, a batch that starts with an IPv6 packet) reads an IPv6 UDP
 //! datagram of the common case straight to its key words and length the
 //! same way (`eval::fast_udp6`; the addresses' ids through the chunk's
 //! memo on the in hook, from pf in's note on the out hook) and decides
-//! it from them (`eval::test_established6_words`, the state read as
-//! IPv4's is: `StateTable::probe_fast6`); other packets are parsed into
+//! it from them (`eval::test_established_words::<_, true>`, the state
+//! read as IPv4's is, a translating one refused); other packets are parsed into
 //! their description, with IPv6's fast parse and established path
 //! inline. Either decides every packet of either family the same way;
 //! only what is inline differs.
@@ -117,10 +117,12 @@ fn chunk4_in(
         *d = match slot {
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
-            Some(p) if lens[i] != 0 => match eval::test_established4::<true>(cx, &mut owed, k, lens[i], p, hints[i]) {
-                Some(d) => d,
-                None => decide_again::<false>(cx, logif, slot, verified(i), bufs, replies),
-            },
+            Some(p) if lens[i] != 0 => {
+                match eval::test_established_words::<true, false>(cx, &mut owed, k, lens[i], p, hints[i]) {
+                    Some(d) => d,
+                    None => decide_again::<false>(cx, logif, slot, verified(i), bufs, replies),
+                }
+            }
             // SAFETY: written in the first pass for every packet without
             // IPv4 key words.
             Some(p) if k.1 == 0 || k.1 & KEY_INET6 != 0 => {
@@ -160,7 +162,7 @@ fn chunk4_out(
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
             Some(p) => match eval::fast_key4(p.data()) {
                 Some((k, len)) if eval::is_udp4(k) && !logif => {
-                    match eval::test_established4::<false>(cx, &mut owed, k, len, p, 0) {
+                    match eval::test_established_words::<false, false>(cx, &mut owed, k, len, p, 0) {
                         Some(d) => d,
                         None => decide_again::<false>(cx, logif, slot, 0, bufs, replies),
                     }
@@ -293,7 +295,7 @@ fn chunk6_in(
     }
     // The hints are the chains' first slots, unverified (IPv4's way:
     // `lookup_heads`): the fast path reads that slot first anyway
-    // (`StateTable::probe_fast6`, which prefetches for pf out as
+    // (`StateTable::probe_fast4`, which prefetches for pf out as
     // `verified_hint` does); the general path takes a hint verified.
     cx.pf.states.lookup_heads(&keys[..n], &mut hints[..n]);
     let verified = |i: usize| if keys[i].1 != 0 { cx.pf.states.verified_hint(keys[i], hints[i]) } else { 0 };
@@ -304,7 +306,7 @@ fn chunk6_in(
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
             Some(p) if lens[i] != 0 && !logif => {
-                match eval::test_established6_words::<true>(cx, &mut owed, keys[i], lens[i], p, hints[i]) {
+                match eval::test_established_words::<true, true>(cx, &mut owed, keys[i], lens[i], p, hints[i]) {
                     Some(d) => d,
                     None => decide_again::<true>(cx, logif, slot, verified(i), bufs, replies),
                 }
@@ -341,10 +343,12 @@ fn chunk6_out(
             None => Decision::Consumed,
             Some(p) if p.meta.flags & mflags::PF_GENERATED != 0 => Decision::Pass,
             Some(p) => match eval::fast_udp6(p.data()).and_then(|u| Some((eval::noted_words6(&u, p)?, u.len))) {
-                Some((k, len)) if !logif => match eval::test_established6_words::<false>(cx, &mut owed, k, len, p, 0) {
-                    Some(d) => d,
-                    None => decide_again::<true>(cx, logif, slot, 0, bufs, replies),
-                },
+                Some((k, len)) if !logif => {
+                    match eval::test_established_words::<false, true>(cx, &mut owed, k, len, p, 0) {
+                        Some(d) => d,
+                        None => decide_again::<true>(cx, logif, slot, 0, bufs, replies),
+                    }
+                }
                 Some(_) => decide_again::<true>(cx, logif, slot, 0, bufs, replies),
                 None => decide_unnoted_out6(cx, logif, slot, bufs, replies),
             },

@@ -55,7 +55,8 @@ fn many_ipv6_flows_decide_and_count_as_the_general_path() {
 /// The states the IPv6 fast path must leave to the general path, beside
 /// those it takes, in one run of batches: translating states (`nat-to`
 /// on the way out: their rewrite words hold ids, so
-/// `StateTable::probe_fast6` refuses them by link and by search alike),
+/// `eval::test_established_words::<_, true>` refuses them by link and by
+/// search alike),
 /// if-bound states (their interface checked as the general path checks
 /// it), states made on the out hook (the in hook's packets go against
 /// them: the hook bits, not the way bits, say which hook's packets take

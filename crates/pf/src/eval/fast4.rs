@@ -23,7 +23,7 @@ pub(crate) fn dir_words(k: (u64, u64), dir: Direction) -> (u64, u64) {
 }
 
 /// Whether in-hook key words from `fast_key4` are a UDP datagram's (the
-/// only packets `test_established4` decides: TCP needs its tracking).
+/// only packets `test_established_words` decides: TCP needs its tracking).
 #[inline(always)]
 pub fn is_udp4(k: (u64, u64)) -> bool {
     // the protocol byte and `KEY_INET6` (never set by `fast_key4`)
@@ -40,8 +40,12 @@ pub fn is_udp4(k: (u64, u64)) -> bool {
 /// start (BENCHMARKS §2, session 14 pf4d). `None`:
 /// anything else, for the general path (which starts over). `IN`: the
 /// hook is the in hook (`cx.dir`, as a constant of the caller's loop).
+/// `V6`: an IPv6 datagram `fast_udp6` took (its key words hold address
+/// ids); a translating state's packets then take the general path, since
+/// an IPv6 state's rewrite words hold ids, not the addresses the packet
+/// needs.
 #[inline(always)]
-pub fn test_established4<const IN: bool>(
+pub fn test_established_words<const IN: bool, const V6: bool>(
     cx: &Cx,
     owed: &mut Owed,
     k: (u64, u64),
@@ -55,13 +59,17 @@ pub fn test_established4<const IN: bool>(
     let mut link = if IN { (hint as u64) << 32 } else { pkt.meta.pf_link };
     // Only a state whose packets take the fast path on this hook.
     let (v, s) = cx.pf.states.probe_fast4::<IN>(cx.link_hint(link), key, cx.kif())?;
+    // (IPv6: a translating state's rewrite words hold ids.)
+    if V6 && v.nat {
+        return None;
+    }
     if IN {
         cx.pf.states.prefetch_rev(v.rev);
     }
     // A translating state's rewrite at once: nothing after it can send
     // the packet to the general path, and the target words are not kept
     // in registers (or spilled) across the rest.
-    if v.nat && !rewrite4(cx, v.idx, v.fwd, pkt, len, key, dir) {
+    if !V6 && v.nat && !rewrite4(cx, v.idx, v.fwd, pkt, len, key, dir) {
         return None;
     }
     StateTable::touch_slot(s, v.fwd, len as u64, cx.now.as_nanos());
@@ -71,7 +79,7 @@ pub fn test_established4<const IN: bool>(
     Some(Decision::Pass)
 }
 
-/// `test_established4`'s rewrite of a translating state's packet (key
+/// `test_established_words`'s rewrite of a translating state's packet (key
 /// words `key` in the hook's direction `dir`, `len` bytes, going the
 /// way of the state in slot `idx` if `fwd`) to the state's other key;
 /// false when the packet is the general path's (`StateTable::nat_target`).
@@ -84,7 +92,7 @@ fn rewrite4(cx: &Cx, idx: u32, fwd: bool, pkt: &mut PacketBuf, len: u16, key: (u
     true
 }
 
-/// What the packets `test_established4` passed owe the counters, added
+/// What the packets `test_established_words` passed owe the counters, added
 /// to them in one go (`settle`) when a packet's state has another rule
 /// than the packets before it, and at the end of the batch's chunk: pf's
 /// searches (pf_find_state's `pf_status.fcounters[FCNT_STATE_SEARCH]`)

@@ -89,43 +89,6 @@ pub fn noted_words6(u: &Udp6, pkt: &PacketBuf) -> Option<(u64, u64)> {
     Some((n.ids, udp6_word(u.ports)))
 }
 
-/// `test_established6` for a datagram `fast_udp6` took (in-hook key words
-/// `k`, `len` bytes), IPv4's way (`test_established4`): the state the
-/// packet's link names (pf out: the reverse link pf in left; pf in:
-/// `hint`, the chain head `lookup_heads` guessed, unverified) or, when the
-/// link names none that fits (a key not first in its bucket: ~2 % of
-/// packets at 10,000 flows), the one a search finds, as
-/// `Cx::probe_linked` goes on to `probe`; a plain state (no translation:
-/// a state's rewrite words hold ids, not addresses) whose packets take
-/// the fast path on this hook (`StateTable::probe_fast6`): counted (in
-/// `owed`, the chunk's sums) and passed. `None`: anything else, for the
-/// general path (which starts over). `IN`: the hook is the in hook
-/// (`cx.dir`, as a constant of the caller's loop).
-#[inline(always)]
-pub fn test_established6_words<const IN: bool>(
-    cx: &Cx,
-    owed: &mut Owed,
-    k: (u64, u64),
-    len: u16,
-    pkt: &mut PacketBuf,
-    hint: u32,
-) -> Option<Decision> {
-    debug_assert_eq!(IN, cx.dir == Direction::In);
-    let dir = if IN { Direction::In } else { Direction::Out };
-    let key = fast4::dir_words(k, dir);
-    let mut link = if IN { (hint as u64) << 32 } else { pkt.meta.pf_link };
-    let (v, s) = cx.pf.states.probe_fast6::<IN>(cx.link_hint(link), key, cx.kif())?;
-    if IN {
-        // The state pf out will read, into L2.
-        cx.pf.states.prefetch_rev(v.rev);
-    }
-    crate::state::StateTable::touch_slot(s, v.fwd, len as u64, cx.now.as_nanos());
-    cx.relink_as(dir, &mut link, v.idx, v.rev);
-    pkt.meta.pf_link = link;
-    owed.count(cx, v.rule, len);
-    Some(Decision::Pass)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,8 +44,8 @@ mod state_test;
 mod synproxy;
 
 pub use fast4::Owed;
-pub use fast4::{is_udp4, test_established4};
-pub use fast6::{fast_udp6, in_words6, noted_words6, test_established6_words, Udp6};
+pub use fast4::{is_udp4, test_established_words};
+pub use fast6::{fast_udp6, in_words6, noted_words6, Udp6};
 use inet6::*;
 pub use pdesc::*;
 pub use pdesc6::{parse_pd6, walk_header6, Walk6};

@@ -196,7 +196,7 @@ impl StateTable {
     /// chain's first slot, and `hints[i]` is slot + 1 of that first slot
     /// (0: an empty chain, or no key), *not verified*: whether it holds the
     /// key is the first thing the fast path reads of it anyway
-    /// (`probe_fast4`, which with `test_established4` prefetches the
+    /// (`probe_fast4`, which with `test_established_words` prefetches the
     /// reverse link's slot, `prefetch_rev`, or counts the miss,
     /// `hint_missed`); a packet for the
     /// general path has its hint verified there (`verified_hint`). Reads
@@ -321,19 +321,4 @@ fn fold_count(s: &Slot, i: usize, bytes: u64) {
     g.fold_recent(i);
     g.packets[i] = g.packets[i].wrapping_add(1);
     g.bytes[i] = g.bytes[i].wrapping_add(bytes);
-}
-
-impl StateTable {
-    /// What IPv6's fast path (`eval::test_established6_words`) reads of
-    /// the state for `key` on `ifidx` on the in hook (`IN`) or the out
-    /// hook: `probe_fast4`'s read (the linked slot, else a search out of
-    /// line; only a state whose packets take the fast path on this hook,
-    /// by its hook bit `FAST_IN` or `FAST_OUT`), but never a translating
-    /// state: an IPv6 state's rewrite words hold address ids, not the
-    /// addresses the packet needs, so such a state's packets take the
-    /// general path (`None`, as for a state off the fast path).
-    #[inline(always)]
-    pub fn probe_fast6<const IN: bool>(&self, link: u32, key: (u64, u64), ifidx: u32) -> Option<(FastView, &Slot)> {
-        self.probe_fast4::<IN>(link, key, ifidx).filter(|(v, _)| !v.nat)
-    }
 }
