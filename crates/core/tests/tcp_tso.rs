@@ -154,7 +154,7 @@ impl PacketFilter for RouteTso {
 fn tso_send_with(server: SocketAddr, route: Option<Arc<AtomicU64>>) -> Arc<Seen> {
     let seen = Arc::new(Seen::default());
     let s2 = seen.clone();
-    let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks_with(2048, 4096, |q, side| match side {
+    let mut t = two_stacks_with(2048, 4096, |q, side| match side {
         0 => q
             .into_iter()
             .map(|inner| Box::new(Offload { inner, seen: s2.clone(), cut: Vec::new() }) as Box<dyn LinkQueue>)
@@ -162,25 +162,39 @@ fn tso_send_with(server: SocketAddr, route: Option<Arc<AtomicU64>>) -> Arc<Seen>
         _ => q,
     });
     if let Some(routed) = route {
-        let a0 = a.ifaces.load().by_name("a0").unwrap().weak();
-        a.set_filter(Some(Box::new(RouteTso { routed, a0 })));
+        let a0 = t.a.ifaces.load().by_name("a0").unwrap().weak();
+        t.a.set_filter(Some(Box::new(RouteTso { routed, a0 })));
     }
     if server.is_ipv6() {
-        a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
-        b.add_address6("b0", "fd00::2".parse().unwrap(), 64).unwrap();
-        // DAD: the addresses become preferred.
-        for _ in 0..40 {
-            crate::common::step_workers(&clock, [&a, &b], [&mut wa, &mut wb], Duration::from_millis(100));
-        }
+        add_ipv6(&mut t);
     }
+    stream_a_to_b(&mut t, server, 6 << 20, Duration::from_micros(20));
+    seen
+}
+
+/// fd00::1/64 on A's a0 and fd00::2/64 on B's b0, preferred once DAD is
+/// done.
+fn add_ipv6(t: &mut TwoStacks) {
+    t.a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
+    t.b.add_address6("b0", "fd00::2".parse().unwrap(), 64).unwrap();
+    for _ in 0..40 {
+        crate::common::step_workers(&t.clock, [&t.a, &t.b], [&mut t.wa, &mut t.wb], Duration::from_millis(100));
+    }
+}
+
+/// A connects to B's listener at `server` and writes `len` bytes of a
+/// pattern, both workers polled and the clock moved by `tick` a round;
+/// B reads them equal.
+fn stream_a_to_b(t: &mut TwoStacks, server: SocketAddr, len: usize, tick: Duration) {
+    let TwoStacks { clock, a, b, wa, wb } = t;
     let mut step = |d| {
         wa.poll();
         wb.poll();
         clock.advance(d);
     };
-    let mut l = TcpListener::bind(&b, server).unwrap();
+    let mut l = TcpListener::bind(b, server).unwrap();
     l.set_nonblocking(true).unwrap();
-    let mut c = TcpStream::start_connect(&a, server).unwrap();
+    let mut c = TcpStream::start_connect(a, server).unwrap();
     c.set_nonblocking(true).unwrap();
     let mut s = None;
     for _ in 0..1000 {
@@ -192,12 +206,11 @@ fn tso_send_with(server: SocketAddr, route: Option<Arc<AtomicU64>>) -> Arc<Seen>
     }
     let mut s = s.expect("connected");
     s.set_nonblocking(true).unwrap();
-    let len = 6 << 20;
     let data: Vec<u8> = (0..len).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let (mut sent, mut got) = (0, Vec::with_capacity(len));
     let mut buf = vec![0u8; 65536];
     for _ in 0..200_000 {
-        step(Duration::from_micros(20));
+        step(tick);
         while sent < len {
             match c.write(&data[sent..(sent + 65536).min(len)]) {
                 Ok(n) => sent += n,
@@ -219,7 +232,6 @@ fn tso_send_with(server: SocketAddr, route: Option<Arc<AtomicU64>>) -> Arc<Seen>
     }
     assert_eq!(got.len(), len, "all bytes arrived");
     assert!(got == data, "the byte stream B read is the one A wrote");
-    seen
 }
 
 /// What A's link sends to B, kept whole (the wire stands in for a TAP
@@ -486,7 +498,7 @@ fn an_ipv6_super_frame_pf_routes_on_the_way_in_is_cut_with_its_next_hop() {
     let seen = Arc::new(Seen::default());
     let sample: Sample = Default::default();
     let (c2, s2, sm2) = (chan.clone(), seen.clone(), sample.clone());
-    let TwoStacks { clock, a, b, mut wa, mut wb } = two_stacks_with(2048, 4096, |q, side| match side {
+    let mut t = two_stacks_with(2048, 4096, |q, side| match side {
         0 => q.into_iter().map(|inner| Box::new(LroTx { inner, chan: c2.clone() }) as Box<dyn LinkQueue>).collect(),
         _ => q
             .into_iter()
@@ -495,66 +507,16 @@ fn an_ipv6_super_frame_pf_routes_on_the_way_in_is_cut_with_its_next_hop() {
             })
             .collect(),
     });
-    a.add_address6("a0", "fd00::1".parse().unwrap(), 64).unwrap();
-    b.add_address6("b0", "fd00::2".parse().unwrap(), 64).unwrap();
-    for _ in 0..40 {
-        crate::common::step_workers(&clock, [&a, &b], [&mut wa, &mut wb], Duration::from_millis(100));
-    }
+    add_ipv6(&mut t);
     let routed = Arc::new(AtomicU64::new(0));
-    let b0 = b.ifaces.load().by_name("b0").unwrap().weak();
-    b.set_filter(Some(Box::new(RouteIn6 { routed: routed.clone(), b0 })));
-    let mut step = |d| {
-        wa.poll();
-        wb.poll();
-        clock.advance(d);
-    };
-    let server: SocketAddr = "[fd00::2]:5001".parse().unwrap();
-    let mut l = TcpListener::bind(&b, server).unwrap();
-    l.set_nonblocking(true).unwrap();
-    let mut c = TcpStream::start_connect(&a, server).unwrap();
-    c.set_nonblocking(true).unwrap();
-    let mut s = None;
-    for _ in 0..1000 {
-        step(Duration::from_millis(1));
-        if let Ok((x, _)) = l.accept() {
-            s = Some(x);
-            break;
-        }
-    }
-    let mut s = s.expect("connected");
-    s.set_nonblocking(true).unwrap();
-    let len = 2 << 20;
-    let data: Vec<u8> = (0..len).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let (mut sent, mut got) = (0, Vec::with_capacity(len));
-    let mut buf = vec![0u8; 65536];
-    for _ in 0..100_000 {
-        step(Duration::from_micros(50));
-        while sent < len {
-            match c.write(&data[sent..(sent + 65536).min(len)]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => panic!("EOF after {} bytes", got.len()),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        if got.len() == len {
-            break;
-        }
-    }
+    let b0 = t.b.ifaces.load().by_name("b0").unwrap().weak();
+    t.b.set_filter(Some(Box::new(RouteIn6 { routed: routed.clone(), b0 })));
+    stream_a_to_b(&mut t, "[fd00::2]:5001".parse().unwrap(), 2 << 20, Duration::from_micros(50));
     let routed = routed.load(Ordering::Relaxed);
-    let forwarded = a.stats.sum(|s| &s.ip6.forward);
+    let forwarded = t.a.stats.sum(|s| &s.ip6.forward);
     assert!(routed > 4, "super-frames pf in routed whole: {routed}");
     // Each routed super-frame's pieces reached A and came back forwarded.
     assert!(forwarded > 2 * routed, "A forwarded {forwarded} pieces of {routed} routed super-frames");
-    assert_eq!(got.len(), len, "all bytes arrived");
-    assert!(got == data, "the byte stream B read is the one A wrote");
 }
 
 /// pf in's stand-in on B: an IPv6 super-frame (`mflags::TSO`) is counted
